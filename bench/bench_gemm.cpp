@@ -1,0 +1,179 @@
+// Benchmarks of the CPU GEMM (kernels/cpu/gemm.h): rlft vs OpenBLAS cblas_sgemm vs the naive
+// reference, square sizes 64..2048 and the shapes of RL MLPs, at 1 and 2 threads.
+//
+// Each line reports GFLOP/s (2*M*N*K per call) and %peak, where
+//   peak = threads x 32 FP32 FLOP/cycle (Zen 4 / Skylake-X: one 512-bit FMA, or two 256-bit,
+//          per cycle per core) x the clock measured at start-up (a chain of dependent integer
+//          adds, 1 cycle each; printed in the context as cpu_clock_ghz).
+// Run (2 cores shared with others, keep it short):
+//   build-gemm/bench_gemm --benchmark_min_time=0.2
+//   build-gemm/bench_gemm --benchmark_filter='square' --benchmark_min_time=0.2
+// Implementations are registered grouped (all rlft, then OpenBLAS, then naive) so that one
+// library's idle worker threads, which spin for a while after a call, do not slow the other.
+#include <benchmark/benchmark.h>
+#include <omp.h>
+
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "kernels/cpu/gemm.h"
+
+#ifdef RLFT_HAVE_OPENBLAS
+#include <cblas.h>
+extern "C" void openblas_set_num_threads(int);
+#endif
+
+namespace {
+
+using rlft::kernels::gemm_f32;
+using rlft::kernels::gemm_naive_f32;
+
+constexpr double kFlopPerCycle = 32.0;  // per core, FP32 (see the header)
+
+// Core clock in Hz: 1000 dependent adds per iteration run at one per cycle.
+double measure_clock_hz() {
+  double best = 0.0;
+  for (int trial = 0; trial < 5; ++trial) {
+    uint64_t x = 0;
+    const int64_t iters = 20000;
+    const auto t0 = std::chrono::steady_clock::now();
+    for (int64_t i = 0; i < iters; ++i) {
+#if defined(__x86_64__)
+#define RLFT_ADD10 "add $1, %0\n\tadd $1, %0\n\tadd $1, %0\n\tadd $1, %0\n\tadd $1, %0\n\t" \
+                   "add $1, %0\n\tadd $1, %0\n\tadd $1, %0\n\tadd $1, %0\n\tadd $1, %0\n\t"
+#define RLFT_ADD100 RLFT_ADD10 RLFT_ADD10 RLFT_ADD10 RLFT_ADD10 RLFT_ADD10 \
+                    RLFT_ADD10 RLFT_ADD10 RLFT_ADD10 RLFT_ADD10 RLFT_ADD10
+      asm volatile(RLFT_ADD100 RLFT_ADD100 RLFT_ADD100 RLFT_ADD100 RLFT_ADD100 RLFT_ADD100
+                       RLFT_ADD100 RLFT_ADD100 RLFT_ADD100 RLFT_ADD100
+                   : "+r"(x));
+#else
+      x += 1000;
+#endif
+    }
+    const double s =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    benchmark::DoNotOptimize(x);
+    best = std::max(best, 1000.0 * static_cast<double>(iters) / s);
+  }
+  return best;
+}
+
+double g_clock_hz = 0.0;
+
+enum class Impl { rlft, openblas, naive };
+const char* impl_name(Impl impl) {
+  return impl == Impl::rlft ? "rlft" : impl == Impl::openblas ? "openblas" : "naive";
+}
+
+struct Problem {
+  bool ta, tb;
+  int64_t M, N, K;
+  std::vector<float> A, B, C;
+  Problem(bool ta_, bool tb_, int64_t M_, int64_t N_, int64_t K_)
+      : ta(ta_), tb(tb_), M(M_), N(N_), K(K_), A(M * K), B(K * N), C(M * N) {
+    std::mt19937 rng(42);
+    std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+    for (float& x : A) x = u(rng);
+    for (float& x : B) x = u(rng);
+  }
+  int64_t lda() const { return ta ? M : K; }
+  int64_t ldb() const { return tb ? K : N; }
+};
+
+void run(benchmark::State& state, Impl impl, bool ta, bool tb, int64_t M, int64_t N, int64_t K,
+         int threads) {
+  Problem p(ta, tb, M, N, K);
+  if (impl == Impl::rlft) omp_set_num_threads(threads);
+#ifdef RLFT_HAVE_OPENBLAS
+  if (impl == Impl::openblas) openblas_set_num_threads(threads);
+#endif
+  for (auto _ : state) {
+    switch (impl) {
+      case Impl::rlft:
+        gemm_f32(ta, tb, M, N, K, 1.0f, p.A.data(), p.lda(), p.B.data(), p.ldb(), 0.0f,
+                 p.C.data(), N);
+        break;
+      case Impl::naive:
+        gemm_naive_f32(ta, tb, M, N, K, 1.0f, p.A.data(), p.lda(), p.B.data(), p.ldb(), 0.0f,
+                       p.C.data(), N);
+        break;
+      case Impl::openblas:
+#ifdef RLFT_HAVE_OPENBLAS
+        cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
+                    static_cast<int>(M), static_cast<int>(N), static_cast<int>(K), 1.0f,
+                    p.A.data(), static_cast<int>(p.lda()), p.B.data(), static_cast<int>(p.ldb()),
+                    0.0f, p.C.data(), static_cast<int>(N));
+#endif
+        break;
+    }
+    benchmark::ClobberMemory();
+  }
+  const double flops = 2.0 * static_cast<double>(M) * N * K;
+  state.counters["GFLOP/s"] =
+      benchmark::Counter(flops * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["%peak"] =
+      benchmark::Counter(100.0 * flops / (threads * kFlopPerCycle * g_clock_hz),
+                         benchmark::Counter::kIsIterationInvariantRate);
+  if (impl == Impl::rlft) state.SetLabel(rlft::kernels::gemm_isa());
+  omp_set_num_threads(omp_get_num_procs());
+#ifdef RLFT_HAVE_OPENBLAS
+  openblas_set_num_threads(omp_get_num_procs());
+#endif
+}
+
+void register_all() {
+  std::vector<Impl> impls = {Impl::rlft};
+#ifdef RLFT_HAVE_OPENBLAS
+  impls.push_back(Impl::openblas);
+#endif
+  impls.push_back(Impl::naive);
+  const int thread_counts[] = {1, 2};
+  struct Shape {
+    const char* family;
+    bool ta, tb;
+    int64_t M, N, K;
+  };
+  std::vector<Shape> shapes;
+  for (int64_t n : {64, 128, 256, 512, 1024, 2048}) shapes.push_back({"square", false, false, n, n, n});
+  // RL MLP layers: M = batch, (K, N) = (in, out) widths; nn: W stored [in,out], nt: W stored
+  // [out,in] (y = x W^T, the PyTorch Linear layout).
+  for (bool tb : {false, true})
+    for (int64_t m : {1, 64, 512})
+      for (auto kn : {std::pair<int64_t, int64_t>{4, 64}, {64, 64}, {64, 2}, {256, 256}})
+        shapes.push_back({"rl", false, tb, m, kn.second, kn.first});
+
+  for (Impl impl : impls)
+    for (int threads : thread_counts)
+      for (const Shape& s : shapes) {
+        const bool small = s.M * s.N * s.K <= 256LL * 256 * 256;
+        if (impl == Impl::naive && (threads > 1 || !small)) continue;  // too slow to matter
+        char name[160];
+        std::snprintf(name, sizeof name, "%s/%s/%s%s/M:%lld/N:%lld/K:%lld/threads:%d", s.family,
+                      impl_name(impl), s.ta ? "t" : "n", s.tb ? "t" : "n",
+                      static_cast<long long>(s.M), static_cast<long long>(s.N),
+                      static_cast<long long>(s.K), threads);
+        benchmark::RegisterBenchmark(name, [=](benchmark::State& st) {
+          run(st, impl, s.ta, s.tb, s.M, s.N, s.K, threads);
+        })->UseRealTime();
+      }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  g_clock_hz = measure_clock_hz();
+  benchmark::AddCustomContext("cpu_clock_ghz", std::to_string(g_clock_hz * 1e-9));
+  benchmark::AddCustomContext("peak_gflops_per_core",
+                              std::to_string(kFlopPerCycle * g_clock_hz * 1e-9));
+  benchmark::AddCustomContext("rlft_gemm_isa", rlft::kernels::gemm_isa());
+  register_all();
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

@@ -1,0 +1,171 @@
+// rlft::fs — POSIX implementation. Every system call is checked; errors quote the path and
+// strerror(errno).
+#include "engine/fs.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <utility>
+
+#include "engine/error.h"
+
+namespace rlft::fs {
+namespace {
+
+std::string reason(int err) { return std::strerror(err); }
+
+// Closes a descriptor on scope exit unless released.
+struct Fd {
+  int fd = -1;
+  ~Fd() {
+    if (fd >= 0) ::close(fd);
+  }
+  int release() { return std::exchange(fd, -1); }
+};
+
+// Writes all of `bytes`, retrying on EINTR and short writes. Returns 0 or an errno.
+int write_all(int fd, std::string_view bytes) {
+  while (!bytes.empty()) {
+    const ssize_t n = ::write(fd, bytes.data(), bytes.size());
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return errno;
+    }
+    bytes.remove_prefix(size_t(n));
+  }
+  return 0;
+}
+
+// "dir/name" → "dir"; "name" → "."; "/name" → "/".
+std::string parent_dir(const std::string& path) {
+  const size_t slash = path.find_last_of('/');
+  if (slash == std::string::npos) return ".";
+  if (slash == 0) return "/";
+  return path.substr(0, slash);
+}
+
+std::string base_name(const std::string& path) {
+  const size_t slash = path.find_last_of('/');
+  return slash == std::string::npos ? path : path.substr(slash + 1);
+}
+
+}  // namespace
+
+void atomic_write_file(const std::string& path, std::string_view bytes) {
+  RLFT_CHECK(!path.empty() && path.back() != '/', "atomic_write_file: '", path,
+             "' is not a file path");
+  const std::string dir = parent_dir(path);
+
+  // A fresh name per call: pid, a process-wide counter and the clock; O_EXCL makes a clash an
+  // EEXIST, retried with the next name.
+  static std::atomic<uint64_t> counter{0};
+  std::string temp;
+  Fd file;
+  for (int attempt = 0; file.fd < 0; ++attempt) {
+    const uint64_t salt = uint64_t(std::chrono::steady_clock::now().time_since_epoch().count());
+    temp =
+        str(dir, "/.", base_name(path), ".tmp.", ::getpid(), ".", counter++, ".", salt % 1000003);
+    file.fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+    if (file.fd < 0 && (errno != EEXIST || attempt > 100)) {
+      throw Error(str("cannot write '", path, "': cannot create a temporary file in '", dir,
+                      "': ", reason(errno)));
+    }
+  }
+  const auto fail = [&](const char* step, int err) {
+    if (file.fd >= 0) ::close(file.release());
+    ::unlink(temp.c_str());
+    throw Error(str("cannot write '", path, "': ", step, " '", temp, "': ", reason(err)));
+  };
+  if (const int err = write_all(file.fd, bytes)) fail("write to", err);
+  if (::fsync(file.fd) != 0) fail("fsync of", errno);
+  if (::close(file.release()) != 0) fail("close of", errno);
+  if (::rename(temp.c_str(), path.c_str()) != 0) fail("rename over it of", errno);
+
+  // The rename is durable only once the directory entry is on disk.
+  Fd d;
+  d.fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (d.fd < 0 || (::fsync(d.fd) != 0 && errno != EINVAL && errno != ENOTSUP)) {
+    throw Error(
+        str("wrote '", path, "' but could not fsync its directory '", dir, "': ", reason(errno)));
+  }
+}
+
+std::string read_file(const std::string& path) {
+  Fd file;
+  file.fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (file.fd < 0) throw Error(str("cannot read '", path, "': ", reason(errno)));
+  struct stat st;
+  if (::fstat(file.fd, &st) != 0) throw Error(str("cannot read '", path, "': ", reason(errno)));
+  if (S_ISDIR(st.st_mode)) throw Error(str("cannot read '", path, "': Is a directory"));
+  std::string bytes;
+  if (S_ISREG(st.st_mode)) bytes.reserve(size_t(st.st_size));
+  char buf[1 << 16];
+  while (true) {
+    const ssize_t n = ::read(file.fd, buf, sizeof(buf));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      throw Error(str("cannot read '", path, "': ", reason(errno)));
+    }
+    if (n == 0) return bytes;
+    bytes.append(buf, size_t(n));
+  }
+}
+
+void append_line(const std::string& path, std::string_view line) {
+  RLFT_CHECK(line.find('\n') == std::string_view::npos, "append_line '", path,
+             "': the line contains a newline");
+  Fd file;
+  file.fd = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0666);
+  if (file.fd < 0) throw Error(str("cannot append to '", path, "': ", reason(errno)));
+  struct stat st;
+  if (::fstat(file.fd, &st) != 0) {
+    throw Error(str("cannot append to '", path, "': ", reason(errno)));
+  }
+  std::string buf;
+  buf.reserve(line.size() + 1);
+  buf.append(line);
+  buf += '\n';
+  if (const int err = write_all(file.fd, buf)) {
+    // Drop the partial line (best effort: the truncate itself may fail on a full disk).
+    [[maybe_unused]] const int ignored = ::ftruncate(file.fd, st.st_size);
+    throw Error(str("cannot append to '", path, "': ", reason(err)));
+  }
+  if (::close(file.release()) != 0) {
+    throw Error(str("cannot append to '", path, "': ", reason(errno)));
+  }
+}
+
+void make_dirs(const std::string& path) {
+  RLFT_CHECK(!path.empty(), "make_dirs: empty path");
+  // Create each prefix ending before a '/', then the path itself.
+  for (size_t end = path.find('/', 1);; end = path.find('/', end + 1)) {
+    const std::string prefix = path.substr(0, end);
+    if (!prefix.empty() && prefix.back() != '/') {
+      if (::mkdir(prefix.c_str(), 0777) != 0) {
+        const int err = errno;
+        struct stat st;
+        if (::stat(prefix.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+          const std::string at = prefix == path ? "" : str(" (at '", prefix, "')");
+          if (err == EEXIST) {
+            throw Error(str("cannot create directory '", path, "'", at,
+                            ": it exists and is not a directory"));
+          }
+          throw Error(str("cannot create directory '", path, "'", at, ": ", reason(err)));
+        }
+      }
+    }
+    if (end == std::string::npos) return;
+  }
+}
+
+bool exists(const std::string& path) {
+  struct stat st;
+  return ::stat(path.c_str(), &st) == 0;
+}
+
+}  // namespace rlft::fs

@@ -1,0 +1,125 @@
+// Every tensor op of the engine. Each checks its inputs (shapes, dtypes, devices) and throws
+// rlft::Error naming the op and the offending values, runs a kernel of kernels/, and, when
+// an input requires grad, records its backward (engine/autograd.h).
+//
+// Shape vocabulary: B batch, T time/sequence, C channels/classes, V vocabulary, N rows.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "engine/rng.h"
+#include "engine/tensor.h"
+
+namespace rlft {
+
+// ---- elementwise, broadcasting (NumPy rules) -----------------------------------------
+Tensor add(const Tensor& a, const Tensor& b);
+Tensor sub(const Tensor& a, const Tensor& b);
+Tensor mul(const Tensor& a, const Tensor& b);
+Tensor div(const Tensor& a, const Tensor& b);
+Tensor minimum(const Tensor& a, const Tensor& b);  // gradient to the smaller (ties: a)
+Tensor maximum(const Tensor& a, const Tensor& b);  // gradient to the larger (ties: a)
+// With a scalar.
+Tensor add(const Tensor& a, double s);
+Tensor mul(const Tensor& a, double s);
+Tensor rsub(double s, const Tensor& a);  // s - a
+Tensor rdiv(double s, const Tensor& a);  // s / a
+
+Tensor neg(const Tensor& a);
+Tensor pow(const Tensor& a, double exponent);
+Tensor exp(const Tensor& a);
+Tensor log(const Tensor& a);
+Tensor sqrt(const Tensor& a);
+Tensor abs(const Tensor& a);
+Tensor tanh(const Tensor& a);
+Tensor sigmoid(const Tensor& a);
+Tensor relu(const Tensor& a);
+Tensor gelu(const Tensor& a);  // tanh approximation (GPT-2)
+Tensor softplus(const Tensor& a);
+Tensor clamp(const Tensor& a, double lo, double hi);  // gradient 0 outside [lo, hi]
+Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b);  // cond: bool
+
+// Comparisons (bool result, no gradient).
+Tensor eq(const Tensor& a, const Tensor& b);
+Tensor ne(const Tensor& a, const Tensor& b);
+Tensor lt(const Tensor& a, const Tensor& b);
+Tensor le(const Tensor& a, const Tensor& b);
+Tensor gt(const Tensor& a, const Tensor& b);
+Tensor ge(const Tensor& a, const Tensor& b);
+Tensor lt(const Tensor& a, double s);
+Tensor gt(const Tensor& a, double s);
+Tensor logical_not(const Tensor& a);
+
+// ---- reductions ------------------------------------------------------------------------
+// Over `dims` (empty = all dimensions), keeping reduced dims as size 1 when keepdim.
+Tensor sum(const Tensor& a, const std::vector<int64_t>& dims = {}, bool keepdim = false);
+Tensor mean(const Tensor& a, const std::vector<int64_t>& dims = {}, bool keepdim = false);
+// Variance with `correction` (1: unbiased, as torch.var's default; 0: population).
+Tensor var(const Tensor& a, const std::vector<int64_t>& dims = {}, int correction = 1,
+           bool keepdim = false);
+Tensor max(const Tensor& a, int64_t dim, bool keepdim = false);  // gradient to the first max
+Tensor min(const Tensor& a, int64_t dim, bool keepdim = false);
+Tensor max(const Tensor& a);  // over all elements
+Tensor min(const Tensor& a);
+Tensor argmax(const Tensor& a, int64_t dim, bool keepdim = false);  // int64, no gradient
+Tensor logsumexp(const Tensor& a, int64_t dim, bool keepdim = false);
+
+// ---- linear algebra --------------------------------------------------------------------
+// [M,K] @ [K,N]; batched [..., M, K] @ [..., K, N] with broadcast batch dims; 1-d operands
+// are promoted as in NumPy.
+Tensor matmul(const Tensor& a, const Tensor& b);
+// x [..., in] · weight [out, in]^T + bias [out] (bias may be undefined).
+Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor());
+
+// ---- neural-network ops ----------------------------------------------------------------
+Tensor softmax(const Tensor& a, int64_t dim = -1);
+Tensor log_softmax(const Tensor& a, int64_t dim = -1);
+// logits [N, C], targets [N] int64; mean over targets != ignore_index ("mean"), or "sum",
+// or "none" (per-row, 0 at ignored rows).
+Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore_index = -100,
+                     const char* reduction = "mean");
+// weight [V, C], indices int64 of any shape -> [..., C].
+Tensor embedding(const Tensor& weight, const Tensor& indices);
+// Over the last dimension, with optional affine weight/bias [C].
+Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps = 1e-5);
+// Zeroes with probability p and scales by 1/(1-p) when training; identity otherwise.
+Tensor dropout(const Tensor& a, double p, bool training, Generator* gen = nullptr);
+
+// ---- shape and indexing ----------------------------------------------------------------
+Tensor concat(const std::vector<Tensor>& tensors, int64_t dim = 0);
+Tensor stack(const std::vector<Tensor>& tensors, int64_t dim = 0);
+// out[i][j] = a[i][index[i][j]] along `dim` (index int64, same rank as a).
+Tensor gather(const Tensor& a, int64_t dim, const Tensor& index);
+// Rows (along dim) picked by a 1-d int64 index.
+Tensor index_select(const Tensor& a, int64_t dim, const Tensor& index);
+// a with value where mask (bool, broadcast to a) is true; gradient 0 there.
+Tensor masked_fill(const Tensor& a, const Tensor& mask, double value);
+// int64 [...] -> [..., num_classes] of `dtype` (no gradient).
+Tensor one_hot(const Tensor& indices, int64_t num_classes, DType dtype = DType::f32);
+
+// ---- random ----------------------------------------------------------------------------
+Tensor rand(const Shape& shape, Generator* gen = nullptr, DType dtype = DType::f32);   // U[0,1)
+Tensor randn(const Shape& shape, Generator* gen = nullptr, DType dtype = DType::f32);  // N(0,1)
+// Indices sampled from the categorical distributions of each row of probs [N, C] -> [N].
+Tensor multinomial(const Tensor& probs, Generator* gen = nullptr);
+
+// ---- operators -------------------------------------------------------------------------
+inline Tensor operator+(const Tensor& a, const Tensor& b) { return add(a, b); }
+inline Tensor operator-(const Tensor& a, const Tensor& b) { return sub(a, b); }
+inline Tensor operator*(const Tensor& a, const Tensor& b) { return mul(a, b); }
+inline Tensor operator/(const Tensor& a, const Tensor& b) { return div(a, b); }
+inline Tensor operator-(const Tensor& a) { return neg(a); }
+inline Tensor operator+(const Tensor& a, double s) { return add(a, s); }
+inline Tensor operator+(double s, const Tensor& a) { return add(a, s); }
+inline Tensor operator-(const Tensor& a, double s) { return add(a, -s); }
+inline Tensor operator-(double s, const Tensor& a) { return rsub(s, a); }
+inline Tensor operator*(const Tensor& a, double s) { return mul(a, s); }
+inline Tensor operator*(double s, const Tensor& a) { return mul(a, s); }
+inline Tensor operator/(const Tensor& a, double s) { return mul(a, 1.0 / s); }
+inline Tensor operator/(double s, const Tensor& a) { return rdiv(s, a); }
+
+// Checks that all defined tensors live on one device and returns it (`op` names the caller).
+Device common_device(const char* op, std::initializer_list<const Tensor*> tensors);
+
+}  // namespace rlft

@@ -1,0 +1,232 @@
+#include "engine/optim.h"
+
+#include <cmath>
+#include <map>
+
+#include "engine/ops.h"
+
+namespace rlft::optim {
+
+namespace {
+template <typename F>
+void for_each_float(const Tensor& t, F&& f) {
+  RLFT_CHECK(t.is_contiguous(), "optimizer: parameter of shape ", t.shape(), " is not contiguous");
+  dispatch_float(t.dtype(), "optimizer", [&](auto tag) { f(tag); });
+}
+}  // namespace
+
+Optimizer::Optimizer(std::vector<Tensor> params, double lr) : params_(std::move(params)), lr_(lr) {
+  RLFT_CHECK(lr >= 0 && std::isfinite(lr), "optimizer: learning rate must be finite and >= 0, got ", lr);
+  for (size_t i = 0; i < params_.size(); ++i) {
+    RLFT_CHECK(params_[i].defined() && params_[i].requires_grad(), "optimizer: parameter ", i,
+               " does not require grad");
+    RLFT_CHECK(params_[i].is_contiguous(), "optimizer: parameter ", i, " is not contiguous");
+  }
+}
+
+void Optimizer::zero_grad() {
+  for (const Tensor& p : params_) p.impl()->grad.reset();
+}
+
+std::vector<std::pair<std::string, Tensor>> Optimizer::state() const {
+  return {{"step", Tensor::from_vector(std::vector<int64_t>{steps_}, {1})}};
+}
+
+void Optimizer::load_state(const std::vector<std::pair<std::string, Tensor>>& state) {
+  std::map<std::string, Tensor> by_name(state.begin(), state.end());
+  auto it = by_name.find("step");
+  RLFT_CHECK(it != by_name.end(), "optimizer state: missing entry 'step'");
+  steps_ = int64_t(it->second.item());
+}
+
+std::vector<std::pair<std::string, Tensor>> Optimizer::slot_state(const std::string& prefix,
+                                                                  const std::vector<Tensor>& slots) const {
+  std::vector<std::pair<std::string, Tensor>> out;
+  for (size_t i = 0; i < slots.size(); ++i)
+    if (slots[i].defined()) out.emplace_back(prefix + "." + std::to_string(i), slots[i]);
+  return out;
+}
+
+namespace {
+// Restores slots[i] from entries "<prefix>.<i>", checking shapes against the parameters.
+void load_slots(const std::vector<std::pair<std::string, Tensor>>& state, const std::string& prefix,
+                const std::vector<Tensor>& params, std::vector<Tensor>& slots) {
+  std::map<std::string, Tensor> by_name(state.begin(), state.end());
+  for (size_t i = 0; i < params.size(); ++i) {
+    auto it = by_name.find(prefix + "." + std::to_string(i));
+    if (it == by_name.end()) continue;
+    RLFT_CHECK(it->second.shape() == params[i].shape(), "optimizer state: '", it->first, "' has shape ",
+               it->second.shape(), " but parameter ", i, " has ", params[i].shape());
+    slots[i] = it->second.to(params[i].dtype()).clone();
+  }
+}
+}  // namespace
+
+// ---- SGD -------------------------------------------------------------------------------
+
+SGD::SGD(std::vector<Tensor> params, double lr, double momentum, double weight_decay, bool nesterov, double dampening)
+    : Optimizer(std::move(params), lr), momentum_(momentum), weight_decay_(weight_decay), dampening_(dampening),
+      nesterov_(nesterov) {
+  RLFT_CHECK(momentum >= 0, "SGD: momentum must be >= 0, got ", momentum);
+  RLFT_CHECK(!nesterov || (momentum > 0 && dampening == 0), "SGD: Nesterov needs momentum > 0 and no dampening");
+  velocity_.resize(params_.size());
+}
+
+void SGD::step() {
+  ++steps_;
+  for (size_t i = 0; i < params_.size(); ++i) {
+    const Tensor& p = params_[i];
+    const Tensor g = p.grad();
+    if (!g.defined()) continue;
+    const Tensor gc = g.contiguous();
+    if (momentum_ != 0 && !velocity_[i].defined()) velocity_[i] = Tensor::zeros(p.shape(), p.dtype());
+    for_each_float(p, [&](auto tag) {
+      using T = decltype(tag);
+      T* w = p.data<T>();
+      const T* gp = gc.data<T>();
+      T* v = momentum_ != 0 ? velocity_[i].data<T>() : nullptr;
+      const bool first = steps_ == 1;
+      for (int64_t k = 0; k < p.numel(); ++k) {
+        double d = double(gp[k]) + weight_decay_ * double(w[k]);
+        if (v) {
+          const double vk = first ? d : momentum_ * double(v[k]) + (1 - dampening_) * d;
+          v[k] = T(vk);
+          d = nesterov_ ? d + momentum_ * vk : vk;
+        }
+        w[k] = T(double(w[k]) - lr_ * d);
+      }
+    });
+  }
+}
+
+std::vector<std::pair<std::string, Tensor>> SGD::state() const {
+  auto s = Optimizer::state();
+  auto v = slot_state("momentum_buffer", velocity_);
+  s.insert(s.end(), v.begin(), v.end());
+  return s;
+}
+
+void SGD::load_state(const std::vector<std::pair<std::string, Tensor>>& state) {
+  Optimizer::load_state(state);
+  load_slots(state, "momentum_buffer", params_, velocity_);
+}
+
+// ---- Adam / AdamW ----------------------------------------------------------------------
+
+Adam::Adam(std::vector<Tensor> params, double lr, double beta1, double beta2, double eps, double weight_decay,
+           bool decoupled)
+    : Optimizer(std::move(params), lr), beta1_(beta1), beta2_(beta2), eps_(eps), weight_decay_(weight_decay),
+      decoupled_(decoupled) {
+  RLFT_CHECK(beta1 >= 0 && beta1 < 1 && beta2 >= 0 && beta2 < 1, "Adam: betas must be in [0, 1), got (", beta1,
+             ", ", beta2, ")");
+  RLFT_CHECK(eps >= 0, "Adam: eps must be >= 0, got ", eps);
+  RLFT_CHECK(weight_decay >= 0, "Adam: weight_decay must be >= 0, got ", weight_decay);
+  exp_avg_.resize(params_.size());
+  exp_avg_sq_.resize(params_.size());
+}
+
+void Adam::step() {
+  ++steps_;
+  const double bc1 = 1 - std::pow(beta1_, double(steps_)), bc2 = 1 - std::pow(beta2_, double(steps_));
+  const double step_size = lr_ / bc1, sqrt_bc2 = std::sqrt(bc2);
+  for (size_t i = 0; i < params_.size(); ++i) {
+    const Tensor& p = params_[i];
+    const Tensor g = p.grad();
+    if (!g.defined()) continue;
+    const Tensor gc = g.contiguous();
+    if (!exp_avg_[i].defined()) {
+      exp_avg_[i] = Tensor::zeros(p.shape(), p.dtype());
+      exp_avg_sq_[i] = Tensor::zeros(p.shape(), p.dtype());
+    }
+    for_each_float(p, [&](auto tag) {
+      using T = decltype(tag);
+      T* w = p.data<T>();
+      const T* gp = gc.data<T>();
+      T* m = exp_avg_[i].data<T>();
+      T* v = exp_avg_sq_[i].data<T>();
+      const T b1 = T(beta1_), b2 = T(beta2_), one = T(1);
+      const T decay = T(1 - lr_ * weight_decay_), l2 = T(weight_decay_);
+      const T ss = T(step_size), sb = T(sqrt_bc2), eps = T(eps_);
+      const int64_t n = p.numel();
+      for (int64_t k = 0; k < n; ++k) {
+        T gk = gp[k];
+        if (decoupled_) w[k] *= decay;
+        else gk += l2 * w[k];
+        m[k] = b1 * m[k] + (one - b1) * gk;
+        v[k] = b2 * v[k] + (one - b2) * gk * gk;
+        w[k] -= ss * m[k] / (std::sqrt(v[k]) / sb + eps);
+      }
+    });
+  }
+}
+
+std::vector<std::pair<std::string, Tensor>> Adam::state() const {
+  auto s = Optimizer::state();
+  auto m = slot_state("exp_avg", exp_avg_), v = slot_state("exp_avg_sq", exp_avg_sq_);
+  s.insert(s.end(), m.begin(), m.end());
+  s.insert(s.end(), v.begin(), v.end());
+  return s;
+}
+
+void Adam::load_state(const std::vector<std::pair<std::string, Tensor>>& state) {
+  Optimizer::load_state(state);
+  load_slots(state, "exp_avg", params_, exp_avg_);
+  load_slots(state, "exp_avg_sq", params_, exp_avg_sq_);
+}
+
+// ---- clipping and schedules ------------------------------------------------------------
+
+double clip_grad_norm(const std::vector<Tensor>& params, double max_norm) {
+  RLFT_CHECK(max_norm > 0, "clip_grad_norm: max_norm must be > 0, got ", max_norm);
+  double total = 0;
+  for (const Tensor& p : params) {
+    const Tensor g = p.grad();
+    if (!g.defined()) continue;
+    for_each_float(g, [&](auto tag) {
+      using T = decltype(tag);
+      const T* gp = g.data<T>();
+      for (int64_t k = 0; k < g.numel(); ++k) total += double(gp[k]) * double(gp[k]);
+    });
+  }
+  const double norm = std::sqrt(total);
+  const double coef = max_norm / (norm + 1e-6);
+  if (coef < 1) {
+    for (const Tensor& p : params) {
+      const Tensor g = p.grad();
+      if (!g.defined()) continue;
+      for_each_float(g, [&](auto tag) {
+        using T = decltype(tag);
+        T* gp = g.data<T>();
+        for (int64_t k = 0; k < g.numel(); ++k) gp[k] = T(double(gp[k]) * coef);
+      });
+    }
+  }
+  return norm;
+}
+
+double LRSchedule::at(int64_t step) const {
+  RLFT_CHECK(total > 0, "LRSchedule: total steps must be > 0, got ", total);
+  switch (kind) {
+    case Kind::constant: return base_lr;
+    case Kind::linear: {
+      const double frac = std::min(1.0, double(step) / double(total));
+      return base_lr + (end_lr - base_lr) * frac;
+    }
+    case Kind::cosine: {
+      if (step < warmup) return base_lr * double(step + 1) / double(warmup);
+      const double span = double(std::max<int64_t>(total - warmup, 1));
+      const double progress = std::min(1.0, double(step - warmup) / span);
+      return end_lr + 0.5 * (base_lr - end_lr) * (1 + std::cos(M_PI * progress));
+    }
+  }
+  return base_lr;
+}
+
+LRSchedule::Kind LRSchedule::parse(const std::string& name) {
+  if (name == "constant") return Kind::constant;
+  if (name == "linear") return Kind::linear;
+  if (name == "cosine") return Kind::cosine;
+  throw Error(str("unknown learning-rate schedule '", name, "' (expected constant, linear or cosine)"));
+}
+
+}  // namespace rlft::optim

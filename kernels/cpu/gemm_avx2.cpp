@@ -1,0 +1,110 @@
+// AVX2+FMA kernels of the CPU GEMM (the manual is at the top of gemm.cpp). The kernel bodies are
+// in gemm_kernels.h; this file supplies the vector type and the block sizes, and compiles them
+// with `#pragma GCC target` (the library itself is built without -march flags).
+//
+// 16 ymm registers: packed tile 6 x 16 (12 accumulators + 2 B vectors + 1 broadcast), unpacked
+// 6 x 16, dot 4 x 2. Blocks: KC = 384, NB = 384 (576 KiB of packed B: L2), MB = 3072.
+// GCC 12 reports the intrinsics' internal _mm*_undefined_*() as uninitialized (GCC PR 105593).
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include <immintrin.h>
+
+#include <cstdint>
+
+#include "kernels/cpu/gemm_kernels.h"
+
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+
+namespace rlft::kernels::gemm_avx2 {
+
+alignas(32) inline constexpr int32_t kMaskTable[16] = {-1, -1, -1, -1, -1, -1, -1, -1,
+                                                       0,  0,  0,  0,  0,  0,  0,  0};
+
+struct V {
+  using T = __m256;
+  using Mask = __m256i;
+  static constexpr int W = 8;
+  static T zero() { return _mm256_setzero_ps(); }
+  static T load(const float* p) { return _mm256_loadu_ps(p); }
+  static T loadm(const float* p, Mask m) { return _mm256_maskload_ps(p, m); }
+  static void store(float* p, T v) { _mm256_storeu_ps(p, v); }
+  static void storem(float* p, T v, Mask m) { _mm256_maskstore_ps(p, m, v); }
+  static T set1(float x) { return _mm256_set1_ps(x); }
+  static T fmadd(T a, T b, T c) { return _mm256_fmadd_ps(a, b, c); }
+  static T mul(T a, T b) { return _mm256_mul_ps(a, b); }
+  static Mask mask(int n) {
+    return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(kMaskTable + 8 - n));
+  }
+  static float hsum(T v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+  }
+  // out[t] = sum of the lanes of v[t], t < 8.
+  static void hsum_w(const T* v, float* out) {
+    T u[4];
+#pragma GCC unroll 16
+    for (int t = 0; t < 4; ++t)  // lanes 0-3: halves of v[2t], lanes 4-7: of v[2t+1]
+      u[t] = _mm256_add_ps(_mm256_permute2f128_ps(v[2 * t], v[2 * t + 1], 0x20),
+                           _mm256_permute2f128_ps(v[2 * t], v[2 * t + 1], 0x31));
+    const T x = _mm256_hadd_ps(u[0], u[1]);
+    const T y = _mm256_hadd_ps(u[2], u[3]);
+    const T z = _mm256_hadd_ps(x, y);  // lanes: v0 v2 v4 v6 | v1 v3 v5 v7
+    const __m256i idx = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    _mm256_storeu_ps(out, _mm256_permutevar8x32_ps(z, idx));
+  }
+  // dst[c*ldd + r] = src[r*lds + c], r, c < 8.
+  static void transpose_w(const float* src, int64_t lds, float* dst, int64_t ldd) {
+    T r[8], t[8];
+#pragma GCC unroll 16
+    for (int i = 0; i < 8; ++i) r[i] = _mm256_loadu_ps(src + i * lds);
+#pragma GCC unroll 16
+    for (int i = 0; i < 4; ++i) {
+      t[2 * i] = _mm256_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+      t[2 * i + 1] = _mm256_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+#pragma GCC unroll 16
+    for (int i = 0; i < 2; ++i) {  // lane q of r[4i+e]: rows 4i..4i+3 of column 4q+e
+      r[4 * i] = _mm256_shuffle_ps(t[4 * i], t[4 * i + 2], 0x44);
+      r[4 * i + 1] = _mm256_shuffle_ps(t[4 * i], t[4 * i + 2], 0xEE);
+      r[4 * i + 2] = _mm256_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0x44);
+      r[4 * i + 3] = _mm256_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0xEE);
+    }
+#pragma GCC unroll 16
+    for (int e = 0; e < 4; ++e) {
+      _mm256_storeu_ps(dst + e * ldd, _mm256_permute2f128_ps(r[e], r[4 + e], 0x20));
+      _mm256_storeu_ps(dst + (4 + e) * ldd, _mm256_permute2f128_ps(r[e], r[4 + e], 0x31));
+    }
+  }
+};
+
+struct Params {
+  static constexpr int MR = 6, NV = 2, KC = 384, NB = 384, MB = 3072;
+  static constexpr int MRD = 6, NVD = 2;
+  static constexpr int DOT_MIN_K = 8, DOT_MAX_M = 16;
+};
+
+}  // namespace rlft::kernels::gemm_avx2
+
+#define RLFT_GEMM_NS gemm_avx2
+#include "kernels/cpu/gemm_kernels.h"
+#undef RLFT_GEMM_NS
+
+#pragma GCC pop_options
+
+namespace rlft::kernels::gemm_detail {
+const GemmKernels& gemm_kernels_avx2() {
+  namespace k = gemm_avx2;
+  static const GemmKernels table{"avx2",        k::Params::MR,  k::Params::NV * k::V::W,
+                                 k::Params::KC, k::Params::NB,  k::Params::MB,
+                                 12,            k::Params::NVD * k::V::W,
+                                 &k::pack_a,    &k::pack_b,     &k::macro,
+                                 &k::small};
+  return table;
+}
+}  // namespace rlft::kernels::gemm_detail
+
+#pragma GCC diagnostic pop

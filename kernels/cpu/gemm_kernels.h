@@ -1,0 +1,412 @@
+// Private to kernels/cpu/gemm*.cpp: the interface between the GEMM driver (gemm.cpp: blocking,
+// threads, dispatch) and the per-ISA kernels (gemm_avx512.cpp, gemm_avx2.cpp, gemm_portable.cpp).
+//
+// This header has two parts.
+//  1. Declarations (include-guarded): the table of kernel entry points one ISA provides.
+//  2. The kernel bodies, written once against a vector type `V` and a `Params` struct, emitted
+//     only when RLFT_GEMM_NS names the ISA's namespace. Each gemm_<isa>.cpp includes this header
+//     a second time after `#pragma GCC target(...)`, so the same source is compiled once per
+//     instruction set without -march flags. Everything in part 2 lives in an ISA-specific
+//     namespace (and mostly an anonymous one) so no inline or template function compiled for
+//     AVX-512 can be merged by the linker with a copy meant for a CPU without it.
+//
+// Shapes: op(A) is [M,K], op(B) is [K,N], C is [M,N], all row-major with row strides.
+
+#ifndef RLFT_KERNELS_CPU_GEMM_KERNELS_DECLS
+#define RLFT_KERNELS_CPU_GEMM_KERNELS_DECLS
+
+#include <array>
+#include <cstdint>
+#include <utility>
+
+namespace rlft::kernels::gemm_detail {
+
+struct GemmKernels {
+  const char* name;
+  // Packed path: micro-tile MR x NR, cache blocks KC (depth), NB (columns of a packed B block,
+  // per thread, sized for L2) and MB (rows of the shared packed A block, sized for L3).
+  int mr, nr, kc, nb, mb;
+  // Rows per unit when the unpacked path is split across threads (a multiple of its tile).
+  int small_rows, small_cols;
+  // Packs op(A)[0:m, 0:k] (A already offset to the block's origin) into ceil(m/MR) micro-panels,
+  // each k x MR with the MR values of one k contiguous; rows past m are zero.
+  void (*pack_a)(bool trans_a, const float* A, int64_t lda, int64_t m, int64_t k, float* dst);
+  // Packs op(B)[0:k, 0:n] into ceil(n/NR) micro-panels, each k x NR; columns past n are zero.
+  void (*pack_b)(bool trans_b, const float* B, int64_t ldb, int64_t k, int64_t n, float* dst);
+  // C[0:m,0:n] = alpha * Ap @ Bp + beta * C over packed panels (beta == 0: C is not read).
+  void (*macro)(int64_t m, int64_t n, int64_t k, const float* Ap, const float* Bp, float* C,
+                int64_t ldc, float alpha, float beta);
+  // Unpacked path for small shapes, one thread, the whole (sub)problem; K >= 1, alpha != 0.
+  void (*small)(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
+                int64_t ldc);
+};
+
+const GemmKernels& gemm_kernels_avx512();
+const GemmKernels& gemm_kernels_avx2();
+const GemmKernels& gemm_kernels_portable();
+
+// Thread-local, 64-byte aligned, grow-only scratch buffers (one per slot), so that a GEMM in
+// steady state allocates nothing. Slot 0: packed A (calling thread), 1: packed B (each thread),
+// 2: transposed B of the unpacked path.
+enum ScratchSlot { kScratchA = 0, kScratchB = 1, kScratchT = 2, kScratchSlots = 3 };
+float* gemm_scratch(int slot, int64_t floats);
+
+}  // namespace rlft::kernels::gemm_detail
+
+#endif  // RLFT_KERNELS_CPU_GEMM_KERNELS_DECLS
+
+// ----------------------------------------------------------------------------------------------
+// Part 2: kernel bodies. Needs, in namespace rlft::kernels::RLFT_GEMM_NS:
+//   struct V { using T; using Mask; static constexpr int W; zero, load, loadm, store, storem,
+//              set1, fmadd, mul, mask(n), hsum(T), hsum_w(const T[W], float out[W]) };
+//   struct Params { MR, NV (packed tile MR x NV*W), KC, NB, MB,
+//                   MRD, NVD (unpacked tile MRD x NVD*W),
+//                   DOT_MIN_K, DOT_MAX_M (when the dot tile is used, see small()) };
+//   and V::transpose_w(src, lds, dst, ldd): a W x W transpose.
+// ----------------------------------------------------------------------------------------------
+#ifdef RLFT_GEMM_NS
+
+#define RLFT_GEMM_INLINE inline __attribute__((always_inline))
+
+namespace rlft::kernels::RLFT_GEMM_NS {
+namespace {
+
+using VT = V::T;
+constexpr int W = V::W;
+
+RLFT_GEMM_INLINE int64_t imin(int64_t a, int64_t b) { return a < b ? a : b; }
+
+// Writes one row of an accumulator tile: C[0:n] = alpha*acc + beta*C, NV vectors, n <= NV*W.
+// Writes an accumulator tile: C[0:m, 0:n] = alpha*acc + beta*C (n <= NV*W, beta == 0: C is not
+// read). The common case (full tile, alpha == 1, beta == 0) is plain stores; at K = 4 a multiply
+// per vector would cost a quarter of the FMAs.
+template <int MR, int NV>
+RLFT_GEMM_INLINE void store_tile(float* c, int64_t ldc, const VT (&acc)[MR][NV], int m, int n,
+                                 float alpha, float beta) {
+  if (n == NV * W && alpha == 1.0f && beta == 0.0f) {
+#pragma GCC unroll 32
+    for (int r = 0; r < MR; ++r)
+      if (r < m)
+#pragma GCC unroll 8
+        for (int v = 0; v < NV; ++v) V::store(c + r * ldc + v * W, acc[r][v]);
+    return;
+  }
+  const VT va = V::set1(alpha), vb = V::set1(beta);
+#pragma GCC unroll 32
+  for (int r = 0; r < MR; ++r) {
+    if (r >= m) continue;
+    float* cr = c + r * ldc;
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v) {
+      const int nn = n - v * W;
+      if (nn >= W) {
+        VT x = V::mul(acc[r][v], va);
+        if (beta != 0.0f) x = V::fmadd(vb, V::load(cr + v * W), x);
+        V::store(cr + v * W, x);
+      } else if (nn > 0) {
+        const typename V::Mask mk = V::mask(nn);
+        VT x = V::mul(acc[r][v], va);
+        if (beta != 0.0f) x = V::fmadd(vb, V::loadm(cr + v * W, mk), x);
+        V::storem(cr + v * W, x, mk);
+      }
+    }
+  }
+}
+
+// dst[c*ldd + r] = src[r*lds + c] for r < rows, c < cols: W x W blocks in registers
+// (V::transpose_w), the ragged edges element by element.
+void transpose(const float* src, int64_t lds, int64_t rows, int64_t cols, float* dst,
+               int64_t ldd) {
+  int64_t r = 0;
+  for (; r + W <= rows; r += W) {
+    int64_t c = 0;
+    for (; c + W <= cols; c += W) V::transpose_w(src + r * lds + c, lds, dst + c * ldd + r, ldd);
+    for (; c < cols; ++c)
+      for (int64_t i = r; i < r + W; ++i) dst[c * ldd + i] = src[i * lds + c];
+  }
+  for (; r < rows; ++r)
+    for (int64_t c = 0; c < cols; ++c) dst[c * ldd + r] = src[r * lds + c];
+}
+
+// ---- version 2: packed micro-kernel -----------------------------------------------------------
+// C[MR x NR] (m x n valid) = alpha * sum_k a[k][0:MR] (outer) b[k][0:NR] + beta * C.
+// MR*NV accumulators stay in registers for the whole k loop; per k: NV vector loads of B,
+// MR broadcasts of A (folded into the FMA as a memory operand), MR*NV FMAs.
+template <int MR, int NV>
+RLFT_GEMM_INLINE void micro_tile(int64_t kc, const float* __restrict a, const float* __restrict b,
+                                 float* c, int64_t ldc, int m, int n, float alpha, float beta) {
+  constexpr int NR = NV * W;
+  VT acc[MR][NV];
+#pragma GCC unroll 32
+  for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v) acc[r][v] = V::zero();
+  for (int r = 0; r < MR; r += 2) __builtin_prefetch(c + (r < m ? r : 0) * ldc, 1, 3);
+#pragma GCC unroll 2
+  for (int64_t k = 0; k < kc; ++k) {
+    VT bv[NV];
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v) bv[v] = V::load(b + v * W);
+#pragma GCC unroll 32
+    for (int r = 0; r < MR; ++r) {
+      const VT av = V::set1(a[r]);
+#pragma GCC unroll 8
+      for (int v = 0; v < NV; ++v) acc[r][v] = V::fmadd(av, bv[v], acc[r][v]);
+    }
+    a += MR;
+    b += NR;
+  }
+  store_tile<MR, NV>(c, ldc, acc, m, n, alpha, beta);
+}
+
+void macro(int64_t m, int64_t n, int64_t k, const float* Ap, const float* Bp, float* C,
+           int64_t ldc, float alpha, float beta) {
+  constexpr int MR = Params::MR, NR = Params::NV * W;
+  // i outer: one A micro-panel (MR x k) stays in L1 while the B micro-panels stream from L2.
+  for (int64_t i = 0; i < m; i += MR)
+    for (int64_t j = 0; j < n; j += NR)
+      micro_tile<MR, Params::NV>(k, Ap + i * k, Bp + j * k, C + i * ldc + j, ldc,
+                                 static_cast<int>(imin(MR, m - i)),
+                                 static_cast<int>(imin(NR, n - j)), alpha, beta);
+}
+
+void pack_a(bool trans_a, const float* A, int64_t lda, int64_t m, int64_t k, float* dst) {
+  constexpr int MR = Params::MR;
+  for (int64_t i = 0; i < m; i += MR, dst += MR * k) {
+    const int mm = static_cast<int>(imin(MR, m - i));
+    if (trans_a) {  // op(A)(i+r, p) = A[p*lda + i + r]: MR contiguous values per p
+      for (int64_t p = 0; p < k; ++p) {
+        const float* src = A + p * lda + i;
+        float* d = dst + p * MR;
+        for (int r = 0; r < mm; ++r) d[r] = src[r];
+        for (int r = mm; r < MR; ++r) d[r] = 0.0f;
+      }
+    } else {  // op(A)(i+r, p) = A[(i+r)*lda + p]: a transpose, W columns at a time
+      const float* rows[MR];
+      for (int r = 0; r < MR; ++r) rows[r] = A + (i + (r < mm ? r : 0)) * lda;
+      for (int64_t p = 0; p < k; ++p) {
+        float* d = dst + p * MR;
+#pragma GCC unroll 32
+        for (int r = 0; r < MR; ++r) d[r] = r < mm ? rows[r][p] : 0.0f;
+      }
+    }
+  }
+}
+
+void pack_b(bool trans_b, const float* B, int64_t ldb, int64_t k, int64_t n, float* dst) {
+  constexpr int NV = Params::NV, NR = NV * W;
+  for (int64_t j = 0; j < n; j += NR, dst += NR * k) {
+    const int nn = static_cast<int>(imin(NR, n - j));
+    if (!trans_b) {  // op(B)(p, j+c) = B[p*ldb + j + c]: a copy of NR contiguous values per p
+      if (nn == NR) {
+        for (int64_t p = 0; p < k; ++p) {
+          const float* src = B + p * ldb + j;
+#pragma GCC unroll 8
+          for (int v = 0; v < NV; ++v) V::store(dst + p * NR + v * W, V::load(src + v * W));
+        }
+      } else {
+        for (int64_t p = 0; p < k; ++p) {
+          const float* src = B + p * ldb + j;
+          float* d = dst + p * NR;
+          for (int c = 0; c < nn; ++c) d[c] = src[c];
+          for (int c = nn; c < NR; ++c) d[c] = 0.0f;
+        }
+      }
+    } else {  // op(B)(p, j+c) = B[(j+c)*ldb + p]: a transpose
+      transpose(B + j * ldb, ldb, nn, k, dst, NR);
+      for (int64_t p = 0; p < k; ++p)
+        for (int c = nn; c < NR; ++c) dst[p * NR + c] = 0.0f;
+    }
+  }
+}
+
+// ---- version 3: unpacked ("direct") tile for small shapes --------------------------------------
+// Same register tiling as the micro-kernel but reading op(A) and B where they lie: A by scalar
+// broadcasts at any strides (so trans_a costs nothing), B rows contiguous along N (B[K,N]).
+// Nothing is packed, so the per-call cost is just the tiles. C[MR x n] (n <= NV*W).
+template <int MR, int NV, bool TA>
+void direct_tile(int64_t K, const float* __restrict A, int64_t lda, const float* __restrict B,
+                 int64_t ldb, float* C, int64_t ldc, int n, float alpha, float beta) {
+  VT acc[MR][NV];
+#pragma GCC unroll 32
+  for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v) acc[r][v] = V::zero();
+  const typename V::Mask last = V::mask(n - (NV - 1) * W);
+#pragma GCC unroll 2
+  for (int64_t k = 0; k < K; ++k) {
+    const float* bk = B + k * ldb;
+    VT bv[NV];
+#pragma GCC unroll 8
+    for (int v = 0; v < NV - 1; ++v) bv[v] = V::load(bk + v * W);
+    bv[NV - 1] = V::loadm(bk + (NV - 1) * W, last);
+#pragma GCC unroll 32
+    for (int r = 0; r < MR; ++r) {
+      const VT av = V::set1(TA ? A[k * lda + r] : A[r * lda + k]);
+#pragma GCC unroll 8
+      for (int v = 0; v < NV; ++v) acc[r][v] = V::fmadd(av, bv[v], acc[r][v]);
+    }
+  }
+  store_tile<MR, NV>(C, ldc, acc, MR, n, alpha, beta);
+}
+
+using DirectFn = void (*)(int64_t, const float*, int64_t, const float*, int64_t, float*, int64_t,
+                          int, float, float);
+
+template <bool TA, int... I>
+constexpr auto direct_table(std::integer_sequence<int, I...>) {
+  // Entry (r-1)*NVD + (v-1) is direct_tile<r, v, TA>.
+  return std::array<DirectFn, sizeof...(I)>{
+      &direct_tile<I / Params::NVD + 1, I % Params::NVD + 1, TA>...};
+}
+constexpr auto kDirectN =
+    direct_table<false>(std::make_integer_sequence<int, Params::MRD * Params::NVD>());
+constexpr auto kDirectT =
+    direct_table<true>(std::make_integer_sequence<int, Params::MRD * Params::NVD>());
+
+void direct_gemm(bool trans_a, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+                 int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+  constexpr int MRD = Params::MRD, NRD = Params::NVD * W;
+  const auto& table = trans_a ? kDirectT : kDirectN;
+  for (int64_t i = 0; i < M; i += MRD) {
+    const int mm = static_cast<int>(imin(MRD, M - i));
+    const float* Ai = trans_a ? A + i : A + i * lda;
+    for (int64_t j = 0; j < N; j += NRD) {
+      const int nn = static_cast<int>(imin(NRD, N - j));
+      const int nv = (nn + W - 1) / W;
+      table[(mm - 1) * Params::NVD + (nv - 1)](K, Ai, lda, B + j, ldb, C + i * ldc + j, ldc, nn,
+                                               alpha, beta);
+    }
+  }
+}
+
+// ---- version 4: dot-product tile, C = A @ Bt^T with both operands contiguous along K ----------
+// For B stored [N,K] (trans_b, the Linear layer's weight) when M is small, and for very narrow N
+// (value heads, N = 1 or 2): vectorise along K with MI x NJ accumulators (MI*NJ <= W, powers of
+// two, shaped to the problem: 4x4, 8x2 for N = 2, 1x16 for M = 1), then reduce them together
+// (hsum_w: one transpose-add tree for W sums instead of W separate horizontal sums).
+template <int MI, int NJ>
+void dot_tile(int64_t K, const float* __restrict A, int64_t lda, const float* __restrict Bt,
+              int64_t ldbt, float* C, int64_t ldc, float alpha, float beta) {
+  constexpr int T = MI * NJ;
+  constexpr bool kTree = 2 * T > W;  // the tree pays from half a register of sums up
+  VT acc[kTree ? W : T];
+#pragma GCC unroll 32
+  for (int t = 0; t < (kTree ? W : T); ++t) acc[t] = V::zero();
+  int64_t k = 0;
+#pragma GCC unroll 2
+  for (; k + W <= K; k += W) {
+    VT bv[NJ];
+#pragma GCC unroll 16
+    for (int j = 0; j < NJ; ++j) bv[j] = V::load(Bt + j * ldbt + k);
+#pragma GCC unroll 16
+    for (int i = 0; i < MI; ++i) {
+      const VT av = V::load(A + i * lda + k);
+#pragma GCC unroll 16
+      for (int j = 0; j < NJ; ++j) acc[i * NJ + j] = V::fmadd(av, bv[j], acc[i * NJ + j]);
+    }
+  }
+  if (k < K) {
+    const typename V::Mask mk = V::mask(static_cast<int>(K - k));
+    VT bv[NJ];
+#pragma GCC unroll 16
+    for (int j = 0; j < NJ; ++j) bv[j] = V::loadm(Bt + j * ldbt + k, mk);
+#pragma GCC unroll 16
+    for (int i = 0; i < MI; ++i) {
+      const VT av = V::loadm(A + i * lda + k, mk);
+#pragma GCC unroll 16
+      for (int j = 0; j < NJ; ++j) acc[i * NJ + j] = V::fmadd(av, bv[j], acc[i * NJ + j]);
+    }
+  }
+  float s[W > T ? W : T];
+  if constexpr (kTree) {
+    V::hsum_w(acc, s);
+  } else {
+    for (int t = 0; t < T; ++t) s[t] = V::hsum(acc[t]);
+  }
+  for (int i = 0; i < MI; ++i)
+    for (int j = 0; j < NJ; ++j) {
+      float* c = C + i * ldc + j;
+      *c = beta == 0.0f ? alpha * s[i * NJ + j] : alpha * s[i * NJ + j] + beta * *c;
+    }
+}
+
+using DotFn = void (*)(int64_t, const float*, int64_t, const float*, int64_t, float*, int64_t,
+                       float, float);
+
+constexpr int ilog2(int x) { return x <= 1 ? 0 : 1 + ilog2(x / 2); }
+constexpr int kLogW = ilog2(W);
+
+// Entry [log2 MI][log2 NJ]; products above W are never asked for (they map to 1 x 1).
+template <int I>
+constexpr DotFn dot_entry() {
+  constexpr int mi = 1 << (I / (kLogW + 1)), nj = 1 << (I % (kLogW + 1));
+  if constexpr (mi * nj <= W) {
+    return &dot_tile<mi, nj>;
+  } else {
+    return &dot_tile<1, 1>;
+  }
+}
+template <int... I>
+constexpr auto dot_table(std::integer_sequence<int, I...>) {
+  return std::array<DotFn, sizeof...(I)>{dot_entry<I>()...};
+}
+constexpr auto kDot = dot_table(std::make_integer_sequence<int, (kLogW + 1) * (kLogW + 1)>());
+
+RLFT_GEMM_INLINE int pow2_floor(int64_t x) {
+  int p = 1;
+  while (2 * p <= x && 2 * p <= W) p *= 2;
+  return p;
+}
+
+void dot_gemm(int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
+              const float* Bt, int64_t ldbt, float beta, float* C, int64_t ldc) {
+  // Largest power-of-two tile within the problem, as square as W allows.
+  int mi = pow2_floor(M), nj = pow2_floor(N);
+  while (mi * nj > W) (mi > nj ? mi : nj) /= 2;
+  for (int64_t i = 0; i < M;) {
+    while (i + mi > M) mi /= 2;  // ragged rows: halve the tile
+    const int lm = ilog2(mi);
+    int njr = nj;
+    for (int64_t j = 0; j < N;) {
+      while (j + njr > N) njr /= 2;
+      kDot[lm * (kLogW + 1) + ilog2(njr)](K, A + i * lda, lda, Bt + j * ldbt, ldbt,
+                                           C + i * ldc + j, ldc, alpha, beta);
+      j += njr;
+    }
+    i += mi;
+  }
+}
+
+// The unpacked path: picks the dot tile (A rows and B^T rows both contiguous along K) or the
+// direct tile (B rows contiguous along N); B is transposed into scratch (W x W blocks in
+// registers) when it is stored the other way and the transpose is cheap next to the work.
+void small(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+           const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
+           int64_t ldc) {
+  const bool long_k = K >= Params::DOT_MIN_K;
+  const bool narrow_n = N < W / 2;
+  if (!trans_a && long_k && (narrow_n || (trans_b && M < Params::DOT_MAX_M))) {
+    if (trans_b) {
+      dot_gemm(M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    } else {  // Bt[j][p] = B[p][j]
+      float* Bt = gemm_detail::gemm_scratch(gemm_detail::kScratchT, N * K);
+      transpose(B, ldb, K, N, Bt, K);
+      dot_gemm(M, N, K, alpha, A, lda, Bt, K, beta, C, ldc);
+    }
+    return;
+  }
+  if (trans_b) {  // Bn[p][j] = B[j][p]
+    float* Bn = gemm_detail::gemm_scratch(gemm_detail::kScratchT, K * N);
+    transpose(B, ldb, N, K, Bn, N);
+    direct_gemm(trans_a, M, N, K, alpha, A, lda, Bn, N, beta, C, ldc);
+    return;
+  }
+  direct_gemm(trans_a, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+}  // namespace
+}  // namespace rlft::kernels::RLFT_GEMM_NS
+
+#endif  // RLFT_GEMM_NS

@@ -1,0 +1,21 @@
+// The CUDA runtime as seen by the rest of rlft: whether the backend was built, how many
+// devices answer, and a self-test kernel. Without a GPU (or without a driver) the device
+// count is 0 and `reason` says why, e.g. "CUDA driver version is insufficient for CUDA
+// runtime version": that means "no GPU here", not a failure.
+#pragma once
+
+#include <string>
+
+namespace rlft::kernels::cuda {
+
+// True when this build contains the CUDA backend (nvcc was found at configure time).
+bool built();
+// Number of usable devices; 0 with `reason` filled when none answers.
+int device_count(std::string* reason);
+// Name and compute capability of device `index` (e.g. "NVIDIA H100 80GB HBM3 (sm_90)").
+std::string device_name(int index);
+// Runs y = a·x + y over n elements on the device and returns the largest absolute error
+// against the same loop on the CPU (a smoke test of allocation, copies and launches).
+double selftest_axpy(int n);
+
+}  // namespace rlft::kernels::cuda

@@ -1,0 +1,116 @@
+// ratio_clip — the PPO / DAPO / DCPO / GSPO clipped surrogate loss with its statistics, in
+// one pass over [B, T], and its gradient with respect to logp. See ALGORITHMS.md §0, §7–10.
+//
+// Shared by every backend: kernels/cpu/ratio_clip.cpp (reference, `_cpu` functions) and,
+// later, kernels/cuda/ratio_clip.cu (`_cuda` functions taking the same arguments).
+//
+// Shapes: B sequences (rows), T positions per sequence; every [B, T] array is contiguous and
+// row-major (element (i, t) at i·T + t).
+//
+// ---- What is computed ----------------------------------------------------------------------
+// Token level (PPO, DAPO, GRPO, DCPO), with x = logp − old_logp:
+//   r_{i,t} = exp(clamp(x, −20, 20))
+//   l_{i,t} = −min(r·A, clip(r, lo, hi)·A)       lo = 1 − eps_low, hi = 1 + eps_high, or the
+//                                                 per-token bounds lower/upper (DCPO)
+//   dual clip c > 0, only where A < 0:  l = min(l, −c·A)
+// Sequence level (GSPO, arXiv 2507.18071):
+//   ρ_i = Σ_t m·x / Σ_t m,  s_i = exp(clamp(ρ_i, −20, 20)),
+//   l_i = −min(s_i·A_i, clip(s_i, lo, hi)·A_i) (and the dual clip), and every masked token of
+//   row i carries l_{i,t} = l_i, so seq_mean_token_mean gives GSPO's (1/B)·Σ_i l_i exactly.
+// Sequence-token level (GSPO-token, ALGORITHMS.md §9):
+//   log s_{i,t} = stopgrad(ρ_i) + logp_t − stopgrad(logp_t): the value is s_i, the gradient of
+//   s_{i,t} reaches only logp_t (d s_{i,t}/d logp_t = s_i); A and the bounds may be per token.
+//   With per-sequence advantages and scalar bounds it has GSPO's value and gradient.
+//
+// Aggregation (m = mask weight, |o_i| = Σ_t m_{i,t}, Loss = Σ_i coef_i · Σ_t m·l):
+//   token_mean           coef = 1/D,            D = normalizer, or Σ_{i,t} m when 0
+//   seq_mean_token_mean  coef = 1/(S·|o_i|),    S = normalizer, or B when 0
+//   seq_mean_token_sum   coef = 1/S,            S = normalizer, or B when 0
+//   constant_norm        coef = 1/(B·L),        L = normalizer (L_max), or T when 0
+//   only_token_mean      coef = 1/|o_i|,        normalizer must be 0
+// With gradient accumulation pass the whole optimizer step's token count (token_mean) or
+// sequence count (seq_mean_*) as normalizer. A row with |o_i| = 0 contributes 0 (it still
+// counts in B); a zero denominator gives loss 0 and gradient 0.
+//
+// ---- Statistics (all m-weighted means over masked tokens, 0 when Σ m = 0) -----------------
+//   clip_frac_high: the clipped branch is strictly smaller, so it is taken and its gradient is
+//                   zero, because the ratio is above the upper bound: A > 0 and r > hi.
+//   clip_frac_low : the same below the lower bound: A < 0 and r < lo.
+//   dual_clip_frac: A < 0 and −c·A < l (the dual clip strictly binds; it takes precedence, so
+//                   the three fractions are disjoint).
+//   In the sequence levels r is s_i and each masked token of a clipped row counts (GSPO's
+//   "fraction of clipped tokens").
+//   approx_kl_k1 = mean(old_logp − logp), approx_kl_k3 = mean((r − 1) − log r) with the token
+//   ratio r = exp(clamp(x, ±20)) at every level.
+//
+// ---- Gradient and ties ---------------------------------------------------------------------
+// dLoss/dlogp as autograd would give through exp, clamp and min: zero where the clipped branch
+// strictly binds (r outside the bounds on the side that A makes binding), zero where the dual
+// clip strictly binds, zero where the log-ratio (or ρ_i) lies strictly outside [−20, 20],
+// zero at masked tokens. Ties: at r == lo or r == hi, or −c·A == l, the unclipped branch's
+// gradient is used (clip passes its gradient at the boundary like torch.clamp, and both min
+// branches have equal values and equal gradients there, so any split, e.g. torch's halving,
+// gives the same result).
+//
+// Masked tokens (m = 0) are skipped: NaN or inf in their logp/old_logp/advantages is ignored.
+#pragma once
+
+#include <cstdint>
+
+namespace rlft::kernels {
+
+enum class Aggregation { token_mean, seq_mean_token_mean, seq_mean_token_sum, constant_norm, only_token_mean };
+
+enum class RatioLevel {
+  token,           // r_{i,t} per token (PPO, DAPO, GRPO, DCPO)
+  sequence,        // s_i per sequence (GSPO); needs per-sequence advantages and scalar bounds
+  sequence_token,  // s_{i,t} with GSPO-token's stop-gradients
+};
+
+template <typename Real>
+struct RatioClipArgs {
+  int64_t B = 0;                      // sequences
+  int64_t T = 0;                      // positions per sequence
+  const Real* logp = nullptr;         // [B, T] log π_θ of the sampled token (differentiated)
+  const Real* old_logp = nullptr;     // [B, T] log π_old of the same token (no gradient)
+  const Real* advantages = nullptr;   // [B, T], or [B] when advantages_per_sequence
+  bool advantages_per_sequence = false;
+  const Real* mask = nullptr;         // [B, T] weights m ≥ 0 (the 0/1 response mask); null = 1
+  const Real* lower = nullptr;        // [B, T] per-token lower ratio bound (DCPO); null = 1−eps_low
+  const Real* upper = nullptr;        // [B, T] per-token upper ratio bound; null = 1+eps_high
+  double eps_low = 0.2;               // lower clip range (scalar bound 1 − eps_low)
+  double eps_high = 0.2;              // upper clip range (scalar bound 1 + eps_high)
+  double dual_clip = 0.0;             // c of the dual clip (c > 1, e.g. 3); 0 = off
+  RatioLevel level = RatioLevel::token;
+  Aggregation aggregation = Aggregation::token_mean;
+  double normalizer = 0.0;            // 0 = from this batch; see the aggregation table above
+};
+
+struct RatioClipStats {
+  double loss = 0.0;            // the aggregated loss
+  double clip_frac_low = 0.0;   // see "Statistics" above
+  double clip_frac_high = 0.0;
+  double dual_clip_frac = 0.0;
+  double approx_kl_k1 = 0.0;    // mean(old_logp − logp)
+  double approx_kl_k3 = 0.0;    // mean((r − 1) − log r)
+  double tokens = 0.0;          // Σ m over the batch
+};
+
+// Forward: loss and statistics in one pass over the inputs (two sweeps of a cached row in the
+// sequence levels). Accumulates in double; rows in parallel above a size threshold, reduced in
+// row order so the result does not depend on the thread count. Throws rlft::Error on
+// inconsistent arguments (null inputs, eps < 0, 0 < c ≤ 1, per-token advantages or bounds
+// with RatioLevel::sequence, a normalizer with only_token_mean, normalizer < 0).
+template <typename Real>
+RatioClipStats ratio_clip_forward_cpu(const RatioClipArgs<Real>& args);
+
+// Backward: g_logp[B, T] = g_loss · dLoss/dlogp (see "Gradient and ties"); written in full
+// (0 at masked tokens), or added (+=) when accumulate is true.
+template <typename Real>
+void ratio_clip_backward_cpu(const RatioClipArgs<Real>& args, double g_loss, Real* g_logp,
+                             bool accumulate = false);
+
+const char* aggregation_name(Aggregation a);
+const char* ratio_level_name(RatioLevel l);
+
+}  // namespace rlft::kernels

@@ -1,0 +1,58 @@
+// softmax_logprob — the log-probability of the sampled token and the entropy of each row of
+// logits, fused into one pass over the row (forward) and one more pass (backward).
+//
+// Shared by every backend: kernels/cpu/softmax_logprob.cpp (reference, this declaration's
+// `_cpu` functions) and, later, kernels/cuda/softmax_logprob.cu (`_cuda` functions with the
+// same arguments). The CPU version is the ground truth the CUDA one is tested against.
+//
+// Shapes (vocabulary of the project): N rows (B·T flattened token positions), V vocabulary.
+//
+// With temperature τ > 0 and z = logits / τ, for each row n with target t = targets[n]:
+//   lse[n]     = log Σ_v exp(z_v)
+//   logp[n]    = z_t − lse[n]                         (log softmax(z)[t])
+//   entropy[n] = −Σ_v p_v log p_v = lse[n] − Σ_v p_v z_v,  p = softmax(z)
+// Backward, given upstream g_logp[n] and g_entropy[n]:
+//   dlogits[n, v] = (1/τ) · ( g_logp·(1[v = t] − p_v) − g_entropy·p_v·(log p_v + H) )
+//
+// Ignored rows: a row whose target equals `ignore_index` does not take part at all — it is not
+// read, its logp, entropy and lse are 0, and its dlogits row is 0 (padding and prompt
+// positions cost nothing). Any other target must lie in [0, V) or the call throws rlft::Error.
+// −inf logits are allowed (masked-out vocabulary entries: probability 0, no entropy, zero
+// gradient); a non-ignored row must have at least one finite logit.
+#pragma once
+
+#include <cstdint>
+
+namespace rlft::kernels {
+
+// Forward, one pass over each non-ignored row.
+//   logits      [N, V], row n starts at logits + n·ld_logits (ld_logits ≥ V)
+//   targets     [N] token ids, int64; ignore_index marks rows that are skipped
+//   temperature τ > 0; the logits are divided by it (1 = plain softmax)
+//   logp        [N] out, required
+//   entropy     [N] out, may be null (not written)
+//   lse         [N] out, may be null; log-sum-exp of z = logits/τ, saved for the backward
+// Accumulates in double for both Real = float and Real = double. Rows run in parallel
+// (OpenMP) when N·V is large enough.
+template <typename Real>
+void softmax_logprob_forward_cpu(const Real* logits, int64_t N, int64_t V, int64_t ld_logits,
+                                 const int64_t* targets, int64_t ignore_index, Real temperature,
+                                 Real* logp, Real* entropy, Real* lse);
+
+// Backward, one pass over each non-ignored row using the saved lse (and entropy).
+//   logits, targets, ignore_index, temperature: exactly as given to the forward
+//   lse         [N] from the forward, required
+//   entropy     [N] from the forward; required when g_entropy is given, else may be null
+//   g_logp      [N] upstream gradient of logp, may be null (= zero)
+//   g_entropy   [N] upstream gradient of entropy, may be null (= zero)
+//   dlogits     [N, V] out, row n at dlogits + n·ld_dlogits (ld_dlogits ≥ V); every element
+//               of every row is written (ignored rows get 0). With accumulate = true the
+//               gradient is added (+=) to what dlogits holds instead.
+template <typename Real>
+void softmax_logprob_backward_cpu(const Real* logits, int64_t N, int64_t V, int64_t ld_logits,
+                                  const int64_t* targets, int64_t ignore_index, Real temperature,
+                                  const Real* lse, const Real* entropy, const Real* g_logp,
+                                  const Real* g_entropy, Real* dlogits, int64_t ld_dlogits,
+                                  bool accumulate = false);
+
+}  // namespace rlft::kernels

@@ -1,0 +1,2 @@
+// Models (MLP, policies, GPT) are added by the RL issues.
+namespace rlft::models {}

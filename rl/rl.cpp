@@ -1,0 +1,2 @@
+// Algorithms and environments are added by the RL issues.
+namespace rlft::rl {}

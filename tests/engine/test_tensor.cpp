@@ -1,0 +1,195 @@
+// Tensor semantics: creation, views without copies, broadcasting, autograd mechanics and
+// the error messages of bad input (each names the op and the offending values).
+#include <gtest/gtest.h>
+
+#include "engine/autograd.h"
+#include "engine/ops.h"
+
+namespace rlft {
+namespace {
+
+std::vector<double> V(const Tensor& t) { return t.to_vector(); }
+Tensor F(std::vector<float> v, Shape s) { return Tensor::from_vector(v, s); }
+
+template <typename Fn>
+std::string error_of(Fn&& fn) {
+  try {
+    fn();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "<no error>";
+}
+
+TEST(Tensor, CreationAndMetadata) {
+  Tensor z = Tensor::zeros({2, 3});
+  EXPECT_EQ(z.shape(), Shape({2, 3}));
+  EXPECT_EQ(z.strides(), Shape({3, 1}));
+  EXPECT_EQ(z.dtype(), DType::f32);
+  EXPECT_EQ(V(Tensor::full({2}, 1.5)), std::vector<double>({1.5, 1.5}));
+  EXPECT_EQ(V(Tensor::arange(4)), std::vector<double>({0, 1, 2, 3}));
+  EXPECT_EQ(Tensor::arange(4).dtype(), DType::i64);
+  EXPECT_EQ(V(Tensor::arange(0.0, 1.0, 0.25)), std::vector<double>({0, 0.25, 0.5, 0.75}));
+  EXPECT_DOUBLE_EQ(Tensor::scalar(3.0).item(), 3.0);
+  EXPECT_NE(z.to_string().find("shape=[2,3], dtype=float32"), std::string::npos);
+}
+
+TEST(Tensor, ViewsShareStorage) {
+  Tensor a = F({0, 1, 2, 3, 4, 5}, {2, 3});
+  Tensor t = a.t();
+  EXPECT_EQ(t.shape(), Shape({3, 2}));
+  EXPECT_FALSE(t.is_contiguous());
+  EXPECT_EQ(V(t), std::vector<double>({0, 3, 1, 4, 2, 5}));
+  Tensor n = a.narrow(1, 1, 2);
+  EXPECT_EQ(V(n), std::vector<double>({1, 2, 4, 5}));
+  n.fill_(9);  // writes through to a
+  EXPECT_EQ(V(a), std::vector<double>({0, 9, 9, 3, 9, 9}));
+  EXPECT_EQ(a.reshape({3, 2}).storage(), a.storage());
+  EXPECT_EQ(V(a.select(0, 1)), std::vector<double>({3, 9, 9}));
+  EXPECT_EQ(a.unsqueeze(1).shape(), Shape({2, 1, 3}));
+  EXPECT_EQ(a.unsqueeze(1).squeeze(1).shape(), Shape({2, 3}));
+  EXPECT_EQ(a.reshape({-1}).shape(), Shape({6}));
+  // A transposed tensor cannot be viewed flat; reshape copies instead.
+  EXPECT_NE(error_of([&] { t.view({6}); }).find("view: cannot view"), std::string::npos);
+  EXPECT_EQ(V(t.reshape({6})), std::vector<double>({0, 3, 9, 9, 9, 9}));
+  EXPECT_NE(t.reshape({6}).storage(), a.storage());
+  EXPECT_EQ(a.permute({1, 0}).strides(), Shape({1, 3}));
+  EXPECT_EQ(F({1, 2, 3, 4, 5, 6, 7, 8}, {2, 2, 2}).flatten(1).shape(), Shape({2, 4}));
+}
+
+TEST(Tensor, ExpandAndBroadcasting) {
+  Tensor col = F({1, 2}, {2, 1});
+  Tensor row = F({10, 20, 30}, {3});
+  Tensor e = col.expand({2, 3});
+  EXPECT_EQ(e.strides(), Shape({1, 0}));
+  EXPECT_EQ(V(e), std::vector<double>({1, 1, 1, 2, 2, 2}));
+  EXPECT_EQ(V(add(col, row)), std::vector<double>({11, 21, 31, 12, 22, 32}));
+  EXPECT_EQ(V(mul(row, Tensor::scalar(2))), std::vector<double>({20, 40, 60}));
+  EXPECT_EQ(broadcast_shapes({5, 1, 4}, {3, 1}, "t"), Shape({5, 3, 4}));
+}
+
+TEST(Tensor, ReductionsByHand) {
+  Tensor a = F({1, 2, 3, 4, 5, 6}, {2, 3});
+  EXPECT_EQ(V(sum(a, {0})), std::vector<double>({5, 7, 9}));
+  EXPECT_EQ(V(sum(a, {1}, true)), std::vector<double>({6, 15}));
+  EXPECT_EQ(sum(a, {1}, true).shape(), Shape({2, 1}));
+  EXPECT_DOUBLE_EQ(mean(a).item(), 3.5);
+  EXPECT_NEAR(var(a).item(), 3.5, 1e-6);             // unbiased: Σ(x−3.5)²/5 = 17.5/5
+  EXPECT_NEAR(var(a, {}, 0).item(), 17.5 / 6, 1e-6);  // population
+  EXPECT_EQ(V(max(a, 1)), std::vector<double>({3, 6}));
+  EXPECT_EQ(V(argmax(a, 0)), std::vector<double>({1, 1, 1}));
+  EXPECT_NEAR(logsumexp(F({0, 0}, {2}), 0).item(), std::log(2.0), 1e-6);
+  // Large logits do not overflow.
+  EXPECT_NEAR(logsumexp(F({1000, 1000}, {2}), 0).item(), 1000 + std::log(2.0), 1e-3);
+}
+
+TEST(Tensor, NnOpsByHand) {
+  // softmax([0, ln 3]) = [1/4, 3/4]
+  EXPECT_NEAR(V(softmax(F({0, float(std::log(3.0))}, {1, 2})))[1], 0.75, 1e-6);
+  // cross-entropy of uniform logits over 4 classes is ln 4; an ignored row does not count.
+  Tensor ce = cross_entropy(Tensor::zeros({2, 4}), Tensor::from_vector(std::vector<int64_t>{2, -100}, {2}));
+  EXPECT_NEAR(ce.item(), std::log(4.0), 1e-6);
+  // layer norm of [1, 3] is [-1, 1] (up to eps).
+  EXPECT_NEAR(V(layer_norm(F({1, 3}, {1, 2}), Tensor(), Tensor(), 0.0))[0], -1.0, 1e-6);
+  EXPECT_NEAR(V(gelu(F({1}, {1})))[0], 0.8411920, 1e-6);  // tanh-approximate GELU(1)
+  EXPECT_EQ(V(one_hot(Tensor::from_vector(std::vector<int64_t>{2, 0}, {2}), 3)),
+            std::vector<double>({0, 0, 1, 1, 0, 0}));
+  EXPECT_EQ(V(gather(F({1, 2, 3, 4}, {2, 2}), 1, Tensor::from_vector(std::vector<int64_t>{1, 0}, {2, 1}))),
+            std::vector<double>({2, 3}));
+  EXPECT_EQ(V(masked_fill(F({1, 2}, {2}), Tensor::from_bools({true, false}, {2}), -1)),
+            std::vector<double>({-1, 2}));
+  EXPECT_EQ(V(concat({F({1}, {1}), F({2, 3}, {2})})), std::vector<double>({1, 2, 3}));
+  EXPECT_EQ(stack({F({1, 2}, {2}), F({3, 4}, {2})}, 1).shape(), Shape({2, 2}));
+  EXPECT_EQ(V(matmul(F({1, 2, 3, 4}, {2, 2}), F({5, 6}, {2}))), std::vector<double>({17, 39}));
+}
+
+TEST(Tensor, RandomIsSeededAndCounterBased) {
+  Generator g1(5), g2(5);
+  EXPECT_EQ(V(randn({7}, &g1)), V(randn({7}, &g2)));
+  // The stream advances: a second draw differs from the first.
+  Generator g3(5);
+  const auto first = V(rand({8}, &g3));
+  EXPECT_NE(first, V(rand({8}, &g3)));
+  // Element i of a fill at offset o is Philox block o + i/4, lane i%4.
+  const auto blk = Philox4x32::generate(5, 1);
+  EXPECT_FLOAT_EQ(float(first[5]), Philox4x32::to_unit_float(blk.v[1]));
+  // Moments of a large sample.
+  Generator g4(1);
+  Tensor big = randn({100000}, &g4);
+  EXPECT_NEAR(mean(big).item(), 0.0, 0.02);
+  EXPECT_NEAR(var(big).item(), 1.0, 0.02);
+  Tensor probs = F({0.0f, 1.0f, 0.0f}, {1, 3});
+  EXPECT_EQ(multinomial(probs, &g4).item(), 1);
+}
+
+TEST(Autograd, AccumulatesIntoLeaves) {
+  Tensor x = F({2}, {1}).set_requires_grad();
+  Tensor y = mul(x, x) + x;  // dy/dx = 2x + 1 = 5, x used twice
+  y.backward();
+  EXPECT_EQ(V(x.grad()), std::vector<double>({5}));
+  mul(x, 3.0).backward();  // gradients accumulate until zero_grad
+  EXPECT_EQ(V(x.grad()), std::vector<double>({8}));
+  x.zero_grad();
+  EXPECT_FALSE(x.grad().defined());
+}
+
+TEST(Autograd, ThroughViewsAndBroadcasts) {
+  Tensor w = F({1, 2, 3}, {3}).set_requires_grad();
+  Tensor x = Tensor::ones({4, 3});
+  sum(mul(x, w.unsqueeze(0).expand({4, 3}))).backward();
+  EXPECT_EQ(V(w.grad()), std::vector<double>({4, 4, 4}));  // reduced back to w's shape
+  Tensor a = F({1, 2, 3, 4}, {2, 2}).set_requires_grad();
+  sum(mul(a.t().narrow(0, 1, 1), 2.0)).backward();  // picks a[:, 1]
+  EXPECT_EQ(V(a.grad()), std::vector<double>({0, 2, 0, 2}));
+}
+
+TEST(Autograd, DetachNoGradAndRetainGraph) {
+  Tensor x = F({3}, {1}).set_requires_grad();
+  EXPECT_FALSE(mul(x.detach(), 2.0).requires_grad());
+  {
+    NoGradGuard ng;
+    EXPECT_FALSE(mul(x, 2.0).requires_grad());
+  }
+  EXPECT_TRUE(mul(x, 2.0).requires_grad());
+  Tensor y = mul(x, x);
+  y.backward(Tensor(), /*retain_graph=*/true);
+  y.backward();  // allowed once more: the graph was retained
+  EXPECT_EQ(V(x.grad()), std::vector<double>({12}));
+}
+
+TEST(Autograd, Errors) {
+  Tensor x = F({1, 2}, {2}).set_requires_grad();
+  Tensor y = mul(x, x);
+  EXPECT_NE(error_of([&] { y.backward(); }).find("only for a scalar output, got shape [2]"), std::string::npos);
+  Tensor s = sum(y);
+  s.backward();
+  EXPECT_NE(error_of([&] { s.backward(); }).find("backward through the graph a second time"), std::string::npos);
+  Tensor c = F({1}, {1});
+  EXPECT_NE(error_of([&] { c.backward(); }).find("does not require grad"), std::string::npos);
+  EXPECT_NE(error_of([&] { Tensor::arange(3).set_requires_grad(); }).find("only floating tensors"),
+            std::string::npos);
+}
+
+TEST(Errors, NameTheOpAndTheValues) {
+  Tensor a = Tensor::zeros({2, 3}), b = Tensor::zeros({4, 5});
+  EXPECT_EQ(error_of([&] { matmul(a, b); }), "matmul: [2,3] @ [4,5]: inner dimensions differ (3 vs 4)");
+  EXPECT_EQ(error_of([&] { add(a, b); }),
+            "add: shapes [2,3] and [4,5] cannot be broadcast (dimension 0: 2 vs 4)");
+  EXPECT_EQ(error_of([&] { add(a, Tensor::zeros({2, 3}, DType::f64)); }),
+            "add: dtype mismatch: float32 [2,3] vs float64 [2,3]");
+  EXPECT_EQ(error_of([&] { embedding(a, Tensor::from_vector(std::vector<int64_t>{0, 2}, {2})); }),
+            "embedding: index 2 out of range [0, 2) at position 1");
+  EXPECT_EQ(error_of([&] { a.narrow(1, 2, 2); }),
+            "narrow: range [2, 4) out of bounds for dimension 1 of size 3 (shape [2,3])");
+  EXPECT_EQ(error_of([&] { sum(a, {2}); }), "sum: dimension 2 out of range for a 2-d tensor (expected in [-2, 1])");
+  EXPECT_EQ(error_of([&] { exp(Tensor::arange(3)); }), "exp: expected a floating tensor (float32 or float64), got int64");
+  EXPECT_EQ(error_of([&] { a.reshape({4, 2}); }), "reshape: cannot view [2,3] (6 elements) as [4,2] (8 elements)");
+  EXPECT_EQ(error_of([&] { Tensor::zeros({2}, DType::f32, Device::cuda(0)); }).rfind("tensor allocation on cuda:0", 0),
+            0u);
+  EXPECT_EQ(error_of([&] { Device::parse("gpu"); }), "unknown device 'gpu' (expected cpu, cuda or cuda:N)");
+  EXPECT_EQ(error_of([&] { cross_entropy(a, Tensor::from_vector(std::vector<int64_t>{0}, {1})); }),
+            "cross_entropy: targets [1] do not match logits [2,3] (expected [2])");
+}
+
+}  // namespace
+}  // namespace rlft

@@ -1,0 +1,1304 @@
+// Tests of the three signature RL kernels' CPU references: softmax_logprob, ratio_clip, gae.
+//
+// Each fused kernel is checked against a plain, unfused double-precision reference written
+// here (log_softmax then gather; ratio, clamp, surrogates, min, mask, aggregation one step at
+// a time; GAE by an explicit per-environment backward loop), values and gradients, the
+// gradients also by central finite differences in double, plus hand-computed examples whose
+// numbers are worked out in the comments. Inputs are adversarial on purpose; each says why.
+#include <gtest/gtest.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "engine/error.h"
+#include "kernels/gae.h"
+#include "kernels/ratio_clip.h"
+#include "kernels/softmax_logprob.h"
+
+namespace rk = rlft::kernels;
+
+namespace {
+
+// An int64 index or count as a size_t (shapes are int64 like the kernels' arguments).
+constexpr size_t ix(int64_t i) { return static_cast<size_t>(i); }
+
+constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+constexpr double kInf = std::numeric_limits<double>::infinity();
+
+template <typename To, typename From>
+std::vector<To> cast(const std::vector<From>& v) {
+  return std::vector<To>(v.begin(), v.end());
+}
+
+// |a − b| ≤ tol·max(1, |b|): relative for large values, absolute near zero.
+::testing::AssertionResult close(double a, double b, double tol) {
+  if (std::isnan(a) && std::isnan(b)) return ::testing::AssertionSuccess();
+  if (a == b) return ::testing::AssertionSuccess();  // equal infinities
+  if (std::abs(a - b) <= tol * std::max(1.0, std::abs(b))) return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure() << a << " vs reference " << b << " (diff " << a - b
+                                       << ", tol " << tol << "·max(1,|ref|))";
+}
+
+// =============================================================================================
+// softmax_logprob
+// =============================================================================================
+
+struct SoftmaxProblem {
+  int64_t N = 0, V = 0, ld = 0;
+  std::vector<double> logits;  // [N, ld]
+  std::vector<int64_t> targets;
+  int64_t ignore_index = -100;
+  double tau = 1.0;
+};
+
+struct SoftmaxRef {
+  std::vector<double> logp, entropy, lse, dlogits;  // dlogits [N, V] (dense)
+};
+
+// The unfused chain in double: z = x/τ, ls = log_softmax(z) (two passes: max, then sum), logp =
+// gather(ls, t), H = −Σ exp(ls)·ls. Backward by the chain rule through the same steps:
+// gather backward puts g_logp at t; H's backward gives dH/dls_v = −p_v·(ls_v + 1); then
+// log_softmax backward g_z = g_ls − p·Σ g_ls; finally g_x = g_z/τ.
+SoftmaxRef ref_softmax_logprob(const SoftmaxProblem& P, const std::vector<double>& g_logp,
+                               const std::vector<double>& g_entropy) {
+  SoftmaxRef out;
+  out.logp.assign(ix(P.N), 0.0);
+  out.entropy.assign(ix(P.N), 0.0);
+  out.lse.assign(ix(P.N), 0.0);
+  out.dlogits.assign(ix(P.N * P.V), 0.0);
+  for (int64_t n = 0; n < P.N; ++n) {
+    const int64_t t = P.targets[ix(n)];
+    if (t == P.ignore_index) continue;
+    std::vector<double> z(ix(P.V)), ls(ix(P.V)), p(ix(P.V));
+    for (int64_t v = 0; v < P.V; ++v) z[ix(v)] = P.logits[ix(n * P.ld + v)] / P.tau;
+    const double mx = *std::max_element(z.begin(), z.end());
+    double sum = 0;
+    for (double zv : z) sum += std::exp(zv - mx);
+    const double lse = mx + std::log(sum);
+    for (int64_t v = 0; v < P.V; ++v) {
+      ls[ix(v)] = z[ix(v)] - lse;
+      p[ix(v)] = std::exp(ls[ix(v)]);
+    }
+    double H = 0;
+    for (int64_t v = 0; v < P.V; ++v)
+      if (p[ix(v)] > 0) H -= p[ix(v)] * ls[ix(v)];
+    out.logp[ix(n)] = ls[ix(t)];
+    out.entropy[ix(n)] = H;
+    out.lse[ix(n)] = lse;
+    // backward
+    std::vector<double> g_ls(ix(P.V), 0.0);
+    g_ls[ix(t)] += g_logp.empty() ? 0.0 : g_logp[ix(n)];
+    const double gh = g_entropy.empty() ? 0.0 : g_entropy[ix(n)];
+    for (int64_t v = 0; v < P.V; ++v)
+      if (p[ix(v)] > 0) g_ls[ix(v)] += gh * (-p[ix(v)] * (ls[ix(v)] + 1.0));
+    double sum_g = 0;
+    for (double g : g_ls) sum_g += g;
+    for (int64_t v = 0; v < P.V; ++v)
+      out.dlogits[ix(n * P.V + v)] = (g_ls[ix(v)] - p[ix(v)] * sum_g) / P.tau;
+  }
+  return out;
+}
+
+template <typename Real>
+struct SoftmaxOut {
+  std::vector<Real> logp, entropy, lse, dlogits;  // dlogits [N, ld_d]
+  int64_t ld_d = 0;
+};
+
+template <typename Real>
+SoftmaxOut<Real> run_softmax(const SoftmaxProblem& P, const std::vector<double>& g_logp,
+                             const std::vector<double>& g_entropy, int64_t ld_d) {
+  SoftmaxOut<Real> o;
+  const std::vector<Real> x = cast<Real>(P.logits);
+  o.logp.assign(ix(P.N), Real(-7));  // sentinels: every element must be overwritten
+  o.entropy.assign(ix(P.N), Real(-7));
+  o.lse.assign(ix(P.N), Real(-7));
+  rk::softmax_logprob_forward_cpu<Real>(x.data(), P.N, P.V, P.ld, P.targets.data(),
+                                        P.ignore_index, Real(P.tau), o.logp.data(),
+                                        o.entropy.data(), o.lse.data());
+  const std::vector<Real> gl = cast<Real>(g_logp), gh = cast<Real>(g_entropy);
+  o.ld_d = ld_d;
+  o.dlogits.assign(ix(P.N * ld_d), Real(123));
+  rk::softmax_logprob_backward_cpu<Real>(
+      x.data(), P.N, P.V, P.ld, P.targets.data(), P.ignore_index, Real(P.tau), o.lse.data(),
+      o.entropy.data(), gl.empty() ? nullptr : gl.data(), gh.empty() ? nullptr : gh.data(),
+      o.dlogits.data(), ld_d);
+  return o;
+}
+
+// Fills logits with N(0, scale²) and random targets; `ld` leaves padding after each row that
+// holds NaN, so reading past V would show.
+SoftmaxProblem random_softmax(std::mt19937_64& rng, int64_t N, int64_t V, int64_t pad,
+                              double scale) {
+  SoftmaxProblem P;
+  P.N = N;
+  P.V = V;
+  P.ld = V + pad;
+  P.logits.assign(ix(N * P.ld), kNaN);
+  std::normal_distribution<double> normal(0.0, scale);
+  std::uniform_int_distribution<int64_t> tok(0, V - 1);
+  for (int64_t n = 0; n < N; ++n) {
+    for (int64_t v = 0; v < V; ++v) P.logits[ix(n * P.ld + v)] = normal(rng);
+    P.targets.push_back(tok(rng));
+  }
+  return P;
+}
+
+template <typename Real>
+void expect_softmax_matches(const SoftmaxProblem& P, const std::vector<double>& g_logp,
+                            const std::vector<double>& g_entropy, double tol) {
+  // The reference sees exactly the values the kernel sees (rounded to Real first).
+  SoftmaxProblem Pr = P;
+  for (double& x : Pr.logits) x = double(Real(x));
+  const SoftmaxRef ref = ref_softmax_logprob(Pr, g_logp, g_entropy);
+  const int64_t ld_d = P.V + 2;
+  const SoftmaxOut<Real> out = run_softmax<Real>(P, g_logp, g_entropy, ld_d);
+  double gmax = 0;
+  for (double g : ref.dlogits) gmax = std::max(gmax, std::abs(g));
+  for (int64_t n = 0; n < P.N; ++n) {
+    SCOPED_TRACE("row " + std::to_string(n));
+    EXPECT_TRUE(close(out.logp[ix(n)], ref.logp[ix(n)], tol));
+    EXPECT_TRUE(close(out.entropy[ix(n)], ref.entropy[ix(n)], tol));
+    EXPECT_TRUE(close(out.lse[ix(n)], ref.lse[ix(n)], tol));
+    for (int64_t v = 0; v < P.V; ++v) {
+      // gradient tolerance relative to the largest gradient element (cancellation in 1 − p)
+      const double a = out.dlogits[ix(n * ld_d + v)], b = ref.dlogits[ix(n * P.V + v)];
+      ASSERT_LE(std::abs(a - b), tol * std::max(1.0, gmax)) << "v=" << v << ": " << a << " vs " << b;
+    }
+    EXPECT_EQ(out.dlogits[ix(n * ld_d + P.V)], Real(123)) << "wrote past V in dlogits";
+  }
+}
+
+std::vector<double> random_vec(std::mt19937_64& rng, int64_t n, double lo, double hi) {
+  std::uniform_real_distribution<double> u(lo, hi);
+  std::vector<double> v(ix(n));
+  for (double& x : v) x = u(rng);
+  return v;
+}
+
+// Hand-computed, V = 2, logits [0, ln 3], target 1:
+//   p = [1/4, 3/4], lse = ln 4 = 1.3862943611198906, logp = ln(3/4) = −0.2876820724517809,
+//   H = −(1/4·ln 1/4 + 3/4·ln 3/4) = ln 4 − (3/4)·ln 3 = 0.5623351446188083.
+//   g_logp = 1: dlogits = onehot − p = [−1/4, 1/4].
+//   g_H = 1: −p·(log p + H): log p_0 + H = −(3/4)·ln 3, log p_1 + H = (1/4)·ln 3, so
+//   dlogits = [(3/16)·ln 3, −(3/16)·ln 3] = [0.20598980412527057, −0.20598980412527057].
+TEST(SoftmaxLogprob, HandComputedTwoWayRow) {
+  const double x[2] = {0.0, std::log(3.0)};
+  const int64_t target = 1;
+  double logp, H, lse, d[2];
+  rk::softmax_logprob_forward_cpu<double>(x, 1, 2, 2, &target, -100, 1.0, &logp, &H, &lse);
+  EXPECT_NEAR(logp, -0.2876820724517809, 1e-15);
+  EXPECT_NEAR(H, 0.5623351446188083, 1e-15);
+  EXPECT_NEAR(lse, 1.3862943611198906, 1e-15);
+  const double one = 1.0;
+  rk::softmax_logprob_backward_cpu<double>(x, 1, 2, 2, &target, -100, 1.0, &lse, &H, &one,
+                                           nullptr, d, 2);
+  EXPECT_NEAR(d[0], -0.25, 1e-15);
+  EXPECT_NEAR(d[1], 0.25, 1e-15);
+  rk::softmax_logprob_backward_cpu<double>(x, 1, 2, 2, &target, -100, 1.0, &lse, &H, nullptr,
+                                           &one, d, 2);
+  EXPECT_NEAR(d[0], 0.20598980412527057, 1e-15);
+  EXPECT_NEAR(d[1], -0.20598980412527057, 1e-15);
+  // Temperature 2 on logits [0, 2·ln 3] gives the same z, so the same forward, and the
+  // gradient with respect to the logits is halved: [−1/8, 1/8].
+  const double x2[2] = {0.0, 2.0 * std::log(3.0)};
+  rk::softmax_logprob_forward_cpu<double>(x2, 1, 2, 2, &target, -100, 2.0, &logp, &H, &lse);
+  EXPECT_NEAR(logp, -0.2876820724517809, 1e-15);
+  EXPECT_NEAR(H, 0.5623351446188083, 1e-15);
+  rk::softmax_logprob_backward_cpu<double>(x2, 1, 2, 2, &target, -100, 2.0, &lse, &H, &one,
+                                           nullptr, d, 2);
+  EXPECT_NEAR(d[0], -0.125, 1e-15);
+  EXPECT_NEAR(d[1], 0.125, 1e-15);
+}
+
+// Gaussian logits, ordinary sizes, a row stride with NaN padding, both outputs' gradients.
+TEST(SoftmaxLogprob, MatchesUnfusedReferenceRandom) {
+  std::mt19937_64 rng(1);
+  for (int64_t V : {2, 7, 100, 1000}) {
+    SCOPED_TRACE("V=" + std::to_string(V));
+    const SoftmaxProblem P = random_softmax(rng, 9, V, 3, 2.0);
+    const auto gl = random_vec(rng, P.N, -1, 1), gh = random_vec(rng, P.N, -1, 1);
+    expect_softmax_matches<double>(P, gl, gh, 1e-12);
+    expect_softmax_matches<float>(P, gl, gh, 2e-6);
+  }
+}
+
+// Spiked logits: one logit +30 above N(0,1) noise makes p ≈ 1 there (1 − p ≈ e^−30), so the
+// softmax is far from flat, the entropy is tiny, and onehot − p cancels; the target sits on
+// the spike in half the rows and away from it (logp ≈ −30) in the others.
+TEST(SoftmaxLogprob, SpikedLogits) {
+  std::mt19937_64 rng(2);
+  SoftmaxProblem P = random_softmax(rng, 8, 50, 0, 1.0);
+  for (int64_t n = 0; n < P.N; ++n) {
+    const int64_t spike = (n * 7) % P.V;
+    P.logits[ix(n * P.ld + spike)] += 30.0;
+    if (n % 2 == 0) P.targets[ix(n)] = spike;
+  }
+  const auto gl = random_vec(rng, P.N, -1, 1), gh = random_vec(rng, P.N, -1, 1);
+  expect_softmax_matches<double>(P, gl, gh, 1e-12);
+  expect_softmax_matches<float>(P, gl, gh, 2e-6);
+}
+
+// All logits share an offset of +1000: exp without the running max overflows, and an
+// entropy computed as lse − Σp·x would lose every digit to cancellation (1000 − 1000).
+TEST(SoftmaxLogprob, LargeCommonOffset) {
+  std::mt19937_64 rng(3);
+  SoftmaxProblem P = random_softmax(rng, 4, 300, 0, 1.0);
+  for (double& x : P.logits) x += 1000.0;
+  const auto gl = random_vec(rng, P.N, -1, 1), gh = random_vec(rng, P.N, -1, 1);
+  // Offsets are exact in double, so the reference is as accurate; float rounds the inputs at
+  // 1000 to 6e-5, which the reference sees too.
+  expect_softmax_matches<double>(P, gl, gh, 1e-12);
+  expect_softmax_matches<float>(P, gl, gh, 2e-6);
+}
+
+// V = 1: softmax is [1], logp = 0, entropy = 0, gradient 0 whatever the logit.
+TEST(SoftmaxLogprob, SingleTokenVocabulary) {
+  std::mt19937_64 rng(4);
+  SoftmaxProblem P = random_softmax(rng, 5, 1, 0, 10.0);
+  const auto gl = random_vec(rng, P.N, -1, 1), gh = random_vec(rng, P.N, -1, 1);
+  expect_softmax_matches<double>(P, gl, gh, 1e-15);
+  const SoftmaxOut<double> out = run_softmax<double>(P, gl, gh, 1);
+  for (int64_t n = 0; n < P.N; ++n) {
+    EXPECT_EQ(out.logp[ix(n)], 0.0);
+    EXPECT_EQ(out.entropy[ix(n)], 0.0);
+    EXPECT_EQ(out.dlogits[ix(n)], 0.0);
+  }
+}
+
+// V = 32k, an LLM vocabulary: tens of thousands of terms in each sum (accumulation error),
+// and N·V above the threading threshold so the OpenMP path runs.
+TEST(SoftmaxLogprob, LargeVocabulary) {
+  std::mt19937_64 rng(5);
+  SoftmaxProblem P = random_softmax(rng, 6, 32000, 1, 3.0);
+  P.logits[ix(2 * P.ld + 17)] += 30.0;  // and one spiked row
+  const auto gl = random_vec(rng, P.N, -1, 1), gh = random_vec(rng, P.N, -1, 1);
+  expect_softmax_matches<double>(P, gl, gh, 1e-11);
+  expect_softmax_matches<float>(P, gl, gh, 2e-6);
+}
+
+// ignore_index rows (prompt and padding positions) give logp = entropy = lse = 0 and a zero
+// gradient row, and their logits are never read (NaN there must not leak); a custom
+// ignore_index value works the same. Temperature 0.7 on the rest.
+TEST(SoftmaxLogprob, IgnoreIndexAndTemperature) {
+  std::mt19937_64 rng(6);
+  SoftmaxProblem P = random_softmax(rng, 7, 40, 0, 2.0);
+  P.tau = 0.7;
+  for (int64_t n : {0, 3, 6}) {
+    P.targets[ix(n)] = P.ignore_index;
+    for (int64_t v = 0; v < P.V; ++v) P.logits[ix(n * P.ld + v)] = kNaN;
+  }
+  const auto gl = random_vec(rng, P.N, -1, 1), gh = random_vec(rng, P.N, -1, 1);
+  expect_softmax_matches<double>(P, gl, gh, 1e-12);
+  expect_softmax_matches<float>(P, gl, gh, 2e-6);
+  const SoftmaxOut<double> out = run_softmax<double>(P, gl, gh, P.V);
+  for (int64_t n : {0, 3, 6}) {
+    EXPECT_EQ(out.logp[ix(n)], 0.0);
+    EXPECT_EQ(out.entropy[ix(n)], 0.0);
+    EXPECT_EQ(out.lse[ix(n)], 0.0);
+    for (int64_t v = 0; v < P.V; ++v) EXPECT_EQ(out.dlogits[ix(n * P.V + v)], 0.0);
+  }
+  P.ignore_index = 5;  // a real token id used as the ignore value: rows with target 5 drop out
+  for (int64_t n : {0, 3, 6}) P.targets[ix(n)] = 5;
+  P.targets[1] = 5;
+  expect_softmax_matches<double>(P, gl, gh, 1e-12);
+  const SoftmaxOut<double> out5 = run_softmax<double>(P, gl, gh, P.V);
+  EXPECT_EQ(out5.logp[1], 0.0);
+}
+
+// −inf logits are masked-out vocabulary entries: probability 0, no entropy term, no gradient.
+TEST(SoftmaxLogprob, NegativeInfinityLogits) {
+  std::mt19937_64 rng(7);
+  SoftmaxProblem P = random_softmax(rng, 3, 6, 0, 1.0);
+  P.logits[0] = -kInf;  // first element of row 0: the running max starts at −inf
+  P.logits[ix(P.ld + 4)] = -kInf;
+  P.targets[1] = 2;
+  const auto gl = random_vec(rng, P.N, -1, 1), gh = random_vec(rng, P.N, -1, 1);
+  expect_softmax_matches<double>(P, gl, gh, 1e-12);
+  const SoftmaxOut<double> out = run_softmax<double>(P, gl, gh, P.V);
+  EXPECT_EQ(out.dlogits[0], 0.0);
+  EXPECT_EQ(out.dlogits[ix(P.V + 4)], 0.0);
+}
+
+// Central finite differences in double of L = Σ_n (a_n·logp_n + b_n·H_n), with temperature,
+// one spiked row and one ignored row.
+TEST(SoftmaxLogprob, BackwardMatchesFiniteDifferences) {
+  std::mt19937_64 rng(8);
+  SoftmaxProblem P = random_softmax(rng, 4, 7, 0, 1.5);
+  P.tau = 1.3;
+  P.logits[ix(1 * P.ld + 2)] += 8.0;
+  P.targets[3] = P.ignore_index;
+  const auto a = random_vec(rng, P.N, -1, 1), b = random_vec(rng, P.N, -1, 1);
+  const SoftmaxOut<double> out = run_softmax<double>(P, a, b, P.V);
+  auto objective = [&](const std::vector<double>& x) {
+    std::vector<double> lp(ix(P.N)), H(ix(P.N));
+    rk::softmax_logprob_forward_cpu<double>(x.data(), P.N, P.V, P.ld, P.targets.data(),
+                                            P.ignore_index, P.tau, lp.data(), H.data(), nullptr);
+    double L = 0;
+    for (int64_t n = 0; n < P.N; ++n) L += a[ix(n)] * lp[ix(n)] + b[ix(n)] * H[ix(n)];
+    return L;
+  };
+  const double h = 1e-5;
+  for (size_t k = 0; k < P.logits.size(); ++k) {
+    std::vector<double> xp = P.logits, xm = P.logits;
+    xp[k] += h;
+    xm[k] -= h;
+    const double fd = (objective(xp) - objective(xm)) / (2 * h);
+    // FD error: h²·f'''/6 ≈ 1e-10 plus roundoff 1e-16/h ≈ 1e-11.
+    EXPECT_NEAR(out.dlogits[k], fd, 1e-8) << "logit " << k;
+  }
+}
+
+TEST(SoftmaxLogprob, AccumulateAddsAndNullGradientsAreZero) {
+  std::mt19937_64 rng(9);
+  const SoftmaxProblem P = random_softmax(rng, 3, 11, 0, 1.0);
+  const auto gl = random_vec(rng, P.N, -1, 1);
+  const SoftmaxOut<double> out = run_softmax<double>(P, gl, {}, P.V);
+  std::vector<double> acc(ix(P.N * P.V), 0.5);
+  rk::softmax_logprob_backward_cpu<double>(P.logits.data(), P.N, P.V, P.ld, P.targets.data(),
+                                           P.ignore_index, 1.0, out.lse.data(), nullptr,
+                                           gl.data(), nullptr, acc.data(), P.V, true);
+  for (size_t k = 0; k < acc.size(); ++k) EXPECT_NEAR(acc[k], 0.5 + out.dlogits[k], 1e-15);
+  std::vector<double> zero(ix(P.N * P.V), 9.0);
+  rk::softmax_logprob_backward_cpu<double>(P.logits.data(), P.N, P.V, P.ld, P.targets.data(),
+                                           P.ignore_index, 1.0, out.lse.data(), nullptr, nullptr,
+                                           nullptr, zero.data(), P.V);
+  for (double g : zero) EXPECT_EQ(g, 0.0);
+}
+
+TEST(SoftmaxLogprob, RejectsBadArguments) {
+  const double x[3] = {0.0, 1.0, 2.0};
+  double lp, H, lse;
+  const int64_t bad = 3, ok = 1;
+  EXPECT_THROW(rk::softmax_logprob_forward_cpu<double>(x, 1, 3, 3, &bad, -100, 1.0, &lp, &H, &lse),
+               rlft::Error);
+  EXPECT_THROW(rk::softmax_logprob_forward_cpu<double>(x, 1, 3, 3, &ok, -100, 0.0, &lp, &H, &lse),
+               rlft::Error);
+  EXPECT_THROW(rk::softmax_logprob_forward_cpu<double>(x, 1, 3, 2, &ok, -100, 1.0, &lp, &H, &lse),
+               rlft::Error);
+  const double all_masked[2] = {-kInf, -kInf};
+  EXPECT_THROW(
+      rk::softmax_logprob_forward_cpu<double>(all_masked, 1, 2, 2, &ok, -100, 1.0, &lp, &H, &lse),
+      rlft::Error);
+  // N = 0 is an empty batch, not an error.
+  rk::softmax_logprob_forward_cpu<double>(nullptr, 0, 3, 3, nullptr, -100, 1.0, nullptr, nullptr,
+                                          nullptr);
+}
+
+// =============================================================================================
+// ratio_clip
+// =============================================================================================
+
+// Forward-mode dual number: the reference's gradient is derived mechanically from the
+// reference's own forward, with the tie rules of ratio_clip.h (min keeps its first argument,
+// clamp passes the gradient at the boundary like torch.clamp).
+struct Dual {
+  double v = 0, d = 0;
+  Dual() = default;
+  Dual(double value, double deriv = 0.0) : v(value), d(deriv) {}
+};
+Dual operator+(Dual a, Dual b) { return {a.v + b.v, a.d + b.d}; }
+Dual operator-(Dual a, Dual b) { return {a.v - b.v, a.d - b.d}; }
+Dual operator-(Dual a) { return {-a.v, -a.d}; }
+Dual operator*(Dual a, Dual b) { return {a.v * b.v, a.d * b.v + a.v * b.d}; }
+Dual operator/(Dual a, Dual b) { return {a.v / b.v, (a.d * b.v - a.v * b.d) / (b.v * b.v)}; }
+Dual dexp(Dual a) {
+  const double e = std::exp(a.v);
+  return {e, e * a.d};
+}
+Dual stopgrad(Dual a) { return {a.v, 0.0}; }
+Dual dmin(Dual a, Dual b) { return b.v < a.v ? b : a; }
+Dual dclamp(Dual x, Dual lo, Dual hi) { return x.v < lo.v ? lo : (x.v > hi.v ? hi : x); }
+
+struct ClipProblem {
+  int64_t B = 0, T = 0;
+  std::vector<double> logp, old_logp, adv, mask, lower, upper;  // mask/lower/upper empty = none
+  bool adv_per_seq = false;
+  double eps_low = 0.2, eps_high = 0.2, dual = 0.0, normalizer = 0.0;
+  rk::RatioLevel level = rk::RatioLevel::token;
+  rk::Aggregation agg = rk::Aggregation::token_mean;
+
+  std::string describe() const {
+    return std::string("B=") + std::to_string(B) + " T=" + std::to_string(T) +
+           " level=" + rk::ratio_level_name(level) + " agg=" + rk::aggregation_name(agg) +
+           " adv_per_seq=" + std::to_string(adv_per_seq) + " mask=" + std::to_string(!mask.empty()) +
+           " bounds=" + std::to_string(!lower.empty()) + " dual=" + std::to_string(dual) +
+           " normalizer=" + std::to_string(normalizer);
+  }
+};
+
+// Owns Real copies of a problem's arrays and points RatioClipArgs at them.
+template <typename Real>
+struct ClipBuffers {
+  std::vector<Real> logp, old_logp, adv, mask, lower, upper;
+  rk::RatioClipArgs<Real> args;
+  explicit ClipBuffers(const ClipProblem& P)
+      : logp(cast<Real>(P.logp)), old_logp(cast<Real>(P.old_logp)), adv(cast<Real>(P.adv)),
+        mask(cast<Real>(P.mask)), lower(cast<Real>(P.lower)), upper(cast<Real>(P.upper)) {
+    args.B = P.B;
+    args.T = P.T;
+    args.logp = logp.data();
+    args.old_logp = old_logp.data();
+    args.advantages = adv.data();
+    args.advantages_per_sequence = P.adv_per_seq;
+    args.mask = mask.empty() ? nullptr : mask.data();
+    args.lower = lower.empty() ? nullptr : lower.data();
+    args.upper = upper.empty() ? nullptr : upper.data();
+    args.eps_low = P.eps_low;
+    args.eps_high = P.eps_high;
+    args.dual_clip = P.dual;
+    args.level = P.level;
+    args.aggregation = P.agg;
+    args.normalizer = P.normalizer;
+  }
+};
+
+struct ClipRef {
+  Dual loss;
+  double low = 0, high = 0, dual = 0, k1 = 0, k3 = 0, tokens = 0;
+};
+
+// The unfused reference, one step per line as a PyTorch implementation would write it; the
+// derivative part of `loss` is dLoss/dlogp[seed] (seed < 0: none). Sums skip masked tokens so
+// NaN placed there must not matter.
+ClipRef ref_ratio_clip(const ClipProblem& P, int64_t seed) {
+  const int64_t B = P.B, T = P.T, BT = B * T;
+  auto m = [&](int64_t k) { return P.mask.empty() ? 1.0 : P.mask[ix(k)]; };
+  auto A = [&](int64_t k) { return P.adv_per_seq ? P.adv[ix(k / T)] : P.adv[ix(k)]; };
+  std::vector<Dual> logp(ix(BT)), log_ratio(ix(BT)), ratio(ix(BT)), token_ratio(ix(BT));
+  for (int64_t k = 0; k < BT; ++k) logp[ix(k)] = Dual(P.logp[ix(k)], k == seed ? 1.0 : 0.0);
+  for (int64_t k = 0; k < BT; ++k) log_ratio[ix(k)] = logp[ix(k)] - Dual(P.old_logp[ix(k)]);
+  for (int64_t k = 0; k < BT; ++k)
+    token_ratio[ix(k)] = dexp(dclamp(log_ratio[ix(k)], Dual(-20.0), Dual(20.0)));
+  if (P.level == rk::RatioLevel::token) {
+    ratio = token_ratio;
+  } else {
+    for (int64_t i = 0; i < B; ++i) {
+      Dual sum(0.0);
+      double n = 0;
+      for (int64_t t = 0; t < T; ++t) {
+        const int64_t k = i * T + t;
+        if (m(k) == 0) continue;
+        sum = sum + Dual(m(k)) * log_ratio[ix(k)];
+        n += m(k);
+      }
+      const Dual rho = n > 0 ? sum / Dual(n) : Dual(0.0);
+      for (int64_t t = 0; t < T; ++t) {
+        const int64_t k = i * T + t;
+        if (P.level == rk::RatioLevel::sequence) {
+          ratio[ix(k)] = dexp(dclamp(rho, Dual(-20.0), Dual(20.0)));
+        } else {  // GSPO-token, literally: sg(ρ) + logp − sg(logp)
+          const Dual log_s = stopgrad(rho) + logp[ix(k)] - stopgrad(logp[ix(k)]);
+          ratio[ix(k)] = dexp(dclamp(log_s, Dual(-20.0), Dual(20.0)));
+        }
+      }
+    }
+  }
+  std::vector<Dual> pg_loss(ix(BT));
+  std::vector<int> low(ix(BT)), high(ix(BT)), dual(ix(BT));
+  for (int64_t k = 0; k < BT; ++k) {
+    const double lo = P.lower.empty() ? 1.0 - P.eps_low : P.lower[ix(k)];
+    const double hi = P.upper.empty() ? 1.0 + P.eps_high : P.upper[ix(k)];
+    const Dual r = ratio[ix(k)];
+    const Dual surr1 = r * Dual(A(k));
+    const Dual surr2 = dclamp(r, Dual(lo), Dual(hi)) * Dual(A(k));
+    Dual l = -dmin(surr1, surr2);
+    high[ix(k)] = A(k) > 0 && r.v > hi;
+    low[ix(k)] = A(k) < 0 && r.v < lo;
+    if (P.dual > 0 && A(k) < 0) {
+      const Dual cap = Dual(-P.dual * A(k));
+      dual[ix(k)] = cap.v < l.v;
+      l = dmin(l, cap);
+      if (dual[ix(k)]) low[ix(k)] = high[ix(k)] = 0;
+    }
+    pg_loss[ix(k)] = l;
+  }
+  ClipRef out;
+  std::vector<Dual> row_sum(ix(B), Dual(0.0));
+  std::vector<double> row_n(ix(B), 0.0);
+  for (int64_t k = 0; k < BT; ++k) {
+    if (m(k) == 0) continue;
+    row_sum[ix(k / T)] = row_sum[ix(k / T)] + Dual(m(k)) * pg_loss[ix(k)];
+    row_n[ix(k / T)] += m(k);
+    out.tokens += m(k);
+    out.low += m(k) * low[ix(k)];
+    out.high += m(k) * high[ix(k)];
+    out.dual += m(k) * dual[ix(k)];
+    out.k1 += m(k) * (P.old_logp[ix(k)] - P.logp[ix(k)]);
+    const double xc = std::clamp(P.logp[ix(k)] - P.old_logp[ix(k)], -20.0, 20.0);
+    out.k3 += m(k) * ((std::exp(xc) - 1.0) - xc);
+  }
+  Dual total(0.0);
+  for (int64_t i = 0; i < B; ++i) total = total + row_sum[ix(i)];
+  const double S = P.normalizer > 0 ? P.normalizer : double(B);
+  switch (P.agg) {
+    case rk::Aggregation::token_mean: {
+      const double D = P.normalizer > 0 ? P.normalizer : out.tokens;
+      out.loss = D > 0 ? total / Dual(D) : Dual(0.0);
+      break;
+    }
+    case rk::Aggregation::seq_mean_token_mean:
+      for (int64_t i = 0; i < B; ++i)
+        if (row_n[ix(i)] > 0) out.loss = out.loss + row_sum[ix(i)] / Dual(row_n[ix(i)]);
+      out.loss = out.loss / Dual(S);
+      break;
+    case rk::Aggregation::seq_mean_token_sum: out.loss = total / Dual(S); break;
+    case rk::Aggregation::constant_norm: {
+      const double L = P.normalizer > 0 ? P.normalizer : double(T);
+      out.loss = total / Dual(double(B) * L);
+      break;
+    }
+    case rk::Aggregation::only_token_mean:
+      for (int64_t i = 0; i < B; ++i)
+        if (row_n[ix(i)] > 0) out.loss = out.loss + row_sum[ix(i)] / Dual(row_n[ix(i)]);
+      break;
+  }
+  if (out.tokens > 0) {
+    out.low /= out.tokens;
+    out.high /= out.tokens;
+    out.dual /= out.tokens;
+    out.k1 /= out.tokens;
+    out.k3 /= out.tokens;
+  }
+  return out;
+}
+
+struct ClipOptions {
+  rk::RatioLevel level = rk::RatioLevel::token;
+  rk::Aggregation agg = rk::Aggregation::token_mean;
+  bool adv_per_seq = false, with_mask = true, per_token_bounds = false;
+  double dual = 0.0, normalizer = 0.0;
+};
+
+// Adversarial on purpose: every token's ratio is put in a chosen regime relative to its own
+// bounds — inside (0.1..0.9 of the way from lo to hi), below lo, above hi, beyond the ±20
+// clamp — with both signs of A, |A| ≥ 0.05 (so no regime collapses to A = 0) and margins of at
+// least 10% from the clip bounds and the clamp so finite differences are valid (the dual
+// clip's kink at r = c lies inside the "above" range; hitting it within the finite-difference
+// step has probability ~1e-6, and the seeds are fixed). Masks include an all-masked row
+// and a single-token row, and masked tokens hold NaN (which must be ignored). Per-token
+// bounds are DCPO's, from q = exp(old_logp) (ALGORITHMS.md §10). In the sequence levels a
+// regime is drawn per row and its tokens scatter ±0.02 around it.
+ClipProblem random_clip(std::mt19937_64& rng, int64_t B, int64_t T, const ClipOptions& o) {
+  ClipProblem P;
+  P.B = B;
+  P.T = T;
+  P.level = o.level;
+  P.agg = o.agg;
+  P.adv_per_seq = o.adv_per_seq;
+  P.dual = o.dual;
+  P.normalizer = o.normalizer;
+  std::uniform_real_distribution<double> u01(0.0, 1.0);
+  auto U = [&](double a, double b) { return a + (b - a) * u01(rng); };
+  const int64_t BT = B * T;
+  P.old_logp.resize(ix(BT));
+  for (double& x : P.old_logp) x = -U(0.01, 6.0);
+  if (o.per_token_bounds) {
+    P.lower.resize(ix(BT));
+    P.upper.resize(ix(BT));
+    for (int64_t k = 0; k < BT; ++k) {
+      const double q = std::exp(P.old_logp[ix(k)]);
+      P.lower[ix(k)] = std::min(0.5 + 0.5 * std::sqrt(std::max(1.0 - 4.0 * 0.16 / q, 0.0)), 10.0);
+      P.upper[ix(k)] = std::min(0.5 + 0.5 * std::sqrt(1.0 + 4.0 * 0.2 / q), 10.0);
+    }
+  }
+  const int64_t n_adv = o.adv_per_seq ? B : BT;
+  P.adv.resize(ix(n_adv));
+  for (double& a : P.adv) a = (u01(rng) < 0.5 ? -1.0 : 1.0) * U(0.05, 2.0);
+  auto A = [&](int64_t k) { return o.adv_per_seq ? P.adv[ix(k / T)] : P.adv[ix(k)]; };
+  // log-ratio in a regime relative to [lo, hi]
+  auto draw = [&](int regime, double lo, double hi) {
+    switch (regime) {
+      case 0: return std::log(lo + (hi - lo) * U(0.2, 0.8));
+      case 1: return std::log(lo * U(0.3, 0.9));
+      case 2: return std::log(hi * U(1.1, 3.0));
+      case 3: return -U(20.5, 25.0);
+      default: return U(20.5, 25.0);
+    }
+  };
+  P.logp.resize(ix(BT));
+  std::uniform_int_distribution<int> regime(0, 4);
+  for (int64_t i = 0; i < B; ++i) {
+    const int row_regime = regime(rng);
+    double row_x = 0.0;
+    for (int64_t t = 0; t < T; ++t) {
+      const int64_t k = i * T + t;
+      const double lo = P.lower.empty() ? 1.0 - P.eps_low : P.lower[ix(k)];
+      const double hi = P.upper.empty() ? 1.0 + P.eps_high : P.upper[ix(k)];
+      double x;
+      if (o.level == rk::RatioLevel::token) {
+        const int r = regime(rng);
+        x = draw(r, lo, hi);
+        // Beyond +20 with A < 0 the loss is r·|A| ≈ 5e8 and swamps finite differences of
+        // every other token; keep that corner to the dual-clip problems, where it is capped.
+        if (r == 4 && o.dual == 0.0 && A(k) < 0) x = draw(0, lo, hi);
+      } else {
+        // One regime per row relative to the scalar bounds, so the row mean ρ_i inherits the
+        // margins (the ±0.02 scatter is smaller than every margin).
+        const int r = row_regime == 4 && o.dual == 0.0 ? 0 : row_regime;
+        if (t == 0) row_x = draw(r, 1.0 - P.eps_low, 1.0 + P.eps_high);
+        x = row_x + U(-0.02, 0.02);
+      }
+      P.logp[ix(k)] = P.old_logp[ix(k)] + x;
+    }
+  }
+  if (o.with_mask) {
+    P.mask.resize(ix(BT));
+    for (double& w : P.mask) w = u01(rng) < 0.75 ? 1.0 : 0.0;
+    if (B > 1)
+      for (int64_t t = 0; t < T; ++t) P.mask[ix(T + t)] = 0.0;  // an all-masked row
+    if (B > 2)
+      for (int64_t t = 0; t < T; ++t) P.mask[ix(2 * T + t)] = t == T / 2 ? 1.0 : 0.0;
+    for (int64_t k = 0; k < BT; ++k)
+      if (P.mask[ix(k)] == 0.0) P.logp[ix(k)] = kNaN;
+  }
+  return P;
+}
+
+template <typename Real>
+void expect_clip_matches(const ClipProblem& P, double tol, bool check_all_gradients = true) {
+  SCOPED_TRACE(P.describe());
+  ClipProblem Pr = P;  // the reference sees the kernel's rounded inputs
+  for (auto* v : {&Pr.logp, &Pr.old_logp, &Pr.adv, &Pr.mask, &Pr.lower, &Pr.upper})
+    for (double& x : *v) x = double(Real(x));
+  ClipBuffers<Real> buf(P);
+  const rk::RatioClipStats s = rk::ratio_clip_forward_cpu<Real>(buf.args);
+  const ClipRef ref = ref_ratio_clip(Pr, -1);
+  EXPECT_TRUE(close(s.loss, ref.loss.v, tol)) << "loss";
+  EXPECT_TRUE(close(s.clip_frac_low, ref.low, 1e-15)) << "clip_frac_low";
+  EXPECT_TRUE(close(s.clip_frac_high, ref.high, 1e-15)) << "clip_frac_high";
+  EXPECT_TRUE(close(s.dual_clip_frac, ref.dual, 1e-15)) << "dual_clip_frac";
+  EXPECT_TRUE(close(s.approx_kl_k1, ref.k1, tol)) << "k1";
+  EXPECT_TRUE(close(s.approx_kl_k3, ref.k3, tol)) << "k3";
+  EXPECT_EQ(s.tokens, ref.tokens);
+  const double g_loss = 0.75;
+  std::vector<Real> g(ix(P.B * P.T), Real(-9));
+  rk::ratio_clip_backward_cpu<Real>(buf.args, g_loss, g.data());
+  const int64_t BT = P.B * P.T, stride = check_all_gradients ? 1 : std::max<int64_t>(1, BT / 23);
+  for (int64_t k = 0; k < BT; k += stride) {
+    const double want = g_loss * ref_ratio_clip(Pr, k).loss.d;
+    ASSERT_TRUE(close(double(g[ix(k)]), want, tol)) << "g_logp[" << k << "]";
+  }
+}
+
+std::vector<ClipOptions> all_clip_options() {
+  std::vector<ClipOptions> out;
+  for (auto level : {rk::RatioLevel::token, rk::RatioLevel::sequence, rk::RatioLevel::sequence_token})
+    for (auto agg : {rk::Aggregation::token_mean, rk::Aggregation::seq_mean_token_mean,
+                     rk::Aggregation::seq_mean_token_sum, rk::Aggregation::constant_norm,
+                     rk::Aggregation::only_token_mean})
+      for (bool adv_per_seq : {false, true})
+        for (bool bounds : {false, true})
+          for (double dual : {0.0, 3.0})
+            for (bool with_mask : {false, true})
+              for (double normalizer : {0.0, 37.0}) {
+                if (level == rk::RatioLevel::sequence && (!adv_per_seq || bounds)) continue;
+                if (agg == rk::Aggregation::only_token_mean && normalizer > 0) continue;
+                ClipOptions o;
+                o.level = level;
+                o.agg = agg;
+                o.adv_per_seq = adv_per_seq;
+                o.per_token_bounds = bounds;
+                o.dual = dual;
+                o.with_mask = with_mask;
+                o.normalizer = normalizer;
+                out.push_back(o);
+              }
+  return out;
+}
+
+// Hand-computed, eps 0.2, dual clip c = 3, B = 2, T = 5 (log-ratios written as ln r):
+//   row 0, mask [1 1 1 1 0]:
+//     t0 r = 1.5, A = +1: surr1 = 1.5, surr2 = 1.2·1 → l = −1.2, clipped high (grad 0)
+//     t1 r = 0.5, A = −1: surr1 = −0.5, surr2 = 0.8·(−1) = −0.8 → l = 0.8, clipped low (grad 0)
+//     t2 r = 1.1, A = +2: surr1 = surr2 = 2.2 → l = −2.2, dl/dlogp = −A·r = −2.2
+//     t3 r = 5,   A = −1: surr1 = −5, surr2 = −1.2 → l = 5 → dual: min(5, 3) = 3 (grad 0)
+//     t4 masked (logp NaN)                                        Σ m·l = 0.4, |o_0| = 4
+//   row 1, mask [1 1 0 0 0]: r = 1, A = +0.5 → l = −0.5 each, dl/dlogp = −0.5
+//                                                                 Σ m·l = −1.0, |o_1| = 2
+//   token_mean          (0.4 − 1.0)/6             = −0.1   grads ·1/6:   −0.366667, −0.083333
+//   seq_mean_token_mean (0.4/4 − 1.0/2)/2         = −0.2   ·1/(2|o_i|):  −0.275,    −0.125
+//   seq_mean_token_sum  (0.4 − 1.0)/2             = −0.3   ·1/2:         −1.1,      −0.25
+//   constant_norm       (0.4 − 1.0)/(2·T=10)      = −0.06  ·1/10:        −0.22,     −0.05
+//   only_token_mean     0.4/4 − 1.0/2             = −0.4   ·1/|o_i|:     −0.55,     −0.25
+//   clip fractions over 6 tokens: low 1/6, high 1/6, dual 1/6;
+//   k1 = −(ln 1.5 + ln 0.5 + ln 1.1 + ln 5 + 0 + 0)/6 = −0.2361776699644407,
+//   k3 = Σ (r − 1 − ln r)/6 = 0.44715566336889245.
+TEST(RatioClip, HandComputedEveryAggregation) {
+  ClipProblem P;
+  P.B = 2;
+  P.T = 5;
+  P.logp = {std::log(1.5), std::log(0.5), std::log(1.1), std::log(5.0), kNaN,
+            0.0, 0.0, kNaN, kNaN, kNaN};
+  P.old_logp.assign(10, 0.0);
+  P.adv = {1, -1, 2, -1, 7, 0.5, 0.5, 7, 7, 7};
+  P.mask = {1, 1, 1, 1, 0, 1, 1, 0, 0, 0};
+  P.dual = 3.0;
+  struct Case {
+    rk::Aggregation agg;
+    double loss, g02, g10;
+  };
+  const Case cases[] = {
+      {rk::Aggregation::token_mean, -0.1, -2.2 / 6, -0.5 / 6},
+      {rk::Aggregation::seq_mean_token_mean, -0.2, -0.275, -0.125},
+      {rk::Aggregation::seq_mean_token_sum, -0.3, -1.1, -0.25},
+      {rk::Aggregation::constant_norm, -0.06, -0.22, -0.05},
+      {rk::Aggregation::only_token_mean, -0.4, -0.55, -0.25},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(rk::aggregation_name(c.agg));
+    P.agg = c.agg;
+    ClipBuffers<double> buf(P);
+    const rk::RatioClipStats s = rk::ratio_clip_forward_cpu<double>(buf.args);
+    EXPECT_NEAR(s.loss, c.loss, 1e-14);
+    EXPECT_NEAR(s.clip_frac_low, 1.0 / 6, 1e-15);
+    EXPECT_NEAR(s.clip_frac_high, 1.0 / 6, 1e-15);
+    EXPECT_NEAR(s.dual_clip_frac, 1.0 / 6, 1e-15);
+    EXPECT_NEAR(s.approx_kl_k1, -0.2361776699644407, 1e-14);
+    EXPECT_NEAR(s.approx_kl_k3, 0.44715566336889245, 1e-14);
+    EXPECT_EQ(s.tokens, 6.0);
+    std::vector<double> g(10, -9.0);
+    rk::ratio_clip_backward_cpu<double>(buf.args, 1.0, g.data());
+    const std::vector<double> want = {0, 0, c.g02, 0, 0, c.g10, c.g10, 0, 0, 0};
+    for (int k = 0; k < 10; ++k) EXPECT_NEAR(g[ix(k)], want[ix(k)], 1e-14) << "k=" << k;
+  }
+  // Without the dual clip t3 is unclipped: l = 5, dl/dlogp = −A·r = 5; token_mean: Σ m·l =
+  // −1.2 + 0.8 − 2.2 + 5 − 1 = 1.4 → 1.4/6, gradient of t3 = 5/6.
+  P.dual = 0.0;
+  P.agg = rk::Aggregation::token_mean;
+  ClipBuffers<double> buf(P);
+  const rk::RatioClipStats s = rk::ratio_clip_forward_cpu<double>(buf.args);
+  EXPECT_NEAR(s.loss, 1.4 / 6, 1e-14);
+  EXPECT_EQ(s.dual_clip_frac, 0.0);
+  std::vector<double> g(10);
+  rk::ratio_clip_backward_cpu<double>(buf.args, 1.0, g.data());
+  EXPECT_NEAR(g[3], 5.0 / 6, 1e-14);
+  // A normalizer (the token count of a whole optimizer step, here 12) replaces the 6.
+  P.normalizer = 12.0;
+  ClipBuffers<double> buf2(P);
+  EXPECT_NEAR(rk::ratio_clip_forward_cpu<double>(buf2.args).loss, 1.4 / 12, 1e-14);
+}
+
+// Hand-computed GSPO (eps_low 3e-4, eps_high 4e-4, seq_mean_token_mean, B = 2, T = 2):
+//   row 0: log-ratios [ln 1.1, ln 1.1] → s = 1.1, A = +1 → clip(s) = 1.0004 < s:
+//          l_0 = −1.0004, clipped high, no gradient (both tokens count as clipped).
+//   row 1: log-ratios [1e-4, −1e-4] → ρ = 0, s = 1, A = −1 → l_1 = 1, unclipped.
+//   loss = (−1.0004 + 1)/2 = −0.0002; clip_frac_high = 2/4.
+//   gradient of row 1's tokens: (1/B)·(dl/ds = −A = 1)·s·(1/|o_1| = 1/2) = 0.25 each.
+// GSPO-token with per-token advantages on row 1, A = [−1, +2]: s_{1,t} = 1, l = [1, −2],
+//   loss = (−1.0004 + (1 − 2)/2)/2 = −0.7502, gradients (1/(2·2))·(−A_t)·1 = [0.25, −0.5].
+TEST(RatioClip, HandComputedGspo) {
+  ClipProblem P;
+  P.B = 2;
+  P.T = 2;
+  P.logp = {std::log(1.1) - 1.0, std::log(1.1) - 2.0, 1e-4 - 0.5, -1e-4 - 0.25};
+  P.old_logp = {-1.0, -2.0, -0.5, -0.25};
+  P.adv = {1.0, -1.0};
+  P.adv_per_seq = true;
+  P.eps_low = 3e-4;
+  P.eps_high = 4e-4;
+  P.level = rk::RatioLevel::sequence;
+  P.agg = rk::Aggregation::seq_mean_token_mean;
+  for (auto level : {rk::RatioLevel::sequence, rk::RatioLevel::sequence_token}) {
+    SCOPED_TRACE(rk::ratio_level_name(level));
+    P.level = level;
+    ClipBuffers<double> buf(P);
+    const rk::RatioClipStats s = rk::ratio_clip_forward_cpu<double>(buf.args);
+    EXPECT_NEAR(s.loss, -0.0002, 1e-13);
+    EXPECT_NEAR(s.clip_frac_high, 0.5, 1e-15);
+    EXPECT_EQ(s.clip_frac_low, 0.0);
+    std::vector<double> g(4);
+    rk::ratio_clip_backward_cpu<double>(buf.args, 1.0, g.data());
+    EXPECT_NEAR(g[0], 0.0, 1e-15);
+    EXPECT_NEAR(g[1], 0.0, 1e-15);
+    EXPECT_NEAR(g[2], 0.25, 1e-12);
+    EXPECT_NEAR(g[3], 0.25, 1e-12);
+  }
+  P.level = rk::RatioLevel::sequence_token;
+  P.adv_per_seq = false;
+  P.adv = {1.0, 1.0, -1.0, 2.0};
+  ClipBuffers<double> buf(P);
+  EXPECT_NEAR(rk::ratio_clip_forward_cpu<double>(buf.args).loss, -0.7502, 1e-12);
+  std::vector<double> g(4);
+  rk::ratio_clip_backward_cpu<double>(buf.args, 1.0, g.data());
+  EXPECT_NEAR(g[2], 0.25, 1e-12);
+  EXPECT_NEAR(g[3], -0.5, 1e-12);
+}
+
+// Every level × aggregation × advantage shape × bounds × dual clip × mask × normalizer, on
+// three odd sizes, in double (exact agreement) and float (inputs rounded, double inside).
+TEST(RatioClip, MatchesUnfusedReferenceEveryMode) {
+  std::mt19937_64 rng(11);
+  int cases = 0, with_low = 0, with_high = 0, with_dual = 0;
+  for (const ClipOptions& o : all_clip_options()) {
+    for (auto [B, T] : {std::pair<int64_t, int64_t>{1, 1}, {5, 9}, {3, 17}}) {
+      const ClipProblem P = random_clip(rng, B, T, o);
+      expect_clip_matches<double>(P, 1e-12);
+      expect_clip_matches<float>(P, 1e-6);
+      if (HasFailure()) return;
+      const ClipRef ref = ref_ratio_clip(P, -1);
+      ++cases;
+      with_low += ref.low > 0;
+      with_high += ref.high > 0;
+      with_dual += ref.dual > 0;
+    }
+  }
+  // The generator really reaches every regime (guards against a vacuous test).
+  EXPECT_GT(cases, 400);
+  EXPECT_GT(with_low, cases / 4);
+  EXPECT_GT(with_high, cases / 4);
+  EXPECT_GT(with_dual, cases / 8);
+}
+
+// Central finite differences in double of the kernel's own loss against its backward. The
+// generator keeps every ratio ≥ 10% away from each kink, h = 1e-6 in the log-prob.
+TEST(RatioClip, BackwardMatchesFiniteDifferences) {
+  std::mt19937_64 rng(12);
+  for (const ClipOptions& o : all_clip_options()) {
+    // GSPO-token's gradient is by design not the derivative of its value (the stop-gradients
+    // drop the other tokens' contribution through ρ_i); with per-sequence advantages and
+    // scalar bounds it equals GSPO's, which is. Its other cases are covered by the dual-number
+    // reference, where the stop-gradient is written literally.
+    if (o.level == rk::RatioLevel::sequence_token && (!o.adv_per_seq || o.per_token_bounds))
+      continue;
+    ClipProblem P = random_clip(rng, 4, 7, o);
+    SCOPED_TRACE(P.describe());
+    ClipBuffers<double> buf(P);
+    std::vector<double> g(ix(P.B * P.T));
+    rk::ratio_clip_backward_cpu<double>(buf.args, 1.0, g.data());
+    const double h = 1e-6;
+    for (size_t k = 0; k < g.size(); ++k) {
+      if (std::isnan(P.logp[k])) {
+        EXPECT_EQ(g[k], 0.0);
+        continue;
+      }
+      const double x = buf.logp[k];
+      buf.logp[k] = x + h;
+      const double lp = rk::ratio_clip_forward_cpu<double>(buf.args).loss;
+      buf.logp[k] = x - h;
+      const double lm = rk::ratio_clip_forward_cpu<double>(buf.args).loss;
+      buf.logp[k] = x;
+      // |loss| stays below ~1e2 here, so roundoff is ≈ 1e-16·1e2/1e-6 = 1e-8.
+      ASSERT_NEAR(g[k], (lp - lm) / (2 * h), 1e-6 * std::max(1.0, std::abs(g[k]))) << "k=" << k;
+    }
+  }
+}
+
+// A [64, 1000] batch (the benchmark's shape) runs the OpenMP path; the reference is checked on
+// the values and on a sample of gradient entries; the result must not depend on the thread
+// count (row partial sums are reduced in row order).
+TEST(RatioClip, LargeBatchAndThreadCountIndependence) {
+  std::mt19937_64 rng(13);
+  for (auto agg : {rk::Aggregation::token_mean, rk::Aggregation::seq_mean_token_mean}) {
+    ClipOptions o;
+    o.agg = agg;
+    o.dual = 3.0;
+    const ClipProblem P = random_clip(rng, 64, 1000, o);
+    expect_clip_matches<double>(P, 1e-11, /*check_all_gradients=*/false);
+    ClipBuffers<float> buf(P);
+    const int saved = omp_get_max_threads();
+    omp_set_num_threads(1);
+    const rk::RatioClipStats s1 = rk::ratio_clip_forward_cpu<float>(buf.args);
+    std::vector<float> g1(ix(P.B * P.T)), g2(g1.size());
+    rk::ratio_clip_backward_cpu<float>(buf.args, 1.0, g1.data());
+    omp_set_num_threads(std::max(2, saved));
+    const rk::RatioClipStats s2 = rk::ratio_clip_forward_cpu<float>(buf.args);
+    rk::ratio_clip_backward_cpu<float>(buf.args, 1.0, g2.data());
+    omp_set_num_threads(saved);
+    EXPECT_EQ(s1.loss, s2.loss);
+    EXPECT_EQ(s1.approx_kl_k3, s2.approx_kl_k3);
+    EXPECT_EQ(g1, g2);
+  }
+}
+
+// All tokens masked: no tokens, so loss, statistics and gradient are all 0 in every mode.
+TEST(RatioClip, AllMaskedBatch) {
+  std::mt19937_64 rng(14);
+  for (const ClipOptions& base : all_clip_options()) {
+    ClipOptions o = base;
+    o.with_mask = true;
+    ClipProblem P = random_clip(rng, 3, 4, o);
+    std::fill(P.mask.begin(), P.mask.end(), 0.0);
+    ClipBuffers<double> buf(P);
+    const rk::RatioClipStats s = rk::ratio_clip_forward_cpu<double>(buf.args);
+    EXPECT_EQ(s.loss, 0.0);
+    EXPECT_EQ(s.tokens, 0.0);
+    EXPECT_EQ(s.clip_frac_low + s.clip_frac_high + s.dual_clip_frac + s.approx_kl_k1, 0.0);
+    std::vector<double> g(12, 5.0);
+    rk::ratio_clip_backward_cpu<double>(buf.args, 1.0, g.data());
+    for (double x : g) EXPECT_EQ(x, 0.0);
+  }
+}
+
+// Gradient accumulation: two micro-batches with the whole step's token count as normalizer
+// sum to the loss and gradient of the full batch under token_mean (and the sequence count
+// for seq_mean_token_mean); plain per-micro-batch means would not.
+TEST(RatioClip, NormalizerMakesMicroBatchesAddUp) {
+  std::mt19937_64 rng(15);
+  for (auto agg : {rk::Aggregation::token_mean, rk::Aggregation::seq_mean_token_mean}) {
+    ClipOptions o;
+    o.agg = agg;
+    const ClipProblem full = random_clip(rng, 6, 8, o);
+    ClipBuffers<double> fb(full);
+    const rk::RatioClipStats fs = rk::ratio_clip_forward_cpu<double>(fb.args);
+    std::vector<double> fg(48);
+    rk::ratio_clip_backward_cpu<double>(fb.args, 1.0, fg.data());
+    double sum = 0;
+    std::vector<double> g(48, 0.0);
+    for (int half = 0; half < 2; ++half) {
+      rk::RatioClipArgs<double> a = fb.args;
+      a.B = 3;
+      a.logp += half * 24;
+      a.old_logp += half * 24;
+      a.advantages += half * 24;
+      a.mask += half * 24;
+      a.normalizer = agg == rk::Aggregation::token_mean ? fs.tokens : 6.0;
+      sum += rk::ratio_clip_forward_cpu<double>(a).loss;
+      rk::ratio_clip_backward_cpu<double>(a, 1.0, g.data() + half * 24, /*accumulate=*/true);
+    }
+    EXPECT_NEAR(sum, fs.loss, 1e-13);
+    for (size_t k = 0; k < g.size(); ++k) EXPECT_NEAR(g[k], fg[k], 1e-14);
+  }
+}
+
+// Ties sit exactly on a kink: r == hi with A > 0 and r == lo with A < 0 keep the unclipped
+// gradient −A·r (torch.clamp passes it at the boundary, and both min branches agree there);
+// l == −c·A keeps it too, and a tie is not counted as clipped.
+TEST(RatioClip, TiesAtTheBoundsKeepTheGradient) {
+  ClipProblem P;
+  P.B = 1;
+  P.T = 3;
+  P.eps_low = 0.25;
+  P.eps_high = 0.5;  // bounds 0.75 and 1.5, exact in binary
+  P.dual = 2.0;      // token 2: r = 2, A = −1 → l = 2 = −c·A
+  P.old_logp = {0.0, 0.0, 0.0};
+  P.logp = {std::log(1.5), std::log(0.75), std::log(2.0)};
+  P.adv = {1.0, -1.0, -1.0};
+  P.agg = rk::Aggregation::seq_mean_token_sum;
+  ClipBuffers<double> buf(P);
+  std::vector<double> g(3);
+  rk::ratio_clip_backward_cpu<double>(buf.args, 1.0, g.data());
+  const double r0 = std::exp(buf.logp[0]), r1 = std::exp(buf.logp[1]), r2 = std::exp(buf.logp[2]);
+  // glibc's exp(log(x)) returns x exactly for these three; should another libm round them
+  // off the kink, the expected gradient follows the side it landed on.
+  EXPECT_EQ(g[0], r0 > 1.5 ? 0.0 : -1.0 * r0);
+  EXPECT_EQ(g[1], r1 < 0.75 ? 0.0 : 1.0 * r1);
+  EXPECT_EQ(g[2], r2 > 2.0 ? 0.0 : 1.0 * r2);
+  const rk::RatioClipStats s = rk::ratio_clip_forward_cpu<double>(buf.args);
+  if (r0 == 1.5 && r1 == 0.75 && r2 == 2.0) {
+    EXPECT_EQ(s.clip_frac_high + s.clip_frac_low + s.dual_clip_frac, 0.0);
+    EXPECT_EQ(s.loss, -1.5 + 0.75 + 2.0);
+  }
+}
+
+TEST(RatioClip, RejectsInconsistentArguments) {
+  ClipProblem P;
+  P.B = 1;
+  P.T = 2;
+  P.logp = {0, 0};
+  P.old_logp = {0, 0};
+  P.adv = {1, 1};
+  auto args = [&] { return ClipBuffers<double>(P); };
+  P.dual = 0.5;  // a dual clip must be > 1
+  EXPECT_THROW(rk::ratio_clip_forward_cpu<double>(args().args), rlft::Error);
+  P.dual = 0.0;
+  P.level = rk::RatioLevel::sequence;  // GSPO needs per-sequence advantages
+  EXPECT_THROW(rk::ratio_clip_forward_cpu<double>(args().args), rlft::Error);
+  P.level = rk::RatioLevel::token;
+  P.agg = rk::Aggregation::only_token_mean;
+  P.normalizer = 4;
+  EXPECT_THROW(rk::ratio_clip_forward_cpu<double>(args().args), rlft::Error);
+  P.normalizer = 0;
+  P.eps_low = -0.1;
+  EXPECT_THROW(rk::ratio_clip_forward_cpu<double>(args().args), rlft::Error);
+  // B = 0: an empty batch is not an error.
+  rk::RatioClipArgs<double> empty;
+  EXPECT_EQ(rk::ratio_clip_forward_cpu<double>(empty).loss, 0.0);
+}
+
+// =============================================================================================
+// gae
+// =============================================================================================
+
+struct GaeProblem {
+  int64_t T = 0, N = 0;
+  std::vector<double> rewards, values, next_values, terminated, episode_end;
+  double gamma = 0.99, lambda = 0.95;
+};
+
+// CleanRL's loop, one environment at a time, from the back, in double.
+void ref_gae(const GaeProblem& P, std::vector<double>& adv, std::vector<double>& ret) {
+  adv.assign(ix(P.T * P.N), 0.0);
+  ret.assign(ix(P.T * P.N), 0.0);
+  for (int64_t n = 0; n < P.N; ++n) {
+    double lastgaelam = 0.0;
+    for (int64_t t = P.T - 1; t >= 0; --t) {
+      const size_t k = ix(t * P.N + n);
+      const bool terminal = !P.terminated.empty() && P.terminated[k] != 0;
+      const bool ended = terminal || (!P.episode_end.empty() && P.episode_end[k] != 0);
+      const double bootstrap = terminal ? 0.0 : P.gamma * P.next_values[k];
+      const double delta = P.rewards[k] + bootstrap - P.values[k];
+      lastgaelam = delta + (ended ? 0.0 : P.gamma * P.lambda * lastgaelam);
+      adv[k] = lastgaelam;
+      ret[k] = lastgaelam + P.values[k];
+    }
+  }
+}
+
+// Random rewards and values; terminations (p = 0.1) and truncations (p = 0.05) at random
+// steps; next_values = values[t+1] inside an episode, an independent final-observation value
+// at a truncation, and 1e6 at a termination (must be ignored), the bootstrap value at T−1.
+GaeProblem random_gae(std::mt19937_64& rng, int64_t T, int64_t N) {
+  GaeProblem P;
+  P.T = T;
+  P.N = N;
+  std::normal_distribution<double> normal(0.0, 1.0);
+  std::uniform_real_distribution<double> u01(0.0, 1.0);
+  const size_t TN = ix(T * N);
+  P.rewards.resize(TN);
+  P.values.resize(TN);
+  P.next_values.resize(TN);
+  P.terminated.resize(TN);
+  P.episode_end.resize(TN);
+  for (size_t k = 0; k < TN; ++k) {
+    P.rewards[k] = normal(rng);
+    P.values[k] = normal(rng);
+    const double u = u01(rng);
+    P.terminated[k] = u < 0.1;
+    P.episode_end[k] = u < 0.15;
+  }
+  for (int64_t t = 0; t < T; ++t)
+    for (int64_t n = 0; n < N; ++n) {
+      const size_t k = ix(t * N + n);
+      if (P.terminated[k] != 0) P.next_values[k] = 1e6;
+      else if (P.episode_end[k] != 0 || t == T - 1) P.next_values[k] = normal(rng);
+      else P.next_values[k] = P.values[ix((t + 1) * N + n)];
+    }
+  return P;
+}
+
+template <typename Real>
+void expect_gae_matches(const GaeProblem& P, double tol) {
+  GaeProblem Pr = P;
+  for (auto* v : {&Pr.rewards, &Pr.values, &Pr.next_values})
+    for (double& x : *v) x = double(Real(x));
+  Pr.gamma = double(Real(P.gamma));
+  Pr.lambda = double(Real(P.lambda));
+  std::vector<double> adv, ret;
+  ref_gae(Pr, adv, ret);
+  const auto r = cast<Real>(P.rewards), v = cast<Real>(P.values), nv = cast<Real>(P.next_values),
+             term = cast<Real>(P.terminated), end = cast<Real>(P.episode_end);
+  std::vector<Real> a(adv.size(), Real(-9)), R(adv.size(), Real(-9));
+  rk::gae_cpu<Real>(r.data(), v.data(), nv.data(), term.empty() ? nullptr : term.data(),
+                    end.empty() ? nullptr : end.data(), P.T, P.N, Real(P.gamma), Real(P.lambda),
+                    a.data(), R.data());
+  for (size_t k = 0; k < adv.size(); ++k) {
+    ASSERT_TRUE(close(a[k], adv[k], tol)) << "advantages[" << k << "]";
+    ASSERT_TRUE(close(R[k], ret[k], tol)) << "returns[" << k << "]";
+  }
+}
+
+// Hand-computed, T = 3, N = 1, γ = 0.9, λ = 0.8 (γλ = 0.72), r = [1, 2, 3],
+// V = [0.5, 1.0, 1.5], next V = [1.0, 1.5, 2.0] (2.0 is the bootstrap value):
+//   δ2 = 3 + 0.9·2.0 − 1.5 = 3.3                A2 = 3.3
+//   δ1 = 2 + 0.9·1.5 − 1.0 = 2.35               A1 = 2.35 + 0.72·3.3   = 4.726
+//   δ0 = 1 + 0.9·1.0 − 0.5 = 1.4                A0 = 1.4  + 0.72·4.726 = 4.80272
+//   returns = A + V = [5.30272, 5.726, 4.8].
+// Terminated at t = 1: δ1 = 2 − 1 = 1, A1 = 1 (A2 not carried), A0 = 1.4 + 0.72·1 = 2.12.
+// Truncated at t = 1 with V(final obs) = 4: δ1 = 2 + 0.9·4 − 1 = 4.6, A1 = 4.6,
+//   A0 = 1.4 + 0.72·4.6 = 4.712.
+TEST(Gae, HandComputedThreeSteps) {
+  const double r[3] = {1, 2, 3}, v[3] = {0.5, 1.0, 1.5};
+  double nv[3] = {1.0, 1.5, 2.0}, a[3], R[3];
+  rk::gae_cpu<double>(r, v, nv, nullptr, nullptr, 3, 1, 0.9, 0.8, a, R);
+  EXPECT_NEAR(a[0], 4.80272, 1e-14);
+  EXPECT_NEAR(a[1], 4.726, 1e-14);
+  EXPECT_NEAR(a[2], 3.3, 1e-14);
+  EXPECT_NEAR(R[0], 5.30272, 1e-14);
+  EXPECT_NEAR(R[1], 5.726, 1e-14);
+  EXPECT_NEAR(R[2], 4.8, 1e-14);
+  const double term[3] = {0, 1, 0};
+  nv[1] = kNaN;  // a terminated step's next value is never used
+  rk::gae_cpu<double>(r, v, nv, term, nullptr, 3, 1, 0.9, 0.8, a, R);
+  EXPECT_NEAR(a[0], 2.12, 1e-14);
+  EXPECT_NEAR(a[1], 1.0, 1e-14);
+  EXPECT_NEAR(a[2], 3.3, 1e-14);
+  const double end[3] = {0, 1, 0};
+  nv[1] = 4.0;
+  rk::gae_cpu<double>(r, v, nv, nullptr, end, 3, 1, 0.9, 0.8, a, R);
+  EXPECT_NEAR(a[0], 4.712, 1e-14);
+  EXPECT_NEAR(a[1], 4.6, 1e-14);
+  EXPECT_NEAR(a[2], 3.3, 1e-14);
+}
+
+// Random terminations and truncations on odd sizes: 1×1 (a single step), 7×3, 129×5 (odd
+// T, a few environments), 300×130 (above the threading threshold, three blocks of 64
+// environments, the last one partial).
+TEST(Gae, MatchesExplicitLoopRandomDones) {
+  std::mt19937_64 rng(21);
+  for (auto [T, N] : {std::pair<int64_t, int64_t>{1, 1}, {7, 3}, {129, 5}, {300, 130}}) {
+    SCOPED_TRACE("T=" + std::to_string(T) + " N=" + std::to_string(N));
+    GaeProblem P = random_gae(rng, T, N);
+    expect_gae_matches<double>(P, 1e-13);
+    expect_gae_matches<float>(P, 2e-6);
+    P.gamma = 1.0;
+    P.lambda = 1.0;  // λ = 1: Monte-Carlo returns; the longest carry chains
+    expect_gae_matches<double>(P, 1e-12);
+    P.episode_end.clear();  // no truncation flags: only terminations end episodes
+    expect_gae_matches<double>(P, 1e-12);
+  }
+}
+
+// Episode_end may leave out terminated steps: a termination always ends the episode.
+TEST(Gae, TerminationEndsEpisodeWithoutEndFlag) {
+  const double r[2] = {1, 1}, v[2] = {0, 0}, nv[2] = {0, 5}, term[2] = {1, 0}, end[2] = {0, 0};
+  double a[2], R[2];
+  rk::gae_cpu<double>(r, v, nv, term, end, 2, 1, 1.0, 1.0, a, R);
+  EXPECT_EQ(a[0], 1.0);  // not 1 + A1
+  EXPECT_EQ(a[1], 6.0);
+}
+
+TEST(Gae, EmptyAndInvalid) {
+  rk::gae_cpu<double>(nullptr, nullptr, nullptr, nullptr, nullptr, 0, 4, 0.99, 0.95, nullptr,
+                      nullptr);
+  rk::gae_masked_rows_cpu<float>(nullptr, nullptr, nullptr, 3, 0, 1.0f, 0.95f, nullptr, nullptr);
+  const double x = 0;
+  double a;
+  EXPECT_THROW(rk::gae_cpu<double>(&x, &x, &x, nullptr, nullptr, 1, 1, 1.5, 0.95, &a, nullptr),
+               rlft::Error);
+  EXPECT_THROW(rk::gae_masked_rows_cpu<double>(&x, &x, nullptr, 1, 1, 1.0, -0.1, &a, nullptr),
+               rlft::Error);
+}
+
+// DeepSpeed-Chat's get_advantages_and_returns, literally: rewards and values are zeroed after
+// the response (as its train_rlhf does), the loop runs over [start, T) with next value 0 at
+// the end; the result is defined on [start, T).
+void deepspeed_chat_gae(const std::vector<double>& values, const std::vector<double>& rewards,
+                        int64_t B, int64_t T, int64_t start, const std::vector<int64_t>& ends,
+                        double gamma, double lam, std::vector<double>& adv, std::vector<double>& ret) {
+  adv.assign(ix(B * T), 0.0);
+  ret.assign(ix(B * T), 0.0);
+  for (int64_t i = 0; i < B; ++i) {
+    std::vector<double> v(values.begin() + i * T, values.begin() + (i + 1) * T);
+    std::vector<double> r(rewards.begin() + i * T, rewards.begin() + (i + 1) * T);
+    for (int64_t t = ends[ix(i)]; t < T; ++t) v[ix(t)] = r[ix(t)] = 0.0;
+    double lastgaelam = 0.0;
+    for (int64_t t = T - 1; t >= start; --t) {
+      const double nextvalues = t < T - 1 ? v[ix(t + 1)] : 0.0;
+      const double delta = r[ix(t)] + gamma * nextvalues - v[ix(t)];
+      lastgaelam = delta + gamma * lam * lastgaelam;
+      adv[ix(i * T + t)] = lastgaelam;
+      ret[ix(i * T + t)] = lastgaelam + v[ix(t)];
+    }
+  }
+}
+
+// Hand-computed LLM row, T = 5, mask [0 1 1 1 0] (prompt, three response tokens, padding),
+// γ = 1, λ = 0.95, r = [9, 0, 0, 1, 9], V = [9, 0.2, 0.4, 0.6, 9] (the 9s must be ignored):
+//   t3: δ = 1 + 0 − 0.6 = 0.4 (value after the last response token is 0)   A3 = 0.4
+//   t2: δ = 0 + 0.6 − 0.4 = 0.2                     A2 = 0.2 + 0.95·0.4  = 0.58
+//   t1: δ = 0 + 0.4 − 0.2 = 0.2                     A1 = 0.2 + 0.95·0.58 = 0.751
+//   returns = [0, 0.951, 0.98, 1.0, 0].
+TEST(GaeMaskedRows, HandComputed) {
+  const double r[5] = {9, 0, 0, 1, 9}, v[5] = {9, 0.2, 0.4, 0.6, 9}, m[5] = {0, 1, 1, 1, 0};
+  double a[5], R[5];
+  rk::gae_masked_rows_cpu<double>(r, v, m, 1, 5, 1.0, 0.95, a, R);
+  const double want_a[5] = {0, 0.751, 0.58, 0.4, 0}, want_r[5] = {0, 0.951, 0.98, 1.0, 0};
+  for (int t = 0; t < 5; ++t) {
+    EXPECT_NEAR(a[t], want_a[t], 1e-15) << t;
+    EXPECT_NEAR(R[t], want_r[t], 1e-15) << t;
+  }
+}
+
+// Contiguous responses of random lengths (including length 1 and a response that runs to
+// the last position) against DeepSpeed-Chat's loop, both precisions.
+TEST(GaeMaskedRows, MatchesDeepSpeedChat) {
+  std::mt19937_64 rng(22);
+  std::normal_distribution<double> normal(0.0, 1.0);
+  const int64_t B = 7, T = 33, start = 5;
+  std::vector<double> r(ix(B * T)), v(ix(B * T)), mask(ix(B * T), 0.0);
+  for (double& x : r) x = normal(rng);
+  for (double& x : v) x = normal(rng);
+  std::vector<int64_t> ends = {start + 1, T, start + 7, start + 20, T - 1, start + 2, start + 13};
+  for (int64_t i = 0; i < B; ++i)
+    for (int64_t t = start; t < ends[ix(i)]; ++t) mask[ix(i * T + t)] = 1.0;
+  std::vector<double> ds_adv, ds_ret;
+  deepspeed_chat_gae(v, r, B, T, start, ends, 1.0, 0.95, ds_adv, ds_ret);
+  std::vector<double> a(ix(B * T)), R(ix(B * T));
+  rk::gae_masked_rows_cpu<double>(r.data(), v.data(), mask.data(), B, T, 1.0, 0.95, a.data(),
+                                  R.data());
+  const auto rf = cast<float>(r), vf = cast<float>(v), mf = cast<float>(mask);
+  std::vector<float> af(a.size()), Rf(a.size());
+  rk::gae_masked_rows_cpu<float>(rf.data(), vf.data(), mf.data(), B, T, 1.0f, 0.95f, af.data(),
+                                 Rf.data());
+  for (int64_t i = 0; i < B; ++i)
+    for (int64_t t = start; t < ends[ix(i)]; ++t) {
+      const size_t k = ix(i * T + t);
+      EXPECT_NEAR(a[k], ds_adv[k], 1e-13) << i << "," << t;
+      EXPECT_NEAR(R[k], ds_ret[k], 1e-13) << i << "," << t;
+      EXPECT_NEAR(af[k], ds_adv[k], 1e-5 * std::max(1.0, std::abs(ds_adv[k])));
+    }
+}
+
+// Masks with holes (the recursion skips unmasked positions, it does not stop at them): the
+// reference gathers the masked positions of a row, runs the plain loop, and scatters back.
+TEST(GaeMaskedRows, HolesInTheMaskAndOddSizes) {
+  std::mt19937_64 rng(23);
+  std::normal_distribution<double> normal(0.0, 1.0);
+  std::uniform_real_distribution<double> u01(0.0, 1.0);
+  for (auto [B, T] : {std::pair<int64_t, int64_t>{1, 1}, {3, 7}, {5, 129}, {40, 1000}}) {
+    SCOPED_TRACE("B=" + std::to_string(B) + " T=" + std::to_string(T));
+    const double gamma = 0.99, lam = 0.9;
+    std::vector<double> r(ix(B * T)), v(ix(B * T)), m(ix(B * T));
+    for (double& x : r) x = normal(rng);
+    for (double& x : v) x = normal(rng);
+    for (double& x : m) x = u01(rng) < 0.6;
+    std::vector<double> want_a(ix(B * T), 0.0), want_r(ix(B * T), 0.0);
+    for (int64_t i = 0; i < B; ++i) {
+      std::vector<size_t> pos;
+      for (int64_t t = 0; t < T; ++t)
+        if (m[ix(i * T + t)] != 0) pos.push_back(ix(i * T + t));
+      double lastgaelam = 0.0;
+      for (size_t j = pos.size(); j-- > 0;) {
+        const double next_v = j + 1 < pos.size() ? v[pos[j + 1]] : 0.0;
+        const double delta = r[pos[j]] + gamma * next_v - v[pos[j]];
+        lastgaelam = delta + gamma * lam * lastgaelam;
+        want_a[pos[j]] = lastgaelam;
+        want_r[pos[j]] = lastgaelam + v[pos[j]];
+      }
+    }
+    std::vector<double> a(ix(B * T), -9), R(ix(B * T), -9);
+    rk::gae_masked_rows_cpu<double>(r.data(), v.data(), m.data(), B, T, gamma, lam, a.data(),
+                                    R.data());
+    for (size_t k = 0; k < a.size(); ++k) {
+      ASSERT_TRUE(close(a[k], want_a[k], 1e-13)) << k;
+      ASSERT_TRUE(close(R[k], want_r[k], 1e-13)) << k;
+    }
+    // No mask: every position is a response token.
+    rk::gae_masked_rows_cpu<double>(r.data(), v.data(), nullptr, B, T, gamma, lam, a.data(),
+                                    nullptr);
+    GaeProblem P;  // the same recursion as classic GAE on one environment per row, no dones
+    P.T = T;
+    P.N = 1;
+    P.gamma = gamma;
+    P.lambda = lam;
+    for (int64_t i = 0; i < B; ++i) {
+      P.rewards.assign(r.begin() + i * T, r.begin() + (i + 1) * T);
+      P.values.assign(v.begin() + i * T, v.begin() + (i + 1) * T);
+      P.next_values.assign(P.values.begin() + 1, P.values.end());
+      P.next_values.push_back(0.0);
+      std::vector<double> ca, cr;
+      ref_gae(P, ca, cr);
+      for (int64_t t = 0; t < T; ++t)
+        ASSERT_TRUE(close(a[ix(i * T + t)], ca[ix(t)], 1e-13)) << i << "," << t;
+    }
+  }
+}
+
+}  // namespace
