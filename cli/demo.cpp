@@ -5,10 +5,19 @@
 
 #include "engine/nn.h"
 #include "engine/optim.h"
+#include "cli/args.h"
+#include "cli/commands.h"
 
 namespace rlft::cli {
 
-int run_demo(int steps, uint64_t seed) {
+int run_demo(int argc, char** argv, int first) {
+  int64_t steps = 2000;
+  uint64_t seed = 0;
+  Args args("rlft demo", "Fit a 1-64-1 tanh MLP to y = sin(x) with Adam and print the loss falling.");
+  args.add("--steps", &steps, "optimizer steps");
+  args.add("--seed", &seed, "random seed");
+  if (!args.parse(argc, argv, first)) return 0;
+  RLFT_CHECK(steps > 0, "--steps: must be positive, got ", steps);
   Generator gen(seed);
   nn::Sequential mlp;
   mlp.push_back(std::make_shared<nn::Linear>(1, 64, true, gen));
@@ -21,13 +30,13 @@ int run_demo(int steps, uint64_t seed) {
   optim::Adam opt(mlp.parameters(), 1e-2);
   std::printf("fitting y = sin(x) on %lld points with a 1-64-1 tanh MLP (%lld parameters)\n",
               (long long)x.shape()[0], (long long)mlp.num_parameters());
-  for (int step = 0; step <= steps; ++step) {
+  for (int64_t step = 0; step <= steps; ++step) {
     const Tensor diff = sub(mlp.forward(x), y);
     const Tensor loss = mean(mul(diff, diff));
     opt.zero_grad();
     loss.backward();
     opt.step();
-    if (step % (steps / 10 > 0 ? steps / 10 : 1) == 0) std::printf("step %5d  mse %.6f\n", step, loss.item());
+    if (step % (steps / 10 > 0 ? steps / 10 : 1) == 0) std::printf("step %5lld  mse %.6f\n", (long long)step, loss.item());
   }
   return 0;
 }

@@ -107,7 +107,10 @@ void dump_double(std::string& out, double d) {
   std::from_chars(exp_text.data(), exp_text.data() + exp_text.size(), exp);
   if (exp >= 16 || exp < -4) {
     out += digits[0];
-    if (digits.size() > 1) out += "." + digits.substr(1);
+    if (digits.size() > 1) {
+      out += '.';
+      out.append(digits, 1);
+    }
     out += exp < 0 ? "e-" : "e+";
     if (std::abs(exp) < 10) out += '0';
     out += std::to_string(std::abs(exp));

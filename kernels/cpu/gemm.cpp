@@ -165,6 +165,8 @@ int max_threads_here() { return omp_in_parallel() ? 1 : omp_get_max_threads(); }
 // The unpacked path (versions 3 and 4) when op(B) fits in L2 or M is a few rows: B is then
 // read from cache (or once) by every row tile, and packing would cost as much as the math.
 bool use_small_path(const GemmKernels& kr, int64_t M, int64_t N, int64_t K) {
+  static const char* force = std::getenv("RLFT_GEMM_FORCE");  // DEVONLY
+  if (force) return force[0] == 's';  // DEVONLY
   return M <= kr.mr || (K * N <= 256 * 512 && K <= 1024);
 }
 
@@ -200,66 +202,65 @@ void run_small(const GemmKernels& kr, bool ta, bool tb, int64_t M, int64_t N, in
   }
 }
 
+// Version 2 on one thread: the whole loop nest of the manual over C[0:M, 0:N].
+void packed_serial(const GemmKernels& kr, bool ta, bool tb, int64_t M, int64_t N, int64_t K,
+                   float alpha, const float* A, int64_t lda, const float* B, int64_t ldb,
+                   float beta, float* C, int64_t ldc) {
+  const int64_t MR = kr.mr, NB = kr.nb, MB = kr.mb;
+  // Equal K chunks of at most KC (1100 -> 3 x 368, not 384 + 384 + 332), multiples of 8. The
+  // chunking depends on K alone, so every element is summed in the same order whatever the
+  // thread split: the bits do not depend on the thread count.
+  const int64_t kchunks = ceil_div(K, kr.kc);
+  const int64_t KC = std::min<int64_t>(kr.kc, ceil_div(ceil_div(K, kchunks), 8) * 8);
+  float* Ap = gemm_detail::gemm_scratch(gemm_detail::kScratchA, std::min(MB, ceil_div(M, MR) * MR) * KC);
+  float* Bp = gemm_detail::gemm_scratch(gemm_detail::kScratchB, KC * NB);
+  for (int64_t i0 = 0; i0 < M; i0 += MB) {
+    const int64_t mb = std::min(MB, M - i0);
+    for (int64_t p0 = 0; p0 < K; p0 += KC) {
+      const int64_t kc = std::min(KC, K - p0);
+      kr.pack_a(ta, ta ? A + p0 * lda + i0 : A + i0 * lda + p0, lda, mb, kc, Ap);
+      for (int64_t j0 = 0; j0 < N; j0 += NB) {
+        const int64_t nb = std::min(NB, N - j0);
+        kr.pack_b(tb, tb ? B + j0 * ldb + p0 : B + p0 * ldb + j0, ldb, kc, nb, Bp);
+        kr.macro(mb, nb, kc, Ap, Bp, C + i0 * ldc + j0, ldc, alpha, p0 == 0 ? beta : 1.0f);
+      }
+    }
+  }
+}
+
+// Threads take disjoint rectangles of C (tm x tn of them) and run the serial loop nest on their
+// own, packing their own panels into their own buffers: no barrier anywhere, so a thread that
+// the OS preempts (2 cores shared with other work) delays only its own rectangle. The price is
+// that an operand panel shared by two rectangles is packed twice: B when splitting M (a copy,
+// K*N/(M/tm) of the work), A when splitting N.
 void run_packed(const GemmKernels& kr, bool ta, bool tb, int64_t M, int64_t N, int64_t K,
                 float alpha, const float* A, int64_t lda, const float* B, int64_t ldb,
                 float beta, float* C, int64_t ldc, int nt) {
-  const int64_t MR = kr.mr, NR = kr.nr, NB = kr.nb, MB = kr.mb;
-  // Equal K chunks of at most KC (1100 -> 3 x 368, not 384 + 384 + 332), multiples of 8.
-  const int64_t kchunks = ceil_div(K, kr.kc);
-  const int64_t KC = std::min<int64_t>(kr.kc, ceil_div(ceil_div(K, kchunks), 8) * 8);
-  const int64_t mb_max = std::min(MB, ceil_div(M, MR) * MR);
-  float* Ap = gemm_detail::gemm_scratch(gemm_detail::kScratchA, mb_max * KC);
-
-  // Thread grid tm x tn over (row panels of one M block) x (column panels).
-  const int64_t mp = ceil_div(std::min(M, MB), MR), np = ceil_div(N, NR);
+  const int64_t MR = kr.mr, NR = kr.nr;
+  const int64_t mp = ceil_div(M, MR), np = ceil_div(N, NR);
   nt = static_cast<int>(std::min<int64_t>(nt, mp * np));
-  int best_tm = 1;
-  int64_t best_cost = -1;
-  for (int tm = 1; tm <= nt; ++tm) {
-    if (nt % tm != 0) continue;
-    const int tn = nt / tm;
-    const int64_t cost = ceil_div(mp, tm) * ceil_div(np, tn);
-    if (best_cost < 0 || cost < best_cost) best_cost = cost, best_tm = tm;
+  if (nt <= 1) {
+    packed_serial(kr, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    return;
   }
-  const int tm = best_tm;
-
-  auto a_at = [&](int64_t i, int64_t p) { return ta ? A + p * lda + i : A + i * lda + p; };
-  auto b_at = [&](int64_t p, int64_t j) { return tb ? B + j * ldb + p : B + p * ldb + j; };
-
-#pragma omp parallel num_threads(nt) if (nt > 1)
+  // The most balanced grid (fewest tiles on the busiest thread); ties split M.
+  int tm = 1;
+  int64_t best = -1;
+  for (int t = nt; t >= 1; --t) {
+    if (nt % t != 0) continue;
+    const int64_t cost = ceil_div(mp, t) * ceil_div(np, nt / t);
+    if (best < 0 || cost < best) best = cost, tm = t;
+  }
+#pragma omp parallel num_threads(nt)
   {
-    const int t = omp_get_thread_num();
-    const int n_threads = omp_get_num_threads();
-    // If the runtime gave fewer threads than asked, fall back to splitting N only.
-    const int my_tm = n_threads == nt ? tm : 1, my_tn = n_threads / my_tm;
+    const int t = omp_get_thread_num(), n = omp_get_num_threads();
+    const int my_tm = n == nt ? tm : n, my_tn = n / my_tm;  // fewer threads than asked: split M
     const int ti = t / my_tn, tj = t % my_tn;
-    float* Bp = gemm_detail::gemm_scratch(gemm_detail::kScratchB, KC * NB);
-    const int64_t jp0 = np * tj / my_tn, jp1 = np * (tj + 1) / my_tn;
-    const int64_t j_begin = jp0 * NR, j_end = std::min(N, jp1 * NR);
-
-    for (int64_t i0 = 0; i0 < M; i0 += MB) {
-      const int64_t mb = std::min(MB, M - i0);
-      const int64_t mpan = ceil_div(mb, MR);
-      const int64_t ip0 = mpan * ti / my_tm, ip1 = mpan * (ti + 1) / my_tm;
-      const int64_t i_begin = ip0 * MR, i_end = std::min(mb, ip1 * MR);
-      for (int64_t p0 = 0; p0 < K; p0 += KC) {
-        const int64_t kc = std::min(KC, K - p0);
-#pragma omp for schedule(static)
-        for (int64_t ip = 0; ip < mpan; ++ip)
-          kr.pack_a(ta, a_at(i0 + ip * MR, p0), lda, std::min(MR, mb - ip * MR), kc,
-                    Ap + ip * MR * kc);
-        // (implicit barrier: Ap is complete)
-        if (i_end > i_begin) {
-          for (int64_t j0 = j_begin; j0 < j_end; j0 += NB) {
-            const int64_t nb = std::min(NB, j_end - j0);
-            kr.pack_b(tb, b_at(p0, j0), ldb, kc, nb, Bp);
-            kr.macro(i_end - i_begin, nb, kc, Ap + i_begin * kc, Bp, C + (i0 + i_begin) * ldc + j0,
-                     ldc, alpha, p0 == 0 ? beta : 1.0f);
-          }
-        }
-#pragma omp barrier
-      }
-    }
+    const int64_t i0 = std::min(M, mp * ti / my_tm * MR), i1 = std::min(M, mp * (ti + 1) / my_tm * MR);
+    const int64_t j0 = std::min(N, np * tj / my_tn * NR), j1 = std::min(N, np * (tj + 1) / my_tn * NR);
+    if (i1 > i0 && j1 > j0)
+      packed_serial(kr, ta, tb, i1 - i0, j1 - j0, K, alpha, ta ? A + i0 : A + i0 * lda, lda,
+                    tb ? B + j0 * ldb : B + j0, ldb, beta, C + i0 * ldc + j0, ldc);
   }
 }
 

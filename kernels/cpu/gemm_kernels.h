@@ -133,8 +133,10 @@ void transpose(const float* src, int64_t lds, int64_t rows, int64_t cols, float*
 // C[MR x NR] (m x n valid) = alpha * sum_k a[k][0:MR] (outer) b[k][0:NR] + beta * C.
 // MR*NV accumulators stay in registers for the whole k loop; per k: NV vector loads of B,
 // MR broadcasts of A (folded into the FMA as a memory operand), MR*NV FMAs.
+// Not inlined into macro(): on its own, GCC keeps all 27 live vectors of the 12 x 32 AVX-512
+// tile in the 32 registers; inlined, it spilled a B vector inside the k loop.
 template <int MR, int NV>
-RLFT_GEMM_INLINE void micro_tile(int64_t kc, const float* __restrict a, const float* __restrict b,
+__attribute__((noinline)) void micro_tile(int64_t kc, const float* __restrict a, const float* __restrict b,
                                  float* c, int64_t ldc, int m, int n, float alpha, float beta) {
   constexpr int NR = NV * W;
   VT acc[MR][NV];
@@ -142,8 +144,10 @@ RLFT_GEMM_INLINE void micro_tile(int64_t kc, const float* __restrict a, const fl
   for (int r = 0; r < MR; ++r)
 #pragma GCC unroll 8
     for (int v = 0; v < NV; ++v) acc[r][v] = V::zero();
-  for (int r = 0; r < MR; r += 2) __builtin_prefetch(c + (r < m ? r : 0) * ldc, 1, 3);
-#pragma GCC unroll 2
+  for (int r = 0; r < m; ++r) {  // the C tile is read (or written) once the k loop is done
+    __builtin_prefetch(c + r * ldc, 1, 3);
+    __builtin_prefetch(c + r * ldc + NR - 1, 1, 3);
+  }
   for (int64_t k = 0; k < kc; ++k) {
     VT bv[NV];
 #pragma GCC unroll 8

@@ -1,0 +1,210 @@
+// A small command-line option parser shared by every rlft command.
+//
+//   cli::Args args("rlft train ppo", "Train PPO on a classic-control environment.");
+//   args.add("--lr", &cfg.learning_rate, "Adam learning rate");
+//   args.add("--env", &cfg.env_id, "environment id");
+//   if (!args.parse(argc, argv, 3)) return 0;   // false after printing --help
+//
+// Every option takes a value ("--lr 3e-4" or "--lr=3e-4"); booleans also accept a bare
+// "--flag" (true) and "--no-flag" (false). Unknown options, missing values and values that
+// do not parse (or are out of range for the type) throw rlft::Error naming the option.
+// --help prints every option with its doc and its default.
+#pragma once
+
+#include <cerrno>
+#include <cstdint>
+#include <cstdlib>
+#include <functional>
+#include <map>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "engine/error.h"
+#include "engine/json.h"
+
+namespace rlft::cli {
+
+class Args {
+ public:
+  Args(std::string usage, std::string description) : usage_(std::move(usage)), description_(std::move(description)) {}
+
+  void add(const std::string& flag, std::string* v, const std::string& doc) {
+    add_option(flag, doc, *v, false, [v](const std::string& s) { *v = s; }, [v] { return json::Value(*v); });
+  }
+  void add(const std::string& flag, double* v, const std::string& doc) {
+    add_option(flag, doc, fmt(*v), false, [v, flag](const std::string& s) { *v = parse_double(flag, s); },
+               [v] { return json::Value(*v); });
+  }
+  void add(const std::string& flag, float* v, const std::string& doc) {
+    add_option(flag, doc, fmt(*v), false, [v, flag](const std::string& s) { *v = float(parse_double(flag, s)); },
+               [v] { return json::Value(double(*v)); });
+  }
+  void add(const std::string& flag, int64_t* v, const std::string& doc) {
+    add_option(flag, doc, std::to_string(*v), false, [v, flag](const std::string& s) { *v = parse_int(flag, s); },
+               [v] { return json::Value(*v); });
+  }
+  void add(const std::string& flag, int* v, const std::string& doc) {
+    add_option(flag, doc, std::to_string(*v), false,
+               [v, flag](const std::string& s) {
+                 const int64_t x = parse_int(flag, s);
+                 RLFT_CHECK(x >= INT32_MIN && x <= INT32_MAX, flag, ": ", s, " is out of range");
+                 *v = int(x);
+               },
+               [v] { return json::Value(int64_t(*v)); });
+  }
+  void add(const std::string& flag, uint64_t* v, const std::string& doc) {
+    add_option(flag, doc, std::to_string(*v), false,
+               [v, flag](const std::string& s) {
+                 const int64_t x = parse_int(flag, s);
+                 RLFT_CHECK(x >= 0, flag, ": must be >= 0, got ", s);
+                 *v = uint64_t(x);
+               },
+               [v] { return json::Value(int64_t(*v)); });
+  }
+  void add(const std::string& flag, bool* v, const std::string& doc) {
+    add_option(flag, doc, *v ? "true" : "false", true, [v, flag](const std::string& s) { *v = parse_bool(flag, s); },
+               [v] { return json::Value(*v); });
+  }
+  // Positional arguments (after the command words), with a name for --help.
+  void positional(const std::string& name, std::string* v, const std::string& doc) {
+    positionals_.push_back({name, doc, v});
+  }
+
+  // Parses argv[first..]; returns false when --help was printed. Required positionals
+  // that are missing are an error.
+  bool parse(int argc, char** argv, int first) {
+    size_t pos = 0;
+    for (int i = first; i < argc; ++i) {
+      std::string a = argv[i];
+      if (a == "--help" || a == "-h") {
+        print_help();
+        return false;
+      }
+      if (a.rfind("--", 0) != 0) {
+        RLFT_CHECK(pos < positionals_.size(), usage_, ": unexpected argument '", a, "'");
+        *positionals_[pos++].target = a;
+        continue;
+      }
+      std::string value;
+      bool has_value = false;
+      const size_t eq = a.find('=');
+      if (eq != std::string::npos) {
+        value = a.substr(eq + 1);
+        a = a.substr(0, eq);
+        has_value = true;
+      }
+      auto it = index_.find(a);
+      if (it == index_.end() && a.rfind("--no-", 0) == 0) {
+        auto jt = index_.find("--" + a.substr(5));
+        if (jt != index_.end() && options_[jt->second].is_bool && !has_value) {
+          options_[jt->second].set("false");
+          continue;
+        }
+      }
+      RLFT_CHECK(it != index_.end(), usage_, ": unknown option '", a, "' (see --help)");
+      Option& o = options_[it->second];
+      if (!has_value) {
+        if (o.is_bool && (i + 1 >= argc || std::string(argv[i + 1]).rfind("--", 0) == 0)) {
+          value = "true";
+        } else {
+          RLFT_CHECK(i + 1 < argc, a, ": missing value");
+          value = argv[++i];
+        }
+      }
+      o.set(value);
+      o.given = true;
+    }
+    RLFT_CHECK(pos >= positionals_.size(), usage_, ": missing argument <", positionals_[pos].name, ">");
+    return true;
+  }
+
+  bool given(const std::string& flag) const {
+    auto it = index_.find(flag);
+    return it != index_.end() && options_[it->second].given;
+  }
+
+  // Every option's current value, keyed by its name without dashes ("--kl-ctl" → "kl_ctl").
+  json::Value to_json() const {
+    json::Value obj = json::Value::object();
+    for (const Option& o : options_) {
+      std::string key = o.flag.substr(2);
+      for (char& c : key)
+        if (c == '-') c = '_';
+      obj.set(key, o.get());
+    }
+    return obj;
+  }
+
+  void print_help() const {
+    std::ostringstream os;
+    os << "usage: " << usage_;
+    for (const auto& p : positionals_) os << " <" << p.name << ">";
+    os << " [options]\n\n" << description_ << "\n\noptions:\n";
+    for (const auto& p : positionals_) os << "  <" << p.name << ">  " << p.doc << "\n";
+    size_t width = 0;
+    for (const Option& o : options_) width = std::max(width, o.flag.size());
+    for (const Option& o : options_) {
+      os << "  " << o.flag << std::string(width - o.flag.size() + 2, ' ') << o.doc << " (default: "
+         << (o.default_text.empty() ? "\"\"" : o.default_text) << ")\n";
+    }
+    os << "  --help" << std::string(width > 6 ? width - 6 + 2 : 2, ' ') << "show this text\n";
+    std::fputs(os.str().c_str(), stdout);
+  }
+
+  static double parse_double(const std::string& flag, const std::string& s) {
+    char* end = nullptr;
+    errno = 0;
+    const double v = std::strtod(s.c_str(), &end);
+    RLFT_CHECK(!s.empty() && *end == '\0' && errno == 0, flag, ": '", s, "' is not a number");
+    return v;
+  }
+  static int64_t parse_int(const std::string& flag, const std::string& s) {
+    char* end = nullptr;
+    errno = 0;
+    const long long v = std::strtoll(s.c_str(), &end, 10);
+    if (!s.empty() && *end != '\0') {
+      // Accept integral values written as 1e6 or 2.5e5.
+      const double d = std::strtod(s.c_str(), &end);
+      RLFT_CHECK(*end == '\0' && d == double(int64_t(d)), flag, ": '", s, "' is not an integer");
+      return int64_t(d);
+    }
+    RLFT_CHECK(!s.empty() && errno == 0, flag, ": '", s, "' is not an integer");
+    return v;
+  }
+  static bool parse_bool(const std::string& flag, const std::string& s) {
+    if (s == "true" || s == "1" || s == "yes") return true;
+    if (s == "false" || s == "0" || s == "no") return false;
+    throw Error(str(flag, ": '", s, "' is not a boolean (true/false)"));
+  }
+
+ private:
+  struct Option {
+    std::string flag, doc, default_text;
+    bool is_bool = false, given = false;
+    std::function<void(const std::string&)> set;
+    std::function<json::Value()> get;
+  };
+  struct Positional {
+    std::string name, doc;
+    std::string* target;
+  };
+  template <typename T>
+  static std::string fmt(T v) {
+    std::ostringstream os;
+    os << v;
+    return os.str();
+  }
+  void add_option(const std::string& flag, const std::string& doc, const std::string& def, bool is_bool,
+                  std::function<void(const std::string&)> set, std::function<json::Value()> get) {
+    RLFT_CHECK(flag.rfind("--", 0) == 0 && !index_.count(flag), "Args: bad or duplicate option ", flag);
+    index_[flag] = options_.size();
+    options_.push_back({flag, doc, def, is_bool, false, std::move(set), std::move(get)});
+  }
+  std::string usage_, description_;
+  std::vector<Option> options_;
+  std::map<std::string, size_t> index_;
+  std::vector<Positional> positionals_;
+};
+
+}  // namespace rlft::cli

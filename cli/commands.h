@@ -1,0 +1,11 @@
+// The rlft subcommands. main.cpp dispatches on the first word; each returns an exit status
+// and throws rlft::Error on bad input (main prints it as one line and exits with 2).
+// argv[first] is the first argument after the command words.
+#pragma once
+
+namespace rlft::cli {
+
+int run_demo(int argc, char** argv, int first);  // cli/demo.cpp
+int run_lm(int argc, char** argv, int first);    // cli/cmd_lm.cpp: rlft lm pretrain|sft|sample|eval
+
+}  // namespace rlft::cli

@@ -1,2 +1,0 @@
-// Algorithms and environments are added by the RL issues.
-namespace rlft::rl {}
