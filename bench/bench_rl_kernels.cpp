@@ -10,6 +10,7 @@
 //   %peak  = GB/s / the STREAM-triad bandwidth measured at start-up with the same thread count
 //            (printed in the context as triad_gbps_1t / triad_gbps_2t).
 //   ns/el  = time per logit, token or step.
+// Times are process CPU time at t = 1 and wall-clock time at t = 2 (see LoopTimer).
 // Argument t is the OpenMP thread count of the fused kernel (the unfused chains are serial).
 // Single-thread benchmarks run first, so idle OpenMP workers spinning after a parallel region
 // do not steal the second core from a serial one.
@@ -24,6 +25,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <ctime>
 #include <random>
 #include <string>
 #include <vector>
@@ -55,18 +57,26 @@ double measure_triad_gbps(int threads) {
   return best;
 }
 
-// Wall-clock seconds of the timed loop, measured around it (Google Benchmark's own rate
-// counters would print "GB/s=…/s"); the counters are plain numbers, one fixed-width line each.
+// Seconds of the timed loop, measured around it (Google Benchmark's own rate counters would
+// print "GB/s=…/s"): process CPU time for t = 1, which other jobs on the shared cores do not
+// inflate, and wall-clock time for t = 2, where CPU time would count both threads.
 struct LoopTimer {
-  std::chrono::steady_clock::time_point t0 = std::chrono::steady_clock::now();
-  double seconds() const {
-    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  static double cpu_now() {
+    timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return double(ts.tv_sec) + 1e-9 * double(ts.tv_nsec);
+  }
+  std::chrono::steady_clock::time_point wall0 = std::chrono::steady_clock::now();
+  double cpu0 = cpu_now();
+  double seconds(int threads) const {
+    if (threads == 1) return cpu_now() - cpu0;
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - wall0).count();
   }
 };
 
 void report(benchmark::State& state, const LoopTimer& timer, double bytes, double elements,
             int threads) {
-  const double s = timer.seconds() / double(state.iterations());
+  const double s = timer.seconds(threads) / double(state.iterations());
   state.counters["GB/s"] = bytes / s / 1e9;
   state.counters["%peak"] = bytes / s / 1e9 / g_triad_gbps[threads] * 100.0;
   state.counters["ns/el"] = s / elements * 1e9;
@@ -88,10 +98,19 @@ struct SoftmaxData {
   std::vector<float> ls, p, g_ls;  // the unfused chain's [N, V] temporaries
   std::vector<int64_t> targets;
   SoftmaxData(int64_t N_, int64_t V_)
-      : N(N_), V(V_), logits(random_floats(size_t(N * V), 3.f, 1)), logp(size_t(N)),
-        entropy(size_t(N)), lse(size_t(N)), g_logp(random_floats(size_t(N), 1.f, 2)),
-        g_entropy(random_floats(size_t(N), 1.f, 3)), dlogits(size_t(N * V)), ls(size_t(N * V)),
-        p(size_t(N * V)), g_ls(size_t(N * V)), targets(size_t(N)) {
+      : N(N_),
+        V(V_),
+        logits(random_floats(size_t(N * V), 3.f, 1)),
+        logp(size_t(N)),
+        entropy(size_t(N)),
+        lse(size_t(N)),
+        g_logp(random_floats(size_t(N), 1.f, 2)),
+        g_entropy(random_floats(size_t(N), 1.f, 3)),
+        dlogits(size_t(N * V)),
+        ls(size_t(N * V)),
+        p(size_t(N * V)),
+        g_ls(size_t(N * V)),
+        targets(size_t(N)) {
     for (int64_t n = 0; n < N; ++n) targets[size_t(n)] = (n * 7919) % V;
   }
 };
@@ -124,7 +143,8 @@ void softmax_forward_unfused(SoftmaxData& d) {
 void softmax_backward_unfused(SoftmaxData& d) {
   const int64_t N = d.N, V = d.V;
   std::fill(d.g_ls.begin(), d.g_ls.end(), 0.f);
-  for (int64_t n = 0; n < N; ++n) d.g_ls[size_t(n * V + d.targets[size_t(n)])] = d.g_logp[size_t(n)];
+  for (int64_t n = 0; n < N; ++n)
+    d.g_ls[size_t(n * V + d.targets[size_t(n)])] = d.g_logp[size_t(n)];
   for (int64_t n = 0; n < N; ++n)
     for (int64_t v = 0; v < V; ++v) {
       const size_t k = size_t(n * V + v);
@@ -156,17 +176,23 @@ void BM_softmax_logprob(benchmark::State& state) {
   const int threads = kFused ? int(state.range(2)) : 1;
   omp_set_num_threads(threads);
   SoftmaxData d(N, V);
-  if (kFused) softmax_forward_fused(d);
-  else softmax_forward_unfused(d);
+  if (kFused)
+    softmax_forward_fused(d);
+  else
+    softmax_forward_unfused(d);
   const LoopTimer timer;
   for (auto _ : state) {
     if (kBackward) {
-      if (kFused) softmax_backward_fused(d);
-      else softmax_backward_unfused(d);
+      if (kFused)
+        softmax_backward_fused(d);
+      else
+        softmax_backward_unfused(d);
       benchmark::DoNotOptimize(d.dlogits.data());
     } else {
-      if (kFused) softmax_forward_fused(d);
-      else softmax_forward_unfused(d);
+      if (kFused)
+        softmax_forward_fused(d);
+      else
+        softmax_forward_unfused(d);
       benchmark::DoNotOptimize(d.logp.data());
     }
     benchmark::ClobberMemory();
@@ -213,7 +239,8 @@ struct ClipData {
 double ratio_clip_forward_unfused(ClipData& d) {
   const size_t n = d.logp.size();
   const float lo = 0.8f, hi = 1.28f;
-  for (size_t k = 0; k < n; ++k) d.log_ratio[k] = std::clamp(d.logp[k] - d.old_logp[k], -20.f, 20.f);
+  for (size_t k = 0; k < n; ++k)
+    d.log_ratio[k] = std::clamp(d.logp[k] - d.old_logp[k], -20.f, 20.f);
   for (size_t k = 0; k < n; ++k) d.ratio[k] = std::exp(d.log_ratio[k]);
   for (size_t k = 0; k < n; ++k) d.surr1[k] = d.ratio[k] * d.adv[k];
   for (size_t k = 0; k < n; ++k) d.clipped[k] = std::clamp(d.ratio[k], lo, hi);
@@ -249,7 +276,7 @@ void ratio_clip_backward_unfused(ClipData& d) {
     d.g_ratio[k] = d.g_surr1[k] * d.adv[k] +
                    (d.ratio[k] >= lo && d.ratio[k] <= hi ? d.g_surr2[k] * d.adv[k] : 0.f);
   for (size_t k = 0; k < n; ++k) d.g_ratio[k] *= d.ratio[k];  // exp
-  for (size_t k = 0; k < n; ++k)                                // clamp of the log-ratio
+  for (size_t k = 0; k < n; ++k)                              // clamp of the log-ratio
     d.g[k] = std::abs(d.logp[k] - d.old_logp[k]) <= 20.f ? d.g_ratio[k] : 0.f;
 }
 
@@ -263,12 +290,16 @@ void BM_ratio_clip(benchmark::State& state) {
   const LoopTimer timer;
   for (auto _ : state) {
     if (kBackward) {
-      if (kFused) rk::ratio_clip_backward_cpu<float>(d.args, 1.0, d.g.data());
-      else ratio_clip_backward_unfused(d);
+      if (kFused)
+        rk::ratio_clip_backward_cpu<float>(d.args, 1.0, d.g.data());
+      else
+        ratio_clip_backward_unfused(d);
       benchmark::DoNotOptimize(d.g.data());
     } else {
-      if (kFused) benchmark::DoNotOptimize(rk::ratio_clip_forward_cpu<float>(d.args).loss);
-      else benchmark::DoNotOptimize(ratio_clip_forward_unfused(d));
+      if (kFused)
+        benchmark::DoNotOptimize(rk::ratio_clip_forward_cpu<float>(d.args).loss);
+      else
+        benchmark::DoNotOptimize(ratio_clip_forward_unfused(d));
     }
     benchmark::ClobberMemory();
   }
@@ -282,9 +313,16 @@ struct GaeData {
   int64_t T, N;
   std::vector<float> r, v, nv, term, end, adv, ret, delta;
   GaeData(int64_t T_, int64_t N_)
-      : T(T_), N(N_), r(random_floats(size_t(T * N), 1.f, 7)), v(random_floats(size_t(T * N), 1.f, 8)),
-        nv(size_t(T * N)), term(size_t(T * N)), end(size_t(T * N)), adv(size_t(T * N)),
-        ret(size_t(T * N)), delta(size_t(T * N)) {
+      : T(T_),
+        N(N_),
+        r(random_floats(size_t(T * N), 1.f, 7)),
+        v(random_floats(size_t(T * N), 1.f, 8)),
+        nv(size_t(T * N)),
+        term(size_t(T * N)),
+        end(size_t(T * N)),
+        adv(size_t(T * N)),
+        ret(size_t(T * N)),
+        delta(size_t(T * N)) {
     std::mt19937_64 rng(9);
     std::uniform_real_distribution<float> u(0.f, 1.f);
     for (size_t k = 0; k < term.size(); ++k) {
@@ -326,7 +364,8 @@ void BM_gae(benchmark::State& state) {
     if (kFused)
       rk::gae_cpu<float>(d.r.data(), d.v.data(), d.nv.data(), d.term.data(), d.end.data(), T, N,
                          0.99f, 0.95f, d.adv.data(), d.ret.data());
-    else gae_unfused(d, 0.99f, 0.95f);
+    else
+      gae_unfused(d, 0.99f, 0.95f);
     benchmark::DoNotOptimize(d.adv.data());
     benchmark::ClobberMemory();
   }
@@ -372,10 +411,11 @@ void check_unfused_agrees() {
   ratio_clip_backward_unfused(c);
   for (size_t k = 0; k < g.size(); ++k) err = std::max(err, double(std::abs(g[k] - c.g[k])));
   GaeData e(50, 3), f(50, 3);
-  rk::gae_cpu<float>(e.r.data(), e.v.data(), e.nv.data(), e.term.data(), e.end.data(), 50, 3,
-                     0.99f, 0.95f, e.adv.data(), e.ret.data());
+  rk::gae_cpu<float>(e.r.data(), e.v.data(), e.nv.data(), e.term.data(), e.end.data(), 50, 3, 0.99f,
+                     0.95f, e.adv.data(), e.ret.data());
   gae_unfused(f, 0.99f, 0.95f);
-  for (size_t k = 0; k < e.adv.size(); ++k) err = std::max(err, double(std::abs(e.ret[k] - f.ret[k])));
+  for (size_t k = 0; k < e.adv.size(); ++k)
+    err = std::max(err, double(std::abs(e.ret[k] - f.ret[k])));
   if (err > 1e-3) {
     std::fprintf(stderr, "bench_rl_kernels: fused and unfused disagree by %g\n", err);
     std::exit(1);
@@ -399,11 +439,14 @@ void register_all() {
   using benchmark::RegisterBenchmark;
   // serial first (fused at t=1 and the unfused chains), then the fused kernels at t=2
   for (int t : {1, 2}) {
-    softmax_args(RegisterBenchmark("softmax_logprob_fwd/fused", BM_softmax_logprob<true, false>), t);
+    softmax_args(RegisterBenchmark("softmax_logprob_fwd/fused", BM_softmax_logprob<true, false>),
+                 t);
     softmax_args(RegisterBenchmark("softmax_logprob_bwd/fused", BM_softmax_logprob<true, true>), t);
     if (t == 1) {
-      softmax_args(RegisterBenchmark("softmax_logprob_fwd/unfused", BM_softmax_logprob<false, false>), t);
-      softmax_args(RegisterBenchmark("softmax_logprob_bwd/unfused", BM_softmax_logprob<false, true>), t);
+      softmax_args(
+          RegisterBenchmark("softmax_logprob_fwd/unfused", BM_softmax_logprob<false, false>), t);
+      softmax_args(
+          RegisterBenchmark("softmax_logprob_bwd/unfused", BM_softmax_logprob<false, true>), t);
     }
     clip_args(RegisterBenchmark("ratio_clip_fwd/fused", BM_ratio_clip<true, false>), t);
     clip_args(RegisterBenchmark("ratio_clip_bwd/fused", BM_ratio_clip<true, true>), t);

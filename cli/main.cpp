@@ -14,6 +14,7 @@ const char* kUsage =
     "\n"
     "commands:\n"
     "  demo                       fit an MLP to sin(x) and print the loss (engine tour)\n"
+    "  train ppo|reinforce        train on a classic-control environment (CartPole, Pendulum, LunarLander)\n"
     "  lm pretrain|sft|sample|eval  toy language models (GPT on the engine)\n";
 
 }  // namespace
@@ -26,6 +27,7 @@ int main(int argc, char** argv) {
     }
     const std::string cmd = argv[1];
     if (cmd == "demo") return rlft::cli::run_demo(argc, argv, 2);
+    if (cmd == "train") return rlft::cli::run_train(argc, argv, 2);
     if (cmd == "lm") return rlft::cli::run_lm(argc, argv, 2);
     throw rlft::Error(rlft::str("unknown command '", cmd, "' (see rlft --help)"));
   } catch (const rlft::Error& e) {

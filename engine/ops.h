@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "engine/rng.h"
+#include "kernels/ratio_clip.h"
 #include "engine/tensor.h"
 
 namespace rlft {
@@ -103,6 +104,42 @@ Tensor rand(const Shape& shape, Generator* gen = nullptr, DType dtype = DType::f
 Tensor randn(const Shape& shape, Generator* gen = nullptr, DType dtype = DType::f32);  // N(0,1)
 // Indices sampled from the categorical distributions of each row of probs [N, C] -> [N].
 Tensor multinomial(const Tensor& probs, Generator* gen = nullptr);
+
+// ---- fused RL ops (kernels/softmax_logprob.h, kernels/ratio_clip.h, kernels/gae.h) ------
+// Log-probability of `targets` and entropy of softmax(logits / temperature) per row, in one
+// pass and without an [N, V] intermediate: logits [..., V], targets [...] int64 ->
+// (log_probs [...], entropy [...]). Rows whose target is ignore_index get 0 and no gradient.
+// Differentiable with respect to logits through both outputs.
+std::pair<Tensor, Tensor> softmax_logprob(const Tensor& logits, const Tensor& targets, double temperature = 1.0,
+                                          int64_t ignore_index = -100);
+
+// The clipped surrogate (PPO / DAPO / DCPO / GSPO) with its statistics, one fused op.
+struct RatioClipOptions {
+  double eps_low = 0.2, eps_high = 0.2;  // ratio bounds 1 − eps_low, 1 + eps_high
+  double dual_clip = 0;                  // c > 1 turns the dual clip on (for A < 0)
+  kernels::RatioLevel level = kernels::RatioLevel::token;
+  kernels::Aggregation aggregation = kernels::Aggregation::token_mean;
+  double normalizer = 0;                 // 0: from this batch (see kernels/ratio_clip.h)
+  Tensor lower, upper;                   // optional per-token bounds [B, T] (DCPO)
+};
+struct RatioClipResult {
+  Tensor loss;                   // scalar, differentiable with respect to log_probs
+  kernels::RatioClipStats stats; // clip fractions, approx KL k1/k3, token count
+};
+// log_probs, old_log_probs, mask: [B, T] (a 1-d [N] batch is treated as [N, 1]);
+// advantages [B, T] or [B] (per sequence). mask may be undefined (all ones).
+RatioClipResult ratio_clip(const Tensor& log_probs, const Tensor& old_log_probs, const Tensor& advantages,
+                           const Tensor& mask, const RatioClipOptions& options = {});
+
+// Generalised advantage estimation (no gradient). Time-major [T, N] rollouts:
+// δ_t = r_t + γ·next_v_t·(1 − terminated_t) − v_t; A_t = δ_t + γλ·(1 − episode_end_t)·A_{t+1}.
+// Returns (advantages, returns = advantages + values).
+std::pair<Tensor, Tensor> gae(const Tensor& rewards, const Tensor& values, const Tensor& next_values,
+                              const Tensor& terminated, const Tensor& episode_end, double gamma, double lambda);
+// Language-model rows [B, T]: the recursion runs over positions where action_mask is 1, the
+// value after the last response token is 0 (DeepSpeed-Chat's get_advantages_and_returns).
+std::pair<Tensor, Tensor> gae_masked(const Tensor& rewards, const Tensor& values, const Tensor& action_mask,
+                                     double gamma, double lambda);
 
 // ---- operators -------------------------------------------------------------------------
 inline Tensor operator+(const Tensor& a, const Tensor& b) { return add(a, b); }

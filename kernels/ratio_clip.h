@@ -59,7 +59,14 @@
 
 namespace rlft::kernels {
 
-enum class Aggregation { token_mean, seq_mean_token_mean, seq_mean_token_sum, constant_norm, only_token_mean };
+// How the per-token losses become one number (ALGORITHMS.md §0; coefficients above).
+enum class Aggregation {
+  token_mean,           // Σ m·l / Σ m over the optimizer step (DAPO, DeepSpeed-Chat PPO)
+  seq_mean_token_mean,  // (1/B) Σ_i (1/|o_i|) Σ_t m·l (GRPO paper, GSPO)
+  seq_mean_token_sum,   // (1/B) Σ_i Σ_t m·l
+  constant_norm,        // Σ m·l / (B·L_max) (Dr. GRPO)
+  only_token_mean,      // Σ_i (1/|o_i|) Σ_t m·l, no 1/B (DCPO)
+};
 
 enum class RatioLevel {
   token,           // r_{i,t} per token (PPO, DAPO, GRPO, DCPO)
@@ -69,31 +76,31 @@ enum class RatioLevel {
 
 template <typename Real>
 struct RatioClipArgs {
-  int64_t B = 0;                      // sequences
-  int64_t T = 0;                      // positions per sequence
-  const Real* logp = nullptr;         // [B, T] log π_θ of the sampled token (differentiated)
-  const Real* old_logp = nullptr;     // [B, T] log π_old of the same token (no gradient)
-  const Real* advantages = nullptr;   // [B, T], or [B] when advantages_per_sequence
+  int64_t B = 0;                     // sequences
+  int64_t T = 0;                     // positions per sequence
+  const Real* logp = nullptr;        // [B, T] log π_θ of the sampled token (differentiated)
+  const Real* old_logp = nullptr;    // [B, T] log π_old of the same token (no gradient)
+  const Real* advantages = nullptr;  // [B, T], or [B] when advantages_per_sequence
   bool advantages_per_sequence = false;
-  const Real* mask = nullptr;         // [B, T] weights m ≥ 0 (the 0/1 response mask); null = 1
-  const Real* lower = nullptr;        // [B, T] per-token lower ratio bound (DCPO); null = 1−eps_low
-  const Real* upper = nullptr;        // [B, T] per-token upper ratio bound; null = 1+eps_high
-  double eps_low = 0.2;               // lower clip range (scalar bound 1 − eps_low)
-  double eps_high = 0.2;              // upper clip range (scalar bound 1 + eps_high)
-  double dual_clip = 0.0;             // c of the dual clip (c > 1, e.g. 3); 0 = off
+  const Real* mask = nullptr;   // [B, T] weights m ≥ 0 (the 0/1 response mask); null = 1
+  const Real* lower = nullptr;  // [B, T] per-token lower ratio bound (DCPO); null = 1−eps_low
+  const Real* upper = nullptr;  // [B, T] per-token upper ratio bound; null = 1+eps_high
+  double eps_low = 0.2;         // lower clip range (scalar bound 1 − eps_low)
+  double eps_high = 0.2;        // upper clip range (scalar bound 1 + eps_high)
+  double dual_clip = 0.0;       // c of the dual clip (c > 1, e.g. 3); 0 = off
   RatioLevel level = RatioLevel::token;
   Aggregation aggregation = Aggregation::token_mean;
-  double normalizer = 0.0;            // 0 = from this batch; see the aggregation table above
+  double normalizer = 0.0;  // 0 = from this batch; see the aggregation table above
 };
 
 struct RatioClipStats {
-  double loss = 0.0;            // the aggregated loss
-  double clip_frac_low = 0.0;   // see "Statistics" above
+  double loss = 0.0;           // the aggregated loss
+  double clip_frac_low = 0.0;  // see "Statistics" above
   double clip_frac_high = 0.0;
   double dual_clip_frac = 0.0;
-  double approx_kl_k1 = 0.0;    // mean(old_logp − logp)
-  double approx_kl_k3 = 0.0;    // mean((r − 1) − log r)
-  double tokens = 0.0;          // Σ m over the batch
+  double approx_kl_k1 = 0.0;  // mean(old_logp − logp)
+  double approx_kl_k3 = 0.0;  // mean((r − 1) − log r)
+  double tokens = 0.0;        // Σ m over the batch
 };
 
 // Forward: loss and statistics in one pass over the inputs (two sweeps of a cached row in the

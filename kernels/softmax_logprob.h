@@ -18,7 +18,8 @@
 // read, its logp, entropy and lse are 0, and its dlogits row is 0 (padding and prompt
 // positions cost nothing). Any other target must lie in [0, V) or the call throws rlft::Error.
 // −inf logits are allowed (masked-out vocabulary entries: probability 0, no entropy, zero
-// gradient); a non-ignored row must have at least one finite logit.
+// gradient); a non-ignored row with no finite logit or with a NaN makes the forward throw
+// rlft::Error (checked on the sums, at no extra cost).
 #pragma once
 
 #include <cstdint>

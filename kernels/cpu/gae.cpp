@@ -90,8 +90,7 @@ void gae_masked_rows_cpu(const Real* rewards, const Real* values, const Real* ac
   RLFT_CHECK(B >= 0 && T >= 0, op, ": need B >= 0 and T >= 0, got B=", B, " T=", T);
   check_discount(op, double(gamma), double(lambda));
   if (B * T == 0) return;
-  RLFT_CHECK(rewards && values && advantages, op,
-             ": rewards, values and advantages are required");
+  RLFT_CHECK(rewards && values && advantages, op, ": rewards, values and advantages are required");
   const double g = double(gamma), gl = double(gamma) * double(lambda);
 
 #pragma omp parallel for schedule(static) if (B * T >= kParallelElements)
@@ -113,12 +112,12 @@ void gae_masked_rows_cpu(const Real* rewards, const Real* values, const Real* ac
   }
 }
 
-template void gae_cpu<float>(const float*, const float*, const float*, const float*,
-                             const float*, int64_t, int64_t, float, float, float*, float*);
+template void gae_cpu<float>(const float*, const float*, const float*, const float*, const float*,
+                             int64_t, int64_t, float, float, float*, float*);
 template void gae_cpu<double>(const double*, const double*, const double*, const double*,
                               const double*, int64_t, int64_t, double, double, double*, double*);
-template void gae_masked_rows_cpu<float>(const float*, const float*, const float*, int64_t,
-                                         int64_t, float, float, float*, float*);
+template void gae_masked_rows_cpu<float>(const float*, const float*, const float*, int64_t, int64_t,
+                                         float, float, float*, float*);
 template void gae_masked_rows_cpu<double>(const double*, const double*, const double*, int64_t,
                                           int64_t, double, double, double*, double*);
 

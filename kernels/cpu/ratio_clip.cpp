@@ -42,20 +42,28 @@ namespace rlft::kernels {
 
 const char* aggregation_name(Aggregation a) {
   switch (a) {
-    case Aggregation::token_mean: return "token_mean";
-    case Aggregation::seq_mean_token_mean: return "seq_mean_token_mean";
-    case Aggregation::seq_mean_token_sum: return "seq_mean_token_sum";
-    case Aggregation::constant_norm: return "constant_norm";
-    case Aggregation::only_token_mean: return "only_token_mean";
+    case Aggregation::token_mean:
+      return "token_mean";
+    case Aggregation::seq_mean_token_mean:
+      return "seq_mean_token_mean";
+    case Aggregation::seq_mean_token_sum:
+      return "seq_mean_token_sum";
+    case Aggregation::constant_norm:
+      return "constant_norm";
+    case Aggregation::only_token_mean:
+      return "only_token_mean";
   }
   return "?";
 }
 
 const char* ratio_level_name(RatioLevel l) {
   switch (l) {
-    case RatioLevel::token: return "token";
-    case RatioLevel::sequence: return "sequence";
-    case RatioLevel::sequence_token: return "sequence_token";
+    case RatioLevel::token:
+      return "token";
+    case RatioLevel::sequence:
+      return "sequence";
+    case RatioLevel::sequence_token:
+      return "sequence_token";
   }
   return "?";
 }
@@ -68,9 +76,9 @@ constexpr double kLogRatioClamp = 20.0;  // ALGORITHMS.md §0: clamp the log-rat
 enum Clip : int { kNone = 0, kLow = 1, kHigh = 2, kDual = 3 };
 
 struct Term {
-  double loss;      // l
-  double d_ratio;   // dl/dr: −A on the unclipped branch, 0 where a clip binds
-  int clip;         // which clip binds (kNone when none)
+  double loss;     // l
+  double d_ratio;  // dl/dr: −A on the unclipped branch, 0 where a clip binds
+  int clip;        // which clip binds (kNone when none)
 };
 
 // l = −min(r·A, clip(r, lo, hi)·A), then the dual clip; ties keep the unclipped branch.
@@ -87,7 +95,9 @@ inline Term surrogate(double r, double A, double lo, double hi, double c) {
   return o;
 }
 
-inline double clamp_log_ratio(double x) { return std::min(std::max(x, -kLogRatioClamp), kLogRatioClamp); }
+inline double clamp_log_ratio(double x) {
+  return std::min(std::max(x, -kLogRatioClamp), kLogRatioClamp);
+}
 inline bool log_ratio_inside(double x) { return x >= -kLogRatioClamp && x <= kLogRatioClamp; }
 
 // Per-row partial sums of the forward, reduced in row order afterwards.
@@ -158,7 +168,8 @@ inline double row_coef(Aggregation agg, double normalizer, int64_t B, int64_t T,
       const double L = normalizer > 0 ? normalizer : double(T);
       return B > 0 && L > 0 ? 1.0 / (double(B) * L) : 0.0;
     }
-    case Aggregation::only_token_mean: return n_row > 0 ? 1.0 / n_row : 0.0;
+    case Aggregation::only_token_mean:
+      return n_row > 0 ? 1.0 / n_row : 0.0;
   }
   return 0.0;
 }
@@ -166,10 +177,10 @@ inline double row_coef(Aggregation agg, double normalizer, int64_t B, int64_t T,
 template <typename Real>
 void check_args(const char* op, const RatioClipArgs<Real>& a) {
   RLFT_CHECK(a.B >= 0 && a.T >= 0, op, ": need B >= 0 and T >= 0, got B=", a.B, " T=", a.T);
-  RLFT_CHECK(std::isfinite(a.eps_low) && std::isfinite(a.eps_high) && a.eps_low >= 0 &&
-                 a.eps_high >= 0,
-             op, ": clip ranges must be finite and >= 0, got eps_low=", a.eps_low,
-             " eps_high=", a.eps_high);
+  RLFT_CHECK(
+      std::isfinite(a.eps_low) && std::isfinite(a.eps_high) && a.eps_low >= 0 && a.eps_high >= 0,
+      op, ": clip ranges must be finite and >= 0, got eps_low=", a.eps_low,
+      " eps_high=", a.eps_high);
   RLFT_CHECK(a.dual_clip == 0.0 || a.dual_clip > 1.0, op,
              ": dual_clip must be 0 (off) or > 1, got ", a.dual_clip);
   RLFT_CHECK(a.normalizer >= 0.0 && std::isfinite(a.normalizer), op,
@@ -201,9 +212,12 @@ RatioClipStats ratio_clip_forward_cpu(const RatioClipArgs<Real>& a) {
     const Row<Real> row(a, i);
     RowSums p;
     auto count_clip = [&p](int clip, double w) {
-      if (clip == kLow) p.low += w;
-      else if (clip == kHigh) p.high += w;
-      else if (clip == kDual) p.dual += w;
+      if (clip == kLow)
+        p.low += w;
+      else if (clip == kHigh)
+        p.high += w;
+      else if (clip == kDual)
+        p.dual += w;
     };
     if (a.level == RatioLevel::token) {
       for (int64_t t = 0; t < T; ++t) {
@@ -222,7 +236,8 @@ RatioClipStats ratio_clip_forward_cpu(const RatioClipArgs<Real>& a) {
       double n;
       const double s = std::exp(clamp_log_ratio(row.mean_log_ratio(&n)));
       Term seq_term{};
-      if (a.level == RatioLevel::sequence) seq_term = surrogate(s, row.A(0), row.lo(0), row.hi(0), c);
+      if (a.level == RatioLevel::sequence)
+        seq_term = surrogate(s, row.A(0), row.lo(0), row.hi(0), c);
       for (int64_t t = 0; t < T; ++t) {
         const double w = row.m(t);
         if (w == 0.0) continue;
@@ -327,9 +342,9 @@ void ratio_clip_backward_cpu(const RatioClipArgs<Real>& a, double g_loss, Real* 
       const double k = log_ratio_inside(rho)
                            ? g_loss * row_coef(a.aggregation, a.normalizer, B, T, n, token_total)
                            : 0.0;
-      const double seq_d =
-          a.level == RatioLevel::sequence ? surrogate(s, row.A(0), row.lo(0), row.hi(0), c).d_ratio
-                                          : 0.0;
+      const double seq_d = a.level == RatioLevel::sequence
+                               ? surrogate(s, row.A(0), row.lo(0), row.hi(0), c).d_ratio
+                               : 0.0;
       for (int64_t t = 0; t < T; ++t) {
         const double w = row.m(t);
         if (w == 0.0 || k == 0.0) {
@@ -348,7 +363,6 @@ void ratio_clip_backward_cpu(const RatioClipArgs<Real>& a, double g_loss, Real* 
 template RatioClipStats ratio_clip_forward_cpu<float>(const RatioClipArgs<float>&);
 template RatioClipStats ratio_clip_forward_cpu<double>(const RatioClipArgs<double>&);
 template void ratio_clip_backward_cpu<float>(const RatioClipArgs<float>&, double, float*, bool);
-template void ratio_clip_backward_cpu<double>(const RatioClipArgs<double>&, double, double*,
-                                              bool);
+template void ratio_clip_backward_cpu<double>(const RatioClipArgs<double>&, double, double*, bool);
 
 }  // namespace rlft::kernels

@@ -67,7 +67,7 @@ void softmax_logprob_forward_cpu(const Real* logits, int64_t N, int64_t V, int64
   constexpr const char* op = "softmax_logprob_forward_cpu";
   check_args(op, logits, N, V, ld_logits, targets, ignore_index, double(temperature));
   RLFT_CHECK(N == 0 || logp != nullptr, op, ": logp output is required");
-  const double tau = double(temperature);
+  const double inv_tau = 1.0 / double(temperature);  // z = x·(1/τ): a multiply, not a divide
   int64_t bad_row = -1;  // a row with no finite logit, reported after the parallel loop
 
 #pragma omp parallel for schedule(static) if (N * V >= kParallelElements)
@@ -82,9 +82,9 @@ void softmax_logprob_forward_cpu(const Real* logits, int64_t N, int64_t V, int64
     const Real* x = logits + n * ld_logits;
     double m = kNegInf, s = 0.0, u = 0.0;  // max, Σ e^{z−m}, Σ e^{z−m}·(z−m)
     for (int64_t v = 0; v < V; ++v) {
-      const double z = double(x[v]) / tau;
+      const double z = double(x[v]) * inv_tau;
       if (z > m) {
-        if (s > 0.0) {  // rescale the sums to the new max
+        if (s != 0.0) {  // rescale the sums to the new max (a NaN in s stays NaN)
           const double d = m - z, a = std::exp(d);
           u = a * (u + d * s);
           s = a * s + 1.0;
@@ -106,7 +106,7 @@ void softmax_logprob_forward_cpu(const Real* logits, int64_t N, int64_t V, int64
     }
     const double log_s = std::log(s);
     const double row_lse = m + log_s;
-    logp[n] = Real(double(x[t]) / tau - row_lse);
+    logp[n] = Real(double(x[t]) * inv_tau - row_lse);
     if (entropy) entropy[n] = Real(log_s - u / s);
     if (lse) lse[n] = Real(row_lse);
   }
@@ -126,7 +126,7 @@ void softmax_logprob_backward_cpu(const Real* logits, int64_t N, int64_t V, int6
   RLFT_CHECK(lse != nullptr && dlogits != nullptr, op, ": lse and dlogits are required");
   RLFT_CHECK(g_entropy == nullptr || entropy != nullptr, op,
              ": g_entropy given but the saved entropy is null");
-  const double tau = double(temperature), inv_tau = 1.0 / tau;
+  const double inv_tau = 1.0 / double(temperature);
 
 #pragma omp parallel for schedule(static) if (N * V >= kParallelElements)
   for (int64_t n = 0; n < N; ++n) {
@@ -143,7 +143,7 @@ void softmax_logprob_backward_cpu(const Real* logits, int64_t N, int64_t V, int6
     const double row_lse = double(lse[n]);
     const double H = entropy ? double(entropy[n]) : 0.0;
     for (int64_t v = 0; v < V; ++v) {
-      const double z = double(x[v]) / tau;
+      const double z = double(x[v]) * inv_tau;
       // g_logp·(1[v=t] − p) − g_H·p·(log p + H); a −inf logit has p = 0 and no gradient
       double dz = v == t ? gl : 0.0;
       if (z != kNegInf) {
@@ -160,8 +160,8 @@ template void softmax_logprob_forward_cpu<float>(const float*, int64_t, int64_t,
                                                  const int64_t*, int64_t, float, float*, float*,
                                                  float*);
 template void softmax_logprob_forward_cpu<double>(const double*, int64_t, int64_t, int64_t,
-                                                  const int64_t*, int64_t, double, double*,
-                                                  double*, double*);
+                                                  const int64_t*, int64_t, double, double*, double*,
+                                                  double*);
 template void softmax_logprob_backward_cpu<float>(const float*, int64_t, int64_t, int64_t,
                                                   const int64_t*, int64_t, float, const float*,
                                                   const float*, const float*, const float*, float*,

@@ -86,6 +86,25 @@ const std::vector<GradCase>& cases() {
       {"expand", {{3, 1}}, [](V x) { return x[0].expand({2, 3, 4}) * 1.0; }},
       {"squeeze_unsqueeze", {{3, 1, 4}}, [](V x) { return x[0].squeeze(1).unsqueeze(0) * 2.0; }},
       {"clone", {{3, 4}}, [](V x) { return x[0].clone() * 2.0; }},
+      {"softmax_logprob", {{4, 5}}, [](V x) {
+         auto [lp, ent] = softmax_logprob(x[0], idx({1, 4, 0, 2}, {4}));
+         return add(mul(lp, 0.7), ent);  // both outputs carry gradient
+       }},
+      {"softmax_logprob_temp", {{3, 6}}, [](V x) {
+         auto [lp, ent] = softmax_logprob(x[0], idx({5, -100, 0}, {3}), 0.7);
+         return stack({lp, ent});
+       }},
+      {"ratio_clip", {{3, 4}}, [](V x) {
+         // Old log-probs and advantages chosen so ratios fall inside and outside [0.8, 1.2]
+         // with both advantage signs; x stays within ±0.5 of 0 so no ratio sits on a bound.
+         Tensor old = Tensor::from_vector(std::vector<double>{0.3, -0.3, 0.05, -0.6, 0.6, 0.0, -0.1, 0.4, -0.45, 0.2,
+                                                               0.1, -0.2}, {3, 4});
+         Tensor adv = Tensor::from_vector(std::vector<double>{1, -1, 2, -0.5, 0.5, -2, 1, 1, -1, -1, 0.3, 0.7}, {3, 4});
+         Tensor mask = Tensor::from_vector(std::vector<double>{1, 1, 1, 0, 1, 1, 1, 1, 1, 0, 1, 1}, {3, 4});
+         RatioClipOptions o;
+         o.eps_high = 0.28;
+         return ratio_clip(mul(x[0], 0.1), old, adv, mask, o).loss;
+       }},
       {"dropout_eval", {{3, 4}}, [](V x) { return dropout(x[0], 0.5, false); }},
       {"dropout_train", {{3, 4}}, [](V x) {
          Generator g(7);  // the same mask for every evaluation

@@ -41,8 +41,8 @@ std::vector<To> cast(const std::vector<From>& v) {
   if (std::isnan(a) && std::isnan(b)) return ::testing::AssertionSuccess();
   if (a == b) return ::testing::AssertionSuccess();  // equal infinities
   if (std::abs(a - b) <= tol * std::max(1.0, std::abs(b))) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure() << a << " vs reference " << b << " (diff " << a - b
-                                       << ", tol " << tol << "·max(1,|ref|))";
+  return ::testing::AssertionFailure()
+         << a << " vs reference " << b << " (diff " << a - b << ", tol " << tol << "·max(1,|ref|))";
 }
 
 // =============================================================================================
@@ -119,16 +119,15 @@ SoftmaxOut<Real> run_softmax(const SoftmaxProblem& P, const std::vector<double>&
   o.logp.assign(ix(P.N), Real(-7));  // sentinels: every element must be overwritten
   o.entropy.assign(ix(P.N), Real(-7));
   o.lse.assign(ix(P.N), Real(-7));
-  rk::softmax_logprob_forward_cpu<Real>(x.data(), P.N, P.V, P.ld, P.targets.data(),
-                                        P.ignore_index, Real(P.tau), o.logp.data(),
-                                        o.entropy.data(), o.lse.data());
+  rk::softmax_logprob_forward_cpu<Real>(x.data(), P.N, P.V, P.ld, P.targets.data(), P.ignore_index,
+                                        Real(P.tau), o.logp.data(), o.entropy.data(), o.lse.data());
   const std::vector<Real> gl = cast<Real>(g_logp), gh = cast<Real>(g_entropy);
   o.ld_d = ld_d;
   o.dlogits.assign(ix(P.N * ld_d), Real(123));
-  rk::softmax_logprob_backward_cpu<Real>(
-      x.data(), P.N, P.V, P.ld, P.targets.data(), P.ignore_index, Real(P.tau), o.lse.data(),
-      o.entropy.data(), gl.empty() ? nullptr : gl.data(), gh.empty() ? nullptr : gh.data(),
-      o.dlogits.data(), ld_d);
+  rk::softmax_logprob_backward_cpu<Real>(x.data(), P.N, P.V, P.ld, P.targets.data(), P.ignore_index,
+                                         Real(P.tau), o.lse.data(), o.entropy.data(),
+                                         gl.empty() ? nullptr : gl.data(),
+                                         gh.empty() ? nullptr : gh.data(), o.dlogits.data(), ld_d);
   return o;
 }
 
@@ -169,7 +168,8 @@ void expect_softmax_matches(const SoftmaxProblem& P, const std::vector<double>& 
     for (int64_t v = 0; v < P.V; ++v) {
       // gradient tolerance relative to the largest gradient element (cancellation in 1 − p)
       const double a = out.dlogits[ix(n * ld_d + v)], b = ref.dlogits[ix(n * P.V + v)];
-      ASSERT_LE(std::abs(a - b), tol * std::max(1.0, gmax)) << "v=" << v << ": " << a << " vs " << b;
+      ASSERT_LE(std::abs(a - b), tol * std::max(1.0, gmax))
+          << "v=" << v << ": " << a << " vs " << b;
     }
     EXPECT_EQ(out.dlogits[ix(n * ld_d + P.V)], Real(123)) << "wrote past V in dlogits";
   }
@@ -197,12 +197,12 @@ TEST(SoftmaxLogprob, HandComputedTwoWayRow) {
   EXPECT_NEAR(H, 0.5623351446188083, 1e-15);
   EXPECT_NEAR(lse, 1.3862943611198906, 1e-15);
   const double one = 1.0;
-  rk::softmax_logprob_backward_cpu<double>(x, 1, 2, 2, &target, -100, 1.0, &lse, &H, &one,
-                                           nullptr, d, 2);
+  rk::softmax_logprob_backward_cpu<double>(x, 1, 2, 2, &target, -100, 1.0, &lse, &H, &one, nullptr,
+                                           d, 2);
   EXPECT_NEAR(d[0], -0.25, 1e-15);
   EXPECT_NEAR(d[1], 0.25, 1e-15);
-  rk::softmax_logprob_backward_cpu<double>(x, 1, 2, 2, &target, -100, 1.0, &lse, &H, nullptr,
-                                           &one, d, 2);
+  rk::softmax_logprob_backward_cpu<double>(x, 1, 2, 2, &target, -100, 1.0, &lse, &H, nullptr, &one,
+                                           d, 2);
   EXPECT_NEAR(d[0], 0.20598980412527057, 1e-15);
   EXPECT_NEAR(d[1], -0.20598980412527057, 1e-15);
   // Temperature 2 on logits [0, 2·ln 3] gives the same z, so the same forward, and the
@@ -211,8 +211,8 @@ TEST(SoftmaxLogprob, HandComputedTwoWayRow) {
   rk::softmax_logprob_forward_cpu<double>(x2, 1, 2, 2, &target, -100, 2.0, &logp, &H, &lse);
   EXPECT_NEAR(logp, -0.2876820724517809, 1e-15);
   EXPECT_NEAR(H, 0.5623351446188083, 1e-15);
-  rk::softmax_logprob_backward_cpu<double>(x2, 1, 2, 2, &target, -100, 2.0, &lse, &H, &one,
-                                           nullptr, d, 2);
+  rk::softmax_logprob_backward_cpu<double>(x2, 1, 2, 2, &target, -100, 2.0, &lse, &H, &one, nullptr,
+                                           d, 2);
   EXPECT_NEAR(d[0], -0.125, 1e-15);
   EXPECT_NEAR(d[1], 0.125, 1e-15);
 }
@@ -362,8 +362,8 @@ TEST(SoftmaxLogprob, AccumulateAddsAndNullGradientsAreZero) {
   const SoftmaxOut<double> out = run_softmax<double>(P, gl, {}, P.V);
   std::vector<double> acc(ix(P.N * P.V), 0.5);
   rk::softmax_logprob_backward_cpu<double>(P.logits.data(), P.N, P.V, P.ld, P.targets.data(),
-                                           P.ignore_index, 1.0, out.lse.data(), nullptr,
-                                           gl.data(), nullptr, acc.data(), P.V, true);
+                                           P.ignore_index, 1.0, out.lse.data(), nullptr, gl.data(),
+                                           nullptr, acc.data(), P.V, true);
   for (size_t k = 0; k < acc.size(); ++k) EXPECT_NEAR(acc[k], 0.5 + out.dlogits[k], 1e-15);
   std::vector<double> zero(ix(P.N * P.V), 9.0);
   rk::softmax_logprob_backward_cpu<double>(P.logits.data(), P.N, P.V, P.ld, P.targets.data(),
@@ -385,6 +385,10 @@ TEST(SoftmaxLogprob, RejectsBadArguments) {
   const double all_masked[2] = {-kInf, -kInf};
   EXPECT_THROW(
       rk::softmax_logprob_forward_cpu<double>(all_masked, 1, 2, 2, &ok, -100, 1.0, &lp, &H, &lse),
+      rlft::Error);
+  const double with_nan[3] = {0.0, kNaN, 1.0};  // a NaN logit poisons the row: loud, not silent
+  EXPECT_THROW(
+      rk::softmax_logprob_forward_cpu<double>(with_nan, 1, 3, 3, &ok, -100, 1.0, &lp, &H, &lse),
       rlft::Error);
   // N = 0 is an empty batch, not an error.
   rk::softmax_logprob_forward_cpu<double>(nullptr, 0, 3, 3, nullptr, -100, 1.0, nullptr, nullptr,
@@ -427,9 +431,9 @@ struct ClipProblem {
   std::string describe() const {
     return std::string("B=") + std::to_string(B) + " T=" + std::to_string(T) +
            " level=" + rk::ratio_level_name(level) + " agg=" + rk::aggregation_name(agg) +
-           " adv_per_seq=" + std::to_string(adv_per_seq) + " mask=" + std::to_string(!mask.empty()) +
-           " bounds=" + std::to_string(!lower.empty()) + " dual=" + std::to_string(dual) +
-           " normalizer=" + std::to_string(normalizer);
+           " adv_per_seq=" + std::to_string(adv_per_seq) +
+           " mask=" + std::to_string(!mask.empty()) + " bounds=" + std::to_string(!lower.empty()) +
+           " dual=" + std::to_string(dual) + " normalizer=" + std::to_string(normalizer);
   }
 };
 
@@ -439,8 +443,12 @@ struct ClipBuffers {
   std::vector<Real> logp, old_logp, adv, mask, lower, upper;
   rk::RatioClipArgs<Real> args;
   explicit ClipBuffers(const ClipProblem& P)
-      : logp(cast<Real>(P.logp)), old_logp(cast<Real>(P.old_logp)), adv(cast<Real>(P.adv)),
-        mask(cast<Real>(P.mask)), lower(cast<Real>(P.lower)), upper(cast<Real>(P.upper)) {
+      : logp(cast<Real>(P.logp)),
+        old_logp(cast<Real>(P.old_logp)),
+        adv(cast<Real>(P.adv)),
+        mask(cast<Real>(P.mask)),
+        lower(cast<Real>(P.lower)),
+        upper(cast<Real>(P.upper)) {
     args.B = P.B;
     args.T = P.T;
     args.logp = logp.data();
@@ -548,7 +556,9 @@ ClipRef ref_ratio_clip(const ClipProblem& P, int64_t seed) {
         if (row_n[ix(i)] > 0) out.loss = out.loss + row_sum[ix(i)] / Dual(row_n[ix(i)]);
       out.loss = out.loss / Dual(S);
       break;
-    case rk::Aggregation::seq_mean_token_sum: out.loss = total / Dual(S); break;
+    case rk::Aggregation::seq_mean_token_sum:
+      out.loss = total / Dual(S);
+      break;
     case rk::Aggregation::constant_norm: {
       const double L = P.normalizer > 0 ? P.normalizer : double(T);
       out.loss = total / Dual(double(B) * L);
@@ -615,11 +625,16 @@ ClipProblem random_clip(std::mt19937_64& rng, int64_t B, int64_t T, const ClipOp
   // log-ratio in a regime relative to [lo, hi]
   auto draw = [&](int regime, double lo, double hi) {
     switch (regime) {
-      case 0: return std::log(lo + (hi - lo) * U(0.2, 0.8));
-      case 1: return std::log(lo * U(0.3, 0.9));
-      case 2: return std::log(hi * U(1.1, 3.0));
-      case 3: return -U(20.5, 25.0);
-      default: return U(20.5, 25.0);
+      case 0:
+        return std::log(lo + (hi - lo) * U(0.2, 0.8));
+      case 1:
+        return std::log(lo * U(0.3, 0.9));
+      case 2:
+        return std::log(hi * U(1.1, 3.0));
+      case 3:
+        return -U(20.5, 25.0);
+      default:
+        return U(20.5, 25.0);
     }
   };
   P.logp.resize(ix(BT));
@@ -689,7 +704,8 @@ void expect_clip_matches(const ClipProblem& P, double tol, bool check_all_gradie
 
 std::vector<ClipOptions> all_clip_options() {
   std::vector<ClipOptions> out;
-  for (auto level : {rk::RatioLevel::token, rk::RatioLevel::sequence, rk::RatioLevel::sequence_token})
+  for (auto level :
+       {rk::RatioLevel::token, rk::RatioLevel::sequence, rk::RatioLevel::sequence_token})
     for (auto agg : {rk::Aggregation::token_mean, rk::Aggregation::seq_mean_token_mean,
                      rk::Aggregation::seq_mean_token_sum, rk::Aggregation::constant_norm,
                      rk::Aggregation::only_token_mean})
@@ -735,7 +751,7 @@ TEST(RatioClip, HandComputedEveryAggregation) {
   P.B = 2;
   P.T = 5;
   P.logp = {std::log(1.5), std::log(0.5), std::log(1.1), std::log(5.0), kNaN,
-            0.0, 0.0, kNaN, kNaN, kNaN};
+            0.0,           0.0,           kNaN,          kNaN,          kNaN};
   P.old_logp.assign(10, 0.0);
   P.adv = {1, -1, 2, -1, 7, 0.5, 0.5, 7, 7, 7};
   P.mask = {1, 1, 1, 1, 0, 1, 1, 0, 0, 0};
@@ -1076,9 +1092,12 @@ GaeProblem random_gae(std::mt19937_64& rng, int64_t T, int64_t N) {
   for (int64_t t = 0; t < T; ++t)
     for (int64_t n = 0; n < N; ++n) {
       const size_t k = ix(t * N + n);
-      if (P.terminated[k] != 0) P.next_values[k] = 1e6;
-      else if (P.episode_end[k] != 0 || t == T - 1) P.next_values[k] = normal(rng);
-      else P.next_values[k] = P.values[ix((t + 1) * N + n)];
+      if (P.terminated[k] != 0)
+        P.next_values[k] = 1e6;
+      else if (P.episode_end[k] != 0 || t == T - 1)
+        P.next_values[k] = normal(rng);
+      else
+        P.next_values[k] = P.values[ix((t + 1) * N + n)];
     }
   return P;
 }
@@ -1181,7 +1200,8 @@ TEST(Gae, EmptyAndInvalid) {
 // the end; the result is defined on [start, T).
 void deepspeed_chat_gae(const std::vector<double>& values, const std::vector<double>& rewards,
                         int64_t B, int64_t T, int64_t start, const std::vector<int64_t>& ends,
-                        double gamma, double lam, std::vector<double>& adv, std::vector<double>& ret) {
+                        double gamma, double lam, std::vector<double>& adv,
+                        std::vector<double>& ret) {
   adv.assign(ix(B * T), 0.0);
   ret.assign(ix(B * T), 0.0);
   for (int64_t i = 0; i < B; ++i) {

@@ -1,0 +1,117 @@
+// rlft train ppo|reinforce: classic-control training runs (rl/ppo.h, rl/reinforce.h).
+#include <cstring>
+#include <string>
+
+#include "cli/args.h"
+#include "cli/commands.h"
+#include "rl/ppo.h"
+#include "rl/reinforce.h"
+
+namespace rlft::cli {
+
+namespace {
+
+// The value of `--flag X` / `--flag=X` in argv[first..], or "".
+std::string peek(int argc, char** argv, int first, const std::string& flag) {
+  for (int i = first; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == flag && i + 1 < argc) return argv[i + 1];
+    if (a.rfind(flag + "=", 0) == 0) return a.substr(flag.size() + 1);
+  }
+  return "";
+}
+
+void add_ppo_flags(Args& a, rl::PPOConfig& c) {
+  a.add("--env", &c.env_id, "environment id (CartPole-v1, Pendulum-v1, LunarLander-v3, LunarLanderContinuous-v3)");
+  a.add("--seed", &c.seed, "random seed (policy init, sampling, environments)");
+  a.add("--total-steps", &c.total_steps, "environment steps over all envs");
+  a.add("--num-envs", &c.num_envs, "parallel environment copies");
+  a.add("--num-steps", &c.num_steps, "steps per env per rollout");
+  a.add("--lr", &c.learning_rate, "Adam learning rate");
+  a.add("--anneal-lr", &c.anneal_lr, "linearly anneal the learning rate to 0");
+  a.add("--adam-eps", &c.adam_eps, "Adam epsilon");
+  a.add("--gamma", &c.gamma, "discount factor");
+  a.add("--gae-lambda", &c.gae_lambda, "GAE lambda");
+  a.add("--num-minibatches", &c.num_minibatches, "minibatches per epoch");
+  a.add("--update-epochs", &c.update_epochs, "epochs over each rollout");
+  a.add("--norm-adv", &c.norm_adv, "normalise advantages per minibatch");
+  a.add("--loss", &c.loss, "policy loss: clip (PPO-clip) or penalty (adaptive KL penalty)");
+  a.add("--clip-coef", &c.clip_coef, "ratio clip range epsilon (also the value clip)");
+  a.add("--dual-clip", &c.dual_clip, "dual-clip constant c > 1 for negative advantages (0 = off)");
+  a.add("--clip-vloss", &c.clip_vloss, "clipped value loss");
+  a.add("--ent-coef", &c.ent_coef, "entropy bonus coefficient");
+  a.add("--vf-coef", &c.vf_coef, "value loss coefficient");
+  a.add("--max-grad-norm", &c.max_grad_norm, "global gradient norm clip (0 = off)");
+  a.add("--target-kl", &c.target_kl, "early-stop the epochs above this approx KL (0 = off)");
+  a.add("--kl-target", &c.kl_target, "penalty loss: KL target of the adaptive beta");
+  a.add("--kl-beta", &c.kl_beta, "penalty loss: initial beta");
+  a.add("--hidden", &c.hidden, "hidden layer sizes, comma-separated");
+  a.add("--activation", &c.activation, "tanh or relu");
+  a.add("--shared-trunk", &c.shared_trunk, "actor and critic share their hidden layers");
+  a.add("--log-std-init", &c.log_std_init, "Gaussian policy: initial log std");
+  a.add("--fixed-std", &c.fixed_std, "Gaussian policy: do not learn the std");
+  a.add("--norm-obs", &c.norm_obs, "normalise observations with running statistics");
+  a.add("--norm-reward", &c.norm_reward, "scale rewards by the running std of the return");
+  a.add("--log-every", &c.log_every, "print a progress line every N updates");
+  a.add("--quiet", &c.quiet, "no progress lines");
+}
+
+}  // namespace
+
+int run_train(int argc, char** argv, int first) {
+  RLFT_CHECK(first < argc, "rlft train: missing algorithm (ppo or reinforce); see rlft --help");
+  const std::string algo = argv[first];
+  std::string name, runs_dir = "runs", preset;
+  if (algo == "ppo") {
+    rl::PPOConfig cfg;
+    preset = peek(argc, argv, first + 1, "--preset");
+    if (!preset.empty()) rl::apply_preset(preset, cfg);
+    Args args("rlft train ppo", "Train PPO (clip or KL-penalty) on a classic-control environment.");
+    args.add("--preset", &preset, "start from a named preset: cartpole, cartpole-fast, pendulum, lunarlander");
+    add_ppo_flags(args, cfg);
+    args.add("--name", &name, "run name (default: ppo-<env>-<seed>)");
+    args.add("--runs-dir", &runs_dir, "parent directory of runs");
+    if (!args.parse(argc, argv, first + 1)) return 0;
+    if (name.empty()) name = "ppo-" + cfg.env_id + "-" + std::to_string(cfg.seed);
+    const rl::PPOResult r = rl::train_ppo(cfg, runs_dir + "/" + name);
+    std::printf("run written to %s/%s", runs_dir.c_str(), name.c_str());
+    if (r.steps_to_threshold >= 0) std::printf(" (solved: last-20 return reached the threshold at step %lld)",
+                                               (long long)r.steps_to_threshold);
+    std::printf("\n");
+    return 0;
+  }
+  if (algo == "reinforce") {
+    rl::ReinforceConfig cfg;
+    preset = peek(argc, argv, first + 1, "--preset");
+    if (!preset.empty()) rl::apply_reinforce_preset(preset, cfg);
+    Args args("rlft train reinforce", "Train REINFORCE (Monte-Carlo policy gradient) on a classic-control environment.");
+    args.add("--preset", &preset, "start from a named preset: default, seed (the seed document's settings)");
+    args.add("--env", &cfg.env_id, "environment id");
+    args.add("--seed", &cfg.seed, "random seed");
+    args.add("--total-episodes", &cfg.total_episodes, "episodes to train on");
+    args.add("--episodes-per-update", &cfg.episodes_per_update, "episodes per gradient step");
+    args.add("--lr", &cfg.learning_rate, "Adam learning rate");
+    args.add("--gamma", &cfg.gamma, "discount factor");
+    args.add("--reward-to-go", &cfg.reward_to_go, "weight each step by its reward-to-go (false: whole-episode return)");
+    args.add("--baseline", &cfg.baseline, "mean (running mean of returns) or none");
+    args.add("--baseline-momentum", &cfg.baseline_momentum, "momentum of the running-mean baseline");
+    args.add("--normalize-returns", &cfg.normalize_returns, "standardise the weights over each batch");
+    args.add("--hidden", &cfg.hidden, "hidden layer sizes, comma-separated");
+    args.add("--activation", &cfg.activation, "tanh or relu");
+    args.add("--log-every", &cfg.log_every, "print a progress line every N episodes");
+    args.add("--quiet", &cfg.quiet, "no progress lines");
+    args.add("--name", &name, "run name (default: reinforce-<env>-<seed>)");
+    args.add("--runs-dir", &runs_dir, "parent directory of runs");
+    if (!args.parse(argc, argv, first + 1)) return 0;
+    if (name.empty()) name = "reinforce-" + cfg.env_id + "-" + std::to_string(cfg.seed);
+    const rl::ReinforceResult r = rl::train_reinforce(cfg, runs_dir + "/" + name);
+    std::printf("run written to %s/%s", runs_dir.c_str(), name.c_str());
+    if (r.episodes_to_threshold >= 0)
+      std::printf(" (solved: last-20 return reached the threshold at episode %lld)", (long long)r.episodes_to_threshold);
+    std::printf("\n");
+    return 0;
+  }
+  throw Error(str("rlft train: unknown algorithm '", algo, "' (expected ppo or reinforce)"));
+}
+
+}  // namespace rlft::cli

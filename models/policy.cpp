@@ -1,0 +1,149 @@
+#include "models/policy.h"
+
+#include <cmath>
+
+#include "engine/json.h"
+
+namespace rlft::models {
+
+namespace {
+constexpr double kHalfLog2Pi = 0.9189385332046727;  // ½·log(2π)
+}
+
+MLP::MLP(const std::vector<int64_t>& sizes, const std::string& activation, Generator& gen) {
+  RLFT_CHECK(sizes.size() >= 2, "MLP: needs at least input and output sizes");
+  for (size_t i = 0; i + 1 < sizes.size(); ++i) {
+    auto lin = std::make_shared<nn::Linear>(sizes[i], sizes[i + 1], true, gen);
+    linears.push_back(lin);
+    push_back(lin);
+    if (i + 2 < sizes.size()) push_back(nn::make_activation(activation));
+  }
+}
+
+void MLP::init_orthogonal(double hidden_gain, double out_gain, Generator& gen) {
+  for (size_t i = 0; i < linears.size(); ++i)
+    linears[i]->init_orthogonal(i + 1 == linears.size() ? out_gain : hidden_gain, 0.0, gen);
+}
+
+ActorCritic::ActorCritic(const PolicyConfig& c, Generator& gen) : config_(c) {
+  RLFT_CHECK(c.obs_dim > 0 && c.num_actions > 0, "ActorCritic: obs_dim and num_actions must be positive, got ",
+             c.obs_dim, " and ", c.num_actions);
+  RLFT_CHECK(!c.hidden.empty(), "ActorCritic: at least one hidden layer is needed");
+  const double sqrt2 = std::sqrt(2.0);
+  std::vector<int64_t> sizes = {c.obs_dim};
+  sizes.insert(sizes.end(), c.hidden.begin(), c.hidden.end());
+  if (c.shared_trunk) {
+    // trunk: obs → hidden (activation after every layer), heads: one Linear each.
+    std::vector<int64_t> trunk_sizes = sizes;
+    trunk_ = register_module("trunk", std::make_shared<MLP>(trunk_sizes, c.activation, gen));
+    trunk_->push_back(nn::make_activation(c.activation));
+    actor_ = register_module("actor", std::make_shared<MLP>(std::vector<int64_t>{c.hidden.back(), c.num_actions},
+                                                              c.activation, gen));
+    if (c.critic)
+      critic_ = register_module("critic", std::make_shared<MLP>(std::vector<int64_t>{c.hidden.back(), 1},
+                                                                  c.activation, gen));
+    if (c.orthogonal_init) trunk_->init_orthogonal(sqrt2, sqrt2, gen);
+  } else {
+    std::vector<int64_t> a = sizes, v = sizes;
+    a.push_back(c.num_actions);
+    v.push_back(1);
+    actor_ = register_module("actor", std::make_shared<MLP>(a, c.activation, gen));
+    if (c.critic) critic_ = register_module("critic", std::make_shared<MLP>(v, c.activation, gen));
+  }
+  if (c.orthogonal_init) {
+    actor_->init_orthogonal(sqrt2, 0.01, gen);
+    if (critic_) critic_->init_orthogonal(sqrt2, 1.0, gen);
+  }
+  if (!c.discrete) {
+    Tensor ls = Tensor::full({c.num_actions}, c.log_std_init);
+    if (c.fixed_std) log_std_ = ls;
+    else log_std_ = register_parameter("log_std", ls);
+  }
+}
+
+Tensor ActorCritic::actor_out(const Tensor& obs) {
+  return actor_->forward(trunk_ ? trunk_->forward(obs) : obs);
+}
+
+Tensor ActorCritic::value(const Tensor& obs) {
+  RLFT_CHECK(critic_ != nullptr, "ActorCritic::value: this policy was built without a critic");
+  return critic_->forward(trunk_ ? trunk_->forward(obs) : obs).squeeze(-1);
+}
+
+ActionSample ActorCritic::sample(const Tensor& obs, Generator& gen) {
+  NoGradGuard ng;
+  const Tensor out = actor_out(obs);
+  ActionSample s;
+  if (config_.discrete) {
+    s.actions = multinomial(softmax(out), &gen);
+    s.log_probs = softmax_logprob(out, s.actions).first;
+  } else {
+    const Tensor std = exp(log_std_);
+    s.actions = add(out, mul(randn(out.shape(), &gen), std));
+    s.log_probs = evaluate(obs, s.actions).log_probs;
+  }
+  return s;
+}
+
+ActionEval ActorCritic::evaluate(const Tensor& obs, const Tensor& actions) {
+  const Tensor out = actor_out(obs);
+  ActionEval e;
+  if (config_.discrete) {
+    RLFT_CHECK(actions.dtype() == DType::i64, "ActorCritic::evaluate: discrete actions must be int64, got ",
+               actions.dtype());
+    auto [lp, ent] = softmax_logprob(out, actions);
+    e.log_probs = lp;
+    e.entropy = ent;
+  } else {
+    RLFT_CHECK(actions.shape() == out.shape(), "ActorCritic::evaluate: actions ", actions.shape(),
+               " do not match the policy's output ", out.shape());
+    // log N(a; μ, σ²) summed over action dims.
+    const Tensor z = div(sub(actions, out), exp(log_std_));
+    const Tensor per_dim = sub(mul(mul(z, z), -0.5), add(log_std_, kHalfLog2Pi));
+    e.log_probs = sum(per_dim, {-1});
+    const Tensor h = sum(add(log_std_, 0.5 + kHalfLog2Pi));
+    e.entropy = h.expand({out.shape()[0]});
+  }
+  return e;
+}
+
+Tensor ActorCritic::act_greedy(const Tensor& obs) {
+  NoGradGuard ng;
+  const Tensor out = actor_out(obs);
+  return config_.discrete ? argmax(out, -1) : out;
+}
+
+std::string describe(const PolicyConfig& c) {
+  json::Value v = json::Value::object();
+  v.set("obs_dim", c.obs_dim);
+  v.set("discrete", c.discrete);
+  v.set("num_actions", c.num_actions);
+  json::Value h = json::Value::array();
+  for (int64_t x : c.hidden) h.push_back(x);
+  v.set("hidden", h);
+  v.set("activation", c.activation);
+  v.set("shared_trunk", c.shared_trunk);
+  v.set("log_std_init", c.log_std_init);
+  v.set("fixed_std", c.fixed_std);
+  v.set("critic", c.critic);
+  return v.dump();
+}
+
+PolicyConfig parse_policy_config(const std::string& text, const std::string& source) {
+  const json::Value v = json::parse(text, source);
+  PolicyConfig c;
+  c.obs_dim = v.at("obs_dim").as_int();
+  c.discrete = v.at("discrete").as_bool();
+  c.num_actions = v.at("num_actions").as_int();
+  c.hidden.clear();
+  for (const auto& x : v.at("hidden").as_array()) c.hidden.push_back(x.as_int());
+  c.activation = v.at("activation").as_string();
+  c.shared_trunk = v.get_or("shared_trunk", false);
+  c.log_std_init = v.get_or("log_std_init", 0.0);
+  c.fixed_std = v.get_or("fixed_std", false);
+  c.critic = v.get_or("critic", true);
+  c.orthogonal_init = false;  // weights come from the checkpoint
+  return c;
+}
+
+}  // namespace rlft::models

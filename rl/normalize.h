@@ -1,0 +1,83 @@
+// Running mean and variance (Chan et al.'s parallel update, as Gymnasium's RunningMeanStd),
+// used for observation and reward normalisation in PPO on continuous control.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "engine/error.h"
+#include "engine/json.h"
+
+namespace rlft::rl {
+
+class RunningMeanStd {
+ public:
+  explicit RunningMeanStd(int64_t dim = 1) : mean_(size_t(dim), 0.0), var_(size_t(dim), 1.0) {}
+  int64_t dim() const { return int64_t(mean_.size()); }
+
+  // Folds in a batch of `rows` vectors of dim() values.
+  void update(const float* x, int64_t rows) {
+    const size_t d = mean_.size();
+    std::vector<double> bm(d, 0.0), bv(d, 0.0);
+    for (int64_t r = 0; r < rows; ++r)
+      for (size_t j = 0; j < d; ++j) bm[j] += x[r * d + j];
+    for (size_t j = 0; j < d; ++j) bm[j] /= double(rows);
+    for (int64_t r = 0; r < rows; ++r)
+      for (size_t j = 0; j < d; ++j) {
+        const double e = x[r * d + j] - bm[j];
+        bv[j] += e * e;
+      }
+    for (size_t j = 0; j < d; ++j) bv[j] /= double(rows);
+    const double total = count_ + double(rows);
+    for (size_t j = 0; j < d; ++j) {
+      const double delta = bm[j] - mean_[j];
+      const double m2 = var_[j] * count_ + bv[j] * double(rows) + delta * delta * count_ * double(rows) / total;
+      mean_[j] += delta * double(rows) / total;
+      var_[j] = m2 / total;
+    }
+    count_ = total;
+  }
+
+  // out = clip((x − mean)/√(var + eps), ±clip) for `rows` vectors.
+  void normalize(const float* x, int64_t rows, float* out, double clip = 10.0, double eps = 1e-8) const {
+    const size_t d = mean_.size();
+    for (int64_t r = 0; r < rows; ++r)
+      for (size_t j = 0; j < d; ++j) {
+        double v = (x[r * d + j] - mean_[j]) / std::sqrt(var_[j] + eps);
+        v = v > clip ? clip : (v < -clip ? -clip : v);
+        out[r * d + j] = float(v);
+      }
+  }
+  double var(int64_t j) const { return var_[size_t(j)]; }
+
+  json::Value to_json() const {
+    json::Value v = json::Value::object();
+    json::Value m = json::Value::array(), s = json::Value::array();
+    for (size_t j = 0; j < mean_.size(); ++j) {
+      m.push_back(mean_[j]);
+      s.push_back(var_[j]);
+    }
+    v.set("mean", m);
+    v.set("var", s);
+    v.set("count", count_);
+    return v;
+  }
+  static RunningMeanStd from_json(const json::Value& v) {
+    RunningMeanStd r(int64_t(v.at("mean").size()));
+    RLFT_CHECK(v.at("var").size() == v.at("mean").size(), "RunningMeanStd: mean and var sizes differ");
+    for (size_t j = 0; j < r.mean_.size(); ++j) {
+      r.mean_[j] = v.at("mean").at(j).as_double();
+      r.var_[j] = v.at("var").at(j).as_double();
+    }
+    r.count_ = v.at("count").as_double();
+    return r;
+  }
+
+ private:
+  std::vector<double> mean_, var_;
+  double count_ = 1e-4;  // Gymnasium's epsilon count
+};
+
+}  // namespace rlft::rl

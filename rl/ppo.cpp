@@ -1,0 +1,445 @@
+// PPO on classic control. The objective, its sources and the defaults are in rl/ppo.h; this
+// file reads top to bottom: setup → rollout → advantages → minibatch loss → update → log.
+#include "rl/ppo.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <deque>
+#include <numeric>
+#include <sstream>
+
+#include "engine/checkpoint.h"
+#include "engine/fs.h"
+#include "engine/optim.h"
+#include "models/policy.h"
+#include "rl/envs/vector_env.h"
+#include "rl/normalize.h"
+#include "rl/run.h"
+
+namespace rlft::rl {
+
+// ---- configuration -----------------------------------------------------------------------
+
+std::vector<std::string> preset_names() { return {"cartpole", "cartpole-fast", "pendulum", "lunarlander"}; }
+
+void apply_preset(const std::string& name, PPOConfig& c) {
+  if (name == "cartpole") {
+    c = PPOConfig{};  // CleanRL ppo.py
+  } else if (name == "cartpole-fast") {
+    // Tuned for CartPole-v1 within 100k steps: more envs, larger lr, no entropy bonus.
+    c.env_id = "CartPole-v1";
+    c.total_steps = 100000;
+    c.num_envs = 8;
+    c.num_steps = 32;
+    c.learning_rate = 1e-3;
+    c.update_epochs = 10;
+    c.num_minibatches = 2;
+    c.gamma = 0.98;
+    c.gae_lambda = 0.8;
+    c.ent_coef = 0.0;
+  } else if (name == "pendulum") {
+    // SB3 zoo's PPO settings for Pendulum-v1 (γ 0.9, 4 envs × 1024 steps, 10 epochs, lr 1e-3).
+    c.env_id = "Pendulum-v1";
+    c.total_steps = 300000;
+    c.num_envs = 4;
+    c.num_steps = 1024;
+    c.learning_rate = 1e-3;
+    c.gamma = 0.9;
+    c.gae_lambda = 0.95;
+    c.update_epochs = 10;
+    c.num_minibatches = 64;
+    c.ent_coef = 0.0;
+    c.clip_coef = 0.2;
+    c.max_grad_norm = 0.5;
+    c.norm_obs = true;
+    c.norm_reward = true;
+    c.log_std_init = -0.5;
+  } else if (name == "lunarlander") {
+    // SB3 zoo's PPO settings for LunarLander (16 envs × 1024 steps, γ 0.999, λ 0.98, 4 epochs).
+    c.env_id = "LunarLander-v3";
+    c.total_steps = 1000000;
+    c.num_envs = 16;
+    c.num_steps = 1024;
+    c.learning_rate = 3e-4;
+    c.anneal_lr = false;
+    c.gamma = 0.999;
+    c.gae_lambda = 0.98;
+    c.num_minibatches = 256;
+    c.update_epochs = 4;
+    c.ent_coef = 0.01;
+  } else {
+    std::string known;
+    for (const auto& n : preset_names()) known += (known.empty() ? "" : ", ") + n;
+    throw Error(str("unknown preset '", name, "' (known: ", known, ")"));
+  }
+}
+
+json::Value to_json(const PPOConfig& c) {
+  json::Value v = json::Value::object();
+  v.set("env_id", c.env_id);
+  v.set("seed", int64_t(c.seed));
+  v.set("total_steps", c.total_steps);
+  v.set("num_envs", c.num_envs);
+  v.set("num_steps", c.num_steps);
+  v.set("learning_rate", c.learning_rate);
+  v.set("anneal_lr", c.anneal_lr);
+  v.set("adam_eps", c.adam_eps);
+  v.set("gamma", c.gamma);
+  v.set("gae_lambda", c.gae_lambda);
+  v.set("num_minibatches", c.num_minibatches);
+  v.set("update_epochs", c.update_epochs);
+  v.set("norm_adv", c.norm_adv);
+  v.set("loss", c.loss);
+  v.set("clip_coef", c.clip_coef);
+  v.set("dual_clip", c.dual_clip);
+  v.set("clip_vloss", c.clip_vloss);
+  v.set("ent_coef", c.ent_coef);
+  v.set("vf_coef", c.vf_coef);
+  v.set("max_grad_norm", c.max_grad_norm);
+  v.set("target_kl", c.target_kl);
+  v.set("kl_target", c.kl_target);
+  v.set("kl_beta", c.kl_beta);
+  v.set("hidden", c.hidden);
+  v.set("activation", c.activation);
+  v.set("shared_trunk", c.shared_trunk);
+  v.set("log_std_init", c.log_std_init);
+  v.set("fixed_std", c.fixed_std);
+  v.set("norm_obs", c.norm_obs);
+  v.set("norm_reward", c.norm_reward);
+  return v;
+}
+
+namespace {
+
+void validate(const PPOConfig& c) {
+  RLFT_CHECK(c.num_envs > 0 && c.num_steps > 0, "ppo: num_envs and num_steps must be positive");
+  RLFT_CHECK(c.total_steps >= c.num_envs * c.num_steps, "ppo: total_steps ", c.total_steps,
+             " is less than one rollout (num_envs × num_steps = ", c.num_envs * c.num_steps, ")");
+  RLFT_CHECK(c.num_minibatches > 0 && (c.num_envs * c.num_steps) % c.num_minibatches == 0, "ppo: num_minibatches ",
+             c.num_minibatches, " must divide the batch size ", c.num_envs * c.num_steps);
+  RLFT_CHECK(c.update_epochs > 0, "ppo: update_epochs must be positive");
+  RLFT_CHECK(c.learning_rate > 0, "ppo: learning_rate must be positive, got ", c.learning_rate);
+  RLFT_CHECK(c.gamma >= 0 && c.gamma <= 1 && c.gae_lambda >= 0 && c.gae_lambda <= 1,
+             "ppo: gamma and gae_lambda must be in [0, 1]");
+  RLFT_CHECK(c.clip_coef > 0, "ppo: clip_coef must be positive, got ", c.clip_coef);
+  RLFT_CHECK(c.loss == "clip" || c.loss == "penalty", "ppo: loss must be clip or penalty, got '", c.loss, "'");
+  RLFT_CHECK(c.dual_clip == 0 || c.dual_clip > 1, "ppo: dual_clip must be 0 (off) or > 1, got ", c.dual_clip);
+  RLFT_CHECK(c.max_grad_norm >= 0, "ppo: max_grad_norm must be >= 0");
+}
+
+// Gymnasium's NormalizeReward: r / √(Var[G] + eps), G the running discounted return.
+struct RewardScaler {
+  RunningMeanStd rms{1};
+  std::vector<double> ret;
+  double gamma;
+  RewardScaler(int64_t n, double g) : ret(size_t(n), 0.0), gamma(g) {}
+  void scale(float* rewards, const uint8_t* done, int64_t n) {
+    std::vector<float> g(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) {
+      ret[i] = ret[i] * gamma + rewards[i];
+      g[i] = float(ret[i]);
+    }
+    rms.update(g.data(), n);
+    const double s = std::sqrt(rms.var(0) + 1e-8);
+    for (int64_t i = 0; i < n; ++i) {
+      rewards[i] = float(std::clamp(double(rewards[i]) / s, -10.0, 10.0));
+      if (done[i]) ret[i] = 0;
+    }
+  }
+};
+
+double explained_variance(const Tensor& values, const Tensor& returns) {
+  const double var_y = var(returns, {}, 0).item();
+  if (var_y == 0) return std::nan("");
+  return 1.0 - var(sub(returns, values), {}, 0).item() / var_y;
+}
+
+}  // namespace
+
+// ---- training ----------------------------------------------------------------------------
+
+PPOResult train_ppo(const PPOConfig& cfg, const std::string& run_dir,
+                    const std::function<bool(const PPOUpdate&)>& on_update) {
+  validate(cfg);
+  // Setup: environments, policy, optimiser.
+  envs::VectorEnv env(cfg.env_id, cfg.num_envs);
+  const auto& act_space = env.single_action_space();
+  const bool discrete = act_space.is_discrete();
+  const int64_t N = cfg.num_envs, T = cfg.num_steps, O = env.obs_dim(), A = env.action_dim();
+  const int64_t batch_size = N * T, minibatch_size = batch_size / cfg.num_minibatches;
+  const int64_t num_updates = cfg.total_steps / batch_size;
+
+  Generator gen(cfg.seed);
+  models::PolicyConfig pc;
+  pc.obs_dim = O;
+  pc.discrete = discrete;
+  pc.num_actions = discrete ? act_space.n : A;
+  pc.hidden = parse_sizes("--hidden", cfg.hidden);
+  pc.activation = cfg.activation;
+  pc.shared_trunk = cfg.shared_trunk;
+  pc.log_std_init = cfg.log_std_init;
+  pc.fixed_std = cfg.fixed_std;
+  models::ActorCritic agent(pc, gen);
+  optim::Adam optimizer(agent.parameters(), cfg.learning_rate, 0.9, 0.999, cfg.adam_eps);
+  double kl_beta = cfg.kl_beta;
+
+  std::unique_ptr<RunDir> run;
+  if (!run_dir.empty()) {
+    run = std::make_unique<RunDir>(run_dir, true);
+    json::Value config = to_json(cfg);
+    config.set("algorithm", "ppo");
+    config.set("git_revision", git_revision());
+    config.set("policy", json::parse(models::describe(pc)));
+    run->write_config(config);
+  }
+
+  RunningMeanStd obs_rms(O);
+  RewardScaler reward_scaler(N, cfg.gamma);
+  // The observation the policy sees (normalised when norm_obs), updating the running stats.
+  auto policy_obs = [&](std::span<const float> raw, int64_t rows, bool update) {
+    if (!cfg.norm_obs) return Tensor::from_vector(std::vector<float>(raw.begin(), raw.end()), {rows, O});
+    if (update) obs_rms.update(raw.data(), rows);
+    std::vector<float> out(static_cast<size_t>(rows * O));
+    obs_rms.normalize(raw.data(), rows, out.data());
+    return Tensor::from_vector(out, {rows, O});
+  };
+
+  // Rollout storage, time-major [T, N, …].
+  Tensor obs_buf = Tensor::zeros({T, N, O});
+  Tensor act_buf = discrete ? Tensor::zeros({T, N}, DType::i64) : Tensor::zeros({T, N, A});
+  Tensor logp_buf = Tensor::zeros({T, N}), val_buf = Tensor::zeros({T, N});
+  Tensor rew_buf = Tensor::zeros({T, N}), term_buf = Tensor::zeros({T, N}), end_buf = Tensor::zeros({T, N});
+  Tensor next_val_buf = Tensor::zeros({T, N});
+
+  std::deque<double> last_returns;
+  PPOResult result;
+  const double threshold = env.spec().reward_threshold.value_or(INFINITY);
+  env.reset(cfg.seed);
+  Tensor next_obs = policy_obs(env.obs(), N, true);
+  Stopwatch clock;
+  int64_t global_step = 0;
+  std::vector<int64_t> int_actions(static_cast<size_t>(N));
+  std::vector<float> float_actions(static_cast<size_t>(N * A));
+
+  if (!cfg.quiet) {
+    std::printf("ppo on %s: %lld updates of %lld×%lld steps, %lld parameters, seed %llu\n", cfg.env_id.c_str(),
+                (long long)num_updates, (long long)N, (long long)T, (long long)agent.num_parameters(),
+                (unsigned long long)cfg.seed);
+  }
+
+  for (int64_t update = 1; update <= num_updates; ++update) {
+    // Learning-rate annealing (CleanRL: frac = 1 − (update − 1)/num_updates).
+    const double lr = cfg.anneal_lr ? cfg.learning_rate * (1.0 - double(update - 1) / double(num_updates))
+                                    : cfg.learning_rate;
+    optimizer.set_lr(lr);
+
+    // ---- rollout ----
+    PPOUpdate u;
+    std::vector<double> finished;
+    std::vector<std::pair<int64_t, Tensor>> final_obs_rows;  // (t·N + i, normalised final obs)
+    {
+      NoGradGuard no_grad;
+      for (int64_t t = 0; t < T; ++t) {
+        obs_buf.select(0, t).copy_(next_obs);
+        const models::ActionSample s = agent.sample(next_obs, gen);
+        val_buf.select(0, t).copy_(agent.value(next_obs));
+        act_buf.select(0, t).copy_(s.actions);
+        logp_buf.select(0, t).copy_(s.log_probs);
+        if (discrete) {
+          const int64_t* a = s.actions.data<int64_t>();
+          std::copy(a, a + N, int_actions.begin());
+          env.step(std::span<const int64_t>(int_actions));
+        } else {
+          // Clip to the action space only when sent to the env (CleanRL's ClipAction).
+          const float* a = s.actions.data<float>();
+          for (int64_t k = 0; k < N * A; ++k)
+            float_actions[k] = std::clamp(a[k], act_space.low[k % A], act_space.high[k % A]);
+          env.step(std::span<const float>(float_actions));
+        }
+        global_step += N;
+        std::vector<float> rewards(env.rewards().begin(), env.rewards().end());
+        std::vector<uint8_t> done(static_cast<size_t>(N));
+        for (int64_t i = 0; i < N; ++i) done[i] = env.terminated()[i] || env.truncated()[i];
+        if (cfg.norm_reward) reward_scaler.scale(rewards.data(), done.data(), N);
+        float* rw = rew_buf.select(0, t).data<float>();
+        float* tm = term_buf.select(0, t).data<float>();
+        float* en = end_buf.select(0, t).data<float>();
+        for (int64_t i = 0; i < N; ++i) {
+          rw[i] = rewards[i];
+          tm[i] = env.terminated()[i];
+          en[i] = done[i];
+          if (env.truncated()[i] && !env.terminated()[i]) {
+            // Bootstrap a time-limit cut from V(final observation).
+            final_obs_rows.emplace_back(t * N + i, policy_obs(env.final_obs().subspan(i * O, O), 1, false));
+          }
+        }
+        next_obs = policy_obs(env.obs(), N, true);
+        for (const auto& ep : env.take_episode_stats()) finished.push_back(ep.episode_return);
+      }
+      // next_values[t] = V(s_{t+1}): the next step's value, the bootstrap value after the
+      // last step, and V(final obs) where a time limit ended the episode.
+      next_val_buf.narrow(0, 0, T - 1).copy_(val_buf.narrow(0, 1, T - 1));
+      next_val_buf.select(0, T - 1).copy_(agent.value(next_obs));
+      float* nv = next_val_buf.data<float>();
+      for (const auto& [flat, o] : final_obs_rows) nv[flat] = float(agent.value(o).item());
+    }
+
+    // ---- advantages (fused GAE op) ----
+    auto [advantages, returns] = gae(rew_buf, val_buf, next_val_buf, term_buf, end_buf, cfg.gamma, cfg.gae_lambda);
+
+    // ---- update: epochs × minibatches over the flattened batch ----
+    const Tensor b_obs = obs_buf.reshape({batch_size, O});
+    const Tensor b_act = discrete ? act_buf.reshape({batch_size}) : act_buf.reshape({batch_size, A});
+    const Tensor b_logp = logp_buf.reshape({batch_size}), b_val = val_buf.reshape({batch_size});
+    const Tensor b_adv = advantages.reshape({batch_size}), b_ret = returns.reshape({batch_size});
+    std::vector<int64_t> order(static_cast<size_t>(batch_size));
+    std::iota(order.begin(), order.end(), 0);
+    double pg_sum = 0, v_sum = 0, ent_sum = 0, kl_sum = 0, kl1_sum = 0, cl_lo = 0, cl_hi = 0;
+    int64_t n_mb = 0;
+    double last_kl = 0;
+    for (int64_t epoch = 0; epoch < cfg.update_epochs; ++epoch) {
+      for (int64_t i = batch_size - 1; i > 0; --i) std::swap(order[i], order[gen.below(uint64_t(i + 1))]);
+      double epoch_kl = 0;
+      for (int64_t start = 0; start < batch_size; start += minibatch_size) {
+        const Tensor idx = Tensor::from_vector(
+            std::vector<int64_t>(order.begin() + start, order.begin() + start + minibatch_size), {minibatch_size});
+        const Tensor mb_obs = index_select(b_obs, 0, idx), mb_act = index_select(b_act, 0, idx);
+        const Tensor mb_logp = index_select(b_logp, 0, idx), mb_val = index_select(b_val, 0, idx);
+        const Tensor mb_ret = index_select(b_ret, 0, idx);
+        Tensor mb_adv = index_select(b_adv, 0, idx);
+        if (cfg.norm_adv && minibatch_size > 1) {
+          mb_adv = div(sub(mb_adv, mean(mb_adv)), add(sqrt(var(mb_adv)), 1e-8));
+        }
+
+        const models::ActionEval ev = agent.evaluate(mb_obs, mb_act);
+        // Policy loss: the fused clipped surrogate (its stats serve both modes).
+        RatioClipOptions rc_opt;
+        rc_opt.eps_low = rc_opt.eps_high = cfg.clip_coef;
+        rc_opt.dual_clip = cfg.dual_clip;
+        const RatioClipResult rc = ratio_clip(ev.log_probs, mb_logp, mb_adv, Tensor(), rc_opt);
+        Tensor pg_loss = rc.loss;
+        if (cfg.loss == "penalty") {
+          const Tensor logratio = sub(ev.log_probs, mb_logp), ratio = exp(logratio);
+          const Tensor k3 = sub(add(ratio, -1.0), logratio);  // (r − 1) − log r ≥ 0
+          pg_loss = add(neg(mean(mul(ratio, mb_adv))), mul(mean(k3), kl_beta));
+        }
+        // Value loss, clipped around the rollout's values (CleanRL).
+        const Tensor new_val = agent.value(mb_obs);
+        Tensor v_loss;
+        if (cfg.clip_vloss) {
+          const Tensor v_unclipped = pow(sub(new_val, mb_ret), 2.0);
+          const Tensor v_clipped =
+              pow(sub(add(mb_val, clamp(sub(new_val, mb_val), -cfg.clip_coef, cfg.clip_coef)), mb_ret), 2.0);
+          v_loss = mul(mean(maximum(v_unclipped, v_clipped)), 0.5);
+        } else {
+          v_loss = mul(mean(pow(sub(new_val, mb_ret), 2.0)), 0.5);
+        }
+        const Tensor entropy = mean(ev.entropy);
+        const Tensor loss = add(sub(pg_loss, mul(entropy, cfg.ent_coef)), mul(v_loss, cfg.vf_coef));
+
+        optimizer.zero_grad();
+        loss.backward();
+        if (cfg.max_grad_norm > 0) optim::clip_grad_norm(agent.parameters(), cfg.max_grad_norm);
+        optimizer.step();
+
+        pg_sum += pg_loss.item();
+        v_sum += v_loss.item();
+        ent_sum += entropy.item();
+        kl_sum += rc.stats.approx_kl_k3;
+        kl1_sum += rc.stats.approx_kl_k1;
+        cl_lo += rc.stats.clip_frac_low;
+        cl_hi += rc.stats.clip_frac_high;
+        epoch_kl += rc.stats.approx_kl_k3;
+        ++n_mb;
+      }
+      last_kl = epoch_kl / double(cfg.num_minibatches);
+      if (cfg.target_kl > 0 && last_kl > cfg.target_kl) break;  // CleanRL's early stop
+    }
+    if (cfg.loss == "penalty") {
+      if (last_kl > 1.5 * cfg.kl_target) kl_beta *= 2;
+      else if (last_kl < cfg.kl_target / 1.5) kl_beta /= 2;
+    }
+
+    // ---- log ----
+    for (double r : finished) {
+      last_returns.push_back(r);
+      if (last_returns.size() > 20) last_returns.pop_front();
+    }
+    u.update = update;
+    u.global_step = global_step;
+    u.episodes = int64_t(finished.size());
+    if (!finished.empty()) {
+      u.episodic_return_mean = std::accumulate(finished.begin(), finished.end(), 0.0) / double(finished.size());
+      u.episodic_return_min = *std::min_element(finished.begin(), finished.end());
+      u.episodic_return_max = *std::max_element(finished.begin(), finished.end());
+    }
+    u.return_last20 = last_returns.empty() ? 0
+                                           : std::accumulate(last_returns.begin(), last_returns.end(), 0.0) /
+                                                 double(last_returns.size());
+    u.pg_loss = pg_sum / double(n_mb);
+    u.v_loss = v_sum / double(n_mb);
+    u.entropy = ent_sum / double(n_mb);
+    u.approx_kl = kl_sum / double(n_mb);
+    u.approx_kl_k1 = kl1_sum / double(n_mb);
+    u.clipfrac_low = cl_lo / double(n_mb);
+    u.clipfrac_high = cl_hi / double(n_mb);
+    u.clipfrac = u.clipfrac_low + u.clipfrac_high;
+    u.explained_variance = explained_variance(b_val, b_ret);
+    u.learning_rate = lr;
+    u.kl_beta = kl_beta;
+    u.sps = double(global_step) / clock.seconds();
+    if (result.steps_to_threshold < 0 && last_returns.size() >= 20 && u.return_last20 >= threshold)
+      result.steps_to_threshold = global_step;
+    result.updates.push_back(u);
+
+    if (run) {
+      json::Value m = json::Value::object();
+      m.set("update", u.update);
+      m.set("global_step", u.global_step);
+      m.set("episodes", u.episodes);
+      m.set("episodic_return_mean", u.episodes ? json::Value(u.episodic_return_mean) : json::Value());
+      m.set("episodic_return_min", u.episodes ? json::Value(u.episodic_return_min) : json::Value());
+      m.set("episodic_return_max", u.episodes ? json::Value(u.episodic_return_max) : json::Value());
+      m.set("return_last20", u.return_last20);
+      m.set("pg_loss", u.pg_loss);
+      m.set("v_loss", u.v_loss);
+      m.set("entropy", u.entropy);
+      m.set("approx_kl", u.approx_kl);
+      m.set("approx_kl_k1", u.approx_kl_k1);
+      m.set("clipfrac", u.clipfrac);
+      m.set("clipfrac_low", u.clipfrac_low);
+      m.set("clipfrac_high", u.clipfrac_high);
+      m.set("explained_variance", u.explained_variance);
+      m.set("learning_rate", u.learning_rate);
+      if (cfg.loss == "penalty") m.set("kl_beta", u.kl_beta);
+      m.set("sps", u.sps);
+      run->log(m);
+    }
+    if (!cfg.quiet && (update % cfg.log_every == 0 || update == num_updates)) {
+      const double eta = (double(num_updates - update) * double(batch_size)) / std::max(u.sps, 1.0);
+      char ret[16] = "       -";  // no episode finished in this update
+      if (u.episodes) std::snprintf(ret, sizeof ret, "%8.2f", u.episodic_return_mean);
+      std::printf("update %4lld/%lld  step %8lld  return %s (last20 %8.2f)  pg %+.4f  v %8.4f  ent %.3f  "
+                  "kl %.5f  clip %.3f  ev %+.2f  %7.0f sps  ETA %s\n",
+                  (long long)update, (long long)num_updates, (long long)global_step, ret, u.return_last20, u.pg_loss, u.v_loss, u.entropy, u.approx_kl, u.clipfrac, u.explained_variance,
+                  u.sps, format_duration(eta).c_str());
+      std::fflush(stdout);
+    }
+    if (on_update && !on_update(u)) break;
+  }
+
+  if (run) {
+    Metadata md = {{"format", "rlft-policy"},
+                   {"algorithm", "ppo"},
+                   {"env_id", cfg.env_id},
+                   {"policy", models::describe(pc)},
+                   {"global_step", std::to_string(global_step)}};
+    if (cfg.norm_obs) md["obs_rms"] = obs_rms.to_json().dump();
+    save_checkpoint(run->path("policy.safetensors"), agent, nullptr, md);
+    save_checkpoint(run->path("checkpoint.safetensors"), agent, &optimizer, md);
+  }
+  return result;
+}
+
+}  // namespace rlft::rl

@@ -1,0 +1,92 @@
+// PPO on classic control — seed §2 (PPO with the Pendulum code), ALGORITHMS.md §2.
+//
+// Objective (PPO-clip, Schulman et al. 2017, arXiv 1707.06347), per minibatch of samples n:
+//   r_n      = exp(log π_θ(a_n|s_n) − log π_old(a_n|s_n))
+//   pg_loss  = mean_n −min(r_n·Â_n, clip(r_n, 1 − ε, 1 + ε)·Â_n)          (fused ratio_clip op)
+//   v_loss   = ½·mean_n max((V_θ(s_n) − R_n)², (V_old + clip(V_θ − V_old, ±ε) − R_n)²)
+//   loss     = pg_loss − c_ent·mean_n H[π_θ(·|s_n)] + c_v·v_loss
+// PPO-penalty (seed §4.2(1)): pg_loss = −mean_n r_n·Â_n + β·mean_n k3(old‖new), with
+//   k3 = (r − 1) − log r, and β ×= 2 when KL > 1.5·target, β /= 2 when KL < target/1.5.
+// Advantages by GAE (γ, λ) over the [T, N] rollout with truncation bootstrapped from V of the
+// final observation and termination not bootstrapped; returns R = Â + V_old.
+//
+// Defaults are CleanRL's ppo.py for CartPole (4 envs × 128 steps, lr 2.5e-4 annealed, 4
+// minibatches × 4 epochs, ε 0.2, c_ent 0.01, c_v 0.5, max grad norm 0.5, Adam eps 1e-5,
+// separate 64-64 tanh nets with orthogonal init). Presets for Pendulum and LunarLander are
+// in presets().
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "engine/json.h"
+
+namespace rlft::rl {
+
+struct PPOConfig {
+  std::string env_id = "CartPole-v1";  // environment (CartPole-v1, Pendulum-v1, LunarLander-v3, …)
+  uint64_t seed = 1;                   // seeds the policy init, the sampling and the environments
+  int64_t total_steps = 500000;        // environment steps over all envs
+  int64_t num_envs = 4;                // parallel environment copies
+  int64_t num_steps = 128;             // steps per env per rollout (T)
+  double learning_rate = 2.5e-4;       // Adam learning rate
+  bool anneal_lr = true;               // linear decay of the learning rate to 0
+  double adam_eps = 1e-5;              // Adam epsilon
+  double gamma = 0.99;                 // discount γ
+  double gae_lambda = 0.95;            // GAE λ
+  int64_t num_minibatches = 4;         // minibatches per epoch
+  int64_t update_epochs = 4;           // epochs over each rollout
+  bool norm_adv = true;                // normalise advantages per minibatch
+  std::string loss = "clip";           // "clip" (PPO-clip) or "penalty" (adaptive KL penalty)
+  double clip_coef = 0.2;              // ε of the ratio clip (and of the value clip)
+  double dual_clip = 0.0;              // c > 1 enables the dual clip for negative advantages
+  bool clip_vloss = true;              // clipped value loss
+  double ent_coef = 0.01;              // entropy bonus c_ent
+  double vf_coef = 0.5;                // value loss coefficient c_v
+  double max_grad_norm = 0.5;          // global gradient-norm clip (0 = off)
+  double target_kl = 0.0;              // stop the epochs early when approx KL (k3) exceeds this (0 = off)
+  double kl_target = 0.01;             // penalty mode: KL target for the adaptive β
+  double kl_beta = 1.0;                // penalty mode: initial β
+  std::string hidden = "64,64";        // hidden layer sizes
+  std::string activation = "tanh";     // tanh | relu
+  bool shared_trunk = false;           // one trunk for actor and critic
+  double log_std_init = 0.0;           // Gaussian policies: initial log σ
+  bool fixed_std = false;              // Gaussian policies: keep σ fixed (the seed's Pendulum code: σ² = 0.5)
+  bool norm_obs = false;               // running mean/std observation normalisation (clipped to ±10)
+  bool norm_reward = false;            // scale rewards by the running std of the discounted return
+  int64_t log_every = 1;               // print a progress line every this many updates
+  bool quiet = false;                  // no progress lines
+};
+
+// Named presets: "cartpole" (CleanRL defaults), "cartpole-fast", "pendulum", "lunarlander".
+// Each sets the fields it names; unknown names are an error listing the known ones.
+void apply_preset(const std::string& name, PPOConfig& config);
+std::vector<std::string> preset_names();
+
+// One update's metrics (also written to metrics.jsonl).
+struct PPOUpdate {
+  int64_t update = 0, global_step = 0;
+  double episodic_return_mean = 0, episodic_return_min = 0, episodic_return_max = 0;
+  int64_t episodes = 0;        // finished in this update
+  double return_last20 = 0;    // mean return of the last 20 finished episodes
+  double pg_loss = 0, v_loss = 0, entropy = 0, approx_kl = 0, approx_kl_k1 = 0, clipfrac = 0;
+  double clipfrac_low = 0, clipfrac_high = 0, explained_variance = 0, learning_rate = 0, kl_beta = 0;
+  double sps = 0;
+};
+
+struct PPOResult {
+  std::vector<PPOUpdate> updates;
+  int64_t steps_to_threshold = -1;  // first global step at which return_last20 ≥ the env's threshold
+};
+
+// Trains and, when run_dir is non-empty, writes config.json, metrics.jsonl, the learning curve
+// (return.svg) and policy.safetensors / checkpoint.safetensors into it. `on_update` (optional)
+// sees each update; returning false stops training.
+PPOResult train_ppo(const PPOConfig& config, const std::string& run_dir = "",
+                    const std::function<bool(const PPOUpdate&)>& on_update = nullptr);
+
+json::Value to_json(const PPOConfig& config);
+
+}  // namespace rlft::rl

@@ -1,0 +1,216 @@
+// REINFORCE. The objective, its sources and the defaults are in rl/reinforce.h; this file
+// reads top to bottom: setup → episodes → returns → loss → update → log.
+#include "rl/reinforce.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <deque>
+#include <numeric>
+
+#include "engine/checkpoint.h"
+#include "engine/optim.h"
+#include "models/policy.h"
+#include "rl/envs/env.h"
+#include "rl/run.h"
+
+namespace rlft::rl {
+
+void apply_reinforce_preset(const std::string& name, ReinforceConfig& c) {
+  if (name == "seed") {
+    // The seed's §1 CartPole code: Adam lr 2e-4, γ 0.98, one episode per update,
+    // reward-to-go with a running-mean baseline, no normalisation.
+    c.learning_rate = 2e-4;
+    c.gamma = 0.98;
+    c.normalize_returns = false;
+    c.hidden = "128";
+    c.activation = "relu";
+  } else if (name != "default") {
+    throw Error(str("unknown REINFORCE preset '", name, "' (known: default, seed)"));
+  }
+}
+
+json::Value to_json(const ReinforceConfig& c) {
+  json::Value v = json::Value::object();
+  v.set("env_id", c.env_id);
+  v.set("seed", int64_t(c.seed));
+  v.set("total_episodes", c.total_episodes);
+  v.set("episodes_per_update", c.episodes_per_update);
+  v.set("learning_rate", c.learning_rate);
+  v.set("gamma", c.gamma);
+  v.set("reward_to_go", c.reward_to_go);
+  v.set("baseline", c.baseline);
+  v.set("baseline_momentum", c.baseline_momentum);
+  v.set("normalize_returns", c.normalize_returns);
+  v.set("hidden", c.hidden);
+  v.set("activation", c.activation);
+  return v;
+}
+
+ReinforceResult train_reinforce(const ReinforceConfig& cfg, const std::string& run_dir,
+                                const std::function<bool(const ReinforceUpdate&)>& on_update) {
+  RLFT_CHECK(cfg.total_episodes > 0 && cfg.episodes_per_update > 0,
+             "reinforce: total_episodes and episodes_per_update must be positive");
+  RLFT_CHECK(cfg.learning_rate > 0, "reinforce: learning_rate must be positive, got ", cfg.learning_rate);
+  RLFT_CHECK(cfg.gamma >= 0 && cfg.gamma <= 1, "reinforce: gamma must be in [0, 1], got ", cfg.gamma);
+  RLFT_CHECK(cfg.baseline == "mean" || cfg.baseline == "none", "reinforce: baseline must be mean or none, got '",
+             cfg.baseline, "'");
+  // Setup: one environment, a policy without a critic, Adam.
+  std::unique_ptr<envs::Env> env = envs::make_env(cfg.env_id);
+  const auto& act_space = env->action_space();
+  const bool discrete = act_space.is_discrete();
+  const int64_t O = env->obs_dim(), A = env->action_dim();
+  Generator gen(cfg.seed);
+  models::PolicyConfig pc;
+  pc.obs_dim = O;
+  pc.discrete = discrete;
+  pc.num_actions = discrete ? act_space.n : A;
+  pc.hidden = parse_sizes("--hidden", cfg.hidden);
+  pc.activation = cfg.activation;
+  pc.critic = false;
+  pc.orthogonal_init = false;  // PyTorch's default init, as the seed's code
+  models::ActorCritic policy(pc, gen);
+  optim::Adam optimizer(policy.parameters(), cfg.learning_rate);
+
+  std::unique_ptr<RunDir> run;
+  if (!run_dir.empty()) {
+    run = std::make_unique<RunDir>(run_dir, true);
+    json::Value config = to_json(cfg);
+    config.set("algorithm", "reinforce");
+    config.set("git_revision", git_revision());
+    config.set("policy", json::parse(models::describe(pc)));
+    run->write_config(config);
+  }
+
+  ReinforceResult result;
+  std::deque<double> last_returns;
+  const double threshold = env->spec().reward_threshold.value_or(INFINITY);
+  double baseline = 0;
+  bool baseline_init = false;
+  int64_t global_step = 0;
+  Stopwatch clock;
+  std::vector<float> obs(static_cast<size_t>(O)), act(static_cast<size_t>(A));
+  env->reset(cfg.seed, obs.data());
+
+  // Batch of steps for one update.
+  std::vector<float> b_obs, b_weights;
+  std::vector<int64_t> b_act_i;
+  std::vector<float> b_act_f;
+  int64_t batch_episodes = 0;
+  double batch_return = 0;
+
+  for (int64_t episode = 1; episode <= cfg.total_episodes; ++episode) {
+    // ---- one episode ----
+    std::vector<double> rewards;
+    while (true) {
+      b_obs.insert(b_obs.end(), obs.begin(), obs.end());
+      const models::ActionSample s = policy.sample(Tensor::from_vector(obs, {1, O}), gen);
+      envs::StepResult r;
+      if (discrete) {
+        const int64_t a = s.actions.data<int64_t>()[0];
+        b_act_i.push_back(a);
+        r = env->step(a, obs.data());
+      } else {
+        const float* a = s.actions.data<float>();
+        b_act_f.insert(b_act_f.end(), a, a + A);
+        for (int64_t j = 0; j < A; ++j) act[j] = std::clamp(a[j], act_space.low[j], act_space.high[j]);
+        r = env->step(act.data(), obs.data());
+      }
+      rewards.push_back(r.reward);
+      ++global_step;
+      if (r.done()) break;
+    }
+    env->reset(obs.data());  // continues the env's seeded stream
+
+    // ---- returns: G_t = Σ_{t'≥t} γ^{t'−t} r_t' (or G_0 everywhere) ----
+    const size_t L = rewards.size();
+    std::vector<double> G(L);
+    double g = 0;
+    for (size_t t = L; t-- > 0;) G[t] = g = rewards[t] + cfg.gamma * g;
+    const double episode_return = std::accumulate(rewards.begin(), rewards.end(), 0.0);
+    const double b = cfg.baseline == "mean" && baseline_init ? baseline : 0.0;
+    for (size_t t = 0; t < L; ++t) b_weights.push_back(float((cfg.reward_to_go ? G[t] : G[0]) - b));
+    if (cfg.baseline == "mean") {
+      baseline = baseline_init ? cfg.baseline_momentum * baseline + (1 - cfg.baseline_momentum) * G[0] : G[0];
+      baseline_init = true;
+    }
+    ++batch_episodes;
+    batch_return += episode_return;
+    last_returns.push_back(episode_return);
+    if (last_returns.size() > 20) last_returns.pop_front();
+
+    if (batch_episodes < cfg.episodes_per_update && episode < cfg.total_episodes) continue;
+
+    // ---- loss: −(1/N) Σ (G − b)·log π(a|s), all steps of the batch in one forward ----
+    const int64_t steps = int64_t(b_weights.size());
+    std::vector<float> w = b_weights;
+    if (cfg.normalize_returns && steps > 1) {
+      double m = 0, v = 0;
+      for (float x : w) m += x;
+      m /= double(steps);
+      for (float x : w) v += (x - m) * (x - m);
+      const double sd = std::sqrt(v / double(steps - 1)) + 1e-8;
+      for (float& x : w) x = float((x - m) / sd);
+    }
+    const Tensor obs_t = Tensor::from_vector(b_obs, {steps, O});
+    const Tensor act_t = discrete ? Tensor::from_vector(b_act_i, {steps}) : Tensor::from_vector(b_act_f, {steps, A});
+    const models::ActionEval ev = policy.evaluate(obs_t, act_t);
+    const Tensor weights = Tensor::from_vector(w, {steps});
+    const Tensor loss = mul(sum(mul(weights, ev.log_probs)), -1.0 / double(batch_episodes));
+    optimizer.zero_grad();
+    loss.backward();
+    optimizer.step();
+
+    // ---- log ----
+    ReinforceUpdate u;
+    u.episode = episode;
+    u.global_step = global_step;
+    u.episode_return = batch_return / double(batch_episodes);
+    u.return_last20 = std::accumulate(last_returns.begin(), last_returns.end(), 0.0) / double(last_returns.size());
+    u.loss = loss.item();
+    u.entropy = mean(ev.entropy).item();
+    u.baseline = baseline;
+    u.sps = double(global_step) / clock.seconds();
+    if (result.episodes_to_threshold < 0 && last_returns.size() >= 20 && u.return_last20 >= threshold)
+      result.episodes_to_threshold = episode;
+    result.updates.push_back(u);
+    if (run) {
+      json::Value m = json::Value::object();
+      m.set("episode", u.episode);
+      m.set("global_step", u.global_step);
+      m.set("episodic_return", u.episode_return);
+      m.set("return_last20", u.return_last20);
+      m.set("loss", u.loss);
+      m.set("entropy", u.entropy);
+      m.set("baseline", u.baseline);
+      m.set("sps", u.sps);
+      run->log(m);
+    }
+    if (!cfg.quiet && (episode % cfg.log_every < cfg.episodes_per_update || episode == cfg.total_episodes)) {
+      const double eta = clock.seconds() / double(episode) * double(cfg.total_episodes - episode);
+      std::printf("episode %5lld/%lld  step %8lld  return %7.1f (last20 %7.1f)  loss %+9.3f  ent %.3f  %7.0f sps  ETA %s\n",
+                  (long long)episode, (long long)cfg.total_episodes, (long long)global_step, u.episode_return,
+                  u.return_last20, u.loss, u.entropy, u.sps, format_duration(eta).c_str());
+      std::fflush(stdout);
+    }
+    b_obs.clear();
+    b_weights.clear();
+    b_act_i.clear();
+    b_act_f.clear();
+    batch_episodes = 0;
+    batch_return = 0;
+    if (on_update && !on_update(u)) break;
+  }
+  if (run) {
+    const Metadata md = {{"format", "rlft-policy"},
+                         {"algorithm", "reinforce"},
+                         {"env_id", cfg.env_id},
+                         {"policy", models::describe(pc)},
+                         {"global_step", std::to_string(global_step)}};
+    save_checkpoint(run->path("policy.safetensors"), policy, nullptr, md);
+    save_checkpoint(run->path("checkpoint.safetensors"), policy, &optimizer, md);
+  }
+  return result;
+}
+
+}  // namespace rlft::rl

@@ -1,0 +1,61 @@
+#include "rl/run.h"
+
+#include <cstdio>
+#include <algorithm>
+#include <cstdlib>
+#include <filesystem>
+
+#include "engine/error.h"
+#include "engine/fs.h"
+
+#ifndef RLFT_GIT_REVISION
+#define RLFT_GIT_REVISION "unknown"
+#endif
+
+namespace rlft::rl {
+
+RunDir::RunDir(const std::string& dir, bool fresh) : dir_(dir) {
+  RLFT_CHECK(!dir.empty(), "run directory: empty path");
+  fs::make_dirs(dir);
+  // Probe writability now, so a bad --run-dir fails before any training.
+  const std::string probe = path(".write_test");
+  fs::atomic_write_file(probe, "ok");
+  std::filesystem::remove(probe);
+  if (fresh) std::filesystem::remove(path("metrics.jsonl"));
+}
+
+void RunDir::write_config(const json::Value& config) const {
+  fs::atomic_write_file(path("config.json"), config.dump(2) + "\n");
+}
+
+void RunDir::log(const json::Value& metrics) const { fs::append_line(path("metrics.jsonl"), metrics.dump()); }
+
+std::string git_revision() { return RLFT_GIT_REVISION; }
+
+std::string format_duration(double s) {
+  if (!(s >= 0) || s > 1e7) return "?";
+  const long total = long(s + 0.5);
+  char buf[32];
+  if (total >= 3600) std::snprintf(buf, sizeof buf, "%ldh%02ldm", total / 3600, (total / 60) % 60);
+  else if (total >= 60) std::snprintf(buf, sizeof buf, "%ldm%02lds", total / 60, total % 60);
+  else std::snprintf(buf, sizeof buf, "%lds", total);
+  return buf;
+}
+
+std::vector<int64_t> parse_sizes(const std::string& flag, const std::string& text) {
+  std::vector<int64_t> out;
+  size_t pos = 0;
+  while (pos <= text.size()) {
+    const size_t comma = std::min(text.find(',', pos), text.size());
+    const std::string item = text.substr(pos, comma - pos);
+    char* end = nullptr;
+    const long v = std::strtol(item.c_str(), &end, 10);
+    RLFT_CHECK(!item.empty() && *end == '\0' && v > 0, flag, ": '", text,
+               "' is not a comma-separated list of positive sizes");
+    out.push_back(v);
+    pos = comma + 1;
+  }
+  return out;
+}
+
+}  // namespace rlft::rl
