@@ -6,6 +6,7 @@
 #include "cli/commands.h"
 #include "rl/ppo.h"
 #include "rl/reinforce.h"
+#include "rl/eval.h"
 
 namespace rlft::cli {
 
@@ -52,6 +53,8 @@ void add_ppo_flags(Args& a, rl::PPOConfig& c) {
   a.add("--fixed-std", &c.fixed_std, "Gaussian policy: do not learn the std");
   a.add("--norm-obs", &c.norm_obs, "normalise observations with running statistics");
   a.add("--norm-reward", &c.norm_reward, "scale rewards by the running std of the return");
+  a.add("--checkpoint-every", &c.checkpoint_every, "write checkpoint.safetensors every N updates (0 = only at the end)");
+  a.add("--resume", &c.resume, "continue the run named by --name from its checkpoint");
   a.add("--log-every", &c.log_every, "print a progress line every N updates");
   a.add("--quiet", &c.quiet, "no progress lines");
 }
@@ -112,6 +115,33 @@ int run_train(int argc, char** argv, int first) {
     return 0;
   }
   throw Error(str("rlft train: unknown algorithm '", algo, "' (expected ppo or reinforce)"));
+}
+
+int run_policy_eval(int argc, char** argv, int first) {
+  std::string run_dir;
+  int64_t episodes = 100;
+  uint64_t seed = 1000;
+  bool stochastic = false;
+  Args args("rlft eval", "Play episodes with a trained classic-control policy and report the return.");
+  args.add("--run", &run_dir, "run directory (e.g. runs/ppo-CartPole-v1-1)");
+  args.add("--episodes", &episodes, "number of episodes");
+  args.add("--seed", &seed, "seed of the first episode (episode i uses seed + i)");
+  args.add("--stochastic", &stochastic, "sample actions instead of taking the greedy / mean action");
+  if (!args.parse(argc, argv, first)) return 0;
+  RLFT_CHECK(!run_dir.empty(), "rlft eval: --run is required");
+  const rl::EvalResult r = rl::evaluate_run(run_dir, episodes, seed, !stochastic);
+  std::printf("%s: %lld episodes, return %.2f ± %.2f (min %.2f, max %.2f)\n", r.env_id.c_str(),
+              (long long)r.returns.size(), r.mean, r.std, r.min, r.max);
+  return 0;
+}
+
+int run_curve_plot(int argc, char** argv, int first) {
+  std::string run_dir;
+  Args args("rlft plot", "Draw a run's learning curve (return against environment steps) as SVG.");
+  args.positional("run", &run_dir, "run directory (e.g. runs/ppo-CartPole-v1-1)");
+  if (!args.parse(argc, argv, first)) return 0;
+  std::printf("wrote %s\n", rl::write_learning_curve(run_dir).c_str());
+  return 0;
 }
 
 }  // namespace rlft::cli

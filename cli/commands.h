@@ -7,6 +7,8 @@ namespace rlft::cli {
 
 int run_demo(int argc, char** argv, int first);  // cli/demo.cpp
 int run_train(int argc, char** argv, int first);  // cli/cmd_train.cpp: rlft train ppo|reinforce
+int run_policy_eval(int argc, char** argv, int first);   // cli/cmd_train.cpp: rlft eval --run …
+int run_curve_plot(int argc, char** argv, int first);   // cli/cmd_train.cpp: rlft plot <run>
 int run_lm(int argc, char** argv, int first);    // cli/cmd_lm.cpp: rlft lm pretrain|sft|sample|eval
 
 }  // namespace rlft::cli

@@ -15,6 +15,8 @@ const char* kUsage =
     "commands:\n"
     "  demo                       fit an MLP to sin(x) and print the loss (engine tour)\n"
     "  train ppo|reinforce        train on a classic-control environment (CartPole, Pendulum, LunarLander)\n"
+    "  eval --run runs/<name>     play episodes with a trained policy and report the return\n"
+    "  plot runs/<name>           draw the run's learning curve (return.svg)\n"
     "  lm pretrain|sft|sample|eval  toy language models (GPT on the engine)\n";
 
 }  // namespace
@@ -28,6 +30,8 @@ int main(int argc, char** argv) {
     const std::string cmd = argv[1];
     if (cmd == "demo") return rlft::cli::run_demo(argc, argv, 2);
     if (cmd == "train") return rlft::cli::run_train(argc, argv, 2);
+    if (cmd == "eval") return rlft::cli::run_policy_eval(argc, argv, 2);
+    if (cmd == "plot") return rlft::cli::run_curve_plot(argc, argv, 2);
     if (cmd == "lm") return rlft::cli::run_lm(argc, argv, 2);
     throw rlft::Error(rlft::str("unknown command '", cmd, "' (see rlft --help)"));
   } catch (const rlft::Error& e) {

@@ -14,6 +14,7 @@
 #include "engine/optim.h"
 #include "models/policy.h"
 #include "rl/envs/vector_env.h"
+#include "rl/eval.h"
 #include "rl/normalize.h"
 #include "rl/run.h"
 
@@ -184,17 +185,44 @@ PPOResult train_ppo(const PPOConfig& cfg, const std::string& run_dir,
   optim::Adam optimizer(agent.parameters(), cfg.learning_rate, 0.9, 0.999, cfg.adam_eps);
   double kl_beta = cfg.kl_beta;
 
+  RLFT_CHECK(!cfg.resume || !run_dir.empty(), "ppo: resume needs a run directory");
   std::unique_ptr<RunDir> run;
   if (!run_dir.empty()) {
-    run = std::make_unique<RunDir>(run_dir, true);
+    run = std::make_unique<RunDir>(run_dir, /*fresh=*/!cfg.resume);
     json::Value config = to_json(cfg);
     config.set("algorithm", "ppo");
     config.set("git_revision", git_revision());
     config.set("policy", json::parse(models::describe(pc)));
-    run->write_config(config);
+    if (!cfg.resume) run->write_config(config);
   }
 
   RunningMeanStd obs_rms(O);
+  int64_t first_update = 1, global_step = 0;
+  if (cfg.resume) {
+    const std::string ckpt = run->path("checkpoint.safetensors");
+    RLFT_CHECK(fs::exists(ckpt), "ppo: cannot resume: no checkpoint at ", ckpt);
+    const Metadata md = load_checkpoint(ckpt, agent, &optimizer);
+    RLFT_CHECK(md.count("update") && md.count("global_step") && md.count("generator_offset"), ckpt,
+               ": not a PPO training checkpoint (metadata lacks update/global_step/generator_offset)");
+    first_update = std::stoll(md.at("update")) + 1;
+    global_step = std::stoll(md.at("global_step"));
+    gen.set_state(cfg.seed, std::stoull(md.at("generator_offset")));
+    if (md.count("kl_beta")) kl_beta = std::stod(md.at("kl_beta"));
+    if (md.count("obs_rms")) obs_rms = RunningMeanStd::from_json(json::parse(md.at("obs_rms"), ckpt));
+  }
+  // Metadata of policy and checkpoint files (architecture, env, counters, RNG position).
+  auto metadata = [&](int64_t update) {
+    Metadata md = {{"format", "rlft-policy"},
+                   {"algorithm", "ppo"},
+                   {"env_id", cfg.env_id},
+                   {"policy", models::describe(pc)},
+                   {"update", std::to_string(update)},
+                   {"global_step", std::to_string(global_step)},
+                   {"generator_offset", std::to_string(gen.offset())},
+                   {"kl_beta", str(kl_beta)}};
+    if (cfg.norm_obs) md["obs_rms"] = obs_rms.to_json().dump();
+    return md;
+  };
   RewardScaler reward_scaler(N, cfg.gamma);
   // The observation the policy sees (normalised when norm_obs), updating the running stats.
   auto policy_obs = [&](std::span<const float> raw, int64_t rows, bool update) {
@@ -215,10 +243,10 @@ PPOResult train_ppo(const PPOConfig& cfg, const std::string& run_dir,
   std::deque<double> last_returns;
   PPOResult result;
   const double threshold = env.spec().reward_threshold.value_or(INFINITY);
-  env.reset(cfg.seed);
+  env.reset(cfg.seed + uint64_t(first_update - 1) * 1000003ULL);
   Tensor next_obs = policy_obs(env.obs(), N, true);
   Stopwatch clock;
-  int64_t global_step = 0;
+  const int64_t start_step = global_step;
   std::vector<int64_t> int_actions(static_cast<size_t>(N));
   std::vector<float> float_actions(static_cast<size_t>(N * A));
 
@@ -228,7 +256,8 @@ PPOResult train_ppo(const PPOConfig& cfg, const std::string& run_dir,
                 (unsigned long long)cfg.seed);
   }
 
-  for (int64_t update = 1; update <= num_updates; ++update) {
+  int64_t last_update = first_update - 1;
+  for (int64_t update = first_update; update <= num_updates; ++update) {
     // Learning-rate annealing (CleanRL: frac = 1 − (update − 1)/num_updates).
     const double lr = cfg.anneal_lr ? cfg.learning_rate * (1.0 - double(update - 1) / double(num_updates))
                                     : cfg.learning_rate;
@@ -388,7 +417,7 @@ PPOResult train_ppo(const PPOConfig& cfg, const std::string& run_dir,
     u.explained_variance = explained_variance(b_val, b_ret);
     u.learning_rate = lr;
     u.kl_beta = kl_beta;
-    u.sps = double(global_step) / clock.seconds();
+    u.sps = double(global_step - start_step) / clock.seconds();
     if (result.steps_to_threshold < 0 && last_returns.size() >= 20 && u.return_last20 >= threshold)
       result.steps_to_threshold = global_step;
     result.updates.push_back(u);
@@ -426,18 +455,22 @@ PPOResult train_ppo(const PPOConfig& cfg, const std::string& run_dir,
                   u.sps, format_duration(eta).c_str());
       std::fflush(stdout);
     }
+    if (run && cfg.checkpoint_every > 0 && update % cfg.checkpoint_every == 0)
+      save_checkpoint(run->path("checkpoint.safetensors"), agent, &optimizer, metadata(update));
+    last_update = update;
     if (on_update && !on_update(u)) break;
   }
 
   if (run) {
-    Metadata md = {{"format", "rlft-policy"},
-                   {"algorithm", "ppo"},
-                   {"env_id", cfg.env_id},
-                   {"policy", models::describe(pc)},
-                   {"global_step", std::to_string(global_step)}};
-    if (cfg.norm_obs) md["obs_rms"] = obs_rms.to_json().dump();
-    save_checkpoint(run->path("policy.safetensors"), agent, nullptr, md);
-    save_checkpoint(run->path("checkpoint.safetensors"), agent, &optimizer, md);
+    save_checkpoint(run->path("policy.safetensors"), agent, nullptr, metadata(last_update));
+    save_checkpoint(run->path("checkpoint.safetensors"), agent, &optimizer, metadata(last_update));
+    if (!result.updates.empty() || cfg.resume) {
+      try {
+        write_learning_curve(run->dir());
+      } catch (const Error&) {
+        // No episode finished yet: nothing to draw.
+      }
+    }
   }
   return result;
 }

@@ -56,6 +56,8 @@ struct PPOConfig {
   bool fixed_std = false;              // Gaussian policies: keep σ fixed (the seed's Pendulum code: σ² = 0.5)
   bool norm_obs = false;               // running mean/std observation normalisation (clipped to ±10)
   bool norm_reward = false;            // scale rewards by the running std of the discounted return
+  int64_t checkpoint_every = 50;       // write checkpoint.safetensors every this many updates (and at the end)
+  bool resume = false;                 // continue the run in run_dir from its checkpoint
   int64_t log_every = 1;               // print a progress line every this many updates
   bool quiet = false;                  // no progress lines
 };
@@ -82,7 +84,10 @@ struct PPOResult {
 };
 
 // Trains and, when run_dir is non-empty, writes config.json, metrics.jsonl, the learning curve
-// (return.svg) and policy.safetensors / checkpoint.safetensors into it. `on_update` (optional)
+// (return.svg) and policy.safetensors / checkpoint.safetensors into it. With resume, the
+// model, optimiser, counters, β and observation statistics come from the checkpoint and
+// metrics are appended; the environments restart their episodes (seeded by seed + update),
+// so a resumed run is statistically, not bitwise, the same as an uninterrupted one. `on_update` (optional)
 // sees each update; returning false stops training.
 PPOResult train_ppo(const PPOConfig& config, const std::string& run_dir = "",
                     const std::function<bool(const PPOUpdate&)>& on_update = nullptr);

@@ -12,6 +12,7 @@
 #include "engine/optim.h"
 #include "models/policy.h"
 #include "rl/envs/env.h"
+#include "rl/eval.h"
 #include "rl/run.h"
 
 namespace rlft::rl {
@@ -209,6 +210,7 @@ ReinforceResult train_reinforce(const ReinforceConfig& cfg, const std::string& r
                          {"global_step", std::to_string(global_step)}};
     save_checkpoint(run->path("policy.safetensors"), policy, nullptr, md);
     save_checkpoint(run->path("checkpoint.safetensors"), policy, &optimizer, md);
+    if (!result.updates.empty()) write_learning_curve(run->dir());
   }
   return result;
 }

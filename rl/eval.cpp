@@ -1,0 +1,97 @@
+#include "rl/eval.h"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+
+#include "engine/checkpoint.h"
+#include "engine/fs.h"
+#include "engine/json.h"
+#include "models/policy.h"
+#include "rl/envs/env.h"
+#include "rl/normalize.h"
+#include "rl/plot.h"
+
+namespace rlft::rl {
+
+EvalResult evaluate_run(const std::string& run_dir, int64_t episodes, uint64_t seed, bool deterministic) {
+  RLFT_CHECK(episodes > 0, "eval: --episodes must be positive, got ", episodes);
+  const std::string path = run_dir + "/policy.safetensors";
+  RLFT_CHECK(fs::exists(path), "eval: no policy at ", path, " (train a run first: rlft train ppo --name …)");
+  Metadata md;
+  load_tensors(path, &md);
+  RLFT_CHECK(md.count("policy") && md.count("env_id"), path, ": not an rlft policy (metadata lacks policy/env_id)");
+  const models::PolicyConfig pc = models::parse_policy_config(md.at("policy"), path);
+  Generator gen(seed);
+  models::ActorCritic policy(pc, gen);
+  load_checkpoint(path, policy);
+  std::unique_ptr<RunningMeanStd> obs_rms;
+  if (md.count("obs_rms"))
+    obs_rms = std::make_unique<RunningMeanStd>(RunningMeanStd::from_json(json::parse(md.at("obs_rms"), path)));
+
+  std::unique_ptr<envs::Env> env = envs::make_env(md.at("env_id"));
+  RLFT_CHECK(env->obs_dim() == pc.obs_dim, path, ": policy expects ", pc.obs_dim, " observations but ",
+             md.at("env_id"), " has ", env->obs_dim());
+  const auto& space = env->action_space();
+  const int64_t O = env->obs_dim(), A = env->action_dim();
+  EvalResult r;
+  r.env_id = md.at("env_id");
+  std::vector<float> obs(static_cast<size_t>(O)), act(static_cast<size_t>(A));
+  for (int64_t e = 0; e < episodes; ++e) {
+    env->reset(seed + uint64_t(e), obs.data());
+    double total = 0;
+    while (true) {
+      std::vector<float> x = obs;
+      if (obs_rms) obs_rms->normalize(obs.data(), 1, x.data());
+      const Tensor o = Tensor::from_vector(x, {1, O});
+      const Tensor a = deterministic ? policy.act_greedy(o) : policy.sample(o, gen).actions;
+      envs::StepResult s;
+      if (space.is_discrete()) {
+        s = env->step(int64_t(a.item()), obs.data());
+      } else {
+        const std::vector<float> av = a.to_float_vector();
+        for (int64_t j = 0; j < A; ++j) act[j] = std::clamp(av[j], space.low[j], space.high[j]);
+        s = env->step(act.data(), obs.data());
+      }
+      total += s.reward;
+      if (s.done()) break;
+    }
+    r.returns.push_back(total);
+  }
+  const double n = double(r.returns.size());
+  r.mean = std::accumulate(r.returns.begin(), r.returns.end(), 0.0) / n;
+  double v = 0;
+  for (double x : r.returns) v += (x - r.mean) * (x - r.mean);
+  r.std = std::sqrt(v / n);
+  r.min = *std::min_element(r.returns.begin(), r.returns.end());
+  r.max = *std::max_element(r.returns.begin(), r.returns.end());
+  return r;
+}
+
+std::string write_learning_curve(const std::string& run_dir) {
+  const std::string path = run_dir + "/metrics.jsonl";
+  RLFT_CHECK(fs::exists(path), "plot: no metrics at ", path);
+  const std::vector<json::Value> lines = json::parse_jsonl(fs::read_file(path), path);
+  plot::Series mean{"return (mean of episodes in the update)", {}, {}}, last20{"return (last 20 episodes)", {}, {}};
+  std::string title = run_dir;
+  for (const json::Value& m : lines) {
+    const double step = m.at("global_step").as_double();
+    if (const json::Value* v = m.find("episodic_return_mean"); v && v->is_number()) {
+      mean.x.push_back(step);
+      mean.y.push_back(v->as_double());
+    } else if (const json::Value* w = m.find("episodic_return"); w && w->is_number()) {
+      mean.x.push_back(step);
+      mean.y.push_back(w->as_double());
+    }
+    if (const json::Value* v = m.find("return_last20"); v && v->is_number()) {
+      last20.x.push_back(step);
+      last20.y.push_back(v->as_double());
+    }
+  }
+  RLFT_CHECK(!mean.x.empty() || !last20.x.empty(), path, ": no episodic returns logged yet");
+  const std::string out = run_dir + "/return.svg";
+  plot::write_line_plot(out, title, "environment steps", "episodic return", {mean, last20});
+  return out;
+}
+
+}  // namespace rlft::rl
