@@ -103,6 +103,21 @@ TEST(Tensor, NnOpsByHand) {
   EXPECT_EQ(V(matmul(F({1, 2, 3, 4}, {2, 2}), F({5, 6}, {2}))), std::vector<double>({17, 39}));
 }
 
+TEST(Tensor, FloatTanhApproximation) {
+  // float tanh uses a rational approximation; it must agree with libm in double to a few ulps
+  // everywhere, saturate to ±1 and be exact at 0.
+  std::vector<float> xs;
+  for (double x = -12; x <= 12; x += 0.00123) xs.push_back(float(x));
+  xs.push_back(0.0f);
+  xs.push_back(1e-30f);
+  const auto y = tanh(Tensor::from_vector(xs, {int64_t(xs.size())})).to_vector();
+  double worst = 0;
+  for (size_t i = 0; i < xs.size(); ++i) worst = std::max(worst, std::abs(y[i] - std::tanh(double(xs[i]))));
+  EXPECT_LT(worst, 5e-7);  // measured 3.3e-7: about 5 float ulps near ±1
+  EXPECT_EQ(y[y.size() - 2], 0.0);
+  EXPECT_EQ(V(tanh(F({100, -100}, {2}))), std::vector<double>({1, -1}));
+}
+
 TEST(Tensor, RandomIsSeededAndCounterBased) {
   Generator g1(5), g2(5);
   EXPECT_EQ(V(randn({7}, &g1)), V(randn({7}, &g2)));
