@@ -62,4 +62,30 @@ void gae_masked_rows_cpu(const Real* rewards, const Real* values, const Real* ac
                          int64_t B, int64_t T, Real gamma, Real lambda, Real* advantages,
                          Real* returns);
 
+// ==== CUDA backend (kernels/cuda/gae.cu) ====================================================
+// Declared in every build, defined only when the CUDA backend is built (RLFT_HAVE_CUDA).
+// The same arguments and results as the `_cpu` functions, except that every array is a
+// DEVICE pointer, plus
+//   stream   a cudaStream_t (CUstream_st*); null = the legacy default stream
+//   version  0 = the dispatcher's choice (see kernels/cuda/gae.cu); 1 = one thread per
+//            environment or row walking back in time; 2 = parallel scan over T of the affine
+//            maps a ↦ δ_t + c_t·a, in tiles of 8 sequences × 256 steps per block.
+// Asynchronous; the carry is kept in double for both Real types, as on the CPU.
+}  // namespace rlft::kernels
+
+struct CUstream_st;  // cudaStream_t is CUstream_st*; declared here so no CUDA header is needed
+
+namespace rlft::kernels {
+
+template <typename Real>
+void gae_cuda(const Real* rewards, const Real* values, const Real* next_values,
+              const Real* terminated, const Real* episode_end, int64_t T, int64_t N, Real gamma,
+              Real lambda, Real* advantages, Real* returns, CUstream_st* stream = nullptr,
+              int version = 0);
+
+template <typename Real>
+void gae_masked_rows_cuda(const Real* rewards, const Real* values, const Real* action_mask,
+                          int64_t B, int64_t T, Real gamma, Real lambda, Real* advantages,
+                          Real* returns, CUstream_st* stream = nullptr, int version = 0);
+// ==== end of the CUDA backend ===============================================================
 }  // namespace rlft::kernels

@@ -120,4 +120,37 @@ void ratio_clip_backward_cpu(const RatioClipArgs<Real>& args, double g_loss, Rea
 const char* aggregation_name(Aggregation a);
 const char* ratio_level_name(RatioLevel l);
 
+// ==== CUDA backend (kernels/cuda/ratio_clip.cu) =============================================
+// Declared in every build, defined only when the CUDA backend is built (RLFT_HAVE_CUDA).
+// The same arguments and results as the `_cpu` functions, except that every array in `args`
+// (logp, old_logp, advantages, mask, lower, upper) and g_logp are DEVICE pointers, plus
+//   stream   a cudaStream_t (CUstream_st*); null = the legacy default stream.
+// The forward reduces the statistics on the device (a block per row, then one block over the
+// row sums in row order: no float atomics, so the result is the same on every run) and copies
+// the RatioClipStats back, so it synchronises the stream. The backward is asynchronous.
+// Per-token arithmetic is in double as on the CPU; only the order of the sums differs.
+}  // namespace rlft::kernels
+
+struct CUstream_st;  // cudaStream_t is CUstream_st*; declared here so no CUDA header is needed
+
+namespace rlft::kernels {
+
+template <typename Real>
+RatioClipStats ratio_clip_forward_cuda(const RatioClipArgs<Real>& args,
+                                       CUstream_st* stream = nullptr);
+
+template <typename Real>
+void ratio_clip_backward_cuda(const RatioClipArgs<Real>& args, double g_loss, Real* g_logp,
+                              bool accumulate = false, CUstream_st* stream = nullptr);
+
+// The unfused baseline for bench/bench_cuda_kernels.cpp and the tests: PPO's loss as an eager
+// framework computes it, one kernel per op, each writing a [B, T] temporary into `workspace`
+// (4·B·T elements): ratio = exp(clamp(logp − old_logp)), surr1 = ratio·A,
+// surr2 = clamp(ratio, lo, hi)·A, l = −min(surr1, surr2)·m, then a two-stage sum of l and of m
+// and the division. Supports only RatioLevel::token, Aggregation::token_mean, per-token
+// advantages, scalar bounds and no dual clip (throws rlft::Error otherwise). Synchronises.
+template <typename Real>
+double ratio_clip_loss_unfused_cuda(const RatioClipArgs<Real>& args, Real* workspace,
+                                    CUstream_st* stream = nullptr);
+// ==== end of the CUDA backend ===============================================================
 }  // namespace rlft::kernels

@@ -56,4 +56,61 @@ void softmax_logprob_backward_cpu(const Real* logits, int64_t N, int64_t V, int6
                                   const Real* g_entropy, Real* dlogits, int64_t ld_dlogits,
                                   bool accumulate = false);
 
+// ==== CUDA backend (kernels/cuda/softmax_logprob.cu) ========================================
+// Declared in every build, defined only when the CUDA backend is built (RLFT_HAVE_CUDA).
+// The same arguments and results as the `_cpu` functions, except that every pointer (logits,
+// targets, outputs, saved tensors, gradients) is a DEVICE pointer, plus
+//   stream   a cudaStream_t (CUstream_st*); null = the legacy default stream
+//   version  0 = the dispatcher's choice (version 2); 1 = naive three-pass / scalar, kept for
+//            comparison; 2 = one pass, 16-byte vector loads, one block per row
+//   check    true: wait for the kernel and throw rlft::Error, as the CPU version does, for a
+//            target outside [0, V) that is not ignore_index or a row with no finite logit
+//            (costs one stream synchronisation and a 16-byte copy); false: fully asynchronous,
+//            such rows get NaN outputs (NaN gradient rows) and nothing throws.
+// Accumulation: per thread in Real (float or double), combined across threads in a fixed
+// order (deterministic for a given V), so float results differ from the CPU's double
+// accumulation by up to ~1e-5 in lse, logp and the entropy (the tests allow 5e-5). A +inf logit is reported as a row with no finite
+// logit on the GPU (the CPU returns inf/NaN there).
+}  // namespace rlft::kernels
+
+struct CUstream_st;  // cudaStream_t is CUstream_st*; declared here so no CUDA header is needed
+
+namespace rlft::kernels {
+
+template <typename Real>
+void softmax_logprob_forward_cuda(const Real* logits, int64_t N, int64_t V, int64_t ld_logits,
+                                  const int64_t* targets, int64_t ignore_index, Real temperature,
+                                  Real* logp, Real* entropy, Real* lse,
+                                  CUstream_st* stream = nullptr, int version = 0,
+                                  bool check = true);
+
+template <typename Real>
+void softmax_logprob_backward_cuda(const Real* logits, int64_t N, int64_t V, int64_t ld_logits,
+                                   const int64_t* targets, int64_t ignore_index, Real temperature,
+                                   const Real* lse, const Real* entropy, const Real* g_logp,
+                                   const Real* g_entropy, Real* dlogits, int64_t ld_dlogits,
+                                   bool accumulate = false, CUstream_st* stream = nullptr,
+                                   int version = 0, bool check = true);
+
+// The unfused baseline an eager framework runs, for bench/bench_cuda_kernels.cpp and the
+// tests (device pointers, no input checks on the device): log_softmax written densely to
+// `log_softmax` [N, V] (a max pass, a sum pass, a write pass), then a gather kernel for logp
+// and an entropy kernel reading the [N, V] tensor again. Every row is computed; ignored rows
+// get logp = entropy = lse = 0.
+template <typename Real>
+void softmax_logprob_forward_unfused_cuda(const Real* logits, int64_t N, int64_t V,
+                                          int64_t ld_logits, const int64_t* targets,
+                                          int64_t ignore_index, Real temperature, Real* logp,
+                                          Real* entropy, Real* lse, Real* log_softmax,
+                                          CUstream_st* stream = nullptr);
+// Its backward from the saved log_softmax [N, V]: the gather's and the entropy's backward write
+// g_ls into dlogits [N, V] (dense), a row-sum kernel, then log_softmax's backward in place:
+// dlogits = (g_ls − p·Σ g_ls)/τ.
+template <typename Real>
+void softmax_logprob_backward_unfused_cuda(const Real* log_softmax, int64_t N, int64_t V,
+                                           const int64_t* targets, int64_t ignore_index,
+                                           Real temperature, const Real* entropy,
+                                           const Real* g_logp, const Real* g_entropy, Real* dlogits,
+                                           CUstream_st* stream = nullptr);
+// ==== end of the CUDA backend ===============================================================
 }  // namespace rlft::kernels

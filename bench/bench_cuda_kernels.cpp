@@ -1,0 +1,343 @@
+// Benchmarks of the CUDA versions of the three signature RL kernels (kernels/cuda/*.cu)
+// against their unfused baselines, float32, on device 0.
+//
+// Each line reports the time per call (cudaEvent, Google Benchmark's manual time) and the
+// napkin math:
+//   GB/s     the fused kernel's minimal traffic per call / time (the manual of each .cu):
+//              softmax_logprob fwd 4 B per logit; fwd+bwd 12 B per logit (read, read, write)
+//              ratio_clip fwd 16 B per token (logp, old_logp, advantages, mask); bwd 20 B
+//              gae time-major 28 B per step (5 reads, 2 writes); masked rows 20 B (3 + 2)
+//            The baseline is charged the same useful bytes, so its GB/s would be the
+//            effective bandwidth of the same work.
+//   %peak    GB/s / the DRAM peak from the device attributes: 2 (DDR) × memory clock ×
+//            bus width / 8. CUDA 13 removed cudaDeviceProp::memoryClockRate, so the clock comes
+//            from cudaDeviceGetAttribute(cudaDevAttrMemoryClockRate) (kHz) and the width from
+//            cudaDevAttrGlobalMemoryBusWidth (bits). H100 SXM: 2 × 2619 MHz × 5120 bit / 8
+//            = 3.35 TB/s.
+//   base_us  the unfused baseline's time (best of 5 after a warm-up): softmax_logprob — a
+//            naive log_softmax kernel writing [N, V], a gather, an entropy pass (backward: g_ls
+//            written, row sums, log_softmax backward in place); ratio_clip — separate ratio,
+//            clamp·A, masked min, sum kernels (token_mean loss only, no statistics); gae —
+//            version 1 (one thread per sequence).
+//   speedup  base_us / the fused time.
+// The forward of softmax_logprob runs with check = false (no stream synchronisation for the
+// error words); ratio_clip's forward includes copying its statistics back (it synchronises).
+//
+// Targets (H100 SXM, 3.35 TB/s), to be checked when a GPU run is recorded in BENCHMARKS.md:
+//   softmax_logprob forward      ≥ 80% of peak and ≥ 2.5× the unfused chain
+//   softmax_logprob fwd+bwd      ≥ 70% of peak
+//   ratio_clip forward           ≥ 70% of peak at B×T = 512×4096
+//   gae version 2                ≥ 10× version 1 at B = 8, T = 4096; within 10% of it at
+//                                B = 4096
+// Without a GPU (or without the CUDA backend) the binary prints why and exits 0 having
+// registered nothing.
+//
+// Run: build-cuda/bench_cuda_kernels --benchmark_min_time=0.2s
+//   (softmax_logprob at N = 16384, V = 256000 needs 48 GB of device memory for the baseline's
+//   [N, V] temporary; shapes that do not fit are skipped with a message.)
+#include <benchmark/benchmark.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstdio>
+#include <functional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "kernels/cuda_runtime.h"
+
+#ifdef RLFT_HAVE_CUDA
+#include <cuda_runtime.h>
+
+#include <stdexcept>
+
+#include "kernels/gae.h"
+#include "kernels/ratio_clip.h"
+#include "kernels/softmax_logprob.h"
+#endif
+
+namespace {
+
+#ifdef RLFT_HAVE_CUDA
+
+namespace rk = rlft::kernels;
+
+double g_peak_gbps = 0.0;
+
+void cuda_ok(cudaError_t e, const char* what) {
+  if (e != cudaSuccess) throw std::runtime_error(std::string(what) + ": " + cudaGetErrorString(e));
+}
+#define CUDA_OK(call) cuda_ok((call), #call)
+
+double peak_dram_gbps(int device) {
+  int clock_khz = 0, bus_bits = 0;
+  CUDA_OK(cudaDeviceGetAttribute(&clock_khz, cudaDevAttrMemoryClockRate, device));
+  CUDA_OK(cudaDeviceGetAttribute(&bus_bits, cudaDevAttrGlobalMemoryBusWidth, device));
+  return 2.0 * double(clock_khz) * 1e3 * double(bus_bits) / 8.0 / 1e9;
+}
+
+// Device buffer freed at scope exit.
+template <typename T>
+struct Buffer {
+  T* p = nullptr;
+  explicit Buffer(size_t n) { CUDA_OK(cudaMalloc(reinterpret_cast<void**>(&p), n * sizeof(T))); }
+  ~Buffer() { cudaFree(p); }
+  Buffer(const Buffer&) = delete;
+  Buffer& operator=(const Buffer&) = delete;
+};
+
+// Fills n floats with a tiled N(0, sd²) pattern: 4M random values copied from the host, then
+// doubled on the device (device-to-device copies) until the buffer is full.
+void fill_random(float* d, size_t n, double mean, double sd, uint64_t seed) {
+  const size_t tile = std::min(n, size_t(1) << 22);
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<float> normal{float(mean), float(sd)};
+  std::vector<float> h(tile);
+  for (float& x : h) x = normal(rng);
+  CUDA_OK(cudaMemcpy(d, h.data(), tile * sizeof(float), cudaMemcpyHostToDevice));
+  for (size_t filled = tile; filled < n;) {
+    const size_t m = std::min(filled, n - filled);
+    CUDA_OK(cudaMemcpy(d + filled, d, m * sizeof(float), cudaMemcpyDeviceToDevice));
+    filled += m;
+  }
+}
+
+void upload(void* d, const void* h, size_t bytes) {
+  CUDA_OK(cudaMemcpy(d, h, bytes, cudaMemcpyHostToDevice));
+}
+
+struct EventTimer {
+  cudaEvent_t a{}, b{};
+  EventTimer() {
+    CUDA_OK(cudaEventCreate(&a));
+    CUDA_OK(cudaEventCreate(&b));
+  }
+  ~EventTimer() {
+    cudaEventDestroy(a);
+    cudaEventDestroy(b);
+  }
+  double seconds(const std::function<void()>& f) {
+    CUDA_OK(cudaEventRecord(a));
+    f();
+    CUDA_OK(cudaEventRecord(b));
+    CUDA_OK(cudaEventSynchronize(b));
+    float ms = 0;
+    CUDA_OK(cudaEventElapsedTime(&ms, a, b));
+    return double(ms) * 1e-3;
+  }
+};
+
+bool fits(benchmark::State& state, size_t bytes) {
+  size_t free_b = 0, total_b = 0;
+  CUDA_OK(cudaMemGetInfo(&free_b, &total_b));
+  if (bytes + (size_t(1) << 30) > free_b) {
+    state.SkipWithError(("needs " + std::to_string(bytes >> 20) + " MiB of device memory, " +
+                         std::to_string(free_b >> 20) + " MiB free")
+                            .c_str());
+    return false;
+  }
+  return true;
+}
+
+// Times `fused` per iteration; times `baseline` (if any) best of 5; sets the counters.
+void measure(benchmark::State& state, double bytes, const std::function<void()>& fused,
+             const std::function<void()>& baseline) {
+  EventTimer timer;
+  fused();  // warm-up (and the first-touch of the stream-ordered memory pool)
+  CUDA_OK(cudaDeviceSynchronize());
+  double total = 0;
+  for (auto _ : state) {
+    const double s = timer.seconds(fused);
+    state.SetIterationTime(s);
+    total += s;
+  }
+  const double per_call = total / double(std::max<int64_t>(1, state.iterations()));
+  const double gbps = bytes / per_call / 1e9;
+  state.counters["GB/s"] = gbps;
+  state.counters["%peak"] = 100.0 * gbps / g_peak_gbps;
+  if (baseline) {
+    baseline();
+    CUDA_OK(cudaDeviceSynchronize());
+    double best = 1e30;
+    for (int rep = 0; rep < 5; ++rep) best = std::min(best, timer.seconds(baseline));
+    state.counters["base_us"] = best * 1e6;
+    state.counters["speedup"] = best / per_call;
+  }
+}
+
+// ---- softmax_logprob -------------------------------------------------------------------------
+
+void BM_softmax_logprob(benchmark::State& state, int64_t N, int64_t V, bool backward) {
+  const size_t NV = size_t(N) * size_t(V);
+  const size_t need = NV * sizeof(float) * (backward ? 3 : 2);
+  if (!fits(state, need)) return;
+  Buffer<float> x(NV), ls(NV);
+  fill_random(x.p, NV, 0.0, 2.0, 1);
+  std::vector<int64_t> t(static_cast<size_t>(N), 0);
+  std::mt19937_64 rng(2);
+  for (int64_t& v : t) v = int64_t(rng() % uint64_t(V));
+  Buffer<int64_t> targets{size_t(N)};
+  upload(targets.p, t.data(), t.size() * sizeof(int64_t));
+  Buffer<float> logp{size_t(N)}, H{size_t(N)}, lse{size_t(N)}, gl{size_t(N)}, gh{size_t(N)};
+  fill_random(gl.p, size_t(N), 0.0, 1.0, 3);
+  fill_random(gh.p, size_t(N), 0.0, 1.0, 4);
+  const int64_t ignore = -100;
+  auto fwd = [&] {
+    rk::softmax_logprob_forward_cuda<float>(x.p, N, V, V, targets.p, ignore, 1.f, logp.p, H.p,
+                                            lse.p, nullptr, 2, false);
+  };
+  auto fwd_unfused = [&] {
+    rk::softmax_logprob_forward_unfused_cuda<float>(x.p, N, V, V, targets.p, ignore, 1.f, logp.p,
+                                                    H.p, lse.p, ls.p);
+  };
+  if (!backward) {
+    measure(state, 4.0 * double(NV), fwd, fwd_unfused);
+    return;
+  }
+  Buffer<float> d(NV);
+  auto fwd_bwd = [&] {
+    fwd();
+    rk::softmax_logprob_backward_cuda<float>(x.p, N, V, V, targets.p, ignore, 1.f, lse.p, H.p, gl.p,
+                                             gh.p, d.p, V, false, nullptr, 2, false);
+  };
+  auto fwd_bwd_unfused = [&] {
+    fwd_unfused();
+    rk::softmax_logprob_backward_unfused_cuda<float>(ls.p, N, V, targets.p, ignore, 1.f, H.p, gl.p,
+                                                     gh.p, d.p);
+  };
+  measure(state, 12.0 * double(NV), fwd_bwd, fwd_bwd_unfused);
+}
+
+// ---- ratio_clip ------------------------------------------------------------------------------
+
+struct ClipInputs {
+  int64_t B, T;
+  Buffer<float> logp, old_logp, adv, mask, ws;
+  rk::RatioClipArgs<float> args;
+  ClipInputs(int64_t b, int64_t t)
+      : B(b),
+        T(t),
+        logp(size_t(b * t)),
+        old_logp(size_t(b * t)),
+        adv(size_t(b * t)),
+        mask(size_t(b * t)),
+        ws(size_t(4 * b * t)) {
+    const size_t n = size_t(b * t);
+    fill_random(old_logp.p, n, -2.0, 1.0, 5);
+    std::vector<float> h_old(n), h_logp(n), h_mask(n);
+    CUDA_OK(cudaMemcpy(h_old.data(), old_logp.p, n * sizeof(float), cudaMemcpyDeviceToHost));
+    std::mt19937_64 rng(6);
+    std::normal_distribution<float> x(0.0f, 0.2f);  // ratios spread on both sides of the clip
+    std::uniform_real_distribution<float> u(0.f, 1.f);
+    for (size_t k = 0; k < n; ++k) {
+      h_logp[k] = h_old[k] + x(rng);
+      h_mask[k] = u(rng) < 0.75f ? 1.f : 0.f;
+    }
+    upload(logp.p, h_logp.data(), n * sizeof(float));
+    upload(mask.p, h_mask.data(), n * sizeof(float));
+    fill_random(adv.p, n, 0.0, 1.0, 7);
+    args.B = b;
+    args.T = t;
+    args.logp = logp.p;
+    args.old_logp = old_logp.p;
+    args.advantages = adv.p;
+    args.mask = mask.p;
+  }
+};
+
+void BM_ratio_clip(benchmark::State& state, int64_t B, int64_t T, bool backward) {
+  if (!fits(state, size_t(B * T) * sizeof(float) * 9)) return;
+  ClipInputs in(B, T);
+  const double tokens = double(B) * double(T);
+  if (!backward) {
+    measure(
+        state, 16.0 * tokens,
+        [&] { benchmark::DoNotOptimize(rk::ratio_clip_forward_cuda(in.args)); },
+        [&] { benchmark::DoNotOptimize(rk::ratio_clip_loss_unfused_cuda(in.args, in.ws.p)); });
+  } else {
+    Buffer<float> g{size_t(B * T)};
+    measure(
+        state, 20.0 * tokens, [&] { rk::ratio_clip_backward_cuda(in.args, 1.0, g.p); }, nullptr);
+  }
+}
+
+// ---- gae -------------------------------------------------------------------------------------
+
+void BM_gae(benchmark::State& state, int64_t S, int64_t T, bool rows) {
+  const size_t n = size_t(S * T);
+  if (!fits(state, n * sizeof(float) * 7)) return;
+  Buffer<float> r(n), v(n), nv(n), term(n), end(n), adv(n), ret(n);
+  fill_random(r.p, n, 0.0, 1.0, 8);
+  fill_random(v.p, n, 0.0, 1.0, 9);
+  fill_random(nv.p, n, 0.0, 1.0, 10);
+  std::vector<float> h_term(n), h_end(n);
+  std::mt19937_64 rng(11);
+  std::uniform_real_distribution<float> u(0.f, 1.f);
+  for (size_t k = 0; k < n; ++k) {
+    const float x = u(rng);
+    h_term[k] = x < 0.01f ? 1.f : 0.f;  // rows: the action mask, mostly ones (see below)
+    h_end[k] = x < 0.02f ? 1.f : 0.f;
+  }
+  if (rows)  // a response mask: 1 after a prompt of T/8 positions
+    for (int64_t i = 0; i < S; ++i)
+      for (int64_t t = 0; t < T; ++t) h_term[size_t(i * T + t)] = t >= T / 8 ? 1.f : 0.f;
+  upload(term.p, h_term.data(), n * sizeof(float));
+  upload(end.p, h_end.data(), n * sizeof(float));
+  auto run = [&](int version) {
+    if (rows)
+      rk::gae_masked_rows_cuda<float>(r.p, v.p, term.p, S, T, 1.f, 0.95f, adv.p, ret.p, nullptr,
+                                      version);
+    else
+      rk::gae_cuda<float>(r.p, v.p, nv.p, term.p, end.p, T, S, 0.99f, 0.95f, adv.p, ret.p, nullptr,
+                          version);
+  };
+  measure(
+      state, (rows ? 20.0 : 28.0) * double(n), [&] { run(2); }, [&] { run(1); });
+}
+
+void register_all() {
+  auto reg = [](const std::string& name, auto fn) {
+    benchmark::RegisterBenchmark(name.c_str(), fn)->UseManualTime()->Unit(benchmark::kMicrosecond);
+  };
+  // Vocabularies of Llama 2 (32000), Llama 3 (128256) and Gemma (256000).
+  for (bool bwd : {false, true})
+    for (int64_t N : {4096, 16384})
+      for (int64_t V : {32000, 128256, 256000})
+        reg(std::string("softmax_logprob_") + (bwd ? "fwd_bwd" : "fwd") +
+                "/N=" + std::to_string(N) + "/V=" + std::to_string(V),
+            [=](benchmark::State& s) { BM_softmax_logprob(s, N, V, bwd); });
+  for (bool bwd : {false, true})
+    for (auto [B, T] : {std::pair<int64_t, int64_t>{64, 1024}, {512, 4096}})
+      reg(std::string("ratio_clip_") + (bwd ? "bwd" : "fwd") + "/B=" + std::to_string(B) +
+              "/T=" + std::to_string(T),
+          [=](benchmark::State& s) { BM_ratio_clip(s, B, T, bwd); });
+  for (bool rows : {false, true})
+    for (int64_t B : {8, 64, 4096})
+      for (int64_t T : {128, 4096})
+        reg(std::string(rows ? "gae_masked_rows_v2" : "gae_time_major_v2") +
+                "/B=" + std::to_string(B) + "/T=" + std::to_string(T),
+            [=](benchmark::State& s) { BM_gae(s, B, T, rows); });
+}
+
+#endif  // RLFT_HAVE_CUDA
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  benchmark::Initialize(&argc, argv);
+  std::string reason;
+  if (rlft::kernels::cuda::device_count(&reason) == 0) {
+    std::printf("bench_cuda_kernels: no GPU (%s); nothing to run.\n", reason.c_str());
+    return 0;
+  }
+#ifdef RLFT_HAVE_CUDA
+  g_peak_gbps = peak_dram_gbps(0);
+  std::printf("device 0: %s, DRAM peak %.0f GB/s (memory clock x bus width)\n",
+              rlft::kernels::cuda::device_name(0).c_str(), g_peak_gbps);
+  register_all();
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+#endif
+  return 0;
+}

@@ -1,0 +1,168 @@
+// Shared pieces of the CUDA kernels: the error check, warp and block reductions, a 16-byte
+// vector type per element type, and stream-ordered scratch memory.
+//
+// Everything here is device-agnostic C++17 (nvcc compiles kernels/cuda/*.cu as C++17).
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstddef>
+#include <cstdint>
+
+#include "engine/error.h"
+
+// RLFT_CUDA_CHECK(call): throw rlft::Error("file:line: call: <CUDA error string>") when a CUDA
+// runtime call fails. The runtime's last-error state is cleared first, so a recoverable error
+// (an invalid device, an out-of-memory) does not resurface at the next launch check. (A copy
+// without the clearing lives in kernels/cuda/runtime.cu, which predates this header; the guard
+// keeps the two from clashing if a file ever sees both.)
+#ifndef RLFT_CUDA_CHECK
+#define RLFT_CUDA_CHECK(call)                                                                 \
+  do {                                                                                        \
+    const cudaError_t err_ = (call);                                                          \
+    if (err_ != cudaSuccess) {                                                                \
+      (void)cudaGetLastError();                                                               \
+      throw ::rlft::Error(                                                                    \
+          ::rlft::str(__FILE__, ":", __LINE__, ": ", #call, ": ", cudaGetErrorString(err_))); \
+    }                                                                                         \
+  } while (0)
+#endif
+
+// After a <<<…>>> launch: a bad configuration (too many threads, too much shared memory)
+// shows up here, not at the launch statement.
+#define RLFT_CUDA_CHECK_LAUNCH() RLFT_CUDA_CHECK(cudaGetLastError())
+
+namespace rlft::kernels::cuda_detail {
+
+constexpr unsigned kFullMask = 0xffffffffu;
+constexpr int kWarp = 32;
+constexpr int kMaxWarps = 32;  // 1024 threads, the hardware's block limit
+
+// Accumulator type: float data accumulates per thread in float (a double add per element
+// would make consumer GPUs, 1/64-rate FP64, compute-bound); double data in double.
+template <typename Real>
+struct Acc {
+  using type = Real;
+};
+
+// 16-byte vectors: float4 (4 floats) and double2 (2 doubles); one LDG.128 per thread.
+template <typename Real>
+struct Vec16;
+template <>
+struct Vec16<float> {
+  using type = float4;
+  static constexpr int n = 4;
+  __device__ static float get(const float4& v, int i) {
+    return i == 0 ? v.x : i == 1 ? v.y : i == 2 ? v.z : v.w;
+  }
+  __device__ static void set(float4& v, int i, float x) {
+    if (i == 0)
+      v.x = x;
+    else if (i == 1)
+      v.y = x;
+    else if (i == 2)
+      v.z = x;
+    else
+      v.w = x;
+  }
+};
+template <>
+struct Vec16<double> {
+  using type = double2;
+  static constexpr int n = 2;
+  __device__ static double get(const double2& v, int i) { return i == 0 ? v.x : v.y; }
+  __device__ static void set(double2& v, int i, double x) {
+    if (i == 0)
+      v.x = x;
+    else
+      v.y = x;
+  }
+};
+
+// Elements to skip before `p` reaches a 16-byte boundary (0 when already aligned). Pointers
+// to Real are always sizeof(Real)-aligned, so the count is exact.
+template <typename Real>
+__device__ __forceinline__ int64_t elements_to_16b(const Real* p) {
+  const uintptr_t mis = reinterpret_cast<uintptr_t>(p) & 15u;
+  return mis == 0 ? 0 : int64_t((16u - mis) / sizeof(Real));
+}
+
+__device__ __forceinline__ float shfl_xor(float v, int o) {
+  return __shfl_xor_sync(kFullMask, v, o);
+}
+__device__ __forceinline__ double shfl_xor(double v, int o) {
+  return __shfl_xor_sync(kFullMask, v, o);
+}
+
+// Butterfly all-reduce over a full warp: every lane ends with op over all 32 lanes. `op` must
+// be commutative in floating point (a + b == b + a exactly) so all lanes agree bit for bit.
+// Structs reduce through their own shfl_xor overload, found by argument-dependent lookup.
+template <typename T, typename Op>
+__device__ __forceinline__ T warp_allreduce(T v, Op op) {
+#pragma unroll
+  for (int o = kWarp / 2; o > 0; o >>= 1) v = op(v, shfl_xor(v, o));
+  return v;
+}
+
+// Block all-reduce; blockDim.x must be a multiple of 32 (≤ 1024); `smem` holds kMaxWarps
+// values. Every thread gets the result. The warp totals are combined in warp order by every
+// thread, so the result is deterministic for a given block size (no atomics). Safe to call
+// repeatedly: the first barrier keeps a new call from overwriting `smem` while a slower
+// thread still reads the previous result.
+template <typename T, typename Op>
+__device__ __forceinline__ T block_allreduce(T v, Op op, T* smem) {
+  const int lane = threadIdx.x & (kWarp - 1), warp = threadIdx.x / kWarp;
+  const int nwarps = blockDim.x / kWarp;
+  v = warp_allreduce(v, op);
+  __syncthreads();
+  if (lane == 0) smem[warp] = v;
+  __syncthreads();
+  T r = smem[0];
+  for (int w = 1; w < nwarps; ++w) r = op(r, smem[w]);
+  return r;
+}
+
+struct Sum {
+  template <typename T>
+  __device__ __forceinline__ T operator()(T a, T b) const {
+    return a + b;
+  }
+};
+
+template <typename T>
+__device__ __forceinline__ T block_sum(T v, T* smem) {
+  return block_allreduce(v, Sum{}, smem);
+}
+
+// Scratch memory that lives for one call, ordered on the call's stream (cudaMallocAsync /
+// cudaFreeAsync from the device's default pool): a later kernel on another stream can never
+// receive it while this call's kernels still run, which a plain cache would have to track.
+// The pool keeps freed memory, so a steady loop costs no cudaMalloc.
+class StreamScratch {
+ public:
+  StreamScratch(size_t bytes, cudaStream_t stream) : stream_(stream) {
+    if (bytes > 0) RLFT_CUDA_CHECK(cudaMallocAsync(&ptr_, bytes, stream));
+  }
+  ~StreamScratch() {
+    // A destructor cannot throw; a failure here would also fail the next checked call.
+    if (ptr_ && cudaFreeAsync(ptr_, stream_) != cudaSuccess) (void)cudaGetLastError();
+  }
+  StreamScratch(const StreamScratch&) = delete;
+  StreamScratch& operator=(const StreamScratch&) = delete;
+  template <typename T>
+  T* as() const {
+    return static_cast<T*>(ptr_);
+  }
+
+ private:
+  void* ptr_ = nullptr;
+  cudaStream_t stream_;
+};
+
+// Blocks for a grid-stride loop over `rows`: one block per row up to the grid limit.
+inline unsigned grid_for_rows(int64_t rows) {
+  const int64_t kMaxGridX = 2147483647;
+  return unsigned(rows < kMaxGridX ? rows : kMaxGridX);
+}
+
+}  // namespace rlft::kernels::cuda_detail

@@ -1,0 +1,634 @@
+// ratio_clip, CUDA — the manual.
+//
+// Computes (full statement in kernels/ratio_clip.h, ALGORITHMS.md §0):
+//   r = exp(clamp(logp − old_logp, −20, 20)),  l = −min(r·A, clip(r, lo, hi)·A),
+//   dual clip (A < 0): l = min(l, −c·A);  GSPO: r → s_i = exp(clamp(Σ m·x / Σ m));
+//   Loss = Σ_i coef_i Σ_t m·l (coef_i from the aggregation mode and the normalizer);
+//   statistics: clip fractions low / high / dual, approx-KL k1 and k3, Σ m;
+//   backward: dLoss/dlogp = g·coef_i·m·(dl/dr)·r·1[|log-ratio| ≤ 20], dl/dr ∈ {−A, 0}, with
+//   the CPU version's tie rules (the unclipped branch's gradient at r == lo, r == hi, and
+//   −c·A == l). Per-token arithmetic is in double, the same expressions as the CPU's.
+//
+// Forward, two kernels, no float atomics (the result is the same on every run):
+//   ratio_clip_rows_kernel   one block per row: the row's 7 partial sums (Σm, Σm·l, clipped
+//                            low/high/dual, k1, k3) → row_sums[B] (sequence levels: a first
+//                            sweep for ρ_i, a second from L1/L2 for the terms)
+//   ratio_clip_finish_kernel one block: the totals over the rows in a fixed order, then
+//                            Σ_i coef_i·(Σm·l)_i (coef_i needs the global Σm for token_mean),
+//                            then the statistics; 7 doubles copied back to the host.
+// Backward, one kernel (a block per row: the row count for seq_mean_token_mean and
+// only_token_mean, ρ_i for the sequence levels, then the gradients), preceded for token_mean
+// without a normalizer and with a mask by a count kernel and an in-order sum of the counts.
+//
+// Memory traffic per token (Real = 4 or 8 bytes):
+//   forward : read logp, old_logp, advantages, mask      = 4·sizeof(Real)  (+2 with per-token
+//             bounds, −1 with per-sequence advantages or no mask; the sequence levels' second
+//             sweep hits L2); plus 56 bytes per row of row sums.
+//   backward: the same reads + write g_logp               = 5·sizeof(Real)  (+1 read of the
+//             mask for token_mean without a normalizer; +1 with accumulate).
+// The unfused baseline (ratio_clip_loss_unfused_cuda: ratio, surr1, surr2, masked min, sums,
+// each a kernel with a [B, T] temporary) moves 13·sizeof(Real) per token for the token_mean
+// loss alone (no statistics). Compute: one double exp per token (H100 FP64: ~60 DP ops per
+// token of headroom at 3.35 TB/s and 16 B/token); on GPUs with 1/64-rate FP64 the kernel is
+// compute-bound, which is the price of matching the CPU's clip decisions bit for bit in the
+// common case.
+//
+// Tested against (tests/kernels/test_cuda_kernels.cpp): ratio_clip_forward_cpu and
+// ratio_clip_backward_cpu (themselves tested against the unfused double-precision reference,
+// dual numbers and finite differences): every level × aggregation × per-sequence/per-token
+// advantages × scalar/per-token bounds × dual clip × mask × normalizer, ratios inside and
+// outside [lo, hi] and beyond the ±20 clamp with both signs of A, all-masked and one-token
+// rows, NaN at masked tokens, B×T from 1×1 to 3×4099 and 64×1024, accumulate, and run-to-run
+// bitwise reproducibility.
+//
+// Versions:
+//   version 1 (this file): a block per row (64…512 threads by T), the loads of two tokens
+//     per thread issued together, at most 64 registers (__launch_bounds__(512, 2): 1024
+//     threads per SM; four tokens per thread needed 92–128 registers, i.e. one 512-thread
+//     block per SM, and spilled when capped), deterministic two-stage reduction. Only
+//     version.
+#include <cuda_runtime.h>
+
+#include <cmath>
+#include <cstdint>
+
+#include "engine/error.h"
+#include "kernels/cuda/common.cuh"
+#include "kernels/ratio_clip.h"
+
+namespace rlft::kernels {
+namespace {
+
+using cuda_detail::block_allreduce;
+using cuda_detail::block_sum;
+using cuda_detail::kMaxWarps;
+
+constexpr double kLogRatioClamp = 20.0;  // ALGORITHMS.md §0: clamp the log-ratio before exp
+constexpr int kUnroll = 2;               // tokens per thread whose loads are issued together
+constexpr int kFinishBlock = 512;
+
+enum Clip : int { kNone = 0, kLow = 1, kHigh = 2, kDual = 3 };
+
+struct Term {
+  double loss;     // l
+  double d_ratio;  // dl/dr: −A on the unclipped branch, 0 where a clip binds
+  int clip;
+};
+
+// The CPU's surrogate, operation for operation (std::max/min written as the same ternaries).
+__device__ __forceinline__ Term surrogate(double r, double A, double lo, double hi, double c) {
+  const double lo_r = r < lo ? lo : r;
+  const double clipped = hi < lo_r ? hi : lo_r;  // torch.clamp(r, lo, hi)
+  const double surr1 = r * A, surr2 = clipped * A;
+  Term o;
+  if (surr2 < surr1) {
+    o = {-surr2, 0.0, A > 0 ? kHigh : kLow};
+  } else {
+    o = {-surr1, -A, kNone};
+  }
+  if (c > 0.0 && A < 0.0 && -c * A < o.loss) o = {-c * A, 0.0, kDual};
+  return o;
+}
+
+__device__ __forceinline__ double clamp_log_ratio(double x) {
+  const double a = x < -kLogRatioClamp ? -kLogRatioClamp : x;
+  return kLogRatioClamp < a ? kLogRatioClamp : a;
+}
+__device__ __forceinline__ bool log_ratio_inside(double x) {
+  return x >= -kLogRatioClamp && x <= kLogRatioClamp;
+}
+
+// coef_i of the header's aggregation table (the CPU's row_coef).
+__device__ __forceinline__ double row_coef(Aggregation agg, double normalizer, int64_t B, int64_t T,
+                                           double n_row, double token_total) {
+  switch (agg) {
+    case Aggregation::token_mean: {
+      const double D = normalizer > 0 ? normalizer : token_total;
+      return D > 0 ? 1.0 / D : 0.0;
+    }
+    case Aggregation::seq_mean_token_mean: {
+      const double S = normalizer > 0 ? normalizer : double(B);
+      return n_row > 0 && S > 0 ? 1.0 / (S * n_row) : 0.0;
+    }
+    case Aggregation::seq_mean_token_sum: {
+      const double S = normalizer > 0 ? normalizer : double(B);
+      return S > 0 ? 1.0 / S : 0.0;
+    }
+    case Aggregation::constant_norm: {
+      const double L = normalizer > 0 ? normalizer : double(T);
+      return B > 0 && L > 0 ? 1.0 / (double(B) * L) : 0.0;
+    }
+    case Aggregation::only_token_mean:
+      return n_row > 0 ? 1.0 / n_row : 0.0;
+  }
+  return 0.0;
+}
+
+// Per-row partial sums. No member initialisers: it lives in shared memory.
+struct RowSums {
+  double n, loss, low, high, dual, k1, k3;
+};
+constexpr int kStats = 7;  // doubles copied back: loss, low, high, dual, k1, k3, tokens
+
+__device__ __forceinline__ RowSums zero_sums() { return {0, 0, 0, 0, 0, 0, 0}; }
+
+__device__ __forceinline__ RowSums shfl_xor(const RowSums& a, int o) {
+  using cuda_detail::shfl_xor;
+  return {shfl_xor(a.n, o),    shfl_xor(a.loss, o), shfl_xor(a.low, o), shfl_xor(a.high, o),
+          shfl_xor(a.dual, o), shfl_xor(a.k1, o),   shfl_xor(a.k3, o)};
+}
+
+struct AddSums {
+  __device__ __forceinline__ RowSums operator()(const RowSums& a, const RowSums& b) const {
+    return {a.n + b.n,       a.loss + b.loss, a.low + b.low, a.high + b.high,
+            a.dual + b.dual, a.k1 + b.k1,     a.k3 + b.k3};
+  }
+};
+
+// One token's inputs as loaded (kept in Real until used: fewer registers for the kUnroll
+// tokens in flight); x() etc. give the double values the CPU computes with.
+template <typename Real>
+struct Tok {
+  Real w, logp, old_logp, A, lo, hi;
+};
+struct TokD {
+  double w, x, A, lo, hi;  // mask weight, log-ratio, advantage, bounds
+};
+
+// A row of the arguments (the CPU's Row).
+template <typename Real>
+struct RowView {
+  const Real *logp, *old_logp, *mask, *lower, *upper, *adv;
+  double A_seq, lo0, hi0;
+  bool per_seq;
+  __device__ RowView(const RatioClipArgs<Real>& a, int64_t row) {
+    const int64_t off = row * a.T;
+    logp = a.logp + off;
+    old_logp = a.old_logp + off;
+    mask = a.mask ? a.mask + off : nullptr;
+    lower = a.lower ? a.lower + off : nullptr;
+    upper = a.upper ? a.upper + off : nullptr;
+    per_seq = a.advantages_per_sequence;
+    adv = per_seq ? nullptr : a.advantages + off;
+    A_seq = per_seq ? double(a.advantages[row]) : 0.0;
+    lo0 = 1.0 - a.eps_low;
+    hi0 = 1.0 + a.eps_high;
+  }
+  // Every array is read whatever the mask says, so the loads of kUnroll tokens go out
+  // together; a masked token's values (NaN allowed) are never used. Absent arrays give the
+  // scalar value (per-sequence advantage, 1 − eps_low, 1 + eps_high, weight 1).
+  __device__ __forceinline__ Tok<Real> load(int64_t t) const {
+    Tok<Real> k;
+    k.w = mask ? mask[t] : Real(1);
+    k.logp = logp[t];
+    k.old_logp = old_logp[t];
+    k.A = per_seq ? Real(0) : adv[t];
+    k.lo = lower ? lower[t] : Real(0);
+    k.hi = upper ? upper[t] : Real(0);
+    return k;
+  }
+  // The double values the CPU computes with.
+  __device__ __forceinline__ TokD get(const Tok<Real>& k) const {
+    return {double(k.w), double(k.logp) - double(k.old_logp), per_seq ? A_seq : double(k.A),
+            lower ? double(k.lo) : lo0, upper ? double(k.hi) : hi0};
+  }
+  __device__ __forceinline__ double weight(int64_t t) const { return mask ? double(mask[t]) : 1.0; }
+};
+
+// Calls f(t, tok) for every token of the row owned by this thread, kUnroll at a time.
+template <typename Real, typename F>
+__device__ __forceinline__ void for_tokens(const RowView<Real>& row, int64_t T, F f) {
+  const int64_t bd = blockDim.x;
+  for (int64_t t0 = threadIdx.x; t0 < T; t0 += kUnroll * bd) {
+    Tok<Real> k[kUnroll];
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      const int64_t t = t0 + u * bd;
+      if (t < T) k[u] = row.load(t);
+    }
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      const int64_t t = t0 + u * bd;
+      if (t < T && k[u].w != Real(0)) f(t, row.get(k[u]));
+    }
+  }
+}
+
+// ρ_i = Σ m·x / Σ m over the row (0 for an empty row), and Σ m; block-wide.
+template <typename Real>
+__device__ __forceinline__ double row_mean_log_ratio(const RowView<Real>& row, int64_t T,
+                                                     double* n_out, double* smem) {
+  double n = 0.0, sx = 0.0;
+  for_tokens(row, T, [&](int64_t, const TokD& k) {
+    n += k.w;
+    sx += k.w * k.x;
+  });
+  n = block_sum(n, smem);
+  sx = block_sum(sx, smem);
+  *n_out = n;
+  return n > 0 ? sx / n : 0.0;
+}
+
+template <typename Real>
+__global__ void __launch_bounds__(512, 2)
+    ratio_clip_rows_kernel(const RatioClipArgs<Real> a, RowSums* __restrict__ row_sums) {
+  __shared__ RowSums smem[kMaxWarps];
+  __shared__ double smem_d[kMaxWarps];
+  const double c = a.dual_clip;
+  for (int64_t i = blockIdx.x; i < a.B; i += gridDim.x) {
+    const RowView<Real> row(a, i);
+    RowSums p = zero_sums();
+    auto add = [&p](const TokD& k, const Term& term) {
+      const double xc = clamp_log_ratio(k.x), r = exp(xc);
+      p.n += k.w;
+      p.loss += k.w * term.loss;
+      if (term.clip == kLow)
+        p.low += k.w;
+      else if (term.clip == kHigh)
+        p.high += k.w;
+      else if (term.clip == kDual)
+        p.dual += k.w;
+      p.k1 -= k.w * k.x;
+      p.k3 += k.w * ((r - 1.0) - xc);
+    };
+    if (a.level == RatioLevel::token) {
+      for_tokens(row, a.T, [&](int64_t, const TokD& k) {
+        const double r = exp(clamp_log_ratio(k.x));
+        add(k, surrogate(r, k.A, k.lo, k.hi, c));
+      });
+    } else {
+      double n;
+      const double s = exp(clamp_log_ratio(row_mean_log_ratio(row, a.T, &n, smem_d)));
+      const bool seq = a.level == RatioLevel::sequence;
+      const Term seq_term = seq ? surrogate(s, row.A_seq, row.lo0, row.hi0, c) : Term{0, 0, 0};
+      for_tokens(row, a.T, [&](int64_t, const TokD& k) {
+        add(k, seq ? seq_term : surrogate(s, k.A, k.lo, k.hi, c));
+      });
+    }
+    p = block_allreduce(p, AddSums{}, smem);
+    if (threadIdx.x == 0) row_sums[i] = p;
+  }
+}
+
+// One block: totals in a fixed order, then the aggregated loss, then the statistics.
+__global__ void __launch_bounds__(kFinishBlock)
+    ratio_clip_finish_kernel(const RowSums* __restrict__ row_sums, int64_t B, int64_t T,
+                             Aggregation agg, double normalizer, double* __restrict__ out) {
+  __shared__ RowSums smem[kMaxWarps];
+  __shared__ double smem_d[kMaxWarps];
+  RowSums p = zero_sums();
+  for (int64_t i = threadIdx.x; i < B; i += blockDim.x) p = AddSums{}(p, row_sums[i]);
+  const RowSums tot = block_allreduce(p, AddSums{}, smem);
+  double loss = 0.0;
+  for (int64_t i = threadIdx.x; i < B; i += blockDim.x) {
+    const RowSums& r = row_sums[i];
+    if (r.n == 0.0) continue;
+    loss += row_coef(agg, normalizer, B, T, r.n, tot.n) * r.loss;
+  }
+  loss = block_sum(loss, smem_d);
+  if (threadIdx.x == 0) {
+    const bool any = tot.n > 0;
+    out[0] = loss;
+    out[1] = any ? tot.low / tot.n : 0.0;
+    out[2] = any ? tot.high / tot.n : 0.0;
+    out[3] = any ? tot.dual / tot.n : 0.0;
+    out[4] = any ? tot.k1 / tot.n : 0.0;
+    out[5] = any ? tot.k3 / tot.n : 0.0;
+    out[6] = tot.n;
+  }
+}
+
+// Σ_t m per row (the global token count of token_mean without a normalizer).
+template <typename Real>
+__global__ void __launch_bounds__(512) mask_count_kernel(const Real* __restrict__ mask, int64_t B,
+                                                         int64_t T, double* __restrict__ counts) {
+  __shared__ double smem[kMaxWarps];
+  for (int64_t i = blockIdx.x; i < B; i += gridDim.x) {
+    double n = 0.0;
+    for (int64_t t = threadIdx.x; t < T; t += blockDim.x) n += double(mask[i * T + t]);
+    n = block_sum(n, smem);
+    if (threadIdx.x == 0) counts[i] = n;
+  }
+}
+
+// out[0] = Σ x[0..n) in a fixed order (one block).
+__global__ void __launch_bounds__(kFinishBlock)
+    ordered_sum_kernel(const double* __restrict__ x, int64_t n, double* __restrict__ out) {
+  __shared__ double smem[kMaxWarps];
+  double s = 0.0;
+  for (int64_t i = threadIdx.x; i < n; i += blockDim.x) s += x[i];
+  s = block_sum(s, smem);
+  if (threadIdx.x == 0) out[0] = s;
+}
+
+template <typename Real>
+__global__ void __launch_bounds__(512, 2)
+    ratio_clip_backward_kernel(const RatioClipArgs<Real> a, double g_loss,
+                               const double* __restrict__ token_total_dev, double token_total_host,
+                               Real* __restrict__ g_logp, bool accumulate) {
+  __shared__ double smem[kMaxWarps];
+  const double c = a.dual_clip;
+  const double token_total = token_total_dev ? *token_total_dev : token_total_host;
+  const bool needs_row_count = a.aggregation == Aggregation::seq_mean_token_mean ||
+                               a.aggregation == Aggregation::only_token_mean;
+  const int64_t T = a.T, bd = blockDim.x;
+  for (int64_t i = blockIdx.x; i < a.B; i += gridDim.x) {
+    const RowView<Real> row(a, i);
+    Real* g = g_logp + i * T;
+    auto store = [&](int64_t t, double value) {
+      g[t] = accumulate ? Real(double(g[t]) + value) : Real(value);
+    };
+    if (a.level == RatioLevel::token) {
+      double n = 0.0;
+      if (needs_row_count) {
+        if (row.mask) {
+          for (int64_t t = threadIdx.x; t < T; t += bd) n += row.weight(t);
+          n = block_sum(n, smem);
+        } else {
+          n = double(T);
+        }
+      }
+      const double k = g_loss * row_coef(a.aggregation, a.normalizer, a.B, T, n, token_total);
+      for (int64_t t0 = threadIdx.x; t0 < T; t0 += kUnroll * bd) {
+        Tok<Real> tk[kUnroll];
+#pragma unroll
+        for (int u = 0; u < kUnroll; ++u) {
+          const int64_t t = t0 + u * bd;
+          if (t < T) tk[u] = row.load(t);
+        }
+#pragma unroll
+        for (int u = 0; u < kUnroll; ++u) {
+          const int64_t t = t0 + u * bd;
+          if (t >= T) continue;
+          const TokD q = row.get(tk[u]);
+          if (q.w == 0.0 || k == 0.0 || !log_ratio_inside(q.x)) {  // clamp cuts the gradient
+            store(t, 0.0);
+            continue;
+          }
+          const double r = exp(q.x);
+          store(t, k * q.w * surrogate(r, q.A, q.lo, q.hi, c).d_ratio * r);
+        }
+      }
+    } else {
+      // d s_{i,t}/d logp_t = s_i·1[|ρ| ≤ 20] in both sequence levels (kernels/ratio_clip.h).
+      double n;
+      const double rho = row_mean_log_ratio(row, T, &n, smem);
+      const double s = exp(clamp_log_ratio(rho));
+      const double k = log_ratio_inside(rho)
+                           ? g_loss * row_coef(a.aggregation, a.normalizer, a.B, T, n, token_total)
+                           : 0.0;
+      const bool seq = a.level == RatioLevel::sequence;
+      const double seq_d = seq ? surrogate(s, row.A_seq, row.lo0, row.hi0, c).d_ratio : 0.0;
+      for (int64_t t0 = threadIdx.x; t0 < T; t0 += kUnroll * bd) {
+        Tok<Real> tk[kUnroll];
+#pragma unroll
+        for (int u = 0; u < kUnroll; ++u) {
+          const int64_t t = t0 + u * bd;
+          if (t < T) tk[u] = row.load(t);
+        }
+#pragma unroll
+        for (int u = 0; u < kUnroll; ++u) {
+          const int64_t t = t0 + u * bd;
+          if (t >= T) continue;
+          const TokD q = row.get(tk[u]);
+          if (q.w == 0.0 || k == 0.0) {
+            store(t, 0.0);
+            continue;
+          }
+          const double d = seq ? seq_d : surrogate(s, q.A, q.lo, q.hi, c).d_ratio;
+          store(t, k * q.w * d * s);
+        }
+      }
+    }
+  }
+}
+
+// ---- unfused baseline: one kernel per op, a [B, T] temporary each -------------------------
+// In Real arithmetic, as an eager float32 program computes it.
+__device__ __forceinline__ float real_exp(float x) { return expf(x); }
+__device__ __forceinline__ double real_exp(double x) { return exp(x); }
+
+template <typename Real>
+__global__ void ratio_kernel(const Real* __restrict__ logp, const Real* __restrict__ old_logp,
+                             int64_t n, Real* __restrict__ ratio) {
+  for (int64_t k = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; k < n;
+       k += int64_t(gridDim.x) * blockDim.x) {
+    Real x = logp[k] - old_logp[k];
+    x = x < Real(-kLogRatioClamp) ? Real(-kLogRatioClamp) : x;
+    x = x > Real(kLogRatioClamp) ? Real(kLogRatioClamp) : x;
+    ratio[k] = real_exp(x);
+  }
+}
+
+template <typename Real>
+__global__ void mul_kernel(const Real* __restrict__ a, const Real* __restrict__ b, int64_t n,
+                           Real* __restrict__ out) {
+  for (int64_t k = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; k < n;
+       k += int64_t(gridDim.x) * blockDim.x)
+    out[k] = a[k] * b[k];
+}
+
+template <typename Real>
+__global__ void clamp_mul_kernel(const Real* __restrict__ r, Real lo, Real hi,
+                                 const Real* __restrict__ A, int64_t n, Real* __restrict__ out) {
+  for (int64_t k = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; k < n;
+       k += int64_t(gridDim.x) * blockDim.x) {
+    const Real v = r[k] < lo ? lo : (r[k] > hi ? hi : r[k]);
+    out[k] = v * A[k];
+  }
+}
+
+template <typename Real>
+__global__ void neg_min_mask_kernel(const Real* __restrict__ s1, const Real* __restrict__ s2,
+                                    const Real* __restrict__ mask, int64_t n,
+                                    Real* __restrict__ out) {
+  for (int64_t k = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; k < n;
+       k += int64_t(gridDim.x) * blockDim.x) {
+    const Real w = mask ? mask[k] : Real(1);
+    out[k] = w == Real(0) ? Real(0) : -(s2[k] < s1[k] ? s2[k] : s1[k]) * w;
+  }
+}
+
+// Stage 1 of a deterministic sum: one partial per block (Σ l and Σ m).
+template <typename Real>
+__global__ void __launch_bounds__(256)
+    partial_sums_kernel(const Real* __restrict__ l, const Real* __restrict__ mask, int64_t n,
+                        double* __restrict__ partial) {
+  __shared__ double smem[kMaxWarps];
+  double sl = 0.0, sm = 0.0;
+  for (int64_t k = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; k < n;
+       k += int64_t(gridDim.x) * blockDim.x) {
+    sl += double(l[k]);
+    sm += mask ? double(mask[k]) : 1.0;
+  }
+  sl = block_sum(sl, smem);
+  sm = block_sum(sm, smem);
+  if (threadIdx.x == 0) {
+    partial[2 * blockIdx.x] = sl;
+    partial[2 * blockIdx.x + 1] = sm;
+  }
+}
+
+__global__ void __launch_bounds__(kFinishBlock)
+    mean_from_partials_kernel(const double* __restrict__ partial, int nblocks,
+                              double* __restrict__ out) {
+  __shared__ double smem[kMaxWarps];
+  double sl = 0.0, sm = 0.0;
+  for (int b = threadIdx.x; b < nblocks; b += blockDim.x) {
+    sl += partial[2 * b];
+    sm += partial[2 * b + 1];
+  }
+  sl = block_sum(sl, smem);
+  sm = block_sum(sm, smem);
+  if (threadIdx.x == 0) out[0] = sm > 0 ? sl / sm : 0.0;
+}
+
+// ---- host side -----------------------------------------------------------------------------
+
+// The CPU version's argument checks (kernels/cpu/ratio_clip.cpp), with the CUDA op name.
+template <typename Real>
+void check_args(const char* op, const RatioClipArgs<Real>& a) {
+  RLFT_CHECK(a.B >= 0 && a.T >= 0, op, ": need B >= 0 and T >= 0, got B=", a.B, " T=", a.T);
+  RLFT_CHECK(
+      std::isfinite(a.eps_low) && std::isfinite(a.eps_high) && a.eps_low >= 0 && a.eps_high >= 0,
+      op, ": clip ranges must be finite and >= 0, got eps_low=", a.eps_low,
+      " eps_high=", a.eps_high);
+  RLFT_CHECK(a.dual_clip == 0.0 || a.dual_clip > 1.0, op,
+             ": dual_clip must be 0 (off) or > 1, got ", a.dual_clip);
+  RLFT_CHECK(a.normalizer >= 0.0 && std::isfinite(a.normalizer), op,
+             ": normalizer must be >= 0 (0 = from the batch), got ", a.normalizer);
+  RLFT_CHECK(a.aggregation != Aggregation::only_token_mean || a.normalizer == 0.0, op,
+             ": only_token_mean takes no normalizer, got ", a.normalizer);
+  if (a.level == RatioLevel::sequence) {
+    RLFT_CHECK(a.advantages_per_sequence, op,
+               ": RatioLevel::sequence (GSPO) needs per-sequence advantages [B]");
+    RLFT_CHECK(a.lower == nullptr && a.upper == nullptr, op,
+               ": RatioLevel::sequence clips s_i with the scalar bounds; per-token bounds given");
+  }
+  if (a.B * a.T > 0)
+    RLFT_CHECK(a.logp && a.old_logp && a.advantages, op,
+               ": logp, old_logp and advantages are required");
+}
+
+// Threads per row: about 8 tokens per thread, 64…512.
+int block_for(int64_t T) {
+  int bd = 512;
+  while (bd > 64 && T < 8 * int64_t(bd)) bd /= 2;
+  return bd;
+}
+
+// Blocks of a grid-stride elementwise kernel.
+unsigned elementwise_grid(int64_t n, int bd) {
+  const int64_t blocks = (n + bd - 1) / bd;
+  return unsigned(blocks < 65535 * 16 ? blocks : 65535 * 16);
+}
+
+}  // namespace
+
+template <typename Real>
+RatioClipStats ratio_clip_forward_cuda(const RatioClipArgs<Real>& a, CUstream_st* stream) {
+  check_args("ratio_clip_forward_cuda", a);
+  RatioClipStats out;
+  if (a.B * a.T == 0) return out;
+  cuda_detail::StreamScratch scratch(size_t(a.B) * sizeof(RowSums) + kStats * sizeof(double),
+                                     stream);
+  RowSums* rows = scratch.as<RowSums>();
+  double* dev_out = reinterpret_cast<double*>(rows + a.B);
+  ratio_clip_rows_kernel<Real>
+      <<<cuda_detail::grid_for_rows(a.B), block_for(a.T), 0, stream>>>(a, rows);
+  RLFT_CUDA_CHECK_LAUNCH();
+  ratio_clip_finish_kernel<<<1, kFinishBlock, 0, stream>>>(rows, a.B, a.T, a.aggregation,
+                                                           a.normalizer, dev_out);
+  RLFT_CUDA_CHECK_LAUNCH();
+  double host[kStats];
+  RLFT_CUDA_CHECK(cudaMemcpyAsync(host, dev_out, sizeof(host), cudaMemcpyDeviceToHost, stream));
+  RLFT_CUDA_CHECK(cudaStreamSynchronize(stream));
+  out.loss = host[0];
+  out.clip_frac_low = host[1];
+  out.clip_frac_high = host[2];
+  out.dual_clip_frac = host[3];
+  out.approx_kl_k1 = host[4];
+  out.approx_kl_k3 = host[5];
+  out.tokens = host[6];
+  return out;
+}
+
+template <typename Real>
+void ratio_clip_backward_cuda(const RatioClipArgs<Real>& a, double g_loss, Real* g_logp,
+                              bool accumulate, CUstream_st* stream) {
+  constexpr const char* op = "ratio_clip_backward_cuda";
+  check_args(op, a);
+  if (a.B * a.T == 0) return;
+  RLFT_CHECK(g_logp != nullptr, op, ": g_logp output is required");
+  const bool needs_total = a.aggregation == Aggregation::token_mean && a.normalizer == 0.0;
+  // token_mean without a normalizer divides by the global Σ m, known only after a pass over
+  // the mask: counts per row, summed in row order (deterministic).
+  cuda_detail::StreamScratch scratch(needs_total && a.mask ? (size_t(a.B) + 1) * sizeof(double) : 0,
+                                     stream);
+  const double* total_dev = nullptr;
+  const double total_host = double(a.B) * double(a.T);
+  if (needs_total && a.mask) {
+    double* counts = scratch.as<double>();
+    mask_count_kernel<Real>
+        <<<cuda_detail::grid_for_rows(a.B), block_for(a.T), 0, stream>>>(a.mask, a.B, a.T, counts);
+    RLFT_CUDA_CHECK_LAUNCH();
+    ordered_sum_kernel<<<1, kFinishBlock, 0, stream>>>(counts, a.B, counts + a.B);
+    RLFT_CUDA_CHECK_LAUNCH();
+    total_dev = counts + a.B;
+  }
+  ratio_clip_backward_kernel<Real><<<cuda_detail::grid_for_rows(a.B), block_for(a.T), 0, stream>>>(
+      a, g_loss, total_dev, total_host, g_logp, accumulate);
+  RLFT_CUDA_CHECK_LAUNCH();
+}
+
+template <typename Real>
+double ratio_clip_loss_unfused_cuda(const RatioClipArgs<Real>& a, Real* workspace,
+                                    CUstream_st* stream) {
+  constexpr const char* op = "ratio_clip_loss_unfused_cuda";
+  check_args(op, a);
+  RLFT_CHECK(a.level == RatioLevel::token && a.aggregation == Aggregation::token_mean &&
+                 !a.advantages_per_sequence && a.lower == nullptr && a.upper == nullptr &&
+                 a.dual_clip == 0.0 && a.normalizer == 0.0,
+             op, ": the baseline covers token-level PPO with token_mean only");
+  const int64_t n = a.B * a.T;
+  if (n == 0) return 0.0;
+  RLFT_CHECK(workspace != nullptr, op, ": workspace [4·B·T] is required");
+  Real *ratio = workspace, *s1 = workspace + n, *s2 = workspace + 2 * n, *l = workspace + 3 * n;
+  const int bd = 256;
+  const unsigned grid = elementwise_grid(n, bd);
+  ratio_kernel<Real><<<grid, bd, 0, stream>>>(a.logp, a.old_logp, n, ratio);
+  RLFT_CUDA_CHECK_LAUNCH();
+  mul_kernel<Real><<<grid, bd, 0, stream>>>(ratio, a.advantages, n, s1);
+  RLFT_CUDA_CHECK_LAUNCH();
+  clamp_mul_kernel<Real><<<grid, bd, 0, stream>>>(ratio, Real(1.0 - a.eps_low),
+                                                  Real(1.0 + a.eps_high), a.advantages, n, s2);
+  RLFT_CUDA_CHECK_LAUNCH();
+  neg_min_mask_kernel<Real><<<grid, bd, 0, stream>>>(s1, s2, a.mask, n, l);
+  RLFT_CUDA_CHECK_LAUNCH();
+  const int partial_blocks = 1024;
+  cuda_detail::StreamScratch scratch((2 * partial_blocks + 1) * sizeof(double), stream);
+  double* partial = scratch.as<double>();
+  partial_sums_kernel<Real><<<partial_blocks, 256, 0, stream>>>(l, a.mask, n, partial);
+  RLFT_CUDA_CHECK_LAUNCH();
+  mean_from_partials_kernel<<<1, kFinishBlock, 0, stream>>>(partial, partial_blocks,
+                                                            partial + 2 * partial_blocks);
+  RLFT_CUDA_CHECK_LAUNCH();
+  double loss = 0.0;
+  RLFT_CUDA_CHECK(cudaMemcpyAsync(&loss, partial + 2 * partial_blocks, sizeof(double),
+                                  cudaMemcpyDeviceToHost, stream));
+  RLFT_CUDA_CHECK(cudaStreamSynchronize(stream));
+  return loss;
+}
+
+template RatioClipStats ratio_clip_forward_cuda<float>(const RatioClipArgs<float>&, CUstream_st*);
+template RatioClipStats ratio_clip_forward_cuda<double>(const RatioClipArgs<double>&, CUstream_st*);
+template void ratio_clip_backward_cuda<float>(const RatioClipArgs<float>&, double, float*, bool,
+                                              CUstream_st*);
+template void ratio_clip_backward_cuda<double>(const RatioClipArgs<double>&, double, double*, bool,
+                                               CUstream_st*);
+template double ratio_clip_loss_unfused_cuda<float>(const RatioClipArgs<float>&, float*,
+                                                    CUstream_st*);
+template double ratio_clip_loss_unfused_cuda<double>(const RatioClipArgs<double>&, double*,
+                                                     CUstream_st*);
+
+}  // namespace rlft::kernels
