@@ -1,6 +1,9 @@
 // The rlft command: dispatches on its first word to a subcommand (cli/commands.h). Any
 // rlft::Error becomes one line on stderr and exit status 2.
+#include <omp.h>
+
 #include <cstdio>
+#include <cstdlib>
 #include <exception>
 #include <string>
 
@@ -28,6 +31,9 @@ int main(int argc, char** argv) {
       return 0;
     }
     const std::string cmd = argv[1];
+    // Classic-control networks are tiny: an OpenMP fork/join costs more than it saves, so
+    // these commands run on one thread unless OMP_NUM_THREADS says otherwise.
+    if ((cmd == "train" || cmd == "eval") && std::getenv("OMP_NUM_THREADS") == nullptr) omp_set_num_threads(1);
     if (cmd == "demo") return rlft::cli::run_demo(argc, argv, 2);
     if (cmd == "train") return rlft::cli::run_train(argc, argv, 2);
     if (cmd == "eval") return rlft::cli::run_policy_eval(argc, argv, 2);
