@@ -3,12 +3,18 @@
 // argv[first] is the first argument after the command words.
 #pragma once
 
+#include <string>
+
 namespace rlft::cli {
 
 int run_demo(int argc, char** argv, int first);  // cli/demo.cpp
 int run_train(int argc, char** argv, int first);  // cli/cmd_train.cpp: rlft train ppo|reinforce
 int run_policy_eval(int argc, char** argv, int first);   // cli/cmd_train.cpp: rlft eval --run …
 int run_curve_plot(int argc, char** argv, int first);   // cli/cmd_train.cpp: rlft plot <run>
-int run_lm(int argc, char** argv, int first);    // cli/cmd_lm.cpp: rlft lm pretrain|sft|sample|eval
+int run_lm(int argc, char** argv, int first);
+// cli/cmd_group_rl.cpp: rlft lm grpo|dr-grpo|dapo|gspo|gspo-token|dcpo|rloo (algo = that word)
+int run_group_rl(const std::string& algo, int argc, char** argv, int first);
+// cli/cmd_rlhf.cpp: rlft lm prefs|rm|ppo|dpo|rrhf (sub = that word)
+int run_rlhf(const std::string& sub, int argc, char** argv, int first);    // cli/cmd_lm.cpp: rlft lm pretrain|sft|sample|eval
 
 }  // namespace rlft::cli
