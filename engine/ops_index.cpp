@@ -127,7 +127,17 @@ Tensor index_select(const Tensor& a, int64_t dim, const Tensor& index) {
   Shape s = a.shape();
   s[d] = int64_t(idx.size());
   Tensor out = Tensor::empty(s, a.dtype());
-  for (size_t i = 0; i < idx.size(); ++i) out.narrow(d, int64_t(i), 1).copy_(a.narrow(d, idx[i], 1));
+  // View the contiguous input as [outer, n_d, inner] and copy whole inner rows.
+  const Tensor src = a.contiguous();
+  int64_t outer = 1, inner = 1;
+  for (int i = 0; i < d; ++i) outer *= a.shape()[i];
+  for (int i = d + 1; i < a.dim(); ++i) inner *= a.shape()[i];
+  const int64_t n_d = a.shape()[d], k = int64_t(idx.size());
+  const size_t row = size_t(inner) * dtype_size(a.dtype());
+  const char* sp = static_cast<const char*>(src.raw_data());
+  char* op = static_cast<char*>(out.raw_data());
+  for (int64_t o = 0; o < outer; ++o)
+    for (int64_t i = 0; i < k; ++i) std::memcpy(op + (o * k + i) * row, sp + (o * n_d + idx[size_t(i)]) * row, row);
   if (any_requires_grad(a)) {
     record("index_select", {a}, out, [idx, d, shape = a.shape()](const Grads& g, const Needs&) -> Grads {
       Tensor da = Tensor::zeros(shape, g[0].dtype());

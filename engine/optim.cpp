@@ -185,7 +185,14 @@ double clip_grad_norm(const std::vector<Tensor>& params, double max_norm) {
     for_each_float(g, [&](auto tag) {
       using T = decltype(tag);
       const T* gp = g.data<T>();
-      for (int64_t k = 0; k < g.numel(); ++k) total += double(gp[k]) * double(gp[k]);
+      // Eight independent double accumulators: exact enough, and not one long dependency chain.
+      double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+      const int64_t n = g.numel();
+      int64_t k = 0;
+      for (; k + 8 <= n; k += 8)
+        for (int j = 0; j < 8; ++j) acc[j] += double(gp[k + j]) * double(gp[k + j]);
+      for (; k < n; ++k) acc[0] += double(gp[k]) * double(gp[k]);
+      for (double a : acc) total += a;
     });
   }
   const double norm = std::sqrt(total);

@@ -2,6 +2,8 @@
 // giving its own error while leaving the model untouched.
 #include <gtest/gtest.h>
 
+#include "test_util.h"
+
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
@@ -36,15 +38,7 @@ double train_step(Net& net, optim::Optimizer& opt, const Tensor& x) {
   return loss.item();
 }
 
-template <typename Fn>
-std::string error_of(Fn&& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "<no error>";
-}
+using testing::error_of;
 
 TEST(Checkpoint, ResumeGivesIdenticalLosses) {
   Generator gen(0);

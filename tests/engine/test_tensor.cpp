@@ -2,6 +2,8 @@
 // the error messages of bad input (each names the op and the offending values).
 #include <gtest/gtest.h>
 
+#include "test_util.h"
+
 #include "engine/autograd.h"
 #include "engine/ops.h"
 
@@ -11,15 +13,7 @@ namespace {
 std::vector<double> V(const Tensor& t) { return t.to_vector(); }
 Tensor F(std::vector<float> v, Shape s) { return Tensor::from_vector(v, s); }
 
-template <typename Fn>
-std::string error_of(Fn&& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "<no error>";
-}
+using testing::error_of;
 
 TEST(Tensor, CreationAndMetadata) {
   Tensor z = Tensor::zeros({2, 3});
@@ -135,6 +129,21 @@ TEST(Tensor, RandomIsSeededAndCounterBased) {
   EXPECT_NEAR(var(big).item(), 1.0, 0.02);
   Tensor probs = F({0.0f, 1.0f, 0.0f}, {1, 3});
   EXPECT_EQ(multinomial(probs, &g4).item(), 1);
+}
+
+TEST(Tensor, DropoutRateAndScale) {
+  // Training mode zeroes a fraction p and scales the rest by 1/(1 − p); eval is the identity.
+  Generator gen(11);
+  const Tensor x = Tensor::ones({20000});
+  const auto y = dropout(x, 0.3, true, &gen).to_vector();
+  int64_t zeros = 0;
+  for (double v : y) {
+    if (v == 0) ++zeros;
+    else EXPECT_NEAR(v, 1.0 / 0.7, 1e-6);
+  }
+  EXPECT_NEAR(double(zeros) / 20000.0, 0.3, 0.015);  // ±4.6 standard deviations
+  EXPECT_TRUE(dropout(x, 0.3, false, &gen).same(x));
+  EXPECT_THROW(dropout(x, 1.0, true, &gen), Error);
 }
 
 TEST(Autograd, AccumulatesIntoLeaves) {
