@@ -11,7 +11,10 @@ namespace rlft::kernels {
 // op(B) is B[K,N] (ldb >= N) or, with trans_b, B is stored [N,K] (ldb >= K).
 // beta == 0 never reads C (C may hold NaN or garbage). M, N or K may be 0 (K == 0: C = beta*C).
 // alpha == 0 does not read A or B (the BLAS convention).
-// Threads: OpenMP, at most omp_get_max_threads(), none for small work or inside a parallel region.
+// Threads: OpenMP, at most omp_get_max_threads(); one thread for small work (up to 64^3
+// multiply-adds), inside a parallel region, and for a while after parallel calls that other
+// processes slowed down (see ThreadBackoff in gemm.cpp). The result is bitwise the same for any
+// thread count.
 void gemm_f32(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
               const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
               int64_t ldc);
@@ -28,9 +31,9 @@ void gemm_batched_f32(bool trans_a, bool trans_b, int64_t batch, int64_t M, int6
                       int64_t ldb, int64_t stride_b, float beta, float* C, int64_t ldc,
                       int64_t stride_c);
 void gemm_batched_f64(bool trans_a, bool trans_b, int64_t batch, int64_t M, int64_t N, int64_t K,
-                      double alpha, const double* A, int64_t lda, int64_t stride_a,
-                      const double* B, int64_t ldb, int64_t stride_b, double beta, double* C,
-                      int64_t ldc, int64_t stride_c);
+                      double alpha, const double* A, int64_t lda, int64_t stride_a, const double* B,
+                      int64_t ldb, int64_t stride_b, double beta, double* C, int64_t ldc,
+                      int64_t stride_c);
 
 // The reference: the plain triple loop, accumulating in double. Same contract as gemm_f32.
 void gemm_naive_f32(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,

@@ -24,9 +24,10 @@ namespace rlft::kernels::gemm_detail {
 struct GemmKernels {
   const char* name;
   // Packed path: micro-tile MR x NR, cache blocks KC (depth), NB (columns of a packed B block,
-  // per thread, sized for L2) and MB (rows of the shared packed A block, sized for L3).
+  // sized for L2) and MB (rows of a packed A block, sized for L3).
   int mr, nr, kc, nb, mb;
-  // Rows per unit when the unpacked path is split across threads (a multiple of its tile).
+  // Rows and columns per unit when the unpacked path is split across threads (multiples of its
+  // tiles, so that a split never changes how an element is computed).
   int small_rows, small_cols;
   // Packs op(A)[0:m, 0:k] (A already offset to the block's origin) into ceil(m/MR) micro-panels,
   // each k x MR with the MR values of one k contiguous; rows past m are zero.
@@ -36,10 +37,11 @@ struct GemmKernels {
   // C[0:m,0:n] = alpha * Ap @ Bp + beta * C over packed panels (beta == 0: C is not read).
   void (*macro)(int64_t m, int64_t n, int64_t k, const float* Ap, const float* Bp, float* C,
                 int64_t ldc, float alpha, float beta);
-  // Unpacked path for small shapes, one thread, the whole (sub)problem; K >= 1, alpha != 0.
+  // Unpacked path for small shapes, one thread: the whole problem or a thread's share of its
+  // rows or columns (m_all: the whole problem's rows); K >= 1, alpha != 0.
   void (*small)(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
                 const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
-                int64_t ldc);
+                int64_t ldc, int64_t m_all);
 };
 
 const GemmKernels& gemm_kernels_avx512();
@@ -47,8 +49,8 @@ const GemmKernels& gemm_kernels_avx2();
 const GemmKernels& gemm_kernels_portable();
 
 // Thread-local, 64-byte aligned, grow-only scratch buffers (one per slot), so that a GEMM in
-// steady state allocates nothing. Slot 0: packed A (calling thread), 1: packed B (each thread),
-// 2: transposed B of the unpacked path.
+// steady state allocates nothing. Slot 0: packed A, 1: packed B, 2: transposed B of the
+// unpacked path.
 enum ScratchSlot { kScratchA = 0, kScratchB = 1, kScratchT = 2, kScratchSlots = 3 };
 float* gemm_scratch(int slot, int64_t floats);
 
@@ -58,12 +60,16 @@ float* gemm_scratch(int slot, int64_t floats);
 
 // ----------------------------------------------------------------------------------------------
 // Part 2: kernel bodies. Needs, in namespace rlft::kernels::RLFT_GEMM_NS:
-//   struct V { using T; using Mask; static constexpr int W; zero, load, loadm, store, storem,
-//              set1, fmadd, mul, mask(n), hsum(T), hsum_w(const T[W], float out[W]) };
+//   struct V {  // one vector register of W floats
+//     using T, Mask; W; kCheapMask (a masked load costs no more than a plain one);
+//     zero, load, loadm, store, storem, set1, add, mul, fmadd, mask(n): the first n lanes;
+//     hsum(v); hsum_w(v[W], out[W]): W horizontal sums at once; transpose_w: a W x W transpose;
+//     dup<N>(p), dupm<N>(p, n): W/N floats each repeated N times; fold<N>(v, out): the sums of
+//     the lanes l with l % N == j (N = 2, 4) };
 //   struct Params { MR, NV (packed tile MR x NV*W), KC, NB, MB,
-//                   MRD, NVD (unpacked tile MRD x NVD*W),
-//                   DOT_MIN_K, DOT_MAX_M (when the dot tile is used, see small()) };
-//   and V::transpose_w(src, lds, dst, ldd): a W x W transpose.
+//                   MRD, NVD (unpacked tile MRD x NVD*W), KU1, KU2 (partial sums over k of the
+//                   unpacked tile when NV = 1, 2), DOT_MIN_K (shortest K for the dot tile),
+//                   GEMV_NV (vectors per chunk of the one-row kernel) };
 // ----------------------------------------------------------------------------------------------
 #ifdef RLFT_GEMM_NS
 
@@ -116,8 +122,7 @@ RLFT_GEMM_INLINE void store_tile(float* c, int64_t ldc, const VT (&acc)[MR][NV],
 
 // dst[c*ldd + r] = src[r*lds + c] for r < rows, c < cols: W x W blocks in registers
 // (V::transpose_w), the ragged edges element by element.
-void transpose(const float* src, int64_t lds, int64_t rows, int64_t cols, float* dst,
-               int64_t ldd) {
+void transpose(const float* src, int64_t lds, int64_t rows, int64_t cols, float* dst, int64_t ldd) {
   int64_t r = 0;
   for (; r + W <= rows; r += W) {
     int64_t c = 0;
@@ -132,12 +137,13 @@ void transpose(const float* src, int64_t lds, int64_t rows, int64_t cols, float*
 // ---- version 2: packed micro-kernel -----------------------------------------------------------
 // C[MR x NR] (m x n valid) = alpha * sum_k a[k][0:MR] (outer) b[k][0:NR] + beta * C.
 // MR*NV accumulators stay in registers for the whole k loop; per k: NV vector loads of B,
-// MR broadcasts of A (folded into the FMA as a memory operand), MR*NV FMAs.
+// MR broadcasts of A, MR*NV FMAs.
 // Not inlined into macro(): on its own, GCC keeps all 27 live vectors of the 12 x 32 AVX-512
 // tile in the 32 registers; inlined, it spilled a B vector inside the k loop.
 template <int MR, int NV>
-__attribute__((noinline)) void micro_tile(int64_t kc, const float* __restrict a, const float* __restrict b,
-                                 float* c, int64_t ldc, int m, int n, float alpha, float beta) {
+__attribute__((noinline)) void micro_tile(int64_t kc, const float* __restrict a,
+                                          const float* __restrict b, float* c, int64_t ldc, int m,
+                                          int n, float alpha, float beta) {
   constexpr int NR = NV * W;
   VT acc[MR][NV];
 #pragma GCC unroll 32
@@ -164,8 +170,8 @@ __attribute__((noinline)) void micro_tile(int64_t kc, const float* __restrict a,
   store_tile<MR, NV>(c, ldc, acc, m, n, alpha, beta);
 }
 
-void macro(int64_t m, int64_t n, int64_t k, const float* Ap, const float* Bp, float* C,
-           int64_t ldc, float alpha, float beta) {
+void macro(int64_t m, int64_t n, int64_t k, const float* Ap, const float* Bp, float* C, int64_t ldc,
+           float alpha, float beta) {
   constexpr int MR = Params::MR, NR = Params::NV * W;
   // i outer: one A micro-panel (MR x k) stays in L1 while the B micro-panels stream from L2.
   for (int64_t i = 0; i < m; i += MR)
@@ -229,30 +235,60 @@ void pack_b(bool trans_b, const float* B, int64_t ldb, int64_t k, int64_t n, flo
 // Same register tiling as the micro-kernel but reading op(A) and B where they lie: A by scalar
 // broadcasts at any strides (so trans_a costs nothing), B rows contiguous along N (B[K,N]).
 // Nothing is packed, so the per-call cost is just the tiles. C[MR x n] (n <= NV*W).
+// Narrow tiles (NV = 1 or 2) would leave a single row (M = 1: a matrix-vector product) waiting
+// on the FMA latency; they keep KU = Params::KU[NV] partial sums over k instead. KU depends on
+// the column tile only, never on the row count, so the bits do not depend on the thread split.
 template <int MR, int NV, bool TA>
 void direct_tile(int64_t K, const float* __restrict A, int64_t lda, const float* __restrict B,
                  int64_t ldb, float* C, int64_t ldc, int n, float alpha, float beta) {
-  VT acc[MR][NV];
+  constexpr int KU = NV == 1 ? Params::KU1 : NV == 2 ? Params::KU2 : 1;
+  VT acc[KU][MR][NV];
 #pragma GCC unroll 32
-  for (int r = 0; r < MR; ++r)
+  for (int u = 0; u < KU; ++u)
+#pragma GCC unroll 32
+    for (int r = 0; r < MR; ++r)
 #pragma GCC unroll 8
-    for (int v = 0; v < NV; ++v) acc[r][v] = V::zero();
+      for (int v = 0; v < NV; ++v) acc[u][r][v] = V::zero();
   const typename V::Mask last = V::mask(n - (NV - 1) * W);
-#pragma GCC unroll 2
-  for (int64_t k = 0; k < K; ++k) {
+  const bool full = n == NV * W;
+  // One rank-1 update of partial sum u with row k of B.
+  auto step = [&](int u, int64_t k) __attribute__((always_inline)) {
     const float* bk = B + k * ldb;
     VT bv[NV];
 #pragma GCC unroll 8
     for (int v = 0; v < NV - 1; ++v) bv[v] = V::load(bk + v * W);
-    bv[NV - 1] = V::loadm(bk + (NV - 1) * W, last);
+    if constexpr (V::kCheapMask) {
+      bv[NV - 1] = V::loadm(bk + (NV - 1) * W, last);
+    } else {  // the mask is a scalar loop: only on the ragged column tile
+      bv[NV - 1] = full ? V::load(bk + (NV - 1) * W) : V::loadm(bk + (NV - 1) * W, last);
+    }
 #pragma GCC unroll 32
     for (int r = 0; r < MR; ++r) {
       const VT av = V::set1(TA ? A[k * lda + r] : A[r * lda + k]);
 #pragma GCC unroll 8
-      for (int v = 0; v < NV; ++v) acc[r][v] = V::fmadd(av, bv[v], acc[r][v]);
+      for (int v = 0; v < NV; ++v) acc[u][r][v] = V::fmadd(av, bv[v], acc[u][r][v]);
     }
+  };
+  int64_t k = 0;
+#pragma GCC unroll 2
+  for (; k + KU <= K; k += KU)
+#pragma GCC unroll 4
+    for (int u = 0; u < KU; ++u) step(u, k + u);
+  for (; k < K; ++k) step(0, k);
+  if constexpr (KU == 4) {
+#pragma GCC unroll 32
+    for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 8
+      for (int v = 0; v < NV; ++v)
+        acc[0][r][v] =
+            V::add(V::add(acc[0][r][v], acc[1][r][v]), V::add(acc[2][r][v], acc[3][r][v]));
+  } else if constexpr (KU == 2) {
+#pragma GCC unroll 32
+    for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 8
+      for (int v = 0; v < NV; ++v) acc[0][r][v] = V::add(acc[0][r][v], acc[1][r][v]);
   }
-  store_tile<MR, NV>(C, ldc, acc, MR, n, alpha, beta);
+  store_tile<MR, NV>(C, ldc, acc[0], MR, n, alpha, beta);
 }
 
 using DirectFn = void (*)(int64_t, const float*, int64_t, const float*, int64_t, float*, int64_t,
@@ -268,6 +304,53 @@ constexpr auto kDirectN =
     direct_table<false>(std::make_integer_sequence<int, Params::MRD * Params::NVD>());
 constexpr auto kDirectT =
     direct_table<true>(std::make_integer_sequence<int, Params::MRD * Params::NVD>());
+
+// One row (M = 1: a single observation through a layer) times B[K,N]: GEMV_NV vectors of
+// columns at a time (256 on AVX-512), so that B, the whole cost here, streams row after row
+// through the prefetchers instead of in 64-column strips. Every element is one FMA chain over k,
+// however the columns are chunked.
+template <int NV>
+void gemv_chunk(int64_t K, const float* a, int64_t sa, const float* B, int64_t ldb, float* c, int n,
+                float alpha, float beta) {
+  VT acc[1][NV];
+#pragma GCC unroll 16
+  for (int v = 0; v < NV; ++v) acc[0][v] = V::zero();
+  const typename V::Mask last = V::mask(n - (NV - 1) * W);
+  const bool full = n == NV * W;
+  for (int64_t k = 0; k < K; ++k) {
+    const VT av = V::set1(a[k * sa]);
+    const float* bk = B + k * ldb;
+#pragma GCC unroll 16
+    for (int v = 0; v < NV - 1; ++v) acc[0][v] = V::fmadd(av, V::load(bk + v * W), acc[0][v]);
+    const float* bl = bk + (NV - 1) * W;
+    VT bv;
+    if constexpr (V::kCheapMask) {
+      bv = V::loadm(bl, last);
+    } else {
+      bv = full ? V::load(bl) : V::loadm(bl, last);
+    }
+    acc[0][NV - 1] = V::fmadd(av, bv, acc[0][NV - 1]);
+  }
+  store_tile<1, NV>(c, 0, acc, 1, n, alpha, beta);
+}
+
+using GemvFn = void (*)(int64_t, const float*, int64_t, const float*, int64_t, float*, int, float,
+                        float);
+template <int... I>
+constexpr auto gemv_table(std::integer_sequence<int, I...>) {
+  return std::array<GemvFn, sizeof...(I)>{&gemv_chunk<I + 1>...};
+}
+constexpr auto kGemv = gemv_table(std::make_integer_sequence<int, Params::GEMV_NV>());
+
+void gemv_row(bool trans_a, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
+              const float* B, int64_t ldb, float beta, float* C) {
+  constexpr int NC = Params::GEMV_NV * W;
+  const int64_t sa = trans_a ? lda : 1;
+  for (int64_t j = 0; j < N; j += NC) {
+    const int n = static_cast<int>(imin(NC, N - j));
+    kGemv[(n + W - 1) / W - 1](K, A, sa, B + j, ldb, C + j, n, alpha, beta);
+  }
+}
 
 void direct_gemm(bool trans_a, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
                  int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
@@ -375,36 +458,107 @@ void dot_gemm(int64_t M, int64_t N, int64_t K, float alpha, const float* A, int6
     int njr = nj;
     for (int64_t j = 0; j < N;) {
       while (j + njr > N) njr /= 2;
-      kDot[lm * (kLogW + 1) + ilog2(njr)](K, A + i * lda, lda, Bt + j * ldbt, ldbt,
-                                           C + i * ldc + j, ldc, alpha, beta);
+      kDot[lm * (kLogW + 1) + ilog2(njr)](K, A + i * lda, lda, Bt + j * ldbt, ldbt, C + i * ldc + j,
+                                          ldc, alpha, beta);
       j += njr;
     }
     i += mi;
   }
 }
 
-// The unpacked path: picks the dot tile (A rows and B^T rows both contiguous along K) or the
-// direct tile (B rows contiguous along N); B is transposed into scratch (W x W blocks in
-// registers) when it is stored the other way and the transpose is cheap next to the work.
-void small(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
-           const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
-           int64_t ldc) {
-  const bool long_k = K >= Params::DOT_MIN_K;
-  const bool narrow_n = N < W / 2;
-  if (!trans_a && long_k && (narrow_n || (trans_b && M < Params::DOT_MAX_M))) {
-    if (trans_b) {
+// ---- version 5: interleaved dot for N = 2 or 4 with B contiguous ([K,N], ldb == N) -----------
+// A vector of B then holds W/N consecutive rows of B; the matching A values (A[i, k..k+W/N))
+// are loaded once and each repeated N times (V::dup<N>), so one FMA does W/N steps of k for all
+// N columns with no lane wasted and no transpose. At the end the lanes of one column
+// (lane % N == j) are summed (V::fold<N>). Used for the narrow value/policy heads.
+template <int NC, int MI>
+RLFT_GEMM_INLINE void ilv_rows(int64_t K, const float* __restrict A, int64_t lda,
+                               const float* __restrict B, float* C, int64_t ldc, float alpha,
+                               float beta) {
+  constexpr int P = W / NC;  // rows of B per vector
+  VT acc[MI];
+#pragma GCC unroll 8
+  for (int i = 0; i < MI; ++i) acc[i] = V::zero();
+  int64_t k = 0;
+  for (; k + P <= K; k += P) {
+    const VT bv = V::load(B + k * NC);
+#pragma GCC unroll 8
+    for (int i = 0; i < MI; ++i)
+      acc[i] = V::fmadd(V::template dup<NC>(A + i * lda + k), bv, acc[i]);
+  }
+  if (k < K) {
+    const int rem = static_cast<int>(K - k);
+    const VT bv = V::loadm(B + k * NC, V::mask(rem * NC));
+#pragma GCC unroll 8
+    for (int i = 0; i < MI; ++i)
+      acc[i] = V::fmadd(V::template dupm<NC>(A + i * lda + k, rem), bv, acc[i]);
+  }
+#pragma GCC unroll 8
+  for (int i = 0; i < MI; ++i) {
+    float s[NC];
+    V::template fold<NC>(acc[i], s);
+    float* c = C + i * ldc;
+    for (int j = 0; j < NC; ++j) c[j] = beta == 0.0f ? alpha * s[j] : alpha * s[j] + beta * c[j];
+  }
+}
+
+template <int NC>
+void ilv_gemm(int64_t M, int64_t K, float alpha, const float* A, int64_t lda, const float* B,
+              float beta, float* C, int64_t ldc) {
+  int64_t i = 0;
+  for (; i + 4 <= M; i += 4) ilv_rows<NC, 4>(K, A + i * lda, lda, B, C + i * ldc, ldc, alpha, beta);
+  for (; i < M; ++i) ilv_rows<NC, 1>(K, A + i * lda, lda, B, C + i * ldc, ldc, alpha, beta);
+}
+
+// Up to this many rows the dot tile beats transposing B [N,K] for the direct tile (measured on
+// Zen 4: the crossover is M ~ 16 at K = 64 and M ~ 64 at K = 256).
+RLFT_GEMM_INLINE int64_t dot_max_m(int64_t K) { return K / 4 > 8 ? K / 4 : 8; }
+
+// The unpacked path. The dot tile needs A rows and B^T rows contiguous along K (no trans_a);
+// it takes trans_b when M is small next to K (then the reduction at the end is cheap next to
+// the K/W FMAs per output, and transposing B for the direct tile would cost more than it
+// saves), and narrow N (vectors along N would be mostly empty), transposing B (K x N, N < W/2)
+// unless it is one contiguous column. Everything else takes the direct tile, with B transposed
+// into scratch when it is stored [N,K].
+// m_all: the rows of the whole problem when this call is one thread's share of it. The choice
+// of tile depends on it, not on M, so that every element is computed the same way whatever the
+// thread count (and the reductions of the dot tiles all follow one tree: V::hsum == hsum_w).
+void small(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+           int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc,
+           int64_t m_all) {
+  if (!trans_a && K >= Params::DOT_MIN_K) {
+    if (trans_b && (m_all <= dot_max_m(K) || N <= W / 2)) {
       dot_gemm(M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-    } else {  // Bt[j][p] = B[p][j]
-      float* Bt = gemm_detail::gemm_scratch(gemm_detail::kScratchT, N * K);
+      return;
+    }
+    if (!trans_b && N == 1 && ldb == 1) {  // the column is contiguous already
+      dot_gemm(M, N, K, alpha, A, lda, B, K, beta, C, ldc);
+      return;
+    }
+    if (!trans_b && ldb == N && (N == 2 || N == 4) && N < W && m_all <= 8) {
+      if (N == 2) {
+        ilv_gemm<2>(M, K, alpha, A, lda, B, beta, C, ldc);
+      } else {
+        ilv_gemm<4>(M, K, alpha, A, lda, B, beta, C, ldc);
+      }
+      return;
+    }
+    // A few rows and a short K: masked direct tiles beat a transpose of B.
+    if (!trans_b && N <= W / 2 && (m_all > 4 || K >= 128)) {
+      float* Bt = gemm_detail::gemm_scratch(gemm_detail::kScratchT, N * K);  // Bt[j][p] = B[p][j]
       transpose(B, ldb, K, N, Bt, K);
       dot_gemm(M, N, K, alpha, A, lda, Bt, K, beta, C, ldc);
+      return;
     }
-    return;
   }
-  if (trans_b) {  // Bn[p][j] = B[j][p]
-    float* Bn = gemm_detail::gemm_scratch(gemm_detail::kScratchT, K * N);
+  if (trans_b) {
+    float* Bn = gemm_detail::gemm_scratch(gemm_detail::kScratchT, K * N);  // Bn[p][j] = B[j][p]
     transpose(B, ldb, N, K, Bn, N);
     direct_gemm(trans_a, M, N, K, alpha, A, lda, Bn, N, beta, C, ldc);
+    return;
+  }
+  if (m_all == 1) {
+    gemv_row(trans_a, N, K, alpha, A, lda, B, ldb, beta, C);
     return;
   }
   direct_gemm(trans_a, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);

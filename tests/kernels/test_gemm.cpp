@@ -33,7 +33,10 @@ struct Mat {
   int64_t rows, cols, ld;
   std::vector<float> v;
   Mat(int64_t r, int64_t c, int64_t pad, std::mt19937& rng, float fill_nan = 0.0f)
-      : rows(r), cols(c), ld(c + pad), v(static_cast<size_t>(std::max<int64_t>(r * (c + pad), 1)), kSentinel) {
+      : rows(r),
+        cols(c),
+        ld(c + pad),
+        v(static_cast<size_t>(std::max<int64_t>(r * (c + pad), 1)), kSentinel) {
     std::uniform_real_distribution<float> u(-1.0f, 1.0f);
     for (int64_t i = 0; i < r; ++i)
       for (int64_t j = 0; j < c; ++j) v[i * ld + j] = fill_nan != 0.0f ? kNaN : u(rng);
@@ -87,7 +90,8 @@ class GemmIsa : public ::testing::TestWithParam<const char*> {
  protected:
   void SetUp() override {
     const std::string got = gemm_set_isa(GetParam());
-    if (got != GetParam()) GTEST_SKIP() << "this CPU cannot run " << GetParam() << " (best: " << got << ")";
+    if (got != GetParam())
+      GTEST_SKIP() << "this CPU cannot run " << GetParam() << " (best: " << got << ")";
   }
   void TearDown() override { gemm_set_isa(nullptr); }
 };
@@ -95,8 +99,8 @@ class GemmIsa : public ::testing::TestWithParam<const char*> {
 const bool kTrans[2] = {false, true};
 
 TEST_P(GemmIsa, OddSizesAllTransposes) {
-  const Shape shapes[] = {{1, 1, 1},    {7, 7, 7},     {33, 33, 33},  {1, 33, 7},
-                          {7, 1, 257},  {33, 257, 1},  {257, 7, 33},  {2, 3, 300},
+  const Shape shapes[] = {{1, 1, 1},     {7, 7, 7},    {33, 33, 33},   {1, 33, 7},
+                          {7, 1, 257},   {33, 257, 1}, {257, 7, 33},   {2, 3, 300},
                           {13, 65, 129}, {100, 17, 5}, {257, 257, 257}};
   uint32_t seed = 1;
   for (bool ta : kTrans)
@@ -107,13 +111,26 @@ TEST_P(GemmIsa, OddSizesAllTransposes) {
 // The shapes of RL MLPs (M = batch, K/N = widths, N = 1/2 for value/action heads): the
 // unpacked direct and dot tiles with their edge cases.
 TEST_P(GemmIsa, RlMlpShapes) {
-  const Shape shapes[] = {{1, 64, 4},   {64, 64, 4},   {512, 64, 4},  {1, 64, 64},  {64, 64, 64},
-                          {512, 2, 64}, {512, 1, 64},  {1, 2, 64},    {64, 256, 256},
-                          {1, 256, 256}, {512, 256, 256}, {64, 4, 512}, {3, 5, 17}};
+  const Shape shapes[] = {{1, 64, 4},     {64, 64, 4},   {512, 64, 4},    {1, 64, 64},
+                          {64, 64, 64},   {512, 2, 64},  {512, 1, 64},    {1, 2, 64},
+                          {64, 256, 256}, {1, 256, 256}, {512, 256, 256}, {64, 4, 512},
+                          {3, 5, 17}};
   uint32_t seed = 100;
   for (bool ta : kTrans)
     for (bool tb : kTrans)
       for (const Shape& s : shapes) check_gemm(ta, tb, s, 1.0f, 0.0f, 0, seed++);
+}
+
+// Narrow outputs (value heads N = 1, policy heads N = 2..8) at a few rows: the dot tile, the
+// interleaved dot (N = 2, 4 with B contiguous) and the masked direct tile, with every k tail.
+TEST_P(GemmIsa, NarrowOutputs) {
+  uint32_t seed = 150;
+  for (bool ta : kTrans)
+    for (bool tb : kTrans)
+      for (int64_t m : {1, 3, 4, 5, 8, 9, 64})
+        for (int64_t n : {1, 2, 3, 4, 7, 8})
+          for (int64_t k : {1, 5, 16, 33, 130})
+            check_gemm(ta, tb, {m, n, k}, 1.0f, 0.0f, 0, seed++);
 }
 
 // Shapes that take the packed path and cross its block boundaries: several K chunks, several
@@ -166,7 +183,9 @@ TEST_P(GemmIsa, StridesLargerThanRows) {
 // Determinism: each element is summed in the same order whatever the thread count, so 1 and 2
 // threads give the same bits (DESIGN.md: one seed fixes every number on the CPU).
 TEST_P(GemmIsa, SameBitsForAnyThreadCount) {
-  const Shape shapes[] = {{512, 256, 256}, {600, 700, 500}, {64, 64, 64}};
+  // Each path, and splits that leave a thread a ragged share (13 = 12 + 1 rows, 20 = 12 + 8).
+  const Shape shapes[] = {{512, 256, 256}, {600, 700, 500}, {64, 64, 64},
+                          {13, 100, 256},  {20, 2, 7000},   {100, 8, 400}};
   for (const Shape& s : shapes)
     for (bool tb : kTrans) {
       std::mt19937 rng(700);
@@ -174,9 +193,11 @@ TEST_P(GemmIsa, SameBitsForAnyThreadCount) {
       std::vector<float> c1(s.M * s.N), c2(s.M * s.N);
       const int saved = omp_get_max_threads();
       omp_set_num_threads(1);
-      gemm_f32(false, tb, s.M, s.N, s.K, 1.0f, A.data(), A.ld, B.data(), B.ld, 0.0f, c1.data(), s.N);
+      gemm_f32(false, tb, s.M, s.N, s.K, 1.0f, A.data(), A.ld, B.data(), B.ld, 0.0f, c1.data(),
+               s.N);
       omp_set_num_threads(2);
-      gemm_f32(false, tb, s.M, s.N, s.K, 1.0f, A.data(), A.ld, B.data(), B.ld, 0.0f, c2.data(), s.N);
+      gemm_f32(false, tb, s.M, s.N, s.K, 1.0f, A.data(), A.ld, B.data(), B.ld, 0.0f, c2.data(),
+               s.N);
       omp_set_num_threads(saved);
       EXPECT_EQ(c1, c2) << "M=" << s.M << " N=" << s.N << " K=" << s.K << " tb=" << tb;
     }
@@ -194,8 +215,8 @@ TEST_P(GemmIsa, InsideParallelRegion) {
   std::vector<std::vector<float>> out(2, std::vector<float>(s.M * s.N));
 #pragma omp parallel for num_threads(2)
   for (int t = 0; t < 2; ++t)
-    gemm_f32(false, false, s.M, s.N, s.K, 1.0f, A.data(), A.ld, B.data(), B.ld, 0.0f,
-             out[t].data(), s.N);
+    gemm_f32(false, false, s.M, s.N, s.K, 1.0f, A.data(), A.ld, B.data(), B.ld, 0.0f, out[t].data(),
+             s.N);
   for (int t = 0; t < 2; ++t)
     for (size_t i = 0; i < ref.size(); ++i)
       ASSERT_NEAR(out[t][i], ref[i], 1e-3) << "thread " << t << " element " << i;
@@ -275,8 +296,8 @@ void naive_f64(bool ta, bool tb, int64_t M, int64_t N, int64_t K, double alpha, 
 }
 
 TEST(GemmF64, MatchesLongDoubleLoop) {
-  const Shape shapes[] = {{1, 1, 1}, {7, 33, 257}, {33, 7, 1}, {64, 64, 64}, {130, 70, 300},
-                          {0, 3, 3}, {3, 3, 0}};
+  const Shape shapes[] = {{1, 1, 1},      {7, 33, 257}, {33, 7, 1}, {64, 64, 64},
+                          {130, 70, 300}, {0, 3, 3},    {3, 3, 0}};
   const double alphas[] = {1.0, -0.5};
   const double betas[] = {0.0, 0.25};
   std::mt19937 rng(1000);
