@@ -86,6 +86,7 @@ json::Value to_json(const PPOConfig& c) {
   json::Value v = json::Value::object();
   v.set("env_id", c.env_id);
   v.set("seed", int64_t(c.seed));
+  v.set("device", c.device);
   v.set("total_steps", c.total_steps);
   v.set("num_envs", c.num_envs);
   v.set("num_steps", c.num_steps);
@@ -120,6 +121,7 @@ json::Value to_json(const PPOConfig& c) {
 namespace {
 
 void validate(const PPOConfig& c) {
+  check_classic_control_device(c.device);
   RLFT_CHECK(c.num_envs > 0 && c.num_steps > 0, "ppo: num_envs and num_steps must be positive");
   RLFT_CHECK(c.total_steps >= c.num_envs * c.num_steps, "ppo: total_steps ", c.total_steps,
              " is less than one rollout (num_envs × num_steps = ", c.num_envs * c.num_steps, ")");

@@ -35,6 +35,7 @@ json::Value to_json(const ReinforceConfig& c) {
   json::Value v = json::Value::object();
   v.set("env_id", c.env_id);
   v.set("seed", int64_t(c.seed));
+  v.set("device", c.device);
   v.set("total_episodes", c.total_episodes);
   v.set("episodes_per_update", c.episodes_per_update);
   v.set("learning_rate", c.learning_rate);
@@ -50,6 +51,7 @@ json::Value to_json(const ReinforceConfig& c) {
 
 ReinforceResult train_reinforce(const ReinforceConfig& cfg, const std::string& run_dir,
                                 const std::function<bool(const ReinforceUpdate&)>& on_update) {
+  check_classic_control_device(cfg.device);
   RLFT_CHECK(cfg.total_episodes > 0 && cfg.episodes_per_update > 0,
              "reinforce: total_episodes and episodes_per_update must be positive");
   RLFT_CHECK(cfg.learning_rate > 0, "reinforce: learning_rate must be positive, got ", cfg.learning_rate);

@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <filesystem>
 
+#include "engine/dtype.h"
 #include "engine/error.h"
 #include "engine/fs.h"
 
@@ -40,6 +41,12 @@ std::string format_duration(double s) {
   else if (total >= 60) std::snprintf(buf, sizeof buf, "%ldm%02lds", total / 60, total % 60);
   else std::snprintf(buf, sizeof buf, "%lds", total);
   return buf;
+}
+
+void check_classic_control_device(const std::string& device) {
+  const Device d = Device::parse(device);
+  RLFT_CHECK(d.is_cpu(), "--device ", device, ": classic-control training runs on the CPU only (its 64-unit ",
+             "networks gain nothing from a GPU, and the engine's CUDA ops are not built yet)");
 }
 
 std::vector<int64_t> parse_sizes(const std::string& flag, const std::string& text) {

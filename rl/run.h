@@ -44,6 +44,11 @@ class Stopwatch {
 };
 std::string format_duration(double seconds);
 
+// Checks a --device value for the classic-control algorithms: "cpu" passes; "cuda[:N]" is an
+// error saying why (their networks are far too small for a GPU, and the CUDA backend has no
+// engine ops yet); anything else is an error naming the value.
+void check_classic_control_device(const std::string& device);
+
 // "64,64" → {64, 64}; anything but positive integers is an error naming `flag`.
 std::vector<int64_t> parse_sizes(const std::string& flag, const std::string& text);
 
