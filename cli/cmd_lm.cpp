@@ -1,7 +1,274 @@
-// rlft lm …: toy language models. Filled in by the GPT/SFT issue.
+// rlft lm pretrain|sft|sample|eval: toy language models (models/gpt.h, rl/llm/sft.h).
+//
+//   rlft lm sft --task arith --model micro --steps 3000 --name arith-micro
+//   rlft lm sample --run runs/arith-micro --prompt "37+45=" --n 4
+//   rlft lm eval --run runs/arith-micro            (test split: greedy and sampled)
+#include <cstdio>
+#include <string>
+
+#include "cli/args.h"
 #include "cli/commands.h"
-#include "engine/error.h"
+#include "engine/fs.h"
+#include "models/generate.h"
+#include "rl/llm/lm.h"
+#include "rl/llm/sft.h"
+#include "rl/llm/tasks/arith.h"
+#include "rl/llm/tasks/task.h"
+#include "rl/run.h"
 
 namespace rlft::cli {
-int run_lm(int, char**, int) { throw Error("rlft lm: the language-model commands are not implemented yet"); }
+
+namespace {
+
+const char* kLmUsage =
+    "usage: rlft lm <pretrain|sft|sample|eval> [options]   (each lists its options with --help)\n"
+    "\n"
+    "  pretrain   train a GPT on a task's text (loss on every token)\n"
+    "  sft        supervised fine-tuning (loss on the response tokens only)\n"
+    "  sample     sample completions of a prompt from a trained run\n"
+    "  eval       measure a run on a task's test split (greedy and sampled)\n";
+
+void check_device(const std::string& device) {
+  if (device.rfind("cuda", 0) == 0)
+    throw Error(str("--device ", device,
+                    ": the engine has no CUDA backend for its ops yet; use --device cpu"));
+  RLFT_CHECK(Device::parse(device).is_cpu(), "--device: expected cpu, got '", device, "'");
+}
+
+// "a op b=" with operands of digits: what arith can judge.
+bool well_formed_arith(const std::string& p) {
+  try {
+    llm::ArithTask::answer(p);
+    return true;
+  } catch (const Error&) {
+    return false;
+  }
+}
+
+int run_train(int argc, char** argv, int first, const std::string& mode) {
+  llm::SFTConfig c;
+  c.mode = mode;
+  Args a("rlft lm " + mode,
+         mode == "sft"
+             ? "Supervised fine-tuning of a GPT: next-token cross-entropy on the response tokens."
+             : "Pretraining of a GPT: next-token cross-entropy on every token of the task's text.");
+  a.add("--task", &c.task.task, "task: arith, reviews or text");
+  a.add("--data-seed", &c.task.data_seed, "seed of the task's data and split");
+  a.add("--ops", &c.task.ops, "arith: operators, any of + - *");
+  a.add("--digits", &c.task.digits, "arith: operand digits (1 to 3)");
+  a.add("--train-size", &c.task.train_size, "arith, reviews: at most this many train examples");
+  a.add("--eval-size", &c.task.eval_size, "examples in each of validation and test");
+  a.add("--data", &c.task.data, "text: a UTF-8 file");
+  a.add("--chunk", &c.task.chunk, "text: characters per example");
+  a.add("--tokenizer", &c.tokenizer, "char (from the task's alphabet) or byte");
+  a.add("--model", &c.model, "nano, micro or mini");
+  a.add("--n-layer", &c.n_layer, "blocks (0: the model's)");
+  a.add("--n-head", &c.n_head, "attention heads (0: the model's)");
+  a.add("--n-embd", &c.n_embd, "width C (0: the model's)");
+  a.add("--block-size", &c.block_size, "context length (0: the model's)");
+  a.add("--dropout", &c.dropout, "dropout probability");
+  a.add("--tie-weights", &c.tie_weights, "tie the LM head to the token embedding");
+  a.add("--init-from", &c.init_from, "start from this run's (or checkpoint's) weights");
+  a.add("--steps", &c.steps, "optimizer steps");
+  a.add("--batch", &c.batch, "sequences per step");
+  a.add("--lr", &c.lr, "peak learning rate");
+  a.add("--min-lr-ratio", &c.min_lr_ratio, "cosine floor as a fraction of --lr");
+  a.add("--warmup", &c.warmup, "linear warmup steps");
+  a.add("--weight-decay", &c.weight_decay, "AdamW weight decay (matrices and embeddings only)");
+  a.add("--beta1", &c.beta1, "AdamW beta1");
+  a.add("--beta2", &c.beta2, "AdamW beta2");
+  a.add("--grad-clip", &c.grad_clip, "max global gradient norm (0: off)");
+  a.add("--log-every", &c.log_every, "progress line and metrics every N steps");
+  a.add("--eval-every", &c.eval_every, "validation every N steps");
+  a.add("--eval-examples", &c.eval_examples, "validation examples for loss and accuracy");
+  a.add("--eval-generate", &c.eval_generate,
+        "validation prompts sampled greedily for the task's metrics (0: off)");
+  a.add("--checkpoint-every", &c.checkpoint_every, "checkpoint every N steps");
+  a.add("--out-dir", &c.out_dir, "parent directory of runs");
+  a.add("--name", &c.name, "run name (default <task>-<mode>-<model>)");
+  a.add("--seed", &c.seed, "seed of initialisation, batches and dropout");
+  a.add("--device", &c.device, "cpu");
+  a.add("--resume", &c.resume, "continue the run from its checkpoint");
+  a.add("--stop-after", &c.stop_after, "stop after N steps of this invocation (0: run to --steps)");
+  a.add("--quiet", &c.quiet, "no progress lines");
+  if (!a.parse(argc, argv, first)) return 0;
+  check_device(c.device);
+  const llm::SFTResult r = llm::train_sft(c);
+  std::printf("done: %lld steps in %.1f s; validation loss %.4f, token accuracy %.4f",
+              (long long)r.step, r.seconds, r.val_loss, r.val_accuracy);
+  for (const auto& [k, v] : r.val_metrics) std::printf(", %s %.4f", k.c_str(), v);
+  std::printf("\nrun: %s\n", r.run_dir.c_str());
+  return 0;
+}
+
+int run_sample(int argc, char** argv, int first) {
+  std::string run, prompt, device = "cpu";
+  int64_t n = 4;
+  models::SamplingConfig sc;
+  sc.temperature = 0.8;
+  sc.top_k = 40;
+  sc.top_p = 0.95;
+  uint64_t seed = 0;
+  Args a("rlft lm sample", "Sample completions of a prompt from a trained run (BOS is prepended).");
+  a.add("--run", &run, "run directory or checkpoint file");
+  a.add("--prompt", &prompt, "prompt text (may be empty)");
+  a.add("--n", &n, "number of samples");
+  a.add("--temperature", &sc.temperature, "softmax temperature");
+  a.add("--top-k", &sc.top_k, "keep the k most likely tokens (0: all)");
+  a.add("--top-p", &sc.top_p, "nucleus mass (1: all)");
+  a.add("--greedy", &sc.greedy, "argmax decoding");
+  a.add("--max-new-tokens", &sc.max_new_tokens, "tokens per sample at most (cut to the context)");
+  a.add("--seed", &seed, "sampling seed");
+  a.add("--device", &device, "cpu");
+  if (!a.parse(argc, argv, first)) return 0;
+  check_device(device);
+  RLFT_CHECK(!run.empty(), "rlft lm sample: --run is required");
+  RLFT_CHECK(n > 0, "--n must be positive, got ", n);
+  const llm::LoadedModel lm = llm::load_model(run);
+  const std::vector<std::string> prompts(size_t(n), prompt);
+  const int64_t asked = sc.max_new_tokens;
+  sc = llm::clamp_to_context(sc, *lm.model, lm.tokenizer, prompts);
+  if (sc.max_new_tokens < asked && a.given("--max-new-tokens"))
+    std::fprintf(stderr, "note: --max-new-tokens cut to %lld (the model's context is %lld)\n",
+                 (long long)sc.max_new_tokens, (long long)lm.model->config().block_size);
+  Generator gen(seed);
+  const std::vector<std::string> responses =
+      llm::sample_responses(*lm.model, lm.tokenizer, prompts, sc, gen);
+  // Judge the samples when the run's task can do so without files (arith, reviews).
+  std::unique_ptr<llm::Task> task;
+  if (!lm.run_config.is_null()) {
+    const llm::SFTConfig rc = llm::sft_config_from_json(lm.run_config);
+    if (rc.task.task == "reviews" || (rc.task.task == "arith" && well_formed_arith(prompt)))
+      task = llm::make_task(rc.task);
+  }
+  for (size_t i = 0; i < responses.size(); ++i) {
+    std::printf("[%zu] %s%s", i, prompt.c_str(), responses[i].c_str());
+    if (task)
+      for (const auto& [k, v] : task->sample_metrics({prompt}, {responses[i]}))
+        std::printf("   (%s %.3g)", k.c_str(), v);
+    std::printf("\n");
+  }
+  return 0;
+}
+
+int run_eval(int argc, char** argv, int first) {
+  std::string run, task_name, split_name = "test", device = "cpu";
+  int64_t n = 0, show = 5, per_prompt = 1;
+  models::SamplingConfig sampled;
+  sampled.max_new_tokens = 0;
+  uint64_t seed = 0;
+  Args a("rlft lm eval",
+         "Measure a run on a task split: loss and token accuracy, and the task's sample metrics "
+         "(arith exact match; reviews grammaticality and sentiment) of greedy and of sampled "
+         "responses.");
+  a.add("--run", &run, "run directory or checkpoint file");
+  a.add("--task", &task_name, "task (default: the run's, with its data options)");
+  a.add("--split", &split_name, "train, validation or test");
+  a.add("--n", &n, "at most this many examples and prompts (0: all)");
+  a.add("--temperature", &sampled.temperature, "sampled decoding: temperature");
+  a.add("--top-k", &sampled.top_k, "sampled decoding: top-k (0: all)");
+  a.add("--top-p", &sampled.top_p, "sampled decoding: nucleus mass (1: all)");
+  a.add("--max-new-tokens", &sampled.max_new_tokens,
+        "tokens per response at most (0: 1.5x the longest reference)");
+  a.add("--samples-per-prompt", &per_prompt, "sampled decoding: responses per prompt");
+  a.add("--seed", &seed, "sampling seed");
+  a.add("--show", &show, "print this many greedy and sampled examples");
+  a.add("--device", &device, "cpu");
+  if (!a.parse(argc, argv, first)) return 0;
+  check_device(device);
+  RLFT_CHECK(!run.empty(), "rlft lm eval: --run is required");
+  RLFT_CHECK(n >= 0, "--n must be >= 0, got ", n);
+  RLFT_CHECK(per_prompt > 0, "--samples-per-prompt must be positive, got ", per_prompt);
+  const llm::Split split = llm::parse_split(split_name);
+  const llm::LoadedModel lm = llm::load_model(run);
+  const llm::SFTConfig rc =
+      lm.run_config.is_null() ? llm::SFTConfig{} : llm::sft_config_from_json(lm.run_config);
+  llm::TaskConfig tc = rc.task;
+  if (!task_name.empty()) tc.task = task_name;
+  const std::unique_ptr<llm::Task> task = llm::make_task(tc);
+  const std::vector<llm::Example>& examples = task->examples(split);
+  const size_t limit = n > 0 ? size_t(n) : examples.size();
+  const rl::Stopwatch clock;
+
+  json::Value report = json::Value::object();
+  report.set("checkpoint", lm.path);
+  report.set("step", lm.step);
+  report.set("task", task->name());
+  report.set("split", llm::split_name(split));
+  const llm::LossStats ls =
+      llm::evaluate_loss(*lm.model, lm.tokenizer, examples, limit, rc.mode == "sft");
+  report.set("loss", ls.loss);
+  report.set("token_accuracy", ls.accuracy);
+  std::printf("%s on %s/%s (%zu examples, %s targets): loss %.4f nats/token, token accuracy %.4f\n",
+              lm.path.c_str(), task->name().c_str(), llm::split_name(split),
+              std::min(limit, examples.size()), rc.mode == "sft" ? "response" : "all", ls.loss,
+              ls.accuracy);
+  if (!task->sample_metrics({}, {}).empty()) {
+    std::vector<std::string> prompts = task->prompts(split);
+    if (prompts.size() > limit) prompts.resize(limit);
+    models::SamplingConfig greedy;
+    greedy.greedy = true;
+    greedy.max_new_tokens = sampled.max_new_tokens > 0
+                                ? sampled.max_new_tokens
+                                : llm::response_budget(lm.tokenizer, examples, limit);
+    greedy = llm::clamp_to_context(greedy, *lm.model, lm.tokenizer, prompts);
+    sampled.max_new_tokens = greedy.max_new_tokens;
+    std::vector<std::string> repeated;
+    for (const std::string& p : prompts)
+      for (int64_t k = 0; k < per_prompt; ++k) repeated.push_back(p);
+    for (const bool is_greedy : {true, false}) {
+      const models::SamplingConfig& sc = is_greedy ? greedy : sampled;
+      const std::vector<std::string>& ps = is_greedy ? prompts : repeated;
+      Generator gen(seed);
+      const std::vector<std::string> responses =
+          llm::sample_responses(*lm.model, lm.tokenizer, ps, sc, gen);
+      if (is_greedy)
+        std::printf("greedy on %zu prompts:", ps.size());
+      else
+        std::printf(
+            "sampled (temperature %g, top-k %lld, top-p %g) on %zu prompts × %lld:", sc.temperature,
+            (long long)sc.top_k, sc.top_p, prompts.size(), (long long)per_prompt);
+      const llm::SampleMetrics m = task->sample_metrics(ps, responses);
+      const std::string key = is_greedy ? "greedy_" : "sampled_";
+      for (const auto& [k, v] : m) {
+        std::printf("  %s %.4f", k.c_str(), v);
+        report.set(key + k, v);
+      }
+      report.set(key + "samples", int64_t(ps.size()));
+      std::printf("\n");
+      for (int64_t i = 0; i < show && size_t(i) < ps.size(); ++i) {
+        const size_t j = is_greedy ? size_t(i) : size_t(i) * size_t(per_prompt);  // one per prompt
+        if (j >= ps.size()) break;
+        std::printf("    %s%s  ", ps[j].c_str(), responses[j].c_str());
+        for (const auto& [k, v] : task->sample_metrics({ps[j]}, {responses[j]}))
+          std::printf(" (%s %.3g)", k.c_str(), v);
+        std::printf("\n");
+      }
+    }
+    report.set("sampled_temperature", sampled.temperature);
+  }
+  report.set("seconds", clock.seconds());
+  if (fs::exists(run + "/checkpoint.safetensors")) {
+    const std::string out = run + "/eval_" + llm::split_name(split) + ".json";
+    fs::atomic_write_file(out, report.dump(2) + "\n");
+    std::printf("wrote %s\n", out.c_str());
+  }
+  return 0;
+}
+
+}  // namespace
+
+int run_lm(int argc, char** argv, int first) {
+  if (argc <= first || std::string(argv[first]) == "--help" || std::string(argv[first]) == "-h") {
+    std::fputs(kLmUsage, stdout);
+    return 0;
+  }
+  const std::string sub = argv[first];
+  if (sub == "pretrain" || sub == "sft") return run_train(argc, argv, first + 1, sub);
+  if (sub == "sample") return run_sample(argc, argv, first + 1);
+  if (sub == "eval") return run_eval(argc, argv, first + 1);
+  throw Error(
+      str("rlft lm: unknown subcommand '", sub, "' (expected pretrain, sft, sample or eval)"));
+}
+
 }  // namespace rlft::cli

@@ -20,7 +20,9 @@ const char* kUsage =
     "  train ppo|reinforce        train on a classic-control environment (CartPole, Pendulum, LunarLander)\n"
     "  eval --run runs/<name>     play episodes with a trained policy and report the return\n"
     "  plot runs/<name>           draw the run's learning curve (return.svg)\n"
-    "  lm pretrain|sft|sample|eval  toy language models (GPT on the engine)\n";
+    "  lm pretrain|sft|sample|eval  toy language models (GPT on the engine)\n"
+    "  lm prefs|rm|dpo|rrhf|ppo   RLHF: preference data, reward model, DPO, RRHF, PPO-RLHF\n"
+    "  lm grpo|dr-grpo|dapo|gspo|gspo-token|dcpo|rloo  group-relative RL on verifiable rewards\n";
 
 }  // namespace
 
@@ -38,6 +40,15 @@ int main(int argc, char** argv) {
     if (cmd == "train") return rlft::cli::run_train(argc, argv, 2);
     if (cmd == "eval") return rlft::cli::run_policy_eval(argc, argv, 2);
     if (cmd == "plot") return rlft::cli::run_curve_plot(argc, argv, 2);
+    if (cmd == "lm" && argc > 2) {
+      // RLHF (cli/cmd_rlhf.cpp) and group-relative RL (cli/cmd_group_rl.cpp) subcommands;
+      // pretrain/sft/sample/eval go to cli/cmd_lm.cpp.
+      const std::string sub = argv[2];
+      for (const char* s : {"prefs", "rm", "dpo", "rrhf", "ppo"})
+        if (sub == s) return rlft::cli::run_rlhf(sub, argc, argv, 3);
+      for (const char* s : {"grpo", "dr-grpo", "dapo", "gspo", "gspo-token", "dcpo", "rloo"})
+        if (sub == s) return rlft::cli::run_group_rl(sub, argc, argv, 3);
+    }
     if (cmd == "lm") return rlft::cli::run_lm(argc, argv, 2);
     throw rlft::Error(rlft::str("unknown command '", cmd, "' (see rlft --help)"));
   } catch (const rlft::Error& e) {

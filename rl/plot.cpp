@@ -17,11 +17,20 @@ std::string escape(const std::string& s) {
   std::string o;
   for (char c : s) {
     switch (c) {
-      case '<': o += "&lt;"; break;
-      case '>': o += "&gt;"; break;
-      case '&': o += "&amp;"; break;
-      case '"': o += "&quot;"; break;
-      default: o += c;
+      case '<':
+        o += "&lt;";
+        break;
+      case '>':
+        o += "&gt;";
+        break;
+      case '&':
+        o += "&amp;";
+        break;
+      case '"':
+        o += "&quot;";
+        break;
+      default:
+        o += c;
     }
   }
   return o;
@@ -31,12 +40,15 @@ std::string fmt(double v) {
   char buf[32];
   if (v == 0) return "0";
   const double a = std::abs(v);
-  if (a >= 1e5 || a < 1e-3) std::snprintf(buf, sizeof buf, "%.3g", v);
-  else std::snprintf(buf, sizeof buf, "%.6g", v);
+  if (a >= 1e5 || a < 1e-3)
+    std::snprintf(buf, sizeof buf, "%.3g", v);
+  else
+    std::snprintf(buf, sizeof buf, "%.6g", v);
   return buf;
 }
 
-const char* kColors[] = {"#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf"};
+const char* kColors[] = {"#1f77b4", "#d62728", "#2ca02c", "#ff7f0e",
+                         "#9467bd", "#8c564b", "#e377c2", "#17becf"};
 
 }  // namespace
 
@@ -55,13 +67,16 @@ std::vector<double> nice_ticks(double lo, double hi, int target) {
   return t;
 }
 
-std::string line_plot_svg(const std::string& title, const std::string& x_label, const std::string& y_label,
-                          const std::vector<Series>& series, const PlotOptions& o) {
+std::string line_plot_svg(const std::string& title, const std::string& x_label,
+                          const std::string& y_label, const std::vector<Series>& series,
+                          const PlotOptions& o) {
   for (const Series& s : series)
-    RLFT_CHECK(s.x.size() == s.y.size(), "plot: series '", s.name, "' has ", s.x.size(), " x values but ", s.y.size(),
-               " y values");
+    RLFT_CHECK(s.x.size() == s.y.size(), "plot: series '", s.name, "' has ", s.x.size(),
+               " x values but ", s.y.size(), " y values");
   auto ty = [&](double y) { return o.log_y ? std::log10(y) : y; };
-  auto usable = [&](double x, double y) { return std::isfinite(x) && std::isfinite(y) && (!o.log_y || y > 0); };
+  auto usable = [&](double x, double y) {
+    return std::isfinite(x) && std::isfinite(y) && (!o.log_y || y > 0);
+  };
   double x0 = std::numeric_limits<double>::infinity(), x1 = -x0, y0 = x0, y1 = -x0;
   for (const Series& s : series)
     for (size_t i = 0; i < s.x.size(); ++i)
@@ -85,13 +100,15 @@ std::string line_plot_svg(const std::string& title, const std::string& x_label, 
   auto py = [&](double y) { return top + (1 - (y - y0) / (y1 - y0)) * ph; };
   char buf[256];
   std::string svg;
-  std::snprintf(buf, sizeof buf,
-                "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" viewBox=\"0 0 %d %d\" "
-                "font-family=\"sans-serif\" font-size=\"12\">\n",
-                o.width, o.height, o.width, o.height);
+  std::snprintf(
+      buf, sizeof buf,
+      "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" viewBox=\"0 0 %d %d\" "
+      "font-family=\"sans-serif\" font-size=\"12\">\n",
+      o.width, o.height, o.width, o.height);
   svg += buf;
   svg += "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n";
-  std::snprintf(buf, sizeof buf, "<text x=\"%.1f\" y=\"24\" text-anchor=\"middle\" font-size=\"15\">", W / 2);
+  std::snprintf(buf, sizeof buf,
+                "<text x=\"%.1f\" y=\"24\" text-anchor=\"middle\" font-size=\"15\">", W / 2);
   svg += buf + escape(title) + "</text>\n";
 
   // Grid, ticks and tick labels.
@@ -120,17 +137,23 @@ std::string line_plot_svg(const std::string& title, const std::string& x_label, 
                   left, py(t), left + pw, py(t), left - 6, py(t) + 4);
     svg += buf + fmt(o.log_y ? std::pow(10.0, t) : t) + "</text>\n";
   }
-  std::snprintf(buf, sizeof buf, "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"none\" stroke=\"#333\"/>\n",
+  std::snprintf(buf, sizeof buf,
+                "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"none\" "
+                "stroke=\"#333\"/>\n",
                 left, top, pw, ph);
   svg += buf;
-  std::snprintf(buf, sizeof buf, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">", left + pw / 2, H - 14);
+  std::snprintf(buf, sizeof buf, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">",
+                left + pw / 2, H - 14);
   svg += buf + escape(x_label) + "</text>\n";
-  std::snprintf(buf, sizeof buf, "<text transform=\"translate(18,%.1f) rotate(-90)\" text-anchor=\"middle\">",
+  std::snprintf(buf, sizeof buf,
+                "<text transform=\"translate(18,%.1f) rotate(-90)\" text-anchor=\"middle\">",
                 top + ph / 2);
   svg += buf + escape(y_label + (o.log_y ? " (log)" : "")) + "</text>\n";
   if (empty) {
-    std::snprintf(buf, sizeof buf, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\" fill=\"#888\">no data</text>\n",
-                  left + pw / 2, top + ph / 2);
+    std::snprintf(
+        buf, sizeof buf,
+        "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\" fill=\"#888\">no data</text>\n",
+        left + pw / 2, top + ph / 2);
     svg += buf;
   }
 
@@ -141,8 +164,8 @@ std::string line_plot_svg(const std::string& title, const std::string& x_label, 
     std::vector<std::pair<double, double>> run;
     auto flush = [&]() {
       if (run.size() == 1) {
-        std::snprintf(buf, sizeof buf, "<circle cx=\"%.2f\" cy=\"%.2f\" r=\"2.5\" fill=\"%s\"/>\n", run[0].first,
-                      run[0].second, color);
+        std::snprintf(buf, sizeof buf, "<circle cx=\"%.2f\" cy=\"%.2f\" r=\"2.5\" fill=\"%s\"/>\n",
+                      run[0].first, run[0].second, color);
         svg += buf;
       } else if (run.size() > 1) {
         svg += "<polyline fill=\"none\" stroke-width=\"1.6\" stroke=\"";
@@ -157,16 +180,19 @@ std::string line_plot_svg(const std::string& title, const std::string& x_label, 
       run.clear();
     };
     for (size_t i = 0; i < s.x.size(); ++i) {
-      if (usable(s.x[i], s.y[i])) run.emplace_back(px(s.x[i]), py(ty(s.y[i])));
-      else flush();
+      if (usable(s.x[i], s.y[i]))
+        run.emplace_back(px(s.x[i]), py(ty(s.y[i])));
+      else
+        flush();
     }
     flush();
     // Legend entry, top right inside the frame.
     const double ly = top + 14 + 16 * double(k), lx = left + pw - 150;
-    std::snprintf(buf, sizeof buf,
-                  "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" stroke-width=\"2.5\"/>"
-                  "<text x=\"%.1f\" y=\"%.1f\">",
-                  lx, ly - 4, lx + 22, ly - 4, color, lx + 28, ly);
+    std::snprintf(
+        buf, sizeof buf,
+        "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" stroke-width=\"2.5\"/>"
+        "<text x=\"%.1f\" y=\"%.1f\">",
+        lx, ly - 4, lx + 22, ly - 4, color, lx + 28, ly);
     svg += buf + escape(s.name) + "</text>\n";
   }
   svg += "</svg>\n";
@@ -174,7 +200,8 @@ std::string line_plot_svg(const std::string& title, const std::string& x_label, 
 }
 
 void write_line_plot(const std::string& path, const std::string& title, const std::string& x_label,
-                     const std::string& y_label, const std::vector<Series>& series, const PlotOptions& options) {
+                     const std::string& y_label, const std::vector<Series>& series,
+                     const PlotOptions& options) {
   fs::atomic_write_file(path, line_plot_svg(title, x_label, y_label, series, options));
 }
 

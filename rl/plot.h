@@ -26,13 +26,15 @@ struct PlotOptions {
 };
 
 // The SVG document as text.
-std::string line_plot_svg(const std::string& title, const std::string& x_label, const std::string& y_label,
-                          const std::vector<Series>& series, const PlotOptions& options = {});
+std::string line_plot_svg(const std::string& title, const std::string& x_label,
+                          const std::string& y_label, const std::vector<Series>& series,
+                          const PlotOptions& options = {});
 
 // Writes line_plot_svg(...) to `path` atomically. Mismatched x/y lengths are an rlft::Error
 // naming the series.
 void write_line_plot(const std::string& path, const std::string& title, const std::string& x_label,
-                     const std::string& y_label, const std::vector<Series>& series, const PlotOptions& options = {});
+                     const std::string& y_label, const std::vector<Series>& series,
+                     const PlotOptions& options = {});
 
 // Tick positions covering [lo, hi] at a 1/2/5 × 10^k step, about `target` of them.
 std::vector<double> nice_ticks(double lo, double hi, int target = 6);

@@ -1,6 +1,9 @@
 // Helpers shared by the test binaries.
 #pragma once
 
+#include <unistd.h>
+
+#include <filesystem>
 #include <string>
 
 #include "engine/error.h"
@@ -17,5 +20,17 @@ std::string error_of(Fn&& fn) {
   }
   return "<no error>";
 }
+
+#ifdef RLFT_BINARY_DIR
+// A fresh directory <build>/test_tmp/<name>-<pid>. The process id keeps apart the test
+// processes that ctest runs in parallel (each test is its own process, and suite fixtures
+// that train a model once per process would otherwise delete each other's files).
+inline std::string temp_dir(const std::string& name) {
+  const std::string d = std::string(RLFT_BINARY_DIR) + "/test_tmp/" + name + "-" + std::to_string(::getpid());
+  std::filesystem::remove_all(d);
+  std::filesystem::create_directories(d);
+  return d;
+}
+#endif
 
 }  // namespace rlft::testing

@@ -1,0 +1,76 @@
+// rlft lm grpo|dr-grpo|dapo|gspo|gspo-token|dcpo|rloo: group-relative RL with verifiable rewards
+// (rl/llm/group_rl.h) from an SFT run on the arith task.
+//
+//   rlft lm sft --task arith --model nano --steps 600 --lr 3e-3 --name arith-nano
+//   rlft lm grpo --init runs/arith-nano --steps 50 --name grpo-arith
+//   rlft lm eval --run runs/grpo-arith
+//
+// Each algorithm's flags default to its paper's values (--help shows them).
+#include <cstdio>
+#include <string>
+
+#include "cli/args.h"
+#include "cli/commands.h"
+#include "rl/llm/group_rl.h"
+
+namespace rlft::cli {
+
+int run_group_rl(const std::string& algo, int argc, char** argv, int first) {
+  llm::GroupRLConfig c = llm::group_rl_defaults(algo);
+  Args a("rlft lm " + algo,
+         "Group-relative RL with a verifiable reward (" + algo +
+             ", ALGORITHMS.md §7–11) from an SFT run; the task and its data options come from the "
+             "--init run.");
+  a.add("--init", &c.init, "SFT run directory (or checkpoint) to start from (required)");
+  a.add("--train-prompts", &c.train_prompts, "use only the first N train prompts (0: all)");
+  a.add("--prompts", &c.prompts, "distinct prompts per update step");
+  a.add("--group", &c.group_size, "G: responses sampled per prompt");
+  a.add("--max-new-tokens", &c.max_new_tokens, "response budget L_max (0: from the task)");
+  a.add("--temperature", &c.temperature, "sampling temperature");
+  a.add("--reward-correct", &c.reward_correct, "reward of a correct answer");
+  a.add("--reward-wrong", &c.reward_wrong, "reward of a wrong answer");
+  a.add("--format-reward", &c.format_reward, "added when the response is an integer then EOS");
+  a.add("--epsilon", &c.epsilon, "lower clip range eps_low (ratio >= 1 - eps)");
+  a.add("--epsilon-high", &c.epsilon_high, "upper clip range eps_high (ratio <= 1 + eps_high)");
+  a.add("--dual-clip", &c.dual_clip, "dual-clip constant c > 1 for A < 0 (0: off)");
+  a.add("--ratio-level", &c.ratio_level, "token, sequence (GSPO) or sequence_token (GSPO-token)");
+  a.add("--aggregation", &c.aggregation,
+        "token_mean, seq_mean_token_mean, seq_mean_token_sum, constant_norm or only_token_mean");
+  a.add("--beta", &c.beta, "KL coefficient (k3 in the loss, or k1 in the reward)");
+  a.add("--kl", &c.kl, "KL placement: none, loss_k3 or reward_k1");
+  a.add("--scale-by-std", &c.scale_by_std, "divide group advantages by their std + 1e-6");
+  a.add("--dynamic-sampling", &c.dynamic_sampling, "drop groups with all-equal rewards, resample");
+  a.add("--max-extra-rounds", &c.max_extra_rounds,
+        "dynamic sampling: extra rounds per step at most");
+  a.add("--overlong-shaping", &c.overlong_shaping, "DAPO's soft overlong punishment");
+  a.add("--overlong-max", &c.overlong_max, "L_max of the shaping (0: --max-new-tokens)");
+  a.add("--overlong-cache", &c.overlong_cache, "L_cache of the shaping (tokens)");
+  a.add("--dcpo-r-max", &c.dcpo_r_max, "DCPO: cap of the dynamic ratio bounds");
+  a.add("--steps", &c.steps, "update steps (rollouts)");
+  a.add("--minibatches", &c.minibatches, "optimizer steps per rollout per epoch");
+  a.add("--epochs", &c.epochs, "passes over each rollout");
+  a.add("--lr", &c.lr, "AdamW learning rate (constant)");
+  a.add("--weight-decay", &c.weight_decay, "AdamW decoupled weight decay");
+  a.add("--beta1", &c.beta1, "AdamW beta1");
+  a.add("--beta2", &c.beta2, "AdamW beta2");
+  a.add("--grad-clip", &c.grad_clip, "max global gradient norm (0: off)");
+  a.add("--eval-every", &c.eval_every, "greedy validation accuracy every N steps (0: at the end)");
+  a.add("--eval-prompts", &c.eval_prompts, "validation prompts for eval accuracy (0: none)");
+  a.add("--out-dir", &c.out_dir, "parent directory of runs");
+  a.add("--name", &c.name, "run name (default <algo>-<init run>)");
+  a.add("--seed", &c.seed, "seed of prompt order, sampling and minibatch shuffles");
+  a.add("--quiet", &c.quiet, "no progress lines");
+  if (!a.parse(argc, argv, first)) return 0;
+  RLFT_CHECK(!c.init.empty(), "rlft lm ", algo, ": --init <SFT run> is required");
+  const llm::GroupRLResult r = llm::train_group_rl(c);
+  std::printf("done: %lld steps in %.1f s; reward %.4f -> %.4f (sampled, train prompts)",
+              (long long)r.steps, r.seconds, r.reward_mean.empty() ? 0.0 : r.reward_mean.front(),
+              r.reward_mean.empty() ? 0.0 : r.reward_mean.back());
+  if (r.eval_accuracy_start >= 0)
+    std::printf("; greedy validation accuracy %.4f -> %.4f", r.eval_accuracy_start,
+                r.eval_accuracy_end);
+  std::printf("\nrun: %s\n", r.run_dir.c_str());
+  return 0;
+}
+
+}  // namespace rlft::cli

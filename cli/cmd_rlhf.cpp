@@ -1,0 +1,200 @@
+// rlft lm prefs|rm|dpo|rrhf|ppo: the RLHF pipeline on the toy language models (docs/rlhf.md).
+//
+//   rlft lm sft   --task reviews --model nano --name reviews-sft
+//   rlft lm prefs --run runs/reviews-sft --task reviews --pairs 2000 --out runs/prefs.jsonl
+//   rlft lm rm    --prefs runs/prefs.jsonl --init runs/reviews-sft --name reviews-rm
+//   rlft lm dpo   --prefs runs/prefs.jsonl --init runs/reviews-sft --beta 0.1
+//   rlft lm rrhf  --init runs/reviews-sft --reward-model runs/reviews-rm
+//   rlft lm ppo   --init runs/reviews-sft --reward-model runs/reviews-rm
+#include <cstdio>
+#include <string>
+
+#include "cli/args.h"
+#include "cli/commands.h"
+#include "engine/error.h"
+#include "rl/llm/dpo.h"
+#include "rl/llm/ppo_rlhf.h"
+#include "rl/llm/reward_model.h"
+#include "rl/llm/rlhf_data.h"
+#include "rl/llm/rrhf.h"
+
+namespace rlft::cli {
+
+namespace {
+
+int run_prefs(int argc, char** argv, int first) {
+  llm::PrefsConfig c;
+  Args a("rlft lm prefs",
+         "Sample responses from an SFT policy and label pairs by the Bradley-Terry probability of "
+         "the task's "
+         "hidden ground-truth score; writes JSONL {prompt, chosen, rejected, chosen_score, "
+         "rejected_score}.");
+  a.add("--run", &c.run, "SFT run that samples the responses");
+  a.add("--task", &c.task, "task with a ground-truth scorer (reviews)");
+  a.add("--pairs", &c.pairs, "pairs to write");
+  a.add("--samples-per-prompt", &c.samples_per_prompt,
+        "responses per prompt (even; taken in pairs)");
+  a.add("--temperature", &c.temperature, "sampling temperature");
+  a.add("--label-noise", &c.label_noise, "flip each label with this probability");
+  a.add("--deterministic-labels", &c.deterministic_labels,
+        "chosen = the higher ground truth (no BT draw)");
+  a.add("--min-gap", &c.min_gap,
+        "skip pairs whose ground-truth p(positive) differ by less than this");
+  a.add("--seed", &c.seed, "seed of sampling and labels");
+  a.add("--out", &c.out, "JSONL file to write (atomically)");
+  a.add("--quiet", &c.quiet, "no progress lines");
+  if (!a.parse(argc, argv, first)) return 0;
+  RLFT_CHECK(!c.run.empty(), "rlft lm prefs: --run is required");
+  const llm::PrefsResult r = llm::generate_preferences(c);
+  std::printf(
+      "wrote %zu pairs to %s; mean ground-truth gap %.3f, chosen has the higher ground truth in "
+      "%.1f%%\n",
+      r.pairs.size(), c.out.c_str(), r.mean_score_gap, 100 * r.agreement);
+  return 0;
+}
+
+int run_rm(int argc, char** argv, int first) {
+  llm::RewardModelConfig c;
+  Args a(
+      "rlft lm rm",
+      "Train a reward model (GPT backbone + reward head, Bradley-Terry loss) on preference pairs.");
+  a.add("--prefs", &c.prefs, "preference JSONL");
+  a.add("--init", &c.init, "SFT run the backbone starts from");
+  a.add("--epochs", &c.epochs, "passes over the training pairs");
+  a.add("--batch", &c.batch, "pairs per step");
+  a.add("--lr", &c.lr, "AdamW learning rate");
+  a.add("--weight-decay", &c.weight_decay, "AdamW weight decay");
+  a.add("--grad-clip", &c.grad_clip, "max global gradient norm (0: off)");
+  a.add("--margin", &c.margin, "Bradley-Terry margin");
+  a.add("--center-coef", &c.center_coef,
+        "eta of the centring term eta*(r_w + r_l)^2 (0.01 suggested; 0: off)");
+  a.add("--eval-fraction", &c.eval_fraction, "fraction of pairs held out");
+  a.add("--out-dir", &c.out_dir, "parent directory of runs");
+  a.add("--name", &c.name, "run name");
+  a.add("--seed", &c.seed, "seed");
+  a.add("--quiet", &c.quiet, "no progress lines");
+  if (!a.parse(argc, argv, first)) return 0;
+  const llm::RewardModelResult r = llm::train_reward_model(c);
+  const auto& ev = r.evals.back();
+  std::printf(
+      "done: held-out pair accuracy %.3f (against the ground-truth order %.3f), correlation with "
+      "ground "
+      "truth %.3f\nrun: %s\n",
+      ev.accuracy, ev.truth_accuracy, ev.correlation, r.run_dir.c_str());
+  return 0;
+}
+
+int run_dpo(int argc, char** argv, int first) {
+  llm::DPOConfig c;
+  Args a("rlft lm dpo",
+         "Direct Preference Optimization (sigmoid, cDPO or IPO loss) from an SFT run.");
+  a.add("--prefs", &c.prefs, "preference JSONL");
+  a.add("--init", &c.init, "SFT run: the policy's start and the reference");
+  a.add("--beta", &c.beta, "beta (tau for IPO)");
+  a.add("--loss", &c.loss, "sigmoid, cdpo or ipo");
+  a.add("--label-smoothing", &c.label_smoothing, "cDPO epsilon");
+  a.add("--epochs", &c.epochs, "passes over the training pairs");
+  a.add("--batch", &c.batch, "pairs per step");
+  a.add("--lr", &c.lr, "Adam learning rate");
+  a.add("--grad-clip", &c.grad_clip, "max global gradient norm (0: off)");
+  a.add("--eval-fraction", &c.eval_fraction, "fraction of pairs held out");
+  a.add("--log-every", &c.log_every, "log every N steps");
+  a.add("--eval-every", &c.eval_every, "held-out pairs and policy samples every N steps");
+  a.add("--eval-samples", &c.eval_samples, "samples per validation prompt");
+  a.add("--max-steps", &c.max_steps, "stop after N steps (0: all epochs)");
+  a.add("--out-dir", &c.out_dir, "parent directory of runs");
+  a.add("--name", &c.name, "run name");
+  a.add("--seed", &c.seed, "seed");
+  a.add("--quiet", &c.quiet, "no progress lines");
+  if (!a.parse(argc, argv, first)) return 0;
+  const llm::DPOResult r = llm::train_dpo(c);
+  std::printf(
+      "done: ground truth %.3f -> %.3f, KL to reference %.2f -> %.2f, held-out preference accuracy "
+      "%.3f\n"
+      "run: %s\n",
+      r.before.ground_truth, r.after.ground_truth, r.before.kl, r.after.kl, r.heldout_accuracy,
+      r.run_dir.c_str());
+  return 0;
+}
+
+int run_rrhf(int argc, char** argv, int first) {
+  llm::RRHFConfig c;
+  Args a(
+      "rlft lm rrhf",
+      "RRHF: rank k sampled responses per prompt (scored by a reward model or the ground truth).");
+  a.add("--init", &c.init, "SFT run");
+  a.add("--reward-model", &c.reward_model, "reward-model run (with --scorer rm)");
+  a.add("--scorer", &c.scorer, "rm or ground_truth");
+  a.add("--steps", &c.steps, "optimizer steps");
+  a.add("--prompts-per-step", &c.prompts_per_step, "prompts per step");
+  a.add("--k", &c.k, "candidates per prompt");
+  a.add("--temperature", &c.temperature, "sampling temperature of the candidates");
+  a.add("--lr", &c.lr, "Adam learning rate");
+  a.add("--grad-clip", &c.grad_clip, "max global gradient norm (0: off)");
+  a.add("--log-every", &c.log_every, "log every N steps");
+  a.add("--eval-every", &c.eval_every, "validation samples every N steps");
+  a.add("--eval-samples", &c.eval_samples, "samples per validation prompt");
+  a.add("--out-dir", &c.out_dir, "parent directory of runs");
+  a.add("--name", &c.name, "run name");
+  a.add("--seed", &c.seed, "seed");
+  a.add("--quiet", &c.quiet, "no progress lines");
+  if (!a.parse(argc, argv, first)) return 0;
+  const llm::RRHFResult r = llm::train_rrhf(c);
+  std::printf("done: ground truth %.3f -> %.3f, KL to the SFT model %.2f -> %.2f\nrun: %s\n",
+              r.before.ground_truth, r.after.ground_truth, r.before.kl, r.after.kl,
+              r.run_dir.c_str());
+  return 0;
+}
+
+int run_ppo(int argc, char** argv, int first) {
+  llm::PPORLHFConfig c;
+  Args a(
+      "rlft lm ppo",
+      "PPO-RLHF with four models (actor, reference, critic, reward model), DeepSpeed-Chat style.");
+  a.add("--init", &c.init, "SFT run: actor and reference");
+  a.add("--reward-model", &c.reward_model, "reward-model run: reward model and critic");
+  a.add("--steps", &c.steps, "PPO updates (one rollout each)");
+  a.add("--batch", &c.batch, "prompts per rollout");
+  a.add("--ppo-epochs", &c.ppo_epochs, "passes over each rollout");
+  a.add("--minibatches", &c.minibatches, "minibatches per pass");
+  a.add("--actor-lr", &c.actor_lr, "actor Adam learning rate");
+  a.add("--critic-lr", &c.critic_lr, "critic Adam learning rate");
+  a.add("--kl-ctl", &c.kl_ctl, "KL penalty coefficient in the reward");
+  a.add("--adaptive-kl", &c.adaptive_kl, "adaptive KL controller");
+  a.add("--kl-target", &c.kl_target, "adaptive: target KL per sequence");
+  a.add("--kl-horizon", &c.kl_horizon, "adaptive: horizon in sequences");
+  a.add("--clip-reward-value", &c.clip_reward_value, "RM score clipped to +-this");
+  a.add("--cliprange", &c.cliprange, "actor ratio clip");
+  a.add("--cliprange-value", &c.cliprange_value, "critic value clip");
+  a.add("--gamma", &c.gamma, "discount");
+  a.add("--lam", &c.lam, "GAE lambda");
+  a.add("--whiten-advantages", &c.whiten_advantages, "whiten advantages over response tokens");
+  a.add("--temperature", &c.temperature, "rollout sampling temperature");
+  a.add("--max-new-tokens", &c.max_new_tokens, "response budget (0: the context's)");
+  a.add("--grad-clip", &c.grad_clip, "max global gradient norm (0: off)");
+  a.add("--eval-every", &c.eval_every, "validation samples every N updates");
+  a.add("--eval-samples", &c.eval_samples, "samples per validation prompt");
+  a.add("--out-dir", &c.out_dir, "parent directory of runs");
+  a.add("--name", &c.name, "run name");
+  a.add("--seed", &c.seed, "seed");
+  a.add("--quiet", &c.quiet, "no progress lines");
+  if (!a.parse(argc, argv, first)) return 0;
+  const llm::PPORLHFResult r = llm::train_ppo_rlhf(c);
+  std::printf("done: ground truth %.3f -> %.3f, KL to reference %.2f -> %.2f\nrun: %s\n",
+              r.before.ground_truth, r.after.ground_truth, r.before.kl, r.after.kl,
+              r.run_dir.c_str());
+  return 0;
+}
+
+}  // namespace
+
+int run_rlhf(const std::string& sub, int argc, char** argv, int first) {
+  if (sub == "prefs") return run_prefs(argc, argv, first);
+  if (sub == "rm") return run_rm(argc, argv, first);
+  if (sub == "dpo") return run_dpo(argc, argv, first);
+  if (sub == "rrhf") return run_rrhf(argc, argv, first);
+  if (sub == "ppo") return run_ppo(argc, argv, first);
+  throw Error(str("rlft lm: unknown RLHF command '", sub, "' (prefs, rm, dpo, rrhf, ppo)"));
+}
+
+}  // namespace rlft::cli

@@ -1,0 +1,282 @@
+#include "rl/llm/dpo.h"
+
+#include <algorithm>
+#include <cstdio>
+
+#include "engine/checkpoint.h"
+#include "engine/error.h"
+#include "engine/ops.h"
+#include "engine/optim.h"
+#include "rl/llm/lm.h"
+#include "rl/plot.h"
+#include "rl/run.h"
+
+namespace rlft::llm {
+
+DPOLossType parse_dpo_loss(const std::string& name) {
+  if (name == "sigmoid") return DPOLossType::sigmoid;
+  if (name == "cdpo") return DPOLossType::cdpo;
+  if (name == "ipo") return DPOLossType::ipo;
+  throw Error(str("dpo: --loss must be sigmoid, cdpo or ipo, got '", name, "'"));
+}
+
+const char* dpo_loss_name(DPOLossType t) {
+  return t == DPOLossType::sigmoid ? "sigmoid" : t == DPOLossType::cdpo ? "cdpo" : "ipo";
+}
+
+DPOLoss dpo_loss(const Tensor& policy_chosen, const Tensor& policy_rejected,
+                 const Tensor& ref_chosen, const Tensor& ref_rejected, double beta,
+                 DPOLossType type, double label_smoothing) {
+  RLFT_CHECK(beta > 0, "dpo_loss: beta must be > 0, got ", beta);
+  RLFT_CHECK(label_smoothing >= 0 && label_smoothing < 0.5,
+             "dpo_loss: label_smoothing must be in [0, 0.5), got ", label_smoothing);
+  const Tensor chosen_logratios = sub(policy_chosen, ref_chosen);
+  const Tensor rejected_logratios = sub(policy_rejected, ref_rejected);
+  const Tensor h = sub(chosen_logratios, rejected_logratios);  // Rafailov et al. eq. 7
+  Tensor losses;
+  switch (type) {
+    case DPOLossType::sigmoid:  // −log σ(βh) = softplus(−βh)
+      losses = softplus(mul(h, -beta));
+      break;
+    case DPOLossType::cdpo:  // −(1−ε) log σ(βh) − ε log σ(−βh)
+      losses = add(mul(softplus(mul(h, -beta)), 1 - label_smoothing),
+                   mul(softplus(mul(h, beta)), label_smoothing));
+      break;
+    case DPOLossType::ipo:  // (h − 1/(2τ))², τ = beta
+      losses = pow(add(h, -1.0 / (2 * beta)), 2.0);
+      break;
+  }
+  DPOLoss out;
+  out.loss = mean(losses);
+  out.chosen_rewards = mul(chosen_logratios, beta).detach();
+  out.rejected_rewards = mul(rejected_logratios, beta).detach();
+  return out;
+}
+
+json::Value to_json(const DPOConfig& c) {
+  json::Value v = json::Value::object();
+  v.set("prefs", c.prefs);
+  v.set("init", c.init);
+  v.set("beta", c.beta);
+  v.set("loss", c.loss);
+  v.set("label_smoothing", c.label_smoothing);
+  v.set("epochs", c.epochs);
+  v.set("batch", c.batch);
+  v.set("lr", c.lr);
+  v.set("grad_clip", c.grad_clip);
+  v.set("eval_fraction", c.eval_fraction);
+  v.set("log_every", c.log_every);
+  v.set("eval_every", c.eval_every);
+  v.set("eval_samples", c.eval_samples);
+  v.set("max_steps", c.max_steps);
+  v.set("out_dir", c.out_dir);
+  v.set("name", c.name);
+  v.set("seed", c.seed);
+  return v;
+}
+
+namespace {
+
+// Summed response log-probs of chosen and rejected for pairs [s, e): ([B], [B]).
+std::pair<Tensor, Tensor> pair_log_probs(models::GPT& model, const models::Tokenizer& tok,
+                                         const std::vector<PreferencePair>& pairs, size_t s,
+                                         size_t e) {
+  std::vector<std::string> prompts, responses;
+  for (size_t i = s; i < e; ++i)
+    prompts.push_back(pairs[i].prompt), responses.push_back(pairs[i].chosen);
+  for (size_t i = s; i < e; ++i)
+    prompts.push_back(pairs[i].prompt), responses.push_back(pairs[i].rejected);
+  const int64_t B = int64_t(e - s);
+  const Tensor lp = response_log_prob_sums(
+      model, make_sequence_batch(tok, prompts, responses, model.config().block_size));
+  return {lp.narrow(0, 0, B), lp.narrow(0, B, B)};
+}
+
+// Reference log-probs of every pair, computed once (no gradient).
+std::pair<std::vector<double>, std::vector<double>> cache_ref(
+    models::GPT& ref, const models::Tokenizer& tok, const std::vector<PreferencePair>& pairs) {
+  NoGradGuard ng;
+  std::vector<double> c, r;
+  for (size_t s = 0; s < pairs.size(); s += 64) {
+    const auto [a, b] = pair_log_probs(ref, tok, pairs, s, std::min(pairs.size(), s + 64));
+    for (double x : a.to_vector()) c.push_back(x);
+    for (double x : b.to_vector()) r.push_back(x);
+  }
+  return {c, r};
+}
+
+Tensor slice(const std::vector<double>& v, size_t s, size_t e, DType dt) {
+  return Tensor::from_vector(std::vector<double>(v.begin() + long(s), v.begin() + long(e)),
+                             {int64_t(e - s)})
+      .to(dt);
+}
+
+struct PairStats {
+  double loss = 0, chosen_reward = 0, rejected_reward = 0, accuracy = 0, chosen_logp = 0,
+         rejected_logp = 0;
+  int64_t n = 0;
+  void add(const DPOLoss& l, const Tensor& pc, const Tensor& pr) {
+    const std::vector<double> c = l.chosen_rewards.to_vector(), r = l.rejected_rewards.to_vector();
+    const std::vector<double> a = pc.to_vector(), b = pr.to_vector();
+    loss += l.loss.item() * double(c.size());
+    for (size_t i = 0; i < c.size(); ++i) {
+      chosen_reward += c[i], rejected_reward += r[i], accuracy += c[i] > r[i];
+      chosen_logp += a[i], rejected_logp += b[i];
+    }
+    n += int64_t(c.size());
+  }
+  void log_to(json::Value& m, const std::string& prefix) const {
+    const double d = double(std::max<int64_t>(n, 1));
+    m.set(prefix + "loss", loss / d);
+    m.set(prefix + "chosen_reward", chosen_reward / d);
+    m.set(prefix + "rejected_reward", rejected_reward / d);
+    m.set(prefix + "margin", (chosen_reward - rejected_reward) / d);
+    m.set(prefix + "accuracy", accuracy / d);
+    m.set(prefix + "chosen_logp", chosen_logp / d);
+    m.set(prefix + "rejected_logp", rejected_logp / d);
+  }
+};
+
+}  // namespace
+
+DPOResult train_dpo(const DPOConfig& cfg) {
+  RLFT_CHECK(!cfg.prefs.empty(), "rlft lm dpo: --prefs is required");
+  RLFT_CHECK(!cfg.init.empty(), "rlft lm dpo: --init (an SFT run) is required");
+  RLFT_CHECK(cfg.batch > 0 && cfg.epochs > 0, "rlft lm dpo: --batch and --epochs must be > 0");
+  const DPOLossType type = parse_dpo_loss(cfg.loss);
+  std::vector<PreferencePair> pairs = read_preferences(cfg.prefs);
+  const LoadedModel policy_run = load_model(cfg.init), ref_run = load_model(cfg.init);
+  models::GPT& policy = *policy_run.model;
+  models::GPT& ref = *ref_run.model;
+  const models::Tokenizer& tok = policy_run.tokenizer;
+  for (Tensor p : ref.parameters()) p.set_requires_grad(false);
+  ref.eval();
+  Generator gen(cfg.seed);
+  for (size_t i = pairs.size(); i > 1; --i) std::swap(pairs[i - 1], pairs[gen.below(i)]);
+  const size_t n_eval = size_t(double(pairs.size()) * cfg.eval_fraction);
+  const std::vector<PreferencePair> heldout(pairs.end() - long(n_eval), pairs.end());
+  std::vector<PreferencePair> train(pairs.begin(), pairs.end() - long(n_eval));
+  RLFT_CHECK(!train.empty(), cfg.prefs, ": no training pairs left after holding out ", n_eval);
+  // Validation prompts, each eval_samples times, for kl and ground_truth.
+  std::vector<std::string> eval_prompts;
+  {
+    const std::unique_ptr<Task> task = make_task(task_config_of(policy_run));
+    for (const std::string& p : task->prompts(Split::validation))
+      for (int64_t j = 0; j < cfg.eval_samples; ++j) eval_prompts.push_back(p);
+  }
+
+  const rl::RunDir run(cfg.out_dir + "/" + cfg.name, true);
+  json::Value config_json = to_json(cfg);
+  config_json.set("git_revision", rl::git_revision());
+  run.write_config(config_json);
+  rl::Stopwatch clock;
+  // π_ref's log-probs, once (ALGORITHMS.md §5). Kept aligned with `train` by shuffling indices.
+  const auto [ref_c, ref_r] = cache_ref(ref, tok, train);
+  const auto [ref_hc, ref_hr] = cache_ref(ref, tok, heldout);
+  const DType dt = policy.config().dtype;
+
+  DPOResult res;
+  res.run_dir = run.dir();
+  auto evaluate = [&](int64_t step, json::Value& m) {
+    PairStats hs;
+    {
+      NoGradGuard ng;
+      policy.eval();
+      for (size_t s = 0; s < heldout.size(); s += 64) {
+        const size_t e = std::min(heldout.size(), s + 64);
+        const auto [pc, pr] = pair_log_probs(policy, tok, heldout, s, e);
+        hs.add(dpo_loss(pc, pr, slice(ref_hc, s, e, dt), slice(ref_hr, s, e, dt), cfg.beta, type,
+                        cfg.label_smoothing),
+               pc, pr);
+      }
+      policy.train();
+    }
+    if (hs.n > 0) hs.log_to(m, "heldout_");
+    Generator g(cfg.seed + 12345);  // the same samples' randomness at every evaluation
+    const PolicyEval pe = evaluate_policy(policy, ref, tok, eval_prompts, 1.0, g);
+    m.set("kl", pe.kl);
+    m.set("ground_truth", pe.ground_truth);
+    m.set("response_length", pe.response_length);
+    if (!cfg.quiet)
+      std::printf(
+          "eval step %5lld  held-out acc %.3f margin %+.3f  samples: ground truth %.3f  KL %.2f  "
+          "len %.1f\n",
+          (long long)step, hs.accuracy / double(std::max<int64_t>(hs.n, 1)),
+          (hs.chosen_reward - hs.rejected_reward) / double(std::max<int64_t>(hs.n, 1)),
+          pe.ground_truth, pe.kl, pe.response_length);
+    res.heldout_accuracy = hs.accuracy / double(std::max<int64_t>(hs.n, 1));
+    return pe;
+  };
+  {
+    json::Value m = json::Value::object();
+    m.set("step", int64_t(0));
+    res.before = evaluate(0, m);
+    run.log(m);
+  }
+  optim::Adam opt(policy.parameters(), cfg.lr);
+  std::vector<size_t> order(train.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  int64_t step = 0;
+  PairStats window;
+  std::vector<double> xs, gts, kls, eval_x;
+  policy.train();
+  bool done = false;
+  for (int64_t epoch = 0; epoch < cfg.epochs && !done; ++epoch) {
+    for (size_t i = order.size(); i > 1; --i) std::swap(order[i - 1], order[gen.below(i)]);
+    for (size_t s = 0; s < order.size() && !done; s += size_t(cfg.batch)) {
+      const size_t e = std::min(order.size(), s + size_t(cfg.batch));
+      std::vector<PreferencePair> batch;
+      std::vector<double> rc, rr;
+      for (size_t i = s; i < e; ++i) {
+        batch.push_back(train[order[i]]);
+        rc.push_back(ref_c[order[i]]), rr.push_back(ref_r[order[i]]);
+      }
+      const auto [pc, pr] = pair_log_probs(policy, tok, batch, 0, batch.size());
+      const DPOLoss l = dpo_loss(pc, pr, slice(rc, 0, rc.size(), dt), slice(rr, 0, rr.size(), dt),
+                                 cfg.beta, type, cfg.label_smoothing);
+      opt.zero_grad();
+      l.loss.backward();
+      const double gn =
+          cfg.grad_clip > 0 ? optim::clip_grad_norm(policy.parameters(), cfg.grad_clip) : 0;
+      opt.step();
+      ++step;
+      res.losses.push_back(l.loss.item());
+      window.add(l, pc.detach(), pr.detach());
+      done = cfg.max_steps > 0 && step >= cfg.max_steps;
+      const bool last = done || (epoch + 1 == cfg.epochs && e == order.size());
+      const bool do_eval = last || (cfg.eval_every > 0 && step % cfg.eval_every == 0);
+      if (step % cfg.log_every == 0 || do_eval) {
+        json::Value m = json::Value::object();
+        m.set("step", step);
+        m.set("epoch", epoch);
+        window.log_to(m, "");
+        m.set("grad_norm", gn);
+        if (do_eval) {
+          const PolicyEval pe = evaluate(step, m);
+          if (last) res.after = pe;
+          eval_x.push_back(double(step)), gts.push_back(pe.ground_truth), kls.push_back(pe.kl);
+        }
+        m.set("elapsed_seconds", clock.seconds());
+        run.log(m);
+        if (!cfg.quiet)
+          std::printf(
+              "step %5lld  loss %.4f  margin %+.3f  acc %.3f  chosen logp %.2f  rejected logp %.2f "
+              " %.0fs\n",
+              (long long)step, window.loss / double(window.n),
+              (window.chosen_reward - window.rejected_reward) / double(window.n),
+              window.accuracy / double(window.n), window.chosen_logp / double(window.n),
+              window.rejected_logp / double(window.n), clock.seconds());
+        window = PairStats{};
+      }
+    }
+  }
+  if (!gts.empty())
+    plot::write_line_plot(
+        run.path("ground_truth.svg"), "DPO samples on validation prompts", "step", "value",
+        {{"ground truth p(positive)", eval_x, gts}, {"KL to reference", eval_x, kls}});
+  save_checkpoint(run.path("checkpoint.safetensors"), policy, nullptr,
+                  checkpoint_metadata(policy.config(), tok, policy_run.run_config, step));
+  return res;
+}
+
+}  // namespace rlft::llm

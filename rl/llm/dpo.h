@@ -1,0 +1,78 @@
+// Direct Preference Optimization (Rafailov et al. 2023, arXiv 2305.18290), with the cDPO
+// (label smoothing) and IPO (Azar et al. 2023, arXiv 2310.12036) losses. ALGORITHMS.md §5.
+//
+//   h = [log π_θ(y_w|x) − log π_ref(y_w|x)] − [log π_θ(y_l|x) − log π_ref(y_l|x)]
+// where each log π is the SUM of the response-token log-probs (prompt masked; EOS counted).
+//   sigmoid (DPO):  L = −log σ(β·h)                                  β = 0.1
+//   cdpo:           L = −(1 − ε)·log σ(β·h) − ε·log σ(−β·h)           ε = --label-smoothing
+//   ipo:            L = (h − 1/(2τ))²   with τ given as --beta; h uses the summed log-ratios
+//                   (the IPO paper averages per token; we keep DPO's sums so the three losses
+//                   share one h)
+// The loss is the mean over the pairs of a batch. π_ref is the frozen SFT model; its
+// log-probs of every pair are computed once before training and cached.
+//
+// Logged (metrics.jsonl, every log_every steps and at each evaluation):
+//   loss; chosen_reward = β·(log π_θ(y_w) − log π_ref(y_w)), rejected_reward likewise (means);
+//   margin = chosen_reward − rejected_reward; accuracy = fraction with margin > 0;
+//   chosen_logp, rejected_logp (means of log π_θ; both falling is expected);
+// and every eval_every steps: the same on held-out pairs (heldout_*), and, on policy samples
+// for the task's validation prompts, kl = mean Σ_t (log π_θ − log π_ref) at the sampled tokens
+// and ground_truth = mean p(positive | x + y) (the DPO paper's frontier axes).
+// Defaults: β 0.1, 2 epochs, batch 16 pairs, Adam lr 1e-4 (constant), grad clip 1.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "engine/json.h"
+#include "engine/tensor.h"
+#include "rl/llm/rlhf_data.h"
+
+namespace rlft::llm {
+
+enum class DPOLossType { sigmoid, cdpo, ipo };
+DPOLossType parse_dpo_loss(const std::string& name);  // sigmoid | cdpo | ipo
+const char* dpo_loss_name(DPOLossType t);
+
+struct DPOLoss {
+  Tensor loss;              // scalar, mean over the batch (differentiable)
+  Tensor chosen_rewards;    // [B] β·(logπ_θ(y_w) − logπ_ref(y_w)) (detached)
+  Tensor rejected_rewards;  // [B]
+};
+// All inputs [B]: summed response log-probs of the policy (differentiable) and the reference.
+DPOLoss dpo_loss(const Tensor& policy_chosen, const Tensor& policy_rejected,
+                 const Tensor& ref_chosen, const Tensor& ref_rejected, double beta,
+                 DPOLossType type = DPOLossType::sigmoid, double label_smoothing = 0);
+
+struct DPOConfig {
+  std::string prefs;             // preference JSONL
+  std::string init;              // SFT run: the policy's start and the reference
+  double beta = 0.1;             // β (τ for IPO)
+  std::string loss = "sigmoid";  // sigmoid | cdpo | ipo
+  double label_smoothing = 0.0;  // ε of cDPO
+  int64_t epochs = 2;
+  int64_t batch = 16;  // pairs per optimizer step
+  double lr = 1e-4;    // Adam learning rate
+  double grad_clip = 1.0;
+  double eval_fraction = 0.1;  // pairs held out
+  int64_t log_every = 10;
+  int64_t eval_every = 50;   // held-out pairs and policy samples (0: only at the start and end)
+  int64_t eval_samples = 4;  // samples per validation prompt for kl and ground_truth
+  int64_t max_steps = 0;     // stop after this many steps (0: all epochs)
+  std::string out_dir = "runs";
+  std::string name = "reviews-dpo";
+  uint64_t seed = 0;
+  bool quiet = false;
+};
+json::Value to_json(const DPOConfig& c);
+
+struct DPOResult {
+  std::string run_dir;
+  std::vector<double> losses;
+  PolicyEval before, after;     // policy samples on validation prompts
+  double heldout_accuracy = 0;  // at the end
+};
+DPOResult train_dpo(const DPOConfig& cfg);
+
+}  // namespace rlft::llm

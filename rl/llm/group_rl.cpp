@@ -1,0 +1,686 @@
+// Group-relative RL loop (see group_rl.h): rollout → rewards → advantages → minibatch updates →
+// log.
+#include "rl/llm/group_rl.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <numeric>
+#include <tuple>
+
+#include "engine/checkpoint.h"
+#include "engine/error.h"
+#include "engine/optim.h"
+#include "models/generate.h"
+#include "models/gpt.h"
+#include "rl/llm/lm.h"
+#include "rl/llm/objectives/dapo.h"
+#include "rl/llm/objectives/dcpo.h"
+#include "rl/llm/objectives/dr_grpo.h"
+#include "rl/llm/objectives/grpo.h"
+#include "rl/llm/objectives/gspo.h"
+#include "rl/llm/objectives/gspo_token.h"
+#include "rl/llm/objectives/rloo.h"
+#include "rl/llm/sft.h"
+#include "rl/plot.h"
+#include "rl/run.h"
+
+namespace rlft::llm {
+
+// ---- config ----------------------------------------------------------------------------------
+
+json::Value to_json(const GroupRLConfig& c) {
+  json::Value v = json::Value::object();
+  v.set("algo", c.algo);
+  v.set("init", c.init);
+  // Task keys under SFT's names, so `rlft lm eval` finds the task of an RL run.
+  v.set("task", c.task.task);
+  v.set("data_seed", c.task.data_seed);
+  v.set("ops", c.task.ops);
+  v.set("digits", c.task.digits);
+  v.set("train_size", c.task.train_size);
+  v.set("eval_size", c.task.eval_size);
+  v.set("train_prompts", c.train_prompts);
+  v.set("prompts", c.prompts);
+  v.set("group_size", c.group_size);
+  v.set("max_new_tokens", c.max_new_tokens);
+  v.set("temperature", c.temperature);
+  v.set("reward_correct", c.reward_correct);
+  v.set("reward_wrong", c.reward_wrong);
+  v.set("format_reward", c.format_reward);
+  v.set("epsilon", c.epsilon);
+  v.set("epsilon_high", c.epsilon_high);
+  v.set("dual_clip", c.dual_clip);
+  v.set("ratio_level", c.ratio_level);
+  v.set("aggregation", c.aggregation);
+  v.set("beta", c.beta);
+  v.set("kl", c.kl);
+  v.set("scale_by_std", c.scale_by_std);
+  v.set("dynamic_sampling", c.dynamic_sampling);
+  v.set("max_extra_rounds", c.max_extra_rounds);
+  v.set("overlong_shaping", c.overlong_shaping);
+  v.set("overlong_max", c.overlong_max);
+  v.set("overlong_cache", c.overlong_cache);
+  v.set("dcpo_r_max", c.dcpo_r_max);
+  v.set("steps", c.steps);
+  v.set("minibatches", c.minibatches);
+  v.set("epochs", c.epochs);
+  v.set("lr", c.lr);
+  v.set("weight_decay", c.weight_decay);
+  v.set("beta1", c.beta1);
+  v.set("beta2", c.beta2);
+  v.set("grad_clip", c.grad_clip);
+  v.set("eval_every", c.eval_every);
+  v.set("eval_prompts", c.eval_prompts);
+  v.set("out_dir", c.out_dir);
+  v.set("name", c.name);
+  v.set("seed", c.seed);
+  v.set("quiet", c.quiet);
+  return v;
+}
+
+const std::vector<std::string>& group_rl_algorithms() {
+  static const std::vector<std::string> a = {"grpo",       "dr-grpo", "dapo", "gspo",
+                                             "gspo-token", "dcpo",    "rloo"};
+  return a;
+}
+
+GroupRLConfig group_rl_defaults(const std::string& algo) {
+  GroupRLConfig c;
+  c.algo = algo;
+  if (algo == "grpo")
+    grpo_defaults(c);
+  else if (algo == "dr-grpo")
+    dr_grpo_defaults(c);
+  else if (algo == "dapo")
+    dapo_defaults(c);
+  else if (algo == "gspo")
+    gspo_defaults(c);
+  else if (algo == "gspo-token")
+    gspo_token_defaults(c);
+  else if (algo == "dcpo")
+    dcpo_defaults(c);
+  else if (algo == "rloo")
+    rloo_defaults(c);
+  else
+    throw Error(str("group RL: unknown algorithm '", algo,
+                    "' (expected grpo, dr-grpo, dapo, gspo, gspo-token, dcpo or rloo)"));
+  return c;
+}
+
+kernels::Aggregation parse_aggregation(const std::string& s) {
+  using A = kernels::Aggregation;
+  for (A a : {A::token_mean, A::seq_mean_token_mean, A::seq_mean_token_sum, A::constant_norm,
+              A::only_token_mean})
+    if (s == kernels::aggregation_name(a)) return a;
+  throw Error(str("--aggregation: unknown mode '", s,
+                  "' (token_mean, seq_mean_token_mean, seq_mean_token_sum, constant_norm, "
+                  "only_token_mean)"));
+}
+
+kernels::RatioLevel parse_ratio_level(const std::string& s) {
+  if (s == "token") return kernels::RatioLevel::token;
+  if (s == "sequence") return kernels::RatioLevel::sequence;
+  if (s == "sequence_token") return kernels::RatioLevel::sequence_token;
+  throw Error(str("--ratio-level: unknown level '", s, "' (token, sequence, sequence_token)"));
+}
+
+KLPlacement parse_kl(const std::string& s) {
+  if (s == "none") return KLPlacement::none;
+  if (s == "loss_k3") return KLPlacement::loss_k3;
+  if (s == "reward_k1") return KLPlacement::reward_k1;
+  throw Error(str("--kl: unknown placement '", s, "' (none, loss_k3, reward_k1)"));
+}
+
+std::unique_ptr<Objective> make_objective(const GroupRLConfig& c) {
+  std::unique_ptr<Objective> o;
+  const std::string& a = c.algo;
+  if (a == "grpo")
+    o = make_grpo(c);
+  else if (a == "dr-grpo")
+    o = make_dr_grpo(c);
+  else if (a == "dapo")
+    o = make_dapo(c);
+  else if (a == "gspo")
+    o = make_gspo(c);
+  else if (a == "gspo-token")
+    o = make_gspo_token(c);
+  else if (a == "dcpo")
+    o = make_dcpo(c);
+  else if (a == "rloo")
+    o = make_rloo(c);
+  else
+    group_rl_defaults(a);  // throws with the list of algorithms
+  LossSettings& l = o->loss;
+  l.level = parse_ratio_level(c.ratio_level);
+  l.aggregation = parse_aggregation(c.aggregation);
+  l.eps_low = c.epsilon;
+  l.eps_high = c.epsilon_high;
+  l.dual_clip = c.dual_clip;
+  l.dcpo_bounds = a == "dcpo";
+  l.dcpo_r_max = c.dcpo_r_max;
+  l.kl = parse_kl(c.kl);
+  l.beta = c.beta;
+  l.normalizer =
+      l.aggregation == kernels::Aggregation::constant_norm ? double(c.max_new_tokens) : 0.0;
+  RLFT_CHECK(!(l.dcpo_bounds && l.level == kernels::RatioLevel::sequence),
+             "dcpo: per-token bounds need --ratio-level token or sequence_token");
+  return o;
+}
+
+RatioClipResult policy_loss(const LossSettings& ls, const Tensor& log_probs,
+                            const Tensor& old_log_probs, const Tensor& ref_log_probs,
+                            const Tensor& advantages, const Tensor& mask) {
+  RatioClipOptions ro;
+  ro.eps_low = ls.eps_low;
+  ro.eps_high = ls.eps_high;
+  ro.dual_clip = ls.dual_clip;
+  ro.level = ls.level;
+  ro.aggregation = ls.aggregation;
+  ro.normalizer = ls.normalizer;
+  if (ls.dcpo_bounds)  // DCPO: bounds from q = exp(old_logp), per token
+    std::tie(ro.lower, ro.upper) =
+        dcpo_bound_tensors(old_log_probs, ls.eps_low, ls.eps_high, ls.dcpo_r_max);
+  RatioClipResult rc = ratio_clip(log_probs, old_log_probs, advantages, mask, ro);
+  if (ls.kl == KLPlacement::loss_k3 && ls.beta > 0) {  // GRPO: J −= β·k3 (arXiv 2402.03300 eq. 3–4)
+    // masked before exp so padding cannot overflow: d = 0 there and k3 = 0
+    const Tensor kl = k3_kl(log_probs * mask, ref_log_probs * mask);
+    rc.loss = rc.loss + ls.beta * aggregate(kl, mask, ls.aggregation, ls.normalizer);
+  }
+  return rc;
+}
+
+// ---- shared pieces ---------------------------------------------------------------------------
+
+Tensor k3_kl(const Tensor& log_probs, const Tensor& ref_log_probs) {
+  const Tensor d = log_probs - ref_log_probs;
+  return exp(-d) - 1.0 + d;
+}
+
+Tensor aggregate(const Tensor& per_token, const Tensor& mask, kernels::Aggregation mode,
+                 double normalizer) {
+  RLFT_CHECK(per_token.dim() == 2 && mask.shape() == per_token.shape(), "aggregate: per_token ",
+             per_token.shape(), " and mask ", mask.shape(), " must be the same [B, T]");
+  const int64_t B = per_token.size(0), T = per_token.size(1);
+  const std::vector<double> m = mask.to_vector();
+  std::vector<double> len(size_t(B), 0.0);
+  double tokens = 0;
+  for (int64_t i = 0; i < B; ++i)
+    for (int64_t t = 0; t < T; ++t) len[size_t(i)] += m[size_t(i * T + t)];
+  for (double x : len) tokens += x;
+  // Loss = Σ_i coef_i · Σ_t m·l (kernels/ratio_clip.h's table).
+  std::vector<double> coef(size_t(B), 0.0);
+  using A = kernels::Aggregation;
+  for (int64_t i = 0; i < B; ++i) {
+    const double n = len[size_t(i)];
+    double c = 0;
+    switch (mode) {
+      case A::token_mean: {
+        const double D = normalizer > 0 ? normalizer : tokens;
+        c = D > 0 ? 1.0 / D : 0.0;
+        break;
+      }
+      case A::seq_mean_token_mean: {
+        const double S = normalizer > 0 ? normalizer : double(B);
+        c = n > 0 ? 1.0 / (S * n) : 0.0;
+        break;
+      }
+      case A::seq_mean_token_sum:
+        c = 1.0 / (normalizer > 0 ? normalizer : double(B));
+        break;
+      case A::constant_norm:
+        c = 1.0 / (double(B) * (normalizer > 0 ? normalizer : double(T)));
+        break;
+      case A::only_token_mean:
+        c = n > 0 ? 1.0 / n : 0.0;
+        break;
+    }
+    coef[size_t(i)] = c;
+  }
+  const Tensor row_sums = sum(per_token * mask.to(per_token.dtype()), {1});  // [B]
+  return sum(row_sums * Tensor::from_vector(coef, {B}).to(per_token.dtype()));
+}
+
+std::pair<Tensor, Tensor> log_probs_and_entropy(models::GPT& model, const Tensor& tokens,
+                                                const Tensor& attention_mask) {
+  const int64_t B = tokens.size(0), T = tokens.size(1);
+  RLFT_CHECK(T >= 2, "log_probs_and_entropy: need at least 2 tokens per row, got ", tokens.shape());
+  const Tensor hidden = model.forward(tokens, attention_mask);
+  const Tensor logits = model.lm_logits(hidden.narrow(1, 0, T - 1));
+  auto [lp, ent] = softmax_logprob(logits, tokens.narrow(1, 1, T - 1), 1.0);
+  const Tensor zero = Tensor::zeros({B, 1}, lp.dtype());
+  return {concat({zero, lp}, 1), concat({zero, ent}, 1)};
+}
+
+// ---- the loop --------------------------------------------------------------------------------
+
+namespace {
+
+// One sampled response with everything the update needs.
+struct Sample {
+  int64_t prompt = 0;                 // index into the train prompt list (the stable prompt id)
+  std::vector<int64_t> prompt_ids;    // BOS prompt
+  std::vector<int64_t> response_ids;  // generated tokens (EOS included when emitted)
+  double reward = 0;                  // task (+ format + overlong) reward, before any KL term
+  bool correct = false;
+};
+
+// A batch of samples laid out as generate() does: [PAD… BOS prompt | response PAD…].
+struct Batch {
+  Tensor tokens, attention_mask, response_mask;  // [B, T]
+};
+
+Batch make_batch(const std::vector<Sample>& samples, int64_t pad_id) {
+  int64_t Tp = 0, S = 1;
+  for (const Sample& s : samples) {
+    Tp = std::max<int64_t>(Tp, int64_t(s.prompt_ids.size()));
+    S = std::max<int64_t>(S, int64_t(s.response_ids.size()));
+  }
+  const int64_t B = int64_t(samples.size()), T = Tp + S;
+  std::vector<int64_t> tok(size_t(B * T), pad_id);
+  std::vector<float> am(size_t(B * T), 0.f), rm(size_t(B * T), 0.f);
+  for (int64_t b = 0; b < B; ++b) {
+    const Sample& s = samples[size_t(b)];
+    const int64_t off = Tp - int64_t(s.prompt_ids.size());
+    for (size_t k = 0; k < s.prompt_ids.size(); ++k) {
+      tok[size_t(b * T + off) + k] = s.prompt_ids[k];
+      am[size_t(b * T + off) + k] = 1.f;
+    }
+    for (size_t k = 0; k < s.response_ids.size(); ++k) {
+      tok[size_t(b * T + Tp) + k] = s.response_ids[k];
+      am[size_t(b * T + Tp) + k] = rm[size_t(b * T + Tp) + k] = 1.f;
+    }
+  }
+  return {Tensor::from_vector(tok, {B, T}), Tensor::from_vector(am, {B, T}),
+          Tensor::from_vector(rm, {B, T})};
+}
+
+// "82<|eos|>" or "-33<|eos|>": an integer and EOS (the format reward).
+bool well_formatted(const std::string& text, const std::string& eos_text) {
+  if (text.size() <= eos_text.size() ||
+      text.compare(text.size() - eos_text.size(), eos_text.size(), eos_text) != 0)
+    return false;
+  const std::string body = text.substr(0, text.size() - eos_text.size());
+  size_t i = body[0] == '-' ? 1 : 0;
+  if (i >= body.size()) return false;
+  for (; i < body.size(); ++i)
+    if (body[i] < '0' || body[i] > '9') return false;
+  return true;
+}
+
+void check_config(const GroupRLConfig& c) {
+  RLFT_CHECK(!c.init.empty(), "rlft lm ", c.algo, ": --init <SFT run> is required");
+  RLFT_CHECK(c.prompts > 0, "--prompts must be positive, got ", c.prompts);
+  RLFT_CHECK(c.group_size >= 2, "--group-size must be at least 2, got ", c.group_size);
+  RLFT_CHECK(c.temperature > 0, "--temperature must be positive, got ", c.temperature);
+  RLFT_CHECK(c.epsilon >= 0 && c.epsilon_high >= 0, "--epsilon and --epsilon-high must be >= 0");
+  RLFT_CHECK(c.beta >= 0, "--beta must be >= 0, got ", c.beta);
+  RLFT_CHECK(c.steps > 0, "--steps must be positive, got ", c.steps);
+  RLFT_CHECK(c.minibatches > 0 && c.minibatches <= c.prompts * c.group_size,
+             "--minibatches must be in [1, prompts·group_size], got ", c.minibatches);
+  RLFT_CHECK(c.epochs > 0, "--epochs must be positive, got ", c.epochs);
+  RLFT_CHECK(c.lr > 0, "--lr must be positive, got ", c.lr);
+  RLFT_CHECK(c.max_extra_rounds >= 0, "--max-extra-rounds must be >= 0");
+  RLFT_CHECK(c.overlong_cache > 0, "--overlong-cache must be positive");
+  RLFT_CHECK(c.name.find('/') == std::string::npos, "--name: '", c.name, "' may not contain '/'");
+}
+
+double greedy_accuracy(models::GPT& model, const models::Tokenizer& tok, const Task& task,
+                       const std::vector<std::string>& prompts, int64_t max_new_tokens) {
+  if (prompts.empty()) return -1;
+  models::SamplingConfig sc;
+  sc.greedy = true;
+  sc.max_new_tokens = max_new_tokens;
+  Generator gen(0);
+  return task.sample_metrics(prompts, sample_responses(model, tok, prompts, sc, gen))
+      .at("exact_match");
+}
+
+}  // namespace
+
+GroupRLResult train_group_rl(const GroupRLConfig& cfg_in) {
+  GroupRLConfig cfg = cfg_in;
+  check_config(cfg);
+  const LoadedModel init = load_model(cfg.init);
+  if (!init.run_config.is_null()) cfg.task = sft_config_from_json(init.run_config).task;
+  if (cfg.name.empty()) {
+    std::string base = cfg.init;
+    while (base.size() > 1 && base.back() == '/') base.pop_back();
+    cfg.name = cfg.algo + "-" + std::filesystem::path(base).stem().string();
+  }
+  const std::unique_ptr<Task> task = make_task(cfg.task);
+  RLFT_CHECK(task->has_verifier(), "task ", task->name(),
+             " has no verifier: group RL needs a verifiable reward (use --task arith)");
+  models::GPT& policy = *init.model;
+  const models::Tokenizer& tok = init.tokenizer;
+  const std::shared_ptr<models::GPT> reference = load_model(cfg.init).model;  // frozen π_ref
+  reference->eval();
+  for (Tensor& p : reference->parameters()) p.set_requires_grad(false);
+
+  std::vector<std::string> train_prompts = task->prompts(Split::train);
+  if (cfg.train_prompts > 0 && size_t(cfg.train_prompts) < train_prompts.size())
+    train_prompts.resize(size_t(cfg.train_prompts));
+  std::vector<std::string> eval_prompts = task->prompts(Split::validation);
+  if (eval_prompts.size() > size_t(cfg.eval_prompts)) eval_prompts.resize(size_t(cfg.eval_prompts));
+  if (cfg.max_new_tokens <= 0)
+    cfg.max_new_tokens = response_budget(tok, task->examples(Split::train), 500);
+  models::SamplingConfig sc;
+  sc.max_new_tokens = cfg.max_new_tokens;
+  sc = clamp_to_context(sc, policy, tok, train_prompts);
+  cfg.max_new_tokens = sc.max_new_tokens;
+  sc.temperature = cfg.temperature;
+  sc.eos_id = tok.eos_id();
+  sc.pad_id = tok.pad_id();
+  const int64_t overlong_max = cfg.overlong_max > 0 ? cfg.overlong_max : cfg.max_new_tokens;
+  RLFT_CHECK(!cfg.overlong_shaping || cfg.overlong_cache <= overlong_max, "--overlong-cache ",
+             cfg.overlong_cache, " exceeds L_max ", overlong_max);
+
+  std::unique_ptr<Objective> objective = make_objective(cfg);
+  const LossSettings& ls = objective->loss;
+
+  optim::AdamW opt(policy.parameters(), cfg.lr, cfg.beta1, cfg.beta2, 1e-8, cfg.weight_decay);
+  const rl::RunDir run(cfg.out_dir + "/" + cfg.name, true);
+  json::Value config_json = to_json(cfg);
+  config_json.set("git_revision", rl::git_revision());
+  run.write_config(config_json);
+  if (!cfg.quiet) {
+    std::printf("rlft lm %s — %s (objective %s, %zu train prompts, %.3fM parameters)\n",
+                cfg.algo.c_str(), run.dir().c_str(), objective->name().c_str(),
+                train_prompts.size(), double(policy.num_parameters()) / 1e6);
+    for (const auto& [k, v] : config_json.as_object())
+      std::printf("  %-18s %s\n", k.c_str(), v.dump().c_str());
+    std::fflush(stdout);
+  }
+
+  GroupRLResult result;
+  result.run_dir = run.dir();
+  const rl::Stopwatch clock;
+  Generator sample_gen(cfg.seed ^ 0x9a11e5ull), order_gen(cfg.seed ^ 0x0dd5ull),
+      shuffle_gen(cfg.seed ^ 0x5bu);
+  std::vector<size_t> order;
+  size_t order_pos = 0;
+  auto next_prompt = [&]() {
+    if (order_pos == order.size()) {  // a new pass over the prompts, freshly shuffled
+      order.resize(train_prompts.size());
+      std::iota(order.begin(), order.end(), 0);
+      for (size_t i = order.size(); i > 1; --i)
+        std::swap(order[i - 1], order[size_t(order_gen.below(i))]);
+      order_pos = 0;
+    }
+    return order[order_pos++];
+  };
+  const std::string eos_text = tok.decode({tok.eos_id()});
+
+  // G responses to each of `n` fresh prompts, with their rewards.
+  auto rollout = [&](int64_t n) {
+    std::vector<size_t> ids;
+    std::vector<std::string> rows;
+    for (int64_t k = 0; k < n; ++k) {
+      ids.push_back(next_prompt());
+      for (int64_t g = 0; g < cfg.group_size; ++g) rows.push_back(train_prompts[ids.back()]);
+    }
+    const PromptBatch pb = make_prompt_batch(tok, rows);
+    const models::Generation gen = models::generate(policy, pb.tokens, pb.mask, sc, sample_gen);
+    const int64_t B = gen.tokens.size(0), T = gen.tokens.size(1), Tp = gen.prompt_length;
+    const std::vector<int64_t> all = gen.tokens.to_int_vector();
+    const std::vector<double> rm = gen.response_mask.to_vector(), pm = pb.mask.to_vector();
+    std::vector<Sample> out(static_cast<size_t>(B));
+    for (int64_t b = 0; b < B; ++b) {
+      Sample& s = out[size_t(b)];
+      s.prompt = int64_t(ids[size_t(b / cfg.group_size)]);
+      for (int64_t t = 0; t < Tp; ++t)
+        if (pm[size_t(b * Tp + t)] != 0) s.prompt_ids.push_back(all[size_t(b * T + t)]);
+      for (int64_t t = Tp; t < T; ++t)
+        if (rm[size_t(b * T + t)] != 0) s.response_ids.push_back(all[size_t(b * T + t)]);
+      const std::string text = tok.decode(s.response_ids);
+      s.correct = task->score(rows[size_t(b)], text) > 0.5;
+      s.reward = s.correct ? cfg.reward_correct : cfg.reward_wrong;
+      if (cfg.format_reward != 0 && well_formatted(text, eos_text)) s.reward += cfg.format_reward;
+      if (cfg.overlong_shaping)  // DAPO §3.4
+        s.reward +=
+            overlong_penalty(int64_t(s.response_ids.size()), overlong_max, cfg.overlong_cache);
+    }
+    return out;
+  };
+
+  plot::Series reward_curve{"reward (mean)", {}, {}},
+      acc_curve{"accuracy (sampled, train)", {}, {}},
+      eval_curve{"accuracy (greedy, validation)", {}, {}};
+  if (cfg.eval_prompts > 0) {
+    result.eval_accuracy_start =
+        greedy_accuracy(policy, tok, *task, eval_prompts, cfg.max_new_tokens);
+    eval_curve.x.push_back(0);
+    eval_curve.y.push_back(result.eval_accuracy_start);
+    if (!cfg.quiet)
+      std::printf("step %4d | eval accuracy (greedy, %zu validation prompts) %.4f\n", 0,
+                  eval_prompts.size(), result.eval_accuracy_start);
+  }
+  const int64_t G = cfg.group_size;
+  for (int64_t step = 0; step < cfg.steps; ++step) {
+    const double t0 = clock.seconds();
+    // ---- 1. rollout (+ DAPO's dynamic sampling)
+    std::vector<Sample> samples = rollout(cfg.prompts);
+    double generated = double(samples.size()), correct = 0, reward_sum = 0, len_sum = 0;
+    int64_t len_max = 0, extra_rounds = 0, dropped = 0;
+    auto tally = [&](const std::vector<Sample>& ss) {
+      for (const Sample& s : ss) {
+        correct += s.correct;
+        reward_sum += s.reward;
+        len_sum += double(s.response_ids.size());
+        len_max = std::max<int64_t>(len_max, int64_t(s.response_ids.size()));
+      }
+    };
+    tally(samples);
+    if (cfg.dynamic_sampling) {
+      std::vector<Sample> kept, pending = std::move(samples);
+      for (;;) {
+        for (size_t g0 = 0; g0 < pending.size(); g0 += size_t(G)) {
+          std::vector<double> r;
+          for (int64_t k = 0; k < G; ++k) r.push_back(pending[g0 + size_t(k)].reward);
+          if (int64_t(kept.size()) / G < cfg.prompts && group_has_signal(r))
+            kept.insert(kept.end(), pending.begin() + long(g0), pending.begin() + long(g0) + G);
+          else if (!group_has_signal(r))
+            ++dropped;
+        }
+        if (int64_t(kept.size()) / G >= cfg.prompts || extra_rounds >= cfg.max_extra_rounds) break;
+        ++extra_rounds;
+        pending = rollout(cfg.prompts);
+        generated += double(pending.size());
+        tally(pending);
+      }
+      samples = std::move(kept);
+    }
+    const int64_t groups = int64_t(samples.size()) / G;
+
+    json::Value m = json::Value::object();
+    m.set("step", step + 1);
+    m.set("reward_mean", reward_sum / generated);
+    m.set("accuracy", correct / generated);
+    m.set("response_length_mean", len_sum / generated);
+    m.set("response_length_max", len_max);
+    m.set("groups", groups);
+    if (cfg.dynamic_sampling) {
+      m.set("extra_rounds", extra_rounds);
+      m.set("groups_dropped", dropped);
+    }
+    result.reward_mean.push_back(reward_sum / generated);
+    result.accuracy.push_back(correct / generated);
+
+    double loss_mean = 0, clip_low = 0, clip_high = 0, tokens_seen = 0, approx_k3 = 0,
+           grad_norm = 0, zero_adv = 0, entropy = 0, kl_ref = 0, kl_ref_k3 = 0;
+    double s_sum = 0, s_min = 0, s_max = 0, s_count = 0;
+    int64_t updates = 0;
+    if (groups > 0) {
+      // ---- 2. old and reference log-probs (no gradient)
+      const Batch batch = make_batch(samples, tok.pad_id());
+      const int64_t B = batch.tokens.size(0), T = batch.tokens.size(1);
+      Tensor old_lp, ref_lp;
+      {
+        NoGradGuard ng;
+        policy.eval();
+        auto [lp, ent] = log_probs_and_entropy(policy, batch.tokens, batch.attention_mask);
+        old_lp = lp;
+        ref_lp = models::sequence_log_probs(*reference, batch.tokens, batch.attention_mask,
+                                            cfg.temperature);
+        if (cfg.temperature != 1.0)
+          old_lp = models::sequence_log_probs(policy, batch.tokens, batch.attention_mask,
+                                              cfg.temperature);
+        const std::vector<double> e = ent.to_vector(), rmv = batch.response_mask.to_vector();
+        double n = 0;
+        for (size_t k = 0; k < e.size(); ++k) entropy += e[k] * rmv[k], n += rmv[k];
+        entropy /= std::max(n, 1.0);
+        policy.train();
+      }
+      // ---- 3. rewards with the KL term (RLOO) and the KL to the reference for the log
+      const std::vector<double> olv = old_lp.to_vector(), rlv = ref_lp.to_vector(),
+                                rmv = batch.response_mask.to_vector();
+      std::vector<double> rewards(static_cast<size_t>(B));
+      double tok_total = 0;
+      for (int64_t b = 0; b < B; ++b) {
+        double k1 = 0;
+        for (int64_t t = 0; t < T; ++t) {
+          const size_t k = size_t(b * T + t);
+          if (rmv[k] == 0) continue;
+          const double d = olv[k] - rlv[k];
+          k1 += d;
+          kl_ref_k3 += std::exp(-d) - 1 + d;
+          tok_total += 1;
+        }
+        kl_ref += k1;
+        rewards[size_t(b)] = samples[size_t(b)].reward;
+        if (ls.kl == KLPlacement::reward_k1) rewards[size_t(b)] -= ls.beta * k1;  // RLOO
+      }
+      kl_ref /= double(B);
+      kl_ref_k3 /= std::max(tok_total, 1.0);
+      // ---- 4. advantages, one group at a time
+      std::vector<double> adv(static_cast<size_t>(B));
+      for (int64_t g = 0; g < groups; ++g) {
+        const std::vector<double> r(rewards.begin() + g * G, rewards.begin() + (g + 1) * G);
+        const std::vector<double> a =
+            objective->advantages(r, uint64_t(samples[size_t(g * G)].prompt));
+        bool all_zero = true;
+        for (int64_t k = 0; k < G; ++k) {
+          adv[size_t(g * G + k)] = a[size_t(k)];
+          all_zero = all_zero && a[size_t(k)] == 0;
+        }
+        zero_adv += all_zero;
+      }
+      zero_adv /= double(groups);
+      const Tensor advantages = Tensor::from_vector(adv, {B}).to(old_lp.dtype());
+      // ---- 5. minibatch updates: every step after the first is off-policy
+      const int64_t mb = std::max<int64_t>(1, B / cfg.minibatches);
+      for (int64_t epoch = 0; epoch < cfg.epochs; ++epoch) {
+        std::vector<int64_t> perm(static_cast<size_t>(B));
+        std::iota(perm.begin(), perm.end(), 0);
+        for (size_t i = perm.size(); i > 1; --i)
+          std::swap(perm[i - 1], perm[size_t(shuffle_gen.below(i))]);
+        for (int64_t part = 0; part < cfg.minibatches; ++part) {
+          const int64_t lo = part * mb, hi = part + 1 == cfg.minibatches ? B : lo + mb;
+          if (lo >= hi) continue;
+          const Tensor idx = Tensor::from_vector(
+              std::vector<int64_t>(perm.begin() + lo, perm.begin() + hi), {hi - lo});
+          const Tensor tokens = index_select(batch.tokens, 0, idx);
+          const Tensor amask = index_select(batch.attention_mask, 0, idx);
+          const Tensor rmask = index_select(batch.response_mask, 0, idx);
+          const Tensor old_mb = index_select(old_lp, 0, idx);
+          const Tensor logp = models::sequence_log_probs(policy, tokens, amask, cfg.temperature);
+          const RatioClipResult rc = policy_loss(ls, logp, old_mb, index_select(ref_lp, 0, idx),
+                                                 index_select(advantages, 0, idx), rmask);
+          const Tensor& loss = rc.loss;
+          opt.zero_grad();
+          loss.backward();
+          grad_norm = cfg.grad_clip > 0 ? optim::clip_grad_norm(opt.params(), cfg.grad_clip) : 0.0;
+          opt.step();
+          ++updates;
+          loss_mean += loss.item();
+          const double w = rc.stats.tokens;
+          clip_low += rc.stats.clip_frac_low * w;
+          clip_high += rc.stats.clip_frac_high * w;
+          approx_k3 += rc.stats.approx_kl_k3 * w;
+          tokens_seen += w;
+          // GSPO's sequence ratio s_i = exp(mean_t (logp − old_logp)) per row of this step
+          const std::vector<double> lv = logp.to_vector(), ov = old_mb.to_vector(),
+                                    mv = rmask.to_vector();
+          const int64_t Tm = logp.size(1);
+          for (int64_t i = 0; i < hi - lo; ++i) {
+            double x = 0, n = 0;
+            for (int64_t t = 0; t < Tm; ++t) {
+              const size_t k = size_t(i * Tm + t);
+              if (mv[k] != 0) x += lv[k] - ov[k], n += 1;
+            }
+            if (n == 0) continue;
+            const double s = std::exp(std::clamp(x / n, -20.0, 20.0));
+            s_min = s_count == 0 ? s : std::min(s_min, s);
+            s_max = s_count == 0 ? s : std::max(s_max, s);
+            s_sum += s;
+            s_count += 1;
+          }
+        }
+      }
+    }
+    const double tw = std::max(tokens_seen, 1.0);
+    m.set("zero_adv_groups", zero_adv);
+    m.set("entropy", entropy);
+    m.set("loss", updates ? loss_mean / double(updates) : 0.0);
+    m.set("clip_frac_low", clip_low / tw);
+    m.set("clip_frac_high", clip_high / tw);
+    if (ls.dcpo_bounds) m.set("dcpo_clipped", (clip_low + clip_high) / tw);
+    m.set("kl_ref", kl_ref);
+    m.set("kl_ref_k3", kl_ref_k3);
+    m.set("approx_kl_k3", approx_k3 / tw);
+    m.set("seq_ratio_mean", s_count ? s_sum / s_count : 1.0);
+    m.set("seq_ratio_min", s_count ? s_min : 1.0);
+    m.set("seq_ratio_max", s_count ? s_max : 1.0);
+    m.set("grad_norm", grad_norm);
+    m.set("updates", updates);
+    const double now = clock.seconds();
+    m.set("samples_per_second", generated / std::max(now - t0, 1e-9));
+    m.set("elapsed_seconds", now);
+    const int64_t done = step + 1;
+    reward_curve.x.push_back(double(done));
+    reward_curve.y.push_back(reward_sum / generated);
+    acc_curve.x.push_back(double(done));
+    acc_curve.y.push_back(correct / generated);
+    if (!cfg.quiet) {
+      const double eta = now / double(done) * double(cfg.steps - done);
+      std::printf(
+          "step %4lld/%lld | reward %7.4f | acc %.3f | zero-adv %.2f | len %4.1f/%2lld | ent %.3f "
+          "| "
+          "clip %.3f/%.3f | kl_ref %.4f | s %.4f [%.4f, %.4f]%s | %5.0f samples/s | ETA %s\n",
+          (long long)done, (long long)cfg.steps, reward_sum / generated, correct / generated,
+          zero_adv, len_sum / generated, (long long)len_max, entropy, clip_low / tw, clip_high / tw,
+          kl_ref, s_count ? s_sum / s_count : 1.0, s_count ? s_min : 1.0, s_count ? s_max : 1.0,
+          cfg.dynamic_sampling
+              ? str(" | extra rounds ", extra_rounds, ", dropped ", dropped).c_str()
+              : "",
+          generated / std::max(now - t0, 1e-9), rl::format_duration(eta).c_str());
+    }
+    const bool last = done == cfg.steps;
+    if (cfg.eval_prompts > 0 && ((cfg.eval_every > 0 && done % cfg.eval_every == 0) || last)) {
+      const double acc = greedy_accuracy(policy, tok, *task, eval_prompts, cfg.max_new_tokens);
+      m.set("eval_accuracy", acc);
+      eval_curve.x.push_back(double(done));
+      eval_curve.y.push_back(acc);
+      result.eval_accuracy_end = acc;
+      if (!cfg.quiet) std::printf("  eval accuracy (greedy, validation) %.4f\n", acc);
+    }
+    run.log(m);
+    std::fflush(stdout);
+    if (last || done % 10 == 0) {
+      std::vector<plot::Series> series = {reward_curve, acc_curve};
+      if (!eval_curve.x.empty()) series.push_back(eval_curve);
+      plot::write_line_plot(run.path("reward.svg"),
+                            str(cfg.algo, " on ", task->name(), " — ", cfg.name), "update step",
+                            "reward / accuracy", series);
+    }
+    result.steps = done;
+  }
+  policy.eval();
+  save_checkpoint(run.path("checkpoint.safetensors"), policy, nullptr,
+                  checkpoint_metadata(policy.config(), tok, config_json, result.steps));
+  result.seconds = clock.seconds();
+  return result;
+}
+
+}  // namespace rlft::llm

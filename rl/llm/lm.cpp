@@ -1,0 +1,203 @@
+// Shared LM plumbing: batches, the run checkpoint format, sampling on prompts (see lm.h).
+#include "rl/llm/lm.h"
+
+#include <algorithm>
+
+#include "engine/fs.h"
+
+namespace rlft::llm {
+
+std::vector<int64_t> encode_example(const models::Tokenizer& tok, const Example& e,
+                                    int64_t* prompt_tokens) {
+  std::vector<int64_t> ids = {tok.bos_id()};
+  const std::vector<int64_t> p = tok.encode(e.prompt), r = tok.encode(e.response);
+  ids.insert(ids.end(), p.begin(), p.end());
+  if (prompt_tokens) *prompt_tokens = int64_t(ids.size());
+  ids.insert(ids.end(), r.begin(), r.end());
+  if (e.eos) ids.push_back(tok.eos_id());
+  return ids;
+}
+
+LMBatch make_lm_batch(const models::Tokenizer& tok, const std::vector<const Example*>& examples,
+                      int64_t max_len, bool response_only) {
+  RLFT_CHECK(!examples.empty(), "make_lm_batch: no examples");
+  std::vector<std::vector<int64_t>> seqs;
+  std::vector<int64_t> prompt_lens;
+  int64_t T = 1;
+  for (const Example* e : examples) {
+    int64_t pl = 0;
+    std::vector<int64_t> s = encode_example(tok, *e, &pl);
+    if (int64_t(s.size()) > max_len + 1) s.resize(size_t(max_len + 1));
+    T = std::max<int64_t>(T, int64_t(s.size()) - 1);
+    seqs.push_back(std::move(s));
+    prompt_lens.push_back(pl);
+  }
+  const int64_t B = int64_t(seqs.size());
+  std::vector<int64_t> inputs(size_t(B * T), tok.pad_id()), targets(size_t(B * T), kIgnoreIndex);
+  LMBatch out;
+  for (int64_t b = 0; b < B; ++b) {
+    const std::vector<int64_t>& s = seqs[size_t(b)];
+    for (int64_t t = 0; t + 1 < int64_t(s.size()); ++t) {
+      inputs[size_t(b * T + t)] = s[size_t(t)];
+      // Target t is token t+1; under response_only it counts once t+1 is past the prompt.
+      if (!response_only || t + 1 >= prompt_lens[size_t(b)]) {
+        targets[size_t(b * T + t)] = s[size_t(t + 1)];
+        ++out.tokens;
+      }
+    }
+  }
+  out.inputs = Tensor::from_vector(inputs, {B, T});
+  out.targets = Tensor::from_vector(targets, {B * T});
+  return out;
+}
+
+PromptBatch make_prompt_batch(const models::Tokenizer& tok,
+                              const std::vector<std::string>& prompts) {
+  RLFT_CHECK(!prompts.empty(), "make_prompt_batch: no prompts");
+  std::vector<std::vector<int64_t>> seqs;
+  int64_t T = 0;
+  for (const std::string& p : prompts) {
+    std::vector<int64_t> s = {tok.bos_id()};
+    const std::vector<int64_t> ids = tok.encode(p);
+    s.insert(s.end(), ids.begin(), ids.end());
+    T = std::max<int64_t>(T, int64_t(s.size()));
+    seqs.push_back(std::move(s));
+  }
+  const int64_t B = int64_t(seqs.size());
+  std::vector<int64_t> tokens(size_t(B * T), tok.pad_id());
+  std::vector<float> mask(size_t(B * T), 0.0f);
+  for (int64_t b = 0; b < B; ++b) {
+    const std::vector<int64_t>& s = seqs[size_t(b)];
+    const int64_t off = T - int64_t(s.size());
+    for (size_t t = 0; t < s.size(); ++t) {
+      tokens[size_t(b * T + off) + t] = s[t];
+      mask[size_t(b * T + off) + t] = 1.0f;
+    }
+  }
+  return {Tensor::from_vector(tokens, {B, T}), Tensor::from_vector(mask, {B, T})};
+}
+
+std::string checkpoint_path(const std::string& path) {
+  if (path.size() > 12 && path.compare(path.size() - 12, 12, ".safetensors") == 0) return path;
+  return path + "/checkpoint.safetensors";
+}
+
+Metadata checkpoint_metadata(const models::GPTConfig& cfg, const models::Tokenizer& tok,
+                             const json::Value& run_config, int64_t step) {
+  Metadata m;
+  m["format"] = kCheckpointFormat;
+  m["model_config"] = cfg.to_json().dump();
+  m["tokenizer"] = tok.to_json().dump();
+  if (!run_config.is_null()) m["run_config"] = run_config.dump();
+  m["step"] = std::to_string(step);
+  return m;
+}
+
+LoadedModel load_model(const std::string& path) {
+  LoadedModel out;
+  out.path = checkpoint_path(path);
+  RLFT_CHECK(fs::exists(out.path), out.path,
+             ": no checkpoint there (expected a run directory or a .safetensors file)");
+  Metadata meta;
+  load_tensors(out.path, &meta);  // metadata first: it says how to build the model
+  for (const char* key : {"model_config", "tokenizer"})
+    RLFT_CHECK(meta.count(key), out.path, ": metadata has no \"", key,
+               "\" (not an rlft GPT checkpoint)");
+  const models::GPTConfig cfg =
+      models::GPTConfig::from_json(json::parse(meta["model_config"], out.path + ":model_config"));
+  out.tokenizer =
+      models::Tokenizer::from_json(json::parse(meta["tokenizer"], out.path + ":tokenizer"));
+  RLFT_CHECK(out.tokenizer.vocab_size() == cfg.vocab_size, out.path, ": tokenizer has ",
+             out.tokenizer.vocab_size(), " tokens but the model ", cfg.vocab_size);
+  if (meta.count("run_config"))
+    out.run_config = json::parse(meta["run_config"], out.path + ":run_config");
+  if (meta.count("step")) out.step = std::stoll(meta["step"]);
+  Generator gen(0);
+  out.model = std::make_shared<models::GPT>(cfg, gen);
+  load_checkpoint(out.path, *out.model, nullptr);
+  out.model->eval();
+  return out;
+}
+
+LossStats evaluate_loss(models::GPT& model, const models::Tokenizer& tok,
+                        const std::vector<Example>& examples, size_t max_examples,
+                        bool response_only, int64_t batch) {
+  NoGradGuard ng;
+  const bool was_training = model.is_training();
+  model.eval();
+  const size_t n = std::min(examples.size(), max_examples);
+  double loss_sum = 0, correct = 0;
+  LossStats out;
+  for (size_t start = 0; start < n; start += size_t(batch)) {
+    std::vector<const Example*> chunk;
+    for (size_t i = start; i < std::min(n, start + size_t(batch)); ++i)
+      chunk.push_back(&examples[i]);
+    const LMBatch b = make_lm_batch(tok, chunk, model.config().block_size, response_only);
+    const Tensor logits = model.lm_logits(model.forward(b.inputs)).reshape({b.targets.size(0), -1});
+    loss_sum += cross_entropy(logits, b.targets, kIgnoreIndex, "sum").item();
+    const std::vector<int64_t> pred = argmax(logits, -1).to_int_vector(),
+                               tgt = b.targets.to_int_vector();
+    for (size_t i = 0; i < tgt.size(); ++i) {
+      if (tgt[i] == kIgnoreIndex) continue;
+      correct += pred[i] == tgt[i];
+      ++out.tokens;
+    }
+  }
+  model.train(was_training);
+  if (out.tokens > 0) {
+    out.loss = loss_sum / double(out.tokens);
+    out.accuracy = correct / double(out.tokens);
+  }
+  return out;
+}
+
+int64_t response_budget(const models::Tokenizer& tok, const std::vector<Example>& examples,
+                        size_t max_examples) {
+  int64_t longest = 0;
+  for (size_t i = 0; i < std::min(examples.size(), max_examples); ++i)
+    longest = std::max<int64_t>(longest, int64_t(tok.encode(examples[i].response).size()) + 1);
+  return longest + longest / 2 + 2;
+}
+
+models::SamplingConfig clamp_to_context(models::SamplingConfig sc, const models::GPT& model,
+                                        const models::Tokenizer& tok,
+                                        const std::vector<std::string>& prompts) {
+  int64_t longest = 0;
+  for (const std::string& p : prompts)
+    longest = std::max<int64_t>(longest, 1 + int64_t(tok.encode(p).size()));
+  const int64_t room = model.config().block_size - longest;
+  RLFT_CHECK(room > 0, "a prompt of ", longest,
+             " tokens (BOS included) leaves no room in the model's context of ",
+             model.config().block_size);
+  sc.max_new_tokens = std::min(sc.max_new_tokens, room);
+  return sc;
+}
+
+std::vector<std::string> sample_responses(models::GPT& model, const models::Tokenizer& tok,
+                                          const std::vector<std::string>& prompts,
+                                          const models::SamplingConfig& sc, Generator& gen,
+                                          int64_t batch_size) {
+  std::vector<std::string> out;
+  for (size_t start = 0; start < prompts.size(); start += size_t(batch_size)) {
+    const std::vector<std::string> chunk(
+        prompts.begin() + long(start),
+        prompts.begin() + long(std::min(prompts.size(), start + size_t(batch_size))));
+    const PromptBatch pb = make_prompt_batch(tok, chunk);
+    models::SamplingConfig s = sc;
+    s.eos_id = tok.eos_id();
+    s.pad_id = tok.pad_id();
+    const models::Generation g = models::generate(model, pb.tokens, pb.mask, s, gen);
+    const int64_t B = g.tokens.size(0), T = g.tokens.size(1), Tp = g.prompt_length;
+    const std::vector<int64_t> ids = g.tokens.to_int_vector();
+    const std::vector<double> rm = g.response_mask.to_vector();
+    for (int64_t b = 0; b < B; ++b) {
+      std::vector<int64_t> resp;
+      for (int64_t t = Tp; t < T; ++t)
+        if (rm[size_t(b * T + t)] != 0) resp.push_back(ids[size_t(b * T + t)]);
+      out.push_back(tok.decode(resp));
+    }
+  }
+  return out;
+}
+
+}  // namespace rlft::llm

@@ -1,0 +1,99 @@
+// What every LM algorithm shares: turning task examples into token batches, the checkpoint
+// format of a GPT run (model + tokenizer + config in the metadata), and sampling a model on a
+// task's prompts to measure it.
+//
+// Sequence format: BOS prompt response [EOS]. Training batches are right-padded (positions
+// then need no mask); prompt batches for generation are left-padded so that every row's next
+// token comes at the same index (models/generate.h).
+//
+// Checkpoint metadata (all values are strings, as safetensors requires; see docs/checkpoints.md):
+//   "format"        "rlft.gpt.v1"
+//   "model_config"  GPTConfig as JSON
+//   "tokenizer"     Tokenizer as JSON
+//   "run_config"    the run's config.json (the settings it was trained with)
+//   "step"          optimizer steps taken
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "engine/checkpoint.h"
+#include "models/generate.h"
+#include "models/gpt.h"
+#include "models/tokenizer.h"
+#include "rl/llm/tasks/task.h"
+
+namespace rlft::llm {
+
+constexpr const char* kCheckpointFormat = "rlft.gpt.v1";
+constexpr int64_t kIgnoreIndex = -100;  // cross_entropy's ignore_index for unlearned targets
+
+// BOS prompt response [EOS] as ids; *prompt_tokens (when given) receives 1 + |prompt|.
+std::vector<int64_t> encode_example(const models::Tokenizer& tok, const Example& e,
+                                    int64_t* prompt_tokens = nullptr);
+
+struct LMBatch {
+  Tensor inputs;  // [B, T] int64: sequence[:-1], right-padded with PAD
+  Tensor
+      targets;  // [B·T] int64: sequence[1:], kIgnoreIndex at padding (and at prompt tokens for SFT)
+  int64_t tokens = 0;  // targets that count
+};
+// Sequences longer than max_len + 1 tokens are cut to it (the model's context: block_size).
+// response_only: learn only the response (and EOS), not the prompt.
+LMBatch make_lm_batch(const models::Tokenizer& tok, const std::vector<const Example*>& examples,
+                      int64_t max_len, bool response_only);
+
+struct PromptBatch {
+  Tensor tokens;  // [B, Tp] int64: BOS prompt, left-padded with PAD
+  Tensor mask;    // [B, Tp] float32: 1 on real tokens
+};
+PromptBatch make_prompt_batch(const models::Tokenizer& tok,
+                              const std::vector<std::string>& prompts);
+
+// A model as loaded from a run: the network, its tokenizer and its metadata.
+struct LoadedModel {
+  std::shared_ptr<models::GPT> model;
+  models::Tokenizer tokenizer;
+  json::Value run_config;  // null when the checkpoint has none
+  int64_t step = 0;
+  std::string path;  // the checkpoint file
+};
+
+// The checkpoint of a run: `path` is a run directory (its checkpoint.safetensors) or a file.
+std::string checkpoint_path(const std::string& path);
+// Metadata for save_checkpoint.
+Metadata checkpoint_metadata(const models::GPTConfig& cfg, const models::Tokenizer& tok,
+                             const json::Value& run_config, int64_t step);
+// Builds the model from the metadata and loads its weights; a file without the metadata is an
+// error naming what is missing.
+LoadedModel load_model(const std::string& path);
+
+// Greedy or sampled responses to `prompts`, in batches of `batch_size`; the responses are the
+// decoded generated tokens (specials shown, so an emitted EOS appears as "<|eos|>").
+std::vector<std::string> sample_responses(models::GPT& model, const models::Tokenizer& tok,
+                                          const std::vector<std::string>& prompts,
+                                          const models::SamplingConfig& sc, Generator& gen,
+                                          int64_t batch_size = 64);
+
+// Mean next-token cross-entropy (nats per counted target) and argmax accuracy over the first
+// `max_examples` examples, in batches of `batch` (no gradient; eval mode).
+struct LossStats {
+  double loss = 0, accuracy = 0;
+  int64_t tokens = 0;  // counted targets
+};
+LossStats evaluate_loss(models::GPT& model, const models::Tokenizer& tok,
+                        const std::vector<Example>& examples, size_t max_examples,
+                        bool response_only, int64_t batch = 64);
+
+// Room for a response: 1.5 × the longest response (in tokens, EOS included) of `examples` + 2.
+int64_t response_budget(const models::Tokenizer& tok, const std::vector<Example>& examples,
+                        size_t max_examples);
+
+// A sampling configuration bounded by the model's context and the prompts' lengths.
+models::SamplingConfig clamp_to_context(models::SamplingConfig sc, const models::GPT& model,
+                                        const models::Tokenizer& tok,
+                                        const std::vector<std::string>& prompts);
+
+}  // namespace rlft::llm

@@ -1,0 +1,84 @@
+// DCPO (arXiv 2509.02333): dynamic per-token clip bounds, smooth advantage standardisation,
+// only_token_mean aggregation, no KL.
+#include "rl/llm/objectives/dcpo.h"
+
+#include <algorithm>
+#include <cmath>
+#include <tuple>
+
+#include "rl/llm/objectives/grpo.h"
+
+namespace rlft::llm {
+
+std::pair<double, double> dcpo_bounds(double q, double eps_low, double eps_high, double r_max) {
+  const double lower = 0.5 + 0.5 * std::sqrt(std::max(1.0 - 4.0 * eps_low / q, 0.0));
+  const double upper = 0.5 + 0.5 * std::sqrt(1.0 + 4.0 * eps_high / q);
+  return {std::min(lower, r_max), std::min(upper, r_max)};
+}
+
+std::pair<Tensor, Tensor> dcpo_bound_tensors(const Tensor& old_log_probs, double eps_low,
+                                             double eps_high, double r_max) {
+  const std::vector<double> lp = old_log_probs.to_vector();
+  std::vector<double> lo(lp.size()), hi(lp.size());
+  for (size_t k = 0; k < lp.size(); ++k)
+    std::tie(lo[k], hi[k]) = dcpo_bounds(std::exp(lp[k]), eps_low, eps_high, r_max);
+  return {Tensor::from_vector(lo, old_log_probs.shape()).to(old_log_probs.dtype()),
+          Tensor::from_vector(hi, old_log_probs.shape()).to(old_log_probs.dtype())};
+}
+
+std::vector<double> SmoothAdvantage::operator()(const std::vector<double>& rewards,
+                                                uint64_t prompt_id) {
+  Stats& s = stats_[prompt_id];
+  ++s.visits;
+  s.all.insert(s.all.end(), rewards.begin(), rewards.end());
+  const std::vector<double> a_new = group_advantages(rewards, true);
+  // A_total: standardised by the mean and unbiased std of every reward seen for this prompt
+  // (this group included); exactly 0 while they are all equal.
+  const std::vector<double> a_all = group_advantages(s.all, true);
+  const size_t offset = s.all.size() - rewards.size();
+  const double i = double(s.visits);
+  std::vector<double> out(rewards.size());
+  for (size_t k = 0; k < rewards.size(); ++k) {
+    const double a_total = a_all[offset + k];
+    const double sa_new = ((i - 1) / i) * a_new[k] + (1 / i) * a_total;
+    const double sa_total = (1 / i) * a_new[k] + ((i - 1) / i) * a_total;
+    out[k] = std::abs(sa_new) <= std::abs(sa_total) ? sa_new : sa_total;
+  }
+  return out;
+}
+
+int64_t SmoothAdvantage::visits(uint64_t prompt_id) const {
+  auto it = stats_.find(prompt_id);
+  return it == stats_.end() ? 0 : it->second.visits;
+}
+
+void dcpo_defaults(GroupRLConfig& c) {
+  c.epsilon = 0.16;      // paper: ε_low = 0.16
+  c.epsilon_high = 0.2;  // paper: ε_high = 0.2
+  c.ratio_level = "token";
+  c.aggregation = "only_token_mean";  // paper: Σ_i (1/|o_i|) Σ_t, no 1/B
+  c.beta = 0.0;
+  c.kl = "none";
+  c.scale_by_std = true;
+  c.dynamic_sampling = false;  // SAS keeps all-equal groups useful instead
+  c.overlong_shaping = false;
+  c.dcpo_r_max = 10.0;
+  c.reward_wrong = 0.0;
+}
+
+namespace {
+class DCPO : public Objective {
+ public:
+  std::string name() const override { return "dcpo"; }
+  std::vector<double> advantages(const std::vector<double>& rewards, uint64_t prompt_id) override {
+    return sas_(rewards, prompt_id);
+  }
+
+ private:
+  SmoothAdvantage sas_;
+};
+}  // namespace
+
+std::unique_ptr<Objective> make_dcpo(const GroupRLConfig&) { return std::make_unique<DCPO>(); }
+
+}  // namespace rlft::llm

@@ -1,0 +1,368 @@
+#include "rl/llm/ppo_rlhf.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <tuple>
+
+#include "engine/checkpoint.h"
+#include "engine/error.h"
+#include "engine/ops.h"
+#include "engine/optim.h"
+#include "models/generate.h"
+#include "rl/llm/lm.h"
+#include "rl/plot.h"
+#include "rl/run.h"
+
+namespace rlft::llm {
+
+Tensor compute_rewards(const Tensor& log_probs, const Tensor& ref_log_probs,
+                       const Tensor& reward_score, const Tensor& action_mask, double kl_ctl,
+                       double clip_reward_value) {
+  RLFT_CHECK(log_probs.dim() == 2 && ref_log_probs.shape() == log_probs.shape() &&
+                 action_mask.shape() == log_probs.shape(),
+             "compute_rewards: log_probs ", log_probs.shape(), ", ref_log_probs ",
+             ref_log_probs.shape(), ", action_mask ", action_mask.shape(), " must be one [B, T]");
+  const int64_t B = log_probs.size(0), T = log_probs.size(1);
+  RLFT_CHECK(reward_score.numel() == B, "compute_rewards: reward_score has ", reward_score.numel(),
+             " entries for ", B, " rows");
+  const std::vector<double> lp = log_probs.to_vector(), ref = ref_log_probs.to_vector(),
+                            m = action_mask.to_vector(), score = reward_score.to_vector();
+  std::vector<double> rewards(size_t(B * T), 0.0);
+  for (int64_t b = 0; b < B; ++b) {
+    int64_t last = -1;
+    for (int64_t t = 0; t < T; ++t) {
+      const size_t i = size_t(b * T + t);
+      if (m[i] == 0) continue;
+      rewards[i] = -kl_ctl * (lp[i] - ref[i]);  // kl_divergence_estimate
+      last = t;
+    }
+    // reward_clip added at this row's own end: rewards[j, start:ends[j]][-1] += reward_clip[j]
+    if (last >= 0)
+      rewards[size_t(b * T + last)] +=
+          std::clamp(score[size_t(b)], -clip_reward_value, clip_reward_value);
+  }
+  return Tensor::from_vector(rewards, {B, T}).to(log_probs.dtype());
+}
+
+Tensor critic_loss(const Tensor& values, const Tensor& old_values, const Tensor& returns,
+                   const Tensor& action_mask, double cliprange_value) {
+  const Tensor m = action_mask.to(values.dtype());
+  // values_clipped = clip(values, old_values − c, old_values + c)
+  const Tensor values_clipped =
+      add(old_values, clamp(sub(values, old_values), -cliprange_value, cliprange_value));
+  const Tensor vf_loss1 = pow(sub(values, returns), 2.0);
+  const Tensor vf_loss2 = pow(sub(values_clipped, returns), 2.0);
+  return mul(div(sum(mul(maximum(vf_loss1, vf_loss2), m)), sum(m)), 0.5);
+}
+
+Tensor actor_loss(const Tensor& log_probs, const Tensor& old_log_probs, const Tensor& advantages,
+                  const Tensor& action_mask, double cliprange) {
+  RatioClipOptions o;
+  o.eps_low = o.eps_high = cliprange;
+  o.aggregation = kernels::Aggregation::token_mean;
+  return ratio_clip(log_probs, old_log_probs, advantages, action_mask.to(log_probs.dtype()), o)
+      .loss;
+}
+
+Tensor whiten_masked(const Tensor& advantages, const Tensor& action_mask) {
+  const std::vector<double> a = advantages.to_vector(), m = action_mask.to_vector();
+  double n = 0, s = 0, ss = 0;
+  for (size_t i = 0; i < a.size(); ++i)
+    if (m[i] != 0) n += 1, s += a[i];
+  if (n == 0) return advantages;
+  const double mu = s / n;
+  for (size_t i = 0; i < a.size(); ++i)
+    if (m[i] != 0) ss += (a[i] - mu) * (a[i] - mu);
+  const double sd = std::sqrt(ss / std::max(n - 1, 1.0));
+  std::vector<double> w(a.size(), 0.0);
+  for (size_t i = 0; i < a.size(); ++i)
+    if (m[i] != 0) w[i] = (a[i] - mu) / (sd + 1e-8);
+  return Tensor::from_vector(w, advantages.shape()).to(advantages.dtype());
+}
+
+void AdaptiveKLController::update(double kl, int64_t n_steps) {
+  const double e = std::clamp(kl / target - 1.0, -0.2, 0.2);
+  value *= 1.0 + e * double(n_steps) / horizon;
+}
+
+json::Value to_json(const PPORLHFConfig& c) {
+  json::Value v = json::Value::object();
+  v.set("init", c.init);
+  v.set("reward_model", c.reward_model);
+  v.set("steps", c.steps);
+  v.set("batch", c.batch);
+  v.set("ppo_epochs", c.ppo_epochs);
+  v.set("minibatches", c.minibatches);
+  v.set("actor_lr", c.actor_lr);
+  v.set("critic_lr", c.critic_lr);
+  v.set("kl_ctl", c.kl_ctl);
+  v.set("adaptive_kl", c.adaptive_kl);
+  v.set("kl_target", c.kl_target);
+  v.set("kl_horizon", c.kl_horizon);
+  v.set("clip_reward_value", c.clip_reward_value);
+  v.set("cliprange", c.cliprange);
+  v.set("cliprange_value", c.cliprange_value);
+  v.set("gamma", c.gamma);
+  v.set("lam", c.lam);
+  v.set("whiten_advantages", c.whiten_advantages);
+  v.set("temperature", c.temperature);
+  v.set("max_new_tokens", c.max_new_tokens);
+  v.set("grad_clip", c.grad_clip);
+  v.set("eval_every", c.eval_every);
+  v.set("eval_samples", c.eval_samples);
+  v.set("out_dir", c.out_dir);
+  v.set("name", c.name);
+  v.set("seed", c.seed);
+  return v;
+}
+
+namespace {
+
+// V(tokens_<t) at every position t: the value head at t − 1, 0 at t = 0. [B, T].
+Tensor aligned_values(models::GPT& critic, const Tensor& tokens, const Tensor& attention_mask) {
+  const Tensor v = critic.values(critic.forward(tokens, attention_mask));
+  const int64_t B = v.size(0), T = v.size(1);
+  return concat({Tensor::zeros({B, 1}, v.dtype()), v.narrow(1, 0, T - 1)}, 1);
+}
+
+// Actor log-probs and entropies [B, T] (0 at t = 0), from one forward pass.
+std::pair<Tensor, Tensor> actor_log_probs(models::GPT& actor, const Tensor& tokens,
+                                          const Tensor& attention_mask, double temperature) {
+  const Tensor logits = actor.lm_logits(actor.forward(tokens, attention_mask));
+  const int64_t B = tokens.size(0), T = tokens.size(1);
+  auto [lp, ent] =
+      softmax_logprob(logits.narrow(1, 0, T - 1), tokens.narrow(1, 1, T - 1), temperature);
+  const Tensor z = Tensor::zeros({B, 1}, lp.dtype());
+  return {concat({z, lp}, 1), concat({z, ent}, 1)};
+}
+
+Tensor rows(const Tensor& t, int64_t s, int64_t n) { return t.narrow(0, s, n).contiguous(); }
+
+}  // namespace
+
+PPORLHFResult train_ppo_rlhf(const PPORLHFConfig& cfg) {
+  RLFT_CHECK(!cfg.init.empty(), "rlft lm ppo: --init (an SFT run) is required");
+  RLFT_CHECK(!cfg.reward_model.empty(),
+             "rlft lm ppo: --reward-model (an `rlft lm rm` run) is required");
+  RLFT_CHECK(cfg.batch > 0 && cfg.steps > 0 && cfg.ppo_epochs > 0 && cfg.minibatches > 0 &&
+                 cfg.batch % cfg.minibatches == 0,
+             "rlft lm ppo: --batch, --steps, --ppo-epochs, --minibatches must be > 0 and "
+             "minibatches must divide batch");
+  const LoadedModel actor_run = load_model(cfg.init), ref_run = load_model(cfg.init);
+  const LoadedModel rm_run = load_model(cfg.reward_model);
+  RLFT_CHECK(rm_run.model->config().reward_head, cfg.reward_model,
+             ": not a reward model (no reward head)");
+  RLFT_CHECK(rm_run.tokenizer.to_json() == actor_run.tokenizer.to_json(), cfg.reward_model,
+             ": its tokenizer differs from the SFT run's");
+  models::GPT& actor = *actor_run.model;
+  models::GPT& ref = *ref_run.model;
+  models::GPT& rm = *rm_run.model;
+  const models::Tokenizer& tok = actor_run.tokenizer;
+  // Critic: the reward model's backbone, its reward head as the value head (DeepSpeed-Chat
+  // initialises the critic from the reward model).
+  Generator gen(cfg.seed);
+  models::GPT critic(with_heads(rm.config(), true, false), gen);
+  copy_matching_parameters(critic, rm);
+  {
+    NoGradGuard ng;
+    critic.value_head->weight.copy_(rm.reward_head->weight);
+    critic.value_head->bias.copy_(rm.reward_head->bias);
+  }
+  for (models::GPT* m : {&ref, &rm}) {
+    for (Tensor p : m->parameters()) p.set_requires_grad(false);
+    m->eval();
+  }
+
+  const std::unique_ptr<Task> task = make_task(task_config_of(actor_run));
+  std::vector<std::string> train_prompts = task->prompts(Split::train), eval_prompts;
+  for (const std::string& p : task->prompts(Split::validation))
+    for (int64_t j = 0; j < cfg.eval_samples; ++j) eval_prompts.push_back(p);
+  for (size_t i = train_prompts.size(); i > 1; --i)
+    std::swap(train_prompts[i - 1], train_prompts[gen.below(i)]);
+
+  const rl::RunDir run(cfg.out_dir + "/" + cfg.name, true);
+  json::Value config_json = to_json(cfg);
+  config_json.set("git_revision", rl::git_revision());
+  run.write_config(config_json);
+  optim::Adam actor_opt(actor.parameters(), cfg.actor_lr),
+      critic_opt(critic.parameters(), cfg.critic_lr);
+  AdaptiveKLController kl_ctl{cfg.kl_ctl, cfg.kl_target, cfg.kl_horizon};
+  models::SamplingConfig sc;
+  sc.temperature = cfg.temperature;
+  sc.max_new_tokens = cfg.max_new_tokens > 0 ? cfg.max_new_tokens : actor.config().block_size;
+  sc = clamp_to_context(sc, actor, tok, train_prompts);
+  sc.eos_id = tok.eos_id();
+  sc.pad_id = tok.pad_id();
+  Generator sample_gen(cfg.seed + 1);
+  rl::Stopwatch clock;
+  PPORLHFResult res;
+  res.run_dir = run.dir();
+  auto evaluate = [&]() {
+    Generator g(cfg.seed + 12345);
+    return evaluate_policy(actor, ref, tok, eval_prompts, 1.0, g);
+  };
+  res.before = evaluate();
+  if (!cfg.quiet)
+    std::printf(
+        "ppo-rlhf: before training, validation samples: ground truth %.3f  KL %.2f  length %.1f\n",
+        res.before.ground_truth, res.before.kl, res.before.response_length);
+  size_t next = 0;
+  std::vector<double> xs;
+  for (int64_t step = 1; step <= cfg.steps; ++step) {
+    // ---- rollout: batched KV-cache generation
+    rl::Stopwatch t_gen;
+    std::vector<std::string> prompts;
+    for (int64_t i = 0; i < cfg.batch; ++i)
+      prompts.push_back(train_prompts[next++ % train_prompts.size()]);
+    const PromptBatch pb = make_prompt_batch(tok, prompts);
+    const models::Generation g = models::generate(actor, pb.tokens, pb.mask, sc, sample_gen);
+    const double time_generation = t_gen.seconds();
+    // ---- experience: log-probs of actor and reference, values, RM score (no gradient)
+    rl::Stopwatch t_exp;
+    const Tensor tokens = g.tokens, attention_mask = g.attention_mask;
+    const DType dt = g.log_probs.dtype();
+    const Tensor action_mask = g.response_mask.to(dt);
+    Tensor old_log_probs = g.log_probs, ref_log_probs, old_values, reward_score, rewards,
+           advantages, returns;
+    {
+      NoGradGuard ng;
+      ref_log_probs = models::sequence_log_probs(ref, tokens, attention_mask);
+      critic.eval();
+      old_values = mul(aligned_values(critic, tokens, attention_mask), action_mask);
+      reward_score = rm.rewards(rm.forward(tokens, attention_mask), attention_mask);
+      rewards = compute_rewards(old_log_probs, ref_log_probs, reward_score, action_mask,
+                                kl_ctl.value, cfg.clip_reward_value);
+      std::tie(advantages, returns) =
+          gae_masked(rewards, old_values, action_mask, cfg.gamma, cfg.lam);
+      if (cfg.whiten_advantages) advantages = whiten_masked(advantages, action_mask);
+    }
+    // Rollout statistics.
+    const int64_t B = tokens.size(0), T = tokens.size(1);
+    double kl = 0, rm_mean = 0, gt = 0, length = 0;
+    {
+      const std::vector<double> lp = old_log_probs.to_vector(), rlp = ref_log_probs.to_vector(),
+                                m = action_mask.to_vector(), rs = reward_score.to_vector();
+      const std::vector<int64_t> ids = tokens.to_int_vector();
+      for (int64_t b = 0; b < B; ++b) {
+        std::vector<int64_t> resp;
+        for (int64_t t = 0; t < T; ++t) {
+          const size_t i = size_t(b * T + t);
+          if (m[i] == 0) continue;
+          kl += lp[i] - rlp[i];
+          resp.push_back(ids[i]);
+        }
+        length += double(resp.size());
+        rm_mean += rs[size_t(b)];
+        gt += ground_truth_probability(prompts[size_t(b)], tok.decode(resp));
+      }
+      kl /= double(B), rm_mean /= double(B), gt /= double(B), length /= double(B);
+    }
+    double explained_variance = 0;
+    {
+      const std::vector<double> r = returns.to_vector(), v = old_values.to_vector(),
+                                m = action_mask.to_vector();
+      double n = 0, sr = 0, srr = 0, sd = 0, sdd = 0;
+      for (size_t i = 0; i < r.size(); ++i)
+        if (m[i] != 0)
+          n += 1, sr += r[i], srr += r[i] * r[i], sd += r[i] - v[i],
+              sdd += (r[i] - v[i]) * (r[i] - v[i]);
+      const double var_r = srr / n - (sr / n) * (sr / n), var_d = sdd / n - (sd / n) * (sd / n);
+      explained_variance = var_r > 0 ? 1.0 - var_d / var_r : 0.0;
+    }
+    const double time_experience = t_exp.seconds();
+    // ---- training: ppo_epochs × minibatches, separate optimisers
+    rl::Stopwatch t_train;
+    actor.train();
+    critic.train();
+    double a_loss = 0, c_loss = 0, entropy = 0, clip_low = 0, clip_high = 0, approx_kl = 0;
+    int64_t n_mb = 0;
+    const int64_t mb = B / cfg.minibatches;
+    for (int64_t epoch = 0; epoch < cfg.ppo_epochs; ++epoch) {
+      for (int64_t k = 0; k < cfg.minibatches; ++k) {
+        const int64_t s = k * mb;
+        const Tensor tk = rows(tokens, s, mb), am = rows(attention_mask, s, mb),
+                     m = rows(action_mask, s, mb);
+        auto [lp, ent] = actor_log_probs(actor, tk, am, cfg.temperature);
+        RatioClipOptions o;
+        o.eps_low = o.eps_high = cfg.cliprange;
+        o.aggregation = kernels::Aggregation::token_mean;
+        const RatioClipResult rc =
+            ratio_clip(lp, rows(old_log_probs, s, mb), rows(advantages, s, mb), m, o);
+        actor_opt.zero_grad();
+        rc.loss.backward();
+        if (cfg.grad_clip > 0) optim::clip_grad_norm(actor.parameters(), cfg.grad_clip);
+        actor_opt.step();
+        const Tensor values = aligned_values(critic, tk, am);
+        const Tensor vl = critic_loss(values, rows(old_values, s, mb), rows(returns, s, mb), m,
+                                      cfg.cliprange_value);
+        critic_opt.zero_grad();
+        vl.backward();
+        if (cfg.grad_clip > 0) optim::clip_grad_norm(critic.parameters(), cfg.grad_clip);
+        critic_opt.step();
+        {
+          NoGradGuard ng;
+          entropy += (sum(mul(ent.detach(), m)) / sum(m)).item();
+        }
+        a_loss += rc.loss.item(), c_loss += vl.item();
+        clip_low += rc.stats.clip_frac_low, clip_high += rc.stats.clip_frac_high,
+            approx_kl += rc.stats.approx_kl_k3;
+        ++n_mb;
+      }
+    }
+    const double time_training = t_train.seconds();
+    if (cfg.adaptive_kl) kl_ctl.update(kl, B);
+    res.rm_scores.push_back(rm_mean), res.ground_truths.push_back(gt), res.kls.push_back(kl);
+    xs.push_back(double(step));
+    json::Value mj = json::Value::object();
+    mj.set("step", step);
+    mj.set("rm_score", rm_mean);
+    mj.set("ground_truth", gt);
+    mj.set("kl", kl);
+    mj.set("kl_ctl", kl_ctl.value);
+    mj.set("entropy", entropy / double(n_mb));
+    mj.set("clip_frac_low", clip_low / double(n_mb));
+    mj.set("clip_frac_high", clip_high / double(n_mb));
+    mj.set("approx_kl", approx_kl / double(n_mb));
+    mj.set("actor_loss", a_loss / double(n_mb));
+    mj.set("critic_loss", c_loss / double(n_mb));
+    mj.set("explained_variance", explained_variance);
+    mj.set("response_length", length);
+    mj.set("time_generation", time_generation);
+    mj.set("time_experience", time_experience);
+    mj.set("time_training", time_training);
+    const bool do_eval = step == cfg.steps || (cfg.eval_every > 0 && step % cfg.eval_every == 0);
+    if (do_eval) {
+      const PolicyEval pe = evaluate();
+      if (step == cfg.steps) res.after = pe;
+      mj.set("val_ground_truth", pe.ground_truth);
+      mj.set("val_kl", pe.kl);
+      mj.set("val_response_length", pe.response_length);
+    }
+    mj.set("elapsed_seconds", clock.seconds());
+    run.log(mj);
+    if (!cfg.quiet)
+      std::printf(
+          "step %4lld  rm %+.3f  truth %.3f  kl %6.2f  ent %.3f  clip %.3f  vloss %.4f  ev %+.2f  "
+          "len %5.1f  "
+          "gen/exp/train %.1f/%.1f/%.1fs\n",
+          (long long)step, rm_mean, gt, kl, entropy / double(n_mb),
+          (clip_low + clip_high) / double(n_mb), c_loss / double(n_mb), explained_variance, length,
+          time_generation, time_experience, time_training);
+  }
+  plot::write_line_plot(run.path("reward.svg"), "PPO-RLHF rollouts", "update", "mean",
+                        {{"rm score", xs, res.rm_scores}, {"ground truth", xs, res.ground_truths}});
+  plot::write_line_plot(run.path("kl.svg"), "PPO-RLHF KL(actor || ref) per sequence", "update",
+                        "KL", {{"kl", xs, res.kls}});
+  save_checkpoint(run.path("checkpoint.safetensors"), actor, nullptr,
+                  checkpoint_metadata(actor.config(), tok, actor_run.run_config, cfg.steps));
+  save_checkpoint(run.path("critic.safetensors"), critic, nullptr,
+                  checkpoint_metadata(critic.config(), tok, actor_run.run_config, cfg.steps));
+  if (!cfg.quiet)
+    std::printf(
+        "ppo-rlhf: after training, validation samples: ground truth %.3f  KL %.2f  length %.1f\n",
+        res.after.ground_truth, res.after.kl, res.after.response_length);
+  return res;
+}
+
+}  // namespace rlft::llm

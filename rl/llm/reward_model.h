@@ -1,0 +1,73 @@
+// Reward model (seed §3, step 2 of RLHF; InstructGPT, Ouyang et al. 2022; DeepSpeed-Chat step 2).
+//
+// Objective (Bradley–Terry), for pairs (x, y_w ≻ y_l):
+//   L = mean over pairs of  −log σ(r(x, y_w) − r(x, y_l) − margin)  +  η·(r(x, y_w) + r(x, y_l))²
+// r is the GPT backbone (initialised from the SFT run) with a scalar reward head read at the last
+// non-pad token (the EOS) of BOS prompt response EOS. margin 0 and η 0 (off) by default; the
+// centring term with η = 0.01 keeps the scores near 0 (ALGORITHMS.md §3), which suits PPO's
+// reward clip at ±5.
+//
+// Logged per epoch (metrics.jsonl): loss, train_accuracy, held-out pair accuracy
+// (heldout_accuracy: fraction of held-out pairs with r_w > r_l), heldout_loss, and, when the
+// pairs carry ground-truth scores, the Pearson correlation of r with logit p(positive) over the
+// held-out responses (heldout_correlation) and the accuracy against the ground-truth order instead
+// of the (possibly noisy) labels, over held-out pairs whose scores differ (heldout_truth_accuracy).
+// Defaults: 3 epochs, batch 32 pairs, AdamW lr 3e-4 (wd 0), grad clip 1, 10% of pairs held out.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "engine/json.h"
+#include "engine/tensor.h"
+#include "models/gpt.h"
+#include "models/tokenizer.h"
+#include "rl/llm/rlhf_data.h"
+
+namespace rlft::llm {
+
+// Mean Bradley–Terry loss over a batch: r_chosen, r_rejected [B] → scalar (differentiable).
+Tensor bradley_terry_loss(const Tensor& r_chosen, const Tensor& r_rejected, double margin = 0,
+                          double center_coef = 0);
+
+struct RewardModelConfig {
+  std::string prefs;           // preference JSONL (rlhf_data.h)
+  std::string init;            // SFT run the backbone starts from
+  int64_t epochs = 3;          // passes over the training pairs
+  int64_t batch = 32;          // pairs per optimizer step
+  double lr = 3e-4;            // AdamW learning rate (constant)
+  double weight_decay = 0.0;   // AdamW decoupled weight decay
+  double grad_clip = 1.0;      // max global gradient norm (0: off)
+  double margin = 0.0;         // BT margin
+  double center_coef = 0.0;    // η of the centring term (0.01 suggested; 0: off)
+  double eval_fraction = 0.1;  // fraction of pairs held out (the last ones after a seeded shuffle)
+  std::string out_dir = "runs";
+  std::string name = "reviews-rm";
+  uint64_t seed = 0;
+  bool quiet = false;
+};
+json::Value to_json(const RewardModelConfig& c);
+
+struct RewardModelEval {
+  double accuracy = 0, loss = 0, correlation = 0;
+  double truth_accuracy =
+      0;  // fraction of pairs with a score gap whose r orders them as the ground truth
+  bool has_correlation = false;
+};
+// Held-out accuracy, loss and correlation with the ground-truth scores of a reward model.
+RewardModelEval evaluate_reward_model(models::GPT& rm, const models::Tokenizer& tok,
+                                      const std::vector<PreferencePair>& pairs, int64_t batch = 64);
+// r(x, y) for each (prompt, response): [N] (no gradient).
+std::vector<double> reward_scores(models::GPT& rm, const models::Tokenizer& tok,
+                                  const std::vector<std::string>& prompts,
+                                  const std::vector<std::string>& responses, int64_t batch = 64);
+
+struct RewardModelResult {
+  std::string run_dir;
+  std::vector<double> losses;          // per step
+  std::vector<RewardModelEval> evals;  // per epoch, on the held-out pairs (before training first)
+};
+RewardModelResult train_reward_model(const RewardModelConfig& cfg);
+
+}  // namespace rlft::llm

@@ -1,0 +1,61 @@
+// RRHF: Rank Responses to align language models with Human Feedback (Yuan et al. 2023,
+// arXiv 2304.05302). ALGORITHMS.md §6. No reference model, no critic.
+//
+// For one prompt x with k candidate responses y_1..y_k and scores R_1..R_k:
+//   p_i    = Σ_t log π_θ(y_{i,t} | x, y_{i,<t}) / |y_i|          (length-normalised, penalty 1)
+//   L_rank = Σ_{i,j: R_i < R_j} max(0, p_i − p_j)
+//   L_ft   = −Σ_t log π_θ(y_{i',t} | x, y_{i',<t}),   i' = argmax_i R_i
+//   L      = L_rank + L_ft
+// (the paper's eq. 2–4; the loss of a batch is the mean over its prompts).
+// Candidates here: k responses sampled from the current policy (temperature 1), scored by a
+// reward model run (--reward-model) or by the task's hidden ground truth (--scorer ground_truth).
+// |y| counts the response tokens and the EOS. Defaults: k 4, 8 prompts per step, Adam lr 5e-5.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "engine/json.h"
+#include "engine/tensor.h"
+#include "rl/llm/rlhf_data.h"
+
+namespace rlft::llm {
+
+struct RRHFLoss {
+  Tensor loss;  // L_rank + L_ft (differentiable)
+  double rank_loss = 0, ft_loss = 0;
+};
+// log_prob_sums [k] Σ_t log π of each candidate (differentiable), lengths [k] token counts,
+// scores [k]. Ties in R are not ranked against each other; the first of equal best is y_{i'}.
+RRHFLoss rrhf_loss(const Tensor& log_prob_sums, const std::vector<int64_t>& lengths,
+                   const std::vector<double>& scores);
+
+struct RRHFConfig {
+  std::string init;           // SFT run (the policy's start)
+  std::string reward_model;   // reward-model run that scores candidates (scorer rm)
+  std::string scorer = "rm";  // rm | ground_truth
+  int64_t steps = 100;        // optimizer steps
+  int64_t prompts_per_step = 8;
+  int64_t k = 4;             // candidates per prompt
+  double temperature = 1.0;  // sampling temperature of the candidates
+  double lr = 5e-5;          // Adam learning rate
+  double grad_clip = 1.0;
+  int64_t log_every = 10;
+  int64_t eval_every = 50;  // samples on validation prompts: ground truth, KL to the init
+  int64_t eval_samples = 4;
+  std::string out_dir = "runs";
+  std::string name = "reviews-rrhf";
+  uint64_t seed = 0;
+  bool quiet = false;
+};
+json::Value to_json(const RRHFConfig& c);
+
+struct RRHFResult {
+  std::string run_dir;
+  std::vector<double> losses;
+  PolicyEval before, after;
+};
+RRHFResult train_rrhf(const RRHFConfig& cfg);
+
+}  // namespace rlft::llm

@@ -1,0 +1,398 @@
+// Pretraining / SFT loop for the toy GPTs (objective and defaults in sft.h).
+#include "rl/llm/sft.h"
+
+#include <cstdio>
+#include <filesystem>
+
+#include "engine/checkpoint.h"
+#include "engine/fs.h"
+#include "engine/optim.h"
+#include "models/generate.h"
+#include "models/gpt.h"
+#include "models/tokenizer.h"
+#include "rl/llm/lm.h"
+#include "rl/plot.h"
+#include "rl/run.h"
+
+namespace rlft::llm {
+
+// ---- config <-> JSON (keys are the CLI flags with '_' for '-') ------------------------------
+
+json::Value to_json(const SFTConfig& c) {
+  json::Value v = json::Value::object();
+  v.set("mode", c.mode);
+  v.set("task", c.task.task);
+  v.set("data_seed", c.task.data_seed);
+  v.set("ops", c.task.ops);
+  v.set("digits", c.task.digits);
+  v.set("train_size", c.task.train_size);
+  v.set("eval_size", c.task.eval_size);
+  v.set("data", c.task.data);
+  v.set("chunk", c.task.chunk);
+  v.set("tokenizer", c.tokenizer);
+  v.set("model", c.model);
+  v.set("n_layer", c.n_layer);
+  v.set("n_head", c.n_head);
+  v.set("n_embd", c.n_embd);
+  v.set("block_size", c.block_size);
+  v.set("dropout", c.dropout);
+  v.set("tie_weights", c.tie_weights);
+  v.set("init_from", c.init_from);
+  v.set("steps", c.steps);
+  v.set("batch", c.batch);
+  v.set("lr", c.lr);
+  v.set("min_lr_ratio", c.min_lr_ratio);
+  v.set("warmup", c.warmup);
+  v.set("weight_decay", c.weight_decay);
+  v.set("beta1", c.beta1);
+  v.set("beta2", c.beta2);
+  v.set("grad_clip", c.grad_clip);
+  v.set("log_every", c.log_every);
+  v.set("eval_every", c.eval_every);
+  v.set("eval_examples", c.eval_examples);
+  v.set("eval_generate", c.eval_generate);
+  v.set("checkpoint_every", c.checkpoint_every);
+  v.set("out_dir", c.out_dir);
+  v.set("name", c.name);
+  v.set("seed", c.seed);
+  v.set("device", c.device);
+  v.set("resume", c.resume);
+  v.set("stop_after", c.stop_after);
+  v.set("quiet", c.quiet);
+  return v;
+}
+
+SFTConfig sft_config_from_json(const json::Value& v) {
+  SFTConfig c;
+  c.mode = v.get_or("mode", c.mode);
+  c.task.task = v.get_or("task", c.task.task);
+  c.task.data_seed = v.get_or("data_seed", c.task.data_seed);
+  c.task.ops = v.get_or("ops", c.task.ops);
+  c.task.digits = v.get_or("digits", c.task.digits);
+  c.task.train_size = v.get_or("train_size", c.task.train_size);
+  c.task.eval_size = v.get_or("eval_size", c.task.eval_size);
+  c.task.data = v.get_or("data", c.task.data);
+  c.task.chunk = v.get_or("chunk", c.task.chunk);
+  c.tokenizer = v.get_or("tokenizer", c.tokenizer);
+  c.model = v.get_or("model", c.model);
+  c.n_layer = v.get_or("n_layer", c.n_layer);
+  c.n_head = v.get_or("n_head", c.n_head);
+  c.n_embd = v.get_or("n_embd", c.n_embd);
+  c.block_size = v.get_or("block_size", c.block_size);
+  c.dropout = v.get_or("dropout", c.dropout);
+  c.tie_weights = v.get_or("tie_weights", c.tie_weights);
+  c.init_from = v.get_or("init_from", c.init_from);
+  c.steps = v.get_or("steps", c.steps);
+  c.batch = v.get_or("batch", c.batch);
+  c.lr = v.get_or("lr", c.lr);
+  c.min_lr_ratio = v.get_or("min_lr_ratio", c.min_lr_ratio);
+  c.warmup = v.get_or("warmup", c.warmup);
+  c.weight_decay = v.get_or("weight_decay", c.weight_decay);
+  c.beta1 = v.get_or("beta1", c.beta1);
+  c.beta2 = v.get_or("beta2", c.beta2);
+  c.grad_clip = v.get_or("grad_clip", c.grad_clip);
+  c.log_every = v.get_or("log_every", c.log_every);
+  c.eval_every = v.get_or("eval_every", c.eval_every);
+  c.eval_examples = v.get_or("eval_examples", c.eval_examples);
+  c.eval_generate = v.get_or("eval_generate", c.eval_generate);
+  c.checkpoint_every = v.get_or("checkpoint_every", c.checkpoint_every);
+  c.out_dir = v.get_or("out_dir", c.out_dir);
+  c.name = v.get_or("name", c.name);
+  c.seed = v.get_or("seed", c.seed);
+  c.device = v.get_or("device", c.device);
+  c.resume = v.get_or("resume", c.resume);
+  c.stop_after = v.get_or("stop_after", c.stop_after);
+  c.quiet = v.get_or("quiet", c.quiet);
+  return c;
+}
+
+namespace {
+
+// AdamW with two parameter groups, as GPT-2 / nanoGPT: matrices and embeddings decay, biases
+// and LayerNorm parameters (1-d tensors) do not. State names are prefixed "decay." and
+// "no_decay." so one checkpoint holds both.
+class GroupedAdamW : public optim::Optimizer {
+ public:
+  GroupedAdamW(const std::vector<Tensor>& decay, const std::vector<Tensor>& no_decay,
+               const SFTConfig& c)
+      : Optimizer(all_of(decay, no_decay), c.lr),
+        decay_(decay, c.lr, c.beta1, c.beta2, 1e-8, c.weight_decay),
+        no_decay_(no_decay, c.lr, c.beta1, c.beta2, 1e-8, 0.0) {}
+  void step() override {
+    decay_.set_lr(lr());
+    no_decay_.set_lr(lr());
+    decay_.step();
+    no_decay_.step();
+    ++steps_;
+  }
+  std::vector<std::pair<std::string, Tensor>> state() const override {
+    std::vector<std::pair<std::string, Tensor>> out;
+    for (auto& [n, t] : decay_.state()) out.emplace_back("decay." + n, t);
+    for (auto& [n, t] : no_decay_.state()) out.emplace_back("no_decay." + n, t);
+    return out;
+  }
+  void load_state(const std::vector<std::pair<std::string, Tensor>>& state) override {
+    std::vector<std::pair<std::string, Tensor>> a, b;
+    for (auto& [n, t] : state) {
+      if (n.rfind("decay.", 0) == 0)
+        a.emplace_back(n.substr(6), t);
+      else if (n.rfind("no_decay.", 0) == 0)
+        b.emplace_back(n.substr(9), t);
+      else
+        throw Error(
+            str("optimizer state: unexpected entry '", n, "' (expected decay.* or no_decay.*)"));
+    }
+    decay_.load_state(a);
+    no_decay_.load_state(b);
+    steps_ = decay_.steps();
+  }
+
+ private:
+  static std::vector<Tensor> all_of(std::vector<Tensor> a, const std::vector<Tensor>& b) {
+    a.insert(a.end(), b.begin(), b.end());
+    return a;
+  }
+  optim::AdamW decay_, no_decay_;
+};
+
+void check_config(const SFTConfig& c) {
+  RLFT_CHECK(c.mode == "pretrain" || c.mode == "sft", "--mode: expected pretrain or sft, got '",
+             c.mode, "'");
+  if (c.device.rfind("cuda", 0) == 0)
+    throw Error(str("--device ", c.device,
+                    ": the engine has no CUDA backend for its ops yet; use --device cpu"));
+  RLFT_CHECK(Device::parse(c.device).is_cpu(), "--device: expected cpu, got '", c.device, "'");
+  RLFT_CHECK(c.steps > 0, "--steps must be positive, got ", c.steps);
+  RLFT_CHECK(c.batch > 0, "--batch-size must be positive, got ", c.batch);
+  RLFT_CHECK(c.lr > 0, "--lr must be positive, got ", c.lr);
+  RLFT_CHECK(c.min_lr_ratio >= 0 && c.min_lr_ratio <= 1, "--min-lr-ratio must be in [0, 1], got ",
+             c.min_lr_ratio);
+  RLFT_CHECK(c.warmup >= 0, "--warmup must be >= 0, got ", c.warmup);
+  RLFT_CHECK(c.grad_clip >= 0, "--grad-clip must be >= 0, got ", c.grad_clip);
+  RLFT_CHECK(c.log_every > 0 && c.eval_every > 0 && c.checkpoint_every > 0,
+             "--log-every, --eval-every and --checkpoint-every must be positive");
+  RLFT_CHECK(c.eval_examples > 0, "--eval-examples must be positive, got ", c.eval_examples);
+  RLFT_CHECK(c.eval_generate >= 0, "--eval-generate must be >= 0, got ", c.eval_generate);
+  RLFT_CHECK(c.stop_after >= 0, "--stop-after must be >= 0, got ", c.stop_after);
+  RLFT_CHECK(c.name.find('/') == std::string::npos, "--name: '", c.name, "' may not contain '/'");
+}
+
+models::GPTConfig model_config(const SFTConfig& c, int64_t vocab_size) {
+  models::GPTConfig m = models::GPTConfig::named(c.model);
+  if (c.n_layer) m.n_layer = c.n_layer;
+  if (c.n_head) m.n_head = c.n_head;
+  if (c.n_embd) m.n_embd = c.n_embd;
+  if (c.block_size) m.block_size = c.block_size;
+  m.dropout = c.dropout;
+  m.tie_weights = c.tie_weights;
+  m.vocab_size = vocab_size;
+  m.validate();
+  return m;
+}
+
+struct Validation {
+  double loss = 0, accuracy = 0;
+  SampleMetrics metrics;
+};
+
+// Loss and next-token accuracy over the first `eval_examples` validation examples, and the
+// task's sample metrics on greedy responses to `eval_generate` validation prompts.
+Validation validate(models::GPT& model, const models::Tokenizer& tok, const Task& task,
+                    const SFTConfig& c) {
+  const std::vector<Example>& val = task.examples(Split::validation);
+  const LossStats ls =
+      evaluate_loss(model, tok, val, size_t(c.eval_examples), c.mode == "sft", c.batch);
+  Validation v;
+  v.loss = ls.loss;
+  v.accuracy = ls.accuracy;
+  if (c.eval_generate > 0 && !task.sample_metrics({}, {}).empty()) {
+    std::vector<std::string> prompts = task.prompts(Split::validation);
+    if (prompts.size() > size_t(c.eval_generate)) prompts.resize(size_t(c.eval_generate));
+    models::SamplingConfig sc;
+    sc.greedy = true;
+    sc.max_new_tokens = response_budget(tok, val, size_t(c.eval_examples));
+    sc = clamp_to_context(sc, model, tok, prompts);
+    Generator gen(0);
+    v.metrics = task.sample_metrics(prompts, sample_responses(model, tok, prompts, sc, gen));
+  }
+  return v;
+}
+
+void print_settings(const json::Value& cfg, const std::string& run_dir, const models::GPTConfig& mc,
+                    int64_t n_params, const models::Tokenizer& tok, const Task& task) {
+  std::printf("rlft lm %s — %s\n", cfg.at("mode").as_string().c_str(), run_dir.c_str());
+  std::printf("  %-18s %s (%zu train / %zu validation / %zu test examples)\n", "task",
+              task.name().c_str(), task.examples(Split::train).size(),
+              task.examples(Split::validation).size(), task.examples(Split::test).size());
+  std::printf(
+      "  %-18s %lld layers, C %lld, %lld heads, context %lld, vocab %lld (%s), %.3fM parameters\n",
+      "model", (long long)mc.n_layer, (long long)mc.n_embd, (long long)mc.n_head,
+      (long long)mc.block_size, (long long)mc.vocab_size,
+      tok.kind() == models::Tokenizer::Kind::chars ? "char" : "byte", double(n_params) / 1e6);
+  for (const auto& [k, v] : cfg.as_object())
+    std::printf("  %-18s %s\n", k.c_str(), v.dump().c_str());
+  std::fflush(stdout);
+}
+
+}  // namespace
+
+SFTResult train_sft(const SFTConfig& cfg_in) {
+  SFTConfig cfg = cfg_in;
+  check_config(cfg);
+  if (cfg.name.empty()) cfg.name = cfg.task.task + "-" + cfg.mode + "-" + cfg.model;
+  const std::unique_ptr<Task> task = make_task(cfg.task);
+  const models::Tokenizer tok = models::Tokenizer::make(cfg.tokenizer, task->alphabet());
+  const models::GPTConfig mc = model_config(cfg, tok.vocab_size());
+  const std::vector<Example>& train = task->examples(Split::train);
+  RLFT_CHECK(!train.empty(), "task ", task->name(), ": the train split is empty");
+
+  Generator init_gen(cfg.seed);
+  models::GPT model(mc, init_gen);
+  if (!cfg.init_from.empty() && !cfg.resume) {
+    const LoadedModel init = load_model(cfg.init_from);
+    RLFT_CHECK(init.tokenizer.to_json() == tok.to_json(), cfg.init_from,
+               ": its tokenizer differs from this task's (same --task and --tokenizer needed)");
+    model.copy_from(*init.model);
+  }
+  std::vector<Tensor> decay, no_decay;
+  for (auto& [n, p] : model.named_parameters()) (p.dim() >= 2 ? decay : no_decay).push_back(p);
+  GroupedAdamW opt(decay, no_decay, cfg);
+  optim::LRSchedule schedule;
+  schedule.kind = optim::LRSchedule::Kind::cosine;
+  schedule.base_lr = cfg.lr;
+  schedule.end_lr = cfg.lr * cfg.min_lr_ratio;
+  schedule.warmup = cfg.warmup;
+  schedule.total = cfg.steps;
+
+  const rl::RunDir run(cfg.out_dir + "/" + cfg.name, !cfg.resume);
+  const std::string ckpt = run.path("checkpoint.safetensors");
+  if (!cfg.resume)
+    std::filesystem::remove(ckpt);  // a fresh run never leaves an old run's weights behind
+  json::Value config_json = to_json(cfg);
+  config_json.set("git_revision", rl::git_revision());
+
+  // Curves for loss.svg (rebuilt from metrics.jsonl on resume).
+  plot::Series train_curve{"train (interval mean)", {}, {}}, val_curve{"validation", {}, {}};
+  int64_t start = 0;
+  if (cfg.resume) {
+    RLFT_CHECK(fs::exists(ckpt), ckpt, ": nothing to resume (no checkpoint)");
+    const Metadata meta = load_checkpoint(ckpt, model, &opt);
+    RLFT_CHECK(meta.count("tokenizer") && json::parse(meta.at("tokenizer")) == tok.to_json(), ckpt,
+               ": the checkpoint's tokenizer differs from this task's");
+    start = std::stoll(meta.at("step"));
+    RLFT_CHECK(start <= cfg.steps, ckpt, ": checkpoint is at step ", start, ", beyond --steps ",
+               cfg.steps);
+    // Drop metrics logged after the checkpoint (a crash between checkpoints), keep the rest.
+    const std::string metrics = run.path("metrics.jsonl");
+    if (fs::exists(metrics)) {
+      std::string kept;
+      for (const json::Value& line : json::parse_jsonl(fs::read_file(metrics), metrics)) {
+        const int64_t s = line.at("step").as_int();
+        if (s > start) continue;
+        kept += line.dump() + "\n";
+        if (line.contains("loss"))
+          train_curve.x.push_back(double(s)), train_curve.y.push_back(line.at("loss").as_double());
+        if (line.contains("val_loss"))
+          val_curve.x.push_back(double(s)), val_curve.y.push_back(line.at("val_loss").as_double());
+      }
+      fs::atomic_write_file(metrics, kept);
+    }
+  }
+  run.write_config(config_json);
+  if (!cfg.quiet) print_settings(config_json, run.dir(), mc, model.num_parameters(), tok, *task);
+
+  SFTResult result;
+  result.run_dir = run.dir();
+  const rl::Stopwatch clock;
+  const uint64_t batch_seed = cfg.seed ^ 0x5ee0ba7c4ull, dropout_seed = cfg.seed ^ 0xd50u;
+  double interval_loss = 0, interval_tokens = 0, last_grad_norm = 0;
+  int64_t interval_steps = 0;
+  double interval_start = 0;
+  const int64_t end = cfg.stop_after > 0 ? std::min(cfg.steps, start + cfg.stop_after) : cfg.steps;
+  model.train();
+  for (int64_t step = start; step < end; ++step) {
+    // The batch and the dropout masks of step s depend on (seed, s) only: resumable exactly.
+    Generator batch_gen;
+    batch_gen.set_state(batch_seed, uint64_t(step) << 24);
+    model.dropout_generator().set_state(dropout_seed, uint64_t(step) << 32);
+    std::vector<const Example*> examples;
+    for (int64_t i = 0; i < cfg.batch; ++i)
+      examples.push_back(&train[size_t(batch_gen.below(train.size()))]);
+    const LMBatch batch = make_lm_batch(tok, examples, mc.block_size, cfg.mode == "sft");
+
+    opt.set_lr(schedule.at(step));
+    const Tensor logits = model.lm_logits(model.forward(batch.inputs));  // [B, T, V]
+    const Tensor loss =
+        cross_entropy(logits.reshape({batch.targets.size(0), -1}), batch.targets, kIgnoreIndex);
+    opt.zero_grad();
+    loss.backward();
+    last_grad_norm = cfg.grad_clip > 0 ? optim::clip_grad_norm(opt.params(), cfg.grad_clip) : 0.0;
+    opt.step();
+
+    const double loss_value = loss.item();
+    result.losses.push_back(loss_value);
+    interval_loss += loss_value;
+    interval_tokens += double(batch.inputs.numel());
+    ++interval_steps;
+    const int64_t done = step + 1;
+    const bool last = done == end;
+    const bool do_eval = done % cfg.eval_every == 0 || last;
+    if (done % cfg.log_every == 0 || do_eval) {
+      const double now = clock.seconds();
+      const double tok_per_s = interval_tokens / std::max(now - interval_start, 1e-9);
+      const double mean_loss = interval_loss / double(interval_steps);
+      const double eta = (now / double(done - start)) * double(cfg.steps - done);
+      json::Value m = json::Value::object();
+      m.set("step", done);
+      m.set("loss", mean_loss);
+      m.set("lr", opt.lr());
+      m.set("grad_norm", last_grad_norm);
+      m.set("tokens_per_second", tok_per_s);
+      m.set("elapsed_seconds", now);
+      train_curve.x.push_back(double(done));
+      train_curve.y.push_back(mean_loss);
+      if (!cfg.quiet)
+        std::printf(
+            "step %6lld/%lld | loss %.4f | lr %.2e | grad norm %6.3f | %7.0f tok/s | elapsed %s | "
+            "ETA %s\n",
+            (long long)done, (long long)cfg.steps, mean_loss, opt.lr(), last_grad_norm, tok_per_s,
+            rl::format_duration(now).c_str(), rl::format_duration(eta).c_str());
+      if (do_eval) {
+        const Validation v = validate(model, tok, *task, cfg);
+        m.set("val_loss", v.loss);
+        m.set("val_accuracy", v.accuracy);
+        std::string extra;
+        for (const auto& [k, x] : v.metrics) {
+          m.set("val_" + k, x);
+          extra += str(" | ", k, " ", x);
+        }
+        val_curve.x.push_back(double(done));
+        val_curve.y.push_back(v.loss);
+        result.val_loss = v.loss;
+        result.val_accuracy = v.accuracy;
+        result.val_metrics = v.metrics;
+        if (!cfg.quiet)
+          std::printf("  validation | loss %.4f | token accuracy %.4f%s\n", v.loss, v.accuracy,
+                      extra.c_str());
+        plot::PlotOptions po;
+        po.log_y = true;
+        plot::write_line_plot(run.path("loss.svg"),
+                              str(task->name(), " ", cfg.mode, " — ", cfg.name), "step",
+                              "cross-entropy (nats/token)", {train_curve, val_curve}, po);
+      }
+      run.log(m);
+      std::fflush(stdout);
+      interval_loss = interval_tokens = 0;
+      interval_steps = 0;
+      interval_start = clock.seconds();
+    }
+    if (done % cfg.checkpoint_every == 0 || last)
+      save_checkpoint(ckpt, model, &opt, checkpoint_metadata(mc, tok, config_json, done));
+    result.step = done;
+  }
+  if (start == end) result.step = start;
+  result.seconds = clock.seconds();
+  return result;
+}
+
+}  // namespace rlft::llm

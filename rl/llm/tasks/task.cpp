@@ -1,0 +1,76 @@
+// Shared parts of the LM tasks (see task.h) and the task factory.
+#include "rl/llm/tasks/task.h"
+
+#include <set>
+
+#include "engine/error.h"
+#include "engine/rng.h"
+#include "rl/llm/tasks/arith.h"
+#include "rl/llm/tasks/reviews.h"
+#include "rl/llm/tasks/text.h"
+
+namespace rlft::llm {
+
+const char* split_name(Split s) {
+  switch (s) {
+    case Split::train:
+      return "train";
+    case Split::validation:
+      return "validation";
+    case Split::test:
+      return "test";
+  }
+  return "?";
+}
+
+Split parse_split(const std::string& name) {
+  if (name == "train") return Split::train;
+  if (name == "validation" || name == "val") return Split::validation;
+  if (name == "test") return Split::test;
+  throw Error(str("unknown split '", name, "' (expected train, validation or test)"));
+}
+
+std::vector<std::string> Task::prompts(Split split) const {
+  std::vector<std::string> out;
+  std::set<std::string> seen;
+  for (const Example& e : examples(split))
+    if (seen.insert(e.prompt).second) out.push_back(e.prompt);
+  return out;
+}
+
+double Task::score(const std::string&, const std::string&) const {
+  throw Error(str("task ", name(), " has no verifier (only arith does)"));
+}
+
+SampleMetrics Task::sample_metrics(const std::vector<std::string>&,
+                                   const std::vector<std::string>&) const {
+  return {};
+}
+
+std::unique_ptr<Task> make_task(const TaskConfig& cfg) {
+  if (cfg.task == "arith") return std::make_unique<ArithTask>(cfg);
+  if (cfg.task == "reviews") return std::make_unique<ReviewsTask>(cfg);
+  if (cfg.task == "text") return std::make_unique<TextTask>(cfg);
+  throw Error(str("unknown task '", cfg.task, "' (expected arith, reviews or text)"));
+}
+
+std::string strip_eos(const std::string& response) {
+  static const std::string kEos = "<|eos|>";
+  if (response.size() >= kEos.size() &&
+      response.compare(response.size() - kEos.size(), kEos.size(), kEos) == 0)
+    return response.substr(0, response.size() - kEos.size());
+  return response;
+}
+
+double hash_unit(uint64_t seed, const std::string& key) {
+  uint64_t h = 1469598103934665603ull;  // FNV-1a, then one Philox block keyed by the seed
+  for (unsigned char c : key) h = (h ^ c) * 1099511628211ull;
+  return hash_unit(seed, h);
+}
+
+double hash_unit(uint64_t seed, uint64_t key) {
+  const auto blk = Philox4x32::generate(seed, key, 0x5eed);
+  return Philox4x32::to_unit_double(blk.v[0], blk.v[1]);
+}
+
+}  // namespace rlft::llm

@@ -1,0 +1,464 @@
+// Tests of the GPT model and of generation: gradients against finite differences (float64),
+// memorisation, KV-cache and log-prob consistency, padding invariance, heads, names, errors.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <set>
+
+#include "engine/checkpoint.h"
+#include "engine/fs.h"
+#include "engine/optim.h"
+#include "models/generate.h"
+#include "models/gpt.h"
+
+using namespace rlft;
+using namespace rlft::models;
+
+namespace {
+
+GPTConfig tiny_config(DType dtype = DType::f32) {
+  GPTConfig c;
+  c.vocab_size = 11;
+  c.block_size = 16;
+  c.n_layer = 2;
+  c.n_head = 2;
+  c.n_embd = 8;
+  c.dtype = dtype;
+  return c;
+}
+
+Tensor random_tokens(int64_t B, int64_t T, int64_t V, uint64_t seed) {
+  Generator g(seed);
+  std::vector<int64_t> v(static_cast<size_t>(B * T));
+  for (auto& x : v) x = int64_t(g.below(uint64_t(V)));
+  return Tensor::from_vector(v, {B, T});
+}
+
+double max_abs_diff(const Tensor& a, const Tensor& b) {
+  const std::vector<double> x = a.to_vector(), y = b.to_vector();
+  EXPECT_EQ(x.size(), y.size());
+  double m = 0;
+  for (size_t i = 0; i < x.size() && i < y.size(); ++i) m = std::max(m, std::abs(x[i] - y[i]));
+  return m;
+}
+
+}  // namespace
+
+TEST(GPT, NamesShapesAndNamedConfigs) {
+  Generator gen(0);
+  GPTConfig c = GPTConfig::named("micro");
+  c.vocab_size = 259;
+  c.value_head = c.reward_head = true;
+  GPT model(c, gen);
+  std::set<std::string> names;
+  for (auto& [n, t] : model.named_parameters()) names.insert(n);
+  for (const char* n :
+       {"wte.weight", "wpe.weight", "h.0.ln_1.weight", "h.0.ln_1.bias", "h.0.attn.c_attn.weight",
+        "h.0.attn.c_attn.bias", "h.0.attn.c_proj.weight", "h.0.ln_2.weight", "h.0.mlp.c_fc.weight",
+        "h.0.mlp.c_proj.weight", "h.3.mlp.c_proj.bias", "ln_f.weight", "ln_f.bias",
+        "value_head.weight", "value_head.bias", "reward_head.weight", "reward_head.bias"})
+    EXPECT_TRUE(names.count(n)) << n;
+  EXPECT_FALSE(names.count("lm_head.weight"));  // tied to wte
+  EXPECT_FALSE(names.count("h.4.ln_1.weight"));
+  for (auto& [n, t] : model.named_parameters()) {
+    if (n == "h.0.attn.c_attn.weight") {
+      EXPECT_EQ(t.shape(), Shape({384, 128}));  // [out, in]
+    } else if (n == "h.0.mlp.c_fc.weight") {
+      EXPECT_EQ(t.shape(), Shape({512, 128}));
+    } else if (n == "wpe.weight") {
+      EXPECT_EQ(t.shape(), Shape({128, 128}));
+    }
+  }
+  // Per block 12C² + 13C; embeddings (V + block) C; ln_f 2C; heads 2(C + 1).
+  const int64_t C = 128;
+  EXPECT_EQ(model.num_parameters(),
+            4 * (12 * C * C + 13 * C) + (259 + 128) * C + 2 * C + 2 * (C + 1));
+  EXPECT_EQ(GPTConfig::named("nano").n_layer, 2);
+  EXPECT_EQ(GPTConfig::named("mini").n_embd, 256);
+  EXPECT_THROW(GPTConfig::named("huge"), Error);
+  GPTConfig u = tiny_config();
+  u.tie_weights = false;
+  GPT untied(u, gen);
+  bool has_head = false;
+  for (auto& [n, t] : untied.named_parameters()) has_head = has_head || n == "lm_head.weight";
+  EXPECT_TRUE(has_head);
+  EXPECT_EQ(GPTConfig::from_json(c.to_json()).to_json().dump(), c.to_json().dump());
+}
+
+TEST(GPT, InitStatistics) {
+  // GPT-2 init: std 0.02, residual projections 0.02/sqrt(2N), biases 0, LayerNorm 1/0.
+  Generator gen(3);
+  GPTConfig c = GPTConfig::named("micro");
+  GPT model(c, gen);
+  auto stdev = [](const Tensor& t) {
+    const std::vector<double> v = t.to_vector();
+    double s = 0, s2 = 0;
+    for (double x : v) s += x, s2 += x * x;
+    const double m = s / double(v.size());
+    return std::sqrt(s2 / double(v.size()) - m * m);
+  };
+  EXPECT_NEAR(stdev(model.h[0]->attn->c_attn->weight), 0.02, 0.001);
+  EXPECT_NEAR(stdev(model.h[0]->mlp->c_proj->weight), 0.02 / std::sqrt(8.0), 0.0005);
+  EXPECT_NEAR(stdev(model.wte->weight), 0.02, 0.001);
+  EXPECT_EQ(max(abs(model.h[1]->attn->c_attn->bias)).item(), 0.0);
+  EXPECT_EQ(min(model.h[1]->ln_2->weight).item(), 1.0);
+  EXPECT_EQ(max(abs(model.ln_f->bias)).item(), 0.0);
+}
+
+// Central differences on a few entries of every parameter of a float64 GPT (with padding, both
+// heads, untied LM head). Loss mixes LM cross-entropy, values and rewards so every head and
+// every block parameter receives a gradient.
+TEST(GPT, GradientCheckFloat64) {
+  Generator gen(7);
+  GPTConfig c = tiny_config(DType::f64);
+  c.tie_weights = false;
+  c.value_head = c.reward_head = true;
+  GPT model(c, gen);
+  // The init is tiny (std 0.02); perturb every parameter so attention is far from uniform
+  // and the check exercises non-trivial softmax and layer-norm Jacobians.
+  {
+    NoGradGuard ng;
+    for (auto& [n, p] : model.named_parameters())
+      p.copy_(add(p, mul(randn(p.shape(), &gen, DType::f64), 0.3)));
+  }
+  const int64_t B = 2, T = 6;
+  const Tensor tokens = random_tokens(B, T, c.vocab_size, 11);
+  const Tensor mask =
+      Tensor::from_vector(std::vector<double>{0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1}, {B, T});
+  std::vector<int64_t> tv = tokens.to_int_vector(), targets(static_cast<size_t>(B * T));
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t t = 0; t < T; ++t)
+      targets[size_t(b * T + t)] =
+          (t + 1 < T && (b == 1 || t >= 2)) ? tv[size_t(b * T + t + 1)] : -100;
+  const Tensor target = Tensor::from_vector(targets, {B * T});
+  const Tensor wv = randn({B, T}, &gen, DType::f64), wr = randn({B}, &gen, DType::f64);
+  auto loss_fn = [&]() {
+    const Tensor hidden = model.forward(tokens, mask);
+    const Tensor ce = cross_entropy(model.lm_logits(hidden).reshape({B * T, -1}), target);
+    return add(add(ce, sum(mul(model.values(hidden), wv))),
+               sum(mul(model.rewards(hidden, mask), wr)));
+  };
+  model.zero_grad();
+  loss_fn().backward();
+  Generator pick(99);
+  const double h = 1e-6;
+  int checked = 0;
+  for (auto& [name, p] : model.named_parameters()) {
+    ASSERT_TRUE(p.grad().defined()) << name;
+    const std::vector<double> analytic = p.grad().to_vector();
+    double* data = p.data<double>();
+    for (int k = 0; k < 3; ++k) {
+      int64_t i = int64_t(pick.below(uint64_t(p.numel())));
+      if (name == "wpe.weight")
+        i = int64_t(pick.below(uint64_t(4 * c.n_embd)));  // positions 0..3 are used
+      const double orig = data[i];
+      double lp, lm;
+      {
+        NoGradGuard ng;
+        data[i] = orig + h;
+        lp = loss_fn().item();
+        data[i] = orig - h;
+        lm = loss_fn().item();
+        data[i] = orig;
+      }
+      const double numeric = (lp - lm) / (2 * h);
+      // float64 central differences: truncation error O(h²·f''') and rounding O(ε/h) ≈ 1e-10.
+      EXPECT_NEAR(analytic[size_t(i)], numeric, 1e-6 + 1e-5 * std::abs(numeric))
+          << name << "[" << i << "]";
+      ++checked;
+    }
+  }
+  EXPECT_GT(checked, 60);
+}
+
+TEST(GPT, MemorisesSixteenSequences) {
+  Generator gen(1);
+  GPTConfig c = tiny_config();
+  c.vocab_size = 20;
+  c.n_embd = 32;
+  c.n_head = 4;
+  GPT model(c, gen);
+  // Row b starts with token b, so every next token is determined by its prefix and the loss
+  // can go to zero.
+  const int64_t B = 16, T = 12;
+  std::vector<int64_t> v = random_tokens(B, T + 1, c.vocab_size, 5).to_int_vector();
+  for (int64_t b = 0; b < B; ++b) v[size_t(b * (T + 1))] = b;
+  const Tensor data = Tensor::from_vector(v, {B, T + 1});
+  const Tensor x = data.narrow(1, 0, T).contiguous(),
+               y = data.narrow(1, 1, T).contiguous().reshape({B * T});
+  optim::AdamW opt(model.parameters(), 1e-2, 0.9, 0.99, 1e-8, 0.0);
+  double loss_value = 1e9;
+  int step = 0;
+  for (; step < 400 && loss_value >= 0.05; ++step) {
+    const Tensor loss = cross_entropy(model.lm_logits(model.forward(x)).reshape({B * T, -1}), y);
+    opt.zero_grad();
+    loss.backward();
+    opt.step();
+    loss_value = loss.item();
+  }
+  EXPECT_LT(loss_value, 0.05) << "after " << step << " steps";
+}
+
+TEST(GPT, PaddedBatchGivesTheSameLogitsAsEachSequenceAlone) {
+  Generator gen(2);
+  GPTConfig c = tiny_config();
+  GPT model(c, gen);
+  model.eval();
+  const std::vector<int64_t> lengths = {3, 7, 5};
+  const int64_t T = 7, B = 3;
+  std::vector<int64_t> toks(static_cast<size_t>(B * T), 10);  // PAD = 10
+  std::vector<double> mask(static_cast<size_t>(B * T), 0.0);
+  std::vector<Tensor> alone;
+  for (int64_t b = 0; b < B; ++b) {
+    const Tensor seq = random_tokens(1, lengths[size_t(b)], 10, 100 + uint64_t(b));
+    const std::vector<int64_t> s = seq.to_int_vector();
+    for (int64_t t = 0; t < lengths[size_t(b)]; ++t) {
+      toks[size_t(b * T + T - lengths[size_t(b)] + t)] = s[size_t(t)];
+      mask[size_t(b * T + T - lengths[size_t(b)] + t)] = 1;
+    }
+    alone.push_back(model.lm_logits(model.forward(seq)));  // [1, L, V]
+  }
+  const Tensor batch_logits = model.lm_logits(
+      model.forward(Tensor::from_vector(toks, {B, T}), Tensor::from_vector(mask, {B, T})));
+  for (int64_t b = 0; b < B; ++b) {
+    const int64_t L = lengths[size_t(b)];
+    const Tensor rows = batch_logits.select(0, b).narrow(0, T - L, L);
+    // Same math, different GEMM blockings: float32 rounding only.
+    EXPECT_LT(max_abs_diff(rows, alone[size_t(b)].select(0, 0)), 1e-5) << "sequence " << b;
+  }
+}
+
+TEST(GPT, KVCacheLogitsEqualFullRecompute) {
+  Generator gen(4);
+  GPTConfig c = tiny_config();
+  GPT model(c, gen);
+  model.eval();
+  NoGradGuard ng;
+  const int64_t B = 2, Tp = 4, steps = 6;
+  const Tensor all = random_tokens(B, Tp + steps, 10, 9);
+  std::vector<double> m(static_cast<size_t>(B * (Tp + steps)), 1.0);
+  m[0] = m[1] = 0;  // row 0 has two left pads
+  const Tensor mask = Tensor::from_vector(m, {B, Tp + steps});
+  KVCache cache = model.make_cache(B, Tp + steps);
+  Tensor cached = model.lm_logits(
+      model.forward(all.narrow(1, 0, Tp).contiguous(), mask.narrow(1, 0, Tp).contiguous(), &cache));
+  const Tensor full = model.lm_logits(model.forward(all, mask));  // [B, Tp + steps, V]
+  EXPECT_LT(max_abs_diff(cached.narrow(1, 2, Tp - 2), full.narrow(1, 2, Tp - 2)), 1e-5);
+  for (int64_t s = 0; s < steps; ++s) {
+    const Tensor step = all.narrow(1, Tp + s, 1).contiguous();
+    cached = model.lm_logits(model.forward(step, mask.narrow(1, Tp + s, 1).contiguous(), &cache));
+    EXPECT_LT(max_abs_diff(cached.select(1, 0), full.select(1, Tp + s)), 1e-5) << "step " << s;
+  }
+  EXPECT_EQ(cache.length, Tp + steps);
+  EXPECT_EQ(cache.next_position[0], Tp + steps - 2);
+}
+
+TEST(GPT, GenerationLogProbsEqualAFullForward) {
+  Generator gen(5);
+  GPTConfig c = tiny_config();
+  GPT model(c, gen);
+  model.train();  // generate() must switch dropout off and restore the flag
+  const Tensor prompts =
+      Tensor::from_vector(std::vector<int64_t>{10, 10, 1, 2, 3, 4, 5, 6, 10, 7, 8, 9}, {3, 4});
+  const Tensor pmask =
+      Tensor::from_vector(std::vector<double>{0, 0, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1}, {3, 4});
+  SamplingConfig sc;
+  sc.max_new_tokens = 9;
+  sc.temperature = 0.7;
+  sc.top_k = 6;
+  sc.top_p = 0.9;
+  sc.eos_id = 3;
+  sc.pad_id = 10;
+  Generator sample_gen(42);
+  const Generation g = generate(model, prompts, pmask, sc, sample_gen);
+  EXPECT_TRUE(model.is_training());
+  ASSERT_EQ(g.tokens.size(0), 3);
+  const int64_t Ttot = g.tokens.size(1);
+  EXPECT_LE(Ttot, 4 + 9);
+  EXPECT_EQ(g.prompt_length, 4);
+  const Tensor full = sequence_log_probs(model, g.tokens, g.attention_mask, sc.temperature);
+  EXPECT_LT(max_abs_diff(mul(full, g.response_mask), g.log_probs), 2e-5);
+  // Masks: response positions follow the prompt, stop after EOS, log-probs are negative there.
+  const std::vector<double> rm = g.response_mask.to_vector(), lp = g.log_probs.to_vector();
+  const std::vector<int64_t> tk = g.tokens.to_int_vector();
+  for (int64_t b = 0; b < 3; ++b) {
+    int64_t n = 0;
+    bool ended = false;
+    for (int64_t t = 4; t < Ttot; ++t) {
+      const size_t i = size_t(b * Ttot + t);
+      EXPECT_EQ(rm[i], ended ? 0.0 : 1.0) << b << "," << t;
+      if (ended) {
+        EXPECT_EQ(tk[i], 10);
+      }
+      if (!ended) {
+        EXPECT_LT(lp[i], 0.0);
+        ++n;
+      }
+      if (tk[i] == 3 && !ended) ended = true;
+    }
+    EXPECT_EQ(n, g.response_lengths[size_t(b)]);
+  }
+  // Same seed, same result; greedy with and without the cache agree.
+  Generator again(42);
+  EXPECT_EQ(generate(model, prompts, pmask, sc, again).tokens.to_int_vector(),
+            g.tokens.to_int_vector());
+  sc.greedy = true;
+  Generator g1(1), g2(1);
+  const Generation with = generate(model, prompts, pmask, sc, g1);
+  sc.use_cache = false;
+  const Generation without = generate(model, prompts, pmask, sc, g2);
+  EXPECT_EQ(with.tokens.to_int_vector(), without.tokens.to_int_vector());
+  EXPECT_LT(max_abs_diff(with.log_probs, without.log_probs), 1e-5);
+}
+
+TEST(GPT, GenerationStopsEachRowAtEos) {
+  Generator gen(6);
+  GPT model(tiny_config(), gen);
+  const Tensor prompts = random_tokens(4, 3, 10, 77);
+  SamplingConfig sc;
+  sc.greedy = true;
+  sc.max_new_tokens = 8;
+  sc.pad_id = 10;
+  Generator g0(0);
+  const Generation free_run = generate(model, prompts, Tensor(), sc, g0);
+  ASSERT_EQ(free_run.tokens.size(1), 3 + 8);
+  const std::vector<int64_t> ft = free_run.tokens.to_int_vector();
+  sc.eos_id = ft[3];  // row 0's first generated token
+  Generator g1(0);
+  const Generation stopped = generate(model, prompts, Tensor(), sc, g1);
+  EXPECT_EQ(stopped.response_lengths[0], 1);
+  for (int64_t b = 0; b < 4; ++b) {
+    int64_t expect = 8;
+    for (int64_t t = 0; t < 8; ++t)
+      if (ft[size_t(b * 11 + 3 + t)] == sc.eos_id) {
+        expect = t + 1;
+        break;
+      }
+    EXPECT_EQ(stopped.response_lengths[size_t(b)], expect) << "row " << b;
+  }
+}
+
+TEST(GPT, TopKTopPFilter) {
+  std::vector<double> p = {0.1, 0.4, 0.2, 0.3};
+  filter_top_k_top_p(p, 2, 1.0);
+  EXPECT_NEAR(p[1], 0.4 / 0.7, 1e-12);
+  EXPECT_NEAR(p[3], 0.3 / 0.7, 1e-12);
+  EXPECT_EQ(p[0], 0.0);
+  EXPECT_EQ(p[2], 0.0);
+  std::vector<double> q = {0.1, 0.4, 0.2, 0.3};
+  filter_top_k_top_p(q, 0, 0.65);  // 0.4 + 0.3 reaches 0.65
+  EXPECT_NEAR(q[1] + q[3], 1.0, 1e-12);
+  EXPECT_EQ(q[2], 0.0);
+  std::vector<double> r = {0.1, 0.4, 0.2, 0.3};
+  filter_top_k_top_p(r, 0, 0.01);  // at least one token stays
+  EXPECT_EQ(r[1], 1.0);
+}
+
+TEST(GPT, RewardsReadTheLastRealToken) {
+  Generator gen(8);
+  GPTConfig c = tiny_config();
+  c.reward_head = c.value_head = true;
+  GPT model(c, gen);
+  const Tensor tokens = random_tokens(2, 5, 10, 3);
+  const Tensor mask =
+      Tensor::from_vector(std::vector<double>{1, 1, 1, 0, 0, 1, 1, 1, 1, 1}, {2, 5});
+  const Tensor hidden = model.forward(tokens, mask);
+  const std::vector<double> all =
+      linear(hidden, model.reward_head->weight, model.reward_head->bias).to_vector();
+  const std::vector<double> r = model.rewards(hidden, mask).to_vector();
+  EXPECT_DOUBLE_EQ(r[0], all[2]);
+  EXPECT_DOUBLE_EQ(r[1], all[9]);
+  EXPECT_EQ(model.values(hidden).shape(), Shape({2, 5}));
+}
+
+TEST(GPT, ErrorsNameTheProblem) {
+  Generator gen(9);
+  GPT model(tiny_config(), gen);
+  try {
+    model.forward(random_tokens(1, 17, 10, 1));
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("block_size = 16"), std::string::npos) << e.what();
+  }
+  KVCache cache = model.make_cache(1, 4);
+  EXPECT_THROW(model.forward(random_tokens(1, 2, 10, 1), Tensor(), &cache), Error);  // grad mode on
+  SamplingConfig sc;
+  sc.max_new_tokens = 20;
+  Generator g(0);
+  EXPECT_THROW(generate(model, random_tokens(1, 2, 10, 1), Tensor(), sc, g),
+               Error);  // exceeds context
+  const Tensor right_padded = Tensor::from_vector(std::vector<double>{1, 0}, {1, 2});
+  sc.max_new_tokens = 2;
+  EXPECT_THROW(generate(model, random_tokens(1, 2, 10, 1), right_padded, sc, g), Error);
+  EXPECT_THROW(GPTConfig{.n_head = 3}.validate(), Error);
+}
+
+TEST(GPT, GeluCompositionEqualsTheEngineGelu) {
+  Generator gen(10);
+  const Tensor x = mul(randn({257}, &gen, DType::f64), 3.0).set_requires_grad();
+  const Tensor y = x.detach().clone().set_requires_grad();
+  const Tensor w = randn({257}, &gen, DType::f64);
+  sum(mul(gelu_tanh(x), w)).backward();
+  sum(mul(gelu(y), w)).backward();
+  EXPECT_LT(max_abs_diff(gelu_tanh(x.detach()), gelu(y.detach())), 1e-12);
+  EXPECT_LT(max_abs_diff(x.grad(), y.grad()), 1e-12);
+}
+
+// Golden logits from an independent numpy implementation of the model (the reference script in
+// docs/checkpoints.md), for weights set by a formula so they do not depend on rlft's RNG.
+// To regenerate: run this test (it writes test_tmp/gpt_golden.safetensors under the build
+// directory), then with the script of docs/checkpoints.md saved as gpt_numpy.py:
+//   python3 gpt_numpy.py <build>/test_tmp/gpt_golden.safetensors
+//       '[[6,6,1,2,3],[0,4,5,1,2]]' '[[0,0,1,1,1],[1,1,1,1,1]]'
+// and paste the real positions' logits below.
+TEST(GPT, MatchesGoldenLogitsOfANumpyReference) {
+  GPTConfig c;
+  c.vocab_size = 7;
+  c.block_size = 8;
+  c.n_layer = 2;
+  c.n_head = 2;
+  c.n_embd = 8;
+  c.dtype = DType::f64;
+  Generator gen(0);
+  GPT model(c, gen);
+  int k = 0;
+  for (auto& [name, p] : model.named_parameters()) {
+    double* d = p.data<double>();
+    for (int64_t i = 0; i < p.numel(); ++i)
+      d[i] = 0.5 * std::sin(0.37 * double(i) + 1.3 * double(k));
+    ++k;
+  }
+  const std::string dir = std::string(RLFT_BINARY_DIR) + "/test_tmp";
+  fs::make_dirs(dir);
+  save_checkpoint(dir + "/gpt_golden.safetensors", model, nullptr,
+                  {{"model_config", c.to_json().dump()}});
+  const Tensor tokens =
+      Tensor::from_vector(std::vector<int64_t>{6, 6, 1, 2, 3, 0, 4, 5, 1, 2}, {2, 5});
+  const Tensor mask =
+      Tensor::from_vector(std::vector<double>{0, 0, 1, 1, 1, 1, 1, 1, 1, 1}, {2, 5});
+  const std::vector<double> logits = model.lm_logits(model.forward(tokens, mask)).to_vector();
+  const std::vector<double> golden = {
+      -0.27921839958184019,  0.13795761602218493,   0.0078399553271253954, -0.15337970681389348,
+      0.29387550928850797,   -0.42470710575071624,  0.54157205022874089,   -0.55624174254140646,
+      0.35729479513454332,   -0.14659807478572814,  -0.068919578070125637, 0.28217078482990826,
+      -0.48614269981787639,  0.67412763033802925,   -0.29575581058892231,  0.14936086595283163,
+      0.0019458666109232136, -0.15318860862355643,  0.29939368595948301,   -0.43575308997975554,
+      0.5577825906940258,    -0.3534429939765551,   0.18521296988350197,   -0.01089214801877606,
+      -0.16378686620647032,  0.33307968809136829,   -0.49141905988423135,  0.63359793213549698,
+      -0.57764391899663026,  0.37738853485717144,   -0.16472258763128991,  -0.053360323483891713,
+      0.26968846040817335,   -0.47714779146678965,  0.66891593898220025,   -0.29980818554532074,
+      0.15142348694193516,   0.0019408296516213999, -0.1552413213363463,   0.3034366441192296,
+      -0.44165333939558427,  0.56534609945760506,   -0.39161108450137783,  0.23210261813782568,
+      -0.064961370386217979, -0.10431615632167504,  0.270163207221782,     -0.42712584002973519,
+      0.5700422798722975,    -0.44344139870579463,  0.25952297863413032,   -0.067070048366139778,
+      -0.12758850552200826,  0.31805126369664133,   -0.49805478713506868,  0.66167959265994436,
+  };
+  // Real positions only (row 0 starts at t = 2); both sides are float64, so only summation
+  // order differs.
+  std::vector<double> real;
+  for (int64_t b = 0; b < 2; ++b)
+    for (int64_t t = b == 0 ? 2 : 0; t < 5; ++t)
+      for (int64_t v = 0; v < 7; ++v) real.push_back(logits[size_t((b * 5 + t) * 7 + v)]);
+  ASSERT_EQ(real.size(), golden.size());
+  for (size_t i = 0; i < real.size(); ++i) EXPECT_NEAR(real[i], golden[i], 1e-10) << i;
+}

@@ -1,0 +1,256 @@
+// Tests of the LM tasks: determinism, disjoint splits, the arith verifier, the review grammar's
+// parser and sentiment scorer, the text task's positional split, and the SVG plot helper.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <set>
+
+#include "engine/fs.h"
+#include "models/tokenizer.h"
+#include "rl/llm/lm.h"
+#include "rl/llm/tasks/arith.h"
+#include "rl/llm/tasks/reviews.h"
+#include "rl/llm/tasks/text.h"
+#include "rl/plot.h"
+#include "test_util.h"
+
+using namespace rlft;
+using namespace rlft::llm;
+
+namespace {
+
+std::set<std::string> prompts_of(const Task& t, Split s) {
+  std::set<std::string> out;
+  for (const Example& e : t.examples(s)) out.insert(e.prompt);
+  return out;
+}
+
+bool disjoint(const std::set<std::string>& a, const std::set<std::string>& b) {
+  for (const std::string& x : a)
+    if (b.count(x)) return false;
+  return true;
+}
+
+using rlft::testing::temp_dir;
+
+}  // namespace
+
+TEST(ArithTask, DeterministicDisjointSplits) {
+  TaskConfig c;
+  c.ops = "+-";
+  c.digits = 2;
+  const ArithTask a(c), b(c);
+  EXPECT_EQ(a.examples(Split::test).size(), 500u);
+  EXPECT_EQ(a.examples(Split::validation).size(), 500u);
+  EXPECT_GT(a.examples(Split::train).size(), 16000u);  // ~85% of 20 000 problems
+  for (Split s : {Split::train, Split::validation, Split::test}) {
+    ASSERT_EQ(a.examples(s).size(), b.examples(s).size());
+    for (size_t i = 0; i < a.examples(s).size(); ++i)
+      EXPECT_EQ(a.examples(s)[i].prompt, b.examples(s)[i].prompt);
+  }
+  const auto tr = prompts_of(a, Split::train), va = prompts_of(a, Split::validation),
+             te = prompts_of(a, Split::test);
+  EXPECT_EQ(tr.size(), a.examples(Split::train).size());  // no duplicates either
+  EXPECT_TRUE(disjoint(tr, va));
+  EXPECT_TRUE(disjoint(tr, te));
+  EXPECT_TRUE(disjoint(va, te));
+  for (const Example& e : a.examples(Split::test))
+    EXPECT_EQ(ArithTask::answer(e.prompt), e.response);
+  // Another data seed gives another split; adding '*' keeps the + and - problems where they were.
+  TaskConfig c2 = c;
+  c2.data_seed = 99;
+  EXPECT_NE(ArithTask(c2).examples(Split::test)[0].prompt, a.examples(Split::test)[0].prompt);
+  TaskConfig c3 = c;
+  c3.ops = "+-*";
+  c3.eval_size = 100000;
+  c.eval_size = 100000;
+  const auto te_all = prompts_of(ArithTask(c), Split::test);
+  const auto te3 = prompts_of(ArithTask(c3), Split::test);
+  for (const std::string& p : te_all) EXPECT_TRUE(te3.count(p)) << p;
+}
+
+TEST(ArithTask, VerifierCases) {
+  TaskConfig c;
+  const ArithTask t(c);
+  EXPECT_EQ(t.score("37+45=", "82"), 1.0);
+  EXPECT_EQ(t.score("37+45=", "82<|eos|>"), 1.0);  // trailing EOS tolerated
+  EXPECT_EQ(t.score("37+45=", "82<|eos|><|eos|>"), 0.0);
+  EXPECT_EQ(t.score("37+45=", "82 "), 0.0);
+  EXPECT_EQ(t.score("37+45=", " 82"), 0.0);
+  EXPECT_EQ(t.score("37+45=", "082"), 0.0);
+  EXPECT_EQ(t.score("37+45=", "+82"), 0.0);
+  EXPECT_EQ(t.score("37+45=", "8"), 0.0);
+  EXPECT_EQ(t.score("37+45=", "821"), 0.0);
+  EXPECT_EQ(t.score("37+45=", ""), 0.0);
+  EXPECT_EQ(t.score("12-45=", "-33"), 1.0);
+  EXPECT_EQ(t.score("7*13=", "91<|eos|>"), 1.0);
+  EXPECT_EQ(t.score("0-0=", "0"), 1.0);
+  EXPECT_THROW(t.score("37+45", "82"), Error);
+  EXPECT_THROW(t.score("a+b=", "82"), Error);
+  const SampleMetrics m = t.sample_metrics({"1+1=", "2+2="}, {"2<|eos|>", "5"});
+  EXPECT_EQ(m.at("exact_match"), 0.5);
+  TaskConfig bad_ops, bad_digits;
+  bad_ops.ops = "+/";
+  bad_digits.digits = 4;
+  EXPECT_THROW(ArithTask{bad_ops}, Error);
+  EXPECT_THROW(ArithTask{bad_digits}, Error);
+}
+
+TEST(ReviewsTask, DisjointSplitsAndEveryReviewParses) {
+  TaskConfig c;
+  c.train_size = 3000;
+  c.eval_size = 200;
+  const ReviewsTask t(c);
+  std::set<std::string> texts[3];
+  size_t longest = 0;
+  for (Split s : {Split::train, Split::validation, Split::test}) {
+    EXPECT_EQ(t.examples(s).size(), s == Split::train ? 3000u : 200u);
+    for (const Example& e : t.examples(s)) {
+      const std::string text = e.prompt + e.response;
+      EXPECT_TRUE(ReviewsTask::is_grammatical(text)) << text;
+      texts[int(s)].insert(text);
+      longest = std::max(longest, text.size());
+    }
+  }
+  EXPECT_LE(longest, 126u);  // BOS + review + EOS fits a 128-token context
+  EXPECT_TRUE(disjoint(texts[0], texts[1]) && disjoint(texts[0], texts[2]) &&
+              disjoint(texts[1], texts[2]));
+  std::set<std::string> open[3];
+  for (Split s : {Split::train, Split::validation, Split::test})
+    for (const std::string& p : t.prompts(s)) open[int(s)].insert(p);
+  EXPECT_EQ(open[0].size() + open[1].size() + open[2].size(), 160u);
+  EXPECT_TRUE(disjoint(open[0], open[1]) && disjoint(open[0], open[2]) &&
+              disjoint(open[1], open[2]));
+  for (Split s : {Split::train, Split::validation, Split::test})
+    for (const Example& e : t.examples(s)) EXPECT_TRUE(open[int(s)].count(e.prompt)) << e.prompt;
+  // The sampler covers the three moods.
+  int pos = 0, neg = 0;
+  for (const Example& e : t.examples(Split::train)) {
+    const double p = ReviewsTask::sentiment(e.prompt + e.response);
+    pos += p > 0.8;
+    neg += p < 0.2;
+  }
+  EXPECT_GT(pos, 600);
+  EXPECT_GT(neg, 600);
+}
+
+TEST(ReviewsTask, ParserAndSentiment) {
+  EXPECT_TRUE(ReviewsTask::is_grammatical("review: the acting was superb."));
+  EXPECT_TRUE(ReviewsTask::is_grammatical(
+      "review: this plot felt very dull and not clever. i hated the ending."));
+  EXPECT_TRUE(ReviewsTask::is_grammatical("review: the sound is okay. overall it was rather fun."));
+  EXPECT_TRUE(ReviewsTask::is_grammatical("review: the price seemed fine. this camera was great."));
+  EXPECT_FALSE(ReviewsTask::is_grammatical("review: the acting was superb"));    // no period
+  EXPECT_FALSE(ReviewsTask::is_grammatical("review: the acting was superb. "));  // trailing space
+  EXPECT_FALSE(ReviewsTask::is_grammatical("review: the acting was very."));     // adverb alone
+  EXPECT_FALSE(ReviewsTask::is_grammatical("review: the acting was superbb."));
+  EXPECT_FALSE(ReviewsTask::is_grammatical("review: the acting  was superb."));
+  EXPECT_FALSE(
+      ReviewsTask::is_grammatical("review: the price seemed fine. this camera was great and fun."));
+  EXPECT_FALSE(ReviewsTask::is_grammatical("review: the acting was superb. i loved it."));
+  EXPECT_FALSE(ReviewsTask::is_grammatical("review: the acting was superb.<|eos|>"));
+  EXPECT_FALSE(ReviewsTask::is_grammatical("the acting was superb."));
+  // sigmoid(2·1.4) for "superb"; "not" flips and shrinks; "very" intensifies.
+  EXPECT_NEAR(ReviewsTask::sentiment("review: the acting was superb."), 1 / (1 + std::exp(-2.8)),
+              1e-12);
+  EXPECT_NEAR(ReviewsTask::sentiment("review: the acting was not superb."),
+              1 / (1 + std::exp(2 * 0.84)), 1e-12);
+  EXPECT_GT(ReviewsTask::sentiment("the acting was very great"),
+            ReviewsTask::sentiment("the acting was great"));
+  EXPECT_LT(ReviewsTask::sentiment("review: i hated this plot. overall it was awful."), 0.01);
+  EXPECT_EQ(ReviewsTask::sentiment("nothing to see"), 0.5);  // defined on any text
+  TaskConfig c;
+  c.train_size = 10;
+  c.eval_size = 10;
+  const ReviewsTask t(c);
+  const SampleMetrics m = t.sample_metrics({"review: the acting was", "review: the plot is"},
+                                           {" superb.<|eos|>", " superb and"});
+  EXPECT_EQ(m.at("grammatical"), 0.5);
+  EXPECT_GT(m.at("sentiment"), 0.9);
+}
+
+TEST(TextTask, SplitsByPosition) {
+  const std::string dir = temp_dir("text_task");
+  std::string text;
+  for (int i = 0; i < 200; ++i) text += "line " + std::to_string(i) + " ünïcode\n";
+  fs::atomic_write_file(dir + "/corpus.txt", text);
+  TaskConfig c;
+  c.task = "text";
+  c.data = dir + "/corpus.txt";
+  c.chunk = 32;
+  const std::unique_ptr<Task> t = make_task(c);
+  const TextTask& tt = dynamic_cast<const TextTask&>(*t);
+  const int64_t n = int64_t(models::utf8_decode(text).size());
+  EXPECT_EQ(tt.range(Split::train).first, 0);
+  EXPECT_EQ(tt.range(Split::train).second, tt.range(Split::validation).first);
+  EXPECT_EQ(tt.range(Split::validation).second, tt.range(Split::test).first);
+  EXPECT_EQ(tt.range(Split::test).second, n);
+  // Every chunk is a substring of its own split's text, and the splits' texts do not overlap.
+  const std::vector<char32_t> cps = models::utf8_decode(text);
+  for (Split s : {Split::train, Split::validation, Split::test}) {
+    std::string part;
+    for (int64_t i = tt.range(s).first; i < tt.range(s).second; ++i)
+      part += models::utf8_encode(cps[size_t(i)]);
+    ASSERT_FALSE(t->examples(s).empty());
+    for (const Example& e : t->examples(s)) {
+      EXPECT_NE(part.find(e.response), std::string::npos);
+      EXPECT_EQ(models::utf8_decode(e.response).size(), 32u);
+      EXPECT_FALSE(e.eos);
+    }
+  }
+  const models::Tokenizer tok = models::Tokenizer::from_corpus(t->alphabet());
+  EXPECT_EQ(tok.decode(tok.encode(text)), text);
+  c.data = dir + "/missing.txt";
+  EXPECT_THROW(make_task(c), Error);
+  c.task = "poetry";
+  EXPECT_THROW(make_task(c), Error);
+}
+
+TEST(LMBatches, RightPaddedTrainingAndLeftPaddedPrompts) {
+  const models::Tokenizer tok = models::Tokenizer::from_corpus("0123456789+-*=");
+  const Example a{"1+2=", "3", true}, b{"10+20=", "30", true};
+  const LMBatch sft = make_lm_batch(tok, {&a, &b}, 64, true);
+  // b: BOS 1 0 + 2 0 = 3 0 EOS (10 tokens) → 9 inputs; a is padded to the same length.
+  ASSERT_EQ(sft.inputs.shape(), Shape({2, 9}));
+  const std::vector<int64_t> t = sft.targets.to_int_vector();
+  // a: inputs BOS 1 + 2 = 3, targets only for "3" (at t = 4) and EOS (t = 5).
+  for (int64_t i = 0; i < 9; ++i) EXPECT_EQ(t[size_t(i)] != kIgnoreIndex, i == 4 || i == 5) << i;
+  EXPECT_EQ(t[4], tok.encode("3")[0]);
+  EXPECT_EQ(t[5], tok.eos_id());
+  EXPECT_EQ(sft.tokens, 2 + 3);
+  const LMBatch pre = make_lm_batch(tok, {&a}, 64, false);
+  EXPECT_EQ(pre.tokens, 6);  // every token after BOS
+  const LMBatch cut = make_lm_batch(tok, {&b}, 4, false);
+  EXPECT_EQ(cut.inputs.shape(), Shape({1, 4}));
+  const PromptBatch pb = make_prompt_batch(tok, {"1+2=", "10+20="});
+  ASSERT_EQ(pb.tokens.shape(), Shape({2, 7}));
+  EXPECT_EQ(pb.tokens.to_int_vector()[0], tok.pad_id());
+  EXPECT_EQ(pb.tokens.to_int_vector()[2], tok.bos_id());
+  EXPECT_EQ(pb.mask.to_vector(), (std::vector<double>{0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1}));
+}
+
+TEST(Plot, WritesAnSvgWithAxesSeriesAndLegend) {
+  const std::string dir = temp_dir("plot");
+  plot::Series a{"train", {0, 1, 2, 3}, {2.0, 1.0, 0.5, 0.25}};
+  plot::Series b{"validation <val>", {0, 3}, {2.1, 0.3}};
+  plot::Series c{"broken", {0, 1, 2}, {1.0, std::nan(""), 0.5}};
+  plot::write_line_plot(dir + "/p.svg", "loss & more", "step", "loss", {a, b, c});
+  const std::string svg = fs::read_file(dir + "/p.svg");
+  EXPECT_EQ(svg.rfind("<svg", 0), 0u);
+  EXPECT_NE(svg.find("</svg>"), std::string::npos);
+  EXPECT_NE(svg.find("loss &amp; more"), std::string::npos);
+  EXPECT_NE(svg.find("validation &lt;val&gt;"), std::string::npos);
+  EXPECT_NE(svg.find("<polyline"), std::string::npos);
+  EXPECT_NE(svg.find("<circle"),
+            std::string::npos);  // the NaN split "broken" into two single points
+  EXPECT_EQ(svg.find("nan"), std::string::npos);
+  plot::PlotOptions o;
+  o.log_y = true;
+  EXPECT_NE(plot::line_plot_svg("t", "x", "y", {a}, o).find("(log)"), std::string::npos);
+  EXPECT_NE(plot::line_plot_svg("t", "x", "y", {}).find("no data"), std::string::npos);
+  EXPECT_THROW(plot::line_plot_svg("t", "x", "y", {{"bad", {1, 2}, {1}}}), Error);
+  const std::vector<double> ticks = plot::nice_ticks(0, 1, 6);
+  ASSERT_EQ(ticks.size(), 6u);
+  for (size_t i = 0; i < 6; ++i) EXPECT_NEAR(ticks[i], 0.2 * double(i), 1e-12);
+  EXPECT_EQ(plot::nice_ticks(0, 1000, 6).size(), 6u);  // step 200
+}
