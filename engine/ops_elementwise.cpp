@@ -239,19 +239,25 @@ namespace {
 // GELU, tanh approximation: 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))).
 constexpr double kGeluC = 0.7978845608028654;  // sqrt(2/pi)
 constexpr double kGeluA = 0.044715;
+// float: the vectorisable approximation of kernels/cpu/fast_math.h; double: libm.
+template <typename T>
+inline T tanh_of(T x) {
+  if constexpr (std::is_same_v<T, float>) return kernels::tanh_fast(x);
+  else return std::tanh(x);
+}
 }  // namespace
 
 Tensor gelu(const Tensor& a) {
   Tensor out = map_unary_float("gelu", a, [](auto x) {
     using T = decltype(x);
-    return T(0.5) * x * (T(1) + std::tanh(T(kGeluC) * (x + T(kGeluA) * x * x * x)));
+    return T(0.5) * x * (T(1) + tanh_of(T(kGeluC) * (x + T(kGeluA) * x * x * x)));
   });
   if (any_requires_grad(a)) {
     record("gelu", {a}, out, [a = a.detach()](const Grads& g, const Needs&) -> Grads {
       return {map_binary<false>("gelu_backward", g[0], a, [](auto gy, auto x) {
         using T = decltype(x);
         const T u = T(kGeluC) * (x + T(kGeluA) * x * x * x);
-        const T th = std::tanh(u);
+        const T th = tanh_of(u);
         const T du = T(kGeluC) * (T(1) + T(3 * kGeluA) * x * x);
         return gy * (T(0.5) * (T(1) + th) + T(0.5) * x * (T(1) - th * th) * du);
       })};

@@ -50,7 +50,11 @@ class Generator {
   explicit Generator(uint64_t seed = 0) : seed_(seed) {}
   uint64_t seed() const { return seed_; }
   uint64_t offset() const { return offset_; }
-  void set_state(uint64_t seed, uint64_t offset) { seed_ = seed; offset_ = offset; }
+  void set_state(uint64_t seed, uint64_t offset) {
+    seed_ = seed;
+    offset_ = offset;
+    lane_ = 4;  // drop the cached block: the next draw comes from (seed, offset)
+  }
   // Reserves `blocks` Philox blocks and returns the first counter of the reservation.
   uint64_t reserve(uint64_t blocks) {
     uint64_t first = offset_;

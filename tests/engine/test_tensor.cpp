@@ -127,6 +127,11 @@ TEST(Tensor, RandomIsSeededAndCounterBased) {
   Tensor big = randn({100000}, &g4);
   EXPECT_NEAR(mean(big).item(), 0.0, 0.02);
   EXPECT_NEAR(var(big).item(), 1.0, 0.02);
+  // set_state restarts the stream exactly, even mid-block.
+  Generator g5(1), g6(7);
+  g5.next_u32();
+  g5.set_state(7, 0);
+  EXPECT_EQ(g5.next_u32(), g6.next_u32());
   Tensor probs = F({0.0f, 1.0f, 0.0f}, {1, 3});
   EXPECT_EQ(multinomial(probs, &g4).item(), 1);
 }
