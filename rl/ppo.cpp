@@ -62,7 +62,7 @@ void apply_preset(const std::string& name, PPOConfig& c) {
     // SB3 zoo's PPO settings for LunarLander (16 envs × 1024 steps, minibatches of 64, γ 0.999,
     // λ 0.98, 4 epochs, no lr annealing) including its unclipped value loss: with γ 0.999 the
     // returns are in the hundreds and a ±0.2 value clip starves the critic (82 at 1M steps
-    // with it, 262 without; BENCHMARKS.md).
+    // with it, 248 without, seed 1; BENCHMARKS.md).
     c.env_id = "LunarLander-v3";
     c.total_steps = 1000000;
     c.num_envs = 16;
