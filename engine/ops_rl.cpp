@@ -87,7 +87,7 @@ RatioClipResult ratio_clip(const Tensor& log_probs, const Tensor& old_log_probs,
   RLFT_CHECK(log_probs.dim() == 1 || log_probs.dim() == 2, op, ": log_probs must be [B, T] or [N], got ",
              log_probs.shape());
   const Tensor lp = log_probs.dim() == 1 ? log_probs.unsqueeze(1) : log_probs;
-  const int64_t B = lp.shape()[0], T = lp.shape()[1];
+  const int64_t B = lp.shape()[0];
   auto prep = [&](const Tensor& t, const char* name, bool allow_per_seq) -> Tensor {
     if (!t.defined()) return t;
     detail::check_cpu(op, t);
