@@ -35,12 +35,7 @@ json::Value to_json(const GroupRLConfig& c) {
   v.set("algo", c.algo);
   v.set("init", c.init);
   // Task keys under SFT's names, so `rlft lm eval` finds the task of an RL run.
-  v.set("task", c.task.task);
-  v.set("data_seed", c.task.data_seed);
-  v.set("ops", c.task.ops);
-  v.set("digits", c.task.digits);
-  v.set("train_size", c.task.train_size);
-  v.set("eval_size", c.task.eval_size);
+  set_task_keys(v, c.task);
   v.set("train_prompts", c.train_prompts);
   v.set("prompts", c.prompts);
   v.set("group_size", c.group_size);

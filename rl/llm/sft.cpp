@@ -21,14 +21,7 @@ namespace rlft::llm {
 json::Value to_json(const SFTConfig& c) {
   json::Value v = json::Value::object();
   v.set("mode", c.mode);
-  v.set("task", c.task.task);
-  v.set("data_seed", c.task.data_seed);
-  v.set("ops", c.task.ops);
-  v.set("digits", c.task.digits);
-  v.set("train_size", c.task.train_size);
-  v.set("eval_size", c.task.eval_size);
-  v.set("data", c.task.data);
-  v.set("chunk", c.task.chunk);
+  set_task_keys(v, c.task);
   v.set("tokenizer", c.tokenizer);
   v.set("model", c.model);
   v.set("n_layer", c.n_layer);
@@ -65,14 +58,7 @@ json::Value to_json(const SFTConfig& c) {
 SFTConfig sft_config_from_json(const json::Value& v) {
   SFTConfig c;
   c.mode = v.get_or("mode", c.mode);
-  c.task.task = v.get_or("task", c.task.task);
-  c.task.data_seed = v.get_or("data_seed", c.task.data_seed);
-  c.task.ops = v.get_or("ops", c.task.ops);
-  c.task.digits = v.get_or("digits", c.task.digits);
-  c.task.train_size = v.get_or("train_size", c.task.train_size);
-  c.task.eval_size = v.get_or("eval_size", c.task.eval_size);
-  c.task.data = v.get_or("data", c.task.data);
-  c.task.chunk = v.get_or("chunk", c.task.chunk);
+  c.task = task_config_from_json(v);
   c.tokenizer = v.get_or("tokenizer", c.tokenizer);
   c.model = v.get_or("model", c.model);
   c.n_layer = v.get_or("n_layer", c.n_layer);

@@ -73,4 +73,28 @@ double hash_unit(uint64_t seed, uint64_t key) {
   return Philox4x32::to_unit_double(blk.v[0], blk.v[1]);
 }
 
+void set_task_keys(json::Value& v, const TaskConfig& c) {
+  v.set("task", c.task);
+  v.set("data_seed", int64_t(c.data_seed));
+  v.set("ops", c.ops);
+  v.set("digits", c.digits);
+  v.set("train_size", c.train_size);
+  v.set("eval_size", c.eval_size);
+  v.set("data", c.data);
+  v.set("chunk", c.chunk);
+}
+
+TaskConfig task_config_from_json(const json::Value& v) {
+  TaskConfig c;
+  c.task = v.get_or("task", c.task);
+  c.data_seed = v.get_or("data_seed", c.data_seed);
+  c.ops = v.get_or("ops", c.ops);
+  c.digits = v.get_or("digits", c.digits);
+  c.train_size = v.get_or("train_size", c.train_size);
+  c.eval_size = v.get_or("eval_size", c.eval_size);
+  c.data = v.get_or("data", c.data);
+  c.chunk = v.get_or("chunk", c.chunk);
+  return c;
+}
+
 }  // namespace rlft::llm

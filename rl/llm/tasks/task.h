@@ -19,6 +19,8 @@
 #include <string>
 #include <vector>
 
+#include "engine/json.h"
+
 namespace rlft::llm {
 
 enum class Split { train, validation, test };
@@ -41,6 +43,12 @@ struct TaskConfig {
   std::string data;            // text: path of a UTF-8 file
   int64_t chunk = 127;         // text: characters per example (context − 1 leaves room for BOS)
 };
+
+// TaskConfig as keys of a run's config.json (named like the CLI flags, '_' for '-'), so that
+// every LM run (SFT, RLHF, group RL) records its task the same way and `rlft lm eval` finds it.
+void set_task_keys(json::Value& obj, const TaskConfig& c);
+// Reads those keys; absent keys keep their defaults.
+TaskConfig task_config_from_json(const json::Value& v);
 
 // Named metrics of a batch of samples ("exact_match", "grammatical", …), each a mean.
 using SampleMetrics = std::map<std::string, double>;
