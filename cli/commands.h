@@ -11,10 +11,14 @@ int run_demo(int argc, char** argv, int first);  // cli/demo.cpp
 int run_train(int argc, char** argv, int first);  // cli/cmd_train.cpp: rlft train ppo|reinforce
 int run_policy_eval(int argc, char** argv, int first);   // cli/cmd_train.cpp: rlft eval --run …
 int run_curve_plot(int argc, char** argv, int first);   // cli/cmd_train.cpp: rlft plot <run>
-int run_lm(int argc, char** argv, int first);
+int run_lm(int argc, char** argv, int first);  // cli/cmd_lm.cpp: rlft lm pretrain|sft|sample|eval
 // cli/cmd_group_rl.cpp: rlft lm grpo|dr-grpo|dapo|gspo|gspo-token|dcpo|rloo (algo = that word)
 int run_group_rl(const std::string& algo, int argc, char** argv, int first);
 // cli/cmd_rlhf.cpp: rlft lm prefs|rm|ppo|dpo|rrhf (sub = that word)
-int run_rlhf(const std::string& sub, int argc, char** argv, int first);    // cli/cmd_lm.cpp: rlft lm pretrain|sft|sample|eval
+int run_rlhf(const std::string& sub, int argc, char** argv, int first);
+// cli/cmd_frontier.cpp: rlft experiment frontier (DPO vs PPO-RLHF reward-KL frontier)
+int run_experiment_frontier(int argc, char** argv, int first);
+// cli/cmd_verifiable.cpp: rlft experiment verifiable (GRPO family on arith, several seeds)
+int run_experiment_verifiable(int argc, char** argv, int first);
 
 }  // namespace rlft::cli

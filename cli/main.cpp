@@ -22,7 +22,9 @@ const char* kUsage =
     "  plot runs/<name>           draw the run's learning curve (return.svg)\n"
     "  lm pretrain|sft|sample|eval  toy language models (GPT on the engine)\n"
     "  lm prefs|rm|dpo|rrhf|ppo   RLHF: preference data, reward model, DPO, RRHF, PPO-RLHF\n"
-    "  lm grpo|dr-grpo|dapo|gspo|gspo-token|dcpo|rloo  group-relative RL on verifiable rewards\n";
+    "  lm grpo|dr-grpo|dapo|gspo|gspo-token|dcpo|rloo  group-relative RL on verifiable rewards\n"
+    "  experiment frontier        DPO vs PPO-RLHF reward-KL frontier on reviews (DPO paper, Fig. 2)\n"
+    "  experiment verifiable      GRPO family x 3 seeds on arith from one SFT checkpoint\n";
 
 }  // namespace
 
@@ -50,6 +52,13 @@ int main(int argc, char** argv) {
         if (sub == s) return rlft::cli::run_group_rl(sub, argc, argv, 3);
     }
     if (cmd == "lm") return rlft::cli::run_lm(argc, argv, 2);
+    if (cmd == "experiment" && argc > 2) {
+      const std::string sub = argv[2];
+      if (sub == "frontier") return rlft::cli::run_experiment_frontier(argc, argv, 3);
+      if (sub == "verifiable") return rlft::cli::run_experiment_verifiable(argc, argv, 3);
+    }
+    if (cmd == "experiment")
+      throw rlft::Error("usage: rlft experiment frontier|verifiable [options] (see rlft --help)");
     throw rlft::Error(rlft::str("unknown command '", cmd, "' (see rlft --help)"));
   } catch (const rlft::Error& e) {
     std::fprintf(stderr, "rlft: error: %s\n", e.what());
