@@ -4,6 +4,7 @@
 //   rlft lm sft --task arith --model nano --steps 600 --lr 3e-3 --name arith-nano
 //   rlft lm grpo --init runs/arith-nano --steps 50 --name grpo-arith
 //   rlft lm eval --run runs/grpo-arith
+//   rlft lm grpo --init runs/arith-nano --steps 100 --name grpo-arith --resume   (continue)
 //
 // Each algorithm's flags default to its paper's values (--help shows them).
 #include <cstdio>
@@ -49,6 +50,8 @@ int run_group_rl(const std::string& algo, int argc, char** argv, int first) {
   a.add("--steps", &c.steps, "update steps (rollouts)");
   a.add("--minibatches", &c.minibatches, "optimizer steps per rollout per epoch");
   a.add("--epochs", &c.epochs, "passes over each rollout");
+  a.add("--grad-accum", &c.grad_accum,
+        "micro-batches per minibatch (gradients summed, one optimizer step)");
   a.add("--lr", &c.lr, "AdamW learning rate (constant)");
   a.add("--weight-decay", &c.weight_decay, "AdamW decoupled weight decay");
   a.add("--beta1", &c.beta1, "AdamW beta1");
@@ -59,6 +62,10 @@ int run_group_rl(const std::string& algo, int argc, char** argv, int first) {
   a.add("--out-dir", &c.out_dir, "parent directory of runs");
   a.add("--name", &c.name, "run name (default <algo>-<init run>)");
   a.add("--seed", &c.seed, "seed of prompt order, sampling and minibatch shuffles");
+  a.add("--checkpoint-every", &c.checkpoint_every,
+        "training checkpoint (with optimizer state) every N steps (0: only at the end)");
+  a.add("--resume", &c.resume, "continue the run from its checkpoint (same settings)");
+  a.add("--stop-after", &c.stop_after, "stop after N steps of this invocation (0: run to --steps)");
   a.add("--quiet", &c.quiet, "no progress lines");
   if (!a.parse(argc, argv, first)) return 0;
   RLFT_CHECK(!c.init.empty(), "rlft lm ", algo, ": --init <SFT run> is required");

@@ -3,6 +3,7 @@
 //   rlft lm sft --task arith --model micro --steps 3000 --name arith-micro
 //   rlft lm sample --run runs/arith-micro --prompt "37+45=" --n 4
 //   rlft lm eval --run runs/arith-micro            (test split: greedy and sampled)
+//   rlft lm sft --preset arith-rl-init             (the RL issues' SFT start, docs/group_rl.md)
 #include <cstdio>
 #include <string>
 
@@ -45,13 +46,33 @@ bool well_formed_arith(const std::string& p) {
   }
 }
 
+// The value of `--preset NAME` / `--preset=NAME` in argv[first..], or "".
+std::string find_preset(int argc, char** argv, int first) {
+  std::string name;
+  for (int i = first; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--preset" && i + 1 < argc)
+      name = argv[i + 1];
+    else if (a.rfind("--preset=", 0) == 0)
+      name = a.substr(9);
+  }
+  return name;
+}
+
 int run_train(int argc, char** argv, int first, const std::string& mode) {
-  llm::SFTConfig c;
+  // A preset fills the config before the flags are bound, so it becomes their default and any
+  // other flag on the command line overrides it whatever its position.
+  const std::string preset = mode == "sft" ? find_preset(argc, argv, first) : std::string();
+  llm::SFTConfig c = preset.empty() ? llm::SFTConfig{} : llm::sft_preset(preset);
   c.mode = mode;
+  std::string preset_flag = preset;
   Args a("rlft lm " + mode,
          mode == "sft"
              ? "Supervised fine-tuning of a GPT: next-token cross-entropy on the response tokens."
              : "Pretraining of a GPT: next-token cross-entropy on every token of the task's text.");
+  if (mode == "sft")
+    a.add("--preset", &preset_flag,
+          "named settings, overridden by other flags: arith-rl-init (the RL issues' start)");
   a.add("--task", &c.task.task, "task: arith, reviews or text");
   a.add("--data-seed", &c.task.data_seed, "seed of the task's data and split");
   a.add("--ops", &c.task.ops, "arith: operators, any of + - *");

@@ -11,6 +11,7 @@
 
 #include "engine/checkpoint.h"
 #include "engine/error.h"
+#include "engine/fs.h"
 #include "engine/optim.h"
 #include "models/generate.h"
 #include "models/gpt.h"
@@ -61,6 +62,7 @@ json::Value to_json(const GroupRLConfig& c) {
   v.set("steps", c.steps);
   v.set("minibatches", c.minibatches);
   v.set("epochs", c.epochs);
+  v.set("grad_accum", c.grad_accum);
   v.set("lr", c.lr);
   v.set("weight_decay", c.weight_decay);
   v.set("beta1", c.beta1);
@@ -71,6 +73,9 @@ json::Value to_json(const GroupRLConfig& c) {
   v.set("out_dir", c.out_dir);
   v.set("name", c.name);
   v.set("seed", c.seed);
+  v.set("checkpoint_every", c.checkpoint_every);
+  v.set("resume", c.resume);
+  v.set("stop_after", c.stop_after);
   v.set("quiet", c.quiet);
   return v;
 }
@@ -162,6 +167,25 @@ std::unique_ptr<Objective> make_objective(const GroupRLConfig& c) {
   RLFT_CHECK(!(l.dcpo_bounds && l.level == kernels::RatioLevel::sequence),
              "dcpo: per-token bounds need --ratio-level token or sequence_token");
   return o;
+}
+
+double micro_batch_weight(const LossSettings& ls, int64_t micro_rows, int64_t rows,
+                          double micro_tokens, double tokens) {
+  RLFT_CHECK(micro_rows > 0 && micro_rows <= rows, "micro_batch_weight: ", micro_rows,
+             " rows of a minibatch of ", rows);
+  using A = kernels::Aggregation;
+  switch (ls.aggregation) {
+    case A::token_mean:
+      return ls.normalizer > 0 ? 1.0 : (tokens > 0 ? micro_tokens / tokens : 0.0);
+    case A::seq_mean_token_mean:
+    case A::seq_mean_token_sum:
+      return ls.normalizer > 0 ? 1.0 : double(micro_rows) / double(rows);
+    case A::constant_norm:  // 1/(B·L): B is always the batch's own row count
+      return double(micro_rows) / double(rows);
+    case A::only_token_mean:
+      return 1.0;
+  }
+  return 1.0;
 }
 
 RatioClipResult policy_loss(const LossSettings& ls, const Tensor& log_probs,
@@ -315,10 +339,29 @@ void check_config(const GroupRLConfig& c) {
   RLFT_CHECK(c.minibatches > 0 && c.minibatches <= c.prompts * c.group_size,
              "--minibatches must be in [1, prompts·group_size], got ", c.minibatches);
   RLFT_CHECK(c.epochs > 0, "--epochs must be positive, got ", c.epochs);
+  RLFT_CHECK(c.grad_accum > 0 && c.grad_accum * c.minibatches <= c.prompts * c.group_size,
+             "--grad-accum must be in [1, prompts·group_size / minibatches], got ", c.grad_accum);
+  RLFT_CHECK(c.checkpoint_every >= 0, "--checkpoint-every must be >= 0, got ", c.checkpoint_every);
+  RLFT_CHECK(c.stop_after >= 0, "--stop-after must be >= 0, got ", c.stop_after);
   RLFT_CHECK(c.lr > 0, "--lr must be positive, got ", c.lr);
   RLFT_CHECK(c.max_extra_rounds >= 0, "--max-extra-rounds must be >= 0");
   RLFT_CHECK(c.overlong_cache > 0, "--overlong-cache must be positive");
   RLFT_CHECK(c.name.find('/') == std::string::npos, "--name: '", c.name, "' may not contain '/'");
+}
+
+// --resume continues a run only with the settings it was started with: every key of its
+// config.json but those that say how far and how loudly to run must match.
+void check_resumable(const std::string& config_path, const json::Value& now) {
+  RLFT_CHECK(fs::exists(config_path), config_path, ": nothing to resume (no config.json)");
+  const json::Value before = json::parse(fs::read_file(config_path), config_path);
+  for (const auto& [k, v] : now.as_object()) {
+    if (k == "steps" || k == "resume" || k == "stop_after" || k == "quiet" || k == "git_revision" ||
+        k == "checkpoint_every")
+      continue;
+    const json::Value* old = before.find(k);
+    RLFT_CHECK(old && *old == v, "--resume: setting '", k, "' is ", v.dump(), " but the run at ",
+               config_path, " was started with ", old ? old->dump() : std::string("(none)"));
+  }
 }
 
 double greedy_accuracy(models::GPT& model, const models::Tokenizer& tok, const Task& task,
@@ -375,9 +418,20 @@ GroupRLResult train_group_rl(const GroupRLConfig& cfg_in) {
   const LossSettings& ls = objective->loss;
 
   optim::AdamW opt(policy.parameters(), cfg.lr, cfg.beta1, cfg.beta2, 1e-8, cfg.weight_decay);
-  const rl::RunDir run(cfg.out_dir + "/" + cfg.name, true);
+  const rl::RunDir run(cfg.out_dir + "/" + cfg.name, !cfg.resume);
+  const std::string ckpt = run.path("checkpoint.safetensors");
   json::Value config_json = to_json(cfg);
   config_json.set("git_revision", rl::git_revision());
+  Metadata resumed;  // the checkpoint's metadata when resuming
+  if (cfg.resume) {
+    RLFT_CHECK(fs::exists(ckpt), ckpt, ": nothing to resume (no checkpoint)");
+    check_resumable(run.path("config.json"), config_json);
+    resumed = load_checkpoint(ckpt, policy, &opt);
+    RLFT_CHECK(resumed.count("group_rl_state"), ckpt,
+               ": not a group RL training checkpoint (no group_rl_state)");
+  } else {
+    std::filesystem::remove(ckpt);  // a fresh run never leaves an old run's weights behind
+  }
   run.write_config(config_json);
   if (!cfg.quiet) {
     std::printf("rlft lm %s — %s (objective %s, %zu train prompts, %.3fM parameters)\n",
@@ -391,16 +445,26 @@ GroupRLResult train_group_rl(const GroupRLConfig& cfg_in) {
   GroupRLResult result;
   result.run_dir = run.dir();
   const rl::Stopwatch clock;
+  // Every random stream is realigned to a Philox block at the start of each step (sync), so the
+  // whole state of the loop between steps is these counters, and a resumed run draws exactly
+  // what the uninterrupted one would have.
   Generator sample_gen(cfg.seed ^ 0x9a11e5ull), order_gen(cfg.seed ^ 0x0dd5ull),
       shuffle_gen(cfg.seed ^ 0x5bu);
+  auto sync = [](Generator& g) { g.set_state(g.seed(), g.offset()); };
   std::vector<size_t> order;
   size_t order_pos = 0;
+  int64_t order_offset = -1;  // order_gen's counter when the current pass was shuffled
+  auto shuffle_pass = [&]() {
+    order.resize(train_prompts.size());
+    std::iota(order.begin(), order.end(), 0);
+    for (size_t i = order.size(); i > 1; --i)
+      std::swap(order[i - 1], order[size_t(order_gen.below(i))]);
+  };
   auto next_prompt = [&]() {
     if (order_pos == order.size()) {  // a new pass over the prompts, freshly shuffled
-      order.resize(train_prompts.size());
-      std::iota(order.begin(), order.end(), 0);
-      for (size_t i = order.size(); i > 1; --i)
-        std::swap(order[i - 1], order[size_t(order_gen.below(i))]);
+      sync(order_gen);
+      order_offset = int64_t(order_gen.offset());
+      shuffle_pass();
       order_pos = 0;
     }
     return order[order_pos++];
@@ -442,7 +506,74 @@ GroupRLResult train_group_rl(const GroupRLConfig& cfg_in) {
   plot::Series reward_curve{"reward (mean)", {}, {}},
       acc_curve{"accuracy (sampled, train)", {}, {}},
       eval_curve{"accuracy (greedy, validation)", {}, {}};
-  if (cfg.eval_prompts > 0) {
+  // Generation budget so far (every sampled response, dynamic sampling's extra rounds included):
+  // methods are compared against these, not only against steps.
+  double total_samples = 0, total_tokens = 0, elapsed_before = 0;
+  int64_t start = 0;
+  if (cfg.resume) {
+    const json::Value st = json::parse(resumed.at("group_rl_state"), ckpt + " group_rl_state");
+    start = std::stoll(resumed.at("step"));
+    RLFT_CHECK(start <= cfg.steps, ckpt, ": checkpoint is at step ", start, ", beyond --steps ",
+               cfg.steps);
+    sample_gen.set_state(sample_gen.seed(), uint64_t(st.at("sample_offset").as_int()));
+    shuffle_gen.set_state(shuffle_gen.seed(), uint64_t(st.at("shuffle_offset").as_int()));
+    order_offset = st.at("order_offset").as_int();
+    if (order_offset >= 0) {  // redraw the current pass, then continue it where it stopped
+      order_gen.set_state(order_gen.seed(), uint64_t(order_offset));
+      shuffle_pass();
+      order_pos = size_t(st.at("order_pos").as_int());
+    }
+    order_gen.set_state(order_gen.seed(), uint64_t(st.at("order_gen_offset").as_int()));
+    total_samples = st.at("generated_samples").as_double();
+    total_tokens = st.at("generated_tokens").as_double();
+    objective->load_state(st.at("objective"));
+    // Drop metrics logged after the checkpoint (a crash between checkpoints), keep the rest.
+    const std::string metrics = run.path("metrics.jsonl");
+    if (fs::exists(metrics)) {
+      std::string kept;
+      for (const json::Value& line : json::parse_jsonl(fs::read_file(metrics), metrics)) {
+        const int64_t s = line.at("step").as_int();
+        if (s > start) continue;
+        kept += line.dump() + "\n";
+        const double x = double(s);
+        reward_curve.x.push_back(x), reward_curve.y.push_back(line.at("reward_mean").as_double());
+        acc_curve.x.push_back(x), acc_curve.y.push_back(line.at("accuracy").as_double());
+        if (line.contains("eval_accuracy_start")) {
+          result.eval_accuracy_start = line.at("eval_accuracy_start").as_double();
+          eval_curve.x.push_back(0), eval_curve.y.push_back(result.eval_accuracy_start);
+        }
+        if (line.contains("eval_accuracy")) {
+          result.eval_accuracy_end = line.at("eval_accuracy").as_double();
+          eval_curve.x.push_back(x), eval_curve.y.push_back(result.eval_accuracy_end);
+        }
+        result.reward_mean.push_back(line.at("reward_mean").as_double());
+        result.accuracy.push_back(line.at("accuracy").as_double());
+        elapsed_before = line.get_or("elapsed_seconds", elapsed_before);
+      }
+      fs::atomic_write_file(metrics, kept);
+    }
+    result.steps = start;
+    if (!cfg.quiet) std::printf("resumed at step %lld from %s\n", (long long)start, ckpt.c_str());
+  }
+  // A training checkpoint: weights, AdamW state, and the loop's counters (sync'ed streams).
+  auto save = [&](int64_t done) {
+    json::Value st = json::Value::object();
+    sync(sample_gen), sync(shuffle_gen), sync(order_gen);
+    st.set("sample_offset", int64_t(sample_gen.offset()));
+    st.set("shuffle_offset", int64_t(shuffle_gen.offset()));
+    st.set("order_gen_offset", int64_t(order_gen.offset()));
+    st.set("order_offset", order_offset);
+    st.set("order_pos", int64_t(order_pos));
+    st.set("generated_samples", total_samples);
+    st.set("generated_tokens", total_tokens);
+    st.set("objective", objective->state());
+    Metadata meta = checkpoint_metadata(policy.config(), tok, config_json, done);
+    meta["group_rl_state"] = st.dump();
+    policy.eval();
+    save_checkpoint(ckpt, policy, &opt, meta);
+    policy.train();
+  };
+  if (cfg.eval_prompts > 0 && !cfg.resume) {
     result.eval_accuracy_start =
         greedy_accuracy(policy, tok, *task, eval_prompts, cfg.max_new_tokens);
     eval_curve.x.push_back(0);
@@ -452,8 +583,10 @@ GroupRLResult train_group_rl(const GroupRLConfig& cfg_in) {
                   eval_prompts.size(), result.eval_accuracy_start);
   }
   const int64_t G = cfg.group_size;
-  for (int64_t step = 0; step < cfg.steps; ++step) {
+  const int64_t end = cfg.stop_after > 0 ? std::min(cfg.steps, start + cfg.stop_after) : cfg.steps;
+  for (int64_t step = start; step < end; ++step) {
     const double t0 = clock.seconds();
+    sync(sample_gen), sync(shuffle_gen), sync(order_gen);
     // ---- 1. rollout (+ DAPO's dynamic sampling)
     std::vector<Sample> samples = rollout(cfg.prompts);
     double generated = double(samples.size()), correct = 0, reward_sum = 0, len_sum = 0;
@@ -490,11 +623,18 @@ GroupRLResult train_group_rl(const GroupRLConfig& cfg_in) {
 
     json::Value m = json::Value::object();
     m.set("step", step + 1);
+    // the start point of the eval curve, so a run's metrics.jsonl alone can be plotted
+    if (step == 0 && result.eval_accuracy_start >= 0)
+      m.set("eval_accuracy_start", result.eval_accuracy_start);
     m.set("reward_mean", reward_sum / generated);
     m.set("accuracy", correct / generated);
     m.set("response_length_mean", len_sum / generated);
     m.set("response_length_max", len_max);
     m.set("groups", groups);
+    total_samples += generated;
+    total_tokens += len_sum;
+    m.set("generated_samples", int64_t(total_samples));
+    m.set("generated_tokens", int64_t(total_tokens));
     if (cfg.dynamic_sampling) {
       m.set("extra_rounds", extra_rounds);
       m.set("groups_dropped", dropped);
@@ -573,44 +713,58 @@ GroupRLResult train_group_rl(const GroupRLConfig& cfg_in) {
         for (int64_t part = 0; part < cfg.minibatches; ++part) {
           const int64_t lo = part * mb, hi = part + 1 == cfg.minibatches ? B : lo + mb;
           if (lo >= hi) continue;
-          const Tensor idx = Tensor::from_vector(
-              std::vector<int64_t>(perm.begin() + lo, perm.begin() + hi), {hi - lo});
-          const Tensor tokens = index_select(batch.tokens, 0, idx);
-          const Tensor amask = index_select(batch.attention_mask, 0, idx);
-          const Tensor rmask = index_select(batch.response_mask, 0, idx);
-          const Tensor old_mb = index_select(old_lp, 0, idx);
-          const Tensor logp = models::sequence_log_probs(policy, tokens, amask, cfg.temperature);
-          const RatioClipResult rc = policy_loss(ls, logp, old_mb, index_select(ref_lp, 0, idx),
-                                                 index_select(advantages, 0, idx), rmask);
-          const Tensor& loss = rc.loss;
+          // --grad-accum K: the minibatch in K micro-batches, each loss weighted so that the
+          // summed gradients are the whole minibatch's (micro_batch_weight), then one step.
+          const std::vector<int64_t> rows(perm.begin() + lo, perm.begin() + hi);
+          double mb_tokens = 0;
+          for (int64_t r : rows) mb_tokens += double(samples[size_t(r)].response_ids.size());
+          const int64_t K = std::min<int64_t>(cfg.grad_accum, hi - lo);
           opt.zero_grad();
-          loss.backward();
+          double step_loss = 0;
+          for (int64_t k = 0; k < K; ++k) {
+            const int64_t a = (hi - lo) * k / K, b = (hi - lo) * (k + 1) / K;
+            const std::vector<int64_t> micro(rows.begin() + a, rows.begin() + b);
+            double micro_tokens = 0;
+            for (int64_t r : micro) micro_tokens += double(samples[size_t(r)].response_ids.size());
+            const Tensor idx = Tensor::from_vector(micro, {b - a});
+            const Tensor tokens = index_select(batch.tokens, 0, idx);
+            const Tensor amask = index_select(batch.attention_mask, 0, idx);
+            const Tensor rmask = index_select(batch.response_mask, 0, idx);
+            const Tensor old_mb = index_select(old_lp, 0, idx);
+            const Tensor logp = models::sequence_log_probs(policy, tokens, amask, cfg.temperature);
+            const RatioClipResult rc = policy_loss(ls, logp, old_mb, index_select(ref_lp, 0, idx),
+                                                   index_select(advantages, 0, idx), rmask);
+            const double w =
+                K == 1 ? 1.0 : micro_batch_weight(ls, b - a, hi - lo, micro_tokens, mb_tokens);
+            (K == 1 ? rc.loss : rc.loss * w).backward();
+            step_loss += rc.loss.item() * w;
+            const double nt = rc.stats.tokens;
+            clip_low += rc.stats.clip_frac_low * nt;
+            clip_high += rc.stats.clip_frac_high * nt;
+            approx_k3 += rc.stats.approx_kl_k3 * nt;
+            tokens_seen += nt;
+            // GSPO's sequence ratio s_i = exp(mean_t (logp − old_logp)) per row of this step
+            const std::vector<double> lv = logp.to_vector(), ov = old_mb.to_vector(),
+                                      mv = rmask.to_vector();
+            const int64_t Tm = logp.size(1);
+            for (int64_t i = 0; i < b - a; ++i) {
+              double x = 0, n = 0;
+              for (int64_t t = 0; t < Tm; ++t) {
+                const size_t q = size_t(i * Tm + t);
+                if (mv[q] != 0) x += lv[q] - ov[q], n += 1;
+              }
+              if (n == 0) continue;
+              const double s = std::exp(std::clamp(x / n, -20.0, 20.0));
+              s_min = s_count == 0 ? s : std::min(s_min, s);
+              s_max = s_count == 0 ? s : std::max(s_max, s);
+              s_sum += s;
+              s_count += 1;
+            }
+          }
           grad_norm = cfg.grad_clip > 0 ? optim::clip_grad_norm(opt.params(), cfg.grad_clip) : 0.0;
           opt.step();
           ++updates;
-          loss_mean += loss.item();
-          const double w = rc.stats.tokens;
-          clip_low += rc.stats.clip_frac_low * w;
-          clip_high += rc.stats.clip_frac_high * w;
-          approx_k3 += rc.stats.approx_kl_k3 * w;
-          tokens_seen += w;
-          // GSPO's sequence ratio s_i = exp(mean_t (logp − old_logp)) per row of this step
-          const std::vector<double> lv = logp.to_vector(), ov = old_mb.to_vector(),
-                                    mv = rmask.to_vector();
-          const int64_t Tm = logp.size(1);
-          for (int64_t i = 0; i < hi - lo; ++i) {
-            double x = 0, n = 0;
-            for (int64_t t = 0; t < Tm; ++t) {
-              const size_t k = size_t(i * Tm + t);
-              if (mv[k] != 0) x += lv[k] - ov[k], n += 1;
-            }
-            if (n == 0) continue;
-            const double s = std::exp(std::clamp(x / n, -20.0, 20.0));
-            s_min = s_count == 0 ? s : std::min(s_min, s);
-            s_max = s_count == 0 ? s : std::max(s_max, s);
-            s_sum += s;
-            s_count += 1;
-          }
+          loss_mean += step_loss;
         }
       }
     }
@@ -631,14 +785,14 @@ GroupRLResult train_group_rl(const GroupRLConfig& cfg_in) {
     m.set("updates", updates);
     const double now = clock.seconds();
     m.set("samples_per_second", generated / std::max(now - t0, 1e-9));
-    m.set("elapsed_seconds", now);
+    m.set("elapsed_seconds", elapsed_before + now);
     const int64_t done = step + 1;
     reward_curve.x.push_back(double(done));
     reward_curve.y.push_back(reward_sum / generated);
     acc_curve.x.push_back(double(done));
     acc_curve.y.push_back(correct / generated);
     if (!cfg.quiet) {
-      const double eta = now / double(done) * double(cfg.steps - done);
+      const double eta = now / double(done - start) * double(end - done);
       std::printf(
           "step %4lld/%lld | reward %7.4f | acc %.3f | zero-adv %.2f | len %4.1f/%2lld | ent %.3f "
           "| "
@@ -652,6 +806,7 @@ GroupRLResult train_group_rl(const GroupRLConfig& cfg_in) {
           generated / std::max(now - t0, 1e-9), rl::format_duration(eta).c_str());
     }
     const bool last = done == cfg.steps;
+    const bool stopping = done == end;
     if (cfg.eval_prompts > 0 && ((cfg.eval_every > 0 && done % cfg.eval_every == 0) || last)) {
       const double acc = greedy_accuracy(policy, tok, *task, eval_prompts, cfg.max_new_tokens);
       m.set("eval_accuracy", acc);
@@ -662,7 +817,7 @@ GroupRLResult train_group_rl(const GroupRLConfig& cfg_in) {
     }
     run.log(m);
     std::fflush(stdout);
-    if (last || done % 10 == 0) {
+    if (stopping || done % 10 == 0) {
       std::vector<plot::Series> series = {reward_curve, acc_curve};
       if (!eval_curve.x.empty()) series.push_back(eval_curve);
       plot::write_line_plot(run.path("reward.svg"),
@@ -670,10 +825,10 @@ GroupRLResult train_group_rl(const GroupRLConfig& cfg_in) {
                             "reward / accuracy", series);
     }
     result.steps = done;
+    if (stopping || (cfg.checkpoint_every > 0 && done % cfg.checkpoint_every == 0)) save(done);
   }
+  if (start == end) save(end);  // resumed a finished run: nothing to do, same checkpoint
   policy.eval();
-  save_checkpoint(run.path("checkpoint.safetensors"), policy, nullptr,
-                  checkpoint_metadata(policy.config(), tok, config_json, result.steps));
   result.seconds = clock.seconds();
   return result;
 }

@@ -19,7 +19,16 @@
 //      passes; each part is one AdamW step on
 //         loss = ratio_clip(logp, old_logp, A, response_mask, level, bounds, aggregation)
 //              + β · aggregate(k3(logp − ref_logp))          (same aggregation as the surrogate)
-//      so every step after the first is off-policy (ratios ≠ 1).
+//      so every step after the first is off-policy (ratios ≠ 1). With grad_accum K a minibatch
+//      is run as K micro-batches whose weighted losses (micro_batch_weight) sum to its loss, so
+//      their accumulated gradients equal its gradient and the AdamW step is the same.
+//
+// Checkpoints (checkpoint.safetensors, every checkpoint_every steps and at the end) hold the
+// weights, AdamW's state, the step, and the loop's state: the counters of its random streams
+// (each realigned to a Philox block at the start of every step), the current pass over the
+// prompts, the generation totals and the objective's state (DCPO's reward history). --resume
+// continues from there with the settings of config.json and reproduces, on the CPU, exactly the
+// run that went straight through (tests/rl/test_group_rl.cpp).
 //
 // metrics.jsonl, one object per update step (names fixed):
 //   step, reward_mean (verifier + format + overlong reward, before any KL term; every sample
@@ -32,8 +41,10 @@
 //   approx_kl_k3 (old vs new, mean over steps), seq_ratio_mean/min/max (s_i = exp(mean_t
 //   log-ratio) over every sequence of every minibatch step: GSPO's ratio), grad_norm,
 //   extra_rounds and groups_dropped (dynamic sampling), groups (groups trained on),
+//   generated_samples and generated_tokens (cumulative over the run: every response sampled,
+//   dynamic sampling's extra rounds included; tokens with EOS — the generation budget),
 //   samples_per_second, elapsed_seconds; at eval steps eval_accuracy (greedy, eval_prompts
-//   validation prompts).
+//   validation prompts), and on step 1 eval_accuracy_start (the same before any update).
 #pragma once
 
 #include <cstdint>
@@ -95,6 +106,7 @@ struct GroupRLConfig {
   int64_t steps = 50;         // update steps (rollouts)
   int64_t minibatches = 4;    // optimizer steps per rollout per epoch
   int64_t epochs = 1;         // passes over each rollout
+  int64_t grad_accum = 1;     // micro-batches per minibatch: gradients summed, then one step
   double lr = 1e-4;           // AdamW learning rate (constant)
   double weight_decay = 0.0;  // AdamW decoupled weight decay
   double beta1 = 0.9;         // AdamW β1
@@ -105,9 +117,12 @@ struct GroupRLConfig {
       10;  // greedy accuracy on validation prompts every N steps (0: only at the end)
   int64_t eval_prompts = 200;  // validation prompts for eval_accuracy (0: no evaluation)
   std::string out_dir = "runs";
-  std::string name;    // run name (default <algo>-<init run name>)
-  uint64_t seed = 0;   // prompt order, sampling, minibatch shuffles
-  bool quiet = false;  // no progress lines
+  std::string name;                // run name (default <algo>-<init run name>)
+  uint64_t seed = 0;               // prompt order, sampling, minibatch shuffles
+  int64_t checkpoint_every = 100;  // training checkpoint (with AdamW state) every N steps
+  bool resume = false;             // continue runs/<name> from its checkpoint
+  int64_t stop_after = 0;          // stop after N steps of this invocation (0: run to --steps)
+  bool quiet = false;              // no progress lines
 };
 
 json::Value to_json(const GroupRLConfig& c);
@@ -135,6 +150,9 @@ class Objective {
   // A_1..G of one group from its rewards R_1..G; prompt_id is stable across steps (DCPO).
   virtual std::vector<double> advantages(const std::vector<double>& rewards,
                                          uint64_t prompt_id) = 0;
+  // State carried across steps (DCPO's reward history), for checkpoints; null when stateless.
+  virtual json::Value state() const { return json::Value(); }
+  virtual void load_state(const json::Value&) {}
   LossSettings loss;
 };
 std::unique_ptr<Objective> make_objective(const GroupRLConfig& cfg);
@@ -146,6 +164,14 @@ std::unique_ptr<Objective> make_objective(const GroupRLConfig& cfg);
 RatioClipResult policy_loss(const LossSettings& loss, const Tensor& log_probs,
                             const Tensor& old_log_probs, const Tensor& ref_log_probs,
                             const Tensor& advantages, const Tensor& mask);
+
+// Factor that makes the loss of a micro-batch (rows of a minibatch, `micro_tokens` of its
+// `tokens` response tokens) a summand of the minibatch's loss, so that K micro-batch backward
+// passes accumulate exactly the minibatch's gradient: the aggregations that divide by the
+// batch's sequence count (seq_mean_*, constant_norm) get micro_rows / rows, token_mean gets
+// micro_tokens / tokens, only_token_mean (no batch normalizer) and a fixed normalizer get 1.
+double micro_batch_weight(const LossSettings& loss, int64_t micro_rows, int64_t rows,
+                          double micro_tokens, double tokens);
 
 // ---- pieces shared by the objectives (hand-tested in tests/rl/test_group_rl.cpp) ----------------
 kernels::Aggregation parse_aggregation(const std::string& s);

@@ -95,4 +95,13 @@ struct SFTResult {
 
 SFTResult train_sft(const SFTConfig& cfg);
 
+// Named SFT settings for `rlft lm sft --preset NAME` (flags given after it still override).
+//   arith-rl-init: the shared starting checkpoint of the RL-from-verifiable-reward issues
+//     (docs/group_rl.md): nano GPT on arith (2-digit + and −), trained deliberately short so
+//     the test greedy exact match sits near 0.4 and RL has room to show a gain. Run name
+//     "arith-rl-init".
+// An unknown name is an rlft::Error listing the known ones.
+SFTConfig sft_preset(const std::string& name);
+const std::vector<std::string>& sft_preset_names();
+
 }  // namespace rlft::llm

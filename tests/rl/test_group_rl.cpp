@@ -3,14 +3,14 @@
 // from a tiny arith SFT model trained here.
 #include <gtest/gtest.h>
 
-#include "test_util.h"
-
 #include <cmath>
 #include <filesystem>
 
 #include "engine/fs.h"
 #include "engine/ops.h"
 #include "models/generate.h"
+#include "rl/llm/experiments/runner.h"
+#include "rl/llm/experiments/verifiable.h"
 #include "rl/llm/group_rl.h"
 #include "rl/llm/lm.h"
 #include "rl/llm/objectives/dapo.h"
@@ -19,6 +19,7 @@
 #include "rl/llm/objectives/rloo.h"
 #include "rl/llm/sft.h"
 #include "rl/llm/tasks/arith.h"
+#include "test_util.h"
 
 using namespace rlft;
 using namespace rlft::llm;
@@ -484,3 +485,201 @@ INSTANTIATE_TEST_SUITE_P(AllObjectives, GroupRLLearning,
                              if (ch == '-') ch = '_';
                            return n;
                          });
+
+// ---- gradient accumulation ---------------------------------------------------------------------
+
+// Every objective's loss (its level, bounds, aggregation and KL term), on 6 responses cut into
+// uneven micro-batches {0}, {1, 2}, {3, 4, 5}: the micro-batch losses weighted by
+// micro_batch_weight sum to the whole batch's loss, and their gradients to its gradient.
+TEST(GroupRLGradAccum, MicroBatchesSumToTheMinibatchLossAndGradient) {
+  const int64_t B = 6, T = 5;
+  Generator gen(7);
+  std::vector<double> lp(size_t(B * T)), old(size_t(B * T)), ref(size_t(B * T)),
+      mask(size_t(B * T));
+  const int64_t lengths[B] = {4, 1, 3, 2, 4, 3};  // response tokens after column 0
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t t = 0; t < T; ++t) {
+      const size_t k = size_t(b * T + t);
+      lp[k] = -0.05 - 1.5 * gen.uniform();
+      old[k] = lp[k] + 0.4 * (gen.uniform() - 0.5);  // ratios off 1, some clipped
+      ref[k] = lp[k] + 0.3 * (gen.uniform() - 0.5);
+      mask[k] = t >= 1 && t <= lengths[b] ? 1.0 : 0.0;
+    }
+  const std::vector<double> adv = {1.2, -0.7, 0.4, -1.1, 0.9, -0.3};
+  const std::vector<std::vector<int64_t>> parts = {{0}, {1, 2}, {3, 4, 5}};
+  for (const std::string& algo : group_rl_algorithms()) {
+    GroupRLConfig c = group_rl_defaults(algo);
+    c.max_new_tokens = 6;  // Dr. GRPO's constant normalizer
+    c.beta = 0.05;         // exercise the k3 term (GRPO) too
+    const LossSettings ls = make_objective(c)->loss;
+    const Tensor old_t = T2(old, B, T), ref_t = T2(ref, B, T), mask_t = T2(mask, B, T),
+                 adv_t = Tensor::from_vector(adv, {B});
+    Tensor full = T2(lp, B, T);
+    full.set_requires_grad(true);
+    const Tensor full_loss = policy_loss(ls, full, old_t, ref_t, adv_t, mask_t).loss;
+    full_loss.backward();
+    const std::vector<double> full_grad = full.grad().to_vector();
+
+    Tensor acc = T2(lp, B, T);
+    acc.set_requires_grad(true);
+    double acc_loss = 0, tokens = 0;
+    for (double x : mask) tokens += x;
+    for (const std::vector<int64_t>& rows : parts) {
+      const Tensor idx = Tensor::from_vector(rows, {int64_t(rows.size())});
+      double micro_tokens = 0;
+      for (int64_t r : rows) micro_tokens += double(lengths[r]);
+      const Tensor loss = policy_loss(ls, index_select(acc, 0, idx), index_select(old_t, 0, idx),
+                                      index_select(ref_t, 0, idx), index_select(adv_t, 0, idx),
+                                      index_select(mask_t, 0, idx))
+                              .loss;
+      const double w = micro_batch_weight(ls, int64_t(rows.size()), B, micro_tokens, tokens);
+      (loss * w).backward();
+      acc_loss += loss.item() * w;
+    }
+    EXPECT_NEAR(acc_loss, full_loss.item(), 1e-12) << algo;
+    const std::vector<double> acc_grad = acc.grad().to_vector();
+    for (size_t k = 0; k < full_grad.size(); ++k)
+      ASSERT_NEAR(acc_grad[k], full_grad[k], 1e-12) << algo << " element " << k;
+  }
+}
+
+namespace {
+std::vector<double> all_parameters(const std::string& run) {
+  const LoadedModel lm = load_model(run);
+  std::vector<double> out;
+  for (const Tensor& p : lm.model->parameters()) {
+    const std::vector<double> v = p.to_vector();
+    out.insert(out.end(), v.begin(), v.end());
+  }
+  return out;
+}
+}  // namespace
+
+// One update step of a whole run (64 responses, one minibatch) with --grad-accum 4 against 1:
+// the same AdamW update up to float32 rounding of the summed gradients. DAPO (token_mean over
+// the minibatch's tokens) and Dr. GRPO (constant_norm over its rows) have batch-dependent weights.
+TEST_F(GroupRLRun, GradAccumGivesTheSameUpdateAsOneMinibatch) {
+  for (const std::string algo : {"dapo", "dr-grpo"}) {
+    std::vector<std::vector<double>> params;
+    for (const int64_t k : {1, 4}) {
+      GroupRLConfig c = small(algo);
+      c.steps = 1;
+      c.minibatches = 1;
+      c.grad_accum = k;
+      c.dynamic_sampling = false;  // the same 64 responses in both runs
+      c.name = algo + "-accum" + std::to_string(k);
+      train_group_rl(c);
+      params.push_back(all_parameters(*dir_ + "/" + c.name));
+    }
+    double moved = 0;
+    const std::vector<double> init = all_parameters(*dir_ + "/sft");
+    for (size_t i = 0; i < init.size(); ++i)
+      moved = std::max(moved, std::abs(params[0][i] - init[i]));
+    EXPECT_GT(moved, 1e-5) << algo << ": the step must move the weights";
+    // AdamW's first step is lr·g/(|g| + 1e-8): where float32 rounding of the summed gradient
+    // meets a g near 1e-8 (cancellation), the step itself may differ by up to 2·lr. Elsewhere
+    // the updates agree to 1% of lr.
+    size_t off = 0;
+    double worst = 0;
+    for (size_t i = 0; i < init.size(); ++i) {
+      const double d = std::abs(params[1][i] - params[0][i]);
+      worst = std::max(worst, d);
+      off += d > 1e-6;
+    }
+    std::printf("%s: max |Δparam| %.3g, %zu of %zu elements differ by > 1e-6\n", algo.c_str(),
+                worst, off, init.size());
+    EXPECT_LE(double(off), 1e-3 * double(init.size())) << algo;
+    EXPECT_LE(worst, 2.0001e-4) << algo;
+  }
+}
+
+// Stopping after 2 of 4 steps and resuming gives, on the CPU, exactly the parameters and the
+// logged rewards of the run that went straight through: the checkpoint carries AdamW's state,
+// the step, the random streams' counters, the prompt order and DCPO's reward history; DAPO's
+// dynamic sampling draws a varying number of prompts per step.
+TEST_F(GroupRLRun, ResumeReproducesAnUninterruptedRun) {
+  for (const std::string algo : {"dcpo", "dapo"}) {
+    GroupRLConfig c = small(algo);
+    c.steps = 4;
+    c.checkpoint_every = 0;
+    c.name = algo + "-straight";
+    train_group_rl(c);
+    c.name = algo + "-resumed";
+    c.stop_after = 2;
+    EXPECT_EQ(train_group_rl(c).steps, 2);
+    EXPECT_EQ(load_model(*dir_ + "/" + c.name).step, 2);
+    c.stop_after = 0;
+    c.resume = true;
+    EXPECT_EQ(train_group_rl(c).steps, 4);
+    EXPECT_EQ(all_parameters(*dir_ + "/" + algo + "-straight"),
+              all_parameters(*dir_ + "/" + algo + "-resumed"))
+        << algo;
+    const auto a = json::parse_jsonl(fs::read_file(*dir_ + "/" + algo + "-straight/metrics.jsonl"));
+    const auto b = json::parse_jsonl(fs::read_file(*dir_ + "/" + algo + "-resumed/metrics.jsonl"));
+    ASSERT_EQ(a.size(), 4u);
+    ASSERT_EQ(b.size(), 4u);
+    for (size_t i = 0; i < 4; ++i) {
+      EXPECT_EQ(a[i].at("reward_mean").as_double(), b[i].at("reward_mean").as_double()) << algo;
+      EXPECT_EQ(a[i].at("generated_tokens").as_int(), b[i].at("generated_tokens").as_int());
+    }
+    // A changed setting is refused rather than silently mixed into the run.
+    c.lr = 2 * c.lr;
+    EXPECT_THROW(train_group_rl(c), Error);
+  }
+}
+
+// ---- rlft experiment verifiable: the plumbing, at toy size -----------------------------------
+
+// One method, one seed, 3 steps from this suite's SFT model, through the real rlft binary (the
+// runner spawns it): the curves, the CSV and results.md appear, and a rerun skips the finished
+// runs and redraws the same table.
+TEST_F(GroupRLRun, VerifiableExperimentWritesCurvesAndTable) {
+  const std::string rlft_bin = std::string(RLFT_BINARY_DIR) + "/rlft";
+  if (!fs::exists(rlft_bin)) GTEST_SKIP() << rlft_bin << " is not built (build the rlft target)";
+  exp::VerifiableConfig c;
+  c.out_dir = *dir_ + "/verifiable";
+  c.init = *dir_ + "/sft";
+  c.methods = {"grpo"};
+  c.seeds = 1;
+  c.parallel = 1;
+  c.steps = 3;
+  c.prompts = 4;
+  c.group = 4;
+  c.train_prompts = 16;
+  c.minibatches = 1;
+  c.eval_every = 1;
+  c.eval_prompts = 10;
+  c.eval_samples = 1;
+  c.test_prompts = 20;
+  c.program = rlft_bin;
+  c.quiet = true;
+  const exp::VerifiableResult r = exp::run_verifiable(c);
+  for (const char* f : {"accuracy_vs_steps.svg", "accuracy_vs_tokens.svg", "response_length.svg",
+                        "entropy.svg", "curves.csv", "results.md", "runs/grpo-s1/metrics.jsonl",
+                        "runs/grpo-s1/eval_test.json", "logs/grpo-s1.done"})
+    EXPECT_TRUE(fs::exists(c.out_dir + "/" + f)) << f;
+  ASSERT_EQ(r.methods.size(), 1u);
+  EXPECT_EQ(r.methods[0].greedy.size(), 1u);
+  const std::string md = fs::read_file(r.results_md);
+  EXPECT_NE(md.find("| grpo | "), std::string::npos) << md;
+  EXPECT_NE(md.find("| SFT start | "), std::string::npos) << md;
+  const std::string csv = fs::read_file(c.out_dir + "/curves.csv");
+  EXPECT_NE(csv.find("grpo,1,3,"), std::string::npos) << csv;  // the last step's row
+  // Resume: everything is skipped, the results are the same.
+  const std::string before = fs::read_file(c.out_dir + "/runs/grpo-s1/metrics.jsonl");
+  const exp::VerifiableResult again = exp::run_verifiable(c);
+  EXPECT_EQ(fs::read_file(c.out_dir + "/runs/grpo-s1/metrics.jsonl"), before);
+  EXPECT_EQ(again.methods[0].greedy, r.methods[0].greedy);
+}
+
+// The shared RL start is a named SFT preset (docs/group_rl.md measures it: test greedy 0.350).
+TEST(GroupRLConfig, ArithRLInitPreset) {
+  const SFTConfig c = sft_preset("arith-rl-init");
+  EXPECT_EQ(c.task.task, "arith");
+  EXPECT_EQ(c.model, "nano");
+  EXPECT_EQ(c.steps, 2850);
+  EXPECT_EQ(c.lr, 3e-3);
+  EXPECT_EQ(c.name, "arith-rl-init");
+  EXPECT_NE(rlft::testing::error_of([] { sft_preset("arith-rl"); }).find("arith-rl-init"),
+            std::string::npos);
+}

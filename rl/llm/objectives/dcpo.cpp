@@ -52,6 +52,29 @@ int64_t SmoothAdvantage::visits(uint64_t prompt_id) const {
   return it == stats_.end() ? 0 : it->second.visits;
 }
 
+json::Value SmoothAdvantage::to_json() const {
+  json::Value v = json::Value::object();
+  for (const auto& [id, st] : stats_) {
+    json::Value row = json::Value::array();
+    row.push_back(st.visits);
+    for (double r : st.all) row.push_back(r);
+    v.set(std::to_string(id), row);
+  }
+  return v;
+}
+
+void SmoothAdvantage::from_json(const json::Value& v) {
+  stats_.clear();
+  if (v.is_null()) return;
+  for (const auto& [id, row] : v.as_object()) {
+    RLFT_CHECK(row.is_array() && row.size() >= 1, "dcpo state: prompt ", id,
+               ": expected [visits, rewards…], got ", row.dump());
+    Stats& st = stats_[std::stoull(id)];
+    st.visits = row.at(0).as_int();
+    for (size_t k = 1; k < row.size(); ++k) st.all.push_back(row.at(k).as_double());
+  }
+}
+
 void dcpo_defaults(GroupRLConfig& c) {
   c.epsilon = 0.16;      // paper: ε_low = 0.16
   c.epsilon_high = 0.2;  // paper: ε_high = 0.2
@@ -73,6 +96,8 @@ class DCPO : public Objective {
   std::vector<double> advantages(const std::vector<double>& rewards, uint64_t prompt_id) override {
     return sas_(rewards, prompt_id);
   }
+  json::Value state() const override { return sas_.to_json(); }
+  void load_state(const json::Value& v) override { sas_.from_json(v); }
 
  private:
   SmoothAdvantage sas_;

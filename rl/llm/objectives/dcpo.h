@@ -40,6 +40,9 @@ class SmoothAdvantage {
  public:
   std::vector<double> operator()(const std::vector<double>& rewards, uint64_t prompt_id);
   int64_t visits(uint64_t prompt_id) const;
+  // The history as {"<prompt id>": [visits, r, r, …]} and back (checkpoints of a DCPO run).
+  json::Value to_json() const;
+  void from_json(const json::Value& v);
 
  private:
   struct Stats {
