@@ -137,20 +137,8 @@ GPTMLP::GPTMLP(const GPTConfig& cfg, Generator& gen) : dropout_(cfg.dropout) {
                            std::make_shared<nn::Linear>(4 * cfg.n_embd, cfg.n_embd, true, gen));
 }
 
-// GPT-2's tanh GELU, 0.5·x·(1 + tanh(u)) with u = √(2/π)·(x + 0.044715·x³), composed from
-// elementwise ops. Why not the engine's gelu op: it calls scalar std::tanh per element in its
-// forward and backward (~200 ns per element forward + backward under load, perf showed ~45% of
-// a micro training step in it), while the engine's tanh op uses the vectorised tanh_fast; this
-// composition is ~4x faster. Same function up to float rounding (test_gpt.cpp); switch back to
-// gelu() once the op uses tanh_fast.
-Tensor gelu_tanh(const Tensor& x) {
-  constexpr double kSqrtTwoOverPi = 0.7978845608028654;
-  const Tensor u = mul(add(x, mul(mul(mul(x, x), x), 0.044715)), kSqrtTwoOverPi);
-  return mul(mul(x, 0.5), add(tanh(u), 1.0));
-}
-
 Tensor GPTMLP::forward(const Tensor& x) {
-  return dropout(c_proj->forward(gelu_tanh(c_fc->forward(x))), dropout_, is_training(),
+  return dropout(c_proj->forward(gelu(c_fc->forward(x))), dropout_, is_training(),
                  dropout_gen_);
 }
 

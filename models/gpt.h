@@ -148,9 +148,6 @@ class GPT : public nn::Module {
   std::shared_ptr<Generator> dropout_gen_;
 };
 
-// GPT-2's tanh-approximate GELU: the engine's gelu op, composed of faster ops (see gpt.cpp).
-Tensor gelu_tanh(const Tensor& x);
-
 // Converts every parameter of `m` to `dtype` in place (same tensors, new storage).
 void set_parameter_dtype(nn::Module& m, DType dtype);
 

@@ -13,6 +13,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "kernels/cpu/lane_sum.h"
+
 namespace rlft::kernels {
 
 template <typename T>
@@ -21,24 +23,24 @@ void layer_norm_forward(int64_t N, int64_t C, const T* x, const T* w, const T* b
 #pragma omp parallel for schedule(static) if (N * C >= (1 << 15) && omp_get_max_threads() > 1)
   for (int64_t i = 0; i < N; ++i) {
     const T* xr = x + i * C;
-    double s = 0;
-    for (int64_t j = 0; j < C; ++j) s += double(xr[j]);
-    const double mu = s / double(C);
-    double v = 0;
-    for (int64_t j = 0; j < C; ++j) {
+    // Moments in double (two passes: no cancellation), branch-free loops that vectorise.
+    const double mu = lane_sum(C, [&](int64_t j) { return double(xr[j]); }) / double(C);
+    const double v = lane_sum(C, [&](int64_t j) {
       const double d = double(xr[j]) - mu;
-      v += d * d;
-    }
+      return d * d;
+    });
     const double r = 1.0 / std::sqrt(v / double(C) + eps);
     mean[i] = mu;
     rstd[i] = r;
+    // y = x·r − μ·r, then ·w, +b: in T (float rows stay in float lanes), each a separate loop
+    // so none holds a branch.
     T* yr = y + i * C;
-    for (int64_t j = 0; j < C; ++j) {
-      double h = (double(xr[j]) - mu) * r;
-      if (w) h *= double(w[j]);
-      if (b) h += double(b[j]);
-      yr[j] = T(h);
-    }
+    const T scale = T(r), shift = T(-mu * r);
+    for (int64_t j = 0; j < C; ++j) yr[j] = xr[j] * scale + shift;
+    if (w)
+      for (int64_t j = 0; j < C; ++j) yr[j] *= w[j];
+    if (b)
+      for (int64_t j = 0; j < C; ++j) yr[j] += b[j];
   }
 }
 
@@ -51,15 +53,13 @@ void layer_norm_backward(int64_t N, int64_t C, const T* x, const T* w, const dou
     const T* xr = x + i * C;
     const T* gr = g + i * C;
     const double mu = mean[i], r = rstd[i];
-    double sum_g = 0, sum_gx = 0;
-    for (int64_t j = 0; j < C; ++j) {
-      const double xh = (double(xr[j]) - mu) * r;
-      const double gh = double(gr[j]) * (w ? double(w[j]) : 1.0);
-      sum_g += gh;
-      sum_gx += gh * xh;
-      if (dw) acc_w[j] += double(gr[j]) * xh;
-      if (db) acc_b[j] += double(gr[j]);
-    }
+    const auto gh_at = [&](int64_t j) { return double(gr[j]) * (w ? double(w[j]) : 1.0); };
+    const double sum_g = lane_sum(C, gh_at);
+    const double sum_gx = lane_sum(C, [&](int64_t j) { return gh_at(j) * (double(xr[j]) - mu) * r; });
+    if (dw)
+      for (int64_t j = 0; j < C; ++j) acc_w[j] += double(gr[j]) * ((double(xr[j]) - mu) * r);
+    if (db)
+      for (int64_t j = 0; j < C; ++j) acc_b[j] += double(gr[j]);
     if (dx) {
       const double mg = sum_g / double(C), mgx = sum_gx / double(C);
       T* dr = dx + i * C;
