@@ -10,19 +10,70 @@
 #include "engine/ops.h"
 #include "engine/rng.h"
 #include "kernels/cpu/strided.h"
+#include "kernels/cuda_allocator.h"
+#include "kernels/cuda_runtime.h"
 
 namespace rlft {
 
+namespace {
+// The elements of `t` (any device, any strides) as a new contiguous CPU tensor, no autograd.
+Tensor copy_to_cpu(const Tensor& t) {
+  const Device src = t.device();
+  if (src.is_cpu()) return t.contiguous();
+  const size_t esize = dtype_size(t.dtype());
+  if (t.is_contiguous()) {
+    Tensor out = Tensor::empty(t.shape(), t.dtype());
+    kernels::cuda::copy_device_to_host(out.raw_data(), t.raw_data(), size_t(t.numel()) * esize, src.index);
+    return out;
+  }
+  // A strided view: bring its whole storage over and gather on the CPU (no device kernel
+  // needed; views of device tensors are rare outside the ops themselves).
+  auto host = std::make_shared<Storage>(t.storage()->nbytes, Device::cpu());
+  kernels::cuda::copy_device_to_host(host->data, t.storage()->data, t.storage()->nbytes, src.index);
+  auto impl = std::make_shared<TensorImpl>();
+  impl->storage = host;
+  impl->shape = t.shape();
+  impl->strides = t.strides();
+  impl->offset = t.offset();
+  impl->dtype = t.dtype();
+  return Tensor(impl).contiguous();
+}
+}  // namespace
+
 // ---- storage ---------------------------------------------------------------------------
 
+// CPU storage: 64-byte aligned (one cache line, one AVX-512 vector). CUDA storage: the caching
+// allocator of kernels/cuda_allocator.h (in a build without the backend, cuda_alloc throws
+// an error saying so).
 Storage::Storage(size_t n, Device dev) : nbytes(n), device(dev) {
-  RLFT_CHECK(dev.is_cpu(), "tensor allocation on ", dev,
-             ": the CUDA backend is not available in this build");
+  if (dev.is_cuda()) {
+    // Devices are counted once per process (cudaGetDeviceCount costs a driver call).
+    static const auto devices = [] {
+      std::string reason;
+      const int count = kernels::cuda::device_count(&reason);
+      return std::pair<int, std::string>(count, reason);
+    }();
+    RLFT_CHECK(dev.index >= 0 && dev.index < devices.first, "tensor allocation on ", dev, ": ",
+               devices.first == 0 ? "no CUDA device (" + devices.second + ")"
+                                  : str("no such device (", devices.first, " present)"));
+    data = kernels::cuda_alloc(n, dev.index);
+    return;
+  }
   const size_t rounded = ((n + 63) / 64) * 64;
   data = std::aligned_alloc(64, rounded == 0 ? 64 : rounded);
   RLFT_CHECK(data != nullptr, "out of memory allocating ", n, " bytes");
 }
-Storage::~Storage() { std::free(data); }
+Storage::~Storage() {
+  if (device.is_cuda()) {
+    try {
+      kernels::cuda_free(data);
+    } catch (const Error&) {
+      // A destructor must not throw; the allocator only refuses pointers it never handed out.
+    }
+  } else {
+    std::free(data);
+  }
+}
 
 Device Device::parse(const std::string& s) {
   if (s == "cpu") return cpu();
@@ -112,25 +163,25 @@ bool Tensor::is_contiguous() const {
 double Tensor::item() const {
   RLFT_CHECK(numel() == 1, "item: tensor of shape ", shape(), " has ", numel(),
              " elements, expected exactly one");
-  RLFT_CHECK(device().is_cpu(), "item: copy the tensor to the CPU first");
+  const Tensor c = device().is_cpu() ? *this : copy_to_cpu(*this);
   return dispatch_all(dtype(), [&](auto tag) -> double {
     using T = decltype(tag);
-    return double(*data<T>());
+    return double(*c.data<T>());
   });
 }
 
 std::vector<double> Tensor::to_vector() const {
-  Tensor c = to(DType::f64).contiguous();
+  Tensor c = copy_to_cpu(*this).to(DType::f64);
   const double* p = c.data<double>();
   return std::vector<double>(p, p + numel());
 }
 std::vector<float> Tensor::to_float_vector() const {
-  Tensor c = to(DType::f32).contiguous();
+  Tensor c = copy_to_cpu(*this).to(DType::f32);
   const float* p = c.data<float>();
   return std::vector<float>(p, p + numel());
 }
 std::vector<int64_t> Tensor::to_int_vector() const {
-  Tensor c = to(DType::i64).contiguous();
+  Tensor c = copy_to_cpu(*this).to(DType::i64);
   const int64_t* p = c.data<int64_t>();
   return std::vector<int64_t>(p, p + numel());
 }
@@ -228,9 +279,25 @@ Tensor Tensor::to(DType t) const {
   return out;
 }
 
+
+// Device copies are blocking (cudaMemcpy); the gradient flows back with the opposite copy.
 Tensor Tensor::to(Device d) const {
   if (d == device()) return *this;
-  throw Error(str("to(", d, "): the CUDA backend is not available in this build"));
+  Tensor out;
+  if (d.is_cpu()) {
+    out = copy_to_cpu(*this);
+    if (out.same(*this)) out = clone();  // never alias the source
+  } else {
+    const Tensor host = copy_to_cpu(*this);
+    out = empty(shape(), dtype(), d);
+    kernels::cuda::copy_host_to_device(out.raw_data(), host.raw_data(),
+                                       size_t(numel()) * dtype_size(dtype()), d.index);
+  }
+  if (any_requires_grad(*this)) {
+    record("to_device", {*this}, out,
+           [src = device()](const Grads& g, const Needs&) -> Grads { return {g[0].to(src)}; });
+  }
+  return out;
 }
 
 // ---- views -----------------------------------------------------------------------------

@@ -4,6 +4,7 @@
 // runtime version": that means "no GPU here", not a failure.
 #pragma once
 
+#include <cstddef>
 #include <string>
 
 namespace rlft::kernels::cuda {
@@ -14,6 +15,13 @@ bool built();
 int device_count(std::string* reason);
 // Name and compute capability of device `index` (e.g. "NVIDIA H100 80GB HBM3 (sm_90)").
 std::string device_name(int index);
+// Blocking copies between host and device memory, or within one device (`bytes` may be 0).
+// Every call is checked: a failure throws rlft::Error with the file, line and CUDA's reason.
+void copy_host_to_device(void* dst, const void* src, size_t bytes, int device);
+void copy_device_to_host(void* dst, const void* src, size_t bytes, int device);
+void copy_device_to_device(void* dst, const void* src, size_t bytes, int device);
+// Waits for all work queued on `device`.
+void synchronize(int device);
 // Runs y = a·x + y over n elements on the device and returns the largest absolute error
 // against the same loop on the CPU (a smoke test of allocation, copies and launches).
 double selftest_axpy(int n);

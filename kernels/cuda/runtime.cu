@@ -48,6 +48,39 @@ std::string device_name(int index) {
   return str(prop.name, " (sm_", prop.major, prop.minor, ")");
 }
 
+namespace {
+// Makes `device` current for the calling thread; an index with no device is a clear error.
+void use_device(int device) {
+  int n = 0;
+  RLFT_CUDA_CHECK(cudaGetDeviceCount(&n));
+  RLFT_CHECK(device >= 0 && device < n, "cuda:", device, ": no such device (", n, " present)");
+  RLFT_CUDA_CHECK(cudaSetDevice(device));
+}
+}  // namespace
+
+void copy_host_to_device(void* dst, const void* src, size_t bytes, int device) {
+  if (bytes == 0) return;
+  use_device(device);
+  RLFT_CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice));
+}
+
+void copy_device_to_host(void* dst, const void* src, size_t bytes, int device) {
+  if (bytes == 0) return;
+  use_device(device);
+  RLFT_CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToHost));
+}
+
+void copy_device_to_device(void* dst, const void* src, size_t bytes, int device) {
+  if (bytes == 0) return;
+  use_device(device);
+  RLFT_CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToDevice));
+}
+
+void synchronize(int device) {
+  use_device(device);
+  RLFT_CUDA_CHECK(cudaDeviceSynchronize());
+}
+
 double selftest_axpy(int n) {
   std::vector<float> x(n), y(n), ref(n);
   for (int i = 0; i < n; ++i) {
