@@ -57,6 +57,37 @@ void Module::copy_from(const Module& other) {
   }
 }
 
+namespace {
+// Replaces each parameter's storage by convert(parameter) once every conversion succeeded.
+template <typename Convert>
+void convert_parameters(Module& m, Convert convert) {
+  std::vector<std::pair<Tensor, Tensor>> moves;
+  for (auto& [name, p] : m.named_parameters()) {
+    Tensor c = convert(p.detach());
+    if (c.storage() != p.storage()) moves.emplace_back(p, c.contiguous());
+  }
+  for (auto& [p, c] : moves) {
+    TensorImpl* impl = p.impl();
+    impl->storage = c.storage();
+    impl->dtype = c.dtype();
+    impl->strides = c.strides();
+    impl->offset = c.offset();
+    impl->grad.reset();
+  }
+}
+}  // namespace
+
+Module& Module::to(DType dtype) {
+  RLFT_CHECK(is_floating(dtype), "Module::to: parameters must be float32 or float64, got ", dtype);
+  convert_parameters(*this, [&](const Tensor& p) { return p.to(dtype); });
+  return *this;
+}
+
+Module& Module::to(Device device) {
+  convert_parameters(*this, [&](const Tensor& p) { return p.to(device); });
+  return *this;
+}
+
 // ---- initialisers ----------------------------------------------------------------------
 
 void uniform_(const Tensor& t, double lo, double hi, Generator& gen) {

@@ -33,6 +33,13 @@ class Module {
   void zero_grad();
   // Copies every parameter's values from `other` (same architecture; names must match).
   void copy_from(const Module& other);
+  // Moves every parameter to `dtype` / `device` in place, as torch's Module.to: the parameter
+  // tensors stay the same objects (an optimizer built on them keeps working; its state is
+  // not converted), their storage is replaced and accumulated gradients are dropped. All
+  // copies are made before any parameter changes, so a failure (no such device) leaves the
+  // module as it was.
+  Module& to(DType dtype);
+  Module& to(Device device);
 
  protected:
   Tensor& register_parameter(const std::string& name, Tensor t);

@@ -75,19 +75,6 @@ GPTConfig GPTConfig::from_json(const json::Value& v) {
   return c;
 }
 
-void set_parameter_dtype(nn::Module& m, DType dtype) {
-  for (auto& [name, p] : m.named_parameters()) {
-    if (p.dtype() == dtype) continue;
-    const Tensor c = p.detach().to(dtype).contiguous();
-    TensorImpl* impl = p.impl();
-    impl->storage = c.storage();
-    impl->dtype = dtype;
-    impl->strides = c.strides();
-    impl->offset = c.offset();
-    impl->grad.reset();
-  }
-}
-
 namespace {
 
 void init_linear(nn::Linear& l, double std, Generator& gen) {
@@ -181,7 +168,7 @@ GPT::GPT(const GPTConfig& cfg, Generator& gen)
   if (cfg.reward_head)
     reward_head =
         register_module("reward_head", std::make_shared<nn::Linear>(cfg.n_embd, 1, true, scratch));
-  set_parameter_dtype(*this, cfg.dtype);
+  to(cfg.dtype);
 
   // GPT-2 init.
   const double std = 0.02, proj_std = 0.02 / std::sqrt(2.0 * double(cfg.n_layer));

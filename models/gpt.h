@@ -148,7 +148,4 @@ class GPT : public nn::Module {
   std::shared_ptr<Generator> dropout_gen_;
 };
 
-// Converts every parameter of `m` to `dtype` in place (same tensors, new storage).
-void set_parameter_dtype(nn::Module& m, DType dtype);
-
 }  // namespace rlft::models

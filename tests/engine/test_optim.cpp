@@ -1,8 +1,10 @@
 // Optimiser steps, clipping and schedules against hand-computed values; nn modules.
 #include <gtest/gtest.h>
 
+#include "engine/cuda.h"
 #include "engine/nn.h"
 #include "engine/optim.h"
+#include "tests/test_util.h"
 
 #include <cmath>
 
@@ -170,6 +172,45 @@ TEST(Nn, MlpFitsAFunction) {
     loss = l.item();
   }
   EXPECT_LT(loss, 1e-3);
+}
+
+}  // namespace
+}  // namespace rlft
+
+namespace rlft {
+namespace {
+
+// Module::to moves parameters in place: the same tensor objects (an optimizer built before
+// keeps updating them), new dtype and values converted, gradients dropped; a failing move
+// (a device that is not there) changes nothing.
+TEST(ModuleTo, ConvertsParametersInPlaceAndKeepsOptimizersWorking) {
+  Generator gen(3);
+  nn::Linear lin(3, 2, true, gen);
+  const std::vector<double> w0 = lin.weight.to_vector();
+  optim::SGD opt(lin.parameters(), 0.5);
+  lin.to(DType::f64);
+  EXPECT_EQ(lin.weight.dtype(), DType::f64);
+  EXPECT_EQ(lin.bias.dtype(), DType::f64);
+  for (size_t i = 0; i < w0.size(); ++i) EXPECT_EQ(lin.weight.to_vector()[i], w0[i]);  // float → double exact
+  // The optimizer holds the same tensors: a step on a float64 gradient updates them.
+  sum(lin.forward(Tensor::ones({1, 3}, DType::f64))).backward();
+  opt.step();
+  EXPECT_NEAR(lin.weight.to_vector()[0], w0[0] - 0.5 * 1.0, 1e-12);  // d/dW of Σ(W·1 + b) = 1
+  lin.to(DType::f64);  // already there: nothing to do
+  EXPECT_EQ(lin.weight.dtype(), DType::f64);
+  EXPECT_THROW(lin.to(DType::i64), Error);
+}
+
+TEST(ModuleTo, AFailedDeviceMoveLeavesTheModuleAsItWas) {
+  if (cuda::device_count() > 0) GTEST_SKIP() << "a GPU is present: the move would succeed";
+  Generator gen(4);
+  nn::Linear lin(4, 4, true, gen);
+  const std::vector<double> w = lin.weight.to_vector();
+  const std::string msg = testing::error_of([&] { lin.to(Device::cuda(0)); });
+  EXPECT_NE(msg.find("cuda:0"), std::string::npos) << msg;
+  EXPECT_TRUE(lin.weight.device().is_cpu());
+  EXPECT_TRUE(lin.bias.device().is_cpu());
+  EXPECT_EQ(lin.weight.to_vector(), w);
 }
 
 }  // namespace
