@@ -111,6 +111,8 @@ int run_train(int argc, char** argv, int first, const std::string& mode) {
   a.add("--device", &c.device, "cpu");
   a.add("--resume", &c.resume, "continue the run from its checkpoint");
   a.add("--stop-after", &c.stop_after, "stop after N steps of this invocation (0: run to --steps)");
+  a.add("--stop-at-exact-match", &c.stop_at_exact_match,
+        "stop at the first validation whose greedy exact match reaches this (0: off)");
   a.add("--quiet", &c.quiet, "no progress lines");
   if (!a.parse(argc, argv, first)) return 0;
   check_device(c.device);

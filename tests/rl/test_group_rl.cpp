@@ -672,12 +672,15 @@ TEST_F(GroupRLRun, VerifiableExperimentWritesCurvesAndTable) {
   EXPECT_EQ(again.methods[0].greedy, r.methods[0].greedy);
 }
 
-// The shared RL start is a named SFT preset (docs/group_rl.md measures it: test greedy 0.350).
+// The shared RL start is a named SFT preset that stops on a validation target
+// (docs/group_rl.md measures it; SFT.StopsAtTheFirstValidationThatReachesTheTarget tests the rule).
 TEST(GroupRLConfig, ArithRLInitPreset) {
   const SFTConfig c = sft_preset("arith-rl-init");
   EXPECT_EQ(c.task.task, "arith");
   EXPECT_EQ(c.model, "nano");
-  EXPECT_EQ(c.steps, 2850);
+  EXPECT_EQ(c.steps, 3000);
+  EXPECT_EQ(c.stop_at_exact_match, 0.35);
+  EXPECT_GT(c.eval_generate, 0);
   EXPECT_EQ(c.lr, 3e-3);
   EXPECT_EQ(c.name, "arith-rl-init");
   EXPECT_NE(rlft::testing::error_of([] { sft_preset("arith-rl"); }).find("arith-rl-init"),

@@ -136,6 +136,49 @@ TEST(SFT, BadConfigurationsAreErrors) {
   c = tiny(dir);
   c.task.task = "text";
   EXPECT_THROW(train_sft(c), Error);  // --data missing
+  c = tiny(dir);
+  c.task.task = "reviews";
+  c.stop_at_exact_match = 0.3;
+  EXPECT_NE(rlft::testing::error_of([&] { train_sft(c); }).find("task 'reviews' has no exact-match verifier"),
+            std::string::npos);
+  c = tiny(dir);
+  c.stop_at_exact_match = 1.5;
+  EXPECT_THROW(train_sft(c), Error);
+}
+
+// --stop-at-exact-match (the arith-rl-init preset's rule): the run ends at the first
+// validation that reaches the target, with its checkpoint at that step. Seeded: nano on arith,
+// validation every 50 steps on 100 prompts; 2% is reached before step 600 (the smoke run
+// below is at 9.5% by then).
+TEST(SFT, StopsAtTheFirstValidationThatReachesTheTarget) {
+  const std::string dir = temp_dir("sft_stop");
+  SFTConfig c;
+  c.model = "nano";
+  c.steps = 600;
+  c.lr = 3e-3;
+  c.warmup = 50;
+  c.log_every = 50;
+  c.eval_every = 50;
+  c.eval_examples = 50;
+  c.eval_generate = 100;
+  c.stop_at_exact_match = 0.02;
+  c.out_dir = dir;
+  c.name = "stop";
+  c.quiet = true;
+  const SFTResult r = train_sft(c);
+  ASSERT_LT(r.step, 600) << "never reached 2% validation exact match";
+  EXPECT_EQ(r.step % 50, 0);
+  EXPECT_GE(r.val_metrics.at("exact_match"), 0.02);
+  const std::vector<json::Value> lines =
+      json::parse_jsonl(fs::read_file(r.run_dir + "/metrics.jsonl"), "metrics.jsonl");
+  EXPECT_EQ(lines.back().at("step").as_int(), r.step);
+  EXPECT_GE(lines.back().at("stopped_at_exact_match").as_double(), 0.02);
+  // Every earlier validation was below the target.
+  for (size_t i = 0; i + 1 < lines.size(); ++i)
+    if (lines[i].contains("val_exact_match")) {
+      EXPECT_LT(lines[i].at("val_exact_match").as_double(), 0.02);
+    }
+  EXPECT_EQ(load_model(r.run_dir).step, r.step);
 }
 
 // Seeded learning test: SFT of the nano GPT on 2-digit addition and subtraction for 600 steps

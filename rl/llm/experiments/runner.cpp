@@ -126,7 +126,10 @@ void run_jobs(const std::vector<Job>& jobs, int parallel, bool quiet, const std:
     }
   }
   if (todo.empty()) return;
-  const std::string exe = program.empty() ? self_executable() : program;
+  // "/proc/self/exe" rather than the path it resolves to: a rebuild during a long experiment
+  // replaces the file at that path (the old one shows as "rlft (deleted)"), and every job should
+  // run the very binary the experiment started with anyway.
+  const std::string exe = program.empty() ? std::string("/proc/self/exe") : program;
   const std::vector<std::string> env = child_environment();
 
   struct Running {

@@ -35,7 +35,8 @@ struct Job {
 // exit or a signal), no new job is started, the running ones are waited for, and an
 // rlft::Error names the failed job, its exit status, its log and the log's last lines.
 // Progress lines ("[3/18] grpo-s1 done in 5m12s") go to stdout unless `quiet`.
-// `program` replaces this binary (tests run /bin/sh); empty means self_executable().
+// `program` replaces this binary (tests run /bin/sh); empty means this very binary, even if
+// its file is replaced by a rebuild while the experiment runs.
 void run_jobs(const std::vector<Job>& jobs, int parallel, bool quiet,
               const std::string& program = "");
 
