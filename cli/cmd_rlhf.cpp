@@ -6,13 +6,17 @@
 //   rlft lm dpo   --prefs runs/prefs.jsonl --init runs/reviews-sft --beta 0.1
 //   rlft lm rrhf  --init runs/reviews-sft --reward-model runs/reviews-rm
 //   rlft lm ppo   --init runs/reviews-sft --reward-model runs/reviews-rm
+#include <algorithm>
+#include <cmath>
 #include <cstdio>
+#include <iterator>
 #include <string>
 
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "engine/error.h"
 #include "rl/llm/dpo.h"
+#include "rl/llm/lm.h"
 #include "rl/llm/ppo_rlhf.h"
 #include "rl/llm/reward_model.h"
 #include "rl/llm/rlhf_data.h"
@@ -25,10 +29,9 @@ namespace {
 int run_prefs(int argc, char** argv, int first) {
   llm::PrefsConfig c;
   Args a("rlft lm prefs",
-         "Sample responses from an SFT policy and label pairs by the Bradley-Terry probability of "
-         "the task's "
-         "hidden ground-truth score; writes JSONL {prompt, chosen, rejected, chosen_score, "
-         "rejected_score}.");
+         "Sample responses from an SFT policy and label pairs by the task's hidden ground-truth "
+         "score (the higher one, or a Bradley-Terry draw); writes JSONL {prompt, chosen, rejected, "
+         "chosen_score, rejected_score}.");
   a.add("--run", &c.run, "SFT run that samples the responses");
   a.add("--task", &c.task, "task with a ground-truth scorer (reviews)");
   a.add("--pairs", &c.pairs, "pairs to write");
@@ -37,7 +40,7 @@ int run_prefs(int argc, char** argv, int first) {
   a.add("--temperature", &c.temperature, "sampling temperature");
   a.add("--label-noise", &c.label_noise, "flip each label with this probability");
   a.add("--deterministic-labels", &c.deterministic_labels,
-        "chosen = the higher ground truth (no BT draw)");
+        "chosen = the higher ground truth (--no-deterministic-labels: a Bradley-Terry draw)");
   a.add("--min-gap", &c.min_gap,
         "skip pairs whose ground-truth p(positive) differ by less than this");
   a.add("--seed", &c.seed, "seed of sampling and labels");
@@ -53,8 +56,34 @@ int run_prefs(int argc, char** argv, int first) {
   return 0;
 }
 
+// rlft lm rm --evaluate <run> --prefs <file>: a trained reward model on every pair of a file,
+// overall and by the pairs' ground-truth gap (how much of an accuracy is the pairs' difficulty).
+int evaluate_rm(const std::string& run, const std::string& prefs) {
+  RLFT_CHECK(!prefs.empty(), "rlft lm rm --evaluate: --prefs is required");
+  const std::vector<llm::PreferencePair> pairs = llm::read_preferences(prefs);
+  const llm::LoadedModel lm = llm::load_model(run);
+  RLFT_CHECK(lm.model->reward_head, run, ": not a reward-model run (its model has no reward head)");
+  const llm::RewardModelEval all = llm::evaluate_reward_model(*lm.model, lm.tokenizer, pairs);
+  std::printf("%zu pairs: accuracy %.3f (against the ground-truth order %.3f), correlation %.3f\n",
+              pairs.size(), all.accuracy, all.truth_accuracy, all.correlation);
+  const double edges[] = {0, 0.05, 0.1, 0.2, 0.4, 1.01};
+  for (int b = 0; b + 1 < int(std::size(edges)); ++b) {
+    std::vector<llm::PreferencePair> bin;
+    for (const auto& p : pairs) {
+      const double gap = std::abs(p.chosen_score - p.rejected_score);
+      if (gap >= edges[b] && gap < edges[b + 1]) bin.push_back(p);
+    }
+    if (bin.empty()) continue;
+    const llm::RewardModelEval ev = llm::evaluate_reward_model(*lm.model, lm.tokenizer, bin);
+    std::printf("  ground-truth gap [%.2f, %.2f): %5zu pairs, accuracy %.3f\n", edges[b],
+                std::min(edges[b + 1], 1.0), bin.size(), ev.accuracy);
+  }
+  return 0;
+}
+
 int run_rm(int argc, char** argv, int first) {
   llm::RewardModelConfig c;
+  std::string evaluate;
   Args a(
       "rlft lm rm",
       "Train a reward model (GPT backbone + reward head, Bradley-Terry loss) on preference pairs.");
@@ -62,7 +91,9 @@ int run_rm(int argc, char** argv, int first) {
   a.add("--init", &c.init, "SFT run the backbone starts from");
   a.add("--epochs", &c.epochs, "passes over the training pairs");
   a.add("--batch", &c.batch, "pairs per step");
-  a.add("--lr", &c.lr, "AdamW learning rate");
+  a.add("--lr", &c.lr, "AdamW peak learning rate");
+  a.add("--lr-schedule", &c.lr_schedule, "constant, linear or cosine (decay to --min-lr-ratio)");
+  a.add("--min-lr-ratio", &c.min_lr_ratio, "final learning rate as a fraction of --lr");
   a.add("--weight-decay", &c.weight_decay, "AdamW weight decay");
   a.add("--grad-clip", &c.grad_clip, "max global gradient norm (0: off)");
   a.add("--margin", &c.margin, "Bradley-Terry margin");
@@ -73,7 +104,10 @@ int run_rm(int argc, char** argv, int first) {
   a.add("--name", &c.name, "run name");
   a.add("--seed", &c.seed, "seed");
   a.add("--quiet", &c.quiet, "no progress lines");
+  a.add("--evaluate", &evaluate,
+        "evaluate this reward-model run on every pair of --prefs instead of training");
   if (!a.parse(argc, argv, first)) return 0;
+  if (!evaluate.empty()) return evaluate_rm(evaluate, c.prefs);
   const llm::RewardModelResult r = llm::train_reward_model(c);
   const auto& ev = r.evals.back();
   std::printf(
@@ -102,6 +136,10 @@ int run_dpo(int argc, char** argv, int first) {
   a.add("--eval-every", &c.eval_every, "held-out pairs and policy samples every N steps");
   a.add("--eval-samples", &c.eval_samples, "samples per validation prompt");
   a.add("--max-steps", &c.max_steps, "stop after N steps (0: all epochs)");
+  a.add("--checkpoint-every", &c.checkpoint_every,
+        "checkpoint (weights, Adam state, step) every N steps");
+  a.add("--resume", &c.resume, "continue the run from its checkpoint");
+  a.add("--stop-after", &c.stop_after, "stop after N steps of this invocation (0: run to the end)");
   a.add("--out-dir", &c.out_dir, "parent directory of runs");
   a.add("--name", &c.name, "run name");
   a.add("--seed", &c.seed, "seed");

@@ -2,9 +2,11 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <filesystem>
 
 #include "engine/checkpoint.h"
 #include "engine/error.h"
+#include "engine/fs.h"
 #include "engine/ops.h"
 #include "engine/optim.h"
 #include "rl/llm/lm.h"
@@ -69,6 +71,9 @@ json::Value to_json(const DPOConfig& c) {
   v.set("eval_every", c.eval_every);
   v.set("eval_samples", c.eval_samples);
   v.set("max_steps", c.max_steps);
+  v.set("checkpoint_every", c.checkpoint_every);
+  v.set("resume", c.resume);
+  v.set("stop_after", c.stop_after);
   v.set("out_dir", c.out_dir);
   v.set("name", c.name);
   v.set("seed", c.seed);
@@ -143,6 +148,10 @@ DPOResult train_dpo(const DPOConfig& cfg) {
   RLFT_CHECK(!cfg.prefs.empty(), "rlft lm dpo: --prefs is required");
   RLFT_CHECK(!cfg.init.empty(), "rlft lm dpo: --init (an SFT run) is required");
   RLFT_CHECK(cfg.batch > 0 && cfg.epochs > 0, "rlft lm dpo: --batch and --epochs must be > 0");
+  RLFT_CHECK(cfg.log_every > 0, "rlft lm dpo: --log-every must be > 0, got ", cfg.log_every);
+  RLFT_CHECK(cfg.checkpoint_every > 0 && cfg.stop_after >= 0,
+             "rlft lm dpo: --checkpoint-every must be > 0 and --stop-after >= 0, got ",
+             cfg.checkpoint_every, " and ", cfg.stop_after);
   const DPOLossType type = parse_dpo_loss(cfg.loss);
   std::vector<PreferencePair> pairs = read_preferences(cfg.prefs);
   const LoadedModel policy_run = load_model(cfg.init), ref_run = load_model(cfg.init);
@@ -165,9 +174,42 @@ DPOResult train_dpo(const DPOConfig& cfg) {
       for (int64_t j = 0; j < cfg.eval_samples; ++j) eval_prompts.push_back(p);
   }
 
-  const rl::RunDir run(cfg.out_dir + "/" + cfg.name, true);
+  const rl::RunDir run(cfg.out_dir + "/" + cfg.name, !cfg.resume);
+  const std::string ckpt = run.path("checkpoint.safetensors");
+  if (!cfg.resume) std::filesystem::remove(ckpt);  // never leave an old run's weights behind
   json::Value config_json = to_json(cfg);
   config_json.set("git_revision", rl::git_revision());
+  optim::Adam opt(policy.parameters(), cfg.lr);
+  // Resume: the step, the weights and Adam's moments from the checkpoint; metrics after it go.
+  int64_t start = 0;
+  std::vector<double> gts, kls, eval_x;
+  DPOResult res;
+  res.run_dir = run.dir();
+  if (cfg.resume) {
+    RLFT_CHECK(fs::exists(ckpt), ckpt, ": nothing to resume (no checkpoint)");
+    const Metadata meta = load_checkpoint(ckpt, policy, &opt);
+    RLFT_CHECK(meta.count("step"), ckpt, ": no step in the checkpoint's metadata");
+    start = std::stoll(meta.at("step"));
+    const std::string metrics = run.path("metrics.jsonl");
+    if (fs::exists(metrics)) {
+      std::string kept;
+      for (const json::Value& line : json::parse_jsonl(fs::read_file(metrics), metrics)) {
+        const int64_t s = line.at("step").as_int();
+        if (s > start) continue;
+        kept += line.dump() + "\n";
+        if (line.contains("kl") && line.contains("ground_truth")) {
+          PolicyEval pe{line.at("ground_truth").as_double(), line.at("kl").as_double(),
+                        line.get_or("response_length", 0.0)};
+          if (s == 0) {
+            res.before = pe;
+          } else {
+            eval_x.push_back(double(s)), gts.push_back(pe.ground_truth), kls.push_back(pe.kl);
+          }
+        }
+      }
+      fs::atomic_write_file(metrics, kept);
+    }
+  }
   run.write_config(config_json);
   rl::Stopwatch clock;
   // π_ref's log-probs, once (ALGORITHMS.md §5). Kept aligned with `train` by shuffling indices.
@@ -175,8 +217,6 @@ DPOResult train_dpo(const DPOConfig& cfg) {
   const auto [ref_hc, ref_hr] = cache_ref(ref, tok, heldout);
   const DType dt = policy.config().dtype;
 
-  DPOResult res;
-  res.run_dir = run.dir();
   auto evaluate = [&](int64_t step, json::Value& m) {
     PairStats hs;
     {
@@ -207,23 +247,33 @@ DPOResult train_dpo(const DPOConfig& cfg) {
     res.heldout_accuracy = hs.accuracy / double(std::max<int64_t>(hs.n, 1));
     return pe;
   };
-  {
+  if (start == 0) {
     json::Value m = json::Value::object();
     m.set("step", int64_t(0));
     res.before = evaluate(0, m);
     run.log(m);
   }
-  optim::Adam opt(policy.parameters(), cfg.lr);
+  auto save = [&](int64_t at) {
+    save_checkpoint(ckpt, policy, &opt,
+                    checkpoint_metadata(policy.config(), tok, policy_run.run_config, at));
+  };
   std::vector<size_t> order(train.size());
   for (size_t i = 0; i < order.size(); ++i) order[i] = i;
-  int64_t step = 0;
+  const int64_t steps_per_epoch =
+      int64_t((train.size() + size_t(cfg.batch) - 1) / size_t(cfg.batch));
+  int64_t step = start;
   PairStats window;
-  std::vector<double> xs, gts, kls, eval_x;
   policy.train();
-  bool done = false;
+  bool done = cfg.max_steps > 0 && step >= cfg.max_steps;
+  const int64_t stop_at = cfg.stop_after > 0 ? start + cfg.stop_after : -1;
   for (int64_t epoch = 0; epoch < cfg.epochs && !done; ++epoch) {
+    // Every epoch's shuffle is drawn, also the ones a resumed run has done: the generator then
+    // reaches the resumed epoch in the state a straight run has there.
     for (size_t i = order.size(); i > 1; --i) std::swap(order[i - 1], order[gen.below(i)]);
-    for (size_t s = 0; s < order.size() && !done; s += size_t(cfg.batch)) {
+    const int64_t first_step = epoch * steps_per_epoch;
+    if (first_step + steps_per_epoch <= start) continue;
+    const size_t skip = size_t(std::max<int64_t>(start - first_step, 0)) * size_t(cfg.batch);
+    for (size_t s = skip; s < order.size() && !done; s += size_t(cfg.batch)) {
       const size_t e = std::min(order.size(), s + size_t(cfg.batch));
       std::vector<PreferencePair> batch;
       std::vector<double> rc, rr;
@@ -242,6 +292,12 @@ DPOResult train_dpo(const DPOConfig& cfg) {
       ++step;
       res.losses.push_back(l.loss.item());
       window.add(l, pc.detach(), pr.detach());
+      if (step == stop_at && !(cfg.max_steps > 0 && step >= cfg.max_steps) &&
+          !(epoch + 1 == cfg.epochs && e == order.size())) {
+        save(step);  // --stop-after: checkpoint and leave, to be resumed
+        if (!cfg.quiet) std::printf("stopped after step %lld (--stop-after)\n", (long long)step);
+        return res;
+      }
       done = cfg.max_steps > 0 && step >= cfg.max_steps;
       const bool last = done || (epoch + 1 == cfg.epochs && e == order.size());
       const bool do_eval = last || (cfg.eval_every > 0 && step % cfg.eval_every == 0);
@@ -268,14 +324,14 @@ DPOResult train_dpo(const DPOConfig& cfg) {
               window.rejected_logp / double(window.n), clock.seconds());
         window = PairStats{};
       }
+      if (step % cfg.checkpoint_every == 0 && !last) save(step);
     }
   }
   if (!gts.empty())
     plot::write_line_plot(
         run.path("ground_truth.svg"), "DPO samples on validation prompts", "step", "value",
         {{"ground truth p(positive)", eval_x, gts}, {"KL to reference", eval_x, kls}});
-  save_checkpoint(run.path("checkpoint.safetensors"), policy, nullptr,
-                  checkpoint_metadata(policy.config(), tok, policy_run.run_config, step));
+  save(step);
   return res;
 }
 

@@ -19,6 +19,12 @@
 // for the task's validation prompts, kl = mean Σ_t (log π_θ − log π_ref) at the sampled tokens
 // and ground_truth = mean p(positive | x + y) (the DPO paper's frontier axes).
 // Defaults: β 0.1, 2 epochs, batch 16 pairs, Adam lr 1e-4 (constant), grad clip 1.
+//
+// Resume: checkpoint.safetensors holds the policy, the Adam state and the step (written every
+// checkpoint_every steps, at --stop-after and at the end). --resume loads it, drops metrics rows
+// logged after it, replays the seeded shuffles of the epochs before it (they draw from the run's
+// generator only) and skips the batches already done, so a stopped-and-resumed run takes the
+// same optimizer steps as a straight one (tests/rl/test_rlhf.cpp checks the weights match).
 #pragma once
 
 #include <cstdint>
@@ -60,6 +66,9 @@ struct DPOConfig {
   int64_t eval_every = 50;   // held-out pairs and policy samples (0: only at the start and end)
   int64_t eval_samples = 4;  // samples per validation prompt for kl and ground_truth
   int64_t max_steps = 0;     // stop after this many steps (0: all epochs)
+  int64_t checkpoint_every = 50;  // checkpoint (policy + Adam state + step) every N steps
+  bool resume = false;            // continue the run from its checkpoint
+  int64_t stop_after = 0;         // stop after N steps of this invocation (0: run to the end)
   std::string out_dir = "runs";
   std::string name = "reviews-dpo";
   uint64_t seed = 0;
@@ -69,7 +78,7 @@ json::Value to_json(const DPOConfig& c);
 
 struct DPOResult {
   std::string run_dir;
-  std::vector<double> losses;
+  std::vector<double> losses;   // per step of this invocation
   PolicyEval before, after;     // policy samples on validation prompts
   double heldout_accuracy = 0;  // at the end
 };

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <ctime>
 #include <tuple>
 
 #include "engine/checkpoint.h"
@@ -15,6 +16,16 @@
 #include "rl/run.h"
 
 namespace rlft::llm {
+
+namespace {
+// CPU seconds of this process (all threads): with one thread, the phase's cost without the
+// waiting that a shared machine adds to wall time.
+double process_cpu_seconds() {
+  timespec ts{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return double(ts.tv_sec) + 1e-9 * double(ts.tv_nsec);
+}
+}  // namespace
 
 Tensor compute_rewards(const Tensor& log_probs, const Tensor& ref_log_probs,
                        const Tensor& reward_score, const Tensor& action_mask, double kl_ctl,
@@ -203,6 +214,16 @@ PPORLHFResult train_ppo_rlhf(const PPORLHFConfig& cfg) {
     return evaluate_policy(actor, ref, tok, eval_prompts, 1.0, g);
   };
   res.before = evaluate();
+  {
+    // The SFT policy's point (KL 0 by construction), so every run's evaluations start at step 0
+    // as DPO's do (the frontier experiment reads val_* rows).
+    json::Value m0 = json::Value::object();
+    m0.set("step", int64_t(0));
+    m0.set("val_ground_truth", res.before.ground_truth);
+    m0.set("val_kl", res.before.kl);
+    m0.set("val_response_length", res.before.response_length);
+    run.log(m0);
+  }
   if (!cfg.quiet)
     std::printf(
         "ppo-rlhf: before training, validation samples: ground truth %.3f  KL %.2f  length %.1f\n",
@@ -212,12 +233,14 @@ PPORLHFResult train_ppo_rlhf(const PPORLHFConfig& cfg) {
   for (int64_t step = 1; step <= cfg.steps; ++step) {
     // ---- rollout: batched KV-cache generation
     rl::Stopwatch t_gen;
+    const double cpu_gen = process_cpu_seconds();
     std::vector<std::string> prompts;
     for (int64_t i = 0; i < cfg.batch; ++i)
       prompts.push_back(train_prompts[next++ % train_prompts.size()]);
     const PromptBatch pb = make_prompt_batch(tok, prompts);
     const models::Generation g = models::generate(actor, pb.tokens, pb.mask, sc, sample_gen);
     const double time_generation = t_gen.seconds();
+    const double cpu_exp = process_cpu_seconds();
     // ---- experience: log-probs of actor and reference, values, RM score (no gradient)
     rl::Stopwatch t_exp;
     const Tensor tokens = g.tokens, attention_mask = g.attention_mask;
@@ -273,6 +296,7 @@ PPORLHFResult train_ppo_rlhf(const PPORLHFConfig& cfg) {
     const double time_experience = t_exp.seconds();
     // ---- training: ppo_epochs × minibatches, separate optimisers
     rl::Stopwatch t_train;
+    const double cpu_train = process_cpu_seconds();
     actor.train();
     critic.train();
     double a_loss = 0, c_loss = 0, entropy = 0, clip_low = 0, clip_high = 0, approx_kl = 0;
@@ -311,8 +335,14 @@ PPORLHFResult train_ppo_rlhf(const PPORLHFConfig& cfg) {
       }
     }
     const double time_training = t_train.seconds();
+    res.cpu_generation.push_back(cpu_exp - cpu_gen);
+    res.cpu_experience.push_back(cpu_train - cpu_exp);
+    res.cpu_training.push_back(process_cpu_seconds() - cpu_train);
     if (cfg.adaptive_kl) kl_ctl.update(kl, B);
     res.rm_scores.push_back(rm_mean), res.ground_truths.push_back(gt), res.kls.push_back(kl);
+    res.time_generation.push_back(time_generation);
+    res.time_experience.push_back(time_experience);
+    res.time_training.push_back(time_training);
     xs.push_back(double(step));
     json::Value mj = json::Value::object();
     mj.set("step", step);

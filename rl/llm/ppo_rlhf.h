@@ -99,7 +99,10 @@ json::Value to_json(const PPORLHFConfig& c);
 struct PPORLHFResult {
   std::string run_dir;
   std::vector<double> rm_scores, ground_truths, kls;  // per update (rollout means)
-  PolicyEval before, after;                           // validation prompts
+  // Seconds per update in each phase, wall and process CPU (bench/bench_rlhf.cpp reports them).
+  std::vector<double> time_generation, time_experience, time_training;
+  std::vector<double> cpu_generation, cpu_experience, cpu_training;
+  PolicyEval before, after;  // validation prompts
 };
 PPORLHFResult train_ppo_rlhf(const PPORLHFConfig& cfg);
 

@@ -31,6 +31,8 @@ json::Value to_json(const RewardModelConfig& c) {
   v.set("epochs", c.epochs);
   v.set("batch", c.batch);
   v.set("lr", c.lr);
+  v.set("lr_schedule", c.lr_schedule);
+  v.set("min_lr_ratio", c.min_lr_ratio);
   v.set("weight_decay", c.weight_decay);
   v.set("grad_clip", c.grad_clip);
   v.set("margin", c.margin);
@@ -106,6 +108,8 @@ RewardModelResult train_reward_model(const RewardModelConfig& cfg) {
   RLFT_CHECK(!cfg.prefs.empty(), "rlft lm rm: --prefs is required");
   RLFT_CHECK(!cfg.init.empty(), "rlft lm rm: --init (an SFT run) is required");
   RLFT_CHECK(cfg.batch > 0 && cfg.epochs > 0, "rlft lm rm: --batch and --epochs must be > 0");
+  RLFT_CHECK(cfg.min_lr_ratio >= 0 && cfg.min_lr_ratio <= 1,
+             "rlft lm rm: --min-lr-ratio must be in [0, 1], got ", cfg.min_lr_ratio);
   RLFT_CHECK(cfg.eval_fraction >= 0 && cfg.eval_fraction < 1,
              "rlft lm rm: --eval-fraction must be in [0, 1)");
   std::vector<PreferencePair> pairs = read_preferences(cfg.prefs);
@@ -128,6 +132,11 @@ RewardModelResult train_reward_model(const RewardModelConfig& cfg) {
   config_json.set("git_revision", rl::git_revision());
   run.write_config(config_json);
   optim::AdamW opt(rm.parameters(), cfg.lr, 0.9, 0.95, 1e-8, cfg.weight_decay);
+  optim::LRSchedule schedule;
+  schedule.kind = optim::LRSchedule::parse(cfg.lr_schedule);
+  schedule.base_lr = cfg.lr;
+  schedule.end_lr = cfg.lr * cfg.min_lr_ratio;
+  schedule.total = cfg.epochs * int64_t((train.size() + size_t(cfg.batch) - 1) / size_t(cfg.batch));
   RewardModelResult res;
   res.run_dir = run.dir();
   res.evals.push_back(evaluate_reward_model(rm, tok, heldout));
@@ -154,6 +163,7 @@ RewardModelResult train_reward_model(const RewardModelConfig& cfg) {
       const Tensor r = rm.rewards(rm.forward(sb.tokens, sb.attention_mask), sb.attention_mask);
       const Tensor rw = r.narrow(0, 0, B), rl_ = r.narrow(0, B, B);
       const Tensor loss = bradley_terry_loss(rw, rl_, cfg.margin, cfg.center_coef);
+      opt.set_lr(schedule.at(step));
       opt.zero_grad();
       loss.backward();
       if (cfg.grad_clip > 0) optim::clip_grad_norm(rm.parameters(), cfg.grad_clip);

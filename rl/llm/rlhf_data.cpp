@@ -134,8 +134,15 @@ PrefsResult generate_preferences(const PrefsConfig& cfg) {
         sample_responses(*lm.model, lm.tokenizer, batch_prompts, sc, gen);
     for (size_t i = 0; i + 1 < responses.size() && int64_t(res.pairs.size()) < cfg.pairs; i += 2) {
       const std::string& p = batch_prompts[i];
-      // Responses with special tokens inside (a weak policy emits PAD or BOS) are skipped.
+      // Responses with special tokens inside (a weak policy emits PAD or BOS) are skipped, and
+      // so are responses cut at the context before their EOS: BOS prompt response EOS would not
+      // fit the context of the models trained on the pairs.
+      auto finished = [](const std::string& r) {
+        const std::string eos = models::Tokenizer::kEosText;
+        return r.size() >= eos.size() && r.compare(r.size() - eos.size(), eos.size(), eos) == 0;
+      };
       if (!is_clean_response(responses[i]) || !is_clean_response(responses[i + 1])) continue;
+      if (!finished(responses[i]) || !finished(responses[i + 1])) continue;
       const std::string a = strip_eos(responses[i]), b = strip_eos(responses[i + 1]);
       if (a == b) continue;
       const double ra = ground_truth_reward(p, a), rb = ground_truth_reward(p, b);

@@ -12,11 +12,14 @@
 //
 // Labelling (`rlft lm prefs`): for each prompt the SFT policy samples k responses (k even),
 // taken in disjoint pairs (a, b). With the ground-truth reward r = logit p(positive | x + y),
-// the Bradley–Terry probability that a is preferred is σ(r_a − r_b); the label is drawn from
-// it (default), or is the argmax (--deterministic-labels), and is then flipped with
-// probability --label-noise. Identical responses are skipped, and so are pairs whose
-// ground-truth probabilities differ by less than --min-gap (default 0: none), and responses that
-// hold special tokens (a weak policy may emit PAD or BOS).
+// the label is the argmax (default, as the DPO paper's sentiment experiment labels its pairs
+// with a classifier), or is drawn from the Bradley–Terry probability σ(r_a − r_b) that a is
+// preferred (--no-deterministic-labels), and is then flipped with probability --label-noise.
+// Identical responses are skipped, and so are pairs whose ground-truth probabilities differ by
+// less than --min-gap (default 0.1: near-ties, 20% of the SFT policy's pairs, which a labeller
+// could not order either and which cap a reward model's accuracy without teaching it much),
+// responses that hold special tokens (a weak policy may emit PAD or BOS), and responses cut at
+// the context before their EOS (BOS prompt response EOS would not fit it).
 #pragma once
 
 #include <cstdint>
@@ -45,14 +48,14 @@ std::vector<PreferencePair> read_preferences(const std::string& path);
 void write_preferences(const std::string& path, const std::vector<PreferencePair>& pairs);
 
 struct PrefsConfig {
-  std::string run;                    // the SFT run whose policy samples the responses
-  std::string task = "reviews";       // the task whose ground-truth scorer labels them
-  int64_t pairs = 2000;               // pairs to write
-  int64_t samples_per_prompt = 4;     // k responses per prompt (k/2 pairs)
-  double temperature = 1.0;           // sampling temperature
-  double label_noise = 0.0;           // flip each label with this probability
-  bool deterministic_labels = false;  // chosen = higher ground truth (no Bradley–Terry draw)
-  double min_gap = 0.0;               // skip pairs whose ground-truth p(positive) differ by less
+  std::string run;                   // the SFT run whose policy samples the responses
+  std::string task = "reviews";      // the task whose ground-truth scorer labels them
+  int64_t pairs = 6000;              // pairs to write
+  int64_t samples_per_prompt = 4;    // k responses per prompt (k/2 pairs)
+  double temperature = 1.0;          // sampling temperature
+  double label_noise = 0.0;          // flip each label with this probability
+  bool deterministic_labels = true;  // chosen = higher ground truth (false: Bradley–Terry draw)
+  double min_gap = 0.1;              // skip pairs whose ground-truth p(positive) differ by less
   uint64_t seed = 0;
   std::string out = "prefs.jsonl";  // the JSONL file written
   bool quiet = false;

@@ -1,24 +1,26 @@
 // Tests of the RLHF algorithms (rl/llm/reward_model, dpo, rrhf, ppo_rlhf, rlhf_data): every
 // loss and its gradient against values computed by hand (the Python one-liners in the comments
 // reproduce them), DeepSpeed-Chat's compute_rewards / critic loss / GAE on fixed inputs,
-// malformed preference files, and a seeded end-to-end pipeline on the reviews task
-// (SFT → preference pairs → reward model → DPO and PPO-RLHF) from a tiny model trained here.
+// malformed preference files, a seeded end-to-end pipeline on the reviews task
+// (SFT → preference pairs → reward model → DPO and PPO-RLHF) from a tiny model trained here,
+// DPO's resume, and the pieces of `rlft experiment frontier` (jobs, points, outputs).
 #include <gtest/gtest.h>
-
-#include "test_util.h"
 
 #include <cmath>
 #include <filesystem>
 
+#include "engine/checkpoint.h"
 #include "engine/error.h"
 #include "engine/fs.h"
 #include "engine/ops.h"
 #include "rl/llm/dpo.h"
+#include "rl/llm/experiments/frontier.h"
 #include "rl/llm/ppo_rlhf.h"
 #include "rl/llm/reward_model.h"
 #include "rl/llm/rlhf_data.h"
 #include "rl/llm/rrhf.h"
 #include "rl/llm/sft.h"
+#include "test_util.h"
 
 using namespace rlft;
 using namespace rlft::llm;
@@ -323,39 +325,56 @@ TEST_F(RLHFPipeline, DPORaisesTheGroundTruthScore) {
       "%.3f\n",
       r.before.ground_truth, r.after.ground_truth, r.before.kl, r.after.kl, r.heldout_accuracy,
       r.losses.front(), r.losses.back());
-  // Seeded: 0.493 -> 0.571 (KL 21.5) on this machine; the margin allows other GEMM paths'
-  // rounding changing the trajectory.
+  // Seeded: 0.493 -> 0.571 (KL 21.5), and 0.586 (KL 19.8) after kernel changes elsewhere, on
+  // this machine; the margin allows other GEMM paths' rounding changing the trajectory.
   EXPECT_GT(r.after.ground_truth, r.before.ground_truth + 0.02);
   EXPECT_GT(r.after.kl, 0.0);
   EXPECT_LT(r.losses.back(), r.losses.front());
   EXPECT_TRUE(fs::exists(*dir_ + "/dpo/checkpoint.safetensors"));
 }
 
-TEST_F(RLHFPipeline, RewardModelThenPPORaisesItsReward) {
+// PPO-RLHF must raise what it optimises, the reward model's score of its rollouts, and through
+// it the hidden ground truth of samples on the validation prompts, above the SFT model's. The
+// tiny policy's samples often hold no sentiment word, so its reward model gets its own 1280 pairs
+// (min gap 0.2) rather than the fixture's 320: with 320 its correlation with the ground truth is
+// ~0.3 and the ground truth does not follow the reward-model score. Even so the effect is small
+// (the reward model here correlates ~0.37 with the ground truth), so the evaluation takes 16
+// samples per validation prompt (256 in all) to keep its noise well under the margin.
+TEST_F(RLHFPipeline, RewardModelThenPPORaisesTheRewardModelScoreAndTheGroundTruth) {
+  PrefsConfig p;
+  p.run = *dir_ + "/sft";
+  p.pairs = 1280;
+  p.samples_per_prompt = 2;
+  p.min_gap = 0.2;
+  p.out = *dir_ + "/prefs-rm.jsonl";
+  p.quiet = true;
+  generate_preferences(p);
   RewardModelConfig rc;
-  rc.prefs = *dir_ + "/prefs.jsonl";
+  rc.prefs = p.out;
   rc.init = *dir_ + "/sft";
-  rc.epochs = 3;
+  rc.epochs = 2;
   rc.batch = 16;
-  rc.lr = 1e-3;
+  rc.lr = 3e-4;
+  rc.lr_schedule = "constant";
   rc.out_dir = *dir_;
   rc.name = "rm";
   rc.quiet = true;
   const RewardModelResult rm = train_reward_model(rc);
   std::printf("RM: held-out accuracy %.3f -> %.3f, correlation %.3f\n", rm.evals.front().accuracy,
               rm.evals.back().accuracy, rm.evals.back().correlation);
-  EXPECT_GE(rm.evals.back().accuracy, 0.7);
-  EXPECT_GT(rm.evals.back().correlation, 0.25);
+  // Seeded: 0.656 and 0.37 on 128 held-out pairs on this machine (a sanity check of the setup).
+  EXPECT_GE(rm.evals.back().accuracy, 0.58);
+  EXPECT_GT(rm.evals.back().correlation, 0.2);
 
   PPORLHFConfig c;
   c.init = *dir_ + "/sft";
   c.reward_model = *dir_ + "/rm";
-  c.steps = 15;
+  c.steps = 30;
   c.batch = 32;
-  c.actor_lr = 3e-4;
+  c.actor_lr = 1e-4;
   c.critic_lr = 1e-3;
   c.eval_every = 0;
-  c.eval_samples = 8;
+  c.eval_samples = 16;
   c.out_dir = *dir_;
   c.name = "ppo";
   c.quiet = true;
@@ -363,20 +382,61 @@ TEST_F(RLHFPipeline, RewardModelThenPPORaisesItsReward) {
   std::printf("PPO: ground truth %.3f -> %.3f, KL %.2f -> %.2f, rm score %.3f -> %.3f\n",
               r.before.ground_truth, r.after.ground_truth, r.before.kl, r.after.kl,
               r.rm_scores.front(), r.rm_scores.back());
-  // PPO must raise what it optimises, the reward model's score of its rollouts (mean of the last
-  // five updates against the first five). The tiny reward model (held-out accuracy ~0.8,
-  // correlation ~0.4 with the ground truth) is too weak for the ground truth to follow reliably
-  // in 15 updates, so the ground truth is printed, not asserted (docs/rlhf.md has a real run).
+  // The reward-model score of the rollouts: mean of the last five updates against the first five.
   double first = 0, last5 = 0;
   for (size_t i = 0; i < 5; ++i)
     first += r.rm_scores[i], last5 += r.rm_scores[r.rm_scores.size() - 1 - i];
   EXPECT_GT(last5 / 5, first / 5 + 0.1);
+  // The ground truth on 16 validation prompts x 16 samples (the same sampling seed before and
+  // after). Seeded: 0.498 -> 0.530 (KL 2.6) on this machine; the stated margin is 0.02.
+  EXPECT_GT(r.after.ground_truth, r.before.ground_truth + 0.02);
   EXPECT_GT(r.kls.back(), 0.0);
   const json::Value last = json::parse_jsonl(fs::read_file(*dir_ + "/ppo/metrics.jsonl")).back();
   for (const char* k : {"rm_score", "ground_truth", "kl", "entropy", "clip_frac_low", "critic_loss",
                         "explained_variance", "response_length", "time_generation",
-                        "time_experience", "time_training"})
+                        "time_experience", "time_training", "val_ground_truth", "val_kl"})
     EXPECT_TRUE(last.contains(k)) << k;
+  ASSERT_EQ(r.time_generation.size(), 30u);
+}
+
+// DPO resume: a run stopped after 20 steps (checkpoint: weights, Adam state, step) and resumed
+// takes the same 24 steps as a straight run, across the epoch boundary at step 18: the weights
+// and Adam's moments agree exactly.
+TEST_F(RLHFPipeline, DPOStoppedAndResumedEqualsAStraightRun) {
+  DPOConfig c;
+  c.prefs = *dir_ + "/prefs.jsonl";
+  c.init = *dir_ + "/sft";
+  c.epochs = 2;
+  c.batch = 16;
+  c.lr = 3e-4;
+  c.max_steps = 24;
+  c.eval_every = 0;
+  c.eval_samples = 1;
+  c.checkpoint_every = 7;
+  c.out_dir = *dir_;
+  c.quiet = true;
+  c.name = "dpo-straight";
+  const DPOResult straight = train_dpo(c);
+  ASSERT_EQ(straight.losses.size(), 24u);
+  c.name = "dpo-resumed";
+  c.stop_after = 20;
+  const DPOResult first = train_dpo(c);
+  ASSERT_EQ(first.losses.size(), 20u);
+  c.stop_after = 0;
+  c.resume = true;
+  const DPOResult second = train_dpo(c);
+  ASSERT_EQ(second.losses.size(), 4u);
+  for (size_t i = 0; i < 4; ++i) EXPECT_EQ(second.losses[i], straight.losses[20 + i]) << i;
+  const NamedTensors a = load_tensors(*dir_ + "/dpo-straight/checkpoint.safetensors"),
+                     b = load_tensors(*dir_ + "/dpo-resumed/checkpoint.safetensors");
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) {
+    ASSERT_EQ(a[i].first, b[i].first);
+    EXPECT_EQ(a[i].second.to_vector(), b[i].second.to_vector()) << a[i].first;
+  }
+  // Nothing to resume is an error naming the checkpoint.
+  c.name = "dpo-none";
+  EXPECT_THROW(train_dpo(c), Error);
 }
 
 // RRHF smoke run: k = 4 samples per prompt ranked by the ground truth; the run's files exist and
@@ -400,4 +460,112 @@ TEST_F(RLHFPipeline, RRHFSmokeRun) {
   EXPECT_EQ(json::parse_jsonl(fs::read_file(*dir_ + "/rrhf/metrics.jsonl")).size(), 2u);
   c.scorer = "rm";  // needs --reward-model
   EXPECT_THROW(train_rrhf(c), Error);
+}
+
+// ---- rlft experiment frontier: the job list, the points read back, the outputs ----------------
+
+namespace {
+bool has_pair(const std::vector<std::string>& args, const std::string& flag, const std::string& v) {
+  for (size_t i = 0; i + 1 < args.size(); ++i)
+    if (args[i] == flag && args[i + 1] == v) return true;
+  return false;
+}
+}  // namespace
+
+TEST(Frontier, JobsFormStagesFromOneSFTModelAndOnePreferenceFile) {
+  exp::FrontierConfig c;
+  c.out_dir = "x";
+  const auto stages = exp::frontier_jobs(c);
+  ASSERT_EQ(stages.size(), 4u);  // sft; prefs; rm + DPO; PPO
+  ASSERT_EQ(stages[0].size(), 1u);
+  EXPECT_EQ(stages[0][0].name, "sft");
+  EXPECT_TRUE(has_pair(stages[0][0].args, "--steps", "1000"));
+  EXPECT_EQ(stages[0][0].done_path, "x/logs/sft.done");
+  EXPECT_TRUE(has_pair(stages[1][0].args, "--out", "x/prefs.jsonl"));
+  ASSERT_EQ(stages[2].size(), 5u);
+  EXPECT_EQ(stages[2][0].name, "rm");
+  EXPECT_EQ(stages[2][1].name, "dpo-beta0.05");
+  EXPECT_EQ(stages[2][4].name, "dpo-beta5");
+  for (size_t i = 1; i < 5; ++i) {
+    EXPECT_TRUE(has_pair(stages[2][i].args, "--prefs", "x/prefs.jsonl"));
+    EXPECT_TRUE(has_pair(stages[2][i].args, "--init", "x/sft"));
+  }
+  ASSERT_EQ(stages[3].size(), 3u);
+  EXPECT_EQ(stages[3][1].name, "ppo-klctl0.1");
+  EXPECT_TRUE(has_pair(stages[3][1].args, "--reward-model", "x/rm"));
+  EXPECT_TRUE(has_pair(stages[3][1].args, "--kl-ctl", "0.1"));
+  EXPECT_TRUE(has_pair(stages[3][1].args, "--init", "x/sft"));
+
+  // Reused models: only the DPO and PPO stages remain, pointing at them.
+  c.sft = "runs/s";
+  c.prefs = "p.jsonl";
+  c.reward_model = "runs/r";
+  const auto reuse = exp::frontier_jobs(c);
+  ASSERT_EQ(reuse.size(), 2u);
+  EXPECT_EQ(reuse[0].size(), 4u);
+  EXPECT_TRUE(has_pair(reuse[0][0].args, "--prefs", "p.jsonl"));
+  EXPECT_TRUE(has_pair(reuse[1][0].args, "--reward-model", "runs/r"));
+  EXPECT_TRUE(has_pair(reuse[1][0].args, "--init", "runs/s"));
+
+  c.betas = {0.1, -1};
+  EXPECT_THROW(exp::frontier_jobs(c), Error);
+  c.betas.clear();
+  c.kl_ctls.clear();
+  EXPECT_THROW(exp::frontier_jobs(c), Error);
+}
+
+TEST(Frontier, PointsAreTheEvaluationRowsOfEachMethod) {
+  const std::vector<json::Value> dpo = json::parse_jsonl(
+      "{\"step\":0,\"kl\":0.0,\"ground_truth\":0.5}\n"
+      "{\"step\":10,\"loss\":0.6}\n"
+      "{\"step\":20,\"loss\":0.5,\"kl\":3.5,\"ground_truth\":0.7}\n");
+  const auto d = exp::frontier_points("DPO", 0.1, "dpo-beta0.1", dpo);
+  ASSERT_EQ(d.size(), 2u);
+  EXPECT_EQ(d[1].step, 20);
+  EXPECT_DOUBLE_EQ(d[1].kl, 3.5);
+  EXPECT_DOUBLE_EQ(d[1].ground_truth, 0.7);
+  // PPO's rollout kl / ground_truth are training-prompt statistics: only val_* count.
+  const std::vector<json::Value> ppo = json::parse_jsonl(
+      "{\"step\":0,\"val_kl\":0.0,\"val_ground_truth\":0.5}\n"
+      "{\"step\":1,\"kl\":0.1,\"ground_truth\":0.6}\n"
+      "{\"step\":2,\"kl\":0.2,\"ground_truth\":0.6,\"val_kl\":0.3,\"val_ground_truth\":0.55}\n");
+  const auto p = exp::frontier_points("PPO", 0.5, "ppo-klctl0.5", ppo);
+  ASSERT_EQ(p.size(), 2u);
+  EXPECT_DOUBLE_EQ(p[1].kl, 0.3);
+  EXPECT_DOUBLE_EQ(p[1].ground_truth, 0.55);
+  EXPECT_EQ(p[1].method, "PPO");
+  EXPECT_THROW(exp::frontier_points("SFT", 0, "x", ppo), Error);
+}
+
+TEST(Frontier, ParetoFrontKeepsTheBestGroundTruthAtEachKL) {
+  std::vector<exp::FrontierPoint> pts;
+  for (auto [kl, gt] : std::vector<std::pair<double, double>>{
+           {5, 0.7}, {0, 0.5}, {2, 0.6}, {3, 0.55}, {8, 0.65}, {9, 0.9}, {2, 0.62}})
+    pts.push_back({"DPO", 0.1, "r", 0, kl, gt});
+  const auto f = exp::pareto_front(pts);
+  ASSERT_EQ(f.size(), 4u);
+  EXPECT_DOUBLE_EQ(f[0].kl, 0);
+  EXPECT_DOUBLE_EQ(f[1].ground_truth, 0.62);
+  EXPECT_DOUBLE_EQ(f[2].kl, 5);
+  EXPECT_DOUBLE_EQ(f[3].kl, 9);
+}
+
+TEST(Frontier, WritesCsvSvgAndMarkdown) {
+  const std::string dir = temp_dir("frontier_outputs");
+  std::vector<exp::FrontierPoint> pts = {{"PPO", 0.1, "ppo-klctl0.1", 0, 0.0, 0.5},
+                                         {"PPO", 0.1, "ppo-klctl0.1", 15, 1.5, 0.6},
+                                         {"DPO", 0.1, "dpo-beta0.1", 0, 0.0, 0.5},
+                                         {"DPO", 0.1, "dpo-beta0.1", 50, 12.0, 0.8}};
+  exp::write_frontier_outputs(dir, pts, "# test\n");
+  const std::string csv = fs::read_file(dir + "/frontier.csv");
+  EXPECT_EQ(csv.substr(0, csv.find('\n')), "method,param,run,step,kl,ground_truth");
+  EXPECT_NE(csv.find("DPO,0.1,dpo-beta0.1,50,12,0.8\n"), std::string::npos);
+  const std::string md = fs::read_file(dir + "/results.md");
+  EXPECT_NE(md.find("| PPO | kl_ctl 0.1 | ppo-klctl0.1 | 2 | 15 | 1.50 | 0.600 | 0.600 (1.50) |"),
+            std::string::npos)
+      << md;
+  EXPECT_NE(md.find("| [10, 20) | — | 0.800 |"), std::string::npos) << md;
+  const std::string svg = fs::read_file(dir + "/frontier.svg");
+  EXPECT_NE(svg.find("DPO frontier"), std::string::npos);
+  EXPECT_NE(svg.find("<circle"), std::string::npos);  // the points are dots
 }
