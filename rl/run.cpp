@@ -31,6 +31,21 @@ void RunDir::write_config(const json::Value& config) const {
 
 void RunDir::log(const json::Value& metrics) const { fs::append_line(path("metrics.jsonl"), metrics.dump()); }
 
+std::vector<json::Value> RunDir::keep_metrics_through(int64_t step) const {
+  const std::string metrics = path("metrics.jsonl");
+  std::vector<json::Value> kept;
+  if (!fs::exists(metrics)) return kept;
+  std::string text;
+  for (json::Value& line : json::parse_jsonl(fs::read_file(metrics), metrics)) {
+    RLFT_CHECK(line.contains("step"), metrics, ": a line without \"step\"");
+    if (line.at("step").as_int() > step) continue;
+    text += line.dump() + "\n";
+    kept.push_back(std::move(line));
+  }
+  fs::atomic_write_file(metrics, text);
+  return kept;
+}
+
 std::string git_revision() { return RLFT_GIT_REVISION; }
 
 std::string format_duration(double s) {

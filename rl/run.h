@@ -23,6 +23,10 @@ class RunDir {
   std::string path(const std::string& file) const { return dir_ + "/" + file; }
   void write_config(const json::Value& config) const;
   void log(const json::Value& metrics) const;
+  // For --resume: drops the metrics.jsonl lines logged after `step` (a crash between two
+  // checkpoints leaves them behind; the resumed run logs those steps again) and returns the
+  // lines kept, in order, for the caller to rebuild its curves from. No file: no lines.
+  std::vector<json::Value> keep_metrics_through(int64_t step) const;
 
  private:
   std::string dir_;

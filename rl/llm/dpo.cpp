@@ -190,24 +190,17 @@ DPOResult train_dpo(const DPOConfig& cfg) {
     const Metadata meta = load_checkpoint(ckpt, policy, &opt);
     RLFT_CHECK(meta.count("step"), ckpt, ": no step in the checkpoint's metadata");
     start = std::stoll(meta.at("step"));
-    const std::string metrics = run.path("metrics.jsonl");
-    if (fs::exists(metrics)) {
-      std::string kept;
-      for (const json::Value& line : json::parse_jsonl(fs::read_file(metrics), metrics)) {
-        const int64_t s = line.at("step").as_int();
-        if (s > start) continue;
-        kept += line.dump() + "\n";
-        if (line.contains("kl") && line.contains("ground_truth")) {
-          PolicyEval pe{line.at("ground_truth").as_double(), line.at("kl").as_double(),
-                        line.get_or("response_length", 0.0)};
-          if (s == 0) {
-            res.before = pe;
-          } else {
-            eval_x.push_back(double(s)), gts.push_back(pe.ground_truth), kls.push_back(pe.kl);
-          }
+    for (const json::Value& line : run.keep_metrics_through(start)) {
+      const int64_t s = line.at("step").as_int();
+      if (line.contains("kl") && line.contains("ground_truth")) {
+        PolicyEval pe{line.at("ground_truth").as_double(), line.at("kl").as_double(),
+                      line.get_or("response_length", 0.0)};
+        if (s == 0) {
+          res.before = pe;
+        } else {
+          eval_x.push_back(double(s)), gts.push_back(pe.ground_truth), kls.push_back(pe.kl);
         }
       }
-      fs::atomic_write_file(metrics, kept);
     }
   }
   run.write_config(config_json);

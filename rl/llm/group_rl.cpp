@@ -528,29 +528,22 @@ GroupRLResult train_group_rl(const GroupRLConfig& cfg_in) {
     total_tokens = st.at("generated_tokens").as_double();
     objective->load_state(st.at("objective"));
     // Drop metrics logged after the checkpoint (a crash between checkpoints), keep the rest.
-    const std::string metrics = run.path("metrics.jsonl");
-    if (fs::exists(metrics)) {
-      std::string kept;
-      for (const json::Value& line : json::parse_jsonl(fs::read_file(metrics), metrics)) {
-        const int64_t s = line.at("step").as_int();
-        if (s > start) continue;
-        kept += line.dump() + "\n";
-        const double x = double(s);
-        reward_curve.x.push_back(x), reward_curve.y.push_back(line.at("reward_mean").as_double());
-        acc_curve.x.push_back(x), acc_curve.y.push_back(line.at("accuracy").as_double());
-        if (line.contains("eval_accuracy_start")) {
-          result.eval_accuracy_start = line.at("eval_accuracy_start").as_double();
-          eval_curve.x.push_back(0), eval_curve.y.push_back(result.eval_accuracy_start);
-        }
-        if (line.contains("eval_accuracy")) {
-          result.eval_accuracy_end = line.at("eval_accuracy").as_double();
-          eval_curve.x.push_back(x), eval_curve.y.push_back(result.eval_accuracy_end);
-        }
-        result.reward_mean.push_back(line.at("reward_mean").as_double());
-        result.accuracy.push_back(line.at("accuracy").as_double());
-        elapsed_before = line.get_or("elapsed_seconds", elapsed_before);
+    for (const json::Value& line : run.keep_metrics_through(start)) {
+      const int64_t s = line.at("step").as_int();
+      const double x = double(s);
+      reward_curve.x.push_back(x), reward_curve.y.push_back(line.at("reward_mean").as_double());
+      acc_curve.x.push_back(x), acc_curve.y.push_back(line.at("accuracy").as_double());
+      if (line.contains("eval_accuracy_start")) {
+        result.eval_accuracy_start = line.at("eval_accuracy_start").as_double();
+        eval_curve.x.push_back(0), eval_curve.y.push_back(result.eval_accuracy_start);
       }
-      fs::atomic_write_file(metrics, kept);
+      if (line.contains("eval_accuracy")) {
+        result.eval_accuracy_end = line.at("eval_accuracy").as_double();
+        eval_curve.x.push_back(x), eval_curve.y.push_back(result.eval_accuracy_end);
+      }
+      result.reward_mean.push_back(line.at("reward_mean").as_double());
+      result.accuracy.push_back(line.at("accuracy").as_double());
+      elapsed_before = line.get_or("elapsed_seconds", elapsed_before);
     }
     result.steps = start;
     if (!cfg.quiet) std::printf("resumed at step %lld from %s\n", (long long)start, ckpt.c_str());

@@ -277,19 +277,12 @@ SFTResult train_sft(const SFTConfig& cfg_in) {
     RLFT_CHECK(start <= cfg.steps, ckpt, ": checkpoint is at step ", start, ", beyond --steps ",
                cfg.steps);
     // Drop metrics logged after the checkpoint (a crash between checkpoints), keep the rest.
-    const std::string metrics = run.path("metrics.jsonl");
-    if (fs::exists(metrics)) {
-      std::string kept;
-      for (const json::Value& line : json::parse_jsonl(fs::read_file(metrics), metrics)) {
-        const int64_t s = line.at("step").as_int();
-        if (s > start) continue;
-        kept += line.dump() + "\n";
-        if (line.contains("loss"))
-          train_curve.x.push_back(double(s)), train_curve.y.push_back(line.at("loss").as_double());
-        if (line.contains("val_loss"))
-          val_curve.x.push_back(double(s)), val_curve.y.push_back(line.at("val_loss").as_double());
-      }
-      fs::atomic_write_file(metrics, kept);
+    for (const json::Value& line : run.keep_metrics_through(start)) {
+      const int64_t s = line.at("step").as_int();
+      if (line.contains("loss"))
+        train_curve.x.push_back(double(s)), train_curve.y.push_back(line.at("loss").as_double());
+      if (line.contains("val_loss"))
+        val_curve.x.push_back(double(s)), val_curve.y.push_back(line.at("val_loss").as_double());
     }
   }
   run.write_config(config_json);
