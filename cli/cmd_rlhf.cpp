@@ -26,6 +26,15 @@ namespace rlft::cli {
 
 namespace {
 
+// The options every RLHF training command shares: where its run goes, its seed, quiet.
+template <typename Config>
+void add_run_options(Args& a, Config& c) {
+  a.add("--out-dir", &c.out_dir, "parent directory of runs");
+  a.add("--name", &c.name, "run name");
+  a.add("--seed", &c.seed, "seed");
+  a.add("--quiet", &c.quiet, "no progress lines");
+}
+
 int run_prefs(int argc, char** argv, int first) {
   llm::PrefsConfig c;
   Args a("rlft lm prefs",
@@ -100,10 +109,7 @@ int run_rm(int argc, char** argv, int first) {
   a.add("--center-coef", &c.center_coef,
         "eta of the centring term eta*(r_w + r_l)^2 (0.01 suggested; 0: off)");
   a.add("--eval-fraction", &c.eval_fraction, "fraction of pairs held out");
-  a.add("--out-dir", &c.out_dir, "parent directory of runs");
-  a.add("--name", &c.name, "run name");
-  a.add("--seed", &c.seed, "seed");
-  a.add("--quiet", &c.quiet, "no progress lines");
+  add_run_options(a, c);
   a.add("--evaluate", &evaluate,
         "evaluate this reward-model run on every pair of --prefs instead of training");
   if (!a.parse(argc, argv, first)) return 0;
@@ -140,10 +146,7 @@ int run_dpo(int argc, char** argv, int first) {
         "checkpoint (weights, Adam state, step) every N steps");
   a.add("--resume", &c.resume, "continue the run from its checkpoint");
   a.add("--stop-after", &c.stop_after, "stop after N steps of this invocation (0: run to the end)");
-  a.add("--out-dir", &c.out_dir, "parent directory of runs");
-  a.add("--name", &c.name, "run name");
-  a.add("--seed", &c.seed, "seed");
-  a.add("--quiet", &c.quiet, "no progress lines");
+  add_run_options(a, c);
   if (!a.parse(argc, argv, first)) return 0;
   const llm::DPOResult r = llm::train_dpo(c);
   std::printf(
@@ -172,10 +175,7 @@ int run_rrhf(int argc, char** argv, int first) {
   a.add("--log-every", &c.log_every, "log every N steps");
   a.add("--eval-every", &c.eval_every, "validation samples every N steps");
   a.add("--eval-samples", &c.eval_samples, "samples per validation prompt");
-  a.add("--out-dir", &c.out_dir, "parent directory of runs");
-  a.add("--name", &c.name, "run name");
-  a.add("--seed", &c.seed, "seed");
-  a.add("--quiet", &c.quiet, "no progress lines");
+  add_run_options(a, c);
   if (!a.parse(argc, argv, first)) return 0;
   const llm::RRHFResult r = llm::train_rrhf(c);
   std::printf("done: ground truth %.3f -> %.3f, KL to the SFT model %.2f -> %.2f\nrun: %s\n",
@@ -212,10 +212,7 @@ int run_ppo(int argc, char** argv, int first) {
   a.add("--grad-clip", &c.grad_clip, "max global gradient norm (0: off)");
   a.add("--eval-every", &c.eval_every, "validation samples every N updates");
   a.add("--eval-samples", &c.eval_samples, "samples per validation prompt");
-  a.add("--out-dir", &c.out_dir, "parent directory of runs");
-  a.add("--name", &c.name, "run name");
-  a.add("--seed", &c.seed, "seed");
-  a.add("--quiet", &c.quiet, "no progress lines");
+  add_run_options(a, c);
   if (!a.parse(argc, argv, first)) return 0;
   const llm::PPORLHFResult r = llm::train_ppo_rlhf(c);
   std::printf("done: ground truth %.3f -> %.3f, KL to reference %.2f -> %.2f\nrun: %s\n",

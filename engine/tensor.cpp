@@ -285,8 +285,7 @@ Tensor Tensor::to(Device d) const {
   if (d == device()) return *this;
   Tensor out;
   if (d.is_cpu()) {
-    out = copy_to_cpu(*this);
-    if (out.same(*this)) out = clone();  // never alias the source
+    out = copy_to_cpu(*this);  // the source is on a device: always a new tensor
   } else {
     const Tensor host = copy_to_cpu(*this);
     out = empty(shape(), dtype(), d);

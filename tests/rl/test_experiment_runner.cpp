@@ -3,7 +3,6 @@
 // and a failing job is an error that names it and quotes its log.
 #include <gtest/gtest.h>
 
-#include <chrono>
 #include <cmath>
 #include <filesystem>
 
@@ -38,14 +37,26 @@ TEST(ExperimentRunner, RunsJobsWritesLogsAndSkipsFinishedOnes) {
   EXPECT_EQ(fs::read_file(trace).size(), 4u * 5u);
 }
 
+// Two jobs that each wait for the other's marker file: they can only both finish if the
+// runner starts them together (each gives up after 10 s and fails, so a serial runner fails
+// the test instead of hanging it). No timing threshold: a loaded machine cannot flip it.
 TEST(ExperimentRunner, RunsInParallel) {
   const std::string dir = testing::temp_dir("runner-parallel");
-  std::vector<Job> jobs;
-  for (int i = 0; i < 4; ++i) jobs.push_back(shell_job(dir, "sleep" + std::to_string(i), "sleep 0.4"));
-  const auto t0 = std::chrono::steady_clock::now();
-  run_jobs(jobs, 4, true, "/bin/sh");
-  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  EXPECT_LT(s, 1.2) << "4 jobs of 0.4 s with parallel 4 took " << s << " s";
+  // Job `me` marks its start, then polls (10 ms apart, at most `tries` times) for `other`'s mark.
+  auto waits_for = [](const std::string& d, const std::string& me, const std::string& other, int tries) {
+    return shell_job(d, me,
+                     "touch " + d + "/" + me + ".started; i=0; while [ ! -f " + d + "/" + other +
+                         ".started ]; do i=$((i+1)); [ $i -gt " + std::to_string(tries) +
+                         " ] && exit 1; sleep 0.01; done");
+  };
+  run_jobs({waits_for(dir, "a", "b", 1000), waits_for(dir, "b", "a", 1000)}, 2, true, "/bin/sh");
+  // With parallel 1 the same pair cannot finish: the first job waits in vain and fails.
+  const std::string serial = dir + "/serial";
+  fs::make_dirs(serial);
+  const std::string msg = testing::error_of([&] {
+    run_jobs({waits_for(serial, "a", "b", 20), waits_for(serial, "b", "a", 20)}, 1, true, "/bin/sh");
+  });
+  EXPECT_NE(msg.find("'a' failed"), std::string::npos) << msg;
 }
 
 TEST(ExperimentRunner, FailureNamesJobStatusAndLog) {

@@ -100,14 +100,6 @@ pid_t spawn(const std::string& exe, const Job& job, const std::vector<std::strin
 
 }  // namespace
 
-std::string self_executable() {
-  std::string buf(4096, '\0');
-  const ssize_t n = readlink("/proc/self/exe", buf.data(), buf.size() - 1);
-  RLFT_CHECK(n > 0, "cannot resolve /proc/self/exe: ", std::strerror(errno));
-  buf.resize(size_t(n));
-  return buf;
-}
-
 void run_jobs(const std::vector<Job>& jobs, int parallel, bool quiet, const std::string& program) {
   RLFT_CHECK(parallel >= 1, "--parallel must be at least 1, got ", parallel);
   std::map<std::string, size_t> names;

@@ -29,7 +29,7 @@ struct Job {
   std::string done_path;          // marker: written when the job exits with status 0
 };
 
-// Runs `<self_executable()> args...` for every job whose done_path does not exist yet, at most
+// Runs `<this rlft binary> args...` for every job whose done_path does not exist yet, at most
 // `parallel` at once, each with OMP_NUM_THREADS=1 (unless the caller's environment sets it)
 // and its output in log_path (parent directories are created). When a job fails (non-zero
 // exit or a signal), no new job is started, the running ones are waited for, and an
@@ -39,9 +39,6 @@ struct Job {
 // its file is replaced by a rebuild while the experiment runs.
 void run_jobs(const std::vector<Job>& jobs, int parallel, bool quiet,
               const std::string& program = "");
-
-// The path of the running rlft binary (/proc/self/exe resolved).
-std::string self_executable();
 
 // The objects of a metrics.jsonl file (a missing file is an error naming it; a malformed line
 // is an error naming file and line).
