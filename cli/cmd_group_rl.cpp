@@ -52,7 +52,9 @@ int run_group_rl(const std::string& algo, int argc, char** argv, int first) {
   a.add("--epochs", &c.epochs, "passes over each rollout");
   a.add("--grad-accum", &c.grad_accum,
         "micro-batches per minibatch (gradients summed, one optimizer step)");
-  a.add("--lr", &c.lr, "AdamW learning rate (constant)");
+  a.add("--lr", &c.lr, "AdamW learning rate (peak, with --lr-schedule)");
+  a.add("--lr-schedule", &c.lr_schedule, "constant, linear or cosine (decay over --steps to --min-lr-ratio)");
+  a.add("--min-lr-ratio", &c.min_lr_ratio, "final learning rate as a fraction of --lr");
   a.add("--weight-decay", &c.weight_decay, "AdamW decoupled weight decay");
   a.add("--beta1", &c.beta1, "AdamW beta1");
   a.add("--beta2", &c.beta2, "AdamW beta2");

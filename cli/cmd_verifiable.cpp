@@ -52,6 +52,7 @@ int run_experiment_verifiable(int argc, char** argv, int first) {
   a.add("--group", &c.group, "responses per prompt (G)");
   a.add("--train-prompts", &c.train_prompts, "use only the first N train prompts (0: all)");
   a.add("--lr", &c.lr, "AdamW learning rate of every run");
+  a.add("--lr-schedule", &c.lr_schedule, "constant, linear or cosine decay to 0 over --steps");
   a.add("--minibatches", &c.minibatches, "optimizer steps per rollout");
   a.add("--eval-every", &c.eval_every, "greedy validation accuracy every N steps");
   a.add("--eval-prompts", &c.eval_prompts, "validation prompts for it");

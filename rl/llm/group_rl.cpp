@@ -64,6 +64,8 @@ json::Value to_json(const GroupRLConfig& c) {
   v.set("epochs", c.epochs);
   v.set("grad_accum", c.grad_accum);
   v.set("lr", c.lr);
+  v.set("lr_schedule", c.lr_schedule);
+  v.set("min_lr_ratio", c.min_lr_ratio);
   v.set("weight_decay", c.weight_decay);
   v.set("beta1", c.beta1);
   v.set("beta2", c.beta2);
@@ -344,6 +346,9 @@ void check_config(const GroupRLConfig& c) {
   RLFT_CHECK(c.checkpoint_every >= 0, "--checkpoint-every must be >= 0, got ", c.checkpoint_every);
   RLFT_CHECK(c.stop_after >= 0, "--stop-after must be >= 0, got ", c.stop_after);
   RLFT_CHECK(c.lr > 0, "--lr must be positive, got ", c.lr);
+  optim::LRSchedule::parse(c.lr_schedule);  // throws on an unknown name
+  RLFT_CHECK(c.min_lr_ratio >= 0 && c.min_lr_ratio <= 1, "--min-lr-ratio must be in [0, 1], got ",
+             c.min_lr_ratio);
   RLFT_CHECK(c.max_extra_rounds >= 0, "--max-extra-rounds must be >= 0");
   RLFT_CHECK(c.overlong_cache > 0, "--overlong-cache must be positive");
   RLFT_CHECK(c.name.find('/') == std::string::npos, "--name: '", c.name, "' may not contain '/'");
@@ -418,6 +423,11 @@ GroupRLResult train_group_rl(const GroupRLConfig& cfg_in) {
   const LossSettings& ls = objective->loss;
 
   optim::AdamW opt(policy.parameters(), cfg.lr, cfg.beta1, cfg.beta2, 1e-8, cfg.weight_decay);
+  optim::LRSchedule schedule;  // a function of the step only, so a resumed run follows it too
+  schedule.kind = optim::LRSchedule::parse(cfg.lr_schedule);
+  schedule.base_lr = cfg.lr;
+  schedule.end_lr = cfg.lr * cfg.min_lr_ratio;
+  schedule.total = cfg.steps;
   const rl::RunDir run(cfg.out_dir + "/" + cfg.name, !cfg.resume);
   const std::string ckpt = run.path("checkpoint.safetensors");
   json::Value config_json = to_json(cfg);
@@ -579,6 +589,7 @@ GroupRLResult train_group_rl(const GroupRLConfig& cfg_in) {
   const int64_t end = cfg.stop_after > 0 ? std::min(cfg.steps, start + cfg.stop_after) : cfg.steps;
   for (int64_t step = start; step < end; ++step) {
     const double t0 = clock.seconds();
+    opt.set_lr(schedule.at(step));
     sync(sample_gen), sync(shuffle_gen), sync(order_gen);
     // ---- 1. rollout (+ DAPO's dynamic sampling)
     std::vector<Sample> samples = rollout(cfg.prompts);
@@ -775,6 +786,7 @@ GroupRLResult train_group_rl(const GroupRLConfig& cfg_in) {
     m.set("seq_ratio_min", s_count ? s_min : 1.0);
     m.set("seq_ratio_max", s_count ? s_max : 1.0);
     m.set("grad_norm", grad_norm);
+    m.set("lr", opt.lr());
     m.set("updates", updates);
     const double now = clock.seconds();
     m.set("samples_per_second", generated / std::max(now - t0, 1e-9));

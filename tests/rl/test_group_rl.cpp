@@ -346,6 +346,22 @@ TEST(GroupRLConfig, DefaultsPerAlgorithmAndErrors) {
   EXPECT_THROW(make_objective(c), Error);
   c = group_rl_defaults("grpo");  // no --init
   EXPECT_THROW(train_group_rl(c), Error);
+  c.init = "runs/x";
+  c.lr_schedule = "step";
+  try {
+    train_group_rl(c);  // the settings are checked before --init is read
+    ADD_FAILURE() << "an unknown --lr-schedule was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("'step'"), std::string::npos) << e.what();
+  }
+  c.lr_schedule = "linear";
+  c.min_lr_ratio = 1.5;
+  try {
+    train_group_rl(c);
+    ADD_FAILURE() << "--min-lr-ratio 1.5 was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("--min-lr-ratio"), std::string::npos) << e.what();
+  }
 }
 
 // ---- seeded runs from a tiny SFT model
@@ -596,11 +612,13 @@ TEST_F(GroupRLRun, GradAccumGivesTheSameUpdateAsOneMinibatch) {
 // Stopping after 2 of 4 steps and resuming gives, on the CPU, exactly the parameters and the
 // logged rewards of the run that went straight through: the checkpoint carries AdamW's state,
 // the step, the random streams' counters, the prompt order and DCPO's reward history; DAPO's
-// dynamic sampling draws a varying number of prompts per step.
+// dynamic sampling draws a varying number of prompts per step. DCPO runs with a linear lr
+// decay, which the resumed half must continue (lr·(1 − step/4) at steps 0..3).
 TEST_F(GroupRLRun, ResumeReproducesAnUninterruptedRun) {
   for (const std::string algo : {"dcpo", "dapo"}) {
     GroupRLConfig c = small(algo);
     c.steps = 4;
+    if (algo == "dcpo") c.lr_schedule = "linear";
     c.checkpoint_every = 0;
     c.name = algo + "-straight";
     train_group_rl(c);
@@ -621,6 +639,9 @@ TEST_F(GroupRLRun, ResumeReproducesAnUninterruptedRun) {
     for (size_t i = 0; i < 4; ++i) {
       EXPECT_EQ(a[i].at("reward_mean").as_double(), b[i].at("reward_mean").as_double()) << algo;
       EXPECT_EQ(a[i].at("generated_tokens").as_int(), b[i].at("generated_tokens").as_int());
+      const double lr = algo == "dcpo" ? c.lr * (1 - double(i) / 4) : c.lr;
+      EXPECT_DOUBLE_EQ(a[i].at("lr").as_double(), lr) << algo << " step " << i;
+      EXPECT_DOUBLE_EQ(b[i].at("lr").as_double(), lr) << algo << " step " << i;
     }
     // A changed setting is refused rather than silently mixed into the run.
     c.lr = 2 * c.lr;

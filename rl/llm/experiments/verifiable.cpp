@@ -9,6 +9,7 @@
 #include "engine/error.h"
 #include "engine/fs.h"
 #include "engine/json.h"
+#include "engine/optim.h"
 #include "rl/llm/experiments/runner.h"
 #include "rl/llm/group_rl.h"
 #include "rl/plot.h"
@@ -39,6 +40,7 @@ void check_config(const VerifiableConfig& c) {
   RLFT_CHECK(c.seeds >= 1, "--seeds must be at least 1, got ", c.seeds);
   RLFT_CHECK(c.parallel >= 1, "--parallel must be at least 1, got ", c.parallel);
   RLFT_CHECK(c.steps >= 1, "--steps must be positive, got ", c.steps);
+  optim::LRSchedule::parse(c.lr_schedule);  // an unknown name fails before any job starts
   RLFT_CHECK(c.prompts >= 1, "--prompts must be positive, got ", c.prompts);
   RLFT_CHECK(c.group >= 2, "--group must be at least 2, got ", c.group);
   RLFT_CHECK(c.test_prompts >= 0, "--test-prompts must be >= 0, got ", c.test_prompts);
@@ -187,6 +189,8 @@ VerifiableResult run_verifiable(const VerifiableConfig& cfg) {
                                        std::to_string(cfg.train_prompts),
                                        "--lr",
                                        str(cfg.lr),
+                                       "--lr-schedule",
+                                       cfg.lr_schedule,
                                        "--minibatches",
                                        std::to_string(cfg.minibatches),
                                        "--eval-every",
@@ -270,7 +274,9 @@ VerifiableResult run_verifiable(const VerifiableConfig& cfg) {
 
   std::string md = "# rlft experiment verifiable\n\n";
   md += str("Start: `", sft_dir, "` (SFT). Every method: ", cfg.steps, " update steps of ",
-            cfg.prompts, " prompts × ", cfg.group, " responses, lr ", cfg.lr, ", ", cfg.minibatches,
+            cfg.prompts, " prompts × ", cfg.group, " responses, lr ", cfg.lr,
+            cfg.lr_schedule == "constant" ? std::string() : str(" (", cfg.lr_schedule, " decay to 0)"),
+            ", ", cfg.minibatches,
             cfg.minibatches == 1 ? " minibatch" : " minibatches", " per step, ",
             cfg.train_prompts > 0 ? str("the first ", cfg.train_prompts, " train prompts")
                                   : std::string("all train prompts"),
