@@ -1,7 +1,7 @@
 // rlft::cuda — the device side as the engine's users see it: is the backend built, how many
 // GPUs answer, wait for queued work, memory statistics. Tensors live on a GPU through
 // Tensor::empty(..., Device::cuda(i)) and Tensor::to(Device::cuda(i)) (engine/tensor.h);
-// engine ops on such tensors run where the CUDA backend has them (see README, "GPU").
+// engine ops on such tensors run on that device (see README, "CUDA backend").
 //
 //   if (rlft::cuda::is_available()) {
 //     Tensor x = Tensor::ones({1024}).to(Device::cuda());

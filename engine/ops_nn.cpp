@@ -313,7 +313,12 @@ Tensor randn(const Shape& shape, Generator* gen, DType dtype) {
 }
 
 Tensor multinomial(const Tensor& probs, Generator* gen) {
-  detail::check_cpu("multinomial", probs);
+  RLFT_CHECK(probs.defined(), "multinomial: undefined probs");
+  if (probs.device().is_cuda()) {
+    // The draws walk each row in order on the host generator: sampling on the host keeps the
+    // stream (and so the samples) identical to the CPU's; only the [N] result goes back.
+    return multinomial(probs.to(Device::cpu()), gen).to(probs.device());
+  }
   RLFT_CHECK(probs.dim() == 2, "multinomial: probs must be [N, C], got ", probs.shape());
   Generator& g = gen ? *gen : default_generator();
   const int64_t N = probs.shape()[0], C = probs.shape()[1];
