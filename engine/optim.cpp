@@ -138,6 +138,10 @@ void Adam::step() {
   ++steps_;
   const double bc1 = 1 - std::pow(beta1_, double(steps_)), bc2 = 1 - std::pow(beta2_, double(steps_));
   const double step_size = lr_ / bc1, sqrt_bc2 = std::sqrt(bc2);
+  // Parameters on CUDA devices, by (device, dtype), and their contiguous gradients kept alive
+  // until the launch.
+  std::map<std::pair<int, int>, std::vector<kernels::cuda_ops::AdamTensor>> on_device;
+  std::vector<Tensor> device_grads;
   for (size_t i = 0; i < params_.size(); ++i) {
     const Tensor& p = params_[i];
     const Tensor g = p.grad();
@@ -149,12 +153,11 @@ void Adam::step() {
       exp_avg_sq_[i] = Tensor::zeros(p.shape(), p.dtype(), p.device());
     }
     if (p.device().is_cuda()) {
-      // One fused kernel per parameter: the loop below, element for element.
+      // Updated after the loop, all parameters of a device and dtype in one fused launch.
       RLFT_CHECK(p.is_contiguous(), "optimizer: parameter of shape ", p.shape(), " is not contiguous");
-      kernels::cuda_ops::AdamArgs args{beta1_, beta2_, 1 - lr_ * weight_decay_, weight_decay_, step_size,
-                                       sqrt_bc2,  eps_,  decoupled_};
-      kernels::cuda_ops::adam_step(kernels::cuda_ops::Type(p.dtype()), p.numel(), p.raw_data(), gc.raw_data(),
-                                   exp_avg_[i].raw_data(), exp_avg_sq_[i].raw_data(), args, p.device().index);
+      device_grads.push_back(gc);
+      on_device[{p.device().index, int(p.dtype())}].push_back(
+          {p.raw_data(), gc.raw_data(), exp_avg_[i].raw_data(), exp_avg_sq_[i].raw_data(), p.numel()});
       continue;
     }
     for_each_float(p, [&](auto tag) {
@@ -176,6 +179,14 @@ void Adam::step() {
         w[k] -= ss * m[k] / (std::sqrt(v[k]) / sb + eps);
       }
     });
+  }
+  if (!on_device.empty()) {
+    // The loop above, element for element, in the parameter's type (kernels/cuda/optim.cu).
+    const kernels::cuda_ops::AdamArgs args{beta1_, beta2_, 1 - lr_ * weight_decay_, weight_decay_,
+                                           step_size, sqrt_bc2, eps_, decoupled_};
+    for (const auto& [key, tensors] : on_device)
+      kernels::cuda_ops::adam_step(kernels::cuda_ops::Type(key.second), tensors.data(), int(tensors.size()), args,
+                                   key.first);
   }
 }
 

@@ -188,13 +188,24 @@ void gather(Type type, const Geometry& g, void* out, const int64_t* index, const
 void scatter_add(Type type, const Geometry& g, const void* src, const int64_t* index, void* dst,
                  int64_t dst_dim_stride, int device);
 
-// ---- optimisers (optim.cu), one launch per parameter, contiguous ----------------------------
+// ---- optimisers (optim.cu), contiguous parameters ---------------------------------------------
 // The update of engine/optim.cpp, in the parameter's type, element by element.
 struct AdamArgs {
   double beta1, beta2, decay, l2, step_size, sqrt_bc2, eps;
   bool decoupled;
 };
-void adam_step(Type type, int64_t n, void* w, const void* g, void* m, void* v, const AdamArgs& args, int device);
+// One parameter with its gradient and moment buffers (n elements each, of one type).
+struct AdamTensor {
+  void* w;
+  const void* g;
+  void* m;
+  void* v;
+  int64_t n;
+};
+// Every tensor of `tensors` (all of `type`) in as few launches as possible: up to
+// kAdamTensorsPerLaunch tensors per launch, their pointers passed in the kernel's arguments.
+constexpr int kAdamTensorsPerLaunch = 24;
+void adam_step(Type type, const AdamTensor* tensors, int count, const AdamArgs& args, int device);
 // SGD in double per element as on the CPU; v may be null (no momentum).
 void sgd_step(Type type, int64_t n, void* w, const void* g, void* v, double lr, double momentum, double dampening,
               double weight_decay, bool nesterov, bool first, int device);

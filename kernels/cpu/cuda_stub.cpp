@@ -136,7 +136,7 @@ void gather(Type, const Geometry&, void*, const int64_t*, const void*, int64_t, 
 void scatter_add(Type, const Geometry&, const void*, const int64_t*, void*, int64_t, int) {
   not_built("cuda scatter_add");
 }
-void adam_step(Type, int64_t, void*, const void*, void*, void*, const AdamArgs&, int) { not_built("cuda adam step"); }
+void adam_step(Type, const AdamTensor*, int, const AdamArgs&, int) { not_built("cuda adam step"); }
 void sgd_step(Type, int64_t, void*, const void*, void*, double, double, double, double, bool, bool, int) {
   not_built("cuda sgd step");
 }

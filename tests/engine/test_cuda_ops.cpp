@@ -585,6 +585,29 @@ TEST(CudaOps, AdamWAndSgdStepsMatchTheCpu) {
     }
     expect_close(wg, wc, 1e-12, 1e-14, decoupled ? "AdamW" : "Adam");
   }
+  {
+    // 30 float parameters of odd sizes: two multi-tensor launches (24 + 6), one parameter
+    // without a gradient (skipped, as on the CPU).
+    std::vector<Tensor> pc, pg, grads;
+    for (int i = 0; i < 30; ++i) {
+      const int64_t n = kSizes[size_t(i) % kSizes.size()] + i;
+      const Tensor w0 = random({n}, DType::f32, 200 + uint64_t(i));
+      pc.push_back(w0.clone().detach().set_requires_grad());
+      pg.push_back(w0.to(kGpu).set_requires_grad());
+      grads.push_back(random({n}, DType::f32, 300 + uint64_t(i)));
+    }
+    optim::Adam oc(pc, 1e-3, 0.9, 0.999, 1e-8, 0.01, true), og(pg, 1e-3, 0.9, 0.999, 1e-8, 0.01, true);
+    for (int s = 0; s < 3; ++s) {
+      for (size_t i = 0; i < pc.size(); ++i) {
+        if (i == 17) continue;
+        pc[i].set_grad(mul(grads[i], double(s + 1)));
+        pg[i].set_grad(mul(grads[i], double(s + 1)).to(kGpu));
+      }
+      oc.step();
+      og.step();
+    }
+    for (size_t i = 0; i < pc.size(); ++i) expect_close(pg[i], pc[i], 1e-6, 1e-7, "multi-tensor AdamW " + std::to_string(i));
+  }
   const Tensor w0 = random({1000}, DType::f32, 153), g0 = random({1000}, DType::f32, 154);
   Tensor wc = w0.clone().detach().set_requires_grad(), wg = w0.to(kGpu).set_requires_grad();
   optim::SGD sc({wc}, 0.1, 0.9, 0.01, true), sg({wg}, 0.1, 0.9, 0.01, true);
