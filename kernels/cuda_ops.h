@@ -42,7 +42,8 @@ struct Geometry {
 // and neighbouring dimensions that are contiguous for every operand are merged (the rule of
 // kernels/cpu/strided.h), so a contiguous tensor is one dimension and a transposed matrix two.
 template <size_t K>
-Geometry make_geometry(int ndim, const int64_t* shape, const std::array<const int64_t*, K>& strides) {
+Geometry make_geometry(int ndim, const int64_t* shape,
+                       const std::array<const int64_t*, K>& strides) {
   static_assert(K >= 1 && K <= size_t(kMaxOperands), "1 to 4 operands");
   Geometry g;
   g.operands = int(K);
@@ -95,6 +96,7 @@ void set_device_for(int device);
 
 // ---- elementwise (kernels/cuda/elementwise.cu) ------------------------------------------
 // out = f(in) for floating `type` (out and in of that type); s0, s1 are the scalar arguments.
+// clang-format off
 enum class Unary : uint8_t {
   neg, exp, log, sqrt, abs, sign, tanh, sigmoid, relu, gelu, softplus,
   tanh_backward,     // 1 − y²  (y = tanh x)
@@ -117,15 +119,18 @@ enum class Binary : uint8_t {
   clamp_backward,  // s0 ≤ x ≤ s1 ? g : 0    (a = g, b = x)
   eq, ne, lt, le, gt, ge,
 };
+// clang-format on
 inline bool is_comparison(Binary op) { return op >= Binary::eq; }
 
 // Geometry operands: unary (out, in); binary (out, a, b); where (out, cond, a, b);
 // copy (dst, src); fill (dst).
-void unary(Unary op, Type type, const Geometry& g, void* out, const void* in, double s0, double s1, int device);
-void binary(Binary op, Type type, const Geometry& g, void* out, const void* a, const void* b, double s0, double s1,
-            int device);
+void unary(Unary op, Type type, const Geometry& g, void* out, const void* in, double s0, double s1,
+           int device);
+void binary(Binary op, Type type, const Geometry& g, void* out, const void* a, const void* b,
+            double s0, double s1, int device);
 // out = cond ? a : b for any `type` (cond bool).
-void where(Type type, const Geometry& g, void* out, const uint8_t* cond, const void* a, const void* b, int device);
+void where(Type type, const Geometry& g, void* out, const uint8_t* cond, const void* a,
+           const void* b, int device);
 // dst = src converted from src_type to dst_type (any pair; the same type is a strided copy).
 void copy(Type dst_type, Type src_type, const Geometry& g, void* dst, const void* src, int device);
 void fill(Type type, const Geometry& g, void* dst, double value, int device);
@@ -138,52 +143,55 @@ void uniform(Type type, int64_t n, uint64_t seed, uint64_t first_block, void* ou
 void sum(Type type, int64_t outer, int64_t R, int64_t inner, const void* in, void* out, int device);
 // values[o, i] / indices[o, i] of the max (is_max) or min over r: the first extreme index,
 // a NaN wins (the first one), as kernels/cpu/reduce.h. Any type; values or indices may be null.
-void extreme(Type type, int64_t outer, int64_t R, int64_t inner, const void* in, void* values, int64_t* indices,
-             bool is_max, int device);
+void extreme(Type type, int64_t outer, int64_t R, int64_t inner, const void* in, void* values,
+             int64_t* indices, bool is_max, int device);
 
 // ---- GEMM through cuBLAS (gemm.cu) ----------------------------------------------------------
 // Row-major C[b] = alpha·op(A[b])·op(B[b]) + beta·C[b] for b < batch, the arguments of
 // kernels/cpu/gemm.h: op(A) is [M, K]; ta: A is stored as [K, M] row-major with leading
 // dimension lda (else [M, K]); likewise tb for B ([N, K] else [K, N]); sa, sb, sc are the
 // batch strides in elements (0: the same matrix for every b). Floating `type`.
-void gemm(Type type, bool ta, bool tb, int64_t batch, int64_t M, int64_t N, int64_t K, double alpha, const void* A,
-          int64_t lda, int64_t sa, const void* B, int64_t ldb, int64_t sb, double beta, void* C, int64_t ldc,
-          int64_t sc, int device);
+void gemm(Type type, bool ta, bool tb, int64_t batch, int64_t M, int64_t N, int64_t K, double alpha,
+          const void* A, int64_t lda, int64_t sa, const void* B, int64_t ldb, int64_t sb,
+          double beta, void* C, int64_t ldc, int64_t sc, int device);
 // TF32 tensor cores for float GEMMs (10-bit mantissa products, as PyTorch's
 // torch.backends.cuda.matmul.allow_tf32); off by default.
 void set_allow_tf32(bool allow);
 bool allow_tf32();
 
 // ---- softmax family, one block per row of contiguous [N, V] (softmax.cu) --------------------
-void softmax_rows(Type type, int64_t N, int64_t V, const void* x, void* y, bool log_space, int device);
-void softmax_rows_backward(Type type, int64_t N, int64_t V, const void* y, const void* g, void* dx, bool log_space,
-                           int device);
+void softmax_rows(Type type, int64_t N, int64_t V, const void* x, void* y, bool log_space,
+                  int device);
+void softmax_rows_backward(Type type, int64_t N, int64_t V, const void* y, const void* g, void* dx,
+                           bool log_space, int device);
 // loss[i] = lse_i − x[i, t_i], lse saved in double (0 and 0 where t_i == ignore_index).
-void cross_entropy_rows(Type type, int64_t N, int64_t V, const void* x, const int64_t* t, int64_t ignore_index,
-                        void* loss, double* lse, int device);
+void cross_entropy_rows(Type type, int64_t N, int64_t V, const void* x, const int64_t* t,
+                        int64_t ignore_index, void* loss, double* lse, int device);
 // dx[i, :] = g[i]·(softmax(x_i) − onehot(t_i)); zero rows where ignored.
 void cross_entropy_rows_backward(Type type, int64_t N, int64_t V, const void* x, const int64_t* t,
-                                 int64_t ignore_index, const double* lse, const void* g, void* dx, int device);
+                                 int64_t ignore_index, const double* lse, const void* g, void* dx,
+                                 int device);
 
 // ---- layer norm over the last dimension of contiguous [N, C] (layer_norm.cu) ----------------
 // The arguments of kernels/cpu/layer_norm.h; w, b may be null; mean, rstd: [N] doubles.
-void layer_norm_forward(Type type, int64_t N, int64_t C, const void* x, const void* w, const void* b, double eps,
-                        void* y, double* mean, double* rstd, int device);
+void layer_norm_forward(Type type, int64_t N, int64_t C, const void* x, const void* w,
+                        const void* b, double eps, void* y, double* mean, double* rstd, int device);
 // dx, dw, db may be null (not computed); dw, db are overwritten.
-void layer_norm_backward(Type type, int64_t N, int64_t C, const void* x, const void* w, const double* mean,
-                         const double* rstd, const void* g, void* dx, void* dw, void* db, int device);
+void layer_norm_backward(Type type, int64_t N, int64_t C, const void* x, const void* w,
+                         const double* mean, const double* rstd, const void* g, void* dx, void* dw,
+                         void* db, int device);
 
 // ---- indexing (index.cu) --------------------------------------------------------------------
 // out[o, i, j] = src[o, idx[i], j] for contiguous src [outer, n_src, inner], out [outer, k, inner].
-void index_select(Type type, int64_t outer, int64_t n_src, int64_t inner, const void* src, const int64_t* idx,
-                  int64_t k, void* out, int device);
+void index_select(Type type, int64_t outer, int64_t n_src, int64_t inner, const void* src,
+                  const int64_t* idx, int64_t k, void* out, int device);
 // dst[o, idx[i], j] += src[o, i, j] (atomicAdd: repeated indices accumulate); floating type.
-void index_add(Type type, int64_t outer, int64_t n_dst, int64_t inner, void* dst, const int64_t* idx, int64_t k,
-               const void* src, int device);
+void index_add(Type type, int64_t outer, int64_t n_dst, int64_t inner, void* dst,
+               const int64_t* idx, int64_t k, const void* src, int device);
 // Geometry (out, index, a) over the index's shape, a's stride 0 along `dim`:
 // out[p] = a[p with index[p] along dim] (a_dim_stride: a's stride of dim). Any type.
-void gather(Type type, const Geometry& g, void* out, const int64_t* index, const void* a, int64_t a_dim_stride,
-            int device);
+void gather(Type type, const Geometry& g, void* out, const int64_t* index, const void* a,
+            int64_t a_dim_stride, int device);
 // Geometry (src, index, dst): dst[p with index[p] along dim] += src[p] (atomicAdd); floating.
 void scatter_add(Type type, const Geometry& g, const void* src, const int64_t* index, void* dst,
                  int64_t dst_dim_stride, int device);
@@ -207,7 +215,7 @@ struct AdamTensor {
 constexpr int kAdamTensorsPerLaunch = 24;
 void adam_step(Type type, const AdamTensor* tensors, int count, const AdamArgs& args, int device);
 // SGD in double per element as on the CPU; v may be null (no momentum).
-void sgd_step(Type type, int64_t n, void* w, const void* g, void* v, double lr, double momentum, double dampening,
-              double weight_decay, bool nesterov, bool first, int device);
+void sgd_step(Type type, int64_t n, void* w, const void* g, void* v, double lr, double momentum,
+              double dampening, double weight_decay, bool nesterov, bool first, int device);
 
 }  // namespace rlft::kernels::cuda_ops

@@ -49,6 +49,8 @@ __device__ __forceinline__ bool m_isinf(double x) { return isinf(x); }
 constexpr double kGeluC = 0.7978845608028654;
 constexpr double kGeluA = 0.044715;
 
+// One case per op, read as a table.
+// clang-format off
 template <typename T>
 __device__ __forceinline__ T apply_unary(Unary op, T x, T s0, T s1) {
   switch (op) {
@@ -114,42 +116,51 @@ __device__ __forceinline__ uint8_t apply_compare(Binary op, T x, T y) {
     default: return 0;
   }
 }
+// clang-format on
 
 template <typename T>
 __global__ void unary_kernel(Unary op, Geometry g, T* out, const T* in, T s0, T s1) {
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < g.numel; i += int64_t(gridDim.x) * blockDim.x)
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < g.numel;
+       i += int64_t(gridDim.x) * blockDim.x)
     out[offset_of(g, 0, i)] = apply_unary(op, in[offset_of(g, 1, i)], s0, s1);
 }
 
 template <typename T>
 __global__ void binary_kernel(Binary op, Geometry g, T* out, const T* a, const T* b, T s0, T s1) {
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < g.numel; i += int64_t(gridDim.x) * blockDim.x)
-    out[offset_of(g, 0, i)] = apply_binary(op, a[offset_of(g, 1, i)], b[offset_of(g, 2, i)], s0, s1);
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < g.numel;
+       i += int64_t(gridDim.x) * blockDim.x)
+    out[offset_of(g, 0, i)] =
+        apply_binary(op, a[offset_of(g, 1, i)], b[offset_of(g, 2, i)], s0, s1);
 }
 
 template <typename T>
 __global__ void compare_kernel(Binary op, Geometry g, uint8_t* out, const T* a, const T* b) {
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < g.numel; i += int64_t(gridDim.x) * blockDim.x)
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < g.numel;
+       i += int64_t(gridDim.x) * blockDim.x)
     out[offset_of(g, 0, i)] = apply_compare(op, a[offset_of(g, 1, i)], b[offset_of(g, 2, i)]);
 }
 
 template <typename T>
 __global__ void where_kernel(Geometry g, T* out, const uint8_t* cond, const T* a, const T* b) {
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < g.numel; i += int64_t(gridDim.x) * blockDim.x)
-    out[offset_of(g, 0, i)] = cond[offset_of(g, 1, i)] ? a[offset_of(g, 2, i)] : b[offset_of(g, 3, i)];
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < g.numel;
+       i += int64_t(gridDim.x) * blockDim.x)
+    out[offset_of(g, 0, i)] =
+        cond[offset_of(g, 1, i)] ? a[offset_of(g, 2, i)] : b[offset_of(g, 3, i)];
 }
 
 // Conversions as C++'s static_cast on the CPU (float → int64 truncates; → bool keeps 0/1 only
 // when the CPU does: the CPU writes uint8_t(x), so 2.0 becomes 2 there too).
 template <typename D, typename S>
 __global__ void copy_kernel(Geometry g, D* dst, const S* src) {
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < g.numel; i += int64_t(gridDim.x) * blockDim.x)
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < g.numel;
+       i += int64_t(gridDim.x) * blockDim.x)
     dst[offset_of(g, 0, i)] = D(src[offset_of(g, 1, i)]);
 }
 
 template <typename T>
 __global__ void fill_kernel(Geometry g, T* dst, T value) {
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < g.numel; i += int64_t(gridDim.x) * blockDim.x)
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < g.numel;
+       i += int64_t(gridDim.x) * blockDim.x)
     dst[offset_of(g, 0, i)] = value;
 }
 
@@ -157,7 +168,8 @@ template <typename T>
 __global__ void uniform_kernel(int64_t n, uint64_t seed, uint64_t first_block, T* out) {
   // One thread per Philox block: four consecutive elements.
   const int64_t blocks = (n + 3) / 4;
-  for (int64_t b = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; b < blocks; b += int64_t(gridDim.x) * blockDim.x) {
+  for (int64_t b = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; b < blocks;
+       b += int64_t(gridDim.x) * blockDim.x) {
     const Philox4x32::Block blk = Philox4x32::generate(seed, first_block + uint64_t(b));
     for (int k = 0; k < 4; ++k) {
       const int64_t i = b * 4 + k;
@@ -170,19 +182,32 @@ __global__ void uniform_kernel(int64_t n, uint64_t seed, uint64_t first_block, T
 template <typename F>
 void dispatch(Type type, F&& f) {
   switch (type) {
-    case Type::f32: f(float{}); return;
-    case Type::f64: f(double{}); return;
-    case Type::i64: f(int64_t{}); return;
-    case Type::b8: f(uint8_t{}); return;
+    case Type::f32:
+      f(float{});
+      return;
+    case Type::f64:
+      f(double{});
+      return;
+    case Type::i64:
+      f(int64_t{});
+      return;
+    case Type::b8:
+      f(uint8_t{});
+      return;
   }
   throw Error("cuda elementwise: unknown element type");
 }
 template <typename F>
 void dispatch_floating(Type type, const char* what, F&& f) {
   switch (type) {
-    case Type::f32: f(float{}); return;
-    case Type::f64: f(double{}); return;
-    default: throw Error(str(what, ": expected a floating element type"));
+    case Type::f32:
+      f(float{});
+      return;
+    case Type::f64:
+      f(double{});
+      return;
+    default:
+      throw Error(str(what, ": expected a floating element type"));
   }
 }
 
@@ -190,44 +215,47 @@ void dispatch_floating(Type type, const char* what, F&& f) {
 
 void set_device_for(int device) { cuda_detail::set_device(device); }
 
-void unary(Unary op, Type type, const Geometry& g, void* out, const void* in, double s0, double s1, int device) {
+void unary(Unary op, Type type, const Geometry& g, void* out, const void* in, double s0, double s1,
+           int device) {
   if (g.numel == 0) return;
   cuda_detail::set_device(device);
   dispatch_floating(type, "cuda unary", [&](auto tag) {
     using T = decltype(tag);
-    unary_kernel<T><<<blocks_for(g.numel), kThreads>>>(op, g, static_cast<T*>(out), static_cast<const T*>(in), T(s0),
-                                                        T(s1));
+    unary_kernel<T><<<blocks_for(g.numel), kThreads>>>(op, g, static_cast<T*>(out),
+                                                       static_cast<const T*>(in), T(s0), T(s1));
   });
   RLFT_CUDA_CHECK_LAUNCH();
 }
 
-void binary(Binary op, Type type, const Geometry& g, void* out, const void* a, const void* b, double s0, double s1,
-            int device) {
+void binary(Binary op, Type type, const Geometry& g, void* out, const void* a, const void* b,
+            double s0, double s1, int device) {
   if (g.numel == 0) return;
   cuda_detail::set_device(device);
   if (is_comparison(op)) {
     dispatch(type, [&](auto tag) {
       using T = decltype(tag);
-      compare_kernel<T><<<blocks_for(g.numel), kThreads>>>(op, g, static_cast<uint8_t*>(out),
-                                                            static_cast<const T*>(a), static_cast<const T*>(b));
+      compare_kernel<T><<<blocks_for(g.numel), kThreads>>>(
+          op, g, static_cast<uint8_t*>(out), static_cast<const T*>(a), static_cast<const T*>(b));
     });
   } else {
     dispatch_floating(type, "cuda binary", [&](auto tag) {
       using T = decltype(tag);
-      binary_kernel<T><<<blocks_for(g.numel), kThreads>>>(op, g, static_cast<T*>(out), static_cast<const T*>(a),
-                                                           static_cast<const T*>(b), T(s0), T(s1));
+      binary_kernel<T><<<blocks_for(g.numel), kThreads>>>(op, g, static_cast<T*>(out),
+                                                          static_cast<const T*>(a),
+                                                          static_cast<const T*>(b), T(s0), T(s1));
     });
   }
   RLFT_CUDA_CHECK_LAUNCH();
 }
 
-void where(Type type, const Geometry& g, void* out, const uint8_t* cond, const void* a, const void* b, int device) {
+void where(Type type, const Geometry& g, void* out, const uint8_t* cond, const void* a,
+           const void* b, int device) {
   if (g.numel == 0) return;
   cuda_detail::set_device(device);
   dispatch(type, [&](auto tag) {
     using T = decltype(tag);
-    where_kernel<T><<<blocks_for(g.numel), kThreads>>>(g, static_cast<T*>(out), cond, static_cast<const T*>(a),
-                                                        static_cast<const T*>(b));
+    where_kernel<T><<<blocks_for(g.numel), kThreads>>>(
+        g, static_cast<T*>(out), cond, static_cast<const T*>(a), static_cast<const T*>(b));
   });
   RLFT_CUDA_CHECK_LAUNCH();
 }
@@ -239,7 +267,8 @@ void copy(Type dst_type, Type src_type, const Geometry& g, void* dst, const void
     using D = decltype(dtag);
     dispatch(src_type, [&](auto stag) {
       using S = decltype(stag);
-      copy_kernel<D, S><<<blocks_for(g.numel), kThreads>>>(g, static_cast<D*>(dst), static_cast<const S*>(src));
+      copy_kernel<D, S>
+          <<<blocks_for(g.numel), kThreads>>>(g, static_cast<D*>(dst), static_cast<const S*>(src));
     });
   });
   RLFT_CUDA_CHECK_LAUNCH();
@@ -260,7 +289,8 @@ void uniform(Type type, int64_t n, uint64_t seed, uint64_t first_block, void* ou
   cuda_detail::set_device(device);
   dispatch_floating(type, "cuda uniform", [&](auto tag) {
     using T = decltype(tag);
-    uniform_kernel<T><<<blocks_for((n + 3) / 4), kThreads>>>(n, seed, first_block, static_cast<T*>(out));
+    uniform_kernel<T>
+        <<<blocks_for((n + 3) / 4), kThreads>>>(n, seed, first_block, static_cast<T*>(out));
   });
   RLFT_CUDA_CHECK_LAUNCH();
 }

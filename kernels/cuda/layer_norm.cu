@@ -33,8 +33,8 @@ __device__ __forceinline__ float mul_rn(float x, float y) { return __fmul_rn(x, 
 __device__ __forceinline__ double mul_rn(double x, double y) { return __dmul_rn(x, y); }
 
 template <typename T>
-__global__ void layer_norm_forward_kernel(int64_t N, int64_t C, const T* x, const T* w, const T* b, double eps, T* y,
-                                          double* mean, double* rstd) {
+__global__ void layer_norm_forward_kernel(int64_t N, int64_t C, const T* x, const T* w, const T* b,
+                                          double eps, T* y, double* mean, double* rstd) {
   __shared__ double smem[kMaxWarps];
   for (int64_t i = blockIdx.x; i < N; i += gridDim.x) {
     const T* xr = x + i * C;
@@ -64,8 +64,8 @@ __global__ void layer_norm_forward_kernel(int64_t N, int64_t C, const T* x, cons
 }
 
 template <typename T>
-__global__ void layer_norm_dx_kernel(int64_t N, int64_t C, const T* x, const T* w, const double* mean,
-                                     const double* rstd, const T* g, T* dx) {
+__global__ void layer_norm_dx_kernel(int64_t N, int64_t C, const T* x, const T* w,
+                                     const double* mean, const double* rstd, const T* g, T* dx) {
   __shared__ double smem[kMaxWarps];
   for (int64_t i = blockIdx.x; i < N; i += gridDim.x) {
     const T* xr = x + i * C;
@@ -89,9 +89,10 @@ __global__ void layer_norm_dx_kernel(int64_t N, int64_t C, const T* x, const T* 
 }
 
 template <typename T>
-__global__ void layer_norm_dwdb_kernel(int64_t N, int64_t C, const T* x, const double* mean, const double* rstd,
-                                       const T* g, T* dw, T* db) {
-  for (int64_t j = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; j < C; j += int64_t(gridDim.x) * blockDim.x) {
+__global__ void layer_norm_dwdb_kernel(int64_t N, int64_t C, const T* x, const double* mean,
+                                       const double* rstd, const T* g, T* dw, T* db) {
+  for (int64_t j = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; j < C;
+       j += int64_t(gridDim.x) * blockDim.x) {
     double aw = 0, ab = 0;
     for (int64_t i = 0; i < N; ++i) {
       const double gv = double(g[i * C + j]);
@@ -111,37 +112,44 @@ unsigned grid_rows(int64_t N) {
 template <typename F>
 void dispatch_floating(Type type, const char* what, F&& f) {
   switch (type) {
-    case Type::f32: f(float{}); return;
-    case Type::f64: f(double{}); return;
-    default: throw Error(str(what, ": expected a floating element type"));
+    case Type::f32:
+      f(float{});
+      return;
+    case Type::f64:
+      f(double{});
+      return;
+    default:
+      throw Error(str(what, ": expected a floating element type"));
   }
 }
 
 }  // namespace
 
-void layer_norm_forward(Type type, int64_t N, int64_t C, const void* x, const void* w, const void* b, double eps,
-                        void* y, double* mean, double* rstd, int device) {
+void layer_norm_forward(Type type, int64_t N, int64_t C, const void* x, const void* w,
+                        const void* b, double eps, void* y, double* mean, double* rstd,
+                        int device) {
   if (N == 0 || C == 0) return;
   cuda_detail::set_device(device);
   dispatch_floating(type, "cuda layer_norm", [&](auto tag) {
     using T = decltype(tag);
-    layer_norm_forward_kernel<T><<<grid_rows(N), kRowThreads>>>(N, C, static_cast<const T*>(x),
-                                                                 static_cast<const T*>(w), static_cast<const T*>(b),
-                                                                 eps, static_cast<T*>(y), mean, rstd);
+    layer_norm_forward_kernel<T><<<grid_rows(N), kRowThreads>>>(
+        N, C, static_cast<const T*>(x), static_cast<const T*>(w), static_cast<const T*>(b), eps,
+        static_cast<T*>(y), mean, rstd);
   });
   RLFT_CUDA_CHECK_LAUNCH();
 }
 
-void layer_norm_backward(Type type, int64_t N, int64_t C, const void* x, const void* w, const double* mean,
-                         const double* rstd, const void* g, void* dx, void* dw, void* db, int device) {
+void layer_norm_backward(Type type, int64_t N, int64_t C, const void* x, const void* w,
+                         const double* mean, const double* rstd, const void* g, void* dx, void* dw,
+                         void* db, int device) {
   if (C == 0) return;
   cuda_detail::set_device(device);
   dispatch_floating(type, "cuda layer_norm backward", [&](auto tag) {
     using T = decltype(tag);
     if (dx && N > 0) {
-      layer_norm_dx_kernel<T><<<grid_rows(N), kRowThreads>>>(N, C, static_cast<const T*>(x),
-                                                              static_cast<const T*>(w), mean, rstd,
-                                                              static_cast<const T*>(g), static_cast<T*>(dx));
+      layer_norm_dx_kernel<T><<<grid_rows(N), kRowThreads>>>(
+          N, C, static_cast<const T*>(x), static_cast<const T*>(w), mean, rstd,
+          static_cast<const T*>(g), static_cast<T*>(dx));
       RLFT_CUDA_CHECK_LAUNCH();
     }
     if (dw || db) {

@@ -39,11 +39,14 @@ __global__ void adam_kernel(AdamBatch batch, AdamArgs a) {
   T* v = static_cast<T*>(p.v);
   const T b1 = T(a.beta1), b2 = T(a.beta2), one = T(1);
   const T decay = T(a.decay), l2 = T(a.l2), ss = T(a.step_size), sb = T(a.sqrt_bc2), eps = T(a.eps);
-  for (int64_t k = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; k < p.n; k += int64_t(gridDim.x) * blockDim.x) {
+  for (int64_t k = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; k < p.n;
+       k += int64_t(gridDim.x) * blockDim.x) {
     T gk = g[k];
     T wk = w[k];
-    if (a.decoupled) wk *= decay;
-    else gk += l2 * wk;
+    if (a.decoupled)
+      wk *= decay;
+    else
+      gk += l2 * wk;
     const T mk = b1 * m[k] + (one - b1) * gk;
     const T vk = b2 * v[k] + (one - b2) * gk * gk;
     m[k] = mk;
@@ -53,9 +56,10 @@ __global__ void adam_kernel(AdamBatch batch, AdamArgs a) {
 }
 
 template <typename T>
-__global__ void sgd_kernel(int64_t n, T* w, const T* g, T* v, double lr, double momentum, double dampening,
-                           double weight_decay, bool nesterov, bool first) {
-  for (int64_t k = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; k < n; k += int64_t(gridDim.x) * blockDim.x) {
+__global__ void sgd_kernel(int64_t n, T* w, const T* g, T* v, double lr, double momentum,
+                           double dampening, double weight_decay, bool nesterov, bool first) {
+  for (int64_t k = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; k < n;
+       k += int64_t(gridDim.x) * blockDim.x) {
     double d = double(g[k]) + weight_decay * double(w[k]);
     if (v) {
       const double vk = first ? d : momentum * double(v[k]) + (1 - dampening) * d;
@@ -70,7 +74,8 @@ __global__ void sgd_kernel(int64_t n, T* w, const T* g, T* v, double lr, double 
 
 void adam_step(Type type, const AdamTensor* tensors, int count, const AdamArgs& args, int device) {
   if (count == 0) return;
-  RLFT_CHECK(type == Type::f32 || type == Type::f64, "cuda adam_step: expected a floating element type");
+  RLFT_CHECK(type == Type::f32 || type == Type::f64,
+             "cuda adam_step: expected a floating element type");
   cuda_detail::set_device(device);
   for (int first = 0; first < count; first += kAdamTensorsPerLaunch) {
     const int k = count - first < kAdamTensorsPerLaunch ? count - first : kAdamTensorsPerLaunch;
@@ -92,18 +97,18 @@ void adam_step(Type type, const AdamTensor* tensors, int count, const AdamArgs& 
   }
 }
 
-void sgd_step(Type type, int64_t n, void* w, const void* g, void* v, double lr, double momentum, double dampening,
-              double weight_decay, bool nesterov, bool first, int device) {
+void sgd_step(Type type, int64_t n, void* w, const void* g, void* v, double lr, double momentum,
+              double dampening, double weight_decay, bool nesterov, bool first, int device) {
   if (n == 0) return;
   cuda_detail::set_device(device);
   if (type == Type::f32) {
     sgd_kernel<float><<<cuda_detail::blocks_for(n), cuda_detail::kThreads>>>(
-        n, static_cast<float*>(w), static_cast<const float*>(g), static_cast<float*>(v), lr, momentum, dampening,
-        weight_decay, nesterov, first);
+        n, static_cast<float*>(w), static_cast<const float*>(g), static_cast<float*>(v), lr,
+        momentum, dampening, weight_decay, nesterov, first);
   } else if (type == Type::f64) {
     sgd_kernel<double><<<cuda_detail::blocks_for(n), cuda_detail::kThreads>>>(
-        n, static_cast<double*>(w), static_cast<const double*>(g), static_cast<double*>(v), lr, momentum, dampening,
-        weight_decay, nesterov, first);
+        n, static_cast<double*>(w), static_cast<const double*>(g), static_cast<double*>(v), lr,
+        momentum, dampening, weight_decay, nesterov, first);
   } else {
     throw Error("cuda sgd_step: expected a floating element type");
   }

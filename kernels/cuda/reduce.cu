@@ -70,7 +70,8 @@ __global__ void sum_rows_kernel(int64_t outer, int64_t R, const T* in, T* out) {
 template <typename T>
 __global__ void sum_columns_kernel(int64_t outer, int64_t R, int64_t inner, const T* in, T* out) {
   const int64_t total = outer * inner;
-  for (int64_t k = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; k < total; k += int64_t(gridDim.x) * blockDim.x) {
+  for (int64_t k = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; k < total;
+       k += int64_t(gridDim.x) * blockDim.x) {
     const int64_t o = k / inner, i = k - o * inner;
     const T* p = in + o * R * inner + i;
     double acc = 0;
@@ -80,8 +81,8 @@ __global__ void sum_columns_kernel(int64_t outer, int64_t R, int64_t inner, cons
 }
 
 template <typename T>
-__global__ void extreme_rows_kernel(int64_t outer, int64_t R, const T* in, T* values, int64_t* indices,
-                                    bool is_max) {
+__global__ void extreme_rows_kernel(int64_t outer, int64_t R, const T* in, T* values,
+                                    int64_t* indices, bool is_max) {
   __shared__ T best_v[kReduceThreads];
   __shared__ int64_t best_i[kReduceThreads];
   for (int64_t o = blockIdx.x; o < outer; o += gridDim.x) {
@@ -99,8 +100,8 @@ __global__ void extreme_rows_kernel(int64_t outer, int64_t R, const T* in, T* va
     best_i[threadIdx.x] = bi;
     __syncthreads();
     for (int s = blockDim.x / 2; s > 0; s >>= 1) {
-      if (int(threadIdx.x) < s &&
-          beats(best_v[threadIdx.x + s], best_i[threadIdx.x + s], best_v[threadIdx.x], best_i[threadIdx.x], is_max)) {
+      if (int(threadIdx.x) < s && beats(best_v[threadIdx.x + s], best_i[threadIdx.x + s],
+                                        best_v[threadIdx.x], best_i[threadIdx.x], is_max)) {
         best_v[threadIdx.x] = best_v[threadIdx.x + s];
         best_i[threadIdx.x] = best_i[threadIdx.x + s];
       }
@@ -115,10 +116,11 @@ __global__ void extreme_rows_kernel(int64_t outer, int64_t R, const T* in, T* va
 }
 
 template <typename T>
-__global__ void extreme_columns_kernel(int64_t outer, int64_t R, int64_t inner, const T* in, T* values,
-                                       int64_t* indices, bool is_max) {
+__global__ void extreme_columns_kernel(int64_t outer, int64_t R, int64_t inner, const T* in,
+                                       T* values, int64_t* indices, bool is_max) {
   const int64_t total = outer * inner;
-  for (int64_t k = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; k < total; k += int64_t(gridDim.x) * blockDim.x) {
+  for (int64_t k = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; k < total;
+       k += int64_t(gridDim.x) * blockDim.x) {
     const int64_t o = k / inner, i = k - o * inner;
     const T* p = in + o * R * inner + i;
     T bv = p[0];
@@ -142,7 +144,8 @@ unsigned grid_rows(int64_t outer) {
 
 }  // namespace
 
-void sum(Type type, int64_t outer, int64_t R, int64_t inner, const void* in, void* out, int device) {
+void sum(Type type, int64_t outer, int64_t R, int64_t inner, const void* in, void* out,
+         int device) {
   if (outer * inner == 0) return;
   cuda_detail::set_device(device);
   auto run = [&](auto tag) {
@@ -152,19 +155,25 @@ void sum(Type type, int64_t outer, int64_t R, int64_t inner, const void* in, voi
     if (inner == 1) {
       sum_rows_kernel<T><<<grid_rows(outer), kReduceThreads>>>(outer, R, x, y);
     } else {
-      sum_columns_kernel<T><<<cuda_detail::blocks_for(outer * inner), cuda_detail::kThreads>>>(outer, R, inner, x, y);
+      sum_columns_kernel<T><<<cuda_detail::blocks_for(outer * inner), cuda_detail::kThreads>>>(
+          outer, R, inner, x, y);
     }
   };
   switch (type) {
-    case Type::f32: run(float{}); break;
-    case Type::f64: run(double{}); break;
-    default: throw Error("cuda sum: expected a floating element type");
+    case Type::f32:
+      run(float{});
+      break;
+    case Type::f64:
+      run(double{});
+      break;
+    default:
+      throw Error("cuda sum: expected a floating element type");
   }
   RLFT_CUDA_CHECK_LAUNCH();
 }
 
-void extreme(Type type, int64_t outer, int64_t R, int64_t inner, const void* in, void* values, int64_t* indices,
-             bool is_max, int device) {
+void extreme(Type type, int64_t outer, int64_t R, int64_t inner, const void* in, void* values,
+             int64_t* indices, bool is_max, int device) {
   if (outer * inner == 0) return;
   RLFT_CHECK(R > 0, "cuda extreme: empty reduction");
   cuda_detail::set_device(device);
@@ -180,10 +189,18 @@ void extreme(Type type, int64_t outer, int64_t R, int64_t inner, const void* in,
     }
   };
   switch (type) {
-    case Type::f32: run(float{}); break;
-    case Type::f64: run(double{}); break;
-    case Type::i64: run(int64_t{}); break;
-    case Type::b8: run(uint8_t{}); break;
+    case Type::f32:
+      run(float{});
+      break;
+    case Type::f64:
+      run(double{});
+      break;
+    case Type::i64:
+      run(int64_t{});
+      break;
+    case Type::b8:
+      run(uint8_t{});
+      break;
   }
   RLFT_CUDA_CHECK_LAUNCH();
 }

@@ -40,8 +40,8 @@ struct Max {
 
 // The row's max and log-sum-exp (lse = m when m is ±inf, as the CPU's row_logsumexp).
 template <typename T>
-__device__ void row_max_lse(const T* xr, int64_t V, T* smem_t, double* smem_d, T& m_out, double& lse_out,
-                            double& sum_out) {
+__device__ void row_max_lse(const T* xr, int64_t V, T* smem_t, double* smem_d, T& m_out,
+                            double& lse_out, double& sum_out) {
   T m = -INFINITY;
   for (int64_t j = threadIdx.x; j < V; j += blockDim.x) m = Max{}(m, xr[j]);
   m = block_allreduce(m, Max{}, smem_t);
@@ -80,7 +80,8 @@ __global__ void softmax_kernel(int64_t N, int64_t V, const T* x, T* y, bool log_
 }
 
 template <typename T>
-__global__ void softmax_backward_kernel(int64_t N, int64_t V, const T* y, const T* g, T* dx, bool log_space) {
+__global__ void softmax_backward_kernel(int64_t N, int64_t V, const T* y, const T* g, T* dx,
+                                        bool log_space) {
   __shared__ double smem_d[kMaxWarps];
   for (int64_t i = blockIdx.x; i < N; i += gridDim.x) {
     const T* yr = y + i * V;
@@ -94,16 +95,18 @@ __global__ void softmax_backward_kernel(int64_t N, int64_t V, const T* y, const 
     }
     s = block_allreduce(s, Sum{}, smem_d);
     if (log_space) {
-      for (int64_t j = threadIdx.x; j < V; j += blockDim.x) dr[j] = T(double(gr[j]) - double(m_exp(yr[j])) * s);
+      for (int64_t j = threadIdx.x; j < V; j += blockDim.x)
+        dr[j] = T(double(gr[j]) - double(m_exp(yr[j])) * s);
     } else {
-      for (int64_t j = threadIdx.x; j < V; j += blockDim.x) dr[j] = T(double(yr[j]) * (double(gr[j]) - s));
+      for (int64_t j = threadIdx.x; j < V; j += blockDim.x)
+        dr[j] = T(double(yr[j]) * (double(gr[j]) - s));
     }
   }
 }
 
 template <typename T>
-__global__ void cross_entropy_kernel(int64_t N, int64_t V, const T* x, const int64_t* t, int64_t ignore_index,
-                                     T* loss, double* lse) {
+__global__ void cross_entropy_kernel(int64_t N, int64_t V, const T* x, const int64_t* t,
+                                     int64_t ignore_index, T* loss, double* lse) {
   __shared__ T smem_t[kMaxWarps];
   __shared__ double smem_d[kMaxWarps];
   for (int64_t i = blockIdx.x; i < N; i += gridDim.x) {
@@ -128,7 +131,8 @@ __global__ void cross_entropy_kernel(int64_t N, int64_t V, const T* x, const int
 
 template <typename T>
 __global__ void cross_entropy_backward_kernel(int64_t N, int64_t V, const T* x, const int64_t* t,
-                                              int64_t ignore_index, const double* lse, const T* g, T* dx) {
+                                              int64_t ignore_index, const double* lse, const T* g,
+                                              T* dx) {
   for (int64_t i = blockIdx.x; i < N; i += gridDim.x) {
     T* dr = dx + i * V;
     const int64_t ti = t[i];
@@ -154,58 +158,65 @@ unsigned grid_rows(int64_t N) {
 template <typename F>
 void dispatch_floating(Type type, const char* what, F&& f) {
   switch (type) {
-    case Type::f32: f(float{}); return;
-    case Type::f64: f(double{}); return;
-    default: throw Error(str(what, ": expected a floating element type"));
+    case Type::f32:
+      f(float{});
+      return;
+    case Type::f64:
+      f(double{});
+      return;
+    default:
+      throw Error(str(what, ": expected a floating element type"));
   }
 }
 
 }  // namespace
 
-void softmax_rows(Type type, int64_t N, int64_t V, const void* x, void* y, bool log_space, int device) {
+void softmax_rows(Type type, int64_t N, int64_t V, const void* x, void* y, bool log_space,
+                  int device) {
   if (N == 0 || V == 0) return;
   cuda_detail::set_device(device);
   dispatch_floating(type, "cuda softmax", [&](auto tag) {
     using T = decltype(tag);
-    softmax_kernel<T><<<grid_rows(N), kRowThreads>>>(N, V, static_cast<const T*>(x), static_cast<T*>(y), log_space);
+    softmax_kernel<T><<<grid_rows(N), kRowThreads>>>(N, V, static_cast<const T*>(x),
+                                                     static_cast<T*>(y), log_space);
   });
   RLFT_CUDA_CHECK_LAUNCH();
 }
 
-void softmax_rows_backward(Type type, int64_t N, int64_t V, const void* y, const void* g, void* dx, bool log_space,
-                           int device) {
+void softmax_rows_backward(Type type, int64_t N, int64_t V, const void* y, const void* g, void* dx,
+                           bool log_space, int device) {
   if (N == 0 || V == 0) return;
   cuda_detail::set_device(device);
   dispatch_floating(type, "cuda softmax backward", [&](auto tag) {
     using T = decltype(tag);
-    softmax_backward_kernel<T><<<grid_rows(N), kRowThreads>>>(N, V, static_cast<const T*>(y),
-                                                               static_cast<const T*>(g), static_cast<T*>(dx),
-                                                               log_space);
+    softmax_backward_kernel<T><<<grid_rows(N), kRowThreads>>>(
+        N, V, static_cast<const T*>(y), static_cast<const T*>(g), static_cast<T*>(dx), log_space);
   });
   RLFT_CUDA_CHECK_LAUNCH();
 }
 
-void cross_entropy_rows(Type type, int64_t N, int64_t V, const void* x, const int64_t* t, int64_t ignore_index,
-                        void* loss, double* lse, int device) {
+void cross_entropy_rows(Type type, int64_t N, int64_t V, const void* x, const int64_t* t,
+                        int64_t ignore_index, void* loss, double* lse, int device) {
   if (N == 0) return;
   cuda_detail::set_device(device);
   dispatch_floating(type, "cuda cross_entropy", [&](auto tag) {
     using T = decltype(tag);
-    cross_entropy_kernel<T><<<grid_rows(N), kRowThreads>>>(N, V, static_cast<const T*>(x), t, ignore_index,
-                                                            static_cast<T*>(loss), lse);
+    cross_entropy_kernel<T><<<grid_rows(N), kRowThreads>>>(
+        N, V, static_cast<const T*>(x), t, ignore_index, static_cast<T*>(loss), lse);
   });
   RLFT_CUDA_CHECK_LAUNCH();
 }
 
 void cross_entropy_rows_backward(Type type, int64_t N, int64_t V, const void* x, const int64_t* t,
-                                 int64_t ignore_index, const double* lse, const void* g, void* dx, int device) {
+                                 int64_t ignore_index, const double* lse, const void* g, void* dx,
+                                 int device) {
   if (N == 0 || V == 0) return;
   cuda_detail::set_device(device);
   dispatch_floating(type, "cuda cross_entropy backward", [&](auto tag) {
     using T = decltype(tag);
-    cross_entropy_backward_kernel<T><<<grid_rows(N), kRowThreads>>>(N, V, static_cast<const T*>(x), t,
-                                                                     ignore_index, lse, static_cast<const T*>(g),
-                                                                     static_cast<T*>(dx));
+    cross_entropy_backward_kernel<T>
+        <<<grid_rows(N), kRowThreads>>>(N, V, static_cast<const T*>(x), t, ignore_index, lse,
+                                        static_cast<const T*>(g), static_cast<T*>(dx));
   });
   RLFT_CUDA_CHECK_LAUNCH();
 }
