@@ -247,8 +247,9 @@ void strided_copy(const Tensor& dst, const Tensor& src) {
 }  // namespace
 
 void Tensor::copy_(const Tensor& src) const {
-  RLFT_CHECK(src.device() == device(), "copy_: source on ", src.device(), ", destination on ", device());
-  Tensor s = src.shape() == shape() ? src : src.detach().expand(shape());
+  // From another device: a blocking copy over first (as torch's copy_), then the strided copy.
+  const Tensor from = src.device() == device() ? src : src.detach().to(device());
+  Tensor s = from.shape() == shape() ? from : from.detach().expand(shape());
   strided_copy(*this, s);
 }
 

@@ -337,6 +337,15 @@ TEST(CudaOps, DtypeCastsContiguousCopiesAndFills) {
   const Tensor c = Tensor::zeros({4, 6});
   c.narrow(1, 2, 3).fill_(7);
   EXPECT_EQ(g.to_vector(), c.to_vector());
+  // copy_ across devices, both ways, into views and with broadcasting.
+  const Tensor dst = Tensor::zeros({4, 6}, DType::f32, kGpu);
+  dst.narrow(1, 1, 3).copy_(Tensor::full({3}, 2.0));
+  const Tensor ref = Tensor::zeros({4, 6});
+  ref.narrow(1, 1, 3).copy_(Tensor::full({3}, 2.0));
+  EXPECT_EQ(dst.to_vector(), ref.to_vector());
+  const Tensor host = Tensor::zeros({6, 4});
+  host.copy_(dst.t());
+  EXPECT_EQ(host.to_vector(), ref.t().contiguous().to_vector());
 }
 
 TEST(CudaOps, ConcatStackAndViewsBackward) {
