@@ -32,7 +32,8 @@ const char* kLmUsage =
 void check_device(const std::string& device) {
   if (device.rfind("cuda", 0) == 0)
     throw Error(str("--device ", device,
-                    ": the engine has no CUDA backend for its ops yet; use --device cpu"));
+                    ": the language-model commands run on the CPU only for now (the engine's ops have "
+                    "CUDA kernels, but these loops do not move their model and batches to a device yet)"));
   RLFT_CHECK(Device::parse(device).is_cpu(), "--device: expected cpu, got '", device, "'");
 }
 

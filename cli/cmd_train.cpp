@@ -25,7 +25,7 @@ std::string peek(int argc, char** argv, int first, const std::string& flag) {
 void add_ppo_flags(Args& a, rl::PPOConfig& c) {
   a.add("--env", &c.env_id, "environment id (CartPole-v1, Pendulum-v1, LunarLander-v3, LunarLanderContinuous-v3)");
   a.add("--seed", &c.seed, "random seed (policy init, sampling, environments)");
-  a.add("--device", &c.device, "cpu (cuda is refused: see rlft train ppo --device cuda)");
+  a.add("--device", &c.device, "cpu, or cuda[:N]: networks and update on the GPU, environments on the CPU");
   a.add("--total-steps", &c.total_steps, "environment steps over all envs");
   a.add("--num-envs", &c.num_envs, "parallel environment copies");
   a.add("--num-steps", &c.num_steps, "steps per env per rollout");
@@ -92,7 +92,7 @@ int run_train(int argc, char** argv, int first) {
     args.add("--preset", &preset, "start from a named preset: default, seed (the seed document's settings)");
     args.add("--env", &cfg.env_id, "environment id");
     args.add("--seed", &cfg.seed, "random seed");
-    args.add("--device", &cfg.device, "cpu (cuda is refused with the reason)");
+    args.add("--device", &cfg.device, "cpu (REINFORCE runs on the CPU only)");
     args.add("--total-episodes", &cfg.total_episodes, "episodes to train on");
     args.add("--episodes-per-update", &cfg.episodes_per_update, "episodes per gradient step");
     args.add("--lr", &cfg.learning_rate, "Adam learning rate");

@@ -114,7 +114,7 @@ Metadata load_checkpoint(const std::string& path, nn::Module& module, optim::Opt
   RLFT_CHECK(!opt || !opt_state.empty(), path, ": no optimizer state in this checkpoint");
   if (opt) opt->load_state(opt_state);  // validates its own names and shapes before we copy
   NoGradGuard ng;
-  for (const auto& [name, p] : params) p.copy_(by_name[name]);
+  for (const auto& [name, p] : params) p.copy_(by_name[name].to(p.device()));
   return metadata;
 }
 

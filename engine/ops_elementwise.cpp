@@ -9,6 +9,8 @@ namespace rlft {
 
 using detail::map_binary;
 using detail::map_unary_float;
+using Unary = kernels::cuda_ops::Unary;
+using Binary = kernels::cuda_ops::Binary;
 
 Device common_device(const char* op, std::initializer_list<const Tensor*> tensors) {
   Device d;
@@ -28,7 +30,7 @@ Device common_device(const char* op, std::initializer_list<const Tensor*> tensor
 // ---- binary ----------------------------------------------------------------------------
 
 Tensor add(const Tensor& a, const Tensor& b) {
-  Tensor out = map_binary<false>("add", a, b, [](auto x, auto y) { return x + y; });
+  Tensor out = map_binary<false>("add", a, b, [](auto x, auto y) { return x + y; }, Binary::add);
   if (any_requires_grad(a, b)) {
     record("add", {a, b}, out, [sa = a.shape(), sb = b.shape()](const Grads& g, const Needs& n) -> Grads {
       return {n[0] ? sum_to(g[0], sa) : Tensor(), n[1] ? sum_to(g[0], sb) : Tensor()};
@@ -38,7 +40,7 @@ Tensor add(const Tensor& a, const Tensor& b) {
 }
 
 Tensor sub(const Tensor& a, const Tensor& b) {
-  Tensor out = map_binary<false>("sub", a, b, [](auto x, auto y) { return x - y; });
+  Tensor out = map_binary<false>("sub", a, b, [](auto x, auto y) { return x - y; }, Binary::sub);
   if (any_requires_grad(a, b)) {
     record("sub", {a, b}, out, [sa = a.shape(), sb = b.shape()](const Grads& g, const Needs& n) -> Grads {
       return {n[0] ? sum_to(g[0], sa) : Tensor(), n[1] ? sum_to(neg(g[0]), sb) : Tensor()};
@@ -48,7 +50,7 @@ Tensor sub(const Tensor& a, const Tensor& b) {
 }
 
 Tensor mul(const Tensor& a, const Tensor& b) {
-  Tensor out = map_binary<false>("mul", a, b, [](auto x, auto y) { return x * y; });
+  Tensor out = map_binary<false>("mul", a, b, [](auto x, auto y) { return x * y; }, Binary::mul);
   if (any_requires_grad(a, b)) {
     record("mul", {a, b}, out, [a = a.detach(), b = b.detach()](const Grads& g, const Needs& n) -> Grads {
       return {n[0] ? sum_to(mul(g[0], b), a.shape()) : Tensor(),
@@ -59,7 +61,7 @@ Tensor mul(const Tensor& a, const Tensor& b) {
 }
 
 Tensor div(const Tensor& a, const Tensor& b) {
-  Tensor out = map_binary<false>("div", a, b, [](auto x, auto y) { return x / y; });
+  Tensor out = map_binary<false>("div", a, b, [](auto x, auto y) { return x / y; }, Binary::div);
   if (any_requires_grad(a, b)) {
     record("div", {a, b}, out,
            [a = a.detach(), b = b.detach(), o = out.detach()](const Grads& g, const Needs& n) -> Grads {
@@ -74,8 +76,8 @@ Tensor div(const Tensor& a, const Tensor& b) {
 namespace {
 // Gradient routing for minimum/maximum: `pick_a` is true where a was chosen.
 Tensor min_max(const char* op, const Tensor& a, const Tensor& b, bool is_max) {
-  Tensor out = is_max ? map_binary<false>(op, a, b, [](auto x, auto y) { return x >= y ? x : y; })
-                      : map_binary<false>(op, a, b, [](auto x, auto y) { return x <= y ? x : y; });
+  Tensor out = is_max ? map_binary<false>(op, a, b, [](auto x, auto y) { return x >= y ? x : y; }, Binary::maximum)
+                      : map_binary<false>(op, a, b, [](auto x, auto y) { return x <= y ? x : y; }, Binary::minimum);
   if (any_requires_grad(a, b)) {
     record(op, {a, b}, out, [a = a.detach(), b = b.detach(), is_max](const Grads& g, const Needs& n) -> Grads {
       const Tensor pick_a = (is_max ? ge(a, b) : le(a, b)).to(g[0].dtype());
@@ -93,7 +95,7 @@ Tensor maximum(const Tensor& a, const Tensor& b) { return min_max("maximum", a, 
 // ---- with a scalar -----------------------------------------------------------------------
 
 Tensor add(const Tensor& a, double s) {
-  Tensor out = map_unary_float("add", a, [s](auto x) { return x + decltype(x)(s); });
+  Tensor out = map_unary_float("add", a, [s](auto x) { return x + decltype(x)(s); }, Unary::add_scalar, s);
   if (any_requires_grad(a)) {
     record("add_scalar", {a}, out, [](const Grads& g, const Needs&) -> Grads { return {g[0]}; });
   }
@@ -101,7 +103,7 @@ Tensor add(const Tensor& a, double s) {
 }
 
 Tensor mul(const Tensor& a, double s) {
-  Tensor out = map_unary_float("mul", a, [s](auto x) { return x * decltype(x)(s); });
+  Tensor out = map_unary_float("mul", a, [s](auto x) { return x * decltype(x)(s); }, Unary::mul_scalar, s);
   if (any_requires_grad(a)) {
     record("mul_scalar", {a}, out, [s](const Grads& g, const Needs&) -> Grads { return {mul(g[0], s)}; });
   }
@@ -109,7 +111,7 @@ Tensor mul(const Tensor& a, double s) {
 }
 
 Tensor rsub(double s, const Tensor& a) {
-  Tensor out = map_unary_float("rsub", a, [s](auto x) { return decltype(x)(s) - x; });
+  Tensor out = map_unary_float("rsub", a, [s](auto x) { return decltype(x)(s) - x; }, Unary::rsub_scalar, s);
   if (any_requires_grad(a)) {
     record("rsub", {a}, out, [](const Grads& g, const Needs&) -> Grads { return {neg(g[0])}; });
   }
@@ -117,7 +119,7 @@ Tensor rsub(double s, const Tensor& a) {
 }
 
 Tensor rdiv(double s, const Tensor& a) {
-  Tensor out = map_unary_float("rdiv", a, [s](auto x) { return decltype(x)(s) / x; });
+  Tensor out = map_unary_float("rdiv", a, [s](auto x) { return decltype(x)(s) / x; }, Unary::rdiv_scalar, s);
   if (any_requires_grad(a)) {
     // d(s/a)/da = -s/a^2 = -out/a
     record("rdiv", {a}, out, [a = a.detach(), o = out.detach()](const Grads& g, const Needs&) -> Grads {
@@ -130,7 +132,7 @@ Tensor rdiv(double s, const Tensor& a) {
 // ---- unary -----------------------------------------------------------------------------
 
 Tensor neg(const Tensor& a) {
-  Tensor out = map_unary_float("neg", a, [](auto x) { return -x; });
+  Tensor out = map_unary_float("neg", a, [](auto x) { return -x; }, Unary::neg);
   if (any_requires_grad(a)) {
     record("neg", {a}, out, [](const Grads& g, const Needs&) -> Grads { return {neg(g[0])}; });
   }
@@ -142,7 +144,7 @@ Tensor pow(const Tensor& a, double e) {
     using T = decltype(x);
     if (e == 2.0) return x * x;
     return T(std::pow(x, T(e)));
-  });
+  }, Unary::pow_scalar, e);
   if (any_requires_grad(a)) {
     record("pow", {a}, out, [a = a.detach(), e](const Grads& g, const Needs&) -> Grads {
       return {mul(g[0], mul(pow(a, e - 1.0), e))};
@@ -152,7 +154,7 @@ Tensor pow(const Tensor& a, double e) {
 }
 
 Tensor exp(const Tensor& a) {
-  Tensor out = map_unary_float("exp", a, [](auto x) { return std::exp(x); });
+  Tensor out = map_unary_float("exp", a, [](auto x) { return std::exp(x); }, Unary::exp);
   if (any_requires_grad(a)) {
     record("exp", {a}, out, [o = out.detach()](const Grads& g, const Needs&) -> Grads { return {mul(g[0], o)}; });
   }
@@ -160,7 +162,7 @@ Tensor exp(const Tensor& a) {
 }
 
 Tensor log(const Tensor& a) {
-  Tensor out = map_unary_float("log", a, [](auto x) { return std::log(x); });
+  Tensor out = map_unary_float("log", a, [](auto x) { return std::log(x); }, Unary::log);
   if (any_requires_grad(a)) {
     record("log", {a}, out, [a = a.detach()](const Grads& g, const Needs&) -> Grads { return {div(g[0], a)}; });
   }
@@ -168,7 +170,7 @@ Tensor log(const Tensor& a) {
 }
 
 Tensor sqrt(const Tensor& a) {
-  Tensor out = map_unary_float("sqrt", a, [](auto x) { return std::sqrt(x); });
+  Tensor out = map_unary_float("sqrt", a, [](auto x) { return std::sqrt(x); }, Unary::sqrt);
   if (any_requires_grad(a)) {
     record("sqrt", {a}, out, [o = out.detach()](const Grads& g, const Needs&) -> Grads {
       return {div(mul(g[0], 0.5), o)};
@@ -178,13 +180,13 @@ Tensor sqrt(const Tensor& a) {
 }
 
 Tensor abs(const Tensor& a) {
-  Tensor out = map_unary_float("abs", a, [](auto x) { return std::abs(x); });
+  Tensor out = map_unary_float("abs", a, [](auto x) { return std::abs(x); }, Unary::abs);
   if (any_requires_grad(a)) {
     record("abs", {a}, out, [a = a.detach()](const Grads& g, const Needs&) -> Grads {
       const Tensor sign = map_unary_float("sign", a, [](auto x) {
         using T = decltype(x);
         return x > T(0) ? T(1) : (x < T(0) ? T(-1) : T(0));
-      });
+      }, Unary::sign);
       return {mul(g[0], sign)};
     });
   }
@@ -196,10 +198,10 @@ Tensor tanh(const Tensor& a) {
   Tensor out = map_unary_float("tanh", a, [](auto x) {
     if constexpr (std::is_same_v<decltype(x), float>) return kernels::tanh_fast(x);
     else return std::tanh(x);
-  });
+  }, Unary::tanh);
   if (any_requires_grad(a)) {
     record("tanh", {a}, out, [o = out.detach()](const Grads& g, const Needs&) -> Grads {
-      const Tensor d = map_unary_float("tanh_backward", o, [](auto y) { return decltype(y)(1) - y * y; });
+      const Tensor d = map_unary_float("tanh_backward", o, [](auto y) { return decltype(y)(1) - y * y; }, Unary::tanh_backward);
       return {mul(g[0], d)};
     });
   }
@@ -213,10 +215,11 @@ Tensor sigmoid(const Tensor& a) {
     if (x >= T(0)) return T(1) / (T(1) + std::exp(-x));
     const T e = std::exp(x);
     return e / (T(1) + e);
-  });
+  }, Unary::sigmoid);
   if (any_requires_grad(a)) {
     record("sigmoid", {a}, out, [o = out.detach()](const Grads& g, const Needs&) -> Grads {
-      const Tensor d = map_unary_float("sigmoid_backward", o, [](auto y) { return y * (decltype(y)(1) - y); });
+      const Tensor d = map_unary_float("sigmoid_backward", o, [](auto y) { return y * (decltype(y)(1) - y); },
+                                       Unary::sigmoid_backward);
       return {mul(g[0], d)};
     });
   }
@@ -224,12 +227,12 @@ Tensor sigmoid(const Tensor& a) {
 }
 
 Tensor relu(const Tensor& a) {
-  Tensor out = map_unary_float("relu", a, [](auto x) { return x > decltype(x)(0) ? x : decltype(x)(0); });
+  Tensor out = map_unary_float("relu", a, [](auto x) { return x > decltype(x)(0) ? x : decltype(x)(0); }, Unary::relu);
   if (any_requires_grad(a)) {
     record("relu", {a}, out, [o = out.detach()](const Grads& g, const Needs&) -> Grads {
       return {map_binary<false>("relu_backward", g[0], o, [](auto gy, auto y) {
         return y > decltype(y)(0) ? gy : decltype(y)(0);
-      })};
+      }, Binary::relu_backward)};
     });
   }
   return out;
@@ -251,7 +254,7 @@ Tensor gelu(const Tensor& a) {
   Tensor out = map_unary_float("gelu", a, [](auto x) {
     using T = decltype(x);
     return T(0.5) * x * (T(1) + tanh_of(T(kGeluC) * (x + T(kGeluA) * x * x * x)));
-  });
+  }, Unary::gelu);
   if (any_requires_grad(a)) {
     record("gelu", {a}, out, [a = a.detach()](const Grads& g, const Needs&) -> Grads {
       return {map_binary<false>("gelu_backward", g[0], a, [](auto gy, auto x) {
@@ -260,7 +263,7 @@ Tensor gelu(const Tensor& a) {
         const T th = tanh_of(u);
         const T du = T(kGeluC) * (T(1) + T(3 * kGeluA) * x * x);
         return gy * (T(0.5) * (T(1) + th) + T(0.5) * x * (T(1) - th * th) * du);
-      })};
+      }, Binary::gelu_backward)};
     });
   }
   return out;
@@ -271,7 +274,7 @@ Tensor softplus(const Tensor& a) {
   Tensor out = map_unary_float("softplus", a, [](auto x) {
     using T = decltype(x);
     return (x > T(0) ? x : T(0)) + std::log1p(std::exp(-std::abs(x)));
-  });
+  }, Unary::softplus);
   if (any_requires_grad(a)) {
     record("softplus", {a}, out, [a = a.detach()](const Grads& g, const Needs&) -> Grads {
       NoGradGuard ng;
@@ -286,43 +289,50 @@ Tensor clamp(const Tensor& a, double lo, double hi) {
   Tensor out = map_unary_float("clamp", a, [lo, hi](auto x) {
     using T = decltype(x);
     return x < T(lo) ? T(lo) : (x > T(hi) ? T(hi) : x);
-  });
+  }, Unary::clamp, lo, hi);
   if (any_requires_grad(a)) {
     record("clamp", {a}, out, [a = a.detach(), lo, hi](const Grads& g, const Needs&) -> Grads {
       return {map_binary<false>("clamp_backward", g[0], a, [lo, hi](auto gy, auto x) {
         using T = decltype(x);
         return (x >= T(lo) && x <= T(hi)) ? gy : T(0);
-      })};
+      }, Binary::clamp_backward, lo, hi)};
     });
   }
   return out;
 }
 
 Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
-  detail::check_cpu("where", cond);
+  RLFT_CHECK(cond.defined() && a.defined() && b.defined(), "where: undefined tensor");
+  const Device dev = detail::check_device("where", {&cond, &a, &b});
   RLFT_CHECK(cond.dtype() == DType::b8, "where: condition must be bool, got ", cond.dtype());
   detail::check_same_dtype("where", a, b);
   const Shape shape = broadcast_shapes(broadcast_shapes(cond.shape(), a.shape(), "where"), b.shape(), "where");
   Tensor out = Tensor::empty(shape, a.dtype(), a.device());
   const Shape sc = detail::broadcast_strides(cond, shape), sa = detail::broadcast_strides(a, shape),
               sb = detail::broadcast_strides(b, shape);
-  dispatch_all(a.dtype(), [&](auto tag) {
-    using T = decltype(tag);
-    const uint8_t* c = cond.data<uint8_t>();
-    const T* x = a.data<T>();
-    const T* y = b.data<T>();
-    T* o = out.data<T>();
-    kernels::strided_loop<4>(shape.size(), shape.data(), {out.strides().data(), sc.data(), sa.data(), sb.data()},
-                             [&](const std::array<int64_t, 4>& off, int64_t n, const std::array<int64_t, 4>& inc) {
-                               for (int64_t i = 0; i < n; ++i)
-                                 o[off[0] + i * inc[0]] =
-                                     c[off[1] + i * inc[1]] ? x[off[2] + i * inc[2]] : y[off[3] + i * inc[3]];
-                             });
-  });
+  if (dev.is_cuda()) {
+    kernels::cuda_ops::where(detail::ctype(a.dtype()), detail::geometry<4>(shape, {&out.strides(), &sc, &sa, &sb}),
+                             out.raw_data(), static_cast<const uint8_t*>(cond.raw_data()), a.raw_data(), b.raw_data(),
+                             dev.index);
+  } else {
+    dispatch_all(a.dtype(), [&](auto tag) {
+      using T = decltype(tag);
+      const uint8_t* c = cond.data<uint8_t>();
+      const T* x = a.data<T>();
+      const T* y = b.data<T>();
+      T* o = out.data<T>();
+      kernels::strided_loop<4>(shape.size(), shape.data(), {out.strides().data(), sc.data(), sa.data(), sb.data()},
+                               [&](const std::array<int64_t, 4>& off, int64_t n, const std::array<int64_t, 4>& inc) {
+                                 for (int64_t i = 0; i < n; ++i)
+                                   o[off[0] + i * inc[0]] =
+                                       c[off[1] + i * inc[1]] ? x[off[2] + i * inc[2]] : y[off[3] + i * inc[3]];
+                               });
+    });
+  }
   if (any_requires_grad(a, b)) {
     record("where", {cond, a, b}, out,
            [c = cond.detach(), sa = a.shape(), sb = b.shape()](const Grads& g, const Needs& n) -> Grads {
-             const Tensor zero = Tensor::zeros({}, g[0].dtype());
+             const Tensor zero = Tensor::zeros({}, g[0].dtype(), g[0].device());
              return {Tensor(), n[1] ? sum_to(where(c, g[0], zero), sa) : Tensor(),
                      n[2] ? sum_to(where(c, zero, g[0]), sb) : Tensor()};
            });
@@ -332,17 +342,17 @@ Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
 
 // ---- comparisons ---------------------------------------------------------------------------
 
-Tensor eq(const Tensor& a, const Tensor& b) { return map_binary<true>("eq", a, b, [](auto x, auto y) { return uint8_t(x == y); }); }
-Tensor ne(const Tensor& a, const Tensor& b) { return map_binary<true>("ne", a, b, [](auto x, auto y) { return uint8_t(x != y); }); }
-Tensor lt(const Tensor& a, const Tensor& b) { return map_binary<true>("lt", a, b, [](auto x, auto y) { return uint8_t(x < y); }); }
-Tensor le(const Tensor& a, const Tensor& b) { return map_binary<true>("le", a, b, [](auto x, auto y) { return uint8_t(x <= y); }); }
-Tensor gt(const Tensor& a, const Tensor& b) { return map_binary<true>("gt", a, b, [](auto x, auto y) { return uint8_t(x > y); }); }
-Tensor ge(const Tensor& a, const Tensor& b) { return map_binary<true>("ge", a, b, [](auto x, auto y) { return uint8_t(x >= y); }); }
-Tensor lt(const Tensor& a, double s) { return lt(a, Tensor::full({}, s, a.dtype())); }
-Tensor gt(const Tensor& a, double s) { return gt(a, Tensor::full({}, s, a.dtype())); }
+Tensor eq(const Tensor& a, const Tensor& b) { return map_binary<true>("eq", a, b, [](auto x, auto y) { return uint8_t(x == y); }, Binary::eq); }
+Tensor ne(const Tensor& a, const Tensor& b) { return map_binary<true>("ne", a, b, [](auto x, auto y) { return uint8_t(x != y); }, Binary::ne); }
+Tensor lt(const Tensor& a, const Tensor& b) { return map_binary<true>("lt", a, b, [](auto x, auto y) { return uint8_t(x < y); }, Binary::lt); }
+Tensor le(const Tensor& a, const Tensor& b) { return map_binary<true>("le", a, b, [](auto x, auto y) { return uint8_t(x <= y); }, Binary::le); }
+Tensor gt(const Tensor& a, const Tensor& b) { return map_binary<true>("gt", a, b, [](auto x, auto y) { return uint8_t(x > y); }, Binary::gt); }
+Tensor ge(const Tensor& a, const Tensor& b) { return map_binary<true>("ge", a, b, [](auto x, auto y) { return uint8_t(x >= y); }, Binary::ge); }
+Tensor lt(const Tensor& a, double s) { return lt(a, Tensor::full({}, s, a.dtype(), a.device())); }
+Tensor gt(const Tensor& a, double s) { return gt(a, Tensor::full({}, s, a.dtype(), a.device())); }
 Tensor logical_not(const Tensor& a) {
   RLFT_CHECK(a.dtype() == DType::b8, "logical_not: expected a bool tensor, got ", a.dtype());
-  return eq(a, Tensor::zeros({}, DType::b8));
+  return eq(a, Tensor::zeros({}, DType::b8, a.device()));
 }
 
 }  // namespace rlft

@@ -13,7 +13,8 @@ Tensor concat(const std::vector<Tensor>& tensors, int64_t dim) {
   int64_t total = 0;
   for (size_t k = 0; k < tensors.size(); ++k) {
     const Tensor& t = tensors[k];
-    detail::check_cpu("concat", t);
+    RLFT_CHECK(t.defined(), "concat: tensor ", k, " is undefined");
+    detail::check_device("concat", {&first, &t});
     detail::check_same_dtype("concat", first, t);
     RLFT_CHECK(t.dim() == first.dim(), "concat: tensor ", k, " has shape ", t.shape(), ", tensor 0 has ",
                first.shape(), " (different ranks)");
@@ -23,7 +24,7 @@ Tensor concat(const std::vector<Tensor>& tensors, int64_t dim) {
     total += t.shape()[d];
   }
   out_shape[d] = total;
-  Tensor out = Tensor::empty(out_shape, first.dtype());
+  Tensor out = Tensor::empty(out_shape, first.dtype(), first.device());
   int64_t at = 0;
   std::vector<int64_t> sizes;
   bool grad = false;
@@ -87,8 +88,8 @@ void gather_scatter(const Tensor& a_or_dst, int d, const Tensor& index, const Te
 }  // namespace
 
 Tensor gather(const Tensor& a, int64_t dim, const Tensor& index) {
-  detail::check_cpu("gather", a);
-  detail::check_cpu("gather", index);
+  RLFT_CHECK(a.defined() && index.defined(), "gather: undefined tensor");
+  const Device dev = detail::check_device("gather", {&a, &index});
   const int d = wrap_dim(dim, a.dim(), "gather");
   RLFT_CHECK(index.dtype() == DType::i64, "gather: index must be int64, got ", index.dtype());
   RLFT_CHECK(index.dim() == a.dim(), "gather: index ", index.shape(), " must have the rank of input ", a.shape());
@@ -96,11 +97,37 @@ Tensor gather(const Tensor& a, int64_t dim, const Tensor& index) {
     RLFT_CHECK(i == d || index.shape()[i] <= a.shape()[i], "gather: index ", index.shape(),
                " is larger than input ", a.shape(), " in dimension ", i);
   {
-    const Tensor ic = index.contiguous();
+    const Tensor ic = dev.is_cuda() ? index.to(Device::cpu()) : index.contiguous();
     const int64_t* ip = ic.data<int64_t>();
     for (int64_t i = 0; i < ic.numel(); ++i)
       RLFT_CHECK(ip[i] >= 0 && ip[i] < a.shape()[d], "gather: index ", ip[i], " out of range [0, ", a.shape()[d],
                  ") in dimension ", d);
+  }
+  if (dev.is_cuda()) {
+    // Geometry (out, index, a) over the index's shape; a's stride along d goes with the index.
+    const Tensor idx = index.contiguous();
+    Tensor out = Tensor::empty(index.shape(), a.dtype(), dev);
+    Shape ast = a.strides();
+    const int64_t a_dim_stride = ast[d];
+    ast[d] = 0;
+    kernels::cuda_ops::gather(detail::ctype(a.dtype()),
+                              detail::geometry<3>(index.shape(), {&out.strides(), &idx.strides(), &ast}),
+                              out.raw_data(), idx.data<int64_t>(), a.raw_data(), a_dim_stride, dev.index);
+    if (any_requires_grad(a)) {
+      record("gather", {a}, out, [idx, d, shape = a.shape()](const Grads& g, const Needs&) -> Grads {
+        const Tensor gc = g[0].contiguous();
+        Tensor da = Tensor::zeros(shape, gc.dtype(), gc.device());
+        Shape dst = da.strides();
+        const int64_t dst_dim_stride = dst[d];
+        dst[d] = 0;
+        kernels::cuda_ops::scatter_add(detail::ctype(gc.dtype()),
+                                       detail::geometry<3>(idx.shape(), {&gc.strides(), &idx.strides(), &dst}),
+                                       gc.raw_data(), idx.data<int64_t>(), da.raw_data(), dst_dim_stride,
+                                       gc.device().index);
+        return {da};
+      });
+    }
+    return out;
   }
   Tensor out = Tensor::empty(index.shape(), a.dtype());
   dispatch_all(a.dtype(), [&](auto tag) { gather_scatter<decltype(tag), false>(a, d, index, out); });
@@ -116,7 +143,8 @@ Tensor gather(const Tensor& a, int64_t dim, const Tensor& index) {
 }
 
 Tensor index_select(const Tensor& a, int64_t dim, const Tensor& index) {
-  detail::check_cpu("index_select", a);
+  RLFT_CHECK(a.defined() && index.defined(), "index_select: undefined tensor");
+  const Device dev = detail::check_device("index_select", {&a, &index});
   const int d = wrap_dim(dim, a.dim(), "index_select");
   RLFT_CHECK(index.dtype() == DType::i64 && index.dim() == 1, "index_select: index must be a 1-d int64 tensor, got ",
              index.dtype(), " ", index.shape());
@@ -126,6 +154,26 @@ Tensor index_select(const Tensor& a, int64_t dim, const Tensor& index) {
                a.shape()[d], ") at position ", i);
   Shape s = a.shape();
   s[d] = int64_t(idx.size());
+  if (dev.is_cuda()) {
+    const Tensor src = a.contiguous(), ic = index.contiguous();
+    int64_t outer = 1, inner = 1;
+    for (int i = 0; i < d; ++i) outer *= a.shape()[i];
+    for (int i = d + 1; i < a.dim(); ++i) inner *= a.shape()[i];
+    const int64_t n_d = a.shape()[d], k = int64_t(idx.size());
+    Tensor out = Tensor::empty(s, a.dtype(), dev);
+    kernels::cuda_ops::index_select(detail::ctype(a.dtype()), outer, n_d, inner, src.raw_data(), ic.data<int64_t>(),
+                                    k, out.raw_data(), dev.index);
+    if (any_requires_grad(a)) {
+      record("index_select", {a}, out, [ic, outer, n_d, inner, k, shape = a.shape()](const Grads& g, const Needs&) -> Grads {
+        const Tensor gc = g[0].contiguous();
+        Tensor da = Tensor::zeros(shape, gc.dtype(), gc.device());
+        kernels::cuda_ops::index_add(detail::ctype(gc.dtype()), outer, n_d, inner, da.raw_data(), ic.data<int64_t>(),
+                                     k, gc.raw_data(), gc.device().index);
+        return {da};
+      });
+    }
+    return out;
+  }
   Tensor out = Tensor::empty(s, a.dtype());
   // View the contiguous input as [outer, n_d, inner] and copy whole inner rows.
   const Tensor src = a.contiguous();
@@ -156,14 +204,22 @@ Tensor masked_fill(const Tensor& a, const Tensor& mask, double value) {
   broadcast_shapes(a.shape(), mask.shape(), "masked_fill");
   RLFT_CHECK(broadcast_shapes(a.shape(), mask.shape(), "masked_fill") == a.shape(), "masked_fill: mask ",
              mask.shape(), " does not broadcast to input ", a.shape());
-  return where(mask, Tensor::full({}, value, a.dtype()), a);
+  return where(mask, Tensor::full({}, value, a.dtype(), a.device()), a);
 }
 
 Tensor one_hot(const Tensor& indices, int64_t num_classes, DType dtype) {
-  detail::check_cpu("one_hot", indices);
+  detail::check_device("one_hot", {&indices});
   RLFT_CHECK(indices.dtype() == DType::i64, "one_hot: indices must be int64, got ", indices.dtype());
   RLFT_CHECK(num_classes > 0, "one_hot: num_classes must be positive, got ", num_classes);
   const std::vector<int64_t> idx = indices.to_int_vector();
+  if (indices.device().is_cuda()) {
+    for (size_t i = 0; i < idx.size(); ++i)
+      RLFT_CHECK(idx[i] >= 0 && idx[i] < num_classes, "one_hot: index ", idx[i], " out of range [0, ", num_classes,
+                 ") at position ", i);
+    // [..., 1] == [C] broadcast, then the dtype: elementwise kernels only.
+    const Tensor classes = Tensor::arange(num_classes).to(indices.device());
+    return eq(indices.unsqueeze(-1), classes).to(dtype);
+  }
   Shape s = indices.shape();
   s.push_back(num_classes);
   Tensor out = Tensor::zeros(s, dtype);

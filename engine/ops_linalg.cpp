@@ -29,6 +29,15 @@ void gemm_batched(bool ta, bool tb, int64_t batch, int64_t M, int64_t N, int64_t
   }
 }
 
+// The same two calls on a CUDA device: cuBLAS through kernels/cuda_ops.h (pointers are
+// device pointers; `dev` is the device).
+void gemm_cuda(Device dev, DType dt, bool ta, bool tb, int64_t batch, int64_t M, int64_t N, int64_t K, const void* A,
+               int64_t lda, int64_t sa, const void* B, int64_t ldb, int64_t sb, double beta, void* C, int64_t ldc,
+               int64_t sc) {
+  kernels::cuda_ops::gemm(detail::ctype(dt), ta, tb, batch, M, N, K, 1.0, A, lda, sa, B, ldb, sb, beta, C, ldc, sc,
+                          dev.index);
+}
+
 // How a matrix operand (the last two dims of t) is handed to GEMM.
 struct Operand {
   Tensor t;  // possibly a contiguous copy
@@ -87,6 +96,11 @@ Tensor matmul_raw(const Tensor& a, const Tensor& b) {
   for (int d = 0; d < n - 2; ++d) batch *= a.shape()[d];
   if (out.numel() == 0) return out;
   const Operand A = as_operand(a), B = as_operand(b);
+  if (a.device().is_cuda()) {
+    gemm_cuda(a.device(), a.dtype(), A.trans, B.trans, batch, M, N, K, A.t.raw_data(), A.ld, A.batch_stride,
+              B.t.raw_data(), B.ld, B.batch_stride, 0.0, out.raw_data(), N, M * N);
+    return out;
+  }
   dispatch_float(a.dtype(), "matmul", [&](auto tag) {
     using T = decltype(tag);
     if (batch == 1) {
@@ -103,9 +117,10 @@ Tensor matmul_raw(const Tensor& a, const Tensor& b) {
 }  // namespace
 
 Tensor matmul(const Tensor& a_in, const Tensor& b_in) {
-  detail::check_cpu("matmul", a_in);
-  detail::check_cpu("matmul", b_in);
+  detail::check_device("matmul", {&a_in, &b_in});
+  RLFT_CHECK(b_in.defined(), "matmul: undefined tensor");
   detail::check_same_dtype("matmul", a_in, b_in);
+  dispatch_float(a_in.dtype(), "matmul", [](auto) {});
   RLFT_CHECK(a_in.dim() >= 1 && b_in.dim() >= 1, "matmul: both operands need at least 1 dimension, got ",
              a_in.shape(), " @ ", b_in.shape());
   // NumPy promotion of 1-d operands.
@@ -140,9 +155,10 @@ Tensor matmul(const Tensor& a_in, const Tensor& b_in) {
 }
 
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
-  detail::check_cpu("linear", x);
-  detail::check_cpu("linear", weight);
+  RLFT_CHECK(x.defined() && weight.defined(), "linear: undefined tensor");
+  const Device dev = detail::check_device("linear", {&x, &weight, &bias});
   detail::check_same_dtype("linear", x, weight);
+  dispatch_float(x.dtype(), "linear", [](auto) {});
   RLFT_CHECK(weight.dim() == 2, "linear: weight must be [out, in], got ", weight.shape());
   RLFT_CHECK(x.dim() >= 1, "linear: input must have at least 1 dimension");
   const int64_t in = weight.shape()[1], out_f = weight.shape()[0];
@@ -159,24 +175,52 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   Shape out_shape = x.shape();
   out_shape[out_shape.size() - 1] = out_f;
   Tensor out = Tensor::empty(out_shape, x.dtype(), x.device());
-  dispatch_float(x.dtype(), "linear", [&](auto tag) {
-    using T = decltype(tag);
-    T* o = out.data<T>();
-    T beta = T(0);
-    if (bias.defined()) {
-      const Tensor bc = bias.contiguous();
-      const T* bp = bc.data<T>();
-      for (int64_t r = 0; r < rows; ++r)
-        for (int64_t j = 0; j < out_f; ++j) o[r * out_f + j] = bp[j];
-      beta = T(1);
+  if (dev.is_cuda()) {
+    double beta = 0;
+    if (bias.defined() && rows > 0) {
+      // Every row starts as the bias (a broadcast copy), then GEMM adds x·Wᵀ onto it.
+      const Tensor o2 = out.reshape({rows, out_f});
+      o2.copy_(bias.detach().expand({rows, out_f}));
+      beta = 1;
     }
-    gemm<T>(false, true, rows, out_f, in, T(1), x2.data<T>(), in, w.data<T>(), in, beta, o, out_f);
-  });
+    gemm_cuda(dev, x.dtype(), false, true, 1, rows, out_f, in, x2.raw_data(), in, 0, w.raw_data(), in, 0, beta,
+              out.raw_data(), out_f, 0);
+  } else {
+    dispatch_float(x.dtype(), "linear", [&](auto tag) {
+      using T = decltype(tag);
+      T* o = out.data<T>();
+      T beta = T(0);
+      if (bias.defined()) {
+        const Tensor bc = bias.contiguous();
+        const T* bp = bc.data<T>();
+        for (int64_t r = 0; r < rows; ++r)
+          for (int64_t j = 0; j < out_f; ++j) o[r * out_f + j] = bp[j];
+        beta = T(1);
+      }
+      gemm<T>(false, true, rows, out_f, in, T(1), x2.data<T>(), in, w.data<T>(), in, beta, o, out_f);
+    });
+  }
   if (any_requires_grad({&x, &weight, &bias})) {
     record("linear", {x, weight, bias}, out,
            [x2, w, rows, in, out_f, x_shape = x.shape()](const Grads& g, const Needs& nd) -> Grads {
              const Tensor gy = g[0].reshape({rows, out_f}).contiguous();
              Tensor gx, gw, gb;
+             if (gy.device().is_cuda()) {
+               const Device dev = gy.device();
+               if (nd[0]) {  // dx = gy [rows,out] @ W [out,in]
+                 gx = Tensor::empty({rows, in}, gy.dtype(), dev);
+                 gemm_cuda(dev, gy.dtype(), false, false, 1, rows, in, out_f, gy.raw_data(), out_f, 0, w.raw_data(),
+                           in, 0, 0.0, gx.raw_data(), in, 0);
+                 gx = gx.reshape(x_shape);
+               }
+               if (nd[1]) {  // dW = gy^T [out,rows] @ x [rows,in]
+                 gw = Tensor::empty({out_f, in}, gy.dtype(), dev);
+                 gemm_cuda(dev, gy.dtype(), true, false, 1, out_f, in, rows, gy.raw_data(), out_f, 0, x2.raw_data(),
+                           in, 0, 0.0, gw.raw_data(), in, 0);
+               }
+               if (nd[2]) gb = sum(gy, {0});
+               return {gx, gw, gb};
+             }
              dispatch_float(gy.dtype(), "linear backward", [&](auto tag) {
                using T = decltype(tag);
                if (nd[0]) {  // dx = gy [rows,out] @ W [out,in]

@@ -11,24 +11,37 @@ namespace rlft {
 
 namespace {
 
+namespace cuda_ops = kernels::cuda_ops;
+using detail::ctype;
+
 // Applies a last-dim row function to `a` along `dim` by moving dim last.
 Tensor softmax_impl(const char* op, const Tensor& a, int64_t dim, bool log_space) {
-  detail::check_cpu(op, a);
+  detail::check_device(op, {&a});
   if (a.dim() == 0) return softmax_impl(op, a.reshape({1}), 0, log_space).reshape({});
   const int d = wrap_dim(dim, a.dim(), op);
   const int last = a.dim() - 1;
   if (d != last) return softmax_impl(op, a.transpose(d, last), last, log_space).transpose(d, last);
   const Tensor x = a.contiguous();
   const int64_t V = a.shape()[last], N = V ? a.numel() / V : 0;
-  Tensor y = Tensor::empty(a.shape(), a.dtype());
-  dispatch_float(a.dtype(), op, [&](auto tag) {
-    using T = decltype(tag);
-    kernels::softmax_rows(N, V, x.data<T>(), y.data<T>(), log_space);
-  });
+  Tensor y = Tensor::empty(a.shape(), a.dtype(), a.device());
+  if (a.device().is_cuda()) {
+    dispatch_float(a.dtype(), op, [](auto) {});
+    cuda_ops::softmax_rows(ctype(a.dtype()), N, V, x.raw_data(), y.raw_data(), log_space, a.device().index);
+  } else {
+    dispatch_float(a.dtype(), op, [&](auto tag) {
+      using T = decltype(tag);
+      kernels::softmax_rows(N, V, x.data<T>(), y.data<T>(), log_space);
+    });
+  }
   if (any_requires_grad(a)) {
     record(op, {a}, y, [yd = y.detach(), N, V, log_space](const Grads& g, const Needs&) -> Grads {
       const Tensor gc = g[0].contiguous();
-      Tensor dx = Tensor::empty(yd.shape(), yd.dtype());
+      Tensor dx = Tensor::empty(yd.shape(), yd.dtype(), yd.device());
+      if (yd.device().is_cuda()) {
+        cuda_ops::softmax_rows_backward(ctype(yd.dtype()), N, V, yd.raw_data(), gc.raw_data(), dx.raw_data(),
+                                        log_space, yd.device().index);
+        return {dx};
+      }
       dispatch_float(yd.dtype(), "softmax backward", [&](auto tag) {
         using T = decltype(tag);
         kernels::softmax_rows_backward(N, V, yd.data<T>(), gc.data<T>(), dx.data<T>(), log_space);
@@ -39,9 +52,10 @@ Tensor softmax_impl(const char* op, const Tensor& a, int64_t dim, bool log_space
   return y;
 }
 
+// On a CUDA device the indices are copied to the host for the check (one small blocking copy).
 void check_indices(const char* op, const Tensor& idx, int64_t limit, int64_t ignore = INT64_MIN) {
   RLFT_CHECK(idx.dtype() == DType::i64, op, ": indices must be int64, got ", idx.dtype());
-  const Tensor c = idx.contiguous();
+  const Tensor c = idx.device().is_cuda() ? idx.to(Device::cpu()) : idx.contiguous();
   const int64_t* p = c.data<int64_t>();
   for (int64_t i = 0; i < c.numel(); ++i)
     RLFT_CHECK(p[i] == ignore || (p[i] >= 0 && p[i] < limit), op, ": index ", p[i], " out of range [0, ",
@@ -54,8 +68,8 @@ Tensor softmax(const Tensor& a, int64_t dim) { return softmax_impl("softmax", a,
 Tensor log_softmax(const Tensor& a, int64_t dim) { return softmax_impl("log_softmax", a, dim, true); }
 
 Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore_index, const char* reduction) {
-  detail::check_cpu("cross_entropy", logits);
-  detail::check_cpu("cross_entropy", targets);
+  RLFT_CHECK(targets.defined(), "cross_entropy: undefined targets");
+  const Device dev = detail::check_device("cross_entropy", {&logits, &targets});
   RLFT_CHECK(logits.dim() == 2, "cross_entropy: logits must be [N, C], got ", logits.shape());
   RLFT_CHECK(targets.dim() == 1 && targets.shape()[0] == logits.shape()[0], "cross_entropy: targets ",
              targets.shape(), " do not match logits ", logits.shape(), " (expected [", logits.shape()[0], "])");
@@ -65,6 +79,31 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore
   const int64_t N = logits.shape()[0], C = logits.shape()[1];
   check_indices("cross_entropy", targets, C, ignore_index);
   const Tensor x = logits.contiguous(), t = targets.contiguous();
+  if (dev.is_cuda()) {
+    dispatch_float(logits.dtype(), "cross_entropy", [](auto) {});
+    const std::vector<int64_t> th = targets.to_int_vector();
+    int64_t count = 0;
+    for (int64_t v : th) count += v != ignore_index;
+    Tensor per_row = Tensor::empty({N}, logits.dtype(), dev);
+    Tensor lse = Tensor::empty({N}, DType::f64, dev);
+    cuda_ops::cross_entropy_rows(ctype(x.dtype()), N, C, x.raw_data(), t.data<int64_t>(), ignore_index,
+                                 per_row.raw_data(), lse.data<double>(), dev.index);
+    if (any_requires_grad(logits)) {
+      record("cross_entropy", {logits}, per_row,
+             [xd = x.detach(), t, lse, N, C, ignore_index](const Grads& g, const Needs&) -> Grads {
+               const Tensor gc = g[0].contiguous();
+               Tensor dx = Tensor::empty({N, C}, xd.dtype(), xd.device());
+               cuda_ops::cross_entropy_rows_backward(ctype(xd.dtype()), N, C, xd.raw_data(), t.data<int64_t>(),
+                                                     ignore_index, lse.data<double>(), gc.raw_data(), dx.raw_data(),
+                                                     xd.device().index);
+               return {dx};
+             });
+    }
+    if (red == "none") return per_row;
+    Tensor total = sum(per_row);
+    if (red == "sum") return total;
+    return mul(total, 1.0 / double(count));
+  }
   Tensor per_row = Tensor::empty({N}, logits.dtype());
   auto lse = std::make_shared<std::vector<double>>(size_t(N));
   int64_t count = 0;
@@ -95,16 +134,30 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore
 }
 
 Tensor embedding(const Tensor& weight, const Tensor& indices) {
-  detail::check_cpu("embedding", weight);
-  detail::check_cpu("embedding", indices);
+  RLFT_CHECK(weight.defined() && indices.defined(), "embedding: undefined tensor");
+  const Device dev = detail::check_device("embedding", {&weight, &indices});
   RLFT_CHECK(weight.dim() == 2, "embedding: weight must be [V, C], got ", weight.shape());
   const int64_t V = weight.shape()[0], C = weight.shape()[1];
   check_indices("embedding", indices, V);
   const Tensor idx = indices.contiguous(), w = weight.contiguous();
   Shape out_shape = indices.shape();
   out_shape.push_back(C);
-  Tensor out = Tensor::empty(out_shape, weight.dtype());
   const int64_t n = idx.numel();
+  if (dev.is_cuda()) {
+    Tensor out = Tensor::empty(out_shape, weight.dtype(), dev);
+    cuda_ops::index_select(ctype(w.dtype()), 1, V, C, w.raw_data(), idx.data<int64_t>(), n, out.raw_data(), dev.index);
+    if (any_requires_grad(weight)) {
+      record("embedding", {weight}, out, [idx, V, C, n](const Grads& g, const Needs&) -> Grads {
+        const Tensor gc = g[0].contiguous();
+        Tensor dw = Tensor::zeros({V, C}, gc.dtype(), gc.device());
+        cuda_ops::index_add(ctype(gc.dtype()), 1, V, C, dw.raw_data(), idx.data<int64_t>(), n, gc.raw_data(),
+                            gc.device().index);
+        return {dw};
+      });
+    }
+    return out;
+  }
+  Tensor out = Tensor::empty(out_shape, weight.dtype());
   const int64_t* ip = idx.data<int64_t>();
   const size_t row_bytes = size_t(C) * dtype_size(weight.dtype());
   const char* wp = static_cast<const char*>(w.raw_data());
@@ -129,7 +182,7 @@ Tensor embedding(const Tensor& weight, const Tensor& indices) {
 }
 
 Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps) {
-  detail::check_cpu("layer_norm", x);
+  const Device dev = detail::check_device("layer_norm", {&x, &weight, &bias});
   RLFT_CHECK(x.dim() >= 1, "layer_norm: input must have at least 1 dimension");
   const int64_t C = x.shape()[x.dim() - 1], N = C ? x.numel() / C : 0;
   for (const Tensor* p : {&weight, &bias}) {
@@ -141,6 +194,32 @@ Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, dou
   const Tensor xc = x.contiguous();
   const Tensor wc = weight.defined() ? weight.contiguous() : Tensor();
   const Tensor bc = bias.defined() ? bias.contiguous() : Tensor();
+  if (dev.is_cuda()) {
+    dispatch_float(x.dtype(), "layer_norm", [](auto) {});
+    Tensor y = Tensor::empty(x.shape(), x.dtype(), dev);
+    Tensor stats = Tensor::empty({2, N}, DType::f64, dev);  // mean, rstd per row
+    double* mean = stats.data<double>();
+    cuda_ops::layer_norm_forward(ctype(x.dtype()), N, C, xc.raw_data(), wc.defined() ? wc.raw_data() : nullptr,
+                                 bc.defined() ? bc.raw_data() : nullptr, eps, y.raw_data(), mean, mean + N, dev.index);
+    if (any_requires_grad({&x, &weight, &bias})) {
+      record("layer_norm", {x, weight, bias}, y,
+             [xd = xc.detach(), wd = wc.defined() ? wc.detach() : Tensor(), stats, N, C](const Grads& g,
+                                                                                        const Needs& nd) -> Grads {
+               const Tensor gc = g[0].contiguous();
+               const Device d = xd.device();
+               Tensor dx = nd[0] ? Tensor::empty(xd.shape(), xd.dtype(), d) : Tensor();
+               Tensor dw = nd[1] ? Tensor::empty({C}, xd.dtype(), d) : Tensor();
+               Tensor db = nd[2] ? Tensor::empty({C}, xd.dtype(), d) : Tensor();
+               const double* mean = stats.data<double>();
+               cuda_ops::layer_norm_backward(ctype(xd.dtype()), N, C, xd.raw_data(),
+                                             wd.defined() ? wd.raw_data() : nullptr, mean, mean + N, gc.raw_data(),
+                                             nd[0] ? dx.raw_data() : nullptr, nd[1] ? dw.raw_data() : nullptr,
+                                             nd[2] ? db.raw_data() : nullptr, d.index);
+               return {dx, dw, db};
+             });
+    }
+    return y;
+  }
   Tensor y = Tensor::empty(x.shape(), x.dtype());
   auto stats = std::make_shared<std::vector<double>>(size_t(2 * N));
   dispatch_float(x.dtype(), "layer_norm", [&](auto tag) {
@@ -172,12 +251,23 @@ Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, dou
 Tensor dropout(const Tensor& a, double p, bool training, Generator* gen) {
   RLFT_CHECK(p >= 0 && p < 1, "dropout: probability must be in [0, 1), got ", p);
   if (!training || p == 0) return a;
-  const Tensor u = rand(a.shape(), gen, a.dtype());
+  Tensor u;
+  if (a.device().is_cuda()) {
+    // The CPU's rand() stream on the device: the same reservation, the same element order.
+    Generator& g = gen ? *gen : default_generator();
+    dispatch_float(a.dtype(), "dropout", [](auto) {});
+    u = Tensor::empty(a.shape(), a.dtype(), a.device());
+    const int64_t n = u.numel();
+    const uint64_t first = g.reserve(uint64_t((n + 3) / 4));
+    cuda_ops::uniform(ctype(a.dtype()), n, g.seed(), first, u.raw_data(), a.device().index);
+  } else {
+    u = rand(a.shape(), gen, a.dtype());
+  }
   const double scale = 1.0 / (1.0 - p);
   const Tensor mask = detail::map_unary_float("dropout", u, [p, scale](auto x) {
     using T = decltype(x);
     return x < T(p) ? T(0) : T(scale);
-  });
+  }, cuda_ops::Unary::dropout_mask, p, scale);
   return mul(a, mask);
 }
 
@@ -223,7 +313,12 @@ Tensor randn(const Shape& shape, Generator* gen, DType dtype) {
 }
 
 Tensor multinomial(const Tensor& probs, Generator* gen) {
-  detail::check_cpu("multinomial", probs);
+  RLFT_CHECK(probs.defined(), "multinomial: undefined probs");
+  if (probs.device().is_cuda()) {
+    // The draws walk each row in order on the host generator: sampling on the host keeps the
+    // stream (and so the samples) identical to the CPU's; only the [N] result goes back.
+    return multinomial(probs.to(Device::cpu()), gen).to(probs.device());
+  }
   RLFT_CHECK(probs.dim() == 2, "multinomial: probs must be [N, C], got ", probs.shape());
   Generator& g = gen ? *gen : default_generator();
   const int64_t N = probs.shape()[0], C = probs.shape()[1];

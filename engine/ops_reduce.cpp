@@ -51,6 +51,12 @@ Tensor sum_one_dim(const Tensor& a, int d) {
   Shape s = a.shape();
   s[d] = 1;
   Tensor out = Tensor::empty(s, a.dtype(), a.device());
+  if (a.device().is_cuda()) {
+    dispatch_float(a.dtype(), "sum", [](auto) {});
+    kernels::cuda_ops::sum(detail::ctype(a.dtype()), sp.outer, sp.R, sp.inner, a.raw_data(), out.raw_data(),
+                           a.device().index);
+    return out;
+  }
   dispatch_float(a.dtype(), "sum", [&](auto tag) {
     using T = decltype(tag);
     kernels::sum_middle(sp.outer, sp.R, sp.inner, a.data<T>(), out.data<T>());
@@ -61,7 +67,7 @@ Tensor sum_one_dim(const Tensor& a, int d) {
 }  // namespace
 
 Tensor sum(const Tensor& a, const std::vector<int64_t>& dims_in, bool keepdim) {
-  detail::check_cpu("sum", a);
+  detail::check_device("sum", {&a});
   const std::vector<int> dims = norm_dims(dims_in, a.dim(), "sum");
   Tensor x = a.contiguous().detach();
   Tensor out;
@@ -103,20 +109,25 @@ Tensor var(const Tensor& a, const std::vector<int64_t>& dims_in, int correction,
 namespace {
 // Values and indices of the max/min over one dim.
 std::pair<Tensor, Tensor> extreme(const char* op, const Tensor& a, int64_t dim, bool keepdim, bool is_max) {
-  detail::check_cpu(op, a);
+  detail::check_device(op, {&a});
   RLFT_CHECK(a.numel() > 0, op, ": empty tensor of shape ", a.shape());
   const int d = wrap_dim(dim, a.dim(), op);
-  if (a.dim() == 0) return {a, Tensor::zeros({}, DType::i64)};
+  if (a.dim() == 0) return {a, Tensor::zeros({}, DType::i64, a.device())};
   const Tensor x = a.contiguous();
   const Split sp = split_at(x.shape(), d);
   Shape s = x.shape();
   s[d] = 1;
-  Tensor values = Tensor::empty(s, a.dtype());
-  Tensor idx = Tensor::empty(s, DType::i64);
-  dispatch_all(a.dtype(), [&](auto tag) {
-    using T = decltype(tag);
-    kernels::extreme_middle(sp.outer, sp.R, sp.inner, x.data<T>(), values.data<T>(), idx.data<int64_t>(), is_max);
-  });
+  Tensor values = Tensor::empty(s, a.dtype(), a.device());
+  Tensor idx = Tensor::empty(s, DType::i64, a.device());
+  if (a.device().is_cuda()) {
+    kernels::cuda_ops::extreme(detail::ctype(a.dtype()), sp.outer, sp.R, sp.inner, x.raw_data(), values.raw_data(),
+                               idx.data<int64_t>(), is_max, a.device().index);
+  } else {
+    dispatch_all(a.dtype(), [&](auto tag) {
+      using T = decltype(tag);
+      kernels::extreme_middle(sp.outer, sp.R, sp.inner, x.data<T>(), values.data<T>(), idx.data<int64_t>(), is_max);
+    });
+  }
   if (!keepdim) {
     values = values.squeeze(d);
     idx = idx.squeeze(d);
@@ -132,12 +143,12 @@ Tensor extreme_with_grad(const char* op, const Tensor& a, int64_t dim, bool keep
       // Scatter the gradient to the position that was picked: one_hot(idx) along d.
       Tensor gi = keepdim ? g[0] : g[0].unsqueeze(d);
       Tensor ii = keepdim ? idx : idx.unsqueeze(d);
-      Tensor pos = Tensor::arange(in_shape[d]);
+      Tensor pos = Tensor::arange(in_shape[d]).to(g[0].device());
       Shape ps;
       ps.resize(in_shape.size(), 1);
       ps[d] = in_shape[d];
       const Tensor mask = eq(pos.reshape(ps), ii);  // broadcast to in_shape
-      return {where(mask, gi, Tensor::zeros({}, g[0].dtype())).expand(in_shape).contiguous()};
+      return {where(mask, gi, Tensor::zeros({}, g[0].dtype(), g[0].device())).expand(in_shape).contiguous()};
     });
   }
   return values;
@@ -154,7 +165,8 @@ Tensor logsumexp(const Tensor& a, int64_t dim, bool keepdim) {
   const int d = wrap_dim(dim, a.dim(), "logsumexp");
   // m + log Σ exp(a - m) with m the (constant) row max; an all -inf row gives -inf.
   Tensor m = max(a.detach(), d, true);
-  m = detail::map_unary_float("logsumexp", m, [](auto x) { return std::isinf(x) ? decltype(x)(0) : x; });
+  m = detail::map_unary_float("logsumexp", m, [](auto x) { return std::isinf(x) ? decltype(x)(0) : x; },
+                              kernels::cuda_ops::Unary::inf_to_zero);
   Tensor out = add(log(sum(exp(sub(a, m)), {d}, true)), m);
   return keepdim ? out : out.squeeze(d);
 }

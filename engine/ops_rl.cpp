@@ -8,8 +8,8 @@ namespace rlft {
 
 std::pair<Tensor, Tensor> softmax_logprob(const Tensor& logits, const Tensor& targets, double temperature,
                                           int64_t ignore_index) {
-  detail::check_cpu("softmax_logprob", logits);
-  detail::check_cpu("softmax_logprob", targets);
+  RLFT_CHECK(targets.defined(), "softmax_logprob: undefined targets");
+  const Device dev = detail::check_device("softmax_logprob", {&logits, &targets});
   RLFT_CHECK(logits.dim() >= 1, "softmax_logprob: logits must be [..., V], got ", logits.shape());
   RLFT_CHECK(targets.dtype() == DType::i64, "softmax_logprob: targets must be int64, got ", targets.dtype());
   Shape row_shape(logits.shape().begin(), logits.shape().end() - 1);
@@ -20,6 +20,38 @@ std::pair<Tensor, Tensor> softmax_logprob(const Tensor& logits, const Tensor& ta
   RLFT_CHECK(V > 0, "softmax_logprob: empty vocabulary in logits ", logits.shape());
   const int64_t N = row_shape.numel();
   const Tensor x = logits.contiguous(), t = targets.contiguous();
+  if (dev.is_cuda()) {
+    // kernels/cuda/softmax_logprob.cu; with check = true it throws, as the CPU does, for a
+    // target out of range or a row without a finite logit (one stream synchronisation).
+    Tensor logp = Tensor::empty(row_shape, logits.dtype(), dev);
+    Tensor entropy = Tensor::empty(row_shape, logits.dtype(), dev);
+    Tensor lse = Tensor::empty(row_shape, logits.dtype(), dev);
+    dispatch_float(logits.dtype(), "softmax_logprob", [&](auto tag) {
+      using T = decltype(tag);
+      kernels::cuda_ops::set_device_for(dev.index);
+      kernels::softmax_logprob_forward_cuda<T>(x.data<T>(), N, V, V, t.data<int64_t>(), ignore_index, T(temperature),
+                                               logp.data<T>(), entropy.data<T>(), lse.data<T>());
+    });
+    if (any_requires_grad(logits)) {
+      record("softmax_logprob", {logits}, {logp, entropy},
+             [xd = x.detach(), t, lse, ent = entropy.detach(), N, V, temperature, ignore_index](
+                 const Grads& g, const Needs&) -> Grads {
+               const Tensor gl = g[0].defined() ? g[0].contiguous() : Tensor();
+               const Tensor ge = g[1].defined() ? g[1].contiguous() : Tensor();
+               Tensor dx = Tensor::empty(xd.shape(), xd.dtype(), xd.device());
+               dispatch_float(xd.dtype(), "softmax_logprob backward", [&](auto tag) {
+                 using T = decltype(tag);
+                 kernels::cuda_ops::set_device_for(xd.device().index);
+                 kernels::softmax_logprob_backward_cuda<T>(
+                     xd.data<T>(), N, V, V, t.data<int64_t>(), ignore_index, T(temperature), lse.data<T>(),
+                     ent.data<T>(), gl.defined() ? gl.data<T>() : nullptr, ge.defined() ? ge.data<T>() : nullptr,
+                     dx.data<T>(), V);
+               });
+               return {dx};
+             });
+    }
+    return {logp, entropy};
+  }
   {
     const int64_t* tp = t.data<int64_t>();
     for (int64_t i = 0; i < N; ++i)
@@ -82,7 +114,7 @@ kernels::RatioClipArgs<R> ratio_clip_args(const Tensor& x, const Tensor& old, co
 RatioClipResult ratio_clip(const Tensor& log_probs, const Tensor& old_log_probs, const Tensor& advantages,
                            const Tensor& mask, const RatioClipOptions& o) {
   const char* op = "ratio_clip";
-  detail::check_cpu(op, log_probs);
+  const Device dev = detail::check_device(op, {&log_probs, &old_log_probs, &advantages, &mask, &o.lower, &o.upper});
   RLFT_CHECK(is_floating(log_probs.dtype()), op, ": log_probs must be floating, got ", log_probs.dtype());
   RLFT_CHECK(log_probs.dim() == 1 || log_probs.dim() == 2, op, ": log_probs must be [B, T] or [N], got ",
              log_probs.shape());
@@ -90,7 +122,6 @@ RatioClipResult ratio_clip(const Tensor& log_probs, const Tensor& old_log_probs,
   const int64_t B = lp.shape()[0];
   auto prep = [&](const Tensor& t, const char* name, bool allow_per_seq) -> Tensor {
     if (!t.defined()) return t;
-    detail::check_cpu(op, t);
     Tensor c = t.to(log_probs.dtype());
     if (c.dim() == 1 && log_probs.dim() == 1) c = c.unsqueeze(1);
     const bool per_seq = allow_per_seq && c.dim() == 1 && c.shape()[0] == B;
@@ -106,18 +137,29 @@ RatioClipResult ratio_clip(const Tensor& log_probs, const Tensor& old_log_probs,
   const Tensor x = lp.contiguous();
   RatioClipResult result;
   dispatch_float(log_probs.dtype(), op, [&](auto tag) {
-    result.stats = kernels::ratio_clip_forward_cpu(ratio_clip_args<decltype(tag)>(x, old, adv, m, lo, hi, o));
+    const auto args = ratio_clip_args<decltype(tag)>(x, old, adv, m, lo, hi, o);
+    if (dev.is_cuda()) {
+      kernels::cuda_ops::set_device_for(dev.index);
+      result.stats = kernels::ratio_clip_forward_cuda(args);
+    } else {
+      result.stats = kernels::ratio_clip_forward_cpu(args);
+    }
   });
-  result.loss = Tensor::full({}, result.stats.loss, log_probs.dtype());
+  result.loss = Tensor::full({}, result.stats.loss, log_probs.dtype(), dev);
   if (any_requires_grad(log_probs)) {
     // The closure keeps every input alive; the kernel recomputes what it needs.
     record(op, {log_probs}, result.loss,
            [x, old, adv, m, lo, hi, o, shape = log_probs.shape()](const Grads& g, const Needs&) -> Grads {
-             Tensor dx = Tensor::empty(x.shape(), x.dtype());
+             Tensor dx = Tensor::empty(x.shape(), x.dtype(), x.device());
              const double gl = g[0].item();
              dispatch_float(x.dtype(), "ratio_clip backward", [&](auto tag) {
                using R = decltype(tag);
-               kernels::ratio_clip_backward_cpu(ratio_clip_args<R>(x, old, adv, m, lo, hi, o), gl, dx.data<R>());
+               if (x.device().is_cuda()) {
+                 kernels::cuda_ops::set_device_for(x.device().index);
+                 kernels::ratio_clip_backward_cuda(ratio_clip_args<R>(x, old, adv, m, lo, hi, o), gl, dx.data<R>());
+               } else {
+                 kernels::ratio_clip_backward_cpu(ratio_clip_args<R>(x, old, adv, m, lo, hi, o), gl, dx.data<R>());
+               }
              });
              return {dx.reshape(shape)};
            });
@@ -127,7 +169,8 @@ RatioClipResult ratio_clip(const Tensor& log_probs, const Tensor& old_log_probs,
 
 namespace {
 Tensor as_float_like(const Tensor& t, const Tensor& like, const char* op, const char* name) {
-  detail::check_cpu(op, t);
+  RLFT_CHECK(t.defined(), op, ": ", name, " is undefined");
+  detail::check_device(op, {&like, &t});
   RLFT_CHECK(t.shape() == like.shape(), op, ": ", name, " ", t.shape(), " does not match rewards ", like.shape());
   return t.to(like.dtype()).contiguous();
 }
@@ -136,7 +179,7 @@ Tensor as_float_like(const Tensor& t, const Tensor& like, const char* op, const 
 std::pair<Tensor, Tensor> gae(const Tensor& rewards, const Tensor& values, const Tensor& next_values,
                               const Tensor& terminated, const Tensor& episode_end, double gamma, double lambda) {
   const char* op = "gae";
-  detail::check_cpu(op, rewards);
+  const Device dev = detail::check_device(op, {&rewards});
   RLFT_CHECK(rewards.dim() == 2, op, ": rewards must be [T, N], got ", rewards.shape());
   RLFT_CHECK(gamma >= 0 && gamma <= 1 && lambda >= 0 && lambda <= 1, op, ": gamma and lambda must be in [0, 1], got ",
              gamma, " and ", lambda);
@@ -144,9 +187,15 @@ std::pair<Tensor, Tensor> gae(const Tensor& rewards, const Tensor& values, const
   const Tensor v = as_float_like(values, r, op, "values"), nv = as_float_like(next_values, r, op, "next_values");
   const Tensor term = as_float_like(terminated, r, op, "terminated"),
                end = as_float_like(episode_end, r, op, "episode_end");
-  Tensor adv = Tensor::empty(r.shape(), r.dtype()), ret = Tensor::empty(r.shape(), r.dtype());
+  Tensor adv = Tensor::empty(r.shape(), r.dtype(), dev), ret = Tensor::empty(r.shape(), r.dtype(), dev);
   dispatch_float(r.dtype(), op, [&](auto tag) {
     using R = decltype(tag);
+    if (dev.is_cuda()) {
+      kernels::cuda_ops::set_device_for(dev.index);
+      kernels::gae_cuda<R>(r.data<R>(), v.data<R>(), nv.data<R>(), term.data<R>(), end.data<R>(), r.shape()[0],
+                           r.shape()[1], R(gamma), R(lambda), adv.data<R>(), ret.data<R>());
+      return;
+    }
     kernels::gae_cpu<R>(r.data<R>(), v.data<R>(), nv.data<R>(), term.data<R>(), end.data<R>(), r.shape()[0],
                         r.shape()[1], R(gamma), R(lambda), adv.data<R>(), ret.data<R>());
   });
@@ -156,13 +205,19 @@ std::pair<Tensor, Tensor> gae(const Tensor& rewards, const Tensor& values, const
 std::pair<Tensor, Tensor> gae_masked(const Tensor& rewards, const Tensor& values, const Tensor& action_mask,
                                      double gamma, double lambda) {
   const char* op = "gae_masked";
-  detail::check_cpu(op, rewards);
+  const Device dev = detail::check_device(op, {&rewards});
   RLFT_CHECK(rewards.dim() == 2, op, ": rewards must be [B, T], got ", rewards.shape());
   const Tensor r = rewards.contiguous();
   const Tensor v = as_float_like(values, r, op, "values"), m = as_float_like(action_mask, r, op, "action_mask");
-  Tensor adv = Tensor::empty(r.shape(), r.dtype()), ret = Tensor::empty(r.shape(), r.dtype());
+  Tensor adv = Tensor::empty(r.shape(), r.dtype(), dev), ret = Tensor::empty(r.shape(), r.dtype(), dev);
   dispatch_float(r.dtype(), op, [&](auto tag) {
     using R = decltype(tag);
+    if (dev.is_cuda()) {
+      kernels::cuda_ops::set_device_for(dev.index);
+      kernels::gae_masked_rows_cuda<R>(r.data<R>(), v.data<R>(), m.data<R>(), r.shape()[0], r.shape()[1], R(gamma),
+                                       R(lambda), adv.data<R>(), ret.data<R>());
+      return;
+    }
     kernels::gae_masked_rows_cpu<R>(r.data<R>(), v.data<R>(), m.data<R>(), r.shape()[0], r.shape()[1], R(gamma),
                                     R(lambda), adv.data<R>(), ret.data<R>());
   });

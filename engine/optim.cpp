@@ -4,6 +4,7 @@
 #include <map>
 
 #include "engine/ops.h"
+#include "kernels/cuda_ops.h"
 
 namespace rlft::optim {
 
@@ -57,7 +58,7 @@ void load_slots(const std::vector<std::pair<std::string, Tensor>>& state, const 
     if (it == by_name.end()) continue;
     RLFT_CHECK(it->second.shape() == params[i].shape(), "optimizer state: '", it->first, "' has shape ",
                it->second.shape(), " but parameter ", i, " has ", params[i].shape());
-    slots[i] = it->second.to(params[i].dtype()).clone();
+    slots[i] = it->second.to(params[i].dtype()).to(params[i].device()).clone();
   }
 }
 }  // namespace
@@ -78,8 +79,16 @@ void SGD::step() {
     const Tensor& p = params_[i];
     const Tensor g = p.grad();
     if (!g.defined()) continue;
+    RLFT_CHECK(g.device() == p.device(), "SGD: gradient on ", g.device(), " for a parameter on ", p.device());
     const Tensor gc = g.contiguous();
-    if (momentum_ != 0 && !velocity_[i].defined()) velocity_[i] = Tensor::zeros(p.shape(), p.dtype());
+    if (momentum_ != 0 && !velocity_[i].defined()) velocity_[i] = Tensor::zeros(p.shape(), p.dtype(), p.device());
+    if (p.device().is_cuda()) {
+      RLFT_CHECK(p.is_contiguous(), "optimizer: parameter of shape ", p.shape(), " is not contiguous");
+      kernels::cuda_ops::sgd_step(kernels::cuda_ops::Type(p.dtype()), p.numel(), p.raw_data(), gc.raw_data(),
+                                  momentum_ != 0 ? velocity_[i].raw_data() : nullptr, lr_, momentum_, dampening_,
+                                  weight_decay_, nesterov_, steps_ == 1, p.device().index);
+      continue;
+    }
     for_each_float(p, [&](auto tag) {
       using T = decltype(tag);
       T* w = p.data<T>();
@@ -129,14 +138,27 @@ void Adam::step() {
   ++steps_;
   const double bc1 = 1 - std::pow(beta1_, double(steps_)), bc2 = 1 - std::pow(beta2_, double(steps_));
   const double step_size = lr_ / bc1, sqrt_bc2 = std::sqrt(bc2);
+  // Parameters on CUDA devices, by (device, dtype), and their contiguous gradients kept alive
+  // until the launch.
+  std::map<std::pair<int, int>, std::vector<kernels::cuda_ops::AdamTensor>> on_device;
+  std::vector<Tensor> device_grads;
   for (size_t i = 0; i < params_.size(); ++i) {
     const Tensor& p = params_[i];
     const Tensor g = p.grad();
     if (!g.defined()) continue;
+    RLFT_CHECK(g.device() == p.device(), "Adam: gradient on ", g.device(), " for a parameter on ", p.device());
     const Tensor gc = g.contiguous();
     if (!exp_avg_[i].defined()) {
-      exp_avg_[i] = Tensor::zeros(p.shape(), p.dtype());
-      exp_avg_sq_[i] = Tensor::zeros(p.shape(), p.dtype());
+      exp_avg_[i] = Tensor::zeros(p.shape(), p.dtype(), p.device());
+      exp_avg_sq_[i] = Tensor::zeros(p.shape(), p.dtype(), p.device());
+    }
+    if (p.device().is_cuda()) {
+      // Updated after the loop, all parameters of a device and dtype in one fused launch.
+      RLFT_CHECK(p.is_contiguous(), "optimizer: parameter of shape ", p.shape(), " is not contiguous");
+      device_grads.push_back(gc);
+      on_device[{p.device().index, int(p.dtype())}].push_back(
+          {p.raw_data(), gc.raw_data(), exp_avg_[i].raw_data(), exp_avg_sq_[i].raw_data(), p.numel()});
+      continue;
     }
     for_each_float(p, [&](auto tag) {
       using T = decltype(tag);
@@ -157,6 +179,14 @@ void Adam::step() {
         w[k] -= ss * m[k] / (std::sqrt(v[k]) / sb + eps);
       }
     });
+  }
+  if (!on_device.empty()) {
+    // The loop above, element for element, in the parameter's type (kernels/cuda/optim.cu).
+    const kernels::cuda_ops::AdamArgs args{beta1_, beta2_, 1 - lr_ * weight_decay_, weight_decay_,
+                                           step_size, sqrt_bc2, eps_, decoupled_};
+    for (const auto& [key, tensors] : on_device)
+      kernels::cuda_ops::adam_step(kernels::cuda_ops::Type(key.second), tensors.data(), int(tensors.size()), args,
+                                   key.first);
   }
 }
 
@@ -182,6 +212,11 @@ double clip_grad_norm(const std::vector<Tensor>& params, double max_norm) {
   for (const Tensor& p : params) {
     const Tensor g = p.grad();
     if (!g.defined()) continue;
+    if (g.device().is_cuda()) {  // Σ g² on the device (accumulated in double), one number back
+      const Tensor gd = g.to(DType::f64);
+      total += sum(mul(gd, gd)).item();
+      continue;
+    }
     for_each_float(g, [&](auto tag) {
       using T = decltype(tag);
       const T* gp = g.data<T>();
@@ -201,6 +236,10 @@ double clip_grad_norm(const std::vector<Tensor>& params, double max_norm) {
     for (const Tensor& p : params) {
       const Tensor g = p.grad();
       if (!g.defined()) continue;
+      if (g.device().is_cuda()) {
+        g.copy_(mul(g, coef));
+        continue;
+      }
       for_each_float(g, [&](auto tag) {
         using T = decltype(tag);
         T* gp = g.data<T>();

@@ -7,6 +7,14 @@
 #include <cmath>
 #include <cstdint>
 
+// The block function is also compiled for CUDA kernels (kernels/cuda/elementwise.cu): one
+// definition, so the two devices cannot drift apart.
+#if defined(__CUDACC__)
+#define RLFT_HOST_DEVICE __host__ __device__
+#else
+#define RLFT_HOST_DEVICE
+#endif
+
 namespace rlft {
 
 struct Philox4x32 {
@@ -18,7 +26,7 @@ struct Philox4x32 {
   };
 
   // Ten rounds over the 128-bit counter (ctr_lo, ctr_hi) with the 64-bit key `seed`.
-  static inline Block generate(uint64_t seed, uint64_t ctr_lo, uint64_t ctr_hi = 0) {
+  RLFT_HOST_DEVICE static inline Block generate(uint64_t seed, uint64_t ctr_lo, uint64_t ctr_hi = 0) {
     uint32_t c0 = uint32_t(ctr_lo), c1 = uint32_t(ctr_lo >> 32);
     uint32_t c2 = uint32_t(ctr_hi), c3 = uint32_t(ctr_hi >> 32);
     uint32_t k0 = uint32_t(seed), k1 = uint32_t(seed >> 32);
@@ -36,9 +44,9 @@ struct Philox4x32 {
   }
 
   // 32 random bits -> float uniform in [0, 1) with 24 bits of mantissa.
-  static inline float to_unit_float(uint32_t x) { return float(x >> 8) * (1.0f / 16777216.0f); }
+  RLFT_HOST_DEVICE static inline float to_unit_float(uint32_t x) { return float(x >> 8) * (1.0f / 16777216.0f); }
   // 64 random bits -> double uniform in [0, 1) with 53 bits.
-  static inline double to_unit_double(uint32_t hi, uint32_t lo) {
+  RLFT_HOST_DEVICE static inline double to_unit_double(uint32_t hi, uint32_t lo) {
     return double(((uint64_t(hi) << 32) | lo) >> 11) * (1.0 / 9007199254740992.0);
   }
 };

@@ -8,6 +8,7 @@
 
 #include "engine/autograd.h"
 #include "engine/ops.h"
+#include "engine/ops_common.h"
 #include "engine/rng.h"
 #include "kernels/cpu/strided.h"
 #include "kernels/cuda_allocator.h"
@@ -101,7 +102,11 @@ Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) {
 
 Tensor Tensor::zeros(const Shape& shape, DType dtype, Device device) {
   Tensor t = empty(shape, dtype, device);
-  std::memset(t.raw_data(), 0, t.storage()->nbytes);
+  if (device.is_cuda()) {
+    t.fill_(0.0);
+  } else {
+    std::memset(t.raw_data(), 0, t.storage()->nbytes);
+  }
   return t;
 }
 Tensor Tensor::ones(const Shape& shape, DType dtype, Device device) {
@@ -212,6 +217,13 @@ namespace {
 // dst (any strides) = src (any strides, same shape), converting the element type.
 void strided_copy(const Tensor& dst, const Tensor& src) {
   const Shape& shape = dst.shape();
+  if (dst.device().is_cuda()) {
+    RLFT_CHECK(src.device() == dst.device(), "copy: source on ", src.device(), ", destination on ", dst.device());
+    kernels::cuda_ops::copy(detail::ctype(dst.dtype()), detail::ctype(src.dtype()),
+                            detail::geometry<2>(shape, {&dst.strides(), &src.strides()}), dst.raw_data(),
+                            src.raw_data(), dst.device().index);
+    return;
+  }
   dispatch_all(dst.dtype(), [&](auto dtag) {
     using D = decltype(dtag);
     dispatch_all(src.dtype(), [&](auto stag) {
@@ -235,12 +247,18 @@ void strided_copy(const Tensor& dst, const Tensor& src) {
 }  // namespace
 
 void Tensor::copy_(const Tensor& src) const {
-  RLFT_CHECK(src.device() == device(), "copy_: source on ", src.device(), ", destination on ", device());
-  Tensor s = src.shape() == shape() ? src : src.detach().expand(shape());
+  // From another device: a blocking copy over first (as torch's copy_), then the strided copy.
+  const Tensor from = src.device() == device() ? src : src.detach().to(device());
+  Tensor s = from.shape() == shape() ? from : from.detach().expand(shape());
   strided_copy(*this, s);
 }
 
 void Tensor::fill_(double value) const {
+  if (device().is_cuda()) {
+    kernels::cuda_ops::fill(detail::ctype(dtype()), detail::geometry<1>(shape(), {&strides()}), raw_data(), value,
+                            device().index);
+    return;
+  }
   dispatch_all(dtype(), [&](auto tag) {
     using T = decltype(tag);
     T* p = static_cast<T*>(storage()->data) + offset();

@@ -259,6 +259,7 @@ Tensor GPT::forward(const Tensor& tokens, const Tensor& attention_mask, KVCache*
   }
   const Tensor mask_bias = Tensor::from_vector(bias, {B, 1, T, Tk})
                                .to(cfg_.dtype)
+                               .to(tokens.device())
                                .expand({B, cfg_.n_head, T, Tk})
                                .contiguous();  // same shape as the scores: the add's fast path
 
@@ -270,7 +271,7 @@ Tensor GPT::forward(const Tensor& tokens, const Tensor& attention_mask, KVCache*
       }
   }
 
-  const Tensor positions = Tensor::from_vector(pos, {B, T});
+  const Tensor positions = Tensor::from_vector(pos, {B, T}).to(tokens.device());
   Tensor x = add(wte->forward(tokens), wpe->forward(positions));  // [B, T, C]
   x = dropout(x, cfg_.dropout, is_training(), dropout_gen_.get());
   for (size_t l = 0; l < h.size(); ++l) x = h[l]->forward(x, mask_bias, cache, int(l));

@@ -78,8 +78,8 @@ ActionSample ActorCritic::sample(const Tensor& obs, Generator& gen) {
     s.actions = multinomial(softmax(out), &gen);
     s.log_probs = softmax_logprob(out, s.actions).first;
   } else {
-    const Tensor std = exp(log_std_);
-    s.actions = add(out, mul(randn(out.shape(), &gen), std));
+    const Tensor std = exp(log_std_.to(out.device()));
+    s.actions = add(out, mul(randn(out.shape(), &gen).to(out.device()), std));
     s.log_probs = evaluate(obs, s.actions).log_probs;
   }
   return s;
@@ -98,10 +98,12 @@ ActionEval ActorCritic::evaluate(const Tensor& obs, const Tensor& actions) {
     RLFT_CHECK(actions.shape() == out.shape(), "ActorCritic::evaluate: actions ", actions.shape(),
                " do not match the policy's output ", out.shape());
     // log N(a; μ, σ²) summed over action dims.
-    const Tensor z = div(sub(actions, out), exp(log_std_));
-    const Tensor per_dim = sub(mul(mul(z, z), -0.5), add(log_std_, kHalfLog2Pi));
+    // A fixed log_std is not a parameter, so Module::to leaves it where it was made.
+    const Tensor log_std = log_std_.to(out.device());
+    const Tensor z = div(sub(actions, out), exp(log_std));
+    const Tensor per_dim = sub(mul(mul(z, z), -0.5), add(log_std, kHalfLog2Pi));
     e.log_probs = sum(per_dim, {-1});
-    const Tensor h = sum(add(log_std_, 0.5 + kHalfLog2Pi));
+    const Tensor h = sum(add(log_std, 0.5 + kHalfLog2Pi));
     e.entropy = h.expand({out.shape()[0]});
   }
   return e;

@@ -121,7 +121,7 @@ json::Value to_json(const PPOConfig& c) {
 namespace {
 
 void validate(const PPOConfig& c) {
-  check_classic_control_device(c.device);
+  resolve_device(c.device);
   RLFT_CHECK(c.num_envs > 0 && c.num_steps > 0, "ppo: num_envs and num_steps must be positive");
   RLFT_CHECK(c.total_steps >= c.num_envs * c.num_steps, "ppo: total_steps ", c.total_steps,
              " is less than one rollout (num_envs × num_steps = ", c.num_envs * c.num_steps, ")");
@@ -171,6 +171,10 @@ double explained_variance(const Tensor& values, const Tensor& returns) {
 PPOResult train_ppo(const PPOConfig& cfg, const std::string& run_dir,
                     const std::function<bool(const PPOUpdate&)>& on_update) {
   validate(cfg);
+  // With --device cuda the networks, the losses and the update run on the GPU; the
+  // environments, the rollout buffers and GAE stay on the CPU (a rollout step is a handful of
+  // rows), and each step moves its observations over and its actions and values back.
+  const Device dev = resolve_device(cfg.device), cpu = Device::cpu();
   // Setup: environments, policy, optimiser.
   envs::VectorEnv env(cfg.env_id, cfg.num_envs);
   const auto& act_space = env.single_action_space();
@@ -190,6 +194,7 @@ PPOResult train_ppo(const PPOConfig& cfg, const std::string& run_dir,
   pc.log_std_init = cfg.log_std_init;
   pc.fixed_std = cfg.fixed_std;
   models::ActorCritic agent(pc, gen);
+  agent.to(dev);  // in place, before the optimiser takes the parameters
   optim::Adam optimizer(agent.parameters(), cfg.learning_rate, 0.9, 0.999, cfg.adam_eps);
   double kl_beta = cfg.kl_beta;
 
@@ -279,17 +284,19 @@ PPOResult train_ppo(const PPOConfig& cfg, const std::string& run_dir,
       NoGradGuard no_grad;
       for (int64_t t = 0; t < T; ++t) {
         obs_buf.select(0, t).copy_(next_obs);
-        const models::ActionSample s = agent.sample(next_obs, gen);
-        val_buf.select(0, t).copy_(agent.value(next_obs));
-        act_buf.select(0, t).copy_(s.actions);
-        logp_buf.select(0, t).copy_(s.log_probs);
+        const Tensor obs_dev = next_obs.to(dev);
+        const models::ActionSample s = agent.sample(obs_dev, gen);
+        const Tensor actions = s.actions.to(cpu);
+        val_buf.select(0, t).copy_(agent.value(obs_dev).to(cpu));
+        act_buf.select(0, t).copy_(actions);
+        logp_buf.select(0, t).copy_(s.log_probs.to(cpu));
         if (discrete) {
-          const int64_t* a = s.actions.data<int64_t>();
+          const int64_t* a = actions.data<int64_t>();
           std::copy(a, a + N, int_actions.begin());
           env.step(std::span<const int64_t>(int_actions));
         } else {
           // Clip to the action space only when sent to the env (CleanRL's ClipAction).
-          const float* a = s.actions.data<float>();
+          const float* a = actions.data<float>();
           for (int64_t k = 0; k < N * A; ++k)
             float_actions[k] = std::clamp(a[k], act_space.low[k % A], act_space.high[k % A]);
           env.step(std::span<const float>(float_actions));
@@ -317,19 +324,19 @@ PPOResult train_ppo(const PPOConfig& cfg, const std::string& run_dir,
       // next_values[t] = V(s_{t+1}): the next step's value, the bootstrap value after the
       // last step, and V(final obs) where a time limit ended the episode.
       next_val_buf.narrow(0, 0, T - 1).copy_(val_buf.narrow(0, 1, T - 1));
-      next_val_buf.select(0, T - 1).copy_(agent.value(next_obs));
+      next_val_buf.select(0, T - 1).copy_(agent.value(next_obs.to(dev)).to(cpu));
       float* nv = next_val_buf.data<float>();
-      for (const auto& [flat, o] : final_obs_rows) nv[flat] = float(agent.value(o).item());
+      for (const auto& [flat, o] : final_obs_rows) nv[flat] = float(agent.value(o.to(dev)).item());
     }
 
     // ---- advantages (fused GAE op) ----
     auto [advantages, returns] = gae(rew_buf, val_buf, next_val_buf, term_buf, end_buf, cfg.gamma, cfg.gae_lambda);
 
     // ---- update: epochs × minibatches over the flattened batch ----
-    const Tensor b_obs = obs_buf.reshape({batch_size, O});
-    const Tensor b_act = discrete ? act_buf.reshape({batch_size}) : act_buf.reshape({batch_size, A});
-    const Tensor b_logp = logp_buf.reshape({batch_size}), b_val = val_buf.reshape({batch_size});
-    const Tensor b_adv = advantages.reshape({batch_size}), b_ret = returns.reshape({batch_size});
+    const Tensor b_obs = obs_buf.reshape({batch_size, O}).to(dev);
+    const Tensor b_act = (discrete ? act_buf.reshape({batch_size}) : act_buf.reshape({batch_size, A})).to(dev);
+    const Tensor b_logp = logp_buf.reshape({batch_size}).to(dev), b_val = val_buf.reshape({batch_size}).to(dev);
+    const Tensor b_adv = advantages.reshape({batch_size}).to(dev), b_ret = returns.reshape({batch_size}).to(dev);
     std::vector<int64_t> order(static_cast<size_t>(batch_size));
     std::iota(order.begin(), order.end(), 0);
     double pg_sum = 0, v_sum = 0, ent_sum = 0, kl_sum = 0, kl1_sum = 0, cl_lo = 0, cl_hi = 0;
@@ -340,7 +347,8 @@ PPOResult train_ppo(const PPOConfig& cfg, const std::string& run_dir,
       double epoch_kl = 0;
       for (int64_t start = 0; start < batch_size; start += minibatch_size) {
         const Tensor idx = Tensor::from_vector(
-            std::vector<int64_t>(order.begin() + start, order.begin() + start + minibatch_size), {minibatch_size});
+            std::vector<int64_t>(order.begin() + start, order.begin() + start + minibatch_size), {minibatch_size})
+            .to(dev);
         const Tensor mb_obs = index_select(b_obs, 0, idx), mb_act = index_select(b_act, 0, idx);
         const Tensor mb_logp = index_select(b_logp, 0, idx), mb_val = index_select(b_val, 0, idx);
         const Tensor mb_ret = index_select(b_ret, 0, idx);

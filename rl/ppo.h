@@ -28,7 +28,7 @@ namespace rlft::rl {
 struct PPOConfig {
   std::string env_id = "CartPole-v1";  // environment (CartPole-v1, Pendulum-v1, LunarLander-v3, …)
   uint64_t seed = 1;                   // seeds the policy init, the sampling and the environments
-  std::string device = "cpu";          // cpu (classic control runs on the CPU; cuda is refused with a reason)
+  std::string device = "cpu";          // cpu, or cuda[:N]: networks and update there, envs on the CPU
   int64_t total_steps = 500000;        // environment steps over all envs
   int64_t num_envs = 4;                // parallel environment copies
   int64_t num_steps = 128;             // steps per env per rollout (T)

@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <filesystem>
 
+#include "engine/cuda.h"
 #include "engine/dtype.h"
 #include "engine/error.h"
 #include "engine/fs.h"
@@ -60,8 +61,18 @@ std::string format_duration(double s) {
 
 void check_classic_control_device(const std::string& device) {
   const Device d = Device::parse(device);
-  RLFT_CHECK(d.is_cpu(), "--device ", device, ": classic-control training runs on the CPU only (its 64-unit ",
-             "networks gain nothing from a GPU, and the engine's CUDA ops are not built yet)");
+  RLFT_CHECK(d.is_cpu(), "--device ", device, ": REINFORCE runs on the CPU only (one environment and a 64-unit ",
+             "network gain nothing from a GPU; rlft train ppo takes --device cuda)");
+}
+
+Device resolve_device(const std::string& device) {
+  const Device d = Device::parse(device);
+  if (d.is_cpu()) return d;
+  std::string reason;
+  const int n = cuda::device_count(&reason);
+  RLFT_CHECK(n > 0, "--device ", device, ": no CUDA device answers (", reason, ")");
+  RLFT_CHECK(d.index < n, "--device ", device, ": no such device (", n, " present)");
+  return d;
 }
 
 std::vector<int64_t> parse_sizes(const std::string& flag, const std::string& text) {

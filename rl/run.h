@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/dtype.h"
 #include "engine/json.h"
 
 namespace rlft::rl {
@@ -48,10 +49,12 @@ class Stopwatch {
 };
 std::string format_duration(double seconds);
 
-// Checks a --device value for the classic-control algorithms: "cpu" passes; "cuda[:N]" is an
-// error saying why (their networks are far too small for a GPU, and the CUDA backend has no
-// engine ops yet); anything else is an error naming the value.
+// Checks a --device value for the algorithms that run on the CPU only (REINFORCE): "cpu"
+// passes; "cuda[:N]" is an error saying why; anything else is an error naming the value.
 void check_classic_control_device(const std::string& device);
+// The device a --device value names, checked: "cpu", or "cuda[:N]" when that GPU answers
+// (otherwise one error with the runtime's reason, e.g. "CUDA driver version is insufficient").
+Device resolve_device(const std::string& device);
 
 // "64,64" → {64, 64}; anything but positive integers is an error naming `flag`.
 std::vector<int64_t> parse_sizes(const std::string& flag, const std::string& text);

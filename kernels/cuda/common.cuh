@@ -165,4 +165,16 @@ inline unsigned grid_for_rows(int64_t rows) {
   return unsigned(rows < kMaxGridX ? rows : kMaxGridX);
 }
 
+// Elementwise launches: 256 threads per block and a grid-stride loop over at most 65536·8
+// blocks (enough to fill any current GPU many times over; the loop covers the rest).
+constexpr int kThreads = 256;
+inline unsigned blocks_for(int64_t n) {
+  const int64_t b = (n + kThreads - 1) / kThreads;
+  const int64_t kMax = int64_t(1) << 19;
+  return unsigned(b < 1 ? 1 : (b < kMax ? b : kMax));
+}
+
+// Makes `device` current for the calling thread (cheap when it already is).
+inline void set_device(int device) { RLFT_CUDA_CHECK(cudaSetDevice(device)); }
+
 }  // namespace rlft::kernels::cuda_detail

@@ -56,7 +56,7 @@ TEST(Cli, BadInputIsOneLineAndExit2) {
       {"eval --run /nonexistent/run", "no policy at /nonexistent/run/policy.safetensors"},
       {"frobnicate", "unknown command 'frobnicate'"},
       {"train ppo --preset moon", "unknown preset 'moon'"},
-      {"train ppo --device cuda", "--device cuda: classic-control training runs on the CPU only"},
+      {"train reinforce --device cuda", "--device cuda: REINFORCE runs on the CPU only"},
       {"train reinforce --device tpu", "unknown device 'tpu'"},
   };
   for (const Case& c : cases) {

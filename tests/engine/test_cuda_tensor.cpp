@@ -66,12 +66,17 @@ TEST(CudaTensor, AllocatorReusesFreedBlocks) {
   cuda::synchronize();
 }
 
-TEST(CudaTensor, OpsWithoutADeviceKernelSayWhich) {
+TEST(CudaTensor, MultinomialOnTheDeviceDrawsTheCpuSamples) {
+  // Every engine op now runs on device tensors; multinomial samples on the host from the same
+  // generator stream, so both devices draw the same indices and leave the stream in one place.
   RLFT_REQUIRE_GPU();
-  const Tensor g = Tensor::ones({4}).to(Device::cuda());
-  const std::string msg = testing::error_of([&] { (void)exp(g); });
-  EXPECT_NE(msg.find("exp"), std::string::npos) << msg;
-  EXPECT_NE(msg.find("cuda:0"), std::string::npos) << msg;
+  const Tensor probs = Tensor::from_vector(std::vector<double>{0.1, 0.2, 0.7, 0.5, 0.5, 0, 0, 0, 1}, {3, 3});
+  Generator gc(9), gg(9);
+  const Tensor on_cpu = multinomial(probs, &gc);
+  const Tensor on_gpu = multinomial(probs.to(Device::cuda()), &gg);
+  EXPECT_TRUE(on_gpu.device().is_cuda());
+  EXPECT_EQ(on_gpu.to_vector(), on_cpu.to_vector());
+  EXPECT_EQ(gg.offset(), gc.offset());
 }
 
 TEST(CudaTensor, WithoutAGpuEveryDevicePathIsOneClearError) {

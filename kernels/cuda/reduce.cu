@@ -1,0 +1,208 @@
+// reduce — sum and max/min (with the index) over the middle axis of a contiguous
+// [outer, R, inner] array (declared in kernels/cuda_ops.h); the engine reduces any set of
+// dimensions by viewing the tensor this way, one dimension at a time.
+//
+//   sum:      out[o, i] = Σ_r in[o, r, i], accumulated in double for float and double data
+//   extreme:  values[o, i], indices[o, i] = the max (or min) over r and its first index; the
+//             first NaN wins (NaN propagates, as kernels/cpu/reduce.h and PyTorch)
+//
+// Two shapes, one version each:
+//   inner == 1  one block of 256 threads per row (grid-stride over rows): each thread walks
+//               the row with stride 256, then a shared-memory tree combines the 256 partials
+//               (a fixed order, so the result is the same on every run).
+//   inner  > 1  one thread per output (o, i) walking r; neighbouring threads read
+//               neighbouring i, so the loads coalesce. Slow when outer·inner is small and R
+//               large (few threads); correct always.
+// Traffic: one read per input element, one write per output (plus 8 bytes per index).
+// Reference: kernels/cpu/reduce.h (sum_middle, extreme_middle); tests/engine/test_cuda_ops.cpp.
+#include <cuda_runtime.h>
+
+#include <type_traits>
+
+#include "kernels/cuda/common.cuh"
+#include "kernels/cuda_ops.h"
+
+namespace rlft::kernels::cuda_ops {
+
+namespace {
+
+constexpr int kReduceThreads = 256;
+
+template <typename T>
+__device__ __forceinline__ bool is_nan(T x) {
+  if constexpr (std::is_floating_point_v<T>) {
+    return isnan(x);
+  } else {
+    return false;
+  }
+}
+
+// Whether candidate (a, ia) beats (b, ib): NaN first, then the larger (max) or smaller (min)
+// value, ties to the smaller index; index −1 marks an empty slot that never wins.
+template <typename T>
+__device__ __forceinline__ bool beats(T a, int64_t ia, T b, int64_t ib, bool is_max) {
+  if (ia < 0) return false;
+  if (ib < 0) return true;
+  const bool na = is_nan(a), nb = is_nan(b);
+  if (na || nb) return na && nb ? ia < ib : na;
+  if (a == b) return ia < ib;
+  return is_max ? a > b : a < b;
+}
+
+template <typename T>
+__global__ void sum_rows_kernel(int64_t outer, int64_t R, const T* in, T* out) {
+  __shared__ double part[kReduceThreads];
+  for (int64_t o = blockIdx.x; o < outer; o += gridDim.x) {
+    const T* row = in + o * R;
+    double acc = 0;
+    for (int64_t r = threadIdx.x; r < R; r += blockDim.x) acc += double(row[r]);
+    part[threadIdx.x] = acc;
+    __syncthreads();
+    for (int s = blockDim.x / 2; s > 0; s >>= 1) {
+      if (int(threadIdx.x) < s) part[threadIdx.x] += part[threadIdx.x + s];
+      __syncthreads();
+    }
+    if (threadIdx.x == 0) out[o] = T(part[0]);
+    __syncthreads();  // part[0] is read before the next row overwrites it
+  }
+}
+
+template <typename T>
+__global__ void sum_columns_kernel(int64_t outer, int64_t R, int64_t inner, const T* in, T* out) {
+  const int64_t total = outer * inner;
+  for (int64_t k = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; k < total;
+       k += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t o = k / inner, i = k - o * inner;
+    const T* p = in + o * R * inner + i;
+    double acc = 0;
+    for (int64_t r = 0; r < R; ++r) acc += double(p[r * inner]);
+    out[k] = T(acc);
+  }
+}
+
+template <typename T>
+__global__ void extreme_rows_kernel(int64_t outer, int64_t R, const T* in, T* values,
+                                    int64_t* indices, bool is_max) {
+  __shared__ T best_v[kReduceThreads];
+  __shared__ int64_t best_i[kReduceThreads];
+  for (int64_t o = blockIdx.x; o < outer; o += gridDim.x) {
+    const T* row = in + o * R;
+    T bv = T(0);
+    int64_t bi = -1;
+    for (int64_t r = threadIdx.x; r < R; r += blockDim.x) {
+      const T v = row[r];
+      if (beats(v, r, bv, bi, is_max)) {
+        bv = v;
+        bi = r;
+      }
+    }
+    best_v[threadIdx.x] = bv;
+    best_i[threadIdx.x] = bi;
+    __syncthreads();
+    for (int s = blockDim.x / 2; s > 0; s >>= 1) {
+      if (int(threadIdx.x) < s && beats(best_v[threadIdx.x + s], best_i[threadIdx.x + s],
+                                        best_v[threadIdx.x], best_i[threadIdx.x], is_max)) {
+        best_v[threadIdx.x] = best_v[threadIdx.x + s];
+        best_i[threadIdx.x] = best_i[threadIdx.x + s];
+      }
+      __syncthreads();
+    }
+    if (threadIdx.x == 0) {
+      if (values) values[o] = best_v[0];
+      if (indices) indices[o] = best_i[0];
+    }
+    __syncthreads();
+  }
+}
+
+template <typename T>
+__global__ void extreme_columns_kernel(int64_t outer, int64_t R, int64_t inner, const T* in,
+                                       T* values, int64_t* indices, bool is_max) {
+  const int64_t total = outer * inner;
+  for (int64_t k = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; k < total;
+       k += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t o = k / inner, i = k - o * inner;
+    const T* p = in + o * R * inner + i;
+    T bv = p[0];
+    int64_t bi = 0;
+    for (int64_t r = 1; r < R; ++r) {
+      const T v = p[r * inner];
+      if (beats(v, r, bv, bi, is_max)) {
+        bv = v;
+        bi = r;
+      }
+    }
+    if (values) values[k] = bv;
+    if (indices) indices[k] = bi;
+  }
+}
+
+unsigned grid_rows(int64_t outer) {
+  const int64_t kMax = int64_t(1) << 20;
+  return unsigned(outer < kMax ? outer : kMax);
+}
+
+}  // namespace
+
+void sum(Type type, int64_t outer, int64_t R, int64_t inner, const void* in, void* out,
+         int device) {
+  if (outer * inner == 0) return;
+  cuda_detail::set_device(device);
+  auto run = [&](auto tag) {
+    using T = decltype(tag);
+    const T* x = static_cast<const T*>(in);
+    T* y = static_cast<T*>(out);
+    if (inner == 1) {
+      sum_rows_kernel<T><<<grid_rows(outer), kReduceThreads>>>(outer, R, x, y);
+    } else {
+      sum_columns_kernel<T><<<cuda_detail::blocks_for(outer * inner), cuda_detail::kThreads>>>(
+          outer, R, inner, x, y);
+    }
+  };
+  switch (type) {
+    case Type::f32:
+      run(float{});
+      break;
+    case Type::f64:
+      run(double{});
+      break;
+    default:
+      throw Error("cuda sum: expected a floating element type");
+  }
+  RLFT_CUDA_CHECK_LAUNCH();
+}
+
+void extreme(Type type, int64_t outer, int64_t R, int64_t inner, const void* in, void* values,
+             int64_t* indices, bool is_max, int device) {
+  if (outer * inner == 0) return;
+  RLFT_CHECK(R > 0, "cuda extreme: empty reduction");
+  cuda_detail::set_device(device);
+  auto run = [&](auto tag) {
+    using T = decltype(tag);
+    const T* x = static_cast<const T*>(in);
+    T* v = static_cast<T*>(values);
+    if (inner == 1) {
+      extreme_rows_kernel<T><<<grid_rows(outer), kReduceThreads>>>(outer, R, x, v, indices, is_max);
+    } else {
+      extreme_columns_kernel<T><<<cuda_detail::blocks_for(outer * inner), cuda_detail::kThreads>>>(
+          outer, R, inner, x, v, indices, is_max);
+    }
+  };
+  switch (type) {
+    case Type::f32:
+      run(float{});
+      break;
+    case Type::f64:
+      run(double{});
+      break;
+    case Type::i64:
+      run(int64_t{});
+      break;
+    case Type::b8:
+      run(uint8_t{});
+      break;
+  }
+  RLFT_CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace rlft::kernels::cuda_ops

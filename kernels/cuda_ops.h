@@ -1,0 +1,221 @@
+// The CUDA kernels behind the engine's generic ops (engine/ops_*.cpp), as plain C++: no CUDA
+// type appears here, so the engine's g++ code includes it. Every pointer is a DEVICE pointer
+// to the first element of its operand (storage + offset), every call runs on the legacy
+// default stream of `device` (so it is ordered with the blocking copies of
+// kernels/cuda_runtime.h) and is asynchronous unless it says otherwise. Every launch is
+// checked: a failure throws rlft::Error with the file, the line and CUDA's error string.
+//
+// Defined in kernels/cuda/{elementwise,reduce,gemm,softmax,layer_norm,index,optim}.cu when
+// the CUDA backend is built; kernels/cpu/cuda_stub.cpp defines them otherwise, each throwing
+// rlft::Error("<what>: rlft was built without the CUDA backend ...").
+//
+// The CPU reference of every entry point is the CPU branch of the engine op that calls it;
+// tests/engine/test_cuda_ops.cpp checks each against it.
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+
+namespace rlft::kernels::cuda_ops {
+
+// Element types, in the order of rlft::DType (the engine static_asserts the match).
+enum class Type : uint8_t { f32, f64, i64, b8 };
+
+constexpr int kMaxDims = 8;
+constexpr int kMaxOperands = 4;
+
+// The index space of an elementwise op: one shape shared by up to four operands, each with
+// its own element strides (0 along a broadcast dimension). Operand 0 is the output.
+struct Geometry {
+  int ndim = 0;
+  int operands = 0;
+  int64_t numel = 1;
+  int64_t shape[kMaxDims] = {};
+  int64_t strides[kMaxOperands][kMaxDims] = {};
+  // Every operand is dense row-major over the whole index space (element i at offset i):
+  // the kernels then skip the index arithmetic.
+  bool contiguous = true;
+};
+
+// Builds the geometry of `K` operands over `shape`, squeezed: size-1 dimensions are dropped
+// and neighbouring dimensions that are contiguous for every operand are merged (the rule of
+// kernels/cpu/strided.h), so a contiguous tensor is one dimension and a transposed matrix two.
+template <size_t K>
+Geometry make_geometry(int ndim, const int64_t* shape,
+                       const std::array<const int64_t*, K>& strides) {
+  static_assert(K >= 1 && K <= size_t(kMaxOperands), "1 to 4 operands");
+  Geometry g;
+  g.operands = int(K);
+  int n = 0;
+  for (int d = 0; d < ndim; ++d) {
+    g.numel *= shape[d];
+    if (shape[d] == 1) continue;
+    g.shape[n] = shape[d];
+    for (size_t k = 0; k < K; ++k) g.strides[k][n] = strides[k][d];
+    ++n;
+  }
+  if (g.numel == 0) {
+    g.ndim = 0;
+    return g;
+  }
+  int m = 0;
+  for (int d = 0; d < n; ++d) {
+    if (m > 0) {
+      bool merge = true;
+      for (size_t k = 0; k < K; ++k)
+        if (g.strides[k][m - 1] != g.strides[k][d] * g.shape[d]) merge = false;
+      if (merge) {
+        g.shape[m - 1] *= g.shape[d];
+        for (size_t k = 0; k < K; ++k) g.strides[k][m - 1] = g.strides[k][d];
+        continue;
+      }
+    }
+    g.shape[m] = g.shape[d];
+    for (size_t k = 0; k < K; ++k) g.strides[k][m] = g.strides[k][d];
+    ++m;
+  }
+  for (int d = m; d < kMaxDims; ++d) {
+    g.shape[d] = 0;
+    for (size_t k = 0; k < K; ++k) g.strides[k][d] = 0;
+  }
+  g.ndim = m;
+  g.contiguous = true;
+  if (m == 1) {
+    for (size_t k = 0; k < K; ++k)
+      if (g.strides[k][0] != 1) g.contiguous = false;
+  } else if (m > 1) {
+    g.contiguous = false;
+  }
+  return g;
+}
+
+// Makes `device` current for the calling thread, for the kernels of kernels/*.h that run on
+// the current device (softmax_logprob, ratio_clip, gae).
+void set_device_for(int device);
+
+// ---- elementwise (kernels/cuda/elementwise.cu) ------------------------------------------
+// out = f(in) for floating `type` (out and in of that type); s0, s1 are the scalar arguments.
+// clang-format off
+enum class Unary : uint8_t {
+  neg, exp, log, sqrt, abs, sign, tanh, sigmoid, relu, gelu, softplus,
+  tanh_backward,     // 1 − y²  (y = tanh x)
+  sigmoid_backward,  // y·(1 − y)
+  add_scalar,        // x + s0
+  mul_scalar,        // x · s0
+  rsub_scalar,       // s0 − x
+  rdiv_scalar,       // s0 / x
+  pow_scalar,        // x^s0 (x·x when s0 = 2)
+  clamp,             // min(max(x, s0), s1)
+  inf_to_zero,       // 0 where x is ±inf (logsumexp's shift)
+  dropout_mask,      // u < s0 ? 0 : s1
+};
+// out = f(a, b). Arithmetic: floating `type`, out of that type. Comparisons (eq … ge): any
+// `type`, out is bool (one byte 0/1).
+enum class Binary : uint8_t {
+  add, sub, mul, div, minimum, maximum,
+  relu_backward,   // y > 0 ? g : 0          (a = g, b = y)
+  gelu_backward,   // g · gelu'(x)           (a = g, b = x)
+  clamp_backward,  // s0 ≤ x ≤ s1 ? g : 0    (a = g, b = x)
+  eq, ne, lt, le, gt, ge,
+};
+// clang-format on
+inline bool is_comparison(Binary op) { return op >= Binary::eq; }
+
+// Geometry operands: unary (out, in); binary (out, a, b); where (out, cond, a, b);
+// copy (dst, src); fill (dst).
+void unary(Unary op, Type type, const Geometry& g, void* out, const void* in, double s0, double s1,
+           int device);
+void binary(Binary op, Type type, const Geometry& g, void* out, const void* a, const void* b,
+            double s0, double s1, int device);
+// out = cond ? a : b for any `type` (cond bool).
+void where(Type type, const Geometry& g, void* out, const uint8_t* cond, const void* a,
+           const void* b, int device);
+// dst = src converted from src_type to dst_type (any pair; the same type is a strided copy).
+void copy(Type dst_type, Type src_type, const Geometry& g, void* dst, const void* src, int device);
+void fill(Type type, const Geometry& g, void* dst, double value, int device);
+// out[i] = uniform [0, 1) from Philox4x32 (engine/rng.h): block first_block + i/4, lane i%4,
+// 24-bit float as on the CPU (engine/ops_nn.cpp rand()); floating `type`, contiguous out.
+void uniform(Type type, int64_t n, uint64_t seed, uint64_t first_block, void* out, int device);
+
+// ---- reductions over the middle axis of contiguous [outer, R, inner] (reduce.cu) ----------
+// out[o, i] = Σ_r in[o, r, i], accumulated in double (floating types).
+void sum(Type type, int64_t outer, int64_t R, int64_t inner, const void* in, void* out, int device);
+// values[o, i] / indices[o, i] of the max (is_max) or min over r: the first extreme index,
+// a NaN wins (the first one), as kernels/cpu/reduce.h. Any type; values or indices may be null.
+void extreme(Type type, int64_t outer, int64_t R, int64_t inner, const void* in, void* values,
+             int64_t* indices, bool is_max, int device);
+
+// ---- GEMM through cuBLAS (gemm.cu) ----------------------------------------------------------
+// Row-major C[b] = alpha·op(A[b])·op(B[b]) + beta·C[b] for b < batch, the arguments of
+// kernels/cpu/gemm.h: op(A) is [M, K]; ta: A is stored as [K, M] row-major with leading
+// dimension lda (else [M, K]); likewise tb for B ([N, K] else [K, N]); sa, sb, sc are the
+// batch strides in elements (0: the same matrix for every b). Floating `type`.
+void gemm(Type type, bool ta, bool tb, int64_t batch, int64_t M, int64_t N, int64_t K, double alpha,
+          const void* A, int64_t lda, int64_t sa, const void* B, int64_t ldb, int64_t sb,
+          double beta, void* C, int64_t ldc, int64_t sc, int device);
+// TF32 tensor cores for float GEMMs (10-bit mantissa products, as PyTorch's
+// torch.backends.cuda.matmul.allow_tf32); off by default.
+void set_allow_tf32(bool allow);
+bool allow_tf32();
+
+// ---- softmax family, one block per row of contiguous [N, V] (softmax.cu) --------------------
+void softmax_rows(Type type, int64_t N, int64_t V, const void* x, void* y, bool log_space,
+                  int device);
+void softmax_rows_backward(Type type, int64_t N, int64_t V, const void* y, const void* g, void* dx,
+                           bool log_space, int device);
+// loss[i] = lse_i − x[i, t_i], lse saved in double (0 and 0 where t_i == ignore_index).
+void cross_entropy_rows(Type type, int64_t N, int64_t V, const void* x, const int64_t* t,
+                        int64_t ignore_index, void* loss, double* lse, int device);
+// dx[i, :] = g[i]·(softmax(x_i) − onehot(t_i)); zero rows where ignored.
+void cross_entropy_rows_backward(Type type, int64_t N, int64_t V, const void* x, const int64_t* t,
+                                 int64_t ignore_index, const double* lse, const void* g, void* dx,
+                                 int device);
+
+// ---- layer norm over the last dimension of contiguous [N, C] (layer_norm.cu) ----------------
+// The arguments of kernels/cpu/layer_norm.h; w, b may be null; mean, rstd: [N] doubles.
+void layer_norm_forward(Type type, int64_t N, int64_t C, const void* x, const void* w,
+                        const void* b, double eps, void* y, double* mean, double* rstd, int device);
+// dx, dw, db may be null (not computed); dw, db are overwritten.
+void layer_norm_backward(Type type, int64_t N, int64_t C, const void* x, const void* w,
+                         const double* mean, const double* rstd, const void* g, void* dx, void* dw,
+                         void* db, int device);
+
+// ---- indexing (index.cu) --------------------------------------------------------------------
+// out[o, i, j] = src[o, idx[i], j] for contiguous src [outer, n_src, inner], out [outer, k, inner].
+void index_select(Type type, int64_t outer, int64_t n_src, int64_t inner, const void* src,
+                  const int64_t* idx, int64_t k, void* out, int device);
+// dst[o, idx[i], j] += src[o, i, j] (atomicAdd: repeated indices accumulate); floating type.
+void index_add(Type type, int64_t outer, int64_t n_dst, int64_t inner, void* dst,
+               const int64_t* idx, int64_t k, const void* src, int device);
+// Geometry (out, index, a) over the index's shape, a's stride 0 along `dim`:
+// out[p] = a[p with index[p] along dim] (a_dim_stride: a's stride of dim). Any type.
+void gather(Type type, const Geometry& g, void* out, const int64_t* index, const void* a,
+            int64_t a_dim_stride, int device);
+// Geometry (src, index, dst): dst[p with index[p] along dim] += src[p] (atomicAdd); floating.
+void scatter_add(Type type, const Geometry& g, const void* src, const int64_t* index, void* dst,
+                 int64_t dst_dim_stride, int device);
+
+// ---- optimisers (optim.cu), contiguous parameters ---------------------------------------------
+// The update of engine/optim.cpp, in the parameter's type, element by element.
+struct AdamArgs {
+  double beta1, beta2, decay, l2, step_size, sqrt_bc2, eps;
+  bool decoupled;
+};
+// One parameter with its gradient and moment buffers (n elements each, of one type).
+struct AdamTensor {
+  void* w;
+  const void* g;
+  void* m;
+  void* v;
+  int64_t n;
+};
+// Every tensor of `tensors` (all of `type`) in as few launches as possible: up to
+// kAdamTensorsPerLaunch tensors per launch, their pointers passed in the kernel's arguments.
+constexpr int kAdamTensorsPerLaunch = 24;
+void adam_step(Type type, const AdamTensor* tensors, int count, const AdamArgs& args, int device);
+// SGD in double per element as on the CPU; v may be null (no momentum).
+void sgd_step(Type type, int64_t n, void* w, const void* g, void* v, double lr, double momentum,
+              double dampening, double weight_decay, bool nesterov, bool first, int device);
+
+}  // namespace rlft::kernels::cuda_ops

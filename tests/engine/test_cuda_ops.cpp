@@ -1,0 +1,796 @@
+// Engine ops on CUDA tensors against the CPU path, which is the reference: every op forward
+// and backward (gradients through autograd), at odd sizes (1, 7, 33, 1000, 4097 elements),
+// non-contiguous and broadcast inputs, reductions over first/middle/last/several dims, and
+// adversarial values (spiked logits, large layer-norm offsets). Plus an MLP trained 3 AdamW
+// steps and a tiny GPT forward+backward on both devices.
+//
+// Tolerances: float32 results are compared with rtol 1e-5 plus a small atol (float math on
+// the GPU — expf, tanhf, FMA contraction, a different summation order — differs from the CPU
+// in the last few ulp; the CPU's float tanh is itself a ~1e-7 approximation); float64 with
+// rtol 1e-12. Ops whose result goes through a long sum (matmul, reductions) get atol scaled
+// by the magnitude of the terms (stated at each use).
+//
+// The GPU tests skip with the runtime's reason when no device answers; the host-side pieces
+// (kernels/cuda_ops.h's geometry squeezing, the TF32 flag) run everywhere.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <functional>
+
+#include "engine/cuda.h"
+#include "engine/nn.h"
+#include "engine/ops.h"
+#include "engine/optim.h"
+#include "kernels/cuda_ops.h"
+#include "models/gpt.h"
+#include "tests/test_util.h"
+
+namespace rlft {
+namespace {
+
+#define RLFT_REQUIRE_GPU()                                                        \
+  do {                                                                            \
+    std::string reason_;                                                          \
+    if (cuda::device_count(&reason_) == 0) GTEST_SKIP() << "no GPU: " << reason_; \
+  } while (0)
+
+const Device kGpu = Device::cuda(0);
+
+// Random normal values (seeded) as a CPU tensor of `dt`, scaled.
+Tensor random(const Shape& shape, DType dt, uint64_t seed, double scale = 1.0) {
+  Generator g(seed);
+  return mul(randn(shape, &g, DType::f64), scale).to(dt);
+}
+
+double rtol_of(DType dt) { return dt == DType::f64 ? 1e-12 : 1e-5; }
+double atol_of(DType dt) { return dt == DType::f64 ? 1e-12 : 1e-6; }
+
+// Elementwise |gpu − cpu| ≤ atol + rtol·|cpu| (NaN matches NaN, inf matches the same inf).
+void expect_close(const Tensor& gpu, const Tensor& cpu, double rtol, double atol,
+                  const std::string& what) {
+  ASSERT_TRUE(gpu.defined()) << what << ": gpu tensor undefined";
+  ASSERT_TRUE(cpu.defined()) << what << ": cpu tensor undefined";
+  EXPECT_TRUE(gpu.device().is_cuda()) << what << ": result on " << gpu.device();
+  ASSERT_EQ(gpu.shape(), cpu.shape()) << what;
+  EXPECT_EQ(gpu.dtype(), cpu.dtype()) << what;
+  const std::vector<double> g = gpu.to_vector(), c = cpu.to_vector();
+  int bad = 0;
+  for (size_t i = 0; i < c.size(); ++i) {
+    if (std::isnan(c[i]) && std::isnan(g[i])) continue;
+    if (std::isinf(c[i]) && g[i] == c[i]) continue;
+    if (!(std::abs(g[i] - c[i]) <= atol + rtol * std::abs(c[i]))) {
+      if (++bad <= 5)
+        ADD_FAILURE() << what << ": element " << i << " gpu " << g[i] << " cpu " << c[i];
+    }
+  }
+  EXPECT_EQ(bad, 0) << what << ": " << bad << " of " << c.size() << " elements differ";
+}
+void expect_close(const Tensor& gpu, const Tensor& cpu, DType dt, const std::string& what,
+                  double atol_scale = 1) {
+  expect_close(gpu, cpu, rtol_of(dt), atol_of(dt) * atol_scale, what);
+}
+
+// Runs f on CPU inputs and on their device copies (all requiring grad when floating), checks
+// the outputs, then backpropagates sum(out · w) with the same random w on both and checks
+// every input's gradient.
+void check_op(const std::string& name, const std::vector<Tensor>& cpu_inputs,
+              const std::function<Tensor(const std::vector<Tensor>&)>& f, double atol_scale = 1) {
+  std::vector<Tensor> xc, xg;
+  for (const Tensor& t : cpu_inputs) {
+    Tensor c = t.detach().clone();
+    if (is_floating(c.dtype())) c.set_requires_grad();
+    Tensor g = t.detach().to(kGpu);
+    if (is_floating(g.dtype())) g.set_requires_grad();
+    xc.push_back(c);
+    xg.push_back(g);
+  }
+  const Tensor yc = f(xc), yg = f(xg);
+  const DType dt = yc.dtype();
+  if (!is_floating(dt)) {
+    EXPECT_EQ(yg.to_vector(), yc.to_vector()) << name;
+    return;
+  }
+  expect_close(yg, yc, dt, name + " forward", atol_scale);
+  if (!yc.requires_grad()) return;
+  const Tensor w = random(yc.shape(), dt, 99);
+  sum(mul(yc, w)).backward();
+  sum(mul(yg, w.to(kGpu))).backward();
+  for (size_t i = 0; i < xc.size(); ++i) {
+    if (!xc[i].requires_grad()) continue;
+    const Tensor gc = xc[i].grad(), gg = xg[i].grad();
+    ASSERT_EQ(gc.defined(), gg.defined()) << name << " grad " << i;
+    if (gc.defined())
+      expect_close(gg, gc, dt, name + " grad of input " + std::to_string(i), atol_scale);
+  }
+}
+
+const std::vector<int64_t> kSizes = {1, 7, 33, 1000, 4097};
+
+// ---- host-side pieces (run everywhere) --------------------------------------------------
+
+TEST(CudaOpsGeometry, ContiguousOperandsSqueezeToOneDimension) {
+  const Shape shape{2, 3, 4};
+  const Shape st = contiguous_strides(shape);
+  const auto g =
+      kernels::cuda_ops::make_geometry<2>(shape.size(), shape.data(), {st.data(), st.data()});
+  EXPECT_EQ(g.ndim, 1);
+  EXPECT_EQ(g.numel, 24);
+  EXPECT_EQ(g.shape[0], 24);
+  EXPECT_TRUE(g.contiguous);
+}
+
+TEST(CudaOpsGeometry, TransposedAndBroadcastOperandsKeepTheirStrides) {
+  // out [3, 2] contiguous; a = a [2, 3] transposed (strides 1, 3); b broadcast along dim 0.
+  const Shape shape{3, 2};
+  const Shape so{2, 1}, sa{1, 3}, sb{0, 1};
+  const auto g = kernels::cuda_ops::make_geometry<3>(shape.size(), shape.data(),
+                                                     {so.data(), sa.data(), sb.data()});
+  EXPECT_EQ(g.ndim, 2);
+  EXPECT_FALSE(g.contiguous);
+  EXPECT_EQ(g.strides[1][0], 1);
+  EXPECT_EQ(g.strides[1][1], 3);
+  EXPECT_EQ(g.strides[2][0], 0);
+}
+
+TEST(CudaOpsGeometry, SizeOneDimsDropAndMergeableDimsMerge) {
+  // [4, 1, 5, 6] with the first operand contiguous and the second a column slice of a wider
+  // [4, 5, 8] buffer: dims 2 and 3 cannot merge for operand 1 (stride 8 ≠ 6·1).
+  const Shape shape{4, 1, 5, 6};
+  const Shape s0 = contiguous_strides(shape);
+  const Shape s1{40, 40, 8, 1};
+  const auto g =
+      kernels::cuda_ops::make_geometry<2>(shape.size(), shape.data(), {s0.data(), s1.data()});
+  EXPECT_EQ(g.ndim, 2);  // [4·5, 6]: dims 0 and 2 merge (30 = 5·6 and 40 = 5·8), 3 stays
+  EXPECT_EQ(g.shape[0], 20);
+  EXPECT_EQ(g.shape[1], 6);
+  EXPECT_EQ(g.strides[1][0], 8);
+  EXPECT_FALSE(g.contiguous);
+}
+
+TEST(CudaOpsGeometry, EmptyAndScalarShapes) {
+  const Shape empty{3, 0, 2};
+  const Shape se = contiguous_strides(empty);
+  EXPECT_EQ(kernels::cuda_ops::make_geometry<1>(empty.size(), empty.data(), {se.data()}).numel, 0);
+  const Shape scalar;
+  const auto g = kernels::cuda_ops::make_geometry<1>(0, scalar.data(), {scalar.data()});
+  EXPECT_EQ(g.numel, 1);
+  EXPECT_EQ(g.ndim, 0);
+  EXPECT_TRUE(g.contiguous);
+}
+
+TEST(CudaOps, Tf32IsOptInAndTogglable) {
+  EXPECT_FALSE(cuda::allow_tf32()) << "TF32 must be off by default";
+  cuda::set_allow_tf32(true);
+  EXPECT_TRUE(cuda::allow_tf32());
+  cuda::set_allow_tf32(false);
+  EXPECT_FALSE(cuda::allow_tf32());
+}
+
+// ---- errors ----------------------------------------------------------------------------
+
+TEST(CudaOps, MixedDevicesAreOneClearError) {
+  RLFT_REQUIRE_GPU();
+  const Tensor c = Tensor::ones({3}), g = Tensor::ones({3}).to(kGpu);
+  const std::string msg = testing::error_of([&] { (void)add(c, g); });
+  EXPECT_NE(msg.find("add: tensors on different devices (cpu and cuda:0)"), std::string::npos)
+      << msg;
+  EXPECT_NE(testing::error_of([&] {
+              (void)matmul(g.reshape({1, 3}), c.reshape({3, 1}));
+            }).find("matmul"),
+            std::string::npos);
+  EXPECT_NE(testing::error_of([&] { (void)where(gt(g, 0.0), g, c); }).find("where"),
+            std::string::npos);
+}
+
+TEST(CudaOps, BadIndicesOnTheDeviceAreCaughtOnTheHost) {
+  RLFT_REQUIRE_GPU();
+  const Tensor w = Tensor::ones({4, 3}).to(kGpu);
+  const Tensor idx = Tensor::from_vector(std::vector<int64_t>{0, 4}, {2}).to(kGpu);
+  const std::string msg = testing::error_of([&] { (void)embedding(w, idx); });
+  EXPECT_NE(msg.find("embedding: index 4 out of range [0, 4)"), std::string::npos) << msg;
+}
+
+// ---- elementwise -----------------------------------------------------------------------
+
+TEST(CudaOps, UnaryOpsMatchTheCpuForwardAndBackward) {
+  RLFT_REQUIRE_GPU();
+  using F = std::function<Tensor(const Tensor&)>;
+  // Inputs in (−3, 3); log/sqrt/pow/rdiv get positive inputs (|x| + 0.1).
+  const std::vector<std::pair<std::string, F>> ops = {
+      {"neg", [](const Tensor& x) { return neg(x); }},
+      {"exp", [](const Tensor& x) { return exp(x); }},
+      {"log", [](const Tensor& x) { return log(add(abs(x), 0.1)); }},
+      {"sqrt", [](const Tensor& x) { return sqrt(add(abs(x), 0.1)); }},
+      {"abs", [](const Tensor& x) { return abs(x); }},
+      {"tanh", [](const Tensor& x) { return tanh(x); }},
+      {"sigmoid", [](const Tensor& x) { return sigmoid(mul(x, 10.0)); }},
+      {"relu", [](const Tensor& x) { return relu(x); }},
+      {"gelu", [](const Tensor& x) { return gelu(x); }},
+      {"softplus", [](const Tensor& x) { return softplus(mul(x, 20.0)); }},
+      {"add_scalar", [](const Tensor& x) { return add(x, 2.5); }},
+      {"mul_scalar", [](const Tensor& x) { return mul(x, -1.5); }},
+      {"rsub", [](const Tensor& x) { return rsub(1.0, x); }},
+      {"rdiv", [](const Tensor& x) { return rdiv(2.0, add(abs(x), 0.1)); }},
+      {"pow2", [](const Tensor& x) { return pow(x, 2.0); }},
+      {"pow1.5", [](const Tensor& x) { return pow(add(abs(x), 0.1), 1.5); }},
+      {"clamp", [](const Tensor& x) { return clamp(x, -0.5, 0.7); }},
+  };
+  for (DType dt : {DType::f32, DType::f64}) {
+    for (int64_t n : kSizes) {
+      const Tensor x = random({n}, dt, 1 + n);
+      for (const auto& [name, f] : ops) {
+        check_op(
+            name + " n=" + std::to_string(n) + " " + dtype_name(dt), {x},
+            [&f](const std::vector<Tensor>& in) { return f(in[0]); }, /*atol_scale=*/10);
+      }
+    }
+  }
+}
+
+TEST(CudaOps, UnaryOpsOnNonContiguousViews) {
+  RLFT_REQUIRE_GPU();
+  const Tensor x = random({33, 7}, DType::f32, 5);
+  check_op("tanh of a transpose", {x},
+           [](const std::vector<Tensor>& in) { return tanh(in[0].t()); });
+  check_op("exp of a narrow", {x},
+           [](const std::vector<Tensor>& in) { return exp(in[0].narrow(1, 2, 4)); });
+  check_op("gelu of a permuted 3-d view", {random({4, 5, 6}, DType::f64, 6)},
+           [](const std::vector<Tensor>& in) {
+             return gelu(in[0].permute({2, 0, 1}));
+           });
+}
+
+TEST(CudaOps, BinaryOpsBroadcastLikeTheCpu) {
+  RLFT_REQUIRE_GPU();
+  using F = std::function<Tensor(const Tensor&, const Tensor&)>;
+  const std::vector<std::pair<std::string, F>> ops = {
+      {"add", [](const Tensor& a, const Tensor& b) { return add(a, b); }},
+      {"sub", [](const Tensor& a, const Tensor& b) { return sub(a, b); }},
+      {"mul", [](const Tensor& a, const Tensor& b) { return mul(a, b); }},
+      {"div", [](const Tensor& a, const Tensor& b) { return div(a, add(abs(b), 0.5)); }},
+      {"minimum", [](const Tensor& a, const Tensor& b) { return minimum(a, b); }},
+      {"maximum", [](const Tensor& a, const Tensor& b) { return maximum(a, b); }},
+  };
+  const std::vector<std::pair<Shape, Shape>> shapes = {
+      {{1}, {1}},      {{7}, {7}},          {{4097}, {4097}}, {{1000}, {1}},
+      {{7, 33}, {33}}, {{4, 1, 5}, {3, 1}}, {{1, 33}, {7, 1}}};
+  for (DType dt : {DType::f32, DType::f64}) {
+    for (const auto& [sa, sb] : shapes) {
+      const Tensor a = random(sa, dt, 11), b = random(sb, dt, 12);
+      for (const auto& [name, f] : ops) {
+        check_op(
+            name + " " + sa.to_string() + " " + sb.to_string() + " " + dtype_name(dt), {a, b},
+            [&f](const std::vector<Tensor>& in) { return f(in[0], in[1]); }, 10);
+      }
+    }
+  }
+  // Non-contiguous operands: a transposed matrix against a contiguous one and a column.
+  const Tensor a = random({33, 7}, DType::f32, 13), b = random({7, 33}, DType::f32, 14);
+  check_op("mul of a transpose", {a, b},
+           [](const std::vector<Tensor>& in) { return mul(in[0].t(), in[1]); });
+  check_op("add of an expanded column", {a, random({7, 1}, DType::f32, 15)},
+           [](const std::vector<Tensor>& in) {
+             return add(in[0].t(), in[1].expand({7, 33}));
+           });
+}
+
+TEST(CudaOps, ComparisonsWhereAndMasks) {
+  RLFT_REQUIRE_GPU();
+  for (DType dt : {DType::f32, DType::f64, DType::i64}) {
+    // Small integers so ties occur.
+    const Tensor a = mul(random({7, 33}, DType::f64, 21), 2.0).to(DType::i64).to(dt);
+    const Tensor b = mul(random({33}, DType::f64, 22), 2.0).to(DType::i64).to(dt);
+    const Tensor ag = a.to(kGpu), bg = b.to(kGpu);
+    using F = std::function<Tensor(const Tensor&, const Tensor&)>;
+    for (const auto& [name, f] : std::vector<std::pair<std::string, F>>{
+             {"eq", [](const Tensor&x, const Tensor&y) { return eq(x, y); }},
+             {"ne", [](const Tensor&x, const Tensor&y) { return ne(x, y); }},
+             {"lt", [](const Tensor&x, const Tensor&y) { return lt(x, y); }},
+             {"le", [](const Tensor&x, const Tensor&y) { return le(x, y); }},
+             {"gt", [](const Tensor&x, const Tensor&y) { return gt(x, y); }},
+             {"ge", [](const Tensor&x, const Tensor&y) { return ge(x, y); }}}) {
+      const Tensor rg = f(ag, bg);
+      EXPECT_TRUE(rg.device().is_cuda());
+      EXPECT_EQ(rg.dtype(), DType::b8);
+      EXPECT_EQ(rg.to_vector(), f(a, b).to_vector()) << name << " " << dt;
+    }
+    EXPECT_EQ(logical_not(lt(ag, bg)).to_vector(), logical_not(lt(a, b)).to_vector());
+    EXPECT_EQ(where(lt(ag, bg), ag, bg).to_vector(), where(lt(a, b), a, b).to_vector());
+  }
+  // where and masked_fill with gradients, the mask broadcast.
+  const Tensor x = random({5, 33}, DType::f32, 23), y = random({33}, DType::f32, 24);
+  const Tensor mask = gt(random({5, 1}, DType::f32, 25), 0.0);
+  check_op("where", {x, y}, [&](const std::vector<Tensor>& in) {
+    return where(mask.to(in[0].device()), in[0], in[1]);
+  });
+  check_op("masked_fill", {x}, [&](const std::vector<Tensor>& in) {
+    return masked_fill(in[0], mask.to(in[0].device()), -1e9);
+  });
+  check_op("lt with a scalar", {x}, [](const std::vector<Tensor>& in) { return lt(in[0], 0.25); });
+}
+
+TEST(CudaOps, DtypeCastsContiguousCopiesAndFills) {
+  RLFT_REQUIRE_GPU();
+  // Non-negative values: a negative float converted to bool (uint8) is undefined behaviour in
+  // C++ and in CUDA alike, so the two devices need not agree there.
+  const Tensor x = mul(abs(random({7, 33}, DType::f64, 31)), 3.0);
+  for (DType from : {DType::f32, DType::f64, DType::i64, DType::b8}) {
+    const Tensor src = from == DType::b8 ? gt(x, 1.0) : x.to(from);
+    for (DType to : {DType::f32, DType::f64, DType::i64, DType::b8}) {
+      EXPECT_EQ(src.to(kGpu).to(to).to_vector(), src.to(to).to_vector()) << from << " -> " << to;
+      EXPECT_EQ(src.to(kGpu).t().to(to).to_vector(), src.t().to(to).to_vector())
+          << "transposed " << from << " -> " << to;
+    }
+  }
+  const Tensor v = random({4, 5, 6}, DType::f32, 32);
+  EXPECT_EQ(v.to(kGpu).permute({2, 0, 1}).contiguous().to_vector(),
+            v.permute({2, 0, 1}).contiguous().to_vector());
+  EXPECT_EQ(v.to(kGpu).narrow(2, 1, 3).transpose(0, 1).contiguous().to_vector(),
+            v.narrow(2, 1, 3).transpose(0, 1).contiguous().to_vector());
+  EXPECT_EQ(Tensor::zeros({1000}, DType::f32, kGpu).to_vector(), std::vector<double>(1000, 0.0));
+  EXPECT_EQ(Tensor::full({4097}, 2.5, DType::f64, kGpu).to_vector(),
+            std::vector<double>(4097, 2.5));
+  EXPECT_EQ(Tensor::ones({7}, DType::i64, kGpu).to_vector(), std::vector<double>(7, 1.0));
+  // Filling a strided view touches only its elements.
+  const Tensor g = Tensor::zeros({4, 6}, DType::f32, kGpu);
+  g.narrow(1, 2, 3).fill_(7);
+  const Tensor c = Tensor::zeros({4, 6});
+  c.narrow(1, 2, 3).fill_(7);
+  EXPECT_EQ(g.to_vector(), c.to_vector());
+  // copy_ across devices, both ways, into views and with broadcasting.
+  const Tensor dst = Tensor::zeros({4, 6}, DType::f32, kGpu);
+  dst.narrow(1, 1, 3).copy_(Tensor::full({3}, 2.0));
+  const Tensor ref = Tensor::zeros({4, 6});
+  ref.narrow(1, 1, 3).copy_(Tensor::full({3}, 2.0));
+  EXPECT_EQ(dst.to_vector(), ref.to_vector());
+  const Tensor host = Tensor::zeros({6, 4});
+  host.copy_(dst.t());
+  EXPECT_EQ(host.to_vector(), ref.t().contiguous().to_vector());
+}
+
+TEST(CudaOps, ConcatStackAndViewsBackward) {
+  RLFT_REQUIRE_GPU();
+  const Tensor a = random({3, 7}, DType::f32, 41), b = random({3, 33}, DType::f32, 42);
+  check_op("concat dim 1", {a, b}, [](const std::vector<Tensor>& in) {
+    return concat({in[0], in[1]}, 1);
+  });
+  check_op("concat dim 0 of transposes", {a, random({5, 3}, DType::f32, 43)},
+           [](const std::vector<Tensor>& in) {
+             return concat({in[0].t(), in[1]}, 0);
+           });
+  check_op("stack", {a, random({3, 7}, DType::f32, 44)}, [](const std::vector<Tensor>& in) {
+    return stack({in[0], in[1]}, 1);
+  });
+  check_op("narrow/select/expand", {random({5, 1, 6}, DType::f64, 45)},
+           [](const std::vector<Tensor>& in) {
+             return mul(in[0].narrow(0, 1, 3).expand({3, 4, 6}), in[0].select(0, 4));
+           });
+}
+
+// ---- reductions --------------------------------------------------------------------------
+
+TEST(CudaOps, ReductionsOverAnyDims) {
+  RLFT_REQUIRE_GPU();
+  const std::vector<std::vector<int64_t>> dim_sets = {{}, {0}, {1}, {2}, {0, 2}, {1, 2}, {-1}};
+  for (DType dt : {DType::f32, DType::f64}) {
+    const Tensor x = random({5, 7, 33}, dt, 51);
+    for (const auto& dims : dim_sets) {
+      std::string d = "[";
+      for (int64_t v : dims) d += std::to_string(v) + ",";
+      d += "] " + std::string(dtype_name(dt));
+      // Sums of up to 1155 terms of magnitude ~1: allow a little more absolute error.
+      check_op(
+          "sum " + d, {x}, [&](const std::vector<Tensor>& in) { return sum(in[0], dims); }, 10);
+      check_op(
+          "sum keepdim " + d, {x},
+          [&](const std::vector<Tensor>& in) { return sum(in[0], dims, true); }, 10);
+      check_op(
+          "mean " + d, {x}, [&](const std::vector<Tensor>& in) { return mean(in[0], dims); }, 10);
+      check_op(
+          "var " + d, {x}, [&](const std::vector<Tensor>& in) { return var(in[0], dims); }, 10);
+    }
+    for (int64_t dim : {0, 1, 2}) {
+      const std::string d = std::to_string(dim) + " " + dtype_name(dt);
+      check_op("max " + d, {x}, [&](const std::vector<Tensor>& in) { return max(in[0], dim); });
+      check_op("min keepdim " + d, {x},
+               [&](const std::vector<Tensor>& in) { return min(in[0], dim, true); });
+      check_op("argmax " + d, {x},
+               [&](const std::vector<Tensor>& in) { return argmax(in[0], dim); });
+      check_op(
+          "logsumexp " + d, {x},
+          [&](const std::vector<Tensor>& in) { return logsumexp(in[0], dim); }, 10);
+    }
+    for (int64_t n : kSizes) {
+      const Tensor v = random({n}, dt, 52 + n);
+      check_op(
+          "sum of all n=" + std::to_string(n), {v},
+          [](const std::vector<Tensor>& in) { return sum(in[0]); }, 100);
+      check_op("max of all n=" + std::to_string(n), {v},
+               [](const std::vector<Tensor>& in) { return max(in[0]); });
+    }
+  }
+  // Ties pick the first index; NaN wins; integer argmax.
+  const Tensor t = Tensor::from_vector(std::vector<double>{1, 3, 3, 0, NAN, 2, 5, 5, 1}, {3, 3});
+  EXPECT_EQ(argmax(t.to(kGpu), 1).to_vector(), argmax(t, 1).to_vector());
+  EXPECT_EQ(argmax(t.to(kGpu), 0).to_vector(), argmax(t, 0).to_vector());
+  const Tensor ti = Tensor::from_vector(std::vector<int64_t>{4, -2, 9, 9, 0, 1}, {2, 3});
+  EXPECT_EQ(argmax(ti.to(kGpu), 1).to_vector(), argmax(ti, 1).to_vector());
+  EXPECT_EQ(min(ti.to(kGpu), 0).to_vector(), min(ti, 0).to_vector());
+  // Broadcasting backward (sum_to) through an add of a [33] bias to [7, 33].
+  check_op("sum_to through broadcast",
+           {random({7, 33}, DType::f32, 53), random({33}, DType::f32, 54)},
+           [](const std::vector<Tensor>& in) { return add(in[0], in[1]); });
+}
+
+// ---- matmul / linear ---------------------------------------------------------------------
+
+TEST(CudaOps, MatmulAllTransposeCasesAndBatches) {
+  RLFT_REQUIRE_GPU();
+  for (DType dt : {DType::f32, DType::f64}) {
+    const std::string s = dtype_name(dt);
+    const int64_t M = 33, K = 7, N = 65;
+    // Stored row-major or as transposed views: all four (ta, tb) combinations.
+    const Tensor a = random({M, K}, dt, 61), at = random({K, M}, dt, 62);
+    const Tensor b = random({K, N}, dt, 63), bt = random({N, K}, dt, 64);
+    // K-term dot products of unit normals: atol ~ 1e-6·√K·(a few).
+    check_op(
+        "matmul NN " + s, {a, b},
+        [](const std::vector<Tensor>& in) { return matmul(in[0], in[1]); }, 10);
+    check_op(
+        "matmul TN " + s, {at, b},
+        [](const std::vector<Tensor>& in) { return matmul(in[0].t(), in[1]); }, 10);
+    check_op(
+        "matmul NT " + s, {a, bt},
+        [](const std::vector<Tensor>& in) { return matmul(in[0], in[1].t()); }, 10);
+    check_op(
+        "matmul TT " + s, {at, bt},
+        [](const std::vector<Tensor>& in) { return matmul(in[0].t(), in[1].t()); }, 10);
+    check_op(
+        "matmul batched broadcast " + s, {random({2, 1, 5, K}, dt, 65), random({3, K, 4}, dt, 66)},
+        [](const std::vector<Tensor>& in) { return matmul(in[0], in[1]); }, 10);
+    check_op(
+        "matmul batched transposed " + s, {random({3, K, 5}, dt, 67), random({3, 4, K}, dt, 68)},
+        [](const std::vector<Tensor>& in) {
+          return matmul(in[0].transpose(1, 2), in[1].transpose(1, 2));
+        },
+        10);
+    check_op(
+        "matmul vector @ matrix " + s, {random({K}, dt, 69), b},
+        [](const std::vector<Tensor>& in) { return matmul(in[0], in[1]); }, 10);
+    check_op(
+        "matmul matrix @ vector " + s, {a, random({K}, dt, 70)},
+        [](const std::vector<Tensor>& in) { return matmul(in[0], in[1]); }, 10);
+    check_op("matmul 1x1 " + s, {random({1, 1}, dt, 71), random({1, 1}, dt, 72)},
+             [](const std::vector<Tensor>& in) { return matmul(in[0], in[1]); });
+    // A long inner dimension: 1000-term sums.
+    check_op(
+        "matmul K=1000 " + s, {random({7, 1000}, dt, 73), random({1000, 33}, dt, 74)},
+        [](const std::vector<Tensor>& in) { return matmul(in[0], in[1]); }, 100);
+    check_op(
+        "linear with bias " + s,
+        {random({4, 3, K}, dt, 75), random({N, K}, dt, 76), random({N}, dt, 77)},
+        [](const std::vector<Tensor>& in) { return linear(in[0], in[1], in[2]); }, 10);
+    check_op(
+        "linear without bias " + s, {random({5, K}, dt, 78), random({N, K}, dt, 79)},
+        [](const std::vector<Tensor>& in) { return linear(in[0], in[1]); }, 10);
+    check_op(
+        "linear of a transposed input " + s, {random({K, 5}, dt, 80), random({N, K}, dt, 81)},
+        [](const std::vector<Tensor>& in) { return linear(in[0].t(), in[1]); }, 10);
+  }
+}
+
+TEST(CudaOps, Tf32MatmulIsCloseButOptIn) {
+  RLFT_REQUIRE_GPU();
+  const Tensor a = random({64, 256}, DType::f32, 82), b = random({256, 48}, DType::f32, 83);
+  const Tensor ref = matmul(a, b);
+  cuda::set_allow_tf32(true);
+  const Tensor fast = matmul(a.to(kGpu), b.to(kGpu));
+  cuda::set_allow_tf32(false);
+  // TF32 rounds the inputs to 10 mantissa bits: ~1e-3 relative per product, √256 terms.
+  expect_close(fast, ref, 1e-2, 5e-2, "tf32 matmul");
+  expect_close(matmul(a.to(kGpu), b.to(kGpu)), ref, 1e-5, 1e-4,
+               "matmul after tf32 is switched off");
+}
+
+// ---- neural-network ops ------------------------------------------------------------------
+
+TEST(CudaOps, SoftmaxAndLogSoftmaxWithSpikedLogits) {
+  RLFT_REQUIRE_GPU();
+  for (DType dt : {DType::f32, DType::f64}) {
+    for (int64_t V : kSizes) {
+      // Spikes: one logit per row 30 above the rest, so softmax is far from flat and the max
+      // subtraction matters; a −inf entry is a masked-out class.
+      Tensor x = random({3, V}, dt, 91 + V, 2.0);
+      std::vector<double> v = x.to_vector();
+      for (int64_t r = 0; r < 3; ++r) v[size_t(r * V + (r * 7) % V)] += 30;
+      if (V > 1) v[size_t(V - 1)] = -INFINITY;
+      x = Tensor::from_vector(v, {3, V}).to(dt);
+      const std::string s = "V=" + std::to_string(V) + " " + dtype_name(dt);
+      check_op("softmax " + s, {x},
+               [](const std::vector<Tensor>& in) { return softmax(in[0], -1); });
+      check_op(
+          "log_softmax " + s, {x},
+          [](const std::vector<Tensor>& in) { return log_softmax(in[0], -1); }, 10);
+    }
+    const Tensor x = random({5, 7, 33}, dt, 92, 3.0);
+    check_op("softmax over dim 0", {x},
+             [](const std::vector<Tensor>& in) { return softmax(in[0], 0); });
+    check_op(
+        "log_softmax over dim 1", {x},
+        [](const std::vector<Tensor>& in) { return log_softmax(in[0], 1); }, 10);
+  }
+}
+
+TEST(CudaOps, CrossEntropyAllReductionsWithIgnoredRows) {
+  RLFT_REQUIRE_GPU();
+  for (DType dt : {DType::f32, DType::f64}) {
+    for (int64_t C : {1, 7, 1000}) {
+      const int64_t N = 33;
+      const Tensor logits = random({N, C}, dt, 101 + C, 3.0);
+      std::vector<int64_t> t(N);
+      for (int64_t i = 0; i < N; ++i) t[size_t(i)] = i % 5 == 0 ? -100 : (i * 13) % C;
+      const Tensor targets = Tensor::from_vector(t, {N});
+      for (const char* red : {"mean", "sum", "none"}) {
+        check_op(
+            std::string("cross_entropy ") + red + " C=" + std::to_string(C) + " " + dtype_name(dt),
+            {logits},
+            [&](const std::vector<Tensor>& in) {
+              return cross_entropy(in[0], targets.to(in[0].device()), -100, red);
+            },
+            10);
+      }
+    }
+  }
+}
+
+TEST(CudaOps, LayerNormWithLargeMagnitudes) {
+  RLFT_REQUIRE_GPU();
+  for (DType dt : {DType::f32, DType::f64}) {
+    for (int64_t C : {1, 7, 33, 1000, 4097}) {
+      // An offset of 1e3 on unit noise: a one-pass variance would cancel; two passes do not.
+      const Tensor x = add(random({5, C}, dt, 111 + C), 1e3);
+      const Tensor w = random({C}, dt, 112), b = random({C}, dt, 113);
+      const std::string s = "C=" + std::to_string(C) + " " + dtype_name(dt);
+      // Gradients of normalised values carry rstd ~ 1: the float atol covers C-term sums.
+      check_op(
+          "layer_norm affine " + s, {x, w, b},
+          [](const std::vector<Tensor>& in) { return layer_norm(in[0], in[1], in[2]); }, 100);
+      check_op(
+          "layer_norm plain " + s, {x},
+          [](const std::vector<Tensor>& in) { return layer_norm(in[0], Tensor(), Tensor()); }, 100);
+    }
+  }
+}
+
+TEST(CudaOps, EmbeddingGatherIndexSelectOneHot) {
+  RLFT_REQUIRE_GPU();
+  for (DType dt : {DType::f32, DType::f64}) {
+    const Tensor w = random({11, 33}, dt, 121);
+    // Repeated indices: the backward must accumulate (atomicAdd) into the same row.
+    const Tensor idx = Tensor::from_vector(std::vector<int64_t>{3, 0, 3, 10, 3, 7}, {2, 3});
+    check_op(std::string("embedding ") + dtype_name(dt), {w}, [&](const std::vector<Tensor>& in) {
+      return embedding(in[0], idx.to(in[0].device()));
+    });
+    const Tensor sel = Tensor::from_vector(std::vector<int64_t>{2, 2, 0, 6}, {4});
+    const Tensor a = random({5, 7, 3}, dt, 122);
+    check_op(std::string("index_select dim 1 ") + dtype_name(dt), {a},
+             [&](const std::vector<Tensor>& in) {
+               return index_select(in[0], 1, sel.to(in[0].device()));
+             });
+    check_op(std::string("index_select dim 0 of a transpose ") + dtype_name(dt), {a},
+             [&](const std::vector<Tensor>& in) {
+               return index_select(in[0].transpose(0, 1), 0, sel.to(in[0].device()));
+             });
+    std::vector<int64_t> gi;
+    for (int i = 0; i < 5 * 4 * 3; ++i) gi.push_back((i * 5) % 7);
+    const Tensor gidx = Tensor::from_vector(gi, {5, 4, 3});
+    check_op(
+        std::string("gather dim 1 ") + dtype_name(dt), {a},
+        [&](const std::vector<Tensor>& in) { return gather(in[0], 1, gidx.to(in[0].device())); });
+    check_op(std::string("gather of a permuted view ") + dtype_name(dt),
+             {random({7, 5, 3}, dt, 123)}, [&](const std::vector<Tensor>& in) {
+               return gather(in[0].permute({1, 0, 2}), 1, gidx.to(in[0].device()));
+             });
+  }
+  const Tensor ids = Tensor::from_vector(std::vector<int64_t>{0, 4, 2, 4}, {2, 2});
+  EXPECT_EQ(one_hot(ids.to(kGpu), 5).to_vector(), one_hot(ids, 5).to_vector());
+  EXPECT_EQ(one_hot(ids.to(kGpu), 5, DType::i64).dtype(), DType::i64);
+}
+
+TEST(CudaOps, DropoutDrawsTheSameMaskAsTheCpu) {
+  RLFT_REQUIRE_GPU();
+  for (DType dt : {DType::f32, DType::f64}) {
+    for (int64_t n : kSizes) {
+      Generator gc(1234), gg(1234);
+      gc.reserve(5);
+      gg.reserve(5);  // a stream already in use: the offset must carry over
+      const Tensor x = random({n}, dt, 131);
+      const Tensor yc = dropout(x, 0.3, true, &gc);
+      const Tensor yg = dropout(x.to(kGpu), 0.3, true, &gg);
+      EXPECT_EQ(yg.to_vector(), yc.to_vector()) << "n=" << n << " " << dt;
+      EXPECT_EQ(gg.offset(), gc.offset()) << "both devices consume the same blocks";
+    }
+  }
+  check_op("dropout backward", {random({7, 33}, DType::f32, 132)},
+           [](const std::vector<Tensor>& in) {
+             Generator g(77);
+             return dropout(in[0], 0.5, true, &g);
+           });
+}
+
+// ---- fused RL ops on the device ----------------------------------------------------------
+
+TEST(CudaOps, FusedRlOpsDispatchToTheirKernels) {
+  RLFT_REQUIRE_GPU();
+  const int64_t B = 4, T = 7, V = 33;
+  const Tensor logits = random({B, T, V}, DType::f32, 141, 2.0);
+  std::vector<int64_t> t;
+  for (int64_t i = 0; i < B * T; ++i) t.push_back(i % 6 == 0 ? -100 : (i * 5) % V);
+  const Tensor targets = Tensor::from_vector(t, {B, T});
+  // The kernel accumulates float in float (kernels/softmax_logprob.h allows 5e-5).
+  const Tensor lc = logits.detach().clone().set_requires_grad(),
+               lg = logits.to(kGpu).set_requires_grad();
+  auto [lp_c, ent_c] = softmax_logprob(lc, targets);
+  auto [lp_g, ent_g] = softmax_logprob(lg, targets.to(kGpu));
+  expect_close(lp_g, lp_c, 5e-5, 5e-5, "softmax_logprob logp");
+  expect_close(ent_g, ent_c, 5e-5, 5e-5, "softmax_logprob entropy");
+  sum(add(lp_c, mul(ent_c, 0.1))).backward();
+  sum(add(lp_g, mul(ent_g, 0.1))).backward();
+  expect_close(lg.grad(), lc.grad(), 5e-5, 5e-5, "softmax_logprob dlogits");
+
+  const Tensor lp = random({B, T}, DType::f64, 142, 0.3),
+               old = random({B, T}, DType::f64, 143, 0.3);
+  const Tensor adv = random({B, T}, DType::f64, 144),
+               mask = gt(random({B, T}, DType::f64, 145), -0.5).to(DType::f64);
+  const Tensor xc = lp.detach().clone().set_requires_grad(), xg = lp.to(kGpu).set_requires_grad();
+  const RatioClipResult rc = ratio_clip(xc, old, adv, mask);
+  const RatioClipResult rg = ratio_clip(xg, old.to(kGpu), adv.to(kGpu), mask.to(kGpu));
+  EXPECT_NEAR(rg.loss.item(), rc.loss.item(), 1e-12);
+  EXPECT_NEAR(rg.stats.clip_frac_low + rg.stats.clip_frac_high,
+              rc.stats.clip_frac_low + rc.stats.clip_frac_high, 1e-12);
+  rc.loss.backward();
+  rg.loss.backward();
+  expect_close(xg.grad(), xc.grad(), 1e-12, 1e-14, "ratio_clip gradient");
+
+  const Tensor r = random({T, B}, DType::f32, 146), v = random({T, B}, DType::f32, 147);
+  const Tensor nv = random({T, B}, DType::f32, 148),
+               done = gt(random({T, B}, DType::f32, 149), 0.8).to(DType::f32);
+  auto [ac, rtc] = gae(r, v, nv, done, done, 0.99, 0.95);
+  auto [ag, rtg] =
+      gae(r.to(kGpu), v.to(kGpu), nv.to(kGpu), done.to(kGpu), done.to(kGpu), 0.99, 0.95);
+  expect_close(ag, ac, 1e-5, 1e-5, "gae advantages");
+  expect_close(rtg, rtc, 1e-5, 1e-5, "gae returns");
+}
+
+// ---- optimisers, an MLP and a GPT ---------------------------------------------------------
+
+TEST(CudaOps, AdamWAndSgdStepsMatchTheCpu) {
+  RLFT_REQUIRE_GPU();
+  for (bool decoupled : {true, false}) {
+    const Tensor w0 = random({7, 33}, DType::f64, 151), g0 = random({7, 33}, DType::f64, 152);
+    Tensor wc = w0.clone().detach().set_requires_grad(), wg = w0.to(kGpu).set_requires_grad();
+    optim::Adam oc({wc}, 1e-2, 0.9, 0.999, 1e-8, 0.1, decoupled),
+        og({wg}, 1e-2, 0.9, 0.999, 1e-8, 0.1, decoupled);
+    for (int s = 0; s < 3; ++s) {
+      wc.set_grad(mul(g0, double(s + 1)));
+      wg.set_grad(mul(g0, double(s + 1)).to(kGpu));
+      oc.step();
+      og.step();
+    }
+    expect_close(wg, wc, 1e-12, 1e-14, decoupled ? "AdamW" : "Adam");
+  }
+  {
+    // 30 float parameters of odd sizes: two multi-tensor launches (24 + 6), one parameter
+    // without a gradient (skipped, as on the CPU).
+    std::vector<Tensor> pc, pg, grads;
+    for (int i = 0; i < 30; ++i) {
+      const int64_t n = kSizes[size_t(i) % kSizes.size()] + i;
+      const Tensor w0 = random({n}, DType::f32, 200 + uint64_t(i));
+      pc.push_back(w0.clone().detach().set_requires_grad());
+      pg.push_back(w0.to(kGpu).set_requires_grad());
+      grads.push_back(random({n}, DType::f32, 300 + uint64_t(i)));
+    }
+    optim::Adam oc(pc, 1e-3, 0.9, 0.999, 1e-8, 0.01, true),
+        og(pg, 1e-3, 0.9, 0.999, 1e-8, 0.01, true);
+    for (int s = 0; s < 3; ++s) {
+      for (size_t i = 0; i < pc.size(); ++i) {
+        if (i == 17) continue;
+        pc[i].set_grad(mul(grads[i], double(s + 1)));
+        pg[i].set_grad(mul(grads[i], double(s + 1)).to(kGpu));
+      }
+      oc.step();
+      og.step();
+    }
+    for (size_t i = 0; i < pc.size(); ++i)
+      expect_close(pg[i], pc[i], 1e-6, 1e-7, "multi-tensor AdamW " + std::to_string(i));
+  }
+  const Tensor w0 = random({1000}, DType::f32, 153), g0 = random({1000}, DType::f32, 154);
+  Tensor wc = w0.clone().detach().set_requires_grad(), wg = w0.to(kGpu).set_requires_grad();
+  optim::SGD sc({wc}, 0.1, 0.9, 0.01, true), sg({wg}, 0.1, 0.9, 0.01, true);
+  for (int s = 0; s < 3; ++s) {
+    wc.set_grad(g0);
+    wg.set_grad(g0.to(kGpu));
+    sc.step();
+    sg.step();
+  }
+  expect_close(wg, wc, 1e-6, 1e-6, "SGD nesterov");
+  wc.set_grad(mul(g0, 100.0));
+  wg.set_grad(mul(g0, 100.0).to(kGpu));
+  EXPECT_NEAR(optim::clip_grad_norm({wg}, 1.0), optim::clip_grad_norm({wc}, 1.0), 1e-3);
+  expect_close(wg.grad(), wc.grad(), 1e-6, 1e-7, "clipped gradient");
+}
+
+TEST(CudaOps, MlpTrainingStepsGiveTheSameLosses) {
+  RLFT_REQUIRE_GPU();
+  // linear → tanh → linear, MSE to random targets, AdamW, 3 steps: losses agree within float
+  // tolerance (each step's rounding differences compound a little, hence 1e-4 relative).
+  std::vector<double> losses[2];
+  std::vector<Tensor> final_params[2];
+  for (int dev = 0; dev < 2; ++dev) {
+    Generator gen(7);
+    nn::Sequential mlp;
+    mlp.push_back(std::make_shared<nn::Linear>(33, 64, true, gen));
+    mlp.push_back(std::make_shared<nn::Tanh>());
+    mlp.push_back(std::make_shared<nn::Linear>(64, 7, true, gen));
+    const Device d = dev == 0 ? Device::cpu() : kGpu;
+    mlp.to(d);
+    optim::Adam opt(mlp.parameters(), 1e-2, 0.9, 0.999, 1e-8, 0.01, true);
+    const Tensor x = random({16, 33}, DType::f32, 161).to(d),
+                 y = random({16, 7}, DType::f32, 162).to(d);
+    for (int step = 0; step < 3; ++step) {
+      opt.zero_grad();
+      const Tensor diff = sub(mlp.forward(x), y);
+      const Tensor loss = mean(mul(diff, diff));
+      loss.backward();
+      opt.step();
+      losses[dev].push_back(loss.item());
+    }
+    for (const Tensor& p : mlp.parameters()) final_params[dev].push_back(p.to(Device::cpu()));
+  }
+  for (int s = 0; s < 3; ++s)
+    EXPECT_NEAR(losses[1][size_t(s)], losses[0][size_t(s)], 1e-4 * losses[0][size_t(s)]);
+  for (size_t i = 0; i < final_params[0].size(); ++i) {
+    const std::vector<double> a = final_params[0][i].to_vector(),
+                              b = final_params[1][i].to_vector();
+    for (size_t k = 0; k < a.size(); ++k)
+      EXPECT_NEAR(b[k], a[k], 1e-4) << "parameter " << i << " element " << k;
+  }
+}
+
+TEST(CudaOps, TinyGptForwardBackwardMatchesTheCpu) {
+  RLFT_REQUIRE_GPU();
+  models::GPTConfig cfg = models::GPTConfig::named("nano");
+  cfg.vocab_size = 37;
+  cfg.block_size = 16;
+  Generator gen(3);
+  models::GPT cpu_model(cfg, gen);
+  Generator gen2(3);
+  models::GPT gpu_model(cfg, gen2);
+  gpu_model.to(kGpu);
+  std::vector<int64_t> tok;
+  for (int i = 0; i < 2 * 11; ++i) tok.push_back((i * 7 + 3) % cfg.vocab_size);
+  const Tensor tokens = Tensor::from_vector(tok, {2, 11});
+  std::vector<int64_t> next(tok.begin() + 1, tok.end());
+  next.push_back(0);
+  const Tensor targets = Tensor::from_vector(next, {22});
+  auto loss_of = [&](models::GPT& m, Device d) {
+    const Tensor h = m.forward(tokens.to(d));
+    const Tensor logits = m.lm_logits(h).reshape({22, cfg.vocab_size});
+    return cross_entropy(logits, targets.to(d));
+  };
+  const Tensor lc = loss_of(cpu_model, Device::cpu());
+  const Tensor lg = loss_of(gpu_model, kGpu);
+  EXPECT_NEAR(lg.item(), lc.item(), 1e-5 * std::abs(lc.item()));
+  lc.backward();
+  lg.backward();
+  const auto pc = cpu_model.named_parameters(), pg = gpu_model.named_parameters();
+  ASSERT_EQ(pc.size(), pg.size());
+  for (size_t i = 0; i < pc.size(); ++i) {
+    ASSERT_TRUE(pg[i].second.grad().defined()) << pg[i].first;
+    // Gradients through 2 blocks of float attention/MLP: 1e-4 relative plus 1e-6 absolute.
+    expect_close(pg[i].second.grad(), pc[i].second.grad(), 1e-4, 1e-6, "gpt grad " + pc[i].first);
+  }
+}
+
+}  // namespace
+}  // namespace rlft
