@@ -148,7 +148,8 @@ void check_config(const SFTConfig& c) {
              c.mode, "'");
   if (c.device.rfind("cuda", 0) == 0)
     throw Error(str("--device ", c.device,
-                    ": the engine has no CUDA backend for its ops yet; use --device cpu"));
+                    ": SFT runs on the CPU only for now (the engine's ops have CUDA kernels, but the "
+                    "KV-cache generation used by its evaluation does not); use --device cpu"));
   RLFT_CHECK(Device::parse(c.device).is_cpu(), "--device: expected cpu, got '", c.device, "'");
   RLFT_CHECK(c.steps > 0, "--steps must be positive, got ", c.steps);
   RLFT_CHECK(c.batch > 0, "--batch-size must be positive, got ", c.batch);
