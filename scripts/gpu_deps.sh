@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Run HERE (a development machine with Debian's GoogleTest and Google Benchmark): copies their
+# headers, libraries and CMake package files into .gpu-deps/ (git-ignored) with the layout
+# CMake's package files expect, so the lent GPU machine, which has nvcc and CMake but neither
+# library and no network, can build the test and benchmark binaries itself. Then, with the
+# device tool: run(command="bash scripts/gpu_checks.sh", carry=[".gpu-deps"]).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+arch=x86_64-linux-gnu
+dst=.gpu-deps/usr
+rm -rf .gpu-deps
+mkdir -p "$dst/include" "$dst/lib/$arch/cmake"
+for pkg in libgtest-dev libgmock-dev libbenchmark-dev; do
+  dpkg -s "$pkg" > /dev/null 2>&1 || { echo "gpu_deps: $pkg is not installed (run scripts/deps.sh)" >&2; exit 1; }
+done
+cp -r /usr/include/gtest /usr/include/gmock /usr/include/benchmark "$dst/include/"
+cp -r "/usr/lib/$arch/cmake/GTest" "/usr/lib/$arch/cmake/benchmark" "$dst/lib/$arch/cmake/"
+cp -P "/usr/lib/$arch"/lib{gtest,gtest_main,gmock,gmock_main,benchmark_main}.a "$dst/lib/$arch/"
+cp -P "/usr/lib/$arch"/libbenchmark.so* "$dst/lib/$arch/"
+grep -qx '/.gpu-deps/' .git/info/exclude 2>/dev/null || echo '/.gpu-deps/' >> .git/info/exclude
+du -sh .gpu-deps
