@@ -17,6 +17,7 @@
 
 #include "engine/rng.h"
 #include "kernels/cuda/common.cuh"
+#include "kernels/cuda/dispatch.cuh"
 #include "kernels/cuda/geometry.cuh"
 #include "kernels/cuda_ops.h"
 
@@ -178,38 +179,6 @@ __global__ void uniform_kernel(int64_t n, uint64_t seed, uint64_t first_block, T
   }
 }
 
-// Calls f(T{}) with the C++ type of `type`.
-template <typename F>
-void dispatch(Type type, F&& f) {
-  switch (type) {
-    case Type::f32:
-      f(float{});
-      return;
-    case Type::f64:
-      f(double{});
-      return;
-    case Type::i64:
-      f(int64_t{});
-      return;
-    case Type::b8:
-      f(uint8_t{});
-      return;
-  }
-  throw Error("cuda elementwise: unknown element type");
-}
-template <typename F>
-void dispatch_floating(Type type, const char* what, F&& f) {
-  switch (type) {
-    case Type::f32:
-      f(float{});
-      return;
-    case Type::f64:
-      f(double{});
-      return;
-    default:
-      throw Error(str(what, ": expected a floating element type"));
-  }
-}
 
 }  // namespace
 
@@ -232,7 +201,7 @@ void binary(Binary op, Type type, const Geometry& g, void* out, const void* a, c
   if (g.numel == 0) return;
   cuda_detail::set_device(device);
   if (is_comparison(op)) {
-    dispatch(type, [&](auto tag) {
+    dispatch_all(type, [&](auto tag) {
       using T = decltype(tag);
       compare_kernel<T><<<blocks_for(g.numel), kThreads>>>(
           op, g, static_cast<uint8_t*>(out), static_cast<const T*>(a), static_cast<const T*>(b));
@@ -252,7 +221,7 @@ void where(Type type, const Geometry& g, void* out, const uint8_t* cond, const v
            const void* b, int device) {
   if (g.numel == 0) return;
   cuda_detail::set_device(device);
-  dispatch(type, [&](auto tag) {
+  dispatch_all(type, [&](auto tag) {
     using T = decltype(tag);
     where_kernel<T><<<blocks_for(g.numel), kThreads>>>(
         g, static_cast<T*>(out), cond, static_cast<const T*>(a), static_cast<const T*>(b));
@@ -263,9 +232,9 @@ void where(Type type, const Geometry& g, void* out, const uint8_t* cond, const v
 void copy(Type dst_type, Type src_type, const Geometry& g, void* dst, const void* src, int device) {
   if (g.numel == 0) return;
   cuda_detail::set_device(device);
-  dispatch(dst_type, [&](auto dtag) {
+  dispatch_all(dst_type, [&](auto dtag) {
     using D = decltype(dtag);
-    dispatch(src_type, [&](auto stag) {
+    dispatch_all(src_type, [&](auto stag) {
       using S = decltype(stag);
       copy_kernel<D, S>
           <<<blocks_for(g.numel), kThreads>>>(g, static_cast<D*>(dst), static_cast<const S*>(src));
@@ -277,7 +246,7 @@ void copy(Type dst_type, Type src_type, const Geometry& g, void* dst, const void
 void fill(Type type, const Geometry& g, void* dst, double value, int device) {
   if (g.numel == 0) return;
   cuda_detail::set_device(device);
-  dispatch(type, [&](auto tag) {
+  dispatch_all(type, [&](auto tag) {
     using T = decltype(tag);
     fill_kernel<T><<<blocks_for(g.numel), kThreads>>>(g, static_cast<T*>(dst), T(value));
   });

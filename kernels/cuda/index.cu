@@ -14,6 +14,7 @@
 #include <cuda_runtime.h>
 
 #include "kernels/cuda/common.cuh"
+#include "kernels/cuda/dispatch.cuh"
 #include "kernels/cuda/geometry.cuh"
 #include "kernels/cuda_ops.h"
 
@@ -65,36 +66,6 @@ __global__ void scatter_add_kernel(Geometry g, const T* src, const int64_t* inde
               src[offset_of(g, 0, i)]);
 }
 
-template <typename F>
-void dispatch_all(Type type, F&& f) {
-  switch (type) {
-    case Type::f32:
-      f(float{});
-      return;
-    case Type::f64:
-      f(double{});
-      return;
-    case Type::i64:
-      f(int64_t{});
-      return;
-    case Type::b8:
-      f(uint8_t{});
-      return;
-  }
-}
-template <typename F>
-void dispatch_floating(Type type, const char* what, F&& f) {
-  switch (type) {
-    case Type::f32:
-      f(float{});
-      return;
-    case Type::f64:
-      f(double{});
-      return;
-    default:
-      throw Error(str(what, ": expected a floating element type"));
-  }
-}
 
 }  // namespace
 

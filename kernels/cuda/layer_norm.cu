@@ -14,6 +14,7 @@
 #include <cuda_runtime.h>
 
 #include "kernels/cuda/common.cuh"
+#include "kernels/cuda/dispatch.cuh"
 #include "kernels/cuda_ops.h"
 
 namespace rlft::kernels::cuda_ops {
@@ -109,19 +110,6 @@ unsigned grid_rows(int64_t N) {
   return unsigned(N < kMax ? N : kMax);
 }
 
-template <typename F>
-void dispatch_floating(Type type, const char* what, F&& f) {
-  switch (type) {
-    case Type::f32:
-      f(float{});
-      return;
-    case Type::f64:
-      f(double{});
-      return;
-    default:
-      throw Error(str(what, ": expected a floating element type"));
-  }
-}
 
 }  // namespace
 

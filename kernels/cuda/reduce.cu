@@ -20,6 +20,7 @@
 #include <type_traits>
 
 #include "kernels/cuda/common.cuh"
+#include "kernels/cuda/dispatch.cuh"
 #include "kernels/cuda_ops.h"
 
 namespace rlft::kernels::cuda_ops {
@@ -159,16 +160,7 @@ void sum(Type type, int64_t outer, int64_t R, int64_t inner, const void* in, voi
           outer, R, inner, x, y);
     }
   };
-  switch (type) {
-    case Type::f32:
-      run(float{});
-      break;
-    case Type::f64:
-      run(double{});
-      break;
-    default:
-      throw Error("cuda sum: expected a floating element type");
-  }
+  dispatch_floating(type, "cuda sum", run);
   RLFT_CUDA_CHECK_LAUNCH();
 }
 
@@ -188,20 +180,7 @@ void extreme(Type type, int64_t outer, int64_t R, int64_t inner, const void* in,
           outer, R, inner, x, v, indices, is_max);
     }
   };
-  switch (type) {
-    case Type::f32:
-      run(float{});
-      break;
-    case Type::f64:
-      run(double{});
-      break;
-    case Type::i64:
-      run(int64_t{});
-      break;
-    case Type::b8:
-      run(uint8_t{});
-      break;
-  }
+  dispatch_all(type, run);
   RLFT_CUDA_CHECK_LAUNCH();
 }
 
