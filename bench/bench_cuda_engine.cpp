@@ -35,6 +35,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/cuda_bench.h"
 #include "engine/cuda.h"
 #include "engine/ops.h"
 
@@ -50,38 +51,14 @@ namespace {
 #ifdef RLFT_HAVE_CUDA
 
 using namespace rlft;
+using rlft::bench::EventTimer;
 
-void cuda_ok(cudaError_t e, const char* what) {
-  if (e != cudaSuccess) throw std::runtime_error(std::string(what) + ": " + cudaGetErrorString(e));
-}
 void cublas_ok(cublasStatus_t s, const char* what) {
   if (s != CUBLAS_STATUS_SUCCESS) throw std::runtime_error(std::string(what) + ": cuBLAS status " + std::to_string(int(s)));
 }
-#define CUDA_OK(call) cuda_ok((call), #call)
 #define CUBLAS_OK(call) cublas_ok((call), #call)
 
 const Device kDev = Device::cuda(0);
-
-struct EventTimer {
-  cudaEvent_t a{}, b{};
-  EventTimer() {
-    CUDA_OK(cudaEventCreate(&a));
-    CUDA_OK(cudaEventCreate(&b));
-  }
-  ~EventTimer() {
-    cudaEventDestroy(a);
-    cudaEventDestroy(b);
-  }
-  double seconds(const std::function<void()>& f) {
-    CUDA_OK(cudaEventRecord(a));
-    f();
-    CUDA_OK(cudaEventRecord(b));
-    CUDA_OK(cudaEventSynchronize(b));
-    float ms = 0;
-    CUDA_OK(cudaEventElapsedTime(&ms, a, b));
-    return double(ms) * 1e-3;
-  }
-};
 
 // Skips the benchmark (with a message) when `bytes` plus 1 GiB of headroom is not free.
 bool fits(benchmark::State& state, double bytes) {

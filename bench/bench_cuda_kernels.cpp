@@ -45,6 +45,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/cuda_bench.h"
 #include "kernels/cuda_runtime.h"
 
 #ifdef RLFT_HAVE_CUDA
@@ -62,13 +63,10 @@ namespace {
 #ifdef RLFT_HAVE_CUDA
 
 namespace rk = rlft::kernels;
+using rlft::bench::EventTimer;
 
 double g_peak_gbps = 0.0;
 
-void cuda_ok(cudaError_t e, const char* what) {
-  if (e != cudaSuccess) throw std::runtime_error(std::string(what) + ": " + cudaGetErrorString(e));
-}
-#define CUDA_OK(call) cuda_ok((call), #call)
 
 double peak_dram_gbps(int device) {
   int clock_khz = 0, bus_bits = 0;
@@ -106,27 +104,6 @@ void fill_random(float* d, size_t n, double mean, double sd, uint64_t seed) {
 void upload(void* d, const void* h, size_t bytes) {
   CUDA_OK(cudaMemcpy(d, h, bytes, cudaMemcpyHostToDevice));
 }
-
-struct EventTimer {
-  cudaEvent_t a{}, b{};
-  EventTimer() {
-    CUDA_OK(cudaEventCreate(&a));
-    CUDA_OK(cudaEventCreate(&b));
-  }
-  ~EventTimer() {
-    cudaEventDestroy(a);
-    cudaEventDestroy(b);
-  }
-  double seconds(const std::function<void()>& f) {
-    CUDA_OK(cudaEventRecord(a));
-    f();
-    CUDA_OK(cudaEventRecord(b));
-    CUDA_OK(cudaEventSynchronize(b));
-    float ms = 0;
-    CUDA_OK(cudaEventElapsedTime(&ms, a, b));
-    return double(ms) * 1e-3;
-  }
-};
 
 bool fits(benchmark::State& state, size_t bytes) {
   size_t free_b = 0, total_b = 0;
