@@ -618,7 +618,7 @@ TEST_F(GroupRLRun, ResumeReproducesAnUninterruptedRun) {
   for (const std::string algo : {"dcpo", "dapo"}) {
     GroupRLConfig c = small(algo);
     c.steps = 4;
-    if (algo == "dcpo") c.lr_schedule = "linear";
+    c.lr_schedule = algo == "dcpo" ? "linear" : "constant";
     c.checkpoint_every = 0;
     c.name = algo + "-straight";
     train_group_rl(c);
