@@ -3,7 +3,8 @@
 // y = (x − μ)·rstd·w + b with μ, σ² the row mean and (population) variance and
 // rstd = 1/√(σ² + eps). Forward saves μ and rstd per row. Backward, with x̂ = (x − μ)·rstd
 // and ĝ = g·w: dx = rstd·(ĝ − mean(ĝ) − x̂·mean(ĝ·x̂)), dw = Σ_rows g·x̂, db = Σ_rows g.
-// Traffic: forward reads x twice and writes y; backward reads x, g twice. Reference: the
+// Traffic: forward reads x twice and writes y; backward reads x and g twice (rows for dx, then
+// columns for dw, db). Reference: the
 // composition of mean/var/mul in tests (gradient check in double).
 #pragma once
 
@@ -44,34 +45,12 @@ void layer_norm_forward(int64_t N, int64_t C, const T* x, const T* w, const T* b
   }
 }
 
-// dx may be null; dw/db (length C) are overwritten when non-null.
-template <typename T>
-void layer_norm_backward(int64_t N, int64_t C, const T* x, const T* w, const double* mean, const double* rstd,
-                         const T* g, T* dx, T* dw, T* db) {
-  std::vector<double> acc_w(dw ? C : 0, 0.0), acc_b(db ? C : 0, 0.0);
-  for (int64_t i = 0; i < N; ++i) {
-    const T* xr = x + i * C;
-    const T* gr = g + i * C;
-    const double mu = mean[i], r = rstd[i];
-    const auto gh_at = [&](int64_t j) { return double(gr[j]) * (w ? double(w[j]) : 1.0); };
-    const double sum_g = lane_sum(C, gh_at);
-    const double sum_gx = lane_sum(C, [&](int64_t j) { return gh_at(j) * (double(xr[j]) - mu) * r; });
-    if (dw)
-      for (int64_t j = 0; j < C; ++j) acc_w[j] += double(gr[j]) * ((double(xr[j]) - mu) * r);
-    if (db)
-      for (int64_t j = 0; j < C; ++j) acc_b[j] += double(gr[j]);
-    if (dx) {
-      const double mg = sum_g / double(C), mgx = sum_gx / double(C);
-      T* dr = dx + i * C;
-      for (int64_t j = 0; j < C; ++j) {
-        const double xh = (double(xr[j]) - mu) * r;
-        const double gh = double(gr[j]) * (w ? double(w[j]) : 1.0);
-        dr[j] = T(r * (gh - mg - xh * mgx));
-      }
-    }
-  }
-  for (int64_t j = 0; dw && j < C; ++j) dw[j] = T(acc_w[j]);
-  for (int64_t j = 0; db && j < C; ++j) db[j] = T(acc_b[j]);
-}
+// dx may be null; dw/db (length C) are overwritten when non-null. In layer_norm.cpp: rows of
+// dx and columns of dw/db split between threads (each column still sums its rows in order, so
+// results do not depend on the thread count), loops cloned for AVX-512/AVX2.
+void layer_norm_backward(int64_t N, int64_t C, const float* x, const float* w, const double* mean,
+                         const double* rstd, const float* g, float* dx, float* dw, float* db);
+void layer_norm_backward(int64_t N, int64_t C, const double* x, const double* w, const double* mean,
+                         const double* rstd, const double* g, double* dx, double* dw, double* db);
 
 }  // namespace rlft::kernels
