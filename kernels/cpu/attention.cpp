@@ -98,6 +98,106 @@ inline void apply_key_bias(T* s, const T* bias, int64_t lim, bool self_visible) 
   if (self_visible) s[lim - 1] = self;
 }
 
+// max of s[0, n) in 16 independent lanes (a single running max is one dependency chain that
+// does not vectorise); max is exact, so the result is the sequential one.
+template <typename T>
+[[gnu::always_inline]] inline T row_max(const T* s, int64_t n) {
+  constexpr int kLanes = 16;
+  T acc[kLanes];
+  for (int k = 0; k < kLanes; ++k) acc[k] = -std::numeric_limits<T>::infinity();
+  int64_t j = 0;
+  for (; j + kLanes <= n; j += kLanes)
+    for (int k = 0; k < kLanes; ++k) acc[k] = std::max(acc[k], s[j + k]);
+  for (; j < n; ++j) acc[0] = std::max(acc[0], s[j]);
+  for (int k = 1; k < kLanes; ++k) acc[0] = std::max(acc[0], acc[k]);
+  return acc[0];
+}
+
+// Forward, one query block of `rows` rows (row r sees keys [0, lim0 + r)): the scores S
+// [rows, kend] become the probabilities in place, lse[r] their log-sum-exp.
+template <typename T>
+[[gnu::always_inline]] inline void softmax_block(int64_t rows, int64_t kend, int64_t lim0, T* S, const T* bias,
+                                                 bool self_visible, T* lse) {
+  const T inf = std::numeric_limits<T>::infinity();
+  for (int64_t r = 0; r < rows; ++r) {
+    T* s = S + r * kend;
+    const int64_t lim = lim0 + r;
+    apply_key_bias(s, bias, lim, self_visible);
+    const T m = row_max(s, lim);
+    std::fill(s + lim, s + kend, T(0));
+    if (m == -inf) {  // no visible key: out = 0, P = 0 in the backward
+      std::fill(s, s + lim, T(0));
+      lse[r] = inf;
+      continue;
+    }
+    for (int64_t j = 0; j < lim; ++j) s[j] = exp_t<T>(s[j] - m);
+    const double l = lane_sum(lim, [&](int64_t j) { return double(s[j]); });
+    const T inv = T(1.0 / l);
+    for (int64_t j = 0; j < lim; ++j) s[j] *= inv;
+    lse[r] = T(double(m) + std::log(l));
+  }
+}
+
+// Backward: P = e^{S + M − lse} in place, zero outside the visible keys.
+template <typename T>
+[[gnu::always_inline]] inline void probs_block(int64_t rows, int64_t kend, int64_t lim0, T* S, const T* bias,
+                                               bool self_visible, const T* lse) {
+  for (int64_t r = 0; r < rows; ++r) {
+    T* s = S + r * kend;
+    const int64_t lim = lim0 + r;
+    apply_key_bias(s, bias, lim, self_visible);
+    const T l = lse[r];
+    for (int64_t j = 0; j < lim; ++j) s[j] = exp_t<T>(s[j] - l);
+    std::fill(s + lim, s + kend, T(0));
+  }
+}
+
+// Backward: dS = P ⊙ (dP − D) in place of dP.
+template <typename T>
+[[gnu::always_inline]] inline void dscores_block(int64_t rows, int64_t kend, const T* P, T* dS, const T* delta) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const T* p = P + r * kend;
+    T* g = dS + r * kend;
+    const T dr = delta[r];
+    for (int64_t j = 0; j < kend; ++j) g[j] = p[j] * (g[j] - dr);
+  }
+}
+
+// The float row loops cloned for AVX-512/AVX2 (target_clones; attention.cpp is compiled with
+// -ffp-contract=off, so every clone rounds like the portable code). They were 4% of a micro
+// training step in portable SSE2. Double (the gradient checks) runs the templates directly.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define RLFT_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define RLFT_CLONES
+#endif
+RLFT_CLONES void softmax_block_f32(int64_t rows, int64_t kend, int64_t lim0, float* S, const float* bias,
+                                   bool self_visible, float* lse) {
+  softmax_block(rows, kend, lim0, S, bias, self_visible, lse);
+}
+RLFT_CLONES void probs_block_f32(int64_t rows, int64_t kend, int64_t lim0, float* S, const float* bias,
+                                 bool self_visible, const float* lse) {
+  probs_block(rows, kend, lim0, S, bias, self_visible, lse);
+}
+RLFT_CLONES void dscores_block_f32(int64_t rows, int64_t kend, const float* P, float* dS, const float* delta) {
+  dscores_block(rows, kend, P, dS, delta);
+}
+template <typename T>
+void softmax_rows(int64_t rows, int64_t kend, int64_t lim0, T* S, const T* bias, bool self_visible, T* lse) {
+  if constexpr (std::is_same_v<T, float>) softmax_block_f32(rows, kend, lim0, S, bias, self_visible, lse);
+  else softmax_block(rows, kend, lim0, S, bias, self_visible, lse);
+}
+template <typename T>
+void probs_rows(int64_t rows, int64_t kend, int64_t lim0, T* S, const T* bias, bool self_visible, const T* lse) {
+  if constexpr (std::is_same_v<T, float>) probs_block_f32(rows, kend, lim0, S, bias, self_visible, lse);
+  else probs_block(rows, kend, lim0, S, bias, self_visible, lse);
+}
+template <typename T>
+void dscores_rows(int64_t rows, int64_t kend, const T* P, T* dS, const T* delta) {
+  if constexpr (std::is_same_v<T, float>) dscores_block_f32(rows, kend, P, dS, delta);
+  else dscores_block(rows, kend, P, dS, delta);
+}
+
 bool parallel_pairs(const AttentionDims& d) {
   return d.B * d.NH > 1 && double(d.B * d.NH) * double(d.T) * double(d.Tk) * double(d.HS) >= 65536.0 &&
          omp_get_max_threads() > 1;
@@ -119,7 +219,6 @@ void attention_forward(const AttentionDims& d, HeadView<const T> q, HeadView<con
                        HeadView<const T> v, HeadView<T> out, T* lse) {
   const int64_t B = d.B, T_ = d.T, Tk = d.Tk, NH = d.NH, HS = d.HS, P = Tk - T_;
   const std::vector<T> bias = key_bias<T>(d);
-  const T inf = std::numeric_limits<T>::infinity();
 #pragma omp parallel if (parallel_pairs(d))
   {
     std::vector<T> scores(size_t(std::min(kQueryBlock, T_) * Tk));
@@ -135,24 +234,8 @@ void attention_forward(const AttentionDims& d, HeadView<const T> q, HeadView<con
         T* S = scores.data();
         gemm_t<T>(false, true, rows, kend, HS, T(d.scale), at(q, b, i0, h), q.row, kb, k.row, T(0), S,
                   kend);
-        for (int64_t r = 0; r < rows; ++r) {
-          T* s = S + r * kend;
-          const int64_t lim = P + i0 + r + 1;  // keys [0, lim) are causally visible
-          apply_key_bias(s, biasb, lim, d.self_visible);
-          T m = -inf;
-          for (int64_t j = 0; j < lim; ++j) m = std::max(m, s[j]);
-          std::fill(s + lim, s + kend, T(0));
-          if (m == -inf) {  // no visible key: out = 0, P = 0 in the backward
-            std::fill(s, s + lim, T(0));
-            lse_bh[i0 + r] = inf;
-            continue;
-          }
-          for (int64_t j = 0; j < lim; ++j) s[j] = exp_t<T>(s[j] - m);
-          const double l = lane_sum(lim, [&](int64_t j) { return double(s[j]); });
-          const T inv = T(1.0 / l);
-          for (int64_t j = 0; j < lim; ++j) s[j] *= inv;
-          lse_bh[i0 + r] = T(double(m) + std::log(l));
-        }
+        // Row r sees keys [0, P + i0 + r + 1) (causality).
+        softmax_rows<T>(rows, kend, P + i0 + 1, S, biasb, d.self_visible, lse_bh + i0);
         gemm_t<T>(false, false, rows, HS, kend, T(1), S, kend, vb, v.row, T(0), at(out, b, i0, h), out.row);
       }
     }
@@ -195,22 +278,10 @@ void attention_backward(const AttentionDims& d, HeadView<const T> q, HeadView<co
         }
         // P = e^{S + M − lse}, zero outside the visible keys.
         gemm_t<T>(false, true, rows, kend, HS, T(d.scale), qi, q.row, kb, k.row, T(0), S, kend);
-        for (int64_t r = 0; r < rows; ++r) {
-          T* s = S + r * kend;
-          const int64_t lim = P + i0 + r + 1;
-          apply_key_bias(s, biasb, lim, d.self_visible);
-          const T l = lse_bh[i0 + r];
-          for (int64_t j = 0; j < lim; ++j) s[j] = exp_t<T>(s[j] - l);
-          std::fill(s + lim, s + kend, T(0));
-        }
+        probs_rows<T>(rows, kend, P + i0 + 1, S, biasb, d.self_visible, lse_bh + i0);
         gemm_t<T>(true, false, kend, HS, rows, T(1), S, kend, doi, dout.row, T(1), dvb, dv.row);
         gemm_t<T>(false, true, rows, kend, HS, T(1), doi, dout.row, vb, v.row, T(0), dS, kend);
-        for (int64_t r = 0; r < rows; ++r) {
-          const T* p = S + r * kend;
-          T* g = dS + r * kend;
-          const T dr = delta[size_t(r)];
-          for (int64_t j = 0; j < kend; ++j) g[j] = p[j] * (g[j] - dr);
-        }
+        dscores_rows<T>(rows, kend, S, dS, delta.data());
         gemm_t<T>(false, false, rows, HS, kend, T(d.scale), dS, kend, kb, k.row, T(0), at(dq, b, i0, h), dq.row);
         gemm_t<T>(true, false, kend, HS, rows, T(d.scale), dS, kend, qi, q.row, T(1), dkb, dk.row);
       }
