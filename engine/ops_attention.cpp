@@ -17,8 +17,8 @@ namespace {
 // A [B, rows, NH, HS] view of `t` for the kernel; `t` must be 4-d with unit stride along HS.
 template <typename T, typename P>
 kernels::HeadView<P> head_view(const Tensor& t) {
-  return {static_cast<P*>(static_cast<T*>(t.storage()->data) + t.offset()), t.strides()[0], t.strides()[1],
-          t.strides()[2]};
+  return {static_cast<P*>(static_cast<T*>(t.storage()->data) + t.offset()), t.strides()[0],
+          t.strides()[1], t.strides()[2]};
 }
 
 // `t` itself when the head dimension is contiguous, else a contiguous copy.
@@ -31,15 +31,18 @@ Tensor unit_head_stride(const Tensor& t) {
 Tensor causal_self_attention(const Tensor& qkv_in, const AttentionOptions& o) {
   const char* op = "causal_self_attention";
   detail::check_cpu(op, qkv_in);
-  RLFT_CHECK(qkv_in.dim() == 5 && qkv_in.shape()[2] == 3, op, ": qkv must be [B, T, 3, NH, HS], got ",
-             qkv_in.shape());
-  RLFT_CHECK(is_floating(qkv_in.dtype()), op, ": qkv must be float32 or float64, got ", qkv_in.dtype());
-  const int64_t B = qkv_in.shape()[0], T = qkv_in.shape()[1], NH = qkv_in.shape()[3], HS = qkv_in.shape()[4];
+  RLFT_CHECK(qkv_in.dim() == 5 && qkv_in.shape()[2] == 3, op,
+             ": qkv must be [B, T, 3, NH, HS], got ", qkv_in.shape());
+  RLFT_CHECK(is_floating(qkv_in.dtype()), op, ": qkv must be float32 or float64, got ",
+             qkv_in.dtype());
+  const int64_t B = qkv_in.shape()[0], T = qkv_in.shape()[1], NH = qkv_in.shape()[3],
+                HS = qkv_in.shape()[4];
   RLFT_CHECK(B > 0 && T > 0 && NH > 0 && HS > 0, op, ": empty qkv ", qkv_in.shape());
   const bool cached = o.keys.defined() || o.values.defined();
   int64_t Tk = T;
   if (cached) {
-    RLFT_CHECK(o.keys.defined() && o.values.defined(), op, ": keys and values must be given together");
+    RLFT_CHECK(o.keys.defined() && o.values.defined(), op,
+               ": keys and values must be given together");
     detail::check_cpu(op, o.keys);
     detail::check_cpu(op, o.values);
     detail::check_same_dtype(op, qkv_in, o.keys);
@@ -47,14 +50,15 @@ Tensor causal_self_attention(const Tensor& qkv_in, const AttentionOptions& o) {
     Tk = o.keys.dim() == 4 ? o.keys.shape()[2] : -1;
     RLFT_CHECK(o.keys.dim() == 4 && o.keys.shape() == o.values.shape() && o.keys.shape()[0] == B &&
                    o.keys.shape()[1] == NH && o.keys.shape()[3] == HS && Tk >= T,
-               op, ": keys ", o.keys.shape(), " and values ", o.values.shape(), " must both be [B, NH, Tk, HS] = [",
-               B, ", ", NH, ", Tk ≥ ", T, ", ", HS, "] for qkv ", qkv_in.shape());
+               op, ": keys ", o.keys.shape(), " and values ", o.values.shape(),
+               " must both be [B, NH, Tk, HS] = [", B, ", ", NH, ", Tk ≥ ", T, ", ", HS,
+               "] for qkv ", qkv_in.shape());
   }
   std::vector<uint8_t> key_mask;
   if (o.key_mask.defined()) {
     detail::check_cpu(op, o.key_mask);
-    RLFT_CHECK(o.key_mask.shape() == Shape({B, Tk}), op, ": key_mask ", o.key_mask.shape(), " must be [B, Tk] = [",
-               B, ", ", Tk, "]");
+    RLFT_CHECK(o.key_mask.shape() == Shape({B, Tk}), op, ": key_mask ", o.key_mask.shape(),
+               " must be [B, Tk] = [", B, ", ", Tk, "]");
     if (o.key_mask.dtype() == DType::b8) {
       const Tensor m = o.key_mask.contiguous();
       key_mask.assign(m.data<uint8_t>(), m.data<uint8_t>() + m.numel());
@@ -78,14 +82,14 @@ Tensor causal_self_attention(const Tensor& qkv_in, const AttentionOptions& o) {
   const Tensor y4 = y.view({B, T, NH, HS});
   dispatch_float(qkv.dtype(), op, [&](auto tag) {
     using F = decltype(tag);
-    kernels::attention_forward<F>(d, head_view<F, const F>(q), head_view<F, const F>(k), head_view<F, const F>(v),
-                                  head_view<F, F>(y4), lse.data<F>());
+    kernels::attention_forward<F>(d, head_view<F, const F>(q), head_view<F, const F>(k),
+                                  head_view<F, const F>(v), head_view<F, F>(y4), lse.data<F>());
   });
 
   if (any_requires_grad({&qkv_in, &o.keys, &o.values})) {
     record(op, {qkv_in, o.keys, o.values}, y,
-           [q, k, v, y4 = y4.detach(), lse, d, key_mask = std::move(key_mask), cached](const Grads& g,
-                                                                                        const Needs&) -> Grads {
+           [q, k, v, y4 = y4.detach(), lse, d, key_mask = std::move(key_mask), cached](
+               const Grads& g, const Needs&) -> Grads {
              kernels::AttentionDims dd = d;
              dd.key_mask = key_mask.empty() ? nullptr : key_mask.data();
              const Tensor dout = g[0].contiguous().view({dd.B, dd.T, dd.NH, dd.HS});
@@ -104,10 +108,10 @@ Tensor causal_self_attention(const Tensor& qkv_in, const AttentionOptions& o) {
              const Tensor dq = dqkv.select(2, 0);
              dispatch_float(q.dtype(), "causal_self_attention backward", [&](auto tag) {
                using F = decltype(tag);
-               kernels::attention_backward<F>(dd, head_view<F, const F>(q), head_view<F, const F>(k),
-                                              head_view<F, const F>(v), head_view<F, const F>(y4), lse.data<F>(),
-                                              head_view<F, const F>(dout), head_view<F, F>(dq), head_view<F, F>(dk),
-                                              head_view<F, F>(dv));
+               kernels::attention_backward<F>(
+                   dd, head_view<F, const F>(q), head_view<F, const F>(k), head_view<F, const F>(v),
+                   head_view<F, const F>(y4), lse.data<F>(), head_view<F, const F>(dout),
+                   head_view<F, F>(dq), head_view<F, F>(dk), head_view<F, F>(dv));
              });
              return {dqkv, dkeys, dvalues};
            });

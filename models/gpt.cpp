@@ -105,9 +105,8 @@ Tensor CausalSelfAttention::forward(const Tensor& x, const AttentionMask& mask, 
     opt.key_mask = mask.key_mask;
     if (cache) {
       const int64_t L = cache->length;
-      const Tensor k_new = qkv.select(2, 1).permute({0, 2, 1, 3}), v_new = qkv.select(2, 2).permute({0, 2, 1, 3});
-      cache->keys[size_t(layer)].narrow(2, L, T).copy_(k_new);
-      cache->values[size_t(layer)].narrow(2, L, T).copy_(v_new);
+      cache->keys[size_t(layer)].narrow(2, L, T).copy_(qkv.select(2, 1).permute({0, 2, 1, 3}));
+      cache->values[size_t(layer)].narrow(2, L, T).copy_(qkv.select(2, 2).permute({0, 2, 1, 3}));
       opt.keys = cache->keys[size_t(layer)].narrow(2, 0, L + T);
       opt.values = cache->values[size_t(layer)].narrow(2, 0, L + T);
     }
@@ -268,7 +267,8 @@ Tensor GPT::forward(const Tensor& tokens, const Tensor& attention_mask, KVCache*
   AttentionMask mask;
   mask.fused = wte->weight.device().is_cpu() && !(is_training() && cfg_.dropout > 0);
   const auto key_real = [&](int64_t b, int64_t j) {
-    return j < past ? cache->key_mask[size_t(b * cache->capacity + j)] != 0 : real[size_t(b * T + (j - past))] != 0;
+    return j < past ? cache->key_mask[size_t(b * cache->capacity + j)] != 0
+                    : real[size_t(b * T + (j - past))] != 0;
   };
   if (mask.fused) {
     std::vector<bool> keys(size_t(B * Tk));

@@ -8,8 +8,9 @@
 // bound (GELU forward + backward were 8.6% of a GPT micro training step in perf), so the
 // loops are cloned with GCC's target_clones: the same source, wider vectors. activation.cpp is
 // compiled with -ffp-contract=off (CMakeLists.txt), so no clone fuses a·b + c into an FMA and
-// every clone gives bitwise the same results as the portable code. Reference: the scalar formula in engine/ops_elementwise.cpp (gelu,
-// used for float64 and strided inputs; tests/engine check the two agree bitwise).
+// every clone gives bitwise the same results as the portable code. Reference: the scalar formula in
+// engine/ops_elementwise.cpp (gelu, used for float64 and strided inputs; tests/engine check the two
+// agree bitwise).
 #pragma once
 
 #include <cstdint>

@@ -10,7 +10,8 @@
 //   Only lse (one number per query row) is saved between forward and backward: no [B, NH, T, Tk]
 //   tensor exists at any time.
 //
-// Loop structure (version 1, this file)
+// Loop structure (version 1, this file; the float row loops are cloned for AVX-512/AVX2, see
+// softmax_block_f32)
 //   OpenMP over the B·NH (batch, head) pairs, each done by one thread from start to end; the
 //   queries of a pair in blocks of kQueryBlock rows. Block [i0, i1) sees keys [0, P + i1) only
 //   (causality), so the score block S_blk [rows, P + i1] skips the upper triangle in whole
@@ -74,8 +75,10 @@ void gemm_t(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, const T*
 
 template <typename T>
 inline T exp_t(T x) {
-  if constexpr (std::is_same_v<T, float>) return exp_fast(x);
-  else return std::exp(x);
+  if constexpr (std::is_same_v<T, float>)
+    return exp_fast(x);
+  else
+    return std::exp(x);
 }
 
 // Additive key masks [B, Tk]: 0 for a real key, −∞ for padding (empty when there is no mask).
@@ -116,8 +119,8 @@ template <typename T>
 // Forward, one query block of `rows` rows (row r sees keys [0, lim0 + r)): the scores S
 // [rows, kend] become the probabilities in place, lse[r] their log-sum-exp.
 template <typename T>
-[[gnu::always_inline]] inline void softmax_block(int64_t rows, int64_t kend, int64_t lim0, T* S, const T* bias,
-                                                 bool self_visible, T* lse) {
+[[gnu::always_inline]] inline void softmax_block(int64_t rows, int64_t kend, int64_t lim0, T* S,
+                                                 const T* bias, bool self_visible, T* lse) {
   const T inf = std::numeric_limits<T>::infinity();
   for (int64_t r = 0; r < rows; ++r) {
     T* s = S + r * kend;
@@ -140,8 +143,8 @@ template <typename T>
 
 // Backward: P = e^{S + M − lse} in place, zero outside the visible keys.
 template <typename T>
-[[gnu::always_inline]] inline void probs_block(int64_t rows, int64_t kend, int64_t lim0, T* S, const T* bias,
-                                               bool self_visible, const T* lse) {
+[[gnu::always_inline]] inline void probs_block(int64_t rows, int64_t kend, int64_t lim0, T* S,
+                                               const T* bias, bool self_visible, const T* lse) {
   for (int64_t r = 0; r < rows; ++r) {
     T* s = S + r * kend;
     const int64_t lim = lim0 + r;
@@ -154,7 +157,8 @@ template <typename T>
 
 // Backward: dS = P ⊙ (dP − D) in place of dP.
 template <typename T>
-[[gnu::always_inline]] inline void dscores_block(int64_t rows, int64_t kend, const T* P, T* dS, const T* delta) {
+[[gnu::always_inline]] inline void dscores_block(int64_t rows, int64_t kend, const T* P, T* dS,
+                                                 const T* delta) {
   for (int64_t r = 0; r < rows; ++r) {
     const T* p = P + r * kend;
     T* g = dS + r * kend;
@@ -171,35 +175,45 @@ template <typename T>
 #else
 #define RLFT_CLONES
 #endif
-RLFT_CLONES void softmax_block_f32(int64_t rows, int64_t kend, int64_t lim0, float* S, const float* bias,
-                                   bool self_visible, float* lse) {
+RLFT_CLONES void softmax_block_f32(int64_t rows, int64_t kend, int64_t lim0, float* S,
+                                   const float* bias, bool self_visible, float* lse) {
   softmax_block(rows, kend, lim0, S, bias, self_visible, lse);
 }
-RLFT_CLONES void probs_block_f32(int64_t rows, int64_t kend, int64_t lim0, float* S, const float* bias,
-                                 bool self_visible, const float* lse) {
+RLFT_CLONES void probs_block_f32(int64_t rows, int64_t kend, int64_t lim0, float* S,
+                                 const float* bias, bool self_visible, const float* lse) {
   probs_block(rows, kend, lim0, S, bias, self_visible, lse);
 }
-RLFT_CLONES void dscores_block_f32(int64_t rows, int64_t kend, const float* P, float* dS, const float* delta) {
+RLFT_CLONES void dscores_block_f32(int64_t rows, int64_t kend, const float* P, float* dS,
+                                   const float* delta) {
   dscores_block(rows, kend, P, dS, delta);
 }
 template <typename T>
-void softmax_rows(int64_t rows, int64_t kend, int64_t lim0, T* S, const T* bias, bool self_visible, T* lse) {
-  if constexpr (std::is_same_v<T, float>) softmax_block_f32(rows, kend, lim0, S, bias, self_visible, lse);
-  else softmax_block(rows, kend, lim0, S, bias, self_visible, lse);
+void softmax_rows(int64_t rows, int64_t kend, int64_t lim0, T* S, const T* bias, bool self_visible,
+                  T* lse) {
+  if constexpr (std::is_same_v<T, float>)
+    softmax_block_f32(rows, kend, lim0, S, bias, self_visible, lse);
+  else
+    softmax_block(rows, kend, lim0, S, bias, self_visible, lse);
 }
 template <typename T>
-void probs_rows(int64_t rows, int64_t kend, int64_t lim0, T* S, const T* bias, bool self_visible, const T* lse) {
-  if constexpr (std::is_same_v<T, float>) probs_block_f32(rows, kend, lim0, S, bias, self_visible, lse);
-  else probs_block(rows, kend, lim0, S, bias, self_visible, lse);
+void probs_rows(int64_t rows, int64_t kend, int64_t lim0, T* S, const T* bias, bool self_visible,
+                const T* lse) {
+  if constexpr (std::is_same_v<T, float>)
+    probs_block_f32(rows, kend, lim0, S, bias, self_visible, lse);
+  else
+    probs_block(rows, kend, lim0, S, bias, self_visible, lse);
 }
 template <typename T>
 void dscores_rows(int64_t rows, int64_t kend, const T* P, T* dS, const T* delta) {
-  if constexpr (std::is_same_v<T, float>) dscores_block_f32(rows, kend, P, dS, delta);
-  else dscores_block(rows, kend, P, dS, delta);
+  if constexpr (std::is_same_v<T, float>)
+    dscores_block_f32(rows, kend, P, dS, delta);
+  else
+    dscores_block(rows, kend, P, dS, delta);
 }
 
 bool parallel_pairs(const AttentionDims& d) {
-  return d.B * d.NH > 1 && double(d.B * d.NH) * double(d.T) * double(d.Tk) * double(d.HS) >= 65536.0 &&
+  return d.B * d.NH > 1 &&
+         double(d.B * d.NH) * double(d.T) * double(d.Tk) * double(d.HS) >= 65536.0 &&
          omp_get_max_threads() > 1;
 }
 
@@ -232,11 +246,12 @@ void attention_forward(const AttentionDims& d, HeadView<const T> q, HeadView<con
       for (int64_t i0 = 0; i0 < T_; i0 += kQueryBlock) {
         const int64_t rows = std::min(kQueryBlock, T_ - i0), kend = P + i0 + rows;
         T* S = scores.data();
-        gemm_t<T>(false, true, rows, kend, HS, T(d.scale), at(q, b, i0, h), q.row, kb, k.row, T(0), S,
-                  kend);
+        gemm_t<T>(false, true, rows, kend, HS, T(d.scale), at(q, b, i0, h), q.row, kb, k.row, T(0),
+                  S, kend);
         // Row r sees keys [0, P + i0 + r + 1) (causality).
         softmax_rows<T>(rows, kend, P + i0 + 1, S, biasb, d.self_visible, lse_bh + i0);
-        gemm_t<T>(false, false, rows, HS, kend, T(1), S, kend, vb, v.row, T(0), at(out, b, i0, h), out.row);
+        gemm_t<T>(false, false, rows, HS, kend, T(1), S, kend, vb, v.row, T(0), at(out, b, i0, h),
+                  out.row);
       }
     }
   }
@@ -274,7 +289,8 @@ void attention_backward(const AttentionDims& d, HeadView<const T> q, HeadView<co
         for (int64_t r = 0; r < rows; ++r) {
           const T* o = at(out, b, i0 + r, h);
           const T* g = doi + r * dout.row;
-          delta[size_t(r)] = T(lane_sum(HS, [&](int64_t c) { return double(g[c]) * double(o[c]); }));
+          delta[size_t(r)] =
+              T(lane_sum(HS, [&](int64_t c) { return double(g[c]) * double(o[c]); }));
         }
         // P = e^{S + M − lse}, zero outside the visible keys.
         gemm_t<T>(false, true, rows, kend, HS, T(d.scale), qi, q.row, kb, k.row, T(0), S, kend);
@@ -282,22 +298,27 @@ void attention_backward(const AttentionDims& d, HeadView<const T> q, HeadView<co
         gemm_t<T>(true, false, kend, HS, rows, T(1), S, kend, doi, dout.row, T(1), dvb, dv.row);
         gemm_t<T>(false, true, rows, kend, HS, T(1), doi, dout.row, vb, v.row, T(0), dS, kend);
         dscores_rows<T>(rows, kend, S, dS, delta.data());
-        gemm_t<T>(false, false, rows, HS, kend, T(d.scale), dS, kend, kb, k.row, T(0), at(dq, b, i0, h), dq.row);
+        gemm_t<T>(false, false, rows, HS, kend, T(d.scale), dS, kend, kb, k.row, T(0),
+                  at(dq, b, i0, h), dq.row);
         gemm_t<T>(true, false, kend, HS, rows, T(d.scale), dS, kend, qi, q.row, T(1), dkb, dk.row);
       }
     }
   }
 }
 
-template void attention_forward<float>(const AttentionDims&, HeadView<const float>, HeadView<const float>,
-                                       HeadView<const float>, HeadView<float>, float*);
-template void attention_forward<double>(const AttentionDims&, HeadView<const double>, HeadView<const double>,
-                                        HeadView<const double>, HeadView<double>, double*);
-template void attention_backward<float>(const AttentionDims&, HeadView<const float>, HeadView<const float>,
-                                        HeadView<const float>, HeadView<const float>, const float*,
-                                        HeadView<const float>, HeadView<float>, HeadView<float>, HeadView<float>);
-template void attention_backward<double>(const AttentionDims&, HeadView<const double>, HeadView<const double>,
-                                         HeadView<const double>, HeadView<const double>, const double*,
+template void attention_forward<float>(const AttentionDims&, HeadView<const float>,
+                                       HeadView<const float>, HeadView<const float>,
+                                       HeadView<float>, float*);
+template void attention_forward<double>(const AttentionDims&, HeadView<const double>,
+                                        HeadView<const double>, HeadView<const double>,
+                                        HeadView<double>, double*);
+template void attention_backward<float>(const AttentionDims&, HeadView<const float>,
+                                        HeadView<const float>, HeadView<const float>,
+                                        HeadView<const float>, const float*, HeadView<const float>,
+                                        HeadView<float>, HeadView<float>, HeadView<float>);
+template void attention_backward<double>(const AttentionDims&, HeadView<const double>,
+                                         HeadView<const double>, HeadView<const double>,
+                                         HeadView<const double>, const double*,
                                          HeadView<const double>, HeadView<double>, HeadView<double>,
                                          HeadView<double>);
 

@@ -26,7 +26,7 @@ struct HeadView {
 
 struct AttentionDims {
   int64_t B = 0, T = 0, Tk = 0, NH = 0, HS = 0;
-  double scale = 1.0;             // applied to q·k (1/√HS in a transformer)
+  double scale = 1.0;                 // applied to q·k (1/√HS in a transformer)
   const uint8_t* key_mask = nullptr;  // [B, Tk], nonzero = real key; null = all real
   bool self_visible = true;
 };

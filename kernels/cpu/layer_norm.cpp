@@ -8,13 +8,14 @@
 // for any thread count. The loops are cloned for AVX-512/AVX2 (target_clones) and compiled
 // with -ffp-contract=off (CMakeLists.txt), which keeps every clone's rounding the portable
 // code's. Reference: the composition of mean/var/mul in tests/engine (gradient checks).
+#include "kernels/cpu/layer_norm.h"
+
 #include <omp.h>
 
 #include <algorithm>
 #include <vector>
 
 #include "kernels/cpu/lane_sum.h"
-#include "kernels/cpu/layer_norm.h"
 
 namespace rlft::kernels {
 namespace {
@@ -27,15 +28,17 @@ namespace {
 
 // kW: w is non-null (a template flag, so no loop holds the test and each one vectorises).
 template <typename T, bool kW>
-[[gnu::always_inline]] inline void dx_rows(int64_t i0, int64_t i1, int64_t C, const T* x, const T* w,
-                                           const double* mean, const double* rstd, const T* g, T* dx) {
+[[gnu::always_inline]] inline void dx_rows(int64_t i0, int64_t i1, int64_t C, const T* x,
+                                           const T* w, const double* mean, const double* rstd,
+                                           const T* g, T* dx) {
   for (int64_t i = i0; i < i1; ++i) {
     const T* xr = x + i * C;
     const T* gr = g + i * C;
     const double mu = mean[i], r = rstd[i];
     const auto gh_at = [&](int64_t j) { return double(gr[j]) * (kW ? double(w[j]) : 1.0); };
     const double sum_g = lane_sum(C, gh_at);
-    const double sum_gx = lane_sum(C, [&](int64_t j) { return gh_at(j) * (double(xr[j]) - mu) * r; });
+    const double sum_gx =
+        lane_sum(C, [&](int64_t j) { return gh_at(j) * (double(xr[j]) - mu) * r; });
     const double mg = sum_g / double(C), mgx = sum_gx / double(C);
     T* dr = dx + i * C;
     for (int64_t j = 0; j < C; ++j) {
@@ -48,9 +51,9 @@ template <typename T, bool kW>
 
 // acc_w[j] += Σ_i g_ij·x̂_ij, acc_b[j] += Σ_i g_ij for j in [j0, j1), rows in order.
 template <typename T>
-[[gnu::always_inline]] inline void dwdb_columns(int64_t N, int64_t C, int64_t j0, int64_t j1, const T* x,
-                                                const double* mean, const double* rstd, const T* g, double* acc_w,
-                                                double* acc_b) {
+[[gnu::always_inline]] inline void dwdb_columns(int64_t N, int64_t C, int64_t j0, int64_t j1,
+                                                const T* x, const double* mean, const double* rstd,
+                                                const T* g, double* acc_w, double* acc_b) {
   for (int64_t i = 0; i < N; ++i) {
     const T* xr = x + i * C;
     const T* gr = g + i * C;
@@ -64,45 +67,51 @@ template <typename T>
 
 RLFT_CLONES void dx_rows_f32(int64_t i0, int64_t i1, int64_t C, const float* x, const float* w,
                              const double* mean, const double* rstd, const float* g, float* dx) {
-  if (w) dx_rows<float, true>(i0, i1, C, x, w, mean, rstd, g, dx);
-  else dx_rows<float, false>(i0, i1, C, x, w, mean, rstd, g, dx);
+  if (w)
+    dx_rows<float, true>(i0, i1, C, x, w, mean, rstd, g, dx);
+  else
+    dx_rows<float, false>(i0, i1, C, x, w, mean, rstd, g, dx);
 }
 RLFT_CLONES void dx_rows_f64(int64_t i0, int64_t i1, int64_t C, const double* x, const double* w,
                              const double* mean, const double* rstd, const double* g, double* dx) {
-  if (w) dx_rows<double, true>(i0, i1, C, x, w, mean, rstd, g, dx);
-  else dx_rows<double, false>(i0, i1, C, x, w, mean, rstd, g, dx);
+  if (w)
+    dx_rows<double, true>(i0, i1, C, x, w, mean, rstd, g, dx);
+  else
+    dx_rows<double, false>(i0, i1, C, x, w, mean, rstd, g, dx);
 }
 RLFT_CLONES void dwdb_columns_f32(int64_t N, int64_t C, int64_t j0, int64_t j1, const float* x,
-                                  const double* mean, const double* rstd, const float* g, double* acc_w,
-                                  double* acc_b) {
+                                  const double* mean, const double* rstd, const float* g,
+                                  double* acc_w, double* acc_b) {
   dwdb_columns(N, C, j0, j1, x, mean, rstd, g, acc_w, acc_b);
 }
 RLFT_CLONES void dwdb_columns_f64(int64_t N, int64_t C, int64_t j0, int64_t j1, const double* x,
-                                  const double* mean, const double* rstd, const double* g, double* acc_w,
-                                  double* acc_b) {
+                                  const double* mean, const double* rstd, const double* g,
+                                  double* acc_w, double* acc_b) {
   dwdb_columns(N, C, j0, j1, x, mean, rstd, g, acc_w, acc_b);
 }
 
-inline void dx_rows_any(int64_t i0, int64_t i1, int64_t C, const float* x, const float* w, const double* mean,
-                        const double* rstd, const float* g, float* dx) {
+inline void dx_rows_any(int64_t i0, int64_t i1, int64_t C, const float* x, const float* w,
+                        const double* mean, const double* rstd, const float* g, float* dx) {
   dx_rows_f32(i0, i1, C, x, w, mean, rstd, g, dx);
 }
-inline void dx_rows_any(int64_t i0, int64_t i1, int64_t C, const double* x, const double* w, const double* mean,
-                        const double* rstd, const double* g, double* dx) {
+inline void dx_rows_any(int64_t i0, int64_t i1, int64_t C, const double* x, const double* w,
+                        const double* mean, const double* rstd, const double* g, double* dx) {
   dx_rows_f64(i0, i1, C, x, w, mean, rstd, g, dx);
 }
-inline void dwdb_any(int64_t N, int64_t C, int64_t j0, int64_t j1, const float* x, const double* mean,
-                     const double* rstd, const float* g, double* acc_w, double* acc_b) {
+inline void dwdb_any(int64_t N, int64_t C, int64_t j0, int64_t j1, const float* x,
+                     const double* mean, const double* rstd, const float* g, double* acc_w,
+                     double* acc_b) {
   dwdb_columns_f32(N, C, j0, j1, x, mean, rstd, g, acc_w, acc_b);
 }
-inline void dwdb_any(int64_t N, int64_t C, int64_t j0, int64_t j1, const double* x, const double* mean,
-                     const double* rstd, const double* g, double* acc_w, double* acc_b) {
+inline void dwdb_any(int64_t N, int64_t C, int64_t j0, int64_t j1, const double* x,
+                     const double* mean, const double* rstd, const double* g, double* acc_w,
+                     double* acc_b) {
   dwdb_columns_f64(N, C, j0, j1, x, mean, rstd, g, acc_w, acc_b);
 }
 
 template <typename T>
-void backward(int64_t N, int64_t C, const T* x, const T* w, const double* mean, const double* rstd, const T* g,
-              T* dx, T* dw, T* db) {
+void backward(int64_t N, int64_t C, const T* x, const T* w, const double* mean, const double* rstd,
+              const T* g, T* dx, T* dw, T* db) {
   std::vector<double> acc_w(dw ? C : 0, 0.0), acc_b(db ? C : 0, 0.0);
   double* aw = dw ? acc_w.data() : nullptr;
   double* ab = db ? acc_b.data() : nullptr;
@@ -112,7 +121,8 @@ void backward(int64_t N, int64_t C, const T* x, const T* w, const double* mean, 
     const int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
     if (dx) dx_rows_any(N * t / nt, N * (t + 1) / nt, C, x, w, mean, rstd, g, dx);
     // Column chunks of whole 8-double vectors where C allows.
-    const int64_t j0 = std::min(C, C * t / nt / 8 * 8), j1 = t + 1 == nt ? C : std::min(C, C * (t + 1) / nt / 8 * 8);
+    const int64_t j0 = std::min(C, C * t / nt / 8 * 8),
+                  j1 = t + 1 == nt ? C : std::min(C, C * (t + 1) / nt / 8 * 8);
     if ((aw || ab) && j1 > j0) dwdb_any(N, C, j0, j1, x, mean, rstd, g, aw, ab);
   }
   for (int64_t j = 0; dw && j < C; ++j) dw[j] = T(acc_w[size_t(j)]);

@@ -45,8 +45,10 @@ Tensor reference_attention(const Tensor& qkv, const AttentionOptions& o) {
     for (int64_t i = 0; i < T; ++i) {
       bool any = false;
       for (int64_t j = 0; j < Tk; ++j) {
-        const bool visible = j <= P + i && (real[size_t(b * Tk + j)] != 0 || (o.self_visible && j == P + i));
-        bias[size_t((b * T + i) * Tk + j)] = visible ? 0.0 : -std::numeric_limits<double>::infinity();
+        const bool visible =
+            j <= P + i && (real[size_t(b * Tk + j)] != 0 || (o.self_visible && j == P + i));
+        bias[size_t((b * T + i) * Tk + j)] =
+            visible ? 0.0 : -std::numeric_limits<double>::infinity();
         any = any || visible;
       }
       keep[size_t(b * T + i)] = any;
@@ -55,7 +57,8 @@ Tensor reference_attention(const Tensor& qkv, const AttentionOptions& o) {
     }
   const Tensor M = Tensor::from_vector(bias, {B, 1, T, Tk}).to(qkv.dtype());
   const Tensor K = Tensor::from_vector(keep, {B, 1, T, 1}).to(qkv.dtype());
-  const Tensor att = mul(softmax(add(matmul(mul(q, 1.0 / std::sqrt(double(HS))), k.transpose(-2, -1)), M), -1), K);
+  const Tensor att =
+      mul(softmax(add(matmul(mul(q, 1.0 / std::sqrt(double(HS))), k.transpose(-2, -1)), M), -1), K);
   return matmul(att, v).permute({0, 2, 1, 3}).reshape({B, T, NH * HS});
 }
 
@@ -66,8 +69,8 @@ Tensor random_input(const Shape& s, uint64_t seed, DType dt, double scale) {
 
 struct Case {
   std::string name;
-  int64_t B, T, P, NH, HS;            // P: cached positions before the T queries
-  std::vector<int64_t> lengths;       // real keys per row (left padding), empty = all real
+  int64_t B, T, P, NH, HS;       // P: cached positions before the T queries
+  std::vector<int64_t> lengths;  // real keys per row (left padding), empty = all real
   bool self_visible = true;
 };
 
@@ -83,7 +86,8 @@ Result run(const Case& c, DType dt, bool fused) {
   Tensor qkv = random_input({c.B, c.T, 3, c.NH, c.HS}, 11, dt, 2.0).set_requires_grad();
   AttentionOptions o;
   o.self_visible = c.self_visible;
-  if (!c.lengths.empty()) o.key_mask = Tensor::from_bools(left_padded(c.B, Tk, c.lengths), {c.B, Tk});
+  if (!c.lengths.empty())
+    o.key_mask = Tensor::from_bools(left_padded(c.B, Tk, c.lengths), {c.B, Tk});
   if (c.P > 0) {
     o.keys = random_input({c.B, c.NH, Tk, c.HS}, 12, dt, 2.0).set_requires_grad();
     o.values = random_input({c.B, c.NH, Tk, c.HS}, 13, dt, 1.0).set_requires_grad();
@@ -169,10 +173,11 @@ TEST(CausalSelfAttention, FullyMaskedRowsGiveZeroOutputAndNoGradient) {
 // non-contiguous view), the cached keys and values, with left padding and causality, odd sizes.
 TEST(CausalSelfAttention, GradientsMatchFiniteDifferences) {
   for (const bool self_visible : {true, false}) {
-    const int64_t B = 2, T = 5, P = 2, Tk = 7, NH = 2, HS = 3;
-    std::vector<Tensor> leaves = {random_input({B, T, 3, HS, NH}, 21, DType::f64, 1.0).set_requires_grad(),
-                                  random_input({B, NH, Tk, HS}, 22, DType::f64, 1.0).set_requires_grad(),
-                                  random_input({B, NH, Tk, HS}, 23, DType::f64, 1.0).set_requires_grad()};
+    const int64_t B = 2, T = 5, Tk = 7, NH = 2, HS = 3;  // 2 cached positions
+    std::vector<Tensor> leaves = {
+        random_input({B, T, 3, HS, NH}, 21, DType::f64, 1.0).set_requires_grad(),
+        random_input({B, NH, Tk, HS}, 22, DType::f64, 1.0).set_requires_grad(),
+        random_input({B, NH, Tk, HS}, 23, DType::f64, 1.0).set_requires_grad()};
     const Tensor mask = Tensor::from_bools(left_padded(B, Tk, {7, 4}), {B, Tk});
     auto prepare = [](const std::vector<Tensor>& ls) {
       return std::vector<Tensor>{ls[0].transpose(3, 4), ls[1], ls[2]};
@@ -194,9 +199,10 @@ TEST(CausalSelfAttention, GradientsMatchFiniteDifferences) {
       o.self_visible = self_visible;
       return causal_self_attention(x[0], o);
     };
-    EXPECT_EQ(testing::check_gradients(fn_self, {leaves[0]}, [](const std::vector<Tensor>& ls) {
-                return std::vector<Tensor>{ls[0].transpose(3, 4)};
-              }),
+    EXPECT_EQ(testing::check_gradients(fn_self, {leaves[0]},
+                                       [](const std::vector<Tensor>& ls) {
+                                         return std::vector<Tensor>{ls[0].transpose(3, 4)};
+                                       }),
               "")
         << "no cache, self_visible " << self_visible;
   }
@@ -212,20 +218,26 @@ TEST(CausalSelfAttention, ErrorsNameTheOpAndTheValues) {
     }
     return std::string("no error");
   };
-  EXPECT_NE(message([&] { causal_self_attention(Tensor::zeros({2, 4, 48})); }).find("causal_self_attention: qkv must be [B, T, 3, NH, HS], got [2,4,48]"),
+  EXPECT_NE(message([&] {
+              causal_self_attention(Tensor::zeros({2, 4, 48}));
+            }).find("causal_self_attention: qkv must be [B, T, 3, NH, HS], got [2,4,48]"),
             std::string::npos);
   AttentionOptions o;
   o.key_mask = Tensor::ones({2, 5});
-  EXPECT_NE(message([&] { causal_self_attention(qkv, o); }).find("key_mask [2,5] must be [B, Tk] = [2, 4]"),
+  EXPECT_NE(message([&] {
+              causal_self_attention(qkv, o);
+            }).find("key_mask [2,5] must be [B, Tk] = [2, 4]"),
             std::string::npos);
   AttentionOptions c;
   c.keys = Tensor::zeros({2, 2, 3, 8});
   c.values = Tensor::zeros({2, 2, 3, 8});
   EXPECT_NE(message([&] { causal_self_attention(qkv, c); }).find("Tk ≥ 4"), std::string::npos);
   c.values = Tensor::zeros({2, 2, 6, 8}, DType::f64);
-  EXPECT_NE(message([&] { causal_self_attention(qkv, c); }).find("dtype mismatch"), std::string::npos);
-  EXPECT_NE(message([&] { causal_self_attention(Tensor::zeros({2, 4, 3, 2, 8}, DType::i64)); })
-                .find("float32 or float64"),
+  EXPECT_NE(message([&] { causal_self_attention(qkv, c); }).find("dtype mismatch"),
+            std::string::npos);
+  EXPECT_NE(message([&] {
+              causal_self_attention(Tensor::zeros({2, 4, 3, 2, 8}, DType::i64));
+            }).find("float32 or float64"),
             std::string::npos);
 }
 

@@ -12,7 +12,8 @@ namespace {
 TEST(Gelu, ContiguousKernelEqualsTheStridedFormulaBitwise) {
   for (const int64_t n : {1, 15, 17, 333, 40000}) {  // 40000: above the threads' split threshold
     std::vector<float> v(size_t(2 * n));
-    for (int64_t i = 0; i < 2 * n; ++i) v[size_t(i)] = -12.0f + 24.0f * float((i * 7919) % 1000) / 999.0f;
+    for (int64_t i = 0; i < 2 * n; ++i)
+      v[size_t(i)] = -12.0f + 24.0f * float((i * 7919) % 1000) / 999.0f;
     const Tensor base = Tensor::from_vector(v, {n, 2});
     const Tensor contiguous = base.select(1, 0).contiguous().set_requires_grad();
     const Tensor strided = base.select(1, 0).detach().set_requires_grad();  // stride 2

@@ -18,8 +18,8 @@ namespace rk = rlft::kernels;
 namespace {
 
 template <typename T>
-void reference_backward(int64_t N, int64_t C, const T* x, const T* w, const double* mean, const double* rstd,
-                        const T* g, T* dx, T* dw, T* db) {
+void reference_backward(int64_t N, int64_t C, const T* x, const T* w, const double* mean,
+                        const double* rstd, const T* g, T* dx, T* dw, T* db) {
   std::vector<double> acc_w(static_cast<size_t>(C), 0.0), acc_b(static_cast<size_t>(C), 0.0);
   for (int64_t i = 0; i < N; ++i) {
     const T* xr = x + i * C;
@@ -27,7 +27,8 @@ void reference_backward(int64_t N, int64_t C, const T* x, const T* w, const doub
     const double mu = mean[i], r = rstd[i];
     const auto gh_at = [&](int64_t j) { return double(gr[j]) * (w ? double(w[j]) : 1.0); };
     const double sum_g = rk::lane_sum(C, gh_at);
-    const double sum_gx = rk::lane_sum(C, [&](int64_t j) { return gh_at(j) * (double(xr[j]) - mu) * r; });
+    const double sum_gx =
+        rk::lane_sum(C, [&](int64_t j) { return gh_at(j) * (double(xr[j]) - mu) * r; });
     for (int64_t j = 0; j < C; ++j) acc_w[size_t(j)] += double(gr[j]) * ((double(xr[j]) - mu) * r);
     for (int64_t j = 0; j < C; ++j) acc_b[size_t(j)] += double(gr[j]);
     const double mg = sum_g / double(C), mgx = sum_gx / double(C);
@@ -44,23 +45,26 @@ template <typename T>
 void check(int64_t N, int64_t C, bool affine) {
   std::mt19937 rng(7);
   std::normal_distribution<double> nd;
-  std::vector<T> x(static_cast<size_t>(N * C)), g(static_cast<size_t>(N * C)), w(static_cast<size_t>(C));
+  std::vector<T> x(static_cast<size_t>(N * C)), g(static_cast<size_t>(N * C)),
+      w(static_cast<size_t>(C));
   for (auto& v : x) v = T(3.0 * nd(rng) + 1.0);
   for (auto& v : g) v = T(nd(rng));
   for (auto& v : w) v = T(1.0 + 0.5 * nd(rng));
   std::vector<double> mean(static_cast<size_t>(N)), rstd(static_cast<size_t>(N));
   std::vector<T> y(static_cast<size_t>(N * C));
-  rk::layer_norm_forward(N, C, x.data(), affine ? w.data() : nullptr, (const T*)nullptr, 1e-5, y.data(), mean.data(),
-                         rstd.data());
-  std::vector<T> dx0(static_cast<size_t>(N * C)), dw0(static_cast<size_t>(C)), db0(static_cast<size_t>(C));
-  reference_backward(N, C, x.data(), affine ? w.data() : nullptr, mean.data(), rstd.data(), g.data(), dx0.data(),
-                     dw0.data(), db0.data());
+  rk::layer_norm_forward(N, C, x.data(), affine ? w.data() : nullptr, (const T*)nullptr, 1e-5,
+                         y.data(), mean.data(), rstd.data());
+  std::vector<T> dx0(static_cast<size_t>(N * C)), dw0(static_cast<size_t>(C)),
+      db0(static_cast<size_t>(C));
+  reference_backward(N, C, x.data(), affine ? w.data() : nullptr, mean.data(), rstd.data(),
+                     g.data(), dx0.data(), dw0.data(), db0.data());
   for (int threads : {1, 2}) {
     const int saved = omp_get_max_threads();
     omp_set_num_threads(threads);
-    std::vector<T> dx(static_cast<size_t>(N * C)), dw(static_cast<size_t>(C)), db(static_cast<size_t>(C));
-    rk::layer_norm_backward(N, C, x.data(), affine ? w.data() : nullptr, mean.data(), rstd.data(), g.data(),
-                            dx.data(), dw.data(), db.data());
+    std::vector<T> dx(static_cast<size_t>(N * C)), dw(static_cast<size_t>(C)),
+        db(static_cast<size_t>(C));
+    rk::layer_norm_backward(N, C, x.data(), affine ? w.data() : nullptr, mean.data(), rstd.data(),
+                            g.data(), dx.data(), dw.data(), db.data());
     omp_set_num_threads(saved);
     EXPECT_EQ(dx, dx0) << N << "x" << C << " threads " << threads;
     EXPECT_EQ(dw, dw0) << N << "x" << C << " threads " << threads;
