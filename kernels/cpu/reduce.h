@@ -12,9 +12,14 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <type_traits>
 #include <vector>
 
 namespace rlft::kernels {
+
+// acc[i − i0] += Σ_r in[r, i] for columns [i0, i1), rows in order: float loop cloned for
+// AVX-512/AVX2 in reduce.cpp (-ffp-contract=off; bitwise the plain loop's result).
+void column_sums_f32(int64_t R, int64_t inner, int64_t i0, int64_t i1, const float* in, double* acc);
 
 template <typename T>
 void sum_middle(int64_t outer, int64_t R, int64_t inner, const T* in, T* out) {
@@ -39,15 +44,21 @@ void sum_middle(int64_t outer, int64_t R, int64_t inner, const T* in, T* out) {
   // One outer slice (a bias gradient: the sum over rows of [rows, C]): threads split the
   // columns instead, each column still adding its rows in order (results independent of the
   // thread count).
-  if (outer == 1 && inner >= 64 && R * inner >= (1 << 16) && omp_get_max_threads() > 1) {
-#pragma omp parallel
+  if (outer == 1 && inner >= 64) {
+#pragma omp parallel if (R * inner >= (1 << 16) && omp_get_max_threads() > 1)
     {
       const int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
       const int64_t i0 = inner * t / nt / 8 * 8, i1 = t + 1 == nt ? inner : inner * (t + 1) / nt / 8 * 8;
       std::vector<double> acc(size_t(std::max<int64_t>(i1 - i0, 0)), 0.0);
-      for (int64_t r = 0; r < R && i1 > i0; ++r) {
-        const T* row = in + r * inner;
-        for (int64_t i = i0; i < i1; ++i) acc[size_t(i - i0)] += row[i];
+      if (i1 > i0) {
+        if constexpr (std::is_same_v<T, float>) {
+          column_sums_f32(R, inner, i0, i1, in, acc.data());
+        } else {
+          for (int64_t r = 0; r < R; ++r) {
+            const T* row = in + r * inner;
+            for (int64_t i = i0; i < i1; ++i) acc[size_t(i - i0)] += row[i];
+          }
+        }
       }
       for (int64_t i = i0; i < i1; ++i) out[i] = T(acc[size_t(i - i0)]);
     }
