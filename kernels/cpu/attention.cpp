@@ -24,7 +24,8 @@
 //   The products go through the engine's GEMM (kernels/cpu/gemm.h; inside the parallel region
 //   it runs on one thread and picks its AVX-512/AVX2 micro-kernels at run time), which takes
 //   the row strides of q, k, v (3·C in the fused QKV layout) and of the output (C) as they are.
-//   Score blocks live in per-thread scratch of kQueryBlock·Tk elements (8 KiB at Tk = 64).
+//   Score blocks live in per-thread scratch of kQueryBlock·Tk elements (16 KiB in float at
+//   T = Tk = 64; the backward holds two: P and dS).
 //
 // Memory traffic per (batch, head), with N = T·HS, Nk = Tk·HS elements:
 //   forward reads q (N), k and v (Nk, from cache after the first block), writes out (N) and
