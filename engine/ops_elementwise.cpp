@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "engine/ops_common.h"
+#include "kernels/cpu/activation.h"
 #include "kernels/cpu/fast_math.h"
 
 namespace rlft {
@@ -250,13 +251,27 @@ inline T tanh_of(T x) {
 }
 }  // namespace
 
+// Contiguous float32 tensors go to kernels/cpu/activation.h (the same formula in loops
+// compiled for AVX-512/AVX2, bitwise equal); other layouts and float64 use the lambdas here.
 Tensor gelu(const Tensor& a) {
-  Tensor out = map_unary_float("gelu", a, [](auto x) {
-    using T = decltype(x);
-    return T(0.5) * x * (T(1) + tanh_of(T(kGeluC) * (x + T(kGeluA) * x * x * x)));
-  }, Unary::gelu);
+  Tensor out;
+  if (a.device().is_cpu() && a.dtype() == DType::f32 && a.is_contiguous()) {
+    out = Tensor::empty(a.shape(), a.dtype());
+    kernels::gelu_forward_f32(a.numel(), a.data<float>(), out.data<float>());
+  } else {
+    out = map_unary_float("gelu", a, [](auto x) {
+      using T = decltype(x);
+      return T(0.5) * x * (T(1) + tanh_of(T(kGeluC) * (x + T(kGeluA) * x * x * x)));
+    }, Unary::gelu);
+  }
   if (any_requires_grad(a)) {
     record("gelu", {a}, out, [a = a.detach()](const Grads& g, const Needs&) -> Grads {
+      if (a.device().is_cpu() && g[0].device().is_cpu() && a.dtype() == DType::f32 &&
+          g[0].dtype() == DType::f32 && a.is_contiguous() && g[0].is_contiguous() && g[0].shape() == a.shape()) {
+        Tensor dx = Tensor::empty(a.shape(), a.dtype());
+        kernels::gelu_backward_f32(a.numel(), g[0].data<float>(), a.data<float>(), dx.data<float>());
+        return {dx};
+      }
       return {map_binary<false>("gelu_backward", g[0], a, [](auto gy, auto x) {
         using T = decltype(x);
         const T u = T(kGeluC) * (x + T(kGeluA) * x * x * x);

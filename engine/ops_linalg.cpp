@@ -2,6 +2,8 @@
 //
 // Operands are passed to GEMM without copying whenever their last two dimensions are
 // row-major or column-major (a transposed view); other layouts are made contiguous first.
+#include <omp.h>
+
 #include "engine/ops_common.h"
 #include "kernels/cpu/gemm.h"
 
@@ -193,6 +195,7 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
       if (bias.defined()) {
         const Tensor bc = bias.contiguous();
         const T* bp = bc.data<T>();
+#pragma omp parallel for schedule(static) if (rows * out_f >= (1 << 16) && omp_get_max_threads() > 1)
         for (int64_t r = 0; r < rows; ++r)
           for (int64_t j = 0; j < out_f; ++j) o[r * out_f + j] = bp[j];
         beta = T(1);

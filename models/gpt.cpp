@@ -94,9 +94,26 @@ CausalSelfAttention::CausalSelfAttention(const GPTConfig& cfg, Generator& gen)
       register_module("c_proj", std::make_shared<nn::Linear>(cfg.n_embd, cfg.n_embd, true, gen));
 }
 
-Tensor CausalSelfAttention::forward(const Tensor& x, const Tensor& mask_bias, KVCache* cache,
+Tensor CausalSelfAttention::forward(const Tensor& x, const AttentionMask& mask, KVCache* cache,
                                     int layer) {
   const int64_t B = x.size(0), T = x.size(1), C = x.size(2), NH = n_head_, HS = C / NH;
+  if (mask.fused) {
+    // One op reads q, k, v from the projection's [B, T, 3, NH, HS] view and writes y as
+    // [B, T, C]: no permutes, no [B, NH, T, Tk] scores in memory (engine/ops_attention.cpp).
+    const Tensor qkv = c_attn->forward(x).view({B, T, 3, NH, HS});
+    AttentionOptions opt;
+    opt.key_mask = mask.key_mask;
+    if (cache) {
+      const int64_t L = cache->length;
+      cache->keys[size_t(layer)].narrow(2, L, T).copy_(qkv.select(2, 1).permute({0, 2, 1, 3}));
+      cache->values[size_t(layer)].narrow(2, L, T).copy_(qkv.select(2, 2).permute({0, 2, 1, 3}));
+      opt.keys = cache->keys[size_t(layer)].narrow(2, 0, L + T);
+      opt.values = cache->values[size_t(layer)].narrow(2, 0, L + T);
+    }
+    const Tensor y = causal_self_attention(qkv, opt);
+    return dropout(c_proj->forward(y), dropout_, is_training(), dropout_gen_);
+  }
+  const Tensor& mask_bias = mask.bias;
   // One GEMM for q, k and v, then a view [3, B, NH, T, HS].
   const Tensor qkv = c_attn->forward(x).reshape({B, T, 3, NH, HS}).permute({2, 0, 3, 1, 4});
   const Tensor q = mul(qkv.select(0, 0), 1.0 / std::sqrt(double(HS)));  // scaled before the GEMM
@@ -136,8 +153,8 @@ GPTBlock::GPTBlock(const GPTConfig& cfg, Generator& gen) {
   mlp = register_module("mlp", std::make_shared<GPTMLP>(cfg, gen));
 }
 
-Tensor GPTBlock::forward(const Tensor& x, const Tensor& mask_bias, KVCache* cache, int layer) {
-  const Tensor x1 = add(x, attn->forward(ln_1->forward(x), mask_bias, cache, layer));
+Tensor GPTBlock::forward(const Tensor& x, const AttentionMask& mask, KVCache* cache, int layer) {
+  const Tensor x1 = add(x, attn->forward(ln_1->forward(x), mask, cache, layer));
   return add(x1, mlp->forward(ln_2->forward(x1)));
 }
 
@@ -242,26 +259,43 @@ Tensor GPT::forward(const Tensor& tokens, const Tensor& attention_mask, KVCache*
     }
   }
 
-  // Additive mask [B, NH, T, Tk]: −∞ where key j is in the future of query i or is padding
-  // (except the query itself). Built once and shared by every layer.
-  std::vector<double> bias(size_t(B * T * Tk), 0.0);
-  const double neg_inf = -std::numeric_limits<double>::infinity();
-  for (int64_t b = 0; b < B; ++b) {
-    for (int64_t i = 0; i < T; ++i) {
-      const int64_t qi = past + i;
-      double* row = &bias[size_t((b * T + i) * Tk)];
+  // Key j is visible to query i when j ≤ past + i and key j is a real token, or j is the query
+  // itself (a pad query attends to itself, so no row is empty). The fused op (the CPU, unless
+  // attention dropout is active: the composed path keeps dropout's random stream as it was)
+  // takes the per-key mask and applies causality itself; the composed path gets the additive
+  // mask [B, NH, T, Tk] (0 or −∞).
+  AttentionMask mask;
+  mask.fused = wte->weight.device().is_cpu() && !(is_training() && cfg_.dropout > 0);
+  const auto key_real = [&](int64_t b, int64_t j) {
+    return j < past ? cache->key_mask[size_t(b * cache->capacity + j)] != 0
+                    : real[size_t(b * T + (j - past))] != 0;
+  };
+  if (mask.fused) {
+    std::vector<bool> keys(size_t(B * Tk));
+    bool any_pad = false;
+    for (int64_t b = 0; b < B; ++b)
       for (int64_t j = 0; j < Tk; ++j) {
-        const bool key_real = j < past ? cache->key_mask[size_t(b * cache->capacity + j)] != 0
-                                       : real[size_t(b * T + (j - past))] != 0;
-        if (j > qi || (!key_real && j != qi)) row[j] = neg_inf;
+        keys[size_t(b * Tk + j)] = key_real(b, j);
+        any_pad = any_pad || !key_real(b, j);
+      }
+    if (any_pad) mask.key_mask = Tensor::from_bools(keys, {B, Tk});
+  } else {
+    std::vector<double> bias(size_t(B * T * Tk), 0.0);
+    const double neg_inf = -std::numeric_limits<double>::infinity();
+    for (int64_t b = 0; b < B; ++b) {
+      for (int64_t i = 0; i < T; ++i) {
+        const int64_t qi = past + i;
+        double* row = &bias[size_t((b * T + i) * Tk)];
+        for (int64_t j = 0; j < Tk; ++j)
+          if (j > qi || (!key_real(b, j) && j != qi)) row[j] = neg_inf;
       }
     }
+    mask.bias = Tensor::from_vector(bias, {B, 1, T, Tk})
+                    .to(cfg_.dtype)
+                    .to(tokens.device())
+                    .expand({B, cfg_.n_head, T, Tk})
+                    .contiguous();  // same shape as the scores: the add's fast path
   }
-  const Tensor mask_bias = Tensor::from_vector(bias, {B, 1, T, Tk})
-                               .to(cfg_.dtype)
-                               .to(tokens.device())
-                               .expand({B, cfg_.n_head, T, Tk})
-                               .contiguous();  // same shape as the scores: the add's fast path
 
   if (cache) {
     for (int64_t b = 0; b < B; ++b)
@@ -274,7 +308,7 @@ Tensor GPT::forward(const Tensor& tokens, const Tensor& attention_mask, KVCache*
   const Tensor positions = Tensor::from_vector(pos, {B, T}).to(tokens.device());
   Tensor x = add(wte->forward(tokens), wpe->forward(positions));  // [B, T, C]
   x = dropout(x, cfg_.dropout, is_training(), dropout_gen_.get());
-  for (size_t l = 0; l < h.size(); ++l) x = h[l]->forward(x, mask_bias, cache, int(l));
+  for (size_t l = 0; l < h.size(); ++l) x = h[l]->forward(x, mask, cache, int(l));
   if (cache) cache->length = Tk;
   return ln_f->forward(x);
 }

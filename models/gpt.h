@@ -15,6 +15,10 @@
 //   values   = h · w_v + b_v                                             [B, T]  (critic)
 //   reward   = (h · w_r + b_r) at the last non-pad token of each row     [B]     (reward model)
 //
+// On the CPU, A and A·v are one fused op (causal_self_attention, engine/ops.h) that reads q,
+// k, v from the projection's output in place and never stores A; elsewhere (CUDA), and when
+// attention dropout is active, the composed ops above run as written.
+//
 // The mask M is causal (key j ≤ query i) and, given an attention_mask, also hides padding
 // keys. A query always sees itself, so a pad query's row is never all −∞ (its output is
 // garbage that nothing downstream reads). Positions count real tokens only: with left padding,
@@ -74,12 +78,24 @@ struct KVCache {
   std::vector<int64_t> next_position;  // [B]: real tokens seen so far = next position id
 };
 
+// The attention mask of one forward, built once and shared by every layer, in the form the
+// attention path of this forward reads (GPT::forward picks the path):
+//   fused (the CPU, unless attention dropout is active): key_mask [B, Tk] (b8, 1 = real key),
+//     undefined when every key is real; causality is the op's own (causal_self_attention).
+//   composed (other devices, or dropout > 0 while training): bias [B, NH, T, Tk], 0 where key j
+//     is visible to query i and −∞ where not.
+struct AttentionMask {
+  bool fused = false;
+  Tensor key_mask;
+  Tensor bias;
+};
+
 class CausalSelfAttention : public nn::Module {
  public:
   CausalSelfAttention(const GPTConfig& cfg, Generator& gen);
-  // x [B, T, C], mask_bias [B, NH, T, Tk] (0 or −∞); with a cache, k and v of this call are
-  // appended to layer `layer` of it and attention runs over all cached keys.
-  Tensor forward(const Tensor& x, const Tensor& mask_bias, KVCache* cache, int layer);
+  // x [B, T, C]; with a cache, k and v of this call are appended to layer `layer` of it and
+  // attention runs over all cached keys.
+  Tensor forward(const Tensor& x, const AttentionMask& mask, KVCache* cache, int layer);
   std::shared_ptr<nn::Linear> c_attn, c_proj;
 
  private:
@@ -104,7 +120,7 @@ class GPTMLP : public nn::Module {
 class GPTBlock : public nn::Module {
  public:
   GPTBlock(const GPTConfig& cfg, Generator& gen);
-  Tensor forward(const Tensor& x, const Tensor& mask_bias, KVCache* cache, int layer);
+  Tensor forward(const Tensor& x, const AttentionMask& mask, KVCache* cache, int layer);
   std::shared_ptr<nn::LayerNorm> ln_1, ln_2;
   std::shared_ptr<CausalSelfAttention> attn;
   std::shared_ptr<GPTMLP> mlp;

@@ -52,7 +52,13 @@ namespace rlft::kernels {
   constexpr float kLn2Lo = 1.42860682030941723212e-6f;  // ln 2 − kLn2Hi
   constexpr float kLo = -87.3365478515625f, kHi = 88.72283172607421875f;
   const float c = std::min(std::max(x, kLo), kHi);
-  const float n = __builtin_roundevenf(c * kLog2e);  // vectorises to vroundps
+  // n = roundeven(c·log2 e) by adding and subtracting 1.5·2^23: the sum lies in [2^23, 2^24),
+  // where the float spacing is 1, so the addition rounds to the nearest integer, ties to even
+  // (exact for |c·log2 e| < 2^22; here it is below 128). __builtin_roundevenf needs SSE4.1's
+  // roundps: in the portable (SSE2) build it was a libm call per element that kept every exp
+  // loop scalar (perf: __roundevenf_sse41 + its PLT stub in the GPT step's profile).
+  constexpr float kRoundShift = 12582912.0f;  // 1.5·2^23
+  const float n = (c * kLog2e + kRoundShift) - kRoundShift;
   const float r = (c - n * kLn2Hi) - n * kLn2Lo;
   float p = 1.0f / 5040;
   p = p * r + 1.0f / 720;

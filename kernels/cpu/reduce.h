@@ -3,16 +3,23 @@
 // sum: out[o, i] = Σ_r in[o, r, i], accumulated in double (float inputs lose nothing on long
 // rows). argmax/argmin: first index of the extreme value (NaN propagates as PyTorch does).
 // Traffic: one read per input element, one write per output element. OpenMP over `outer`
-// when the work is large. Reference: the formula itself (tests compare with hand sums).
+// when the work is large (over columns when outer = 1). Reference: the formula itself (tests
+// compare with hand sums; tests/kernels/test_reduce.cpp with the plain loop, bitwise).
 #pragma once
 
 #include <omp.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <type_traits>
 #include <vector>
 
 namespace rlft::kernels {
+
+// acc[i − i0] += Σ_r in[r, i] for columns [i0, i1), rows in order: float loop cloned for
+// AVX-512/AVX2 in reduce.cpp (-ffp-contract=off; bitwise the plain loop's result).
+void column_sums_f32(int64_t R, int64_t inner, int64_t i0, int64_t i1, const float* in, double* acc);
 
 template <typename T>
 void sum_middle(int64_t outer, int64_t R, int64_t inner, const T* in, T* out) {
@@ -31,6 +38,29 @@ void sum_middle(int64_t outer, int64_t R, int64_t inner, const T* in, T* out) {
       }
       for (; r < R; ++r) acc0 += row[r];
       out[o] = T((acc0 + acc1) + (acc2 + acc3));
+    }
+    return;
+  }
+  // One outer slice (a bias gradient: the sum over rows of [rows, C]): threads split the
+  // columns instead, each column still adding its rows in order (results independent of the
+  // thread count).
+  if (outer == 1 && inner >= 64) {
+#pragma omp parallel if (R * inner >= (1 << 16) && omp_get_max_threads() > 1)
+    {
+      const int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
+      const int64_t i0 = inner * t / nt / 8 * 8, i1 = t + 1 == nt ? inner : inner * (t + 1) / nt / 8 * 8;
+      std::vector<double> acc(size_t(std::max<int64_t>(i1 - i0, 0)), 0.0);
+      if (i1 > i0) {
+        if constexpr (std::is_same_v<T, float>) {
+          column_sums_f32(R, inner, i0, i1, in, acc.data());
+        } else {
+          for (int64_t r = 0; r < R; ++r) {
+            const T* row = in + r * inner;
+            for (int64_t i = i0; i < i1; ++i) acc[size_t(i - i0)] += row[i];
+          }
+        }
+      }
+      for (int64_t i = i0; i < i1; ++i) out[i] = T(acc[size_t(i - i0)]);
     }
     return;
   }

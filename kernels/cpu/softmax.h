@@ -14,6 +14,7 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <type_traits>
 
 #include "kernels/cpu/fast_math.h"
 #include "kernels/cpu/lane_sum.h"
@@ -27,10 +28,23 @@ inline T exp_of(T x) {
   else return std::exp(x);
 }
 
+// max of x[0, V) in 16 independent lanes (one running max is a dependency chain that does not
+// vectorise); max is exact, so the result is the sequential one.
 template <typename T>
-inline double row_logsumexp(const T* x, int64_t V) {
-  T m = -std::numeric_limits<T>::infinity();
-  for (int64_t j = 0; j < V; ++j) m = std::max(m, x[j]);
+[[gnu::always_inline]] inline T row_max(const T* x, int64_t V) {
+  T acc[16];
+  for (int k = 0; k < 16; ++k) acc[k] = -std::numeric_limits<T>::infinity();
+  int64_t j = 0;
+  for (; j + 16 <= V; j += 16)
+    for (int k = 0; k < 16; ++k) acc[k] = std::max(acc[k], x[j + k]);
+  for (; j < V; ++j) acc[0] = std::max(acc[0], x[j]);
+  for (int k = 1; k < 16; ++k) acc[0] = std::max(acc[0], acc[k]);
+  return acc[0];
+}
+
+template <typename T>
+[[gnu::always_inline]] inline double row_logsumexp(const T* x, int64_t V) {
+  const T m = row_max(x, V);
   if (std::isinf(m)) return double(m);
   const double s = lane_sum(V, [&](int64_t j) { return double(exp_of<T>(x[j] - m)); });
   return double(m) + std::log(s);
@@ -84,10 +98,11 @@ void softmax_rows_backward(int64_t N, int64_t V, const T* y, const T* g, T* dx, 
 
 // loss[i] = lse_i − x[i, t_i] (0 where t_i == ignore_index); lse saved for backward.
 template <typename T>
-void cross_entropy_rows(int64_t N, int64_t V, const T* x, const int64_t* t, int64_t ignore_index, T* loss,
-                        double* lse) {
-#pragma omp parallel for schedule(static) if (parallel_rows(N, V))
-  for (int64_t i = 0; i < N; ++i) {
+[[gnu::always_inline]] inline void cross_entropy_row_range(int64_t i0, int64_t i1, int64_t V,
+                                                           const T* x, const int64_t* t,
+                                                           int64_t ignore_index, T* loss,
+                                                           double* lse) {
+  for (int64_t i = i0; i < i1; ++i) {
     if (t[i] == ignore_index) {
       loss[i] = T(0);
       lse[i] = 0;
@@ -100,10 +115,10 @@ void cross_entropy_rows(int64_t N, int64_t V, const T* x, const int64_t* t, int6
 
 // dx[i, :] = g[i]·(softmax(x_i) − onehot(t_i)); zero rows where ignored.
 template <typename T>
-void cross_entropy_rows_backward(int64_t N, int64_t V, const T* x, const int64_t* t, int64_t ignore_index,
-                                 const double* lse, const T* g, T* dx) {
-#pragma omp parallel for schedule(static) if (parallel_rows(N, V))
-  for (int64_t i = 0; i < N; ++i) {
+[[gnu::always_inline]] inline void cross_entropy_backward_row_range(
+    int64_t i0, int64_t i1, int64_t V, const T* x, const int64_t* t, int64_t ignore_index,
+    const double* lse, const T* g, T* dx) {
+  for (int64_t i = i0; i < i1; ++i) {
     T* dr = dx + i * V;
     if (t[i] == ignore_index) {
       for (int64_t j = 0; j < V; ++j) dr[j] = T(0);
@@ -114,6 +129,50 @@ void cross_entropy_rows_backward(int64_t N, int64_t V, const T* x, const int64_t
     for (int64_t j = 0; j < V; ++j) dr[j] = T(gi * double(exp_of<T>(T(double(xr[j]) - lse[i]))));
     dr[t[i]] = T(double(dr[t[i]]) - gi);
   }
+}
+
+// Rows split between threads (as parallel_rows); float rows run loops cloned for AVX-512/AVX2
+// (softmax.cpp, compiled with -ffp-contract=off: the same rounding as the portable code).
+void cross_entropy_rows_f32_range(int64_t i0, int64_t i1, int64_t V, const float* x,
+                                  const int64_t* t, int64_t ignore_index, float* loss,
+                                  double* lse);
+void cross_entropy_rows_backward_f32_range(int64_t i0, int64_t i1, int64_t V, const float* x,
+                                           const int64_t* t, int64_t ignore_index,
+                                           const double* lse, const float* g, float* dx);
+
+template <typename F>
+void split_rows(int64_t N, int64_t V, F f) {
+  if (!parallel_rows(N, V)) {
+    f(0, N);
+    return;
+  }
+#pragma omp parallel
+  {
+    const int64_t k = omp_get_thread_num(), n = omp_get_num_threads();
+    if (N * (k + 1) / n > N * k / n) f(N * k / n, N * (k + 1) / n);
+  }
+}
+
+template <typename T>
+void cross_entropy_rows(int64_t N, int64_t V, const T* x, const int64_t* t, int64_t ignore_index,
+                        T* loss, double* lse) {
+  split_rows(N, V, [&](int64_t i0, int64_t i1) {
+    if constexpr (std::is_same_v<T, float>)
+      cross_entropy_rows_f32_range(i0, i1, V, x, t, ignore_index, loss, lse);
+    else
+      cross_entropy_row_range(i0, i1, V, x, t, ignore_index, loss, lse);
+  });
+}
+
+template <typename T>
+void cross_entropy_rows_backward(int64_t N, int64_t V, const T* x, const int64_t* t,
+                                 int64_t ignore_index, const double* lse, const T* g, T* dx) {
+  split_rows(N, V, [&](int64_t i0, int64_t i1) {
+    if constexpr (std::is_same_v<T, float>)
+      cross_entropy_rows_backward_f32_range(i0, i1, V, x, t, ignore_index, lse, g, dx);
+    else
+      cross_entropy_backward_row_range(i0, i1, V, x, t, ignore_index, lse, g, dx);
+  });
 }
 
 }  // namespace rlft::kernels

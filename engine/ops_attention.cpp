@@ -1,0 +1,122 @@
+// causal_self_attention: the fused attention op (kernels/cpu/attention.h) with its backward.
+//
+// The op reads q, k and v in place from the QKV projection's [B, T, 3, NH, HS] view and writes
+// y as [B, T, NH·HS], so the GPT needs no head permutes; its gradient with respect to qkv is
+// one [B, T, 3, NH, HS] tensor written by the kernel (the composed path's three select
+// backwards each zero-filled and summed a tensor of that size). Saved for the backward: the
+// inputs (views, no copies), y and one log-sum-exp per query row.
+#include <cmath>
+
+#include "engine/ops_common.h"
+#include "kernels/cpu/attention.h"
+
+namespace rlft {
+
+namespace {
+
+// A [B, rows, NH, HS] view of `t` for the kernel; `t` must be 4-d with unit stride along HS.
+template <typename T, typename P>
+kernels::HeadView<P> head_view(const Tensor& t) {
+  return {static_cast<P*>(static_cast<T*>(t.storage()->data) + t.offset()), t.strides()[0],
+          t.strides()[1], t.strides()[2]};
+}
+
+// `t` itself when the head dimension is contiguous, else a contiguous copy.
+Tensor unit_head_stride(const Tensor& t) {
+  return t.strides()[t.dim() - 1] == 1 || t.shape()[t.dim() - 1] == 1 ? t : t.contiguous();
+}
+
+}  // namespace
+
+Tensor causal_self_attention(const Tensor& qkv_in, const AttentionOptions& o) {
+  const char* op = "causal_self_attention";
+  detail::check_cpu(op, qkv_in);
+  RLFT_CHECK(qkv_in.dim() == 5 && qkv_in.shape()[2] == 3, op,
+             ": qkv must be [B, T, 3, NH, HS], got ", qkv_in.shape());
+  RLFT_CHECK(is_floating(qkv_in.dtype()), op, ": qkv must be float32 or float64, got ",
+             qkv_in.dtype());
+  const int64_t B = qkv_in.shape()[0], T = qkv_in.shape()[1], NH = qkv_in.shape()[3],
+                HS = qkv_in.shape()[4];
+  RLFT_CHECK(B > 0 && T > 0 && NH > 0 && HS > 0, op, ": empty qkv ", qkv_in.shape());
+  const bool cached = o.keys.defined() || o.values.defined();
+  int64_t Tk = T;
+  if (cached) {
+    RLFT_CHECK(o.keys.defined() && o.values.defined(), op,
+               ": keys and values must be given together");
+    detail::check_cpu(op, o.keys);
+    detail::check_cpu(op, o.values);
+    detail::check_same_dtype(op, qkv_in, o.keys);
+    detail::check_same_dtype(op, qkv_in, o.values);
+    Tk = o.keys.dim() == 4 ? o.keys.shape()[2] : -1;
+    RLFT_CHECK(o.keys.dim() == 4 && o.keys.shape() == o.values.shape() && o.keys.shape()[0] == B &&
+                   o.keys.shape()[1] == NH && o.keys.shape()[3] == HS && Tk >= T,
+               op, ": keys ", o.keys.shape(), " and values ", o.values.shape(),
+               " must both be [B, NH, Tk, HS] = [", B, ", ", NH, ", Tk ≥ ", T, ", ", HS,
+               "] for qkv ", qkv_in.shape());
+  }
+  std::vector<uint8_t> key_mask;
+  if (o.key_mask.defined()) {
+    detail::check_cpu(op, o.key_mask);
+    RLFT_CHECK(o.key_mask.shape() == Shape({B, Tk}), op, ": key_mask ", o.key_mask.shape(),
+               " must be [B, Tk] = [", B, ", ", Tk, "]");
+    if (o.key_mask.dtype() == DType::b8) {
+      const Tensor m = o.key_mask.contiguous();
+      key_mask.assign(m.data<uint8_t>(), m.data<uint8_t>() + m.numel());
+    } else {
+      for (double x : o.key_mask.to_vector()) key_mask.push_back(x != 0);
+    }
+  }
+
+  const Tensor qkv = unit_head_stride(qkv_in.detach());
+  const Tensor q = qkv.select(2, 0);  // [B, T, NH, HS] views
+  const Tensor k = cached ? unit_head_stride(o.keys.detach()).transpose(1, 2) : qkv.select(2, 1);
+  const Tensor v = cached ? unit_head_stride(o.values.detach()).transpose(1, 2) : qkv.select(2, 2);
+  kernels::AttentionDims d;
+  d.B = B, d.T = T, d.Tk = Tk, d.NH = NH, d.HS = HS;
+  d.scale = 1.0 / std::sqrt(double(HS));
+  d.key_mask = key_mask.empty() ? nullptr : key_mask.data();
+  d.self_visible = o.self_visible;
+
+  Tensor y = Tensor::empty({B, T, NH * HS}, qkv.dtype());
+  Tensor lse = Tensor::empty({B, NH, T}, qkv.dtype());
+  const Tensor y4 = y.view({B, T, NH, HS});
+  dispatch_float(qkv.dtype(), op, [&](auto tag) {
+    using F = decltype(tag);
+    kernels::attention_forward<F>(d, head_view<F, const F>(q), head_view<F, const F>(k),
+                                  head_view<F, const F>(v), head_view<F, F>(y4), lse.data<F>());
+  });
+
+  if (any_requires_grad({&qkv_in, &o.keys, &o.values})) {
+    record(op, {qkv_in, o.keys, o.values}, y,
+           [q, k, v, y4 = y4.detach(), lse, d, key_mask = std::move(key_mask), cached](
+               const Grads& g, const Needs&) -> Grads {
+             kernels::AttentionDims dd = d;
+             dd.key_mask = key_mask.empty() ? nullptr : key_mask.data();
+             const Tensor dout = g[0].contiguous().view({dd.B, dd.T, dd.NH, dd.HS});
+             Tensor dqkv = Tensor::empty({dd.B, dd.T, 3, dd.NH, dd.HS}, q.dtype());
+             Tensor dkeys, dvalues, dk, dv;
+             if (cached) {
+               dqkv.narrow(2, 1, 2).fill_(0.0);  // the op read no key or value from qkv
+               dkeys = Tensor::empty({dd.B, dd.NH, dd.Tk, dd.HS}, q.dtype());
+               dvalues = Tensor::empty({dd.B, dd.NH, dd.Tk, dd.HS}, q.dtype());
+               dk = dkeys.transpose(1, 2);
+               dv = dvalues.transpose(1, 2);
+             } else {
+               dk = dqkv.select(2, 1);
+               dv = dqkv.select(2, 2);
+             }
+             const Tensor dq = dqkv.select(2, 0);
+             dispatch_float(q.dtype(), "causal_self_attention backward", [&](auto tag) {
+               using F = decltype(tag);
+               kernels::attention_backward<F>(
+                   dd, head_view<F, const F>(q), head_view<F, const F>(k), head_view<F, const F>(v),
+                   head_view<F, const F>(y4), lse.data<F>(), head_view<F, const F>(dout),
+                   head_view<F, F>(dq), head_view<F, F>(dk), head_view<F, F>(dv));
+             });
+             return {dqkv, dkeys, dvalues};
+           });
+  }
+  return y;
+}
+
+}  // namespace rlft
