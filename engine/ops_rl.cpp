@@ -20,65 +20,52 @@ std::pair<Tensor, Tensor> softmax_logprob(const Tensor& logits, const Tensor& ta
   RLFT_CHECK(V > 0, "softmax_logprob: empty vocabulary in logits ", logits.shape());
   const int64_t N = row_shape.numel();
   const Tensor x = logits.contiguous(), t = targets.contiguous();
-  if (dev.is_cuda()) {
-    // kernels/cuda/softmax_logprob.cu; with check = true it throws, as the CPU does, for a
-    // target out of range or a row without a finite logit (one stream synchronisation).
-    Tensor logp = Tensor::empty(row_shape, logits.dtype(), dev);
-    Tensor entropy = Tensor::empty(row_shape, logits.dtype(), dev);
-    Tensor lse = Tensor::empty(row_shape, logits.dtype(), dev);
-    dispatch_float(logits.dtype(), "softmax_logprob", [&](auto tag) {
-      using T = decltype(tag);
-      kernels::cuda_ops::set_device_for(dev.index);
-      kernels::softmax_logprob_forward_cuda<T>(x.data<T>(), N, V, V, t.data<int64_t>(), ignore_index, T(temperature),
-                                               logp.data<T>(), entropy.data<T>(), lse.data<T>());
-    });
-    if (any_requires_grad(logits)) {
-      record("softmax_logprob", {logits}, {logp, entropy},
-             [xd = x.detach(), t, lse, ent = entropy.detach(), N, V, temperature, ignore_index](
-                 const Grads& g, const Needs&) -> Grads {
-               const Tensor gl = g[0].defined() ? g[0].contiguous() : Tensor();
-               const Tensor ge = g[1].defined() ? g[1].contiguous() : Tensor();
-               Tensor dx = Tensor::empty(xd.shape(), xd.dtype(), xd.device());
-               dispatch_float(xd.dtype(), "softmax_logprob backward", [&](auto tag) {
-                 using T = decltype(tag);
-                 kernels::cuda_ops::set_device_for(xd.device().index);
-                 kernels::softmax_logprob_backward_cuda<T>(
-                     xd.data<T>(), N, V, V, t.data<int64_t>(), ignore_index, T(temperature), lse.data<T>(),
-                     ent.data<T>(), gl.defined() ? gl.data<T>() : nullptr, ge.defined() ? ge.data<T>() : nullptr,
-                     dx.data<T>(), V);
-               });
-               return {dx};
-             });
-    }
-    return {logp, entropy};
-  }
-  {
+  // The CPU checks the targets here; kernels/cuda/softmax_logprob.cu (check = true) throws the
+  // same errors for a target out of range or a row without a finite logit, after one stream
+  // synchronisation. The two kernels take the same arguments.
+  const bool cuda = dev.is_cuda();
+  if (!cuda) {
     const int64_t* tp = t.data<int64_t>();
     for (int64_t i = 0; i < N; ++i)
       RLFT_CHECK(tp[i] == ignore_index || (tp[i] >= 0 && tp[i] < V), "softmax_logprob: target ", tp[i],
                  " out of range [0, ", V, ") at row ", i);
   }
-  Tensor logp = Tensor::empty(row_shape, logits.dtype());
-  Tensor entropy = Tensor::empty(row_shape, logits.dtype());
-  Tensor lse = Tensor::empty(row_shape, logits.dtype());
+  Tensor logp = Tensor::empty(row_shape, logits.dtype(), dev);
+  Tensor entropy = Tensor::empty(row_shape, logits.dtype(), dev);
+  Tensor lse = Tensor::empty(row_shape, logits.dtype(), dev);
   dispatch_float(logits.dtype(), "softmax_logprob", [&](auto tag) {
     using T = decltype(tag);
-    kernels::softmax_logprob_forward_cpu<T>(x.data<T>(), N, V, V, t.data<int64_t>(), ignore_index, T(temperature),
-                                            logp.data<T>(), entropy.data<T>(), lse.data<T>());
+    const auto forward = [&](auto kernel) {
+      kernel(x.data<T>(), N, V, V, t.data<int64_t>(), ignore_index, T(temperature), logp.data<T>(),
+             entropy.data<T>(), lse.data<T>());
+    };
+    if (cuda) {
+      kernels::cuda_ops::set_device_for(dev.index);
+      forward([](auto... a) { kernels::softmax_logprob_forward_cuda<T>(a...); });
+    } else {
+      forward([](auto... a) { kernels::softmax_logprob_forward_cpu<T>(a...); });
+    }
   });
   if (any_requires_grad(logits)) {
     record("softmax_logprob", {logits}, {logp, entropy},
-           [xd = x.detach(), t, lse, ent = entropy.detach(), N, V, temperature, ignore_index](
+           [xd = x.detach(), t, lse, ent = entropy.detach(), N, V, temperature, ignore_index, cuda](
                const Grads& g, const Needs&) -> Grads {
              const Tensor gl = g[0].defined() ? g[0].contiguous() : Tensor();
              const Tensor ge = g[1].defined() ? g[1].contiguous() : Tensor();
-             Tensor dx = Tensor::empty(xd.shape(), xd.dtype());
+             Tensor dx = Tensor::empty(xd.shape(), xd.dtype(), xd.device());
              dispatch_float(xd.dtype(), "softmax_logprob backward", [&](auto tag) {
                using T = decltype(tag);
-               kernels::softmax_logprob_backward_cpu<T>(
-                   xd.data<T>(), N, V, V, t.data<int64_t>(), ignore_index, T(temperature), lse.data<T>(),
-                   ent.data<T>(), gl.defined() ? gl.data<T>() : nullptr, ge.defined() ? ge.data<T>() : nullptr,
-                   dx.data<T>(), V);
+               const auto backward = [&](auto kernel) {
+                 kernel(xd.data<T>(), N, V, V, t.data<int64_t>(), ignore_index, T(temperature), lse.data<T>(),
+                        ent.data<T>(), gl.defined() ? gl.data<T>() : nullptr,
+                        ge.defined() ? ge.data<T>() : nullptr, dx.data<T>(), V);
+               };
+               if (cuda) {
+                 kernels::cuda_ops::set_device_for(xd.device().index);
+                 backward([](auto... a) { kernels::softmax_logprob_backward_cuda<T>(a...); });
+               } else {
+                 backward([](auto... a) { kernels::softmax_logprob_backward_cpu<T>(a...); });
+               }
              });
              return {dx};
            });
