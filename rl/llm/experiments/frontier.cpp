@@ -32,7 +32,14 @@ std::string list(const std::vector<double>& xs) {
 }
 
 Job make_job(const std::string& out, const std::string& name, std::vector<std::string> args) {
-  return {name, std::move(args), out + "/logs/" + name + ".log", out + "/logs/" + name + ".done"};
+  return logged_job(out + "/logs", name, std::move(args));
+}
+
+// A training run writing <out>/<name>: `args` then the flags every such run shares.
+Job run_job(const std::string& out, const std::string& name, const std::string& seed,
+            std::vector<std::string> args) {
+  args.insert(args.end(), {"--out-dir", out, "--name", name, "--seed", seed, "--quiet"});
+  return make_job(out, name, std::move(args));
 }
 
 }  // namespace
@@ -100,62 +107,23 @@ std::vector<std::vector<Job>> frontier_jobs(const FrontierConfig& c) {
   // The reward model first: the PPO stage waits for it, the DPO runs do not.
   std::vector<Job> models;
   if (c.reward_model.empty() && !c.kl_ctls.empty())
-    models.push_back(make_job(out, "rm",
-                              {"lm", "rm", "--prefs", prefs, "--init", sft, "--out-dir", out,
-                               "--name", "rm", "--seed", seed, "--quiet"}));
+    models.push_back(run_job(out, "rm", seed, {"lm", "rm", "--prefs", prefs, "--init", sft}));
   for (double b : c.betas) {
     const std::string name = frontier_run_name("DPO", b);
-    models.push_back(make_job(out, name,
-                              {"lm",
-                               "dpo",
-                               "--prefs",
-                               prefs,
-                               "--init",
-                               sft,
-                               "--beta",
-                               num(b),
-                               "--epochs",
-                               std::to_string(c.dpo_epochs),
-                               "--eval-every",
-                               std::to_string(c.dpo_eval_every),
-                               "--eval-samples",
-                               samples,
-                               "--out-dir",
-                               out,
-                               "--name",
-                               name,
-                               "--seed",
-                               seed,
-                               "--quiet"}));
+    models.push_back(run_job(out, name, seed,
+                             {"lm", "dpo", "--prefs", prefs, "--init", sft, "--beta", num(b),
+                              "--epochs", std::to_string(c.dpo_epochs), "--eval-every",
+                              std::to_string(c.dpo_eval_every), "--eval-samples", samples}));
   }
   if (!models.empty()) stages.push_back(models);
   std::vector<Job> ppo;
   for (double k : c.kl_ctls) {
     const std::string name = frontier_run_name("PPO", k);
-    ppo.push_back(make_job(out, name,
-                           {"lm",
-                            "ppo",
-                            "--init",
-                            sft,
-                            "--reward-model",
-                            rm,
-                            "--kl-ctl",
-                            num(k),
-                            "--steps",
-                            std::to_string(c.ppo_steps),
-                            "--actor-lr",
-                            num(c.ppo_actor_lr),
-                            "--eval-every",
-                            std::to_string(c.ppo_eval_every),
-                            "--eval-samples",
-                            samples,
-                            "--out-dir",
-                            out,
-                            "--name",
-                            name,
-                            "--seed",
-                            seed,
-                            "--quiet"}));
+    ppo.push_back(run_job(out, name, seed,
+                          {"lm", "ppo", "--init", sft, "--reward-model", rm, "--kl-ctl", num(k),
+                           "--steps", std::to_string(c.ppo_steps), "--actor-lr",
+                           num(c.ppo_actor_lr), "--eval-every", std::to_string(c.ppo_eval_every),
+                           "--eval-samples", samples}));
   }
   if (!ppo.empty()) stages.push_back(ppo);
   return stages;

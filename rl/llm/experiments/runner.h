@@ -16,6 +16,7 @@
 #pragma once
 
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "engine/json.h"
@@ -28,6 +29,12 @@ struct Job {
   std::string log_path;           // the child's stdout and stderr (truncated at start)
   std::string done_path;          // marker: written when the job exits with status 0
 };
+
+// The experiments' convention: `name`'s output in <logs_dir>/<name>.log, its marker
+// <logs_dir>/<name>.done.
+inline Job logged_job(const std::string& logs_dir, const std::string& name, std::vector<std::string> args) {
+  return {name, std::move(args), logs_dir + "/" + name + ".log", logs_dir + "/" + name + ".done"};
+}
 
 // Runs `<this rlft binary> args...` for every job whose done_path does not exist yet, at most
 // `parallel` at once, each with OMP_NUM_THREADS=1 (unless the caller's environment sets it)

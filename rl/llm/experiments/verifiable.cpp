@@ -55,11 +55,9 @@ std::string run_name(const std::string& method, int64_t seed) {
 
 Job eval_job(const std::string& name, const std::string& run_dir, const std::string& logs,
              const VerifiableConfig& c) {
-  return {"eval-" + name,
-          {"lm", "eval", "--run", run_dir, "--split", "test", "--n", std::to_string(c.test_prompts),
-           "--samples-per-prompt", std::to_string(c.eval_samples), "--show", "0", "--seed", "0"},
-          logs + "/eval-" + name + ".log",
-          logs + "/eval-" + name + ".done"};
+  return logged_job(logs, "eval-" + name,
+                    {"lm", "eval", "--run", run_dir, "--split", "test", "--n", std::to_string(c.test_prompts),
+                     "--samples-per-prompt", std::to_string(c.eval_samples), "--show", "0", "--seed", "0"});
 }
 
 // One logged run, as the columns the plots need (NaN where a step has no value).
@@ -157,11 +155,8 @@ VerifiableResult run_verifiable(const VerifiableConfig& cfg) {
 
   // ---- 1. the SFT start (trained once; a rerun finds its marker)
   if (cfg.init.empty())
-    run_jobs(pending({{"sft",
-                       {"lm", "sft", "--preset", cfg.preset, "--out-dir", out, "--name", "sft",
-                        "--quiet"},
-                       logs + "/sft.log",
-                       logs + "/sft.done"}}),
+    run_jobs(pending({logged_job(logs, "sft",
+                                 {"lm", "sft", "--preset", cfg.preset, "--out-dir", out, "--name", "sft", "--quiet"})}),
              1, cfg.quiet, cfg.program);
 
   // ---- 2. the SFT's own test accuracy, and every method × seed, equal budgets
@@ -199,7 +194,7 @@ VerifiableResult run_verifiable(const VerifiableConfig& cfg) {
                                        std::to_string(cfg.eval_prompts),
                                        "--quiet"};
       args.insert(args.end(), cfg.extra_args.begin(), cfg.extra_args.end());
-      jobs.push_back({name, args, logs + "/" + name + ".log", logs + "/" + name + ".done"});
+      jobs.push_back(logged_job(logs, name, std::move(args)));
     }
   run_jobs(pending(jobs), cfg.parallel, cfg.quiet, cfg.program);
 
