@@ -16,7 +16,9 @@
 //                     entropy. `fwd_bwd` rows also run the backward of Σ log p + Σ H through
 //                     autograd. Counter speedup = composed time / fused time (target ≥ 2.5 for
 //                     the forward); GB/s charges the fused op's minimal traffic (4 B per logit
-//                     forward, 12 B forward + backward, as bench_cuda_kernels does).
+//                     forward, 12 B forward + backward, as bench_cuda_kernels does). The
+//                     engine op checks its targets (one stream synchronisation per call),
+//                     which bench_cuda_kernels' kernel-level rows do not.
 //   ratio_clip/…      the fused PPO surrogate op against exp, mul, clamp, mul, minimum, mul by
 //                     the mask, sum / sum as separate engine ops (16 B per token of minimal
 //                     traffic forward).
@@ -123,7 +125,6 @@ cublasHandle_t raw_handle() {
 // B [batch, K, N], row-major, as matmul sees them.
 void BM_gemm(benchmark::State& state, int64_t batch, int64_t M, int64_t N, int64_t K, bool trans_a, bool tf32) {
   if (!fits(state, 4.0 * double(batch) * double(M * K + K * N + 2 * M * N))) return;
-  NoGradGuard no_grad;
   cuda::set_allow_tf32(tf32);
   const Tensor a_store = device_randn(batch * (trans_a ? K : M), trans_a ? M : K, 1.0, 1)
                              .reshape({batch, trans_a ? K : M, trans_a ? M : K});
@@ -176,22 +177,9 @@ void BM_softmax_logprob(benchmark::State& state, int64_t N, int64_t V, bool back
       benchmark::DoNotOptimize(lp);
     }
   };
-  auto fused = [&] {
-    if (backward) {
-      run(true);
-    } else {
-      NoGradGuard g;
-      run(true);
-    }
-  };
-  auto composed = [&] {
-    if (backward) {
-      run(false);
-    } else {
-      NoGradGuard g;
-      run(false);
-    }
-  };
+  // Without requires_grad (the forward rows) no graph is recorded.
+  auto fused = [&] { run(true); };
+  auto composed = [&] { run(false); };
   const double base = measure(state, fused, composed);
   const double t = per_call(state);
   state.counters["GB/s"] = (backward ? 12.0 : 4.0) * double(N) * double(V) / t / 1e9;
@@ -203,7 +191,6 @@ void BM_softmax_logprob(benchmark::State& state, int64_t N, int64_t V, bool back
 
 void BM_ratio_clip(benchmark::State& state, int64_t B, int64_t T) {
   if (!fits(state, 4.0 * double(B * T) * 12)) return;
-  NoGradGuard no_grad;
   const Tensor lp = mul(device_randn(B, T, 1.0, 4), 0.1), old = mul(device_randn(B, T, 1.0, 5), 0.1);
   const Tensor adv = device_randn(B, T, 1.0, 6);
   const Tensor mask = gt(device_randn(B, T, 1.0, 7), -1.0).to(DType::f32);  // ~84% ones
