@@ -34,7 +34,8 @@ if [[ " $STAGES " == *" tests "* ]]; then
     "./$build/$t" > "$OUT/$t.log" 2>&1
     echo "$t: rc=$? $(grep -E '^\[  PASSED  \]|^\[  FAILED  \]|^\[  SKIPPED \] [0-9]' "$OUT/$t.log" | tr '\n' ' ')" >> "$summary"
   done
-  # The CUDA PPO run against the CPU (the rest of test_rl runs in CI).
+  # The CUDA PPO run against the CPU (the rest of test_rl runs in CI); its output joins
+  # test_engine.log, since at most 8 files come back.
   "./$build/test_rl" --gtest_filter='*Cuda*' >> "$OUT/test_engine.log" 2>&1
   echo "test_rl *Cuda*: rc=$?" >> "$summary"
 fi

@@ -45,7 +45,7 @@ struct VerifiableConfig {
   // accuracy. At a constant 3e-5 the last checkpoint's greedy accuracy swings by ±5 points from
   // one step to the next (800 steps: +12 to +18 points by method), so the lr decays linearly
   // to 0 (seed 1, RLOO and DCPO: 0.432 and 0.416 at constant 3e-5, 0.504 and 0.510 at 5e-5
-  // decayed). The whole default (6 methods x 3 seeds) takes 30-40 minutes on 2 cores.
+  // decayed). The whole default (6 methods x 3 seeds) took 20-27 minutes on 2 (partly shared) cores.
   int64_t steps = 800;
   int64_t prompts = 64;
   int64_t group = 8;
