@@ -32,7 +32,8 @@ echo "build: rc=$rc" >> "$summary"
 if [[ " $STAGES " == *" tests "* ]]; then
   for t in test_engine test_kernels; do
     "./$build/$t" > "$OUT/$t.log" 2>&1
-    echo "$t: rc=$? $(grep -E '^\[  PASSED  \]|^\[  FAILED  \]|^\[  SKIPPED \] [0-9]' "$OUT/$t.log" | tr '\n' ' ')" >> "$summary"
+    trc=$?
+    echo "$t: rc=$trc $(grep -E '^\[  PASSED  \]|^\[  FAILED  \]|^\[  SKIPPED \] [0-9]' "$OUT/$t.log" | tr '\n' ' ')" >> "$summary"
   done
   # The CUDA PPO run against the CPU (the rest of test_rl runs in CI); its output joins
   # test_engine.log, since at most 8 files come back.
