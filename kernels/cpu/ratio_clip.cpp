@@ -174,8 +174,11 @@ inline double row_coef(Aggregation agg, double normalizer, int64_t B, int64_t T,
   return 0.0;
 }
 
+
+}  // namespace
+
 template <typename Real>
-void check_args(const char* op, const RatioClipArgs<Real>& a) {
+void ratio_clip_check_args(const char* op, const RatioClipArgs<Real>& a) {
   RLFT_CHECK(a.B >= 0 && a.T >= 0, op, ": need B >= 0 and T >= 0, got B=", a.B, " T=", a.T);
   RLFT_CHECK(
       std::isfinite(a.eps_low) && std::isfinite(a.eps_high) && a.eps_low >= 0 && a.eps_high >= 0,
@@ -198,11 +201,9 @@ void check_args(const char* op, const RatioClipArgs<Real>& a) {
                ": logp, old_logp and advantages are required");
 }
 
-}  // namespace
-
 template <typename Real>
 RatioClipStats ratio_clip_forward_cpu(const RatioClipArgs<Real>& a) {
-  check_args("ratio_clip_forward_cpu", a);
+  ratio_clip_check_args("ratio_clip_forward_cpu", a);
   const int64_t B = a.B, T = a.T;
   const double c = a.dual_clip;
   std::vector<RowSums> rows(static_cast<size_t>(B));
@@ -285,7 +286,7 @@ RatioClipStats ratio_clip_forward_cpu(const RatioClipArgs<Real>& a) {
 template <typename Real>
 void ratio_clip_backward_cpu(const RatioClipArgs<Real>& a, double g_loss, Real* g_logp,
                              bool accumulate) {
-  check_args("ratio_clip_backward_cpu", a);
+  ratio_clip_check_args("ratio_clip_backward_cpu", a);
   const int64_t B = a.B, T = a.T;
   if (B * T == 0) return;
   RLFT_CHECK(g_logp != nullptr, "ratio_clip_backward_cpu: g_logp output is required");
@@ -364,5 +365,7 @@ template RatioClipStats ratio_clip_forward_cpu<float>(const RatioClipArgs<float>
 template RatioClipStats ratio_clip_forward_cpu<double>(const RatioClipArgs<double>&);
 template void ratio_clip_backward_cpu<float>(const RatioClipArgs<float>&, double, float*, bool);
 template void ratio_clip_backward_cpu<double>(const RatioClipArgs<double>&, double, double*, bool);
+template void ratio_clip_check_args<float>(const char*, const RatioClipArgs<float>&);
+template void ratio_clip_check_args<double>(const char*, const RatioClipArgs<double>&);
 
 }  // namespace rlft::kernels

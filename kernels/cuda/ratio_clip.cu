@@ -485,31 +485,6 @@ __global__ void __launch_bounds__(kFinishBlock)
 
 // ---- host side -----------------------------------------------------------------------------
 
-// The CPU version's argument checks (kernels/cpu/ratio_clip.cpp), with the CUDA op name.
-template <typename Real>
-void check_args(const char* op, const RatioClipArgs<Real>& a) {
-  RLFT_CHECK(a.B >= 0 && a.T >= 0, op, ": need B >= 0 and T >= 0, got B=", a.B, " T=", a.T);
-  RLFT_CHECK(
-      std::isfinite(a.eps_low) && std::isfinite(a.eps_high) && a.eps_low >= 0 && a.eps_high >= 0,
-      op, ": clip ranges must be finite and >= 0, got eps_low=", a.eps_low,
-      " eps_high=", a.eps_high);
-  RLFT_CHECK(a.dual_clip == 0.0 || a.dual_clip > 1.0, op,
-             ": dual_clip must be 0 (off) or > 1, got ", a.dual_clip);
-  RLFT_CHECK(a.normalizer >= 0.0 && std::isfinite(a.normalizer), op,
-             ": normalizer must be >= 0 (0 = from the batch), got ", a.normalizer);
-  RLFT_CHECK(a.aggregation != Aggregation::only_token_mean || a.normalizer == 0.0, op,
-             ": only_token_mean takes no normalizer, got ", a.normalizer);
-  if (a.level == RatioLevel::sequence) {
-    RLFT_CHECK(a.advantages_per_sequence, op,
-               ": RatioLevel::sequence (GSPO) needs per-sequence advantages [B]");
-    RLFT_CHECK(a.lower == nullptr && a.upper == nullptr, op,
-               ": RatioLevel::sequence clips s_i with the scalar bounds; per-token bounds given");
-  }
-  if (a.B * a.T > 0)
-    RLFT_CHECK(a.logp && a.old_logp && a.advantages, op,
-               ": logp, old_logp and advantages are required");
-}
-
 // Threads per row: about 8 tokens per thread, 64…512.
 int block_for(int64_t T) {
   int bd = 512;
@@ -527,7 +502,7 @@ unsigned elementwise_grid(int64_t n, int bd) {
 
 template <typename Real>
 RatioClipStats ratio_clip_forward_cuda(const RatioClipArgs<Real>& a, CUstream_st* stream) {
-  check_args("ratio_clip_forward_cuda", a);
+  ratio_clip_check_args("ratio_clip_forward_cuda", a);
   RatioClipStats out;
   if (a.B * a.T == 0) return out;
   cuda_detail::StreamScratch scratch(size_t(a.B) * sizeof(RowSums) + kStats * sizeof(double),
@@ -557,7 +532,7 @@ template <typename Real>
 void ratio_clip_backward_cuda(const RatioClipArgs<Real>& a, double g_loss, Real* g_logp,
                               bool accumulate, CUstream_st* stream) {
   constexpr const char* op = "ratio_clip_backward_cuda";
-  check_args(op, a);
+  ratio_clip_check_args(op, a);
   if (a.B * a.T == 0) return;
   RLFT_CHECK(g_logp != nullptr, op, ": g_logp output is required");
   const bool needs_total = a.aggregation == Aggregation::token_mean && a.normalizer == 0.0;
@@ -585,7 +560,7 @@ template <typename Real>
 double ratio_clip_loss_unfused_cuda(const RatioClipArgs<Real>& a, Real* workspace,
                                     CUstream_st* stream) {
   constexpr const char* op = "ratio_clip_loss_unfused_cuda";
-  check_args(op, a);
+  ratio_clip_check_args(op, a);
   RLFT_CHECK(a.level == RatioLevel::token && a.aggregation == Aggregation::token_mean &&
                  !a.advantages_per_sequence && a.lower == nullptr && a.upper == nullptr &&
                  a.dual_clip == 0.0 && a.normalizer == 0.0,
