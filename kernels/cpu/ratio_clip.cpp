@@ -37,6 +37,7 @@
 #include <vector>
 
 #include "engine/error.h"
+#include "kernels/ratio_clip_math.h"
 
 namespace rlft::kernels {
 
@@ -70,35 +71,9 @@ const char* ratio_level_name(RatioLevel l) {
 
 namespace {
 
+using namespace ratio_clip_math;
+
 constexpr int64_t kParallelElements = int64_t(1) << 15;
-constexpr double kLogRatioClamp = 20.0;  // ALGORITHMS.md §0: clamp the log-ratio before exp
-
-enum Clip : int { kNone = 0, kLow = 1, kHigh = 2, kDual = 3 };
-
-struct Term {
-  double loss;     // l
-  double d_ratio;  // dl/dr: −A on the unclipped branch, 0 where a clip binds
-  int clip;        // which clip binds (kNone when none)
-};
-
-// l = −min(r·A, clip(r, lo, hi)·A), then the dual clip; ties keep the unclipped branch.
-inline Term surrogate(double r, double A, double lo, double hi, double c) {
-  const double clipped = std::min(std::max(r, lo), hi);  // torch.clamp(r, lo, hi)
-  const double surr1 = r * A, surr2 = clipped * A;
-  Term o;
-  if (surr2 < surr1) {
-    o = {-surr2, 0.0, A > 0 ? kHigh : kLow};
-  } else {
-    o = {-surr1, -A, kNone};
-  }
-  if (c > 0.0 && A < 0.0 && -c * A < o.loss) o = {-c * A, 0.0, kDual};
-  return o;
-}
-
-inline double clamp_log_ratio(double x) {
-  return std::min(std::max(x, -kLogRatioClamp), kLogRatioClamp);
-}
-inline bool log_ratio_inside(double x) { return x >= -kLogRatioClamp && x <= kLogRatioClamp; }
 
 // Per-row partial sums of the forward, reduced in row order afterwards.
 struct RowSums {
@@ -147,33 +122,6 @@ struct Row {
     return n > 0 ? sx / n : 0.0;
   }
 };
-
-// coef_i of the header's aggregation table; token_total is D when no normalizer is given.
-inline double row_coef(Aggregation agg, double normalizer, int64_t B, int64_t T, double n_row,
-                       double token_total) {
-  switch (agg) {
-    case Aggregation::token_mean: {
-      const double D = normalizer > 0 ? normalizer : token_total;
-      return D > 0 ? 1.0 / D : 0.0;
-    }
-    case Aggregation::seq_mean_token_mean: {
-      const double S = normalizer > 0 ? normalizer : double(B);
-      return n_row > 0 && S > 0 ? 1.0 / (S * n_row) : 0.0;
-    }
-    case Aggregation::seq_mean_token_sum: {
-      const double S = normalizer > 0 ? normalizer : double(B);
-      return S > 0 ? 1.0 / S : 0.0;
-    }
-    case Aggregation::constant_norm: {
-      const double L = normalizer > 0 ? normalizer : double(T);
-      return B > 0 && L > 0 ? 1.0 / (double(B) * L) : 0.0;
-    }
-    case Aggregation::only_token_mean:
-      return n_row > 0 ? 1.0 / n_row : 0.0;
-  }
-  return 0.0;
-}
-
 
 }  // namespace
 

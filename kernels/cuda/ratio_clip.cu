@@ -55,6 +55,7 @@
 #include "engine/error.h"
 #include "kernels/cuda/common.cuh"
 #include "kernels/ratio_clip.h"
+#include "kernels/ratio_clip_math.h"
 
 namespace rlft::kernels {
 namespace {
@@ -62,67 +63,10 @@ namespace {
 using cuda_detail::block_allreduce;
 using cuda_detail::block_sum;
 using cuda_detail::kMaxWarps;
+using namespace ratio_clip_math;
 
-constexpr double kLogRatioClamp = 20.0;  // ALGORITHMS.md §0: clamp the log-ratio before exp
-constexpr int kUnroll = 2;               // tokens per thread whose loads are issued together
+constexpr int kUnroll = 2;  // tokens per thread whose loads are issued together
 constexpr int kFinishBlock = 512;
-
-enum Clip : int { kNone = 0, kLow = 1, kHigh = 2, kDual = 3 };
-
-struct Term {
-  double loss;     // l
-  double d_ratio;  // dl/dr: −A on the unclipped branch, 0 where a clip binds
-  int clip;
-};
-
-// The CPU's surrogate, operation for operation (std::max/min written as the same ternaries).
-__device__ __forceinline__ Term surrogate(double r, double A, double lo, double hi, double c) {
-  const double lo_r = r < lo ? lo : r;
-  const double clipped = hi < lo_r ? hi : lo_r;  // torch.clamp(r, lo, hi)
-  const double surr1 = r * A, surr2 = clipped * A;
-  Term o;
-  if (surr2 < surr1) {
-    o = {-surr2, 0.0, A > 0 ? kHigh : kLow};
-  } else {
-    o = {-surr1, -A, kNone};
-  }
-  if (c > 0.0 && A < 0.0 && -c * A < o.loss) o = {-c * A, 0.0, kDual};
-  return o;
-}
-
-__device__ __forceinline__ double clamp_log_ratio(double x) {
-  const double a = x < -kLogRatioClamp ? -kLogRatioClamp : x;
-  return kLogRatioClamp < a ? kLogRatioClamp : a;
-}
-__device__ __forceinline__ bool log_ratio_inside(double x) {
-  return x >= -kLogRatioClamp && x <= kLogRatioClamp;
-}
-
-// coef_i of the header's aggregation table (the CPU's row_coef).
-__device__ __forceinline__ double row_coef(Aggregation agg, double normalizer, int64_t B, int64_t T,
-                                           double n_row, double token_total) {
-  switch (agg) {
-    case Aggregation::token_mean: {
-      const double D = normalizer > 0 ? normalizer : token_total;
-      return D > 0 ? 1.0 / D : 0.0;
-    }
-    case Aggregation::seq_mean_token_mean: {
-      const double S = normalizer > 0 ? normalizer : double(B);
-      return n_row > 0 && S > 0 ? 1.0 / (S * n_row) : 0.0;
-    }
-    case Aggregation::seq_mean_token_sum: {
-      const double S = normalizer > 0 ? normalizer : double(B);
-      return S > 0 ? 1.0 / S : 0.0;
-    }
-    case Aggregation::constant_norm: {
-      const double L = normalizer > 0 ? normalizer : double(T);
-      return B > 0 && L > 0 ? 1.0 / (double(B) * L) : 0.0;
-    }
-    case Aggregation::only_token_mean:
-      return n_row > 0 ? 1.0 / n_row : 0.0;
-  }
-  return 0.0;
-}
 
 // Per-row partial sums. No member initialisers: it lives in shared memory.
 struct RowSums {
