@@ -49,7 +49,7 @@ if [[ " $STAGES " == *" sanitize "* ]]; then
 fi
 if [[ " $STAGES " == *" bench "* ]]; then
   for b in bench_cuda_kernels bench_cuda_engine; do
-    "./$build/$b" --benchmark_min_time=0.2s --benchmark_out="$OUT/$b.json" --benchmark_out_format=json \
+    "./$build/$b" --benchmark_min_time=0.2 --benchmark_out="$OUT/$b.json" --benchmark_out_format=json \
       >> "$OUT/bench.txt" 2>&1
     echo "$b: rc=$?" >> "$summary"
   done
