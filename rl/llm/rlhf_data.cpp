@@ -173,7 +173,8 @@ PrefsResult generate_preferences(const PrefsConfig& cfg) {
 
 SequenceBatch make_sequence_batch(const models::Tokenizer& tok,
                                   const std::vector<std::string>& prompts,
-                                  const std::vector<std::string>& responses, int64_t max_len) {
+                                  const std::vector<std::string>& responses, int64_t max_len,
+                                  Device device) {
   RLFT_CHECK(prompts.size() == responses.size() && !prompts.empty(),
              "make_sequence_batch: ", prompts.size(), " prompts and ", responses.size(),
              " responses");
@@ -205,9 +206,9 @@ SequenceBatch make_sequence_batch(const models::Tokenizer& tok,
     }
     out.response_lengths.push_back(int64_t(s.size()) - starts[size_t(b)]);
   }
-  out.tokens = Tensor::from_vector(tokens, {B, T});
-  out.attention_mask = Tensor::from_vector(am, {B, T});
-  out.response_mask = Tensor::from_vector(rm, {B, T});
+  out.tokens = Tensor::from_vector(tokens, {B, T}).to(device);
+  out.attention_mask = Tensor::from_vector(am, {B, T}).to(device);
+  out.response_mask = Tensor::from_vector(rm, {B, T}).to(device);
   return out;
 }
 
