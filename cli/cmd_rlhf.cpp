@@ -57,6 +57,7 @@ int run_prefs(int argc, char** argv, int first) {
   a.add("--seed", &c.seed, "seed of sampling and labels");
   a.add("--out", &c.out, "JSONL file to write (atomically)");
   a.add("--quiet", &c.quiet, "no progress lines");
+  a.add("--device", &c.device, "cpu, or cuda[:N]: the policy samples on the GPU");
   if (!a.parse(argc, argv, first)) return 0;
   RLFT_CHECK(!c.run.empty(), "rlft lm prefs: --run is required");
   const llm::PrefsResult r = llm::generate_preferences(c);

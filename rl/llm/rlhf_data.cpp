@@ -12,6 +12,7 @@
 #include "rl/llm/lm.h"
 #include "rl/llm/sft.h"
 #include "rl/llm/tasks/reviews.h"
+#include "rl/run.h"
 
 namespace rlft::llm {
 
@@ -107,7 +108,7 @@ PrefsResult generate_preferences(const PrefsConfig& cfg) {
              cfg.samples_per_prompt);
   RLFT_CHECK(cfg.label_noise >= 0 && cfg.label_noise <= 0.5,
              "rlft lm prefs: --label-noise must be in [0, 0.5], got ", cfg.label_noise);
-  const LoadedModel lm = load_model(cfg.run);
+  const LoadedModel lm = load_model(cfg.run, rl::resolve_device(cfg.device));
   TaskConfig tc = task_config_of(lm);
   tc.task = cfg.task;
   const std::unique_ptr<Task> task = make_task(tc);

@@ -59,6 +59,7 @@ struct PrefsConfig {
   uint64_t seed = 0;
   std::string out = "prefs.jsonl";  // the JSONL file written
   bool quiet = false;
+  std::string device = "cpu";  // cpu, or cuda[:N]: the policy and its sampling on that GPU
 };
 struct PrefsResult {
   std::vector<PreferencePair> pairs;

@@ -83,6 +83,7 @@ TEST(Cli, LmCommandsOnCudaWithoutAGpuAreOneClearError) {
       "lm eval --device cuda --run " + missing,
       "lm grpo --device cuda --init " + missing,
       "lm rloo --device cuda --init " + missing,
+      "lm prefs --device cuda --run " + missing,
       "lm rm --device cuda --prefs " + missing + " --init " + missing,
       "lm dpo --device cuda --prefs " + missing + " --init " + missing,
       "lm rrhf --device cuda --scorer ground_truth --init " + missing,
