@@ -54,10 +54,10 @@ std::vector<double> reward_scores(models::GPT& rm, const models::Tokenizer& tok,
   std::vector<double> out;
   for (size_t s = 0; s < prompts.size(); s += size_t(batch)) {
     const size_t e = std::min(prompts.size(), s + size_t(batch));
-    const SequenceBatch sb = make_sequence_batch(
-        tok, {prompts.begin() + long(s), prompts.begin() + long(e)},
-        {responses.begin() + long(s), responses.begin() + long(e)}, rm.config().block_size,
-        rm.device());
+    const SequenceBatch sb =
+        make_sequence_batch(tok, {prompts.begin() + long(s), prompts.begin() + long(e)},
+                            {responses.begin() + long(s), responses.begin() + long(e)},
+                            rm.config().block_size, rm.device());
     const Tensor h = rm.forward(sb.tokens, sb.attention_mask);
     for (double r : rm.rewards(h, sb.attention_mask).to_vector()) out.push_back(r);
   }

@@ -311,8 +311,7 @@ SFTResult train_sft(const SFTConfig& cfg_in) {
     opt.set_lr(schedule.at(step));
     const Tensor inputs = batch.inputs.to(dev), targets = batch.targets.to(dev);
     const Tensor logits = model.lm_logits(model.forward(inputs));  // [B, T, V]
-    const Tensor loss =
-        cross_entropy(logits.reshape({targets.size(0), -1}), targets, kIgnoreIndex);
+    const Tensor loss = cross_entropy(logits.reshape({targets.size(0), -1}), targets, kIgnoreIndex);
     opt.zero_grad();
     loss.backward();
     last_grad_norm = cfg.grad_clip > 0 ? optim::clip_grad_norm(opt.params(), cfg.grad_clip) : 0.0;

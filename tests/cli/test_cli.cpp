@@ -93,7 +93,8 @@ TEST(Cli, LmCommandsOnCudaWithoutAGpuAreOneClearError) {
     const Outcome o = run(args);
     EXPECT_EQ(o.status, 2) << args << "\nstderr: " << o.err;
     EXPECT_EQ(lines(o.err), 1) << args << "\nstderr: " << o.err;
-    EXPECT_NE(o.err.find(": no CUDA device answers ("), std::string::npos) << args << "\nstderr: " << o.err;
+    EXPECT_NE(o.err.find(": no CUDA device answers ("), std::string::npos)
+        << args << "\nstderr: " << o.err;
   }
   const Outcome tpu = run("lm sample --device tpu --run " + missing);
   EXPECT_EQ(tpu.status, 2);

@@ -519,8 +519,7 @@ TEST(GPTCuda, KVCacheLogitsEqualFullRecompute) {
   EXPECT_LT(max_abs_diff(cached.narrow(1, 2, Tp - 2), full.narrow(1, 2, Tp - 2)), 1e-5);
   for (int64_t s = 0; s < steps; ++s) {
     const Tensor step = all.narrow(1, Tp + s, 1).contiguous();
-    cached =
-        model->lm_logits(model->forward(step, mask.narrow(1, Tp + s, 1).contiguous(), &cache));
+    cached = model->lm_logits(model->forward(step, mask.narrow(1, Tp + s, 1).contiguous(), &cache));
     EXPECT_LT(max_abs_diff(cached.select(1, 0), full.select(1, Tp + s)), 1e-5) << "step " << s;
   }
 }

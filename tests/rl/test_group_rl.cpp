@@ -755,8 +755,10 @@ TEST(GroupRLCuda, GRPOStepsMatchTheCpu) {
   EXPECT_EQ(gpu.accuracy, cpu.accuracy);
   EXPECT_EQ(gpu.eval_accuracy_start, cpu.eval_accuracy_start);
   EXPECT_EQ(gpu.eval_accuracy_end, cpu.eval_accuracy_end);
-  const std::vector<json::Value> a = json::parse_jsonl(fs::read_file(cpu.run_dir + "/metrics.jsonl")),
-                                 b = json::parse_jsonl(fs::read_file(gpu.run_dir + "/metrics.jsonl"));
+  const auto metrics = [](const GroupRLResult& r) {
+    return json::parse_jsonl(fs::read_file(r.run_dir + "/metrics.jsonl"));
+  };
+  const std::vector<json::Value> a = metrics(cpu), b = metrics(gpu);
   ASSERT_EQ(b.size(), a.size());
   for (size_t i = 0; i < a.size(); ++i) {
     EXPECT_EQ(b[i].at("response_length_mean").as_double(),

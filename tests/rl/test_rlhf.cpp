@@ -516,7 +516,8 @@ TEST(DPOCuda, StepsMatchTheCpu) {
   const DPOResult gpu = train_dpo(c);
   ASSERT_EQ(gpu.losses.size(), cpu.losses.size());
   for (size_t i = 0; i < cpu.losses.size(); ++i)
-    EXPECT_NEAR(gpu.losses[i], cpu.losses[i], 1e-6 + 1e-4 * std::abs(cpu.losses[i])) << "step " << i;
+    EXPECT_NEAR(gpu.losses[i], cpu.losses[i], 1e-6 + 1e-4 * std::abs(cpu.losses[i]))
+        << "step " << i;
   EXPECT_EQ(gpu.before.response_length, cpu.before.response_length);
   EXPECT_NEAR(gpu.before.ground_truth, cpu.before.ground_truth, 1e-9);
   EXPECT_NEAR(gpu.before.kl, cpu.before.kl, 1e-6 + 1e-4 * std::abs(cpu.before.kl));

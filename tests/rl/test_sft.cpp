@@ -124,7 +124,8 @@ TEST(SFT, BadConfigurationsAreErrors) {
     c.device = "cuda";
     const std::string msg = rlft::testing::error_of([&] { train_sft(c); });
     EXPECT_NE(msg.find("--device cuda: no CUDA device answers ("), std::string::npos) << msg;
-    EXPECT_FALSE(std::filesystem::exists(dir + "/run")) << "nothing written before the device check";
+    EXPECT_FALSE(std::filesystem::exists(dir + "/run"))
+        << "nothing written before the device check";
   }
   c = tiny(dir);
   c.mode = "rlhf";
