@@ -23,8 +23,8 @@ summary="$OUT/summary.txt"
 build=build-gpu
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DRLFT_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 \
   -DGTest_DIR="$deps/cmake/GTest" -Dbenchmark_DIR="$deps/cmake/benchmark" > "$OUT/build.log" 2>&1 &&
-  cmake --build "$build" -j "$(nproc)" --target test_engine test_kernels test_rl rlft bench_cuda_kernels \
-    bench_cuda_engine >> "$OUT/build.log" 2>&1
+  cmake --build "$build" -j "$(nproc)" --target test_engine test_kernels test_models test_rl rlft \
+    bench_cuda_kernels bench_cuda_engine >> "$OUT/build.log" 2>&1
 rc=$?
 echo "build: rc=$rc" >> "$summary"
 [ $rc -eq 0 ] || { tail -40 "$OUT/build.log"; exit $rc; }
@@ -35,10 +35,13 @@ if [[ " $STAGES " == *" tests "* ]]; then
     trc=$?
     echo "$t: rc=$trc $(grep -E '^\[  PASSED  \]|^\[  FAILED  \]|^\[  SKIPPED \] [0-9]' "$OUT/$t.log" | tr '\n' ' ')" >> "$summary"
   done
-  # The CUDA PPO run against the CPU (the rest of test_rl runs in CI); its output joins
+  # The GPU halves of test_models and test_rl (the GPT and its generation; the PPO, SFT, GRPO
+  # and DPO runs against the CPU; the rest of both runs in CI); their output joins
   # test_engine.log, since at most 8 files come back.
-  "./$build/test_rl" --gtest_filter='*Cuda*' >> "$OUT/test_engine.log" 2>&1
-  echo "test_rl *Cuda*: rc=$?" >> "$summary"
+  for t in test_models test_rl; do
+    "./$build/$t" --gtest_filter='*Cuda*' >> "$OUT/test_engine.log" 2>&1
+    echo "$t *Cuda*: rc=$?" >> "$summary"
+  done
 fi
 if [[ " $STAGES " == *" sanitize "* ]]; then
   cs=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
