@@ -6,6 +6,7 @@
 // DPO's resume, and the pieces of `rlft experiment frontier` (jobs, points, outputs).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 
@@ -574,6 +575,35 @@ TEST(Frontier, JobsFormStagesFromOneSFTModelAndOnePreferenceFile) {
   c.betas.clear();
   c.kl_ctls.clear();
   EXPECT_THROW(exp::frontier_jobs(c), Error);
+}
+
+// --device reaches every job of every stage; "cpu" (the default) adds nothing, so CPU command
+// lines stay as they were; a bad device is refused before any job exists.
+TEST(Frontier, DeviceReachesEveryJob) {
+  exp::FrontierConfig c;
+  c.out_dir = "x";
+  for (const auto& stage : exp::frontier_jobs(c))
+    for (const exp::Job& j : stage)
+      EXPECT_EQ(std::find(j.args.begin(), j.args.end(), "--device"), j.args.end()) << j.name;
+  std::vector<exp::Job> jobs = {exp::logged_job("l", "a", {"lm", "sft"}),
+                                exp::logged_job("l", "b", {"lm", "eval", "--run", "r"})};
+  exp::put_on_device(jobs, "cuda:1");
+  for (const exp::Job& j : jobs) {
+    EXPECT_TRUE(has_pair(j.args, "--device", "cuda:1")) << j.name;
+    EXPECT_EQ(j.args.back(), "cuda:1");
+  }
+  c.device = "tpu";
+  EXPECT_NE(rlft::testing::error_of([&] { exp::frontier_jobs(c); }).find("unknown device 'tpu'"),
+            std::string::npos);
+  const std::string no_gpu = rlft::testing::no_gpu_reason();
+  c.device = "cuda";
+  if (no_gpu.empty()) {  // a GPU answers: every job carries the flag
+    for (const auto& stage : exp::frontier_jobs(c))
+      for (const exp::Job& j : stage) EXPECT_TRUE(has_pair(j.args, "--device", "cuda")) << j.name;
+  } else {
+    EXPECT_NE(rlft::testing::error_of([&] { exp::frontier_jobs(c); }).find("cuda"),
+              std::string::npos);
+  }
 }
 
 TEST(Frontier, PointsAreTheEvaluationRowsOfEachMethod) {
