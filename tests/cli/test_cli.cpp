@@ -7,6 +7,9 @@
 #include <sstream>
 #include <string>
 
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include "test_util.h"
 
 namespace {
@@ -17,7 +20,9 @@ struct Outcome {
 };
 
 Outcome run(const std::string& args) {
-  const auto dir = std::filesystem::temp_directory_path() / "rlft_test_cli";
+  // One directory per test process: ctest runs several at once (a shared one raced).
+  const auto dir =
+      std::filesystem::temp_directory_path() / ("rlft_test_cli-" + std::to_string(::getpid()));
   std::filesystem::create_directories(dir);
   const std::string out = (dir / "out.txt").string(), err = (dir / "err.txt").string();
   const std::string cmd = std::string(RLFT_CLI) + " " + args + " >" + out + " 2>" + err;
