@@ -114,8 +114,14 @@ Tensor masked_fill(const Tensor& a, const Tensor& mask, double value);
 Tensor one_hot(const Tensor& indices, int64_t num_classes, DType dtype = DType::f32);
 
 // ---- random ----------------------------------------------------------------------------
-Tensor rand(const Shape& shape, Generator* gen = nullptr, DType dtype = DType::f32);   // U[0,1)
-Tensor randn(const Shape& shape, Generator* gen = nullptr, DType dtype = DType::f32);  // N(0,1)
+// Drawn directly on `device` from the generator's counter-based stream: a CUDA tensor holds
+// the CPU's values for the same (seed, offset) and leaves the generator where the CPU would —
+// bitwise for rand; for randn within the last ulp of the double Box-Muller (CUDA's log, cos,
+// sin vs glibc's), so float32 values are almost always the same bits.
+Tensor rand(const Shape& shape, Generator* gen = nullptr, DType dtype = DType::f32,
+            Device device = Device::cpu());  // U[0,1)
+Tensor randn(const Shape& shape, Generator* gen = nullptr, DType dtype = DType::f32,
+             Device device = Device::cpu());  // N(0,1)
 // Indices sampled from the categorical distributions of each row of probs [N, C] -> [N].
 Tensor multinomial(const Tensor& probs, Generator* gen = nullptr);
 

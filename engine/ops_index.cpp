@@ -217,7 +217,7 @@ Tensor one_hot(const Tensor& indices, int64_t num_classes, DType dtype) {
       RLFT_CHECK(idx[i] >= 0 && idx[i] < num_classes, "one_hot: index ", idx[i], " out of range [0, ", num_classes,
                  ") at position ", i);
     // [..., 1] == [C] broadcast, then the dtype: elementwise kernels only.
-    const Tensor classes = Tensor::arange(num_classes).to(indices.device());
+    const Tensor classes = Tensor::arange(num_classes, DType::i64, indices.device());
     return eq(indices.unsqueeze(-1), classes).to(dtype);
   }
   Shape s = indices.shape();

@@ -251,18 +251,8 @@ Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, dou
 Tensor dropout(const Tensor& a, double p, bool training, Generator* gen) {
   RLFT_CHECK(p >= 0 && p < 1, "dropout: probability must be in [0, 1), got ", p);
   if (!training || p == 0) return a;
-  Tensor u;
-  if (a.device().is_cuda()) {
-    // The CPU's rand() stream on the device: the same reservation, the same element order.
-    Generator& g = gen ? *gen : default_generator();
-    dispatch_float(a.dtype(), "dropout", [](auto) {});
-    u = Tensor::empty(a.shape(), a.dtype(), a.device());
-    const int64_t n = u.numel();
-    const uint64_t first = g.reserve(uint64_t((n + 3) / 4));
-    cuda_ops::uniform(ctype(a.dtype()), n, g.seed(), first, u.raw_data(), a.device().index);
-  } else {
-    u = rand(a.shape(), gen, a.dtype());
-  }
+  // On a CUDA tensor the CPU's rand() stream is drawn on the device: the same mask.
+  const Tensor u = rand(a.shape(), gen, a.dtype(), a.device());
   const double scale = 1.0 / (1.0 - p);
   const Tensor mask = detail::map_unary_float("dropout", u, [p, scale](auto x) {
     using T = decltype(x);
@@ -273,12 +263,17 @@ Tensor dropout(const Tensor& a, double p, bool training, Generator* gen) {
 
 // ---- random ----------------------------------------------------------------------------
 
-Tensor rand(const Shape& shape, Generator* gen, DType dtype) {
+Tensor rand(const Shape& shape, Generator* gen, DType dtype, Device device) {
+  dispatch_float(dtype, "rand", [](auto) {});
   Generator& g = gen ? *gen : default_generator();
-  Tensor out = Tensor::empty(shape, dtype);
+  Tensor out = Tensor::empty(shape, dtype, device);
   const int64_t n = out.numel();
   const uint64_t first = g.reserve(uint64_t((n + 3) / 4));
   const uint64_t seed = g.seed();
+  if (device.is_cuda()) {
+    cuda_ops::uniform(ctype(dtype), n, seed, first, out.raw_data(), device.index);
+    return out;
+  }
   dispatch_float(dtype, "rand", [&](auto tag) {
     using T = decltype(tag);
     T* p = out.data<T>();
@@ -290,13 +285,18 @@ Tensor rand(const Shape& shape, Generator* gen, DType dtype) {
   return out;
 }
 
-Tensor randn(const Shape& shape, Generator* gen, DType dtype) {
+Tensor randn(const Shape& shape, Generator* gen, DType dtype, Device device) {
   // Element pair (2j, 2j+1) comes from block j: two 64-bit uniforms through Box-Muller.
+  dispatch_float(dtype, "randn", [](auto) {});
   Generator& g = gen ? *gen : default_generator();
-  Tensor out = Tensor::empty(shape, dtype);
+  Tensor out = Tensor::empty(shape, dtype, device);
   const int64_t n = out.numel();
   const uint64_t first = g.reserve(uint64_t((n + 1) / 2));
   const uint64_t seed = g.seed();
+  if (device.is_cuda()) {
+    cuda_ops::normal(ctype(dtype), n, seed, first, out.raw_data(), device.index);  // the same math
+    return out;
+  }
   dispatch_float(dtype, "randn", [&](auto tag) {
     using T = decltype(tag);
     T* p = out.data<T>();

@@ -137,14 +137,24 @@ void fill(Type type, const Geometry& g, void* dst, double value, int device);
 // out[i] = uniform [0, 1) from Philox4x32 (engine/rng.h): block first_block + i/4, lane i%4,
 // 24-bit float as on the CPU (engine/ops_nn.cpp rand()); floating `type`, contiguous out.
 void uniform(Type type, int64_t n, uint64_t seed, uint64_t first_block, void* out, int device);
+// out[2j], out[2j+1] = N(0, 1) pair from Philox4x32 block first_block + j by Box-Muller in
+// double, as engine/ops_nn.cpp randn(); floating `type`, contiguous out.
+void normal(Type type, int64_t n, uint64_t seed, uint64_t first_block, void* out, int device);
+// out[i] = T(start + i·step) with the product rounded before the sum, as Tensor::arange;
+// any `type`, contiguous out.
+void arange(Type type, int64_t n, double start, double step, void* out, int device);
 
 // ---- reductions over the middle axis of contiguous [outer, R, inner] (reduce.cu) ----------
+// `column_version` (inner > 1 only): 0 picks by shape (what the engine uses); 1 or 2 forces
+// reduce.cu's "columns 1" or "columns 2" kernel, for tests and benchmarks. Every version gives
+// a deterministic result.
 // out[o, i] = Σ_r in[o, r, i], accumulated in double (floating types).
-void sum(Type type, int64_t outer, int64_t R, int64_t inner, const void* in, void* out, int device);
+void sum(Type type, int64_t outer, int64_t R, int64_t inner, const void* in, void* out, int device,
+         int column_version = 0);
 // values[o, i] / indices[o, i] of the max (is_max) or min over r: the first extreme index,
 // a NaN wins (the first one), as kernels/cpu/reduce.h. Any type; values or indices may be null.
 void extreme(Type type, int64_t outer, int64_t R, int64_t inner, const void* in, void* values,
-             int64_t* indices, bool is_max, int device);
+             int64_t* indices, bool is_max, int device, int column_version = 0);
 
 // ---- GEMM through cuBLAS (gemm.cu) ----------------------------------------------------------
 // Row-major C[b] = alpha·op(A[b])·op(B[b]) + beta·C[b] for b < batch, the arguments of
@@ -176,10 +186,11 @@ void cross_entropy_rows_backward(Type type, int64_t N, int64_t V, const void* x,
 // The arguments of kernels/cpu/layer_norm.h; w, b may be null; mean, rstd: [N] doubles.
 void layer_norm_forward(Type type, int64_t N, int64_t C, const void* x, const void* w,
                         const void* b, double eps, void* y, double* mean, double* rstd, int device);
-// dx, dw, db may be null (not computed); dw, db are overwritten.
+// dx, dw, db may be null (not computed); dw, db are overwritten. `dwdb_version`: 0 picks by
+// shape; 1 or 2 forces layer_norm.cu's dw/db version 1 or 2 (tests, benchmarks).
 void layer_norm_backward(Type type, int64_t N, int64_t C, const void* x, const void* w,
                          const double* mean, const double* rstd, const void* g, void* dx, void* dw,
-                         void* db, int device);
+                         void* db, int device, int dwdb_version = 0);
 
 // ---- indexing (index.cu) --------------------------------------------------------------------
 // out[o, i, j] = src[o, idx[i], j] for contiguous src [outer, n_src, inner], out [outer, k, inner].
