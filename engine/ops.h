@@ -81,6 +81,10 @@ Tensor log_softmax(const Tensor& a, int64_t dim = -1);
 Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore_index = -100,
                      const char* reduction = "mean");
 // weight [V, C], indices int64 of any shape -> [..., C].
+// Out-of-range indices (embedding, gather, index_select): an error naming the op, the index
+// and its position — at once on the CPU; on a CUDA device at the next call that waits for it
+// (a copy to the host, cuda::synchronize), since the kernels check them without a host round
+// trip (kernels/cuda_ops.h); the result then holds 0 where the index was bad.
 Tensor embedding(const Tensor& weight, const Tensor& indices);
 // Over the last dimension, with optional affine weight/bias [C].
 Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps = 1e-5);

@@ -138,20 +138,27 @@ Tensor embedding(const Tensor& weight, const Tensor& indices) {
   const Device dev = detail::check_device("embedding", {&weight, &indices});
   RLFT_CHECK(weight.dim() == 2, "embedding: weight must be [V, C], got ", weight.shape());
   const int64_t V = weight.shape()[0], C = weight.shape()[1];
-  check_indices("embedding", indices, V);
+  if (dev.is_cuda()) {
+    // Checked on the device by the kernels, reported at the next synchronisation
+    // (kernels/cuda_ops.h): no copy of the indices to the host here.
+    RLFT_CHECK(indices.dtype() == DType::i64, "embedding: indices must be int64, got ", indices.dtype());
+  } else {
+    check_indices("embedding", indices, V);
+  }
   const Tensor idx = indices.contiguous(), w = weight.contiguous();
   Shape out_shape = indices.shape();
   out_shape.push_back(C);
   const int64_t n = idx.numel();
   if (dev.is_cuda()) {
     Tensor out = Tensor::empty(out_shape, weight.dtype(), dev);
-    cuda_ops::index_select(ctype(w.dtype()), 1, V, C, w.raw_data(), idx.data<int64_t>(), n, out.raw_data(), dev.index);
+    cuda_ops::index_select(ctype(w.dtype()), 1, V, C, w.raw_data(), idx.data<int64_t>(), n, out.raw_data(), dev.index,
+                           cuda_ops::IndexOp::embedding);
     if (any_requires_grad(weight)) {
       record("embedding", {weight}, out, [idx, V, C, n](const Grads& g, const Needs&) -> Grads {
         const Tensor gc = g[0].contiguous();
         Tensor dw = Tensor::zeros({V, C}, gc.dtype(), gc.device());
         cuda_ops::index_add(ctype(gc.dtype()), 1, V, C, dw.raw_data(), idx.data<int64_t>(), n, gc.raw_data(),
-                            gc.device().index);
+                            gc.device().index, cuda_ops::IndexOp::embedding);
         return {dw};
       });
     }

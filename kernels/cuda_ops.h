@@ -193,19 +193,35 @@ void layer_norm_backward(Type type, int64_t N, int64_t C, const void* x, const v
                          void* db, int device, int dwdb_version = 0);
 
 // ---- indexing (index.cu) --------------------------------------------------------------------
+// Indices are checked on the device, not on the host (which cost a copy of the indices and a
+// synchronisation per call): an index outside [0, n) reads as 0 (select, gather) or adds
+// nothing (index_add, scatter_add), and the first such index per device is recorded, with
+// the op that met it, in host-mapped memory. check_index_faults(device) throws it as
+// rlft::Error ("embedding: index 7 out of range [0, 4) at position 3 (found on cuda:0,
+// reported at the next synchronisation)") and clears it. copy_device_to_host and synchronize
+// (kernels/cuda_runtime.h) call it once they have waited for the device, so any later host
+// read of a device result (item, to_vector, .to(cpu)) reports a bad index of any earlier op
+// on that device — like PyTorch's device-side asserts, the error surfaces at a later call,
+// but the process stays usable. A correct program pays one compare per element and one load
+// from pinned memory per device-to-host copy.
+enum class IndexOp : uint8_t { embedding, index_select, gather };
+void check_index_faults(int device);
 // out[o, i, j] = src[o, idx[i], j] for contiguous src [outer, n_src, inner], out [outer, k, inner].
 void index_select(Type type, int64_t outer, int64_t n_src, int64_t inner, const void* src,
-                  const int64_t* idx, int64_t k, void* out, int device);
+                  const int64_t* idx, int64_t k, void* out, int device,
+                  IndexOp op = IndexOp::index_select);
 // dst[o, idx[i], j] += src[o, i, j] (atomicAdd: repeated indices accumulate); floating type.
 void index_add(Type type, int64_t outer, int64_t n_dst, int64_t inner, void* dst,
-               const int64_t* idx, int64_t k, const void* src, int device);
+               const int64_t* idx, int64_t k, const void* src, int device,
+               IndexOp op = IndexOp::index_select);
 // Geometry (out, index, a) over the index's shape, a's stride 0 along `dim`:
-// out[p] = a[p with index[p] along dim] (a_dim_stride: a's stride of dim). Any type.
+// out[p] = a[p with index[p] along dim] (a_dim_stride: a's stride of dim; n_dim: a's size of
+// dim, the bound of the index). Any type.
 void gather(Type type, const Geometry& g, void* out, const int64_t* index, const void* a,
-            int64_t a_dim_stride, int device);
+            int64_t a_dim_stride, int64_t n_dim, int device);
 // Geometry (src, index, dst): dst[p with index[p] along dim] += src[p] (atomicAdd); floating.
 void scatter_add(Type type, const Geometry& g, const void* src, const int64_t* index, void* dst,
-                 int64_t dst_dim_stride, int device);
+                 int64_t dst_dim_stride, int64_t n_dim, int device);
 
 // ---- optimisers (optim.cu), contiguous parameters ---------------------------------------------
 // The update of engine/optim.cpp, in the parameter's type, element by element.

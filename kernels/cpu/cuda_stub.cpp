@@ -128,14 +128,17 @@ void layer_norm_backward(Type, int64_t, int64_t, const void*, const void*, const
                          void*, void*, void*, int, int) {
   not_built("cuda layer_norm backward");
 }
-void index_select(Type, int64_t, int64_t, int64_t, const void*, const int64_t*, int64_t, void*, int) {
+void check_index_faults(int) {}  // no device kernel can have run
+void index_select(Type, int64_t, int64_t, int64_t, const void*, const int64_t*, int64_t, void*, int, IndexOp) {
   not_built("cuda index_select");
 }
-void index_add(Type, int64_t, int64_t, int64_t, void*, const int64_t*, int64_t, const void*, int) {
+void index_add(Type, int64_t, int64_t, int64_t, void*, const int64_t*, int64_t, const void*, int, IndexOp) {
   not_built("cuda index_add");
 }
-void gather(Type, const Geometry&, void*, const int64_t*, const void*, int64_t, int) { not_built("cuda gather"); }
-void scatter_add(Type, const Geometry&, const void*, const int64_t*, void*, int64_t, int) {
+void gather(Type, const Geometry&, void*, const int64_t*, const void*, int64_t, int64_t, int) {
+  not_built("cuda gather");
+}
+void scatter_add(Type, const Geometry&, const void*, const int64_t*, void*, int64_t, int64_t, int) {
   not_built("cuda scatter_add");
 }
 void adam_step(Type, const AdamTensor*, int, const AdamArgs&, int) { not_built("cuda adam step"); }

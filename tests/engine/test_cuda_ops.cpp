@@ -182,12 +182,36 @@ TEST(CudaOps, MixedDevicesAreOneClearError) {
             std::string::npos);
 }
 
-TEST(CudaOps, BadIndicesOnTheDeviceAreCaughtOnTheHost) {
+// Indices are checked by the device kernels, not on the host: a bad one reads as 0 (adds
+// nothing backward) and the first is reported, naming the op, by the next synchronising call
+// (a copy to the host, cuda::synchronize) — then cleared, so the next one is reported too.
+TEST(CudaOps, BadIndicesOnTheDeviceAreReportedAtTheNextSynchronisation) {
   RLFT_REQUIRE_GPU();
   const Tensor w = Tensor::ones({4, 3}).to(kGpu);
   const Tensor idx = Tensor::from_vector(std::vector<int64_t>{0, 4}, {2}).to(kGpu);
-  const std::string msg = testing::error_of([&] { (void)embedding(w, idx); });
-  EXPECT_NE(msg.find("embedding: index 4 out of range [0, 4)"), std::string::npos) << msg;
+  const Tensor out = embedding(w, idx);  // returns without a host round trip
+  std::string msg = testing::error_of([&] { (void)out.to_vector(); });
+  EXPECT_NE(msg.find("embedding: index 4 out of range [0, 4) at position 1"), std::string::npos) << msg;
+  EXPECT_EQ(out.to_vector(), (std::vector<double>{1, 1, 1, 0, 0, 0})) << "reported once; the bad row reads 0";
+
+  const Tensor a = Tensor::ones({5, 7}).to(kGpu);
+  const Tensor sel = Tensor::from_vector(std::vector<int64_t>{6, -1, 2}, {3}).to(kGpu);
+  (void)index_select(a, 1, sel);
+  msg = testing::error_of([&] { cuda::synchronize(0); });
+  EXPECT_NE(msg.find("index_select: index -1 out of range [0, 7) at position 1"), std::string::npos) << msg;
+
+  const Tensor gidx = Tensor::from_vector(std::vector<int64_t>{0, 1, 2, 3, 4, 9}, {2, 3}).to(kGpu);
+  Tensor src = Tensor::ones({2, 7}).to(kGpu);
+  src.set_requires_grad();
+  const Tensor gathered = gather(src, 1, gidx);
+  msg = testing::error_of([&] { (void)gathered.to_vector(); });
+  EXPECT_NE(msg.find("gather: index 9 out of range [0, 7) at position 5"), std::string::npos) << msg;
+  sum(gathered).backward();  // the bad index adds nothing (and is reported again)
+  msg = testing::error_of([&] { (void)src.grad().to_vector(); });
+  EXPECT_NE(msg.find("gather: index 9 out of range [0, 7)"), std::string::npos) << msg;
+  EXPECT_EQ(src.grad().to_vector(),
+            (std::vector<double>{1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 1, 1, 0, 0}));
+  EXPECT_NO_THROW(cuda::synchronize(0)) << "nothing pending";
 }
 
 // ---- elementwise -----------------------------------------------------------------------
