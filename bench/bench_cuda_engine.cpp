@@ -32,6 +32,11 @@
 //                     (dw/db version by shape) against the same call forcing dw/db version 1
 //                     (one thread per column). GB/s charges the minimal 12 B per element
 //                     (read x and g, write dx).
+//   attention/…       the fused causal self-attention op (kernels/cuda/attention.cu, version 1)
+//                     on a [B, T, 3, NH, HS] qkv against the composed engine path (permutes,
+//                     matmul, add of the −∞ mask, softmax, matmul) that the GPT uses on the
+//                     device today. TFLOP/s counts the causal half of the products (2·2·B·NH·
+//                     T²/2·HS forward; ×3.5 with the backward); composed_us, speedup as above.
 // Timing: cudaEvents around each call on the default stream (the engine's), Google Benchmark's
 // manual time; the composed / direct baselines are timed best of 5 after a warm-up. Host
 // overhead of the engine (allocation from the caching allocator, checks) shows only where it
@@ -42,6 +47,7 @@
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <functional>
 #include <string>
@@ -264,6 +270,41 @@ void BM_layer_norm_backward(benchmark::State& state, int64_t N, int64_t C) {
   state.counters["speedup"] = base / t;
 }
 
+// ---- fused causal self-attention vs the composed path ---------------------------------------------
+
+void BM_attention(benchmark::State& state, int64_t B, int64_t T, int64_t NH, int64_t HS, bool backward) {
+  if (!fits(state, 4.0 * double(B * NH * T) * double(T) * (backward ? 4 : 2))) return;
+  Tensor qkv = device_randn(B * T * 3, NH * HS, 1.0, 12).reshape({B, T, 3, NH, HS});
+  if (backward) qkv.set_requires_grad(true);
+  std::vector<double> bias(size_t(T * T), 0.0);
+  for (int64_t i = 0; i < T; ++i)
+    for (int64_t j = i + 1; j < T; ++j) bias[size_t(i * T + j)] = -1e30;
+  const Tensor mask = Tensor::from_vector(bias, {1, 1, T, T}).to(DType::f32).to(kDev);
+  auto run = [&](bool fused) {
+    Tensor y;
+    if (fused) {
+      y = causal_self_attention(qkv);
+    } else {
+      const Tensor q = qkv.select(2, 0).permute({0, 2, 1, 3}), k = qkv.select(2, 1).permute({0, 2, 1, 3});
+      const Tensor v = qkv.select(2, 2).permute({0, 2, 1, 3});
+      const Tensor att = softmax(add(mul(matmul(q, k.transpose(-2, -1)), 1.0 / std::sqrt(double(HS))), mask), -1);
+      y = matmul(att, v).permute({0, 2, 1, 3}).reshape({B, T, NH * HS});
+    }
+    if (backward) {
+      sum(y).backward();
+      qkv.zero_grad();
+    } else {
+      benchmark::DoNotOptimize(y);
+    }
+  };
+  const double base = measure(state, [&] { run(true); }, [&] { run(false); });
+  const double t = per_call(state);
+  const double flops = 2.0 * double(B * NH) * double(T) * double(T) * double(HS) * (backward ? 3.5 : 1.0);
+  state.counters["TFLOP/s"] = flops / t / 1e12;
+  state.counters["composed_us"] = base * 1e6;
+  state.counters["speedup"] = base / t;
+}
+
 void register_all() {
   auto reg = [](const std::string& name, std::function<void(benchmark::State&)> fn) {
     benchmark::RegisterBenchmark(name.c_str(), fn)->UseManualTime()->Unit(benchmark::kMicrosecond);
@@ -300,6 +341,11 @@ void register_all() {
   for (auto [N, C] : {std::pair<int64_t, int64_t>{8192, 768}, {16384, 1024}, {65536, 64}, {1024, 4096}})
     reg("layer_norm_bwd/N=" + std::to_string(N) + "/C=" + std::to_string(C),
         [=](benchmark::State& st) { BM_layer_norm_backward(st, N, C); });
+  for (bool bwd : {false, true})
+    for (auto [T, HS] : {std::pair<int64_t, int64_t>{256, 64}, {1024, 64}})
+      reg(std::string("attention/") + (bwd ? "fwd_bwd" : "fwd") + "/B=8/T=" + std::to_string(T) + "/NH=12/HS=" +
+              std::to_string(HS),
+          [=](benchmark::State& st) { BM_attention(st, 8, T, 12, HS, bwd); });
 }
 
 #endif  // RLFT_HAVE_CUDA

@@ -91,10 +91,10 @@ Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, dou
 // Zeroes with probability p and scales by 1/(1-p) when training; identity otherwise.
 Tensor dropout(const Tensor& a, double p, bool training, Generator* gen = nullptr);
 
-// Fused causal self-attention (kernels/cpu/attention.h), CPU only. qkv [B, T, 3, NH, HS] is
-// the fused QKV projection's output viewed per head (q, k, v of T positions; any strides with
-// HS contiguous); returns y [B, T, NH·HS] = concat_heads(softmax(q·kᵀ/√HS + M)·v) without
-// permuting anything. Key j is visible to query i when j ≤ P + i (P = Tk − T earlier
+// Fused causal self-attention (kernels/cpu/attention.h; on CUDA kernels/cuda/attention.cu, head
+// size ≤ 256). qkv [B, T, 3, NH, HS] is the fused QKV projection's output viewed per head
+// (q, k, v of T positions; any strides with HS contiguous); returns y [B, T, NH·HS] =
+// concat_heads(softmax(q·kᵀ/√HS + M)·v) without permuting anything. Key j is visible to query i when j ≤ P + i (P = Tk − T earlier
 // positions) and key_mask[b, j] ≠ 0, or when j = P + i and self_visible. Rows with no
 // visible key give 0 and no gradient. Differentiable with respect to qkv, keys and values.
 struct AttentionOptions {

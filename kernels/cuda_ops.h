@@ -5,7 +5,7 @@
 // kernels/cuda_runtime.h) and is asynchronous unless it says otherwise. Every launch is
 // checked: a failure throws rlft::Error with the file, the line and CUDA's error string.
 //
-// Defined in kernels/cuda/{elementwise,reduce,gemm,softmax,layer_norm,index,optim}.cu when
+// Defined in kernels/cuda/{elementwise,reduce,gemm,softmax,layer_norm,index,attention,optim}.cu when
 // the CUDA backend is built; kernels/cpu/cuda_stub.cpp defines them otherwise, each throwing
 // rlft::Error("<what>: rlft was built without the CUDA backend ...").
 //
@@ -222,6 +222,30 @@ void gather(Type type, const Geometry& g, void* out, const int64_t* index, const
 // Geometry (src, index, dst): dst[p with index[p] along dim] += src[p] (atomicAdd); floating.
 void scatter_add(Type type, const Geometry& g, const void* src, const int64_t* index, void* dst,
                  int64_t dst_dim_stride, int64_t n_dim, int device);
+
+// ---- fused causal self-attention (attention.cu) -----------------------------------------------
+// kernels/cpu/attention.h's forward and backward with device pointers: q [B, T, NH, HS], k and
+// v [B, Tk, NH, HS], out [B, T, NH, HS] addressed through their strides (element (b, t, h, d)
+// at p[b·batch + t·row + h·head + d]); lse [B, NH, T] contiguous in the element type; key_mask
+// a device [B, Tk] byte mask (nonzero = real key) or null. Floating `type`, HS ≤ kMaxHeadSize.
+// The backward overwrites every element of dq, dk and dv.
+constexpr int kMaxHeadSize = 256;
+struct AttentionShape {
+  int64_t B = 0, T = 0, Tk = 0, NH = 0, HS = 0;
+  double scale = 1.0;
+  bool self_visible = true;
+};
+struct HeadStrides {
+  int64_t batch = 0, row = 0, head = 0;
+};
+void attention_forward(Type type, const AttentionShape& d, const uint8_t* key_mask, const void* q,
+                       HeadStrides qs, const void* k, HeadStrides ks, const void* v,
+                       HeadStrides vs, void* out, HeadStrides os, void* lse, int device);
+void attention_backward(Type type, const AttentionShape& d, const uint8_t* key_mask, const void* q,
+                        HeadStrides qs, const void* k, HeadStrides ks, const void* v,
+                        HeadStrides vs, const void* out, HeadStrides os, const void* lse,
+                        const void* dout, HeadStrides gs, void* dq, HeadStrides dqs, void* dk,
+                        HeadStrides dks, void* dv, HeadStrides dvs, int device);
 
 // ---- optimisers (optim.cu), contiguous parameters ---------------------------------------------
 // The update of engine/optim.cpp, in the parameter's type, element by element.

@@ -35,7 +35,7 @@ if [[ " $STAGES " == *" tests "* ]]; then
     trc=$?
     echo "$t: rc=$trc $(grep -E '^\[  PASSED  \]|^\[  FAILED  \]|^\[  SKIPPED \] [0-9]' "$OUT/$t.log" | tr '\n' ' ')" >> "$summary"
   done
-  # The CUDA PPO run against the CPU (the rest of test_rl runs in CI); its output joins
+  # The CUDA PPO and REINFORCE runs against the CPU (the rest of test_rl runs in CI); its output joins
   # test_engine.log, since at most 8 files come back.
   "./$build/test_rl" --gtest_filter='*Cuda*' >> "$OUT/test_engine.log" 2>&1
   echo "test_rl *Cuda*: rc=$?" >> "$summary"

@@ -141,6 +141,15 @@ void gather(Type, const Geometry&, void*, const int64_t*, const void*, int64_t, 
 void scatter_add(Type, const Geometry&, const void*, const int64_t*, void*, int64_t, int64_t, int) {
   not_built("cuda scatter_add");
 }
+void attention_forward(Type, const AttentionShape&, const uint8_t*, const void*, HeadStrides, const void*,
+                       HeadStrides, const void*, HeadStrides, void*, HeadStrides, void*, int) {
+  not_built("cuda attention");
+}
+void attention_backward(Type, const AttentionShape&, const uint8_t*, const void*, HeadStrides, const void*,
+                        HeadStrides, const void*, HeadStrides, const void*, HeadStrides, const void*, const void*,
+                        HeadStrides, void*, HeadStrides, void*, HeadStrides, void*, HeadStrides, int) {
+  not_built("cuda attention backward");
+}
 void adam_step(Type, const AdamTensor*, int, const AdamArgs&, int) { not_built("cuda adam step"); }
 void sgd_step(Type, int64_t, void*, const void*, void*, double, double, double, double, bool, bool, int) {
   not_built("cuda sgd step");

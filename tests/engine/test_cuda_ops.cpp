@@ -842,6 +842,73 @@ TEST(CudaOps, RandRandnAndArangeOnTheDeviceMatchTheCpu) {
   expect_close(pg, pc, 1.2e-7, 1e-30, "normal_");
 }
 
+// ---- fused causal self-attention ----------------------------------------------------------
+
+// kernels/cuda/attention.cu against the CPU kernel through the engine op, forward and the
+// gradients of qkv (and of a KV cache's keys and values). Shapes exercise each path: T = 33
+// and Tk = 70 leave partial 32-key (or 32-query) chunks; HS = 5 (< one column per lane), 64,
+// 80 (three columns per lane, the last partial) and 256 (the limit); left padding with one
+// single-token row; self_visible off so padding queries have empty rows (output 0, no
+// gradient); a KV cache with padding among the cached keys; q, k, v scaled ×3 so the softmax
+// rows are peaked. Float tolerances: sums of up to Tk·HS products in a different order
+// (the CPU's GEMM vs per-lane dot products), exp within 2 ulp.
+TEST(CudaOps, FusedAttentionMatchesTheCpu) {
+  RLFT_REQUIRE_GPU();
+  struct Case {
+    int64_t B, T, NH, HS, P;
+    bool mask, self_visible;
+    const char* what;
+  };
+  const Case cases[] = {{2, 7, 3, 5, 0, false, true, "HS=5, no mask"},
+                        {3, 33, 2, 64, 0, true, true, "T=33 HS=64, left padding"},
+                        {3, 33, 2, 80, 0, true, false, "HS=80, padding rows empty"},
+                        {2, 9, 2, 80, 61, true, true, "KV cache P=61 (Tk=70) with padding"},
+                        {1, 5, 1, 256, 0, false, true, "HS=256"}};
+  for (DType dt : {DType::f32, DType::f64}) {
+    for (const Case& c : cases) {
+      const int64_t Tk = c.T + c.P;
+      const std::string s = std::string(c.what) + " " + dtype_name(dt);
+      AttentionOptions opt;
+      opt.self_visible = c.self_visible;
+      Tensor mask;
+      if (c.mask) {
+        std::vector<bool> m(size_t(c.B * Tk));
+        for (int64_t b = 0; b < c.B; ++b) {
+          const int64_t real = b == 0 ? 1 : Tk - 3 * b;  // row 0: one real token at the end
+          for (int64_t j = 0; j < Tk; ++j) m[size_t(b * Tk + j)] = j >= Tk - real;
+        }
+        mask = Tensor::from_bools(m, {c.B, Tk});
+      }
+      const Tensor qkv = random({c.B, c.T, 3, c.NH, c.HS}, dt, 401 + c.HS, 3.0);
+      std::vector<Tensor> inputs = {qkv};
+      if (c.P > 0) {
+        inputs.push_back(random({c.B, c.NH, Tk, c.HS}, dt, 402, 3.0));
+        inputs.push_back(random({c.B, c.NH, Tk, c.HS}, dt, 403));
+      }
+      check_op(
+          "attention " + s, inputs,
+          [&](const std::vector<Tensor>& in) {
+            AttentionOptions o = opt;
+            if (mask.defined()) o.key_mask = mask.to(in[0].device());
+            if (in.size() == 3) o.keys = in[1], o.values = in[2];
+            return causal_self_attention(in[0], o);
+          },
+          100 * std::sqrt(double(Tk * c.HS)));
+    }
+  }
+  // A float mask (not bool) left on the CPU for the device's qkv (copied over), and a head
+  // size past the kernel's limit.
+  const Tensor x = random({2, 6, 3, 2, 8}, DType::f32, 404);
+  check_op("attention of a float mask on the host", {x}, [](const std::vector<Tensor>& in) {
+    AttentionOptions o;
+    o.key_mask = Tensor::from_vector(std::vector<float>{0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1}, {2, 6});
+    return causal_self_attention(in[0], o);
+  });
+  const std::string msg = testing::error_of(
+      [] { (void)causal_self_attention(Tensor::zeros({1, 2, 3, 1, 257}, DType::f32, kGpu)); });
+  EXPECT_NE(msg.find("head size 257"), std::string::npos) << msg;
+}
+
 // ---- fused RL ops on the device ----------------------------------------------------------
 
 TEST(CudaOps, FusedRlOpsDispatchToTheirKernels) {
