@@ -341,7 +341,7 @@ void attention_backward(Type type, const AttentionShape& d, const uint8_t* key_m
   dispatch_floating(type, "cuda attention backward", [&](auto tag) {
     using T = decltype(tag);
     const int64_t qrows = d.B * d.NH * d.T;
-    cuda_detail::StreamScratch delta(size_t(qrows) * sizeof(T), cudaStreamLegacy);
+    cuda_detail::StreamScratch delta(size_t(qrows) * sizeof(T), nullptr);
     const T* qp = static_cast<const T*>(q);
     const T* kp = static_cast<const T*>(k);
     const T* vp = static_cast<const T*>(v);

@@ -155,7 +155,7 @@ void column_reduce(const Op& op, const ColumnPlan& p) {
   }
   using Acc = typename Op::Acc;
   const int64_t total = p.outer * p.inner;
-  StreamScratch scratch(size_t(p.splits * total) * sizeof(Acc), cudaStreamLegacy);
+  StreamScratch scratch(size_t(p.splits * total) * sizeof(Acc), nullptr);  // the launches' stream
   column_reduce_kernel<Op><<<grid, kColumnThreads>>>(op, p, scratch.as<Acc>());
   RLFT_CUDA_CHECK_LAUNCH();
   column_finish_kernel<Op><<<blocks_for(total), kThreads>>>(op, total, p.splits, scratch.as<Acc>());

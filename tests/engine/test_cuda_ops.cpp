@@ -880,11 +880,10 @@ TEST(CudaOps, FusedAttentionMatchesTheCpu) {
         mask = Tensor::from_bools(m, {c.B, Tk});
       }
       const Tensor qkv = random({c.B, c.T, 3, c.NH, c.HS}, dt, 401 + c.HS, 3.0);
-      std::vector<Tensor> inputs = {qkv};
-      if (c.P > 0) {
-        inputs.push_back(random({c.B, c.NH, Tk, c.HS}, dt, 402, 3.0));
-        inputs.push_back(random({c.B, c.NH, Tk, c.HS}, dt, 403));
-      }
+      const std::vector<Tensor> inputs =
+          c.P > 0 ? std::vector<Tensor>{qkv, random({c.B, c.NH, Tk, c.HS}, dt, 402, 3.0),
+                                        random({c.B, c.NH, Tk, c.HS}, dt, 403)}
+                  : std::vector<Tensor>{qkv};
       check_op(
           "attention " + s, inputs,
           [&](const std::vector<Tensor>& in) {
