@@ -43,7 +43,7 @@
 // is longer than the GPU work it launches.
 //
 // Without a GPU (or without the CUDA backend) the binary prints why and exits 0.
-// Run: ./build/bench_cuda_engine --benchmark_min_time=0.2s
+// Run: ./build/bench_cuda_engine --benchmark_min_time=0.2
 #include <benchmark/benchmark.h>
 
 #include <algorithm>

@@ -32,7 +32,7 @@
 // Without a GPU (or without the CUDA backend) the binary prints why and exits 0 having
 // registered nothing.
 //
-// Run: build-cuda/bench_cuda_kernels --benchmark_min_time=0.2s
+// Run: build-cuda/bench_cuda_kernels --benchmark_min_time=0.2
 //   (softmax_logprob at N = 16384, V = 256000 needs 48 GB of device memory for the baseline's
 //   [N, V] temporary; shapes that do not fit are skipped with a message.)
 #include <benchmark/benchmark.h>

@@ -76,6 +76,7 @@ int run_experiment_frontier(int argc, char** argv, int first) {
   a.add("--dpo-eval-every", &c.dpo_eval_every, "DPO: evaluate every N steps");
   a.add("--eval-samples", &c.eval_samples, "samples per validation prompt at each evaluation");
   a.add("--seed", &c.seed, "seed of every run");
+  a.add("--device", &c.device, "device of every run: cpu, cuda or cuda:N");
   a.add("--quiet", &c.quiet, "no progress lines");
   if (!a.parse(argc, argv, first)) return 0;
   RLFT_CHECK(parallel >= 1 && parallel <= 64, "--parallel: must be in [1, 64], got ", parallel);

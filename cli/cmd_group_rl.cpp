@@ -69,6 +69,7 @@ int run_group_rl(const std::string& algo, int argc, char** argv, int first) {
   a.add("--resume", &c.resume, "continue the run from its checkpoint (same settings)");
   a.add("--stop-after", &c.stop_after, "stop after N steps of this invocation (0: run to --steps)");
   a.add("--quiet", &c.quiet, "no progress lines");
+  a.add("--device", &c.device, "cpu, or cuda[:N]: policy, reference and updates on the GPU");
   if (!a.parse(argc, argv, first)) return 0;
   RLFT_CHECK(!c.init.empty(), "rlft lm ", algo, ": --init <SFT run> is required");
   const llm::GroupRLResult r = llm::train_group_rl(c);

@@ -29,14 +29,6 @@ const char* kLmUsage =
     "  sample     sample completions of a prompt from a trained run\n"
     "  eval       measure a run on a task's test split (greedy and sampled)\n";
 
-void check_device(const std::string& device) {
-  if (device.rfind("cuda", 0) == 0)
-    throw Error(str("--device ", device,
-                    ": the language-model commands run on the CPU only for now (the engine's ops have "
-                    "CUDA kernels, but these loops do not move their model and batches to a device yet)"));
-  RLFT_CHECK(Device::parse(device).is_cpu(), "--device: expected cpu, got '", device, "'");
-}
-
 // "a op b=" with operands of digits: what arith can judge.
 bool well_formed_arith(const std::string& p) {
   try {
@@ -109,14 +101,13 @@ int run_train(int argc, char** argv, int first, const std::string& mode) {
   a.add("--out-dir", &c.out_dir, "parent directory of runs");
   a.add("--name", &c.name, "run name (default <task>-<mode>-<model>)");
   a.add("--seed", &c.seed, "seed of initialisation, batches and dropout");
-  a.add("--device", &c.device, "cpu");
+  a.add("--device", &c.device, "cpu, or cuda[:N]: model, batches and update on the GPU");
   a.add("--resume", &c.resume, "continue the run from its checkpoint");
   a.add("--stop-after", &c.stop_after, "stop after N steps of this invocation (0: run to --steps)");
   a.add("--stop-at-exact-match", &c.stop_at_exact_match,
         "stop at the first validation whose greedy exact match reaches this (0: off)");
   a.add("--quiet", &c.quiet, "no progress lines");
   if (!a.parse(argc, argv, first)) return 0;
-  check_device(c.device);
   const llm::SFTResult r = llm::train_sft(c);
   std::printf("done: %lld steps in %.1f s; validation loss %.4f, token accuracy %.4f",
               (long long)r.step, r.seconds, r.val_loss, r.val_accuracy);
@@ -143,12 +134,12 @@ int run_sample(int argc, char** argv, int first) {
   a.add("--greedy", &sc.greedy, "argmax decoding");
   a.add("--max-new-tokens", &sc.max_new_tokens, "tokens per sample at most (cut to the context)");
   a.add("--seed", &seed, "sampling seed");
-  a.add("--device", &device, "cpu");
+  a.add("--device", &device, "cpu, or cuda[:N]: the model and its sampling on the GPU");
   if (!a.parse(argc, argv, first)) return 0;
-  check_device(device);
+  const Device dev = rl::resolve_device(device);
   RLFT_CHECK(!run.empty(), "rlft lm sample: --run is required");
   RLFT_CHECK(n > 0, "--n must be positive, got ", n);
-  const llm::LoadedModel lm = llm::load_model(run);
+  const llm::LoadedModel lm = llm::load_model(run, dev);
   const std::vector<std::string> prompts(size_t(n), prompt);
   const int64_t asked = sc.max_new_tokens;
   sc = llm::clamp_to_context(sc, *lm.model, lm.tokenizer, prompts);
@@ -197,14 +188,14 @@ int run_eval(int argc, char** argv, int first) {
   a.add("--samples-per-prompt", &per_prompt, "sampled decoding: responses per prompt");
   a.add("--seed", &seed, "sampling seed");
   a.add("--show", &show, "print this many greedy and sampled examples");
-  a.add("--device", &device, "cpu");
+  a.add("--device", &device, "cpu, or cuda[:N]: the model, its loss and its sampling on the GPU");
   if (!a.parse(argc, argv, first)) return 0;
-  check_device(device);
+  const Device dev = rl::resolve_device(device);
   RLFT_CHECK(!run.empty(), "rlft lm eval: --run is required");
   RLFT_CHECK(n >= 0, "--n must be >= 0, got ", n);
   RLFT_CHECK(per_prompt > 0, "--samples-per-prompt must be positive, got ", per_prompt);
   const llm::Split split = llm::parse_split(split_name);
-  const llm::LoadedModel lm = llm::load_model(run);
+  const llm::LoadedModel lm = llm::load_model(run, dev);
   const llm::SFTConfig rc =
       lm.run_config.is_null() ? llm::SFTConfig{} : llm::sft_config_from_json(lm.run_config);
   llm::TaskConfig tc = rc.task;

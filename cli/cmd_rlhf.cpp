@@ -21,18 +21,20 @@
 #include "rl/llm/reward_model.h"
 #include "rl/llm/rlhf_data.h"
 #include "rl/llm/rrhf.h"
+#include "rl/run.h"
 
 namespace rlft::cli {
 
 namespace {
 
-// The options every RLHF training command shares: where its run goes, its seed, quiet.
+// The options every RLHF training command shares: where its run goes, its seed, quiet, device.
 template <typename Config>
 void add_run_options(Args& a, Config& c) {
   a.add("--out-dir", &c.out_dir, "parent directory of runs");
   a.add("--name", &c.name, "run name");
   a.add("--seed", &c.seed, "seed");
   a.add("--quiet", &c.quiet, "no progress lines");
+  a.add("--device", &c.device, "cpu, or cuda[:N]: every model of the run on the GPU");
 }
 
 int run_prefs(int argc, char** argv, int first) {
@@ -55,6 +57,7 @@ int run_prefs(int argc, char** argv, int first) {
   a.add("--seed", &c.seed, "seed of sampling and labels");
   a.add("--out", &c.out, "JSONL file to write (atomically)");
   a.add("--quiet", &c.quiet, "no progress lines");
+  a.add("--device", &c.device, "cpu, or cuda[:N]: the policy samples on the GPU");
   if (!a.parse(argc, argv, first)) return 0;
   RLFT_CHECK(!c.run.empty(), "rlft lm prefs: --run is required");
   const llm::PrefsResult r = llm::generate_preferences(c);
@@ -67,10 +70,11 @@ int run_prefs(int argc, char** argv, int first) {
 
 // rlft lm rm --evaluate <run> --prefs <file>: a trained reward model on every pair of a file,
 // overall and by the pairs' ground-truth gap (how much of an accuracy is the pairs' difficulty).
-int evaluate_rm(const std::string& run, const std::string& prefs) {
+int evaluate_rm(const std::string& run, const std::string& prefs, const std::string& device) {
   RLFT_CHECK(!prefs.empty(), "rlft lm rm --evaluate: --prefs is required");
+  const Device dev = rl::resolve_device(device);
   const std::vector<llm::PreferencePair> pairs = llm::read_preferences(prefs);
-  const llm::LoadedModel lm = llm::load_model(run);
+  const llm::LoadedModel lm = llm::load_model(run, dev);
   RLFT_CHECK(lm.model->reward_head, run, ": not a reward-model run (its model has no reward head)");
   const llm::RewardModelEval all = llm::evaluate_reward_model(*lm.model, lm.tokenizer, pairs);
   std::printf("%zu pairs: accuracy %.3f (against the ground-truth order %.3f), correlation %.3f\n",
@@ -113,7 +117,7 @@ int run_rm(int argc, char** argv, int first) {
   a.add("--evaluate", &evaluate,
         "evaluate this reward-model run on every pair of --prefs instead of training");
   if (!a.parse(argc, argv, first)) return 0;
-  if (!evaluate.empty()) return evaluate_rm(evaluate, c.prefs);
+  if (!evaluate.empty()) return evaluate_rm(evaluate, c.prefs, c.device);
   const llm::RewardModelResult r = llm::train_reward_model(c);
   const auto& ev = r.evals.back();
   std::printf(

@@ -59,6 +59,7 @@ int run_experiment_verifiable(int argc, char** argv, int first) {
   a.add("--eval-samples", &c.eval_samples, "sampled test responses per prompt at the end");
   a.add("--test-prompts", &c.test_prompts, "final evaluation on the first N test prompts (0: all)");
   a.add("--rl-args", &rl_args, "extra flags for every RL run, space-separated (e.g. \"--beta 0\")");
+  a.add("--device", &c.device, "device of every run: cpu, cuda or cuda:N");
   a.add("--quiet", &c.quiet, "no progress lines");
   if (!a.parse(argc, argv, first)) return 0;
   c.methods = split_list(methods, ',');

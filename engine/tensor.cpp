@@ -10,6 +10,7 @@
 #include "engine/ops.h"
 #include "engine/ops_common.h"
 #include "engine/rng.h"
+#include "kernels/cpu/host_allocator.h"
 #include "kernels/cpu/strided.h"
 #include "kernels/cuda_allocator.h"
 #include "kernels/cuda_runtime.h"
@@ -43,7 +44,8 @@ Tensor copy_to_cpu(const Tensor& t) {
 
 // ---- storage ---------------------------------------------------------------------------
 
-// CPU storage: 64-byte aligned (one cache line, one AVX-512 vector). CUDA storage: the caching
+// CPU storage: 64-byte aligned (one cache line, one AVX-512 vector), large blocks through the
+// host caching allocator (kernels/cpu/host_allocator.h). CUDA storage: the caching
 // allocator of kernels/cuda_allocator.h (in a build without the backend, cuda_alloc throws
 // an error saying so).
 Storage::Storage(size_t n, Device dev) : nbytes(n), device(dev) {
@@ -60,9 +62,7 @@ Storage::Storage(size_t n, Device dev) : nbytes(n), device(dev) {
     data = kernels::cuda_alloc(n, dev.index);
     return;
   }
-  const size_t rounded = ((n + 63) / 64) * 64;
-  data = std::aligned_alloc(64, rounded == 0 ? 64 : rounded);
-  RLFT_CHECK(data != nullptr, "out of memory allocating ", n, " bytes");
+  data = kernels::host_alloc(n);
 }
 Storage::~Storage() {
   if (device.is_cuda()) {
@@ -72,7 +72,7 @@ Storage::~Storage() {
       // A destructor must not throw; the allocator only refuses pointers it never handed out.
     }
   } else {
-    std::free(data);
+    kernels::host_free(data, nbytes);
   }
 }
 

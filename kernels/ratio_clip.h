@@ -117,6 +117,11 @@ template <typename Real>
 void ratio_clip_backward_cpu(const RatioClipArgs<Real>& args, double g_loss, Real* g_logp,
                              bool accumulate = false);
 
+// The argument checks both backends run first (the conditions listed under the forward
+// above); `op` names the caller in the error.
+template <typename Real>
+void ratio_clip_check_args(const char* op, const RatioClipArgs<Real>& args);
+
 const char* aggregation_name(Aggregation a);
 const char* ratio_level_name(RatioLevel l);
 

@@ -22,7 +22,7 @@ Tensor sequence_log_probs(GPT& model, const Tensor& tokens, const Tensor& attent
   const Tensor logits = model.lm_logits(hidden.narrow(1, 0, T - 1));  // [B, T-1, V]
   const Tensor lp =
       softmax_logprob(logits, tokens.narrow(1, 1, T - 1), temperature).first;  // [B, T-1]
-  return concat({Tensor::zeros({B, 1}, lp.dtype()), lp}, 1);
+  return concat({Tensor::zeros({B, 1}, lp.dtype(), lp.device()), lp}, 1);
 }
 
 void filter_top_k_top_p(std::vector<double>& probs, int64_t top_k, double top_p) {
@@ -105,13 +105,21 @@ Generation generate(GPT& model, const Tensor& prompt_tokens, const Tensor& promp
     ~Restore() { m.train(on); }
   } restore{model, was_training};
 
+  // On a GPU the model, the cache and the logits stay on the device; the bookkeeping (tokens,
+  // masks, which rows finished) stays on the host, where the loop decides. Per step that costs
+  // one host→device copy of B token ids and two device→host copies of B values (the chosen ids
+  // and their log-probs), each a synchronisation; top-k/top-p sampling copies the [B, V]
+  // probabilities over as well (the filter is a host loop), and so does multinomial (the
+  // engine samples on the host, from the same Philox stream as the CPU). The masks passed to
+  // the model stay on the host: GPT::forward reads them there.
+  const Device dev = model.device();
   KVCache cache;
   if (cfg.use_cache) cache = model.make_cache(B, capacity);
   auto prefix = [&](int64_t len, const std::vector<int64_t>& v) {
     std::vector<int64_t> out(static_cast<size_t>(B * len));
     for (int64_t b = 0; b < B; ++b)
       std::copy_n(v.begin() + b * capacity, len, out.begin() + b * len);
-    return Tensor::from_vector(out, {B, len});
+    return Tensor::from_vector(out, {B, len}).to(dev);
   };
   auto prefix_mask = [&](int64_t len) {
     std::vector<double> out(static_cast<size_t>(B * len));
@@ -133,7 +141,7 @@ Generation generate(GPT& model, const Tensor& prompt_tokens, const Tensor& promp
         step[size_t(b)] = tokens[size_t(b * capacity + len - 1)];
         step_mask[size_t(b)] = attn[size_t(b * capacity + len - 1)];
       }
-      hidden = model.forward(Tensor::from_vector(step, {B, 1}),
+      hidden = model.forward(Tensor::from_vector(step, {B, 1}).to(dev),
                              Tensor::from_vector(step_mask, {B, 1}), &cache);
     }
     return model.lm_logits(hidden.select(1, hidden.size(1) - 1));
@@ -160,7 +168,7 @@ Generation generate(GPT& model, const Tensor& prompt_tokens, const Tensor& promp
         filter_top_k_top_p(row, cfg.top_k, cfg.top_p);
         std::copy_n(row.begin(), V, probs.begin() + b * V);
       }
-      next = multinomial(Tensor::from_vector(probs, {B, V}), &gen);
+      next = multinomial(Tensor::from_vector(probs, {B, V}), &gen).to(dev);
     }
     const std::vector<int64_t> ids = next.to_int_vector();
     const std::vector<double> lps = token_log_probs(logits, next, cfg.temperature).to_vector();
@@ -182,7 +190,7 @@ Generation generate(GPT& model, const Tensor& prompt_tokens, const Tensor& promp
   auto take = [&](const std::vector<double>& v) {
     std::vector<double> o(static_cast<size_t>(B * len));
     for (int64_t b = 0; b < B; ++b) std::copy_n(v.begin() + b * capacity, len, o.begin() + b * len);
-    return Tensor::from_vector(o, {B, len}).to(mc.dtype);
+    return Tensor::from_vector(o, {B, len}).to(mc.dtype).to(dev);
   };
   out.tokens = prefix(len, tokens);
   out.attention_mask = take(attn);

@@ -16,7 +16,8 @@
 //            top-k/top-p truncation: exactly what sequence_log_probs() recomputes from a full
 //            forward pass over the generated tokens (tests/models/test_gpt.cpp).
 //
-// All output tensors are aligned with `tokens`: entry [b, t] is about token t.
+// All output tensors are aligned with `tokens`: entry [b, t] is about token t, and they are on
+// the model's device. The prompts may be on any device (they are read on the host).
 #pragma once
 
 #include <cstdint>

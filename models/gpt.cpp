@@ -214,8 +214,8 @@ KVCache GPT::make_cache(int64_t batch, int64_t capacity) const {
   c.capacity = capacity;
   const int64_t HS = cfg_.n_embd / cfg_.n_head;
   for (int64_t l = 0; l < cfg_.n_layer; ++l) {
-    c.keys.push_back(Tensor::zeros({batch, cfg_.n_head, capacity, HS}, cfg_.dtype));
-    c.values.push_back(Tensor::zeros({batch, cfg_.n_head, capacity, HS}, cfg_.dtype));
+    c.keys.push_back(Tensor::zeros({batch, cfg_.n_head, capacity, HS}, cfg_.dtype, device()));
+    c.values.push_back(Tensor::zeros({batch, cfg_.n_head, capacity, HS}, cfg_.dtype, device()));
   }
   c.key_mask.assign(size_t(batch * capacity), 0);
   c.next_position.assign(size_t(batch), 0);
@@ -227,6 +227,8 @@ Tensor GPT::forward(const Tensor& tokens, const Tensor& attention_mask, KVCache*
              "gpt: tokens must be an int64 tensor [B, T], got ",
              tokens.defined() ? tokens.shape() : Shape{},
              tokens.defined() ? str(" ", tokens.dtype()) : std::string(" (undefined)"));
+  RLFT_CHECK(tokens.device() == device(), "gpt: tokens on ", tokens.device(), " but the model on ",
+             device(), " (move the batch with .to(model.device()))");
   const int64_t B = tokens.size(0), T = tokens.size(1);
   RLFT_CHECK(T > 0 && B > 0, "gpt: empty batch ", tokens.shape());
   std::vector<int64_t> real(size_t(B * T), 1);
@@ -265,7 +267,7 @@ Tensor GPT::forward(const Tensor& tokens, const Tensor& attention_mask, KVCache*
   // takes the per-key mask and applies causality itself; the composed path gets the additive
   // mask [B, NH, T, Tk] (0 or −∞).
   AttentionMask mask;
-  mask.fused = wte->weight.device().is_cpu() && !(is_training() && cfg_.dropout > 0);
+  mask.fused = device().is_cpu() && !(is_training() && cfg_.dropout > 0);
   const auto key_real = [&](int64_t b, int64_t j) {
     return j < past ? cache->key_mask[size_t(b * cache->capacity + j)] != 0
                     : real[size_t(b * T + (j - past))] != 0;
@@ -339,7 +341,7 @@ Tensor GPT::rewards(const Tensor& hidden, const Tensor& attention_mask) const {
     }
   }
   const Tensor r = reward_head->forward(hidden).squeeze(-1);  // [B, T]
-  return gather(r, 1, Tensor::from_vector(last, {B, 1})).squeeze(1);
+  return gather(r, 1, Tensor::from_vector(last, {B, 1}).to(r.device())).squeeze(1);
 }
 
 }  // namespace rlft::models

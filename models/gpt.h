@@ -36,7 +36,9 @@
 // the four matrices per block (c_attn, attn.c_proj, c_fc, mlp.c_proj) to move between them
 // (docs/checkpoints.md).
 //
-// The model works in float32 (default) or float64 (GPTConfig::dtype; the gradient checks).
+// The model works in float32 (default) or float64 (GPTConfig::dtype; the gradient checks), on
+// the CPU or, after to(Device::cuda(i)), on a GPU: the tokens must then be on that device too;
+// the attention mask may be anywhere (it is read on the host to build positions and the mask).
 #pragma once
 
 #include <cstdint>
@@ -132,6 +134,8 @@ class GPT : public nn::Module {
   GPT(const GPTConfig& cfg, Generator& gen);
 
   const GPTConfig& config() const { return cfg_; }
+  // Where the parameters live (Module::to moves them); inputs must be there too.
+  Device device() const { return wte->weight.device(); }
 
   // tokens [B, T] int64 → hidden states h [B, T, C] (after ln_f), all positions real.
   Tensor forward(const Tensor& tokens) override;
@@ -148,7 +152,7 @@ class GPT : public nn::Module {
   // (the last position when the mask is undefined). Needs reward_head.
   Tensor rewards(const Tensor& hidden, const Tensor& attention_mask = Tensor()) const;
 
-  // An empty cache for `batch` sequences of up to `capacity` positions.
+  // An empty cache for `batch` sequences of up to `capacity` positions, on the model's device.
   KVCache make_cache(int64_t batch, int64_t capacity) const;
 
   // The stream dropout draws from; set its state to make a training step reproducible.

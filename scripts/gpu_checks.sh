@@ -1,15 +1,23 @@
 #!/usr/bin/env bash
 # Run ON THE LENT GPU MACHINE (see scripts/gpu_deps.sh, which prepares .gpu-deps/ here first):
 #   run(command="bash scripts/gpu_checks.sh", carry=[".gpu-deps"], timeout_s=600)
-# Builds the CUDA test and benchmark binaries for sm_90 with all cores, then writes to $OUT
-# (8 files, the most that come back): the GPU's description, every GPU-related test binary's
-# output, compute-sanitizer memcheck over the CUDA kernel and op tests, and the two CUDA
-# benchmarks as JSON. Stages can be chosen: STAGES="tests sanitize bench" (the default, all).
+# Builds every test binary and the two CUDA benchmarks for sm_90 with all cores, then writes
+# to $OUT (7 files; 8 is the most that come back):
+#   summary.txt   the GPU, the commit, each stage's exit status and ctest's counts
+#   build.log     configure + build
+#   ctest.log     the WHOLE test suite (CPU and GPU tests) through ctest, one line per test
+#   sanitizer.log compute-sanitizer memcheck over the CUDA kernel and engine-op tests
+#   bench.txt     bench_cuda_kernels and bench_cuda_engine, console output
+#   bench_cuda_kernels.json, bench_cuda_engine.json  (scripts/bench_table.py makes tables)
+# Each stage has a time limit (seconds; T_BUILD, T_TESTS, T_SANITIZE, T_BENCH), so a stage that
+# hangs still leaves the others' results; the defaults add up to under 10 minutes. Stages can be
+# chosen: STAGES="tests sanitize bench" (the default, all).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-gpu-out}
 mkdir -p "$OUT"
 STAGES=${STAGES:-"tests sanitize bench"}
+T_BUILD=${T_BUILD:-210} T_TESTS=${T_TESTS:-150} T_SANITIZE=${T_SANITIZE:-90} T_BENCH=${T_BENCH:-140}
 deps=$PWD/.gpu-deps/usr/lib/x86_64-linux-gnu
 export LD_LIBRARY_PATH="$deps${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 summary="$OUT/summary.txt"
@@ -18,40 +26,50 @@ summary="$OUT/summary.txt"
   nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm,clocks.max.mem --format=csv 2>&1 || echo "nvidia-smi: not found"
   nvcc --version 2>&1 | tail -1
   git log -1 --format='commit %h %s' 2>/dev/null
+  echo "cores: $(nproc)"
 } > "$summary"
+stage() {  # stage NAME STATUS: one line of the summary, with the seconds since the last one
+  local now=$SECONDS
+  echo "$1: rc=$2 ($((now - ${last:-0})) s)" >> "$summary"
+  last=$now
+}
 
 build=build-gpu
-cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DRLFT_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 \
-  -DGTest_DIR="$deps/cmake/GTest" -Dbenchmark_DIR="$deps/cmake/benchmark" > "$OUT/build.log" 2>&1 &&
-  cmake --build "$build" -j "$(nproc)" --target test_engine test_kernels test_rl rlft bench_cuda_kernels \
-    bench_cuda_engine >> "$OUT/build.log" 2>&1
+timeout "$T_BUILD" bash -c "
+  cmake -S . -B '$build' -DCMAKE_BUILD_TYPE=Release -DRLFT_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 \
+    -DGTest_DIR='$deps/cmake/GTest' -Dbenchmark_DIR='$deps/cmake/benchmark' &&
+  cmake --build '$build' -j $(nproc) --target test_engine test_kernels test_models test_rl test_cli \
+    rlft bench_cuda_kernels bench_cuda_engine" > "$OUT/build.log" 2>&1
 rc=$?
-echo "build: rc=$rc" >> "$summary"
-[ $rc -eq 0 ] || { tail -40 "$OUT/build.log"; exit $rc; }
+stage build $rc
+[ $rc -eq 0 ] || { tail -40 "$OUT/build.log"; cat "$summary"; exit $rc; }
 
 if [[ " $STAGES " == *" tests "* ]]; then
-  for t in test_engine test_kernels; do
-    "./$build/$t" > "$OUT/$t.log" 2>&1
-    trc=$?
-    echo "$t: rc=$trc $(grep -E '^\[  PASSED  \]|^\[  FAILED  \]|^\[  SKIPPED \] [0-9]' "$OUT/$t.log" | tr '\n' ' ')" >> "$summary"
-  done
-  # The CUDA PPO and REINFORCE runs against the CPU (the rest of test_rl runs in CI); its output joins
-  # test_engine.log, since at most 8 files come back.
-  "./$build/test_rl" --gtest_filter='*Cuda*' >> "$OUT/test_engine.log" 2>&1
-  echo "test_rl *Cuda*: rc=$?" >> "$summary"
+  # Every test, CPU and GPU: on a machine with a GPU only the two root-permission tests
+  # (Fs.*, we run as root) should be skipped.
+  timeout "$T_TESTS" ctest --test-dir "$build" -j "$(nproc)" --timeout 120 --output-on-failure \
+    > "$OUT/ctest.log" 2>&1
+  rc=$?
+  stage "ctest (whole suite)" $rc
+  grep -E 'tests passed|tests failed out of|Total Test time' "$OUT/ctest.log" >> "$summary"
+  echo "skipped: $(grep -c '(Skipped)' "$OUT/ctest.log"); of them GPU tests: $(grep '(Skipped)' "$OUT/ctest.log" | grep -ci cuda)" >> "$summary"
+  echo "GPU tests passed: $(grep -E 'Test +#[0-9]+: [A-Za-z]*Cuda' "$OUT/ctest.log" | grep -c ' Passed')" >> "$summary"
 fi
 if [[ " $STAGES " == *" sanitize "* ]]; then
   cs=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
-  "$cs" --tool memcheck --error-exitcode 9 "./$build/test_kernels" --gtest_filter='*Cuda*' > "$OUT/sanitizer.log" 2>&1
-  echo "memcheck test_kernels *Cuda*: rc=$?" >> "$summary"
-  "$cs" --tool memcheck --error-exitcode 9 "./$build/test_engine" --gtest_filter='Cuda*' >> "$OUT/sanitizer.log" 2>&1
-  echo "memcheck test_engine Cuda*: rc=$?" >> "$summary"
+  timeout "$T_SANITIZE" bash -c "
+    '$cs' --tool memcheck --error-exitcode 9 './$build/test_kernels' --gtest_filter='*Cuda*' &&
+    '$cs' --tool memcheck --error-exitcode 9 './$build/test_engine' --gtest_filter='Cuda*'" \
+    > "$OUT/sanitizer.log" 2>&1
+  stage "memcheck (test_kernels *Cuda*, test_engine Cuda*)" $?
+  grep -E 'ERROR SUMMARY|^\[  (PASSED|FAILED)' "$OUT/sanitizer.log" | tr '\n' ' ' >> "$summary"
+  echo >> "$summary"
 fi
 if [[ " $STAGES " == *" bench "* ]]; then
   for b in bench_cuda_kernels bench_cuda_engine; do
-    "./$build/$b" --benchmark_min_time=0.2s --benchmark_out="$OUT/$b.json" --benchmark_out_format=json \
-      >> "$OUT/bench.txt" 2>&1
-    echo "$b: rc=$?" >> "$summary"
+    timeout "$((T_BENCH / 2))" "./$build/$b" --benchmark_min_time=0.1 --benchmark_out="$OUT/$b.json" \
+      --benchmark_out_format=json >> "$OUT/bench.txt" 2>&1
+    stage "$b" $?
   done
 fi
 cat "$summary"

@@ -17,5 +17,7 @@ cp -r /usr/include/gtest /usr/include/gmock /usr/include/benchmark "$dst/include
 cp -r "/usr/lib/$arch/cmake/GTest" "/usr/lib/$arch/cmake/benchmark" "$dst/lib/$arch/cmake/"
 cp -P "/usr/lib/$arch"/lib{gtest,gtest_main,gmock,gmock_main,benchmark_main}.a "$dst/lib/$arch/"
 cp -P "/usr/lib/$arch"/libbenchmark.so* "$dst/lib/$arch/"
-grep -qx '/.gpu-deps/' .git/info/exclude 2>/dev/null || echo '/.gpu-deps/' >> .git/info/exclude
+exclude=$(git rev-parse --git-path info/exclude)  # .git is a file in a worktree
+mkdir -p "$(dirname "$exclude")"
+grep -qx '/.gpu-deps/' "$exclude" 2>/dev/null || echo '/.gpu-deps/' >> "$exclude"
 du -sh .gpu-deps

@@ -6,9 +6,22 @@
 #include <filesystem>
 #include <string>
 
+#include "engine/cuda.h"
 #include "engine/error.h"
 
 namespace rlft::testing {
+
+// "" when a GPU answers, else why not ("no GPU: <the runtime's reason>"), for GTEST_SKIP.
+inline std::string no_gpu_reason() {
+  std::string reason;
+  return cuda::device_count(&reason) > 0 ? std::string() : "no GPU: " + reason;
+}
+// Skips the calling test (GoogleTest must be included) when no GPU answers, with the reason.
+#define RLFT_SKIP_WITHOUT_GPU()                                        \
+  do {                                                                 \
+    const std::string rlft_no_gpu_ = ::rlft::testing::no_gpu_reason(); \
+    if (!rlft_no_gpu_.empty()) GTEST_SKIP() << rlft_no_gpu_;           \
+  } while (0)
 
 // The message of the rlft::Error that fn() throws, or "<no error>".
 template <typename Fn>

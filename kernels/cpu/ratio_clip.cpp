@@ -37,6 +37,7 @@
 #include <vector>
 
 #include "engine/error.h"
+#include "kernels/ratio_clip_math.h"
 
 namespace rlft::kernels {
 
@@ -70,35 +71,9 @@ const char* ratio_level_name(RatioLevel l) {
 
 namespace {
 
+using namespace ratio_clip_math;
+
 constexpr int64_t kParallelElements = int64_t(1) << 15;
-constexpr double kLogRatioClamp = 20.0;  // ALGORITHMS.md §0: clamp the log-ratio before exp
-
-enum Clip : int { kNone = 0, kLow = 1, kHigh = 2, kDual = 3 };
-
-struct Term {
-  double loss;     // l
-  double d_ratio;  // dl/dr: −A on the unclipped branch, 0 where a clip binds
-  int clip;        // which clip binds (kNone when none)
-};
-
-// l = −min(r·A, clip(r, lo, hi)·A), then the dual clip; ties keep the unclipped branch.
-inline Term surrogate(double r, double A, double lo, double hi, double c) {
-  const double clipped = std::min(std::max(r, lo), hi);  // torch.clamp(r, lo, hi)
-  const double surr1 = r * A, surr2 = clipped * A;
-  Term o;
-  if (surr2 < surr1) {
-    o = {-surr2, 0.0, A > 0 ? kHigh : kLow};
-  } else {
-    o = {-surr1, -A, kNone};
-  }
-  if (c > 0.0 && A < 0.0 && -c * A < o.loss) o = {-c * A, 0.0, kDual};
-  return o;
-}
-
-inline double clamp_log_ratio(double x) {
-  return std::min(std::max(x, -kLogRatioClamp), kLogRatioClamp);
-}
-inline bool log_ratio_inside(double x) { return x >= -kLogRatioClamp && x <= kLogRatioClamp; }
 
 // Per-row partial sums of the forward, reduced in row order afterwards.
 struct RowSums {
@@ -148,34 +123,10 @@ struct Row {
   }
 };
 
-// coef_i of the header's aggregation table; token_total is D when no normalizer is given.
-inline double row_coef(Aggregation agg, double normalizer, int64_t B, int64_t T, double n_row,
-                       double token_total) {
-  switch (agg) {
-    case Aggregation::token_mean: {
-      const double D = normalizer > 0 ? normalizer : token_total;
-      return D > 0 ? 1.0 / D : 0.0;
-    }
-    case Aggregation::seq_mean_token_mean: {
-      const double S = normalizer > 0 ? normalizer : double(B);
-      return n_row > 0 && S > 0 ? 1.0 / (S * n_row) : 0.0;
-    }
-    case Aggregation::seq_mean_token_sum: {
-      const double S = normalizer > 0 ? normalizer : double(B);
-      return S > 0 ? 1.0 / S : 0.0;
-    }
-    case Aggregation::constant_norm: {
-      const double L = normalizer > 0 ? normalizer : double(T);
-      return B > 0 && L > 0 ? 1.0 / (double(B) * L) : 0.0;
-    }
-    case Aggregation::only_token_mean:
-      return n_row > 0 ? 1.0 / n_row : 0.0;
-  }
-  return 0.0;
-}
+}  // namespace
 
 template <typename Real>
-void check_args(const char* op, const RatioClipArgs<Real>& a) {
+void ratio_clip_check_args(const char* op, const RatioClipArgs<Real>& a) {
   RLFT_CHECK(a.B >= 0 && a.T >= 0, op, ": need B >= 0 and T >= 0, got B=", a.B, " T=", a.T);
   RLFT_CHECK(
       std::isfinite(a.eps_low) && std::isfinite(a.eps_high) && a.eps_low >= 0 && a.eps_high >= 0,
@@ -198,11 +149,9 @@ void check_args(const char* op, const RatioClipArgs<Real>& a) {
                ": logp, old_logp and advantages are required");
 }
 
-}  // namespace
-
 template <typename Real>
 RatioClipStats ratio_clip_forward_cpu(const RatioClipArgs<Real>& a) {
-  check_args("ratio_clip_forward_cpu", a);
+  ratio_clip_check_args("ratio_clip_forward_cpu", a);
   const int64_t B = a.B, T = a.T;
   const double c = a.dual_clip;
   std::vector<RowSums> rows(static_cast<size_t>(B));
@@ -285,7 +234,7 @@ RatioClipStats ratio_clip_forward_cpu(const RatioClipArgs<Real>& a) {
 template <typename Real>
 void ratio_clip_backward_cpu(const RatioClipArgs<Real>& a, double g_loss, Real* g_logp,
                              bool accumulate) {
-  check_args("ratio_clip_backward_cpu", a);
+  ratio_clip_check_args("ratio_clip_backward_cpu", a);
   const int64_t B = a.B, T = a.T;
   if (B * T == 0) return;
   RLFT_CHECK(g_logp != nullptr, "ratio_clip_backward_cpu: g_logp output is required");
@@ -364,5 +313,7 @@ template RatioClipStats ratio_clip_forward_cpu<float>(const RatioClipArgs<float>
 template RatioClipStats ratio_clip_forward_cpu<double>(const RatioClipArgs<double>&);
 template void ratio_clip_backward_cpu<float>(const RatioClipArgs<float>&, double, float*, bool);
 template void ratio_clip_backward_cpu<double>(const RatioClipArgs<double>&, double, double*, bool);
+template void ratio_clip_check_args<float>(const char*, const RatioClipArgs<float>&);
+template void ratio_clip_check_args<double>(const char*, const RatioClipArgs<double>&);
 
 }  // namespace rlft::kernels

@@ -55,6 +55,7 @@
 #include "engine/error.h"
 #include "kernels/cuda/common.cuh"
 #include "kernels/ratio_clip.h"
+#include "kernels/ratio_clip_math.h"
 
 namespace rlft::kernels {
 namespace {
@@ -62,67 +63,10 @@ namespace {
 using cuda_detail::block_allreduce;
 using cuda_detail::block_sum;
 using cuda_detail::kMaxWarps;
+using namespace ratio_clip_math;
 
-constexpr double kLogRatioClamp = 20.0;  // ALGORITHMS.md §0: clamp the log-ratio before exp
-constexpr int kUnroll = 2;               // tokens per thread whose loads are issued together
+constexpr int kUnroll = 2;  // tokens per thread whose loads are issued together
 constexpr int kFinishBlock = 512;
-
-enum Clip : int { kNone = 0, kLow = 1, kHigh = 2, kDual = 3 };
-
-struct Term {
-  double loss;     // l
-  double d_ratio;  // dl/dr: −A on the unclipped branch, 0 where a clip binds
-  int clip;
-};
-
-// The CPU's surrogate, operation for operation (std::max/min written as the same ternaries).
-__device__ __forceinline__ Term surrogate(double r, double A, double lo, double hi, double c) {
-  const double lo_r = r < lo ? lo : r;
-  const double clipped = hi < lo_r ? hi : lo_r;  // torch.clamp(r, lo, hi)
-  const double surr1 = r * A, surr2 = clipped * A;
-  Term o;
-  if (surr2 < surr1) {
-    o = {-surr2, 0.0, A > 0 ? kHigh : kLow};
-  } else {
-    o = {-surr1, -A, kNone};
-  }
-  if (c > 0.0 && A < 0.0 && -c * A < o.loss) o = {-c * A, 0.0, kDual};
-  return o;
-}
-
-__device__ __forceinline__ double clamp_log_ratio(double x) {
-  const double a = x < -kLogRatioClamp ? -kLogRatioClamp : x;
-  return kLogRatioClamp < a ? kLogRatioClamp : a;
-}
-__device__ __forceinline__ bool log_ratio_inside(double x) {
-  return x >= -kLogRatioClamp && x <= kLogRatioClamp;
-}
-
-// coef_i of the header's aggregation table (the CPU's row_coef).
-__device__ __forceinline__ double row_coef(Aggregation agg, double normalizer, int64_t B, int64_t T,
-                                           double n_row, double token_total) {
-  switch (agg) {
-    case Aggregation::token_mean: {
-      const double D = normalizer > 0 ? normalizer : token_total;
-      return D > 0 ? 1.0 / D : 0.0;
-    }
-    case Aggregation::seq_mean_token_mean: {
-      const double S = normalizer > 0 ? normalizer : double(B);
-      return n_row > 0 && S > 0 ? 1.0 / (S * n_row) : 0.0;
-    }
-    case Aggregation::seq_mean_token_sum: {
-      const double S = normalizer > 0 ? normalizer : double(B);
-      return S > 0 ? 1.0 / S : 0.0;
-    }
-    case Aggregation::constant_norm: {
-      const double L = normalizer > 0 ? normalizer : double(T);
-      return B > 0 && L > 0 ? 1.0 / (double(B) * L) : 0.0;
-    }
-    case Aggregation::only_token_mean:
-      return n_row > 0 ? 1.0 / n_row : 0.0;
-  }
-  return 0.0;
-}
 
 // Per-row partial sums. No member initialisers: it lives in shared memory.
 struct RowSums {
@@ -485,31 +429,6 @@ __global__ void __launch_bounds__(kFinishBlock)
 
 // ---- host side -----------------------------------------------------------------------------
 
-// The CPU version's argument checks (kernels/cpu/ratio_clip.cpp), with the CUDA op name.
-template <typename Real>
-void check_args(const char* op, const RatioClipArgs<Real>& a) {
-  RLFT_CHECK(a.B >= 0 && a.T >= 0, op, ": need B >= 0 and T >= 0, got B=", a.B, " T=", a.T);
-  RLFT_CHECK(
-      std::isfinite(a.eps_low) && std::isfinite(a.eps_high) && a.eps_low >= 0 && a.eps_high >= 0,
-      op, ": clip ranges must be finite and >= 0, got eps_low=", a.eps_low,
-      " eps_high=", a.eps_high);
-  RLFT_CHECK(a.dual_clip == 0.0 || a.dual_clip > 1.0, op,
-             ": dual_clip must be 0 (off) or > 1, got ", a.dual_clip);
-  RLFT_CHECK(a.normalizer >= 0.0 && std::isfinite(a.normalizer), op,
-             ": normalizer must be >= 0 (0 = from the batch), got ", a.normalizer);
-  RLFT_CHECK(a.aggregation != Aggregation::only_token_mean || a.normalizer == 0.0, op,
-             ": only_token_mean takes no normalizer, got ", a.normalizer);
-  if (a.level == RatioLevel::sequence) {
-    RLFT_CHECK(a.advantages_per_sequence, op,
-               ": RatioLevel::sequence (GSPO) needs per-sequence advantages [B]");
-    RLFT_CHECK(a.lower == nullptr && a.upper == nullptr, op,
-               ": RatioLevel::sequence clips s_i with the scalar bounds; per-token bounds given");
-  }
-  if (a.B * a.T > 0)
-    RLFT_CHECK(a.logp && a.old_logp && a.advantages, op,
-               ": logp, old_logp and advantages are required");
-}
-
 // Threads per row: about 8 tokens per thread, 64…512.
 int block_for(int64_t T) {
   int bd = 512;
@@ -527,7 +446,7 @@ unsigned elementwise_grid(int64_t n, int bd) {
 
 template <typename Real>
 RatioClipStats ratio_clip_forward_cuda(const RatioClipArgs<Real>& a, CUstream_st* stream) {
-  check_args("ratio_clip_forward_cuda", a);
+  ratio_clip_check_args("ratio_clip_forward_cuda", a);
   RatioClipStats out;
   if (a.B * a.T == 0) return out;
   cuda_detail::StreamScratch scratch(size_t(a.B) * sizeof(RowSums) + kStats * sizeof(double),
@@ -557,7 +476,7 @@ template <typename Real>
 void ratio_clip_backward_cuda(const RatioClipArgs<Real>& a, double g_loss, Real* g_logp,
                               bool accumulate, CUstream_st* stream) {
   constexpr const char* op = "ratio_clip_backward_cuda";
-  check_args(op, a);
+  ratio_clip_check_args(op, a);
   if (a.B * a.T == 0) return;
   RLFT_CHECK(g_logp != nullptr, op, ": g_logp output is required");
   const bool needs_total = a.aggregation == Aggregation::token_mean && a.normalizer == 0.0;
@@ -585,7 +504,7 @@ template <typename Real>
 double ratio_clip_loss_unfused_cuda(const RatioClipArgs<Real>& a, Real* workspace,
                                     CUstream_st* stream) {
   constexpr const char* op = "ratio_clip_loss_unfused_cuda";
-  check_args(op, a);
+  ratio_clip_check_args(op, a);
   RLFT_CHECK(a.level == RatioLevel::token && a.aggregation == Aggregation::token_mean &&
                  !a.advantages_per_sequence && a.lower == nullptr && a.upper == nullptr &&
                  a.dual_clip == 0.0 && a.normalizer == 0.0,

@@ -77,6 +77,7 @@ json::Value to_json(const DPOConfig& c) {
   v.set("out_dir", c.out_dir);
   v.set("name", c.name);
   v.set("seed", c.seed);
+  v.set("device", c.device);
   return v;
 }
 
@@ -93,7 +94,8 @@ std::pair<Tensor, Tensor> pair_log_probs(models::GPT& model, const models::Token
     prompts.push_back(pairs[i].prompt), responses.push_back(pairs[i].rejected);
   const int64_t B = int64_t(e - s);
   const Tensor lp = response_log_prob_sums(
-      model, make_sequence_batch(tok, prompts, responses, model.config().block_size));
+      model,
+      make_sequence_batch(tok, prompts, responses, model.config().block_size, model.device()));
   return {lp.narrow(0, 0, B), lp.narrow(0, B, B)};
 }
 
@@ -110,10 +112,11 @@ std::pair<std::vector<double>, std::vector<double>> cache_ref(
   return {c, r};
 }
 
-Tensor slice(const std::vector<double>& v, size_t s, size_t e, DType dt) {
+Tensor slice(const std::vector<double>& v, size_t s, size_t e, DType dt, Device device) {
   return Tensor::from_vector(std::vector<double>(v.begin() + long(s), v.begin() + long(e)),
                              {int64_t(e - s)})
-      .to(dt);
+      .to(dt)
+      .to(device);
 }
 
 struct PairStats {
@@ -152,9 +155,10 @@ DPOResult train_dpo(const DPOConfig& cfg) {
   RLFT_CHECK(cfg.checkpoint_every > 0 && cfg.stop_after >= 0,
              "rlft lm dpo: --checkpoint-every must be > 0 and --stop-after >= 0, got ",
              cfg.checkpoint_every, " and ", cfg.stop_after);
+  const Device dev = rl::resolve_device(cfg.device);
   const DPOLossType type = parse_dpo_loss(cfg.loss);
   std::vector<PreferencePair> pairs = read_preferences(cfg.prefs);
-  const LoadedModel policy_run = load_model(cfg.init), ref_run = load_model(cfg.init);
+  const LoadedModel policy_run = load_model(cfg.init, dev), ref_run = load_model(cfg.init, dev);
   models::GPT& policy = *policy_run.model;
   models::GPT& ref = *ref_run.model;
   const models::Tokenizer& tok = policy_run.tokenizer;
@@ -218,8 +222,8 @@ DPOResult train_dpo(const DPOConfig& cfg) {
       for (size_t s = 0; s < heldout.size(); s += 64) {
         const size_t e = std::min(heldout.size(), s + 64);
         const auto [pc, pr] = pair_log_probs(policy, tok, heldout, s, e);
-        hs.add(dpo_loss(pc, pr, slice(ref_hc, s, e, dt), slice(ref_hr, s, e, dt), cfg.beta, type,
-                        cfg.label_smoothing),
+        hs.add(dpo_loss(pc, pr, slice(ref_hc, s, e, dt, dev), slice(ref_hr, s, e, dt, dev),
+                        cfg.beta, type, cfg.label_smoothing),
                pc, pr);
       }
       policy.train();
@@ -275,8 +279,9 @@ DPOResult train_dpo(const DPOConfig& cfg) {
         rc.push_back(ref_c[order[i]]), rr.push_back(ref_r[order[i]]);
       }
       const auto [pc, pr] = pair_log_probs(policy, tok, batch, 0, batch.size());
-      const DPOLoss l = dpo_loss(pc, pr, slice(rc, 0, rc.size(), dt), slice(rr, 0, rr.size(), dt),
-                                 cfg.beta, type, cfg.label_smoothing);
+      const DPOLoss l =
+          dpo_loss(pc, pr, slice(rc, 0, rc.size(), dt, dev), slice(rr, 0, rr.size(), dt, dev),
+                   cfg.beta, type, cfg.label_smoothing);
       opt.zero_grad();
       l.loss.backward();
       const double gn =

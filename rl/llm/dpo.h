@@ -73,6 +73,8 @@ struct DPOConfig {
   std::string name = "reviews-dpo";
   uint64_t seed = 0;
   bool quiet = false;
+  // cpu, or cuda[:N]: every model of the run and its updates on that GPU.
+  std::string device = "cpu";
 };
 json::Value to_json(const DPOConfig& c);
 

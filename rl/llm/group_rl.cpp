@@ -79,6 +79,7 @@ json::Value to_json(const GroupRLConfig& c) {
   v.set("resume", c.resume);
   v.set("stop_after", c.stop_after);
   v.set("quiet", c.quiet);
+  v.set("device", c.device);
   return v;
 }
 
@@ -260,7 +261,8 @@ Tensor aggregate(const Tensor& per_token, const Tensor& mask, kernels::Aggregati
     coef[size_t(i)] = c;
   }
   const Tensor row_sums = sum(per_token * mask.to(per_token.dtype()), {1});  // [B]
-  return sum(row_sums * Tensor::from_vector(coef, {B}).to(per_token.dtype()));
+  return sum(row_sums *
+             Tensor::from_vector(coef, {B}).to(per_token.dtype()).to(per_token.device()));
 }
 
 std::pair<Tensor, Tensor> log_probs_and_entropy(models::GPT& model, const Tensor& tokens,
@@ -270,7 +272,7 @@ std::pair<Tensor, Tensor> log_probs_and_entropy(models::GPT& model, const Tensor
   const Tensor hidden = model.forward(tokens, attention_mask);
   const Tensor logits = model.lm_logits(hidden.narrow(1, 0, T - 1));
   auto [lp, ent] = softmax_logprob(logits, tokens.narrow(1, 1, T - 1), 1.0);
-  const Tensor zero = Tensor::zeros({B, 1}, lp.dtype());
+  const Tensor zero = Tensor::zeros({B, 1}, lp.dtype(), lp.device());
   return {concat({zero, lp}, 1), concat({zero, ent}, 1)};
 }
 
@@ -292,7 +294,7 @@ struct Batch {
   Tensor tokens, attention_mask, response_mask;  // [B, T]
 };
 
-Batch make_batch(const std::vector<Sample>& samples, int64_t pad_id) {
+Batch make_batch(const std::vector<Sample>& samples, int64_t pad_id, Device device) {
   int64_t Tp = 0, S = 1;
   for (const Sample& s : samples) {
     Tp = std::max<int64_t>(Tp, int64_t(s.prompt_ids.size()));
@@ -313,8 +315,8 @@ Batch make_batch(const std::vector<Sample>& samples, int64_t pad_id) {
       am[size_t(b * T + Tp) + k] = rm[size_t(b * T + Tp) + k] = 1.f;
     }
   }
-  return {Tensor::from_vector(tok, {B, T}), Tensor::from_vector(am, {B, T}),
-          Tensor::from_vector(rm, {B, T})};
+  return {Tensor::from_vector(tok, {B, T}).to(device), Tensor::from_vector(am, {B, T}).to(device),
+          Tensor::from_vector(rm, {B, T}).to(device)};
 }
 
 // "82<|eos|>" or "-33<|eos|>": an integer and EOS (the format reward).
@@ -361,7 +363,7 @@ void check_resumable(const std::string& config_path, const json::Value& now) {
   const json::Value before = json::parse(fs::read_file(config_path), config_path);
   for (const auto& [k, v] : now.as_object()) {
     if (k == "steps" || k == "resume" || k == "stop_after" || k == "quiet" || k == "git_revision" ||
-        k == "checkpoint_every")
+        k == "checkpoint_every" || k == "device")
       continue;
     const json::Value* old = before.find(k);
     RLFT_CHECK(old && *old == v, "--resume: setting '", k, "' is ", v.dump(), " but the run at ",
@@ -385,7 +387,8 @@ double greedy_accuracy(models::GPT& model, const models::Tokenizer& tok, const T
 GroupRLResult train_group_rl(const GroupRLConfig& cfg_in) {
   GroupRLConfig cfg = cfg_in;
   check_config(cfg);
-  const LoadedModel init = load_model(cfg.init);
+  const Device dev = rl::resolve_device(cfg.device);
+  const LoadedModel init = load_model(cfg.init, dev);
   if (!init.run_config.is_null()) cfg.task = sft_config_from_json(init.run_config).task;
   if (cfg.name.empty()) {
     std::string base = cfg.init;
@@ -397,7 +400,7 @@ GroupRLResult train_group_rl(const GroupRLConfig& cfg_in) {
              " has no verifier: group RL needs a verifiable reward (use --task arith)");
   models::GPT& policy = *init.model;
   const models::Tokenizer& tok = init.tokenizer;
-  const std::shared_ptr<models::GPT> reference = load_model(cfg.init).model;  // frozen π_ref
+  const std::shared_ptr<models::GPT> reference = load_model(cfg.init, dev).model;  // frozen π_ref
   reference->eval();
   for (Tensor& p : reference->parameters()) p.set_requires_grad(false);
 
@@ -652,7 +655,7 @@ GroupRLResult train_group_rl(const GroupRLConfig& cfg_in) {
     int64_t updates = 0;
     if (groups > 0) {
       // ---- 2. old and reference log-probs (no gradient)
-      const Batch batch = make_batch(samples, tok.pad_id());
+      const Batch batch = make_batch(samples, tok.pad_id(), dev);
       const int64_t B = batch.tokens.size(0), T = batch.tokens.size(1);
       Tensor old_lp, ref_lp;
       {
@@ -706,7 +709,7 @@ GroupRLResult train_group_rl(const GroupRLConfig& cfg_in) {
         zero_adv += all_zero;
       }
       zero_adv /= double(groups);
-      const Tensor advantages = Tensor::from_vector(adv, {B}).to(old_lp.dtype());
+      const Tensor advantages = Tensor::from_vector(adv, {B}).to(old_lp.dtype()).to(dev);
       // ---- 5. minibatch updates: every step after the first is off-policy
       const int64_t mb = std::max<int64_t>(1, B / cfg.minibatches);
       for (int64_t epoch = 0; epoch < cfg.epochs; ++epoch) {
@@ -730,7 +733,7 @@ GroupRLResult train_group_rl(const GroupRLConfig& cfg_in) {
             const std::vector<int64_t> micro(rows.begin() + a, rows.begin() + b);
             double micro_tokens = 0;
             for (int64_t r : micro) micro_tokens += double(samples[size_t(r)].response_ids.size());
-            const Tensor idx = Tensor::from_vector(micro, {b - a});
+            const Tensor idx = Tensor::from_vector(micro, {b - a}).to(dev);
             const Tensor tokens = index_select(batch.tokens, 0, idx);
             const Tensor amask = index_select(batch.attention_mask, 0, idx);
             const Tensor rmask = index_select(batch.response_mask, 0, idx);

@@ -131,6 +131,9 @@ struct GroupRLConfig {
   bool resume = false;             // continue runs/<name> from its checkpoint
   int64_t stop_after = 0;          // stop after N steps of this invocation (0: run to --steps)
   bool quiet = false;              // no progress lines
+  // cpu, or cuda[:N]: policy, reference and updates on that GPU (prompts, rewards and
+  // advantages are computed on the host). May differ on --resume.
+  std::string device = "cpu";
 };
 
 json::Value to_json(const GroupRLConfig& c);

@@ -93,7 +93,7 @@ Metadata checkpoint_metadata(const models::GPTConfig& cfg, const models::Tokeniz
   return m;
 }
 
-LoadedModel load_model(const std::string& path) {
+LoadedModel load_model(const std::string& path, Device device) {
   LoadedModel out;
   out.path = checkpoint_path(path);
   RLFT_CHECK(fs::exists(out.path), out.path,
@@ -114,6 +114,7 @@ LoadedModel load_model(const std::string& path) {
   if (meta.count("step")) out.step = std::stoll(meta["step"]);
   Generator gen(0);
   out.model = std::make_shared<models::GPT>(cfg, gen);
+  out.model->to(device);  // load_checkpoint copies each tensor onto its parameter's device
   load_checkpoint(out.path, *out.model, nullptr);
   out.model->eval();
   return out;
@@ -133,8 +134,10 @@ LossStats evaluate_loss(models::GPT& model, const models::Tokenizer& tok,
     for (size_t i = start; i < std::min(n, start + size_t(batch)); ++i)
       chunk.push_back(&examples[i]);
     const LMBatch b = make_lm_batch(tok, chunk, model.config().block_size, response_only);
-    const Tensor logits = model.lm_logits(model.forward(b.inputs)).reshape({b.targets.size(0), -1});
-    loss_sum += cross_entropy(logits, b.targets, kIgnoreIndex, "sum").item();
+    const Tensor targets = b.targets.to(model.device());
+    const Tensor logits =
+        model.lm_logits(model.forward(b.inputs.to(model.device()))).reshape({targets.size(0), -1});
+    loss_sum += cross_entropy(logits, targets, kIgnoreIndex, "sum").item();
     const std::vector<int64_t> pred = argmax(logits, -1).to_int_vector(),
                                tgt = b.targets.to_int_vector();
     for (size_t i = 0; i < tgt.size(); ++i) {

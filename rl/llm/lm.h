@@ -66,9 +66,10 @@ std::string checkpoint_path(const std::string& path);
 // Metadata for save_checkpoint.
 Metadata checkpoint_metadata(const models::GPTConfig& cfg, const models::Tokenizer& tok,
                              const json::Value& run_config, int64_t step);
-// Builds the model from the metadata and loads its weights; a file without the metadata is an
-// error naming what is missing.
-LoadedModel load_model(const std::string& path);
+// Builds the model from the metadata and loads its weights onto `device` (checked by the
+// caller, e.g. rl::resolve_device); a file without the metadata is an error naming what is
+// missing.
+LoadedModel load_model(const std::string& path, Device device = Device::cpu());
 
 // Greedy or sampled responses to `prompts`, in batches of `batch_size`; the responses are the
 // decoded generated tokens (specials shown, so an emitted EOS appears as "<|eos|>").
@@ -78,7 +79,7 @@ std::vector<std::string> sample_responses(models::GPT& model, const models::Toke
                                           int64_t batch_size = 64);
 
 // Mean next-token cross-entropy (nats per counted target) and argmax accuracy over the first
-// `max_examples` examples, in batches of `batch` (no gradient; eval mode).
+// `max_examples` examples, in batches of `batch` (no gradient; eval mode; on the model's device).
 struct LossStats {
   double loss = 0, accuracy = 0;
   int64_t tokens = 0;  // counted targets

@@ -53,7 +53,7 @@ Tensor compute_rewards(const Tensor& log_probs, const Tensor& ref_log_probs,
       rewards[size_t(b * T + last)] +=
           std::clamp(score[size_t(b)], -clip_reward_value, clip_reward_value);
   }
-  return Tensor::from_vector(rewards, {B, T}).to(log_probs.dtype());
+  return Tensor::from_vector(rewards, {B, T}).to(log_probs.dtype()).to(log_probs.device());
 }
 
 Tensor critic_loss(const Tensor& values, const Tensor& old_values, const Tensor& returns,
@@ -89,7 +89,7 @@ Tensor whiten_masked(const Tensor& advantages, const Tensor& action_mask) {
   std::vector<double> w(a.size(), 0.0);
   for (size_t i = 0; i < a.size(); ++i)
     if (m[i] != 0) w[i] = (a[i] - mu) / (sd + 1e-8);
-  return Tensor::from_vector(w, advantages.shape()).to(advantages.dtype());
+  return Tensor::from_vector(w, advantages.shape()).to(advantages.dtype()).to(advantages.device());
 }
 
 void AdaptiveKLController::update(double kl, int64_t n_steps) {
@@ -125,6 +125,7 @@ json::Value to_json(const PPORLHFConfig& c) {
   v.set("out_dir", c.out_dir);
   v.set("name", c.name);
   v.set("seed", c.seed);
+  v.set("device", c.device);
   return v;
 }
 
@@ -134,7 +135,7 @@ namespace {
 Tensor aligned_values(models::GPT& critic, const Tensor& tokens, const Tensor& attention_mask) {
   const Tensor v = critic.values(critic.forward(tokens, attention_mask));
   const int64_t B = v.size(0), T = v.size(1);
-  return concat({Tensor::zeros({B, 1}, v.dtype()), v.narrow(1, 0, T - 1)}, 1);
+  return concat({Tensor::zeros({B, 1}, v.dtype(), v.device()), v.narrow(1, 0, T - 1)}, 1);
 }
 
 // Actor log-probs and entropies [B, T] (0 at t = 0), from one forward pass.
@@ -144,7 +145,7 @@ std::pair<Tensor, Tensor> actor_log_probs(models::GPT& actor, const Tensor& toke
   const int64_t B = tokens.size(0), T = tokens.size(1);
   auto [lp, ent] =
       softmax_logprob(logits.narrow(1, 0, T - 1), tokens.narrow(1, 1, T - 1), temperature);
-  const Tensor z = Tensor::zeros({B, 1}, lp.dtype());
+  const Tensor z = Tensor::zeros({B, 1}, lp.dtype(), lp.device());
   return {concat({z, lp}, 1), concat({z, ent}, 1)};
 }
 
@@ -160,8 +161,9 @@ PPORLHFResult train_ppo_rlhf(const PPORLHFConfig& cfg) {
                  cfg.batch % cfg.minibatches == 0,
              "rlft lm ppo: --batch, --steps, --ppo-epochs, --minibatches must be > 0 and "
              "minibatches must divide batch");
-  const LoadedModel actor_run = load_model(cfg.init), ref_run = load_model(cfg.init);
-  const LoadedModel rm_run = load_model(cfg.reward_model);
+  const Device dev = rl::resolve_device(cfg.device);
+  const LoadedModel actor_run = load_model(cfg.init, dev), ref_run = load_model(cfg.init, dev);
+  const LoadedModel rm_run = load_model(cfg.reward_model, dev);
   RLFT_CHECK(rm_run.model->config().reward_head, cfg.reward_model,
              ": not a reward model (no reward head)");
   RLFT_CHECK(rm_run.tokenizer.to_json() == actor_run.tokenizer.to_json(), cfg.reward_model,
@@ -174,6 +176,7 @@ PPORLHFResult train_ppo_rlhf(const PPORLHFConfig& cfg) {
   // initialises the critic from the reward model).
   Generator gen(cfg.seed);
   models::GPT critic(with_heads(rm.config(), true, false), gen);
+  critic.to(dev);  // built on the host (the same draws from gen on every device), then moved
   copy_matching_parameters(critic, rm);
   {
     NoGradGuard ng;

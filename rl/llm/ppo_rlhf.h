@@ -93,6 +93,8 @@ struct PPORLHFConfig {
   std::string name = "reviews-ppo";
   uint64_t seed = 0;
   bool quiet = false;
+  // cpu, or cuda[:N]: every model of the run and its updates on that GPU.
+  std::string device = "cpu";
 };
 json::Value to_json(const PPORLHFConfig& c);
 

@@ -41,6 +41,7 @@ json::Value to_json(const RewardModelConfig& c) {
   v.set("out_dir", c.out_dir);
   v.set("name", c.name);
   v.set("seed", c.seed);
+  v.set("device", c.device);
   return v;
 }
 
@@ -53,9 +54,10 @@ std::vector<double> reward_scores(models::GPT& rm, const models::Tokenizer& tok,
   std::vector<double> out;
   for (size_t s = 0; s < prompts.size(); s += size_t(batch)) {
     const size_t e = std::min(prompts.size(), s + size_t(batch));
-    const SequenceBatch sb = make_sequence_batch(
-        tok, {prompts.begin() + long(s), prompts.begin() + long(e)},
-        {responses.begin() + long(s), responses.begin() + long(e)}, rm.config().block_size);
+    const SequenceBatch sb =
+        make_sequence_batch(tok, {prompts.begin() + long(s), prompts.begin() + long(e)},
+                            {responses.begin() + long(s), responses.begin() + long(e)},
+                            rm.config().block_size, rm.device());
     const Tensor h = rm.forward(sb.tokens, sb.attention_mask);
     for (double r : rm.rewards(h, sb.attention_mask).to_vector()) out.push_back(r);
   }
@@ -112,11 +114,13 @@ RewardModelResult train_reward_model(const RewardModelConfig& cfg) {
              "rlft lm rm: --min-lr-ratio must be in [0, 1], got ", cfg.min_lr_ratio);
   RLFT_CHECK(cfg.eval_fraction >= 0 && cfg.eval_fraction < 1,
              "rlft lm rm: --eval-fraction must be in [0, 1)");
+  const Device dev = rl::resolve_device(cfg.device);
   std::vector<PreferencePair> pairs = read_preferences(cfg.prefs);
-  const LoadedModel init = load_model(cfg.init);
+  const LoadedModel init = load_model(cfg.init, dev);
   Generator gen(cfg.seed);
   const models::GPTConfig mc = with_heads(init.model->config(), false, true);
-  models::GPT rm(mc, gen);
+  models::GPT rm(mc, gen);  // the reward head drawn on the host, then moved: device-independent
+  rm.to(dev);
   copy_matching_parameters(rm, *init.model);
   const models::Tokenizer& tok = init.tokenizer;
 
@@ -159,7 +163,7 @@ RewardModelResult train_reward_model(const RewardModelConfig& cfg) {
       for (size_t i = s; i < e; ++i)
         prompts.push_back(train[i].prompt), responses.push_back(train[i].rejected);
       const int64_t B = int64_t(e - s);
-      const SequenceBatch sb = make_sequence_batch(tok, prompts, responses, mc.block_size);
+      const SequenceBatch sb = make_sequence_batch(tok, prompts, responses, mc.block_size, dev);
       const Tensor r = rm.rewards(rm.forward(sb.tokens, sb.attention_mask), sb.attention_mask);
       const Tensor rw = r.narrow(0, 0, B), rl_ = r.narrow(0, B, B);
       const Tensor loss = bradley_terry_loss(rw, rl_, cfg.margin, cfg.center_coef);

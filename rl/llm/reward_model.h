@@ -53,6 +53,8 @@ struct RewardModelConfig {
   std::string name = "reviews-rm";
   uint64_t seed = 0;
   bool quiet = false;
+  // cpu, or cuda[:N]: every model of the run and its updates on that GPU.
+  std::string device = "cpu";
 };
 json::Value to_json(const RewardModelConfig& c);
 

@@ -12,6 +12,7 @@
 #include "rl/llm/lm.h"
 #include "rl/llm/sft.h"
 #include "rl/llm/tasks/reviews.h"
+#include "rl/run.h"
 
 namespace rlft::llm {
 
@@ -107,7 +108,7 @@ PrefsResult generate_preferences(const PrefsConfig& cfg) {
              cfg.samples_per_prompt);
   RLFT_CHECK(cfg.label_noise >= 0 && cfg.label_noise <= 0.5,
              "rlft lm prefs: --label-noise must be in [0, 0.5], got ", cfg.label_noise);
-  const LoadedModel lm = load_model(cfg.run);
+  const LoadedModel lm = load_model(cfg.run, rl::resolve_device(cfg.device));
   TaskConfig tc = task_config_of(lm);
   tc.task = cfg.task;
   const std::unique_ptr<Task> task = make_task(tc);
@@ -173,7 +174,8 @@ PrefsResult generate_preferences(const PrefsConfig& cfg) {
 
 SequenceBatch make_sequence_batch(const models::Tokenizer& tok,
                                   const std::vector<std::string>& prompts,
-                                  const std::vector<std::string>& responses, int64_t max_len) {
+                                  const std::vector<std::string>& responses, int64_t max_len,
+                                  Device device) {
   RLFT_CHECK(prompts.size() == responses.size() && !prompts.empty(),
              "make_sequence_batch: ", prompts.size(), " prompts and ", responses.size(),
              " responses");
@@ -205,9 +207,9 @@ SequenceBatch make_sequence_batch(const models::Tokenizer& tok,
     }
     out.response_lengths.push_back(int64_t(s.size()) - starts[size_t(b)]);
   }
-  out.tokens = Tensor::from_vector(tokens, {B, T});
-  out.attention_mask = Tensor::from_vector(am, {B, T});
-  out.response_mask = Tensor::from_vector(rm, {B, T});
+  out.tokens = Tensor::from_vector(tokens, {B, T}).to(device);
+  out.attention_mask = Tensor::from_vector(am, {B, T}).to(device);
+  out.response_mask = Tensor::from_vector(rm, {B, T}).to(device);
   return out;
 }
 

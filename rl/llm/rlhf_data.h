@@ -59,6 +59,7 @@ struct PrefsConfig {
   uint64_t seed = 0;
   std::string out = "prefs.jsonl";  // the JSONL file written
   bool quiet = false;
+  std::string device = "cpu";  // cpu, or cuda[:N]: the policy and its sampling on that GPU
 };
 struct PrefsResult {
   std::vector<PreferencePair> pairs;
@@ -85,10 +86,12 @@ struct SequenceBatch {
   Tensor response_mask;   // f32: 1 on response tokens and the EOS (what log-probs are summed over)
   std::vector<int64_t> response_lengths;  // Σ_t response_mask per row
 };
-// Sequences longer than max_len tokens are an error naming the row.
+// Sequences longer than max_len tokens are an error naming the row. The tensors are put on
+// `device` (the model's).
 SequenceBatch make_sequence_batch(const models::Tokenizer& tok,
                                   const std::vector<std::string>& prompts,
-                                  const std::vector<std::string>& responses, int64_t max_len);
+                                  const std::vector<std::string>& responses, int64_t max_len,
+                                  Device device = Device::cpu());
 // log π(y | x) = Σ_t response_mask · log p(token_t | tokens_<t): [B], differentiable.
 Tensor response_log_prob_sums(models::GPT& model, const SequenceBatch& batch);
 // Copies every parameter of src into the parameter of dst with the same name and shape

@@ -25,14 +25,17 @@ RRHFLoss rrhf_loss(const Tensor& log_prob_sums, const std::vector<int64_t>& leng
     RLFT_CHECK(n > 0, "rrhf_loss: a candidate has no tokens");
     inv_len.push_back(1.0 / double(n));
   }
-  const Tensor p = mul(log_prob_sums, Tensor::from_vector(inv_len, {k}).to(log_prob_sums.dtype()));
+  const Device dev = log_prob_sums.device();
+  const Tensor p =
+      mul(log_prob_sums, Tensor::from_vector(inv_len, {k}).to(log_prob_sums.dtype()).to(dev));
   // L_rank = Σ_{R_i < R_j} max(0, p_i − p_j): a [k, k] matrix of p_i − p_j, masked to the pairs.
   std::vector<double> pair_mask(size_t(k * k), 0.0);
   for (int64_t i = 0; i < k; ++i)
     for (int64_t j = 0; j < k; ++j)
       pair_mask[size_t(i * k + j)] = scores[size_t(i)] < scores[size_t(j)];
   const Tensor diff = sub(p.reshape({k, 1}), p.reshape({1, k}));
-  const Tensor rank = sum(mul(relu(diff), Tensor::from_vector(pair_mask, {k, k}).to(p.dtype())));
+  const Tensor rank =
+      sum(mul(relu(diff), Tensor::from_vector(pair_mask, {k, k}).to(p.dtype()).to(dev)));
   const int64_t best = int64_t(std::max_element(scores.begin(), scores.end()) - scores.begin());
   const Tensor ft = neg(log_prob_sums.narrow(0, best, 1).reshape({}));
   RRHFLoss out;
@@ -59,6 +62,7 @@ json::Value to_json(const RRHFConfig& c) {
   v.set("out_dir", c.out_dir);
   v.set("name", c.name);
   v.set("seed", c.seed);
+  v.set("device", c.device);
   return v;
 }
 
@@ -70,12 +74,13 @@ RRHFResult train_rrhf(const RRHFConfig& cfg) {
              "rlft lm rrhf: --reward-model is required with --scorer rm");
   RLFT_CHECK(cfg.k >= 2 && cfg.prompts_per_step > 0 && cfg.steps > 0,
              "rlft lm rrhf: --k must be >= 2");
-  const LoadedModel policy_run = load_model(cfg.init), ref_run = load_model(cfg.init);
+  const Device dev = rl::resolve_device(cfg.device);
+  const LoadedModel policy_run = load_model(cfg.init, dev), ref_run = load_model(cfg.init, dev);
   models::GPT& policy = *policy_run.model;
   const models::Tokenizer& tok = policy_run.tokenizer;
   LoadedModel rm_run;
   if (cfg.scorer == "rm") {
-    rm_run = load_model(cfg.reward_model);
+    rm_run = load_model(cfg.reward_model, dev);
     RLFT_CHECK(rm_run.model->config().reward_head, cfg.reward_model,
                ": not a reward model (no reward head)");
   }
@@ -125,7 +130,7 @@ RRHFResult train_rrhf(const RRHFConfig& cfg) {
     }
     policy.train();
     const SequenceBatch sb =
-        make_sequence_batch(tok, prompts, responses, policy.config().block_size);
+        make_sequence_batch(tok, prompts, responses, policy.config().block_size, dev);
     const Tensor lp = response_log_prob_sums(policy, sb);
     Tensor total;
     for (int64_t i = 0; i < cfg.prompts_per_step; ++i) {

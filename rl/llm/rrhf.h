@@ -48,6 +48,8 @@ struct RRHFConfig {
   std::string name = "reviews-rrhf";
   uint64_t seed = 0;
   bool quiet = false;
+  // cpu, or cuda[:N]: every model of the run and its updates on that GPU.
+  std::string device = "cpu";
 };
 json::Value to_json(const RRHFConfig& c);
 

@@ -146,11 +146,7 @@ class GroupedAdamW : public optim::Optimizer {
 void check_config(const SFTConfig& c) {
   RLFT_CHECK(c.mode == "pretrain" || c.mode == "sft", "--mode: expected pretrain or sft, got '",
              c.mode, "'");
-  if (c.device.rfind("cuda", 0) == 0)
-    throw Error(str("--device ", c.device,
-                    ": SFT runs on the CPU only for now (the engine's ops have CUDA kernels, but the "
-                    "KV-cache generation used by its evaluation does not); use --device cpu"));
-  RLFT_CHECK(Device::parse(c.device).is_cpu(), "--device: expected cpu, got '", c.device, "'");
+  rl::resolve_device(c.device);  // cuda[:N] without that GPU: an error with the runtime's reason
   RLFT_CHECK(c.steps > 0, "--steps must be positive, got ", c.steps);
   RLFT_CHECK(c.batch > 0, "--batch-size must be positive, got ", c.batch);
   RLFT_CHECK(c.lr > 0, "--lr must be positive, got ", c.lr);
@@ -249,6 +245,10 @@ SFTResult train_sft(const SFTConfig& cfg_in) {
                ": its tokenizer differs from this task's (same --task and --tokenizer needed)");
     model.copy_from(*init.model);
   }
+  // Initialised on the host (the same weights whatever the device), then moved, before the
+  // optimizer takes the parameters; a resumed checkpoint is loaded onto the device below.
+  const Device dev = rl::resolve_device(cfg.device);
+  model.to(dev);
   std::vector<Tensor> decay, no_decay;
   for (auto& [n, p] : model.named_parameters()) (p.dim() >= 2 ? decay : no_decay).push_back(p);
   GroupedAdamW opt(decay, no_decay, cfg);
@@ -309,9 +309,9 @@ SFTResult train_sft(const SFTConfig& cfg_in) {
     const LMBatch batch = make_lm_batch(tok, examples, mc.block_size, cfg.mode == "sft");
 
     opt.set_lr(schedule.at(step));
-    const Tensor logits = model.lm_logits(model.forward(batch.inputs));  // [B, T, V]
-    const Tensor loss =
-        cross_entropy(logits.reshape({batch.targets.size(0), -1}), batch.targets, kIgnoreIndex);
+    const Tensor inputs = batch.inputs.to(dev), targets = batch.targets.to(dev);
+    const Tensor logits = model.lm_logits(model.forward(inputs));  // [B, T, V]
+    const Tensor loss = cross_entropy(logits.reshape({targets.size(0), -1}), targets, kIgnoreIndex);
     opt.zero_grad();
     loss.backward();
     last_grad_norm = cfg.grad_clip > 0 ? optim::clip_grad_norm(opt.params(), cfg.grad_clip) : 0.0;

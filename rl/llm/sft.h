@@ -74,7 +74,7 @@ struct SFTConfig {
   std::string out_dir = "runs";  // parent of the run directory
   std::string name;              // run name; empty: <task>-<mode>-<model>
   uint64_t seed = 0;             // initialisation, batches and dropout
-  std::string device = "cpu";    // cpu (no CUDA backend for the engine yet)
+  std::string device = "cpu";    // cpu, or cuda[:N]: model, batches and update on that GPU
   bool resume = false;           // continue runs/<name> from its checkpoint
   int64_t stop_after = 0;  // stop after this many steps of this invocation (0: run to --steps)
   // Stop at the first validation whose greedy exact match (tasks with a verifier) reaches this

@@ -7,7 +7,7 @@
 #include <sstream>
 #include <string>
 
-#include "engine/cuda.h"
+#include "test_util.h"
 
 namespace {
 
@@ -46,8 +46,7 @@ TEST(Cli, BadInputIsOneLineAndExit2) {
     std::string args, expect;
   };
   const auto unwritable = std::string("/proc/rlft-cannot-write");
-  std::string reason;
-  const bool gpu = rlft::cuda::device_count(&reason) > 0;
+  const bool gpu = rlft::testing::no_gpu_reason().empty();
   const Case cases[] = {
       {"train ppo --env Nope-v0 --quiet", "Nope-v0"},
       {"train ppo --lr abc", "--lr: 'abc' is not a number"},
@@ -72,6 +71,37 @@ TEST(Cli, BadInputIsOneLineAndExit2) {
     EXPECT_EQ(o.err.rfind("rlft: error: ", 0), 0u) << o.err;
     EXPECT_NE(o.err.find(c.expect), std::string::npos) << c.args << "\nstderr: " << o.err;
   }
+}
+
+// Every language-model command takes --device cuda[:N]; without a GPU each says so in one line
+// with the runtime's reason, before it reads its inputs or writes a run (so none are needed
+// here). Skipped where a GPU answers: the commands would then start their runs.
+TEST(Cli, LmCommandsOnCudaWithoutAGpuAreOneClearError) {
+  if (rlft::testing::no_gpu_reason().empty()) GTEST_SKIP() << "a GPU is present";
+  const std::string missing = "/nonexistent/rlft-run";
+  const std::string cases[] = {
+      "lm pretrain --device cuda --quiet --out-dir " + missing,
+      "lm sft --device cuda:1 --quiet --out-dir " + missing,
+      "lm sample --device cuda --run " + missing,
+      "lm eval --device cuda --run " + missing,
+      "lm grpo --device cuda --init " + missing,
+      "lm rloo --device cuda --init " + missing,
+      "lm prefs --device cuda --run " + missing,
+      "lm rm --device cuda --prefs " + missing + " --init " + missing,
+      "lm dpo --device cuda --prefs " + missing + " --init " + missing,
+      "lm rrhf --device cuda --scorer ground_truth --init " + missing,
+      "lm ppo --device cuda --init " + missing + " --reward-model " + missing,
+  };
+  for (const std::string& args : cases) {
+    const Outcome o = run(args);
+    EXPECT_EQ(o.status, 2) << args << "\nstderr: " << o.err;
+    EXPECT_EQ(lines(o.err), 1) << args << "\nstderr: " << o.err;
+    EXPECT_NE(o.err.find(": no CUDA device answers ("), std::string::npos)
+        << args << "\nstderr: " << o.err;
+  }
+  const Outcome tpu = run("lm sample --device tpu --run " + missing);
+  EXPECT_EQ(tpu.status, 2);
+  EXPECT_NE(tpu.err.find("unknown device 'tpu'"), std::string::npos) << tpu.err;
 }
 
 TEST(Cli, HelpListsOptionsWithDefaults) {

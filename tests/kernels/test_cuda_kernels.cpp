@@ -45,6 +45,7 @@
 #include "kernels/gae.h"
 #include "kernels/ratio_clip.h"
 #include "kernels/softmax_logprob.h"
+#include "tests/kernels/ratio_clip_modes.h"
 
 #ifdef RLFT_HAVE_CUDA
 #include <cuda_runtime.h>
@@ -489,18 +490,15 @@ TEST(SoftmaxLogprobCuda, UnfusedBaselineMatchesCpu) {
 // ratio_clip
 // =============================================================================================
 
-struct ClipCase {
+// One sweep point on one shape.
+struct ClipCase : rlft::test::RatioClipMode {
   int64_t B = 0, T = 0;
-  rk::RatioLevel level = rk::RatioLevel::token;
-  rk::Aggregation agg = rk::Aggregation::token_mean;
-  bool adv_per_seq = false, bounds = false, mask = true;
-  double dual = 0.0, normalizer = 0.0;
 };
 
 std::string describe(const ClipCase& c) {
   return rlft::str("B=", c.B, " T=", c.T, " level=", rk::ratio_level_name(c.level),
                    " agg=", rk::aggregation_name(c.agg), c.adv_per_seq ? " adv/seq" : "",
-                   c.bounds ? " per-token bounds" : "", c.mask ? " mask" : "", " dual=", c.dual,
+                   c.per_token_bounds ? " per-token bounds" : "", c.with_mask ? " mask" : "", " dual=", c.dual,
                    " normalizer=", c.normalizer);
 }
 
@@ -524,7 +522,7 @@ ClipData make_clip(const ClipCase& c, uint64_t seed) {
   ClipData D;
   D.old_logp.resize(ix(BT));
   for (double& x : D.old_logp) x = -U(0.01, 6.0);
-  if (c.bounds) {
+  if (c.per_token_bounds) {
     D.lower.resize(ix(BT));
     D.upper.resize(ix(BT));
     for (int64_t k = 0; k < BT; ++k) {
@@ -556,8 +554,8 @@ ClipData make_clip(const ClipCase& c, uint64_t seed) {
     double row_x = 0.0;
     for (int64_t t = 0; t < T; ++t) {
       const int64_t k = i * T + t;
-      const double lo = c.bounds ? D.lower[ix(k)] : 1.0 - eps_low;
-      const double hi = c.bounds ? D.upper[ix(k)] : 1.0 + eps_high;
+      const double lo = c.per_token_bounds ? D.lower[ix(k)] : 1.0 - eps_low;
+      const double hi = c.per_token_bounds ? D.upper[ix(k)] : 1.0 + eps_high;
       double x;
       if (c.level == rk::RatioLevel::token) {
         x = draw(regime(rng), lo, hi);
@@ -568,7 +566,7 @@ ClipData make_clip(const ClipCase& c, uint64_t seed) {
       D.logp[ix(k)] = D.old_logp[ix(k)] + x;
     }
   }
-  if (c.mask) {
+  if (c.with_mask) {
     D.mask.resize(ix(BT));
     for (double& w : D.mask) w = u01(rng) < 0.75 ? 1.0 : 0.0;
     if (B > 1)
@@ -652,30 +650,13 @@ void expect_clip_parity(const ClipCase& c, uint64_t seed) {
 
 std::vector<ClipCase> every_clip_mode(int64_t B, int64_t T) {
   std::vector<ClipCase> out;
-  for (auto level :
-       {rk::RatioLevel::token, rk::RatioLevel::sequence, rk::RatioLevel::sequence_token})
-    for (auto agg : {rk::Aggregation::token_mean, rk::Aggregation::seq_mean_token_mean,
-                     rk::Aggregation::seq_mean_token_sum, rk::Aggregation::constant_norm,
-                     rk::Aggregation::only_token_mean})
-      for (bool adv_per_seq : {false, true})
-        for (bool bounds : {false, true})
-          for (double dual : {0.0, 3.0})
-            for (bool mask : {false, true})
-              for (double normalizer : {0.0, 37.0}) {
-                if (level == rk::RatioLevel::sequence && (!adv_per_seq || bounds)) continue;
-                if (agg == rk::Aggregation::only_token_mean && normalizer > 0) continue;
-                ClipCase c;
-                c.B = B;
-                c.T = T;
-                c.level = level;
-                c.agg = agg;
-                c.adv_per_seq = adv_per_seq;
-                c.bounds = bounds;
-                c.dual = dual;
-                c.mask = mask;
-                c.normalizer = normalizer;
-                out.push_back(c);
-              }
+  for (const rlft::test::RatioClipMode& m : rlft::test::every_ratio_clip_mode()) {
+    ClipCase c;
+    static_cast<rlft::test::RatioClipMode&>(c) = m;
+    c.B = B;
+    c.T = T;
+    out.push_back(c);
+  }
   return out;
 }
 

@@ -20,6 +20,7 @@
 #include "kernels/gae.h"
 #include "kernels/ratio_clip.h"
 #include "kernels/softmax_logprob.h"
+#include "tests/kernels/ratio_clip_modes.h"
 
 namespace rk = rlft::kernels;
 
@@ -579,12 +580,7 @@ ClipRef ref_ratio_clip(const ClipProblem& P, int64_t seed) {
   return out;
 }
 
-struct ClipOptions {
-  rk::RatioLevel level = rk::RatioLevel::token;
-  rk::Aggregation agg = rk::Aggregation::token_mean;
-  bool adv_per_seq = false, with_mask = true, per_token_bounds = false;
-  double dual = 0.0, normalizer = 0.0;
-};
+using ClipOptions = rlft::test::RatioClipMode;
 
 // Adversarial on purpose: every token's ratio is put in a chosen regime relative to its own
 // bounds — inside (0.1..0.9 of the way from lo to hi), below lo, above hi, beyond the ±20
@@ -700,33 +696,6 @@ void expect_clip_matches(const ClipProblem& P, double tol, bool check_all_gradie
     const double want = g_loss * ref_ratio_clip(Pr, k).loss.d;
     ASSERT_TRUE(close(double(g[ix(k)]), want, tol)) << "g_logp[" << k << "]";
   }
-}
-
-std::vector<ClipOptions> all_clip_options() {
-  std::vector<ClipOptions> out;
-  for (auto level :
-       {rk::RatioLevel::token, rk::RatioLevel::sequence, rk::RatioLevel::sequence_token})
-    for (auto agg : {rk::Aggregation::token_mean, rk::Aggregation::seq_mean_token_mean,
-                     rk::Aggregation::seq_mean_token_sum, rk::Aggregation::constant_norm,
-                     rk::Aggregation::only_token_mean})
-      for (bool adv_per_seq : {false, true})
-        for (bool bounds : {false, true})
-          for (double dual : {0.0, 3.0})
-            for (bool with_mask : {false, true})
-              for (double normalizer : {0.0, 37.0}) {
-                if (level == rk::RatioLevel::sequence && (!adv_per_seq || bounds)) continue;
-                if (agg == rk::Aggregation::only_token_mean && normalizer > 0) continue;
-                ClipOptions o;
-                o.level = level;
-                o.agg = agg;
-                o.adv_per_seq = adv_per_seq;
-                o.per_token_bounds = bounds;
-                o.dual = dual;
-                o.with_mask = with_mask;
-                o.normalizer = normalizer;
-                out.push_back(o);
-              }
-  return out;
 }
 
 // Hand-computed, eps 0.2, dual clip c = 3, B = 2, T = 5 (log-ratios written as ln r):
@@ -852,7 +821,7 @@ TEST(RatioClip, HandComputedGspo) {
 TEST(RatioClip, MatchesUnfusedReferenceEveryMode) {
   std::mt19937_64 rng(11);
   int cases = 0, with_low = 0, with_high = 0, with_dual = 0;
-  for (const ClipOptions& o : all_clip_options()) {
+  for (const ClipOptions& o : rlft::test::every_ratio_clip_mode()) {
     for (auto [B, T] : {std::pair<int64_t, int64_t>{1, 1}, {5, 9}, {3, 17}}) {
       const ClipProblem P = random_clip(rng, B, T, o);
       expect_clip_matches<double>(P, 1e-12);
@@ -876,7 +845,7 @@ TEST(RatioClip, MatchesUnfusedReferenceEveryMode) {
 // generator keeps every ratio ≥ 10% away from each kink, h = 1e-6 in the log-prob.
 TEST(RatioClip, BackwardMatchesFiniteDifferences) {
   std::mt19937_64 rng(12);
-  for (const ClipOptions& o : all_clip_options()) {
+  for (const ClipOptions& o : rlft::test::every_ratio_clip_mode()) {
     // GSPO-token's gradient is by design not the derivative of its value (the stop-gradients
     // drop the other tokens' contribution through ρ_i); with per-sequence advantages and
     // scalar bounds it equals GSPO's, which is. Its other cases are covered by the dual-number
@@ -936,7 +905,7 @@ TEST(RatioClip, LargeBatchAndThreadCountIndependence) {
 // All tokens masked: no tokens, so loss, statistics and gradient are all 0 in every mode.
 TEST(RatioClip, AllMaskedBatch) {
   std::mt19937_64 rng(14);
-  for (const ClipOptions& base : all_clip_options()) {
+  for (const ClipOptions& base : rlft::test::every_ratio_clip_mode()) {
     ClipOptions o = base;
     o.with_mask = true;
     ClipProblem P = random_clip(rng, 3, 4, o);

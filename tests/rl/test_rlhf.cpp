@@ -6,6 +6,7 @@
 // DPO's resume, and the pieces of `rlft experiment frontier` (jobs, points, outputs).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 
@@ -462,6 +463,68 @@ TEST_F(RLHFPipeline, RRHFSmokeRun) {
   EXPECT_THROW(train_rrhf(c), Error);
 }
 
+// DPO on cuda:0 against the CPU, from a small reviews SFT start and pairs made from the task's
+// own examples (the losses' agreement is the point, not the pairs' quality). The policy and the
+// reference are both on the device; the evaluations at the start and the end sample on it from
+// the host stream, so they draw the same responses. Float32 rounding (≈1e-6 relative) grown
+// over 6 Adam steps: 1e-4 relative. Skipped without a GPU.
+TEST(DPOCuda, StepsMatchTheCpu) {
+  RLFT_SKIP_WITHOUT_GPU();
+  const std::string dir = temp_dir("dpo_cuda");
+  SFTConfig s;
+  s.task.task = "reviews";
+  s.task.train_size = 400;
+  s.task.eval_size = 8;
+  s.model = "nano";
+  s.n_layer = 1;
+  s.n_embd = 32;
+  s.block_size = 128;
+  s.steps = 30;
+  s.batch = 16;
+  s.lr = 3e-3;
+  s.warmup = 5;
+  s.log_every = 30;
+  s.eval_every = 30;
+  s.eval_examples = 8;
+  s.eval_generate = 0;
+  s.checkpoint_every = 30;
+  s.out_dir = dir;
+  s.name = "sft";
+  s.quiet = true;
+  train_sft(s);
+  const std::unique_ptr<Task> task = make_task(s.task);
+  const std::vector<Example>& ex = task->examples(Split::train);
+  std::vector<PreferencePair> pairs;
+  for (size_t i = 0; i + 1 < ex.size() && pairs.size() < 60; i += 2)
+    if (ex[i].response != ex[i + 1].response)
+      pairs.push_back({ex[i].prompt, ex[i].response, ex[i + 1].response});
+  write_preferences(dir + "/prefs.jsonl", pairs);
+  DPOConfig c;
+  c.prefs = dir + "/prefs.jsonl";
+  c.init = dir + "/sft";
+  c.epochs = 1;
+  c.batch = 8;
+  c.lr = 3e-4;
+  c.max_steps = 6;
+  c.eval_every = 0;
+  c.eval_samples = 1;
+  c.out_dir = dir;
+  c.quiet = true;
+  c.name = "cpu";
+  const DPOResult cpu = train_dpo(c);
+  c.name = "gpu";
+  c.device = "cuda";
+  const DPOResult gpu = train_dpo(c);
+  ASSERT_EQ(gpu.losses.size(), cpu.losses.size());
+  for (size_t i = 0; i < cpu.losses.size(); ++i)
+    EXPECT_NEAR(gpu.losses[i], cpu.losses[i], 1e-6 + 1e-4 * std::abs(cpu.losses[i]))
+        << "step " << i;
+  EXPECT_EQ(gpu.before.response_length, cpu.before.response_length);
+  EXPECT_NEAR(gpu.before.ground_truth, cpu.before.ground_truth, 1e-9);
+  EXPECT_NEAR(gpu.before.kl, cpu.before.kl, 1e-6 + 1e-4 * std::abs(cpu.before.kl));
+  EXPECT_NEAR(gpu.after.kl, cpu.after.kl, 1e-5 + 1e-3 * std::abs(cpu.after.kl));
+}
+
 // ---- rlft experiment frontier: the job list, the points read back, the outputs ----------------
 
 namespace {
@@ -512,6 +575,35 @@ TEST(Frontier, JobsFormStagesFromOneSFTModelAndOnePreferenceFile) {
   c.betas.clear();
   c.kl_ctls.clear();
   EXPECT_THROW(exp::frontier_jobs(c), Error);
+}
+
+// --device reaches every job of every stage; "cpu" (the default) adds nothing, so CPU command
+// lines stay as they were; a bad device is refused before any job exists.
+TEST(Frontier, DeviceReachesEveryJob) {
+  exp::FrontierConfig c;
+  c.out_dir = "x";
+  for (const auto& stage : exp::frontier_jobs(c))
+    for (const exp::Job& j : stage)
+      EXPECT_EQ(std::find(j.args.begin(), j.args.end(), "--device"), j.args.end()) << j.name;
+  std::vector<exp::Job> jobs = {exp::logged_job("l", "a", {"lm", "sft"}),
+                                exp::logged_job("l", "b", {"lm", "eval", "--run", "r"})};
+  exp::put_on_device(jobs, "cuda:1");
+  for (const exp::Job& j : jobs) {
+    EXPECT_TRUE(has_pair(j.args, "--device", "cuda:1")) << j.name;
+    EXPECT_EQ(j.args.back(), "cuda:1");
+  }
+  c.device = "tpu";
+  EXPECT_NE(rlft::testing::error_of([&] { exp::frontier_jobs(c); }).find("unknown device 'tpu'"),
+            std::string::npos);
+  const std::string no_gpu = rlft::testing::no_gpu_reason();
+  c.device = "cuda";
+  if (no_gpu.empty()) {  // a GPU answers: every job carries the flag
+    for (const auto& stage : exp::frontier_jobs(c))
+      for (const exp::Job& j : stage) EXPECT_TRUE(has_pair(j.args, "--device", "cuda")) << j.name;
+  } else {
+    EXPECT_NE(rlft::testing::error_of([&] { exp::frontier_jobs(c); }).find("cuda"),
+              std::string::npos);
+  }
 }
 
 TEST(Frontier, PointsAreTheEvaluationRowsOfEachMethod) {

@@ -11,6 +11,7 @@
 #include "engine/error.h"
 #include "engine/fs.h"
 #include "rl/plot.h"
+#include "rl/run.h"
 
 namespace rlft::llm::exp {
 
@@ -62,6 +63,7 @@ json::Value to_json(const FrontierConfig& c) {
   v.set("dpo_eval_every", c.dpo_eval_every);
   v.set("eval_samples", c.eval_samples);
   v.set("seed", c.seed);
+  v.set("device", c.device);
   return v;
 }
 
@@ -80,6 +82,7 @@ std::vector<std::vector<Job>> frontier_jobs(const FrontierConfig& c) {
     RLFT_CHECK(b > 0, "rlft experiment frontier: --betas: ", b, " must be > 0");
   RLFT_CHECK(c.ppo_steps > 0 && c.dpo_epochs > 0 && c.eval_samples > 0,
              "rlft experiment frontier: --ppo-steps, --dpo-epochs and --eval-samples must be > 0");
+  rl::resolve_device(c.device);  // a bad name, or cuda without a GPU: one error before any job
   const std::string& out = c.out_dir;
   const std::string seed = std::to_string(c.seed), samples = std::to_string(c.eval_samples);
   const std::string sft = c.sft.empty() ? out + "/sft" : c.sft;
@@ -126,6 +129,7 @@ std::vector<std::vector<Job>> frontier_jobs(const FrontierConfig& c) {
                            "--eval-samples", samples}));
   }
   if (!ppo.empty()) stages.push_back(ppo);
+  for (std::vector<Job>& stage : stages) put_on_device(stage, c.device);
   return stages;
 }
 

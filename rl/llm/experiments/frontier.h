@@ -46,6 +46,7 @@ struct FrontierConfig {
   int64_t dpo_eval_every = 50;
   int64_t eval_samples = 8;  // samples per validation prompt at each evaluation
   uint64_t seed = 0;
+  std::string device = "cpu";  // every run's --device (cpu, cuda, cuda:N)
   bool quiet = false;
 };
 json::Value to_json(const FrontierConfig& c);

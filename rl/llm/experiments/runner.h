@@ -36,6 +36,14 @@ inline Job logged_job(const std::string& logs_dir, const std::string& name, std:
   return {name, std::move(args), logs_dir + "/" + name + ".log", logs_dir + "/" + name + ".done"};
 }
 
+// Appends `--device <device>` to every job's command unless it is "cpu" (the commands' default,
+// so CPU experiments keep their command lines). All the runs share the device: on one GPU the
+// `parallel` jobs run side by side on it.
+inline void put_on_device(std::vector<Job>& jobs, const std::string& device) {
+  if (device == "cpu") return;
+  for (Job& j : jobs) j.args.insert(j.args.end(), {"--device", device});
+}
+
 // Runs `<this rlft binary> args...` for every job whose done_path does not exist yet, at most
 // `parallel` at once, each with OMP_NUM_THREADS=1 (unless the caller's environment sets it)
 // and its output in log_path (parent directories are created). When a job fails (non-zero

@@ -14,6 +14,7 @@
 #include "rl/llm/group_rl.h"
 #include "rl/plot.h"
 #include "rl/run.h"
+#include "rl/run.h"
 
 namespace rlft::llm::exp {
 namespace {
@@ -45,6 +46,7 @@ void check_config(const VerifiableConfig& c) {
   RLFT_CHECK(c.group >= 2, "--group must be at least 2, got ", c.group);
   RLFT_CHECK(c.test_prompts >= 0, "--test-prompts must be >= 0, got ", c.test_prompts);
   RLFT_CHECK(c.eval_samples >= 1, "--eval-samples must be positive, got ", c.eval_samples);
+  rl::resolve_device(c.device);  // a bad name, or cuda without a GPU: one error before any job
   RLFT_CHECK(!c.out_dir.empty(), "--out-dir may not be empty");
   RLFT_CHECK(!c.init.empty() || !c.preset.empty(), "give --init or --preset");
 }
@@ -147,7 +149,8 @@ VerifiableResult run_verifiable(const VerifiableConfig& cfg) {
   const std::string sft_dir = cfg.init.empty() ? out + "/sft" : cfg.init;
 
   bool ran_jobs = false;  // did this invocation run anything, or only redraw?
-  auto pending = [&](const std::vector<Job>& js) {
+  auto pending = [&](std::vector<Job> js) {
+    put_on_device(js, cfg.device);
     for (const Job& j : js)
       if (!fs::exists(j.done_path)) ran_jobs = true;
     return js;

@@ -58,6 +58,7 @@ struct VerifiableConfig {
   int64_t eval_prompts = 500;           // validation prompts for it (the whole split)
   int64_t eval_samples = 4;             // sampled test responses per prompt in the final evaluation
   int64_t test_prompts = 0;             // final evaluation on the first N test prompts (0: all 500)
+  std::string device = "cpu";           // every run's --device (cpu, cuda, cuda:N)
   std::vector<std::string> extra_args;  // appended to every RL command (e.g. "--beta", "0")
   std::string program;  // the rlft binary the jobs run (empty: this process's own; tests)
   bool quiet = false;

@@ -22,8 +22,9 @@ std::pair<Tensor, Tensor> dcpo_bound_tensors(const Tensor& old_log_probs, double
   std::vector<double> lo(lp.size()), hi(lp.size());
   for (size_t k = 0; k < lp.size(); ++k)
     std::tie(lo[k], hi[k]) = dcpo_bounds(std::exp(lp[k]), eps_low, eps_high, r_max);
-  return {Tensor::from_vector(lo, old_log_probs.shape()).to(old_log_probs.dtype()),
-          Tensor::from_vector(hi, old_log_probs.shape()).to(old_log_probs.dtype())};
+  const Device dev = old_log_probs.device();
+  return {Tensor::from_vector(lo, old_log_probs.shape()).to(old_log_probs.dtype()).to(dev),
+          Tensor::from_vector(hi, old_log_probs.shape()).to(old_log_probs.dtype()).to(dev)};
 }
 
 std::vector<double> SmoothAdvantage::operator()(const std::vector<double>& rewards,
