@@ -22,6 +22,21 @@
 //   ratio_clip/…      the fused PPO surrogate op against exp, mul, clamp, mul, minimum, mul by
 //                     the mask, sum / sum as separate engine ops (16 B per token of minimal
 //                     traffic forward).
+//   column_sum/…,     the engine's sum (or max) over dim 0 of [R, C] (kernels/cuda/reduce.cu,
+//   column_max/…      picks its column version by shape) against reduce.cu's version 1 (one
+//                     thread per column) called on the same buffers. GB/s charges one read of
+//                     the input; v1_us, speedup = v1 time / engine time. Shapes from bias
+//                     gradients of B·T = 64k tokens (C = 64, 768), a square 4096², a GPT-2
+//                     vocabulary row count (C = 50257, R = 1024) and a 3-action head over 1M rows.
+//   layer_norm_bwd/…  kernels/cuda/layer_norm.cu's backward (dx, dw, db) as the engine calls it
+//                     (dw/db version by shape) against the same call forcing dw/db version 1
+//                     (one thread per column). GB/s charges the minimal 12 B per element
+//                     (read x and g, write dx).
+//   attention/…       the fused causal self-attention op (kernels/cuda/attention.cu, version 1)
+//                     on a [B, T, 3, NH, HS] qkv against the composed engine path (permutes,
+//                     matmul, add of the −∞ mask, softmax, matmul) that the GPT uses on the
+//                     device today. TFLOP/s counts the causal half of the products (2·2·B·NH·
+//                     T²/2·HS forward; ×3.5 with the backward); composed_us, speedup as above.
 // Timing: cudaEvents around each call on the default stream (the engine's), Google Benchmark's
 // manual time; the composed / direct baselines are timed best of 5 after a warm-up. Host
 // overhead of the engine (allocation from the caching allocator, checks) shows only where it
@@ -32,6 +47,7 @@
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <functional>
 #include <string>
@@ -40,6 +56,7 @@
 #include "bench/cuda_bench.h"
 #include "engine/cuda.h"
 #include "engine/ops.h"
+#include "kernels/cuda_ops.h"
 
 #ifdef RLFT_HAVE_CUDA
 #include <cublas_v2.h>
@@ -208,6 +225,86 @@ void BM_ratio_clip(benchmark::State& state, int64_t B, int64_t T) {
   state.counters["speedup"] = base / t;
 }
 
+// ---- column reductions and LayerNorm's dw/db: picked version vs version 1 ------------------------
+
+namespace co = kernels::cuda_ops;
+
+void BM_column_reduce(benchmark::State& state, int64_t R, int64_t C, bool is_max) {
+  if (!fits(state, 4.0 * double(R * C))) return;
+  const Tensor x = device_randn(R, C, 1.0, 8);
+  Tensor v1_out = Tensor::empty({C}, DType::f32, kDev);
+  Tensor v1_idx = Tensor::empty({C}, DType::i64, kDev);
+  auto engine = [&] { benchmark::DoNotOptimize(is_max ? max(x, 0) : sum(x, {0})); };
+  auto v1 = [&] {
+    if (is_max) {
+      co::extreme(co::Type::f32, 1, R, C, x.raw_data(), v1_out.raw_data(), v1_idx.data<int64_t>(), true, 0, 1);
+    } else {
+      co::sum(co::Type::f32, 1, R, C, x.raw_data(), v1_out.raw_data(), 0, 1);
+    }
+  };
+  const double base = measure(state, engine, v1);
+  const double t = per_call(state);
+  state.counters["GB/s"] = 4.0 * double(R * C) / t / 1e9;
+  state.counters["v1_us"] = base * 1e6;
+  state.counters["speedup"] = base / t;
+}
+
+void BM_layer_norm_backward(benchmark::State& state, int64_t N, int64_t C) {
+  if (!fits(state, 4.0 * double(N * C) * 4)) return;
+  const Tensor x = device_randn(N, C, 1.0, 9), g = device_randn(N, C, 1.0, 10);
+  const Tensor w = device_randn(1, C, 1.0, 11).reshape({C});
+  Tensor y = Tensor::empty({N, C}, DType::f32, kDev), dx = Tensor::empty({N, C}, DType::f32, kDev);
+  Tensor dw = Tensor::empty({C}, DType::f32, kDev), db = Tensor::empty({C}, DType::f32, kDev);
+  Tensor stats = Tensor::empty({2 * N}, DType::f64, kDev);
+  double* mean = stats.data<double>();
+  co::layer_norm_forward(co::Type::f32, N, C, x.raw_data(), w.raw_data(), nullptr, 1e-5, y.raw_data(), mean,
+                         mean + N, 0);
+  auto run = [&](int version) {
+    co::layer_norm_backward(co::Type::f32, N, C, x.raw_data(), w.raw_data(), mean, mean + N, g.raw_data(),
+                            dx.raw_data(), dw.raw_data(), db.raw_data(), 0, version);
+  };
+  const double base = measure(state, [&] { run(0); }, [&] { run(1); });
+  const double t = per_call(state);
+  state.counters["GB/s"] = 12.0 * double(N * C) / t / 1e9;
+  state.counters["v1_us"] = base * 1e6;
+  state.counters["speedup"] = base / t;
+}
+
+// ---- fused causal self-attention vs the composed path ---------------------------------------------
+
+void BM_attention(benchmark::State& state, int64_t B, int64_t T, int64_t NH, int64_t HS, bool backward) {
+  if (!fits(state, 4.0 * double(B * NH * T) * double(T) * (backward ? 4 : 2))) return;
+  Tensor qkv = device_randn(B * T * 3, NH * HS, 1.0, 12).reshape({B, T, 3, NH, HS});
+  if (backward) qkv.set_requires_grad(true);
+  std::vector<double> bias(size_t(T * T), 0.0);
+  for (int64_t i = 0; i < T; ++i)
+    for (int64_t j = i + 1; j < T; ++j) bias[size_t(i * T + j)] = -1e30;
+  const Tensor mask = Tensor::from_vector(bias, {1, 1, T, T}).to(DType::f32).to(kDev);
+  auto run = [&](bool fused) {
+    Tensor y;
+    if (fused) {
+      y = causal_self_attention(qkv);
+    } else {
+      const Tensor q = qkv.select(2, 0).permute({0, 2, 1, 3}), k = qkv.select(2, 1).permute({0, 2, 1, 3});
+      const Tensor v = qkv.select(2, 2).permute({0, 2, 1, 3});
+      const Tensor att = softmax(add(mul(matmul(q, k.transpose(-2, -1)), 1.0 / std::sqrt(double(HS))), mask), -1);
+      y = matmul(att, v).permute({0, 2, 1, 3}).reshape({B, T, NH * HS});
+    }
+    if (backward) {
+      sum(y).backward();
+      qkv.zero_grad();
+    } else {
+      benchmark::DoNotOptimize(y);
+    }
+  };
+  const double base = measure(state, [&] { run(true); }, [&] { run(false); });
+  const double t = per_call(state);
+  const double flops = 2.0 * double(B * NH) * double(T) * double(T) * double(HS) * (backward ? 3.5 : 1.0);
+  state.counters["TFLOP/s"] = flops / t / 1e12;
+  state.counters["composed_us"] = base * 1e6;
+  state.counters["speedup"] = base / t;
+}
+
 void register_all() {
   auto reg = [](const std::string& name, std::function<void(benchmark::State&)> fn) {
     benchmark::RegisterBenchmark(name.c_str(), fn)->UseManualTime()->Unit(benchmark::kMicrosecond);
@@ -236,6 +333,19 @@ void register_all() {
   for (auto [B, T] : {std::pair<int64_t, int64_t>{64, 1024}, {512, 4096}})
     reg("ratio_clip/B=" + std::to_string(B) + "/T=" + std::to_string(T),
         [=](benchmark::State& st) { BM_ratio_clip(st, B, T); });
+  const std::pair<int64_t, int64_t> columns[] = {{65536, 64}, {65536, 768}, {4096, 4096}, {1024, 50257}, {1 << 20, 3}};
+  for (bool is_max : {false, true})
+    for (auto [R, C] : columns)
+      reg(std::string(is_max ? "column_max" : "column_sum") + "/R=" + std::to_string(R) + "/C=" + std::to_string(C),
+          [=](benchmark::State& st) { BM_column_reduce(st, R, C, is_max); });
+  for (auto [N, C] : {std::pair<int64_t, int64_t>{8192, 768}, {16384, 1024}, {65536, 64}, {1024, 4096}})
+    reg("layer_norm_bwd/N=" + std::to_string(N) + "/C=" + std::to_string(C),
+        [=](benchmark::State& st) { BM_layer_norm_backward(st, N, C); });
+  for (bool bwd : {false, true})
+    for (auto [T, HS] : {std::pair<int64_t, int64_t>{256, 64}, {1024, 64}})
+      reg(std::string("attention/") + (bwd ? "fwd_bwd" : "fwd") + "/B=8/T=" + std::to_string(T) + "/NH=12/HS=" +
+              std::to_string(HS),
+          [=](benchmark::State& st) { BM_attention(st, 8, T, 12, HS, bwd); });
 }
 
 #endif  // RLFT_HAVE_CUDA

@@ -92,7 +92,7 @@ int run_train(int argc, char** argv, int first) {
     args.add("--preset", &preset, "start from a named preset: default, seed (the seed document's settings)");
     args.add("--env", &cfg.env_id, "environment id");
     args.add("--seed", &cfg.seed, "random seed");
-    args.add("--device", &cfg.device, "cpu (REINFORCE runs on the CPU only)");
+    args.add("--device", &cfg.device, "cpu, cuda or cuda:N (the policy on the GPU; the environment stays on the CPU)");
     args.add("--total-episodes", &cfg.total_episodes, "episodes to train on");
     args.add("--episodes-per-update", &cfg.episodes_per_update, "episodes per gradient step");
     args.add("--lr", &cfg.learning_rate, "Adam learning rate");

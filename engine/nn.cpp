@@ -92,12 +92,12 @@ Module& Module::to(Device device) {
 
 void uniform_(const Tensor& t, double lo, double hi, Generator& gen) {
   NoGradGuard ng;
-  t.copy_(add(mul(rand(t.shape(), &gen, t.dtype()), hi - lo), lo));
+  t.copy_(add(mul(rand(t.shape(), &gen, t.dtype(), t.device()), hi - lo), lo));  // drawn where t lives
 }
 
 void normal_(const Tensor& t, double mean, double std, Generator& gen) {
   NoGradGuard ng;
-  t.copy_(add(mul(randn(t.shape(), &gen, t.dtype()), std), mean));
+  t.copy_(add(mul(randn(t.shape(), &gen, t.dtype(), t.device()), std), mean));
 }
 
 void orthogonal_(const Tensor& t, double gain, Generator& gen) {

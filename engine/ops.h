@@ -81,16 +81,20 @@ Tensor log_softmax(const Tensor& a, int64_t dim = -1);
 Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore_index = -100,
                      const char* reduction = "mean");
 // weight [V, C], indices int64 of any shape -> [..., C].
+// Out-of-range indices (embedding, gather, index_select): an error naming the op, the index
+// and its position — at once on the CPU; on a CUDA device at the next call that waits for it
+// (a copy to the host, cuda::synchronize), since the kernels check them without a host round
+// trip (kernels/cuda_ops.h); the result then holds 0 where the index was bad.
 Tensor embedding(const Tensor& weight, const Tensor& indices);
 // Over the last dimension, with optional affine weight/bias [C].
 Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps = 1e-5);
 // Zeroes with probability p and scales by 1/(1-p) when training; identity otherwise.
 Tensor dropout(const Tensor& a, double p, bool training, Generator* gen = nullptr);
 
-// Fused causal self-attention (kernels/cpu/attention.h), CPU only. qkv [B, T, 3, NH, HS] is
-// the fused QKV projection's output viewed per head (q, k, v of T positions; any strides with
-// HS contiguous); returns y [B, T, NH·HS] = concat_heads(softmax(q·kᵀ/√HS + M)·v) without
-// permuting anything. Key j is visible to query i when j ≤ P + i (P = Tk − T earlier
+// Fused causal self-attention (kernels/cpu/attention.h; on CUDA kernels/cuda/attention.cu, head
+// size ≤ 256). qkv [B, T, 3, NH, HS] is the fused QKV projection's output viewed per head
+// (q, k, v of T positions; any strides with HS contiguous); returns y [B, T, NH·HS] =
+// concat_heads(softmax(q·kᵀ/√HS + M)·v) without permuting anything. Key j is visible to query i when j ≤ P + i (P = Tk − T earlier
 // positions) and key_mask[b, j] ≠ 0, or when j = P + i and self_visible. Rows with no
 // visible key give 0 and no gradient. Differentiable with respect to qkv, keys and values.
 struct AttentionOptions {
@@ -114,8 +118,14 @@ Tensor masked_fill(const Tensor& a, const Tensor& mask, double value);
 Tensor one_hot(const Tensor& indices, int64_t num_classes, DType dtype = DType::f32);
 
 // ---- random ----------------------------------------------------------------------------
-Tensor rand(const Shape& shape, Generator* gen = nullptr, DType dtype = DType::f32);   // U[0,1)
-Tensor randn(const Shape& shape, Generator* gen = nullptr, DType dtype = DType::f32);  // N(0,1)
+// Drawn directly on `device` from the generator's counter-based stream: a CUDA tensor holds
+// the CPU's values for the same (seed, offset) and leaves the generator where the CPU would —
+// bitwise for rand; for randn within the last ulp of the double Box-Muller (CUDA's log, cos,
+// sin vs glibc's), so float32 values are almost always the same bits.
+Tensor rand(const Shape& shape, Generator* gen = nullptr, DType dtype = DType::f32,
+            Device device = Device::cpu());  // U[0,1)
+Tensor randn(const Shape& shape, Generator* gen = nullptr, DType dtype = DType::f32,
+             Device device = Device::cpu());  // N(0,1)
 // Indices sampled from the categorical distributions of each row of probs [N, C] -> [N].
 Tensor multinomial(const Tensor& probs, Generator* gen = nullptr);
 

@@ -4,11 +4,13 @@
 // y as [B, T, NH·HS], so the GPT needs no head permutes; its gradient with respect to qkv is
 // one [B, T, 3, NH, HS] tensor written by the kernel (the composed path's three select
 // backwards each zero-filled and summed a tensor of that size). Saved for the backward: the
-// inputs (views, no copies), y and one log-sum-exp per query row.
+// inputs (views, no copies), y and one log-sum-exp per query row. On a CUDA device the same
+// op runs kernels/cuda/attention.cu (head size ≤ 256), with the key mask as device bytes.
 #include <cmath>
 
 #include "engine/ops_common.h"
 #include "kernels/cpu/attention.h"
+#include "kernels/cuda_ops.h"
 
 namespace rlft {
 
@@ -26,11 +28,69 @@ Tensor unit_head_stride(const Tensor& t) {
   return t.strides()[t.dim() - 1] == 1 || t.shape()[t.dim() - 1] == 1 ? t : t.contiguous();
 }
 
+// The strides of a [B, rows, NH, HS] view for kernels/cuda_ops.h.
+kernels::cuda_ops::HeadStrides head_strides(const Tensor& t) {
+  return {t.strides()[0], t.strides()[1], t.strides()[2]};
+}
+
+// The CUDA branch of causal_self_attention: q, k, v are the [B, ·, NH, HS] views the CPU
+// branch builds, d its dimensions (key_mask unused: `mask` holds the device bytes).
+Tensor cuda_attention(const Tensor& qkv_in, const AttentionOptions& o, const Tensor& q,
+                      const Tensor& k, const Tensor& v, const Tensor& mask,
+                      const kernels::AttentionDims& d, bool cached) {
+  namespace co = kernels::cuda_ops;
+  const Device dev = q.device();
+  co::AttentionShape s;
+  s.B = d.B, s.T = d.T, s.Tk = d.Tk, s.NH = d.NH, s.HS = d.HS;
+  s.scale = d.scale;
+  s.self_visible = d.self_visible;
+  const co::Type type = detail::ctype(q.dtype());
+  Tensor y = Tensor::empty({s.B, s.T, s.NH * s.HS}, q.dtype(), dev);
+  Tensor lse = Tensor::empty({s.B, s.NH, s.T}, q.dtype(), dev);
+  const Tensor y4 = y.view({s.B, s.T, s.NH, s.HS});
+  const uint8_t* mp = mask.defined() ? mask.data<uint8_t>() : nullptr;
+  co::attention_forward(type, s, mp, q.raw_data(), head_strides(q), k.raw_data(), head_strides(k),
+                        v.raw_data(), head_strides(v), y4.raw_data(), head_strides(y4), lse.raw_data(),
+                        dev.index);
+  if (any_requires_grad({&qkv_in, &o.keys, &o.values})) {
+    record("causal_self_attention", {qkv_in, o.keys, o.values}, y,
+           [q, k, v, y4 = y4.detach(), lse, s, mask, cached, type](const Grads& g,
+                                                                   const Needs&) -> Grads {
+             const Device dev = q.device();
+             const Tensor dout = g[0].contiguous().view({s.B, s.T, s.NH, s.HS});
+             Tensor dqkv = Tensor::empty({s.B, s.T, 3, s.NH, s.HS}, q.dtype(), dev);
+             Tensor dkeys, dvalues, dk, dv;
+             if (cached) {
+               dqkv.narrow(2, 1, 2).fill_(0.0);  // the op read no key or value from qkv
+               dkeys = Tensor::empty({s.B, s.NH, s.Tk, s.HS}, q.dtype(), dev);
+               dvalues = Tensor::empty({s.B, s.NH, s.Tk, s.HS}, q.dtype(), dev);
+               dk = dkeys.transpose(1, 2);
+               dv = dvalues.transpose(1, 2);
+             } else {
+               dk = dqkv.select(2, 1);
+               dv = dqkv.select(2, 2);
+             }
+             const Tensor dq = dqkv.select(2, 0);
+             co::attention_backward(type, s, mask.defined() ? mask.data<uint8_t>() : nullptr,
+                                    q.raw_data(), head_strides(q), k.raw_data(), head_strides(k),
+                                    v.raw_data(), head_strides(v), y4.raw_data(), head_strides(y4),
+                                    lse.raw_data(), dout.raw_data(), head_strides(dout), dq.raw_data(),
+                                    head_strides(dq), dk.raw_data(), head_strides(dk), dv.raw_data(),
+                                    head_strides(dv), dev.index);
+             return {dqkv, dkeys, dvalues};
+           });
+  }
+  return y;
+}
+
 }  // namespace
 
 Tensor causal_self_attention(const Tensor& qkv_in, const AttentionOptions& o) {
   const char* op = "causal_self_attention";
-  detail::check_cpu(op, qkv_in);
+  const Device dev = detail::check_device(op, {&qkv_in, &o.keys, &o.values});
+  // The key mask may sit on the CPU for a device qkv (it is [B, Tk] bytes: copied over).
+  RLFT_CHECK(!o.key_mask.defined() || o.key_mask.device() == dev || o.key_mask.device().is_cpu(), op,
+             ": key_mask on ", o.key_mask.defined() ? o.key_mask.device() : dev, " for qkv on ", dev);
   RLFT_CHECK(qkv_in.dim() == 5 && qkv_in.shape()[2] == 3, op,
              ": qkv must be [B, T, 3, NH, HS], got ", qkv_in.shape());
   RLFT_CHECK(is_floating(qkv_in.dtype()), op, ": qkv must be float32 or float64, got ",
@@ -43,8 +103,6 @@ Tensor causal_self_attention(const Tensor& qkv_in, const AttentionOptions& o) {
   if (cached) {
     RLFT_CHECK(o.keys.defined() && o.values.defined(), op,
                ": keys and values must be given together");
-    detail::check_cpu(op, o.keys);
-    detail::check_cpu(op, o.values);
     detail::check_same_dtype(op, qkv_in, o.keys);
     detail::check_same_dtype(op, qkv_in, o.values);
     Tk = o.keys.dim() == 4 ? o.keys.shape()[2] : -1;
@@ -55,11 +113,14 @@ Tensor causal_self_attention(const Tensor& qkv_in, const AttentionOptions& o) {
                "] for qkv ", qkv_in.shape());
   }
   std::vector<uint8_t> key_mask;
+  Tensor key_mask_dev;  // on a device: [B, Tk] bytes there
   if (o.key_mask.defined()) {
-    detail::check_cpu(op, o.key_mask);
     RLFT_CHECK(o.key_mask.shape() == Shape({B, Tk}), op, ": key_mask ", o.key_mask.shape(),
                " must be [B, Tk] = [", B, ", ", Tk, "]");
-    if (o.key_mask.dtype() == DType::b8) {
+    if (dev.is_cuda()) {
+      const Tensor m = o.key_mask.detach().to(dev);
+      key_mask_dev = m.dtype() == DType::b8 ? m.contiguous() : ne(m, Tensor::zeros({}, m.dtype(), dev));
+    } else if (o.key_mask.dtype() == DType::b8) {
       const Tensor m = o.key_mask.contiguous();
       key_mask.assign(m.data<uint8_t>(), m.data<uint8_t>() + m.numel());
     } else {
@@ -76,6 +137,8 @@ Tensor causal_self_attention(const Tensor& qkv_in, const AttentionOptions& o) {
   d.scale = 1.0 / std::sqrt(double(HS));
   d.key_mask = key_mask.empty() ? nullptr : key_mask.data();
   d.self_visible = o.self_visible;
+
+  if (dev.is_cuda()) return cuda_attention(qkv_in, o, q, k, v, key_mask_dev, d, cached);
 
   Tensor y = Tensor::empty({B, T, NH * HS}, qkv.dtype());
   Tensor lse = Tensor::empty({B, NH, T}, qkv.dtype());

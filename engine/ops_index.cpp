@@ -96,8 +96,8 @@ Tensor gather(const Tensor& a, int64_t dim, const Tensor& index) {
   for (int i = 0; i < a.dim(); ++i)
     RLFT_CHECK(i == d || index.shape()[i] <= a.shape()[i], "gather: index ", index.shape(),
                " is larger than input ", a.shape(), " in dimension ", i);
-  {
-    const Tensor ic = dev.is_cuda() ? index.to(Device::cpu()) : index.contiguous();
+  if (!dev.is_cuda()) {  // on a device the kernel checks (kernels/cuda_ops.h: at the next sync)
+    const Tensor ic = index.contiguous();
     const int64_t* ip = ic.data<int64_t>();
     for (int64_t i = 0; i < ic.numel(); ++i)
       RLFT_CHECK(ip[i] >= 0 && ip[i] < a.shape()[d], "gather: index ", ip[i], " out of range [0, ", a.shape()[d],
@@ -112,7 +112,8 @@ Tensor gather(const Tensor& a, int64_t dim, const Tensor& index) {
     ast[d] = 0;
     kernels::cuda_ops::gather(detail::ctype(a.dtype()),
                               detail::geometry<3>(index.shape(), {&out.strides(), &idx.strides(), &ast}),
-                              out.raw_data(), idx.data<int64_t>(), a.raw_data(), a_dim_stride, dev.index);
+                              out.raw_data(), idx.data<int64_t>(), a.raw_data(), a_dim_stride, a.shape()[d],
+                              dev.index);
     if (any_requires_grad(a)) {
       record("gather", {a}, out, [idx, d, shape = a.shape()](const Grads& g, const Needs&) -> Grads {
         const Tensor gc = g[0].contiguous();
@@ -123,7 +124,7 @@ Tensor gather(const Tensor& a, int64_t dim, const Tensor& index) {
         kernels::cuda_ops::scatter_add(detail::ctype(gc.dtype()),
                                        detail::geometry<3>(idx.shape(), {&gc.strides(), &idx.strides(), &dst}),
                                        gc.raw_data(), idx.data<int64_t>(), da.raw_data(), dst_dim_stride,
-                                       gc.device().index);
+                                       shape[d], gc.device().index);
         return {da};
       });
     }
@@ -148,18 +149,14 @@ Tensor index_select(const Tensor& a, int64_t dim, const Tensor& index) {
   const int d = wrap_dim(dim, a.dim(), "index_select");
   RLFT_CHECK(index.dtype() == DType::i64 && index.dim() == 1, "index_select: index must be a 1-d int64 tensor, got ",
              index.dtype(), " ", index.shape());
-  const std::vector<int64_t> idx = index.to_int_vector();
-  for (size_t i = 0; i < idx.size(); ++i)
-    RLFT_CHECK(idx[i] >= 0 && idx[i] < a.shape()[d], "index_select: index ", idx[i], " out of range [0, ",
-               a.shape()[d], ") at position ", i);
   Shape s = a.shape();
-  s[d] = int64_t(idx.size());
-  if (dev.is_cuda()) {
+  s[d] = index.numel();
+  if (dev.is_cuda()) {  // indices checked by the kernel (kernels/cuda_ops.h: at the next sync)
     const Tensor src = a.contiguous(), ic = index.contiguous();
     int64_t outer = 1, inner = 1;
     for (int i = 0; i < d; ++i) outer *= a.shape()[i];
     for (int i = d + 1; i < a.dim(); ++i) inner *= a.shape()[i];
-    const int64_t n_d = a.shape()[d], k = int64_t(idx.size());
+    const int64_t n_d = a.shape()[d], k = index.numel();
     Tensor out = Tensor::empty(s, a.dtype(), dev);
     kernels::cuda_ops::index_select(detail::ctype(a.dtype()), outer, n_d, inner, src.raw_data(), ic.data<int64_t>(),
                                     k, out.raw_data(), dev.index);
@@ -174,6 +171,10 @@ Tensor index_select(const Tensor& a, int64_t dim, const Tensor& index) {
     }
     return out;
   }
+  const std::vector<int64_t> idx = index.to_int_vector();
+  for (size_t i = 0; i < idx.size(); ++i)
+    RLFT_CHECK(idx[i] >= 0 && idx[i] < a.shape()[d], "index_select: index ", idx[i], " out of range [0, ",
+               a.shape()[d], ") at position ", i);
   Tensor out = Tensor::empty(s, a.dtype());
   // View the contiguous input as [outer, n_d, inner] and copy whole inner rows.
   const Tensor src = a.contiguous();
@@ -217,7 +218,7 @@ Tensor one_hot(const Tensor& indices, int64_t num_classes, DType dtype) {
       RLFT_CHECK(idx[i] >= 0 && idx[i] < num_classes, "one_hot: index ", idx[i], " out of range [0, ", num_classes,
                  ") at position ", i);
     // [..., 1] == [C] broadcast, then the dtype: elementwise kernels only.
-    const Tensor classes = Tensor::arange(num_classes).to(indices.device());
+    const Tensor classes = Tensor::arange(num_classes, DType::i64, indices.device());
     return eq(indices.unsqueeze(-1), classes).to(dtype);
   }
   Shape s = indices.shape();

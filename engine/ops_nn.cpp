@@ -138,20 +138,27 @@ Tensor embedding(const Tensor& weight, const Tensor& indices) {
   const Device dev = detail::check_device("embedding", {&weight, &indices});
   RLFT_CHECK(weight.dim() == 2, "embedding: weight must be [V, C], got ", weight.shape());
   const int64_t V = weight.shape()[0], C = weight.shape()[1];
-  check_indices("embedding", indices, V);
+  if (dev.is_cuda()) {
+    // Checked on the device by the kernels, reported at the next synchronisation
+    // (kernels/cuda_ops.h): no copy of the indices to the host here.
+    RLFT_CHECK(indices.dtype() == DType::i64, "embedding: indices must be int64, got ", indices.dtype());
+  } else {
+    check_indices("embedding", indices, V);
+  }
   const Tensor idx = indices.contiguous(), w = weight.contiguous();
   Shape out_shape = indices.shape();
   out_shape.push_back(C);
   const int64_t n = idx.numel();
   if (dev.is_cuda()) {
     Tensor out = Tensor::empty(out_shape, weight.dtype(), dev);
-    cuda_ops::index_select(ctype(w.dtype()), 1, V, C, w.raw_data(), idx.data<int64_t>(), n, out.raw_data(), dev.index);
+    cuda_ops::index_select(ctype(w.dtype()), 1, V, C, w.raw_data(), idx.data<int64_t>(), n, out.raw_data(), dev.index,
+                           cuda_ops::IndexOp::embedding);
     if (any_requires_grad(weight)) {
       record("embedding", {weight}, out, [idx, V, C, n](const Grads& g, const Needs&) -> Grads {
         const Tensor gc = g[0].contiguous();
         Tensor dw = Tensor::zeros({V, C}, gc.dtype(), gc.device());
         cuda_ops::index_add(ctype(gc.dtype()), 1, V, C, dw.raw_data(), idx.data<int64_t>(), n, gc.raw_data(),
-                            gc.device().index);
+                            gc.device().index, cuda_ops::IndexOp::embedding);
         return {dw};
       });
     }
@@ -251,18 +258,8 @@ Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, dou
 Tensor dropout(const Tensor& a, double p, bool training, Generator* gen) {
   RLFT_CHECK(p >= 0 && p < 1, "dropout: probability must be in [0, 1), got ", p);
   if (!training || p == 0) return a;
-  Tensor u;
-  if (a.device().is_cuda()) {
-    // The CPU's rand() stream on the device: the same reservation, the same element order.
-    Generator& g = gen ? *gen : default_generator();
-    dispatch_float(a.dtype(), "dropout", [](auto) {});
-    u = Tensor::empty(a.shape(), a.dtype(), a.device());
-    const int64_t n = u.numel();
-    const uint64_t first = g.reserve(uint64_t((n + 3) / 4));
-    cuda_ops::uniform(ctype(a.dtype()), n, g.seed(), first, u.raw_data(), a.device().index);
-  } else {
-    u = rand(a.shape(), gen, a.dtype());
-  }
+  // On a CUDA tensor the CPU's rand() stream is drawn on the device: the same mask.
+  const Tensor u = rand(a.shape(), gen, a.dtype(), a.device());
   const double scale = 1.0 / (1.0 - p);
   const Tensor mask = detail::map_unary_float("dropout", u, [p, scale](auto x) {
     using T = decltype(x);
@@ -273,12 +270,17 @@ Tensor dropout(const Tensor& a, double p, bool training, Generator* gen) {
 
 // ---- random ----------------------------------------------------------------------------
 
-Tensor rand(const Shape& shape, Generator* gen, DType dtype) {
+Tensor rand(const Shape& shape, Generator* gen, DType dtype, Device device) {
+  dispatch_float(dtype, "rand", [](auto) {});
   Generator& g = gen ? *gen : default_generator();
-  Tensor out = Tensor::empty(shape, dtype);
+  Tensor out = Tensor::empty(shape, dtype, device);
   const int64_t n = out.numel();
   const uint64_t first = g.reserve(uint64_t((n + 3) / 4));
   const uint64_t seed = g.seed();
+  if (device.is_cuda()) {
+    cuda_ops::uniform(ctype(dtype), n, seed, first, out.raw_data(), device.index);
+    return out;
+  }
   dispatch_float(dtype, "rand", [&](auto tag) {
     using T = decltype(tag);
     T* p = out.data<T>();
@@ -290,13 +292,18 @@ Tensor rand(const Shape& shape, Generator* gen, DType dtype) {
   return out;
 }
 
-Tensor randn(const Shape& shape, Generator* gen, DType dtype) {
+Tensor randn(const Shape& shape, Generator* gen, DType dtype, Device device) {
   // Element pair (2j, 2j+1) comes from block j: two 64-bit uniforms through Box-Muller.
+  dispatch_float(dtype, "randn", [](auto) {});
   Generator& g = gen ? *gen : default_generator();
-  Tensor out = Tensor::empty(shape, dtype);
+  Tensor out = Tensor::empty(shape, dtype, device);
   const int64_t n = out.numel();
   const uint64_t first = g.reserve(uint64_t((n + 1) / 2));
   const uint64_t seed = g.seed();
+  if (device.is_cuda()) {
+    cuda_ops::normal(ctype(dtype), n, seed, first, out.raw_data(), device.index);  // the same math
+    return out;
+  }
   dispatch_float(dtype, "randn", [&](auto tag) {
     using T = decltype(tag);
     T* p = out.data<T>();

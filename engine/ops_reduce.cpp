@@ -143,7 +143,7 @@ Tensor extreme_with_grad(const char* op, const Tensor& a, int64_t dim, bool keep
       // Scatter the gradient to the position that was picked: one_hot(idx) along d.
       Tensor gi = keepdim ? g[0] : g[0].unsqueeze(d);
       Tensor ii = keepdim ? idx : idx.unsqueeze(d);
-      Tensor pos = Tensor::arange(in_shape[d]).to(g[0].device());
+      Tensor pos = Tensor::arange(in_shape[d], DType::i64, g[0].device());
       Shape ps;
       ps.resize(in_shape.size(), 1);
       ps[d] = in_shape[d];

@@ -118,12 +118,18 @@ Tensor Tensor::full(const Shape& shape, double value, DType dtype, Device device
   return t;
 }
 
-Tensor Tensor::arange(int64_t n, DType dtype) { return arange(0.0, double(n), 1.0, dtype); }
-Tensor Tensor::arange(double start, double end, double step, DType dtype) {
+Tensor Tensor::arange(int64_t n, DType dtype, Device device) {
+  return arange(0.0, double(n), 1.0, dtype, device);
+}
+Tensor Tensor::arange(double start, double end, double step, DType dtype, Device device) {
   RLFT_CHECK(step != 0, "arange: step must be non-zero");
   const double span = (end - start) / step;
   const int64_t n = span > 0 ? int64_t(std::ceil(span)) : 0;
-  Tensor t = empty({n}, dtype);
+  Tensor t = empty({n}, dtype, device);
+  if (device.is_cuda()) {
+    kernels::cuda_ops::arange(detail::ctype(dtype), n, start, step, t.raw_data(), device.index);
+    return t;
+  }
   dispatch_all(dtype, [&](auto tag) {
     using T = decltype(tag);
     T* p = t.data<T>();

@@ -55,9 +55,11 @@ class Tensor {
   static Tensor full(const Shape& shape, double value, DType dtype = DType::f32,
                      Device device = Device::cpu());
   static Tensor scalar(double value, DType dtype = DType::f32) { return full({}, value, dtype); }
-  // [0, n) stepping 1, or [start, end) stepping `step`.
-  static Tensor arange(int64_t n, DType dtype = DType::i64);
-  static Tensor arange(double start, double end, double step, DType dtype = DType::f32);
+  // [0, n) stepping 1, or [start, end) stepping `step`: element i is start + i·step computed
+  // in double, then converted; filled on `device` itself (the same values everywhere).
+  static Tensor arange(int64_t n, DType dtype = DType::i64, Device device = Device::cpu());
+  static Tensor arange(double start, double end, double step, DType dtype = DType::f32,
+                       Device device = Device::cpu());
   // Copies `values` (row-major) into a new tensor of `shape`; sizes must agree.
   static Tensor from_vector(const std::vector<float>& values, const Shape& shape);
   static Tensor from_vector(const std::vector<double>& values, const Shape& shape);

@@ -5,7 +5,7 @@
 // kernels/cuda_runtime.h) and is asynchronous unless it says otherwise. Every launch is
 // checked: a failure throws rlft::Error with the file, the line and CUDA's error string.
 //
-// Defined in kernels/cuda/{elementwise,reduce,gemm,softmax,layer_norm,index,optim}.cu when
+// Defined in kernels/cuda/{elementwise,reduce,gemm,softmax,layer_norm,index,attention,optim}.cu when
 // the CUDA backend is built; kernels/cpu/cuda_stub.cpp defines them otherwise, each throwing
 // rlft::Error("<what>: rlft was built without the CUDA backend ...").
 //
@@ -137,14 +137,24 @@ void fill(Type type, const Geometry& g, void* dst, double value, int device);
 // out[i] = uniform [0, 1) from Philox4x32 (engine/rng.h): block first_block + i/4, lane i%4,
 // 24-bit float as on the CPU (engine/ops_nn.cpp rand()); floating `type`, contiguous out.
 void uniform(Type type, int64_t n, uint64_t seed, uint64_t first_block, void* out, int device);
+// out[2j], out[2j+1] = N(0, 1) pair from Philox4x32 block first_block + j by Box-Muller in
+// double, as engine/ops_nn.cpp randn(); floating `type`, contiguous out.
+void normal(Type type, int64_t n, uint64_t seed, uint64_t first_block, void* out, int device);
+// out[i] = T(start + i·step) with the product rounded before the sum, as Tensor::arange;
+// any `type`, contiguous out.
+void arange(Type type, int64_t n, double start, double step, void* out, int device);
 
 // ---- reductions over the middle axis of contiguous [outer, R, inner] (reduce.cu) ----------
+// `column_version` (inner > 1 only): 0 picks by shape (what the engine uses); 1 or 2 forces
+// reduce.cu's "columns 1" or "columns 2" kernel, for tests and benchmarks. Every version gives
+// a deterministic result.
 // out[o, i] = Σ_r in[o, r, i], accumulated in double (floating types).
-void sum(Type type, int64_t outer, int64_t R, int64_t inner, const void* in, void* out, int device);
+void sum(Type type, int64_t outer, int64_t R, int64_t inner, const void* in, void* out, int device,
+         int column_version = 0);
 // values[o, i] / indices[o, i] of the max (is_max) or min over r: the first extreme index,
 // a NaN wins (the first one), as kernels/cpu/reduce.h. Any type; values or indices may be null.
 void extreme(Type type, int64_t outer, int64_t R, int64_t inner, const void* in, void* values,
-             int64_t* indices, bool is_max, int device);
+             int64_t* indices, bool is_max, int device, int column_version = 0);
 
 // ---- GEMM through cuBLAS (gemm.cu) ----------------------------------------------------------
 // Row-major C[b] = alpha·op(A[b])·op(B[b]) + beta·C[b] for b < batch, the arguments of
@@ -176,25 +186,66 @@ void cross_entropy_rows_backward(Type type, int64_t N, int64_t V, const void* x,
 // The arguments of kernels/cpu/layer_norm.h; w, b may be null; mean, rstd: [N] doubles.
 void layer_norm_forward(Type type, int64_t N, int64_t C, const void* x, const void* w,
                         const void* b, double eps, void* y, double* mean, double* rstd, int device);
-// dx, dw, db may be null (not computed); dw, db are overwritten.
+// dx, dw, db may be null (not computed); dw, db are overwritten. `dwdb_version`: 0 picks by
+// shape; 1 or 2 forces layer_norm.cu's dw/db version 1 or 2 (tests, benchmarks).
 void layer_norm_backward(Type type, int64_t N, int64_t C, const void* x, const void* w,
                          const double* mean, const double* rstd, const void* g, void* dx, void* dw,
-                         void* db, int device);
+                         void* db, int device, int dwdb_version = 0);
 
 // ---- indexing (index.cu) --------------------------------------------------------------------
+// Indices are checked on the device, not on the host (which cost a copy of the indices and a
+// synchronisation per call): an index outside [0, n) reads as 0 (select, gather) or adds
+// nothing (index_add, scatter_add), and the first such index per device is recorded, with
+// the op that met it, in host-mapped memory. check_index_faults(device) throws it as
+// rlft::Error ("embedding: index 7 out of range [0, 4) at position 3 (found on cuda:0,
+// reported at the next synchronisation)") and clears it. copy_device_to_host and synchronize
+// (kernels/cuda_runtime.h) call it once they have waited for the device, so any later host
+// read of a device result (item, to_vector, .to(cpu)) reports a bad index of any earlier op
+// on that device — like PyTorch's device-side asserts, the error surfaces at a later call,
+// but the process stays usable. A correct program pays one compare per element and one load
+// from pinned memory per device-to-host copy.
+enum class IndexOp : uint8_t { embedding, index_select, gather };
+void check_index_faults(int device);
 // out[o, i, j] = src[o, idx[i], j] for contiguous src [outer, n_src, inner], out [outer, k, inner].
 void index_select(Type type, int64_t outer, int64_t n_src, int64_t inner, const void* src,
-                  const int64_t* idx, int64_t k, void* out, int device);
+                  const int64_t* idx, int64_t k, void* out, int device,
+                  IndexOp op = IndexOp::index_select);
 // dst[o, idx[i], j] += src[o, i, j] (atomicAdd: repeated indices accumulate); floating type.
 void index_add(Type type, int64_t outer, int64_t n_dst, int64_t inner, void* dst,
-               const int64_t* idx, int64_t k, const void* src, int device);
+               const int64_t* idx, int64_t k, const void* src, int device,
+               IndexOp op = IndexOp::index_select);
 // Geometry (out, index, a) over the index's shape, a's stride 0 along `dim`:
-// out[p] = a[p with index[p] along dim] (a_dim_stride: a's stride of dim). Any type.
+// out[p] = a[p with index[p] along dim] (a_dim_stride: a's stride of dim; n_dim: a's size of
+// dim, the bound of the index). Any type.
 void gather(Type type, const Geometry& g, void* out, const int64_t* index, const void* a,
-            int64_t a_dim_stride, int device);
+            int64_t a_dim_stride, int64_t n_dim, int device);
 // Geometry (src, index, dst): dst[p with index[p] along dim] += src[p] (atomicAdd); floating.
 void scatter_add(Type type, const Geometry& g, const void* src, const int64_t* index, void* dst,
-                 int64_t dst_dim_stride, int device);
+                 int64_t dst_dim_stride, int64_t n_dim, int device);
+
+// ---- fused causal self-attention (attention.cu) -----------------------------------------------
+// kernels/cpu/attention.h's forward and backward with device pointers: q [B, T, NH, HS], k and
+// v [B, Tk, NH, HS], out [B, T, NH, HS] addressed through their strides (element (b, t, h, d)
+// at p[b·batch + t·row + h·head + d]); lse [B, NH, T] contiguous in the element type; key_mask
+// a device [B, Tk] byte mask (nonzero = real key) or null. Floating `type`, HS ≤ kMaxHeadSize.
+// The backward overwrites every element of dq, dk and dv.
+constexpr int kMaxHeadSize = 256;
+struct AttentionShape {
+  int64_t B = 0, T = 0, Tk = 0, NH = 0, HS = 0;
+  double scale = 1.0;
+  bool self_visible = true;
+};
+struct HeadStrides {
+  int64_t batch = 0, row = 0, head = 0;
+};
+void attention_forward(Type type, const AttentionShape& d, const uint8_t* key_mask, const void* q,
+                       HeadStrides qs, const void* k, HeadStrides ks, const void* v,
+                       HeadStrides vs, void* out, HeadStrides os, void* lse, int device);
+void attention_backward(Type type, const AttentionShape& d, const uint8_t* key_mask, const void* q,
+                        HeadStrides qs, const void* k, HeadStrides ks, const void* v,
+                        HeadStrides vs, const void* out, HeadStrides os, const void* lse,
+                        const void* dout, HeadStrides gs, void* dq, HeadStrides dqs, void* dk,
+                        HeadStrides dks, void* dv, HeadStrides dvs, int device);
 
 // ---- optimisers (optim.cu), contiguous parameters ---------------------------------------------
 // The update of engine/optim.cpp, in the parameter's type, element by element.

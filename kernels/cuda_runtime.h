@@ -17,6 +17,8 @@ int device_count(std::string* reason);
 std::string device_name(int index);
 // Blocking copies between host and device memory, or within one device (`bytes` may be 0).
 // Every call is checked: a failure throws rlft::Error with the file, line and CUDA's reason.
+// copy_device_to_host and synchronize also report (throw) an out-of-range index that an
+// earlier index kernel met on the device (kernels/cuda_ops.h, check_index_faults).
 void copy_host_to_device(void* dst, const void* src, size_t bytes, int device);
 void copy_device_to_host(void* dst, const void* src, size_t bytes, int device);
 void copy_device_to_device(void* dst, const void* src, size_t bytes, int device);

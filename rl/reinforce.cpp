@@ -51,7 +51,12 @@ json::Value to_json(const ReinforceConfig& c) {
 
 ReinforceResult train_reinforce(const ReinforceConfig& cfg, const std::string& run_dir,
                                 const std::function<bool(const ReinforceUpdate&)>& on_update) {
-  check_classic_control_device(cfg.device);
+  // With --device cuda the policy's forward, backward and Adam step run on the GPU; the
+  // environment, the returns and the sampling's random stream stay on the CPU (as in PPO), so
+  // a seeded run takes the same actions on both devices up to float rounding. One environment
+  // and a small network gain little from a GPU: each step moves one observation over and one
+  // action back.
+  const Device dev = resolve_device(cfg.device), cpu = Device::cpu();
   RLFT_CHECK(cfg.total_episodes > 0 && cfg.episodes_per_update > 0,
              "reinforce: total_episodes and episodes_per_update must be positive");
   RLFT_CHECK(cfg.learning_rate > 0, "reinforce: learning_rate must be positive, got ", cfg.learning_rate);
@@ -73,6 +78,7 @@ ReinforceResult train_reinforce(const ReinforceConfig& cfg, const std::string& r
   pc.critic = false;
   pc.orthogonal_init = false;  // PyTorch's default init, as the seed's code
   models::ActorCritic policy(pc, gen);
+  policy.to(dev);  // in place, before the optimiser takes the parameters
   optim::Adam optimizer(policy.parameters(), cfg.learning_rate);
 
   std::unique_ptr<RunDir> run;
@@ -107,7 +113,12 @@ ReinforceResult train_reinforce(const ReinforceConfig& cfg, const std::string& r
     std::vector<double> rewards;
     while (true) {
       b_obs.insert(b_obs.end(), obs.begin(), obs.end());
-      const models::ActionSample s = policy.sample(Tensor::from_vector(obs, {1, O}), gen);
+      models::ActionSample s;
+      {
+        NoGradGuard no_grad;  // the loss re-evaluates the batch; sampling records nothing
+        s = policy.sample(Tensor::from_vector(obs, {1, O}).to(dev), gen);
+        s.actions = s.actions.to(cpu);
+      }
       envs::StepResult r;
       if (discrete) {
         const int64_t a = s.actions.data<int64_t>()[0];
@@ -155,10 +166,11 @@ ReinforceResult train_reinforce(const ReinforceConfig& cfg, const std::string& r
       const double sd = std::sqrt(v / double(steps - 1)) + 1e-8;
       for (float& x : w) x = float((x - m) / sd);
     }
-    const Tensor obs_t = Tensor::from_vector(b_obs, {steps, O});
-    const Tensor act_t = discrete ? Tensor::from_vector(b_act_i, {steps}) : Tensor::from_vector(b_act_f, {steps, A});
+    const Tensor obs_t = Tensor::from_vector(b_obs, {steps, O}).to(dev);
+    const Tensor act_t =
+        (discrete ? Tensor::from_vector(b_act_i, {steps}) : Tensor::from_vector(b_act_f, {steps, A})).to(dev);
     const models::ActionEval ev = policy.evaluate(obs_t, act_t);
-    const Tensor weights = Tensor::from_vector(w, {steps});
+    const Tensor weights = Tensor::from_vector(w, {steps}).to(dev);
     const Tensor loss = mul(sum(mul(weights, ev.log_probs)), -1.0 / double(batch_episodes));
     optimizer.zero_grad();
     loss.backward();

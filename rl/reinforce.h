@@ -21,7 +21,7 @@ namespace rlft::rl {
 struct ReinforceConfig {
   std::string env_id = "CartPole-v1";  // environment (discrete or continuous actions)
   uint64_t seed = 1;                   // seeds the policy init, the sampling and the environment
-  std::string device = "cpu";          // cpu (classic control runs on the CPU; cuda is refused with a reason)
+  std::string device = "cpu";          // cpu or cuda[:N]: where the policy runs (the environment stays on the CPU)
   int64_t total_episodes = 1500;       // episodes to train on
   int64_t episodes_per_update = 1;     // episodes per gradient step (N)
   double learning_rate = 1e-3;         // Adam learning rate (the seed uses 2e-4)

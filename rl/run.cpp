@@ -59,12 +59,6 @@ std::string format_duration(double s) {
   return buf;
 }
 
-void check_classic_control_device(const std::string& device) {
-  const Device d = Device::parse(device);
-  RLFT_CHECK(d.is_cpu(), "--device ", device, ": REINFORCE runs on the CPU only (one environment and a 64-unit ",
-             "network gain nothing from a GPU; rlft train ppo takes --device cuda)");
-}
-
 Device resolve_device(const std::string& device) {
   const Device d = Device::parse(device);
   if (d.is_cpu()) return d;

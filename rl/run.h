@@ -49,9 +49,6 @@ class Stopwatch {
 };
 std::string format_duration(double seconds);
 
-// Checks a --device value for the algorithms that run on the CPU only (REINFORCE): "cpu"
-// passes; "cuda[:N]" is an error saying why; anything else is an error naming the value.
-void check_classic_control_device(const std::string& device);
 // The device a --device value names, checked: "cpu", or "cuda[:N]" when that GPU answers
 // (otherwise one error with the runtime's reason, e.g. "CUDA driver version is insufficient").
 Device resolve_device(const std::string& device);

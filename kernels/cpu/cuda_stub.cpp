@@ -99,8 +99,10 @@ void where(Type, const Geometry&, void*, const uint8_t*, const void*, const void
 void copy(Type, Type, const Geometry&, void*, const void*, int) { not_built("cuda copy"); }
 void fill(Type, const Geometry&, void*, double, int) { not_built("cuda fill"); }
 void uniform(Type, int64_t, uint64_t, uint64_t, void*, int) { not_built("cuda uniform"); }
-void sum(Type, int64_t, int64_t, int64_t, const void*, void*, int) { not_built("cuda sum"); }
-void extreme(Type, int64_t, int64_t, int64_t, const void*, void*, int64_t*, bool, int) { not_built("cuda max/min"); }
+void normal(Type, int64_t, uint64_t, uint64_t, void*, int) { not_built("cuda normal"); }
+void arange(Type, int64_t, double, double, void*, int) { not_built("cuda arange"); }
+void sum(Type, int64_t, int64_t, int64_t, const void*, void*, int, int) { not_built("cuda sum"); }
+void extreme(Type, int64_t, int64_t, int64_t, const void*, void*, int64_t*, bool, int, int) { not_built("cuda max/min"); }
 void gemm(Type, bool, bool, int64_t, int64_t, int64_t, int64_t, double, const void*, int64_t, int64_t, const void*,
           int64_t, int64_t, double, void*, int64_t, int64_t, int) {
   not_built("cuda gemm");
@@ -123,18 +125,30 @@ void layer_norm_forward(Type, int64_t, int64_t, const void*, const void*, const 
   not_built("cuda layer_norm");
 }
 void layer_norm_backward(Type, int64_t, int64_t, const void*, const void*, const double*, const double*, const void*,
-                         void*, void*, void*, int) {
+                         void*, void*, void*, int, int) {
   not_built("cuda layer_norm backward");
 }
-void index_select(Type, int64_t, int64_t, int64_t, const void*, const int64_t*, int64_t, void*, int) {
+void check_index_faults(int) {}  // no device kernel can have run
+void index_select(Type, int64_t, int64_t, int64_t, const void*, const int64_t*, int64_t, void*, int, IndexOp) {
   not_built("cuda index_select");
 }
-void index_add(Type, int64_t, int64_t, int64_t, void*, const int64_t*, int64_t, const void*, int) {
+void index_add(Type, int64_t, int64_t, int64_t, void*, const int64_t*, int64_t, const void*, int, IndexOp) {
   not_built("cuda index_add");
 }
-void gather(Type, const Geometry&, void*, const int64_t*, const void*, int64_t, int) { not_built("cuda gather"); }
-void scatter_add(Type, const Geometry&, const void*, const int64_t*, void*, int64_t, int) {
+void gather(Type, const Geometry&, void*, const int64_t*, const void*, int64_t, int64_t, int) {
+  not_built("cuda gather");
+}
+void scatter_add(Type, const Geometry&, const void*, const int64_t*, void*, int64_t, int64_t, int) {
   not_built("cuda scatter_add");
+}
+void attention_forward(Type, const AttentionShape&, const uint8_t*, const void*, HeadStrides, const void*,
+                       HeadStrides, const void*, HeadStrides, void*, HeadStrides, void*, int) {
+  not_built("cuda attention");
+}
+void attention_backward(Type, const AttentionShape&, const uint8_t*, const void*, HeadStrides, const void*,
+                        HeadStrides, const void*, HeadStrides, const void*, HeadStrides, const void*, const void*,
+                        HeadStrides, void*, HeadStrides, void*, HeadStrides, void*, HeadStrides, int) {
+  not_built("cuda attention backward");
 }
 void adam_step(Type, const AdamTensor*, int, const AdamArgs&, int) { not_built("cuda adam step"); }
 void sgd_step(Type, int64_t, void*, const void*, void*, double, double, double, double, bool, bool, int) {

@@ -1,5 +1,5 @@
 // elementwise — the engine's unary, binary (broadcasting), where, dtype-cast / strided copy,
-// fill and uniform-random kernels (declared in kernels/cuda_ops.h).
+// fill, uniform- and normal-random and arange kernels (declared in kernels/cuda_ops.h).
 //
 // What: out[p] = f(operands at p) over a Geometry (shape + per-operand strides, ≤ 8 dims,
 // already squeezed on the host). One version each: a grid-stride loop over the flat index;
@@ -8,11 +8,17 @@
 // that is the same for every thread, so the branch does not diverge; one kernel per element
 // type keeps nvcc's work small.
 // Traffic per element: unary 2·sizeof(T) bytes; binary 3·sizeof(T) (comparisons 2·sizeof(T)
-// + 1); where 3·sizeof(T) + 1; copy sizeof(S) + sizeof(D); fill sizeof(T); uniform sizeof(T).
+// + 1); where 3·sizeof(T) + 1; copy sizeof(S) + sizeof(D); fill, uniform, normal and arange
+// sizeof(T) (written only).
 // Math per element in T (float in float: expf, tanhf, … — the CPU's float tanh is a rational
 // approximation within ~1e-7, so float results agree to a few ulp, not bit for bit).
 // Reference: the CPU branch of each op in engine/ops_elementwise.cpp, tensor.cpp (copy, fill)
-// and ops_nn.cpp (rand, dropout); tests/engine/test_cuda_ops.cpp compares them.
+// and ops_nn.cpp (rand, randn, dropout), Tensor::arange in tensor.cpp;
+// tests/engine/test_cuda_ops.cpp compares them. rand, dropout and arange are bitwise the CPU's
+// (the same Philox blocks and the same rounding; arange's start + i·step is two roundings on
+// both devices); randn's Box-Muller goes through double log, sqrt, cos and sin, whose CUDA
+// versions are within 1-2 ulp of glibc's: doubles agree to ~1e-15 relative and floats are
+// the same bits except where a double lands within an ulp of a float rounding boundary.
 #include <cuda_runtime.h>
 
 #include "engine/rng.h"
@@ -179,6 +185,29 @@ __global__ void uniform_kernel(int64_t n, uint64_t seed, uint64_t first_block, T
   }
 }
 
+template <typename T>
+__global__ void normal_kernel(int64_t n, uint64_t seed, uint64_t first_block, T* out) {
+  // One thread per Philox block: the pair (2j, 2j+1) by Box-Muller on two 53-bit uniforms, in
+  // double, term for term as ops_nn.cpp's randn (no sum here for FMA contraction to change:
+  // 1 − u·2⁻⁵³ is exact).
+  const int64_t pairs = (n + 1) / 2;
+  for (int64_t j = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; j < pairs;
+       j += int64_t(gridDim.x) * blockDim.x) {
+    const Philox4x32::Block blk = Philox4x32::generate(seed, first_block + uint64_t(j));
+    const double u1 = 1.0 - Philox4x32::to_unit_double(blk.v[0], blk.v[1]);  // (0, 1]
+    const double u2 = Philox4x32::to_unit_double(blk.v[2], blk.v[3]);
+    const double r = ::sqrt(-2.0 * ::log(u1));
+    out[2 * j] = T(r * ::cos(6.283185307179586 * u2));
+    if (2 * j + 1 < n) out[2 * j + 1] = T(r * ::sin(6.283185307179586 * u2));
+  }
+}
+
+template <typename T>
+__global__ void arange_kernel(int64_t n, double start, double step, T* out) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
+       i += int64_t(gridDim.x) * blockDim.x)
+    out[i] = T(start + __dmul_rn(double(i), step));  // product rounded first, as the CPU (no FMA)
+}
 
 }  // namespace
 
@@ -260,6 +289,27 @@ void uniform(Type type, int64_t n, uint64_t seed, uint64_t first_block, void* ou
     using T = decltype(tag);
     uniform_kernel<T>
         <<<blocks_for((n + 3) / 4), kThreads>>>(n, seed, first_block, static_cast<T*>(out));
+  });
+  RLFT_CUDA_CHECK_LAUNCH();
+}
+
+void normal(Type type, int64_t n, uint64_t seed, uint64_t first_block, void* out, int device) {
+  if (n == 0) return;
+  cuda_detail::set_device(device);
+  dispatch_floating(type, "cuda normal", [&](auto tag) {
+    using T = decltype(tag);
+    normal_kernel<T><<<blocks_for((n + 1) / 2), kThreads>>>(n, seed, first_block,
+                                                            static_cast<T*>(out));
+  });
+  RLFT_CUDA_CHECK_LAUNCH();
+}
+
+void arange(Type type, int64_t n, double start, double step, void* out, int device) {
+  if (n == 0) return;
+  cuda_detail::set_device(device);
+  dispatch_all(type, [&](auto tag) {
+    using T = decltype(tag);
+    arange_kernel<T><<<blocks_for(n), kThreads>>>(n, start, step, static_cast<T*>(out));
   });
   RLFT_CUDA_CHECK_LAUNCH();
 }

@@ -6,13 +6,23 @@
 //             dw = Σ_rows g·x̂, db = Σ_rows g
 // Versions: forward and dx — one block of 256 threads per row (grid-stride over rows), moments
 // in double with two passes (no cancellation for large magnitudes), block all-reduces in a
-// fixed order. dw/db — one thread per column walking the N rows (coalesced across columns),
-// accumulated in double; deterministic (no atomics).
+// fixed order. dw/db, accumulated in double, deterministic (no atomics), picked by shape:
+//   version 1  N shorter than version 2's row slices: one thread per column walking the N
+//              rows (coalesced across columns).
+//   version 2  otherwise: kernels/cuda/column_reduce.cuh — 32-column tiles whose rows are
+//              split among 8 thread slices (all C columns and 256/C slices when C < 32) and,
+//              when C/32 tiles cannot fill the GPU (C = 768 is 24 tiles), among up to 1024
+//              blocks whose partial (Σ g·x̂, Σ g) pairs a second pass adds in order.
 // Traffic: forward reads x twice and writes y (plus w, b from cache, 16 bytes of stats per
-// row); backward reads x, g twice for dx and once more for dw/db.
-// Reference: kernels/cpu/layer_norm.h (layer_norm_forward / layer_norm_backward).
+// row); backward reads x, g twice for dx and once more for dw/db (plus 16 bytes per row of
+// stats, per 32-column tile, from cache; version 2 with splits: 16·splits·C bytes of partials
+// written and read once).
+// Reference: kernels/cpu/layer_norm.h (layer_norm_forward / layer_norm_backward);
+// tests/engine/test_cuda_ops.cpp (CudaOps.LayerNormWithLargeMagnitudes,
+// CudaOps.LayerNormBackwardAtEveryShape).
 #include <cuda_runtime.h>
 
+#include "kernels/cuda/column_reduce.cuh"
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/dispatch.cuh"
 #include "kernels/cuda_ops.h"
@@ -105,6 +115,32 @@ __global__ void layer_norm_dwdb_kernel(int64_t N, int64_t C, const T* x, const d
   }
 }
 
+// dw and db as one column reduction (kernels/cuda/column_reduce.cuh) over the N rows.
+struct WeightBiasSums {
+  double w, b;
+};
+template <typename T>
+struct LayerNormDwDb {
+  using Acc = WeightBiasSums;
+  const T* x;
+  const T* g;
+  const double* mean;
+  const double* rstd;
+  T* dw;
+  T* db;
+  int64_t C;
+  __device__ Acc init() const { return Acc{0.0, 0.0}; }
+  __device__ Acc load(int64_t, int64_t r, int64_t j) const {
+    const double gv = double(g[r * C + j]);
+    return Acc{gv * ((double(x[r * C + j]) - mean[r]) * rstd[r]), gv};
+  }
+  __device__ Acc combine(Acc a, Acc b) const { return Acc{a.w + b.w, a.b + b.b}; }
+  __device__ void store(int64_t j, Acc a) const {
+    if (dw) dw[j] = T(a.w);
+    if (db) db[j] = T(a.b);
+  }
+};
+
 unsigned grid_rows(int64_t N) {
   const int64_t kMax = int64_t(1) << 20;
   return unsigned(N < kMax ? N : kMax);
@@ -129,7 +165,9 @@ void layer_norm_forward(Type type, int64_t N, int64_t C, const void* x, const vo
 
 void layer_norm_backward(Type type, int64_t N, int64_t C, const void* x, const void* w,
                          const double* mean, const double* rstd, const void* g, void* dx, void* dw,
-                         void* db, int device) {
+                         void* db, int device, int dwdb_version) {
+  RLFT_CHECK(dwdb_version >= 0 && dwdb_version <= 2, "cuda layer_norm backward: dw/db version ",
+             dwdb_version, " (expected 0 for by shape, 1 or 2)");
   if (C == 0) return;
   cuda_detail::set_device(device);
   dispatch_floating(type, "cuda layer_norm backward", [&](auto tag) {
@@ -141,10 +179,18 @@ void layer_norm_backward(Type type, int64_t N, int64_t C, const void* x, const v
       RLFT_CUDA_CHECK_LAUNCH();
     }
     if (dw || db) {
-      layer_norm_dwdb_kernel<T><<<cuda_detail::blocks_for(C), cuda_detail::kThreads>>>(
-          N, C, static_cast<const T*>(x), mean, rstd, static_cast<const T*>(g), static_cast<T*>(dw),
-          static_cast<T*>(db));
-      RLFT_CUDA_CHECK_LAUNCH();
+      const cuda_detail::ColumnPlan plan = cuda_detail::plan_columns(1, N, C);
+      if (dwdb_version == 1 || (dwdb_version == 0 && N < plan.slices)) {
+        layer_norm_dwdb_kernel<T><<<cuda_detail::blocks_for(C), cuda_detail::kThreads>>>(
+            N, C, static_cast<const T*>(x), mean, rstd, static_cast<const T*>(g),
+            static_cast<T*>(dw), static_cast<T*>(db));
+        RLFT_CUDA_CHECK_LAUNCH();
+      } else {
+        cuda_detail::column_reduce(
+            LayerNormDwDb<T>{static_cast<const T*>(x), static_cast<const T*>(g), mean, rstd,
+                             static_cast<T*>(dw), static_cast<T*>(db), C},
+            plan);
+      }
     }
   });
 }

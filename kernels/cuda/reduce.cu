@@ -6,19 +6,27 @@
 //   extreme:  values[o, i], indices[o, i] = the max (or min) over r and its first index; the
 //             first NaN wins (NaN propagates, as kernels/cpu/reduce.h and PyTorch)
 //
-// Two shapes, one version each:
-//   inner == 1  one block of 256 threads per row (grid-stride over rows): each thread walks
-//               the row with stride 256, then a shared-memory tree combines the 256 partials
-//               (a fixed order, so the result is the same on every run).
-//   inner  > 1  one thread per output (o, i) walking r; neighbouring threads read
-//               neighbouring i, so the loads coalesce. Slow when outer·inner is small and R
-//               large (few threads); correct always.
-// Traffic: one read per input element, one write per output (plus 8 bytes per index).
-// Reference: kernels/cpu/reduce.h (sum_middle, extreme_middle); tests/engine/test_cuda_ops.cpp.
+// Versions, picked by shape (every one deterministic: no atomics, a fixed combining order):
+//   rows       inner == 1: one block of 256 threads per row (grid-stride over rows): each
+//              thread walks the row with stride 256, then a shared-memory tree combines the
+//              256 partials.
+//   columns 1  inner > 1 and R shorter than version 2's row slices: one thread per output
+//              (o, i) walking r; neighbouring threads read neighbouring i, so the loads
+//              coalesce. Few threads when outer·inner is small, but R is short here.
+//   columns 2  inner > 1 otherwise: kernels/cuda/column_reduce.cuh — 32-column tiles (or the
+//              whole row when inner < 32) with the rows split among 256/cols thread slices
+//              and, when the tiles cannot fill the GPU, among blocks (a second pass combines
+//              the splits in order). A [100000, 64] sum over dim 0 runs on ~1024 blocks
+//              instead of 64 threads.
+// Traffic: one read per input element, one write per output (plus 8 bytes per index); columns
+// 2 with splits adds splits·outer·inner partials (16 bytes each) written and read once.
+// Reference: kernels/cpu/reduce.h (sum_middle, extreme_middle); tests/engine/test_cuda_ops.cpp
+// (CudaOps.ReductionsOverAnyDims, CudaOps.ColumnReductionsAtEveryShape).
 #include <cuda_runtime.h>
 
 #include <type_traits>
 
+#include "kernels/cuda/column_reduce.cuh"
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/dispatch.cuh"
 #include "kernels/cuda_ops.h"
@@ -138,15 +146,63 @@ __global__ void extreme_columns_kernel(int64_t outer, int64_t R, int64_t inner, 
   }
 }
 
+// Column-reduction ops for kernels/cuda/column_reduce.cuh.
+template <typename T>
+struct SumColumns {
+  using Acc = double;
+  const T* in;
+  T* out;
+  int64_t R, inner;
+  __device__ Acc init() const { return 0.0; }
+  __device__ Acc load(int64_t o, int64_t r, int64_t i) const {
+    return double(in[(o * R + r) * inner + i]);
+  }
+  __device__ Acc combine(Acc a, Acc b) const { return a + b; }
+  __device__ void store(int64_t k, Acc a) const { out[k] = T(a); }
+};
+
+template <typename T>
+struct Best {
+  T v;
+  int64_t i;  // −1: empty
+};
+
+template <typename T>
+struct ExtremeColumns {
+  using Acc = Best<T>;
+  const T* in;
+  T* values;
+  int64_t* indices;
+  int64_t R, inner;
+  bool is_max;
+  __device__ Acc init() const { return Acc{T(0), -1}; }
+  __device__ Acc load(int64_t o, int64_t r, int64_t i) const {
+    return Acc{in[(o * R + r) * inner + i], r};
+  }
+  // `beats` is a total order (ties go to the smaller index), so any combining order agrees.
+  __device__ Acc combine(Acc a, Acc b) const { return beats(b.v, b.i, a.v, a.i, is_max) ? b : a; }
+  __device__ void store(int64_t k, Acc a) const {
+    if (values) values[k] = a.v;
+    if (indices) indices[k] = a.i;
+  }
+};
+
 unsigned grid_rows(int64_t outer) {
   const int64_t kMax = int64_t(1) << 20;
   return unsigned(outer < kMax ? outer : kMax);
 }
 
+// Version 1 when R is shorter than version 2's row slices (most of its threads would idle).
+bool use_columns_v1(int column_version, const cuda_detail::ColumnPlan& plan) {
+  RLFT_CHECK(column_version >= 0 && column_version <= 2, "cuda reduce: column version ",
+             column_version, " (expected 0 for by shape, 1 or 2)");
+  return column_version == 1 || (column_version == 0 && plan.R < plan.slices);
+}
+
 }  // namespace
 
-void sum(Type type, int64_t outer, int64_t R, int64_t inner, const void* in, void* out,
-         int device) {
+void sum(Type type, int64_t outer, int64_t R, int64_t inner, const void* in, void* out, int device,
+         int column_version) {
   if (outer * inner == 0) return;
   cuda_detail::set_device(device);
   auto run = [&](auto tag) {
@@ -155,17 +211,23 @@ void sum(Type type, int64_t outer, int64_t R, int64_t inner, const void* in, voi
     T* y = static_cast<T*>(out);
     if (inner == 1) {
       sum_rows_kernel<T><<<grid_rows(outer), kReduceThreads>>>(outer, R, x, y);
-    } else {
+      RLFT_CUDA_CHECK_LAUNCH();
+      return;
+    }
+    const cuda_detail::ColumnPlan plan = cuda_detail::plan_columns(outer, R, inner);
+    if (use_columns_v1(column_version, plan)) {
       sum_columns_kernel<T><<<cuda_detail::blocks_for(outer * inner), cuda_detail::kThreads>>>(
           outer, R, inner, x, y);
+      RLFT_CUDA_CHECK_LAUNCH();
+      return;
     }
+    cuda_detail::column_reduce(SumColumns<T>{x, y, R, inner}, plan);
   };
   dispatch_floating(type, "cuda sum", run);
-  RLFT_CUDA_CHECK_LAUNCH();
 }
 
 void extreme(Type type, int64_t outer, int64_t R, int64_t inner, const void* in, void* values,
-             int64_t* indices, bool is_max, int device) {
+             int64_t* indices, bool is_max, int device, int column_version) {
   if (outer * inner == 0) return;
   RLFT_CHECK(R > 0, "cuda extreme: empty reduction");
   cuda_detail::set_device(device);
@@ -175,13 +237,19 @@ void extreme(Type type, int64_t outer, int64_t R, int64_t inner, const void* in,
     T* v = static_cast<T*>(values);
     if (inner == 1) {
       extreme_rows_kernel<T><<<grid_rows(outer), kReduceThreads>>>(outer, R, x, v, indices, is_max);
-    } else {
+      RLFT_CUDA_CHECK_LAUNCH();
+      return;
+    }
+    const cuda_detail::ColumnPlan plan = cuda_detail::plan_columns(outer, R, inner);
+    if (use_columns_v1(column_version, plan)) {
       extreme_columns_kernel<T><<<cuda_detail::blocks_for(outer * inner), cuda_detail::kThreads>>>(
           outer, R, inner, x, v, indices, is_max);
+      RLFT_CUDA_CHECK_LAUNCH();
+      return;
     }
+    cuda_detail::column_reduce(ExtremeColumns<T>{x, v, indices, R, inner, is_max}, plan);
   };
   dispatch_all(type, run);
-  RLFT_CUDA_CHECK_LAUNCH();
 }
 
 }  // namespace rlft::kernels::cuda_ops

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "engine/error.h"
+#include "kernels/cuda_ops.h"
 #include "kernels/cuda_runtime.h"
 
 #define RLFT_CUDA_CHECK(call)                                                                   \
@@ -68,6 +69,7 @@ void copy_device_to_host(void* dst, const void* src, size_t bytes, int device) {
   if (bytes == 0) return;
   use_device(device);
   RLFT_CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToHost));
+  cuda_ops::check_index_faults(device);  // the copy waited for every earlier kernel
 }
 
 void copy_device_to_device(void* dst, const void* src, size_t bytes, int device) {
@@ -79,6 +81,7 @@ void copy_device_to_device(void* dst, const void* src, size_t bytes, int device)
 void synchronize(int device) {
   use_device(device);
   RLFT_CUDA_CHECK(cudaDeviceSynchronize());
+  cuda_ops::check_index_faults(device);
 }
 
 double selftest_axpy(int n) {

@@ -51,6 +51,7 @@ TEST(Cli, BadInputIsOneLineAndExit2) {
     std::string args, expect;
   };
   const auto unwritable = std::string("/proc/rlft-cannot-write");
+  const bool gpu = rlft::testing::no_gpu_reason().empty();
   const Case cases[] = {
       {"train ppo --env Nope-v0 --quiet", "Nope-v0"},
       {"train ppo --lr abc", "--lr: 'abc' is not a number"},
@@ -63,7 +64,9 @@ TEST(Cli, BadInputIsOneLineAndExit2) {
       {"eval --run /nonexistent/run", "no policy at /nonexistent/run/policy.safetensors"},
       {"frobnicate", "unknown command 'frobnicate'"},
       {"train ppo --preset moon", "unknown preset 'moon'"},
-      {"train reinforce --device cuda", "--device cuda: REINFORCE runs on the CPU only"},
+      // REINFORCE runs on a GPU when one answers; cuda:64 is refused on any machine.
+      {"train reinforce --device cuda:64 --quiet",
+       gpu ? "--device cuda:64: no such device" : "--device cuda:64: no CUDA device answers ("},
       {"train reinforce --device tpu", "unknown device 'tpu'"},
   };
   for (const Case& c : cases) {

@@ -182,12 +182,36 @@ TEST(CudaOps, MixedDevicesAreOneClearError) {
             std::string::npos);
 }
 
-TEST(CudaOps, BadIndicesOnTheDeviceAreCaughtOnTheHost) {
+// Indices are checked by the device kernels, not on the host: a bad one reads as 0 (adds
+// nothing backward) and the first is reported, naming the op, by the next synchronising call
+// (a copy to the host, cuda::synchronize) — then cleared, so the next one is reported too.
+TEST(CudaOps, BadIndicesOnTheDeviceAreReportedAtTheNextSynchronisation) {
   RLFT_REQUIRE_GPU();
   const Tensor w = Tensor::ones({4, 3}).to(kGpu);
   const Tensor idx = Tensor::from_vector(std::vector<int64_t>{0, 4}, {2}).to(kGpu);
-  const std::string msg = testing::error_of([&] { (void)embedding(w, idx); });
-  EXPECT_NE(msg.find("embedding: index 4 out of range [0, 4)"), std::string::npos) << msg;
+  const Tensor out = embedding(w, idx);  // returns without a host round trip
+  std::string msg = testing::error_of([&] { (void)out.to_vector(); });
+  EXPECT_NE(msg.find("embedding: index 4 out of range [0, 4) at position 1"), std::string::npos) << msg;
+  EXPECT_EQ(out.to_vector(), (std::vector<double>{1, 1, 1, 0, 0, 0})) << "reported once; the bad row reads 0";
+
+  const Tensor a = Tensor::ones({5, 7}).to(kGpu);
+  const Tensor sel = Tensor::from_vector(std::vector<int64_t>{6, -1, 2}, {3}).to(kGpu);
+  (void)index_select(a, 1, sel);
+  msg = testing::error_of([&] { cuda::synchronize(0); });
+  EXPECT_NE(msg.find("index_select: index -1 out of range [0, 7) at position 1"), std::string::npos) << msg;
+
+  const Tensor gidx = Tensor::from_vector(std::vector<int64_t>{0, 1, 2, 3, 4, 9}, {2, 3}).to(kGpu);
+  Tensor src = Tensor::ones({2, 7}).to(kGpu);
+  src.set_requires_grad();
+  const Tensor gathered = gather(src, 1, gidx);
+  msg = testing::error_of([&] { (void)gathered.to_vector(); });
+  EXPECT_NE(msg.find("gather: index 9 out of range [0, 7) at position 5"), std::string::npos) << msg;
+  sum(gathered).backward();  // the bad index adds nothing (and is reported again)
+  msg = testing::error_of([&] { (void)src.grad().to_vector(); });
+  EXPECT_NE(msg.find("gather: index 9 out of range [0, 7)"), std::string::npos) << msg;
+  EXPECT_EQ(src.grad().to_vector(),
+            (std::vector<double>{1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 1, 1, 0, 0}));
+  EXPECT_NO_THROW(cuda::synchronize(0)) << "nothing pending";
 }
 
 // ---- elementwise -----------------------------------------------------------------------
@@ -422,6 +446,100 @@ TEST(CudaOps, ReductionsOverAnyDims) {
            [](const std::vector<Tensor>& in) { return add(in[0], in[1]); });
 }
 
+// Column reductions (inner > 1) take one of three layouts in kernels/cuda/reduce.cu, picked by
+// shape; each shape below names the path it exercises (kernels/cuda/column_reduce.cuh's plan:
+// 32-column tiles with 8 row slices, or all of inner < 32 columns with 256/inner slices; row
+// splits over blocks when the tiles number fewer than 512).
+struct ColumnCase {
+  Shape shape;
+  int64_t dim;
+  const char* path;
+};
+const std::vector<ColumnCase> kColumnCases = {
+    {{3, 5, 40}, 1, "version 1: R=5 below 8 slices"},
+    {{40, 100, 520}, 1, "version 2, 680 tiles: no split"},
+    {{9, 4097}, 0, "version 2, few rows many columns: 129 tiles, R too short to split"},
+    {{20000, 37}, 0, "version 2, many rows few columns: 2 tiles, 78 row splits"},
+    {{100000, 3}, 0, "version 2, inner < 32: 3 columns × 85 slices, 36 row splits"},
+    {{7, 30000, 2}, 1, "version 2, inner = 2 and outer = 7: 128 slices, 7 row splits"},
+    {{2, 4097, 33}, 1, "version 2, a half-empty second tile, 16 row splits"},
+};
+
+// x rounded to a multiple of 0.5 (on the host; the engine has no round op).
+Tensor halves(const Tensor& x) {
+  std::vector<double> v = x.to_vector();
+  for (double& e : v) e = std::round(e * 2) / 2;
+  return Tensor::from_vector(v, x.shape()).to(x.dtype());
+}
+
+TEST(CudaOps, ColumnReductionsAtEveryShape) {
+  RLFT_REQUIRE_GPU();
+  for (DType dt : {DType::f32, DType::f64}) {
+    for (const ColumnCase& c : kColumnCases) {
+      const std::string s = std::string(c.path) + " " + dtype_name(dt);
+      const Tensor x = random(c.shape, dt, 201 + c.shape.numel());
+      const int64_t R = c.shape[c.dim];
+      // Both devices add in double and round once; the orders differ, so float results may
+      // differ by an ulp of the sum (|sum| ~ √R).
+      const double scale = std::sqrt(double(R)) * 10;
+      check_op(
+          "sum " + s, {x}, [&](const std::vector<Tensor>& in) { return sum(in[0], {c.dim}); },
+          scale);
+      check_op(
+          "mean " + s, {x}, [&](const std::vector<Tensor>& in) { return mean(in[0], {c.dim}); },
+          scale);
+      // Values rounded to multiples of 0.5: many ties, which must go to the first index as on
+      // the CPU, whatever order the row slices and splits meet in.
+      const Tensor ties = halves(x);
+      check_op("max " + s, {ties},
+               [&](const std::vector<Tensor>& in) { return max(in[0], c.dim); });
+      check_op("min " + s, {ties},
+               [&](const std::vector<Tensor>& in) { return min(in[0], c.dim); });
+      EXPECT_EQ(argmax(ties.to(kGpu), c.dim).to_vector(), argmax(ties, c.dim).to_vector()) << s;
+      // One NaN late in a column: it wins over every number, in whichever split it lies.
+      Tensor nan_in = ties.clone();
+      nan_in.narrow(c.dim, R - 1, 1).narrow(int64_t(c.shape.size()) - 1, 0, 1).fill_(NAN);
+      EXPECT_EQ(argmax(nan_in.to(kGpu), c.dim).to_vector(), argmax(nan_in, c.dim).to_vector())
+          << "NaN " << s;
+    }
+  }
+  const Tensor xi = Tensor::from_vector(std::vector<int64_t>(20000 * 37, 3), {20000, 37});
+  EXPECT_EQ(argmax(xi.to(kGpu), 0).to_vector(), std::vector<double>(37, 0.0))
+      << "all equal: the first index";
+}
+
+// The forced versions agree with each other, and a reduction repeated gives the same bits (no
+// atomics anywhere).
+TEST(CudaOps, ColumnReductionVersionsAgreeAndRepeat) {
+  RLFT_REQUIRE_GPU();
+  namespace co = kernels::cuda_ops;
+  for (const ColumnCase& c : kColumnCases) {
+    int64_t outer = 1, inner = 1;
+    for (int64_t d = 0; d < c.dim; ++d) outer *= c.shape[d];
+    for (int64_t d = c.dim + 1; d < int64_t(c.shape.size()); ++d) inner *= c.shape[d];
+    const int64_t R = c.shape[c.dim];
+    const Tensor x = random(c.shape, DType::f32, 301).to(kGpu);
+    std::vector<std::vector<double>> sums, maxes, args;
+    for (int version : {1, 2, 2}) {
+      Tensor out = Tensor::empty({outer * inner}, DType::f32, kGpu);
+      Tensor values = Tensor::empty({outer * inner}, DType::f32, kGpu);
+      Tensor idx = Tensor::empty({outer * inner}, DType::i64, kGpu);
+      co::sum(co::Type::f32, outer, R, inner, x.raw_data(), out.raw_data(), 0, version);
+      co::extreme(co::Type::f32, outer, R, inner, x.raw_data(), values.raw_data(),
+                  idx.data<int64_t>(), true, 0, version);
+      sums.push_back(out.to_vector());
+      maxes.push_back(values.to_vector());
+      args.push_back(idx.to_vector());
+    }
+    EXPECT_EQ(sums[1], sums[2]) << "version 2 repeated, " << c.path;
+    EXPECT_EQ(maxes[0], maxes[1]) << c.path;
+    EXPECT_EQ(args[0], args[1]) << c.path;
+    for (size_t k = 0; k < sums[0].size(); ++k)
+      ASSERT_NEAR(sums[1][k], sums[0][k], 1e-6 * (1 + std::abs(sums[0][k]))) << c.path << " " << k;
+  }
+  EXPECT_THROW(co::sum(co::Type::f32, 2, 3, 4, nullptr, nullptr, 0, 3), Error);
+}
+
 // ---- matmul / linear ---------------------------------------------------------------------
 
 TEST(CudaOps, MatmulAllTransposeCasesAndBatches) {
@@ -562,6 +680,58 @@ TEST(CudaOps, LayerNormWithLargeMagnitudes) {
   }
 }
 
+// LayerNorm's dw/db are column sums over the N rows (kernels/cuda/layer_norm.cu picks version
+// 1 below 8 rows, else column_reduce.cuh's tiles with row splits when C/32 tiles are few).
+TEST(CudaOps, LayerNormBackwardAtEveryShape) {
+  RLFT_REQUIRE_GPU();
+  struct Case {
+    int64_t N, C;
+    const char* path;
+  };
+  const Case cases[] = {{3, 768, "version 1: N=3"},
+                        {50, 1, "version 2, C=1: 256 slices"},
+                        {50, 33, "version 2, 2 tiles, no split"},
+                        {6000, 768, "version 2, 24 tiles, 23 row splits"},
+                        {20000, 7, "version 2, C=7: 36 slices, 17 row splits"},
+                        {300, 20000, "version 2, 625 tiles: no split"}};
+  for (DType dt : {DType::f32, DType::f64}) {
+    for (const Case& c : cases) {
+      const Tensor x = add(random({c.N, c.C}, dt, 211 + c.C), 3.0);
+      const Tensor w = random({c.C}, dt, 212), b = random({c.C}, dt, 213);
+      const std::string s = std::string(c.path) + " " + dtype_name(dt);
+      // dw, db are sums of N terms of magnitude ~1, added in double on both devices in
+      // different orders: float results may differ by an ulp of |sum| ~ √N.
+      const double scale = 100 * std::sqrt(double(c.N));
+      check_op(
+          "layer_norm " + s, {x, w, b},
+          [](const std::vector<Tensor>& in) { return layer_norm(in[0], in[1], in[2]); }, scale);
+    }
+  }
+  // The forced versions agree, and version 2 repeats bit for bit.
+  namespace co = kernels::cuda_ops;
+  const int64_t N = 6000, C = 768;
+  const Tensor x = random({N, C}, DType::f32, 221).to(kGpu), g = random({N, C}, DType::f32, 222).to(kGpu);
+  Tensor y = Tensor::empty({N, C}, DType::f32, kGpu);
+  Tensor stats = Tensor::empty({2 * N}, DType::f64, kGpu);
+  double* mean = stats.data<double>();
+  co::layer_norm_forward(co::Type::f32, N, C, x.raw_data(), nullptr, nullptr, 1e-5, y.raw_data(), mean,
+                         mean + N, 0);
+  std::vector<std::vector<double>> dws, dbs;
+  for (int version : {1, 2, 2}) {
+    Tensor dw = Tensor::empty({C}, DType::f32, kGpu), db = Tensor::empty({C}, DType::f32, kGpu);
+    co::layer_norm_backward(co::Type::f32, N, C, x.raw_data(), nullptr, mean, mean + N, g.raw_data(),
+                            nullptr, dw.raw_data(), db.raw_data(), 0, version);
+    dws.push_back(dw.to_vector());
+    dbs.push_back(db.to_vector());
+  }
+  EXPECT_EQ(dws[1], dws[2]);
+  EXPECT_EQ(dbs[1], dbs[2]);
+  for (int64_t j = 0; j < C; ++j) {
+    ASSERT_NEAR(dws[1][size_t(j)], dws[0][size_t(j)], 1e-6 * (1 + std::abs(dws[0][size_t(j)]))) << j;
+    ASSERT_NEAR(dbs[1][size_t(j)], dbs[0][size_t(j)], 1e-6 * (1 + std::abs(dbs[0][size_t(j)]))) << j;
+  }
+}
+
 TEST(CudaOps, EmbeddingGatherIndexSelectOneHot) {
   RLFT_REQUIRE_GPU();
   for (DType dt : {DType::f32, DType::f64}) {
@@ -616,6 +786,126 @@ TEST(CudaOps, DropoutDrawsTheSameMaskAsTheCpu) {
              Generator g(77);
              return dropout(in[0], 0.5, true, &g);
            });
+}
+
+// rand, randn and arange are created on the device from the same counter-based stream (and the
+// same arithmetic) as on the CPU; the generator ends where the CPU's does.
+TEST(CudaOps, RandRandnAndArangeOnTheDeviceMatchTheCpu) {
+  RLFT_REQUIRE_GPU();
+  for (DType dt : {DType::f32, DType::f64}) {
+    for (const Shape& shape : std::vector<Shape>{{0}, {1}, {7}, {33}, {1000}, {4097}, {7, 33}}) {
+      const std::string s = shape.numel() == 0 ? "empty" : std::to_string(shape.numel());
+      Generator gc(4321), gg(4321);
+      gc.reserve(3);
+      gg.reserve(3);  // a stream already in use: the offset must carry over
+      const Tensor uc = rand(shape, &gc, dt), ug = rand(shape, &gg, dt, kGpu);
+      EXPECT_TRUE(ug.device().is_cuda());
+      EXPECT_EQ(ug.shape(), uc.shape());
+      EXPECT_EQ(ug.to_vector(), uc.to_vector()) << "rand n=" << s << " " << dt;
+      EXPECT_EQ(gg.offset(), gc.offset());
+      const Tensor nc = randn(shape, &gc, dt), ng = randn(shape, &gg, dt, kGpu);
+      EXPECT_EQ(gg.offset(), gc.offset());
+      // Box-Muller through CUDA's double log/cos/sin (1-2 ulp from glibc's): doubles agree to
+      // ~1e-15; a float is the same bits unless the double lies within an ulp of a float
+      // rounding boundary, so allow one float ulp (and count how often it happens).
+      const std::vector<double> a = ng.to_vector(), b = nc.to_vector();
+      ASSERT_EQ(a.size(), b.size());
+      int not_bitwise = 0;
+      for (size_t i = 0; i < a.size(); ++i) {
+        if (a[i] != b[i]) ++not_bitwise;
+        const double tol = dt == DType::f64 ? 1e-14 * (1 + std::abs(b[i]))
+                                            : 1.2e-7 * std::abs(b[i]) + 1e-30;
+        EXPECT_NEAR(a[i], b[i], tol) << "randn n=" << s << " element " << i << " " << dt;
+      }
+      if (dt == DType::f32) {
+        EXPECT_LE(not_bitwise, 2) << "randn n=" << s;
+      }
+    }
+  }
+  for (DType dt : {DType::i64, DType::f32, DType::f64}) {
+    EXPECT_EQ(Tensor::arange(4097, dt, kGpu).to_vector(), Tensor::arange(4097, dt).to_vector()) << dt;
+    EXPECT_EQ(Tensor::arange(-3.0, 3.0, 0.01, dt, kGpu).to_vector(),
+              Tensor::arange(-3.0, 3.0, 0.01, dt).to_vector()) << dt;
+    EXPECT_EQ(Tensor::arange(5.0, 0.0, -0.7, dt, kGpu).to_vector(),
+              Tensor::arange(5.0, 0.0, -0.7, dt).to_vector()) << dt;
+  }
+  EXPECT_TRUE(Tensor::arange(3, DType::i64, kGpu).device().is_cuda());
+  EXPECT_EQ(Tensor::arange(0, DType::i64, kGpu).numel(), 0);
+  // The initialisers draw where their tensor lives; uniform_ is bitwise the CPU's.
+  Generator gc(9), gg(9);
+  const Tensor pc = Tensor::empty({33, 7}), pg = Tensor::empty({33, 7}, DType::f32, kGpu);
+  nn::uniform_(pc, -0.5, 0.5, gc);
+  nn::uniform_(pg, -0.5, 0.5, gg);
+  EXPECT_EQ(pg.to_vector(), pc.to_vector());
+  nn::normal_(pc, 1.0, 0.02, gc);
+  nn::normal_(pg, 1.0, 0.02, gg);
+  expect_close(pg, pc, 1.2e-7, 1e-30, "normal_");
+}
+
+// ---- fused causal self-attention ----------------------------------------------------------
+
+// kernels/cuda/attention.cu against the CPU kernel through the engine op, forward and the
+// gradients of qkv (and of a KV cache's keys and values). Shapes exercise each path: T = 33
+// and Tk = 70 leave partial 32-key (or 32-query) chunks; HS = 5 (< one column per lane), 64,
+// 80 (three columns per lane, the last partial) and 256 (the limit); left padding with one
+// single-token row; self_visible off so padding queries have empty rows (output 0, no
+// gradient); a KV cache with padding among the cached keys; q, k, v scaled ×3 so the softmax
+// rows are peaked. Float tolerances: sums of up to Tk·HS products in a different order
+// (the CPU's GEMM vs per-lane dot products), exp within 2 ulp.
+TEST(CudaOps, FusedAttentionMatchesTheCpu) {
+  RLFT_REQUIRE_GPU();
+  struct Case {
+    int64_t B, T, NH, HS, P;
+    bool mask, self_visible;
+    const char* what;
+  };
+  const Case cases[] = {{2, 7, 3, 5, 0, false, true, "HS=5, no mask"},
+                        {3, 33, 2, 64, 0, true, true, "T=33 HS=64, left padding"},
+                        {3, 33, 2, 80, 0, true, false, "HS=80, padding rows empty"},
+                        {2, 9, 2, 80, 61, true, true, "KV cache P=61 (Tk=70) with padding"},
+                        {1, 5, 1, 256, 0, false, true, "HS=256"}};
+  for (DType dt : {DType::f32, DType::f64}) {
+    for (const Case& c : cases) {
+      const int64_t Tk = c.T + c.P;
+      const std::string s = std::string(c.what) + " " + dtype_name(dt);
+      AttentionOptions opt;
+      opt.self_visible = c.self_visible;
+      Tensor mask;
+      if (c.mask) {
+        std::vector<bool> m(size_t(c.B * Tk));
+        for (int64_t b = 0; b < c.B; ++b) {
+          const int64_t real = b == 0 ? 1 : Tk - 3 * b;  // row 0: one real token at the end
+          for (int64_t j = 0; j < Tk; ++j) m[size_t(b * Tk + j)] = j >= Tk - real;
+        }
+        mask = Tensor::from_bools(m, {c.B, Tk});
+      }
+      const Tensor qkv = random({c.B, c.T, 3, c.NH, c.HS}, dt, 401 + c.HS, 3.0);
+      const std::vector<Tensor> inputs =
+          c.P > 0 ? std::vector<Tensor>{qkv, random({c.B, c.NH, Tk, c.HS}, dt, 402, 3.0),
+                                        random({c.B, c.NH, Tk, c.HS}, dt, 403)}
+                  : std::vector<Tensor>{qkv};
+      check_op(
+          "attention " + s, inputs,
+          [&](const std::vector<Tensor>& in) {
+            AttentionOptions o = opt;
+            if (mask.defined()) o.key_mask = mask.to(in[0].device());
+            if (in.size() == 3) o.keys = in[1], o.values = in[2];
+            return causal_self_attention(in[0], o);
+          },
+          100 * std::sqrt(double(Tk * c.HS)));
+    }
+  }
+  // A float mask (not bool) left on the CPU for the device's qkv (copied over), and a head
+  // size past the kernel's limit.
+  const Tensor x = random({2, 6, 3, 2, 8}, DType::f32, 404);
+  check_op("attention of a float mask on the host", {x}, [](const std::vector<Tensor>& in) {
+    AttentionOptions o;
+    o.key_mask = Tensor::from_vector(std::vector<float>{0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1}, {2, 6});
+    return causal_self_attention(in[0], o);
+  });
+  const std::string msg = testing::error_of(
+      [] { (void)causal_self_attention(Tensor::zeros({1, 2, 3, 1, 257}, DType::f32, kGpu)); });
+  EXPECT_NE(msg.find("head size 257"), std::string::npos) << msg;
 }
 
 // ---- fused RL ops on the device ----------------------------------------------------------
