@@ -33,6 +33,28 @@ kernels::cuda_ops::HeadStrides head_strides(const Tensor& t) {
   return {t.strides()[0], t.strides()[1], t.strides()[2]};
 }
 
+// The backward's outputs: dqkv [B, T, 3, NH, HS] and, with a KV cache, dkeys/dvalues
+// [B, NH, Tk, HS]; dq, dk, dv are the [B, ·, NH, HS] views the kernels write (dk, dv inside
+// dqkv without a cache, transposed views of dkeys/dvalues with one).
+struct AttentionGrads {
+  Tensor dqkv, dkeys, dvalues, dq, dk, dv;
+  AttentionGrads(int64_t B, int64_t T, int64_t Tk, int64_t NH, int64_t HS, bool cached,
+                 DType dtype, Device dev)
+      : dqkv(Tensor::empty({B, T, 3, NH, HS}, dtype, dev)) {
+    if (cached) {
+      dqkv.narrow(2, 1, 2).fill_(0.0);  // the op read no key or value from qkv
+      dkeys = Tensor::empty({B, NH, Tk, HS}, dtype, dev);
+      dvalues = Tensor::empty({B, NH, Tk, HS}, dtype, dev);
+      dk = dkeys.transpose(1, 2);
+      dv = dvalues.transpose(1, 2);
+    } else {
+      dk = dqkv.select(2, 1);
+      dv = dqkv.select(2, 2);
+    }
+    dq = dqkv.select(2, 0);
+  }
+};
+
 // The CUDA branch of causal_self_attention: q, k, v are the [B, ·, NH, HS] views the CPU
 // branch builds, d its dimensions (key_mask unused: `mask` holds the device bytes).
 Tensor cuda_attention(const Tensor& qkv_in, const AttentionOptions& o, const Tensor& q,
@@ -58,26 +80,15 @@ Tensor cuda_attention(const Tensor& qkv_in, const AttentionOptions& o, const Ten
                                                                    const Needs&) -> Grads {
              const Device dev = q.device();
              const Tensor dout = g[0].contiguous().view({s.B, s.T, s.NH, s.HS});
-             Tensor dqkv = Tensor::empty({s.B, s.T, 3, s.NH, s.HS}, q.dtype(), dev);
-             Tensor dkeys, dvalues, dk, dv;
-             if (cached) {
-               dqkv.narrow(2, 1, 2).fill_(0.0);  // the op read no key or value from qkv
-               dkeys = Tensor::empty({s.B, s.NH, s.Tk, s.HS}, q.dtype(), dev);
-               dvalues = Tensor::empty({s.B, s.NH, s.Tk, s.HS}, q.dtype(), dev);
-               dk = dkeys.transpose(1, 2);
-               dv = dvalues.transpose(1, 2);
-             } else {
-               dk = dqkv.select(2, 1);
-               dv = dqkv.select(2, 2);
-             }
-             const Tensor dq = dqkv.select(2, 0);
+             const AttentionGrads gr(s.B, s.T, s.Tk, s.NH, s.HS, cached, q.dtype(), dev);
              co::attention_backward(type, s, mask.defined() ? mask.data<uint8_t>() : nullptr,
                                     q.raw_data(), head_strides(q), k.raw_data(), head_strides(k),
                                     v.raw_data(), head_strides(v), y4.raw_data(), head_strides(y4),
-                                    lse.raw_data(), dout.raw_data(), head_strides(dout), dq.raw_data(),
-                                    head_strides(dq), dk.raw_data(), head_strides(dk), dv.raw_data(),
-                                    head_strides(dv), dev.index);
-             return {dqkv, dkeys, dvalues};
+                                    lse.raw_data(), dout.raw_data(), head_strides(dout),
+                                    gr.dq.raw_data(), head_strides(gr.dq), gr.dk.raw_data(),
+                                    head_strides(gr.dk), gr.dv.raw_data(), head_strides(gr.dv),
+                                    dev.index);
+             return {gr.dqkv, gr.dkeys, gr.dvalues};
            });
   }
   return y;
@@ -156,27 +167,16 @@ Tensor causal_self_attention(const Tensor& qkv_in, const AttentionOptions& o) {
              kernels::AttentionDims dd = d;
              dd.key_mask = key_mask.empty() ? nullptr : key_mask.data();
              const Tensor dout = g[0].contiguous().view({dd.B, dd.T, dd.NH, dd.HS});
-             Tensor dqkv = Tensor::empty({dd.B, dd.T, 3, dd.NH, dd.HS}, q.dtype());
-             Tensor dkeys, dvalues, dk, dv;
-             if (cached) {
-               dqkv.narrow(2, 1, 2).fill_(0.0);  // the op read no key or value from qkv
-               dkeys = Tensor::empty({dd.B, dd.NH, dd.Tk, dd.HS}, q.dtype());
-               dvalues = Tensor::empty({dd.B, dd.NH, dd.Tk, dd.HS}, q.dtype());
-               dk = dkeys.transpose(1, 2);
-               dv = dvalues.transpose(1, 2);
-             } else {
-               dk = dqkv.select(2, 1);
-               dv = dqkv.select(2, 2);
-             }
-             const Tensor dq = dqkv.select(2, 0);
+             const AttentionGrads gr(dd.B, dd.T, dd.Tk, dd.NH, dd.HS, cached, q.dtype(),
+                                     Device::cpu());
              dispatch_float(q.dtype(), "causal_self_attention backward", [&](auto tag) {
                using F = decltype(tag);
                kernels::attention_backward<F>(
                    dd, head_view<F, const F>(q), head_view<F, const F>(k), head_view<F, const F>(v),
                    head_view<F, const F>(y4), lse.data<F>(), head_view<F, const F>(dout),
-                   head_view<F, F>(dq), head_view<F, F>(dk), head_view<F, F>(dv));
+                   head_view<F, F>(gr.dq), head_view<F, F>(gr.dk), head_view<F, F>(gr.dv));
              });
-             return {dqkv, dkeys, dvalues};
+             return {gr.dqkv, gr.dkeys, gr.dvalues};
            });
   }
   return y;
