@@ -36,6 +36,23 @@ Tensor random_tokens(int64_t B, int64_t T, int64_t V, uint64_t seed) {
   return Tensor::from_vector(v, {B, T});
 }
 
+// Three left-padded prompts of the tiny config's vocabulary (pad 10, EOS 3) and the sampling
+// settings the generation tests share: 9 new tokens at temperature 0.7.
+struct GenerationCase {
+  Tensor prompts =
+      Tensor::from_vector(std::vector<int64_t>{10, 10, 1, 2, 3, 4, 5, 6, 10, 7, 8, 9}, {3, 4});
+  Tensor pmask =
+      Tensor::from_vector(std::vector<double>{0, 0, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1}, {3, 4});
+  SamplingConfig sampling = [] {
+    SamplingConfig sc;
+    sc.max_new_tokens = 9;
+    sc.temperature = 0.7;
+    sc.eos_id = 3;
+    sc.pad_id = 10;
+    return sc;
+  }();
+};
+
 double max_abs_diff(const Tensor& a, const Tensor& b) {
   const std::vector<double> x = a.to_vector(), y = b.to_vector();
   EXPECT_EQ(x.size(), y.size());
@@ -260,17 +277,11 @@ TEST(GPT, GenerationLogProbsEqualAFullForward) {
   GPTConfig c = tiny_config();
   GPT model(c, gen);
   model.train();  // generate() must switch dropout off and restore the flag
-  const Tensor prompts =
-      Tensor::from_vector(std::vector<int64_t>{10, 10, 1, 2, 3, 4, 5, 6, 10, 7, 8, 9}, {3, 4});
-  const Tensor pmask =
-      Tensor::from_vector(std::vector<double>{0, 0, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1}, {3, 4});
-  SamplingConfig sc;
-  sc.max_new_tokens = 9;
-  sc.temperature = 0.7;
+  const GenerationCase gc;
+  const Tensor &prompts = gc.prompts, &pmask = gc.pmask;
+  SamplingConfig sc = gc.sampling;
   sc.top_k = 6;
   sc.top_p = 0.9;
-  sc.eos_id = 3;
-  sc.pad_id = 10;
   Generator sample_gen(42);
   const Generation g = generate(model, prompts, pmask, sc, sample_gen);
   EXPECT_TRUE(model.is_training());
@@ -530,15 +541,9 @@ TEST(GPTCuda, GenerationMatchesTheCpuAndAFullForward) {
   GPTConfig c = tiny_config();
   GPT cpu(c, gen);
   const auto gpu = gpu_copy(c, cpu);
-  const Tensor prompts =
-      Tensor::from_vector(std::vector<int64_t>{10, 10, 1, 2, 3, 4, 5, 6, 10, 7, 8, 9}, {3, 4});
-  const Tensor pmask =
-      Tensor::from_vector(std::vector<double>{0, 0, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1}, {3, 4});
-  SamplingConfig sc;
-  sc.max_new_tokens = 9;
-  sc.temperature = 0.7;
-  sc.eos_id = 3;
-  sc.pad_id = 10;
+  const GenerationCase gc;
+  const Tensor &prompts = gc.prompts, &pmask = gc.pmask;
+  SamplingConfig sc = gc.sampling;
   // Greedy, then sampled without and with the top-k/top-p filter (the host-side path): the
   // same tokens as the CPU (one Philox stream on the host), log-probs within float rounding.
   for (const int mode : {0, 1, 2}) {
