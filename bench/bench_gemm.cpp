@@ -165,6 +165,15 @@ void register_all() {
     for (int64_t m : {1, 64, 512})
       for (auto kn : {std::pair<int64_t, int64_t>{4, 64}, {64, 64}, {64, 2}, {256, 256}})
         shapes.push_back({"rl", false, tb, m, kn.second, kn.first});
+  // The micro GPT's training step (bench_lm BM_TrainStep_micro: 2048 tokens, width 128): per
+  // linear layer y = x·Wᵀ (nt), dx = dy·W (nn) and dW = dyᵀ·x (tn), for the fused QKV
+  // projection (out 384) and the MLP's two layers (128 → 512 → 128).
+  for (auto io : {std::pair<int64_t, int64_t>{128, 384}, {128, 512}, {512, 128}}) {
+    const int64_t T = 2048, in = io.first, out = io.second;
+    shapes.push_back({"gpt", false, true, T, out, in});
+    shapes.push_back({"gpt", false, false, T, in, out});
+    shapes.push_back({"gpt", true, false, out, in, T});
+  }
 
   for (Impl impl : impls)
     for (int threads : thread_counts)
