@@ -507,7 +507,9 @@ __global__ void __launch_bounds__(kMaxBlock)
     for (int64_t v = threadIdx.x; v < V; v += blockDim.x) {
       const A l = A(ls[row * V + v]);
       A d = v == t ? gl : A(0);
-      if (l != neg_inf<A>()) d -= gh * dev_exp(l) * (l + A(1));
+      // An ignored row's log-softmax may be NaN (its logits are never read by the fused
+      // kernel): skip it, or 0·NaN would poison the zero gradient.
+      if (!ignored && l != neg_inf<A>()) d -= gh * dev_exp(l) * (l + A(1));
       g[row * V + v] = Real(d);
     }
   }
@@ -530,10 +532,12 @@ __global__ void __launch_bounds__(kMaxBlock)
 template <typename Real>
 __global__ void __launch_bounds__(kMaxBlock)
     log_softmax_backward_kernel(const Real* __restrict__ ls, int64_t N, int64_t V,
+                                const int64_t* __restrict__ targets, int64_t ignore_index,
                                 const Real* __restrict__ sums, typename Acc<Real>::type inv_tau,
                                 Real* __restrict__ g) {
   using A = typename Acc<Real>::type;
   for (int64_t row = blockIdx.x; row < N; row += gridDim.x) {
+    if (targets[row] == ignore_index) continue;  // g is already 0 there (the fused contract)
     const A sum = A(sums[row]);
     for (int64_t v = threadIdx.x; v < V; v += blockDim.x) {
       const int64_t k = row * V + v;
@@ -699,7 +703,8 @@ void softmax_logprob_backward_unfused_cuda(const Real* log_softmax, int64_t N, i
   row_sum_kernel<Real><<<grid, bd, 0, stream>>>(dlogits, N, V, sums.as<Real>());
   RLFT_CUDA_CHECK_LAUNCH();
   log_softmax_backward_kernel<Real>
-      <<<grid, bd, 0, stream>>>(log_softmax, N, V, sums.as<Real>(), inv_tau, dlogits);
+      <<<grid, bd, 0, stream>>>(log_softmax, N, V, targets, ignore_index, sums.as<Real>(),
+                                inv_tau, dlogits);
   RLFT_CUDA_CHECK_LAUNCH();
 }
 
