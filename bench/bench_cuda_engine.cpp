@@ -341,11 +341,16 @@ void register_all() {
   for (auto [N, C] : {std::pair<int64_t, int64_t>{8192, 768}, {16384, 1024}, {65536, 64}, {1024, 4096}})
     reg("layer_norm_bwd/N=" + std::to_string(N) + "/C=" + std::to_string(C),
         [=](benchmark::State& st) { BM_layer_norm_backward(st, N, C); });
+  // GPT-2 small's heads at two lengths, and the toy GPTs' training batches (micro: 32 × 64,
+  // 4 heads of 32; mini: 16 × 128, 8 heads of 32).
+  struct AttnShape {
+    int64_t B, T, NH, HS;
+  };
   for (bool bwd : {false, true})
-    for (auto [T, HS] : {std::pair<int64_t, int64_t>{256, 64}, {1024, 64}})
-      reg(std::string("attention/") + (bwd ? "fwd_bwd" : "fwd") + "/B=8/T=" + std::to_string(T) + "/NH=12/HS=" +
-              std::to_string(HS),
-          [=](benchmark::State& st) { BM_attention(st, 8, T, 12, HS, bwd); });
+    for (const AttnShape a : {AttnShape{8, 256, 12, 64}, {8, 1024, 12, 64}, {32, 64, 4, 32}, {16, 128, 8, 32}})
+      reg(std::string("attention/") + (bwd ? "fwd_bwd" : "fwd") + "/B=" + std::to_string(a.B) + "/T=" +
+              std::to_string(a.T) + "/NH=" + std::to_string(a.NH) + "/HS=" + std::to_string(a.HS),
+          [=](benchmark::State& st) { BM_attention(st, a.B, a.T, a.NH, a.HS, bwd); });
 }
 
 #endif  // RLFT_HAVE_CUDA

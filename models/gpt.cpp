@@ -262,13 +262,13 @@ Tensor GPT::forward(const Tensor& tokens, const Tensor& attention_mask, KVCache*
   }
 
   // Key j is visible to query i when j ≤ past + i and key j is a real token, or j is the query
-  // itself (a pad query attends to itself, so no row is empty). The fused op (CPU, or CUDA for
-  // head sizes up to 256; not while attention dropout is active: the composed path keeps
-  // dropout's random stream as it was) takes the per-key mask and applies causality itself;
-  // the composed path gets the additive mask [B, NH, T, Tk] (0 or −∞).
+  // itself (a pad query attends to itself, so no row is empty). The fused op (the CPU, unless
+  // attention dropout is active: the composed path keeps dropout's random stream as it was)
+  // takes the per-key mask and applies causality itself; the composed path gets the additive
+  // mask [B, NH, T, Tk] (0 or −∞). On CUDA the composed path (cuBLAS batched products) is used:
+  // the fused kernel's version 1 measured 3–7× slower than it on an H200 (BENCHMARKS.md).
   AttentionMask mask;
-  mask.fused = (device().is_cpu() || cfg_.n_embd / cfg_.n_head <= 256) &&
-               !(is_training() && cfg_.dropout > 0);
+  mask.fused = device().is_cpu() && !(is_training() && cfg_.dropout > 0);
   const auto key_real = [&](int64_t b, int64_t j) {
     return j < past ? cache->key_mask[size_t(b * cache->capacity + j)] != 0
                     : real[size_t(b * T + (j - past))] != 0;
