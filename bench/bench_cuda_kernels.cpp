@@ -21,7 +21,11 @@
 //            version 1 (one thread per sequence).
 //   speedup  base_us / the fused time.
 // The forward of softmax_logprob runs with check = false (no stream synchronisation for the
-// error words); ratio_clip's forward includes copying its statistics back (it synchronises).
+// error words). ratio_clip_fwd times the forward's two kernels with the statistics left on the
+// device (ratio_clip_forward_cuda_async); ratio_clip_fwd_sync the synchronous API, which copies
+// them back and waits. dram_copy (a device-to-device cudaMemcpy) is the practical ceiling the
+// %peak figures can be read against. sweep/… lines time launch shapes (threads per row, loads
+// in flight, vector loads) to choose the dispatchers' defaults.
 //
 // Targets (H100 SXM, 3.35 TB/s), to be checked when a GPU run is recorded in BENCHMARKS.md:
 //   softmax_logprob forward      ≥ 80% of peak and ≥ 2.5× the unfused chain
@@ -41,6 +45,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <functional>
+#include <memory>
 #include <random>
 #include <string>
 #include <vector>
@@ -117,15 +122,41 @@ bool fits(benchmark::State& state, size_t bytes) {
   return true;
 }
 
-// Times `fused` per iteration; times `baseline` (if any) best of 5; sets the counters.
+// Twice the device's L2, zeroed before every timed region (outside the events), so no kernel
+// reads its inputs from a cache the previous call warmed: the figures are DRAM figures.
+struct L2Flush {
+  size_t bytes = 0;
+  char* p = nullptr;
+  L2Flush() {
+    int l2 = 0;
+    CUDA_OK(cudaDeviceGetAttribute(&l2, cudaDevAttrL2CacheSize, 0));
+    bytes = 2 * size_t(l2);
+    if (bytes > 0) CUDA_OK(cudaMalloc(reinterpret_cast<void**>(&p), bytes));
+  }
+  ~L2Flush() { cudaFree(p); }
+  void operator()() const {
+    if (p) CUDA_OK(cudaMemsetAsync(p, 0, bytes));
+  }
+};
+
+// Times `fused` per iteration (reps calls back to back between the events, after an L2
+// flush; the time per call is reported); times `baseline` (if any) best of 5, one call after
+// a flush each; sets the counters. reps > 1 is for calls whose GPU time is shorter than what
+// the host needs to issue them (a few µs per launch): back to back, as in a training step, the
+// host runs ahead and the events see the GPU's time; such callers rotate their inputs over
+// enough copies that no call finds its data in L2.
 void measure(benchmark::State& state, double bytes, const std::function<void()>& fused,
-             const std::function<void()>& baseline) {
+             const std::function<void()>& baseline, int reps = 1) {
   EventTimer timer;
+  const L2Flush flush;
   fused();  // warm-up (and the first-touch of the stream-ordered memory pool)
   CUDA_OK(cudaDeviceSynchronize());
   double total = 0;
   for (auto _ : state) {
-    const double s = timer.seconds(fused);
+    flush();
+    const double s = timer.seconds([&] {
+      for (int r = 0; r < reps; ++r) fused();
+    }) / double(reps);
     state.SetIterationTime(s);
     total += s;
   }
@@ -133,19 +164,71 @@ void measure(benchmark::State& state, double bytes, const std::function<void()>&
   const double gbps = bytes / per_call / 1e9;
   state.counters["GB/s"] = gbps;
   state.counters["%peak"] = 100.0 * gbps / g_peak_gbps;
+  if (reps > 1) state.counters["reps"] = reps;
   if (baseline) {
     baseline();
     CUDA_OK(cudaDeviceSynchronize());
     double best = 1e30;
-    for (int rep = 0; rep < 5; ++rep) best = std::min(best, timer.seconds(baseline));
+    for (int rep = 0; rep < 5; ++rep) {
+      flush();
+      best = std::min(best, timer.seconds(baseline));
+    }
     state.counters["base_us"] = best * 1e6;
     state.counters["speedup"] = best / per_call;
   }
 }
 
+// Times `reps` calls captured once into a CUDA graph on `stream` (a blocking stream, so the
+// flush and the events on the legacy default stream order around it): the GPU's own time per
+// call, without the host's cost of issuing each launch and allocation (the graph replays them).
+// A capture that fails is reported as the benchmark's error, not a crash.
+void measure_graph(benchmark::State& state, double bytes,
+                   const std::function<void(cudaStream_t)>& call, int reps) {
+  cudaStream_t stream{};
+  CUDA_OK(cudaStreamCreate(&stream));
+  cudaGraph_t graph{};
+  cudaGraphExec_t exec{};
+  try {
+    call(stream);  // warm-up outside the capture (pool set-up)
+    CUDA_OK(cudaStreamSynchronize(stream));
+    CUDA_OK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeRelaxed));
+    for (int r = 0; r < reps; ++r) call(stream);
+    CUDA_OK(cudaStreamEndCapture(stream, &graph));
+    CUDA_OK(cudaGraphInstantiate(&exec, graph, 0));
+    CUDA_OK(cudaGraphLaunch(exec, stream));
+    CUDA_OK(cudaStreamSynchronize(stream));
+  } catch (const std::exception& e) {
+    cudaStreamEndCapture(stream, &graph);
+    (void)cudaGetLastError();
+    state.SkipWithError((std::string("graph capture failed: ") + e.what()).c_str());
+    for (auto _ : state) {
+    }
+    cudaStreamDestroy(stream);
+    return;
+  }
+  EventTimer timer;
+  const L2Flush flush;
+  double total = 0;
+  for (auto _ : state) {
+    flush();
+    const double s =
+        timer.seconds([&] { CUDA_OK(cudaGraphLaunch(exec, stream)); }) / double(reps);
+    state.SetIterationTime(s);
+    total += s;
+  }
+  const double per_call = total / double(std::max<int64_t>(1, state.iterations()));
+  state.counters["GB/s"] = bytes / per_call / 1e9;
+  state.counters["%peak"] = 100.0 * bytes / per_call / 1e9 / g_peak_gbps;
+  state.counters["reps"] = reps;
+  cudaGraphExecDestroy(exec);
+  cudaGraphDestroy(graph);
+  cudaStreamDestroy(stream);
+}
+
 // ---- softmax_logprob -------------------------------------------------------------------------
 
-void BM_softmax_logprob(benchmark::State& state, int64_t N, int64_t V, bool backward) {
+void BM_softmax_logprob(benchmark::State& state, int64_t N, int64_t V, bool backward,
+                        rk::CudaLaunch launch = {}, bool sweep = false) {
   const size_t NV = size_t(N) * size_t(V);
   const size_t need = NV * sizeof(float) * (backward ? 3 : 2);
   if (!fits(state, need)) return;
@@ -162,28 +245,29 @@ void BM_softmax_logprob(benchmark::State& state, int64_t N, int64_t V, bool back
   const int64_t ignore = -100;
   auto fwd = [&] {
     rk::softmax_logprob_forward_cuda<float>(x.p, N, V, V, targets.p, ignore, 1.f, logp.p, H.p,
-                                            lse.p, nullptr, 2, false);
+                                            lse.p, nullptr, 2, false, launch);
   };
   auto fwd_unfused = [&] {
     rk::softmax_logprob_forward_unfused_cuda<float>(x.p, N, V, V, targets.p, ignore, 1.f, logp.p,
                                                     H.p, lse.p, ls.p);
   };
   if (!backward) {
-    measure(state, 4.0 * double(NV), fwd, fwd_unfused);
+    measure(state, 4.0 * double(NV), fwd, sweep ? nullptr : std::function<void()>(fwd_unfused));
     return;
   }
   Buffer<float> d(NV);
   auto fwd_bwd = [&] {
     fwd();
     rk::softmax_logprob_backward_cuda<float>(x.p, N, V, V, targets.p, ignore, 1.f, lse.p, H.p, gl.p,
-                                             gh.p, d.p, V, false, nullptr, 2, false);
+                                             gh.p, d.p, V, false, nullptr, 2, false, launch);
   };
   auto fwd_bwd_unfused = [&] {
     fwd_unfused();
     rk::softmax_logprob_backward_unfused_cuda<float>(ls.p, N, V, targets.p, ignore, 1.f, H.p, gl.p,
                                                      gh.p, d.p);
   };
-  measure(state, 12.0 * double(NV), fwd_bwd, fwd_bwd_unfused);
+  measure(state, 12.0 * double(NV), fwd_bwd,
+          sweep ? nullptr : std::function<void()>(fwd_bwd_unfused));
 }
 
 // ---- ratio_clip ------------------------------------------------------------------------------
@@ -223,20 +307,74 @@ struct ClipInputs {
   }
 };
 
-void BM_ratio_clip(benchmark::State& state, int64_t B, int64_t T, bool backward) {
-  if (!fits(state, size_t(B * T) * sizeof(float) * 9)) return;
-  ClipInputs in(B, T);
+// mode: "fwd" the forward's kernels with the statistics left on the device (what the
+// bandwidth target is about), 2·K calls back to back over K copies of the inputs (K copies
+// span at least twice the L2, up to 8), against the unfused chain, which copies its loss back
+// (one call, so the speed-up favours the chain); "fwd_sync" the synchronous API (statistics
+// copied to the host, the stream synchronised: one call per timed region) against the same
+// chain; "bwd" the backward, batched like "fwd".
+void BM_ratio_clip(benchmark::State& state, int64_t B, int64_t T, const std::string& mode,
+                   rk::CudaLaunch launch = {}, bool sweep = false) {
+  const size_t in_bytes = size_t(B * T) * 16;
+  int l2 = 0;
+  CUDA_OK(cudaDeviceGetAttribute(&l2, cudaDevAttrL2CacheSize, 0));
+  const int K = mode == "fwd_sync"
+                    ? 1
+                    : int(std::min<size_t>(8, std::max<size_t>(1, (2 * size_t(l2) + in_bytes - 1) /
+                                                                      in_bytes)));
+  if (!fits(state, size_t(B * T) * sizeof(float) * (1 + 8 * size_t(K)))) return;
+  std::vector<std::unique_ptr<ClipInputs>> sets;
+  for (int k = 0; k < K; ++k) sets.push_back(std::make_unique<ClipInputs>(B, T));
+  ClipInputs& in = *sets[0];
+  int next = 0;
+  auto args = [&]() -> const rk::RatioClipArgs<float>& { return sets[size_t(next++ % K)]->args; };
   const double tokens = double(B) * double(T);
-  if (!backward) {
+  const std::function<void()> unfused = [&] {
+    benchmark::DoNotOptimize(rk::ratio_clip_loss_unfused_cuda(in.args, in.ws.p));
+  };
+  if (mode == "fwd") {
+    Buffer<double> stats{7};
     measure(
         state, 16.0 * tokens,
-        [&] { benchmark::DoNotOptimize(rk::ratio_clip_forward_cuda(in.args)); },
-        [&] { benchmark::DoNotOptimize(rk::ratio_clip_loss_unfused_cuda(in.args, in.ws.p)); });
+        [&] { rk::ratio_clip_forward_cuda_async(args(), stats.p, nullptr, launch); },
+        sweep ? nullptr : unfused, 2 * K);
+  } else if (mode == "fwd_graph" || mode == "bwd_graph") {
+    Buffer<double> stats{7};
+    Buffer<float> g{size_t(B * T)};
+    const bool fwd = mode == "fwd_graph";
+    measure_graph(
+        state, (fwd ? 16.0 : 20.0) * tokens,
+        [&](cudaStream_t st) {
+          if (fwd)
+            rk::ratio_clip_forward_cuda_async(args(), stats.p, st, launch);
+          else
+            rk::ratio_clip_backward_cuda(args(), 1.0, g.p, false, st, launch);
+        },
+        2 * K);
+  } else if (mode == "fwd_sync") {
+    measure(
+        state, 16.0 * tokens,
+        [&] { benchmark::DoNotOptimize(rk::ratio_clip_forward_cuda(in.args, nullptr, launch)); },
+        sweep ? nullptr : unfused);
   } else {
     Buffer<float> g{size_t(B * T)};
     measure(
-        state, 20.0 * tokens, [&] { rk::ratio_clip_backward_cuda(in.args, 1.0, g.p); }, nullptr);
+        state, 20.0 * tokens,
+        [&] { rk::ratio_clip_backward_cuda(args(), 1.0, g.p, false, nullptr, launch); }, nullptr,
+        2 * K);
   }
+}
+
+// The practical ceiling for the %peak figures: a device-to-device cudaMemcpy of `mib` MiB
+// (reads and writes: 2 bytes moved per byte copied).
+void BM_dram_copy(benchmark::State& state, size_t mib) {
+  const size_t bytes = mib << 20;
+  if (!fits(state, 2 * bytes)) return;
+  Buffer<char> a(bytes), b(bytes);
+  CUDA_OK(cudaMemset(a.p, 1, bytes));
+  measure(
+      state, 2.0 * double(bytes),
+      [&] { CUDA_OK(cudaMemcpyAsync(b.p, a.p, bytes, cudaMemcpyDeviceToDevice)); }, nullptr);
 }
 
 // ---- gae -------------------------------------------------------------------------------------
@@ -284,11 +422,35 @@ void register_all() {
         reg(std::string("softmax_logprob_") + (bwd ? "fwd_bwd" : "fwd") +
                 "/N=" + std::to_string(N) + "/V=" + std::to_string(V),
             [=](benchmark::State& s) { BM_softmax_logprob(s, N, V, bwd); });
-  for (bool bwd : {false, true})
+  for (const char* mode : {"fwd", "fwd_graph", "fwd_sync", "bwd", "bwd_graph"})
     for (auto [B, T] : {std::pair<int64_t, int64_t>{64, 1024}, {512, 4096}})
-      reg(std::string("ratio_clip_") + (bwd ? "bwd" : "fwd") + "/B=" + std::to_string(B) +
-              "/T=" + std::to_string(T),
-          [=](benchmark::State& s) { BM_ratio_clip(s, B, T, bwd); });
+      reg(std::string("ratio_clip_") + mode + "/B=" + std::to_string(B) + "/T=" + std::to_string(T),
+          [=](benchmark::State& s) { BM_ratio_clip(s, B, T, mode); });
+  for (size_t mib : {64, 1024})
+    reg("dram_copy/MiB=" + std::to_string(mib),
+        [=](benchmark::State& s) { BM_dram_copy(s, mib); });
+  // Launch-shape sweeps (threads per row × loads in flight per thread [× vector loads]), for
+  // choosing the dispatchers' defaults; filter them out with --benchmark_filter=-sweep.
+  for (bool bwd : {false, true})
+    for (int64_t V : {32000, 128256})
+      for (int block : {128, 256, 512})
+        for (int unroll : {1, 2, 4, 8})
+          reg(std::string("sweep/softmax_logprob_") + (bwd ? "fwd_bwd" : "fwd") +
+                  "/N=4096/V=" + std::to_string(V) + "/block=" + std::to_string(block) +
+                  "/unroll=" + std::to_string(unroll),
+              [=](benchmark::State& s) {
+                BM_softmax_logprob(s, 4096, V, bwd, rk::CudaLaunch{block, unroll, 0}, true);
+              });
+  for (const char* mode : {"fwd", "bwd", "fwd_graph", "bwd_graph"})
+    for (int block : {64, 128, 256, 512})
+      for (int unroll : {1, 2, 4})
+        for (int vec : {0, 1})
+          reg(std::string("sweep/ratio_clip_") + mode + "/B=512/T=4096/block=" +
+                  std::to_string(block) + "/unroll=" + std::to_string(unroll) +
+                  "/vec=" + std::to_string(vec),
+              [=](benchmark::State& s) {
+                BM_ratio_clip(s, 512, 4096, mode, rk::CudaLaunch{block, unroll, vec}, true);
+              });
   for (bool rows : {false, true})
     for (int64_t B : {8, 64, 4096})
       for (int64_t T : {128, 4096})

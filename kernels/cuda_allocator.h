@@ -72,7 +72,10 @@ void* cuda_alloc(size_t bytes, int device);
 void cuda_free(void* ptr);
 // Statistics of one device (all zero for a device never used).
 CudaMemoryStats cuda_memory_stats(int device);
-// Releases every cached (free) block of every device with cudaFree; blocks in use stay.
+// Releases every cached (free) block of every device with cudaFree; blocks in use stay. Also
+// synchronises each device whose kernels used stream-ordered scratch (the CUDA kernels'
+// per-call temporaries: row sums, error words; not in these statistics) and trims its default
+// memory pool to zero, which otherwise keeps what it held for the next call.
 void cuda_empty_cache();
 // Resets the peaks of `device` to the current values.
 void cuda_reset_peak_memory_stats(int device);

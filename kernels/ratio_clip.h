@@ -57,6 +57,8 @@
 
 #include <cstdint>
 
+#include "kernels/cuda_launch.h"
+
 namespace rlft::kernels {
 
 // How the per-token losses become one number (ALGORITHMS.md §0; coefficients above).
@@ -134,6 +136,10 @@ const char* ratio_level_name(RatioLevel l);
 // row sums in row order: no float atomics, so the result is the same on every run) and copies
 // the RatioClipStats back, so it synchronises the stream. The backward is asynchronous.
 // Per-token arithmetic is in double as on the CPU; only the order of the sums differs.
+//   launch   threads per row, token groups in flight per thread (unroll 0, 1, 2 or 4) and
+//            whether 16-byte vector loads may be used (kernels/cuda_launch.h); 0 = the
+//            dispatcher's choice. For benchmark sweeps and tests: only the order of the sums
+//            changes.
 }  // namespace rlft::kernels
 
 struct CUstream_st;  // cudaStream_t is CUstream_st*; declared here so no CUDA header is needed
@@ -142,11 +148,19 @@ namespace rlft::kernels {
 
 template <typename Real>
 RatioClipStats ratio_clip_forward_cuda(const RatioClipArgs<Real>& args,
-                                       CUstream_st* stream = nullptr);
+                                       CUstream_st* stream = nullptr, CudaLaunch launch = {});
+
+// The forward without the copy back: the statistics stay on the device in `stats`, 7 doubles
+// in the order loss, clip_frac_low, clip_frac_high, dual_clip_frac, approx_kl_k1,
+// approx_kl_k3, tokens (all 0 for an empty batch). Asynchronous: nothing waits for the GPU.
+template <typename Real>
+void ratio_clip_forward_cuda_async(const RatioClipArgs<Real>& args, double* stats,
+                                   CUstream_st* stream = nullptr, CudaLaunch launch = {});
 
 template <typename Real>
 void ratio_clip_backward_cuda(const RatioClipArgs<Real>& args, double g_loss, Real* g_logp,
-                              bool accumulate = false, CUstream_st* stream = nullptr);
+                              bool accumulate = false, CUstream_st* stream = nullptr,
+                              CudaLaunch launch = {});
 
 // The unfused baseline for bench/bench_cuda_kernels.cpp and the tests: PPO's loss as an eager
 // framework computes it, one kernel per op, each writing a [B, T] temporary into `workspace`

@@ -24,6 +24,8 @@
 
 #include <cstdint>
 
+#include "kernels/cuda_launch.h"
+
 namespace rlft::kernels {
 
 // Forward, one pass over each non-ignored row.
@@ -67,6 +69,9 @@ void softmax_logprob_backward_cpu(const Real* logits, int64_t N, int64_t V, int6
 //            target outside [0, V) that is not ignore_index or a row with no finite logit
 //            (costs one stream synchronisation and a 16-byte copy); false: fully asynchronous,
 //            such rows get NaN outputs (NaN gradient rows) and nothing throws.
+//   launch   threads per row (block) and, for version 2, vector loads in flight per thread
+//            (unroll); 0 = the dispatcher's rule (kernels/cuda/softmax_logprob.cu). For
+//            benchmark sweeps and tests; the results differ only in the order of the sums.
 // Accumulation: per thread in Real (float or double), combined across threads in a fixed
 // order (deterministic for a given V), so float results differ from the CPU's double
 // accumulation by up to ~1e-5 in lse, logp and the entropy (the tests allow 5e-5). A +inf logit is reported as a row with no finite
@@ -82,7 +87,7 @@ void softmax_logprob_forward_cuda(const Real* logits, int64_t N, int64_t V, int6
                                   const int64_t* targets, int64_t ignore_index, Real temperature,
                                   Real* logp, Real* entropy, Real* lse,
                                   CUstream_st* stream = nullptr, int version = 0,
-                                  bool check = true);
+                                  bool check = true, CudaLaunch launch = {});
 
 template <typename Real>
 void softmax_logprob_backward_cuda(const Real* logits, int64_t N, int64_t V, int64_t ld_logits,
@@ -90,7 +95,7 @@ void softmax_logprob_backward_cuda(const Real* logits, int64_t N, int64_t V, int
                                    const Real* lse, const Real* entropy, const Real* g_logp,
                                    const Real* g_entropy, Real* dlogits, int64_t ld_dlogits,
                                    bool accumulate = false, CUstream_st* stream = nullptr,
-                                   int version = 0, bool check = true);
+                                   int version = 0, bool check = true, CudaLaunch launch = {});
 
 // The unfused baseline an eager framework runs, for bench/bench_cuda_kernels.cpp and the
 // tests (device pointers, no input checks on the device): log_softmax written densely to

@@ -12,12 +12,15 @@
 # memcheck ignores CUDA API errors (tests provoke some on purpose, e.g. an invalid device).
 # Each stage has a time limit (seconds; T_BUILD, T_TESTS, T_SANITIZE, T_BENCH), so a stage that
 # hangs still leaves the others' results; the defaults add up to under 10 minutes. Stages can be
-# chosen: STAGES="tests sanitize bench" (the default, all).
+# chosen: STAGES="tests sanitize bench" (the default, all). BENCH_FILTER (Google Benchmark's
+# --benchmark_filter, a leading '-' negates; default all) picks benchmarks, e.g. '-sweep/'
+# leaves out the launch-shape sweeps.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-gpu-out}
 mkdir -p "$OUT"
 STAGES=${STAGES:-"tests sanitize bench"}
+BENCH_FILTER=${BENCH_FILTER:-.}
 T_BUILD=${T_BUILD:-210} T_TESTS=${T_TESTS:-150} T_SANITIZE=${T_SANITIZE:-90} T_BENCH=${T_BENCH:-140}
 deps=$PWD/.gpu-deps/usr/lib/x86_64-linux-gnu
 export LD_LIBRARY_PATH="$deps${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
@@ -81,7 +84,7 @@ if [[ " $STAGES " == *" sanitize "* ]]; then
 fi
 if [[ " $STAGES " == *" bench "* ]]; then
   for b in bench_cuda_kernels bench_cuda_engine; do
-    timeout "$((T_BENCH / 2))" "./$build/$b" --benchmark_min_time=0.1 --benchmark_out="$OUT/$b.json" \
+    timeout "$((T_BENCH / 2))" "./$build/$b" --benchmark_min_time=0.1 --benchmark_filter="$BENCH_FILTER" --benchmark_out="$OUT/$b.json" \
       --benchmark_out_format=json >> "$OUT/bench.txt" 2>&1
     stage "$b" $?
   done

@@ -11,6 +11,8 @@
 // size-class rule.
 #include <cuda_runtime.h>
 
+#include <atomic>
+#include <cstdint>
 #include <map>
 #include <mutex>
 #include <unordered_map>
@@ -94,6 +96,27 @@ void update_peaks(CudaMemoryStats& s) {
 
 }  // namespace
 
+namespace {
+// Devices whose default stream-ordered pool keeps its memory (bit d: device d).
+std::atomic<uint64_t>& kept_pools() {
+  static std::atomic<uint64_t> mask{0};
+  return mask;
+}
+
+// Gives the memory the kernels' scratch pool of `device` keeps back to the driver (after the
+// frees still queued on a stream have completed). A no-op for a pool this process never set.
+void trim_pool(int device) {
+  if (((kept_pools().load(std::memory_order_relaxed) >> device) & 1) == 0) return;
+  on_device(device, [&] {
+    RLFT_CUDA_CHECK(cudaDeviceSynchronize());
+    cudaMemPool_t pool{};
+    RLFT_CUDA_CHECK(cudaDeviceGetDefaultMemPool(&pool, device));
+    RLFT_CUDA_CHECK(cudaMemPoolTrimTo(pool, 0));
+    return 0;
+  });
+}
+}  // namespace
+
 void* cuda_alloc(size_t bytes, int device) {
   RLFT_CHECK(device >= 0 && device < kMaxDevices, "cuda_alloc: device ", device,
              " out of range [0, ", kMaxDevices, ")");
@@ -112,8 +135,9 @@ void* cuda_alloc(size_t bytes, int device) {
   } else {
     cudaError_t err = on_device(device, [&] { return cudaMalloc(&p, size); });
     if (err == cudaErrorMemoryAllocation) {
-      cudaGetLastError();  // clear the error, give the cache back, try once more
+      cudaGetLastError();  // clear the error, give the caches back, try once more
       release_cached(device, ds);
+      trim_pool(device);
       err = on_device(device, [&] { return cudaMalloc(&p, size); });
     }
     if (err != cudaSuccess) {
@@ -157,10 +181,26 @@ CudaMemoryStats cuda_memory_stats(int device) {
   return st.devices[size_t(device)].stats;
 }
 
+namespace cuda_detail {
+void keep_pool_memory() {
+  int device = 0;
+  RLFT_CUDA_CHECK(cudaGetDevice(&device));
+  const uint64_t bit = device < kMaxDevices ? uint64_t(1) << device : 0;
+  if (bit != 0 && (kept_pools().load(std::memory_order_relaxed) & bit) != 0) return;
+  cudaMemPool_t pool{};
+  RLFT_CUDA_CHECK(cudaDeviceGetDefaultMemPool(&pool, device));
+  uint64_t never = UINT64_MAX;
+  RLFT_CUDA_CHECK(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &never));
+  kept_pools().fetch_or(bit, std::memory_order_relaxed);
+}
+}  // namespace cuda_detail
+
 void cuda_empty_cache() {
   AllocatorState& st = state();
   std::lock_guard<std::mutex> lock(st.mu);
   for (size_t d = 0; d < st.devices.size(); ++d) release_cached(int(d), st.devices[d]);
+  // The kernels' stream-ordered scratch pools too (only those this process configured).
+  for (int d = 0; d < kMaxDevices; ++d) trim_pool(d);
 }
 
 void cuda_reset_peak_memory_stats(int device) {

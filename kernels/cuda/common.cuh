@@ -122,6 +122,22 @@ __device__ __forceinline__ T block_allreduce(T v, Op op, T* smem) {
   return r;
 }
 
+// The same reduction with the result in thread 0 only (the others get their warp's total):
+// one thread, not every thread, combines the warps' partials, in the same order, so thread 0
+// gets exactly block_allreduce's bits. For results one thread writes out.
+template <typename T, typename Op>
+__device__ __forceinline__ T block_reduce_to_first(T v, Op op, T* smem) {
+  const int lane = threadIdx.x & (kWarp - 1), warp = threadIdx.x / kWarp;
+  const int nwarps = blockDim.x / kWarp;
+  v = warp_allreduce(v, op);
+  __syncthreads();
+  if (lane == 0) smem[warp] = v;
+  __syncthreads();
+  if (threadIdx.x == 0)
+    for (int w = 1; w < nwarps; ++w) v = op(v, smem[w]);
+  return v;
+}
+
 struct Sum {
   template <typename T>
   __device__ __forceinline__ T operator()(T a, T b) const {
@@ -137,11 +153,19 @@ __device__ __forceinline__ T block_sum(T v, T* smem) {
 // Scratch memory that lives for one call, ordered on the call's stream (cudaMallocAsync /
 // cudaFreeAsync from the device's default pool): a later kernel on another stream can never
 // receive it while this call's kernels still run, which a plain cache would have to track.
-// The pool keeps freed memory, so a steady loop costs no cudaMalloc.
+// The pool keeps freed memory, so a steady loop costs no cudaMalloc: its release threshold is
+// raised to "never" on the first scratch of each device (keep_pool_memory, allocator.cu).
+// Without that, the default threshold (0) hands the pool's memory back to the driver at every
+// synchronisation, and the next cudaMallocAsync maps it again: ~50 µs per call on an H200,
+// which was the whole of ratio_clip's time at 64×1024 (BENCHMARKS.md). cuda_empty_cache()
+// trims the pools back to zero.
+void keep_pool_memory();  // for the current device; cheap after the first call
 class StreamScratch {
  public:
   StreamScratch(size_t bytes, cudaStream_t stream) : stream_(stream) {
-    if (bytes > 0) RLFT_CUDA_CHECK(cudaMallocAsync(&ptr_, bytes, stream));
+    if (bytes == 0) return;
+    keep_pool_memory();
+    RLFT_CUDA_CHECK(cudaMallocAsync(&ptr_, bytes, stream));
   }
   ~StreamScratch() {
     // A destructor cannot throw; a failure here would also fail the next checked call.

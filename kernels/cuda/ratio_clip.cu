@@ -51,9 +51,11 @@
 
 #include <cmath>
 #include <cstdint>
+#include <type_traits>
 
 #include "engine/error.h"
 #include "kernels/cuda/common.cuh"
+#include "kernels/cuda_launch.h"
 #include "kernels/ratio_clip.h"
 #include "kernels/ratio_clip_math.h"
 
@@ -63,9 +65,14 @@ namespace {
 using cuda_detail::block_allreduce;
 using cuda_detail::block_sum;
 using cuda_detail::kMaxWarps;
+using cuda_detail::Vec16;
 using namespace ratio_clip_math;
 
-constexpr int kUnroll = 2;  // tokens per thread whose loads are issued together
+// Token groups per thread whose loads are issued together, by default: 2 scalar tokens (8
+// loads of 4 bytes), or 1 group of 16-byte vectors (4 loads of 16 bytes, float); more spills
+// under the 64-register cap of __launch_bounds__(512, 2) (ptxas -v, sm_90).
+constexpr int kDefaultUnrollScalar = 2;
+constexpr int kDefaultUnrollVector = 1;
 constexpr int kFinishBlock = 512;
 
 // Per-row partial sums. No member initialisers: it lives in shared memory.
@@ -89,7 +96,7 @@ struct AddSums {
   }
 };
 
-// One token's inputs as loaded (kept in Real until used: fewer registers for the kUnroll
+// One token's inputs as loaded (kept in Real until used: fewer registers for the U
 // tokens in flight); x() etc. give the double values the CPU computes with.
 template <typename Real>
 struct Tok {
@@ -118,7 +125,7 @@ struct RowView {
     lo0 = 1.0 - a.eps_low;
     hi0 = 1.0 + a.eps_high;
   }
-  // Every array is read whatever the mask says, so the loads of kUnroll tokens go out
+  // Every array is read whatever the mask says, so the loads of U groups of tokens go out
   // together; a masked token's values (NaN allowed) are never used. Absent arrays give the
   // scalar value (per-sequence advantage, 1 − eps_low, 1 + eps_high, weight 1).
   __device__ __forceinline__ Tok<Real> load(int64_t t) const {
@@ -139,31 +146,72 @@ struct RowView {
   __device__ __forceinline__ double weight(int64_t t) const { return mask ? double(mask[t]) : 1.0; }
 };
 
-// Calls f(t, tok) for every token of the row owned by this thread, kUnroll at a time.
-template <typename Real, typename F>
-__device__ __forceinline__ void for_tokens(const RowView<Real>& row, int64_t T, F f) {
-  const int64_t bd = blockDim.x;
-  for (int64_t t0 = threadIdx.x; t0 < T; t0 += kUnroll * bd) {
-    Tok<Real> k[kUnroll];
+// Loads G consecutive tokens from t on (G = 1: scalar loads; G = Vec16<Real>::n: one 16-byte
+// load per array, which needs t and every array 16-byte aligned: the dispatcher's check).
+template <int G, typename Real>
+__device__ __forceinline__ void load_group(const RowView<Real>& row, int64_t t, Tok<Real> (&k)[G]) {
+  if constexpr (G == 1) {
+    k[0] = row.load(t);
+  } else {
+    using VT = Vec16<Real>;
+    using Vec = typename VT::type;
+    static_assert(G == VT::n, "a group is one 16-byte vector");
+    const auto vload = [t](const Real* p) { return __ldg(reinterpret_cast<const Vec*>(p + t)); };
+    const Vec lp = vload(row.logp), ol = vload(row.old_logp);
+    const Vec w = row.mask ? vload(row.mask) : Vec{};
+    const Vec A = row.per_seq ? Vec{} : vload(row.adv);
+    const Vec lo = row.lower ? vload(row.lower) : Vec{};
+    const Vec hi = row.upper ? vload(row.upper) : Vec{};
 #pragma unroll
-    for (int u = 0; u < kUnroll; ++u) {
-      const int64_t t = t0 + u * bd;
-      if (t < T) k[u] = row.load(t);
-    }
-#pragma unroll
-    for (int u = 0; u < kUnroll; ++u) {
-      const int64_t t = t0 + u * bd;
-      if (t < T && k[u].w != Real(0)) f(t, row.get(k[u]));
+    for (int e = 0; e < G; ++e) {
+      k[e].w = row.mask ? VT::get(w, e) : Real(1);
+      k[e].logp = VT::get(lp, e);
+      k[e].old_logp = VT::get(ol, e);
+      k[e].A = VT::get(A, e);
+      k[e].lo = VT::get(lo, e);
+      k[e].hi = VT::get(hi, e);
     }
   }
 }
 
+// Calls f(t, tok) for every token of the row owned by this thread (masked ones included):
+// groups of G tokens, U groups' loads issued together before any is used. Thread j owns
+// groups j, j + bd, j + 2·bd, …; G must divide T when G > 1.
+template <int G, int U, typename Real, typename F>
+__device__ __forceinline__ void for_each_token(const RowView<Real>& row, int64_t T, F f) {
+  const int64_t bd = blockDim.x, ng = T / G;
+  for (int64_t g0 = threadIdx.x; g0 < ng; g0 += U * bd) {
+    Tok<Real> k[U][G];
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      const int64_t g = g0 + u * bd;
+      if (g < ng) load_group<G>(row, g * G, k[u]);
+    }
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      const int64_t g = g0 + u * bd;
+      if (g < ng) {
+#pragma unroll
+        for (int e = 0; e < G; ++e) f(g * G + e, k[u][e]);
+      }
+    }
+  }
+}
+
+// The same over the unmasked tokens only, with the double values the CPU computes with.
+template <int G, int U, typename Real, typename F>
+__device__ __forceinline__ void for_tokens(const RowView<Real>& row, int64_t T, F f) {
+  for_each_token<G, U>(row, T, [&](int64_t t, const Tok<Real>& k) {
+    if (k.w != Real(0)) f(t, row.get(k));
+  });
+}
+
 // ρ_i = Σ m·x / Σ m over the row (0 for an empty row), and Σ m; block-wide.
-template <typename Real>
+template <int G, int U, typename Real>
 __device__ __forceinline__ double row_mean_log_ratio(const RowView<Real>& row, int64_t T,
                                                      double* n_out, double* smem) {
   double n = 0.0, sx = 0.0;
-  for_tokens(row, T, [&](int64_t, const TokD& k) {
+  for_tokens<G, U>(row, T, [&](int64_t, const TokD& k) {
     n += k.w;
     sx += k.w * k.x;
   });
@@ -173,7 +221,7 @@ __device__ __forceinline__ double row_mean_log_ratio(const RowView<Real>& row, i
   return n > 0 ? sx / n : 0.0;
 }
 
-template <typename Real>
+template <typename Real, int G, int U>
 __global__ void __launch_bounds__(512, 2)
     ratio_clip_rows_kernel(const RatioClipArgs<Real> a, RowSums* __restrict__ row_sums) {
   __shared__ RowSums smem[kMaxWarps];
@@ -182,8 +230,9 @@ __global__ void __launch_bounds__(512, 2)
   for (int64_t i = blockIdx.x; i < a.B; i += gridDim.x) {
     const RowView<Real> row(a, i);
     RowSums p = zero_sums();
-    auto add = [&p](const TokD& k, const Term& term) {
-      const double xc = clamp_log_ratio(k.x), r = exp(xc);
+    // xc: the token's clamped log-ratio, r = e^xc (one exp per token, shared with the
+    // token-level surrogate): k3 is always per token, whatever ratio the surrogate uses.
+    auto add = [&p](const TokD& k, const Term& term, double xc, double r) {
       p.n += k.w;
       p.loss += k.w * term.loss;
       if (term.clip == kLow)
@@ -196,20 +245,21 @@ __global__ void __launch_bounds__(512, 2)
       p.k3 += k.w * ((r - 1.0) - xc);
     };
     if (a.level == RatioLevel::token) {
-      for_tokens(row, a.T, [&](int64_t, const TokD& k) {
-        const double r = exp(clamp_log_ratio(k.x));
-        add(k, surrogate(r, k.A, k.lo, k.hi, c));
+      for_tokens<G, U>(row, a.T, [&](int64_t, const TokD& k) {
+        const double xc = clamp_log_ratio(k.x), r = exp(xc);
+        add(k, surrogate(r, k.A, k.lo, k.hi, c), xc, r);
       });
     } else {
       double n;
-      const double s = exp(clamp_log_ratio(row_mean_log_ratio(row, a.T, &n, smem_d)));
+      const double s = exp(clamp_log_ratio(row_mean_log_ratio<G, U>(row, a.T, &n, smem_d)));
       const bool seq = a.level == RatioLevel::sequence;
       const Term seq_term = seq ? surrogate(s, row.A_seq, row.lo0, row.hi0, c) : Term{0, 0, 0};
-      for_tokens(row, a.T, [&](int64_t, const TokD& k) {
-        add(k, seq ? seq_term : surrogate(s, k.A, k.lo, k.hi, c));
+      for_tokens<G, U>(row, a.T, [&](int64_t, const TokD& k) {
+        const double xc = clamp_log_ratio(k.x);
+        add(k, seq ? seq_term : surrogate(s, k.A, k.lo, k.hi, c), xc, exp(xc));
       });
     }
-    p = block_allreduce(p, AddSums{}, smem);
+    p = cuda_detail::block_reduce_to_first(p, AddSums{}, smem);
     if (threadIdx.x == 0) row_sums[i] = p;
   }
 }
@@ -265,7 +315,7 @@ __global__ void __launch_bounds__(kFinishBlock)
   if (threadIdx.x == 0) out[0] = s;
 }
 
-template <typename Real>
+template <typename Real, int G, int U>
 __global__ void __launch_bounds__(512, 2)
     ratio_clip_backward_kernel(const RatioClipArgs<Real> a, double g_loss,
                                const double* __restrict__ token_total_dev, double token_total_host,
@@ -293,56 +343,34 @@ __global__ void __launch_bounds__(512, 2)
         }
       }
       const double k = g_loss * row_coef(a.aggregation, a.normalizer, a.B, T, n, token_total);
-      for (int64_t t0 = threadIdx.x; t0 < T; t0 += kUnroll * bd) {
-        Tok<Real> tk[kUnroll];
-#pragma unroll
-        for (int u = 0; u < kUnroll; ++u) {
-          const int64_t t = t0 + u * bd;
-          if (t < T) tk[u] = row.load(t);
+      for_each_token<G, U>(row, T, [&](int64_t t, const Tok<Real>& tk) {
+        const TokD q = row.get(tk);
+        if (q.w == 0.0 || k == 0.0 || !log_ratio_inside(q.x)) {  // clamp cuts the gradient
+          store(t, 0.0);
+          return;
         }
-#pragma unroll
-        for (int u = 0; u < kUnroll; ++u) {
-          const int64_t t = t0 + u * bd;
-          if (t >= T) continue;
-          const TokD q = row.get(tk[u]);
-          if (q.w == 0.0 || k == 0.0 || !log_ratio_inside(q.x)) {  // clamp cuts the gradient
-            store(t, 0.0);
-            continue;
-          }
-          const double r = exp(q.x);
-          store(t, k * q.w * surrogate(r, q.A, q.lo, q.hi, c).d_ratio * r);
-        }
-      }
+        const double r = exp(q.x);
+        store(t, k * q.w * surrogate(r, q.A, q.lo, q.hi, c).d_ratio * r);
+      });
     } else {
       // d s_{i,t}/d logp_t = s_i·1[|ρ| ≤ 20] in both sequence levels (kernels/ratio_clip.h).
       double n;
-      const double rho = row_mean_log_ratio(row, T, &n, smem);
+      const double rho = row_mean_log_ratio<G, U>(row, T, &n, smem);
       const double s = exp(clamp_log_ratio(rho));
       const double k = log_ratio_inside(rho)
                            ? g_loss * row_coef(a.aggregation, a.normalizer, a.B, T, n, token_total)
                            : 0.0;
       const bool seq = a.level == RatioLevel::sequence;
       const double seq_d = seq ? surrogate(s, row.A_seq, row.lo0, row.hi0, c).d_ratio : 0.0;
-      for (int64_t t0 = threadIdx.x; t0 < T; t0 += kUnroll * bd) {
-        Tok<Real> tk[kUnroll];
-#pragma unroll
-        for (int u = 0; u < kUnroll; ++u) {
-          const int64_t t = t0 + u * bd;
-          if (t < T) tk[u] = row.load(t);
+      for_each_token<G, U>(row, T, [&](int64_t t, const Tok<Real>& tk) {
+        const TokD q = row.get(tk);
+        if (q.w == 0.0 || k == 0.0) {
+          store(t, 0.0);
+          return;
         }
-#pragma unroll
-        for (int u = 0; u < kUnroll; ++u) {
-          const int64_t t = t0 + u * bd;
-          if (t >= T) continue;
-          const TokD q = row.get(tk[u]);
-          if (q.w == 0.0 || k == 0.0) {
-            store(t, 0.0);
-            continue;
-          }
-          const double d = seq ? seq_d : surrogate(s, q.A, q.lo, q.hi, c).d_ratio;
-          store(t, k * q.w * d * s);
-        }
-      }
+        const double d = seq ? seq_d : surrogate(s, q.A, q.lo, q.hi, c).d_ratio;
+        store(t, k * q.w * d * s);
+      });
     }
   }
 }
@@ -429,10 +457,11 @@ __global__ void __launch_bounds__(kFinishBlock)
 
 // ---- host side -----------------------------------------------------------------------------
 
-// Threads per row: about 8 tokens per thread, 64…512.
+// Threads per row: about 16 tokens per thread, 64…512 (T = 4096: 256, the best of the
+// launch sweep on an H100, BENCHMARKS.md; 512 threads were 16% slower in the forward).
 int block_for(int64_t T) {
   int bd = 512;
-  while (bd > 64 && T < 8 * int64_t(bd)) bd /= 2;
+  while (bd > 64 && T < 16 * int64_t(bd)) bd /= 2;
   return bd;
 }
 
@@ -444,21 +473,74 @@ unsigned elementwise_grid(int64_t n, int bd) {
 
 }  // namespace
 
+namespace {
+
+void check_ratio_clip_launch(const char* op, const CudaLaunch& l) {
+  check_launch(op, l);
+  RLFT_CHECK(l.unroll != 8, op, ": launch.unroll 8 is not built for ratio_clip (0, 1, 2 or 4)");
+}
+
+bool aligned16(const void* p) { return p == nullptr || reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+
+// Calls f(std::integral_constant<int, G>, std::integral_constant<int, U>) for the launch's
+// token group (16-byte vectors when every per-token array is 16-byte aligned and the vector
+// width divides T, unless launch.vec = 1) and unroll (launch.unroll; 0: the default).
+template <typename Real, typename F>
+void with_shape(const char* op, const RatioClipArgs<Real>& a, const CudaLaunch& l, F f) {
+  constexpr int kV = cuda_detail::Vec16<Real>::n;
+  const bool vec = l.vec == 0 && a.T % kV == 0 && aligned16(a.logp) && aligned16(a.old_logp) &&
+                   aligned16(a.mask) && aligned16(a.lower) && aligned16(a.upper) &&
+                   (a.advantages_per_sequence || aligned16(a.advantages));
+  const auto by_unroll = [&](auto g) {
+    const int fallback = decltype(g)::value > 1 ? kDefaultUnrollVector : kDefaultUnrollScalar;
+    switch (l.unroll == 0 ? fallback : l.unroll) {
+      case 1: f(g, std::integral_constant<int, 1>{}); break;
+      case 2: f(g, std::integral_constant<int, 2>{}); break;
+      default: f(g, std::integral_constant<int, 4>{}); break;
+    }
+  };
+  if (vec)
+    by_unroll(std::integral_constant<int, kV>{});
+  else
+    by_unroll(std::integral_constant<int, 1>{});
+}
+
+}  // namespace
+
 template <typename Real>
-RatioClipStats ratio_clip_forward_cuda(const RatioClipArgs<Real>& a, CUstream_st* stream) {
-  ratio_clip_check_args("ratio_clip_forward_cuda", a);
-  RatioClipStats out;
-  if (a.B * a.T == 0) return out;
-  cuda_detail::StreamScratch scratch(size_t(a.B) * sizeof(RowSums) + kStats * sizeof(double),
-                                     stream);
+void ratio_clip_forward_cuda_async(const RatioClipArgs<Real>& a, double* stats,
+                                   CUstream_st* stream, CudaLaunch launch) {
+  constexpr const char* op = "ratio_clip_forward_cuda_async";
+  ratio_clip_check_args(op, a);
+  check_ratio_clip_launch(op, launch);
+  RLFT_CHECK(stats != nullptr, op, ": stats (7 doubles on the device) is required");
+  if (a.B * a.T == 0) {
+    RLFT_CUDA_CHECK(cudaMemsetAsync(stats, 0, kStats * sizeof(double), stream));
+    return;
+  }
+  cuda_detail::StreamScratch scratch(size_t(a.B) * sizeof(RowSums), stream);
   RowSums* rows = scratch.as<RowSums>();
-  double* dev_out = reinterpret_cast<double*>(rows + a.B);
-  ratio_clip_rows_kernel<Real>
-      <<<cuda_detail::grid_for_rows(a.B), block_for(a.T), 0, stream>>>(a, rows);
+  const int bd = launch.block ? launch.block : block_for(a.T);
+  with_shape(op, a, launch, [&](auto g, auto u) {
+    ratio_clip_rows_kernel<Real, decltype(g)::value, decltype(u)::value>
+        <<<cuda_detail::grid_for_rows(a.B), bd, 0, stream>>>(a, rows);
+  });
   RLFT_CUDA_CHECK_LAUNCH();
   ratio_clip_finish_kernel<<<1, kFinishBlock, 0, stream>>>(rows, a.B, a.T, a.aggregation,
-                                                           a.normalizer, dev_out);
+                                                           a.normalizer, stats);
   RLFT_CUDA_CHECK_LAUNCH();
+}
+
+template <typename Real>
+RatioClipStats ratio_clip_forward_cuda(const RatioClipArgs<Real>& a, CUstream_st* stream,
+                                       CudaLaunch launch) {
+  ratio_clip_check_args("ratio_clip_forward_cuda", a);
+  check_ratio_clip_launch("ratio_clip_forward_cuda", launch);
+  RatioClipStats out;
+  if (a.B * a.T == 0) return out;
+  cuda_detail::StreamScratch scratch(kStats * sizeof(double), stream);
+  double* dev_out = scratch.as<double>();
+  ratio_clip_forward_cuda_async(a, dev_out, stream, launch);
   double host[kStats];
   RLFT_CUDA_CHECK(cudaMemcpyAsync(host, dev_out, sizeof(host), cudaMemcpyDeviceToHost, stream));
   RLFT_CUDA_CHECK(cudaStreamSynchronize(stream));
@@ -474,9 +556,10 @@ RatioClipStats ratio_clip_forward_cuda(const RatioClipArgs<Real>& a, CUstream_st
 
 template <typename Real>
 void ratio_clip_backward_cuda(const RatioClipArgs<Real>& a, double g_loss, Real* g_logp,
-                              bool accumulate, CUstream_st* stream) {
+                              bool accumulate, CUstream_st* stream, CudaLaunch launch) {
   constexpr const char* op = "ratio_clip_backward_cuda";
   ratio_clip_check_args(op, a);
+  check_ratio_clip_launch(op, launch);
   if (a.B * a.T == 0) return;
   RLFT_CHECK(g_logp != nullptr, op, ": g_logp output is required");
   const bool needs_total = a.aggregation == Aggregation::token_mean && a.normalizer == 0.0;
@@ -486,17 +569,24 @@ void ratio_clip_backward_cuda(const RatioClipArgs<Real>& a, double g_loss, Real*
                                      stream);
   const double* total_dev = nullptr;
   const double total_host = double(a.B) * double(a.T);
+  const int bd = launch.block ? launch.block : block_for(a.T);
   if (needs_total && a.mask) {
     double* counts = scratch.as<double>();
     mask_count_kernel<Real>
-        <<<cuda_detail::grid_for_rows(a.B), block_for(a.T), 0, stream>>>(a.mask, a.B, a.T, counts);
+        <<<cuda_detail::grid_for_rows(a.B), bd, 0, stream>>>(a.mask, a.B, a.T, counts);
     RLFT_CUDA_CHECK_LAUNCH();
     ordered_sum_kernel<<<1, kFinishBlock, 0, stream>>>(counts, a.B, counts + a.B);
     RLFT_CUDA_CHECK_LAUNCH();
     total_dev = counts + a.B;
   }
-  ratio_clip_backward_kernel<Real><<<cuda_detail::grid_for_rows(a.B), block_for(a.T), 0, stream>>>(
-      a, g_loss, total_dev, total_host, g_logp, accumulate);
+  // g_logp is written per token: vector groups also need it aligned like the inputs.
+  CudaLaunch l = launch;
+  if (!aligned16(g_logp)) l.vec = 1;
+  with_shape(op, a, l, [&](auto g, auto u) {
+    ratio_clip_backward_kernel<Real, decltype(g)::value, decltype(u)::value>
+        <<<cuda_detail::grid_for_rows(a.B), bd, 0, stream>>>(a, g_loss, total_dev, total_host,
+                                                             g_logp, accumulate);
+  });
   RLFT_CUDA_CHECK_LAUNCH();
 }
 
@@ -539,12 +629,18 @@ double ratio_clip_loss_unfused_cuda(const RatioClipArgs<Real>& a, Real* workspac
   return loss;
 }
 
-template RatioClipStats ratio_clip_forward_cuda<float>(const RatioClipArgs<float>&, CUstream_st*);
-template RatioClipStats ratio_clip_forward_cuda<double>(const RatioClipArgs<double>&, CUstream_st*);
+template void ratio_clip_forward_cuda_async<float>(const RatioClipArgs<float>&, double*,
+                                                  CUstream_st*, CudaLaunch);
+template void ratio_clip_forward_cuda_async<double>(const RatioClipArgs<double>&, double*,
+                                                   CUstream_st*, CudaLaunch);
+template RatioClipStats ratio_clip_forward_cuda<float>(const RatioClipArgs<float>&, CUstream_st*,
+                                                       CudaLaunch);
+template RatioClipStats ratio_clip_forward_cuda<double>(const RatioClipArgs<double>&, CUstream_st*,
+                                                        CudaLaunch);
 template void ratio_clip_backward_cuda<float>(const RatioClipArgs<float>&, double, float*, bool,
-                                              CUstream_st*);
+                                              CUstream_st*, CudaLaunch);
 template void ratio_clip_backward_cuda<double>(const RatioClipArgs<double>&, double, double*, bool,
-                                               CUstream_st*);
+                                               CUstream_st*, CudaLaunch);
 template double ratio_clip_loss_unfused_cuda<float>(const RatioClipArgs<float>&, float*,
                                                     CUstream_st*);
 template double ratio_clip_loss_unfused_cuda<double>(const RatioClipArgs<double>&, double*,

@@ -44,9 +44,11 @@
 #include <climits>
 #include <cmath>
 #include <cstdint>
+#include <type_traits>
 
 #include "engine/error.h"
 #include "kernels/cuda/common.cuh"
+#include "kernels/cuda_launch.h"
 #include "kernels/softmax_logprob.h"
 
 namespace rlft::kernels {
@@ -227,7 +229,9 @@ __global__ void __launch_bounds__(kMaxBlock)
 }
 
 // ---- forward, version 2: one pass, vector loads --------------------------------------------
-template <typename Real>
+// U: vector loads issued together per thread (all U·kVec values then enter the online state
+// as one group: one max, at most one rescale).
+template <typename Real, int U>
 __global__ void __launch_bounds__(kMaxBlock)
     softmax_logprob_forward_kernel2(const Real* __restrict__ logits, int64_t N, int64_t V,
                                     int64_t ld, const int64_t* __restrict__ targets,
@@ -259,23 +263,28 @@ __global__ void __launch_bounds__(kMaxBlock)
     int64_t head = cuda_detail::elements_to_16b(x);
     head = head < V ? head : V;
     for (int64_t v = threadIdx.x; v < head; v += bd) online_add1(st, A(x[v]) * inv_tau);
-    // body: whole 16-byte vectors, two independent loads in flight per thread
+    // body: whole 16-byte vectors, U independent loads in flight per thread
     const int64_t nvec = (V - head) / kVec;
     const Vec* xv = reinterpret_cast<const Vec*>(x + head);
-    auto add_vec = [&](const Vec& w) {
+    int64_t i = threadIdx.x;
+    for (; i + (U - 1) * bd < nvec; i += U * bd) {
+      Vec w[U];
+#pragma unroll
+      for (int u = 0; u < U; ++u) w[u] = __ldg(xv + i + u * bd);
+      A z[U * kVec];
+#pragma unroll
+      for (int u = 0; u < U; ++u)
+#pragma unroll
+        for (int k = 0; k < kVec; ++k) z[u * kVec + k] = A(VT::get(w[u], k)) * inv_tau;
+      online_add(st, z);
+    }
+    for (; i < nvec; i += bd) {
+      const Vec w = __ldg(xv + i);
       A z[kVec];
 #pragma unroll
       for (int k = 0; k < kVec; ++k) z[k] = A(VT::get(w, k)) * inv_tau;
       online_add(st, z);
-    };
-    int64_t i = threadIdx.x;
-    for (; i + bd < nvec; i += 2 * bd) {
-      const Vec a = __ldg(xv + i);
-      const Vec b = __ldg(xv + i + bd);
-      add_vec(a);
-      add_vec(b);
     }
-    if (i < nvec) add_vec(__ldg(xv + i));
     // tail: what is left after the last whole vector
     for (int64_t v = head + nvec * kVec + threadIdx.x; v < V; v += bd)
       online_add1(st, A(x[v]) * inv_tau);
@@ -368,7 +377,7 @@ __global__ void __launch_bounds__(kMaxBlock)
   }
 }
 
-template <typename Real>
+template <typename Real, int U>
 __global__ void __launch_bounds__(kMaxBlock)
     softmax_logprob_backward_kernel2(const Real* __restrict__ logits, int64_t N, int64_t V,
                                      int64_t ld, const int64_t* __restrict__ targets,
@@ -419,13 +428,14 @@ __global__ void __launch_bounds__(kMaxBlock)
       dv[i] = out;
     };
     int64_t i = threadIdx.x;
-    for (; i + bd < nvec; i += 2 * bd) {
-      const Vec a = __ldg(xv + i);
-      const Vec b = __ldg(xv + i + bd);
-      do_vec(i, a);
-      do_vec(i + bd, b);
+    for (; i + (U - 1) * bd < nvec; i += U * bd) {
+      Vec w[U];
+#pragma unroll
+      for (int u = 0; u < U; ++u) w[u] = __ldg(xv + i + u * bd);
+#pragma unroll
+      for (int u = 0; u < U; ++u) do_vec(i + u * bd, w[u]);
     }
-    if (i < nvec) do_vec(i, __ldg(xv + i));
+    for (; i < nvec; i += bd) do_vec(i, __ldg(xv + i));
     for (int64_t v = head + nvec * kVec + threadIdx.x; v < V; v += bd) {
       const A d = grad(A(x[v]), v);
       dx[v] = accumulate ? Real(A(dx[v]) + d) : Real(d);
@@ -548,12 +558,33 @@ __global__ void __launch_bounds__(kMaxBlock)
 
 // ---- host side -----------------------------------------------------------------------------
 
-// Threads per row: enough that every thread has ≥ 8 vector loads, 32…512.
+// Threads per row: enough that every thread has ≥ 32 vector loads, 32…512. Fewer threads per
+// row keep more rows (blocks) per SM, whose start-up and final reductions then overlap the
+// others' streaming: at V = 32000 on an H100, 128 threads ran at 84% of peak DRAM bandwidth,
+// 512 (the earlier ≥ 8 loads rule) at 74% (BENCHMARKS.md, launch sweep).
 int block_for(int64_t V, int vec) {
   const int64_t loads = (V + vec - 1) / vec;
   int bd = kMaxBlock;
-  while (bd > 32 && loads < 8 * int64_t(bd)) bd /= 2;
+  while (bd > 32 && loads < 32 * int64_t(bd)) bd /= 2;
   return bd;
+}
+
+// Version 2's launch: the dispatcher's rule unless `l` pins a field.
+constexpr int kDefaultUnroll = 2;
+template <typename Real>
+int block_v2(int64_t V, const CudaLaunch& l) {
+  return l.block ? l.block : block_for(V, Vec16<Real>::n);
+}
+
+// Calls f(std::integral_constant<int, U>) for U = launch.unroll (0: the default).
+template <typename F>
+void with_unroll(int unroll, F f) {
+  switch (unroll == 0 ? kDefaultUnroll : unroll) {
+    case 1: f(std::integral_constant<int, 1>{}); break;
+    case 2: f(std::integral_constant<int, 2>{}); break;
+    case 4: f(std::integral_constant<int, 4>{}); break;
+    default: f(std::integral_constant<int, 8>{}); break;
+  }
 }
 
 void check_common(const char* op, const void* logits, int64_t N, int64_t V, int64_t ld,
@@ -606,9 +637,10 @@ template <typename Real>
 void softmax_logprob_forward_cuda(const Real* logits, int64_t N, int64_t V, int64_t ld_logits,
                                   const int64_t* targets, int64_t ignore_index, Real temperature,
                                   Real* logp, Real* entropy, Real* lse, CUstream_st* stream,
-                                  int version, bool check) {
+                                  int version, bool check, CudaLaunch launch) {
   constexpr const char* op = "softmax_logprob_forward_cuda";
   check_common(op, logits, N, V, ld_logits, targets, double(temperature), version);
+  check_launch(op, launch);
   if (N == 0) return;
   RLFT_CHECK(logp != nullptr, op, ": logp output is required");
   using A = typename Acc<Real>::type;
@@ -616,11 +648,17 @@ void softmax_logprob_forward_cuda(const Real* logits, int64_t N, int64_t V, int6
   ErrorWords errors(check, stream);
   const unsigned grid = cuda_detail::grid_for_rows(N);
   if (version == 1) {
-    softmax_logprob_forward_kernel1<Real><<<grid, block_for(V, 1), 0, stream>>>(
-        logits, N, V, ld_logits, targets, ignore_index, inv_tau, logp, entropy, lse, errors.ptr());
+    softmax_logprob_forward_kernel1<Real><<<grid, launch.block ? launch.block : block_for(V, 1),
+                                            0, stream>>>(logits, N, V, ld_logits, targets,
+                                                         ignore_index, inv_tau, logp, entropy, lse,
+                                                         errors.ptr());
   } else {
-    softmax_logprob_forward_kernel2<Real><<<grid, block_for(V, Vec16<Real>::n), 0, stream>>>(
-        logits, N, V, ld_logits, targets, ignore_index, inv_tau, logp, entropy, lse, errors.ptr());
+    with_unroll(launch.unroll, [&](auto u) {
+      softmax_logprob_forward_kernel2<Real, decltype(u)::value>
+          <<<grid, block_v2<Real>(V, launch), 0, stream>>>(logits, N, V, ld_logits, targets,
+                                                           ignore_index, inv_tau, logp, entropy,
+                                                           lse, errors.ptr());
+    });
   }
   RLFT_CUDA_CHECK_LAUNCH();
   errors.raise_if_any(op, targets, ignore_index, V);
@@ -631,9 +669,11 @@ void softmax_logprob_backward_cuda(const Real* logits, int64_t N, int64_t V, int
                                    const int64_t* targets, int64_t ignore_index, Real temperature,
                                    const Real* lse, const Real* entropy, const Real* g_logp,
                                    const Real* g_entropy, Real* dlogits, int64_t ld_dlogits,
-                                   bool accumulate, CUstream_st* stream, int version, bool check) {
+                                   bool accumulate, CUstream_st* stream, int version, bool check,
+                                   CudaLaunch launch) {
   constexpr const char* op = "softmax_logprob_backward_cuda";
   check_common(op, logits, N, V, ld_logits, targets, double(temperature), version);
+  check_launch(op, launch);
   RLFT_CHECK(ld_dlogits >= V, op, ": dlogits row stride ", ld_dlogits, " < V=", V);
   if (N == 0) return;
   RLFT_CHECK(lse != nullptr && dlogits != nullptr, op, ": lse and dlogits are required");
@@ -644,13 +684,17 @@ void softmax_logprob_backward_cuda(const Real* logits, int64_t N, int64_t V, int
   ErrorWords errors(check, stream);
   const unsigned grid = cuda_detail::grid_for_rows(N);
   if (version == 1) {
-    softmax_logprob_backward_kernel1<Real><<<grid, block_for(V, 1), 0, stream>>>(
+    softmax_logprob_backward_kernel1<Real><<<grid, launch.block ? launch.block : block_for(V, 1),
+                                             0, stream>>>(
         logits, N, V, ld_logits, targets, ignore_index, inv_tau, lse, entropy, g_logp, g_entropy,
         dlogits, ld_dlogits, accumulate, errors.ptr());
   } else {
-    softmax_logprob_backward_kernel2<Real><<<grid, block_for(V, Vec16<Real>::n), 0, stream>>>(
-        logits, N, V, ld_logits, targets, ignore_index, inv_tau, lse, entropy, g_logp, g_entropy,
-        dlogits, ld_dlogits, accumulate, errors.ptr());
+    with_unroll(launch.unroll, [&](auto u) {
+      softmax_logprob_backward_kernel2<Real, decltype(u)::value>
+          <<<grid, block_v2<Real>(V, launch), 0, stream>>>(
+              logits, N, V, ld_logits, targets, ignore_index, inv_tau, lse, entropy, g_logp,
+              g_entropy, dlogits, ld_dlogits, accumulate, errors.ptr());
+    });
   }
   RLFT_CUDA_CHECK_LAUNCH();
   errors.raise_if_any(op, targets, ignore_index, V);
@@ -711,10 +755,11 @@ void softmax_logprob_backward_unfused_cuda(const Real* log_softmax, int64_t N, i
 #define RLFT_INSTANTIATE(Real)                                                                     \
   template void softmax_logprob_forward_cuda<Real>(const Real*, int64_t, int64_t, int64_t,         \
                                                    const int64_t*, int64_t, Real, Real*, Real*,    \
-                                                   Real*, CUstream_st*, int, bool);                \
+                                                   Real*, CUstream_st*, int, bool, CudaLaunch);    \
   template void softmax_logprob_backward_cuda<Real>(                                               \
       const Real*, int64_t, int64_t, int64_t, const int64_t*, int64_t, Real, const Real*,          \
-      const Real*, const Real*, const Real*, Real*, int64_t, bool, CUstream_st*, int, bool);       \
+      const Real*, const Real*, const Real*, Real*, int64_t, bool, CUstream_st*, int, bool,        \
+      CudaLaunch);                                                                                 \
   template void softmax_logprob_forward_unfused_cuda<Real>(const Real*, int64_t, int64_t, int64_t, \
                                                            const int64_t*, int64_t, Real, Real*,   \
                                                            Real*, Real*, Real*, CUstream_st*);     \

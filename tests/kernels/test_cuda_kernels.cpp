@@ -41,6 +41,7 @@
 
 #include "engine/error.h"
 #include "kernels/cuda_allocator.h"
+#include "kernels/cuda_launch.h"
 #include "kernels/cuda_runtime.h"
 #include "kernels/gae.h"
 #include "kernels/ratio_clip.h"
@@ -82,6 +83,28 @@ TEST(CudaAllocator, SizeClasses) {
     ASSERT_EQ(c % 512, 0u) << b;
     previous = c;
   }
+}
+
+// Launch shapes are checked on the host before anything reaches the device.
+TEST(CudaLaunch, BadShapesAreClearErrors) {
+  rk::check_launch("op", {});
+  rk::check_launch("op", {32, 1, 1});
+  rk::check_launch("op", {512, 8, 0});
+  auto message = [](const rk::CudaLaunch& l) -> std::string {
+    try {
+      rk::check_launch("my_op", l);
+    } catch (const rlft::Error& e) {
+      return e.what();
+    }
+    return "";
+  };
+  EXPECT_NE(message({48, 0, 0}).find("my_op: launch.block must be 0 or a power of two"),
+            std::string::npos);
+  EXPECT_NE(message({1024, 0, 0}).find("got 1024"), std::string::npos);
+  EXPECT_NE(message({16, 0, 0}).find("launch.block"), std::string::npos);
+  EXPECT_NE(message({0, 3, 0}).find("launch.unroll must be 0, 1, 2, 4 or 8, got 3"),
+            std::string::npos);
+  EXPECT_NE(message({0, 0, 2}).find("launch.vec must be 0 or 1, got 2"), std::string::npos);
 }
 
 #ifndef RLFT_HAVE_CUDA
@@ -237,8 +260,10 @@ double softmax_tol() {
 // Forward and backward of `version` on the GPU against the CPU reference in double on the
 // same rounded inputs; then the accumulate mode.
 template <typename Real>
-void expect_softmax_parity(const SoftmaxCase& c, int version, uint64_t seed) {
-  SCOPED_TRACE(describe(c) + " version=" + std::to_string(version) + " " + real_name<Real>());
+void expect_softmax_parity(const SoftmaxCase& c, int version, uint64_t seed,
+                           rk::CudaLaunch launch = {}) {
+  SCOPED_TRACE(describe(c) + " version=" + std::to_string(version) + " " + real_name<Real>() +
+               rlft::str(" block=", launch.block, " unroll=", launch.unroll));
   const SoftmaxData D = make_softmax(c, seed);
   const int64_t N = c.N, V = c.V, ld = V + c.pad, ld_d = V + c.d_pad;
   const std::vector<Real> x = cast<Real>(D.logits);
@@ -260,7 +285,7 @@ void expect_softmax_parity(const SoftmaxCase& c, int version, uint64_t seed) {
   DeviceArray<Real> d_logp(sentinel), d_H(sentinel), d_lse(sentinel);
   rk::softmax_logprob_forward_cuda<Real>(d_x.get(), N, V, ld, d_t.get(), kIgnore, Real(c.tau),
                                          d_logp.get(), d_H.get(), d_lse.get(), nullptr, version,
-                                         true);
+                                         true, launch);
   const std::vector<Real> g_logp = d_logp.download(), g_H = d_H.download(),
                           g_lse = d_lse.download();
   for (int64_t n = 0; n < N; ++n) {
@@ -274,7 +299,7 @@ void expect_softmax_parity(const SoftmaxCase& c, int version, uint64_t seed) {
   DeviceArray<Real> d_d(std::vector<Real>(ix(N * ld_d), Real(123)), ix(c.d_offset));
   rk::softmax_logprob_backward_cuda<Real>(d_x.get(), N, V, ld, d_t.get(), kIgnore, Real(c.tau),
                                           d_lse.get(), d_H.get(), d_gl.get(), d_gh.get(), d_d.get(),
-                                          ld_d, false, nullptr, version, true);
+                                          ld_d, false, nullptr, version, true, launch);
   const std::vector<Real> g_d = d_d.download();
   double gmax = 0;
   for (double g : dref) gmax = std::max(gmax, std::abs(g));
@@ -291,7 +316,7 @@ void expect_softmax_parity(const SoftmaxCase& c, int version, uint64_t seed) {
   // accumulate: the same gradient added to what is there, so exactly twice the first result
   rk::softmax_logprob_backward_cuda<Real>(d_x.get(), N, V, ld, d_t.get(), kIgnore, Real(c.tau),
                                           d_lse.get(), d_H.get(), d_gl.get(), d_gh.get(), d_d.get(),
-                                          ld_d, true, nullptr, version, true);
+                                          ld_d, true, nullptr, version, true, launch);
   const std::vector<Real> g_d2 = d_d.download();
   for (size_t k = 0; k < g_d.size(); ++k) {
     const bool padding = int64_t(k) % ld_d >= V;
@@ -335,6 +360,24 @@ TEST(SoftmaxLogprobCuda, Version2MatchesCpu) {
     expect_softmax_parity<double>(c, 2, ++seed);
     expect_softmax_parity<float>(c, 2, ++seed);
   }
+}
+
+// Version 2 at every launch shape (threads per row 32…512, 1…8 vector loads in flight):
+// V around the boundaries of the unrolled loop and its remainder, misaligned rows, −inf.
+TEST(SoftmaxLogprobCuda, Version2EveryLaunchShapeMatchesCpu) {
+  RLFT_REQUIRE_GPU();
+  const std::vector<SoftmaxCase> cases = {{7, 3, 0, 0.7, 1},
+                                          {5, 1000, 1, 1.0, 1, 2, 3, true},
+                                          {6, 4097, 0, 1.3, 1, 1, 0},
+                                          {4, 32000, 0, 1.0, 0, 0, 0, true},
+                                          {3, 50257, 0, 1.0, 0, 3, 2, true}};
+  uint64_t seed = 400;
+  for (int block : {32, 128, 512})
+    for (int unroll : {1, 2, 4, 8})
+      for (const SoftmaxCase& c : cases) {
+        expect_softmax_parity<float>(c, 2, ++seed, {block, unroll, 0});
+        if (c.V <= 4097) expect_softmax_parity<double>(c, 2, ++seed, {block, unroll, 0});
+      }
 }
 
 TEST(SoftmaxLogprobCuda, DefaultVersionMatchesCpu) {
@@ -621,13 +664,17 @@ struct ClipBuffers {
   }
 };
 
+std::string describe(const rk::CudaLaunch& l) {
+  return rlft::str("launch{block=", l.block, " unroll=", l.unroll, " vec=", l.vec, "}");
+}
+
 template <typename Real>
-void expect_clip_parity(const ClipCase& c, uint64_t seed) {
-  SCOPED_TRACE(describe(c) + " " + real_name<Real>());
+void expect_clip_parity(const ClipCase& c, uint64_t seed, rk::CudaLaunch launch = {}) {
+  SCOPED_TRACE(describe(c) + " " + real_name<Real>() + " " + describe(launch));
   const ClipData D = make_clip(c, seed);
   ClipBuffers<Real> buf(c, D);
   const rk::RatioClipStats ref = rk::ratio_clip_forward_cpu<Real>(buf.host);
-  const rk::RatioClipStats got = rk::ratio_clip_forward_cuda<Real>(buf.dev);
+  const rk::RatioClipStats got = rk::ratio_clip_forward_cuda<Real>(buf.dev, nullptr, launch);
   EXPECT_TRUE(close(got.loss, ref.loss, 1e-10)) << "loss";
   EXPECT_TRUE(close(got.clip_frac_low, ref.clip_frac_low, 1e-14)) << "clip_frac_low";
   EXPECT_TRUE(close(got.clip_frac_high, ref.clip_frac_high, 1e-14)) << "clip_frac_high";
@@ -641,7 +688,7 @@ void expect_clip_parity(const ClipCase& c, uint64_t seed) {
   std::vector<Real> g_ref(ix(BT), Real(-9));
   rk::ratio_clip_backward_cpu<Real>(buf.host, g_loss, g_ref.data());
   DeviceArray<Real> d_g(std::vector<Real>(ix(BT), Real(-9)));
-  rk::ratio_clip_backward_cuda<Real>(buf.dev, g_loss, d_g.get());
+  rk::ratio_clip_backward_cuda<Real>(buf.dev, g_loss, d_g.get(), false, nullptr, launch);
   const std::vector<Real> g = d_g.download();
   const double gtol = sizeof(Real) == 4 ? 3e-7 : 1e-10;
   for (int64_t k = 0; k < BT; ++k)
@@ -681,6 +728,88 @@ TEST(RatioClipCuda, LargerShapesMatchCpu) {
       if (c.normalizer > 0 || c.dual > 0) continue;  // covered above; keep the test short
       expect_clip_parity<float>(c, ++seed);
     }
+}
+
+// Every launch shape (threads per row, token groups in flight, 16-byte vector loads or
+// scalar ones) gives the CPU's results: T divisible by the vector width (the vector path) and
+// not (the scalar fallback), in float and double, on the modes whose loops differ (token level
+// with the row-count pre-pass, both sequence levels, per-token bounds, per-sequence A).
+TEST(RatioClipCuda, EveryLaunchShapeMatchesCpu) {
+  RLFT_REQUIRE_GPU();
+  const std::vector<rk::CudaLaunch> launches = {
+      {32, 1, 0}, {64, 4, 0}, {128, 2, 0}, {512, 1, 0}, {256, 4, 1}, {64, 1, 1}, {512, 2, 1}};
+  std::vector<ClipCase> cases;
+  for (const ClipCase& c : every_clip_mode(5, 1024)) {
+    const bool per_token_bounds = c.per_token_bounds;
+    if (c.normalizer > 0 || c.dual > 0) continue;
+    if (c.level != rk::RatioLevel::token && per_token_bounds) continue;
+    cases.push_back(c);
+  }
+  uint64_t seed = 7000;
+  for (const rk::CudaLaunch& l : launches) {
+    for (size_t k = 0; k < cases.size(); k += 3) {  // a third of the modes per launch, rotating
+      ClipCase c = cases[(k + size_t(seed)) % cases.size()];
+      expect_clip_parity<float>(c, ++seed, l);
+      c.T = 1027;  // not a multiple of 4 (or 2): the scalar path whatever vec says
+      expect_clip_parity<float>(c, ++seed, l);
+      c.T = 66;  // a multiple of 2, not of 4: double's vector path, float's scalar one
+      expect_clip_parity<double>(c, ++seed, l);
+    }
+  }
+}
+
+// The asynchronous forward leaves the same 7 statistics on the device that the synchronous one
+// returns (bitwise: the same kernels), zeros for an empty batch, and checks its arguments.
+TEST(RatioClipCuda, AsyncForwardLeavesTheStatisticsOnTheDevice) {
+  RLFT_REQUIRE_GPU();
+  ClipCase c;
+  c.B = 9;
+  c.T = 640;
+  c.dual = 3.0;
+  const ClipData D = make_clip(c, 123);
+  ClipBuffers<float> buf(c, D);
+  const rk::RatioClipStats sync = rk::ratio_clip_forward_cuda<float>(buf.dev);
+  DeviceArray<double> stats(std::vector<double>(7, -1.0));
+  rk::ratio_clip_forward_cuda_async<float>(buf.dev, stats.get());
+  const std::vector<double> got = stats.download();
+  const double want[7] = {sync.loss,         sync.clip_frac_low, sync.clip_frac_high,
+                          sync.dual_clip_frac, sync.approx_kl_k1, sync.approx_kl_k3,
+                          sync.tokens};
+  for (int k = 0; k < 7; ++k) EXPECT_EQ(got[ix(k)], want[k]) << "statistic " << k;
+  EXPECT_GT(sync.tokens, 0.0);
+  rk::RatioClipArgs<float> empty;
+  rk::ratio_clip_forward_cuda_async<float>(empty, stats.get());
+  for (double v : stats.download()) EXPECT_EQ(v, 0.0);
+  EXPECT_THROW(rk::ratio_clip_forward_cuda_async<float>(buf.dev, nullptr), rlft::Error);
+  EXPECT_THROW(rk::ratio_clip_forward_cuda_async<float>(buf.dev, stats.get(), nullptr, {0, 8, 0}),
+               rlft::Error);
+  EXPECT_THROW(rk::ratio_clip_forward_cuda<float>(buf.dev, nullptr, {48, 0, 0}), rlft::Error);
+}
+
+// The kernels' per-call scratch (stream-ordered) stays in the device's pool across
+// synchronisations, so a training loop does not map memory every call, until
+// cuda_empty_cache() gives it back.
+TEST(RatioClipCuda, ScratchPoolKeepsItsMemoryUntilEmptyCache) {
+  RLFT_REQUIRE_GPU();
+  ClipCase c;
+  c.B = 64;
+  c.T = 128;
+  const ClipData D = make_clip(c, 5);
+  ClipBuffers<float> buf(c, D);
+  CUDA_OK(cudaSetDevice(0));
+  (void)rk::ratio_clip_forward_cuda<float>(buf.dev);  // synchronises
+  cudaMemPool_t pool{};
+  CUDA_OK(cudaDeviceGetDefaultMemPool(&pool, 0));
+  uint64_t threshold = 0, reserved = 0;
+  CUDA_OK(cudaMemPoolGetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &threshold));
+  EXPECT_EQ(threshold, UINT64_MAX);
+  CUDA_OK(cudaMemPoolGetAttribute(pool, cudaMemPoolAttrReservedMemCurrent, &reserved));
+  EXPECT_GT(reserved, 0u) << "the pool gave its memory back at the synchronisation";
+  rk::cuda_empty_cache();
+  CUDA_OK(cudaMemPoolGetAttribute(pool, cudaMemPoolAttrReservedMemCurrent, &reserved));
+  EXPECT_EQ(reserved, 0u);
+  // and the next call still works
+  EXPECT_GT(rk::ratio_clip_forward_cuda<float>(buf.dev).tokens, 0.0);
 }
 
 // Same inputs, same bits: no float atomics anywhere (forward stats and gradients).

@@ -1,0 +1,26 @@
+// The launch shape of a CUDA row kernel, for benchmarks that sweep it and tests that pin it.
+// Every field 0 means "the dispatcher's choice" (each kernel's manual says what that is), so
+// callers other than sweeps pass nothing. Header-only, host side, no CUDA headers needed.
+#pragma once
+
+#include "engine/error.h"
+
+namespace rlft::kernels {
+
+struct CudaLaunch {
+  int block = 0;   // threads per block: 0, or a power of two in [32, 512]
+  int unroll = 0;  // loads issued together per thread before any is used: 0, 1, 2, 4 or 8
+  int vec = 0;     // 0: 16-byte vector loads where the data allows them; 1: scalar loads only
+};
+
+// Throws rlft::Error naming `op` and the bad field.
+inline void check_launch(const char* op, const CudaLaunch& l) {
+  const bool pow2 = l.block > 0 && (l.block & (l.block - 1)) == 0;
+  RLFT_CHECK(l.block == 0 || (pow2 && l.block >= 32 && l.block <= 512), op,
+             ": launch.block must be 0 or a power of two in [32, 512], got ", l.block);
+  RLFT_CHECK(l.unroll == 0 || l.unroll == 1 || l.unroll == 2 || l.unroll == 4 || l.unroll == 8, op,
+             ": launch.unroll must be 0, 1, 2, 4 or 8, got ", l.unroll);
+  RLFT_CHECK(l.vec == 0 || l.vec == 1, op, ": launch.vec must be 0 or 1, got ", l.vec);
+}
+
+}  // namespace rlft::kernels
