@@ -11,6 +11,7 @@ struct CudaLaunch {
   int block = 0;   // threads per block: 0, or a power of two in [32, 512]
   int unroll = 0;  // loads issued together per thread before any is used: 0, 1, 2, 4 or 8
   int vec = 0;     // 0: 16-byte vector loads where the data allows them; 1: scalar loads only
+  int version = 0;  // a kernel with several versions behind one call (ratio_clip): 0 = default
 };
 
 // Throws rlft::Error naming `op` and the bad field.
@@ -21,6 +22,7 @@ inline void check_launch(const char* op, const CudaLaunch& l) {
   RLFT_CHECK(l.unroll == 0 || l.unroll == 1 || l.unroll == 2 || l.unroll == 4 || l.unroll == 8, op,
              ": launch.unroll must be 0, 1, 2, 4 or 8, got ", l.unroll);
   RLFT_CHECK(l.vec == 0 || l.vec == 1, op, ": launch.vec must be 0 or 1, got ", l.vec);
+  RLFT_CHECK(l.version >= 0, op, ": launch.version must be >= 0, got ", l.version);
 }
 
 }  // namespace rlft::kernels

@@ -49,6 +49,57 @@ RLFT_RC_HD double clamp_log_ratio(double x) {
 
 RLFT_RC_HD bool log_ratio_inside(double x) { return x >= -kLogRatioClamp && x <= kLogRatioClamp; }
 
+// ---- version 2 of the CUDA kernels (float data): the exp per token in float ------------------
+// A clip binds when r = e^xc crosses a bound, i.e. when xc crosses the bound's log, and the
+// side depends only on the sign of A (A > 0: r > hi binds, A < 0: r < lo binds; A = 0 never;
+// the dual clip, A < 0: r > c, or lo > c on the clipped branch). So the decisions can be taken
+// on the log-ratio, computed exactly in double from two floats, against log(lo), log(hi),
+// log(c) computed once in double, and only the VALUE r = e^xc needs an exp: float's, whose
+// relative error (≤ 2 ulp, ~2.4e-7) reaches the loss and the gradients of the unclipped
+// tokens, while the clip decisions are the CPU's except where e^xc lies within an ulp of a
+// bound (the CPU compares the rounded double e^xc; there the two may differ).
+struct LogBounds {
+  double lo, hi, c;              // 1 − eps_low, 1 + eps_high, the dual-clip constant (0: off)
+  double log_lo, log_hi, log_c;  // their logs (log_c unused when c = 0)
+};
+
+// The same Term as surrogate(e^xc, A, lo, hi, c), from xc and r = e^xc (any precision).
+RLFT_RC_HD Term surrogate_from_log_ratio(double xc, double r, double A, const LogBounds& b) {
+  Term o;
+  if (A > 0.0 && xc > b.log_hi)
+    o = {-(b.hi * A), 0.0, kHigh};
+  else if (A < 0.0 && xc < b.log_lo)
+    o = {-(b.lo * A), 0.0, kLow};
+  else
+    o = {-(r * A), -A, kNone};
+  if (b.c > 0.0 && A < 0.0) {
+    const bool dual = o.clip == kLow ? -b.c * A < o.loss : xc > b.log_c;
+    if (dual) o = {-b.c * A, 0.0, kDual};
+  }
+  return o;
+}
+
+// k3 = (e^x − 1) − x in float with float's relative accuracy at every x: for |x| < 1 the series
+// x²·Σ_{k=0..10} x^k/(k+2)! (the remainder is below 4e-10 relative; e^x − 1 − x would cancel
+// to a relative error of ~1e-7/x² there), otherwise (r − 1) − x with r = e^x given.
+RLFT_RC_HD float k3_f32(float x, float r) {
+  if (x > -1.0f && x < 1.0f) {
+    float p = 1.0f / 479001600.0f;  // 1/12!
+    p = p * x + 1.0f / 39916800.0f;
+    p = p * x + 1.0f / 3628800.0f;
+    p = p * x + 1.0f / 362880.0f;
+    p = p * x + 1.0f / 40320.0f;
+    p = p * x + 1.0f / 5040.0f;
+    p = p * x + 1.0f / 720.0f;
+    p = p * x + 1.0f / 120.0f;
+    p = p * x + 1.0f / 24.0f;
+    p = p * x + 1.0f / 6.0f;
+    p = p * x + 0.5f;
+    return x * x * p;
+  }
+  return (r - 1.0f) - x;
+}
+
 // coef_i of the header's aggregation table; token_total is D when no normalizer is given.
 RLFT_RC_HD double row_coef(Aggregation agg, double normalizer, int64_t B, int64_t T, double n_row,
                            double token_total) {

@@ -73,6 +73,8 @@ using namespace ratio_clip_math;
 // under the 64-register cap of __launch_bounds__(512, 2) (ptxas -v, sm_90).
 constexpr int kDefaultUnrollScalar = 2;
 constexpr int kDefaultUnrollVector = 1;
+// Version 1 (double per token) until version 2 has been measured on a GPU (BENCHMARKS.md).
+constexpr int kDefaultVersion = 1;
 constexpr int kFinishBlock = 512;
 
 // Per-row partial sums. No member initialisers: it lives in shared memory.
@@ -221,18 +223,22 @@ __device__ __forceinline__ double row_mean_log_ratio(const RowView<Real>& row, i
   return n > 0 ? sx / n : 0.0;
 }
 
-template <typename Real, int G, int U>
+// F32 (version 2, float data, scalar bounds): clip decisions on the log-ratio, the exp per
+// token in float (ratio_clip_math.h, surrogate_from_log_ratio and k3_f32); otherwise every
+// token's arithmetic in double (version 1).
+template <typename Real, int G, int U, bool F32>
 __global__ void __launch_bounds__(512, 2)
-    ratio_clip_rows_kernel(const RatioClipArgs<Real> a, RowSums* __restrict__ row_sums) {
+    ratio_clip_rows_kernel(const RatioClipArgs<Real> a, const LogBounds lb,
+                           RowSums* __restrict__ row_sums) {
   __shared__ RowSums smem[kMaxWarps];
   __shared__ double smem_d[kMaxWarps];
   const double c = a.dual_clip;
   for (int64_t i = blockIdx.x; i < a.B; i += gridDim.x) {
     const RowView<Real> row(a, i);
     RowSums p = zero_sums();
-    // xc: the token's clamped log-ratio, r = e^xc (one exp per token, shared with the
-    // token-level surrogate): k3 is always per token, whatever ratio the surrogate uses.
-    auto add = [&p](const TokD& k, const Term& term, double xc, double r) {
+    // k3 = (e^xc − 1) − xc is always the token's own, whatever ratio the surrogate uses (one
+    // exp per token, shared with the token-level surrogate).
+    auto add = [&p](const TokD& k, const Term& term, double k3) {
       p.n += k.w;
       p.loss += k.w * term.loss;
       if (term.clip == kLow)
@@ -242,12 +248,18 @@ __global__ void __launch_bounds__(512, 2)
       else if (term.clip == kDual)
         p.dual += k.w;
       p.k1 -= k.w * k.x;
-      p.k3 += k.w * ((r - 1.0) - xc);
+      p.k3 += k.w * k3;
     };
     if (a.level == RatioLevel::token) {
       for_tokens<G, U>(row, a.T, [&](int64_t, const TokD& k) {
-        const double xc = clamp_log_ratio(k.x), r = exp(xc);
-        add(k, surrogate(r, k.A, k.lo, k.hi, c), xc, r);
+        const double xc = clamp_log_ratio(k.x);
+        if constexpr (F32) {
+          const float xf = float(xc), r = expf(xf);
+          add(k, surrogate_from_log_ratio(xc, double(r), k.A, lb), double(k3_f32(xf, r)));
+        } else {
+          const double r = exp(xc);
+          add(k, surrogate(r, k.A, k.lo, k.hi, c), (r - 1.0) - xc);
+        }
       });
     } else {
       double n;
@@ -256,7 +268,13 @@ __global__ void __launch_bounds__(512, 2)
       const Term seq_term = seq ? surrogate(s, row.A_seq, row.lo0, row.hi0, c) : Term{0, 0, 0};
       for_tokens<G, U>(row, a.T, [&](int64_t, const TokD& k) {
         const double xc = clamp_log_ratio(k.x);
-        add(k, seq ? seq_term : surrogate(s, k.A, k.lo, k.hi, c), xc, exp(xc));
+        const Term term = seq ? seq_term : surrogate(s, k.A, k.lo, k.hi, c);
+        if constexpr (F32) {
+          const float xf = float(xc);
+          add(k, term, double(k3_f32(xf, expf(xf))));
+        } else {
+          add(k, term, (exp(xc) - 1.0) - xc);
+        }
       });
     }
     p = cuda_detail::block_reduce_to_first(p, AddSums{}, smem);
@@ -315,9 +333,9 @@ __global__ void __launch_bounds__(kFinishBlock)
   if (threadIdx.x == 0) out[0] = s;
 }
 
-template <typename Real, int G, int U>
+template <typename Real, int G, int U, bool F32>
 __global__ void __launch_bounds__(512, 2)
-    ratio_clip_backward_kernel(const RatioClipArgs<Real> a, double g_loss,
+    ratio_clip_backward_kernel(const RatioClipArgs<Real> a, const LogBounds lb, double g_loss,
                                const double* __restrict__ token_total_dev, double token_total_host,
                                Real* __restrict__ g_logp, bool accumulate) {
   __shared__ double smem[kMaxWarps];
@@ -349,8 +367,13 @@ __global__ void __launch_bounds__(512, 2)
           store(t, 0.0);
           return;
         }
-        const double r = exp(q.x);
-        store(t, k * q.w * surrogate(r, q.A, q.lo, q.hi, c).d_ratio * r);
+        if constexpr (F32) {
+          const double r = double(expf(float(q.x)));
+          store(t, k * q.w * surrogate_from_log_ratio(q.x, r, q.A, lb).d_ratio * r);
+        } else {
+          const double r = exp(q.x);
+          store(t, k * q.w * surrogate(r, q.A, q.lo, q.hi, c).d_ratio * r);
+        }
       });
     } else {
       // d s_{i,t}/d logp_t = s_i·1[|ρ| ≤ 20] in both sequence levels (kernels/ratio_clip.h).
@@ -478,15 +501,46 @@ namespace {
 void check_ratio_clip_launch(const char* op, const CudaLaunch& l) {
   check_launch(op, l);
   RLFT_CHECK(l.unroll != 8, op, ": launch.unroll 8 is not built for ratio_clip (0, 1, 2 or 4)");
+  RLFT_CHECK(l.version >= 0 && l.version <= 2, op, ": launch.version must be 0, 1 or 2, got ",
+             l.version);
 }
 
 bool aligned16(const void* p) { return p == nullptr || reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 
-// Calls f(std::integral_constant<int, G>, std::integral_constant<int, U>) for the launch's
-// token group (16-byte vectors when every per-token array is 16-byte aligned and the vector
-// width divides T, unless launch.vec = 1) and unroll (launch.unroll; 0: the default).
+// Version 2 applies to float data with scalar bounds; anything else runs version 1.
+template <typename Real>
+bool uses_version2(const RatioClipArgs<Real>& a, const CudaLaunch& l) {
+  const int version = l.version == 0 ? kDefaultVersion : l.version;
+  return std::is_same_v<Real, float> && version == 2 && a.lower == nullptr && a.upper == nullptr;
+}
+
+// The bounds' logs for version 2, in double on the host.
+template <typename Real>
+LogBounds log_bounds(const RatioClipArgs<Real>& a) {
+  LogBounds b;
+  b.lo = 1.0 - a.eps_low;
+  b.hi = 1.0 + a.eps_high;
+  b.c = a.dual_clip;
+  b.log_lo = std::log(b.lo);
+  b.log_hi = std::log(b.hi);
+  b.log_c = b.c > 0.0 ? std::log(b.c) : 0.0;
+  return b;
+}
+
+// Calls f(std::integral_constant<int, G>, std::integral_constant<int, U>,
+// std::integral_constant<bool, F32>) for the launch's token group (16-byte vectors when every
+// per-token array is 16-byte aligned and the vector width divides T, unless launch.vec = 1),
+// unroll (launch.unroll; 0: the default) and version (F32: version 2).
 template <typename Real, typename F>
 void with_shape(const char* op, const RatioClipArgs<Real>& a, const CudaLaunch& l, F f) {
+  (void)op;
+  const bool v2 = uses_version2(a, l);
+  const auto by_version = [&](auto g, auto u) {
+    if constexpr (std::is_same_v<Real, float>) {
+      if (v2) return f(g, u, std::true_type{});
+    }
+    f(g, u, std::false_type{});
+  };
   constexpr int kV = cuda_detail::Vec16<Real>::n;
   const bool vec = l.vec == 0 && a.T % kV == 0 && aligned16(a.logp) && aligned16(a.old_logp) &&
                    aligned16(a.mask) && aligned16(a.lower) && aligned16(a.upper) &&
@@ -494,9 +548,9 @@ void with_shape(const char* op, const RatioClipArgs<Real>& a, const CudaLaunch& 
   const auto by_unroll = [&](auto g) {
     const int fallback = decltype(g)::value > 1 ? kDefaultUnrollVector : kDefaultUnrollScalar;
     switch (l.unroll == 0 ? fallback : l.unroll) {
-      case 1: f(g, std::integral_constant<int, 1>{}); break;
-      case 2: f(g, std::integral_constant<int, 2>{}); break;
-      default: f(g, std::integral_constant<int, 4>{}); break;
+      case 1: by_version(g, std::integral_constant<int, 1>{}); break;
+      case 2: by_version(g, std::integral_constant<int, 2>{}); break;
+      default: by_version(g, std::integral_constant<int, 4>{}); break;
     }
   };
   if (vec)
@@ -521,9 +575,10 @@ void ratio_clip_forward_cuda_async(const RatioClipArgs<Real>& a, double* stats,
   cuda_detail::StreamScratch scratch(size_t(a.B) * sizeof(RowSums), stream);
   RowSums* rows = scratch.as<RowSums>();
   const int bd = launch.block ? launch.block : block_for(a.T);
-  with_shape(op, a, launch, [&](auto g, auto u) {
-    ratio_clip_rows_kernel<Real, decltype(g)::value, decltype(u)::value>
-        <<<cuda_detail::grid_for_rows(a.B), bd, 0, stream>>>(a, rows);
+  const LogBounds lb = log_bounds(a);
+  with_shape(op, a, launch, [&](auto g, auto u, auto f32) {
+    ratio_clip_rows_kernel<Real, decltype(g)::value, decltype(u)::value, decltype(f32)::value>
+        <<<cuda_detail::grid_for_rows(a.B), bd, 0, stream>>>(a, lb, rows);
   });
   RLFT_CUDA_CHECK_LAUNCH();
   ratio_clip_finish_kernel<<<1, kFinishBlock, 0, stream>>>(rows, a.B, a.T, a.aggregation,
@@ -582,9 +637,10 @@ void ratio_clip_backward_cuda(const RatioClipArgs<Real>& a, double g_loss, Real*
   // g_logp is written per token: vector groups also need it aligned like the inputs.
   CudaLaunch l = launch;
   if (!aligned16(g_logp)) l.vec = 1;
-  with_shape(op, a, l, [&](auto g, auto u) {
-    ratio_clip_backward_kernel<Real, decltype(g)::value, decltype(u)::value>
-        <<<cuda_detail::grid_for_rows(a.B), bd, 0, stream>>>(a, g_loss, total_dev, total_host,
+  const LogBounds lb = log_bounds(a);
+  with_shape(op, a, l, [&](auto g, auto u, auto f32) {
+    ratio_clip_backward_kernel<Real, decltype(g)::value, decltype(u)::value, decltype(f32)::value>
+        <<<cuda_detail::grid_for_rows(a.B), bd, 0, stream>>>(a, lb, g_loss, total_dev, total_host,
                                                              g_logp, accumulate);
   });
   RLFT_CUDA_CHECK_LAUNCH();

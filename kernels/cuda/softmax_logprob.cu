@@ -641,6 +641,8 @@ void softmax_logprob_forward_cuda(const Real* logits, int64_t N, int64_t V, int6
   constexpr const char* op = "softmax_logprob_forward_cuda";
   check_common(op, logits, N, V, ld_logits, targets, double(temperature), version);
   check_launch(op, launch);
+  RLFT_CHECK(launch.version == 0, op, ": launch.version is not used here (pass `version`), got ",
+             launch.version);
   if (N == 0) return;
   RLFT_CHECK(logp != nullptr, op, ": logp output is required");
   using A = typename Acc<Real>::type;
@@ -674,6 +676,8 @@ void softmax_logprob_backward_cuda(const Real* logits, int64_t N, int64_t V, int
   constexpr const char* op = "softmax_logprob_backward_cuda";
   check_common(op, logits, N, V, ld_logits, targets, double(temperature), version);
   check_launch(op, launch);
+  RLFT_CHECK(launch.version == 0, op, ": launch.version is not used here (pass `version`), got ",
+             launch.version);
   RLFT_CHECK(ld_dlogits >= V, op, ": dlogits row stride ", ld_dlogits, " < V=", V);
   if (N == 0) return;
   RLFT_CHECK(lse != nullptr && dlogits != nullptr, op, ": lse and dlogits are required");

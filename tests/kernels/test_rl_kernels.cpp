@@ -9,6 +9,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -19,6 +20,7 @@
 #include "engine/error.h"
 #include "kernels/gae.h"
 #include "kernels/ratio_clip.h"
+#include "kernels/ratio_clip_math.h"
 #include "kernels/softmax_logprob.h"
 #include "tests/kernels/ratio_clip_modes.h"
 
@@ -980,6 +982,91 @@ TEST(RatioClip, TiesAtTheBoundsKeepTheGradient) {
     EXPECT_EQ(s.clip_frac_high + s.clip_frac_low + s.dual_clip_frac, 0.0);
     EXPECT_EQ(s.loss, -1.5 + 0.75 + 2.0);
   }
+}
+
+// Version 2 of the CUDA kernel decides the clips on the log-ratio against log(lo), log(hi),
+// log(c) (kernels/ratio_clip_math.h): the same clip, loss and dl/dr as surrogate() on
+// e^xc at every (xc, A, bounds, c) away from a tie (a ratio within 1e-12 of a bound, where the
+// rounded e^xc may fall on either side), including A = 0, NaN, and xc beyond the bounds.
+TEST(RatioClipMath, LogRatioDecisionsMatchTheRatioOnes) {
+  namespace m = rk::ratio_clip_math;
+  std::mt19937_64 rng(42);
+  std::normal_distribution<double> N01(0.0, 1.0);
+  std::uniform_real_distribution<double> U(-1.0, 1.0);
+  int64_t checked = 0, ties = 0;
+  std::array<int64_t, 4> seen{};
+  for (double eps_low : {0.2, 0.1}) {
+    for (double eps_high : {0.2, 0.28}) {
+      for (double c : {0.0, 3.0, 1.5}) {
+        m::LogBounds b;
+        b.lo = 1.0 - eps_low;
+        b.hi = 1.0 + eps_high;
+        b.c = c;
+        b.log_lo = std::log(b.lo);
+        b.log_hi = std::log(b.hi);
+        b.log_c = c > 0 ? std::log(c) : 0.0;
+        for (int k = 0; k < 20000; ++k) {
+          double xc = k % 7 == 0 ? 3.0 * U(rng) : 0.4 * U(rng);
+          if (k % 101 == 0) xc = m::clamp_log_ratio(30.0 * U(rng));
+          const double A = k % 13 == 0 ? 0.0 : N01(rng);
+          const double r = std::exp(xc);
+          auto near = [&](double bound) { return std::abs(r - bound) <= 1e-12 * bound; };
+          if (near(b.lo) || near(b.hi) || (c > 0 && near(c))) {
+            ++ties;
+            continue;
+          }
+          const m::Term want = m::surrogate(r, A, b.lo, b.hi, c);
+          const m::Term got = m::surrogate_from_log_ratio(xc, r, A, b);
+          ASSERT_EQ(got.clip, want.clip) << "xc=" << xc << " A=" << A << " c=" << c;
+          ASSERT_EQ(got.loss, want.loss) << "xc=" << xc << " A=" << A << " c=" << c;
+          ASSERT_EQ(got.d_ratio, want.d_ratio) << "xc=" << xc << " A=" << A << " c=" << c;
+          ++seen[size_t(got.clip)];
+          ++checked;
+        }
+      }
+    }
+  }
+  EXPECT_GT(checked, 200000);
+  EXPECT_LT(ties, 10);
+  for (int64_t n : seen) EXPECT_GT(n, 1000);  // every branch: none, low, high, dual
+  // NaN propagates as in surrogate(): the unclipped branch with a NaN loss.
+  m::LogBounds b{0.8, 1.2, 3.0, std::log(0.8), std::log(1.2), std::log(3.0)};
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  const m::Term t = m::surrogate_from_log_ratio(nan, nan, -1.0, b);
+  EXPECT_EQ(t.clip, m::kNone);
+  EXPECT_TRUE(std::isnan(t.loss));
+}
+
+// k3 = (e^x − 1) − x in float (version 2): within 1e-6 relative of the double value at the same
+// float x over [−20, 20], dense near 0 where the direct formula would cancel.
+TEST(RatioClipMath, K3InFloatKeepsFloatAccuracy) {
+  namespace m = rk::ratio_clip_math;
+  // The reference in double: the series Σ_{k≥2} x^k/k! for |x| < 0.5 (no cancellation),
+  // expm1(x) − x beyond. Values below 1e-30 (float's x² underflows there) count absolutely.
+  auto reference = [](double x) {
+    if (std::abs(x) >= 0.5) return std::expm1(x) - x;
+    double term = x * x / 2.0, sum = 0.0;
+    for (int k = 3; k < 30; ++k) {
+      sum += term;
+      term *= x / k;
+    }
+    return sum;
+  };
+  double worst = 0.0, worst_x = 0.0;
+  auto check = [&](double x0) {
+    const float x = float(x0);
+    const double want = reference(double(x));
+    const double got = double(m::k3_f32(x, std::exp(x)));
+    const double err = std::abs(got - want) / std::max(want, 1e-30);
+    if (err > worst) {
+      worst = err;
+      worst_x = double(x);
+    }
+  };
+  for (int i = -20000; i <= 20000; ++i) check(i * 1e-3);  // [−20, 20]
+  for (int i = -10000; i <= 10000; ++i) check(i * 1e-7);  // |x| ≤ 1e-3
+  for (double x : {0.999999, 1.0, 1.000001, -0.999999, -1.0, -1.000001, 1e-20, -1e-30}) check(x);
+  EXPECT_LT(worst, 1e-6) << "at x = " << worst_x;
 }
 
 TEST(RatioClip, RejectsInconsistentArguments) {
