@@ -15,7 +15,9 @@
 //                            sweep for ρ_i, a second from L1/L2 for the terms)
 //   ratio_clip_finish_kernel one block: the totals over the rows in a fixed order, then
 //                            Σ_i coef_i·(Σm·l)_i (coef_i needs the global Σm for token_mean),
-//                            then the statistics; 7 doubles copied back to the host.
+//                            then the statistics: 7 doubles on the device
+//                            (ratio_clip_forward_cuda_async), copied back to the host by
+//                            ratio_clip_forward_cuda (which therefore synchronises).
 // Backward, one kernel (a block per row: the row count for seq_mean_token_mean and
 // only_token_mean, ρ_i for the sequence levels, then the gradients), preceded for token_mean
 // without a normalizer and with a mask by a count kernel and an in-order sum of the counts.
@@ -28,10 +30,10 @@
 //             mask for token_mean without a normalizer; +1 with accumulate).
 // The unfused baseline (ratio_clip_loss_unfused_cuda: ratio, surr1, surr2, masked min, sums,
 // each a kernel with a [B, T] temporary) moves 13·sizeof(Real) per token for the token_mean
-// loss alone (no statistics). Compute: one double exp per token (H100 FP64: ~60 DP ops per
-// token of headroom at 3.35 TB/s and 16 B/token); on GPUs with 1/64-rate FP64 the kernel is
-// compute-bound, which is the price of matching the CPU's clip decisions bit for bit in the
-// common case.
+// loss alone (no statistics). Compute, version 1: one double exp per token and ~25 more FP64
+// instructions (H100: 16.7 T FP64 instructions/s, so 2M tokens ≈ 6 µs of issue against 10 µs
+// of DRAM time at 16 B/token) — measured on an H100 at 512×4096: 22.6 µs, 44% of peak
+// (BENCHMARKS.md; the target is 70%). Version 2 takes the exp out of double.
 //
 // Tested against (tests/kernels/test_cuda_kernels.cpp): ratio_clip_forward_cpu and
 // ratio_clip_backward_cpu (themselves tested against the unfused double-precision reference,
@@ -41,12 +43,26 @@
 // rows, NaN at masked tokens, B×T from 1×1 to 3×4099 and 64×1024, accumulate, and run-to-run
 // bitwise reproducibility.
 //
-// Versions:
-//   version 1 (this file): a block per row (64…512 threads by T), the loads of two tokens
-//     per thread issued together, at most 64 registers (__launch_bounds__(512, 2): 1024
-//     threads per SM; four tokens per thread needed 92–128 registers, i.e. one 512-thread
-//     block per SM, and spilled when capped), deterministic two-stage reduction. Only
-//     version.
+// Launch shape (kernels/cuda_launch.h, swept on an H100 in BENCHMARKS.md): a block per row,
+// 16 tokens per thread (64…512 threads; T = 4096: 256), tokens in groups of one 16-byte vector
+// per array when every array is aligned and the width divides T (else scalar tokens), one
+// group (vector) or two tokens (scalar) loaded ahead per thread, at most 64 registers
+// (__launch_bounds__(512, 2); more groups in flight spill), the row's sums combined by one
+// thread, the rows' totals by one block in row order (deterministic: no atomics).
+//
+// Versions (CudaLaunch::version; 0 = version 1):
+//   version 1: every token's arithmetic in double, the CPU's expressions (ratio_clip_math.h),
+//     so the clip decisions match the CPU's except where CUDA's and glibc's exp differ by an
+//     ulp across a bound. The default.
+//   version 2 (float data with scalar bounds; otherwise version 1 runs): the clip decisions
+//     on the log-ratio xc (exact in double from two floats) against log(lo), log(hi), log(c)
+//     computed once on the host in double (surrogate_from_log_ratio); the values e^xc and k3
+//     in float (expf, k3_f32). The decisions are the CPU's except within an ulp of a bound;
+//     the loss, k3 and the gradients carry float's relative error (~2.4e-7). Removes the
+//     double exp, ~60% of version 1's FP64 instructions per token. Tested on the CPU
+//     (RatioClipMath.*) and written for the GPU parity test RatioClipCuda.Version2EveryMode-
+//     MatchesCpu, which has NOT yet run on a GPU: not the default until it has, and has been
+//     measured (bench: ratio_clip_v2_*).
 #include <cuda_runtime.h>
 
 #include <cmath>
