@@ -436,16 +436,18 @@ void register_all() {
     for (auto [B, T] : {std::pair<int64_t, int64_t>{64, 1024}, {512, 4096}})
       reg(std::string("ratio_clip_") + mode + "/B=" + std::to_string(B) + "/T=" + std::to_string(T),
           [=](benchmark::State& s) { BM_ratio_clip(s, B, T, mode); });
-  // Version 2 (float per token, decisions on the log-ratio): not yet the default.
-  for (const char* mode : {"fwd", "fwd_graph", "bwd", "bwd_graph"})
-    for (auto [B, T] : {std::pair<int64_t, int64_t>{64, 1024}, {512, 4096}})
-      reg(std::string("ratio_clip_v2_") + mode + "/B=" + std::to_string(B) +
-              "/T=" + std::to_string(T),
-          [=](benchmark::State& s) {
-            rk::CudaLaunch l;
-            l.version = 2;
-            BM_ratio_clip(s, B, T, mode, l);
-          });
+  // Versions 2 (float per token, decisions on the log-ratio) and 3 (the same, token-level
+  // rows in chunks of a block each; its backward is version 2's): not yet the default.
+  for (int version : {2, 3})
+    for (const char* mode : {"fwd", "fwd_graph", "bwd", "bwd_graph"})
+      for (auto [B, T] : {std::pair<int64_t, int64_t>{64, 1024}, {512, 4096}})
+        reg("ratio_clip_v" + std::to_string(version) + "_" + mode + "/B=" + std::to_string(B) +
+                "/T=" + std::to_string(T),
+            [=](benchmark::State& s) {
+              rk::CudaLaunch l;
+              l.version = version;
+              BM_ratio_clip(s, B, T, mode, l);
+            });
   for (size_t mib : {64, 1024})
     reg("dram_copy/MiB=" + std::to_string(mib),
         [=](benchmark::State& s) { BM_dram_copy(s, mib); });
@@ -462,7 +464,7 @@ void register_all() {
                 BM_softmax_logprob(s, 4096, V, bwd, rk::CudaLaunch{block, unroll, 0}, true);
               });
   for (const char* mode : {"fwd_graph", "bwd_graph", "fwd", "bwd"})
-    for (int version : {1, 2})
+    for (int version : {1, 2, 3})
       for (int block : {64, 128, 256, 512})
         for (int unroll : {1, 2, 4})
           for (int vec : {0, 1})

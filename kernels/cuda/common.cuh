@@ -109,14 +109,21 @@ __device__ __forceinline__ T warp_allreduce(T v, Op op) {
 // thread, so the result is deterministic for a given block size (no atomics). Safe to call
 // repeatedly: the first barrier keeps a new call from overwriting `smem` while a slower
 // thread still reads the previous result.
+// The first half of both block reductions below: each warp's total, written to smem[warp]
+// (between two barriers) and returned to the warp's threads.
 template <typename T, typename Op>
-__device__ __forceinline__ T block_allreduce(T v, Op op, T* smem) {
-  const int lane = threadIdx.x & (kWarp - 1), warp = threadIdx.x / kWarp;
-  const int nwarps = blockDim.x / kWarp;
+__device__ __forceinline__ T warp_totals_to_smem(T v, Op op, T* smem) {
   v = warp_allreduce(v, op);
   __syncthreads();
-  if (lane == 0) smem[warp] = v;
+  if ((threadIdx.x & (kWarp - 1)) == 0) smem[threadIdx.x / kWarp] = v;
   __syncthreads();
+  return v;
+}
+
+template <typename T, typename Op>
+__device__ __forceinline__ T block_allreduce(T v, Op op, T* smem) {
+  const int nwarps = blockDim.x / kWarp;
+  warp_totals_to_smem(v, op, smem);
   T r = smem[0];
   for (int w = 1; w < nwarps; ++w) r = op(r, smem[w]);
   return r;
@@ -127,12 +134,8 @@ __device__ __forceinline__ T block_allreduce(T v, Op op, T* smem) {
 // gets exactly block_allreduce's bits. For results one thread writes out.
 template <typename T, typename Op>
 __device__ __forceinline__ T block_reduce_to_first(T v, Op op, T* smem) {
-  const int lane = threadIdx.x & (kWarp - 1), warp = threadIdx.x / kWarp;
   const int nwarps = blockDim.x / kWarp;
-  v = warp_allreduce(v, op);
-  __syncthreads();
-  if (lane == 0) smem[warp] = v;
-  __syncthreads();
+  v = warp_totals_to_smem(v, op, smem);
   if (threadIdx.x == 0)
     for (int w = 1; w < nwarps; ++w) v = op(v, smem[w]);
   return v;

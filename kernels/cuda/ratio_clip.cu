@@ -59,10 +59,18 @@
 //     computed once on the host in double (surrogate_from_log_ratio); the values e^xc and k3
 //     in float (expf, k3_f32). The decisions are the CPU's except within an ulp of a bound;
 //     the loss, k3 and the gradients carry float's relative error (~2.4e-7). Removes the
-//     double exp, ~60% of version 1's FP64 instructions per token. Tested on the CPU
-//     (RatioClipMath.*) and written for the GPU parity test RatioClipCuda.Version2EveryMode-
-//     MatchesCpu, which has NOT yet run on a GPU: not the default until it has, and has been
-//     measured (bench: ratio_clip_v2_*).
+//     double exp, ~60% of version 1's FP64 instructions per token.
+//   version 3 (the same data as version 2): version 2's arithmetic, and at the token level
+//     the forward's rows cut into chunks of blockDim·U groups (default 256 threads × one
+//     16-byte group = 1024 float tokens), a block per chunk whose threads load once and never
+//     loop (ratio_clip_chunks_kernel), the finish kernel adding each row's chunks in order.
+//     Rationale (H100, BENCHMARKS.md): with a block per row the 512×4096 grid is one wave, so
+//     every block loads, then computes, at the same time, and the DRAM and FP64 phases do not
+//     overlap; short blocks in several waves let them. The backward is version 2's.
+//   Versions 2 and 3 are tested on the CPU (RatioClipMath.*) and written for the GPU parity
+//   test RatioClipCuda.Versions2And3EveryModeMatchesCpu, which has NOT yet run on a GPU: not
+//   the default until it has, and has been measured (bench: ratio_clip_v2_*, ratio_clip_v3_*,
+//   sweep/ratio_clip_*/v1|v2|v3).
 #include <cuda_runtime.h>
 
 #include <cmath>
@@ -89,8 +97,10 @@ using namespace ratio_clip_math;
 // under the 64-register cap of __launch_bounds__(512, 2) (ptxas -v, sm_90).
 constexpr int kDefaultUnrollScalar = 2;
 constexpr int kDefaultUnrollVector = 1;
-// Version 1 (double per token) until version 2 has been measured on a GPU (BENCHMARKS.md).
+// Version 1 (double per token) until versions 2 and 3 have been measured on a GPU
+// (BENCHMARKS.md).
 constexpr int kDefaultVersion = 1;
+constexpr int kChunkBlock = 256;  // version 3's threads per chunk
 constexpr int kFinishBlock = 512;
 
 // Per-row partial sums. No member initialisers: it lives in shared memory.
@@ -192,13 +202,14 @@ __device__ __forceinline__ void load_group(const RowView<Real>& row, int64_t t, 
   }
 }
 
-// Calls f(t, tok) for every token of the row owned by this thread (masked ones included):
-// groups of G tokens, U groups' loads issued together before any is used. Thread j owns
-// groups j, j + bd, j + 2·bd, …; G must divide T when G > 1.
+// Calls f(t, tok) for every token of groups [g_begin, g_end) of the row owned by this thread
+// (masked ones included): groups of G tokens, U groups' loads issued together before any is
+// used. Thread j owns groups g_begin + j, + bd, + 2·bd, …; G must divide T when G > 1.
 template <int G, int U, typename Real, typename F>
-__device__ __forceinline__ void for_each_token(const RowView<Real>& row, int64_t T, F f) {
-  const int64_t bd = blockDim.x, ng = T / G;
-  for (int64_t g0 = threadIdx.x; g0 < ng; g0 += U * bd) {
+__device__ __forceinline__ void for_each_token(const RowView<Real>& row, int64_t g_begin,
+                                               int64_t g_end, F f) {
+  const int64_t bd = blockDim.x, ng = g_end;
+  for (int64_t g0 = g_begin + threadIdx.x; g0 < ng; g0 += U * bd) {
     Tok<Real> k[U][G];
 #pragma unroll
     for (int u = 0; u < U; ++u) {
@@ -218,8 +229,9 @@ __device__ __forceinline__ void for_each_token(const RowView<Real>& row, int64_t
 
 // The same over the unmasked tokens only, with the double values the CPU computes with.
 template <int G, int U, typename Real, typename F>
-__device__ __forceinline__ void for_tokens(const RowView<Real>& row, int64_t T, F f) {
-  for_each_token<G, U>(row, T, [&](int64_t t, const Tok<Real>& k) {
+__device__ __forceinline__ void for_tokens(const RowView<Real>& row, int64_t g_begin,
+                                           int64_t g_end, F f) {
+  for_each_token<G, U>(row, g_begin, g_end, [&](int64_t t, const Tok<Real>& k) {
     if (k.w != Real(0)) f(t, row.get(k));
   });
 }
@@ -229,7 +241,7 @@ template <int G, int U, typename Real>
 __device__ __forceinline__ double row_mean_log_ratio(const RowView<Real>& row, int64_t T,
                                                      double* n_out, double* smem) {
   double n = 0.0, sx = 0.0;
-  for_tokens<G, U>(row, T, [&](int64_t, const TokD& k) {
+  for_tokens<G, U>(row, 0, T / G, [&](int64_t, const TokD& k) {
     n += k.w;
     sx += k.w * k.x;
   });
@@ -239,9 +251,37 @@ __device__ __forceinline__ double row_mean_log_ratio(const RowView<Real>& row, i
   return n > 0 ? sx / n : 0.0;
 }
 
-// F32 (version 2, float data, scalar bounds): clip decisions on the log-ratio, the exp per
-// token in float (ratio_clip_math.h, surrogate_from_log_ratio and k3_f32); otherwise every
-// token's arithmetic in double (version 1).
+// Adds one unmasked token's terms to the sums. k3 = (e^xc − 1) − xc is always the token's own,
+// whatever ratio the surrogate uses.
+__device__ __forceinline__ void add_token(RowSums& p, const TokD& k, const Term& term, double k3) {
+  p.n += k.w;
+  p.loss += k.w * term.loss;
+  if (term.clip == kLow)
+    p.low += k.w;
+  else if (term.clip == kHigh)
+    p.high += k.w;
+  else if (term.clip == kDual)
+    p.dual += k.w;
+  p.k1 -= k.w * k.x;
+  p.k3 += k.w * k3;
+}
+
+// A token-level token: its own ratio for the surrogate and k3 (one exp). F32 (versions 2 and
+// 3, float data, scalar bounds): clip decisions on the log-ratio, e^xc and k3 in float
+// (ratio_clip_math.h); otherwise all in double (version 1).
+template <bool F32>
+__device__ __forceinline__ void add_token_level(RowSums& p, const TokD& k, const LogBounds& lb,
+                                                double c) {
+  const double xc = clamp_log_ratio(k.x);
+  if constexpr (F32) {
+    const float xf = float(xc), r = expf(xf);
+    add_token(p, k, surrogate_from_log_ratio(xc, double(r), k.A, lb), double(k3_f32(xf, r)));
+  } else {
+    const double r = exp(xc);
+    add_token(p, k, surrogate(r, k.A, k.lo, k.hi, c), (r - 1.0) - xc);
+  }
+}
+
 template <typename Real, int G, int U, bool F32>
 __global__ void __launch_bounds__(512, 2)
     ratio_clip_rows_kernel(const RatioClipArgs<Real> a, const LogBounds lb,
@@ -249,47 +289,26 @@ __global__ void __launch_bounds__(512, 2)
   __shared__ RowSums smem[kMaxWarps];
   __shared__ double smem_d[kMaxWarps];
   const double c = a.dual_clip;
+  const int64_t ng = a.T / G;
   for (int64_t i = blockIdx.x; i < a.B; i += gridDim.x) {
     const RowView<Real> row(a, i);
     RowSums p = zero_sums();
-    // k3 = (e^xc − 1) − xc is always the token's own, whatever ratio the surrogate uses (one
-    // exp per token, shared with the token-level surrogate).
-    auto add = [&p](const TokD& k, const Term& term, double k3) {
-      p.n += k.w;
-      p.loss += k.w * term.loss;
-      if (term.clip == kLow)
-        p.low += k.w;
-      else if (term.clip == kHigh)
-        p.high += k.w;
-      else if (term.clip == kDual)
-        p.dual += k.w;
-      p.k1 -= k.w * k.x;
-      p.k3 += k.w * k3;
-    };
     if (a.level == RatioLevel::token) {
-      for_tokens<G, U>(row, a.T, [&](int64_t, const TokD& k) {
-        const double xc = clamp_log_ratio(k.x);
-        if constexpr (F32) {
-          const float xf = float(xc), r = expf(xf);
-          add(k, surrogate_from_log_ratio(xc, double(r), k.A, lb), double(k3_f32(xf, r)));
-        } else {
-          const double r = exp(xc);
-          add(k, surrogate(r, k.A, k.lo, k.hi, c), (r - 1.0) - xc);
-        }
-      });
+      for_tokens<G, U>(row, 0, ng,
+                       [&](int64_t, const TokD& k) { add_token_level<F32>(p, k, lb, c); });
     } else {
       double n;
       const double s = exp(clamp_log_ratio(row_mean_log_ratio<G, U>(row, a.T, &n, smem_d)));
       const bool seq = a.level == RatioLevel::sequence;
       const Term seq_term = seq ? surrogate(s, row.A_seq, row.lo0, row.hi0, c) : Term{0, 0, 0};
-      for_tokens<G, U>(row, a.T, [&](int64_t, const TokD& k) {
+      for_tokens<G, U>(row, 0, ng, [&](int64_t, const TokD& k) {
         const double xc = clamp_log_ratio(k.x);
         const Term term = seq ? seq_term : surrogate(s, k.A, k.lo, k.hi, c);
         if constexpr (F32) {
           const float xf = float(xc);
-          add(k, term, double(k3_f32(xf, expf(xf))));
+          add_token(p, k, term, double(k3_f32(xf, expf(xf))));
         } else {
-          add(k, term, (exp(xc) - 1.0) - xc);
+          add_token(p, k, term, (exp(xc) - 1.0) - xc);
         }
       });
     }
@@ -298,18 +317,53 @@ __global__ void __launch_bounds__(512, 2)
   }
 }
 
-// One block: totals in a fixed order, then the aggregated loss, then the statistics.
+// Version 3, token level: a block per CHUNK of C = blockDim·U·G tokens of a row, every thread
+// loading its U groups once (no loop), the chunk's sums → chunk_sums[row·chunks + c]. Many
+// short blocks instead of one long one per row, so blocks in their load phase overlap blocks
+// in their arithmetic (with a block per row, all rows of a one-wave grid load, then compute,
+// together). Float data with scalar bounds only (the F32 arithmetic).
+template <typename Real, int G, int U>
+__global__ void __launch_bounds__(512, 2)
+    ratio_clip_chunks_kernel(const RatioClipArgs<Real> a, const LogBounds lb, int64_t chunks,
+                             RowSums* __restrict__ chunk_sums) {
+  __shared__ RowSums smem[kMaxWarps];
+  const int64_t groups_per_chunk = int64_t(blockDim.x) * U, ng = a.T / G;
+  for (int64_t b = blockIdx.x; b < a.B * chunks; b += gridDim.x) {
+    const int64_t i = b / chunks, g_begin = (b % chunks) * groups_per_chunk;
+    const int64_t g_end = g_begin + groups_per_chunk < ng ? g_begin + groups_per_chunk : ng;
+    const RowView<Real> row(a, i);
+    RowSums p = zero_sums();
+    for_tokens<G, U>(row, g_begin, g_end, [&](int64_t, const TokD& k) {
+      add_token_level<true>(p, k, lb, a.dual_clip);
+    });
+    p = cuda_detail::block_reduce_to_first(p, AddSums{}, smem);
+    if (threadIdx.x == 0) chunk_sums[b] = p;
+  }
+}
+
+// Row i's sums: its `chunks` partial sums added in chunk order (one per row: a copy).
+__device__ __forceinline__ RowSums row_total(const RowSums* __restrict__ sums, int64_t i,
+                                             int64_t chunks) {
+  RowSums r = sums[i * chunks];
+  for (int64_t c = 1; c < chunks; ++c) r = AddSums{}(r, sums[i * chunks + c]);
+  return r;
+}
+
+// One block: totals in a fixed order, then the aggregated loss, then the statistics. `sums`
+// holds `chunks` consecutive partial sums per row (1: one per row).
 __global__ void __launch_bounds__(kFinishBlock)
-    ratio_clip_finish_kernel(const RowSums* __restrict__ row_sums, int64_t B, int64_t T,
-                             Aggregation agg, double normalizer, double* __restrict__ out) {
+    ratio_clip_finish_kernel(const RowSums* __restrict__ sums, int64_t chunks, int64_t B,
+                             int64_t T, Aggregation agg, double normalizer,
+                             double* __restrict__ out) {
   __shared__ RowSums smem[kMaxWarps];
   __shared__ double smem_d[kMaxWarps];
   RowSums p = zero_sums();
-  for (int64_t i = threadIdx.x; i < B; i += blockDim.x) p = AddSums{}(p, row_sums[i]);
+  for (int64_t i = threadIdx.x; i < B; i += blockDim.x)
+    p = AddSums{}(p, row_total(sums, i, chunks));
   const RowSums tot = block_allreduce(p, AddSums{}, smem);
   double loss = 0.0;
   for (int64_t i = threadIdx.x; i < B; i += blockDim.x) {
-    const RowSums& r = row_sums[i];
+    const RowSums r = row_total(sums, i, chunks);
     if (r.n == 0.0) continue;
     loss += row_coef(agg, normalizer, B, T, r.n, tot.n) * r.loss;
   }
@@ -377,7 +431,7 @@ __global__ void __launch_bounds__(512, 2)
         }
       }
       const double k = g_loss * row_coef(a.aggregation, a.normalizer, a.B, T, n, token_total);
-      for_each_token<G, U>(row, T, [&](int64_t t, const Tok<Real>& tk) {
+      for_each_token<G, U>(row, 0, T / G, [&](int64_t t, const Tok<Real>& tk) {
         const TokD q = row.get(tk);
         if (q.w == 0.0 || k == 0.0 || !log_ratio_inside(q.x)) {  // clamp cuts the gradient
           store(t, 0.0);
@@ -401,7 +455,7 @@ __global__ void __launch_bounds__(512, 2)
                            : 0.0;
       const bool seq = a.level == RatioLevel::sequence;
       const double seq_d = seq ? surrogate(s, row.A_seq, row.lo0, row.hi0, c).d_ratio : 0.0;
-      for_each_token<G, U>(row, T, [&](int64_t t, const Tok<Real>& tk) {
+      for_each_token<G, U>(row, 0, T / G, [&](int64_t t, const Tok<Real>& tk) {
         const TokD q = row.get(tk);
         if (q.w == 0.0 || k == 0.0) {
           store(t, 0.0);
@@ -517,17 +571,22 @@ namespace {
 void check_ratio_clip_launch(const char* op, const CudaLaunch& l) {
   check_launch(op, l);
   RLFT_CHECK(l.unroll != 8, op, ": launch.unroll 8 is not built for ratio_clip (0, 1, 2 or 4)");
-  RLFT_CHECK(l.version >= 0 && l.version <= 2, op, ": launch.version must be 0, 1 or 2, got ",
+  RLFT_CHECK(l.version >= 0 && l.version <= 3, op, ": launch.version must be 0, 1, 2 or 3, got ",
              l.version);
 }
 
 bool aligned16(const void* p) { return p == nullptr || reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 
-// Version 2 applies to float data with scalar bounds; anything else runs version 1.
+// Versions 2 and 3 apply to float data with scalar bounds (anything else runs version 1);
+// version 3's chunks to the token level (the sequence levels run version 2's row kernel).
 template <typename Real>
-bool uses_version2(const RatioClipArgs<Real>& a, const CudaLaunch& l) {
+bool uses_f32_math(const RatioClipArgs<Real>& a, const CudaLaunch& l) {
   const int version = l.version == 0 ? kDefaultVersion : l.version;
-  return std::is_same_v<Real, float> && version == 2 && a.lower == nullptr && a.upper == nullptr;
+  return std::is_same_v<Real, float> && version >= 2 && a.lower == nullptr && a.upper == nullptr;
+}
+template <typename Real>
+bool uses_chunks(const RatioClipArgs<Real>& a, const CudaLaunch& l) {
+  return uses_f32_math(a, l) && l.version == 3 && a.level == RatioLevel::token;
 }
 
 // The bounds' logs for version 2, in double on the host.
@@ -546,14 +605,14 @@ LogBounds log_bounds(const RatioClipArgs<Real>& a) {
 // Calls f(std::integral_constant<int, G>, std::integral_constant<int, U>,
 // std::integral_constant<bool, F32>) for the launch's token group (16-byte vectors when every
 // per-token array is 16-byte aligned and the vector width divides T, unless launch.vec = 1),
-// unroll (launch.unroll; 0: the default) and version (F32: version 2).
+// unroll (launch.unroll; 0: the default) and arithmetic (F32: versions 2 and 3).
 template <typename Real, typename F>
 void with_shape(const char* op, const RatioClipArgs<Real>& a, const CudaLaunch& l, F f) {
   (void)op;
-  const bool v2 = uses_version2(a, l);
+  const bool f32 = uses_f32_math(a, l);
   const auto by_version = [&](auto g, auto u) {
     if constexpr (std::is_same_v<Real, float>) {
-      if (v2) return f(g, u, std::true_type{});
+      if (f32) return f(g, u, std::true_type{});
     }
     f(g, u, std::false_type{});
   };
@@ -588,17 +647,42 @@ void ratio_clip_forward_cuda_async(const RatioClipArgs<Real>& a, double* stats,
     RLFT_CUDA_CHECK(cudaMemsetAsync(stats, 0, kStats * sizeof(double), stream));
     return;
   }
+  const LogBounds lb = log_bounds(a);
+  int64_t chunks = 1;  // partial sums per row
+  if (uses_chunks(a, launch)) {
+    // Version 3: chunks of blockDim·U groups (default 256 threads × one 16-byte group: 1024
+    // float tokens), a block each.
+    const int bd = launch.block ? launch.block : kChunkBlock;
+    int64_t groups_per_chunk = 0;
+    with_shape(op, a, launch, [&](auto g, auto u, auto) {
+      constexpr int G = decltype(g)::value, U = decltype(u)::value;
+      groups_per_chunk = int64_t(bd) * U;
+      chunks = (a.T / G + groups_per_chunk - 1) / groups_per_chunk;
+    });
+    cuda_detail::StreamScratch scratch(size_t(a.B * chunks) * sizeof(RowSums), stream);
+    if constexpr (std::is_same_v<Real, float>) {
+      with_shape(op, a, launch, [&](auto g, auto u, auto) {
+        ratio_clip_chunks_kernel<Real, decltype(g)::value, decltype(u)::value>
+            <<<cuda_detail::grid_for_rows(a.B * chunks), bd, 0, stream>>>(a, lb, chunks,
+                                                                          scratch.as<RowSums>());
+      });
+    }
+    RLFT_CUDA_CHECK_LAUNCH();
+    ratio_clip_finish_kernel<<<1, kFinishBlock, 0, stream>>>(
+        scratch.as<RowSums>(), chunks, a.B, a.T, a.aggregation, a.normalizer, stats);
+    RLFT_CUDA_CHECK_LAUNCH();
+    return;
+  }
   cuda_detail::StreamScratch scratch(size_t(a.B) * sizeof(RowSums), stream);
   RowSums* rows = scratch.as<RowSums>();
   const int bd = launch.block ? launch.block : block_for(a.T);
-  const LogBounds lb = log_bounds(a);
   with_shape(op, a, launch, [&](auto g, auto u, auto f32) {
     ratio_clip_rows_kernel<Real, decltype(g)::value, decltype(u)::value, decltype(f32)::value>
         <<<cuda_detail::grid_for_rows(a.B), bd, 0, stream>>>(a, lb, rows);
   });
   RLFT_CUDA_CHECK_LAUNCH();
-  ratio_clip_finish_kernel<<<1, kFinishBlock, 0, stream>>>(rows, a.B, a.T, a.aggregation,
-                                                           a.normalizer, stats);
+  ratio_clip_finish_kernel<<<1, kFinishBlock, 0, stream>>>(rows, chunks, a.B, a.T,
+                                                           a.aggregation, a.normalizer, stats);
   RLFT_CUDA_CHECK_LAUNCH();
 }
 

@@ -679,7 +679,7 @@ void expect_clip_parity(const ClipCase& c, uint64_t seed, rk::CudaLaunch launch 
   // Version 2 (float data, scalar bounds) computes e^x in float: the loss, k3 and the
   // gradients carry float's relative error (expf: ≤ 2 ulp); the clip decisions, the counts and
   // k1 are the CPU's (kernels/ratio_clip_math.h).
-  const bool v2 = launch.version == 2 && sizeof(Real) == 4 && !c.per_token_bounds;
+  const bool v2 = launch.version >= 2 && sizeof(Real) == 4 && !c.per_token_bounds;
   const double vtol = v2 ? 1e-6 : 1e-10;
   EXPECT_TRUE(close(got.loss, ref.loss, vtol)) << "loss";
   EXPECT_TRUE(close(got.clip_frac_low, ref.clip_frac_low, 1e-14)) << "clip_frac_low";
@@ -764,14 +764,17 @@ TEST(RatioClipCuda, EveryLaunchShapeMatchesCpu) {
   }
 }
 
-// Version 2 (float per token, clip decisions on the log-ratio) against the CPU in every mode,
-// at odd and vector-friendly shapes and several launch shapes; double data and per-token
-// bounds run version 1 under the same request (the tolerances above follow).
-TEST(RatioClipCuda, Version2EveryModeMatchesCpu) {
+// Versions 2 and 3 (float per token, clip decisions on the log-ratio; 3: token-level rows in
+// chunks, a block each) against the CPU in every mode, at odd and vector-friendly shapes and
+// several launch shapes (version 3 with 1 to 8 chunks per row, the last one partial); double
+// data and per-token bounds run version 1 under the same request (the tolerances above
+// follow).
+TEST(RatioClipCuda, Versions2And3EveryModeMatchesCpu) {
   RLFT_REQUIRE_GPU();
   uint64_t seed = 9000;
-  const std::vector<rk::CudaLaunch> launches = {
-      {0, 0, 0, 2}, {32, 1, 1, 2}, {128, 2, 0, 2}, {256, 4, 0, 2}};
+  const std::vector<rk::CudaLaunch> launches = {{0, 0, 0, 2},  {32, 1, 1, 2}, {128, 2, 0, 2},
+                                                {256, 4, 0, 2}, {0, 0, 0, 3},  {32, 1, 0, 3},
+                                                {64, 1, 1, 3},  {128, 2, 0, 3}, {32, 4, 1, 3}};
   size_t which = 0;
   for (auto [B, T] : {std::pair<int64_t, int64_t>{1, 1}, {3, 17}, {5, 300}, {4, 1024}})
     for (const ClipCase& c : every_clip_mode(B, T)) {
@@ -785,11 +788,13 @@ TEST(RatioClipCuda, Version2EveryModeMatchesCpu) {
   c.T = 999;
   const ClipData D = make_clip(c, 1);
   ClipBuffers<float> buf(c, D);
-  const rk::CudaLaunch l{0, 0, 0, 2};
-  const rk::RatioClipStats a = rk::ratio_clip_forward_cuda<float>(buf.dev, nullptr, l);
-  const rk::RatioClipStats b = rk::ratio_clip_forward_cuda<float>(buf.dev, nullptr, l);
-  EXPECT_EQ(std::memcmp(&a, &b, sizeof(a)), 0);
-  EXPECT_THROW(rk::ratio_clip_forward_cuda<float>(buf.dev, nullptr, {0, 0, 0, 3}), rlft::Error);
+  for (int version : {2, 3}) {
+    const rk::CudaLaunch l{0, 0, 0, version};
+    const rk::RatioClipStats a = rk::ratio_clip_forward_cuda<float>(buf.dev, nullptr, l);
+    const rk::RatioClipStats b = rk::ratio_clip_forward_cuda<float>(buf.dev, nullptr, l);
+    EXPECT_EQ(std::memcmp(&a, &b, sizeof(a)), 0) << "version " << version;
+  }
+  EXPECT_THROW(rk::ratio_clip_forward_cuda<float>(buf.dev, nullptr, {0, 0, 0, 4}), rlft::Error);
 }
 
 // The asynchronous forward leaves the same 7 statistics on the device that the synchronous one
