@@ -104,11 +104,6 @@ __device__ __forceinline__ T warp_allreduce(T v, Op op) {
   return v;
 }
 
-// Block all-reduce; blockDim.x must be a multiple of 32 (≤ 1024); `smem` holds kMaxWarps
-// values. Every thread gets the result. The warp totals are combined in warp order by every
-// thread, so the result is deterministic for a given block size (no atomics). Safe to call
-// repeatedly: the first barrier keeps a new call from overwriting `smem` while a slower
-// thread still reads the previous result.
 // The first half of both block reductions below: each warp's total, written to smem[warp]
 // (between two barriers) and returned to the warp's threads.
 template <typename T, typename Op>
@@ -120,6 +115,11 @@ __device__ __forceinline__ T warp_totals_to_smem(T v, Op op, T* smem) {
   return v;
 }
 
+// Block all-reduce; blockDim.x must be a multiple of 32 (≤ 1024); `smem` holds kMaxWarps
+// values. Every thread gets the result. The warp totals are combined in warp order by every
+// thread, so the result is deterministic for a given block size (no atomics). Safe to call
+// repeatedly: the first barrier keeps a new call from overwriting `smem` while a slower
+// thread still reads the previous result.
 template <typename T, typename Op>
 __device__ __forceinline__ T block_allreduce(T v, Op op, T* smem) {
   const int nwarps = blockDim.x / kWarp;
