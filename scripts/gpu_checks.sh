@@ -2,26 +2,30 @@
 # Run ON THE LENT GPU MACHINE (see scripts/gpu_deps.sh, which prepares .gpu-deps/ here first):
 #   run(command="bash scripts/gpu_checks.sh", carry=[".gpu-deps"], timeout_s=600)
 # Builds every test binary and the two CUDA benchmarks for sm_90 with all cores, then writes
-# to $OUT (7 files; 8 is the most that come back):
+# to $OUT (8 files; 8 is the most that come back):
 #   summary.txt   the GPU, the commit, each stage's exit status and ctest's counts
 #   build.log     configure + build
 #   ctest.log     the WHOLE test suite (CPU and GPU tests) through ctest, one line per test
 #   sanitizer.log compute-sanitizer memcheck over the CUDA kernel and engine-op tests
 #   bench.txt     bench_cuda_kernels and bench_cuda_engine, console output
-#   bench_cuda_kernels.json, bench_cuda_engine.json  (scripts/bench_table.py makes tables)
+#   bench_cuda_kernels.json, bench_sweep.json, bench_cuda_engine.json  (scripts/bench_table.py
+#                 makes tables)
 # memcheck ignores CUDA API errors (tests provoke some on purpose, e.g. an invalid device).
 # Each stage has a time limit (seconds; T_BUILD, T_TESTS, T_SANITIZE, T_BENCH), so a stage that
 # hangs still leaves the others' results; the defaults add up to under 10 minutes. Stages can be
-# chosen: STAGES="tests sanitize bench" (the default, all). BENCH_FILTER (Google Benchmark's
-# --benchmark_filter, a leading '-' negates; default all) picks benchmarks, e.g. '-sweep/'
-# leaves out the launch-shape sweeps.
+# chosen: STAGES="tests sanitize bench" (the default, all). Benchmarks are picked with Google
+# Benchmark's --benchmark_filter (a leading '-' negates): KERNELS_FILTER (default '-sweep/':
+# bench_cuda_kernels without the sweeps), SWEEP_FILTER (default 'sweep/ratio_clip_fwd_graph',
+# into bench_sweep.json; empty: none), ENGINE_FILTER (default all of bench_cuda_engine).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-gpu-out}
 mkdir -p "$OUT"
 STAGES=${STAGES:-"tests sanitize bench"}
-BENCH_FILTER=${BENCH_FILTER:-.}
-T_BUILD=${T_BUILD:-210} T_TESTS=${T_TESTS:-150} T_SANITIZE=${T_SANITIZE:-90} T_BENCH=${T_BENCH:-140}
+KERNELS_FILTER=${KERNELS_FILTER:--sweep/}
+SWEEP_FILTER=${SWEEP_FILTER-sweep/ratio_clip_fwd_graph}
+ENGINE_FILTER=${ENGINE_FILTER:-.}
+T_BUILD=${T_BUILD:-200} T_TESTS=${T_TESTS:-120} T_SANITIZE=${T_SANITIZE:-80} T_BENCH=${T_BENCH:-180}
 deps=$PWD/.gpu-deps/usr/lib/x86_64-linux-gnu
 export LD_LIBRARY_PATH="$deps${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 summary="$OUT/summary.txt"
@@ -83,10 +87,17 @@ if [[ " $STAGES " == *" sanitize "* ]]; then
   echo >> "$summary"
 fi
 if [[ " $STAGES " == *" bench "* ]]; then
-  for b in bench_cuda_kernels bench_cuda_engine; do
-    timeout "$((T_BENCH / 2))" "./$build/$b" --benchmark_min_time=0.1 --benchmark_filter="$BENCH_FILTER" --benchmark_out="$OUT/$b.json" \
-      --benchmark_out_format=json >> "$OUT/bench.txt" 2>&1
-    stage "$b" $?
-  done
+  # Three invocations, each with its own JSON and time share (a benchmark killed by its limit
+  # leaves a truncated JSON, so the groups are kept apart): the kernels' main lines (half of
+  # T_BENCH), a launch-shape sweep (a quarter; SWEEP_FILTER empty skips it), the engine level.
+  bench() {  # bench NAME BINARY FILTER SECONDS
+    echo "== $1 (filter '$3')" >> "$OUT/bench.txt"
+    timeout "$4" "./$build/$2" --benchmark_min_time=0.1 --benchmark_filter="$3" \
+      --benchmark_out="$OUT/$1.json" --benchmark_out_format=json >> "$OUT/bench.txt" 2>&1
+    stage "$1" $?
+  }
+  bench bench_cuda_kernels bench_cuda_kernels "$KERNELS_FILTER" "$((T_BENCH / 2))"
+  [ -n "$SWEEP_FILTER" ] && bench bench_sweep bench_cuda_kernels "$SWEEP_FILTER" "$((T_BENCH / 4))"
+  bench bench_cuda_engine bench_cuda_engine "$ENGINE_FILTER" "$((T_BENCH / 4))"
 fi
 cat "$summary"
