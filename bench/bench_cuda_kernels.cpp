@@ -436,18 +436,22 @@ void register_all() {
     for (auto [B, T] : {std::pair<int64_t, int64_t>{64, 1024}, {512, 4096}})
       reg(std::string("ratio_clip_") + mode + "/B=" + std::to_string(B) + "/T=" + std::to_string(T),
           [=](benchmark::State& s) { BM_ratio_clip(s, B, T, mode); });
-  // Versions 2 (float per token, decisions on the log-ratio) and 3 (the same, token-level
-  // rows in chunks of a block each; its backward is version 2's): not yet the default.
-  for (int version : {2, 3})
+  // Version 2 (float per token, decisions on the log-ratio) and the chunked layout (token-level
+  // rows in chunks of a block each; the backward keeps a block per row): not yet defaults.
+  for (auto [version, chunked] : {std::pair<int, int>{2, 0}, {1, 1}, {2, 1}})
     for (const char* mode : {"fwd", "fwd_graph", "bwd", "bwd_graph"})
-      for (auto [B, T] : {std::pair<int64_t, int64_t>{64, 1024}, {512, 4096}})
-        reg("ratio_clip_v" + std::to_string(version) + "_" + mode + "/B=" + std::to_string(B) +
+      for (auto [B, T] : {std::pair<int64_t, int64_t>{64, 1024}, {512, 4096}}) {
+        if (chunked && mode[0] == 'b') continue;  // the backward has no chunked layout
+        reg(std::string("ratio_clip_") + (chunked ? "chunked_" : "") + "v" +
+                std::to_string(version) + "_" + mode + "/B=" + std::to_string(B) +
                 "/T=" + std::to_string(T),
             [=](benchmark::State& s) {
               rk::CudaLaunch l;
               l.version = version;
+              l.chunked = chunked;
               BM_ratio_clip(s, B, T, mode, l);
             });
+      }
   for (size_t mib : {64, 1024})
     reg("dram_copy/MiB=" + std::to_string(mib),
         [=](benchmark::State& s) { BM_dram_copy(s, mib); });
@@ -464,17 +468,21 @@ void register_all() {
                 BM_softmax_logprob(s, 4096, V, bwd, rk::CudaLaunch{block, unroll, 0}, true);
               });
   for (const char* mode : {"fwd_graph", "bwd_graph", "fwd", "bwd"})
-    for (int version : {1, 2, 3})
-      for (int block : {64, 128, 256, 512})
-        for (int unroll : {1, 2, 4})
-          for (int vec : {0, 1})
-            reg(std::string("sweep/ratio_clip_") + mode + "/B=512/T=4096/v" +
-                    std::to_string(version) + "/block=" + std::to_string(block) +
-                    "/unroll=" + std::to_string(unroll) + "/vec=" + std::to_string(vec),
-                [=](benchmark::State& s) {
-                  BM_ratio_clip(s, 512, 4096, mode, rk::CudaLaunch{block, unroll, vec, version},
-                                true);
-                });
+    for (int version : {1, 2})
+      for (int chunked : {0, 1})
+        for (int block : {64, 128, 256, 512})
+          for (int unroll : {1, 2, 4})
+            for (int vec : {0, 1}) {
+              if (chunked && mode[0] == 'b') continue;  // the backward has no chunked layout
+              reg(std::string("sweep/ratio_clip_") + mode + "/B=512/T=4096/v" +
+                      std::to_string(version) + "/chunked=" + std::to_string(chunked) +
+                      "/block=" + std::to_string(block) + "/unroll=" + std::to_string(unroll) +
+                      "/vec=" + std::to_string(vec),
+                  [=](benchmark::State& s) {
+                    BM_ratio_clip(s, 512, 4096, mode,
+                                  rk::CudaLaunch{block, unroll, vec, version, chunked}, true);
+                  });
+            }
   for (bool rows : {false, true})
     for (int64_t B : {8, 64, 4096})
       for (int64_t T : {128, 4096})

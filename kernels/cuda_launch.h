@@ -12,6 +12,7 @@ struct CudaLaunch {
   int unroll = 0;  // loads issued together per thread before any is used: 0, 1, 2, 4 or 8
   int vec = 0;     // 0: 16-byte vector loads where the data allows them; 1: scalar loads only
   int version = 0;  // a kernel with several versions behind one call (ratio_clip): 0 = default
+  int chunked = 0;  // ratio_clip: 1 = token-level rows in chunks of a block each; 0 = default
 };
 
 // Throws rlft::Error naming `op` and the bad field.
@@ -23,6 +24,8 @@ inline void check_launch(const char* op, const CudaLaunch& l) {
              ": launch.unroll must be 0, 1, 2, 4 or 8, got ", l.unroll);
   RLFT_CHECK(l.vec == 0 || l.vec == 1, op, ": launch.vec must be 0 or 1, got ", l.vec);
   RLFT_CHECK(l.version >= 0, op, ": launch.version must be >= 0, got ", l.version);
+  RLFT_CHECK(l.chunked == 0 || l.chunked == 1, op, ": launch.chunked must be 0 or 1, got ",
+             l.chunked);
 }
 
 }  // namespace rlft::kernels

@@ -60,17 +60,19 @@
 //     in float (expf, k3_f32). The decisions are the CPU's except within an ulp of a bound;
 //     the loss, k3 and the gradients carry float's relative error (~2.4e-7). Removes the
 //     double exp, ~60% of version 1's FP64 instructions per token.
-//   version 3 (the same data as version 2): version 2's arithmetic, and at the token level
-//     the forward's rows cut into chunks of blockDim·U groups (default 256 threads × one
-//     16-byte group = 1024 float tokens), a block per chunk whose threads load once and never
-//     loop (ratio_clip_chunks_kernel), the finish kernel adding each row's chunks in order.
-//     Rationale (H100, BENCHMARKS.md): with a block per row the 512×4096 grid is one wave, so
-//     every block loads, then computes, at the same time, and the DRAM and FP64 phases do not
-//     overlap; short blocks in several waves let them. The backward is version 2's.
-//   Versions 2 and 3 are tested on the CPU (RatioClipMath.*) and written for the GPU parity
-//   test RatioClipCuda.Versions2And3EveryModeMatchesCpu, which has NOT yet run on a GPU: not
-//   the default until it has, and has been measured (bench: ratio_clip_v2_*, ratio_clip_v3_*,
-//   sweep/ratio_clip_*/v1|v2|v3).
+// Chunked layout (CudaLaunch::chunked = 1; either version): the token-level forward's rows
+//   cut into chunks of blockDim·U groups (default 256 threads × one 16-byte group = 1024 float
+//   tokens), a block per chunk whose threads load once and never loop
+//   (ratio_clip_chunks_kernel), the finish kernel adding each row's chunks in order.
+//   Rationale (H100, BENCHMARKS.md): with a block per row the 512×4096 grid is one wave, so
+//   every block loads, then computes, at the same time, and the DRAM and FP64 phases do not
+//   overlap; short blocks in several waves let them. The sequence levels and the backward keep
+//   a block per row.
+// Version 2 and the chunked layout are tested on the CPU (RatioClipMath.*) and written for
+// the GPU parity tests RatioClipCuda.Version2AndChunksEveryModeMatchCpu and
+// RatioClipCuda.EveryLaunchShapeMatchesCpu (chunked cases), which have NOT yet run on a GPU:
+// neither is the default until they have, and have been measured (bench: ratio_clip_v2_*,
+// ratio_clip_chunked_*, sweep/ratio_clip_*/v1|v2/…/chunked=0|1).
 #include <cuda_runtime.h>
 
 #include <cmath>
@@ -97,10 +99,10 @@ using namespace ratio_clip_math;
 // under the 64-register cap of __launch_bounds__(512, 2) (ptxas -v, sm_90).
 constexpr int kDefaultUnrollScalar = 2;
 constexpr int kDefaultUnrollVector = 1;
-// Version 1 (double per token) until versions 2 and 3 have been measured on a GPU
-// (BENCHMARKS.md).
+// Version 1 (double per token), a block per row, until version 2 and the chunks have been
+// measured on a GPU (BENCHMARKS.md).
 constexpr int kDefaultVersion = 1;
-constexpr int kChunkBlock = 256;  // version 3's threads per chunk
+constexpr int kChunkBlock = 256;  // threads per chunk in the chunked layout
 constexpr int kFinishBlock = 512;
 
 // Per-row partial sums. No member initialisers: it lives in shared memory.
@@ -317,12 +319,12 @@ __global__ void __launch_bounds__(512, 2)
   }
 }
 
-// Version 3, token level: a block per CHUNK of C = blockDim·U·G tokens of a row, every thread
-// loading its U groups once (no loop), the chunk's sums → chunk_sums[row·chunks + c]. Many
-// short blocks instead of one long one per row, so blocks in their load phase overlap blocks
-// in their arithmetic (with a block per row, all rows of a one-wave grid load, then compute,
-// together). Float data with scalar bounds only (the F32 arithmetic).
-template <typename Real, int G, int U>
+// The chunked layout, token level: a block per CHUNK of C = blockDim·U·G tokens of a row,
+// every thread loading its U groups once (no loop), the chunk's sums →
+// chunk_sums[row·chunks + c]. Many short blocks instead of one long one per row, so blocks in
+// their load phase overlap blocks in their arithmetic (with a block per row, all rows of a
+// one-wave grid load, then compute, together). F32: version 2's arithmetic.
+template <typename Real, int G, int U, bool F32>
 __global__ void __launch_bounds__(512, 2)
     ratio_clip_chunks_kernel(const RatioClipArgs<Real> a, const LogBounds lb, int64_t chunks,
                              RowSums* __restrict__ chunk_sums) {
@@ -334,7 +336,7 @@ __global__ void __launch_bounds__(512, 2)
     const RowView<Real> row(a, i);
     RowSums p = zero_sums();
     for_tokens<G, U>(row, g_begin, g_end, [&](int64_t, const TokD& k) {
-      add_token_level<true>(p, k, lb, a.dual_clip);
+      add_token_level<F32>(p, k, lb, a.dual_clip);
     });
     p = cuda_detail::block_reduce_to_first(p, AddSums{}, smem);
     if (threadIdx.x == 0) chunk_sums[b] = p;
@@ -571,22 +573,22 @@ namespace {
 void check_ratio_clip_launch(const char* op, const CudaLaunch& l) {
   check_launch(op, l);
   RLFT_CHECK(l.unroll != 8, op, ": launch.unroll 8 is not built for ratio_clip (0, 1, 2 or 4)");
-  RLFT_CHECK(l.version >= 0 && l.version <= 3, op, ": launch.version must be 0, 1, 2 or 3, got ",
+  RLFT_CHECK(l.version >= 0 && l.version <= 2, op, ": launch.version must be 0, 1 or 2, got ",
              l.version);
 }
 
 bool aligned16(const void* p) { return p == nullptr || reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 
-// Versions 2 and 3 apply to float data with scalar bounds (anything else runs version 1);
-// version 3's chunks to the token level (the sequence levels run version 2's row kernel).
+// Version 2 applies to float data with scalar bounds (anything else runs version 1); the
+// chunked layout to the token level (the sequence levels keep a block per row).
 template <typename Real>
 bool uses_f32_math(const RatioClipArgs<Real>& a, const CudaLaunch& l) {
   const int version = l.version == 0 ? kDefaultVersion : l.version;
-  return std::is_same_v<Real, float> && version >= 2 && a.lower == nullptr && a.upper == nullptr;
+  return std::is_same_v<Real, float> && version == 2 && a.lower == nullptr && a.upper == nullptr;
 }
 template <typename Real>
 bool uses_chunks(const RatioClipArgs<Real>& a, const CudaLaunch& l) {
-  return uses_f32_math(a, l) && l.version == 3 && a.level == RatioLevel::token;
+  return l.chunked == 1 && a.level == RatioLevel::token;
 }
 
 // The bounds' logs for version 2, in double on the host.
@@ -605,7 +607,7 @@ LogBounds log_bounds(const RatioClipArgs<Real>& a) {
 // Calls f(std::integral_constant<int, G>, std::integral_constant<int, U>,
 // std::integral_constant<bool, F32>) for the launch's token group (16-byte vectors when every
 // per-token array is 16-byte aligned and the vector width divides T, unless launch.vec = 1),
-// unroll (launch.unroll; 0: the default) and arithmetic (F32: versions 2 and 3).
+// unroll (launch.unroll; 0: the default) and arithmetic (F32: version 2).
 template <typename Real, typename F>
 void with_shape(const char* op, const RatioClipArgs<Real>& a, const CudaLaunch& l, F f) {
   (void)op;
@@ -650,23 +652,20 @@ void ratio_clip_forward_cuda_async(const RatioClipArgs<Real>& a, double* stats,
   const LogBounds lb = log_bounds(a);
   int64_t chunks = 1;  // partial sums per row
   if (uses_chunks(a, launch)) {
-    // Version 3: chunks of blockDim·U groups (default 256 threads × one 16-byte group: 1024
-    // float tokens), a block each.
+    // Chunks of blockDim·U groups (default 256 threads × one 16-byte group: 1024 float
+    // tokens), a block each.
     const int bd = launch.block ? launch.block : kChunkBlock;
-    int64_t groups_per_chunk = 0;
     with_shape(op, a, launch, [&](auto g, auto u, auto) {
       constexpr int G = decltype(g)::value, U = decltype(u)::value;
-      groups_per_chunk = int64_t(bd) * U;
+      const int64_t groups_per_chunk = int64_t(bd) * U;
       chunks = (a.T / G + groups_per_chunk - 1) / groups_per_chunk;
     });
     cuda_detail::StreamScratch scratch(size_t(a.B * chunks) * sizeof(RowSums), stream);
-    if constexpr (std::is_same_v<Real, float>) {
-      with_shape(op, a, launch, [&](auto g, auto u, auto) {
-        ratio_clip_chunks_kernel<Real, decltype(g)::value, decltype(u)::value>
-            <<<cuda_detail::grid_for_rows(a.B * chunks), bd, 0, stream>>>(a, lb, chunks,
-                                                                          scratch.as<RowSums>());
-      });
-    }
+    with_shape(op, a, launch, [&](auto g, auto u, auto f32) {
+      ratio_clip_chunks_kernel<Real, decltype(g)::value, decltype(u)::value, decltype(f32)::value>
+          <<<cuda_detail::grid_for_rows(a.B * chunks), bd, 0, stream>>>(a, lb, chunks,
+                                                                        scratch.as<RowSums>());
+    });
     RLFT_CUDA_CHECK_LAUNCH();
     ratio_clip_finish_kernel<<<1, kFinishBlock, 0, stream>>>(
         scratch.as<RowSums>(), chunks, a.B, a.T, a.aggregation, a.normalizer, stats);

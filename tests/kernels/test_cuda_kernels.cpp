@@ -106,6 +106,8 @@ TEST(CudaLaunch, BadShapesAreClearErrors) {
             std::string::npos);
   EXPECT_NE(message({0, 0, 2}).find("launch.vec must be 0 or 1, got 2"), std::string::npos);
   EXPECT_NE(message({0, 0, 0, -1}).find("launch.version must be >= 0, got -1"), std::string::npos);
+  EXPECT_NE(message({0, 0, 0, 0, 2}).find("launch.chunked must be 0 or 1, got 2"),
+            std::string::npos);
 }
 
 #ifndef RLFT_HAVE_CUDA
@@ -666,7 +668,8 @@ struct ClipBuffers {
 };
 
 std::string describe(const rk::CudaLaunch& l) {
-  return rlft::str("launch{block=", l.block, " unroll=", l.unroll, " vec=", l.vec, "}");
+  return rlft::str("launch{block=", l.block, " unroll=", l.unroll, " vec=", l.vec,
+                   " version=", l.version, " chunked=", l.chunked, "}");
 }
 
 template <typename Real>
@@ -679,7 +682,7 @@ void expect_clip_parity(const ClipCase& c, uint64_t seed, rk::CudaLaunch launch 
   // Version 2 (float data, scalar bounds) computes e^x in float: the loss, k3 and the
   // gradients carry float's relative error (expf: ≤ 2 ulp); the clip decisions, the counts and
   // k1 are the CPU's (kernels/ratio_clip_math.h).
-  const bool v2 = launch.version >= 2 && sizeof(Real) == 4 && !c.per_token_bounds;
+  const bool v2 = launch.version == 2 && sizeof(Real) == 4 && !c.per_token_bounds;
   const double vtol = v2 ? 1e-6 : 1e-10;
   EXPECT_TRUE(close(got.loss, ref.loss, vtol)) << "loss";
   EXPECT_TRUE(close(got.clip_frac_low, ref.clip_frac_low, 1e-14)) << "clip_frac_low";
@@ -742,8 +745,11 @@ TEST(RatioClipCuda, LargerShapesMatchCpu) {
 // with the row-count pre-pass, both sequence levels, per-token bounds, per-sequence A).
 TEST(RatioClipCuda, EveryLaunchShapeMatchesCpu) {
   RLFT_REQUIRE_GPU();
+  // {block, unroll, vec, version, chunked}; the chunked ones apply to the token level only
   const std::vector<rk::CudaLaunch> launches = {
-      {32, 1, 0}, {64, 4, 0}, {128, 2, 0}, {512, 1, 0}, {256, 4, 1}, {64, 1, 1}, {512, 2, 1}};
+      {32, 1, 0},         {64, 4, 0},        {128, 2, 0},       {512, 1, 0},
+      {256, 4, 1},        {64, 1, 1},        {512, 2, 1},       {64, 1, 0, 0, 1},
+      {32, 2, 1, 0, 1},   {256, 1, 0, 1, 1}};
   std::vector<ClipCase> cases;
   for (const ClipCase& c : every_clip_mode(5, 1024)) {
     const bool per_token_bounds = c.per_token_bounds;
@@ -764,17 +770,18 @@ TEST(RatioClipCuda, EveryLaunchShapeMatchesCpu) {
   }
 }
 
-// Versions 2 and 3 (float per token, clip decisions on the log-ratio; 3: token-level rows in
-// chunks, a block each) against the CPU in every mode, at odd and vector-friendly shapes and
-// several launch shapes (version 3 with 1 to 8 chunks per row, the last one partial); double
-// data and per-token bounds run version 1 under the same request (the tolerances above
-// follow).
-TEST(RatioClipCuda, Versions2And3EveryModeMatchesCpu) {
+// Version 2 (float per token, clip decisions on the log-ratio) and the chunked layout (token-
+// level rows in chunks of a block each, either version) against the CPU in every mode, at odd
+// and vector-friendly shapes and several launch shapes (1 to 32 chunks per row, the last one
+// partial); double data and per-token bounds run version 1's arithmetic under a version-2
+// request (the tolerances above follow).
+TEST(RatioClipCuda, Version2AndChunksEveryModeMatchCpu) {
   RLFT_REQUIRE_GPU();
   uint64_t seed = 9000;
-  const std::vector<rk::CudaLaunch> launches = {{0, 0, 0, 2},  {32, 1, 1, 2}, {128, 2, 0, 2},
-                                                {256, 4, 0, 2}, {0, 0, 0, 3},  {32, 1, 0, 3},
-                                                {64, 1, 1, 3},  {128, 2, 0, 3}, {32, 4, 1, 3}};
+  // {block, unroll, vec, version, chunked}
+  const std::vector<rk::CudaLaunch> launches = {
+      {0, 0, 0, 2, 0},  {32, 1, 1, 2, 0}, {128, 2, 0, 2, 0}, {256, 4, 0, 2, 0}, {0, 0, 0, 2, 1},
+      {32, 1, 0, 2, 1}, {64, 1, 1, 2, 1}, {128, 2, 0, 2, 1}, {32, 4, 1, 1, 1},  {0, 0, 0, 1, 1}};
   size_t which = 0;
   for (auto [B, T] : {std::pair<int64_t, int64_t>{1, 1}, {3, 17}, {5, 300}, {4, 1024}})
     for (const ClipCase& c : every_clip_mode(B, T)) {
@@ -788,13 +795,14 @@ TEST(RatioClipCuda, Versions2And3EveryModeMatchesCpu) {
   c.T = 999;
   const ClipData D = make_clip(c, 1);
   ClipBuffers<float> buf(c, D);
-  for (int version : {2, 3}) {
-    const rk::CudaLaunch l{0, 0, 0, version};
+  for (const rk::CudaLaunch& l : {rk::CudaLaunch{0, 0, 0, 2, 0}, rk::CudaLaunch{0, 0, 0, 2, 1},
+                                  rk::CudaLaunch{0, 0, 0, 1, 1}}) {
     const rk::RatioClipStats a = rk::ratio_clip_forward_cuda<float>(buf.dev, nullptr, l);
     const rk::RatioClipStats b = rk::ratio_clip_forward_cuda<float>(buf.dev, nullptr, l);
-    EXPECT_EQ(std::memcmp(&a, &b, sizeof(a)), 0) << "version " << version;
+    EXPECT_EQ(std::memcmp(&a, &b, sizeof(a)), 0) << describe(l);
   }
-  EXPECT_THROW(rk::ratio_clip_forward_cuda<float>(buf.dev, nullptr, {0, 0, 0, 4}), rlft::Error);
+  EXPECT_THROW(rk::ratio_clip_forward_cuda<float>(buf.dev, nullptr, {0, 0, 0, 3, 0}), rlft::Error);
+  EXPECT_THROW(rk::ratio_clip_forward_cuda<float>(buf.dev, nullptr, {0, 0, 0, 0, 2}), rlft::Error);
 }
 
 // The asynchronous forward leaves the same 7 statistics on the device that the synchronous one
