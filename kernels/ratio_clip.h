@@ -136,10 +136,14 @@ const char* ratio_level_name(RatioLevel l);
 // row sums in row order: no float atomics, so the result is the same on every run) and copies
 // the RatioClipStats back, so it synchronises the stream. The backward is asynchronous.
 // Per-token arithmetic is in double as on the CPU; only the order of the sums differs.
-//   launch   threads per row, token groups in flight per thread (unroll 0, 1, 2 or 4) and
-//            whether 16-byte vector loads may be used (kernels/cuda_launch.h); 0 = the
-//            dispatcher's choice. For benchmark sweeps and tests: only the order of the sums
-//            changes.
+//   launch   threads per row (or chunk), token groups in flight per thread (unroll 0, 1, 2 or
+//            4), whether 16-byte vector loads may be used, the arithmetic (version 1: double
+//            per token, the default; 2: float per token with the clip decisions on the
+//            log-ratio, float data with scalar bounds only, float's relative error in the loss,
+//            k3 and the gradients) and the token-level forward's layout (chunked = 1: chunks
+//            of a block each) (kernels/cuda_launch.h; kernels/cuda/ratio_clip.cu has the
+//            details); 0 = the dispatcher's choice. For benchmark sweeps and tests: apart from
+//            version 2, only the order of the sums changes.
 }  // namespace rlft::kernels
 
 struct CUstream_st;  // cudaStream_t is CUstream_st*; declared here so no CUDA header is needed
