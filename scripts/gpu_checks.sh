@@ -45,7 +45,8 @@ stage() {  # stage NAME STATUS: one line of the summary, with the seconds since 
 build=build-gpu
 timeout "$T_BUILD" bash -c "
   cmake -S . -B '$build' -DCMAKE_BUILD_TYPE=Release -DRLFT_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 \
-    -DGTest_DIR='$deps/cmake/GTest' -Dbenchmark_DIR='$deps/cmake/benchmark' &&
+    -DGTest_DIR='$deps/cmake/GTest' -Dbenchmark_DIR='$deps/cmake/benchmark' \
+    -DCMAKE_PREFIX_PATH='$PWD/.gpu-deps/usr' &&
   cmake --build '$build' -j $(nproc) --target test_engine test_kernels test_models test_rl test_cli \
     rlft bench_cuda_kernels bench_cuda_engine" > "$OUT/build.log" 2>&1
 rc=$?
