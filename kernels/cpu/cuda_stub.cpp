@@ -40,21 +40,25 @@ void cuda_reset_peak_memory_stats(int) {}
 // a device, which cannot exist in this build; they are defined so that it links).
 template <typename Real>
 void softmax_logprob_forward_cuda(const Real*, int64_t, int64_t, int64_t, const int64_t*, int64_t, Real, Real*, Real*,
-                                  Real*, CUstream_st*, int, bool) {
+                                  Real*, CUstream_st*, int, bool, CudaLaunch) {
   cuda::not_built("softmax_logprob on a CUDA device");
 }
 template <typename Real>
 void softmax_logprob_backward_cuda(const Real*, int64_t, int64_t, int64_t, const int64_t*, int64_t, Real, const Real*,
                                    const Real*, const Real*, const Real*, Real*, int64_t, bool, CUstream_st*, int,
-                                   bool) {
+                                   bool, CudaLaunch) {
   cuda::not_built("softmax_logprob backward on a CUDA device");
 }
 template <typename Real>
-RatioClipStats ratio_clip_forward_cuda(const RatioClipArgs<Real>&, CUstream_st*) {
+RatioClipStats ratio_clip_forward_cuda(const RatioClipArgs<Real>&, CUstream_st*, CudaLaunch) {
   cuda::not_built("ratio_clip on a CUDA device");
 }
 template <typename Real>
-void ratio_clip_backward_cuda(const RatioClipArgs<Real>&, double, Real*, bool, CUstream_st*) {
+void ratio_clip_forward_cuda_async(const RatioClipArgs<Real>&, double*, CUstream_st*, CudaLaunch) {
+  cuda::not_built("ratio_clip on a CUDA device");
+}
+template <typename Real>
+void ratio_clip_backward_cuda(const RatioClipArgs<Real>&, double, Real*, bool, CUstream_st*, CudaLaunch) {
   cuda::not_built("ratio_clip backward on a CUDA device");
 }
 template <typename Real>
@@ -69,12 +73,14 @@ void gae_masked_rows_cuda(const Real*, const Real*, const Real*, int64_t, int64_
 }
 #define RLFT_STUB_INSTANTIATE(R)                                                                                  \
   template void softmax_logprob_forward_cuda<R>(const R*, int64_t, int64_t, int64_t, const int64_t*, int64_t, R, \
-                                                R*, R*, R*, CUstream_st*, int, bool);                            \
+                                                R*, R*, R*, CUstream_st*, int, bool, CudaLaunch);                \
   template void softmax_logprob_backward_cuda<R>(const R*, int64_t, int64_t, int64_t, const int64_t*, int64_t, R, \
                                                  const R*, const R*, const R*, const R*, R*, int64_t, bool,       \
-                                                 CUstream_st*, int, bool);                                        \
-  template RatioClipStats ratio_clip_forward_cuda<R>(const RatioClipArgs<R>&, CUstream_st*);                     \
-  template void ratio_clip_backward_cuda<R>(const RatioClipArgs<R>&, double, R*, bool, CUstream_st*);            \
+                                                 CUstream_st*, int, bool, CudaLaunch);                            \
+  template RatioClipStats ratio_clip_forward_cuda<R>(const RatioClipArgs<R>&, CUstream_st*, CudaLaunch);         \
+  template void ratio_clip_forward_cuda_async<R>(const RatioClipArgs<R>&, double*, CUstream_st*, CudaLaunch);    \
+  template void ratio_clip_backward_cuda<R>(const RatioClipArgs<R>&, double, R*, bool, CUstream_st*,             \
+                                            CudaLaunch);                                                         \
   template void gae_cuda<R>(const R*, const R*, const R*, const R*, const R*, int64_t, int64_t, R, R, R*, R*,    \
                             CUstream_st*, int);                                                                   \
   template void gae_masked_rows_cuda<R>(const R*, const R*, const R*, int64_t, int64_t, R, R, R*, R*,            \
