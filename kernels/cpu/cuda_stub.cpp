@@ -88,6 +88,22 @@ void gae_masked_rows_cuda(const Real*, const Real*, const Real*, int64_t, int64_
 RLFT_STUB_INSTANTIATE(float)
 RLFT_STUB_INSTANTIATE(double)
 #undef RLFT_STUB_INSTANTIATE
+
+// A stub whose signature drifted from its header's declaration is a second overload, which the
+// engine's calls never reach (the build then fails to link, but only without nvcc). Taking the
+// address of each template's specialisation is then ambiguous: a compile error here. The
+// non-template stubs are checked by -Werror=missing-declarations (a drifted one has no prior
+// declaration). CMake compiles this file in CUDA builds too (rlft_cuda_stub_check, never
+// linked), so CI, which builds with nvcc, sees both checks.
+namespace stub_check {
+[[maybe_unused]] constexpr auto* kSoftmaxLogprobForward = &softmax_logprob_forward_cuda<float>;
+[[maybe_unused]] constexpr auto* kSoftmaxLogprobBackward = &softmax_logprob_backward_cuda<float>;
+[[maybe_unused]] constexpr auto* kRatioClipForward = &ratio_clip_forward_cuda<float>;
+[[maybe_unused]] constexpr auto* kRatioClipForwardAsync = &ratio_clip_forward_cuda_async<float>;
+[[maybe_unused]] constexpr auto* kRatioClipBackward = &ratio_clip_backward_cuda<float>;
+[[maybe_unused]] constexpr auto* kGae = &gae_cuda<float>;
+[[maybe_unused]] constexpr auto* kGaeMaskedRows = &gae_masked_rows_cuda<float>;
+}  // namespace stub_check
 }  // namespace rlft::kernels
 
 // The engine's generic device ops (kernels/cuda_ops.h).
