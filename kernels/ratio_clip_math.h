@@ -79,6 +79,24 @@ RLFT_RC_HD Term surrogate_from_log_ratio(double xc, double r, double A, const Lo
   return o;
 }
 
+// ---- the chunked layout of the CUDA forward (CudaLaunch::chunked) ----------------------------
+// A row of ng token groups is cut into chunks of groups_per_chunk (= threads per block ·
+// groups per thread) groups; block b of the grid takes chunk b % chunks of row b / chunks.
+struct ChunkRange {
+  int64_t row, g_begin, g_end;  // groups [g_begin, g_end) of the row
+};
+
+RLFT_RC_HD int64_t chunks_per_row(int64_t ng, int64_t groups_per_chunk) {
+  return ng > 0 ? (ng + groups_per_chunk - 1) / groups_per_chunk : 1;
+}
+
+RLFT_RC_HD ChunkRange chunk_range(int64_t b, int64_t chunks, int64_t groups_per_chunk,
+                                  int64_t ng) {
+  const int64_t g_begin = (b % chunks) * groups_per_chunk;
+  const int64_t end = g_begin + groups_per_chunk;
+  return {b / chunks, g_begin, end < ng ? end : ng};
+}
+
 // k3 = (e^x − 1) − x in float with float's relative accuracy at every x: for |x| < 1 the series
 // x²·Σ_{k=0..10} x^k/(k+2)! (the remainder is below 4e-10 relative; e^x − 1 − x would cancel
 // to a relative error of ~1e-7/x² there), otherwise (r − 1) − x with r = e^x given.

@@ -331,11 +331,10 @@ __global__ void __launch_bounds__(512, 2)
   __shared__ RowSums smem[kMaxWarps];
   const int64_t groups_per_chunk = int64_t(blockDim.x) * U, ng = a.T / G;
   for (int64_t b = blockIdx.x; b < a.B * chunks; b += gridDim.x) {
-    const int64_t i = b / chunks, g_begin = (b % chunks) * groups_per_chunk;
-    const int64_t g_end = g_begin + groups_per_chunk < ng ? g_begin + groups_per_chunk : ng;
-    const RowView<Real> row(a, i);
+    const ChunkRange cr = chunk_range(b, chunks, groups_per_chunk, ng);
+    const RowView<Real> row(a, cr.row);
     RowSums p = zero_sums();
-    for_tokens<G, U>(row, g_begin, g_end, [&](int64_t, const TokD& k) {
+    for_tokens<G, U>(row, cr.g_begin, cr.g_end, [&](int64_t, const TokD& k) {
       add_token_level<F32>(p, k, lb, a.dual_clip);
     });
     p = cuda_detail::block_reduce_to_first(p, AddSums{}, smem);
@@ -657,8 +656,7 @@ void ratio_clip_forward_cuda_async(const RatioClipArgs<Real>& a, double* stats,
     const int bd = launch.block ? launch.block : kChunkBlock;
     with_shape(op, a, launch, [&](auto g, auto u, auto) {
       constexpr int G = decltype(g)::value, U = decltype(u)::value;
-      const int64_t groups_per_chunk = int64_t(bd) * U;
-      chunks = (a.T / G + groups_per_chunk - 1) / groups_per_chunk;
+      chunks = chunks_per_row(a.T / G, int64_t(bd) * U);
     });
     cuda_detail::StreamScratch scratch(size_t(a.B * chunks) * sizeof(RowSums), stream);
     with_shape(op, a, launch, [&](auto g, auto u, auto f32) {

@@ -1037,6 +1037,41 @@ TEST(RatioClipMath, LogRatioDecisionsMatchTheRatioOnes) {
   EXPECT_TRUE(std::isnan(t.loss));
 }
 
+// The chunked layout's grid (kernels/ratio_clip_math.h, as ratio_clip_chunks_kernel walks it:
+// block b, thread j, group u of U take group g_begin + j + u·threads when below g_end) covers
+// every token group of every row exactly once, for rows shorter than, equal to and longer than
+// a chunk, with a partial last chunk.
+TEST(RatioClipMath, ChunkedGridCoversEveryGroupOnce) {
+  namespace m = rk::ratio_clip_math;
+  for (int64_t B : {1, 3}) {
+    for (int64_t ng : {1, 5, 32, 33, 64, 100, 257}) {
+      for (int64_t threads : {32, 64}) {
+        for (int64_t U : {1, 2, 4}) {
+          const int64_t per_chunk = threads * U;
+          const int64_t chunks = m::chunks_per_row(ng, per_chunk);
+          EXPECT_EQ(chunks, (ng + per_chunk - 1) / per_chunk);
+          std::vector<int> seen(size_t(B * ng), 0);
+          for (int64_t b = 0; b < B * chunks; ++b) {
+            const m::ChunkRange cr = m::chunk_range(b, chunks, per_chunk, ng);
+            ASSERT_LT(cr.row, B);
+            ASSERT_LE(cr.g_end, ng);
+            for (int64_t j = 0; j < threads; ++j)
+              for (int64_t g0 = cr.g_begin + j; g0 < cr.g_end; g0 += U * threads)
+                for (int64_t u = 0; u < U; ++u) {
+                  const int64_t g = g0 + u * threads;
+                  if (g < cr.g_end) ++seen[size_t(cr.row * ng + g)];
+                }
+          }
+          for (size_t k = 0; k < seen.size(); ++k)
+            ASSERT_EQ(seen[k], 1) << "B=" << B << " ng=" << ng << " threads=" << threads
+                                  << " U=" << U << " group " << k;
+        }
+      }
+    }
+  }
+  EXPECT_EQ(m::chunks_per_row(0, 256), 1);  // an empty row still has its (empty) chunk
+}
+
 // k3 = (e^x − 1) − x in float (version 2): within 1e-6 relative of the double value at the same
 // float x over [−20, 20], dense near 0 where the direct formula would cancel.
 TEST(RatioClipMath, K3InFloatKeepsFloatAccuracy) {
