@@ -141,6 +141,17 @@ struct L2Flush {
   }
 };
 
+// The counters of every line: GB/s and %peak from the mean time per call over the timed
+// iterations (`total` seconds), and reps when calls were batched. Returns that time per call.
+double set_bandwidth(benchmark::State& state, double bytes, double total, int reps) {
+  const double per_call = total / double(std::max<int64_t>(1, state.iterations()));
+  const double gbps = bytes / per_call / 1e9;
+  state.counters["GB/s"] = gbps;
+  state.counters["%peak"] = 100.0 * gbps / g_peak_gbps;
+  if (reps > 1) state.counters["reps"] = reps;
+  return per_call;
+}
+
 // Times `fused` per iteration (reps calls back to back between the events, after an L2
 // flush; the time per call is reported); times `baseline` (if any) best of 5, one call after
 // a flush each; sets the counters. reps > 1 is for calls whose GPU time is shorter than what
@@ -162,11 +173,7 @@ void measure(benchmark::State& state, double bytes, const std::function<void()>&
     state.SetIterationTime(s);
     total += s;
   }
-  const double per_call = total / double(std::max<int64_t>(1, state.iterations()));
-  const double gbps = bytes / per_call / 1e9;
-  state.counters["GB/s"] = gbps;
-  state.counters["%peak"] = 100.0 * gbps / g_peak_gbps;
-  if (reps > 1) state.counters["reps"] = reps;
+  const double per_call = set_bandwidth(state, bytes, total, reps);
   if (baseline) {
     baseline();
     CUDA_OK(cudaDeviceSynchronize());
@@ -218,10 +225,7 @@ void measure_graph(benchmark::State& state, double bytes,
     state.SetIterationTime(s);
     total += s;
   }
-  const double per_call = total / double(std::max<int64_t>(1, state.iterations()));
-  state.counters["GB/s"] = bytes / per_call / 1e9;
-  state.counters["%peak"] = 100.0 * bytes / per_call / 1e9 / g_peak_gbps;
-  state.counters["reps"] = reps;
+  set_bandwidth(state, bytes, total, reps);
   cudaGraphExecDestroy(exec);
   cudaGraphDestroy(graph);
   cudaStreamDestroy(stream);

@@ -30,10 +30,12 @@
 //             mask for token_mean without a normalizer; +1 with accumulate).
 // The unfused baseline (ratio_clip_loss_unfused_cuda: ratio, surr1, surr2, masked min, sums,
 // each a kernel with a [B, T] temporary) moves 13·sizeof(Real) per token for the token_mean
-// loss alone (no statistics). Compute, version 1: one double exp per token and ~25 more FP64
-// instructions (H100: 16.7 T FP64 instructions/s, so 2M tokens ≈ 6 µs of issue against 10 µs
-// of DRAM time at 16 B/token) — measured on an H100 at 512×4096: 22.6 µs, 44% of peak
-// (BENCHMARKS.md; the target is 70%). Version 2 takes the exp out of double.
+// loss alone (no statistics). Compute, version 1: one double exp per token and the surrogate,
+// statistics and conversions around it, roughly 50 FP64 instructions per token by a count of
+// the source (an estimate, not a profile; H100: 16.7 T FP64 instructions/s, so 2M tokens ≈
+// 6 µs of issue against 10 µs of DRAM time at 16 B/token). Measured on an H100 at 512×4096:
+// 22.6 µs, 44% of peak (BENCHMARKS.md; the target is 70%). Version 2 takes the exp out of
+// double.
 //
 // Tested against (tests/kernels/test_cuda_kernels.cpp): ratio_clip_forward_cpu and
 // ratio_clip_backward_cpu (themselves tested against the unfused double-precision reference,
@@ -59,7 +61,8 @@
 //     computed once on the host in double (surrogate_from_log_ratio); the values e^xc and k3
 //     in float (expf, k3_f32). The decisions are the CPU's except within an ulp of a bound;
 //     the loss, k3 and the gradients carry float's relative error (~2.4e-7). Removes the
-//     double exp, ~60% of version 1's FP64 instructions per token.
+//     double exp (about half of version 1's FP64 instructions per token, by the same
+//     estimate; not yet measured).
 // Chunked layout (CudaLaunch::chunked = 1; either version): the token-level forward's rows
 //   cut into chunks of blockDim·U groups (default 256 threads × one 16-byte group = 1024 float
 //   tokens), a block per chunk whose threads load once and never loop
@@ -603,34 +606,45 @@ LogBounds log_bounds(const RatioClipArgs<Real>& a) {
   return b;
 }
 
-// Calls f(std::integral_constant<int, G>, std::integral_constant<int, U>,
-// std::integral_constant<bool, F32>) for the launch's token group (16-byte vectors when every
-// per-token array is 16-byte aligned and the vector width divides T, unless launch.vec = 1),
-// unroll (launch.unroll; 0: the default) and arithmetic (F32: version 2).
-template <typename Real, typename F>
-void with_shape(const char* op, const RatioClipArgs<Real>& a, const CudaLaunch& l, F f) {
-  (void)op;
-  const bool f32 = uses_f32_math(a, l);
-  const auto by_version = [&](auto g, auto u) {
-    if constexpr (std::is_same_v<Real, float>) {
-      if (f32) return f(g, u, std::true_type{});
-    }
-    f(g, u, std::false_type{});
-  };
+// The launch's token group G (a 16-byte vector per array when every per-token array is
+// 16-byte aligned and the vector width divides T, unless launch.vec = 1; else one token),
+// groups loaded ahead per thread U (launch.unroll; 0: the default for G) and arithmetic (F32:
+// version 2), resolved once per call.
+struct Shape {
+  int G, U;
+  bool f32;
+};
+
+template <typename Real>
+Shape resolve_shape(const RatioClipArgs<Real>& a, const CudaLaunch& l) {
   constexpr int kV = cuda_detail::Vec16<Real>::n;
   const bool vec = l.vec == 0 && a.T % kV == 0 && aligned16(a.logp) && aligned16(a.old_logp) &&
                    aligned16(a.mask) && aligned16(a.lower) && aligned16(a.upper) &&
                    (a.advantages_per_sequence || aligned16(a.advantages));
+  const int G = vec ? kV : 1;
+  const int U = l.unroll != 0 ? l.unroll : vec ? kDefaultUnrollVector : kDefaultUnrollScalar;
+  return {G, U, uses_f32_math(a, l)};
+}
+
+// Calls f(std::integral_constant<int, G>, std::integral_constant<int, U>,
+// std::integral_constant<bool, F32>) for the resolved shape: the kernels' template arguments.
+template <typename Real, typename F>
+void with_shape(const Shape& sh, F f) {
+  const auto by_version = [&](auto g, auto u) {
+    if constexpr (std::is_same_v<Real, float>) {
+      if (sh.f32) return f(g, u, std::true_type{});
+    }
+    f(g, u, std::false_type{});
+  };
   const auto by_unroll = [&](auto g) {
-    const int fallback = decltype(g)::value > 1 ? kDefaultUnrollVector : kDefaultUnrollScalar;
-    switch (l.unroll == 0 ? fallback : l.unroll) {
+    switch (sh.U) {
       case 1: by_version(g, std::integral_constant<int, 1>{}); break;
       case 2: by_version(g, std::integral_constant<int, 2>{}); break;
       default: by_version(g, std::integral_constant<int, 4>{}); break;
     }
   };
-  if (vec)
-    by_unroll(std::integral_constant<int, kV>{});
+  if (sh.G > 1)
+    by_unroll(std::integral_constant<int, cuda_detail::Vec16<Real>::n>{});
   else
     by_unroll(std::integral_constant<int, 1>{});
 }
@@ -649,17 +663,15 @@ void ratio_clip_forward_cuda_async(const RatioClipArgs<Real>& a, double* stats,
     return;
   }
   const LogBounds lb = log_bounds(a);
+  const Shape sh = resolve_shape(a, launch);
   int64_t chunks = 1;  // partial sums per row
   if (uses_chunks(a, launch)) {
     // Chunks of blockDim·U groups (default 256 threads × one 16-byte group: 1024 float
     // tokens), a block each.
     const int bd = launch.block ? launch.block : kChunkBlock;
-    with_shape(op, a, launch, [&](auto g, auto u, auto) {
-      constexpr int G = decltype(g)::value, U = decltype(u)::value;
-      chunks = chunks_per_row(a.T / G, int64_t(bd) * U);
-    });
+    chunks = chunks_per_row(a.T / sh.G, int64_t(bd) * sh.U);
     cuda_detail::StreamScratch scratch(size_t(a.B * chunks) * sizeof(RowSums), stream);
-    with_shape(op, a, launch, [&](auto g, auto u, auto f32) {
+    with_shape<Real>(sh, [&](auto g, auto u, auto f32) {
       ratio_clip_chunks_kernel<Real, decltype(g)::value, decltype(u)::value, decltype(f32)::value>
           <<<cuda_detail::grid_for_rows(a.B * chunks), bd, 0, stream>>>(a, lb, chunks,
                                                                         scratch.as<RowSums>());
@@ -673,7 +685,7 @@ void ratio_clip_forward_cuda_async(const RatioClipArgs<Real>& a, double* stats,
   cuda_detail::StreamScratch scratch(size_t(a.B) * sizeof(RowSums), stream);
   RowSums* rows = scratch.as<RowSums>();
   const int bd = launch.block ? launch.block : block_for(a.T);
-  with_shape(op, a, launch, [&](auto g, auto u, auto f32) {
+  with_shape<Real>(sh, [&](auto g, auto u, auto f32) {
     ratio_clip_rows_kernel<Real, decltype(g)::value, decltype(u)::value, decltype(f32)::value>
         <<<cuda_detail::grid_for_rows(a.B), bd, 0, stream>>>(a, lb, rows);
   });
@@ -735,7 +747,7 @@ void ratio_clip_backward_cuda(const RatioClipArgs<Real>& a, double g_loss, Real*
   CudaLaunch l = launch;
   if (!aligned16(g_logp)) l.vec = 1;
   const LogBounds lb = log_bounds(a);
-  with_shape(op, a, l, [&](auto g, auto u, auto f32) {
+  with_shape<Real>(resolve_shape(a, l), [&](auto g, auto u, auto f32) {
     ratio_clip_backward_kernel<Real, decltype(g)::value, decltype(u)::value, decltype(f32)::value>
         <<<cuda_detail::grid_for_rows(a.B), bd, 0, stream>>>(a, lb, g_loss, total_dev, total_host,
                                                              g_logp, accumulate);

@@ -590,6 +590,14 @@ void with_unroll(int unroll, F f) {
   }
 }
 
+// The launch fields this kernel reads (block, unroll); version is its own argument here.
+void check_softmax_launch(const char* op, const CudaLaunch& launch) {
+  check_launch(op, launch);
+  RLFT_CHECK(launch.version == 0 && launch.chunked == 0, op,
+             ": launch.version and launch.chunked are not used here (pass `version`), got ",
+             launch.version, " and ", launch.chunked);
+}
+
 void check_common(const char* op, const void* logits, int64_t N, int64_t V, int64_t ld,
                   const int64_t* targets, double temperature, int version) {
   RLFT_CHECK(N >= 0 && V >= 1, op, ": need N >= 0 and V >= 1, got N=", N, " V=", V);
@@ -643,9 +651,7 @@ void softmax_logprob_forward_cuda(const Real* logits, int64_t N, int64_t V, int6
                                   int version, bool check, CudaLaunch launch) {
   constexpr const char* op = "softmax_logprob_forward_cuda";
   check_common(op, logits, N, V, ld_logits, targets, double(temperature), version);
-  check_launch(op, launch);
-  RLFT_CHECK(launch.version == 0, op, ": launch.version is not used here (pass `version`), got ",
-             launch.version);
+  check_softmax_launch(op, launch);
   if (N == 0) return;
   RLFT_CHECK(logp != nullptr, op, ": logp output is required");
   using A = typename Acc<Real>::type;
@@ -678,9 +684,7 @@ void softmax_logprob_backward_cuda(const Real* logits, int64_t N, int64_t V, int
                                    CudaLaunch launch) {
   constexpr const char* op = "softmax_logprob_backward_cuda";
   check_common(op, logits, N, V, ld_logits, targets, double(temperature), version);
-  check_launch(op, launch);
-  RLFT_CHECK(launch.version == 0, op, ": launch.version is not used here (pass `version`), got ",
-             launch.version);
+  check_softmax_launch(op, launch);
   RLFT_CHECK(ld_dlogits >= V, op, ": dlogits row stride ", ld_dlogits, " < V=", V);
   if (N == 0) return;
   RLFT_CHECK(lse != nullptr && dlogits != nullptr, op, ": lse and dlogits are required");
