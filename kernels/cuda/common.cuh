@@ -159,8 +159,9 @@ __device__ __forceinline__ T block_sum(T v, T* smem) {
 // The pool keeps freed memory, so a steady loop costs no cudaMalloc: its release threshold is
 // raised to "never" on the first scratch of each device (keep_pool_memory, allocator.cu).
 // Without that, the default threshold (0) hands the pool's memory back to the driver at every
-// synchronisation, and the next cudaMallocAsync maps it again: ~50 µs per call on an H200,
-// which was the whole of ratio_clip's time at 64×1024 (BENCHMARKS.md). cuda_empty_cache()
+// synchronisation, and the next cudaMallocAsync maps it again (the likely cause of the ~55 µs
+// ratio_clip took at any size on the H200; after the change it took 14–15 µs at 64×1024 on an
+// H100 — two GPUs, so not a same-machine before/after: BENCHMARKS.md). cuda_empty_cache()
 // trims the pools back to zero.
 void keep_pool_memory();  // for the current device; cheap after the first call
 class StreamScratch {
