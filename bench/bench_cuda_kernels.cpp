@@ -23,8 +23,11 @@
 // The forward of softmax_logprob runs with check = false (no stream synchronisation for the
 // error words). ratio_clip_fwd times the forward's two kernels with the statistics left on the
 // device (ratio_clip_forward_cuda_async); ratio_clip_fwd_sync the synchronous API, which copies
-// them back and waits. dram_copy (a device-to-device cudaMemcpy) is the practical ceiling the
-// %peak figures can be read against. sweep/… lines time launch shapes (threads per row, loads
+// them back and waits. ratio_clip_*_serial_* launch the finishing kernel the ordinary way
+// (the default: programmatically dependent on sm_90+). dram_copy (a device-to-device
+// cudaMemcpy) is the practical ceiling the %peak figures can be read against;
+// ratio_clip_read_ceiling_graph the ceiling for ratio_clip's own shape (its loads, no
+// arithmetic, one kernel). sweep/… lines time launch shapes (threads per row, loads
 // in flight, vector loads) to choose the dispatchers' defaults.
 //
 // Targets (H100 SXM, 3.35 TB/s), to be checked when a GPU run is recorded in BENCHMARKS.md:
@@ -365,6 +368,12 @@ void BM_ratio_clip(benchmark::State& state, int64_t B, int64_t T, const std::str
             rk::ratio_clip_backward_cuda(args(), 1.0, g.p, false, st, launch);
         },
         2 * K);
+  } else if (mode == "read_graph") {
+    Buffer<float> partials{size_t(B * ((T + 1023) / 1024))};
+    measure_graph(
+        state, 16.0 * tokens,
+        [&](cudaStream_t st) { rk::ratio_clip_read_ceiling_cuda(args(), partials.p, st); },
+        2 * K);
   } else if (mode == "fwd_sync") {
     measure(
         state, 16.0 * tokens,
@@ -456,6 +465,24 @@ void register_all() {
               BM_ratio_clip(s, B, T, mode, l);
             });
       }
+  // The finishing kernel launched the ordinary way (launch.serial = 1) instead of
+  // programmatically dependent: what the dependent launch saves.
+  for (auto [version, chunked] : {std::pair<int, int>{1, 0}, {2, 1}})
+    for (auto [B, T] : {std::pair<int64_t, int64_t>{64, 1024}, {512, 4096}})
+      reg(std::string("ratio_clip_") + (chunked ? "chunked_" : "") + "v" +
+              std::to_string(version) + "_serial_fwd_graph/B=" + std::to_string(B) +
+              "/T=" + std::to_string(T),
+          [=](benchmark::State& s) {
+            rk::CudaLaunch l;
+            l.version = version;
+            l.chunked = chunked;
+            l.serial = 1;
+            BM_ratio_clip(s, B, T, "fwd_graph", l);
+          });
+  // The read ceiling: the chunked forward's loads without its arithmetic (one kernel).
+  for (auto [B, T] : {std::pair<int64_t, int64_t>{64, 1024}, {512, 4096}})
+    reg("ratio_clip_read_ceiling_graph/B=" + std::to_string(B) + "/T=" + std::to_string(T),
+        [=](benchmark::State& s) { BM_ratio_clip(s, B, T, "read_graph"); });
   for (size_t mib : {64, 1024})
     reg("dram_copy/MiB=" + std::to_string(mib),
         [=](benchmark::State& s) { BM_dram_copy(s, mib); });

@@ -13,6 +13,10 @@ struct CudaLaunch {
   int vec = 0;     // 0: 16-byte vector loads where the data allows them; 1: scalar loads only
   int version = 0;  // a kernel with several versions behind one call (ratio_clip): 0 = default
   int chunked = 0;  // ratio_clip: 1 = token-level rows in chunks of a block each; 0 = default
+  // 1: a kernel that follows another is launched the ordinary way, after it has finished;
+  // 0 (default): programmatically dependent where the GPU allows it (sm_90+: its launch
+  // overlaps the first kernel's end). Used by ratio_clip's finishing kernel.
+  int serial = 0;
 };
 
 // Throws rlft::Error naming `op` and the bad field.
@@ -26,6 +30,7 @@ inline void check_launch(const char* op, const CudaLaunch& l) {
   RLFT_CHECK(l.version >= 0, op, ": launch.version must be >= 0, got ", l.version);
   RLFT_CHECK(l.chunked == 0 || l.chunked == 1, op, ": launch.chunked must be 0 or 1, got ",
              l.chunked);
+  RLFT_CHECK(l.serial == 0 || l.serial == 1, op, ": launch.serial must be 0 or 1, got ", l.serial);
 }
 
 }  // namespace rlft::kernels

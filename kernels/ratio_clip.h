@@ -175,5 +175,11 @@ void ratio_clip_backward_cuda(const RatioClipArgs<Real>& args, double g_loss, Re
 template <typename Real>
 double ratio_clip_loss_unfused_cuda(const RatioClipArgs<Real>& args, Real* workspace,
                                     CUstream_st* stream = nullptr);
+// The read ceiling for the benchmarks (CUDA builds only; no CPU stub): the chunked forward's
+// loads of logp, old_logp, advantages and mask (16-byte vectors, a block per 1024 tokens)
+// without its arithmetic, a float sum per block into `partials` (B·⌈T/1024⌉ floats).
+// Needs a mask, per-token advantages, T divisible by 4 and 16-byte aligned arrays.
+void ratio_clip_read_ceiling_cuda(const RatioClipArgs<float>& args, float* partials,
+                                  CUstream_st* stream = nullptr);
 // ==== end of the CUDA backend ===============================================================
 }  // namespace rlft::kernels

@@ -6,8 +6,10 @@
 
 #include <cuda_runtime.h>
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <utility>
 
 #include "engine/error.h"
 
@@ -186,6 +188,61 @@ class StreamScratch {
   void* ptr_ = nullptr;
   cudaStream_t stream_;
 };
+
+// Programmatic dependent launch (sm_90+): a kernel launched with
+// launch_programmatic_dependent() may start while the kernel before it on the stream still
+// runs, once every block of that one has called pdl_launch_dependents() (or exited); it must
+// call pdl_wait() before it reads anything the earlier kernel writes: pdl_wait() returns when
+// that kernel has completed and its writes are visible. Both are no-ops on older GPUs and in
+// kernels launched the ordinary way, so a kernel can always call them. What it saves: the
+// launch latency of a short kernel that follows a long one (ratio_clip's finishing block).
+__device__ __forceinline__ void pdl_launch_dependents() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void pdl_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+
+// Whether the current device can launch programmatically dependent kernels (compute
+// capability 9.0 or newer); asked once per device.
+inline bool programmatic_launch_supported() {
+  constexpr int kDevices = 64;
+  static std::atomic<int> known[kDevices];  // 0 not asked yet, 1 no, 2 yes
+  int device = 0;
+  RLFT_CUDA_CHECK(cudaGetDevice(&device));
+  if (device < 0 || device >= kDevices) return false;
+  int v = known[device].load(std::memory_order_relaxed);
+  if (v == 0) {
+    int major = 0;
+    RLFT_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
+    v = major >= 9 ? 2 : 1;
+    known[device].store(v, std::memory_order_relaxed);
+  }
+  return v == 2;
+}
+
+// Launches kernel<<<grid, block, 0, stream>>>(args...), programmatically dependent on the
+// stream's previous kernel when `programmatic` is set and the device supports it (else an
+// ordinary launch). The kernel must call pdl_wait() before reading that kernel's output.
+template <typename... Params, typename... Args>
+void launch_programmatic_dependent(bool programmatic, void (*kernel)(Params...), dim3 grid,
+                                   dim3 block, cudaStream_t stream, Args&&... args) {
+  cudaLaunchConfig_t cfg{};
+  cfg.gridDim = grid;
+  cfg.blockDim = block;
+  cfg.dynamicSmemBytes = 0;
+  cfg.stream = stream;
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[0].val.programmaticStreamSerializationAllowed = 1;
+  cfg.attrs = attr;
+  cfg.numAttrs = programmatic && programmatic_launch_supported() ? 1 : 0;
+  RLFT_CUDA_CHECK(cudaLaunchKernelEx(&cfg, kernel, std::forward<Args>(args)...));
+}
 
 // Blocks for a grid-stride loop over `rows`: one block per row up to the grid limit.
 inline unsigned grid_for_rows(int64_t rows) {

@@ -293,6 +293,7 @@ __global__ void __launch_bounds__(512, 2)
                            RowSums* __restrict__ row_sums) {
   __shared__ RowSums smem[kMaxWarps];
   __shared__ double smem_d[kMaxWarps];
+  cuda_detail::pdl_launch_dependents();  // the finishing kernel may be scheduled (it waits)
   const double c = a.dual_clip;
   const int64_t ng = a.T / G;
   for (int64_t i = blockIdx.x; i < a.B; i += gridDim.x) {
@@ -332,6 +333,7 @@ __global__ void __launch_bounds__(512, 2)
     ratio_clip_chunks_kernel(const RatioClipArgs<Real> a, const LogBounds lb, int64_t chunks,
                              RowSums* __restrict__ chunk_sums) {
   __shared__ RowSums smem[kMaxWarps];
+  cuda_detail::pdl_launch_dependents();
   const int64_t groups_per_chunk = int64_t(blockDim.x) * U, ng = a.T / G;
   for (int64_t b = blockIdx.x; b < a.B * chunks; b += gridDim.x) {
     const ChunkRange cr = chunk_range(b, chunks, groups_per_chunk, ng);
@@ -353,28 +355,31 @@ __device__ __forceinline__ RowSums row_total(const RowSums* __restrict__ sums, i
   return r;
 }
 
-// One block: totals in a fixed order, then the aggregated loss, then the statistics. `sums`
-// holds `chunks` consecutive partial sums per row (1: one per row).
+// One block: the totals and the aggregated loss in one pass over the rows, in a fixed order,
+// then the statistics. `sums` holds `chunks` consecutive partial sums per row (1: one per
+// row). coef_i depends on the row's own count except in token_mean, where it is the same
+// 1/D for every row (D: the normalizer or the global Σm): there the loss is (Σ_i loss_i)/D.
+// Launched programmatically dependent on the kernel that writes `sums` (pdl_wait first).
 __global__ void __launch_bounds__(kFinishBlock)
     ratio_clip_finish_kernel(const RowSums* __restrict__ sums, int64_t chunks, int64_t B,
                              int64_t T, Aggregation agg, double normalizer,
                              double* __restrict__ out) {
   __shared__ RowSums smem[kMaxWarps];
   __shared__ double smem_d[kMaxWarps];
+  cuda_detail::pdl_wait();
+  const bool uniform = agg == Aggregation::token_mean;
   RowSums p = zero_sums();
-  for (int64_t i = threadIdx.x; i < B; i += blockDim.x)
-    p = AddSums{}(p, row_total(sums, i, chunks));
-  const RowSums tot = block_allreduce(p, AddSums{}, smem);
-  double loss = 0.0;
+  double weighted = 0.0;  // Σ_i coef_i·loss_i over this thread's rows (not token_mean)
   for (int64_t i = threadIdx.x; i < B; i += blockDim.x) {
     const RowSums r = row_total(sums, i, chunks);
-    if (r.n == 0.0) continue;
-    loss += row_coef(agg, normalizer, B, T, r.n, tot.n) * r.loss;
+    p = AddSums{}(p, r);
+    if (!uniform && r.n != 0.0) weighted += row_coef(agg, normalizer, B, T, r.n, 0.0) * r.loss;
   }
-  loss = block_sum(loss, smem_d);
+  const RowSums tot = cuda_detail::block_reduce_to_first(p, AddSums{}, smem);
+  if (!uniform) weighted = block_sum(weighted, smem_d);
   if (threadIdx.x == 0) {
     const bool any = tot.n > 0;
-    out[0] = loss;
+    out[0] = uniform ? row_coef(agg, normalizer, B, T, 0.0, tot.n) * tot.loss : weighted;
     out[1] = any ? tot.low / tot.n : 0.0;
     out[2] = any ? tot.high / tot.n : 0.0;
     out[3] = any ? tot.dual / tot.n : 0.0;
@@ -552,6 +557,28 @@ __global__ void __launch_bounds__(kFinishBlock)
   if (threadIdx.x == 0) out[0] = sm > 0 ? sl / sm : 0.0;
 }
 
+// ---- the read ceiling (benchmarks only) ----------------------------------------------------
+// The chunked forward's memory traffic without its arithmetic: the same grid (a block of
+// kChunkBlock threads per 1024 tokens), the same 16-byte loads of logp, old_logp, advantages
+// and mask, summed in float per block → out[block]. What a kernel of this shape reads at
+// best on the GPU it runs on, the figure ratio_clip's %peak is read against.
+__global__ void __launch_bounds__(kChunkBlock)
+    read_ceiling_kernel(const RatioClipArgs<float> a, int64_t chunks, float* __restrict__ out) {
+  __shared__ float smem[kMaxWarps];
+  constexpr int G = cuda_detail::Vec16<float>::n;
+  const int64_t ng = a.T / G;
+  for (int64_t b = blockIdx.x; b < a.B * chunks; b += gridDim.x) {
+    const ChunkRange cr = chunk_range(b, chunks, blockDim.x, ng);
+    const RowView<float> row(a, cr.row);
+    float s = 0.f;
+    for_each_token<G, 1>(row, cr.g_begin, cr.g_end, [&](int64_t, const Tok<float>& k) {
+      s += (k.w + k.logp) + (k.old_logp + k.A);
+    });
+    s = block_sum(s, smem);
+    if (threadIdx.x == 0) out[b] = s;
+  }
+}
+
 // ---- host side -----------------------------------------------------------------------------
 
 // Threads per row: about 16 tokens per thread, 64…512 (T = 4096: 256, the best of the
@@ -649,6 +676,17 @@ void with_shape(const Shape& sh, F f) {
     by_unroll(std::integral_constant<int, 1>{});
 }
 
+// The finishing kernel, programmatically dependent on the row (or chunk) kernel unless
+// launch.serial: on sm_90+ its block is scheduled while that kernel's last blocks run and
+// waits for them in pdl_wait(), which hides its launch latency.
+template <typename Real>
+void launch_finish(const RatioClipArgs<Real>& a, const RowSums* sums, int64_t chunks,
+                   double* stats, cudaStream_t stream, const CudaLaunch& launch) {
+  cuda_detail::launch_programmatic_dependent(launch.serial == 0, ratio_clip_finish_kernel,
+                                             dim3(1), dim3(kFinishBlock), stream, sums, chunks,
+                                             a.B, a.T, a.aggregation, a.normalizer, stats);
+}
+
 }  // namespace
 
 template <typename Real>
@@ -677,9 +715,7 @@ void ratio_clip_forward_cuda_async(const RatioClipArgs<Real>& a, double* stats,
                                                                         scratch.as<RowSums>());
     });
     RLFT_CUDA_CHECK_LAUNCH();
-    ratio_clip_finish_kernel<<<1, kFinishBlock, 0, stream>>>(
-        scratch.as<RowSums>(), chunks, a.B, a.T, a.aggregation, a.normalizer, stats);
-    RLFT_CUDA_CHECK_LAUNCH();
+    launch_finish(a, scratch.as<RowSums>(), chunks, stats, stream, launch);
     return;
   }
   cuda_detail::StreamScratch scratch(size_t(a.B) * sizeof(RowSums), stream);
@@ -690,9 +726,7 @@ void ratio_clip_forward_cuda_async(const RatioClipArgs<Real>& a, double* stats,
         <<<cuda_detail::grid_for_rows(a.B), bd, 0, stream>>>(a, lb, rows);
   });
   RLFT_CUDA_CHECK_LAUNCH();
-  ratio_clip_finish_kernel<<<1, kFinishBlock, 0, stream>>>(rows, chunks, a.B, a.T,
-                                                           a.aggregation, a.normalizer, stats);
-  RLFT_CUDA_CHECK_LAUNCH();
+  launch_finish(a, rows, chunks, stats, stream, launch);
 }
 
 template <typename Real>
@@ -792,6 +826,21 @@ double ratio_clip_loss_unfused_cuda(const RatioClipArgs<Real>& a, Real* workspac
                                   cudaMemcpyDeviceToHost, stream));
   RLFT_CUDA_CHECK(cudaStreamSynchronize(stream));
   return loss;
+}
+
+void ratio_clip_read_ceiling_cuda(const RatioClipArgs<float>& a, float* partials,
+                                  CUstream_st* stream) {
+  constexpr const char* op = "ratio_clip_read_ceiling_cuda";
+  ratio_clip_check_args(op, a);
+  RLFT_CHECK(a.mask && !a.advantages_per_sequence && a.T % 4 == 0 && aligned16(a.logp) &&
+                 aligned16(a.old_logp) && aligned16(a.mask) && aligned16(a.advantages),
+             op, ": needs a mask, per-token advantages, T divisible by 4 and 16-byte aligned "
+                 "arrays");
+  if (a.B * a.T == 0) return;
+  const int64_t chunks = chunks_per_row(a.T / 4, kChunkBlock);
+  read_ceiling_kernel<<<cuda_detail::grid_for_rows(a.B * chunks), kChunkBlock, 0, stream>>>(
+      a, chunks, partials);
+  RLFT_CUDA_CHECK_LAUNCH();
 }
 
 template void ratio_clip_forward_cuda_async<float>(const RatioClipArgs<float>&, double*,

@@ -108,6 +108,8 @@ TEST(CudaLaunch, BadShapesAreClearErrors) {
   EXPECT_NE(message({0, 0, 0, -1}).find("launch.version must be >= 0, got -1"), std::string::npos);
   EXPECT_NE(message({0, 0, 0, 0, 2}).find("launch.chunked must be 0 or 1, got 2"),
             std::string::npos);
+  EXPECT_NE(message({0, 0, 0, 0, 0, -1}).find("launch.serial must be 0 or 1, got -1"),
+            std::string::npos);
 }
 
 #ifndef RLFT_HAVE_CUDA
@@ -669,7 +671,7 @@ struct ClipBuffers {
 
 std::string describe(const rk::CudaLaunch& l) {
   return rlft::str("launch{block=", l.block, " unroll=", l.unroll, " vec=", l.vec,
-                   " version=", l.version, " chunked=", l.chunked, "}");
+                   " version=", l.version, " chunked=", l.chunked, " serial=", l.serial, "}");
 }
 
 template <typename Real>
@@ -831,6 +833,95 @@ TEST(RatioClipCuda, AsyncForwardLeavesTheStatisticsOnTheDevice) {
   EXPECT_THROW(rk::ratio_clip_forward_cuda_async<float>(buf.dev, stats.get(), nullptr, {0, 8, 0}),
                rlft::Error);
   EXPECT_THROW(rk::ratio_clip_forward_cuda<float>(buf.dev, nullptr, {48, 0, 0}), rlft::Error);
+}
+
+// The finishing kernel launched programmatically dependent on the row kernel (the default on
+// sm_90+) and the ordinary way (launch.serial = 1) give the same bits in every aggregation and
+// layout; and the asynchronous forward captured into a CUDA graph (as a training step may be)
+// and replayed twice leaves the same statistics as the direct call.
+TEST(RatioClipCuda, DependentAndSerialFinishAgreeAlsoInAGraph) {
+  RLFT_REQUIRE_GPU();
+  uint64_t seed = 4242;
+  for (ClipCase c : every_clip_mode(37, 1000)) {
+    if (c.level != rk::RatioLevel::token) continue;
+    const ClipData D = make_clip(c, ++seed);
+    ClipBuffers<float> buf(c, D);
+    for (int chunked : {0, 1})
+      for (int version : {1, 2}) {
+        const rk::CudaLaunch dep{0, 0, 0, version, chunked, 0}, ser{0, 0, 0, version, chunked, 1};
+        const rk::RatioClipStats a = rk::ratio_clip_forward_cuda<float>(buf.dev, nullptr, dep);
+        const rk::RatioClipStats b = rk::ratio_clip_forward_cuda<float>(buf.dev, nullptr, ser);
+        EXPECT_EQ(std::memcmp(&a, &b, sizeof(a)), 0) << describe(c) << " " << describe(dep);
+      }
+  }
+  ClipCase c;
+  c.B = 200;
+  c.T = 2048;
+  const ClipData D = make_clip(c, 99);
+  ClipBuffers<float> buf(c, D);
+  const rk::RatioClipStats want = rk::ratio_clip_forward_cuda<float>(buf.dev);
+  cudaStream_t stream{};
+  CUDA_OK(cudaStreamCreate(&stream));
+  DeviceArray<double> stats(std::vector<double>(14, -1.0));
+  cudaGraph_t graph{};
+  cudaGraphExec_t exec{};
+  CUDA_OK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
+  rk::ratio_clip_forward_cuda_async<float>(buf.dev, stats.get(), stream);
+  rk::ratio_clip_forward_cuda_async<float>(buf.dev, stats.get() + 7, stream, {0, 0, 0, 2, 1, 0});
+  CUDA_OK(cudaStreamEndCapture(stream, &graph));
+  CUDA_OK(cudaGraphInstantiate(&exec, graph, 0));
+  for (int rep = 0; rep < 2; ++rep) {
+    CUDA_OK(cudaGraphLaunch(exec, stream));
+    CUDA_OK(cudaStreamSynchronize(stream));
+    const std::vector<double> got = stats.download();
+    const rk::RatioClipStats v2 =
+        rk::ratio_clip_forward_cuda<float>(buf.dev, nullptr, {0, 0, 0, 2, 1, 1});
+    const double w[2][7] = {{want.loss, want.clip_frac_low, want.clip_frac_high,
+                             want.dual_clip_frac, want.approx_kl_k1, want.approx_kl_k3,
+                             want.tokens},
+                            {v2.loss, v2.clip_frac_low, v2.clip_frac_high, v2.dual_clip_frac,
+                             v2.approx_kl_k1, v2.approx_kl_k3, v2.tokens}};
+    for (int k = 0; k < 14; ++k) EXPECT_EQ(got[ix(k)], w[k / 7][k % 7]) << "replay " << rep << " statistic " << k;
+  }
+  CUDA_OK(cudaGraphExecDestroy(exec));
+  CUDA_OK(cudaGraphDestroy(graph));
+  CUDA_OK(cudaStreamDestroy(stream));
+}
+
+// The benchmarks' read ceiling reads every token of the four arrays once: its per-chunk sums
+// (1024 tokens a chunk, the last one partial) match the host's.
+TEST(RatioClipCuda, ReadCeilingSumsEveryLoad) {
+  RLFT_REQUIRE_GPU();
+  const int64_t B = 3, T = 2100, chunks = 3;  // 525 groups of 4: chunks of 256, 256, 13 groups
+  std::mt19937_64 rng(31);
+  std::normal_distribution<float> normal(0.f, 1.f);
+  std::vector<std::vector<float>> h(4, std::vector<float>(ix(B * T)));
+  for (auto& v : h)
+    for (float& x : v) x = normal(rng);
+  DeviceArray<float> logp(h[0]), old_logp(h[1]), adv(h[2]), mask(h[3]);
+  rk::RatioClipArgs<float> a;
+  a.B = B;
+  a.T = T;
+  a.logp = logp.get();
+  a.old_logp = old_logp.get();
+  a.advantages = adv.get();
+  a.mask = mask.get();
+  DeviceArray<float> partials(std::vector<float>(ix(B * chunks), -1.f));
+  rk::ratio_clip_read_ceiling_cuda(a, partials.get());
+  const std::vector<float> got = partials.download();
+  for (int64_t b = 0; b < B * chunks; ++b) {
+    const int64_t row = b / chunks, t0 = (b % chunks) * 1024, t1 = std::min(t0 + 1024, T);
+    double want = 0, scale = 0;
+    for (int64_t t = t0; t < t1; ++t)
+      for (const auto& v : h) {
+        want += v[ix(row * T + t)];
+        scale += std::fabs(v[ix(row * T + t)]);
+      }
+    EXPECT_NEAR(got[ix(b)], want, 1e-5 * scale) << "chunk " << b;
+  }
+  rk::RatioClipArgs<float> no_mask = a;
+  no_mask.mask = nullptr;
+  EXPECT_THROW(rk::ratio_clip_read_ceiling_cuda(no_mask, partials.get()), rlft::Error);
 }
 
 // The kernels' per-call scratch (stream-ordered) stays in the device's pool across
