@@ -479,6 +479,18 @@ void register_all() {
             l.serial = 1;
             BM_ratio_clip(s, B, T, "fwd_graph", l);
           });
+  // Staged loads (each thread's groups through shared memory, S in flight), both versions.
+  for (int stages : {2, 3})
+    for (int version : {1, 2})
+      for (auto [B, T] : {std::pair<int64_t, int64_t>{64, 1024}, {512, 4096}})
+        reg("ratio_clip_staged" + std::to_string(stages) + "_v" + std::to_string(version) +
+                "_fwd_graph/B=" + std::to_string(B) + "/T=" + std::to_string(T),
+            [=](benchmark::State& s) {
+              rk::CudaLaunch l;
+              l.version = version;
+              l.stages = stages;
+              BM_ratio_clip(s, B, T, "fwd_graph", l);
+            });
   // The read ceiling: the chunked forward's loads without its arithmetic (one kernel).
   for (auto [B, T] : {std::pair<int64_t, int64_t>{64, 1024}, {512, 4096}})
     reg("ratio_clip_read_ceiling_graph/B=" + std::to_string(B) + "/T=" + std::to_string(T),
@@ -514,6 +526,18 @@ void register_all() {
                                   rk::CudaLaunch{block, unroll, vec, version, chunked}, true);
                   });
             }
+  for (int version : {1, 2})
+    for (int block : {128, 256, 512})
+      for (int stages : {2, 3, 4})
+        reg("sweep/ratio_clip_staged_fwd_graph/B=512/T=4096/v" + std::to_string(version) +
+                "/block=" + std::to_string(block) + "/stages=" + std::to_string(stages),
+            [=](benchmark::State& s) {
+              rk::CudaLaunch l;
+              l.block = block;
+              l.version = version;
+              l.stages = stages;
+              BM_ratio_clip(s, 512, 4096, "fwd_graph", l, true);
+            });
   for (bool rows : {false, true})
     for (int64_t B : {8, 64, 4096})
       for (int64_t T : {128, 4096})

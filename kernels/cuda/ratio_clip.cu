@@ -105,6 +105,9 @@ constexpr int kDefaultUnrollVector = 1;
 // Version 1 (double per token), a block per row, until version 2 and the chunks have been
 // measured on a GPU (BENCHMARKS.md).
 constexpr int kDefaultVersion = 1;
+// Groups in flight per thread through shared memory in the token-level forward (1: registers,
+// no staging) until the staged loads have been measured on a GPU.
+constexpr int kDefaultStages = 1;
 constexpr int kChunkBlock = 256;  // threads per chunk in the chunked layout
 constexpr int kFinishBlock = 512;
 
@@ -113,6 +116,7 @@ struct RowSums {
   double n, loss, low, high, dual, k1, k3;
 };
 constexpr int kStats = 7;  // doubles copied back: loss, low, high, dual, k1, k3, tokens
+constexpr int kStatsBlock = (kStats + 1) * 32;  // the finishing kernel: a warp per quantity
 
 __device__ __forceinline__ RowSums zero_sums() { return {0, 0, 0, 0, 0, 0, 0}; }
 
@@ -241,6 +245,57 @@ __device__ __forceinline__ void for_tokens(const RowView<Real>& row, int64_t g_b
   });
 }
 
+// The same as for_each_token<Vec16<Real>::n, 1> over groups [g_begin, g_end) of a row with
+// scalar bounds, but each thread's groups go through shared memory: cp.async copies of S
+// groups are in flight while the thread computes on the oldest one (a software pipeline that
+// holds no registers for the data in flight). `stage` holds S × 4 × blockDim 16-byte vectors
+// (stage, array: logp, old_logp, mask, advantages; thread); a thread reads only the slots it
+// copied, so no barrier is needed. Every group is committed, present or not, so that
+// cp_async_wait<S − 1> always means "group m has landed".
+template <int S, typename Real, typename F>
+__device__ __forceinline__ void for_each_token_staged(const RowView<Real>& row, int64_t g_begin,
+                                                      int64_t g_end,
+                                                      typename Vec16<Real>::type* stage, F f) {
+  using VT = Vec16<Real>;
+  using Vec = typename VT::type;
+  constexpr int G = VT::n;
+  const int64_t bd = blockDim.x, tid = threadIdx.x, n = g_end - g_begin;
+  const int64_t mine = n > tid ? (n - tid + bd - 1) / bd : 0;  // this thread's groups
+  const auto slot = [&](int64_t m, int array) { return stage + ((m % S) * 4 + array) * bd + tid; };
+  const auto first_token = [&](int64_t m) { return (g_begin + tid + m * bd) * G; };
+  const auto issue = [&](int64_t m) {
+    if (m < mine) {
+      const int64_t t = first_token(m);
+      cuda_detail::cp_async16(slot(m, 0), row.logp + t);
+      cuda_detail::cp_async16(slot(m, 1), row.old_logp + t);
+      if (row.mask) cuda_detail::cp_async16(slot(m, 2), row.mask + t);
+      if (!row.per_seq) cuda_detail::cp_async16(slot(m, 3), row.adv + t);
+    }
+    cuda_detail::cp_async_commit();
+  };
+#pragma unroll
+  for (int m = 0; m < S - 1; ++m) issue(m);
+  for (int64_t m = 0; m < mine; ++m) {
+    issue(m + S - 1);  // into the slot group m − 1 used
+    cuda_detail::cp_async_wait<S - 1>();
+    const Vec lp = *slot(m, 0), ol = *slot(m, 1);
+    const Vec w = row.mask ? *slot(m, 2) : Vec{};
+    const Vec A = row.per_seq ? Vec{} : *slot(m, 3);
+    const int64_t t = first_token(m);
+#pragma unroll
+    for (int e = 0; e < G; ++e) {
+      Tok<Real> k;
+      k.w = row.mask ? VT::get(w, e) : Real(1);
+      k.logp = VT::get(lp, e);
+      k.old_logp = VT::get(ol, e);
+      k.A = VT::get(A, e);
+      k.lo = k.hi = Real(0);
+      f(t + e, k);
+    }
+  }
+  cuda_detail::cp_async_wait<0>();  // nothing of this row left in flight
+}
+
 // ρ_i = Σ m·x / Σ m over the row (0 for an empty row), and Σ m; block-wide.
 template <int G, int U, typename Real>
 __device__ __forceinline__ double row_mean_log_ratio(const RowView<Real>& row, int64_t T,
@@ -323,6 +378,28 @@ __global__ void __launch_bounds__(512, 2)
   }
 }
 
+// The token level with staged loads (for_each_token_staged): a block per row, S groups in
+// flight per thread; float or double data with scalar bounds (the dispatcher's check).
+template <typename Real, int S, bool F32>
+__global__ void __launch_bounds__(512, 2)
+    ratio_clip_rows_staged_kernel(const RatioClipArgs<Real> a, const LogBounds lb,
+                                  RowSums* __restrict__ row_sums) {
+  extern __shared__ __align__(16) unsigned char stage_bytes[];  // S·4·blockDim vectors
+  __shared__ RowSums smem[kMaxWarps];
+  cuda_detail::pdl_launch_dependents();
+  auto* stage = reinterpret_cast<typename Vec16<Real>::type*>(stage_bytes);
+  const int64_t ng = a.T / Vec16<Real>::n;
+  for (int64_t i = blockIdx.x; i < a.B; i += gridDim.x) {
+    const RowView<Real> row(a, i);
+    RowSums p = zero_sums();
+    for_each_token_staged<S>(row, 0, ng, stage, [&](int64_t, const Tok<Real>& k) {
+      if (k.w != Real(0)) add_token_level<F32>(p, row.get(k), lb, a.dual_clip);
+    });
+    p = cuda_detail::block_reduce_to_first(p, AddSums{}, smem);
+    if (threadIdx.x == 0) row_sums[i] = p;
+  }
+}
+
 // The chunked layout, token level: a block per CHUNK of C = blockDim·U·G tokens of a row,
 // every thread loading its U groups once (no loop), the chunk's sums →
 // chunk_sums[row·chunks + c]. Many short blocks instead of one long one per row, so blocks in
@@ -355,37 +432,45 @@ __device__ __forceinline__ RowSums row_total(const RowSums* __restrict__ sums, i
   return r;
 }
 
-// One block: the totals and the aggregated loss in one pass over the rows, in a fixed order,
-// then the statistics. `sums` holds `chunks` consecutive partial sums per row (1: one per
-// row). coef_i depends on the row's own count except in token_mean, where it is the same
-// 1/D for every row (D: the normalizer or the global Σm): there the loss is (Σ_i loss_i)/D.
+// One block of kStatsBlock = 256 threads, a warp per quantity: warps 0–6 each add one of
+// the 7 fields of every partial sum (lane-strided, then a shuffle tree: a fixed order), warp 7
+// adds Σ_i coef_i·loss_i over the rows (coef_i from the row's own count; token_mean instead
+// uses the same 1/D for every row, D the normalizer or the global Σm: its loss is
+// (Σ_i loss_i)/D). `sums` holds `chunks` consecutive partial sums per row (1: one per row).
 // Launched programmatically dependent on the kernel that writes `sums` (pdl_wait first).
-__global__ void __launch_bounds__(kFinishBlock)
+__global__ void __launch_bounds__(kStatsBlock)
     ratio_clip_finish_kernel(const RowSums* __restrict__ sums, int64_t chunks, int64_t B,
                              int64_t T, Aggregation agg, double normalizer,
                              double* __restrict__ out) {
-  __shared__ RowSums smem[kMaxWarps];
-  __shared__ double smem_d[kMaxWarps];
+  static_assert(sizeof(RowSums) == kStats * sizeof(double), "RowSums is 7 doubles");
+  static_assert(kStatsBlock == (kStats + 1) * cuda_detail::kWarp, "a warp per quantity");
+  __shared__ double total[kStats + 1];
   cuda_detail::pdl_wait();
+  const int warp = threadIdx.x / cuda_detail::kWarp, lane = threadIdx.x % cuda_detail::kWarp;
   const bool uniform = agg == Aggregation::token_mean;
-  RowSums p = zero_sums();
-  double weighted = 0.0;  // Σ_i coef_i·loss_i over this thread's rows (not token_mean)
-  for (int64_t i = threadIdx.x; i < B; i += blockDim.x) {
-    const RowSums r = row_total(sums, i, chunks);
-    p = AddSums{}(p, r);
-    if (!uniform && r.n != 0.0) weighted += row_coef(agg, normalizer, B, T, r.n, 0.0) * r.loss;
+  double v = 0.0;
+  if (warp < kStats) {
+    const double* field = reinterpret_cast<const double*>(sums) + warp;
+    for (int64_t k = lane; k < B * chunks; k += cuda_detail::kWarp) v += field[k * kStats];
+  } else if (!uniform) {
+    for (int64_t i = lane; i < B; i += cuda_detail::kWarp) {
+      const RowSums r = row_total(sums, i, chunks);
+      if (r.n != 0.0) v += row_coef(agg, normalizer, B, T, r.n, 0.0) * r.loss;
+    }
   }
-  const RowSums tot = cuda_detail::block_reduce_to_first(p, AddSums{}, smem);
-  if (!uniform) weighted = block_sum(weighted, smem_d);
+  v = cuda_detail::warp_allreduce(v, cuda_detail::Sum{});
+  if (lane == 0) total[warp] = v;
+  __syncthreads();
   if (threadIdx.x == 0) {
-    const bool any = tot.n > 0;
-    out[0] = uniform ? row_coef(agg, normalizer, B, T, 0.0, tot.n) * tot.loss : weighted;
-    out[1] = any ? tot.low / tot.n : 0.0;
-    out[2] = any ? tot.high / tot.n : 0.0;
-    out[3] = any ? tot.dual / tot.n : 0.0;
-    out[4] = any ? tot.k1 / tot.n : 0.0;
-    out[5] = any ? tot.k3 / tot.n : 0.0;
-    out[6] = tot.n;
+    const double n = total[0], loss = total[1];
+    const bool any = n > 0;
+    out[0] = uniform ? row_coef(agg, normalizer, B, T, 0.0, n) * loss : total[kStats];
+    out[1] = any ? total[2] / n : 0.0;  // low
+    out[2] = any ? total[3] / n : 0.0;  // high
+    out[3] = any ? total[4] / n : 0.0;  // dual
+    out[4] = any ? total[5] / n : 0.0;  // k1
+    out[5] = any ? total[6] / n : 0.0;  // k3
+    out[6] = n;
   }
 }
 
@@ -676,6 +761,22 @@ void with_shape(const Shape& sh, F f) {
     by_unroll(std::integral_constant<int, 1>{});
 }
 
+// Calls f(std::integral_constant<int, S>, std::integral_constant<bool, F32>) for S in 2..4.
+template <typename Real, typename F>
+void with_stages(int stages, bool f32, F f) {
+  const auto by_version = [&](auto st) {
+    if constexpr (std::is_same_v<Real, float>) {
+      if (f32) return f(st, std::true_type{});
+    }
+    f(st, std::false_type{});
+  };
+  switch (stages) {
+    case 2: by_version(std::integral_constant<int, 2>{}); break;
+    case 3: by_version(std::integral_constant<int, 3>{}); break;
+    default: by_version(std::integral_constant<int, 4>{}); break;
+  }
+}
+
 // The finishing kernel, programmatically dependent on the row (or chunk) kernel unless
 // launch.serial: on sm_90+ its block is scheduled while that kernel's last blocks run and
 // waits for them in pdl_wait(), which hides its launch latency.
@@ -683,7 +784,7 @@ template <typename Real>
 void launch_finish(const RatioClipArgs<Real>& a, const RowSums* sums, int64_t chunks,
                    double* stats, cudaStream_t stream, const CudaLaunch& launch) {
   cuda_detail::launch_programmatic_dependent(launch.serial == 0, ratio_clip_finish_kernel,
-                                             dim3(1), dim3(kFinishBlock), stream, sums, chunks,
+                                             dim3(1), dim3(kStatsBlock), stream, sums, chunks,
                                              a.B, a.T, a.aggregation, a.normalizer, stats);
 }
 
@@ -721,6 +822,21 @@ void ratio_clip_forward_cuda_async(const RatioClipArgs<Real>& a, double* stats,
   cuda_detail::StreamScratch scratch(size_t(a.B) * sizeof(RowSums), stream);
   RowSums* rows = scratch.as<RowSums>();
   const int bd = launch.block ? launch.block : block_for(a.T);
+  const int stages = launch.stages != 0 ? launch.stages : kDefaultStages;
+  if (a.level == RatioLevel::token && sh.G > 1 && stages >= 2 && !a.lower && !a.upper) {
+    const size_t smem = size_t(stages) * 4 * size_t(bd) * 16;
+    with_stages<Real>(stages, sh.f32, [&](auto st, auto f32) {
+      const auto kernel =
+          ratio_clip_rows_staged_kernel<Real, decltype(st)::value, decltype(f32)::value>;
+      if (smem > 48 * 1024)
+        RLFT_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                             int(smem)));
+      kernel<<<cuda_detail::grid_for_rows(a.B), bd, smem, stream>>>(a, lb, rows);
+    });
+    RLFT_CUDA_CHECK_LAUNCH();
+    launch_finish(a, rows, chunks, stats, stream, launch);
+    return;
+  }
   with_shape<Real>(sh, [&](auto g, auto u, auto f32) {
     ratio_clip_rows_kernel<Real, decltype(g)::value, decltype(u)::value, decltype(f32)::value>
         <<<cuda_detail::grid_for_rows(a.B), bd, 0, stream>>>(a, lb, rows);

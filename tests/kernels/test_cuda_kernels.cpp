@@ -110,6 +110,8 @@ TEST(CudaLaunch, BadShapesAreClearErrors) {
             std::string::npos);
   EXPECT_NE(message({0, 0, 0, 0, 0, -1}).find("launch.serial must be 0 or 1, got -1"),
             std::string::npos);
+  EXPECT_NE(message({0, 0, 0, 0, 0, 0, 5}).find("launch.stages must be 0, 1, 2, 3 or 4, got 5"),
+            std::string::npos);
 }
 
 #ifndef RLFT_HAVE_CUDA
@@ -671,7 +673,8 @@ struct ClipBuffers {
 
 std::string describe(const rk::CudaLaunch& l) {
   return rlft::str("launch{block=", l.block, " unroll=", l.unroll, " vec=", l.vec,
-                   " version=", l.version, " chunked=", l.chunked, " serial=", l.serial, "}");
+                   " version=", l.version, " chunked=", l.chunked, " serial=", l.serial,
+                   " stages=", l.stages, "}");
 }
 
 template <typename Real>
@@ -747,11 +750,13 @@ TEST(RatioClipCuda, LargerShapesMatchCpu) {
 // with the row-count pre-pass, both sequence levels, per-token bounds, per-sequence A).
 TEST(RatioClipCuda, EveryLaunchShapeMatchesCpu) {
   RLFT_REQUIRE_GPU();
-  // {block, unroll, vec, version, chunked}; the chunked ones apply to the token level only
+  // {block, unroll, vec, version, chunked, serial, stages}; the chunked and staged ones apply
+  // to the token level only (staged: 16-byte groups and scalar bounds; else registers)
   const std::vector<rk::CudaLaunch> launches = {
-      {32, 1, 0},         {64, 4, 0},        {128, 2, 0},       {512, 1, 0},
-      {256, 4, 1},        {64, 1, 1},        {512, 2, 1},       {64, 1, 0, 0, 1},
-      {32, 2, 1, 0, 1},   {256, 1, 0, 1, 1}};
+      {32, 1, 0},           {64, 4, 0},           {128, 2, 0},         {512, 1, 0},
+      {256, 4, 1},          {64, 1, 1},           {512, 2, 1},         {64, 1, 0, 0, 1},
+      {32, 2, 1, 0, 1},     {256, 1, 0, 1, 1},    {32, 0, 0, 1, 0, 0, 2}, {128, 0, 0, 0, 0, 1, 3},
+      {512, 0, 0, 0, 0, 0, 4}, {64, 0, 1, 0, 0, 0, 3}};
   std::vector<ClipCase> cases;
   for (const ClipCase& c : every_clip_mode(5, 1024)) {
     const bool per_token_bounds = c.per_token_bounds;
@@ -780,10 +785,12 @@ TEST(RatioClipCuda, EveryLaunchShapeMatchesCpu) {
 TEST(RatioClipCuda, Version2AndChunksEveryModeMatchCpu) {
   RLFT_REQUIRE_GPU();
   uint64_t seed = 9000;
-  // {block, unroll, vec, version, chunked}
+  // {block, unroll, vec, version, chunked, serial, stages}
   const std::vector<rk::CudaLaunch> launches = {
-      {0, 0, 0, 2, 0},  {32, 1, 1, 2, 0}, {128, 2, 0, 2, 0}, {256, 4, 0, 2, 0}, {0, 0, 0, 2, 1},
-      {32, 1, 0, 2, 1}, {64, 1, 1, 2, 1}, {128, 2, 0, 2, 1}, {32, 4, 1, 1, 1},  {0, 0, 0, 1, 1}};
+      {0, 0, 0, 2, 0},       {32, 1, 1, 2, 0},       {128, 2, 0, 2, 0}, {256, 4, 0, 2, 0},
+      {0, 0, 0, 2, 1},       {32, 1, 0, 2, 1},       {64, 1, 1, 2, 1},  {128, 2, 0, 2, 1},
+      {32, 4, 1, 1, 1},      {0, 0, 0, 1, 1},        {0, 0, 0, 2, 0, 0, 2}, {64, 0, 0, 2, 0, 1, 3},
+      {256, 0, 0, 2, 0, 0, 4}, {0, 0, 0, 1, 0, 0, 3}};
   size_t which = 0;
   for (auto [B, T] : {std::pair<int64_t, int64_t>{1, 1}, {3, 17}, {5, 300}, {4, 1024}})
     for (const ClipCase& c : every_clip_mode(B, T)) {
@@ -797,8 +804,9 @@ TEST(RatioClipCuda, Version2AndChunksEveryModeMatchCpu) {
   c.T = 999;
   const ClipData D = make_clip(c, 1);
   ClipBuffers<float> buf(c, D);
-  for (const rk::CudaLaunch& l : {rk::CudaLaunch{0, 0, 0, 2, 0}, rk::CudaLaunch{0, 0, 0, 2, 1},
-                                  rk::CudaLaunch{0, 0, 0, 1, 1}}) {
+  for (const rk::CudaLaunch& l :
+       {rk::CudaLaunch{0, 0, 0, 2, 0}, rk::CudaLaunch{0, 0, 0, 2, 1}, rk::CudaLaunch{0, 0, 0, 1, 1},
+        rk::CudaLaunch{0, 0, 0, 2, 0, 0, 3}}) {
     const rk::RatioClipStats a = rk::ratio_clip_forward_cuda<float>(buf.dev, nullptr, l);
     const rk::RatioClipStats b = rk::ratio_clip_forward_cuda<float>(buf.dev, nullptr, l);
     EXPECT_EQ(std::memcmp(&a, &b, sizeof(a)), 0) << describe(l);
