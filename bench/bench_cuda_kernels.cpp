@@ -369,10 +369,11 @@ void BM_ratio_clip(benchmark::State& state, int64_t B, int64_t T, const std::str
         },
         2 * K);
   } else if (mode == "read_graph") {
+    const int U = launch.unroll ? launch.unroll : 1;
     Buffer<float> partials{size_t(B * ((T + 1023) / 1024))};
     measure_graph(
         state, 16.0 * tokens,
-        [&](cudaStream_t st) { rk::ratio_clip_read_ceiling_cuda(args(), partials.p, st); },
+        [&](cudaStream_t st) { rk::ratio_clip_read_ceiling_cuda(args(), partials.p, st, U); },
         2 * K);
   } else if (mode == "fwd_sync") {
     measure(
@@ -451,7 +452,7 @@ void register_all() {
           [=](benchmark::State& s) { BM_ratio_clip(s, B, T, mode); });
   // Version 2 (float per token, decisions on the log-ratio) and the chunked layout (token-level
   // rows in chunks of a block each; the backward keeps a block per row): not yet defaults.
-  for (auto [version, chunked] : {std::pair<int, int>{2, 0}, {1, 1}, {2, 1}})
+  for (auto [version, chunked] : {std::pair<int, int>{2, 0}, {1, 1}, {2, 1}, {3, 0}, {3, 1}})
     for (const char* mode : {"fwd", "fwd_graph", "bwd", "bwd_graph"})
       for (auto [B, T] : {std::pair<int64_t, int64_t>{64, 1024}, {512, 4096}}) {
         if (chunked && mode[0] == 'b') continue;  // the backward has no chunked layout
@@ -492,9 +493,15 @@ void register_all() {
               BM_ratio_clip(s, B, T, "fwd_graph", l);
             });
   // The read ceiling: the chunked forward's loads without its arithmetic (one kernel).
-  for (auto [B, T] : {std::pair<int64_t, int64_t>{64, 1024}, {512, 4096}})
-    reg("ratio_clip_read_ceiling_graph/B=" + std::to_string(B) + "/T=" + std::to_string(T),
-        [=](benchmark::State& s) { BM_ratio_clip(s, B, T, "read_graph"); });
+  for (int U : {1, 2, 4})
+    for (auto [B, T] : {std::pair<int64_t, int64_t>{64, 1024}, {512, 4096}})
+      reg(std::string("ratio_clip_read_ceiling") + (U > 1 ? "_u" + std::to_string(U) : "") +
+              "_graph/B=" + std::to_string(B) + "/T=" + std::to_string(T),
+          [=](benchmark::State& s) {
+            rk::CudaLaunch l;
+            l.unroll = U;
+            BM_ratio_clip(s, B, T, "read_graph", l);
+          });
   for (size_t mib : {64, 1024})
     reg("dram_copy/MiB=" + std::to_string(mib),
         [=](benchmark::State& s) { BM_dram_copy(s, mib); });
@@ -526,6 +533,15 @@ void register_all() {
                                   rk::CudaLaunch{block, unroll, vec, version, chunked}, true);
                   });
             }
+  for (int chunked : {0, 1})
+    for (int block : {128, 256, 512})
+      for (int unroll : {1, 2, 4})
+        reg("sweep/ratio_clip_v3_fwd_graph/B=512/T=4096/chunked=" + std::to_string(chunked) +
+                "/block=" + std::to_string(block) + "/unroll=" + std::to_string(unroll),
+            [=](benchmark::State& s) {
+              BM_ratio_clip(s, 512, 4096, "fwd_graph",
+                            rk::CudaLaunch{block, unroll, 0, 3, chunked}, true);
+            });
   for (int version : {1, 2})
     for (int block : {128, 256, 512})
       for (int stages : {2, 3, 4})

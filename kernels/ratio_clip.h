@@ -140,10 +140,14 @@ const char* ratio_level_name(RatioLevel l);
 //            4), whether 16-byte vector loads may be used, the arithmetic (version 1: double
 //            per token, the default; 2: float per token with the clip decisions on the
 //            log-ratio, float data with scalar bounds only, float's relative error in the loss,
-//            k3 and the gradients) and the token-level forward's layout (chunked = 1: chunks
-//            of a block each) (kernels/cuda_launch.h; kernels/cuda/ratio_clip.cu has the
-//            details); 0 = the dispatcher's choice. For benchmark sweeps and tests: apart from
-//            version 2, only the order of the sums changes.
+//            k3 and the gradients; 3: the token-level forward all in float up to per-thread
+//            sums, as a float32 framework computes it, float's relative error in the loss, k1
+//            and k3, the clip decisions on the float log-ratio; its backward is version 2's),
+//            the token-level forward's layout (chunked = 1: chunks of a block each), staged
+//            loads (stages) and whether the finishing kernel is programmatically dependent
+//            (serial) (kernels/cuda_launch.h; kernels/cuda/ratio_clip.cu has the details);
+//            0 = the dispatcher's choice. Apart from versions 2 and 3, only the order of the
+//            sums changes.
 }  // namespace rlft::kernels
 
 struct CUstream_st;  // cudaStream_t is CUstream_st*; declared here so no CUDA header is needed
@@ -176,10 +180,11 @@ template <typename Real>
 double ratio_clip_loss_unfused_cuda(const RatioClipArgs<Real>& args, Real* workspace,
                                     CUstream_st* stream = nullptr);
 // The read ceiling for the benchmarks (CUDA builds only; no CPU stub): the chunked forward's
-// loads of logp, old_logp, advantages and mask (16-byte vectors, a block per 1024 tokens)
-// without its arithmetic, a float sum per block into `partials` (B·⌈T/1024⌉ floats).
-// Needs a mask, per-token advantages, T divisible by 4 and 16-byte aligned arrays.
+// loads of logp, old_logp, advantages and mask (16-byte vectors, 256 threads a block, each
+// with `groups_per_thread` (1, 2 or 4) groups of 4 tokens in flight) without its arithmetic,
+// a float sum per block into `partials` (B·⌈T/(1024·groups_per_thread)⌉ floats). Needs a
+// mask, per-token advantages, T divisible by 4 and 16-byte aligned arrays.
 void ratio_clip_read_ceiling_cuda(const RatioClipArgs<float>& args, float* partials,
-                                  CUstream_st* stream = nullptr);
+                                  CUstream_st* stream = nullptr, int groups_per_thread = 1);
 // ==== end of the CUDA backend ===============================================================
 }  // namespace rlft::kernels

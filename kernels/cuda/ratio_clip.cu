@@ -378,6 +378,74 @@ __global__ void __launch_bounds__(512, 2)
   }
 }
 
+// ---- version 3: float per token, float per-thread sums -------------------------------------
+// The token level on float data with scalar bounds, as a float32 framework computes it: the
+// log-ratio x = logp − old_logp, its clamp, e^x, the clip decisions (on x against the bounds'
+// logs, rounded to float), the surrogate, k1 and k3 all in float, summed per thread in float
+// (RowSumsF: exact counts for 0/1 masks up to 2^24 tokens per thread), then in double from
+// the block reduction on. Fewer registers and no float↔double conversions per token.
+struct RowSumsF {
+  float n, loss, low, high, dual, k1, k3;
+};
+struct LogBoundsF {
+  float lo, hi, c, log_lo, log_hi, log_c;
+};
+
+__device__ __forceinline__ void add_token_f32(RowSumsF& p, float w, float logp, float old_logp,
+                                              float A, const LogBoundsF& b) {
+  const float x = logp - old_logp;
+  const float lo_x = x < float(-kLogRatioClamp) ? float(-kLogRatioClamp) : x;
+  const float xc = float(kLogRatioClamp) < lo_x ? float(kLogRatioClamp) : lo_x;
+  const float r = expf(xc);
+  float loss;
+  int clip;
+  if (A > 0.f && xc > b.log_hi) {
+    loss = -(b.hi * A);
+    clip = kHigh;
+  } else if (A < 0.f && xc < b.log_lo) {
+    loss = -(b.lo * A);
+    clip = kLow;
+  } else {
+    loss = -(r * A);
+    clip = kNone;
+  }
+  if (b.c > 0.f && A < 0.f && (clip == kLow ? -b.c * A < loss : xc > b.log_c)) {
+    loss = -b.c * A;
+    clip = kDual;
+  }
+  p.n += w;
+  p.loss += w * loss;
+  p.low += clip == kLow ? w : 0.f;
+  p.high += clip == kHigh ? w : 0.f;
+  p.dual += clip == kDual ? w : 0.f;
+  p.k1 -= w * x;
+  p.k3 += w * k3_f32(xc, r);
+}
+
+// A block per chunk of blockDim·U groups of 4 tokens (chunks = 1: a block per row, looping).
+// U = 1 fits 40 registers without spilling (ptxas -v, sm_90): 3 blocks of 512 (6 of 256) per
+// SM; more groups in flight get 64.
+template <int U>
+__global__ void __launch_bounds__(512, U == 1 ? 3 : 2)
+    ratio_clip_f32_kernel(const RatioClipArgs<float> a, const LogBoundsF lb, int64_t chunks,
+                          RowSums* __restrict__ sums) {
+  __shared__ RowSums smem[kMaxWarps];
+  cuda_detail::pdl_launch_dependents();
+  const int64_t ng = a.T / 4, per_chunk = chunks == 1 ? ng : int64_t(blockDim.x) * U;
+  for (int64_t b = blockIdx.x; b < a.B * chunks; b += gridDim.x) {
+    const ChunkRange cr = chunk_range(b, chunks, per_chunk, ng);
+    const RowView<float> row(a, cr.row);
+    const float A_seq = float(row.A_seq);
+    RowSumsF q{0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
+    for_each_token<4, U>(row, cr.g_begin, cr.g_end, [&](int64_t, const Tok<float>& k) {
+      if (k.w != 0.f) add_token_f32(q, k.w, k.logp, k.old_logp, row.per_seq ? A_seq : k.A, lb);
+    });
+    RowSums p{q.n, q.loss, q.low, q.high, q.dual, q.k1, q.k3};
+    p = cuda_detail::block_reduce_to_first(p, AddSums{}, smem);
+    if (threadIdx.x == 0) sums[b] = p;
+  }
+}
+
 // The token level with staged loads (for_each_token_staged): a block per row, S groups in
 // flight per thread; float or double data with scalar bounds (the dispatcher's check).
 template <typename Real, int S, bool F32>
@@ -644,19 +712,20 @@ __global__ void __launch_bounds__(kFinishBlock)
 
 // ---- the read ceiling (benchmarks only) ----------------------------------------------------
 // The chunked forward's memory traffic without its arithmetic: the same grid (a block of
-// kChunkBlock threads per 1024 tokens), the same 16-byte loads of logp, old_logp, advantages
-// and mask, summed in float per block → out[block]. What a kernel of this shape reads at
+// kChunkBlock threads per U·1024 tokens, U groups of 4 in flight per thread), the same 16-byte
+// loads of logp, old_logp, advantages and mask, summed in float per block → out[block]. What a kernel of this shape reads at
 // best on the GPU it runs on, the figure ratio_clip's %peak is read against.
+template <int U>
 __global__ void __launch_bounds__(kChunkBlock)
     read_ceiling_kernel(const RatioClipArgs<float> a, int64_t chunks, float* __restrict__ out) {
   __shared__ float smem[kMaxWarps];
   constexpr int G = cuda_detail::Vec16<float>::n;
   const int64_t ng = a.T / G;
   for (int64_t b = blockIdx.x; b < a.B * chunks; b += gridDim.x) {
-    const ChunkRange cr = chunk_range(b, chunks, blockDim.x, ng);
+    const ChunkRange cr = chunk_range(b, chunks, int64_t(blockDim.x) * U, ng);
     const RowView<float> row(a, cr.row);
     float s = 0.f;
-    for_each_token<G, 1>(row, cr.g_begin, cr.g_end, [&](int64_t, const Tok<float>& k) {
+    for_each_token<G, U>(row, cr.g_begin, cr.g_end, [&](int64_t, const Tok<float>& k) {
       s += (k.w + k.logp) + (k.old_logp + k.A);
     });
     s = block_sum(s, smem);
@@ -687,7 +756,7 @@ namespace {
 void check_ratio_clip_launch(const char* op, const CudaLaunch& l) {
   check_launch(op, l);
   RLFT_CHECK(l.unroll != 8, op, ": launch.unroll 8 is not built for ratio_clip (0, 1, 2 or 4)");
-  RLFT_CHECK(l.version >= 0 && l.version <= 2, op, ": launch.version must be 0, 1 or 2, got ",
+  RLFT_CHECK(l.version >= 0 && l.version <= 3, op, ": launch.version must be 0, 1, 2 or 3, got ",
              l.version);
 }
 
@@ -698,7 +767,13 @@ bool aligned16(const void* p) { return p == nullptr || reinterpret_cast<uintptr_
 template <typename Real>
 bool uses_f32_math(const RatioClipArgs<Real>& a, const CudaLaunch& l) {
   const int version = l.version == 0 ? kDefaultVersion : l.version;
-  return std::is_same_v<Real, float> && version == 2 && a.lower == nullptr && a.upper == nullptr;
+  return std::is_same_v<Real, float> && version >= 2 && a.lower == nullptr && a.upper == nullptr;
+}
+// Version 3's float kernel: also the token level and 16-byte groups (else version 2 runs).
+template <typename Real>
+bool uses_f32_kernel(const RatioClipArgs<Real>& a, const CudaLaunch& l, int G) {
+  const int version = l.version == 0 ? kDefaultVersion : l.version;
+  return uses_f32_math(a, l) && version == 3 && a.level == RatioLevel::token && G > 1;
 }
 template <typename Real>
 bool uses_chunks(const RatioClipArgs<Real>& a, const CudaLaunch& l) {
@@ -804,6 +879,26 @@ void ratio_clip_forward_cuda_async(const RatioClipArgs<Real>& a, double* stats,
   const LogBounds lb = log_bounds(a);
   const Shape sh = resolve_shape(a, launch);
   int64_t chunks = 1;  // partial sums per row
+  if constexpr (std::is_same_v<Real, float>) {
+    if (uses_f32_kernel(a, launch, sh.G)) {
+      const int bd = launch.block ? launch.block : launch.chunked ? kChunkBlock : block_for(a.T);
+      if (launch.chunked) chunks = chunks_per_row(a.T / sh.G, int64_t(bd) * sh.U);
+      const LogBoundsF lbf{float(lb.lo),     float(lb.hi),     float(lb.c),
+                           float(lb.log_lo), float(lb.log_hi), float(lb.log_c)};
+      cuda_detail::StreamScratch scratch(size_t(a.B * chunks) * sizeof(RowSums), stream);
+      const unsigned grid = cuda_detail::grid_for_rows(a.B * chunks);
+      RowSums* sums = scratch.as<RowSums>();
+      if (sh.U == 1)
+        ratio_clip_f32_kernel<1><<<grid, bd, 0, stream>>>(a, lbf, chunks, sums);
+      else if (sh.U == 2)
+        ratio_clip_f32_kernel<2><<<grid, bd, 0, stream>>>(a, lbf, chunks, sums);
+      else
+        ratio_clip_f32_kernel<4><<<grid, bd, 0, stream>>>(a, lbf, chunks, sums);
+      RLFT_CUDA_CHECK_LAUNCH();
+      launch_finish(a, sums, chunks, stats, stream, launch);
+      return;
+    }
+  }
   if (uses_chunks(a, launch)) {
     // Chunks of blockDim·U groups (default 256 threads × one 16-byte group: 1024 float
     // tokens), a block each.
@@ -828,7 +923,10 @@ void ratio_clip_forward_cuda_async(const RatioClipArgs<Real>& a, double* stats,
     with_stages<Real>(stages, sh.f32, [&](auto st, auto f32) {
       const auto kernel =
           ratio_clip_rows_staged_kernel<Real, decltype(st)::value, decltype(f32)::value>;
-      if (smem > 48 * 1024)
+      // Above 48 KB per block (dynamic + the kernel's static shared memory) needs an opt-in.
+      cudaFuncAttributes attr{};
+      RLFT_CUDA_CHECK(cudaFuncGetAttributes(&attr, kernel));
+      if (smem + attr.sharedSizeBytes > 48 * 1024)
         RLFT_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                              int(smem)));
       kernel<<<cuda_detail::grid_for_rows(a.B), bd, smem, stream>>>(a, lb, rows);
@@ -945,17 +1043,24 @@ double ratio_clip_loss_unfused_cuda(const RatioClipArgs<Real>& a, Real* workspac
 }
 
 void ratio_clip_read_ceiling_cuda(const RatioClipArgs<float>& a, float* partials,
-                                  CUstream_st* stream) {
+                                  CUstream_st* stream, int groups_per_thread) {
   constexpr const char* op = "ratio_clip_read_ceiling_cuda";
   ratio_clip_check_args(op, a);
   RLFT_CHECK(a.mask && !a.advantages_per_sequence && a.T % 4 == 0 && aligned16(a.logp) &&
                  aligned16(a.old_logp) && aligned16(a.mask) && aligned16(a.advantages),
              op, ": needs a mask, per-token advantages, T divisible by 4 and 16-byte aligned "
                  "arrays");
+  const int U = groups_per_thread;
+  RLFT_CHECK(U == 1 || U == 2 || U == 4, op, ": groups_per_thread must be 1, 2 or 4, got ", U);
   if (a.B * a.T == 0) return;
-  const int64_t chunks = chunks_per_row(a.T / 4, kChunkBlock);
-  read_ceiling_kernel<<<cuda_detail::grid_for_rows(a.B * chunks), kChunkBlock, 0, stream>>>(
-      a, chunks, partials);
+  const int64_t chunks = chunks_per_row(a.T / 4, int64_t(kChunkBlock) * U);
+  const unsigned grid = cuda_detail::grid_for_rows(a.B * chunks);
+  if (U == 1)
+    read_ceiling_kernel<1><<<grid, kChunkBlock, 0, stream>>>(a, chunks, partials);
+  else if (U == 2)
+    read_ceiling_kernel<2><<<grid, kChunkBlock, 0, stream>>>(a, chunks, partials);
+  else
+    read_ceiling_kernel<4><<<grid, kChunkBlock, 0, stream>>>(a, chunks, partials);
   RLFT_CUDA_CHECK_LAUNCH();
 }
 
