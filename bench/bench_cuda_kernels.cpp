@@ -26,8 +26,9 @@
 // them back and waits. ratio_clip_*_serial_* launch the finishing kernel the ordinary way
 // (the default: programmatically dependent on sm_90+). dram_copy (a device-to-device
 // cudaMemcpy) is the practical ceiling the %peak figures can be read against;
-// ratio_clip_read_ceiling_graph the ceiling for ratio_clip's own shape (its loads, no
-// arithmetic, one kernel). sweep/… lines time launch shapes (threads per row, loads
+// ratio_clip_read_ceiling[_uU]_graph the ceiling for ratio_clip's own shape (its loads with U
+// groups in flight per thread, no arithmetic, one kernel). ratio_clip_v2_/v3_/chunked_/staged*
+// lines time the opt-in versions, layout and staged loads (kernels/cuda/ratio_clip.cu). sweep/… lines time launch shapes (threads per row, loads
 // in flight, vector loads) to choose the dispatchers' defaults.
 //
 // Targets (H100 SXM, 3.35 TB/s), to be checked when a GPU run is recorded in BENCHMARKS.md:

@@ -15,7 +15,7 @@
 # hangs still leaves the others' results; the defaults add up to under 10 minutes. Stages can be
 # chosen: STAGES="tests sanitize bench" (the default, all). Benchmarks are picked with Google
 # Benchmark's --benchmark_filter (a leading '-' negates): KERNELS_FILTER (default '-sweep/':
-# bench_cuda_kernels without the sweeps), SWEEP_FILTER (default 'sweep/ratio_clip_fwd_graph',
+# bench_cuda_kernels without the sweeps), SWEEP_FILTER (default 'sweep/ratio_clip_v3', 18 lines,
 # into bench_sweep.json; empty: none), ENGINE_FILTER (default all of bench_cuda_engine).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -23,7 +23,7 @@ OUT=${OUT:-gpu-out}
 mkdir -p "$OUT"
 STAGES=${STAGES:-"tests sanitize bench"}
 KERNELS_FILTER=${KERNELS_FILTER:--sweep/}
-SWEEP_FILTER=${SWEEP_FILTER-sweep/ratio_clip_fwd_graph}
+SWEEP_FILTER=${SWEEP_FILTER-sweep/ratio_clip_v3}
 ENGINE_FILTER=${ENGINE_FILTER:-.}
 T_BUILD=${T_BUILD:-200} T_TESTS=${T_TESTS:-120} T_SANITIZE=${T_SANITIZE:-80} T_BENCH=${T_BENCH:-180}
 deps=$PWD/.gpu-deps/usr/lib/x86_64-linux-gnu

@@ -13,11 +13,14 @@
 //   ratio_clip_rows_kernel   one block per row: the row's 7 partial sums (Σm, Σm·l, clipped
 //                            low/high/dual, k1, k3) → row_sums[B] (sequence levels: a first
 //                            sweep for ρ_i, a second from L1/L2 for the terms)
-//   ratio_clip_finish_kernel one block: the totals over the rows in a fixed order, then
-//                            Σ_i coef_i·(Σm·l)_i (coef_i needs the global Σm for token_mean),
+//   ratio_clip_finish_kernel one block, a warp per quantity: the 7 totals over the rows and
+//                            Σ_i coef_i·(Σm·l)_i in a fixed order (token_mean: (Σ_i (Σm·l)_i)/D),
 //                            then the statistics: 7 doubles on the device
 //                            (ratio_clip_forward_cuda_async), copied back to the host by
-//                            ratio_clip_forward_cuda (which therefore synchronises).
+//                            ratio_clip_forward_cuda (which therefore synchronises). On sm_90+
+//                            it is launched programmatically dependent on the row kernel
+//                            (common.cuh: its launch overlaps the row kernel's last blocks;
+//                            CudaLaunch::serial = 1 turns that off).
 // Backward, one kernel (a block per row: the row count for seq_mean_token_mean and
 // only_token_mean, ρ_i for the sequence levels, then the gradients), preceded for token_mean
 // without a normalizer and with a mask by a count kernel and an in-order sum of the counts.
@@ -33,9 +36,10 @@
 // loss alone (no statistics). Compute, version 1: one double exp per token and the surrogate,
 // statistics and conversions around it, roughly 50 FP64 instructions per token by a count of
 // the source (an estimate, not a profile; H100: 16.7 T FP64 instructions/s, so 2M tokens ≈
-// 6 µs of issue against 10 µs of DRAM time at 16 B/token). Measured on an H100 at 512×4096:
-// 22.6 µs, 44% of peak (BENCHMARKS.md; the target is 70%). Version 2 takes the exp out of
-// double.
+// 6 µs of issue against 10 µs of DRAM time at 16 B/token). Measured on an H100 at 512×4096
+// (BENCHMARKS.md, CUDA-graph timing; the target is 70% of peak): version 1 20.0 µs (50%),
+// version 2 19.6 µs (51%), version 3 18.7 µs (53%); a kernel that only reads the same arrays
+// the same way (ratio_clip_read_ceiling_cuda) 14.7 µs (68%).
 //
 // Tested against (tests/kernels/test_cuda_kernels.cpp): ratio_clip_forward_cpu and
 // ratio_clip_backward_cpu (themselves tested against the unfused double-precision reference,
@@ -61,8 +65,12 @@
 //     computed once on the host in double (surrogate_from_log_ratio); the values e^xc and k3
 //     in float (expf, k3_f32). The decisions are the CPU's except within an ulp of a bound;
 //     the loss, k3 and the gradients carry float's relative error (~2.4e-7). Removes the
-//     double exp (about half of version 1's FP64 instructions per token, by the same
-//     estimate; not yet measured).
+//     double exp: 0.4 µs of 20.0 at 512×4096 on an H100.
+//   version 3 (float data, scalar bounds, token level, 16-byte groups; otherwise version 2's
+//     rules): the token-level forward as a float32 framework computes it, everything per token
+//     in float and a thread's tokens summed in float (ratio_clip_f32_kernel, 40 registers),
+//     double from the block reduction on; the clip decisions on the float log-ratio. The loss,
+//     k1 and k3 carry float's relative error; the backward is version 2's. 18.7 µs.
 // Chunked layout (CudaLaunch::chunked = 1; either version): the token-level forward's rows
 //   cut into chunks of blockDim·U groups (default 256 threads × one 16-byte group = 1024 float
 //   tokens), a block per chunk whose threads load once and never loop
@@ -71,11 +79,17 @@
 //   every block loads, then computes, at the same time, and the DRAM and FP64 phases do not
 //   overlap; short blocks in several waves let them. The sequence levels and the backward keep
 //   a block per row.
-// Version 2 and the chunked layout are tested on the CPU (RatioClipMath.*) and written for
-// the GPU parity tests RatioClipCuda.Version2AndChunksEveryModeMatchCpu and
-// RatioClipCuda.EveryLaunchShapeMatchesCpu (chunked cases), which have NOT yet run on a GPU:
-// neither is the default until they have, and have been measured (bench: ratio_clip_v2_*,
-// ratio_clip_chunked_*, sweep/ratio_clip_*/v1|v2/…/chunked=0|1).
+//   Measured (H100, 512×4096): slower than a block per row (v1 26.6, v2 23.3, v3 20.8 µs), the
+//   hypothesis above notwithstanding; faster at 64×1024 (v2 5.9 µs against 9.0).
+// Staged loads (CudaLaunch::stages = 2…4, token level, 16-byte groups, scalar bounds): each
+//   thread's groups copied into shared memory with cp.async, that many in flight while it
+//   computes (ratio_clip_rows_staged_kernel). Measured: no gain (best 20.4 µs with v2).
+// All of these are opt-in; the default stays version 1 with a block per row, the arithmetic
+// every engine-level GPU test ran with. Tests: RatioClipCuda.Version2AndChunksEveryModeMatchCpu,
+// RatioClipCuda.EveryLaunchShapeMatchesCpu, RatioClipCuda.DependentAndSerialFinishAgreeAlsoInAGraph
+// (all passed on an H100; version 3 not yet under memcheck); bench: ratio_clip_v2_*,
+// ratio_clip_v3_*, ratio_clip_chunked_*, ratio_clip_staged*, ratio_clip_*_serial_*,
+// ratio_clip_read_ceiling*, sweep/ratio_clip_*.
 #include <cuda_runtime.h>
 
 #include <cmath>
@@ -102,11 +116,10 @@ using namespace ratio_clip_math;
 // under the 64-register cap of __launch_bounds__(512, 2) (ptxas -v, sm_90).
 constexpr int kDefaultUnrollScalar = 2;
 constexpr int kDefaultUnrollVector = 1;
-// Version 1 (double per token), a block per row, until version 2 and the chunks have been
-// measured on a GPU (BENCHMARKS.md).
+// Version 1 (double per token, the CPU's decisions): versions 2 and 3 are 2% and 7% faster at
+// 512×4096 on an H100 but change the arithmetic every engine-level GPU test ran with.
 constexpr int kDefaultVersion = 1;
-// Groups in flight per thread through shared memory in the token-level forward (1: registers,
-// no staging) until the staged loads have been measured on a GPU.
+// Loads into registers (1): staging through shared memory was slower on an H100.
 constexpr int kDefaultStages = 1;
 constexpr int kChunkBlock = 256;  // threads per chunk in the chunked layout
 constexpr int kFinishBlock = 512;
