@@ -27,9 +27,9 @@
 // (the default: programmatically dependent on sm_90+). dram_copy (a device-to-device
 // cudaMemcpy) is the practical ceiling the %peak figures can be read against;
 // ratio_clip_read_ceiling[_uU]_graph the ceiling for ratio_clip's own shape (its loads with U
-// groups in flight per thread, no arithmetic, one kernel). ratio_clip_v2_/v3_/chunked_/staged*
-// lines time the opt-in versions, layout and staged loads (kernels/cuda/ratio_clip.cu). sweep/… lines time launch shapes (threads per row, loads
-// in flight, vector loads) to choose the dispatchers' defaults.
+// groups in flight per thread, no arithmetic, one kernel). ratio_clip_v2_/v3_/chunked_ lines
+// time the opt-in versions and layout (kernels/cuda/ratio_clip.cu). sweep/… lines time launch
+// shapes (threads per row, loads in flight, vector loads) to choose the dispatchers' defaults.
 //
 // Targets (H100 SXM, 3.35 TB/s), to be checked when a GPU run is recorded in BENCHMARKS.md:
 //   softmax_logprob forward      ≥ 80% of peak and ≥ 2.5× the unfused chain
@@ -481,18 +481,6 @@ void register_all() {
             l.serial = 1;
             BM_ratio_clip(s, B, T, "fwd_graph", l);
           });
-  // Staged loads (each thread's groups through shared memory, S in flight), both versions.
-  for (int stages : {2, 3})
-    for (int version : {1, 2})
-      for (auto [B, T] : {std::pair<int64_t, int64_t>{64, 1024}, {512, 4096}})
-        reg("ratio_clip_staged" + std::to_string(stages) + "_v" + std::to_string(version) +
-                "_fwd_graph/B=" + std::to_string(B) + "/T=" + std::to_string(T),
-            [=](benchmark::State& s) {
-              rk::CudaLaunch l;
-              l.version = version;
-              l.stages = stages;
-              BM_ratio_clip(s, B, T, "fwd_graph", l);
-            });
   // The read ceiling: the chunked forward's loads without its arithmetic (one kernel).
   for (int U : {1, 2, 4})
     for (auto [B, T] : {std::pair<int64_t, int64_t>{64, 1024}, {512, 4096}})
@@ -542,18 +530,6 @@ void register_all() {
             [=](benchmark::State& s) {
               BM_ratio_clip(s, 512, 4096, "fwd_graph",
                             rk::CudaLaunch{block, unroll, 0, 3, chunked}, true);
-            });
-  for (int version : {1, 2})
-    for (int block : {128, 256, 512})
-      for (int stages : {2, 3, 4})
-        reg("sweep/ratio_clip_staged_fwd_graph/B=512/T=4096/v" + std::to_string(version) +
-                "/block=" + std::to_string(block) + "/stages=" + std::to_string(stages),
-            [=](benchmark::State& s) {
-              rk::CudaLaunch l;
-              l.block = block;
-              l.version = version;
-              l.stages = stages;
-              BM_ratio_clip(s, 512, 4096, "fwd_graph", l, true);
             });
   for (bool rows : {false, true})
     for (int64_t B : {8, 64, 4096})

@@ -17,10 +17,6 @@ struct CudaLaunch {
   // 0 (default): programmatically dependent where the GPU allows it (sm_90+: its launch
   // overlaps the first kernel's end). Used by ratio_clip's finishing kernel.
   int serial = 0;
-  // ratio_clip's token-level forward: 2, 3 or 4 = each thread's 16-byte groups copied into
-  // shared memory (cp.async), that many groups in flight while it computes on the oldest;
-  // 1 = loaded into registers; 0 = the default.
-  int stages = 0;
 };
 
 // Throws rlft::Error naming `op` and the bad field.
@@ -35,8 +31,6 @@ inline void check_launch(const char* op, const CudaLaunch& l) {
   RLFT_CHECK(l.chunked == 0 || l.chunked == 1, op, ": launch.chunked must be 0 or 1, got ",
              l.chunked);
   RLFT_CHECK(l.serial == 0 || l.serial == 1, op, ": launch.serial must be 0 or 1, got ", l.serial);
-  RLFT_CHECK(l.stages >= 0 && l.stages <= 4, op, ": launch.stages must be 0, 1, 2, 3 or 4, got ",
-             l.stages);
 }
 
 }  // namespace rlft::kernels

@@ -143,8 +143,8 @@ const char* ratio_level_name(RatioLevel l);
 //            k3 and the gradients; 3: the token-level forward all in float up to per-thread
 //            sums, as a float32 framework computes it, float's relative error in the loss, k1
 //            and k3, the clip decisions on the float log-ratio; its backward is version 2's),
-//            the token-level forward's layout (chunked = 1: chunks of a block each), staged
-//            loads (stages) and whether the finishing kernel is programmatically dependent
+//            the token-level forward's layout (chunked = 1: chunks of a block each) and
+//            whether the finishing kernel is programmatically dependent
 //            (serial) (kernels/cuda_launch.h; kernels/cuda/ratio_clip.cu has the details);
 //            0 = the dispatcher's choice. Apart from versions 2 and 3, only the order of the
 //            sums changes.

@@ -20,11 +20,13 @@ constexpr double kLogRatioClamp = 20.0;  // ALGORITHMS.md §0: clamp the log-rat
 
 enum Clip : int { kNone = 0, kLow = 1, kHigh = 2, kDual = 3 };
 
-struct Term {
-  double loss;     // l
-  double d_ratio;  // dl/dr: −A on the unclipped branch, 0 where a clip binds
-  int clip;        // which clip binds (kNone when none)
+template <typename F>
+struct TermT {
+  F loss;     // l
+  F d_ratio;  // dl/dr: −A on the unclipped branch, 0 where a clip binds
+  int clip;   // which clip binds (kNone when none)
 };
+using Term = TermT<double>;
 
 // l = −min(r·A, clip(r, lo, hi)·A), then the dual clip; ties keep the unclipped branch.
 // The clamp is torch.clamp(r, lo, hi) written as std::min(std::max(r, lo), hi) spells it.
@@ -42,9 +44,11 @@ RLFT_RC_HD Term surrogate(double r, double A, double lo, double hi, double c) {
   return o;
 }
 
-RLFT_RC_HD double clamp_log_ratio(double x) {
-  const double a = x < -kLogRatioClamp ? -kLogRatioClamp : x;
-  return kLogRatioClamp < a ? kLogRatioClamp : a;
+// In the precision of x (CUDA version 3: float). NaN stays NaN.
+template <typename F>
+RLFT_RC_HD F clamp_log_ratio(F x) {
+  const F a = x < F(-kLogRatioClamp) ? F(-kLogRatioClamp) : x;
+  return F(kLogRatioClamp) < a ? F(kLogRatioClamp) : a;
 }
 
 RLFT_RC_HD bool log_ratio_inside(double x) { return x >= -kLogRatioClamp && x <= kLogRatioClamp; }
@@ -57,24 +61,29 @@ RLFT_RC_HD bool log_ratio_inside(double x) { return x >= -kLogRatioClamp && x <=
 // log(c) computed once in double, and only the VALUE r = e^xc needs an exp: float's, whose
 // relative error (≤ 2 ulp, ~2.4e-7) reaches the loss and the gradients of the unclipped
 // tokens, while the clip decisions are the CPU's except where e^xc lies within an ulp of a
-// bound (the CPU compares the rounded double e^xc; there the two may differ).
-struct LogBounds {
-  double lo, hi, c;              // 1 − eps_low, 1 + eps_high, the dual-clip constant (0: off)
-  double log_lo, log_hi, log_c;  // their logs (log_c unused when c = 0)
+// bound (the CPU compares the rounded double e^xc; there the two may differ). Version 3 takes
+// the same decisions all in float (F = float: the float log-ratio against the bounds' logs
+// rounded to float).
+template <typename F>
+struct LogBoundsT {
+  F lo, hi, c;              // 1 − eps_low, 1 + eps_high, the dual-clip constant (0: off)
+  F log_lo, log_hi, log_c;  // their logs (log_c unused when c = 0)
 };
+using LogBounds = LogBoundsT<double>;
 
-// The same Term as surrogate(e^xc, A, lo, hi, c), from xc and r = e^xc (any precision).
-RLFT_RC_HD Term surrogate_from_log_ratio(double xc, double r, double A, const LogBounds& b) {
-  Term o;
-  if (A > 0.0 && xc > b.log_hi)
-    o = {-(b.hi * A), 0.0, kHigh};
-  else if (A < 0.0 && xc < b.log_lo)
-    o = {-(b.lo * A), 0.0, kLow};
+// The same Term as surrogate(e^xc, A, lo, hi, c), from xc and r = e^xc, in the precision F.
+template <typename F>
+RLFT_RC_HD TermT<F> surrogate_from_log_ratio(F xc, F r, F A, const LogBoundsT<F>& b) {
+  TermT<F> o;
+  if (A > F(0) && xc > b.log_hi)
+    o = {-(b.hi * A), F(0), kHigh};
+  else if (A < F(0) && xc < b.log_lo)
+    o = {-(b.lo * A), F(0), kLow};
   else
     o = {-(r * A), -A, kNone};
-  if (b.c > 0.0 && A < 0.0) {
+  if (b.c > F(0) && A < F(0)) {
     const bool dual = o.clip == kLow ? -b.c * A < o.loss : xc > b.log_c;
-    if (dual) o = {-b.c * A, 0.0, kDual};
+    if (dual) o = {-b.c * A, F(0), kDual};
   }
   return o;
 }

@@ -207,30 +207,6 @@ __device__ __forceinline__ void pdl_wait() {
 #endif
 }
 
-// Asynchronous 16-byte copies global → shared (sm_80+: cp.async, bypassing L1 and the
-// registers), in commit groups: cp_async_wait<N>() returns when at most the N most recently
-// committed groups are still in flight; the copies of the groups before are then visible to
-// the thread that issued them (a thread that reads only what it copied needs no barrier).
-__device__ __forceinline__ void cp_async16(void* smem, const void* gmem) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-  const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(smem));
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(s), "l"(gmem) : "memory");
-#else
-  *static_cast<int4*>(smem) = *static_cast<const int4*>(gmem);
-#endif
-}
-__device__ __forceinline__ void cp_async_commit() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-  asm volatile("cp.async.commit_group;" ::: "memory");
-#endif
-}
-template <int N>
-__device__ __forceinline__ void cp_async_wait() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-  asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory");
-#endif
-}
-
 // Whether the current device can launch programmatically dependent kernels (compute
 // capability 9.0 or newer); asked once per device.
 inline bool programmatic_launch_supported() {

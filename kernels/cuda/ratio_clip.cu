@@ -81,14 +81,14 @@
 //   a block per row.
 //   Measured (H100, 512×4096): slower than a block per row (v1 26.6, v2 23.3, v3 20.8 µs), the
 //   hypothesis above notwithstanding; faster at 64×1024 (v2 5.9 µs against 9.0).
-// Staged loads (CudaLaunch::stages = 2…4, token level, 16-byte groups, scalar bounds): each
-//   thread's groups copied into shared memory with cp.async, that many in flight while it
-//   computes (ratio_clip_rows_staged_kernel). Measured: no gain (best 20.4 µs with v2).
+// Staged loads (each thread's groups copied into shared memory with cp.async, 2–4 in flight
+//   while it computes) were tried and measured slower on an H100 (best 20.4 µs with v2), then
+//   removed; the code is in commit c4be5da, the figures in BENCHMARKS.md.
 // All of these are opt-in; the default stays version 1 with a block per row, the arithmetic
 // every engine-level GPU test ran with. Tests: RatioClipCuda.Version2AndChunksEveryModeMatchCpu,
 // RatioClipCuda.EveryLaunchShapeMatchesCpu, RatioClipCuda.DependentAndSerialFinishAgreeAlsoInAGraph
 // (all passed on an H100; version 3 not yet under memcheck); bench: ratio_clip_v2_*,
-// ratio_clip_v3_*, ratio_clip_chunked_*, ratio_clip_staged*, ratio_clip_*_serial_*,
+// ratio_clip_v3_*, ratio_clip_chunked_*, ratio_clip_*_serial_*,
 // ratio_clip_read_ceiling*, sweep/ratio_clip_*.
 #include <cuda_runtime.h>
 
@@ -119,8 +119,6 @@ constexpr int kDefaultUnrollVector = 1;
 // Version 1 (double per token, the CPU's decisions): versions 2 and 3 are 2% and 7% faster at
 // 512×4096 on an H100 but change the arithmetic every engine-level GPU test ran with.
 constexpr int kDefaultVersion = 1;
-// Loads into registers (1): staging through shared memory was slower on an H100.
-constexpr int kDefaultStages = 1;
 constexpr int kChunkBlock = 256;  // threads per chunk in the chunked layout
 constexpr int kFinishBlock = 512;
 
@@ -258,57 +256,6 @@ __device__ __forceinline__ void for_tokens(const RowView<Real>& row, int64_t g_b
   });
 }
 
-// The same as for_each_token<Vec16<Real>::n, 1> over groups [g_begin, g_end) of a row with
-// scalar bounds, but each thread's groups go through shared memory: cp.async copies of S
-// groups are in flight while the thread computes on the oldest one (a software pipeline that
-// holds no registers for the data in flight). `stage` holds S × 4 × blockDim 16-byte vectors
-// (stage, array: logp, old_logp, mask, advantages; thread); a thread reads only the slots it
-// copied, so no barrier is needed. Every group is committed, present or not, so that
-// cp_async_wait<S − 1> always means "group m has landed".
-template <int S, typename Real, typename F>
-__device__ __forceinline__ void for_each_token_staged(const RowView<Real>& row, int64_t g_begin,
-                                                      int64_t g_end,
-                                                      typename Vec16<Real>::type* stage, F f) {
-  using VT = Vec16<Real>;
-  using Vec = typename VT::type;
-  constexpr int G = VT::n;
-  const int64_t bd = blockDim.x, tid = threadIdx.x, n = g_end - g_begin;
-  const int64_t mine = n > tid ? (n - tid + bd - 1) / bd : 0;  // this thread's groups
-  const auto slot = [&](int64_t m, int array) { return stage + ((m % S) * 4 + array) * bd + tid; };
-  const auto first_token = [&](int64_t m) { return (g_begin + tid + m * bd) * G; };
-  const auto issue = [&](int64_t m) {
-    if (m < mine) {
-      const int64_t t = first_token(m);
-      cuda_detail::cp_async16(slot(m, 0), row.logp + t);
-      cuda_detail::cp_async16(slot(m, 1), row.old_logp + t);
-      if (row.mask) cuda_detail::cp_async16(slot(m, 2), row.mask + t);
-      if (!row.per_seq) cuda_detail::cp_async16(slot(m, 3), row.adv + t);
-    }
-    cuda_detail::cp_async_commit();
-  };
-#pragma unroll
-  for (int m = 0; m < S - 1; ++m) issue(m);
-  for (int64_t m = 0; m < mine; ++m) {
-    issue(m + S - 1);  // into the slot group m − 1 used
-    cuda_detail::cp_async_wait<S - 1>();
-    const Vec lp = *slot(m, 0), ol = *slot(m, 1);
-    const Vec w = row.mask ? *slot(m, 2) : Vec{};
-    const Vec A = row.per_seq ? Vec{} : *slot(m, 3);
-    const int64_t t = first_token(m);
-#pragma unroll
-    for (int e = 0; e < G; ++e) {
-      Tok<Real> k;
-      k.w = row.mask ? VT::get(w, e) : Real(1);
-      k.logp = VT::get(lp, e);
-      k.old_logp = VT::get(ol, e);
-      k.A = VT::get(A, e);
-      k.lo = k.hi = Real(0);
-      f(t + e, k);
-    }
-  }
-  cuda_detail::cp_async_wait<0>();  // nothing of this row left in flight
-}
-
 // ρ_i = Σ m·x / Σ m over the row (0 for an empty row), and Σ m; block-wide.
 template <int G, int U, typename Real>
 __device__ __forceinline__ double row_mean_log_ratio(const RowView<Real>& row, int64_t T,
@@ -400,37 +347,18 @@ __global__ void __launch_bounds__(512, 2)
 struct RowSumsF {
   float n, loss, low, high, dual, k1, k3;
 };
-struct LogBoundsF {
-  float lo, hi, c, log_lo, log_hi, log_c;
-};
 
+// One unmasked token, all in float: the decisions of surrogate_from_log_ratio<float>; k1 on the
+// unclamped log-ratio, k3 on the clamped one, as add_token does in double.
 __device__ __forceinline__ void add_token_f32(RowSumsF& p, float w, float logp, float old_logp,
-                                              float A, const LogBoundsF& b) {
-  const float x = logp - old_logp;
-  const float lo_x = x < float(-kLogRatioClamp) ? float(-kLogRatioClamp) : x;
-  const float xc = float(kLogRatioClamp) < lo_x ? float(kLogRatioClamp) : lo_x;
-  const float r = expf(xc);
-  float loss;
-  int clip;
-  if (A > 0.f && xc > b.log_hi) {
-    loss = -(b.hi * A);
-    clip = kHigh;
-  } else if (A < 0.f && xc < b.log_lo) {
-    loss = -(b.lo * A);
-    clip = kLow;
-  } else {
-    loss = -(r * A);
-    clip = kNone;
-  }
-  if (b.c > 0.f && A < 0.f && (clip == kLow ? -b.c * A < loss : xc > b.log_c)) {
-    loss = -b.c * A;
-    clip = kDual;
-  }
+                                              float A, const LogBoundsT<float>& b) {
+  const float x = logp - old_logp, xc = clamp_log_ratio(x), r = expf(xc);
+  const TermT<float> t = surrogate_from_log_ratio(xc, r, A, b);
   p.n += w;
-  p.loss += w * loss;
-  p.low += clip == kLow ? w : 0.f;
-  p.high += clip == kHigh ? w : 0.f;
-  p.dual += clip == kDual ? w : 0.f;
+  p.loss += w * t.loss;
+  p.low += t.clip == kLow ? w : 0.f;
+  p.high += t.clip == kHigh ? w : 0.f;
+  p.dual += t.clip == kDual ? w : 0.f;
   p.k1 -= w * x;
   p.k3 += w * k3_f32(xc, r);
 }
@@ -440,7 +368,7 @@ __device__ __forceinline__ void add_token_f32(RowSumsF& p, float w, float logp, 
 // SM; more groups in flight get 64.
 template <int U>
 __global__ void __launch_bounds__(512, U == 1 ? 3 : 2)
-    ratio_clip_f32_kernel(const RatioClipArgs<float> a, const LogBoundsF lb, int64_t chunks,
+    ratio_clip_f32_kernel(const RatioClipArgs<float> a, const LogBoundsT<float> lb, int64_t chunks,
                           RowSums* __restrict__ sums) {
   __shared__ RowSums smem[kMaxWarps];
   cuda_detail::pdl_launch_dependents();
@@ -456,28 +384,6 @@ __global__ void __launch_bounds__(512, U == 1 ? 3 : 2)
     RowSums p{q.n, q.loss, q.low, q.high, q.dual, q.k1, q.k3};
     p = cuda_detail::block_reduce_to_first(p, AddSums{}, smem);
     if (threadIdx.x == 0) sums[b] = p;
-  }
-}
-
-// The token level with staged loads (for_each_token_staged): a block per row, S groups in
-// flight per thread; float or double data with scalar bounds (the dispatcher's check).
-template <typename Real, int S, bool F32>
-__global__ void __launch_bounds__(512, 2)
-    ratio_clip_rows_staged_kernel(const RatioClipArgs<Real> a, const LogBounds lb,
-                                  RowSums* __restrict__ row_sums) {
-  extern __shared__ __align__(16) unsigned char stage_bytes[];  // S·4·blockDim vectors
-  __shared__ RowSums smem[kMaxWarps];
-  cuda_detail::pdl_launch_dependents();
-  auto* stage = reinterpret_cast<typename Vec16<Real>::type*>(stage_bytes);
-  const int64_t ng = a.T / Vec16<Real>::n;
-  for (int64_t i = blockIdx.x; i < a.B; i += gridDim.x) {
-    const RowView<Real> row(a, i);
-    RowSums p = zero_sums();
-    for_each_token_staged<S>(row, 0, ng, stage, [&](int64_t, const Tok<Real>& k) {
-      if (k.w != Real(0)) add_token_level<F32>(p, row.get(k), lb, a.dual_clip);
-    });
-    p = cuda_detail::block_reduce_to_first(p, AddSums{}, smem);
-    if (threadIdx.x == 0) row_sums[i] = p;
   }
 }
 
@@ -849,22 +755,6 @@ void with_shape(const Shape& sh, F f) {
     by_unroll(std::integral_constant<int, 1>{});
 }
 
-// Calls f(std::integral_constant<int, S>, std::integral_constant<bool, F32>) for S in 2..4.
-template <typename Real, typename F>
-void with_stages(int stages, bool f32, F f) {
-  const auto by_version = [&](auto st) {
-    if constexpr (std::is_same_v<Real, float>) {
-      if (f32) return f(st, std::true_type{});
-    }
-    f(st, std::false_type{});
-  };
-  switch (stages) {
-    case 2: by_version(std::integral_constant<int, 2>{}); break;
-    case 3: by_version(std::integral_constant<int, 3>{}); break;
-    default: by_version(std::integral_constant<int, 4>{}); break;
-  }
-}
-
 // The finishing kernel, programmatically dependent on the row (or chunk) kernel unless
 // launch.serial: on sm_90+ its block is scheduled while that kernel's last blocks run and
 // waits for them in pdl_wait(), which hides its launch latency.
@@ -891,69 +781,37 @@ void ratio_clip_forward_cuda_async(const RatioClipArgs<Real>& a, double* stats,
   }
   const LogBounds lb = log_bounds(a);
   const Shape sh = resolve_shape(a, launch);
-  int64_t chunks = 1;  // partial sums per row
+  // The layout: a block per row, or (chunked, token level) per chunk of blockDim·U groups
+  // (default 256 threads × one 16-byte group: 1024 float tokens); `chunks` partial sums a row.
+  const bool chunked = uses_chunks(a, launch);
+  const int bd = launch.block ? launch.block : chunked ? kChunkBlock : block_for(a.T);
+  const int64_t chunks = chunked ? chunks_per_row(a.T / sh.G, int64_t(bd) * sh.U) : 1;
+  cuda_detail::StreamScratch scratch(size_t(a.B * chunks) * sizeof(RowSums), stream);
+  RowSums* sums = scratch.as<RowSums>();
+  const unsigned grid = cuda_detail::grid_for_rows(a.B * chunks);
+  bool launched = false;
   if constexpr (std::is_same_v<Real, float>) {
     if (uses_f32_kernel(a, launch, sh.G)) {
-      const int bd = launch.block ? launch.block : launch.chunked ? kChunkBlock : block_for(a.T);
-      if (launch.chunked) chunks = chunks_per_row(a.T / sh.G, int64_t(bd) * sh.U);
-      const LogBoundsF lbf{float(lb.lo),     float(lb.hi),     float(lb.c),
-                           float(lb.log_lo), float(lb.log_hi), float(lb.log_c)};
-      cuda_detail::StreamScratch scratch(size_t(a.B * chunks) * sizeof(RowSums), stream);
-      const unsigned grid = cuda_detail::grid_for_rows(a.B * chunks);
-      RowSums* sums = scratch.as<RowSums>();
-      if (sh.U == 1)
-        ratio_clip_f32_kernel<1><<<grid, bd, 0, stream>>>(a, lbf, chunks, sums);
-      else if (sh.U == 2)
-        ratio_clip_f32_kernel<2><<<grid, bd, 0, stream>>>(a, lbf, chunks, sums);
-      else
-        ratio_clip_f32_kernel<4><<<grid, bd, 0, stream>>>(a, lbf, chunks, sums);
-      RLFT_CUDA_CHECK_LAUNCH();
-      launch_finish(a, sums, chunks, stats, stream, launch);
-      return;
+      const LogBoundsT<float> lbf{float(lb.lo),     float(lb.hi),     float(lb.c),
+                                  float(lb.log_lo), float(lb.log_hi), float(lb.log_c)};
+      with_shape<Real>(sh, [&](auto, auto u, auto) {
+        ratio_clip_f32_kernel<decltype(u)::value><<<grid, bd, 0, stream>>>(a, lbf, chunks, sums);
+      });
+      launched = true;
     }
   }
-  if (uses_chunks(a, launch)) {
-    // Chunks of blockDim·U groups (default 256 threads × one 16-byte group: 1024 float
-    // tokens), a block each.
-    const int bd = launch.block ? launch.block : kChunkBlock;
-    chunks = chunks_per_row(a.T / sh.G, int64_t(bd) * sh.U);
-    cuda_detail::StreamScratch scratch(size_t(a.B * chunks) * sizeof(RowSums), stream);
+  if (!launched) {
     with_shape<Real>(sh, [&](auto g, auto u, auto f32) {
-      ratio_clip_chunks_kernel<Real, decltype(g)::value, decltype(u)::value, decltype(f32)::value>
-          <<<cuda_detail::grid_for_rows(a.B * chunks), bd, 0, stream>>>(a, lb, chunks,
-                                                                        scratch.as<RowSums>());
+      constexpr int G = decltype(g)::value, U = decltype(u)::value;
+      constexpr bool F32 = decltype(f32)::value;
+      if (chunked)
+        ratio_clip_chunks_kernel<Real, G, U, F32><<<grid, bd, 0, stream>>>(a, lb, chunks, sums);
+      else
+        ratio_clip_rows_kernel<Real, G, U, F32><<<grid, bd, 0, stream>>>(a, lb, sums);
     });
-    RLFT_CUDA_CHECK_LAUNCH();
-    launch_finish(a, scratch.as<RowSums>(), chunks, stats, stream, launch);
-    return;
   }
-  cuda_detail::StreamScratch scratch(size_t(a.B) * sizeof(RowSums), stream);
-  RowSums* rows = scratch.as<RowSums>();
-  const int bd = launch.block ? launch.block : block_for(a.T);
-  const int stages = launch.stages != 0 ? launch.stages : kDefaultStages;
-  if (a.level == RatioLevel::token && sh.G > 1 && stages >= 2 && !a.lower && !a.upper) {
-    const size_t smem = size_t(stages) * 4 * size_t(bd) * 16;
-    with_stages<Real>(stages, sh.f32, [&](auto st, auto f32) {
-      const auto kernel =
-          ratio_clip_rows_staged_kernel<Real, decltype(st)::value, decltype(f32)::value>;
-      // Above 48 KB per block (dynamic + the kernel's static shared memory) needs an opt-in.
-      cudaFuncAttributes attr{};
-      RLFT_CUDA_CHECK(cudaFuncGetAttributes(&attr, kernel));
-      if (smem + attr.sharedSizeBytes > 48 * 1024)
-        RLFT_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                             int(smem)));
-      kernel<<<cuda_detail::grid_for_rows(a.B), bd, smem, stream>>>(a, lb, rows);
-    });
-    RLFT_CUDA_CHECK_LAUNCH();
-    launch_finish(a, rows, chunks, stats, stream, launch);
-    return;
-  }
-  with_shape<Real>(sh, [&](auto g, auto u, auto f32) {
-    ratio_clip_rows_kernel<Real, decltype(g)::value, decltype(u)::value, decltype(f32)::value>
-        <<<cuda_detail::grid_for_rows(a.B), bd, 0, stream>>>(a, lb, rows);
-  });
   RLFT_CUDA_CHECK_LAUNCH();
-  launch_finish(a, rows, chunks, stats, stream, launch);
+  launch_finish(a, sums, chunks, stats, stream, launch);
 }
 
 template <typename Real>

@@ -593,10 +593,9 @@ void with_unroll(int unroll, F f) {
 // The launch fields this kernel reads (block, unroll); version is its own argument here.
 void check_softmax_launch(const char* op, const CudaLaunch& launch) {
   check_launch(op, launch);
-  RLFT_CHECK(launch.version == 0 && launch.chunked == 0 && launch.stages == 0, op,
-             ": launch.version, launch.chunked and launch.stages are not used here (pass "
-             "`version`), got ",
-             launch.version, ", ", launch.chunked, " and ", launch.stages);
+  RLFT_CHECK(launch.version == 0 && launch.chunked == 0, op,
+             ": launch.version and launch.chunked are not used here (pass `version`), got ",
+             launch.version, " and ", launch.chunked);
 }
 
 void check_common(const char* op, const void* logits, int64_t N, int64_t V, int64_t ld,

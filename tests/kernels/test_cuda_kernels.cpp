@@ -110,8 +110,6 @@ TEST(CudaLaunch, BadShapesAreClearErrors) {
             std::string::npos);
   EXPECT_NE(message({0, 0, 0, 0, 0, -1}).find("launch.serial must be 0 or 1, got -1"),
             std::string::npos);
-  EXPECT_NE(message({0, 0, 0, 0, 0, 0, 5}).find("launch.stages must be 0, 1, 2, 3 or 4, got 5"),
-            std::string::npos);
 }
 
 #ifndef RLFT_HAVE_CUDA
@@ -545,6 +543,14 @@ struct ClipCase : rlft::test::RatioClipMode {
   int64_t B = 0, T = 0;
 };
 
+// The default mode (token level, token_mean, a mask) at B×T.
+ClipCase clip_case(int64_t B, int64_t T) {
+  ClipCase c;
+  c.B = B;
+  c.T = T;
+  return c;
+}
+
 std::string describe(const ClipCase& c) {
   return rlft::str("B=", c.B, " T=", c.T, " level=", rk::ratio_level_name(c.level),
                    " agg=", rk::aggregation_name(c.agg), c.adv_per_seq ? " adv/seq" : "",
@@ -673,8 +679,7 @@ struct ClipBuffers {
 
 std::string describe(const rk::CudaLaunch& l) {
   return rlft::str("launch{block=", l.block, " unroll=", l.unroll, " vec=", l.vec,
-                   " version=", l.version, " chunked=", l.chunked, " serial=", l.serial,
-                   " stages=", l.stages, "}");
+                   " version=", l.version, " chunked=", l.chunked, " serial=", l.serial, "}");
 }
 
 template <typename Real>
@@ -756,13 +761,12 @@ TEST(RatioClipCuda, LargerShapesMatchCpu) {
 // with the row-count pre-pass, both sequence levels, per-token bounds, per-sequence A).
 TEST(RatioClipCuda, EveryLaunchShapeMatchesCpu) {
   RLFT_REQUIRE_GPU();
-  // {block, unroll, vec, version, chunked, serial, stages}; the chunked and staged ones apply
-  // to the token level only (staged: 16-byte groups and scalar bounds; else registers)
+  // {block, unroll, vec, version, chunked, serial}; the chunked ones apply to the token level
+  // only
   const std::vector<rk::CudaLaunch> launches = {
-      {32, 1, 0},           {64, 4, 0},           {128, 2, 0},         {512, 1, 0},
-      {256, 4, 1},          {64, 1, 1},           {512, 2, 1},         {64, 1, 0, 0, 1},
-      {32, 2, 1, 0, 1},     {256, 1, 0, 1, 1},    {32, 0, 0, 1, 0, 0, 2}, {128, 0, 0, 0, 0, 1, 3},
-      {512, 0, 0, 0, 0, 0, 4}, {64, 0, 1, 0, 0, 0, 3}};
+      {32, 1, 0},       {64, 4, 0},      {128, 2, 0},       {512, 1, 0},
+      {256, 4, 1},      {64, 1, 1},      {512, 2, 1},       {64, 1, 0, 0, 1},
+      {32, 2, 1, 0, 1}, {256, 1, 0, 1, 1}, {128, 0, 0, 0, 0, 1}, {64, 2, 1, 1, 1, 1}};
   std::vector<ClipCase> cases;
   for (const ClipCase& c : every_clip_mode(5, 1024)) {
     const bool per_token_bounds = c.per_token_bounds;
@@ -791,14 +795,13 @@ TEST(RatioClipCuda, EveryLaunchShapeMatchesCpu) {
 TEST(RatioClipCuda, Version2AndChunksEveryModeMatchCpu) {
   RLFT_REQUIRE_GPU();
   uint64_t seed = 9000;
-  // {block, unroll, vec, version, chunked, serial, stages}
+  // {block, unroll, vec, version, chunked, serial}
   const std::vector<rk::CudaLaunch> launches = {
-      {0, 0, 0, 2, 0},       {32, 1, 1, 2, 0},       {128, 2, 0, 2, 0}, {256, 4, 0, 2, 0},
-      {0, 0, 0, 2, 1},       {32, 1, 0, 2, 1},       {64, 1, 1, 2, 1},  {128, 2, 0, 2, 1},
-      {32, 4, 1, 1, 1},      {0, 0, 0, 1, 1},        {0, 0, 0, 2, 0, 0, 2}, {64, 0, 0, 2, 0, 1, 3},
-      {256, 0, 0, 2, 0, 0, 4}, {0, 0, 0, 1, 0, 0, 3}, {256, 0, 0, 2, 0, 0, 3},
-      {0, 0, 0, 3, 0},         {0, 0, 0, 3, 1},       {128, 2, 0, 3, 1}, {512, 1, 0, 3, 0},
-      {64, 4, 0, 3, 0},        {32, 1, 1, 3, 0},      {256, 1, 0, 3, 1, 1}};
+      {0, 0, 0, 2, 0},   {32, 1, 1, 2, 0},  {128, 2, 0, 2, 0},  {256, 4, 0, 2, 0},
+      {0, 0, 0, 2, 1},   {32, 1, 0, 2, 1},  {64, 1, 1, 2, 1},   {128, 2, 0, 2, 1},
+      {32, 4, 1, 1, 1},  {0, 0, 0, 1, 1},   {64, 0, 0, 2, 0, 1}, {0, 0, 0, 3, 0},
+      {0, 0, 0, 3, 1},   {128, 2, 0, 3, 1}, {512, 1, 0, 3, 0},  {64, 4, 0, 3, 0},
+      {32, 1, 1, 3, 0},  {256, 1, 0, 3, 1, 1}};
   size_t which = 0;
   for (auto [B, T] : {std::pair<int64_t, int64_t>{1, 1}, {3, 17}, {5, 300}, {4, 1024}})
     for (const ClipCase& c : every_clip_mode(B, T)) {
@@ -807,14 +810,12 @@ TEST(RatioClipCuda, Version2AndChunksEveryModeMatchCpu) {
       if (which % 5 == 0) expect_clip_parity<double>(c, ++seed, l);
     }
   // run-to-run bitwise: no atomics in version 2 either
-  ClipCase c;
-  c.B = 64;
-  c.T = 999;
+  ClipCase c = clip_case(64, 999);
   const ClipData D = make_clip(c, 1);
   ClipBuffers<float> buf(c, D);
   for (const rk::CudaLaunch& l :
        {rk::CudaLaunch{0, 0, 0, 2, 0}, rk::CudaLaunch{0, 0, 0, 2, 1}, rk::CudaLaunch{0, 0, 0, 1, 1},
-        rk::CudaLaunch{0, 0, 0, 2, 0, 0, 3}, rk::CudaLaunch{0, 0, 0, 3, 0},
+        rk::CudaLaunch{0, 0, 0, 3, 0},
         rk::CudaLaunch{0, 0, 0, 3, 1}}) {
     const rk::RatioClipStats a = rk::ratio_clip_forward_cuda<float>(buf.dev, nullptr, l);
     const rk::RatioClipStats b = rk::ratio_clip_forward_cuda<float>(buf.dev, nullptr, l);
@@ -828,9 +829,7 @@ TEST(RatioClipCuda, Version2AndChunksEveryModeMatchCpu) {
 // returns (bitwise: the same kernels), zeros for an empty batch, and checks its arguments.
 TEST(RatioClipCuda, AsyncForwardLeavesTheStatisticsOnTheDevice) {
   RLFT_REQUIRE_GPU();
-  ClipCase c;
-  c.B = 9;
-  c.T = 640;
+  ClipCase c = clip_case(9, 640);
   c.dual = 3.0;
   const ClipData D = make_clip(c, 123);
   ClipBuffers<float> buf(c, D);
@@ -871,9 +870,7 @@ TEST(RatioClipCuda, DependentAndSerialFinishAgreeAlsoInAGraph) {
         EXPECT_EQ(std::memcmp(&a, &b, sizeof(a)), 0) << describe(c) << " " << describe(dep);
       }
   }
-  ClipCase c;
-  c.B = 200;
-  c.T = 2048;
+  ClipCase c = clip_case(200, 2048);
   const ClipData D = make_clip(c, 99);
   ClipBuffers<float> buf(c, D);
   const rk::RatioClipStats want = rk::ratio_clip_forward_cuda<float>(buf.dev);
@@ -952,9 +949,7 @@ TEST(RatioClipCuda, ReadCeilingSumsEveryLoad) {
 // cuda_empty_cache() gives it back.
 TEST(RatioClipCuda, ScratchPoolKeepsItsMemoryUntilEmptyCache) {
   RLFT_REQUIRE_GPU();
-  ClipCase c;
-  c.B = 64;
-  c.T = 128;
+  ClipCase c = clip_case(64, 128);
   const ClipData D = make_clip(c, 5);
   ClipBuffers<float> buf(c, D);
   CUDA_OK(cudaSetDevice(0));
@@ -976,9 +971,7 @@ TEST(RatioClipCuda, ScratchPoolKeepsItsMemoryUntilEmptyCache) {
 // Same inputs, same bits: no float atomics anywhere (forward stats and gradients).
 TEST(RatioClipCuda, RunToRunBitwiseReproducible) {
   RLFT_REQUIRE_GPU();
-  ClipCase c;
-  c.B = 300;
-  c.T = 777;
+  ClipCase c = clip_case(300, 777);
   c.agg = rk::Aggregation::seq_mean_token_mean;
   const ClipData D = make_clip(c, 77);
   ClipBuffers<float> buf(c, D);
@@ -994,9 +987,7 @@ TEST(RatioClipCuda, RunToRunBitwiseReproducible) {
 // accumulate adds to what g_logp holds; an all-masked batch gives zero everything.
 TEST(RatioClipCuda, AccumulateAndAllMasked) {
   RLFT_REQUIRE_GPU();
-  ClipCase c;
-  c.B = 4;
-  c.T = 33;
+  ClipCase c = clip_case(4, 33);
   const ClipData D = make_clip(c, 3);
   ClipBuffers<double> buf(c, D);
   std::vector<double> ref(ix(c.B * c.T), 0.25);
@@ -1030,9 +1021,7 @@ TEST(RatioClipCuda, AccumulateAndAllMasked) {
 // The benchmark's unfused baseline computes PPO's token_mean loss like the fused kernel.
 TEST(RatioClipCuda, UnfusedBaselineMatchesCpu) {
   RLFT_REQUIRE_GPU();
-  ClipCase c;
-  c.B = 7;
-  c.T = 301;
+  ClipCase c = clip_case(7, 301);
   const ClipData D = make_clip(c, 11);
   ClipBuffers<double> buf(c, D);
   const rk::RatioClipStats ref = rk::ratio_clip_forward_cpu<double>(buf.host);

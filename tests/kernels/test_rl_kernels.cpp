@@ -988,12 +988,14 @@ TEST(RatioClip, TiesAtTheBoundsKeepTheGradient) {
 // log(c) (kernels/ratio_clip_math.h): the same clip, loss and dl/dr as surrogate() on
 // e^xc at every (xc, A, bounds, c) away from a tie (a ratio within 1e-12 of a bound, where the
 // rounded e^xc may fall on either side), including A = 0, NaN, and xc beyond the bounds.
+// Version 3's float instantiation takes the same decisions away from float's rounding of a
+// bound, with the loss to float's relative error.
 TEST(RatioClipMath, LogRatioDecisionsMatchTheRatioOnes) {
   namespace m = rk::ratio_clip_math;
   std::mt19937_64 rng(42);
   std::normal_distribution<double> N01(0.0, 1.0);
   std::uniform_real_distribution<double> U(-1.0, 1.0);
-  int64_t checked = 0, ties = 0;
+  int64_t checked = 0, ties = 0, checked_f32 = 0;
   std::array<int64_t, 4> seen{};
   for (double eps_low : {0.2, 0.1}) {
     for (double eps_high : {0.2, 0.28}) {
@@ -1005,6 +1007,8 @@ TEST(RatioClipMath, LogRatioDecisionsMatchTheRatioOnes) {
         b.log_lo = std::log(b.lo);
         b.log_hi = std::log(b.hi);
         b.log_c = c > 0 ? std::log(c) : 0.0;
+        const m::LogBoundsT<float> bf{float(b.lo),     float(b.hi),     float(b.c),
+                                      float(b.log_lo), float(b.log_hi), float(b.log_c)};
         for (int k = 0; k < 20000; ++k) {
           double xc = k % 7 == 0 ? 3.0 * U(rng) : 0.4 * U(rng);
           if (k % 101 == 0) xc = m::clamp_log_ratio(30.0 * U(rng));
@@ -1022,11 +1026,22 @@ TEST(RatioClipMath, LogRatioDecisionsMatchTheRatioOnes) {
           ASSERT_EQ(got.d_ratio, want.d_ratio) << "xc=" << xc << " A=" << A << " c=" << c;
           ++seen[size_t(got.clip)];
           ++checked;
+          // Version 3's float instantiation: the same decisions unless r lies within float's
+          // rounding of a bound, the loss to float's relative error.
+          auto near_f = [&](double bound) { return std::abs(r - bound) <= 1e-5 * bound; };
+          if (near_f(b.lo) || near_f(b.hi) || (c > 0 && near_f(c))) continue;
+          const m::TermT<float> f =
+              m::surrogate_from_log_ratio(float(xc), float(r), float(A), bf);
+          ASSERT_EQ(f.clip, want.clip) << "float: xc=" << xc << " A=" << A << " c=" << c;
+          ASSERT_NEAR(f.loss, want.loss, 1e-6 * std::max(1.0, std::abs(want.loss)));
+          ASSERT_EQ(double(f.d_ratio), double(float(want.d_ratio)));
+          ++checked_f32;
         }
       }
     }
   }
   EXPECT_GT(checked, 200000);
+  EXPECT_GE(checked_f32, checked - 50);  // few samples fall within float's rounding of a bound
   EXPECT_LT(ties, 10);
   for (int64_t n : seen) EXPECT_GT(n, 1000);  // every branch: none, low, high, dual
   // NaN propagates as in surrogate(): the unclipped branch with a NaN loss.
