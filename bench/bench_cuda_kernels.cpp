@@ -26,10 +26,13 @@
 // them back and waits. ratio_clip_*_serial_* launch the finishing kernel the ordinary way
 // (the default: programmatically dependent on sm_90+). dram_copy (a device-to-device
 // cudaMemcpy) is the practical ceiling the %peak figures can be read against;
-// ratio_clip_read_ceiling[_uU]_graph the ceiling for ratio_clip's own shape (its loads with U
-// groups in flight per thread, no arithmetic, one kernel). ratio_clip_v2_/v3_/chunked_ lines
-// time the opt-in versions and layout (kernels/cuda/ratio_clip.cu). sweep/… lines time launch
-// shapes (threads per row, loads in flight, vector loads) to choose the dispatchers' defaults.
+// ratio_clip_read_ceiling[_rows|_flat][_uU][_dependent]_graph the ceiling for ratio_clip's own
+// shape (its loads with U groups in flight per thread, no arithmetic, one kernel; chunks of
+// 1024·U tokens, a block per row, or the flat persistent grid). ratio_clip_v2_/v3_/chunked_/
+// flat_ lines time the opt-in versions and layouts, *_dependent_* the first kernel launched
+// programmatically dependent on the previous call's last kernel (kernels/cuda/ratio_clip.cu).
+// sweep/… lines time launch shapes (threads per row, loads in flight, vector loads) to choose
+// the dispatchers' defaults.
 //
 // Targets (H100 SXM, 3.35 TB/s), to be checked when a GPU run is recorded in BENCHMARKS.md:
 //   softmax_logprob forward      ≥ 80% of peak and ≥ 2.5× the unfused chain
@@ -370,11 +373,13 @@ void BM_ratio_clip(benchmark::State& state, int64_t B, int64_t T, const std::str
         },
         2 * K);
   } else if (mode == "read_graph") {
-    const int U = launch.unroll ? launch.unroll : 1;
-    Buffer<float> partials{size_t(B * ((T + 1023) / 1024))};
+    const int64_t capacity = std::max<int64_t>(B * ((T + 1023) / 1024), 1 << 16);
+    Buffer<float> partials{size_t(capacity)};
     measure_graph(
         state, 16.0 * tokens,
-        [&](cudaStream_t st) { rk::ratio_clip_read_ceiling_cuda(args(), partials.p, st, U); },
+        [&](cudaStream_t st) {
+          rk::ratio_clip_read_ceiling_cuda(args(), partials.p, capacity, st, launch);
+        },
         2 * K);
   } else if (mode == "fwd_sync") {
     measure(
@@ -481,16 +486,42 @@ void register_all() {
             l.serial = 1;
             BM_ratio_clip(s, B, T, "fwd_graph", l);
           });
-  // The read ceiling: the chunked forward's loads without its arithmetic (one kernel).
-  for (int U : {1, 2, 4})
+  // The flat layout (token_mean over the batch as one row, a persistent grid) and the first
+  // kernel launched programmatically dependent on the previous call's finishing kernel.
+  for (auto [version, chunked, dependent] :
+       {std::tuple<int, int, int>{1, 2, 0}, {3, 2, 0}, {1, 0, 1}, {3, 0, 1}, {3, 2, 1}})
     for (auto [B, T] : {std::pair<int64_t, int64_t>{64, 1024}, {512, 4096}})
-      reg(std::string("ratio_clip_read_ceiling") + (U > 1 ? "_u" + std::to_string(U) : "") +
-              "_graph/B=" + std::to_string(B) + "/T=" + std::to_string(T),
+      reg(std::string("ratio_clip_") + (chunked ? "flat_" : "") + "v" + std::to_string(version) +
+              (dependent ? "_dependent" : "") + "_fwd_graph/B=" + std::to_string(B) +
+              "/T=" + std::to_string(T),
           [=](benchmark::State& s) {
             rk::CudaLaunch l;
-            l.unroll = U;
-            BM_ratio_clip(s, B, T, "read_graph", l);
+            l.version = version;
+            l.chunked = chunked;
+            l.dependent = dependent;
+            BM_ratio_clip(s, B, T, "fwd_graph", l);
           });
+  // The read ceiling: the token-level forward's loads without its arithmetic (one kernel), in
+  // chunks of 1024·U tokens (no layout suffix), a block per row (_rows) or flat (_flat).
+  for (int layout : {1, 0, 2})
+    for (int U : {1, 2, 4})
+      for (int dependent : {0, 1})
+        for (auto [B, T] : {std::pair<int64_t, int64_t>{64, 1024}, {512, 4096}}) {
+          if (dependent && U != 1) continue;
+          reg(std::string("ratio_clip_read_ceiling") +
+                  (layout == 0   ? "_rows"
+                   : layout == 2 ? "_flat"
+                                 : "") +
+                  (U > 1 ? "_u" + std::to_string(U) : "") + (dependent ? "_dependent" : "") +
+                  "_graph/B=" + std::to_string(B) + "/T=" + std::to_string(T),
+              [=](benchmark::State& s) {
+                rk::CudaLaunch l;
+                l.unroll = U;
+                l.chunked = layout;
+                l.dependent = dependent;
+                BM_ratio_clip(s, B, T, "read_graph", l);
+              });
+        }
   for (size_t mib : {64, 1024})
     reg("dram_copy/MiB=" + std::to_string(mib),
         [=](benchmark::State& s) { BM_dram_copy(s, mib); });
@@ -522,7 +553,7 @@ void register_all() {
                                   rk::CudaLaunch{block, unroll, vec, version, chunked}, true);
                   });
             }
-  for (int chunked : {0, 1})
+  for (int chunked : {0, 1, 2})
     for (int block : {128, 256, 512})
       for (int unroll : {1, 2, 4})
         reg("sweep/ratio_clip_v3_fwd_graph/B=512/T=4096/chunked=" + std::to_string(chunked) +

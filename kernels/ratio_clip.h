@@ -143,9 +143,10 @@ const char* ratio_level_name(RatioLevel l);
 //            k3 and the gradients; 3: the token-level forward all in float up to per-thread
 //            sums, as a float32 framework computes it, float's relative error in the loss, k1
 //            and k3, the clip decisions on the float log-ratio; its backward is version 2's),
-//            the token-level forward's layout (chunked = 1: chunks of a block each) and
-//            whether the finishing kernel is programmatically dependent
-//            (serial) (kernels/cuda_launch.h; kernels/cuda/ratio_clip.cu has the details);
+//            the token-level forward's layout (chunked = 1: chunks of a block each; 2:
+//            flat, token_mean with per-token advantages only), whether the finishing kernel
+//            is programmatically dependent (serial) and whether the first kernel is
+//            (dependent) (kernels/cuda_launch.h; kernels/cuda/ratio_clip.cu has the details);
 //            0 = the dispatcher's choice. Apart from versions 2 and 3, only the order of the
 //            sums changes.
 }  // namespace rlft::kernels
@@ -179,12 +180,16 @@ void ratio_clip_backward_cuda(const RatioClipArgs<Real>& args, double g_loss, Re
 template <typename Real>
 double ratio_clip_loss_unfused_cuda(const RatioClipArgs<Real>& args, Real* workspace,
                                     CUstream_st* stream = nullptr);
-// The read ceiling for the benchmarks (CUDA builds only; no CPU stub): the chunked forward's
-// loads of logp, old_logp, advantages and mask (16-byte vectors, 256 threads a block, each
-// with `groups_per_thread` (1, 2 or 4) groups of 4 tokens in flight) without its arithmetic,
-// a float sum per block into `partials` (B·⌈T/(1024·groups_per_thread)⌉ floats). Needs a
-// mask, per-token advantages, T divisible by 4 and 16-byte aligned arrays.
-void ratio_clip_read_ceiling_cuda(const RatioClipArgs<float>& args, float* partials,
-                                  CUstream_st* stream = nullptr, int groups_per_thread = 1);
+// The read ceiling for the benchmarks (CUDA builds only; no CPU stub): the token-level
+// forward's loads of logp, old_logp, advantages and mask (16-byte vectors) without its
+// arithmetic, a float sum per block into `partials`; returns the number of blocks (partial
+// sums) written, which must not exceed `capacity`. From `launch`: unroll (groups of 4 tokens
+// in flight per thread: 0 = 1, 1, 2 or 4), block, dependent, and the layout: chunked = 0 a
+// block per row (the default forward's, block_for(T) threads), 1 chunks of 256·U groups
+// (B·⌈T/(1024·U)⌉ blocks), 2 flat (B·T tokens as one row, one chunk per resident block).
+// Needs a mask, per-token advantages, T divisible by 4 and 16-byte aligned arrays.
+int64_t ratio_clip_read_ceiling_cuda(const RatioClipArgs<float>& args, float* partials,
+                                     int64_t capacity, CUstream_st* stream = nullptr,
+                                     CudaLaunch launch = {});
 // ==== end of the CUDA backend ===============================================================
 }  // namespace rlft::kernels

@@ -15,7 +15,7 @@
 # hangs still leaves the others' results; the defaults add up to under 10 minutes. Stages can be
 # chosen: STAGES="tests sanitize bench" (the default, all). Benchmarks are picked with Google
 # Benchmark's --benchmark_filter (a leading '-' negates): KERNELS_FILTER (default '-sweep/':
-# bench_cuda_kernels without the sweeps), SWEEP_FILTER (default 'sweep/ratio_clip_v3', 18 lines,
+# bench_cuda_kernels without the sweeps), SWEEP_FILTER (default 'sweep/ratio_clip_v3', 27 lines,
 # into bench_sweep.json; empty: none), ENGINE_FILTER (default all of bench_cuda_engine).
 set -uo pipefail
 cd "$(dirname "$0")/.."

@@ -225,6 +225,20 @@ inline bool programmatic_launch_supported() {
   return v == 2;
 }
 
+// Multiprocessors of the current device; asked once per device.
+inline int multiprocessors() {
+  constexpr int kDevices = 64;
+  static std::atomic<int> known[kDevices];  // 0: not asked yet
+  int device = 0;
+  RLFT_CUDA_CHECK(cudaGetDevice(&device));
+  int v = device >= 0 && device < kDevices ? known[device].load(std::memory_order_relaxed) : 0;
+  if (v == 0) {
+    RLFT_CUDA_CHECK(cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, device));
+    if (device >= 0 && device < kDevices) known[device].store(v, std::memory_order_relaxed);
+  }
+  return v;
+}
+
 // Launches kernel<<<grid, block, 0, stream>>>(args...), programmatically dependent on the
 // stream's previous kernel when `programmatic` is set and the device supports it (else an
 // ordinary launch). The kernel must call pdl_wait() before reading that kernel's output.

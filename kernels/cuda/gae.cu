@@ -63,8 +63,6 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
-#include <mutex>
-#include <vector>
 
 #include "engine/error.h"
 #include "kernels/cuda/common.cuh"
@@ -298,24 +296,11 @@ void check_discount(const char* op, double gamma, double lambda) {
              ": gamma and lambda must lie in [0, 1], got gamma=", gamma, " lambda=", lambda);
 }
 
-// Multiprocessors of the current device (cached per device).
-int multiprocessors() {
-  static std::mutex mu;
-  static std::vector<int> cache;
-  int dev = 0;
-  RLFT_CUDA_CHECK(cudaGetDevice(&dev));
-  std::lock_guard<std::mutex> lock(mu);
-  if (size_t(dev) >= cache.size()) cache.resize(size_t(dev) + 1, 0);
-  if (cache[size_t(dev)] == 0)
-    RLFT_CUDA_CHECK(
-        cudaDeviceGetAttribute(&cache[size_t(dev)], cudaDevAttrMultiProcessorCount, dev));
-  return cache[size_t(dev)];
-}
-
 template <typename Real, bool kRows>
 void launch(const char* op, const GaeParams<Real>& p, int version, cudaStream_t stream) {
   RLFT_CHECK(version >= 0 && version <= 2, op, ": version must be 0, 1 or 2, got ", version);
-  if (version == 0) version = !kRows && p.S >= int64_t(1024) * multiprocessors() ? 1 : 2;
+  if (version == 0)
+    version = !kRows && p.S >= int64_t(1024) * cuda_detail::multiprocessors() ? 1 : 2;
   if (version == 1) {
     const int bd = 128;
     const int64_t blocks = (p.S + bd - 1) / bd;

@@ -10,9 +10,10 @@
 //   −c·A == l). Per-token arithmetic is in double, the same expressions as the CPU's.
 //
 // Forward, two kernels, no float atomics (the result is the same on every run):
-//   ratio_clip_rows_kernel   one block per row: the row's 7 partial sums (Σm, Σm·l, clipped
-//                            low/high/dual, k1, k3) → row_sums[B] (sequence levels: a first
-//                            sweep for ρ_i, a second from L1/L2 for the terms)
+//   ratio_clip_rows_kernel   one block per row (or, token level, per chunk of a row): the
+//                            7 partial sums (Σm, Σm·l, clipped low/high/dual, k1, k3) →
+//                            sums[B·chunks] (sequence levels: a first sweep for ρ_i, a second
+//                            from L1/L2 for the terms); ratio_clip_f32_kernel is version 3's
 //   ratio_clip_finish_kernel one block, a warp per quantity: the 7 totals over the rows and
 //                            Σ_i coef_i·(Σm·l)_i in a fixed order (token_mean: (Σ_i (Σm·l)_i)/D),
 //                            then the statistics: 7 doubles on the device
@@ -71,25 +72,40 @@
 //     in float and a thread's tokens summed in float (ratio_clip_f32_kernel, 40 registers),
 //     double from the block reduction on; the clip decisions on the float log-ratio. The loss,
 //     k1 and k3 carry float's relative error; the backward is version 2's. 18.7 µs.
-// Chunked layout (CudaLaunch::chunked = 1; either version): the token-level forward's rows
+// Chunked layout (CudaLaunch::chunked = 1; any version): the token-level forward's rows
 //   cut into chunks of blockDim·U groups (default 256 threads × one 16-byte group = 1024 float
-//   tokens), a block per chunk whose threads load once and never loop
-//   (ratio_clip_chunks_kernel), the finish kernel adding each row's chunks in order.
+//   tokens), a block per chunk whose threads load once and never loop (the row kernels with
+//   chunks > 1), the finish kernel adding each row's chunks in order.
 //   Rationale (H100, BENCHMARKS.md): with a block per row the 512×4096 grid is one wave, so
 //   every block loads, then computes, at the same time, and the DRAM and FP64 phases do not
 //   overlap; short blocks in several waves let them. The sequence levels and the backward keep
 //   a block per row.
 //   Measured (H100, 512×4096): slower than a block per row (v1 26.6, v2 23.3, v3 20.8 µs), the
 //   hypothesis above notwithstanding; faster at 64×1024 (v2 5.9 µs against 9.0).
+// Flat layout (CudaLaunch::chunked = 2; any version; token level with token_mean and per-token
+//   advantages, else a block per row): the loss and the statistics are then sums over all
+//   tokens, so the batch is read as ONE row of B·T tokens (as_one_row), cut into exactly as
+//   many chunks as the GPU keeps blocks resident (occupancy × multiprocessors: a persistent
+//   grid of one wave, every SM the same bytes; 16-byte groups whenever B·T is a multiple of
+//   4, rows notwithstanding). Rationale: a block per row at 512×4096 puts 4 blocks on some SMs
+//   and 3 on others, and the finish then adds fewer partial sums. Not yet run on a GPU.
+// Dependent first kernel (CudaLaunch::dependent = 1): the row kernel itself launched
+//   programmatically dependent on the stream's previous kernel; every forward kernel calls
+//   pdl_wait() before its first load (a no-op when launched the ordinary way) and the finish
+//   kernel lets its dependents be scheduled at once, so back-to-back forwards (or any
+//   predecessor that does the same) overlap one call's finish with the next call's launch.
+//   Not yet run on a GPU.
 // Staged loads (each thread's groups copied into shared memory with cp.async, 2–4 in flight
 //   while it computes) were tried and measured slower on an H100 (best 20.4 µs with v2), then
 //   removed; the code is in commit c4be5da, the figures in BENCHMARKS.md.
 // All of these are opt-in; the default stays version 1 with a block per row, the arithmetic
 // every engine-level GPU test ran with. Tests: RatioClipCuda.Version2AndChunksEveryModeMatchCpu,
 // RatioClipCuda.EveryLaunchShapeMatchesCpu, RatioClipCuda.DependentAndSerialFinishAgreeAlsoInAGraph
-// (all passed on an H100; version 3 not yet under memcheck); bench: ratio_clip_v2_*,
-// ratio_clip_v3_*, ratio_clip_chunked_*, ratio_clip_*_serial_*,
-// ratio_clip_read_ceiling*, sweep/ratio_clip_*.
+// (passed on an H100 before the flat layout and the dependent first kernel were added; version
+// 3 not yet under memcheck), RatioClipCuda.FlatLayoutMatchesCpuAcrossRowBoundaries (not yet run
+// on a GPU); bench: ratio_clip_v2_*, ratio_clip_v3_*, ratio_clip_chunked_*, ratio_clip_flat_*,
+// ratio_clip_*_serial_*, ratio_clip_*_dependent_*, ratio_clip_read_ceiling*,
+// sweep/ratio_clip_*.
 #include <cuda_runtime.h>
 
 #include <cmath>
@@ -302,20 +318,27 @@ __device__ __forceinline__ void add_token_level(RowSums& p, const TokD& k, const
   }
 }
 
+// A block per row, or (token level) per chunk of a row: `chunks` chunks of `groups_per_chunk`
+// groups a row (the last one shorter; chunks = 1, groups_per_chunk = T/G: the whole row; the
+// sequence levels always have one chunk a row), its partial sums → sums[row·chunks + chunk].
+// Waits for the stream's previous kernel before its first load (launch.dependent; a no-op
+// otherwise) and lets the finishing kernel be scheduled at once (it waits for this one).
 template <typename Real, int G, int U, bool F32>
 __global__ void __launch_bounds__(512, 2)
-    ratio_clip_rows_kernel(const RatioClipArgs<Real> a, const LogBounds lb,
-                           RowSums* __restrict__ row_sums) {
+    ratio_clip_rows_kernel(const RatioClipArgs<Real> a, const LogBounds lb, int64_t chunks,
+                           int64_t groups_per_chunk, RowSums* __restrict__ sums) {
   __shared__ RowSums smem[kMaxWarps];
   __shared__ double smem_d[kMaxWarps];
-  cuda_detail::pdl_launch_dependents();  // the finishing kernel may be scheduled (it waits)
+  cuda_detail::pdl_launch_dependents();
+  cuda_detail::pdl_wait();
   const double c = a.dual_clip;
   const int64_t ng = a.T / G;
-  for (int64_t i = blockIdx.x; i < a.B; i += gridDim.x) {
-    const RowView<Real> row(a, i);
+  for (int64_t b = blockIdx.x; b < a.B * chunks; b += gridDim.x) {
+    const ChunkRange cr = chunk_range(b, chunks, groups_per_chunk, ng);
+    const RowView<Real> row(a, cr.row);
     RowSums p = zero_sums();
     if (a.level == RatioLevel::token) {
-      for_tokens<G, U>(row, 0, ng,
+      for_tokens<G, U>(row, cr.g_begin, cr.g_end,
                        [&](int64_t, const TokD& k) { add_token_level<F32>(p, k, lb, c); });
     } else {
       double n;
@@ -334,7 +357,7 @@ __global__ void __launch_bounds__(512, 2)
       });
     }
     p = cuda_detail::block_reduce_to_first(p, AddSums{}, smem);
-    if (threadIdx.x == 0) row_sums[i] = p;
+    if (threadIdx.x == 0) sums[b] = p;
   }
 }
 
@@ -363,18 +386,19 @@ __device__ __forceinline__ void add_token_f32(RowSumsF& p, float w, float logp, 
   p.k3 += w * k3_f32(xc, r);
 }
 
-// A block per chunk of blockDim·U groups of 4 tokens (chunks = 1: a block per row, looping).
-// U = 1 fits 40 registers without spilling (ptxas -v, sm_90): 3 blocks of 512 (6 of 256) per
-// SM; more groups in flight get 64.
+// The token level's layouts as ratio_clip_rows_kernel (`chunks` chunks of `groups_per_chunk`
+// groups of 4 tokens a row). U = 1 fits 40 registers without spilling (ptxas -v, sm_90): 3
+// blocks of 512 (6 of 256) per SM; more groups in flight get 64.
 template <int U>
 __global__ void __launch_bounds__(512, U == 1 ? 3 : 2)
     ratio_clip_f32_kernel(const RatioClipArgs<float> a, const LogBoundsT<float> lb, int64_t chunks,
-                          RowSums* __restrict__ sums) {
+                          int64_t groups_per_chunk, RowSums* __restrict__ sums) {
   __shared__ RowSums smem[kMaxWarps];
   cuda_detail::pdl_launch_dependents();
-  const int64_t ng = a.T / 4, per_chunk = chunks == 1 ? ng : int64_t(blockDim.x) * U;
+  cuda_detail::pdl_wait();
+  const int64_t ng = a.T / 4;
   for (int64_t b = blockIdx.x; b < a.B * chunks; b += gridDim.x) {
-    const ChunkRange cr = chunk_range(b, chunks, per_chunk, ng);
+    const ChunkRange cr = chunk_range(b, chunks, groups_per_chunk, ng);
     const RowView<float> row(a, cr.row);
     const float A_seq = float(row.A_seq);
     RowSumsF q{0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
@@ -384,30 +408,6 @@ __global__ void __launch_bounds__(512, U == 1 ? 3 : 2)
     RowSums p{q.n, q.loss, q.low, q.high, q.dual, q.k1, q.k3};
     p = cuda_detail::block_reduce_to_first(p, AddSums{}, smem);
     if (threadIdx.x == 0) sums[b] = p;
-  }
-}
-
-// The chunked layout, token level: a block per CHUNK of C = blockDim·U·G tokens of a row,
-// every thread loading its U groups once (no loop), the chunk's sums →
-// chunk_sums[row·chunks + c]. Many short blocks instead of one long one per row, so blocks in
-// their load phase overlap blocks in their arithmetic (with a block per row, all rows of a
-// one-wave grid load, then compute, together). F32: version 2's arithmetic.
-template <typename Real, int G, int U, bool F32>
-__global__ void __launch_bounds__(512, 2)
-    ratio_clip_chunks_kernel(const RatioClipArgs<Real> a, const LogBounds lb, int64_t chunks,
-                             RowSums* __restrict__ chunk_sums) {
-  __shared__ RowSums smem[kMaxWarps];
-  cuda_detail::pdl_launch_dependents();
-  const int64_t groups_per_chunk = int64_t(blockDim.x) * U, ng = a.T / G;
-  for (int64_t b = blockIdx.x; b < a.B * chunks; b += gridDim.x) {
-    const ChunkRange cr = chunk_range(b, chunks, groups_per_chunk, ng);
-    const RowView<Real> row(a, cr.row);
-    RowSums p = zero_sums();
-    for_tokens<G, U>(row, cr.g_begin, cr.g_end, [&](int64_t, const TokD& k) {
-      add_token_level<F32>(p, k, lb, a.dual_clip);
-    });
-    p = cuda_detail::block_reduce_to_first(p, AddSums{}, smem);
-    if (threadIdx.x == 0) chunk_sums[b] = p;
   }
 }
 
@@ -432,6 +432,7 @@ __global__ void __launch_bounds__(kStatsBlock)
   static_assert(sizeof(RowSums) == kStats * sizeof(double), "RowSums is 7 doubles");
   static_assert(kStatsBlock == (kStats + 1) * cuda_detail::kWarp, "a warp per quantity");
   __shared__ double total[kStats + 1];
+  cuda_detail::pdl_launch_dependents();  // a dependent next kernel may be scheduled (it waits)
   cuda_detail::pdl_wait();
   const int warp = threadIdx.x / cuda_detail::kWarp, lane = threadIdx.x % cuda_detail::kWarp;
   const bool uniform = agg == Aggregation::token_mean;
@@ -630,18 +631,22 @@ __global__ void __launch_bounds__(kFinishBlock)
 }
 
 // ---- the read ceiling (benchmarks only) ----------------------------------------------------
-// The chunked forward's memory traffic without its arithmetic: the same grid (a block of
-// kChunkBlock threads per U·1024 tokens, U groups of 4 in flight per thread), the same 16-byte
-// loads of logp, old_logp, advantages and mask, summed in float per block → out[block]. What a kernel of this shape reads at
-// best on the GPU it runs on, the figure ratio_clip's %peak is read against.
+// The token-level forward's memory traffic without its arithmetic, in any of its layouts (a
+// block per row, chunks of a row, flat: `chunks` chunks of `groups_per_chunk` groups a row):
+// the same 16-byte loads of logp, old_logp, advantages and mask, U groups in flight per
+// thread, summed in float per block → out[block]. What a kernel of this shape reads at best on
+// the GPU it runs on, the figure ratio_clip's %peak is read against.
 template <int U>
-__global__ void __launch_bounds__(kChunkBlock)
-    read_ceiling_kernel(const RatioClipArgs<float> a, int64_t chunks, float* __restrict__ out) {
+__global__ void __launch_bounds__(512)
+    read_ceiling_kernel(const RatioClipArgs<float> a, int64_t chunks, int64_t groups_per_chunk,
+                        float* __restrict__ out) {
   __shared__ float smem[kMaxWarps];
   constexpr int G = cuda_detail::Vec16<float>::n;
+  cuda_detail::pdl_launch_dependents();
+  cuda_detail::pdl_wait();
   const int64_t ng = a.T / G;
   for (int64_t b = blockIdx.x; b < a.B * chunks; b += gridDim.x) {
-    const ChunkRange cr = chunk_range(b, chunks, int64_t(blockDim.x) * U, ng);
+    const ChunkRange cr = chunk_range(b, chunks, groups_per_chunk, ng);
     const RowView<float> row(a, cr.row);
     float s = 0.f;
     for_each_token<G, U>(row, cr.g_begin, cr.g_end, [&](int64_t, const Tok<float>& k) {
@@ -697,6 +702,47 @@ bool uses_f32_kernel(const RatioClipArgs<Real>& a, const CudaLaunch& l, int G) {
 template <typename Real>
 bool uses_chunks(const RatioClipArgs<Real>& a, const CudaLaunch& l) {
   return l.chunked == 1 && a.level == RatioLevel::token;
+}
+// The flat layout: the token level with token_mean and per-token advantages, whose loss and
+// statistics are sums over all tokens, so the batch can be read as one row of B·T tokens
+// (anything else runs a block per row).
+template <typename Real>
+bool uses_flat(const RatioClipArgs<Real>& a, const CudaLaunch& l) {
+  return l.chunked == 2 && a.level == RatioLevel::token &&
+         a.aggregation == Aggregation::token_mean && !a.advantages_per_sequence;
+}
+
+// How a kernel's rows are cut: `count` chunks of `groups` token groups a row.
+struct Chunks {
+  int64_t count, groups;
+};
+
+// The flat layout's cut of its one row of `ng` groups: one chunk per block that `kernel` can
+// keep resident at `bd` threads on every multiprocessor (a persistent grid of one wave), of
+// ⌈ng/P⌉ groups each (the last shorter), so every SM reads the same number of bytes.
+template <typename Kernel>
+Chunks flat_chunks(Kernel kernel, int bd, int64_t ng) {
+  int per_sm = 0;
+  RLFT_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, bd, 0));
+  const int64_t P = int64_t(per_sm > 0 ? per_sm : 1) * cuda_detail::multiprocessors();
+  const int64_t groups = ng > P ? (ng + P - 1) / P : 1;
+  return {chunks_per_row(ng, groups), groups};
+}
+
+// The layout's cut for a kernel: flat (as above), chunks of bd·U groups, or whole rows.
+template <typename Kernel>
+Chunks plan_chunks(Kernel kernel, bool flat, bool chunked, int bd, int U, int64_t ng) {
+  if (flat) return flat_chunks(kernel, bd, ng);
+  if (chunked) return {chunks_per_row(ng, int64_t(bd) * U), int64_t(bd) * U};
+  return {1, ng > 0 ? ng : 1};
+}
+
+// The flat layout's view of the arguments: one row of B·T tokens.
+template <typename Real>
+RatioClipArgs<Real> as_one_row(RatioClipArgs<Real> a) {
+  a.T *= a.B;
+  a.B = 1;
+  return a;
 }
 
 // The bounds' logs for version 2, in double on the host.
@@ -779,39 +825,39 @@ void ratio_clip_forward_cuda_async(const RatioClipArgs<Real>& a, double* stats,
     RLFT_CUDA_CHECK(cudaMemsetAsync(stats, 0, kStats * sizeof(double), stream));
     return;
   }
+  // The layout: a block per row; (chunked, token level) per chunk of blockDim·U groups
+  // (default 256 threads × one 16-byte group: 1024 float tokens); or (flat) the batch as one
+  // row cut into one chunk per resident block. `count` partial sums a row.
+  const bool flat = uses_flat(a, launch), chunked = !flat && uses_chunks(a, launch);
+  const RatioClipArgs<Real> f = flat ? as_one_row(a) : a;
+  const Shape sh = resolve_shape(f, launch);
+  const int bd = launch.block ? launch.block : flat || chunked ? kChunkBlock : block_for(a.T);
+  const int64_t ng = f.T / sh.G;
+  // The first kernel (programmatically dependent on the stream's previous kernel with
+  // launch.dependent), then the finishing one.
+  const auto run = [&](auto kernel, const auto& bounds) {
+    const Chunks c = plan_chunks(kernel, flat, chunked, bd, sh.U, ng);
+    cuda_detail::StreamScratch scratch(size_t(f.B * c.count) * sizeof(RowSums), stream);
+    RowSums* sums = scratch.as<RowSums>();
+    cuda_detail::launch_programmatic_dependent(
+        launch.dependent == 1, kernel, dim3(cuda_detail::grid_for_rows(f.B * c.count)), dim3(bd),
+        stream, f, bounds, c.count, c.groups, sums);
+    launch_finish(f, sums, c.count, stats, stream, launch);
+  };
   const LogBounds lb = log_bounds(a);
-  const Shape sh = resolve_shape(a, launch);
-  // The layout: a block per row, or (chunked, token level) per chunk of blockDim·U groups
-  // (default 256 threads × one 16-byte group: 1024 float tokens); `chunks` partial sums a row.
-  const bool chunked = uses_chunks(a, launch);
-  const int bd = launch.block ? launch.block : chunked ? kChunkBlock : block_for(a.T);
-  const int64_t chunks = chunked ? chunks_per_row(a.T / sh.G, int64_t(bd) * sh.U) : 1;
-  cuda_detail::StreamScratch scratch(size_t(a.B * chunks) * sizeof(RowSums), stream);
-  RowSums* sums = scratch.as<RowSums>();
-  const unsigned grid = cuda_detail::grid_for_rows(a.B * chunks);
-  bool launched = false;
   if constexpr (std::is_same_v<Real, float>) {
-    if (uses_f32_kernel(a, launch, sh.G)) {
+    if (uses_f32_kernel(f, launch, sh.G)) {
       const LogBoundsT<float> lbf{float(lb.lo),     float(lb.hi),     float(lb.c),
                                   float(lb.log_lo), float(lb.log_hi), float(lb.log_c)};
-      with_shape<Real>(sh, [&](auto, auto u, auto) {
-        ratio_clip_f32_kernel<decltype(u)::value><<<grid, bd, 0, stream>>>(a, lbf, chunks, sums);
-      });
-      launched = true;
+      with_shape<Real>(
+          sh, [&](auto, auto u, auto) { run(ratio_clip_f32_kernel<decltype(u)::value>, lbf); });
+      return;
     }
   }
-  if (!launched) {
-    with_shape<Real>(sh, [&](auto g, auto u, auto f32) {
-      constexpr int G = decltype(g)::value, U = decltype(u)::value;
-      constexpr bool F32 = decltype(f32)::value;
-      if (chunked)
-        ratio_clip_chunks_kernel<Real, G, U, F32><<<grid, bd, 0, stream>>>(a, lb, chunks, sums);
-      else
-        ratio_clip_rows_kernel<Real, G, U, F32><<<grid, bd, 0, stream>>>(a, lb, sums);
-    });
-  }
-  RLFT_CUDA_CHECK_LAUNCH();
-  launch_finish(a, sums, chunks, stats, stream, launch);
+  with_shape<Real>(sh, [&](auto g, auto u, auto f32) {
+    run(ratio_clip_rows_kernel<Real, decltype(g)::value, decltype(u)::value, decltype(f32)::value>,
+        lb);
+  });
 }
 
 template <typename Real>
@@ -913,26 +959,33 @@ double ratio_clip_loss_unfused_cuda(const RatioClipArgs<Real>& a, Real* workspac
   return loss;
 }
 
-void ratio_clip_read_ceiling_cuda(const RatioClipArgs<float>& a, float* partials,
-                                  CUstream_st* stream, int groups_per_thread) {
+int64_t ratio_clip_read_ceiling_cuda(const RatioClipArgs<float>& a, float* partials,
+                                     int64_t capacity, CUstream_st* stream, CudaLaunch launch) {
   constexpr const char* op = "ratio_clip_read_ceiling_cuda";
   ratio_clip_check_args(op, a);
+  check_ratio_clip_launch(op, launch);
   RLFT_CHECK(a.mask && !a.advantages_per_sequence && a.T % 4 == 0 && aligned16(a.logp) &&
                  aligned16(a.old_logp) && aligned16(a.mask) && aligned16(a.advantages),
              op, ": needs a mask, per-token advantages, T divisible by 4 and 16-byte aligned "
                  "arrays");
-  const int U = groups_per_thread;
-  RLFT_CHECK(U == 1 || U == 2 || U == 4, op, ": groups_per_thread must be 1, 2 or 4, got ", U);
-  if (a.B * a.T == 0) return;
-  const int64_t chunks = chunks_per_row(a.T / 4, int64_t(kChunkBlock) * U);
-  const unsigned grid = cuda_detail::grid_for_rows(a.B * chunks);
-  if (U == 1)
-    read_ceiling_kernel<1><<<grid, kChunkBlock, 0, stream>>>(a, chunks, partials);
-  else if (U == 2)
-    read_ceiling_kernel<2><<<grid, kChunkBlock, 0, stream>>>(a, chunks, partials);
-  else
-    read_ceiling_kernel<4><<<grid, kChunkBlock, 0, stream>>>(a, chunks, partials);
-  RLFT_CUDA_CHECK_LAUNCH();
+  if (a.B * a.T == 0) return 0;
+  const int U = launch.unroll ? launch.unroll : 1;
+  const bool flat = launch.chunked == 2, chunked = launch.chunked == 1;
+  const RatioClipArgs<float> f = flat ? as_one_row(a) : a;
+  const int bd = launch.block ? launch.block : flat || chunked ? kChunkBlock : block_for(a.T);
+  const auto run = [&](auto kernel) {
+    const Chunks c = plan_chunks(kernel, flat, chunked, bd, U, f.T / 4);
+    const int64_t blocks = f.B * c.count;
+    RLFT_CHECK(partials != nullptr && blocks <= capacity, op, ": partials must hold ", blocks,
+               " floats for this layout, capacity ", capacity);
+    cuda_detail::launch_programmatic_dependent(launch.dependent == 1, kernel,
+                                               dim3(cuda_detail::grid_for_rows(blocks)), dim3(bd),
+                                               stream, f, c.count, c.groups, partials);
+    return blocks;
+  };
+  if (U == 1) return run(read_ceiling_kernel<1>);
+  if (U == 2) return run(read_ceiling_kernel<2>);
+  return run(read_ceiling_kernel<4>);
 }
 
 template void ratio_clip_forward_cuda_async<float>(const RatioClipArgs<float>&, double*,

@@ -46,6 +46,7 @@
 #include "kernels/gae.h"
 #include "kernels/ratio_clip.h"
 #include "kernels/softmax_logprob.h"
+#include "tests/kernels/gae_problems.h"
 #include "tests/kernels/ratio_clip_modes.h"
 
 #ifdef RLFT_HAVE_CUDA
@@ -106,9 +107,12 @@ TEST(CudaLaunch, BadShapesAreClearErrors) {
             std::string::npos);
   EXPECT_NE(message({0, 0, 2}).find("launch.vec must be 0 or 1, got 2"), std::string::npos);
   EXPECT_NE(message({0, 0, 0, -1}).find("launch.version must be >= 0, got -1"), std::string::npos);
-  EXPECT_NE(message({0, 0, 0, 0, 2}).find("launch.chunked must be 0 or 1, got 2"),
+  rk::check_launch("op", {0, 0, 0, 0, 2, 0, 1});
+  EXPECT_NE(message({0, 0, 0, 0, 3}).find("launch.chunked must be 0, 1 or 2, got 3"),
             std::string::npos);
   EXPECT_NE(message({0, 0, 0, 0, 0, -1}).find("launch.serial must be 0 or 1, got -1"),
+            std::string::npos);
+  EXPECT_NE(message({0, 0, 0, 0, 0, 0, 2}).find("launch.dependent must be 0 or 1, got 2"),
             std::string::npos);
 }
 
@@ -679,7 +683,8 @@ struct ClipBuffers {
 
 std::string describe(const rk::CudaLaunch& l) {
   return rlft::str("launch{block=", l.block, " unroll=", l.unroll, " vec=", l.vec,
-                   " version=", l.version, " chunked=", l.chunked, " serial=", l.serial, "}");
+                   " version=", l.version, " chunked=", l.chunked, " serial=", l.serial,
+                   " dependent=", l.dependent, "}");
 }
 
 template <typename Real>
@@ -696,9 +701,13 @@ void expect_clip_parity(const ClipCase& c, uint64_t seed, rk::CudaLaunch launch 
   // token in float and sums a thread's tokens in float: the loss, k1 and k3 carry float's
   // relative error (the test data keep every log-ratio ≥ 10% away from a bound, so the
   // decisions and the counts are still the CPU's); its backward is version 2's.
+  // The flat layout (token_mean, per-token advantages) reads the batch as one row of B·T
+  // tokens: 16-byte groups whenever B·T is a multiple of 4.
+  const bool flat = launch.chunked == 2 && c.level == rk::RatioLevel::token &&
+                    c.agg == rk::Aggregation::token_mean && !c.adv_per_seq;
   const bool v2 = launch.version >= 2 && sizeof(Real) == 4 && !c.per_token_bounds;
   const bool v3 = v2 && launch.version == 3 && c.level == rk::RatioLevel::token &&
-                  c.T % 4 == 0 && launch.vec == 0;
+                  (flat ? c.B * c.T : c.T) % 4 == 0 && launch.vec == 0;
   const double vtol = v3 ? 1e-5 : v2 ? 1e-6 : 1e-10;
   EXPECT_TRUE(close(got.loss, ref.loss, vtol)) << "loss";
   EXPECT_TRUE(close(got.clip_frac_low, ref.clip_frac_low, 1e-14)) << "clip_frac_low";
@@ -797,11 +806,12 @@ TEST(RatioClipCuda, Version2AndChunksEveryModeMatchCpu) {
   uint64_t seed = 9000;
   // {block, unroll, vec, version, chunked, serial}
   const std::vector<rk::CudaLaunch> launches = {
-      {0, 0, 0, 2, 0},   {32, 1, 1, 2, 0},  {128, 2, 0, 2, 0},  {256, 4, 0, 2, 0},
-      {0, 0, 0, 2, 1},   {32, 1, 0, 2, 1},  {64, 1, 1, 2, 1},   {128, 2, 0, 2, 1},
-      {32, 4, 1, 1, 1},  {0, 0, 0, 1, 1},   {64, 0, 0, 2, 0, 1}, {0, 0, 0, 3, 0},
-      {0, 0, 0, 3, 1},   {128, 2, 0, 3, 1}, {512, 1, 0, 3, 0},  {64, 4, 0, 3, 0},
-      {32, 1, 1, 3, 0},  {256, 1, 0, 3, 1, 1}};
+      {0, 0, 0, 2, 0},  {32, 1, 1, 2, 0},     {128, 2, 0, 2, 0},       {256, 4, 0, 2, 0},
+      {0, 0, 0, 2, 1},  {32, 1, 0, 2, 1},     {64, 1, 1, 2, 1},        {128, 2, 0, 2, 1},
+      {32, 4, 1, 1, 1}, {0, 0, 0, 1, 1},      {64, 0, 0, 2, 0, 1},     {0, 0, 0, 3, 0},
+      {0, 0, 0, 3, 1},  {128, 2, 0, 3, 1},    {512, 1, 0, 3, 0},       {64, 4, 0, 3, 0},
+      {32, 1, 1, 3, 0}, {256, 1, 0, 3, 1, 1}, {0, 0, 0, 1, 2},         {0, 0, 0, 3, 2},
+      {64, 2, 0, 2, 2}, {32, 1, 1, 3, 2},     {512, 4, 0, 1, 2, 1, 1}, {128, 1, 0, 3, 2, 0, 1}};
   size_t which = 0;
   for (auto [B, T] : {std::pair<int64_t, int64_t>{1, 1}, {3, 17}, {5, 300}, {4, 1024}})
     for (const ClipCase& c : every_clip_mode(B, T)) {
@@ -815,14 +825,51 @@ TEST(RatioClipCuda, Version2AndChunksEveryModeMatchCpu) {
   ClipBuffers<float> buf(c, D);
   for (const rk::CudaLaunch& l :
        {rk::CudaLaunch{0, 0, 0, 2, 0}, rk::CudaLaunch{0, 0, 0, 2, 1}, rk::CudaLaunch{0, 0, 0, 1, 1},
-        rk::CudaLaunch{0, 0, 0, 3, 0},
-        rk::CudaLaunch{0, 0, 0, 3, 1}}) {
+        rk::CudaLaunch{0, 0, 0, 3, 0}, rk::CudaLaunch{0, 0, 0, 3, 1}, rk::CudaLaunch{0, 0, 0, 1, 2},
+        rk::CudaLaunch{0, 0, 0, 3, 2, 0, 1}}) {
     const rk::RatioClipStats a = rk::ratio_clip_forward_cuda<float>(buf.dev, nullptr, l);
     const rk::RatioClipStats b = rk::ratio_clip_forward_cuda<float>(buf.dev, nullptr, l);
     EXPECT_EQ(std::memcmp(&a, &b, sizeof(a)), 0) << describe(l);
   }
   EXPECT_THROW(rk::ratio_clip_forward_cuda<float>(buf.dev, nullptr, {0, 0, 0, 4, 0}), rlft::Error);
-  EXPECT_THROW(rk::ratio_clip_forward_cuda<float>(buf.dev, nullptr, {0, 0, 0, 0, 2}), rlft::Error);
+  EXPECT_THROW(rk::ratio_clip_forward_cuda<float>(buf.dev, nullptr, {0, 0, 0, 0, 3}), rlft::Error);
+  EXPECT_THROW(rk::ratio_clip_forward_cuda<float>(buf.dev, nullptr, {0, 0, 0, 0, 0, 0, 2}),
+               rlft::Error);
+}
+
+// The flat layout reads the batch as one row of B·T tokens cut into one chunk per resident
+// block: chunks cross row boundaries (T not a multiple of 4 while B·T is, so 16-byte groups
+// straddle rows; T = 1: every group spans four rows), the persistent grid is smaller or larger
+// than B, and every version and dependent launch gives the CPU's results, the same bits on
+// every run; modes it does not cover (per-sequence advantages, other aggregations) run a block
+// per row and still match.
+TEST(RatioClipCuda, FlatLayoutMatchesCpuAcrossRowBoundaries) {
+  RLFT_REQUIRE_GPU();
+  uint64_t seed = 11000;
+  for (auto [B, T] :
+       {std::pair<int64_t, int64_t>{6, 1026}, {4096, 1}, {2, 4}, {3, 7}, {300, 517}, {64, 1024}})
+    for (int version : {1, 2, 3})
+      for (int dependent : {0, 1}) {
+        ClipCase c = clip_case(B, T);
+        const rk::CudaLaunch l{0, 0, 0, version, 2, 0, dependent};
+        expect_clip_parity<float>(c, ++seed, l);
+        c.with_mask = false;
+        expect_clip_parity<float>(c, ++seed, l);
+        c.normalizer = 123.0;
+        c.dual = 3.0;
+        expect_clip_parity<float>(c, ++seed, l);
+      }
+  for (ClipCase c : every_clip_mode(5, 262))
+    expect_clip_parity<float>(c, ++seed, rk::CudaLaunch{0, 0, 0, 3, 2});
+  ClipCase c = clip_case(300, 517);
+  const ClipData D = make_clip(c, 5);
+  ClipBuffers<float> buf(c, D);
+  for (int version : {1, 3}) {
+    const rk::CudaLaunch l{0, 0, 0, version, 2};
+    const rk::RatioClipStats a = rk::ratio_clip_forward_cuda<float>(buf.dev, nullptr, l);
+    const rk::RatioClipStats b = rk::ratio_clip_forward_cuda<float>(buf.dev, nullptr, l);
+    EXPECT_EQ(std::memcmp(&a, &b, sizeof(a)), 0) << describe(l);
+  }
 }
 
 // The asynchronous forward leaves the same 7 statistics on the device that the synchronous one
@@ -862,12 +909,15 @@ TEST(RatioClipCuda, DependentAndSerialFinishAgreeAlsoInAGraph) {
     if (c.level != rk::RatioLevel::token) continue;
     const ClipData D = make_clip(c, ++seed);
     ClipBuffers<float> buf(c, D);
-    for (int chunked : {0, 1})
+    for (int chunked : {0, 1, 2})
       for (int version : {1, 2, 3}) {
-        const rk::CudaLaunch dep{0, 0, 0, version, chunked, 0}, ser{0, 0, 0, version, chunked, 1};
+        const rk::CudaLaunch dep{0, 0, 0, version, chunked, 0}, ser{0, 0, 0, version, chunked, 1},
+            first{0, 0, 0, version, chunked, 0, 1};
         const rk::RatioClipStats a = rk::ratio_clip_forward_cuda<float>(buf.dev, nullptr, dep);
         const rk::RatioClipStats b = rk::ratio_clip_forward_cuda<float>(buf.dev, nullptr, ser);
+        const rk::RatioClipStats d = rk::ratio_clip_forward_cuda<float>(buf.dev, nullptr, first);
         EXPECT_EQ(std::memcmp(&a, &b, sizeof(a)), 0) << describe(c) << " " << describe(dep);
+        EXPECT_EQ(std::memcmp(&a, &d, sizeof(a)), 0) << describe(c) << " " << describe(first);
       }
   }
   ClipCase c = clip_case(200, 2048);
@@ -876,12 +926,16 @@ TEST(RatioClipCuda, DependentAndSerialFinishAgreeAlsoInAGraph) {
   const rk::RatioClipStats want = rk::ratio_clip_forward_cuda<float>(buf.dev);
   cudaStream_t stream{};
   CUDA_OK(cudaStreamCreate(&stream));
-  DeviceArray<double> stats(std::vector<double>(14, -1.0));
+  DeviceArray<double> stats(std::vector<double>(21, -1.0));
   cudaGraph_t graph{};
   cudaGraphExec_t exec{};
+  // The third call's first kernel is programmatically dependent on the second call's
+  // finishing kernel (which lets its dependents be scheduled at once).
+  const rk::CudaLaunch flat_dependent{0, 0, 0, 3, 2, 0, 1};
   CUDA_OK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
   rk::ratio_clip_forward_cuda_async<float>(buf.dev, stats.get(), stream);
   rk::ratio_clip_forward_cuda_async<float>(buf.dev, stats.get() + 7, stream, {0, 0, 0, 2, 1, 0});
+  rk::ratio_clip_forward_cuda_async<float>(buf.dev, stats.get() + 14, stream, flat_dependent);
   CUDA_OK(cudaStreamEndCapture(stream, &graph));
   CUDA_OK(cudaGraphInstantiate(&exec, graph, 0));
   for (int rep = 0; rep < 2; ++rep) {
@@ -890,20 +944,27 @@ TEST(RatioClipCuda, DependentAndSerialFinishAgreeAlsoInAGraph) {
     const std::vector<double> got = stats.download();
     const rk::RatioClipStats v2 =
         rk::ratio_clip_forward_cuda<float>(buf.dev, nullptr, {0, 0, 0, 2, 1, 1});
-    const double w[2][7] = {{want.loss, want.clip_frac_low, want.clip_frac_high,
-                             want.dual_clip_frac, want.approx_kl_k1, want.approx_kl_k3,
-                             want.tokens},
-                            {v2.loss, v2.clip_frac_low, v2.clip_frac_high, v2.dual_clip_frac,
-                             v2.approx_kl_k1, v2.approx_kl_k3, v2.tokens}};
-    for (int k = 0; k < 14; ++k) EXPECT_EQ(got[ix(k)], w[k / 7][k % 7]) << "replay " << rep << " statistic " << k;
+    const rk::RatioClipStats v3 =
+        rk::ratio_clip_forward_cuda<float>(buf.dev, nullptr, {0, 0, 0, 3, 2, 1});
+    const double w[3][7] = {
+        {want.loss, want.clip_frac_low, want.clip_frac_high, want.dual_clip_frac, want.approx_kl_k1,
+         want.approx_kl_k3, want.tokens},
+        {v2.loss, v2.clip_frac_low, v2.clip_frac_high, v2.dual_clip_frac, v2.approx_kl_k1,
+         v2.approx_kl_k3, v2.tokens},
+        {v3.loss, v3.clip_frac_low, v3.clip_frac_high, v3.dual_clip_frac, v3.approx_kl_k1,
+         v3.approx_kl_k3, v3.tokens}};
+    for (int k = 0; k < 21; ++k)
+      EXPECT_EQ(got[ix(k)], w[k / 7][k % 7]) << "replay " << rep << " statistic " << k;
   }
   CUDA_OK(cudaGraphExecDestroy(exec));
   CUDA_OK(cudaGraphDestroy(graph));
   CUDA_OK(cudaStreamDestroy(stream));
 }
 
-// The benchmarks' read ceiling reads every token of the four arrays once: its per-chunk sums
-// (1024 tokens a chunk, the last one partial) match the host's.
+// The benchmarks' read ceiling reads every token of the four arrays once in each layout: in
+// chunks (1024·U tokens a chunk, the last one partial) its per-chunk sums match the host's; a
+// block per row gives the row sums; flat (the batch as one row, one chunk per resident block)
+// sums to the total; too small a `partials` is an error naming the size it needs.
 TEST(RatioClipCuda, ReadCeilingSumsEveryLoad) {
   RLFT_REQUIRE_GPU();
   const int64_t B = 3, T = 2100;  // 525 groups of 4: U = 1: chunks of 256, 256, 13 groups
@@ -920,28 +981,63 @@ TEST(RatioClipCuda, ReadCeilingSumsEveryLoad) {
   a.old_logp = old_logp.get();
   a.advantages = adv.get();
   a.mask = mask.get();
-  for (int U : {1, 2, 4}) {
-    const int64_t chunks = (T + 1024 * U - 1) / (1024 * U), per_chunk = 1024 * U;
-    DeviceArray<float> partials(std::vector<float>(ix(B * chunks), -1.f));
-    rk::ratio_clip_read_ceiling_cuda(a, partials.get(), nullptr, U);
-    const std::vector<float> got = partials.download();
-    for (int64_t b = 0; b < B * chunks; ++b) {
-      const int64_t row = b / chunks, t0 = (b % chunks) * per_chunk;
-      const int64_t t1 = std::min(t0 + per_chunk, T);
-      double want = 0, scale = 0;
-      for (int64_t t = t0; t < t1; ++t)
-        for (const auto& v : h) {
-          want += v[ix(row * T + t)];
-          scale += std::fabs(v[ix(row * T + t)]);
+  // Σ and Σ|·| of the four arrays over tokens [k0, k1) of the flattened batch.
+  const auto host_sum = [&](int64_t k0, int64_t k1) {
+    double sum = 0, scale = 0;
+    for (int64_t k = k0; k < k1; ++k)
+      for (const auto& v : h) {
+        sum += v[ix(k)];
+        scale += std::fabs(v[ix(k)]);
+      }
+    return std::pair<double, double>{sum, scale};
+  };
+  const int64_t capacity = 1 << 16;
+  for (int U : {1, 2, 4})
+    for (int layout : {1, 0, 2})
+      for (int dependent : {0, 1}) {
+        SCOPED_TRACE(rlft::str("U=", U, " layout=", layout, " dependent=", dependent));
+        DeviceArray<float> partials(std::vector<float>(ix(capacity), -1.f));
+        const int64_t blocks = rk::ratio_clip_read_ceiling_cuda(
+            a, partials.get(), capacity, nullptr, rk::CudaLaunch{0, U, 0, 0, layout, 0, dependent});
+        const std::vector<float> got = partials.download();
+        if (layout == 1) {
+          const int64_t chunks = (T + 1024 * U - 1) / (1024 * U), per_chunk = 1024 * U;
+          ASSERT_EQ(blocks, B * chunks);
+          for (int64_t b = 0; b < blocks; ++b) {
+            const int64_t row = b / chunks, t0 = (b % chunks) * per_chunk;
+            const auto [want, scale] =
+                host_sum(row * T + t0, row * T + std::min(t0 + per_chunk, T));
+            EXPECT_NEAR(got[ix(b)], want, 1e-5 * scale) << "chunk " << b;
+          }
+        } else if (layout == 0) {
+          ASSERT_EQ(blocks, B);
+          for (int64_t i = 0; i < B; ++i) {
+            const auto [want, scale] = host_sum(i * T, (i + 1) * T);
+            EXPECT_NEAR(got[ix(i)], want, 1e-5 * scale) << "row " << i;
+          }
+        } else {
+          ASSERT_GE(blocks, 1);
+          ASSERT_LE(blocks, B * T / 4);
+          double total = 0;
+          for (int64_t b = 0; b < blocks; ++b) total += got[ix(b)];
+          EXPECT_EQ(got[ix(blocks)], -1.f) << "wrote past its blocks";
+          const auto [want, scale] = host_sum(0, B * T);
+          EXPECT_NEAR(total, want, 1e-5 * scale);
         }
-      EXPECT_NEAR(got[ix(b)], want, 1e-5 * scale) << "U=" << U << " chunk " << b;
-    }
-  }
+      }
   DeviceArray<float> partials(std::vector<float>(ix(B * 3), -1.f));
   rk::RatioClipArgs<float> no_mask = a;
   no_mask.mask = nullptr;
-  EXPECT_THROW(rk::ratio_clip_read_ceiling_cuda(no_mask, partials.get()), rlft::Error);
-  EXPECT_THROW(rk::ratio_clip_read_ceiling_cuda(a, partials.get(), nullptr, 3), rlft::Error);
+  EXPECT_THROW(rk::ratio_clip_read_ceiling_cuda(no_mask, partials.get(), B * 3), rlft::Error);
+  EXPECT_THROW(rk::ratio_clip_read_ceiling_cuda(a, partials.get(), B * 3, nullptr, {0, 3, 0}),
+               rlft::Error);
+  try {
+    rk::ratio_clip_read_ceiling_cuda(a, partials.get(), 2, nullptr, {0, 1, 0, 0, 1});
+    ADD_FAILURE() << "a capacity of 2 for 9 chunks was accepted";
+  } catch (const rlft::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("partials must hold 9 floats"), std::string::npos)
+        << e.what();
+  }
 }
 
 // The kernels' per-call scratch (stream-ordered) stays in the device's pool across
@@ -1036,45 +1132,13 @@ TEST(RatioClipCuda, UnfusedBaselineMatchesCpu) {
 // gae
 // =============================================================================================
 
-struct GaeData {
-  int64_t T = 0, N = 0;
-  std::vector<double> rewards, values, next_values, terminated, episode_end;
-};
+using GaeData = rlft::test::GaeProblem;
 
-// N(0,1) rewards and values; terminations (p = 0.1) and truncations (p = 0.05) at random
-// steps; next_values = values[t+1] inside an episode, an independent final-observation value at
-// a truncation and at T−1, and NaN at a termination (never read into the arithmetic).
+// tests/kernels/gae_problems.h's problem with NaN at a termination's next value (never read
+// into the arithmetic).
 GaeData make_gae(int64_t T, int64_t N, uint64_t seed) {
   std::mt19937_64 rng(seed);
-  std::normal_distribution<double> normal(0.0, 1.0);
-  std::uniform_real_distribution<double> u01(0.0, 1.0);
-  GaeData D;
-  D.T = T;
-  D.N = N;
-  const size_t TN = ix(T * N);
-  D.rewards.resize(TN);
-  D.values.resize(TN);
-  D.next_values.resize(TN);
-  D.terminated.resize(TN);
-  D.episode_end.resize(TN);
-  for (size_t k = 0; k < TN; ++k) {
-    D.rewards[k] = normal(rng);
-    D.values[k] = normal(rng);
-    const double u = u01(rng);
-    D.terminated[k] = u < 0.1;
-    D.episode_end[k] = u < 0.15;
-  }
-  for (int64_t t = 0; t < T; ++t)
-    for (int64_t n = 0; n < N; ++n) {
-      const size_t k = ix(t * N + n);
-      if (D.terminated[k] != 0)
-        D.next_values[k] = kNaN;
-      else if (D.episode_end[k] != 0 || t == T - 1)
-        D.next_values[k] = normal(rng);
-      else
-        D.next_values[k] = D.values[ix((t + 1) * N + n)];
-    }
-  return D;
+  return rlft::test::random_gae(rng, T, N, kNaN);
 }
 
 template <typename Real>

@@ -22,6 +22,7 @@
 #include "kernels/ratio_clip.h"
 #include "kernels/ratio_clip_math.h"
 #include "kernels/softmax_logprob.h"
+#include "tests/kernels/gae_problems.h"
 #include "tests/kernels/ratio_clip_modes.h"
 
 namespace rk = rlft::kernels;
@@ -1148,11 +1149,7 @@ TEST(RatioClip, RejectsInconsistentArguments) {
 // gae
 // =============================================================================================
 
-struct GaeProblem {
-  int64_t T = 0, N = 0;
-  std::vector<double> rewards, values, next_values, terminated, episode_end;
-  double gamma = 0.99, lambda = 0.95;
-};
+using rlft::test::GaeProblem;
 
 // CleanRL's loop, one environment at a time, from the back, in double.
 void ref_gae(const GaeProblem& P, std::vector<double>& adv, std::vector<double>& ret) {
@@ -1171,41 +1168,6 @@ void ref_gae(const GaeProblem& P, std::vector<double>& adv, std::vector<double>&
       ret[k] = lastgaelam + P.values[k];
     }
   }
-}
-
-// Random rewards and values; terminations (p = 0.1) and truncations (p = 0.05) at random
-// steps; next_values = values[t+1] inside an episode, an independent final-observation value
-// at a truncation, and 1e6 at a termination (must be ignored), the bootstrap value at T−1.
-GaeProblem random_gae(std::mt19937_64& rng, int64_t T, int64_t N) {
-  GaeProblem P;
-  P.T = T;
-  P.N = N;
-  std::normal_distribution<double> normal(0.0, 1.0);
-  std::uniform_real_distribution<double> u01(0.0, 1.0);
-  const size_t TN = ix(T * N);
-  P.rewards.resize(TN);
-  P.values.resize(TN);
-  P.next_values.resize(TN);
-  P.terminated.resize(TN);
-  P.episode_end.resize(TN);
-  for (size_t k = 0; k < TN; ++k) {
-    P.rewards[k] = normal(rng);
-    P.values[k] = normal(rng);
-    const double u = u01(rng);
-    P.terminated[k] = u < 0.1;
-    P.episode_end[k] = u < 0.15;
-  }
-  for (int64_t t = 0; t < T; ++t)
-    for (int64_t n = 0; n < N; ++n) {
-      const size_t k = ix(t * N + n);
-      if (P.terminated[k] != 0)
-        P.next_values[k] = 1e6;
-      else if (P.episode_end[k] != 0 || t == T - 1)
-        P.next_values[k] = normal(rng);
-      else
-        P.next_values[k] = P.values[ix((t + 1) * N + n)];
-    }
-  return P;
 }
 
 template <typename Real>
@@ -1269,7 +1231,7 @@ TEST(Gae, MatchesExplicitLoopRandomDones) {
   std::mt19937_64 rng(21);
   for (auto [T, N] : {std::pair<int64_t, int64_t>{1, 1}, {7, 3}, {129, 5}, {300, 130}}) {
     SCOPED_TRACE("T=" + std::to_string(T) + " N=" + std::to_string(N));
-    GaeProblem P = random_gae(rng, T, N);
+    GaeProblem P = rlft::test::random_gae(rng, T, N, 1e6);  // 1e6 must be ignored
     expect_gae_matches<double>(P, 1e-13);
     expect_gae_matches<float>(P, 2e-6);
     P.gamma = 1.0;
