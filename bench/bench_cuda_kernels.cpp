@@ -28,8 +28,10 @@
 // cudaMemcpy) is the practical ceiling the %peak figures can be read against;
 // ratio_clip_read_ceiling[_rows|_flat][_uU][_dependent]_graph the ceiling for ratio_clip's own
 // shape (its loads with U groups in flight per thread, no arithmetic, one kernel; chunks of
-// 1024·U tokens, a block per row, or the flat persistent grid). ratio_clip_v2_/v3_/chunked_/
-// flat_ lines time the opt-in versions and layouts, *_dependent_* the first kernel launched
+// 1024·U tokens, a block per row, or the flat persistent grid); _bulk_uU the same bytes copied
+// into shared memory by the tensor memory accelerator (sm_90+), as ratio_clip_bulk_* do.
+// ratio_clip_v2_/v3_/chunked_/flat_/bulk_ lines time the opt-in versions and layouts,
+// *_dependent_* the first kernel launched
 // programmatically dependent on the previous call's last kernel (kernels/cuda/ratio_clip.cu).
 // sweep/… lines time launch shapes (threads per row, loads in flight, vector loads) to choose
 // the dispatchers' defaults.
@@ -522,6 +524,28 @@ void register_all() {
                 BM_ratio_clip(s, B, T, "read_graph", l);
               });
         }
+  // The forward's bulk-copy layout (sm_90+) and its read ceiling: chunks of 1024·U tokens
+  // copied into shared memory (16·U KB a block at 256 threads).
+  for (int version : {1, 3})
+    for (int U : {1, 2, 4})
+      for (int dependent : {0, 1})
+        for (auto [B, T] : {std::pair<int64_t, int64_t>{64, 1024}, {512, 4096}}) {
+          if (dependent && U != 1) continue;
+          reg(std::string("ratio_clip_bulk_v") + std::to_string(version) + "_u" +
+                  std::to_string(U) + (dependent ? "_dependent" : "") +
+                  "_fwd_graph/B=" + std::to_string(B) + "/T=" + std::to_string(T),
+              [=](benchmark::State& s) {
+                BM_ratio_clip(s, B, T, "fwd_graph",
+                              rk::CudaLaunch{0, U, 0, version, 3, 0, dependent});
+              });
+        }
+  for (int U : {1, 2, 4})
+    for (auto [B, T] : {std::pair<int64_t, int64_t>{64, 1024}, {512, 4096}})
+      reg(std::string("ratio_clip_read_ceiling_bulk_u") + std::to_string(U) +
+              "_graph/B=" + std::to_string(B) + "/T=" + std::to_string(T),
+          [=](benchmark::State& s) {
+            BM_ratio_clip(s, B, T, "read_graph", rk::CudaLaunch{0, U, 0, 0, 3});
+          });
   for (size_t mib : {64, 1024})
     reg("dram_copy/MiB=" + std::to_string(mib),
         [=](benchmark::State& s) { BM_dram_copy(s, mib); });

@@ -14,7 +14,8 @@ struct CudaLaunch {
   int version = 0;  // a kernel with several versions behind one call (ratio_clip): 0 = default
   // ratio_clip's token-level layout: 0 = default (a block per row); 1 = rows in chunks of a
   // block each; 2 = flat (token_mean: the [B, T] tokens as one sequence cut into one chunk per
-  // resident block, a persistent grid)
+  // resident block, a persistent grid); 3 = bulk (flat's tokens in chunks copied into shared
+  // memory by the tensor memory accelerator, sm_90+)
   int chunked = 0;
   // 1: a kernel that follows another is launched the ordinary way, after it has finished;
   // 0 (default): programmatically dependent where the GPU allows it (sm_90+: its launch
@@ -36,7 +37,7 @@ inline void check_launch(const char* op, const CudaLaunch& l) {
              ": launch.unroll must be 0, 1, 2, 4 or 8, got ", l.unroll);
   RLFT_CHECK(l.vec == 0 || l.vec == 1, op, ": launch.vec must be 0 or 1, got ", l.vec);
   RLFT_CHECK(l.version >= 0, op, ": launch.version must be >= 0, got ", l.version);
-  RLFT_CHECK(l.chunked >= 0 && l.chunked <= 2, op, ": launch.chunked must be 0, 1 or 2, got ",
+  RLFT_CHECK(l.chunked >= 0 && l.chunked <= 3, op, ": launch.chunked must be 0, 1, 2 or 3, got ",
              l.chunked);
   RLFT_CHECK(l.serial == 0 || l.serial == 1, op, ": launch.serial must be 0 or 1, got ", l.serial);
   RLFT_CHECK(l.dependent == 0 || l.dependent == 1, op, ": launch.dependent must be 0 or 1, got ",

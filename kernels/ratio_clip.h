@@ -144,7 +144,9 @@ const char* ratio_level_name(RatioLevel l);
 //            sums, as a float32 framework computes it, float's relative error in the loss, k1
 //            and k3, the clip decisions on the float log-ratio; its backward is version 2's),
 //            the token-level forward's layout (chunked = 1: chunks of a block each; 2:
-//            flat, token_mean with per-token advantages only), whether the finishing kernel
+//            flat, token_mean with per-token advantages only; 3: flat's chunks through bulk
+//            copies into shared memory, float data with scalar bounds on sm_90+ only, else
+//            flat), whether the finishing kernel
 //            is programmatically dependent (serial) and whether the first kernel is
 //            (dependent) (kernels/cuda_launch.h; kernels/cuda/ratio_clip.cu has the details);
 //            0 = the dispatcher's choice. Apart from versions 2 and 3, only the order of the
@@ -186,8 +188,10 @@ double ratio_clip_loss_unfused_cuda(const RatioClipArgs<Real>& args, Real* works
 // sums) written, which must not exceed `capacity`. From `launch`: unroll (groups of 4 tokens
 // in flight per thread: 0 = 1, 1, 2 or 4), block, dependent, and the layout: chunked = 0 a
 // block per row (the default forward's, block_for(T) threads), 1 chunks of 256·U groups
-// (B·⌈T/(1024·U)⌉ blocks), 2 flat (B·T tokens as one row, one chunk per resident block).
-// Needs a mask, per-token advantages, T divisible by 4 and 16-byte aligned arrays.
+// (B·⌈T/(1024·U)⌉ blocks), 2 flat (B·T tokens as one row, one chunk per resident block), 3
+// bulk copies (sm_90+: the B·T tokens in chunks of block·4·U, a block per chunk, each chunk's
+// four arrays copied into shared memory by the tensor memory accelerator and summed from
+// there). Needs a mask, per-token advantages, T divisible by 4 and 16-byte aligned arrays.
 int64_t ratio_clip_read_ceiling_cuda(const RatioClipArgs<float>& args, float* partials,
                                      int64_t capacity, CUstream_st* stream = nullptr,
                                      CudaLaunch launch = {});

@@ -239,16 +239,16 @@ inline int multiprocessors() {
   return v;
 }
 
-// Launches kernel<<<grid, block, 0, stream>>>(args...), programmatically dependent on the
+// Launches kernel<<<grid, block, smem, stream>>>(args...), programmatically dependent on the
 // stream's previous kernel when `programmatic` is set and the device supports it (else an
 // ordinary launch). The kernel must call pdl_wait() before reading that kernel's output.
 template <typename... Params, typename... Args>
 void launch_programmatic_dependent(bool programmatic, void (*kernel)(Params...), dim3 grid,
-                                   dim3 block, cudaStream_t stream, Args&&... args) {
+                                   dim3 block, size_t smem, cudaStream_t stream, Args&&... args) {
   cudaLaunchConfig_t cfg{};
   cfg.gridDim = grid;
   cfg.blockDim = block;
-  cfg.dynamicSmemBytes = 0;
+  cfg.dynamicSmemBytes = smem;
   cfg.stream = stream;
   cudaLaunchAttribute attr[1];
   attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;

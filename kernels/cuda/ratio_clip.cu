@@ -89,6 +89,14 @@
 //   grid of one wave, every SM the same bytes; 16-byte groups whenever B·T is a multiple of
 //   4, rows notwithstanding). Rationale: a block per row at 512×4096 puts 4 blocks on some SMs
 //   and 3 on others, and the finish then adds fewer partial sums. Not yet run on a GPU.
+// Bulk layout (CudaLaunch::chunked = 3; float data with scalar bounds, B·T a multiple of 4,
+//   aligned arrays, sm_90+; else the flat layout): flat's tokens in chunks of blockDim·4·U
+//   (default 1024), a block per chunk, each chunk's arrays copied into shared memory by the
+//   tensor memory accelerator (ratio_clip_bulk_kernel: one cp.async.bulk per array, an
+//   mbarrier counting the bytes) and the tokens' arithmetic (any version) read from there.
+//   Rationale: the read ceilings with per-thread loads stayed at 63–68% whatever the number in
+//   flight; bulk copies put 16·U KB per block in flight with no load instruction per thread.
+//   Its ceiling is measured by the read ceiling's bulk variant. Not yet run on a GPU.
 // Dependent first kernel (CudaLaunch::dependent = 1): the row kernel itself launched
 //   programmatically dependent on the stream's previous kernel; every forward kernel calls
 //   pdl_wait() before its first load (a no-op when launched the ordinary way) and the finish
@@ -102,10 +110,10 @@
 // every engine-level GPU test ran with. Tests: RatioClipCuda.Version2AndChunksEveryModeMatchCpu,
 // RatioClipCuda.EveryLaunchShapeMatchesCpu, RatioClipCuda.DependentAndSerialFinishAgreeAlsoInAGraph
 // (passed on an H100 before the flat layout and the dependent first kernel were added; version
-// 3 not yet under memcheck), RatioClipCuda.FlatLayoutMatchesCpuAcrossRowBoundaries (not yet run
-// on a GPU); bench: ratio_clip_v2_*, ratio_clip_v3_*, ratio_clip_chunked_*, ratio_clip_flat_*,
-// ratio_clip_*_serial_*, ratio_clip_*_dependent_*, ratio_clip_read_ceiling*,
-// sweep/ratio_clip_*.
+// 3 not yet under memcheck), RatioClipCuda.FlatAndBulkLayoutsMatchCpuAcrossRowBoundaries (not
+// yet run on a GPU); bench: ratio_clip_v2_*, ratio_clip_v3_*, ratio_clip_chunked_*,
+// ratio_clip_flat_*, ratio_clip_bulk_*, ratio_clip_*_serial_*, ratio_clip_*_dependent_*,
+// ratio_clip_read_ceiling*, sweep/ratio_clip_*.
 #include <cuda_runtime.h>
 
 #include <cmath>
@@ -657,6 +665,155 @@ __global__ void __launch_bounds__(512)
   }
 }
 
+// ---- the read ceiling through bulk copies (benchmarks only; sm_90+) -------------------------
+// The flat layout's tokens in chunks of C = blockDim·4·U, each chunk's four arrays copied
+// into shared memory by the tensor memory accelerator (cp.async.bulk: one instruction per
+// array, completion counted in bytes on an mbarrier) and summed from there in float → out[chunk],
+// a block per chunk (the loop serves any grid). What the same reads reach without per-thread
+// load instructions: the ceiling of the forward's bulk layout.
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+__device__ __forceinline__ uint32_t smem_addr(const void* p) {
+  return uint32_t(__cvta_generic_to_shared(p));
+}
+// Waits for the mbarrier's phase `parity` to complete; traps (a launch failure, not a hang)
+// if it has not after ~2^26 polls, each of which suspends for a while in hardware.
+__device__ __forceinline__ void mbarrier_wait(uint32_t bar, uint32_t parity) {
+  for (uint32_t spin = 0;; ++spin) {
+    uint32_t done;
+    asm volatile(
+        "{\n .reg .pred p;\n mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n"
+        " selp.u32 %0, 1, 0, p;\n}"
+        : "=r"(done)
+        : "r"(bar), "r"(parity)
+        : "memory");
+    if (done) return;
+    if (spin > (1u << 26)) __trap();
+  }
+}
+#endif
+
+__global__ void __launch_bounds__(512)
+    read_ceiling_bulk_kernel(const RatioClipArgs<float> a, int64_t chunk, float* __restrict__ out) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  extern __shared__ __align__(128) float buf[];  // [4][chunk]: mask, logp, old_logp, advantages
+  __shared__ __align__(8) uint64_t bar_storage;
+  __shared__ float smem[kMaxWarps];
+  cuda_detail::pdl_launch_dependents();
+  cuda_detail::pdl_wait();
+  const uint32_t bar = smem_addr(&bar_storage);
+  if (threadIdx.x == 0) {
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;" ::"r"(bar) : "memory");
+    asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+  }
+  __syncthreads();
+  const float* src[4] = {a.mask, a.logp, a.old_logp, a.advantages};
+  const int64_t n = a.B * a.T, chunks = (n + chunk - 1) / chunk;
+  uint32_t parity = 0;
+  for (int64_t c = blockIdx.x; c < chunks; c += gridDim.x, parity ^= 1) {
+    const int64_t t0 = c * chunk, len = n - t0 < chunk ? n - t0 : chunk;
+    if (threadIdx.x == 0) {
+      const uint32_t bytes = uint32_t(len) * 4u;
+      // The generic-proxy reads of the previous chunk (ordered by the barrier below) before
+      // the async proxy's writes of this one.
+      asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+      asm volatile(
+          "{\n .reg .b64 st;\n mbarrier.arrive.expect_tx.shared::cta.b64 st, [%0], %1;\n}" ::"r"(
+              bar),
+          "r"(4u * bytes)
+          : "memory");
+      for (int k = 0; k < 4; ++k)
+        asm volatile(
+            "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, "
+            "[%3];" ::"r"(smem_addr(buf + k * chunk)),
+            "l"(src[k] + t0), "r"(bytes), "r"(bar)
+            : "memory");
+    }
+    mbarrier_wait(bar, parity);
+    float s = 0.f;
+    for (int64_t i = threadIdx.x; i < len; i += blockDim.x)
+      s += (buf[i] + buf[chunk + i]) + (buf[2 * chunk + i] + buf[3 * chunk + i]);
+    s = block_sum(s, smem);  // its barrier also ends every thread's reads of buf
+    if (threadIdx.x == 0) out[c] = s;
+  }
+#else
+  __trap();  // the host launches it on sm_90+ only
+#endif
+}
+
+// ---- the bulk-copy layout (CudaLaunch::chunked = 3; sm_90+) --------------------------------
+// The flat layout's tokens (token_mean, per-token advantages, float data with scalar bounds,
+// B·T a multiple of 4, 16-byte aligned arrays) in chunks of C = blockDim·4·U tokens, a block
+// per chunk: thread 0 has the tensor memory accelerator copy the chunk's logp, old_logp,
+// advantages (and mask) into shared memory (cp.async.bulk, one instruction per array, 16·U KB
+// a block at 256 threads), every thread then takes its tokens from there with version V's
+// arithmetic (3: add_token_f32 and float per-thread sums; 1, 2: the row kernel's), and the
+// block's sums go to sums[chunk]. No load instruction per token and per thread: the bytes in
+// flight are the chunks of every resident block. Not yet run on a GPU.
+template <int V>
+__global__ void __launch_bounds__(512)
+    ratio_clip_bulk_kernel(const RatioClipArgs<float> a, const LogBounds lb,
+                           const LogBoundsT<float> lbf, int64_t chunk, RowSums* __restrict__ sums) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  extern __shared__ __align__(128) float buf[];  // [3 or 4][chunk]: logp, old_logp, A, mask
+  __shared__ __align__(8) uint64_t bar_storage;
+  __shared__ RowSums smem[kMaxWarps];
+  cuda_detail::pdl_launch_dependents();
+  cuda_detail::pdl_wait();
+  const uint32_t bar = smem_addr(&bar_storage);
+  if (threadIdx.x == 0) {
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;" ::"r"(bar) : "memory");
+    asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+  }
+  __syncthreads();
+  const float* src[4] = {a.logp, a.old_logp, a.advantages, a.mask};
+  const int arrays = a.mask ? 4 : 3;
+  const int64_t n = a.B * a.T, chunks = (n + chunk - 1) / chunk;
+  const float *lp = buf, *ol = buf + chunk, *A = buf + 2 * chunk, *w = buf + 3 * chunk;
+  uint32_t parity = 0;
+  for (int64_t c = blockIdx.x; c < chunks; c += gridDim.x, parity ^= 1) {
+    const int64_t t0 = c * chunk, len = n - t0 < chunk ? n - t0 : chunk;
+    if (threadIdx.x == 0) {
+      const uint32_t bytes = uint32_t(len) * 4u;
+      asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+      asm volatile(
+          "{\n .reg .b64 st;\n mbarrier.arrive.expect_tx.shared::cta.b64 st, [%0], %1;\n}" ::"r"(
+              bar),
+          "r"(uint32_t(arrays) * bytes)
+          : "memory");
+      for (int k = 0; k < arrays; ++k)
+        asm volatile(
+            "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, "
+            "[%3];" ::"r"(smem_addr(buf + k * chunk)),
+            "l"(src[k] + t0), "r"(bytes), "r"(bar)
+            : "memory");
+    }
+    mbarrier_wait(bar, parity);
+    RowSums p;
+    if constexpr (V == 3) {
+      RowSumsF q{0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
+      for (int64_t i = threadIdx.x; i < len; i += blockDim.x) {
+        const float wi = a.mask ? w[i] : 1.f;
+        if (wi != 0.f) add_token_f32(q, wi, lp[i], ol[i], A[i], lbf);
+      }
+      p = {q.n, q.loss, q.low, q.high, q.dual, q.k1, q.k3};
+    } else {
+      p = zero_sums();
+      for (int64_t i = threadIdx.x; i < len; i += blockDim.x) {
+        const double wi = a.mask ? double(w[i]) : 1.0;
+        if (wi != 0.0)
+          add_token_level<V == 2>(
+              p, TokD{wi, double(lp[i]) - double(ol[i]), double(A[i]), lb.lo, lb.hi}, lb, lb.c);
+      }
+    }
+    // Its barriers also end every thread's reads of buf before the next chunk's copies.
+    p = cuda_detail::block_reduce_to_first(p, AddSums{}, smem);
+    if (threadIdx.x == 0) sums[c] = p;
+  }
+#else
+  __trap();  // the host launches it on sm_90+ only
+#endif
+}
+
 // ---- host side -----------------------------------------------------------------------------
 
 // Threads per row: about 16 tokens per thread, 64…512 (T = 4096: 256, the best of the
@@ -708,8 +865,18 @@ bool uses_chunks(const RatioClipArgs<Real>& a, const CudaLaunch& l) {
 // (anything else runs a block per row).
 template <typename Real>
 bool uses_flat(const RatioClipArgs<Real>& a, const CudaLaunch& l) {
-  return l.chunked == 2 && a.level == RatioLevel::token &&
+  return (l.chunked == 2 || l.chunked == 3) && a.level == RatioLevel::token &&
          a.aggregation == Aggregation::token_mean && !a.advantages_per_sequence;
+}
+// The bulk-copy layout: the flat one's cases with float data, scalar bounds, B·T a multiple of
+// 4 and 16-byte aligned arrays, on sm_90+, unless launch.vec = 1 asks for scalar loads (else
+// the flat layout runs).
+template <typename Real>
+bool uses_bulk(const RatioClipArgs<Real>& a, const CudaLaunch& l) {
+  return std::is_same_v<Real, float> && l.chunked == 3 && l.vec == 0 && uses_flat(a, l) &&
+         !a.lower && !a.upper && (a.B * a.T) % 4 == 0 && aligned16(a.logp) &&
+         aligned16(a.old_logp) && aligned16(a.advantages) && aligned16(a.mask) &&
+         cuda_detail::programmatic_launch_supported();
 }
 
 // How a kernel's rows are cut: `count` chunks of `groups` token groups a row.
@@ -807,9 +974,41 @@ void with_shape(const Shape& sh, F f) {
 template <typename Real>
 void launch_finish(const RatioClipArgs<Real>& a, const RowSums* sums, int64_t chunks,
                    double* stats, cudaStream_t stream, const CudaLaunch& launch) {
-  cuda_detail::launch_programmatic_dependent(launch.serial == 0, ratio_clip_finish_kernel,
-                                             dim3(1), dim3(kStatsBlock), stream, sums, chunks,
-                                             a.B, a.T, a.aggregation, a.normalizer, stats);
+  cuda_detail::launch_programmatic_dependent(launch.serial == 0, ratio_clip_finish_kernel, dim3(1),
+                                             dim3(kStatsBlock), 0, stream, sums, chunks, a.B, a.T,
+                                             a.aggregation, a.normalizer, stats);
+}
+
+LogBoundsT<float> to_float(const LogBounds& b) {
+  return {float(b.lo), float(b.hi), float(b.c), float(b.log_lo), float(b.log_hi), float(b.log_c)};
+}
+
+// The bulk-copy layout's launch: chunks of blockDim·4·U tokens of the batch read as one row
+// (U = launch.unroll, 0: 1), a block per chunk with the chunk's arrays in dynamic shared
+// memory, then the finishing kernel over the chunks' sums.
+void launch_bulk(const RatioClipArgs<float>& a, const LogBounds& lb, double* stats,
+                 cudaStream_t stream, const CudaLaunch& launch) {
+  const RatioClipArgs<float> f = as_one_row(a);
+  const int bd = launch.block ? launch.block : kChunkBlock, U = launch.unroll ? launch.unroll : 1;
+  const int64_t chunk = int64_t(bd) * 4 * U, chunks = (f.T + chunk - 1) / chunk;
+  const size_t smem = size_t((a.mask ? 4 : 3) * chunk) * sizeof(float);
+  cuda_detail::StreamScratch scratch(size_t(chunks) * sizeof(RowSums), stream);
+  RowSums* sums = scratch.as<RowSums>();
+  const auto run = [&](auto kernel) {
+    RLFT_CUDA_CHECK(
+        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
+    cuda_detail::launch_programmatic_dependent(launch.dependent == 1, kernel,
+                                               dim3(cuda_detail::grid_for_rows(chunks)), dim3(bd),
+                                               smem, stream, f, lb, to_float(lb), chunk, sums);
+  };
+  const int version = launch.version == 0 ? kDefaultVersion : launch.version;
+  if (version == 3)
+    run(ratio_clip_bulk_kernel<3>);
+  else if (version == 2)
+    run(ratio_clip_bulk_kernel<2>);
+  else
+    run(ratio_clip_bulk_kernel<1>);
+  launch_finish(f, sums, chunks, stats, stream, launch);
 }
 
 }  // namespace
@@ -824,6 +1023,13 @@ void ratio_clip_forward_cuda_async(const RatioClipArgs<Real>& a, double* stats,
   if (a.B * a.T == 0) {
     RLFT_CUDA_CHECK(cudaMemsetAsync(stats, 0, kStats * sizeof(double), stream));
     return;
+  }
+  const LogBounds lb = log_bounds(a);
+  if constexpr (std::is_same_v<Real, float>) {
+    if (uses_bulk(a, launch)) {
+      launch_bulk(a, lb, stats, stream, launch);
+      return;
+    }
   }
   // The layout: a block per row; (chunked, token level) per chunk of blockDim·U groups
   // (default 256 threads × one 16-byte group: 1024 float tokens); or (flat) the batch as one
@@ -840,17 +1046,15 @@ void ratio_clip_forward_cuda_async(const RatioClipArgs<Real>& a, double* stats,
     cuda_detail::StreamScratch scratch(size_t(f.B * c.count) * sizeof(RowSums), stream);
     RowSums* sums = scratch.as<RowSums>();
     cuda_detail::launch_programmatic_dependent(
-        launch.dependent == 1, kernel, dim3(cuda_detail::grid_for_rows(f.B * c.count)), dim3(bd),
+        launch.dependent == 1, kernel, dim3(cuda_detail::grid_for_rows(f.B * c.count)), dim3(bd), 0,
         stream, f, bounds, c.count, c.groups, sums);
     launch_finish(f, sums, c.count, stats, stream, launch);
   };
-  const LogBounds lb = log_bounds(a);
   if constexpr (std::is_same_v<Real, float>) {
     if (uses_f32_kernel(f, launch, sh.G)) {
-      const LogBoundsT<float> lbf{float(lb.lo),     float(lb.hi),     float(lb.c),
-                                  float(lb.log_lo), float(lb.log_hi), float(lb.log_c)};
-      with_shape<Real>(
-          sh, [&](auto, auto u, auto) { run(ratio_clip_f32_kernel<decltype(u)::value>, lbf); });
+      with_shape<Real>(sh, [&](auto, auto u, auto) {
+        run(ratio_clip_f32_kernel<decltype(u)::value>, to_float(lb));
+      });
       return;
     }
   }
@@ -970,17 +1174,37 @@ int64_t ratio_clip_read_ceiling_cuda(const RatioClipArgs<float>& a, float* parti
                  "arrays");
   if (a.B * a.T == 0) return 0;
   const int U = launch.unroll ? launch.unroll : 1;
+  const auto check_capacity = [&](int64_t blocks) {
+    RLFT_CHECK(partials != nullptr && blocks <= capacity, op, ": partials must hold ", blocks,
+               " floats for this layout, capacity ", capacity);
+  };
+  if (launch.chunked == 3) {
+    // sm_90+ (the same compute capability as programmatic launches): the tensor memory
+    // accelerator's bulk copies, as the forward's bulk layout makes them.
+    RLFT_CHECK(cuda_detail::programmatic_launch_supported(), op,
+               ": bulk copies (launch.chunked = 3) need a GPU of compute capability 9.0 or newer");
+    const RatioClipArgs<float> one = as_one_row(a);
+    const int bd = launch.block ? launch.block : kChunkBlock;
+    const int64_t chunk = int64_t(bd) * 4 * U, chunks = (one.T + chunk - 1) / chunk;
+    const size_t smem = size_t(4 * chunk) * sizeof(float);
+    check_capacity(chunks);
+    RLFT_CUDA_CHECK(cudaFuncSetAttribute(read_ceiling_bulk_kernel,
+                                         cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
+    cuda_detail::launch_programmatic_dependent(launch.dependent == 1, read_ceiling_bulk_kernel,
+                                               dim3(cuda_detail::grid_for_rows(chunks)), dim3(bd),
+                                               smem, stream, one, chunk, partials);
+    return chunks;
+  }
   const bool flat = launch.chunked == 2, chunked = launch.chunked == 1;
   const RatioClipArgs<float> f = flat ? as_one_row(a) : a;
   const int bd = launch.block ? launch.block : flat || chunked ? kChunkBlock : block_for(a.T);
   const auto run = [&](auto kernel) {
     const Chunks c = plan_chunks(kernel, flat, chunked, bd, U, f.T / 4);
     const int64_t blocks = f.B * c.count;
-    RLFT_CHECK(partials != nullptr && blocks <= capacity, op, ": partials must hold ", blocks,
-               " floats for this layout, capacity ", capacity);
+    check_capacity(blocks);
     cuda_detail::launch_programmatic_dependent(launch.dependent == 1, kernel,
                                                dim3(cuda_detail::grid_for_rows(blocks)), dim3(bd),
-                                               stream, f, c.count, c.groups, partials);
+                                               0, stream, f, c.count, c.groups, partials);
     return blocks;
   };
   if (U == 1) return run(read_ceiling_kernel<1>);

@@ -108,7 +108,7 @@ TEST(CudaLaunch, BadShapesAreClearErrors) {
   EXPECT_NE(message({0, 0, 2}).find("launch.vec must be 0 or 1, got 2"), std::string::npos);
   EXPECT_NE(message({0, 0, 0, -1}).find("launch.version must be >= 0, got -1"), std::string::npos);
   rk::check_launch("op", {0, 0, 0, 0, 2, 0, 1});
-  EXPECT_NE(message({0, 0, 0, 0, 3}).find("launch.chunked must be 0, 1 or 2, got 3"),
+  EXPECT_NE(message({0, 0, 0, 0, 4}).find("launch.chunked must be 0, 1, 2 or 3, got 4"),
             std::string::npos);
   EXPECT_NE(message({0, 0, 0, 0, 0, -1}).find("launch.serial must be 0 or 1, got -1"),
             std::string::npos);
@@ -703,8 +703,10 @@ void expect_clip_parity(const ClipCase& c, uint64_t seed, rk::CudaLaunch launch 
   // decisions and the counts are still the CPU's); its backward is version 2's.
   // The flat layout (token_mean, per-token advantages) reads the batch as one row of B·T
   // tokens: 16-byte groups whenever B·T is a multiple of 4.
-  const bool flat = launch.chunked == 2 && c.level == rk::RatioLevel::token &&
-                    c.agg == rk::Aggregation::token_mean && !c.adv_per_seq;
+  // (The bulk layout, chunked = 3, runs flat's arithmetic where it does not apply.)
+  const bool flat = (launch.chunked == 2 || launch.chunked == 3) &&
+                    c.level == rk::RatioLevel::token && c.agg == rk::Aggregation::token_mean &&
+                    !c.adv_per_seq;
   const bool v2 = launch.version >= 2 && sizeof(Real) == 4 && !c.per_token_bounds;
   const bool v3 = v2 && launch.version == 3 && c.level == rk::RatioLevel::token &&
                   (flat ? c.B * c.T : c.T) % 4 == 0 && launch.vec == 0;
@@ -832,40 +834,49 @@ TEST(RatioClipCuda, Version2AndChunksEveryModeMatchCpu) {
     EXPECT_EQ(std::memcmp(&a, &b, sizeof(a)), 0) << describe(l);
   }
   EXPECT_THROW(rk::ratio_clip_forward_cuda<float>(buf.dev, nullptr, {0, 0, 0, 4, 0}), rlft::Error);
-  EXPECT_THROW(rk::ratio_clip_forward_cuda<float>(buf.dev, nullptr, {0, 0, 0, 0, 3}), rlft::Error);
+  EXPECT_THROW(rk::ratio_clip_forward_cuda<float>(buf.dev, nullptr, {0, 0, 0, 0, 4}), rlft::Error);
   EXPECT_THROW(rk::ratio_clip_forward_cuda<float>(buf.dev, nullptr, {0, 0, 0, 0, 0, 0, 2}),
                rlft::Error);
 }
 
 // The flat layout reads the batch as one row of B·T tokens cut into one chunk per resident
-// block: chunks cross row boundaries (T not a multiple of 4 while B·T is, so 16-byte groups
-// straddle rows; T = 1: every group spans four rows), the persistent grid is smaller or larger
-// than B, and every version and dependent launch gives the CPU's results, the same bits on
-// every run; modes it does not cover (per-sequence advantages, other aggregations) run a block
-// per row and still match.
-TEST(RatioClipCuda, FlatLayoutMatchesCpuAcrossRowBoundaries) {
+// block, the bulk layout in chunks of blockDim·4·U tokens copied into shared memory (sm_90+;
+// elsewhere, and for B·T not a multiple of 4, the flat layout runs): chunks cross row
+// boundaries (T not a multiple of 4 while B·T is, so 16-byte groups straddle rows; T = 1:
+// every group spans four rows), the grid is smaller or larger than B, and every version and
+// dependent launch gives the CPU's results, the same bits on every run; modes they do not
+// cover (per-sequence advantages, other aggregations) run a block per row and still match.
+TEST(RatioClipCuda, FlatAndBulkLayoutsMatchCpuAcrossRowBoundaries) {
   RLFT_REQUIRE_GPU();
   uint64_t seed = 11000;
   for (auto [B, T] :
        {std::pair<int64_t, int64_t>{6, 1026}, {4096, 1}, {2, 4}, {3, 7}, {300, 517}, {64, 1024}})
     for (int version : {1, 2, 3})
-      for (int dependent : {0, 1}) {
-        ClipCase c = clip_case(B, T);
-        const rk::CudaLaunch l{0, 0, 0, version, 2, 0, dependent};
-        expect_clip_parity<float>(c, ++seed, l);
-        c.with_mask = false;
-        expect_clip_parity<float>(c, ++seed, l);
-        c.normalizer = 123.0;
-        c.dual = 3.0;
-        expect_clip_parity<float>(c, ++seed, l);
-      }
-  for (ClipCase c : every_clip_mode(5, 262))
+      for (int layout : {2, 3})
+        for (int dependent : {0, 1}) {
+          ClipCase c = clip_case(B, T);
+          const rk::CudaLaunch l{0, 0, 0, version, layout, 0, dependent};
+          expect_clip_parity<float>(c, ++seed, l);
+          c.with_mask = false;
+          expect_clip_parity<float>(c, ++seed, l);
+          c.normalizer = 123.0;
+          c.dual = 3.0;
+          expect_clip_parity<float>(c, ++seed, l);
+        }
+  for (ClipCase c : every_clip_mode(5, 262)) {
     expect_clip_parity<float>(c, ++seed, rk::CudaLaunch{0, 0, 0, 3, 2});
+    expect_clip_parity<float>(c, ++seed, rk::CudaLaunch{0, 0, 0, 3, 3});
+  }
+  // The bulk layout's chunk sizes (blockDim·4·U tokens; 64 threads × U = 4: 1024; 512 × 4:
+  // 8192, 128 KB of shared memory) and a vec = 1 request (the flat layout's scalar loads).
+  for (const rk::CudaLaunch& l : {rk::CudaLaunch{64, 4, 0, 3, 3}, rk::CudaLaunch{512, 4, 0, 1, 3},
+                                  rk::CudaLaunch{32, 2, 0, 2, 3}, rk::CudaLaunch{0, 0, 1, 3, 3}})
+    expect_clip_parity<float>(clip_case(70, 1000), ++seed, l);
   ClipCase c = clip_case(300, 517);
   const ClipData D = make_clip(c, 5);
   ClipBuffers<float> buf(c, D);
-  for (int version : {1, 3}) {
-    const rk::CudaLaunch l{0, 0, 0, version, 2};
+  for (const rk::CudaLaunch& l : {rk::CudaLaunch{0, 0, 0, 1, 2}, rk::CudaLaunch{0, 0, 0, 3, 2},
+                                  rk::CudaLaunch{0, 0, 0, 1, 3}, rk::CudaLaunch{0, 0, 0, 3, 3}}) {
     const rk::RatioClipStats a = rk::ratio_clip_forward_cuda<float>(buf.dev, nullptr, l);
     const rk::RatioClipStats b = rk::ratio_clip_forward_cuda<float>(buf.dev, nullptr, l);
     EXPECT_EQ(std::memcmp(&a, &b, sizeof(a)), 0) << describe(l);
@@ -909,7 +920,7 @@ TEST(RatioClipCuda, DependentAndSerialFinishAgreeAlsoInAGraph) {
     if (c.level != rk::RatioLevel::token) continue;
     const ClipData D = make_clip(c, ++seed);
     ClipBuffers<float> buf(c, D);
-    for (int chunked : {0, 1, 2})
+    for (int chunked : {0, 1, 2, 3})
       for (int version : {1, 2, 3}) {
         const rk::CudaLaunch dep{0, 0, 0, version, chunked, 0}, ser{0, 0, 0, version, chunked, 1},
             first{0, 0, 0, version, chunked, 0, 1};
@@ -964,7 +975,8 @@ TEST(RatioClipCuda, DependentAndSerialFinishAgreeAlsoInAGraph) {
 // The benchmarks' read ceiling reads every token of the four arrays once in each layout: in
 // chunks (1024·U tokens a chunk, the last one partial) its per-chunk sums match the host's; a
 // block per row gives the row sums; flat (the batch as one row, one chunk per resident block)
-// sums to the total; too small a `partials` is an error naming the size it needs.
+// sums to the total; through bulk copies (sm_90+) each chunk of the flattened batch gives its
+// sum; too small a `partials` is an error naming the size it needs.
 TEST(RatioClipCuda, ReadCeilingSumsEveryLoad) {
   RLFT_REQUIRE_GPU();
   const int64_t B = 3, T = 2100;  // 525 groups of 4: U = 1: chunks of 256, 256, 13 groups
@@ -1025,6 +1037,31 @@ TEST(RatioClipCuda, ReadCeilingSumsEveryLoad) {
           EXPECT_NEAR(total, want, 1e-5 * scale);
         }
       }
+  // Bulk copies (sm_90+): a partial per chunk of 256·4·U tokens of the flattened batch (the
+  // last one partial).
+  int major = 0;
+  CUDA_OK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, 0));
+  for (int U : {1, 2, 4})
+    for (int dependent : {0, 1}) {
+      SCOPED_TRACE(rlft::str("bulk U=", U, " dependent=", dependent));
+      DeviceArray<float> partials(std::vector<float>(ix(capacity), -1.f));
+      const rk::CudaLaunch l{0, U, 0, 0, 3, 0, dependent};
+      if (major < 9) {
+        EXPECT_THROW(rk::ratio_clip_read_ceiling_cuda(a, partials.get(), capacity, nullptr, l),
+                     rlft::Error);
+        continue;
+      }
+      const int64_t blocks =
+          rk::ratio_clip_read_ceiling_cuda(a, partials.get(), capacity, nullptr, l);
+      const int64_t chunk = 1024 * U;
+      ASSERT_EQ(blocks, (B * T + chunk - 1) / chunk);
+      const std::vector<float> got = partials.download();
+      for (int64_t c = 0; c < blocks; ++c) {
+        const auto [want, scale] = host_sum(c * chunk, std::min((c + 1) * chunk, B * T));
+        EXPECT_NEAR(got[ix(c)], want, 1e-5 * scale) << "chunk " << c;
+      }
+      EXPECT_EQ(got[ix(blocks)], -1.f) << "wrote past its chunks";
+    }
   DeviceArray<float> partials(std::vector<float>(ix(B * 3), -1.f));
   rk::RatioClipArgs<float> no_mask = a;
   no_mask.mask = nullptr;
