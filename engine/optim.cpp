@@ -209,12 +209,21 @@ void Adam::load_state(const std::vector<std::pair<std::string, Tensor>>& state) 
 double clip_grad_norm(const std::vector<Tensor>& params, double max_norm) {
   RLFT_CHECK(max_norm > 0, "clip_grad_norm: max_norm must be > 0, got ", max_norm);
   double total = 0;
+  // Σ g² of the device gradients, accumulated in double on their device in parameter order
+  // and copied back once per device (a synchronisation each), not once per parameter.
+  Tensor on_device;
+  const auto flush = [&] {
+    if (on_device.defined()) total += on_device.item();
+    on_device = Tensor();
+  };
   for (const Tensor& p : params) {
     const Tensor g = p.grad();
     if (!g.defined()) continue;
-    if (g.device().is_cuda()) {  // Σ g² on the device (accumulated in double), one number back
+    if (g.device().is_cuda()) {
       const Tensor gd = g.to(DType::f64);
-      total += sum(mul(gd, gd)).item();
+      const Tensor s = sum(mul(gd, gd));
+      if (on_device.defined() && on_device.device() != s.device()) flush();
+      on_device = on_device.defined() ? add(on_device, s) : s;
       continue;
     }
     for_each_float(g, [&](auto tag) {
@@ -230,6 +239,7 @@ double clip_grad_norm(const std::vector<Tensor>& params, double max_norm) {
       for (double a : acc) total += a;
     });
   }
+  flush();
   const double norm = std::sqrt(total);
   const double coef = max_norm / (norm + 1e-6);
   if (coef < 1) {

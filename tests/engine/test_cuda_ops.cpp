@@ -993,6 +993,24 @@ TEST(CudaOps, AdamWAndSgdStepsMatchTheCpu) {
     }
     for (size_t i = 0; i < pc.size(); ++i)
       expect_close(pg[i], pc[i], 1e-6, 1e-7, "multi-tensor AdamW " + std::to_string(i));
+    // clip_grad_norm over the 29 gradients (the device's Σ g² copied back once): the CPU's
+    // norm and clipped gradients; a list that mixes CPU and device parameters adds both.
+    for (size_t i = 0; i < pc.size(); ++i) {
+      if (i == 17) continue;
+      pc[i].set_grad(mul(grads[i], 10.0));
+      pg[i].set_grad(mul(grads[i], 10.0).to(kGpu));
+    }
+    const double norm_cpu = optim::clip_grad_norm(pc, 1.0), norm_gpu = optim::clip_grad_norm(pg, 1.0);
+    EXPECT_GT(norm_cpu, 1.0);
+    EXPECT_NEAR(norm_gpu, norm_cpu, 1e-9 * norm_cpu);
+    for (size_t i = 0; i < pc.size(); ++i)
+      if (i != 17) expect_close(pg[i].grad(), pc[i].grad(), 1e-6, 1e-7, "clipped " + std::to_string(i));
+    for (size_t i = 0; i < 4; ++i) {
+      pc[i].set_grad(grads[i]);
+      pg[i].set_grad(grads[i].to(kGpu));
+    }
+    const double all_cpu = optim::clip_grad_norm({pc[0], pc[1], pc[2], pc[3]}, 1e9);
+    EXPECT_NEAR(optim::clip_grad_norm({pc[0], pg[1], pc[2], pg[3]}, 1e9), all_cpu, 1e-9 * all_cpu);
   }
   const Tensor w0 = random({1000}, DType::f32, 153), g0 = random({1000}, DType::f32, 154);
   Tensor wc = w0.clone().detach().set_requires_grad(), wg = w0.to(kGpu).set_requires_grad();
