@@ -586,6 +586,18 @@ void register_all() {
               BM_ratio_clip(s, 512, 4096, "fwd_graph",
                             rk::CudaLaunch{block, unroll, 0, 3, chunked}, true);
             });
+  // The bulk-copy layout's chunk (blockDim·4·U tokens, 16·U KB at 256 threads) against its
+  // read ceiling's.
+  for (bool read : {false, true})
+    for (int block : {128, 256, 512})
+      for (int unroll : {1, 2, 4})
+        reg(std::string("sweep/ratio_clip_bulk_") + (read ? "read_ceiling" : "v3_fwd") +
+                "_graph/B=512/T=4096/block=" + std::to_string(block) +
+                "/unroll=" + std::to_string(unroll),
+            [=](benchmark::State& s) {
+              BM_ratio_clip(s, 512, 4096, read ? "read_graph" : "fwd_graph",
+                            rk::CudaLaunch{block, unroll, 0, 3, 3}, true);
+            });
   for (bool rows : {false, true})
     for (int64_t B : {8, 64, 4096})
       for (int64_t T : {128, 4096})
