@@ -497,11 +497,7 @@ void register_all() {
               (dependent ? "_dependent" : "") + "_fwd_graph/B=" + std::to_string(B) +
               "/T=" + std::to_string(T),
           [=](benchmark::State& s) {
-            rk::CudaLaunch l;
-            l.version = version;
-            l.chunked = chunked;
-            l.dependent = dependent;
-            BM_ratio_clip(s, B, T, "fwd_graph", l);
+            BM_ratio_clip(s, B, T, "fwd_graph", rk::CudaLaunch{0, 0, 0, version, chunked, 0, dependent});
           });
   // The read ceiling: the token-level forward's loads without its arithmetic (one kernel), in
   // chunks of 1024·U tokens (no layout suffix), a block per row (_rows) or flat (_flat).
@@ -517,11 +513,7 @@ void register_all() {
                   (U > 1 ? "_u" + std::to_string(U) : "") + (dependent ? "_dependent" : "") +
                   "_graph/B=" + std::to_string(B) + "/T=" + std::to_string(T),
               [=](benchmark::State& s) {
-                rk::CudaLaunch l;
-                l.unroll = U;
-                l.chunked = layout;
-                l.dependent = dependent;
-                BM_ratio_clip(s, B, T, "read_graph", l);
+                BM_ratio_clip(s, B, T, "read_graph", rk::CudaLaunch{0, U, 0, 0, layout, 0, dependent});
               });
         }
   // The forward's bulk-copy layout (sm_90+) and its read ceiling: chunks of 1024·U tokens

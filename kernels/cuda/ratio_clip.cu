@@ -665,129 +665,124 @@ __global__ void __launch_bounds__(512)
   }
 }
 
-// ---- the read ceiling through bulk copies (benchmarks only; sm_90+) -------------------------
-// The flat layout's tokens in chunks of C = blockDim·4·U, each chunk's four arrays copied
-// into shared memory by the tensor memory accelerator (cp.async.bulk: one instruction per
-// array, completion counted in bytes on an mbarrier) and summed from there in float → out[chunk],
-// a block per chunk (the loop serves any grid). What the same reads reach without per-thread
-// load instructions: the ceiling of the forward's bulk layout.
+// ---- bulk copies into shared memory (sm_90+) -----------------------------------------------
+// Chunks of up to four float arrays copied from global into shared memory by the tensor memory
+// accelerator: thread 0 issues one cp.async.bulk per array, an mbarrier counts the bytes, and
+// every thread waits for its phase. One chunk in flight per block. Used by the bulk layout's
+// kernels below; on older GPUs the host never launches them (their bodies trap).
+class ChunkCopier {
+ public:
+  // Every thread of the block: thread 0 initialises the mbarrier in `storage`, then a barrier.
+  __device__ explicit ChunkCopier(uint64_t* storage) : bar_(smem_addr(storage)) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-__device__ __forceinline__ uint32_t smem_addr(const void* p) {
-  return uint32_t(__cvta_generic_to_shared(p));
-}
-// Waits for the mbarrier's phase `parity` to complete; traps (a launch failure, not a hang)
-// if it has not after ~2^26 polls, each of which suspends for a while in hardware.
-__device__ __forceinline__ void mbarrier_wait(uint32_t bar, uint32_t parity) {
-  for (uint32_t spin = 0;; ++spin) {
-    uint32_t done;
-    asm volatile(
-        "{\n .reg .pred p;\n mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n"
-        " selp.u32 %0, 1, 0, p;\n}"
-        : "=r"(done)
-        : "r"(bar), "r"(parity)
-        : "memory");
-    if (done) return;
-    if (spin > (1u << 26)) __trap();
-  }
-}
+    if (threadIdx.x == 0) {
+      asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;" ::"r"(bar_) : "memory");
+      asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+    }
 #endif
+    __syncthreads();
+  }
+  // Thread 0 only: copies src[k][t0, t0 + len) to dst + k·stride for k < arrays (len·4 bytes
+  // each, a multiple of 16, both sides 16-byte aligned). The previous chunk's reads must have
+  // ended at a block barrier (the fence orders them before the async proxy's writes).
+  __device__ void issue(float* dst, int64_t stride, const float* const (&src)[4], int arrays,
+                        int64_t t0, int64_t len) const {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    const uint32_t bytes = uint32_t(len) * 4u;
+    asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+    asm volatile("{\n .reg .b64 st;\n mbarrier.arrive.expect_tx.shared::cta.b64 st, [%0], %1;\n}"
+                 ::"r"(bar_), "r"(uint32_t(arrays) * bytes)
+                 : "memory");
+    for (int k = 0; k < arrays; ++k)
+      asm volatile(
+          "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, "
+          "[%3];" ::"r"(smem_addr(dst + k * stride)),
+          "l"(src[k] + t0), "r"(bytes), "r"(bar_)
+          : "memory");
+#endif
+  }
+  // Every thread: waits until the chunk issued last has landed. Traps (a launch failure, not a
+  // hang) if it has not after ~2^26 polls, each of which suspends in hardware for a while.
+  __device__ void wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    for (uint32_t spin = 0;; ++spin) {
+      uint32_t done;
+      asm volatile(
+          "{\n .reg .pred p;\n mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n"
+          " selp.u32 %0, 1, 0, p;\n}"
+          : "=r"(done)
+          : "r"(bar_), "r"(parity_)
+          : "memory");
+      if (done) break;
+      if (spin > (1u << 26)) __trap();
+    }
+#else
+    __trap();
+#endif
+    parity_ ^= 1u;
+  }
 
+ private:
+  static __device__ uint32_t smem_addr(const void* p) {
+    return uint32_t(__cvta_generic_to_shared(p));
+  }
+  uint32_t bar_, parity_ = 0;
+};
+
+// The read ceiling through bulk copies (benchmarks only): the flat layout's tokens in chunks of
+// C = blockDim·4·U, each chunk's four arrays copied into shared memory (ChunkCopier) and
+// summed from there in float → out[chunk], a block per chunk (the loop serves any grid). What
+// the same reads reach without per-thread load instructions: the ceiling of the forward's bulk
+// layout.
 __global__ void __launch_bounds__(512)
     read_ceiling_bulk_kernel(const RatioClipArgs<float> a, int64_t chunk, float* __restrict__ out) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   extern __shared__ __align__(128) float buf[];  // [4][chunk]: mask, logp, old_logp, advantages
-  __shared__ __align__(8) uint64_t bar_storage;
+  __shared__ __align__(8) uint64_t bar;
   __shared__ float smem[kMaxWarps];
   cuda_detail::pdl_launch_dependents();
   cuda_detail::pdl_wait();
-  const uint32_t bar = smem_addr(&bar_storage);
-  if (threadIdx.x == 0) {
-    asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;" ::"r"(bar) : "memory");
-    asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
-  }
-  __syncthreads();
+  ChunkCopier copier(&bar);
   const float* src[4] = {a.mask, a.logp, a.old_logp, a.advantages};
   const int64_t n = a.B * a.T, chunks = (n + chunk - 1) / chunk;
-  uint32_t parity = 0;
-  for (int64_t c = blockIdx.x; c < chunks; c += gridDim.x, parity ^= 1) {
+  for (int64_t c = blockIdx.x; c < chunks; c += gridDim.x) {
     const int64_t t0 = c * chunk, len = n - t0 < chunk ? n - t0 : chunk;
-    if (threadIdx.x == 0) {
-      const uint32_t bytes = uint32_t(len) * 4u;
-      // The generic-proxy reads of the previous chunk (ordered by the barrier below) before
-      // the async proxy's writes of this one.
-      asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
-      asm volatile(
-          "{\n .reg .b64 st;\n mbarrier.arrive.expect_tx.shared::cta.b64 st, [%0], %1;\n}" ::"r"(
-              bar),
-          "r"(4u * bytes)
-          : "memory");
-      for (int k = 0; k < 4; ++k)
-        asm volatile(
-            "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, "
-            "[%3];" ::"r"(smem_addr(buf + k * chunk)),
-            "l"(src[k] + t0), "r"(bytes), "r"(bar)
-            : "memory");
-    }
-    mbarrier_wait(bar, parity);
+    if (threadIdx.x == 0) copier.issue(buf, chunk, src, 4, t0, len);
+    copier.wait();
     float s = 0.f;
     for (int64_t i = threadIdx.x; i < len; i += blockDim.x)
       s += (buf[i] + buf[chunk + i]) + (buf[2 * chunk + i] + buf[3 * chunk + i]);
     s = block_sum(s, smem);  // its barrier also ends every thread's reads of buf
     if (threadIdx.x == 0) out[c] = s;
   }
-#else
-  __trap();  // the host launches it on sm_90+ only
-#endif
 }
 
 // ---- the bulk-copy layout (CudaLaunch::chunked = 3; sm_90+) --------------------------------
 // The flat layout's tokens (token_mean, per-token advantages, float data with scalar bounds,
 // B·T a multiple of 4, 16-byte aligned arrays) in chunks of C = blockDim·4·U tokens, a block
-// per chunk: thread 0 has the tensor memory accelerator copy the chunk's logp, old_logp,
-// advantages (and mask) into shared memory (cp.async.bulk, one instruction per array, 16·U KB
-// a block at 256 threads), every thread then takes its tokens from there with version V's
-// arithmetic (3: add_token_f32 and float per-thread sums; 1, 2: the row kernel's), and the
-// block's sums go to sums[chunk]. No load instruction per token and per thread: the bytes in
-// flight are the chunks of every resident block. Not yet run on a GPU.
+// per chunk: the chunk's logp, old_logp, advantages (and mask) copied into shared memory by
+// the tensor memory accelerator (ChunkCopier: one cp.async.bulk per array, 16·U KB a block at
+// 256 threads), every thread then takes its tokens from there with version V's arithmetic (3:
+// add_token_f32 and float per-thread sums; 1, 2: the row kernel's), and the block's sums go
+// to sums[chunk]. No load instruction per token and per thread: the bytes in flight are the
+// chunks of every resident block. Not yet run on a GPU.
 template <int V>
 __global__ void __launch_bounds__(512)
     ratio_clip_bulk_kernel(const RatioClipArgs<float> a, const LogBounds lb,
                            const LogBoundsT<float> lbf, int64_t chunk, RowSums* __restrict__ sums) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   extern __shared__ __align__(128) float buf[];  // [3 or 4][chunk]: logp, old_logp, A, mask
-  __shared__ __align__(8) uint64_t bar_storage;
+  __shared__ __align__(8) uint64_t bar;
   __shared__ RowSums smem[kMaxWarps];
   cuda_detail::pdl_launch_dependents();
   cuda_detail::pdl_wait();
-  const uint32_t bar = smem_addr(&bar_storage);
-  if (threadIdx.x == 0) {
-    asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;" ::"r"(bar) : "memory");
-    asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
-  }
-  __syncthreads();
+  ChunkCopier copier(&bar);
   const float* src[4] = {a.logp, a.old_logp, a.advantages, a.mask};
   const int arrays = a.mask ? 4 : 3;
   const int64_t n = a.B * a.T, chunks = (n + chunk - 1) / chunk;
   const float *lp = buf, *ol = buf + chunk, *A = buf + 2 * chunk, *w = buf + 3 * chunk;
-  uint32_t parity = 0;
-  for (int64_t c = blockIdx.x; c < chunks; c += gridDim.x, parity ^= 1) {
+  for (int64_t c = blockIdx.x; c < chunks; c += gridDim.x) {
     const int64_t t0 = c * chunk, len = n - t0 < chunk ? n - t0 : chunk;
-    if (threadIdx.x == 0) {
-      const uint32_t bytes = uint32_t(len) * 4u;
-      asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
-      asm volatile(
-          "{\n .reg .b64 st;\n mbarrier.arrive.expect_tx.shared::cta.b64 st, [%0], %1;\n}" ::"r"(
-              bar),
-          "r"(uint32_t(arrays) * bytes)
-          : "memory");
-      for (int k = 0; k < arrays; ++k)
-        asm volatile(
-            "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, "
-            "[%3];" ::"r"(smem_addr(buf + k * chunk)),
-            "l"(src[k] + t0), "r"(bytes), "r"(bar)
-            : "memory");
-    }
-    mbarrier_wait(bar, parity);
+    if (threadIdx.x == 0) copier.issue(buf, chunk, src, arrays, t0, len);
+    copier.wait();
     RowSums p;
     if constexpr (V == 3) {
       RowSumsF q{0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
@@ -809,9 +804,6 @@ __global__ void __launch_bounds__(512)
     p = cuda_detail::block_reduce_to_first(p, AddSums{}, smem);
     if (threadIdx.x == 0) sums[c] = p;
   }
-#else
-  __trap();  // the host launches it on sm_90+ only
-#endif
 }
 
 // ---- host side -----------------------------------------------------------------------------
