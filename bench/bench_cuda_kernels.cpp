@@ -31,7 +31,7 @@
 // 1024·U tokens, a block per row, or the flat persistent grid); _bulk_uU the same bytes copied
 // into shared memory by the tensor memory accelerator (sm_90+), as ratio_clip_bulk_* do.
 // ratio_clip_v2_/v3_/chunked_/flat_/bulk_ lines time the opt-in versions and layouts,
-// *_dependent_* the first kernel launched
+// ratio_clip_large_* some of them at 4096×4096, *_dependent_* the first kernel launched
 // programmatically dependent on the previous call's last kernel (kernels/cuda/ratio_clip.cu).
 // sweep/… lines time launch shapes (threads per row, loads in flight, vector loads) to choose
 // the dispatchers' defaults.
@@ -538,6 +538,21 @@ void register_all() {
           [=](benchmark::State& s) {
             BM_ratio_clip(s, B, T, "read_graph", rk::CudaLaunch{0, U, 0, 0, 3});
           });
+  // At 4096×4096 (268 MB, 8× the target's shape: a call's fixed costs amortised), the streaming
+  // rate of the forwards' layouts and of their read ceilings.
+  const char* layout_names[] = {"", "chunked_", "flat_", "bulk_"};
+  for (auto [version, chunked] : {std::pair<int, int>{1, 0}, {3, 0}, {3, 2}, {3, 3}})
+    reg(std::string("ratio_clip_large_") + layout_names[chunked] + "v" + std::to_string(version) +
+            "_fwd_graph/B=4096/T=4096",
+        [=](benchmark::State& s) {
+          BM_ratio_clip(s, 4096, 4096, "fwd_graph", rk::CudaLaunch{0, 0, 0, version, chunked});
+        });
+  for (int layout : {0, 2, 3})
+    reg(std::string("ratio_clip_large_read_ceiling_") + layout_names[layout] +
+            "graph/B=4096/T=4096",
+        [=](benchmark::State& s) {
+          BM_ratio_clip(s, 4096, 4096, "read_graph", rk::CudaLaunch{0, 1, 0, 0, layout});
+        });
   for (size_t mib : {64, 1024})
     reg("dram_copy/MiB=" + std::to_string(mib),
         [=](benchmark::State& s) { BM_dram_copy(s, mib); });
