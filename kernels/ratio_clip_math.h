@@ -106,6 +106,19 @@ RLFT_RC_HD ChunkRange chunk_range(int64_t b, int64_t chunks, int64_t groups_per_
   return {b / chunks, g_begin, end < ng ? end : ng};
 }
 
+// How a row is cut: `count` chunks of `groups` groups (the last one shorter).
+struct ChunkCut {
+  int64_t count, groups;
+};
+
+// The flat layout's cut (CudaLaunch::chunked = 2): its one row of ng groups (the whole batch)
+// into at most P chunks (P: the blocks the GPU keeps resident) of ⌈ng/P⌉ groups, so that no
+// block reads more than one group beyond an even share.
+RLFT_RC_HD ChunkCut flat_cut(int64_t ng, int64_t P) {
+  const int64_t groups = ng > P ? (ng + P - 1) / P : 1;
+  return {chunks_per_row(ng, groups), groups};
+}
+
 // k3 = (e^x − 1) − x in float with float's relative accuracy at every x: for |x| < 1 the series
 // x²·Σ_{k=0..10} x^k/(k+2)! (the remainder is below 4e-10 relative; e^x − 1 − x would cancel
 // to a relative error of ~1e-7/x² there), otherwise (r − 1) − x with r = e^x given.

@@ -872,9 +872,7 @@ bool uses_bulk(const RatioClipArgs<Real>& a, const CudaLaunch& l) {
 }
 
 // How a kernel's rows are cut: `count` chunks of `groups` token groups a row.
-struct Chunks {
-  int64_t count, groups;
-};
+using Chunks = ChunkCut;
 
 // The flat layout's cut of its one row of `ng` groups: one chunk per block that `kernel` can
 // keep resident at `bd` threads on every multiprocessor (a persistent grid of one wave), of
@@ -883,9 +881,7 @@ template <typename Kernel>
 Chunks flat_chunks(Kernel kernel, int bd, int64_t ng) {
   int per_sm = 0;
   RLFT_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, bd, 0));
-  const int64_t P = int64_t(per_sm > 0 ? per_sm : 1) * cuda_detail::multiprocessors();
-  const int64_t groups = ng > P ? (ng + P - 1) / P : 1;
-  return {chunks_per_row(ng, groups), groups};
+  return flat_cut(ng, int64_t(per_sm > 0 ? per_sm : 1) * cuda_detail::multiprocessors());
 }
 
 // The layout's cut for a kernel: flat (as above), chunks of bd·U groups, or whole rows.

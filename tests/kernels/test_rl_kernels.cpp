@@ -1053,7 +1053,7 @@ TEST(RatioClipMath, LogRatioDecisionsMatchTheRatioOnes) {
   EXPECT_TRUE(std::isnan(t.loss));
 }
 
-// The chunked layout's grid (kernels/ratio_clip_math.h, as ratio_clip_chunks_kernel walks it:
+// The chunked layout's grid (kernels/ratio_clip_math.h, as the row kernels walk it:
 // block b, thread j, group u of U take group g_begin + j + u·threads when below g_end) covers
 // every token group of every row exactly once, for rows shorter than, equal to and longer than
 // a chunk, with a partial last chunk.
@@ -1086,6 +1086,33 @@ TEST(RatioClipMath, ChunkedGridCoversEveryGroupOnce) {
     }
   }
   EXPECT_EQ(m::chunks_per_row(0, 256), 1);  // an empty row still has its (empty) chunk
+}
+
+// The flat layout's cut of the batch's ng groups for P resident blocks: at most P chunks, all
+// of ⌈ng/P⌉ groups but the last (none empty), together every group exactly once; fewer groups
+// than blocks give a group a chunk.
+TEST(RatioClipMath, FlatCutSharesTheGroupsEvenly) {
+  namespace m = rk::ratio_clip_math;
+  for (int64_t P : {1, 7, 132, 528, 792})
+    for (int64_t ng : {1, 2, 6, 131, 132, 133, 1000, 1539, 524288}) {
+      SCOPED_TRACE(testing::Message() << "P=" << P << " ng=" << ng);
+      const m::ChunkCut c = m::flat_cut(ng, P);
+      ASSERT_GE(c.count, 1);
+      ASSERT_LE(c.count, P);
+      EXPECT_EQ(c.groups, std::max<int64_t>(1, (ng + P - 1) / P));
+      int64_t covered = 0;
+      for (int64_t b = 0; b < c.count; ++b) {
+        const m::ChunkRange cr = m::chunk_range(b, c.count, c.groups, ng);
+        ASSERT_EQ(cr.row, 0);
+        ASSERT_EQ(cr.g_begin, covered) << "chunk " << b;
+        ASSERT_GT(cr.g_end, cr.g_begin) << "chunk " << b << " is empty";
+        if (b + 1 < c.count) {
+          ASSERT_EQ(cr.g_end - cr.g_begin, c.groups);
+        }
+        covered = cr.g_end;
+      }
+      EXPECT_EQ(covered, ng);
+    }
 }
 
 // k3 = (e^x − 1) − x in float (version 2): within 1e-6 relative of the double value at the same
