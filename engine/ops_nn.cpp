@@ -52,14 +52,18 @@ Tensor softmax_impl(const char* op, const Tensor& a, int64_t dim, bool log_space
   return y;
 }
 
+// Every index in [0, limit) (or equal to `ignore`), else an error naming the first bad one.
+void check_index_values(const char* op, const int64_t* p, int64_t n, int64_t limit, int64_t ignore) {
+  for (int64_t i = 0; i < n; ++i)
+    RLFT_CHECK(p[i] == ignore || (p[i] >= 0 && p[i] < limit), op, ": index ", p[i], " out of range [0, ",
+               limit, ") at position ", i);
+}
+
 // On a CUDA device the indices are copied to the host for the check (one small blocking copy).
 void check_indices(const char* op, const Tensor& idx, int64_t limit, int64_t ignore = INT64_MIN) {
   RLFT_CHECK(idx.dtype() == DType::i64, op, ": indices must be int64, got ", idx.dtype());
   const Tensor c = idx.device().is_cuda() ? idx.to(Device::cpu()) : idx.contiguous();
-  const int64_t* p = c.data<int64_t>();
-  for (int64_t i = 0; i < c.numel(); ++i)
-    RLFT_CHECK(p[i] == ignore || (p[i] >= 0 && p[i] < limit), op, ": index ", p[i], " out of range [0, ",
-               limit, ") at position ", i);
+  check_index_values(op, c.data<int64_t>(), c.numel(), limit, ignore);
 }
 
 }  // namespace
@@ -77,11 +81,13 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore
   RLFT_CHECK(red == "mean" || red == "sum" || red == "none", "cross_entropy: unknown reduction '", red,
              "' (expected mean, sum or none)");
   const int64_t N = logits.shape()[0], C = logits.shape()[1];
-  check_indices("cross_entropy", targets, C, ignore_index);
+  RLFT_CHECK(targets.dtype() == DType::i64, "cross_entropy: indices must be int64, got ", targets.dtype());
   const Tensor x = logits.contiguous(), t = targets.contiguous();
   if (dev.is_cuda()) {
     dispatch_float(logits.dtype(), "cross_entropy", [](auto) {});
+    // One copy of the targets to the host, for the range check and the count of rows that count.
     const std::vector<int64_t> th = targets.to_int_vector();
+    check_index_values("cross_entropy", th.data(), int64_t(th.size()), C, ignore_index);
     int64_t count = 0;
     for (int64_t v : th) count += v != ignore_index;
     Tensor per_row = Tensor::empty({N}, logits.dtype(), dev);
@@ -104,10 +110,11 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore
     if (red == "sum") return total;
     return mul(total, 1.0 / double(count));
   }
+  const int64_t* tp = t.data<int64_t>();
+  check_index_values("cross_entropy", tp, N, C, ignore_index);
   Tensor per_row = Tensor::empty({N}, logits.dtype());
   auto lse = std::make_shared<std::vector<double>>(size_t(N));
   int64_t count = 0;
-  const int64_t* tp = t.data<int64_t>();
   for (int64_t i = 0; i < N; ++i) count += tp[i] != ignore_index;
   dispatch_float(logits.dtype(), "cross_entropy", [&](auto tag) {
     using T = decltype(tag);
