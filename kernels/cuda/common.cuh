@@ -207,6 +207,14 @@ __device__ __forceinline__ void pdl_wait() {
 #endif
 }
 
+// Both, first thing in a kernel that may follow another and be followed by one (ratio_clip's
+// kernels): its dependents may be scheduled at once (they wait in turn), and nothing is read
+// before the kernel it depends on has completed.
+__device__ __forceinline__ void pdl_begin() {
+  pdl_launch_dependents();
+  pdl_wait();
+}
+
 // Whether the current device can launch programmatically dependent kernels (compute
 // capability 9.0 or newer); asked once per device.
 inline bool programmatic_launch_supported() {

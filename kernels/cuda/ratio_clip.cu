@@ -337,8 +337,7 @@ __global__ void __launch_bounds__(512, 2)
                            int64_t groups_per_chunk, RowSums* __restrict__ sums) {
   __shared__ RowSums smem[kMaxWarps];
   __shared__ double smem_d[kMaxWarps];
-  cuda_detail::pdl_launch_dependents();
-  cuda_detail::pdl_wait();
+  cuda_detail::pdl_begin();
   const double c = a.dual_clip;
   const int64_t ng = a.T / G;
   for (int64_t b = blockIdx.x; b < a.B * chunks; b += gridDim.x) {
@@ -402,8 +401,7 @@ __global__ void __launch_bounds__(512, U == 1 ? 3 : 2)
     ratio_clip_f32_kernel(const RatioClipArgs<float> a, const LogBoundsT<float> lb, int64_t chunks,
                           int64_t groups_per_chunk, RowSums* __restrict__ sums) {
   __shared__ RowSums smem[kMaxWarps];
-  cuda_detail::pdl_launch_dependents();
-  cuda_detail::pdl_wait();
+  cuda_detail::pdl_begin();
   const int64_t ng = a.T / 4;
   for (int64_t b = blockIdx.x; b < a.B * chunks; b += gridDim.x) {
     const ChunkRange cr = chunk_range(b, chunks, groups_per_chunk, ng);
@@ -440,8 +438,7 @@ __global__ void __launch_bounds__(kStatsBlock)
   static_assert(sizeof(RowSums) == kStats * sizeof(double), "RowSums is 7 doubles");
   static_assert(kStatsBlock == (kStats + 1) * cuda_detail::kWarp, "a warp per quantity");
   __shared__ double total[kStats + 1];
-  cuda_detail::pdl_launch_dependents();  // a dependent next kernel may be scheduled (it waits)
-  cuda_detail::pdl_wait();
+  cuda_detail::pdl_begin();
   const int warp = threadIdx.x / cuda_detail::kWarp, lane = threadIdx.x % cuda_detail::kWarp;
   const bool uniform = agg == Aggregation::token_mean;
   double v = 0.0;
@@ -650,8 +647,7 @@ __global__ void __launch_bounds__(512)
                         float* __restrict__ out) {
   __shared__ float smem[kMaxWarps];
   constexpr int G = cuda_detail::Vec16<float>::n;
-  cuda_detail::pdl_launch_dependents();
-  cuda_detail::pdl_wait();
+  cuda_detail::pdl_begin();
   const int64_t ng = a.T / G;
   for (int64_t b = blockIdx.x; b < a.B * chunks; b += gridDim.x) {
     const ChunkRange cr = chunk_range(b, chunks, groups_per_chunk, ng);
@@ -739,8 +735,7 @@ __global__ void __launch_bounds__(512)
   extern __shared__ __align__(128) float buf[];  // [4][chunk]: mask, logp, old_logp, advantages
   __shared__ __align__(8) uint64_t bar;
   __shared__ float smem[kMaxWarps];
-  cuda_detail::pdl_launch_dependents();
-  cuda_detail::pdl_wait();
+  cuda_detail::pdl_begin();
   ChunkCopier copier(&bar);
   const float* src[4] = {a.mask, a.logp, a.old_logp, a.advantages};
   const int64_t n = a.B * a.T, chunks = (n + chunk - 1) / chunk;
@@ -772,8 +767,7 @@ __global__ void __launch_bounds__(512)
   extern __shared__ __align__(128) float buf[];  // [3 or 4][chunk]: logp, old_logp, A, mask
   __shared__ __align__(8) uint64_t bar;
   __shared__ RowSums smem[kMaxWarps];
-  cuda_detail::pdl_launch_dependents();
-  cuda_detail::pdl_wait();
+  cuda_detail::pdl_begin();
   ChunkCopier copier(&bar);
   const float* src[4] = {a.logp, a.old_logp, a.advantages, a.mask};
   const int arrays = a.mask ? 4 : 3;
