@@ -313,12 +313,8 @@ struct ClipInputs {
     upload(logp.p, h_logp.data(), n * sizeof(float));
     upload(mask.p, h_mask.data(), n * sizeof(float));
     fill_random(adv.p, n, 0.0, 1.0, 7);
-    args.B = b;
-    args.T = t;
-    args.logp = logp.p;
-    args.old_logp = old_logp.p;
-    args.advantages = adv.p;
-    args.mask = mask.p;
+    args = {.B = b, .T = t, .logp = logp.p, .old_logp = old_logp.p, .advantages = adv.p,
+            .mask = mask.p};
   }
 };
 

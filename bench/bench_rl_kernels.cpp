@@ -224,14 +224,14 @@ struct ClipData {
     for (auto* v : {&log_ratio, &ratio, &surr1, &clipped, &surr2, &loss_tok, &masked, &is_low,
                     &is_high, &k3, &g_min, &g_surr1, &g_surr2, &g_ratio})
       v->resize(n);
-    args.B = B;
-    args.T = T;
-    args.logp = logp.data();
-    args.old_logp = old_logp.data();
-    args.advantages = adv.data();
-    args.mask = mask.data();
-    args.eps_low = 0.2;
-    args.eps_high = 0.28;
+    args = {.B = B,
+            .T = T,
+            .logp = logp.data(),
+            .old_logp = old_logp.data(),
+            .advantages = adv.data(),
+            .mask = mask.data(),
+            .eps_low = 0.2,
+            .eps_high = 0.28};
   }
 };
 

@@ -5,7 +5,9 @@
 #pragma once
 
 #include <cstdint>
+#include <type_traits>
 
+#include "kernels/cuda_launch.h"
 #include "kernels/ratio_clip.h"
 
 #if defined(__CUDACC__)
@@ -117,6 +119,35 @@ struct ChunkCut {
 RLFT_RC_HD ChunkCut flat_cut(int64_t ng, int64_t P) {
   const int64_t groups = ng > P ? (ng + P - 1) / P : 1;
   return {chunks_per_row(ng, groups), groups};
+}
+
+// ---- which layout the CUDA forward runs (host side; tested on the CPU) ----------------------
+enum class Layout { rows, chunks, flat, bulk };
+
+inline bool aligned16(const void* p) {
+  return p == nullptr || reinterpret_cast<uintptr_t>(p) % 16 == 0;
+}
+
+// launch.chunked asks for a layout; the forward runs it where it applies and falls back:
+//   chunks (1): the token level (else rows);
+//   flat (2):   the token level with token_mean and per-token advantages, whose loss and
+//               statistics are sums over all tokens, so the batch can be read as one row
+//               (else rows);
+//   bulk (3):   flat's cases with float data, scalar bounds, B·T a multiple of 4, 16-byte
+//               aligned arrays, vector loads allowed (vec = 0) and a GPU with bulk copies
+//               (sm90: compute capability 9.0+); else flat where flat applies, else rows.
+template <typename Real>
+Layout forward_layout(const RatioClipArgs<Real>& a, const CudaLaunch& l, bool sm90) {
+  const bool token = a.level == RatioLevel::token;
+  const bool flat = (l.chunked == 2 || l.chunked == 3) && token &&
+                    a.aggregation == Aggregation::token_mean && !a.advantages_per_sequence;
+  if (flat && l.chunked == 3 && std::is_same_v<Real, float> && l.vec == 0 && sm90 && !a.lower &&
+      !a.upper && (a.B * a.T) % 4 == 0 && aligned16(a.logp) && aligned16(a.old_logp) &&
+      aligned16(a.advantages) && aligned16(a.mask))
+    return Layout::bulk;
+  if (flat) return Layout::flat;
+  if (l.chunked == 1 && token) return Layout::chunks;
+  return Layout::rows;
 }
 
 // k3 = (e^x − 1) − x in float with float's relative accuracy at every x: for |x| < 1 the series

@@ -215,37 +215,28 @@ __device__ __forceinline__ void pdl_begin() {
   pdl_wait();
 }
 
-// Whether the current device can launch programmatically dependent kernels (compute
-// capability 9.0 or newer); asked once per device.
-inline bool programmatic_launch_supported() {
-  constexpr int kDevices = 64;
-  static std::atomic<int> known[kDevices];  // 0 not asked yet, 1 no, 2 yes
-  int device = 0;
-  RLFT_CUDA_CHECK(cudaGetDevice(&device));
-  if (device < 0 || device >= kDevices) return false;
-  int v = known[device].load(std::memory_order_relaxed);
-  if (v == 0) {
-    int major = 0;
-    RLFT_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
-    v = major >= 9 ? 2 : 1;
-    known[device].store(v, std::memory_order_relaxed);
-  }
-  return v == 2;
-}
-
-// Multiprocessors of the current device; asked once per device.
-inline int multiprocessors() {
+// Attribute A of the current device, asked once per device (A's values are never 0).
+template <cudaDeviceAttr A>
+int device_attribute() {
   constexpr int kDevices = 64;
   static std::atomic<int> known[kDevices];  // 0: not asked yet
   int device = 0;
   RLFT_CUDA_CHECK(cudaGetDevice(&device));
-  int v = device >= 0 && device < kDevices ? known[device].load(std::memory_order_relaxed) : 0;
+  const bool cached = device >= 0 && device < kDevices;
+  int v = cached ? known[device].load(std::memory_order_relaxed) : 0;
   if (v == 0) {
-    RLFT_CUDA_CHECK(cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, device));
-    if (device >= 0 && device < kDevices) known[device].store(v, std::memory_order_relaxed);
+    RLFT_CUDA_CHECK(cudaDeviceGetAttribute(&v, A, device));
+    if (cached) known[device].store(v, std::memory_order_relaxed);
   }
   return v;
 }
+
+// Compute capability 9.0 or newer (Hopper): programmatic dependent launch, bulk copies
+// (cp.async.bulk) and mbarrier transaction counts.
+inline bool sm90_or_newer() { return device_attribute<cudaDevAttrComputeCapabilityMajor>() >= 9; }
+inline bool programmatic_launch_supported() { return sm90_or_newer(); }
+
+inline int multiprocessors() { return device_attribute<cudaDevAttrMultiProcessorCount>(); }
 
 // Launches kernel<<<grid, block, smem, stream>>>(args...), programmatically dependent on the
 // stream's previous kernel when `programmatic` is set and the device supports it (else an

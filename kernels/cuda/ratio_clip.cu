@@ -827,10 +827,8 @@ void check_ratio_clip_launch(const char* op, const CudaLaunch& l) {
              l.version);
 }
 
-bool aligned16(const void* p) { return p == nullptr || reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 
-// Version 2 applies to float data with scalar bounds (anything else runs version 1); the
-// chunked layout to the token level (the sequence levels keep a block per row).
+// Version 2 applies to float data with scalar bounds (anything else runs version 1).
 template <typename Real>
 bool uses_f32_math(const RatioClipArgs<Real>& a, const CudaLaunch& l) {
   const int version = l.version == 0 ? kDefaultVersion : l.version;
@@ -842,29 +840,6 @@ bool uses_f32_kernel(const RatioClipArgs<Real>& a, const CudaLaunch& l, int G) {
   const int version = l.version == 0 ? kDefaultVersion : l.version;
   return uses_f32_math(a, l) && version == 3 && a.level == RatioLevel::token && G > 1;
 }
-template <typename Real>
-bool uses_chunks(const RatioClipArgs<Real>& a, const CudaLaunch& l) {
-  return l.chunked == 1 && a.level == RatioLevel::token;
-}
-// The flat layout: the token level with token_mean and per-token advantages, whose loss and
-// statistics are sums over all tokens, so the batch can be read as one row of B·T tokens
-// (anything else runs a block per row).
-template <typename Real>
-bool uses_flat(const RatioClipArgs<Real>& a, const CudaLaunch& l) {
-  return (l.chunked == 2 || l.chunked == 3) && a.level == RatioLevel::token &&
-         a.aggregation == Aggregation::token_mean && !a.advantages_per_sequence;
-}
-// The bulk-copy layout: the flat one's cases with float data, scalar bounds, B·T a multiple of
-// 4 and 16-byte aligned arrays, on sm_90+, unless launch.vec = 1 asks for scalar loads (else
-// the flat layout runs).
-template <typename Real>
-bool uses_bulk(const RatioClipArgs<Real>& a, const CudaLaunch& l) {
-  return std::is_same_v<Real, float> && l.chunked == 3 && l.vec == 0 && uses_flat(a, l) &&
-         !a.lower && !a.upper && (a.B * a.T) % 4 == 0 && aligned16(a.logp) &&
-         aligned16(a.old_logp) && aligned16(a.advantages) && aligned16(a.mask) &&
-         cuda_detail::programmatic_launch_supported();
-}
-
 // How a kernel's rows are cut: `count` chunks of `groups` token groups a row.
 using Chunks = ChunkCut;
 
@@ -961,6 +936,26 @@ void launch_finish(const RatioClipArgs<Real>& a, const RowSums* sums, int64_t ch
                                              a.aggregation, a.normalizer, stats);
 }
 
+// The bulk layout's cut of the batch read as one row of n tokens: chunks of blockDim·4·U
+// tokens (U = launch.unroll, 0: 1), a block per chunk with `arrays` float arrays of the chunk
+// in dynamic shared memory, which `kernel` is allowed to take (above 48 KB it must opt in).
+struct BulkPlan {
+  int block;
+  int64_t chunk, chunks;
+  size_t smem;
+};
+template <typename Kernel>
+BulkPlan plan_bulk(Kernel kernel, const CudaLaunch& launch, int64_t n, int arrays) {
+  BulkPlan p;
+  p.block = launch.block ? launch.block : kChunkBlock;
+  p.chunk = int64_t(p.block) * 4 * (launch.unroll ? launch.unroll : 1);
+  p.chunks = (n + p.chunk - 1) / p.chunk;
+  p.smem = size_t(arrays * p.chunk) * sizeof(float);
+  RLFT_CUDA_CHECK(
+      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(p.smem)));
+  return p;
+}
+
 LogBoundsT<float> to_float(const LogBounds& b) {
   return {float(b.lo), float(b.hi), float(b.c), float(b.log_lo), float(b.log_hi), float(b.log_c)};
 }
@@ -971,17 +966,15 @@ LogBoundsT<float> to_float(const LogBounds& b) {
 void launch_bulk(const RatioClipArgs<float>& a, const LogBounds& lb, double* stats,
                  cudaStream_t stream, const CudaLaunch& launch) {
   const RatioClipArgs<float> f = as_one_row(a);
-  const int bd = launch.block ? launch.block : kChunkBlock, U = launch.unroll ? launch.unroll : 1;
-  const int64_t chunk = int64_t(bd) * 4 * U, chunks = (f.T + chunk - 1) / chunk;
-  const size_t smem = size_t((a.mask ? 4 : 3) * chunk) * sizeof(float);
-  cuda_detail::StreamScratch scratch(size_t(chunks) * sizeof(RowSums), stream);
-  RowSums* sums = scratch.as<RowSums>();
   const auto run = [&](auto kernel) {
-    RLFT_CUDA_CHECK(
-        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
+    const BulkPlan p = plan_bulk(kernel, launch, f.T, a.mask ? 4 : 3);
+    cuda_detail::StreamScratch scratch(size_t(p.chunks) * sizeof(RowSums), stream);
+    RowSums* sums = scratch.as<RowSums>();
     cuda_detail::launch_programmatic_dependent(launch.dependent == 1, kernel,
-                                               dim3(cuda_detail::grid_for_rows(chunks)), dim3(bd),
-                                               smem, stream, f, lb, to_float(lb), chunk, sums);
+                                               dim3(cuda_detail::grid_for_rows(p.chunks)),
+                                               dim3(p.block), p.smem, stream, f, lb, to_float(lb),
+                                               p.chunk, sums);
+    launch_finish(f, sums, p.chunks, stats, stream, launch);
   };
   const int version = launch.version == 0 ? kDefaultVersion : launch.version;
   if (version == 3)
@@ -990,7 +983,6 @@ void launch_bulk(const RatioClipArgs<float>& a, const LogBounds& lb, double* sta
     run(ratio_clip_bulk_kernel<2>);
   else
     run(ratio_clip_bulk_kernel<1>);
-  launch_finish(f, sums, chunks, stats, stream, launch);
 }
 
 }  // namespace
@@ -1007,16 +999,19 @@ void ratio_clip_forward_cuda_async(const RatioClipArgs<Real>& a, double* stats,
     return;
   }
   const LogBounds lb = log_bounds(a);
+  // The layout (ratio_clip_math.h, forward_layout): a block per row; per chunk of blockDim·U
+  // groups (default 256 threads × one 16-byte group: 1024 float tokens); the batch as one row
+  // cut into one chunk per resident block (flat); or flat's tokens through bulk copies.
+  // `count` partial sums a row.
+  const Layout layout =
+      forward_layout(a, launch, launch.chunked == 3 && cuda_detail::sm90_or_newer());
   if constexpr (std::is_same_v<Real, float>) {
-    if (uses_bulk(a, launch)) {
+    if (layout == Layout::bulk) {
       launch_bulk(a, lb, stats, stream, launch);
       return;
     }
   }
-  // The layout: a block per row; (chunked, token level) per chunk of blockDim·U groups
-  // (default 256 threads × one 16-byte group: 1024 float tokens); or (flat) the batch as one
-  // row cut into one chunk per resident block. `count` partial sums a row.
-  const bool flat = uses_flat(a, launch), chunked = !flat && uses_chunks(a, launch);
+  const bool flat = layout == Layout::flat, chunked = layout == Layout::chunks;
   const RatioClipArgs<Real> f = flat ? as_one_row(a) : a;
   const Shape sh = resolve_shape(f, launch);
   const int bd = launch.block ? launch.block : flat || chunked ? kChunkBlock : block_for(a.T);
@@ -1161,21 +1156,17 @@ int64_t ratio_clip_read_ceiling_cuda(const RatioClipArgs<float>& a, float* parti
                " floats for this layout, capacity ", capacity);
   };
   if (launch.chunked == 3) {
-    // sm_90+ (the same compute capability as programmatic launches): the tensor memory
-    // accelerator's bulk copies, as the forward's bulk layout makes them.
-    RLFT_CHECK(cuda_detail::programmatic_launch_supported(), op,
+    // The tensor memory accelerator's bulk copies, as the forward's bulk layout makes them.
+    RLFT_CHECK(cuda_detail::sm90_or_newer(), op,
                ": bulk copies (launch.chunked = 3) need a GPU of compute capability 9.0 or newer");
     const RatioClipArgs<float> one = as_one_row(a);
-    const int bd = launch.block ? launch.block : kChunkBlock;
-    const int64_t chunk = int64_t(bd) * 4 * U, chunks = (one.T + chunk - 1) / chunk;
-    const size_t smem = size_t(4 * chunk) * sizeof(float);
-    check_capacity(chunks);
-    RLFT_CUDA_CHECK(cudaFuncSetAttribute(read_ceiling_bulk_kernel,
-                                         cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
+    const BulkPlan p = plan_bulk(read_ceiling_bulk_kernel, launch, one.T, 4);
+    check_capacity(p.chunks);
     cuda_detail::launch_programmatic_dependent(launch.dependent == 1, read_ceiling_bulk_kernel,
-                                               dim3(cuda_detail::grid_for_rows(chunks)), dim3(bd),
-                                               smem, stream, one, chunk, partials);
-    return chunks;
+                                               dim3(cuda_detail::grid_for_rows(p.chunks)),
+                                               dim3(p.block), p.smem, stream, one, p.chunk,
+                                               partials);
+    return p.chunks;
   }
   const bool flat = launch.chunked == 2, chunked = launch.chunked == 1;
   const RatioClipArgs<float> f = flat ? as_one_row(a) : a;

@@ -990,13 +990,12 @@ TEST(RatioClipCuda, ReadCeilingSumsEveryLoad) {
   for (auto& v : h)
     for (float& x : v) x = normal(rng);
   DeviceArray<float> logp(h[0]), old_logp(h[1]), adv(h[2]), mask(h[3]);
-  rk::RatioClipArgs<float> a;
-  a.B = B;
-  a.T = T;
-  a.logp = logp.get();
-  a.old_logp = old_logp.get();
-  a.advantages = adv.get();
-  a.mask = mask.get();
+  const rk::RatioClipArgs<float> a{.B = B,
+                                   .T = T,
+                                   .logp = logp.get(),
+                                   .old_logp = old_logp.get(),
+                                   .advantages = adv.get(),
+                                   .mask = mask.get()};
   // Σ and Σ|·| of the four arrays over tokens [k0, k1) of the flattened batch.
   const auto host_sum = [&](int64_t k0, int64_t k1) {
     double sum = 0, scale = 0;

@@ -1088,6 +1088,58 @@ TEST(RatioClipMath, ChunkedGridCoversEveryGroupOnce) {
   EXPECT_EQ(m::chunks_per_row(0, 256), 1);  // an empty row still has its (empty) chunk
 }
 
+// Which layout the CUDA forward runs for each launch.chunked request: the one asked for where
+// it applies, else the documented fallback (bulk → flat → a block per row; chunks → rows).
+TEST(RatioClipMath, ForwardLayoutFallsBackWhereALayoutDoesNotApply) {
+  namespace m = rk::ratio_clip_math;
+  using L = m::Layout;
+  alignas(16) static float buf[64];
+  rk::RatioClipArgs<float> a{.B = 4, .T = 6, .logp = buf, .old_logp = buf + 4,
+                             .advantages = buf + 8, .mask = buf + 12};  // B·T = 24
+  const auto layout = [&](const rk::RatioClipArgs<float>& args, int chunked, bool sm90 = true,
+                          int vec = 0) {
+    return m::forward_layout(args, rk::CudaLaunch{0, 0, vec, 0, chunked}, sm90);
+  };
+  EXPECT_EQ(layout(a, 0), L::rows);
+  EXPECT_EQ(layout(a, 1), L::chunks);
+  EXPECT_EQ(layout(a, 2), L::flat);
+  EXPECT_EQ(layout(a, 3), L::bulk);
+  EXPECT_EQ(layout(a, 3, false), L::flat) << "no bulk copies before sm_90";
+  EXPECT_EQ(layout(a, 3, true, 1), L::flat) << "vec = 1: scalar loads";
+  auto b = a;
+  b.T = 5;  // B·T = 20 is still a multiple of 4
+  EXPECT_EQ(layout(b, 3), L::bulk);
+  b.B = 3;  // 15
+  EXPECT_EQ(layout(b, 3), L::flat);
+  b = a;
+  b.old_logp = buf + 5;  // not 16-byte aligned
+  EXPECT_EQ(layout(b, 3), L::flat);
+  b = a;
+  b.lower = buf + 16;  // per-token bounds
+  EXPECT_EQ(layout(b, 3), L::flat);
+  b = a;
+  b.mask = nullptr;  // no mask: three arrays to copy
+  EXPECT_EQ(layout(b, 3), L::bulk);
+  for (int chunked : {2, 3}) {
+    b = a;
+    b.advantages_per_sequence = true;
+    EXPECT_EQ(layout(b, chunked), L::rows);
+    b = a;
+    b.aggregation = rk::Aggregation::seq_mean_token_mean;
+    EXPECT_EQ(layout(b, chunked), L::rows);
+    b = a;
+    b.level = rk::RatioLevel::sequence_token;
+    EXPECT_EQ(layout(b, chunked), L::rows);
+  }
+  b = a;
+  b.level = rk::RatioLevel::sequence_token;
+  EXPECT_EQ(layout(b, 1), L::rows) << "the sequence levels keep a block per row";
+  alignas(16) static double dbuf[16];
+  const rk::RatioClipArgs<double> d{.B = 2, .T = 2, .logp = dbuf, .old_logp = dbuf + 4,
+                                    .advantages = dbuf + 8};
+  EXPECT_EQ(m::forward_layout(d, rk::CudaLaunch{0, 0, 0, 0, 3}, true), L::flat) << "float only";
+}
+
 // The flat layout's cut of the batch's ng groups for P resident blocks: at most P chunks, all
 // of ⌈ng/P⌉ groups but the last (none empty), together every group exactly once; fewer groups
 // than blocks give a group a chunk.
