@@ -69,6 +69,7 @@
 
 #include <stdexcept>
 
+#include "kernels/cuda_ops.h"
 #include "kernels/gae.h"
 #include "kernels/ratio_clip.h"
 #include "kernels/softmax_logprob.h"
@@ -133,20 +134,64 @@ bool fits(benchmark::State& state, size_t bytes) {
   return true;
 }
 
-// Twice the device's L2, zeroed before every timed region (outside the events), so no kernel
-// reads its inputs from a cache the previous call warmed: the figures are DRAM figures.
+// How each timed region is prepared: the L2 flush before it and, for ratio_clip's batched
+// calls, how many copies of the inputs the calls rotate over.
+//   clean (the default): the flush READS a buffer of its own 4× the device's L2 (a row sum
+//     into 4096 floats), so no input is left in the cache and the L2 holds clean lines: the
+//     timed kernel's DRAM traffic is its own. ratio_clip's calls take one pass over K copies
+//     spanning 4× the L2 (2 ≤ K ≤ 8): every call's inputs were last read before the flush.
+//   dirty (lines named dirty_l2/…, sessions 1–7's protocol, nvbench's kind of flush): the
+//     flush ZEROES a buffer 2× the L2, which leaves the L2 full of dirty lines; the timed
+//     calls write them back to DRAM while they read (up to the L2's 50 MB on an H100, shared
+//     by the region's calls), and ratio_clip's calls take two passes over K copies spanning
+//     2× the L2. The pair of lines measures what that protocol charged to the kernel.
+enum class Flush { clean, dirty };
+Flush g_flush = Flush::clean;
+
+// Sets g_flush for one benchmark's run.
+struct FlushMode {
+  Flush saved;
+  explicit FlushMode(Flush f) : saved(g_flush) { g_flush = f; }
+  ~FlushMode() { g_flush = saved; }
+  FlushMode(const FlushMode&) = delete;
+  FlushMode& operator=(const FlushMode&) = delete;
+};
+
+int l2_bytes() {
+  int l2 = 0;
+  CUDA_OK(cudaDeviceGetAttribute(&l2, cudaDevAttrL2CacheSize, 0));
+  return l2;
+}
+
 struct L2Flush {
-  size_t bytes = 0;
-  char* p = nullptr;
+  static constexpr int64_t kRows = 4096;
+  Flush mode = g_flush;
+  size_t bytes = 0;     // dirty: the zeroed span
+  int64_t per_row = 0;  // clean: floats per row of the summed buffer (kRows rows)
+  float* p = nullptr;
+  float* sums = nullptr;
   L2Flush() {
-    int l2 = 0;
-    CUDA_OK(cudaDeviceGetAttribute(&l2, cudaDevAttrL2CacheSize, 0));
-    bytes = 2 * size_t(l2);
-    if (bytes > 0) CUDA_OK(cudaMalloc(reinterpret_cast<void**>(&p), bytes));
+    const size_t l2 = size_t(l2_bytes());
+    if (l2 == 0) return;
+    per_row = int64_t((4 * l2 / sizeof(float) + kRows - 1) / kRows);
+    bytes = mode == Flush::dirty ? 2 * l2 : size_t(kRows * per_row) * sizeof(float);
+    CUDA_OK(cudaMalloc(reinterpret_cast<void**>(&p), bytes));
+    CUDA_OK(cudaMemset(p, 0, bytes));
+    CUDA_OK(cudaMalloc(reinterpret_cast<void**>(&sums), kRows * sizeof(float)));
+    CUDA_OK(cudaDeviceSynchronize());
   }
-  ~L2Flush() { cudaFree(p); }
+  ~L2Flush() {
+    cudaFree(p);
+    cudaFree(sums);
+  }
+  L2Flush(const L2Flush&) = delete;
+  L2Flush& operator=(const L2Flush&) = delete;
   void operator()() const {
-    if (p) CUDA_OK(cudaMemsetAsync(p, 0, bytes));
+    if (!p) return;
+    if (mode == Flush::dirty)
+      CUDA_OK(cudaMemsetAsync(p, 0, bytes));
+    else
+      rk::cuda_ops::sum(rk::cuda_ops::Type::f32, kRows, per_row, 1, p, sums, 0);
   }
 };
 
@@ -319,20 +364,20 @@ struct ClipInputs {
 };
 
 // mode: "fwd" the forward's kernels with the statistics left on the device (what the
-// bandwidth target is about), 2·K calls back to back over K copies of the inputs (K copies
-// span at least twice the L2, up to 8), against the unfused chain, which copies its loss back
-// (one call, so the speed-up favours the chain); "fwd_sync" the synchronous API (statistics
-// copied to the host, the stream synchronised: one call per timed region) against the same
-// chain; "bwd" the backward, batched like "fwd".
+// bandwidth target is about), calls back to back over K copies of the inputs (one pass over
+// copies spanning 4× the L2, or as g_flush's comment says), against the unfused chain, which copies
+// its loss back (one call, so the speed-up favours the chain); "fwd_sync" the synchronous API
+// (statistics copied to the host, the stream synchronised: one call per timed region) against the
+// same chain; "bwd" the backward, batched like "fwd".
 void BM_ratio_clip(benchmark::State& state, int64_t B, int64_t T, const std::string& mode,
                    rk::CudaLaunch launch = {}, bool sweep = false) {
   const size_t in_bytes = size_t(B * T) * 16;
-  int l2 = 0;
-  CUDA_OK(cudaDeviceGetAttribute(&l2, cudaDevAttrL2CacheSize, 0));
+  const bool dirty = g_flush == Flush::dirty;
+  const size_t span = (dirty ? 2 : 4) * size_t(l2_bytes());
   const int K = mode == "fwd_sync"
                     ? 1
-                    : int(std::min<size_t>(8, std::max<size_t>(1, (2 * size_t(l2) + in_bytes - 1) /
-                                                                      in_bytes)));
+                    : int(std::clamp<size_t>((span + in_bytes - 1) / in_bytes, dirty ? 1 : 2, 8));
+  const int reps = dirty ? 2 * K : K;  // calls per timed region
   if (!fits(state, size_t(B * T) * sizeof(float) * (1 + 8 * size_t(K)))) return;
   // Inputs are made once per shape and copy index and kept for the other benchmarks (drawing
   // them on the host took most of a sweep's time).
@@ -356,7 +401,7 @@ void BM_ratio_clip(benchmark::State& state, int64_t B, int64_t T, const std::str
     measure(
         state, 16.0 * tokens,
         [&] { rk::ratio_clip_forward_cuda_async(args(), stats.p, nullptr, launch); },
-        sweep ? nullptr : unfused, 2 * K);
+        sweep ? nullptr : unfused, reps);
   } else if (mode == "fwd_graph" || mode == "bwd_graph") {
     Buffer<double> stats{7};
     Buffer<float> g{size_t(B * T)};
@@ -369,7 +414,7 @@ void BM_ratio_clip(benchmark::State& state, int64_t B, int64_t T, const std::str
           else
             rk::ratio_clip_backward_cuda(args(), 1.0, g.p, false, st, launch);
         },
-        2 * K);
+        reps);
   } else if (mode == "read_graph") {
     const int64_t capacity = std::max<int64_t>(B * ((T + 1023) / 1024), 1 << 16);
     Buffer<float> partials{size_t(capacity)};
@@ -378,7 +423,7 @@ void BM_ratio_clip(benchmark::State& state, int64_t B, int64_t T, const std::str
         [&](cudaStream_t st) {
           rk::ratio_clip_read_ceiling_cuda(args(), partials.p, capacity, st, launch);
         },
-        2 * K);
+        reps);
   } else if (mode == "fwd_sync") {
     measure(
         state, 16.0 * tokens,
@@ -389,7 +434,7 @@ void BM_ratio_clip(benchmark::State& state, int64_t B, int64_t T, const std::str
     measure(
         state, 20.0 * tokens,
         [&] { rk::ratio_clip_backward_cuda(args(), 1.0, g.p, false, nullptr, launch); }, nullptr,
-        2 * K);
+        reps);
   }
 }
 
@@ -552,6 +597,26 @@ void register_all() {
   for (size_t mib : {64, 1024})
     reg("dram_copy/MiB=" + std::to_string(mib),
         [=](benchmark::State& s) { BM_dram_copy(s, mib); });
+  // The same lines under sessions 1–7's protocol (a zeroing flush that leaves the L2 dirty;
+  // g_flush): the default forward, version 3, the read ceiling and the copy ceiling.
+  auto dirty = [](auto fn) {
+    return [fn](benchmark::State& s) {
+      const FlushMode m(Flush::dirty);
+      fn(s);
+    };
+  };
+  for (auto [B, T] : {std::pair<int64_t, int64_t>{64, 1024}, {512, 4096}}) {
+    const std::string shape = "/B=" + std::to_string(B) + "/T=" + std::to_string(T);
+    reg("dirty_l2/ratio_clip_fwd_graph" + shape,
+        dirty([=](benchmark::State& s) { BM_ratio_clip(s, B, T, "fwd_graph"); }));
+    reg("dirty_l2/ratio_clip_v3_fwd_graph" + shape, dirty([=](benchmark::State& s) {
+          BM_ratio_clip(s, B, T, "fwd_graph", rk::CudaLaunch{.version = 3});
+        }));
+    reg("dirty_l2/ratio_clip_read_ceiling_graph" + shape, dirty([=](benchmark::State& s) {
+          BM_ratio_clip(s, B, T, "read_graph", rk::CudaLaunch{.unroll = 1, .chunked = 1});
+        }));
+  }
+  reg("dirty_l2/dram_copy/MiB=64", dirty([](benchmark::State& s) { BM_dram_copy(s, 64); }));
   // Launch-shape sweeps (threads per row × loads in flight per thread [× vector loads]), for
   // choosing the dispatchers' defaults; filter them out with --benchmark_filter=-sweep.
   for (bool bwd : {false, true})

@@ -136,16 +136,21 @@ RatioClipResult ratio_clip(const Tensor& log_probs, const Tensor& old_log_probs,
   if (any_requires_grad(log_probs)) {
     // The closure keeps every input alive; the kernel recomputes what it needs.
     record(op, {log_probs}, result.loss,
-           [x, old, adv, m, lo, hi, o, shape = log_probs.shape()](const Grads& g, const Needs&) -> Grads {
+           [x, old, adv, m, lo, hi, o, shape = log_probs.shape()](const Grads& g,
+                                                                  const Needs&) -> Grads {
              Tensor dx = Tensor::empty(x.shape(), x.dtype(), x.device());
-             const double gl = g[0].item();
              dispatch_float(x.dtype(), "ratio_clip backward", [&](auto tag) {
                using R = decltype(tag);
                if (x.device().is_cuda()) {
+                 // The loss's gradient is read where it lies: no copy to the host, no wait.
+                 const Tensor gd = g[0].to(x.dtype()).to(x.device()).contiguous();
                  kernels::cuda_ops::set_device_for(x.device().index);
-                 kernels::ratio_clip_backward_cuda(ratio_clip_args<R>(x, old, adv, m, lo, hi, o), gl, dx.data<R>());
+                 kernels::ratio_clip_backward_cuda(ratio_clip_args<R>(x, old, adv, m, lo, hi, o),
+                                                   1.0, dx.data<R>(), false, nullptr, {},
+                                                   gd.data<R>());
                } else {
-                 kernels::ratio_clip_backward_cpu(ratio_clip_args<R>(x, old, adv, m, lo, hi, o), gl, dx.data<R>());
+                 kernels::ratio_clip_backward_cpu(ratio_clip_args<R>(x, old, adv, m, lo, hi, o),
+                                                  g[0].item(), dx.data<R>());
                }
              });
              return {dx.reshape(shape)};

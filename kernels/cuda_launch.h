@@ -3,6 +3,11 @@
 // callers other than sweeps pass nothing. Header-only, host side, no CUDA headers needed.
 #pragma once
 
+#include <charconv>
+#include <cstdlib>
+#include <string>
+#include <string_view>
+
 #include "engine/error.h"
 
 namespace rlft::kernels {
@@ -42,6 +47,71 @@ inline void check_launch(const char* op, const CudaLaunch& l) {
   RLFT_CHECK(l.serial == 0 || l.serial == 1, op, ": launch.serial must be 0 or 1, got ", l.serial);
   RLFT_CHECK(l.dependent == 0 || l.dependent == 1, op, ": launch.dependent must be 0 or 1, got ",
              l.dependent);
+}
+
+// CudaLaunch's fields by name (parse_launch, with_defaults); null for an unknown name.
+inline constexpr const char* kLaunchFieldNames[] = {"block",   "unroll", "vec",      "version",
+                                                    "chunked", "serial", "dependent"};
+inline int* launch_field(CudaLaunch& l, std::string_view name) {
+  if (name == "block") return &l.block;
+  if (name == "unroll") return &l.unroll;
+  if (name == "vec") return &l.vec;
+  if (name == "version") return &l.version;
+  if (name == "chunked") return &l.chunked;
+  if (name == "serial") return &l.serial;
+  if (name == "dependent") return &l.dependent;
+  return nullptr;
+}
+
+// A launch written as comma-separated "field=value" items, the fields by their names above
+// (e.g. "version=3,chunked=2"; empty text: all 0), for tuning runs through an environment
+// variable such as RLFT_RATIO_CLIP_LAUNCH (kernels/ratio_clip.h). Throws rlft::Error naming
+// `what` and the bad item: an unknown field, a value that is not an integer, a field given
+// twice, or a value check_launch rejects.
+inline CudaLaunch parse_launch(std::string_view text, const char* what) {
+  CudaLaunch l;
+  CudaLaunch seen;  // 1 where a field was given
+  while (!text.empty()) {
+    const size_t comma = text.find(',');
+    const std::string_view item = text.substr(0, comma);
+    text = comma == std::string_view::npos ? std::string_view{} : text.substr(comma + 1);
+    const size_t eq = item.find('=');
+    RLFT_CHECK(eq != std::string_view::npos, what, ": '", std::string(item),
+               "' is not field=value (fields: block, unroll, vec, version, chunked, serial, "
+               "dependent)");
+    const std::string_view name = item.substr(0, eq), value = item.substr(eq + 1);
+    int* field = launch_field(l, name);
+    RLFT_CHECK(field != nullptr, what, ": unknown launch field '", std::string(name),
+               "' (fields: block, unroll, vec, version, chunked, serial, dependent)");
+    int* given = launch_field(seen, name);
+    RLFT_CHECK(*given == 0, what, ": launch field '", std::string(name), "' is given twice");
+    *given = 1;
+    int v = 0;
+    const auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), v);
+    RLFT_CHECK(ec == std::errc{} && end == value.data() + value.size() && !value.empty(), what,
+               ": launch field '", std::string(name), "' needs an integer, got '",
+               std::string(value), "'");
+    *field = v;
+  }
+  check_launch(what, l);
+  return l;
+}
+
+// `l` with every field it leaves 0 taken from `defaults` (a field set in `l` wins).
+inline CudaLaunch with_defaults(CudaLaunch l, const CudaLaunch& defaults) {
+  CudaLaunch d = defaults;
+  for (const char* name : kLaunchFieldNames) {
+    int* field = launch_field(l, name);
+    if (*field == 0) *field = *launch_field(d, name);
+  }
+  return l;
+}
+
+// The launch the environment variable `var` spells (parse_launch; unset or empty: all 0),
+// read at every call so a test can set it. A malformed value throws rlft::Error naming `var`.
+inline CudaLaunch launch_from_env(const char* var) {
+  const char* text = std::getenv(var);
+  return text ? parse_launch(text, var) : CudaLaunch{};
 }
 
 }  // namespace rlft::kernels

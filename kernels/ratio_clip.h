@@ -151,6 +151,12 @@ const char* ratio_level_name(RatioLevel l);
 //            (dependent) (kernels/cuda_launch.h; kernels/cuda/ratio_clip.cu has the details);
 //            0 = the dispatcher's choice. Apart from versions 2 and 3, only the order of the
 //            sums changes.
+// The environment variable RLFT_RATIO_CLIP_LAUNCH="field=value,..." (kernels/cuda_launch.h,
+// parse_launch; e.g. "version=3,chunked=3") fills the launch fields a caller leaves 0 in every
+// CUDA forward and backward, the engine op's included: a candidate default tried across the
+// whole test suite, a benchmark or a training run without rebuilding. Read at every call; a
+// malformed value makes each call throw an error that names the variable.
+inline constexpr const char* kRatioClipLaunchEnv = "RLFT_RATIO_CLIP_LAUNCH";
 }  // namespace rlft::kernels
 
 struct CUstream_st;  // cudaStream_t is CUstream_st*; declared here so no CUDA header is needed
@@ -168,10 +174,13 @@ template <typename Real>
 void ratio_clip_forward_cuda_async(const RatioClipArgs<Real>& args, double* stats,
                                    CUstream_st* stream = nullptr, CudaLaunch launch = {});
 
+// The backward. The upstream gradient is g_loss, times the device scalar *g_loss_device when
+// that is given (the engine passes the loss's gradient where it lies, so nothing waits for
+// the GPU). Asynchronous.
 template <typename Real>
 void ratio_clip_backward_cuda(const RatioClipArgs<Real>& args, double g_loss, Real* g_logp,
                               bool accumulate = false, CUstream_st* stream = nullptr,
-                              CudaLaunch launch = {});
+                              CudaLaunch launch = {}, const Real* g_loss_device = nullptr);
 
 // The unfused baseline for bench/bench_cuda_kernels.cpp and the tests: PPO's loss as an eager
 // framework computes it, one kernel per op, each writing a [B, T] temporary into `workspace`

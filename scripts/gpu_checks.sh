@@ -10,10 +10,17 @@
 #   bench.txt     bench_cuda_kernels and bench_cuda_engine, console output
 #   bench_cuda_kernels.json, bench_sweep.json, bench_cuda_engine.json  (scripts/bench_table.py
 #                 makes tables)
+#   (ctest.log, continued: only with CANDIDATES) the GPU tests again under each candidate ratio_clip
+#                 launch, e.g. CANDIDATES="version=3 version=3,chunked=3": each word is put in
+#                 RLFT_RATIO_CLIP_LAUNCH (kernels/ratio_clip.h), which fills the launch fields
+#                 every caller leaves 0 (the engine op's, PPO's, GRPO's...), then
+#                 `ctest -R Cuda` runs: a default-to-be checked end to end in the same call
 # memcheck ignores CUDA API errors (tests provoke some on purpose, e.g. an invalid device).
 # Each stage has a time limit (seconds; T_BUILD, T_TESTS, T_SANITIZE, T_BENCH), so a stage that
-# hangs still leaves the others' results; the defaults add up to under 10 minutes. Stages can be
-# chosen: STAGES="tests sanitize bench" (the default, all). Benchmarks are picked with Google
+# hangs still leaves the others' results; the defaults add up to under 10 minutes (T_CANDIDATES,
+# default 90, is shared by the candidates and counts only with CANDIDATES). Stages can be
+# chosen: STAGES="tests sanitize bench" (the default, all; the candidates run after "tests",
+# whatever STAGES says). Benchmarks are picked with Google
 # Benchmark's --benchmark_filter (a leading '-' negates): KERNELS_FILTER (default '-sweep/':
 # bench_cuda_kernels without the sweeps), SWEEP_FILTER (default 'sweep/ratio_clip_v3', 27 lines,
 # into bench_sweep.json; empty: none), ENGINE_FILTER (default all of bench_cuda_engine).
@@ -26,6 +33,7 @@ KERNELS_FILTER=${KERNELS_FILTER:--sweep/}
 SWEEP_FILTER=${SWEEP_FILTER-sweep/ratio_clip_v3}
 ENGINE_FILTER=${ENGINE_FILTER:-.}
 T_BUILD=${T_BUILD:-200} T_TESTS=${T_TESTS:-120} T_SANITIZE=${T_SANITIZE:-80} T_BENCH=${T_BENCH:-180}
+CANDIDATES=${CANDIDATES:-} T_CANDIDATES=${T_CANDIDATES:-90}
 deps=$PWD/.gpu-deps/usr/lib/x86_64-linux-gnu
 export LD_LIBRARY_PATH="$deps${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 summary="$OUT/summary.txt"
@@ -63,6 +71,19 @@ if [[ " $STAGES " == *" tests "* ]]; then
   grep -E 'tests passed|tests failed out of|Total Test time' "$OUT/ctest.log" >> "$summary"
   echo "skipped: $(grep -c '(Skipped)' "$OUT/ctest.log"); of them GPU tests: $(grep '(Skipped)' "$OUT/ctest.log" | grep -ci cuda)" >> "$summary"
   echo "tests named *Cuda* passed: $(grep -E 'Test +#[0-9]+: [^ ]*Cuda' "$OUT/ctest.log" | grep -c ' Passed')" >> "$summary"
+fi
+if [ -n "$CANDIDATES" ]; then
+  # The GPU tests (every test named *Cuda*: each op's and kernel's parity, PPO's, REINFORCE's,
+  # GRPO's, DPO's and SFT's runs against the CPU) under each candidate launch in turn.
+  n=$(wc -w <<< "$CANDIDATES")
+  for c in $CANDIDATES; do
+    echo "== RLFT_RATIO_CLIP_LAUNCH=$c" >> "$OUT/ctest.log"
+    RLFT_RATIO_CLIP_LAUNCH="$c" timeout "$((T_CANDIDATES / n))" ctest --test-dir "$build" -R Cuda \
+      -j "$(nproc)" --timeout 60 --output-on-failure >> "$OUT/ctest.log" 2>&1
+    r=$?
+    stage "candidate RLFT_RATIO_CLIP_LAUNCH=$c: ctest -R Cuda" $r
+    grep -E 'tests passed|tests failed out of' "$OUT/ctest.log" | tail -1 >> "$summary"
+  done
 fi
 if [[ " $STAGES " == *" sanitize "* ]]; then
   cs=$(command -v compute-sanitizer || ls /usr/local/cuda*/compute-sanitizer/compute-sanitizer \

@@ -58,7 +58,8 @@ void ratio_clip_forward_cuda_async(const RatioClipArgs<Real>&, double*, CUstream
   cuda::not_built("ratio_clip on a CUDA device");
 }
 template <typename Real>
-void ratio_clip_backward_cuda(const RatioClipArgs<Real>&, double, Real*, bool, CUstream_st*, CudaLaunch) {
+void ratio_clip_backward_cuda(const RatioClipArgs<Real>&, double, Real*, bool, CUstream_st*,
+                              CudaLaunch, const Real*) {
   cuda::not_built("ratio_clip backward on a CUDA device");
 }
 template <typename Real>
@@ -71,20 +72,23 @@ void gae_masked_rows_cuda(const Real*, const Real*, const Real*, int64_t, int64_
                           CUstream_st*, int) {
   cuda::not_built("gae_masked on a CUDA device");
 }
-#define RLFT_STUB_INSTANTIATE(R)                                                                                  \
-  template void softmax_logprob_forward_cuda<R>(const R*, int64_t, int64_t, int64_t, const int64_t*, int64_t, R, \
-                                                R*, R*, R*, CUstream_st*, int, bool, CudaLaunch);                \
-  template void softmax_logprob_backward_cuda<R>(const R*, int64_t, int64_t, int64_t, const int64_t*, int64_t, R, \
-                                                 const R*, const R*, const R*, const R*, R*, int64_t, bool,       \
-                                                 CUstream_st*, int, bool, CudaLaunch);                            \
-  template RatioClipStats ratio_clip_forward_cuda<R>(const RatioClipArgs<R>&, CUstream_st*, CudaLaunch);         \
-  template void ratio_clip_forward_cuda_async<R>(const RatioClipArgs<R>&, double*, CUstream_st*, CudaLaunch);    \
-  template void ratio_clip_backward_cuda<R>(const RatioClipArgs<R>&, double, R*, bool, CUstream_st*,             \
-                                            CudaLaunch);                                                         \
-  template void gae_cuda<R>(const R*, const R*, const R*, const R*, const R*, int64_t, int64_t, R, R, R*, R*,    \
-                            CUstream_st*, int);                                                                   \
-  template void gae_masked_rows_cuda<R>(const R*, const R*, const R*, int64_t, int64_t, R, R, R*, R*,            \
-                                        CUstream_st*, int);
+#define RLFT_STUB_INSTANTIATE(R)                                                                   \
+  template void softmax_logprob_forward_cuda<R>(const R*, int64_t, int64_t, int64_t,               \
+                                                const int64_t*, int64_t, R, R*, R*, R*,            \
+                                                CUstream_st*, int, bool, CudaLaunch);              \
+  template void softmax_logprob_backward_cuda<R>(                                                  \
+      const R*, int64_t, int64_t, int64_t, const int64_t*, int64_t, R, const R*, const R*,         \
+      const R*, const R*, R*, int64_t, bool, CUstream_st*, int, bool, CudaLaunch);                 \
+  template RatioClipStats ratio_clip_forward_cuda<R>(const RatioClipArgs<R>&, CUstream_st*,        \
+                                                     CudaLaunch);                                  \
+  template void ratio_clip_forward_cuda_async<R>(const RatioClipArgs<R>&, double*, CUstream_st*,   \
+                                                 CudaLaunch);                                      \
+  template void ratio_clip_backward_cuda<R>(const RatioClipArgs<R>&, double, R*, bool,             \
+                                            CUstream_st*, CudaLaunch, const R*);                   \
+  template void gae_cuda<R>(const R*, const R*, const R*, const R*, const R*, int64_t, int64_t, R, \
+                            R, R*, R*, CUstream_st*, int);                                         \
+  template void gae_masked_rows_cuda<R>(const R*, const R*, const R*, int64_t, int64_t, R, R, R*,  \
+                                        R*, CUstream_st*, int);
 RLFT_STUB_INSTANTIATE(float)
 RLFT_STUB_INSTANTIATE(double)
 #undef RLFT_STUB_INSTANTIATE

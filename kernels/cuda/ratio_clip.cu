@@ -118,6 +118,9 @@
 
 #include <cmath>
 #include <cstdint>
+#include <map>
+#include <mutex>
+#include <tuple>
 #include <type_traits>
 
 #include "engine/error.h"
@@ -492,10 +495,12 @@ __global__ void __launch_bounds__(kFinishBlock)
 
 template <typename Real, int G, int U, bool F32>
 __global__ void __launch_bounds__(512, 2)
-    ratio_clip_backward_kernel(const RatioClipArgs<Real> a, const LogBounds lb, double g_loss,
+    ratio_clip_backward_kernel(const RatioClipArgs<Real> a, const LogBounds lb, double g_scale,
+                               const Real* __restrict__ g_loss_dev,
                                const double* __restrict__ token_total_dev, double token_total_host,
                                Real* __restrict__ g_logp, bool accumulate) {
   __shared__ double smem[kMaxWarps];
+  const double g_loss = g_loss_dev ? g_scale * double(*g_loss_dev) : g_scale;
   const double c = a.dual_clip;
   const double token_total = token_total_dev ? *token_total_dev : token_total_host;
   const bool needs_row_count = a.aggregation == Aggregation::seq_mean_token_mean ||
@@ -827,6 +832,14 @@ void check_ratio_clip_launch(const char* op, const CudaLaunch& l) {
              l.version);
 }
 
+// The caller's launch with the fields it leaves 0 taken from RLFT_RATIO_CLIP_LAUNCH
+// (kernels/ratio_clip.h), checked.
+CudaLaunch resolve_launch(const char* op, const CudaLaunch& l) {
+  check_ratio_clip_launch(op, l);
+  const CudaLaunch env = launch_from_env(kRatioClipLaunchEnv);
+  check_ratio_clip_launch(kRatioClipLaunchEnv, env);
+  return with_defaults(l, env);
+}
 
 // Version 2 applies to float data with scalar bounds (anything else runs version 1).
 template <typename Real>
@@ -840,6 +853,58 @@ bool uses_f32_kernel(const RatioClipArgs<Real>& a, const CudaLaunch& l, int G) {
   const int version = l.version == 0 ? kDefaultVersion : l.version;
   return uses_f32_math(a, l) && version == 3 && a.level == RatioLevel::token && G > 1;
 }
+// Host API answers the flat and bulk layouts need at every forward, asked once per kernel
+// (and block size) and device: a host round trip each otherwise.
+struct KernelFacts {
+  std::mutex m;
+  std::map<std::tuple<const void*, int, int>, int> resident;  // (kernel, block, device)
+  std::map<std::pair<const void*, int>, int> smem_allowed;    // (kernel, device): bytes
+  static KernelFacts& get() {
+    static KernelFacts* facts = new KernelFacts;  // never destroyed: used until exit
+    return *facts;
+  }
+};
+
+int current_device() {
+  int device = 0;
+  RLFT_CUDA_CHECK(cudaGetDevice(&device));
+  return device;
+}
+
+// Blocks of `kernel` at `bd` threads (no dynamic shared memory) one multiprocessor keeps
+// resident.
+int resident_blocks(const void* kernel, int bd) {
+  KernelFacts& f = KernelFacts::get();
+  const auto key = std::make_tuple(kernel, bd, current_device());
+  {
+    std::lock_guard<std::mutex> lock(f.m);
+    const auto it = f.resident.find(key);
+    if (it != f.resident.end()) return it->second;
+  }
+  int per_sm = 0;
+  RLFT_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, bd, 0));
+  std::lock_guard<std::mutex> lock(f.m);
+  f.resident[key] = per_sm;
+  return per_sm;
+}
+
+// Lets `kernel` take `bytes` of dynamic shared memory (above 48 KB it must opt in), unless
+// an earlier call on this device already allowed as much.
+void allow_dynamic_smem(const void* kernel, size_t bytes) {
+  KernelFacts& f = KernelFacts::get();
+  const auto key = std::make_pair(kernel, current_device());
+  {
+    std::lock_guard<std::mutex> lock(f.m);
+    const auto it = f.smem_allowed.find(key);
+    if (it != f.smem_allowed.end() && size_t(it->second) >= bytes) return;
+  }
+  RLFT_CUDA_CHECK(
+      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes)));
+  std::lock_guard<std::mutex> lock(f.m);
+  int& allowed = f.smem_allowed[key];
+  if (size_t(allowed) < bytes) allowed = int(bytes);
+}
+
 // How a kernel's rows are cut: `count` chunks of `groups` token groups a row.
 using Chunks = ChunkCut;
 
@@ -848,8 +913,7 @@ using Chunks = ChunkCut;
 // ⌈ng/P⌉ groups each (the last shorter), so every SM reads the same number of bytes.
 template <typename Kernel>
 Chunks flat_chunks(Kernel kernel, int bd, int64_t ng) {
-  int per_sm = 0;
-  RLFT_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, bd, 0));
+  const int per_sm = resident_blocks(reinterpret_cast<const void*>(kernel), bd);
   return flat_cut(ng, int64_t(per_sm > 0 ? per_sm : 1) * cuda_detail::multiprocessors());
 }
 
@@ -951,8 +1015,7 @@ BulkPlan plan_bulk(Kernel kernel, const CudaLaunch& launch, int64_t n, int array
   p.chunk = int64_t(p.block) * 4 * (launch.unroll ? launch.unroll : 1);
   p.chunks = (n + p.chunk - 1) / p.chunk;
   p.smem = size_t(arrays * p.chunk) * sizeof(float);
-  RLFT_CUDA_CHECK(
-      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(p.smem)));
+  allow_dynamic_smem(reinterpret_cast<const void*>(kernel), p.smem);
   return p;
 }
 
@@ -992,7 +1055,7 @@ void ratio_clip_forward_cuda_async(const RatioClipArgs<Real>& a, double* stats,
                                    CUstream_st* stream, CudaLaunch launch) {
   constexpr const char* op = "ratio_clip_forward_cuda_async";
   ratio_clip_check_args(op, a);
-  check_ratio_clip_launch(op, launch);
+  launch = resolve_launch(op, launch);
   RLFT_CHECK(stats != nullptr, op, ": stats (7 doubles on the device) is required");
   if (a.B * a.T == 0) {
     RLFT_CUDA_CHECK(cudaMemsetAsync(stats, 0, kStats * sizeof(double), stream));
@@ -1066,10 +1129,11 @@ RatioClipStats ratio_clip_forward_cuda(const RatioClipArgs<Real>& a, CUstream_st
 
 template <typename Real>
 void ratio_clip_backward_cuda(const RatioClipArgs<Real>& a, double g_loss, Real* g_logp,
-                              bool accumulate, CUstream_st* stream, CudaLaunch launch) {
+                              bool accumulate, CUstream_st* stream, CudaLaunch launch,
+                              const Real* g_loss_device) {
   constexpr const char* op = "ratio_clip_backward_cuda";
   ratio_clip_check_args(op, a);
-  check_ratio_clip_launch(op, launch);
+  launch = resolve_launch(op, launch);
   if (a.B * a.T == 0) return;
   RLFT_CHECK(g_logp != nullptr, op, ": g_logp output is required");
   const bool needs_total = a.aggregation == Aggregation::token_mean && a.normalizer == 0.0;
@@ -1095,8 +1159,8 @@ void ratio_clip_backward_cuda(const RatioClipArgs<Real>& a, double g_loss, Real*
   const LogBounds lb = log_bounds(a);
   with_shape<Real>(resolve_shape(a, l), [&](auto g, auto u, auto f32) {
     ratio_clip_backward_kernel<Real, decltype(g)::value, decltype(u)::value, decltype(f32)::value>
-        <<<cuda_detail::grid_for_rows(a.B), bd, 0, stream>>>(a, lb, g_loss, total_dev, total_host,
-                                                             g_logp, accumulate);
+        <<<cuda_detail::grid_for_rows(a.B), bd, 0, stream>>>(
+            a, lb, g_loss, g_loss_device, total_dev, total_host, g_logp, accumulate);
   });
   RLFT_CUDA_CHECK_LAUNCH();
 }
@@ -1194,9 +1258,9 @@ template RatioClipStats ratio_clip_forward_cuda<float>(const RatioClipArgs<float
 template RatioClipStats ratio_clip_forward_cuda<double>(const RatioClipArgs<double>&, CUstream_st*,
                                                         CudaLaunch);
 template void ratio_clip_backward_cuda<float>(const RatioClipArgs<float>&, double, float*, bool,
-                                              CUstream_st*, CudaLaunch);
+                                              CUstream_st*, CudaLaunch, const float*);
 template void ratio_clip_backward_cuda<double>(const RatioClipArgs<double>&, double, double*, bool,
-                                               CUstream_st*, CudaLaunch);
+                                               CUstream_st*, CudaLaunch, const double*);
 template double ratio_clip_loss_unfused_cuda<float>(const RatioClipArgs<float>&, float*,
                                                     CUstream_st*);
 template double ratio_clip_loss_unfused_cuda<double>(const RatioClipArgs<double>&, double*,

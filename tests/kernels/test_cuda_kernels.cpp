@@ -29,6 +29,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <mutex>
@@ -114,6 +115,66 @@ TEST(CudaLaunch, BadShapesAreClearErrors) {
             std::string::npos);
   EXPECT_NE(message({0, 0, 0, 0, 0, 0, 2}).find("launch.dependent must be 0 or 1, got 2"),
             std::string::npos);
+}
+
+// A launch spelled as text (RLFT_RATIO_CLIP_LAUNCH): every field by name, each bad item named.
+TEST(CudaLaunch, ParsedFromTextAndFilledIntoTheFieldsACallerLeavesZero) {
+  const rk::CudaLaunch l =
+      rk::parse_launch("block=128,unroll=2,vec=1,version=3,chunked=2,serial=1,dependent=1", "VAR");
+  EXPECT_EQ(l.block, 128);
+  EXPECT_EQ(l.unroll, 2);
+  EXPECT_EQ(l.vec, 1);
+  EXPECT_EQ(l.version, 3);
+  EXPECT_EQ(l.chunked, 2);
+  EXPECT_EQ(l.serial, 1);
+  EXPECT_EQ(l.dependent, 1);
+  const rk::CudaLaunch none = rk::parse_launch("", "VAR");
+  EXPECT_EQ(none.block + none.unroll + none.vec + none.version + none.chunked + none.serial +
+                none.dependent,
+            0);
+  auto message = [](const char* text) -> std::string {
+    try {
+      rk::parse_launch(text, "VAR");
+    } catch (const rlft::Error& e) {
+      return e.what();
+    }
+    return "";
+  };
+  EXPECT_NE(message("version").find("VAR: 'version' is not field=value"), std::string::npos);
+  EXPECT_NE(message("verison=3").find("VAR: unknown launch field 'verison'"), std::string::npos);
+  EXPECT_NE(message("version=3,version=2").find("'version' is given twice"), std::string::npos);
+  EXPECT_NE(message("block=2x").find("'block' needs an integer, got '2x'"), std::string::npos);
+  EXPECT_NE(message("block=").find("'block' needs an integer, got ''"), std::string::npos);
+  EXPECT_NE(message("chunked=7").find("VAR: launch.chunked must be 0, 1, 2 or 3, got 7"),
+            std::string::npos);
+  EXPECT_EQ(message("block=256,"), "");  // a trailing comma is allowed
+
+  // The caller's non-zero fields win; its zeros take the defaults'.
+  const rk::CudaLaunch merged = rk::with_defaults({0, 4, 0, 2}, {256, 1, 1, 3, 3, 0, 1});
+  EXPECT_EQ(merged.block, 256);
+  EXPECT_EQ(merged.unroll, 4);
+  EXPECT_EQ(merged.vec, 1);
+  EXPECT_EQ(merged.version, 2);
+  EXPECT_EQ(merged.chunked, 3);
+  EXPECT_EQ(merged.serial, 0);
+  EXPECT_EQ(merged.dependent, 1);
+
+  // Read from the environment at every call.
+  const char* var = "RLFT_TEST_LAUNCH_FROM_ENV";
+  ::unsetenv(var);
+  EXPECT_EQ(rk::launch_from_env(var).version, 0);
+  ::setenv(var, "version=3,chunked=3", 1);
+  EXPECT_EQ(rk::launch_from_env(var).chunked, 3);
+  ::setenv(var, "chunked=9", 1);
+  try {
+    rk::launch_from_env(var);
+    ADD_FAILURE() << "a malformed variable must throw";
+  } catch (const rlft::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("RLFT_TEST_LAUNCH_FROM_ENV: launch.chunked"),
+              std::string::npos)
+        << e.what();
+  }
+  ::unsetenv(var);
 }
 
 #ifndef RLFT_HAVE_CUDA
@@ -729,6 +790,13 @@ void expect_clip_parity(const ClipCase& c, uint64_t seed, rk::CudaLaunch launch 
   const double gtol = v2 ? 1e-6 : sizeof(Real) == 4 ? 3e-7 : 1e-10;
   for (int64_t k = 0; k < BT; ++k)
     ASSERT_TRUE(close(double(g[ix(k)]), double(g_ref[ix(k)]), gtol)) << "g_logp[" << k << "]";
+  // The upstream gradient read on the device (as the engine passes it): 1.5 · 0.5 = 0.75
+  // exactly, so the same bits.
+  DeviceArray<Real> d_half(std::vector<Real>{Real(0.5)});
+  DeviceArray<Real> d_g2(std::vector<Real>(ix(BT), Real(-9)));
+  rk::ratio_clip_backward_cuda<Real>(buf.dev, 1.5, d_g2.get(), false, nullptr, launch,
+                                     d_half.get());
+  EXPECT_EQ(d_g2.download(), g) << "g_loss read on the device";
 }
 
 std::vector<ClipCase> every_clip_mode(int64_t B, int64_t T) {
