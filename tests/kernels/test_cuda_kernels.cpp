@@ -27,6 +27,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
@@ -119,19 +120,16 @@ TEST(CudaLaunch, BadShapesAreClearErrors) {
 
 // A launch spelled as text (RLFT_RATIO_CLIP_LAUNCH): every field by name, each bad item named.
 TEST(CudaLaunch, ParsedFromTextAndFilledIntoTheFieldsACallerLeavesZero) {
-  const rk::CudaLaunch l =
-      rk::parse_launch("block=128,unroll=2,vec=1,version=3,chunked=2,serial=1,dependent=1", "VAR");
-  EXPECT_EQ(l.block, 128);
-  EXPECT_EQ(l.unroll, 2);
-  EXPECT_EQ(l.vec, 1);
-  EXPECT_EQ(l.version, 3);
-  EXPECT_EQ(l.chunked, 2);
-  EXPECT_EQ(l.serial, 1);
-  EXPECT_EQ(l.dependent, 1);
-  const rk::CudaLaunch none = rk::parse_launch("", "VAR");
-  EXPECT_EQ(none.block + none.unroll + none.vec + none.version + none.chunked + none.serial +
-                none.dependent,
-            0);
+  using Fields = std::array<int, 7>;
+  auto fields = [](const rk::CudaLaunch& l) {
+    return Fields{l.block, l.unroll, l.vec, l.version, l.chunked, l.serial, l.dependent};
+  };
+  EXPECT_EQ(fields(rk::parse_launch(
+                "block=128,unroll=2,vec=1,version=3,chunked=2,serial=1,dependent=1", "VAR")),
+            (Fields{128, 2, 1, 3, 2, 1, 1}));
+  EXPECT_EQ(fields(rk::parse_launch("dependent=1,block=64", "VAR")),
+            (Fields{64, 0, 0, 0, 0, 0, 1}));
+  EXPECT_EQ(fields(rk::parse_launch("", "VAR")), Fields{});
   auto message = [](const char* text) -> std::string {
     try {
       rk::parse_launch(text, "VAR");
@@ -150,14 +148,8 @@ TEST(CudaLaunch, ParsedFromTextAndFilledIntoTheFieldsACallerLeavesZero) {
   EXPECT_EQ(message("block=256,"), "");  // a trailing comma is allowed
 
   // The caller's non-zero fields win; its zeros take the defaults'.
-  const rk::CudaLaunch merged = rk::with_defaults({0, 4, 0, 2}, {256, 1, 1, 3, 3, 0, 1});
-  EXPECT_EQ(merged.block, 256);
-  EXPECT_EQ(merged.unroll, 4);
-  EXPECT_EQ(merged.vec, 1);
-  EXPECT_EQ(merged.version, 2);
-  EXPECT_EQ(merged.chunked, 3);
-  EXPECT_EQ(merged.serial, 0);
-  EXPECT_EQ(merged.dependent, 1);
+  EXPECT_EQ(fields(rk::with_defaults({0, 4, 0, 2}, {256, 1, 1, 3, 3, 0, 1})),
+            (Fields{256, 4, 1, 2, 3, 0, 1}));
 
   // Read from the environment at every call.
   const char* var = "RLFT_TEST_LAUNCH_FROM_ENV";
