@@ -32,7 +32,9 @@
 // into shared memory by the tensor memory accelerator (sm_90+), as ratio_clip_bulk_* do.
 // ratio_clip_v2_/v3_/chunked_/flat_/bulk_ lines time the opt-in versions and layouts,
 // ratio_clip_large_* some of them at 4096×4096, *_dependent_* the first kernel launched
-// programmatically dependent on the previous call's last kernel (kernels/cuda/ratio_clip.cu).
+// programmatically dependent on the previous call's last kernel, ratio_clip_last_block_* the
+// finish done by the first kernel's last block instead of a second kernel
+// (kernels/cuda/ratio_clip.cu). dirty_l2/* repeat a few lines under the old flush (g_flush).
 // sweep/… lines time launch shapes (threads per row, loads in flight, vector loads) to choose
 // the dispatchers' defaults.
 //
@@ -579,17 +581,38 @@ void register_all() {
           [=](benchmark::State& s) {
             BM_ratio_clip(s, B, T, "read_graph", rk::CudaLaunch{0, U, 0, 0, 3});
           });
+  // The finish in the first kernel's last block (launch.last_block: one kernel a call, no
+  // finishing kernel), in each layout, with the first kernel programmatically dependent on the
+  // previous call (the fewest gaps a call can have), and once without (against the default).
+  const char* layout_prefix[] = {"", "chunked_", "flat_", "bulk_"};
+  for (auto [version, chunked, dependent] : {std::tuple<int, int, int>{1, 0, 0},
+                                             {1, 0, 1},
+                                             {3, 0, 1},
+                                             {1, 2, 1},
+                                             {3, 2, 1},
+                                             {1, 3, 1},
+                                             {3, 3, 1}})
+    for (auto [B, T] : {std::pair<int64_t, int64_t>{64, 1024}, {512, 4096}})
+      reg(std::string("ratio_clip_last_block_") + layout_prefix[chunked] + "v" +
+              std::to_string(version) + (dependent ? "_dependent" : "") +
+              "_fwd_graph/B=" + std::to_string(B) + "/T=" + std::to_string(T),
+          [=](benchmark::State& s) {
+            BM_ratio_clip(s, B, T, "fwd_graph",
+                          rk::CudaLaunch{.version = version,
+                                         .chunked = chunked,
+                                         .dependent = dependent,
+                                         .last_block = 1});
+          });
   // At 4096×4096 (268 MB, 8× the target's shape: a call's fixed costs amortised), the streaming
   // rate of the forwards' layouts and of their read ceilings.
-  const char* layout_names[] = {"", "chunked_", "flat_", "bulk_"};
   for (auto [version, chunked] : {std::pair<int, int>{1, 0}, {3, 0}, {3, 2}, {3, 3}})
-    reg(std::string("ratio_clip_large_") + layout_names[chunked] + "v" + std::to_string(version) +
+    reg(std::string("ratio_clip_large_") + layout_prefix[chunked] + "v" + std::to_string(version) +
             "_fwd_graph/B=4096/T=4096",
         [=](benchmark::State& s) {
           BM_ratio_clip(s, 4096, 4096, "fwd_graph", rk::CudaLaunch{0, 0, 0, version, chunked});
         });
   for (int layout : {0, 2, 3})
-    reg(std::string("ratio_clip_large_read_ceiling_") + layout_names[layout] +
+    reg(std::string("ratio_clip_large_read_ceiling_") + layout_prefix[layout] +
             "graph/B=4096/T=4096",
         [=](benchmark::State& s) {
           BM_ratio_clip(s, 4096, 4096, "read_graph", rk::CudaLaunch{0, 1, 0, 0, layout});

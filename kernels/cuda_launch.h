@@ -31,6 +31,10 @@ struct CudaLaunch {
   // for it in-kernel before their first load); 0 (default): the ordinary way. Used by
   // ratio_clip's forward.
   int dependent = 0;
+  // 1: no finishing kernel: the first kernel's blocks take tickets from a per-stream counter
+  // after their partial sums and the last one computes the totals; 0 (default): a finishing
+  // kernel. Used by ratio_clip's forward.
+  int last_block = 0;
 };
 
 // Throws rlft::Error naming `op` and the bad field.
@@ -47,11 +51,13 @@ inline void check_launch(const char* op, const CudaLaunch& l) {
   RLFT_CHECK(l.serial == 0 || l.serial == 1, op, ": launch.serial must be 0 or 1, got ", l.serial);
   RLFT_CHECK(l.dependent == 0 || l.dependent == 1, op, ": launch.dependent must be 0 or 1, got ",
              l.dependent);
+  RLFT_CHECK(l.last_block == 0 || l.last_block == 1, op, ": launch.last_block must be 0 or 1, got ",
+             l.last_block);
 }
 
 // CudaLaunch's fields by name (parse_launch, with_defaults); null for an unknown name.
-inline constexpr const char* kLaunchFieldNames[] = {"block",   "unroll", "vec",      "version",
-                                                    "chunked", "serial", "dependent"};
+inline constexpr const char* kLaunchFieldNames[] = {"block",   "unroll", "vec",       "version",
+                                                    "chunked", "serial", "dependent", "last_block"};
 inline int* launch_field(CudaLaunch& l, std::string_view name) {
   if (name == "block") return &l.block;
   if (name == "unroll") return &l.unroll;
@@ -60,6 +66,7 @@ inline int* launch_field(CudaLaunch& l, std::string_view name) {
   if (name == "chunked") return &l.chunked;
   if (name == "serial") return &l.serial;
   if (name == "dependent") return &l.dependent;
+  if (name == "last_block") return &l.last_block;
   return nullptr;
 }
 
@@ -78,11 +85,12 @@ inline CudaLaunch parse_launch(std::string_view text, const char* what) {
     const size_t eq = item.find('=');
     RLFT_CHECK(eq != std::string_view::npos, what, ": '", std::string(item),
                "' is not field=value (fields: block, unroll, vec, version, chunked, serial, "
-               "dependent)");
+               "dependent, last_block)");
     const std::string_view name = item.substr(0, eq), value = item.substr(eq + 1);
     int* field = launch_field(l, name);
     RLFT_CHECK(field != nullptr, what, ": unknown launch field '", std::string(name),
-               "' (fields: block, unroll, vec, version, chunked, serial, dependent)");
+               "' (fields: block, unroll, vec, version, chunked, serial, dependent, "
+               "last_block)");
     int* given = launch_field(seen, name);
     RLFT_CHECK(*given == 0, what, ": launch field '", std::string(name), "' is given twice");
     *given = 1;

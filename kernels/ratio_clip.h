@@ -147,8 +147,9 @@ const char* ratio_level_name(RatioLevel l);
 //            flat, token_mean with per-token advantages only; 3: flat's chunks through bulk
 //            copies into shared memory, float data with scalar bounds on sm_90+ only, else
 //            flat), whether the finishing kernel
-//            is programmatically dependent (serial) and whether the first kernel is
-//            (dependent) (kernels/cuda_launch.h; kernels/cuda/ratio_clip.cu has the details);
+//            is programmatically dependent (serial), whether the first kernel is
+//            (dependent), and whether the first kernel's last block does the finish instead
+//            (last_block) (kernels/cuda_launch.h; kernels/cuda/ratio_clip.cu has the details);
 //            0 = the dispatcher's choice. Apart from versions 2 and 3, only the order of the
 //            sums changes.
 // The environment variable RLFT_RATIO_CLIP_LAUNCH="field=value,..." (kernels/cuda_launch.h,

@@ -103,6 +103,17 @@
 //   kernel lets its dependents be scheduled at once, so back-to-back forwards (or any
 //   predecessor that does the same) overlap one call's finish with the next call's launch.
 //   Not yet run on a GPU.
+// Last-block finish (CudaLaunch::last_block = 1; any layout): no finishing kernel. Each block
+//   of the first kernel takes a ticket from a counter after its partial sums (thread 0: a
+//   fence, then atomicInc); the grid's last block computes the totals with the finishing
+//   kernel's code (finish_totals, the same order, so the same bits) and atomicInc's wrap
+//   leaves the counter at 0 for the next call. One counter per stream (finish_counter), so
+//   calls in flight at once on different streams never share one; a graph replayed on another
+//   stream than the one it was captured on, while that one runs a last-block call of its own,
+//   would (not done anywhere here). The device's counters are allocated by its first
+//   last-block call, which must not be inside a stream capture in global or thread-local
+//   mode. Rationale: the finishing kernel and its launch are most of the 4 µs between version
+//   3 and the read ceiling at 512×4096. Not yet run on a GPU.
 // Staged loads (each thread's groups copied into shared memory with cp.async, 2–4 in flight
 //   while it computes) were tried and measured slower on an H100 (best 20.4 µs with v2), then
 //   removed; the code is in commit c4be5da, the figures in BENCHMARKS.md.
@@ -329,15 +340,102 @@ __device__ __forceinline__ void add_token_level(RowSums& p, const TokD& k, const
   }
 }
 
+// ---- the finish: the 7 totals and the statistics from the partial sums ------------------
+// A partial sum read through L2 (ld.global.cg), never from a stale L1 line: in the last-block
+// finish another SM wrote it during this kernel.
+__device__ __forceinline__ RowSums load_sums(const RowSums* p) {
+  const double* d = reinterpret_cast<const double*>(p);
+  return {__ldcg(d),     __ldcg(d + 1), __ldcg(d + 2), __ldcg(d + 3),
+          __ldcg(d + 4), __ldcg(d + 5), __ldcg(d + 6)};
+}
+
+// Row i's sums: its `chunks` partial sums added in chunk order (one per row: a copy).
+__device__ __forceinline__ RowSums row_total(const RowSums* __restrict__ sums, int64_t i,
+                                             int64_t chunks) {
+  RowSums r = load_sums(sums + i * chunks);
+  for (int64_t c = 1; c < chunks; ++c) r = AddSums{}(r, load_sums(sums + i * chunks + c));
+  return r;
+}
+
+// One block (any multiple of 32 threads), a warp per quantity in turn: quantities 0–6 each
+// add one of the 7 fields of every partial sum (lane-strided, then a shuffle tree: a fixed
+// order, whichever warp does it), quantity 7 adds Σ_i coef_i·loss_i over the rows (coef_i
+// from the row's own count; token_mean instead uses the same 1/D for every row, D the
+// normalizer or the global Σm: its loss is (Σ_i loss_i)/D). `sums` holds `chunks`
+// consecutive partial sums per row (1: one per row). Writes the 7 statistics to out.
+__device__ void finish_totals(const RowSums* __restrict__ sums, int64_t chunks, int64_t B,
+                              int64_t T, Aggregation agg, double normalizer,
+                              double* __restrict__ out) {
+  static_assert(sizeof(RowSums) == kStats * sizeof(double), "RowSums is 7 doubles");
+  __shared__ double total[kStats + 1];
+  const int warps = int(blockDim.x) / cuda_detail::kWarp;
+  const int warp = threadIdx.x / cuda_detail::kWarp, lane = threadIdx.x % cuda_detail::kWarp;
+  const bool uniform = agg == Aggregation::token_mean;
+  for (int q = warp; q < kStats + 1; q += warps) {  // warp-uniform
+    double v = 0.0;
+    if (q < kStats) {
+      const double* field = reinterpret_cast<const double*>(sums) + q;
+      for (int64_t k = lane; k < B * chunks; k += cuda_detail::kWarp)
+        v += __ldcg(field + k * kStats);
+    } else if (!uniform) {
+      for (int64_t i = lane; i < B; i += cuda_detail::kWarp) {
+        const RowSums r = row_total(sums, i, chunks);
+        if (r.n != 0.0) v += row_coef(agg, normalizer, B, T, r.n, 0.0) * r.loss;
+      }
+    }
+    v = cuda_detail::warp_allreduce(v, cuda_detail::Sum{});
+    if (lane == 0) total[q] = v;
+  }
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    const double n = total[0], loss = total[1];
+    const bool any = n > 0;
+    out[0] = uniform ? row_coef(agg, normalizer, B, T, 0.0, n) * loss : total[kStats];
+    out[1] = any ? total[2] / n : 0.0;  // low
+    out[2] = any ? total[3] / n : 0.0;  // high
+    out[3] = any ? total[4] / n : 0.0;  // dual
+    out[4] = any ? total[5] / n : 0.0;  // k1
+    out[5] = any ? total[6] / n : 0.0;  // k3
+    out[6] = n;
+  }
+}
+
+// The last-block finish (CudaLaunch::last_block = 1): instead of a finishing kernel, the first
+// kernel's blocks each take a ticket from `counter` after their last partial sum (thread 0
+// wrote it, then a fence), and the grid's last block to do so computes the totals. atomicInc
+// wraps the counter back to 0 as that last ticket is taken, so it is ready for the stream's
+// next call (a counter per stream: finish_counter on the host). counter null: a finishing
+// kernel follows and this does nothing.
+struct InKernelFinish {
+  unsigned* counter;
+  double* out;
+};
+__device__ __forceinline__ void finish_if_last(const InKernelFinish& fin,
+                                               const RowSums* __restrict__ sums, int64_t chunks,
+                                               int64_t B, int64_t T, Aggregation agg,
+                                               double normalizer) {
+  if (fin.counter == nullptr) return;
+  __shared__ unsigned ticket;
+  if (threadIdx.x == 0) {
+    __threadfence();  // this block's partial sums before its ticket
+    ticket = atomicInc(fin.counter, gridDim.x - 1);
+  }
+  __syncthreads();
+  if (ticket != gridDim.x - 1) return;
+  __threadfence();  // and the other blocks' before this block reads them
+  finish_totals(sums, chunks, B, T, agg, normalizer, fin.out);
+}
+
 // A block per row, or (token level) per chunk of a row: `chunks` chunks of `groups_per_chunk`
 // groups a row (the last one shorter; chunks = 1, groups_per_chunk = T/G: the whole row; the
 // sequence levels always have one chunk a row), its partial sums → sums[row·chunks + chunk].
 // Waits for the stream's previous kernel before its first load (launch.dependent; a no-op
 // otherwise) and lets the finishing kernel be scheduled at once (it waits for this one).
-template <typename Real, int G, int U, bool F32>
+template <typename Real, int G, int U, bool F32, bool LB = false>
 __global__ void __launch_bounds__(512, 2)
     ratio_clip_rows_kernel(const RatioClipArgs<Real> a, const LogBounds lb, int64_t chunks,
-                           int64_t groups_per_chunk, RowSums* __restrict__ sums) {
+                           int64_t groups_per_chunk, RowSums* __restrict__ sums,
+                           const InKernelFinish fin) {
   __shared__ RowSums smem[kMaxWarps];
   __shared__ double smem_d[kMaxWarps];
   cuda_detail::pdl_begin();
@@ -369,6 +467,7 @@ __global__ void __launch_bounds__(512, 2)
     p = cuda_detail::block_reduce_to_first(p, AddSums{}, smem);
     if (threadIdx.x == 0) sums[b] = p;
   }
+  if constexpr (LB) finish_if_last(fin, sums, chunks, a.B, a.T, a.aggregation, a.normalizer);
 }
 
 // ---- version 3: float per token, float per-thread sums -------------------------------------
@@ -399,10 +498,11 @@ __device__ __forceinline__ void add_token_f32(RowSumsF& p, float w, float logp, 
 // The token level's layouts as ratio_clip_rows_kernel (`chunks` chunks of `groups_per_chunk`
 // groups of 4 tokens a row). U = 1 fits 40 registers without spilling (ptxas -v, sm_90): 3
 // blocks of 512 (6 of 256) per SM; more groups in flight get 64.
-template <int U>
+template <int U, bool LB = false>
 __global__ void __launch_bounds__(512, U == 1 ? 3 : 2)
     ratio_clip_f32_kernel(const RatioClipArgs<float> a, const LogBoundsT<float> lb, int64_t chunks,
-                          int64_t groups_per_chunk, RowSums* __restrict__ sums) {
+                          int64_t groups_per_chunk, RowSums* __restrict__ sums,
+                          const InKernelFinish fin) {
   __shared__ RowSums smem[kMaxWarps];
   cuda_detail::pdl_begin();
   const int64_t ng = a.T / 4;
@@ -418,56 +518,18 @@ __global__ void __launch_bounds__(512, U == 1 ? 3 : 2)
     p = cuda_detail::block_reduce_to_first(p, AddSums{}, smem);
     if (threadIdx.x == 0) sums[b] = p;
   }
+  if constexpr (LB) finish_if_last(fin, sums, chunks, a.B, a.T, a.aggregation, a.normalizer);
 }
 
-// Row i's sums: its `chunks` partial sums added in chunk order (one per row: a copy).
-__device__ __forceinline__ RowSums row_total(const RowSums* __restrict__ sums, int64_t i,
-                                             int64_t chunks) {
-  RowSums r = sums[i * chunks];
-  for (int64_t c = 1; c < chunks; ++c) r = AddSums{}(r, sums[i * chunks + c]);
-  return r;
-}
-
-// One block of kStatsBlock = 256 threads, a warp per quantity: warps 0–6 each add one of
-// the 7 fields of every partial sum (lane-strided, then a shuffle tree: a fixed order), warp 7
-// adds Σ_i coef_i·loss_i over the rows (coef_i from the row's own count; token_mean instead
-// uses the same 1/D for every row, D the normalizer or the global Σm: its loss is
-// (Σ_i loss_i)/D). `sums` holds `chunks` consecutive partial sums per row (1: one per row).
-// Launched programmatically dependent on the kernel that writes `sums` (pdl_wait first).
+// The finishing kernel: one block of kStatsBlock = 256 threads, a warp per quantity
+// (finish_totals). Launched programmatically dependent on the kernel that writes `sums`
+// (pdl_wait first).
 __global__ void __launch_bounds__(kStatsBlock)
-    ratio_clip_finish_kernel(const RowSums* __restrict__ sums, int64_t chunks, int64_t B,
-                             int64_t T, Aggregation agg, double normalizer,
-                             double* __restrict__ out) {
-  static_assert(sizeof(RowSums) == kStats * sizeof(double), "RowSums is 7 doubles");
+    ratio_clip_finish_kernel(const RowSums* __restrict__ sums, int64_t chunks, int64_t B, int64_t T,
+                             Aggregation agg, double normalizer, double* __restrict__ out) {
   static_assert(kStatsBlock == (kStats + 1) * cuda_detail::kWarp, "a warp per quantity");
-  __shared__ double total[kStats + 1];
   cuda_detail::pdl_begin();
-  const int warp = threadIdx.x / cuda_detail::kWarp, lane = threadIdx.x % cuda_detail::kWarp;
-  const bool uniform = agg == Aggregation::token_mean;
-  double v = 0.0;
-  if (warp < kStats) {
-    const double* field = reinterpret_cast<const double*>(sums) + warp;
-    for (int64_t k = lane; k < B * chunks; k += cuda_detail::kWarp) v += field[k * kStats];
-  } else if (!uniform) {
-    for (int64_t i = lane; i < B; i += cuda_detail::kWarp) {
-      const RowSums r = row_total(sums, i, chunks);
-      if (r.n != 0.0) v += row_coef(agg, normalizer, B, T, r.n, 0.0) * r.loss;
-    }
-  }
-  v = cuda_detail::warp_allreduce(v, cuda_detail::Sum{});
-  if (lane == 0) total[warp] = v;
-  __syncthreads();
-  if (threadIdx.x == 0) {
-    const double n = total[0], loss = total[1];
-    const bool any = n > 0;
-    out[0] = uniform ? row_coef(agg, normalizer, B, T, 0.0, n) * loss : total[kStats];
-    out[1] = any ? total[2] / n : 0.0;  // low
-    out[2] = any ? total[3] / n : 0.0;  // high
-    out[3] = any ? total[4] / n : 0.0;  // dual
-    out[4] = any ? total[5] / n : 0.0;  // k1
-    out[5] = any ? total[6] / n : 0.0;  // k3
-    out[6] = n;
-  }
+  finish_totals(sums, chunks, B, T, agg, normalizer, out);
 }
 
 // Σ_t m per row (the global token count of token_mean without a normalizer).
@@ -765,10 +827,11 @@ __global__ void __launch_bounds__(512)
 // add_token_f32 and float per-thread sums; 1, 2: the row kernel's), and the block's sums go
 // to sums[chunk]. No load instruction per token and per thread: the bytes in flight are the
 // chunks of every resident block. Not yet run on a GPU.
-template <int V>
+template <int V, bool LB = false>
 __global__ void __launch_bounds__(512)
     ratio_clip_bulk_kernel(const RatioClipArgs<float> a, const LogBounds lb,
-                           const LogBoundsT<float> lbf, int64_t chunk, RowSums* __restrict__ sums) {
+                           const LogBoundsT<float> lbf, int64_t chunk, RowSums* __restrict__ sums,
+                           const InKernelFinish fin) {
   extern __shared__ __align__(128) float buf[];  // [3 or 4][chunk]: logp, old_logp, A, mask
   __shared__ __align__(8) uint64_t bar;
   __shared__ RowSums smem[kMaxWarps];
@@ -803,6 +866,7 @@ __global__ void __launch_bounds__(512)
     p = cuda_detail::block_reduce_to_first(p, AddSums{}, smem);
     if (threadIdx.x == 0) sums[c] = p;
   }
+  if constexpr (LB) finish_if_last(fin, sums, chunks, a.B, a.T, a.aggregation, a.normalizer);
 }
 
 // ---- host side -----------------------------------------------------------------------------
@@ -905,6 +969,42 @@ void allow_dynamic_smem(const void* kernel, size_t bytes) {
   if (size_t(allowed) < bytes) allowed = int(bytes);
 }
 
+// The ticket counter of the last-block finish for `stream` on the current device (one per
+// stream: two calls in flight at once on different streams must not share one). Counters
+// come from a block of kFinishCounters zeroed once per device, through a stream of their own
+// that waits for no other (so the first call may come inside a stream capture); every call's
+// last block leaves its counter at 0 again.
+constexpr int kFinishCounters = 1024;
+unsigned* finish_counter(cudaStream_t stream) {
+  struct Block {
+    unsigned* base = nullptr;
+    int used = 0;
+  };
+  static std::mutex m;
+  static auto* counters = new std::map<std::pair<int, cudaStream_t>, unsigned*>;
+  static auto* blocks = new std::map<int, Block>;
+  const int device = current_device();
+  std::lock_guard<std::mutex> lock(m);
+  const auto it = counters->find({device, stream});
+  if (it != counters->end()) return it->second;
+  Block& b = (*blocks)[device];
+  if (b.base == nullptr) {
+    void* p = nullptr;
+    RLFT_CUDA_CHECK(cudaMalloc(&p, kFinishCounters * sizeof(unsigned)));
+    cudaStream_t own{};
+    RLFT_CUDA_CHECK(cudaStreamCreateWithFlags(&own, cudaStreamNonBlocking));
+    const cudaError_t set = cudaMemsetAsync(p, 0, kFinishCounters * sizeof(unsigned), own);
+    const cudaError_t done = cudaStreamSynchronize(own);
+    cudaStreamDestroy(own);
+    RLFT_CUDA_CHECK(set);
+    RLFT_CUDA_CHECK(done);
+    b.base = static_cast<unsigned*>(p);
+  }
+  RLFT_CHECK(b.used < kFinishCounters, "ratio_clip: launch.last_block serves at most ",
+             kFinishCounters, " streams per device");
+  return (*counters)[{device, stream}] = b.base + b.used++;
+}
+
 // How a kernel's rows are cut: `count` chunks of `groups` token groups a row.
 using Chunks = ChunkCut;
 
@@ -989,6 +1089,26 @@ void with_shape(const Shape& sh, F f) {
     by_unroll(std::integral_constant<int, 1>{});
 }
 
+// The first kernel of a forward and, with launch.last_block, its twin that also does the
+// finish in its last block (null where no twin is built: the twin exists for float data with
+// 16-byte groups and one group in flight, the default shape, and for the bulk layout, so
+// that no other kernel carries the finish's registers); in_block: whether the twin runs.
+template <typename Kernel>
+struct FirstKernel {
+  Kernel plain, with_finish;
+  bool in_block(const CudaLaunch& launch) const {
+    return launch.last_block == 1 && with_finish != nullptr;
+  }
+  Kernel pick(const CudaLaunch& launch) const { return in_block(launch) ? with_finish : plain; }
+};
+
+// The finish in the first kernel's last block: the stream's ticket counter and where the
+// statistics go; {null, null} when a finishing kernel follows instead.
+InKernelFinish in_kernel_finish(bool in_block, double* stats, cudaStream_t stream) {
+  if (!in_block) return {nullptr, nullptr};
+  return {finish_counter(stream), stats};
+}
+
 // The finishing kernel, programmatically dependent on the row (or chunk) kernel unless
 // launch.serial: on sm_90+ its block is scheduled while that kernel's last blocks run and
 // waits for them in pdl_wait(), which hides its launch latency.
@@ -1025,27 +1145,30 @@ LogBoundsT<float> to_float(const LogBounds& b) {
 
 // The bulk-copy layout's launch: chunks of blockDim·4·U tokens of the batch read as one row
 // (U = launch.unroll, 0: 1), a block per chunk with the chunk's arrays in dynamic shared
-// memory, then the finishing kernel over the chunks' sums.
+// memory, then the finish over the chunks' sums.
 void launch_bulk(const RatioClipArgs<float>& a, const LogBounds& lb, double* stats,
                  cudaStream_t stream, const CudaLaunch& launch) {
   const RatioClipArgs<float> f = as_one_row(a);
-  const auto run = [&](auto kernel) {
+  const auto run = [&](auto first) {
+    const bool in_block = first.in_block(launch);
+    const auto kernel = first.pick(launch);
     const BulkPlan p = plan_bulk(kernel, launch, f.T, a.mask ? 4 : 3);
     cuda_detail::StreamScratch scratch(size_t(p.chunks) * sizeof(RowSums), stream);
     RowSums* sums = scratch.as<RowSums>();
-    cuda_detail::launch_programmatic_dependent(launch.dependent == 1, kernel,
-                                               dim3(cuda_detail::grid_for_rows(p.chunks)),
-                                               dim3(p.block), p.smem, stream, f, lb, to_float(lb),
-                                               p.chunk, sums);
-    launch_finish(f, sums, p.chunks, stats, stream, launch);
+    cuda_detail::launch_programmatic_dependent(
+        launch.dependent == 1, kernel, dim3(cuda_detail::grid_for_rows(p.chunks)), dim3(p.block),
+        p.smem, stream, f, lb, to_float(lb), p.chunk, sums,
+        in_kernel_finish(in_block, stats, stream));
+    if (!in_block) launch_finish(f, sums, p.chunks, stats, stream, launch);
   };
+  using K = decltype(&ratio_clip_bulk_kernel<1>);
   const int version = launch.version == 0 ? kDefaultVersion : launch.version;
   if (version == 3)
-    run(ratio_clip_bulk_kernel<3>);
+    run(FirstKernel<K>{ratio_clip_bulk_kernel<3>, ratio_clip_bulk_kernel<3, true>});
   else if (version == 2)
-    run(ratio_clip_bulk_kernel<2>);
+    run(FirstKernel<K>{ratio_clip_bulk_kernel<2>, ratio_clip_bulk_kernel<2, true>});
   else
-    run(ratio_clip_bulk_kernel<1>);
+    run(FirstKernel<K>{ratio_clip_bulk_kernel<1>, ratio_clip_bulk_kernel<1, true>});
 }
 
 }  // namespace
@@ -1080,27 +1203,38 @@ void ratio_clip_forward_cuda_async(const RatioClipArgs<Real>& a, double* stats,
   const int bd = launch.block ? launch.block : flat || chunked ? kChunkBlock : block_for(a.T);
   const int64_t ng = f.T / sh.G;
   // The first kernel (programmatically dependent on the stream's previous kernel with
-  // launch.dependent), then the finishing one.
-  const auto run = [&](auto kernel, const auto& bounds) {
+  // launch.dependent), then the finishing one unless the first kernel's last block does it.
+  const auto run = [&](auto first, const auto& bounds) {
+    const bool in_block = first.in_block(launch);
+    const auto kernel = first.pick(launch);
     const Chunks c = plan_chunks(kernel, flat, chunked, bd, sh.U, ng);
     cuda_detail::StreamScratch scratch(size_t(f.B * c.count) * sizeof(RowSums), stream);
     RowSums* sums = scratch.as<RowSums>();
     cuda_detail::launch_programmatic_dependent(
         launch.dependent == 1, kernel, dim3(cuda_detail::grid_for_rows(f.B * c.count)), dim3(bd), 0,
-        stream, f, bounds, c.count, c.groups, sums);
-    launch_finish(f, sums, c.count, stats, stream, launch);
+        stream, f, bounds, c.count, c.groups, sums, in_kernel_finish(in_block, stats, stream));
+    if (!in_block) launch_finish(f, sums, c.count, stats, stream, launch);
   };
   if constexpr (std::is_same_v<Real, float>) {
     if (uses_f32_kernel(f, launch, sh.G)) {
       with_shape<Real>(sh, [&](auto, auto u, auto) {
-        run(ratio_clip_f32_kernel<decltype(u)::value>, to_float(lb));
+        constexpr int U = decltype(u)::value;
+        using K = decltype(&ratio_clip_f32_kernel<U>);
+        K twin = nullptr;
+        if constexpr (U == 1) twin = ratio_clip_f32_kernel<U, true>;
+        run(FirstKernel<K>{ratio_clip_f32_kernel<U>, twin}, to_float(lb));
       });
       return;
     }
   }
   with_shape<Real>(sh, [&](auto g, auto u, auto f32) {
-    run(ratio_clip_rows_kernel<Real, decltype(g)::value, decltype(u)::value, decltype(f32)::value>,
-        lb);
+    constexpr int G = decltype(g)::value, U = decltype(u)::value;
+    constexpr bool F32 = decltype(f32)::value;
+    using K = decltype(&ratio_clip_rows_kernel<Real, G, U, F32>);
+    K twin = nullptr;
+    if constexpr (std::is_same_v<Real, float> && G == 4 && U == 1)
+      twin = ratio_clip_rows_kernel<Real, G, U, F32, true>;
+    run(FirstKernel<K>{ratio_clip_rows_kernel<Real, G, U, F32>, twin}, lb);
   });
 }
 

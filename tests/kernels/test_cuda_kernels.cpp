@@ -116,19 +116,23 @@ TEST(CudaLaunch, BadShapesAreClearErrors) {
             std::string::npos);
   EXPECT_NE(message({0, 0, 0, 0, 0, 0, 2}).find("launch.dependent must be 0 or 1, got 2"),
             std::string::npos);
+  EXPECT_NE(message({0, 0, 0, 0, 0, 0, 0, 3}).find("launch.last_block must be 0 or 1, got 3"),
+            std::string::npos);
 }
 
 // A launch spelled as text (RLFT_RATIO_CLIP_LAUNCH): every field by name, each bad item named.
 TEST(CudaLaunch, ParsedFromTextAndFilledIntoTheFieldsACallerLeavesZero) {
-  using Fields = std::array<int, 7>;
+  using Fields = std::array<int, 8>;
   auto fields = [](const rk::CudaLaunch& l) {
-    return Fields{l.block, l.unroll, l.vec, l.version, l.chunked, l.serial, l.dependent};
+    return Fields{l.block,   l.unroll, l.vec,       l.version,
+                  l.chunked, l.serial, l.dependent, l.last_block};
   };
-  EXPECT_EQ(fields(rk::parse_launch(
-                "block=128,unroll=2,vec=1,version=3,chunked=2,serial=1,dependent=1", "VAR")),
-            (Fields{128, 2, 1, 3, 2, 1, 1}));
+  EXPECT_EQ(
+      fields(rk::parse_launch(
+          "block=128,unroll=2,vec=1,version=3,chunked=2,serial=1,dependent=1,last_block=1", "VAR")),
+      (Fields{128, 2, 1, 3, 2, 1, 1, 1}));
   EXPECT_EQ(fields(rk::parse_launch("dependent=1,block=64", "VAR")),
-            (Fields{64, 0, 0, 0, 0, 0, 1}));
+            (Fields{64, 0, 0, 0, 0, 0, 1, 0}));
   EXPECT_EQ(fields(rk::parse_launch("", "VAR")), Fields{});
   auto message = [](const char* text) -> std::string {
     try {
@@ -148,8 +152,8 @@ TEST(CudaLaunch, ParsedFromTextAndFilledIntoTheFieldsACallerLeavesZero) {
   EXPECT_EQ(message("block=256,"), "");  // a trailing comma is allowed
 
   // The caller's non-zero fields win; its zeros take the defaults'.
-  EXPECT_EQ(fields(rk::with_defaults({0, 4, 0, 2}, {256, 1, 1, 3, 3, 0, 1})),
-            (Fields{256, 4, 1, 2, 3, 0, 1}));
+  EXPECT_EQ(fields(rk::with_defaults({0, 4, 0, 2}, {256, 1, 1, 3, 3, 0, 1, 1})),
+            (Fields{256, 4, 1, 2, 3, 0, 1, 1}));
 
   // Read from the environment at every call.
   const char* var = "RLFT_TEST_LAUNCH_FROM_ENV";
@@ -737,7 +741,7 @@ struct ClipBuffers {
 std::string describe(const rk::CudaLaunch& l) {
   return rlft::str("launch{block=", l.block, " unroll=", l.unroll, " vec=", l.vec,
                    " version=", l.version, " chunked=", l.chunked, " serial=", l.serial,
-                   " dependent=", l.dependent, "}");
+                   " dependent=", l.dependent, " last_block=", l.last_block, "}");
 }
 
 template <typename Real>
@@ -987,12 +991,21 @@ TEST(RatioClipCuda, DependentAndSerialFinishAgreeAlsoInAGraph) {
     const int chunked = which++ % 4;  // the four layouts in turn
     for (int version : {1, 2, 3}) {
       const rk::CudaLaunch dep{0, 0, 0, version, chunked, 0}, ser{0, 0, 0, version, chunked, 1},
-          first{0, 0, 0, version, chunked, 0, 1};
+          first{0, 0, 0, version, chunked, 0, 1}, last{0, 0, 0, version, chunked, 0, 0, 1},
+          both{0, 0, 0, version, chunked, 0, 1, 1};
       const rk::RatioClipStats a = rk::ratio_clip_forward_cuda<float>(buf.dev, nullptr, dep);
       const rk::RatioClipStats b = rk::ratio_clip_forward_cuda<float>(buf.dev, nullptr, ser);
       const rk::RatioClipStats d = rk::ratio_clip_forward_cuda<float>(buf.dev, nullptr, first);
       EXPECT_EQ(std::memcmp(&a, &b, sizeof(a)), 0) << describe(c) << " " << describe(dep);
       EXPECT_EQ(std::memcmp(&a, &d, sizeof(a)), 0) << describe(c) << " " << describe(first);
+      // The finish in the first kernel's last block: the same partial sums added in the same
+      // order, so the same bits (the stream's counter back at 0 after every call, whatever
+      // the grid).
+      // (One forward more per case, for memcheck's time share: alone for version 1, with a
+      // dependent first kernel for the others.)
+      const rk::CudaLaunch& l = version == 1 ? last : both;
+      const rk::RatioClipStats e = rk::ratio_clip_forward_cuda<float>(buf.dev, nullptr, l);
+      EXPECT_EQ(std::memcmp(&a, &e, sizeof(a)), 0) << describe(c) << " " << describe(l);
     }
   }
   ClipCase c = clip_case(200, 2048);
@@ -1001,7 +1014,7 @@ TEST(RatioClipCuda, DependentAndSerialFinishAgreeAlsoInAGraph) {
   const rk::RatioClipStats want = rk::ratio_clip_forward_cuda<float>(buf.dev);
   cudaStream_t stream{};
   CUDA_OK(cudaStreamCreate(&stream));
-  DeviceArray<double> stats(std::vector<double>(21, -1.0));
+  DeviceArray<double> stats(std::vector<double>(28, -1.0));
   cudaGraph_t graph{};
   cudaGraphExec_t exec{};
   // The third call's first kernel is programmatically dependent on the second call's
@@ -1011,6 +1024,9 @@ TEST(RatioClipCuda, DependentAndSerialFinishAgreeAlsoInAGraph) {
   rk::ratio_clip_forward_cuda_async<float>(buf.dev, stats.get(), stream);
   rk::ratio_clip_forward_cuda_async<float>(buf.dev, stats.get() + 7, stream, {0, 0, 0, 2, 1, 0});
   rk::ratio_clip_forward_cuda_async<float>(buf.dev, stats.get() + 14, stream, flat_dependent);
+  // The last-block finish inside a graph: each replay must find the stream's counter at 0.
+  rk::ratio_clip_forward_cuda_async<float>(buf.dev, stats.get() + 21, stream,
+                                           {0, 0, 0, 1, 0, 0, 1, 1});
   CUDA_OK(cudaStreamEndCapture(stream, &graph));
   CUDA_OK(cudaGraphInstantiate(&exec, graph, 0));
   for (int rep = 0; rep < 2; ++rep) {
@@ -1021,14 +1037,16 @@ TEST(RatioClipCuda, DependentAndSerialFinishAgreeAlsoInAGraph) {
         rk::ratio_clip_forward_cuda<float>(buf.dev, nullptr, {0, 0, 0, 2, 1, 1});
     const rk::RatioClipStats v3 =
         rk::ratio_clip_forward_cuda<float>(buf.dev, nullptr, {0, 0, 0, 3, 2, 1});
-    const double w[3][7] = {
+    const double w[4][7] = {
         {want.loss, want.clip_frac_low, want.clip_frac_high, want.dual_clip_frac, want.approx_kl_k1,
          want.approx_kl_k3, want.tokens},
         {v2.loss, v2.clip_frac_low, v2.clip_frac_high, v2.dual_clip_frac, v2.approx_kl_k1,
          v2.approx_kl_k3, v2.tokens},
         {v3.loss, v3.clip_frac_low, v3.clip_frac_high, v3.dual_clip_frac, v3.approx_kl_k1,
-         v3.approx_kl_k3, v3.tokens}};
-    for (int k = 0; k < 21; ++k)
+         v3.approx_kl_k3, v3.tokens},
+        {want.loss, want.clip_frac_low, want.clip_frac_high, want.dual_clip_frac, want.approx_kl_k1,
+         want.approx_kl_k3, want.tokens}};
+    for (int k = 0; k < 28; ++k)
       EXPECT_EQ(got[ix(k)], w[k / 7][k % 7]) << "replay " << rep << " statistic " << k;
   }
   CUDA_OK(cudaGraphExecDestroy(exec));
