@@ -111,9 +111,9 @@
 //   calls in flight at once on different streams never share one; a graph replayed on another
 //   stream than the one it was captured on, while that one runs a last-block call of its own,
 //   would (not done anywhere here). The device's counters are allocated by its first
-//   last-block call, which must not be inside a stream capture in global or thread-local
-//   mode. Rationale: the finishing kernel and its launch are most of the 4 µs between version
-//   3 and the read ceiling at 512×4096. Not yet run on a GPU.
+//   last-block call (in relaxed capture mode, so that call may be captured). Rationale: the
+//   finishing kernel and its launch are most of the 4 µs between version 3 and the read ceiling at
+//   512×4096. Not yet run on a GPU.
 // Staged loads (each thread's groups copied into shared memory with cp.async, 2–4 in flight
 //   while it computes) were tried and measured slower on an H100 (best 20.4 µs with v2), then
 //   removed; the code is in commit c4be5da, the figures in BENCHMARKS.md.
@@ -971,9 +971,10 @@ void allow_dynamic_smem(const void* kernel, size_t bytes) {
 
 // The ticket counter of the last-block finish for `stream` on the current device (one per
 // stream: two calls in flight at once on different streams must not share one). Counters
-// come from a block of kFinishCounters zeroed once per device, through a stream of their own
-// that waits for no other (so the first call may come inside a stream capture); every call's
-// last block leaves its counter at 0 again.
+// come from a block of kFinishCounters allocated and zeroed once per device, in relaxed
+// capture mode for this thread and through a stream of their own that waits for no other, so
+// the first call may come inside a stream capture of any mode; every call's last block
+// leaves its counter at 0 again.
 constexpr int kFinishCounters = 1024;
 unsigned* finish_counter(cudaStream_t stream) {
   struct Block {
@@ -989,15 +990,18 @@ unsigned* finish_counter(cudaStream_t stream) {
   if (it != counters->end()) return it->second;
   Block& b = (*blocks)[device];
   if (b.base == nullptr) {
+    cudaStreamCaptureMode mode = cudaStreamCaptureModeRelaxed;
+    RLFT_CUDA_CHECK(cudaThreadExchangeStreamCaptureMode(&mode));
     void* p = nullptr;
-    RLFT_CUDA_CHECK(cudaMalloc(&p, kFinishCounters * sizeof(unsigned)));
     cudaStream_t own{};
-    RLFT_CUDA_CHECK(cudaStreamCreateWithFlags(&own, cudaStreamNonBlocking));
-    const cudaError_t set = cudaMemsetAsync(p, 0, kFinishCounters * sizeof(unsigned), own);
-    const cudaError_t done = cudaStreamSynchronize(own);
-    cudaStreamDestroy(own);
-    RLFT_CUDA_CHECK(set);
-    RLFT_CUDA_CHECK(done);
+    cudaError_t e = cudaMalloc(&p, kFinishCounters * sizeof(unsigned));
+    if (e == cudaSuccess) e = cudaStreamCreateWithFlags(&own, cudaStreamNonBlocking);
+    if (e == cudaSuccess) e = cudaMemsetAsync(p, 0, kFinishCounters * sizeof(unsigned), own);
+    if (e == cudaSuccess) e = cudaStreamSynchronize(own);
+    if (own) cudaStreamDestroy(own);
+    if (e != cudaSuccess && p) cudaFree(p);
+    cudaThreadExchangeStreamCaptureMode(&mode);  // back to the caller's mode
+    RLFT_CUDA_CHECK(e);
     b.base = static_cast<unsigned*>(p);
   }
   RLFT_CHECK(b.used < kFinishCounters, "ratio_clip: launch.last_block serves at most ",

@@ -1054,6 +1054,41 @@ TEST(RatioClipCuda, DependentAndSerialFinishAgreeAlsoInAGraph) {
   CUDA_OK(cudaStreamDestroy(stream));
 }
 
+// The last-block finish's counters may first be needed inside a stream capture (thread-local
+// mode, where a plain cudaMalloc is refused): under ctest this test is its own process, so
+// its captured call is the one that allocates them. Each replay gives the finishing kernel's
+// statistics.
+TEST(RatioClipCuda, LastBlockFinishFirstCalledInsideACapture) {
+  RLFT_REQUIRE_GPU();
+  ClipCase c = clip_case(64, 512);
+  const ClipData D = make_clip(c, 7);
+  ClipBuffers<float> buf(c, D);
+  // (The finishing kernel's forward first: the memory pool's set-up is not what is tested.)
+  const rk::RatioClipStats want = rk::ratio_clip_forward_cuda<float>(buf.dev);
+  cudaStream_t stream{};
+  CUDA_OK(cudaStreamCreate(&stream));
+  DeviceArray<double> stats(std::vector<double>(7, -1.0));
+  cudaGraph_t graph{};
+  cudaGraphExec_t exec{};
+  CUDA_OK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
+  rk::ratio_clip_forward_cuda_async<float>(buf.dev, stats.get(), stream, {0, 0, 0, 0, 0, 0, 0, 1});
+  CUDA_OK(cudaStreamEndCapture(stream, &graph));
+  CUDA_OK(cudaGraphInstantiate(&exec, graph, 0));
+  for (int rep = 0; rep < 3; ++rep) {
+    CUDA_OK(cudaGraphLaunch(exec, stream));
+    CUDA_OK(cudaStreamSynchronize(stream));
+    const std::vector<double> got = stats.download();
+    const double w[7] = {want.loss,           want.clip_frac_low, want.clip_frac_high,
+                         want.dual_clip_frac, want.approx_kl_k1,  want.approx_kl_k3,
+                         want.tokens};
+    for (int k = 0; k < 7; ++k)
+      EXPECT_EQ(got[ix(k)], w[k]) << "replay " << rep << " statistic " << k;
+  }
+  CUDA_OK(cudaGraphExecDestroy(exec));
+  CUDA_OK(cudaGraphDestroy(graph));
+  CUDA_OK(cudaStreamDestroy(stream));
+}
+
 // The benchmarks' read ceiling reads every token of the four arrays once in each layout: in
 // chunks (1024·U tokens a chunk, the last one partial) its per-chunk sums match the host's; a
 // block per row gives the row sums; flat (the batch as one row, one chunk per resident block)
