@@ -7,9 +7,17 @@ every user counter (GB/s, %peak, speedup, vs_cublas, ...) in the order they firs
 above each table the run's context (host, CPU count, date).
 
     python3 scripts/bench_table.py gpu-out/bench_cuda_kernels.json gpu-out/bench_cuda_engine.json
+
+--match REGEX keeps the rows whose name it finds; --sort COUNTER orders them by that counter
+(highest first; "time": fastest first). E.g. every ratio_clip variant at the target's shape,
+best first:
+
+    python3 scripts/bench_table.py --match 'ratio_clip.*/B=512/T=4096$' --sort %peak \
+        gpu-out/bench_cuda_kernels.json gpu-out/bench_sweep.json
 """
 import argparse
 import json
+import re
 import sys
 
 # Keys of a benchmark entry that are not user counters.
@@ -29,12 +37,22 @@ def fmt(v):
     return str(v)
 
 
-def table(path):
+def table(path, match=None, sort=None):
     with open(path) as f:
         doc = json.load(f)
     rows = doc.get("benchmarks", [])
     if any(r.get("run_type") == "aggregate" for r in rows):
         rows = [r for r in rows if r.get("run_type") == "aggregate" and r.get("aggregate_name") == "median"]
+    if match:
+        rows = [r for r in rows if re.search(match, r["name"])]
+    if sort:
+        ok = [r for r in rows if not r.get("error_occurred") and (sort == "time" or sort in r)]
+        rest = [r for r in rows if r not in ok]
+        if sort == "time":
+            ok.sort(key=lambda r: float(r["real_time"]))
+        else:
+            ok.sort(key=lambda r: -float(r[sort]))
+        rows = ok + rest
     counters = []
     for r in rows:
         for k in r:
@@ -59,10 +77,12 @@ def table(path):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("json", nargs="+", help="Google Benchmark JSON output files")
+    ap.add_argument("--match", help="keep only the benchmarks whose name this regex finds")
+    ap.add_argument("--sort", help="order by this counter, highest first ('time': fastest first)")
     args = ap.parse_args()
     for i, p in enumerate(args.json):
         try:
-            print(("\n" if i else "") + table(p))
+            print(("\n" if i else "") + table(p, args.match, args.sort))
         except (OSError, ValueError, KeyError) as e:
             sys.exit(f"bench_table: {p}: {e}")
 
