@@ -974,6 +974,42 @@ TEST(RatioClipCuda, AsyncForwardLeavesTheStatisticsOnTheDevice) {
   EXPECT_THROW(rk::ratio_clip_forward_cuda<float>(buf.dev, nullptr, {48, 0, 0}), rlft::Error);
 }
 
+// Captures one asynchronous forward of `args` per launch into a graph on a fresh stream
+// (thread-local capture mode), replays it `replays` times, and checks the k-th call's 7
+// statistics against want[k], bit for bit, after every replay.
+void expect_graph_replays(const rk::RatioClipArgs<float>& args,
+                          const std::vector<rk::CudaLaunch>& launches,
+                          const std::vector<rk::RatioClipStats>& want, int replays) {
+  ASSERT_EQ(launches.size(), want.size());
+  const size_t n = launches.size();
+  cudaStream_t stream{};
+  CUDA_OK(cudaStreamCreate(&stream));
+  DeviceArray<double> stats(std::vector<double>(7 * n, -1.0));
+  cudaGraph_t graph{};
+  cudaGraphExec_t exec{};
+  CUDA_OK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
+  for (size_t k = 0; k < n; ++k)
+    rk::ratio_clip_forward_cuda_async<float>(args, stats.get() + 7 * k, stream, launches[k]);
+  CUDA_OK(cudaStreamEndCapture(stream, &graph));
+  CUDA_OK(cudaGraphInstantiate(&exec, graph, 0));
+  for (int rep = 0; rep < replays; ++rep) {
+    CUDA_OK(cudaGraphLaunch(exec, stream));
+    CUDA_OK(cudaStreamSynchronize(stream));
+    const std::vector<double> got = stats.download();
+    for (size_t k = 0; k < n; ++k) {
+      const rk::RatioClipStats& w = want[k];
+      const double expect[7] = {w.loss,         w.clip_frac_low, w.clip_frac_high, w.dual_clip_frac,
+                                w.approx_kl_k1, w.approx_kl_k3,  w.tokens};
+      for (size_t j = 0; j < 7; ++j)
+        EXPECT_EQ(got[7 * k + j], expect[j]) << "replay " << rep << ", call " << k << " "
+                                             << describe(launches[k]) << ", statistic " << j;
+    }
+  }
+  CUDA_OK(cudaGraphExecDestroy(exec));
+  CUDA_OK(cudaGraphDestroy(graph));
+  CUDA_OK(cudaStreamDestroy(stream));
+}
+
 // The finishing kernel launched programmatically dependent on the row kernel (the default on
 // sm_90+) and the ordinary way (launch.serial = 1), and the first kernel launched
 // programmatically dependent too (launch.dependent = 1), give the same bits in every
@@ -1011,47 +1047,18 @@ TEST(RatioClipCuda, DependentAndSerialFinishAgreeAlsoInAGraph) {
   ClipCase c = clip_case(200, 2048);
   const ClipData D = make_clip(c, 99);
   ClipBuffers<float> buf(c, D);
-  const rk::RatioClipStats want = rk::ratio_clip_forward_cuda<float>(buf.dev);
-  cudaStream_t stream{};
-  CUDA_OK(cudaStreamCreate(&stream));
-  DeviceArray<double> stats(std::vector<double>(28, -1.0));
-  cudaGraph_t graph{};
-  cudaGraphExec_t exec{};
   // The third call's first kernel is programmatically dependent on the second call's
-  // finishing kernel (which lets its dependents be scheduled at once).
-  const rk::CudaLaunch flat_dependent{0, 0, 0, 3, 2, 0, 1};
-  CUDA_OK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
-  rk::ratio_clip_forward_cuda_async<float>(buf.dev, stats.get(), stream);
-  rk::ratio_clip_forward_cuda_async<float>(buf.dev, stats.get() + 7, stream, {0, 0, 0, 2, 1, 0});
-  rk::ratio_clip_forward_cuda_async<float>(buf.dev, stats.get() + 14, stream, flat_dependent);
-  // The last-block finish inside a graph: each replay must find the stream's counter at 0.
-  rk::ratio_clip_forward_cuda_async<float>(buf.dev, stats.get() + 21, stream,
-                                           {0, 0, 0, 1, 0, 0, 1, 1});
-  CUDA_OK(cudaStreamEndCapture(stream, &graph));
-  CUDA_OK(cudaGraphInstantiate(&exec, graph, 0));
-  for (int rep = 0; rep < 2; ++rep) {
-    CUDA_OK(cudaGraphLaunch(exec, stream));
-    CUDA_OK(cudaStreamSynchronize(stream));
-    const std::vector<double> got = stats.download();
-    const rk::RatioClipStats v2 =
-        rk::ratio_clip_forward_cuda<float>(buf.dev, nullptr, {0, 0, 0, 2, 1, 1});
-    const rk::RatioClipStats v3 =
-        rk::ratio_clip_forward_cuda<float>(buf.dev, nullptr, {0, 0, 0, 3, 2, 1});
-    const double w[4][7] = {
-        {want.loss, want.clip_frac_low, want.clip_frac_high, want.dual_clip_frac, want.approx_kl_k1,
-         want.approx_kl_k3, want.tokens},
-        {v2.loss, v2.clip_frac_low, v2.clip_frac_high, v2.dual_clip_frac, v2.approx_kl_k1,
-         v2.approx_kl_k3, v2.tokens},
-        {v3.loss, v3.clip_frac_low, v3.clip_frac_high, v3.dual_clip_frac, v3.approx_kl_k1,
-         v3.approx_kl_k3, v3.tokens},
-        {want.loss, want.clip_frac_low, want.clip_frac_high, want.dual_clip_frac, want.approx_kl_k1,
-         want.approx_kl_k3, want.tokens}};
-    for (int k = 0; k < 28; ++k)
-      EXPECT_EQ(got[ix(k)], w[k / 7][k % 7]) << "replay " << rep << " statistic " << k;
-  }
-  CUDA_OK(cudaGraphExecDestroy(exec));
-  CUDA_OK(cudaGraphDestroy(graph));
-  CUDA_OK(cudaStreamDestroy(stream));
+  // finishing kernel (which lets its dependents be scheduled at once); the fourth finishes in
+  // its last block, so each replay must find the stream's counter back at 0.
+  const rk::CudaLaunch v2_chunks{0, 0, 0, 2, 1, 0}, v3_flat_dependent{0, 0, 0, 3, 2, 0, 1},
+      last_block{0, 0, 0, 1, 0, 0, 1, 1};
+  const rk::RatioClipStats want = rk::ratio_clip_forward_cuda<float>(buf.dev);
+  const rk::RatioClipStats v2 =
+      rk::ratio_clip_forward_cuda<float>(buf.dev, nullptr, {0, 0, 0, 2, 1, 1});
+  const rk::RatioClipStats v3 =
+      rk::ratio_clip_forward_cuda<float>(buf.dev, nullptr, {0, 0, 0, 3, 2, 1});
+  expect_graph_replays(buf.dev, {{}, v2_chunks, v3_flat_dependent, last_block},
+                       {want, v2, v3, want}, 2);
 }
 
 // The last-block finish's counters may first be needed inside a stream capture (thread-local
@@ -1065,28 +1072,7 @@ TEST(RatioClipCuda, LastBlockFinishFirstCalledInsideACapture) {
   ClipBuffers<float> buf(c, D);
   // (The finishing kernel's forward first: the memory pool's set-up is not what is tested.)
   const rk::RatioClipStats want = rk::ratio_clip_forward_cuda<float>(buf.dev);
-  cudaStream_t stream{};
-  CUDA_OK(cudaStreamCreate(&stream));
-  DeviceArray<double> stats(std::vector<double>(7, -1.0));
-  cudaGraph_t graph{};
-  cudaGraphExec_t exec{};
-  CUDA_OK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
-  rk::ratio_clip_forward_cuda_async<float>(buf.dev, stats.get(), stream, {0, 0, 0, 0, 0, 0, 0, 1});
-  CUDA_OK(cudaStreamEndCapture(stream, &graph));
-  CUDA_OK(cudaGraphInstantiate(&exec, graph, 0));
-  for (int rep = 0; rep < 3; ++rep) {
-    CUDA_OK(cudaGraphLaunch(exec, stream));
-    CUDA_OK(cudaStreamSynchronize(stream));
-    const std::vector<double> got = stats.download();
-    const double w[7] = {want.loss,           want.clip_frac_low, want.clip_frac_high,
-                         want.dual_clip_frac, want.approx_kl_k1,  want.approx_kl_k3,
-                         want.tokens};
-    for (int k = 0; k < 7; ++k)
-      EXPECT_EQ(got[ix(k)], w[k]) << "replay " << rep << " statistic " << k;
-  }
-  CUDA_OK(cudaGraphExecDestroy(exec));
-  CUDA_OK(cudaGraphDestroy(graph));
-  CUDA_OK(cudaStreamDestroy(stream));
+  expect_graph_replays(buf.dev, {{0, 0, 0, 0, 0, 0, 0, 1}}, {want}, 3);
 }
 
 // The benchmarks' read ceiling reads every token of the four arrays once in each layout: in
