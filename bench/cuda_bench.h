@@ -16,7 +16,8 @@ inline void cuda_ok(cudaError_t e, const char* what) {
 }
 #define CUDA_OK(call) ::rlft::bench::cuda_ok((call), #call)
 
-// Seconds of GPU time between two events recorded around f() on the default stream.
+// Seconds of GPU time between two events recorded around f() on `stream` (default: the legacy
+// default stream).
 struct EventTimer {
   cudaEvent_t a{}, b{};
   EventTimer() {
@@ -29,10 +30,10 @@ struct EventTimer {
   }
   EventTimer(const EventTimer&) = delete;
   EventTimer& operator=(const EventTimer&) = delete;
-  double seconds(const std::function<void()>& f) {
-    CUDA_OK(cudaEventRecord(a));
+  double seconds(const std::function<void()>& f, cudaStream_t stream = nullptr) {
+    CUDA_OK(cudaEventRecord(a, stream));
     f();
-    CUDA_OK(cudaEventRecord(b));
+    CUDA_OK(cudaEventRecord(b, stream));
     CUDA_OK(cudaEventSynchronize(b));
     float ms = 0;
     CUDA_OK(cudaEventElapsedTime(&ms, a, b));
