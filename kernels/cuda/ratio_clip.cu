@@ -975,7 +975,7 @@ void allow_dynamic_smem(const void* kernel, size_t bytes) {
 // capture mode for this thread and through a stream of their own that waits for no other, so
 // the first call may come inside a stream capture of any mode; every call's last block
 // leaves its counter at 0 again.
-constexpr int kFinishCounters = 1024;
+constexpr int kFinishCounters = 16384;  // 64 KB a device
 unsigned* finish_counter(cudaStream_t stream) {
   struct Block {
     unsigned* base = nullptr;
