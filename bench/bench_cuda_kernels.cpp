@@ -507,6 +507,30 @@ void register_all() {
     for (auto [B, T] : {std::pair<int64_t, int64_t>{64, 1024}, {512, 4096}})
       reg(std::string("ratio_clip_") + mode + "/B=" + std::to_string(B) + "/T=" + std::to_string(T),
           [=](benchmark::State& s) { BM_ratio_clip(s, B, T, mode); });
+  // (The copy ceilings and the old protocol's lines early: a time limit that stops a run
+  // stops it among the variants below.)
+  for (size_t mib : {64, 1024})
+    reg("dram_copy/MiB=" + std::to_string(mib), [=](benchmark::State& s) { BM_dram_copy(s, mib); });
+  // The same lines under sessions 1–7's protocol (a zeroing flush that leaves the L2 dirty;
+  // g_flush): the default forward, version 3, the read ceiling and the copy ceiling.
+  auto dirty = [](auto fn) {
+    return [fn](benchmark::State& s) {
+      const FlushMode m(Flush::dirty);
+      fn(s);
+    };
+  };
+  for (auto [B, T] : {std::pair<int64_t, int64_t>{64, 1024}, {512, 4096}}) {
+    const std::string shape = "/B=" + std::to_string(B) + "/T=" + std::to_string(T);
+    reg("dirty_l2/ratio_clip_fwd_graph" + shape,
+        dirty([=](benchmark::State& s) { BM_ratio_clip(s, B, T, "fwd_graph"); }));
+    reg("dirty_l2/ratio_clip_v3_fwd_graph" + shape, dirty([=](benchmark::State& s) {
+          BM_ratio_clip(s, B, T, "fwd_graph", rk::CudaLaunch{.version = 3});
+        }));
+    reg("dirty_l2/ratio_clip_read_ceiling_graph" + shape, dirty([=](benchmark::State& s) {
+          BM_ratio_clip(s, B, T, "read_graph", rk::CudaLaunch{.unroll = 1, .chunked = 1});
+        }));
+  }
+  reg("dirty_l2/dram_copy/MiB=64", dirty([](benchmark::State& s) { BM_dram_copy(s, 64); }));
   // Version 2 (float per token, decisions on the log-ratio) and the chunked layout (token-level
   // rows in chunks of a block each; the backward keeps a block per row): not yet defaults.
   for (auto [version, chunked] : {std::pair<int, int>{2, 0}, {1, 1}, {2, 1}, {3, 0}, {3, 1}})
@@ -548,23 +572,6 @@ void register_all() {
           [=](benchmark::State& s) {
             BM_ratio_clip(s, B, T, "fwd_graph", rk::CudaLaunch{0, 0, 0, version, chunked, 0, dependent});
           });
-  // The read ceiling: the token-level forward's loads without its arithmetic (one kernel), in
-  // chunks of 1024·U tokens (no layout suffix), a block per row (_rows) or flat (_flat).
-  for (int layout : {1, 0, 2})
-    for (int U : {1, 2, 4})
-      for (int dependent : {0, 1})
-        for (auto [B, T] : {std::pair<int64_t, int64_t>{64, 1024}, {512, 4096}}) {
-          if (dependent && U != 1) continue;
-          reg(std::string("ratio_clip_read_ceiling") +
-                  (layout == 0   ? "_rows"
-                   : layout == 2 ? "_flat"
-                                 : "") +
-                  (U > 1 ? "_u" + std::to_string(U) : "") + (dependent ? "_dependent" : "") +
-                  "_graph/B=" + std::to_string(B) + "/T=" + std::to_string(T),
-              [=](benchmark::State& s) {
-                BM_ratio_clip(s, B, T, "read_graph", rk::CudaLaunch{0, U, 0, 0, layout, 0, dependent});
-              });
-        }
   // The forward's bulk-copy layout (sm_90+) and its read ceiling: chunks of 1024·U tokens
   // copied into shared memory (16·U KB a block at 256 threads).
   for (int version : {1, 3})
@@ -609,6 +616,24 @@ void register_all() {
                                          .dependent = dependent,
                                          .last_block = 1});
           });
+  // The read ceiling: the token-level forward's loads without its arithmetic (one kernel), in
+  // chunks of 1024·U tokens (no layout suffix), a block per row (_rows) or flat (_flat).
+  for (int layout : {1, 0, 2})
+    for (int U : {1, 2, 4})
+      for (int dependent : {0, 1})
+        for (auto [B, T] : {std::pair<int64_t, int64_t>{64, 1024}, {512, 4096}}) {
+          if (dependent && U != 1) continue;
+          reg(std::string("ratio_clip_read_ceiling") +
+                  (layout == 0   ? "_rows"
+                   : layout == 2 ? "_flat"
+                                 : "") +
+                  (U > 1 ? "_u" + std::to_string(U) : "") + (dependent ? "_dependent" : "") +
+                  "_graph/B=" + std::to_string(B) + "/T=" + std::to_string(T),
+              [=](benchmark::State& s) {
+                BM_ratio_clip(s, B, T, "read_graph",
+                              rk::CudaLaunch{0, U, 0, 0, layout, 0, dependent});
+              });
+        }
   // At 4096×4096 (268 MB, 8× the target's shape: a call's fixed costs amortised), the streaming
   // rate of the forwards' layouts and of their read ceilings.
   for (auto [version, chunked] : {std::pair<int, int>{1, 0}, {3, 0}, {3, 2}, {3, 3}})
@@ -623,29 +648,6 @@ void register_all() {
         [=](benchmark::State& s) {
           BM_ratio_clip(s, 4096, 4096, "read_graph", rk::CudaLaunch{0, 1, 0, 0, layout});
         });
-  for (size_t mib : {64, 1024})
-    reg("dram_copy/MiB=" + std::to_string(mib),
-        [=](benchmark::State& s) { BM_dram_copy(s, mib); });
-  // The same lines under sessions 1–7's protocol (a zeroing flush that leaves the L2 dirty;
-  // g_flush): the default forward, version 3, the read ceiling and the copy ceiling.
-  auto dirty = [](auto fn) {
-    return [fn](benchmark::State& s) {
-      const FlushMode m(Flush::dirty);
-      fn(s);
-    };
-  };
-  for (auto [B, T] : {std::pair<int64_t, int64_t>{64, 1024}, {512, 4096}}) {
-    const std::string shape = "/B=" + std::to_string(B) + "/T=" + std::to_string(T);
-    reg("dirty_l2/ratio_clip_fwd_graph" + shape,
-        dirty([=](benchmark::State& s) { BM_ratio_clip(s, B, T, "fwd_graph"); }));
-    reg("dirty_l2/ratio_clip_v3_fwd_graph" + shape, dirty([=](benchmark::State& s) {
-          BM_ratio_clip(s, B, T, "fwd_graph", rk::CudaLaunch{.version = 3});
-        }));
-    reg("dirty_l2/ratio_clip_read_ceiling_graph" + shape, dirty([=](benchmark::State& s) {
-          BM_ratio_clip(s, B, T, "read_graph", rk::CudaLaunch{.unroll = 1, .chunked = 1});
-        }));
-  }
-  reg("dirty_l2/dram_copy/MiB=64", dirty([](benchmark::State& s) { BM_dram_copy(s, 64); }));
   // Launch-shape sweeps (threads per row × loads in flight per thread [× vector loads]), for
   // choosing the dispatchers' defaults; filter them out with --benchmark_filter=-sweep.
   for (bool bwd : {false, true})

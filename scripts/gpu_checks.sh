@@ -33,6 +33,9 @@ KERNELS_FILTER=${KERNELS_FILTER:--sweep/}
 SWEEP_FILTER=${SWEEP_FILTER-sweep/ratio_clip_v3}
 ENGINE_FILTER=${ENGINE_FILTER:-.}
 T_BUILD=${T_BUILD:-200} T_TESTS=${T_TESTS:-120} T_SANITIZE=${T_SANITIZE:-80} T_BENCH=${T_BENCH:-180}
+# T_BENCH's shares (below), each settable on its own.
+T_BENCH_KERNELS=${T_BENCH_KERNELS:-$((T_BENCH / 2))} T_BENCH_SWEEP=${T_BENCH_SWEEP:-$((T_BENCH / 4))}
+T_BENCH_ENGINE=${T_BENCH_ENGINE:-$((T_BENCH / 4))}
 CANDIDATES=${CANDIDATES:-} T_CANDIDATES=${T_CANDIDATES:-90}
 deps=$PWD/.gpu-deps/usr/lib/x86_64-linux-gnu
 export LD_LIBRARY_PATH="$deps${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
@@ -111,15 +114,16 @@ fi
 if [[ " $STAGES " == *" bench "* ]]; then
   # Three invocations, each with its own JSON and time share (a benchmark killed by its limit
   # leaves a truncated JSON, so the groups are kept apart): the kernels' main lines (half of
-  # T_BENCH), a launch-shape sweep (a quarter; SWEEP_FILTER empty skips it), the engine level.
+  # T_BENCH: T_BENCH_KERNELS), a launch-shape sweep (a quarter: T_BENCH_SWEEP; SWEEP_FILTER empty
+  # skips it), the engine level (a quarter: T_BENCH_ENGINE).
   bench() {  # bench NAME BINARY FILTER SECONDS
     echo "== $1 (filter '$3')" >> "$OUT/bench.txt"
     timeout "$4" "./$build/$2" --benchmark_min_time=0.1 --benchmark_filter="$3" \
       --benchmark_out="$OUT/$1.json" --benchmark_out_format=json >> "$OUT/bench.txt" 2>&1
     stage "$1" $?
   }
-  bench bench_cuda_kernels bench_cuda_kernels "$KERNELS_FILTER" "$((T_BENCH / 2))"
-  [ -n "$SWEEP_FILTER" ] && bench bench_sweep bench_cuda_kernels "$SWEEP_FILTER" "$((T_BENCH / 4))"
-  bench bench_cuda_engine bench_cuda_engine "$ENGINE_FILTER" "$((T_BENCH / 4))"
+  bench bench_cuda_kernels bench_cuda_kernels "$KERNELS_FILTER" "$T_BENCH_KERNELS"
+  [ -n "$SWEEP_FILTER" ] && bench bench_sweep bench_cuda_kernels "$SWEEP_FILTER" "$T_BENCH_SWEEP"
+  bench bench_cuda_engine bench_cuda_engine "$ENGINE_FILTER" "$T_BENCH_ENGINE"
 fi
 cat "$summary"
