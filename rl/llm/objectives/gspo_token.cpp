@@ -2,20 +2,13 @@
 #include "rl/llm/objectives/gspo_token.h"
 
 #include "rl/llm/objectives/grpo.h"
+#include "rl/llm/objectives/gspo.h"
 
 namespace rlft::llm {
 
 void gspo_token_defaults(GroupRLConfig& c) {
-  c.epsilon = 3e-4;  // as GSPO
-  c.epsilon_high = 4e-4;
-  c.ratio_level = "sequence_token";  // the only difference from gspo.cpp
-  c.aggregation = "seq_mean_token_mean";
-  c.beta = 0.0;
-  c.kl = "none";
-  c.scale_by_std = true;
-  c.dynamic_sampling = false;
-  c.overlong_shaping = false;
-  c.reward_wrong = 0.0;
+  gspo_defaults(c);
+  c.ratio_level = "sequence_token";  // the only difference from GSPO's defaults
 }
 
 namespace {
