@@ -142,8 +142,12 @@ RatioClipResult ratio_clip(const Tensor& log_probs, const Tensor& old_log_probs,
              dispatch_float(x.dtype(), "ratio_clip backward", [&](auto tag) {
                using R = decltype(tag);
                if (x.device().is_cuda()) {
-                 // The loss's gradient is read where it lies: no copy to the host, no wait.
-                 const Tensor gd = g[0].to(x.dtype()).to(x.device()).contiguous();
+                 // The loss's gradient is read where it lies (a scalar of the loss's dtype on
+                 // its device): no copy to the host, no wait.
+                 const Tensor gd = g[0].contiguous();
+                 RLFT_CHECK(gd.device() == x.device(),
+                            "ratio_clip backward: the loss's gradient is on ", gd.device(),
+                            ", the loss on ", x.device());
                  kernels::cuda_ops::set_device_for(x.device().index);
                  kernels::ratio_clip_backward_cuda(ratio_clip_args<R>(x, old, adv, m, lo, hi, o),
                                                    1.0, dx.data<R>(), false, nullptr, {},

@@ -155,7 +155,7 @@ const char* ratio_level_name(RatioLevel l);
 // The environment variable RLFT_RATIO_CLIP_LAUNCH="field=value,..." (kernels/cuda_launch.h,
 // parse_launch; e.g. "version=3,chunked=3") fills the launch fields a caller leaves 0 in every
 // CUDA forward and backward, the engine op's included: a candidate default tried across the
-// whole test suite, a benchmark or a training run without rebuilding. Read at every call; a
+// whole test suite, a benchmark or a training run without rebuilding. Read once per process; a
 // malformed value makes each call throw an error that names the variable.
 inline constexpr const char* kRatioClipLaunchEnv = "RLFT_RATIO_CLIP_LAUNCH";
 }  // namespace rlft::kernels

@@ -215,13 +215,19 @@ __device__ __forceinline__ void pdl_begin() {
   pdl_wait();
 }
 
+// The calling thread's current device.
+inline int current_device() {
+  int device = 0;
+  RLFT_CUDA_CHECK(cudaGetDevice(&device));
+  return device;
+}
+
 // Attribute A of the current device, asked once per device (A's values are never 0).
 template <cudaDeviceAttr A>
 int device_attribute() {
   constexpr int kDevices = 64;
   static std::atomic<int> known[kDevices];  // 0: not asked yet
-  int device = 0;
-  RLFT_CUDA_CHECK(cudaGetDevice(&device));
+  const int device = current_device();
   const bool cached = device >= 0 && device < kDevices;
   int v = cached ? known[device].load(std::memory_order_relaxed) : 0;
   if (v == 0) {

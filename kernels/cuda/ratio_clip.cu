@@ -897,11 +897,15 @@ void check_ratio_clip_launch(const char* op, const CudaLaunch& l) {
 }
 
 // The caller's launch with the fields it leaves 0 taken from RLFT_RATIO_CLIP_LAUNCH
-// (kernels/ratio_clip.h), checked.
+// (kernels/ratio_clip.h), checked. The variable is read and parsed once per process (a
+// malformed value is not kept: every call throws its error).
 CudaLaunch resolve_launch(const char* op, const CudaLaunch& l) {
   check_ratio_clip_launch(op, l);
-  const CudaLaunch env = launch_from_env(kRatioClipLaunchEnv);
-  check_ratio_clip_launch(kRatioClipLaunchEnv, env);
+  static const CudaLaunch env = [] {
+    const CudaLaunch e = launch_from_env(kRatioClipLaunchEnv);
+    check_ratio_clip_launch(kRatioClipLaunchEnv, e);
+    return e;
+  }();
   return with_defaults(l, env);
 }
 
@@ -917,23 +921,21 @@ bool uses_f32_kernel(const RatioClipArgs<Real>& a, const CudaLaunch& l, int G) {
   const int version = l.version == 0 ? kDefaultVersion : l.version;
   return uses_f32_math(a, l) && version == 3 && a.level == RatioLevel::token && G > 1;
 }
-// Host API answers the flat and bulk layouts need at every forward, asked once per kernel
-// (and block size) and device: a host round trip each otherwise.
+// Host-side state the forward's layouts keep per device, one lock for all: the host API
+// answers the flat and bulk layouts need at every forward (asked once per kernel, block size
+// and device: a host round trip each otherwise) and the last-block finish's counters.
 struct KernelFacts {
   std::mutex m;
   std::map<std::tuple<const void*, int, int>, int> resident;  // (kernel, block, device)
   std::map<std::pair<const void*, int>, int> smem_allowed;    // (kernel, device): bytes
+  std::map<std::pair<int, cudaStream_t>, unsigned*> counters;  // (device, stream)
+  std::map<int, std::pair<unsigned*, int>> counter_blocks;     // device: (base, used)
   static KernelFacts& get() {
     static KernelFacts* facts = new KernelFacts;  // never destroyed: used until exit
     return *facts;
   }
 };
-
-int current_device() {
-  int device = 0;
-  RLFT_CUDA_CHECK(cudaGetDevice(&device));
-  return device;
-}
+using cuda_detail::current_device;
 
 // Blocks of `kernel` at `bd` threads (no dynamic shared memory) one multiprocessor keeps
 // resident.
@@ -977,19 +979,13 @@ void allow_dynamic_smem(const void* kernel, size_t bytes) {
 // leaves its counter at 0 again.
 constexpr int kFinishCounters = 16384;  // 64 KB a device
 unsigned* finish_counter(cudaStream_t stream) {
-  struct Block {
-    unsigned* base = nullptr;
-    int used = 0;
-  };
-  static std::mutex m;
-  static auto* counters = new std::map<std::pair<int, cudaStream_t>, unsigned*>;
-  static auto* blocks = new std::map<int, Block>;
+  KernelFacts& f = KernelFacts::get();
   const int device = current_device();
-  std::lock_guard<std::mutex> lock(m);
-  const auto it = counters->find({device, stream});
-  if (it != counters->end()) return it->second;
-  Block& b = (*blocks)[device];
-  if (b.base == nullptr) {
+  std::lock_guard<std::mutex> lock(f.m);
+  const auto it = f.counters.find({device, stream});
+  if (it != f.counters.end()) return it->second;
+  auto& [base, used] = f.counter_blocks[device];
+  if (base == nullptr) {
     cudaStreamCaptureMode mode = cudaStreamCaptureModeRelaxed;
     RLFT_CUDA_CHECK(cudaThreadExchangeStreamCaptureMode(&mode));
     void* p = nullptr;
@@ -1002,28 +998,25 @@ unsigned* finish_counter(cudaStream_t stream) {
     if (e != cudaSuccess && p) cudaFree(p);
     cudaThreadExchangeStreamCaptureMode(&mode);  // back to the caller's mode
     RLFT_CUDA_CHECK(e);
-    b.base = static_cast<unsigned*>(p);
+    base = static_cast<unsigned*>(p);
   }
-  RLFT_CHECK(b.used < kFinishCounters, "ratio_clip: launch.last_block serves at most ",
+  RLFT_CHECK(used < kFinishCounters, "ratio_clip: launch.last_block serves at most ",
              kFinishCounters, " streams per device");
-  return (*counters)[{device, stream}] = b.base + b.used++;
+  return f.counters[{device, stream}] = base + used++;
 }
-
-// How a kernel's rows are cut: `count` chunks of `groups` token groups a row.
-using Chunks = ChunkCut;
 
 // The flat layout's cut of its one row of `ng` groups: one chunk per block that `kernel` can
 // keep resident at `bd` threads on every multiprocessor (a persistent grid of one wave), of
 // ⌈ng/P⌉ groups each (the last shorter), so every SM reads the same number of bytes.
 template <typename Kernel>
-Chunks flat_chunks(Kernel kernel, int bd, int64_t ng) {
+ChunkCut flat_chunks(Kernel kernel, int bd, int64_t ng) {
   const int per_sm = resident_blocks(reinterpret_cast<const void*>(kernel), bd);
   return flat_cut(ng, int64_t(per_sm > 0 ? per_sm : 1) * cuda_detail::multiprocessors());
 }
 
 // The layout's cut for a kernel: flat (as above), chunks of bd·U groups, or whole rows.
 template <typename Kernel>
-Chunks plan_chunks(Kernel kernel, bool flat, bool chunked, int bd, int U, int64_t ng) {
+ChunkCut plan_chunks(Kernel kernel, bool flat, bool chunked, int bd, int U, int64_t ng) {
   if (flat) return flat_chunks(kernel, bd, ng);
   if (chunked) return {chunks_per_row(ng, int64_t(bd) * U), int64_t(bd) * U};
   return {1, ng > 0 ? ng : 1};
@@ -1211,7 +1204,7 @@ void ratio_clip_forward_cuda_async(const RatioClipArgs<Real>& a, double* stats,
   const auto run = [&](auto first, const auto& bounds) {
     const bool in_block = first.in_block(launch);
     const auto kernel = first.pick(launch);
-    const Chunks c = plan_chunks(kernel, flat, chunked, bd, sh.U, ng);
+    const ChunkCut c = plan_chunks(kernel, flat, chunked, bd, sh.U, ng);
     cuda_detail::StreamScratch scratch(size_t(f.B * c.count) * sizeof(RowSums), stream);
     RowSums* sums = scratch.as<RowSums>();
     cuda_detail::launch_programmatic_dependent(
@@ -1374,7 +1367,7 @@ int64_t ratio_clip_read_ceiling_cuda(const RatioClipArgs<float>& a, float* parti
   const RatioClipArgs<float> f = flat ? as_one_row(a) : a;
   const int bd = launch.block ? launch.block : flat || chunked ? kChunkBlock : block_for(a.T);
   const auto run = [&](auto kernel) {
-    const Chunks c = plan_chunks(kernel, flat, chunked, bd, U, f.T / 4);
+    const ChunkCut c = plan_chunks(kernel, flat, chunked, bd, U, f.T / 4);
     const int64_t blocks = f.B * c.count;
     check_capacity(blocks);
     cuda_detail::launch_programmatic_dependent(launch.dependent == 1, kernel,
