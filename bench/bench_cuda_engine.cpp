@@ -38,7 +38,11 @@
 //                     device today. TFLOP/s counts the causal half of the products (2·2·B·NH·
 //                     T²/2·HS forward; ×3.5 with the backward); composed_us, speedup as above.
 // Timing: cudaEvents around each call on the default stream (the engine's), Google Benchmark's
-// manual time; the composed / direct baselines are timed best of 5 after a warm-up. Host
+// manual time, each call after a clean L2 flush (bench/cuda_bench.h: a read of 4× the L2, so
+// no input is in the cache; as bench_cuda_kernels' default protocol, since 2026-11-26 — figures
+// before then ran on whatever the previous call left in the L2) and a device synchronisation
+// (so the engine's host overhead is not hidden behind the flush); the composed / direct
+// baselines are timed best of 5 after a warm-up. Host
 // overhead of the engine (allocation from the caching allocator, checks) shows only where it
 // is longer than the GPU work it launches.
 //
@@ -71,6 +75,7 @@ namespace {
 
 using namespace rlft;
 using rlft::bench::EventTimer;
+using rlft::bench::L2Flush;
 
 void cublas_ok(cublasStatus_t s, const char* what) {
   if (s != CUBLAS_STATUS_SUCCESS) throw std::runtime_error(std::string(what) + ": cuBLAS status " + std::to_string(int(s)));
@@ -108,10 +113,13 @@ Tensor device_randn(int64_t rows, int64_t cols, double sd, uint64_t seed) {
 // seconds (0 without one).
 double measure(benchmark::State& state, const std::function<void()>& engine, const std::function<void()>& baseline) {
   EventTimer timer;
+  const L2Flush flush;
   engine();  // warm-up: cuBLAS handle, allocator bins
   cuda::synchronize(0);
   double total = 0;
   for (auto _ : state) {
+    flush();
+    CUDA_OK(cudaDeviceSynchronize());  // the engine's host overhead stays in the timed region
     const double s = timer.seconds(engine);
     state.SetIterationTime(s);
     total += s;
@@ -121,7 +129,11 @@ double measure(benchmark::State& state, const std::function<void()>& engine, con
   baseline();
   cuda::synchronize(0);
   double best = 1e30;
-  for (int rep = 0; rep < 5; ++rep) best = std::min(best, timer.seconds(baseline));
+  for (int rep = 0; rep < 5; ++rep) {
+    flush();
+    CUDA_OK(cudaDeviceSynchronize());
+    best = std::min(best, timer.seconds(baseline));
+  }
   return best;
 }
 

@@ -83,6 +83,7 @@ namespace {
 
 namespace rk = rlft::kernels;
 using rlft::bench::EventTimer;
+using rlft::bench::L2Flush;
 
 double g_peak_gbps = 0.0;
 
@@ -160,44 +161,6 @@ struct FlushMode {
   FlushMode& operator=(const FlushMode&) = delete;
 };
 
-int l2_bytes() {
-  int l2 = 0;
-  CUDA_OK(cudaDeviceGetAttribute(&l2, cudaDevAttrL2CacheSize, 0));
-  return l2;
-}
-
-struct L2Flush {
-  static constexpr int64_t kRows = 4096;
-  Flush mode = g_flush;
-  size_t bytes = 0;     // dirty: the zeroed span
-  int64_t per_row = 0;  // clean: floats per row of the summed buffer (kRows rows)
-  float* p = nullptr;
-  float* sums = nullptr;
-  L2Flush() {
-    const size_t l2 = size_t(l2_bytes());
-    if (l2 == 0) return;
-    per_row = int64_t((4 * l2 / sizeof(float) + kRows - 1) / kRows);
-    bytes = mode == Flush::dirty ? 2 * l2 : size_t(kRows * per_row) * sizeof(float);
-    CUDA_OK(cudaMalloc(reinterpret_cast<void**>(&p), bytes));
-    CUDA_OK(cudaMemset(p, 0, bytes));
-    CUDA_OK(cudaMalloc(reinterpret_cast<void**>(&sums), kRows * sizeof(float)));
-    CUDA_OK(cudaDeviceSynchronize());
-  }
-  ~L2Flush() {
-    cudaFree(p);
-    cudaFree(sums);
-  }
-  L2Flush(const L2Flush&) = delete;
-  L2Flush& operator=(const L2Flush&) = delete;
-  void operator()() const {
-    if (!p) return;
-    if (mode == Flush::dirty)
-      CUDA_OK(cudaMemsetAsync(p, 0, bytes));
-    else
-      rk::cuda_ops::sum(rk::cuda_ops::Type::f32, kRows, per_row, 1, p, sums, 0);
-  }
-};
-
 // The counters of every line: GB/s and %peak from the mean time per call over the timed
 // iterations (`total` seconds), and reps when calls were batched. Returns that time per call.
 double set_bandwidth(benchmark::State& state, double bytes, double total, int reps) {
@@ -218,7 +181,7 @@ double set_bandwidth(benchmark::State& state, double bytes, double total, int re
 void measure(benchmark::State& state, double bytes, const std::function<void()>& fused,
              const std::function<void()>& baseline, int reps = 1) {
   EventTimer timer;
-  const L2Flush flush;
+  const L2Flush flush(g_flush == Flush::dirty);
   fused();  // warm-up (and the first-touch of the stream-ordered memory pool)
   CUDA_OK(cudaDeviceSynchronize());
   double total = 0;
@@ -277,12 +240,12 @@ void measure_graph(benchmark::State& state, double bytes,
     return;
   }
   EventTimer timer;
-  const L2Flush flush;
+  const L2Flush flush(g_flush == Flush::dirty);
   double total = 0;
   for (auto _ : state) {
     flush();
     const double s = timer.seconds([&] { CUDA_OK(cudaGraphLaunch(exec, stream)); },
-                                   flush.mode == Flush::dirty ? nullptr : stream) /
+                                   flush.dirty ? nullptr : stream) /
                      double(reps);
     state.SetIterationTime(s);
     total += s;
@@ -381,7 +344,7 @@ void BM_ratio_clip(benchmark::State& state, int64_t B, int64_t T, const std::str
                    rk::CudaLaunch launch = {}, bool sweep = false) {
   const size_t in_bytes = size_t(B * T) * 16;
   const bool dirty = g_flush == Flush::dirty;
-  const size_t span = (dirty ? 2 : 4) * size_t(l2_bytes());
+  const size_t span = (dirty ? 2 : 4) * size_t(rlft::bench::l2_bytes());
   const int K = mode == "fwd_sync"
                     ? 1
                     : int(std::clamp<size_t>((span + in_bytes - 1) / in_bytes, dirty ? 1 : 2, 8));

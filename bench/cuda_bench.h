@@ -1,5 +1,6 @@
-// Shared by the CUDA benchmarks (bench_cuda_kernels, bench_cuda_engine): a checked CUDA call
-// and a cudaEvent timer on the default stream. Only for builds with the CUDA backend.
+// Shared by the CUDA benchmarks (bench_cuda_kernels, bench_cuda_engine): a checked CUDA call,
+// a cudaEvent timer on the default stream and the L2 flush run before each timed region.
+// Only for builds with the CUDA backend.
 #pragma once
 
 #ifdef RLFT_HAVE_CUDA
@@ -8,6 +9,8 @@
 #include <functional>
 #include <stdexcept>
 #include <string>
+
+#include "kernels/cuda_ops.h"
 
 namespace rlft::bench {
 
@@ -38,6 +41,51 @@ struct EventTimer {
     float ms = 0;
     CUDA_OK(cudaEventElapsedTime(&ms, a, b));
     return double(ms) * 1e-3;
+  }
+};
+
+inline int l2_bytes() {
+  int l2 = 0;
+  CUDA_OK(cudaDeviceGetAttribute(&l2, cudaDevAttrL2CacheSize, 0));
+  return l2;
+}
+
+// Empties device 0's L2 of the timed call's data, on the legacy default stream.
+//   clean (dirty = false, the default): READS a buffer of its own 4× the L2 (a row sum into
+//     4096 floats through the engine's reduction kernel), so no input is left in the cache and
+//     the L2 holds clean lines: the timed call's DRAM traffic is its own.
+//   dirty (bench_cuda_kernels' dirty_l2/… lines, its sessions 1–7 protocol, nvbench's kind of
+//     flush): ZEROES a buffer 2× the L2, which leaves the L2 full of dirty lines that the timed
+//     call writes back to DRAM while it reads.
+struct L2Flush {
+  static constexpr int64_t kRows = 4096;
+  bool dirty = false;
+  size_t bytes = 0;     // the buffer
+  int64_t per_row = 0;  // clean: floats per row of the summed buffer (kRows rows)
+  float* p = nullptr;
+  float* sums = nullptr;
+  explicit L2Flush(bool zeroing = false) : dirty(zeroing) {
+    const size_t l2 = size_t(l2_bytes());
+    if (l2 == 0) return;
+    per_row = int64_t((4 * l2 / sizeof(float) + kRows - 1) / kRows);
+    bytes = dirty ? 2 * l2 : size_t(kRows * per_row) * sizeof(float);
+    CUDA_OK(cudaMalloc(reinterpret_cast<void**>(&p), bytes));
+    CUDA_OK(cudaMemset(p, 0, bytes));
+    CUDA_OK(cudaMalloc(reinterpret_cast<void**>(&sums), kRows * sizeof(float)));
+    CUDA_OK(cudaDeviceSynchronize());
+  }
+  ~L2Flush() {
+    cudaFree(p);
+    cudaFree(sums);
+  }
+  L2Flush(const L2Flush&) = delete;
+  L2Flush& operator=(const L2Flush&) = delete;
+  void operator()() const {
+    if (!p) return;
+    if (dirty)
+      CUDA_OK(cudaMemsetAsync(p, 0, bytes));
+    else
+      kernels::cuda_ops::sum(kernels::cuda_ops::Type::f32, kRows, per_row, 1, p, sums, 0);
   }
 };
 

@@ -1,4 +1,5 @@
 // Joining and indexing ops.
+#include <cstdint>
 #include <cstring>
 
 #include "engine/ops_common.h"
@@ -212,15 +213,17 @@ Tensor one_hot(const Tensor& indices, int64_t num_classes, DType dtype) {
   detail::check_device("one_hot", {&indices});
   RLFT_CHECK(indices.dtype() == DType::i64, "one_hot: indices must be int64, got ", indices.dtype());
   RLFT_CHECK(num_classes > 0, "one_hot: num_classes must be positive, got ", num_classes);
-  const std::vector<int64_t> idx = indices.to_int_vector();
   if (indices.device().is_cuda()) {
-    for (size_t i = 0; i < idx.size(); ++i)
-      RLFT_CHECK(idx[i] >= 0 && idx[i] < num_classes, "one_hot: index ", idx[i], " out of range [0, ", num_classes,
-                 ") at position ", i);
-    // [..., 1] == [C] broadcast, then the dtype: elementwise kernels only.
+    // Checked on the device, reported at the next synchronisation (kernels/cuda_ops.h); a bad
+    // index gives an all-zero row. [..., 1] == [C] broadcast, then the dtype.
+    const Tensor ic = indices.contiguous();
+    kernels::cuda_ops::check_targets(kernels::cuda_ops::Type::f32, ic.data<int64_t>(), ic.numel(),
+                                     num_classes, INT64_MIN, nullptr, indices.device().index,
+                                     kernels::cuda_ops::IndexOp::one_hot);
     const Tensor classes = Tensor::arange(num_classes, DType::i64, indices.device());
     return eq(indices.unsqueeze(-1), classes).to(dtype);
   }
+  const std::vector<int64_t> idx = indices.to_int_vector();
   Shape s = indices.shape();
   s.push_back(num_classes);
   Tensor out = Tensor::zeros(s, dtype);

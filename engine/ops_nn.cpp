@@ -59,10 +59,10 @@ void check_index_values(const char* op, const int64_t* p, int64_t n, int64_t lim
                limit, ") at position ", i);
 }
 
-// On a CUDA device the indices are copied to the host for the check (one small blocking copy).
+// CPU indices only: on a CUDA device the kernels check them (kernels/cuda_ops.h).
 void check_indices(const char* op, const Tensor& idx, int64_t limit, int64_t ignore = INT64_MIN) {
   RLFT_CHECK(idx.dtype() == DType::i64, op, ": indices must be int64, got ", idx.dtype());
-  const Tensor c = idx.device().is_cuda() ? idx.to(Device::cpu()) : idx.contiguous();
+  const Tensor c = idx.contiguous();
   check_index_values(op, c.data<int64_t>(), c.numel(), limit, ignore);
 }
 
@@ -85,11 +85,12 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore
   const Tensor x = logits.contiguous(), t = targets.contiguous();
   if (dev.is_cuda()) {
     dispatch_float(logits.dtype(), "cross_entropy", [](auto) {});
-    // One copy of the targets to the host, for the range check and the count of rows that count.
-    const std::vector<int64_t> th = targets.to_int_vector();
-    check_index_values("cross_entropy", th.data(), int64_t(th.size()), C, ignore_index);
-    int64_t count = 0;
-    for (int64_t v : th) count += v != ignore_index;
+    // The targets stay on the device: the kernel checks their range (a bad one is reported at
+    // the next synchronisation, as embedding's indices are) and marks the rows that count, so
+    // the mean's divisor is a device scalar and the step needs no host round trip.
+    Tensor valid = Tensor::empty({N}, logits.dtype(), dev);
+    cuda_ops::check_targets(ctype(x.dtype()), t.data<int64_t>(), N, C, ignore_index,
+                            valid.raw_data(), dev.index);
     Tensor per_row = Tensor::empty({N}, logits.dtype(), dev);
     Tensor lse = Tensor::empty({N}, DType::f64, dev);
     cuda_ops::cross_entropy_rows(ctype(x.dtype()), N, C, x.raw_data(), t.data<int64_t>(), ignore_index,
@@ -108,7 +109,7 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore
     if (red == "none") return per_row;
     Tensor total = sum(per_row);
     if (red == "sum") return total;
-    return mul(total, 1.0 / double(count));
+    return div(total, sum(valid));  // 0 / 0 = NaN when every row is ignored, as on the CPU
   }
   const int64_t* tp = t.data<int64_t>();
   check_index_values("cross_entropy", tp, N, C, ignore_index);

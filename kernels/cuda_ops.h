@@ -174,10 +174,11 @@ void softmax_rows(Type type, int64_t N, int64_t V, const void* x, void* y, bool 
                   int device);
 void softmax_rows_backward(Type type, int64_t N, int64_t V, const void* y, const void* g, void* dx,
                            bool log_space, int device);
-// loss[i] = lse_i − x[i, t_i], lse saved in double (0 and 0 where t_i == ignore_index).
+// loss[i] = lse_i − x[i, t_i], lse saved in double (0 and 0 where t_i == ignore_index, and
+// where t_i is outside [0, V): check_targets reports those).
 void cross_entropy_rows(Type type, int64_t N, int64_t V, const void* x, const int64_t* t,
                         int64_t ignore_index, void* loss, double* lse, int device);
-// dx[i, :] = g[i]·(softmax(x_i) − onehot(t_i)); zero rows where ignored.
+// dx[i, :] = g[i]·(softmax(x_i) − onehot(t_i)); zero rows where ignored or out of range.
 void cross_entropy_rows_backward(Type type, int64_t N, int64_t V, const void* x, const int64_t* t,
                                  int64_t ignore_index, const double* lse, const void* g, void* dx,
                                  int device);
@@ -204,8 +205,15 @@ void layer_norm_backward(Type type, int64_t N, int64_t C, const void* x, const v
 // on that device — like PyTorch's device-side asserts, the error surfaces at a later call,
 // but the process stays usable. A correct program pays one compare per element and one load
 // from pinned memory per device-to-host copy.
-enum class IndexOp : uint8_t { embedding, index_select, gather };
+enum class IndexOp : uint8_t { embedding, index_select, gather, cross_entropy, one_hot };
 void check_index_faults(int device);
+// Class indices (a loss's targets, one_hot's input), checked the same way: the first one
+// outside [0, n_classes) that is not ignore_index is recorded as a fault of `op`. Unless
+// `valid` is null, valid[i] = 1 where t[i] is in range and is not ignore_index, else 0 (in
+// `type`: Σ valid is cross-entropy's divisor without a copy to the host); the loss kernels
+// read an out-of-range row as ignored.
+void check_targets(Type type, const int64_t* t, int64_t n, int64_t n_classes, int64_t ignore_index,
+                   void* valid, int device, IndexOp op = IndexOp::cross_entropy);
 // out[o, i, j] = src[o, idx[i], j] for contiguous src [outer, n_src, inner], out [outer, k, inner].
 void index_select(Type type, int64_t outer, int64_t n_src, int64_t inner, const void* src,
                   const int64_t* idx, int64_t k, void* out, int device,

@@ -155,6 +155,9 @@ void layer_norm_backward(Type, int64_t, int64_t, const void*, const void*, const
   not_built("cuda layer_norm backward");
 }
 void check_index_faults(int) {}  // no device kernel can have run
+void check_targets(Type, const int64_t*, int64_t, int64_t, int64_t, void*, int, IndexOp) {
+  not_built("cuda check_targets");
+}
 void index_select(Type, int64_t, int64_t, int64_t, const void*, const int64_t*, int64_t, void*, int, IndexOp) {
   not_built("cuda index_select");
 }

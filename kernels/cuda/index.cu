@@ -4,6 +4,7 @@
 //   index_add     dst[o, idx[i], j] += src[o, i, j]         (embedding / index_select backward)
 //   gather        out[p] = a[p with index[p] along dim]
 //   scatter_add   dst[p with index[p] along dim] += src[p]  (gather backward)
+//   check_targets valid[i] = (t[i] ≠ ignore and 0 ≤ t[i] < C)  (cross_entropy, one_hot)
 // One version each, a grid-stride loop over the output (or source) elements. The adds use
 // atomicAdd (float and double: sm_60 and later), so repeated indices accumulate correctly but
 // the order of the float additions — and so the last bits — can differ between runs; the CPU
@@ -97,6 +98,10 @@ const char* op_name(int op) {
       return "index_select";
     case IndexOp::gather:
       return "gather";
+    case IndexOp::cross_entropy:
+      return "cross_entropy";
+    case IndexOp::one_hot:
+      return "one_hot";
   }
   return "index";
 }
@@ -167,6 +172,18 @@ __global__ void scatter_add_kernel(Geometry g, const T* src, const int64_t* inde
   }
 }
 
+template <typename T>
+__global__ void check_targets_kernel(const int64_t* t, int64_t n, int64_t n_classes,
+                                     int64_t ignore_index, T* valid, IndexFault* fault,
+                                     IndexOp op) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
+       i += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t r = t[i];
+    const bool ignored = r == ignore_index, ok = in_range(r, n_classes);
+    if (valid) valid[i] = T(!ignored && ok ? 1 : 0);
+    if (!ignored && !ok) record_fault(fault, op, r, n_classes, i);
+  }
+}
 
 }  // namespace
 
@@ -209,6 +226,19 @@ void index_add(Type type, int64_t outer, int64_t n_dst, int64_t inner, void* dst
     using T = decltype(tag);
     index_add_kernel<T><<<blocks_for(total), kThreads>>>(
         outer, n_dst, inner, static_cast<T*>(dst), idx, k, static_cast<const T*>(src), fault, op);
+  });
+  RLFT_CUDA_CHECK_LAUNCH();
+}
+
+void check_targets(Type type, const int64_t* t, int64_t n, int64_t n_classes, int64_t ignore_index,
+                   void* valid, int device, IndexOp op) {
+  if (n == 0) return;
+  cuda_detail::set_device(device);
+  IndexFault* fault = fault_slot(device);
+  dispatch_floating(type, "cuda check_targets", [&](auto tag) {
+    using T = decltype(tag);
+    check_targets_kernel<T><<<blocks_for(n), kThreads>>>(t, n, n_classes, ignore_index,
+                                                         static_cast<T*>(valid), fault, op);
   });
   RLFT_CUDA_CHECK_LAUNCH();
 }

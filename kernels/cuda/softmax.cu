@@ -112,7 +112,9 @@ __global__ void cross_entropy_kernel(int64_t N, int64_t V, const T* x, const int
   __shared__ double smem_d[kMaxWarps];
   for (int64_t i = blockIdx.x; i < N; i += gridDim.x) {
     const int64_t ti = t[i];
-    if (ti == ignore_index) {  // the same for the whole block: no thread reaches a barrier alone
+    // Ignored, or out of range (check_targets reports it): the same for the whole block, so
+    // no thread reaches a barrier alone.
+    if (ti == ignore_index || ti < 0 || ti >= V) {
       if (threadIdx.x == 0) {
         loss[i] = T(0);
         lse[i] = 0;
@@ -137,7 +139,7 @@ __global__ void cross_entropy_backward_kernel(int64_t N, int64_t V, const T* x, 
   for (int64_t i = blockIdx.x; i < N; i += gridDim.x) {
     T* dr = dx + i * V;
     const int64_t ti = t[i];
-    if (ti == ignore_index) {
+    if (ti == ignore_index || ti < 0 || ti >= V) {
       for (int64_t j = threadIdx.x; j < V; j += blockDim.x) dr[j] = T(0);
       continue;
     }

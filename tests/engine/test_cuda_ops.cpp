@@ -182,9 +182,10 @@ TEST(CudaOps, MixedDevicesAreOneClearError) {
             std::string::npos);
 }
 
-// Indices are checked by the device kernels, not on the host: a bad one reads as 0 (adds
-// nothing backward) and the first is reported, naming the op, by the next synchronising call
-// (a copy to the host, cuda::synchronize) — then cleared, so the next one is reported too.
+// Indices (and cross_entropy's targets) are checked by the device kernels, not on the host: a
+// bad one reads as 0 (adds nothing backward) and the first is reported, naming the op, by the next
+// synchronising call (a copy to the host, cuda::synchronize) — then cleared, so the next one is
+// reported too.
 TEST(CudaOps, BadIndicesOnTheDeviceAreReportedAtTheNextSynchronisation) {
   RLFT_REQUIRE_GPU();
   const Tensor w = Tensor::ones({4, 3}).to(kGpu);
@@ -211,6 +212,29 @@ TEST(CudaOps, BadIndicesOnTheDeviceAreReportedAtTheNextSynchronisation) {
   EXPECT_NE(msg.find("gather: index 9 out of range [0, 7)"), std::string::npos) << msg;
   EXPECT_EQ(src.grad().to_vector(),
             (std::vector<double>{1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 1, 1, 0, 0}));
+
+  // cross_entropy's targets: a bad one is reported the same way, and its row reads as ignored
+  // (loss 0, no gradient, not counted in the mean): here the mean is row 0's log 4 alone.
+  Tensor logits = Tensor::zeros({3, 4}).to(kGpu);
+  logits.set_requires_grad();
+  const Tensor tgt = Tensor::from_vector(std::vector<int64_t>{2, 4, -100}, {3}).to(kGpu);
+  const Tensor ce = cross_entropy(logits, tgt);
+  msg = testing::error_of([&] { (void)ce.item(); });
+  EXPECT_NE(msg.find("cross_entropy: index 4 out of range [0, 4) at position 1"), std::string::npos)
+      << msg;
+  EXPECT_NEAR(ce.item(), std::log(4.0), 1e-6);
+  ce.backward();
+  const std::vector<double> want{0.25, 0.25, -0.75, 0.25, 0, 0, 0, 0, 0, 0, 0, 0};
+  const std::vector<double> got = logits.grad().to_vector();
+  ASSERT_EQ(got.size(), want.size());
+  for (size_t i = 0; i < want.size(); ++i) EXPECT_NEAR(got[i], want[i], 1e-6) << "dlogits " << i;
+
+  // one_hot: the bad index's row is all zeros.
+  const Tensor oh = one_hot(Tensor::from_vector(std::vector<int64_t>{1, -2}, {2}).to(kGpu), 3);
+  msg = testing::error_of([&] { (void)oh.to_vector(); });
+  EXPECT_NE(msg.find("one_hot: index -2 out of range [0, 3) at position 1"), std::string::npos)
+      << msg;
+  EXPECT_EQ(oh.to_vector(), (std::vector<double>{0, 1, 0, 0, 0, 0}));
   EXPECT_NO_THROW(cuda::synchronize(0)) << "nothing pending";
 }
 
