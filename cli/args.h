@@ -108,7 +108,9 @@ class Args {
         if (o.is_bool && (i + 1 >= argc || std::string(argv[i + 1]).rfind("--", 0) == 0)) {
           value = "true";
         } else {
-          RLFT_CHECK(i + 1 < argc, a, ": missing value");
+          // "--name --quiet" is a forgotten value, not a run called "--quiet".
+          RLFT_CHECK(i + 1 < argc && std::string(argv[i + 1]).rfind("--", 0) != 0, a,
+                     ": missing value (write ", a, "=VALUE for a value that starts with '--')");
           value = argv[++i];
         }
       }

@@ -4,9 +4,10 @@
 
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "rl/eval.h"
 #include "rl/ppo.h"
 #include "rl/reinforce.h"
-#include "rl/eval.h"
+#include "rl/run.h"
 
 namespace rlft::cli {
 
@@ -77,7 +78,7 @@ int run_train(int argc, char** argv, int first) {
     args.add("--runs-dir", &runs_dir, "parent directory of runs");
     if (!args.parse(argc, argv, first + 1)) return 0;
     if (name.empty()) name = "ppo-" + cfg.env_id + "-" + std::to_string(cfg.seed);
-    const rl::PPOResult r = rl::train_ppo(cfg, runs_dir + "/" + name);
+    const rl::PPOResult r = rl::train_ppo(cfg, rl::run_path(runs_dir, name));
     std::printf("run written to %s/%s", runs_dir.c_str(), name.c_str());
     if (r.steps_to_threshold >= 0) std::printf(" (solved: last-20 return reached the threshold at step %lld)",
                                                (long long)r.steps_to_threshold);
@@ -109,7 +110,7 @@ int run_train(int argc, char** argv, int first) {
     args.add("--runs-dir", &runs_dir, "parent directory of runs");
     if (!args.parse(argc, argv, first + 1)) return 0;
     if (name.empty()) name = "reinforce-" + cfg.env_id + "-" + std::to_string(cfg.seed);
-    const rl::ReinforceResult r = rl::train_reinforce(cfg, runs_dir + "/" + name);
+    const rl::ReinforceResult r = rl::train_reinforce(cfg, rl::run_path(runs_dir, name));
     std::printf("run written to %s/%s", runs_dir.c_str(), name.c_str());
     if (r.episodes_to_threshold >= 0)
       std::printf(" (solved: last-20 return reached the threshold at episode %lld)", (long long)r.episodes_to_threshold);

@@ -26,6 +26,30 @@ const char* kUsage =
     "  experiment frontier        DPO vs PPO-RLHF reward-KL frontier on reviews (DPO paper, Fig. 2)\n"
     "  experiment verifiable      GRPO family x 3 seeds on arith from one SFT checkpoint\n";
 
+// The message on one line whatever it quotes (a prompt, a JSONL field): control characters
+// are written as \n, \r, \t or \xNN, so an error is always exactly one line on stderr.
+std::string one_line(const char* what) {
+  std::string out;
+  for (const char* p = what; *p; ++p) {
+    const unsigned char c = static_cast<unsigned char>(*p);
+    if (c == '\n') {
+      out += "\\n";
+    } else if (c == '\r') {
+      out += "\\r";
+    } else if (c == '\t') {
+      out += "\\t";
+    } else if (c < 0x20 || c == 0x7f) {
+      static const char* hex = "0123456789abcdef";
+      out += "\\x";
+      out += hex[c >> 4];
+      out += hex[c & 15];
+    } else {
+      out += char(c);
+    }
+  }
+  return out;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -57,14 +81,23 @@ int main(int argc, char** argv) {
       if (sub == "frontier") return rlft::cli::run_experiment_frontier(argc, argv, 3);
       if (sub == "verifiable") return rlft::cli::run_experiment_verifiable(argc, argv, 3);
     }
-    if (cmd == "experiment")
+    if (cmd == "experiment") {
+      if (argc > 2 && (std::string(argv[2]) == "--help" || std::string(argv[2]) == "-h")) {
+        std::fputs(
+            "usage: rlft experiment frontier|verifiable [options]   (rlft experiment <name> --help "
+            "lists its "
+            "options)\n",
+            stdout);
+        return 0;
+      }
       throw rlft::Error("usage: rlft experiment frontier|verifiable [options] (see rlft --help)");
+    }
     throw rlft::Error(rlft::str("unknown command '", cmd, "' (see rlft --help)"));
   } catch (const rlft::Error& e) {
-    std::fprintf(stderr, "rlft: error: %s\n", e.what());
+    std::fprintf(stderr, "rlft: error: %s\n", one_line(e.what()).c_str());
     return 2;
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "rlft: internal error: %s\n", e.what());
+    std::fprintf(stderr, "rlft: internal error: %s\n", one_line(e.what()).c_str());
     return 1;
   }
 }

@@ -1,5 +1,8 @@
 #include "engine/checkpoint.h"
 
+#include <cerrno>
+#include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <set>
 
@@ -116,6 +119,50 @@ Metadata load_checkpoint(const std::string& path, nn::Module& module, optim::Opt
   NoGradGuard ng;
   for (const auto& [name, p] : params) p.copy_(by_name[name].to(p.device()));
   return metadata;
+}
+
+namespace {
+
+const std::string& metadata_text(const Metadata& m, const std::string& key,
+                                 const std::string& source) {
+  const auto it = m.find(key);
+  RLFT_CHECK(it != m.end(), source, ": no '", key, "' in the checkpoint's metadata");
+  RLFT_CHECK(!it->second.empty(), source, ": metadata '", key, "' is empty");
+  return it->second;
+}
+
+}  // namespace
+
+int64_t metadata_int(const Metadata& m, const std::string& key, const std::string& source,
+                     int64_t lo, int64_t hi) {
+  const std::string& s = metadata_text(m, key, source);
+  char* end = nullptr;
+  errno = 0;
+  const long long v = std::strtoll(s.c_str(), &end, 10);
+  RLFT_CHECK(*end == '\0' && errno != ERANGE, source, ": metadata '", key, "' is '", s,
+             "', not an integer");
+  RLFT_CHECK(v >= lo && v <= hi, source, ": metadata '", key, "' is ", v, ", outside [", lo, ", ",
+             hi, "]");
+  return v;
+}
+
+uint64_t metadata_uint(const Metadata& m, const std::string& key, const std::string& source) {
+  const std::string& s = metadata_text(m, key, source);
+  char* end = nullptr;
+  errno = 0;
+  const unsigned long long v = std::strtoull(s.c_str(), &end, 10);
+  RLFT_CHECK(s[0] >= '0' && s[0] <= '9' && *end == '\0' && errno != ERANGE, source, ": metadata '",
+             key, "' is '", s, "', not an unsigned integer");
+  return v;
+}
+
+double metadata_double(const Metadata& m, const std::string& key, const std::string& source) {
+  const std::string& s = metadata_text(m, key, source);
+  char* end = nullptr;
+  const double v = std::strtod(s.c_str(), &end);
+  RLFT_CHECK(*end == '\0' && std::isfinite(v), source, ": metadata '", key, "' is '", s,
+             "', not a finite number");
+  return v;
 }
 
 }  // namespace rlft

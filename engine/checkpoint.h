@@ -8,6 +8,7 @@
 // bad file never half-loads a model.
 #pragma once
 
+#include <cstdint>
 #include <map>
 #include <string>
 #include <utility>
@@ -35,5 +36,13 @@ void save_checkpoint(const std::string& path, const nn::Module& module, const op
 // Restores `module` (and `opt` when given, which the file must then contain). Errors name
 // the file and list missing and unexpected tensors, dtype and shape mismatches.
 Metadata load_checkpoint(const std::string& path, nn::Module& module, optim::Optimizer* opt = nullptr);
+
+// A number stored in a checkpoint's metadata (written with std::to_string / json): a missing
+// key, text that is not wholly one number, or a value outside [lo, hi] (or not finite) is an
+// error naming `source` (the file) and the key, not std::stoll's bare "stoll".
+int64_t metadata_int(const Metadata& m, const std::string& key, const std::string& source,
+                     int64_t lo = 0, int64_t hi = INT64_MAX);
+uint64_t metadata_uint(const Metadata& m, const std::string& key, const std::string& source);
+double metadata_double(const Metadata& m, const std::string& key, const std::string& source);
 
 }  // namespace rlft

@@ -11,6 +11,7 @@
 #include <chrono>
 #include <cstdint>
 #include <cstring>
+#include <new>
 #include <utility>
 
 #include "engine/error.h"
@@ -104,7 +105,12 @@ std::string read_file(const std::string& path) {
   if (::fstat(file.fd, &st) != 0) throw Error(str("cannot read '", path, "': ", reason(errno)));
   if (S_ISDIR(st.st_mode)) throw Error(str("cannot read '", path, "': Is a directory"));
   std::string bytes;
-  if (S_ISREG(st.st_mode)) bytes.reserve(size_t(st.st_size));
+  const bool regular = S_ISREG(st.st_mode);
+  try {
+    if (regular) bytes.reserve(size_t(st.st_size));
+  } catch (const std::bad_alloc&) {
+    throw Error(str("cannot read '", path, "': its ", st.st_size, " bytes do not fit in memory"));
+  }
   char buf[1 << 16];
   while (true) {
     const ssize_t n = ::read(file.fd, buf, sizeof(buf));
@@ -113,8 +119,29 @@ std::string read_file(const std::string& path) {
       throw Error(str("cannot read '", path, "': ", reason(errno)));
     }
     if (n == 0) return bytes;
+    // A pipe or device (/dev/zero) has no size: stop at kMaxStreamBytes, not at memory's end.
+    if (!regular && bytes.size() + size_t(n) > kMaxStreamBytes)
+      throw Error(str("cannot read '", path, "': not a regular file, and more than ",
+                      kMaxStreamBytes >> 20, " MiB came from it"));
     bytes.append(buf, size_t(n));
   }
+}
+
+bool is_dir(const std::string& path) {
+  struct stat st;
+  return ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+void remove_file(const std::string& path) {
+  struct stat st;
+  if (::lstat(path.c_str(), &st) != 0) {
+    if (errno == ENOENT) return;
+    throw Error(str("cannot remove '", path, "': ", reason(errno)));
+  }
+  if (S_ISDIR(st.st_mode))
+    throw Error(str("cannot remove '", path, "': it is a directory, not a file"));
+  if (::unlink(path.c_str()) != 0 && errno != ENOENT)
+    throw Error(str("cannot remove '", path, "': ", reason(errno)));
 }
 
 void append_line(const std::string& path, std::string_view line) {

@@ -7,6 +7,7 @@
 // POSIX only.
 #pragma once
 
+#include <cstddef>
 #include <string>
 #include <string_view>
 
@@ -17,7 +18,9 @@ namespace rlft::fs {
 // usual permissions (0666 minus the umask).
 void atomic_write_file(const std::string& path, std::string_view bytes);
 
-// The whole file as bytes.
+// The whole file as bytes. A pipe or device is read up to kMaxStreamBytes (so /dev/zero is an
+// error, not the end of memory); a regular file too large for memory is an error naming it.
+inline constexpr size_t kMaxStreamBytes = size_t(1) << 30;
 std::string read_file(const std::string& path);
 
 // Appends `line` and '\n' with one write() (for metrics.jsonl). `line` must not contain a
@@ -31,5 +34,11 @@ void make_dirs(const std::string& path);
 
 // True when something exists at `path` (follows symlinks).
 bool exists(const std::string& path);
+// True when `path` is a directory (follows symlinks).
+bool is_dir(const std::string& path);
+
+// Removes the file (or symlink) at `path`; nothing there is fine. A directory there, or a
+// failure, is an error naming the path.
+void remove_file(const std::string& path);
 
 }  // namespace rlft::fs

@@ -217,10 +217,10 @@ PPOResult train_ppo(const PPOConfig& cfg, const std::string& run_dir,
     const Metadata md = load_checkpoint(ckpt, agent, &optimizer);
     RLFT_CHECK(md.count("update") && md.count("global_step") && md.count("generator_offset"), ckpt,
                ": not a PPO training checkpoint (metadata lacks update/global_step/generator_offset)");
-    first_update = std::stoll(md.at("update")) + 1;
-    global_step = std::stoll(md.at("global_step"));
-    gen.set_state(cfg.seed, std::stoull(md.at("generator_offset")));
-    if (md.count("kl_beta")) kl_beta = std::stod(md.at("kl_beta"));
+    first_update = metadata_int(md, "update", ckpt) + 1;
+    global_step = metadata_int(md, "global_step", ckpt);
+    gen.set_state(cfg.seed, metadata_uint(md, "generator_offset", ckpt));
+    if (md.count("kl_beta")) kl_beta = metadata_double(md, "kl_beta", ckpt);
     if (md.count("obs_rms")) obs_rms = RunningMeanStd::from_json(json::parse(md.at("obs_rms"), ckpt));
   }
   // Metadata of policy and checkpoint files (architecture, env, counters, RNG position).

@@ -16,17 +16,34 @@
 
 namespace rlft::rl {
 
-RunDir::RunDir(const std::string& dir, bool fresh) : dir_(dir) {
+std::string run_path(const std::string& runs_dir, const std::string& name) {
+  RLFT_CHECK(!runs_dir.empty(), "the runs directory is an empty path");
+  RLFT_CHECK(!name.empty(), "the run name is empty");
+  RLFT_CHECK(
+      name != "." && name != ".." && name.find('/') == std::string::npos && name[0] != '-',
+      "run name '", name,
+      "': a run name is one path component (no '/', not '.' or '..', not starting with '-')");
+  for (char c : name)
+    RLFT_CHECK(static_cast<unsigned char>(c) >= 0x20 && c != 0x7f,
+               "run name: a control character in it");
+  return runs_dir + "/" + name;
+}
+
+RunDir::RunDir(const std::string& dir, bool fresh) : dir_(dir), fresh_(fresh) {
   RLFT_CHECK(!dir.empty(), "run directory: empty path");
+  if (!fresh) RLFT_CHECK(fs::is_dir(dir), dir, ": nothing to resume (no such run directory)");
   fs::make_dirs(dir);
   // Probe writability now, so a bad --run-dir fails before any training.
   const std::string probe = path(".write_test");
   fs::atomic_write_file(probe, "ok");
   std::filesystem::remove(probe);
-  if (fresh) std::filesystem::remove(path("metrics.jsonl"));
 }
 
 void RunDir::write_config(const json::Value& config) const {
+  if (fresh_) {
+    for (const char* stale : {"metrics.jsonl", "checkpoint.safetensors"})
+      fs::remove_file(path(stale));
+  }
   fs::atomic_write_file(path("config.json"), config.dump(2) + "\n");
 }
 

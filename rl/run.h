@@ -15,13 +15,23 @@
 
 namespace rlft::rl {
 
+// The directory of run `name` under `runs_dir`, checked: neither may be empty, and the name is
+// one path component (no '/', not "." or "..", not starting with '-', no control characters),
+// so a run never lands outside `runs_dir` (e.g. in / for --runs-dir '').
+std::string run_path(const std::string& runs_dir, const std::string& name);
+
 class RunDir {
  public:
-  // Creates `dir` (e.g. "runs/ppo-cartpole"); an unwritable location is an rlft::Error.
-  // With `fresh`, an existing metrics.jsonl is removed (a new run, not a resume).
+  // A fresh run creates `dir` (e.g. "runs/ppo-cartpole"); a resumed one (fresh = false) needs
+  // it to exist. An unwritable location is an rlft::Error. Nothing an earlier run left in
+  // `dir` is touched here.
   RunDir(const std::string& dir, bool fresh);
   const std::string& dir() const { return dir_; }
   std::string path(const std::string& file) const { return dir_ + "/" + file; }
+  // The run's first write. For a fresh run it first removes what an earlier run of the same
+  // name left (metrics.jsonl, checkpoint.safetensors), so old metrics and weights never mix
+  // with the new run's. Call it once every input has been read and every setting checked: a
+  // command that fails before it leaves an earlier run in `dir` as it was.
   void write_config(const json::Value& config) const;
   void log(const json::Value& metrics) const;
   // For --resume: drops the metrics.jsonl lines logged after `step` (a crash between two
@@ -31,6 +41,7 @@ class RunDir {
 
  private:
   std::string dir_;
+  bool fresh_;
 };
 
 // The git revision of the source tree rlft was built from, or "unknown".

@@ -178,9 +178,8 @@ DPOResult train_dpo(const DPOConfig& cfg) {
       for (int64_t j = 0; j < cfg.eval_samples; ++j) eval_prompts.push_back(p);
   }
 
-  const rl::RunDir run(cfg.out_dir + "/" + cfg.name, !cfg.resume);
+  const rl::RunDir run(rl::run_path(cfg.out_dir, cfg.name), !cfg.resume);
   const std::string ckpt = run.path("checkpoint.safetensors");
-  if (!cfg.resume) std::filesystem::remove(ckpt);  // never leave an old run's weights behind
   json::Value config_json = to_json(cfg);
   config_json.set("git_revision", rl::git_revision());
   optim::Adam opt(policy.parameters(), cfg.lr);
@@ -193,7 +192,7 @@ DPOResult train_dpo(const DPOConfig& cfg) {
     RLFT_CHECK(fs::exists(ckpt), ckpt, ": nothing to resume (no checkpoint)");
     const Metadata meta = load_checkpoint(ckpt, policy, &opt);
     RLFT_CHECK(meta.count("step"), ckpt, ": no step in the checkpoint's metadata");
-    start = std::stoll(meta.at("step"));
+    start = metadata_int(meta, "step", ckpt);
     for (const json::Value& line : run.keep_metrics_through(start)) {
       const int64_t s = line.at("step").as_int();
       if (line.contains("kl") && line.contains("ground_truth")) {

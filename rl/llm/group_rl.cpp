@@ -431,7 +431,7 @@ GroupRLResult train_group_rl(const GroupRLConfig& cfg_in) {
   schedule.base_lr = cfg.lr;
   schedule.end_lr = cfg.lr * cfg.min_lr_ratio;
   schedule.total = cfg.steps;
-  const rl::RunDir run(cfg.out_dir + "/" + cfg.name, !cfg.resume);
+  const rl::RunDir run(rl::run_path(cfg.out_dir, cfg.name), !cfg.resume);
   const std::string ckpt = run.path("checkpoint.safetensors");
   json::Value config_json = to_json(cfg);
   config_json.set("git_revision", rl::git_revision());
@@ -442,10 +442,8 @@ GroupRLResult train_group_rl(const GroupRLConfig& cfg_in) {
     resumed = load_checkpoint(ckpt, policy, &opt);
     RLFT_CHECK(resumed.count("group_rl_state"), ckpt,
                ": not a group RL training checkpoint (no group_rl_state)");
-  } else {
-    std::filesystem::remove(ckpt);  // a fresh run never leaves an old run's weights behind
   }
-  run.write_config(config_json);
+  run.write_config(config_json);  // a fresh run: the old run's checkpoint and metrics go
   if (!cfg.quiet) {
     std::printf("rlft lm %s — %s (objective %s, %zu train prompts, %.3fM parameters)\n",
                 cfg.algo.c_str(), run.dir().c_str(), objective->name().c_str(),
@@ -525,7 +523,7 @@ GroupRLResult train_group_rl(const GroupRLConfig& cfg_in) {
   int64_t start = 0;
   if (cfg.resume) {
     const json::Value st = json::parse(resumed.at("group_rl_state"), ckpt + " group_rl_state");
-    start = std::stoll(resumed.at("step"));
+    start = metadata_int(resumed, "step", ckpt);
     RLFT_CHECK(start <= cfg.steps, ckpt, ": checkpoint is at step ", start, ", beyond --steps ",
                cfg.steps);
     sample_gen.set_state(sample_gen.seed(), uint64_t(st.at("sample_offset").as_int()));

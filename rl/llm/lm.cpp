@@ -111,7 +111,7 @@ LoadedModel load_model(const std::string& path, Device device) {
              out.tokenizer.vocab_size(), " tokens but the model ", cfg.vocab_size);
   if (meta.count("run_config"))
     out.run_config = json::parse(meta["run_config"], out.path + ":run_config");
-  if (meta.count("step")) out.step = std::stoll(meta["step"]);
+  if (meta.count("step")) out.step = metadata_int(meta, "step", out.path);
   Generator gen(0);
   out.model = std::make_shared<models::GPT>(cfg, gen);
   out.model->to(device);  // load_checkpoint copies each tensor onto its parameter's device

@@ -131,7 +131,7 @@ RewardModelResult train_reward_model(const RewardModelConfig& cfg) {
   std::vector<PreferencePair> train(pairs.begin(), pairs.end() - long(n_eval));
   RLFT_CHECK(!train.empty(), cfg.prefs, ": no training pairs left after holding out ", n_eval);
 
-  const rl::RunDir run(cfg.out_dir + "/" + cfg.name, true);
+  const rl::RunDir run(rl::run_path(cfg.out_dir, cfg.name), true);
   json::Value config_json = to_json(cfg);
   config_json.set("git_revision", rl::git_revision());
   run.write_config(config_json);

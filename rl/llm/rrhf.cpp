@@ -92,7 +92,7 @@ RRHFResult train_rrhf(const RRHFConfig& cfg) {
   for (size_t i = train_prompts.size(); i > 1; --i)
     std::swap(train_prompts[i - 1], train_prompts[gen.below(i)]);
 
-  const rl::RunDir run(cfg.out_dir + "/" + cfg.name, true);
+  const rl::RunDir run(rl::run_path(cfg.out_dir, cfg.name), true);
   json::Value config_json = to_json(cfg);
   config_json.set("git_revision", rl::git_revision());
   run.write_config(config_json);

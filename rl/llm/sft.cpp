@@ -259,10 +259,8 @@ SFTResult train_sft(const SFTConfig& cfg_in) {
   schedule.warmup = cfg.warmup;
   schedule.total = cfg.steps;
 
-  const rl::RunDir run(cfg.out_dir + "/" + cfg.name, !cfg.resume);
+  const rl::RunDir run(rl::run_path(cfg.out_dir, cfg.name), !cfg.resume);
   const std::string ckpt = run.path("checkpoint.safetensors");
-  if (!cfg.resume)
-    std::filesystem::remove(ckpt);  // a fresh run never leaves an old run's weights behind
   json::Value config_json = to_json(cfg);
   config_json.set("git_revision", rl::git_revision());
 
@@ -274,7 +272,7 @@ SFTResult train_sft(const SFTConfig& cfg_in) {
     const Metadata meta = load_checkpoint(ckpt, model, &opt);
     RLFT_CHECK(meta.count("tokenizer") && json::parse(meta.at("tokenizer")) == tok.to_json(), ckpt,
                ": the checkpoint's tokenizer differs from this task's");
-    start = std::stoll(meta.at("step"));
+    start = metadata_int(meta, "step", ckpt);
     RLFT_CHECK(start <= cfg.steps, ckpt, ": checkpoint is at step ", start, ", beyond --steps ",
                cfg.steps);
     // Drop metrics logged after the checkpoint (a crash between checkpoints), keep the rest.

@@ -1,50 +1,17 @@
 // The rlft command on bad input: one clear line on stderr and exit status 2; --help exits 0.
 #include <gtest/gtest.h>
 
-#include <cstdio>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 #include <string>
 
-#include <sys/wait.h>
-#include <unistd.h>
-
+#include "cli/cli_util.h"
 #include "test_util.h"
 
 namespace {
 
-struct Outcome {
-  int status = -1;
-  std::string out, err;
-};
-
-Outcome run(const std::string& args) {
-  // One directory per test process: ctest runs several at once (a shared one raced).
-  const auto dir =
-      std::filesystem::temp_directory_path() / ("rlft_test_cli-" + std::to_string(::getpid()));
-  std::filesystem::create_directories(dir);
-  const std::string out = (dir / "out.txt").string(), err = (dir / "err.txt").string();
-  const std::string cmd = std::string(RLFT_CLI) + " " + args + " >" + out + " 2>" + err;
-  const int raw = std::system(cmd.c_str());
-  Outcome o;
-  o.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
-  auto slurp = [](const std::string& p) {
-    std::ifstream f(p);
-    std::stringstream ss;
-    ss << f.rdbuf();
-    return ss.str();
-  };
-  o.out = slurp(out);
-  o.err = slurp(err);
-  return o;
-}
-
-int lines(const std::string& s) {
-  int n = 0;
-  for (char c : s) n += c == '\n';
-  return n;
-}
+using rlft::testing::cli::lines;
+using rlft::testing::cli::Outcome;
+using rlft::testing::cli::run;
 
 TEST(Cli, BadInputIsOneLineAndExit2) {
   struct Case {
@@ -109,12 +76,70 @@ TEST(Cli, LmCommandsOnCudaWithoutAGpuAreOneClearError) {
   EXPECT_NE(tpu.err.find("unknown device 'tpu'"), std::string::npos) << tpu.err;
 }
 
+// Where a run goes: never outside --runs-dir, never a forgotten value taken as a name, and a
+// resume of a run that does not exist creates nothing.
+TEST(Cli, RunNamesAndDirectoriesAreChecked) {
+  const auto dir = rlft::testing::cli::scratch_dir("names").string();
+  const struct {
+    std::string args, expect;
+  } cases[] = {
+      {"train ppo --quiet --total-steps 512 --runs-dir ''", "the runs directory is an empty path"},
+      {"train ppo --quiet --total-steps 512 --runs-dir " + dir + " --name ..",
+       "run name '..': a run name is one path"},
+      {"train ppo --quiet --total-steps 512 --runs-dir " + dir + " --name a/b", "run name 'a/b'"},
+      {"train ppo --total-steps 512 --runs-dir " + dir + " --name --quiet",
+       "--name: missing value (write --name=VALUE"},
+      {"train ppo --quiet --total-steps 512 --runs-dir " + dir + " --name nope --resume",
+       dir + "/nope: nothing to resume (no such run directory)"},
+      // A newline in what the error quotes is written as \n: still one line.
+      {"train 'sar\nsa'", "unknown algorithm 'sar\\nsa'"},
+  };
+  for (const auto& c : cases) {
+    const Outcome o = run(c.args);
+    EXPECT_EQ(o.status, 2) << c.args << "\nstderr: " << o.err;
+    EXPECT_EQ(lines(o.err), 1) << c.args << "\nstderr: " << o.err;
+    EXPECT_NE(o.err.find(c.expect), std::string::npos) << c.args << "\nstderr: " << o.err;
+  }
+  EXPECT_FALSE(std::filesystem::exists(dir + "/nope"))
+      << "a failed resume created the run directory";
+  EXPECT_FALSE(std::filesystem::exists(dir + "/a")) << "a run name with '/' created a directory";
+}
+
+// A fresh run over an earlier one replaces its files only once its own settings have been
+// checked; a directory where a run file goes is named, not an internal error.
+TEST(Cli, AFailedRunLeavesTheEarlierRunOfItsNameAsItWas) {
+  const auto dir = rlft::testing::cli::scratch_dir("keep").string();
+  const std::string base =
+      "train ppo --quiet --total-steps 512 --num-envs 2 --num-steps 128 --runs-dir " + dir;
+  ASSERT_EQ(run(base + " --name r").status, 0);
+  const std::string metrics = rlft::testing::cli::slurp(dir + "/r/metrics.jsonl");
+  const std::string ckpt = rlft::testing::cli::slurp(dir + "/r/checkpoint.safetensors");
+  const std::string config = rlft::testing::cli::slurp(dir + "/r/config.json");
+  ASSERT_FALSE(metrics.empty());
+  ASSERT_FALSE(ckpt.empty());
+  const Outcome bad = run(base + " --name r --total-steps 10");
+  EXPECT_EQ(bad.status, 2) << bad.err;
+  EXPECT_EQ(rlft::testing::cli::slurp(dir + "/r/metrics.jsonl"), metrics);
+  EXPECT_EQ(rlft::testing::cli::slurp(dir + "/r/checkpoint.safetensors"), ckpt);
+  EXPECT_EQ(rlft::testing::cli::slurp(dir + "/r/config.json"), config);
+
+  std::filesystem::create_directories(dir + "/d/metrics.jsonl/sub");
+  const Outcome in_the_way = run(base + " --name d");
+  EXPECT_EQ(in_the_way.status, 2) << in_the_way.err;
+  EXPECT_NE(in_the_way.err.find("cannot remove '" + dir + "/d/metrics.jsonl': it is a directory"),
+            std::string::npos)
+      << in_the_way.err;
+}
+
 TEST(Cli, HelpListsOptionsWithDefaults) {
   const Outcome o = run("train ppo --help");
   EXPECT_EQ(o.status, 0);
   EXPECT_NE(o.out.find("--clip-coef"), std::string::npos);
   EXPECT_NE(o.out.find("(default: 0.2)"), std::string::npos);
   EXPECT_EQ(run("--help").status, 0);
+  const Outcome experiment = run("experiment --help");
+  EXPECT_EQ(experiment.status, 0) << experiment.err;
+  EXPECT_NE(experiment.out.find("frontier|verifiable"), std::string::npos);
 }
 
 }  // namespace

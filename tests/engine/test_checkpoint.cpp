@@ -113,5 +113,41 @@ TEST(Checkpoint, TruncatedFileIsAnErrorNotACrash) {
   EXPECT_EQ(a.fc2->bias.to_vector(), before);
 }
 
+// Numbers in the metadata: each way of being wrong names the file and the key.
+TEST(Checkpoint, MetadataNumbersAreCheckedAndNamed) {
+  const Metadata m{{"step", "12"},
+                   {"neg", "-3"},
+                   {"word", "abc"},
+                   {"tail", "7x"},
+                   {"big", "99999999999999999999"},
+                   {"empty", ""},
+                   {"lr", "0.5"},
+                   {"nan", "nan"},
+                   {"off", "18446744073709551615"}};
+  EXPECT_EQ(metadata_int(m, "step", "f.safetensors"), 12);
+  EXPECT_EQ(metadata_int(m, "neg", "f", -5, 5), -3);
+  EXPECT_EQ(metadata_uint(m, "off", "f"), 18446744073709551615ull);
+  EXPECT_EQ(metadata_double(m, "lr", "f"), 0.5);
+  EXPECT_EQ(error_of([&] { (void)metadata_int(m, "word", "f.safetensors"); }),
+            "f.safetensors: metadata 'word' is 'abc', not an integer");
+  EXPECT_EQ(error_of([&] { (void)metadata_int(m, "neg", "f"); }),
+            "f: metadata 'neg' is -3, outside [0, 9223372036854775807]");
+  EXPECT_EQ(error_of([&] { (void)metadata_int(m, "missing", "f"); }),
+            "f: no 'missing' in the checkpoint's metadata");
+  EXPECT_EQ(error_of([&] { (void)metadata_int(m, "empty", "f"); }), "f: metadata 'empty' is empty");
+  EXPECT_NE(error_of([&] { (void)metadata_int(m, "tail", "f"); }).find("'7x', not an integer"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] { (void)metadata_int(m, "big", "f"); }).find("not an integer"),
+            std::string::npos);
+  EXPECT_NE(
+      error_of([&] { (void)metadata_uint(m, "neg", "f"); }).find("'-3', not an unsigned integer"),
+      std::string::npos);
+  EXPECT_NE(
+      error_of([&] { (void)metadata_double(m, "nan", "f"); }).find("'nan', not a finite number"),
+      std::string::npos);
+  EXPECT_NE(error_of([&] { (void)metadata_double(m, "word", "f"); }).find("not a finite number"),
+            std::string::npos);
+}
+
 }  // namespace
 }  // namespace rlft

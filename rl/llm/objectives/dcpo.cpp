@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <tuple>
 
 #include "rl/llm/objectives/grpo.h"
@@ -70,7 +71,11 @@ void SmoothAdvantage::from_json(const json::Value& v) {
   for (const auto& [id, row] : v.as_object()) {
     RLFT_CHECK(row.is_array() && row.size() >= 1, "dcpo state: prompt ", id,
                ": expected [visits, rewards…], got ", row.dump());
-    Stats& st = stats_[std::stoull(id)];
+    char* end = nullptr;
+    const unsigned long long key = std::strtoull(id.c_str(), &end, 10);
+    RLFT_CHECK(!id.empty() && id[0] >= '0' && id[0] <= '9' && *end == '\0',
+               "dcpo state: prompt id '", id, "' is not an unsigned integer");
+    Stats& st = stats_[key];
     st.visits = row.at(0).as_int();
     for (size_t k = 1; k < row.size(); ++k) st.all.push_back(row.at(k).as_double());
   }

@@ -1,0 +1,80 @@
+// Run directories (rl/run.h): where a run goes, and what a new run does to an earlier run of
+// the same name — nothing until its first write, so a command that fails first keeps it.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <string>
+
+#include "engine/fs.h"
+#include "engine/json.h"
+#include "rl/run.h"
+#include "test_util.h"
+
+namespace rlft::rl {
+namespace {
+
+using testing::error_of;
+
+std::string scratch(const std::string& name) {
+  const auto dir = std::filesystem::temp_directory_path() / "rlft_test_run_dir" / name;
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir.parent_path());
+  return dir.string();
+}
+
+TEST(RunDir, AnEarlierRunsFilesGoOnlyAtTheNewRunsFirstWrite) {
+  const std::string dir = scratch("fresh");
+  fs::make_dirs(dir);
+  fs::atomic_write_file(dir + "/metrics.jsonl", "{\"step\":1}\n");
+  fs::atomic_write_file(dir + "/checkpoint.safetensors", "old weights");
+  fs::atomic_write_file(dir + "/config.json", "{}\n");
+  const RunDir run(dir, /*fresh=*/true);
+  EXPECT_EQ(fs::read_file(dir + "/metrics.jsonl"), "{\"step\":1}\n")
+      << "touched before the first write";
+  EXPECT_EQ(fs::read_file(dir + "/checkpoint.safetensors"), "old weights");
+  json::Value cfg = json::Value::object();
+  cfg.set("lr", 0.5);
+  run.write_config(cfg);
+  EXPECT_FALSE(fs::exists(dir + "/metrics.jsonl"));
+  EXPECT_FALSE(fs::exists(dir + "/checkpoint.safetensors"));
+  EXPECT_EQ(json::parse(fs::read_file(dir + "/config.json")).at("lr").as_double(), 0.5);
+
+  // A resumed run keeps them.
+  fs::atomic_write_file(dir + "/metrics.jsonl", "{\"step\":1}\n");
+  fs::atomic_write_file(dir + "/checkpoint.safetensors", "weights");
+  RunDir(dir, /*fresh=*/false).write_config(cfg);
+  EXPECT_EQ(fs::read_file(dir + "/metrics.jsonl"), "{\"step\":1}\n");
+  EXPECT_EQ(fs::read_file(dir + "/checkpoint.safetensors"), "weights");
+}
+
+TEST(RunDir, ResumingARunThatDoesNotExistCreatesNothing) {
+  const std::string dir = scratch("missing");
+  EXPECT_EQ(error_of([&] { RunDir(dir, false); }),
+            dir + ": nothing to resume (no such run directory)");
+  EXPECT_FALSE(fs::exists(dir));
+}
+
+TEST(RunDir, ADirectoryWhereARunFileGoesIsNamed) {
+  const std::string dir = scratch("in_the_way");
+  std::filesystem::create_directories(dir + "/checkpoint.safetensors/sub");
+  const RunDir run(dir, true);
+  EXPECT_EQ(error_of([&] { run.write_config(json::Value::object()); }),
+            "cannot remove '" + dir + "/checkpoint.safetensors': it is a directory, not a file");
+  EXPECT_FALSE(fs::exists(dir + "/config.json"));
+}
+
+TEST(RunDir, RunPathsStayUnderTheRunsDirectory) {
+  EXPECT_EQ(run_path("runs", "ppo-1"), "runs/ppo-1");
+  EXPECT_EQ(error_of([] { (void)run_path("", "x"); }), "the runs directory is an empty path");
+  EXPECT_EQ(error_of([] { (void)run_path("runs", ""); }), "the run name is empty");
+  for (const char* bad : {".", "..", "a/b", "/tmp/abs", "--quiet"})
+    EXPECT_NE(
+        error_of([&] { (void)run_path("runs", bad); }).find("a run name is one path component"),
+        std::string::npos)
+        << bad;
+  EXPECT_EQ(error_of([] { (void)run_path("runs", "a\nb"); }),
+            "run name: a control character in it");
+}
+
+}  // namespace
+}  // namespace rlft::rl
