@@ -64,6 +64,23 @@ std::vector<json::Value> RunDir::keep_metrics_through(int64_t step) const {
   return kept;
 }
 
+void RunDir::check_resumable(const json::Value& now, const std::vector<std::string>& free) const {
+  const std::string config_path = path("config.json");
+  RLFT_CHECK(fs::exists(config_path), config_path, ": nothing to resume (no config.json)");
+  const json::Value before = json::parse(fs::read_file(config_path), config_path);
+  static const char* const kAlwaysFree[] = {
+      "resume",       "quiet",      "device",           "name",     "out_dir", "runs_dir",
+      "git_revision", "stop_after", "checkpoint_every", "log_every"};
+  for (const auto& [k, v] : now.as_object()) {
+    if (std::find(std::begin(kAlwaysFree), std::end(kAlwaysFree), k) != std::end(kAlwaysFree) ||
+        std::find(free.begin(), free.end(), k) != free.end())
+      continue;
+    const json::Value* old = before.find(k);
+    RLFT_CHECK(old && *old == v, "--resume: setting '", k, "' is ", v.dump(), " but the run at ",
+               dir_, " was started with ", old ? old->dump() : std::string("(none)"));
+  }
+}
+
 std::string git_revision() { return RLFT_GIT_REVISION; }
 
 std::string format_duration(double s) {

@@ -38,6 +38,12 @@ class RunDir {
   // checkpoints leaves them behind; the resumed run logs those steps again) and returns the
   // lines kept, in order, for the caller to rebuild its curves from. No file: no lines.
   std::vector<json::Value> keep_metrics_through(int64_t step) const;
+  // For --resume: a run continues only with the settings it was started with. Every key of
+  // `now` (the resumed command's config) must equal the run's config.json, except those that
+  // say where, how far and how loudly to run (resume, quiet, device, name, out_dir, runs_dir,
+  // git_revision, stop_after, checkpoint_every, log_every) and the caller's `free` ones (e.g.
+  // "steps": a longer run). A difference is an error naming the setting and both values.
+  void check_resumable(const json::Value& now, const std::vector<std::string>& free = {}) const;
 
  private:
   std::string dir_;

@@ -356,21 +356,6 @@ void check_config(const GroupRLConfig& c) {
   RLFT_CHECK(c.name.find('/') == std::string::npos, "--name: '", c.name, "' may not contain '/'");
 }
 
-// --resume continues a run only with the settings it was started with: every key of its
-// config.json but those that say how far and how loudly to run must match.
-void check_resumable(const std::string& config_path, const json::Value& now) {
-  RLFT_CHECK(fs::exists(config_path), config_path, ": nothing to resume (no config.json)");
-  const json::Value before = json::parse(fs::read_file(config_path), config_path);
-  for (const auto& [k, v] : now.as_object()) {
-    if (k == "steps" || k == "resume" || k == "stop_after" || k == "quiet" || k == "git_revision" ||
-        k == "checkpoint_every" || k == "device")
-      continue;
-    const json::Value* old = before.find(k);
-    RLFT_CHECK(old && *old == v, "--resume: setting '", k, "' is ", v.dump(), " but the run at ",
-               config_path, " was started with ", old ? old->dump() : std::string("(none)"));
-  }
-}
-
 double greedy_accuracy(models::GPT& model, const models::Tokenizer& tok, const Task& task,
                        const std::vector<std::string>& prompts, int64_t max_new_tokens) {
   if (prompts.empty()) return -1;
@@ -438,7 +423,7 @@ GroupRLResult train_group_rl(const GroupRLConfig& cfg_in) {
   Metadata resumed;  // the checkpoint's metadata when resuming
   if (cfg.resume) {
     RLFT_CHECK(fs::exists(ckpt), ckpt, ": nothing to resume (no checkpoint)");
-    check_resumable(run.path("config.json"), config_json);
+    run.check_resumable(config_json, {"steps"});
     resumed = load_checkpoint(ckpt, policy, &opt);
     RLFT_CHECK(resumed.count("group_rl_state"), ckpt,
                ": not a group RL training checkpoint (no group_rl_state)");

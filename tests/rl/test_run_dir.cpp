@@ -63,6 +63,32 @@ TEST(RunDir, ADirectoryWhereARunFileGoesIsNamed) {
   EXPECT_FALSE(fs::exists(dir + "/config.json"));
 }
 
+TEST(RunDir, AResumeKeepsTheSettingsTheRunStartedWith) {
+  const std::string dir = scratch("resume");
+  json::Value started = json::Value::object();
+  started.set("lr", 0.5);
+  started.set("steps", int64_t(10));
+  started.set("name", "a");
+  started.set("quiet", false);
+  RunDir(dir, true).write_config(started);
+  const RunDir run(dir, false);
+  json::Value now = started;
+  now.set("steps", int64_t(20));  // free: the caller says so
+  now.set("name", "b");           // free: a copied or renamed run
+  now.set("quiet", true);         // free: how loudly
+  EXPECT_NO_THROW(run.check_resumable(now, {"steps"}));
+  EXPECT_EQ(error_of([&] { run.check_resumable(now); }),
+            "--resume: setting 'steps' is 20 but the run at " + dir + " was started with 10");
+  now.set("lr", 0.25);
+  EXPECT_EQ(error_of([&] { run.check_resumable(now, {"steps"}); }),
+            "--resume: setting 'lr' is 0.25 but the run at " + dir + " was started with 0.5");
+  json::Value extra = started;
+  extra.set("activation", "relu");
+  EXPECT_EQ(error_of([&] { run.check_resumable(extra); }),
+            "--resume: setting 'activation' is \"relu\" but the run at " + dir +
+                " was started with (none)");
+}
+
 TEST(RunDir, RunPathsStayUnderTheRunsDirectory) {
   EXPECT_EQ(run_path("runs", "ppo-1"), "runs/ppo-1");
   EXPECT_EQ(error_of([] { (void)run_path("", "x"); }), "the runs directory is an empty path");
