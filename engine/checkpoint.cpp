@@ -11,6 +11,20 @@ namespace rlft {
 namespace {
 const char* kOptimizerPrefix = "optimizer.";
 
+// The flat index of the first NaN or ±inf of a float tensor (CPU, contiguous), or -1.
+int64_t first_non_finite(const Tensor& t) {
+  int64_t bad = -1;
+  if (t.dtype() == DType::f32 || t.dtype() == DType::f64) {
+    dispatch_float(t.dtype(), "checkpoint", [&](auto tag) {
+      using T = decltype(tag);
+      const T* p = t.data<T>();
+      for (int64_t i = 0; i < t.numel() && bad < 0; ++i)
+        if (!std::isfinite(p[i])) bad = i;
+    });
+  }
+  return bad;
+}
+
 safetensors::DType to_st(DType t) {
   switch (t) {
     case DType::f32: return safetensors::DType::F32;
@@ -97,9 +111,14 @@ Metadata load_checkpoint(const std::string& path, nn::Module& module, optim::Opt
       continue;
     }
     if (it->second.dtype() != p.dtype())
-      problems.push_back(str("'", name, "' is ", it->second.dtype(), " but the model expects ", p.dtype()));
+      problems.push_back(str("'", name, "' is ", it->second.dtype() == DType::b8 ? "bool or uint8" : "",
+                             it->second.dtype() == DType::b8 ? "" : dtype_name(it->second.dtype()),
+                             " but the model expects ", p.dtype()));
     else if (it->second.shape() != p.shape())
       problems.push_back(str("'", name, "' has shape ", it->second.shape(), " but the model expects ", p.shape()));
+    else if (const int64_t bad = first_non_finite(it->second); bad >= 0)
+      problems.push_back(str("'", name, "' holds ", it->second.to_vector()[size_t(bad)], " at flat index ", bad,
+                             " (weights must be finite)"));
   }
   std::vector<std::string> unexpected;
   for (const auto& [name, t] : by_name)

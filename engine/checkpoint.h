@@ -34,7 +34,8 @@ NamedTensors load_tensors(const std::string& path, Metadata* metadata = nullptr)
 void save_checkpoint(const std::string& path, const nn::Module& module, const optim::Optimizer* opt = nullptr,
                      const Metadata& metadata = {});
 // Restores `module` (and `opt` when given, which the file must then contain). Errors name
-// the file and list missing and unexpected tensors, dtype and shape mismatches.
+// the file and list missing and unexpected tensors, dtype and shape mismatches, and weights
+// holding NaN or ±inf (a diverged run's file is refused, not trained or played further).
 Metadata load_checkpoint(const std::string& path, nn::Module& module, optim::Optimizer* opt = nullptr);
 
 // A number stored in a checkpoint's metadata (written with std::to_string / json): a missing

@@ -5,6 +5,7 @@
 #include "test_util.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -92,6 +93,27 @@ TEST(Checkpoint, MismatchesAreNamedAndLeaveTheModelUntouched) {
   save_tensors(path, params);
   EXPECT_NE(error_of([&] { load_checkpoint(path, small); }).find("'fc1.weight' is float64 but the model expects float32"),
             std::string::npos);
+
+  // A bool/uint8 tensor where a float one goes.
+  params = small.named_parameters();
+  params[1].second = Tensor::zeros({4}, DType::b8);
+  save_tensors(path, params);
+  EXPECT_NE(error_of([&] { load_checkpoint(path, small); })
+                .find("'fc1.bias' is bool or uint8 but the model expects float32"),
+            std::string::npos);
+
+  // Weights that are not finite (a diverged run) are refused, naming the tensor and the place.
+  const auto kept = small.fc2->weight.to_vector();
+  params = small.named_parameters();
+  std::vector<double> w = params[2].second.to_vector();
+  w[3] = std::nan("");
+  params[2].second = Tensor::from_vector(w, params[2].second.shape()).to(DType::f32);
+  save_tensors(path, params);
+  EXPECT_NE(error_of([&] { load_checkpoint(path, small); })
+                .find("'fc2.weight' holds nan at flat index 3 (weights must be finite)"),
+            std::string::npos)
+      << error_of([&] { load_checkpoint(path, small); });
+  EXPECT_EQ(small.fc2->weight.to_vector(), kept);
 
   // Optimiser state asked for but absent.
   save_checkpoint(path, small);
