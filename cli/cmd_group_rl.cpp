@@ -9,6 +9,7 @@
 // Each algorithm's flags default to its paper's values (--help shows them).
 #include <cstdio>
 #include <string>
+#include <vector>
 
 #include "cli/args.h"
 #include "cli/commands.h"
@@ -16,12 +17,10 @@
 
 namespace rlft::cli {
 
-int run_group_rl(const std::string& algo, int argc, char** argv, int first) {
-  llm::GroupRLConfig c = llm::group_rl_defaults(algo);
-  Args a("rlft lm " + algo,
-         "Group-relative RL with a verifiable reward (" + algo +
-             ", ALGORITHMS.md §7–11) from an SFT run; the task and its data options come from the "
-             "--init run.");
+namespace {
+
+// The options of `rlft lm <algo>`, bound to the fields of `c`.
+void add_options(Args& a, llm::GroupRLConfig& c) {
   a.add("--init", &c.init, "SFT run directory (or checkpoint) to start from (required)");
   a.add("--train-prompts", &c.train_prompts, "use only the first N train prompts (0: all)");
   a.add("--prompts", &c.prompts, "distinct prompts per update step");
@@ -53,7 +52,8 @@ int run_group_rl(const std::string& algo, int argc, char** argv, int first) {
   a.add("--grad-accum", &c.grad_accum,
         "micro-batches per minibatch (gradients summed, one optimizer step)");
   a.add("--lr", &c.lr, "AdamW learning rate (peak, with --lr-schedule)");
-  a.add("--lr-schedule", &c.lr_schedule, "constant, linear or cosine (decay over --steps to --min-lr-ratio)");
+  a.add("--lr-schedule", &c.lr_schedule,
+        "constant, linear or cosine (decay over --steps to --min-lr-ratio)");
   a.add("--min-lr-ratio", &c.min_lr_ratio, "final learning rate as a fraction of --lr");
   a.add("--weight-decay", &c.weight_decay, "AdamW decoupled weight decay");
   a.add("--beta1", &c.beta1, "AdamW beta1");
@@ -70,6 +70,39 @@ int run_group_rl(const std::string& algo, int argc, char** argv, int first) {
   a.add("--stop-after", &c.stop_after, "stop after N steps of this invocation (0: run to --steps)");
   a.add("--quiet", &c.quiet, "no progress lines");
   a.add("--device", &c.device, "cpu, or cuda[:N]: policy, reference and updates on the GPU");
+}
+
+Args make_args(const std::string& algo) {
+  return Args("rlft lm " + algo,
+              "Group-relative RL with a verifiable reward (" + algo +
+                  ", ALGORITHMS.md §7–11) from an SFT run; the task and its data options come "
+                  "from the --init run.");
+}
+
+}  // namespace
+
+// For `rlft experiment verifiable` (cmd_verifiable.cpp): the settings `rlft lm <algo> args…`
+// would run with, parsed by that command's own options and checked (check_group_rl_config),
+// so a bad flag fails before the experiment starts any job.
+llm::GroupRLConfig parse_group_rl_command(const std::string& algo,
+                                          const std::vector<std::string>& args) {
+  llm::GroupRLConfig c = llm::group_rl_defaults(algo);
+  Args a = make_args(algo);
+  add_options(a, c);
+  std::vector<std::string> words = {"rlft", "lm", algo};
+  words.insert(words.end(), args.begin(), args.end());
+  std::vector<char*> argv;
+  for (std::string& w : words) argv.push_back(w.data());
+  RLFT_CHECK(a.parse(int(argv.size()), argv.data(), 3), "rlft lm ", algo,
+             ": --help is not a training option");
+  llm::check_group_rl_config(c);
+  return c;
+}
+
+int run_group_rl(const std::string& algo, int argc, char** argv, int first) {
+  llm::GroupRLConfig c = llm::group_rl_defaults(algo);
+  Args a = make_args(algo);
+  add_options(a, c);
   if (!a.parse(argc, argv, first)) return 0;
   RLFT_CHECK(!c.init.empty(), "rlft lm ", algo, ": --init <SFT run> is required");
   const llm::GroupRLResult r = llm::train_group_rl(c);

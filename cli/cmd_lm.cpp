@@ -4,6 +4,7 @@
 //   rlft lm sample --run runs/arith-micro --prompt "37+45=" --n 4
 //   rlft lm eval --run runs/arith-micro            (test split: greedy and sampled)
 //   rlft lm sft --preset arith-rl-init             (the RL issues' SFT start, docs/group_rl.md)
+#include <cmath>
 #include <cstdio>
 #include <string>
 
@@ -22,12 +23,30 @@ namespace rlft::cli {
 namespace {
 
 const char* kLmUsage =
-    "usage: rlft lm <pretrain|sft|sample|eval> [options]   (each lists its options with --help)\n"
+    "usage: rlft lm <subcommand> [options]   (each lists its options with --help)\n"
     "\n"
     "  pretrain   train a GPT on a task's text (loss on every token)\n"
     "  sft        supervised fine-tuning (loss on the response tokens only)\n"
     "  sample     sample completions of a prompt from a trained run\n"
-    "  eval       measure a run on a task's test split (greedy and sampled)\n";
+    "  eval       measure a run on a task's test split (greedy and sampled)\n"
+    "  prefs rm dpo rrhf ppo\n"
+    "             RLHF: preference pairs, reward model, DPO, RRHF, PPO-RLHF (docs/rlhf.md)\n"
+    "  grpo dr-grpo dapo gspo gspo-token dcpo rloo\n"
+    "             group-relative RL on verifiable rewards (docs/group_rl.md)\n";
+
+// Every subcommand of `rlft lm` (cli/main.cpp sends the RLHF and group RL ones elsewhere).
+const char* kLmSubcommands =
+    "pretrain, sft, sample, eval, prefs, rm, dpo, rrhf, ppo, grpo, dr-grpo, dapo, gspo, "
+    "gspo-token, dcpo or rloo";
+
+// Sampling options as given on the command line, checked with the flags' names (generate()
+// would name its own fields instead).
+void check_sampling(const models::SamplingConfig& sc) {
+  RLFT_CHECK(std::isfinite(sc.temperature) && sc.temperature > 0,
+             "--temperature must be a positive number, got ", sc.temperature);
+  RLFT_CHECK(sc.top_k >= 0, "--top-k must be >= 0 (0: all tokens), got ", sc.top_k);
+  RLFT_CHECK(sc.top_p > 0 && sc.top_p <= 1, "--top-p must be in (0, 1] (1: all), got ", sc.top_p);
+}
 
 // "a op b=" with operands of digits: what arith can judge.
 bool well_formed_arith(const std::string& p) {
@@ -139,7 +158,9 @@ int run_sample(int argc, char** argv, int first) {
   const Device dev = rl::resolve_device(device);
   RLFT_CHECK(!run.empty(), "rlft lm sample: --run is required");
   RLFT_CHECK(n > 0, "--n must be positive, got ", n);
-  const llm::LoadedModel lm = llm::load_model(run, dev);
+  check_sampling(sc);
+  RLFT_CHECK(sc.max_new_tokens > 0, "--max-new-tokens must be positive, got ", sc.max_new_tokens);
+  const llm::LoadedModel lm = llm::load_policy(run, dev);
   const std::vector<std::string> prompts(size_t(n), prompt);
   const int64_t asked = sc.max_new_tokens;
   sc = llm::clamp_to_context(sc, *lm.model, lm.tokenizer, prompts);
@@ -194,8 +215,13 @@ int run_eval(int argc, char** argv, int first) {
   RLFT_CHECK(!run.empty(), "rlft lm eval: --run is required");
   RLFT_CHECK(n >= 0, "--n must be >= 0, got ", n);
   RLFT_CHECK(per_prompt > 0, "--samples-per-prompt must be positive, got ", per_prompt);
+  RLFT_CHECK(show >= 0, "--show must be >= 0, got ", show);
+  check_sampling(sampled);
+  RLFT_CHECK(sampled.max_new_tokens >= 0,
+             "--max-new-tokens must be >= 0 (0: 1.5x the longest reference), got ",
+             sampled.max_new_tokens);
   const llm::Split split = llm::parse_split(split_name);
-  const llm::LoadedModel lm = llm::load_model(run, dev);
+  const llm::LoadedModel lm = llm::load_policy(run, dev);
   const llm::SFTConfig rc =
       lm.run_config.is_null() ? llm::SFTConfig{} : llm::sft_config_from_json(lm.run_config);
   llm::TaskConfig tc = rc.task;
@@ -282,8 +308,7 @@ int run_lm(int argc, char** argv, int first) {
   if (sub == "pretrain" || sub == "sft") return run_train(argc, argv, first + 1, sub);
   if (sub == "sample") return run_sample(argc, argv, first + 1);
   if (sub == "eval") return run_eval(argc, argv, first + 1);
-  throw Error(
-      str("rlft lm: unknown subcommand '", sub, "' (expected pretrain, sft, sample or eval)"));
+  throw Error(str("rlft lm: unknown subcommand '", sub, "' (expected ", kLmSubcommands, ")"));
 }
 
 }  // namespace rlft::cli

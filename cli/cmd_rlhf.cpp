@@ -59,7 +59,6 @@ int run_prefs(int argc, char** argv, int first) {
   a.add("--quiet", &c.quiet, "no progress lines");
   a.add("--device", &c.device, "cpu, or cuda[:N]: the policy samples on the GPU");
   if (!a.parse(argc, argv, first)) return 0;
-  RLFT_CHECK(!c.run.empty(), "rlft lm prefs: --run is required");
   const llm::PrefsResult r = llm::generate_preferences(c);
   std::printf(
       "wrote %zu pairs to %s; mean ground-truth gap %.3f, chosen has the higher ground truth in "
@@ -74,8 +73,8 @@ int evaluate_rm(const std::string& run, const std::string& prefs, const std::str
   RLFT_CHECK(!prefs.empty(), "rlft lm rm --evaluate: --prefs is required");
   const Device dev = rl::resolve_device(device);
   const std::vector<llm::PreferencePair> pairs = llm::read_preferences(prefs);
-  const llm::LoadedModel lm = llm::load_model(run, dev);
-  RLFT_CHECK(lm.model->reward_head, run, ": not a reward-model run (its model has no reward head)");
+  const llm::LoadedModel lm = llm::load_reward_model(run, dev);
+  llm::check_preferences(pairs, lm.tokenizer, lm.model->config().block_size, prefs);
   const llm::RewardModelEval all = llm::evaluate_reward_model(*lm.model, lm.tokenizer, pairs);
   std::printf("%zu pairs: accuracy %.3f (against the ground-truth order %.3f), correlation %.3f\n",
               pairs.size(), all.accuracy, all.truth_accuracy, all.correlation);

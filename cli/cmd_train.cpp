@@ -1,5 +1,7 @@
 // rlft train ppo|reinforce: classic-control training runs (rl/ppo.h, rl/reinforce.h).
+#include <cstdio>
 #include <cstring>
+#include <optional>
 #include <string>
 
 #include "cli/args.h"
@@ -13,20 +15,42 @@ namespace rlft::cli {
 
 namespace {
 
-// The value of `--flag X` / `--flag=X` in argv[first..], or "".
-std::string peek(int argc, char** argv, int first, const std::string& flag) {
+// The value of `--flag X` / `--flag=X` in argv[first..], or nullopt when not given. The preset
+// is applied before the other options (which then override it), so it may be given once only:
+// with two, neither "first wins" nor "last wins" would match what the command line seems to say.
+std::optional<std::string> peek(int argc, char** argv, int first, const std::string& flag) {
+  std::optional<std::string> found;
   for (int i = first; i < argc; ++i) {
     const std::string a = argv[i];
-    if (a == flag && i + 1 < argc) return argv[i + 1];
-    if (a.rfind(flag + "=", 0) == 0) return a.substr(flag.size() + 1);
+    std::string value;
+    if (a == flag && i + 1 < argc)
+      value = argv[++i];
+    else if (a.rfind(flag + "=", 0) == 0)
+      value = a.substr(flag.size() + 1);
+    else
+      continue;
+    RLFT_CHECK(!found, flag, ": given twice ('", *found, "' and '", value,
+               "'); give one preset and override its settings with options");
+    found = value;
   }
-  return "";
+  return found;
+}
+
+void print_train_usage() {
+  std::printf(
+      "usage: rlft train ppo|reinforce [options]\n\n"
+      "Train a classic-control policy:\n"
+      "  rlft train ppo        PPO (clip or KL-penalty) on CartPole, Pendulum or LunarLander\n"
+      "  rlft train reinforce  REINFORCE (Monte-Carlo policy gradient)\n\n"
+      "'rlft train ppo --help' and 'rlft train reinforce --help' list their options.\n");
 }
 
 void add_ppo_flags(Args& a, rl::PPOConfig& c) {
-  a.add("--env", &c.env_id, "environment id (CartPole-v1, Pendulum-v1, LunarLander-v3, LunarLanderContinuous-v3)");
+  a.add("--env", &c.env_id,
+        "environment id (CartPole-v1, Pendulum-v1, LunarLander-v3, LunarLanderContinuous-v3)");
   a.add("--seed", &c.seed, "random seed (policy init, sampling, environments)");
-  a.add("--device", &c.device, "cpu, or cuda[:N]: networks and update on the GPU, environments on the CPU");
+  a.add("--device", &c.device,
+        "cpu, or cuda[:N]: networks and update on the GPU, environments on the CPU");
   a.add("--total-steps", &c.total_steps, "environment steps over all envs");
   a.add("--num-envs", &c.num_envs, "parallel environment copies");
   a.add("--num-steps", &c.num_steps, "steps per env per rollout");
@@ -49,15 +73,19 @@ void add_ppo_flags(Args& a, rl::PPOConfig& c) {
   a.add("--kl-target", &c.kl_target, "penalty loss: KL target of the adaptive beta");
   a.add("--kl-beta", &c.kl_beta, "penalty loss: initial beta");
   a.add("--hidden", &c.hidden, "hidden layer sizes, comma-separated");
-  a.add("--activation", &c.activation, "tanh or relu");
+  a.add("--activation", &c.activation, "tanh, relu, gelu or sigmoid");
   a.add("--shared-trunk", &c.shared_trunk, "actor and critic share their hidden layers");
   a.add("--log-std-init", &c.log_std_init, "Gaussian policy: initial log std");
   a.add("--fixed-std", &c.fixed_std, "Gaussian policy: do not learn the std");
   a.add("--norm-obs", &c.norm_obs, "normalise observations with running statistics");
   a.add("--norm-reward", &c.norm_reward, "scale rewards by the running std of the return");
-  a.add("--checkpoint-every", &c.checkpoint_every, "write checkpoint.safetensors every N updates (0 = only at the end)");
-  a.add("--resume", &c.resume, "continue the run named by --name from its checkpoint");
-  a.add("--log-every", &c.log_every, "print a progress line every N updates");
+  a.add("--checkpoint-every", &c.checkpoint_every,
+        "write checkpoint.safetensors every N updates (0 = only at the end)");
+  a.add(
+      "--resume", &c.resume,
+      "continue the run named by --name from its checkpoint, with the settings it was started with "
+      "(only --total-steps, --device, --checkpoint-every, --log-every and --quiet may differ)");
+  a.add("--log-every", &c.log_every, "print a progress line every N updates (N >= 1)");
   a.add("--quiet", &c.quiet, "no progress lines");
 }
 
@@ -66,13 +94,18 @@ void add_ppo_flags(Args& a, rl::PPOConfig& c) {
 int run_train(int argc, char** argv, int first) {
   RLFT_CHECK(first < argc, "rlft train: missing algorithm (ppo or reinforce); see rlft --help");
   const std::string algo = argv[first];
+  if (algo == "--help" || algo == "-h" || algo == "help") {
+    print_train_usage();
+    return 0;
+  }
   std::string name, runs_dir = "runs", preset;
   if (algo == "ppo") {
     rl::PPOConfig cfg;
-    preset = peek(argc, argv, first + 1, "--preset");
-    if (!preset.empty()) rl::apply_preset(preset, cfg);
+    if (const auto p = peek(argc, argv, first + 1, "--preset")) rl::apply_preset(preset = *p, cfg);
     Args args("rlft train ppo", "Train PPO (clip or KL-penalty) on a classic-control environment.");
-    args.add("--preset", &preset, "start from a named preset: cartpole, cartpole-fast, pendulum, lunarlander");
+    args.add("--preset", &preset,
+             "start from a named preset (cartpole, cartpole-fast, pendulum, lunarlander), given "
+             "once; the other options override its settings wherever they are written");
     add_ppo_flags(args, cfg);
     args.add("--name", &name, "run name (default: ppo-<env>-<seed>)");
     args.add("--runs-dir", &runs_dir, "parent directory of runs");
@@ -80,31 +113,39 @@ int run_train(int argc, char** argv, int first) {
     if (name.empty()) name = "ppo-" + cfg.env_id + "-" + std::to_string(cfg.seed);
     const rl::PPOResult r = rl::train_ppo(cfg, rl::run_path(runs_dir, name));
     std::printf("run written to %s/%s", runs_dir.c_str(), name.c_str());
-    if (r.steps_to_threshold >= 0) std::printf(" (solved: last-20 return reached the threshold at step %lld)",
-                                               (long long)r.steps_to_threshold);
+    if (r.steps_to_threshold >= 0)
+      std::printf(" (solved: last-20 return reached the threshold at step %lld)",
+                  (long long)r.steps_to_threshold);
     std::printf("\n");
     return 0;
   }
   if (algo == "reinforce") {
     rl::ReinforceConfig cfg;
-    preset = peek(argc, argv, first + 1, "--preset");
-    if (!preset.empty()) rl::apply_reinforce_preset(preset, cfg);
-    Args args("rlft train reinforce", "Train REINFORCE (Monte-Carlo policy gradient) on a classic-control environment.");
-    args.add("--preset", &preset, "start from a named preset: default, seed (the seed document's settings)");
+    if (const auto p = peek(argc, argv, first + 1, "--preset"))
+      rl::apply_reinforce_preset(preset = *p, cfg);
+    Args args("rlft train reinforce",
+              "Train REINFORCE (Monte-Carlo policy gradient) on a classic-control environment.");
+    args.add("--preset", &preset,
+             "start from a named preset (default, or seed: the seed document's settings), given "
+             "once; the other options override its settings wherever they are written");
     args.add("--env", &cfg.env_id, "environment id");
     args.add("--seed", &cfg.seed, "random seed");
-    args.add("--device", &cfg.device, "cpu, cuda or cuda:N (the policy on the GPU; the environment stays on the CPU)");
+    args.add("--device", &cfg.device,
+             "cpu, cuda or cuda:N (the policy on the GPU; the environment stays on the CPU)");
     args.add("--total-episodes", &cfg.total_episodes, "episodes to train on");
     args.add("--episodes-per-update", &cfg.episodes_per_update, "episodes per gradient step");
     args.add("--lr", &cfg.learning_rate, "Adam learning rate");
     args.add("--gamma", &cfg.gamma, "discount factor");
-    args.add("--reward-to-go", &cfg.reward_to_go, "weight each step by its reward-to-go (false: whole-episode return)");
+    args.add("--reward-to-go", &cfg.reward_to_go,
+             "weight each step by its reward-to-go (false: whole-episode return)");
     args.add("--baseline", &cfg.baseline, "mean (running mean of returns) or none");
-    args.add("--baseline-momentum", &cfg.baseline_momentum, "momentum of the running-mean baseline");
-    args.add("--normalize-returns", &cfg.normalize_returns, "standardise the weights over each batch");
+    args.add("--baseline-momentum", &cfg.baseline_momentum,
+             "momentum of the running-mean baseline, in [0, 1]");
+    args.add("--normalize-returns", &cfg.normalize_returns,
+             "standardise the weights over each batch");
     args.add("--hidden", &cfg.hidden, "hidden layer sizes, comma-separated");
-    args.add("--activation", &cfg.activation, "tanh or relu");
-    args.add("--log-every", &cfg.log_every, "print a progress line every N episodes");
+    args.add("--activation", &cfg.activation, "tanh, relu, gelu or sigmoid");
+    args.add("--log-every", &cfg.log_every, "print a progress line every N episodes (N >= 1)");
     args.add("--quiet", &cfg.quiet, "no progress lines");
     args.add("--name", &name, "run name (default: reinforce-<env>-<seed>)");
     args.add("--runs-dir", &runs_dir, "parent directory of runs");
@@ -113,7 +154,8 @@ int run_train(int argc, char** argv, int first) {
     const rl::ReinforceResult r = rl::train_reinforce(cfg, rl::run_path(runs_dir, name));
     std::printf("run written to %s/%s", runs_dir.c_str(), name.c_str());
     if (r.episodes_to_threshold >= 0)
-      std::printf(" (solved: last-20 return reached the threshold at episode %lld)", (long long)r.episodes_to_threshold);
+      std::printf(" (solved: last-20 return reached the threshold at episode %lld)",
+                  (long long)r.episodes_to_threshold);
     std::printf("\n");
     return 0;
   }
@@ -125,11 +167,13 @@ int run_policy_eval(int argc, char** argv, int first) {
   int64_t episodes = 100;
   uint64_t seed = 1000;
   bool stochastic = false;
-  Args args("rlft eval", "Play episodes with a trained classic-control policy and report the return.");
+  Args args("rlft eval",
+            "Play episodes with a trained classic-control policy and report the return.");
   args.add("--run", &run_dir, "run directory (e.g. runs/ppo-CartPole-v1-1)");
-  args.add("--episodes", &episodes, "number of episodes");
+  args.add("--episodes", &episodes, "number of episodes (1 to 1000000)");
   args.add("--seed", &seed, "seed of the first episode (episode i uses seed + i)");
-  args.add("--stochastic", &stochastic, "sample actions instead of taking the greedy / mean action");
+  args.add("--stochastic", &stochastic,
+           "sample actions instead of taking the greedy / mean action");
   if (!args.parse(argc, argv, first)) return 0;
   RLFT_CHECK(!run_dir.empty(), "rlft eval: --run is required");
   const rl::EvalResult r = rl::evaluate_run(run_dir, episodes, seed, !stochastic);
@@ -143,7 +187,13 @@ int run_curve_plot(int argc, char** argv, int first) {
   Args args("rlft plot", "Draw a run's learning curve (return against environment steps) as SVG.");
   args.positional("run", &run_dir, "run directory (e.g. runs/ppo-CartPole-v1-1)");
   if (!args.parse(argc, argv, first)) return 0;
-  std::printf("wrote %s\n", rl::write_learning_curve(run_dir).c_str());
+  int64_t skipped = 0;
+  const std::string svg = rl::write_learning_curve(run_dir, &skipped);
+  std::printf("wrote %s", svg.c_str());
+  if (skipped > 0)
+    std::printf(" (%lld point%s not drawn: not finite or beyond ±1e300)", (long long)skipped,
+                skipped == 1 ? "" : "s");
+  std::printf("\n");
   return 0;
 }
 

@@ -9,12 +9,14 @@
 #include <cstdio>
 #include <sstream>
 #include <string>
+#include <vector>
 
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "engine/error.h"
 #include "rl/llm/experiments/runner.h"
 #include "rl/llm/experiments/verifiable.h"
+#include "rl/llm/group_rl.h"
 #include "rl/run.h"
 
 namespace rlft::cli {
@@ -64,6 +66,10 @@ int run_experiment_verifiable(int argc, char** argv, int first) {
   if (!a.parse(argc, argv, first)) return 0;
   c.methods = split_list(methods, ',');
   c.extra_args = split_list(rl_args, ' ');
+  // Every RL job's command line, through the RL command's own parser, before any job starts.
+  c.check_rl_command = [](const std::string& method, const std::vector<std::string>& args) {
+    parse_group_rl_command(method, args);
+  };
   const llm::exp::VerifiableResult r = llm::exp::run_verifiable(c);
   std::printf("SFT start: test exact match greedy %.3f, sampled %.3f\n", r.sft_greedy,
               r.sft_sampled);

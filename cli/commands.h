@@ -4,6 +4,11 @@
 #pragma once
 
 #include <string>
+#include <vector>
+
+namespace rlft::llm {
+struct GroupRLConfig;
+}
 
 namespace rlft::cli {
 
@@ -14,6 +19,11 @@ int run_curve_plot(int argc, char** argv, int first);   // cli/cmd_train.cpp: rl
 int run_lm(int argc, char** argv, int first);  // cli/cmd_lm.cpp: rlft lm pretrain|sft|sample|eval
 // cli/cmd_group_rl.cpp: rlft lm grpo|dr-grpo|dapo|gspo|gspo-token|dcpo|rloo (algo = that word)
 int run_group_rl(const std::string& algo, int argc, char** argv, int first);
+// cli/cmd_group_rl.cpp: the settings `rlft lm <algo> args…` would run with, parsed by that
+// command's own options and checked, for `rlft experiment verifiable` to refuse a bad flag
+// before it starts any job.
+llm::GroupRLConfig parse_group_rl_command(const std::string& algo,
+                                          const std::vector<std::string>& args);
 // cli/cmd_rlhf.cpp: rlft lm prefs|rm|ppo|dpo|rrhf (sub = that word)
 int run_rlhf(const std::string& sub, int argc, char** argv, int first);
 // cli/cmd_frontier.cpp: rlft experiment frontier (DPO vs PPO-RLHF reward-KL frontier)

@@ -117,8 +117,11 @@ Metadata load_checkpoint(const std::string& path, nn::Module& module, optim::Opt
     else if (it->second.shape() != p.shape())
       problems.push_back(str("'", name, "' has shape ", it->second.shape(), " but the model expects ", p.shape()));
     else if (const int64_t bad = first_non_finite(it->second); bad >= 0)
-      problems.push_back(str("'", name, "' holds ", it->second.to_vector()[size_t(bad)], " at flat index ", bad,
-                             " (weights must be finite)"));
+      problems.push_back(str("'", name, "' holds ",
+                             std::isnan(it->second.to_vector()[size_t(bad)]) ? "NaN"
+                             : it->second.to_vector()[size_t(bad)] > 0       ? "+inf"
+                                                                             : "-inf",
+                             " at flat index ", bad, " (weights must be finite)"));
   }
   std::vector<std::string> unexpected;
   for (const auto& [name, t] : by_name)

@@ -26,8 +26,9 @@ void MLP::init_orthogonal(double hidden_gain, double out_gain, Generator& gen) {
 }
 
 ActorCritic::ActorCritic(const PolicyConfig& c, Generator& gen) : config_(c) {
-  RLFT_CHECK(c.obs_dim > 0 && c.num_actions > 0, "ActorCritic: obs_dim and num_actions must be positive, got ",
-             c.obs_dim, " and ", c.num_actions);
+  RLFT_CHECK(c.obs_dim > 0 && c.num_actions > 0,
+             "ActorCritic: obs_dim and num_actions must be positive, got ", c.obs_dim, " and ",
+             c.num_actions);
   RLFT_CHECK(!c.hidden.empty(), "ActorCritic: at least one hidden layer is needed");
   const double sqrt2 = std::sqrt(2.0);
   std::vector<int64_t> sizes = {c.obs_dim};
@@ -37,11 +38,13 @@ ActorCritic::ActorCritic(const PolicyConfig& c, Generator& gen) : config_(c) {
     std::vector<int64_t> trunk_sizes = sizes;
     trunk_ = register_module("trunk", std::make_shared<MLP>(trunk_sizes, c.activation, gen));
     trunk_->push_back(nn::make_activation(c.activation));
-    actor_ = register_module("actor", std::make_shared<MLP>(std::vector<int64_t>{c.hidden.back(), c.num_actions},
-                                                              c.activation, gen));
+    actor_ = register_module(
+        "actor", std::make_shared<MLP>(std::vector<int64_t>{c.hidden.back(), c.num_actions},
+                                       c.activation, gen));
     if (c.critic)
-      critic_ = register_module("critic", std::make_shared<MLP>(std::vector<int64_t>{c.hidden.back(), 1},
-                                                                  c.activation, gen));
+      critic_ = register_module(
+          "critic",
+          std::make_shared<MLP>(std::vector<int64_t>{c.hidden.back(), 1}, c.activation, gen));
     if (c.orthogonal_init) trunk_->init_orthogonal(sqrt2, sqrt2, gen);
   } else {
     std::vector<int64_t> a = sizes, v = sizes;
@@ -56,8 +59,10 @@ ActorCritic::ActorCritic(const PolicyConfig& c, Generator& gen) : config_(c) {
   }
   if (!c.discrete) {
     Tensor ls = Tensor::full({c.num_actions}, c.log_std_init);
-    if (c.fixed_std) log_std_ = ls;
-    else log_std_ = register_parameter("log_std", ls);
+    if (c.fixed_std)
+      log_std_ = ls;
+    else
+      log_std_ = register_parameter("log_std", ls);
   }
 }
 
@@ -89,8 +94,8 @@ ActionEval ActorCritic::evaluate(const Tensor& obs, const Tensor& actions) {
   const Tensor out = actor_out(obs);
   ActionEval e;
   if (config_.discrete) {
-    RLFT_CHECK(actions.dtype() == DType::i64, "ActorCritic::evaluate: discrete actions must be int64, got ",
-               actions.dtype());
+    RLFT_CHECK(actions.dtype() == DType::i64,
+               "ActorCritic::evaluate: discrete actions must be int64, got ", actions.dtype());
     auto [lp, ent] = softmax_logprob(out, actions);
     e.log_probs = lp;
     e.entropy = ent;
@@ -132,20 +137,69 @@ std::string describe(const PolicyConfig& c) {
 }
 
 PolicyConfig parse_policy_config(const std::string& text, const std::string& source) {
-  const json::Value v = json::parse(text, source);
+  const std::string what = source + ": metadata policy";
+  json::Value v;
+  try {
+    v = json::parse(text, source);
+  } catch (const Error& e) {
+    throw Error(str(what, ": ", e.what()));
+  }
+  RLFT_CHECK(v.is_object(), what, ": expected a JSON object, found ", text.substr(0, 40));
+  // field(key, read): the value of `key` read by `read`, or an error naming the field.
+  auto field = [&](const char* key, auto read) {
+    const json::Value* x = v.find(key);
+    RLFT_CHECK(x != nullptr, what, ".", key, ": missing");
+    try {
+      return read(*x);
+    } catch (const Error& e) {
+      throw Error(str(what, ".", key, ": ", e.what()));
+    }
+  };
+  auto optional = [&](const char* key, auto read, auto fallback) {
+    return v.contains(key) ? field(key, read) : fallback;
+  };
+  auto as_int = [](const json::Value& x) { return x.as_int(); };
+  auto as_bool = [](const json::Value& x) { return x.as_bool(); };
+  auto as_double = [](const json::Value& x) { return x.as_double(); };
+  constexpr int64_t kMaxSize = 1 << 20;
+  auto size = [&](const char* key, int64_t n) {
+    RLFT_CHECK(n > 0 && n <= kMaxSize, what, ".", key, ": ", n, " is not a size in [1, ", kMaxSize,
+               "]");
+    return n;
+  };
   PolicyConfig c;
-  c.obs_dim = v.at("obs_dim").as_int();
-  c.discrete = v.at("discrete").as_bool();
-  c.num_actions = v.at("num_actions").as_int();
-  c.hidden.clear();
-  for (const auto& x : v.at("hidden").as_array()) c.hidden.push_back(x.as_int());
-  c.activation = v.at("activation").as_string();
-  c.shared_trunk = v.get_or("shared_trunk", false);
-  c.log_std_init = v.get_or("log_std_init", 0.0);
-  c.fixed_std = v.get_or("fixed_std", false);
-  c.critic = v.get_or("critic", true);
+  c.obs_dim = size("obs_dim", field("obs_dim", as_int));
+  c.discrete = field("discrete", as_bool);
+  c.num_actions = size("num_actions", field("num_actions", as_int));
+  c.hidden = field("hidden", [](const json::Value& x) {
+    std::vector<int64_t> h;
+    for (const auto& e : x.as_array()) h.push_back(e.as_int());
+    return h;
+  });
+  check_hidden_sizes(c.hidden, what + ".hidden");
+  c.activation = field("activation", [](const json::Value& x) { return x.as_string(); });
+  RLFT_CHECK(c.activation == "tanh" || c.activation == "relu" || c.activation == "gelu" ||
+                 c.activation == "sigmoid",
+             what, ".activation: unknown activation '", c.activation, "'");
+  c.shared_trunk = optional("shared_trunk", as_bool, false);
+  c.log_std_init = optional("log_std_init", as_double, 0.0);
+  RLFT_CHECK(std::isfinite(c.log_std_init), what, ".log_std_init: ", c.log_std_init,
+             " is not finite");
+  c.fixed_std = optional("fixed_std", as_bool, false);
+  c.critic = optional("critic", as_bool, true);
   c.orthogonal_init = false;  // weights come from the checkpoint
   return c;
+}
+
+void check_hidden_sizes(const std::vector<int64_t>& hidden, const std::string& what) {
+  RLFT_CHECK(!hidden.empty(), what, ": at least one hidden layer is needed");
+  for (size_t i = 0; i < hidden.size(); ++i) {
+    RLFT_CHECK(hidden[i] > 0 && hidden[i] <= kMaxHidden, what, ": layer size ", hidden[i],
+               " is not in [1, ", kMaxHidden, "]");
+    if (i > 0)
+      RLFT_CHECK(hidden[i - 1] * hidden[i] <= kMaxLayerWeights, what, ": ", hidden[i - 1], " × ",
+                 hidden[i], " weights between two layers is over the limit ", kMaxLayerWeights);
+  }
 }
 
 }  // namespace rlft::models

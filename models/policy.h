@@ -40,8 +40,8 @@ struct PolicyConfig {
   bool shared_trunk = false;    // one trunk with two linear heads instead of two MLPs
   bool orthogonal_init = true;  // CleanRL's init (gain √2, actor head 0.01, critic head 1)
   double log_std_init = 0.0;    // Gaussian: initial log σ
-  bool fixed_std = false;       // Gaussian: σ = exp(log_std_init) is not learned (seed §2 uses σ² = 0.5)
-  bool critic = true;           // false: a policy only (REINFORCE)
+  bool fixed_std = false;  // Gaussian: σ = exp(log_std_init) is not learned (seed §2 uses σ² = 0.5)
+  bool critic = true;      // false: a policy only (REINFORCE)
 };
 
 struct ActionSample {
@@ -74,6 +74,15 @@ class ActorCritic : public nn::Module {
 
 // A description of the architecture for checkpoint metadata (JSON text).
 std::string describe(const PolicyConfig& config);
+// Hidden sizes a policy may have: each layer at most kMaxHidden units and at most
+// kMaxLayerWeights weights between two hidden layers, so a typo such as --hidden 1000000 is an
+// error naming `what` (e.g. "ppo: --hidden"), not an allocation failure.
+inline constexpr int64_t kMaxHidden = 1 << 16, kMaxLayerWeights = int64_t(1) << 26;
+void check_hidden_sizes(const std::vector<int64_t>& hidden, const std::string& what);
+
+// The inverse of describe(), checked: every field present with its type, sizes positive and
+// bounded, a known activation, a finite log_std_init. An error names `source` (the file) and the
+// field ("runs/m/policy.safetensors: metadata policy.obs_dim: ...").
 PolicyConfig parse_policy_config(const std::string& json_text, const std::string& source);
 
 }  // namespace rlft::models

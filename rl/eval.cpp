@@ -14,25 +14,40 @@
 
 namespace rlft::rl {
 
-EvalResult evaluate_run(const std::string& run_dir, int64_t episodes, uint64_t seed, bool deterministic) {
-  RLFT_CHECK(episodes > 0, "eval: --episodes must be positive, got ", episodes);
+EvalResult evaluate_run(const std::string& run_dir, int64_t episodes, uint64_t seed,
+                        bool deterministic) {
+  RLFT_CHECK(episodes > 0 && episodes <= kMaxEvalEpisodes, "eval: --episodes must be in [1, ",
+             kMaxEvalEpisodes, "], got ", episodes);
   const std::string path = run_dir + "/policy.safetensors";
-  RLFT_CHECK(fs::exists(path), "eval: no policy at ", path, " (train a run first: rlft train ppo --name …)");
+  RLFT_CHECK(fs::exists(path), "eval: no policy at ", path,
+             " (train a run first: rlft train ppo --name …)");
   Metadata md;
-  load_tensors(path, &md);
-  RLFT_CHECK(md.count("policy") && md.count("env_id"), path, ": not an rlft policy (metadata lacks policy/env_id)");
+  load_tensors(path, &md);  // the weights are checked (finite too) by load_checkpoint below
+  RLFT_CHECK(md.count("policy") && md.count("env_id"), path,
+             ": not an rlft policy (metadata lacks policy/env_id)");
   const models::PolicyConfig pc = models::parse_policy_config(md.at("policy"), path);
+  std::unique_ptr<envs::Env> env;
+  try {
+    env = envs::make_env(md.at("env_id"));
+  } catch (const Error& e) {
+    throw Error(str(path, ": metadata env_id: ", e.what()));
+  }
+  RLFT_CHECK(env->obs_dim() == pc.obs_dim, path, ": policy expects ", pc.obs_dim,
+             " observations but ", md.at("env_id"), " has ", env->obs_dim());
+  const auto& space = env->action_space();
+  RLFT_CHECK(pc.discrete == space.is_discrete() &&
+                 pc.num_actions == (space.is_discrete() ? space.n : env->action_dim()),
+             path, ": the policy's actions (", pc.discrete ? "discrete, " : "continuous, ",
+             pc.num_actions, ") do not fit ", md.at("env_id"), "'s action space ",
+             space.to_string());
   Generator gen(seed);
   models::ActorCritic policy(pc, gen);
   load_checkpoint(path, policy);
   std::unique_ptr<RunningMeanStd> obs_rms;
   if (md.count("obs_rms"))
-    obs_rms = std::make_unique<RunningMeanStd>(RunningMeanStd::from_json(json::parse(md.at("obs_rms"), path)));
+    obs_rms = std::make_unique<RunningMeanStd>(
+        RunningMeanStd::from_metadata(md.at("obs_rms"), path, pc.obs_dim));
 
-  std::unique_ptr<envs::Env> env = envs::make_env(md.at("env_id"));
-  RLFT_CHECK(env->obs_dim() == pc.obs_dim, path, ": policy expects ", pc.obs_dim, " observations but ",
-             md.at("env_id"), " has ", env->obs_dim());
-  const auto& space = env->action_space();
   const int64_t O = env->obs_dim(), A = env->action_dim();
   EvalResult r;
   r.env_id = md.at("env_id");
@@ -68,14 +83,20 @@ EvalResult evaluate_run(const std::string& run_dir, int64_t episodes, uint64_t s
   return r;
 }
 
-std::string write_learning_curve(const std::string& run_dir) {
+std::string write_learning_curve(const std::string& run_dir, int64_t* skipped) {
   const std::string path = run_dir + "/metrics.jsonl";
   RLFT_CHECK(fs::exists(path), "plot: no metrics at ", path);
   const std::vector<json::Value> lines = json::parse_jsonl(fs::read_file(path), path);
-  plot::Series mean{"return (mean of episodes in the update)", {}, {}}, last20{"return (last 20 episodes)", {}, {}};
+  plot::Series mean{"return (mean of episodes in the update)", {}, {}},
+      last20{"return (last 20 episodes)", {}, {}};
   std::string title = run_dir;
-  for (const json::Value& m : lines) {
-    const double step = m.at("global_step").as_double();
+  for (size_t i = 0; i < lines.size(); ++i) {
+    const json::Value& m = lines[i];
+    const json::Value* step_value = m.is_object() ? m.find("global_step") : nullptr;
+    RLFT_CHECK(step_value && step_value->is_number(), "plot: ", path, ": record ", i + 1,
+               " has no numeric \"global_step\": not the metrics of a classic-control run (rlft "
+               "train ppo|reinforce)");
+    const double step = step_value->as_double();
     if (const json::Value* v = m.find("episodic_return_mean"); v && v->is_number()) {
       mean.x.push_back(step);
       mean.y.push_back(v->as_double());
@@ -90,7 +111,9 @@ std::string write_learning_curve(const std::string& run_dir) {
   }
   RLFT_CHECK(!mean.x.empty() || !last20.x.empty(), path, ": no episodic returns logged yet");
   const std::string out = run_dir + "/return.svg";
-  plot::write_line_plot(out, title, "environment steps", "episodic return", {mean, last20});
+  const std::vector<plot::Series> series = {mean, last20};
+  plot::write_line_plot(out, title, "environment steps", "episodic return", series);
+  if (skipped) *skipped = plot::count_unplottable(series);
   return out;
 }
 

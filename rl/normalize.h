@@ -33,7 +33,8 @@ class RunningMeanStd {
     const double total = count_ + double(rows);
     for (size_t j = 0; j < d; ++j) {
       const double delta = bm[j] - mean_[j];
-      const double m2 = var_[j] * count_ + bv[j] * double(rows) + delta * delta * count_ * double(rows) / total;
+      const double m2 =
+          var_[j] * count_ + bv[j] * double(rows) + delta * delta * count_ * double(rows) / total;
       mean_[j] += delta * double(rows) / total;
       var_[j] = m2 / total;
     }
@@ -41,7 +42,8 @@ class RunningMeanStd {
   }
 
   // out = clip((x − mean)/√(var + eps), ±clip) for `rows` vectors.
-  void normalize(const float* x, int64_t rows, float* out, double clip = 10.0, double eps = 1e-8) const {
+  void normalize(const float* x, int64_t rows, float* out, double clip = 10.0,
+                 double eps = 1e-8) const {
     const size_t d = mean_.size();
     for (int64_t r = 0; r < rows; ++r)
       for (size_t j = 0; j < d; ++j) {
@@ -66,12 +68,35 @@ class RunningMeanStd {
   }
   static RunningMeanStd from_json(const json::Value& v) {
     RunningMeanStd r(int64_t(v.at("mean").size()));
-    RLFT_CHECK(v.at("var").size() == v.at("mean").size(), "RunningMeanStd: mean and var sizes differ");
+    RLFT_CHECK(v.at("var").size() == v.at("mean").size(),
+               "RunningMeanStd: mean and var sizes differ");
     for (size_t j = 0; j < r.mean_.size(); ++j) {
       r.mean_[j] = v.at("mean").at(j).as_double();
       r.var_[j] = v.at("var").at(j).as_double();
     }
     r.count_ = v.at("count").as_double();
+    return r;
+  }
+  // The statistics stored in a policy or checkpoint file's "obs_rms" metadata, checked: JSON of
+  // `dim` finite means, `dim` finite variances >= 0 and a finite count > 0. An error names
+  // `source` (the file) and what is wrong, so a damaged file never normalises with NaN.
+  static RunningMeanStd from_metadata(const std::string& text, const std::string& source,
+                                      int64_t dim) {
+    const std::string what = source + ": metadata obs_rms: ";
+    RunningMeanStd r;
+    try {
+      r = from_json(json::parse(text, source));
+    } catch (const Error& e) {
+      throw Error(what + e.what());
+    }
+    RLFT_CHECK(r.dim() == dim, what, "has ", r.dim(), " values but the policy observes ", dim);
+    for (int64_t j = 0; j < dim; ++j) {
+      RLFT_CHECK(std::isfinite(r.mean_[size_t(j)]), what, "mean[", j, "] is ", r.mean_[size_t(j)]);
+      RLFT_CHECK(std::isfinite(r.var_[size_t(j)]) && r.var_[size_t(j)] >= 0, what, "var[", j,
+                 "] is ", r.var_[size_t(j)], " (must be finite and >= 0)");
+    }
+    RLFT_CHECK(std::isfinite(r.count_) && r.count_ > 0, what, "count is ", r.count_,
+               " (must be finite and > 0)");
     return r;
   }
 

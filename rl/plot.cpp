@@ -50,10 +50,33 @@ std::string fmt(double v) {
 const char* kColors[] = {"#1f77b4", "#d62728", "#2ca02c", "#ff7f0e",
                          "#9467bd", "#8c564b", "#e377c2", "#17becf"};
 
+bool drawable(double x, double y, bool log_y) {
+  return std::isfinite(x) && std::isfinite(y) && std::abs(x) <= kMaxPlotAbs &&
+         std::abs(y) <= kMaxPlotAbs && (!log_y || y > 0);
+}
+
+// Widens an empty [lo, hi] (one value, or values closer than float arithmetic can divide:
+// 1e17 ± 0.5 is no span at all in doubles) to ±max(0.5, a millionth of the magnitude).
+void widen(double& lo, double& hi) {
+  const double mag = std::max(std::abs(lo), std::abs(hi));
+  if (hi - lo > 1e-9 * mag) return;
+  const double mid = lo / 2 + hi / 2, half = std::max(0.5, 1e-6 * mag);
+  lo = mid - half;
+  hi = mid + half;
+}
+
 }  // namespace
 
+int64_t count_unplottable(const std::vector<Series>& series, const PlotOptions& o) {
+  int64_t n = 0;
+  for (const Series& s : series)
+    for (size_t i = 0; i < std::min(s.x.size(), s.y.size()); ++i)
+      n += !drawable(s.x[i], s.y[i], o.log_y);
+  return n;
+}
+
 std::vector<double> nice_ticks(double lo, double hi, int target) {
-  if (!(hi > lo)) return {lo};
+  if (!(hi > lo) || !std::isfinite(hi - lo)) return {lo};
   const double raw = (hi - lo) / std::max(target - 1, 1);
   const double mag = std::pow(10.0, std::floor(std::log10(raw)));
   double step = mag;
@@ -61,9 +84,14 @@ std::vector<double> nice_ticks(double lo, double hi, int target) {
     step = m * mag;
     if (step >= raw) break;
   }
+  // Index-based, and bounded: v += step would stall where step is below the values' precision.
   std::vector<double> t;
-  for (double v = std::ceil(lo / step - 1e-9) * step; v <= hi + step * 1e-9; v += step)
+  const double first = std::ceil(lo / step - 1e-9);
+  for (int i = 0; i < 4 * target + 8; ++i) {
+    const double v = (first + i) * step;
+    if (v > hi + step * 1e-9) break;
     t.push_back(std::abs(v) < step * 1e-9 ? 0.0 : v);
+  }
   return t;
 }
 
@@ -74,9 +102,7 @@ std::string line_plot_svg(const std::string& title, const std::string& x_label,
     RLFT_CHECK(s.x.size() == s.y.size(), "plot: series '", s.name, "' has ", s.x.size(),
                " x values but ", s.y.size(), " y values");
   auto ty = [&](double y) { return o.log_y ? std::log10(y) : y; };
-  auto usable = [&](double x, double y) {
-    return std::isfinite(x) && std::isfinite(y) && (!o.log_y || y > 0);
-  };
+  auto usable = [&](double x, double y) { return drawable(x, y, o.log_y); };
   double x0 = std::numeric_limits<double>::infinity(), x1 = -x0, y0 = x0, y1 = -x0;
   for (const Series& s : series)
     for (size_t i = 0; i < s.x.size(); ++i)
@@ -88,8 +114,8 @@ std::string line_plot_svg(const std::string& title, const std::string& x_label,
       }
   const bool empty = !(x1 >= x0);
   if (empty) x0 = 0, x1 = 1, y0 = 0, y1 = 1;
-  if (x1 == x0) x0 -= 0.5, x1 += 0.5;
-  if (y1 == y0) y0 -= 0.5, y1 += 0.5;
+  widen(x0, x1);
+  widen(y0, y1);
   const double pad = 0.04 * (y1 - y0);
   y0 -= pad;
   y1 += pad;
@@ -154,6 +180,16 @@ std::string line_plot_svg(const std::string& title, const std::string& x_label,
         buf, sizeof buf,
         "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\" fill=\"#888\">no data</text>\n",
         left + pw / 2, top + ph / 2);
+    svg += buf;
+  }
+
+  if (const int64_t left_out = count_unplottable(series, o); left_out > 0) {
+    std::snprintf(
+        buf, sizeof buf,
+        "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\" fill=\"#888\">%lld point%s not drawn "
+        "(not finite or beyond ±1e300%s)</text>\n",
+        left + pw - 6, top + ph - 8, (long long)left_out, left_out == 1 ? "" : "s",
+        o.log_y ? ", or <= 0" : "");
     svg += buf;
   }
 

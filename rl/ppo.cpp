@@ -13,6 +13,7 @@
 #include "engine/fs.h"
 #include "engine/optim.h"
 #include "models/policy.h"
+#include "rl/envs/env.h"
 #include "rl/envs/vector_env.h"
 #include "rl/eval.h"
 #include "rl/normalize.h"
@@ -22,7 +23,9 @@ namespace rlft::rl {
 
 // ---- configuration -----------------------------------------------------------------------
 
-std::vector<std::string> preset_names() { return {"cartpole", "cartpole-fast", "pendulum", "lunarlander"}; }
+std::vector<std::string> preset_names() {
+  return {"cartpole", "cartpole-fast", "pendulum", "lunarlander"};
+}
 
 void apply_preset(const std::string& name, PPOConfig& c) {
   if (name == "cartpole") {
@@ -120,21 +123,64 @@ json::Value to_json(const PPOConfig& c) {
 
 namespace {
 
+// Limits that keep a run's buffers and networks a sane size (a typo like --num-envs 1e9 is an
+// error, not an allocation failure minutes later).
+constexpr int64_t kMaxEnvs = 1 << 16, kMaxBatch = int64_t(1) << 24;
+
+// `v` finite and in [lo, hi] (lo itself excluded when `open_lo`), else an error naming the flag.
+void check_range(const char* flag, double v, double lo, double hi, bool open_lo, const char* what) {
+  RLFT_CHECK(std::isfinite(v) && (open_lo ? v > lo : v >= lo) && v <= hi, "ppo: ", flag,
+             " must be ", what, ", got ", v);
+}
+
+// Every setting, before anything is built or written: the error names the option and value.
 void validate(const PPOConfig& c) {
   resolve_device(c.device);
-  RLFT_CHECK(c.num_envs > 0 && c.num_steps > 0, "ppo: num_envs and num_steps must be positive");
-  RLFT_CHECK(c.total_steps >= c.num_envs * c.num_steps, "ppo: total_steps ", c.total_steps,
+  try {
+    envs::make_env(c.env_id);
+  } catch (const Error& e) {
+    throw Error(str("ppo: --env: ", e.what()));
+  }
+  RLFT_CHECK(c.num_envs > 0 && c.num_envs <= kMaxEnvs, "ppo: --num-envs must be in [1, ", kMaxEnvs,
+             "], got ", c.num_envs);
+  RLFT_CHECK(c.num_steps > 0 && c.num_steps <= kMaxBatch, "ppo: --num-steps must be in [1, ",
+             kMaxBatch, "], got ", c.num_steps);
+  RLFT_CHECK(c.num_envs * c.num_steps <= kMaxBatch,
+             "ppo: the batch --num-envs × --num-steps = ", c.num_envs * c.num_steps,
+             " is over the limit ", kMaxBatch);
+  RLFT_CHECK(c.total_steps >= c.num_envs * c.num_steps, "ppo: --total-steps ", c.total_steps,
              " is less than one rollout (num_envs × num_steps = ", c.num_envs * c.num_steps, ")");
-  RLFT_CHECK(c.num_minibatches > 0 && (c.num_envs * c.num_steps) % c.num_minibatches == 0, "ppo: num_minibatches ",
-             c.num_minibatches, " must divide the batch size ", c.num_envs * c.num_steps);
-  RLFT_CHECK(c.update_epochs > 0, "ppo: update_epochs must be positive");
-  RLFT_CHECK(c.learning_rate > 0, "ppo: learning_rate must be positive, got ", c.learning_rate);
-  RLFT_CHECK(c.gamma >= 0 && c.gamma <= 1 && c.gae_lambda >= 0 && c.gae_lambda <= 1,
-             "ppo: gamma and gae_lambda must be in [0, 1]");
-  RLFT_CHECK(c.clip_coef > 0, "ppo: clip_coef must be positive, got ", c.clip_coef);
-  RLFT_CHECK(c.loss == "clip" || c.loss == "penalty", "ppo: loss must be clip or penalty, got '", c.loss, "'");
-  RLFT_CHECK(c.dual_clip == 0 || c.dual_clip > 1, "ppo: dual_clip must be 0 (off) or > 1, got ", c.dual_clip);
-  RLFT_CHECK(c.max_grad_norm >= 0, "ppo: max_grad_norm must be >= 0");
+  RLFT_CHECK(c.num_minibatches > 0 && (c.num_envs * c.num_steps) % c.num_minibatches == 0,
+             "ppo: num_minibatches ", c.num_minibatches, " must divide the batch size ",
+             c.num_envs * c.num_steps, " (--num-minibatches)");
+  RLFT_CHECK(c.update_epochs > 0, "ppo: --update-epochs must be positive, got ", c.update_epochs);
+  check_range("--lr", c.learning_rate, 0, INFINITY, true, "a finite number > 0");
+  check_range("--adam-eps", c.adam_eps, 0, INFINITY, false, "a finite number >= 0");
+  check_range("--gamma", c.gamma, 0, 1, false, "in [0, 1]");
+  check_range("--gae-lambda", c.gae_lambda, 0, 1, false, "in [0, 1]");
+  RLFT_CHECK(c.loss == "clip" || c.loss == "penalty", "ppo: --loss must be clip or penalty, got '",
+             c.loss, "'");
+  check_range("--clip-coef", c.clip_coef, 0, INFINITY, true, "a finite number > 0");
+  RLFT_CHECK(c.dual_clip == 0 || (std::isfinite(c.dual_clip) && c.dual_clip > 1),
+             "ppo: --dual-clip must be 0 (off) or a finite number > 1, got ", c.dual_clip);
+  check_range("--ent-coef", c.ent_coef, 0, INFINITY, false, "a finite number >= 0");
+  check_range("--vf-coef", c.vf_coef, 0, INFINITY, false, "a finite number >= 0");
+  check_range("--max-grad-norm", c.max_grad_norm, 0, INFINITY, false,
+              "a finite number >= 0 (0 = off)");
+  check_range("--target-kl", c.target_kl, 0, INFINITY, false, "a finite number >= 0 (0 = off)");
+  check_range("--kl-target", c.kl_target, 0, INFINITY, true, "a finite number > 0");
+  // β only ever doubles or halves, so β = 0 would stay 0: no penalty at all.
+  check_range("--kl-beta", c.kl_beta, 0, INFINITY, true, "a finite number > 0");
+  models::check_hidden_sizes(parse_sizes("--hidden", c.hidden), "ppo: --hidden");
+  RLFT_CHECK(c.activation == "tanh" || c.activation == "relu" || c.activation == "gelu" ||
+                 c.activation == "sigmoid",
+             "ppo: --activation must be tanh, relu, gelu or sigmoid, got '", c.activation, "'");
+  // σ = exp(log σ) must stay a normal float32 with room for the sampled noise.
+  check_range("--log-std-init", c.log_std_init, -20, 20, false, "in [-20, 20]");
+  RLFT_CHECK(c.checkpoint_every >= 0,
+             "ppo: --checkpoint-every must be >= 0 (0 = only at the end), got ",
+             c.checkpoint_every);
+  RLFT_CHECK(c.log_every > 0, "ppo: --log-every must be positive, got ", c.log_every);
 }
 
 // Gymnasium's NormalizeReward: r / √(Var[G] + eps), G the running discounted return.
@@ -206,7 +252,14 @@ PPOResult train_ppo(const PPOConfig& cfg, const std::string& run_dir,
     config.set("algorithm", "ppo");
     config.set("git_revision", git_revision());
     config.set("policy", json::parse(models::describe(pc)));
-    if (!cfg.resume) run->write_config(config);
+    // A resumed run keeps its settings (environment, network, losses); only the step budget
+    // may grow. Checked before the checkpoint is read, so a Pendulum run resumed as CartPole
+    // is named as such rather than as a tensor shape mismatch.
+    if (cfg.resume) {
+      run->check_resumable(config, {"total_steps"});
+    } else {
+      run->write_config(config);
+    }
   }
 
   RunningMeanStd obs_rms(O);
@@ -215,13 +268,17 @@ PPOResult train_ppo(const PPOConfig& cfg, const std::string& run_dir,
     const std::string ckpt = run->path("checkpoint.safetensors");
     RLFT_CHECK(fs::exists(ckpt), "ppo: cannot resume: no checkpoint at ", ckpt);
     const Metadata md = load_checkpoint(ckpt, agent, &optimizer);
-    RLFT_CHECK(md.count("update") && md.count("global_step") && md.count("generator_offset"), ckpt,
-               ": not a PPO training checkpoint (metadata lacks update/global_step/generator_offset)");
+    RLFT_CHECK(
+        md.count("update") && md.count("global_step") && md.count("generator_offset"), ckpt,
+        ": not a PPO training checkpoint (metadata lacks update/global_step/generator_offset)");
     first_update = metadata_int(md, "update", ckpt) + 1;
     global_step = metadata_int(md, "global_step", ckpt);
     gen.set_state(cfg.seed, metadata_uint(md, "generator_offset", ckpt));
     if (md.count("kl_beta")) kl_beta = metadata_double(md, "kl_beta", ckpt);
-    if (md.count("obs_rms")) obs_rms = RunningMeanStd::from_json(json::parse(md.at("obs_rms"), ckpt));
+    if (md.count("obs_rms")) obs_rms = RunningMeanStd::from_metadata(md.at("obs_rms"), ckpt, O);
+    // A crash between two checkpoints leaves metrics of updates that the resumed run logs
+    // again: keep the lines up to the checkpoint's update only.
+    (void)run->keep_metrics_through(first_update - 1, "update");
   }
   // Metadata of policy and checkpoint files (architecture, env, counters, RNG position).
   auto metadata = [&](int64_t update) {
@@ -239,7 +296,8 @@ PPOResult train_ppo(const PPOConfig& cfg, const std::string& run_dir,
   RewardScaler reward_scaler(N, cfg.gamma);
   // The observation the policy sees (normalised when norm_obs), updating the running stats.
   auto policy_obs = [&](std::span<const float> raw, int64_t rows, bool update) {
-    if (!cfg.norm_obs) return Tensor::from_vector(std::vector<float>(raw.begin(), raw.end()), {rows, O});
+    if (!cfg.norm_obs)
+      return Tensor::from_vector(std::vector<float>(raw.begin(), raw.end()), {rows, O});
     if (update) obs_rms.update(raw.data(), rows);
     std::vector<float> out(static_cast<size_t>(rows * O));
     obs_rms.normalize(raw.data(), rows, out.data());
@@ -250,7 +308,8 @@ PPOResult train_ppo(const PPOConfig& cfg, const std::string& run_dir,
   Tensor obs_buf = Tensor::zeros({T, N, O});
   Tensor act_buf = discrete ? Tensor::zeros({T, N}, DType::i64) : Tensor::zeros({T, N, A});
   Tensor logp_buf = Tensor::zeros({T, N}), val_buf = Tensor::zeros({T, N});
-  Tensor rew_buf = Tensor::zeros({T, N}), term_buf = Tensor::zeros({T, N}), end_buf = Tensor::zeros({T, N});
+  Tensor rew_buf = Tensor::zeros({T, N}), term_buf = Tensor::zeros({T, N}),
+         end_buf = Tensor::zeros({T, N});
   Tensor next_val_buf = Tensor::zeros({T, N});
 
   std::deque<double> last_returns;
@@ -264,16 +323,17 @@ PPOResult train_ppo(const PPOConfig& cfg, const std::string& run_dir,
   std::vector<float> float_actions(static_cast<size_t>(N * A));
 
   if (!cfg.quiet) {
-    std::printf("ppo on %s: %lld updates of %lld×%lld steps, %lld parameters, seed %llu\n", cfg.env_id.c_str(),
-                (long long)num_updates, (long long)N, (long long)T, (long long)agent.num_parameters(),
-                (unsigned long long)cfg.seed);
+    std::printf("ppo on %s: %lld updates of %lld×%lld steps, %lld parameters, seed %llu\n",
+                cfg.env_id.c_str(), (long long)num_updates, (long long)N, (long long)T,
+                (long long)agent.num_parameters(), (unsigned long long)cfg.seed);
   }
 
   int64_t last_update = first_update - 1;
   for (int64_t update = first_update; update <= num_updates; ++update) {
     // Learning-rate annealing (CleanRL: frac = 1 − (update − 1)/num_updates).
-    const double lr = cfg.anneal_lr ? cfg.learning_rate * (1.0 - double(update - 1) / double(num_updates))
-                                    : cfg.learning_rate;
+    const double lr = cfg.anneal_lr
+                          ? cfg.learning_rate * (1.0 - double(update - 1) / double(num_updates))
+                          : cfg.learning_rate;
     optimizer.set_lr(lr);
 
     // ---- rollout ----
@@ -315,7 +375,8 @@ PPOResult train_ppo(const PPOConfig& cfg, const std::string& run_dir,
           en[i] = done[i];
           if (env.truncated()[i] && !env.terminated()[i]) {
             // Bootstrap a time-limit cut from V(final observation).
-            final_obs_rows.emplace_back(t * N + i, policy_obs(env.final_obs().subspan(i * O, O), 1, false));
+            final_obs_rows.emplace_back(t * N + i,
+                                        policy_obs(env.final_obs().subspan(i * O, O), 1, false));
           }
         }
         next_obs = policy_obs(env.obs(), N, true);
@@ -330,25 +391,32 @@ PPOResult train_ppo(const PPOConfig& cfg, const std::string& run_dir,
     }
 
     // ---- advantages (fused GAE op) ----
-    auto [advantages, returns] = gae(rew_buf, val_buf, next_val_buf, term_buf, end_buf, cfg.gamma, cfg.gae_lambda);
+    auto [advantages, returns] =
+        gae(rew_buf, val_buf, next_val_buf, term_buf, end_buf, cfg.gamma, cfg.gae_lambda);
 
     // ---- update: epochs × minibatches over the flattened batch ----
     const Tensor b_obs = obs_buf.reshape({batch_size, O}).to(dev);
-    const Tensor b_act = (discrete ? act_buf.reshape({batch_size}) : act_buf.reshape({batch_size, A})).to(dev);
-    const Tensor b_logp = logp_buf.reshape({batch_size}).to(dev), b_val = val_buf.reshape({batch_size}).to(dev);
-    const Tensor b_adv = advantages.reshape({batch_size}).to(dev), b_ret = returns.reshape({batch_size}).to(dev);
+    const Tensor b_act =
+        (discrete ? act_buf.reshape({batch_size}) : act_buf.reshape({batch_size, A})).to(dev);
+    const Tensor b_logp = logp_buf.reshape({batch_size}).to(dev),
+                 b_val = val_buf.reshape({batch_size}).to(dev);
+    const Tensor b_adv = advantages.reshape({batch_size}).to(dev),
+                 b_ret = returns.reshape({batch_size}).to(dev);
     std::vector<int64_t> order(static_cast<size_t>(batch_size));
     std::iota(order.begin(), order.end(), 0);
     double pg_sum = 0, v_sum = 0, ent_sum = 0, kl_sum = 0, kl1_sum = 0, cl_lo = 0, cl_hi = 0;
     int64_t n_mb = 0;
     double last_kl = 0;
     for (int64_t epoch = 0; epoch < cfg.update_epochs; ++epoch) {
-      for (int64_t i = batch_size - 1; i > 0; --i) std::swap(order[i], order[gen.below(uint64_t(i + 1))]);
+      for (int64_t i = batch_size - 1; i > 0; --i)
+        std::swap(order[i], order[gen.below(uint64_t(i + 1))]);
       double epoch_kl = 0;
       for (int64_t start = 0; start < batch_size; start += minibatch_size) {
-        const Tensor idx = Tensor::from_vector(
-            std::vector<int64_t>(order.begin() + start, order.begin() + start + minibatch_size), {minibatch_size})
-            .to(dev);
+        const Tensor idx =
+            Tensor::from_vector(
+                std::vector<int64_t>(order.begin() + start, order.begin() + start + minibatch_size),
+                {minibatch_size})
+                .to(dev);
         const Tensor mb_obs = index_select(b_obs, 0, idx), mb_act = index_select(b_act, 0, idx);
         const Tensor mb_logp = index_select(b_logp, 0, idx), mb_val = index_select(b_val, 0, idx);
         const Tensor mb_ret = index_select(b_ret, 0, idx);
@@ -374,8 +442,9 @@ PPOResult train_ppo(const PPOConfig& cfg, const std::string& run_dir,
         Tensor v_loss;
         if (cfg.clip_vloss) {
           const Tensor v_unclipped = pow(sub(new_val, mb_ret), 2.0);
-          const Tensor v_clipped =
-              pow(sub(add(mb_val, clamp(sub(new_val, mb_val), -cfg.clip_coef, cfg.clip_coef)), mb_ret), 2.0);
+          const Tensor v_clipped = pow(
+              sub(add(mb_val, clamp(sub(new_val, mb_val), -cfg.clip_coef, cfg.clip_coef)), mb_ret),
+              2.0);
           v_loss = mul(mean(maximum(v_unclipped, v_clipped)), 0.5);
         } else {
           v_loss = mul(mean(pow(sub(new_val, mb_ret), 2.0)), 0.5);
@@ -402,8 +471,10 @@ PPOResult train_ppo(const PPOConfig& cfg, const std::string& run_dir,
       if (cfg.target_kl > 0 && last_kl > cfg.target_kl) break;  // CleanRL's early stop
     }
     if (cfg.loss == "penalty") {
-      if (last_kl > 1.5 * cfg.kl_target) kl_beta *= 2;
-      else if (last_kl < cfg.kl_target / 1.5) kl_beta /= 2;
+      if (last_kl > 1.5 * cfg.kl_target)
+        kl_beta *= 2;
+      else if (last_kl < cfg.kl_target / 1.5)
+        kl_beta /= 2;
     }
 
     // ---- log ----
@@ -415,13 +486,15 @@ PPOResult train_ppo(const PPOConfig& cfg, const std::string& run_dir,
     u.global_step = global_step;
     u.episodes = int64_t(finished.size());
     if (!finished.empty()) {
-      u.episodic_return_mean = std::accumulate(finished.begin(), finished.end(), 0.0) / double(finished.size());
+      u.episodic_return_mean =
+          std::accumulate(finished.begin(), finished.end(), 0.0) / double(finished.size());
       u.episodic_return_min = *std::min_element(finished.begin(), finished.end());
       u.episodic_return_max = *std::max_element(finished.begin(), finished.end());
     }
-    u.return_last20 = last_returns.empty() ? 0
-                                           : std::accumulate(last_returns.begin(), last_returns.end(), 0.0) /
-                                                 double(last_returns.size());
+    u.return_last20 = last_returns.empty()
+                          ? 0
+                          : std::accumulate(last_returns.begin(), last_returns.end(), 0.0) /
+                                double(last_returns.size());
     u.pg_loss = pg_sum / double(n_mb);
     u.v_loss = v_sum / double(n_mb);
     u.entropy = ent_sum / double(n_mb);
@@ -443,7 +516,8 @@ PPOResult train_ppo(const PPOConfig& cfg, const std::string& run_dir,
       m.set("update", u.update);
       m.set("global_step", u.global_step);
       m.set("episodes", u.episodes);
-      m.set("episodic_return_mean", u.episodes ? json::Value(u.episodic_return_mean) : json::Value());
+      m.set("episodic_return_mean",
+            u.episodes ? json::Value(u.episodic_return_mean) : json::Value());
       m.set("episodic_return_min", u.episodes ? json::Value(u.episodic_return_min) : json::Value());
       m.set("episodic_return_max", u.episodes ? json::Value(u.episodic_return_max) : json::Value());
       m.set("return_last20", u.return_last20);
@@ -465,10 +539,12 @@ PPOResult train_ppo(const PPOConfig& cfg, const std::string& run_dir,
       const double eta = (double(num_updates - update) * double(batch_size)) / std::max(u.sps, 1.0);
       char ret[16] = "       -";  // no episode finished in this update
       if (u.episodes) std::snprintf(ret, sizeof ret, "%8.2f", u.episodic_return_mean);
-      std::printf("update %4lld/%lld  step %8lld  return %s (last20 %8.2f)  pg %+.4f  v %8.4f  ent %.3f  "
-                  "kl %.5f  clip %.3f  ev %+.2f  %7.0f sps  ETA %s\n",
-                  (long long)update, (long long)num_updates, (long long)global_step, ret, u.return_last20, u.pg_loss, u.v_loss, u.entropy, u.approx_kl, u.clipfrac, u.explained_variance,
-                  u.sps, format_duration(eta).c_str());
+      std::printf(
+          "update %4lld/%lld  step %8lld  return %s (last20 %8.2f)  pg %+.4f  v %8.4f  ent %.3f  "
+          "kl %.5f  clip %.3f  ev %+.2f  %7.0f sps  ETA %s\n",
+          (long long)update, (long long)num_updates, (long long)global_step, ret, u.return_last20,
+          u.pg_loss, u.v_loss, u.entropy, u.approx_kl, u.clipfrac, u.explained_variance, u.sps,
+          format_duration(eta).c_str());
       std::fflush(stdout);
     }
     if (run && cfg.checkpoint_every > 0 && update % cfg.checkpoint_every == 0)

@@ -28,39 +28,40 @@ namespace rlft::rl {
 struct PPOConfig {
   std::string env_id = "CartPole-v1";  // environment (CartPole-v1, Pendulum-v1, LunarLander-v3, …)
   uint64_t seed = 1;                   // seeds the policy init, the sampling and the environments
-  std::string device = "cpu";          // cpu, or cuda[:N]: networks and update there, envs on the CPU
-  int64_t total_steps = 500000;        // environment steps over all envs
-  int64_t num_envs = 4;                // parallel environment copies
-  int64_t num_steps = 128;             // steps per env per rollout (T)
-  double learning_rate = 2.5e-4;       // Adam learning rate
-  bool anneal_lr = true;               // linear decay of the learning rate to 0
-  double adam_eps = 1e-5;              // Adam epsilon
-  double gamma = 0.99;                 // discount γ
-  double gae_lambda = 0.95;            // GAE λ
-  int64_t num_minibatches = 4;         // minibatches per epoch
-  int64_t update_epochs = 4;           // epochs over each rollout
-  bool norm_adv = true;                // normalise advantages per minibatch
-  std::string loss = "clip";           // "clip" (PPO-clip) or "penalty" (adaptive KL penalty)
-  double clip_coef = 0.2;              // ε of the ratio clip (and of the value clip)
-  double dual_clip = 0.0;              // c > 1 enables the dual clip for negative advantages
-  bool clip_vloss = true;              // clipped value loss
-  double ent_coef = 0.01;              // entropy bonus c_ent
-  double vf_coef = 0.5;                // value loss coefficient c_v
-  double max_grad_norm = 0.5;          // global gradient-norm clip (0 = off)
-  double target_kl = 0.0;              // stop the epochs early when approx KL (k3) exceeds this (0 = off)
-  double kl_target = 0.01;             // penalty mode: KL target for the adaptive β
-  double kl_beta = 1.0;                // penalty mode: initial β
-  std::string hidden = "64,64";        // hidden layer sizes
-  std::string activation = "tanh";     // tanh | relu
-  bool shared_trunk = false;           // one trunk for actor and critic
-  double log_std_init = 0.0;           // Gaussian policies: initial log σ
-  bool fixed_std = false;              // Gaussian policies: keep σ fixed (the seed's Pendulum code: σ² = 0.5)
-  bool norm_obs = false;               // running mean/std observation normalisation (clipped to ±10)
-  bool norm_reward = false;            // scale rewards by the running std of the discounted return
-  int64_t checkpoint_every = 50;       // write checkpoint.safetensors every this many updates (and at the end)
-  bool resume = false;                 // continue the run in run_dir from its checkpoint
-  int64_t log_every = 1;               // print a progress line every this many updates
-  bool quiet = false;                  // no progress lines
+  std::string device = "cpu";     // cpu, or cuda[:N]: networks and update there, envs on the CPU
+  int64_t total_steps = 500000;   // environment steps over all envs
+  int64_t num_envs = 4;           // parallel environment copies
+  int64_t num_steps = 128;        // steps per env per rollout (T)
+  double learning_rate = 2.5e-4;  // Adam learning rate
+  bool anneal_lr = true;          // linear decay of the learning rate to 0
+  double adam_eps = 1e-5;         // Adam epsilon
+  double gamma = 0.99;            // discount γ
+  double gae_lambda = 0.95;       // GAE λ
+  int64_t num_minibatches = 4;    // minibatches per epoch
+  int64_t update_epochs = 4;      // epochs over each rollout
+  bool norm_adv = true;           // normalise advantages per minibatch
+  std::string loss = "clip";      // "clip" (PPO-clip) or "penalty" (adaptive KL penalty)
+  double clip_coef = 0.2;         // ε of the ratio clip (and of the value clip)
+  double dual_clip = 0.0;         // c > 1 enables the dual clip for negative advantages
+  bool clip_vloss = true;         // clipped value loss
+  double ent_coef = 0.01;         // entropy bonus c_ent
+  double vf_coef = 0.5;           // value loss coefficient c_v
+  double max_grad_norm = 0.5;     // global gradient-norm clip (0 = off)
+  double target_kl = 0.0;        // stop the epochs early when approx KL (k3) exceeds this (0 = off)
+  double kl_target = 0.01;       // penalty mode: KL target for the adaptive β
+  double kl_beta = 1.0;          // penalty mode: initial β
+  std::string hidden = "64,64";  // hidden layer sizes
+  std::string activation = "tanh";  // tanh | relu
+  bool shared_trunk = false;        // one trunk for actor and critic
+  double log_std_init = 0.0;        // Gaussian policies: initial log σ
+  bool fixed_std = false;  // Gaussian policies: keep σ fixed (the seed's Pendulum code: σ² = 0.5)
+  bool norm_obs = false;   // running mean/std observation normalisation (clipped to ±10)
+  bool norm_reward = false;  // scale rewards by the running std of the discounted return
+  int64_t checkpoint_every =
+      50;                 // write checkpoint.safetensors every this many updates (and at the end)
+  bool resume = false;    // continue the run in run_dir from its checkpoint
+  int64_t log_every = 1;  // print a progress line every this many updates
+  bool quiet = false;     // no progress lines
 };
 
 // Named presets: "cartpole" (CleanRL defaults), "cartpole-fast", "pendulum", "lunarlander".
@@ -72,24 +73,26 @@ std::vector<std::string> preset_names();
 struct PPOUpdate {
   int64_t update = 0, global_step = 0;
   double episodic_return_mean = 0, episodic_return_min = 0, episodic_return_max = 0;
-  int64_t episodes = 0;        // finished in this update
-  double return_last20 = 0;    // mean return of the last 20 finished episodes
+  int64_t episodes = 0;      // finished in this update
+  double return_last20 = 0;  // mean return of the last 20 finished episodes
   double pg_loss = 0, v_loss = 0, entropy = 0, approx_kl = 0, approx_kl_k1 = 0, clipfrac = 0;
-  double clipfrac_low = 0, clipfrac_high = 0, explained_variance = 0, learning_rate = 0, kl_beta = 0;
+  double clipfrac_low = 0, clipfrac_high = 0, explained_variance = 0, learning_rate = 0,
+         kl_beta = 0;
   double sps = 0;
 };
 
 struct PPOResult {
   std::vector<PPOUpdate> updates;
-  int64_t steps_to_threshold = -1;  // first global step at which return_last20 ≥ the env's threshold
+  int64_t steps_to_threshold =
+      -1;  // first global step at which return_last20 ≥ the env's threshold
 };
 
 // Trains and, when run_dir is non-empty, writes config.json, metrics.jsonl, the learning curve
 // (return.svg) and policy.safetensors / checkpoint.safetensors into it. With resume, the
 // model, optimiser, counters, β and observation statistics come from the checkpoint and
 // metrics are appended; the environments restart their episodes (seeded by seed + update),
-// so a resumed run is statistically, not bitwise, the same as an uninterrupted one. `on_update` (optional)
-// sees each update; returning false stops training.
+// so a resumed run is statistically, not bitwise, the same as an uninterrupted one. `on_update`
+// (optional) sees each update; returning false stops training.
 PPOResult train_ppo(const PPOConfig& config, const std::string& run_dir = "",
                     const std::function<bool(const PPOUpdate&)>& on_update = nullptr);
 

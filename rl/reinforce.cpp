@@ -49,6 +49,38 @@ json::Value to_json(const ReinforceConfig& c) {
   return v;
 }
 
+namespace {
+
+// Every setting, before anything is built or written: the error names the option and value.
+void validate(const ReinforceConfig& c) {
+  resolve_device(c.device);
+  try {
+    envs::make_env(c.env_id);
+  } catch (const Error& e) {
+    throw Error(str("reinforce: --env: ", e.what()));
+  }
+  RLFT_CHECK(c.total_episodes > 0, "reinforce: --total-episodes must be positive, got ",
+             c.total_episodes);
+  RLFT_CHECK(c.episodes_per_update > 0, "reinforce: --episodes-per-update must be positive, got ",
+             c.episodes_per_update);
+  RLFT_CHECK(std::isfinite(c.learning_rate) && c.learning_rate > 0,
+             "reinforce: --lr must be a finite number > 0, got ", c.learning_rate);
+  RLFT_CHECK(c.gamma >= 0 && c.gamma <= 1, "reinforce: --gamma must be in [0, 1], got ", c.gamma);
+  RLFT_CHECK(c.baseline == "mean" || c.baseline == "none",
+             "reinforce: baseline must be mean or none, got '", c.baseline, "' (--baseline)");
+  // b ← m·b + (1 − m)·G: a convex combination only for m in [0, 1].
+  RLFT_CHECK(c.baseline_momentum >= 0 && c.baseline_momentum <= 1,
+             "reinforce: --baseline-momentum must be in [0, 1], got ", c.baseline_momentum);
+  models::check_hidden_sizes(parse_sizes("--hidden", c.hidden), "reinforce: --hidden");
+  RLFT_CHECK(c.activation == "tanh" || c.activation == "relu" || c.activation == "gelu" ||
+                 c.activation == "sigmoid",
+             "reinforce: --activation must be tanh, relu, gelu or sigmoid, got '", c.activation,
+             "'");
+  RLFT_CHECK(c.log_every > 0, "reinforce: --log-every must be positive, got ", c.log_every);
+}
+
+}  // namespace
+
 ReinforceResult train_reinforce(const ReinforceConfig& cfg, const std::string& run_dir,
                                 const std::function<bool(const ReinforceUpdate&)>& on_update) {
   // With --device cuda the policy's forward, backward and Adam step run on the GPU; the
@@ -56,13 +88,8 @@ ReinforceResult train_reinforce(const ReinforceConfig& cfg, const std::string& r
   // a seeded run takes the same actions on both devices up to float rounding. One environment
   // and a small network gain little from a GPU: each step moves one observation over and one
   // action back.
+  validate(cfg);
   const Device dev = resolve_device(cfg.device), cpu = Device::cpu();
-  RLFT_CHECK(cfg.total_episodes > 0 && cfg.episodes_per_update > 0,
-             "reinforce: total_episodes and episodes_per_update must be positive");
-  RLFT_CHECK(cfg.learning_rate > 0, "reinforce: learning_rate must be positive, got ", cfg.learning_rate);
-  RLFT_CHECK(cfg.gamma >= 0 && cfg.gamma <= 1, "reinforce: gamma must be in [0, 1], got ", cfg.gamma);
-  RLFT_CHECK(cfg.baseline == "mean" || cfg.baseline == "none", "reinforce: baseline must be mean or none, got '",
-             cfg.baseline, "'");
   // Setup: one environment, a policy without a critic, Adam.
   std::unique_ptr<envs::Env> env = envs::make_env(cfg.env_id);
   const auto& act_space = env->action_space();
@@ -127,7 +154,8 @@ ReinforceResult train_reinforce(const ReinforceConfig& cfg, const std::string& r
       } else {
         const float* a = s.actions.data<float>();
         b_act_f.insert(b_act_f.end(), a, a + A);
-        for (int64_t j = 0; j < A; ++j) act[j] = std::clamp(a[j], act_space.low[j], act_space.high[j]);
+        for (int64_t j = 0; j < A; ++j)
+          act[j] = std::clamp(a[j], act_space.low[j], act_space.high[j]);
         r = env->step(act.data(), obs.data());
       }
       rewards.push_back(r.reward);
@@ -145,7 +173,9 @@ ReinforceResult train_reinforce(const ReinforceConfig& cfg, const std::string& r
     const double b = cfg.baseline == "mean" && baseline_init ? baseline : 0.0;
     for (size_t t = 0; t < L; ++t) b_weights.push_back(float((cfg.reward_to_go ? G[t] : G[0]) - b));
     if (cfg.baseline == "mean") {
-      baseline = baseline_init ? cfg.baseline_momentum * baseline + (1 - cfg.baseline_momentum) * G[0] : G[0];
+      baseline = baseline_init
+                     ? cfg.baseline_momentum * baseline + (1 - cfg.baseline_momentum) * G[0]
+                     : G[0];
       baseline_init = true;
     }
     ++batch_episodes;
@@ -167,8 +197,9 @@ ReinforceResult train_reinforce(const ReinforceConfig& cfg, const std::string& r
       for (float& x : w) x = float((x - m) / sd);
     }
     const Tensor obs_t = Tensor::from_vector(b_obs, {steps, O}).to(dev);
-    const Tensor act_t =
-        (discrete ? Tensor::from_vector(b_act_i, {steps}) : Tensor::from_vector(b_act_f, {steps, A})).to(dev);
+    const Tensor act_t = (discrete ? Tensor::from_vector(b_act_i, {steps})
+                                   : Tensor::from_vector(b_act_f, {steps, A}))
+                             .to(dev);
     const models::ActionEval ev = policy.evaluate(obs_t, act_t);
     const Tensor weights = Tensor::from_vector(w, {steps}).to(dev);
     const Tensor loss = mul(sum(mul(weights, ev.log_probs)), -1.0 / double(batch_episodes));
@@ -181,12 +212,14 @@ ReinforceResult train_reinforce(const ReinforceConfig& cfg, const std::string& r
     u.episode = episode;
     u.global_step = global_step;
     u.episode_return = batch_return / double(batch_episodes);
-    u.return_last20 = std::accumulate(last_returns.begin(), last_returns.end(), 0.0) / double(last_returns.size());
+    u.return_last20 = std::accumulate(last_returns.begin(), last_returns.end(), 0.0) /
+                      double(last_returns.size());
     u.loss = loss.item();
     u.entropy = mean(ev.entropy).item();
     u.baseline = baseline;
     u.sps = double(global_step) / clock.seconds();
-    if (result.episodes_to_threshold < 0 && last_returns.size() >= 20 && u.return_last20 >= threshold)
+    if (result.episodes_to_threshold < 0 && last_returns.size() >= 20 &&
+        u.return_last20 >= threshold)
       result.episodes_to_threshold = episode;
     result.updates.push_back(u);
     if (run) {
@@ -201,11 +234,15 @@ ReinforceResult train_reinforce(const ReinforceConfig& cfg, const std::string& r
       m.set("sps", u.sps);
       run->log(m);
     }
-    if (!cfg.quiet && (episode % cfg.log_every < cfg.episodes_per_update || episode == cfg.total_episodes)) {
+    if (!cfg.quiet &&
+        (episode % cfg.log_every < cfg.episodes_per_update || episode == cfg.total_episodes)) {
       const double eta = clock.seconds() / double(episode) * double(cfg.total_episodes - episode);
-      std::printf("episode %5lld/%lld  step %8lld  return %7.1f (last20 %7.1f)  loss %+9.3f  ent %.3f  %7.0f sps  ETA %s\n",
-                  (long long)episode, (long long)cfg.total_episodes, (long long)global_step, u.episode_return,
-                  u.return_last20, u.loss, u.entropy, u.sps, format_duration(eta).c_str());
+      std::printf(
+          "episode %5lld/%lld  step %8lld  return %7.1f (last20 %7.1f)  loss %+9.3f  ent %.3f  "
+          "%7.0f sps  ETA %s\n",
+          (long long)episode, (long long)cfg.total_episodes, (long long)global_step,
+          u.episode_return, u.return_last20, u.loss, u.entropy, u.sps,
+          format_duration(eta).c_str());
       std::fflush(stdout);
     }
     b_obs.clear();

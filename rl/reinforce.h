@@ -21,19 +21,20 @@ namespace rlft::rl {
 struct ReinforceConfig {
   std::string env_id = "CartPole-v1";  // environment (discrete or continuous actions)
   uint64_t seed = 1;                   // seeds the policy init, the sampling and the environment
-  std::string device = "cpu";          // cpu or cuda[:N]: where the policy runs (the environment stays on the CPU)
-  int64_t total_episodes = 1500;       // episodes to train on
-  int64_t episodes_per_update = 1;     // episodes per gradient step (N)
-  double learning_rate = 1e-3;         // Adam learning rate (the seed uses 2e-4)
-  double gamma = 0.99;                 // discount γ (the seed uses 0.98)
-  bool reward_to_go = true;            // G_t from step t on; false: the whole-episode return G_0
-  std::string baseline = "mean";       // "mean" (running mean of returns) or "none"
-  double baseline_momentum = 0.99;     // b ← m·b + (1 − m)·G_0 after each episode
-  bool normalize_returns = true;       // standardise (G − b) over the batch's steps
-  std::string hidden = "64,64";        // hidden layer sizes of the policy
-  std::string activation = "tanh";     // tanh | relu
-  int64_t log_every = 50;              // progress line every this many episodes
-  bool quiet = false;                  // no progress lines
+  std::string device =
+      "cpu";  // cpu or cuda[:N]: where the policy runs (the environment stays on the CPU)
+  int64_t total_episodes = 1500;    // episodes to train on
+  int64_t episodes_per_update = 1;  // episodes per gradient step (N)
+  double learning_rate = 1e-3;      // Adam learning rate (the seed uses 2e-4)
+  double gamma = 0.99;              // discount γ (the seed uses 0.98)
+  bool reward_to_go = true;         // G_t from step t on; false: the whole-episode return G_0
+  std::string baseline = "mean";    // "mean" (running mean of returns) or "none"
+  double baseline_momentum = 0.99;  // b ← m·b + (1 − m)·G_0 after each episode
+  bool normalize_returns = true;    // standardise (G − b) over the batch's steps
+  std::string hidden = "64,64";     // hidden layer sizes of the policy
+  std::string activation = "tanh";  // tanh | relu
+  int64_t log_every = 50;           // progress line every this many episodes
+  bool quiet = false;               // no progress lines
 };
 
 // The seed's settings (lr 2e-4, γ 0.98, no normalisation) as a preset.
@@ -46,11 +47,13 @@ struct ReinforceUpdate {
 
 struct ReinforceResult {
   std::vector<ReinforceUpdate> updates;
-  int64_t episodes_to_threshold = -1;  // first episode at which the last-20 mean reached the threshold
+  int64_t episodes_to_threshold =
+      -1;  // first episode at which the last-20 mean reached the threshold
 };
 
-ReinforceResult train_reinforce(const ReinforceConfig& config, const std::string& run_dir = "",
-                                const std::function<bool(const ReinforceUpdate&)>& on_update = nullptr);
+ReinforceResult train_reinforce(
+    const ReinforceConfig& config, const std::string& run_dir = "",
+    const std::function<bool(const ReinforceUpdate&)>& on_update = nullptr);
 
 json::Value to_json(const ReinforceConfig& config);
 

@@ -49,14 +49,19 @@ void RunDir::write_config(const json::Value& config) const {
 
 void RunDir::log(const json::Value& metrics) const { fs::append_line(path("metrics.jsonl"), metrics.dump()); }
 
-std::vector<json::Value> RunDir::keep_metrics_through(int64_t step) const {
+std::vector<json::Value> RunDir::keep_metrics_through(int64_t step, const std::string& key) const {
   const std::string metrics = path("metrics.jsonl");
   std::vector<json::Value> kept;
   if (!fs::exists(metrics)) return kept;
   std::string text;
+  size_t entry = 0;
   for (json::Value& line : json::parse_jsonl(fs::read_file(metrics), metrics)) {
-    RLFT_CHECK(line.contains("step"), metrics, ": a line without \"step\"");
-    if (line.at("step").as_int() > step) continue;
+    ++entry;
+    RLFT_CHECK(line.is_object(), metrics, ": entry ", entry, " is not an object");
+    const json::Value* s = line.find(key);
+    RLFT_CHECK(s && s->is_int(), metrics, ": entry ", entry, " has no integer \"", key, "\"",
+               s ? " (it is " + s->dump() + ")" : std::string());
+    if (s->as_int() > step) continue;
     text += line.dump() + "\n";
     kept.push_back(std::move(line));
   }
@@ -68,6 +73,13 @@ void RunDir::check_resumable(const json::Value& now, const std::vector<std::stri
   const std::string config_path = path("config.json");
   RLFT_CHECK(fs::exists(config_path), config_path, ": nothing to resume (no config.json)");
   const json::Value before = json::parse(fs::read_file(config_path), config_path);
+  RLFT_CHECK(before.is_object(), config_path, ": not a run's settings (not a JSON object)");
+  if (const json::Value* algorithm = now.find("algorithm")) {
+    const json::Value* old = before.find("algorithm");
+    RLFT_CHECK(old && *old == *algorithm, "--resume: the run at ", dir_, " is ",
+               old ? "a " + old->dump() + " run" : std::string("not an rlft run of any algorithm"),
+               ", not a ", algorithm->dump(), " one");
+  }
   static const char* const kAlwaysFree[] = {
       "resume",       "quiet",      "device",           "name",     "out_dir", "runs_dir",
       "git_revision", "stop_after", "checkpoint_every", "log_every"};

@@ -34,15 +34,19 @@ class RunDir {
   // command that fails before it leaves an earlier run in `dir` as it was.
   void write_config(const json::Value& config) const;
   void log(const json::Value& metrics) const;
-  // For --resume: drops the metrics.jsonl lines logged after `step` (a crash between two
-  // checkpoints leaves them behind; the resumed run logs those steps again) and returns the
-  // lines kept, in order, for the caller to rebuild its curves from. No file: no lines.
-  std::vector<json::Value> keep_metrics_through(int64_t step) const;
+  // For --resume: drops the metrics.jsonl lines whose `key` (an integer every line holds:
+  // "step", PPO's "update") is past `step` (a crash between two checkpoints leaves them
+  // behind; the resumed run logs those steps again) and returns the lines kept, in order, for
+  // the caller to rebuild its curves from. No file: no lines. A line without the key is an
+  // error naming the file and the entry.
+  std::vector<json::Value> keep_metrics_through(int64_t step,
+                                                const std::string& key = "step") const;
   // For --resume: a run continues only with the settings it was started with. Every key of
   // `now` (the resumed command's config) must equal the run's config.json, except those that
   // say where, how far and how loudly to run (resume, quiet, device, name, out_dir, runs_dir,
   // git_revision, stop_after, checkpoint_every, log_every) and the caller's `free` ones (e.g.
-  // "steps": a longer run). A difference is an error naming the setting and both values.
+  // "steps": a longer run). A difference is an error naming the setting and both values; the
+  // "algorithm" key, when `now` has one, is compared first (resuming another algorithm's run).
   void check_resumable(const json::Value& now, const std::vector<std::string>& free = {}) const;
 
  private:

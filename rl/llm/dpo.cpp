@@ -1,6 +1,7 @@
 #include "rl/llm/dpo.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 
@@ -147,21 +148,50 @@ struct PairStats {
 
 }  // namespace
 
+static void check_config(const DPOConfig& cfg) {
+  const char* cmd = "rlft lm dpo: ";
+  RLFT_CHECK(!cfg.prefs.empty(), cmd, "--prefs is required");
+  RLFT_CHECK(!cfg.init.empty(), cmd, "--init (an SFT run) is required");
+  RLFT_CHECK(std::isfinite(cfg.beta) && cfg.beta > 0, cmd, "--beta must be a positive number, got ",
+             cfg.beta);
+  const DPOLossType type = parse_dpo_loss(cfg.loss);
+  RLFT_CHECK(cfg.label_smoothing >= 0 && cfg.label_smoothing < 0.5, cmd,
+             "--label-smoothing must be in [0, 0.5), got ", cfg.label_smoothing);
+  RLFT_CHECK(cfg.label_smoothing == 0 || type == DPOLossType::cdpo, cmd,
+             "--label-smoothing applies to --loss cdpo only (the loss is ", cfg.loss, ")");
+  RLFT_CHECK(cfg.epochs > 0, cmd, "--epochs must be > 0, got ", cfg.epochs);
+  RLFT_CHECK(cfg.batch > 0, cmd, "--batch must be > 0, got ", cfg.batch);
+  RLFT_CHECK(std::isfinite(cfg.lr) && cfg.lr > 0, cmd, "--lr must be a positive number, got ",
+             cfg.lr);
+  RLFT_CHECK(std::isfinite(cfg.grad_clip) && cfg.grad_clip >= 0, cmd,
+             "--grad-clip must be a number >= 0 (0: off), got ", cfg.grad_clip);
+  RLFT_CHECK(cfg.eval_fraction >= 0 && cfg.eval_fraction < 1, cmd,
+             "--eval-fraction must be in [0, 1), got ", cfg.eval_fraction);
+  RLFT_CHECK(cfg.log_every > 0, cmd, "--log-every must be > 0, got ", cfg.log_every);
+  RLFT_CHECK(cfg.eval_every >= 0, cmd,
+             "--eval-every must be >= 0 (0: only at the start and end), got ", cfg.eval_every);
+  RLFT_CHECK(cfg.eval_samples > 0, cmd, "--eval-samples must be > 0, got ", cfg.eval_samples);
+  RLFT_CHECK(cfg.max_steps >= 0, cmd, "--max-steps must be >= 0 (0: all epochs), got ",
+             cfg.max_steps);
+  RLFT_CHECK(cfg.checkpoint_every > 0, cmd, "--checkpoint-every must be > 0, got ",
+             cfg.checkpoint_every);
+  RLFT_CHECK(cfg.stop_after >= 0, cmd, "--stop-after must be >= 0 (0: run to the end), got ",
+             cfg.stop_after);
+  rl::run_path(cfg.out_dir, cfg.name);  // --out-dir and --name, checked before any loading
+  rl::resolve_device(cfg.device);
+}
+
 DPOResult train_dpo(const DPOConfig& cfg) {
-  RLFT_CHECK(!cfg.prefs.empty(), "rlft lm dpo: --prefs is required");
-  RLFT_CHECK(!cfg.init.empty(), "rlft lm dpo: --init (an SFT run) is required");
-  RLFT_CHECK(cfg.batch > 0 && cfg.epochs > 0, "rlft lm dpo: --batch and --epochs must be > 0");
-  RLFT_CHECK(cfg.log_every > 0, "rlft lm dpo: --log-every must be > 0, got ", cfg.log_every);
-  RLFT_CHECK(cfg.checkpoint_every > 0 && cfg.stop_after >= 0,
-             "rlft lm dpo: --checkpoint-every must be > 0 and --stop-after >= 0, got ",
-             cfg.checkpoint_every, " and ", cfg.stop_after);
+  check_config(cfg);
   const Device dev = rl::resolve_device(cfg.device);
   const DPOLossType type = parse_dpo_loss(cfg.loss);
   std::vector<PreferencePair> pairs = read_preferences(cfg.prefs);
-  const LoadedModel policy_run = load_model(cfg.init, dev), ref_run = load_model(cfg.init, dev);
+  const LoadedModel policy_run = load_policy(cfg.init, dev), ref_run = load_policy(cfg.init, dev);
   models::GPT& policy = *policy_run.model;
   models::GPT& ref = *ref_run.model;
   const models::Tokenizer& tok = policy_run.tokenizer;
+  // Every pair tokenized and fitted to the context before the run's first write.
+  check_preferences(pairs, tok, policy.config().block_size, cfg.prefs);
   for (Tensor p : ref.parameters()) p.set_requires_grad(false);
   ref.eval();
   Generator gen(cfg.seed);
@@ -169,13 +199,18 @@ DPOResult train_dpo(const DPOConfig& cfg) {
   const size_t n_eval = size_t(double(pairs.size()) * cfg.eval_fraction);
   const std::vector<PreferencePair> heldout(pairs.end() - long(n_eval), pairs.end());
   std::vector<PreferencePair> train(pairs.begin(), pairs.end() - long(n_eval));
-  RLFT_CHECK(!train.empty(), cfg.prefs, ": no training pairs left after holding out ", n_eval);
-  // Validation prompts, each eval_samples times, for kl and ground_truth.
+  RLFT_CHECK(!train.empty(), cfg.prefs, ": no training pairs left after holding out ", n_eval,
+             " of ", pairs.size(), " (--eval-fraction ", cfg.eval_fraction, ")");
+  // Validation prompts, each eval_samples times, for kl and ground_truth; they must leave room
+  // for a response in the context (checked here, not at the first evaluation).
   std::vector<std::string> eval_prompts;
   {
     const std::unique_ptr<Task> task = make_task(task_config_of(policy_run));
     for (const std::string& p : task->prompts(Split::validation))
       for (int64_t j = 0; j < cfg.eval_samples; ++j) eval_prompts.push_back(p);
+    RLFT_CHECK(!eval_prompts.empty(), cfg.init, ": its task '", task->name(),
+               "' has no validation prompts to evaluate the policy on");
+    clamp_to_context(models::SamplingConfig{}, policy, tok, eval_prompts);
   }
 
   const rl::RunDir run(rl::run_path(cfg.out_dir, cfg.name), !cfg.resume);
@@ -190,6 +225,8 @@ DPOResult train_dpo(const DPOConfig& cfg) {
   res.run_dir = run.dir();
   if (cfg.resume) {
     RLFT_CHECK(fs::exists(ckpt), ckpt, ": nothing to resume (no checkpoint)");
+    // The same pairs, policy and loss as the run was started with; the budget may grow.
+    run.check_resumable(config_json, {"epochs", "max_steps"});
     const Metadata meta = load_checkpoint(ckpt, policy, &opt);
     RLFT_CHECK(meta.count("step"), ckpt, ": no step in the checkpoint's metadata");
     start = metadata_int(meta, "step", ckpt);

@@ -332,29 +332,11 @@ bool well_formatted(const std::string& text, const std::string& eos_text) {
   return true;
 }
 
-void check_config(const GroupRLConfig& c) {
-  RLFT_CHECK(!c.init.empty(), "rlft lm ", c.algo, ": --init <SFT run> is required");
-  RLFT_CHECK(c.prompts > 0, "--prompts must be positive, got ", c.prompts);
-  RLFT_CHECK(c.group_size >= 2, "--group-size must be at least 2, got ", c.group_size);
-  RLFT_CHECK(c.temperature > 0, "--temperature must be positive, got ", c.temperature);
-  RLFT_CHECK(c.epsilon >= 0 && c.epsilon_high >= 0, "--epsilon and --epsilon-high must be >= 0");
-  RLFT_CHECK(c.beta >= 0, "--beta must be >= 0, got ", c.beta);
-  RLFT_CHECK(c.steps > 0, "--steps must be positive, got ", c.steps);
-  RLFT_CHECK(c.minibatches > 0 && c.minibatches <= c.prompts * c.group_size,
-             "--minibatches must be in [1, prompts·group_size], got ", c.minibatches);
-  RLFT_CHECK(c.epochs > 0, "--epochs must be positive, got ", c.epochs);
-  RLFT_CHECK(c.grad_accum > 0 && c.grad_accum * c.minibatches <= c.prompts * c.group_size,
-             "--grad-accum must be in [1, prompts·group_size / minibatches], got ", c.grad_accum);
-  RLFT_CHECK(c.checkpoint_every >= 0, "--checkpoint-every must be >= 0, got ", c.checkpoint_every);
-  RLFT_CHECK(c.stop_after >= 0, "--stop-after must be >= 0, got ", c.stop_after);
-  RLFT_CHECK(c.lr > 0, "--lr must be positive, got ", c.lr);
-  optim::LRSchedule::parse(c.lr_schedule);  // throws on an unknown name
-  RLFT_CHECK(c.min_lr_ratio >= 0 && c.min_lr_ratio <= 1, "--min-lr-ratio must be in [0, 1], got ",
-             c.min_lr_ratio);
-  RLFT_CHECK(c.max_extra_rounds >= 0, "--max-extra-rounds must be >= 0");
-  RLFT_CHECK(c.overlong_cache > 0, "--overlong-cache must be positive");
-  RLFT_CHECK(c.name.find('/') == std::string::npos, "--name: '", c.name, "' may not contain '/'");
-}
+// a·b for positive counts, saturating instead of overflowing.
+int64_t product(int64_t a, int64_t b) { return a > INT64_MAX / b ? INT64_MAX : a * b; }
+
+// Far beyond any rollout that fits in memory: a larger --prompts x --group is a typo.
+constexpr int64_t kMaxResponsesPerStep = int64_t(1) << 24;
 
 double greedy_accuracy(models::GPT& model, const models::Tokenizer& tok, const Task& task,
                        const std::vector<std::string>& prompts, int64_t max_new_tokens) {
@@ -369,11 +351,142 @@ double greedy_accuracy(models::GPT& model, const models::Tokenizer& tok, const T
 
 }  // namespace
 
+void check_group_rl_config(const GroupRLConfig& c) {
+  const std::string cmd = "rlft lm " + c.algo + ": ";
+  group_rl_defaults(c.algo);  // an unknown algorithm: the list of known ones
+  RLFT_CHECK(!c.init.empty(), cmd, "--init <SFT run> is required");
+  auto finite = [&](const char* flag, double x) {
+    RLFT_CHECK(std::isfinite(x), cmd, flag, " must be a finite number, got ", x);
+  };
+  RLFT_CHECK(c.train_prompts >= 0, cmd, "--train-prompts must be >= 0 (0: all), got ",
+             c.train_prompts);
+  RLFT_CHECK(c.prompts > 0, cmd, "--prompts must be positive, got ", c.prompts);
+  RLFT_CHECK(c.group_size >= 2, cmd,
+             "--group must be at least 2 (advantages compare a response with its group), got ",
+             c.group_size);
+  RLFT_CHECK(c.max_new_tokens >= 0, cmd, "--max-new-tokens must be >= 0 (0: from the task), got ",
+             c.max_new_tokens);
+  finite("--temperature", c.temperature);
+  RLFT_CHECK(c.temperature > 0, cmd, "--temperature must be positive, got ", c.temperature);
+  finite("--reward-correct", c.reward_correct);
+  finite("--reward-wrong", c.reward_wrong);
+  finite("--format-reward", c.format_reward);
+  finite("--epsilon", c.epsilon);
+  RLFT_CHECK(c.epsilon >= 0 && c.epsilon <= 1, cmd,
+             "--epsilon must be in [0, 1] (the ratio's lower clip 1 - eps), got ", c.epsilon);
+  finite("--epsilon-high", c.epsilon_high);
+  RLFT_CHECK(c.epsilon_high >= 0, cmd, "--epsilon-high must be >= 0, got ", c.epsilon_high);
+  finite("--dual-clip", c.dual_clip);
+  RLFT_CHECK(c.dual_clip == 0 || c.dual_clip > 1, cmd,
+             "--dual-clip must be 0 (off) or a constant c > 1, got ", c.dual_clip);
+  const kernels::RatioLevel level = parse_ratio_level(c.ratio_level);
+  parse_aggregation(c.aggregation);
+  parse_kl(c.kl);
+  RLFT_CHECK(!(c.algo == "dcpo" && level == kernels::RatioLevel::sequence),
+             "dcpo: per-token bounds need --ratio-level token or sequence_token");
+  finite("--beta", c.beta);
+  RLFT_CHECK(c.beta >= 0, cmd, "--beta must be >= 0, got ", c.beta);
+  RLFT_CHECK(c.max_extra_rounds >= 0, cmd, "--max-extra-rounds must be >= 0, got ",
+             c.max_extra_rounds);
+  RLFT_CHECK(c.overlong_max >= 0, cmd, "--overlong-max must be >= 0 (0: --max-new-tokens), got ",
+             c.overlong_max);
+  RLFT_CHECK(c.overlong_cache > 0, cmd, "--overlong-cache must be positive, got ",
+             c.overlong_cache);
+  RLFT_CHECK(c.overlong_max == 0 || c.overlong_cache <= c.overlong_max, cmd, "--overlong-cache ",
+             c.overlong_cache, " exceeds --overlong-max ", c.overlong_max);
+  finite("--dcpo-r-max", c.dcpo_r_max);
+  RLFT_CHECK(c.dcpo_r_max > 1, cmd,
+             "--dcpo-r-max must be > 1 (it caps the ratio bounds around 1), got ", c.dcpo_r_max);
+  RLFT_CHECK(c.steps > 0, cmd, "--steps must be positive, got ", c.steps);
+  const int64_t batch = product(c.prompts, c.group_size);
+  RLFT_CHECK(batch <= kMaxResponsesPerStep, cmd, "--prompts x --group = ", c.prompts, " x ",
+             c.group_size, " responses per step is more than ", kMaxResponsesPerStep);
+  RLFT_CHECK(c.minibatches > 0 && c.minibatches <= batch, cmd,
+             "--minibatches must be in [1, prompts x group = ", batch, "], got ", c.minibatches);
+  RLFT_CHECK(c.epochs > 0, cmd, "--epochs must be positive, got ", c.epochs);
+  RLFT_CHECK(c.grad_accum > 0 && product(c.grad_accum, c.minibatches) <= batch, cmd,
+             "--grad-accum must be in [1, prompts x group / minibatches = ", batch / c.minibatches,
+             "], got ", c.grad_accum);
+  finite("--lr", c.lr);
+  RLFT_CHECK(c.lr > 0, cmd, "--lr must be positive, got ", c.lr);
+  optim::LRSchedule::parse(c.lr_schedule);  // throws on an unknown name
+  RLFT_CHECK(c.min_lr_ratio >= 0 && c.min_lr_ratio <= 1, cmd,
+             "--min-lr-ratio must be in [0, 1], got ", c.min_lr_ratio);
+  finite("--weight-decay", c.weight_decay);
+  RLFT_CHECK(c.weight_decay >= 0, cmd, "--weight-decay must be >= 0, got ", c.weight_decay);
+  RLFT_CHECK(c.beta1 >= 0 && c.beta1 < 1, cmd, "--beta1 must be in [0, 1), got ", c.beta1);
+  RLFT_CHECK(c.beta2 >= 0 && c.beta2 < 1, cmd, "--beta2 must be in [0, 1), got ", c.beta2);
+  finite("--grad-clip", c.grad_clip);
+  RLFT_CHECK(c.grad_clip >= 0, cmd, "--grad-clip must be >= 0 (0: off), got ", c.grad_clip);
+  RLFT_CHECK(c.eval_every >= 0, cmd, "--eval-every must be >= 0 (0: only at the end), got ",
+             c.eval_every);
+  RLFT_CHECK(c.eval_prompts >= 0, cmd, "--eval-prompts must be >= 0 (0: none), got ",
+             c.eval_prompts);
+  RLFT_CHECK(c.checkpoint_every >= 0, cmd, "--checkpoint-every must be >= 0, got ",
+             c.checkpoint_every);
+  RLFT_CHECK(c.stop_after >= 0, cmd, "--stop-after must be >= 0, got ", c.stop_after);
+  if (!c.name.empty()) rl::run_path(c.out_dir, c.name);  // the name and --out-dir, checked
+}
+
+namespace {
+
+// The loop's state in a checkpoint's group_rl_state, read and checked whole before the run
+// writes anything (a corrupted or foreign checkpoint is one error naming the file and field).
+struct ResumeState {
+  uint64_t sample_offset = 0, shuffle_offset = 0, order_gen_offset = 0;
+  int64_t order_offset = -1;
+  size_t order_pos = 0;
+  double generated_samples = 0, generated_tokens = 0;
+  json::Value objective;
+};
+
+ResumeState parse_resume_state(const std::string& text, const std::string& ckpt,
+                               size_t train_prompts) {
+  const std::string where = ckpt + ": group_rl_state";
+  const json::Value st = json::parse(text, where);
+  RLFT_CHECK(st.is_object(), where, ": expected a JSON object, got ", st.dump());
+  auto field = [&](const char* key) -> const json::Value& {
+    const json::Value* v = st.find(key);
+    RLFT_CHECK(v != nullptr, where, ": field '", key, "' is missing");
+    return *v;
+  };
+  auto integer = [&](const char* key, int64_t lo, int64_t hi) {
+    const json::Value& v = field(key);
+    RLFT_CHECK(v.is_int(), where, ": field '", key, "' must be an integer, got ", v.dump());
+    const int64_t x = v.as_int();
+    RLFT_CHECK(x >= lo && x <= hi, where, ": field '", key, "' = ", x, " is out of range [", lo,
+               ", ", hi, "]");
+    return x;
+  };
+  auto count = [&](const char* key) {
+    const json::Value& v = field(key);
+    RLFT_CHECK(v.is_number() && std::isfinite(v.as_double()) && v.as_double() >= 0, where,
+               ": field '", key, "' must be a finite number >= 0, got ", v.dump());
+    return v.as_double();
+  };
+  ResumeState r;
+  r.sample_offset = uint64_t(integer("sample_offset", 0, INT64_MAX));
+  r.shuffle_offset = uint64_t(integer("shuffle_offset", 0, INT64_MAX));
+  r.order_gen_offset = uint64_t(integer("order_gen_offset", 0, INT64_MAX));
+  r.order_offset = integer("order_offset", -1, INT64_MAX);
+  // Within the current pass over the prompts (== their count: the pass is finished); before the
+  // first pass (order_offset -1) it is 0.
+  r.order_pos = size_t(integer("order_pos", 0, r.order_offset < 0 ? 0 : int64_t(train_prompts)));
+  r.generated_samples = count("generated_samples");
+  r.generated_tokens = count("generated_tokens");
+  r.objective = field("objective");
+  RLFT_CHECK(r.objective.is_null() || r.objective.is_object(), where,
+             ": field 'objective' must be null or an object, got ", r.objective.dump());
+  return r;
+}
+
+}  // namespace
+
 GroupRLResult train_group_rl(const GroupRLConfig& cfg_in) {
   GroupRLConfig cfg = cfg_in;
-  check_config(cfg);
+  check_group_rl_config(cfg);
   const Device dev = rl::resolve_device(cfg.device);
-  const LoadedModel init = load_model(cfg.init, dev);
+  const LoadedModel init = load_policy(cfg.init, dev);
   if (!init.run_config.is_null()) cfg.task = sft_config_from_json(init.run_config).task;
   if (cfg.name.empty()) {
     std::string base = cfg.init;
@@ -381,17 +494,21 @@ GroupRLResult train_group_rl(const GroupRLConfig& cfg_in) {
     cfg.name = cfg.algo + "-" + std::filesystem::path(base).stem().string();
   }
   const std::unique_ptr<Task> task = make_task(cfg.task);
-  RLFT_CHECK(task->has_verifier(), "task ", task->name(),
-             " has no verifier: group RL needs a verifiable reward (use --task arith)");
+  RLFT_CHECK(task->has_verifier(), "--init ", cfg.init, ": a run of task ", task->name(),
+             ", which has no verifier: group RL needs a verifiable reward (an arith SFT run)");
   models::GPT& policy = *init.model;
   const models::Tokenizer& tok = init.tokenizer;
-  const std::shared_ptr<models::GPT> reference = load_model(cfg.init, dev).model;  // frozen π_ref
+  const std::shared_ptr<models::GPT> reference = load_policy(cfg.init, dev).model;  // frozen π_ref
   reference->eval();
   for (Tensor& p : reference->parameters()) p.set_requires_grad(false);
 
   std::vector<std::string> train_prompts = task->prompts(Split::train);
   if (cfg.train_prompts > 0 && size_t(cfg.train_prompts) < train_prompts.size())
     train_prompts.resize(size_t(cfg.train_prompts));
+  RLFT_CHECK(!train_prompts.empty(), cfg.init, ": its task has no train prompts");
+  RLFT_CHECK(cfg.prompts <= int64_t(train_prompts.size()), "rlft lm ", cfg.algo, ": --prompts ",
+             cfg.prompts, " exceeds the ", train_prompts.size(),
+             " train prompts (each step draws distinct prompts; see --train-prompts)");
   std::vector<std::string> eval_prompts = task->prompts(Split::validation);
   if (eval_prompts.size() > size_t(cfg.eval_prompts)) eval_prompts.resize(size_t(cfg.eval_prompts));
   if (cfg.max_new_tokens <= 0)
@@ -420,13 +537,47 @@ GroupRLResult train_group_rl(const GroupRLConfig& cfg_in) {
   const std::string ckpt = run.path("checkpoint.safetensors");
   json::Value config_json = to_json(cfg);
   config_json.set("git_revision", rl::git_revision());
-  Metadata resumed;  // the checkpoint's metadata when resuming
+  ResumeState resumed;  // the loop's state in the checkpoint when resuming, checked
+  int64_t start = 0;
+  std::vector<json::Value> kept_metrics;  // metrics.jsonl up to the checkpoint's step
   if (cfg.resume) {
     RLFT_CHECK(fs::exists(ckpt), ckpt, ": nothing to resume (no checkpoint)");
     run.check_resumable(config_json, {"steps"});
-    resumed = load_checkpoint(ckpt, policy, &opt);
-    RLFT_CHECK(resumed.count("group_rl_state"), ckpt,
+    const Metadata meta = load_checkpoint(ckpt, policy, &opt);
+    RLFT_CHECK(meta.count("group_rl_state"), ckpt,
                ": not a group RL training checkpoint (no group_rl_state)");
+    resumed = parse_resume_state(meta.at("group_rl_state"), ckpt, train_prompts.size());
+    start = metadata_int(meta, "step", ckpt);
+    RLFT_CHECK(start <= cfg.steps, ckpt, ": checkpoint is at step ", start, ", beyond --steps ",
+               cfg.steps);
+    try {
+      objective->load_state(resumed.objective);
+    } catch (const Error& e) {
+      throw Error(str(ckpt, ": group_rl_state: field 'objective': ", e.what()));
+    }
+    // The metrics logged so far rebuild the curves: checked before anything is rewritten.
+    const std::string metrics = run.path("metrics.jsonl");
+    if (fs::exists(metrics)) {
+      size_t n = 0;
+      for (const json::Value& line : json::parse_jsonl(fs::read_file(metrics), metrics)) {
+        ++n;
+        RLFT_CHECK(line.is_object(), metrics, ": record ", n, " is not a JSON object");
+        for (const char* key : {"step", "reward_mean", "accuracy"}) {
+          const json::Value* v = line.find(key);
+          RLFT_CHECK(v != nullptr && v->is_number() && std::isfinite(v->as_double()), metrics,
+                     ": record ", n, ": '", key, "' must be a finite number, got ",
+                     v ? v->dump() : std::string("(none)"));
+        }
+        RLFT_CHECK(line.at("step").is_int(), metrics, ": record ", n,
+                   ": 'step' must be an integer, got ", line.at("step").dump());
+        for (const char* key : {"eval_accuracy_start", "eval_accuracy", "elapsed_seconds"}) {
+          const json::Value* v = line.find(key);
+          RLFT_CHECK(v == nullptr || v->is_number(), metrics, ": record ", n, ": '", key,
+                     "' must be a number, got ", v ? v->dump() : std::string());
+        }
+      }
+    }
+    kept_metrics = run.keep_metrics_through(start);
   }
   run.write_config(config_json);  // a fresh run: the old run's checkpoint and metrics go
   if (!cfg.quiet) {
@@ -505,26 +656,21 @@ GroupRLResult train_group_rl(const GroupRLConfig& cfg_in) {
   // Generation budget so far (every sampled response, dynamic sampling's extra rounds included):
   // methods are compared against these, not only against steps.
   double total_samples = 0, total_tokens = 0, elapsed_before = 0;
-  int64_t start = 0;
   if (cfg.resume) {
-    const json::Value st = json::parse(resumed.at("group_rl_state"), ckpt + " group_rl_state");
-    start = metadata_int(resumed, "step", ckpt);
-    RLFT_CHECK(start <= cfg.steps, ckpt, ": checkpoint is at step ", start, ", beyond --steps ",
-               cfg.steps);
-    sample_gen.set_state(sample_gen.seed(), uint64_t(st.at("sample_offset").as_int()));
-    shuffle_gen.set_state(shuffle_gen.seed(), uint64_t(st.at("shuffle_offset").as_int()));
-    order_offset = st.at("order_offset").as_int();
+    sample_gen.set_state(sample_gen.seed(), resumed.sample_offset);
+    shuffle_gen.set_state(shuffle_gen.seed(), resumed.shuffle_offset);
+    order_offset = resumed.order_offset;
     if (order_offset >= 0) {  // redraw the current pass, then continue it where it stopped
       order_gen.set_state(order_gen.seed(), uint64_t(order_offset));
       shuffle_pass();
-      order_pos = size_t(st.at("order_pos").as_int());
+      order_pos = resumed.order_pos;
     }
-    order_gen.set_state(order_gen.seed(), uint64_t(st.at("order_gen_offset").as_int()));
-    total_samples = st.at("generated_samples").as_double();
-    total_tokens = st.at("generated_tokens").as_double();
-    objective->load_state(st.at("objective"));
-    // Drop metrics logged after the checkpoint (a crash between checkpoints), keep the rest.
-    for (const json::Value& line : run.keep_metrics_through(start)) {
+    order_gen.set_state(order_gen.seed(), resumed.order_gen_offset);
+    total_samples = resumed.generated_samples;
+    total_tokens = resumed.generated_tokens;
+    // The curves so far, from the metrics up to the checkpoint (later ones, logged before a
+    // crash between two checkpoints, were dropped above and are logged again).
+    for (const json::Value& line : kept_metrics) {
       const int64_t s = line.at("step").as_int();
       const double x = double(s);
       reward_curve.x.push_back(x), reward_curve.y.push_back(line.at("reward_mean").as_double());

@@ -103,10 +103,10 @@ struct GroupRLConfig {
   int64_t overlong_cache = 2;  // L_cache (tokens; the paper: 4096 of 20480)
   double dcpo_r_max = 10.0;    // DCPO: cap on the dynamic bounds
   // ---- optimisation
-  int64_t steps = 50;         // update steps (rollouts)
-  int64_t minibatches = 4;    // optimizer steps per rollout per epoch
-  int64_t epochs = 1;         // passes over each rollout
-  int64_t grad_accum = 1;     // micro-batches per minibatch: gradients summed, then one step
+  int64_t steps = 50;       // update steps (rollouts)
+  int64_t minibatches = 4;  // optimizer steps per rollout per epoch
+  int64_t epochs = 1;       // passes over each rollout
+  int64_t grad_accum = 1;   // micro-batches per minibatch: gradients summed, then one step
   // AdamW peak learning rate. 5e-5 decayed linearly: from the arith-rl-init start a constant
   // 1e-5 plateaus after ~50 steps, 1e-4 and above lose greedy accuracy, and a constant 3e-5
   // leaves the final checkpoint's greedy accuracy swinging by ±5 points from step to step
@@ -137,6 +137,10 @@ struct GroupRLConfig {
 };
 
 json::Value to_json(const GroupRLConfig& c);
+// Every setting checked (finite numbers, meaningful ranges, known names), each error naming its
+// CLI option; train_group_rl calls it before it reads or writes anything, and
+// `rlft experiment verifiable` before it starts any job.
+void check_group_rl_config(const GroupRLConfig& c);
 // A config with `algo`'s defaults (the objective file's `<algo>_defaults`); unknown algo: error.
 GroupRLConfig group_rl_defaults(const std::string& algo);
 const std::vector<std::string>& group_rl_algorithms();

@@ -120,6 +120,32 @@ LoadedModel load_model(const std::string& path, Device device) {
   return out;
 }
 
+LoadedModel load_policy(const std::string& path, Device device) {
+  LoadedModel out = load_model(path, device);
+  const models::GPTConfig& c = out.model->config();
+  RLFT_CHECK(!c.reward_head, out.path,
+             ": a reward model (its checkpoint has a reward head), not a policy: give an SFT (or "
+             "pretrain, DPO, RL) run");
+  RLFT_CHECK(!c.value_head, out.path,
+             ": a critic (its checkpoint has a value head), not a policy: give an SFT (or "
+             "pretrain, DPO, RL) run");
+  return out;
+}
+
+LoadedModel load_reward_model(const std::string& path, Device device) {
+  LoadedModel out = load_model(path, device);
+  RLFT_CHECK(out.model->config().reward_head, out.path,
+             ": not a reward model (its checkpoint has no reward head; `rlft lm rm` trains one)");
+  return out;
+}
+
+std::string describe_model(const models::GPTConfig& c) {
+  return str("n_layer ", c.n_layer, ", n_head ", c.n_head, ", n_embd ", c.n_embd, ", block_size ",
+             c.block_size, ", vocab_size ", c.vocab_size, ", tie_weights ",
+             c.tie_weights ? "true" : "false", c.reward_head ? ", reward head" : "",
+             c.value_head ? ", value head" : "");
+}
+
 LossStats evaluate_loss(models::GPT& model, const models::Tokenizer& tok,
                         const std::vector<Example>& examples, size_t max_examples,
                         bool response_only, int64_t batch) {

@@ -70,6 +70,15 @@ Metadata checkpoint_metadata(const models::GPTConfig& cfg, const models::Tokeniz
 // caller, e.g. rl::resolve_device); a file without the metadata is an error naming what is
 // missing.
 LoadedModel load_model(const std::string& path, Device device = Device::cpu());
+// load_model for a model that must be a policy (a language model: --init of SFT/DPO/RM/prefs,
+// --run of sample/eval): a reward model or a critic (a checkpoint with a reward or value head)
+// is an error naming the path.
+LoadedModel load_policy(const std::string& path, Device device = Device::cpu());
+// load_model for a reward model: a checkpoint without a reward head is an error naming the path.
+LoadedModel load_reward_model(const std::string& path, Device device = Device::cpu());
+// "n_layer 4, n_head 4, n_embd 128, block_size 128, vocab_size 29, tie_weights true, …": the
+// sizes of a model, for errors that say how two models differ.
+std::string describe_model(const models::GPTConfig& cfg);
 
 // Greedy or sampled responses to `prompts`, in batches of `batch_size`; the responses are the
 // decoded generated tokens (specials shown, so an emitted EOS appears as "<|eos|>").

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdio>
 #include <ctime>
+#include <limits>
 #include <tuple>
 
 #include "engine/checkpoint.h"
@@ -157,15 +158,44 @@ PPORLHFResult train_ppo_rlhf(const PPORLHFConfig& cfg) {
   RLFT_CHECK(!cfg.init.empty(), "rlft lm ppo: --init (an SFT run) is required");
   RLFT_CHECK(!cfg.reward_model.empty(),
              "rlft lm ppo: --reward-model (an `rlft lm rm` run) is required");
-  RLFT_CHECK(cfg.batch > 0 && cfg.steps > 0 && cfg.ppo_epochs > 0 && cfg.minibatches > 0 &&
-                 cfg.batch % cfg.minibatches == 0,
-             "rlft lm ppo: --batch, --steps, --ppo-epochs, --minibatches must be > 0 and "
-             "minibatches must divide batch");
+  const char* cmd = "rlft lm ppo: ";
+  auto positive = [&](const char* flag, int64_t x) {
+    RLFT_CHECK(x > 0, cmd, flag, " must be positive, got ", x);
+  };
+  positive("--steps", cfg.steps);
+  positive("--batch", cfg.batch);
+  positive("--ppo-epochs", cfg.ppo_epochs);
+  positive("--minibatches", cfg.minibatches);
+  RLFT_CHECK(cfg.batch % cfg.minibatches == 0, cmd, "--minibatches ", cfg.minibatches,
+             " must divide --batch ", cfg.batch);
+  // A real number in [lo, hi] (an open end where the flag says so).
+  auto in_range = [&](const char* flag, double x, double lo, bool lo_open, double hi,
+                      const char* what) {
+    RLFT_CHECK(std::isfinite(x) && (lo_open ? x > lo : x >= lo) && x <= hi, cmd, flag,
+               " must be a finite number ", what, ", got ", x);
+  };
+  const double inf = std::numeric_limits<double>::infinity();
+  in_range("--actor-lr", cfg.actor_lr, 0, true, inf, "> 0");
+  in_range("--critic-lr", cfg.critic_lr, 0, true, inf, "> 0");
+  in_range("--kl-ctl", cfg.kl_ctl, 0, false, inf, ">= 0");
+  in_range("--kl-target", cfg.kl_target, 0, true, inf, "> 0");
+  in_range("--kl-horizon", cfg.kl_horizon, 0, true, inf, "> 0 (sequences)");
+  in_range("--clip-reward-value", cfg.clip_reward_value, 0, true, inf, "> 0");
+  in_range("--cliprange", cfg.cliprange, 0, true, 1, "in (0, 1]");
+  in_range("--cliprange-value", cfg.cliprange_value, 0, true, inf, "> 0");
+  in_range("--gamma", cfg.gamma, 0, false, 1, "in [0, 1]");
+  in_range("--lam", cfg.lam, 0, false, 1, "in [0, 1]");
+  in_range("--temperature", cfg.temperature, 0, true, inf, "> 0");
+  in_range("--grad-clip", cfg.grad_clip, 0, false, inf, ">= 0 (0: off)");
+  RLFT_CHECK(cfg.max_new_tokens >= 0, cmd,
+             "--max-new-tokens must be >= 0 (0: as the context allows), got ", cfg.max_new_tokens);
+  RLFT_CHECK(cfg.eval_every >= 0, cmd, "--eval-every must be >= 0 (0: start and end), got ",
+             cfg.eval_every);
+  positive("--eval-samples", cfg.eval_samples);
+  rl::run_path(cfg.out_dir, cfg.name);  // --out-dir and --name, checked before any loading
   const Device dev = rl::resolve_device(cfg.device);
-  const LoadedModel actor_run = load_model(cfg.init, dev), ref_run = load_model(cfg.init, dev);
-  const LoadedModel rm_run = load_model(cfg.reward_model, dev);
-  RLFT_CHECK(rm_run.model->config().reward_head, cfg.reward_model,
-             ": not a reward model (no reward head)");
+  const LoadedModel actor_run = load_policy(cfg.init, dev), ref_run = load_policy(cfg.init, dev);
+  const LoadedModel rm_run = load_reward_model(cfg.reward_model, dev);
   RLFT_CHECK(rm_run.tokenizer.to_json() == actor_run.tokenizer.to_json(), cfg.reward_model,
              ": its tokenizer differs from the SFT run's");
   models::GPT& actor = *actor_run.model;
@@ -188,7 +218,11 @@ PPORLHFResult train_ppo_rlhf(const PPORLHFConfig& cfg) {
     m->eval();
   }
 
-  const std::unique_ptr<Task> task = make_task(task_config_of(actor_run));
+  const TaskConfig task_config = task_config_of(actor_run);
+  // The rollout and evaluation statistics are the reviews task's hidden ground truth.
+  RLFT_CHECK(task_config.task == "reviews", cfg.init, ": a run of task '", task_config.task,
+             "'; rlft lm ppo needs a reviews SFT run (its ground truth scores the samples)");
+  const std::unique_ptr<Task> task = make_task(task_config);
   std::vector<std::string> train_prompts = task->prompts(Split::train), eval_prompts;
   for (const std::string& p : task->prompts(Split::validation))
     for (int64_t j = 0; j < cfg.eval_samples; ++j) eval_prompts.push_back(p);

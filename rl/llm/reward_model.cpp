@@ -106,17 +106,37 @@ RewardModelEval evaluate_reward_model(models::GPT& rm, const models::Tokenizer& 
   return ev;
 }
 
+static void check_config(const RewardModelConfig& cfg) {
+  const char* cmd = "rlft lm rm: ";
+  RLFT_CHECK(!cfg.prefs.empty(), cmd, "--prefs is required");
+  RLFT_CHECK(!cfg.init.empty(), cmd, "--init (an SFT run) is required");
+  RLFT_CHECK(cfg.epochs > 0, cmd, "--epochs must be > 0, got ", cfg.epochs);
+  RLFT_CHECK(cfg.batch > 0, cmd, "--batch must be > 0, got ", cfg.batch);
+  RLFT_CHECK(std::isfinite(cfg.lr) && cfg.lr > 0, cmd, "--lr must be a positive number, got ",
+             cfg.lr);
+  optim::LRSchedule::parse(cfg.lr_schedule);
+  RLFT_CHECK(cfg.min_lr_ratio >= 0 && cfg.min_lr_ratio <= 1, cmd,
+             "--min-lr-ratio must be in [0, 1], got ", cfg.min_lr_ratio);
+  RLFT_CHECK(std::isfinite(cfg.weight_decay) && cfg.weight_decay >= 0, cmd,
+             "--weight-decay must be a number >= 0, got ", cfg.weight_decay);
+  RLFT_CHECK(std::isfinite(cfg.grad_clip) && cfg.grad_clip >= 0, cmd,
+             "--grad-clip must be a number >= 0 (0: off), got ", cfg.grad_clip);
+  RLFT_CHECK(std::isfinite(cfg.margin), cmd, "--margin must be a finite number, got ", cfg.margin);
+  RLFT_CHECK(std::isfinite(cfg.center_coef) && cfg.center_coef >= 0, cmd,
+             "--center-coef must be a number >= 0 (0: off), got ", cfg.center_coef);
+  RLFT_CHECK(cfg.eval_fraction >= 0 && cfg.eval_fraction < 1, cmd,
+             "--eval-fraction must be in [0, 1), got ", cfg.eval_fraction);
+  rl::run_path(cfg.out_dir, cfg.name);  // --out-dir and --name, checked before any loading
+  rl::resolve_device(cfg.device);
+}
+
 RewardModelResult train_reward_model(const RewardModelConfig& cfg) {
-  RLFT_CHECK(!cfg.prefs.empty(), "rlft lm rm: --prefs is required");
-  RLFT_CHECK(!cfg.init.empty(), "rlft lm rm: --init (an SFT run) is required");
-  RLFT_CHECK(cfg.batch > 0 && cfg.epochs > 0, "rlft lm rm: --batch and --epochs must be > 0");
-  RLFT_CHECK(cfg.min_lr_ratio >= 0 && cfg.min_lr_ratio <= 1,
-             "rlft lm rm: --min-lr-ratio must be in [0, 1], got ", cfg.min_lr_ratio);
-  RLFT_CHECK(cfg.eval_fraction >= 0 && cfg.eval_fraction < 1,
-             "rlft lm rm: --eval-fraction must be in [0, 1)");
+  check_config(cfg);
   const Device dev = rl::resolve_device(cfg.device);
   std::vector<PreferencePair> pairs = read_preferences(cfg.prefs);
-  const LoadedModel init = load_model(cfg.init, dev);
+  const LoadedModel init = load_policy(cfg.init, dev);
+  // Every pair tokenized and fitted to the context before the run's first write.
+  check_preferences(pairs, init.tokenizer, init.model->config().block_size, cfg.prefs);
   Generator gen(cfg.seed);
   const models::GPTConfig mc = with_heads(init.model->config(), false, true);
   models::GPT rm(mc, gen);  // the reward head drawn on the host, then moved: device-independent

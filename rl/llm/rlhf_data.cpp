@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 
 #include "engine/error.h"
 #include "engine/fs.h"
@@ -47,8 +48,16 @@ std::vector<PreferencePair> parse_preferences(std::string_view text, const std::
       const json::Value* f = v.find(key);
       if (f == nullptr || f->is_null()) continue;
       RLFT_CHECK(f->is_number(), where, "\"", key, "\" must be a number, got ", f->type_name());
-      (std::string(key) == "chosen_score" ? p.chosen_score : p.rejected_score) = f->as_double();
+      const double x = f->as_double();
+      RLFT_CHECK(std::isfinite(x) && x >= 0 && x <= 1, where, "\"", key,
+                 "\" must be a probability in [0, 1], got ", f->dump());
+      (std::string(key) == "chosen_score" ? p.chosen_score : p.rejected_score) = x;
     }
+    RLFT_CHECK(!strip_eos(p.chosen).empty(), where, "\"chosen\" is empty");
+    RLFT_CHECK(!strip_eos(p.rejected).empty(), where, "\"rejected\" is empty");
+    RLFT_CHECK(strip_eos(p.chosen) != strip_eos(p.rejected), where,
+               "\"chosen\" and \"rejected\" are the same text (a pair needs two responses)");
+    p.line = int64_t(line_no);
     out.push_back(std::move(p));
     if (end == text.size()) break;
   }
@@ -58,6 +67,28 @@ std::vector<PreferencePair> parse_preferences(std::string_view text, const std::
 
 std::vector<PreferencePair> read_preferences(const std::string& path) {
   return parse_preferences(fs::read_file(path), path);
+}
+
+void check_preferences(const std::vector<PreferencePair>& pairs, const models::Tokenizer& tok,
+                       int64_t context, const std::string& source) {
+  for (const PreferencePair& p : pairs) {
+    const std::string where = str(source, ":", p.line, ": ");
+    auto tokens = [&](const char* field, const std::string& text) {
+      try {
+        return int64_t(tok.encode(text).size());
+      } catch (const Error& e) {
+        throw Error(str(where, "\"", field, "\": ", e.what()));
+      }
+    };
+    const int64_t prompt = tokens("prompt", p.prompt);
+    for (const auto& [field, text] :
+         {std::pair<const char*, const std::string*>{"chosen", &p.chosen},
+          {"rejected", &p.rejected}}) {
+      const int64_t n = 1 + prompt + tokens(field, strip_eos(*text)) + 1;
+      RLFT_CHECK(n <= context, where, "prompt + \"", field, "\" is ", n,
+                 " tokens (BOS and EOS included), more than the model's context of ", context);
+    }
+  }
 }
 
 void write_preferences(const std::string& path, const std::vector<PreferencePair>& pairs) {
@@ -102,13 +133,26 @@ PrefsResult generate_preferences(const PrefsConfig& cfg) {
              "rlft lm prefs: --task must be reviews (the task with a hidden "
              "ground-truth scorer), got '",
              cfg.task, "'");
-  RLFT_CHECK(cfg.pairs > 0, "rlft lm prefs: --pairs must be > 0, got ", cfg.pairs);
-  RLFT_CHECK(cfg.samples_per_prompt >= 2 && cfg.samples_per_prompt % 2 == 0,
-             "rlft lm prefs: --samples-per-prompt must be even and >= 2, got ",
-             cfg.samples_per_prompt);
-  RLFT_CHECK(cfg.label_noise >= 0 && cfg.label_noise <= 0.5,
-             "rlft lm prefs: --label-noise must be in [0, 0.5], got ", cfg.label_noise);
-  const LoadedModel lm = load_model(cfg.run, rl::resolve_device(cfg.device));
+  const char* cmd = "rlft lm prefs: ";
+  RLFT_CHECK(!cfg.run.empty(), cmd, "--run is required");
+  RLFT_CHECK(cfg.pairs > 0, cmd, "--pairs must be > 0, got ", cfg.pairs);
+  RLFT_CHECK(cfg.samples_per_prompt >= 2 && cfg.samples_per_prompt % 2 == 0, cmd,
+             "--samples-per-prompt must be even and >= 2, got ", cfg.samples_per_prompt);
+  RLFT_CHECK(std::isfinite(cfg.temperature) && cfg.temperature > 0, cmd,
+             "--temperature must be a positive number, got ", cfg.temperature);
+  RLFT_CHECK(cfg.label_noise >= 0 && cfg.label_noise <= 0.5, cmd,
+             "--label-noise must be in [0, 0.5], got ", cfg.label_noise);
+  RLFT_CHECK(cfg.min_gap >= 0 && cfg.min_gap < 1, cmd,
+             "--min-gap must be in [0, 1) (a difference of probabilities; 0: off), got ",
+             cfg.min_gap);
+  RLFT_CHECK(!cfg.out.empty(), cmd, "--out is required");
+  std::error_code ec;
+  RLFT_CHECK(!std::filesystem::is_directory(cfg.out, ec), cmd, "--out ", cfg.out,
+             ": is a directory (expected a JSONL file to write)");
+  const std::filesystem::path out_dir = std::filesystem::path(cfg.out).parent_path();
+  RLFT_CHECK(out_dir.empty() || std::filesystem::is_directory(out_dir, ec), cmd, "--out ", cfg.out,
+             ": no directory ", out_dir.string(), " to write it in");
+  const LoadedModel lm = load_policy(cfg.run, rl::resolve_device(cfg.device));
   TaskConfig tc = task_config_of(lm);
   tc.task = cfg.task;
   const std::unique_ptr<Task> task = make_task(tc);
@@ -122,10 +166,17 @@ PrefsResult generate_preferences(const PrefsConfig& cfg) {
   const int64_t k = cfg.samples_per_prompt;
   size_t next_prompt = 0;
   int64_t rounds = 0;
+  // Candidate pairs dropped, by filter (in the order they are applied).
+  int64_t special = 0, unfinished = 0, identical = 0, near_tie = 0;
   while (int64_t(res.pairs.size()) < cfg.pairs) {
-    RLFT_CHECK(++rounds <= 100 + cfg.pairs, "rlft lm prefs: ", cfg.run, " gave only ",
+    // A policy that gives no usable pair in 5 rounds (160 prompts × k samples) will not give
+    // --pairs of them: stop early, saying what the filters dropped.
+    ++rounds;
+    RLFT_CHECK(rounds <= (res.pairs.empty() ? 5 : 100 + cfg.pairs), cmd, cfg.run, " gave only ",
                res.pairs.size(), " usable pairs in ", rounds - 1,
-               " rounds (its samples hold special tokens or repeat)");
+               " rounds; candidate pairs dropped: ", special, " with special tokens inside, ",
+               unfinished, " cut at the context before EOS, ", identical, " identical or empty, ",
+               near_tie, " closer than --min-gap ", cfg.min_gap);
     std::vector<std::string> batch_prompts;
     for (int i = 0; i < 32; ++i) {
       const std::string& p = prompts[next_prompt++ % prompts.size()];
@@ -142,13 +193,24 @@ PrefsResult generate_preferences(const PrefsConfig& cfg) {
         const std::string eos = models::Tokenizer::kEosText;
         return r.size() >= eos.size() && r.compare(r.size() - eos.size(), eos.size(), eos) == 0;
       };
-      if (!is_clean_response(responses[i]) || !is_clean_response(responses[i + 1])) continue;
-      if (!finished(responses[i]) || !finished(responses[i + 1])) continue;
-      const std::string a = strip_eos(responses[i]), b = strip_eos(responses[i + 1]);
-      if (a == b) continue;
-      const double ra = ground_truth_reward(p, a), rb = ground_truth_reward(p, b);
-      if (std::abs(ground_truth_probability(p, a) - ground_truth_probability(p, b)) < cfg.min_gap)
+      if (!is_clean_response(responses[i]) || !is_clean_response(responses[i + 1])) {
+        ++special;
         continue;
+      }
+      if (!finished(responses[i]) || !finished(responses[i + 1])) {
+        ++unfinished;
+        continue;
+      }
+      const std::string a = strip_eos(responses[i]), b = strip_eos(responses[i + 1]);
+      if (a == b || a.empty() || b.empty()) {
+        ++identical;  // an empty response would also fail read_preferences
+        continue;
+      }
+      const double ra = ground_truth_reward(p, a), rb = ground_truth_reward(p, b);
+      if (std::abs(ground_truth_probability(p, a) - ground_truth_probability(p, b)) < cfg.min_gap) {
+        ++near_tie;
+        continue;
+      }
       bool a_wins = cfg.deterministic_labels
                         ? ra >= rb
                         : label_gen.uniform() < 1.0 / (1.0 + std::exp(rb - ra));

@@ -1,6 +1,7 @@
 #include "rl/llm/rrhf.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 
 #include "engine/checkpoint.h"
@@ -72,19 +73,37 @@ RRHFResult train_rrhf(const RRHFConfig& cfg) {
              "rlft lm rrhf: --scorer must be rm or ground_truth, got '", cfg.scorer, "'");
   RLFT_CHECK(cfg.scorer != "rm" || !cfg.reward_model.empty(),
              "rlft lm rrhf: --reward-model is required with --scorer rm");
-  RLFT_CHECK(cfg.k >= 2 && cfg.prompts_per_step > 0 && cfg.steps > 0,
-             "rlft lm rrhf: --k must be >= 2");
+  const char* cmd = "rlft lm rrhf: ";
+  RLFT_CHECK(cfg.steps > 0, cmd, "--steps must be positive, got ", cfg.steps);
+  RLFT_CHECK(cfg.prompts_per_step > 0, cmd, "--prompts-per-step must be positive, got ",
+             cfg.prompts_per_step);
+  RLFT_CHECK(cfg.k >= 2, cmd, "--k must be at least 2 (candidates are ranked), got ", cfg.k);
+  RLFT_CHECK(std::isfinite(cfg.temperature) && cfg.temperature > 0, cmd,
+             "--temperature must be a finite number > 0, got ", cfg.temperature);
+  RLFT_CHECK(std::isfinite(cfg.lr) && cfg.lr > 0, cmd, "--lr must be a finite number > 0, got ",
+             cfg.lr);
+  RLFT_CHECK(std::isfinite(cfg.grad_clip) && cfg.grad_clip >= 0, cmd,
+             "--grad-clip must be a finite number >= 0 (0: off), got ", cfg.grad_clip);
+  RLFT_CHECK(cfg.log_every > 0, cmd, "--log-every must be positive, got ", cfg.log_every);
+  RLFT_CHECK(cfg.eval_every >= 0, cmd, "--eval-every must be >= 0 (0: only at the end), got ",
+             cfg.eval_every);
+  RLFT_CHECK(cfg.eval_samples > 0, cmd, "--eval-samples must be positive, got ", cfg.eval_samples);
+  rl::run_path(cfg.out_dir, cfg.name);  // --out-dir and --name, checked before any loading
   const Device dev = rl::resolve_device(cfg.device);
-  const LoadedModel policy_run = load_model(cfg.init, dev), ref_run = load_model(cfg.init, dev);
+  const LoadedModel policy_run = load_policy(cfg.init, dev), ref_run = load_policy(cfg.init, dev);
   models::GPT& policy = *policy_run.model;
   const models::Tokenizer& tok = policy_run.tokenizer;
   LoadedModel rm_run;
   if (cfg.scorer == "rm") {
-    rm_run = load_model(cfg.reward_model, dev);
-    RLFT_CHECK(rm_run.model->config().reward_head, cfg.reward_model,
-               ": not a reward model (no reward head)");
+    rm_run = load_reward_model(cfg.reward_model, dev);
+    RLFT_CHECK(rm_run.tokenizer.to_json() == tok.to_json(), cfg.reward_model,
+               ": its tokenizer differs from the SFT run's");
   }
-  const std::unique_ptr<Task> task = make_task(task_config_of(policy_run));
+  const TaskConfig task_config = task_config_of(policy_run);
+  // The evaluation (and --scorer ground_truth) is the reviews task's hidden ground truth.
+  RLFT_CHECK(task_config.task == "reviews", cfg.init, ": a run of task '", task_config.task,
+             "'; rlft lm rrhf needs a reviews SFT run (its ground truth scores the samples)");
+  const std::unique_ptr<Task> task = make_task(task_config);
   std::vector<std::string> train_prompts = task->prompts(Split::train), eval_prompts;
   for (const std::string& p : task->prompts(Split::validation))
     for (int64_t j = 0; j < cfg.eval_samples; ++j) eval_prompts.push_back(p);

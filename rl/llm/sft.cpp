@@ -1,6 +1,7 @@
 // Pretraining / SFT loop for the toy GPTs (objective and defaults in sft.h).
 #include "rl/llm/sft.h"
 
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 
@@ -147,15 +148,30 @@ void check_config(const SFTConfig& c) {
   RLFT_CHECK(c.mode == "pretrain" || c.mode == "sft", "--mode: expected pretrain or sft, got '",
              c.mode, "'");
   rl::resolve_device(c.device);  // cuda[:N] without that GPU: an error with the runtime's reason
+  auto sentinel = [](const char* flag, int64_t v) {
+    RLFT_CHECK(v >= 0, flag, " must be >= 0 (0: the model's), got ", v);
+  };
+  sentinel("--n-layer", c.n_layer);
+  sentinel("--n-head", c.n_head);
+  sentinel("--n-embd", c.n_embd);
+  sentinel("--block-size", c.block_size);
+  RLFT_CHECK(c.dropout >= 0 && c.dropout < 1, "--dropout must be in [0, 1), got ", c.dropout);
   RLFT_CHECK(c.steps > 0, "--steps must be positive, got ", c.steps);
-  RLFT_CHECK(c.batch > 0, "--batch-size must be positive, got ", c.batch);
-  RLFT_CHECK(c.lr > 0, "--lr must be positive, got ", c.lr);
+  RLFT_CHECK(c.batch > 0, "--batch must be positive, got ", c.batch);
+  RLFT_CHECK(std::isfinite(c.lr) && c.lr > 0, "--lr must be a positive number, got ", c.lr);
   RLFT_CHECK(c.min_lr_ratio >= 0 && c.min_lr_ratio <= 1, "--min-lr-ratio must be in [0, 1], got ",
              c.min_lr_ratio);
   RLFT_CHECK(c.warmup >= 0, "--warmup must be >= 0, got ", c.warmup);
-  RLFT_CHECK(c.grad_clip >= 0, "--grad-clip must be >= 0, got ", c.grad_clip);
-  RLFT_CHECK(c.log_every > 0 && c.eval_every > 0 && c.checkpoint_every > 0,
-             "--log-every, --eval-every and --checkpoint-every must be positive");
+  RLFT_CHECK(std::isfinite(c.weight_decay) && c.weight_decay >= 0,
+             "--weight-decay must be a number >= 0, got ", c.weight_decay);
+  RLFT_CHECK(c.beta1 >= 0 && c.beta1 < 1, "--beta1 must be in [0, 1), got ", c.beta1);
+  RLFT_CHECK(c.beta2 >= 0 && c.beta2 < 1, "--beta2 must be in [0, 1), got ", c.beta2);
+  RLFT_CHECK(std::isfinite(c.grad_clip) && c.grad_clip >= 0,
+             "--grad-clip must be a number >= 0 (0: off), got ", c.grad_clip);
+  RLFT_CHECK(c.log_every > 0, "--log-every must be positive, got ", c.log_every);
+  RLFT_CHECK(c.eval_every > 0, "--eval-every must be positive, got ", c.eval_every);
+  RLFT_CHECK(c.checkpoint_every > 0, "--checkpoint-every must be positive, got ",
+             c.checkpoint_every);
   RLFT_CHECK(c.eval_examples > 0, "--eval-examples must be positive, got ", c.eval_examples);
   RLFT_CHECK(c.eval_generate >= 0, "--eval-generate must be >= 0, got ", c.eval_generate);
   RLFT_CHECK(c.stop_after >= 0, "--stop-after must be >= 0, got ", c.stop_after);
@@ -240,9 +256,14 @@ SFTResult train_sft(const SFTConfig& cfg_in) {
   Generator init_gen(cfg.seed);
   models::GPT model(mc, init_gen);
   if (!cfg.init_from.empty() && !cfg.resume) {
-    const LoadedModel init = load_model(cfg.init_from);
-    RLFT_CHECK(init.tokenizer.to_json() == tok.to_json(), cfg.init_from,
+    const LoadedModel init = load_policy(cfg.init_from);
+    RLFT_CHECK(init.tokenizer.to_json() == tok.to_json(), init.path,
                ": its tokenizer differs from this task's (same --task and --tokenizer needed)");
+    models::GPTConfig theirs = init.model->config();
+    theirs.dropout = mc.dropout;  // dropout is a training setting, not part of the weights
+    RLFT_CHECK(theirs.to_json() == mc.to_json(), init.path, ": its model (",
+               describe_model(init.model->config()), ") differs from this run's (",
+               describe_model(mc), "): --init-from needs the same --model and sizes");
     model.copy_from(*init.model);
   }
   // Initialised on the host (the same weights whatever the device), then moved, before the
@@ -259,6 +280,21 @@ SFTResult train_sft(const SFTConfig& cfg_in) {
   schedule.warmup = cfg.warmup;
   schedule.total = cfg.steps;
 
+  // The validation prompts greedy decoding answers must leave room in the context: checked
+  // now, not at the first validation (after the run has written its first files).
+  if (cfg.eval_generate > 0 && !task->sample_metrics({}, {}).empty()) {
+    std::vector<std::string> prompts = task->prompts(Split::validation);
+    if (prompts.size() > size_t(cfg.eval_generate)) prompts.resize(size_t(cfg.eval_generate));
+    if (!prompts.empty()) {
+      try {
+        clamp_to_context(models::SamplingConfig{}, model, tok, prompts);
+      } catch (const Error& e) {
+        throw Error(
+            str("--eval-generate: ", e.what(), " (a larger --block-size, or --eval-generate 0)"));
+      }
+    }
+  }
+
   const rl::RunDir run(rl::run_path(cfg.out_dir, cfg.name), !cfg.resume);
   const std::string ckpt = run.path("checkpoint.safetensors");
   json::Value config_json = to_json(cfg);
@@ -269,6 +305,9 @@ SFTResult train_sft(const SFTConfig& cfg_in) {
   int64_t start = 0;
   if (cfg.resume) {
     RLFT_CHECK(fs::exists(ckpt), ckpt, ": nothing to resume (no checkpoint)");
+    // The same task, model and optimisation as the run was started with; --steps may grow (the
+    // cosine schedule then stretches) and the stopping rule may change.
+    run.check_resumable(config_json, {"steps", "stop_at_exact_match"});
     const Metadata meta = load_checkpoint(ckpt, model, &opt);
     RLFT_CHECK(meta.count("tokenizer") && json::parse(meta.at("tokenizer")) == tok.to_json(), ckpt,
                ": the checkpoint's tokenizer differs from this task's");
@@ -360,8 +399,8 @@ SFTResult train_sft(const SFTConfig& cfg_in) {
             end = done;  // this step becomes the last: checkpoint and stop below
             m.set("stopped_at_exact_match", em->second);
             if (!cfg.quiet)
-              std::printf("  validation exact match %.4f >= %.4f: stopping at step %lld\n", em->second,
-                          cfg.stop_at_exact_match, (long long)done);
+              std::printf("  validation exact match %.4f >= %.4f: stopping at step %lld\n",
+                          em->second, cfg.stop_at_exact_match, (long long)done);
           }
         }
         val_curve.x.push_back(double(done));

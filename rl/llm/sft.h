@@ -82,7 +82,7 @@ struct SFTConfig {
   // "a model at about X% accuracy" independent of the arithmetic's last bits: the nano arith
   // curve is steep, and the same step count lands tens of points apart across builds.
   double stop_at_exact_match = 0;
-  bool quiet = false;      // no progress lines on stdout
+  bool quiet = false;  // no progress lines on stdout
 };
 
 json::Value to_json(const SFTConfig& cfg);

@@ -109,11 +109,20 @@ TEST(Checkpoint, MismatchesAreNamedAndLeaveTheModelUntouched) {
   w[3] = std::nan("");
   params[2].second = Tensor::from_vector(w, params[2].second.shape()).to(DType::f32);
   save_tensors(path, params);
-  EXPECT_NE(error_of([&] { load_checkpoint(path, small); })
-                .find("'fc2.weight' holds nan at flat index 3 (weights must be finite)"),
+  EXPECT_NE(error_of([&] {
+              load_checkpoint(path, small);
+            }).find("'fc2.weight' holds NaN at flat index 3 (weights must be finite)"),
             std::string::npos)
       << error_of([&] { load_checkpoint(path, small); });
   EXPECT_EQ(small.fc2->weight.to_vector(), kept);
+  w[3] = 0;
+  w[2] = -HUGE_VAL;
+  params[2].second = Tensor::from_vector(w, params[2].second.shape()).to(DType::f32);
+  save_tensors(path, params);
+  EXPECT_NE(error_of([&] {
+              load_checkpoint(path, small);
+            }).find("'fc2.weight' holds -inf at flat index 2"),
+            std::string::npos);
 
   // Optimiser state asked for but absent.
   save_checkpoint(path, small);

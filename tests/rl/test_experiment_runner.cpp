@@ -23,8 +23,9 @@ TEST(ExperimentRunner, RunsJobsWritesLogsAndSkipsFinishedOnes) {
   const std::string trace = dir + "/trace.txt";
   std::vector<Job> jobs;
   for (int i = 0; i < 4; ++i)
-    jobs.push_back(shell_job(dir, "job" + std::to_string(i),
-                             "echo out$OMP_NUM_THREADS; echo job" + std::to_string(i) + " >> " + trace));
+    jobs.push_back(
+        shell_job(dir, "job" + std::to_string(i),
+                  "echo out$OMP_NUM_THREADS; echo job" + std::to_string(i) + " >> " + trace));
   run_jobs(jobs, 2, /*quiet=*/true, "/bin/sh");
   for (const Job& j : jobs) {
     EXPECT_TRUE(fs::exists(j.done_path)) << j.name;
@@ -43,7 +44,8 @@ TEST(ExperimentRunner, RunsJobsWritesLogsAndSkipsFinishedOnes) {
 TEST(ExperimentRunner, RunsInParallel) {
   const std::string dir = testing::temp_dir("runner-parallel");
   // Job `me` marks its start, then polls (10 ms apart, at most `tries` times) for `other`'s mark.
-  auto waits_for = [](const std::string& d, const std::string& me, const std::string& other, int tries) {
+  auto waits_for = [](const std::string& d, const std::string& me, const std::string& other,
+                      int tries) {
     return shell_job(d, me,
                      "touch " + d + "/" + me + ".started; i=0; while [ ! -f " + d + "/" + other +
                          ".started ]; do i=$((i+1)); [ $i -gt " + std::to_string(tries) +
@@ -54,7 +56,8 @@ TEST(ExperimentRunner, RunsInParallel) {
   const std::string serial = dir + "/serial";
   fs::make_dirs(serial);
   const std::string msg = testing::error_of([&] {
-    run_jobs({waits_for(serial, "a", "b", 20), waits_for(serial, "b", "a", 20)}, 1, true, "/bin/sh");
+    run_jobs({waits_for(serial, "a", "b", 20), waits_for(serial, "b", "a", 20)}, 1, true,
+             "/bin/sh");
   });
   EXPECT_NE(msg.find("'a' failed"), std::string::npos) << msg;
 }
@@ -69,19 +72,52 @@ TEST(ExperimentRunner, FailureNamesJobStatusAndLog) {
   EXPECT_NE(msg.find("exit status 3"), std::string::npos) << msg;
   EXPECT_NE(msg.find("bad.log"), std::string::npos) << msg;
   EXPECT_NE(msg.find("the reason"), std::string::npos) << msg;
+  EXPECT_EQ(msg.find('\n'), std::string::npos) << "not one line: " << msg;
+  EXPECT_EQ(
+      msg, "experiment job 'bad' failed (exit status 3): the reason; its log: " + jobs[1].log_path);
   EXPECT_TRUE(fs::exists(jobs[0].done_path));
   EXPECT_FALSE(fs::exists(jobs[1].done_path));
   EXPECT_FALSE(fs::exists(jobs[2].done_path)) << "no job starts after a failure";
 }
 
+// An rlft job's reason is its "rlft: error:" line, even with other output after it; a job
+// killed by a signal says which, with its last line.
+TEST(ExperimentRunner, FailureIsOneLineWithTheJobsError) {
+  const std::string dir = testing::temp_dir("runner-fail-line");
+  const std::string msg = testing::error_of([&] {
+    run_jobs({shell_job(dir, "dpo-beta0.05",
+                        "echo step 1; echo 'rlft: error: --beta: nan' >&2; echo bye; exit 2")},
+             1, true, "/bin/sh");
+  });
+  EXPECT_EQ(msg,
+            "experiment job 'dpo-beta0.05' failed (exit status 2): rlft: error: --beta: "
+            "nan; its log: " +
+                dir + "/logs/dpo-beta0.05.log");
+  const std::string killed = testing::error_of([&] {
+    run_jobs({shell_job(dir, "k", "printf 'step 1\\rstep 2\\n'; kill -SEGV $$")}, 1, true,
+             "/bin/sh");
+  });
+  EXPECT_NE(killed.find("'k' failed (signal 11"), std::string::npos) << killed;
+  EXPECT_NE(killed.find("): step 2; its log: "), std::string::npos) << killed;
+  EXPECT_EQ(killed.find('\n'), std::string::npos) << killed;
+  const std::string silent = testing::error_of(
+      [&] { run_jobs({shell_job(dir, "silent", "exit 4")}, 1, true, "/bin/sh"); });
+  EXPECT_NE(silent.find("(exit status 4): (empty log); its log: "), std::string::npos) << silent;
+}
+
 TEST(ExperimentRunner, BadArguments) {
   const std::string dir = testing::temp_dir("runner-bad");
   std::vector<Job> twice = {shell_job(dir, "a", "true"), shell_job(dir, "a", "true")};
-  EXPECT_NE(testing::error_of([&] { run_jobs(twice, 1, true, "/bin/sh"); }).find("two experiment jobs are named 'a'"),
+  EXPECT_NE(testing::error_of([&] {
+              run_jobs(twice, 1, true, "/bin/sh");
+            }).find("two experiment jobs are named 'a'"),
             std::string::npos);
-  EXPECT_NE(testing::error_of([&] { run_jobs({}, 0, true, "/bin/sh"); }).find("--parallel must be at least 1"),
+  EXPECT_NE(testing::error_of([&] {
+              run_jobs({}, 0, true, "/bin/sh");
+            }).find("--parallel must be at least 1"),
             std::string::npos);
-  EXPECT_NE(testing::error_of([&] { read_metrics(dir + "/nope.jsonl"); }).find("nope.jsonl"), std::string::npos);
+  EXPECT_NE(testing::error_of([&] { read_metrics(dir + "/nope.jsonl"); }).find("nope.jsonl"),
+            std::string::npos);
 }
 
 TEST(ExperimentRunner, MeanStd) {

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <filesystem>
 
+#include "engine/checkpoint.h"
 #include "engine/fs.h"
 #include "engine/ops.h"
 #include "models/generate.h"
@@ -647,6 +648,76 @@ TEST_F(GroupRLRun, ResumeReproducesAnUninterruptedRun) {
     c.lr = 2 * c.lr;
     EXPECT_THROW(train_group_rl(c), Error);
   }
+}
+
+// A corrupted or foreign group_rl_state is one error naming the checkpoint and the field, found
+// before the run is touched (order_pos 99999 was a SIGBUS, 99999999999 a SIGSEGV, -1 an
+// internal error, {} a bare json message). DCPO: its state has the objective's reward history.
+TEST_F(GroupRLRun, ResumeChecksEveryFieldOfTheLoopState) {
+  GroupRLConfig c = small("dcpo");
+  c.steps = 2;
+  c.name = "dcpo-corrupt";
+  train_group_rl(c);
+  const std::string run = *dir_ + "/" + c.name, ckpt = run + "/checkpoint.safetensors";
+  Metadata meta;
+  const NamedTensors tensors = load_tensors(ckpt, &meta);
+  const std::string good = meta.at("group_rl_state");
+  const json::Value st = json::parse(good);
+  ASSERT_EQ(st.at("order_pos").as_int(), 16);  // 2 steps × 8 prompts: the first pass of 16 done
+  const std::string metrics = fs::read_file(run + "/metrics.jsonl"),
+                    config = fs::read_file(run + "/config.json");
+  auto with = [&](const char* key, const std::string& value) {
+    json::Value v = st;
+    v.set(key, json::parse(value));
+    return v.dump();
+  };
+  struct Case {
+    std::string state, expect;
+  };
+  const Case cases[] = {
+      {with("order_pos", "99999"), "field 'order_pos' = 99999 is out of range [0, 16]"},
+      {with("order_pos", "99999999999"), "field 'order_pos' = 99999999999 is out of range"},
+      {with("order_pos", "-1"), "field 'order_pos' = -1 is out of range"},
+      {with("order_pos", "\"3\""), "field 'order_pos' must be an integer, got \"3\""},
+      {with("order_pos", "2.5"), "field 'order_pos' must be an integer"},
+      {"{}", "field 'sample_offset' is missing"},
+      {"[1, 2]", "group_rl_state: expected a JSON object"},
+      {"{not json", "group_rl_state"},
+      {with("sample_offset", "-5"), "field 'sample_offset' = -5 is out of range"},
+      {with("shuffle_offset", "null"), "field 'shuffle_offset' must be an integer"},
+      {with("order_offset", "-2"), "field 'order_offset' = -2 is out of range"},
+      {with("generated_tokens", "\"many\""), "field 'generated_tokens' must be a finite number"},
+      {with("generated_samples", "-1"), "field 'generated_samples' must be a finite number >= 0"},
+      {with("objective", "5"), "field 'objective' must be null or an object"},
+      {with("objective", R"({"3": [0, 1.0]})"), "visits must be an integer >= 1"},
+      {with("objective", R"({"3": [1, "x"]})"), "reward 1 is not a finite number"},
+      {with("objective", R"({"3": "x"})"), "expected [visits, rewards"},
+      {with("objective", R"({"x": [1, 1.0]})"), "prompt id 'x'"},
+  };
+  c.resume = true;
+  c.steps = 4;
+  for (const Case& k : cases) {
+    meta["group_rl_state"] = k.state;
+    save_tensors(ckpt, tensors, meta);
+    const std::string corrupt = fs::read_file(ckpt);
+    const std::string msg = rlft::testing::error_of([&] { train_group_rl(c); });
+    EXPECT_NE(msg.find(ckpt + ": group_rl_state"), std::string::npos) << k.state << ": " << msg;
+    EXPECT_NE(msg.find(k.expect), std::string::npos) << k.state << ": " << msg;
+    EXPECT_EQ(fs::read_file(run + "/metrics.jsonl"), metrics) << k.state;
+    EXPECT_EQ(fs::read_file(run + "/config.json"), config) << k.state;
+    EXPECT_EQ(fs::read_file(ckpt), corrupt) << k.state;
+  }
+  // A metrics line the curves cannot be rebuilt from is named too, before anything changes.
+  meta["group_rl_state"] = good;
+  save_tensors(ckpt, tensors, meta);
+  fs::atomic_write_file(run + "/metrics.jsonl", metrics + "{\"step\": 1, \"accuracy\": 0}\n");
+  const std::string msg = rlft::testing::error_of([&] { train_group_rl(c); });
+  EXPECT_NE(msg.find("metrics.jsonl: record 3: 'reward_mean' must be a finite number"),
+            std::string::npos)
+      << msg;
+  // The intact state resumes.
+  fs::atomic_write_file(run + "/metrics.jsonl", metrics);
+  EXPECT_EQ(train_group_rl(c).steps, 4);
 }
 
 // ---- rlft experiment verifiable: the plumbing, at toy size -----------------------------------

@@ -231,6 +231,17 @@ TEST(RLHFData, PreferenceFilesRoundTripAndMalformedLinesNameTheLine) {
                 .find("\"chosen_score\" must be a number"),
             std::string::npos);
   EXPECT_NE(error_of("\n\n").find("no preference pairs"), std::string::npos);
+  // A pair needs two different, non-empty responses; a score is a probability.
+  EXPECT_EQ(error_of(good + "\n" + R"({"prompt": "a", "chosen": "", "rejected": "c"})"),
+            "user.jsonl:2: \"chosen\" is empty");
+  EXPECT_EQ(error_of(R"({"prompt": "a", "chosen": "b", "rejected": "<|eos|>"})"),
+            "user.jsonl:1: \"rejected\" is empty");
+  EXPECT_EQ(error_of(R"({"prompt": "a", "chosen": "b", "rejected": "b"})"),
+            "user.jsonl:1: \"chosen\" and \"rejected\" are the same text (a pair needs two "
+            "responses)");
+  EXPECT_EQ(error_of(R"({"prompt": "a", "chosen": "b", "rejected": "c", "rejected_score": -0.5})"),
+            "user.jsonl:1: \"rejected_score\" must be a probability in [0, 1], got -0.5");
+  EXPECT_EQ(parse_preferences(good + "\n\n" + good, "x")[1].line, 3);
   EXPECT_EQ(parse_preferences(good + "\r\n" + good + "\n", "x").size(), 2u);
 
   // A training run on a malformed file fails before it writes anything.
@@ -247,6 +258,20 @@ TEST(RLHFData, PreferenceFilesRoundTripAndMalformedLinesNameTheLine) {
     EXPECT_NE(std::string(e.what()).find("bad.jsonl:2"), std::string::npos) << e.what();
   }
   EXPECT_FALSE(fs::exists(dir + "/dpo"));
+  // Every pair is tokenized and fitted to the context before a run starts; errors name the line.
+  const models::Tokenizer tok = models::Tokenizer::make("char", "abc ");
+  const std::vector<PreferencePair> fit =
+      parse_preferences(good + "\n" + R"({"prompt": "a", "chosen": "bb", "rejected": "X"})", "u");
+  EXPECT_EQ(rlft::testing::error_of([&] {
+              check_preferences(fit, tok, 16, "u");
+            }).rfind("u:2: \"rejected\": tokenizer: unknown character 'X'", 0),
+            0u);
+  const std::vector<PreferencePair> fit2 =
+      parse_preferences(good + "\n" + R"({"prompt": "aa", "chosen": "bbb", "rejected": "c"})", "u");
+  EXPECT_EQ(rlft::testing::error_of([&] { check_preferences(fit2, tok, 6, "u"); }),
+            "u:2: prompt + \"chosen\" is 7 tokens (BOS and EOS included), more than the model's "
+            "context of 6");
+  EXPECT_NO_THROW(check_preferences(fit2, tok, 7, "u"));
   // Writing into a missing directory is an error and leaves no file behind.
   EXPECT_THROW(write_preferences(dir + "/missing/p.jsonl", pairs), Error);
   EXPECT_FALSE(fs::exists(dir + "/missing/p.jsonl"));

@@ -89,6 +89,25 @@ TEST(RunDir, AResumeKeepsTheSettingsTheRunStartedWith) {
                 " was started with (none)");
 }
 
+TEST(RunDir, MetricsKeptThroughAStepAndBadLinesNamed) {
+  const std::string dir = scratch("metrics");
+  const RunDir run(dir, true);
+  run.write_config(json::Value::object());
+  for (int64_t s : {1, 2, 3}) {
+    json::Value m = json::Value::object();
+    m.set("step", s);
+    run.log(m);
+  }
+  EXPECT_EQ(run.keep_metrics_through(2).size(), 2u);
+  EXPECT_EQ(fs::read_file(dir + "/metrics.jsonl"), "{\"step\":1}\n{\"step\":2}\n");
+  fs::atomic_write_file(dir + "/metrics.jsonl", "{\"step\":1}\n{\"step\":\"x\"}\n");
+  EXPECT_EQ(error_of([&] { (void)run.keep_metrics_through(2); }),
+            dir + "/metrics.jsonl: entry 2 has no integer \"step\" (it is \"x\")");
+  fs::atomic_write_file(dir + "/metrics.jsonl", "[1]\n");
+  EXPECT_EQ(error_of([&] { (void)run.keep_metrics_through(2); }),
+            dir + "/metrics.jsonl: entry 1 is not an object");
+}
+
 TEST(RunDir, RunPathsStayUnderTheRunsDirectory) {
   EXPECT_EQ(run_path("runs", "ppo-1"), "runs/ppo-1");
   EXPECT_EQ(error_of([] { (void)run_path("", "x"); }), "the runs directory is an empty path");

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <filesystem>
 
+#include "engine/checkpoint.h"
 #include "engine/fs.h"
 #include "rl/llm/lm.h"
 #include "rl/llm/sft.h"
@@ -143,11 +144,105 @@ TEST(SFT, BadConfigurationsAreErrors) {
   c = tiny(dir);
   c.task.task = "reviews";
   c.stop_at_exact_match = 0.3;
-  EXPECT_NE(rlft::testing::error_of([&] { train_sft(c); }).find("task 'reviews' has no exact-match verifier"),
+  EXPECT_NE(rlft::testing::error_of([&] {
+              train_sft(c);
+            }).find("task 'reviews' has no exact-match verifier"),
             std::string::npos);
   c = tiny(dir);
   c.stop_at_exact_match = 1.5;
   EXPECT_THROW(train_sft(c), Error);
+}
+
+// Bad options are errors naming the option as the command line spells it (--batch, not
+// --batch-size), raised before the run directory exists.
+TEST(SFT, OptionErrorsNameTheFlag) {
+  const std::string dir = temp_dir("sft_flags");
+  auto error = [&](auto&& edit) {
+    SFTConfig c = tiny(dir);
+    edit(c);
+    return rlft::testing::error_of([&] { train_sft(c); });
+  };
+  EXPECT_EQ(error([](SFTConfig& c) { c.batch = 0; }), "--batch must be positive, got 0");
+  EXPECT_EQ(error([](SFTConfig& c) { c.lr = std::nan(""); }),
+            "--lr must be a positive number, got nan");
+  EXPECT_EQ(error([](SFTConfig& c) { c.beta2 = 1; }), "--beta2 must be in [0, 1), got 1");
+  EXPECT_EQ(error([](SFTConfig& c) { c.weight_decay = -0.1; }),
+            "--weight-decay must be a number >= 0, got -0.1");
+  EXPECT_EQ(error([](SFTConfig& c) { c.n_embd = -8; }),
+            "--n-embd must be >= 0 (0: the model's), got -8");
+  EXPECT_EQ(error([](SFTConfig& c) { c.eval_every = 0; }), "--eval-every must be positive, got 0");
+  EXPECT_FALSE(std::filesystem::exists(dir + "/run"));
+}
+
+// A failing command leaves an earlier run of the same name as it was: an --init-from of another
+// model size (named with both configurations), and a --resume with other settings (a longer
+// --steps is allowed).
+TEST(SFT, FailedStartOrResumeLeavesTheRunIntact) {
+  const std::string dir = temp_dir("sft_intact");
+  SFTConfig c = tiny(dir);
+  c.steps = 6;
+  train_sft(c);
+  auto files = [&] {
+    std::vector<std::string> out;
+    for (const char* f : {"config.json", "metrics.jsonl", "checkpoint.safetensors"})
+      out.push_back(fs::read_file(dir + "/run/" + f));
+    return out;
+  };
+  const std::vector<std::string> before = files();
+  SFTConfig other = tiny(dir);
+  other.init_from = dir + "/run";
+  other.n_embd = 64;
+  const std::string msg = rlft::testing::error_of([&] { train_sft(other); });
+  EXPECT_NE(
+      msg.find(dir + "/run/checkpoint.safetensors: its model (n_layer 1, n_head 2, n_embd 32"),
+      std::string::npos)
+      << msg;
+  EXPECT_NE(msg.find("differs from this run's (n_layer 1, n_head 2, n_embd 64"), std::string::npos)
+      << msg;
+  EXPECT_EQ(files(), before);
+  SFTConfig resumed = tiny(dir);
+  resumed.steps = 6;
+  resumed.resume = true;
+  resumed.lr = 0.5;
+  EXPECT_NE(rlft::testing::error_of([&] {
+              train_sft(resumed);
+            }).find("--resume: setting 'lr' is 0.5 but the run at " + dir + "/run"),
+            std::string::npos);
+  resumed = tiny(dir);
+  resumed.steps = 6;
+  resumed.resume = true;
+  resumed.task.train_size = 100;
+  EXPECT_NE(rlft::testing::error_of([&] { train_sft(resumed); }).find("setting 'train_size'"),
+            std::string::npos);
+  EXPECT_EQ(files(), before);
+  resumed = tiny(dir);
+  resumed.steps = 8;  // a longer run
+  resumed.resume = true;
+  EXPECT_EQ(train_sft(resumed).step, 8);
+}
+
+// A checkpoint whose weights hold NaN is refused when loaded, naming the file and the tensor
+// (it used to fail at sampling: "multinomial: row 0 has an invalid probability nan").
+TEST(SFT, LoadModelRefusesNonFiniteWeights) {
+  const std::string dir = temp_dir("sft_nan");
+  models::GPTConfig mc = models::GPTConfig::named("nano");
+  mc.n_layer = 1;
+  mc.n_embd = 16;
+  const models::Tokenizer tok = models::Tokenizer::make("char", "0123456789+-=");
+  mc.vocab_size = tok.vocab_size();
+  Generator gen(0);
+  models::GPT model(mc, gen);
+  {
+    NoGradGuard ng;
+    std::vector<double> w = model.wte->weight.to_vector();
+    w[3] = std::nan("");
+    model.wte->weight.copy_(Tensor::from_vector(w, model.wte->weight.shape()));
+  }
+  const std::string path = dir + "/nan.safetensors";
+  save_checkpoint(path, model, nullptr, checkpoint_metadata(mc, tok, json::Value(), 0));
+  const std::string msg = rlft::testing::error_of([&] { load_model(path); });
+  EXPECT_NE(msg.find(path), std::string::npos) << msg;
+  EXPECT_NE(msg.find("wte.weight"), std::string::npos) << msg;
 }
 
 // --stop-at-exact-match (the arith-rl-init preset's rule): the run ends at the first

@@ -10,6 +10,8 @@
 
 #include "engine/error.h"
 #include "engine/fs.h"
+#include "rl/llm/lm.h"
+#include "rl/llm/rlhf_data.h"
 #include "rl/plot.h"
 #include "rl/run.h"
 
@@ -76,12 +78,33 @@ std::string frontier_run_name(const std::string& method, double param) {
 std::vector<std::vector<Job>> frontier_jobs(const FrontierConfig& c) {
   RLFT_CHECK(!c.kl_ctls.empty() || !c.betas.empty(),
              "rlft experiment frontier: no runs (--kl-ctls and --betas are both empty)");
+  const char* cmd = "rlft experiment frontier: ";
+  // Two values with the same run name (0.1 and 0.10) would be one run.
+  auto distinct = [&](const char* flag, const std::vector<double>& xs, const char* method) {
+    for (size_t i = 0; i < xs.size(); ++i)
+      for (size_t j = 0; j < i; ++j)
+        RLFT_CHECK(frontier_run_name(method, xs[i]) != frontier_run_name(method, xs[j]), cmd, flag,
+                   ": ", num(xs[i]), " is listed twice");
+  };
   for (double k : c.kl_ctls)
-    RLFT_CHECK(k >= 0, "rlft experiment frontier: --kl-ctls: ", k, " is negative");
+    RLFT_CHECK(std::isfinite(k) && k >= 0, cmd, "--kl-ctls: ", num(k),
+               " is not a finite number >= 0");
+  distinct("--kl-ctls", c.kl_ctls, "PPO");
   for (double b : c.betas)
-    RLFT_CHECK(b > 0, "rlft experiment frontier: --betas: ", b, " must be > 0");
-  RLFT_CHECK(c.ppo_steps > 0 && c.dpo_epochs > 0 && c.eval_samples > 0,
-             "rlft experiment frontier: --ppo-steps, --dpo-epochs and --eval-samples must be > 0");
+    RLFT_CHECK(std::isfinite(b) && b > 0, cmd, "--betas: ", num(b), " is not a finite number > 0");
+  distinct("--betas", c.betas, "DPO");
+  RLFT_CHECK(!c.out_dir.empty(), cmd, "--out-dir may not be empty");
+  RLFT_CHECK(c.parallel >= 1, cmd, "--parallel must be at least 1, got ", c.parallel);
+  RLFT_CHECK(!c.sft.empty() || c.sft_steps > 0, cmd, "--sft-steps must be positive, got ",
+             c.sft_steps);
+  RLFT_CHECK(c.pairs >= 0, cmd, "--pairs must be >= 0 (0: the default), got ", c.pairs);
+  RLFT_CHECK(c.ppo_steps > 0, cmd, "--ppo-steps must be positive, got ", c.ppo_steps);
+  RLFT_CHECK(std::isfinite(c.ppo_actor_lr) && c.ppo_actor_lr > 0, cmd,
+             "--ppo-actor-lr must be a finite number > 0, got ", c.ppo_actor_lr);
+  RLFT_CHECK(c.ppo_eval_every >= 0, cmd, "--ppo-eval-every must be >= 0, got ", c.ppo_eval_every);
+  RLFT_CHECK(c.dpo_epochs > 0, cmd, "--dpo-epochs must be positive, got ", c.dpo_epochs);
+  RLFT_CHECK(c.dpo_eval_every >= 0, cmd, "--dpo-eval-every must be >= 0, got ", c.dpo_eval_every);
+  RLFT_CHECK(c.eval_samples > 0, cmd, "--eval-samples must be positive, got ", c.eval_samples);
   rl::resolve_device(c.device);  // a bad name, or cuda without a GPU: one error before any job
   const std::string& out = c.out_dir;
   const std::string seed = std::to_string(c.seed), samples = std::to_string(c.eval_samples);
@@ -122,11 +145,11 @@ std::vector<std::vector<Job>> frontier_jobs(const FrontierConfig& c) {
   std::vector<Job> ppo;
   for (double k : c.kl_ctls) {
     const std::string name = frontier_run_name("PPO", k);
-    ppo.push_back(run_job(out, name, seed,
-                          {"lm", "ppo", "--init", sft, "--reward-model", rm, "--kl-ctl", num(k),
-                           "--steps", std::to_string(c.ppo_steps), "--actor-lr",
-                           num(c.ppo_actor_lr), "--eval-every", std::to_string(c.ppo_eval_every),
-                           "--eval-samples", samples}));
+    ppo.push_back(
+        run_job(out, name, seed,
+                {"lm", "ppo", "--init", sft, "--reward-model", rm, "--kl-ctl", num(k), "--steps",
+                 std::to_string(c.ppo_steps), "--actor-lr", num(c.ppo_actor_lr), "--eval-every",
+                 std::to_string(c.ppo_eval_every), "--eval-samples", samples}));
   }
   if (!ppo.empty()) stages.push_back(ppo);
   for (std::vector<Job>& stage : stages) put_on_device(stage, c.device);
@@ -269,8 +292,44 @@ void write_frontier_outputs(const std::string& dir, const std::vector<FrontierPo
                         "KL(pi || pi_ref) per sequence", "mean p(positive)", series);
 }
 
+void check_frontier_inputs(const FrontierConfig& c) {
+  const char* cmd = "rlft experiment frontier: ";
+  auto load = [&](const char* flag, const std::string& path) {
+    RLFT_CHECK(fs::exists(path), cmd, flag, " ", path, ": no such run");
+    try {
+      return load_model(path);
+    } catch (const Error& e) {
+      throw Error(str(cmd, flag, " ", path, ": ", e.what()));
+    }
+  };
+  LoadedModel sft;
+  if (!c.sft.empty()) {
+    sft = load("--sft", c.sft);
+    RLFT_CHECK(!sft.model->config().reward_head && !sft.run_config.is_null() &&
+                   sft.run_config.get_or("mode", std::string()) == "sft",
+               cmd, "--sft ", c.sft, ": not an SFT run (`rlft lm sft`)");
+    const std::string task = task_config_of(sft).task;
+    RLFT_CHECK(task == "reviews", cmd, "--sft ", c.sft, ": an SFT run of task '", task,
+               "'; the frontier is measured on reviews");
+  }
+  if (!c.prefs.empty()) {
+    RLFT_CHECK(fs::exists(c.prefs), cmd, "--prefs ", c.prefs, ": no such file");
+    RLFT_CHECK(!read_preferences(c.prefs).empty(), cmd, "--prefs ", c.prefs,
+               ": holds no preference pairs");
+  }
+  if (!c.reward_model.empty() && !c.kl_ctls.empty()) {
+    const LoadedModel rm = load("--reward-model", c.reward_model);
+    RLFT_CHECK(rm.model->config().reward_head, cmd, "--reward-model ", c.reward_model,
+               ": not a reward model (`rlft lm rm`; its model has no reward head)");
+    RLFT_CHECK(c.sft.empty() || rm.tokenizer.to_json() == sft.tokenizer.to_json(), cmd,
+               "--reward-model ", c.reward_model, ": its tokenizer differs from --sft ", c.sft,
+               "'s");
+  }
+}
+
 FrontierResult run_frontier(const FrontierConfig& cfg) {
   const std::vector<std::vector<Job>> stages = frontier_jobs(cfg);
+  check_frontier_inputs(cfg);  // reused runs and files, before any job starts
   fs::make_dirs(cfg.out_dir);
   fs::atomic_write_file(cfg.out_dir + "/config.json", to_json(cfg).dump(2) + "\n");
   for (const std::vector<Job>& stage : stages) run_jobs(stage, cfg.parallel, cfg.quiet);

@@ -89,6 +89,10 @@ struct FrontierResult {
   std::vector<FrontierPoint> points;
   std::string csv_path, svg_path, md_path;
 };
+// The runs and files the config reuses (--sft: an SFT run of reviews; --prefs: preference pairs;
+// --reward-model: a reward model with the SFT run's tokenizer), each checked by loading it, so
+// a wrong path fails before any job starts. run_frontier calls it after frontier_jobs.
+void check_frontier_inputs(const FrontierConfig& cfg);
 FrontierResult run_frontier(const FrontierConfig& cfg);
 
 }  // namespace rlft::llm::exp

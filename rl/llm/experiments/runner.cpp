@@ -29,35 +29,36 @@ std::string parent_dir(const std::string& path) {
   return slash == std::string::npos ? std::string() : path.substr(0, slash);
 }
 
-// The last `n` non-empty lines of a log, for an error message.
-std::string log_tail(const std::string& path, int n) {
+// The line of a failed job's log that says why: its last "rlft: error:" line, else its last
+// non-empty line (progress lines that overwrite themselves with '\r': their last state).
+std::string failure_line(const std::string& path) {
   std::string text;
   try {
     text = fs::read_file(path);
   } catch (const Error&) {
     return "(log unreadable)";
   }
-  std::vector<std::string> lines;
+  std::string last, error;
   size_t start = 0;
   while (start < text.size()) {
     size_t end = text.find('\n', start);
     if (end == std::string::npos) end = text.size();
-    // Progress lines overwrite themselves with '\r': keep only the last state.
     std::string line = text.substr(start, end - start);
-    const size_t cr = line.find_last_of('\r', line.size() >= 2 ? line.size() - 2 : 0);
-    if (cr != std::string::npos && cr + 1 < line.size()) line = line.substr(cr + 1);
-    if (!line.empty()) lines.push_back(line);
+    while (!line.empty() && line.back() == '\r') line.pop_back();
+    const size_t cr = line.find_last_of('\r');
+    if (cr != std::string::npos) line = line.substr(cr + 1);
+    if (!line.empty()) last = line;
+    if (line.find("rlft: error:") != std::string::npos) error = line;
     start = end + 1;
   }
-  std::string out;
-  for (size_t i = lines.size() > size_t(n) ? lines.size() - n : 0; i < lines.size(); ++i)
-    out += "\n  | " + lines[i];
-  return out;
+  if (!error.empty()) return error;
+  return last.empty() ? std::string("(empty log)") : last;
 }
 
 std::string describe_status(int status) {
   if (WIFEXITED(status)) return str("exit status ", WEXITSTATUS(status));
-  if (WIFSIGNALED(status)) return str("signal ", WTERMSIG(status), " (", strsignal(WTERMSIG(status)), ")");
+  if (WIFSIGNALED(status))
+    return str("signal ", WTERMSIG(status), " (", strsignal(WTERMSIG(status)), ")");
   return str("wait status ", status);
 }
 
@@ -94,7 +95,8 @@ pid_t spawn(const std::string& exe, const Job& job, const std::vector<std::strin
   pid_t pid = 0;
   const int rc = posix_spawn(&pid, exe.c_str(), &actions, nullptr, argv.data(), envp.data());
   posix_spawn_file_actions_destroy(&actions);
-  RLFT_CHECK(rc == 0, "experiment job '", job.name, "': cannot start '", exe, "': ", std::strerror(rc));
+  RLFT_CHECK(rc == 0, "experiment job '", job.name, "': cannot start '", exe,
+             "': ", std::strerror(rc));
   return pid;
 }
 
@@ -112,7 +114,9 @@ void run_jobs(const std::vector<Job>& jobs, int parallel, bool quiet, const std:
   std::vector<size_t> todo;
   for (size_t i = 0; i < jobs.size(); ++i) {
     if (fs::exists(jobs[i].done_path)) {
-      if (!quiet) std::printf("[skip] %s (finished earlier: %s)\n", jobs[i].name.c_str(), jobs[i].done_path.c_str());
+      if (!quiet)
+        std::printf("[skip] %s (finished earlier: %s)\n", jobs[i].name.c_str(),
+                    jobs[i].done_path.c_str());
     } else {
       todo.push_back(i);
     }
@@ -167,10 +171,12 @@ void run_jobs(const std::vector<Job>& jobs, int parallel, bool quiet, const std:
         std::fflush(stdout);
       }
     } else if (failure.empty()) {
+      // One line, as every rlft error: the job's own reason and where its whole log is.
       failure = str("experiment job '", job.name, "' failed (", describe_status(status),
-                    "); its log is ", job.log_path, ":", log_tail(job.log_path, 4));
+                    "): ", failure_line(job.log_path), "; its log: ", job.log_path);
       if (!quiet && !running.empty()) {
-        std::printf("%s failed; waiting for %zu running job(s)\n", job.name.c_str(), running.size());
+        std::printf("%s failed; waiting for %zu running job(s)\n", job.name.c_str(),
+                    running.size());
         std::fflush(stdout);
       }
     }

@@ -32,7 +32,8 @@ struct Job {
 
 // The experiments' convention: `name`'s output in <logs_dir>/<name>.log, its marker
 // <logs_dir>/<name>.done.
-inline Job logged_job(const std::string& logs_dir, const std::string& name, std::vector<std::string> args) {
+inline Job logged_job(const std::string& logs_dir, const std::string& name,
+                      std::vector<std::string> args) {
   return {name, std::move(args), logs_dir + "/" + name + ".log", logs_dir + "/" + name + ".done"};
 }
 
@@ -48,7 +49,8 @@ inline void put_on_device(std::vector<Job>& jobs, const std::string& device) {
 // `parallel` at once, each with OMP_NUM_THREADS=1 (unless the caller's environment sets it)
 // and its output in log_path (parent directories are created). When a job fails (non-zero
 // exit or a signal), no new job is started, the running ones are waited for, and an
-// rlft::Error names the failed job, its exit status, its log and the log's last lines.
+// rlft::Error, one line, names the failed job, its exit status, the reason from its log (its
+// "rlft: error:" line, else its last line) and the log's path.
 // Progress lines ("[3/18] grpo-s1 done in 5m12s") go to stdout unless `quiet`.
 // `program` replaces this binary (tests run /bin/sh); empty means this very binary, even if
 // its file is replaced by a rebuild while the experiment runs.

@@ -12,8 +12,10 @@
 #include "engine/optim.h"
 #include "rl/llm/experiments/runner.h"
 #include "rl/llm/group_rl.h"
+#include "rl/llm/lm.h"
+#include "rl/llm/rlhf_data.h"
+#include "rl/llm/sft.h"
 #include "rl/plot.h"
-#include "rl/run.h"
 #include "rl/run.h"
 
 namespace rlft::llm::exp {
@@ -32,34 +34,119 @@ std::string count(double x) {
   return fmt(x, 0);
 }
 
-void check_config(const VerifiableConfig& c) {
-  RLFT_CHECK(!c.methods.empty(), "--methods: at least one method is needed");
-  for (const std::string& m : c.methods) group_rl_defaults(m);  // unknown name: error
-  for (size_t i = 0; i < c.methods.size(); ++i)
-    for (size_t j = i + 1; j < c.methods.size(); ++j)
-      RLFT_CHECK(c.methods[i] != c.methods[j], "--methods: '", c.methods[i], "' is listed twice");
-  RLFT_CHECK(c.seeds >= 1, "--seeds must be at least 1, got ", c.seeds);
-  RLFT_CHECK(c.parallel >= 1, "--parallel must be at least 1, got ", c.parallel);
-  RLFT_CHECK(c.steps >= 1, "--steps must be positive, got ", c.steps);
-  optim::LRSchedule::parse(c.lr_schedule);  // an unknown name fails before any job starts
-  RLFT_CHECK(c.prompts >= 1, "--prompts must be positive, got ", c.prompts);
-  RLFT_CHECK(c.group >= 2, "--group must be at least 2, got ", c.group);
-  RLFT_CHECK(c.test_prompts >= 0, "--test-prompts must be >= 0, got ", c.test_prompts);
-  RLFT_CHECK(c.eval_samples >= 1, "--eval-samples must be positive, got ", c.eval_samples);
-  rl::resolve_device(c.device);  // a bad name, or cuda without a GPU: one error before any job
-  RLFT_CHECK(!c.out_dir.empty(), "--out-dir may not be empty");
-  RLFT_CHECK(!c.init.empty() || !c.preset.empty(), "give --init or --preset");
-}
-
 std::string run_name(const std::string& method, int64_t seed) {
   return method + "-s" + std::to_string(seed);
 }
 
+// The command of one RL run after `rlft lm <method>`.
+std::vector<std::string> rl_args(const VerifiableConfig& c, const std::string& method, int64_t seed,
+                                 const std::string& sft_dir, const std::string& runs) {
+  std::vector<std::string> args = {"--init",
+                                   sft_dir,
+                                   "--seed",
+                                   std::to_string(seed),
+                                   "--name",
+                                   run_name(method, seed),
+                                   "--out-dir",
+                                   runs,
+                                   "--steps",
+                                   std::to_string(c.steps),
+                                   "--prompts",
+                                   std::to_string(c.prompts),
+                                   "--group",
+                                   std::to_string(c.group),
+                                   "--train-prompts",
+                                   std::to_string(c.train_prompts),
+                                   "--lr",
+                                   str(c.lr),
+                                   "--lr-schedule",
+                                   c.lr_schedule,
+                                   "--minibatches",
+                                   std::to_string(c.minibatches),
+                                   "--eval-every",
+                                   std::to_string(c.eval_every),
+                                   "--eval-prompts",
+                                   std::to_string(c.eval_prompts),
+                                   "--quiet"};
+  args.insert(args.end(), c.extra_args.begin(), c.extra_args.end());
+  return args;
+}
+
+// Every setting, the SFT start and every RL run's command, checked before any job starts: a
+// mistake fails at once with one error, not after the SFT job or half of the runs.
+void check_config(const VerifiableConfig& c) {
+  const char* cmd = "rlft experiment verifiable: ";
+  RLFT_CHECK(!c.methods.empty(), cmd, "--methods: at least one method is needed");
+  for (const std::string& m : c.methods) group_rl_defaults(m);  // unknown name: error
+  for (size_t i = 0; i < c.methods.size(); ++i)
+    for (size_t j = i + 1; j < c.methods.size(); ++j)
+      RLFT_CHECK(c.methods[i] != c.methods[j], cmd, "--methods: '", c.methods[i],
+                 "' is listed twice");
+  RLFT_CHECK(c.seeds >= 1, cmd, "--seeds must be at least 1, got ", c.seeds);
+  RLFT_CHECK(c.parallel >= 1 && c.parallel <= 64, cmd, "--parallel must be in [1, 64], got ",
+             c.parallel);
+  RLFT_CHECK(c.steps >= 1, cmd, "--steps must be positive, got ", c.steps);
+  optim::LRSchedule::parse(c.lr_schedule);  // an unknown name fails before any job starts
+  RLFT_CHECK(c.prompts >= 1, cmd, "--prompts must be positive, got ", c.prompts);
+  RLFT_CHECK(c.group >= 2, cmd, "--group must be at least 2, got ", c.group);
+  RLFT_CHECK(c.test_prompts >= 0, cmd, "--test-prompts must be >= 0 (0: all), got ",
+             c.test_prompts);
+  RLFT_CHECK(c.eval_samples >= 1, cmd, "--eval-samples must be positive, got ", c.eval_samples);
+  rl::resolve_device(c.device);  // a bad name, or cuda without a GPU: one error before any job
+  RLFT_CHECK(!c.out_dir.empty(), cmd, "--out-dir may not be empty");
+  RLFT_CHECK(!c.init.empty() || !c.preset.empty(), cmd, "give --init or --preset");
+  std::string sft_dir = c.init;
+  if (c.init.empty()) {
+    TaskConfig task;
+    try {
+      task = sft_preset(c.preset).task;  // an unknown name: the list of known ones
+    } catch (const Error& e) {
+      throw Error(str(cmd, e.what()));
+    }
+    RLFT_CHECK(make_task(task)->has_verifier(), cmd, "--preset ", c.preset,
+               ": an SFT preset of task '", task.task,
+               "', which has no verifier (group RL needs one: arith)");
+    sft_dir = c.out_dir + "/sft";
+  } else {
+    // The start must be a run whose task has a verifier (arith), as every RL job needs.
+    RLFT_CHECK(fs::exists(c.init), cmd, "--init ", c.init, ": no such run");
+    TaskConfig task;
+    try {
+      task = task_config_of(load_policy(c.init));
+    } catch (const Error& e) {
+      throw Error(str(cmd, "--init ", c.init, ": ", e.what()));
+    }
+    RLFT_CHECK(make_task(task)->has_verifier(), cmd, "--init ", c.init, ": a run of task '",
+               task.task, "', which has no verifier (group RL needs one: arith)");
+  }
+  // Every RL job's settings, as its own command will check them.
+  for (const std::string& m : c.methods) {
+    const std::vector<std::string> args = rl_args(c, m, 1, sft_dir, c.out_dir + "/runs");
+    try {
+      GroupRLConfig g = group_rl_defaults(m);
+      g.init = sft_dir;
+      g.steps = c.steps, g.prompts = c.prompts, g.group_size = c.group;
+      g.train_prompts = c.train_prompts, g.lr = c.lr, g.lr_schedule = c.lr_schedule;
+      g.minibatches = c.minibatches, g.eval_every = c.eval_every, g.eval_prompts = c.eval_prompts;
+      g.out_dir = c.out_dir + "/runs", g.name = run_name(m, 1);
+      check_group_rl_config(g);
+      if (c.check_rl_command) c.check_rl_command(m, args);
+    } catch (const Error& e) {
+      std::string extra;
+      for (const std::string& a : c.extra_args) extra += (extra.empty() ? "" : " ") + a;
+      throw Error(str(cmd, "the ", m, " runs",
+                      extra.empty() ? std::string() : str(" (--rl-args '", extra, "')"), ": ",
+                      e.what()));
+    }
+  }
+}
+
 Job eval_job(const std::string& name, const std::string& run_dir, const std::string& logs,
              const VerifiableConfig& c) {
-  return logged_job(logs, "eval-" + name,
-                    {"lm", "eval", "--run", run_dir, "--split", "test", "--n", std::to_string(c.test_prompts),
-                     "--samples-per-prompt", std::to_string(c.eval_samples), "--show", "0", "--seed", "0"});
+  return logged_job(
+      logs, "eval-" + name,
+      {"lm", "eval", "--run", run_dir, "--split", "test", "--n", std::to_string(c.test_prompts),
+       "--samples-per-prompt", std::to_string(c.eval_samples), "--show", "0", "--seed", "0"});
 }
 
 // One logged run, as the columns the plots need (NaN where a step has no value).
@@ -159,7 +246,8 @@ VerifiableResult run_verifiable(const VerifiableConfig& cfg) {
   // ---- 1. the SFT start (trained once; a rerun finds its marker)
   if (cfg.init.empty())
     run_jobs(pending({logged_job(logs, "sft",
-                                 {"lm", "sft", "--preset", cfg.preset, "--out-dir", out, "--name", "sft", "--quiet"})}),
+                                 {"lm", "sft", "--preset", cfg.preset, "--out-dir", out, "--name",
+                                  "sft", "--quiet"})}),
              1, cfg.quiet, cfg.program);
 
   // ---- 2. the SFT's own test accuracy, and every method × seed, equal budgets
@@ -167,36 +255,8 @@ VerifiableResult run_verifiable(const VerifiableConfig& cfg) {
   for (int64_t seed = 1; seed <= cfg.seeds; ++seed)  // seed-major: partial results stay balanced
     for (const std::string& m : cfg.methods) {
       const std::string name = run_name(m, seed);
-      std::vector<std::string> args = {"lm",
-                                       m,
-                                       "--init",
-                                       sft_dir,
-                                       "--seed",
-                                       std::to_string(seed),
-                                       "--name",
-                                       name,
-                                       "--out-dir",
-                                       runs,
-                                       "--steps",
-                                       std::to_string(cfg.steps),
-                                       "--prompts",
-                                       std::to_string(cfg.prompts),
-                                       "--group",
-                                       std::to_string(cfg.group),
-                                       "--train-prompts",
-                                       std::to_string(cfg.train_prompts),
-                                       "--lr",
-                                       str(cfg.lr),
-                                       "--lr-schedule",
-                                       cfg.lr_schedule,
-                                       "--minibatches",
-                                       std::to_string(cfg.minibatches),
-                                       "--eval-every",
-                                       std::to_string(cfg.eval_every),
-                                       "--eval-prompts",
-                                       std::to_string(cfg.eval_prompts),
-                                       "--quiet"};
-      args.insert(args.end(), cfg.extra_args.begin(), cfg.extra_args.end());
+      std::vector<std::string> args = {"lm", m};
+      for (std::string& a : rl_args(cfg, m, seed, sft_dir, runs)) args.push_back(std::move(a));
       jobs.push_back(logged_job(logs, name, std::move(args)));
     }
   run_jobs(pending(jobs), cfg.parallel, cfg.quiet, cfg.program);
@@ -271,14 +331,14 @@ VerifiableResult run_verifiable(const VerifiableConfig& cfg) {
   fs::atomic_write_file(out + "/curves.csv", csv);
 
   std::string md = "# rlft experiment verifiable\n\n";
-  md += str("Start: `", sft_dir, "` (SFT). Every method: ", cfg.steps, " update steps of ",
-            cfg.prompts, " prompts × ", cfg.group, " responses, lr ", cfg.lr,
-            cfg.lr_schedule == "constant" ? std::string() : str(" (", cfg.lr_schedule, " decay to 0)"),
-            ", ", cfg.minibatches,
-            cfg.minibatches == 1 ? " minibatch" : " minibatches", " per step, ",
-            cfg.train_prompts > 0 ? str("the first ", cfg.train_prompts, " train prompts")
-                                  : std::string("all train prompts"),
-            ", its own objective defaults otherwise; ", seeds, ".\n");
+  md += str(
+      "Start: `", sft_dir, "` (SFT). Every method: ", cfg.steps, " update steps of ", cfg.prompts,
+      " prompts × ", cfg.group, " responses, lr ", cfg.lr,
+      cfg.lr_schedule == "constant" ? std::string() : str(" (", cfg.lr_schedule, " decay to 0)"),
+      ", ", cfg.minibatches, cfg.minibatches == 1 ? " minibatch" : " minibatches", " per step, ",
+      cfg.train_prompts > 0 ? str("the first ", cfg.train_prompts, " train prompts")
+                            : std::string("all train prompts"),
+      ", its own objective defaults otherwise; ", seeds, ".\n");
   if (!cfg.extra_args.empty()) {
     md += "Extra flags for every run:";
     for (const std::string& a : cfg.extra_args) md += " " + a;

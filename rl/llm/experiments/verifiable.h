@@ -26,6 +26,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -45,7 +46,8 @@ struct VerifiableConfig {
   // accuracy. At a constant 3e-5 the last checkpoint's greedy accuracy swings by ±5 points from
   // one step to the next (800 steps: +12 to +18 points by method), so the lr decays linearly
   // to 0 (seed 1, RLOO and DCPO: 0.432 and 0.416 at constant 3e-5, 0.504 and 0.510 at 5e-5
-  // decayed). The whole default (6 methods x 3 seeds) took 20-27 minutes on 2 (partly shared) cores.
+  // decayed). The whole default (6 methods x 3 seeds) took 20-27 minutes on 2 (partly shared)
+  // cores.
   int64_t steps = 800;
   int64_t prompts = 64;
   int64_t group = 8;
@@ -61,6 +63,11 @@ struct VerifiableConfig {
   std::string device = "cpu";           // every run's --device (cpu, cuda, cuda:N)
   std::vector<std::string> extra_args;  // appended to every RL command (e.g. "--beta", "0")
   std::string program;  // the rlft binary the jobs run (empty: this process's own; tests)
+  // Checks one RL job's command line (the words after `rlft lm <method>`) with that command's
+  // own option parser, before any job starts (so a bad --rl-args flag fails at once); set by
+  // the CLI (cli/cmd_verifiable.cpp), which owns the parsers; empty: not checked.
+  std::function<void(const std::string& method, const std::vector<std::string>& args)>
+      check_rl_command;
   bool quiet = false;
 };
 

@@ -75,9 +75,16 @@ void SmoothAdvantage::from_json(const json::Value& v) {
     const unsigned long long key = std::strtoull(id.c_str(), &end, 10);
     RLFT_CHECK(!id.empty() && id[0] >= '0' && id[0] <= '9' && *end == '\0',
                "dcpo state: prompt id '", id, "' is not an unsigned integer");
+    RLFT_CHECK(row.at(0).is_int() && row.at(0).as_int() >= 1, "dcpo state: prompt ", id,
+               ": visits must be an integer >= 1, got ", row.at(0).dump());
     Stats& st = stats_[key];
     st.visits = row.at(0).as_int();
-    for (size_t k = 1; k < row.size(); ++k) st.all.push_back(row.at(k).as_double());
+    for (size_t k = 1; k < row.size(); ++k) {
+      RLFT_CHECK(row.at(k).is_number() && std::isfinite(row.at(k).as_double()),
+                 "dcpo state: prompt ", id, ": reward ", k,
+                 " is not a finite number: ", row.at(k).dump());
+      st.all.push_back(row.at(k).as_double());
+    }
   }
 }
 

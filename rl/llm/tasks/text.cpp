@@ -10,7 +10,11 @@ namespace rlft::llm {
 TextTask::TextTask(const TaskConfig& cfg) {
   RLFT_CHECK(!cfg.data.empty(), "text: --data FILE is required for --task text");
   RLFT_CHECK(cfg.chunk >= 2, "text: --chunk must be at least 2, got ", cfg.chunk);
-  text_ = fs::read_file(cfg.data);
+  try {
+    text_ = fs::read_file(cfg.data);
+  } catch (const Error& e) {
+    throw Error(str("text: --data: ", e.what()));
+  }
   std::vector<char32_t> cps;
   try {
     cps = models::utf8_decode(text_);

@@ -1,0 +1,258 @@
+// Bad input to the group-relative RL commands (lm grpo …), PPO-RLHF (lm ppo), RRHF (lm rrhf)
+// and the experiments (experiment frontier|verifiable): one line on stderr naming the option,
+// exit status 2, and an earlier run of the same name left exactly as it was.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "cli/cli_util.h"
+
+namespace {
+
+using rlft::testing::cli::lines;
+using rlft::testing::cli::Outcome;
+using rlft::testing::cli::run;
+using rlft::testing::cli::slurp;
+
+// Tiny runs made once for the whole suite: an arith SFT run, a group RL run on it, a reviews
+// SFT run, a few preference pairs, a reward model, and a PPO and an RRHF run from those.
+class GroupCli : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    if (dir_) return;
+    dir_ = new std::string(rlft::testing::cli::scratch_dir("group").string());
+    const std::string d = *dir_;
+    make(
+        "lm sft --model nano --steps 2 --train-size 200 --eval-size 20 --eval-every 2 "
+        "--eval-examples 8 --eval-generate 0 --quiet --out-dir " +
+        d + " --name sft");
+    make(grpo("grpo") + " --steps 2");
+    make(
+        "lm sft --task reviews --model nano --steps 2 --train-size 200 --eval-size 4 "
+        "--eval-every 2 --eval-examples 4 --eval-generate 0 --quiet --out-dir " +
+        d + " --name rsft");
+    // Preference pairs written here: a 2-step SFT model samples too few clean ones for lm prefs.
+    std::string prefs;
+    for (const char* topic : {"plot", "acting", "music", "ending"})
+      prefs += std::string("{\"prompt\":\"review: the ") + topic +
+               " was\",\"chosen\":\" great and fun.\",\"rejected\":\" dull and bad.\"}\n";
+    std::ofstream(d + "/prefs.jsonl") << prefs << prefs;
+    make("lm rm --prefs " + d + "/prefs.jsonl --init " + d + "/rsft --epochs 1 --batch 4 " +
+         "--quiet --out-dir " + d + " --name rm");
+    make(ppo("lppo"));
+    make(rrhf("rrhf"));
+  }
+  static void make(const std::string& args) {
+    const Outcome o = run(args);
+    ASSERT_EQ(o.status, 0) << args << "\nstderr: " << o.err;
+  }
+  static std::string grpo(const std::string& name, const std::string& algo = "grpo") {
+    return "lm " + algo + " --init " + *dir_ + "/sft --prompts 4 --group 4 --minibatches 2 " +
+           "--max-new-tokens 6 --eval-every 0 --eval-prompts 4 --quiet --out-dir " + *dir_ +
+           " --name " + name;
+  }
+  static std::string ppo(const std::string& name) {
+    return "lm ppo --init " + *dir_ + "/rsft --reward-model " + *dir_ + "/rm --steps 1 " +
+           "--batch 2 --max-new-tokens 8 --eval-samples 1 --quiet --out-dir " + *dir_ + " --name " +
+           name;
+  }
+  static std::string rrhf(const std::string& name) {
+    return "lm rrhf --init " + *dir_ + "/rsft --reward-model " + *dir_ + "/rm --steps 1 " +
+           "--prompts-per-step 1 --k 2 --eval-samples 1 --quiet --out-dir " + *dir_ + " --name " +
+           name;
+  }
+  // The files of run `name`, to compare before and after a failed command.
+  static std::vector<std::string> files(const std::string& name) {
+    std::vector<std::string> out;
+    for (const char* f : {"config.json", "metrics.jsonl", "checkpoint.safetensors"})
+      out.push_back(slurp(*dir_ + "/" + name + "/" + f));
+    return out;
+  }
+  // `args` fails with one line naming `expect`, and run `keep` is untouched.
+  static void fails(const std::string& args, const std::string& expect,
+                    const std::string& keep = "") {
+    const std::vector<std::string> before = keep.empty() ? std::vector<std::string>() : files(keep);
+    const Outcome o = run(args);
+    EXPECT_EQ(o.status, 2) << args << "\nstderr: " << o.err;
+    EXPECT_EQ(lines(o.err), 1) << args << "\nstderr: " << o.err;
+    EXPECT_EQ(o.err.rfind("rlft: error: ", 0), 0u) << o.err;
+    EXPECT_NE(o.err.find(expect), std::string::npos) << args << "\nstderr: " << o.err;
+    if (!keep.empty()) {
+      const std::vector<std::string> after = files(keep);
+      for (size_t i = 0; i < after.size(); ++i) {
+        EXPECT_FALSE(before[i].empty()) << keep << " file " << i;
+        EXPECT_EQ(after[i], before[i]) << args << ": run " << keep << " changed (file " << i << ")";
+      }
+    }
+  }
+  static std::string* dir_;
+};
+std::string* GroupCli::dir_ = nullptr;
+
+// Every numeric option of the group RL commands is checked before the run directory is
+// touched: a bad value names its option, and the earlier run of that name keeps its files.
+TEST_F(GroupCli, GroupRLSettingsAreCheckedBeforeTheRunIsTouched) {
+  struct Case {
+    std::string flags, expect, algo = "grpo";
+  };
+  const Case cases[] = {
+      {"--dual-clip 0.5", "--dual-clip must be 0 (off) or a constant c > 1, got 0.5"},
+      {"--format-reward nan", "--format-reward must be a finite number"},
+      {"--temperature inf", "--temperature must be a finite number"},
+      {"--temperature 0", "--temperature must be positive"},
+      {"--reward-correct nan", "--reward-correct must be a finite number"},
+      {"--reward-wrong inf", "--reward-wrong must be a finite number"},
+      {"--max-new-tokens -1", "--max-new-tokens must be >= 0"},
+      {"--train-prompts -1", "--train-prompts must be >= 0"},
+      {"--eval-every -1", "--eval-every must be >= 0"},
+      {"--eval-prompts -1", "--eval-prompts must be >= 0"},
+      {"--overlong-max -1", "--overlong-max must be >= 0"},
+      {"--overlong-max 4 --overlong-cache 5", "--overlong-cache 5 exceeds --overlong-max 4"},
+      {"--group 1", "--group must be at least 2"},
+      {"--epsilon 1.5", "--epsilon must be in [0, 1]"},
+      {"--epsilon-high nan", "--epsilon-high must be a finite number"},
+      {"--beta inf", "--beta must be a finite number"},
+      {"--lr nan", "--lr must be a finite number"},
+      {"--weight-decay -1", "--weight-decay must be >= 0"},
+      {"--beta1 1", "--beta1 must be in [0, 1)"},
+      {"--beta2 nan", "--beta2 must be in [0, 1)"},
+      {"--grad-clip -1", "--grad-clip must be >= 0"},
+      {"--min-lr-ratio nan", "--min-lr-ratio must be in [0, 1]"},
+      {"--minibatches 17", "--minibatches must be in [1, prompts x group = 16]"},
+      {"--prompts 4611686018427387904 --group 4", "responses per step is more than"},
+      {"--train-prompts 3", "--prompts 4 exceeds the 3 train prompts"},
+      {"--checkpoint-every -1", "--checkpoint-every must be >= 0"},
+      {"--dcpo-r-max nan", "--dcpo-r-max must be a finite number", "dcpo"},
+      {"--dcpo-r-max -1", "--dcpo-r-max must be > 1", "dcpo"},
+      {"--dcpo-r-max 0.5", "--dcpo-r-max must be > 1", "dcpo"},
+      {"--ratio-level sequence", "dcpo: per-token bounds need --ratio-level token", "dcpo"},
+      {"--kl k2", "--kl: unknown placement 'k2'"},
+  };
+  for (const Case& c : cases)
+    fails(grpo("grpo", c.algo) + " --steps 2 " + c.flags, c.expect, "grpo");
+  fails(grpo("grpo") + " --steps 2 --init " + *dir_ + "/rsft",
+        "/rsft: a run of task reviews, which has no verifier", "grpo");
+}
+
+// A resumed run with a changed setting, or a corrupted prompt position, fails before anything
+// is rewritten (the checkpoint corruption cases are in tests/rl/test_group_rl.cpp).
+TEST_F(GroupCli, GroupRLResumeWithBadSettingsLeavesTheRun) {
+  fails(grpo("grpo") + " --steps 4 --resume --dual-clip 0.5", "--dual-clip", "grpo");
+  fails(grpo("grpo") + " --steps 4 --resume --lr 1e-3", "setting 'lr'", "grpo");
+}
+
+// lm ppo: every numeric option, each named (not a deep error from the op it would break), and
+// the earlier run of the name keeps its metrics and checkpoint.
+TEST_F(GroupCli, PPOSettingsAreNamedAndTheEarlierRunIsKept) {
+  const std::pair<std::string, std::string> cases[] = {
+      {"--kl-ctl nan", "--kl-ctl must be a finite number >= 0"},
+      {"--kl-ctl -1", "--kl-ctl must be a finite number >= 0"},
+      {"--adaptive-kl --kl-horizon 0", "--kl-horizon must be a finite number > 0"},
+      {"--kl-target -1", "--kl-target must be a finite number > 0"},
+      {"--clip-reward-value -1", "--clip-reward-value must be a finite number > 0"},
+      {"--clip-reward-value nan", "--clip-reward-value must be a finite number > 0"},
+      {"--cliprange-value nan", "--cliprange-value must be a finite number > 0"},
+      {"--cliprange 0", "--cliprange must be a finite number in (0, 1]"},
+      {"--gamma 2", "--gamma must be a finite number in [0, 1]"},
+      {"--lam nan", "--lam must be a finite number in [0, 1]"},
+      {"--grad-clip -1", "--grad-clip must be a finite number >= 0"},
+      {"--actor-lr inf", "--actor-lr must be a finite number > 0"},
+      {"--critic-lr 0", "--critic-lr must be a finite number > 0"},
+      {"--temperature nan", "--temperature must be a finite number > 0"},
+      {"--max-new-tokens -1", "--max-new-tokens must be >= 0"},
+      {"--eval-samples 0", "--eval-samples must be positive"},
+      {"--eval-every -1", "--eval-every must be >= 0"},
+      {"--minibatches 3", "--minibatches 3 must divide --batch 2"},
+      {"--ppo-epochs 0", "--ppo-epochs must be positive"},
+      {"--steps 0", "--steps must be positive"},
+  };
+  for (const auto& [flags, expect] : cases) fails(ppo("lppo") + " " + flags, expect, "lppo");
+  // Inputs of the wrong kind are named before the run is touched too.
+  fails(ppo("lppo") + " --init " + *dir_ + "/sft", "rm: its tokenizer differs", "lppo");
+  fails(ppo("lppo") + " --reward-model " + *dir_ + "/rsft", "not a reward model", "lppo");
+}
+
+// lm rrhf: --log-every 0 was a division by zero (SIGFPE); each count names its own option.
+TEST_F(GroupCli, RRHFSettingsAreNamedAndTheEarlierRunIsKept) {
+  const std::pair<std::string, std::string> cases[] = {
+      {"--log-every 0", "--log-every must be positive"},
+      {"--steps 0", "--steps must be positive"},
+      {"--prompts-per-step 0", "--prompts-per-step must be positive"},
+      {"--k 1", "--k must be at least 2"},
+      {"--lr nan", "--lr must be a finite number > 0"},
+      {"--temperature -1", "--temperature must be a finite number > 0"},
+      {"--grad-clip nan", "--grad-clip must be a finite number >= 0"},
+      {"--eval-every -1", "--eval-every must be >= 0"},
+      {"--eval-samples 0", "--eval-samples must be positive"},
+  };
+  for (const auto& [flags, expect] : cases) fails(rrhf("rrhf") + " " + flags, expect, "rrhf");
+  // An arith run has no reviews ground truth to score or evaluate with (it ran, at 0.5, before).
+  fails(rrhf("rrhf") + " --init " + *dir_ + "/sft --scorer ground_truth",
+        "/sft: a run of task 'arith'; rlft lm rrhf needs a reviews SFT run", "rrhf");
+  fails(rrhf("rrhf") + " --init " + *dir_ + "/sft", "rm: its tokenizer differs", "rrhf");
+}
+
+// experiment frontier: the values and the reused runs are checked before any job starts (no
+// logs directory appears).
+TEST_F(GroupCli, FrontierChecksItsInputsBeforeAnyJob) {
+  const std::string d = *dir_, out = d + "/frontier";
+  const std::string base = "experiment frontier --quiet --out-dir " + out;
+  const std::string reuse = base + " --sft " + d + "/rsft --prefs " + d + "/prefs.jsonl";
+  const std::pair<std::string, std::string> cases[] = {
+      {base + " --kl-ctls nan", "--kl-ctls: nan is not a finite number >= 0"},
+      {base + " --kl-ctls 0.1,0.10", "--kl-ctls: 0.1 is listed twice"},
+      {base + " --betas inf", "--betas: inf is not a finite number > 0"},
+      {base + " --ppo-actor-lr nan", "--ppo-actor-lr must be a finite number > 0"},
+      {base + " --ppo-eval-every -1", "--ppo-eval-every must be >= 0"},
+      {base + " --pairs -1", "--pairs must be >= 0"},
+      {base + " --sft " + d + "/nope", "--sft " + d + "/nope: no such run"},
+      {base + " --sft " + d + "/sft", "task 'arith'; the frontier is measured on reviews"},
+      {base + " --sft " + d + "/rm", "not an SFT run"},
+      {base + " --sft " + d + "/rsft --prefs " + d + "/nope.jsonl",
+       "--prefs " + d + "/nope.jsonl: no such file"},
+      {reuse + " --reward-model " + d + "/rsft",
+       "--reward-model " + d + "/rsft: not a reward model"},
+      {reuse + " --reward-model " + d + "/nope", "--reward-model " + d + "/nope: no such run"},
+  };
+  for (const auto& [args, expect] : cases) fails(args, expect);
+  EXPECT_FALSE(std::filesystem::exists(out + "/logs")) << "a job started";
+}
+
+// experiment verifiable: --init, --preset and --rl-args are checked before any job starts; a
+// job that fails anyway is one line naming the job, its error and its log.
+TEST_F(GroupCli, VerifiableChecksItsInputsAndAFailedJobIsOneLine) {
+  const std::string d = *dir_, out = d + "/verifiable";
+  const std::string base = "experiment verifiable --quiet --out-dir " + out +
+                           " --methods grpo --seeds 1 --steps 1 --prompts 2 --group 2 "
+                           "--minibatches 1 --eval-prompts 2 --eval-samples 1 --test-prompts 2";
+  const std::string init = base + " --init " + d + "/sft";
+  const std::pair<std::string, std::string> cases[] = {
+      {base + " --init " + d + "/nope", "--init " + d + "/nope: no such run"},
+      {base + " --init " + d + "/rsft", "a run of task 'reviews', which has no verifier"},
+      {base + " --preset nope", "unknown preset 'nope'"},
+      {init + " --rl-args='--frobnicate 1'",
+       "the grpo runs (--rl-args '--frobnicate 1'): rlft lm grpo: unknown option '--frobnicate'"},
+      {init + " --rl-args='--dual-clip 0.5'", "--dual-clip must be 0 (off) or a constant c > 1"},
+      {init + " --rl-args='--temperature'", "--temperature: missing value"},
+      {init + " --eval-every -1", "--eval-every must be >= 0"},
+      {init + " --lr nan", "--lr must be a finite number"},
+      {init + " --group 1", "--group must be at least 2"},
+      {init + " --parallel 0", "--parallel must be in [1, 64]"},
+  };
+  for (const auto& [args, expect] : cases) fails(args, expect);
+  EXPECT_FALSE(std::filesystem::exists(out + "/logs")) << "a job started";
+  // Valid settings, but a start the jobs cannot read (a --init given to the RL runs only): the
+  // first RL job fails, and the experiment says so in one line.
+  const Outcome o = run(init + " --rl-args='--init " + d + "/nope'");
+  EXPECT_EQ(o.status, 2) << o.err;
+  EXPECT_EQ(lines(o.err), 1) << o.err;
+  EXPECT_NE(o.err.find("experiment job 'grpo-s1' failed (exit status 2): rlft: error: "),
+            std::string::npos)
+      << o.err;
+  EXPECT_NE(o.err.find("; its log: " + out + "/logs/grpo-s1.log"), std::string::npos) << o.err;
+}
+
+}  // namespace

@@ -1,0 +1,295 @@
+// `rlft lm pretrain|sft|sample|eval|prefs|rm|dpo` on bad input: one line naming what is wrong,
+// exit status 2, and an earlier run of the same name left as it was.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <set>
+#include <string>
+
+#include "cli/cli_util.h"
+
+namespace {
+
+namespace fsys = std::filesystem;
+using rlft::testing::cli::lines;
+using rlft::testing::cli::Outcome;
+using rlft::testing::cli::run;
+using rlft::testing::cli::scratch_dir;
+using rlft::testing::cli::slurp;
+
+// Every file of a run directory and its bytes.
+std::map<std::string, std::string> snapshot(const fsys::path& dir) {
+  std::map<std::string, std::string> out;
+  for (const auto& e : fsys::directory_iterator(dir)) out[e.path().filename()] = slurp(e.path());
+  return out;
+}
+
+void expect_error(const std::string& args, const std::string& expect) {
+  const Outcome o = run(args);
+  EXPECT_EQ(o.status, 2) << args << "\n" << o.err << o.out;
+  EXPECT_EQ(lines(o.err), 1) << args << "\n" << o.err;
+  EXPECT_EQ(o.err.rfind("rlft: error: ", 0), 0u) << args << "\n" << o.err;
+  EXPECT_NE(o.err.find(expect), std::string::npos) << args << "\nwant: " << expect << "\n" << o.err;
+}
+
+// A reviews SFT run of two steps (a fraction of a second), pairs in the task's alphabet, and a
+// DPO and a reward-model run trained on them: the runs the commands below act on.
+class CliLm : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new fsys::path(scratch_dir("lm"));
+    const std::string d = dir_->string();
+    ASSERT_EQ(run("lm sft --task reviews --model nano --n-layer 1 --n-embd 32 --steps 2 --batch 4 "
+                  "--train-size 200 --eval-size 4 --eval-examples 4 --eval-generate 0 --quiet "
+                  "--out-dir " +
+                  d + " --name sft")
+                  .status,
+              0);
+    std::string good;
+    for (const char* w : {" great.", " superb.", " fine.", " good."})
+      good += std::string(R"({"prompt":"review: the plot was","chosen":")") + w +
+              R"(","rejected":" dull."})" + "\n";
+    write("good.jsonl", good);
+    ASSERT_EQ(run(dpo_args("good.jsonl", "dpo")).status, 0);
+    ASSERT_EQ(run("lm rm --prefs " + d + "/good.jsonl --init " + d + "/sft --batch 2 --epochs 1 " +
+                  "--quiet --out-dir " + d + " --name rm")
+                  .status,
+              0);
+  }
+  static void TearDownTestSuite() { delete dir_; }
+  static std::string path(const std::string& name) { return (*dir_ / name).string(); }
+  static void write(const std::string& name, const std::string& text) {
+    std::ofstream(*dir_ / name, std::ios::binary) << text;
+  }
+  static std::string dpo_args(const std::string& prefs, const std::string& name,
+                              const std::string& extra = "") {
+    return "lm dpo --prefs " + path(prefs) + " --init " + path("sft") +
+           " --batch 2 --epochs 1 --eval-samples 1 --quiet --out-dir " + dir_->string() +
+           " --name " + name + " " + extra;
+  }
+  static fsys::path* dir_;
+};
+fsys::path* CliLm::dir_ = nullptr;
+
+// lm foo names every subcommand of rlft lm, not only the four of cmd_lm.cpp.
+TEST(CliLmOptions, UnknownSubcommandListsThemAll) {
+  const Outcome o = run("lm foo");
+  EXPECT_EQ(o.status, 2);
+  const size_t from = o.err.find("(expected "), to = o.err.rfind(')');
+  ASSERT_TRUE(from != std::string::npos && to != std::string::npos) << o.err;
+  std::string list = o.err.substr(from + 10, to - from - 10);
+  list.replace(list.rfind(" or "), 4, ", ");
+  std::set<std::string> named;
+  for (size_t at = 0; at <= list.size();) {
+    const size_t comma = std::min(list.find(", ", at), list.size());
+    named.insert(list.substr(at, comma - at));
+    at = comma + 2;
+  }
+  EXPECT_EQ(named, (std::set<std::string>{"pretrain", "sft", "sample", "eval", "prefs", "rm", "dpo",
+                                          "rrhf", "ppo", "grpo", "dr-grpo", "dapo", "gspo",
+                                          "gspo-token", "dcpo", "rloo"}))
+      << o.err;
+}
+
+// Every numeric option is checked before anything is read or written, and the error names the
+// option as typed (the inputs named here need not exist: the check comes first).
+TEST(CliLmOptions, OutOfRangeValuesNameTheOption) {
+  const fsys::path dir = scratch_dir("lm_options");
+  const std::string out = " --quiet --out-dir " + dir.string() + " --name x";
+  const std::string sft = "lm sft --model nano --steps 2" + out;
+  const std::string dpo = "lm dpo --prefs nope.jsonl --init nope" + out;
+  const std::string rm = "lm rm --prefs nope.jsonl --init nope" + out;
+  const std::string prefs = "lm prefs --run nope --out " + (dir / "p.jsonl").string();
+  const struct {
+    std::string args, expect;
+  } cases[] = {
+      {sft + " --batch 0", "--batch must be positive, got 0"},
+      {sft + " --steps 0", "--steps must be positive"},
+      {sft + " --lr nan", "--lr must be a positive number"},
+      {sft + " --weight-decay -1", "--weight-decay must be a number >= 0"},
+      {sft + " --beta1 1", "--beta1 must be in [0, 1)"},
+      {sft + " --beta2 nan", "--beta2 must be in [0, 1)"},
+      {sft + " --grad-clip inf", "--grad-clip must be a number >= 0"},
+      {sft + " --dropout 1", "--dropout must be in [0, 1)"},
+      {sft + " --block-size -4", "--block-size must be >= 0 (0: the model's)"},
+      {sft + " --n-head -1", "--n-head must be >= 0"},
+      {sft + " --eval-every 0", "--eval-every must be positive"},
+      {sft + " --checkpoint-every 0", "--checkpoint-every must be positive"},
+      {sft + " --log-every -1", "--log-every must be positive"},
+      {dpo + " --eval-fraction -1", "--eval-fraction must be in [0, 1), got -1"},
+      {dpo + " --eval-fraction nan", "--eval-fraction must be in [0, 1), got nan"},
+      {dpo + " --eval-samples 0", "--eval-samples must be > 0"},
+      {dpo + " --eval-samples -1", "--eval-samples must be > 0"},
+      {dpo + " --max-steps -1", "--max-steps must be >= 0"},
+      {dpo + " --grad-clip -1", "--grad-clip must be a number >= 0"},
+      {dpo + " --lr 0", "--lr must be a positive number"},
+      {dpo + " --beta nan", "--beta must be a positive number"},
+      {dpo + " --eval-every -1", "--eval-every must be >= 0"},
+      {dpo + " --label-smoothing 0.1", "--label-smoothing applies to --loss cdpo only"},
+      {dpo + " --loss cdpo --label-smoothing 0.5", "--label-smoothing must be in [0, 0.5)"},
+      {rm + " --margin nan", "--margin must be a finite number"},
+      {rm + " --center-coef nan", "--center-coef must be a number >= 0"},
+      {rm + " --center-coef -1", "--center-coef must be a number >= 0"},
+      {rm + " --grad-clip -1", "--grad-clip must be a number >= 0"},
+      {rm + " --lr inf", "--lr must be a positive number"},
+      {rm + " --weight-decay nan", "--weight-decay must be a number >= 0"},
+      {rm + " --eval-fraction 1", "--eval-fraction must be in [0, 1)"},
+      {rm + " --lr-schedule steep", "steep"},
+      {prefs + " --min-gap nan", "--min-gap must be in [0, 1)"},
+      {prefs + " --min-gap -1", "--min-gap must be in [0, 1)"},
+      {prefs + " --min-gap 2", "--min-gap must be in [0, 1)"},
+      {prefs + " --temperature 0", "--temperature must be a positive number"},
+      {"lm prefs --run nope --out " + dir.string(), "is a directory"},
+      {"lm prefs --run nope --out " + (dir / "missing" / "p.jsonl").string(),
+       "--out " + (dir / "missing" / "p.jsonl").string() + ": no directory"},
+      {"lm sft --task text --data " + dir.string() + out, "text: --data: cannot read"},
+      {"lm eval --run nope --max-new-tokens -1", "--max-new-tokens must be >= 0"},
+      {"lm eval --run nope --temperature nan", "--temperature must be a positive number"},
+      {"lm eval --run nope --top-p 0", "--top-p must be in (0, 1]"},
+      {"lm eval --run nope --show -1", "--show must be >= 0"},
+      {"lm sample --run nope --max-new-tokens 0", "--max-new-tokens must be positive"},
+      {"lm sample --run nope --top-k -1", "--top-k must be >= 0"},
+  };
+  for (const auto& c : cases) expect_error(c.args, c.expect);
+  EXPECT_FALSE(fsys::exists(dir / "x")) << "no run directory for a refused command";
+}
+
+// A context too small for the validation prompts is refused before the run writes anything
+// (it used to fail at the first validation, after the run had replaced an earlier one).
+TEST(CliLmOptions, ContextTooSmallForValidationPromptsIsRefusedUpFront) {
+  const fsys::path dir = scratch_dir("lm_context");
+  expect_error(
+      "lm sft --model nano --block-size 4 --steps 2 --batch 2 --eval-generate 2 --quiet "
+      "--out-dir " +
+          dir.string() + " --name x",
+      "--eval-generate: a prompt of 7 tokens (BOS included) leaves no room");
+  EXPECT_FALSE(fsys::exists(dir / "x"));
+}
+
+// A preference file the model cannot read fails before the run's first write: the earlier run
+// of that name keeps its checkpoint, metrics and config, and the error names file and line.
+TEST_F(CliLm, BadPreferencesLeaveTheEarlierRunAsItWas) {
+  const std::string good = slurp(*dir_ / "good.jsonl");
+  write("unknown_char.jsonl",
+        good + R"({"prompt":"review: the plot was","chosen":" GOOD!","rejected":" dull."})" + "\n");
+  write("long.jsonl", good + R"({"prompt":"review: the plot was","chosen":")" +
+                          std::string(500, 'a') + R"(","rejected":" dull."})" + "\n");
+  write("empty_chosen.jsonl",
+        good + R"({"prompt":"review: the plot was","chosen":"","rejected":" dull."})" + "\n");
+  write("same.jsonl",
+        good + R"({"prompt":"review: the plot was","chosen":" dull.","rejected":" dull."})" + "\n");
+  write("score.jsonl",
+        good + R"({"prompt":"a","chosen":"b","rejected":"c","chosen_score":7})" + "\n");
+  fsys::create_directories(*dir_ / "adir.jsonl");
+  for (const std::string run_name : {"dpo", "rm"}) {
+    const auto before = snapshot(*dir_ / run_name);
+    ASSERT_TRUE(before.count("checkpoint.safetensors") && before.count("metrics.jsonl"));
+    const std::string unknown = path("unknown_char.jsonl") +
+                                ":5: \"chosen\": tokenizer: unknown "
+                                "character 'G'";
+    const std::string too_long =
+        path("long.jsonl") +
+        ":5: prompt + \"chosen\" is 522 tokens (BOS and EOS included), more "
+        "than the model's context of 64";
+    const struct {
+      std::string file, expect;
+    } cases[] = {
+        {"unknown_char.jsonl", unknown},
+        {"long.jsonl", too_long},
+        {"empty_chosen.jsonl", path("empty_chosen.jsonl") + ":5: \"chosen\" is empty"},
+        {"same.jsonl", path("same.jsonl") + ":5: \"chosen\" and \"rejected\" are the same text"},
+        {"score.jsonl",
+         path("score.jsonl") + ":5: \"chosen_score\" must be a probability in [0, 1], got 7"},
+        {"adir.jsonl", "adir.jsonl"},
+    };
+    for (const auto& c : cases) {
+      const std::string args = run_name == "dpo"
+                                   ? dpo_args(c.file, "dpo")
+                                   : "lm rm --prefs " + path(c.file) + " --init " + path("sft") +
+                                         " --batch 2 --epochs 1 --quiet --out-dir " +
+                                         dir_->string() + " --name rm";
+      expect_error(args, c.expect);
+      EXPECT_EQ(snapshot(*dir_ / run_name), before) << run_name << " changed by: " << args;
+    }
+  }
+  // rm --evaluate reads the pairs the same way.
+  expect_error("lm rm --evaluate " + path("rm") + " --prefs " + path("unknown_char.jsonl"),
+               path("unknown_char.jsonl") + ":5: \"chosen\": tokenizer");
+}
+
+// A reward model is not a policy: every command that loads a policy refuses one, naming it; and
+// rm --evaluate refuses a policy.
+TEST_F(CliLm, RewardModelIsRefusedAsAPolicy) {
+  const std::string rm_ckpt = path("rm") + "/checkpoint.safetensors";
+  const std::string refusal =
+      rm_ckpt + ": a reward model (its checkpoint has a reward head), not a policy";
+  expect_error("lm dpo --prefs " + path("good.jsonl") + " --init " + path("rm") +
+                   " --quiet --out-dir " + dir_->string() + " --name dpo-rm",
+               refusal);
+  EXPECT_FALSE(fsys::exists(*dir_ / "dpo-rm"));
+  expect_error("lm prefs --run " + path("rm") + " --out " + path("p.jsonl"), refusal);
+  EXPECT_FALSE(fsys::exists(*dir_ / "p.jsonl"));
+  expect_error("lm sample --run " + path("rm"), refusal);
+  expect_error("lm eval --run " + path("rm"), refusal);
+  expect_error("lm rm --prefs " + path("good.jsonl") + " --init " + path("rm") +
+                   " --quiet --out-dir " + dir_->string() + " --name rm2",
+               refusal);
+  expect_error("lm sft --task reviews --init-from " + path("rm") + " --quiet --out-dir " +
+                   dir_->string() + " --name sft2",
+               refusal);
+  expect_error("lm rm --evaluate " + path("sft") + " --prefs " + path("good.jsonl"),
+               path("sft") + "/checkpoint.safetensors: not a reward model");
+}
+
+// --init-from a run of another size names the checkpoint and both models.
+TEST_F(CliLm, InitFromAnotherModelNamesBothConfigs) {
+  expect_error(
+      "lm sft --task reviews --model micro --init-from " + path("sft") + " --quiet --out-dir " +
+          dir_->string() + " --name sft-micro",
+      path("sft") +
+          "/checkpoint.safetensors: its model (n_layer 1, n_head 2, n_embd 32, block_size "
+          "64, vocab_size 32, tie_weights true) differs from this run's (n_layer 4, n_head "
+          "4, n_embd 128, block_size 128, vocab_size 32, tie_weights true)");
+  EXPECT_FALSE(fsys::exists(*dir_ / "sft-micro"));
+}
+
+// --resume continues only with the settings the run was started with (the budget may grow).
+TEST_F(CliLm, ResumeComparesTheSettings) {
+  ASSERT_EQ(run(dpo_args("good.jsonl", "dpo-resume", "--stop-after 1")).status, 0);
+  const auto before = snapshot(*dir_ / "dpo-resume");
+  expect_error(dpo_args("good.jsonl", "dpo-resume", "--resume --beta 0.5"),
+               "--resume: setting 'beta' is 0.5 but the run at " + path("dpo-resume") +
+                   " was started with 0.1");
+  expect_error(dpo_args("good.jsonl", "dpo-resume", "--resume --lr 0.01"), "setting 'lr'");
+  EXPECT_EQ(snapshot(*dir_ / "dpo-resume"), before);
+  const Outcome longer = run(dpo_args("good.jsonl", "dpo-resume", "--resume --epochs 2"));
+  EXPECT_EQ(longer.status, 0) << longer.err;
+
+  const std::string sft =
+      "lm sft --task reviews --model nano --n-layer 1 --n-embd 32 --batch 4 "
+      "--train-size 200 --eval-size 4 --eval-examples 4 --eval-generate 0 "
+      "--quiet --out-dir " +
+      dir_->string() + " --name sft-resume";
+  ASSERT_EQ(run(sft + " --steps 2").status, 0);
+  expect_error(sft + " --steps 2 --resume --lr 0.1", "--resume: setting 'lr' is 0.1");
+  expect_error(sft + " --steps 2 --resume --batch 8", "--resume: setting 'batch' is 8");
+  const Outcome more = run(sft + " --steps 3 --resume");
+  EXPECT_EQ(more.status, 0) << more.err;
+}
+
+// lm prefs that gets no usable pair says which filter dropped the candidates.
+TEST_F(CliLm, PrefsSaysWhatTheFiltersDropped) {
+  const Outcome o =
+      run("lm prefs --run " + path("sft") +
+          " --min-gap 0.999 --pairs 1 --samples-per-prompt 2 --quiet --out " + path("p.jsonl"));
+  EXPECT_EQ(o.status, 2) << o.out;
+  EXPECT_NE(o.err.find("gave only 0 usable pairs in 5 rounds; candidate pairs dropped: "),
+            std::string::npos)
+      << o.err;
+  EXPECT_NE(o.err.find(" closer than --min-gap 0.999"), std::string::npos) << o.err;
+  EXPECT_FALSE(fsys::exists(*dir_ / "p.jsonl"));
+}
+
+}  // namespace
