@@ -108,9 +108,10 @@ class Args {
         if (o.is_bool && (i + 1 >= argc || std::string(argv[i + 1]).rfind("--", 0) == 0)) {
           value = "true";
         } else {
-          // "--name --quiet" is a forgotten value, not a run called "--quiet".
-          RLFT_CHECK(i + 1 < argc && std::string(argv[i + 1]).rfind("--", 0) != 0, a,
-                     ": missing value (write ", a, "=VALUE for a value that starts with '--')");
+          // "--name --quiet" is a forgotten value, not a run called "--quiet"; a value that
+          // merely starts with "--" ("--rl-args '--beta 0'") is taken.
+          RLFT_CHECK(i + 1 < argc && !names_option(argv[i + 1]), a, ": missing value (write ", a,
+                     "=VALUE for a value that is itself an option)");
           value = argv[++i];
         }
       }
@@ -119,6 +120,14 @@ class Args {
     }
     RLFT_CHECK(pos >= positionals_.size(), usage_, ": missing argument <", positionals_[pos].name, ">");
     return true;
+  }
+
+  // True when `word` is one of this command's options ("--lr", "--lr=3", "--no-quiet") or --help.
+  bool names_option(const std::string& word) const {
+    if (word == "--help" || word == "-h") return true;
+    const std::string flag = word.substr(0, word.find('='));
+    if (index_.count(flag)) return true;
+    return flag.rfind("--no-", 0) == 0 && index_.count("--" + flag.substr(5)) > 0;
   }
 
   bool given(const std::string& flag) const {

@@ -137,7 +137,13 @@ Metadata load_checkpoint(const std::string& path, nn::Module& module, optim::Opt
              missing.empty() ? "" : "missing " + join(missing), !missing.empty() && !unexpected.empty() ? "; " : "",
              unexpected.empty() ? "" : "unexpected " + join(unexpected));
   RLFT_CHECK(!opt || !opt_state.empty(), path, ": no optimizer state in this checkpoint");
-  if (opt) opt->load_state(opt_state);  // validates its own names and shapes before we copy
+  if (opt) {
+    try {
+      opt->load_state(opt_state);  // validates its own names, shapes and values before we copy
+    } catch (const Error& e) {
+      throw Error(str(path, ": ", e.what()));
+    }
+  }
   NoGradGuard ng;
   for (const auto& [name, p] : params) p.copy_(by_name[name].to(p.device()));
   return metadata;

@@ -37,7 +37,12 @@ void Optimizer::load_state(const std::vector<std::pair<std::string, Tensor>>& st
   std::map<std::string, Tensor> by_name(state.begin(), state.end());
   auto it = by_name.find("step");
   RLFT_CHECK(it != by_name.end(), "optimizer state: missing entry 'step'");
-  steps_ = int64_t(it->second.item());
+  RLFT_CHECK(it->second.numel() == 1, "optimizer state: 'step' has shape ", it->second.shape(),
+             ", not one number");
+  const double s = it->second.item();
+  RLFT_CHECK(std::isfinite(s) && s >= 0 && s == std::floor(s) && s <= 9007199254740992.0,
+             "optimizer state: 'step' is ", s, ", not a count of steps (a whole number >= 0)");
+  steps_ = int64_t(s);
 }
 
 std::vector<std::pair<std::string, Tensor>> Optimizer::slot_state(const std::string& prefix,
@@ -49,17 +54,28 @@ std::vector<std::pair<std::string, Tensor>> Optimizer::slot_state(const std::str
 }
 
 namespace {
-// Restores slots[i] from entries "<prefix>.<i>", checking shapes against the parameters.
+// Restores slots[i] from entries "<prefix>.<i>", checking shapes against the parameters and
+// every value (finite; >= 0 too for a second moment, whose square root Adam takes) before it
+// replaces any slot.
 void load_slots(const std::vector<std::pair<std::string, Tensor>>& state, const std::string& prefix,
-                const std::vector<Tensor>& params, std::vector<Tensor>& slots) {
+                const std::vector<Tensor>& params, std::vector<Tensor>& slots,
+                bool non_negative = false) {
   std::map<std::string, Tensor> by_name(state.begin(), state.end());
+  std::vector<std::pair<size_t, Tensor>> loaded;
   for (size_t i = 0; i < params.size(); ++i) {
     auto it = by_name.find(prefix + "." + std::to_string(i));
     if (it == by_name.end()) continue;
     RLFT_CHECK(it->second.shape() == params[i].shape(), "optimizer state: '", it->first, "' has shape ",
                it->second.shape(), " but parameter ", i, " has ", params[i].shape());
-    slots[i] = it->second.to(params[i].dtype()).to(params[i].device()).clone();
+    const std::vector<double> v = it->second.to_vector();
+    for (size_t k = 0; k < v.size(); ++k)
+      RLFT_CHECK(std::isfinite(v[k]) && (!non_negative || v[k] >= 0), "optimizer state: '",
+                 it->first, "' holds ", v[k], " at flat index ", k,
+                 non_negative ? " (a second moment: finite and >= 0)" : " (must be finite)");
+    loaded.emplace_back(i, it->second);
   }
+  for (const auto& [i, t] : loaded)
+    slots[i] = t.to(params[i].dtype()).to(params[i].device()).clone();
 }
 }  // namespace
 
@@ -201,7 +217,7 @@ std::vector<std::pair<std::string, Tensor>> Adam::state() const {
 void Adam::load_state(const std::vector<std::pair<std::string, Tensor>>& state) {
   Optimizer::load_state(state);
   load_slots(state, "exp_avg", params_, exp_avg_);
-  load_slots(state, "exp_avg_sq", params_, exp_avg_sq_);
+  load_slots(state, "exp_avg_sq", params_, exp_avg_sq_, /*non_negative=*/true);
 }
 
 // ---- clipping and schedules ------------------------------------------------------------

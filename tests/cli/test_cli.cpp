@@ -88,7 +88,7 @@ TEST(Cli, RunNamesAndDirectoriesAreChecked) {
        "run name '..': a run name is one path"},
       {"train ppo --quiet --total-steps 512 --runs-dir " + dir + " --name a/b", "run name 'a/b'"},
       {"train ppo --total-steps 512 --runs-dir " + dir + " --name --quiet",
-       "--name: missing value (write --name=VALUE"},
+       "--name: missing value (write --name=VALUE for a value that is itself an option)"},
       {"train ppo --quiet --total-steps 512 --runs-dir " + dir + " --name nope --resume",
        dir + "/nope: nothing to resume (no such run directory)"},
       // A newline in what the error quotes is written as \n: still one line.

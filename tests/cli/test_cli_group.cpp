@@ -235,6 +235,8 @@ TEST_F(GroupCli, VerifiableChecksItsInputsAndAFailedJobIsOneLine) {
       {base + " --preset nope", "unknown preset 'nope'"},
       {init + " --rl-args='--frobnicate 1'",
        "the grpo runs (--rl-args '--frobnicate 1'): rlft lm grpo: unknown option '--frobnicate'"},
+      // The help's own form, a separate word starting with "--", is the value (not a flag).
+      {init + " --rl-args '--frobnicate 1'", "rlft lm grpo: unknown option '--frobnicate'"},
       {init + " --rl-args='--dual-clip 0.5'", "--dual-clip must be 0 (off) or a constant c > 1"},
       {init + " --rl-args='--temperature'", "--temperature: missing value"},
       {init + " --eval-every -1", "--eval-every must be >= 0"},

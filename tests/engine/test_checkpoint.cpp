@@ -144,6 +144,53 @@ TEST(Checkpoint, TruncatedFileIsAnErrorNotACrash) {
   EXPECT_EQ(a.fc2->bias.to_vector(), before);
 }
 
+// Adam's state is checked like the weights: a resumed run never steps with NaN moments, a
+// negative second moment (whose square root Adam takes) or a step count that is not one.
+TEST(Checkpoint, OptimizerStateValuesAreChecked) {
+  Generator gen(0);
+  Net net(3, 4, gen);
+  optim::Adam opt(net.parameters());
+  const Tensor x = Tensor::from_vector(std::vector<float>{0.5f, -1.f, 2.f}, {1, 3});
+  train_step(net, opt, x);
+  const std::string path = tmp_path("adam.safetensors");
+  save_checkpoint(path, net, &opt);
+  const NamedTensors good = load_tensors(path);
+  auto with = [&](const std::string& name, double value) {
+    NamedTensors t = good;
+    for (auto& [n, v] : t)
+      if (n == name) {
+        std::vector<double> d = v.to_vector();
+        d[0] = value;
+        v = Tensor::from_vector(d, v.shape()).to(v.dtype());
+      }
+    save_tensors(path, t);
+  };
+  const struct {
+    std::string name;
+    double value;
+    std::string expect;
+  } cases[] = {
+      {"optimizer.exp_avg.0", std::nan(""),
+       "optimizer state: 'exp_avg.0' holds nan at flat index 0 (must be finite)"},
+      {"optimizer.exp_avg_sq.1", -1,
+       "'exp_avg_sq.1' holds -1 at flat index 0 (a second moment: finite and >= 0)"},
+      {"optimizer.exp_avg_sq.0", HUGE_VAL, "'exp_avg_sq.0' holds inf"},
+      {"optimizer.step", -5, "optimizer state: 'step' is -5, not a count of steps"},
+  };
+  for (const auto& c : cases) {
+    with(c.name, c.value);
+    Net other(3, 4, gen);
+    optim::Adam o(other.parameters());
+    const std::string e = error_of([&] { load_checkpoint(path, other, &o); });
+    EXPECT_EQ(e.rfind(path + ": ", 0), 0u) << e;
+    EXPECT_NE(e.find(c.expect), std::string::npos) << c.name << ": " << e;
+  }
+  save_tensors(path, good);
+  Net other(3, 4, gen);
+  optim::Adam o(other.parameters());
+  EXPECT_NO_THROW(load_checkpoint(path, other, &o));
+}
+
 // Numbers in the metadata: each way of being wrong names the file and the key.
 TEST(Checkpoint, MetadataNumbersAreCheckedAndNamed) {
   const Metadata m{{"step", "12"},

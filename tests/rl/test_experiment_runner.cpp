@@ -36,6 +36,16 @@ TEST(ExperimentRunner, RunsJobsWritesLogsAndSkipsFinishedOnes) {
   EXPECT_EQ(fs::read_file(trace).size(), 4u * 5u);  // "jobN\n" four times
   run_jobs(jobs, 2, true, "/bin/sh");
   EXPECT_EQ(fs::read_file(trace).size(), 4u * 5u);
+  // A job whose command changed since it finished runs again; the others are still skipped.
+  jobs[2].args[1] += " # --steps 3";
+  EXPECT_FALSE(finished_as_is(jobs[2]));
+  EXPECT_TRUE(finished_as_is(jobs[1]));
+  run_jobs(jobs, 2, true, "/bin/sh");
+  EXPECT_EQ(fs::read_file(trace), fs::read_file(trace).substr(0, 20) + "job2\n");
+  EXPECT_TRUE(finished_as_is(jobs[2]));
+  // An older marker (plain text) is not trusted: the job runs again.
+  fs::atomic_write_file(jobs[0].done_path, "finished in 1 s\n");
+  EXPECT_FALSE(finished_as_is(jobs[0]));
 }
 
 // Two jobs that each wait for the other's marker file: they can only both finish if the

@@ -24,6 +24,12 @@ extern char** environ;
 namespace rlft::llm::exp {
 namespace {
 
+json::Value command_json(const Job& job) {
+  json::Value args = json::Value::array();
+  for (const std::string& a : job.args) args.push_back(a);
+  return args;
+}
+
 std::string parent_dir(const std::string& path) {
   const size_t slash = path.find_last_of('/');
   return slash == std::string::npos ? std::string() : path.substr(0, slash);
@@ -102,6 +108,17 @@ pid_t spawn(const std::string& exe, const Job& job, const std::vector<std::strin
 
 }  // namespace
 
+bool finished_as_is(const Job& job) {
+  if (!fs::exists(job.done_path)) return false;
+  try {
+    const json::Value marker = json::parse(fs::read_file(job.done_path), job.done_path);
+    const json::Value* args = marker.is_object() ? marker.find("args") : nullptr;
+    return args != nullptr && *args == command_json(job);
+  } catch (const Error&) {
+    return false;  // an older or damaged marker: run the job again
+  }
+}
+
 void run_jobs(const std::vector<Job>& jobs, int parallel, bool quiet, const std::string& program) {
   RLFT_CHECK(parallel >= 1, "--parallel must be at least 1, got ", parallel);
   std::map<std::string, size_t> names;
@@ -113,11 +130,13 @@ void run_jobs(const std::vector<Job>& jobs, int parallel, bool quiet, const std:
   }
   std::vector<size_t> todo;
   for (size_t i = 0; i < jobs.size(); ++i) {
-    if (fs::exists(jobs[i].done_path)) {
+    if (finished_as_is(jobs[i])) {
       if (!quiet)
         std::printf("[skip] %s (finished earlier: %s)\n", jobs[i].name.c_str(),
                     jobs[i].done_path.c_str());
     } else {
+      if (!quiet && fs::exists(jobs[i].done_path))
+        std::printf("[rerun] %s (its command changed since it finished)\n", jobs[i].name.c_str());
       todo.push_back(i);
     }
   }
@@ -164,7 +183,10 @@ void run_jobs(const std::vector<Job>& jobs, int parallel, bool quiet, const std:
     if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
       const std::string dir = parent_dir(job.done_path);
       if (!dir.empty()) fs::make_dirs(dir);
-      fs::atomic_write_file(job.done_path, str("finished in ", seconds, " s\n"));
+      json::Value marker = json::Value::object();
+      marker.set("args", command_json(job));
+      marker.set("seconds", seconds);
+      fs::atomic_write_file(job.done_path, marker.dump() + "\n");
       if (!quiet) {
         std::printf("[%zu/%zu] %s done in %s\n", finished, todo.size(), job.name.c_str(),
                     rl::format_duration(seconds).c_str());

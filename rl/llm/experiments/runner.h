@@ -27,8 +27,14 @@ struct Job {
   std::string name;               // shown in progress lines and errors
   std::vector<std::string> args;  // arguments after the program name, e.g. {"lm", "dpo", ...}
   std::string log_path;           // the child's stdout and stderr (truncated at start)
-  std::string done_path;          // marker: written when the job exits with status 0
+  std::string done_path;          // marker: written when the job exits with status 0, holding
+                                  // its command line
 };
+
+// True when the job finished earlier with this very command line (its marker says so): a job
+// whose command changed since (other --steps, --rl-args, device) is run again, so an
+// experiment never reports settings its runs did not use.
+bool finished_as_is(const Job& job);
 
 // The experiments' convention: `name`'s output in <logs_dir>/<name>.log, its marker
 // <logs_dir>/<name>.done.

@@ -239,7 +239,7 @@ VerifiableResult run_verifiable(const VerifiableConfig& cfg) {
   auto pending = [&](std::vector<Job> js) {
     put_on_device(js, cfg.device);
     for (const Job& j : js)
-      if (!fs::exists(j.done_path)) ran_jobs = true;
+      if (!finished_as_is(j)) ran_jobs = true;
     return js;
   };
 
