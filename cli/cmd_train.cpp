@@ -15,6 +15,15 @@ namespace rlft::cli {
 
 namespace {
 
+// "ppo-CartPole-v1-1": a name made from --env, with anything a run name may not hold ('/',
+// control characters) written as '_', so a bad --env is reported as an unknown environment.
+std::string default_run_name(const std::string& algo, const std::string& env, uint64_t seed) {
+  std::string name = algo + "-" + env + "-" + std::to_string(seed);
+  for (char& c : name)
+    if (c == '/' || static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = '_';
+  return name;
+}
+
 // The value of `--flag X` / `--flag=X` in argv[first..], or nullopt when not given. The preset
 // is applied before the other options (which then override it), so it may be given once only:
 // with two, neither "first wins" nor "last wins" would match what the command line seems to say.
@@ -110,7 +119,7 @@ int run_train(int argc, char** argv, int first) {
     args.add("--name", &name, "run name (default: ppo-<env>-<seed>)");
     args.add("--runs-dir", &runs_dir, "parent directory of runs");
     if (!args.parse(argc, argv, first + 1)) return 0;
-    if (name.empty()) name = "ppo-" + cfg.env_id + "-" + std::to_string(cfg.seed);
+    if (name.empty()) name = default_run_name("ppo", cfg.env_id, cfg.seed);
     const rl::PPOResult r = rl::train_ppo(cfg, rl::run_path(runs_dir, name));
     std::printf("run written to %s/%s", runs_dir.c_str(), name.c_str());
     if (r.steps_to_threshold >= 0)
@@ -150,7 +159,7 @@ int run_train(int argc, char** argv, int first) {
     args.add("--name", &name, "run name (default: reinforce-<env>-<seed>)");
     args.add("--runs-dir", &runs_dir, "parent directory of runs");
     if (!args.parse(argc, argv, first + 1)) return 0;
-    if (name.empty()) name = "reinforce-" + cfg.env_id + "-" + std::to_string(cfg.seed);
+    if (name.empty()) name = default_run_name("reinforce", cfg.env_id, cfg.seed);
     const rl::ReinforceResult r = rl::train_reinforce(cfg, rl::run_path(runs_dir, name));
     std::printf("run written to %s/%s", runs_dir.c_str(), name.c_str());
     if (r.episodes_to_threshold >= 0)

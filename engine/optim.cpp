@@ -194,6 +194,13 @@ void Adam::step() {
         v[k] = b2 * v[k] + (one - b2) * gk * gk;
         w[k] -= ss * m[k] / (std::sqrt(v[k]) / sb + eps);
       }
+      // A run that diverged stops here with its cause, not later in whatever op first meets
+      // the NaN ("no finite logit"). An OR over the updated weights (vectorises; no early exit).
+      bool bad = false;
+      for (int64_t k = 0; k < n; ++k) bad |= !std::isfinite(w[k]);
+      RLFT_CHECK(
+          !bad, "Adam: step ", steps_, " made parameter ", i, " (shape ", p.shape(),
+          ") non-finite: training diverged (a smaller learning rate, or gradient clipping?)");
     });
   }
   if (!on_device.empty()) {

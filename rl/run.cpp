@@ -17,7 +17,7 @@
 namespace rlft::rl {
 
 std::string run_path(const std::string& runs_dir, const std::string& name) {
-  RLFT_CHECK(!runs_dir.empty(), "the runs directory is an empty path");
+  RLFT_CHECK(!runs_dir.empty(), "the runs directory (--runs-dir, --out-dir) is an empty path");
   RLFT_CHECK(!name.empty(), "the run name is empty");
   RLFT_CHECK(
       name != "." && name != ".." && name.find('/') == std::string::npos && name[0] != '-',
@@ -41,8 +41,13 @@ RunDir::RunDir(const std::string& dir, bool fresh) : dir_(dir), fresh_(fresh) {
 
 void RunDir::write_config(const json::Value& config) const {
   if (fresh_) {
-    for (const char* stale : {"metrics.jsonl", "checkpoint.safetensors"})
+    // Everything a run of any algorithm writes, so the directory never mixes two runs (an old
+    // policy.safetensors beside a new config.json would play under the wrong settings).
+    for (const char* stale : {"metrics.jsonl", "checkpoint.safetensors", "policy.safetensors",
+                              "critic.safetensors", "eval_test.json"})
       fs::remove_file(path(stale));
+    for (const auto& entry : std::filesystem::directory_iterator(dir_))
+      if (entry.path().extension() == ".svg") fs::remove_file(entry.path().string());
   }
   fs::atomic_write_file(path("config.json"), config.dump(2) + "\n");
 }
@@ -89,7 +94,8 @@ void RunDir::check_resumable(const json::Value& now, const std::vector<std::stri
       continue;
     const json::Value* old = before.find(k);
     RLFT_CHECK(old && *old == v, "--resume: setting '", k, "' is ", v.dump(), " but the run at ",
-               dir_, " was started with ", old ? old->dump() : std::string("(none)"));
+               dir_, " was started with ", old ? old->dump() : std::string("(none)"),
+               " (a resume repeats the run's options, --preset included: see its config.json)");
   }
 }
 

@@ -29,8 +29,9 @@ class RunDir {
   const std::string& dir() const { return dir_; }
   std::string path(const std::string& file) const { return dir_ + "/" + file; }
   // The run's first write. For a fresh run it first removes what an earlier run of the same
-  // name left (metrics.jsonl, checkpoint.safetensors), so old metrics and weights never mix
-  // with the new run's. Call it once every input has been read and every setting checked: a
+  // name left (metrics.jsonl, checkpoint.safetensors, policy.safetensors, critic.safetensors,
+  // eval_test.json, the *.svg curves), so old metrics, weights and curves never mix with the
+  // new run's. Call it once every input has been read and every setting checked: a
   // command that fails before it leaves an earlier run in `dir` as it was.
   void write_config(const json::Value& config) const;
   void log(const json::Value& metrics) const;

@@ -128,6 +128,14 @@ RRHFResult train_rrhf(const RRHFConfig& cfg) {
   sc.temperature = cfg.temperature;
   sc.max_new_tokens = policy.config().block_size;
   sc = clamp_to_context(sc, policy, tok, train_prompts);
+  // The responses are scored and trained on as text, re-tokenized as BOS prompt response EOS
+  // (make_sequence_batch): a response cut at the context gets its EOS then, so it may use one
+  // token less than the room generation alone would have.
+  RLFT_CHECK(sc.max_new_tokens >= 2,
+             "rlft lm rrhf: the prompts leave no room for a response and its EOS in the "
+             "model's context of ",
+             policy.config().block_size);
+  --sc.max_new_tokens;
   size_t next = 0;
   double w_loss = 0, w_rank = 0, w_ft = 0, w_score = 0, w_gt = 0;
   int64_t w_n = 0;

@@ -83,7 +83,10 @@ TEST(Cli, RunNamesAndDirectoriesAreChecked) {
   const struct {
     std::string args, expect;
   } cases[] = {
-      {"train ppo --quiet --total-steps 512 --runs-dir ''", "the runs directory is an empty path"},
+      {"train ppo --quiet --total-steps 512 --runs-dir ''",
+       "the runs directory (--runs-dir, --out-dir) is an empty path"},
+      // A run name made from --env never hides the environment's own error.
+      {"train ppo --quiet --env Foo/Bar", "unknown environment 'Foo/Bar'"},
       {"train ppo --quiet --total-steps 512 --runs-dir " + dir + " --name ..",
        "run name '..': a run name is one path"},
       {"train ppo --quiet --total-steps 512 --runs-dir " + dir + " --name a/b", "run name 'a/b'"},

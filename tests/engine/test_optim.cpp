@@ -34,6 +34,24 @@ TEST(Optim, SgdMomentumAndNesterov) {
   EXPECT_NEAR(val(q), 0.539, 1e-12);
 }
 
+// A step that leaves a weight non-finite (a NaN gradient, or a learning rate that overflows)
+// stops training with the cause, naming the step and the parameter.
+TEST(Optim, AdamStepThatDivergesIsAnError) {
+  Tensor a = param(1), b = param(2);
+  optim::Adam adam({a, b}, 0.1);
+  set_grad(a, 0.5);
+  set_grad(b, std::nan(""));
+  EXPECT_EQ(testing::error_of([&] { adam.step(); }),
+            "Adam: step 1 made parameter 1 (shape [1]) non-finite: training diverged (a smaller "
+            "learning rate, or gradient clipping?)");
+  optim::Adam huge({param(1)}, 1e308);
+  set_grad(huge.params()[0], 1e-300);
+  EXPECT_NE(testing::error_of([&] {
+              for (int i = 0; i < 3; ++i) huge.step();
+            }).find("non-finite: training diverged"),
+            std::string::npos);
+}
+
 TEST(Optim, AdamFirstTwoSteps) {
   // lr 0.1, betas (0.9, 0.999), eps 1e-8, gradients 0.5 then -1.0. By hand:
   // step 1: m=0.05, v=2.5e-4, m̂=0.5, v̂=0.25 → θ = 1 − 0.1·0.5/(0.5+1e-8) = 0.900000002

@@ -28,6 +28,9 @@ TEST(RunDir, AnEarlierRunsFilesGoOnlyAtTheNewRunsFirstWrite) {
   fs::atomic_write_file(dir + "/metrics.jsonl", "{\"step\":1}\n");
   fs::atomic_write_file(dir + "/checkpoint.safetensors", "old weights");
   fs::atomic_write_file(dir + "/config.json", "{}\n");
+  fs::atomic_write_file(dir + "/policy.safetensors", "old policy");
+  fs::atomic_write_file(dir + "/return.svg", "<svg/>");
+  fs::atomic_write_file(dir + "/notes.txt", "the user's own file");
   const RunDir run(dir, /*fresh=*/true);
   EXPECT_EQ(fs::read_file(dir + "/metrics.jsonl"), "{\"step\":1}\n")
       << "touched before the first write";
@@ -37,6 +40,9 @@ TEST(RunDir, AnEarlierRunsFilesGoOnlyAtTheNewRunsFirstWrite) {
   run.write_config(cfg);
   EXPECT_FALSE(fs::exists(dir + "/metrics.jsonl"));
   EXPECT_FALSE(fs::exists(dir + "/checkpoint.safetensors"));
+  EXPECT_FALSE(fs::exists(dir + "/policy.safetensors"));
+  EXPECT_FALSE(fs::exists(dir + "/return.svg"));
+  EXPECT_EQ(fs::read_file(dir + "/notes.txt"), "the user's own file");
   EXPECT_EQ(json::parse(fs::read_file(dir + "/config.json")).at("lr").as_double(), 0.5);
 
   // A resumed run keeps them.
@@ -64,6 +70,8 @@ TEST(RunDir, ADirectoryWhereARunFileGoesIsNamed) {
 }
 
 TEST(RunDir, AResumeKeepsTheSettingsTheRunStartedWith) {
+  const std::string kHint =
+      " (a resume repeats the run's options, --preset included: see its config.json)";
   const std::string dir = scratch("resume");
   json::Value started = json::Value::object();
   started.set("lr", 0.5);
@@ -77,16 +85,18 @@ TEST(RunDir, AResumeKeepsTheSettingsTheRunStartedWith) {
   now.set("name", "b");           // free: a copied or renamed run
   now.set("quiet", true);         // free: how loudly
   EXPECT_NO_THROW(run.check_resumable(now, {"steps"}));
-  EXPECT_EQ(error_of([&] { run.check_resumable(now); }),
-            "--resume: setting 'steps' is 20 but the run at " + dir + " was started with 10");
+  EXPECT_EQ(
+      error_of([&] { run.check_resumable(now); }),
+      "--resume: setting 'steps' is 20 but the run at " + dir + " was started with 10" + kHint);
   now.set("lr", 0.25);
-  EXPECT_EQ(error_of([&] { run.check_resumable(now, {"steps"}); }),
-            "--resume: setting 'lr' is 0.25 but the run at " + dir + " was started with 0.5");
+  EXPECT_EQ(
+      error_of([&] { run.check_resumable(now, {"steps"}); }),
+      "--resume: setting 'lr' is 0.25 but the run at " + dir + " was started with 0.5" + kHint);
   json::Value extra = started;
   extra.set("activation", "relu");
   EXPECT_EQ(error_of([&] { run.check_resumable(extra); }),
             "--resume: setting 'activation' is \"relu\" but the run at " + dir +
-                " was started with (none)");
+                " was started with (none)" + kHint);
 }
 
 TEST(RunDir, MetricsKeptThroughAStepAndBadLinesNamed) {
@@ -110,7 +120,8 @@ TEST(RunDir, MetricsKeptThroughAStepAndBadLinesNamed) {
 
 TEST(RunDir, RunPathsStayUnderTheRunsDirectory) {
   EXPECT_EQ(run_path("runs", "ppo-1"), "runs/ppo-1");
-  EXPECT_EQ(error_of([] { (void)run_path("", "x"); }), "the runs directory is an empty path");
+  EXPECT_EQ(error_of([] { (void)run_path("", "x"); }),
+            "the runs directory (--runs-dir, --out-dir) is an empty path");
   EXPECT_EQ(error_of([] { (void)run_path("runs", ""); }), "the run name is empty");
   for (const char* bad : {".", "..", "a/b", "/tmp/abs", "--quiet"})
     EXPECT_NE(
