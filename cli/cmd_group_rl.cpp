@@ -109,9 +109,13 @@ int run_group_rl(const std::string& algo, int argc, char** argv, int first) {
   std::printf("done: %lld steps in %.1f s; reward %.4f -> %.4f (sampled, train prompts)",
               (long long)r.steps, r.seconds, r.reward_mean.empty() ? 0.0 : r.reward_mean.front(),
               r.reward_mean.empty() ? 0.0 : r.reward_mean.back());
-  if (r.eval_accuracy_start >= 0)
+  if (r.eval_accuracy_start >= 0 && r.eval_accuracy_end >= 0)
     std::printf("; greedy validation accuracy %.4f -> %.4f", r.eval_accuracy_start,
                 r.eval_accuracy_end);
+  else if (r.eval_accuracy_start >= 0)
+    std::printf(
+        "; greedy validation accuracy %.4f at the start, not evaluated since (--stop-after)",
+        r.eval_accuracy_start);
   std::printf("\nrun: %s\n", r.run_dir.c_str());
   return 0;
 }

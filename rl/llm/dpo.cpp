@@ -330,6 +330,7 @@ DPOResult train_dpo(const DPOConfig& cfg) {
           !(epoch + 1 == cfg.epochs && e == order.size())) {
         save(step);  // --stop-after: checkpoint and leave, to be resumed
         if (!cfg.quiet) std::printf("stopped after step %lld (--stop-after)\n", (long long)step);
+        res.step = step;
         return res;
       }
       done = cfg.max_steps > 0 && step >= cfg.max_steps;
@@ -343,7 +344,7 @@ DPOResult train_dpo(const DPOConfig& cfg) {
         m.set("grad_norm", gn);
         if (do_eval) {
           const PolicyEval pe = evaluate(step, m);
-          if (last) res.after = pe;
+          if (last) res.after = pe, res.finished = true;
           eval_x.push_back(double(step)), gts.push_back(pe.ground_truth), kls.push_back(pe.kl);
         }
         m.set("elapsed_seconds", clock.seconds());
@@ -366,6 +367,7 @@ DPOResult train_dpo(const DPOConfig& cfg) {
         run.path("ground_truth.svg"), "DPO samples on validation prompts", "step", "value",
         {{"ground truth p(positive)", eval_x, gts}, {"KL to reference", eval_x, kls}});
   save(step);
+  res.step = step;
   return res;
 }
 

@@ -83,6 +83,8 @@ struct DPOResult {
   std::vector<double> losses;   // per step of this invocation
   PolicyEval before, after;     // policy samples on validation prompts
   double heldout_accuracy = 0;  // at the end
+  int64_t step = 0;             // where the run stands after this invocation
+  bool finished = false;        // the final evaluation ran (false: --stop-after, or nothing left)
 };
 DPOResult train_dpo(const DPOConfig& cfg);
 

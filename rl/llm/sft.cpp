@@ -405,6 +405,7 @@ SFTResult train_sft(const SFTConfig& cfg_in) {
         }
         val_curve.x.push_back(double(done));
         val_curve.y.push_back(v.loss);
+        result.validated = true;
         result.val_loss = v.loss;
         result.val_accuracy = v.accuracy;
         result.val_metrics = v.metrics;

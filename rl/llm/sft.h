@@ -95,6 +95,8 @@ struct SFTResult {
   double val_loss = 0;         // last validation
   double val_accuracy = 0;     // next-token accuracy on counted targets
   SampleMetrics val_metrics;   // task sample metrics of the last validation
+  bool validated = false;      // a validation ran in this invocation (false: the fields above
+                               // are unset: --stop-after before one, or nothing left to run)
   double seconds = 0;          // wall time of this invocation
 };
 

@@ -257,7 +257,12 @@ TEST_F(CliLm, InitFromAnotherModelNamesBothConfigs) {
 
 // --resume continues only with the settings the run was started with (the budget may grow).
 TEST_F(CliLm, ResumeComparesTheSettings) {
-  ASSERT_EQ(run(dpo_args("good.jsonl", "dpo-resume", "--stop-after 1")).status, 0);
+  const Outcome stopped = run(dpo_args("good.jsonl", "dpo-resume", "--stop-after 1"));
+  ASSERT_EQ(stopped.status, 0);
+  // No made-up final numbers when the run stops before its final evaluation.
+  EXPECT_NE(stopped.out.find("done: at step 1, no final evaluation in this invocation"),
+            std::string::npos)
+      << stopped.out;
   const auto before = snapshot(*dir_ / "dpo-resume");
   expect_error(dpo_args("good.jsonl", "dpo-resume", "--resume --beta 0.5"),
                "--resume: setting 'beta' is 0.5 but the run at " + path("dpo-resume") +
@@ -277,6 +282,12 @@ TEST_F(CliLm, ResumeComparesTheSettings) {
   expect_error(sft + " --steps 2 --resume --batch 8", "--resume: setting 'batch' is 8");
   const Outcome more = run(sft + " --steps 3 --resume");
   EXPECT_EQ(more.status, 0) << more.err;
+  EXPECT_NE(more.out.find("validation loss"), std::string::npos) << more.out;
+  // Resuming a finished run runs nothing and says so, without a validation loss of 0.
+  const Outcome again = run(sft + " --steps 3 --resume");
+  EXPECT_EQ(again.status, 0) << again.err;
+  EXPECT_NE(again.out.find("done: at step 3, no validation in this invocation"), std::string::npos)
+      << again.out;
 }
 
 // lm prefs that gets no usable pair says which filter dropped the candidates.
