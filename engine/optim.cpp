@@ -186,6 +186,9 @@ void Adam::step() {
       const T decay = T(1 - lr_ * weight_decay_), l2 = T(weight_decay_);
       const T ss = T(step_size), sb = T(sqrt_bc2), eps = T(eps_);
       const int64_t n = p.numel();
+      // `bad`: a run that diverged stops here with its cause, not later in whatever op first
+      // meets the NaN ("no finite logit"); an OR over the updated weights, in the same pass.
+      bool bad = false;
       for (int64_t k = 0; k < n; ++k) {
         T gk = gp[k];
         if (decoupled_) w[k] *= decay;
@@ -193,11 +196,8 @@ void Adam::step() {
         m[k] = b1 * m[k] + (one - b1) * gk;
         v[k] = b2 * v[k] + (one - b2) * gk * gk;
         w[k] -= ss * m[k] / (std::sqrt(v[k]) / sb + eps);
+        bad |= !std::isfinite(w[k]);
       }
-      // A run that diverged stops here with its cause, not later in whatever op first meets
-      // the NaN ("no finite logit"). An OR over the updated weights (vectorises; no early exit).
-      bool bad = false;
-      for (int64_t k = 0; k < n; ++k) bad |= !std::isfinite(w[k]);
       RLFT_CHECK(
           !bad, "Adam: step ", steps_, " made parameter ", i, " (shape ", p.shape(),
           ") non-finite: training diverged (a smaller learning rate, or gradient clipping?)");
