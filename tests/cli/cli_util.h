@@ -1,6 +1,7 @@
 // Runs the rlft binary (RLFT_CLI, set by CMake for test_cli) from the tests in tests/cli.
 #pragma once
 
+#include <gtest/gtest.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -8,6 +9,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <sstream>
 #include <string>
 
@@ -54,6 +56,25 @@ inline int lines(const std::string& s) {
   int n = 0;
   for (char c : s) n += c == '\n';
   return n;
+}
+
+// `rlft <args>` fails as every bad input must: exit status 2 and one line on stderr,
+// "rlft: error: …", that contains `expect`.
+inline void expect_error(const std::string& args, const std::string& expect) {
+  const Outcome o = run(args);
+  EXPECT_EQ(o.status, 2) << args << "\nstderr: " << o.err << o.out;
+  EXPECT_EQ(lines(o.err), 1) << args << "\nstderr: " << o.err;
+  EXPECT_EQ(o.err.rfind("rlft: error: ", 0), 0u) << args << "\nstderr: " << o.err;
+  EXPECT_NE(o.err.find(expect), std::string::npos)
+      << args << "\nexpected: " << expect << "\nstderr: " << o.err;
+}
+
+// Every file of a run directory and its bytes, to compare before and after a failed command.
+inline std::map<std::string, std::string> snapshot(const std::filesystem::path& dir) {
+  std::map<std::string, std::string> out;
+  for (const auto& e : std::filesystem::directory_iterator(dir))
+    out[e.path().filename().string()] = slurp(e.path());
+  return out;
 }
 
 }  // namespace rlft::testing::cli

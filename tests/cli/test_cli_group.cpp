@@ -75,11 +75,7 @@ class GroupCli : public ::testing::Test {
   static void fails(const std::string& args, const std::string& expect,
                     const std::string& keep = "") {
     const std::vector<std::string> before = keep.empty() ? std::vector<std::string>() : files(keep);
-    const Outcome o = run(args);
-    EXPECT_EQ(o.status, 2) << args << "\nstderr: " << o.err;
-    EXPECT_EQ(lines(o.err), 1) << args << "\nstderr: " << o.err;
-    EXPECT_EQ(o.err.rfind("rlft: error: ", 0), 0u) << o.err;
-    EXPECT_NE(o.err.find(expect), std::string::npos) << args << "\nstderr: " << o.err;
+    rlft::testing::cli::expect_error(args, expect);
     if (!keep.empty()) {
       const std::vector<std::string> after = files(keep);
       for (size_t i = 0; i < after.size(); ++i) {

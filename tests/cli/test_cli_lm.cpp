@@ -19,20 +19,8 @@ using rlft::testing::cli::run;
 using rlft::testing::cli::scratch_dir;
 using rlft::testing::cli::slurp;
 
-// Every file of a run directory and its bytes.
-std::map<std::string, std::string> snapshot(const fsys::path& dir) {
-  std::map<std::string, std::string> out;
-  for (const auto& e : fsys::directory_iterator(dir)) out[e.path().filename()] = slurp(e.path());
-  return out;
-}
-
-void expect_error(const std::string& args, const std::string& expect) {
-  const Outcome o = run(args);
-  EXPECT_EQ(o.status, 2) << args << "\n" << o.err << o.out;
-  EXPECT_EQ(lines(o.err), 1) << args << "\n" << o.err;
-  EXPECT_EQ(o.err.rfind("rlft: error: ", 0), 0u) << args << "\n" << o.err;
-  EXPECT_NE(o.err.find(expect), std::string::npos) << args << "\nwant: " << expect << "\n" << o.err;
-}
+using rlft::testing::cli::expect_error;
+using rlft::testing::cli::snapshot;
 
 // A reviews SFT run of two steps (a fraction of a second), pairs in the task's alphabet, and a
 // DPO and a reward-model run trained on them: the runs the commands below act on.

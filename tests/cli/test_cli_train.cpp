@@ -18,14 +18,7 @@ using rlft::testing::cli::run;
 using rlft::testing::cli::scratch_dir;
 using rlft::testing::cli::slurp;
 
-void expect_error(const std::string& args, const std::string& expect) {
-  const Outcome o = run(args);
-  EXPECT_EQ(o.status, 2) << args << "\nstderr: " << o.err;
-  EXPECT_EQ(lines(o.err), 1) << args << "\nstderr: " << o.err;
-  EXPECT_EQ(o.err.rfind("rlft: error: ", 0), 0u) << args << "\nstderr: " << o.err;
-  EXPECT_NE(o.err.find(expect), std::string::npos)
-      << args << "\nexpected: " << expect << "\nstderr: " << o.err;
-}
+using rlft::testing::cli::expect_error;
 
 TEST(CliTrain, EveryBadSettingIsNamedBeforeTheRunIsMade) {
   const std::string dir = scratch_dir("bad-settings").string();
