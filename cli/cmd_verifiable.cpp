@@ -66,6 +66,23 @@ int run_experiment_verifiable(int argc, char** argv, int first) {
   if (!a.parse(argc, argv, first)) return 0;
   c.methods = split_list(methods, ',');
   c.extra_args = split_list(rl_args, ' ');
+  // Extra flags only: the settings the experiment sets itself (and reports) stay its own, and
+  // a bare word would become the value of the flag before it.
+  if (!c.extra_args.empty())
+    RLFT_CHECK(c.extra_args.front().rfind("--", 0) == 0, "--rl-args: '", c.extra_args.front(),
+               "' is not an option (expected flags such as \"--beta 0\")");
+  for (const std::string& word : c.extra_args) {
+    const std::string flag = word.substr(0, word.find('='));
+    for (const char* own : {"--init", "--seed", "--name", "--out-dir", "--steps", "--prompts",
+                            "--group", "--train-prompts", "--lr", "--lr-schedule", "--minibatches",
+                            "--eval-every", "--eval-prompts", "--device"})
+      RLFT_CHECK(flag != own, "--rl-args: ", own, " is set by the experiment itself (",
+                 std::string(own) == "--init" || std::string(own) == "--seed" ||
+                         std::string(own) == "--name" || std::string(own) == "--out-dir"
+                     ? "per run"
+                     : "use the experiment's own " + std::string(own),
+                 ")");
+  }
   // Every RL job's command line, through the RL command's own parser, before any job starts.
   c.check_rl_command = [](const std::string& method, const std::vector<std::string>& args) {
     parse_group_rl_command(method, args);

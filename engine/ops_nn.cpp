@@ -346,7 +346,11 @@ Tensor multinomial(const Tensor& probs, Generator* gen) {
     double total = 0;
     for (int64_t j = 0; j < C; ++j) {
       const double v = p[i * C + j];
-      RLFT_CHECK(v >= 0 && std::isfinite(v), "multinomial: row ", i, " has an invalid probability ", v);
+      RLFT_CHECK(
+          v >= 0 && std::isfinite(v), "multinomial: row ", i, " has an invalid probability ", v,
+          std::isnan(v)
+              ? " (NaN: weights that blew up in training give this: a smaller learning rate?)"
+              : "");
       total += v;
     }
     RLFT_CHECK(total > 0, "multinomial: row ", i, " sums to zero");

@@ -255,11 +255,8 @@ PPOResult train_ppo(const PPOConfig& cfg, const std::string& run_dir,
     // A resumed run keeps its settings (environment, network, losses); only the step budget
     // may grow. Checked before the checkpoint is read, so a Pendulum run resumed as CartPole
     // is named as such rather than as a tensor shape mismatch.
-    if (cfg.resume) {
-      run->check_resumable(config, {"total_steps"});
-    } else {
-      run->write_config(config);
-    }
+    if (cfg.resume) run->check_resumable(config, {"total_steps"});
+    run->write_config(config);  // a resumed run records its new budget
   }
 
   RunningMeanStd obs_rms(O);

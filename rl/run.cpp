@@ -1,7 +1,8 @@
 #include "rl/run.h"
 
-#include <cstdio>
 #include <algorithm>
+#include <cctype>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 
@@ -19,6 +20,9 @@ namespace rlft::rl {
 std::string run_path(const std::string& runs_dir, const std::string& name) {
   RLFT_CHECK(!runs_dir.empty(), "the runs directory (--runs-dir, --out-dir) is an empty path");
   RLFT_CHECK(!name.empty(), "the run name is empty");
+  RLFT_CHECK(!std::isspace(static_cast<unsigned char>(name.front())) &&
+                 !std::isspace(static_cast<unsigned char>(name.back())),
+             "run name '", name, "': it starts or ends with a space");
   RLFT_CHECK(
       name != "." && name != ".." && name.find('/') == std::string::npos && name[0] != '-',
       "run name '", name,
@@ -29,6 +33,16 @@ std::string run_path(const std::string& runs_dir, const std::string& name) {
   return runs_dir + "/" + name;
 }
 
+void check_not_the_run(const std::string& run_dir,
+                       std::initializer_list<std::pair<const char*, std::string>> inputs) {
+  for (const auto& [flag, path] : inputs) {
+    std::error_code ec;  // either missing: not the same directory
+    RLFT_CHECK(path.empty() || !std::filesystem::equivalent(run_dir, path, ec), flag, " ", path,
+               " is the run this command would write (", run_dir,
+               "): a new run over its own input would destroy it; give it another --name");
+  }
+}
+
 RunDir::RunDir(const std::string& dir, bool fresh) : dir_(dir), fresh_(fresh) {
   RLFT_CHECK(!dir.empty(), "run directory: empty path");
   if (!fresh) RLFT_CHECK(fs::is_dir(dir), dir, ": nothing to resume (no such run directory)");
@@ -37,6 +51,14 @@ RunDir::RunDir(const std::string& dir, bool fresh) : dir_(dir), fresh_(fresh) {
   const std::string probe = path(".write_test");
   fs::atomic_write_file(probe, "ok");
   std::filesystem::remove(probe);
+  // A process killed inside fs::atomic_write_file (SIGKILL, power loss) leaves its temporary
+  // ".<file>.tmp.<…>" behind; one run is written by one process, so any found now is stale.
+  for (const auto& entry : std::filesystem::directory_iterator(dir_)) {
+    const std::string name = entry.path().filename().string();
+    if (name.size() > 1 && name[0] == '.' && name.find(".tmp.") != std::string::npos &&
+        entry.is_regular_file())
+      fs::remove_file(entry.path().string());
+  }
 }
 
 void RunDir::write_config(const json::Value& config) const {

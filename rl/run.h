@@ -7,7 +7,9 @@
 
 #include <chrono>
 #include <cstdint>
+#include <initializer_list>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "engine/dtype.h"
@@ -20,11 +22,18 @@ namespace rlft::rl {
 // so a run never lands outside `runs_dir` (e.g. in / for --runs-dir '').
 std::string run_path(const std::string& runs_dir, const std::string& name);
 
+// Refuses a run that would write over one of its own inputs (`lm grpo --init runs/x --name x`
+// would delete runs/x's checkpoint at its first write): each (flag, path) whose path is the
+// same directory as `run_dir` is an error naming the flag. Empty paths are skipped.
+void check_not_the_run(const std::string& run_dir,
+                       std::initializer_list<std::pair<const char*, std::string>> inputs);
+
 class RunDir {
  public:
   // A fresh run creates `dir` (e.g. "runs/ppo-cartpole"); a resumed one (fresh = false) needs
   // it to exist. An unwritable location is an rlft::Error. Nothing an earlier run left in
-  // `dir` is touched here.
+  // `dir` is touched here but the temporary files of a write that was killed midway
+  // (".<file>.tmp.<…>", see fs::atomic_write_file).
   RunDir(const std::string& dir, bool fresh);
   const std::string& dir() const { return dir_; }
   std::string path(const std::string& file) const { return dir_ + "/" + file; }

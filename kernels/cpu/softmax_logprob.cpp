@@ -110,7 +110,9 @@ void softmax_logprob_forward_cpu(const Real* logits, int64_t N, int64_t V, int64
     if (entropy) entropy[n] = Real(log_s - u / s);
     if (lse) lse[n] = Real(row_lse);
   }
-  RLFT_CHECK(bad_row < 0, op, ": row ", bad_row, " has no finite logit (all -inf or NaN)");
+  RLFT_CHECK(bad_row < 0, op, ": row ", bad_row,
+             " has no finite logit (all -inf or NaN; weights that blew up in training give this: a "
+             "smaller learning rate?)");
 }
 
 template <typename Real>

@@ -636,7 +636,9 @@ class ErrorWords {
                       ") and not ignore_index=", ignore_index));
     }
     if (host[1] != kNoError)
-      throw Error(str(op, ": row ", int64_t(host[1]), " has no finite logit (all -inf or NaN)"));
+      throw Error(str(op, ": row ", int64_t(host[1]),
+                      " has no finite logit (all -inf or NaN; weights that blew up in training "
+                      "give this: a smaller learning rate?)"));
   }
 
  private:

@@ -177,7 +177,8 @@ static void check_config(const DPOConfig& cfg) {
              cfg.checkpoint_every);
   RLFT_CHECK(cfg.stop_after >= 0, cmd, "--stop-after must be >= 0 (0: run to the end), got ",
              cfg.stop_after);
-  rl::run_path(cfg.out_dir, cfg.name);  // --out-dir and --name, checked before any loading
+  // --out-dir and --name, checked before any loading; the run is not its own input.
+  rl::check_not_the_run(rl::run_path(cfg.out_dir, cfg.name), {{"--init", cfg.init}});
   rl::resolve_device(cfg.device);
 }
 

@@ -533,6 +533,8 @@ GroupRLResult train_group_rl(const GroupRLConfig& cfg_in) {
   schedule.base_lr = cfg.lr;
   schedule.end_lr = cfg.lr * cfg.min_lr_ratio;
   schedule.total = cfg.steps;
+  if (!cfg.resume)
+    rl::check_not_the_run(rl::run_path(cfg.out_dir, cfg.name), {{"--init", cfg.init}});
   const rl::RunDir run(rl::run_path(cfg.out_dir, cfg.name), !cfg.resume);
   const std::string ckpt = run.path("checkpoint.safetensors");
   json::Value config_json = to_json(cfg);

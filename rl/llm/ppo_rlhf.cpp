@@ -192,7 +192,9 @@ PPORLHFResult train_ppo_rlhf(const PPORLHFConfig& cfg) {
   RLFT_CHECK(cfg.eval_every >= 0, cmd, "--eval-every must be >= 0 (0: start and end), got ",
              cfg.eval_every);
   positive("--eval-samples", cfg.eval_samples);
-  rl::run_path(cfg.out_dir, cfg.name);  // --out-dir and --name, checked before any loading
+  // --out-dir and --name, checked before any loading; the run is not its own input.
+  rl::check_not_the_run(rl::run_path(cfg.out_dir, cfg.name),
+                        {{"--init", cfg.init}, {"--reward-model", cfg.reward_model}});
   const Device dev = rl::resolve_device(cfg.device);
   const LoadedModel actor_run = load_policy(cfg.init, dev), ref_run = load_policy(cfg.init, dev);
   const LoadedModel rm_run = load_reward_model(cfg.reward_model, dev);

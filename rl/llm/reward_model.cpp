@@ -126,7 +126,8 @@ static void check_config(const RewardModelConfig& cfg) {
              "--center-coef must be a number >= 0 (0: off), got ", cfg.center_coef);
   RLFT_CHECK(cfg.eval_fraction >= 0 && cfg.eval_fraction < 1, cmd,
              "--eval-fraction must be in [0, 1), got ", cfg.eval_fraction);
-  rl::run_path(cfg.out_dir, cfg.name);  // --out-dir and --name, checked before any loading
+  // --out-dir and --name, checked before any loading; the run is not its own input.
+  rl::check_not_the_run(rl::run_path(cfg.out_dir, cfg.name), {{"--init", cfg.init}});
   rl::resolve_device(cfg.device);
 }
 

@@ -88,7 +88,9 @@ RRHFResult train_rrhf(const RRHFConfig& cfg) {
   RLFT_CHECK(cfg.eval_every >= 0, cmd, "--eval-every must be >= 0 (0: only at the end), got ",
              cfg.eval_every);
   RLFT_CHECK(cfg.eval_samples > 0, cmd, "--eval-samples must be positive, got ", cfg.eval_samples);
-  rl::run_path(cfg.out_dir, cfg.name);  // --out-dir and --name, checked before any loading
+  // --out-dir and --name, checked before any loading; the run is not its own input.
+  rl::check_not_the_run(rl::run_path(cfg.out_dir, cfg.name),
+                        {{"--init", cfg.init}, {"--reward-model", cfg.reward_model}});
   const Device dev = rl::resolve_device(cfg.device);
   const LoadedModel policy_run = load_policy(cfg.init, dev), ref_run = load_policy(cfg.init, dev);
   models::GPT& policy = *policy_run.model;

@@ -295,6 +295,8 @@ SFTResult train_sft(const SFTConfig& cfg_in) {
     }
   }
 
+  if (!cfg.resume)
+    rl::check_not_the_run(rl::run_path(cfg.out_dir, cfg.name), {{"--init-from", cfg.init_from}});
   const rl::RunDir run(rl::run_path(cfg.out_dir, cfg.name), !cfg.resume);
   const std::string ckpt = run.path("checkpoint.safetensors");
   json::Value config_json = to_json(cfg);

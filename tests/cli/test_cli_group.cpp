@@ -217,6 +217,12 @@ TEST_F(GroupCli, FrontierChecksItsInputsBeforeAnyJob) {
   EXPECT_FALSE(std::filesystem::exists(out + "/logs")) << "a job started";
 }
 
+// A run named after its own --init would delete that run's checkpoint at its first write.
+TEST_F(GroupCli, ARunIsNeverWrittenOverItsOwnInit) {
+  fails(grpo("sft") + " --steps 1", "--init " + *dir_ + "/sft is the run this command would write",
+        "sft");
+}
+
 // experiment verifiable: --init, --preset and --rl-args are checked before any job starts; a
 // job that fails anyway is one line naming the job, its error and its log.
 TEST_F(GroupCli, VerifiableChecksItsInputsAndAFailedJobIsOneLine) {
@@ -239,18 +245,30 @@ TEST_F(GroupCli, VerifiableChecksItsInputsAndAFailedJobIsOneLine) {
       {init + " --lr nan", "--lr must be a finite number"},
       {init + " --group 1", "--group must be at least 2"},
       {init + " --parallel 0", "--parallel must be in [1, 64]"},
+      // --rl-args adds flags; it cannot change what the experiment sets (and reports) itself.
+      {init + " --rl-args='--seed 5'",
+       "--rl-args: --seed is set by the experiment itself (per run)"},
+      {init + " --rl-args='--steps 1'",
+       "--rl-args: --steps is set by the experiment itself (use the experiment's own --steps)"},
+      {init + " --rl-args='--init " + d + "/nope'",
+       "--rl-args: --init is set by the experiment itself"},
+      {init + " --rl-args false", "--rl-args: 'false' is not an option"},
   };
   for (const auto& [args, expect] : cases) fails(args, expect);
   EXPECT_FALSE(std::filesystem::exists(out + "/logs")) << "a job started";
-  // Valid settings, but a start the jobs cannot read (a --init given to the RL runs only): the
-  // first RL job fails, and the experiment says so in one line.
-  const Outcome o = run(init + " --rl-args='--init " + d + "/nope'");
-  EXPECT_EQ(o.status, 2) << o.err;
-  EXPECT_EQ(lines(o.err), 1) << o.err;
-  EXPECT_NE(o.err.find("experiment job 'grpo-s1' failed (exit status 2): rlft: error: "),
-            std::string::npos)
-      << o.err;
-  EXPECT_NE(o.err.find("; its log: " + out + "/logs/grpo-s1.log"), std::string::npos) << o.err;
+  // (A job that fails once started is one line too:
+  // ExperimentRunner.FailureIsOneLineWithTheJobsError.)
+
+  // A second call with another --steps trains the run again and evaluates it again (its
+  // evaluation job's command is the same, but what it evaluates is not).
+  const Outcome first = run(init);
+  ASSERT_EQ(first.status, 0) << first.err;
+  std::string again = init;
+  again.replace(again.find("--steps 1"), 9, "--steps 2");
+  const Outcome second = run(again);
+  ASSERT_EQ(second.status, 0) << second.err;
+  EXPECT_NE(slurp(out + "/runs/grpo-s1/config.json").find("\"steps\": 2"), std::string::npos);
+  EXPECT_TRUE(std::filesystem::exists(out + "/runs/grpo-s1/eval_test.json"));
 }
 
 }  // namespace

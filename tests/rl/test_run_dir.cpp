@@ -118,6 +118,24 @@ TEST(RunDir, MetricsKeptThroughAStepAndBadLinesNamed) {
             dir + "/metrics.jsonl: entry 1 is not an object");
 }
 
+TEST(RunDir, ARunIsNeverItsOwnInputAndStaleTemporaryFilesGo) {
+  const std::string dir = scratch("own");
+  fs::make_dirs(dir);
+  EXPECT_EQ(error_of([&] {
+              check_not_the_run(dir, {{"--init", dir + "/."}});
+            }),
+            "--init " + dir + "/. is the run this command would write (" + dir +
+                "): a new run over its own input would destroy it; give it another --name");
+  EXPECT_NO_THROW(check_not_the_run(dir, {{"--init", ""}, {"--reward-model", dir + "-other"}}));
+  EXPECT_NO_THROW(check_not_the_run(dir + "-new", {{"--init", dir}}));
+  // A write killed midway left its temporary file: the next run of this directory removes it.
+  fs::atomic_write_file(dir + "/.checkpoint.safetensors.tmp.123.0.45", "partial");
+  fs::atomic_write_file(dir + "/.hidden", "the user's");
+  RunDir(dir, false);
+  EXPECT_FALSE(fs::exists(dir + "/.checkpoint.safetensors.tmp.123.0.45"));
+  EXPECT_TRUE(fs::exists(dir + "/.hidden"));
+}
+
 TEST(RunDir, RunPathsStayUnderTheRunsDirectory) {
   EXPECT_EQ(run_path("runs", "ppo-1"), "runs/ppo-1");
   EXPECT_EQ(error_of([] { (void)run_path("", "x"); }),
@@ -130,6 +148,8 @@ TEST(RunDir, RunPathsStayUnderTheRunsDirectory) {
         << bad;
   EXPECT_EQ(error_of([] { (void)run_path("runs", "a\nb"); }),
             "run name: a control character in it");
+  EXPECT_EQ(error_of([] { (void)run_path("runs", " "); }),
+            "run name ' ': it starts or ends with a space");
 }
 
 }  // namespace

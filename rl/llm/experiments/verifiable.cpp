@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <set>
 
 #include "engine/error.h"
 #include "engine/fs.h"
@@ -236,10 +237,18 @@ VerifiableResult run_verifiable(const VerifiableConfig& cfg) {
   const std::string sft_dir = cfg.init.empty() ? out + "/sft" : cfg.init;
 
   bool ran_jobs = false;  // did this invocation run anything, or only redraw?
+  std::set<std::string> trained;  // runs this invocation (re)trains: their evaluations are stale
   auto pending = [&](std::vector<Job> js) {
     put_on_device(js, cfg.device);
-    for (const Job& j : js)
-      if (!finished_as_is(j)) ran_jobs = true;
+    for (const Job& j : js) {
+      const bool eval = j.name.rfind("eval-", 0) == 0;
+      // An evaluation of a run trained again is stale, though its own command is the same.
+      if (eval && trained.count(j.name.substr(5))) fs::remove_file(j.done_path);
+      if (!finished_as_is(j)) {
+        ran_jobs = true;
+        if (!eval) trained.insert(j.name);
+      }
+    }
     return js;
   };
 
