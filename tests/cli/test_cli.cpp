@@ -9,9 +9,7 @@
 
 namespace {
 
-using rlft::testing::cli::lines;
-using rlft::testing::cli::Outcome;
-using rlft::testing::cli::run;
+using namespace rlft::testing::cli;  // run, expect_error, slurp, …
 
 TEST(Cli, BadInputIsOneLineAndExit2) {
   struct Case {
@@ -79,7 +77,7 @@ TEST(Cli, LmCommandsOnCudaWithoutAGpuAreOneClearError) {
 // Where a run goes: never outside --runs-dir, never a forgotten value taken as a name, and a
 // resume of a run that does not exist creates nothing.
 TEST(Cli, RunNamesAndDirectoriesAreChecked) {
-  const auto dir = rlft::testing::cli::scratch_dir("names").string();
+  const auto dir = scratch_dir("names").string();
   const struct {
     std::string args, expect;
   } cases[] = {
@@ -111,20 +109,20 @@ TEST(Cli, RunNamesAndDirectoriesAreChecked) {
 // A fresh run over an earlier one replaces its files only once its own settings have been
 // checked; a directory where a run file goes is named, not an internal error.
 TEST(Cli, AFailedRunLeavesTheEarlierRunOfItsNameAsItWas) {
-  const auto dir = rlft::testing::cli::scratch_dir("keep").string();
+  const auto dir = scratch_dir("keep").string();
   const std::string base =
       "train ppo --quiet --total-steps 512 --num-envs 2 --num-steps 128 --runs-dir " + dir;
   ASSERT_EQ(run(base + " --name r").status, 0);
-  const std::string metrics = rlft::testing::cli::slurp(dir + "/r/metrics.jsonl");
-  const std::string ckpt = rlft::testing::cli::slurp(dir + "/r/checkpoint.safetensors");
-  const std::string config = rlft::testing::cli::slurp(dir + "/r/config.json");
+  const std::string metrics = slurp(dir + "/r/metrics.jsonl");
+  const std::string ckpt = slurp(dir + "/r/checkpoint.safetensors");
+  const std::string config = slurp(dir + "/r/config.json");
   ASSERT_FALSE(metrics.empty());
   ASSERT_FALSE(ckpt.empty());
   const Outcome bad = run(base + " --name r --total-steps 10");
   EXPECT_EQ(bad.status, 2) << bad.err;
-  EXPECT_EQ(rlft::testing::cli::slurp(dir + "/r/metrics.jsonl"), metrics);
-  EXPECT_EQ(rlft::testing::cli::slurp(dir + "/r/checkpoint.safetensors"), ckpt);
-  EXPECT_EQ(rlft::testing::cli::slurp(dir + "/r/config.json"), config);
+  EXPECT_EQ(slurp(dir + "/r/metrics.jsonl"), metrics);
+  EXPECT_EQ(slurp(dir + "/r/checkpoint.safetensors"), ckpt);
+  EXPECT_EQ(slurp(dir + "/r/config.json"), config);
 
   std::filesystem::create_directories(dir + "/d/metrics.jsonl/sub");
   const Outcome in_the_way = run(base + " --name d");

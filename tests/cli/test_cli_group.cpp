@@ -12,10 +12,7 @@
 
 namespace {
 
-using rlft::testing::cli::lines;
-using rlft::testing::cli::Outcome;
-using rlft::testing::cli::run;
-using rlft::testing::cli::slurp;
+using namespace rlft::testing::cli;  // run, expect_error, slurp, …
 
 // Tiny runs made once for the whole suite: an arith SFT run, a group RL run on it, a reviews
 // SFT run, a few preference pairs, a reward model, and a PPO and an RRHF run from those.
@@ -23,7 +20,7 @@ class GroupCli : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     if (dir_) return;
-    dir_ = new std::string(rlft::testing::cli::scratch_dir("group").string());
+    dir_ = new std::string(scratch_dir("group").string());
     const std::string d = *dir_;
     make(
         "lm sft --model nano --steps 2 --train-size 200 --eval-size 20 --eval-every 2 "
@@ -75,7 +72,7 @@ class GroupCli : public ::testing::Test {
   static void fails(const std::string& args, const std::string& expect,
                     const std::string& keep = "") {
     const std::vector<std::string> before = keep.empty() ? std::vector<std::string>() : files(keep);
-    rlft::testing::cli::expect_error(args, expect);
+    expect_error(args, expect);
     if (!keep.empty()) {
       const std::vector<std::string> after = files(keep);
       for (size_t i = 0; i < after.size(); ++i) {

@@ -13,14 +13,7 @@
 namespace {
 
 namespace fsys = std::filesystem;
-using rlft::testing::cli::lines;
-using rlft::testing::cli::Outcome;
-using rlft::testing::cli::run;
-using rlft::testing::cli::scratch_dir;
-using rlft::testing::cli::slurp;
-
-using rlft::testing::cli::expect_error;
-using rlft::testing::cli::snapshot;
+using namespace rlft::testing::cli;  // run, expect_error, slurp, …
 
 // A reviews SFT run of two steps (a fraction of a second), pairs in the task's alphabet, and a
 // DPO and a reward-model run trained on them: the runs the commands below act on.

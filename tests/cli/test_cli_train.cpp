@@ -12,13 +12,7 @@
 
 namespace {
 
-using rlft::testing::cli::lines;
-using rlft::testing::cli::Outcome;
-using rlft::testing::cli::run;
-using rlft::testing::cli::scratch_dir;
-using rlft::testing::cli::slurp;
-
-using rlft::testing::cli::expect_error;
+using namespace rlft::testing::cli;  // run, expect_error, slurp, …
 
 TEST(CliTrain, EveryBadSettingIsNamedBeforeTheRunIsMade) {
   const std::string dir = scratch_dir("bad-settings").string();
