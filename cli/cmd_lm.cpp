@@ -128,13 +128,7 @@ int run_train(int argc, char** argv, int first, const std::string& mode) {
   a.add("--quiet", &c.quiet, "no progress lines");
   if (!a.parse(argc, argv, first)) return 0;
   const llm::SFTResult r = llm::train_sft(c);
-  if (!r.validated) {
-    std::printf(
-        "done: at step %lld, no validation in this invocation (--stop-after, or the run had "
-        "finished); its validations are in metrics.jsonl\nrun: %s\n",
-        (long long)r.step, r.run_dir.c_str());
-    return 0;
-  }
+  if (!r.validated) return print_done_without("validation", r.step, r.run_dir);
   std::printf("done: %lld steps in %.1f s; validation loss %.4f, token accuracy %.4f",
               (long long)r.step, r.seconds, r.val_loss, r.val_accuracy);
   for (const auto& [k, v] : r.val_metrics) std::printf(", %s %.4f", k.c_str(), v);

@@ -152,13 +152,7 @@ int run_dpo(int argc, char** argv, int first) {
   add_run_options(a, c);
   if (!a.parse(argc, argv, first)) return 0;
   const llm::DPOResult r = llm::train_dpo(c);
-  if (!r.finished) {
-    std::printf(
-        "done: at step %lld, no final evaluation in this invocation (--stop-after, or the "
-        "run had finished); its evaluations are in metrics.jsonl\nrun: %s\n",
-        (long long)r.step, r.run_dir.c_str());
-    return 0;
-  }
+  if (!r.finished) return print_done_without("final evaluation", r.step, r.run_dir);
   std::printf(
       "done: ground truth %.3f -> %.3f, KL to reference %.2f -> %.2f, held-out preference accuracy "
       "%.3f\n"

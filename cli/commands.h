@@ -3,6 +3,8 @@
 // argv[first] is the first argument after the command words.
 #pragma once
 
+#include <cstdint>
+#include <cstdio>
 #include <string>
 #include <vector>
 
@@ -11,6 +13,17 @@ struct GroupRLConfig;
 }
 
 namespace rlft::cli {
+
+// The closing line of a training command whose invocation ran no final `what` (e.g.
+// "validation"): --stop-after stopped it first, or the resumed run had already finished. No
+// numbers are made up for it; they are in the run's metrics.jsonl. Returns the exit status 0.
+inline int print_done_without(const char* what, int64_t step, const std::string& run_dir) {
+  std::printf(
+      "done: at step %lld, no %s in this invocation (--stop-after, or the run had finished); "
+      "see its metrics.jsonl\nrun: %s\n",
+      (long long)step, what, run_dir.c_str());
+  return 0;
+}
 
 int run_demo(int argc, char** argv, int first);  // cli/demo.cpp
 int run_train(int argc, char** argv, int first);  // cli/cmd_train.cpp: rlft train ppo|reinforce

@@ -11,18 +11,23 @@ namespace rlft {
 namespace {
 const char* kOptimizerPrefix = "optimizer.";
 
-// The flat index of the first NaN or ±inf of a float tensor (CPU, contiguous), or -1.
-int64_t first_non_finite(const Tensor& t) {
-  int64_t bad = -1;
-  if (t.dtype() == DType::f32 || t.dtype() == DType::f64) {
-    dispatch_float(t.dtype(), "checkpoint", [&](auto tag) {
-      using T = decltype(tag);
-      const T* p = t.data<T>();
-      for (int64_t i = 0; i < t.numel() && bad < 0; ++i)
-        if (!std::isfinite(p[i])) bad = i;
-    });
-  }
-  return bad;
+// "holds NaN at flat index 3" for the first NaN or ±inf of a float tensor (CPU, contiguous);
+// "" when every value is finite (or the tensor is not a float one).
+std::string non_finite(const Tensor& t) {
+  std::string found;
+  if (t.dtype() != DType::f32 && t.dtype() != DType::f64) return found;
+  dispatch_float(t.dtype(), "checkpoint", [&](auto tag) {
+    using T = decltype(tag);
+    const T* p = t.data<T>();
+    for (int64_t i = 0; i < t.numel() && found.empty(); ++i)
+      if (!std::isfinite(p[i]))
+        found = str("holds ",
+                    std::isnan(p[i]) ? "NaN"
+                    : p[i] > 0       ? "+inf"
+                                     : "-inf",
+                    " at flat index ", i);
+  });
+  return found;
 }
 
 safetensors::DType to_st(DType t) {
@@ -110,18 +115,14 @@ Metadata load_checkpoint(const std::string& path, nn::Module& module, optim::Opt
       missing.push_back(name);
       continue;
     }
-    if (it->second.dtype() != p.dtype())
-      problems.push_back(str("'", name, "' is ", it->second.dtype() == DType::b8 ? "bool or uint8" : "",
-                             it->second.dtype() == DType::b8 ? "" : dtype_name(it->second.dtype()),
+    const DType dt = it->second.dtype();  // a U8 file tensor loads as bool (from_record)
+    if (dt != p.dtype())
+      problems.push_back(str("'", name, "' is ", dt == DType::b8 ? "bool or uint8" : dtype_name(dt),
                              " but the model expects ", p.dtype()));
     else if (it->second.shape() != p.shape())
       problems.push_back(str("'", name, "' has shape ", it->second.shape(), " but the model expects ", p.shape()));
-    else if (const int64_t bad = first_non_finite(it->second); bad >= 0)
-      problems.push_back(str("'", name, "' holds ",
-                             std::isnan(it->second.to_vector()[size_t(bad)]) ? "NaN"
-                             : it->second.to_vector()[size_t(bad)] > 0       ? "+inf"
-                                                                             : "-inf",
-                             " at flat index ", bad, " (weights must be finite)"));
+    else if (const std::string bad = non_finite(it->second); !bad.empty())
+      problems.push_back(str("'", name, "' ", bad, " (weights must be finite)"));
   }
   std::vector<std::string> unexpected;
   for (const auto& [name, t] : by_name)

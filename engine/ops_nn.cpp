@@ -88,9 +88,10 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore
     // The targets stay on the device: the kernel checks their range (a bad one is reported at
     // the next synchronisation, as embedding's indices are) and marks the rows that count, so
     // the mean's divisor is a device scalar and the step needs no host round trip.
-    Tensor valid = Tensor::empty({N}, logits.dtype(), dev);
+    Tensor valid;  // only the mean needs the count
+    if (red == "mean") valid = Tensor::empty({N}, logits.dtype(), dev);
     cuda_ops::check_targets(ctype(x.dtype()), t.data<int64_t>(), N, C, ignore_index,
-                            valid.raw_data(), dev.index);
+                            valid.defined() ? valid.raw_data() : nullptr, dev.index);
     Tensor per_row = Tensor::empty({N}, logits.dtype(), dev);
     Tensor lse = Tensor::empty({N}, DType::f64, dev);
     cuda_ops::cross_entropy_rows(ctype(x.dtype()), N, C, x.raw_data(), t.data<int64_t>(), ignore_index,

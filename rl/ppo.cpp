@@ -127,10 +127,9 @@ namespace {
 // error, not an allocation failure minutes later).
 constexpr int64_t kMaxEnvs = 1 << 16, kMaxBatch = int64_t(1) << 24;
 
-// `v` finite and in [lo, hi] (lo itself excluded when `open_lo`), else an error naming the flag.
+// rl::check_number with this command's prefix; (lo, hi) as (lo, hi, open_lo).
 void check_range(const char* flag, double v, double lo, double hi, bool open_lo, const char* what) {
-  RLFT_CHECK(std::isfinite(v) && (open_lo ? v > lo : v >= lo) && v <= hi, "ppo: ", flag,
-             " must be ", what, ", got ", v);
+  check_number("ppo: ", flag, v, lo, open_lo, hi, what);
 }
 
 // Every setting, before anything is built or written: the error names the option and value.

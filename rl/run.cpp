@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -141,6 +142,12 @@ Device resolve_device(const std::string& device) {
   RLFT_CHECK(n > 0, "--device ", device, ": no CUDA device answers (", reason, ")");
   RLFT_CHECK(d.index < n, "--device ", device, ": no such device (", n, " present)");
   return d;
+}
+
+void check_number(const std::string& cmd, const char* flag, double v, double lo, bool open_lo,
+                  double hi, const char* what) {
+  RLFT_CHECK(std::isfinite(v) && (open_lo ? v > lo : v >= lo) && v <= hi, cmd, flag, " must be ",
+             what, ", got ", v);
 }
 
 std::vector<int64_t> parse_sizes(const std::string& flag, const std::string& text) {

@@ -84,6 +84,11 @@ std::string format_duration(double seconds);
 // (otherwise one error with the runtime's reason, e.g. "CUDA driver version is insufficient").
 Device resolve_device(const std::string& device);
 
+// A numeric option checked: `v` finite and in [lo, hi] (lo itself excluded when `open_lo`),
+// else "<cmd><flag> must be <what>, got <v>" (what: e.g. "a finite number > 0", "in [0, 1]").
+void check_number(const std::string& cmd, const char* flag, double v, double lo, bool open_lo,
+                  double hi, const char* what);
+
 // "64,64" → {64, 64}; anything but positive integers is an error naming `flag`.
 std::vector<int64_t> parse_sizes(const std::string& flag, const std::string& text);
 

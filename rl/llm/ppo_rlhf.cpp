@@ -168,25 +168,23 @@ PPORLHFResult train_ppo_rlhf(const PPORLHFConfig& cfg) {
   positive("--minibatches", cfg.minibatches);
   RLFT_CHECK(cfg.batch % cfg.minibatches == 0, cmd, "--minibatches ", cfg.minibatches,
              " must divide --batch ", cfg.batch);
-  // A real number in [lo, hi] (an open end where the flag says so).
-  auto in_range = [&](const char* flag, double x, double lo, bool lo_open, double hi,
-                      const char* what) {
-    RLFT_CHECK(std::isfinite(x) && (lo_open ? x > lo : x >= lo) && x <= hi, cmd, flag,
-               " must be a finite number ", what, ", got ", x);
-  };
   const double inf = std::numeric_limits<double>::infinity();
-  in_range("--actor-lr", cfg.actor_lr, 0, true, inf, "> 0");
-  in_range("--critic-lr", cfg.critic_lr, 0, true, inf, "> 0");
-  in_range("--kl-ctl", cfg.kl_ctl, 0, false, inf, ">= 0");
-  in_range("--kl-target", cfg.kl_target, 0, true, inf, "> 0");
-  in_range("--kl-horizon", cfg.kl_horizon, 0, true, inf, "> 0 (sequences)");
-  in_range("--clip-reward-value", cfg.clip_reward_value, 0, true, inf, "> 0");
-  in_range("--cliprange", cfg.cliprange, 0, true, 1, "in (0, 1]");
-  in_range("--cliprange-value", cfg.cliprange_value, 0, true, inf, "> 0");
-  in_range("--gamma", cfg.gamma, 0, false, 1, "in [0, 1]");
-  in_range("--lam", cfg.lam, 0, false, 1, "in [0, 1]");
-  in_range("--temperature", cfg.temperature, 0, true, inf, "> 0");
-  in_range("--grad-clip", cfg.grad_clip, 0, false, inf, ">= 0 (0: off)");
+  rl::check_number(cmd, "--actor-lr", cfg.actor_lr, 0, true, inf, "a finite number > 0");
+  rl::check_number(cmd, "--critic-lr", cfg.critic_lr, 0, true, inf, "a finite number > 0");
+  rl::check_number(cmd, "--kl-ctl", cfg.kl_ctl, 0, false, inf, "a finite number >= 0");
+  rl::check_number(cmd, "--kl-target", cfg.kl_target, 0, true, inf, "a finite number > 0");
+  rl::check_number(cmd, "--kl-horizon", cfg.kl_horizon, 0, true, inf,
+                   "a finite number > 0 (sequences)");
+  rl::check_number(cmd, "--clip-reward-value", cfg.clip_reward_value, 0, true, inf,
+                   "a finite number > 0");
+  rl::check_number(cmd, "--cliprange", cfg.cliprange, 0, true, 1, "a finite number in (0, 1]");
+  rl::check_number(cmd, "--cliprange-value", cfg.cliprange_value, 0, true, inf,
+                   "a finite number > 0");
+  rl::check_number(cmd, "--gamma", cfg.gamma, 0, false, 1, "a finite number in [0, 1]");
+  rl::check_number(cmd, "--lam", cfg.lam, 0, false, 1, "a finite number in [0, 1]");
+  rl::check_number(cmd, "--temperature", cfg.temperature, 0, true, inf, "a finite number > 0");
+  rl::check_number(cmd, "--grad-clip", cfg.grad_clip, 0, false, inf,
+                   "a finite number >= 0 (0: off)");
   RLFT_CHECK(cfg.max_new_tokens >= 0, cmd,
              "--max-new-tokens must be >= 0 (0: as the context allows), got ", cfg.max_new_tokens);
   RLFT_CHECK(cfg.eval_every >= 0, cmd, "--eval-every must be >= 0 (0: start and end), got ",

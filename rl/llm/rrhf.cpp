@@ -78,12 +78,11 @@ RRHFResult train_rrhf(const RRHFConfig& cfg) {
   RLFT_CHECK(cfg.prompts_per_step > 0, cmd, "--prompts-per-step must be positive, got ",
              cfg.prompts_per_step);
   RLFT_CHECK(cfg.k >= 2, cmd, "--k must be at least 2 (candidates are ranked), got ", cfg.k);
-  RLFT_CHECK(std::isfinite(cfg.temperature) && cfg.temperature > 0, cmd,
-             "--temperature must be a finite number > 0, got ", cfg.temperature);
-  RLFT_CHECK(std::isfinite(cfg.lr) && cfg.lr > 0, cmd, "--lr must be a finite number > 0, got ",
-             cfg.lr);
-  RLFT_CHECK(std::isfinite(cfg.grad_clip) && cfg.grad_clip >= 0, cmd,
-             "--grad-clip must be a finite number >= 0 (0: off), got ", cfg.grad_clip);
+  const double inf = HUGE_VAL;
+  rl::check_number(cmd, "--temperature", cfg.temperature, 0, true, inf, "a finite number > 0");
+  rl::check_number(cmd, "--lr", cfg.lr, 0, true, inf, "a finite number > 0");
+  rl::check_number(cmd, "--grad-clip", cfg.grad_clip, 0, false, inf,
+                   "a finite number >= 0 (0: off)");
   RLFT_CHECK(cfg.log_every > 0, cmd, "--log-every must be positive, got ", cfg.log_every);
   RLFT_CHECK(cfg.eval_every >= 0, cmd, "--eval-every must be >= 0 (0: only at the end), got ",
              cfg.eval_every);

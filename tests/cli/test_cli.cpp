@@ -106,8 +106,10 @@ TEST(Cli, RunNamesAndDirectoriesAreChecked) {
   EXPECT_FALSE(std::filesystem::exists(dir + "/a")) << "a run name with '/' created a directory";
 }
 
-// A fresh run over an earlier one replaces its files only once its own settings have been
-// checked; a directory where a run file goes is named, not an internal error.
+// End to end: a command that fails on its settings leaves the earlier run of its name byte for
+// byte (PPO checks every setting before it opens the run directory; the deferral of the
+// first write itself is RunDir.AnEarlierRunsFilesGoOnlyAtTheNewRunsFirstWrite). A directory
+// where a run file goes is named, not an internal error.
 TEST(Cli, AFailedRunLeavesTheEarlierRunOfItsNameAsItWas) {
   const auto dir = scratch_dir("keep").string();
   const std::string base =
