@@ -16,6 +16,7 @@
 #include <cstdlib>
 #include <functional>
 #include <map>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -161,6 +162,29 @@ class Args {
     }
     os << "  --help" << std::string(width > 6 ? width - 6 + 2 : 2, ' ') << "show this text\n";
     std::fputs(os.str().c_str(), stdout);
+  }
+
+  // The value of `--flag X` / `--flag=X` in argv[first..], read before parsing (a preset, which
+  // fills the config before the other options override it), or nullopt when not given. So it
+  // may be given once only: with two, neither "first wins" nor "last wins" would match what
+  // the command line seems to say.
+  static std::optional<std::string> peek_once(int argc, char** argv, int first,
+                                              const std::string& flag) {
+    std::optional<std::string> found;
+    for (int i = first; i < argc; ++i) {
+      const std::string a = argv[i];
+      std::string value;
+      if (a == flag && i + 1 < argc)
+        value = argv[++i];
+      else if (a.rfind(flag + "=", 0) == 0)
+        value = a.substr(flag.size() + 1);
+      else
+        continue;
+      RLFT_CHECK(!found, flag, ": given twice ('", *found, "' and '", value,
+                 "'); give one preset and override its settings with options");
+      found = value;
+    }
+    return found;
   }
 
   static double parse_double(const std::string& flag, const std::string& s) {

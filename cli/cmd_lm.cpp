@@ -58,23 +58,11 @@ bool well_formed_arith(const std::string& p) {
   }
 }
 
-// The value of `--preset NAME` / `--preset=NAME` in argv[first..], or "".
-std::string find_preset(int argc, char** argv, int first) {
-  std::string name;
-  for (int i = first; i < argc; ++i) {
-    const std::string a = argv[i];
-    if (a == "--preset" && i + 1 < argc)
-      name = argv[i + 1];
-    else if (a.rfind("--preset=", 0) == 0)
-      name = a.substr(9);
-  }
-  return name;
-}
-
 int run_train(int argc, char** argv, int first, const std::string& mode) {
   // A preset fills the config before the flags are bound, so it becomes their default and any
   // other flag on the command line overrides it whatever its position.
-  const std::string preset = mode == "sft" ? find_preset(argc, argv, first) : std::string();
+  const std::string preset =
+      mode == "sft" ? Args::peek_once(argc, argv, first, "--preset").value_or("") : std::string();
   llm::SFTConfig c = preset.empty() ? llm::SFTConfig{} : llm::sft_preset(preset);
   c.mode = mode;
   std::string preset_flag = preset;

@@ -1,7 +1,6 @@
 // rlft train ppo|reinforce: classic-control training runs (rl/ppo.h, rl/reinforce.h).
 #include <cstdio>
 #include <cstring>
-#include <optional>
 #include <string>
 
 #include "cli/args.h"
@@ -22,27 +21,6 @@ std::string default_run_name(const std::string& algo, const std::string& env, ui
   for (char& c : name)
     if (c == '/' || static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = '_';
   return name;
-}
-
-// The value of `--flag X` / `--flag=X` in argv[first..], or nullopt when not given. The preset
-// is applied before the other options (which then override it), so it may be given once only:
-// with two, neither "first wins" nor "last wins" would match what the command line seems to say.
-std::optional<std::string> peek(int argc, char** argv, int first, const std::string& flag) {
-  std::optional<std::string> found;
-  for (int i = first; i < argc; ++i) {
-    const std::string a = argv[i];
-    std::string value;
-    if (a == flag && i + 1 < argc)
-      value = argv[++i];
-    else if (a.rfind(flag + "=", 0) == 0)
-      value = a.substr(flag.size() + 1);
-    else
-      continue;
-    RLFT_CHECK(!found, flag, ": given twice ('", *found, "' and '", value,
-               "'); give one preset and override its settings with options");
-    found = value;
-  }
-  return found;
 }
 
 void print_train_usage() {
@@ -110,7 +88,8 @@ int run_train(int argc, char** argv, int first) {
   std::string name, runs_dir = "runs", preset;
   if (algo == "ppo") {
     rl::PPOConfig cfg;
-    if (const auto p = peek(argc, argv, first + 1, "--preset")) rl::apply_preset(preset = *p, cfg);
+    if (const auto p = Args::peek_once(argc, argv, first + 1, "--preset"))
+      rl::apply_preset(preset = *p, cfg);
     Args args("rlft train ppo", "Train PPO (clip or KL-penalty) on a classic-control environment.");
     args.add("--preset", &preset,
              "start from a named preset (cartpole, cartpole-fast, pendulum, lunarlander), given "
@@ -130,7 +109,7 @@ int run_train(int argc, char** argv, int first) {
   }
   if (algo == "reinforce") {
     rl::ReinforceConfig cfg;
-    if (const auto p = peek(argc, argv, first + 1, "--preset"))
+    if (const auto p = Args::peek_once(argc, argv, first + 1, "--preset"))
       rl::apply_reinforce_preset(preset = *p, cfg);
     Args args("rlft train reinforce",
               "Train REINFORCE (Monte-Carlo policy gradient) on a classic-control environment.");

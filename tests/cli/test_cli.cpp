@@ -29,6 +29,8 @@ TEST(Cli, BadInputIsOneLineAndExit2) {
       {"eval --run /nonexistent/run", "no policy at /nonexistent/run/policy.safetensors"},
       {"frobnicate", "unknown command 'frobnicate'"},
       {"train ppo --preset moon", "unknown preset 'moon'"},
+      {"lm sft --preset arith-rl-init --preset=x",
+       "--preset: given twice ('arith-rl-init' and 'x')"},
       // REINFORCE runs on a GPU when one answers; cuda:64 is refused on any machine.
       {"train reinforce --device cuda:64 --quiet",
        gpu ? "--device cuda:64: no such device" : "--device cuda:64: no CUDA device answers ("},
