@@ -229,6 +229,8 @@ void Adam::load_state(const std::vector<std::pair<std::string, Tensor>>& state) 
 
 // ---- clipping and schedules ------------------------------------------------------------
 
+double grad_norm(const std::vector<Tensor>& params) { return clip_grad_norm(params, INFINITY); }
+
 double clip_grad_norm(const std::vector<Tensor>& params, double max_norm) {
   RLFT_CHECK(max_norm > 0, "clip_grad_norm: max_norm must be > 0, got ", max_norm);
   double total = 0;

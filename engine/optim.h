@@ -80,6 +80,9 @@ class AdamW : public Adam {
 // Scales all gradients so their global L2 norm is at most max_norm; returns the norm
 // before clipping (as torch.nn.utils.clip_grad_norm_).
 double clip_grad_norm(const std::vector<Tensor>& params, double max_norm);
+// The global L2 norm of the gradients, leaving them as they are (for logging when clipping is
+// off; a synchronisation on a CUDA device, like clip_grad_norm).
+double grad_norm(const std::vector<Tensor>& params);
 
 // Learning rate at optimizer step `step` (0-based) of `total`.
 struct LRSchedule {

@@ -115,6 +115,12 @@ TEST(Optim, ClipGradNorm) {
   // Below the threshold nothing changes.
   EXPECT_NEAR(optim::clip_grad_norm({a, b}, 10.0), 1.0, 1e-6);
   EXPECT_NEAR(a.grad().item(), 0.6, 1e-6);
+  // grad_norm measures without scaling, however large the norm.
+  set_grad(a, 30);
+  set_grad(b, 40);
+  EXPECT_NEAR(optim::grad_norm({a, b}), 50.0, 1e-12);
+  EXPECT_EQ(a.grad().item(), 30.0);
+  EXPECT_EQ(b.grad().item(), 40.0);
 }
 
 TEST(Optim, Schedules) {
