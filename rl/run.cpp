@@ -144,6 +144,11 @@ Device resolve_device(const std::string& device) {
   return d;
 }
 
+double printable(double x, int decimals) {
+  const double scale = std::pow(10.0, decimals);
+  return std::round(x * scale) == 0 ? 0.0 : x;
+}
+
 void check_number(const std::string& cmd, const char* flag, double v, double lo, bool open_lo,
                   double hi, const char* what) {
   RLFT_CHECK(std::isfinite(v) && (open_lo ? v > lo : v >= lo) && v <= hi, cmd, flag, " must be ",

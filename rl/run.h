@@ -80,6 +80,10 @@ class Stopwatch {
 };
 std::string format_duration(double seconds);
 
+// `x` for a "%.<decimals>f" print: a value that rounds to zero is returned as +0, so a KL of
+// -1e-5 prints "0.00", not "-0.00".
+double printable(double x, int decimals);
+
 // The device a --device value names, checked: "cpu", or "cuda[:N]" when that GPU answers
 // (otherwise one error with the runtime's reason, e.g. "CUDA driver version is insufficient").
 Device resolve_device(const std::string& device);

@@ -2,6 +2,7 @@
 // the same name — nothing until its first write, so a command that fails first keeps it.
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <filesystem>
 #include <string>
 
@@ -154,3 +155,14 @@ TEST(RunDir, RunPathsStayUnderTheRunsDirectory) {
 
 }  // namespace
 }  // namespace rlft::rl
+
+TEST(RunFormat, PrintableHasNoNegativeZero) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.2f", rlft::rl::printable(-0.004, 2));
+  EXPECT_STREQ(buf, "0.00");
+  std::snprintf(buf, sizeof buf, "%.2f", rlft::rl::printable(-0.006, 2));
+  EXPECT_STREQ(buf, "-0.01");
+  std::snprintf(buf, sizeof buf, "%.4f", rlft::rl::printable(-0.00004, 4));
+  EXPECT_STREQ(buf, "0.0000");
+  EXPECT_EQ(rlft::rl::printable(1.5, 0), 1.5);
+}
