@@ -11,14 +11,17 @@
 // --help prints every option with its doc and its default.
 #pragma once
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdint>
 #include <cstdlib>
 #include <functional>
+#include <limits>
 #include <map>
 #include <optional>
 #include <sstream>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "engine/error.h"
@@ -31,41 +34,65 @@ class Args {
   Args(std::string usage, std::string description) : usage_(std::move(usage)), description_(std::move(description)) {}
 
   void add(const std::string& flag, std::string* v, const std::string& doc) {
-    add_option(flag, doc, *v, false, [v](const std::string& s) { *v = s; }, [v] { return json::Value(*v); });
+    add_option(
+        flag, doc, *v, false, [v](const std::string& s) { *v = s; },
+        [v] { return json::Value(*v); },
+        [v](const json::Value& j) {
+          if (!j.is_string()) return false;
+          *v = j.as_string();
+          return true;
+        });
   }
   void add(const std::string& flag, double* v, const std::string& doc) {
-    add_option(flag, doc, fmt(*v), false, [v, flag](const std::string& s) { *v = parse_double(flag, s); },
-               [v] { return json::Value(*v); });
+    add_option(
+        flag, doc, fmt(*v), false, [v, flag](const std::string& s) { *v = parse_double(flag, s); },
+        [v] { return json::Value(*v); }, [v](const json::Value& j) { return take_number(j, v); });
   }
   void add(const std::string& flag, float* v, const std::string& doc) {
-    add_option(flag, doc, fmt(*v), false, [v, flag](const std::string& s) { *v = float(parse_double(flag, s)); },
-               [v] { return json::Value(double(*v)); });
+    add_option(
+        flag, doc, fmt(*v), false,
+        [v, flag](const std::string& s) { *v = float(parse_double(flag, s)); },
+        [v] { return json::Value(double(*v)); },
+        [v](const json::Value& j) { return take_number(j, v); });
   }
   void add(const std::string& flag, int64_t* v, const std::string& doc) {
-    add_option(flag, doc, std::to_string(*v), false, [v, flag](const std::string& s) { *v = parse_int(flag, s); },
-               [v] { return json::Value(*v); });
+    add_option(
+        flag, doc, std::to_string(*v), false,
+        [v, flag](const std::string& s) { *v = parse_int(flag, s); },
+        [v] { return json::Value(*v); }, [v](const json::Value& j) { return take_integer(j, v); });
   }
   void add(const std::string& flag, int* v, const std::string& doc) {
-    add_option(flag, doc, std::to_string(*v), false,
-               [v, flag](const std::string& s) {
-                 const int64_t x = parse_int(flag, s);
-                 RLFT_CHECK(x >= INT32_MIN && x <= INT32_MAX, flag, ": ", s, " is out of range");
-                 *v = int(x);
-               },
-               [v] { return json::Value(int64_t(*v)); });
+    add_option(
+        flag, doc, std::to_string(*v), false,
+        [v, flag](const std::string& s) {
+          const int64_t x = parse_int(flag, s);
+          RLFT_CHECK(x >= INT32_MIN && x <= INT32_MAX, flag, ": ", s, " is out of range");
+          *v = int(x);
+        },
+        [v] { return json::Value(int64_t(*v)); },
+        [v](const json::Value& j) { return take_integer(j, v); });
   }
   void add(const std::string& flag, uint64_t* v, const std::string& doc) {
-    add_option(flag, doc, std::to_string(*v), false,
-               [v, flag](const std::string& s) {
-                 const int64_t x = parse_int(flag, s);
-                 RLFT_CHECK(x >= 0, flag, ": must be >= 0, got ", s);
-                 *v = uint64_t(x);
-               },
-               [v] { return json::Value(int64_t(*v)); });
+    add_option(
+        flag, doc, std::to_string(*v), false,
+        [v, flag](const std::string& s) {
+          const int64_t x = parse_int(flag, s);
+          RLFT_CHECK(x >= 0, flag, ": must be >= 0, got ", s);
+          *v = uint64_t(x);
+        },
+        [v] { return json::Value(int64_t(*v)); },
+        [v](const json::Value& j) { return take_integer(j, v); });
   }
   void add(const std::string& flag, bool* v, const std::string& doc) {
-    add_option(flag, doc, *v ? "true" : "false", true, [v, flag](const std::string& s) { *v = parse_bool(flag, s); },
-               [v] { return json::Value(*v); });
+    add_option(
+        flag, doc, *v ? "true" : "false", true,
+        [v, flag](const std::string& s) { *v = parse_bool(flag, s); },
+        [v] { return json::Value(*v); },
+        [v](const json::Value& j) {
+          if (!j.is_bool()) return false;
+          *v = j.as_bool();
+          return true;
+        });
   }
   // Positional arguments (after the command words), with a name for --help.
   void positional(const std::string& name, std::string* v, const std::string& doc) {
@@ -139,13 +166,32 @@ class Args {
   // Every option's current value, keyed by its name without dashes ("--kl-ctl" → "kl_ctl").
   json::Value to_json() const {
     json::Value obj = json::Value::object();
-    for (const Option& o : options_) {
-      std::string key = o.flag.substr(2);
-      for (char& c : key)
-        if (c == '-') c = '_';
-      obj.set(key, o.get());
-    }
+    for (const Option& o : options_) obj.set(o.key, o.get());
     return obj;
+  }
+
+  // The key under which a run's config.json records `flag`, where it is not the flag's own
+  // name ("--lr" recorded as "learning_rate").
+  void record_as(const std::string& flag, const std::string& key) {
+    auto it = index_.find(flag);
+    RLFT_CHECK(it != index_.end(), "Args: record_as of unknown option ", flag);
+    options_[it->second].key = key;
+  }
+
+  // Each option not written on the command line, and not in `keep`, takes the value recorded
+  // under its key in `recorded` (a run's settings, read from `source`), where there is one; a
+  // value of the wrong type is an error naming the file and the setting. For `--resume`: the
+  // run goes on with its own settings unless the command line says otherwise.
+  void take_unwritten(const json::Value& recorded, const std::string& source,
+                      const std::vector<std::string>& keep) {
+    RLFT_CHECK(recorded.is_object(), source, ": not a run's settings (not a JSON object)");
+    for (Option& o : options_) {
+      if (o.given || std::find(keep.begin(), keep.end(), o.flag) != keep.end()) continue;
+      const json::Value* v = recorded.find(o.key);
+      if (!v) continue;
+      RLFT_CHECK(o.take(*v), source, ": setting '", o.key, "' is ", v->dump(), ", not a value of ",
+                 o.flag, " (", o.default_text.empty() ? "text" : "like " + o.default_text, ")");
+    }
   }
 
   void print_help() const {
@@ -207,6 +253,22 @@ class Args {
     RLFT_CHECK(!s.empty() && errno == 0, flag, ": '", s, "' is not an integer");
     return v;
   }
+  template <typename T>
+  static bool take_number(const json::Value& j, T* v) {
+    if (!j.is_number()) return false;
+    *v = T(j.as_double());
+    return true;
+  }
+  template <typename T>
+  static bool take_integer(const json::Value& j, T* v) {
+    if (!j.is_int()) return false;
+    const int64_t x = j.as_int();
+    if (x < int64_t(std::numeric_limits<T>::min()) ||
+        (std::is_signed_v<T> && x > int64_t(std::numeric_limits<T>::max())))
+      return false;
+    *v = T(x);
+    return true;
+  }
   static bool parse_bool(const std::string& flag, const std::string& s) {
     if (s == "true" || s == "1" || s == "yes") return true;
     if (s == "false" || s == "0" || s == "no") return false;
@@ -215,10 +277,11 @@ class Args {
 
  private:
   struct Option {
-    std::string flag, doc, default_text;
+    std::string flag, key, doc, default_text;
     bool is_bool = false, given = false;
     std::function<void(const std::string&)> set;
     std::function<json::Value()> get;
+    std::function<bool(const json::Value&)> take;  // false: the value's type does not fit
   };
   struct Positional {
     std::string name, doc;
@@ -230,11 +293,16 @@ class Args {
     os << v;
     return os.str();
   }
-  void add_option(const std::string& flag, const std::string& doc, const std::string& def, bool is_bool,
-                  std::function<void(const std::string&)> set, std::function<json::Value()> get) {
+  void add_option(const std::string& flag, const std::string& doc, const std::string& def,
+                  bool is_bool, std::function<void(const std::string&)> set,
+                  std::function<json::Value()> get, std::function<bool(const json::Value&)> take) {
     RLFT_CHECK(flag.rfind("--", 0) == 0 && !index_.count(flag), "Args: bad or duplicate option ", flag);
+    std::string key = flag.substr(2);
+    for (char& c : key)
+      if (c == '-') c = '_';
     index_[flag] = options_.size();
-    options_.push_back({flag, doc, def, is_bool, false, std::move(set), std::move(get)});
+    options_.push_back(
+        {flag, key, doc, def, is_bool, false, std::move(set), std::move(get), std::move(take)});
   }
   std::string usage_, description_;
   std::vector<Option> options_;

@@ -14,6 +14,7 @@
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "rl/llm/group_rl.h"
+#include "rl/run.h"
 
 namespace rlft::cli {
 
@@ -66,10 +67,13 @@ void add_options(Args& a, llm::GroupRLConfig& c) {
   a.add("--seed", &c.seed, "seed of prompt order, sampling and minibatch shuffles");
   a.add("--checkpoint-every", &c.checkpoint_every,
         "training checkpoint (with optimizer state) every N steps (0: only at the end)");
-  a.add("--resume", &c.resume, "continue the run from its checkpoint (same settings)");
+  a.add("--resume", &c.resume,
+        "continue the run from its checkpoint with the settings it recorded (options written here "
+        "must match them, except --steps)");
   a.add("--stop-after", &c.stop_after, "stop after N steps of this invocation (0: run to --steps)");
   a.add("--quiet", &c.quiet, "no progress lines");
   a.add("--device", &c.device, "cpu, or cuda[:N]: policy, reference and updates on the GPU");
+  a.record_as("--group", "group_size");  // config.json's name of the setting
 }
 
 Args make_args(const std::string& algo) {
@@ -104,15 +108,23 @@ int run_group_rl(const std::string& algo, int argc, char** argv, int first) {
   Args a = make_args(algo);
   add_options(a, c);
   if (!a.parse(argc, argv, first)) return 0;
+  if (c.resume && (!c.name.empty() || !c.init.empty())) {
+    if (c.name.empty()) c.name = llm::default_group_rl_run_name(c);
+    take_recorded_settings(a, rl::run_path(c.out_dir, c.name));
+  }
   RLFT_CHECK(!c.init.empty(), "rlft lm ", algo, ": --init <SFT run> is required");
   const llm::GroupRLResult r = llm::train_group_rl(c);
-  std::printf("done: %lld steps in %.1f s; reward %.4f -> %.4f (sampled, train prompts)",
-              (long long)r.steps, r.seconds, r.reward_mean.empty() ? 0.0 : r.reward_mean.front(),
-              r.reward_mean.empty() ? 0.0 : r.reward_mean.back());
-  if (r.eval_accuracy_start >= 0 && r.eval_accuracy_end >= 0)
+  const int64_t ran = r.steps - r.start_step;
+  std::printf("done: %lld step%s in %.1f s", (long long)ran, ran == 1 ? "" : "s", r.seconds);
+  if (r.start_step > 0) std::printf(" (resumed: the run is at step %lld)", (long long)r.steps);
+  if (!r.reward_mean.empty())
+    std::printf("; reward %.4f -> %.4f (sampled, train prompts, steps 1-%lld)",
+                r.reward_mean.front(), r.reward_mean.back(), (long long)r.steps);
+  if (r.eval_accuracy_start >= 0 && r.eval_accuracy_end >= 0) {
     std::printf("; greedy validation accuracy %.4f -> %.4f", r.eval_accuracy_start,
                 r.eval_accuracy_end);
-  else if (r.eval_accuracy_start >= 0)
+    if (r.eval_step < r.steps) std::printf(" (at step %lld)", (long long)r.eval_step);
+  } else if (r.eval_accuracy_start >= 0)
     std::printf(
         "; greedy validation accuracy %.4f at the start, not evaluated since (--stop-after)",
         r.eval_accuracy_start);

@@ -109,16 +109,24 @@ int run_train(int argc, char** argv, int first, const std::string& mode) {
   a.add("--name", &c.name, "run name (default <task>-<mode>-<model>)");
   a.add("--seed", &c.seed, "seed of initialisation, batches and dropout");
   a.add("--device", &c.device, "cpu, or cuda[:N]: model, batches and update on the GPU");
-  a.add("--resume", &c.resume, "continue the run from its checkpoint");
+  a.add("--resume", &c.resume,
+        "continue the run from its checkpoint with the settings it recorded (options written here "
+        "must match them, except --steps and --stop-at-exact-match)");
   a.add("--stop-after", &c.stop_after, "stop after N steps of this invocation (0: run to --steps)");
   a.add("--stop-at-exact-match", &c.stop_at_exact_match,
         "stop at the first validation whose greedy exact match reaches this (0: off)");
   a.add("--quiet", &c.quiet, "no progress lines");
   if (!a.parse(argc, argv, first)) return 0;
+  if (c.resume) {
+    if (c.name.empty()) c.name = llm::default_sft_run_name(c);
+    take_recorded_settings(a, rl::run_path(c.out_dir, c.name));
+  }
   const llm::SFTResult r = llm::train_sft(c);
   if (!r.validated) return print_done_without("validation", r.step, r.run_dir);
-  std::printf("done: %lld steps in %.1f s; validation loss %.4f, token accuracy %.4f",
-              (long long)r.step, r.seconds, r.val_loss, r.val_accuracy);
+  const int64_t ran = r.step - r.start_step;
+  std::printf("done: %lld step%s in %.1f s", (long long)ran, ran == 1 ? "" : "s", r.seconds);
+  if (r.start_step > 0) std::printf(" (resumed: the run is at step %lld)", (long long)r.step);
+  std::printf("; validation loss %.4f, token accuracy %.4f", r.val_loss, r.val_accuracy);
   for (const auto& [k, v] : r.val_metrics) std::printf(", %s %.4f", k.c_str(), v);
   std::printf("\nrun: %s\n", r.run_dir.c_str());
   return 0;

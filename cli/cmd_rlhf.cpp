@@ -147,18 +147,21 @@ int run_dpo(int argc, char** argv, int first) {
   a.add("--max-steps", &c.max_steps, "stop after N steps (0: all epochs)");
   a.add("--checkpoint-every", &c.checkpoint_every,
         "checkpoint (weights, Adam state, step) every N steps");
-  a.add("--resume", &c.resume, "continue the run from its checkpoint");
+  a.add("--resume", &c.resume,
+        "continue the run from its checkpoint with the settings it recorded (options written here "
+        "must match them, except --epochs and --max-steps)");
   a.add("--stop-after", &c.stop_after, "stop after N steps of this invocation (0: run to the end)");
   add_run_options(a, c);
   if (!a.parse(argc, argv, first)) return 0;
+  if (c.resume) take_recorded_settings(a, rl::run_path(c.out_dir, c.name));
   const llm::DPOResult r = llm::train_dpo(c);
   if (!r.finished) return print_done_without("final evaluation", r.step, r.run_dir);
   std::printf(
       "done: ground truth %.3f -> %.3f, KL to reference %.2f -> %.2f, held-out preference accuracy "
       "%.3f\n"
       "run: %s\n",
-      r.before.ground_truth, r.after.ground_truth, r.before.kl, r.after.kl, r.heldout_accuracy,
-      r.run_dir.c_str());
+      r.before.ground_truth, r.after.ground_truth, rl::printable(r.before.kl, 2),
+      rl::printable(r.after.kl, 2), r.heldout_accuracy, r.run_dir.c_str());
   return 0;
 }
 
@@ -183,8 +186,8 @@ int run_rrhf(int argc, char** argv, int first) {
   if (!a.parse(argc, argv, first)) return 0;
   const llm::RRHFResult r = llm::train_rrhf(c);
   std::printf("done: ground truth %.3f -> %.3f, KL to the SFT model %.2f -> %.2f\nrun: %s\n",
-              r.before.ground_truth, r.after.ground_truth, r.before.kl, r.after.kl,
-              r.run_dir.c_str());
+              r.before.ground_truth, r.after.ground_truth, rl::printable(r.before.kl, 2),
+              rl::printable(r.after.kl, 2), r.run_dir.c_str());
   return 0;
 }
 
@@ -220,8 +223,8 @@ int run_ppo(int argc, char** argv, int first) {
   if (!a.parse(argc, argv, first)) return 0;
   const llm::PPORLHFResult r = llm::train_ppo_rlhf(c);
   std::printf("done: ground truth %.3f -> %.3f, KL to reference %.2f -> %.2f\nrun: %s\n",
-              r.before.ground_truth, r.after.ground_truth, r.before.kl, r.after.kl,
-              r.run_dir.c_str());
+              r.before.ground_truth, r.after.ground_truth, rl::printable(r.before.kl, 2),
+              rl::printable(r.after.kl, 2), r.run_dir.c_str());
   return 0;
 }
 

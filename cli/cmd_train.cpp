@@ -68,12 +68,14 @@ void add_ppo_flags(Args& a, rl::PPOConfig& c) {
   a.add("--norm-reward", &c.norm_reward, "scale rewards by the running std of the return");
   a.add("--checkpoint-every", &c.checkpoint_every,
         "write checkpoint.safetensors every N updates (0 = only at the end)");
-  a.add(
-      "--resume", &c.resume,
-      "continue the run named by --name from its checkpoint, with the settings it was started with "
-      "(only --total-steps, --device, --checkpoint-every, --log-every and --quiet may differ)");
+  a.add("--resume", &c.resume,
+        "continue the run named by --name from its checkpoint with the settings it recorded; "
+        "options written here must match them, except --total-steps, --device, "
+        "--checkpoint-every, --log-every and --quiet");
   a.add("--log-every", &c.log_every, "print a progress line every N updates (N >= 1)");
   a.add("--quiet", &c.quiet, "no progress lines");
+  a.record_as("--env", "env_id");  // config.json's names of these two settings
+  a.record_as("--lr", "learning_rate");
 }
 
 }  // namespace
@@ -99,7 +101,9 @@ int run_train(int argc, char** argv, int first) {
     args.add("--runs-dir", &runs_dir, "parent directory of runs");
     if (!args.parse(argc, argv, first + 1)) return 0;
     if (name.empty()) name = default_run_name("ppo", cfg.env_id, cfg.seed);
-    const rl::PPOResult r = rl::train_ppo(cfg, rl::run_path(runs_dir, name));
+    const std::string run_dir = rl::run_path(runs_dir, name);
+    if (cfg.resume) take_recorded_settings(args, run_dir);
+    const rl::PPOResult r = rl::train_ppo(cfg, run_dir);
     std::printf("run written to %s/%s", runs_dir.c_str(), name.c_str());
     if (r.steps_to_threshold >= 0)
       std::printf(" (solved: last-20 return reached the threshold at step %lld)",

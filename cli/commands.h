@@ -14,6 +14,16 @@ struct GroupRLConfig;
 
 namespace rlft::cli {
 
+class Args;
+
+// `--resume` (without --preset): each option not written on the command line takes the value
+// recorded in <run_dir>/config.json, except this invocation's own (--name, --runs-dir/--out-dir,
+// --device, --quiet, --stop-after), so `--name X --resume` goes on with X's settings; the
+// options written are compared with the record by the library (RunDir::check_resumable). With
+// a --preset the command line states the whole run (the preset and the options beside it) and
+// is compared as a whole. A run without config.json is left to the library's error.
+void take_recorded_settings(Args& a, const std::string& run_dir);  // cli/resume.cpp
+
 // The closing line of a training command whose invocation ran no final `what` (e.g.
 // "validation"): --stop-after stopped it first, or the resumed run had already finished. No
 // numbers are made up for it; they are in the run's metrics.jsonl. Returns the exit status 0.

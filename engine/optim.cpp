@@ -172,8 +172,11 @@ void Adam::step() {
       // Updated after the loop, all parameters of a device and dtype in one fused launch.
       RLFT_CHECK(p.is_contiguous(), "optimizer: parameter of shape ", p.shape(), " is not contiguous");
       device_grads.push_back(gc);
+      // Index and shape for the kernel's divergence report (read back at the next
+      // synchronisation, kernels/cuda_ops.h).
       on_device[{p.device().index, int(p.dtype())}].push_back(
-          {p.raw_data(), gc.raw_data(), exp_avg_[i].raw_data(), exp_avg_sq_[i].raw_data(), p.numel()});
+          {p.raw_data(), gc.raw_data(), exp_avg_[i].raw_data(), exp_avg_sq_[i].raw_data(),
+           p.numel(), int64_t(i), p.shape().data(), p.shape().size()});
       continue;
     }
     for_each_float(p, [&](auto tag) {
@@ -205,8 +208,11 @@ void Adam::step() {
   }
   if (!on_device.empty()) {
     // The loop above, element for element, in the parameter's type (kernels/cuda/optim.cu).
-    const kernels::cuda_ops::AdamArgs args{beta1_, beta2_, 1 - lr_ * weight_decay_, weight_decay_,
-                                           step_size, sqrt_bc2, eps_, decoupled_};
+    // A step that leaves a weight non-finite is found by the kernel and thrown, with the CPU's
+    // message, at the next synchronisation (the next host read of a device result).
+    const kernels::cuda_ops::AdamArgs args{beta1_,        beta2_,     1 - lr_ * weight_decay_,
+                                           weight_decay_, step_size,  sqrt_bc2,
+                                           eps_,          decoupled_, steps_};
     for (const auto& [key, tensors] : on_device)
       kernels::cuda_ops::adam_step(kernels::cuda_ops::Type(key.second), tensors.data(), int(tensors.size()), args,
                                    key.first);

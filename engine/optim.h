@@ -57,9 +57,10 @@ class Adam : public Optimizer {
   // decoupled = true gives AdamW.
   Adam(std::vector<Tensor> params, double lr = 1e-3, double beta1 = 0.9, double beta2 = 0.999, double eps = 1e-8,
        double weight_decay = 0, bool decoupled = false);
-  // A CPU parameter that the step leaves NaN or ±inf is an rlft::Error naming it and the step
-  // ("training diverged"); on a CUDA device the fused kernel does not check (the first op that
-  // meets the NaN reports it, e.g. softmax_logprob's "no finite logit").
+  // A parameter that the step leaves NaN or ±inf is an rlft::Error naming it, its shape and the
+  // step ("training diverged"): on the CPU thrown by step(); on a CUDA device found by the fused
+  // kernel and thrown at the next synchronisation (the next host read of any device result,
+  // e.g. the next loss's item()), with no synchronisation added to the step.
   void step() override;
   std::vector<std::pair<std::string, Tensor>> state() const override;
   void load_state(const std::vector<std::pair<std::string, Tensor>>& state) override;

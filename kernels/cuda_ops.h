@@ -204,7 +204,8 @@ void layer_norm_backward(Type type, int64_t N, int64_t C, const void* x, const v
 // read of a device result (item, to_vector, .to(cpu)) reports a bad index of any earlier op
 // on that device — like PyTorch's device-side asserts, the error surfaces at a later call,
 // but the process stays usable. A correct program pays one compare per element and one load
-// from pinned memory per device-to-host copy.
+// from pinned memory per device-to-host copy. check_index_faults also reports a diverged
+// Adam step (check_adam_faults, below).
 enum class IndexOp : uint8_t { embedding, index_select, gather, cross_entropy, one_hot };
 void check_index_faults(int device);
 // Class indices (a loss's targets, one_hot's input), checked the same way: the first one
@@ -260,6 +261,7 @@ void attention_backward(Type type, const AttentionShape& d, const uint8_t* key_m
 struct AdamArgs {
   double beta1, beta2, decay, l2, step_size, sqrt_bc2, eps;
   bool decoupled;
+  int64_t step = 0;  // the optimiser's step count (1 on the first step), for the report below
 };
 // One parameter with its gradient and moment buffers (n elements each, of one type).
 struct AdamTensor {
@@ -268,11 +270,25 @@ struct AdamTensor {
   void* m;
   void* v;
   int64_t n;
+  // For the report below: the parameter's index in the optimiser's list, and its shape (host
+  // memory, copied during the call; null: the report gives the element count).
+  int64_t index = 0;
+  const int64_t* shape = nullptr;
+  int ndim = 0;
 };
 // Every tensor of `tensors` (all of `type`) in as few launches as possible: up to
 // kAdamTensorsPerLaunch tensors per launch, their pointers passed in the kernel's arguments.
+// A step that leaves an element of a parameter NaN or ±inf is reported like a bad index
+// (above), without a synchronisation per step: the kernel tests each updated weight in its
+// registers, the first parameter found non-finite on the device (its index, the step) goes to
+// a host-mapped slot, and check_adam_faults(device) — called by check_index_faults, so at the
+// next synchronisation — throws the CPU's error ("Adam: step 3 made parameter 1 (shape [4,5])
+// non-finite: training diverged (…)", then where it was found) and clears the slot. With
+// several parameters non-finite at once, the one reported is the first found (the CPU stops
+// at the lowest index).
 constexpr int kAdamTensorsPerLaunch = 24;
 void adam_step(Type type, const AdamTensor* tensors, int count, const AdamArgs& args, int device);
+void check_adam_faults(int device);
 // SGD in double per element as on the CPU; v may be null (no momentum).
 void sgd_step(Type type, int64_t n, void* w, const void* g, void* v, double lr, double momentum,
               double dampening, double weight_decay, bool nesterov, bool first, int device);

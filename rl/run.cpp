@@ -118,7 +118,8 @@ void RunDir::check_resumable(const json::Value& now, const std::vector<std::stri
     const json::Value* old = before.find(k);
     RLFT_CHECK(old && *old == v, "--resume: setting '", k, "' is ", v.dump(), " but the run at ",
                dir_, " was started with ", old ? old->dump() : std::string("(none)"),
-               " (a resume repeats the run's options, --preset included: see its config.json)");
+               " (an option left out takes the run's recorded value; with a --preset the command "
+               "line states the whole run: see its config.json)");
   }
 }
 

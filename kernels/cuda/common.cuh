@@ -9,6 +9,7 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <mutex>
 #include <utility>
 
 #include "engine/error.h"
@@ -277,6 +278,48 @@ inline unsigned blocks_for(int64_t n) {
   const int64_t kMax = int64_t(1) << 19;
   return unsigned(b < 1 ? 1 : (b < kMax ? b : kMax));
 }
+
+// One `Slot` per device in host-mapped pinned memory, for errors that kernels find and the host
+// reports at its next synchronisation (index.cu's out-of-range indices, optim.cu's diverged
+// Adam steps): a kernel writes its device's slot with plain stores, then a `ready` word after
+// __threadfence_system(); once the host has waited for the device it reads the slot with
+// loads from pinned memory — no API call, no copy. Allocated zeroed on the first get() (for
+// every device at once: cudaHostAllocPortable), kept for the process's life, so the pointer
+// baked into a launch (or a captured graph) stays valid. `Slot` must be trivially copyable.
+template <typename Slot>
+class MappedFaultSlots {
+ public:
+  static constexpr int kMaxDevices = 64;
+  // The slot of `device`, allocating on first use; null for device >= kMaxDevices (faults there
+  // go unreported).
+  Slot* get(int device) {
+    if (device < 0 || device >= kMaxDevices) return nullptr;
+    Slot* s = slots_.load(std::memory_order_acquire);
+    if (s == nullptr) {
+      std::lock_guard<std::mutex> lock(mutex_);
+      s = slots_.load(std::memory_order_relaxed);
+      if (s == nullptr) {
+        void* p = nullptr;
+        RLFT_CUDA_CHECK(cudaHostAlloc(&p, sizeof(Slot) * kMaxDevices,
+                                      cudaHostAllocMapped | cudaHostAllocPortable));
+        s = static_cast<Slot*>(p);
+        for (int d = 0; d < kMaxDevices; ++d) s[d] = Slot{};
+        slots_.store(s, std::memory_order_release);
+      }
+    }
+    return s + device;
+  }
+  // The slot of `device` if the slots exist (null before any get(): nothing can have been
+  // recorded), for the host's poll; never allocates.
+  Slot* peek(int device) const {
+    Slot* s = slots_.load(std::memory_order_acquire);
+    return s == nullptr || device < 0 || device >= kMaxDevices ? nullptr : s + device;
+  }
+
+ private:
+  std::atomic<Slot*> slots_{nullptr};
+  std::mutex mutex_;
+};
 
 // Makes `device` current for the calling thread (cheap when it already is).
 inline void set_device(int device) { RLFT_CUDA_CHECK(cudaSetDevice(device)); }

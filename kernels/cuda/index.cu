@@ -22,9 +22,6 @@
 // Reference: engine/ops_index.cpp and ops_nn.cpp (embedding) CPU branches.
 #include <cuda_runtime.h>
 
-#include <atomic>
-#include <mutex>
-
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/dispatch.cuh"
 #include "kernels/cuda/geometry.cuh"
@@ -37,8 +34,6 @@ namespace {
 using cuda_detail::blocks_for;
 using cuda_detail::kThreads;
 
-constexpr int kMaxDevices = 64;
-
 // One slot per device in host-mapped pinned memory.
 struct IndexFault {
   int ready;  // 1 once the fields below are written (and visible: __threadfence_system first)
@@ -50,30 +45,12 @@ struct IndexFault {
 // claims the slot; the host clears it after reporting.
 __device__ int g_fault_claimed = 0;
 
-std::atomic<IndexFault*> g_faults{nullptr};
-std::mutex g_faults_mutex;
+// The slots (kernels/cuda/common.cuh), allocated on the first index kernel.
+cuda_detail::MappedFaultSlots<IndexFault> g_faults;
 
-// The mapped slots, allocated on first use (portable: valid in every device's context; with
-// unified addressing the host pointer is also the device pointer).
-IndexFault* fault_slots() {
-  IndexFault* f = g_faults.load(std::memory_order_acquire);
-  if (f) return f;
-  std::lock_guard<std::mutex> lock(g_faults_mutex);
-  f = g_faults.load(std::memory_order_relaxed);
-  if (!f) {
-    void* p = nullptr;
-    RLFT_CUDA_CHECK(cudaHostAlloc(&p, sizeof(IndexFault) * kMaxDevices,
-                                  cudaHostAllocMapped | cudaHostAllocPortable));
-    f = static_cast<IndexFault*>(p);
-    for (int d = 0; d < kMaxDevices; ++d) f[d] = IndexFault{0, 0, 0, 0, 0};
-    g_faults.store(f, std::memory_order_release);
-  }
-  return f;
-}
-
-// The slot kernels on `device` write to (null for device ≥ kMaxDevices: faults there are
-// still skipped, not reported).
-IndexFault* fault_slot(int device) { return device < kMaxDevices ? fault_slots() + device : nullptr; }
+// The slot kernels on `device` write to (null for device >= 64: faults there are still
+// skipped, not reported).
+IndexFault* fault_slot(int device) { return g_faults.get(device); }
 
 // Called by a thread whose index is out of range: the first one on this device reports.
 __device__ __noinline__ void record_fault(IndexFault* slot, IndexOp op, int64_t index, int64_t bound,
@@ -187,11 +164,10 @@ __global__ void check_targets_kernel(const int64_t* t, int64_t n, int64_t n_clas
 
 }  // namespace
 
-void check_index_faults(int device) {
-  IndexFault* all = g_faults.load(std::memory_order_acquire);
-  if (all == nullptr || device < 0 || device >= kMaxDevices) return;  // no index kernel ran yet
-  volatile IndexFault* slot = all + device;
-  if (slot->ready == 0) return;
+namespace {
+void check_index_slot(int device) {
+  volatile IndexFault* slot = g_faults.peek(device);
+  if (slot == nullptr || slot->ready == 0) return;  // null: no index kernel ran yet
   const IndexFault f{1, slot->op, slot->index, slot->bound, slot->position};
   // Clear before throwing, so the next fault is reported too.
   slot->ready = 0;
@@ -200,6 +176,15 @@ void check_index_faults(int device) {
   RLFT_CUDA_CHECK(cudaMemcpyToSymbol(g_fault_claimed, &zero, sizeof zero));
   throw Error(str(op_name(f.op), ": index ", f.index, " out of range [0, ", f.bound, ") at position ",
                   f.position, " (found on cuda:", device, ", reported at the next synchronisation)"));
+}
+}  // namespace
+
+// Every fault the kernels record for the next synchronisation (the name predates the second
+// kind): an out-of-range index first, then a fused Adam step that left a parameter
+// non-finite (optim.cu). One error per call; another pending fault is thrown by the next.
+void check_index_faults(int device) {
+  check_index_slot(device);
+  check_adam_faults(device);
 }
 
 void index_select(Type type, int64_t outer, int64_t n_src, int64_t inner, const void* src,

@@ -152,21 +152,20 @@ static void check_config(const DPOConfig& cfg) {
   const char* cmd = "rlft lm dpo: ";
   RLFT_CHECK(!cfg.prefs.empty(), cmd, "--prefs is required");
   RLFT_CHECK(!cfg.init.empty(), cmd, "--init (an SFT run) is required");
-  RLFT_CHECK(std::isfinite(cfg.beta) && cfg.beta > 0, cmd, "--beta must be a positive number, got ",
-             cfg.beta);
+  const double inf = HUGE_VAL;
+  rl::check_number(cmd, "--beta", cfg.beta, 0, true, inf, "a positive number");
   const DPOLossType type = parse_dpo_loss(cfg.loss);
-  RLFT_CHECK(cfg.label_smoothing >= 0 && cfg.label_smoothing < 0.5, cmd,
-             "--label-smoothing must be in [0, 0.5), got ", cfg.label_smoothing);
+  // Half-open ranges [0, x): the largest double below x is the closed upper end.
+  rl::check_number(cmd, "--label-smoothing", cfg.label_smoothing, 0, false,
+                   std::nextafter(0.5, 0.0), "in [0, 0.5)");
   RLFT_CHECK(cfg.label_smoothing == 0 || type == DPOLossType::cdpo, cmd,
              "--label-smoothing applies to --loss cdpo only (the loss is ", cfg.loss, ")");
   RLFT_CHECK(cfg.epochs > 0, cmd, "--epochs must be > 0, got ", cfg.epochs);
   RLFT_CHECK(cfg.batch > 0, cmd, "--batch must be > 0, got ", cfg.batch);
-  RLFT_CHECK(std::isfinite(cfg.lr) && cfg.lr > 0, cmd, "--lr must be a positive number, got ",
-             cfg.lr);
-  RLFT_CHECK(std::isfinite(cfg.grad_clip) && cfg.grad_clip >= 0, cmd,
-             "--grad-clip must be a number >= 0 (0: off), got ", cfg.grad_clip);
-  RLFT_CHECK(cfg.eval_fraction >= 0 && cfg.eval_fraction < 1, cmd,
-             "--eval-fraction must be in [0, 1), got ", cfg.eval_fraction);
+  rl::check_number(cmd, "--lr", cfg.lr, 0, true, inf, "a positive number");
+  rl::check_number(cmd, "--grad-clip", cfg.grad_clip, 0, false, inf, "a number >= 0 (0: off)");
+  rl::check_number(cmd, "--eval-fraction", cfg.eval_fraction, 0, false, std::nextafter(1.0, 0.0),
+                   "in [0, 1)");
   RLFT_CHECK(cfg.log_every > 0, cmd, "--log-every must be > 0, got ", cfg.log_every);
   RLFT_CHECK(cfg.eval_every >= 0, cmd,
              "--eval-every must be >= 0 (0: only at the start and end), got ", cfg.eval_every);
@@ -244,6 +243,7 @@ DPOResult train_dpo(const DPOConfig& cfg) {
       }
     }
   }
+  res.start_step = res.step = start;
   run.write_config(config_json);
   rl::Stopwatch clock;
   // π_ref's log-probs, once (ALGORITHMS.md §5). Kept aligned with `train` by shuffling indices.
@@ -315,29 +315,31 @@ DPOResult train_dpo(const DPOConfig& cfg) {
         batch.push_back(train[order[i]]);
         rc.push_back(ref_c[order[i]]), rr.push_back(ref_r[order[i]]);
       }
+      // This step's role, known before it runs: the grad norm is measured on logged steps only.
+      const int64_t next = step + 1;
+      done = cfg.max_steps > 0 && next >= cfg.max_steps;
+      const bool last = done || (epoch + 1 == cfg.epochs && e == order.size());
+      const bool stopping = next == stop_at && !last;  // --stop-after, before the end
+      const bool do_eval = last || (cfg.eval_every > 0 && next % cfg.eval_every == 0);
+      const bool do_log = next % cfg.log_every == 0 || do_eval;
       const auto [pc, pr] = pair_log_probs(policy, tok, batch, 0, batch.size());
       const DPOLoss l =
           dpo_loss(pc, pr, slice(rc, 0, rc.size(), dt, dev), slice(rr, 0, rr.size(), dt, dev),
                    cfg.beta, type, cfg.label_smoothing);
       opt.zero_grad();
       l.loss.backward();
-      const double gn =
-          cfg.grad_clip > 0 ? optim::clip_grad_norm(policy.parameters(), cfg.grad_clip) : 0;
+      // The global gradient norm before clipping, of the logged steps: clip_grad_norm returns it;
+      // without clipping it is measured on those steps only (a host synchronisation on a GPU).
+      double gn = 0;
+      if (cfg.grad_clip > 0)
+        gn = optim::clip_grad_norm(policy.parameters(), cfg.grad_clip);
+      else if (do_log)
+        gn = optim::grad_norm(policy.parameters());
       opt.step();
       ++step;
       res.losses.push_back(l.loss.item());
       window.add(l, pc.detach(), pr.detach());
-      if (step == stop_at && !(cfg.max_steps > 0 && step >= cfg.max_steps) &&
-          !(epoch + 1 == cfg.epochs && e == order.size())) {
-        save(step);  // --stop-after: checkpoint and leave, to be resumed
-        if (!cfg.quiet) std::printf("stopped after step %lld (--stop-after)\n", (long long)step);
-        res.step = step;
-        return res;
-      }
-      done = cfg.max_steps > 0 && step >= cfg.max_steps;
-      const bool last = done || (epoch + 1 == cfg.epochs && e == order.size());
-      const bool do_eval = last || (cfg.eval_every > 0 && step % cfg.eval_every == 0);
-      if (step % cfg.log_every == 0 || do_eval) {
+      if (do_log) {
         json::Value m = json::Value::object();
         m.set("step", step);
         m.set("epoch", epoch);
@@ -359,6 +361,12 @@ DPOResult train_dpo(const DPOConfig& cfg) {
               window.accuracy / double(window.n), window.chosen_logp / double(window.n),
               window.rejected_logp / double(window.n), clock.seconds());
         window = PairStats{};
+      }
+      if (stopping) {
+        save(step);  // --stop-after: checkpoint and leave, to be resumed
+        if (!cfg.quiet) std::printf("stopped after step %lld (--stop-after)\n", (long long)step);
+        res.step = step;
+        return res;
       }
       if (step % cfg.checkpoint_every == 0 && !last) save(step);
     }

@@ -14,17 +14,20 @@
 // Logged (metrics.jsonl, every log_every steps and at each evaluation):
 //   loss; chosen_reward = β·(log π_θ(y_w) − log π_ref(y_w)), rejected_reward likewise (means);
 //   margin = chosen_reward − rejected_reward; accuracy = fraction with margin > 0;
-//   chosen_logp, rejected_logp (means of log π_θ; both falling is expected);
+//   chosen_logp, rejected_logp (means of log π_θ; both falling is expected); grad_norm (the
+//   global gradient norm of the logged step, before clipping, also when clipping is off);
+//   step, epoch, elapsed_seconds (this invocation's wall time);
 // and every eval_every steps: the same on held-out pairs (heldout_*), and, on policy samples
 // for the task's validation prompts, kl = mean Σ_t (log π_θ − log π_ref) at the sampled tokens
 // and ground_truth = mean p(positive | x + y) (the DPO paper's frontier axes).
 // Defaults: β 0.1, 2 epochs, batch 16 pairs, Adam lr 1e-4 (constant), grad clip 1.
 //
 // Resume: checkpoint.safetensors holds the policy, the Adam state and the step (written every
-// checkpoint_every steps, at --stop-after and at the end). --resume loads it, drops metrics rows
-// logged after it, replays the seeded shuffles of the epochs before it (they draw from the run's
-// generator only) and skips the batches already done, so a stopped-and-resumed run takes the
-// same optimizer steps as a straight one (tests/rl/test_rlhf.cpp checks the weights match).
+// checkpoint_every steps, at --stop-after — after that step's metrics row, when it has one — and
+// at the end). --resume loads it, drops metrics rows logged after it, replays the seeded shuffles
+// of the epochs before it (they draw from the run's generator only) and skips the batches already
+// done, so a stopped-and-resumed run takes the same optimizer steps as a straight one
+// (tests/rl/test_rlhf.cpp checks the weights match).
 #pragma once
 
 #include <cstdint>
@@ -78,11 +81,15 @@ struct DPOConfig {
 };
 json::Value to_json(const DPOConfig& c);
 
+// What one invocation did: a resumed run (--resume) starts at start_step and runs
+// step − start_step steps (losses.size()); `before` is the run's step-0 evaluation (read back
+// from metrics.jsonl when resumed), `after` and heldout_accuracy the final one.
 struct DPOResult {
   std::string run_dir;
   std::vector<double> losses;   // per step of this invocation
   PolicyEval before, after;     // policy samples on validation prompts
   double heldout_accuracy = 0;  // at the end
+  int64_t start_step = 0;       // the step this invocation started at (0, or the checkpoint's)
   int64_t step = 0;             // where the run stands after this invocation
   bool finished = false;        // the final evaluation ran (false: --stop-after, or nothing left)
 };

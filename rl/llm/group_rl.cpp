@@ -31,6 +31,12 @@ namespace rlft::llm {
 
 // ---- config ----------------------------------------------------------------------------------
 
+std::string default_group_rl_run_name(const GroupRLConfig& c) {
+  std::string base = c.init;
+  while (base.size() > 1 && base.back() == '/') base.pop_back();
+  return c.algo + "-" + std::filesystem::path(base).stem().string();
+}
+
 json::Value to_json(const GroupRLConfig& c) {
   json::Value v = json::Value::object();
   v.set("algo", c.algo);
@@ -355,9 +361,13 @@ void check_group_rl_config(const GroupRLConfig& c) {
   const std::string cmd = "rlft lm " + c.algo + ": ";
   group_rl_defaults(c.algo);  // an unknown algorithm: the list of known ones
   RLFT_CHECK(!c.init.empty(), cmd, "--init <SFT run> is required");
-  auto finite = [&](const char* flag, double x) {
-    RLFT_CHECK(std::isfinite(x), cmd, flag, " must be a finite number, got ", x);
-  };
+  const double inf = HUGE_VAL;
+  // rl::check_number with this command's prefix: `v` finite and in [lo, hi] (lo excluded when
+  // open_lo), else "<cmd><flag> must be <what>, got <v>".
+  auto number = [&](const char* flag, double v, double lo, bool open_lo, double hi,
+                    const char* what) { rl::check_number(cmd, flag, v, lo, open_lo, hi, what); };
+  // [0, 1): the largest double below 1 is the closed upper end.
+  const double below_one = std::nextafter(1.0, 0.0);
   RLFT_CHECK(c.train_prompts >= 0, cmd, "--train-prompts must be >= 0 (0: all), got ",
              c.train_prompts);
   RLFT_CHECK(c.prompts > 0, cmd, "--prompts must be positive, got ", c.prompts);
@@ -366,26 +376,21 @@ void check_group_rl_config(const GroupRLConfig& c) {
              c.group_size);
   RLFT_CHECK(c.max_new_tokens >= 0, cmd, "--max-new-tokens must be >= 0 (0: from the task), got ",
              c.max_new_tokens);
-  finite("--temperature", c.temperature);
-  RLFT_CHECK(c.temperature > 0, cmd, "--temperature must be positive, got ", c.temperature);
-  finite("--reward-correct", c.reward_correct);
-  finite("--reward-wrong", c.reward_wrong);
-  finite("--format-reward", c.format_reward);
-  finite("--epsilon", c.epsilon);
-  RLFT_CHECK(c.epsilon >= 0 && c.epsilon <= 1, cmd,
-             "--epsilon must be in [0, 1] (the ratio's lower clip 1 - eps), got ", c.epsilon);
-  finite("--epsilon-high", c.epsilon_high);
-  RLFT_CHECK(c.epsilon_high >= 0, cmd, "--epsilon-high must be >= 0, got ", c.epsilon_high);
-  finite("--dual-clip", c.dual_clip);
-  RLFT_CHECK(c.dual_clip == 0 || c.dual_clip > 1, cmd,
+  number("--temperature", c.temperature, 0, true, inf, "a finite number > 0");
+  number("--reward-correct", c.reward_correct, -inf, false, inf, "a finite number");
+  number("--reward-wrong", c.reward_wrong, -inf, false, inf, "a finite number");
+  number("--format-reward", c.format_reward, -inf, false, inf, "a finite number");
+  number("--epsilon", c.epsilon, 0, false, 1, "in [0, 1] (the ratio's lower clip 1 - eps)");
+  number("--epsilon-high", c.epsilon_high, 0, false, inf, "a finite number >= 0");
+  // Not a range: 0 (off) or c > 1 (ppo.cpp's --dual-clip check).
+  RLFT_CHECK(c.dual_clip == 0 || (std::isfinite(c.dual_clip) && c.dual_clip > 1), cmd,
              "--dual-clip must be 0 (off) or a constant c > 1, got ", c.dual_clip);
   const kernels::RatioLevel level = parse_ratio_level(c.ratio_level);
   parse_aggregation(c.aggregation);
   parse_kl(c.kl);
   RLFT_CHECK(!(c.algo == "dcpo" && level == kernels::RatioLevel::sequence),
              "dcpo: per-token bounds need --ratio-level token or sequence_token");
-  finite("--beta", c.beta);
-  RLFT_CHECK(c.beta >= 0, cmd, "--beta must be >= 0, got ", c.beta);
+  number("--beta", c.beta, 0, false, inf, "a finite number >= 0");
   RLFT_CHECK(c.max_extra_rounds >= 0, cmd, "--max-extra-rounds must be >= 0, got ",
              c.max_extra_rounds);
   RLFT_CHECK(c.overlong_max >= 0, cmd, "--overlong-max must be >= 0 (0: --max-new-tokens), got ",
@@ -394,9 +399,8 @@ void check_group_rl_config(const GroupRLConfig& c) {
              c.overlong_cache);
   RLFT_CHECK(c.overlong_max == 0 || c.overlong_cache <= c.overlong_max, cmd, "--overlong-cache ",
              c.overlong_cache, " exceeds --overlong-max ", c.overlong_max);
-  finite("--dcpo-r-max", c.dcpo_r_max);
-  RLFT_CHECK(c.dcpo_r_max > 1, cmd,
-             "--dcpo-r-max must be > 1 (it caps the ratio bounds around 1), got ", c.dcpo_r_max);
+  number("--dcpo-r-max", c.dcpo_r_max, 1, true, inf,
+         "a finite number > 1 (it caps the ratio bounds around 1)");
   RLFT_CHECK(c.steps > 0, cmd, "--steps must be positive, got ", c.steps);
   const int64_t batch = product(c.prompts, c.group_size);
   RLFT_CHECK(batch <= kMaxResponsesPerStep, cmd, "--prompts x --group = ", c.prompts, " x ",
@@ -407,17 +411,13 @@ void check_group_rl_config(const GroupRLConfig& c) {
   RLFT_CHECK(c.grad_accum > 0 && product(c.grad_accum, c.minibatches) <= batch, cmd,
              "--grad-accum must be in [1, prompts x group / minibatches = ", batch / c.minibatches,
              "], got ", c.grad_accum);
-  finite("--lr", c.lr);
-  RLFT_CHECK(c.lr > 0, cmd, "--lr must be positive, got ", c.lr);
+  number("--lr", c.lr, 0, true, inf, "a finite number > 0");
   optim::LRSchedule::parse(c.lr_schedule);  // throws on an unknown name
-  RLFT_CHECK(c.min_lr_ratio >= 0 && c.min_lr_ratio <= 1, cmd,
-             "--min-lr-ratio must be in [0, 1], got ", c.min_lr_ratio);
-  finite("--weight-decay", c.weight_decay);
-  RLFT_CHECK(c.weight_decay >= 0, cmd, "--weight-decay must be >= 0, got ", c.weight_decay);
-  RLFT_CHECK(c.beta1 >= 0 && c.beta1 < 1, cmd, "--beta1 must be in [0, 1), got ", c.beta1);
-  RLFT_CHECK(c.beta2 >= 0 && c.beta2 < 1, cmd, "--beta2 must be in [0, 1), got ", c.beta2);
-  finite("--grad-clip", c.grad_clip);
-  RLFT_CHECK(c.grad_clip >= 0, cmd, "--grad-clip must be >= 0 (0: off), got ", c.grad_clip);
+  number("--min-lr-ratio", c.min_lr_ratio, 0, false, 1, "in [0, 1]");
+  number("--weight-decay", c.weight_decay, 0, false, inf, "a finite number >= 0");
+  number("--beta1", c.beta1, 0, false, below_one, "in [0, 1)");
+  number("--beta2", c.beta2, 0, false, below_one, "in [0, 1)");
+  number("--grad-clip", c.grad_clip, 0, false, inf, "a finite number >= 0 (0: off)");
   RLFT_CHECK(c.eval_every >= 0, cmd, "--eval-every must be >= 0 (0: only at the end), got ",
              c.eval_every);
   RLFT_CHECK(c.eval_prompts >= 0, cmd, "--eval-prompts must be >= 0 (0: none), got ",
@@ -488,11 +488,7 @@ GroupRLResult train_group_rl(const GroupRLConfig& cfg_in) {
   const Device dev = rl::resolve_device(cfg.device);
   const LoadedModel init = load_policy(cfg.init, dev);
   if (!init.run_config.is_null()) cfg.task = sft_config_from_json(init.run_config).task;
-  if (cfg.name.empty()) {
-    std::string base = cfg.init;
-    while (base.size() > 1 && base.back() == '/') base.pop_back();
-    cfg.name = cfg.algo + "-" + std::filesystem::path(base).stem().string();
-  }
+  if (cfg.name.empty()) cfg.name = default_group_rl_run_name(cfg);
   const std::unique_ptr<Task> task = make_task(cfg.task);
   RLFT_CHECK(task->has_verifier(), "--init ", cfg.init, ": a run of task ", task->name(),
              ", which has no verifier: group RL needs a verifiable reward (an arith SFT run)");
@@ -593,6 +589,7 @@ GroupRLResult train_group_rl(const GroupRLConfig& cfg_in) {
 
   GroupRLResult result;
   result.run_dir = run.dir();
+  result.start_step = result.steps = start;
   const rl::Stopwatch clock;
   // Every random stream is realigned to a Philox block at the start of each step (sync), so the
   // whole state of the loop between steps is these counters, and a resumed run draws exactly
@@ -683,13 +680,13 @@ GroupRLResult train_group_rl(const GroupRLConfig& cfg_in) {
       }
       if (line.contains("eval_accuracy")) {
         result.eval_accuracy_end = line.at("eval_accuracy").as_double();
+        result.eval_step = s;
         eval_curve.x.push_back(x), eval_curve.y.push_back(result.eval_accuracy_end);
       }
       result.reward_mean.push_back(line.at("reward_mean").as_double());
       result.accuracy.push_back(line.at("accuracy").as_double());
       elapsed_before = line.get_or("elapsed_seconds", elapsed_before);
     }
-    result.steps = start;
     if (!cfg.quiet) std::printf("resumed at step %lld from %s\n", (long long)start, ckpt.c_str());
   }
   // A training checkpoint: weights, AdamW state, and the loop's counters (sync'ed streams).
@@ -899,7 +896,12 @@ GroupRLResult train_group_rl(const GroupRLConfig& cfg_in) {
               s_count += 1;
             }
           }
-          grad_norm = cfg.grad_clip > 0 ? optim::clip_grad_norm(opt.params(), cfg.grad_clip) : 0.0;
+          // The logged grad_norm is the last optimizer step's, before clipping. Without clipping
+          // it is computed for that step only: on a CUDA device the norm is a synchronisation.
+          if (cfg.grad_clip > 0)
+            grad_norm = optim::clip_grad_norm(opt.params(), cfg.grad_clip);
+          else if (epoch + 1 == cfg.epochs && hi == B)  // the last part of the last epoch
+            grad_norm = optim::grad_norm(opt.params());
           opt.step();
           ++updates;
           loss_mean += step_loss;
@@ -919,7 +921,7 @@ GroupRLResult train_group_rl(const GroupRLConfig& cfg_in) {
     m.set("seq_ratio_mean", s_count ? s_sum / s_count : 1.0);
     m.set("seq_ratio_min", s_count ? s_min : 1.0);
     m.set("seq_ratio_max", s_count ? s_max : 1.0);
-    m.set("grad_norm", grad_norm);
+    if (updates > 0) m.set("grad_norm", grad_norm);  // no update (no group kept): no gradient
     m.set("lr", opt.lr());
     m.set("updates", updates);
     const double now = clock.seconds();
@@ -952,6 +954,7 @@ GroupRLResult train_group_rl(const GroupRLConfig& cfg_in) {
       eval_curve.x.push_back(double(done));
       eval_curve.y.push_back(acc);
       result.eval_accuracy_end = acc;
+      result.eval_step = done;
       if (!cfg.quiet) std::printf("  eval accuracy (greedy, validation) %.4f\n", acc);
     }
     run.log(m);

@@ -39,7 +39,9 @@
 //   statistics over the steps), dcpo_clipped (fraction of tokens outside DCPO's bounds, DCPO
 //   only), kl_ref (Σ_t k1(old_logp − ref_logp) per sequence, mean), kl_ref_k3 (token mean of k3),
 //   approx_kl_k3 (old vs new, mean over steps), seq_ratio_mean/min/max (s_i = exp(mean_t
-//   log-ratio) over every sequence of every minibatch step: GSPO's ratio), grad_norm,
+//   log-ratio) over every sequence of every minibatch step: GSPO's ratio), grad_norm (global
+//   gradient norm of the step's last optimizer step, before clipping, also when clipping is
+//   off; absent when the step made no update: dynamic sampling kept no group),
 //   extra_rounds and groups_dropped (dynamic sampling), groups (groups trained on),
 //   generated_samples and generated_tokens (cumulative over the run: every response sampled,
 //   dynamic sampling's extra rounds included; tokens with EOS — the generation budget),
@@ -143,6 +145,8 @@ json::Value to_json(const GroupRLConfig& c);
 void check_group_rl_config(const GroupRLConfig& c);
 // A config with `algo`'s defaults (the objective file's `<algo>_defaults`); unknown algo: error.
 GroupRLConfig group_rl_defaults(const std::string& algo);
+// The run name when --name is not given: "<algo>-<the --init run's name>" (e.g. "grpo-arith-sft").
+std::string default_group_rl_run_name(const GroupRLConfig& config);
 const std::vector<std::string>& group_rl_algorithms();
 
 // ---- the objective interface -----------------------------------------------------------------
@@ -206,13 +210,21 @@ std::pair<Tensor, Tensor> log_probs_and_entropy(models::GPT& model, const Tensor
                                                 const Tensor& attention_mask);
 
 // ---- the loop ----------------------------------------------------------------------------------
+// A resumed run (--resume) starts at start_step: this invocation ran steps − start_step update
+// steps in `seconds`. The curves and evaluations cover the whole run (a resumed run's earlier
+// ones are read back from metrics.jsonl).
 struct GroupRLResult {
   std::string run_dir;
-  int64_t steps = 0;
-  std::vector<double> reward_mean;  // per step
+  int64_t start_step = 0;           // the step this invocation started at (0, or the checkpoint's)
+  int64_t steps = 0;                // update steps done in total (the run's step at the end)
+  std::vector<double> reward_mean;  // per step of the whole run, steps 1..steps
   std::vector<double> accuracy;     // per step (sampled responses on the training prompts)
-  double eval_accuracy_start = -1, eval_accuracy_end = -1;  // greedy, validation prompts
-  double seconds = 0;
+  // Greedy accuracy on the validation prompts (-1: not evaluated): before any update, and at the
+  // run's latest evaluation, made after step eval_step (< steps when --stop-after stopped the
+  // run between two evaluations).
+  double eval_accuracy_start = -1, eval_accuracy_end = -1;
+  int64_t eval_step = 0;
+  double seconds = 0;  // wall time of this invocation
 };
 GroupRLResult train_group_rl(const GroupRLConfig& cfg);
 

@@ -264,7 +264,7 @@ PPORLHFResult train_ppo_rlhf(const PPORLHFConfig& cfg) {
   if (!cfg.quiet)
     std::printf(
         "ppo-rlhf: before training, validation samples: ground truth %.3f  KL %.2f  length %.1f\n",
-        res.before.ground_truth, res.before.kl, res.before.response_length);
+        res.before.ground_truth, rl::printable(res.before.kl, 2), res.before.response_length);
   size_t next = 0;
   std::vector<double> xs;
   for (int64_t step = 1; step <= cfg.steps; ++step) {
@@ -337,11 +337,16 @@ PPORLHFResult train_ppo_rlhf(const PPORLHFConfig& cfg) {
     actor.train();
     critic.train();
     double a_loss = 0, c_loss = 0, entropy = 0, clip_low = 0, clip_high = 0, approx_kl = 0;
+    // Global gradient norms before clipping of the update's last minibatch step (the logged
+    // ones): clip_grad_norm returns them; without clipping they are measured on that step
+    // only (a host synchronisation on a GPU).
+    double actor_grad_norm = 0, critic_grad_norm = 0;
     int64_t n_mb = 0;
     const int64_t mb = B / cfg.minibatches;
     for (int64_t epoch = 0; epoch < cfg.ppo_epochs; ++epoch) {
       for (int64_t k = 0; k < cfg.minibatches; ++k) {
         const int64_t s = k * mb;
+        const bool last = epoch + 1 == cfg.ppo_epochs && k + 1 == cfg.minibatches;
         const Tensor tk = rows(tokens, s, mb), am = rows(attention_mask, s, mb),
                      m = rows(action_mask, s, mb);
         auto [lp, ent] = actor_log_probs(actor, tk, am, cfg.temperature);
@@ -352,14 +357,20 @@ PPORLHFResult train_ppo_rlhf(const PPORLHFConfig& cfg) {
             ratio_clip(lp, rows(old_log_probs, s, mb), rows(advantages, s, mb), m, o);
         actor_opt.zero_grad();
         rc.loss.backward();
-        if (cfg.grad_clip > 0) optim::clip_grad_norm(actor.parameters(), cfg.grad_clip);
+        if (cfg.grad_clip > 0)
+          actor_grad_norm = optim::clip_grad_norm(actor.parameters(), cfg.grad_clip);
+        else if (last)
+          actor_grad_norm = optim::grad_norm(actor.parameters());
         actor_opt.step();
         const Tensor values = aligned_values(critic, tk, am);
         const Tensor vl = critic_loss(values, rows(old_values, s, mb), rows(returns, s, mb), m,
                                       cfg.cliprange_value);
         critic_opt.zero_grad();
         vl.backward();
-        if (cfg.grad_clip > 0) optim::clip_grad_norm(critic.parameters(), cfg.grad_clip);
+        if (cfg.grad_clip > 0)
+          critic_grad_norm = optim::clip_grad_norm(critic.parameters(), cfg.grad_clip);
+        else if (last)
+          critic_grad_norm = optim::grad_norm(critic.parameters());
         critic_opt.step();
         {
           NoGradGuard ng;
@@ -393,6 +404,8 @@ PPORLHFResult train_ppo_rlhf(const PPORLHFConfig& cfg) {
     mj.set("approx_kl", approx_kl / double(n_mb));
     mj.set("actor_loss", a_loss / double(n_mb));
     mj.set("critic_loss", c_loss / double(n_mb));
+    mj.set("actor_grad_norm", actor_grad_norm);
+    mj.set("critic_grad_norm", critic_grad_norm);
     mj.set("explained_variance", explained_variance);
     mj.set("response_length", length);
     mj.set("time_generation", time_generation);
@@ -413,9 +426,10 @@ PPORLHFResult train_ppo_rlhf(const PPORLHFConfig& cfg) {
           "step %4lld  rm %+.3f  truth %.3f  kl %6.2f  ent %.3f  clip %.3f  vloss %.4f  ev %+.2f  "
           "len %5.1f  "
           "gen/exp/train %.1f/%.1f/%.1fs\n",
-          (long long)step, rm_mean, gt, kl, entropy / double(n_mb),
-          (clip_low + clip_high) / double(n_mb), c_loss / double(n_mb), explained_variance, length,
-          time_generation, time_experience, time_training);
+          (long long)step, rl::printable(rm_mean, 3), gt, rl::printable(kl, 2),
+          entropy / double(n_mb), (clip_low + clip_high) / double(n_mb), c_loss / double(n_mb),
+          rl::printable(explained_variance, 2), length, time_generation, time_experience,
+          time_training);
   }
   plot::write_line_plot(run.path("reward.svg"), "PPO-RLHF rollouts", "update", "mean",
                         {{"rm score", xs, res.rm_scores}, {"ground truth", xs, res.ground_truths}});
@@ -428,7 +442,7 @@ PPORLHFResult train_ppo_rlhf(const PPORLHFConfig& cfg) {
   if (!cfg.quiet)
     std::printf(
         "ppo-rlhf: after training, validation samples: ground truth %.3f  KL %.2f  length %.1f\n",
-        res.after.ground_truth, res.after.kl, res.after.response_length);
+        res.after.ground_truth, rl::printable(res.after.kl, 2), res.after.response_length);
   return res;
 }
 

@@ -29,9 +29,10 @@
 //
 // Logged per update (metrics.jsonl): rm_score, ground_truth (mean p(positive) of the rollout),
 // kl (mean over sequences of Σ_t m·(old_logp − ref_logp)), kl_ctl, entropy (token mean),
-// clip_frac_low/high, approx_kl, actor_loss, critic_loss, explained_variance
-// (1 − Var(R − V_old)/Var(R) over response tokens), response_length, and time_generation,
-// time_experience, time_training in seconds.
+// clip_frac_low/high, approx_kl, actor_loss, critic_loss, actor_grad_norm and critic_grad_norm
+// (the global gradient norms of the update's last minibatch step, before clipping),
+// explained_variance (1 − Var(R − V_old)/Var(R) over response tokens), response_length, and
+// time_generation, time_experience, time_training in seconds.
 #pragma once
 
 #include <cstdint>

@@ -112,20 +112,17 @@ static void check_config(const RewardModelConfig& cfg) {
   RLFT_CHECK(!cfg.init.empty(), cmd, "--init (an SFT run) is required");
   RLFT_CHECK(cfg.epochs > 0, cmd, "--epochs must be > 0, got ", cfg.epochs);
   RLFT_CHECK(cfg.batch > 0, cmd, "--batch must be > 0, got ", cfg.batch);
-  RLFT_CHECK(std::isfinite(cfg.lr) && cfg.lr > 0, cmd, "--lr must be a positive number, got ",
-             cfg.lr);
+  const double inf = HUGE_VAL;
+  rl::check_number(cmd, "--lr", cfg.lr, 0, true, inf, "a positive number");
   optim::LRSchedule::parse(cfg.lr_schedule);
-  RLFT_CHECK(cfg.min_lr_ratio >= 0 && cfg.min_lr_ratio <= 1, cmd,
-             "--min-lr-ratio must be in [0, 1], got ", cfg.min_lr_ratio);
-  RLFT_CHECK(std::isfinite(cfg.weight_decay) && cfg.weight_decay >= 0, cmd,
-             "--weight-decay must be a number >= 0, got ", cfg.weight_decay);
-  RLFT_CHECK(std::isfinite(cfg.grad_clip) && cfg.grad_clip >= 0, cmd,
-             "--grad-clip must be a number >= 0 (0: off), got ", cfg.grad_clip);
-  RLFT_CHECK(std::isfinite(cfg.margin), cmd, "--margin must be a finite number, got ", cfg.margin);
-  RLFT_CHECK(std::isfinite(cfg.center_coef) && cfg.center_coef >= 0, cmd,
-             "--center-coef must be a number >= 0 (0: off), got ", cfg.center_coef);
-  RLFT_CHECK(cfg.eval_fraction >= 0 && cfg.eval_fraction < 1, cmd,
-             "--eval-fraction must be in [0, 1), got ", cfg.eval_fraction);
+  rl::check_number(cmd, "--min-lr-ratio", cfg.min_lr_ratio, 0, false, 1, "in [0, 1]");
+  rl::check_number(cmd, "--weight-decay", cfg.weight_decay, 0, false, inf, "a number >= 0");
+  rl::check_number(cmd, "--grad-clip", cfg.grad_clip, 0, false, inf, "a number >= 0 (0: off)");
+  rl::check_number(cmd, "--margin", cfg.margin, -inf, false, inf, "a finite number");
+  rl::check_number(cmd, "--center-coef", cfg.center_coef, 0, false, inf, "a number >= 0 (0: off)");
+  // [0, 1): the largest double below 1 is the closed upper end.
+  rl::check_number(cmd, "--eval-fraction", cfg.eval_fraction, 0, false, std::nextafter(1.0, 0.0),
+                   "in [0, 1)");
   // --out-dir and --name, checked before any loading; the run is not its own input.
   rl::check_not_the_run(rl::run_path(cfg.out_dir, cfg.name), {{"--init", cfg.init}});
   rl::resolve_device(cfg.device);
@@ -174,7 +171,7 @@ RewardModelResult train_reward_model(const RewardModelConfig& cfg) {
   rm.train();
   for (int64_t epoch = 1; epoch <= cfg.epochs; ++epoch) {
     for (size_t i = train.size(); i > 1; --i) std::swap(train[i - 1], train[gen.below(i)]);
-    double ep_loss = 0, ep_train_acc = 0;
+    double ep_loss = 0, ep_train_acc = 0, grad_norm = 0;
     int64_t ep_steps = 0;
     for (size_t s = 0; s < train.size(); s += size_t(cfg.batch)) {
       const size_t e = std::min(train.size(), s + size_t(cfg.batch));
@@ -191,7 +188,13 @@ RewardModelResult train_reward_model(const RewardModelConfig& cfg) {
       opt.set_lr(schedule.at(step));
       opt.zero_grad();
       loss.backward();
-      if (cfg.grad_clip > 0) optim::clip_grad_norm(rm.parameters(), cfg.grad_clip);
+      // The epoch's last step is the one logged: its global gradient norm before clipping
+      // (clip_grad_norm returns it; without clipping it is measured there only, as it is a
+      // host synchronisation on a GPU).
+      if (cfg.grad_clip > 0)
+        grad_norm = optim::clip_grad_norm(rm.parameters(), cfg.grad_clip);
+      else if (e == train.size())
+        grad_norm = optim::grad_norm(rm.parameters());
       opt.step();
       ++step;
       const std::vector<double> a = rw.to_vector(), b = rl_.to_vector();
@@ -207,6 +210,7 @@ RewardModelResult train_reward_model(const RewardModelConfig& cfg) {
     m.set("step", step);
     m.set("loss", ep_loss / double(ep_steps));
     m.set("train_accuracy", ep_train_acc / double(train.size()));
+    m.set("grad_norm", grad_norm);
     m.set("heldout_accuracy", ev.accuracy);
     m.set("heldout_loss", ev.loss);
     if (ev.has_correlation) {
@@ -222,8 +226,8 @@ RewardModelResult train_reward_model(const RewardModelConfig& cfg) {
           "%.3f)  corr %.3f  "
           "%.0fs\n",
           (long long)epoch, (long long)step, ep_loss / double(ep_steps),
-          ep_train_acc / double(train.size()), ev.accuracy, ev.truth_accuracy, ev.correlation,
-          clock.seconds());
+          ep_train_acc / double(train.size()), ev.accuracy, ev.truth_accuracy,
+          rl::printable(ev.correlation, 3), clock.seconds());
   }
   plot::write_line_plot(
       run.path("accuracy.svg"), "reward model", "epoch", "held-out",

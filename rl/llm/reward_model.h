@@ -6,7 +6,8 @@
 // non-pad token (the EOS) of BOS prompt response EOS. margin 0 and η 0.01 by default: the
 // centring term keeps the scores near 0 (ALGORITHMS.md §3), which suits PPO's reward clip at ±5.
 //
-// Logged per epoch (metrics.jsonl): loss, train_accuracy, held-out pair accuracy
+// Logged per epoch (metrics.jsonl): loss, train_accuracy, grad_norm (the global gradient norm of
+// the epoch's last step, before clipping), held-out pair accuracy
 // (heldout_accuracy: fraction of held-out pairs with r_w > r_l), heldout_loss, and, when the
 // pairs carry ground-truth scores, the Pearson correlation of r with logit p(positive) over the
 // held-out responses (heldout_correlation) and the accuracy against the ground-truth order instead

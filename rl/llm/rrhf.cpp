@@ -112,6 +112,22 @@ RRHFResult train_rrhf(const RRHFConfig& cfg) {
   for (size_t i = train_prompts.size(); i > 1; --i)
     std::swap(train_prompts[i - 1], train_prompts[gen.below(i)]);
 
+  // The context's room for the candidates, checked before the run's first write.
+  models::SamplingConfig sc;
+  sc.temperature = cfg.temperature;
+  sc.max_new_tokens = policy.config().block_size;
+  sc = clamp_to_context(sc, policy, tok, train_prompts);
+  // The responses are scored and trained on as text, re-tokenized as BOS prompt response EOS
+  // (make_sequence_batch): a response cut at the context gets its EOS then, so it may use one
+  // token less than the room generation alone would have.
+  RLFT_CHECK(sc.max_new_tokens >= 2,
+             "rlft lm rrhf: the prompts leave no room for a response and its EOS in the "
+             "model's context of ",
+             policy.config().block_size);
+  --sc.max_new_tokens;
+  // The evaluations' validation prompts must leave room too.
+  (void)clamp_to_context(models::SamplingConfig{}, policy, tok, eval_prompts);
+
   const rl::RunDir run(rl::run_path(cfg.out_dir, cfg.name), true);
   json::Value config_json = to_json(cfg);
   config_json.set("git_revision", rl::git_revision());
@@ -125,18 +141,6 @@ RRHFResult train_rrhf(const RRHFConfig& cfg) {
   };
   res.before = evaluate();
   optim::Adam opt(policy.parameters(), cfg.lr);
-  models::SamplingConfig sc;
-  sc.temperature = cfg.temperature;
-  sc.max_new_tokens = policy.config().block_size;
-  sc = clamp_to_context(sc, policy, tok, train_prompts);
-  // The responses are scored and trained on as text, re-tokenized as BOS prompt response EOS
-  // (make_sequence_batch): a response cut at the context gets its EOS then, so it may use one
-  // token less than the room generation alone would have.
-  RLFT_CHECK(sc.max_new_tokens >= 2,
-             "rlft lm rrhf: the prompts leave no room for a response and its EOS in the "
-             "model's context of ",
-             policy.config().block_size);
-  --sc.max_new_tokens;
   size_t next = 0;
   double w_loss = 0, w_rank = 0, w_ft = 0, w_score = 0, w_gt = 0;
   int64_t w_n = 0;
@@ -173,7 +177,15 @@ RRHFResult train_rrhf(const RRHFConfig& cfg) {
     total = mul(total, 1.0 / double(cfg.prompts_per_step));
     opt.zero_grad();
     total.backward();
-    if (cfg.grad_clip > 0) optim::clip_grad_norm(policy.parameters(), cfg.grad_clip);
+    const bool do_eval = step == cfg.steps || (cfg.eval_every > 0 && step % cfg.eval_every == 0);
+    const bool do_log = step % cfg.log_every == 0 || do_eval;
+    // The global gradient norm before clipping, of the logged steps: clip_grad_norm returns it;
+    // without clipping it is measured on those steps only (a host synchronisation on a GPU).
+    double grad_norm = 0;
+    if (cfg.grad_clip > 0)
+      grad_norm = optim::clip_grad_norm(policy.parameters(), cfg.grad_clip);
+    else if (do_log)
+      grad_norm = optim::grad_norm(policy.parameters());
     opt.step();
     res.losses.push_back(total.item());
     w_loss += total.item();
@@ -182,8 +194,7 @@ RRHFResult train_rrhf(const RRHFConfig& cfg) {
       w_gt += ground_truth_probability(prompts[i], responses[i]);
     }
     ++w_n;
-    const bool do_eval = step == cfg.steps || (cfg.eval_every > 0 && step % cfg.eval_every == 0);
-    if (step % cfg.log_every == 0 || do_eval) {
+    if (do_log) {
       const double nb = double(w_n), ns = double(w_n * cfg.prompts_per_step * cfg.k);
       json::Value m = json::Value::object();
       m.set("step", step);
@@ -192,6 +203,7 @@ RRHFResult train_rrhf(const RRHFConfig& cfg) {
       m.set("ft_loss", w_ft / (nb * double(cfg.prompts_per_step)));
       m.set("score", w_score / ns);
       m.set("sample_ground_truth", w_gt / ns);
+      m.set("grad_norm", grad_norm);
       if (do_eval) {
         const PolicyEval pe = evaluate();
         if (step == cfg.steps) res.after = pe;
@@ -204,7 +216,8 @@ RRHFResult train_rrhf(const RRHFConfig& cfg) {
       run.log(m);
       if (!cfg.quiet)
         std::printf("step %5lld  loss %.4f  score %+.3f  sample ground truth %.3f  %.0fs\n",
-                    (long long)step, w_loss / nb, w_score / ns, w_gt / ns, clock.seconds());
+                    (long long)step, w_loss / nb, rl::printable(w_score / ns, 3), w_gt / ns,
+                    clock.seconds());
       w_loss = w_rank = w_ft = w_score = w_gt = 0;
       w_n = 0;
     }

@@ -10,6 +10,11 @@
 // Candidates here: k responses sampled from the current policy (temperature 1), scored by a
 // reward model run (--reward-model) or by the task's hidden ground truth (--scorer ground_truth).
 // |y| counts the response tokens and the EOS. Defaults: k 4, 8 prompts per step, Adam lr 5e-5.
+//
+// Logged every --log-every steps (metrics.jsonl): loss, rank_loss, ft_loss (means over the steps
+// since the last row), score and sample_ground_truth of the candidates, grad_norm (the global
+// gradient norm of the logged step, before clipping); at evaluations ground_truth, kl and
+// response_length of samples on the validation prompts.
 #pragma once
 
 #include <cstdint>

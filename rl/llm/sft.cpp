@@ -147,41 +147,49 @@ class GroupedAdamW : public optim::Optimizer {
 void check_config(const SFTConfig& c) {
   RLFT_CHECK(c.mode == "pretrain" || c.mode == "sft", "--mode: expected pretrain or sft, got '",
              c.mode, "'");
+  const std::string cmd = "rlft lm " + c.mode + ": ";
   rl::resolve_device(c.device);  // cuda[:N] without that GPU: an error with the runtime's reason
-  auto sentinel = [](const char* flag, int64_t v) {
-    RLFT_CHECK(v >= 0, flag, " must be >= 0 (0: the model's), got ", v);
+  const double inf = HUGE_VAL;
+  // rl::check_number with this command's prefix: `v` finite and in [lo, hi] (lo excluded when
+  // open_lo), else "<cmd><flag> must be <what>, got <v>".
+  auto number = [&](const char* flag, double v, double lo, bool open_lo, double hi,
+                    const char* what) { rl::check_number(cmd, flag, v, lo, open_lo, hi, what); };
+  // [0, 1): the largest double below 1 is the closed upper end.
+  const double below_one = std::nextafter(1.0, 0.0);
+  auto sentinel = [&](const char* flag, int64_t v) {
+    RLFT_CHECK(v >= 0, cmd, flag, " must be >= 0 (0: the model's), got ", v);
+  };
+  auto positive = [&](const char* flag, int64_t v) {
+    RLFT_CHECK(v > 0, cmd, flag, " must be positive, got ", v);
   };
   sentinel("--n-layer", c.n_layer);
   sentinel("--n-head", c.n_head);
   sentinel("--n-embd", c.n_embd);
   sentinel("--block-size", c.block_size);
-  RLFT_CHECK(c.dropout >= 0 && c.dropout < 1, "--dropout must be in [0, 1), got ", c.dropout);
-  RLFT_CHECK(c.steps > 0, "--steps must be positive, got ", c.steps);
-  RLFT_CHECK(c.batch > 0, "--batch must be positive, got ", c.batch);
-  RLFT_CHECK(std::isfinite(c.lr) && c.lr > 0, "--lr must be a positive number, got ", c.lr);
-  RLFT_CHECK(c.min_lr_ratio >= 0 && c.min_lr_ratio <= 1, "--min-lr-ratio must be in [0, 1], got ",
-             c.min_lr_ratio);
-  RLFT_CHECK(c.warmup >= 0, "--warmup must be >= 0, got ", c.warmup);
-  RLFT_CHECK(std::isfinite(c.weight_decay) && c.weight_decay >= 0,
-             "--weight-decay must be a number >= 0, got ", c.weight_decay);
-  RLFT_CHECK(c.beta1 >= 0 && c.beta1 < 1, "--beta1 must be in [0, 1), got ", c.beta1);
-  RLFT_CHECK(c.beta2 >= 0 && c.beta2 < 1, "--beta2 must be in [0, 1), got ", c.beta2);
-  RLFT_CHECK(std::isfinite(c.grad_clip) && c.grad_clip >= 0,
-             "--grad-clip must be a number >= 0 (0: off), got ", c.grad_clip);
-  RLFT_CHECK(c.log_every > 0, "--log-every must be positive, got ", c.log_every);
-  RLFT_CHECK(c.eval_every > 0, "--eval-every must be positive, got ", c.eval_every);
-  RLFT_CHECK(c.checkpoint_every > 0, "--checkpoint-every must be positive, got ",
-             c.checkpoint_every);
-  RLFT_CHECK(c.eval_examples > 0, "--eval-examples must be positive, got ", c.eval_examples);
-  RLFT_CHECK(c.eval_generate >= 0, "--eval-generate must be >= 0, got ", c.eval_generate);
-  RLFT_CHECK(c.stop_after >= 0, "--stop-after must be >= 0, got ", c.stop_after);
-  RLFT_CHECK(c.stop_at_exact_match >= 0 && c.stop_at_exact_match <= 1,
-             "--stop-at-exact-match must be in [0, 1], got ", c.stop_at_exact_match);
-  RLFT_CHECK(c.stop_at_exact_match == 0 || c.task.task == "arith", "--stop-at-exact-match: task '",
-             c.task.task, "' has no exact-match verifier (arith has)");
-  RLFT_CHECK(c.stop_at_exact_match == 0 || c.eval_generate > 0,
+  number("--dropout", c.dropout, 0, false, below_one, "in [0, 1)");
+  positive("--steps", c.steps);
+  positive("--batch", c.batch);
+  number("--lr", c.lr, 0, true, inf, "a positive number");
+  number("--min-lr-ratio", c.min_lr_ratio, 0, false, 1, "in [0, 1]");
+  RLFT_CHECK(c.warmup >= 0, cmd, "--warmup must be >= 0, got ", c.warmup);
+  number("--weight-decay", c.weight_decay, 0, false, inf, "a number >= 0");
+  number("--beta1", c.beta1, 0, false, below_one, "in [0, 1)");
+  number("--beta2", c.beta2, 0, false, below_one, "in [0, 1)");
+  number("--grad-clip", c.grad_clip, 0, false, inf, "a number >= 0 (0: off)");
+  positive("--log-every", c.log_every);
+  positive("--eval-every", c.eval_every);
+  positive("--checkpoint-every", c.checkpoint_every);
+  positive("--eval-examples", c.eval_examples);
+  RLFT_CHECK(c.eval_generate >= 0, cmd, "--eval-generate must be >= 0, got ", c.eval_generate);
+  RLFT_CHECK(c.stop_after >= 0, cmd, "--stop-after must be >= 0, got ", c.stop_after);
+  number("--stop-at-exact-match", c.stop_at_exact_match, 0, false, 1, "in [0, 1]");
+  RLFT_CHECK(c.stop_at_exact_match == 0 || c.task.task == "arith", cmd,
+             "--stop-at-exact-match: task '", c.task.task,
+             "' has no exact-match verifier (arith has)");
+  RLFT_CHECK(c.stop_at_exact_match == 0 || c.eval_generate > 0, cmd,
              "--stop-at-exact-match needs --eval-generate > 0 (the validation prompts it decodes)");
-  RLFT_CHECK(c.name.find('/') == std::string::npos, "--name: '", c.name, "' may not contain '/'");
+  RLFT_CHECK(c.name.find('/') == std::string::npos, cmd, "--name: '", c.name,
+             "' may not contain '/'");
 }
 
 models::GPTConfig model_config(const SFTConfig& c, int64_t vocab_size) {
@@ -246,7 +254,7 @@ void print_settings(const json::Value& cfg, const std::string& run_dir, const mo
 SFTResult train_sft(const SFTConfig& cfg_in) {
   SFTConfig cfg = cfg_in;
   check_config(cfg);
-  if (cfg.name.empty()) cfg.name = cfg.task.task + "-" + cfg.mode + "-" + cfg.model;
+  if (cfg.name.empty()) cfg.name = default_sft_run_name(cfg);
   const std::unique_ptr<Task> task = make_task(cfg.task);
   const models::Tokenizer tok = models::Tokenizer::make(cfg.tokenizer, task->alphabet());
   const models::GPTConfig mc = model_config(cfg, tok.vocab_size());
@@ -330,6 +338,7 @@ SFTResult train_sft(const SFTConfig& cfg_in) {
 
   SFTResult result;
   result.run_dir = run.dir();
+  result.start_step = result.step = start;
   const rl::Stopwatch clock;
   const uint64_t batch_seed = cfg.seed ^ 0x5ee0ba7c4ull, dropout_seed = cfg.seed ^ 0xd50u;
   double interval_loss = 0, interval_tokens = 0, last_grad_norm = 0;
@@ -347,13 +356,24 @@ SFTResult train_sft(const SFTConfig& cfg_in) {
       examples.push_back(&train[size_t(batch_gen.below(train.size()))]);
     const LMBatch batch = make_lm_batch(tok, examples, mc.block_size, cfg.mode == "sft");
 
+    const int64_t done = step + 1;
+    const bool last = done == end;
+    const bool do_eval = done % cfg.eval_every == 0 || last;
+    const bool do_log = done % cfg.log_every == 0 || do_eval;
+
     opt.set_lr(schedule.at(step));
     const Tensor inputs = batch.inputs.to(dev), targets = batch.targets.to(dev);
     const Tensor logits = model.lm_logits(model.forward(inputs));  // [B, T, V]
     const Tensor loss = cross_entropy(logits.reshape({targets.size(0), -1}), targets, kIgnoreIndex);
     opt.zero_grad();
     loss.backward();
-    last_grad_norm = cfg.grad_clip > 0 ? optim::clip_grad_norm(opt.params(), cfg.grad_clip) : 0.0;
+    // The global gradient norm before clipping, of the logged steps (the line prints it):
+    // clip_grad_norm returns it; without clipping it is measured on those steps only (a host
+    // synchronisation on a GPU).
+    if (cfg.grad_clip > 0)
+      last_grad_norm = optim::clip_grad_norm(opt.params(), cfg.grad_clip);
+    else if (do_log)
+      last_grad_norm = optim::grad_norm(opt.params());
     opt.step();
 
     const double loss_value = loss.item();
@@ -361,10 +381,7 @@ SFTResult train_sft(const SFTConfig& cfg_in) {
     interval_loss += loss_value;
     interval_tokens += double(batch.inputs.numel());
     ++interval_steps;
-    const int64_t done = step + 1;
-    const bool last = done == end;
-    const bool do_eval = done % cfg.eval_every == 0 || last;
-    if (done % cfg.log_every == 0 || do_eval) {
+    if (do_log) {
       const double now = clock.seconds();
       const double tok_per_s = interval_tokens / std::max(now - interval_start, 1e-9);
       const double mean_loss = interval_loss / double(interval_steps);
@@ -430,9 +447,12 @@ SFTResult train_sft(const SFTConfig& cfg_in) {
       save_checkpoint(ckpt, model, &opt, checkpoint_metadata(mc, tok, config_json, done));
     result.step = done;
   }
-  if (start == end) result.step = start;
   result.seconds = clock.seconds();
   return result;
+}
+
+std::string default_sft_run_name(const SFTConfig& c) {
+  return c.task.task + "-" + c.mode + "-" + c.model;
 }
 
 const std::vector<std::string>& sft_preset_names() {

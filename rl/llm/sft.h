@@ -16,7 +16,8 @@
 //   step               optimizer steps done
 //   loss               mean training loss over the steps since the previous line
 //   lr                 learning rate of the last step
-//   grad_norm          global gradient norm of the last step, before clipping (0: no clipping)
+//   grad_norm          global gradient norm of the last step, before clipping (also when
+//                      clipping is off)
 //   tokens_per_second  input positions (B·T, padding included) per second of training since
 //                      the previous line (validation time excluded)
 //   elapsed_seconds    wall time since this invocation started
@@ -88,16 +89,19 @@ struct SFTConfig {
 json::Value to_json(const SFTConfig& cfg);
 SFTConfig sft_config_from_json(const json::Value& v);  // missing keys keep their defaults
 
+// What one invocation did. A resumed run (--resume) starts at start_step, so this invocation
+// ran step − start_step steps (losses.size()) in `seconds`; `step` is the whole run's count.
 struct SFTResult {
   std::string run_dir;
-  int64_t step = 0;            // optimizer steps done in total
+  int64_t start_step = 0;      // the step this invocation started at (0, or the checkpoint's)
+  int64_t step = 0;            // optimizer steps done in total (the run's step at the end)
   std::vector<double> losses;  // training loss of each step run by this invocation
   double val_loss = 0;         // last validation
   double val_accuracy = 0;     // next-token accuracy on counted targets
   SampleMetrics val_metrics;   // task sample metrics of the last validation
   bool validated = false;      // a validation ran in this invocation (false: the fields above
                                // are unset: --stop-after before one, or nothing left to run)
-  double seconds = 0;          // wall time of this invocation
+  double seconds = 0;          // wall time of this invocation (its step − start_step steps)
 };
 
 SFTResult train_sft(const SFTConfig& cfg);
@@ -109,6 +113,9 @@ SFTResult train_sft(const SFTConfig& cfg);
 //     RL has room to show a gain. Run name "arith-rl-init".
 // An unknown name is an rlft::Error listing the known ones.
 SFTConfig sft_preset(const std::string& name);
+
+// The run name when --name is not given: "<task>-<mode>-<model>" (e.g. "arith-sft-micro").
+std::string default_sft_run_name(const SFTConfig& config);
 const std::vector<std::string>& sft_preset_names();
 
 }  // namespace rlft::llm

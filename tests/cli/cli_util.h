@@ -5,6 +5,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -12,6 +13,9 @@
 #include <map>
 #include <sstream>
 #include <string>
+#include <vector>
+
+#include "engine/json.h"
 
 namespace rlft::testing::cli {
 
@@ -75,6 +79,16 @@ inline std::map<std::string, std::string> snapshot(const std::filesystem::path& 
   for (const auto& e : std::filesystem::directory_iterator(dir))
     out[e.path().filename().string()] = slurp(e.path());
   return out;
+}
+
+// A run's config.json without the settings named in `drop` (those a resume may change).
+inline json::Value recorded_settings(const std::filesystem::path& run_dir,
+                                     const std::vector<std::string>& drop) {
+  const json::Value all = json::parse(slurp(run_dir / "config.json"));
+  json::Value kept = json::Value::object();
+  for (const auto& [k, v] : all.as_object())
+    if (std::find(drop.begin(), drop.end(), k) == drop.end()) kept.set(k, v);
+  return kept;
 }
 
 }  // namespace rlft::testing::cli

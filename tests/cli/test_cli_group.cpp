@@ -95,7 +95,7 @@ TEST_F(GroupCli, GroupRLSettingsAreCheckedBeforeTheRunIsTouched) {
       {"--dual-clip 0.5", "--dual-clip must be 0 (off) or a constant c > 1, got 0.5"},
       {"--format-reward nan", "--format-reward must be a finite number"},
       {"--temperature inf", "--temperature must be a finite number"},
-      {"--temperature 0", "--temperature must be positive"},
+      {"--temperature 0", "--temperature must be a finite number > 0, got 0"},
       {"--reward-correct nan", "--reward-correct must be a finite number"},
       {"--reward-wrong inf", "--reward-wrong must be a finite number"},
       {"--max-new-tokens -1", "--max-new-tokens must be >= 0"},
@@ -109,18 +109,18 @@ TEST_F(GroupCli, GroupRLSettingsAreCheckedBeforeTheRunIsTouched) {
       {"--epsilon-high nan", "--epsilon-high must be a finite number"},
       {"--beta inf", "--beta must be a finite number"},
       {"--lr nan", "--lr must be a finite number"},
-      {"--weight-decay -1", "--weight-decay must be >= 0"},
+      {"--weight-decay -1", "--weight-decay must be a finite number >= 0, got -1"},
       {"--beta1 1", "--beta1 must be in [0, 1)"},
       {"--beta2 nan", "--beta2 must be in [0, 1)"},
-      {"--grad-clip -1", "--grad-clip must be >= 0"},
+      {"--grad-clip -1", "--grad-clip must be a finite number >= 0 (0: off), got -1"},
       {"--min-lr-ratio nan", "--min-lr-ratio must be in [0, 1]"},
       {"--minibatches 17", "--minibatches must be in [1, prompts x group = 16]"},
       {"--prompts 4611686018427387904 --group 4", "responses per step is more than"},
       {"--train-prompts 3", "--prompts 4 exceeds the 3 train prompts"},
       {"--checkpoint-every -1", "--checkpoint-every must be >= 0"},
       {"--dcpo-r-max nan", "--dcpo-r-max must be a finite number", "dcpo"},
-      {"--dcpo-r-max -1", "--dcpo-r-max must be > 1", "dcpo"},
-      {"--dcpo-r-max 0.5", "--dcpo-r-max must be > 1", "dcpo"},
+      {"--dcpo-r-max -1", "--dcpo-r-max must be a finite number > 1", "dcpo"},
+      {"--dcpo-r-max 0.5", "--dcpo-r-max must be a finite number > 1", "dcpo"},
       {"--ratio-level sequence", "dcpo: per-token bounds need --ratio-level token", "dcpo"},
       {"--kl k2", "--kl: unknown placement 'k2'"},
   };
@@ -135,6 +135,37 @@ TEST_F(GroupCli, GroupRLSettingsAreCheckedBeforeTheRunIsTouched) {
 TEST_F(GroupCli, GroupRLResumeWithBadSettingsLeavesTheRun) {
   fails(grpo("grpo") + " --steps 4 --resume --dual-clip 0.5", "--dual-clip", "grpo");
   fails(grpo("grpo") + " --steps 4 --resume --lr 1e-3", "setting 'lr'", "grpo");
+}
+
+// --name and --resume are enough: the options left out (--init, --group, …) take the run's
+// recorded values, and a run named by its --init alone is found under its default name.
+TEST_F(GroupCli, GroupRLResumeTakesTheRecordedSettings) {
+  make(grpo("grpo-bare", "dr-grpo") + " --steps 1 --epsilon 0.3");
+  const auto settings = recorded_settings(*dir_ + "/grpo-bare", {"resume", "steps"});
+  const int logged = lines(slurp(*dir_ + "/grpo-bare/metrics.jsonl"));
+  const Outcome o =
+      run("lm dr-grpo --quiet --out-dir " + *dir_ + " --name grpo-bare --resume --steps 2");
+  EXPECT_EQ(o.status, 0) << o.err;
+  EXPECT_EQ(o.out.rfind("done: 1 step in ", 0), 0u) << o.out;
+  EXPECT_NE(o.out.find("(resumed: the run is at step 2); reward "), std::string::npos) << o.out;
+  EXPECT_EQ(recorded_settings(*dir_ + "/grpo-bare", {"resume", "steps"}), settings);
+  EXPECT_GT(lines(slurp(*dir_ + "/grpo-bare/metrics.jsonl")), logged);
+  // Written, an option must still match the record.
+  fails("lm dr-grpo --quiet --out-dir " + *dir_ +
+            " --name grpo-bare --resume --steps 3 --epsilon 0.2",
+        "--resume: setting 'epsilon' is 0.2 but the run at " + *dir_ +
+            "/grpo-bare was started with 0.3",
+        "grpo-bare");
+  // Without --name: the default name "<algo>-<init run>".
+  make("lm dr-grpo --init " + *dir_ +
+       "/sft --prompts 4 --group 4 --minibatches 2 --max-new-tokens 6 "
+       "--eval-every 0 --eval-prompts 4 --quiet --out-dir " +
+       *dir_ + " --steps 1");
+  const int logged_by_init = lines(slurp(*dir_ + "/dr-grpo-sft/metrics.jsonl"));
+  const Outcome by_init =
+      run("lm dr-grpo --quiet --init " + *dir_ + "/sft --out-dir " + *dir_ + " --resume --steps 2");
+  EXPECT_EQ(by_init.status, 0) << by_init.err;
+  EXPECT_GT(lines(slurp(*dir_ + "/dr-grpo-sft/metrics.jsonl")), logged_by_init);
 }
 
 // lm ppo: every numeric option, each named (not a deep error from the op it would break), and

@@ -236,7 +236,8 @@ TEST_F(CliLm, InitFromAnotherModelNamesBothConfigs) {
   EXPECT_FALSE(fsys::exists(*dir_ / "sft-micro"));
 }
 
-// --resume continues only with the settings the run was started with (the budget may grow).
+// --resume continues with the settings the run recorded: those left out are taken, those written
+// must match (the budget may grow).
 TEST_F(CliLm, ResumeComparesTheSettings) {
   const Outcome stopped = run(dpo_args("good.jsonl", "dpo-resume", "--stop-after 1"));
   ASSERT_EQ(stopped.status, 0);
@@ -250,6 +251,15 @@ TEST_F(CliLm, ResumeComparesTheSettings) {
                    " was started with 0.1");
   expect_error(dpo_args("good.jsonl", "dpo-resume", "--resume --lr 0.01"), "setting 'lr'");
   EXPECT_EQ(snapshot(*dir_ / "dpo-resume"), before);
+  // --name and --resume are enough: the options left out take the run's recorded values.
+  const auto settings = recorded_settings(*dir_ / "dpo-resume", {"resume"});
+  const Outcome bare = run("lm dpo --quiet --out-dir " + dir_->string() +
+                           " --name dpo-resume --resume --stop-after 1");
+  EXPECT_EQ(bare.status, 0) << bare.err;
+  EXPECT_EQ(bare.out.rfind("done: ", 0), 0u) << bare.out;
+  // A KL that rounds to zero prints as 0.00, never -0.00.
+  EXPECT_EQ(bare.out.find("-0.00"), std::string::npos) << bare.out;
+  EXPECT_EQ(recorded_settings(*dir_ / "dpo-resume", {"resume"}), settings);
   const Outcome longer = run(dpo_args("good.jsonl", "dpo-resume", "--resume --epochs 2"));
   EXPECT_EQ(longer.status, 0) << longer.err;
 
@@ -261,9 +271,15 @@ TEST_F(CliLm, ResumeComparesTheSettings) {
   ASSERT_EQ(run(sft + " --steps 2").status, 0);
   expect_error(sft + " --steps 2 --resume --lr 0.1", "--resume: setting 'lr' is 0.1");
   expect_error(sft + " --steps 2 --resume --batch 8", "--resume: setting 'batch' is 8");
-  const Outcome more = run(sft + " --steps 3 --resume");
+  const auto settings_sft = recorded_settings(*dir_ / "sft-resume", {"resume", "steps"});
+  const Outcome more =
+      run("lm sft --quiet --out-dir " + dir_->string() + " --name sft-resume --resume --steps 3");
   EXPECT_EQ(more.status, 0) << more.err;
   EXPECT_NE(more.out.find("validation loss"), std::string::npos) << more.out;
+  // The invocation's own count and time, and where the run now is.
+  EXPECT_EQ(more.out.rfind("done: 1 step in ", 0), 0u) << more.out;
+  EXPECT_NE(more.out.find("(resumed: the run is at step 3)"), std::string::npos) << more.out;
+  EXPECT_EQ(recorded_settings(*dir_ / "sft-resume", {"resume", "steps"}), settings_sft);
   // Resuming a finished run runs nothing and says so, without a validation loss of 0.
   const Outcome again = run(sft + " --steps 3 --resume");
   EXPECT_EQ(again.status, 0) << again.err;

@@ -105,16 +105,31 @@ TEST(CliTrain, ResumeKeepsTheRunsSettings) {
   EXPECT_EQ(slurp(dir + "/cp/metrics.jsonl"), metrics);
   EXPECT_EQ(slurp(dir + "/cp/checkpoint.safetensors"), ckpt);
 
-  // A Pendulum run resumed without its preset: the environment differs, not a tensor shape.
+  // A Pendulum run resumed as CartPole: the environment differs, not a tensor shape.
   ASSERT_EQ(
       run("train ppo --quiet --preset pendulum --num-envs 2 --num-steps 128 --num-minibatches 4 "
           "--total-steps 256 --runs-dir " +
           dir + " --name pd")
           .status,
       0);
-  expect_error(base + " --name pd --total-steps 512 --resume",
+  expect_error(base + " --name pd --total-steps 512 --resume --env CartPole-v1",
                "--resume: setting 'env_id' is \"CartPole-v1\" but the run at " + dir +
                    "/pd was started with \"Pendulum-v1\"");
+  // Left out, the settings are the run's own: --name and --resume are enough (the preset's
+  // settings, and those written beside it, come from its config.json).
+  const std::string pd_config = slurp(dir + "/pd/config.json");
+  const Outcome bare = run("train ppo --quiet --runs-dir " + dir + " --name pd --resume");
+  EXPECT_EQ(bare.status, 0) << bare.err;
+  EXPECT_EQ(slurp(dir + "/pd/config.json"), pd_config);  // nothing new ran: the budget was spent
+  const Outcome bare_longer =
+      run("train ppo --quiet --runs-dir " + dir + " --name pd --resume --total-steps 512");
+  EXPECT_EQ(bare_longer.status, 0) << bare_longer.err;
+  EXPECT_EQ(lines(slurp(dir + "/pd/metrics.jsonl")), 2);
+  std::string expected = pd_config;
+  const size_t at = expected.find("\"total_steps\": 256");
+  ASSERT_NE(at, std::string::npos) << expected;
+  expected.replace(at, 18, "\"total_steps\": 512");
+  EXPECT_EQ(slurp(dir + "/pd/config.json"), expected);
 
   // Another algorithm's run is named as such.
   ASSERT_EQ(
@@ -127,6 +142,27 @@ TEST(CliTrain, ResumeKeepsTheRunsSettings) {
       run(base + " --name cp --total-steps 512 --resume --log-every 5 --checkpoint-every 1");
   EXPECT_EQ(more.status, 0) << more.err;
   EXPECT_EQ(lines(slurp(dir + "/cp/metrics.jsonl")), 2);
+}
+
+// A recorded setting of the wrong type is named with its file when a resume takes it.
+TEST(CliTrain, ResumeNamesABadRecordedSetting) {
+  const std::string dir = scratch_dir("resume-bad").string();
+  ASSERT_EQ(run("train ppo --quiet --num-envs 2 --num-steps 128 --total-steps 256 --runs-dir " +
+                dir + " --name m")
+                .status,
+            0);
+  const std::string config = dir + "/m/config.json";
+  std::string text = slurp(config);
+  const size_t at = text.find("\"hidden\": \"64,64\"");
+  ASSERT_NE(at, std::string::npos) << text;
+  text.replace(at, 17, "\"hidden\": 64");
+  std::ofstream(config) << text;
+  expect_error("train ppo --quiet --runs-dir " + dir + " --name m --resume --total-steps 512",
+               config + ": setting 'hidden' is 64, not a value of --hidden (like 64,64)");
+  // Written on the command line, the option is not taken from the file (and then differs).
+  expect_error(
+      "train ppo --quiet --runs-dir " + dir + " --name m --resume --total-steps 512 --hidden 64",
+      "--resume: setting 'hidden' is \"64\" but the run at " + dir + "/m was started with 64");
 }
 
 TEST(CliTrain, EvalRefusesAPolicyOfNaNWeights) {

@@ -1052,6 +1052,81 @@ TEST(CudaOps, AdamWAndSgdStepsMatchTheCpu) {
   expect_close(wg.grad(), wc.grad(), 1e-6, 1e-7, "clipped gradient");
 }
 
+// A fused Adam step that leaves a weight NaN or ±inf is found by the kernel and thrown, with
+// the CPU's message (the parameter's index and shape, the step), at the next synchronisation;
+// the step itself does not synchronise. The first divergence is the one reported, once; the
+// slot is then clear, so later steps (and later divergences) are reported normally.
+TEST(CudaOps, AdamStepThatDivergesIsReportedAtTheNextSynchronisation) {
+  RLFT_REQUIRE_GPU();
+  {
+    // Parameter 1 of three, [4, 5] in double, gets one NaN gradient; parameter 2 has none.
+    Tensor a = Tensor::ones({3}, DType::f64).to(kGpu).set_requires_grad();
+    Tensor b = Tensor::ones({4, 5}, DType::f64).to(kGpu).set_requires_grad();
+    Tensor c = Tensor::ones({2}, DType::f64).to(kGpu).set_requires_grad();
+    optim::Adam adam({a, b, c}, 0.1);
+    std::vector<double> gb(20, 0.5);
+    gb[13] = std::nan("");
+    a.set_grad(Tensor::full({3}, 0.5, DType::f64).to(kGpu));
+    b.set_grad(Tensor::from_vector(gb, {4, 5}).to(kGpu));
+    adam.step();
+    adam.step();  // step 2 is NaN too, but step 1 is reported: the first divergence
+    const std::string msg = testing::error_of([&] { cuda::synchronize(0); });
+    EXPECT_NE(msg.find("Adam: step 1 made parameter 1 (shape [4,5]) non-finite: training diverged "
+                       "(a smaller learning rate, or gradient clipping?)"),
+              std::string::npos)
+        << msg;
+    EXPECT_NE(msg.find("cuda:0"), std::string::npos) << msg;
+    EXPECT_NO_THROW(cuda::synchronize(0)) << "reported once";
+    // The update itself went through, as the CPU's: parameter 0 moved by lr, 1 is NaN at 13.
+    const std::vector<double> wa = a.to_vector(), wb = b.to_vector();
+    EXPECT_NEAR(wa[0], 0.8, 1e-6);
+    EXPECT_TRUE(std::isnan(wb[13]));
+  }
+  {
+    // 30 float parameters (two launches: 24 + 6): step 1 is sane, then parameter 27 (in the
+    // second launch) gets an infinite gradient: m/√v = inf/inf = NaN. Reported by a plain read.
+    std::vector<Tensor> ps;
+    for (int i = 0; i < 30; ++i)
+      ps.push_back(
+          random({3, int64_t(i) + 1}, DType::f32, 400 + uint64_t(i)).to(kGpu).set_requires_grad());
+    optim::AdamW opt(ps, 1e-3);
+    for (int s = 0; s < 2; ++s) {
+      for (int i = 0; i < 30; ++i)
+        ps[size_t(i)].set_grad(Tensor::full({3, int64_t(i) + 1}, 0.25).to(kGpu));
+      if (s == 1) ps[27].set_grad(Tensor::full({3, 28}, INFINITY).to(kGpu));
+      opt.step();
+      if (s == 0) {
+        EXPECT_NO_THROW((void)ps[0].to_vector()) << "a sane step reports nothing";
+      }
+    }
+    const std::string msg = testing::error_of([&] { (void)ps[0].to_vector(); });
+    EXPECT_NE(
+        msg.find("Adam: step 2 made parameter 27 (shape [3,28]) non-finite: training diverged"),
+        std::string::npos)
+        << msg;
+  }
+  // Fresh parameters step normally afterwards (the slot and its claim were cleared), as the CPU.
+  const Tensor w0 = random({5, 9}, DType::f32, 155), g0 = random({5, 9}, DType::f32, 156);
+  Tensor wc = w0.clone().detach().set_requires_grad(), wg = w0.to(kGpu).set_requires_grad();
+  optim::AdamW oc({wc}, 1e-2), og({wg}, 1e-2);
+  for (int s = 0; s < 2; ++s) {
+    wc.set_grad(g0);
+    wg.set_grad(g0.to(kGpu));
+    oc.step();
+    og.step();
+  }
+  EXPECT_NO_THROW(cuda::synchronize(0));
+  expect_close(wg, wc, 1e-6, 1e-7, "AdamW after a reported divergence");
+  // And a second divergence is reported too (the claim was released).
+  wg.set_grad(Tensor::full({5, 9}, NAN).to(kGpu));
+  og.step();
+  EXPECT_NE(testing::error_of([&] {
+              cuda::synchronize(0);
+            }).find("Adam: step 3 made parameter 0 (shape [5,9]) non-finite"),
+            std::string::npos);
+  EXPECT_NO_THROW(cuda::synchronize(0)) << "nothing pending";
+}
+
 TEST(CudaOps, MlpTrainingStepsGiveTheSameLosses) {
   RLFT_REQUIRE_GPU();
   // linear → tanh → linear, MSE to random targets, AdamW, 3 steps: losses agree within float

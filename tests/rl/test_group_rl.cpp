@@ -365,6 +365,53 @@ TEST(GroupRLConfig, DefaultsPerAlgorithmAndErrors) {
   }
 }
 
+// The numeric options' errors name the command, the flag, the range and the value
+// (rl::check_number), and the ranges keep their exact ends: the largest double below 1 passes
+// --beta1's [0, 1), and the checks reject nothing else here.
+TEST(GroupRLConfig, NumericOptionErrorsNameTheFlagTheRangeAndTheValue) {
+  auto error = [](const std::string& algo, auto&& edit) {
+    GroupRLConfig c = group_rl_defaults(algo);
+    c.init = "runs/x";
+    edit(c);
+    return rlft::testing::error_of([&] { check_group_rl_config(c); });
+  };
+  EXPECT_EQ(error("grpo", [](GroupRLConfig& c) { c.temperature = 0; }),
+            "rlft lm grpo: --temperature must be a finite number > 0, got 0");
+  EXPECT_EQ(error("grpo", [](GroupRLConfig& c) { c.reward_wrong = HUGE_VAL; }),
+            "rlft lm grpo: --reward-wrong must be a finite number, got inf");
+  EXPECT_EQ(error("grpo", [](GroupRLConfig& c) { c.epsilon = 1.5; }),
+            "rlft lm grpo: --epsilon must be in [0, 1] (the ratio's lower clip 1 - eps), got 1.5");
+  EXPECT_EQ(error("dapo", [](GroupRLConfig& c) { c.epsilon_high = std::nan(""); }),
+            "rlft lm dapo: --epsilon-high must be a finite number >= 0, got nan");
+  EXPECT_EQ(error("grpo", [](GroupRLConfig& c) { c.dual_clip = std::nan(""); }),
+            "rlft lm grpo: --dual-clip must be 0 (off) or a constant c > 1, got nan");
+  EXPECT_EQ(error("grpo", [](GroupRLConfig& c) { c.dual_clip = 1; }),
+            "rlft lm grpo: --dual-clip must be 0 (off) or a constant c > 1, got 1");
+  EXPECT_EQ(error("dcpo", [](GroupRLConfig& c) { c.dcpo_r_max = 1; }),
+            "rlft lm dcpo: --dcpo-r-max must be a finite number > 1 (it caps the ratio bounds "
+            "around 1), got 1");
+  EXPECT_EQ(error("grpo", [](GroupRLConfig& c) { c.lr = 0; }),
+            "rlft lm grpo: --lr must be a finite number > 0, got 0");
+  EXPECT_EQ(error("grpo", [](GroupRLConfig& c) { c.beta1 = 1; }),
+            "rlft lm grpo: --beta1 must be in [0, 1), got 1");
+  EXPECT_EQ(error("grpo", [](GroupRLConfig& c) { c.weight_decay = -1; }),
+            "rlft lm grpo: --weight-decay must be a finite number >= 0, got -1");
+  EXPECT_EQ(error("grpo", [](GroupRLConfig& c) { c.grad_clip = HUGE_VAL; }),
+            "rlft lm grpo: --grad-clip must be a finite number >= 0 (0: off), got inf");
+  EXPECT_EQ(error("grpo", [](GroupRLConfig& c) { c.min_lr_ratio = std::nan(""); }),
+            "rlft lm grpo: --min-lr-ratio must be in [0, 1], got nan");
+  // The ends inside the ranges pass.
+  EXPECT_EQ(error("grpo",
+                  [](GroupRLConfig& c) {
+                    c.beta1 = c.beta2 = std::nextafter(1.0, 0.0);
+                    c.epsilon = 1;
+                    c.grad_clip = c.beta = c.weight_decay = c.epsilon_high = 0;
+                    c.dual_clip = std::nextafter(1.0, 2.0);
+                    c.reward_wrong = -1e300;
+                  }),
+            "<no error>");
+}
+
 // ---- seeded runs from a tiny SFT model
 // -------------------------------------------------------------
 
@@ -718,6 +765,74 @@ TEST_F(GroupRLRun, ResumeChecksEveryFieldOfTheLoopState) {
   // The intact state resumes.
   fs::atomic_write_file(run + "/metrics.jsonl", metrics);
   EXPECT_EQ(train_group_rl(c).steps, 4);
+}
+
+// With clipping off the logged grad_norm is the true global norm (it was logged as 0): the same
+// as a run whose clipping never bites (max norm 1e30 leaves the gradients as they are, so both
+// runs take the same steps), positive and finite on every step.
+TEST_F(GroupRLRun, GradNormIsLoggedWithClippingOff) {
+  GroupRLConfig c = small("grpo");
+  c.steps = 2;
+  c.grad_clip = 0;
+  c.name = "grpo-noclip";
+  const GroupRLResult off = train_group_rl(c);
+  c.grad_clip = 1e30;
+  c.name = "grpo-noclip-ref";
+  const GroupRLResult ref = train_group_rl(c);
+  const std::vector<json::Value> a = json::parse_jsonl(
+                                     fs::read_file(off.run_dir + "/metrics.jsonl")),
+                                 b = json::parse_jsonl(
+                                     fs::read_file(ref.run_dir + "/metrics.jsonl"));
+  ASSERT_EQ(a.size(), 2u);
+  ASSERT_EQ(b.size(), 2u);
+  for (size_t i = 0; i < a.size(); ++i) {
+    ASSERT_EQ(a[i].at("updates").as_int(), 2);
+    const double g = a[i].at("grad_norm").as_double();
+    EXPECT_TRUE(std::isfinite(g) && g > 0) << "step " << i + 1 << ": " << g;
+    // the two norms are the same sums of the same gradients, in the same order
+    EXPECT_NEAR(g, b[i].at("grad_norm").as_double(), 1e-9 * g) << "step " << i + 1;
+  }
+}
+
+// Stopped after 3 of 5 steps and resumed: each invocation reports where it started and ended
+// (start_step, steps; `seconds` is its own wall time), the curves cover the whole run, and the
+// latest evaluation says at which step it was made (step 2 when the first invocation stopped
+// at 3; evaluations every 2 steps and at the end).
+TEST_F(GroupRLRun, StoppedAndResumedRunReportsEachInvocation) {
+  GroupRLConfig c = small("grpo");
+  c.steps = 5;
+  c.eval_prompts = 10;
+  c.eval_every = 2;
+  c.checkpoint_every = 0;
+  c.name = "grpo-report";
+  c.stop_after = 3;
+  const GroupRLResult first = train_group_rl(c);
+  EXPECT_EQ(first.start_step, 0);
+  EXPECT_EQ(first.steps, 3);
+  EXPECT_EQ(first.reward_mean.size(), 3u);
+  EXPECT_GE(first.eval_accuracy_start, 0.0);
+  EXPECT_GE(first.eval_accuracy_end, 0.0);
+  EXPECT_EQ(first.eval_step, 2);
+  c.stop_after = 0;
+  c.resume = true;
+  const GroupRLResult second = train_group_rl(c);
+  EXPECT_EQ(second.start_step, 3);
+  EXPECT_EQ(second.steps, 5);
+  ASSERT_EQ(second.reward_mean.size(), 5u);  // the whole run: 3 read back, 2 run now
+  for (size_t i = 0; i < 3; ++i) EXPECT_EQ(second.reward_mean[i], first.reward_mean[i]) << i;
+  EXPECT_EQ(second.accuracy.size(), 5u);
+  EXPECT_EQ(second.eval_accuracy_start, first.eval_accuracy_start);
+  EXPECT_EQ(second.eval_step, 5);
+  const std::vector<json::Value> lines =
+      json::parse_jsonl(fs::read_file(second.run_dir + "/metrics.jsonl"));
+  ASSERT_EQ(lines.size(), 5u);
+  EXPECT_EQ(second.eval_accuracy_end, lines[4].at("eval_accuracy").as_double());
+  // Resuming the finished run runs nothing, and reports nothing run.
+  const GroupRLResult third = train_group_rl(c);
+  EXPECT_EQ(third.start_step, 5);
+  EXPECT_EQ(third.steps, 5);
+  EXPECT_EQ(third.eval_step, 5);
+  EXPECT_EQ(third.eval_accuracy_end, second.eval_accuracy_end);
 }
 
 // ---- rlft experiment verifiable: the plumbing, at toy size -----------------------------------

@@ -421,9 +421,10 @@ TEST_F(RLHFPipeline, RewardModelThenPPORaisesTheRewardModelScoreAndTheGroundTrut
   EXPECT_GT(r.after.ground_truth, r.before.ground_truth + 0.02);
   EXPECT_GT(r.kls.back(), 0.0);
   const json::Value last = json::parse_jsonl(fs::read_file(*dir_ + "/ppo/metrics.jsonl")).back();
-  for (const char* k : {"rm_score", "ground_truth", "kl", "entropy", "clip_frac_low", "critic_loss",
-                        "explained_variance", "response_length", "time_generation",
-                        "time_experience", "time_training", "val_ground_truth", "val_kl"})
+  for (const char* k :
+       {"rm_score", "ground_truth", "kl", "entropy", "clip_frac_low", "critic_loss",
+        "actor_grad_norm", "critic_grad_norm", "explained_variance", "response_length",
+        "time_generation", "time_experience", "time_training", "val_ground_truth", "val_kl"})
     EXPECT_TRUE(last.contains(k)) << k;
   ASSERT_EQ(r.time_generation.size(), 30u);
 }
@@ -486,7 +487,10 @@ TEST_F(RLHFPipeline, RRHFSmokeRun) {
   ASSERT_EQ(r.losses.size(), 4u);
   for (double l : r.losses) EXPECT_TRUE(std::isfinite(l));
   EXPECT_TRUE(fs::exists(*dir_ + "/rrhf/checkpoint.safetensors"));
-  EXPECT_EQ(json::parse_jsonl(fs::read_file(*dir_ + "/rrhf/metrics.jsonl")).size(), 2u);
+  const std::vector<json::Value> rows =
+      json::parse_jsonl(fs::read_file(*dir_ + "/rrhf/metrics.jsonl"));
+  ASSERT_EQ(rows.size(), 2u);
+  for (const json::Value& row : rows) EXPECT_GT(row.at("grad_norm").as_double(), 0.0);  // clip 1
   c.scorer = "rm";  // needs --reward-model
   EXPECT_THROW(train_rrhf(c), Error);
 }

@@ -72,7 +72,8 @@ TEST(RunDir, ADirectoryWhereARunFileGoesIsNamed) {
 
 TEST(RunDir, AResumeKeepsTheSettingsTheRunStartedWith) {
   const std::string kHint =
-      " (a resume repeats the run's options, --preset included: see its config.json)";
+      " (an option left out takes the run's recorded value; with a --preset the command line "
+      "states the whole run: see its config.json)";
   const std::string dir = scratch("resume");
   json::Value started = json::Value::object();
   started.set("lr", 0.5);

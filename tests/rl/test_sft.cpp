@@ -53,11 +53,14 @@ TEST(SFT, ResumeContinuesWithIdenticalLosses) {
   first.stop_after = 6;  // "interrupted" after the step-6 checkpoint
   const SFTResult part1 = train_sft(first);
   ASSERT_EQ(part1.losses.size(), 6u);
+  EXPECT_EQ(part1.start_step, 0);
   EXPECT_EQ(part1.step, 6);
   SFTConfig second = tiny(dir_b);
   second.resume = true;
   const SFTResult part2 = train_sft(second);
+  // Each invocation reports its own steps: the resumed one ran steps 7–12 of the run.
   ASSERT_EQ(part2.losses.size(), 6u);
+  EXPECT_EQ(part2.start_step, 6);
   EXPECT_EQ(part2.step, 12);
   for (size_t i = 0; i < 6; ++i) {
     EXPECT_EQ(part1.losses[i], full.losses[i]) << "step " << i;
@@ -73,6 +76,12 @@ TEST(SFT, ResumeContinuesWithIdenticalLosses) {
   };
   EXPECT_EQ(steps_logged(dir_b + "/run/metrics.jsonl"), steps_logged(dir_a + "/run/metrics.jsonl"));
   EXPECT_EQ(steps_logged(dir_a + "/run/metrics.jsonl"), (std::vector<int64_t>{4, 6, 8, 12}));
+  // Resuming the finished run: this invocation ran nothing and says so.
+  const SFTResult part3 = train_sft(second);
+  EXPECT_EQ(part3.start_step, 12);
+  EXPECT_EQ(part3.step, 12);
+  EXPECT_TRUE(part3.losses.empty());
+  EXPECT_FALSE(part3.validated);
 }
 
 TEST(SFT, RunDirectoryHoldsConfigMetricsPlotAndALoadableCheckpoint) {
@@ -162,16 +171,56 @@ TEST(SFT, OptionErrorsNameTheFlag) {
     edit(c);
     return rlft::testing::error_of([&] { train_sft(c); });
   };
-  EXPECT_EQ(error([](SFTConfig& c) { c.batch = 0; }), "--batch must be positive, got 0");
+  EXPECT_EQ(error([](SFTConfig& c) { c.batch = 0; }),
+            "rlft lm sft: --batch must be positive, got 0");
   EXPECT_EQ(error([](SFTConfig& c) { c.lr = std::nan(""); }),
-            "--lr must be a positive number, got nan");
-  EXPECT_EQ(error([](SFTConfig& c) { c.beta2 = 1; }), "--beta2 must be in [0, 1), got 1");
+            "rlft lm sft: --lr must be a positive number, got nan");
+  EXPECT_EQ(error([](SFTConfig& c) { c.beta2 = 1; }),
+            "rlft lm sft: --beta2 must be in [0, 1), got 1");
   EXPECT_EQ(error([](SFTConfig& c) { c.weight_decay = -0.1; }),
-            "--weight-decay must be a number >= 0, got -0.1");
+            "rlft lm sft: --weight-decay must be a number >= 0, got -0.1");
+  EXPECT_EQ(error([](SFTConfig& c) { c.grad_clip = HUGE_VAL; }),
+            "rlft lm sft: --grad-clip must be a number >= 0 (0: off), got inf");
+  EXPECT_EQ(error([](SFTConfig& c) { c.dropout = 1; }),
+            "rlft lm sft: --dropout must be in [0, 1), got 1");
+  EXPECT_EQ(error([](SFTConfig& c) { c.stop_at_exact_match = -0.5; }),
+            "rlft lm sft: --stop-at-exact-match must be in [0, 1], got -0.5");
   EXPECT_EQ(error([](SFTConfig& c) { c.n_embd = -8; }),
-            "--n-embd must be >= 0 (0: the model's), got -8");
-  EXPECT_EQ(error([](SFTConfig& c) { c.eval_every = 0; }), "--eval-every must be positive, got 0");
+            "rlft lm sft: --n-embd must be >= 0 (0: the model's), got -8");
+  EXPECT_EQ(error([](SFTConfig& c) { c.eval_every = 0; }),
+            "rlft lm sft: --eval-every must be positive, got 0");
+  // The command is the one that ran: lm pretrain is SFT's loop with --mode pretrain.
+  EXPECT_EQ(error([](SFTConfig& c) {
+              c.mode = "pretrain";
+              c.min_lr_ratio = 2;
+            }),
+            "rlft lm pretrain: --min-lr-ratio must be in [0, 1], got 2");
   EXPECT_FALSE(std::filesystem::exists(dir + "/run"));
+}
+
+// With clipping off the logged grad_norm is the true global norm (it was logged as 0): the same
+// as a run whose clipping never bites (max norm 1e30 leaves the gradients as they are, so both
+// runs take the same steps), positive and finite on every logged step.
+TEST(SFT, GradNormIsLoggedWithClippingOff) {
+  const std::string dir = temp_dir("sft_grad_norm");
+  SFTConfig c = tiny(dir);
+  c.grad_clip = 0;
+  c.name = "off";
+  train_sft(c);
+  c.grad_clip = 1e30;
+  c.name = "never_bites";
+  train_sft(c);
+  const std::vector<json::Value> a = json::parse_jsonl(fs::read_file(dir + "/off/metrics.jsonl")),
+                                 b = json::parse_jsonl(
+                                     fs::read_file(dir + "/never_bites/metrics.jsonl"));
+  ASSERT_EQ(a.size(), 4u);  // steps 4, 6, 8, 12
+  ASSERT_EQ(b.size(), a.size());
+  for (size_t i = 0; i < a.size(); ++i) {
+    const double g = a[i].at("grad_norm").as_double();
+    EXPECT_TRUE(std::isfinite(g) && g > 0) << "line " << i << ": " << g;
+    // the two norms are the same sums of the same gradients, in the same order
+    EXPECT_NEAR(g, b[i].at("grad_norm").as_double(), 1e-9 * g) << "line " << i;
+  }
 }
 
 // A failing command leaves an earlier run of the same name as it was: an --init-from of another
@@ -218,7 +267,10 @@ TEST(SFT, FailedStartOrResumeLeavesTheRunIntact) {
   resumed = tiny(dir);
   resumed.steps = 8;  // a longer run
   resumed.resume = true;
-  EXPECT_EQ(train_sft(resumed).step, 8);
+  const SFTResult longer = train_sft(resumed);
+  EXPECT_EQ(longer.start_step, 6);
+  EXPECT_EQ(longer.step, 8);
+  EXPECT_EQ(longer.losses.size(), 2u);
 }
 
 // A checkpoint whose weights hold NaN is refused when loaded, naming the file and the tensor

@@ -220,8 +220,8 @@ std::string frontier_markdown(const std::vector<FrontierPoint>& points,
     }
     std::snprintf(buf, sizeof buf, "| %s | %s %g | %s | %d | %lld | %.2f | %.3f | %.3f (%.2f) |\n",
                   last->method.c_str(), last->method == "PPO" ? "kl_ctl" : "β", last->param,
-                  run.c_str(), n, (long long)last->step, last->kl, last->ground_truth,
-                  best->ground_truth, best->kl);
+                  run.c_str(), n, (long long)last->step, rl::printable(last->kl, 2),
+                  last->ground_truth, best->ground_truth, rl::printable(best->kl, 2));
     s += buf;
   }
   // Per KL bin: each method's best ground truth among its points in the bin ("—": none).

@@ -1,0 +1,215 @@
+// DPO's option checks (each error names the flag, its range and the value; the half-open ranges
+// keep their exact ends), the logged grad_norm with clipping off, and what a stopped-and-resumed
+// run reports. The end-to-end DPO runs (learning, exact resume of the weights) are in
+// tests/rl/test_rlhf.cpp; these use a tiny reviews SFT model and hand-made pairs (seconds).
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+
+#include "engine/fs.h"
+#include "rl/llm/dpo.h"
+#include "rl/llm/rlhf_data.h"
+#include "rl/llm/sft.h"
+#include "rl/llm/tasks/task.h"
+#include "test_util.h"
+
+using namespace rlft;
+using namespace rlft::llm;
+
+namespace {
+
+using rlft::testing::error_of;
+using rlft::testing::temp_dir;
+
+// A 1-layer reviews model after 10 SFT steps (the policy and reference of the runs below), and
+// 44 preference pairs made from its task's train examples: the response of one example chosen
+// over the next one's. What DPO learns from them does not matter here, only that it runs.
+class DPORun : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new std::string(temp_dir("dpo_checks"));
+    SFTConfig c;
+    c.task.task = "reviews";
+    c.task.train_size = 400;
+    c.task.eval_size = 2;  // validation prompts sampled at each DPO evaluation
+    c.model = "nano";
+    c.n_layer = 1;
+    c.n_embd = 32;
+    c.block_size = 128;
+    c.steps = 10;
+    c.batch = 8;
+    c.warmup = 2;
+    c.log_every = 10;
+    c.eval_every = 10;
+    c.eval_examples = 8;
+    c.eval_generate = 0;
+    c.checkpoint_every = 10;
+    c.out_dir = *dir_;
+    c.name = "sft";
+    c.quiet = true;
+    train_sft(c);
+    const std::unique_ptr<Task> task = make_task(c.task);
+    const std::vector<Example>& ex = task->examples(Split::train);
+    std::vector<PreferencePair> pairs;
+    for (size_t i = 0; i + 1 < ex.size() && pairs.size() < 44; ++i) {
+      PreferencePair p;
+      p.prompt = ex[i].prompt;
+      p.chosen = ex[i].response;
+      p.rejected = ex[i + 1].response;
+      // room in the 128-token context for BOS, the prompt, the longer response and EOS
+      if (p.prompt.size() + std::max(p.chosen.size(), p.rejected.size()) < 100) pairs.push_back(p);
+    }
+    ASSERT_EQ(pairs.size(), 44u);
+    write_preferences(*dir_ + "/prefs.jsonl", pairs);
+  }
+  static void TearDownTestSuite() {
+    delete dir_;
+    dir_ = nullptr;
+  }
+  // 44 pairs, 4 held out (--eval-fraction 0.1): 40 training pairs in batches of 8, 5 steps per
+  // epoch.
+  static DPOConfig tiny(const std::string& name) {
+    DPOConfig c;
+    c.prefs = *dir_ + "/prefs.jsonl";
+    c.init = *dir_ + "/sft";
+    c.batch = 8;
+    c.epochs = 2;
+    c.log_every = 2;
+    c.eval_every = 4;
+    c.eval_samples = 1;
+    c.checkpoint_every = 3;
+    c.out_dir = *dir_;
+    c.name = name;
+    c.quiet = true;
+    return c;
+  }
+  static std::vector<json::Value> metrics(const DPOResult& r) {
+    const std::string path = r.run_dir + "/metrics.jsonl";
+    return json::parse_jsonl(fs::read_file(path), path);
+  }
+  static std::string* dir_;
+};
+std::string* DPORun::dir_ = nullptr;
+
+}  // namespace
+
+// Every numeric option is checked before anything is read: the message names the command, the
+// flag, its range and the value. The half-open ranges keep their ends: the largest value below
+// the excluded end passes the check (the run then fails on its missing --prefs file instead).
+TEST(DPOChecks, NumericOptionsNameTheFlagTheRangeAndTheValue) {
+  const std::string dir = temp_dir("dpo_option_checks");
+  auto error = [&](auto&& edit) {
+    DPOConfig c;
+    c.prefs = dir + "/prefs.jsonl";
+    c.init = dir + "/no_such_run";
+    c.out_dir = dir;
+    c.name = "dpo";
+    c.quiet = true;
+    edit(c);
+    return error_of([&] { train_dpo(c); });
+  };
+  EXPECT_EQ(error([](DPOConfig& c) { c.beta = std::nan(""); }),
+            "rlft lm dpo: --beta must be a positive number, got nan");
+  EXPECT_EQ(error([](DPOConfig& c) { c.beta = 0; }),
+            "rlft lm dpo: --beta must be a positive number, got 0");
+  EXPECT_EQ(error([](DPOConfig& c) { c.lr = HUGE_VAL; }),
+            "rlft lm dpo: --lr must be a positive number, got inf");
+  EXPECT_EQ(error([](DPOConfig& c) { c.grad_clip = -1; }),
+            "rlft lm dpo: --grad-clip must be a number >= 0 (0: off), got -1");
+  EXPECT_EQ(error([](DPOConfig& c) { c.eval_fraction = 1; }),
+            "rlft lm dpo: --eval-fraction must be in [0, 1), got 1");
+  EXPECT_EQ(error([](DPOConfig& c) {
+              c.loss = "cdpo";
+              c.label_smoothing = 0.5;
+            }),
+            "rlft lm dpo: --label-smoothing must be in [0, 0.5), got 0.5");
+  EXPECT_EQ(error([](DPOConfig& c) { c.batch = 0; }), "rlft lm dpo: --batch must be > 0, got 0");
+  // The ends just inside the ranges are accepted.
+  const std::string missing_prefs = "prefs.jsonl': No such file";
+  for (const std::string& msg :
+       {error([](DPOConfig& c) { c.eval_fraction = std::nextafter(1.0, 0.0); }),
+        error([](DPOConfig& c) {
+          c.loss = "cdpo";
+          c.label_smoothing = std::nextafter(0.5, 0.0);
+        }),
+        error([](DPOConfig& c) { c.grad_clip = 0; })}) {
+    EXPECT_EQ(msg.find("must be"), std::string::npos) << msg;
+    EXPECT_NE(msg.find(missing_prefs), std::string::npos) << msg;
+  }
+  EXPECT_FALSE(std::filesystem::exists(dir + "/dpo"));
+}
+
+// With clipping off the logged grad_norm is the true global norm (it was logged as 0): the same
+// as a run whose clipping never bites (max norm 1e30 leaves the gradients as they are, so both
+// runs take the same steps), positive and finite on every logged step.
+TEST_F(DPORun, GradNormIsLoggedWithClippingOff) {
+  DPOConfig c = tiny("dpo-noclip");
+  c.max_steps = 4;
+  c.log_every = 1;
+  c.eval_every = 0;
+  c.grad_clip = 0;
+  const DPOResult off = train_dpo(c);
+  c.name = "dpo-noclip-ref";
+  c.grad_clip = 1e30;
+  const DPOResult on = train_dpo(c);
+  const std::vector<json::Value> a = metrics(off), b = metrics(on);
+  ASSERT_EQ(a.size(), 5u);  // step 0 (the evaluation before training), then steps 1–4
+  ASSERT_EQ(b.size(), a.size());
+  for (size_t i = 1; i < a.size(); ++i) {
+    const double g = a[i].at("grad_norm").as_double();
+    EXPECT_TRUE(std::isfinite(g) && g > 0) << "step " << i << ": " << g;
+    // the two norms are the same sums of the same gradients, in the same order
+    EXPECT_NEAR(g, b[i].at("grad_norm").as_double(), 1e-9 * g) << "step " << i;
+  }
+}
+
+// Stopped after 3 steps, then resumed to the end (10 steps, 2 epochs): each invocation reports
+// its own start and steps (start_step, step, one loss per step it ran), the resumed one the
+// run's step-0 evaluation as `before`; and the metrics rows are those of a straight run, the
+// stop step's too when it is a logging step (it was dropped: the stop came before the log).
+TEST_F(DPORun, StoppedAndResumedRunReportsEachInvocation) {
+  DPOConfig c = tiny("dpo-straight");
+  const DPOResult straight = train_dpo(c);
+  EXPECT_EQ(straight.start_step, 0);
+  EXPECT_EQ(straight.step, 10);
+  EXPECT_EQ(straight.losses.size(), 10u);
+  EXPECT_TRUE(straight.finished);
+
+  c.name = "dpo-resumed";
+  c.stop_after = 4;  // a logging and evaluation step (log_every 2, eval_every 4)
+  const DPOResult first = train_dpo(c);
+  EXPECT_EQ(first.start_step, 0);
+  EXPECT_EQ(first.step, 4);
+  EXPECT_EQ(first.losses.size(), 4u);
+  EXPECT_FALSE(first.finished);
+  c.stop_after = 3;  // not a logging step
+  c.resume = true;
+  const DPOResult second = train_dpo(c);
+  EXPECT_EQ(second.start_step, 4);
+  EXPECT_EQ(second.step, 7);
+  EXPECT_EQ(second.losses.size(), 3u);
+  EXPECT_FALSE(second.finished);
+  c.stop_after = 0;
+  const DPOResult third = train_dpo(c);
+  EXPECT_EQ(third.start_step, 7);
+  EXPECT_EQ(third.step, 10);
+  ASSERT_EQ(third.losses.size(), 3u);
+  EXPECT_TRUE(third.finished);
+  for (size_t i = 0; i < 3; ++i) EXPECT_EQ(third.losses[i], straight.losses[7 + i]) << i;
+  EXPECT_EQ(third.before.ground_truth, straight.before.ground_truth);
+  EXPECT_EQ(third.before.kl, straight.before.kl);
+  EXPECT_EQ(third.after.ground_truth, straight.after.ground_truth);
+
+  auto steps = [](const std::vector<json::Value>& lines) {
+    std::vector<int64_t> s;
+    for (const json::Value& v : lines) s.push_back(v.at("step").as_int());
+    return s;
+  };
+  const std::vector<json::Value> a = metrics(straight), b = metrics(third);
+  EXPECT_EQ(steps(a), (std::vector<int64_t>{0, 2, 4, 6, 8, 10}));
+  EXPECT_EQ(steps(b), steps(a));
+  // Step 4's row, logged by the first invocation just before it stopped, is the straight run's.
+  EXPECT_EQ(b[2].at("loss").as_double(), a[2].at("loss").as_double());
+  EXPECT_EQ(b[2].at("heldout_accuracy").as_double(), a[2].at("heldout_accuracy").as_double());
+}
