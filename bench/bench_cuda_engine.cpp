@@ -37,6 +37,11 @@
 //                     matmul, add of the −∞ mask, softmax, matmul) that the GPT uses on the
 //                     device today. TFLOP/s counts the causal half of the products (2·2·B·NH·
 //                     T²/2·HS forward; ×3.5 with the backward); composed_us, speedup as above.
+//   adamw/…           one fused AdamW step (optim::AdamW::step: kernels/cuda/optim.cu, every
+//                     parameter in launches of up to 24 tensors, with its divergence check)
+//                     over the parameter shapes of GPT-2 small (124M) and of the toy `mini`
+//                     GPT. GB/s charges the minimal 28 B per parameter (read w, g, m, v; write
+//                     w, m, v) and %peak divides by the DRAM peak of the device attributes.
 // Timing: cudaEvents around each call on the default stream (the engine's), Google Benchmark's
 // manual time, each call after a clean L2 flush (bench/cuda_bench.h: a read of 4× the L2, so
 // no input is in the cache; as bench_cuda_kernels' default protocol, since 2026-11-26 — figures
@@ -60,6 +65,7 @@
 #include "bench/cuda_bench.h"
 #include "engine/cuda.h"
 #include "engine/ops.h"
+#include "engine/optim.h"
 #include "kernels/cuda_ops.h"
 
 #ifdef RLFT_HAVE_CUDA
@@ -317,6 +323,53 @@ void BM_attention(benchmark::State& state, int64_t B, int64_t T, int64_t NH, int
   state.counters["speedup"] = base / t;
 }
 
+// ---- AdamW: the fused step over a model's parameters -------------------------------------------
+
+// The parameter shapes of a GPT-2-style model (token and position embeddings, per block two
+// LayerNorms, the fused QKV, the attention projection and the 4× MLP, the final LayerNorm).
+std::vector<Shape> gpt_parameter_shapes(int64_t vocab, int64_t ctx, int64_t layers, int64_t C) {
+  std::vector<Shape> s = {{vocab, C}, {ctx, C}};
+  for (int64_t l = 0; l < layers; ++l) {
+    for (const Shape& x : std::vector<Shape>{{C},
+                                             {C},
+                                             {C, 3 * C},
+                                             {3 * C},
+                                             {C, C},
+                                             {C},
+                                             {C},
+                                             {C},
+                                             {C, 4 * C},
+                                             {4 * C},
+                                             {4 * C, C},
+                                             {C}})
+      s.push_back(x);
+  }
+  s.push_back({C});
+  s.push_back({C});
+  return s;
+}
+
+void BM_adamw(benchmark::State& state, const std::vector<Shape>& shapes) {
+  int64_t n = 0;
+  for (const Shape& sh : shapes) n += sh.numel();
+  if (!fits(state, 4.0 * 4.0 * double(n))) return;
+  std::vector<Tensor> params;
+  for (size_t i = 0; i < shapes.size(); ++i) {
+    Tensor p = Tensor::zeros(shapes[i], DType::f32, kDev);
+    p.set_requires_grad(true);
+    p.set_grad(device_randn(shapes[i].numel(), 1, 0.01, 10 + i).reshape(shapes[i]));
+    params.push_back(p);
+  }
+  optim::AdamW opt(params, 3e-4, 0.9, 0.95, 1e-8, 0.1);
+  measure(
+      state, [&] { opt.step(); }, nullptr);
+  cuda::synchronize(0);  // a divergence would be reported here (it cannot: finite gradients)
+  const double gbps = 28.0 * double(n) / per_call(state) / 1e9;
+  state.counters["params_M"] = double(n) / 1e6;
+  state.counters["GB/s"] = gbps;
+  state.counters["%peak"] = 100.0 * gbps / rlft::bench::peak_dram_gbps(0);
+}
+
 void register_all() {
   auto reg = [](const std::string& name, std::function<void(benchmark::State&)> fn) {
     benchmark::RegisterBenchmark(name.c_str(), fn)->UseManualTime()->Unit(benchmark::kMicrosecond);
@@ -363,6 +416,10 @@ void register_all() {
       reg(std::string("attention/") + (bwd ? "fwd_bwd" : "fwd") + "/B=" + std::to_string(a.B) + "/T=" +
               std::to_string(a.T) + "/NH=" + std::to_string(a.NH) + "/HS=" + std::to_string(a.HS),
           [=](benchmark::State& st) { BM_attention(st, a.B, a.T, a.NH, a.HS, bwd); });
+  const std::vector<Shape> gpt2_small = gpt_parameter_shapes(50257, 1024, 12, 768);
+  const std::vector<Shape> mini = gpt_parameter_shapes(256, 128, 6, 256);
+  reg("adamw/gpt2_small", [=](benchmark::State& st) { BM_adamw(st, gpt2_small); });
+  reg("adamw/mini", [=](benchmark::State& st) { BM_adamw(st, mini); });
 }
 
 #endif  // RLFT_HAVE_CUDA

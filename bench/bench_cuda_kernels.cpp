@@ -87,13 +87,7 @@ using rlft::bench::L2Flush;
 
 double g_peak_gbps = 0.0;
 
-
-double peak_dram_gbps(int device) {
-  int clock_khz = 0, bus_bits = 0;
-  CUDA_OK(cudaDeviceGetAttribute(&clock_khz, cudaDevAttrMemoryClockRate, device));
-  CUDA_OK(cudaDeviceGetAttribute(&bus_bits, cudaDevAttrGlobalMemoryBusWidth, device));
-  return 2.0 * double(clock_khz) * 1e3 * double(bus_bits) / 8.0 / 1e9;
-}
+using rlft::bench::peak_dram_gbps;
 
 // Device buffer freed at scope exit.
 template <typename T>

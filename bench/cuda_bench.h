@@ -44,6 +44,14 @@ struct EventTimer {
   }
 };
 
+// The DRAM peak from the device attributes, GB/s: 2 (DDR) × memory clock × bus width.
+inline double peak_dram_gbps(int device) {
+  int clock_khz = 0, bus_bits = 0;
+  CUDA_OK(cudaDeviceGetAttribute(&clock_khz, cudaDevAttrMemoryClockRate, device));
+  CUDA_OK(cudaDeviceGetAttribute(&bus_bits, cudaDevAttrGlobalMemoryBusWidth, device));
+  return 2.0 * double(clock_khz) * 1e3 * double(bus_bits) / 8.0 / 1e9;
+}
+
 inline int l2_bytes() {
   int l2 = 0;
   CUDA_OK(cudaDeviceGetAttribute(&l2, cudaDevAttrL2CacheSize, 0));
