@@ -67,10 +67,15 @@ void load_slots(const std::vector<std::pair<std::string, Tensor>>& state, const 
     if (it == by_name.end()) continue;
     RLFT_CHECK(it->second.shape() == params[i].shape(), "optimizer state: '", it->first, "' has shape ",
                it->second.shape(), " but parameter ", i, " has ", params[i].shape());
+    // One copy per load (rare); the value named as the weights' check names it ("NaN", "+inf").
     const std::vector<double> v = it->second.to_vector();
     for (size_t k = 0; k < v.size(); ++k)
       RLFT_CHECK(std::isfinite(v[k]) && (!non_negative || v[k] >= 0), "optimizer state: '",
-                 it->first, "' holds ", v[k], " at flat index ", k,
+                 it->first, "' holds ",
+                 std::isnan(v[k])   ? std::string("NaN")
+                 : std::isinf(v[k]) ? std::string(v[k] > 0 ? "+inf" : "-inf")
+                                    : str(v[k]),
+                 " at flat index ", k,
                  non_negative ? " (a second moment: finite and >= 0)" : " (must be finite)");
     loaded.emplace_back(i, it->second);
   }

@@ -171,10 +171,10 @@ TEST(Checkpoint, OptimizerStateValuesAreChecked) {
     std::string expect;
   } cases[] = {
       {"optimizer.exp_avg.0", std::nan(""),
-       "optimizer state: 'exp_avg.0' holds nan at flat index 0 (must be finite)"},
+       "optimizer state: 'exp_avg.0' holds NaN at flat index 0 (must be finite)"},
       {"optimizer.exp_avg_sq.1", -1,
        "'exp_avg_sq.1' holds -1 at flat index 0 (a second moment: finite and >= 0)"},
-      {"optimizer.exp_avg_sq.0", HUGE_VAL, "'exp_avg_sq.0' holds inf"},
+      {"optimizer.exp_avg_sq.0", HUGE_VAL, "'exp_avg_sq.0' holds +inf"},
       {"optimizer.step", -5, "optimizer state: 'step' is -5, not a count of steps"},
   };
   for (const auto& c : cases) {
