@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdio>
 #include <set>
+#include <utility>
 
 #include "engine/error.h"
 #include "engine/fs.h"
@@ -42,33 +43,28 @@ std::string run_name(const std::string& method, int64_t seed) {
 // The command of one RL run after `rlft lm <method>`.
 std::vector<std::string> rl_args(const VerifiableConfig& c, const std::string& method, int64_t seed,
                                  const std::string& sft_dir, const std::string& runs) {
-  std::vector<std::string> args = {"--init",
-                                   sft_dir,
-                                   "--seed",
-                                   std::to_string(seed),
-                                   "--name",
-                                   run_name(method, seed),
-                                   "--out-dir",
-                                   runs,
-                                   "--steps",
-                                   std::to_string(c.steps),
-                                   "--prompts",
-                                   std::to_string(c.prompts),
-                                   "--group",
-                                   std::to_string(c.group),
-                                   "--train-prompts",
-                                   std::to_string(c.train_prompts),
-                                   "--lr",
-                                   str(c.lr),
-                                   "--lr-schedule",
-                                   c.lr_schedule,
-                                   "--minibatches",
-                                   std::to_string(c.minibatches),
-                                   "--eval-every",
-                                   std::to_string(c.eval_every),
-                                   "--eval-prompts",
-                                   std::to_string(c.eval_prompts),
-                                   "--quiet"};
+  // (flag, value) pairs, one per line, as they would be written on a command line.
+  const std::pair<const char*, std::string> options[] = {
+      {"--init", sft_dir},
+      {"--seed", std::to_string(seed)},
+      {"--name", run_name(method, seed)},
+      {"--out-dir", runs},
+      {"--steps", std::to_string(c.steps)},
+      {"--prompts", std::to_string(c.prompts)},
+      {"--group", std::to_string(c.group)},
+      {"--train-prompts", std::to_string(c.train_prompts)},
+      {"--lr", str(c.lr)},
+      {"--lr-schedule", c.lr_schedule},
+      {"--minibatches", std::to_string(c.minibatches)},
+      {"--eval-every", std::to_string(c.eval_every)},
+      {"--eval-prompts", std::to_string(c.eval_prompts)},
+  };
+  std::vector<std::string> args;
+  for (const auto& [flag, value] : options) {
+    args.push_back(flag);
+    args.push_back(value);
+  }
+  args.push_back("--quiet");
   args.insert(args.end(), c.extra_args.begin(), c.extra_args.end());
   return args;
 }
@@ -236,7 +232,7 @@ VerifiableResult run_verifiable(const VerifiableConfig& cfg) {
   fs::make_dirs(logs);
   const std::string sft_dir = cfg.init.empty() ? out + "/sft" : cfg.init;
 
-  bool ran_jobs = false;  // did this invocation run anything, or only redraw?
+  bool ran_jobs = false;          // did this invocation run anything, or only redraw?
   std::set<std::string> trained;  // runs this invocation (re)trains: their evaluations are stale
   auto pending = [&](std::vector<Job> js) {
     put_on_device(js, cfg.device);
