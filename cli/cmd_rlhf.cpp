@@ -37,6 +37,20 @@ void add_run_options(Args& a, Config& c) {
   a.add("--device", &c.device, "cpu, or cuda[:N]: every model of the run on the GPU");
 }
 
+// --checkpoint-every, --resume and --stop-after of a trainer that steps `--steps` times (lm rrhf,
+// lm ppo); `unit` names a step in the help ("steps", "updates").
+template <typename Config>
+void add_resume_options(Args& a, Config& c, const char* unit) {
+  a.add("--checkpoint-every", &c.checkpoint_every,
+        std::string("training checkpoint (weights, Adam state, random streams) every N ") + unit +
+            " (0: only at --stop-after and the end)");
+  a.add("--resume", &c.resume,
+        "continue the run from its checkpoint with the settings it recorded (options written here "
+        "must match them, except --steps)");
+  a.add("--stop-after", &c.stop_after,
+        std::string("stop after N ") + unit + " of this invocation (0: run to --steps)");
+}
+
 int run_prefs(int argc, char** argv, int first) {
   llm::PrefsConfig c;
   Args a("rlft lm prefs",
@@ -182,9 +196,12 @@ int run_rrhf(int argc, char** argv, int first) {
   a.add("--log-every", &c.log_every, "log every N steps");
   a.add("--eval-every", &c.eval_every, "validation samples every N steps");
   a.add("--eval-samples", &c.eval_samples, "samples per validation prompt");
+  add_resume_options(a, c, "steps");
   add_run_options(a, c);
   if (!a.parse(argc, argv, first)) return 0;
+  if (c.resume) take_recorded_settings(a, rl::run_path(c.out_dir, c.name));
   const llm::RRHFResult r = llm::train_rrhf(c);
+  if (!r.finished) return print_done_without("final evaluation", r.steps, r.run_dir);
   std::printf("done: ground truth %.3f -> %.3f, KL to the SFT model %.2f -> %.2f\nrun: %s\n",
               r.before.ground_truth, r.after.ground_truth, rl::printable(r.before.kl, 2),
               rl::printable(r.after.kl, 2), r.run_dir.c_str());
@@ -219,9 +236,12 @@ int run_ppo(int argc, char** argv, int first) {
   a.add("--grad-clip", &c.grad_clip, "max global gradient norm (0: off)");
   a.add("--eval-every", &c.eval_every, "validation samples every N updates");
   a.add("--eval-samples", &c.eval_samples, "samples per validation prompt");
+  add_resume_options(a, c, "updates");
   add_run_options(a, c);
   if (!a.parse(argc, argv, first)) return 0;
+  if (c.resume) take_recorded_settings(a, rl::run_path(c.out_dir, c.name));
   const llm::PPORLHFResult r = llm::train_ppo_rlhf(c);
+  if (!r.finished) return print_done_without("final evaluation", r.steps, r.run_dir);
   std::printf("done: ground truth %.3f -> %.3f, KL to reference %.2f -> %.2f\nrun: %s\n",
               r.before.ground_truth, r.after.ground_truth, rl::printable(r.before.kl, 2),
               rl::printable(r.after.kl, 2), r.run_dir.c_str());

@@ -134,6 +134,32 @@ struct PairStats {
     }
     n += int64_t(c.size());
   }
+  // The sums as they stand (a checkpoint between two logged steps keeps them, so the resumed
+  // run's next row averages the same steps a straight run's does), and back.
+  json::Value to_json() const {
+    json::Value v = json::Value::object();
+    v.set("loss", loss), v.set("chosen_reward", chosen_reward);
+    v.set("rejected_reward", rejected_reward), v.set("accuracy", accuracy);
+    v.set("chosen_logp", chosen_logp), v.set("rejected_logp", rejected_logp), v.set("n", n);
+    return v;
+  }
+  static PairStats from_json(const json::Value& v, const std::string& where) {
+    RLFT_CHECK(v.is_object(), where, ": dpo_window is not a JSON object");
+    PairStats p;
+    const auto number = [&](const char* key) {
+      const json::Value* x = v.find(key);
+      RLFT_CHECK(x && x->is_number() && std::isfinite(x->as_double()), where, ": dpo_window.", key,
+                 " is not a finite number");
+      return x->as_double();
+    };
+    p.loss = number("loss"), p.chosen_reward = number("chosen_reward");
+    p.rejected_reward = number("rejected_reward"), p.accuracy = number("accuracy");
+    p.chosen_logp = number("chosen_logp"), p.rejected_logp = number("rejected_logp");
+    const json::Value* n = v.find("n");
+    RLFT_CHECK(n && n->is_int() && n->as_int() >= 0, where, ": dpo_window.n is not a count");
+    p.n = n->as_int();
+    return p;
+  }
   void log_to(json::Value& m, const std::string& prefix) const {
     const double d = double(std::max<int64_t>(n, 1));
     m.set(prefix + "loss", loss / d);
@@ -220,6 +246,7 @@ DPOResult train_dpo(const DPOConfig& cfg) {
   optim::Adam opt(policy.parameters(), cfg.lr);
   // Resume: the step, the weights and Adam's moments from the checkpoint; metrics after it go.
   int64_t start = 0;
+  PairStats window;  // the sums since the last logged step
   std::vector<double> gts, kls, eval_x;
   DPOResult res;
   res.run_dir = run.dir();
@@ -230,6 +257,8 @@ DPOResult train_dpo(const DPOConfig& cfg) {
     const Metadata meta = load_checkpoint(ckpt, policy, &opt);
     RLFT_CHECK(meta.count("step"), ckpt, ": no step in the checkpoint's metadata");
     start = metadata_int(meta, "step", ckpt);
+    if (const auto w = meta.find("dpo_window"); w != meta.end())
+      window = PairStats::from_json(json::parse(w->second, ckpt + ": dpo_window"), ckpt);
     for (const json::Value& line : run.keep_metrics_through(start)) {
       const int64_t s = line.at("step").as_int();
       if (line.contains("kl") && line.contains("ground_truth")) {
@@ -288,15 +317,15 @@ DPOResult train_dpo(const DPOConfig& cfg) {
     run.log(m);
   }
   auto save = [&](int64_t at) {
-    save_checkpoint(ckpt, policy, &opt,
-                    checkpoint_metadata(policy.config(), tok, policy_run.run_config, at));
+    Metadata meta = checkpoint_metadata(policy.config(), tok, policy_run.run_config, at);
+    meta["dpo_window"] = window.to_json().dump();
+    save_checkpoint(ckpt, policy, &opt, meta);
   };
   std::vector<size_t> order(train.size());
   for (size_t i = 0; i < order.size(); ++i) order[i] = i;
   const int64_t steps_per_epoch =
       int64_t((train.size() + size_t(cfg.batch) - 1) / size_t(cfg.batch));
   int64_t step = start;
-  PairStats window;
   policy.train();
   bool done = cfg.max_steps > 0 && step >= cfg.max_steps;
   const int64_t stop_at = cfg.stop_after > 0 ? start + cfg.stop_after : -1;

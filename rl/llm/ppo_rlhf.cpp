@@ -1,3 +1,6 @@
+// PPO-RLHF loop (see ppo_rlhf.h for the objective): rollout → experience (rewards with the KL
+// penalty, GAE) → actor and critic minibatch updates → log → checkpoint (actor and critic files
+// at one step, with both Adam states and the loop's state, so --resume continues exactly).
 #include "rl/llm/ppo_rlhf.h"
 
 #include <algorithm>
@@ -9,6 +12,7 @@
 
 #include "engine/checkpoint.h"
 #include "engine/error.h"
+#include "engine/fs.h"
 #include "engine/ops.h"
 #include "engine/optim.h"
 #include "models/generate.h"
@@ -127,6 +131,9 @@ json::Value to_json(const PPORLHFConfig& c) {
   v.set("name", c.name);
   v.set("seed", c.seed);
   v.set("device", c.device);
+  v.set("checkpoint_every", c.checkpoint_every);
+  v.set("resume", c.resume);
+  v.set("stop_after", c.stop_after);
   return v;
 }
 
@@ -151,6 +158,40 @@ std::pair<Tensor, Tensor> actor_log_probs(models::GPT& actor, const Tensor& toke
 }
 
 Tensor rows(const Tensor& t, int64_t s, int64_t n) { return t.narrow(0, s, n).contiguous(); }
+
+// The loop's state between two updates, beside the weights and the optimisers in the actor's
+// checkpoint (metadata "ppo_rlhf_state"): the adaptive controller's β and the counters of the
+// random streams, each realigned to a Philox block at the start of every update.
+struct ResumeState {
+  double kl_ctl = 0;
+  uint64_t sample_offset = 0, actor_dropout_offset = 0, critic_dropout_offset = 0;
+};
+
+ResumeState parse_resume_state(const std::string& text, const std::string& ckpt) {
+  const std::string where = ckpt + ": ppo_rlhf_state";
+  const json::Value st = json::parse(text, where);
+  RLFT_CHECK(st.is_object(), where, ": expected a JSON object, got ", st.dump());
+  auto field = [&](const char* key) -> const json::Value& {
+    const json::Value* v = st.find(key);
+    RLFT_CHECK(v != nullptr, where, ": field '", key, "' is missing");
+    return *v;
+  };
+  auto offset = [&](const char* key) {
+    const json::Value& v = field(key);
+    RLFT_CHECK(v.is_int() && v.as_int() >= 0, where, ": field '", key,
+               "' must be an integer >= 0, got ", v.dump());
+    return uint64_t(v.as_int());
+  };
+  ResumeState r;
+  const json::Value& k = field("kl_ctl");
+  RLFT_CHECK(k.is_number() && std::isfinite(k.as_double()) && k.as_double() >= 0, where,
+             ": field 'kl_ctl' must be a finite number >= 0, got ", k.dump());
+  r.kl_ctl = k.as_double();
+  r.sample_offset = offset("sample_offset");
+  r.actor_dropout_offset = offset("actor_dropout_offset");
+  r.critic_dropout_offset = offset("critic_dropout_offset");
+  return r;
+}
 
 }  // namespace
 
@@ -190,6 +231,11 @@ PPORLHFResult train_ppo_rlhf(const PPORLHFConfig& cfg) {
   RLFT_CHECK(cfg.eval_every >= 0, cmd, "--eval-every must be >= 0 (0: start and end), got ",
              cfg.eval_every);
   positive("--eval-samples", cfg.eval_samples);
+  RLFT_CHECK(cfg.checkpoint_every >= 0, cmd,
+             "--checkpoint-every must be >= 0 (0: only at --stop-after and the end), got ",
+             cfg.checkpoint_every);
+  RLFT_CHECK(cfg.stop_after >= 0, cmd, "--stop-after must be >= 0 (0: run to --steps), got ",
+             cfg.stop_after);
   // --out-dir and --name, checked before any loading; the run is not its own input.
   rl::check_not_the_run(rl::run_path(cfg.out_dir, cfg.name),
                         {{"--init", cfg.init}, {"--reward-model", cfg.reward_model}});
@@ -229,10 +275,13 @@ PPORLHFResult train_ppo_rlhf(const PPORLHFConfig& cfg) {
   for (size_t i = train_prompts.size(); i > 1; --i)
     std::swap(train_prompts[i - 1], train_prompts[gen.below(i)]);
 
-  const rl::RunDir run(rl::run_path(cfg.out_dir, cfg.name), true);
+  const rl::RunDir run(rl::run_path(cfg.out_dir, cfg.name), !cfg.resume);
+  // The training checkpoint, two files: the actor (the policy `rlft lm eval|sample` load) with
+  // its Adam state and the loop's state, and the critic with its Adam state, both at one step.
+  const std::string ckpt = run.path("checkpoint.safetensors"),
+                    critic_ckpt = run.path("critic.safetensors");
   json::Value config_json = to_json(cfg);
   config_json.set("git_revision", rl::git_revision());
-  run.write_config(config_json);
   optim::Adam actor_opt(actor.parameters(), cfg.actor_lr),
       critic_opt(critic.parameters(), cfg.critic_lr);
   AdaptiveKLController kl_ctl{cfg.kl_ctl, cfg.kl_target, cfg.kl_horizon};
@@ -242,16 +291,117 @@ PPORLHFResult train_ppo_rlhf(const PPORLHFConfig& cfg) {
   sc = clamp_to_context(sc, actor, tok, train_prompts);
   sc.eos_id = tok.eos_id();
   sc.pad_id = tok.pad_id();
+  // The random streams of the loop: rollout sampling, and the dropout masks of the actor's and
+  // the critic's training passes (drawn only with dropout > 0), seeded from --seed. Each is
+  // realigned to a Philox block at the start of every update (sync), so between updates each is
+  // its counter alone, and a resumed run draws exactly what a straight run draws. (The minibatches
+  // are contiguous rows and the evaluations use a fresh stream each: neither has state.)
   Generator sample_gen(cfg.seed + 1);
-  rl::Stopwatch clock;
+  Generator& actor_dropout = actor.dropout_generator();
+  Generator& critic_dropout = critic.dropout_generator();
+  actor_dropout.set_state(cfg.seed ^ 0xac70dull, 0);
+  critic_dropout.set_state(cfg.seed ^ 0xc217cull, 0);
+  auto sync = [](Generator& g) { g.set_state(g.seed(), g.offset()); };
+
   PPORLHFResult res;
   res.run_dir = run.dir();
+  // Whole-run curves (a resumed run reads the earlier updates back from metrics.jsonl).
+  std::vector<double> xs;
+  int64_t start = 0;
+  double elapsed_before = 0;
+  if (cfg.resume) {
+    // Everything is read and checked before the run's files change: a refused resume leaves
+    // them as they were.
+    RLFT_CHECK(fs::exists(ckpt), ckpt, ": nothing to resume (no checkpoint)");
+    run.check_resumable(config_json, {"steps"});  // the same run; only --steps may grow
+    const Metadata meta = load_checkpoint(ckpt, actor, &actor_opt);
+    RLFT_CHECK(meta.count("ppo_rlhf_state"), ckpt,
+               ": not a PPO-RLHF training checkpoint (no ppo_rlhf_state in its metadata; a run "
+               "written before PPO-RLHF could resume)");
+    const ResumeState st = parse_resume_state(meta.at("ppo_rlhf_state"), ckpt);
+    start = metadata_int(meta, "step", ckpt);
+    RLFT_CHECK(start <= cfg.steps, ckpt, ": checkpoint is at step ", start, ", beyond --steps ",
+               cfg.steps);
+    RLFT_CHECK(fs::exists(critic_ckpt), critic_ckpt, ": missing (the critic of ", ckpt, ", step ",
+               start, "): nothing to resume");
+    const Metadata critic_meta = load_checkpoint(critic_ckpt, critic, &critic_opt);
+    const int64_t critic_step = metadata_int(critic_meta, "step", critic_ckpt);
+    RLFT_CHECK(critic_step == start, critic_ckpt, ": the critic's checkpoint is at step ",
+               critic_step, " but the actor's (", ckpt, ") at step ", start,
+               " (a run killed between the two writes): the run cannot continue exactly");
+    kl_ctl.value = st.kl_ctl;
+    sample_gen.set_state(sample_gen.seed(), st.sample_offset);
+    actor_dropout.set_state(actor_dropout.seed(), st.actor_dropout_offset);
+    critic_dropout.set_state(critic_dropout.seed(), st.critic_dropout_offset);
+    // The metrics up to the checkpoint rebuild the curves: checked before anything is rewritten.
+    const std::string metrics = run.path("metrics.jsonl");
+    if (fs::exists(metrics)) {
+      size_t n = 0;
+      for (const json::Value& line : json::parse_jsonl(fs::read_file(metrics), metrics)) {
+        ++n;
+        RLFT_CHECK(line.is_object(), metrics, ": record ", n, " is not a JSON object");
+        const json::Value* s = line.find("step");
+        RLFT_CHECK(s != nullptr && s->is_int() && s->as_int() >= 0, metrics, ": record ", n,
+                   ": 'step' must be an integer >= 0, got ", s ? s->dump() : std::string("(none)"));
+        if (s->as_int() > start) continue;  // dropped below
+        auto number = [&](const char* key, bool required) {
+          const json::Value* v = line.find(key);
+          RLFT_CHECK(v ? v->is_number() && std::isfinite(v->as_double()) : !required, metrics,
+                     ": record ", n, ": '", key, "' must be a finite number, got ",
+                     v ? v->dump() : std::string("(none)"));
+        };
+        if (s->as_int() > 0)
+          for (const char* key : {"rm_score", "ground_truth", "kl"}) number(key, true);
+        const bool evaluated = line.contains("val_ground_truth");
+        for (const char* key : {"val_ground_truth", "val_kl", "val_response_length"})
+          number(key, evaluated);
+        number("elapsed_seconds", false);
+      }
+    }
+    // Rows logged after the checkpoint (a run killed between two checkpoints) go; those steps
+    // run again.
+    for (const json::Value& line : run.keep_metrics_through(start)) {
+      const int64_t s = line.at("step").as_int();
+      if (line.contains("val_ground_truth")) {
+        const PolicyEval pe{line.at("val_ground_truth").as_double(), line.at("val_kl").as_double(),
+                            line.get_or("val_response_length", 0.0)};
+        if (s == 0) res.before = pe;
+        if (s > 0 && s == cfg.steps) res.after = pe, res.finished = true;
+      }
+      if (s > 0) {
+        xs.push_back(double(s));
+        res.rm_scores.push_back(line.at("rm_score").as_double());
+        res.ground_truths.push_back(line.at("ground_truth").as_double());
+        res.kls.push_back(line.at("kl").as_double());
+      }
+      elapsed_before = line.get_or("elapsed_seconds", elapsed_before);
+    }
+    if (!cfg.quiet)
+      std::printf("ppo-rlhf: resumed at step %lld from %s\n", (long long)start, ckpt.c_str());
+  }
+  res.start_step = res.steps = start;
+  run.write_config(config_json);  // a fresh run: an earlier run's files of that name go
+  rl::Stopwatch clock;
   auto evaluate = [&]() {
     Generator g(cfg.seed + 12345);
     return evaluate_policy(actor, ref, tok, eval_prompts, 1.0, g);
   };
-  res.before = evaluate();
-  {
+  // A checkpoint at step `at`: the critic's file first, then the actor's, each written
+  // atomically; a kill between the two leaves them at different steps, refused by --resume.
+  auto save = [&](int64_t at) {
+    json::Value st = json::Value::object();
+    st.set("kl_ctl", kl_ctl.value);
+    st.set("sample_offset", int64_t(sample_gen.offset()));
+    st.set("actor_dropout_offset", int64_t(actor_dropout.offset()));
+    st.set("critic_dropout_offset", int64_t(critic_dropout.offset()));
+    save_checkpoint(critic_ckpt, critic, &critic_opt,
+                    checkpoint_metadata(critic.config(), tok, actor_run.run_config, at));
+    Metadata meta = checkpoint_metadata(actor.config(), tok, actor_run.run_config, at);
+    meta["ppo_rlhf_state"] = st.dump();
+    save_checkpoint(ckpt, actor, &actor_opt, meta);
+  };
+  if (!cfg.resume) {
+    res.before = evaluate();
     // The SFT policy's point (KL 0 by construction), so every run's evaluations start at step 0
     // as DPO's do (the frontier experiment reads val_* rows).
     json::Value m0 = json::Value::object();
@@ -260,14 +410,17 @@ PPORLHFResult train_ppo_rlhf(const PPORLHFConfig& cfg) {
     m0.set("val_kl", res.before.kl);
     m0.set("val_response_length", res.before.response_length);
     run.log(m0);
+    if (!cfg.quiet)
+      std::printf(
+          "ppo-rlhf: before training, validation samples: ground truth %.3f  KL %.2f  length "
+          "%.1f\n",
+          res.before.ground_truth, rl::printable(res.before.kl, 2), res.before.response_length);
   }
-  if (!cfg.quiet)
-    std::printf(
-        "ppo-rlhf: before training, validation samples: ground truth %.3f  KL %.2f  length %.1f\n",
-        res.before.ground_truth, rl::printable(res.before.kl, 2), res.before.response_length);
-  size_t next = 0;
-  std::vector<double> xs;
-  for (int64_t step = 1; step <= cfg.steps; ++step) {
+  // The prompts are taken in order from the shuffled list: update s starts at (s − 1)·batch.
+  size_t next = size_t(start) * size_t(cfg.batch);
+  const int64_t end = cfg.stop_after > 0 ? std::min(cfg.steps, start + cfg.stop_after) : cfg.steps;
+  for (int64_t step = start + 1; step <= end; ++step) {
+    sync(sample_gen), sync(actor_dropout), sync(critic_dropout);
     // ---- rollout: batched KV-cache generation
     rl::Stopwatch t_gen;
     const double cpu_gen = process_cpu_seconds();
@@ -414,12 +567,12 @@ PPORLHFResult train_ppo_rlhf(const PPORLHFConfig& cfg) {
     const bool do_eval = step == cfg.steps || (cfg.eval_every > 0 && step % cfg.eval_every == 0);
     if (do_eval) {
       const PolicyEval pe = evaluate();
-      if (step == cfg.steps) res.after = pe;
+      if (step == cfg.steps) res.after = pe, res.finished = true;
       mj.set("val_ground_truth", pe.ground_truth);
       mj.set("val_kl", pe.kl);
       mj.set("val_response_length", pe.response_length);
     }
-    mj.set("elapsed_seconds", clock.seconds());
+    mj.set("elapsed_seconds", elapsed_before + clock.seconds());
     run.log(mj);
     if (!cfg.quiet)
       std::printf(
@@ -430,19 +583,27 @@ PPORLHFResult train_ppo_rlhf(const PPORLHFConfig& cfg) {
           entropy / double(n_mb), (clip_low + clip_high) / double(n_mb), c_loss / double(n_mb),
           rl::printable(explained_variance, 2), length, time_generation, time_experience,
           time_training);
+    res.steps = step;
+    // A checkpoint every --checkpoint-every updates, at --stop-after and at the end.
+    if (step == end || (cfg.checkpoint_every > 0 && step % cfg.checkpoint_every == 0)) save(step);
   }
-  plot::write_line_plot(run.path("reward.svg"), "PPO-RLHF rollouts", "update", "mean",
-                        {{"rm score", xs, res.rm_scores}, {"ground truth", xs, res.ground_truths}});
-  plot::write_line_plot(run.path("kl.svg"), "PPO-RLHF KL(actor || ref) per sequence", "update",
-                        "KL", {{"kl", xs, res.kls}});
-  save_checkpoint(run.path("checkpoint.safetensors"), actor, nullptr,
-                  checkpoint_metadata(actor.config(), tok, actor_run.run_config, cfg.steps));
-  save_checkpoint(run.path("critic.safetensors"), critic, nullptr,
-                  checkpoint_metadata(critic.config(), tok, actor_run.run_config, cfg.steps));
-  if (!cfg.quiet)
-    std::printf(
-        "ppo-rlhf: after training, validation samples: ground truth %.3f  KL %.2f  length %.1f\n",
-        res.after.ground_truth, rl::printable(res.after.kl, 2), res.after.response_length);
+  if (start < end) {  // the whole run's curves (a resumed finished run has nothing new to draw)
+    plot::write_line_plot(
+        run.path("reward.svg"), "PPO-RLHF rollouts", "update", "mean",
+        {{"rm score", xs, res.rm_scores}, {"ground truth", xs, res.ground_truths}});
+    plot::write_line_plot(run.path("kl.svg"), "PPO-RLHF KL(actor || ref) per sequence", "update",
+                          "KL", {{"kl", xs, res.kls}});
+  }
+  if (!cfg.quiet) {
+    if (res.finished)
+      std::printf(
+          "ppo-rlhf: after training, validation samples: ground truth %.3f  KL %.2f  length "
+          "%.1f\n",
+          res.after.ground_truth, rl::printable(res.after.kl, 2), res.after.response_length);
+    else
+      std::printf("ppo-rlhf: stopped after step %lld of %lld (--stop-after; --resume continues)\n",
+                  (long long)res.steps, (long long)cfg.steps);
+  }
   return res;
 }
 

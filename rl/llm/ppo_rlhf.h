@@ -33,6 +33,13 @@
 // (the global gradient norms of the update's last minibatch step, before clipping),
 // explained_variance (1 − Var(R − V_old)/Var(R) over response tokens), response_length, and
 // time_generation, time_experience, time_training in seconds.
+//
+// Checkpoint (every checkpoint_every updates, at --stop-after and at the end), two files at one
+// step s: checkpoint.safetensors = θ (the policy `rlft lm eval|sample` load), the actor's Adam
+// state, and in its metadata the step and ppo_rlhf_state {kl_ctl, the sampling and the two
+// dropout streams' Philox counters}; critic.safetensors = φ, the critic's Adam state and the
+// step. --resume needs both at the same s, continues at update s + 1 and takes exactly the
+// updates of a straight run (same weights, optimiser states, metrics rows but wall times).
 #pragma once
 
 #include <cstdint>
@@ -96,16 +103,29 @@ struct PPORLHFConfig {
   bool quiet = false;
   // cpu, or cuda[:N]: every model of the run and its updates on that GPU.
   std::string device = "cpu";
+  int64_t checkpoint_every = 10;  // updates; 0: only at --stop-after and the end
+  bool resume = false;            // continue the run's checkpoint (same settings; --steps may grow)
+  int64_t stop_after = 0;  // updates of this invocation, then checkpoint and stop; 0: to --steps
 };
 json::Value to_json(const PPORLHFConfig& c);
 
 struct PPORLHFResult {
   std::string run_dir;
-  std::vector<double> rm_scores, ground_truths, kls;  // per update (rollout means)
-  // Seconds per update in each phase, wall and process CPU (bench/bench_rlhf.cpp reports them).
+  // Per update of the whole run, 1 … steps (rollout means; a resumed run reads the updates
+  // before start_step back from metrics.jsonl).
+  std::vector<double> rm_scores, ground_truths, kls;
+  // Seconds per update of this invocation only, in each phase, wall and process CPU
+  // (bench/bench_rlhf.cpp reports them).
   std::vector<double> time_generation, time_experience, time_training;
   std::vector<double> cpu_generation, cpu_experience, cpu_training;
-  PolicyEval before, after;  // validation prompts
+  // Validation prompts: before = the SFT policy (step 0); after = at step --steps, set only when
+  // finished.
+  PolicyEval before, after;
+  int64_t start_step = 0;  // the checkpoint's step a resumed run started from (0: a fresh run)
+  int64_t steps = 0;       // the run's step at the end of this invocation
+  // Reached --steps with its final evaluation: false when --stop-after stopped it before (and
+  // when a resumed checkpoint is at --steps but a longer run had stopped there, unevaluated).
+  bool finished = false;
 };
 PPORLHFResult train_ppo_rlhf(const PPORLHFConfig& cfg);
 

@@ -6,6 +6,7 @@
 
 #include "engine/checkpoint.h"
 #include "engine/error.h"
+#include "engine/fs.h"
 #include "engine/ops.h"
 #include "engine/optim.h"
 #include "rl/llm/lm.h"
@@ -60,6 +61,9 @@ json::Value to_json(const RRHFConfig& c) {
   v.set("log_every", c.log_every);
   v.set("eval_every", c.eval_every);
   v.set("eval_samples", c.eval_samples);
+  v.set("checkpoint_every", c.checkpoint_every);
+  v.set("resume", c.resume);
+  v.set("stop_after", c.stop_after);
   v.set("out_dir", c.out_dir);
   v.set("name", c.name);
   v.set("seed", c.seed);
@@ -67,7 +71,7 @@ json::Value to_json(const RRHFConfig& c) {
   return v;
 }
 
-RRHFResult train_rrhf(const RRHFConfig& cfg) {
+static void check_config(const RRHFConfig& cfg) {
   RLFT_CHECK(!cfg.init.empty(), "rlft lm rrhf: --init (an SFT run) is required");
   RLFT_CHECK(cfg.scorer == "rm" || cfg.scorer == "ground_truth",
              "rlft lm rrhf: --scorer must be rm or ground_truth, got '", cfg.scorer, "'");
@@ -87,9 +91,101 @@ RRHFResult train_rrhf(const RRHFConfig& cfg) {
   RLFT_CHECK(cfg.eval_every >= 0, cmd, "--eval-every must be >= 0 (0: only at the end), got ",
              cfg.eval_every);
   RLFT_CHECK(cfg.eval_samples > 0, cmd, "--eval-samples must be positive, got ", cfg.eval_samples);
+  RLFT_CHECK(cfg.checkpoint_every >= 0, cmd,
+             "--checkpoint-every must be >= 0 (0: only at --stop-after and the end), got ",
+             cfg.checkpoint_every);
+  RLFT_CHECK(cfg.stop_after >= 0, cmd, "--stop-after must be >= 0 (0: run to --steps), got ",
+             cfg.stop_after);
   // --out-dir and --name, checked before any loading; the run is not its own input.
   rl::check_not_the_run(rl::run_path(cfg.out_dir, cfg.name),
                         {{"--init", cfg.init}, {"--reward-model", cfg.reward_model}});
+}
+
+namespace {
+
+// The loop's state between two steps, stored in a checkpoint's rrhf_state (JSON): with the
+// weights, Adam's state and the step it is everything the next step depends on.
+struct LoopState {
+  uint64_t sample_offset = 0, dropout_offset = 0;  // the streams' Philox counters (block-aligned)
+  int64_t prompt_pos = 0;  // prompts drawn so far from the shuffled training prompts (cyclic)
+  // The metrics window: sums over the steps since the last metrics row.
+  double w_loss = 0, w_rank = 0, w_ft = 0, w_score = 0, w_gt = 0;
+  int64_t w_n = 0;
+  PolicyEval before;  // the step-0 evaluation
+};
+
+json::Value to_json(const LoopState& s) {
+  json::Value v = json::Value::object();
+  v.set("sample_offset", int64_t(s.sample_offset));
+  v.set("dropout_offset", int64_t(s.dropout_offset));
+  v.set("prompt_pos", s.prompt_pos);
+  v.set("window_loss", s.w_loss);
+  v.set("window_rank_loss", s.w_rank);
+  v.set("window_ft_loss", s.w_ft);
+  v.set("window_score", s.w_score);
+  v.set("window_sample_ground_truth", s.w_gt);
+  v.set("window_steps", s.w_n);
+  v.set("before_ground_truth", s.before.ground_truth);
+  v.set("before_kl", s.before.kl);
+  v.set("before_response_length", s.before.response_length);
+  return v;
+}
+
+// rrhf_state read and checked whole before the run writes anything: a corrupted or foreign
+// checkpoint is one error naming the file and the field.
+LoopState parse_loop_state(const std::string& text, const std::string& ckpt) {
+  const std::string where = ckpt + ": rrhf_state";
+  const json::Value st = json::parse(text, where);
+  RLFT_CHECK(st.is_object(), where, ": expected a JSON object, got ", st.dump());
+  auto field = [&](const char* key) -> const json::Value& {
+    const json::Value* v = st.find(key);
+    RLFT_CHECK(v != nullptr, where, ": field '", key, "' is missing");
+    return *v;
+  };
+  auto integer = [&](const char* key) {
+    const json::Value& v = field(key);
+    RLFT_CHECK(v.is_int() && v.as_int() >= 0, where, ": field '", key,
+               "' must be an integer >= 0, got ", v.dump());
+    return v.as_int();
+  };
+  // A sum that was not finite is stored as null (JSON has no NaN): read back as NaN.
+  auto number = [&](const char* key) {
+    const json::Value& v = field(key);
+    RLFT_CHECK(v.is_null() || v.is_number(), where, ": field '", key, "' must be a number, got ",
+               v.dump());
+    return v.is_null() ? NAN : v.as_double();
+  };
+  LoopState s;
+  s.sample_offset = uint64_t(integer("sample_offset"));
+  s.dropout_offset = uint64_t(integer("dropout_offset"));
+  s.prompt_pos = integer("prompt_pos");
+  s.w_loss = number("window_loss");
+  s.w_rank = number("window_rank_loss");
+  s.w_ft = number("window_ft_loss");
+  s.w_score = number("window_score");
+  s.w_gt = number("window_sample_ground_truth");
+  s.w_n = integer("window_steps");
+  s.before.ground_truth = number("before_ground_truth");
+  s.before.kl = number("before_kl");
+  s.before.response_length = number("before_response_length");
+  return s;
+}
+
+}  // namespace
+
+RRHFResult train_rrhf(const RRHFConfig& cfg) {
+  check_config(cfg);
+  const std::string run_dir = rl::run_path(cfg.out_dir, cfg.name);
+  json::Value config_json = to_json(cfg);
+  config_json.set("git_revision", rl::git_revision());
+  // --resume: the same settings as the run was started with (a longer --steps may continue
+  // it), checked before anything is read or written.
+  if (cfg.resume) {
+    const rl::RunDir old(run_dir, false);
+    old.check_resumable(config_json, {"steps"});
+    RLFT_CHECK(fs::exists(old.path("checkpoint.safetensors")), old.path("checkpoint.safetensors"),
+               ": nothing to resume (no checkpoint)");
+  }
   const Device dev = rl::resolve_device(cfg.device);
   const LoadedModel policy_run = load_policy(cfg.init, dev), ref_run = load_policy(cfg.init, dev);
   models::GPT& policy = *policy_run.model;
@@ -108,7 +204,8 @@ RRHFResult train_rrhf(const RRHFConfig& cfg) {
   std::vector<std::string> train_prompts = task->prompts(Split::train), eval_prompts;
   for (const std::string& p : task->prompts(Split::validation))
     for (int64_t j = 0; j < cfg.eval_samples; ++j) eval_prompts.push_back(p);
-  Generator gen(cfg.seed), sample_gen(cfg.seed + 1);
+  // The prompt order: one seeded shuffle, redrawn alike by a resumed run.
+  Generator gen(cfg.seed);
   for (size_t i = train_prompts.size(); i > 1; --i)
     std::swap(train_prompts[i - 1], train_prompts[gen.below(i)]);
 
@@ -128,27 +225,70 @@ RRHFResult train_rrhf(const RRHFConfig& cfg) {
   // The evaluations' validation prompts must leave room too.
   (void)clamp_to_context(models::SamplingConfig{}, policy, tok, eval_prompts);
 
-  const rl::RunDir run(rl::run_path(cfg.out_dir, cfg.name), true);
-  json::Value config_json = to_json(cfg);
-  config_json.set("git_revision", rl::git_revision());
+  optim::Adam opt(policy.parameters(), cfg.lr);
+  // The candidates' and the dropout masks' streams (the policy's dropout, when its SFT run has
+  // any). Both are realigned to a Philox block at the start of every step (sync), so their
+  // counters are their whole state between steps.
+  Generator sample_gen(cfg.seed + 1);
+  Generator& dropout_gen = policy.dropout_generator();
+  auto sync = [](Generator& g) { g.set_state(g.seed(), g.offset()); };
+  LoopState ls;
+  int64_t start = 0;
+  std::vector<double> xs, gts;
+  RRHFResult res;
+  const rl::RunDir run(run_dir, !cfg.resume);
+  const std::string ckpt = run.path("checkpoint.safetensors");
+  if (cfg.resume) {
+    // The weights, Adam's moments, the step and the loop's state, all checked before the
+    // metrics after the checkpoint are dropped.
+    const Metadata meta = load_checkpoint(ckpt, policy, &opt);
+    RLFT_CHECK(meta.count("rrhf_state"), ckpt,
+               ": not an RRHF training checkpoint (no rrhf_state in its metadata)");
+    ls = parse_loop_state(meta.at("rrhf_state"), ckpt);
+    start = metadata_int(meta, "step", ckpt);
+    RLFT_CHECK(start <= cfg.steps, ckpt, ": the checkpoint is at step ", start, ", beyond --steps ",
+               cfg.steps);
+    sample_gen.set_state(sample_gen.seed(), ls.sample_offset);
+    dropout_gen.set_state(dropout_gen.seed(), ls.dropout_offset);
+    res.before = ls.before;
+    // The curve so far and, for a run already at --steps, its final evaluation.
+    for (const json::Value& line : run.keep_metrics_through(start)) {
+      if (!line.contains("ground_truth") || !line.contains("kl")) continue;
+      const int64_t s = line.at("step").as_int();
+      xs.push_back(double(s)), gts.push_back(line.at("ground_truth").as_double());
+      if (s == cfg.steps) {
+        res.after = {line.at("ground_truth").as_double(), line.at("kl").as_double(),
+                     line.get_or("response_length", 0.0)};
+        res.finished = true;
+      }
+    }
+    if (!cfg.quiet) std::printf("resumed at step %lld from %s\n", (long long)start, ckpt.c_str());
+  }
   run.write_config(config_json);
   rl::Stopwatch clock;
-  RRHFResult res;
   res.run_dir = run.dir();
+  res.start_step = res.steps = start;
   auto evaluate = [&]() {
     Generator g(cfg.seed + 12345);
     return evaluate_policy(policy, *ref_run.model, tok, eval_prompts, 1.0, g);
   };
-  res.before = evaluate();
-  optim::Adam opt(policy.parameters(), cfg.lr);
-  size_t next = 0;
-  double w_loss = 0, w_rank = 0, w_ft = 0, w_score = 0, w_gt = 0;
-  int64_t w_n = 0;
-  std::vector<double> xs, gts;
-  for (int64_t step = 1; step <= cfg.steps; ++step) {
+  if (!cfg.resume) res.before = ls.before = evaluate();
+  // A training checkpoint: weights, Adam's state, the step and the loop's state. Its run_config
+  // is the SFT run's (the task `rlft lm eval|sample` read from it).
+  auto save = [&](int64_t step) {
+    sync(sample_gen), sync(dropout_gen);
+    ls.sample_offset = sample_gen.offset();
+    ls.dropout_offset = dropout_gen.offset();
+    Metadata meta = checkpoint_metadata(policy.config(), tok, policy_run.run_config, step);
+    meta["rrhf_state"] = to_json(ls).dump();
+    save_checkpoint(ckpt, policy, &opt, meta);
+  };
+  const int64_t end = cfg.stop_after > 0 ? std::min(cfg.steps, start + cfg.stop_after) : cfg.steps;
+  for (int64_t step = start + 1; step <= end; ++step) {
+    sync(sample_gen), sync(dropout_gen);
     std::vector<std::string> prompts, responses;
     for (int64_t i = 0; i < cfg.prompts_per_step; ++i) {
-      const std::string& p = train_prompts[next++ % train_prompts.size()];
+      const std::string& p = train_prompts[size_t(ls.prompt_pos++) % train_prompts.size()];
       for (int64_t j = 0; j < cfg.k; ++j) prompts.push_back(p);
     }
     responses = sample_responses(policy, tok, prompts, sc, sample_gen);
@@ -172,12 +312,14 @@ RRHFResult train_rrhf(const RRHFConfig& cfg) {
                     {sb.response_lengths.begin() + long(s), sb.response_lengths.begin() + long(e)},
                     {scores.begin() + long(s), scores.begin() + long(e)});
       total = total.defined() ? add(total, l.loss) : l.loss;
-      w_rank += l.rank_loss, w_ft += l.ft_loss;
+      ls.w_rank += l.rank_loss, ls.w_ft += l.ft_loss;
     }
     total = mul(total, 1.0 / double(cfg.prompts_per_step));
     opt.zero_grad();
     total.backward();
-    const bool do_eval = step == cfg.steps || (cfg.eval_every > 0 && step % cfg.eval_every == 0);
+    const bool last = step == cfg.steps;
+    const bool stopping = step == end && !last;  // --stop-after, before the end
+    const bool do_eval = last || (cfg.eval_every > 0 && step % cfg.eval_every == 0);
     const bool do_log = step % cfg.log_every == 0 || do_eval;
     // The global gradient norm before clipping, of the logged steps: clip_grad_norm returns it;
     // without clipping it is measured on those steps only (a host synchronisation on a GPU).
@@ -188,25 +330,25 @@ RRHFResult train_rrhf(const RRHFConfig& cfg) {
       grad_norm = optim::grad_norm(policy.parameters());
     opt.step();
     res.losses.push_back(total.item());
-    w_loss += total.item();
+    ls.w_loss += total.item();
     for (size_t i = 0; i < prompts.size(); ++i) {
-      w_score += scores[i];
-      w_gt += ground_truth_probability(prompts[i], responses[i]);
+      ls.w_score += scores[i];
+      ls.w_gt += ground_truth_probability(prompts[i], responses[i]);
     }
-    ++w_n;
+    ++ls.w_n;
     if (do_log) {
-      const double nb = double(w_n), ns = double(w_n * cfg.prompts_per_step * cfg.k);
+      const double nb = double(ls.w_n), ns = double(ls.w_n * cfg.prompts_per_step * cfg.k);
       json::Value m = json::Value::object();
       m.set("step", step);
-      m.set("loss", w_loss / nb);
-      m.set("rank_loss", w_rank / (nb * double(cfg.prompts_per_step)));
-      m.set("ft_loss", w_ft / (nb * double(cfg.prompts_per_step)));
-      m.set("score", w_score / ns);
-      m.set("sample_ground_truth", w_gt / ns);
+      m.set("loss", ls.w_loss / nb);
+      m.set("rank_loss", ls.w_rank / (nb * double(cfg.prompts_per_step)));
+      m.set("ft_loss", ls.w_ft / (nb * double(cfg.prompts_per_step)));
+      m.set("score", ls.w_score / ns);
+      m.set("sample_ground_truth", ls.w_gt / ns);
       m.set("grad_norm", grad_norm);
       if (do_eval) {
         const PolicyEval pe = evaluate();
-        if (step == cfg.steps) res.after = pe;
+        if (last) res.after = pe, res.finished = true;
         m.set("ground_truth", pe.ground_truth);
         m.set("kl", pe.kl);
         m.set("response_length", pe.response_length);
@@ -216,17 +358,23 @@ RRHFResult train_rrhf(const RRHFConfig& cfg) {
       run.log(m);
       if (!cfg.quiet)
         std::printf("step %5lld  loss %.4f  score %+.3f  sample ground truth %.3f  %.0fs\n",
-                    (long long)step, w_loss / nb, rl::printable(w_score / ns, 3), w_gt / ns,
-                    clock.seconds());
-      w_loss = w_rank = w_ft = w_score = w_gt = 0;
-      w_n = 0;
+                    (long long)step, ls.w_loss / nb, rl::printable(ls.w_score / ns, 3),
+                    ls.w_gt / ns, clock.seconds());
+      ls.w_loss = ls.w_rank = ls.w_ft = ls.w_score = ls.w_gt = 0;
+      ls.w_n = 0;
     }
+    res.steps = step;
+    if (stopping) {
+      save(step);  // --stop-after: checkpoint and leave, to be resumed
+      if (!cfg.quiet) std::printf("stopped after step %lld (--stop-after)\n", (long long)step);
+      return res;
+    }
+    if (!last && cfg.checkpoint_every > 0 && step % cfg.checkpoint_every == 0) save(step);
   }
   if (!xs.empty())
     plot::write_line_plot(run.path("ground_truth.svg"), "RRHF samples on validation prompts",
                           "step", "ground truth p(positive)", {{"ground truth", xs, gts}});
-  save_checkpoint(run.path("checkpoint.safetensors"), policy, nullptr,
-                  checkpoint_metadata(policy.config(), tok, policy_run.run_config, cfg.steps));
+  if (end > start) save(end);  // the final checkpoint (a finished run resumed: left as it was)
   return res;
 }
 

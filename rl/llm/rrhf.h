@@ -14,7 +14,16 @@
 // Logged every --log-every steps (metrics.jsonl): loss, rank_loss, ft_loss (means over the steps
 // since the last row), score and sample_ground_truth of the candidates, grad_norm (the global
 // gradient norm of the logged step, before clipping); at evaluations ground_truth, kl and
-// response_length of samples on the validation prompts.
+// response_length of samples on the validation prompts; elapsed_seconds is this invocation's.
+//
+// Resume: checkpoint.safetensors holds the policy, Adam's state, the step and the loop's state
+// (rrhf_state: the positions of the candidate-sampling and dropout streams, each realigned to a
+// Philox block at the start of every step, the position in the shuffled prompts, the metrics
+// window since the last row and the step-0 evaluation). It is written every --checkpoint-every
+// steps, at --stop-after (after that step's metrics row, when it has one) and at the end, and
+// is the policy file `rlft lm eval|sample` read. --resume loads it, drops the metrics rows
+// logged after it and continues with the draws a straight run makes there, so a stopped and
+// resumed run ends with the same weights, Adam state and metrics (tests/rl/test_rrhf_resume.cpp).
 #pragma once
 
 #include <cstdint>
@@ -49,6 +58,11 @@ struct RRHFConfig {
   int64_t log_every = 10;
   int64_t eval_every = 50;  // samples on validation prompts: ground truth, KL to the init
   int64_t eval_samples = 4;
+  // Checkpoint (policy, Adam state, step, random streams) every N steps (0: only at --stop-after
+  // and at the end).
+  int64_t checkpoint_every = 50;
+  bool resume = false;  // continue the run from its checkpoint (its settings; --steps may change)
+  int64_t stop_after = 0;  // stop after N steps of this invocation (0: run to --steps)
   std::string out_dir = "runs";
   std::string name = "reviews-rrhf";
   uint64_t seed = 0;
@@ -58,10 +72,17 @@ struct RRHFConfig {
 };
 json::Value to_json(const RRHFConfig& c);
 
+// What one invocation did: a resumed run (--resume) starts at start_step and runs
+// steps − start_step steps (losses.size()). `before` is the run's step-0 evaluation (from the
+// checkpoint when resumed); `after` is the final one at --steps, set when `finished` (a resumed
+// run that had already finished reads it back from metrics.jsonl).
 struct RRHFResult {
   std::string run_dir;
-  std::vector<double> losses;
+  std::vector<double> losses;  // the batch loss of each step of this invocation
   PolicyEval before, after;
+  int64_t start_step = 0;  // the step this invocation started at (0, or the checkpoint's)
+  int64_t steps = 0;       // where the run stands after this invocation
+  bool finished = false;   // the run is at --steps with its final evaluation (false: --stop-after)
 };
 RRHFResult train_rrhf(const RRHFConfig& cfg);
 

@@ -168,6 +168,31 @@ TEST_F(GroupCli, GroupRLResumeTakesTheRecordedSettings) {
   EXPECT_GT(lines(slurp(*dir_ + "/dr-grpo-sft/metrics.jsonl")), logged_by_init);
 }
 
+// lm rrhf and lm ppo stop with --stop-after (no made-up final numbers) and go on with
+// --name and --resume alone: the options left out take the run's recorded values.
+TEST_F(GroupCli, RRHFAndPPOStopAndResumeByName) {
+  const std::pair<std::string, std::string> runs[] = {{"rrhf", rrhf("rrhf-stop")},
+                                                      {"ppo", ppo("ppo-stop")}};
+  for (const auto& [algo, command] : runs) {
+    const std::string name = algo + "-stop";
+    const Outcome stopped = run(command + " --steps 2 --stop-after 1");
+    ASSERT_EQ(stopped.status, 0) << stopped.err;
+    EXPECT_NE(stopped.out.find("done: at step 1, no final evaluation in this invocation"),
+              std::string::npos)
+        << stopped.out;
+    const auto settings = recorded_settings(*dir_ + "/" + name, {"resume", "stop_after"});
+    const Outcome resumed =
+        run("lm " + algo + " --quiet --out-dir " + *dir_ + " --name " + name + " --resume");
+    EXPECT_EQ(resumed.status, 0) << resumed.err;
+    EXPECT_EQ(resumed.out.rfind("done: ground truth ", 0), 0u) << resumed.out;
+    EXPECT_EQ(recorded_settings(*dir_ + "/" + name, {"resume", "stop_after"}), settings);
+    // Written, an option must match the record; the run is left as it was.
+    fails("lm " + algo + " --quiet --out-dir " + *dir_ + " --name " + name +
+              " --resume --temperature 0.5",
+          "--resume: setting 'temperature' is 0.5", name);
+  }
+}
+
 // lm ppo: every numeric option, each named (not a deep error from the op it would break), and
 // the earlier run of the name keeps its metrics and checkpoint.
 TEST_F(GroupCli, PPOSettingsAreNamedAndTheEarlierRunIsKept) {

@@ -1,0 +1,370 @@
+// PPO-RLHF's training checkpoint and --resume (rl/llm/ppo_rlhf). The loop is, per update s,
+//   θ_s, φ_s, Adam_θ, Adam_φ, β_s (kl_ctl), streams_s  →  θ_{s+1}, φ_{s+1}, …
+// and a resume from the checkpoint at s must give exactly the straight run's state at every
+// later step: a run stopped with --stop-after (and one "killed" after an update it logged but
+// did not checkpoint) and resumed ends with the straight run's actor and critic weights and both
+// Adam states bit for bit, and the same metrics rows but wall times; with the adaptive KL
+// controller (its β is in the checkpoint) and, separately, with dropout in every model (the
+// actor's and the critic's dropout streams are). A resume with another setting, with nothing to
+// resume, or with the critic's file at another step than the actor's fails naming the cause and
+// leaves the run's files as they were; a finished run resumed runs nothing. The models are
+// 1-layer SFT runs of a few steps: these tests are about bookkeeping, not about learning
+// (test_rlhf.cpp has those).
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "engine/checkpoint.h"
+#include "engine/error.h"
+#include "engine/fs.h"
+#include "engine/json.h"
+#include "rl/llm/ppo_rlhf.h"
+#include "rl/llm/reward_model.h"
+#include "rl/llm/rlhf_data.h"
+#include "rl/llm/sft.h"
+#include "rl/llm/tasks/task.h"
+#include "test_util.h"
+
+using namespace rlft;
+using namespace rlft::llm;
+
+namespace {
+
+using rlft::testing::error_of;
+using rlft::testing::temp_dir;
+
+TaskConfig tiny_reviews() {
+  TaskConfig t;
+  t.task = "reviews";
+  t.data_seed = 1234;
+  t.train_size = 400;
+  t.eval_size = 4;
+  return t;
+}
+
+// A few SFT steps of a 1-layer model (context 128), then a reward model on pairs of the task's
+// own reviews of one opening (their quality is not the point), two epochs of one step.
+void tiny_sft_and_rm(const std::string& dir, const std::string& suffix, double dropout) {
+  SFTConfig s;
+  s.task = tiny_reviews();
+  s.model = "nano";
+  s.n_layer = 1;
+  s.n_embd = 32;
+  s.block_size = 128;
+  s.dropout = dropout;
+  s.steps = 4;
+  s.batch = 16;
+  s.lr = 3e-3;
+  s.warmup = 1;
+  s.log_every = 4;
+  s.eval_every = 4;
+  s.eval_examples = 4;
+  s.eval_generate = 0;
+  s.checkpoint_every = 4;
+  s.out_dir = dir;
+  s.name = "sft" + suffix;
+  s.quiet = true;
+  train_sft(s);
+  const std::unique_ptr<Task> task = make_task(tiny_reviews());
+  const std::vector<Example>& ex = task->examples(Split::train);
+  std::vector<PreferencePair> pairs;
+  for (size_t i = 0; i + 1 < ex.size() && pairs.size() < 24; i += 2)
+    if (ex[i].response != ex[i + 1].response)
+      pairs.push_back({ex[i].prompt, ex[i].response, ex[i + 1].response});
+  write_preferences(dir + "/prefs" + suffix + ".jsonl", pairs);
+  RewardModelConfig c;
+  c.prefs = dir + "/prefs" + suffix + ".jsonl";
+  c.init = dir + "/sft" + suffix;
+  c.epochs = 2;
+  c.batch = 64;
+  c.lr = 1e-3;
+  c.out_dir = dir;
+  c.name = "rm" + suffix;
+  c.quiet = true;
+  train_reward_model(c);
+}
+
+std::vector<json::Value> metrics_of(const std::string& run_dir) {
+  return json::parse_jsonl(fs::read_file(run_dir + "/metrics.jsonl"));
+}
+
+// A metrics row without its wall-time fields (the only ones two equal runs may differ in).
+json::Value without_times(const json::Value& row) {
+  json::Value out = json::Value::object();
+  for (const auto& [k, v] : row.as_object())
+    if (k != "elapsed_seconds" && k.rfind("time_", 0) != 0) out.set(k, v);
+  return out;
+}
+
+void expect_same_metrics(const std::string& a_dir, const std::string& b_dir) {
+  const std::vector<json::Value> a = metrics_of(a_dir), b = metrics_of(b_dir);
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i)
+    EXPECT_EQ(without_times(a[i]).dump(), without_times(b[i]).dump()) << "row " << i;
+}
+
+// Every file of a run directory with its bytes, to check that a refused command left it as it
+// was.
+std::map<std::string, std::string> files_of(const std::string& dir) {
+  std::map<std::string, std::string> out;
+  for (const auto& e : std::filesystem::directory_iterator(dir))
+    if (e.is_regular_file()) out[e.path().filename().string()] = fs::read_file(e.path().string());
+  return out;
+}
+
+// Two checkpoint files: every tensor (weights and "optimizer.*" Adam state) equal bit for bit,
+// and the metadata equal (step, ppo_rlhf_state with β and the streams' counters).
+void expect_same_checkpoint(const std::string& a_path, const std::string& b_path) {
+  Metadata ma, mb;
+  const NamedTensors a = load_tensors(a_path, &ma), b = load_tensors(b_path, &mb);
+  ASSERT_EQ(a.size(), b.size()) << a_path;
+  size_t optimizer_tensors = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    ASSERT_EQ(a[i].first, b[i].first) << a_path;
+    optimizer_tensors += a[i].first.rfind("optimizer.", 0) == 0;
+    EXPECT_EQ(to_record(a[i].first, a[i].second).data, to_record(b[i].first, b[i].second).data)
+        << a_path << ": " << a[i].first;
+  }
+  EXPECT_GT(optimizer_tensors, 0u) << a_path << ": no optimizer state";
+  EXPECT_EQ(ma, mb) << a_path;
+}
+
+void copy_file(const std::string& from, const std::string& to) {
+  std::filesystem::copy_file(from, to, std::filesystem::copy_options::overwrite_existing);
+}
+
+}  // namespace
+
+// One tiny SFT run and reward model without dropout, and one pair with dropout 0.1 in every
+// model (actor, reference, reward model and the critic built from it), shared by the tests.
+class PPORLHFResume : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new std::string(temp_dir("ppo_rlhf_resume"));
+    tiny_sft_and_rm(*dir_, "", 0.0);
+    tiny_sft_and_rm(*dir_, "-dropout", 0.1);
+  }
+  static void TearDownTestSuite() { delete dir_; }
+
+  // Five updates of 4 prompts, two epochs of two minibatches each (so each Adam has several
+  // steps per update), short responses, an evaluation every 2 updates, a checkpoint every 2;
+  // the adaptive controller with a target far under the KL reached, so β moves every update.
+  static PPORLHFConfig config(const std::string& name) {
+    PPORLHFConfig c;
+    c.init = *dir_ + "/sft";
+    c.reward_model = *dir_ + "/rm";
+    c.steps = 5;
+    c.batch = 4;
+    c.ppo_epochs = 2;
+    c.minibatches = 2;
+    c.actor_lr = 1e-3;
+    c.critic_lr = 1e-3;
+    c.adaptive_kl = true;
+    c.kl_target = 1e-3;
+    c.kl_horizon = 100;
+    c.max_new_tokens = 12;
+    c.eval_every = 2;
+    c.eval_samples = 1;
+    c.checkpoint_every = 2;
+    c.out_dir = *dir_;
+    c.name = name;
+    c.quiet = true;
+    return c;
+  }
+  std::string run(const std::string& name) const { return *dir_ + "/" + name; }
+  static std::string* dir_;
+};
+std::string* PPORLHFResume::dir_ = nullptr;
+
+// Straight: updates 1–5. Resumed: --stop-after 2 (checkpoint at 2), then --stop-after 1
+// (update 3, logged and checkpointed), then the step-2 checkpoint put back, as if the process had
+// been killed after logging update 3 and before its checkpoint; the last resume drops row 3 and
+// takes updates 3–5 again. Both end in the same state, bit for bit.
+TEST_F(PPORLHFResume, StoppedAndResumedEqualsAStraightRunWithAdaptiveKL) {
+  const PPORLHFResult straight = train_ppo_rlhf(config("straight"));
+  EXPECT_TRUE(straight.finished);
+  EXPECT_EQ(straight.start_step, 0);
+  EXPECT_EQ(straight.steps, 5);
+  ASSERT_EQ(straight.rm_scores.size(), 5u);
+  const std::vector<json::Value> rows = metrics_of(run("straight"));
+  ASSERT_EQ(rows.size(), 6u);  // step 0 (the SFT policy's evaluation), then 1–5
+  EXPECT_NE(rows.back().at("kl_ctl").as_double(), 0.1) << "the controller must move β";
+
+  PPORLHFConfig c = config("resumed");
+  c.stop_after = 2;
+  const PPORLHFResult first = train_ppo_rlhf(c);
+  EXPECT_FALSE(first.finished);
+  EXPECT_EQ(first.start_step, 0);
+  EXPECT_EQ(first.steps, 2);
+  EXPECT_EQ(first.after.ground_truth, 0.0) << "no final evaluation: `after` is unset";
+  EXPECT_EQ(metrics_of(run("resumed")).size(), 3u);
+  const std::string ckpt = run("resumed") + "/checkpoint.safetensors",
+                    critic = run("resumed") + "/critic.safetensors";
+  copy_file(ckpt, *dir_ + "/step2-checkpoint.safetensors");
+  copy_file(critic, *dir_ + "/step2-critic.safetensors");
+  c.resume = true;
+  c.stop_after = 1;
+  const PPORLHFResult second = train_ppo_rlhf(c);
+  EXPECT_FALSE(second.finished);
+  EXPECT_EQ(second.start_step, 2);
+  EXPECT_EQ(second.steps, 3);
+  EXPECT_EQ(second.rm_scores.size(), 3u) << "the whole run's curve";
+  EXPECT_EQ(metrics_of(run("resumed")).size(), 4u);
+  copy_file(*dir_ + "/step2-checkpoint.safetensors", ckpt);  // "killed" before checkpoint 3
+  copy_file(*dir_ + "/step2-critic.safetensors", critic);
+  c.stop_after = 0;
+  const PPORLHFResult third = train_ppo_rlhf(c);
+  EXPECT_TRUE(third.finished);
+  EXPECT_EQ(third.start_step, 2);
+  EXPECT_EQ(third.steps, 5);
+  EXPECT_EQ(third.time_generation.size(), 3u) << "this invocation's updates";
+
+  expect_same_checkpoint(run("straight") + "/checkpoint.safetensors", ckpt);
+  expect_same_checkpoint(run("straight") + "/critic.safetensors", critic);
+  expect_same_metrics(run("straight"), run("resumed"));
+  EXPECT_EQ(third.rm_scores, straight.rm_scores);
+  EXPECT_EQ(third.ground_truths, straight.ground_truths);
+  EXPECT_EQ(third.kls, straight.kls);
+  EXPECT_EQ(third.before.ground_truth, straight.before.ground_truth);
+  EXPECT_EQ(third.after.ground_truth, straight.after.ground_truth);
+  EXPECT_EQ(third.after.kl, straight.after.kl);
+  EXPECT_TRUE(fs::exists(run("resumed") + "/reward.svg"));
+  EXPECT_TRUE(fs::exists(run("resumed") + "/kl.svg"));
+  // The policy file still loads as a policy (`rlft lm eval|sample`), at the run's last step.
+  const LoadedModel policy = load_policy(run("resumed"));
+  EXPECT_EQ(policy.step, 5);
+  EXPECT_EQ(policy.run_config.at("task").as_string(), "reviews");
+
+  // A finished run resumed runs nothing, changes nothing and says where it is.
+  std::map<std::string, std::string> before = files_of(run("straight"));
+  PPORLHFConfig again = config("straight");
+  again.resume = true;
+  const PPORLHFResult done = train_ppo_rlhf(again);
+  EXPECT_TRUE(done.finished);
+  EXPECT_EQ(done.start_step, 5);
+  EXPECT_EQ(done.steps, 5);
+  EXPECT_TRUE(done.time_generation.empty());
+  EXPECT_EQ(done.rm_scores, straight.rm_scores);
+  EXPECT_EQ(done.after.ground_truth, straight.after.ground_truth);
+  EXPECT_EQ(done.before.ground_truth, straight.before.ground_truth);
+  std::map<std::string, std::string> after = files_of(run("straight"));
+  EXPECT_NE(after["config.json"].find("\"resume\": true"), std::string::npos);
+  before.erase("config.json"), after.erase("config.json");  // records the resumed command
+  EXPECT_EQ(after, before);
+}
+
+// Fixed β, dropout 0.1 in the actor and the critic: their dropout streams are in the checkpoint.
+// No checkpoint but at --stop-after and the end (--checkpoint-every 0).
+TEST_F(PPORLHFResume, StoppedAndResumedEqualsAStraightRunWithDropout) {
+  PPORLHFConfig c = config("dropout-straight");
+  c.init = *dir_ + "/sft-dropout";
+  c.reward_model = *dir_ + "/rm-dropout";
+  c.adaptive_kl = false;
+  c.steps = 3;
+  // An odd batch and an odd response budget: each sampled token draws 3 uniforms (6 of a
+  // Philox block's 4 words), so the sampling stream ends an update inside a block (when the
+  // update's last token is an odd one), which the resume must realign as the straight run does.
+  c.batch = 3;
+  c.minibatches = 3;
+  c.max_new_tokens = 11;
+  c.eval_every = 0;
+  c.checkpoint_every = 0;
+  train_ppo_rlhf(c);
+  c.name = "dropout-resumed";
+  c.stop_after = 1;
+  train_ppo_rlhf(c);
+  c.resume = true;
+  c.stop_after = 0;
+  const PPORLHFResult r = train_ppo_rlhf(c);
+  EXPECT_TRUE(r.finished);
+  EXPECT_EQ(r.start_step, 1);
+  EXPECT_EQ(r.steps, 3);
+  for (const char* file : {"/checkpoint.safetensors", "/critic.safetensors"})
+    expect_same_checkpoint(run("dropout-straight") + file, run("dropout-resumed") + file);
+  expect_same_metrics(run("dropout-straight"), run("dropout-resumed"));
+  for (const json::Value& row : metrics_of(run("dropout-resumed"))) {
+    if (row.at("step").as_int() > 0) {
+      EXPECT_EQ(row.at("kl_ctl").as_double(), 0.1);
+    }
+  }
+}
+
+// What --resume refuses, each before it writes anything.
+TEST_F(PPORLHFResume, RefusedResumesNameTheCauseAndLeaveTheRunAsItWas) {
+  PPORLHFConfig c = config("refused");
+  c.steps = 3;
+  c.eval_every = 0;
+  c.stop_after = 1;
+  train_ppo_rlhf(c);  // checkpoint at 1
+  const std::string critic = run("refused") + "/critic.safetensors";
+  copy_file(critic, *dir_ + "/step1-critic.safetensors");
+  c.resume = true;
+  train_ppo_rlhf(c);  // checkpoint at 2
+  const std::map<std::string, std::string> files = files_of(run("refused"));
+
+  // Another setting: the error names it and both values.
+  PPORLHFConfig other = c;
+  other.kl_ctl = 0.2;
+  std::string e = error_of([&] { train_ppo_rlhf(other); });
+  EXPECT_NE(e.find("kl_ctl"), std::string::npos) << e;
+  EXPECT_EQ(files_of(run("refused")), files);
+  other = c;
+  other.adaptive_kl = false;
+  e = error_of([&] { train_ppo_rlhf(other); });
+  EXPECT_NE(e.find("adaptive_kl"), std::string::npos) << e;
+  EXPECT_EQ(files_of(run("refused")), files);
+  // --steps below the checkpoint's step.
+  other = c;
+  other.steps = 1;
+  e = error_of([&] { train_ppo_rlhf(other); });
+  EXPECT_NE(e.find("beyond --steps 1"), std::string::npos) << e;
+  EXPECT_EQ(files_of(run("refused")), files);
+
+  // The critic's file at another step than the actor's (killed between the two writes).
+  copy_file(*dir_ + "/step1-critic.safetensors", critic);
+  e = error_of([&] { train_ppo_rlhf(c); });
+  EXPECT_NE(e.find("critic.safetensors: the critic's checkpoint is at step 1 but the actor's"),
+            std::string::npos)
+      << e;
+  EXPECT_NE(e.find("at step 2"), std::string::npos) << e;
+  std::map<std::string, std::string> now = files_of(run("refused"));
+  EXPECT_EQ(now.size(), files.size());
+  now["critic.safetensors"] = files.at("critic.safetensors");
+  EXPECT_EQ(now, files);
+  // No critic file at all.
+  std::filesystem::remove(critic);
+  e = error_of([&] { train_ppo_rlhf(c); });
+  EXPECT_NE(e.find("critic.safetensors: missing"), std::string::npos) << e;
+
+  // Nothing to resume: a run directory without a checkpoint, and no run directory at all.
+  std::filesystem::create_directories(run("empty"));
+  c.name = "empty";
+  e = error_of([&] { train_ppo_rlhf(c); });
+  EXPECT_NE(e.find("checkpoint.safetensors: nothing to resume"), std::string::npos) << e;
+  EXPECT_TRUE(files_of(run("empty")).empty());
+  c.name = "never-ran";
+  e = error_of([&] { train_ppo_rlhf(c); });
+  EXPECT_NE(e.find("never-ran"), std::string::npos) << e;
+  EXPECT_FALSE(fs::exists(run("never-ran")));
+}
+
+TEST_F(PPORLHFResume, NegativeCheckpointEveryAndStopAfterNameTheirFlags) {
+  PPORLHFConfig c = config("flags");
+  c.checkpoint_every = -1;
+  std::string e = error_of([&] { train_ppo_rlhf(c); });
+  EXPECT_NE(e.find("--checkpoint-every must be >= 0"), std::string::npos) << e;
+  c = config("flags");
+  c.stop_after = -2;
+  e = error_of([&] { train_ppo_rlhf(c); });
+  EXPECT_NE(e.find("--stop-after must be >= 0"), std::string::npos) << e;
+  EXPECT_FALSE(fs::exists(run("flags")));
+  const json::Value j = to_json(config("flags"));
+  EXPECT_EQ(j.at("checkpoint_every").as_int(), 2);
+  EXPECT_EQ(j.at("resume").as_bool(), false);
+  EXPECT_EQ(j.at("stop_after").as_int(), 0);
+}
