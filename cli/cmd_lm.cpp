@@ -104,7 +104,8 @@ int run_train(int argc, char** argv, int first, const std::string& mode) {
   a.add("--eval-examples", &c.eval_examples, "validation examples for loss and accuracy");
   a.add("--eval-generate", &c.eval_generate,
         "validation prompts sampled greedily for the task's metrics (0: off)");
-  a.add("--checkpoint-every", &c.checkpoint_every, "checkpoint every N steps");
+  a.add("--checkpoint-every", &c.checkpoint_every,
+        "training checkpoint every N steps (0: only at --stop-after and the end)");
   a.add("--out-dir", &c.out_dir, "parent directory of runs");
   a.add("--name", &c.name, "run name (default <task>-<mode>-<model>)");
   a.add("--seed", &c.seed, "seed of initialisation, batches and dropout");

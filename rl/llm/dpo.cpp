@@ -198,7 +198,8 @@ static void check_config(const DPOConfig& cfg) {
   RLFT_CHECK(cfg.eval_samples > 0, cmd, "--eval-samples must be > 0, got ", cfg.eval_samples);
   RLFT_CHECK(cfg.max_steps >= 0, cmd, "--max-steps must be >= 0 (0: all epochs), got ",
              cfg.max_steps);
-  RLFT_CHECK(cfg.checkpoint_every > 0, cmd, "--checkpoint-every must be > 0, got ",
+  RLFT_CHECK(cfg.checkpoint_every >= 0, cmd,
+             "--checkpoint-every must be >= 0 (0: only at --stop-after and the end), got ",
              cfg.checkpoint_every);
   RLFT_CHECK(cfg.stop_after >= 0, cmd, "--stop-after must be >= 0 (0: run to the end), got ",
              cfg.stop_after);
@@ -397,7 +398,7 @@ DPOResult train_dpo(const DPOConfig& cfg) {
         res.step = step;
         return res;
       }
-      if (step % cfg.checkpoint_every == 0 && !last) save(step);
+      if (cfg.checkpoint_every > 0 && step % cfg.checkpoint_every == 0 && !last) save(step);
     }
   }
   if (!gts.empty())

@@ -178,7 +178,9 @@ void check_config(const SFTConfig& c) {
   number("--grad-clip", c.grad_clip, 0, false, inf, "a number >= 0 (0: off)");
   positive("--log-every", c.log_every);
   positive("--eval-every", c.eval_every);
-  positive("--checkpoint-every", c.checkpoint_every);
+  RLFT_CHECK(c.checkpoint_every >= 0, cmd,
+             "--checkpoint-every must be >= 0 (0: only at --stop-after and the end), got ",
+             c.checkpoint_every);
   positive("--eval-examples", c.eval_examples);
   RLFT_CHECK(c.eval_generate >= 0, cmd, "--eval-generate must be >= 0, got ", c.eval_generate);
   RLFT_CHECK(c.stop_after >= 0, cmd, "--stop-after must be >= 0, got ", c.stop_after);
@@ -443,7 +445,7 @@ SFTResult train_sft(const SFTConfig& cfg_in) {
       interval_steps = 0;
       interval_start = clock.seconds();
     }
-    if (done % cfg.checkpoint_every == 0 || last || done == end)
+    if ((cfg.checkpoint_every > 0 && done % cfg.checkpoint_every == 0) || last || done == end)
       save_checkpoint(ckpt, model, &opt, checkpoint_metadata(mc, tok, config_json, done));
     result.step = done;
   }

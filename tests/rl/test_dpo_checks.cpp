@@ -7,6 +7,7 @@
 #include <cmath>
 #include <filesystem>
 
+#include "engine/checkpoint.h"
 #include "engine/fs.h"
 #include "rl/llm/dpo.h"
 #include "rl/llm/rlhf_data.h"
@@ -217,4 +218,29 @@ TEST_F(DPORun, StoppedAndResumedRunReportsEachInvocation) {
   for (size_t i = 0; i < a.size() && i < b.size(); ++i)
     for (const auto& [k, v] : a[i].as_object())
       if (k != "elapsed_seconds") EXPECT_EQ(b[i].at(k), v) << "row " << i << " key " << k;
+}
+
+// --checkpoint-every 0: no periodic checkpoint, one at --stop-after (so the run resumes) and one
+// at the end.
+TEST_F(DPORun, CheckpointEveryZeroWritesAtStopAndEnd) {
+  DPOConfig c = tiny("dpo-ckpt0");
+  c.checkpoint_every = 0;
+  c.stop_after = 4;
+  const DPOResult first = train_dpo(c);
+  EXPECT_EQ(first.step, 4);
+  const std::string ckpt = first.run_dir + "/checkpoint.safetensors";
+  ASSERT_TRUE(fs::exists(ckpt));
+  const auto step_of = [&] {
+    Metadata meta;
+    load_tensors(ckpt, &meta);
+    return meta.at("step");
+  };
+  EXPECT_EQ(step_of(), "4");
+  c.stop_after = 0;
+  c.resume = true;
+  const DPOResult second = train_dpo(c);
+  EXPECT_EQ(second.start_step, 4);
+  EXPECT_EQ(second.step, 10);
+  EXPECT_TRUE(second.finished);
+  EXPECT_EQ(step_of(), "10");
 }

@@ -45,6 +45,23 @@ SFTConfig tiny(const std::string& out_dir) {
 
 }  // namespace
 
+// --checkpoint-every 0: a checkpoint at --stop-after (not at step 6 of the periodic schedule,
+// which is off) and at the end; the resumed run still continues exactly.
+TEST(SFT, CheckpointEveryZeroStillStopsAndResumes) {
+  const std::string dir_a = temp_dir("sft_ckpt0_a"), dir_b = temp_dir("sft_ckpt0_b");
+  const SFTResult full = train_sft(tiny(dir_a));
+  SFTConfig c = tiny(dir_b);
+  c.checkpoint_every = 0;
+  c.stop_after = 5;
+  ASSERT_EQ(train_sft(c).step, 5);
+  c.stop_after = 0;
+  c.resume = true;
+  const SFTResult rest = train_sft(c);
+  EXPECT_EQ(rest.start_step, 5);
+  ASSERT_EQ(rest.losses.size(), 7u);
+  for (size_t i = 0; i < 7; ++i) EXPECT_EQ(rest.losses[i], full.losses[5 + i]) << "step " << 5 + i;
+}
+
 TEST(SFT, ResumeContinuesWithIdenticalLosses) {
   const std::string dir_a = temp_dir("sft_resume_a"), dir_b = temp_dir("sft_resume_b");
   const SFTResult full = train_sft(tiny(dir_a));
