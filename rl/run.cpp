@@ -145,6 +145,42 @@ Device resolve_device(const std::string& device) {
   return d;
 }
 
+StateReader::StateReader(const std::string& text, const std::string& ckpt, const std::string& name)
+    : where_(ckpt + ": " + name) {
+  state_ = json::parse(text, where_);
+  RLFT_CHECK(state_.is_object(), where_, ": expected a JSON object, got ", state_.dump());
+}
+
+const json::Value& StateReader::field(const char* key) const {
+  const json::Value* v = state_.find(key);
+  RLFT_CHECK(v != nullptr, where_, ": field '", key, "' is missing");
+  return *v;
+}
+
+int64_t StateReader::integer(const char* key, int64_t lo, int64_t hi) const {
+  const json::Value& v = field(key);
+  RLFT_CHECK(v.is_int(), where_, ": field '", key, "' must be an integer, got ", v.dump());
+  const int64_t x = v.as_int();
+  RLFT_CHECK(x >= lo && x <= hi, where_, ": field '", key, "' = ", x, " is out of range [", lo,
+             ", ", hi, "]");
+  return x;
+}
+
+double StateReader::finite(const char* key, double lo) const {
+  const json::Value& v = field(key);
+  RLFT_CHECK(v.is_number() && std::isfinite(v.as_double()) && v.as_double() >= lo, where_,
+             ": field '", key, "' must be a finite number",
+             std::isfinite(lo) ? str(" >= ", lo) : std::string(), ", got ", v.dump());
+  return v.as_double();
+}
+
+double StateReader::number_or_nan(const char* key) const {
+  const json::Value& v = field(key);
+  RLFT_CHECK(v.is_null() || v.is_number(), where_, ": field '", key, "' must be a number, got ",
+             v.dump());
+  return v.is_null() ? NAN : v.as_double();
+}
+
 double printable(double x, int decimals) {
   const double scale = std::pow(10.0, decimals);
   return std::round(x * scale) == 0 ? 0.0 : x;

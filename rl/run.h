@@ -6,6 +6,7 @@
 #pragma once
 
 #include <chrono>
+#include <cmath>
 #include <cstdint>
 #include <initializer_list>
 #include <string>
@@ -92,6 +93,26 @@ Device resolve_device(const std::string& device);
 // else "<cmd><flag> must be <what>, got <v>" (what: e.g. "a finite number > 0", "in [0, 1]").
 void check_number(const std::string& cmd, const char* flag, double v, double lo, bool open_lo,
                   double hi, const char* what);
+
+// A trainer's loop state kept as a JSON object in a checkpoint's metadata (e.g. "rrhf_state":
+// random streams' counters, a metrics window), read field by field before the run changes
+// anything; every error names the checkpoint, the state and the field.
+class StateReader {
+ public:
+  StateReader(const std::string& text, const std::string& ckpt, const std::string& name);
+  const json::Value& field(const char* key) const;  // missing: error
+  // An integer in [lo, hi].
+  int64_t integer(const char* key, int64_t lo = 0, int64_t hi = INT64_MAX) const;
+  // A finite number >= lo.
+  double finite(const char* key, double lo = -HUGE_VAL) const;
+  // A number, or null for a sum that was not finite (JSON has no NaN), read back as NaN.
+  double number_or_nan(const char* key) const;
+  const std::string& where() const { return where_; }
+
+ private:
+  json::Value state_;
+  std::string where_;
+};
 
 // "64,64" → {64, 64}; anything but positive integers is an error naming `flag`.
 std::vector<int64_t> parse_sizes(const std::string& flag, const std::string& text);

@@ -143,21 +143,14 @@ struct PairStats {
     v.set("chosen_logp", chosen_logp), v.set("rejected_logp", rejected_logp), v.set("n", n);
     return v;
   }
-  static PairStats from_json(const json::Value& v, const std::string& where) {
-    RLFT_CHECK(v.is_object(), where, ": dpo_window is not a JSON object");
+  static PairStats from_state(const std::string& text, const std::string& ckpt) {
+    const rl::StateReader st(text, ckpt, "dpo_window");
     PairStats p;
-    const auto number = [&](const char* key) {
-      const json::Value* x = v.find(key);
-      RLFT_CHECK(x && x->is_number() && std::isfinite(x->as_double()), where, ": dpo_window.", key,
-                 " is not a finite number");
-      return x->as_double();
-    };
-    p.loss = number("loss"), p.chosen_reward = number("chosen_reward");
-    p.rejected_reward = number("rejected_reward"), p.accuracy = number("accuracy");
-    p.chosen_logp = number("chosen_logp"), p.rejected_logp = number("rejected_logp");
-    const json::Value* n = v.find("n");
-    RLFT_CHECK(n && n->is_int() && n->as_int() >= 0, where, ": dpo_window.n is not a count");
-    p.n = n->as_int();
+    const auto sum = [&](const char* key) { return st.number_or_nan(key); };
+    p.loss = sum("loss"), p.chosen_reward = sum("chosen_reward");
+    p.rejected_reward = sum("rejected_reward"), p.accuracy = sum("accuracy");
+    p.chosen_logp = sum("chosen_logp"), p.rejected_logp = sum("rejected_logp");
+    p.n = st.integer("n");
     return p;
   }
   void log_to(json::Value& m, const std::string& prefix) const {
@@ -259,7 +252,7 @@ DPOResult train_dpo(const DPOConfig& cfg) {
     RLFT_CHECK(meta.count("step"), ckpt, ": no step in the checkpoint's metadata");
     start = metadata_int(meta, "step", ckpt);
     if (const auto w = meta.find("dpo_window"); w != meta.end())
-      window = PairStats::from_json(json::parse(w->second, ckpt + ": dpo_window"), ckpt);
+      window = PairStats::from_state(w->second, ckpt);
     for (const json::Value& line : run.keep_metrics_through(start)) {
       const int64_t s = line.at("step").as_int();
       if (line.contains("kl") && line.contains("ground_truth")) {

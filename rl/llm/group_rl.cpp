@@ -442,40 +442,19 @@ struct ResumeState {
 
 ResumeState parse_resume_state(const std::string& text, const std::string& ckpt,
                                size_t train_prompts) {
-  const std::string where = ckpt + ": group_rl_state";
-  const json::Value st = json::parse(text, where);
-  RLFT_CHECK(st.is_object(), where, ": expected a JSON object, got ", st.dump());
-  auto field = [&](const char* key) -> const json::Value& {
-    const json::Value* v = st.find(key);
-    RLFT_CHECK(v != nullptr, where, ": field '", key, "' is missing");
-    return *v;
-  };
-  auto integer = [&](const char* key, int64_t lo, int64_t hi) {
-    const json::Value& v = field(key);
-    RLFT_CHECK(v.is_int(), where, ": field '", key, "' must be an integer, got ", v.dump());
-    const int64_t x = v.as_int();
-    RLFT_CHECK(x >= lo && x <= hi, where, ": field '", key, "' = ", x, " is out of range [", lo,
-               ", ", hi, "]");
-    return x;
-  };
-  auto count = [&](const char* key) {
-    const json::Value& v = field(key);
-    RLFT_CHECK(v.is_number() && std::isfinite(v.as_double()) && v.as_double() >= 0, where,
-               ": field '", key, "' must be a finite number >= 0, got ", v.dump());
-    return v.as_double();
-  };
+  const rl::StateReader st(text, ckpt, "group_rl_state");
   ResumeState r;
-  r.sample_offset = uint64_t(integer("sample_offset", 0, INT64_MAX));
-  r.shuffle_offset = uint64_t(integer("shuffle_offset", 0, INT64_MAX));
-  r.order_gen_offset = uint64_t(integer("order_gen_offset", 0, INT64_MAX));
-  r.order_offset = integer("order_offset", -1, INT64_MAX);
+  r.sample_offset = uint64_t(st.integer("sample_offset"));
+  r.shuffle_offset = uint64_t(st.integer("shuffle_offset"));
+  r.order_gen_offset = uint64_t(st.integer("order_gen_offset"));
+  r.order_offset = st.integer("order_offset", -1);
   // Within the current pass over the prompts (== their count: the pass is finished); before the
   // first pass (order_offset -1) it is 0.
-  r.order_pos = size_t(integer("order_pos", 0, r.order_offset < 0 ? 0 : int64_t(train_prompts)));
-  r.generated_samples = count("generated_samples");
-  r.generated_tokens = count("generated_tokens");
-  r.objective = field("objective");
-  RLFT_CHECK(r.objective.is_null() || r.objective.is_object(), where,
+  r.order_pos = size_t(st.integer("order_pos", 0, r.order_offset < 0 ? 0 : int64_t(train_prompts)));
+  r.generated_samples = st.finite("generated_samples", 0);
+  r.generated_tokens = st.finite("generated_tokens", 0);
+  r.objective = st.field("objective");
+  RLFT_CHECK(r.objective.is_null() || r.objective.is_object(), st.where(),
              ": field 'objective' must be null or an object, got ", r.objective.dump());
   return r;
 }

@@ -168,28 +168,12 @@ struct ResumeState {
 };
 
 ResumeState parse_resume_state(const std::string& text, const std::string& ckpt) {
-  const std::string where = ckpt + ": ppo_rlhf_state";
-  const json::Value st = json::parse(text, where);
-  RLFT_CHECK(st.is_object(), where, ": expected a JSON object, got ", st.dump());
-  auto field = [&](const char* key) -> const json::Value& {
-    const json::Value* v = st.find(key);
-    RLFT_CHECK(v != nullptr, where, ": field '", key, "' is missing");
-    return *v;
-  };
-  auto offset = [&](const char* key) {
-    const json::Value& v = field(key);
-    RLFT_CHECK(v.is_int() && v.as_int() >= 0, where, ": field '", key,
-               "' must be an integer >= 0, got ", v.dump());
-    return uint64_t(v.as_int());
-  };
+  const rl::StateReader st(text, ckpt, "ppo_rlhf_state");
   ResumeState r;
-  const json::Value& k = field("kl_ctl");
-  RLFT_CHECK(k.is_number() && std::isfinite(k.as_double()) && k.as_double() >= 0, where,
-             ": field 'kl_ctl' must be a finite number >= 0, got ", k.dump());
-  r.kl_ctl = k.as_double();
-  r.sample_offset = offset("sample_offset");
-  r.actor_dropout_offset = offset("actor_dropout_offset");
-  r.critic_dropout_offset = offset("critic_dropout_offset");
+  r.kl_ctl = st.finite("kl_ctl", 0);
+  r.sample_offset = uint64_t(st.integer("sample_offset"));
+  r.actor_dropout_offset = uint64_t(st.integer("actor_dropout_offset"));
+  r.critic_dropout_offset = uint64_t(st.integer("critic_dropout_offset"));
   return r;
 }
 

@@ -134,27 +134,9 @@ json::Value to_json(const LoopState& s) {
 // rrhf_state read and checked whole before the run writes anything: a corrupted or foreign
 // checkpoint is one error naming the file and the field.
 LoopState parse_loop_state(const std::string& text, const std::string& ckpt) {
-  const std::string where = ckpt + ": rrhf_state";
-  const json::Value st = json::parse(text, where);
-  RLFT_CHECK(st.is_object(), where, ": expected a JSON object, got ", st.dump());
-  auto field = [&](const char* key) -> const json::Value& {
-    const json::Value* v = st.find(key);
-    RLFT_CHECK(v != nullptr, where, ": field '", key, "' is missing");
-    return *v;
-  };
-  auto integer = [&](const char* key) {
-    const json::Value& v = field(key);
-    RLFT_CHECK(v.is_int() && v.as_int() >= 0, where, ": field '", key,
-               "' must be an integer >= 0, got ", v.dump());
-    return v.as_int();
-  };
-  // A sum that was not finite is stored as null (JSON has no NaN): read back as NaN.
-  auto number = [&](const char* key) {
-    const json::Value& v = field(key);
-    RLFT_CHECK(v.is_null() || v.is_number(), where, ": field '", key, "' must be a number, got ",
-               v.dump());
-    return v.is_null() ? NAN : v.as_double();
-  };
+  const rl::StateReader st(text, ckpt, "rrhf_state");
+  const auto integer = [&](const char* key) { return st.integer(key); };
+  const auto number = [&](const char* key) { return st.number_or_nan(key); };
   LoopState s;
   s.sample_offset = uint64_t(integer("sample_offset"));
   s.dropout_offset = uint64_t(integer("dropout_offset"));
