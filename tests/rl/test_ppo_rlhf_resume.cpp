@@ -29,6 +29,7 @@
 #include "rl/llm/sft.h"
 #include "rl/llm/tasks/task.h"
 #include "test_util.h"
+#include "tiny_lm_runs.h"
 
 using namespace rlft;
 using namespace rlft::llm;
@@ -38,37 +39,14 @@ namespace {
 using rlft::testing::error_of;
 using rlft::testing::temp_dir;
 
-TaskConfig tiny_reviews() {
-  TaskConfig t;
-  t.task = "reviews";
-  t.data_seed = 1234;
-  t.train_size = 400;
-  t.eval_size = 4;
-  return t;
-}
+TaskConfig tiny_reviews() { return rlft::testing::tiny_reviews(1234, 4); }
 
 // A few SFT steps of a 1-layer model (context 128), then a reward model on pairs of the task's
 // own reviews of one opening (their quality is not the point), two epochs of one step.
 void tiny_sft_and_rm(const std::string& dir, const std::string& suffix, double dropout) {
-  SFTConfig s;
-  s.task = tiny_reviews();
-  s.model = "nano";
-  s.n_layer = 1;
-  s.n_embd = 32;
-  s.block_size = 128;
+  SFTConfig s = rlft::testing::tiny_sft_config(dir, "sft" + suffix, 128, tiny_reviews());
   s.dropout = dropout;
-  s.steps = 4;
-  s.batch = 16;
-  s.lr = 3e-3;
-  s.warmup = 1;
-  s.log_every = 4;
-  s.eval_every = 4;
   s.eval_examples = 4;
-  s.eval_generate = 0;
-  s.checkpoint_every = 4;
-  s.out_dir = dir;
-  s.name = "sft" + suffix;
-  s.quiet = true;
   train_sft(s);
   const std::unique_ptr<Task> task = make_task(tiny_reviews());
   const std::vector<Example>& ex = task->examples(Split::train);

@@ -21,6 +21,7 @@
 #include "rl/llm/sft.h"
 #include "rl/llm/tasks/task.h"
 #include "test_util.h"
+#include "tiny_lm_runs.h"
 
 using namespace rlft;
 using namespace rlft::llm;
@@ -30,38 +31,13 @@ namespace {
 using rlft::testing::error_of;
 using rlft::testing::temp_dir;
 
-TaskConfig tiny_reviews(uint64_t data_seed = 1234) {
-  TaskConfig t;
-  t.task = "reviews";
-  t.data_seed = data_seed;
-  t.train_size = 400;
-  t.eval_size = 8;
-  return t;
-}
+using rlft::testing::tiny_reviews;
 
 // A few SFT steps of a 1-layer model with context `block_size` (examples longer than it are
 // cut by the SFT batches).
 void tiny_sft(const std::string& dir, const std::string& name, int64_t block_size,
               const TaskConfig& task = tiny_reviews()) {
-  SFTConfig s;
-  s.task = task;
-  s.model = "nano";
-  s.n_layer = 1;
-  s.n_embd = 32;
-  s.block_size = block_size;
-  s.steps = 4;
-  s.batch = 16;
-  s.lr = 3e-3;
-  s.warmup = 1;
-  s.log_every = 4;
-  s.eval_every = 4;
-  s.eval_examples = 8;
-  s.eval_generate = 0;
-  s.checkpoint_every = 4;
-  s.out_dir = dir;
-  s.name = name;
-  s.quiet = true;
-  train_sft(s);
+  train_sft(rlft::testing::tiny_sft_config(dir, name, block_size, task));
 }
 
 // Tokens of the longest prompt of `split` (BOS not counted).

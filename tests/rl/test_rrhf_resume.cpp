@@ -21,6 +21,7 @@
 #include "rl/llm/rrhf.h"
 #include "rl/llm/sft.h"
 #include "test_util.h"
+#include "tiny_lm_runs.h"
 
 using namespace rlft;
 using namespace rlft::llm;
@@ -75,27 +76,8 @@ class RRHFResume : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     dir_ = new std::string(temp_dir("rrhf_resume"));
-    SFTConfig s;
-    s.task.task = "reviews";
-    s.task.train_size = 400;
-    s.task.eval_size = 8;
-    s.model = "nano";
-    s.n_layer = 1;
-    s.n_embd = 32;
-    s.block_size = 128;
+    SFTConfig s = rlft::testing::tiny_sft_config(*dir_, "sft");
     s.dropout = 0.1;
-    s.steps = 4;
-    s.batch = 16;
-    s.lr = 3e-3;
-    s.warmup = 1;
-    s.log_every = 4;
-    s.eval_every = 4;
-    s.eval_examples = 8;
-    s.eval_generate = 0;
-    s.checkpoint_every = 4;
-    s.out_dir = *dir_;
-    s.name = "sft";
-    s.quiet = true;
     train_sft(s);
   }
   static void TearDownTestSuite() { delete dir_; }
