@@ -4,6 +4,9 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <map>
 #include <string>
 
 #include "engine/cuda.h"
@@ -32,6 +35,19 @@ std::string error_of(Fn&& fn) {
     return e.what();
   }
   return "<no error>";
+}
+
+// Every regular file of a directory with its bytes, to check that a refused command left a run
+// as it was.
+inline std::map<std::string, std::string> files_of(const std::string& dir) {
+  std::map<std::string, std::string> out;
+  for (const auto& e : std::filesystem::directory_iterator(dir)) {
+    if (!e.is_regular_file()) continue;
+    std::ifstream in(e.path(), std::ios::binary);
+    out[e.path().filename().string()] =
+        std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  }
+  return out;
 }
 
 #ifdef RLFT_BINARY_DIR

@@ -86,14 +86,7 @@ void expect_same_metrics(const std::string& a_dir, const std::string& b_dir) {
     EXPECT_EQ(without_times(a[i]).dump(), without_times(b[i]).dump()) << "row " << i;
 }
 
-// Every file of a run directory with its bytes, to check that a refused command left it as it
-// was.
-std::map<std::string, std::string> files_of(const std::string& dir) {
-  std::map<std::string, std::string> out;
-  for (const auto& e : std::filesystem::directory_iterator(dir))
-    if (e.is_regular_file()) out[e.path().filename().string()] = fs::read_file(e.path().string());
-  return out;
-}
+using rlft::testing::files_of;
 
 // Two checkpoint files: every tensor (weights and "optimizer.*" Adam state) equal bit for bit,
 // and the metadata equal (step, ppo_rlhf_state with β and the streams' counters).

@@ -43,14 +43,7 @@ json::Value without_time(json::Value row) {
   return out;
 }
 
-// Every file of a run directory with its bytes, to check that a refused command left it as it
-// was.
-std::map<std::string, std::string> files_of(const std::string& dir) {
-  std::map<std::string, std::string> out;
-  for (const auto& e : std::filesystem::directory_iterator(dir))
-    if (e.is_regular_file()) out[e.path().filename().string()] = fs::read_file(e.path().string());
-  return out;
-}
+using rlft::testing::files_of;
 
 // The tensors (weights and "optimizer.*" Adam state) of two checkpoints, equal bit for bit,
 // and their rrhf_state equal.
