@@ -37,18 +37,19 @@ void add_run_options(Args& a, Config& c) {
   a.add("--device", &c.device, "cpu, or cuda[:N]: every model of the run on the GPU");
 }
 
-// --checkpoint-every, --resume and --stop-after of a trainer that steps `--steps` times (lm rrhf,
-// lm ppo); `unit` names a step in the help ("steps", "updates").
+// --checkpoint-every, --resume and --stop-after of a resumable trainer (lm dpo, rrhf, ppo);
+// `unit` names a step in the help ("steps", "updates"), `budget` the options that may grow.
 template <typename Config>
-void add_resume_options(Args& a, Config& c, const char* unit) {
+void add_resume_options(Args& a, Config& c, const char* unit, const char* budget) {
   a.add("--checkpoint-every", &c.checkpoint_every,
-        std::string("training checkpoint (weights, Adam state, random streams) every N ") + unit +
+        std::string("training checkpoint (weights, Adam state, the loop's state) every N ") + unit +
             " (0: only at --stop-after and the end)");
   a.add("--resume", &c.resume,
-        "continue the run from its checkpoint with the settings it recorded (options written here "
-        "must match them, except --steps)");
+        std::string("continue the run from its checkpoint with the settings it recorded (options "
+                    "written here must match them, except ") +
+            budget + ")");
   a.add("--stop-after", &c.stop_after,
-        std::string("stop after N ") + unit + " of this invocation (0: run to --steps)");
+        std::string("stop after N ") + unit + " of this invocation (0: run to the end)");
 }
 
 int run_prefs(int argc, char** argv, int first) {
@@ -159,12 +160,7 @@ int run_dpo(int argc, char** argv, int first) {
   a.add("--eval-every", &c.eval_every, "held-out pairs and policy samples every N steps");
   a.add("--eval-samples", &c.eval_samples, "samples per validation prompt");
   a.add("--max-steps", &c.max_steps, "stop after N steps (0: all epochs)");
-  a.add("--checkpoint-every", &c.checkpoint_every,
-        "checkpoint (weights, Adam state, step) every N steps");
-  a.add("--resume", &c.resume,
-        "continue the run from its checkpoint with the settings it recorded (options written here "
-        "must match them, except --epochs and --max-steps)");
-  a.add("--stop-after", &c.stop_after, "stop after N steps of this invocation (0: run to the end)");
+  add_resume_options(a, c, "steps", "--epochs and --max-steps");
   add_run_options(a, c);
   if (!a.parse(argc, argv, first)) return 0;
   if (c.resume) take_recorded_settings(a, rl::run_path(c.out_dir, c.name));
@@ -196,7 +192,7 @@ int run_rrhf(int argc, char** argv, int first) {
   a.add("--log-every", &c.log_every, "log every N steps");
   a.add("--eval-every", &c.eval_every, "validation samples every N steps");
   a.add("--eval-samples", &c.eval_samples, "samples per validation prompt");
-  add_resume_options(a, c, "steps");
+  add_resume_options(a, c, "steps", "--steps");
   add_run_options(a, c);
   if (!a.parse(argc, argv, first)) return 0;
   if (c.resume) take_recorded_settings(a, rl::run_path(c.out_dir, c.name));
@@ -236,7 +232,7 @@ int run_ppo(int argc, char** argv, int first) {
   a.add("--grad-clip", &c.grad_clip, "max global gradient norm (0: off)");
   a.add("--eval-every", &c.eval_every, "validation samples every N updates");
   a.add("--eval-samples", &c.eval_samples, "samples per validation prompt");
-  add_resume_options(a, c, "updates");
+  add_resume_options(a, c, "updates", "--steps");
   add_run_options(a, c);
   if (!a.parse(argc, argv, first)) return 0;
   if (c.resume) take_recorded_settings(a, rl::run_path(c.out_dir, c.name));

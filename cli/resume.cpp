@@ -12,9 +12,9 @@ void take_recorded_settings(Args& a, const std::string& run_dir) {
   if (a.given("--preset")) return;  // the command line states the whole run: compared as it is
   const std::string path = run_dir + "/config.json";
   if (!fs::exists(path)) return;  // the library says there is nothing to resume
-  a.take_unwritten(json::parse(fs::read_file(path), path), path,
-                   {"--resume", "--name", "--runs-dir", "--out-dir", "--device", "--quiet",
-                    "--stop-after", "--preset"});
+  a.take_unwritten(
+      json::parse(fs::read_file(path), path), path,
+      {"--resume", "--name", "--runs-dir", "--out-dir", "--device", "--quiet", "--stop-after"});
 }
 
 }  // namespace rlft::cli

@@ -63,6 +63,10 @@ class Generator {
     offset_ = offset;
     lane_ = 4;  // drop the cached block: the next draw comes from (seed, offset)
   }
+  // Drops what is left of the current block, so the next draw starts a fresh one and the
+  // stream's whole state is (seed, offset): a loop that aligns at the start of every step can
+  // checkpoint its streams as two numbers and resume drawing exactly the same values.
+  void align_to_block() { lane_ = 4; }
   // Reserves `blocks` Philox blocks and returns the first counter of the reservation.
   uint64_t reserve(uint64_t blocks) {
     uint64_t first = offset_;

@@ -181,6 +181,15 @@ double StateReader::number_or_nan(const char* key) const {
   return v.is_null() ? NAN : v.as_double();
 }
 
+void check_checkpoint_options(const std::string& cmd, int64_t checkpoint_every,
+                              int64_t stop_after) {
+  RLFT_CHECK(checkpoint_every >= 0, cmd,
+             "--checkpoint-every must be >= 0 (0: only at --stop-after and the end), got ",
+             checkpoint_every);
+  RLFT_CHECK(stop_after >= 0, cmd, "--stop-after must be >= 0 (0: run to the end), got ",
+             stop_after);
+}
+
 double printable(double x, int decimals) {
   const double scale = std::pow(10.0, decimals);
   return std::round(x * scale) == 0 ? 0.0 : x;

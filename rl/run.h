@@ -114,6 +114,10 @@ class StateReader {
   std::string where_;
 };
 
+// --checkpoint-every and --stop-after of a resumable trainer, both >= 0 (0: a checkpoint only at
+// --stop-after and the end; run to the end), each error naming the option.
+void check_checkpoint_options(const std::string& cmd, int64_t checkpoint_every, int64_t stop_after);
+
 // "64,64" → {64, 64}; anything but positive integers is an error naming `flag`.
 std::vector<int64_t> parse_sizes(const std::string& flag, const std::string& text);
 

@@ -191,11 +191,7 @@ static void check_config(const DPOConfig& cfg) {
   RLFT_CHECK(cfg.eval_samples > 0, cmd, "--eval-samples must be > 0, got ", cfg.eval_samples);
   RLFT_CHECK(cfg.max_steps >= 0, cmd, "--max-steps must be >= 0 (0: all epochs), got ",
              cfg.max_steps);
-  RLFT_CHECK(cfg.checkpoint_every >= 0, cmd,
-             "--checkpoint-every must be >= 0 (0: only at --stop-after and the end), got ",
-             cfg.checkpoint_every);
-  RLFT_CHECK(cfg.stop_after >= 0, cmd, "--stop-after must be >= 0 (0: run to the end), got ",
-             cfg.stop_after);
+  rl::check_checkpoint_options(cmd, cfg.checkpoint_every, cfg.stop_after);
   // --out-dir and --name, checked before any loading; the run is not its own input.
   rl::check_not_the_run(rl::run_path(cfg.out_dir, cfg.name), {{"--init", cfg.init}});
   rl::resolve_device(cfg.device);

@@ -422,9 +422,7 @@ void check_group_rl_config(const GroupRLConfig& c) {
              c.eval_every);
   RLFT_CHECK(c.eval_prompts >= 0, cmd, "--eval-prompts must be >= 0 (0: none), got ",
              c.eval_prompts);
-  RLFT_CHECK(c.checkpoint_every >= 0, cmd, "--checkpoint-every must be >= 0, got ",
-             c.checkpoint_every);
-  RLFT_CHECK(c.stop_after >= 0, cmd, "--stop-after must be >= 0, got ", c.stop_after);
+  rl::check_checkpoint_options(cmd, c.checkpoint_every, c.stop_after);
   if (!c.name.empty()) rl::run_path(c.out_dir, c.name);  // the name and --out-dir, checked
 }
 
@@ -570,12 +568,11 @@ GroupRLResult train_group_rl(const GroupRLConfig& cfg_in) {
   result.run_dir = run.dir();
   result.start_step = result.steps = start;
   const rl::Stopwatch clock;
-  // Every random stream is realigned to a Philox block at the start of each step (sync), so the
-  // whole state of the loop between steps is these counters, and a resumed run draws exactly
+  // Every random stream is realigned to a Philox block at the start of each step (align_to_block),
+  // so the whole state of the loop between steps is these counters, and a resumed run draws exactly
   // what the uninterrupted one would have.
   Generator sample_gen(cfg.seed ^ 0x9a11e5ull), order_gen(cfg.seed ^ 0x0dd5ull),
       shuffle_gen(cfg.seed ^ 0x5bu);
-  auto sync = [](Generator& g) { g.set_state(g.seed(), g.offset()); };
   std::vector<size_t> order;
   size_t order_pos = 0;
   int64_t order_offset = -1;  // order_gen's counter when the current pass was shuffled
@@ -587,7 +584,7 @@ GroupRLResult train_group_rl(const GroupRLConfig& cfg_in) {
   };
   auto next_prompt = [&]() {
     if (order_pos == order.size()) {  // a new pass over the prompts, freshly shuffled
-      sync(order_gen);
+      order_gen.align_to_block();
       order_offset = int64_t(order_gen.offset());
       shuffle_pass();
       order_pos = 0;
@@ -668,10 +665,10 @@ GroupRLResult train_group_rl(const GroupRLConfig& cfg_in) {
     }
     if (!cfg.quiet) std::printf("resumed at step %lld from %s\n", (long long)start, ckpt.c_str());
   }
-  // A training checkpoint: weights, AdamW state, and the loop's counters (sync'ed streams).
+  // A training checkpoint: weights, AdamW state, and the loop's counters (aligned streams).
   auto save = [&](int64_t done) {
     json::Value st = json::Value::object();
-    sync(sample_gen), sync(shuffle_gen), sync(order_gen);
+    sample_gen.align_to_block(), shuffle_gen.align_to_block(), order_gen.align_to_block();
     st.set("sample_offset", int64_t(sample_gen.offset()));
     st.set("shuffle_offset", int64_t(shuffle_gen.offset()));
     st.set("order_gen_offset", int64_t(order_gen.offset()));
@@ -700,7 +697,7 @@ GroupRLResult train_group_rl(const GroupRLConfig& cfg_in) {
   for (int64_t step = start; step < end; ++step) {
     const double t0 = clock.seconds();
     opt.set_lr(schedule.at(step));
-    sync(sample_gen), sync(shuffle_gen), sync(order_gen);
+    sample_gen.align_to_block(), shuffle_gen.align_to_block(), order_gen.align_to_block();
     // ---- 1. rollout (+ DAPO's dynamic sampling)
     std::vector<Sample> samples = rollout(cfg.prompts);
     double generated = double(samples.size()), correct = 0, reward_sum = 0, len_sum = 0;

@@ -215,11 +215,7 @@ PPORLHFResult train_ppo_rlhf(const PPORLHFConfig& cfg) {
   RLFT_CHECK(cfg.eval_every >= 0, cmd, "--eval-every must be >= 0 (0: start and end), got ",
              cfg.eval_every);
   positive("--eval-samples", cfg.eval_samples);
-  RLFT_CHECK(cfg.checkpoint_every >= 0, cmd,
-             "--checkpoint-every must be >= 0 (0: only at --stop-after and the end), got ",
-             cfg.checkpoint_every);
-  RLFT_CHECK(cfg.stop_after >= 0, cmd, "--stop-after must be >= 0 (0: run to --steps), got ",
-             cfg.stop_after);
+  rl::check_checkpoint_options(cmd, cfg.checkpoint_every, cfg.stop_after);
   // --out-dir and --name, checked before any loading; the run is not its own input.
   rl::check_not_the_run(rl::run_path(cfg.out_dir, cfg.name),
                         {{"--init", cfg.init}, {"--reward-model", cfg.reward_model}});
@@ -277,15 +273,15 @@ PPORLHFResult train_ppo_rlhf(const PPORLHFConfig& cfg) {
   sc.pad_id = tok.pad_id();
   // The random streams of the loop: rollout sampling, and the dropout masks of the actor's and
   // the critic's training passes (drawn only with dropout > 0), seeded from --seed. Each is
-  // realigned to a Philox block at the start of every update (sync), so between updates each is
-  // its counter alone, and a resumed run draws exactly what a straight run draws. (The minibatches
-  // are contiguous rows and the evaluations use a fresh stream each: neither has state.)
+  // realigned to a Philox block at the start of every update (align_to_block), so between updates
+  // each is its counter alone, and a resumed run draws exactly what a straight run draws. (The
+  // minibatches are contiguous rows and the evaluations use a fresh stream each: neither has
+  // state.)
   Generator sample_gen(cfg.seed + 1);
   Generator& actor_dropout = actor.dropout_generator();
   Generator& critic_dropout = critic.dropout_generator();
   actor_dropout.set_state(cfg.seed ^ 0xac70dull, 0);
   critic_dropout.set_state(cfg.seed ^ 0xc217cull, 0);
-  auto sync = [](Generator& g) { g.set_state(g.seed(), g.offset()); };
 
   PPORLHFResult res;
   res.run_dir = run.dir();
@@ -404,7 +400,7 @@ PPORLHFResult train_ppo_rlhf(const PPORLHFConfig& cfg) {
   size_t next = size_t(start) * size_t(cfg.batch);
   const int64_t end = cfg.stop_after > 0 ? std::min(cfg.steps, start + cfg.stop_after) : cfg.steps;
   for (int64_t step = start + 1; step <= end; ++step) {
-    sync(sample_gen), sync(actor_dropout), sync(critic_dropout);
+    sample_gen.align_to_block(), actor_dropout.align_to_block(), critic_dropout.align_to_block();
     // ---- rollout: batched KV-cache generation
     rl::Stopwatch t_gen;
     const double cpu_gen = process_cpu_seconds();

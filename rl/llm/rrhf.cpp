@@ -91,11 +91,7 @@ static void check_config(const RRHFConfig& cfg) {
   RLFT_CHECK(cfg.eval_every >= 0, cmd, "--eval-every must be >= 0 (0: only at the end), got ",
              cfg.eval_every);
   RLFT_CHECK(cfg.eval_samples > 0, cmd, "--eval-samples must be positive, got ", cfg.eval_samples);
-  RLFT_CHECK(cfg.checkpoint_every >= 0, cmd,
-             "--checkpoint-every must be >= 0 (0: only at --stop-after and the end), got ",
-             cfg.checkpoint_every);
-  RLFT_CHECK(cfg.stop_after >= 0, cmd, "--stop-after must be >= 0 (0: run to --steps), got ",
-             cfg.stop_after);
+  rl::check_checkpoint_options(cmd, cfg.checkpoint_every, cfg.stop_after);
   // --out-dir and --name, checked before any loading; the run is not its own input.
   rl::check_not_the_run(rl::run_path(cfg.out_dir, cfg.name),
                         {{"--init", cfg.init}, {"--reward-model", cfg.reward_model}});
@@ -209,11 +205,10 @@ RRHFResult train_rrhf(const RRHFConfig& cfg) {
 
   optim::Adam opt(policy.parameters(), cfg.lr);
   // The candidates' and the dropout masks' streams (the policy's dropout, when its SFT run has
-  // any). Both are realigned to a Philox block at the start of every step (sync), so their
-  // counters are their whole state between steps.
+  // any). Both are realigned to a Philox block at the start of every step (align_to_block), so
+  // their counters are their whole state between steps.
   Generator sample_gen(cfg.seed + 1);
   Generator& dropout_gen = policy.dropout_generator();
-  auto sync = [](Generator& g) { g.set_state(g.seed(), g.offset()); };
   LoopState ls;
   int64_t start = 0;
   std::vector<double> xs, gts;
@@ -258,7 +253,7 @@ RRHFResult train_rrhf(const RRHFConfig& cfg) {
   // A training checkpoint: weights, Adam's state, the step and the loop's state. Its run_config
   // is the SFT run's (the task `rlft lm eval|sample` read from it).
   auto save = [&](int64_t step) {
-    sync(sample_gen), sync(dropout_gen);
+    sample_gen.align_to_block(), dropout_gen.align_to_block();
     ls.sample_offset = sample_gen.offset();
     ls.dropout_offset = dropout_gen.offset();
     Metadata meta = checkpoint_metadata(policy.config(), tok, policy_run.run_config, step);
@@ -267,7 +262,7 @@ RRHFResult train_rrhf(const RRHFConfig& cfg) {
   };
   const int64_t end = cfg.stop_after > 0 ? std::min(cfg.steps, start + cfg.stop_after) : cfg.steps;
   for (int64_t step = start + 1; step <= end; ++step) {
-    sync(sample_gen), sync(dropout_gen);
+    sample_gen.align_to_block(), dropout_gen.align_to_block();
     std::vector<std::string> prompts, responses;
     for (int64_t i = 0; i < cfg.prompts_per_step; ++i) {
       const std::string& p = train_prompts[size_t(ls.prompt_pos++) % train_prompts.size()];

@@ -178,12 +178,9 @@ void check_config(const SFTConfig& c) {
   number("--grad-clip", c.grad_clip, 0, false, inf, "a number >= 0 (0: off)");
   positive("--log-every", c.log_every);
   positive("--eval-every", c.eval_every);
-  RLFT_CHECK(c.checkpoint_every >= 0, cmd,
-             "--checkpoint-every must be >= 0 (0: only at --stop-after and the end), got ",
-             c.checkpoint_every);
   positive("--eval-examples", c.eval_examples);
   RLFT_CHECK(c.eval_generate >= 0, cmd, "--eval-generate must be >= 0, got ", c.eval_generate);
-  RLFT_CHECK(c.stop_after >= 0, cmd, "--stop-after must be >= 0, got ", c.stop_after);
+  rl::check_checkpoint_options(cmd, c.checkpoint_every, c.stop_after);
   number("--stop-at-exact-match", c.stop_at_exact_match, 0, false, 1, "in [0, 1]");
   RLFT_CHECK(c.stop_at_exact_match == 0 || c.task.task == "arith", cmd,
              "--stop-at-exact-match: task '", c.task.task,

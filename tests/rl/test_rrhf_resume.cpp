@@ -211,7 +211,7 @@ TEST_F(RRHFResume, AChangedSettingOrNothingToResumeIsRefused) {
   RRHFConfig bad = config("bad");
   bad.stop_after = -1;
   EXPECT_EQ(error_of([&] { train_rrhf(bad); }),
-            "rlft lm rrhf: --stop-after must be >= 0 (0: run to --steps), got -1");
+            "rlft lm rrhf: --stop-after must be >= 0 (0: run to the end), got -1");
   bad = config("bad");
   bad.checkpoint_every = -2;
   EXPECT_EQ(error_of([&] { train_rrhf(bad); }),
