@@ -204,7 +204,7 @@ void layer_norm_backward(Type type, int64_t N, int64_t C, const void* x, const v
 // read of a device result (item, to_vector, .to(cpu)) reports a bad index of any earlier op
 // on that device — like PyTorch's device-side asserts, the error surfaces at a later call,
 // but the process stays usable. A correct program pays one compare per element and one load
-// from pinned memory per device-to-host copy. check_index_faults also reports a diverged
+// from pinned memory per device-to-host copy. The same synchronisations also report a diverged
 // Adam step (check_adam_faults, below).
 enum class IndexOp : uint8_t { embedding, index_select, gather, cross_entropy, one_hot };
 void check_index_faults(int device);
@@ -281,11 +281,11 @@ struct AdamTensor {
 // A step that leaves an element of a parameter NaN or ±inf is reported like a bad index
 // (above), without a synchronisation per step: the kernel tests each updated weight in its
 // registers, the first parameter found non-finite on the device (its index, the step) goes to
-// a host-mapped slot, and check_adam_faults(device) — called by check_index_faults, so at the
-// next synchronisation — throws the CPU's error ("Adam: step 3 made parameter 1 (shape [4,5])
-// non-finite: training diverged (…)", then where it was found) and clears the slot. With
-// several parameters non-finite at once, the one reported is the first found (the CPU stops
-// at the lowest index).
+// a host-mapped slot, and check_adam_faults(device) — called by copy_device_to_host and
+// synchronize after check_index_faults, so at the next synchronisation — throws the CPU's error
+// ("Adam: step 3 made parameter 1 (shape [4,5]) non-finite: training diverged (…)", then where it
+// was found) and clears the slot. With several parameters non-finite at once, the one reported is
+// the first found (the CPU stops at the lowest index).
 constexpr int kAdamTensorsPerLaunch = 24;
 void adam_step(Type type, const AdamTensor* tensors, int count, const AdamArgs& args, int device);
 void check_adam_faults(int device);

@@ -164,8 +164,7 @@ __global__ void check_targets_kernel(const int64_t* t, int64_t n, int64_t n_clas
 
 }  // namespace
 
-namespace {
-void check_index_slot(int device) {
+void check_index_faults(int device) {
   volatile IndexFault* slot = g_faults.peek(device);
   if (slot == nullptr || slot->ready == 0) return;  // null: no index kernel ran yet
   const IndexFault f{1, slot->op, slot->index, slot->bound, slot->position};
@@ -176,15 +175,6 @@ void check_index_slot(int device) {
   RLFT_CUDA_CHECK(cudaMemcpyToSymbol(g_fault_claimed, &zero, sizeof zero));
   throw Error(str(op_name(f.op), ": index ", f.index, " out of range [0, ", f.bound, ") at position ",
                   f.position, " (found on cuda:", device, ", reported at the next synchronisation)"));
-}
-}  // namespace
-
-// Every fault the kernels record for the next synchronisation (the name predates the second
-// kind): an out-of-range index first, then a fused Adam step that left a parameter
-// non-finite (optim.cu). One error per call; another pending fault is thrown by the next.
-void check_index_faults(int device) {
-  check_index_slot(device);
-  check_adam_faults(device);
 }
 
 void index_select(Type type, int64_t outer, int64_t n_src, int64_t inner, const void* src,

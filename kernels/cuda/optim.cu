@@ -16,9 +16,9 @@
 // traffic) and, only for a NaN or ±inf, claims a device word with a compare-and-swap;
 // the winner writes (step, parameter index, its position in the call, the call's ticket)
 // into a host-mapped slot (MappedFaultSlots, common.cuh), the same path as index.cu's bad
-// indices. The host polls it at the next synchronisation (check_adam_faults, through
-// check_index_faults) and finds the parameter's shape in a log of the last few calls' shapes,
-// kept on the host per device by ticket.
+// indices. The host polls it at the next synchronisation (check_adam_faults, called by
+// kernels/cuda/runtime.cu) and finds the parameter's shape in a log of the last few calls'
+// shapes, kept on the host per device by ticket.
 // Reference: Adam::step and SGD::step in engine/optim.cpp.
 #include <cuda_runtime.h>
 

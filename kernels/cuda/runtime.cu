@@ -59,6 +59,16 @@ void use_device(int device) {
 }
 }  // namespace
 
+// What kernels recorded for the next synchronisation: an out-of-range index (index.cu), then a
+// fused Adam step that left a parameter non-finite (optim.cu); one error per call, another
+// pending one is thrown by the next.
+namespace {
+void report_device_faults(int device) {
+  cuda_ops::check_index_faults(device);
+  cuda_ops::check_adam_faults(device);
+}
+}  // namespace
+
 void copy_host_to_device(void* dst, const void* src, size_t bytes, int device) {
   if (bytes == 0) return;
   use_device(device);
@@ -69,7 +79,7 @@ void copy_device_to_host(void* dst, const void* src, size_t bytes, int device) {
   if (bytes == 0) return;
   use_device(device);
   RLFT_CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToHost));
-  cuda_ops::check_index_faults(device);  // the copy waited for every earlier kernel
+  report_device_faults(device);  // the copy waited for every earlier kernel
 }
 
 void copy_device_to_device(void* dst, const void* src, size_t bytes, int device) {
@@ -81,7 +91,7 @@ void copy_device_to_device(void* dst, const void* src, size_t bytes, int device)
 void synchronize(int device) {
   use_device(device);
   RLFT_CUDA_CHECK(cudaDeviceSynchronize());
-  cuda_ops::check_index_faults(device);
+  report_device_faults(device);
 }
 
 double selftest_axpy(int n) {
