@@ -56,6 +56,16 @@ std::string base_name(const std::string& path) {
   return slash == std::string::npos ? path : path.substr(slash + 1);
 }
 
+// A rename is durable only once the directory entry is on disk. Returns 0 or an errno
+// (a filesystem that cannot fsync a directory counts as done).
+int fsync_dir(const std::string& dir) {
+  Fd d;
+  d.fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (d.fd < 0) return errno;
+  if (::fsync(d.fd) != 0 && errno != EINVAL && errno != ENOTSUP) return errno;
+  return 0;
+}
+
 }  // namespace
 
 void atomic_write_file(const std::string& path, std::string_view bytes) {
@@ -87,14 +97,24 @@ void atomic_write_file(const std::string& path, std::string_view bytes) {
   if (::fsync(file.fd) != 0) fail("fsync of", errno);
   if (::close(file.release()) != 0) fail("close of", errno);
   if (::rename(temp.c_str(), path.c_str()) != 0) fail("rename over it of", errno);
-
-  // The rename is durable only once the directory entry is on disk.
-  Fd d;
-  d.fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (d.fd < 0 || (::fsync(d.fd) != 0 && errno != EINVAL && errno != ENOTSUP)) {
+  if (const int err = fsync_dir(dir))
     throw Error(
-        str("wrote '", path, "' but could not fsync its directory '", dir, "': ", reason(errno)));
-  }
+        str("wrote '", path, "' but could not fsync its directory '", dir, "': ", reason(err)));
+}
+
+void rename_file(const std::string& from, const std::string& to) {
+  RLFT_CHECK(parent_dir(from) == parent_dir(to), "rename_file: '", from, "' and '", to,
+             "' are in different directories");
+  struct stat st;
+  if (::lstat(from.c_str(), &st) != 0)
+    throw Error(str("cannot rename '", from, "' to '", to, "': ", reason(errno)));
+  if (S_ISDIR(st.st_mode))
+    throw Error(str("cannot rename '", from, "': it is a directory, not a file"));
+  if (::rename(from.c_str(), to.c_str()) != 0)
+    throw Error(str("cannot rename '", from, "' to '", to, "': ", reason(errno)));
+  if (const int err = fsync_dir(parent_dir(to)))
+    throw Error(str("renamed '", from, "' to '", to,
+                    "' but could not fsync their directory: ", reason(err)));
 }
 
 std::string read_file(const std::string& path) {

@@ -18,6 +18,10 @@ namespace rlft::fs {
 // usual permissions (0666 minus the umask).
 void atomic_write_file(const std::string& path, std::string_view bytes);
 
+// Renames the file at `from` over `to` (replacing what is there) atomically, in one directory,
+// and makes the rename durable. A missing `from` is an error naming both paths.
+void rename_file(const std::string& from, const std::string& to);
+
 // The whole file as bytes. A pipe or device is read up to kMaxStreamBytes (so /dev/zero is an
 // error, not the end of memory); a regular file too large for memory is an error naming it.
 inline constexpr size_t kMaxStreamBytes = size_t(1) << 30;

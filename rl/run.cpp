@@ -66,8 +66,9 @@ void RunDir::write_config(const json::Value& config) const {
   if (fresh_) {
     // Everything a run of any algorithm writes, so the directory never mixes two runs (an old
     // policy.safetensors beside a new config.json would play under the wrong settings).
-    for (const char* stale : {"metrics.jsonl", "checkpoint.safetensors", "policy.safetensors",
-                              "critic.safetensors", "eval_test.json"})
+    for (const char* stale :
+         {"metrics.jsonl", "checkpoint.safetensors", "policy.safetensors", "critic.safetensors",
+          "critic.previous.safetensors", "eval_test.json"})
       fs::remove_file(path(stale));
     for (const auto& entry : std::filesystem::directory_iterator(dir_))
       if (entry.path().extension() == ".svg") fs::remove_file(entry.path().string());

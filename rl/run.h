@@ -40,9 +40,9 @@ class RunDir {
   std::string path(const std::string& file) const { return dir_ + "/" + file; }
   // The run's first write. For a fresh run it first removes what an earlier run of the same
   // name left (metrics.jsonl, checkpoint.safetensors, policy.safetensors, critic.safetensors,
-  // eval_test.json, the *.svg curves), so old metrics, weights and curves never mix with the
-  // new run's. Call it once every input has been read and every setting checked: a
-  // command that fails before it leaves an earlier run in `dir` as it was.
+  // critic.previous.safetensors, eval_test.json, the *.svg curves), so old metrics, weights and
+  // curves never mix with the new run's. Call it once every input has been read and every setting
+  // checked: a command that fails before it leaves an earlier run in `dir` as it was.
   void write_config(const json::Value& config) const;
   void log(const json::Value& metrics) const;
   // For --resume: drops the metrics.jsonl lines whose `key` (an integer every line holds:

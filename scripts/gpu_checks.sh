@@ -17,8 +17,10 @@
 #                 `ctest -R Cuda` runs: a default-to-be checked end to end in the same call
 # memcheck ignores CUDA API errors (tests provoke some on purpose, e.g. an invalid device).
 # Each stage has a time limit (seconds; T_BUILD, T_TESTS, T_SANITIZE, T_BENCH), so a stage that
-# hangs still leaves the others' results; the defaults add up to under 10 minutes (T_CANDIDATES,
-# default 90, is shared by the candidates and counts only with CANDIDATES). Stages can be
+# hangs still leaves the others' results (T_CANDIDATES, default 90, is shared by the candidates
+# and counts only with CANDIDATES). Whatever they add up to, the whole script keeps to T_TOTAL
+# (default 540 s, inside the device tool's 600 s per command): a stage's limit is cut to what is
+# left of it, and a stage with less than 10 s left is skipped (rc=125 in the summary). Stages can be
 # chosen: STAGES="tests sanitize bench" (the default, all; the candidates run after "tests",
 # whatever STAGES says). Benchmarks are picked with Google
 # Benchmark's --benchmark_filter (a leading '-' negates): KERNELS_FILTER (default '-sweep/':
@@ -37,6 +39,12 @@ T_BUILD=${T_BUILD:-200} T_TESTS=${T_TESTS:-120} T_SANITIZE=${T_SANITIZE:-80} T_B
 T_BENCH_KERNELS=${T_BENCH_KERNELS:-$((T_BENCH / 2))} T_BENCH_SWEEP=${T_BENCH_SWEEP:-$((T_BENCH / 4))}
 T_BENCH_ENGINE=${T_BENCH_ENGINE:-$((T_BENCH / 4))}
 CANDIDATES=${CANDIDATES:-} T_CANDIDATES=${T_CANDIDATES:-90}
+T_TOTAL=${T_TOTAL:-540}
+# budget N: N, or less if less is left of T_TOTAL (5 s kept for the summary); 0 when under 10 s.
+budget() {
+  local left=$((T_TOTAL - SECONDS - 5))
+  if [ "$left" -lt 10 ]; then echo 0; elif [ "$1" -lt "$left" ]; then echo "$1"; else echo "$left"; fi
+}
 deps=$PWD/.gpu-deps/usr/lib/x86_64-linux-gnu
 export LD_LIBRARY_PATH="$deps${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 summary="$OUT/summary.txt"
@@ -54,7 +62,7 @@ stage() {  # stage NAME STATUS: one line of the summary, with the seconds since 
 }
 
 build=build-gpu
-timeout "$T_BUILD" bash -c "
+timeout "$(budget "$T_BUILD")" bash -c "
   cmake -S . -B '$build' -DCMAKE_BUILD_TYPE=Release -DRLFT_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 \
     -DGTest_DIR='$deps/cmake/GTest' -Dbenchmark_DIR='$deps/cmake/benchmark' \
     -DCMAKE_PREFIX_PATH='$PWD/.gpu-deps/usr' &&
@@ -64,10 +72,10 @@ rc=$?
 stage build $rc
 [ $rc -eq 0 ] || { tail -40 "$OUT/build.log"; cat "$summary"; exit $rc; }
 
-if [[ " $STAGES " == *" tests "* ]]; then
+if [[ " $STAGES " == *" tests "* ]] && [ "$(budget "$T_TESTS")" -gt 0 ]; then
   # Every test, CPU and GPU: on a machine with a GPU only the two root-permission tests
   # (Fs.*, we run as root) should be skipped.
-  timeout "$T_TESTS" ctest --test-dir "$build" -j "$(nproc)" --timeout 120 --output-on-failure \
+  timeout "$(budget "$T_TESTS")" ctest --test-dir "$build" -j "$(nproc)" --timeout 120 --output-on-failure \
     > "$OUT/ctest.log" 2>&1
   rc=$?
   stage "ctest (whole suite)" $rc
@@ -80,12 +88,18 @@ if [ -n "$CANDIDATES" ]; then
   # GRPO's, DPO's and SFT's runs against the CPU) under each candidate launch in turn.
   n=$(wc -w <<< "$CANDIDATES")
   for c in $CANDIDATES; do
+    t=$(budget "$((T_CANDIDATES / n))")
+    [ "$t" -gt 0 ] || { stage "candidate RLFT_RATIO_CLIP_LAUNCH=$c: no time left" 125; continue; }
     echo "== RLFT_RATIO_CLIP_LAUNCH=$c" >> "$OUT/ctest.log"
-    RLFT_RATIO_CLIP_LAUNCH="$c" timeout "$((T_CANDIDATES / n))" ctest --test-dir "$build" -R Cuda \
+    from=$(wc -l < "$OUT/ctest.log")  # this candidate's lines start after it
+    RLFT_RATIO_CLIP_LAUNCH="$c" timeout "$t" ctest --test-dir "$build" -R Cuda \
       -j "$(nproc)" --timeout 60 --output-on-failure >> "$OUT/ctest.log" 2>&1
     r=$?
     stage "candidate RLFT_RATIO_CLIP_LAUNCH=$c: ctest -R Cuda" $r
-    grep -E 'tests passed|tests failed out of' "$OUT/ctest.log" | tail -1 >> "$summary"
+    # (only this candidate's counts: a run stopped by its limit prints none, and the previous
+    # candidate's line must not stand in for them)
+    tail -n "+$((from + 1))" "$OUT/ctest.log" | grep -E 'tests passed|tests failed out of' |
+      tail -1 >> "$summary"
   done
 fi
 if [[ " $STAGES " == *" sanitize "* ]]; then
@@ -100,7 +114,9 @@ if [[ " $STAGES " == *" sanitize "* ]]; then
     set -f  # the filters' '*' are not globs
     for t in "test_kernels --gtest_filter=*Cuda*" "test_engine --gtest_filter=Cuda*"; do
       set -- $t
-      timeout "$((T_SANITIZE / 2))" "$cs" --tool memcheck --report-api-errors no --error-exitcode 9 "./$build/$1" "$2" \
+      lim=$(budget "$((T_SANITIZE / 2))")
+      [ "$lim" -gt 0 ] || { echo "memcheck $1: no time left" >> "$OUT/sanitizer.log"; worst=125; continue; }
+      timeout "$lim" "$cs" --tool memcheck --report-api-errors no --error-exitcode 9 "./$build/$1" "$2" \
         >> "$OUT/sanitizer.log" 2>&1
       r=$?
       [ $r -gt $worst ] && worst=$r
@@ -117,8 +133,11 @@ if [[ " $STAGES " == *" bench "* ]]; then
   # T_BENCH: T_BENCH_KERNELS), a launch-shape sweep (a quarter: T_BENCH_SWEEP; SWEEP_FILTER empty
   # skips it), the engine level (a quarter: T_BENCH_ENGINE).
   bench() {  # bench NAME BINARY FILTER SECONDS
+    local t
+    t=$(budget "$4")
+    [ "$t" -gt 0 ] || { stage "$1: no time left" 125; return; }
     echo "== $1 (filter '$3')" >> "$OUT/bench.txt"
-    timeout "$4" "./$build/$2" --benchmark_min_time=0.1 --benchmark_filter="$3" \
+    timeout "$t" "./$build/$2" --benchmark_min_time=0.1 --benchmark_filter="$3" \
       --benchmark_out="$OUT/$1.json" --benchmark_out_format=json >> "$OUT/bench.txt" 2>&1
     stage "$1" $?
   }

@@ -1005,19 +1005,27 @@ unsigned* finish_counter(cudaStream_t stream) {
   return f.counters[{device, stream}] = base + used++;
 }
 
-// The flat layout's cut of its one row of `ng` groups: one chunk per block that `kernel` can
-// keep resident at `bd` threads on every multiprocessor (a persistent grid of one wave), of
-// ⌈ng/P⌉ groups each (the last shorter), so every SM reads the same number of bytes.
+// The flat layout's cut of its one row of `ng` groups: one chunk per block that `kernel` (and
+// `twin`, if not null) can keep resident at `bd` threads on every multiprocessor (a persistent
+// grid of one wave), of ⌈ng/P⌉ groups each (the last shorter), so every SM reads the same
+// number of bytes. A first kernel and its last-block twin get the same cut (the fewer resident
+// blocks of the two), so both add the same partial sums: the same bits.
 template <typename Kernel>
-ChunkCut flat_chunks(Kernel kernel, int bd, int64_t ng) {
-  const int per_sm = resident_blocks(reinterpret_cast<const void*>(kernel), bd);
+ChunkCut flat_chunks(Kernel kernel, Kernel twin, int bd, int64_t ng) {
+  int per_sm = resident_blocks(reinterpret_cast<const void*>(kernel), bd);
+  if (twin != nullptr) {
+    const int t = resident_blocks(reinterpret_cast<const void*>(twin), bd);
+    if (t < per_sm) per_sm = t;
+  }
   return flat_cut(ng, int64_t(per_sm > 0 ? per_sm : 1) * cuda_detail::multiprocessors());
 }
 
-// The layout's cut for a kernel: flat (as above), chunks of bd·U groups, or whole rows.
+// The layout's cut for a kernel (and its twin): flat (as above), chunks of bd·U groups, or
+// whole rows.
 template <typename Kernel>
-ChunkCut plan_chunks(Kernel kernel, bool flat, bool chunked, int bd, int U, int64_t ng) {
-  if (flat) return flat_chunks(kernel, bd, ng);
+ChunkCut plan_chunks(Kernel kernel, Kernel twin, bool flat, bool chunked, int bd, int U,
+                     int64_t ng) {
+  if (flat) return flat_chunks(kernel, twin, bd, ng);
   if (chunked) return {chunks_per_row(ng, int64_t(bd) * U), int64_t(bd) * U};
   return {1, ng > 0 ? ng : 1};
 }
@@ -1204,7 +1212,7 @@ void ratio_clip_forward_cuda_async(const RatioClipArgs<Real>& a, double* stats,
   const auto run = [&](auto first, const auto& bounds) {
     const bool in_block = first.in_block(launch);
     const auto kernel = first.pick(launch);
-    const ChunkCut c = plan_chunks(kernel, flat, chunked, bd, sh.U, ng);
+    const ChunkCut c = plan_chunks(first.plain, first.with_finish, flat, chunked, bd, sh.U, ng);
     cuda_detail::StreamScratch scratch(size_t(f.B * c.count) * sizeof(RowSums), stream);
     RowSums* sums = scratch.as<RowSums>();
     cuda_detail::launch_programmatic_dependent(
@@ -1367,7 +1375,8 @@ int64_t ratio_clip_read_ceiling_cuda(const RatioClipArgs<float>& a, float* parti
   const RatioClipArgs<float> f = flat ? as_one_row(a) : a;
   const int bd = launch.block ? launch.block : flat || chunked ? kChunkBlock : block_for(a.T);
   const auto run = [&](auto kernel) {
-    const ChunkCut c = plan_chunks(kernel, flat, chunked, bd, U, f.T / 4);
+    const ChunkCut c =
+        plan_chunks(kernel, decltype(kernel){nullptr}, flat, chunked, bd, U, f.T / 4);
     const int64_t blocks = f.B * c.count;
     check_capacity(blocks);
     cuda_detail::launch_programmatic_dependent(launch.dependent == 1, kernel,

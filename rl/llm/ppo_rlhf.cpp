@@ -258,8 +258,12 @@ PPORLHFResult train_ppo_rlhf(const PPORLHFConfig& cfg) {
   const rl::RunDir run(rl::run_path(cfg.out_dir, cfg.name), !cfg.resume);
   // The training checkpoint, two files: the actor (the policy `rlft lm eval|sample` load) with
   // its Adam state and the loop's state, and the critic with its Adam state, both at one step.
+  // While a checkpoint is written the critic's previous file is kept as critic_prev, so a kill
+  // between the two writes leaves a pair at the previous step (see `save`).
   const std::string ckpt = run.path("checkpoint.safetensors"),
-                    critic_ckpt = run.path("critic.safetensors");
+                    critic_ckpt = run.path("critic.safetensors"),
+                    critic_prev = run.path("critic.previous.safetensors");
+  bool critic_from_prev = false;  // a resume whose pair is {ckpt, critic_prev}
   json::Value config_json = to_json(cfg);
   config_json.set("git_revision", rl::git_revision());
   optim::Adam actor_opt(actor.parameters(), cfg.actor_lr),
@@ -302,13 +306,26 @@ PPORLHFResult train_ppo_rlhf(const PPORLHFConfig& cfg) {
     start = metadata_int(meta, "step", ckpt);
     RLFT_CHECK(start <= cfg.steps, ckpt, ": checkpoint is at step ", start, ", beyond --steps ",
                cfg.steps);
-    RLFT_CHECK(fs::exists(critic_ckpt), critic_ckpt, ": missing (the critic of ", ckpt, ", step ",
-               start, "): nothing to resume");
-    const Metadata critic_meta = load_checkpoint(critic_ckpt, critic, &critic_opt);
-    const int64_t critic_step = metadata_int(critic_meta, "step", critic_ckpt);
-    RLFT_CHECK(critic_step == start, critic_ckpt, ": the critic's checkpoint is at step ",
-               critic_step, " but the actor's (", ckpt, ") at step ", start,
-               " (a run killed between the two writes): the run cannot continue exactly");
+    // The critic at the actor's step: critic.safetensors, or, after a kill inside a checkpoint's
+    // writes, the previous file kept beside it.
+    RLFT_CHECK(fs::exists(critic_ckpt) || fs::exists(critic_prev), critic_ckpt,
+               ": missing (the critic of ", ckpt, ", step ", start, "): nothing to resume");
+    int64_t critic_step = -1;
+    if (fs::exists(critic_ckpt))
+      critic_step =
+          metadata_int(load_checkpoint(critic_ckpt, critic, &critic_opt), "step", critic_ckpt);
+    if (critic_step != start && fs::exists(critic_prev)) {
+      const int64_t prev_step =
+          metadata_int(load_checkpoint(critic_prev, critic, &critic_opt), "step", critic_prev);
+      RLFT_CHECK(prev_step == start, critic_prev, ": the critic's previous checkpoint is at step ",
+                 prev_step, " and ", critic_ckpt, " at step ", critic_step, ", but the actor's (",
+                 ckpt, ") at step ", start, ": the run cannot continue exactly");
+      critic_from_prev = true;
+    } else {
+      RLFT_CHECK(critic_step == start, critic_ckpt, ": the critic's checkpoint is at step ",
+                 critic_step, " but the actor's (", ckpt, ") at step ", start,
+                 ": the run cannot continue exactly");
+    }
     kl_ctl.value = st.kl_ctl;
     sample_gen.set_state(sample_gen.seed(), st.sample_offset);
     actor_dropout.set_state(actor_dropout.seed(), st.actor_dropout_offset);
@@ -361,24 +378,36 @@ PPORLHFResult train_ppo_rlhf(const PPORLHFConfig& cfg) {
   }
   res.start_step = res.steps = start;
   run.write_config(config_json);  // a fresh run: an earlier run's files of that name go
+  // A resumed pair is made the current one again: the critic's file at the actor's step is
+  // critic.safetensors, and no previous file is left (a stale one, from a kill after the
+  // actor's write, would pair with nothing).
+  if (critic_from_prev)
+    fs::rename_file(critic_prev, critic_ckpt);
+  else
+    fs::remove_file(critic_prev);
   rl::Stopwatch clock;
   auto evaluate = [&]() {
     Generator g(cfg.seed + 12345);
     return evaluate_policy(actor, ref, tok, eval_prompts, 1.0, g);
   };
-  // A checkpoint at step `at`: the critic's file first, then the actor's, each written
-  // atomically; a kill between the two leaves them at different steps, refused by --resume.
+  // A checkpoint at step `at`, each file written atomically, in an order that leaves a pair at
+  // one step on disk whenever the process dies: (1) the critic's current file (the pair of the
+  // actor's file on disk) is renamed critic.previous.safetensors; (2) the new critic is written;
+  // (3) the new actor; (4) the previous critic is removed. Killed after (1) or (2), the actor's
+  // file and the previous critic are the pair --resume takes; after (3), the new pair.
   auto save = [&](int64_t at) {
     json::Value st = json::Value::object();
     st.set("kl_ctl", kl_ctl.value);
     st.set("sample_offset", int64_t(sample_gen.offset()));
     st.set("actor_dropout_offset", int64_t(actor_dropout.offset()));
     st.set("critic_dropout_offset", int64_t(critic_dropout.offset()));
+    if (fs::exists(critic_ckpt)) fs::rename_file(critic_ckpt, critic_prev);
     save_checkpoint(critic_ckpt, critic, &critic_opt,
                     checkpoint_metadata(critic.config(), tok, actor_run.run_config, at));
     Metadata meta = checkpoint_metadata(actor.config(), tok, actor_run.run_config, at);
     meta["ppo_rlhf_state"] = st.dump();
     save_checkpoint(ckpt, actor, &actor_opt, meta);
+    fs::remove_file(critic_prev);
   };
   if (!cfg.resume) {
     res.before = evaluate();

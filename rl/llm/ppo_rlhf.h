@@ -38,7 +38,10 @@
 // step s: checkpoint.safetensors = θ (the policy `rlft lm eval|sample` load), the actor's Adam
 // state, and in its metadata the step and ppo_rlhf_state {kl_ctl, the sampling and the two
 // dropout streams' Philox counters}; critic.safetensors = φ, the critic's Adam state and the
-// step. --resume needs both at the same s, continues at update s + 1 and takes exactly the
+// step. While a checkpoint is written the critic's earlier file is kept as
+// critic.previous.safetensors (removed once both new files are written), so a process killed
+// between the two writes still leaves a pair at one step: the earlier one. --resume takes the
+// critic at the actor's step from either file, continues at update s + 1 and takes exactly the
 // updates of a straight run (same weights, optimiser states, metrics rows but wall times).
 #pragma once
 

@@ -205,10 +205,11 @@ RRHFResult train_rrhf(const RRHFConfig& cfg) {
 
   optim::Adam opt(policy.parameters(), cfg.lr);
   // The candidates' and the dropout masks' streams (the policy's dropout, when its SFT run has
-  // any). Both are realigned to a Philox block at the start of every step (align_to_block), so
-  // their counters are their whole state between steps.
+  // any), both seeded from --seed. Both are realigned to a Philox block at the start of every
+  // step (align_to_block), so their counters are their whole state between steps.
   Generator sample_gen(cfg.seed + 1);
   Generator& dropout_gen = policy.dropout_generator();
+  dropout_gen.set_state(cfg.seed ^ 0xd70b0a11ull, 0);
   LoopState ls;
   int64_t start = 0;
   std::vector<double> xs, gts;

@@ -538,6 +538,24 @@ TEST(Fs, AtomicWriteIntoUnwritableOrMissingDirectory) {
   EXPECT_EQ(fs::read_file(locked + "/f"), "old");
 }
 
+TEST(Fs, RenameFileReplacesTheTargetAndNamesWhatIsWrong) {
+  TempDir dir;
+  const std::string a = dir / "critic.safetensors", b = dir / "critic.previous.safetensors";
+  fs::atomic_write_file(a, "new");
+  fs::atomic_write_file(b, "old");
+  fs::rename_file(a, b);
+  EXPECT_EQ(fs::read_file(b), "new");
+  EXPECT_EQ(dir.entries(), std::vector<std::string>{"critic.previous.safetensors"});
+  EXPECT_EQ(error_of([&] { fs::rename_file(a, b); }),
+            "cannot rename '" + a + "' to '" + b + "': No such file or directory");
+  EXPECT_EQ(fs::read_file(b), "new");
+  fs::make_dirs(dir / "sub");
+  EXPECT_EQ(error_of([&] { fs::rename_file(dir / "sub", b); }),
+            "cannot rename '" + dir.path() + "/sub': it is a directory, not a file");
+  EXPECT_EQ(error_of([&] { fs::rename_file(b, dir / "sub/x"); }),
+            "rename_file: '" + b + "' and '" + dir.path() + "/sub/x' are in different directories");
+}
+
 TEST(Fs, ReadFileErrors) {
   TempDir dir;
   EXPECT_EQ(error_of([&] { fs::read_file(dir / "nope"); }),

@@ -265,6 +265,82 @@ TEST_F(PPORLHFResume, StoppedAndResumedEqualsAStraightRunWithDropout) {
   }
 }
 
+// A process killed inside a checkpoint's writes (critic.safetensors renamed to
+// critic.previous.safetensors, the new critic written, the new actor written, the previous
+// critic removed) leaves a pair at one step, which --resume takes: killed after the rename
+// (no critic.safetensors), after the new critic (the critic one step ahead of the actor), and
+// after the actor (a stale previous file). Each resume continues as the straight run does.
+TEST_F(PPORLHFResume, KilledInsideACheckpointsWritesResumesFromThePairOnDisk) {
+  PPORLHFConfig c = config("kill-straight");
+  c.steps = 4;
+  c.eval_every = 0;
+  c.checkpoint_every = 1;
+  train_ppo_rlhf(c);
+  c.name = "kill-resumed";
+  const std::string ckpt = run("kill-resumed") + "/checkpoint.safetensors",
+                    critic = run("kill-resumed") + "/critic.safetensors",
+                    prev = run("kill-resumed") + "/critic.previous.safetensors";
+  auto keep = [&](const std::string& path, int step) {
+    copy_file(path, *dir_ + "/kill-" + std::to_string(step) + "-" +
+                        std::filesystem::path(path).filename().string());
+  };
+  auto kept = [&](const std::string& path, int step) {
+    return *dir_ + "/kill-" + std::to_string(step) + "-" +
+           std::filesystem::path(path).filename().string();
+  };
+  c.stop_after = 1;
+  train_ppo_rlhf(c);  // the pair at 1
+  keep(ckpt, 1), keep(critic, 1);
+  c.resume = true;
+  train_ppo_rlhf(c);  // the pair at 2
+  EXPECT_FALSE(fs::exists(prev)) << "removed once both files are written";
+
+  // Killed after the new critic (step 2) was written, before the actor's: actor 1, critic 2,
+  // previous critic 1.
+  copy_file(kept(ckpt, 1), ckpt);
+  copy_file(kept(critic, 1), prev);
+  PPORLHFResult r = train_ppo_rlhf(c);
+  EXPECT_EQ(r.start_step, 1);
+  EXPECT_EQ(r.steps, 2);
+  EXPECT_FALSE(fs::exists(prev));
+  keep(ckpt, 2), keep(critic, 2);
+  train_ppo_rlhf(c);  // the pair at 3
+
+  // Killed right after the critic's file was renamed, in checkpoint 3's writes: actor 2, no
+  // critic.safetensors, previous critic 2.
+  copy_file(kept(ckpt, 2), ckpt);
+  std::filesystem::remove(critic);
+  copy_file(kept(critic, 2), prev);
+  c.stop_after = 0;
+  r = train_ppo_rlhf(c);
+  EXPECT_EQ(r.start_step, 2);
+  EXPECT_TRUE(r.finished);
+  EXPECT_FALSE(fs::exists(prev));
+  for (const char* file : {"/checkpoint.safetensors", "/critic.safetensors"})
+    expect_same_checkpoint(run("kill-straight") + file, run("kill-resumed") + file);
+  expect_same_metrics(run("kill-straight"), run("kill-resumed"));
+
+  // Killed after the actor's write, before the previous critic's removal: the current pair is
+  // taken and the stale file removed.
+  copy_file(kept(critic, 2), prev);
+  r = train_ppo_rlhf(c);
+  EXPECT_EQ(r.start_step, 4);
+  EXPECT_FALSE(fs::exists(prev));
+  expect_same_checkpoint(run("kill-straight") + "/critic.safetensors", critic);
+
+  // Neither file at the actor's step: refused, naming both, and nothing changes.
+  copy_file(kept(critic, 1), prev);
+  copy_file(kept(ckpt, 2), ckpt);
+  const std::map<std::string, std::string> files = files_of(run("kill-resumed"));
+  const std::string e = error_of([&] { train_ppo_rlhf(c); });
+  EXPECT_NE(e.find("critic.previous.safetensors: the critic's previous checkpoint is at step 1 "
+                   "and "),
+            std::string::npos)
+      << e;
+  EXPECT_NE(e.find("critic.safetensors at step 4, but the actor's"), std::string::npos) << e;
+  EXPECT_EQ(files_of(run("kill-resumed")), files);
+}
+
 // What --resume refuses, each before it writes anything.
 TEST_F(PPORLHFResume, RefusedResumesNameTheCauseAndLeaveTheRunAsItWas) {
   PPORLHFConfig c = config("refused");
