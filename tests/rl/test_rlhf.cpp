@@ -398,9 +398,12 @@ TEST_F(RLHFPipeline, RewardModelThenPPORaisesTheRewardModelScoreAndTheGroundTrut
   PPORLHFConfig c;
   c.init = *dir_ + "/sft";
   c.reward_model = *dir_ + "/rm";
-  c.steps = 30;
+  // 40 updates at actor lr 2e-4: over PPO seeds 0–7 the ground-truth gain was +0.030 to +0.176
+  // (median +0.07, KL 3.1–5.4); 30 updates at 1e-4 gave +0.020 to +0.032 (seeds 0–4), too close
+  // to the margin for a test that any change of the pipeline's arithmetic may move.
+  c.steps = 40;
   c.batch = 32;
-  c.actor_lr = 1e-4;
+  c.actor_lr = 2e-4;
   c.critic_lr = 1e-3;
   c.eval_every = 0;
   c.eval_samples = 16;
@@ -417,7 +420,7 @@ TEST_F(RLHFPipeline, RewardModelThenPPORaisesTheRewardModelScoreAndTheGroundTrut
     first += r.rm_scores[i], last5 += r.rm_scores[r.rm_scores.size() - 1 - i];
   EXPECT_GT(last5 / 5, first / 5 + 0.1);
   // The ground truth on 16 validation prompts x 16 samples (the same sampling seed before and
-  // after). Seeded: 0.498 -> 0.527 on this machine; the stated margin is 0.02.
+  // after). Seeded (seed 0): 0.498 -> 0.592 on this machine; the stated margin is 0.02.
   EXPECT_GT(r.after.ground_truth, r.before.ground_truth + 0.02);
   EXPECT_GT(r.kls.back(), 0.0);
   const json::Value last = json::parse_jsonl(fs::read_file(*dir_ + "/ppo/metrics.jsonl")).back();
@@ -426,7 +429,7 @@ TEST_F(RLHFPipeline, RewardModelThenPPORaisesTheRewardModelScoreAndTheGroundTrut
         "actor_grad_norm", "critic_grad_norm", "explained_variance", "response_length",
         "time_generation", "time_experience", "time_training", "val_ground_truth", "val_kl"})
     EXPECT_TRUE(last.contains(k)) << k;
-  ASSERT_EQ(r.time_generation.size(), 30u);
+  ASSERT_EQ(r.time_generation.size(), 40u);
 }
 
 // DPO resume: a run stopped after 20 steps (checkpoint: weights, Adam state, step) and resumed
