@@ -12,7 +12,9 @@
 #pragma once
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
+#include <cmath>
 #include <cstdint>
 #include <cstdlib>
 #include <functional>
@@ -233,24 +235,36 @@ class Args {
     return found;
   }
 
+  // A number as a person writes it: decimal, with an optional sign and exponent. strtod and
+  // strtoll alone would also take leading whitespace (" 3", while "3 " is refused) and
+  // hexadecimal ("0x10" = 16, "0x1p3" = 8), which a command line never means.
+  static bool plain_number(const std::string& s) {
+    if (s.empty() || std::isspace(static_cast<unsigned char>(s[0]))) return false;
+    const size_t i = s[0] == '+' || s[0] == '-' ? 1 : 0;
+    return !(s.size() > i + 1 && s[i] == '0' && (s[i + 1] == 'x' || s[i + 1] == 'X'));
+  }
   static double parse_double(const std::string& flag, const std::string& s) {
     char* end = nullptr;
     errno = 0;
     const double v = std::strtod(s.c_str(), &end);
-    RLFT_CHECK(!s.empty() && *end == '\0' && errno == 0, flag, ": '", s, "' is not a number");
+    RLFT_CHECK(plain_number(s) && *end == '\0' && errno == 0, flag, ": '", s, "' is not a number");
     return v;
   }
   static int64_t parse_int(const std::string& flag, const std::string& s) {
+    RLFT_CHECK(plain_number(s), flag, ": '", s, "' is not an integer");
     char* end = nullptr;
     errno = 0;
     const long long v = std::strtoll(s.c_str(), &end, 10);
-    if (!s.empty() && *end != '\0') {
+    if (*end != '\0') {
       // Accept integral values written as 1e6 or 2.5e5.
       const double d = std::strtod(s.c_str(), &end);
-      RLFT_CHECK(*end == '\0' && d == double(int64_t(d)), flag, ": '", s, "' is not an integer");
+      RLFT_CHECK(*end == '\0' && std::isfinite(d) && d == std::trunc(d), flag, ": '", s,
+                 "' is not an integer");
+      // Converting a double outside int64's range is undefined: refuse it first.
+      RLFT_CHECK(d >= -0x1p63 && d < 0x1p63, flag, ": ", s, " is out of range");
       return int64_t(d);
     }
-    RLFT_CHECK(!s.empty() && errno == 0, flag, ": '", s, "' is not an integer");
+    RLFT_CHECK(errno == 0, flag, ": ", s, " is out of range");
     return v;
   }
   template <typename T>

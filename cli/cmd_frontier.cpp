@@ -26,10 +26,14 @@ std::vector<double> parse_list(const std::string& flag, const std::string& s) {
     size_t end = s.find(',', start);
     if (end == std::string::npos) end = s.size();
     const std::string item = s.substr(start, end - start);
-    char* stop = nullptr;
-    const double x = std::strtod(item.c_str(), &stop);
-    RLFT_CHECK(!item.empty() && stop == item.c_str() + item.size(), flag, ": '", item,
-               "' is not a number (expected a comma-separated list such as 0.05,0.1,1)");
+    // The options' own number syntax (decimal, no spaces or hexadecimal; 1e400 overflows).
+    double x = 0;
+    try {
+      x = Args::parse_double(flag, item);
+    } catch (const Error&) {
+      throw Error(str(flag, ": '", item,
+                      "' is not a number (expected a comma-separated list such as 0.05,0.1,1)"));
+    }
     out.push_back(x);
     start = end + 1;
   }

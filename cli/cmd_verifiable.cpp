@@ -64,6 +64,10 @@ int run_experiment_verifiable(int argc, char** argv, int first) {
   a.add("--device", &c.device, "device of every run: cpu, cuda or cuda:N");
   a.add("--quiet", &c.quiet, "no progress lines");
   if (!a.parse(argc, argv, first)) return 0;
+  // Every (method, seed) job is planned up front: a count in the millions is a typo, and it
+  // would fill memory with jobs before the first one ran.
+  RLFT_CHECK(c.seeds <= 1000, "rlft experiment verifiable: --seeds must be at most 1000, got ",
+             c.seeds);
   c.methods = split_list(methods, ',');
   c.extra_args = split_list(rl_args, ' ');
   // Extra flags only: the settings the experiment sets itself (and reports) stay its own, and

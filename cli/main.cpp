@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
+#include <new>
 #include <string>
 
 #include "cli/commands.h"
@@ -90,11 +91,22 @@ int main(int argc, char** argv) {
             stdout);
         return 0;
       }
+      if (argc > 2)
+        throw rlft::Error(rlft::str("rlft experiment: unknown experiment '", argv[2],
+                                    "' (expected frontier or verifiable; see rlft --help)"));
       throw rlft::Error("usage: rlft experiment frontier|verifiable [options] (see rlft --help)");
     }
     throw rlft::Error(rlft::str("unknown command '", cmd, "' (see rlft --help)"));
   } catch (const rlft::Error& e) {
     std::fprintf(stderr, "rlft: error: %s\n", one_line(e.what()).c_str());
+    return 2;
+  } catch (const std::bad_alloc&) {
+    // Nearly always a size asked for on the command line or read from a file: bad input, not
+    // a bug, so one error line and status 2 like any other.
+    std::fputs(
+        "rlft: error: out of memory: an option or a file asks for more than this machine has "
+        "(a count, size or length too large?)\n",
+        stderr);
     return 2;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "rlft: internal error: %s\n", one_line(e.what()).c_str());

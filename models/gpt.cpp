@@ -31,6 +31,13 @@ GPTConfig GPTConfig::named(const std::string& name) {
   return c;
 }
 
+namespace {
+std::string describe_size(const GPTConfig& c) {
+  return str("a model of vocab_size ", c.vocab_size, ", block_size ", c.block_size, ", n_layer ",
+             c.n_layer, ", n_embd ", c.n_embd);
+}
+}  // namespace
+
 void GPTConfig::validate() const {
   RLFT_CHECK(vocab_size > 0, "gpt: vocab_size must be positive, got ", vocab_size);
   RLFT_CHECK(block_size > 0, "gpt: block_size must be positive, got ", block_size);
@@ -39,6 +46,26 @@ void GPTConfig::validate() const {
              ") must be a positive multiple of n_head (", n_head, ")");
   RLFT_CHECK(dropout >= 0 && dropout < 1, "gpt: dropout must be in [0, 1), got ", dropout);
   RLFT_CHECK(is_floating(dtype), "gpt: dtype must be float32 or float64, got ", dtype);
+  // Sizes a toy engine can build: a mistyped option or a corrupt checkpoint's config must be an
+  // error here, not minutes of allocating (or the OOM killer) in the constructor.
+  RLFT_CHECK(vocab_size <= kMaxVocab, "gpt: vocab_size ", vocab_size, " is over the limit of ",
+             kMaxVocab);
+  RLFT_CHECK(block_size <= kMaxBlockSize, "gpt: block_size ", block_size, " is over the limit of ",
+             kMaxBlockSize);
+  RLFT_CHECK(n_layer <= kMaxLayers, "gpt: n_layer ", n_layer, " is over the limit of ", kMaxLayers);
+  RLFT_CHECK(n_embd <= kMaxEmbd, "gpt: n_embd ", n_embd, " is over the limit of ", kMaxEmbd);
+  const double params = parameter_count();
+  RLFT_CHECK(params <= double(kMaxParameters), "gpt: ", describe_size(*this), " has ",
+             int64_t(params), " parameters, over the limit of ", kMaxParameters);
+}
+
+double GPTConfig::parameter_count() const {
+  const double C = double(n_embd), V = double(vocab_size), T = double(block_size);
+  // Per block: c_attn 3C·C + 3C, c_proj C·C + C, c_fc 4C·C + 4C, mlp c_proj 4C·C + C, two
+  // layer norms 4C.
+  const double block = 12 * C * C + 13 * C;
+  return (V + T) * C + double(n_layer) * block + 2 * C + (tie_weights ? 0 : V * C) +
+         (value_head ? C + 1 : 0) + (reward_head ? C + 1 : 0);
 }
 
 json::Value GPTConfig::to_json() const {

@@ -66,7 +66,12 @@ struct GPTConfig {
   // "nano" (2 layers, C 64, 2 heads, context 64), "micro" (4, 128, 4, 128),
   // "mini" (6, 256, 8, 256); other names are an error listing these.
   static GPTConfig named(const std::string& name);
-  void validate() const;  // positive sizes, NH | C; errors name the field
+  // Limits of validate(): far above the named models, far below what would exhaust memory.
+  static constexpr int64_t kMaxVocab = int64_t(1) << 24, kMaxBlockSize = int64_t(1) << 20,
+                           kMaxLayers = 1024, kMaxEmbd = 65536,
+                           kMaxParameters = int64_t(1) << 31;  // 8 GiB of float32 weights
+  void validate() const;  // sizes positive and within the limits, NH | C; errors name the field
+  double parameter_count() const;  // the weights of GPT(*this), counted without building it
   json::Value to_json() const;
   static GPTConfig from_json(const json::Value& v);
 };

@@ -66,11 +66,23 @@ std::string utf8_encode(char32_t cp) {
 }
 
 namespace {
+// A character as an error message shows it: control characters escaped (a NUL would end the
+// message, a newline split it), everything else as itself.
+std::string shown(char32_t cp) {
+  if (cp == '\n') return "\\n";
+  if (cp == '\r') return "\\r";
+  if (cp == '\t') return "\\t";
+  if (cp < 0x20 || cp == 0x7f) {
+    char buf[8];
+    std::snprintf(buf, sizeof buf, "\\x%02x", unsigned(cp));
+    return buf;
+  }
+  return utf8_encode(cp);
+}
 std::string describe(char32_t cp) {
   char buf[16];
   std::snprintf(buf, sizeof buf, "U+%04X", unsigned(cp));
-  std::string shown = cp == '\n' ? "\\n" : cp == '\t' ? "\\t" : cp < 0x20 ? "?" : utf8_encode(cp);
-  return "'" + shown + "' (" + buf + ")";
+  return "'" + shown(cp) + "' (" + buf + ")";
 }
 }  // namespace
 
@@ -117,9 +129,11 @@ std::vector<int64_t> Tokenizer::encode(std::string_view text) const {
       if (it != symbols_.end() && *it == cp) id = int64_t(it - symbols_.begin());
     }
     if (id < 0) {
-      std::string shown(text.substr(0, 60));
+      // The text's first 60 characters (whole characters, not bytes), escaped like `cp`.
+      std::string quoted;
+      for (size_t j = 0; j < std::min<size_t>(cps.size(), 60); ++j) quoted += shown(cps[j]);
       throw Error(str("tokenizer: unknown character ", describe(cp), " at character ", i, " of \"",
-                      shown, text.size() > 60 ? "…" : "", "\" (not in the ", n_symbols_,
+                      quoted, cps.size() > 60 ? "…" : "", "\" (not in the ", n_symbols_,
                       "-character vocabulary)"));
     }
     ids.push_back(id);

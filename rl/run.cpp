@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cerrno>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -202,6 +203,10 @@ void check_number(const std::string& cmd, const char* flag, double v, double lo,
              what, ", got ", v);
 }
 
+void check_count(const std::string& cmd, const char* flag, int64_t v, int64_t max) {
+  RLFT_CHECK(v >= 1 && v <= max, cmd, flag, " must be in [1, ", max, "], got ", v);
+}
+
 std::vector<int64_t> parse_sizes(const std::string& flag, const std::string& text) {
   std::vector<int64_t> out;
   size_t pos = 0;
@@ -209,9 +214,12 @@ std::vector<int64_t> parse_sizes(const std::string& flag, const std::string& tex
     const size_t comma = std::min(text.find(',', pos), text.size());
     const std::string item = text.substr(pos, comma - pos);
     char* end = nullptr;
+    errno = 0;
     const long v = std::strtol(item.c_str(), &end, 10);
-    RLFT_CHECK(!item.empty() && *end == '\0' && v > 0, flag, ": '", text,
-               "' is not a comma-separated list of positive sizes");
+    // Digits only: strtol alone would take " 64" (but not "64 ") and "+64".
+    RLFT_CHECK(!item.empty() && std::isdigit(static_cast<unsigned char>(item[0])) && *end == '\0' &&
+                   errno == 0 && v > 0,
+               flag, ": '", text, "' is not a comma-separated list of positive sizes");
     out.push_back(v);
     pos = comma + 1;
   }

@@ -114,6 +114,13 @@ class StateReader {
   std::string where_;
 };
 
+// A count option (sequences, samples, candidates per step) in [1, max], else "<cmd><flag> must
+// be in [1, <max>], got <v>". The bound keeps a mistyped count (2147483648) an error instead of
+// memory filling up.
+inline constexpr int64_t kMaxSequencesPerStep = int64_t(1) << 20;
+void check_count(const std::string& cmd, const char* flag, int64_t v,
+                 int64_t max = kMaxSequencesPerStep);
+
 // --checkpoint-every and --stop-after of a resumable trainer, both >= 0 (0: a checkpoint only at
 // --stop-after and the end; run to the end), each error naming the option.
 void check_checkpoint_options(const std::string& cmd, int64_t checkpoint_every, int64_t stop_after);

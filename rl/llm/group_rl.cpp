@@ -380,6 +380,16 @@ void check_group_rl_config(const GroupRLConfig& c) {
   number("--reward-correct", c.reward_correct, -inf, false, inf, "a finite number");
   number("--reward-wrong", c.reward_wrong, -inf, false, inf, "a finite number");
   number("--format-reward", c.format_reward, -inf, false, inf, "a finite number");
+  // Reversed rewards train the policy away from correct answers; equal ones, without a format
+  // reward, give every group zero advantage (nothing is learned). Equal ones with a format
+  // reward train the format alone, which is a choice.
+  RLFT_CHECK(c.reward_correct > c.reward_wrong ||
+                 (c.reward_correct == c.reward_wrong && c.format_reward != 0),
+             cmd, "--reward-correct (", c.reward_correct, ") must be greater than --reward-wrong (",
+             c.reward_wrong, "): the verifier's reward would not prefer a correct answer",
+             c.reward_correct == c.reward_wrong
+                 ? " (equal rewards learn only with a --format-reward)"
+                 : "");
   number("--epsilon", c.epsilon, 0, false, 1, "in [0, 1] (the ratio's lower clip 1 - eps)");
   number("--epsilon-high", c.epsilon_high, 0, false, inf, "a finite number >= 0");
   // Not a range: 0 (off) or c > 1 (ppo.cpp's --dual-clip check).

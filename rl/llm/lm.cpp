@@ -103,10 +103,20 @@ LoadedModel load_model(const std::string& path, Device device) {
   for (const char* key : {"model_config", "tokenizer"})
     RLFT_CHECK(meta.count(key), out.path, ": metadata has no \"", key,
                "\" (not an rlft GPT checkpoint)");
-  const models::GPTConfig cfg =
-      models::GPTConfig::from_json(json::parse(meta["model_config"], out.path + ":model_config"));
+  // The config and tokenizer are checked before anything is built from them; an error names
+  // the file (a corrupt or hand-edited checkpoint, not the command line, is at fault).
+  auto parse_part = [&](const char* key, auto from_json) {
+    const json::Value v = json::parse(meta[key], out.path + ":" + key);
+    try {
+      return from_json(v);
+    } catch (const Error& e) {
+      throw Error(str(out.path, ": metadata ", key, ": ", e.what()));
+    }
+  };
+  const models::GPTConfig cfg = parse_part(
+      "model_config", [](const json::Value& v) { return models::GPTConfig::from_json(v); });
   out.tokenizer =
-      models::Tokenizer::from_json(json::parse(meta["tokenizer"], out.path + ":tokenizer"));
+      parse_part("tokenizer", [](const json::Value& v) { return models::Tokenizer::from_json(v); });
   RLFT_CHECK(out.tokenizer.vocab_size() == cfg.vocab_size, out.path, ": tokenizer has ",
              out.tokenizer.vocab_size(), " tokens but the model ", cfg.vocab_size);
   if (meta.count("run_config"))

@@ -188,7 +188,7 @@ PPORLHFResult train_ppo_rlhf(const PPORLHFConfig& cfg) {
     RLFT_CHECK(x > 0, cmd, flag, " must be positive, got ", x);
   };
   positive("--steps", cfg.steps);
-  positive("--batch", cfg.batch);
+  rl::check_count(cmd, "--batch", cfg.batch);
   positive("--ppo-epochs", cfg.ppo_epochs);
   positive("--minibatches", cfg.minibatches);
   RLFT_CHECK(cfg.batch % cfg.minibatches == 0, cmd, "--minibatches ", cfg.minibatches,
@@ -214,7 +214,7 @@ PPORLHFResult train_ppo_rlhf(const PPORLHFConfig& cfg) {
              "--max-new-tokens must be >= 0 (0: as the context allows), got ", cfg.max_new_tokens);
   RLFT_CHECK(cfg.eval_every >= 0, cmd, "--eval-every must be >= 0 (0: start and end), got ",
              cfg.eval_every);
-  positive("--eval-samples", cfg.eval_samples);
+  rl::check_count(cmd, "--eval-samples", cfg.eval_samples);
   rl::check_checkpoint_options(cmd, cfg.checkpoint_every, cfg.stop_after);
   // --out-dir and --name, checked before any loading; the run is not its own input.
   rl::check_not_the_run(rl::run_path(cfg.out_dir, cfg.name),

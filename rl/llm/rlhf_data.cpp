@@ -20,6 +20,8 @@ namespace rlft::llm {
 std::vector<PreferencePair> parse_preferences(std::string_view text, const std::string& source) {
   std::vector<PreferencePair> out;
   size_t line_no = 0, pos = 0;
+  // A UTF-8 byte-order mark (Windows editors write one) is not part of the first line's JSON.
+  if (text.substr(0, 3) == "\xEF\xBB\xBF") pos = 3;
   while (pos <= text.size()) {
     size_t end = text.find('\n', pos);
     if (end == std::string_view::npos) end = text.size();
@@ -136,8 +138,11 @@ PrefsResult generate_preferences(const PrefsConfig& cfg) {
   const char* cmd = "rlft lm prefs: ";
   RLFT_CHECK(!cfg.run.empty(), cmd, "--run is required");
   RLFT_CHECK(cfg.pairs > 0, cmd, "--pairs must be > 0, got ", cfg.pairs);
-  RLFT_CHECK(cfg.samples_per_prompt >= 2 && cfg.samples_per_prompt % 2 == 0, cmd,
-             "--samples-per-prompt must be even and >= 2, got ", cfg.samples_per_prompt);
+  // Each round samples 32 prompts × k responses at once: k is bounded so that batch fits.
+  RLFT_CHECK(cfg.samples_per_prompt >= 2 && cfg.samples_per_prompt <= 1024 &&
+                 cfg.samples_per_prompt % 2 == 0,
+             cmd, "--samples-per-prompt must be even and in [2, 1024], got ",
+             cfg.samples_per_prompt);
   RLFT_CHECK(std::isfinite(cfg.temperature) && cfg.temperature > 0, cmd,
              "--temperature must be a positive number, got ", cfg.temperature);
   RLFT_CHECK(cfg.label_noise >= 0 && cfg.label_noise <= 0.5, cmd,
@@ -152,6 +157,21 @@ PrefsResult generate_preferences(const PrefsConfig& cfg) {
   const std::filesystem::path out_dir = std::filesystem::path(cfg.out).parent_path();
   RLFT_CHECK(out_dir.empty() || std::filesystem::is_directory(out_dir, ec), cmd, "--out ", cfg.out,
              ": no directory ", out_dir.string(), " to write it in");
+  // --out replaces an earlier preference file, nothing else: a mistyped path must not turn the
+  // --run's checkpoint (or a run's config.json, metrics.jsonl) into JSONL.
+  if (std::filesystem::exists(cfg.out, ec)) {
+    bool is_prefs = std::filesystem::is_regular_file(cfg.out, ec);
+    if (is_prefs) {
+      try {
+        parse_preferences(fs::read_file(cfg.out), cfg.out);
+      } catch (const Error&) {
+        is_prefs = false;
+      }
+    }
+    RLFT_CHECK(is_prefs, cmd, "--out ", cfg.out,
+               ": exists and is not a preference file (JSONL of pairs); it is left as it is: "
+               "remove it or give another --out");
+  }
   const LoadedModel lm = load_policy(cfg.run, rl::resolve_device(cfg.device));
   TaskConfig tc = task_config_of(lm);
   tc.task = cfg.task;

@@ -79,9 +79,12 @@ static void check_config(const RRHFConfig& cfg) {
              "rlft lm rrhf: --reward-model is required with --scorer rm");
   const char* cmd = "rlft lm rrhf: ";
   RLFT_CHECK(cfg.steps > 0, cmd, "--steps must be positive, got ", cfg.steps);
-  RLFT_CHECK(cfg.prompts_per_step > 0, cmd, "--prompts-per-step must be positive, got ",
-             cfg.prompts_per_step);
+  rl::check_count(cmd, "--prompts-per-step", cfg.prompts_per_step);
   RLFT_CHECK(cfg.k >= 2, cmd, "--k must be at least 2 (candidates are ranked), got ", cfg.k);
+  rl::check_count(cmd, "--k", cfg.k);
+  RLFT_CHECK(cfg.prompts_per_step * cfg.k <= rl::kMaxSequencesPerStep, cmd,
+             "--prompts-per-step x --k = ", cfg.prompts_per_step, " x ", cfg.k,
+             " candidates per step is more than ", rl::kMaxSequencesPerStep);
   const double inf = HUGE_VAL;
   rl::check_number(cmd, "--temperature", cfg.temperature, 0, true, inf, "a finite number > 0");
   rl::check_number(cmd, "--lr", cfg.lr, 0, true, inf, "a finite number > 0");
@@ -90,7 +93,7 @@ static void check_config(const RRHFConfig& cfg) {
   RLFT_CHECK(cfg.log_every > 0, cmd, "--log-every must be positive, got ", cfg.log_every);
   RLFT_CHECK(cfg.eval_every >= 0, cmd, "--eval-every must be >= 0 (0: only at the end), got ",
              cfg.eval_every);
-  RLFT_CHECK(cfg.eval_samples > 0, cmd, "--eval-samples must be positive, got ", cfg.eval_samples);
+  rl::check_count(cmd, "--eval-samples", cfg.eval_samples);
   rl::check_checkpoint_options(cmd, cfg.checkpoint_every, cfg.stop_after);
   // --out-dir and --name, checked before any loading; the run is not its own input.
   rl::check_not_the_run(rl::run_path(cfg.out_dir, cfg.name),

@@ -212,7 +212,9 @@ TEST_F(GroupCli, PPOSettingsAreNamedAndTheEarlierRunIsKept) {
       {"--critic-lr 0", "--critic-lr must be a finite number > 0"},
       {"--temperature nan", "--temperature must be a finite number > 0"},
       {"--max-new-tokens -1", "--max-new-tokens must be >= 0"},
-      {"--eval-samples 0", "--eval-samples must be positive"},
+      {"--eval-samples 0", "--eval-samples must be in [1, 1048576], got 0"},
+      {"--eval-samples 2147483648", "--eval-samples must be in [1, 1048576], got 2147483648"},
+      {"--batch 2147483648", "--batch must be in [1, 1048576], got 2147483648"},
       {"--eval-every -1", "--eval-every must be >= 0"},
       {"--minibatches 3", "--minibatches 3 must divide --batch 2"},
       {"--ppo-epochs 0", "--ppo-epochs must be positive"},
@@ -229,13 +231,17 @@ TEST_F(GroupCli, RRHFSettingsAreNamedAndTheEarlierRunIsKept) {
   const std::pair<std::string, std::string> cases[] = {
       {"--log-every 0", "--log-every must be positive"},
       {"--steps 0", "--steps must be positive"},
-      {"--prompts-per-step 0", "--prompts-per-step must be positive"},
+      {"--prompts-per-step 0", "--prompts-per-step must be in [1, 1048576], got 0"},
+      {"--prompts-per-step 2147483648", "--prompts-per-step must be in [1, 1048576]"},
       {"--k 1", "--k must be at least 2"},
+      {"--k 2147483648", "--k must be in [1, 1048576], got 2147483648"},
+      {"--k 4096 --prompts-per-step 4096",
+       "--prompts-per-step x --k = 4096 x 4096 candidates per step is more than 1048576"},
       {"--lr nan", "--lr must be a finite number > 0"},
       {"--temperature -1", "--temperature must be a finite number > 0"},
       {"--grad-clip nan", "--grad-clip must be a finite number >= 0"},
       {"--eval-every -1", "--eval-every must be >= 0"},
-      {"--eval-samples 0", "--eval-samples must be positive"},
+      {"--eval-samples 0", "--eval-samples must be in [1, 1048576], got 0"},
   };
   for (const auto& [flags, expect] : cases) fails(rrhf("rrhf") + " " + flags, expect, "rrhf");
   // An arith run has no reviews ground truth to score or evaluate with (it ran, at 0.5, before).
