@@ -708,6 +708,9 @@ GroupRLResult train_group_rl(const GroupRLConfig& cfg_in) {
     const double t0 = clock.seconds();
     opt.set_lr(schedule.at(step));
     sample_gen.align_to_block(), shuffle_gen.align_to_block(), order_gen.align_to_block();
+    // The policy's dropout masks (when its SFT run has dropout) of step s depend on (seed, s)
+    // only, as SFT's do: nothing to keep in the checkpoint.
+    policy.dropout_generator().set_state(cfg.seed ^ 0xd70c0aull, uint64_t(step) << 32);
     // ---- 1. rollout (+ DAPO's dynamic sampling)
     std::vector<Sample> samples = rollout(cfg.prompts);
     double generated = double(samples.size()), correct = 0, reward_sum = 0, len_sum = 0;

@@ -697,6 +697,40 @@ TEST_F(GroupRLRun, ResumeReproducesAnUninterruptedRun) {
   }
 }
 
+// With dropout in the policy (an SFT run with dropout 0.1) a stopped and resumed run still ends
+// with the straight run's weights: the dropout masks of a step depend on (seed, step) only.
+TEST_F(GroupRLRun, ResumeWithDropoutReproducesAnUninterruptedRun) {
+  SFTConfig s;
+  s.model = "nano";
+  s.dropout = 0.1;
+  s.steps = 20;
+  s.batch = 16;
+  s.lr = 3e-3;
+  s.warmup = 5;
+  s.log_every = 20;
+  s.eval_every = 20;
+  s.eval_examples = 8;
+  s.eval_generate = 0;
+  s.out_dir = *dir_;
+  s.name = "sft-dropout";
+  s.quiet = true;
+  train_sft(s);
+  GroupRLConfig c = small("grpo");
+  c.init = *dir_ + "/sft-dropout";
+  c.steps = 3;
+  c.checkpoint_every = 0;
+  c.name = "grpo-dropout-straight";
+  train_group_rl(c);
+  c.name = "grpo-dropout-resumed";
+  c.stop_after = 1;
+  train_group_rl(c);
+  c.stop_after = 0;
+  c.resume = true;
+  EXPECT_EQ(train_group_rl(c).steps, 3);
+  EXPECT_EQ(all_parameters(*dir_ + "/grpo-dropout-straight"),
+            all_parameters(*dir_ + "/grpo-dropout-resumed"));
+}
+
 // A corrupted or foreign group_rl_state is one error naming the checkpoint and the field, found
 // before the run is touched (order_pos 99999 was a SIGBUS, 99999999999 a SIGSEGV, -1 an
 // internal error, {} a bare json message). DCPO: its state has the objective's reward history.
