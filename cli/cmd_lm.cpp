@@ -4,6 +4,7 @@
 //   rlft lm sample --run runs/arith-micro --prompt "37+45=" --n 4
 //   rlft lm eval --run runs/arith-micro            (test split: greedy and sampled)
 //   rlft lm sft --preset arith-rl-init             (the RL issues' SFT start, docs/group_rl.md)
+//   rlft lm sft --task arith --batch 64 --grad-accum 4   (4 micro-batches of 16, one step)
 #include <cmath>
 #include <cstdio>
 #include <string>
@@ -92,6 +93,8 @@ int run_train(int argc, char** argv, int first, const std::string& mode) {
   a.add("--init-from", &c.init_from, "start from this run's (or checkpoint's) weights");
   a.add("--steps", &c.steps, "optimizer steps");
   a.add("--batch", &c.batch, "sequences per step");
+  a.add("--grad-accum", &c.grad_accum,
+        "micro-batches per step (--batch / K sequences each; gradients summed, one step)");
   a.add("--lr", &c.lr, "peak learning rate");
   a.add("--min-lr-ratio", &c.min_lr_ratio, "cosine floor as a fraction of --lr");
   a.add("--warmup", &c.warmup, "linear warmup steps");
@@ -112,7 +115,7 @@ int run_train(int argc, char** argv, int first, const std::string& mode) {
   a.add("--device", &c.device, "cpu, or cuda[:N]: model, batches and update on the GPU");
   a.add("--resume", &c.resume,
         "continue the run from its checkpoint with the settings it recorded (options written here "
-        "must match them, except --steps and --stop-at-exact-match)");
+        "must match them, except --steps, --stop-at-exact-match and --grad-accum)");
   a.add("--stop-after", &c.stop_after, "stop after N steps of this invocation (0: run to --steps)");
   a.add("--stop-at-exact-match", &c.stop_at_exact_match,
         "stop at the first validation whose greedy exact match reaches this (0: off)");

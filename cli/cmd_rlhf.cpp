@@ -118,6 +118,8 @@ int run_rm(int argc, char** argv, int first) {
   a.add("--init", &c.init, "SFT run the backbone starts from");
   a.add("--epochs", &c.epochs, "passes over the training pairs");
   a.add("--batch", &c.batch, "pairs per step");
+  a.add("--grad-accum", &c.grad_accum,
+        "micro-batches per step (--batch / K pairs each; gradients summed, one step)");
   a.add("--lr", &c.lr, "AdamW peak learning rate");
   a.add("--lr-schedule", &c.lr_schedule, "constant, linear or cosine (decay to --min-lr-ratio)");
   a.add("--min-lr-ratio", &c.min_lr_ratio, "final learning rate as a fraction of --lr");
@@ -153,6 +155,8 @@ int run_dpo(int argc, char** argv, int first) {
   a.add("--label-smoothing", &c.label_smoothing, "cDPO epsilon");
   a.add("--epochs", &c.epochs, "passes over the training pairs");
   a.add("--batch", &c.batch, "pairs per step");
+  a.add("--grad-accum", &c.grad_accum,
+        "micro-batches per step (--batch / K pairs each; gradients summed, one step)");
   a.add("--lr", &c.lr, "Adam learning rate");
   a.add("--grad-clip", &c.grad_clip, "max global gradient norm (0: off)");
   a.add("--eval-fraction", &c.eval_fraction, "fraction of pairs held out");
@@ -160,7 +164,7 @@ int run_dpo(int argc, char** argv, int first) {
   a.add("--eval-every", &c.eval_every, "held-out pairs and policy samples every N steps");
   a.add("--eval-samples", &c.eval_samples, "samples per validation prompt");
   a.add("--max-steps", &c.max_steps, "stop after N steps (0: all epochs)");
-  add_resume_options(a, c, "steps", "--epochs and --max-steps");
+  add_resume_options(a, c, "steps", "--epochs, --max-steps and --grad-accum");
   add_run_options(a, c);
   if (!a.parse(argc, argv, first)) return 0;
   if (c.resume) take_recorded_settings(a, rl::run_path(c.out_dir, c.name));

@@ -65,6 +65,7 @@ json::Value to_json(const DPOConfig& c) {
   v.set("label_smoothing", c.label_smoothing);
   v.set("epochs", c.epochs);
   v.set("batch", c.batch);
+  v.set("grad_accum", c.grad_accum);
   v.set("lr", c.lr);
   v.set("grad_clip", c.grad_clip);
   v.set("eval_fraction", c.eval_fraction);
@@ -181,6 +182,10 @@ static void check_config(const DPOConfig& cfg) {
              "--label-smoothing applies to --loss cdpo only (the loss is ", cfg.loss, ")");
   RLFT_CHECK(cfg.epochs > 0, cmd, "--epochs must be > 0, got ", cfg.epochs);
   RLFT_CHECK(cfg.batch > 0, cmd, "--batch must be > 0, got ", cfg.batch);
+  RLFT_CHECK(cfg.grad_accum > 0, cmd, "--grad-accum must be > 0, got ", cfg.grad_accum);
+  RLFT_CHECK(cfg.batch % cfg.grad_accum == 0, cmd, "--batch ", cfg.batch,
+             " is not divisible by --grad-accum ", cfg.grad_accum,
+             " (each step's pairs are cut into micro-batches of --batch / --grad-accum pairs)");
   rl::check_number(cmd, "--lr", cfg.lr, 0, true, inf, "a positive number");
   rl::check_number(cmd, "--grad-clip", cfg.grad_clip, 0, false, inf, "a number >= 0 (0: off)");
   rl::check_number(cmd, "--eval-fraction", cfg.eval_fraction, 0, false, std::nextafter(1.0, 0.0),
@@ -242,8 +247,9 @@ DPOResult train_dpo(const DPOConfig& cfg) {
   res.run_dir = run.dir();
   if (cfg.resume) {
     RLFT_CHECK(fs::exists(ckpt), ckpt, ": nothing to resume (no checkpoint)");
-    // The same pairs, policy and loss as the run was started with; the budget may grow.
-    run.check_resumable(config_json, {"epochs", "max_steps"});
+    // The same pairs, policy and loss as the run was started with; the budget may grow, and
+    // --grad-accum may change (the same steps up to float rounding).
+    run.check_resumable(config_json, {"epochs", "max_steps", "grad_accum"});
     const Metadata meta = load_checkpoint(ckpt, policy, &opt);
     RLFT_CHECK(meta.count("step"), ckpt, ": no step in the checkpoint's metadata");
     start = metadata_int(meta, "step", ckpt);
@@ -341,12 +347,26 @@ DPOResult train_dpo(const DPOConfig& cfg) {
       const bool stopping = next == stop_at && !last;  // --stop-after, before the end
       const bool do_eval = last || (cfg.eval_every > 0 && next % cfg.eval_every == 0);
       const bool do_log = next % cfg.log_every == 0 || do_eval;
-      const auto [pc, pr] = pair_log_probs(policy, tok, batch, 0, batch.size());
-      const DPOLoss l =
-          dpo_loss(pc, pr, slice(rc, 0, rc.size(), dt, dev), slice(rr, 0, rr.size(), dt, dev),
-                   cfg.beta, type, cfg.label_smoothing);
+      // --grad-accum K: micro-batches of batch/K pairs, each mean loss weighted by its share of
+      // the step's pairs, so the summed gradients are the step's; K = 1 is one plain pass.
       opt.zero_grad();
-      l.loss.backward();
+      const size_t n = batch.size(), micro = size_t(cfg.batch / cfg.grad_accum);
+      double step_loss = 0;
+      for (size_t a = 0; a < n; a += micro) {
+        const size_t b = std::min(n, a + micro);
+        const auto [pc, pr] = pair_log_probs(policy, tok, batch, a, b);
+        const DPOLoss l = dpo_loss(pc, pr, slice(rc, a, b, dt, dev), slice(rr, a, b, dt, dev),
+                                   cfg.beta, type, cfg.label_smoothing);
+        if (b - a == n) {
+          l.loss.backward();
+          step_loss = l.loss.item();
+        } else {
+          const double w = double(b - a) / double(n);
+          mul(l.loss, w).backward();
+          step_loss += l.loss.item() * w;
+        }
+        window.add(l, pc.detach(), pr.detach());
+      }
       // The global gradient norm before clipping, of the logged steps: clip_grad_norm returns it;
       // without clipping it is measured on those steps only (a host synchronisation on a GPU).
       double gn = 0;
@@ -356,8 +376,7 @@ DPOResult train_dpo(const DPOConfig& cfg) {
         gn = optim::grad_norm(policy.parameters());
       opt.step();
       ++step;
-      res.losses.push_back(l.loss.item());
-      window.add(l, pc.detach(), pr.detach());
+      res.losses.push_back(step_loss);
       if (do_log) {
         json::Value m = json::Value::object();
         m.set("step", step);

@@ -10,6 +10,13 @@
 //                   share one h)
 // The loss is the mean over the pairs of a batch. π_ref is the frozen SFT model; its
 // log-probs of every pair are computed once before training and cached.
+// Gradient accumulation (--grad-accum K, TRL's gradient_accumulation_steps): a step's pairs (up
+// to `batch`, which must be divisible by K) run as micro-batches of batch/K pairs whose gradients
+// are summed before the one clip + Adam step; micro-batch k's mean loss over its n_k of the
+// step's n pairs is weighted n_k/n, so the step is the full-batch step up to float rounding (an
+// epoch's short last step has fewer, or a smaller last, micro-batch). The logged loss and pair
+// metrics are the whole step's. Peak activation memory falls by about K. With dropout in the
+// policy the masks are drawn per micro-batch (other draws than K = 1). K may change on --resume.
 //
 // Logged (metrics.jsonl, every log_every steps and at each evaluation):
 //   loss; chosen_reward = β·(log π_θ(y_w) − log π_ref(y_w)), rejected_reward likewise (means);
@@ -61,8 +68,9 @@ struct DPOConfig {
   std::string loss = "sigmoid";  // sigmoid | cdpo | ipo
   double label_smoothing = 0.0;  // ε of cDPO
   int64_t epochs = 2;
-  int64_t batch = 16;  // pairs per optimizer step
-  double lr = 1e-4;    // Adam learning rate
+  int64_t batch = 16;      // pairs per optimizer step
+  int64_t grad_accum = 1;  // micro-batches per step (batch/K pairs each), gradients summed
+  double lr = 1e-4;        // Adam learning rate
   double grad_clip = 1.0;
   double eval_fraction = 0.1;  // pairs held out
   int64_t log_every = 10;

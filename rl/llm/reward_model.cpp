@@ -30,6 +30,7 @@ json::Value to_json(const RewardModelConfig& c) {
   v.set("init", c.init);
   v.set("epochs", c.epochs);
   v.set("batch", c.batch);
+  v.set("grad_accum", c.grad_accum);
   v.set("lr", c.lr);
   v.set("lr_schedule", c.lr_schedule);
   v.set("min_lr_ratio", c.min_lr_ratio);
@@ -112,6 +113,10 @@ static void check_config(const RewardModelConfig& cfg) {
   RLFT_CHECK(!cfg.init.empty(), cmd, "--init (an SFT run) is required");
   RLFT_CHECK(cfg.epochs > 0, cmd, "--epochs must be > 0, got ", cfg.epochs);
   RLFT_CHECK(cfg.batch > 0, cmd, "--batch must be > 0, got ", cfg.batch);
+  RLFT_CHECK(cfg.grad_accum > 0, cmd, "--grad-accum must be > 0, got ", cfg.grad_accum);
+  RLFT_CHECK(cfg.batch % cfg.grad_accum == 0, cmd, "--batch ", cfg.batch,
+             " is not divisible by --grad-accum ", cfg.grad_accum,
+             " (each step's pairs are cut into micro-batches of --batch / --grad-accum pairs)");
   const double inf = HUGE_VAL;
   rl::check_number(cmd, "--lr", cfg.lr, 0, true, inf, "a positive number");
   optim::LRSchedule::parse(cfg.lr_schedule);
@@ -169,25 +174,41 @@ RewardModelResult train_reward_model(const RewardModelConfig& cfg) {
   int64_t step = 0;
   std::vector<double> ep_x, ep_acc, ep_corr;
   rm.train();
+  const size_t micro = size_t(cfg.batch / cfg.grad_accum);  // pairs per micro-batch
   for (int64_t epoch = 1; epoch <= cfg.epochs; ++epoch) {
     for (size_t i = train.size(); i > 1; --i) std::swap(train[i - 1], train[gen.below(i)]);
     double ep_loss = 0, ep_train_acc = 0, grad_norm = 0;
     int64_t ep_steps = 0;
     for (size_t s = 0; s < train.size(); s += size_t(cfg.batch)) {
       const size_t e = std::min(train.size(), s + size_t(cfg.batch));
-      std::vector<std::string> prompts, responses;
-      for (size_t i = s; i < e; ++i)
-        prompts.push_back(train[i].prompt), responses.push_back(train[i].chosen);
-      for (size_t i = s; i < e; ++i)
-        prompts.push_back(train[i].prompt), responses.push_back(train[i].rejected);
-      const int64_t B = int64_t(e - s);
-      const SequenceBatch sb = make_sequence_batch(tok, prompts, responses, mc.block_size, dev);
-      const Tensor r = rm.rewards(rm.forward(sb.tokens, sb.attention_mask), sb.attention_mask);
-      const Tensor rw = r.narrow(0, 0, B), rl_ = r.narrow(0, B, B);
-      const Tensor loss = bradley_terry_loss(rw, rl_, cfg.margin, cfg.center_coef);
+      // --grad-accum K: micro-batches of batch/K pairs, each mean loss weighted by its share of
+      // the step's pairs, so the summed gradients are the step's; K = 1 is one plain pass.
       opt.set_lr(schedule.at(step));
       opt.zero_grad();
-      loss.backward();
+      double step_loss = 0;
+      for (size_t ms = s; ms < e; ms += micro) {
+        const size_t me = std::min(e, ms + micro);
+        std::vector<std::string> prompts, responses;
+        for (size_t i = ms; i < me; ++i)
+          prompts.push_back(train[i].prompt), responses.push_back(train[i].chosen);
+        for (size_t i = ms; i < me; ++i)
+          prompts.push_back(train[i].prompt), responses.push_back(train[i].rejected);
+        const int64_t B = int64_t(me - ms);
+        const SequenceBatch sb = make_sequence_batch(tok, prompts, responses, mc.block_size, dev);
+        const Tensor r = rm.rewards(rm.forward(sb.tokens, sb.attention_mask), sb.attention_mask);
+        const Tensor rw = r.narrow(0, 0, B), rl_ = r.narrow(0, B, B);
+        const Tensor loss = bradley_terry_loss(rw, rl_, cfg.margin, cfg.center_coef);
+        if (me - ms == e - s) {
+          loss.backward();
+          step_loss = loss.item();
+        } else {
+          const double w = double(me - ms) / double(e - s);
+          mul(loss, w).backward();
+          step_loss += loss.item() * w;
+        }
+        const std::vector<double> a = rw.to_vector(), b = rl_.to_vector();
+        for (int64_t i = 0; i < B; ++i) ep_train_acc += a[size_t(i)] > b[size_t(i)];
+      }
       // The epoch's last step is the one logged: its global gradient norm before clipping
       // (clip_grad_norm returns it; without clipping it is measured there only, as it is a
       // host synchronisation on a GPU).
@@ -197,10 +218,8 @@ RewardModelResult train_reward_model(const RewardModelConfig& cfg) {
         grad_norm = optim::grad_norm(rm.parameters());
       opt.step();
       ++step;
-      const std::vector<double> a = rw.to_vector(), b = rl_.to_vector();
-      for (int64_t i = 0; i < B; ++i) ep_train_acc += a[size_t(i)] > b[size_t(i)];
-      res.losses.push_back(loss.item());
-      ep_loss += loss.item();
+      res.losses.push_back(step_loss);
+      ep_loss += step_loss;
       ++ep_steps;
     }
     const RewardModelEval ev = evaluate_reward_model(rm, tok, heldout);

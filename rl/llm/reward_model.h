@@ -6,6 +6,13 @@
 // non-pad token (the EOS) of BOS prompt response EOS. margin 0 and η 0.01 by default: the
 // centring term keeps the scores near 0 (ALGORITHMS.md §3), which suits PPO's reward clip at ±5.
 //
+// Gradient accumulation (--grad-accum K): a step's pairs (up to `batch`, which must be divisible
+// by K) run as micro-batches of batch/K pairs whose gradients are summed before the one clip +
+// AdamW step; micro-batch k's mean loss over its n_k of the step's n pairs (the centring term is
+// a mean over pairs too) is weighted n_k/n, so the step is the full-batch step up to float
+// rounding and peak activation memory falls by about K. The logged loss and train accuracy are
+// the whole steps'. With dropout in the backbone the masks are drawn per micro-batch.
+//
 // Logged per epoch (metrics.jsonl): loss, train_accuracy, grad_norm (the global gradient norm of
 // the epoch's last step, before clipping), held-out pair accuracy
 // (heldout_accuracy: fraction of held-out pairs with r_w > r_l), heldout_loss, and, when the
@@ -42,6 +49,7 @@ struct RewardModelConfig {
   std::string init;                    // SFT run the backbone starts from
   int64_t epochs = 6;                  // passes over the training pairs
   int64_t batch = 32;                  // pairs per optimizer step
+  int64_t grad_accum = 1;              // micro-batches per step (batch/K pairs), gradients summed
   double lr = 1e-3;                    // AdamW peak learning rate
   std::string lr_schedule = "cosine";  // constant | linear | cosine (to min_lr_ratio·lr)
   double min_lr_ratio = 0.1;           // final learning rate as a fraction of lr

@@ -34,6 +34,7 @@ json::Value to_json(const SFTConfig& c) {
   v.set("init_from", c.init_from);
   v.set("steps", c.steps);
   v.set("batch", c.batch);
+  v.set("grad_accum", c.grad_accum);
   v.set("lr", c.lr);
   v.set("min_lr_ratio", c.min_lr_ratio);
   v.set("warmup", c.warmup);
@@ -72,6 +73,7 @@ SFTConfig sft_config_from_json(const json::Value& v) {
   c.init_from = v.get_or("init_from", c.init_from);
   c.steps = v.get_or("steps", c.steps);
   c.batch = v.get_or("batch", c.batch);
+  c.grad_accum = v.get_or("grad_accum", c.grad_accum);
   c.lr = v.get_or("lr", c.lr);
   c.min_lr_ratio = v.get_or("min_lr_ratio", c.min_lr_ratio);
   c.warmup = v.get_or("warmup", c.warmup);
@@ -169,6 +171,10 @@ void check_config(const SFTConfig& c) {
   number("--dropout", c.dropout, 0, false, below_one, "in [0, 1)");
   positive("--steps", c.steps);
   positive("--batch", c.batch);
+  positive("--grad-accum", c.grad_accum);
+  RLFT_CHECK(c.batch % c.grad_accum == 0, cmd, "--batch ", c.batch,
+             " is not divisible by --grad-accum ", c.grad_accum,
+             " (each step's batch is cut into --grad-accum micro-batches of equal size)");
   number("--lr", c.lr, 0, true, inf, "a positive number");
   number("--min-lr-ratio", c.min_lr_ratio, 0, false, 1, "in [0, 1]");
   RLFT_CHECK(c.warmup >= 0, cmd, "--warmup must be >= 0, got ", c.warmup);
@@ -315,8 +321,9 @@ SFTResult train_sft(const SFTConfig& cfg_in) {
   if (cfg.resume) {
     RLFT_CHECK(fs::exists(ckpt), ckpt, ": nothing to resume (no checkpoint)");
     // The same task, model and optimisation as the run was started with; --steps may grow (the
-    // cosine schedule then stretches) and the stopping rule may change.
-    run.check_resumable(config_json, {"steps", "stop_at_exact_match"});
+    // cosine schedule then stretches), the stopping rule may change, and so may --grad-accum
+    // (the same step up to float rounding; only dropout's draws differ).
+    run.check_resumable(config_json, {"steps", "stop_at_exact_match", "grad_accum"});
     const Metadata meta = load_checkpoint(ckpt, model, &opt);
     RLFT_CHECK(meta.count("tokenizer") && json::parse(meta.at("tokenizer")) == tok.to_json(), ckpt,
                ": the checkpoint's tokenizer differs from this task's");
@@ -346,14 +353,14 @@ SFTResult train_sft(const SFTConfig& cfg_in) {
   int64_t end = cfg.stop_after > 0 ? std::min(cfg.steps, start + cfg.stop_after) : cfg.steps;
   model.train();
   for (int64_t step = start; step < end; ++step) {
-    // The batch and the dropout masks of step s depend on (seed, s) only: resumable exactly.
+    // The batch and the dropout masks of step s depend on (seed, s) only: resumable exactly
+    // (with the same --grad-accum: the micro-batches draw their masks one after the other).
     Generator batch_gen;
     batch_gen.set_state(batch_seed, uint64_t(step) << 24);
     model.dropout_generator().set_state(dropout_seed, uint64_t(step) << 32);
     std::vector<const Example*> examples;
     for (int64_t i = 0; i < cfg.batch; ++i)
       examples.push_back(&train[size_t(batch_gen.below(train.size()))]);
-    const LMBatch batch = make_lm_batch(tok, examples, mc.block_size, cfg.mode == "sft");
 
     const int64_t done = step + 1;
     const bool last = done == end;
@@ -361,11 +368,8 @@ SFTResult train_sft(const SFTConfig& cfg_in) {
     const bool do_log = done % cfg.log_every == 0 || do_eval;
 
     opt.set_lr(schedule.at(step));
-    const Tensor inputs = batch.inputs.to(dev), targets = batch.targets.to(dev);
-    const Tensor logits = model.lm_logits(model.forward(inputs));  // [B, T, V]
-    const Tensor loss = cross_entropy(logits.reshape({targets.size(0), -1}), targets, kIgnoreIndex);
     opt.zero_grad();
-    loss.backward();
+    const SFTGradient g = sft_gradient(model, tok, examples, cfg.mode == "sft", cfg.grad_accum);
     // The global gradient norm before clipping, of the logged steps (the line prints it):
     // clip_grad_norm returns it; without clipping it is measured on those steps only (a host
     // synchronisation on a GPU).
@@ -375,10 +379,10 @@ SFTResult train_sft(const SFTConfig& cfg_in) {
       last_grad_norm = optim::grad_norm(opt.params());
     opt.step();
 
-    const double loss_value = loss.item();
+    const double loss_value = g.loss;
     result.losses.push_back(loss_value);
     interval_loss += loss_value;
-    interval_tokens += double(batch.inputs.numel());
+    interval_tokens += double(g.positions);
     ++interval_steps;
     if (do_log) {
       const double now = clock.seconds();
@@ -448,6 +452,42 @@ SFTResult train_sft(const SFTConfig& cfg_in) {
   }
   result.seconds = clock.seconds();
   return result;
+}
+
+SFTGradient sft_gradient(models::GPT& model, const models::Tokenizer& tok,
+                         const std::vector<const Example*>& examples, bool response_only,
+                         int64_t grad_accum) {
+  const int64_t B = int64_t(examples.size()), K = grad_accum;
+  RLFT_CHECK(K > 0 && B % K == 0, "sft_gradient: ", B, " examples are not divisible into ", K,
+             " micro-batches of equal size");
+  const int64_t block = model.config().block_size;
+  const Device dev = model.device();
+  // Every micro-batch built first: N, the batch's counted targets, weights each of them.
+  std::vector<LMBatch> micro;
+  SFTGradient out;
+  for (int64_t k = 0; k < K; ++k) {
+    const std::vector<const Example*> part(examples.begin() + k * (B / K),
+                                           examples.begin() + (k + 1) * (B / K));
+    micro.push_back(make_lm_batch(tok, part, block, response_only));
+    out.tokens += micro.back().tokens;
+    out.positions += micro.back().inputs.numel();
+  }
+  for (const LMBatch& mb : micro) {
+    // 0/0: no target counts in this part (responses cut off by the context); it adds nothing.
+    if (K > 1 && mb.tokens == 0) continue;
+    const Tensor inputs = mb.inputs.to(dev), targets = mb.targets.to(dev);
+    const Tensor logits = model.lm_logits(model.forward(inputs));  // [B/K, T_k, V]
+    const Tensor loss = cross_entropy(logits.reshape({targets.size(0), -1}), targets, kIgnoreIndex);
+    if (K == 1) {  // exactly the unaccumulated step
+      loss.backward();
+      out.loss = loss.item();
+    } else {
+      const double w = double(mb.tokens) / double(out.tokens);  // N_k / N
+      mul(loss, w).backward();
+      out.loss += loss.item() * w;
+    }
+  }
+  return out;
 }
 
 std::string default_sft_run_name(const SFTConfig& c) {

@@ -8,6 +8,15 @@
 // Optimiser: AdamW (β = 0.9, 0.99; decoupled weight decay 0.1), learning rate with linear warmup
 // then cosine decay to min_lr_ratio·lr, global gradient-norm clipping at 1.0.
 //
+// Gradient accumulation (--grad-accum K, Hugging Face's gradient_accumulation_steps): the step's
+// `batch` sequences (its meaning unchanged) run as K micro-batches of batch/K sequences (batch
+// must be divisible by K), whose gradients are summed before the one clip + AdamW step. N is
+// the whole batch's count of counted targets, so micro-batch k's mean loss L_k over its N_k
+// targets is weighted N_k/N (not 1/K: the N_k differ), Σ_k (N_k/N)·L_k = L, and the step is the
+// full-batch step up to float rounding; peak activation memory falls by about K. The logged loss
+// is the batch's L. With dropout > 0 the masks are drawn per micro-batch, so they differ from
+// K = 1's (the same distribution, other draws); K may change on --resume.
+//
 // Every `eval_every` steps: validation loss and next-token accuracy over up to eval_examples
 // validation examples, and, for tasks with sample metrics (arith exact match, reviews
 // grammaticality and sentiment), greedy samples on eval_generate validation prompts.
@@ -18,7 +27,8 @@
 //   lr                 learning rate of the last step
 //   grad_norm          global gradient norm of the last step, before clipping (also when
 //                      clipping is off)
-//   tokens_per_second  input positions (B·T, padding included) per second of training since
+//   tokens_per_second  input positions (B·T, padding included; with --grad-accum the micro-
+//                      batches' Σ B_k·T_k, each padded alone) per second of training since
 //                      the previous line (validation time excluded)
 //   elapsed_seconds    wall time since this invocation started
 //   val_loss, val_accuracy           at validation steps: cross-entropy per counted target and
@@ -39,6 +49,11 @@
 #include "engine/json.h"
 #include "rl/llm/tasks/task.h"
 
+namespace rlft::models {
+class GPT;
+class Tokenizer;
+}  // namespace rlft::models
+
 namespace rlft::llm {
 
 struct SFTConfig {
@@ -58,6 +73,7 @@ struct SFTConfig {
   // ---- optimisation
   int64_t steps = 3000;       // optimizer steps
   int64_t batch = 64;         // sequences per optimizer step (B)
+  int64_t grad_accum = 1;     // micro-batches per step (B/K sequences each), gradients summed
   double lr = 1e-3;           // peak learning rate
   double min_lr_ratio = 0.1;  // cosine floor as a fraction of lr
   int64_t warmup = 100;       // linear warmup steps
@@ -105,6 +121,20 @@ struct SFTResult {
 };
 
 SFTResult train_sft(const SFTConfig& cfg);
+
+// One optimizer step's gradient (train_sft's step, before clipping and AdamW).
+struct SFTGradient {
+  double loss = 0;        // the batch's loss L: mean cross-entropy over its counted targets
+  int64_t tokens = 0;     // N, the counted targets of the whole batch
+  int64_t positions = 0;  // input positions run, Σ_k B_k·T_k (each micro-batch padded alone)
+};
+// Adds to the parameters' gradients (not zeroed first) the gradient of the loss of `examples`
+// (every token, or the response tokens only), computed as `grad_accum` micro-batches of
+// examples.size()/grad_accum consecutive examples, each loss weighted N_k/N (header comment);
+// a micro-batch with no counted target is skipped. grad_accum 1 is one full-batch pass.
+SFTGradient sft_gradient(models::GPT& model, const models::Tokenizer& tok,
+                         const std::vector<const Example*>& examples, bool response_only,
+                         int64_t grad_accum = 1);
 
 // Named SFT settings for `rlft lm sft --preset NAME` (flags given after it still override).
 //   arith-rl-init: the shared starting checkpoint of the RL-from-verifiable-reward issues
