@@ -158,7 +158,7 @@ int run_sample(int argc, char** argv, int first) {
   if (!a.parse(argc, argv, first)) return 0;
   const Device dev = rl::resolve_device(device);
   RLFT_CHECK(!run.empty(), "rlft lm sample: --run is required");
-  RLFT_CHECK(n > 0, "--n must be positive, got ", n);
+  rl::check_count("rlft lm sample: ", "--n", n);
   check_sampling(sc);
   RLFT_CHECK(sc.max_new_tokens > 0, "--max-new-tokens must be positive, got ", sc.max_new_tokens);
   const llm::LoadedModel lm = llm::load_policy(run, dev);
@@ -215,7 +215,7 @@ int run_eval(int argc, char** argv, int first) {
   const Device dev = rl::resolve_device(device);
   RLFT_CHECK(!run.empty(), "rlft lm eval: --run is required");
   RLFT_CHECK(n >= 0, "--n must be >= 0, got ", n);
-  RLFT_CHECK(per_prompt > 0, "--samples-per-prompt must be positive, got ", per_prompt);
+  rl::check_count("rlft lm eval: ", "--samples-per-prompt", per_prompt);
   RLFT_CHECK(show >= 0, "--show must be >= 0, got ", show);
   check_sampling(sampled);
   RLFT_CHECK(sampled.max_new_tokens >= 0,
@@ -230,6 +230,19 @@ int run_eval(int argc, char** argv, int first) {
   const std::unique_ptr<llm::Task> task = llm::make_task(tc);
   const std::vector<llm::Example>& examples = task->examples(split);
   const size_t limit = n > 0 ? size_t(n) : examples.size();
+  // Another task than the run's: its text must be in the run's vocabulary, and when it is not
+  // the error says which two tasks met, not only which character was missing.
+  if (tc.task != rc.task.task) {
+    for (size_t i = 0; i < std::min(limit, examples.size()); ++i) {
+      try {
+        lm.tokenizer.encode(examples[i].prompt + examples[i].response);
+      } catch (const Error& e) {
+        throw Error(str(run, ": a run of task '", rc.task.task, "' cannot be evaluated on --task ",
+                        tc.task, ": its tokenizer does not cover that task's text (", e.what(),
+                        ")"));
+      }
+    }
+  }
   const rl::Stopwatch clock;
 
   json::Value report = json::Value::object();

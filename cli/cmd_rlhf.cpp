@@ -136,6 +136,10 @@ int run_rm(int argc, char** argv, int first) {
   if (!evaluate.empty()) return evaluate_rm(evaluate, c.prefs, c.device);
   const llm::RewardModelResult r = llm::train_reward_model(c);
   const auto& ev = r.evals.back();
+  if (ev.pairs == 0) {
+    std::printf("done: no held-out pairs (--eval-fraction 0)\nrun: %s\n", r.run_dir.c_str());
+    return 0;
+  }
   std::printf(
       "done: held-out pair accuracy %.3f (against the ground-truth order %.3f), correlation with "
       "ground "
@@ -170,12 +174,12 @@ int run_dpo(int argc, char** argv, int first) {
   if (c.resume) take_recorded_settings(a, rl::run_path(c.out_dir, c.name));
   const llm::DPOResult r = llm::train_dpo(c);
   if (!r.finished) return print_done_without("final evaluation", r.step, r.run_dir);
-  std::printf(
-      "done: ground truth %.3f -> %.3f, KL to reference %.2f -> %.2f, held-out preference accuracy "
-      "%.3f\n"
-      "run: %s\n",
-      r.before.ground_truth, r.after.ground_truth, rl::printable(r.before.kl, 2),
-      rl::printable(r.after.kl, 2), r.heldout_accuracy, r.run_dir.c_str());
+  char heldout[64] = "no held-out pairs";
+  if (r.heldout_pairs > 0)
+    std::snprintf(heldout, sizeof heldout, "held-out preference accuracy %.3f", r.heldout_accuracy);
+  std::printf("done: ground truth %.3f -> %.3f, KL to reference %.2f -> %.2f, %s\nrun: %s\n",
+              r.before.ground_truth, r.after.ground_truth, rl::printable(r.before.kl, 2),
+              rl::printable(r.after.kl, 2), heldout, r.run_dir.c_str());
   return 0;
 }
 

@@ -217,6 +217,8 @@ DPOResult train_dpo(const DPOConfig& cfg) {
   ref.eval();
   Generator gen(cfg.seed);
   for (size_t i = pairs.size(); i > 1; --i) std::swap(pairs[i - 1], pairs[gen.below(i)]);
+  // ⌊n·f⌋ pairs held out: none for a small file (or --eval-fraction 0), and then no held-out
+  // numbers are logged or printed.
   const size_t n_eval = size_t(double(pairs.size()) * cfg.eval_fraction);
   const std::vector<PreferencePair> heldout(pairs.end() - long(n_eval), pairs.end());
   std::vector<PreferencePair> train(pairs.begin(), pairs.end() - long(n_eval));
@@ -296,14 +298,18 @@ DPOResult train_dpo(const DPOConfig& cfg) {
     m.set("kl", pe.kl);
     m.set("ground_truth", pe.ground_truth);
     m.set("response_length", pe.response_length);
-    if (!cfg.quiet)
+    if (!cfg.quiet && hs.n > 0)
       std::printf(
           "eval step %5lld  held-out acc %.3f margin %+.3f  samples: ground truth %.3f  KL %.2f  "
           "len %.1f\n",
-          (long long)step, hs.accuracy / double(std::max<int64_t>(hs.n, 1)),
-          (hs.chosen_reward - hs.rejected_reward) / double(std::max<int64_t>(hs.n, 1)),
-          pe.ground_truth, pe.kl, pe.response_length);
+          (long long)step, hs.accuracy / double(hs.n),
+          (hs.chosen_reward - hs.rejected_reward) / double(hs.n), pe.ground_truth, pe.kl,
+          pe.response_length);
+    else if (!cfg.quiet)
+      std::printf("eval step %5lld  samples: ground truth %.3f  KL %.2f  len %.1f\n",
+                  (long long)step, pe.ground_truth, pe.kl, pe.response_length);
     res.heldout_accuracy = hs.accuracy / double(std::max<int64_t>(hs.n, 1));
+    res.heldout_pairs = hs.n;
     return pe;
   };
   if (start == 0) {
@@ -349,6 +355,9 @@ DPOResult train_dpo(const DPOConfig& cfg) {
       const bool do_log = next % cfg.log_every == 0 || do_eval;
       // --grad-accum K: micro-batches of batch/K pairs, each mean loss weighted by its share of
       // the step's pairs, so the summed gradients are the step's; K = 1 is one plain pass.
+      // The policy's dropout masks (when its SFT run has dropout) of step s depend on (seed, s)
+      // only, as SFT's do: a resumed run draws the straight run's.
+      policy.dropout_generator().set_state(cfg.seed ^ 0xd0d9011ull, uint64_t(step) << 32);
       opt.zero_grad();
       const size_t n = batch.size(), micro = size_t(cfg.batch / cfg.grad_accum);
       double step_loss = 0;

@@ -97,6 +97,7 @@ struct DPOResult {
   std::vector<double> losses;   // per step of this invocation
   PolicyEval before, after;     // policy samples on validation prompts
   double heldout_accuracy = 0;  // at the end
+  int64_t heldout_pairs = 0;    // the pairs held out (0: --eval-fraction 0, no accuracy)
   int64_t start_step = 0;       // the step this invocation started at (0, or the checkpoint's)
   int64_t step = 0;             // where the run stands after this invocation
   bool finished = false;        // the final evaluation ran (false: --stop-after, or nothing left)

@@ -69,6 +69,7 @@ std::vector<double> reward_scores(models::GPT& rm, const models::Tokenizer& tok,
 RewardModelEval evaluate_reward_model(models::GPT& rm, const models::Tokenizer& tok,
                                       const std::vector<PreferencePair>& pairs, int64_t batch) {
   RewardModelEval ev;
+  ev.pairs = int64_t(pairs.size());
   if (pairs.empty()) return ev;
   std::vector<std::string> prompts, responses;
   for (const auto& p : pairs) prompts.push_back(p.prompt), responses.push_back(p.chosen);
@@ -149,6 +150,8 @@ RewardModelResult train_reward_model(const RewardModelConfig& cfg) {
 
   // Seeded shuffle (Fisher–Yates), then the last eval_fraction are held out.
   for (size_t i = pairs.size(); i > 1; --i) std::swap(pairs[i - 1], pairs[gen.below(i)]);
+  // ⌊n·f⌋ pairs held out: none for a small file (or --eval-fraction 0), and then no held-out
+  // numbers are logged or printed.
   const size_t n_eval = size_t(double(pairs.size()) * cfg.eval_fraction);
   const std::vector<PreferencePair> heldout(pairs.end() - long(n_eval), pairs.end());
   std::vector<PreferencePair> train(pairs.begin(), pairs.end() - long(n_eval));
@@ -168,8 +171,11 @@ RewardModelResult train_reward_model(const RewardModelConfig& cfg) {
   res.run_dir = run.dir();
   res.evals.push_back(evaluate_reward_model(rm, tok, heldout));
   if (!cfg.quiet)
-    std::printf("rm: %zu train / %zu held-out pairs; before training held-out accuracy %.3f\n",
-                train.size(), heldout.size(), res.evals.back().accuracy);
+    std::printf(
+        heldout.empty()
+            ? "rm: %zu train / %zu held-out pairs\n"
+            : "rm: %zu train / %zu held-out pairs; before training held-out accuracy %.3f\n",
+        train.size(), heldout.size(), res.evals.back().accuracy);
   rl::Stopwatch clock;
   int64_t step = 0;
   std::vector<double> ep_x, ep_acc, ep_corr;
@@ -230,16 +236,18 @@ RewardModelResult train_reward_model(const RewardModelConfig& cfg) {
     m.set("loss", ep_loss / double(ep_steps));
     m.set("train_accuracy", ep_train_acc / double(train.size()));
     m.set("grad_norm", grad_norm);
-    m.set("heldout_accuracy", ev.accuracy);
-    m.set("heldout_loss", ev.loss);
-    if (ev.has_correlation) {
+    if (ev.pairs > 0) {
+      m.set("heldout_accuracy", ev.accuracy);
+      m.set("heldout_loss", ev.loss);
+    }
+    if (ev.pairs > 0 && ev.has_correlation) {
       m.set("heldout_correlation", ev.correlation);
       m.set("heldout_truth_accuracy", ev.truth_accuracy);
     }
     m.set("elapsed_seconds", clock.seconds());
     run.log(m);
     ep_x.push_back(double(epoch)), ep_acc.push_back(ev.accuracy), ep_corr.push_back(ev.correlation);
-    if (!cfg.quiet)
+    if (!cfg.quiet && ev.pairs > 0)
       std::printf(
           "epoch %lld  step %6lld  loss %.4f  train acc %.3f  held-out acc %.3f (vs ground truth "
           "%.3f)  corr %.3f  "
@@ -247,6 +255,10 @@ RewardModelResult train_reward_model(const RewardModelConfig& cfg) {
           (long long)epoch, (long long)step, ep_loss / double(ep_steps),
           ep_train_acc / double(train.size()), ev.accuracy, ev.truth_accuracy,
           rl::printable(ev.correlation, 3), clock.seconds());
+    else if (!cfg.quiet)
+      std::printf("epoch %lld  step %6lld  loss %.4f  train acc %.3f  (no held-out pairs)  %.0fs\n",
+                  (long long)epoch, (long long)step, ep_loss / double(ep_steps),
+                  ep_train_acc / double(train.size()), clock.seconds());
   }
   plot::write_line_plot(
       run.path("accuracy.svg"), "reward model", "epoch", "held-out",

@@ -72,6 +72,7 @@ struct RewardModelEval {
   double truth_accuracy =
       0;  // fraction of pairs with a score gap whose r orders them as the ground truth
   bool has_correlation = false;
+  int64_t pairs = 0;  // the pairs evaluated (0: none held out, the numbers above mean nothing)
 };
 // Held-out accuracy, loss and correlation with the ground-truth scores of a reward model.
 RewardModelEval evaluate_reward_model(models::GPT& rm, const models::Tokenizer& tok,

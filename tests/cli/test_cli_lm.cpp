@@ -133,6 +133,11 @@ TEST(CliLmOptions, OutOfRangeValuesNameTheOption) {
       {"lm eval --run nope --show -1", "--show must be >= 0"},
       {"lm sample --run nope --max-new-tokens 0", "--max-new-tokens must be positive"},
       {"lm sample --run nope --top-k -1", "--top-k must be >= 0"},
+      // Counts a typo can make huge (memory filled before any output).
+      {"lm sample --run nope --n 0", "rlft lm sample: --n must be in [1, 1048576], got 0"},
+      {"lm sample --run nope --n 2147483648", "--n must be in [1, 1048576], got 2147483648"},
+      {"lm eval --run nope --samples-per-prompt 2147483648",
+       "rlft lm eval: --samples-per-prompt must be in [1, 1048576], got 2147483648"},
   };
   for (const auto& c : cases) expect_error(c.args, c.expect);
   EXPECT_FALSE(fsys::exists(dir / "x")) << "no run directory for a refused command";
@@ -226,6 +231,29 @@ TEST_F(CliLm, RewardModelIsRefusedAsAPolicy) {
 }
 
 // --init-from a run of another size names the checkpoint and both models.
+// A run evaluated on another task whose text its tokenizer cannot encode: the error names both
+// tasks, not only the missing character.
+TEST_F(CliLm, EvalOnAnotherTaskNamesBothTasks) {
+  expect_error("lm eval --run " + path("sft") + " --task arith",
+               path("sft") +
+                   ": a run of task 'reviews' cannot be evaluated on --task arith: its "
+                   "tokenizer does not cover that task's text (tokenizer: unknown character");
+}
+
+// Four pairs at the default --eval-fraction 0.1 hold out none: the summaries say so instead of
+// an accuracy of 0.000 over no pair.
+TEST_F(CliLm, NoHeldOutPairsIsSaidNotScored) {
+  const Outcome rm =
+      run("lm rm --prefs " + path("good.jsonl") + " --init " + path("sft") +
+          " --batch 2 --epochs 1 --quiet --out-dir " + dir_->string() + " --name rm-none");
+  EXPECT_EQ(rm.status, 0) << rm.err;
+  EXPECT_NE(rm.out.find("done: no held-out pairs"), std::string::npos) << rm.out;
+  const Outcome dpo = run(dpo_args("good.jsonl", "dpo-none"));
+  EXPECT_EQ(dpo.status, 0) << dpo.err;
+  EXPECT_NE(dpo.out.find(", no held-out pairs\n"), std::string::npos) << dpo.out;
+  EXPECT_EQ(dpo.out.find("held-out preference accuracy"), std::string::npos) << dpo.out;
+}
+
 TEST_F(CliLm, InitFromAnotherModelNamesBothConfigs) {
   expect_error(
       "lm sft --task reviews --model micro --init-from " + path("sft") + " --quiet --out-dir " +

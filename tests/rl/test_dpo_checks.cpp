@@ -10,6 +10,7 @@
 #include "engine/checkpoint.h"
 #include "engine/fs.h"
 #include "rl/llm/dpo.h"
+#include "rl/llm/reward_model.h"
 #include "rl/llm/rlhf_data.h"
 #include "rl/llm/sft.h"
 #include "rl/llm/tasks/task.h"
@@ -220,8 +221,75 @@ TEST_F(DPORun, StoppedAndResumedRunReportsEachInvocation) {
       if (k != "elapsed_seconds") EXPECT_EQ(b[i].at(k), v) << "row " << i << " key " << k;
 }
 
+// With dropout in the policy (an SFT run with dropout 0.1) a stopped and resumed run takes the
+// straight run's steps: the masks of step s depend on (seed, s) only (they came from the loaded
+// model's fixed stream, restarted by each resume).
+TEST_F(DPORun, ResumeWithDropoutTakesTheStraightRunsSteps) {
+  SFTConfig s;
+  s.task.task = "reviews";
+  s.task.train_size = 400;
+  s.task.eval_size = 2;
+  s.model = "nano";
+  s.n_layer = 1;
+  s.n_embd = 32;
+  s.block_size = 128;
+  s.dropout = 0.1;
+  s.steps = 4;
+  s.batch = 8;
+  s.warmup = 1;
+  s.eval_examples = 8;
+  s.eval_generate = 0;
+  s.out_dir = *dir_;
+  s.name = "sft-dropout";
+  s.quiet = true;
+  train_sft(s);
+  DPOConfig c = tiny("dpo-dropout-straight");
+  c.init = *dir_ + "/sft-dropout";
+  c.max_steps = 6;
+  c.eval_every = 0;
+  const DPOResult straight = train_dpo(c);
+  c.name = "dpo-dropout-resumed";
+  c.stop_after = 3;
+  train_dpo(c);
+  c.stop_after = 0;
+  c.resume = true;
+  const DPOResult resumed = train_dpo(c);
+  ASSERT_EQ(resumed.losses.size(), 3u);
+  for (size_t i = 0; i < 3; ++i) EXPECT_EQ(resumed.losses[i], straight.losses[3 + i]) << i;
+}
+
 // --checkpoint-every 0: no periodic checkpoint, one at --stop-after (so the run resumes) and one
 // at the end.
+// A held-out fraction that rounds to no pair (0.01 of 44, or 0) holds out none: then no held-out
+// numbers are logged or reported (they used to read 0.000, an accuracy over no pair).
+TEST_F(DPORun, NoHeldOutPairsLogsNoHeldOutNumbers) {
+  DPOConfig c = tiny("dpo-split");
+  c.eval_fraction = 0.01;
+  c.max_steps = 2;
+  c.eval_every = 0;
+  const DPOResult r = train_dpo(c);
+  EXPECT_EQ(r.heldout_pairs, 0);
+  for (const json::Value& m : metrics(r)) EXPECT_FALSE(m.contains("heldout_accuracy")) << m.dump();
+  c.eval_fraction = 0.1;
+  c.name = "dpo-split-4";
+  const DPOResult r4 = train_dpo(c);
+  EXPECT_EQ(r4.heldout_pairs, 4);
+  EXPECT_TRUE(metrics(r4).back().contains("heldout_accuracy"));
+  RewardModelConfig rc;
+  rc.prefs = c.prefs;
+  rc.init = c.init;
+  rc.epochs = 1;
+  rc.batch = 16;
+  rc.eval_fraction = 0;
+  rc.out_dir = *dir_;
+  rc.name = "rm-split";
+  rc.quiet = true;
+  const RewardModelResult rr = train_reward_model(rc);
+  EXPECT_EQ(rr.evals.back().pairs, 0);
+  const std::string rm_metrics = fs::read_file(rr.run_dir + "/metrics.jsonl");
+  EXPECT_EQ(rm_metrics.find("heldout_"), std::string::npos) << rm_metrics;
+}
+
 TEST_F(DPORun, CheckpointEveryZeroWritesAtStopAndEnd) {
   DPOConfig c = tiny("dpo-ckpt0");
   c.checkpoint_every = 0;
