@@ -89,15 +89,9 @@ namespace {
 std::pair<Tensor, Tensor> pair_log_probs(models::GPT& model, const models::Tokenizer& tok,
                                          const std::vector<PreferencePair>& pairs, size_t s,
                                          size_t e) {
-  std::vector<std::string> prompts, responses;
-  for (size_t i = s; i < e; ++i)
-    prompts.push_back(pairs[i].prompt), responses.push_back(pairs[i].chosen);
-  for (size_t i = s; i < e; ++i)
-    prompts.push_back(pairs[i].prompt), responses.push_back(pairs[i].rejected);
   const int64_t B = int64_t(e - s);
   const Tensor lp = response_log_prob_sums(
-      model,
-      make_sequence_batch(tok, prompts, responses, model.config().block_size, model.device()));
+      model, make_pair_batch(tok, pairs, s, e, model.config().block_size, model.device()));
   return {lp.narrow(0, 0, B), lp.narrow(0, B, B)};
 }
 

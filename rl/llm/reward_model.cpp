@@ -194,13 +194,8 @@ RewardModelResult train_reward_model(const RewardModelConfig& cfg) {
       double step_loss = 0;
       for (size_t ms = s; ms < e; ms += micro) {
         const size_t me = std::min(e, ms + micro);
-        std::vector<std::string> prompts, responses;
-        for (size_t i = ms; i < me; ++i)
-          prompts.push_back(train[i].prompt), responses.push_back(train[i].chosen);
-        for (size_t i = ms; i < me; ++i)
-          prompts.push_back(train[i].prompt), responses.push_back(train[i].rejected);
         const int64_t B = int64_t(me - ms);
-        const SequenceBatch sb = make_sequence_batch(tok, prompts, responses, mc.block_size, dev);
+        const SequenceBatch sb = make_pair_batch(tok, train, ms, me, mc.block_size, dev);
         const Tensor r = rm.rewards(rm.forward(sb.tokens, sb.attention_mask), sb.attention_mask);
         const Tensor rw = r.narrow(0, 0, B), rl_ = r.narrow(0, B, B);
         const Tensor loss = bradley_terry_loss(rw, rl_, cfg.margin, cfg.center_coef);

@@ -254,6 +254,17 @@ PrefsResult generate_preferences(const PrefsConfig& cfg) {
   return res;
 }
 
+SequenceBatch make_pair_batch(const models::Tokenizer& tok,
+                              const std::vector<PreferencePair>& pairs, size_t s, size_t e,
+                              int64_t max_len, Device device) {
+  std::vector<std::string> prompts, responses;
+  for (size_t i = s; i < e; ++i)
+    prompts.push_back(pairs[i].prompt), responses.push_back(pairs[i].chosen);
+  for (size_t i = s; i < e; ++i)
+    prompts.push_back(pairs[i].prompt), responses.push_back(pairs[i].rejected);
+  return make_sequence_batch(tok, prompts, responses, max_len, device);
+}
+
 SequenceBatch make_sequence_batch(const models::Tokenizer& tok,
                                   const std::vector<std::string>& prompts,
                                   const std::vector<std::string>& responses, int64_t max_len,

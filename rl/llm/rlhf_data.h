@@ -102,6 +102,11 @@ SequenceBatch make_sequence_batch(const models::Tokenizer& tok,
                                   const std::vector<std::string>& prompts,
                                   const std::vector<std::string>& responses, int64_t max_len,
                                   Device device = Device::cpu());
+// The pairs [s, e) as one batch of 2·(e − s) rows: every chosen response, then every rejected
+// one (row i and row (e − s) + i are pair s + i).
+SequenceBatch make_pair_batch(const models::Tokenizer& tok,
+                              const std::vector<PreferencePair>& pairs, size_t s, size_t e,
+                              int64_t max_len, Device device = Device::cpu());
 // log π(y | x) = Σ_t response_mask · log p(token_t | tokens_<t): [B], differentiable.
 Tensor response_log_prob_sums(models::GPT& model, const SequenceBatch& batch);
 // Copies every parameter of src into the parameter of dst with the same name and shape

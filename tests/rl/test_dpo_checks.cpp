@@ -15,6 +15,7 @@
 #include "rl/llm/sft.h"
 #include "rl/llm/tasks/task.h"
 #include "test_util.h"
+#include "tiny_lm_runs.h"
 
 using namespace rlft;
 using namespace rlft::llm;
@@ -225,23 +226,9 @@ TEST_F(DPORun, StoppedAndResumedRunReportsEachInvocation) {
 // straight run's steps: the masks of step s depend on (seed, s) only (they came from the loaded
 // model's fixed stream, restarted by each resume).
 TEST_F(DPORun, ResumeWithDropoutTakesTheStraightRunsSteps) {
-  SFTConfig s;
-  s.task.task = "reviews";
-  s.task.train_size = 400;
-  s.task.eval_size = 2;
-  s.model = "nano";
-  s.n_layer = 1;
-  s.n_embd = 32;
-  s.block_size = 128;
+  SFTConfig s = rlft::testing::tiny_sft_config(*dir_, "sft-dropout", 128,
+                                               rlft::testing::tiny_reviews(1234, 2));
   s.dropout = 0.1;
-  s.steps = 4;
-  s.batch = 8;
-  s.warmup = 1;
-  s.eval_examples = 8;
-  s.eval_generate = 0;
-  s.out_dir = *dir_;
-  s.name = "sft-dropout";
-  s.quiet = true;
   train_sft(s);
   DPOConfig c = tiny("dpo-dropout-straight");
   c.init = *dir_ + "/sft-dropout";
