@@ -1,10 +1,12 @@
 // rlft lm grpo|dr-grpo|dapo|gspo|gspo-token|dcpo|rloo: group-relative RL with verifiable rewards
-// (rl/llm/group_rl.h) from an SFT run on the arith task.
+// (rl/llm/group_rl.h) from an SFT run on a task with a verifier: arith, or jsonl (your own
+// prompt/response file, rewarded by exact match with its responses).
 //
 //   rlft lm sft --task arith --model nano --steps 600 --lr 3e-3 --name arith-nano
 //   rlft lm grpo --init runs/arith-nano --steps 50 --name grpo-arith
 //   rlft lm eval --run runs/grpo-arith
 //   rlft lm grpo --init runs/arith-nano --steps 100 --name grpo-arith --resume   (continue)
+//   rlft lm sft --task jsonl --data my.jsonl --name mine && rlft lm grpo --init runs/mine
 //
 // Each algorithm's flags default to its paper's values (--help shows them).
 #include <cstdio>
@@ -22,7 +24,8 @@ namespace {
 
 // The options of `rlft lm <algo>`, bound to the fields of `c`.
 void add_options(Args& a, llm::GroupRLConfig& c) {
-  a.add("--init", &c.init, "SFT run directory (or checkpoint) to start from (required)");
+  a.add("--init", &c.init,
+        "SFT run directory (or checkpoint) to start from, of task arith or jsonl (required)");
   a.add("--train-prompts", &c.train_prompts, "use only the first N train prompts (0: all)");
   a.add("--prompts", &c.prompts, "distinct prompts per update step");
   a.add("--group", &c.group_size, "G: responses sampled per prompt");

@@ -5,6 +5,7 @@
 //   rlft lm eval --run runs/arith-micro            (test split: greedy and sampled)
 //   rlft lm sft --preset arith-rl-init             (the RL issues' SFT start, docs/group_rl.md)
 //   rlft lm sft --task arith --batch 64 --grad-accum 4   (4 micro-batches of 16, one step)
+//   rlft lm sft --task jsonl --data my.jsonl       (your own {"prompt","response"} lines)
 #include <cmath>
 #include <cstdio>
 #include <string>
@@ -74,13 +75,17 @@ int run_train(int argc, char** argv, int first, const std::string& mode) {
   if (mode == "sft")
     a.add("--preset", &preset_flag,
           "named settings, overridden by other flags: arith-rl-init (the RL issues' start)");
-  a.add("--task", &c.task.task, "task: arith, reviews or text");
+  a.add("--task", &c.task.task,
+        "task: arith, reviews, text (a UTF-8 file) or jsonl (a file of {\"prompt\", "
+        "\"response\"} lines, judged by exact match)");
   a.add("--data-seed", &c.task.data_seed, "seed of the task's data and split");
   a.add("--ops", &c.task.ops, "arith: operators, any of + - *");
   a.add("--digits", &c.task.digits, "arith: operand digits (1 to 3)");
-  a.add("--train-size", &c.task.train_size, "arith, reviews: at most this many train examples");
-  a.add("--eval-size", &c.task.eval_size, "examples in each of validation and test");
-  a.add("--data", &c.task.data, "text: a UTF-8 file");
+  a.add("--train-size", &c.task.train_size,
+        "arith, reviews, jsonl: at most this many train examples");
+  a.add("--eval-size", &c.task.eval_size,
+        "examples in each of validation and test (jsonl: prompts, at most a tenth of them)");
+  a.add("--data", &c.task.data, "text: a UTF-8 file; jsonl: a JSONL file of prompts and responses");
   a.add("--chunk", &c.task.chunk, "text: characters per example");
   a.add("--tokenizer", &c.tokenizer, "char (from the task's alphabet) or byte");
   a.add("--model", &c.model, "nano, micro or mini");
@@ -196,8 +201,8 @@ int run_eval(int argc, char** argv, int first) {
   uint64_t seed = 0;
   Args a("rlft lm eval",
          "Measure a run on a task split: loss and token accuracy, and the task's sample metrics "
-         "(arith exact match; reviews grammaticality and sentiment) of greedy and of sampled "
-         "responses.");
+         "(arith and jsonl exact match; reviews grammaticality and sentiment) of greedy and of "
+         "sampled responses.");
   a.add("--run", &run, "run directory or checkpoint file");
   a.add("--task", &task_name, "task (default: the run's, with its data options)");
   a.add("--split", &split_name, "train, validation or test");

@@ -188,9 +188,9 @@ void check_config(const SFTConfig& c) {
   RLFT_CHECK(c.eval_generate >= 0, cmd, "--eval-generate must be >= 0, got ", c.eval_generate);
   rl::check_checkpoint_options(cmd, c.checkpoint_every, c.stop_after);
   number("--stop-at-exact-match", c.stop_at_exact_match, 0, false, 1, "in [0, 1]");
-  RLFT_CHECK(c.stop_at_exact_match == 0 || c.task.task == "arith", cmd,
+  RLFT_CHECK(c.stop_at_exact_match == 0 || c.task.task == "arith" || c.task.task == "jsonl", cmd,
              "--stop-at-exact-match: task '", c.task.task,
-             "' has no exact-match verifier (arith has)");
+             "' has no exact-match verifier (arith and jsonl have)");
   RLFT_CHECK(c.stop_at_exact_match == 0 || c.eval_generate > 0, cmd,
              "--stop-at-exact-match needs --eval-generate > 0 (the validation prompts it decodes)");
   RLFT_CHECK(c.name.find('/') == std::string::npos, cmd, "--name: '", c.name,
@@ -260,6 +260,16 @@ SFTResult train_sft(const SFTConfig& cfg_in) {
   SFTConfig cfg = cfg_in;
   check_config(cfg);
   if (cfg.name.empty()) cfg.name = default_sft_run_name(cfg);
+  // A resumed jsonl run checks its --data file against the fingerprint it recorded (no CLI flag
+  // carries it), so a changed file is named as such before anything else is compared.
+  if (cfg.resume && cfg.task.task == "jsonl" && cfg.task.data_fingerprint.empty()) {
+    const std::string recorded = rl::run_path(cfg.out_dir, cfg.name) + "/config.json";
+    if (fs::exists(recorded)) {
+      const TaskConfig was = task_config_from_json(json::parse(fs::read_file(recorded), recorded));
+      if (was.task == "jsonl" && was.data == cfg.task.data)
+        cfg.task.data_fingerprint = was.data_fingerprint;
+    }
+  }
   const std::unique_ptr<Task> task = make_task(cfg.task);
   const models::Tokenizer tok = models::Tokenizer::make(cfg.tokenizer, task->alphabet());
   const models::GPTConfig mc = model_config(cfg, tok.vocab_size());

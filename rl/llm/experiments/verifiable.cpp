@@ -102,10 +102,10 @@ void check_config(const VerifiableConfig& c) {
     }
     RLFT_CHECK(make_task(task)->has_verifier(), cmd, "--preset ", c.preset,
                ": an SFT preset of task '", task.task,
-               "', which has no verifier (group RL needs one: arith)");
+               "', which has no verifier (group RL needs one: arith or jsonl)");
     sft_dir = c.out_dir + "/sft";
   } else {
-    // The start must be a run whose task has a verifier (arith), as every RL job needs.
+    // The start must be a run whose task has a verifier (arith, jsonl), as every RL job needs.
     RLFT_CHECK(fs::exists(c.init), cmd, "--init ", c.init, ": no such run");
     TaskConfig task;
     try {
@@ -114,7 +114,7 @@ void check_config(const VerifiableConfig& c) {
       throw Error(str(cmd, "--init ", c.init, ": ", e.what()));
     }
     RLFT_CHECK(make_task(task)->has_verifier(), cmd, "--init ", c.init, ": a run of task '",
-               task.task, "', which has no verifier (group RL needs one: arith)");
+               task.task, "', which has no verifier (group RL needs one: arith or jsonl)");
   }
   // Every RL job's settings, as its own command will check them.
   for (const std::string& m : c.methods) {

@@ -4,8 +4,10 @@
 #include <set>
 
 #include "engine/error.h"
+#include "engine/fs.h"
 #include "engine/rng.h"
 #include "rl/llm/tasks/arith.h"
+#include "rl/llm/tasks/jsonl.h"
 #include "rl/llm/tasks/reviews.h"
 #include "rl/llm/tasks/text.h"
 
@@ -39,7 +41,7 @@ std::vector<std::string> Task::prompts(Split split) const {
 }
 
 double Task::score(const std::string&, const std::string&) const {
-  throw Error(str("task ", name(), " has no verifier (only arith does)"));
+  throw Error(str("task ", name(), " has no verifier (arith and jsonl have one)"));
 }
 
 SampleMetrics Task::sample_metrics(const std::vector<std::string>&,
@@ -51,7 +53,8 @@ std::unique_ptr<Task> make_task(const TaskConfig& cfg) {
   if (cfg.task == "arith") return std::make_unique<ArithTask>(cfg);
   if (cfg.task == "reviews") return std::make_unique<ReviewsTask>(cfg);
   if (cfg.task == "text") return std::make_unique<TextTask>(cfg);
-  throw Error(str("unknown task '", cfg.task, "' (expected arith, reviews or text)"));
+  if (cfg.task == "jsonl") return std::make_unique<JsonlTask>(cfg);
+  throw Error(str("unknown task '", cfg.task, "' (expected arith, reviews, text or jsonl)"));
 }
 
 std::string strip_eos(const std::string& response) {
@@ -82,6 +85,11 @@ void set_task_keys(json::Value& v, const TaskConfig& c) {
   v.set("eval_size", c.eval_size);
   v.set("data", c.data);
   v.set("chunk", c.chunk);
+  // Only jsonl runs have the key, so the config.json of every other run reads as before (and a
+  // resume compares the same keys).
+  if (c.task == "jsonl")
+    v.set("data_fingerprint", c.data_fingerprint.empty() ? data_fingerprint(fs::read_file(c.data))
+                                                         : c.data_fingerprint);
 }
 
 TaskConfig task_config_from_json(const json::Value& v) {
@@ -94,6 +102,7 @@ TaskConfig task_config_from_json(const json::Value& v) {
   c.eval_size = v.get_or("eval_size", c.eval_size);
   c.data = v.get_or("data", c.data);
   c.chunk = v.get_or("chunk", c.chunk);
+  c.data_fingerprint = v.get_or("data_fingerprint", c.data_fingerprint);
   return c;
 }
 

@@ -7,8 +7,12 @@
 //            grammar, a hidden ground-truth sentiment scorer p(positive | text) and a parser
 //            (the DPO paper's IMDb setting in miniature)                 rl/llm/tasks/reviews.h
 //   text     any UTF-8 file for character-level modelling, split by position  rl/llm/tasks/text.h
+//   jsonl    the user's own {"prompt", "response"} JSONL file, split by prompt, with an
+//            exact-match verifier against the file's responses (SFT, then GRPO …)
+//                                                                        rl/llm/tasks/jsonl.h
 //
-// Everything is a pure function of TaskConfig (its seed included): no downloads, no clock.
+// Everything is a pure function of TaskConfig (its seed included, and for text and jsonl the
+// --data file's contents): no downloads, no clock.
 // An example is a prompt and a response; pretraining learns prompt + response, SFT learns the
 // response given the prompt. The sequence a model sees is  BOS prompt response [EOS].
 #pragma once
@@ -34,20 +38,25 @@ struct Example {
 };
 
 struct TaskConfig {
-  std::string task = "arith";  // arith | reviews | text
+  std::string task = "arith";  // arith | reviews | text | jsonl
   uint64_t data_seed = 1234;   // fixes the examples and the split (not the training seed)
   std::string ops = "+-";      // arith: operators, any of + - * (written as ASCII in the text)
   int64_t digits = 2;          // arith: operands uniform in [0, 10^digits) (1 to 3)
-  int64_t train_size = 20000;  // arith, reviews: at most this many train examples
+  int64_t train_size = 20000;  // arith, reviews, jsonl: at most this many train examples
   int64_t eval_size = 500;     // examples in each of validation and test
-  std::string data;            // text: path of a UTF-8 file
-  int64_t chunk = 127;         // text: characters per example (context − 1 leaves room for BOS)
+  std::string data;            // text: path of a UTF-8 file; jsonl: of a prompt/response JSONL
+  // jsonl: the --data file's fingerprint (jsonl.h) as a run recorded it; "" (a new run, or a run
+  // from before fingerprints) is not checked, anything else must match the file's.
+  std::string data_fingerprint;
+  int64_t chunk = 127;  // text: characters per example (context − 1 leaves room for BOS)
 };
 
 // TaskConfig as keys of a run's config.json (named like the CLI flags, '_' for '-'), so that
 // every LM run (SFT, RLHF, group RL) records its task the same way and `rlft lm eval` finds it.
+// A jsonl task also gets "data_fingerprint": c.data_fingerprint, or when that is empty the
+// fingerprint of the file at c.data now (read here: call it after make_task(c) has checked it).
 void set_task_keys(json::Value& obj, const TaskConfig& c);
-// Reads those keys; absent keys keep their defaults.
+// Reads those keys; absent keys keep their defaults (no "data_fingerprint": "", not checked).
 TaskConfig task_config_from_json(const json::Value& v);
 
 // Named metrics of a batch of samples ("exact_match", "grammatical", …), each a mean.

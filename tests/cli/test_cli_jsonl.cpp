@@ -1,0 +1,123 @@
+// `rlft lm sft|eval|grpo` on the jsonl task (the user's own prompt/response file): a run records
+// the file and its fingerprint, eval reports exact match, a bad line is one error naming the
+// file and line, and a file changed since the run was trained is refused.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+#include "cli/cli_util.h"
+
+namespace {
+
+namespace fsys = std::filesystem;
+using namespace rlft::testing::cli;  // run, expect_error, slurp, snapshot, …
+
+// "rev ab=" → "ba" for the 49 two-letter words over a–g (41 train, 4 validation, 4 test prompts).
+std::string reversals() {
+  std::string text;
+  for (char x = 'a'; x <= 'g'; ++x)
+    for (char y = 'a'; y <= 'g'; ++y)
+      text += std::string(R"({"prompt":"rev )") + x + y + R"(=","response":")" + y + x + "\"}\n";
+  return text;
+}
+
+void write(const fsys::path& p, const std::string& text) {
+  std::ofstream(p, std::ios::binary) << text;
+}
+
+// Two SFT steps on a 1-layer model (a fraction of a second), greedy exact match at validation.
+std::string sft_args(const fsys::path& data, const fsys::path& dir, const std::string& name) {
+  return "lm sft --task jsonl --data " + data.string() +
+         " --model nano --n-layer 1 --n-embd 32 --block-size 16 --steps 2 --batch 4 --eval-size 4 "
+         "--eval-examples 4 --eval-generate 4 --quiet --out-dir " +
+         dir.string() + " --name " + name;
+}
+
+std::string grpo_args(const fsys::path& dir, const std::string& init, const std::string& name) {
+  return "lm grpo --init " + (dir / init).string() +
+         " --steps 1 --prompts 2 --group 2 --eval-prompts 0 --quiet --out-dir " + dir.string() +
+         " --name " + name;
+}
+
+}  // namespace
+
+TEST(CliJsonl, SftRecordsTheFileEvalReportsExactMatchAndGrpoTrainsOnIt) {
+  const fsys::path dir = scratch_dir("jsonl_runs");
+  const fsys::path data = dir / "rev.jsonl";
+  write(data, reversals());
+  const Outcome sft = run(sft_args(data, dir, "sft"));
+  ASSERT_EQ(sft.status, 0) << sft.err;
+  EXPECT_NE(sft.out.find("exact_match"), std::string::npos) << sft.out;
+  const rlft::json::Value config = rlft::json::parse(slurp(dir / "sft" / "config.json"));
+  EXPECT_EQ(config.at("task").as_string(), "jsonl");
+  EXPECT_EQ(config.at("data").as_string(), data.string());
+  EXPECT_EQ(config.at("data_fingerprint").as_string().size(), 16u);
+
+  const Outcome eval = run("lm eval --run " + (dir / "sft").string());
+  ASSERT_EQ(eval.status, 0) << eval.err;
+  EXPECT_NE(eval.out.find("jsonl/test (4 examples"), std::string::npos) << eval.out;
+  EXPECT_NE(eval.out.find("greedy on 4 prompts:  exact_match "), std::string::npos) << eval.out;
+  const rlft::json::Value report = rlft::json::parse(slurp(dir / "sft" / "eval_test.json"));
+  EXPECT_EQ(report.at("task").as_string(), "jsonl");
+  for (const char* k : {"greedy_exact_match", "sampled_exact_match"}) {
+    ASSERT_TRUE(report.contains(k)) << k;
+    EXPECT_GE(report.at(k).as_double(), 0.0);
+    EXPECT_LE(report.at(k).as_double(), 1.0);
+  }
+
+  // GRPO from the SFT run: rewarded by the file's answers, recording the same file and
+  // fingerprint, and itself evaluable.
+  const Outcome grpo = run(grpo_args(dir, "sft", "grpo"));
+  ASSERT_EQ(grpo.status, 0) << grpo.err;
+  const rlft::json::Value rl = rlft::json::parse(slurp(dir / "grpo" / "config.json"));
+  EXPECT_EQ(rl.at("task").as_string(), "jsonl");
+  EXPECT_EQ(rl.at("data_fingerprint"), config.at("data_fingerprint"));
+  EXPECT_EQ(run("lm eval --run " + (dir / "grpo").string()).status, 0);
+}
+
+TEST(CliJsonl, ABadLineIsOneErrorNamingTheFileAndLine) {
+  const fsys::path dir = scratch_dir("jsonl_bad");
+  const fsys::path data = dir / "bad.jsonl";
+  write(data, reversals() + "\n" + R"({"prompt":"rev zz="})" + "\n");  // line 51
+  expect_error(sft_args(data, dir, "sft"),
+               data.string() + ":51: missing \"response\" (or \"completion\")");
+  write(data, "\xEF\xBB\xBF" + reversals() + R"({"prompt":"rev zz=","completion":7})" + "\r\n");
+  expect_error(sft_args(data, dir, "sft"),
+               data.string() + ":50: \"completion\" must be a string, got integer");
+  write(data, R"({"prompt":"rev ab=","response":"ba"})"
+              "\nrev ab=ba\n");
+  expect_error(sft_args(data, dir, "sft"), data.string() + ":2:1: expected a JSON value");
+  write(data, "");
+  expect_error(sft_args(data, dir, "sft"), data.string() + ": no examples");
+  expect_error(sft_args(dir / "missing.jsonl", dir, "sft"), "jsonl: --data: ");
+  expect_error("lm sft --task jsonl --quiet --out-dir " + dir.string(),
+               "jsonl: --data FILE.jsonl is required for --task jsonl");
+  EXPECT_FALSE(fsys::exists(dir / "sft"));  // nothing written
+}
+
+TEST(CliJsonl, AChangedFileIsRefusedByEvalAndGrpo) {
+  const fsys::path dir = scratch_dir("jsonl_changed");
+  const fsys::path data = dir / "rev.jsonl";
+  write(data, reversals());
+  ASSERT_EQ(run(sft_args(data, dir, "sft")).status, 0);
+  const std::string recorded =
+      rlft::json::parse(slurp(dir / "sft" / "config.json")).at("data_fingerprint").as_string();
+  const auto before = snapshot(dir / "sft");
+  // One answer edited: the same size, another fingerprint.
+  std::string changed = reversals();
+  changed.replace(changed.find(R"("response":"ba")"), 15, R"("response":"xx")");
+  write(data, changed);
+  const std::string refused = data.string() + ": changed since the run was trained: fingerprint ";
+  expect_error("lm eval --run " + (dir / "sft").string(), refused);
+  expect_error("lm eval --run " + (dir / "sft").string(), ", recorded " + recorded);
+  expect_error(grpo_args(dir, "sft", "grpo"), refused);
+  expect_error(sft_args(data, dir, "sft") + " --resume --steps 4", refused);
+  EXPECT_EQ(snapshot(dir / "sft"), before);
+  EXPECT_FALSE(fsys::exists(dir / "grpo"));
+  // The file as it was: both run again.
+  write(data, reversals());
+  EXPECT_EQ(run("lm eval --run " + (dir / "sft").string()).status, 0);
+  EXPECT_EQ(run(grpo_args(dir, "sft", "grpo")).status, 0);
+}
