@@ -17,6 +17,7 @@
 #include "rl/llm/lm.h"
 #include "rl/llm/sft.h"
 #include "rl/llm/tasks/arith.h"
+#include "rl/llm/tasks/jsonl.h"
 #include "rl/llm/tasks/task.h"
 #include "rl/run.h"
 
@@ -176,12 +177,22 @@ int run_sample(int argc, char** argv, int first) {
   Generator gen(seed);
   const std::vector<std::string> responses =
       llm::sample_responses(*lm.model, lm.tokenizer, prompts, sc, gen);
-  // Judge the samples when the run's task can do so without files (arith, reviews).
+  // Judge the samples when the run's task can: arith and reviews from code, jsonl when the
+  // prompt is one of its file's (the file as the run recorded it; otherwise a note, and the
+  // samples unjudged).
   std::unique_ptr<llm::Task> task;
   if (!lm.run_config.is_null()) {
     const llm::SFTConfig rc = llm::sft_config_from_json(lm.run_config);
     if (rc.task.task == "reviews" || (rc.task.task == "arith" && well_formed_arith(prompt)))
       task = llm::make_task(rc.task);
+    if (rc.task.task == "jsonl") {
+      try {
+        auto jsonl = std::make_unique<llm::JsonlTask>(rc.task);
+        if (jsonl->has_prompt(prompt)) task = std::move(jsonl);
+      } catch (const Error& e) {
+        std::fprintf(stderr, "note: samples not scored: %s\n", e.what());
+      }
+    }
   }
   for (size_t i = 0; i < responses.size(); ++i) {
     std::printf("[%zu] %s%s", i, prompt.c_str(), responses[i].c_str());

@@ -55,6 +55,16 @@ TEST(CliJsonl, SftRecordsTheFileEvalReportsExactMatchAndGrpoTrainsOnIt) {
   EXPECT_EQ(config.at("data").as_string(), data.string());
   EXPECT_EQ(config.at("data_fingerprint").as_string().size(), 16u);
 
+  // lm sample scores a prompt of the file by exact match, and leaves others unscored.
+  const Outcome known =
+      run("lm sample --run " + (dir / "sft").string() + " --prompt 'rev ab=' --n 2");
+  ASSERT_EQ(known.status, 0) << known.err;
+  EXPECT_NE(known.out.find("(exact_match "), std::string::npos) << known.out;
+  const Outcome other =
+      run("lm sample --run " + (dir / "sft").string() + " --prompt 'rev ba' --n 1");
+  ASSERT_EQ(other.status, 0) << other.err;
+  EXPECT_EQ(other.out.find("exact_match"), std::string::npos) << other.out;
+
   const Outcome eval = run("lm eval --run " + (dir / "sft").string());
   ASSERT_EQ(eval.status, 0) << eval.err;
   EXPECT_NE(eval.out.find("jsonl/test (4 examples"), std::string::npos) << eval.out;
@@ -110,6 +120,13 @@ TEST(CliJsonl, AChangedFileIsRefusedByEvalAndGrpo) {
   changed.replace(changed.find(R"("response":"ba")"), 15, R"("response":"xx")");
   write(data, changed);
   const std::string refused = data.string() + ": changed since the run was trained: fingerprint ";
+  // lm sample still samples, unscored, and says why.
+  const Outcome sample =
+      run("lm sample --run " + (dir / "sft").string() + " --prompt 'rev ab=' --n 1");
+  EXPECT_EQ(sample.status, 0) << sample.err;
+  EXPECT_NE(sample.err.find("note: samples not scored: " + refused), std::string::npos)
+      << sample.err;
+  EXPECT_EQ(sample.out.find("exact_match"), std::string::npos) << sample.out;
   expect_error("lm eval --run " + (dir / "sft").string(), refused);
   expect_error("lm eval --run " + (dir / "sft").string(), ", recorded " + recorded);
   expect_error(grpo_args(dir, "sft", "grpo"), refused);

@@ -64,6 +64,8 @@ class JsonlTask : public Task {
 
   // data_fingerprint() of the file as read.
   const std::string& fingerprint() const { return fingerprint_; }
+  // Whether `prompt` is one of the file's (score() judges only those).
+  bool has_prompt(const std::string& prompt) const { return references_.count(prompt) > 0; }
 
  private:
   std::string source_, fingerprint_, alphabet_;
