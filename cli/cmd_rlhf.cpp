@@ -37,7 +37,7 @@ void add_run_options(Args& a, Config& c) {
   a.add("--device", &c.device, "cpu, or cuda[:N]: every model of the run on the GPU");
 }
 
-// --checkpoint-every, --resume and --stop-after of a resumable trainer (lm dpo, rrhf, ppo);
+// --checkpoint-every, --resume and --stop-after of a resumable trainer (lm rm, dpo, rrhf, ppo);
 // `unit` names a step in the help ("steps", "updates"), `budget` the options that may grow.
 template <typename Config>
 void add_resume_options(Args& a, Config& c, const char* unit, const char* budget) {
@@ -129,22 +129,29 @@ int run_rm(int argc, char** argv, int first) {
   a.add("--center-coef", &c.center_coef,
         "eta of the centring term eta*(r_w + r_l)^2 (0.01 suggested; 0: off)");
   a.add("--eval-fraction", &c.eval_fraction, "fraction of pairs held out");
+  add_resume_options(a, c, "steps", "--epochs and --grad-accum");
   add_run_options(a, c);
   a.add("--evaluate", &evaluate,
         "evaluate this reward-model run on every pair of --prefs instead of training");
   if (!a.parse(argc, argv, first)) return 0;
   if (!evaluate.empty()) return evaluate_rm(evaluate, c.prefs, c.device);
+  if (c.resume) take_recorded_settings(a, rl::run_path(c.out_dir, c.name));
   const llm::RewardModelResult r = llm::train_reward_model(c);
+  if (!r.finished) return print_done_without("final evaluation", r.step, r.run_dir);
+  // A resumed run says where it started; its final evaluation is the run's last epoch row.
+  char resumed[64] = "";
+  if (r.start_step > 0)
+    std::snprintf(resumed, sizeof resumed, " (resumed at step %lld)", (long long)r.start_step);
   const auto& ev = r.evals.back();
   if (ev.pairs == 0) {
-    std::printf("done: no held-out pairs (--eval-fraction 0)\nrun: %s\n", r.run_dir.c_str());
+    std::printf("done%s: no held-out pairs (--eval-fraction 0)\nrun: %s\n", resumed,
+                r.run_dir.c_str());
     return 0;
   }
   std::printf(
-      "done: held-out pair accuracy %.3f (against the ground-truth order %.3f), correlation with "
-      "ground "
-      "truth %.3f\nrun: %s\n",
-      ev.accuracy, ev.truth_accuracy, ev.correlation, r.run_dir.c_str());
+      "done%s: held-out pair accuracy %.3f (against the ground-truth order %.3f), correlation "
+      "with ground truth %.3f\nrun: %s\n",
+      resumed, ev.accuracy, ev.truth_accuracy, ev.correlation, r.run_dir.c_str());
   return 0;
 }
 

@@ -6,6 +6,7 @@
 
 #include "engine/checkpoint.h"
 #include "engine/error.h"
+#include "engine/fs.h"
 #include "engine/ops.h"
 #include "engine/optim.h"
 #include "rl/llm/lm.h"
@@ -39,6 +40,9 @@ json::Value to_json(const RewardModelConfig& c) {
   v.set("margin", c.margin);
   v.set("center_coef", c.center_coef);
   v.set("eval_fraction", c.eval_fraction);
+  v.set("checkpoint_every", c.checkpoint_every);
+  v.set("resume", c.resume);
+  v.set("stop_after", c.stop_after);
   v.set("out_dir", c.out_dir);
   v.set("name", c.name);
   v.set("seed", c.seed);
@@ -129,13 +133,100 @@ static void check_config(const RewardModelConfig& cfg) {
   // [0, 1): the largest double below 1 is the closed upper end.
   rl::check_number(cmd, "--eval-fraction", cfg.eval_fraction, 0, false, std::nextafter(1.0, 0.0),
                    "in [0, 1)");
+  rl::check_checkpoint_options(cmd, cfg.checkpoint_every, cfg.stop_after);
   // --out-dir and --name, checked before any loading; the run is not its own input.
   rl::check_not_the_run(rl::run_path(cfg.out_dir, cfg.name), {{"--init", cfg.init}});
   rl::resolve_device(cfg.device);
 }
 
+namespace {
+
+// The loop's state between two steps, kept as rm_state (JSON) in a training checkpoint: the
+// sums of the epoch under way (a resumed run's epoch row averages the same steps a straight
+// run's does) and the evaluation before training (the first of the run's evals).
+struct LoopState {
+  double epoch_loss = 0, epoch_correct = 0, grad_norm = 0;
+  int64_t epoch_steps = 0;
+  RewardModelEval before;
+};
+
+json::Value to_json(const LoopState& s) {
+  json::Value v = json::Value::object();
+  v.set("epoch_loss", s.epoch_loss);
+  v.set("epoch_correct", s.epoch_correct);
+  v.set("epoch_steps", s.epoch_steps);
+  v.set("grad_norm", s.grad_norm);
+  v.set("before_accuracy", s.before.accuracy);
+  v.set("before_loss", s.before.loss);
+  v.set("before_correlation", s.before.correlation);
+  v.set("before_truth_accuracy", s.before.truth_accuracy);
+  v.set("before_has_correlation", s.before.has_correlation);
+  return v;
+}
+
+// rm_state read and checked whole before the run changes anything: a corrupt state (or one
+// whose epoch position disagrees with the checkpoint's step) is an error naming the field.
+LoopState parse_loop_state(const std::string& text, const std::string& ckpt, int64_t step,
+                           int64_t steps_per_epoch, int64_t heldout_pairs) {
+  const rl::StateReader st(text, ckpt, "rm_state");
+  LoopState s;
+  // Sums that overflowed or went NaN were written as null (JSON has no NaN): read back as NaN.
+  s.epoch_loss = st.number_or_nan("epoch_loss");
+  s.epoch_correct = st.finite("epoch_correct", 0);
+  s.grad_norm = st.number_or_nan("grad_norm");
+  s.epoch_steps = st.integer("epoch_steps", 0, steps_per_epoch - 1);
+  RLFT_CHECK(s.epoch_steps == step % steps_per_epoch, st.where(),
+             ": field 'epoch_steps' = ", s.epoch_steps, " but the checkpoint's step ", step, " is ",
+             step % steps_per_epoch, " steps into an epoch of ", steps_per_epoch,
+             " (the state is not this run's, or the preference file changed)");
+  s.before.accuracy = st.number_or_nan("before_accuracy");
+  s.before.loss = st.number_or_nan("before_loss");
+  s.before.correlation = st.number_or_nan("before_correlation");
+  s.before.truth_accuracy = st.number_or_nan("before_truth_accuracy");
+  const json::Value& has = st.field("before_has_correlation");
+  RLFT_CHECK(has.is_bool(), st.where(),
+             ": field 'before_has_correlation' must be true or false, got ", has.dump());
+  s.before.has_correlation = has.as_bool();
+  s.before.pairs = heldout_pairs;
+  return s;
+}
+
+// An epoch's held-out evaluation as its metrics row logged it (absent: no held-out pairs, or no
+// ground-truth scores, and then 0 as evaluate_reward_model leaves it; null: NaN).
+RewardModelEval eval_of_row(const json::Value& row, int64_t heldout_pairs) {
+  const auto number = [&](const char* key) {
+    const json::Value* v = row.find(key);
+    return v == nullptr ? 0.0 : v->is_null() ? NAN : v->as_double();
+  };
+  RewardModelEval ev;
+  ev.pairs = heldout_pairs;
+  ev.accuracy = number("heldout_accuracy");
+  ev.loss = number("heldout_loss");
+  ev.correlation = number("heldout_correlation");
+  ev.truth_accuracy = number("heldout_truth_accuracy");
+  ev.has_correlation = row.contains("heldout_correlation");
+  return ev;
+}
+
+// The stream of the reward model's dropout masks (drawn only when its SFT run has dropout).
+constexpr uint64_t kDropoutStream = 0x7e3a2d0bull;
+
+}  // namespace
+
 RewardModelResult train_reward_model(const RewardModelConfig& cfg) {
   check_config(cfg);
+  const std::string run_dir = rl::run_path(cfg.out_dir, cfg.name);
+  json::Value config_json = to_json(cfg);
+  config_json.set("git_revision", rl::git_revision());
+  // --resume: the same pairs, backbone and optimisation as the run was started with (--epochs
+  // may change, checked against the checkpoint's step below; --grad-accum too: the same steps
+  // up to float rounding), checked before anything is read or written.
+  if (cfg.resume) {
+    const rl::RunDir old(run_dir, false);
+    old.check_resumable(config_json, {"epochs", "grad_accum"});
+    RLFT_CHECK(fs::exists(old.path("checkpoint.safetensors")), old.path("checkpoint.safetensors"),
+               ": nothing to resume (no checkpoint)");
+  }
   const Device dev = rl::resolve_device(cfg.device);
   std::vector<PreferencePair> pairs = read_preferences(cfg.prefs);
   const LoadedModel init = load_policy(cfg.init, dev);
@@ -157,38 +248,82 @@ RewardModelResult train_reward_model(const RewardModelConfig& cfg) {
   std::vector<PreferencePair> train(pairs.begin(), pairs.end() - long(n_eval));
   RLFT_CHECK(!train.empty(), cfg.prefs, ": no training pairs left after holding out ", n_eval);
 
-  const rl::RunDir run(rl::run_path(cfg.out_dir, cfg.name), true);
-  json::Value config_json = to_json(cfg);
-  config_json.set("git_revision", rl::git_revision());
-  run.write_config(config_json);
   optim::AdamW opt(rm.parameters(), cfg.lr, 0.9, 0.95, 1e-8, cfg.weight_decay);
+  const int64_t steps_per_epoch =
+      int64_t((train.size() + size_t(cfg.batch) - 1) / size_t(cfg.batch));
+  const int64_t total = cfg.epochs * steps_per_epoch;
   optim::LRSchedule schedule;
   schedule.kind = optim::LRSchedule::parse(cfg.lr_schedule);
   schedule.base_lr = cfg.lr;
   schedule.end_lr = cfg.lr * cfg.min_lr_ratio;
-  schedule.total = cfg.epochs * int64_t((train.size() + size_t(cfg.batch) - 1) / size_t(cfg.batch));
+  schedule.total = total;
   RewardModelResult res;
+  LoopState ls;
+  int64_t start = 0;
+  std::vector<double> ep_x, ep_acc, ep_corr;  // accuracy.svg's curves
+  const rl::RunDir run(run_dir, !cfg.resume);
+  const std::string ckpt = run.path("checkpoint.safetensors");
+  if (cfg.resume) {
+    // The trainer's state, then the weights and AdamW's moments, all checked before the
+    // metrics after the checkpoint are dropped (a refused resume leaves the run as it was).
+    Metadata meta;
+    load_tensors(ckpt, &meta);
+    RLFT_CHECK(meta.count("rm_state"), ckpt,
+               ": not a reward-model training checkpoint (no rm_state in its metadata: another "
+               "trainer's, or a final reward model written before `rlft lm rm` could resume)");
+    start = metadata_int(meta, "step", ckpt);
+    RLFT_CHECK(start <= total, ckpt, ": the checkpoint is at step ", start, ", beyond the ", total,
+               " steps of --epochs ", cfg.epochs, " (", steps_per_epoch, " per epoch)");
+    ls = parse_loop_state(meta.at("rm_state"), ckpt, start, steps_per_epoch,
+                          int64_t(heldout.size()));
+    load_checkpoint(ckpt, rm, &opt);
+    res.evals.push_back(ls.before);
+    for (const json::Value& row : run.keep_metrics_through(start)) {
+      const RewardModelEval ev = eval_of_row(row, int64_t(heldout.size()));
+      res.evals.push_back(ev);
+      ep_x.push_back(row.at("epoch").as_double()), ep_acc.push_back(ev.accuracy);
+      ep_corr.push_back(ev.correlation);
+    }
+    if (!cfg.quiet) std::printf("resumed at step %lld from %s\n", (long long)start, ckpt.c_str());
+  }
+  run.write_config(config_json);
   res.run_dir = run.dir();
-  res.evals.push_back(evaluate_reward_model(rm, tok, heldout));
-  if (!cfg.quiet)
-    std::printf(
-        heldout.empty()
-            ? "rm: %zu train / %zu held-out pairs\n"
-            : "rm: %zu train / %zu held-out pairs; before training held-out accuracy %.3f\n",
-        train.size(), heldout.size(), res.evals.back().accuracy);
+  res.start_step = res.step = start;
+  if (!cfg.resume) {
+    res.evals.push_back(ls.before = evaluate_reward_model(rm, tok, heldout));
+    if (!cfg.quiet)
+      std::printf(
+          heldout.empty()
+              ? "rm: %zu train / %zu held-out pairs\n"
+              : "rm: %zu train / %zu held-out pairs; before training held-out accuracy %.3f\n",
+          train.size(), heldout.size(), ls.before.accuracy);
+  }
+  // A training checkpoint: weights, AdamW's state, the step and the loop's state. Its
+  // model_config and tokenizer make it a reward model for lm ppo, rrhf and rm --evaluate.
+  auto save = [&](int64_t at) {
+    Metadata meta = checkpoint_metadata(mc, tok, init.run_config, at);
+    meta["rm_state"] = to_json(ls).dump();
+    save_checkpoint(ckpt, rm, &opt, meta);
+  };
   rl::Stopwatch clock;
-  int64_t step = 0;
-  std::vector<double> ep_x, ep_acc, ep_corr;
+  int64_t step = start;
+  const int64_t stop_at = cfg.stop_after > 0 ? start + cfg.stop_after : -1;
   rm.train();
   const size_t micro = size_t(cfg.batch / cfg.grad_accum);  // pairs per micro-batch
   for (int64_t epoch = 1; epoch <= cfg.epochs; ++epoch) {
+    // Every epoch's shuffle is drawn, also the ones a resumed run has done: the generator then
+    // reaches the resumed epoch in the state a straight run has there.
     for (size_t i = train.size(); i > 1; --i) std::swap(train[i - 1], train[gen.below(i)]);
-    double ep_loss = 0, ep_train_acc = 0, grad_norm = 0;
-    int64_t ep_steps = 0;
-    for (size_t s = 0; s < train.size(); s += size_t(cfg.batch)) {
+    const int64_t first_step = (epoch - 1) * steps_per_epoch;
+    if (first_step + steps_per_epoch <= start) continue;
+    const size_t skip = size_t(std::max<int64_t>(start - first_step, 0)) * size_t(cfg.batch);
+    for (size_t s = skip; s < train.size(); s += size_t(cfg.batch)) {
       const size_t e = std::min(train.size(), s + size_t(cfg.batch));
       // --grad-accum K: micro-batches of batch/K pairs, each mean loss weighted by its share of
       // the step's pairs, so the summed gradients are the step's; K = 1 is one plain pass.
+      // The dropout masks of step s depend on (seed, s) only: a resumed run draws the straight
+      // run's.
+      rm.dropout_generator().set_state(cfg.seed ^ kDropoutStream, uint64_t(step) << 32);
       opt.set_lr(schedule.at(step));
       opt.zero_grad();
       double step_loss = 0;
@@ -208,58 +343,75 @@ RewardModelResult train_reward_model(const RewardModelConfig& cfg) {
           step_loss += loss.item() * w;
         }
         const std::vector<double> a = rw.to_vector(), b = rl_.to_vector();
-        for (int64_t i = 0; i < B; ++i) ep_train_acc += a[size_t(i)] > b[size_t(i)];
+        for (int64_t i = 0; i < B; ++i) ls.epoch_correct += a[size_t(i)] > b[size_t(i)];
       }
       // The epoch's last step is the one logged: its global gradient norm before clipping
       // (clip_grad_norm returns it; without clipping it is measured there only, as it is a
       // host synchronisation on a GPU).
       if (cfg.grad_clip > 0)
-        grad_norm = optim::clip_grad_norm(rm.parameters(), cfg.grad_clip);
+        ls.grad_norm = optim::clip_grad_norm(rm.parameters(), cfg.grad_clip);
       else if (e == train.size())
-        grad_norm = optim::grad_norm(rm.parameters());
+        ls.grad_norm = optim::grad_norm(rm.parameters());
       opt.step();
       ++step;
       res.losses.push_back(step_loss);
-      ep_loss += step_loss;
-      ++ep_steps;
+      ls.epoch_loss += step_loss;
+      ++ls.epoch_steps;
+      if (e == train.size()) {  // the epoch's row
+        const RewardModelEval ev = evaluate_reward_model(rm, tok, heldout);
+        res.evals.push_back(ev);
+        const double loss = ls.epoch_loss / double(ls.epoch_steps),
+                     train_acc = ls.epoch_correct / double(train.size());
+        json::Value m = json::Value::object();
+        m.set("epoch", epoch);
+        m.set("step", step);
+        m.set("loss", loss);
+        m.set("train_accuracy", train_acc);
+        m.set("grad_norm", ls.grad_norm);
+        if (ev.pairs > 0) {
+          m.set("heldout_accuracy", ev.accuracy);
+          m.set("heldout_loss", ev.loss);
+        }
+        if (ev.pairs > 0 && ev.has_correlation) {
+          m.set("heldout_correlation", ev.correlation);
+          m.set("heldout_truth_accuracy", ev.truth_accuracy);
+        }
+        m.set("elapsed_seconds", clock.seconds());
+        run.log(m);
+        ep_x.push_back(double(epoch)), ep_acc.push_back(ev.accuracy);
+        ep_corr.push_back(ev.correlation);
+        if (!cfg.quiet && ev.pairs > 0)
+          std::printf(
+              "epoch %lld  step %6lld  loss %.4f  train acc %.3f  held-out acc %.3f (vs ground "
+              "truth %.3f)  corr %.3f  %.0fs\n",
+              (long long)epoch, (long long)step, loss, train_acc, ev.accuracy, ev.truth_accuracy,
+              rl::printable(ev.correlation, 3), clock.seconds());
+        else if (!cfg.quiet)
+          std::printf(
+              "epoch %lld  step %6lld  loss %.4f  train acc %.3f  (no held-out pairs)  %.0fs\n",
+              (long long)epoch, (long long)step, loss, train_acc, clock.seconds());
+        ls.epoch_loss = ls.epoch_correct = ls.grad_norm = 0;
+        ls.epoch_steps = 0;
+      }
+      const bool last = step == total;
+      if (step == stop_at && !last) {
+        save(step);  // --stop-after: checkpoint and leave, to be resumed
+        if (!cfg.quiet) std::printf("stopped after step %lld (--stop-after)\n", (long long)step);
+        res.step = step;
+        return res;
+      }
+      if (cfg.checkpoint_every > 0 && step % cfg.checkpoint_every == 0 && !last) save(step);
     }
-    const RewardModelEval ev = evaluate_reward_model(rm, tok, heldout);
-    res.evals.push_back(ev);
-    json::Value m = json::Value::object();
-    m.set("epoch", epoch);
-    m.set("step", step);
-    m.set("loss", ep_loss / double(ep_steps));
-    m.set("train_accuracy", ep_train_acc / double(train.size()));
-    m.set("grad_norm", grad_norm);
-    if (ev.pairs > 0) {
-      m.set("heldout_accuracy", ev.accuracy);
-      m.set("heldout_loss", ev.loss);
-    }
-    if (ev.pairs > 0 && ev.has_correlation) {
-      m.set("heldout_correlation", ev.correlation);
-      m.set("heldout_truth_accuracy", ev.truth_accuracy);
-    }
-    m.set("elapsed_seconds", clock.seconds());
-    run.log(m);
-    ep_x.push_back(double(epoch)), ep_acc.push_back(ev.accuracy), ep_corr.push_back(ev.correlation);
-    if (!cfg.quiet && ev.pairs > 0)
-      std::printf(
-          "epoch %lld  step %6lld  loss %.4f  train acc %.3f  held-out acc %.3f (vs ground truth "
-          "%.3f)  corr %.3f  "
-          "%.0fs\n",
-          (long long)epoch, (long long)step, ep_loss / double(ep_steps),
-          ep_train_acc / double(train.size()), ev.accuracy, ev.truth_accuracy,
-          rl::printable(ev.correlation, 3), clock.seconds());
-    else if (!cfg.quiet)
-      std::printf("epoch %lld  step %6lld  loss %.4f  train acc %.3f  (no held-out pairs)  %.0fs\n",
-                  (long long)epoch, (long long)step, ep_loss / double(ep_steps),
-                  ep_train_acc / double(train.size()), clock.seconds());
   }
-  plot::write_line_plot(
-      run.path("accuracy.svg"), "reward model", "epoch", "held-out",
-      {{"pair accuracy", ep_x, ep_acc}, {"correlation with ground truth", ep_x, ep_corr}});
-  save_checkpoint(run.path("checkpoint.safetensors"), rm, nullptr,
-                  checkpoint_metadata(mc, tok, init.run_config, step));
+  res.step = step;
+  res.finished = true;
+  // A finished run resumed ran nothing: its curves and checkpoint are left as they were.
+  if (step > start) {
+    plot::write_line_plot(
+        run.path("accuracy.svg"), "reward model", "epoch", "held-out",
+        {{"pair accuracy", ep_x, ep_acc}, {"correlation with ground truth", ep_x, ep_corr}});
+    save(step);
+  }
   return res;
 }
 

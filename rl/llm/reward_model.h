@@ -26,6 +26,20 @@
 // 3e-4 × 3 epochs and 0.853 / 0.837 for 3e-4 with the decay over 6 epochs); at a constant 1e-3
 // the held-out accuracy swings by ±0.05 from epoch to epoch, which the decay removes
 // (docs/rlhf.md has the measurements).
+//
+// Resume (TRL's resume_from_checkpoint): checkpoint.safetensors holds the reward model, the AdamW
+// state, the step and, as rm_state in its metadata, the loop's state: the sums of the epoch under
+// way (loss, correct train pairs, steps, the last grad norm) and the held-out evaluation before
+// training. It is written every checkpoint_every steps, at --stop-after (after that step's
+// epoch row, when it ends an epoch) and at the end; the final one still loads as a reward model
+// (load_reward_model skips the optimizer state). --resume loads it, drops the metrics rows
+// logged after it, redraws the seeded shuffles (the split's and every epoch's: they draw from
+// the run's generator only) and skips the batches already done; the learning rate is a function
+// of the step. The reward model's dropout masks of step s depend on (seed, s) only. So a run
+// stopped and resumed on the CPU ends with a straight run's weights, AdamW state and metrics
+// rows (tests/rl/test_rm_resume.cpp). --epochs may change on resume as long as the checkpoint's
+// step is within the new total (a decaying schedule is then stretched over the new total from
+// the resumed step on), and --grad-accum may change (the same steps up to float rounding).
 #pragma once
 
 #include <cstdint>
@@ -58,6 +72,9 @@ struct RewardModelConfig {
   double margin = 0.0;                 // BT margin
   double center_coef = 0.01;           // η of the centring term (ALGORITHMS.md §3's 0.01; 0: off)
   double eval_fraction = 0.1;  // fraction of pairs held out (the last ones after a seeded shuffle)
+  int64_t checkpoint_every = 100;  // training checkpoint every N steps (0: at --stop-after, end)
+  bool resume = false;             // continue the run from its checkpoint
+  int64_t stop_after = 0;          // stop after N steps of this invocation (0: run to the end)
   std::string out_dir = "runs";
   std::string name = "reviews-rm";
   uint64_t seed = 0;
@@ -82,10 +99,15 @@ std::vector<double> reward_scores(models::GPT& rm, const models::Tokenizer& tok,
                                   const std::vector<std::string>& prompts,
                                   const std::vector<std::string>& responses, int64_t batch = 64);
 
+// What one invocation did. A resumed run reads its evaluations so far back (the one before
+// training from the checkpoint, the epochs' from metrics.jsonl), so `evals` is always the run's.
 struct RewardModelResult {
   std::string run_dir;
-  std::vector<double> losses;          // per step
+  std::vector<double> losses;          // per step of this invocation
   std::vector<RewardModelEval> evals;  // per epoch, on the held-out pairs (before training first)
+  int64_t start_step = 0;  // the step this invocation started at (0, or the checkpoint's)
+  int64_t step = 0;        // where the run stands after this invocation
+  bool finished = false;   // the run is at its last step (false: --stop-after)
 };
 RewardModelResult train_reward_model(const RewardModelConfig& cfg);
 
