@@ -414,8 +414,10 @@ Value parse_jsonl_line(std::string_view line, const std::string& source_name, si
   return Parser(line, source_name, line_number).parse_document();
 }
 
-std::vector<Value> parse_jsonl(std::string_view text, const std::string& source_name) {
-  std::vector<Value> values;
+void for_each_jsonl_line(std::string_view text,
+                         const std::function<void(std::string_view, size_t)>& fn) {
+  // A UTF-8 byte-order mark (Windows editors write one) is not part of the first line's JSON.
+  if (text.substr(0, 3) == "\xEF\xBB\xBF") text.remove_prefix(3);
   size_t line_number = 0;
   while (!text.empty()) {
     ++line_number;
@@ -424,8 +426,15 @@ std::vector<Value> parse_jsonl(std::string_view text, const std::string& source_
     text = nl == std::string_view::npos ? std::string_view() : text.substr(nl + 1);
     if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
     if (line.find_first_not_of(" \t") == std::string_view::npos) continue;
-    values.push_back(parse_jsonl_line(line, source_name, line_number));
+    fn(line, line_number);
   }
+}
+
+std::vector<Value> parse_jsonl(std::string_view text, const std::string& source_name) {
+  std::vector<Value> values;
+  for_each_jsonl_line(text, [&](std::string_view line, size_t line_number) {
+    values.push_back(parse_jsonl_line(line, source_name, line_number));
+  });
   return values;
 }
 

@@ -22,6 +22,7 @@
 #include <concepts>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <type_traits>
@@ -154,6 +155,11 @@ Value parse(std::string_view text, const std::string& source_name = "");
 
 // Parses one line of a JSONL file; errors read "<source_name>:<line_number>:<column>: ...".
 Value parse_jsonl_line(std::string_view line, const std::string& source_name, size_t line_number);
+
+// Calls fn(line, line_number) for each non-blank line of a JSONL text (numbered from 1 as in
+// the file), without its trailing '\r'; a UTF-8 byte-order mark at the start is skipped.
+void for_each_jsonl_line(std::string_view text,
+                         const std::function<void(std::string_view, size_t)>& fn);
 
 // Parses a whole JSONL text: one value per non-blank line (a trailing '\r' is ignored).
 std::vector<Value> parse_jsonl(std::string_view text, const std::string& source_name = "");

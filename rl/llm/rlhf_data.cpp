@@ -19,20 +19,7 @@ namespace rlft::llm {
 
 std::vector<PreferencePair> parse_preferences(std::string_view text, const std::string& source) {
   std::vector<PreferencePair> out;
-  size_t line_no = 0, pos = 0;
-  // A UTF-8 byte-order mark (Windows editors write one) is not part of the first line's JSON.
-  if (text.substr(0, 3) == "\xEF\xBB\xBF") pos = 3;
-  while (pos <= text.size()) {
-    size_t end = text.find('\n', pos);
-    if (end == std::string_view::npos) end = text.size();
-    std::string_view line = text.substr(pos, end - pos);
-    ++line_no;
-    pos = end + 1;
-    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-    if (line.find_first_not_of(" \t") == std::string_view::npos) {
-      if (end == text.size()) break;
-      continue;
-    }
+  json::for_each_jsonl_line(text, [&](std::string_view line, size_t line_no) {
     const json::Value v = json::parse_jsonl_line(line, source, line_no);
     const std::string where = str(source, ":", line_no, ": ");
     RLFT_CHECK(v.is_object(), where,
@@ -61,8 +48,7 @@ std::vector<PreferencePair> parse_preferences(std::string_view text, const std::
                "\"chosen\" and \"rejected\" are the same text (a pair needs two responses)");
     p.line = int64_t(line_no);
     out.push_back(std::move(p));
-    if (end == text.size()) break;
-  }
+  });
   RLFT_CHECK(!out.empty(), source, ": no preference pairs");
   return out;
 }

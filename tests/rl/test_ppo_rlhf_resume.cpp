@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "checkpoints_equal.h"
 #include "engine/checkpoint.h"
 #include "engine/error.h"
 #include "engine/fs.h"
@@ -88,22 +89,7 @@ void expect_same_metrics(const std::string& a_dir, const std::string& b_dir) {
 
 using rlft::testing::files_of;
 
-// Two checkpoint files: every tensor (weights and "optimizer.*" Adam state) equal bit for bit,
-// and the metadata equal (step, ppo_rlhf_state with β and the streams' counters).
-void expect_same_checkpoint(const std::string& a_path, const std::string& b_path) {
-  Metadata ma, mb;
-  const NamedTensors a = load_tensors(a_path, &ma), b = load_tensors(b_path, &mb);
-  ASSERT_EQ(a.size(), b.size()) << a_path;
-  size_t optimizer_tensors = 0;
-  for (size_t i = 0; i < a.size(); ++i) {
-    ASSERT_EQ(a[i].first, b[i].first) << a_path;
-    optimizer_tensors += a[i].first.rfind("optimizer.", 0) == 0;
-    EXPECT_EQ(to_record(a[i].first, a[i].second).data, to_record(b[i].first, b[i].second).data)
-        << a_path << ": " << a[i].first;
-  }
-  EXPECT_GT(optimizer_tensors, 0u) << a_path << ": no optimizer state";
-  EXPECT_EQ(ma, mb) << a_path;
-}
+using rlft::testing::expect_same_checkpoint;
 
 void copy_file(const std::string& from, const std::string& to) {
   std::filesystem::copy_file(from, to, std::filesystem::copy_options::overwrite_existing);

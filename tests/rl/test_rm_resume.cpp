@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "checkpoints_equal.h"
 #include "engine/checkpoint.h"
 #include "engine/fs.h"
 #include "engine/json.h"
@@ -46,22 +47,7 @@ std::string without_time(const json::Value& row) {
   return out.dump();
 }
 
-// Every tensor (weights and "optimizer.*" AdamW state) of two checkpoints equal bit for bit, and
-// their step and rm_state equal.
-void expect_same_checkpoint(const std::string& a_path, const std::string& b_path) {
-  Metadata ma, mb;
-  const NamedTensors a = load_tensors(a_path, &ma), b = load_tensors(b_path, &mb);
-  ASSERT_EQ(a.size(), b.size());
-  size_t optimizer_tensors = 0;
-  for (size_t i = 0; i < a.size(); ++i) {
-    ASSERT_EQ(a[i].first, b[i].first);
-    optimizer_tensors += a[i].first.rfind("optimizer.", 0) == 0;
-    EXPECT_EQ(a[i].second.to_vector(), b[i].second.to_vector()) << a[i].first;
-  }
-  EXPECT_GT(optimizer_tensors, 0u) << "the checkpoint holds AdamW's state";
-  EXPECT_EQ(ma.at("step"), mb.at("step"));
-  EXPECT_EQ(ma.at("rm_state"), mb.at("rm_state"));
-}
+using rlft::testing::expect_same_checkpoint;
 
 // Two runs' metrics rows equal but their wall time, and their accuracy.svg equal.
 void expect_same_rows(const std::string& a_run, const std::string& b_run, size_t rows) {

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "checkpoints_equal.h"
 #include "engine/checkpoint.h"
 #include "engine/error.h"
 #include "engine/fs.h"
@@ -45,22 +46,7 @@ json::Value without_time(json::Value row) {
 
 using rlft::testing::files_of;
 
-// The tensors (weights and "optimizer.*" Adam state) of two checkpoints, equal bit for bit,
-// and their rrhf_state equal.
-void expect_same_checkpoint(const std::string& a_path, const std::string& b_path) {
-  Metadata ma, mb;
-  const NamedTensors a = load_tensors(a_path, &ma), b = load_tensors(b_path, &mb);
-  ASSERT_EQ(a.size(), b.size());
-  size_t optimizer_tensors = 0;
-  for (size_t i = 0; i < a.size(); ++i) {
-    ASSERT_EQ(a[i].first, b[i].first);
-    optimizer_tensors += a[i].first.rfind("optimizer.", 0) == 0;
-    EXPECT_EQ(a[i].second.to_vector(), b[i].second.to_vector()) << a[i].first;
-  }
-  EXPECT_GT(optimizer_tensors, 0u) << "the checkpoint holds Adam's state";
-  EXPECT_EQ(ma.at("step"), mb.at("step"));
-  EXPECT_EQ(ma.at("rrhf_state"), mb.at("rrhf_state"));
-}
+using rlft::testing::expect_same_checkpoint;
 
 }  // namespace
 

@@ -37,20 +37,7 @@ std::string quoted(const std::string& s) {
 std::vector<PromptResponse> parse_prompt_responses(std::string_view text,
                                                    const std::string& source) {
   std::vector<PromptResponse> out;
-  size_t line_no = 0, pos = 0;
-  // A UTF-8 byte-order mark (Windows editors write one) is not part of the first line's JSON.
-  if (text.substr(0, 3) == "\xEF\xBB\xBF") pos = 3;
-  while (pos <= text.size()) {
-    size_t end = text.find('\n', pos);
-    if (end == std::string_view::npos) end = text.size();
-    std::string_view line = text.substr(pos, end - pos);
-    ++line_no;
-    pos = end + 1;
-    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-    if (line.find_first_not_of(" \t") == std::string_view::npos) {
-      if (end == text.size()) break;
-      continue;
-    }
+  json::for_each_jsonl_line(text, [&](std::string_view line, size_t line_no) {
     const std::string where = str(source, ":", line_no, ": ");
     try {
       models::utf8_decode(line);
@@ -77,8 +64,7 @@ std::vector<PromptResponse> parse_prompt_responses(std::string_view text,
     RLFT_CHECK(!r.as_string().empty(), where, "\"", key, "\" is empty");
     RLFT_CHECK(!trim(r.as_string()).empty(), where, "\"", key, "\" is only whitespace");
     out.push_back({prompt->as_string(), r.as_string(), int64_t(line_no)});
-    if (end == text.size()) break;
-  }
+  });
   RLFT_CHECK(!out.empty(), source,
              ": no examples (expected JSON lines like {\"prompt\": \"…\", \"response\": \"…\"})");
   return out;
