@@ -99,6 +99,12 @@ std::vector<json::Value> RunDir::keep_metrics_through(int64_t step, const std::s
   return kept;
 }
 
+void RunDir::check_resume(const json::Value& now, const std::vector<std::string>& free) const {
+  const std::string ckpt = path("checkpoint.safetensors");
+  RLFT_CHECK(fs::exists(ckpt), ckpt, ": nothing to resume (no checkpoint)");
+  check_resumable(now, free);
+}
+
 void RunDir::check_resumable(const json::Value& now, const std::vector<std::string>& free) const {
   const std::string config_path = path("config.json");
   RLFT_CHECK(fs::exists(config_path), config_path, ": nothing to resume (no config.json)");

@@ -59,6 +59,9 @@ class RunDir {
   // "steps": a longer run). A difference is an error naming the setting and both values; the
   // "algorithm" key, when `now` has one, is compared first (resuming another algorithm's run).
   void check_resumable(const json::Value& now, const std::vector<std::string>& free = {}) const;
+  // An LM trainer's --resume, before anything is loaded: the run has a checkpoint.safetensors
+  // ("<it>: nothing to resume (no checkpoint)") and check_resumable(now, free) holds.
+  void check_resume(const json::Value& now, const std::vector<std::string>& free) const;
 
  private:
   std::string dir_;

@@ -242,10 +242,9 @@ DPOResult train_dpo(const DPOConfig& cfg) {
   DPOResult res;
   res.run_dir = run.dir();
   if (cfg.resume) {
-    RLFT_CHECK(fs::exists(ckpt), ckpt, ": nothing to resume (no checkpoint)");
     // The same pairs, policy and loss as the run was started with; the budget may grow, and
     // --grad-accum may change (the same steps up to float rounding).
-    run.check_resumable(config_json, {"epochs", "max_steps", "grad_accum"});
+    run.check_resume(config_json, {"epochs", "max_steps", "grad_accum"});
     const Metadata meta = load_checkpoint(ckpt, policy, &opt);
     RLFT_CHECK(meta.count("step"), ckpt, ": no step in the checkpoint's metadata");
     start = metadata_int(meta, "step", ckpt);

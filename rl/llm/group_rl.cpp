@@ -527,8 +527,7 @@ GroupRLResult train_group_rl(const GroupRLConfig& cfg_in) {
   int64_t start = 0;
   std::vector<json::Value> kept_metrics;  // metrics.jsonl up to the checkpoint's step
   if (cfg.resume) {
-    RLFT_CHECK(fs::exists(ckpt), ckpt, ": nothing to resume (no checkpoint)");
-    run.check_resumable(config_json, {"steps"});
+    run.check_resume(config_json, {"steps"});
     const Metadata meta = load_checkpoint(ckpt, policy, &opt);
     RLFT_CHECK(meta.count("group_rl_state"), ckpt,
                ": not a group RL training checkpoint (no group_rl_state)");

@@ -296,8 +296,7 @@ PPORLHFResult train_ppo_rlhf(const PPORLHFConfig& cfg) {
   if (cfg.resume) {
     // Everything is read and checked before the run's files change: a refused resume leaves
     // them as they were.
-    RLFT_CHECK(fs::exists(ckpt), ckpt, ": nothing to resume (no checkpoint)");
-    run.check_resumable(config_json, {"steps"});  // the same run; only --steps may grow
+    run.check_resume(config_json, {"steps"});  // the same run; only --steps may grow
     const Metadata meta = load_checkpoint(ckpt, actor, &actor_opt);
     RLFT_CHECK(meta.count("ppo_rlhf_state"), ckpt,
                ": not a PPO-RLHF training checkpoint (no ppo_rlhf_state in its metadata; a run "

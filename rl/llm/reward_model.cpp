@@ -222,10 +222,7 @@ RewardModelResult train_reward_model(const RewardModelConfig& cfg) {
   // may change, checked against the checkpoint's step below; --grad-accum too: the same steps
   // up to float rounding), checked before anything is read or written.
   if (cfg.resume) {
-    const rl::RunDir old(run_dir, false);
-    old.check_resumable(config_json, {"epochs", "grad_accum"});
-    RLFT_CHECK(fs::exists(old.path("checkpoint.safetensors")), old.path("checkpoint.safetensors"),
-               ": nothing to resume (no checkpoint)");
+    rl::RunDir(run_dir, false).check_resume(config_json, {"epochs", "grad_accum"});
   }
   const Device dev = rl::resolve_device(cfg.device);
   std::vector<PreferencePair> pairs = read_preferences(cfg.prefs);

@@ -162,10 +162,7 @@ RRHFResult train_rrhf(const RRHFConfig& cfg) {
   // --resume: the same settings as the run was started with (a longer --steps may continue
   // it), checked before anything is read or written.
   if (cfg.resume) {
-    const rl::RunDir old(run_dir, false);
-    old.check_resumable(config_json, {"steps"});
-    RLFT_CHECK(fs::exists(old.path("checkpoint.safetensors")), old.path("checkpoint.safetensors"),
-               ": nothing to resume (no checkpoint)");
+    rl::RunDir(run_dir, false).check_resume(config_json, {"steps"});
   }
   const Device dev = rl::resolve_device(cfg.device);
   const LoadedModel policy_run = load_policy(cfg.init, dev), ref_run = load_policy(cfg.init, dev);

@@ -329,11 +329,10 @@ SFTResult train_sft(const SFTConfig& cfg_in) {
   plot::Series train_curve{"train (interval mean)", {}, {}}, val_curve{"validation", {}, {}};
   int64_t start = 0;
   if (cfg.resume) {
-    RLFT_CHECK(fs::exists(ckpt), ckpt, ": nothing to resume (no checkpoint)");
     // The same task, model and optimisation as the run was started with; --steps may grow (the
     // cosine schedule then stretches), the stopping rule may change, and so may --grad-accum
     // (the same step up to float rounding; only dropout's draws differ).
-    run.check_resumable(config_json, {"steps", "stop_at_exact_match", "grad_accum"});
+    run.check_resume(config_json, {"steps", "stop_at_exact_match", "grad_accum"});
     const Metadata meta = load_checkpoint(ckpt, model, &opt);
     RLFT_CHECK(meta.count("tokenizer") && json::parse(meta.at("tokenizer")) == tok.to_json(), ckpt,
                ": the checkpoint's tokenizer differs from this task's");
