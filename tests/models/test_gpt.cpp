@@ -4,11 +4,13 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <set>
 
 #include "engine/checkpoint.h"
 #include "engine/fs.h"
 #include "engine/optim.h"
+#include "engine/safetensors.h"
 #include "models/generate.h"
 #include "models/gpt.h"
 #include "test_util.h"
@@ -463,6 +465,81 @@ TEST(GPT, MatchesGoldenLogitsOfANumpyReference) {
       for (int64_t v = 0; v < 7; ++v) real.push_back(logits[size_t((b * 5 + t) * 7 + v)]);
   ASSERT_EQ(real.size(), golden.size());
   for (size_t i = 0; i < real.size(); ++i) EXPECT_NEAR(real[i], golden[i], 1e-10) << i;
+}
+
+// Golden gradients and optimizer steps from PyTorch (tests/data/gpt/torch_reference.safetensors,
+// written by scripts/make_gpt_fixtures.py, whose docstring gives the problem and how to
+// regenerate it): the golden-logits model and batch above, mean next-token cross-entropy over
+// the real positions, PyTorch autograd's gradients of every parameter (the tied embedding gets
+// both its uses), then three steps of clip_grad_norm_(0.4) and torch.optim.AdamW with rlft's
+// decay / no-decay split. Float64 on both sides, so only summation order differs: 1e-10.
+TEST(GPT, MatchesPyTorchGradientsAndAdamWSteps) {
+  const safetensors::File ref = safetensors::load(std::string(RLFT_SOURCE_DIR) +
+                                                  "/tests/data/gpt/torch_reference.safetensors");
+  const auto values = [&](const std::string& name) {
+    const safetensors::TensorRecord& r = ref.at(name);
+    EXPECT_EQ(r.dtype, safetensors::DType::F64) << name;
+    std::vector<double> v(r.data.size() / sizeof(double));
+    std::memcpy(v.data(), r.data.data(), r.data.size());
+    return v;
+  };
+  const auto expect_close = [](const std::vector<double>& got, const std::vector<double>& want,
+                               const std::string& what) {
+    ASSERT_EQ(got.size(), want.size()) << what;
+    for (size_t i = 0; i < got.size(); ++i)
+      EXPECT_NEAR(got[i], want[i], 1e-10) << what << "[" << i << "]";
+  };
+  GPTConfig c;
+  c.vocab_size = 7;
+  c.block_size = 8;
+  c.n_layer = 2;
+  c.n_head = 2;
+  c.n_embd = 8;
+  c.dtype = DType::f64;
+  Generator gen(0);
+  GPT model(c, gen);
+  std::vector<Tensor> params, decay, no_decay;
+  for (auto& [name, p] : model.named_parameters()) {
+    const std::vector<double> w = values("param." + name);
+    ASSERT_EQ(int64_t(w.size()), p.numel()) << name;
+    std::copy(w.begin(), w.end(), p.data<double>());
+    params.push_back(p);
+    (p.dim() >= 2 ? decay : no_decay).push_back(p);
+  }
+  const Tensor tokens =
+      Tensor::from_vector(std::vector<int64_t>{6, 6, 1, 2, 3, 0, 4, 5, 1, 2}, {2, 5});
+  const Tensor mask =
+      Tensor::from_vector(std::vector<double>{0, 0, 1, 1, 1, 1, 1, 1, 1, 1}, {2, 5});
+  // Position t predicts token t + 1 where both are real: 6 of the 10 positions.
+  const Tensor targets =
+      Tensor::from_vector(std::vector<int64_t>{-100, -100, 2, 3, -100, 4, 5, 1, 2, -100}, {10});
+  const auto loss_fn = [&] {
+    return cross_entropy(model.lm_logits(model.forward(tokens, mask)).reshape({10, 7}), targets);
+  };
+
+  optim::AdamW opt_decay(decay, 1e-2, 0.9, 0.99, 1e-8, 0.1);
+  optim::AdamW opt_no_decay(no_decay, 1e-2, 0.9, 0.99, 1e-8, 0.0);
+  std::vector<double> losses, norms;
+  for (int step = 0; step < 3; ++step) {
+    model.zero_grad();
+    const Tensor loss = loss_fn();
+    loss.backward();
+    if (step == 0)
+      for (auto& [name, p] : model.named_parameters())
+        expect_close(p.grad().to_vector(), values("grad." + name), "grad." + name);
+    norms.push_back(optim::clip_grad_norm(params, 0.4));
+    losses.push_back(loss.item());
+    opt_decay.step();
+    opt_no_decay.step();
+  }
+  {
+    NoGradGuard no_grad;
+    losses.push_back(loss_fn().item());
+  }
+  expect_close(losses, values("losses"), "losses");
+  expect_close(norms, values("grad_norms"), "grad_norms");
+  for (auto& [name, p] : model.named_parameters())
+    expect_close(p.to_vector(), values("step3." + name), "step3." + name);
 }
 
 // ---- the same model on a GPU ----------------------------------------------------------------
