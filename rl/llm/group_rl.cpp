@@ -477,6 +477,7 @@ GroupRLResult train_group_rl(const GroupRLConfig& cfg_in) {
   if (!init.run_config.is_null()) cfg.task = sft_config_from_json(init.run_config).task;
   if (cfg.name.empty()) cfg.name = default_group_rl_run_name(cfg);
   const std::unique_ptr<Task> task = make_task(cfg.task);
+  if (cfg.task.data_fingerprint.empty()) cfg.task.data_fingerprint = task->data_fingerprint();
   RLFT_CHECK(
       task->has_verifier(), "--init ", cfg.init, ": a run of task ", task->name(),
       ", which has no verifier: group RL needs a verifiable reward (an arith or jsonl SFT run)");

@@ -271,6 +271,7 @@ SFTResult train_sft(const SFTConfig& cfg_in) {
     }
   }
   const std::unique_ptr<Task> task = make_task(cfg.task);
+  if (cfg.task.data_fingerprint.empty()) cfg.task.data_fingerprint = task->data_fingerprint();
   const models::Tokenizer tok = models::Tokenizer::make(cfg.tokenizer, task->alphabet());
   const models::GPTConfig mc = model_config(cfg, tok.vocab_size());
   const std::vector<Example>& train = task->examples(Split::train);

@@ -218,8 +218,11 @@ TEST_F(DPORun, StoppedAndResumedRunReportsEachInvocation) {
   // Every row is the straight run's, but its wall time: step 8's averages steps 7 and 8 though
   // the second invocation stopped between them (the checkpoint keeps the window's sums).
   for (size_t i = 0; i < a.size() && i < b.size(); ++i)
-    for (const auto& [k, v] : a[i].as_object())
-      if (k != "elapsed_seconds") EXPECT_EQ(b[i].at(k), v) << "row " << i << " key " << k;
+    for (const auto& [k, v] : a[i].as_object()) {
+      if (k != "elapsed_seconds") {
+        EXPECT_EQ(b[i].at(k), v) << "row " << i << " key " << k;
+      }
+    }
 }
 
 // With dropout in the policy (an SFT run with dropout 0.1) a stopped and resumed run takes the

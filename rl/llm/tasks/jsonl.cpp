@@ -89,7 +89,7 @@ JsonlTask::JsonlTask(const TaskConfig& cfg) : source_(cfg.data) {
   } catch (const Error& e) {
     throw Error(str("jsonl: --data: ", e.what()));
   }
-  fingerprint_ = data_fingerprint(text);
+  fingerprint_ = llm::data_fingerprint(text);
   RLFT_CHECK(cfg.data_fingerprint.empty() || cfg.data_fingerprint == fingerprint_, cfg.data,
              ": changed since the run was trained: fingerprint ", fingerprint_, ", recorded ",
              cfg.data_fingerprint);

@@ -62,8 +62,8 @@ class JsonlTask : public Task {
   SampleMetrics sample_metrics(const std::vector<std::string>& prompts,
                                const std::vector<std::string>& responses) const override;
 
-  // data_fingerprint() of the file as read.
-  const std::string& fingerprint() const { return fingerprint_; }
+  // data_fingerprint(bytes) of the file as read.
+  std::string data_fingerprint() const override { return fingerprint_; }
   // Whether `prompt` is one of the file's (score() judges only those).
   bool has_prompt(const std::string& prompt) const { return references_.count(prompt) > 0; }
 

@@ -4,7 +4,6 @@
 #include <set>
 
 #include "engine/error.h"
-#include "engine/fs.h"
 #include "engine/rng.h"
 #include "rl/llm/tasks/arith.h"
 #include "rl/llm/tasks/jsonl.h"
@@ -87,9 +86,7 @@ void set_task_keys(json::Value& v, const TaskConfig& c) {
   v.set("chunk", c.chunk);
   // Only jsonl runs have the key, so the config.json of every other run reads as before (and a
   // resume compares the same keys).
-  if (c.task == "jsonl")
-    v.set("data_fingerprint", c.data_fingerprint.empty() ? data_fingerprint(fs::read_file(c.data))
-                                                         : c.data_fingerprint);
+  if (c.task == "jsonl") v.set("data_fingerprint", c.data_fingerprint);
 }
 
 TaskConfig task_config_from_json(const json::Value& v) {

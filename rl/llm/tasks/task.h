@@ -53,8 +53,8 @@ struct TaskConfig {
 
 // TaskConfig as keys of a run's config.json (named like the CLI flags, '_' for '-'), so that
 // every LM run (SFT, RLHF, group RL) records its task the same way and `rlft lm eval` finds it.
-// A jsonl task also gets "data_fingerprint": c.data_fingerprint, or when that is empty the
-// fingerprint of the file at c.data now (read here: call it after make_task(c) has checked it).
+// A jsonl task also gets "data_fingerprint": c.data_fingerprint (a trainer fills it from its
+// Task's data_fingerprint() once make_task has read the file).
 void set_task_keys(json::Value& obj, const TaskConfig& c);
 // Reads those keys; absent keys keep their defaults (no "data_fingerprint": "", not checked).
 TaskConfig task_config_from_json(const json::Value& v);
@@ -79,6 +79,8 @@ class Task {
   // empty when the task has none.
   virtual SampleMetrics sample_metrics(const std::vector<std::string>& prompts,
                                        const std::vector<std::string>& responses) const;
+  // The fingerprint of the data file the task was read from (jsonl), "" for generated tasks.
+  virtual std::string data_fingerprint() const { return {}; }
 };
 
 std::unique_ptr<Task> make_task(const TaskConfig& cfg);
