@@ -1,6 +1,7 @@
 // AVX2+FMA kernels of the CPU GEMM (the manual is at the top of gemm.cpp). The kernel bodies are
 // in gemm_kernels.h; this file supplies the vector type and the block sizes, and compiles them
-// with `#pragma GCC target` (the library itself is built without -march flags).
+// with `#pragma GCC target` (Clang: `#pragma clang attribute`), so the library itself is built
+// without -march flags.
 //
 // 16 ymm registers: packed tile 6 x 16 (12 accumulators + 2 B vectors + 1 broadcast), unpacked
 // 6 x 16, dot 4 x 2. Blocks: KC = 384, NB = 384 (576 KiB of packed B: L2), MB = 3072.
@@ -10,15 +11,22 @@
 // GCC 12 reports the intrinsics' internal _mm*_undefined_*() as uninitialized (GCC PR 105593).
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wuninitialized"
+#if !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 #include <immintrin.h>
 
 #include <cstdint>
 
 #include "kernels/cpu/gemm_kernels.h"
 
+// GCC takes the target from its pragma; Clang ignores that one and takes its own.
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx2,fma"))), apply_to = function)
+#else
 #pragma GCC push_options
 #pragma GCC target("avx2,fma")
+#endif
 
 namespace rlft::kernels::gemm_avx2 {
 
@@ -126,7 +134,11 @@ struct Params {
 #include "kernels/cpu/gemm_kernels.h"
 #undef RLFT_GEMM_NS
 
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
 #pragma GCC pop_options
+#endif
 
 namespace rlft::kernels::gemm_detail {
 const GemmKernels& gemm_kernels_avx2() {

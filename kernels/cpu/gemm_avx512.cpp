@@ -1,6 +1,7 @@
 // AVX-512 kernels of the CPU GEMM (the manual is at the top of gemm.cpp). The kernel bodies are
 // in gemm_kernels.h; this file supplies the vector type and the block sizes, and compiles them
-// with `#pragma GCC target` (the library itself is built without -march flags).
+// with `#pragma GCC target` (Clang: `#pragma clang attribute`), so the library itself is built
+// without -march flags.
 //
 // Tiles: packed 12 x 32 (24 zmm accumulators), unpacked 6 x 64 (24), dot 4 x 4 (16).
 // Blocks for Zen 4 / Skylake-X: KC = 384 (a 12 x 384 A micro-panel is 18 KiB: L1),
@@ -11,15 +12,23 @@
 // GCC 12 reports the intrinsics' internal _mm*_undefined_*() as uninitialized (GCC PR 105593).
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wuninitialized"
+#if !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 #include <immintrin.h>
 
 #include <cstdint>
 
 #include "kernels/cpu/gemm_kernels.h"
 
+// GCC takes the target from its pragma; Clang ignores that one and takes its own.
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx512f,avx512vl,avx2,fma"))), \
+                             apply_to = function)
+#else
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512vl,avx2,fma")
+#endif
 
 namespace rlft::kernels::gemm_avx512 {
 
@@ -140,7 +149,11 @@ struct Params {
 #include "kernels/cpu/gemm_kernels.h"
 #undef RLFT_GEMM_NS
 
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
 #pragma GCC pop_options
+#endif
 
 namespace rlft::kernels::gemm_detail {
 const GemmKernels& gemm_kernels_avx512() {

@@ -268,7 +268,11 @@ DPOResult train_dpo(const DPOConfig& cfg) {
   rl::Stopwatch clock;
   // π_ref's log-probs, once (ALGORITHMS.md §5). Kept aligned with `train` by shuffling indices.
   const auto [ref_c, ref_r] = cache_ref(ref, tok, train);
-  const auto [ref_hc, ref_hr] = cache_ref(ref, tok, heldout);
+  // Plain references, not a structured binding: the evaluation lambda captures them (Clang
+  // before 16 cannot capture a structured binding).
+  const auto heldout_ref = cache_ref(ref, tok, heldout);
+  const std::vector<double>& ref_hc = heldout_ref.first;
+  const std::vector<double>& ref_hr = heldout_ref.second;
   const DType dt = policy.config().dtype;
 
   auto evaluate = [&](int64_t step, json::Value& m) {
