@@ -99,7 +99,7 @@ LoadedModel load_model(const std::string& path, Device device) {
   RLFT_CHECK(fs::exists(out.path), out.path,
              ": no checkpoint there (expected a run directory or a .safetensors file)");
   Metadata meta;
-  load_tensors(out.path, &meta);  // metadata first: it says how to build the model
+  const NamedTensors stored = load_tensors(out.path, &meta);  // metadata: how to build the model
   for (const char* key : {"model_config", "tokenizer"})
     RLFT_CHECK(meta.count(key), out.path, ": metadata has no \"", key,
                "\" (not an rlft GPT checkpoint)");
@@ -122,6 +122,15 @@ LoadedModel load_model(const std::string& path, Device device) {
   if (meta.count("run_config"))
     out.run_config = json::parse(meta["run_config"], out.path + ":run_config");
   if (meta.count("step")) out.step = metadata_int(meta, "step", out.path);
+  // The weights the file holds must be as many as the config's model has before that model is
+  // built: a corrupt or hand-edited model_config of a small file could otherwise take minutes
+  // and gigabytes to build before load_checkpoint names the first wrong shape.
+  double stored_weights = 0;
+  for (const auto& [name, t] : stored)
+    if (name.rfind("optimizer.", 0) != 0) stored_weights += double(t.numel());
+  RLFT_CHECK(stored_weights == cfg.parameter_count(), out.path, ": its tensors hold ",
+             int64_t(stored_weights), " weights but its model_config (", describe_model(cfg),
+             ") has ", int64_t(cfg.parameter_count()), " (a corrupt or hand-edited checkpoint)");
   Generator gen(0);
   out.model = std::make_shared<models::GPT>(cfg, gen);
   out.model->to(device);  // load_checkpoint copies each tensor onto its parameter's device

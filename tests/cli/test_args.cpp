@@ -77,12 +77,15 @@ TEST(ArgsTakeUnwritten, AValueOfTheWrongTypeNamesTheFileTheSettingAndTheOption) 
       {R"({"env_id": 3})", "setting 'env_id' is 3, not a value of --env (like CartPole-v1)"},
       {R"({"lr": null})", "setting 'lr' is null, not a value of --lr"},
   };
-  for (const auto& [text, expect] : cases) {
+  for (const auto& c : cases) {
+    const auto& [text, expect] = c;
+    const std::string& json_text =
+        text;  // a lambda below reads it (no structured binding: Clang 14)
     Settings s;
     Args a = bind(s);
     parse(a, {});
     const std::string e = rlft::testing::error_of(
-        [&] { a.take_unwritten(json::parse(text), "runs/x/config.json", {}); });
+        [&] { a.take_unwritten(json::parse(json_text), "runs/x/config.json", {}); });
     EXPECT_EQ(e.rfind("runs/x/config.json: " + expect, 0), 0u) << text << "\n" << e;
   }
   Settings s;

@@ -148,6 +148,18 @@ TEST_F(CliBadInputRun, CheckpointModelConfigIsCheckedAndNamesTheFile) {
                heads +
                    ": metadata model_config: gpt: n_embd (32) must be a positive multiple of "
                    "n_head (3)");
+  // Within the limits but not what the file holds: refused from the tensors' count before the
+  // model is built (building it first took 2 min and 9.5 GB before the shape check named
+  // 'wte.weight'). The file: (V 32 + T 64)·C 32 + one block 12·32² + 13·32 + 2·32 = 15,840; the
+  // config at C 4096, 10 layers: 96·4096 + 10·(12·4096² + 13·4096) + 2·4096 = 2,014,199,808.
+  mc = rlft::json::parse(meta.at("model_config"));
+  mc.set("n_embd", int64_t(4096));
+  mc.set("n_layer", int64_t(10));
+  const std::string wide = with_metadata("wide", "model_config", mc.dump());
+  expect_error("lm sample --run " + wide,
+               wide +
+                   ": its tensors hold 15840 weights but its model_config (n_layer 10, n_head 2, "
+                   "n_embd 4096, block_size 64, vocab_size 32, tie_weights true) has 2014199808");
   const std::string tok = with_metadata("tok", "tokenizer", R"({"kind":"words"})");
   expect_error("lm eval --run " + tok, tok + ": metadata tokenizer: tokenizer: unknown kind");
 }

@@ -269,7 +269,7 @@ TEST(CudaOps, UnaryOpsMatchTheCpuForwardAndBackward) {
       for (const auto& [name, f] : ops) {
         check_op(
             name + " n=" + std::to_string(n) + " " + dtype_name(dt), {x},
-            [&f](const std::vector<Tensor>& in) { return f(in[0]); }, /*atol_scale=*/10);
+            [&op = f](const std::vector<Tensor>& in) { return op(in[0]); }, /*atol_scale=*/10);
       }
     }
   }
@@ -308,7 +308,7 @@ TEST(CudaOps, BinaryOpsBroadcastLikeTheCpu) {
       for (const auto& [name, f] : ops) {
         check_op(
             name + " " + sa.to_string() + " " + sb.to_string() + " " + dtype_name(dt), {a, b},
-            [&f](const std::vector<Tensor>& in) { return f(in[0], in[1]); }, 10);
+            [&op = f](const std::vector<Tensor>& in) { return op(in[0], in[1]); }, 10);
       }
     }
   }

@@ -135,7 +135,8 @@ Tensor sample(const Shape& shape, Domain d, Generator& gen, int which) {
 }
 
 TEST_P(GradCheck, MatchesFiniteDifferences) {
-  const auto [index, layout] = GetParam();
+  const auto [index, layout_param] = GetParam();
+  const Layout layout = layout_param;  // captured by the lambda below (Clang 14: no bindings)
   const GradCase& c = cases()[index];
   Generator gen(42 + index);
   std::vector<Tensor> leaves;
