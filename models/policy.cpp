@@ -136,6 +136,27 @@ std::string describe(const PolicyConfig& c) {
   return v.dump();
 }
 
+double parameter_count(const PolicyConfig& c) {
+  // An MLP over `sizes`: a weight matrix and a bias per layer.
+  const auto mlp = [](std::vector<int64_t> sizes) {
+    double n = 0;
+    for (size_t i = 0; i + 1 < sizes.size(); ++i)
+      n += double(sizes[i]) * double(sizes[i + 1]) + double(sizes[i + 1]);
+    return n;
+  };
+  std::vector<int64_t> trunk = {c.obs_dim};
+  trunk.insert(trunk.end(), c.hidden.begin(), c.hidden.end());
+  const int64_t last = c.hidden.empty() ? c.obs_dim : c.hidden.back();
+  const auto with = [](std::vector<int64_t> sizes, int64_t out) {
+    sizes.push_back(out);
+    return sizes;
+  };
+  const double heads =
+      c.shared_trunk ? mlp(trunk) + mlp({last, c.num_actions}) + (c.critic ? mlp({last, 1}) : 0)
+                     : mlp(with(trunk, c.num_actions)) + (c.critic ? mlp(with(trunk, 1)) : 0);
+  return heads + (!c.discrete && !c.fixed_std ? double(c.num_actions) : 0);
+}
+
 PolicyConfig parse_policy_config(const std::string& text, const std::string& source) {
   const std::string what = source + ": metadata policy";
   json::Value v;

@@ -74,6 +74,9 @@ class ActorCritic : public nn::Module {
 
 // A description of the architecture for checkpoint metadata (JSON text).
 std::string describe(const PolicyConfig& config);
+// The learned weights of ActorCritic(config), counted without building it (a loader compares a
+// file's tensors with it before building a model from the file's metadata).
+double parameter_count(const PolicyConfig& config);
 // Hidden sizes a policy may have: each layer at most kMaxHidden units and at most
 // kMaxLayerWeights weights between two hidden layers, so a typo such as --hidden 1000000 is an
 // error naming `what` (e.g. "ppo: --hidden"), not an allocation failure.

@@ -22,7 +22,9 @@ EvalResult evaluate_run(const std::string& run_dir, int64_t episodes, uint64_t s
   RLFT_CHECK(fs::exists(path), "eval: no policy at ", path,
              " (train a run first: rlft train ppo --name …)");
   Metadata md;
-  load_tensors(path, &md);  // the weights are checked (finite too) by load_checkpoint below
+  // The weights are checked (names, shapes, finite) by load_checkpoint below; here only their
+  // count, before a policy is built from the metadata.
+  const NamedTensors stored = load_tensors(path, &md);
   RLFT_CHECK(md.count("policy") && md.count("env_id"), path,
              ": not an rlft policy (metadata lacks policy/env_id)");
   const models::PolicyConfig pc = models::parse_policy_config(md.at("policy"), path);
@@ -40,6 +42,13 @@ EvalResult evaluate_run(const std::string& run_dir, int64_t episodes, uint64_t s
              path, ": the policy's actions (", pc.discrete ? "discrete, " : "continuous, ",
              pc.num_actions, ") do not fit ", md.at("env_id"), "'s action space ",
              space.to_string());
+  // A corrupt or hand-edited architecture (many wide hidden layers) must not take gigabytes to
+  // build before the shapes are compared.
+  double stored_weights = 0;
+  for (const auto& [name, t] : stored) stored_weights += double(t.numel());
+  RLFT_CHECK(stored_weights == models::parameter_count(pc), path, ": its tensors hold ",
+             int64_t(stored_weights), " weights but its metadata policy describes ",
+             int64_t(models::parameter_count(pc)), " (a corrupt or hand-edited policy file)");
   Generator gen(seed);
   models::ActorCritic policy(pc, gen);
   load_checkpoint(path, policy);

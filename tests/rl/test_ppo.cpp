@@ -11,6 +11,7 @@
 #include "engine/cuda.h"
 #include "engine/fs.h"
 #include "engine/json.h"
+#include "models/policy.h"
 #include "rl/eval.h"
 #include "rl/plot.h"
 #include "rl/ppo.h"
@@ -343,6 +344,34 @@ std::string eval_error(const std::string& name,
   return error_of([&] { evaluate_run(dir, 2, 0, true); });
 }
 
+// parameter_count(config), which the loader compares with a file's tensors, counts what the
+// constructor builds, for every kind of policy.
+TEST(Eval, ParameterCountIsWhatThePolicyHas) {
+  std::vector<models::PolicyConfig> configs;
+  for (bool discrete : {true, false})
+    for (bool shared : {false, true})
+      for (bool critic : {true, false})
+        for (bool fixed_std : {false, true})
+          for (const std::vector<int64_t>& hidden :
+               {std::vector<int64_t>{7}, std::vector<int64_t>{5, 3},
+                std::vector<int64_t>{4, 6, 2}}) {
+            models::PolicyConfig c;
+            c.obs_dim = 3;
+            c.num_actions = 2;
+            c.discrete = discrete;
+            c.shared_trunk = shared;
+            c.critic = critic;
+            c.fixed_std = fixed_std;
+            c.hidden = hidden;
+            configs.push_back(c);
+          }
+  for (const models::PolicyConfig& c : configs) {
+    Generator gen(0);
+    const models::ActorCritic policy(c, gen);
+    EXPECT_EQ(models::parameter_count(c), double(policy.num_parameters())) << models::describe(c);
+  }
+}
+
 TEST(Eval, DamagedPolicyFilesAreClearErrors) {
   const std::string dir =
       (std::filesystem::temp_directory_path() / "rlft_test_runs" / "eval_damaged_").string();
@@ -373,6 +402,16 @@ TEST(Eval, DamagedPolicyFilesAreClearErrors) {
              R"({"obs_dim":4,"discrete":true,"num_actions":2,"hidden":[0],"activation":"tanh"})";
        },
        "metadata policy.hidden: layer size 0 is not in [1, 65536]"},
+      // One hidden layer more than the file holds: refused by the weight count before a policy
+      // is built (stored: actor 4·64+64 + 64·64+64 + 64·2+2 = 4610, critic 4545; described:
+      // actor 8770, critic 8705), so a description of many wide layers cannot fill memory first.
+      {"more_layers",
+       [](Metadata& m, NamedTensors&) {
+         m["policy"] =
+             R"({"obs_dim":4,"discrete":true,"num_actions":2,"hidden":[64,64,64],"activation":"tanh"})";
+       },
+       "/policy.safetensors: its tensors hold 9155 weights but its metadata policy describes "
+       "17475"},
       {"unknown_env", [](Metadata& m, NamedTensors&) { m["env_id"] = "Nope-v0"; },
        "/policy.safetensors: metadata env_id: make_env: unknown environment 'Nope-v0'"},
       {"action_space",
