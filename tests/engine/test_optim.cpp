@@ -81,6 +81,23 @@ TEST(Optim, AdamWDecouplesDecayAndAdamAddsL2) {
   EXPECT_NEAR(val(q), 0.9, 1e-6);
 }
 
+// With a gradient as well as a decay, and θ ≠ 1 (so wd·θ ≠ wd): θ = 3, g = −0.15, lr 0.1, wd 0.1.
+// Adam (L2): g' = g + wd·θ = 0.15 > 0; Adam's first step is lr·g'/(|g'| + eps) → θ = 2.9.
+// AdamW (PyTorch order: decay first, then the Adam step): θ = 3·(1 − 0.01) + 0.1 = 3.07
+// (decaying after the step would give 3.1·0.99 = 3.069).
+TEST(Optim, WeightDecayWithAGradientByHand) {
+  Tensor q = param(3);
+  optim::Adam adam({q}, 0.1, 0.9, 0.999, 1e-8, 0.1);
+  set_grad(q, -0.15);
+  adam.step();
+  EXPECT_NEAR(val(q), 3 - 0.1 * 0.15 / (0.15 + 1e-8), 1e-12);
+  Tensor p = param(3);
+  optim::AdamW adamw({p}, 0.1, 0.9, 0.999, 1e-8, 0.1);
+  set_grad(p, -0.15);
+  adamw.step();
+  EXPECT_NEAR(val(p), 3 * 0.99 + 0.1 * 0.15 / (0.15 + 1e-8), 1e-12);
+}
+
 TEST(Optim, StateRoundTrip) {
   Tensor p = param(1), q = param(1);
   optim::Adam a({p}, 0.1), b({q}, 0.1);
@@ -135,6 +152,24 @@ TEST(Optim, Schedules) {
   EXPECT_NEAR(cos.at(7), 0.5, 1e-12);  // halfway through the cosine
   EXPECT_NEAR(cos.at(12), 0.0, 1e-12);
   EXPECT_THROW(optim::LRSchedule::parse("step"), Error);
+}
+
+// Schedules that end above zero (e.g. --min-lr-ratio): they decay to end_lr, not to 0.
+// linear 1 → 0.2 over 10: lr(5) = 1 + (0.2 − 1)·0.5 = 0.6. cosine 1 → 0.2, warmup 2, total 12:
+// lr = 0.2 + 0.5·0.8·(1 + cos(π·(s − 2)/10)): lr(4) = 0.2 + 0.4·(1 + cos(0.2π)), lr(7) = 0.6.
+TEST(Optim, SchedulesDecayToANonZeroEnd) {
+  optim::LRSchedule lin{optim::LRSchedule::Kind::linear, 1.0, 0.2, 0, 10};
+  EXPECT_DOUBLE_EQ(lin.at(0), 1.0);
+  EXPECT_NEAR(lin.at(5), 0.6, 1e-12);
+  EXPECT_NEAR(lin.at(10), 0.2, 1e-12);
+  EXPECT_NEAR(lin.at(20), 0.2, 1e-12);  // stays at the end past the total
+  optim::LRSchedule cos{optim::LRSchedule::Kind::cosine, 1.0, 0.2, 2, 12};
+  EXPECT_DOUBLE_EQ(cos.at(0), 0.5);  // warmup is to base_lr, independent of end_lr
+  EXPECT_DOUBLE_EQ(cos.at(2), 1.0);
+  EXPECT_NEAR(cos.at(4), 0.2 + 0.4 * (1 + std::cos(0.2 * M_PI)), 1e-12);
+  EXPECT_NEAR(cos.at(7), 0.6, 1e-12);
+  EXPECT_NEAR(cos.at(12), 0.2, 1e-12);
+  EXPECT_NEAR(cos.at(50), 0.2, 1e-12);
 }
 
 TEST(Nn, ParameterNamesAndCounts) {

@@ -172,6 +172,22 @@ TEST(Autograd, ThroughViewsAndBroadcasts) {
   EXPECT_EQ(V(a.grad()), std::vector<double>({0, 2, 0, 2}));
 }
 
+// The kink conventions of ops.h: clamp's gradient is 0 only OUTSIDE [lo, hi] (at a bound it
+// passes, as torch.clamp's does); maximum and minimum send the gradient of a tie to a.
+TEST(Autograd, ClampBoundsAndMinMaxTiesFollowOpsH) {
+  Tensor x = F({-1, -0.5, 0, 0.5, 1}, {5}).set_requires_grad();
+  sum(clamp(x, -0.5, 0.5)).backward();
+  EXPECT_EQ(V(x.grad()), std::vector<double>({0, 1, 1, 1, 0}));
+  Tensor a = F({1, 2, 3}, {3}).set_requires_grad(), b = F({1, 1, 4}, {3}).set_requires_grad();
+  sum(maximum(a, b)).backward();
+  EXPECT_EQ(V(a.grad()), std::vector<double>({1, 1, 0}));  // tie at 0 → a
+  EXPECT_EQ(V(b.grad()), std::vector<double>({0, 0, 1}));
+  Tensor c = F({1, 2, 3}, {3}).set_requires_grad(), d = F({1, 1, 4}, {3}).set_requires_grad();
+  sum(minimum(c, d)).backward();
+  EXPECT_EQ(V(c.grad()), std::vector<double>({1, 0, 1}));  // tie at 0 → a
+  EXPECT_EQ(V(d.grad()), std::vector<double>({0, 1, 0}));
+}
+
 TEST(Autograd, DetachNoGradAndRetainGraph) {
   Tensor x = F({3}, {1}).set_requires_grad();
   EXPECT_FALSE(mul(x.detach(), 2.0).requires_grad());

@@ -844,6 +844,25 @@ TEST(RatioClip, MatchesUnfusedReferenceEveryMode) {
   EXPECT_GT(with_dual, cases / 8);
 }
 
+// The mask is a weight m ≥ 0 (ratio_clip.h), not only a 0/1 flag: with fractional weights the
+// forward weights each token's loss, its count and its statistics by m, and the backward must
+// weight each token's gradient by the same m (the reference differentiates its own forward).
+TEST(RatioClip, FractionalMaskWeightsScaleLossAndGradient) {
+  std::mt19937_64 rng(21);
+  const double weights[] = {0.25, 0.5, 1.5, 3.0};
+  int cases = 0;
+  for (const ClipOptions& o : rlft::test::every_ratio_clip_mode()) {
+    if (!o.with_mask) continue;
+    ClipProblem P = random_clip(rng, 3, 7, o);
+    for (size_t k = 0; k < P.mask.size(); ++k)
+      if (P.mask[k] != 0.0) P.mask[k] = weights[k % 4];
+    expect_clip_matches<double>(P, 1e-12);
+    if (HasFailure()) return;
+    ++cases;
+  }
+  EXPECT_GT(cases, 50);
+}
+
 // Central finite differences in double of the kernel's own loss against its backward. The
 // generator keeps every ratio ≥ 10% away from each kink, h = 1e-6 in the log-prob.
 TEST(RatioClip, BackwardMatchesFiniteDifferences) {

@@ -38,6 +38,29 @@ TEST(PPO, CartPoleFastPresetSolves) {
   EXPECT_LE(r.steps_to_threshold, 100000);
 }
 
+// The defaults are CleanRL ppo.py's (ALGORITHMS.md §2, "Reference defaults").
+TEST(PPO, DefaultsAreCleanRLs) {
+  const PPOConfig c;
+  EXPECT_EQ(c.num_envs, 4);
+  EXPECT_EQ(c.num_steps, 128);
+  EXPECT_EQ(c.learning_rate, 2.5e-4);
+  EXPECT_TRUE(c.anneal_lr);
+  EXPECT_EQ(c.gamma, 0.99);
+  EXPECT_EQ(c.gae_lambda, 0.95);
+  EXPECT_EQ(c.num_minibatches, 4);
+  EXPECT_EQ(c.update_epochs, 4);
+  EXPECT_TRUE(c.norm_adv);
+  EXPECT_EQ(c.loss, "clip");
+  EXPECT_EQ(c.clip_coef, 0.2);
+  EXPECT_TRUE(c.clip_vloss);
+  EXPECT_EQ(c.ent_coef, 0.01);
+  EXPECT_EQ(c.vf_coef, 0.5);
+  EXPECT_EQ(c.max_grad_norm, 0.5);
+  EXPECT_EQ(c.adam_eps, 1e-5);
+  EXPECT_EQ(c.hidden, "64,64");
+  EXPECT_EQ(c.activation, "tanh");
+}
+
 TEST(PPO, SameSeedSameMetrics) {
   PPOConfig c;
   c.total_steps = 4 * 128 * 3;
@@ -108,6 +131,112 @@ TEST(PPO, ContinuousAndPenaltySmoke) {
   ASSERT_EQ(rp.updates.size(), 2u);
   EXPECT_DOUBLE_EQ(rp.updates[0].kl_beta, 0.5);
   EXPECT_DOUBLE_EQ(rp.updates[1].kl_beta, 0.25);
+}
+
+// PPO-penalty's adaptive β (ALGORITHMS.md §2): after each update, KL > 1.5·target → β ×= 2,
+// KL < target/1.5 → β /= 2, otherwise unchanged. With one epoch and no early stop the KL the
+// rule reads is the update's logged approx_kl (k3, mean over its minibatches), so every
+// update's β follows from the previous one and that KL. The first update does not depend on
+// the target (same seed, same initial β), so targets are placed around its KL k: k/1.2 and
+// k·1.2 put k inside the dead band on either side (β stays 1), near both thresholds.
+TEST(PPO, PenaltyBetaFollowsTheAdaptiveRule) {
+  auto run = [](double target) {
+    PPOConfig p;
+    p.loss = "penalty";
+    p.update_epochs = 1;
+    p.target_kl = 0;
+    p.kl_target = target;
+    p.total_steps = 4 * 128 * 4;
+    p.quiet = true;
+    return train_ppo(p);
+  };
+  const double k = run(1.0).updates.at(0).approx_kl;
+  ASSERT_GT(k, 0);
+  for (double target : {1e-3 * k, k / 1.2, k * 1.2, 1.0}) {
+    const PPOResult r = run(target);
+    ASSERT_EQ(r.updates.size(), 4u);
+    EXPECT_EQ(r.updates[0].approx_kl, k);
+    double beta = 1.0;  // PPOConfig::kl_beta
+    for (const PPOUpdate& u : r.updates) {
+      if (u.approx_kl > 1.5 * target)
+        beta *= 2;
+      else if (u.approx_kl < target / 1.5)
+        beta /= 2;
+      EXPECT_DOUBLE_EQ(u.kl_beta, beta)
+          << "target " << target << " update " << u.update << " approx_kl " << u.approx_kl;
+    }
+    if (target == 1e-3 * k) {
+      EXPECT_DOUBLE_EQ(r.updates[0].kl_beta, 2.0);  // doubled
+    }
+    if (target == k / 1.2 || target == k * 1.2) {
+      EXPECT_DOUBLE_EQ(r.updates[0].kl_beta, 1.0);
+    }
+  }
+}
+
+// PPO-penalty's policy loss is −mean(r·A) + β·mean(k3), k3 = (r − 1) − log r, on the same
+// ratios whose k3 the fused op reports as approx_kl. With normalised advantages (mean 0 per
+// minibatch, mean A² < 1) Cauchy–Schwarz bounds the first term: |mean(r·A)| = |mean((r − 1)·A)|
+// ≤ √mean((r − 1)²) ≈ √(2·k3) for small log-ratios, and averaging over minibatches keeps the
+// bound (√ is concave). So the logged pg_loss is β·approx_kl within 2·√approx_kl (β = 1e4
+// makes the β·k3 term dominate while the float rounding of the penalty's k3, ~β·6e-8 per token,
+// stays well inside the bound).
+TEST(PPO, PenaltyLossIsBetaTimesK3PlusTheSurrogate) {
+  PPOConfig p;
+  p.loss = "penalty";
+  p.kl_beta = 1e4;
+  p.update_epochs = 2;
+  p.total_steps = 4 * 128;
+  p.quiet = true;
+  const PPOResult r = train_ppo(p);
+  ASSERT_EQ(r.updates.size(), 1u);
+  const PPOUpdate& u = r.updates[0];
+  ASSERT_GT(u.approx_kl, 0);
+  EXPECT_LT(u.approx_kl, 1e-4);  // small ratios: the bound's regime
+  EXPECT_NEAR(u.pg_loss, 1e4 * u.approx_kl, 2 * std::sqrt(u.approx_kl))
+      << "approx_kl " << u.approx_kl << " approx_kl_k1 " << u.approx_kl_k1;
+}
+
+// The clipped value loss is 0.5·mean(max((V − R)², (V_old + clip(V − V_old, ±ε) − R)²)) (CleanRL,
+// ALGORITHMS.md §2): never below the unclipped one. One rollout, one minibatch, two epochs: the
+// first epoch sees V = V_old (both losses and their gradients agree), so the clipped and the
+// unclipped runs take the same first step and evaluate the same V in the second epoch, where a
+// small ε (0.01) and a large learning rate make the clip bind: the clipped run's logged value
+// loss (the mean of both epochs) is strictly the larger, its policy loss the same.
+TEST(PPO, ClippedValueLossIsTheMaximumOfBothTerms) {
+  auto run = [](bool clip_vloss) {
+    PPOConfig c;
+    c.total_steps = 4 * 128;
+    c.update_epochs = 2;
+    c.num_minibatches = 1;
+    c.clip_coef = 0.01;
+    c.learning_rate = 1e-2;
+    c.clip_vloss = clip_vloss;
+    c.quiet = true;
+    return train_ppo(c).updates.at(0);
+  };
+  const PPOUpdate clipped = run(true), plain = run(false);
+  EXPECT_NEAR(clipped.pg_loss, plain.pg_loss, 1e-5 * (1 + std::abs(plain.pg_loss)));
+  EXPECT_GT(clipped.v_loss, plain.v_loss * (1 + 1e-3))
+      << "clipped " << clipped.v_loss << " plain " << plain.v_loss;
+}
+
+// The entropy bonus is SUBTRACTED from the loss (loss = pg − c_ent·H + c_v·V), so it raises the
+// entropy. A Gaussian policy's entropy is 0.5 + 0.5·ln 2π + log σ per action dimension, and
+// log σ starts at 0 (log_std_init). With a dominant bonus (c_ent 100) Adam's first step moves
+// log σ by +lr; one minibatch, two epochs: H = 1.4189385 in the first, + lr in the second, and
+// the logged entropy is their mean.
+TEST(PPO, EntropyBonusRaisesTheEntropy) {
+  PPOConfig c;
+  c.env_id = "Pendulum-v1";
+  c.total_steps = 4 * 128;
+  c.update_epochs = 2;
+  c.num_minibatches = 1;
+  c.ent_coef = 100;
+  c.quiet = true;
+  const PPOUpdate u = train_ppo(c).updates.at(0);
+  const double h0 = 0.5 + 0.5 * std::log(2 * M_PI);
+  EXPECT_NEAR(u.entropy, h0 + c.learning_rate / 2, 1e-6) << "h0 " << h0;
 }
 
 TEST(PPO, BadConfigIsAClearError) {
@@ -542,6 +671,63 @@ TEST(Reinforce, CartPoleSolves) {
       train_reinforce(c, "", [](const ReinforceUpdate& u) { return u.return_last20 < 475; });
   ASSERT_GE(r.episodes_to_threshold, 0);
   EXPECT_LE(r.episodes_to_threshold, 1500);
+}
+
+// The running-mean baseline tracks the DISCOUNTED return G_0 = Σ_t γ^t r_t: on CartPole every
+// step pays 1, so an episode of L steps (its logged return) has G_0 = (1 − γ^L)/(1 − γ).
+// b = G_0 of the first episode, then b ← m·b + (1 − m)·G_0 after each one (reinforce.h).
+TEST(Reinforce, BaselineIsTheRunningMeanOfDiscountedReturns) {
+  ReinforceConfig c;
+  c.total_episodes = 6;
+  c.episodes_per_update = 1;
+  c.gamma = 0.98;
+  c.baseline_momentum = 0.9;
+  c.quiet = true;
+  const ReinforceResult r = train_reinforce(c);
+  ASSERT_EQ(r.updates.size(), 6u);
+  double b = 0;
+  for (size_t k = 0; k < r.updates.size(); ++k) {
+    const double L = r.updates[k].episode_return;  // 1 per step
+    ASSERT_EQ(L, std::floor(L));
+    const double g0 = (1 - std::pow(0.98, L)) / (1 - 0.98);
+    b = k == 0 ? g0 : 0.9 * b + 0.1 * g0;
+    EXPECT_NEAR(r.updates[k].baseline, b, 1e-9) << "episode " << k + 1;
+  }
+}
+
+// The loss L = −(1/N) Σ_t (G − b)·log π(a_t|s_t) (reinforce.h), with the whole-episode return
+// G_0 and no normalisation: L = −(G_0 − b)·S, S = Σ_t log π. Two runs that differ only in the
+// baseline play the same first episode (b is 0 until a return is seen) and take the same first
+// step, so they play the same second episode: there S = −L_none/G_0 and
+// L_mean = L_none·(G_0 − b)/G_0 with b = the first episode's G_0 (the baseline's first value).
+TEST(Reinforce, LossSubtractsTheBaselineFromTheReturn) {
+  auto run = [](const std::string& baseline) {
+    ReinforceConfig c;
+    c.total_episodes = 2;
+    c.episodes_per_update = 1;
+    c.gamma = 0.98;
+    c.reward_to_go = false;
+    c.normalize_returns = false;
+    c.baseline = baseline;
+    c.quiet = true;
+    return train_reinforce(c);
+  };
+  const ReinforceResult none = run("none"), mean = run("mean");
+  ASSERT_EQ(none.updates.size(), 2u);
+  ASSERT_EQ(mean.updates.size(), 2u);
+  EXPECT_EQ(none.updates[0].loss, mean.updates[0].loss);
+  ASSERT_EQ(none.updates[1].episode_return, mean.updates[1].episode_return);
+  auto g0 = [](double L) { return (1 - std::pow(0.98, L)) / (1 - 0.98); };  // CartPole: 1 a step
+  const double b = g0(mean.updates[0].episode_return), G = g0(mean.updates[1].episode_return);
+  EXPECT_NEAR(mean.updates[0].baseline, b, 1e-9);
+  // N = 1 episode per update: L = −G_0·Σ_t log π. The initial policy is nearly uniform over
+  // CartPole's two actions (actor head gain 0.01), so −log π ≈ ln 2 at every step and the first
+  // loss is ≈ ln 2·G_0·(steps) (not divided by the step count).
+  const double steps1 = none.updates[0].episode_return;
+  EXPECT_NEAR(none.updates[0].loss / (g0(steps1) * steps1), std::log(2.0), 0.05);
+  EXPECT_GT(none.updates[1].loss, 0.0);  // −G_0·S with S = Σ log π < 0
+  EXPECT_NEAR(mean.updates[1].loss, none.updates[1].loss * (G - b) / G,
+              1e-5 * std::abs(none.updates[1].loss));
 }
 
 TEST(Reinforce, CudaWithoutAGpuIsOneClearError) {

@@ -121,6 +121,21 @@ TEST(RLHFLosses, RRHFRankAndFineTuneTerms) {
   EXPECT_THROW(rrhf_loss(leaf({1, 2}), {1}, {0, 1}), Error);
 }
 
+// Equal scores rank nothing (the sum is over R_i < R_j only, strictly), and the fine-tune term
+// takes the first best candidate. Σ logπ = (−3, −8, −1.5), lengths (3, 4, 1) → p = (−1, −2,
+// −1.5); R = (0.5, 0.5, 0.1): pairs (2,0): max(0, −1.5 + 1) = 0; (2,1): max(0, −1.5 + 2) = 0.5;
+// the tie (0,1) contributes nothing (counted either way it would add |p_0 − p_1| = 1).
+// L_rank = 0.5, best = y_0: L_ft = 3. dL/ds = (−1, −1/4, +1).
+TEST(RLHFLosses, RRHFTiedScoresAreNotRanked) {
+  Tensor s = leaf({-3, -8, -1.5});
+  const RRHFLoss l = rrhf_loss(s, {3, 4, 1}, {0.5, 0.5, 0.1});
+  EXPECT_NEAR(l.rank_loss, 0.5, 1e-12);
+  EXPECT_NEAR(l.ft_loss, 3.0, 1e-12);
+  EXPECT_NEAR(l.loss.item(), 3.5, 1e-12);
+  l.loss.backward();
+  expect_near_all(s.grad().to_vector(), {-1.0, -0.25, 1.0}, 1e-12);
+}
+
 // Two rows with different prompt lengths and response ends; the RM score lands on each row's
 // own last response token, clipped to ±5; −0.1·(logp − ref) on every response token.
 TEST(RLHFLosses, ComputeRewardsPutsTheClippedScoreAtEachRowsOwnEnd) {
@@ -139,6 +154,16 @@ TEST(RLHFLosses, ComputeRewardsPutsTheClippedScoreAtEachRowsOwnEnd) {
                   {0, 0, -0.1 * 0.5, -0.1 * -1.0 + 5.0, 0, 0,  //
                    0, 0, -0.1 * -0.5, -0.1 * 1.0, -0.1 * -1.0 - 2.0, 0},
                   1e-12);
+}
+
+// clip(score, −5, 5) binds on both sides: a score of −7 adds −5 at the last response token.
+TEST(RLHFLosses, ComputeRewardsClipsANegativeScoreToo) {
+  const Tensor lp = Tensor::from_vector(std::vector<double>{0, -1.0, -2.0, 0}, {1, 4});
+  const Tensor ref = Tensor::from_vector(std::vector<double>{0, -1.5, -1.0, 0}, {1, 4});
+  const Tensor mask = Tensor::from_vector(std::vector<double>{0, 1, 1, 0}, {1, 4});
+  const Tensor r =
+      compute_rewards(lp, ref, Tensor::from_vector(std::vector<double>{-7.0}, {1}), mask, 0.1, 5.0);
+  expect_near_all(r.to_vector(), {0, -0.1 * 0.5, -0.1 * -1.0 - 5.0, 0}, 1e-12);
 }
 
 // V = (1, 0.5, 2), V_old = (0.5, 0.6, 1), R = (1.2, 0, 3), mask (1, 1, 0).
@@ -192,6 +217,43 @@ TEST(RLHFLosses, AdaptiveKLController) {
   EXPECT_NEAR(c.value, 0.1 * 1.002, 1e-15);
   c.update(6.0, 100);  // on target: unchanged
   EXPECT_NEAR(c.value, 0.1 * 1.002, 1e-15);
+}
+
+// Ziegler et al.'s controller: e = clip(KL/target − 1, ±0.2), β ×= 1 + e·n/horizon. Inside the
+// clip range the proportional error is used as is, and a KL far below target clips at −0.2.
+TEST(RLHFLosses, AdaptiveKLControllerProportionalErrorAndLowerClip) {
+  AdaptiveKLController c{0.1, 6.0, 10000};
+  c.update(6.6, 100);  // e = 6.6/6 − 1 = 0.1: ×(1 + 0.1·100/10000) = ×1.001
+  EXPECT_NEAR(c.value, 0.1 * 1.001, 1e-15);
+  AdaptiveKLController d{0.1, 6.0, 10000};
+  d.update(0.0, 100);  // e = −1 → clipped to −0.2: ×(1 − 0.2·100/10000) = ×0.998
+  EXPECT_NEAR(d.value, 0.1 * 0.998, 1e-15);
+  AdaptiveKLController f{0.1, 6.0, 10000};
+  f.update(5.4, 100);  // e = −0.1: ×0.999
+  EXPECT_NEAR(f.value, 0.1 * 0.999, 1e-15);
+}
+
+// Defaults of the reference implementations (ALGORITHMS.md §3 reward model, §4 DeepSpeed-Chat
+// PPO-RLHF, §5 DPO).
+TEST(RLHFDefaults, RewardModelPPOAndDPOFollowTheirReferences) {
+  const RewardModelConfig rm;
+  EXPECT_EQ(rm.margin, 0.0);
+  EXPECT_EQ(rm.center_coef, 0.01);
+  const PPORLHFConfig p;
+  EXPECT_EQ(p.kl_ctl, 0.1);
+  EXPECT_FALSE(p.adaptive_kl);
+  EXPECT_EQ(p.clip_reward_value, 5.0);
+  EXPECT_EQ(p.gamma, 1.0);
+  EXPECT_EQ(p.lam, 0.95);
+  EXPECT_FALSE(p.whiten_advantages);
+  EXPECT_EQ(p.cliprange, 0.2);
+  EXPECT_EQ(p.cliprange_value, 0.2);
+  EXPECT_EQ(p.ppo_epochs, 1);
+  EXPECT_EQ(p.temperature, 1.0);
+  const DPOConfig d;
+  EXPECT_EQ(d.beta, 0.1);
+  EXPECT_EQ(d.loss, "sigmoid");
+  EXPECT_EQ(d.label_smoothing, 0.0);
 }
 
 TEST(RLHFData, PreferenceFilesRoundTripAndMalformedLinesNameTheLine) {

@@ -210,6 +210,23 @@ TEST_F(RLHFTinyRuns, PPORLHFLogsActorAndCriticGradientNormsBeforeClipping) {
   logged_norm(row, "critic_grad_norm");
 }
 
+// --whiten-advantages (off by default, ALGORITHMS.md §4) standardises the advantages over the
+// response tokens: mean 0 there. With one epoch of one minibatch the actor's only step evaluates
+// the sampling policy itself (ratio 1), so its logged loss is the token mean of −A: 0 with
+// whitening, and the raw advantages' (not 0) without.
+TEST_F(RLHFTinyRuns, WhiteningIsAppliedOnlyWhenAskedFor) {
+  auto actor_loss = [](const std::string& name, bool whiten) {
+    PPORLHFConfig c = ppo_config(name, 0.0);
+    c.steps = 1;
+    c.whiten_advantages = whiten;
+    train_ppo_rlhf(c);
+    return metrics_of(*dir_ + "/" + name).back().at("actor_loss").as_double();
+  };
+  const double raw = actor_loss("ppo-raw-adv", false), white = actor_loss("ppo-white-adv", true);
+  EXPECT_NEAR(white, 0.0, 1e-4);
+  EXPECT_GT(std::abs(raw), 1e-2) << raw;
+}
+
 // RRHF re-tokenizes each candidate as BOS prompt response EOS to score and train on it, so a
 // candidate cut at the context needs one token for its EOS: generation stops one token short
 // of the room. The SFT model's context here leaves the longest training prompt a room of
