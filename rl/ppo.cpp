@@ -213,6 +213,20 @@ double explained_variance(const Tensor& values, const Tensor& returns) {
 
 // ---- training ----------------------------------------------------------------------------
 
+Tensor normalize_advantages(const Tensor& advantages) {
+  return div(sub(advantages, mean(advantages)), add(sqrt(var(advantages)), 1e-8));
+}
+
+Tensor ppo_value_loss(const Tensor& values, const Tensor& old_values, const Tensor& returns,
+                      double clip_coef, bool clip) {
+  const Tensor v_loss_unclipped = pow(sub(values, returns), 2.0);
+  if (!clip) return mul(mean(v_loss_unclipped), 0.5);
+  const Tensor values_clipped =
+      add(old_values, clamp(sub(values, old_values), -clip_coef, clip_coef));
+  const Tensor v_loss_clipped = pow(sub(values_clipped, returns), 2.0);
+  return mul(mean(maximum(v_loss_unclipped, v_loss_clipped)), 0.5);
+}
+
 PPOResult train_ppo(const PPOConfig& cfg, const std::string& run_dir,
                     const std::function<bool(const PPOUpdate&)>& on_update) {
   validate(cfg);
@@ -417,9 +431,7 @@ PPOResult train_ppo(const PPOConfig& cfg, const std::string& run_dir,
         const Tensor mb_logp = index_select(b_logp, 0, idx), mb_val = index_select(b_val, 0, idx);
         const Tensor mb_ret = index_select(b_ret, 0, idx);
         Tensor mb_adv = index_select(b_adv, 0, idx);
-        if (cfg.norm_adv && minibatch_size > 1) {
-          mb_adv = div(sub(mb_adv, mean(mb_adv)), add(sqrt(var(mb_adv)), 1e-8));
-        }
+        if (cfg.norm_adv && minibatch_size > 1) mb_adv = normalize_advantages(mb_adv);
 
         const models::ActionEval ev = agent.evaluate(mb_obs, mb_act);
         // Policy loss: the fused clipped surrogate (its stats serve both modes).
@@ -434,17 +446,8 @@ PPOResult train_ppo(const PPOConfig& cfg, const std::string& run_dir,
           pg_loss = add(neg(mean(mul(ratio, mb_adv))), mul(mean(k3), kl_beta));
         }
         // Value loss, clipped around the rollout's values (CleanRL).
-        const Tensor new_val = agent.value(mb_obs);
-        Tensor v_loss;
-        if (cfg.clip_vloss) {
-          const Tensor v_unclipped = pow(sub(new_val, mb_ret), 2.0);
-          const Tensor v_clipped = pow(
-              sub(add(mb_val, clamp(sub(new_val, mb_val), -cfg.clip_coef, cfg.clip_coef)), mb_ret),
-              2.0);
-          v_loss = mul(mean(maximum(v_unclipped, v_clipped)), 0.5);
-        } else {
-          v_loss = mul(mean(pow(sub(new_val, mb_ret), 2.0)), 0.5);
-        }
+        const Tensor v_loss =
+            ppo_value_loss(agent.value(mb_obs), mb_val, mb_ret, cfg.clip_coef, cfg.clip_vloss);
         const Tensor entropy = mean(ev.entropy);
         const Tensor loss = add(sub(pg_loss, mul(entropy, cfg.ent_coef)), mul(v_loss, cfg.vf_coef));
 

@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "engine/json.h"
+#include "engine/tensor.h"
 
 namespace rlft::rl {
 
@@ -97,5 +98,14 @@ PPOResult train_ppo(const PPOConfig& config, const std::string& run_dir = "",
                     const std::function<bool(const PPOUpdate&)>& on_update = nullptr);
 
 json::Value to_json(const PPOConfig& config);
+
+// The two per-minibatch pieces of the loss above, as train_ppo computes them (tested by hand):
+// Â normalised over the minibatch, (Â − mean)/(std + 1e-8) with the unbiased std (CleanRL's
+// torch .std());
+Tensor normalize_advantages(const Tensor& advantages);
+// and the value loss ½·mean_n max((V − R)², (V_old + clip(V − V_old, ±ε) − R)²), or ½·mean_n
+// (V − R)² when `clip` is false. values, old_values, returns: [N].
+Tensor ppo_value_loss(const Tensor& values, const Tensor& old_values, const Tensor& returns,
+                      double clip_coef, bool clip);
 
 }  // namespace rlft::rl

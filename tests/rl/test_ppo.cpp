@@ -239,6 +239,35 @@ TEST(PPO, EntropyBonusRaisesTheEntropy) {
   EXPECT_NEAR(u.entropy, h0 + c.learning_rate / 2, 1e-6) << "h0 " << h0;
 }
 
+// Â = [1, 2, 3, 6]: mean 3, deviations −2, −1, 0, 3, unbiased variance 14/3, std √(14/3)
+// = 2.1602469: Â' = deviations / (std + 1e-8).
+TEST(PPO, AdvantagesAreNormalisedByTheUnbiasedStd) {
+  const Tensor a = Tensor::from_vector(std::vector<double>{1, 2, 3, 6}, {4});
+  const std::vector<double> got = normalize_advantages(a).to_vector();
+  const double sd = std::sqrt(14.0 / 3.0);
+  const std::vector<double> want = {-2 / (sd + 1e-8), -1 / (sd + 1e-8), 0, 3 / (sd + 1e-8)};
+  ASSERT_EQ(got.size(), want.size());
+  for (size_t i = 0; i < want.size(); ++i) EXPECT_NEAR(got[i], want[i], 1e-12) << i;
+}
+
+// V = [1, 2], V_old = [0.5, 1.95], R = [2, 1], ε = 0.2.
+//   n = 0: unclipped (1 − 2)² = 1; V_old + clip(0.5, ±0.2) = 0.7, (0.7 − 2)² = 1.69: the max is
+//          the clipped term, saturated, so its gradient in V is 0.
+//   n = 1: V − V_old = 0.05 inside the clip: both terms (2 − 1)² = 1, gradient 2·(V − R) = 2.
+// loss = ½·(1.69 + 1)/2 = 0.6725, dloss/dV = ½·[0, 2]/2 = [0, 0.5]; unclipped: ½·(1 + 1)/2 = 0.5.
+TEST(PPO, ValueLossByHand) {
+  const Tensor v = Tensor::from_vector(std::vector<double>{1, 2}, {2}).set_requires_grad();
+  const Tensor v_old = Tensor::from_vector(std::vector<double>{0.5, 1.95}, {2});
+  const Tensor r = Tensor::from_vector(std::vector<double>{2, 1}, {2});
+  const Tensor loss = ppo_value_loss(v, v_old, r, 0.2, true);
+  EXPECT_NEAR(loss.item(), 0.6725, 1e-12);
+  loss.backward();
+  const std::vector<double> g = v.grad().to_vector();
+  EXPECT_NEAR(g[0], 0.0, 1e-12);
+  EXPECT_NEAR(g[1], 0.5, 1e-12);
+  EXPECT_NEAR(ppo_value_loss(v, v_old, r, 0.2, false).item(), 0.5, 1e-12);
+}
+
 TEST(PPO, BadConfigIsAClearError) {
   PPOConfig c;
   c.num_minibatches = 3;  // 512 is not divisible by 3
