@@ -408,6 +408,28 @@ TEST(GPT, ErrorsNameTheProblem) {
   EXPECT_THROW(GPTConfig{.n_head = 3}.validate(), Error);
 }
 
+namespace {
+
+// The golden tests' model (float64, weights set by each test) and left-padded batch.
+GPTConfig golden_config() {
+  GPTConfig c;
+  c.vocab_size = 7;
+  c.block_size = 8;
+  c.n_layer = 2;
+  c.n_head = 2;
+  c.n_embd = 8;
+  c.dtype = DType::f64;
+  return c;
+}
+Tensor golden_tokens() {
+  return Tensor::from_vector(std::vector<int64_t>{6, 6, 1, 2, 3, 0, 4, 5, 1, 2}, {2, 5});
+}
+Tensor golden_mask() {
+  return Tensor::from_vector(std::vector<double>{0, 0, 1, 1, 1, 1, 1, 1, 1, 1}, {2, 5});
+}
+
+}  // namespace
+
 // Golden logits from an independent numpy implementation of the model (the reference script in
 // docs/checkpoints.md), for weights set by a formula so they do not depend on rlft's RNG.
 // To regenerate: run this test (it writes test_tmp/gpt_golden.safetensors under the build
@@ -416,13 +438,7 @@ TEST(GPT, ErrorsNameTheProblem) {
 //       '[[6,6,1,2,3],[0,4,5,1,2]]' '[[0,0,1,1,1],[1,1,1,1,1]]'
 // and paste the real positions' logits below.
 TEST(GPT, MatchesGoldenLogitsOfANumpyReference) {
-  GPTConfig c;
-  c.vocab_size = 7;
-  c.block_size = 8;
-  c.n_layer = 2;
-  c.n_head = 2;
-  c.n_embd = 8;
-  c.dtype = DType::f64;
+  const GPTConfig c = golden_config();
   Generator gen(0);
   GPT model(c, gen);
   int k = 0;
@@ -436,10 +452,7 @@ TEST(GPT, MatchesGoldenLogitsOfANumpyReference) {
   fs::make_dirs(dir);
   save_checkpoint(dir + "/gpt_golden.safetensors", model, nullptr,
                   {{"model_config", c.to_json().dump()}});
-  const Tensor tokens =
-      Tensor::from_vector(std::vector<int64_t>{6, 6, 1, 2, 3, 0, 4, 5, 1, 2}, {2, 5});
-  const Tensor mask =
-      Tensor::from_vector(std::vector<double>{0, 0, 1, 1, 1, 1, 1, 1, 1, 1}, {2, 5});
+  const Tensor tokens = golden_tokens(), mask = golden_mask();
   const std::vector<double> logits = model.lm_logits(model.forward(tokens, mask)).to_vector();
   const std::vector<double> golden = {
       -0.27921839958184019,  0.13795761602218493,   0.0078399553271253954, -0.15337970681389348,
@@ -489,13 +502,7 @@ TEST(GPT, MatchesPyTorchGradientsAndAdamWSteps) {
     for (size_t i = 0; i < got.size(); ++i)
       EXPECT_NEAR(got[i], want[i], 1e-10) << what << "[" << i << "]";
   };
-  GPTConfig c;
-  c.vocab_size = 7;
-  c.block_size = 8;
-  c.n_layer = 2;
-  c.n_head = 2;
-  c.n_embd = 8;
-  c.dtype = DType::f64;
+  const GPTConfig c = golden_config();
   Generator gen(0);
   GPT model(c, gen);
   std::vector<Tensor> params, decay, no_decay;
@@ -506,10 +513,7 @@ TEST(GPT, MatchesPyTorchGradientsAndAdamWSteps) {
     params.push_back(p);
     (p.dim() >= 2 ? decay : no_decay).push_back(p);
   }
-  const Tensor tokens =
-      Tensor::from_vector(std::vector<int64_t>{6, 6, 1, 2, 3, 0, 4, 5, 1, 2}, {2, 5});
-  const Tensor mask =
-      Tensor::from_vector(std::vector<double>{0, 0, 1, 1, 1, 1, 1, 1, 1, 1}, {2, 5});
+  const Tensor tokens = golden_tokens(), mask = golden_mask();
   // Position t predicts token t + 1 where both are real: 6 of the 10 positions.
   const Tensor targets =
       Tensor::from_vector(std::vector<int64_t>{-100, -100, 2, 3, -100, 4, 5, 1, 2, -100}, {10});
