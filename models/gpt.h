@@ -97,6 +97,12 @@ struct AttentionMask {
   Tensor bias;
 };
 
+// The attention and the block take a mask and a cache, so their forward hides Module's
+// one-tensor forward on purpose: a one-tensor call does not compile. Clang warns of the hiding.
+#if defined(__clang__)
+#pragma clang diagnostic push
+#pragma clang diagnostic ignored "-Woverloaded-virtual"
+#endif
 class CausalSelfAttention : public nn::Module {
  public:
   CausalSelfAttention(const GPTConfig& cfg, Generator& gen);
@@ -132,6 +138,9 @@ class GPTBlock : public nn::Module {
   std::shared_ptr<CausalSelfAttention> attn;
   std::shared_ptr<GPTMLP> mlp;
 };
+#if defined(__clang__)
+#pragma clang diagnostic pop
+#endif
 
 class GPT : public nn::Module {
  public:
