@@ -97,7 +97,19 @@ void save_checkpoint(const std::string& path, const nn::Module& module, const op
 
 Metadata load_checkpoint(const std::string& path, nn::Module& module, optim::Optimizer* opt) {
   Metadata metadata;
-  const NamedTensors loaded = load_tensors(path, &metadata);
+  load_checkpoint_tensors(load_tensors(path, &metadata), path, module, opt);
+  return metadata;
+}
+
+double stored_weight_count(const NamedTensors& tensors) {
+  double n = 0;
+  for (const auto& [name, t] : tensors)
+    if (name.rfind(kOptimizerPrefix, 0) != 0) n += double(t.numel());
+  return n;
+}
+
+void load_checkpoint_tensors(const NamedTensors& loaded, const std::string& path,
+                             nn::Module& module, optim::Optimizer* opt) {
   std::map<std::string, Tensor> by_name;
   NamedTensors opt_state;
   for (const auto& [name, t] : loaded) {
@@ -147,7 +159,6 @@ Metadata load_checkpoint(const std::string& path, nn::Module& module, optim::Opt
   }
   NoGradGuard ng;
   for (const auto& [name, p] : params) p.copy_(by_name[name].to(p.device()));
-  return metadata;
 }
 
 namespace {

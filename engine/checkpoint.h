@@ -37,6 +37,13 @@ void save_checkpoint(const std::string& path, const nn::Module& module, const op
 // the file and list missing and unexpected tensors, dtype and shape mismatches, and weights
 // holding NaN or ±inf (a diverged run's file is refused, not trained or played further).
 Metadata load_checkpoint(const std::string& path, nn::Module& module, optim::Optimizer* opt = nullptr);
+// The same from tensors already read by load_tensors (`source` names the file in errors), so a
+// loader that needed the file's metadata before building `module` reads the file once.
+void load_checkpoint_tensors(const NamedTensors& loaded, const std::string& source,
+                             nn::Module& module, optim::Optimizer* opt = nullptr);
+// The weights a file's tensors hold, optimiser state left out: a loader compares it with the
+// parameter count of the model its metadata describes before building that model.
+double stored_weight_count(const NamedTensors& tensors);
 
 // A number stored in a checkpoint's metadata (written with std::to_string / json): a missing
 // key, text that is not wholly one number, or a value outside [lo, hi] (or not finite) is an

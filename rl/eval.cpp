@@ -44,14 +44,13 @@ EvalResult evaluate_run(const std::string& run_dir, int64_t episodes, uint64_t s
              space.to_string());
   // A corrupt or hand-edited architecture (many wide hidden layers) must not take gigabytes to
   // build before the shapes are compared.
-  double stored_weights = 0;
-  for (const auto& [name, t] : stored) stored_weights += double(t.numel());
+  const double stored_weights = stored_weight_count(stored);
   RLFT_CHECK(stored_weights == models::parameter_count(pc), path, ": its tensors hold ",
              int64_t(stored_weights), " weights but its metadata policy describes ",
              int64_t(models::parameter_count(pc)), " (a corrupt or hand-edited policy file)");
   Generator gen(seed);
   models::ActorCritic policy(pc, gen);
-  load_checkpoint(path, policy);
+  load_checkpoint_tensors(stored, path, policy);  // the file is read once
   std::unique_ptr<RunningMeanStd> obs_rms;
   if (md.count("obs_rms"))
     obs_rms = std::make_unique<RunningMeanStd>(

@@ -125,16 +125,14 @@ LoadedModel load_model(const std::string& path, Device device) {
   // The weights the file holds must be as many as the config's model has before that model is
   // built: a corrupt or hand-edited model_config of a small file could otherwise take minutes
   // and gigabytes to build before load_checkpoint names the first wrong shape.
-  double stored_weights = 0;
-  for (const auto& [name, t] : stored)
-    if (name.rfind("optimizer.", 0) != 0) stored_weights += double(t.numel());
+  const double stored_weights = stored_weight_count(stored);
   RLFT_CHECK(stored_weights == cfg.parameter_count(), out.path, ": its tensors hold ",
              int64_t(stored_weights), " weights but its model_config (", describe_model(cfg),
              ") has ", int64_t(cfg.parameter_count()), " (a corrupt or hand-edited checkpoint)");
   Generator gen(0);
   out.model = std::make_shared<models::GPT>(cfg, gen);
   out.model->to(device);  // load_checkpoint copies each tensor onto its parameter's device
-  load_checkpoint(out.path, *out.model, nullptr);
+  load_checkpoint_tensors(stored, out.path, *out.model);  // the file is read once
   out.model->eval();
   return out;
 }
