@@ -1,6 +1,9 @@
-// Benchmarks of the three signature RL kernels' CPU references (kernels/softmax_logprob.h,
+// Benchmarks of the three signature RL kernels' CPU versions (kernels/softmax_logprob.h,
 // kernels/ratio_clip.h, kernels/gae.h) against the unfused chains a PyTorch eager program runs
-// (every step a loop that writes a temporary, as in the tests' references), float32.
+// (every step a loop that writes a temporary, as in the tests' references), float32. The
+// `fused` lines run each kernel's default (version 2 of softmax_logprob and ratio_clip), the
+// `fused_v1` lines version 1, the scalar reference. PyTorch itself on the same shapes:
+// scripts/bench_torch_kernels.py.
 //
 // Each line reports the time per call and the napkin math:
 //   GB/s   = the fused kernel's minimal traffic per call / time (the manual of each .cpp:
@@ -160,37 +163,40 @@ void softmax_backward_unfused(SoftmaxData& d) {
   }
 }
 
-void softmax_forward_fused(SoftmaxData& d) {
+void softmax_forward_fused(SoftmaxData& d, int version) {
   rk::softmax_logprob_forward_cpu<float>(d.logits.data(), d.N, d.V, d.V, d.targets.data(), -100,
-                                         1.f, d.logp.data(), d.entropy.data(), d.lse.data());
+                                         1.f, d.logp.data(), d.entropy.data(), d.lse.data(),
+                                         version);
 }
-void softmax_backward_fused(SoftmaxData& d) {
-  rk::softmax_logprob_backward_cpu<float>(d.logits.data(), d.N, d.V, d.V, d.targets.data(), -100,
-                                          1.f, d.lse.data(), d.entropy.data(), d.g_logp.data(),
-                                          d.g_entropy.data(), d.dlogits.data(), d.V);
+void softmax_backward_fused(SoftmaxData& d, int version) {
+  rk::softmax_logprob_backward_cpu<float>(
+      d.logits.data(), d.N, d.V, d.V, d.targets.data(), -100, 1.f, d.lse.data(), d.entropy.data(),
+      d.g_logp.data(), d.g_entropy.data(), d.dlogits.data(), d.V, false, version);
 }
 
-template <bool kFused, bool kBackward>
+// kVersion 0: the unfused chain; 1, 2: the fused kernel's version (2 is the float default).
+template <int kVersion, bool kBackward>
 void BM_softmax_logprob(benchmark::State& state) {
+  constexpr bool kFused = kVersion > 0;
   const int64_t N = state.range(0), V = state.range(1);
   const int threads = kFused ? int(state.range(2)) : 1;
   omp_set_num_threads(threads);
   SoftmaxData d(N, V);
   if (kFused)
-    softmax_forward_fused(d);
+    softmax_forward_fused(d, kVersion);
   else
     softmax_forward_unfused(d);
   const LoopTimer timer;
   for (auto _ : state) {
     if (kBackward) {
       if (kFused)
-        softmax_backward_fused(d);
+        softmax_backward_fused(d, kVersion);
       else
         softmax_backward_unfused(d);
       benchmark::DoNotOptimize(d.dlogits.data());
     } else {
       if (kFused)
-        softmax_forward_fused(d);
+        softmax_forward_fused(d, kVersion);
       else
         softmax_forward_unfused(d);
       benchmark::DoNotOptimize(d.logp.data());
@@ -280,8 +286,10 @@ void ratio_clip_backward_unfused(ClipData& d) {
     d.g[k] = std::abs(d.logp[k] - d.old_logp[k]) <= 20.f ? d.g_ratio[k] : 0.f;
 }
 
-template <bool kFused, bool kBackward>
+// kVersion 0: the unfused chain; 1, 2: the fused kernel's CPU version (2 is the default).
+template <int kVersion, bool kBackward>
 void BM_ratio_clip(benchmark::State& state) {
+  constexpr bool kFused = kVersion > 0;
   const int64_t B = state.range(0), T = state.range(1);
   const int threads = kFused ? int(state.range(2)) : 1;
   omp_set_num_threads(threads);
@@ -291,13 +299,13 @@ void BM_ratio_clip(benchmark::State& state) {
   for (auto _ : state) {
     if (kBackward) {
       if (kFused)
-        rk::ratio_clip_backward_cpu<float>(d.args, 1.0, d.g.data());
+        rk::ratio_clip_backward_cpu<float>(d.args, 1.0, d.g.data(), false, kVersion);
       else
         ratio_clip_backward_unfused(d);
       benchmark::DoNotOptimize(d.g.data());
     } else {
       if (kFused)
-        benchmark::DoNotOptimize(rk::ratio_clip_forward_cpu<float>(d.args).loss);
+        benchmark::DoNotOptimize(rk::ratio_clip_forward_cpu<float>(d.args, kVersion).loss);
       else
         benchmark::DoNotOptimize(ratio_clip_forward_unfused(d));
     }
@@ -392,24 +400,28 @@ void BM_gae_masked_rows(benchmark::State& state) {
 
 // The fused and unfused float chains agree (so the comparison is of the same work).
 void check_unfused_agrees() {
-  SoftmaxData a(8, 300), b(8, 300);
-  softmax_forward_fused(a);
-  softmax_forward_unfused(b);
-  softmax_backward_fused(a);
-  softmax_backward_unfused(b);
   double err = 0;
-  for (size_t k = 0; k < a.logp.size(); ++k)
-    err = std::max({err, double(std::abs(a.logp[k] - b.logp[k])),
-                    double(std::abs(a.entropy[k] - b.entropy[k]))});
-  for (size_t k = 0; k < a.dlogits.size(); ++k)
-    err = std::max(err, double(std::abs(a.dlogits[k] - b.dlogits[k])));
-  ClipData c(16, 64);
-  const double fused_loss = rk::ratio_clip_forward_cpu<float>(c.args).loss;
-  err = std::max(err, std::abs(fused_loss - ratio_clip_forward_unfused(c)));
-  std::vector<float> g(c.g.size());
-  rk::ratio_clip_backward_cpu<float>(c.args, 1.0, g.data());
-  ratio_clip_backward_unfused(c);
-  for (size_t k = 0; k < g.size(); ++k) err = std::max(err, double(std::abs(g[k] - c.g[k])));
+  for (int version : {1, 2}) {
+    SoftmaxData a(8, 300), b(8, 300);
+    softmax_forward_fused(a, version);
+    softmax_forward_unfused(b);
+    softmax_backward_fused(a, version);
+    softmax_backward_unfused(b);
+    for (size_t k = 0; k < a.logp.size(); ++k)
+      err = std::max({err, double(std::abs(a.logp[k] - b.logp[k])),
+                      double(std::abs(a.entropy[k] - b.entropy[k]))});
+    for (size_t k = 0; k < a.dlogits.size(); ++k)
+      err = std::max(err, double(std::abs(a.dlogits[k] - b.dlogits[k])));
+  }
+  for (int version : {1, 2}) {
+    ClipData c(16, 64);
+    const double fused_loss = rk::ratio_clip_forward_cpu<float>(c.args, version).loss;
+    err = std::max(err, std::abs(fused_loss - ratio_clip_forward_unfused(c)));
+    std::vector<float> g(c.g.size());
+    rk::ratio_clip_backward_cpu<float>(c.args, 1.0, g.data(), false, version);
+    ratio_clip_backward_unfused(c);
+    for (size_t k = 0; k < g.size(); ++k) err = std::max(err, double(std::abs(g[k] - c.g[k])));
+  }
   GaeData e(50, 3), f(50, 3);
   rk::gae_cpu<float>(e.r.data(), e.v.data(), e.nv.data(), e.term.data(), e.end.data(), 50, 3, 0.99f,
                      0.95f, e.adv.data(), e.ret.data());
@@ -439,20 +451,24 @@ void register_all() {
   using benchmark::RegisterBenchmark;
   // serial first (fused at t=1 and the unfused chains), then the fused kernels at t=2
   for (int t : {1, 2}) {
-    softmax_args(RegisterBenchmark("softmax_logprob_fwd/fused", BM_softmax_logprob<true, false>),
+    softmax_args(RegisterBenchmark("softmax_logprob_fwd/fused", BM_softmax_logprob<2, false>), t);
+    softmax_args(RegisterBenchmark("softmax_logprob_bwd/fused", BM_softmax_logprob<2, true>), t);
+    softmax_args(RegisterBenchmark("softmax_logprob_fwd/fused_v1", BM_softmax_logprob<1, false>),
                  t);
-    softmax_args(RegisterBenchmark("softmax_logprob_bwd/fused", BM_softmax_logprob<true, true>), t);
+    softmax_args(RegisterBenchmark("softmax_logprob_bwd/fused_v1", BM_softmax_logprob<1, true>), t);
     if (t == 1) {
-      softmax_args(
-          RegisterBenchmark("softmax_logprob_fwd/unfused", BM_softmax_logprob<false, false>), t);
-      softmax_args(
-          RegisterBenchmark("softmax_logprob_bwd/unfused", BM_softmax_logprob<false, true>), t);
+      softmax_args(RegisterBenchmark("softmax_logprob_fwd/unfused", BM_softmax_logprob<0, false>),
+                   t);
+      softmax_args(RegisterBenchmark("softmax_logprob_bwd/unfused", BM_softmax_logprob<0, true>),
+                   t);
     }
-    clip_args(RegisterBenchmark("ratio_clip_fwd/fused", BM_ratio_clip<true, false>), t);
-    clip_args(RegisterBenchmark("ratio_clip_bwd/fused", BM_ratio_clip<true, true>), t);
+    clip_args(RegisterBenchmark("ratio_clip_fwd/fused", BM_ratio_clip<2, false>), t);
+    clip_args(RegisterBenchmark("ratio_clip_bwd/fused", BM_ratio_clip<2, true>), t);
+    clip_args(RegisterBenchmark("ratio_clip_fwd/fused_v1", BM_ratio_clip<1, false>), t);
+    clip_args(RegisterBenchmark("ratio_clip_bwd/fused_v1", BM_ratio_clip<1, true>), t);
     if (t == 1) {
-      clip_args(RegisterBenchmark("ratio_clip_fwd/unfused", BM_ratio_clip<false, false>), t);
-      clip_args(RegisterBenchmark("ratio_clip_bwd/unfused", BM_ratio_clip<false, true>), t);
+      clip_args(RegisterBenchmark("ratio_clip_fwd/unfused", BM_ratio_clip<0, false>), t);
+      clip_args(RegisterBenchmark("ratio_clip_bwd/unfused", BM_ratio_clip<0, true>), t);
     }
     gae_args(RegisterBenchmark("gae/fused", BM_gae<true>), t);
     if (t == 1) gae_args(RegisterBenchmark("gae/unfused", BM_gae<false>), t);

@@ -110,14 +110,19 @@ struct RatioClipStats {
 // row order so the result does not depend on the thread count. Throws rlft::Error on
 // inconsistent arguments (null inputs, eps < 0, 0 < c ≤ 1, per-token advantages or bounds
 // with RatioLevel::sequence, a normalizer with only_token_mean, normalizer < 0).
+//   version  0 = the default (2); 1 = the plainest loop: libm's exp per token, a branch per
+//            choice; 2 = the token level without branches, vectorised, with an exp within an
+//            ulp of libm's (the sequence levels run version 1). Both compute in double and
+//            agree to rounding; kernels/cpu/ratio_clip.cpp has the manual.
 template <typename Real>
-RatioClipStats ratio_clip_forward_cpu(const RatioClipArgs<Real>& args);
+RatioClipStats ratio_clip_forward_cpu(const RatioClipArgs<Real>& args, int version = 0);
 
 // Backward: g_logp[B, T] = g_loss · dLoss/dlogp (see "Gradient and ties"); written in full
 // (0 at masked tokens), or added (+=) when accumulate is true.
+// `version` as the forward's.
 template <typename Real>
 void ratio_clip_backward_cpu(const RatioClipArgs<Real>& args, double g_loss, Real* g_logp,
-                             bool accumulate = false);
+                             bool accumulate = false, int version = 0);
 
 // The argument checks both backends run first (the conditions listed under the forward
 // above); `op` names the caller in the error.

@@ -35,12 +35,16 @@ namespace rlft::kernels {
 //   logp        [N] out, required
 //   entropy     [N] out, may be null (not written)
 //   lse         [N] out, may be null; log-sum-exp of z = logits/τ, saved for the backward
-// Accumulates in double for both Real = float and Real = double. Rows run in parallel
-// (OpenMP) when N·V is large enough.
+//   version     0 = the default (2 for float, 1 for double); 1 = the scalar reference, every
+//               step in double; 2 = float only: the row's exponentials in float (vectorised,
+//               < 1 ulp), its sums in double. They agree to float rounding (the tests hold both
+//               to the double reference at 2e-6); kernels/cpu/softmax_logprob.cpp has the manual.
+// Sums accumulate in double in both versions. Rows run in parallel (OpenMP) when N·V is large
+// enough.
 template <typename Real>
 void softmax_logprob_forward_cpu(const Real* logits, int64_t N, int64_t V, int64_t ld_logits,
                                  const int64_t* targets, int64_t ignore_index, Real temperature,
-                                 Real* logp, Real* entropy, Real* lse);
+                                 Real* logp, Real* entropy, Real* lse, int version = 0);
 
 // Backward, one pass over each non-ignored row using the saved lse (and entropy).
 //   logits, targets, ignore_index, temperature: exactly as given to the forward
@@ -51,12 +55,13 @@ void softmax_logprob_forward_cpu(const Real* logits, int64_t N, int64_t V, int64
 //   dlogits     [N, V] out, row n at dlogits + n·ld_dlogits (ld_dlogits ≥ V); every element
 //               of every row is written (ignored rows get 0). With accumulate = true the
 //               gradient is added (+=) to what dlogits holds instead.
+//   version     as the forward's (2: float arithmetic, vectorised; 1: double, scalar)
 template <typename Real>
 void softmax_logprob_backward_cpu(const Real* logits, int64_t N, int64_t V, int64_t ld_logits,
                                   const int64_t* targets, int64_t ignore_index, Real temperature,
                                   const Real* lse, const Real* entropy, const Real* g_logp,
                                   const Real* g_entropy, Real* dlogits, int64_t ld_dlogits,
-                                  bool accumulate = false);
+                                  bool accumulate = false, int version = 0);
 
 // ==== CUDA backend (kernels/cuda/softmax_logprob.cu) ========================================
 // Declared in every build, defined only when the CUDA backend is built (RLFT_HAVE_CUDA).
@@ -74,8 +79,8 @@ void softmax_logprob_backward_cpu(const Real* logits, int64_t N, int64_t V, int6
 //            benchmark sweeps and tests; the results differ only in the order of the sums.
 // Accumulation: per thread in Real (float or double), combined across threads in a fixed
 // order (deterministic for a given V), so float results differ from the CPU's double
-// accumulation by up to ~1e-5 in lse, logp and the entropy (the tests allow 5e-5). A +inf logit is reported as a row with no finite
-// logit on the GPU (the CPU returns inf/NaN there).
+// accumulation by up to ~1e-5 in lse, logp and the entropy (the tests allow 5e-5). A +inf logit is
+// reported as a row with no finite logit on the GPU (the CPU returns inf/NaN there).
 }  // namespace rlft::kernels
 
 struct CUstream_st;  // cudaStream_t is CUstream_st*; declared here so no CUDA header is needed
@@ -86,8 +91,8 @@ template <typename Real>
 void softmax_logprob_forward_cuda(const Real* logits, int64_t N, int64_t V, int64_t ld_logits,
                                   const int64_t* targets, int64_t ignore_index, Real temperature,
                                   Real* logp, Real* entropy, Real* lse,
-                                  CUstream_st* stream = nullptr, int version = 0,
-                                  bool check = true, CudaLaunch launch = {});
+                                  CUstream_st* stream = nullptr, int version = 0, bool check = true,
+                                  CudaLaunch launch = {});
 
 template <typename Real>
 void softmax_logprob_backward_cuda(const Real* logits, int64_t N, int64_t V, int64_t ld_logits,

@@ -6,18 +6,13 @@
 #include <algorithm>
 
 #include "kernels/cpu/fast_math.h"
+#include "kernels/cpu/target_clones.h"
 
 namespace rlft::kernels {
 namespace {
 
 // The constants as the scalar reference rounds them (float(double)).
 constexpr float kC = float(0.7978845608028654), kA = float(0.044715), k3A = float(3 * 0.044715);
-
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define RLFT_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define RLFT_CLONES
-#endif
 
 RLFT_CLONES void gelu_forward_chunk(int64_t n, const float* x, float* y) {
   for (int64_t i = 0; i < n; ++i) {

@@ -55,6 +55,7 @@
 #include "kernels/cpu/fast_math.h"
 #include "kernels/cpu/gemm.h"
 #include "kernels/cpu/lane_sum.h"
+#include "kernels/cpu/target_clones.h"
 
 namespace rlft::kernels {
 namespace {
@@ -171,11 +172,6 @@ template <typename T>
 // The float row loops cloned for AVX-512/AVX2 (target_clones; attention.cpp is compiled with
 // -ffp-contract=off, so every clone rounds like the portable code). They were 4% of a micro
 // training step in portable SSE2. Double (the gradient checks) runs the templates directly.
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define RLFT_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define RLFT_CLONES
-#endif
 RLFT_CLONES void softmax_block_f32(int64_t rows, int64_t kend, int64_t lim0, float* S,
                                    const float* bias, bool self_visible, float* lse) {
   softmax_block(rows, kend, lim0, S, bias, self_visible, lse);

@@ -3,14 +3,14 @@
 // Forward: rows split between threads, the row loop cloned for AVX-512/AVX2 (it was 1.3% of a
 // micro training step in portable SSE2), each row computed as before.
 //
-// Backward, version 2 (this file): the one-loop version 1 (one thread; per row, two row sums, the dw/db
-// accumulation and dx) was 3.3% of a GPT micro training step in perf and ran on one thread
-// at any thread count. Now dx is computed per row and dw/db per column, so threads split rows
-// for the first and columns for the second; every dw/db column still adds its rows in order
-// 0…N−1 and every row sum is the same lane_sum, so the results are bitwise those of version 1
-// for any thread count. The loops are cloned for AVX-512/AVX2 (target_clones) and compiled
-// with -ffp-contract=off (CMakeLists.txt), which keeps every clone's rounding the portable
-// code's. Reference: the composition of mean/var/mul in tests/engine (gradient checks).
+// Backward, version 2 (this file): the one-loop version 1 (one thread; per row, two row sums, the
+// dw/db accumulation and dx) was 3.3% of a GPT micro training step in perf and ran on one thread at
+// any thread count. Now dx is computed per row and dw/db per column, so threads split rows for the
+// first and columns for the second; every dw/db column still adds its rows in order 0…N−1 and every
+// row sum is the same lane_sum, so the results are bitwise those of version 1 for any thread count.
+// The loops are cloned for AVX-512/AVX2 (target_clones) and compiled with -ffp-contract=off
+// (CMakeLists.txt), which keeps every clone's rounding the portable code's. Reference: the
+// composition of mean/var/mul in tests/engine (gradient checks).
 #include "kernels/cpu/layer_norm.h"
 
 #include <omp.h>
@@ -20,15 +20,10 @@
 #include <vector>
 
 #include "kernels/cpu/lane_sum.h"
+#include "kernels/cpu/target_clones.h"
 
 namespace rlft::kernels {
 namespace {
-
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define RLFT_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define RLFT_CLONES
-#endif
 
 // Forward rows [i0, i1): moments in double (two passes: no cancellation), then y = x·r − μ·r,
 // ·w, +b in T (float rows stay in float lanes), each a separate loop so none holds a branch.
@@ -121,7 +116,8 @@ RLFT_CLONES void dwdb_columns_f64(int64_t N, int64_t C, int64_t j0, int64_t j1, 
 }
 
 RLFT_CLONES void forward_rows_f32(int64_t i0, int64_t i1, int64_t C, const float* x, const float* w,
-                                  const float* b, double eps, float* y, double* mean, double* rstd) {
+                                  const float* b, double eps, float* y, double* mean,
+                                  double* rstd) {
   forward_rows(i0, i1, C, x, w, b, eps, y, mean, rstd);
 }
 RLFT_CLONES void forward_rows_f64(int64_t i0, int64_t i1, int64_t C, const double* x,

@@ -4,13 +4,9 @@
 // results are those of the templates in softmax.h.
 #include "kernels/cpu/softmax.h"
 
-namespace rlft::kernels {
+#include "kernels/cpu/target_clones.h"
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define RLFT_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define RLFT_CLONES
-#endif
+namespace rlft::kernels {
 
 RLFT_CLONES void cross_entropy_rows_f32_range(int64_t i0, int64_t i1, int64_t V, const float* x,
                                               const int64_t* t, int64_t ignore_index, float* loss,

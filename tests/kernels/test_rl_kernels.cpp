@@ -12,18 +12,21 @@
 #include <array>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <random>
 #include <string>
 #include <vector>
 
 #include "engine/error.h"
+#include "kernels/cpu/fast_math.h"
 #include "kernels/gae.h"
 #include "kernels/ratio_clip.h"
 #include "kernels/ratio_clip_math.h"
 #include "kernels/softmax_logprob.h"
 #include "tests/kernels/gae_problems.h"
 #include "tests/kernels/ratio_clip_modes.h"
+#include "tests/test_util.h"
 
 namespace rk = rlft::kernels;
 
@@ -117,21 +120,22 @@ struct SoftmaxOut {
 
 template <typename Real>
 SoftmaxOut<Real> run_softmax(const SoftmaxProblem& P, const std::vector<double>& g_logp,
-                             const std::vector<double>& g_entropy, int64_t ld_d) {
+                             const std::vector<double>& g_entropy, int64_t ld_d, int version = 0) {
   SoftmaxOut<Real> o;
   const std::vector<Real> x = cast<Real>(P.logits);
   o.logp.assign(ix(P.N), Real(-7));  // sentinels: every element must be overwritten
   o.entropy.assign(ix(P.N), Real(-7));
   o.lse.assign(ix(P.N), Real(-7));
   rk::softmax_logprob_forward_cpu<Real>(x.data(), P.N, P.V, P.ld, P.targets.data(), P.ignore_index,
-                                        Real(P.tau), o.logp.data(), o.entropy.data(), o.lse.data());
+                                        Real(P.tau), o.logp.data(), o.entropy.data(), o.lse.data(),
+                                        version);
   const std::vector<Real> gl = cast<Real>(g_logp), gh = cast<Real>(g_entropy);
   o.ld_d = ld_d;
   o.dlogits.assign(ix(P.N * ld_d), Real(123));
-  rk::softmax_logprob_backward_cpu<Real>(x.data(), P.N, P.V, P.ld, P.targets.data(), P.ignore_index,
-                                         Real(P.tau), o.lse.data(), o.entropy.data(),
-                                         gl.empty() ? nullptr : gl.data(),
-                                         gh.empty() ? nullptr : gh.data(), o.dlogits.data(), ld_d);
+  rk::softmax_logprob_backward_cpu<Real>(
+      x.data(), P.N, P.V, P.ld, P.targets.data(), P.ignore_index, Real(P.tau), o.lse.data(),
+      o.entropy.data(), gl.empty() ? nullptr : gl.data(), gh.empty() ? nullptr : gh.data(),
+      o.dlogits.data(), ld_d, false, version);
   return o;
 }
 
@@ -155,13 +159,14 @@ SoftmaxProblem random_softmax(std::mt19937_64& rng, int64_t N, int64_t V, int64_
 
 template <typename Real>
 void expect_softmax_matches(const SoftmaxProblem& P, const std::vector<double>& g_logp,
-                            const std::vector<double>& g_entropy, double tol) {
+                            const std::vector<double>& g_entropy, double tol, int version = 0) {
+  SCOPED_TRACE("version " + std::to_string(version));
   // The reference sees exactly the values the kernel sees (rounded to Real first).
   SoftmaxProblem Pr = P;
   for (double& x : Pr.logits) x = double(Real(x));
   const SoftmaxRef ref = ref_softmax_logprob(Pr, g_logp, g_entropy);
   const int64_t ld_d = P.V + 2;
-  const SoftmaxOut<Real> out = run_softmax<Real>(P, g_logp, g_entropy, ld_d);
+  const SoftmaxOut<Real> out = run_softmax<Real>(P, g_logp, g_entropy, ld_d, version);
   double gmax = 0;
   for (double g : ref.dlogits) gmax = std::max(gmax, std::abs(g));
   for (int64_t n = 0; n < P.N; ++n) {
@@ -177,6 +182,13 @@ void expect_softmax_matches(const SoftmaxProblem& P, const std::vector<double>& 
     }
     EXPECT_EQ(out.dlogits[ix(n * ld_d + P.V)], Real(123)) << "wrote past V in dlogits";
   }
+}
+
+// Float rows through both versions: 1 (double arithmetic) and 2 (float exponentials, the
+// default), each against the double reference at 2e-6.
+void expect_float_softmax_matches(const SoftmaxProblem& P, const std::vector<double>& g_logp,
+                                  const std::vector<double>& g_entropy) {
+  for (int version : {1, 2}) expect_softmax_matches<float>(P, g_logp, g_entropy, 2e-6, version);
 }
 
 std::vector<double> random_vec(std::mt19937_64& rng, int64_t n, double lo, double hi) {
@@ -229,7 +241,7 @@ TEST(SoftmaxLogprob, MatchesUnfusedReferenceRandom) {
     const SoftmaxProblem P = random_softmax(rng, 9, V, 3, 2.0);
     const auto gl = random_vec(rng, P.N, -1, 1), gh = random_vec(rng, P.N, -1, 1);
     expect_softmax_matches<double>(P, gl, gh, 1e-12);
-    expect_softmax_matches<float>(P, gl, gh, 2e-6);
+    expect_float_softmax_matches(P, gl, gh);
   }
 }
 
@@ -246,7 +258,7 @@ TEST(SoftmaxLogprob, SpikedLogits) {
   }
   const auto gl = random_vec(rng, P.N, -1, 1), gh = random_vec(rng, P.N, -1, 1);
   expect_softmax_matches<double>(P, gl, gh, 1e-12);
-  expect_softmax_matches<float>(P, gl, gh, 2e-6);
+  expect_float_softmax_matches(P, gl, gh);
 }
 
 // All logits share an offset of +1000: exp without the running max overflows, and an
@@ -259,7 +271,7 @@ TEST(SoftmaxLogprob, LargeCommonOffset) {
   // Offsets are exact in double, so the reference is as accurate; float rounds the inputs at
   // 1000 to 6e-5, which the reference sees too.
   expect_softmax_matches<double>(P, gl, gh, 1e-12);
-  expect_softmax_matches<float>(P, gl, gh, 2e-6);
+  expect_float_softmax_matches(P, gl, gh);
 }
 
 // V = 1: softmax is [1], logp = 0, entropy = 0, gradient 0 whatever the logit.
@@ -269,10 +281,15 @@ TEST(SoftmaxLogprob, SingleTokenVocabulary) {
   const auto gl = random_vec(rng, P.N, -1, 1), gh = random_vec(rng, P.N, -1, 1);
   expect_softmax_matches<double>(P, gl, gh, 1e-15);
   const SoftmaxOut<double> out = run_softmax<double>(P, gl, gh, 1);
+  P.tau = 0.7;  // float version 2 rounds z = x·(1/τ) once and uses that z for z_t − lse too
+  const SoftmaxOut<float> out2 = run_softmax<float>(P, gl, gh, 1, 2);
   for (int64_t n = 0; n < P.N; ++n) {
     EXPECT_EQ(out.logp[ix(n)], 0.0);
     EXPECT_EQ(out.entropy[ix(n)], 0.0);
     EXPECT_EQ(out.dlogits[ix(n)], 0.0);
+    EXPECT_EQ(out2.logp[ix(n)], 0.0f);
+    EXPECT_EQ(out2.entropy[ix(n)], 0.0f);
+    EXPECT_EQ(out2.dlogits[ix(n)], 0.0f);
   }
 }
 
@@ -284,7 +301,7 @@ TEST(SoftmaxLogprob, LargeVocabulary) {
   P.logits[ix(2 * P.ld + 17)] += 30.0;  // and one spiked row
   const auto gl = random_vec(rng, P.N, -1, 1), gh = random_vec(rng, P.N, -1, 1);
   expect_softmax_matches<double>(P, gl, gh, 1e-11);
-  expect_softmax_matches<float>(P, gl, gh, 2e-6);
+  expect_float_softmax_matches(P, gl, gh);
 }
 
 // ignore_index rows (prompt and padding positions) give logp = entropy = lse = 0 and a zero
@@ -300,7 +317,7 @@ TEST(SoftmaxLogprob, IgnoreIndexAndTemperature) {
   }
   const auto gl = random_vec(rng, P.N, -1, 1), gh = random_vec(rng, P.N, -1, 1);
   expect_softmax_matches<double>(P, gl, gh, 1e-12);
-  expect_softmax_matches<float>(P, gl, gh, 2e-6);
+  expect_float_softmax_matches(P, gl, gh);
   const SoftmaxOut<double> out = run_softmax<double>(P, gl, gh, P.V);
   for (int64_t n : {0, 3, 6}) {
     EXPECT_EQ(out.logp[ix(n)], 0.0);
@@ -323,11 +340,97 @@ TEST(SoftmaxLogprob, NegativeInfinityLogits) {
   P.logits[0] = -kInf;  // first element of row 0: the running max starts at −inf
   P.logits[ix(P.ld + 4)] = -kInf;
   P.targets[1] = 2;
+  const auto gl0 = random_vec(rng, P.N, -1, 1), gh0 = random_vec(rng, P.N, -1, 1);
+  expect_softmax_matches<double>(P, gl0, gh0, 1e-12);
+  P.logits[ix(2 * P.ld + 3)] = -kInf;  // and the target of row 2 (logp −inf, gradient g_logp)
+  P.targets[2] = 3;
+  P.logits[ix(2 * P.ld + 5)] = -kInf;
   const auto gl = random_vec(rng, P.N, -1, 1), gh = random_vec(rng, P.N, -1, 1);
-  expect_softmax_matches<double>(P, gl, gh, 1e-12);
   const SoftmaxOut<double> out = run_softmax<double>(P, gl, gh, P.V);
   EXPECT_EQ(out.dlogits[0], 0.0);
   EXPECT_EQ(out.dlogits[ix(P.V + 4)], 0.0);
+  EXPECT_EQ(out.logp[2], -kInf);
+  EXPECT_DOUBLE_EQ(out.dlogits[ix(2 * P.V + 3)], gl[2]);  // 1[v=t]·g_logp, p = 0
+  for (int version : {1, 2}) {
+    SCOPED_TRACE("float version " + std::to_string(version));
+    const SoftmaxOut<float> f = run_softmax<float>(P, gl, gh, P.V, version);
+    for (int64_t n = 0; n < P.N; ++n) {
+      if (n != 2) {
+        EXPECT_NEAR(f.logp[ix(n)], out.logp[ix(n)], 2e-6);
+        EXPECT_NEAR(f.entropy[ix(n)], out.entropy[ix(n)], 2e-6);
+      }
+      for (int64_t v = 0; v < P.V; ++v)  // no NaN from 0·(−inf) anywhere
+        EXPECT_NEAR(f.dlogits[ix(n * P.V + v)], out.dlogits[ix(n * P.V + v)], 2e-6)
+            << "n=" << n << " v=" << v;
+    }
+    EXPECT_EQ(f.logp[2], -std::numeric_limits<float>::infinity());
+    EXPECT_EQ(f.dlogits[0], 0.0f);
+    EXPECT_EQ(f.dlogits[ix(2 * P.V + 5)], 0.0f);
+  }
+}
+
+// Float version 2 against version 1 where it hands a row to version 1 or refuses it: a +inf
+// logit (the max is not finite: version 1's row, the same outputs), a row of −inf and a NaN
+// among finite logits (no finite logit: the error names the first such row, also across
+// threads), and its other arguments: the gradient added with accumulate, null gradients zero.
+TEST(SoftmaxLogprob, FloatVersion2EdgeRowsAndArguments) {
+  using rlft::testing::error_of;
+  constexpr float inf = std::numeric_limits<float>::infinity();
+  const float with_inf[3] = {0.0f, inf, 1.0f};
+  const int64_t t1 = 1, t0 = 0;
+  float a[3], b[3];  // logp, entropy, lse
+  rk::softmax_logprob_forward_cpu<float>(with_inf, 1, 3, 3, &t0, -100, 1.0f, a, a + 1, a + 2, 1);
+  rk::softmax_logprob_forward_cpu<float>(with_inf, 1, 3, 3, &t0, -100, 1.0f, b, b + 1, b + 2, 2);
+  for (int k = 0; k < 3; ++k)
+    EXPECT_TRUE(std::memcmp(&a[k], &b[k], sizeof(float)) == 0) << k << ": " << a[k] << " " << b[k];
+  // N·V above the threading threshold; rows 700 and 900 bad, 900 first in its thread's range.
+  const int64_t N = 1024, V = 64;
+  std::vector<float> x(size_t(N * V), 0.5f);
+  std::vector<int64_t> t(size_t(N), 1);
+  for (int64_t v = 0; v < V; ++v) x[size_t(700 * V + v)] = -inf;
+  x[size_t(900 * V + 3)] = std::numeric_limits<float>::quiet_NaN();
+  std::vector<float> lp(ix(N)), H(ix(N)), lse(ix(N));
+  for (int version : {1, 2}) {
+    const std::string err = error_of([&] {
+      rk::softmax_logprob_forward_cpu<float>(x.data(), N, V, V, t.data(), -100, 1.0f, lp.data(),
+                                             H.data(), lse.data(), version);
+    });
+    EXPECT_NE(err.find("row 700 has no finite logit"), std::string::npos) << err;
+  }
+  x[size_t(700 * V)] = 0.5f;
+  EXPECT_NE(error_of([&] {
+              rk::softmax_logprob_forward_cpu<float>(x.data(), N, V, V, t.data(), -100, 1.0f,
+                                                     lp.data(), H.data(), lse.data(), 2);
+            }).find("row 900 has no finite logit"),
+            std::string::npos);
+  // accumulate and null gradients, version 2
+  std::mt19937_64 rng(10);
+  const SoftmaxProblem P = random_softmax(rng, 3, 19, 0, 1.0);
+  const auto gl = random_vec(rng, P.N, -1, 1), gh = random_vec(rng, P.N, -1, 1);
+  const SoftmaxOut<float> out = run_softmax<float>(P, gl, gh, P.V, 2);
+  const std::vector<float> xf = cast<float>(P.logits), glf = cast<float>(gl), ghf = cast<float>(gh);
+  std::vector<float> acc(ix(P.N * P.V), 0.5f);
+  rk::softmax_logprob_backward_cpu<float>(xf.data(), P.N, P.V, P.ld, P.targets.data(),
+                                          P.ignore_index, 1.0f, out.lse.data(), out.entropy.data(),
+                                          glf.data(), ghf.data(), acc.data(), P.V, true, 2);
+  for (size_t k = 0; k < acc.size(); ++k) EXPECT_EQ(acc[k], 0.5f + out.dlogits[k]) << k;
+  std::vector<float> zero(ix(P.N * P.V), 9.0f);
+  rk::softmax_logprob_backward_cpu<float>(xf.data(), P.N, P.V, P.ld, P.targets.data(),
+                                          P.ignore_index, 1.0f, out.lse.data(), nullptr, nullptr,
+                                          nullptr, zero.data(), P.V, false, 2);
+  for (float g : zero) EXPECT_EQ(g, 0.0f);
+  // versions: 0, 1, 2 exist; 2 is float only
+  double xd[2] = {0.0, 1.0}, lpd;
+  EXPECT_NE(error_of([&] {
+              rk::softmax_logprob_forward_cpu<double>(xd, 1, 2, 2, &t1, -100, 1.0, &lpd, nullptr,
+                                                      nullptr, 2);
+            }).find("version 2 is float only"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] {
+              rk::softmax_logprob_forward_cpu<float>(with_inf, 1, 3, 3, &t1, -100, 1.0f, a, nullptr,
+                                                     nullptr, 3);
+            }).find("unknown version 3"),
+            std::string::npos);
 }
 
 // Central finite differences in double of L = Σ_n (a_n·logp_n + b_n·H_n), with temperature,
@@ -675,6 +778,28 @@ ClipProblem random_clip(std::mt19937_64& rng, int64_t B, int64_t T, const ClipOp
   return P;
 }
 
+// The CPU version the ratio_clip tests below run (0 = the default). Each test runs both
+// versions: 1, the scalar loop with libm's exp, and 2, the vectorised one.
+int g_clip_version = 0;
+template <typename Real>
+rk::RatioClipStats clip_forward(const rk::RatioClipArgs<Real>& a) {
+  return rk::ratio_clip_forward_cpu<Real>(a, g_clip_version);
+}
+template <typename Real>
+void clip_backward(const rk::RatioClipArgs<Real>& a, double g_loss, Real* g, bool acc = false) {
+  rk::ratio_clip_backward_cpu<Real>(a, g_loss, g, acc, g_clip_version);
+}
+// Runs body() once per CPU version, with g_clip_version set and the version in failures.
+template <typename F>
+void for_each_clip_version(F body) {
+  for (int v : {1, 2}) {
+    SCOPED_TRACE("ratio_clip CPU version " + std::to_string(v));
+    g_clip_version = v;
+    body();
+  }
+  g_clip_version = 0;
+}
+
 template <typename Real>
 void expect_clip_matches(const ClipProblem& P, double tol, bool check_all_gradients = true) {
   SCOPED_TRACE(P.describe());
@@ -682,7 +807,7 @@ void expect_clip_matches(const ClipProblem& P, double tol, bool check_all_gradie
   for (auto* v : {&Pr.logp, &Pr.old_logp, &Pr.adv, &Pr.mask, &Pr.lower, &Pr.upper})
     for (double& x : *v) x = double(Real(x));
   ClipBuffers<Real> buf(P);
-  const rk::RatioClipStats s = rk::ratio_clip_forward_cpu<Real>(buf.args);
+  const rk::RatioClipStats s = clip_forward<Real>(buf.args);
   const ClipRef ref = ref_ratio_clip(Pr, -1);
   EXPECT_TRUE(close(s.loss, ref.loss.v, tol)) << "loss";
   EXPECT_TRUE(close(s.clip_frac_low, ref.low, 1e-15)) << "clip_frac_low";
@@ -693,7 +818,7 @@ void expect_clip_matches(const ClipProblem& P, double tol, bool check_all_gradie
   EXPECT_EQ(s.tokens, ref.tokens);
   const double g_loss = 0.75;
   std::vector<Real> g(ix(P.B * P.T), Real(-9));
-  rk::ratio_clip_backward_cpu<Real>(buf.args, g_loss, g.data());
+  clip_backward<Real>(buf.args, g_loss, g.data());
   const int64_t BT = P.B * P.T, stride = check_all_gradients ? 1 : std::max<int64_t>(1, BT / 23);
   for (int64_t k = 0; k < BT; k += stride) {
     const double want = g_loss * ref_ratio_clip(Pr, k).loss.d;
@@ -719,58 +844,60 @@ void expect_clip_matches(const ClipProblem& P, double tol, bool check_all_gradie
 //   k1 = −(ln 1.5 + ln 0.5 + ln 1.1 + ln 5 + 0 + 0)/6 = −0.2361776699644407,
 //   k3 = Σ (r − 1 − ln r)/6 = 0.44715566336889245.
 TEST(RatioClip, HandComputedEveryAggregation) {
-  ClipProblem P;
-  P.B = 2;
-  P.T = 5;
-  P.logp = {std::log(1.5), std::log(0.5), std::log(1.1), std::log(5.0), kNaN,
-            0.0,           0.0,           kNaN,          kNaN,          kNaN};
-  P.old_logp.assign(10, 0.0);
-  P.adv = {1, -1, 2, -1, 7, 0.5, 0.5, 7, 7, 7};
-  P.mask = {1, 1, 1, 1, 0, 1, 1, 0, 0, 0};
-  P.dual = 3.0;
-  struct Case {
-    rk::Aggregation agg;
-    double loss, g02, g10;
-  };
-  const Case cases[] = {
-      {rk::Aggregation::token_mean, -0.1, -2.2 / 6, -0.5 / 6},
-      {rk::Aggregation::seq_mean_token_mean, -0.2, -0.275, -0.125},
-      {rk::Aggregation::seq_mean_token_sum, -0.3, -1.1, -0.25},
-      {rk::Aggregation::constant_norm, -0.06, -0.22, -0.05},
-      {rk::Aggregation::only_token_mean, -0.4, -0.55, -0.25},
-  };
-  for (const Case& c : cases) {
-    SCOPED_TRACE(rk::aggregation_name(c.agg));
-    P.agg = c.agg;
+  for_each_clip_version([&] {
+    ClipProblem P;
+    P.B = 2;
+    P.T = 5;
+    P.logp = {std::log(1.5), std::log(0.5), std::log(1.1), std::log(5.0), kNaN,
+              0.0,           0.0,           kNaN,          kNaN,          kNaN};
+    P.old_logp.assign(10, 0.0);
+    P.adv = {1, -1, 2, -1, 7, 0.5, 0.5, 7, 7, 7};
+    P.mask = {1, 1, 1, 1, 0, 1, 1, 0, 0, 0};
+    P.dual = 3.0;
+    struct Case {
+      rk::Aggregation agg;
+      double loss, g02, g10;
+    };
+    const Case cases[] = {
+        {rk::Aggregation::token_mean, -0.1, -2.2 / 6, -0.5 / 6},
+        {rk::Aggregation::seq_mean_token_mean, -0.2, -0.275, -0.125},
+        {rk::Aggregation::seq_mean_token_sum, -0.3, -1.1, -0.25},
+        {rk::Aggregation::constant_norm, -0.06, -0.22, -0.05},
+        {rk::Aggregation::only_token_mean, -0.4, -0.55, -0.25},
+    };
+    for (const Case& c : cases) {
+      SCOPED_TRACE(rk::aggregation_name(c.agg));
+      P.agg = c.agg;
+      ClipBuffers<double> buf(P);
+      const rk::RatioClipStats s = clip_forward<double>(buf.args);
+      EXPECT_NEAR(s.loss, c.loss, 1e-14);
+      EXPECT_NEAR(s.clip_frac_low, 1.0 / 6, 1e-15);
+      EXPECT_NEAR(s.clip_frac_high, 1.0 / 6, 1e-15);
+      EXPECT_NEAR(s.dual_clip_frac, 1.0 / 6, 1e-15);
+      EXPECT_NEAR(s.approx_kl_k1, -0.2361776699644407, 1e-14);
+      EXPECT_NEAR(s.approx_kl_k3, 0.44715566336889245, 1e-14);
+      EXPECT_EQ(s.tokens, 6.0);
+      std::vector<double> g(10, -9.0);
+      clip_backward<double>(buf.args, 1.0, g.data());
+      const std::vector<double> want = {0, 0, c.g02, 0, 0, c.g10, c.g10, 0, 0, 0};
+      for (int k = 0; k < 10; ++k) EXPECT_NEAR(g[ix(k)], want[ix(k)], 1e-14) << "k=" << k;
+    }
+    // Without the dual clip t3 is unclipped: l = 5, dl/dlogp = −A·r = 5; token_mean: Σ m·l =
+    // −1.2 + 0.8 − 2.2 + 5 − 1 = 1.4 → 1.4/6, gradient of t3 = 5/6.
+    P.dual = 0.0;
+    P.agg = rk::Aggregation::token_mean;
     ClipBuffers<double> buf(P);
-    const rk::RatioClipStats s = rk::ratio_clip_forward_cpu<double>(buf.args);
-    EXPECT_NEAR(s.loss, c.loss, 1e-14);
-    EXPECT_NEAR(s.clip_frac_low, 1.0 / 6, 1e-15);
-    EXPECT_NEAR(s.clip_frac_high, 1.0 / 6, 1e-15);
-    EXPECT_NEAR(s.dual_clip_frac, 1.0 / 6, 1e-15);
-    EXPECT_NEAR(s.approx_kl_k1, -0.2361776699644407, 1e-14);
-    EXPECT_NEAR(s.approx_kl_k3, 0.44715566336889245, 1e-14);
-    EXPECT_EQ(s.tokens, 6.0);
-    std::vector<double> g(10, -9.0);
-    rk::ratio_clip_backward_cpu<double>(buf.args, 1.0, g.data());
-    const std::vector<double> want = {0, 0, c.g02, 0, 0, c.g10, c.g10, 0, 0, 0};
-    for (int k = 0; k < 10; ++k) EXPECT_NEAR(g[ix(k)], want[ix(k)], 1e-14) << "k=" << k;
-  }
-  // Without the dual clip t3 is unclipped: l = 5, dl/dlogp = −A·r = 5; token_mean: Σ m·l =
-  // −1.2 + 0.8 − 2.2 + 5 − 1 = 1.4 → 1.4/6, gradient of t3 = 5/6.
-  P.dual = 0.0;
-  P.agg = rk::Aggregation::token_mean;
-  ClipBuffers<double> buf(P);
-  const rk::RatioClipStats s = rk::ratio_clip_forward_cpu<double>(buf.args);
-  EXPECT_NEAR(s.loss, 1.4 / 6, 1e-14);
-  EXPECT_EQ(s.dual_clip_frac, 0.0);
-  std::vector<double> g(10);
-  rk::ratio_clip_backward_cpu<double>(buf.args, 1.0, g.data());
-  EXPECT_NEAR(g[3], 5.0 / 6, 1e-14);
-  // A normalizer (the token count of a whole optimizer step, here 12) replaces the 6.
-  P.normalizer = 12.0;
-  ClipBuffers<double> buf2(P);
-  EXPECT_NEAR(rk::ratio_clip_forward_cpu<double>(buf2.args).loss, 1.4 / 12, 1e-14);
+    const rk::RatioClipStats s = clip_forward<double>(buf.args);
+    EXPECT_NEAR(s.loss, 1.4 / 6, 1e-14);
+    EXPECT_EQ(s.dual_clip_frac, 0.0);
+    std::vector<double> g(10);
+    clip_backward<double>(buf.args, 1.0, g.data());
+    EXPECT_NEAR(g[3], 5.0 / 6, 1e-14);
+    // A normalizer (the token count of a whole optimizer step, here 12) replaces the 6.
+    P.normalizer = 12.0;
+    ClipBuffers<double> buf2(P);
+    EXPECT_NEAR(clip_forward<double>(buf2.args).loss, 1.4 / 12, 1e-14);
+  });
 }
 
 // Hand-computed GSPO (eps_low 3e-4, eps_high 4e-4, seq_mean_token_mean, B = 2, T = 2):
@@ -782,226 +909,288 @@ TEST(RatioClip, HandComputedEveryAggregation) {
 // GSPO-token with per-token advantages on row 1, A = [−1, +2]: s_{1,t} = 1, l = [1, −2],
 //   loss = (−1.0004 + (1 − 2)/2)/2 = −0.7502, gradients (1/(2·2))·(−A_t)·1 = [0.25, −0.5].
 TEST(RatioClip, HandComputedGspo) {
-  ClipProblem P;
-  P.B = 2;
-  P.T = 2;
-  P.logp = {std::log(1.1) - 1.0, std::log(1.1) - 2.0, 1e-4 - 0.5, -1e-4 - 0.25};
-  P.old_logp = {-1.0, -2.0, -0.5, -0.25};
-  P.adv = {1.0, -1.0};
-  P.adv_per_seq = true;
-  P.eps_low = 3e-4;
-  P.eps_high = 4e-4;
-  P.level = rk::RatioLevel::sequence;
-  P.agg = rk::Aggregation::seq_mean_token_mean;
-  for (auto level : {rk::RatioLevel::sequence, rk::RatioLevel::sequence_token}) {
-    SCOPED_TRACE(rk::ratio_level_name(level));
-    P.level = level;
+  for_each_clip_version([&] {
+    ClipProblem P;
+    P.B = 2;
+    P.T = 2;
+    P.logp = {std::log(1.1) - 1.0, std::log(1.1) - 2.0, 1e-4 - 0.5, -1e-4 - 0.25};
+    P.old_logp = {-1.0, -2.0, -0.5, -0.25};
+    P.adv = {1.0, -1.0};
+    P.adv_per_seq = true;
+    P.eps_low = 3e-4;
+    P.eps_high = 4e-4;
+    P.level = rk::RatioLevel::sequence;
+    P.agg = rk::Aggregation::seq_mean_token_mean;
+    for (auto level : {rk::RatioLevel::sequence, rk::RatioLevel::sequence_token}) {
+      SCOPED_TRACE(rk::ratio_level_name(level));
+      P.level = level;
+      ClipBuffers<double> buf(P);
+      const rk::RatioClipStats s = clip_forward<double>(buf.args);
+      EXPECT_NEAR(s.loss, -0.0002, 1e-13);
+      EXPECT_NEAR(s.clip_frac_high, 0.5, 1e-15);
+      EXPECT_EQ(s.clip_frac_low, 0.0);
+      std::vector<double> g(4);
+      clip_backward<double>(buf.args, 1.0, g.data());
+      EXPECT_NEAR(g[0], 0.0, 1e-15);
+      EXPECT_NEAR(g[1], 0.0, 1e-15);
+      EXPECT_NEAR(g[2], 0.25, 1e-12);
+      EXPECT_NEAR(g[3], 0.25, 1e-12);
+    }
+    P.level = rk::RatioLevel::sequence_token;
+    P.adv_per_seq = false;
+    P.adv = {1.0, 1.0, -1.0, 2.0};
     ClipBuffers<double> buf(P);
-    const rk::RatioClipStats s = rk::ratio_clip_forward_cpu<double>(buf.args);
-    EXPECT_NEAR(s.loss, -0.0002, 1e-13);
-    EXPECT_NEAR(s.clip_frac_high, 0.5, 1e-15);
-    EXPECT_EQ(s.clip_frac_low, 0.0);
+    EXPECT_NEAR(clip_forward<double>(buf.args).loss, -0.7502, 1e-12);
     std::vector<double> g(4);
-    rk::ratio_clip_backward_cpu<double>(buf.args, 1.0, g.data());
-    EXPECT_NEAR(g[0], 0.0, 1e-15);
-    EXPECT_NEAR(g[1], 0.0, 1e-15);
+    clip_backward<double>(buf.args, 1.0, g.data());
     EXPECT_NEAR(g[2], 0.25, 1e-12);
-    EXPECT_NEAR(g[3], 0.25, 1e-12);
-  }
-  P.level = rk::RatioLevel::sequence_token;
-  P.adv_per_seq = false;
-  P.adv = {1.0, 1.0, -1.0, 2.0};
-  ClipBuffers<double> buf(P);
-  EXPECT_NEAR(rk::ratio_clip_forward_cpu<double>(buf.args).loss, -0.7502, 1e-12);
-  std::vector<double> g(4);
-  rk::ratio_clip_backward_cpu<double>(buf.args, 1.0, g.data());
-  EXPECT_NEAR(g[2], 0.25, 1e-12);
-  EXPECT_NEAR(g[3], -0.5, 1e-12);
+    EXPECT_NEAR(g[3], -0.5, 1e-12);
+  });
 }
 
 // Every level × aggregation × advantage shape × bounds × dual clip × mask × normalizer, on
 // three odd sizes, in double (exact agreement) and float (inputs rounded, double inside).
 TEST(RatioClip, MatchesUnfusedReferenceEveryMode) {
-  std::mt19937_64 rng(11);
-  int cases = 0, with_low = 0, with_high = 0, with_dual = 0;
-  for (const ClipOptions& o : rlft::test::every_ratio_clip_mode()) {
-    for (auto [B, T] : {std::pair<int64_t, int64_t>{1, 1}, {5, 9}, {3, 17}}) {
-      const ClipProblem P = random_clip(rng, B, T, o);
-      expect_clip_matches<double>(P, 1e-12);
-      expect_clip_matches<float>(P, 1e-6);
-      if (HasFailure()) return;
-      const ClipRef ref = ref_ratio_clip(P, -1);
-      ++cases;
-      with_low += ref.low > 0;
-      with_high += ref.high > 0;
-      with_dual += ref.dual > 0;
+  for_each_clip_version([&] {
+    std::mt19937_64 rng(11);
+    int cases = 0, with_low = 0, with_high = 0, with_dual = 0;
+    for (const ClipOptions& o : rlft::test::every_ratio_clip_mode()) {
+      for (auto [B, T] : {std::pair<int64_t, int64_t>{1, 1}, {5, 9}, {3, 17}}) {
+        const ClipProblem P = random_clip(rng, B, T, o);
+        expect_clip_matches<double>(P, 1e-12);
+        expect_clip_matches<float>(P, 1e-6);
+        if (HasFailure()) return;
+        const ClipRef ref = ref_ratio_clip(P, -1);
+        ++cases;
+        with_low += ref.low > 0;
+        with_high += ref.high > 0;
+        with_dual += ref.dual > 0;
+      }
     }
-  }
-  // The generator really reaches every regime (guards against a vacuous test).
-  EXPECT_GT(cases, 400);
-  EXPECT_GT(with_low, cases / 4);
-  EXPECT_GT(with_high, cases / 4);
-  EXPECT_GT(with_dual, cases / 8);
+    // The generator really reaches every regime (guards against a vacuous test).
+    EXPECT_GT(cases, 400);
+    EXPECT_GT(with_low, cases / 4);
+    EXPECT_GT(with_high, cases / 4);
+    EXPECT_GT(with_dual, cases / 8);
+  });
 }
 
 // The mask is a weight m ≥ 0 (ratio_clip.h), not only a 0/1 flag: with fractional weights the
 // forward weights each token's loss, its count and its statistics by m, and the backward must
 // weight each token's gradient by the same m (the reference differentiates its own forward).
 TEST(RatioClip, FractionalMaskWeightsScaleLossAndGradient) {
-  std::mt19937_64 rng(21);
-  const double weights[] = {0.25, 0.5, 1.5, 3.0};
-  int cases = 0;
-  for (const ClipOptions& o : rlft::test::every_ratio_clip_mode()) {
-    if (!o.with_mask) continue;
-    ClipProblem P = random_clip(rng, 3, 7, o);
-    for (size_t k = 0; k < P.mask.size(); ++k)
-      if (P.mask[k] != 0.0) P.mask[k] = weights[k % 4];
-    expect_clip_matches<double>(P, 1e-12);
-    if (HasFailure()) return;
-    ++cases;
-  }
-  EXPECT_GT(cases, 50);
+  for_each_clip_version([&] {
+    std::mt19937_64 rng(21);
+    const double weights[] = {0.25, 0.5, 1.5, 3.0};
+    int cases = 0;
+    for (const ClipOptions& o : rlft::test::every_ratio_clip_mode()) {
+      if (!o.with_mask) continue;
+      ClipProblem P = random_clip(rng, 3, 7, o);
+      for (size_t k = 0; k < P.mask.size(); ++k)
+        if (P.mask[k] != 0.0) P.mask[k] = weights[k % 4];
+      expect_clip_matches<double>(P, 1e-12);
+      if (HasFailure()) return;
+      ++cases;
+    }
+    EXPECT_GT(cases, 50);
+  });
 }
 
 // Central finite differences in double of the kernel's own loss against its backward. The
 // generator keeps every ratio ≥ 10% away from each kink, h = 1e-6 in the log-prob.
 TEST(RatioClip, BackwardMatchesFiniteDifferences) {
-  std::mt19937_64 rng(12);
-  for (const ClipOptions& o : rlft::test::every_ratio_clip_mode()) {
-    // GSPO-token's gradient is by design not the derivative of its value (the stop-gradients
-    // drop the other tokens' contribution through ρ_i); with per-sequence advantages and
-    // scalar bounds it equals GSPO's, which is. Its other cases are covered by the dual-number
-    // reference, where the stop-gradient is written literally.
-    if (o.level == rk::RatioLevel::sequence_token && (!o.adv_per_seq || o.per_token_bounds))
-      continue;
-    ClipProblem P = random_clip(rng, 4, 7, o);
-    SCOPED_TRACE(P.describe());
-    ClipBuffers<double> buf(P);
-    std::vector<double> g(ix(P.B * P.T));
-    rk::ratio_clip_backward_cpu<double>(buf.args, 1.0, g.data());
-    const double h = 1e-6;
-    for (size_t k = 0; k < g.size(); ++k) {
-      if (std::isnan(P.logp[k])) {
-        EXPECT_EQ(g[k], 0.0);
+  for_each_clip_version([&] {
+    std::mt19937_64 rng(12);
+    for (const ClipOptions& o : rlft::test::every_ratio_clip_mode()) {
+      // GSPO-token's gradient is by design not the derivative of its value (the stop-gradients
+      // drop the other tokens' contribution through ρ_i); with per-sequence advantages and
+      // scalar bounds it equals GSPO's, which is. Its other cases are covered by the dual-number
+      // reference, where the stop-gradient is written literally.
+      if (o.level == rk::RatioLevel::sequence_token && (!o.adv_per_seq || o.per_token_bounds))
         continue;
+      ClipProblem P = random_clip(rng, 4, 7, o);
+      SCOPED_TRACE(P.describe());
+      ClipBuffers<double> buf(P);
+      std::vector<double> g(ix(P.B * P.T));
+      clip_backward<double>(buf.args, 1.0, g.data());
+      const double h = 1e-6;
+      for (size_t k = 0; k < g.size(); ++k) {
+        if (std::isnan(P.logp[k])) {
+          EXPECT_EQ(g[k], 0.0);
+          continue;
+        }
+        const double x = buf.logp[k];
+        buf.logp[k] = x + h;
+        const double lp = clip_forward<double>(buf.args).loss;
+        buf.logp[k] = x - h;
+        const double lm = clip_forward<double>(buf.args).loss;
+        buf.logp[k] = x;
+        // |loss| stays below ~1e2 here, so roundoff is ≈ 1e-16·1e2/1e-6 = 1e-8.
+        ASSERT_NEAR(g[k], (lp - lm) / (2 * h), 1e-6 * std::max(1.0, std::abs(g[k]))) << "k=" << k;
       }
-      const double x = buf.logp[k];
-      buf.logp[k] = x + h;
-      const double lp = rk::ratio_clip_forward_cpu<double>(buf.args).loss;
-      buf.logp[k] = x - h;
-      const double lm = rk::ratio_clip_forward_cpu<double>(buf.args).loss;
-      buf.logp[k] = x;
-      // |loss| stays below ~1e2 here, so roundoff is ≈ 1e-16·1e2/1e-6 = 1e-8.
-      ASSERT_NEAR(g[k], (lp - lm) / (2 * h), 1e-6 * std::max(1.0, std::abs(g[k]))) << "k=" << k;
     }
-  }
+  });
 }
 
 // A [64, 1000] batch (the benchmark's shape) runs the OpenMP path; the reference is checked on
 // the values and on a sample of gradient entries; the result must not depend on the thread
 // count (row partial sums are reduced in row order).
 TEST(RatioClip, LargeBatchAndThreadCountIndependence) {
-  std::mt19937_64 rng(13);
-  for (auto agg : {rk::Aggregation::token_mean, rk::Aggregation::seq_mean_token_mean}) {
-    ClipOptions o;
-    o.agg = agg;
-    o.dual = 3.0;
-    const ClipProblem P = random_clip(rng, 64, 1000, o);
-    expect_clip_matches<double>(P, 1e-11, /*check_all_gradients=*/false);
-    ClipBuffers<float> buf(P);
-    const int saved = omp_get_max_threads();
-    omp_set_num_threads(1);
-    const rk::RatioClipStats s1 = rk::ratio_clip_forward_cpu<float>(buf.args);
-    std::vector<float> g1(ix(P.B * P.T)), g2(g1.size());
-    rk::ratio_clip_backward_cpu<float>(buf.args, 1.0, g1.data());
-    omp_set_num_threads(std::max(2, saved));
-    const rk::RatioClipStats s2 = rk::ratio_clip_forward_cpu<float>(buf.args);
-    rk::ratio_clip_backward_cpu<float>(buf.args, 1.0, g2.data());
-    omp_set_num_threads(saved);
-    EXPECT_EQ(s1.loss, s2.loss);
-    EXPECT_EQ(s1.approx_kl_k3, s2.approx_kl_k3);
-    EXPECT_EQ(g1, g2);
-  }
+  for_each_clip_version([&] {
+    std::mt19937_64 rng(13);
+    for (auto agg : {rk::Aggregation::token_mean, rk::Aggregation::seq_mean_token_mean}) {
+      ClipOptions o;
+      o.agg = agg;
+      o.dual = 3.0;
+      const ClipProblem P = random_clip(rng, 64, 1000, o);
+      expect_clip_matches<double>(P, 1e-11, /*check_all_gradients=*/false);
+      ClipBuffers<float> buf(P);
+      const int saved = omp_get_max_threads();
+      omp_set_num_threads(1);
+      const rk::RatioClipStats s1 = clip_forward<float>(buf.args);
+      std::vector<float> g1(ix(P.B * P.T)), g2(g1.size());
+      clip_backward<float>(buf.args, 1.0, g1.data());
+      omp_set_num_threads(std::max(2, saved));
+      const rk::RatioClipStats s2 = clip_forward<float>(buf.args);
+      clip_backward<float>(buf.args, 1.0, g2.data());
+      omp_set_num_threads(saved);
+      EXPECT_EQ(s1.loss, s2.loss);
+      EXPECT_EQ(s1.approx_kl_k3, s2.approx_kl_k3);
+      EXPECT_EQ(g1, g2);
+    }
+  });
 }
 
 // All tokens masked: no tokens, so loss, statistics and gradient are all 0 in every mode.
 TEST(RatioClip, AllMaskedBatch) {
-  std::mt19937_64 rng(14);
-  for (const ClipOptions& base : rlft::test::every_ratio_clip_mode()) {
-    ClipOptions o = base;
-    o.with_mask = true;
-    ClipProblem P = random_clip(rng, 3, 4, o);
-    std::fill(P.mask.begin(), P.mask.end(), 0.0);
-    ClipBuffers<double> buf(P);
-    const rk::RatioClipStats s = rk::ratio_clip_forward_cpu<double>(buf.args);
-    EXPECT_EQ(s.loss, 0.0);
-    EXPECT_EQ(s.tokens, 0.0);
-    EXPECT_EQ(s.clip_frac_low + s.clip_frac_high + s.dual_clip_frac + s.approx_kl_k1, 0.0);
-    std::vector<double> g(12, 5.0);
-    rk::ratio_clip_backward_cpu<double>(buf.args, 1.0, g.data());
-    for (double x : g) EXPECT_EQ(x, 0.0);
-  }
+  for_each_clip_version([&] {
+    std::mt19937_64 rng(14);
+    for (const ClipOptions& base : rlft::test::every_ratio_clip_mode()) {
+      ClipOptions o = base;
+      o.with_mask = true;
+      ClipProblem P = random_clip(rng, 3, 4, o);
+      std::fill(P.mask.begin(), P.mask.end(), 0.0);
+      ClipBuffers<double> buf(P);
+      const rk::RatioClipStats s = clip_forward<double>(buf.args);
+      EXPECT_EQ(s.loss, 0.0);
+      EXPECT_EQ(s.tokens, 0.0);
+      EXPECT_EQ(s.clip_frac_low + s.clip_frac_high + s.dual_clip_frac + s.approx_kl_k1, 0.0);
+      std::vector<double> g(12, 5.0);
+      clip_backward<double>(buf.args, 1.0, g.data());
+      for (double x : g) EXPECT_EQ(x, 0.0);
+    }
+  });
 }
 
 // Gradient accumulation: two micro-batches with the whole step's token count as normalizer
 // sum to the loss and gradient of the full batch under token_mean (and the sequence count
 // for seq_mean_token_mean); plain per-micro-batch means would not.
 TEST(RatioClip, NormalizerMakesMicroBatchesAddUp) {
-  std::mt19937_64 rng(15);
-  for (auto agg : {rk::Aggregation::token_mean, rk::Aggregation::seq_mean_token_mean}) {
-    ClipOptions o;
-    o.agg = agg;
-    const ClipProblem full = random_clip(rng, 6, 8, o);
-    ClipBuffers<double> fb(full);
-    const rk::RatioClipStats fs = rk::ratio_clip_forward_cpu<double>(fb.args);
-    std::vector<double> fg(48);
-    rk::ratio_clip_backward_cpu<double>(fb.args, 1.0, fg.data());
-    double sum = 0;
-    std::vector<double> g(48, 0.0);
-    for (int half = 0; half < 2; ++half) {
-      rk::RatioClipArgs<double> a = fb.args;
-      a.B = 3;
-      a.logp += half * 24;
-      a.old_logp += half * 24;
-      a.advantages += half * 24;
-      a.mask += half * 24;
-      a.normalizer = agg == rk::Aggregation::token_mean ? fs.tokens : 6.0;
-      sum += rk::ratio_clip_forward_cpu<double>(a).loss;
-      rk::ratio_clip_backward_cpu<double>(a, 1.0, g.data() + half * 24, /*accumulate=*/true);
+  for_each_clip_version([&] {
+    std::mt19937_64 rng(15);
+    for (auto agg : {rk::Aggregation::token_mean, rk::Aggregation::seq_mean_token_mean}) {
+      ClipOptions o;
+      o.agg = agg;
+      const ClipProblem full = random_clip(rng, 6, 8, o);
+      ClipBuffers<double> fb(full);
+      const rk::RatioClipStats fs = clip_forward<double>(fb.args);
+      std::vector<double> fg(48);
+      clip_backward<double>(fb.args, 1.0, fg.data());
+      double sum = 0;
+      std::vector<double> g(48, 0.0);
+      for (int half = 0; half < 2; ++half) {
+        rk::RatioClipArgs<double> a = fb.args;
+        a.B = 3;
+        a.logp += half * 24;
+        a.old_logp += half * 24;
+        a.advantages += half * 24;
+        a.mask += half * 24;
+        a.normalizer = agg == rk::Aggregation::token_mean ? fs.tokens : 6.0;
+        sum += clip_forward<double>(a).loss;
+        clip_backward<double>(a, 1.0, g.data() + half * 24, /*accumulate=*/true);
+      }
+      EXPECT_NEAR(sum, fs.loss, 1e-13);
+      for (size_t k = 0; k < g.size(); ++k) EXPECT_NEAR(g[k], fg[k], 1e-14);
     }
-    EXPECT_NEAR(sum, fs.loss, 1e-13);
-    for (size_t k = 0; k < g.size(); ++k) EXPECT_NEAR(g[k], fg[k], 1e-14);
-  }
+  });
 }
 
 // Ties sit exactly on a kink: r == hi with A > 0 and r == lo with A < 0 keep the unclipped
 // gradient −A·r (torch.clamp passes it at the boundary, and both min branches agree there);
 // l == −c·A keeps it too, and a tie is not counted as clipped.
 TEST(RatioClip, TiesAtTheBoundsKeepTheGradient) {
+  for_each_clip_version([&] {
+    ClipProblem P;
+    P.B = 1;
+    P.T = 3;
+    P.eps_low = 0.25;
+    P.eps_high = 0.5;  // bounds 0.75 and 1.5, exact in binary
+    P.dual = 2.0;      // token 2: r = 2, A = −1 → l = 2 = −c·A
+    P.old_logp = {0.0, 0.0, 0.0};
+    P.logp = {std::log(1.5), std::log(0.75), std::log(2.0)};
+    P.adv = {1.0, -1.0, -1.0};
+    P.agg = rk::Aggregation::seq_mean_token_sum;
+    ClipBuffers<double> buf(P);
+    std::vector<double> g(3);
+    clip_backward<double>(buf.args, 1.0, g.data());
+    // version 2's ratios are exp_fast_f64's: the expected side of each kink follows them
+    const auto ex = [](double x) {
+      return g_clip_version == 2 ? rk::exp_fast_f64(x) : std::exp(x);
+    };
+    const double r0 = ex(buf.logp[0]), r1 = ex(buf.logp[1]), r2 = ex(buf.logp[2]);
+    // glibc's exp(log(x)) returns x exactly for these three; should another libm round them
+    // off the kink, the expected gradient follows the side it landed on.
+    EXPECT_EQ(g[0], r0 > 1.5 ? 0.0 : -1.0 * r0);
+    EXPECT_EQ(g[1], r1 < 0.75 ? 0.0 : 1.0 * r1);
+    EXPECT_EQ(g[2], r2 > 2.0 ? 0.0 : 1.0 * r2);
+    const rk::RatioClipStats s = clip_forward<double>(buf.args);
+    if (r0 == 1.5 && r1 == 0.75 && r2 == 2.0) {
+      EXPECT_EQ(s.clip_frac_high + s.clip_frac_low + s.dual_clip_frac, 0.0);
+      EXPECT_EQ(s.loss, -1.5 + 0.75 + 2.0);
+    }
+  });
+}
+
+// The two CPU versions take the same clip decisions and agree to rounding on every mode (the
+// vectorised exp is within an ulp of libm's; the row sums are added in another order); a
+// version outside 0..2 is an error naming it.
+TEST(RatioClip, CpuVersionsAgree) {
+  std::mt19937_64 rng(16);
+  for (const ClipOptions& o : rlft::test::every_ratio_clip_mode()) {
+    const ClipProblem P = random_clip(rng, 3, 37, o);
+    SCOPED_TRACE(P.describe());
+    ClipBuffers<double> buf(P);
+    const rk::RatioClipStats s1 = rk::ratio_clip_forward_cpu<double>(buf.args, 1);
+    const rk::RatioClipStats s2 = rk::ratio_clip_forward_cpu<double>(buf.args, 2);
+    EXPECT_TRUE(close(s1.loss, s2.loss, 1e-14));
+    EXPECT_EQ(s1.clip_frac_low, s2.clip_frac_low);
+    EXPECT_EQ(s1.clip_frac_high, s2.clip_frac_high);
+    EXPECT_EQ(s1.dual_clip_frac, s2.dual_clip_frac);
+    EXPECT_TRUE(close(s1.approx_kl_k1, s2.approx_kl_k1, 1e-14));
+    EXPECT_TRUE(close(s1.approx_kl_k3, s2.approx_kl_k3, 1e-13));
+    EXPECT_EQ(s1.tokens, s2.tokens);
+    std::vector<double> g1(ix(P.B * P.T)), g2(g1.size());
+    rk::ratio_clip_backward_cpu<double>(buf.args, 0.5, g1.data(), false, 1);
+    rk::ratio_clip_backward_cpu<double>(buf.args, 0.5, g2.data(), false, 2);
+    for (size_t k = 0; k < g1.size(); ++k) ASSERT_TRUE(close(g1[k], g2[k], 1e-14)) << "k=" << k;
+    if (HasFailure()) return;
+  }
   ClipProblem P;
   P.B = 1;
-  P.T = 3;
-  P.eps_low = 0.25;
-  P.eps_high = 0.5;  // bounds 0.75 and 1.5, exact in binary
-  P.dual = 2.0;      // token 2: r = 2, A = −1 → l = 2 = −c·A
-  P.old_logp = {0.0, 0.0, 0.0};
-  P.logp = {std::log(1.5), std::log(0.75), std::log(2.0)};
-  P.adv = {1.0, -1.0, -1.0};
-  P.agg = rk::Aggregation::seq_mean_token_sum;
+  P.T = 1;
+  P.logp = {0.0};
+  P.old_logp = {0.0};
+  P.adv = {1.0};
   ClipBuffers<double> buf(P);
-  std::vector<double> g(3);
-  rk::ratio_clip_backward_cpu<double>(buf.args, 1.0, g.data());
-  const double r0 = std::exp(buf.logp[0]), r1 = std::exp(buf.logp[1]), r2 = std::exp(buf.logp[2]);
-  // glibc's exp(log(x)) returns x exactly for these three; should another libm round them
-  // off the kink, the expected gradient follows the side it landed on.
-  EXPECT_EQ(g[0], r0 > 1.5 ? 0.0 : -1.0 * r0);
-  EXPECT_EQ(g[1], r1 < 0.75 ? 0.0 : 1.0 * r1);
-  EXPECT_EQ(g[2], r2 > 2.0 ? 0.0 : 1.0 * r2);
-  const rk::RatioClipStats s = rk::ratio_clip_forward_cpu<double>(buf.args);
-  if (r0 == 1.5 && r1 == 0.75 && r2 == 2.0) {
-    EXPECT_EQ(s.clip_frac_high + s.clip_frac_low + s.dual_clip_frac, 0.0);
-    EXPECT_EQ(s.loss, -1.5 + 0.75 + 2.0);
-  }
+  EXPECT_NE(rlft::testing::error_of([&] {
+              rk::ratio_clip_forward_cpu<double>(buf.args, 3);
+            }).find("ratio_clip_forward_cpu: unknown version 3"),
+            std::string::npos);
+  double g = 0;
+  EXPECT_NE(rlft::testing::error_of([&] {
+              rk::ratio_clip_backward_cpu<double>(buf.args, 1, &g, false, -1);
+            }).find("unknown version -1"),
+            std::string::npos);
 }
 
 // Version 2 of the CUDA kernel decides the clips on the log-ratio against log(lo), log(hi),
@@ -1050,8 +1239,7 @@ TEST(RatioClipMath, LogRatioDecisionsMatchTheRatioOnes) {
           // rounding of a bound, the loss to float's relative error.
           auto near_f = [&](double bound) { return std::abs(r - bound) <= 1e-5 * bound; };
           if (near_f(b.lo) || near_f(b.hi) || (c > 0 && near_f(c))) continue;
-          const m::TermT<float> f =
-              m::surrogate_from_log_ratio(float(xc), float(r), float(A), bf);
+          const m::TermT<float> f = m::surrogate_from_log_ratio(float(xc), float(r), float(A), bf);
           ASSERT_EQ(f.clip, want.clip) << "float: xc=" << xc << " A=" << A << " c=" << c;
           ASSERT_NEAR(f.loss, want.loss, 1e-6 * std::max(1.0, std::abs(want.loss)));
           ASSERT_EQ(double(f.d_ratio), double(float(want.d_ratio)));
@@ -1113,8 +1301,12 @@ TEST(RatioClipMath, ForwardLayoutFallsBackWhereALayoutDoesNotApply) {
   namespace m = rk::ratio_clip_math;
   using L = m::Layout;
   alignas(16) static float buf[64];
-  rk::RatioClipArgs<float> a{.B = 4, .T = 6, .logp = buf, .old_logp = buf + 4,
-                             .advantages = buf + 8, .mask = buf + 12};  // B·T = 24
+  rk::RatioClipArgs<float> a{.B = 4,
+                             .T = 6,
+                             .logp = buf,
+                             .old_logp = buf + 4,
+                             .advantages = buf + 8,
+                             .mask = buf + 12};  // B·T = 24
   const auto layout = [&](const rk::RatioClipArgs<float>& args, int chunked, bool sm90 = true,
                           int vec = 0) {
     return m::forward_layout(args, rk::CudaLaunch{0, 0, vec, 0, chunked}, sm90);
@@ -1154,8 +1346,8 @@ TEST(RatioClipMath, ForwardLayoutFallsBackWhereALayoutDoesNotApply) {
   b.level = rk::RatioLevel::sequence_token;
   EXPECT_EQ(layout(b, 1), L::rows) << "the sequence levels keep a block per row";
   alignas(16) static double dbuf[16];
-  const rk::RatioClipArgs<double> d{.B = 2, .T = 2, .logp = dbuf, .old_logp = dbuf + 4,
-                                    .advantages = dbuf + 8};
+  const rk::RatioClipArgs<double> d{
+      .B = 2, .T = 2, .logp = dbuf, .old_logp = dbuf + 4, .advantages = dbuf + 8};
   EXPECT_EQ(m::forward_layout(d, rk::CudaLaunch{0, 0, 0, 0, 3}, true), L::flat) << "float only";
 }
 
