@@ -81,6 +81,44 @@ inline std::map<std::string, std::string> snapshot(const std::filesystem::path& 
   return out;
 }
 
+// `rlft lm sft` of the tiny reviews model (nano, 1 layer, C 32, as tests/rl/tiny_lm_runs.h) on
+// a 200-example task, batch `batch`, an evaluation of 4 examples without generation, quiet.
+// The caller adds --steps, --out-dir, --name and what else its run needs.
+inline std::string tiny_sft_args(int batch) {
+  return "lm sft --task reviews --model nano --n-layer 1 --n-embd 32 --batch " +
+         std::to_string(batch) +
+         " --train-size 200 --eval-size 4 --eval-examples 4 --eval-generate 0 --quiet";
+}
+
+// Preference pairs as JSONL, one a line: on the prompt "review: the plot was", each response of
+// `chosen` over " dull.".
+inline std::string plot_pairs(const std::vector<std::string>& chosen) {
+  std::string out;
+  for (const std::string& w : chosen)
+    out +=
+        R"({"prompt":"review: the plot was","chosen":")" + w + R"(","rejected":" dull."})" + "\n";
+  return out;
+}
+
+// Base of a suite whose tests share what its SetUpTestSuite makes once in the scratch directory
+// *dir_ (set there, from scratch_dir). `Suite` is the derived suite, so that each suite has a
+// directory of its own.
+template <typename Suite>
+class ScratchSuite : public ::testing::Test {
+ protected:
+  static void TearDownTestSuite() {
+    delete dir_;
+    dir_ = nullptr;
+  }
+  // The path of `name` in the suite's directory.
+  static std::string path(const std::string& name) { return (*dir_ / name).string(); }
+  // Writes `text`, byte for byte, to `name` in the suite's directory.
+  static void write(const std::string& name, const std::string& text) {
+    std::ofstream(*dir_ / name, std::ios::binary) << text;
+  }
+  static inline std::filesystem::path* dir_ = nullptr;
+};
+
 // A run's config.json without the settings named in `drop` (those a resume may change).
 inline json::Value recorded_settings(const std::filesystem::path& run_dir,
                                      const std::vector<std::string>& drop) {

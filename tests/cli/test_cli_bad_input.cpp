@@ -99,7 +99,7 @@ TEST(CliBadInput, OversizedModelOptionsAreRefused) {
 
 // A tiny reviews SFT run (a fraction of a second), and copies of its checkpoint with edited
 // metadata or text files of preference pairs, for the tests below.
-class CliBadInputRun : public ::testing::Test {
+class CliBadInputRun : public ScratchSuite<CliBadInputRun> {
  protected:
   static void SetUpTestSuite() {
     dir_ = new fsys::path(scratch_dir("bad_input_run"));
@@ -109,11 +109,6 @@ class CliBadInputRun : public ::testing::Test {
                   dir_->string() + " --name sft")
                   .status,
               0);
-  }
-  static void TearDownTestSuite() { delete dir_; }
-  static std::string path(const std::string& name) { return (*dir_ / name).string(); }
-  static void write(const std::string& name, const std::string& text) {
-    std::ofstream(*dir_ / name, std::ios::binary) << text;
   }
   // The SFT checkpoint with its metadata `key` replaced by `value`, as <name>.safetensors.
   static std::string with_metadata(const std::string& name, const std::string& key,
@@ -126,9 +121,7 @@ class CliBadInputRun : public ::testing::Test {
     rlft::save_tensors(out, tensors, meta);
     return out;
   }
-  static fsys::path* dir_;
 };
-fsys::path* CliBadInputRun::dir_ = nullptr;
 
 // A checkpoint whose model_config asks for a huge model: refused by the config's limits, with
 // the file named, before anything is allocated (it was "out of memory allocating 2.8e14

@@ -15,9 +15,7 @@ namespace {
 namespace fsys = std::filesystem;
 using namespace rlft::testing::cli;  // run, expect_error, slurp, …
 
-const std::string kSft =
-    "lm sft --task reviews --model nano --n-layer 1 --n-embd 32 --steps 3 --batch 8 "
-    "--train-size 200 --eval-size 4 --eval-examples 4 --eval-generate 0 --log-every 1 --quiet";
+const std::string kSft = tiny_sft_args(8) + " --steps 3 --log-every 1";
 
 std::vector<rlft::json::Value> metrics(const fsys::path& run) {
   return rlft::json::parse_jsonl(slurp(run / "metrics.jsonl"));
@@ -92,11 +90,8 @@ TEST(CliGradAccum, DPOAndRewardModelRunWithIt) {
   const fsys::path dir = scratch_dir("grad_accum_rlhf");
   const std::string d = " --quiet --out-dir " + dir.string();
   ASSERT_EQ(run(kSft + " --out-dir " + dir.string() + " --name sft").status, 0);
-  std::string pairs;
-  for (const char* w : {" great.", " superb.", " fine.", " good.", " really good.", " warm."})
-    pairs += std::string(R"({"prompt":"review: the plot was","chosen":")") + w +
-             R"(","rejected":" dull."})" + "\n";
-  std::ofstream(dir / "p.jsonl", std::ios::binary) << pairs;
+  std::ofstream(dir / "p.jsonl", std::ios::binary)
+      << plot_pairs({" great.", " superb.", " fine.", " good.", " really good.", " warm."});
   const std::string common =
       " --prefs " + (dir / "p.jsonl").string() + " --init " + (dir / "sft").string();
   const Outcome dpo = run("lm dpo" + common + " --batch 4 --grad-accum 2 --epochs 1 " +

@@ -17,32 +17,18 @@ using namespace rlft::testing::cli;  // run, expect_error, slurp, …
 
 // A reviews SFT run of two steps (a fraction of a second), pairs in the task's alphabet, and a
 // DPO and a reward-model run trained on them: the runs the commands below act on.
-class CliLm : public ::testing::Test {
+class CliLm : public ScratchSuite<CliLm> {
  protected:
   static void SetUpTestSuite() {
     dir_ = new fsys::path(scratch_dir("lm"));
     const std::string d = dir_->string();
-    ASSERT_EQ(run("lm sft --task reviews --model nano --n-layer 1 --n-embd 32 --steps 2 --batch 4 "
-                  "--train-size 200 --eval-size 4 --eval-examples 4 --eval-generate 0 --quiet "
-                  "--out-dir " +
-                  d + " --name sft")
-                  .status,
-              0);
-    std::string good;
-    for (const char* w : {" great.", " superb.", " fine.", " good."})
-      good += std::string(R"({"prompt":"review: the plot was","chosen":")") + w +
-              R"(","rejected":" dull."})" + "\n";
-    write("good.jsonl", good);
+    ASSERT_EQ(run(tiny_sft_args(4) + " --steps 2 --out-dir " + d + " --name sft").status, 0);
+    write("good.jsonl", plot_pairs({" great.", " superb.", " fine.", " good."}));
     ASSERT_EQ(run(dpo_args("good.jsonl", "dpo")).status, 0);
     ASSERT_EQ(run("lm rm --prefs " + d + "/good.jsonl --init " + d + "/sft --batch 2 --epochs 1 " +
                   "--quiet --out-dir " + d + " --name rm")
                   .status,
               0);
-  }
-  static void TearDownTestSuite() { delete dir_; }
-  static std::string path(const std::string& name) { return (*dir_ / name).string(); }
-  static void write(const std::string& name, const std::string& text) {
-    std::ofstream(*dir_ / name, std::ios::binary) << text;
   }
   static std::string dpo_args(const std::string& prefs, const std::string& name,
                               const std::string& extra = "") {
@@ -50,9 +36,7 @@ class CliLm : public ::testing::Test {
            " --batch 2 --epochs 1 --eval-samples 1 --quiet --out-dir " + dir_->string() +
            " --name " + name + " " + extra;
   }
-  static fsys::path* dir_;
 };
-fsys::path* CliLm::dir_ = nullptr;
 
 // lm foo names every subcommand of rlft lm, not only the four of cmd_lm.cpp.
 TEST(CliLmOptions, UnknownSubcommandListsThemAll) {
@@ -292,11 +276,7 @@ TEST_F(CliLm, ResumeComparesTheSettings) {
   const Outcome longer = run(dpo_args("good.jsonl", "dpo-resume", "--resume --epochs 2"));
   EXPECT_EQ(longer.status, 0) << longer.err;
 
-  const std::string sft =
-      "lm sft --task reviews --model nano --n-layer 1 --n-embd 32 --batch 4 "
-      "--train-size 200 --eval-size 4 --eval-examples 4 --eval-generate 0 "
-      "--quiet --out-dir " +
-      dir_->string() + " --name sft-resume";
+  const std::string sft = tiny_sft_args(4) + " --out-dir " + dir_->string() + " --name sft-resume";
   ASSERT_EQ(run(sft + " --steps 2").status, 0);
   expect_error(sft + " --steps 2 --resume --lr 0.1", "--resume: setting 'lr' is 0.1");
   expect_error(sft + " --steps 2 --resume --batch 8", "--resume: setting 'batch' is 8");

@@ -17,16 +17,9 @@ using namespace rlft::testing::cli;  // run, expect_error, slurp, …
 TEST(CliRewardModelResume, StoppedThenBareResumeFinishes) {
   const fsys::path dir = scratch_dir("rm_resume");
   const std::string d = " --out-dir " + dir.string();
-  ASSERT_EQ(run("lm sft --task reviews --model nano --n-layer 1 --n-embd 32 --steps 3 --batch 8 "
-                "--train-size 200 --eval-size 4 --eval-examples 4 --eval-generate 0 --quiet" +
-                d + " --name sft")
-                .status,
-            0);
-  std::string pairs;
-  for (const char* w : {" great.", " superb.", " fine.", " good.", " really good.", " warm."})
-    pairs += std::string(R"({"prompt":"review: the plot was","chosen":")") + w +
-             R"(","rejected":" dull."})" + "\n";
-  std::ofstream(dir / "p.jsonl", std::ios::binary) << pairs;
+  ASSERT_EQ(run(tiny_sft_args(8) + " --steps 3" + d + " --name sft").status, 0);
+  std::ofstream(dir / "p.jsonl", std::ios::binary)
+      << plot_pairs({" great.", " superb.", " fine.", " good.", " really good.", " warm."});
 
   const Outcome listed = run("lm rm --help");
   for (const char* flag : {"--resume", "--stop-after", "--checkpoint-every"})

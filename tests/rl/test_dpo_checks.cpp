@@ -9,11 +9,13 @@
 
 #include "engine/checkpoint.h"
 #include "engine/fs.h"
+#include "resume_fixture.h"
 #include "rl/llm/dpo.h"
 #include "rl/llm/reward_model.h"
 #include "rl/llm/rlhf_data.h"
 #include "rl/llm/sft.h"
 #include "rl/llm/tasks/task.h"
+#include "run_metrics.h"
 #include "test_util.h"
 #include "tiny_lm_runs.h"
 
@@ -32,37 +34,19 @@ class DPORun : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     dir_ = new std::string(temp_dir("dpo_checks"));
-    SFTConfig c;
-    c.task.task = "reviews";
-    c.task.train_size = 400;
-    c.task.eval_size = 2;  // validation prompts sampled at each DPO evaluation
-    c.model = "nano";
-    c.n_layer = 1;
-    c.n_embd = 32;
-    c.block_size = 128;
+    // The tiny run's model, 10 steps of 8 at the default learning rate; two validation prompts,
+    // sampled at each DPO evaluation.
+    SFTConfig c =
+        rlft::testing::tiny_sft_config(*dir_, "sft", 128, rlft::testing::tiny_reviews(1234, 2));
     c.steps = 10;
     c.batch = 8;
+    c.lr = SFTConfig().lr;
     c.warmup = 2;
     c.log_every = 10;
     c.eval_every = 10;
-    c.eval_examples = 8;
-    c.eval_generate = 0;
     c.checkpoint_every = 10;
-    c.out_dir = *dir_;
-    c.name = "sft";
-    c.quiet = true;
     train_sft(c);
-    const std::unique_ptr<Task> task = make_task(c.task);
-    const std::vector<Example>& ex = task->examples(Split::train);
-    std::vector<PreferencePair> pairs;
-    for (size_t i = 0; i + 1 < ex.size() && pairs.size() < 44; ++i) {
-      PreferencePair p;
-      p.prompt = ex[i].prompt;
-      p.chosen = ex[i].response;
-      p.rejected = ex[i + 1].response;
-      // room in the 128-token context for BOS, the prompt, the longer response and EOS
-      if (p.prompt.size() + std::max(p.chosen.size(), p.rejected.size()) < 100) pairs.push_back(p);
-    }
+    const std::vector<PreferencePair> pairs = rlft::testing::consecutive_example_pairs(c.task, 44);
     ASSERT_EQ(pairs.size(), 44u);
     write_preferences(*dir_ + "/prefs.jsonl", pairs);
   }
@@ -73,7 +57,7 @@ class DPORun : public ::testing::Test {
   // 44 pairs, 4 held out (--eval-fraction 0.1): 40 training pairs in batches of 8, 5 steps per
   // epoch.
   static DPOConfig tiny(const std::string& name) {
-    DPOConfig c;
+    DPOConfig c = rlft::testing::config_at<DPOConfig>(*dir_, name);
     c.prefs = *dir_ + "/prefs.jsonl";
     c.init = *dir_ + "/sft";
     c.batch = 8;
@@ -82,14 +66,10 @@ class DPORun : public ::testing::Test {
     c.eval_every = 4;
     c.eval_samples = 1;
     c.checkpoint_every = 3;
-    c.out_dir = *dir_;
-    c.name = name;
-    c.quiet = true;
     return c;
   }
   static std::vector<json::Value> metrics(const DPOResult& r) {
-    const std::string path = r.run_dir + "/metrics.jsonl";
-    return json::parse_jsonl(fs::read_file(path), path);
+    return rlft::testing::metrics_of(r.run_dir);
   }
   static std::string* dir_;
 };
@@ -158,13 +138,7 @@ TEST_F(DPORun, GradNormIsLoggedWithClippingOff) {
   const DPOResult on = train_dpo(c);
   const std::vector<json::Value> a = metrics(off), b = metrics(on);
   ASSERT_EQ(a.size(), 5u);  // step 0 (the evaluation before training), then steps 1–4
-  ASSERT_EQ(b.size(), a.size());
-  for (size_t i = 1; i < a.size(); ++i) {
-    const double g = a[i].at("grad_norm").as_double();
-    EXPECT_TRUE(std::isfinite(g) && g > 0) << "step " << i << ": " << g;
-    // the two norms are the same sums of the same gradients, in the same order
-    EXPECT_NEAR(g, b[i].at("grad_norm").as_double(), 1e-9 * g) << "step " << i;
-  }
+  rlft::testing::expect_unclipped_grad_norms(a, b, /*first=*/1);
 }
 
 // Stopped after 3 steps, then resumed to the end (10 steps, 2 epochs): each invocation reports
@@ -233,19 +207,13 @@ TEST_F(DPORun, ResumeWithDropoutTakesTheStraightRunsSteps) {
                                                rlft::testing::tiny_reviews(1234, 2));
   s.dropout = 0.1;
   train_sft(s);
-  DPOConfig c = tiny("dpo-dropout-straight");
+  DPOConfig c = tiny("dpo-dropout");
   c.init = *dir_ + "/sft-dropout";
   c.max_steps = 6;
   c.eval_every = 0;
-  const DPOResult straight = train_dpo(c);
-  c.name = "dpo-dropout-resumed";
-  c.stop_after = 3;
-  train_dpo(c);
-  c.stop_after = 0;
-  c.resume = true;
-  const DPOResult resumed = train_dpo(c);
-  ASSERT_EQ(resumed.losses.size(), 3u);
-  for (size_t i = 0; i < 3; ++i) EXPECT_EQ(resumed.losses[i], straight.losses[3 + i]) << i;
+  const auto runs = rlft::testing::stop_and_resume(train_dpo, c, "dpo-dropout-straight",
+                                                   "dpo-dropout-resumed", 3);
+  rlft::testing::expect_losses_continue(runs.resumed.losses, runs.straight.losses, 3, 3);
 }
 
 // --checkpoint-every 0: no periodic checkpoint, one at --stop-after (so the run resumes) and one

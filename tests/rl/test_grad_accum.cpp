@@ -17,10 +17,12 @@
 #include "engine/json.h"
 #include "engine/optim.h"
 #include "models/gpt.h"
+#include "resume_fixture.h"
 #include "rl/llm/dpo.h"
 #include "rl/llm/lm.h"
 #include "rl/llm/reward_model.h"
 #include "rl/llm/sft.h"
+#include "run_metrics.h"
 #include "test_util.h"
 #include "tiny_lm_runs.h"
 
@@ -30,6 +32,7 @@ using namespace rlft::llm;
 namespace {
 
 using rlft::testing::error_of;
+using rlft::testing::metrics_of;
 using rlft::testing::temp_dir;
 
 // Every tensor of a checkpoint file (weights and optimizer state), in the file's order.
@@ -51,10 +54,6 @@ void expect_same_tensors(const std::string& a, const std::string& b, double tol)
       worst = std::max(worst, std::abs(x[i].second[k] - y[i].second[k]));
     EXPECT_LE(worst, tol) << b << " vs " << a << ": " << x[i].first;
   }
-}
-
-std::vector<json::Value> metrics_of(const std::string& run) {
-  return json::parse_jsonl(fs::read_file(run + "/metrics.jsonl"));
 }
 
 // Every number of each row of b equals a's (within tol), and the rows carry the same keys, but
@@ -107,7 +106,7 @@ class GradAccum : public ::testing::Test {
   // 38 pairs, 3 held out (--eval-fraction 0.1): 35 train pairs, steps of 8 and a last of 3,
   // which K = 4 (micro-batches of 2) cuts into 2 + 1.
   static DPOConfig dpo(const std::string& name, int64_t k) {
-    DPOConfig c;
+    DPOConfig c = rlft::testing::config_at<DPOConfig>(*dir_, name);
     c.prefs = *dir_ + "/prefs.jsonl";
     c.init = *dir_ + "/sft64";
     c.epochs = 2;
@@ -117,21 +116,15 @@ class GradAccum : public ::testing::Test {
     c.log_every = 1;
     c.eval_every = 0;
     c.eval_samples = 1;
-    c.out_dir = *dir_;
-    c.name = name;
-    c.quiet = true;
     return c;
   }
   static RewardModelConfig rm(const std::string& name, int64_t k) {
-    RewardModelConfig c;
+    RewardModelConfig c = rlft::testing::config_at<RewardModelConfig>(*dir_, name);
     c.prefs = *dir_ + "/prefs.jsonl";
     c.init = *dir_ + "/sft64";
     c.epochs = 2;
     c.batch = 8;
     c.grad_accum = k;
-    c.out_dir = *dir_;
-    c.name = name;
-    c.quiet = true;
     return c;
   }
   static std::string* dir_;
@@ -248,14 +241,11 @@ TEST_F(GradAccum, RewardModelRunInMicroBatchesIsTheFullBatchRunInFloat64) {
 // DPO stopped after 4 steps with K = 1 and resumed with K = 4 (a free setting): the run ends
 // where the straight K = 1 run does.
 TEST_F(GradAccum, DPOResumesWithAnotherGradAccum) {
-  const DPOResult straight = train_dpo(dpo("dpo-straight", 1));
-  DPOConfig c = dpo("dpo-switch", 1);
-  c.stop_after = 4;
-  ASSERT_EQ(train_dpo(c).step, 4);
-  c.stop_after = 0;
-  c.resume = true;
-  c.grad_accum = 4;
-  const DPOResult rest = train_dpo(c);
+  const auto runs =
+      rlft::testing::stop_and_resume(train_dpo, dpo("dpo", 1), "dpo-straight", "dpo-switch", 4,
+                                     [](DPOConfig& c) { c.grad_accum = 4; });
+  ASSERT_EQ(runs.stopped.step, 4);
+  const DPOResult &straight = runs.straight, &rest = runs.resumed;
   ASSERT_EQ(rest.losses.size(), 6u);
   for (size_t i = 0; i < 6; ++i) EXPECT_NEAR(rest.losses[i], straight.losses[4 + i], 1e-12) << i;
   expect_same_tensors(*dir_ + "/dpo-straight", *dir_ + "/dpo-switch", 1e-12);

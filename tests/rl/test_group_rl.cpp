@@ -10,6 +10,7 @@
 #include "engine/fs.h"
 #include "engine/ops.h"
 #include "models/generate.h"
+#include "resume_fixture.h"
 #include "rl/llm/experiments/runner.h"
 #include "rl/llm/experiments/verifiable.h"
 #include "rl/llm/group_rl.h"
@@ -20,7 +21,9 @@
 #include "rl/llm/objectives/rloo.h"
 #include "rl/llm/sft.h"
 #include "rl/llm/tasks/arith.h"
+#include "run_metrics.h"
 #include "test_util.h"
+#include "tiny_lm_runs.h"
 
 using namespace rlft;
 using namespace rlft::llm;
@@ -446,28 +449,13 @@ TEST(GroupRLConfig, NumericOptionErrorsNameTheFlagTheRangeAndTheValue) {
 
 namespace {
 
-// A nano GPT fine-tuned on 2-digit + and − for 600 steps (~8 s, as tests/rl/test_sft.cpp):
-// about 10% greedy exact match, a few percent when sampled at temperature 1.
+// The 600-step arith SFT run of tiny_lm_runs.h (as tests/rl/test_sft.cpp's smoke run).
 class GroupRLRun : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     if (dir_) return;  // trained once for both suites that derive from this fixture
     dir_ = new std::string(temp_dir("group_rl"));
-    SFTConfig c;
-    c.model = "nano";
-    c.steps = 600;
-    c.batch = 64;
-    c.lr = 3e-3;
-    c.warmup = 50;
-    c.log_every = 600;
-    c.eval_every = 600;
-    c.eval_examples = 50;
-    c.eval_generate = 0;
-    c.checkpoint_every = 600;
-    c.out_dir = *dir_;
-    c.name = "sft";
-    c.quiet = true;
-    train_sft(c);
+    train_sft(rlft::testing::arith_sft_config(*dir_, "sft"));
   }
 
   // Mean verifier reward of `samples` responses (temperature 1, fixed seed) to each of the first
@@ -517,8 +505,7 @@ TEST_F(GroupRLRun, GRPORunWritesItsFilesAndAnEvaluableCheckpoint) {
   EXPECT_EQ(r.steps, 2);
   for (const char* f : {"config.json", "metrics.jsonl", "reward.svg", "checkpoint.safetensors"})
     EXPECT_TRUE(fs::exists(r.run_dir + "/" + f)) << f;
-  const std::vector<json::Value> lines =
-      json::parse_jsonl(fs::read_file(r.run_dir + "/metrics.jsonl"));
+  const std::vector<json::Value> lines = rlft::testing::metrics_of(r.run_dir);
   ASSERT_EQ(lines.size(), 2u);
   for (const char* k :
        {"reward_mean", "accuracy", "zero_adv_groups", "response_length_mean", "response_length_max",
@@ -551,8 +538,7 @@ TEST_F(GroupRLRun, RLOOKLInTheRewardHoldsThePolicyNearTheReference) {
     c.beta = beta;
     c.name = beta > 0 ? "rloo_kl_beta10" : "rloo_kl_beta0";
     const GroupRLResult r = train_group_rl(c);
-    const std::vector<json::Value> lines =
-        json::parse_jsonl(fs::read_file(r.run_dir + "/metrics.jsonl"));
+    const std::vector<json::Value> lines = rlft::testing::metrics_of(r.run_dir);
     EXPECT_EQ(lines.size(), 8u);
     EXPECT_EQ(lines.at(0).at("kl_ref").as_double(), 0.0);  // step 1: π_old = π_ref
     double kl = 0;
@@ -568,7 +554,7 @@ TEST_F(GroupRLRun, DAPODynamicSamplingKeepsOnlyGroupsWithSignal) {
   GroupRLConfig c = small("dapo");
   c.steps = 2;
   const GroupRLResult r = train_group_rl(c);
-  for (const json::Value& v : json::parse_jsonl(fs::read_file(r.run_dir + "/metrics.jsonl"))) {
+  for (const json::Value& v : rlft::testing::metrics_of(r.run_dir)) {
     EXPECT_TRUE(v.contains("extra_rounds"));
     EXPECT_LE(v.at("extra_rounds").as_int(), c.max_extra_rounds);
     EXPECT_LE(v.at("groups").as_int(), c.prompts);
@@ -722,20 +708,16 @@ TEST_F(GroupRLRun, ResumeReproducesAnUninterruptedRun) {
     c.steps = 4;
     c.lr_schedule = algo == "dcpo" ? "linear" : "constant";
     c.checkpoint_every = 0;
-    c.name = algo + "-straight";
-    train_group_rl(c);
-    c.name = algo + "-resumed";
-    c.stop_after = 2;
-    EXPECT_EQ(train_group_rl(c).steps, 2);
-    EXPECT_EQ(load_model(*dir_ + "/" + c.name).step, 2);
-    c.stop_after = 0;
-    c.resume = true;
-    EXPECT_EQ(train_group_rl(c).steps, 4);
+    const auto runs = rlft::testing::stop_and_resume(
+        train_group_rl, c, algo + "-straight", algo + "-resumed", 2,
+        [&](GroupRLConfig& r) { EXPECT_EQ(load_model(*dir_ + "/" + r.name).step, 2); });
+    EXPECT_EQ(runs.stopped.steps, 2);
+    EXPECT_EQ(runs.resumed.steps, 4);
     EXPECT_EQ(all_parameters(*dir_ + "/" + algo + "-straight"),
               all_parameters(*dir_ + "/" + algo + "-resumed"))
         << algo;
-    const auto a = json::parse_jsonl(fs::read_file(*dir_ + "/" + algo + "-straight/metrics.jsonl"));
-    const auto b = json::parse_jsonl(fs::read_file(*dir_ + "/" + algo + "-resumed/metrics.jsonl"));
+    const auto a = rlft::testing::metrics_of(*dir_ + "/" + algo + "-straight");
+    const auto b = rlft::testing::metrics_of(*dir_ + "/" + algo + "-resumed");
     ASSERT_EQ(a.size(), 4u);
     ASSERT_EQ(b.size(), 4u);
     for (size_t i = 0; i < 4; ++i) {
@@ -746,6 +728,7 @@ TEST_F(GroupRLRun, ResumeReproducesAnUninterruptedRun) {
       EXPECT_DOUBLE_EQ(b[i].at("lr").as_double(), lr) << algo << " step " << i;
     }
     // A changed setting is refused rather than silently mixed into the run.
+    c = runs.config;
     c.lr = 2 * c.lr;
     EXPECT_THROW(train_group_rl(c), Error);
   }
@@ -773,14 +756,9 @@ TEST_F(GroupRLRun, ResumeWithDropoutReproducesAnUninterruptedRun) {
   c.init = *dir_ + "/sft-dropout";
   c.steps = 3;
   c.checkpoint_every = 0;
-  c.name = "grpo-dropout-straight";
-  train_group_rl(c);
-  c.name = "grpo-dropout-resumed";
-  c.stop_after = 1;
-  train_group_rl(c);
-  c.stop_after = 0;
-  c.resume = true;
-  EXPECT_EQ(train_group_rl(c).steps, 3);
+  const auto runs = rlft::testing::stop_and_resume(train_group_rl, c, "grpo-dropout-straight",
+                                                   "grpo-dropout-resumed", 1);
+  EXPECT_EQ(runs.resumed.steps, 3);
   EXPECT_EQ(all_parameters(*dir_ + "/grpo-dropout-straight"),
             all_parameters(*dir_ + "/grpo-dropout-resumed"));
 }
@@ -867,19 +845,12 @@ TEST_F(GroupRLRun, GradNormIsLoggedWithClippingOff) {
   c.grad_clip = 1e30;
   c.name = "grpo-noclip-ref";
   const GroupRLResult ref = train_group_rl(c);
-  const std::vector<json::Value> a = json::parse_jsonl(
-                                     fs::read_file(off.run_dir + "/metrics.jsonl")),
-                                 b = json::parse_jsonl(
-                                     fs::read_file(ref.run_dir + "/metrics.jsonl"));
+  const std::vector<json::Value> a = rlft::testing::metrics_of(off.run_dir),
+                                 b = rlft::testing::metrics_of(ref.run_dir);
   ASSERT_EQ(a.size(), 2u);
   ASSERT_EQ(b.size(), 2u);
-  for (size_t i = 0; i < a.size(); ++i) {
-    ASSERT_EQ(a[i].at("updates").as_int(), 2);
-    const double g = a[i].at("grad_norm").as_double();
-    EXPECT_TRUE(std::isfinite(g) && g > 0) << "step " << i + 1 << ": " << g;
-    // the two norms are the same sums of the same gradients, in the same order
-    EXPECT_NEAR(g, b[i].at("grad_norm").as_double(), 1e-9 * g) << "step " << i + 1;
-  }
+  for (const json::Value& row : a) ASSERT_EQ(row.at("updates").as_int(), 2);
+  rlft::testing::expect_unclipped_grad_norms(a, b);
 }
 
 // Stopped after 3 of 5 steps and resumed: each invocation reports where it started and ended
@@ -911,8 +882,7 @@ TEST_F(GroupRLRun, StoppedAndResumedRunReportsEachInvocation) {
   EXPECT_EQ(second.accuracy.size(), 5u);
   EXPECT_EQ(second.eval_accuracy_start, first.eval_accuracy_start);
   EXPECT_EQ(second.eval_step, 5);
-  const std::vector<json::Value> lines =
-      json::parse_jsonl(fs::read_file(second.run_dir + "/metrics.jsonl"));
+  const std::vector<json::Value> lines = rlft::testing::metrics_of(second.run_dir);
   ASSERT_EQ(lines.size(), 5u);
   EXPECT_EQ(second.eval_accuracy_end, lines[4].at("eval_accuracy").as_double());
   // Resuming the finished run runs nothing, and reports nothing run.
@@ -993,21 +963,7 @@ TEST(GroupRLConfig, ArithRLInitPreset) {
 TEST(GroupRLCuda, GRPOStepsMatchTheCpu) {
   RLFT_SKIP_WITHOUT_GPU();
   const std::string dir = temp_dir("group_rl_cuda");
-  SFTConfig s;
-  s.model = "nano";
-  s.steps = 600;
-  s.batch = 64;
-  s.lr = 3e-3;
-  s.warmup = 50;
-  s.log_every = 600;
-  s.eval_every = 600;
-  s.eval_examples = 50;
-  s.eval_generate = 0;
-  s.checkpoint_every = 600;
-  s.out_dir = dir;
-  s.name = "sft";
-  s.quiet = true;
-  train_sft(s);
+  train_sft(rlft::testing::arith_sft_config(dir, "sft"));
   GroupRLConfig c = group_rl_defaults("grpo");
   c.init = dir + "/sft";
   c.train_prompts = 16;
@@ -1029,10 +985,8 @@ TEST(GroupRLCuda, GRPOStepsMatchTheCpu) {
   EXPECT_EQ(gpu.accuracy, cpu.accuracy);
   EXPECT_EQ(gpu.eval_accuracy_start, cpu.eval_accuracy_start);
   EXPECT_EQ(gpu.eval_accuracy_end, cpu.eval_accuracy_end);
-  const auto metrics = [](const GroupRLResult& r) {
-    return json::parse_jsonl(fs::read_file(r.run_dir + "/metrics.jsonl"));
-  };
-  const std::vector<json::Value> a = metrics(cpu), b = metrics(gpu);
+  const std::vector<json::Value> a = rlft::testing::metrics_of(cpu.run_dir),
+                                 b = rlft::testing::metrics_of(gpu.run_dir);
   ASSERT_EQ(b.size(), a.size());
   for (size_t i = 0; i < a.size(); ++i) {
     EXPECT_EQ(b[i].at("response_length_mean").as_double(),

@@ -15,6 +15,7 @@
 #include "rl/llm/sft.h"
 #include "rl/llm/tasks/jsonl.h"
 #include "test_util.h"
+#include "tiny_lm_runs.h"
 
 using namespace rlft;
 using namespace rlft::llm;
@@ -337,24 +338,16 @@ TEST(JsonlTask, ResumingAnSFTRunOnAChangedFileIsRefused) {
   const std::string dir = temp_dir("jsonl_resume");
   const std::string path = dir + "/d.jsonl";
   fs::atomic_write_file(path, two_hundred_prompts());
-  SFTConfig s;
-  s.task = jsonl_config(path);
-  s.model = "nano";
-  s.n_layer = 1;
+  // The tiny LM run on the file at C 16 and the default learning rate, stopped at step 2 of 4.
+  SFTConfig s = rlft::testing::tiny_sft_config(dir, "sft", 16, jsonl_config(path));
   s.n_embd = 16;
-  s.block_size = 16;
-  s.steps = 4;
   s.batch = 8;
-  s.warmup = 1;
+  s.lr = SFTConfig().lr;
   s.log_every = 2;
   s.eval_every = 2;
-  s.eval_examples = 8;
   s.eval_generate = 4;
   s.checkpoint_every = 2;
   s.stop_after = 2;
-  s.out_dir = dir;
-  s.name = "sft";
-  s.quiet = true;
   const SFTResult first = train_sft(s);
   EXPECT_EQ(first.step, 2);
   EXPECT_TRUE(first.val_metrics.count("exact_match"));
@@ -394,24 +387,15 @@ class JsonlRL : public ::testing::Test {
         for (char z : letters)
           text += line(std::string("rev ") + x + y + z + "=", std::string() + z + y + x);
     fs::atomic_write_file(*dir_ + "/rev.jsonl", text);
-    SFTConfig s;
-    s.task = jsonl_config(*dir_ + "/rev.jsonl");
-    s.model = "nano";
-    s.n_layer = 1;
-    s.n_embd = 32;
-    s.block_size = 16;
+    SFTConfig s =
+        rlft::testing::tiny_sft_config(*dir_, "sft", 16, jsonl_config(*dir_ + "/rev.jsonl"));
     s.steps = kSftSteps;
     s.batch = 32;
-    s.lr = 3e-3;
     s.warmup = 20;
     s.log_every = kSftSteps;
     s.eval_every = kSftSteps;
     s.eval_examples = 20;
-    s.eval_generate = 0;
     s.checkpoint_every = kSftSteps;
-    s.out_dir = *dir_;
-    s.name = "sft";
-    s.quiet = true;
     train_sft(s);
   }
   static void TearDownTestSuite() {

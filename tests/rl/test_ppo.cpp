@@ -16,6 +16,7 @@
 #include "rl/plot.h"
 #include "rl/ppo.h"
 #include "rl/reinforce.h"
+#include "test_util.h"
 
 namespace rlft::rl {
 namespace {
@@ -24,6 +25,19 @@ std::string tmp_run(const std::string& name) {
   auto dir = std::filesystem::temp_directory_path() / "rlft_test_runs" / name;
   std::filesystem::remove_all(dir);
   return dir.string();
+}
+
+// A run with --device cuda where no GPU answers (`train` runs it): one rlft::Error that says so.
+template <typename Train>
+void expect_no_cuda_device_error(Train&& train) {
+  try {
+    train();
+    FAIL() << "--device cuda without a GPU must throw";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("--device cuda: no CUDA device answers ("),
+              std::string::npos)
+        << e.what();
+  }
 }
 
 TEST(PPO, CartPoleFastPresetSolves) {
@@ -657,22 +671,14 @@ TEST(PPO, CudaWithoutAGpuIsOneClearError) {
   if (cuda::device_count(&reason) > 0) GTEST_SKIP() << "a GPU is present";
   PPOConfig c;
   c.device = "cuda";
-  try {
-    train_ppo(c);
-    FAIL() << "--device cuda without a GPU must throw";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("--device cuda: no CUDA device answers ("),
-              std::string::npos)
-        << e.what();
-  }
+  expect_no_cuda_device_error([&] { train_ppo(c); });
 }
 
 TEST(PPO, CudaRunMatchesTheCpu) {
   // The same seeded CartPole run on both devices: the rollouts sample from the same host
   // stream, so the metrics differ only by float rounding in the networks (≈1e-6 relative),
   // which does not flip a sampled action in practice. Three updates of 4×128 steps.
-  std::string reason;
-  if (cuda::device_count(&reason) == 0) GTEST_SKIP() << "no GPU: " << reason;
+  RLFT_SKIP_WITHOUT_GPU();
   PPOConfig c;
   c.total_steps = 4 * 128 * 3;
   c.quiet = true;
@@ -764,14 +770,7 @@ TEST(Reinforce, CudaWithoutAGpuIsOneClearError) {
   if (cuda::device_count(&reason) > 0) GTEST_SKIP() << "a GPU is present";
   ReinforceConfig c;
   c.device = "cuda";
-  try {
-    train_reinforce(c);
-    FAIL() << "--device cuda without a GPU must throw";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("--device cuda: no CUDA device answers ("),
-              std::string::npos)
-        << e.what();
-  }
+  expect_no_cuda_device_error([&] { train_reinforce(c); });
 }
 
 TEST(Reinforce, CudaRunMatchesTheCpu) {
@@ -779,8 +778,7 @@ TEST(Reinforce, CudaRunMatchesTheCpu) {
   // the device's probabilities, so the episodes are the same (integer actions, the same
   // environment steps) unless float rounding in the network flips a sample, which does not
   // happen in practice; the losses differ by rounding (≈1e-6 relative).
-  std::string reason;
-  if (cuda::device_count(&reason) == 0) GTEST_SKIP() << "no GPU: " << reason;
+  RLFT_SKIP_WITHOUT_GPU();
   ReinforceConfig c;
   c.total_episodes = 6;
   c.episodes_per_update = 2;
@@ -803,8 +801,7 @@ TEST(Reinforce, CudaContinuousSmoke) {
   // Pendulum's Gaussian policy on the device (noise from the host stream): the run completes
   // with finite losses. Not compared with the CPU: near the upright position the pendulum
   // amplifies float-rounding differences in the torque, so returns may drift apart.
-  std::string reason;
-  if (cuda::device_count(&reason) == 0) GTEST_SKIP() << "no GPU: " << reason;
+  RLFT_SKIP_WITHOUT_GPU();
   ReinforceConfig c;
   c.env_id = "Pendulum-v1";
   c.device = "cuda";

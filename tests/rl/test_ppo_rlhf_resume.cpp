@@ -24,11 +24,13 @@
 #include "engine/error.h"
 #include "engine/fs.h"
 #include "engine/json.h"
+#include "resume_fixture.h"
 #include "rl/llm/ppo_rlhf.h"
 #include "rl/llm/reward_model.h"
 #include "rl/llm/rlhf_data.h"
 #include "rl/llm/sft.h"
 #include "rl/llm/tasks/task.h"
+#include "run_metrics.h"
 #include "test_util.h"
 #include "tiny_lm_runs.h"
 
@@ -49,47 +51,20 @@ void tiny_sft_and_rm(const std::string& dir, const std::string& suffix, double d
   s.dropout = dropout;
   s.eval_examples = 4;
   train_sft(s);
-  const std::unique_ptr<Task> task = make_task(tiny_reviews());
-  const std::vector<Example>& ex = task->examples(Split::train);
-  std::vector<PreferencePair> pairs;
-  for (size_t i = 0; i + 1 < ex.size() && pairs.size() < 24; i += 2)
-    if (ex[i].response != ex[i + 1].response)
-      pairs.push_back({ex[i].prompt, ex[i].response, ex[i + 1].response});
-  write_preferences(dir + "/prefs" + suffix + ".jsonl", pairs);
-  RewardModelConfig c;
-  c.prefs = dir + "/prefs" + suffix + ".jsonl";
-  c.init = dir + "/sft" + suffix;
-  c.epochs = 2;
-  c.batch = 64;
-  c.lr = 1e-3;
-  c.out_dir = dir;
-  c.name = "rm" + suffix;
-  c.quiet = true;
-  train_reward_model(c);
+  const std::string prefs = dir + "/prefs" + suffix + ".jsonl";
+  write_preferences(prefs, rlft::testing::example_pairs(tiny_reviews(), 24));
+  train_reward_model(
+      rlft::testing::tiny_reward_model_config(dir, "rm" + suffix, dir + "/sft" + suffix, prefs));
 }
-
-std::vector<json::Value> metrics_of(const std::string& run_dir) {
-  return json::parse_jsonl(fs::read_file(run_dir + "/metrics.jsonl"));
-}
-
-// A metrics row without its wall-time fields (the only ones two equal runs may differ in).
-json::Value without_times(const json::Value& row) {
-  json::Value out = json::Value::object();
-  for (const auto& [k, v] : row.as_object())
-    if (k != "elapsed_seconds" && k.rfind("time_", 0) != 0) out.set(k, v);
-  return out;
-}
-
-void expect_same_metrics(const std::string& a_dir, const std::string& b_dir) {
-  const std::vector<json::Value> a = metrics_of(a_dir), b = metrics_of(b_dir);
-  ASSERT_EQ(a.size(), b.size());
-  for (size_t i = 0; i < a.size(); ++i)
-    EXPECT_EQ(without_times(a[i]).dump(), without_times(b[i]).dump()) << "row " << i;
-}
-
-using rlft::testing::files_of;
 
 using rlft::testing::expect_same_checkpoint;
+using rlft::testing::files_of;
+using rlft::testing::metrics_of;
+
+// The rows of two runs equal but their wall times (elapsed_seconds and the time_* of each phase).
+void expect_same_metrics(const std::string& a_dir, const std::string& b_dir) {
+  rlft::testing::expect_same_rows(a_dir, b_dir, /*phase_times=*/true);
+}
 
 void copy_file(const std::string& from, const std::string& to) {
   std::filesystem::copy_file(from, to, std::filesystem::copy_options::overwrite_existing);
@@ -112,7 +87,7 @@ class PPORLHFResume : public ::testing::Test {
   // steps per update), short responses, an evaluation every 2 updates, a checkpoint every 2;
   // the adaptive controller with a target far under the KL reached, so β moves every update.
   static PPORLHFConfig config(const std::string& name) {
-    PPORLHFConfig c;
+    PPORLHFConfig c = rlft::testing::config_at<PPORLHFConfig>(*dir_, name);
     c.init = *dir_ + "/sft";
     c.reward_model = *dir_ + "/rm";
     c.steps = 5;
@@ -128,9 +103,6 @@ class PPORLHFResume : public ::testing::Test {
     c.eval_every = 2;
     c.eval_samples = 1;
     c.checkpoint_every = 2;
-    c.out_dir = *dir_;
-    c.name = name;
-    c.quiet = true;
     return c;
   }
   std::string run(const std::string& name) const { return *dir_ + "/" + name; }
@@ -218,7 +190,7 @@ TEST_F(PPORLHFResume, StoppedAndResumedEqualsAStraightRunWithAdaptiveKL) {
 // Fixed β, dropout 0.1 in the actor and the critic: their dropout streams are in the checkpoint.
 // No checkpoint but at --stop-after and the end (--checkpoint-every 0).
 TEST_F(PPORLHFResume, StoppedAndResumedEqualsAStraightRunWithDropout) {
-  PPORLHFConfig c = config("dropout-straight");
+  PPORLHFConfig c = config("dropout");
   c.init = *dir_ + "/sft-dropout";
   c.reward_model = *dir_ + "/rm-dropout";
   c.adaptive_kl = false;
@@ -231,13 +203,9 @@ TEST_F(PPORLHFResume, StoppedAndResumedEqualsAStraightRunWithDropout) {
   c.max_new_tokens = 11;
   c.eval_every = 0;
   c.checkpoint_every = 0;
-  train_ppo_rlhf(c);
-  c.name = "dropout-resumed";
-  c.stop_after = 1;
-  train_ppo_rlhf(c);
-  c.resume = true;
-  c.stop_after = 0;
-  const PPORLHFResult r = train_ppo_rlhf(c);
+  const PPORLHFResult r =
+      rlft::testing::stop_and_resume(train_ppo_rlhf, c, "dropout-straight", "dropout-resumed", 1)
+          .resumed;
   EXPECT_TRUE(r.finished);
   EXPECT_EQ(r.start_step, 1);
   EXPECT_EQ(r.steps, 3);

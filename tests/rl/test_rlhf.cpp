@@ -10,10 +10,12 @@
 #include <cmath>
 #include <filesystem>
 
+#include "checkpoints_equal.h"
 #include "engine/checkpoint.h"
 #include "engine/error.h"
 #include "engine/fs.h"
 #include "engine/ops.h"
+#include "resume_fixture.h"
 #include "rl/llm/dpo.h"
 #include "rl/llm/experiments/frontier.h"
 #include "rl/llm/ppo_rlhf.h"
@@ -21,7 +23,9 @@
 #include "rl/llm/rlhf_data.h"
 #include "rl/llm/rrhf.h"
 #include "rl/llm/sft.h"
+#include "run_metrics.h"
 #include "test_util.h"
+#include "tiny_lm_runs.h"
 
 using namespace rlft;
 using namespace rlft::llm;
@@ -380,6 +384,18 @@ class RLHFPipeline : public ::testing::Test {
     delete dir_;
     delete prefs_;
   }
+  // DPO from the SFT policy on the fixture's 320 pairs: two epochs of batch 16 at lr 3e-4, no
+  // evaluation but the one before and after training.
+  static DPOConfig dpo_config(const std::string& name) {
+    DPOConfig c = rlft::testing::config_at<DPOConfig>(*dir_, name);
+    c.prefs = *dir_ + "/prefs.jsonl";
+    c.init = *dir_ + "/sft";
+    c.epochs = 2;
+    c.batch = 16;
+    c.lr = 3e-4;
+    c.eval_every = 0;
+    return c;
+  }
   static std::string* dir_;
   static PrefsResult* prefs_;
 };
@@ -396,17 +412,8 @@ TEST_F(RLHFPipeline, PreferencePairsAreLabelledByTheGroundTruth) {
 }
 
 TEST_F(RLHFPipeline, DPORaisesTheGroundTruthScore) {
-  DPOConfig c;
-  c.prefs = *dir_ + "/prefs.jsonl";
-  c.init = *dir_ + "/sft";
-  c.epochs = 2;
-  c.batch = 16;
-  c.lr = 3e-4;
-  c.eval_every = 0;
+  DPOConfig c = dpo_config("dpo");
   c.eval_samples = 8;
-  c.out_dir = *dir_;
-  c.name = "dpo";
-  c.quiet = true;
   const DPOResult r = train_dpo(c);
   std::printf(
       "DPO: ground truth %.3f -> %.3f, KL %.2f -> %.2f, held-out accuracy %.3f, loss %.3f -> "
@@ -485,7 +492,7 @@ TEST_F(RLHFPipeline, RewardModelThenPPORaisesTheRewardModelScoreAndTheGroundTrut
   // after). Seeded (seed 0): 0.498 -> 0.592 on this machine; the stated margin is 0.02.
   EXPECT_GT(r.after.ground_truth, r.before.ground_truth + 0.02);
   EXPECT_GT(r.kls.back(), 0.0);
-  const json::Value last = json::parse_jsonl(fs::read_file(*dir_ + "/ppo/metrics.jsonl")).back();
+  const json::Value last = rlft::testing::metrics_of(*dir_ + "/ppo").back();
   for (const char* k :
        {"rm_score", "ground_truth", "kl", "entropy", "clip_frac_low", "critic_loss",
         "actor_grad_norm", "critic_grad_norm", "explained_variance", "response_length",
@@ -498,38 +505,18 @@ TEST_F(RLHFPipeline, RewardModelThenPPORaisesTheRewardModelScoreAndTheGroundTrut
 // takes the same 24 steps as a straight run, across the epoch boundary at step 18: the weights
 // and Adam's moments agree exactly.
 TEST_F(RLHFPipeline, DPOStoppedAndResumedEqualsAStraightRun) {
-  DPOConfig c;
-  c.prefs = *dir_ + "/prefs.jsonl";
-  c.init = *dir_ + "/sft";
-  c.epochs = 2;
-  c.batch = 16;
-  c.lr = 3e-4;
+  DPOConfig c = dpo_config("dpo-resume");
   c.max_steps = 24;
-  c.eval_every = 0;
   c.eval_samples = 1;
   c.checkpoint_every = 7;
-  c.out_dir = *dir_;
-  c.quiet = true;
-  c.name = "dpo-straight";
-  const DPOResult straight = train_dpo(c);
-  ASSERT_EQ(straight.losses.size(), 24u);
-  c.name = "dpo-resumed";
-  c.stop_after = 20;
-  const DPOResult first = train_dpo(c);
-  ASSERT_EQ(first.losses.size(), 20u);
-  c.stop_after = 0;
-  c.resume = true;
-  const DPOResult second = train_dpo(c);
-  ASSERT_EQ(second.losses.size(), 4u);
-  for (size_t i = 0; i < 4; ++i) EXPECT_EQ(second.losses[i], straight.losses[20 + i]) << i;
-  const NamedTensors a = load_tensors(*dir_ + "/dpo-straight/checkpoint.safetensors"),
-                     b = load_tensors(*dir_ + "/dpo-resumed/checkpoint.safetensors");
-  ASSERT_EQ(a.size(), b.size());
-  for (size_t i = 0; i < a.size(); ++i) {
-    ASSERT_EQ(a[i].first, b[i].first);
-    EXPECT_EQ(a[i].second.to_vector(), b[i].second.to_vector()) << a[i].first;
-  }
+  const auto runs = rlft::testing::stop_and_resume(train_dpo, c, "dpo-straight", "dpo-resumed", 20);
+  ASSERT_EQ(runs.straight.losses.size(), 24u);
+  ASSERT_EQ(runs.stopped.losses.size(), 20u);
+  rlft::testing::expect_losses_continue(runs.resumed.losses, runs.straight.losses, 20, 4);
+  rlft::testing::expect_same_checkpoint(*dir_ + "/dpo-straight/checkpoint.safetensors",
+                                        *dir_ + "/dpo-resumed/checkpoint.safetensors");
   // Nothing to resume is an error naming the checkpoint.
+  c = runs.config;
   c.name = "dpo-none";
   EXPECT_THROW(train_dpo(c), Error);
 }
@@ -552,8 +539,7 @@ TEST_F(RLHFPipeline, RRHFSmokeRun) {
   ASSERT_EQ(r.losses.size(), 4u);
   for (double l : r.losses) EXPECT_TRUE(std::isfinite(l));
   EXPECT_TRUE(fs::exists(*dir_ + "/rrhf/checkpoint.safetensors"));
-  const std::vector<json::Value> rows =
-      json::parse_jsonl(fs::read_file(*dir_ + "/rrhf/metrics.jsonl"));
+  const std::vector<json::Value> rows = rlft::testing::metrics_of(*dir_ + "/rrhf");
   ASSERT_EQ(rows.size(), 2u);
   for (const json::Value& row : rows) EXPECT_GT(row.at("grad_norm").as_double(), 0.0);  // clip 1
   c.scorer = "rm";  // needs --reward-model
@@ -568,34 +554,14 @@ TEST_F(RLHFPipeline, RRHFSmokeRun) {
 TEST(DPOCuda, StepsMatchTheCpu) {
   RLFT_SKIP_WITHOUT_GPU();
   const std::string dir = temp_dir("dpo_cuda");
-  SFTConfig s;
-  s.task.task = "reviews";
-  s.task.train_size = 400;
-  s.task.eval_size = 8;
-  s.model = "nano";
-  s.n_layer = 1;
-  s.n_embd = 32;
-  s.block_size = 128;
+  SFTConfig s = rlft::testing::tiny_sft_config(dir, "sft");
   s.steps = 30;
-  s.batch = 16;
-  s.lr = 3e-3;
   s.warmup = 5;
   s.log_every = 30;
   s.eval_every = 30;
-  s.eval_examples = 8;
-  s.eval_generate = 0;
   s.checkpoint_every = 30;
-  s.out_dir = dir;
-  s.name = "sft";
-  s.quiet = true;
   train_sft(s);
-  const std::unique_ptr<Task> task = make_task(s.task);
-  const std::vector<Example>& ex = task->examples(Split::train);
-  std::vector<PreferencePair> pairs;
-  for (size_t i = 0; i + 1 < ex.size() && pairs.size() < 60; i += 2)
-    if (ex[i].response != ex[i + 1].response)
-      pairs.push_back({ex[i].prompt, ex[i].response, ex[i + 1].response});
-  write_preferences(dir + "/prefs.jsonl", pairs);
+  write_preferences(dir + "/prefs.jsonl", rlft::testing::example_pairs(s.task, 60));
   DPOConfig c;
   c.prefs = dir + "/prefs.jsonl";
   c.init = dir + "/sft";

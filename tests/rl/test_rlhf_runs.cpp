@@ -20,6 +20,7 @@
 #include "rl/llm/rrhf.h"
 #include "rl/llm/sft.h"
 #include "rl/llm/tasks/task.h"
+#include "run_metrics.h"
 #include "test_util.h"
 #include "tiny_lm_runs.h"
 
@@ -29,6 +30,7 @@ using namespace rlft::llm;
 namespace {
 
 using rlft::testing::error_of;
+using rlft::testing::metrics_of;
 using rlft::testing::temp_dir;
 
 using rlft::testing::tiny_reviews;
@@ -48,10 +50,6 @@ int64_t longest_prompt(const TaskConfig& config, Split split) {
   for (const std::string& p : task->prompts(split))
     n = std::max<int64_t>(n, int64_t(tok.encode(p).size()));
   return n;
-}
-
-std::vector<json::Value> metrics_of(const std::string& run_dir) {
-  return json::parse_jsonl(fs::read_file(run_dir + "/metrics.jsonl"));
 }
 
 // A logged gradient norm: present, finite and positive (a real norm, never a 0 stand-in).
@@ -78,13 +76,7 @@ class RLHFTinyRuns : public ::testing::Test {
   static void SetUpTestSuite() {
     dir_ = new std::string(temp_dir("rlhf_tiny_runs"));
     tiny_sft(*dir_, "sft", 128);
-    const std::unique_ptr<Task> task = make_task(tiny_reviews());
-    const std::vector<Example>& ex = task->examples(Split::train);
-    std::vector<PreferencePair> pairs;
-    for (size_t i = 0; i + 1 < ex.size() && pairs.size() < 40; i += 2)
-      if (ex[i].response != ex[i + 1].response)
-        pairs.push_back({ex[i].prompt, ex[i].response, ex[i + 1].response});
-    write_preferences(*dir_ + "/prefs.jsonl", pairs);
+    write_preferences(*dir_ + "/prefs.jsonl", rlft::testing::example_pairs(tiny_reviews(), 40));
     train_reward_model(rm_config("rm", 0.0));
   }
   static void TearDownTestSuite() { delete dir_; }
@@ -92,20 +84,13 @@ class RLHFTinyRuns : public ::testing::Test {
   // Two epochs of one step each (batch 64 > the 36 training pairs): the first step of a run
   // with clipping sees exactly the gradient of the run without.
   static RewardModelConfig rm_config(const std::string& name, double grad_clip) {
-    RewardModelConfig c;
-    c.prefs = *dir_ + "/prefs.jsonl";
-    c.init = *dir_ + "/sft";
-    c.epochs = 2;
-    c.batch = 64;
-    c.lr = 1e-3;
+    RewardModelConfig c = rlft::testing::tiny_reward_model_config(*dir_, name, *dir_ + "/sft",
+                                                                  *dir_ + "/prefs.jsonl");
     c.grad_clip = grad_clip;
-    c.out_dir = *dir_;
-    c.name = name;
-    c.quiet = true;
     return c;
   }
   static RRHFConfig rrhf_config(const std::string& name, double grad_clip) {
-    RRHFConfig c;
+    RRHFConfig c = rlft::testing::config_at<RRHFConfig>(*dir_, name);
     c.init = *dir_ + "/sft";
     c.scorer = "ground_truth";
     c.steps = 3;
@@ -116,13 +101,10 @@ class RLHFTinyRuns : public ::testing::Test {
     c.log_every = 2;  // rows at steps 2 and 3 (the last): step 1 is not logged
     c.eval_every = 0;
     c.eval_samples = 1;
-    c.out_dir = *dir_;
-    c.name = name;
-    c.quiet = true;
     return c;
   }
   static PPORLHFConfig ppo_config(const std::string& name, double grad_clip) {
-    PPORLHFConfig c;
+    PPORLHFConfig c = rlft::testing::config_at<PPORLHFConfig>(*dir_, name);
     c.init = *dir_ + "/sft";
     c.reward_model = *dir_ + "/rm";
     c.steps = 2;
@@ -130,9 +112,6 @@ class RLHFTinyRuns : public ::testing::Test {
     c.grad_clip = grad_clip;
     c.eval_every = 0;
     c.eval_samples = 1;
-    c.out_dir = *dir_;
-    c.name = name;
-    c.quiet = true;
     return c;
   }
   static std::string* dir_;

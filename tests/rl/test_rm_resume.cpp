@@ -17,12 +17,14 @@
 #include "engine/checkpoint.h"
 #include "engine/fs.h"
 #include "engine/json.h"
+#include "resume_fixture.h"
 #include "rl/llm/dpo.h"
 #include "rl/llm/lm.h"
 #include "rl/llm/reward_model.h"
 #include "rl/llm/rlhf_data.h"
 #include "rl/llm/sft.h"
 #include "rl/llm/tasks/task.h"
+#include "run_metrics.h"
 #include "test_util.h"
 #include "tiny_lm_runs.h"
 
@@ -32,29 +34,17 @@ using namespace rlft::llm;
 namespace {
 
 using rlft::testing::error_of;
+using rlft::testing::expect_losses_continue;
+using rlft::testing::expect_same_checkpoint;
 using rlft::testing::files_of;
+using rlft::testing::metrics_of;
 using rlft::testing::temp_dir;
 
-std::vector<json::Value> metrics_of(const std::string& run_dir) {
-  return json::parse_jsonl(fs::read_file(run_dir + "/metrics.jsonl"));
-}
-
-// A metrics row without its wall-time field (the only one two equal runs may differ in).
-std::string without_time(const json::Value& row) {
-  json::Value out = json::Value::object();
-  for (const auto& [k, v] : row.as_object())
-    if (k != "elapsed_seconds") out.set(k, v);
-  return out.dump();
-}
-
-using rlft::testing::expect_same_checkpoint;
-
-// Two runs' metrics rows equal but their wall time, and their accuracy.svg equal.
-void expect_same_rows(const std::string& a_run, const std::string& b_run, size_t rows) {
-  const std::vector<json::Value> a = metrics_of(a_run), b = metrics_of(b_run);
-  ASSERT_EQ(a.size(), rows);
-  ASSERT_EQ(b.size(), rows);
-  for (size_t i = 0; i < rows; ++i) EXPECT_EQ(without_time(a[i]), without_time(b[i])) << i;
+// Two runs' metrics rows, `rows` of them, equal but their wall time, and their accuracy.svg
+// equal.
+void expect_same_rows_and_curve(const std::string& a_run, const std::string& b_run, size_t rows) {
+  ASSERT_EQ(metrics_of(a_run).size(), rows);
+  rlft::testing::expect_same_rows(a_run, b_run);
   EXPECT_EQ(fs::read_file(a_run + "/accuracy.svg"), fs::read_file(b_run + "/accuracy.svg"));
 }
 
@@ -78,19 +68,8 @@ class RMResume : public ::testing::Test {
     SFTConfig d = rlft::testing::tiny_sft_config(*dir_, "sft-dropout");
     d.dropout = 0.1;
     train_sft(d);
-    const std::unique_ptr<Task> task = make_task(s.task);
-    const std::vector<Example>& ex = task->examples(Split::train);
-    std::vector<PreferencePair> pairs;
-    for (size_t i = 0; i + 1 < ex.size() && pairs.size() < 44; ++i) {
-      PreferencePair p;
-      p.prompt = ex[i].prompt;
-      p.chosen = ex[i].response;
-      p.rejected = ex[i + 1].response;
-      p.chosen_score = 0.5 + 0.01 * double(i % 40);
-      p.rejected_score = 0.45 - 0.01 * double(i % 30);
-      // room in the 128-token context for BOS, the prompt, the longer response and EOS
-      if (p.prompt.size() + std::max(p.chosen.size(), p.rejected.size()) < 100) pairs.push_back(p);
-    }
+    const std::vector<PreferencePair> pairs =
+        rlft::testing::consecutive_example_pairs(s.task, 44, /*scored=*/true);
     ASSERT_EQ(pairs.size(), 44u);
     write_preferences(*dir_ + "/prefs.jsonl", pairs);
   }
@@ -99,7 +78,7 @@ class RMResume : public ::testing::Test {
   // 44 pairs, 4 held out: 40 training pairs in batches of 8, 5 steps per epoch, 15 in all; a
   // periodic checkpoint every 4 steps. A cosine decay, so the step sets the learning rate.
   static RewardModelConfig config(const std::string& name) {
-    RewardModelConfig c;
+    RewardModelConfig c = rlft::testing::config_at<RewardModelConfig>(*dir_, name);
     c.prefs = *dir_ + "/prefs.jsonl";
     c.init = *dir_ + "/sft";
     c.epochs = 3;
@@ -107,9 +86,6 @@ class RMResume : public ::testing::Test {
     c.lr = 3e-3;
     c.checkpoint_every = 4;
     c.seed = 5;
-    c.out_dir = *dir_;
-    c.name = name;
-    c.quiet = true;
     return c;
   }
   static std::string run(const std::string& name) { return *dir_ + "/" + name; }
@@ -169,27 +145,21 @@ TEST_F(RMResume, StoppedMidEpochAndAtAnEpochEndEqualsAStraightRun) {
   }
   EXPECT_TRUE(straight.evals.back().has_correlation);
   expect_same_checkpoint(ckpt("straight"), ckpt("resumed"));
-  expect_same_rows(run("straight"), run("resumed"), 3);
+  expect_same_rows_and_curve(run("straight"), run("resumed"), 3);
 }
 
 // With dropout in the backbone (an SFT run with dropout 0.1, which the reward model keeps), the
 // masks of step s depend on (seed, s) only: a run stopped mid-epoch and resumed draws the
 // straight run's masks (from the model's own stream, restarted by the resume, they differ).
 TEST_F(RMResume, WithDropoutAResumedRunTakesTheStraightRunsSteps) {
-  RewardModelConfig c = config("dropout-straight");
+  RewardModelConfig c = config("dropout");
   c.init = *dir_ + "/sft-dropout";
-  const RewardModelResult straight = train_reward_model(c);
+  const auto runs = rlft::testing::stop_and_resume(train_reward_model, c, "dropout-straight",
+                                                   "dropout-resumed", 7);
   EXPECT_EQ(load_reward_model(run("dropout-straight")).model->config().dropout, 0.1);
-  c.name = "dropout-resumed";
-  c.stop_after = 7;
-  train_reward_model(c);
-  c.stop_after = 0;
-  c.resume = true;
-  const RewardModelResult resumed = train_reward_model(c);
-  ASSERT_EQ(resumed.losses.size(), 8u);
-  for (size_t i = 0; i < 8; ++i) EXPECT_EQ(resumed.losses[i], straight.losses[7 + i]) << i;
+  expect_losses_continue(runs.resumed.losses, runs.straight.losses, 7, 8);
   expect_same_checkpoint(ckpt("dropout-straight"), ckpt("dropout-resumed"));
-  expect_same_rows(run("dropout-straight"), run("dropout-resumed"), 3);
+  expect_same_rows_and_curve(run("dropout-straight"), run("dropout-resumed"), 3);
 }
 
 // A kill after a row and before the next checkpoint: the run stopped at step 7 (checkpoints at
@@ -212,10 +182,9 @@ TEST_F(RMResume, AKillAfterARowRedoesTheStepsAfterTheCheckpoint) {
   const RewardModelResult r = train_reward_model(c);
   EXPECT_EQ(r.start_step, 4);
   EXPECT_EQ(r.step, 15);
-  ASSERT_EQ(r.losses.size(), 11u);
-  for (size_t i = 0; i < 11; ++i) EXPECT_EQ(r.losses[i], straight.losses[4 + i]) << i;
+  expect_losses_continue(r.losses, straight.losses, 4, 11);
   expect_same_checkpoint(ckpt("kill-straight"), ckpt("killed"));
-  expect_same_rows(run("kill-straight"), run("killed"), 3);
+  expect_same_rows_and_curve(run("kill-straight"), run("killed"), 3);
 }
 
 // Refused resumes name their cause and leave every file of the run as it was: another setting,

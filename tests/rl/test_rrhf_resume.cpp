@@ -17,10 +17,12 @@
 #include "engine/error.h"
 #include "engine/fs.h"
 #include "engine/json.h"
+#include "resume_fixture.h"
 #include "rl/llm/lm.h"
 #include "rl/llm/rlhf_data.h"
 #include "rl/llm/rrhf.h"
 #include "rl/llm/sft.h"
+#include "run_metrics.h"
 #include "test_util.h"
 #include "tiny_lm_runs.h"
 
@@ -30,23 +32,8 @@ using namespace rlft::llm;
 namespace {
 
 using rlft::testing::error_of;
-using rlft::testing::temp_dir;
-
-std::vector<json::Value> metrics_of(const std::string& run_dir) {
-  return json::parse_jsonl(fs::read_file(run_dir + "/metrics.jsonl"));
-}
-
-// A metrics row without its wall-time field (the only one two equal runs may differ in).
-json::Value without_time(json::Value row) {
-  json::Value out = json::Value::object();
-  for (const auto& [k, v] : row.as_object())
-    if (k != "elapsed_seconds") out.set(k, v);
-  return out;
-}
-
+using rlft::testing::expect_losses_continue;
 using rlft::testing::files_of;
-
-using rlft::testing::expect_same_checkpoint;
 
 }  // namespace
 
@@ -54,7 +41,7 @@ using rlft::testing::expect_same_checkpoint;
 class RRHFResume : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    dir_ = new std::string(temp_dir("rrhf_resume"));
+    dir_ = new std::string(rlft::testing::temp_dir("rrhf_resume"));
     SFTConfig s = rlft::testing::tiny_sft_config(*dir_, "sft");
     s.dropout = 0.1;
     train_sft(s);
@@ -64,7 +51,7 @@ class RRHFResume : public ::testing::Test {
   // Rows at steps 2, 3 (an evaluation), 4, 6 (both) and 7 (the last, evaluated); a periodic
   // checkpoint at step 4.
   static RRHFConfig config(const std::string& name) {
-    RRHFConfig c;
+    RRHFConfig c = rlft::testing::config_at<RRHFConfig>(*dir_, name);
     c.init = *dir_ + "/sft";
     c.scorer = "ground_truth";
     c.steps = 7;
@@ -76,9 +63,6 @@ class RRHFResume : public ::testing::Test {
     c.eval_samples = 1;
     c.checkpoint_every = 4;
     c.seed = 7;
-    c.out_dir = *dir_;
-    c.name = name;
-    c.quiet = true;
     return c;
   }
   static std::string* dir_;
@@ -92,37 +76,30 @@ std::string* RRHFResume::dir_ = nullptr;
 // metrics rows (but their wall time) and the per-step losses all agree exactly, and the final
 // checkpoint is the policy `rlft lm eval|sample` load.
 TEST_F(RRHFResume, StoppedAndResumedEqualsAStraightRun) {
-  RRHFConfig c = config("straight");
-  const RRHFResult straight = train_rrhf(c);
+  const auto runs = rlft::testing::stop_and_resume(
+      train_rrhf, config("straight"), "straight", "resumed", 5, [&](RRHFConfig&) {
+        Metadata meta;
+        load_tensors(*dir_ + "/resumed/checkpoint.safetensors", &meta);
+        EXPECT_EQ(meta.at("step"), "5");
+        fs::append_line(*dir_ + "/resumed/metrics.jsonl",
+                        R"({"step": 6, "loss": 123.0, "stale": true})");
+      });
+  const RRHFResult &straight = runs.straight, &first = runs.stopped, &second = runs.resumed;
   ASSERT_EQ(straight.losses.size(), 7u);
   EXPECT_EQ(straight.start_step, 0);
   EXPECT_EQ(straight.steps, 7);
   EXPECT_TRUE(straight.finished);
 
-  c.name = "resumed";
-  c.stop_after = 5;
-  const RRHFResult first = train_rrhf(c);
   EXPECT_EQ(first.start_step, 0);
   EXPECT_EQ(first.steps, 5);
   EXPECT_FALSE(first.finished);
-  ASSERT_EQ(first.losses.size(), 5u);
-  for (size_t i = 0; i < 5; ++i) EXPECT_EQ(first.losses[i], straight.losses[i]) << i;
+  expect_losses_continue(first.losses, straight.losses, 0, 5);
   EXPECT_EQ(first.before.ground_truth, straight.before.ground_truth);
-  {
-    Metadata meta;
-    load_tensors(*dir_ + "/resumed/checkpoint.safetensors", &meta);
-    EXPECT_EQ(meta.at("step"), "5");
-  }
-  fs::append_line(*dir_ + "/resumed/metrics.jsonl", R"({"step": 6, "loss": 123.0, "stale": true})");
 
-  c.stop_after = 0;
-  c.resume = true;
-  const RRHFResult second = train_rrhf(c);
   EXPECT_EQ(second.start_step, 5);
   EXPECT_EQ(second.steps, 7);
   EXPECT_TRUE(second.finished);
-  ASSERT_EQ(second.losses.size(), 2u) << "this invocation's steps";
-  for (size_t i = 0; i < 2; ++i) EXPECT_EQ(second.losses[i], straight.losses[5 + i]) << i;
+  expect_losses_continue(second.losses, straight.losses, 5, 2);  // this invocation's steps
   // `before` comes back from the checkpoint, `after` is the same final evaluation.
   EXPECT_EQ(second.before.ground_truth, straight.before.ground_truth);
   EXPECT_EQ(second.before.kl, straight.before.kl);
@@ -131,14 +108,10 @@ TEST_F(RRHFResume, StoppedAndResumedEqualsAStraightRun) {
   EXPECT_EQ(second.after.kl, straight.after.kl);
   EXPECT_EQ(second.after.response_length, straight.after.response_length);
 
-  expect_same_checkpoint(*dir_ + "/straight/checkpoint.safetensors",
-                         *dir_ + "/resumed/checkpoint.safetensors");
-  const std::vector<json::Value> a = metrics_of(*dir_ + "/straight"),
-                                 b = metrics_of(*dir_ + "/resumed");
-  ASSERT_EQ(a.size(), 5u);
-  ASSERT_EQ(b.size(), a.size());
-  for (size_t i = 0; i < a.size(); ++i)
-    EXPECT_EQ(without_time(a[i]).dump(), without_time(b[i]).dump()) << "row " << i;
+  rlft::testing::expect_same_checkpoint(*dir_ + "/straight/checkpoint.safetensors",
+                                        *dir_ + "/resumed/checkpoint.safetensors");
+  ASSERT_EQ(rlft::testing::metrics_of(*dir_ + "/straight").size(), 5u);
+  rlft::testing::expect_same_rows(*dir_ + "/straight", *dir_ + "/resumed");
 
   // The final checkpoint loads as a policy of the SFT run's task.
   const LoadedModel lm = load_policy(*dir_ + "/resumed");

@@ -11,7 +11,9 @@
 #include "rl/llm/lm.h"
 #include "rl/llm/sft.h"
 #include "rl/llm/tasks/arith.h"
+#include "run_metrics.h"
 #include "test_util.h"
+#include "tiny_lm_runs.h"
 
 using namespace rlft;
 using namespace rlft::llm;
@@ -227,17 +229,10 @@ TEST(SFT, GradNormIsLoggedWithClippingOff) {
   c.grad_clip = 1e30;
   c.name = "never_bites";
   train_sft(c);
-  const std::vector<json::Value> a = json::parse_jsonl(fs::read_file(dir + "/off/metrics.jsonl")),
-                                 b = json::parse_jsonl(
-                                     fs::read_file(dir + "/never_bites/metrics.jsonl"));
+  const std::vector<json::Value> a = rlft::testing::metrics_of(dir + "/off"),
+                                 b = rlft::testing::metrics_of(dir + "/never_bites");
   ASSERT_EQ(a.size(), 4u);  // steps 4, 6, 8, 12
-  ASSERT_EQ(b.size(), a.size());
-  for (size_t i = 0; i < a.size(); ++i) {
-    const double g = a[i].at("grad_norm").as_double();
-    EXPECT_TRUE(std::isfinite(g) && g > 0) << "line " << i << ": " << g;
-    // the two norms are the same sums of the same gradients, in the same order
-    EXPECT_NEAR(g, b[i].at("grad_norm").as_double(), 1e-9 * g) << "line " << i;
-  }
+  rlft::testing::expect_unclipped_grad_norms(a, b);
 }
 
 // A failing command leaves an earlier run of the same name as it was: an --init-from of another
@@ -355,20 +350,9 @@ TEST(SFT, StopsAtTheFirstValidationThatReachesTheTarget) {
 // on an AVX-512 machine; the margin covers other GEMM paths' rounding changing the trajectory).
 TEST(SFT, ArithSmokeRunBeatsChance) {
   const std::string dir = temp_dir("sft_arith");
-  SFTConfig c;
-  c.model = "nano";
-  c.steps = 600;
-  c.batch = 64;
-  c.lr = 3e-3;
-  c.warmup = 50;
+  SFTConfig c = rlft::testing::arith_sft_config(dir, "arith");
   c.log_every = 100;
-  c.eval_every = 600;
   c.eval_examples = 200;
-  c.eval_generate = 0;
-  c.checkpoint_every = 600;
-  c.out_dir = dir;
-  c.name = "arith";
-  c.quiet = true;
   const SFTResult r = train_sft(c);
   const LoadedModel lm = load_model(r.run_dir);
   const ArithTask task(c.task);
