@@ -52,6 +52,16 @@ void add_resume_options(Args& a, Config& c, const char* unit, const char* budget
         std::string("stop after N ") + unit + " of this invocation (0: run to the end)");
 }
 
+// The closing line of a policy trainer (lm dpo, rrhf, ppo): the ground truth of its samples and
+// their KL to `kl_to` before and after training, then `extra` (", held-out …") and the run.
+int print_policy_done(const llm::PolicyEval& before, const llm::PolicyEval& after,
+                      const char* kl_to, const std::string& extra, const std::string& run_dir) {
+  std::printf("done: ground truth %.3f -> %.3f, KL to %s %.2f -> %.2f%s\nrun: %s\n",
+              before.ground_truth, after.ground_truth, kl_to, rl::printable(before.kl, 2),
+              rl::printable(after.kl, 2), extra.c_str(), run_dir.c_str());
+  return 0;
+}
+
 int run_prefs(int argc, char** argv, int first) {
   llm::PrefsConfig c;
   Args a("rlft lm prefs",
@@ -181,13 +191,11 @@ int run_dpo(int argc, char** argv, int first) {
   if (c.resume) take_recorded_settings(a, rl::run_path(c.out_dir, c.name));
   const llm::DPOResult r = llm::train_dpo(c);
   if (!r.finished) return print_done_without("final evaluation", r.step, r.run_dir);
-  char heldout[64] = "no held-out pairs";
+  char heldout[64] = ", no held-out pairs";
   if (r.heldout_pairs > 0)
-    std::snprintf(heldout, sizeof heldout, "held-out preference accuracy %.3f", r.heldout_accuracy);
-  std::printf("done: ground truth %.3f -> %.3f, KL to reference %.2f -> %.2f, %s\nrun: %s\n",
-              r.before.ground_truth, r.after.ground_truth, rl::printable(r.before.kl, 2),
-              rl::printable(r.after.kl, 2), heldout, r.run_dir.c_str());
-  return 0;
+    std::snprintf(heldout, sizeof heldout, ", held-out preference accuracy %.3f",
+                  r.heldout_accuracy);
+  return print_policy_done(r.before, r.after, "reference", heldout, r.run_dir);
 }
 
 int run_rrhf(int argc, char** argv, int first) {
@@ -213,10 +221,7 @@ int run_rrhf(int argc, char** argv, int first) {
   if (c.resume) take_recorded_settings(a, rl::run_path(c.out_dir, c.name));
   const llm::RRHFResult r = llm::train_rrhf(c);
   if (!r.finished) return print_done_without("final evaluation", r.steps, r.run_dir);
-  std::printf("done: ground truth %.3f -> %.3f, KL to the SFT model %.2f -> %.2f\nrun: %s\n",
-              r.before.ground_truth, r.after.ground_truth, rl::printable(r.before.kl, 2),
-              rl::printable(r.after.kl, 2), r.run_dir.c_str());
-  return 0;
+  return print_policy_done(r.before, r.after, "the SFT model", "", r.run_dir);
 }
 
 int run_ppo(int argc, char** argv, int first) {
@@ -253,10 +258,7 @@ int run_ppo(int argc, char** argv, int first) {
   if (c.resume) take_recorded_settings(a, rl::run_path(c.out_dir, c.name));
   const llm::PPORLHFResult r = llm::train_ppo_rlhf(c);
   if (!r.finished) return print_done_without("final evaluation", r.steps, r.run_dir);
-  std::printf("done: ground truth %.3f -> %.3f, KL to reference %.2f -> %.2f\nrun: %s\n",
-              r.before.ground_truth, r.after.ground_truth, rl::printable(r.before.kl, 2),
-              rl::printable(r.after.kl, 2), r.run_dir.c_str());
-  return 0;
+  return print_policy_done(r.before, r.after, "reference", "", r.run_dir);
 }
 
 }  // namespace

@@ -21,7 +21,9 @@ class Args;
 // --device, --quiet, --stop-after), so `--name X --resume` goes on with X's settings; the
 // options written are compared with the record by the library (RunDir::check_resumable). With
 // a --preset the command line states the whole run (the preset and the options beside it) and
-// is compared as a whole. A run without config.json is left to the library's error.
+// is compared as a whole. A run without config.json is left to the library's error; the task
+// keys no option sets (a jsonl run's data_fingerprint) the library takes from the record itself
+// (llm::make_run_task).
 void take_recorded_settings(Args& a, const std::string& run_dir);  // cli/resume.cpp
 
 // The closing line of a training command whose invocation ran no final `what` (e.g.
@@ -35,9 +37,9 @@ inline int print_done_without(const char* what, int64_t step, const std::string&
   return 0;
 }
 
-int run_demo(int argc, char** argv, int first);  // cli/demo.cpp
+int run_demo(int argc, char** argv, int first);   // cli/demo.cpp
 int run_train(int argc, char** argv, int first);  // cli/cmd_train.cpp: rlft train ppo|reinforce
-int run_policy_eval(int argc, char** argv, int first);   // cli/cmd_train.cpp: rlft eval --run …
+int run_policy_eval(int argc, char** argv, int first);  // cli/cmd_train.cpp: rlft eval --run …
 int run_curve_plot(int argc, char** argv, int first);   // cli/cmd_train.cpp: rlft plot <run>
 int run_lm(int argc, char** argv, int first);  // cli/cmd_lm.cpp: rlft lm pretrain|sft|sample|eval
 // cli/cmd_group_rl.cpp: rlft lm grpo|dr-grpo|dapo|gspo|gspo-token|dcpo|rloo (algo = that word)

@@ -77,7 +77,9 @@ void RunDir::write_config(const json::Value& config) const {
   fs::atomic_write_file(path("config.json"), config.dump(2) + "\n");
 }
 
-void RunDir::log(const json::Value& metrics) const { fs::append_line(path("metrics.jsonl"), metrics.dump()); }
+void RunDir::log(const json::Value& metrics) const {
+  fs::append_line(path("metrics.jsonl"), metrics.dump());
+}
 
 std::vector<json::Value> RunDir::keep_metrics_through(int64_t step, const std::string& key) const {
   const std::string metrics = path("metrics.jsonl");
@@ -131,15 +133,26 @@ void RunDir::check_resumable(const json::Value& now, const std::vector<std::stri
   }
 }
 
+RunDir open_run(const std::string& dir, bool resume, json::Value& config,
+                const std::vector<std::string>& free) {
+  config.set("git_revision", git_revision());
+  RunDir run(dir, !resume);
+  if (resume) run.check_resume(config, free);
+  return run;
+}
+
 std::string git_revision() { return RLFT_GIT_REVISION; }
 
 std::string format_duration(double s) {
   if (!(s >= 0) || s > 1e7) return "?";
   const long total = long(s + 0.5);
   char buf[32];
-  if (total >= 3600) std::snprintf(buf, sizeof buf, "%ldh%02ldm", total / 3600, (total / 60) % 60);
-  else if (total >= 60) std::snprintf(buf, sizeof buf, "%ldm%02lds", total / 60, total % 60);
-  else std::snprintf(buf, sizeof buf, "%lds", total);
+  if (total >= 3600)
+    std::snprintf(buf, sizeof buf, "%ldh%02ldm", total / 3600, (total / 60) % 60);
+  else if (total >= 60)
+    std::snprintf(buf, sizeof buf, "%ldm%02lds", total / 60, total % 60);
+  else
+    std::snprintf(buf, sizeof buf, "%lds", total);
   return buf;
 }
 

@@ -68,6 +68,14 @@ class RunDir {
   bool fresh_;
 };
 
+// The directory of a run that records `config` (the settings its config.json will hold; the git
+// revision is added here) and resumes from a checkpoint. A fresh run creates it (RunDir(dir,
+// true)); a resumed one (`resume`) is opened and checked at once, before anything of the run is
+// read: its checkpoint and its settings (RunDir::check_resume(config, free), `free` the
+// trainer's settings that may change, e.g. "steps").
+RunDir open_run(const std::string& dir, bool resume, json::Value& config,
+                const std::vector<std::string>& free = {});
+
 // The git revision of the source tree rlft was built from, or "unknown".
 std::string git_revision();
 

@@ -230,10 +230,12 @@ DPOResult train_dpo(const DPOConfig& cfg) {
     clamp_to_context(models::SamplingConfig{}, policy, tok, eval_prompts);
   }
 
-  const rl::RunDir run(rl::run_path(cfg.out_dir, cfg.name), !cfg.resume);
-  const std::string ckpt = run.path("checkpoint.safetensors");
   json::Value config_json = to_json(cfg);
-  config_json.set("git_revision", rl::git_revision());
+  // A resume: the same pairs, policy and loss as the run was started with; the budget may
+  // grow, and --grad-accum may change (the same steps up to float rounding).
+  const rl::RunDir run = rl::open_run(rl::run_path(cfg.out_dir, cfg.name), cfg.resume, config_json,
+                                      {"epochs", "max_steps", "grad_accum"});
+  const std::string ckpt = run.path("checkpoint.safetensors");
   optim::Adam opt(policy.parameters(), cfg.lr);
   // Resume: the step, the weights and Adam's moments from the checkpoint; metrics after it go.
   int64_t start = 0;
@@ -242,9 +244,6 @@ DPOResult train_dpo(const DPOConfig& cfg) {
   DPOResult res;
   res.run_dir = run.dir();
   if (cfg.resume) {
-    // The same pairs, policy and loss as the run was started with; the budget may grow, and
-    // --grad-accum may change (the same steps up to float rounding).
-    run.check_resume(config_json, {"epochs", "max_steps", "grad_accum"});
     const Metadata meta = load_checkpoint(ckpt, policy, &opt);
     RLFT_CHECK(meta.count("step"), ckpt, ": no step in the checkpoint's metadata");
     start = metadata_int(meta, "step", ckpt);

@@ -476,8 +476,10 @@ GroupRLResult train_group_rl(const GroupRLConfig& cfg_in) {
   const LoadedModel init = load_policy(cfg.init, dev);
   if (!init.run_config.is_null()) cfg.task = sft_config_from_json(init.run_config).task;
   if (cfg.name.empty()) cfg.name = default_group_rl_run_name(cfg);
-  const std::unique_ptr<Task> task = make_task(cfg.task);
-  if (cfg.task.data_fingerprint.empty()) cfg.task.data_fingerprint = task->data_fingerprint();
+  // The task keys no option sets: the init run's, else (a resume) this run's record, else the
+  // data's (a jsonl file's fingerprint, so a resumed run names a changed file as such).
+  const std::unique_ptr<Task> task =
+      make_run_task(cfg.task, cfg.resume ? rl::run_path(cfg.out_dir, cfg.name) : "");
   RLFT_CHECK(
       task->has_verifier(), "--init ", cfg.init, ": a run of task ", task->name(),
       ", which has no verifier: group RL needs a verifiable reward (an arith or jsonl SFT run)");
@@ -520,15 +522,15 @@ GroupRLResult train_group_rl(const GroupRLConfig& cfg_in) {
   schedule.total = cfg.steps;
   if (!cfg.resume)
     rl::check_not_the_run(rl::run_path(cfg.out_dir, cfg.name), {{"--init", cfg.init}});
-  const rl::RunDir run(rl::run_path(cfg.out_dir, cfg.name), !cfg.resume);
-  const std::string ckpt = run.path("checkpoint.safetensors");
   json::Value config_json = to_json(cfg);
-  config_json.set("git_revision", rl::git_revision());
+  // A resume: the same settings as the run was started with; only --steps may grow.
+  const rl::RunDir run =
+      rl::open_run(rl::run_path(cfg.out_dir, cfg.name), cfg.resume, config_json, {"steps"});
+  const std::string ckpt = run.path("checkpoint.safetensors");
   ResumeState resumed;  // the loop's state in the checkpoint when resuming, checked
   int64_t start = 0;
   std::vector<json::Value> kept_metrics;  // metrics.jsonl up to the checkpoint's step
   if (cfg.resume) {
-    run.check_resume(config_json, {"steps"});
     const Metadata meta = load_checkpoint(ckpt, policy, &opt);
     RLFT_CHECK(meta.count("group_rl_state"), ckpt,
                ": not a group RL training checkpoint (no group_rl_state)");

@@ -255,7 +255,10 @@ PPORLHFResult train_ppo_rlhf(const PPORLHFConfig& cfg) {
   for (size_t i = train_prompts.size(); i > 1; --i)
     std::swap(train_prompts[i - 1], train_prompts[gen.below(i)]);
 
-  const rl::RunDir run(rl::run_path(cfg.out_dir, cfg.name), !cfg.resume);
+  json::Value config_json = to_json(cfg);
+  // A resume: the same run; only --steps may grow.
+  const rl::RunDir run =
+      rl::open_run(rl::run_path(cfg.out_dir, cfg.name), cfg.resume, config_json, {"steps"});
   // The training checkpoint, two files: the actor (the policy `rlft lm eval|sample` load) with
   // its Adam state and the loop's state, and the critic with its Adam state, both at one step.
   // While a checkpoint is written the critic's previous file is kept as critic_prev, so a kill
@@ -264,8 +267,6 @@ PPORLHFResult train_ppo_rlhf(const PPORLHFConfig& cfg) {
                     critic_ckpt = run.path("critic.safetensors"),
                     critic_prev = run.path("critic.previous.safetensors");
   bool critic_from_prev = false;  // a resume whose pair is {ckpt, critic_prev}
-  json::Value config_json = to_json(cfg);
-  config_json.set("git_revision", rl::git_revision());
   optim::Adam actor_opt(actor.parameters(), cfg.actor_lr),
       critic_opt(critic.parameters(), cfg.critic_lr);
   AdaptiveKLController kl_ctl{cfg.kl_ctl, cfg.kl_target, cfg.kl_horizon};
@@ -296,7 +297,6 @@ PPORLHFResult train_ppo_rlhf(const PPORLHFConfig& cfg) {
   if (cfg.resume) {
     // Everything is read and checked before the run's files change: a refused resume leaves
     // them as they were.
-    run.check_resume(config_json, {"steps"});  // the same run; only --steps may grow
     const Metadata meta = load_checkpoint(ckpt, actor, &actor_opt);
     RLFT_CHECK(meta.count("ppo_rlhf_state"), ckpt,
                ": not a PPO-RLHF training checkpoint (no ppo_rlhf_state in its metadata; a run "

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <optional>
 
 #include "engine/checkpoint.h"
 #include "engine/error.h"
@@ -217,13 +218,12 @@ RewardModelResult train_reward_model(const RewardModelConfig& cfg) {
   check_config(cfg);
   const std::string run_dir = rl::run_path(cfg.out_dir, cfg.name);
   json::Value config_json = to_json(cfg);
-  config_json.set("git_revision", rl::git_revision());
   // --resume: the same pairs, backbone and optimisation as the run was started with (--epochs
   // may change, checked against the checkpoint's step below; --grad-accum too: the same steps
-  // up to float rounding), checked before anything is read or written.
-  if (cfg.resume) {
-    rl::RunDir(run_dir, false).check_resume(config_json, {"epochs", "grad_accum"});
-  }
+  // up to float rounding), checked before anything is read or written; a fresh run's directory
+  // is created once every input has been read (below).
+  std::optional<rl::RunDir> resumed;
+  if (cfg.resume) resumed = rl::open_run(run_dir, true, config_json, {"epochs", "grad_accum"});
   const Device dev = rl::resolve_device(cfg.device);
   std::vector<PreferencePair> pairs = read_preferences(cfg.prefs);
   const LoadedModel init = load_policy(cfg.init, dev);
@@ -258,7 +258,7 @@ RewardModelResult train_reward_model(const RewardModelConfig& cfg) {
   LoopState ls;
   int64_t start = 0;
   std::vector<double> ep_x, ep_acc, ep_corr;  // accuracy.svg's curves
-  const rl::RunDir run(run_dir, !cfg.resume);
+  const rl::RunDir run = resumed ? *resumed : rl::open_run(run_dir, false, config_json);
   const std::string ckpt = run.path("checkpoint.safetensors");
   if (cfg.resume) {
     // The trainer's state, then the weights and AdamW's moments, all checked before the

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <optional>
 
 #include "engine/checkpoint.h"
 #include "engine/error.h"
@@ -158,12 +159,11 @@ RRHFResult train_rrhf(const RRHFConfig& cfg) {
   check_config(cfg);
   const std::string run_dir = rl::run_path(cfg.out_dir, cfg.name);
   json::Value config_json = to_json(cfg);
-  config_json.set("git_revision", rl::git_revision());
   // --resume: the same settings as the run was started with (a longer --steps may continue
-  // it), checked before anything is read or written.
-  if (cfg.resume) {
-    rl::RunDir(run_dir, false).check_resume(config_json, {"steps"});
-  }
+  // it), checked before anything is read or written; a fresh run's directory is created once
+  // every input has been read (below).
+  std::optional<rl::RunDir> resumed;
+  if (cfg.resume) resumed = rl::open_run(run_dir, true, config_json, {"steps"});
   const Device dev = rl::resolve_device(cfg.device);
   const LoadedModel policy_run = load_policy(cfg.init, dev), ref_run = load_policy(cfg.init, dev);
   models::GPT& policy = *policy_run.model;
@@ -214,7 +214,7 @@ RRHFResult train_rrhf(const RRHFConfig& cfg) {
   int64_t start = 0;
   std::vector<double> xs, gts;
   RRHFResult res;
-  const rl::RunDir run(run_dir, !cfg.resume);
+  const rl::RunDir run = resumed ? *resumed : rl::open_run(run_dir, false, config_json);
   const std::string ckpt = run.path("checkpoint.safetensors");
   if (cfg.resume) {
     // The weights, Adam's moments, the step and the loop's state, all checked before the

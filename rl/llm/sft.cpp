@@ -6,7 +6,6 @@
 #include <filesystem>
 
 #include "engine/checkpoint.h"
-#include "engine/fs.h"
 #include "engine/optim.h"
 #include "models/generate.h"
 #include "models/gpt.h"
@@ -260,18 +259,11 @@ SFTResult train_sft(const SFTConfig& cfg_in) {
   SFTConfig cfg = cfg_in;
   check_config(cfg);
   if (cfg.name.empty()) cfg.name = default_sft_run_name(cfg);
-  // A resumed jsonl run checks its --data file against the fingerprint it recorded (no CLI flag
-  // carries it), so a changed file is named as such before anything else is compared.
-  if (cfg.resume && cfg.task.task == "jsonl" && cfg.task.data_fingerprint.empty()) {
-    const std::string recorded = rl::run_path(cfg.out_dir, cfg.name) + "/config.json";
-    if (fs::exists(recorded)) {
-      const TaskConfig was = task_config_from_json(json::parse(fs::read_file(recorded), recorded));
-      if (was.task == "jsonl" && was.data == cfg.task.data)
-        cfg.task.data_fingerprint = was.data_fingerprint;
-    }
-  }
-  const std::unique_ptr<Task> task = make_task(cfg.task);
-  if (cfg.task.data_fingerprint.empty()) cfg.task.data_fingerprint = task->data_fingerprint();
+  // A resumed run's task keys that no option sets come from its config.json (a resumed jsonl run
+  // checks its --data file against the fingerprint it recorded, so a changed file is named as
+  // such before anything else is compared).
+  const std::unique_ptr<Task> task =
+      make_run_task(cfg.task, cfg.resume ? rl::run_path(cfg.out_dir, cfg.name) : "");
   const models::Tokenizer tok = models::Tokenizer::make(cfg.tokenizer, task->alphabet());
   const models::GPTConfig mc = model_config(cfg, tok.vocab_size());
   const std::vector<Example>& train = task->examples(Split::train);
@@ -321,19 +313,18 @@ SFTResult train_sft(const SFTConfig& cfg_in) {
 
   if (!cfg.resume)
     rl::check_not_the_run(rl::run_path(cfg.out_dir, cfg.name), {{"--init-from", cfg.init_from}});
-  const rl::RunDir run(rl::run_path(cfg.out_dir, cfg.name), !cfg.resume);
-  const std::string ckpt = run.path("checkpoint.safetensors");
   json::Value config_json = to_json(cfg);
-  config_json.set("git_revision", rl::git_revision());
+  // A resume: the same task, model and optimisation as the run was started with; --steps may
+  // grow (the cosine schedule then stretches), the stopping rule may change, and so may
+  // --grad-accum (the same step up to float rounding; only dropout's draws differ).
+  const rl::RunDir run = rl::open_run(rl::run_path(cfg.out_dir, cfg.name), cfg.resume, config_json,
+                                      {"steps", "stop_at_exact_match", "grad_accum"});
+  const std::string ckpt = run.path("checkpoint.safetensors");
 
   // Curves for loss.svg (rebuilt from metrics.jsonl on resume).
   plot::Series train_curve{"train (interval mean)", {}, {}}, val_curve{"validation", {}, {}};
   int64_t start = 0;
   if (cfg.resume) {
-    // The same task, model and optimisation as the run was started with; --steps may grow (the
-    // cosine schedule then stretches), the stopping rule may change, and so may --grad-accum
-    // (the same step up to float rounding; only dropout's draws differ).
-    run.check_resume(config_json, {"steps", "stop_at_exact_match", "grad_accum"});
     const Metadata meta = load_checkpoint(ckpt, model, &opt);
     RLFT_CHECK(meta.count("tokenizer") && json::parse(meta.at("tokenizer")) == tok.to_json(), ckpt,
                ": the checkpoint's tokenizer differs from this task's");

@@ -4,6 +4,7 @@
 #include <set>
 
 #include "engine/error.h"
+#include "engine/fs.h"
 #include "engine/rng.h"
 #include "rl/llm/tasks/arith.h"
 #include "rl/llm/tasks/jsonl.h"
@@ -54,6 +55,35 @@ std::unique_ptr<Task> make_task(const TaskConfig& cfg) {
   if (cfg.task == "text") return std::make_unique<TextTask>(cfg);
   if (cfg.task == "jsonl") return std::make_unique<JsonlTask>(cfg);
   throw Error(str("unknown task '", cfg.task, "' (expected arith, reviews, text or jsonl)"));
+}
+
+namespace {
+
+// The task keys found in the data (task.h): each key's TaskConfig member, and the Task's
+// value of it as read.
+struct FoundKey {
+  std::string TaskConfig::*member;
+  std::string (Task::*found)() const;
+};
+const FoundKey kFoundKeys[] = {{&TaskConfig::data_fingerprint, &Task::data_fingerprint}};
+
+}  // namespace
+
+std::unique_ptr<Task> make_run_task(TaskConfig& c, const std::string& resumed_run_dir) {
+  const std::string recorded = resumed_run_dir + "/config.json";
+  if (!resumed_run_dir.empty() && fs::exists(recorded)) {
+    const json::Value v = json::parse(fs::read_file(recorded), recorded);
+    if (v.is_object()) {
+      const TaskConfig was = task_config_from_json(v);
+      if (was.task == c.task && was.data == c.data)
+        for (const FoundKey& k : kFoundKeys)
+          if ((c.*k.member).empty()) c.*k.member = was.*k.member;
+    }
+  }
+  std::unique_ptr<Task> task = make_task(c);
+  for (const FoundKey& k : kFoundKeys)
+    if ((c.*k.member).empty()) c.*k.member = ((*task).*k.found)();
+  return task;
 }
 
 std::string strip_eos(const std::string& response) {

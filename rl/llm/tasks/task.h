@@ -53,8 +53,8 @@ struct TaskConfig {
 
 // TaskConfig as keys of a run's config.json (named like the CLI flags, '_' for '-'), so that
 // every LM run (SFT, RLHF, group RL) records its task the same way and `rlft lm eval` finds it.
-// A jsonl task also gets "data_fingerprint": c.data_fingerprint (a trainer fills it from its
-// Task's data_fingerprint() once make_task has read the file).
+// A jsonl task also gets "data_fingerprint": c.data_fingerprint (a trainer fills it with
+// make_run_task, below).
 void set_task_keys(json::Value& obj, const TaskConfig& c);
 // Reads those keys; absent keys keep their defaults (no "data_fingerprint": "", not checked).
 TaskConfig task_config_from_json(const json::Value& v);
@@ -84,6 +84,20 @@ class Task {
 };
 
 std::unique_ptr<Task> make_task(const TaskConfig& cfg);
+
+// Some task keys are found in the data, not set by an option: today the jsonl file's
+// "data_fingerprint". A run records them with the others (set_task_keys, task_config_from_json);
+// an LM trainer that records its task (SFT, group RL) gets its task from make_run_task, which
+// fills them. A future one is a TaskConfig string and a Task accessor, recorded like the others
+// and listed in task.cpp's kFoundKeys: no trainer changes.
+//
+// make_task(c), with c's empty found keys filled: for a resumed run (`resumed_run_dir` its
+// directory; "" for a fresh run), first from the run's own config.json when it records the same
+// task on the same data (its "task" and "data" are c's), since no option gives them, so the data
+// is checked against them (a changed file: "<data>: changed since the run was trained: …");
+// then, those still empty, from the task as read, for the run to record. No config.json, or
+// one of another task or file, gives nothing (the resume's own checks name what differs).
+std::unique_ptr<Task> make_run_task(TaskConfig& c, const std::string& resumed_run_dir);
 
 // `response` without one trailing "<|eos|>" (and with anything after it untouched).
 std::string strip_eos(const std::string& response);
