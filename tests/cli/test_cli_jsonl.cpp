@@ -8,24 +8,14 @@
 #include <string>
 
 #include "cli/cli_util.h"
+#include "jsonl_data.h"
 
 namespace {
 
+using namespace rlft::testing::jsonl;  // line, reversals, write
+
 namespace fsys = std::filesystem;
 using namespace rlft::testing::cli;  // run, expect_error, slurp, snapshot, …
-
-// "rev ab=" → "ba" for the 49 two-letter words over a–g (41 train, 4 validation, 4 test prompts).
-std::string reversals() {
-  std::string text;
-  for (char x = 'a'; x <= 'g'; ++x)
-    for (char y = 'a'; y <= 'g'; ++y)
-      text += std::string(R"({"prompt":"rev )") + x + y + R"(=","response":")" + y + x + "\"}\n";
-  return text;
-}
-
-void write(const fsys::path& p, const std::string& text) {
-  std::ofstream(p, std::ios::binary) << text;
-}
 
 // Two SFT steps on a 1-layer model (a fraction of a second), greedy exact match at validation.
 std::string sft_args(const fsys::path& data, const fsys::path& dir, const std::string& name) {

@@ -10,24 +10,14 @@
 #include "cli/cli_util.h"
 #include "engine/checkpoint.h"
 #include "engine/json.h"
+#include "jsonl_data.h"
 
 namespace {
 
+using namespace rlft::testing::jsonl;  // line, reversals, write
+
 namespace fsys = std::filesystem;
 using namespace rlft::testing::cli;  // run, expect_error, slurp, snapshot, …
-
-// "rev ab=" → "ba" for the 49 two-letter words over a–g.
-std::string reversals() {
-  std::string text;
-  for (char x = 'a'; x <= 'g'; ++x)
-    for (char y = 'a'; y <= 'g'; ++y)
-      text += std::string(R"({"prompt":"rev )") + x + y + R"(=","response":")" + y + x + "\"}\n";
-  return text;
-}
-
-void write(const fsys::path& p, const std::string& text) {
-  std::ofstream(p, std::ios::binary) << text;
-}
 
 // The SFT checkpoint `ckpt` as a run from before fingerprints wrote it: its run_config without
 // "data_fingerprint".

@@ -8,6 +8,7 @@
 #include <set>
 
 #include "engine/fs.h"
+#include "jsonl_data.h"
 #include "models/generate.h"
 #include "models/tokenizer.h"
 #include "rl/llm/group_rl.h"
@@ -24,12 +25,7 @@ using rlft::testing::temp_dir;
 
 namespace {
 
-std::string line(const std::string& prompt, const std::string& response) {
-  json::Value v = json::Value::object();
-  v.set("prompt", prompt);
-  v.set("response", response);
-  return v.dump() + "\n";
-}
+using namespace rlft::testing::jsonl;  // line, reversals, write
 
 std::set<std::string> prompts_of(const Task& t, Split s) {
   std::set<std::string> out;

@@ -8,6 +8,7 @@
 
 #include "engine/checkpoint.h"
 #include "engine/fs.h"
+#include "jsonl_data.h"
 #include "rl/llm/group_rl.h"
 #include "rl/llm/lm.h"
 #include "rl/llm/sft.h"
@@ -23,12 +24,7 @@ using rlft::testing::temp_dir;
 
 namespace {
 
-std::string line(const std::string& prompt, const std::string& response) {
-  json::Value v = json::Value::object();
-  v.set("prompt", prompt);
-  v.set("response", response);
-  return v.dump() + "\n";
-}
+using namespace rlft::testing::jsonl;  // line, reversals, write
 
 // 60 prompts "q<i>?" → "a<i>": 6 each in test and validation, 48 in train.
 std::string sixty_prompts() {
