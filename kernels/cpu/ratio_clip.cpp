@@ -42,6 +42,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <type_traits>
 #include <vector>
 
@@ -140,7 +141,8 @@ struct Row {
 template <typename Real>
 struct TokenRow {
   int64_t T;
-  const Real *logp, *old_logp, *adv, *mask, *lower, *upper;
+  const Real *logp, *old_logp, *adv, *mask;
+  const double *lower, *upper;  // in double: the scalar bounds 1 ∓ eps are not rounded to Real
 };
 
 // The surrogate of ratio_clip_math::surrogate with selects instead of branches: the same
@@ -183,8 +185,7 @@ template <typename Real>
       const double w = double(q.mask[t]);
       const double x = double(q.logp[t]) - double(q.old_logp[t]);
       const double xc = clamp_log_ratio(x), r = exp_fast_f64(xc);
-      const SelectTerm o =
-          surrogate_select(r, double(q.adv[t]), double(q.lower[t]), double(q.upper[t]), c);
+      const SelectTerm o = surrogate_select(r, double(q.adv[t]), q.lower[t], q.upper[t], c);
       const bool on = w != 0.0;  // a masked token adds nothing, even a NaN of its inputs
       term[0][j] = on ? w : 0.0;
       term[1][j] = on ? w * o.loss : 0.0;
@@ -222,8 +223,7 @@ template <typename Real, bool kAccumulate>
     const double w = double(q.mask[t]);
     const double x = double(q.logp[t]) - double(q.old_logp[t]);
     const double r = exp_fast_f64(clamp_log_ratio(x));
-    const SelectTerm o =
-        surrogate_select(r, double(q.adv[t]), double(q.lower[t]), double(q.upper[t]), c);
+    const SelectTerm o = surrogate_select(r, double(q.adv[t]), q.lower[t], q.upper[t], c);
     const bool on = (w != 0.0) & (k != 0.0) & (x >= -kLogRatioClamp) & (x <= kLogRatioClamp);
     const double value = on ? k * w * o.d_ratio * r : 0.0;
     g[t] = kAccumulate ? Real(double(g[t]) + value) : Real(value);
@@ -251,25 +251,48 @@ RLFT_CLONES void token_row_backward_f64(const TokenRow<double>& q, double c, dou
     token_row_backward<double, false>(q, c, k, g);
 }
 
+// a and b the same value to the bit (−0 is not 0, a NaN is itself): a cached fill is reused.
+template <typename F>
+bool same_bits(F a, F b) {
+  return std::memcmp(&a, &b, sizeof(F)) == 0;
+}
+
 // Row i's TokenRow: the given arrays, and for each absent one a per-thread buffer holding its
-// constant (mask 1, the scalar bounds, the sequence's advantage).
+// constant (mask 1, the sequence's advantage). The bounds always come as double buffers: the
+// given per-token bounds converted, or the scalar bounds 1 − eps_low, 1 + eps_high as version 1
+// uses them (in Real they would move: float(0.8) = 0.8000000119 would clip a ratio of
+// 0.8000000028 that version 1 leaves unclipped).
 template <typename Real>
 TokenRow<Real> token_row(const RatioClipArgs<Real>& a, const Row<Real>& row) {
-  thread_local std::vector<Real> fill[4];  // mask, lower, upper, advantages
-  const auto filled = [&](int slot, const Real* given, double value) -> const Real* {
+  thread_local std::vector<Real> fill[2];      // mask, advantages
+  thread_local std::vector<double> bounds[2];  // lower, upper
+  const size_t T = size_t(a.T);
+  const auto filled = [&](int slot, const Real* given, Real value) -> const Real* {
     if (given) return given;
     std::vector<Real>& b = fill[slot];
-    if (b.size() != size_t(a.T) || (a.T > 0 && b[0] != Real(value)))
-      b.assign(size_t(a.T), Real(value));
+    if (b.size() != T || (T > 0 && !same_bits(b[0], value))) b.assign(T, value);
+    return b.data();
+  };
+  thread_local bool constant[2] = {false, false};  // bounds[slot] holds one value throughout
+  const auto bound = [&](int slot, const Real* given, double value) -> const double* {
+    std::vector<double>& b = bounds[slot];
+    if (given) {
+      b.resize(T);
+      for (size_t t = 0; t < T; ++t) b[t] = double(given[t]);
+      constant[slot] = false;
+    } else if (!constant[slot] || b.size() != T || (T > 0 && !same_bits(b[0], value))) {
+      b.assign(T, value);
+      constant[slot] = true;
+    }
     return b.data();
   };
   return {a.T,
           row.logp,
           row.old_logp,
-          a.advantages_per_sequence ? filled(3, nullptr, double(row.adv[0])) : row.adv,
-          filled(0, row.mask, 1.0),
-          filled(1, row.lower, 1.0 - a.eps_low),
-          filled(2, row.upper, 1.0 + a.eps_high)};
+          a.advantages_per_sequence ? filled(1, nullptr, row.adv[0]) : row.adv,
+          filled(0, row.mask, Real(1)),
+          bound(0, row.lower, 1.0 - a.eps_low),
+          bound(1, row.upper, 1.0 + a.eps_high)};
 }
 
 template <typename Real>

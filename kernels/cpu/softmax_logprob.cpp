@@ -126,8 +126,9 @@ void backward_row_v1(const Real* x, int64_t V, int64_t t, double inv_tau, double
 // ---- version 2: float rows, vectorised --------------------------------------------------------
 //
 // Two passes over the row instead of one online pass: the max (exact, 16 lanes), then
-// s = Σ e^{d} and u = Σ e^{d}·d with d = z − m, in eight lanes each, accumulated in double;
-// e^{d} in float by exp_fast (< 1 ulp; kernels/cpu/fast_math.h), z = x·(1/τ) and d in float.
+// s = Σ e^{d} and u = Σ e^{d}·d with d = z − m, summed in 16 float lanes over blocks of 256
+// logits and the blocks' sums added in double; e^{d} in float by exp_fast (< 1 ulp;
+// kernels/cpu/fast_math.h), z = x·(1/τ) and d in float.
 // The second pass reads the row again from the cache (a row of 256k floats is 1 MB), so DRAM
 // traffic stays one read per logit. Backward: one pass, p = exp_fast(z − lse) in float, the
 // target's element fixed after the loop (no compare in the vector loop). Both loops are cloned

@@ -1175,6 +1175,26 @@ TEST(RatioClip, CpuVersionsAgree) {
     for (size_t k = 0; k < g1.size(); ++k) ASSERT_TRUE(close(g1[k], g2[k], 1e-14)) << "k=" << k;
     if (HasFailure()) return;
   }
+  // Float inputs with the scalar bound 1 − eps_low = 0.8 in double: r = e^{float(ln 0.8)} =
+  // 0.8000000028 sits between 0.8 and float(0.8) = 0.8000000119, so it is not clipped; a
+  // version that rounded the bound to float would clip it (and drop its gradient).
+  {
+    ClipProblem F;
+    F.B = 1;
+    F.T = 3;
+    F.logp = {double(float(std::log(0.8))), 0.1, -0.5};
+    F.old_logp = {0.0, 0.0, 0.0};
+    F.adv = {-1.0, 1.0, -1.0};
+    ClipBuffers<float> fb(F);
+    for (int version : {1, 2}) {
+      SCOPED_TRACE("version " + std::to_string(version));
+      const rk::RatioClipStats s = rk::ratio_clip_forward_cpu<float>(fb.args, version);
+      EXPECT_EQ(s.clip_frac_low, 1.0 / 3);  // only the third token (r = e^−0.5)
+      std::vector<float> g(3);
+      rk::ratio_clip_backward_cpu<float>(fb.args, 1.0, g.data(), false, version);
+      EXPECT_NE(g[0], 0.0f);
+    }
+  }
   ClipProblem P;
   P.B = 1;
   P.T = 1;
