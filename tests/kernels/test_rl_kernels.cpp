@@ -1195,6 +1195,25 @@ TEST(RatioClip, CpuVersionsAgree) {
       EXPECT_NE(g[0], 0.0f);
     }
   }
+  // A masked token adds nothing and gets a zero gradient even when its advantage is not
+  // finite (a padded position's garbage): no 0·inf in either version.
+  {
+    ClipProblem M;
+    M.B = 1;
+    M.T = 2;
+    M.logp = {0.1, 0.05};
+    M.old_logp = {0.0, 0.0};
+    M.adv = {1.0, kInf};
+    M.mask = {1.0, 0.0};
+    ClipBuffers<double> mb(M);
+    for (int version : {1, 2}) {
+      SCOPED_TRACE("version " + std::to_string(version));
+      EXPECT_TRUE(std::isfinite(rk::ratio_clip_forward_cpu<double>(mb.args, version).loss));
+      std::vector<double> g(2, 7.0);
+      rk::ratio_clip_backward_cpu<double>(mb.args, 1.0, g.data(), false, version);
+      EXPECT_EQ(g[1], 0.0);
+    }
+  }
   ClipProblem P;
   P.B = 1;
   P.T = 1;
