@@ -45,13 +45,20 @@ TaskConfig jsonl_config(const std::string& path, uint64_t data_seed = 1234) {
   return c;
 }
 
+// prefix + i + suffix, appended piece by piece ("q" + std::to_string(i) prepends in place,
+// where GCC 12 warns a false -Wrestrict inside libstdc++).
+std::string numbered(const char* prefix, int i, const char* suffix = "") {
+  std::string s = prefix;
+  s += std::to_string(i);
+  s += suffix;
+  return s;
+}
+
 // 200 prompts "q<i>?"; every 4th has a second reference on a later line: 250 lines.
 std::string two_hundred_prompts() {
   std::string text;
-  for (int i = 0; i < 200; ++i)
-    text += line("q" + std::to_string(i) + "?", "a" + std::to_string(i));
-  for (int i = 0; i < 200; i += 4)
-    text += line("q" + std::to_string(i) + "?", "b" + std::to_string(i));
+  for (int i = 0; i < 200; ++i) text += line(numbered("q", i, "?"), numbered("a", i));
+  for (int i = 0; i < 200; i += 4) text += line(numbered("q", i, "?"), numbered("b", i));
   return text;
 }
 
@@ -155,7 +162,7 @@ TEST(JsonlTask, SplitsByPromptInHashOrder) {
   // 20 smallest hash_unit(seed, prompt), validation the next 20; a prompt's lines in file order.
   std::vector<std::pair<double, std::string>> order;
   for (int i = 0; i < 200; ++i) {
-    const std::string p = "q" + std::to_string(i) + "?";
+    const std::string p = numbered("q", i, "?");
     order.push_back({hash_unit(1234, p), p});
   }
   std::sort(order.begin(), order.end());
@@ -176,11 +183,11 @@ TEST(JsonlTask, SplitsByPromptInHashOrder) {
     for (size_t i = 0; i < ex.size(); ++i) {
       const int n = std::stoi(ex[i].prompt.substr(1));
       EXPECT_TRUE(ex[i].eos);
-      EXPECT_TRUE(ex[i].response == "a" + std::to_string(n) ||
-                  (n % 4 == 0 && ex[i].response == "b" + std::to_string(n)));
+      EXPECT_TRUE(ex[i].response == numbered("a", n) ||
+                  (n % 4 == 0 && ex[i].response == numbered("b", n)));
       if (n % 4 == 0 && ex[i].response[0] == 'a') {  // its second reference follows it
         ASSERT_LT(i + 1, ex.size());
-        EXPECT_EQ(ex[i + 1].response, "b" + std::to_string(n));
+        EXPECT_EQ(ex[i + 1].response, numbered("b", n));
       }
     }
     ASSERT_EQ(ex.size(), b->examples(s).size());  // the same seed: the same examples
