@@ -749,7 +749,8 @@ void expect_clip_parity(const ClipCase& c, uint64_t seed, rk::CudaLaunch launch 
   SCOPED_TRACE(describe(c) + " " + real_name<Real>() + " " + describe(launch));
   const ClipData D = make_clip(c, seed);
   ClipBuffers<Real> buf(c, D);
-  const rk::RatioClipStats ref = rk::ratio_clip_forward_cpu<Real>(buf.host);
+  // The reference: the CPU's version 1, the scalar loop in double with libm's exp.
+  const rk::RatioClipStats ref = rk::ratio_clip_forward_cpu<Real>(buf.host, 1);
   const rk::RatioClipStats got = rk::ratio_clip_forward_cuda<Real>(buf.dev, nullptr, launch);
   // Version 2 (float data, scalar bounds) computes e^x in float: the loss, k3 and the
   // gradients carry float's relative error (expf: ≤ 2 ulp); the clip decisions, the counts and
@@ -779,7 +780,7 @@ void expect_clip_parity(const ClipCase& c, uint64_t seed, rk::CudaLaunch launch 
   const double g_loss = 0.75;
   const int64_t BT = c.B * c.T;
   std::vector<Real> g_ref(ix(BT), Real(-9));
-  rk::ratio_clip_backward_cpu<Real>(buf.host, g_loss, g_ref.data());
+  rk::ratio_clip_backward_cpu<Real>(buf.host, g_loss, g_ref.data(), false, 1);
   DeviceArray<Real> d_g(std::vector<Real>(ix(BT), Real(-9)));
   rk::ratio_clip_backward_cuda<Real>(buf.dev, g_loss, d_g.get(), false, nullptr, launch);
   const std::vector<Real> g = d_g.download();
@@ -1232,7 +1233,7 @@ TEST(RatioClipCuda, AccumulateAndAllMasked) {
   const ClipData D = make_clip(c, 3);
   ClipBuffers<double> buf(c, D);
   std::vector<double> ref(ix(c.B * c.T), 0.25);
-  rk::ratio_clip_backward_cpu<double>(buf.host, 2.0, ref.data(), true);
+  rk::ratio_clip_backward_cpu<double>(buf.host, 2.0, ref.data(), true, 1);
   DeviceArray<double> d_g(std::vector<double>(ix(c.B * c.T), 0.25));
   rk::ratio_clip_backward_cuda<double>(buf.dev, 2.0, d_g.get(), true);
   const std::vector<double> g = d_g.download();
@@ -1265,7 +1266,7 @@ TEST(RatioClipCuda, UnfusedBaselineMatchesCpu) {
   ClipCase c = clip_case(7, 301);
   const ClipData D = make_clip(c, 11);
   ClipBuffers<double> buf(c, D);
-  const rk::RatioClipStats ref = rk::ratio_clip_forward_cpu<double>(buf.host);
+  const rk::RatioClipStats ref = rk::ratio_clip_forward_cpu<double>(buf.host, 1);
   DeviceArray<double> ws(ix(4 * c.B * c.T), 0);
   EXPECT_TRUE(close(rk::ratio_clip_loss_unfused_cuda<double>(buf.dev, ws.get()), ref.loss, 1e-10));
   c.dual = 3.0;
