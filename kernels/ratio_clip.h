@@ -111,9 +111,10 @@ struct RatioClipStats {
 // inconsistent arguments (null inputs, eps < 0, 0 < c ≤ 1, per-token advantages or bounds
 // with RatioLevel::sequence, a normalizer with only_token_mean, normalizer < 0).
 //   version  0 = the default (2); 1 = the plainest loop: libm's exp per token, a branch per
-//            choice; 2 = the token level without branches, vectorised, with an exp within an
-//            ulp of libm's (the sequence levels run version 1). Both compute in double and
-//            agree to rounding; kernels/cpu/ratio_clip.cpp has the manual.
+//            choice; 2 = no branches, vectorised, with an exp within an ulp of libm's (the
+//            backward of the sequence levels, which takes no exp per token, is version 1's).
+//            Both compute in double and agree to rounding; kernels/cpu/ratio_clip.cpp has the
+//            manual.
 template <typename Real>
 RatioClipStats ratio_clip_forward_cpu(const RatioClipArgs<Real>& args, int version = 0);
 

@@ -31,8 +31,9 @@
 //   version 1: a scalar loop per row in double with libm's exp, branching on the mask and on
 //     which clip binds. On random data it is bound by those branches' mispredictions and the
 //     exp (7.7 ns a token, float forward).
-//   version 2 (the default; the token level, the sequence levels run version 1): the same
-//     double arithmetic with no branch: e^{xc} by exp_fast_f64 (kernels/cpu/fast_math.h,
+//   version 2 (the default): the same double arithmetic with no branch (the forward of every
+//     level; the backward of the token level, the sequence levels' backward, which takes no
+//     exp per token, runs version 1's loop): e^{xc} by exp_fast_f64 (kernels/cpu/fast_math.h,
 //     within an ulp of libm's), each choice of surrogate_select a select, the row's sums in
 //     8 double lanes, so the loop vectorises (cloned for AVX-512/AVX2). Absent per-token
 //     inputs (mask, bounds, per-sequence advantages) are filled into per-thread row buffers
@@ -135,7 +136,7 @@ struct Row {
   }
 };
 
-// ---- version 2: the token level without branches ----------------------------------------------
+// ---- version 2: no branches ---------------------------------------------------------------------
 
 // One row's per-token inputs, every pointer set (absent ones point at filled row buffers).
 template <typename Real>
@@ -171,7 +172,8 @@ struct SelectTerm {
 }
 
 template <typename Real>
-[[gnu::always_inline]] inline RowSums token_row_forward(const TokenRow<Real>& q, double c) {
+[[gnu::always_inline]] inline RowSums token_row_forward(const TokenRow<Real>& q, double c,
+                                                        double seq_ratio) {
   // Chunks of kChunk tokens: a plain loop writes each token's seven terms (it vectorises: no
   // reduction in it), then the terms are added into 8 lanes per sum (a short tail is padded
   // with zeros, which change no sum), so the order of additions depends on T alone.
@@ -185,7 +187,9 @@ template <typename Real>
       const double w = double(q.mask[t]);
       const double x = double(q.logp[t]) - double(q.old_logp[t]);
       const double xc = clamp_log_ratio(x), r = exp_fast_f64(xc);
-      const SelectTerm o = surrogate_select(r, double(q.adv[t]), q.lower[t], q.upper[t], c);
+      // the token's own ratio, or the sequence's s_i (the sequence levels; k1, k3 stay per token)
+      const double rs = seq_ratio > 0.0 ? seq_ratio : r;
+      const SelectTerm o = surrogate_select(rs, double(q.adv[t]), q.lower[t], q.upper[t], c);
       const bool on = w != 0.0;  // a masked token adds nothing, even a NaN of its inputs
       term[0][j] = on ? w : 0.0;
       term[1][j] = on ? w * o.loss : 0.0;
@@ -230,11 +234,11 @@ template <typename Real, bool kAccumulate>
   }
 }
 
-RLFT_CLONES RowSums token_row_forward_f32(const TokenRow<float>& q, double c) {
-  return token_row_forward(q, c);
+RLFT_CLONES RowSums token_row_forward_f32(const TokenRow<float>& q, double c, double s) {
+  return token_row_forward(q, c, s);
 }
-RLFT_CLONES RowSums token_row_forward_f64(const TokenRow<double>& q, double c) {
-  return token_row_forward(q, c);
+RLFT_CLONES RowSums token_row_forward_f64(const TokenRow<double>& q, double c, double s) {
+  return token_row_forward(q, c, s);
 }
 RLFT_CLONES void token_row_backward_f32(const TokenRow<float>& q, double c, double k, float* g,
                                         bool accumulate) {
@@ -295,12 +299,16 @@ TokenRow<Real> token_row(const RatioClipArgs<Real>& a, const Row<Real>& row) {
           bound(1, row.upper, 1.0 + a.eps_high)};
 }
 
+// `seq_ratio` > 0: the sequence levels' s_i in every token's surrogate (GSPO: with per-sequence
+// advantages and scalar bounds, the same term at every token, as version 1's seq_term);
+// 0: the token level (s_i = e^{clamp(ρ)} is never 0).
 template <typename Real>
-RowSums token_row_forward_v2(const RatioClipArgs<Real>& a, const Row<Real>& row) {
+RowSums token_row_forward_v2(const RatioClipArgs<Real>& a, const Row<Real>& row,
+                             double seq_ratio = 0.0) {
   if constexpr (std::is_same_v<Real, float>)
-    return token_row_forward_f32(token_row(a, row), a.dual_clip);
+    return token_row_forward_f32(token_row(a, row), a.dual_clip, seq_ratio);
   else
-    return token_row_forward_f64(token_row(a, row), a.dual_clip);
+    return token_row_forward_f64(token_row(a, row), a.dual_clip, seq_ratio);
 }
 
 template <typename Real>
@@ -379,6 +387,9 @@ RatioClipStats ratio_clip_forward_cpu(const RatioClipArgs<Real>& a, int version)
         p.k1 -= w * x;
         p.k3 += w * ((r - 1.0) - xc);
       }
+    } else if (version == 2) {
+      double n;
+      p = token_row_forward_v2(a, row, std::exp(clamp_log_ratio(row.mean_log_ratio(&n))));
     } else {
       double n;
       const double s = std::exp(clamp_log_ratio(row.mean_log_ratio(&n)));
