@@ -37,10 +37,10 @@ namespace rlft::kernels {
 //   lse         [N] out, may be null; log-sum-exp of z = logits/τ, saved for the backward
 //   version     0 = the default (2 for float, 1 for double); 1 = the scalar reference, every
 //               step in double; 2 = float only: the row's exponentials in float (vectorised,
-//               < 1 ulp), its sums in double. They agree to float rounding (the tests hold both
-//               to the double reference at 2e-6); kernels/cpu/softmax_logprob.cpp has the manual.
-// Sums accumulate in double in both versions. Rows run in parallel (OpenMP) when N·V is large
-// enough.
+//               < 1 ulp), its sums in float over blocks of 256 logits and the blocks in double.
+//               They agree to float rounding (the tests hold both to the double reference at
+//               2e-6); kernels/cpu/softmax_logprob.cpp has the manual.
+// Rows run in parallel (OpenMP) when N·V is large enough.
 template <typename Real>
 void softmax_logprob_forward_cpu(const Real* logits, int64_t N, int64_t V, int64_t ld_logits,
                                  const int64_t* targets, int64_t ignore_index, Real temperature,
