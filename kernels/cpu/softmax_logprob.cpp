@@ -27,7 +27,8 @@
 // differences in double; spiked logits, V = 1, V = 32k, ignore_index rows, −inf logits,
 // temperature, hand-computed V = 2 example.
 //
-// Versions (both in this file; OpenMP over rows when N·V ≥ kParallelElements):
+// Versions (both in this file; rows split over OpenMP threads by split_rows, softmax.h, when
+// N·V ≥ 2^15):
 //   version 1: scalar online softmax in double for float and double rows. The plainest loop
 //     that is one pass; the reference, and the default for double.
 //   version 2 (float rows, the default for float): the exponentials in float with the
@@ -35,8 +36,6 @@
 //     float rows were bound by the scalar double exp (~6 ns a logit, 3% of the DRAM bandwidth);
 //     see "version 2" below and BENCHMARKS.md, "RL kernels (CPU)".
 #include "kernels/softmax_logprob.h"
-
-#include <omp.h>
 
 #include <algorithm>
 #include <atomic>
@@ -51,9 +50,6 @@
 
 namespace rlft::kernels {
 namespace {
-
-// Below this many logits the whole call stays on one thread (thread start-up costs more).
-constexpr int64_t kParallelElements = int64_t(1) << 15;
 
 constexpr double kNegInf = -std::numeric_limits<double>::infinity();
 
@@ -247,20 +243,6 @@ int resolve_version(const char* op, int version, bool is_float) {
   return version == 0 ? (is_float ? 2 : 1) : version;
 }
 
-// Row ranges over OpenMP threads (one range when the call is small), in a fixed split.
-template <typename F>
-void over_row_ranges(int64_t N, int64_t V, F f) {
-  if (N * V < kParallelElements || N < 2) {
-    f(int64_t(0), N);
-    return;
-  }
-#pragma omp parallel
-  {
-    const int64_t k = omp_get_thread_num(), w = omp_get_num_threads();
-    if (N * (k + 1) / w > N * k / w) f(N * k / w, N * (k + 1) / w);
-  }
-}
-
 void check_no_bad_row(const char* op, int64_t bad_row) {
   RLFT_CHECK(bad_row < 0, op, ": row ", bad_row,
              " has no finite logit (all -inf or NaN; weights that blew up in training give this: "
@@ -287,7 +269,7 @@ void softmax_logprob_forward_cpu(const Real* logits, int64_t N, int64_t V, int64
   };
   if constexpr (is_float) {
     if (version == 2) {
-      over_row_ranges(N, V, [&](int64_t n0, int64_t n1) {
+      split_rows(N, V, [&](int64_t n0, int64_t n1) {
         const int64_t bad = forward_rows_v2(n0, n1, logits, V, ld_logits, targets, ignore_index,
                                             float(inv_tau), logp, entropy, lse);
         if (bad >= 0) note_bad(bad);
@@ -296,7 +278,7 @@ void softmax_logprob_forward_cpu(const Real* logits, int64_t N, int64_t V, int64
       return;
     }
   }
-  over_row_ranges(N, V, [&](int64_t n0, int64_t n1) {
+  split_rows(N, V, [&](int64_t n0, int64_t n1) {
     for (int64_t n = n0; n < n1; ++n) {
       const int64_t t = targets[n];
       if (t == ignore_index) {
@@ -330,14 +312,14 @@ void softmax_logprob_backward_cpu(const Real* logits, int64_t N, int64_t V, int6
   const double inv_tau = 1.0 / double(temperature);
   if constexpr (is_float) {
     if (version == 2) {
-      over_row_ranges(N, V, [&](int64_t n0, int64_t n1) {
+      split_rows(N, V, [&](int64_t n0, int64_t n1) {
         backward_rows_v2(n0, n1, logits, V, ld_logits, targets, ignore_index, float(inv_tau), lse,
                          entropy, g_logp, g_entropy, dlogits, ld_dlogits, accumulate);
       });
       return;
     }
   }
-  over_row_ranges(N, V, [&](int64_t n0, int64_t n1) {
+  split_rows(N, V, [&](int64_t n0, int64_t n1) {
     for (int64_t n = n0; n < n1; ++n) {
       Real* dx = dlogits + n * ld_dlogits;
       const int64_t t = targets[n];

@@ -294,14 +294,17 @@ TEST(SoftmaxLogprob, SingleTokenVocabulary) {
 }
 
 // V = 32k, an LLM vocabulary: tens of thousands of terms in each sum (accumulation error),
-// and N·V above the threading threshold so the OpenMP path runs.
+// and N·V above the threading threshold, on two threads (ctest runs one), so the rows are split.
 TEST(SoftmaxLogprob, LargeVocabulary) {
   std::mt19937_64 rng(5);
   SoftmaxProblem P = random_softmax(rng, 6, 32000, 1, 3.0);
   P.logits[ix(2 * P.ld + 17)] += 30.0;  // and one spiked row
   const auto gl = random_vec(rng, P.N, -1, 1), gh = random_vec(rng, P.N, -1, 1);
+  const int saved_threads = omp_get_max_threads();
+  omp_set_num_threads(2);
   expect_softmax_matches<double>(P, gl, gh, 1e-11);
   expect_float_softmax_matches(P, gl, gh);
+  omp_set_num_threads(saved_threads);
 }
 
 // ignore_index rows (prompt and padding positions) give logp = entropy = lse = 0 and a zero
@@ -383,26 +386,33 @@ TEST(SoftmaxLogprob, FloatVersion2EdgeRowsAndArguments) {
   rk::softmax_logprob_forward_cpu<float>(with_inf, 1, 3, 3, &t0, -100, 1.0f, b, b + 1, b + 2, 2);
   for (int k = 0; k < 3; ++k)
     EXPECT_TRUE(std::memcmp(&a[k], &b[k], sizeof(float)) == 0) << k << ": " << a[k] << " " << b[k];
-  // N·V above the threading threshold; rows 700 and 900 bad, 900 first in its thread's range.
+  // N·V above the threading threshold, on two threads (ctest runs one): row 300, in the first
+  // thread's half, has only −inf logits, row 700, in the second's, a NaN. The error names the
+  // lowest bad row whichever thread finishes first; with row 300 mended, row 700.
   const int64_t N = 1024, V = 64;
   std::vector<float> x(size_t(N * V), 0.5f);
   std::vector<int64_t> t(size_t(N), 1);
-  for (int64_t v = 0; v < V; ++v) x[size_t(700 * V + v)] = -inf;
-  x[size_t(900 * V + 3)] = std::numeric_limits<float>::quiet_NaN();
+  for (int64_t v = 0; v < V; ++v) x[size_t(300 * V + v)] = -inf;
+  x[size_t(700 * V + 3)] = std::numeric_limits<float>::quiet_NaN();
   std::vector<float> lp(ix(N)), H(ix(N)), lse(ix(N));
-  for (int version : {1, 2}) {
-    const std::string err = error_of([&] {
+  const auto error_at = [&](int version) {
+    return error_of([&] {
       rk::softmax_logprob_forward_cpu<float>(x.data(), N, V, V, t.data(), -100, 1.0f, lp.data(),
                                              H.data(), lse.data(), version);
     });
-    EXPECT_NE(err.find("row 700 has no finite logit"), std::string::npos) << err;
+  };
+  const int saved_threads = omp_get_max_threads();
+  omp_set_num_threads(2);
+  for (int version : {1, 2}) {
+    SCOPED_TRACE("version " + std::to_string(version));
+    EXPECT_NE(error_at(version).find("row 300 has no finite logit"), std::string::npos);
   }
-  x[size_t(700 * V)] = 0.5f;
-  EXPECT_NE(error_of([&] {
-              rk::softmax_logprob_forward_cpu<float>(x.data(), N, V, V, t.data(), -100, 1.0f,
-                                                     lp.data(), H.data(), lse.data(), 2);
-            }).find("row 900 has no finite logit"),
-            std::string::npos);
+  x[size_t(300 * V)] = 0.5f;
+  for (int version : {1, 2}) {
+    SCOPED_TRACE("version " + std::to_string(version));
+    EXPECT_NE(error_at(version).find("row 700 has no finite logit"), std::string::npos);
+  }
+  omp_set_num_threads(saved_threads);
   // accumulate and null gradients, version 2
   std::mt19937_64 rng(10);
   const SoftmaxProblem P = random_softmax(rng, 3, 19, 0, 1.0);
