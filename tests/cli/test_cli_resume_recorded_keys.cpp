@@ -4,33 +4,18 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
-#include <fstream>
 #include <string>
 
 #include "cli/cli_util.h"
-#include "engine/checkpoint.h"
 #include "engine/json.h"
 #include "jsonl_data.h"
 
 namespace {
 
-using namespace rlft::testing::jsonl;  // line, reversals, write
+using namespace rlft::testing::jsonl;  // reversals, write, forget_fingerprint
 
 namespace fsys = std::filesystem;
 using namespace rlft::testing::cli;  // run, expect_error, slurp, snapshot, …
-
-// The SFT checkpoint `ckpt` as a run from before fingerprints wrote it: its run_config without
-// "data_fingerprint".
-void forget_fingerprint(const fsys::path& ckpt) {
-  rlft::Metadata meta;
-  const rlft::NamedTensors tensors = rlft::load_tensors(ckpt.string(), &meta);
-  const rlft::json::Value old = rlft::json::parse(meta.at("run_config"));
-  rlft::json::Value without = rlft::json::Value::object();
-  for (const auto& [k, v] : old.as_object())
-    if (k != "data_fingerprint") without.set(k, v);
-  meta["run_config"] = without.dump();
-  rlft::save_tensors(ckpt.string(), tensors, meta);
-}
 
 }  // namespace
 
@@ -45,7 +30,7 @@ TEST(CliResumeRecordedKeys, GrpoResumedOnAChangedJsonlFileIsRefused) {
   ASSERT_EQ(sft.status, 0) << sft.err;
   const fsys::path init = dir / "old-sft.safetensors";
   fsys::copy_file(dir / "sft" / "checkpoint.safetensors", init);
-  forget_fingerprint(init);
+  forget_fingerprint(init.string());
 
   const Outcome first = run("lm grpo --init " + init.string() +
                             " --steps 2 --stop-after 1 --checkpoint-every 1 --prompts 2 --group 2 "

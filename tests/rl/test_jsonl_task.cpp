@@ -37,14 +37,6 @@ std::string parse_error(const std::string& text) {
   return error_of([&] { parse_prompt_responses(text, "d.jsonl"); });
 }
 
-TaskConfig jsonl_config(const std::string& path, uint64_t data_seed = 1234) {
-  TaskConfig c;
-  c.task = "jsonl";
-  c.data = path;
-  c.data_seed = data_seed;
-  return c;
-}
-
 // prefix + i + suffix, appended piece by piece ("q" + std::to_string(i) prepends in place,
 // where GCC 12 warns a false -Wrestrict inside libstdc++).
 std::string numbered(const char* prefix, int i, const char* suffix = "") {

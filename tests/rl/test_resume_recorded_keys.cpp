@@ -33,13 +33,6 @@ std::string sixty_prompts() {
   return text;
 }
 
-TaskConfig jsonl_config(const std::string& path) {
-  TaskConfig c;
-  c.task = "jsonl";
-  c.data = path;
-  return c;
-}
-
 // A run directory whose config.json records `task` (as a trainer's would, among other keys).
 void record(const std::string& run_dir, const TaskConfig& task) {
   fs::make_dirs(run_dir);
@@ -115,19 +108,6 @@ TEST(MakeRunTask, AResumeTakesTheFoundKeysItsRunRecorded) {
 }
 
 namespace {
-
-// Rewrites the SFT checkpoint `ckpt` as a run from before fingerprints recorded it: its
-// run_config without "data_fingerprint".
-void forget_fingerprint(const std::string& ckpt) {
-  Metadata meta;
-  const NamedTensors tensors = load_tensors(ckpt, &meta);
-  json::Value old = json::parse(meta.at("run_config"));
-  json::Value without = json::Value::object();
-  for (const auto& [k, v] : old.as_object())
-    if (k != "data_fingerprint") without.set(k, v);
-  meta["run_config"] = without.dump();
-  save_tensors(ckpt, tensors, meta);
-}
 
 GroupRLConfig tiny_grpo(const std::string& dir, const std::string& init, const std::string& name) {
   GroupRLConfig c = group_rl_defaults("grpo");
