@@ -224,7 +224,7 @@ struct ClipData {
     for (size_t k = 0; k < n; ++k) logp[k] += old_logp[k];
     adv = random_floats(n, 1.f, 6);
     mask.assign(n, 1.f);
-    for (int64_t i = 0; i < B; ++i)  // responses of different lengths
+    for (int64_t i = 0; i < B && T > 1; ++i)  // responses of different lengths
       for (int64_t t = T - (i * 37) % (T / 2); t < T; ++t) mask[size_t(i * T + t)] = 0.f;
     g.resize(n);
     for (auto* v : {&log_ratio, &ratio, &surr1, &clipped, &surr2, &loss_tok, &masked, &is_low,
@@ -235,7 +235,7 @@ struct ClipData {
             .logp = logp.data(),
             .old_logp = old_logp.data(),
             .advantages = adv.data(),
-            .mask = mask.data(),
+            .mask = T > 1 ? mask.data() : nullptr,  // PPO's flat [N] passes no mask
             .eps_low = 0.2,
             .eps_high = 0.28};
   }
@@ -435,12 +435,21 @@ void check_unfused_agrees() {
 }
 
 void softmax_args(benchmark::internal::Benchmark* b, int threads) {
+  // the small rows first: PPO's minibatch of 128 over CartPole's 2 actions, and 8 logits, where
+  // version 0 turns from version 1 to 2
+  b->Args({128, 2, threads})->Args({128, 8, threads});
   for (int64_t N : {64, 512})
     for (int64_t V : {256, 32000}) b->Args({N, V, threads});
   b->Unit(benchmark::kMicrosecond)->ArgNames({"N", "V", "t"});
 }
 void clip_args(benchmark::internal::Benchmark* b, int threads) {
-  b->Args({64, 1024, threads})->Unit(benchmark::kMicrosecond)->ArgNames({"B", "T", "t"});
+  // PPO's flat [128] minibatch (B = 128 rows of T = 1), rows of 16 (where version 0 turns from
+  // version 1 to 2), then the LM shape
+  b->Args({128, 1, threads})
+      ->Args({128, 16, threads})
+      ->Args({64, 1024, threads})
+      ->Unit(benchmark::kMicrosecond)
+      ->ArgNames({"B", "T", "t"});
 }
 void gae_args(benchmark::internal::Benchmark* b, int threads) {
   b->Args({128, 8, threads})->Args({2048, 4, threads});

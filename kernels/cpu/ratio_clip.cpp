@@ -175,8 +175,11 @@ template <typename Real>
 [[gnu::always_inline]] inline RowSums token_row_forward(const TokenRow<Real>& q, double c,
                                                         double seq_ratio) {
   // Chunks of kChunk tokens: a plain loop writes each token's seven terms (it vectorises: no
-  // reduction in it), then the terms are added into 8 lanes per sum (a short tail is padded
-  // with zeros, which change no sum), so the order of additions depends on T alone.
+  // reduction in it), then the terms are added into 8 lanes per sum, token t into lane t mod 8,
+  // so the order of additions depends on T alone. A short last chunk adds its whole lane groups,
+  // then its last m mod 8 terms one by one into lanes 0, 1, …: the same sums as padding it with
+  // zeros (a lane starts at +0 and is never −0), without the padding's 7·64 additions for a row
+  // of T = 1 (PPO's flat batch) or a vector load of scalar stores.
   constexpr int kChunk = 64, kLanes = 8, kSums = 7;  // n, loss, low, high, dual, k1, k3
   double acc[kSums][kLanes] = {};
   double term[kSums][kChunk];
@@ -199,10 +202,11 @@ template <typename Real>
       term[5][j] = on ? -(w * x) : 0.0;
       term[6][j] = on ? w * ((r - 1.0) - xc) : 0.0;
     }
+    const int full = m / kLanes * kLanes;  // whole lane groups, then m − full < 8 single terms
     for (int s = 0; s < kSums; ++s) {
-      for (int j = m; j < kChunk; ++j) term[s][j] = 0.0;
-      for (int j = 0; j < kChunk; j += kLanes)
+      for (int j = 0; j < full; j += kLanes)
         for (int k = 0; k < kLanes; ++k) acc[s][k] += term[s][j + k];
+      for (int k = 0; k < m - full; ++k) acc[s][k] += term[s][full + k];
     }
   }
   const auto total = [](const double* v) {
@@ -320,10 +324,14 @@ void token_row_backward_v2(const RatioClipArgs<Real>& a, const Row<Real>& row, d
     token_row_backward_f64(token_row(a, row), a.dual_clip, k, g, accumulate);
 }
 
-// Version 0 (the default) is 2.
-int resolve_version(const char* op, int version) {
+// Version 0 (the default) is 2, except 1 for rows shorter than kMinV2Tokens (ratio_clip.h
+// says why).
+constexpr int64_t kMinV2Tokens = 16;
+template <typename Real>
+int resolve_version(const char* op, int version, const RatioClipArgs<Real>& a) {
   RLFT_CHECK(version >= 0 && version <= 2, op, ": unknown version ", version, " (0, 1 or 2)");
-  return version == 0 ? 2 : version;
+  if (version != 0) return version;
+  return a.T < kMinV2Tokens ? 1 : 2;
 }
 
 }  // namespace
@@ -354,7 +362,7 @@ void ratio_clip_check_args(const char* op, const RatioClipArgs<Real>& a) {
 
 template <typename Real>
 RatioClipStats ratio_clip_forward_cpu(const RatioClipArgs<Real>& a, int version) {
-  version = resolve_version("ratio_clip_forward_cpu", version);
+  version = resolve_version("ratio_clip_forward_cpu", version, a);
   ratio_clip_check_args("ratio_clip_forward_cpu", a);
   const int64_t B = a.B, T = a.T;
   const double c = a.dual_clip;
@@ -443,7 +451,7 @@ RatioClipStats ratio_clip_forward_cpu(const RatioClipArgs<Real>& a, int version)
 template <typename Real>
 void ratio_clip_backward_cpu(const RatioClipArgs<Real>& a, double g_loss, Real* g_logp,
                              bool accumulate, int version) {
-  version = resolve_version("ratio_clip_backward_cpu", version);
+  version = resolve_version("ratio_clip_backward_cpu", version, a);
   ratio_clip_check_args("ratio_clip_backward_cpu", a);
   const int64_t B = a.B, T = a.T;
   if (B * T == 0) return;

@@ -236,11 +236,12 @@ RLFT_CLONES void backward_rows_v2(int64_t n0, int64_t n1, const float* logits, i
   }
 }
 
-// Version 0 (the default): 2 for float, 1 for double.
-int resolve_version(const char* op, int version, bool is_float) {
+// Version 0 (the default): 2 for float rows of at least kMinV2Logits, else 1.
+constexpr int64_t kMinV2Logits = 8;
+int resolve_version(const char* op, int version, bool is_float, int64_t V) {
   RLFT_CHECK(version >= 0 && version <= 2, op, ": unknown version ", version, " (0, 1 or 2)");
   RLFT_CHECK(version != 2 || is_float, op, ": version 2 is float only");
-  return version == 0 ? (is_float ? 2 : 1) : version;
+  return version == 0 ? (is_float && V >= kMinV2Logits ? 2 : 1) : version;
 }
 
 void check_no_bad_row(const char* op, int64_t bad_row) {
@@ -257,7 +258,7 @@ void softmax_logprob_forward_cpu(const Real* logits, int64_t N, int64_t V, int64
                                  Real* logp, Real* entropy, Real* lse, int version) {
   constexpr const char* op = "softmax_logprob_forward_cpu";
   constexpr bool is_float = std::is_same_v<Real, float>;
-  version = resolve_version(op, version, is_float);
+  version = resolve_version(op, version, is_float, V);
   check_args(op, logits, N, V, ld_logits, targets, ignore_index, double(temperature));
   RLFT_CHECK(N == 0 || logp != nullptr, op, ": logp output is required");
   const double inv_tau = 1.0 / double(temperature);  // z = x·(1/τ): a multiply, not a divide
@@ -302,7 +303,7 @@ void softmax_logprob_backward_cpu(const Real* logits, int64_t N, int64_t V, int6
                                   bool accumulate, int version) {
   constexpr const char* op = "softmax_logprob_backward_cpu";
   constexpr bool is_float = std::is_same_v<Real, float>;
-  version = resolve_version(op, version, is_float);
+  version = resolve_version(op, version, is_float, V);
   check_args(op, logits, N, V, ld_logits, targets, ignore_index, double(temperature));
   RLFT_CHECK(ld_dlogits >= V, op, ": dlogits row stride ", ld_dlogits, " < V=", V);
   if (N == 0) return;

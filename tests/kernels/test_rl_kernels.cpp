@@ -443,6 +443,28 @@ TEST(SoftmaxLogprob, FloatVersion2EdgeRowsAndArguments) {
             std::string::npos);
 }
 
+// Version 0 picks version 1 for float rows of V < 8 and version 2 from 8 on
+// (softmax_logprob.h): its outputs are the picked version's to the bit, and the two versions
+// differ at both widths (else the comparison could not tell which ran).
+TEST(SoftmaxLogprob, DefaultVersionPicksByRowLength) {
+  std::mt19937_64 rng(31);
+  for (int64_t V : {2, 7, 8}) {
+    SCOPED_TRACE("V=" + std::to_string(V));
+    const SoftmaxProblem P = random_softmax(rng, 64, V, 0, 1.0);
+    const auto gl = random_vec(rng, P.N, -1, 1), gh = random_vec(rng, P.N, -1, 1);
+    const auto run = [&](int version) {
+      const SoftmaxOut<float> o = run_softmax<float>(P, gl, gh, P.V, version);
+      std::vector<float> all = o.logp;
+      all.insert(all.end(), o.entropy.begin(), o.entropy.end());
+      all.insert(all.end(), o.dlogits.begin(), o.dlogits.end());
+      return all;
+    };
+    const std::vector<float> v0 = run(0), v1 = run(1), v2 = run(2);
+    EXPECT_NE(v1, v2) << "the versions agree to the bit: the test cannot tell them apart";
+    EXPECT_EQ(v0, V < 8 ? v1 : v2);
+  }
+}
+
 // Central finite differences in double of L = Σ_n (a_n·logp_n + b_n·H_n), with temperature,
 // one spiked row and one ignored row.
 TEST(SoftmaxLogprob, BackwardMatchesFiniteDifferences) {
@@ -1166,25 +1188,31 @@ TEST(RatioClip, TiesAtTheBoundsKeepTheGradient) {
 // version outside 0..2 is an error naming it.
 TEST(RatioClip, CpuVersionsAgree) {
   std::mt19937_64 rng(16);
-  for (const ClipOptions& o : rlft::test::every_ratio_clip_mode()) {
-    const ClipProblem P = random_clip(rng, 3, 37, o);
-    SCOPED_TRACE(P.describe());
-    ClipBuffers<double> buf(P);
-    const rk::RatioClipStats s1 = rk::ratio_clip_forward_cpu<double>(buf.args, 1);
-    const rk::RatioClipStats s2 = rk::ratio_clip_forward_cpu<double>(buf.args, 2);
-    EXPECT_TRUE(close(s1.loss, s2.loss, 1e-14));
-    EXPECT_EQ(s1.clip_frac_low, s2.clip_frac_low);
-    EXPECT_EQ(s1.clip_frac_high, s2.clip_frac_high);
-    EXPECT_EQ(s1.dual_clip_frac, s2.dual_clip_frac);
-    EXPECT_TRUE(close(s1.approx_kl_k1, s2.approx_kl_k1, 1e-14));
-    EXPECT_TRUE(close(s1.approx_kl_k3, s2.approx_kl_k3, 1e-13));
-    EXPECT_EQ(s1.tokens, s2.tokens);
-    std::vector<double> g1(ix(P.B * P.T)), g2(g1.size());
-    rk::ratio_clip_backward_cpu<double>(buf.args, 0.5, g1.data(), false, 1);
-    rk::ratio_clip_backward_cpu<double>(buf.args, 0.5, g2.data(), false, 2);
-    for (size_t k = 0; k < g1.size(); ++k) ASSERT_TRUE(close(g1[k], g2[k], 1e-14)) << "k=" << k;
-    if (HasFailure()) return;
-  }
+  // T = 5: version 2's vector loops never fill a vector; 37: one short chunk; 150: two full
+  // chunks of 64 and a short one
+  for (const ClipOptions& o : rlft::test::every_ratio_clip_mode())
+    for (int64_t T : {5, 37, 150}) {
+      const ClipProblem P = random_clip(rng, 3, T, o);
+      SCOPED_TRACE(P.describe());
+      ClipBuffers<double> buf(P);
+      const rk::RatioClipStats s1 = rk::ratio_clip_forward_cpu<double>(buf.args, 1);
+      const rk::RatioClipStats s2 = rk::ratio_clip_forward_cpu<double>(buf.args, 2);
+      // the loss to 2e-15·T: a row's T signed terms are added in another order (8 lanes),
+      // whose rounding grows with T and, where the terms cancel, exceeds 1e-14 of the result
+      // (seq_mean_token_sum: 1.7e-14 at T = 37, 1.0e-13 at T = 150)
+      EXPECT_TRUE(close(s1.loss, s2.loss, 2e-15 * double(T)));
+      EXPECT_EQ(s1.clip_frac_low, s2.clip_frac_low);
+      EXPECT_EQ(s1.clip_frac_high, s2.clip_frac_high);
+      EXPECT_EQ(s1.dual_clip_frac, s2.dual_clip_frac);
+      EXPECT_TRUE(close(s1.approx_kl_k1, s2.approx_kl_k1, 1e-14));
+      EXPECT_TRUE(close(s1.approx_kl_k3, s2.approx_kl_k3, 1e-13));
+      EXPECT_EQ(s1.tokens, s2.tokens);
+      std::vector<double> g1(ix(P.B * P.T)), g2(g1.size());
+      rk::ratio_clip_backward_cpu<double>(buf.args, 0.5, g1.data(), false, 1);
+      rk::ratio_clip_backward_cpu<double>(buf.args, 0.5, g2.data(), false, 2);
+      for (size_t k = 0; k < g1.size(); ++k) ASSERT_TRUE(close(g1[k], g2[k], 1e-14)) << "k=" << k;
+      if (HasFailure()) return;
+    }
   // Float inputs with the scalar bound 1 − eps_low = 0.8 in double: r = e^{float(ln 0.8)} =
   // 0.8000000028 sits between 0.8 and float(0.8) = 0.8000000119, so it is not clipped; a
   // version that rounded the bound to float would clip it (and drop its gradient).
@@ -1240,6 +1268,30 @@ TEST(RatioClip, CpuVersionsAgree) {
               rk::ratio_clip_backward_cpu<double>(buf.args, 1, &g, false, -1);
             }).find("unknown version -1"),
             std::string::npos);
+}
+
+// Version 0 picks version 1 for rows of T < 16 and version 2 from 16 on (ratio_clip.h): its
+// results are those of the picked version to the bit, and the two versions differ at both
+// lengths (else the comparison could not tell which ran).
+TEST(RatioClip, DefaultVersionPicksByRowLength) {
+  std::mt19937_64 rng(29);
+  ClipOptions o;
+  for (int64_t T : {1, 15, 16}) {
+    SCOPED_TRACE("T=" + std::to_string(T));
+    const ClipProblem P = random_clip(rng, 640 / T, T, o);
+    ClipBuffers<double> buf(P);  // double: float outputs round most differences away
+    const auto run = [&](int version) {
+      const rk::RatioClipStats s = rk::ratio_clip_forward_cpu<double>(buf.args, version);
+      std::vector<double> g(ix(P.B * P.T));
+      rk::ratio_clip_backward_cpu<double>(buf.args, 0.5, g.data(), false, version);
+      std::vector<double> all = {s.loss, s.approx_kl_k3};
+      all.insert(all.end(), g.begin(), g.end());
+      return all;
+    };
+    const std::vector<double> v0 = run(0), v1 = run(1), v2 = run(2);
+    EXPECT_NE(v1, v2) << "the versions agree to the bit: the test cannot tell them apart";
+    EXPECT_EQ(v0, T < 16 ? v1 : v2);
+  }
 }
 
 // Version 2 of the CUDA kernel decides the clips on the log-ratio against log(lo), log(hi),
