@@ -53,34 +53,43 @@ TEST(PPO, CartPoleFastPresetSolves) {
 }
 
 #ifdef RLFT_HAVE_BOX2D
-TEST(PPO, LunarLanderPresetLandsWithALiveCritic) {
-  // Seed 2 is the seed whose critic died before the preset scaled rewards: the first returns,
-  // around −200, drove the tanh critic's second layer into saturation, its output stayed one
-  // constant for the whole 1M steps (explained variance 0.000 at every update) and the greedy
-  // policy scored 17.6 over 100 episodes. With the running return scaling, seeds 1-12 score
-  // 260-282 (BENCHMARKS.md); this one 281.9. The bar is the issue's, 200, on the same 100
-  // episodes `rlft eval` plays (seeds 1000…1099, greedy).
+// The lunarlander preset scales rewards by the running std of the return. Without that, the
+// first returns (around −200 with γ 0.999) drive the tanh critic's second layer into
+// saturation: its output is nearly one constant, explained variance below 0.1 for the first
+// 13 to 39 updates in each of seeds 1-6, and the policy learns with no baseline meanwhile
+// (BENCHMARKS.md). With it the critic explains most of the return by update 9-12 (0.84-0.94
+// on average over those four updates, seeds 1-12).
+TEST(PPO, LunarLanderPresetKeepsItsCriticAlive) {
   PPOConfig c;
   apply_preset("lunarlander", c);
-  ASSERT_TRUE(c.norm_reward);
+  c.seed = 2;
+  c.quiet = true;
+  std::vector<double> ev;
+  train_ppo(c, "", [&](const PPOUpdate& u) {
+    ev.push_back(u.explained_variance);
+    return ev.size() < 12;  // 12 updates of 16,384 steps, about 5 s
+  });
+  ASSERT_EQ(ev.size(), 12u);
+  const double mean_9_12 = (ev[8] + ev[9] + ev[10] + ev[11]) / 4;
+  EXPECT_GT(mean_9_12, 0.5) << "the critic's output hardly varies: saturated?";
+}
+
+// The bar, 200, on the 100 episodes `rlft eval` plays (seeds 1000…1099, greedy), and
+// the stochastic training policy's last-20 mean reaching it within the preset's 1M steps (seed
+// 2 at 524k; seeds 1-12 at 410k-901k and eval 264-279; without the reward scaling only 1 of
+// seeds 1-6 reached it in training, seed 2 not).
+TEST(PPO, LunarLanderPresetLands) {
+  PPOConfig c;
+  apply_preset("lunarlander", c);
   c.seed = 2;
   c.quiet = true;
   const std::string dir = tmp_run("ppo_lunarlander_2");
-  std::vector<double> ev;
-  train_ppo(c, dir, [&](const PPOUpdate& u) {
-    ev.push_back(u.explained_variance);
-    return true;
-  });
-  ASSERT_EQ(ev.size(), 61u);
-  // A live critic explains most of the return's variance by the second half of the run.
-  double ev_tail = 0;
-  for (size_t i = 30; i < ev.size(); ++i) ev_tail += ev[i] / double(ev.size() - 30);
-  EXPECT_GT(ev_tail, 0.5);
+  const PPOResult r = train_ppo(c, dir);
+  EXPECT_GE(r.steps_to_threshold, 0) << "the last-20 mean never reached 200 in training";
   const EvalResult e = evaluate_run(dir, 100, 1000, true);
   EXPECT_GE(e.mean, 200.0) << "100-episode greedy eval " << e.mean << " ± " << e.std;
-  std::printf(
-      "  LunarLander seed 2: eval %.1f ± %.1f, mean explained variance (updates 31-61) %.3f\n",
-      e.mean, e.std, ev_tail);
+  std::printf("  LunarLander seed 2: last-20 >= 200 at step %lld, eval %.1f ± %.1f\n",
+              (long long)r.steps_to_threshold, e.mean, e.std);
 }
 #endif
 
