@@ -110,10 +110,10 @@ struct RatioClipStats {
 // row order so the result does not depend on the thread count. Throws rlft::Error on
 // inconsistent arguments (null inputs, eps < 0, 0 < c ≤ 1, per-token advantages or bounds
 // with RatioLevel::sequence, a normalizer with only_token_mean, normalizer < 0).
-//   version  0 = picked by shape: 2, except 1 for rows of T < 16 (there
-//            version 2's exp runs scalar, a latency-bound polynomial, and its per-row setup
-//            dominates: PPO's flat [128] batch, 128 rows of T = 1, 9.5 µs against 2.5 µs
-//            forward, BENCHMARKS.md); 1 = the plainest loop: libm's exp per token, a branch per
+//   version  0 = picked by shape: 2, except 1 for rows of T < 16 (there version 2's exp runs
+//            scalar, a latency-bound polynomial, and its per-row setup dominates: PPO's flat
+//            [128] batch, 128 rows of T = 1, 10.3 µs against 2.5 µs forward, BENCHMARKS.md
+//            "Short rows"); 1 = the plainest loop: libm's exp per token, a branch per
 //            choice; 2 = no branches, vectorised, with an exp within an ulp of libm's (the
 //            backward of the sequence levels, which takes no exp per token, is version 1's).
 //            Both compute in double and agree to rounding; kernels/cpu/ratio_clip.cpp has the

@@ -37,8 +37,8 @@ namespace rlft::kernels {
 //   lse         [N] out, may be null; log-sum-exp of z = logits/τ, saved for the backward
 //   version     0 = picked by dtype and shape: 2 for float rows of V >= 8, else 1 (below 8
 //               logits version 2's per-row setup costs more than its vector loop saves: 128
-//               rows of V = 2, PPO's CartPole minibatch, 5.9 µs against 2.6 µs forward,
-//               BENCHMARKS.md); 1 = the scalar reference, every
+//               rows of V = 2, PPO's CartPole minibatch, 5.9 µs against 2.3 µs forward,
+//               BENCHMARKS.md "Short rows"); 1 = the scalar reference, every
 //               step in double; 2 = float only: the row's exponentials in float (vectorised,
 //               < 1 ulp), its sums in float over blocks of 256 logits and the blocks in double.
 //               They agree to float rounding (the tests hold both to the double reference at
