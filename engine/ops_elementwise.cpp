@@ -195,13 +195,27 @@ Tensor abs(const Tensor& a) {
 }
 
 Tensor tanh(const Tensor& a) {
-  // float: the vectorisable rational approximation (≈1e-7 abs error); double: libm.
-  Tensor out = map_unary_float("tanh", a, [](auto x) {
-    if constexpr (std::is_same_v<decltype(x), float>) return kernels::tanh_fast(x);
-    else return std::tanh(x);
-  }, Unary::tanh);
+  // float: the vectorisable rational approximation (≈1e-7 abs error); double: libm. A
+  // contiguous float CPU tensor takes the cloned loop of kernels/cpu/activation.h (the same
+  // arithmetic, wider vectors).
+  Tensor out;
+  if (a.device().is_cpu() && a.dtype() == DType::f32 && a.is_contiguous()) {
+    out = Tensor::empty(a.shape(), a.dtype());
+    kernels::tanh_forward_f32(a.numel(), a.data<float>(), out.data<float>());
+  } else {
+    out = map_unary_float("tanh", a, [](auto x) {
+      if constexpr (std::is_same_v<decltype(x), float>) return kernels::tanh_fast(x);
+      else return std::tanh(x);
+    }, Unary::tanh);
+  }
   if (any_requires_grad(a)) {
     record("tanh", {a}, out, [o = out.detach()](const Grads& g, const Needs&) -> Grads {
+      if (o.device().is_cpu() && g[0].device().is_cpu() && o.dtype() == DType::f32 && o.is_contiguous() &&
+          g[0].dtype() == DType::f32 && g[0].is_contiguous() && g[0].shape() == o.shape()) {
+        Tensor dx = Tensor::empty(o.shape(), o.dtype());
+        kernels::tanh_backward_f32(o.numel(), g[0].data<float>(), o.data<float>(), dx.data<float>());
+        return {dx};
+      }
       const Tensor d = map_unary_float("tanh_backward", o, [](auto y) { return decltype(y)(1) - y * y; }, Unary::tanh_backward);
       return {mul(g[0], d)};
     });

@@ -4,6 +4,7 @@
 #include <map>
 
 #include "engine/ops.h"
+#include "kernels/cpu/optim.h"
 #include "kernels/cuda_ops.h"
 
 namespace rlft::optim {
@@ -186,28 +187,23 @@ void Adam::step() {
     }
     for_each_float(p, [&](auto tag) {
       using T = decltype(tag);
-      T* w = p.data<T>();
-      const T* gp = gc.data<T>();
-      T* m = exp_avg_[i].data<T>();
-      T* v = exp_avg_sq_[i].data<T>();
       const T b1 = T(beta1_), b2 = T(beta2_), one = T(1);
-      const T decay = T(1 - lr_ * weight_decay_), l2 = T(weight_decay_);
-      const T ss = T(step_size), sb = T(sqrt_bc2), eps = T(eps_);
-      const int64_t n = p.numel();
-      // `bad`: a run that diverged stops here with its cause, not later in whatever op first
-      // meets the NaN ("no finite logit"); an OR over the updated weights, in the same pass.
-      bool bad = false;
-      for (int64_t k = 0; k < n; ++k) {
-        T gk = gp[k];
-        if (decoupled_) w[k] *= decay;
-        else gk += l2 * w[k];
-        m[k] = b1 * m[k] + (one - b1) * gk;
-        v[k] = b2 * v[k] + (one - b2) * gk * gk;
-        w[k] -= ss * m[k] / (std::sqrt(v[k]) / sb + eps);
-        bad |= !std::isfinite(w[k]);
-      }
+      const kernels::AdamScalars<T> s{b1,
+                                      b2,
+                                      one - b1,
+                                      one - b2,
+                                      T(1 - lr_ * weight_decay_),
+                                      T(weight_decay_),
+                                      T(step_size),
+                                      T(sqrt_bc2),
+                                      T(eps_),
+                                      decoupled_};
+      // A run that diverged stops here with its cause, not later in whatever op first meets
+      // the NaN ("no finite logit"): the kernel checks the updated weights in the same pass.
+      const bool finite = kernels::adam_update_cpu(p.numel(), p.data<T>(), gc.data<T>(),
+                                                   exp_avg_[i].data<T>(), exp_avg_sq_[i].data<T>(), s);
       RLFT_CHECK(
-          !bad, "Adam: step ", steps_, " made parameter ", i, " (shape ", p.shape(),
+          finite, "Adam: step ", steps_, " made parameter ", i, " (shape ", p.shape(),
           ") non-finite: training diverged (a smaller learning rate, or gradient clipping?)");
     });
   }

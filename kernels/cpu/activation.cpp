@@ -1,4 +1,4 @@
-// GELU kernels (the manual is in activation.h).
+// GELU and tanh kernels (the manual is in activation.h).
 #include "kernels/cpu/activation.h"
 
 #include <omp.h>
@@ -30,6 +30,14 @@ RLFT_CLONES void gelu_backward_chunk(int64_t n, const float* g, const float* x, 
   }
 }
 
+RLFT_CLONES void tanh_forward_chunk(int64_t n, const float* x, float* y) {
+  for (int64_t i = 0; i < n; ++i) y[i] = tanh_fast(x[i]);
+}
+
+RLFT_CLONES void tanh_backward_chunk(int64_t n, const float* g, const float* y, float* dx) {
+  for (int64_t i = 0; i < n; ++i) dx[i] = g[i] * (1.0f - y[i] * y[i]);
+}
+
 // f(begin, count) over [0, n), split between threads above 2^15 elements (as elementwise.h).
 template <typename F>
 void chunks(int64_t n, F f) {
@@ -53,6 +61,14 @@ void gelu_forward_f32(int64_t n, const float* x, float* y) {
 
 void gelu_backward_f32(int64_t n, const float* g, const float* x, float* dx) {
   chunks(n, [&](int64_t i0, int64_t m) { gelu_backward_chunk(m, g + i0, x + i0, dx + i0); });
+}
+
+void tanh_forward_f32(int64_t n, const float* x, float* y) {
+  chunks(n, [&](int64_t i0, int64_t m) { tanh_forward_chunk(m, x + i0, y + i0); });
+}
+
+void tanh_backward_f32(int64_t n, const float* g, const float* y, float* dx) {
+  chunks(n, [&](int64_t i0, int64_t m) { tanh_backward_chunk(m, g + i0, y + i0, dx + i0); });
 }
 
 }  // namespace rlft::kernels

@@ -20,4 +20,11 @@ namespace rlft::kernels {
 void gelu_forward_f32(int64_t n, const float* x, float* y);
 void gelu_backward_f32(int64_t n, const float* g, const float* x, float* dx);
 
+// tanh the same way: y = tanh_fast(x), and from the saved output dx = g·(1 − y²) in one pass
+// (the engine's reference is map_unary_float's tanh_fast and 1 − y·y followed by mul: bitwise
+// the same, tests/engine). Traffic per element: forward 8 bytes, backward 12. The MLP
+// policies' activation: ~12% of a PPO CartPole run on the portable 4-wide loop.
+void tanh_forward_f32(int64_t n, const float* x, float* y);
+void tanh_backward_f32(int64_t n, const float* g, const float* y, float* dx);
+
 }  // namespace rlft::kernels

@@ -1,18 +1,23 @@
 // Optimiser steps, clipping and schedules against hand-computed values; nn modules.
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <memory>
+
 #include "engine/cuda.h"
 #include "engine/nn.h"
 #include "engine/optim.h"
 #include "tests/test_util.h"
 
-#include <cmath>
-
 namespace rlft {
 namespace {
 
-Tensor param(double v) { return Tensor::from_vector(std::vector<double>{v}, {1}).set_requires_grad(); }
-void set_grad(const Tensor& p, double g) { p.set_grad(Tensor::from_vector(std::vector<double>{g}, {1})); }
+Tensor param(double v) {
+  return Tensor::from_vector(std::vector<double>{v}, {1}).set_requires_grad();
+}
+void set_grad(const Tensor& p, double g) {
+  p.set_grad(Tensor::from_vector(std::vector<double>{g}, {1}));
+}
 double val(const Tensor& p) { return p.item(); }
 
 TEST(Optim, SgdMomentumAndNesterov) {
@@ -81,6 +86,58 @@ TEST(Optim, AdamWDecouplesDecayAndAdamAddsL2) {
   EXPECT_NEAR(val(q), 0.9, 1e-6);
 }
 
+// The float update runs in kernels/cpu/optim.cpp's cloned loop (AVX-512/AVX2/portable): over
+// three steps of Adam (L2) and AdamW on 1037 weights (vector tails) it must give bitwise the
+// weights of the formula applied element by element here, in float, with the scalars rounded
+// to float as the optimiser rounds them; a NaN gradient anywhere in the vector is still found.
+TEST(Optim, FloatAdamKernelEqualsTheFormulaBitwise) {
+  const int64_t n = 1037;
+  std::vector<float> w0(n), grads[3];
+  for (int64_t k = 0; k < n; ++k) w0[size_t(k)] = std::sin(0.37f * float(k)) * 2.0f;
+  for (int s = 0; s < 3; ++s) {
+    grads[s].resize(n);
+    for (int64_t k = 0; k < n; ++k)
+      grads[s][size_t(k)] =
+          std::cos(0.11f * float(k * (s + 2))) * std::pow(10.0f, float(k % 7) - 3.0f);
+  }
+  const double lr = 1e-2, b1 = 0.9, b2 = 0.999, eps = 1e-8, wd = 0.05;
+  for (const bool decoupled : {false, true}) {
+    SCOPED_TRACE(decoupled ? "AdamW" : "Adam");
+    Tensor p = Tensor::from_vector(w0, {n}).set_requires_grad();
+    std::unique_ptr<optim::Adam> opt;
+    if (decoupled)
+      opt = std::make_unique<optim::AdamW>(std::vector<Tensor>{p}, lr, b1, b2, eps, wd);
+    else
+      opt = std::make_unique<optim::Adam>(std::vector<Tensor>{p}, lr, b1, b2, eps, wd);
+    optim::Adam& adam = *opt;
+    std::vector<float> w = w0, m(n, 0.0f), v(n, 0.0f);
+    for (int s = 0; s < 3; ++s) {
+      p.set_grad(Tensor::from_vector(grads[s], {n}));
+      adam.step();
+      const double bc1 = 1 - std::pow(b1, s + 1), bc2 = 1 - std::pow(b2, s + 1);
+      const float fb1 = float(b1), fb2 = float(b2), one = 1.0f, decay = float(1 - lr * wd),
+                  l2 = float(wd), ss = float(lr / bc1), sb = float(std::sqrt(bc2)), e = float(eps);
+      for (int64_t k = 0; k < n; ++k) {
+        const size_t i = size_t(k);
+        float g = grads[s][i];
+        if (decoupled)
+          w[i] *= decay;
+        else
+          g += l2 * w[i];
+        m[i] = fb1 * m[i] + (one - fb1) * g;
+        v[i] = fb2 * v[i] + (one - fb2) * g * g;
+        w[i] -= ss * m[i] / (std::sqrt(v[i]) / sb + e);
+      }
+      ASSERT_EQ(p.to_float_vector(), w) << "step " << s + 1;
+    }
+    std::vector<float> bad = grads[0];
+    bad[1030] = std::nanf("");  // in the last vector's tail
+    p.set_grad(Tensor::from_vector(bad, {n}));
+    EXPECT_NE(testing::error_of([&] { adam.step(); }).find("step 4 made parameter 0"),
+              std::string::npos);
+  }
+}
+
 // With a gradient as well as a decay, and θ ≠ 1 (so wd·θ ≠ wd): θ = 3, g = −0.15, lr 0.1, wd 0.1.
 // Adam (L2): g' = g + wd·θ = 0.15 > 0; Adam's first step is lr·g'/(|g'| + eps) → θ = 2.9.
 // AdamW (PyTorch order: decay first, then the Adam step): θ = 3·(1 − 0.01) + 0.1 = 3.07
@@ -118,7 +175,8 @@ TEST(Optim, StateRoundTrip) {
     c.load_state(st);
     FAIL() << "shape mismatch accepted";
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("'exp_avg.0' has shape [2] but parameter 0 has [1]"), std::string::npos);
+    EXPECT_NE(std::string(e.what()).find("'exp_avg.0' has shape [2] but parameter 0 has [1]"),
+              std::string::npos);
   }
 }
 
@@ -250,12 +308,13 @@ TEST(ModuleTo, ConvertsParametersInPlaceAndKeepsOptimizersWorking) {
   lin.to(DType::f64);
   EXPECT_EQ(lin.weight.dtype(), DType::f64);
   EXPECT_EQ(lin.bias.dtype(), DType::f64);
-  for (size_t i = 0; i < w0.size(); ++i) EXPECT_EQ(lin.weight.to_vector()[i], w0[i]);  // float → double exact
+  for (size_t i = 0; i < w0.size(); ++i)
+    EXPECT_EQ(lin.weight.to_vector()[i], w0[i]);  // float → double exact
   // The optimizer holds the same tensors: a step on a float64 gradient updates them.
   sum(lin.forward(Tensor::ones({1, 3}, DType::f64))).backward();
   opt.step();
   EXPECT_NEAR(lin.weight.to_vector()[0], w0[0] - 0.5 * 1.0, 1e-12);  // d/dW of Σ(W·1 + b) = 1
-  lin.to(DType::f64);  // already there: nothing to do
+  lin.to(DType::f64);                                                // already there: nothing to do
   EXPECT_EQ(lin.weight.dtype(), DType::f64);
   EXPECT_THROW(lin.to(DType::i64), Error);
 }
