@@ -194,28 +194,47 @@ Tensor abs(const Tensor& a) {
   return out;
 }
 
+namespace {
+
+// The cloned float32 loops of kernels/cpu/activation.h (the lambdas' formula, wider vectors,
+// bitwise equal) take contiguous float32 CPU tensors; every other layout, dtype or device
+// takes the lambdas.
+bool cpu_f32_contiguous(const Tensor& t) {
+  return t.device().is_cpu() && t.dtype() == DType::f32 && t.is_contiguous();
+}
+
+// y = kernel(x) for a contiguous float32 CPU x, else fallback().
+template <typename Kernel, typename Fallback>
+Tensor f32_kernel_or(const Tensor& x, Kernel kernel, Fallback fallback) {
+  if (!cpu_f32_contiguous(x)) return fallback();
+  Tensor y = Tensor::empty(x.shape(), x.dtype());
+  kernel(x.numel(), x.data<float>(), y.data<float>());
+  return y;
+}
+
+// The backward's dx = kernel(g, saved) when both are contiguous float32 CPU tensors of one
+// shape; an undefined tensor otherwise (the caller's lambdas then run).
+template <typename Kernel>
+Tensor f32_backward_kernel(const Tensor& g, const Tensor& saved, Kernel kernel) {
+  if (!cpu_f32_contiguous(g) || !cpu_f32_contiguous(saved) || g.shape() != saved.shape()) return Tensor();
+  Tensor dx = Tensor::empty(saved.shape(), saved.dtype());
+  kernel(saved.numel(), g.data<float>(), saved.data<float>(), dx.data<float>());
+  return dx;
+}
+
+}  // namespace
+
 Tensor tanh(const Tensor& a) {
-  // float: the vectorisable rational approximation (≈1e-7 abs error); double: libm. A
-  // contiguous float CPU tensor takes the cloned loop of kernels/cpu/activation.h (the same
-  // arithmetic, wider vectors).
-  Tensor out;
-  if (a.device().is_cpu() && a.dtype() == DType::f32 && a.is_contiguous()) {
-    out = Tensor::empty(a.shape(), a.dtype());
-    kernels::tanh_forward_f32(a.numel(), a.data<float>(), out.data<float>());
-  } else {
-    out = map_unary_float("tanh", a, [](auto x) {
+  // float: the vectorisable rational approximation (≈1e-7 abs error); double: libm.
+  Tensor out = f32_kernel_or(a, kernels::tanh_forward_f32, [&] {
+    return map_unary_float("tanh", a, [](auto x) {
       if constexpr (std::is_same_v<decltype(x), float>) return kernels::tanh_fast(x);
       else return std::tanh(x);
     }, Unary::tanh);
-  }
+  });
   if (any_requires_grad(a)) {
     record("tanh", {a}, out, [o = out.detach()](const Grads& g, const Needs&) -> Grads {
-      if (o.device().is_cpu() && g[0].device().is_cpu() && o.dtype() == DType::f32 && o.is_contiguous() &&
-          g[0].dtype() == DType::f32 && g[0].is_contiguous() && g[0].shape() == o.shape()) {
-        Tensor dx = Tensor::empty(o.shape(), o.dtype());
-        kernels::tanh_backward_f32(o.numel(), g[0].data<float>(), o.data<float>(), dx.data<float>());
-        return {dx};
-      }
+      if (Tensor dx = f32_backward_kernel(g[0], o, kernels::tanh_backward_f32); dx.defined()) return {dx};
       const Tensor d = map_unary_float("tanh_backward", o, [](auto y) { return decltype(y)(1) - y * y; }, Unary::tanh_backward);
       return {mul(g[0], d)};
     });
@@ -268,24 +287,15 @@ inline T tanh_of(T x) {
 // Contiguous float32 tensors go to kernels/cpu/activation.h (the same formula in loops
 // compiled for AVX-512/AVX2, bitwise equal); other layouts and float64 use the lambdas here.
 Tensor gelu(const Tensor& a) {
-  Tensor out;
-  if (a.device().is_cpu() && a.dtype() == DType::f32 && a.is_contiguous()) {
-    out = Tensor::empty(a.shape(), a.dtype());
-    kernels::gelu_forward_f32(a.numel(), a.data<float>(), out.data<float>());
-  } else {
-    out = map_unary_float("gelu", a, [](auto x) {
+  Tensor out = f32_kernel_or(a, kernels::gelu_forward_f32, [&] {
+    return map_unary_float("gelu", a, [](auto x) {
       using T = decltype(x);
       return T(0.5) * x * (T(1) + tanh_of(T(kGeluC) * (x + T(kGeluA) * x * x * x)));
     }, Unary::gelu);
-  }
+  });
   if (any_requires_grad(a)) {
     record("gelu", {a}, out, [a = a.detach()](const Grads& g, const Needs&) -> Grads {
-      if (a.device().is_cpu() && g[0].device().is_cpu() && a.dtype() == DType::f32 &&
-          g[0].dtype() == DType::f32 && a.is_contiguous() && g[0].is_contiguous() && g[0].shape() == a.shape()) {
-        Tensor dx = Tensor::empty(a.shape(), a.dtype());
-        kernels::gelu_backward_f32(a.numel(), g[0].data<float>(), a.data<float>(), dx.data<float>());
-        return {dx};
-      }
+      if (Tensor dx = f32_backward_kernel(g[0], a, kernels::gelu_backward_f32); dx.defined()) return {dx};
       return {map_binary<false>("gelu_backward", g[0], a, [](auto gy, auto x) {
         using T = decltype(x);
         const T u = T(kGeluC) * (x + T(kGeluA) * x * x * x);
