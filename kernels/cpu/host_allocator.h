@@ -1,14 +1,17 @@
-// A caching allocator for large CPU tensor storage: freed blocks of 256 KiB and more go to
-// bins by size class and are handed out again, so a training step that allocates the same
-// activations every iteration stops paying for fresh pages. Without it, glibc returns large
-// blocks to the kernel (munmap, or trimming the top of the heap) and the next step takes a
-// page fault and a zeroed page for every 4 KiB it touches again: ~3% of a toy-LM training
-// step's CPU time on one thread (BENCHMARKS.md, "Toy language models").
+// A caching allocator for CPU tensor storage: freed blocks of 4 KiB and more go to bins by
+// size class and are handed out again, so a training step that allocates the same activations
+// every iteration stops paying for fresh pages and for glibc's bookkeeping. Without it, glibc
+// returns large blocks to the kernel (munmap, or trimming the top of the heap) and the next step
+// takes a page fault and a zeroed page for every 4 KiB it touches again: ~3% of a toy-LM
+// training step's CPU time on one thread (BENCHMARKS.md, "Toy language models"). Blocks from
+// 4 KiB up to 256 KiB were glibc's until 2026-11-26: its large-bin path (malloc_consolidate,
+// unlink, splitting) took ~14% of a PPO CartPole run, whose tensors are 128×64 floats; cached,
+// PPO runs 5% faster and REINFORCE 8%, the LM steps unchanged (BENCHMARKS.md).
 //
 // Size classes: those of the CUDA caching allocator (cuda_alloc_size_class in
-// kernels/cuda_allocator.h: 512-byte steps up to 1 MiB, then 2^k·{1, 1.25, 1.5, 1.75, 2}, so at
-// most 25% waste). Blocks are never split or merged. Smaller requests go to aligned_alloc and
-// free directly: glibc serves them from its arenas without system calls.
+// kernels/cuda_allocator.h: 512-byte steps up to 1 MiB, so at most 12.5% waste from 4 KiB, then
+// 2^k·{1, 1.25, 1.5, 1.75, 2}, at most 25%). Blocks are never split or merged. Smaller requests
+// go to aligned_alloc and free directly: glibc serves them from its arenas without system calls.
 //
 // Bounded: the cache holds at most host_cache_limit() bytes of free blocks (default 1 GiB,
 // RLFT_HOST_CACHE_MB in the environment overrides it at first use; 0 turns caching off; off
@@ -34,7 +37,7 @@ struct HostMemoryStats {
   uint64_t system_frees = 0;  // cached-size blocks given back to the system (cache full, empty)
 };
 
-constexpr size_t kHostCacheMinBytes = size_t(256) << 10;  // 256 KiB
+constexpr size_t kHostCacheMinBytes = size_t(4) << 10;  // 4 KiB
 
 // At least `bytes` (a 64-byte block for 0), 64-byte aligned. Throws rlft::Error when the
 // system has no memory left.
