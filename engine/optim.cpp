@@ -258,16 +258,11 @@ double clip_grad_norm(const std::vector<Tensor>& params, double max_norm) {
       on_device = on_device.defined() ? add(on_device, s) : s;
       continue;
     }
+    // Σ g² in eight double accumulators (kernels/cpu/optim.h), added to the total in order.
     for_each_float(g, [&](auto tag) {
       using T = decltype(tag);
-      const T* gp = g.data<T>();
-      // Eight independent double accumulators: exact enough, and not one long dependency chain.
-      double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-      const int64_t n = g.numel();
-      int64_t k = 0;
-      for (; k + 8 <= n; k += 8)
-        for (int j = 0; j < 8; ++j) acc[j] += double(gp[k + j]) * double(gp[k + j]);
-      for (; k < n; ++k) acc[0] += double(gp[k]) * double(gp[k]);
+      double acc[8];
+      kernels::sum_of_squares_cpu(g.numel(), g.data<T>(), acc);
       for (double a : acc) total += a;
     });
   }
@@ -284,8 +279,7 @@ double clip_grad_norm(const std::vector<Tensor>& params, double max_norm) {
       }
       for_each_float(g, [&](auto tag) {
         using T = decltype(tag);
-        T* gp = g.data<T>();
-        for (int64_t k = 0; k < g.numel(); ++k) gp[k] = T(double(gp[k]) * coef);
+        kernels::scale_cpu(g.numel(), g.data<T>(), coef);
       });
     }
   }

@@ -46,7 +46,33 @@ bool update_f64(int64_t n, double* w, const double* g, double* m, double* v,
                      : update<double, false>(n, w, g, m, v, s);
 }
 
+template <typename T>
+[[gnu::always_inline]] inline void squares(int64_t n, const T* g, double* out) {
+  // Eight independent double accumulators: exact enough, and not one long dependency chain.
+  double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  int64_t k = 0;
+  for (; k + 8 <= n; k += 8)
+    for (int j = 0; j < 8; ++j) acc[j] += double(g[k + j]) * double(g[k + j]);
+  for (; k < n; ++k) acc[0] += double(g[k]) * double(g[k]);
+  for (int j = 0; j < 8; ++j) out[j] = acc[j];
+}
+
+template <typename T>
+[[gnu::always_inline]] inline void scale(int64_t n, T* g, double coef) {
+  for (int64_t k = 0; k < n; ++k) g[k] = T(double(g[k]) * coef);
+}
+
+RLFT_CLONES void squares_f32(int64_t n, const float* g, double* acc) { squares(n, g, acc); }
+RLFT_CLONES void squares_f64(int64_t n, const double* g, double* acc) { squares(n, g, acc); }
+RLFT_CLONES void scale_f32(int64_t n, float* g, double coef) { scale(n, g, coef); }
+RLFT_CLONES void scale_f64(int64_t n, double* g, double coef) { scale(n, g, coef); }
+
 }  // namespace
+
+void sum_of_squares_cpu(int64_t n, const float* g, double acc[8]) { squares_f32(n, g, acc); }
+void sum_of_squares_cpu(int64_t n, const double* g, double acc[8]) { squares_f64(n, g, acc); }
+void scale_cpu(int64_t n, float* g, double coef) { scale_f32(n, g, coef); }
+void scale_cpu(int64_t n, double* g, double coef) { scale_f64(n, g, coef); }
 
 bool adam_update_cpu(int64_t n, float* w, const float* g, float* m, float* v,
                      const AdamScalars<float>& s) {

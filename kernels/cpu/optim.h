@@ -34,4 +34,14 @@ bool adam_update_cpu(int64_t n, float* w, const float* g, float* m, float* v,
 bool adam_update_cpu(int64_t n, double* w, const double* g, double* m, double* v,
                      const AdamScalars<double>& s);
 
+// clip_grad_norm's two loops (engine/optim.cpp), cloned the same way.
+// Σ g² in double into eight accumulators acc[0..7] (overwritten): element k into acc[k mod 8]
+// for k below n rounded down to 8, the rest into acc[0]. The caller adds them in order; a
+// fixed order, so every clone gives the same bits. Reads 4 bytes per float element.
+void sum_of_squares_cpu(int64_t n, const float* g, double acc[8]);
+void sum_of_squares_cpu(int64_t n, const double* g, double acc[8]);
+// g ← T(double(g)·coef), in place. 8 bytes per float element.
+void scale_cpu(int64_t n, float* g, double coef);
+void scale_cpu(int64_t n, double* g, double coef);
+
 }  // namespace rlft::kernels

@@ -198,6 +198,48 @@ TEST(Optim, ClipGradNorm) {
   EXPECT_EQ(b.grad().item(), 40.0);
 }
 
+// The float loops of clip_grad_norm (kernels/cpu/optim.cpp, cloned): the norm is the eight-
+// accumulator sum in its stated order, to the bit, and each gradient is scaled as
+// float(double(g)·coef), over sizes that leave vector tails.
+TEST(Optim, ClipGradNormFloatLoopsEqualTheFormulaBitwise) {
+  const auto check = [](const std::vector<std::vector<float>>& grads) {
+    std::vector<Tensor> params;
+    double total = 0;
+    for (const std::vector<float>& g : grads) {
+      const int64_t n = int64_t(g.size());
+      params.push_back(Tensor::zeros({n}, DType::f32).set_requires_grad());
+      params.back().set_grad(Tensor::from_vector(g, {n}));
+      double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+      size_t k = 0;
+      for (; k + 8 <= g.size(); k += 8)
+        for (size_t j = 0; j < 8; ++j) acc[j] += double(g[k + j]) * double(g[k + j]);
+      for (; k < g.size(); ++k) acc[0] += double(g[k]) * double(g[k]);
+      for (double a : acc) total += a;
+    }
+    const double norm = std::sqrt(total), coef = 0.5 / (norm + 1e-6);
+    ASSERT_LT(coef, 1.0);
+    EXPECT_EQ(optim::clip_grad_norm(params, 0.5), norm);
+    for (size_t i = 0; i < params.size(); ++i) {
+      std::vector<float> want = grads[i];
+      for (float& x : want) x = float(double(x) * coef);
+      EXPECT_EQ(params[i].grad().to_float_vector(), want) << "parameter " << i;
+    }
+  };
+  std::vector<std::vector<float>> grads;
+  for (const int64_t n : {1, 7, 8, 9, 1037}) {
+    std::vector<float> g(static_cast<size_t>(n));
+    for (int64_t k = 0; k < n; ++k)
+      g[size_t(k)] = std::sin(0.7f * float(k + n)) * std::pow(10.0f, float(k % 7) - 3.0f);
+    grads.push_back(g);
+  }
+  check(grads);
+  // The order made visible: 1, then seven tail terms of 2^-54, each lost when added to 1 on its
+  // own; added together first (another accumulator for the tail) they would make the norm
+  // 1 + 2^-52, not 1.
+  const float t = std::ldexp(1.0f, -27);
+  check({{1, 0, 0, 0, 0, 0, 0, 0, t, t, t, t, t, t, t}});
+}
+
 TEST(Optim, Schedules) {
   optim::LRSchedule lin{optim::LRSchedule::Kind::linear, 1.0, 0.0, 0, 10};
   EXPECT_DOUBLE_EQ(lin.at(0), 1.0);
