@@ -4,9 +4,10 @@
 // returns large blocks to the kernel (munmap, or trimming the top of the heap) and the next step
 // takes a page fault and a zeroed page for every 4 KiB it touches again: ~3% of a toy-LM
 // training step's CPU time on one thread (BENCHMARKS.md, "Toy language models"). Blocks from
-// 4 KiB up to 256 KiB were glibc's until 2026-11-26: its large-bin path (malloc_consolidate,
-// unlink, splitting) took ~14% of a PPO CartPole run, whose tensors are 128×64 floats; cached,
-// PPO runs 5% faster and REINFORCE 8%, the LM steps unchanged (BENCHMARKS.md).
+// 4 KiB up to 256 KiB were glibc's until 2026-11-26; caching them (a PPO CartPole minibatch's
+// activations are 128×64 floats, 32 KiB) took glibc's malloc/free from 19.0% to 17.6% of a PPO
+// run's profile, the LM steps unchanged (BENCHMARKS.md). The rest of that 17.6% is smaller
+// blocks and the engine's non-tensor objects.
 //
 // Size classes: those of the CUDA caching allocator (cuda_alloc_size_class in
 // kernels/cuda_allocator.h: 512-byte steps up to 1 MiB, so at most 12.5% waste from 4 KiB, then

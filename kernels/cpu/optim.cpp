@@ -1,4 +1,4 @@
-// Adam / AdamW update loops (the manual is in optim.h).
+// Adam / AdamW update and clip_grad_norm loops (the manual is in optim.h).
 #include "kernels/cpu/optim.h"
 
 #include <cmath>

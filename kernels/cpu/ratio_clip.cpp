@@ -327,11 +327,9 @@ void token_row_backward_v2(const RatioClipArgs<Real>& a, const Row<Real>& row, d
 // Version 0 (the default) is 2, except 1 for rows shorter than kMinV2Tokens (ratio_clip.h
 // says why).
 constexpr int64_t kMinV2Tokens = 16;
-template <typename Real>
-int resolve_version(const char* op, int version, const RatioClipArgs<Real>& a) {
+int resolve_version(const char* op, int version, int64_t T) {
   RLFT_CHECK(version >= 0 && version <= 2, op, ": unknown version ", version, " (0, 1 or 2)");
-  if (version != 0) return version;
-  return a.T < kMinV2Tokens ? 1 : 2;
+  return version == 0 ? (T < kMinV2Tokens ? 1 : 2) : version;
 }
 
 }  // namespace
@@ -362,7 +360,7 @@ void ratio_clip_check_args(const char* op, const RatioClipArgs<Real>& a) {
 
 template <typename Real>
 RatioClipStats ratio_clip_forward_cpu(const RatioClipArgs<Real>& a, int version) {
-  version = resolve_version("ratio_clip_forward_cpu", version, a);
+  version = resolve_version("ratio_clip_forward_cpu", version, a.T);
   ratio_clip_check_args("ratio_clip_forward_cpu", a);
   const int64_t B = a.B, T = a.T;
   const double c = a.dual_clip;
@@ -451,7 +449,7 @@ RatioClipStats ratio_clip_forward_cpu(const RatioClipArgs<Real>& a, int version)
 template <typename Real>
 void ratio_clip_backward_cpu(const RatioClipArgs<Real>& a, double g_loss, Real* g_logp,
                              bool accumulate, int version) {
-  version = resolve_version("ratio_clip_backward_cpu", version, a);
+  version = resolve_version("ratio_clip_backward_cpu", version, a.T);
   ratio_clip_check_args("ratio_clip_backward_cpu", a);
   const int64_t B = a.B, T = a.T;
   if (B * T == 0) return;
