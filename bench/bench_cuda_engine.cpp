@@ -42,6 +42,8 @@
 //                     over the parameter shapes of GPT-2 small (124M) and of the toy `mini`
 //                     GPT. GB/s charges the minimal 28 B per parameter (read w, g, m, v; write
 //                     w, m, v) and %peak divides by the DRAM peak of the device attributes.
+//                     adamw/… is the default (grid) launch layout, adamw_chunked/… the chunked
+//                     one (optim::set_cuda_adam_layout; kernels/cuda_ops.h).
 // Timing: cudaEvents around each call on the default stream (the engine's), Google Benchmark's
 // manual time, each call after a clean L2 flush (bench/cuda_bench.h: a read of 4× the L2, so
 // no input is in the cache; as bench_cuda_kernels' default protocol, since 2026-11-26 — figures
@@ -349,7 +351,8 @@ std::vector<Shape> gpt_parameter_shapes(int64_t vocab, int64_t ctx, int64_t laye
   return s;
 }
 
-void BM_adamw(benchmark::State& state, const std::vector<Shape>& shapes) {
+void BM_adamw(benchmark::State& state, const std::vector<Shape>& shapes,
+              const std::string& layout) {
   int64_t n = 0;
   for (const Shape& sh : shapes) n += sh.numel();
   if (!fits(state, 4.0 * 4.0 * double(n))) return;
@@ -361,8 +364,10 @@ void BM_adamw(benchmark::State& state, const std::vector<Shape>& shapes) {
     params.push_back(p);
   }
   optim::AdamW opt(params, 3e-4, 0.9, 0.95, 1e-8, 0.1);
+  optim::set_cuda_adam_layout(layout);
   measure(
       state, [&] { opt.step(); }, nullptr);
+  optim::set_cuda_adam_layout("");
   cuda::synchronize(0);  // a divergence would be reported here (it cannot: finite gradients)
   const double gbps = 28.0 * double(n) / per_call(state) / 1e9;
   state.counters["params_M"] = double(n) / 1e6;
@@ -418,8 +423,11 @@ void register_all() {
           [=](benchmark::State& st) { BM_attention(st, a.B, a.T, a.NH, a.HS, bwd); });
   const std::vector<Shape> gpt2_small = gpt_parameter_shapes(50257, 1024, 12, 768);
   const std::vector<Shape> mini = gpt_parameter_shapes(256, 128, 6, 256);
-  reg("adamw/gpt2_small", [=](benchmark::State& st) { BM_adamw(st, gpt2_small); });
-  reg("adamw/mini", [=](benchmark::State& st) { BM_adamw(st, mini); });
+  for (const char* layout : {"grid", "chunked"}) {
+    const std::string prefix = std::string(layout) == "grid" ? "adamw/" : "adamw_chunked/";
+    reg(prefix + "gpt2_small", [=](benchmark::State& st) { BM_adamw(st, gpt2_small, layout); });
+    reg(prefix + "mini", [=](benchmark::State& st) { BM_adamw(st, mini, layout); });
+  }
 }
 
 #endif  // RLFT_HAVE_CUDA

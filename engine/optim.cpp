@@ -1,7 +1,9 @@
 #include "engine/optim.h"
 
 #include <cmath>
+#include <cstdlib>
 #include <map>
+#include <mutex>
 
 #include "engine/ops.h"
 #include "kernels/cpu/optim.h"
@@ -10,12 +12,40 @@
 namespace rlft::optim {
 
 namespace {
+// set_cuda_adam_layout's choice ("" : none). Guarded: a step on one thread may read it while
+// another sets it.
+std::mutex g_adam_layout_mutex;
+std::string g_adam_layout;
+
 template <typename F>
 void for_each_float(const Tensor& t, F&& f) {
   RLFT_CHECK(t.is_contiguous(), "optimizer: parameter of shape ", t.shape(), " is not contiguous");
   dispatch_float(t.dtype(), "optimizer", [&](auto tag) { f(tag); });
 }
 }  // namespace
+
+int parse_cuda_adam_layout(const std::string& name, const char* what) {
+  if (name == "grid") return kernels::cuda_ops::kAdamLayoutGrid;
+  if (name == "chunked") return kernels::cuda_ops::kAdamLayoutChunked;
+  throw Error(str(what, ": unknown Adam launch layout '", name, "' (layouts: grid, chunked)"));
+}
+
+void set_cuda_adam_layout(const std::string& name) {
+  if (!name.empty()) parse_cuda_adam_layout(name, "set_cuda_adam_layout");
+  std::lock_guard<std::mutex> lock(g_adam_layout_mutex);
+  g_adam_layout = name;
+}
+
+std::string cuda_adam_layout() {
+  {
+    std::lock_guard<std::mutex> lock(g_adam_layout_mutex);
+    if (!g_adam_layout.empty()) return g_adam_layout;
+  }
+  const char* env = std::getenv("RLFT_ADAM_LAUNCH");
+  if (env == nullptr || *env == 0) return "grid";
+  parse_cuda_adam_layout(env, "RLFT_ADAM_LAUNCH");
+  return env;
+}
 
 Optimizer::Optimizer(std::vector<Tensor> params, double lr) : params_(std::move(params)), lr_(lr) {
   RLFT_CHECK(lr >= 0 && std::isfinite(lr), "optimizer: learning rate must be finite and >= 0, got ", lr);
@@ -213,7 +243,8 @@ void Adam::step() {
     // message, at the next synchronisation (the next host read of a device result).
     const kernels::cuda_ops::AdamArgs args{beta1_,        beta2_,     1 - lr_ * weight_decay_,
                                            weight_decay_, step_size,  sqrt_bc2,
-                                           eps_,          decoupled_, steps_};
+                                           eps_,          decoupled_, steps_,
+                                           parse_cuda_adam_layout(cuda_adam_layout(), "RLFT_ADAM_LAUNCH")};
     for (const auto& [key, tensors] : on_device)
       kernels::cuda_ops::adam_step(kernels::cuda_ops::Type(key.second), tensors.data(), int(tensors.size()), args,
                                    key.first);

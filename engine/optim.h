@@ -78,6 +78,17 @@ class AdamW : public Adam {
       : Adam(std::move(params), lr, beta1, beta2, eps, weight_decay, true) {}
 };
 
+// The launch layout of Adam's fused step on CUDA devices (kernels/cuda_ops.h: "grid", the
+// default, or "chunked"), for benchmarks and tuning runs: set_cuda_adam_layout's choice, else
+// the environment variable RLFT_ADAM_LAUNCH (read at every device step), else "grid". A name
+// that is neither is an rlft::Error naming it and where it came from; "" goes back to the
+// environment's choice.
+void set_cuda_adam_layout(const std::string& name);
+std::string cuda_adam_layout();
+// The layout of a name (kernels/cuda_ops.h's kAdamLayoutGrid, kAdamLayoutChunked); `what` names
+// the name's origin in the error.
+int parse_cuda_adam_layout(const std::string& name, const char* what);
+
 // Scales all gradients so their global L2 norm is at most max_norm; returns the norm
 // before clipping (as torch.nn.utils.clip_grad_norm_).
 double clip_grad_norm(const std::vector<Tensor>& params, double max_norm);

@@ -262,7 +262,18 @@ struct AdamArgs {
   double beta1, beta2, decay, l2, step_size, sqrt_bc2, eps;
   bool decoupled;
   int64_t step = 0;  // the optimiser's step count (1 on the first step), for the report below
+  // How the launch maps blocks to elements (0 is kAdamLayoutGrid; the engine's optimisers pass
+  // optim::cuda_adam_layout(), engine/optim.h).
+  int layout = 0;
 };
+// Adam's launch layouts. grid (the default): x blocks sized for the launch's largest tensor,
+// y = its tensors, each block a grid-stride loop over its tensor (blocks past a smaller
+// tensor's end exit at once). chunked: one block per chunk of kAdamChunk elements of one
+// tensor, the blocks of all the launch's tensors in one flat x grid (no block without work),
+// each thread's kAdamChunk / 256 elements loaded before any is written. Both run the same
+// per-element code, so they write the same bits.
+constexpr int kAdamLayoutGrid = 1, kAdamLayoutChunked = 2;
+constexpr int kAdamChunk = 1024;
 // One parameter with its gradient and moment buffers (n elements each, of one type).
 struct AdamTensor {
   void* w;

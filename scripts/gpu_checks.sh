@@ -21,8 +21,8 @@
 # and counts only with CANDIDATES). Whatever they add up to, the whole script keeps to T_TOTAL
 # (default 540 s, inside the device tool's 600 s per command): a stage's limit is cut to what is
 # left of it, and a stage with less than 10 s left is skipped (rc=125 in the summary). Stages can be
-# chosen: STAGES="tests sanitize bench" (the default, all; the candidates run after "tests",
-# whatever STAGES says). Benchmarks are picked with Google
+# chosen: STAGES="tests sanitize bench" (the default; "ncu" adds Nsight Compute profiles of
+# chosen kernels, NCU_RUNS below; the candidates run after "tests", whatever STAGES says). Benchmarks are picked with Google
 # Benchmark's --benchmark_filter (a leading '-' negates): KERNELS_FILTER (default '-sweep/':
 # bench_cuda_kernels without the sweeps), SWEEP_FILTER (default 'sweep/ratio_clip_v3', 27 lines,
 # into bench_sweep.json; empty: none), ENGINE_FILTER (default all of bench_cuda_engine).
@@ -39,6 +39,11 @@ T_BUILD=${T_BUILD:-200} T_TESTS=${T_TESTS:-120} T_SANITIZE=${T_SANITIZE:-80} T_B
 T_BENCH_KERNELS=${T_BENCH_KERNELS:-$((T_BENCH / 2))} T_BENCH_SWEEP=${T_BENCH_SWEEP:-$((T_BENCH / 4))}
 T_BENCH_ENGINE=${T_BENCH_ENGINE:-$((T_BENCH / 4))}
 CANDIDATES=${CANDIDATES:-} T_CANDIDATES=${T_CANDIDATES:-90}
+# The "ncu" stage (only when STAGES names it; below).
+# One benchmark line a word: the launches counted are those of the first line that runs.
+NCU_RUNS=${NCU_RUNS:-"bench_cuda_kernels:^ratio_clip_v3_fwd_graph/B=512/T=4096\$ bench_cuda_kernels:^ratio_clip_read_ceiling_graph/B=512/T=4096\$"}
+NCU_KERNELS=${NCU_KERNELS:-"ratio_clip|read_ceiling|adam"} NCU_SKIP=${NCU_SKIP:-2}
+NCU_COUNT=${NCU_COUNT:-2} T_NCU=${T_NCU:-90}
 T_TOTAL=${T_TOTAL:-540}
 # budget N: N, or less if less is left of T_TOTAL (5 s kept for the summary); 0 when under 10 s.
 budget() {
@@ -151,6 +156,36 @@ if [[ " $STAGES " == *" bench "* ]]; then
       python3 scripts/bench_table.py --match 'ratio_clip.*/B=512/T=4096$' --sort %peak \
         "$OUT/bench_cuda_kernels.json" 2>&1 | grep '^| ' | grep -v '^| benchmark' | head -12
     } >> "$summary"
+  fi
+fi
+if [[ " $STAGES " == *" ncu "* ]]; then
+  # Nsight Compute over a few kernels, appended to bench.txt (8 files is all that come back):
+  # each word of NCU_RUNS is BINARY:FILTER, a benchmark binary and the Google Benchmark filter of
+  # the line to run under ncu; in each, the kernels whose names match NCU_KERNELS are
+  # profiled, NCU_COUNT launches after the first NCU_SKIP (the warm-up), at the GPU's own
+  # clocks, with the sections that say where a kernel's time goes: speed of light, occupancy,
+  # launch statistics, memory workload and the warps' stall reasons.
+  ncu=$(command -v ncu || ls /usr/local/cuda*/bin/ncu /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
+  if [ -z "$ncu" ]; then
+    stage "ncu: not found" 127
+  else
+    worst=0
+    set -f  # the filters' '*' are not globs
+    for r in $NCU_RUNS; do
+      bin=${r%%:*} filter=${r#*:}
+      t=$(budget "$((T_NCU / $(wc -w <<< "$NCU_RUNS")))")
+      [ "$t" -gt 0 ] || { echo "ncu $r: no time left" >> "$OUT/bench.txt"; worst=125; continue; }
+      echo "== ncu $bin, benchmarks '$filter', kernels '$NCU_KERNELS'" >> "$OUT/bench.txt"
+      timeout "$t" "$ncu" --clock-control none --kernel-name "regex:$NCU_KERNELS" \
+        --launch-skip "$NCU_SKIP" --launch-count "$NCU_COUNT" --section SpeedOfLight \
+        --section Occupancy --section LaunchStats --section MemoryWorkloadAnalysis \
+        --section WarpStateStats "./$build/$bin" --benchmark_filter="$filter" \
+        --benchmark_min_time=0.01 >> "$OUT/bench.txt" 2>&1
+      rc=$?
+      [ $rc -gt $worst ] && worst=$rc
+    done
+    set +f
+    stage "ncu ($(wc -w <<< "$NCU_RUNS") runs)" $worst
   fi
 fi
 cat "$summary"

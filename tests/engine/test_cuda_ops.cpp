@@ -1127,6 +1127,71 @@ TEST(CudaOps, AdamStepThatDivergesIsReportedAtTheNextSynchronisation) {
   EXPECT_NO_THROW(cuda::synchronize(0)) << "nothing pending";
 }
 
+// The chunked launch layout of the fused Adam step (kernels/cuda_ops.h) against the grid
+// layout: the same per-element code, so the same bits, in the weights and both moments, over
+// tensors that end inside, at and just past a chunk (1023, 1024, 1025 elements), one of 69
+// chunks, and two launches (24 + 6 tensors); both against the CPU; float and double. Then a
+// weight that diverges in a later chunk of a tensor in the second launch is reported with its
+// parameter and shape, as in the grid layout.
+TEST(CudaOps, AdamChunkedLayoutWritesTheGridLayoutsBits) {
+  RLFT_REQUIRE_GPU();
+  struct Restore {
+    ~Restore() { optim::set_cuda_adam_layout(""); }
+  } restore;
+  for (DType dt : {DType::f32, DType::f64}) {
+    std::vector<int64_t> sizes = {1023, 1024, 1025, 1, 70001, 33, 2048, 5000};
+    while (sizes.size() < 30) sizes.push_back(int64_t(sizes.size()) * 97 + 3);
+    std::vector<Tensor> pc, pgrid, pchunk, grads;
+    for (size_t i = 0; i < sizes.size(); ++i) {
+      const Tensor w0 = random({sizes[i]}, dt, 500 + uint64_t(i));
+      pc.push_back(w0.clone().detach().set_requires_grad());
+      pgrid.push_back(w0.to(kGpu).set_requires_grad());
+      pchunk.push_back(w0.to(kGpu).set_requires_grad());
+      grads.push_back(random({sizes[i]}, dt, 600 + uint64_t(i)));
+    }
+    optim::AdamW oc(pc, 1e-3), ogrid(pgrid, 1e-3), ochunk(pchunk, 1e-3);
+    for (int s = 0; s < 3; ++s) {
+      for (size_t i = 0; i < sizes.size(); ++i) {
+        const Tensor g = mul(grads[i], double(s + 1));
+        pc[i].set_grad(g);
+        pgrid[i].set_grad(g.to(kGpu));
+        pchunk[i].set_grad(g.to(kGpu));
+      }
+      oc.step();
+      optim::set_cuda_adam_layout("grid");
+      ogrid.step();
+      optim::set_cuda_adam_layout("chunked");
+      ochunk.step();
+    }
+    const std::string type = dt == DType::f32 ? " (float)" : " (double)";
+    for (size_t i = 0; i < sizes.size(); ++i) {
+      EXPECT_EQ(pchunk[i].to_vector(), pgrid[i].to_vector()) << "parameter " << i << type;
+      expect_close(pchunk[i], pc[i], dt == DType::f32 ? 1e-6 : 1e-12,
+                   dt == DType::f32 ? 1e-7 : 1e-14, "chunked AdamW " + std::to_string(i) + type);
+    }
+    const auto sgrid = ogrid.state(), schunk = ochunk.state();
+    ASSERT_EQ(sgrid.size(), schunk.size());
+    for (size_t k = 0; k < sgrid.size(); ++k)
+      EXPECT_EQ(schunk[k].second.to_vector(), sgrid[k].second.to_vector()) << sgrid[k].first << type;
+  }
+  optim::set_cuda_adam_layout("chunked");
+  std::vector<Tensor> ps;
+  for (int i = 0; i < 30; ++i)
+    ps.push_back(random({3, 1000}, DType::f32, 700 + uint64_t(i)).to(kGpu).set_requires_grad());
+  optim::AdamW opt(ps, 1e-3);
+  std::vector<double> bad(3000, 0.25);
+  bad[2500] = std::nan("");  // chunk 2 of parameter 27
+  for (int i = 0; i < 30; ++i)
+    ps[size_t(i)].set_grad(i == 27 ? Tensor::from_vector(bad, {3, 1000}).to(DType::f32).to(kGpu)
+                                   : Tensor::full({3, 1000}, 0.25).to(kGpu));
+  opt.step();
+  EXPECT_NE(testing::error_of([&] {
+              cuda::synchronize(0);
+            }).find("Adam: step 1 made parameter 27 (shape [3,1000]) non-finite"),
+            std::string::npos);
+  EXPECT_NO_THROW(cuda::synchronize(0)) << "reported once";
+}
+
 TEST(CudaOps, MlpTrainingStepsGiveTheSameLosses) {
   RLFT_REQUIRE_GPU();
   // linear → tanh → linear, MSE to random targets, AdamW, 3 steps: losses agree within float

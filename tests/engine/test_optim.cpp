@@ -2,11 +2,13 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <memory>
 
 #include "engine/cuda.h"
 #include "engine/nn.h"
 #include "engine/optim.h"
+#include "kernels/cuda_ops.h"
 #include "tests/test_util.h"
 
 namespace rlft {
@@ -55,6 +57,40 @@ TEST(Optim, AdamStepThatDivergesIsAnError) {
               for (int i = 0; i < 3; ++i) huge.step();
             }).find("non-finite: training diverged"),
             std::string::npos);
+}
+
+// The fused CUDA step's launch layout (engine/optim.h): a name from set_cuda_adam_layout, else
+// from RLFT_ADAM_LAUNCH, else grid; an unknown name is an error naming it and its origin. (The
+// layouts' values are compared on a GPU: CudaOps.AdamChunkedLayoutWritesTheGridLayoutsBits.)
+TEST(Optim, CudaAdamLayoutIsChosenByNameAndABadNameIsAnError) {
+  EXPECT_EQ(optim::parse_cuda_adam_layout("grid", "x"), kernels::cuda_ops::kAdamLayoutGrid);
+  EXPECT_EQ(optim::parse_cuda_adam_layout("chunked", "x"), kernels::cuda_ops::kAdamLayoutChunked);
+  EXPECT_EQ(testing::error_of([] { optim::parse_cuda_adam_layout("Chunked", "--flag"); }),
+            "--flag: unknown Adam launch layout 'Chunked' (layouts: grid, chunked)");
+  ::unsetenv("RLFT_ADAM_LAUNCH");
+  optim::set_cuda_adam_layout("");
+  EXPECT_EQ(optim::cuda_adam_layout(), "grid");
+  ::setenv("RLFT_ADAM_LAUNCH", "chunked", 1);
+  EXPECT_EQ(optim::cuda_adam_layout(), "chunked");
+  ::setenv("RLFT_ADAM_LAUNCH", "tiled", 1);
+  EXPECT_EQ(testing::error_of([] { (void)optim::cuda_adam_layout(); }),
+            "RLFT_ADAM_LAUNCH: unknown Adam launch layout 'tiled' (layouts: grid, chunked)");
+  // The setter's choice wins over the environment; a bad name leaves the choice as it was.
+  optim::set_cuda_adam_layout("grid");
+  EXPECT_EQ(optim::cuda_adam_layout(), "grid");
+  EXPECT_EQ(testing::error_of([] { optim::set_cuda_adam_layout("fast"); }),
+            "set_cuda_adam_layout: unknown Adam launch layout 'fast' (layouts: grid, chunked)");
+  EXPECT_EQ(optim::cuda_adam_layout(), "grid");
+  optim::set_cuda_adam_layout("");
+  ::unsetenv("RLFT_ADAM_LAUNCH");
+  EXPECT_EQ(optim::cuda_adam_layout(), "grid");
+  // A CPU step never reads the layout: a bad environment does not stop CPU training.
+  ::setenv("RLFT_ADAM_LAUNCH", "tiled", 1);
+  Tensor p = param(1);
+  optim::Adam adam({p}, 0.1);
+  set_grad(p, 1);
+  EXPECT_NO_THROW(adam.step());
+  ::unsetenv("RLFT_ADAM_LAUNCH");
 }
 
 TEST(Optim, AdamFirstTwoSteps) {
