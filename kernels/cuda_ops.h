@@ -274,6 +274,35 @@ struct AdamArgs {
 // per-element code, so they write the same bits.
 constexpr int kAdamLayoutGrid = 1, kAdamLayoutChunked = 2;
 constexpr int kAdamChunk = 1024;
+// The chunked layout's map from blocks to elements (host and device code; tested on the CPU by
+// Optim.CudaAdamChunksCoverEveryElementOnce). Tensor i of a launch owns blocks
+// [first_block[i], first_block[i + 1]): adam_first_blocks fills first_block[0..count] from the
+// tensors' sizes and returns the launch's block count. Block b of tensor i updates the elements
+// [begin, begin + kAdamChunk) ∩ [0, n_i) with begin = (b − first_block[i])·kAdamChunk.
+struct AdamChunk {
+  int tensor;
+  int64_t begin;
+};
+inline int64_t adam_first_blocks(const int64_t* n, int count, int64_t* first_block) {
+  int64_t blocks = 0;
+  for (int i = 0; i < count; ++i) {
+    first_block[i] = blocks;
+    blocks += (n[i] + kAdamChunk - 1) / kAdamChunk;
+  }
+  first_block[count] = blocks;
+  return blocks;
+}
+// (A scan of at most kAdamTensorsPerLaunch words, the same for every thread of a block.)
+template <typename FirstBlocks>
+#ifdef __CUDACC__
+__host__ __device__
+#endif
+    inline AdamChunk
+    adam_chunk(int64_t block, const FirstBlocks& first_block, int count) {
+  int i = 0;
+  while (i + 1 < count && first_block[i + 1] <= block) ++i;
+  return {i, (block - first_block[i]) * kAdamChunk};
+}
 // One parameter with its gradient and moment buffers (n elements each, of one type).
 struct AdamTensor {
   void* w;

@@ -146,8 +146,8 @@ struct AdamChunkedBatch {
   int64_t first_block[kAdamTensorsPerLaunch + 1];
 };
 
-// Block b updates chunk b − first_block[i] of tensor i (the last i with first_block[i] ≤ b: a
-// scan of at most 24 words of the arguments, the same for the whole block). Each thread loads
+// Each block updates one chunk of one tensor (adam_chunk, kernels/cuda_ops.h: the tensor whose
+// blocks hold blockIdx.x, found by a scan of the arguments' table). Each thread loads
 // its kPer elements (strided by the block's width, so each load instruction of a warp reads
 // 128 contiguous bytes) of all four arrays before it computes and writes any: 4·kPer loads in
 // flight per thread.
@@ -156,15 +156,14 @@ __global__ void __launch_bounds__(cuda_detail::kThreads)
     adam_chunked_kernel(AdamChunkedBatch batch, int count, AdamArgs a, AdamReport report) {
   constexpr int kPer = kAdamChunk / cuda_detail::kThreads;
   static_assert(kPer * cuda_detail::kThreads == kAdamChunk, "a chunk is whole rows of threads");
-  const int64_t b = blockIdx.x;
-  int i = 0;
-  while (i + 1 < count && batch.first_block[i + 1] <= b) ++i;
+  const AdamChunk chunk = adam_chunk(int64_t(blockIdx.x), batch.first_block, count);
+  const int i = chunk.tensor;
   const AdamSlice& p = batch.t[i];
   T* w = static_cast<T*>(p.w);
   const T* g = static_cast<const T*>(p.g);
   T* m = static_cast<T*>(p.m);
   T* v = static_cast<T*>(p.v);
-  const int64_t base = (b - batch.first_block[i]) * kAdamChunk + threadIdx.x;
+  const int64_t base = chunk.begin + threadIdx.x;
   T wr[kPer], gr[kPer], mr[kPer], vr[kPer];
 #pragma unroll
   for (int j = 0; j < kPer; ++j) {
@@ -322,14 +321,13 @@ void adam_step(Type type, const AdamTensor* tensors, int count, const AdamArgs& 
     const AdamReport report{slot, call, first};
     if (layout == kAdamLayoutChunked) {
       AdamChunkedBatch batch{};
-      int64_t blocks = 0;
+      int64_t sizes[kAdamTensorsPerLaunch];
       for (int i = 0; i < k; ++i) {
         const AdamTensor& t = tensors[first + i];
         batch.t[i] = AdamSlice{t.w, t.g, t.m, t.v, t.n, t.index};
-        batch.first_block[i] = blocks;
-        blocks += (t.n + kAdamChunk - 1) / kAdamChunk;
+        sizes[i] = t.n;
       }
-      batch.first_block[k] = blocks;
+      const int64_t blocks = adam_first_blocks(sizes, k, batch.first_block);
       if (blocks == 0) continue;
       RLFT_CHECK(blocks < (int64_t(1) << 31), "cuda adam_step: ", blocks,
                  " chunks in one launch (at most 2^31 - 1)");

@@ -1,6 +1,7 @@
 // Optimiser steps, clipping and schedules against hand-computed values; nn modules.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <memory>
@@ -91,6 +92,41 @@ TEST(Optim, CudaAdamLayoutIsChosenByNameAndABadNameIsAnError) {
   set_grad(p, 1);
   EXPECT_NO_THROW(adam.step());
   ::unsetenv("RLFT_ADAM_LAUNCH");
+}
+
+// The chunked Adam layout's map from blocks to elements (kernels/cuda_ops.h), as the kernel
+// walks it: every element of every tensor of a launch is in exactly one block's chunk, each
+// block's chunk starts inside its tensor, and an empty tensor owns no block.
+TEST(Optim, CudaAdamChunksCoverEveryElementOnce) {
+  namespace co = kernels::cuda_ops;
+  const std::vector<int64_t> sizes = {1023, 1024, 1025, 1, 0, 70001, 33, 2048, 0, 5000};
+  std::vector<int64_t> first(sizes.size() + 1);
+  const int count = int(sizes.size());
+  const int64_t blocks = co::adam_first_blocks(sizes.data(), count, first.data());
+  int64_t expected = 0;
+  for (int64_t n : sizes) expected += (n + co::kAdamChunk - 1) / co::kAdamChunk;
+  EXPECT_EQ(blocks, expected);
+  EXPECT_EQ(blocks, 1 + 1 + 2 + 1 + 0 + 69 + 1 + 2 + 0 + 5);
+  std::vector<std::vector<int>> seen(sizes.size());
+  for (size_t i = 0; i < sizes.size(); ++i) seen[i].assign(size_t(sizes[i]), 0);
+  for (int64_t b = 0; b < blocks; ++b) {
+    const co::AdamChunk c = co::adam_chunk(b, first, count);
+    ASSERT_GE(c.tensor, 0);
+    ASSERT_LT(c.tensor, count);
+    ASSERT_GE(c.begin, 0) << "block " << b;
+    ASSERT_LT(c.begin, sizes[size_t(c.tensor)])
+        << "block " << b << " starts past tensor " << c.tensor;
+    EXPECT_EQ(c.begin % co::kAdamChunk, 0);
+    for (int64_t k = c.begin; k < std::min(c.begin + co::kAdamChunk, sizes[size_t(c.tensor)]); ++k)
+      ++seen[size_t(c.tensor)][size_t(k)];
+  }
+  for (size_t i = 0; i < sizes.size(); ++i)
+    for (size_t k = 0; k < seen[i].size(); ++k)
+      ASSERT_EQ(seen[i][k], 1) << "tensor " << i << " element " << k;
+  // A launch of empty tensors has no blocks (adam_step then launches nothing).
+  const int64_t empty[2] = {0, 0};
+  int64_t first2[3];
+  EXPECT_EQ(co::adam_first_blocks(empty, 2, first2), 0);
 }
 
 TEST(Optim, AdamFirstTwoSteps) {
