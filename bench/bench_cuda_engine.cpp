@@ -28,6 +28,9 @@
 //                     the input; v1_us, speedup = v1 time / engine time. Shapes from bias
 //                     gradients of B·T = 64k tokens (C = 64, 768), a square 4096², a GPT-2
 //                     vocabulary row count (C = 50257, R = 1024) and a 3-action head over 1M rows.
+//   row_sum/…,        the same over dim 1 (the last: reduce.cu's rows or split rows by shape)
+//   row_max/…         against version 1 (a block of 256 threads per row); R = 1 is the shape of
+//                     every full reduction (sum(x), mean(x): one row of all the elements).
 //   layer_norm_bwd/…  kernels/cuda/layer_norm.cu's backward (dx, dw, db) as the engine calls it
 //                     (dw/db version by shape) against the same call forcing dw/db version 1
 //                     (one thread per column). GB/s charges the minimal 12 B per element
@@ -249,17 +252,20 @@ void BM_ratio_clip(benchmark::State& state, int64_t B, int64_t T) {
 
 namespace co = kernels::cuda_ops;
 
-void BM_column_reduce(benchmark::State& state, int64_t R, int64_t C, bool is_max) {
+// Over dim 0 of [R, C] (columns: outer 1, inner C) or over dim 1 (rows: outer R, inner 1).
+void BM_reduce(benchmark::State& state, int64_t R, int64_t C, bool is_max, int dim) {
   if (!fits(state, 4.0 * double(R * C))) return;
   const Tensor x = device_randn(R, C, 1.0, 8);
-  Tensor v1_out = Tensor::empty({C}, DType::f32, kDev);
-  Tensor v1_idx = Tensor::empty({C}, DType::i64, kDev);
-  auto engine = [&] { benchmark::DoNotOptimize(is_max ? max(x, 0) : sum(x, {0})); };
+  const int64_t outer = dim == 0 ? 1 : R, len = dim == 0 ? R : C, inner = dim == 0 ? C : 1;
+  Tensor v1_out = Tensor::empty({outer * inner}, DType::f32, kDev);
+  Tensor v1_idx = Tensor::empty({outer * inner}, DType::i64, kDev);
+  auto engine = [&] { benchmark::DoNotOptimize(is_max ? max(x, dim) : sum(x, {dim})); };
   auto v1 = [&] {
     if (is_max) {
-      co::extreme(co::Type::f32, 1, R, C, x.raw_data(), v1_out.raw_data(), v1_idx.data<int64_t>(), true, 0, 1);
+      co::extreme(co::Type::f32, outer, len, inner, x.raw_data(), v1_out.raw_data(), v1_idx.data<int64_t>(),
+                  true, 0, 1);
     } else {
-      co::sum(co::Type::f32, 1, R, C, x.raw_data(), v1_out.raw_data(), 0, 1);
+      co::sum(co::Type::f32, outer, len, inner, x.raw_data(), v1_out.raw_data(), 0, 1);
     }
   };
   const double base = measure(state, engine, v1);
@@ -407,7 +413,13 @@ void register_all() {
   for (bool is_max : {false, true})
     for (auto [R, C] : columns)
       reg(std::string(is_max ? "column_max" : "column_sum") + "/R=" + std::to_string(R) + "/C=" + std::to_string(C),
-          [=](benchmark::State& st) { BM_column_reduce(st, R, C, is_max); });
+          [=](benchmark::State& st) { BM_reduce(st, R, C, is_max, 0); });
+  // Over the last dim: one row of 2M (a full reduction's shape), few long rows, many rows.
+  const std::pair<int64_t, int64_t> rows[] = {{1, 1 << 21}, {8, 1 << 18}, {64, 32768}, {4096, 4096}};
+  for (bool is_max : {false, true})
+    for (auto [R, C] : rows)
+      reg(std::string(is_max ? "row_max" : "row_sum") + "/R=" + std::to_string(R) + "/C=" + std::to_string(C),
+          [=](benchmark::State& st) { BM_reduce(st, R, C, is_max, 1); });
   for (auto [N, C] : {std::pair<int64_t, int64_t>{8192, 768}, {16384, 1024}, {65536, 64}, {1024, 4096}})
     reg("layer_norm_bwd/N=" + std::to_string(N) + "/C=" + std::to_string(C),
         [=](benchmark::State& st) { BM_layer_norm_backward(st, N, C); });

@@ -145,9 +145,9 @@ void normal(Type type, int64_t n, uint64_t seed, uint64_t first_block, void* out
 void arange(Type type, int64_t n, double start, double step, void* out, int device);
 
 // ---- reductions over the middle axis of contiguous [outer, R, inner] (reduce.cu) ----------
-// `column_version` (inner > 1 only): 0 picks by shape (what the engine uses); 1 or 2 forces
-// reduce.cu's "columns 1" or "columns 2" kernel, for tests and benchmarks. Every version gives
-// a deterministic result.
+// `column_version`: 0 picks by shape (what the engine uses); 1 or 2 forces, for tests and
+// benchmarks, reduce.cu's "columns 1" or "columns 2" kernel when inner > 1, its "rows" (a block
+// per row) or "split rows" kernel when inner == 1. Every version gives a deterministic result.
 // out[o, i] = Σ_r in[o, r, i], accumulated in double (floating types).
 void sum(Type type, int64_t outer, int64_t R, int64_t inner, const void* in, void* out, int device,
          int column_version = 0);

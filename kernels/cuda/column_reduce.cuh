@@ -1,7 +1,9 @@
 // column_reduce — the shared skeleton of every reduction over the middle axis of a contiguous
 // [outer, R, inner] array with inner > 1 (a "column" reduction: bias gradients, sums over
 // dim 0, the batch mean, LayerNorm's dw/db), used by kernels/cuda/reduce.cu and
-// kernels/cuda/layer_norm.cu.
+// kernels/cuda/layer_norm.cu. reduce.cu also runs it with inner == 1 (one column: cols = 1,
+// 256 row slices, so a warp reads 32 neighbouring elements) for rows too few to fill the GPU,
+// e.g. a full reduction: there the row splits are what spread the work over blocks.
 //
 //   out[o, i] = op.combine over r = 0 … R−1 of op.load(o, r, i)
 //

@@ -7,9 +7,15 @@
 //             first NaN wins (NaN propagates, as kernels/cpu/reduce.h and PyTorch)
 //
 // Versions, picked by shape (every one deterministic: no atomics, a fixed combining order):
-//   rows       inner == 1: one block of 256 threads per row (grid-stride over rows): each
-//              thread walks the row with stride 256, then a shared-memory tree combines the
-//              256 partials.
+//   rows       inner == 1 and enough rows to fill the GPU (or rows too short to split): one
+//              block of 256 threads per row (grid-stride over rows): each thread walks the row
+//              with stride 256, then a shared-memory tree combines the 256 partials.
+//   split rows inner == 1 otherwise (a full reduction is one row of every element): columns 2
+//              below with one column, so each row is also cut into contiguous ranges, one per
+//              block (a warp still reads 32 neighbouring elements per step), and a second pass
+//              combines the ranges in order. A full sum of 2M floats used to run on one block
+//              of 256 threads (~2.3 ms a sum on an H200, inferred from the composed ratio_clip
+//              baseline: BENCHMARKS.md); split, on ~256 blocks.
 //   columns 1  inner > 1 and R shorter than version 2's row slices: one thread per output
 //              (o, i) walking r; neighbouring threads read neighbouring i, so the loads
 //              coalesce. Few threads when outer·inner is small, but R is short here.
@@ -199,6 +205,14 @@ bool use_columns_v1(int column_version, const cuda_detail::ColumnPlan& plan) {
   return column_version == 1 || (column_version == 0 && plan.R < plan.slices);
 }
 
+// inner == 1: the block-per-row kernel (version 1) unless the plan cuts the rows among blocks
+// (too few rows to fill the GPU and rows long enough to cut), or version 2 is asked for.
+bool use_rows_kernel(int version, const cuda_detail::ColumnPlan& plan) {
+  RLFT_CHECK(version >= 0 && version <= 2, "cuda reduce: version ", version,
+             " (expected 0 for by shape, 1 or 2)");
+  return version == 1 || (version == 0 && plan.splits == 1);
+}
+
 }  // namespace
 
 void sum(Type type, int64_t outer, int64_t R, int64_t inner, const void* in, void* out, int device,
@@ -209,13 +223,13 @@ void sum(Type type, int64_t outer, int64_t R, int64_t inner, const void* in, voi
     using T = decltype(tag);
     const T* x = static_cast<const T*>(in);
     T* y = static_cast<T*>(out);
-    if (inner == 1) {
+    const cuda_detail::ColumnPlan plan = cuda_detail::plan_columns(outer, R, inner);
+    if (inner == 1 && use_rows_kernel(column_version, plan)) {
       sum_rows_kernel<T><<<grid_rows(outer), kReduceThreads>>>(outer, R, x, y);
       RLFT_CUDA_CHECK_LAUNCH();
       return;
     }
-    const cuda_detail::ColumnPlan plan = cuda_detail::plan_columns(outer, R, inner);
-    if (use_columns_v1(column_version, plan)) {
+    if (inner > 1 && use_columns_v1(column_version, plan)) {
       sum_columns_kernel<T><<<cuda_detail::blocks_for(outer * inner), cuda_detail::kThreads>>>(
           outer, R, inner, x, y);
       RLFT_CUDA_CHECK_LAUNCH();
@@ -235,13 +249,13 @@ void extreme(Type type, int64_t outer, int64_t R, int64_t inner, const void* in,
     using T = decltype(tag);
     const T* x = static_cast<const T*>(in);
     T* v = static_cast<T*>(values);
-    if (inner == 1) {
+    const cuda_detail::ColumnPlan plan = cuda_detail::plan_columns(outer, R, inner);
+    if (inner == 1 && use_rows_kernel(column_version, plan)) {
       extreme_rows_kernel<T><<<grid_rows(outer), kReduceThreads>>>(outer, R, x, v, indices, is_max);
       RLFT_CUDA_CHECK_LAUNCH();
       return;
     }
-    const cuda_detail::ColumnPlan plan = cuda_detail::plan_columns(outer, R, inner);
-    if (use_columns_v1(column_version, plan)) {
+    if (inner > 1 && use_columns_v1(column_version, plan)) {
       extreme_columns_kernel<T><<<cuda_detail::blocks_for(outer * inner), cuda_detail::kThreads>>>(
           outer, R, inner, x, v, indices, is_max);
       RLFT_CUDA_CHECK_LAUNCH();

@@ -487,6 +487,11 @@ const std::vector<ColumnCase> kColumnCases = {
     {{100000, 3}, 0, "version 2, inner < 32: 3 columns × 85 slices, 36 row splits"},
     {{7, 30000, 2}, 1, "version 2, inner = 2 and outer = 7: 128 slices, 7 row splits"},
     {{2, 4097, 33}, 1, "version 2, a half-empty second tile, 16 row splits"},
+    // inner == 1 (the last dim): a block per row, or rows cut among blocks when too few.
+    {{1, 300001}, 1, "split rows: one row, 36 row splits"},
+    {{5, 100003}, 1, "split rows: 5 rows, 12 row splits each"},
+    {{3, 9000}, 1, "rows: 3 rows too short to cut (8192 elements a split)"},
+    {{520, 3000}, 1, "rows: 520 rows fill the GPU, a block each"},
 };
 
 // x rounded to a multiple of 0.5 (on the host; the engine has no round op).
@@ -530,6 +535,19 @@ TEST(CudaOps, ColumnReductionsAtEveryShape) {
   const Tensor xi = Tensor::from_vector(std::vector<int64_t>(20000 * 37, 3), {20000, 37});
   EXPECT_EQ(argmax(xi.to(kGpu), 0).to_vector(), std::vector<double>(37, 0.0))
       << "all equal: the first index";
+  // A full reduction is one row of every element: 2.1M elements in 256 row splits.
+  for (DType dt : {DType::f32, DType::f64}) {
+    const Tensor x = random({700, 3001}, dt, 211);
+    const double scale = std::sqrt(700.0 * 3001.0) * 10;
+    check_op(std::string("full sum ") + dtype_name(dt), {x},
+             [&](const std::vector<Tensor>& in) { return sum(in[0]); }, scale);
+    check_op(std::string("full mean ") + dtype_name(dt), {x},
+             [&](const std::vector<Tensor>& in) { return mean(in[0]); }, scale);
+    const Tensor ties = halves(x);
+    EXPECT_EQ(argmax(ties.reshape({-1}).to(kGpu), 0).to_vector(),
+              argmax(ties.reshape({-1}), 0).to_vector())
+        << "full argmax " << dtype_name(dt);
+  }
 }
 
 // The forced versions agree with each other, and a reduction repeated gives the same bits (no
@@ -562,6 +580,7 @@ TEST(CudaOps, ColumnReductionVersionsAgreeAndRepeat) {
       ASSERT_NEAR(sums[1][k], sums[0][k], 1e-6 * (1 + std::abs(sums[0][k]))) << c.path << " " << k;
   }
   EXPECT_THROW(co::sum(co::Type::f32, 2, 3, 4, nullptr, nullptr, 0, 3), Error);
+  EXPECT_THROW(co::sum(co::Type::f32, 2, 3, 1, nullptr, nullptr, 0, 3), Error);
 }
 
 // ---- matmul / linear ---------------------------------------------------------------------
