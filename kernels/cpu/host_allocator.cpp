@@ -64,9 +64,13 @@ Cache& cache() {
 
 }  // namespace
 
+size_t host_size_class(size_t bytes) {
+  if (bytes < kHostSmallClassLimit) return std::max(kAlign, (bytes + kAlign - 1) / kAlign * kAlign);
+  return cuda_alloc_size_class(bytes);
+}
+
 void* host_alloc(size_t bytes) {
-  if (bytes < kHostCacheMinBytes) return system_alloc(bytes);
-  const size_t cls = cuda_alloc_size_class(bytes);
+  const size_t cls = host_size_class(bytes);
   Cache& c = cache();
   {
     std::lock_guard<std::mutex> lock(c.mu);
@@ -93,11 +97,7 @@ void* host_alloc(size_t bytes) {
 
 void host_free(void* ptr, size_t bytes) {
   if (ptr == nullptr) return;
-  if (bytes < kHostCacheMinBytes) {
-    std::free(ptr);
-    return;
-  }
-  const size_t cls = cuda_alloc_size_class(bytes);
+  const size_t cls = host_size_class(bytes);
   Cache& c = cache();
   std::lock_guard<std::mutex> lock(c.mu);
   c.stats.allocated -= cls;

@@ -1,18 +1,22 @@
-// A caching allocator for CPU tensor storage: freed blocks of 4 KiB and more go to bins by
-// size class and are handed out again, so a training step that allocates the same activations
-// every iteration stops paying for fresh pages and for glibc's bookkeeping. Without it, glibc
-// returns large blocks to the kernel (munmap, or trimming the top of the heap) and the next step
-// takes a page fault and a zeroed page for every 4 KiB it touches again: ~3% of a toy-LM
-// training step's CPU time on one thread (BENCHMARKS.md, "Toy language models"). Blocks from
-// 4 KiB up to 256 KiB were glibc's until 2026-11-26; caching them (a PPO CartPole minibatch's
-// activations are 128×64 floats, 32 KiB) took glibc's malloc/free from 19.0% to 17.6% of a PPO
-// run's profile, the LM steps unchanged (BENCHMARKS.md). The rest of that 17.6% is smaller
-// blocks and the engine's non-tensor objects.
+// A caching allocator for CPU tensor storage: freed blocks go to bins by size class and are
+// handed out again, so a training step that allocates the same tensors every iteration stops
+// paying for fresh pages and for glibc's bookkeeping. Without it, glibc returns large blocks to
+// the kernel (munmap, or trimming the top of the heap) and the next step takes a page fault and
+// a zeroed page for every 4 KiB it touches again: ~3% of a toy-LM training step's CPU time on
+// one thread (BENCHMARKS.md, "Toy language models"). Blocks up to 256 KiB were glibc's until
+// 2026-11-26: caching those from 4 KiB (a PPO CartPole minibatch's activations are 128×64
+// floats, 32 KiB) took glibc's malloc/free from 19.0% to 17.6% of a PPO run's profile. Blocks
+// under 4 KiB (the rollout's per-step tensors: a few envs × 64 floats) went to aligned_alloc,
+// which glibc serves through its memalign path (a larger chunk, split; the remainders freed
+// into its bins, then consolidated): caching them too (2026-11-27) took glibc from 17.4% to
+// 10.9% of a PPO run's profile, PPO 5–7% and REINFORCE 8–10% faster with the same results,
+// the LM steps unchanged (BENCHMARKS.md). What glibc still does there is the engine's
+// non-tensor objects.
 //
-// Size classes: those of the CUDA caching allocator (cuda_alloc_size_class in
-// kernels/cuda_allocator.h: 512-byte steps up to 1 MiB, so at most 12.5% waste from 4 KiB, then
-// 2^k·{1, 1.25, 1.5, 1.75, 2}, at most 25%). Blocks are never split or merged. Smaller requests
-// go to aligned_alloc and free directly: glibc serves them from its arenas without system calls.
+// Size classes: 64-byte steps below 4 KiB (kHostSmallClassLimit), then those of the CUDA
+// caching allocator (cuda_alloc_size_class in kernels/cuda_allocator.h: 512-byte steps up to
+// 1 MiB, so at most 12.5% waste from 4 KiB, then 2^k·{1, 1.25, 1.5, 1.75, 2}, at most 25%).
+// Blocks are never split or merged.
 //
 // Bounded: the cache holds at most host_cache_limit() bytes of free blocks (default 1 GiB,
 // RLFT_HOST_CACHE_MB in the environment overrides it at first use; 0 turns caching off; off
@@ -20,7 +24,7 @@
 // block freed while the cache is full goes back to the system, so a program whose shapes
 // keep changing (generation with a growing context) cannot grow without bound.
 //
-// Thread-safe (one mutex, taken only for cached sizes). Every block is 64-byte aligned.
+// Thread-safe (one mutex). Every block is 64-byte aligned.
 #pragma once
 
 #include <cstddef>
@@ -38,7 +42,9 @@ struct HostMemoryStats {
   uint64_t system_frees = 0;  // cached-size blocks given back to the system (cache full, empty)
 };
 
-constexpr size_t kHostCacheMinBytes = size_t(4) << 10;  // 4 KiB
+constexpr size_t kHostSmallClassLimit = size_t(4) << 10;  // 4 KiB: 64-byte classes below
+// The size class of a request of `bytes` (what it counts for in the statistics).
+size_t host_size_class(size_t bytes);
 
 // At least `bytes` (a 64-byte block for 0), 64-byte aligned. Throws rlft::Error when the
 // system has no memory left.

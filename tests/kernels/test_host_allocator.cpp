@@ -1,5 +1,5 @@
-// The host caching allocator (kernels/cpu/host_allocator.h): reuse by size class, the bypass
-// for small blocks, alignment, the cache bound, thread safety, and CPU tensors on top of it.
+// The host caching allocator (kernels/cpu/host_allocator.h): reuse by size class, the small
+// blocks' 64-byte classes, alignment, the cache bound, thread safety, and CPU tensors on top of it.
 // The statistics are process-wide, so every check is on a difference across the test's own
 // calls.
 #include "kernels/cpu/host_allocator.h"
@@ -53,24 +53,39 @@ TEST(HostAllocator, AFreedLargeBlockIsHandedOutAgainForTheSameSizeClass) {
   rk::host_free(c, 5u << 20);
 }
 
-TEST(HostAllocator, SmallBlocksBypassTheCacheAndEveryBlockIs64ByteAligned) {
+TEST(HostAllocator, SmallBlocksAreCachedIn64ByteClassesAndEveryBlockIs64ByteAligned) {
+  LimitGuard guard;
+  rk::host_set_cache_limit(size_t(64) << 20);
+  EXPECT_EQ(rk::host_size_class(0), 64u);
+  EXPECT_EQ(rk::host_size_class(1), 64u);
+  EXPECT_EQ(rk::host_size_class(64), 64u);
+  EXPECT_EQ(rk::host_size_class(65), 128u);
+  EXPECT_EQ(rk::host_size_class(1000), 1024u);
+  EXPECT_EQ(rk::host_size_class(rk::kHostSmallClassLimit - 1), rk::kHostSmallClassLimit);
+  EXPECT_EQ(rk::host_size_class(rk::kHostSmallClassLimit + 1),
+            rk::cuda_alloc_size_class(rk::kHostSmallClassLimit + 1));
   const rk::HostMemoryStats s0 = rk::host_memory_stats();
   std::vector<std::pair<void*, size_t>> blocks;
-  for (size_t n : {size_t(0), size_t(1), size_t(63), size_t(1000), rk::kHostCacheMinBytes - 1}) {
+  size_t classes = 0;
+  for (size_t n : {size_t(0), size_t(1), size_t(63), size_t(65), size_t(1000),
+                   rk::kHostSmallClassLimit - 1}) {
     void* p = rk::host_alloc(n);
     ASSERT_NE(p, nullptr) << n;
     EXPECT_TRUE(aligned64(p)) << n;
-    std::memset(p, 0, n);
+    std::memset(p, 0, rk::host_size_class(n));  // the whole class is usable memory
     blocks.push_back({p, n});
+    classes += rk::host_size_class(n);
   }
   const rk::HostMemoryStats s1 = rk::host_memory_stats();
-  EXPECT_EQ(s1.alloc_calls, s0.alloc_calls);  // none of them counted as a cached size
+  EXPECT_EQ(s1.alloc_calls, s0.alloc_calls + blocks.size());
+  EXPECT_EQ(s1.allocated, s0.allocated + classes);
   for (auto [p, n] : blocks) rk::host_free(p, n);
-  EXPECT_EQ(rk::host_memory_stats().cached, s1.cached);
-  void* big = rk::host_alloc(rk::kHostCacheMinBytes + 1);
-  EXPECT_TRUE(aligned64(big));
-  EXPECT_EQ(rk::host_memory_stats().alloc_calls, s0.alloc_calls + 1);
-  rk::host_free(big, rk::kHostCacheMinBytes + 1);
+  EXPECT_EQ(rk::host_memory_stats().cached, s1.cached + classes);
+  // 100 bytes is the class of 65 (128): the block freed for it comes back.
+  void* again = rk::host_alloc(100);
+  EXPECT_EQ(again, blocks[3].first);
+  EXPECT_EQ(rk::host_memory_stats().cache_hits, s1.cache_hits + 1);
+  rk::host_free(again, 100);
   rk::host_free(nullptr, 12345);  // a no-op
 }
 
