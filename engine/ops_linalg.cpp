@@ -6,6 +6,7 @@
 
 #include "engine/ops_common.h"
 #include "kernels/cpu/gemm.h"
+#include "kernels/cpu/parallel.h"
 
 namespace rlft {
 
@@ -195,9 +196,9 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
       if (bias.defined()) {
         const Tensor bc = bias.contiguous();
         const T* bp = bc.data<T>();
-#pragma omp parallel for schedule(static) if (rows * out_f >= (1 << 16) && omp_get_max_threads() > 1)
-        for (int64_t r = 0; r < rows; ++r)
+        kernels::parallel_for(rows, rows * out_f >= (1 << 16), [&](int64_t r) {
           for (int64_t j = 0; j < out_f; ++j) o[r * out_f + j] = bp[j];
+        });
         beta = T(1);
       }
       gemm<T>(false, true, rows, out_f, in, T(1), x2.data<T>(), in, w.data<T>(), in, beta, o, out_f);

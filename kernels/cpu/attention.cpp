@@ -55,6 +55,7 @@
 #include "kernels/cpu/fast_math.h"
 #include "kernels/cpu/gemm.h"
 #include "kernels/cpu/lane_sum.h"
+#include "kernels/cpu/parallel.h"
 #include "kernels/cpu/target_clones.h"
 
 namespace rlft::kernels {
@@ -230,11 +231,9 @@ void attention_forward(const AttentionDims& d, HeadView<const T> q, HeadView<con
                        HeadView<const T> v, HeadView<T> out, T* lse) {
   const int64_t B = d.B, T_ = d.T, Tk = d.Tk, NH = d.NH, HS = d.HS, P = Tk - T_;
   const std::vector<T> bias = key_bias<T>(d);
-#pragma omp parallel if (parallel_pairs(d))
-  {
+  parallel_region(parallel_pairs(d), [&](int64_t t, int64_t nt) {
     std::vector<T> scores(size_t(std::min(kQueryBlock, T_) * Tk));
-#pragma omp for schedule(static)
-    for (int64_t bh = 0; bh < B * NH; ++bh) {
+    for (int64_t bh = share_begin(B * NH, t, nt); bh < share_begin(B * NH, t + 1, nt); ++bh) {
       const int64_t b = bh / NH, h = bh % NH;
       const T* kb = at(k, b, 0, h);
       const T* vb = at(v, b, 0, h);
@@ -251,7 +250,7 @@ void attention_forward(const AttentionDims& d, HeadView<const T> q, HeadView<con
                   out.row);
       }
     }
-  }
+  });
 }
 
 template <typename T>
@@ -260,12 +259,10 @@ void attention_backward(const AttentionDims& d, HeadView<const T> q, HeadView<co
                         HeadView<const T> dout, HeadView<T> dq, HeadView<T> dk, HeadView<T> dv) {
   const int64_t B = d.B, T_ = d.T, Tk = d.Tk, NH = d.NH, HS = d.HS, P = Tk - T_;
   const std::vector<T> bias = key_bias<T>(d);
-#pragma omp parallel if (parallel_pairs(d))
-  {
+  parallel_region(parallel_pairs(d), [&](int64_t t, int64_t nt) {
     const size_t block = size_t(std::min(kQueryBlock, T_) * Tk);
     std::vector<T> probs(block), dprobs(block), delta(static_cast<size_t>(kQueryBlock));
-#pragma omp for schedule(static)
-    for (int64_t bh = 0; bh < B * NH; ++bh) {
+    for (int64_t bh = share_begin(B * NH, t, nt); bh < share_begin(B * NH, t + 1, nt); ++bh) {
       const int64_t b = bh / NH, h = bh % NH;
       const T* kb = at(k, b, 0, h);
       const T* vb = at(v, b, 0, h);
@@ -300,7 +297,7 @@ void attention_backward(const AttentionDims& d, HeadView<const T> q, HeadView<co
         gemm_t<T>(true, false, kend, HS, rows, T(d.scale), dS, kend, qi, q.row, T(1), dkb, dk.row);
       }
     }
-  }
+  });
 }
 
 template void attention_forward<float>(const AttentionDims&, HeadView<const float>,

@@ -35,6 +35,7 @@
 #include <cmath>
 
 #include "engine/error.h"
+#include "kernels/cpu/parallel.h"
 
 namespace rlft::kernels {
 namespace {
@@ -62,8 +63,7 @@ void gae_cpu(const Real* rewards, const Real* values, const Real* next_values,
   const double g = double(gamma), gl = double(gamma) * double(lambda);
   const int64_t blocks = (N + kEnvBlock - 1) / kEnvBlock;
 
-#pragma omp parallel for schedule(static) if (T * N >= kParallelElements && blocks > 1)
-  for (int64_t blk = 0; blk < blocks; ++blk) {
+  parallel_for(blocks, T * N >= kParallelElements && blocks > 1, [&](int64_t blk) {
     const int64_t n0 = blk * kEnvBlock, n1 = std::min(N, n0 + kEnvBlock);
     double carry[kEnvBlock] = {};  // A_{t+1} of each environment of the block
     for (int64_t t = T - 1; t >= 0; --t) {
@@ -79,7 +79,7 @@ void gae_cpu(const Real* rewards, const Real* values, const Real* next_values,
         if (returns) returns[k] = Real(a + v);
       }
     }
-  }
+  });
 }
 
 template <typename Real>
@@ -93,8 +93,7 @@ void gae_masked_rows_cpu(const Real* rewards, const Real* values, const Real* ac
   RLFT_CHECK(rewards && values && advantages, op, ": rewards, values and advantages are required");
   const double g = double(gamma), gl = double(gamma) * double(lambda);
 
-#pragma omp parallel for schedule(static) if (B * T >= kParallelElements)
-  for (int64_t i = 0; i < B; ++i) {
+  parallel_for(B, B * T >= kParallelElements, [&](int64_t i) {
     double carry = 0.0, next_value = 0.0;  // A and V of the next masked position (0 past the end)
     for (int64_t t = T - 1; t >= 0; --t) {
       const int64_t k = i * T + t;
@@ -109,7 +108,7 @@ void gae_masked_rows_cpu(const Real* rewards, const Real* values, const Real* ac
       advantages[k] = Real(carry);
       if (returns) returns[k] = Real(carry + v);
     }
-  }
+  });
 }
 
 template void gae_cpu<float>(const float*, const float*, const float*, const float*, const float*,

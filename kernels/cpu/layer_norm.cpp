@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "kernels/cpu/lane_sum.h"
+#include "kernels/cpu/parallel.h"
 #include "kernels/cpu/target_clones.h"
 
 namespace rlft::kernels {
@@ -165,15 +166,13 @@ void backward(int64_t N, int64_t C, const T* x, const T* w, const double* mean, 
   double* aw = dw ? acc_w.data() : nullptr;
   double* ab = db ? acc_b.data() : nullptr;
   const bool threads = N * C >= (1 << 15) && omp_get_max_threads() > 1;
-#pragma omp parallel if (threads)
-  {
-    const int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
+  parallel_region(threads, [&](int64_t t, int64_t nt) {
     if (dx) dx_rows_any(N * t / nt, N * (t + 1) / nt, C, x, w, mean, rstd, g, dx);
     // Column chunks of whole 8-double vectors where C allows.
     const int64_t j0 = std::min(C, C * t / nt / 8 * 8),
                   j1 = t + 1 == nt ? C : std::min(C, C * (t + 1) / nt / 8 * 8);
     if ((aw || ab) && j1 > j0) dwdb_any(N, C, j0, j1, x, mean, rstd, g, aw, ab);
-  }
+  });
   for (int64_t j = 0; dw && j < C; ++j) dw[j] = T(acc_w[size_t(j)]);
   for (int64_t j = 0; db && j < C; ++j) db[j] = T(acc_b[size_t(j)]);
 }

@@ -49,6 +49,7 @@
 
 #include "engine/error.h"
 #include "kernels/cpu/fast_math.h"
+#include "kernels/cpu/parallel.h"
 #include "kernels/cpu/target_clones.h"
 #include "kernels/ratio_clip_math.h"
 
@@ -366,8 +367,7 @@ RatioClipStats ratio_clip_forward_cpu(const RatioClipArgs<Real>& a, int version)
   const double c = a.dual_clip;
   std::vector<RowSums> rows(static_cast<size_t>(B));
 
-#pragma omp parallel for schedule(static) if (B * T >= kParallelElements)
-  for (int64_t i = 0; i < B; ++i) {
+  parallel_for(B, B * T >= kParallelElements, [&](int64_t i) {
     const Row<Real> row(a, i);
     RowSums p;
     auto count_clip = [&p](int clip, double w) {
@@ -418,7 +418,7 @@ RatioClipStats ratio_clip_forward_cpu(const RatioClipArgs<Real>& a, int version)
       }
     }
     rows[size_t(i)] = p;
-  }
+  });
 
   RowSums total;
   for (const RowSums& p : rows) {
@@ -465,16 +465,14 @@ void ratio_clip_backward_cpu(const RatioClipArgs<Real>& a, double g_loss, Real* 
       token_total = double(B) * double(T);
     } else {
       std::vector<double> counts(static_cast<size_t>(B));
-#pragma omp parallel for schedule(static) if (parallel)
-      for (int64_t i = 0; i < B; ++i) counts[size_t(i)] = Row<Real>(a, i).count();
+      parallel_for(B, parallel, [&](int64_t i) { counts[size_t(i)] = Row<Real>(a, i).count(); });
       for (double n : counts) token_total += n;
     }
   }
   const bool needs_row_count = a.aggregation == Aggregation::seq_mean_token_mean ||
                                a.aggregation == Aggregation::only_token_mean;
 
-#pragma omp parallel for schedule(static) if (parallel)
-  for (int64_t i = 0; i < B; ++i) {
+  parallel_for(B, parallel, [&](int64_t i) {
     const Row<Real> row(a, i);
     Real* g = g_logp + i * T;
     auto store = [&](int64_t t, double value) {
@@ -485,7 +483,7 @@ void ratio_clip_backward_cpu(const RatioClipArgs<Real>& a, double g_loss, Real* 
       const double k = g_loss * row_coef(a.aggregation, a.normalizer, B, T, n, token_total);
       if (version == 2) {
         token_row_backward_v2(a, row, k, g, accumulate);
-        continue;
+        return;
       }
       for (int64_t t = 0; t < T; ++t) {
         const double w = row.m(t);
@@ -526,7 +524,7 @@ void ratio_clip_backward_cpu(const RatioClipArgs<Real>& a, double g_loss, Real* 
         store(t, k * w * d * s);
       }
     }
-  }
+  });
 }
 
 template RatioClipStats ratio_clip_forward_cpu<float>(const RatioClipArgs<float>&, int);

@@ -15,6 +15,8 @@
 #include <type_traits>
 #include <vector>
 
+#include "kernels/cpu/parallel.h"
+
 namespace rlft::kernels {
 
 // acc[i − i0] += Σ_r in[r, i] for columns [i0, i1), rows in order: float loop cloned for
@@ -25,8 +27,7 @@ template <typename T>
 void sum_middle(int64_t outer, int64_t R, int64_t inner, const T* in, T* out) {
   const bool par = outer * R * inner >= (1 << 16) && outer > 1 && omp_get_max_threads() > 1;
   if (inner == 1) {
-#pragma omp parallel for schedule(static) if (par)
-    for (int64_t o = 0; o < outer; ++o) {
+    parallel_for(outer, par, [&](int64_t o) {
       const T* row = in + o * R;
       double acc0 = 0, acc1 = 0, acc2 = 0, acc3 = 0;
       int64_t r = 0;
@@ -38,16 +39,14 @@ void sum_middle(int64_t outer, int64_t R, int64_t inner, const T* in, T* out) {
       }
       for (; r < R; ++r) acc0 += row[r];
       out[o] = T((acc0 + acc1) + (acc2 + acc3));
-    }
+    });
     return;
   }
   // One outer slice (a bias gradient: the sum over rows of [rows, C]): threads split the
   // columns instead, each column still adding its rows in order (results independent of the
   // thread count).
   if (outer == 1 && inner >= 64) {
-#pragma omp parallel if (R * inner >= (1 << 16) && omp_get_max_threads() > 1)
-    {
-      const int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
+    parallel_region(R * inner >= (1 << 16), [&](int64_t t, int64_t nt) {
       const int64_t i0 = inner * t / nt / 8 * 8, i1 = t + 1 == nt ? inner : inner * (t + 1) / nt / 8 * 8;
       std::vector<double> acc(size_t(std::max<int64_t>(i1 - i0, 0)), 0.0);
       if (i1 > i0) {
@@ -61,14 +60,12 @@ void sum_middle(int64_t outer, int64_t R, int64_t inner, const T* in, T* out) {
         }
       }
       for (int64_t i = i0; i < i1; ++i) out[i] = T(acc[size_t(i - i0)]);
-    }
+    });
     return;
   }
-#pragma omp parallel if (par)
-  {
+  parallel_region(par, [&](int64_t t, int64_t nt) {
     std::vector<double> acc(size_t(inner), 0.0);
-#pragma omp for schedule(static)
-    for (int64_t o = 0; o < outer; ++o) {
+    for (int64_t o = share_begin(outer, t, nt); o < share_begin(outer, t + 1, nt); ++o) {
       std::fill(acc.begin(), acc.end(), 0.0);
       const T* base = in + o * R * inner;
       for (int64_t r = 0; r < R; ++r) {
@@ -78,7 +75,7 @@ void sum_middle(int64_t outer, int64_t R, int64_t inner, const T* in, T* out) {
       T* dst = out + o * inner;
       for (int64_t i = 0; i < inner; ++i) dst[i] = T(acc[i]);
     }
-  }
+  });
 }
 
 // values[o, i] and indices[o, i] of the max (is_max) or min over r.

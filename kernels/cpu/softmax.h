@@ -18,6 +18,7 @@
 
 #include "kernels/cpu/fast_math.h"
 #include "kernels/cpu/lane_sum.h"
+#include "kernels/cpu/parallel.h"
 
 namespace rlft::kernels {
 
@@ -55,14 +56,13 @@ inline bool parallel_rows(int64_t N, int64_t V) { return N > 1 && N * V >= (1 <<
 // y = softmax(x) (log_space: y = log_softmax(x)) per row.
 template <typename T>
 void softmax_rows(int64_t N, int64_t V, const T* x, T* y, bool log_space) {
-#pragma omp parallel for schedule(static) if (parallel_rows(N, V))
-  for (int64_t i = 0; i < N; ++i) {
+  parallel_for(N, parallel_rows(N, V), [&](int64_t i) {
     const T* xr = x + i * V;
     T* yr = y + i * V;
     if (log_space) {
       const double lse = row_logsumexp(xr, V);
       for (int64_t j = 0; j < V; ++j) yr[j] = T(double(xr[j]) - lse);
-      continue;
+      return;
     }
     // softmax: one exponential per element, e_j = e^{x_j − max} kept in y, then y·(1/Σe).
     T m = -std::numeric_limits<T>::infinity();
@@ -70,19 +70,18 @@ void softmax_rows(int64_t N, int64_t V, const T* x, T* y, bool log_space) {
     if (std::isinf(m)) {  // every entry −inf (or +inf): the reference formula's NaNs
       const double lse = row_logsumexp(xr, V);
       for (int64_t j = 0; j < V; ++j) yr[j] = exp_of<T>(T(double(xr[j]) - lse));
-      continue;
+      return;
     }
     for (int64_t j = 0; j < V; ++j) yr[j] = exp_of<T>(xr[j] - m);
     const double s = lane_sum(V, [&](int64_t j) { return double(yr[j]); });
     const T inv = T(1.0 / s);
     for (int64_t j = 0; j < V; ++j) yr[j] *= inv;
-  }
+  });
 }
 
 template <typename T>
 void softmax_rows_backward(int64_t N, int64_t V, const T* y, const T* g, T* dx, bool log_space) {
-#pragma omp parallel for schedule(static) if (parallel_rows(N, V))
-  for (int64_t i = 0; i < N; ++i) {
+  parallel_for(N, parallel_rows(N, V), [&](int64_t i) {
     const T* yr = y + i * V;
     const T* gr = g + i * V;
     T* dr = dx + i * V;
@@ -93,7 +92,7 @@ void softmax_rows_backward(int64_t N, int64_t V, const T* y, const T* g, T* dx, 
       const double s = lane_sum(V, [&](int64_t j) { return double(gr[j]) * double(yr[j]); });
       for (int64_t j = 0; j < V; ++j) dr[j] = T(double(yr[j]) * (double(gr[j]) - s));
     }
-  }
+  });
 }
 
 // loss[i] = lse_i − x[i, t_i] (0 where t_i == ignore_index); lse saved for backward.
