@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <iterator>
 #include <mutex>
 #include <unordered_map>
 #include <vector>
@@ -40,20 +41,30 @@ void* system_alloc(size_t bytes) {
 
 struct Cache {
   std::mutex mu;
-  std::unordered_map<size_t, std::vector<void*>> bins;  // size class -> free blocks
+  // Free blocks by size class: the small classes (64-byte steps below 4 KiB) in an array
+  // indexed by class / 64 (no hashing on the hot path of small tensors), the others by class.
+  std::vector<void*> small[kHostSmallClassLimit / kAlign];
+  std::unordered_map<size_t, std::vector<void*>> bins;
   HostMemoryStats stats;
   Cache() { stats.cache_limit = default_limit(); }
 
+  std::vector<void*>& bin(size_t cls) {
+    return cls < kHostSmallClassLimit ? small[cls / kAlign] : bins[cls];
+  }
+
+  // Gives back free blocks of `blocks` (class `cls`) until `cached` ≤ the limit.
+  void shrink(std::vector<void*>& blocks, size_t cls) {
+    while (!blocks.empty() && stats.cached > stats.cache_limit) {
+      std::free(blocks.back());
+      blocks.pop_back();
+      stats.cached -= cls;
+      ++stats.system_frees;
+    }
+  }
   // Gives back free blocks until `cached` ≤ the limit (caller holds mu).
   void shrink_to_limit() {
-    for (auto it = bins.begin(); it != bins.end() && stats.cached > stats.cache_limit; ++it) {
-      while (!it->second.empty() && stats.cached > stats.cache_limit) {
-        std::free(it->second.back());
-        it->second.pop_back();
-        stats.cached -= it->first;
-        ++stats.system_frees;
-      }
-    }
+    for (size_t k = 0; k < std::size(small); ++k) shrink(small[k], k * kAlign);
+    for (auto& [cls, blocks] : bins) shrink(blocks, cls);
   }
 };
 
@@ -77,10 +88,10 @@ void* host_alloc(size_t bytes) {
     ++c.stats.alloc_calls;
     c.stats.allocated += cls;
     c.stats.peak_allocated = std::max(c.stats.peak_allocated, c.stats.allocated);
-    auto it = c.bins.find(cls);
-    if (it != c.bins.end() && !it->second.empty()) {
-      void* p = it->second.back();
-      it->second.pop_back();
+    std::vector<void*>& blocks = c.bin(cls);
+    if (!blocks.empty()) {
+      void* p = blocks.back();
+      blocks.pop_back();
       c.stats.cached -= cls;
       ++c.stats.cache_hits;
       return p;
@@ -106,7 +117,7 @@ void host_free(void* ptr, size_t bytes) {
     ++c.stats.system_frees;
     return;
   }
-  c.bins[cls].push_back(ptr);
+  c.bin(cls).push_back(ptr);
   c.stats.cached += cls;
 }
 
