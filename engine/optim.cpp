@@ -1,9 +1,9 @@
 #include "engine/optim.h"
 
+#include <atomic>
 #include <cmath>
 #include <cstdlib>
 #include <map>
-#include <mutex>
 
 #include "engine/ops.h"
 #include "kernels/cpu/optim.h"
@@ -12,10 +12,17 @@
 namespace rlft::optim {
 
 namespace {
-// set_cuda_adam_layout's choice ("" : none). Guarded: a step on one thread may read it while
-// another sets it.
-std::mutex g_adam_layout_mutex;
-std::string g_adam_layout;
+// set_cuda_adam_layout's choice (0: none; atomic, a step on one thread may read it while
+// another sets it).
+std::atomic<int> g_adam_layout{0};
+
+// The layout a device step uses: the setter's, else RLFT_ADAM_LAUNCH's, else grid.
+int adam_layout() {
+  if (const int set = g_adam_layout.load(std::memory_order_relaxed)) return set;
+  const char* env = std::getenv("RLFT_ADAM_LAUNCH");
+  if (env == nullptr || *env == 0) return kernels::cuda_ops::kAdamLayoutGrid;
+  return parse_cuda_adam_layout(env, "RLFT_ADAM_LAUNCH");
+}
 
 template <typename F>
 void for_each_float(const Tensor& t, F&& f) {
@@ -31,20 +38,12 @@ int parse_cuda_adam_layout(const std::string& name, const char* what) {
 }
 
 void set_cuda_adam_layout(const std::string& name) {
-  if (!name.empty()) parse_cuda_adam_layout(name, "set_cuda_adam_layout");
-  std::lock_guard<std::mutex> lock(g_adam_layout_mutex);
-  g_adam_layout = name;
+  g_adam_layout.store(name.empty() ? 0 : parse_cuda_adam_layout(name, "set_cuda_adam_layout"),
+                      std::memory_order_relaxed);
 }
 
 std::string cuda_adam_layout() {
-  {
-    std::lock_guard<std::mutex> lock(g_adam_layout_mutex);
-    if (!g_adam_layout.empty()) return g_adam_layout;
-  }
-  const char* env = std::getenv("RLFT_ADAM_LAUNCH");
-  if (env == nullptr || *env == 0) return "grid";
-  parse_cuda_adam_layout(env, "RLFT_ADAM_LAUNCH");
-  return env;
+  return adam_layout() == kernels::cuda_ops::kAdamLayoutChunked ? "chunked" : "grid";
 }
 
 Optimizer::Optimizer(std::vector<Tensor> params, double lr) : params_(std::move(params)), lr_(lr) {
@@ -244,7 +243,7 @@ void Adam::step() {
     const kernels::cuda_ops::AdamArgs args{beta1_,        beta2_,     1 - lr_ * weight_decay_,
                                            weight_decay_, step_size,  sqrt_bc2,
                                            eps_,          decoupled_, steps_,
-                                           parse_cuda_adam_layout(cuda_adam_layout(), "RLFT_ADAM_LAUNCH")};
+                                           adam_layout()};
     for (const auto& [key, tensors] : on_device)
       kernels::cuda_ops::adam_step(kernels::cuda_ops::Type(key.second), tensors.data(), int(tensors.size()), args,
                                    key.first);

@@ -6,6 +6,7 @@
 #include <algorithm>
 
 #include "kernels/cpu/fast_math.h"
+#include "kernels/cpu/parallel.h"
 #include "kernels/cpu/target_clones.h"
 
 namespace rlft::kernels {
@@ -41,16 +42,10 @@ RLFT_CLONES void tanh_backward_chunk(int64_t n, const float* g, const float* y, 
 // f(begin, count) over [0, n), split between threads above 2^15 elements (as elementwise.h).
 template <typename F>
 void chunks(int64_t n, F f) {
-  if (n < (int64_t(1) << 15) || omp_get_max_threads() <= 1) {
-    f(0, n);
-    return;
-  }
-#pragma omp parallel
-  {
-    const int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
+  parallel_region(n >= (int64_t(1) << 15), [&](int64_t t, int64_t nt) {
     const int64_t i0 = n * t / nt / 16 * 16, i1 = t + 1 == nt ? n : n * (t + 1) / nt / 16 * 16;
     if (i1 > i0) f(i0, i1 - i0);
-  }
+  });
 }
 
 }  // namespace

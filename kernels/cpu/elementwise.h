@@ -12,6 +12,7 @@
 #include <array>
 #include <cstdint>
 
+#include "kernels/cpu/parallel.h"
 #include "kernels/cpu/strided.h"
 
 namespace rlft::kernels {
@@ -20,12 +21,7 @@ constexpr int64_t kParallelMin = 1 << 15;
 
 template <typename In, typename Out, typename F>
 void unary_contiguous(int64_t n, const In* a, Out* out, F f) {
-  if (n >= kParallelMin && omp_get_max_threads() > 1) {
-#pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < n; ++i) out[i] = f(a[i]);
-  } else {
-    for (int64_t i = 0; i < n; ++i) out[i] = f(a[i]);
-  }
+  parallel_for(n, n >= kParallelMin, [&](int64_t i) { out[i] = f(a[i]); });
 }
 
 // out contiguous with `shape`; a addressed with `a_strides`.
@@ -46,12 +42,7 @@ void unary_strided(int ndim, const int64_t* shape, const In* a, const int64_t* a
 
 template <typename In, typename Out, typename F>
 void binary_contiguous(int64_t n, const In* a, const In* b, Out* out, F f) {
-  if (n >= kParallelMin && omp_get_max_threads() > 1) {
-#pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < n; ++i) out[i] = f(a[i], b[i]);
-  } else {
-    for (int64_t i = 0; i < n; ++i) out[i] = f(a[i], b[i]);
-  }
+  parallel_for(n, n >= kParallelMin, [&](int64_t i) { out[i] = f(a[i], b[i]); });
 }
 
 template <typename In, typename Out, typename F>

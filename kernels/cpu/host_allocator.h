@@ -9,7 +9,7 @@
 // under 4 KiB (the rollout's per-step tensors: a few envs × 64 floats) went to aligned_alloc,
 // which glibc serves through its memalign path (a larger chunk, split; the remainders freed
 // into its bins, then consolidated): caching them too (2026-11-27) took glibc from 17.4% to
-// 10.9% of a PPO run's profile, PPO 5–7% and REINFORCE 8–10% faster with the same results,
+// 10.9% of a PPO run's profile, PPO 5–7% and REINFORCE 8–11% faster with the same results,
 // the LM steps unchanged (BENCHMARKS.md). What glibc still does there is the engine's
 // non-tensor objects.
 //

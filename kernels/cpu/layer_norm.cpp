@@ -129,15 +129,7 @@ RLFT_CLONES void forward_rows_f64(int64_t i0, int64_t i1, int64_t C, const doubl
 
 template <typename T, typename Rows>
 void forward(int64_t N, int64_t C, Rows rows) {
-  if (N * C < (1 << 15) || omp_get_max_threads() <= 1) {
-    rows(0, N);
-    return;
-  }
-#pragma omp parallel
-  {
-    const int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
-    if (N * (t + 1) / nt > N * t / nt) rows(N * t / nt, N * (t + 1) / nt);
-  }
+  parallel_ranges(N, N * C >= (1 << 15), rows);
 }
 
 inline void dx_rows_any(int64_t i0, int64_t i1, int64_t C, const float* x, const float* w,
@@ -165,8 +157,7 @@ void backward(int64_t N, int64_t C, const T* x, const T* w, const double* mean, 
   std::vector<double> acc_w(dw ? C : 0, 0.0), acc_b(db ? C : 0, 0.0);
   double* aw = dw ? acc_w.data() : nullptr;
   double* ab = db ? acc_b.data() : nullptr;
-  const bool threads = N * C >= (1 << 15) && omp_get_max_threads() > 1;
-  parallel_region(threads, [&](int64_t t, int64_t nt) {
+  parallel_region(N * C >= (1 << 15), [&](int64_t t, int64_t nt) {
     if (dx) dx_rows_any(N * t / nt, N * (t + 1) / nt, C, x, w, mean, rstd, g, dx);
     // Column chunks of whole 8-double vectors where C allows.
     const int64_t j0 = std::min(C, C * t / nt / 8 * 8),

@@ -46,4 +46,14 @@ inline void parallel_region(bool parallel, F&& region) {
 // [begin, end) of thread t of nt over n items, contiguous, in thread order.
 inline int64_t share_begin(int64_t n, int64_t t, int64_t nt) { return n * t / nt; }
 
+// f(begin, end) over [0, n) cut into one contiguous share per thread (parallel_region's team),
+// shares that are empty skipped: f(0, n) on this thread when not use_threads(parallel).
+template <class F>
+inline void parallel_ranges(int64_t n, bool parallel, F&& f) {
+  parallel_region(parallel, [&](int64_t t, int64_t nt) {
+    const int64_t b = share_begin(n, t, nt), e = share_begin(n, t + 1, nt);
+    if (e > b) f(b, e);
+  });
+}
+
 }  // namespace rlft::kernels

@@ -25,7 +25,7 @@ void column_sums_f32(int64_t R, int64_t inner, int64_t i0, int64_t i1, const flo
 
 template <typename T>
 void sum_middle(int64_t outer, int64_t R, int64_t inner, const T* in, T* out) {
-  const bool par = outer * R * inner >= (1 << 16) && outer > 1 && omp_get_max_threads() > 1;
+  const bool par = outer * R * inner >= (1 << 16) && outer > 1;
   if (inner == 1) {
     parallel_for(outer, par, [&](int64_t o) {
       const T* row = in + o * R;

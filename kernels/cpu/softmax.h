@@ -51,7 +51,7 @@ template <typename T>
   return double(m) + std::log(s);
 }
 
-inline bool parallel_rows(int64_t N, int64_t V) { return N > 1 && N * V >= (1 << 15) && omp_get_max_threads() > 1; }
+inline bool parallel_rows(int64_t N, int64_t V) { return N > 1 && N * V >= (1 << 15); }
 
 // y = softmax(x) (log_space: y = log_softmax(x)) per row.
 template <typename T>
@@ -141,15 +141,7 @@ void cross_entropy_rows_backward_f32_range(int64_t i0, int64_t i1, int64_t V, co
 
 template <typename F>
 void split_rows(int64_t N, int64_t V, F f) {
-  if (!parallel_rows(N, V)) {
-    f(0, N);
-    return;
-  }
-#pragma omp parallel
-  {
-    const int64_t k = omp_get_thread_num(), n = omp_get_num_threads();
-    if (N * (k + 1) / n > N * k / n) f(N * k / n, N * (k + 1) / n);
-  }
+  parallel_ranges(N, parallel_rows(N, V), f);
 }
 
 template <typename T>
