@@ -142,7 +142,7 @@ __global__ void __launch_bounds__(cuda_detail::kThreads, sizeof(T) == 4 ? 8 : 6)
 // The chunked layout's launch: the grid layout's tensors plus, for each, its first block
 // (first_block[count] = the grid's size).
 struct AdamChunkedBatch {
-  AdamSlice t[kAdamTensorsPerLaunch];
+  AdamBatch slices;
   int64_t first_block[kAdamTensorsPerLaunch + 1];
 };
 
@@ -158,7 +158,7 @@ __global__ void __launch_bounds__(cuda_detail::kThreads)
   static_assert(kPer * cuda_detail::kThreads == kAdamChunk, "a chunk is whole rows of threads");
   const AdamChunk chunk = adam_chunk(int64_t(blockIdx.x), batch.first_block, count);
   const int i = chunk.tensor;
-  const AdamSlice& p = batch.t[i];
+  const AdamSlice& p = batch.slices.t[i];
   T* w = static_cast<T*>(p.w);
   const T* g = static_cast<const T*>(p.g);
   T* m = static_cast<T*>(p.m);
@@ -319,36 +319,30 @@ void adam_step(Type type, const AdamTensor* tensors, int count, const AdamArgs& 
   for (int first = 0; first < count; first += kAdamTensorsPerLaunch) {
     const int k = count - first < kAdamTensorsPerLaunch ? count - first : kAdamTensorsPerLaunch;
     const AdamReport report{slot, call, first};
+    AdamBatch batch{};
+    int64_t sizes[kAdamTensorsPerLaunch], largest = 0;
+    for (int i = 0; i < k; ++i) {
+      const AdamTensor& t = tensors[first + i];
+      batch.t[i] = AdamSlice{t.w, t.g, t.m, t.v, t.n, t.index};
+      sizes[i] = t.n;
+      if (t.n > largest) largest = t.n;
+    }
+    if (largest == 0) continue;
     if (layout == kAdamLayoutChunked) {
-      AdamChunkedBatch batch{};
-      int64_t sizes[kAdamTensorsPerLaunch];
-      for (int i = 0; i < k; ++i) {
-        const AdamTensor& t = tensors[first + i];
-        batch.t[i] = AdamSlice{t.w, t.g, t.m, t.v, t.n, t.index};
-        sizes[i] = t.n;
-      }
-      const int64_t blocks = adam_first_blocks(sizes, k, batch.first_block);
-      if (blocks == 0) continue;
+      AdamChunkedBatch chunked{batch, {}};
+      const int64_t blocks = adam_first_blocks(sizes, k, chunked.first_block);
       RLFT_CHECK(blocks < (int64_t(1) << 31), "cuda adam_step: ", blocks,
                  " chunks in one launch (at most 2^31 - 1)");
       if (type == Type::f32) {
         adam_chunked_kernel<float>
-            <<<unsigned(blocks), cuda_detail::kThreads>>>(batch, k, args, report);
+            <<<unsigned(blocks), cuda_detail::kThreads>>>(chunked, k, args, report);
       } else {
         adam_chunked_kernel<double>
-            <<<unsigned(blocks), cuda_detail::kThreads>>>(batch, k, args, report);
+            <<<unsigned(blocks), cuda_detail::kThreads>>>(chunked, k, args, report);
       }
       RLFT_CUDA_CHECK_LAUNCH();
       continue;
     }
-    AdamBatch batch{};
-    int64_t largest = 0;
-    for (int i = 0; i < k; ++i) {
-      const AdamTensor& t = tensors[first + i];
-      batch.t[i] = AdamSlice{t.w, t.g, t.m, t.v, t.n, t.index};
-      if (t.n > largest) largest = t.n;
-    }
-    if (largest == 0) continue;
     // x blocks sized for the largest tensor (capped; the loop covers the rest), y = tensors.
     const dim3 grid(cuda_detail::blocks_for(largest), unsigned(k));
     if (type == Type::f32) {
