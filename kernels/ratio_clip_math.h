@@ -90,6 +90,22 @@ RLFT_RC_HD TermT<F> surrogate_from_log_ratio(F xc, F r, F A, const LogBoundsT<F>
   return o;
 }
 
+// Version 3's forward token without the dual clip (c = 0), as its statistics use it: the loss
+// l and which clip binds as two flags (no clip code to compare), from the float clamped
+// log-ratio xc, r = e^xc and A. The decisions and the products of
+// surrogate_from_log_ratio<float> with c = 0 (the same bits: l is −(ρ·A) with ρ the bound that
+// binds, else r). Tested against it on the host (RatioClipMath.TokenF32MatchesTheGeneralTerm).
+struct TokenF32 {
+  float loss;
+  bool low, high;
+};
+RLFT_RC_HD TokenF32 token_f32_no_dual(float xc, float r, float A, const LogBoundsT<float>& b) {
+  const bool high = A > 0.f && xc > b.log_hi;
+  const bool low = A < 0.f && xc < b.log_lo;
+  const float ratio = high ? b.hi : low ? b.lo : r;
+  return {-(ratio * A), low, high};
+}
+
 // ---- the chunked layout of the CUDA forward (CudaLaunch::chunked) ----------------------------
 // A row of ng token groups is cut into chunks of groups_per_chunk (= threads per block ·
 // groups per thread) groups; block b of the grid takes chunk b % chunks of row b / chunks.

@@ -71,7 +71,13 @@
 //     rules): the token-level forward as a float32 framework computes it, everything per token
 //     in float and a thread's tokens summed in float (ratio_clip_f32_kernel, 40 registers),
 //     double from the block reduction on; the clip decisions on the float log-ratio. The loss,
-//     k1 and k3 carry float's relative error; the backward is version 2's. 18.7 µs.
+//     k1 and k3 carry float's relative error; the backward is version 2's. 18.7 µs on an H100,
+//     15.4 µs on an H200 (5.3 over its read ceiling) with the dual clip's test in the token loop;
+//     since then, without a dual clip (c = 0, the usual case), the kernel is compiled without it
+//     and takes the clip decisions as two flags (token_f32_no_dual): 207 instructions a 16-byte
+//     group of 4 tokens against 359 (cuobjdump -sass, sm_90), ~52 a token. Counted, not timed:
+//     at 359, 2M tokens are ~5.8M warp instructions, ~5.6 µs of issue on an H200's 132 SMs ×
+//     4 schedulers at 1.98 GHz if perfectly spread, the size of the gap to the read ceiling.
 // Chunked layout (CudaLaunch::chunked = 1; any version): the token-level forward's rows
 //   cut into chunks of blockDim·U groups (default 256 threads × one 16-byte group = 1024 float
 //   tokens), a block per chunk whose threads load once and never loop (the row kernels with
@@ -88,7 +94,8 @@
 //   many chunks as the GPU keeps blocks resident (occupancy × multiprocessors: a persistent
 //   grid of one wave, every SM the same bytes; 16-byte groups whenever B·T is a multiple of
 //   4, rows notwithstanding). Rationale: a block per row at 512×4096 puts 4 blocks on some SMs
-//   and 3 on others, and the finish then adds fewer partial sums. Not yet run on a GPU.
+//   and 3 on others, and the finish then adds fewer partial sums. Measured (H200, 512×4096):
+//   0.1–1.3 µs slower than a block per row (v3 16.7 µs against 15.4).
 // Bulk layout (CudaLaunch::chunked = 3; float data with scalar bounds, B·T a multiple of 4,
 //   aligned arrays, sm_90+; else the flat layout): flat's tokens in chunks of blockDim·4·U
 //   (default 1024), a block per chunk, each chunk's arrays copied into shared memory by the
@@ -96,13 +103,14 @@
 //   mbarrier counting the bytes) and the tokens' arithmetic (any version) read from there.
 //   Rationale: the read ceilings with per-thread loads stayed at 63–68% whatever the number in
 //   flight; bulk copies put 16·U KB per block in flight with no load instruction per thread.
-//   Its ceiling is measured by the read ceiling's bulk variant. Not yet run on a GPU.
+//   Its ceiling is measured by the read ceiling's bulk variant. Measured (H200, 512×4096): its
+//   read ceiling is within 0.4 µs of the row layout's, the forward 8–10 µs slower (v3 23.4 µs).
 // Dependent first kernel (CudaLaunch::dependent = 1): the row kernel itself launched
 //   programmatically dependent on the stream's previous kernel; every forward kernel calls
 //   pdl_wait() before its first load (a no-op when launched the ordinary way) and the finish
 //   kernel lets its dependents be scheduled at once, so back-to-back forwards (or any
 //   predecessor that does the same) overlap one call's finish with the next call's launch.
-//   Not yet run on a GPU.
+//   Measured (H200, 512×4096): no change for the forwards; the read ceiling 10.1 → 9.46 µs.
 // Last-block finish (CudaLaunch::last_block = 1; any layout): no finishing kernel. Each block
 //   of the first kernel takes a ticket from a counter after its partial sums (thread 0: a
 //   fence, then atomicInc); the grid's last block computes the totals with the finishing
@@ -113,16 +121,19 @@
 //   would (not done anywhere here). The device's counters are allocated by its first
 //   last-block call (in relaxed capture mode, so that call may be captured). Rationale: the
 //   finishing kernel and its launch are most of the 4 µs between version 3 and the read ceiling at
-//   512×4096. Not yet run on a GPU.
+//   512×4096. Measured (H200): 0.9–1.5 µs slower than the finishing kernel. (Its float twin's
+//   spills, ptxas sm_90, are all in the finish code that one block runs, not in the token loop.)
 // Staged loads (each thread's groups copied into shared memory with cp.async, 2–4 in flight
 //   while it computes) were tried and measured slower on an H100 (best 20.4 µs with v2), then
 //   removed; the code is in commit c4be5da, the figures in BENCHMARKS.md.
 // All of these are opt-in; the default stays version 1 with a block per row, the arithmetic
 // every engine-level GPU test ran with. Tests: RatioClipCuda.Version2AndChunksEveryModeMatchCpu,
-// RatioClipCuda.EveryLaunchShapeMatchesCpu, RatioClipCuda.DependentAndSerialFinishAgreeAlsoInAGraph
-// (passed on an H100 before the flat layout and the dependent first kernel were added; version
-// 3 not yet under memcheck), RatioClipCuda.FlatAndBulkLayoutsMatchCpuAcrossRowBoundaries (not
-// yet run on a GPU); bench: ratio_clip_v2_*, ratio_clip_v3_*, ratio_clip_chunked_*,
+// RatioClipCuda.EveryLaunchShapeMatchesCpu,
+// RatioClipCuda.DependentAndSerialFinishAgreeAlsoInAGraph,
+// RatioClipCuda.FlatAndBulkLayoutsMatchCpuAcrossRowBoundaries (all passed on an H200 at
+// ad5d70e, also under compute-sanitizer memcheck, and with every test named *Cuda* rerun under
+// RLFT_RATIO_CLIP_LAUNCH=chunked=2, chunked=3 and dependent=1,last_block=1); bench:
+// ratio_clip_v2_*, ratio_clip_v3_*, ratio_clip_chunked_*,
 // ratio_clip_flat_*, ratio_clip_bulk_*, ratio_clip_*_serial_*, ratio_clip_*_dependent_*,
 // ratio_clip_read_ceiling*, sweep/ratio_clip_*.
 #include <cuda_runtime.h>
@@ -481,24 +492,37 @@ struct RowSumsF {
 };
 
 // One unmasked token, all in float: the decisions of surrogate_from_log_ratio<float>; k1 on the
-// unclamped log-ratio, k3 on the clamped one, as add_token does in double.
+// unclamped log-ratio, k3 on the clamped one, as add_token does in double. MayDual = false
+// (the caller knows c = 0) takes them as token_f32_no_dual's two flags: 211 instructions a
+// 16-byte group of 4 tokens in ratio_clip_f32_kernel's loop against 359 with the dual clip's
+// test and the clip code (cuobjdump -sass, sm_90; the general form given c = 0 is not
+// simplified that far, and written with flags it spills).
+template <bool MayDual = true>
 __device__ __forceinline__ void add_token_f32(RowSumsF& p, float w, float logp, float old_logp,
                                               float A, const LogBoundsT<float>& b) {
   const float x = logp - old_logp, xc = clamp_log_ratio(x), r = expf(xc);
-  const TermT<float> t = surrogate_from_log_ratio(xc, r, A, b);
   p.n += w;
-  p.loss += w * t.loss;
-  p.low += t.clip == kLow ? w : 0.f;
-  p.high += t.clip == kHigh ? w : 0.f;
-  p.dual += t.clip == kDual ? w : 0.f;
+  if constexpr (MayDual) {
+    const TermT<float> t = surrogate_from_log_ratio(xc, r, A, b);
+    p.loss += w * t.loss;
+    p.low += t.clip == kLow ? w : 0.f;
+    p.high += t.clip == kHigh ? w : 0.f;
+    p.dual += t.clip == kDual ? w : 0.f;
+  } else {
+    const TokenF32 t = token_f32_no_dual(xc, r, A, b);
+    p.loss += w * t.loss;
+    p.low += t.low ? w : 0.f;
+    p.high += t.high ? w : 0.f;
+  }
   p.k1 -= w * x;
   p.k3 += w * k3_f32(xc, r);
 }
 
 // The token level's layouts as ratio_clip_rows_kernel (`chunks` chunks of `groups_per_chunk`
 // groups of 4 tokens a row). U = 1 fits 40 registers without spilling (ptxas -v, sm_90): 3
-// blocks of 512 (6 of 256) per SM; more groups in flight get 64.
-template <int U, bool LB = false>
+// blocks of 512 (6 of 256) per SM; more groups in flight get 64. MayDual = false (the
+// dispatcher's choice when c = 0) compiles the dual clip out of the token loop.
+template <int U, bool LB = false, bool MayDual = true>
 __global__ void __launch_bounds__(512, U == 1 ? 3 : 2)
     ratio_clip_f32_kernel(const RatioClipArgs<float> a, const LogBoundsT<float> lb, int64_t chunks,
                           int64_t groups_per_chunk, RowSums* __restrict__ sums,
@@ -512,7 +536,8 @@ __global__ void __launch_bounds__(512, U == 1 ? 3 : 2)
     const float A_seq = float(row.A_seq);
     RowSumsF q{0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
     for_each_token<4, U>(row, cr.g_begin, cr.g_end, [&](int64_t, const Tok<float>& k) {
-      if (k.w != 0.f) add_token_f32(q, k.w, k.logp, k.old_logp, row.per_seq ? A_seq : k.A, lb);
+      if (k.w != 0.f)
+        add_token_f32<MayDual>(q, k.w, k.logp, k.old_logp, row.per_seq ? A_seq : k.A, lb);
     });
     RowSums p{q.n, q.loss, q.low, q.high, q.dual, q.k1, q.k3};
     p = cuda_detail::block_reduce_to_first(p, AddSums{}, smem);
@@ -826,7 +851,7 @@ __global__ void __launch_bounds__(512)
 // 256 threads), every thread then takes its tokens from there with version V's arithmetic (3:
 // add_token_f32 and float per-thread sums; 1, 2: the row kernel's), and the block's sums go
 // to sums[chunk]. No load instruction per token and per thread: the bytes in flight are the
-// chunks of every resident block. Not yet run on a GPU.
+// chunks of every resident block. Slower than every other layout on an H200 (header).
 template <int V, bool LB = false>
 __global__ void __launch_bounds__(512)
     ratio_clip_bulk_kernel(const RatioClipArgs<float> a, const LogBounds lb,
@@ -1225,9 +1250,12 @@ void ratio_clip_forward_cuda_async(const RatioClipArgs<Real>& a, double* stats,
       with_shape<Real>(sh, [&](auto, auto u, auto) {
         constexpr int U = decltype(u)::value;
         using K = decltype(&ratio_clip_f32_kernel<U>);
-        K twin = nullptr;
-        if constexpr (U == 1) twin = ratio_clip_f32_kernel<U, true>;
-        run(FirstKernel<K>{ratio_clip_f32_kernel<U>, twin}, to_float(lb));
+        K plain = ratio_clip_f32_kernel<U, false, false>, twin = nullptr;
+        if (a.dual_clip > 0) plain = ratio_clip_f32_kernel<U, false, true>;
+        if constexpr (U == 1)
+          twin = a.dual_clip > 0 ? ratio_clip_f32_kernel<U, true, true>
+                                 : ratio_clip_f32_kernel<U, true, false>;
+        run(FirstKernel<K>{plain, twin}, to_float(lb));
       });
       return;
     }

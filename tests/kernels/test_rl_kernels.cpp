@@ -1361,6 +1361,54 @@ TEST(RatioClipMath, LogRatioDecisionsMatchTheRatioOnes) {
   EXPECT_TRUE(std::isnan(t.loss));
 }
 
+// Version 3's token loop without the dual clip (CUDA, c = 0) takes the clip decisions as two
+// flags (token_f32_no_dual); they must be surrogate_from_log_ratio<float>'s with c = 0, to the
+// bit: random tokens, log-ratios exactly at the bounds' logs and a float step either side, A of
+// both signs and ±0, NaN and the clamp's ends.
+TEST(RatioClipMath, TokenF32MatchesTheGeneralTerm) {
+  namespace m = rk::ratio_clip_math;
+  std::mt19937_64 rng(7);
+  std::normal_distribution<float> N01(0.f, 1.f);
+  std::uniform_real_distribution<float> U(-1.f, 1.f);
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  std::array<int64_t, 3> seen{};  // none, low, high
+  int64_t checked = 0;
+  auto check = [&](float xc, float A, const m::LogBoundsT<float>& b) {
+    const float r = std::exp(xc);
+    const m::TermT<float> want = m::surrogate_from_log_ratio(xc, r, A, b);
+    const m::TokenF32 got = m::token_f32_no_dual(xc, r, A, b);
+    ASSERT_EQ(got.low, want.clip == m::kLow) << "xc=" << xc << " A=" << A;
+    ASSERT_EQ(got.high, want.clip == m::kHigh) << "xc=" << xc << " A=" << A;
+    ASSERT_NE(want.clip, m::kDual);
+    if (std::isnan(want.loss)) {
+      ASSERT_TRUE(std::isnan(got.loss)) << "xc=" << xc << " A=" << A;
+    } else {
+      ASSERT_EQ(std::memcmp(&got.loss, &want.loss, sizeof(float)), 0)
+          << "xc=" << xc << " A=" << A << " got " << got.loss << " want " << want.loss;
+    }
+    ++seen[size_t(got.low ? 1 : got.high ? 2 : 0)];
+    ++checked;
+  };
+  for (auto [eps_low, eps_high] :
+       {std::pair<float, float>{0.2f, 0.2f}, {0.2f, 0.28f}, {0.1f, 0.3f}}) {
+    const float lo = 1.f - eps_low, hi = 1.f + eps_high;
+    const m::LogBoundsT<float> b{lo, hi, 0.f, std::log(lo), std::log(hi), 0.f};
+    for (int k = 0; k < 50000; ++k) {
+      const float xc = k % 5 == 0 ? m::clamp_log_ratio(25.f * U(rng)) : 0.5f * U(rng);
+      check(xc, k % 11 == 0 ? 0.f : N01(rng), b);
+    }
+    for (float edge : {b.log_lo, b.log_hi, 0.f, -20.f, 20.f})
+      for (float xc : {std::nextafter(edge, -1e9f), edge, std::nextafter(edge, 1e9f)})
+        for (float A : {-2.f, -0.f, 0.f, 1e-30f, 3.f}) check(xc, A, b);
+    for (float A : {-1.f, 1.f, nan}) {
+      check(nan, A, b);
+      check(0.1f, nan, b);
+    }
+  }
+  EXPECT_GT(checked, 150000);
+  for (int64_t n : seen) EXPECT_GT(n, 10000);
+}
+
 // The chunked layout's grid (kernels/ratio_clip_math.h, as the row kernels walk it:
 // block b, thread j, group u of U take group g_begin + j + u·threads when below g_end) covers
 // every token group of every row exactly once, for rows shorter than, equal to and longer than
