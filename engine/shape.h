@@ -15,7 +15,7 @@ class Shape {
  public:
   static constexpr int kMaxDims = 8;
 
-  Shape() = default;
+  Shape() {}  // user-provided: a `const Shape s;` needs no initializer although d_ has none
   Shape(std::initializer_list<int64_t> dims) { assign(dims.begin(), dims.end()); }
   Shape(const std::vector<int64_t>& dims) { assign(dims.begin(), dims.end()); }
   template <typename It>
@@ -83,21 +83,29 @@ class Shape {
     n_ = 0;
     for (; first != last; ++first) push_back(int64_t(*first));
   }
-  int64_t d_[kMaxDims] = {};
+  // Only d_[0, n_) is ever read (every accessor, comparison and copy-out goes by n_); the rest
+  // is left unset, so making a Shape does not zero 64 bytes (a tensor holds two).
+  int64_t d_[kMaxDims];
   int n_ = 0;
 };
 
 inline std::ostream& operator<<(std::ostream& os, const Shape& s) { return os << s.to_string(); }
 
-// Row-major contiguous strides of `shape`.
-inline Shape contiguous_strides(const Shape& shape) {
-  Shape st;
-  st.resize(shape.size());
+// Row-major contiguous strides of a shape, written over `st` (which has the shape's rank and
+// values on entry): in place, so a tensor's strides are not built in a temporary and copied
+// (reading the 8-byte stores back as 16-byte loads stalled store forwarding: ~2.5% of a
+// REINFORCE CartPole run in Tensor::empty).
+inline void make_contiguous_strides(Shape& st) {
   int64_t s = 1;
-  for (int i = shape.size() - 1; i >= 0; --i) {
+  for (int i = st.size() - 1; i >= 0; --i) {
+    const int64_t d = st[i];
     st[i] = s;
-    s *= shape[i];
+    s *= d;
   }
+}
+inline Shape contiguous_strides(const Shape& shape) {
+  Shape st = shape;
+  make_contiguous_strides(st);
   return st;
 }
 

@@ -95,7 +95,8 @@ Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) {
   auto impl = std::make_shared<TensorImpl>();
   impl->storage = std::make_shared<Storage>(size_t(shape.numel()) * dtype_size(dtype), device);
   impl->shape = shape;
-  impl->strides = contiguous_strides(shape);
+  impl->strides = shape;
+  make_contiguous_strides(impl->strides);
   impl->dtype = dtype;
   return Tensor(std::move(impl));
 }

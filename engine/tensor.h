@@ -31,6 +31,10 @@ struct Storage {
 };
 
 struct TensorImpl {
+  // User-provided, so std::make_shared<TensorImpl>() runs the member initializers only; with
+  // the implicit constructor its value-initialisation zeroed the whole object first (a
+  // `rep stos` of ~200 bytes per tensor: ~3% of a REINFORCE CartPole run).
+  TensorImpl() {}
   std::shared_ptr<Storage> storage;
   Shape shape;
   Shape strides;
