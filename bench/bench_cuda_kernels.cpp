@@ -31,6 +31,7 @@
 // 1024·U tokens, a block per row, or the flat persistent grid); _bulk_uU the same bytes copied
 // into shared memory by the tensor memory accelerator (sm_90+), as ratio_clip_bulk_* do.
 // ratio_clip_v2_/v3_/chunked_/flat_/bulk_ lines time the opt-in versions and layouts,
+// ratio_clip_[chunked_]v3_prefetch_* version 3 with each thread's next group loaded ahead,
 // ratio_clip_large_* some of them at 4096×4096, *_dependent_* the first kernel launched
 // programmatically dependent on the previous call's last kernel, ratio_clip_last_block_* the
 // finish done by the first kernel's last block instead of a second kernel
@@ -504,6 +505,19 @@ void register_all() {
               BM_ratio_clip(s, B, T, mode, l);
             });
       }
+  // Version 3 with each thread's next group loaded before it computes the current one
+  // (launch.prefetch = 1), a block per row and in chunks; the sweep below has its block sizes.
+  for (int chunked : {0, 1})
+    for (auto [B, T] : {std::pair<int64_t, int64_t>{64, 1024}, {512, 4096}})
+      reg(std::string("ratio_clip_") + (chunked ? "chunked_" : "") +
+              "v3_prefetch_fwd_graph/B=" + std::to_string(B) + "/T=" + std::to_string(T),
+          [=](benchmark::State& s) {
+            rk::CudaLaunch l;
+            l.version = 3;
+            l.chunked = chunked;
+            l.prefetch = 1;
+            BM_ratio_clip(s, B, T, "fwd_graph", l);
+          });
   // The finishing kernel launched the ordinary way (launch.serial = 1) instead of
   // programmatically dependent: what the dependent launch saves.
   for (auto [version, chunked] : {std::pair<int, int>{1, 0}, {2, 1}})
@@ -642,6 +656,13 @@ void register_all() {
               BM_ratio_clip(s, 512, 4096, "fwd_graph",
                             rk::CudaLaunch{block, unroll, 0, 3, chunked}, true);
             });
+  for (int block : {128, 256, 512})
+    reg("sweep/ratio_clip_v3_prefetch_fwd_graph/B=512/T=4096/block=" + std::to_string(block),
+        [=](benchmark::State& s) {
+          rk::CudaLaunch l{block, 1, 0, 3};
+          l.prefetch = 1;
+          BM_ratio_clip(s, 512, 4096, "fwd_graph", l, true);
+        });
   // The bulk-copy layout's chunk (blockDim·4·U tokens, 16·U KB at 256 threads) against its
   // read ceiling's.
   for (bool read : {false, true})

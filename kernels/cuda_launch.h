@@ -35,6 +35,10 @@ struct CudaLaunch {
   // after their partial sums and the last one computes the totals; 0 (default): a finishing
   // kernel. Used by ratio_clip's forward.
   int last_block = 0;
+  // 1: each thread loads its next group of tokens before it computes the current one (one
+  // group ahead in registers, so a thread's loads overlap its own arithmetic); 0 (default):
+  // load, then compute. Used by ratio_clip's version 3 forward (unroll 0 or 1).
+  int prefetch = 0;
 };
 
 // Throws rlft::Error naming `op` and the bad field.
@@ -53,11 +57,14 @@ inline void check_launch(const char* op, const CudaLaunch& l) {
              l.dependent);
   RLFT_CHECK(l.last_block == 0 || l.last_block == 1, op, ": launch.last_block must be 0 or 1, got ",
              l.last_block);
+  RLFT_CHECK(l.prefetch == 0 || l.prefetch == 1, op, ": launch.prefetch must be 0 or 1, got ",
+             l.prefetch);
 }
 
 // CudaLaunch's fields by name (parse_launch, with_defaults); null for an unknown name.
-inline constexpr const char* kLaunchFieldNames[] = {"block",   "unroll", "vec",       "version",
-                                                    "chunked", "serial", "dependent", "last_block"};
+inline constexpr const char* kLaunchFieldNames[] = {"block",     "unroll",     "vec",
+                                                    "version",   "chunked",    "serial",
+                                                    "dependent", "last_block", "prefetch"};
 inline int* launch_field(CudaLaunch& l, std::string_view name) {
   if (name == "block") return &l.block;
   if (name == "unroll") return &l.unroll;
@@ -67,6 +74,7 @@ inline int* launch_field(CudaLaunch& l, std::string_view name) {
   if (name == "serial") return &l.serial;
   if (name == "dependent") return &l.dependent;
   if (name == "last_block") return &l.last_block;
+  if (name == "prefetch") return &l.prefetch;
   return nullptr;
 }
 
@@ -85,12 +93,12 @@ inline CudaLaunch parse_launch(std::string_view text, const char* what) {
     const size_t eq = item.find('=');
     RLFT_CHECK(eq != std::string_view::npos, what, ": '", std::string(item),
                "' is not field=value (fields: block, unroll, vec, version, chunked, serial, "
-               "dependent, last_block)");
+               "dependent, last_block, prefetch)");
     const std::string_view name = item.substr(0, eq), value = item.substr(eq + 1);
     int* field = launch_field(l, name);
     RLFT_CHECK(field != nullptr, what, ": unknown launch field '", std::string(name),
                "' (fields: block, unroll, vec, version, chunked, serial, dependent, "
-               "last_block)");
+               "last_block, prefetch)");
     int* given = launch_field(seen, name);
     RLFT_CHECK(*given == 0, what, ": launch field '", std::string(name), "' is given twice");
     *given = 1;

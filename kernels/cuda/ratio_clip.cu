@@ -123,6 +123,14 @@
 //   finishing kernel and its launch are most of the 4 µs between version 3 and the read ceiling at
 //   512×4096. Measured (H200): 0.9–1.5 µs slower than the finishing kernel. (Its float twin's
 //   spills, ptxas sm_90, are all in the finish code that one block runs, not in the token loop.)
+// Prefetch (CudaLaunch::prefetch = 1, unroll 0 or 1; version 3's kernel, else ignored): each
+//   thread loads its next group before it computes the current one, so its own loads overlap
+//   its arithmetic (the default loads a group, waits, computes, and relies on other warps to
+//   fill the wait). Rationale: version 3 at 512×4096 is a block of 256 threads per row, 4
+//   groups per thread, one wave, and its gap to the read ceiling is about its issue time
+//   (version 3 above), as if loads and arithmetic did not overlap. 60 registers (sm_90, no
+//   spill), so 4 blocks of 256 per SM: still one wave for 512 rows on 132 SMs. Not yet run on
+//   a GPU.
 // Staged loads (each thread's groups copied into shared memory with cp.async, 2–4 in flight
 //   while it computes) were tried and measured slower on an H100 (best 20.4 µs with v2), then
 //   removed; the code is in commit c4be5da, the figures in BENCHMARKS.md.
@@ -296,10 +304,35 @@ __device__ __forceinline__ void for_each_token(const RowView<Real>& row, int64_t
   }
 }
 
+// for_each_token with U = 1 and the next group loaded ahead (CudaLaunch::prefetch): a thread
+// issues the loads of its group g + blockDim before it computes group g, so its own loads are
+// in flight during its arithmetic (one group more in registers).
+template <int G, typename Real, typename F>
+__device__ __forceinline__ void for_each_token_prefetched(const RowView<Real>& row, int64_t g_begin,
+                                                          int64_t g_end, F f) {
+  const int64_t bd = blockDim.x;
+  int64_t g = g_begin + threadIdx.x;
+  if (g >= g_end) return;
+  Tok<Real> cur[G];
+  load_group<G>(row, g * G, cur);
+  for (;;) {
+    const int64_t next = g + bd;
+    const bool more = next < g_end;
+    Tok<Real> ahead[G];
+    if (more) load_group<G>(row, next * G, ahead);
+#pragma unroll
+    for (int e = 0; e < G; ++e) f(g * G + e, cur[e]);
+    if (!more) return;
+#pragma unroll
+    for (int e = 0; e < G; ++e) cur[e] = ahead[e];
+    g = next;
+  }
+}
+
 // The same over the unmasked tokens only, with the double values the CPU computes with.
 template <int G, int U, typename Real, typename F>
-__device__ __forceinline__ void for_tokens(const RowView<Real>& row, int64_t g_begin,
-                                           int64_t g_end, F f) {
+__device__ __forceinline__ void for_tokens(const RowView<Real>& row, int64_t g_begin, int64_t g_end,
+                                           F f) {
   for_each_token<G, U>(row, g_begin, g_end, [&](int64_t t, const Tok<Real>& k) {
     if (k.w != Real(0)) f(t, row.get(k));
   });
@@ -521,9 +554,10 @@ __device__ __forceinline__ void add_token_f32(RowSumsF& p, float w, float logp, 
 // The token level's layouts as ratio_clip_rows_kernel (`chunks` chunks of `groups_per_chunk`
 // groups of 4 tokens a row). U = 1 fits 40 registers without spilling (ptxas -v, sm_90): 3
 // blocks of 512 (6 of 256) per SM; more groups in flight get 64. MayDual = false (the
-// dispatcher's choice when c = 0) compiles the dual clip out of the token loop.
-template <int U, bool LB = false, bool MayDual = true>
-__global__ void __launch_bounds__(512, U == 1 ? 3 : 2)
+// dispatcher's choice when c = 0) compiles the dual clip out of the token loop. Prefetch (U = 1
+// only; CudaLaunch::prefetch): the next group loaded before the current one is computed.
+template <int U, bool LB = false, bool MayDual = true, bool Prefetch = false>
+__global__ void __launch_bounds__(512, U == 1 && !Prefetch ? 3 : 2)
     ratio_clip_f32_kernel(const RatioClipArgs<float> a, const LogBoundsT<float> lb, int64_t chunks,
                           int64_t groups_per_chunk, RowSums* __restrict__ sums,
                           const InKernelFinish fin) {
@@ -535,10 +569,16 @@ __global__ void __launch_bounds__(512, U == 1 ? 3 : 2)
     const RowView<float> row(a, cr.row);
     const float A_seq = float(row.A_seq);
     RowSumsF q{0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
-    for_each_token<4, U>(row, cr.g_begin, cr.g_end, [&](int64_t, const Tok<float>& k) {
+    const auto token = [&](int64_t, const Tok<float>& k) {
       if (k.w != 0.f)
         add_token_f32<MayDual>(q, k.w, k.logp, k.old_logp, row.per_seq ? A_seq : k.A, lb);
-    });
+    };
+    if constexpr (Prefetch) {
+      static_assert(U == 1, "prefetch holds one group ahead");
+      for_each_token_prefetched<4>(row, cr.g_begin, cr.g_end, token);
+    } else {
+      for_each_token<4, U>(row, cr.g_begin, cr.g_end, token);
+    }
     RowSums p{q.n, q.loss, q.low, q.high, q.dual, q.k1, q.k3};
     p = cuda_detail::block_reduce_to_first(p, AddSums{}, smem);
     if (threadIdx.x == 0) sums[b] = p;
@@ -919,6 +959,9 @@ void check_ratio_clip_launch(const char* op, const CudaLaunch& l) {
   RLFT_CHECK(l.unroll != 8, op, ": launch.unroll 8 is not built for ratio_clip (0, 1, 2 or 4)");
   RLFT_CHECK(l.version >= 0 && l.version <= 3, op, ": launch.version must be 0, 1, 2 or 3, got ",
              l.version);
+  RLFT_CHECK(l.prefetch == 0 || l.unroll <= 1, op,
+             ": launch.prefetch loads one group ahead, so launch.unroll must be 0 or 1, got ",
+             l.unroll);
 }
 
 // The caller's launch with the fields it leaves 0 taken from RLFT_RATIO_CLIP_LAUNCH
@@ -931,7 +974,9 @@ CudaLaunch resolve_launch(const char* op, const CudaLaunch& l) {
     check_ratio_clip_launch(kRatioClipLaunchEnv, e);
     return e;
   }();
-  return with_defaults(l, env);
+  const CudaLaunch merged = with_defaults(l, env);  // e.g. the caller's unroll, the variable's
+  check_ratio_clip_launch(op, merged);                // prefetch: checked together
+  return merged;
 }
 
 // Version 2 applies to float data with scalar bounds (anything else runs version 1).
@@ -1250,11 +1295,20 @@ void ratio_clip_forward_cuda_async(const RatioClipArgs<Real>& a, double* stats,
       with_shape<Real>(sh, [&](auto, auto u, auto) {
         constexpr int U = decltype(u)::value;
         using K = decltype(&ratio_clip_f32_kernel<U>);
-        K plain = ratio_clip_f32_kernel<U, false, false>, twin = nullptr;
-        if (a.dual_clip > 0) plain = ratio_clip_f32_kernel<U, false, true>;
-        if constexpr (U == 1)
-          twin = a.dual_clip > 0 ? ratio_clip_f32_kernel<U, true, true>
-                                 : ratio_clip_f32_kernel<U, true, false>;
+        const bool dual = a.dual_clip > 0;
+        K plain =
+            dual ? ratio_clip_f32_kernel<U, false, true> : ratio_clip_f32_kernel<U, false, false>;
+        K twin = nullptr;
+        if constexpr (U == 1) {
+          twin =
+              dual ? ratio_clip_f32_kernel<U, true, true> : ratio_clip_f32_kernel<U, true, false>;
+          if (launch.prefetch == 1) {
+            plain = dual ? ratio_clip_f32_kernel<U, false, true, true>
+                         : ratio_clip_f32_kernel<U, false, false, true>;
+            twin = dual ? ratio_clip_f32_kernel<U, true, true, true>
+                        : ratio_clip_f32_kernel<U, true, false, true>;
+          }
+        }
         run(FirstKernel<K>{plain, twin}, to_float(lb));
       });
       return;

@@ -596,9 +596,12 @@ void check_softmax_launch(const char* op, const CudaLaunch& launch) {
   RLFT_CHECK(launch.version == 0 && launch.chunked == 0, op,
              ": launch.version and launch.chunked are not used here (pass `version`), got ",
              launch.version, " and ", launch.chunked);
-  RLFT_CHECK(launch.serial == 0 && launch.dependent == 0 && launch.last_block == 0, op,
-             ": launch.serial, launch.dependent and launch.last_block are not used here, got ",
-             launch.serial, ", ", launch.dependent, " and ", launch.last_block);
+  RLFT_CHECK(
+      launch.serial == 0 && launch.dependent == 0 && launch.last_block == 0 && launch.prefetch == 0,
+      op,
+      ": launch.serial, launch.dependent, launch.last_block and launch.prefetch are "
+      "not used here, got ",
+      launch.serial, ", ", launch.dependent, ", ", launch.last_block, " and ", launch.prefetch);
 }
 
 void check_common(const char* op, const void* logits, int64_t N, int64_t V, int64_t ld,

@@ -118,21 +118,25 @@ TEST(CudaLaunch, BadShapesAreClearErrors) {
             std::string::npos);
   EXPECT_NE(message({0, 0, 0, 0, 0, 0, 0, 3}).find("launch.last_block must be 0 or 1, got 3"),
             std::string::npos);
+  EXPECT_NE(message({0, 0, 0, 0, 0, 0, 0, 0, -1}).find("launch.prefetch must be 0 or 1, got -1"),
+            std::string::npos);
 }
 
 // A launch spelled as text (RLFT_RATIO_CLIP_LAUNCH): every field by name, each bad item named.
 TEST(CudaLaunch, ParsedFromTextAndFilledIntoTheFieldsACallerLeavesZero) {
-  using Fields = std::array<int, 8>;
+  using Fields = std::array<int, 9>;
   auto fields = [](const rk::CudaLaunch& l) {
-    return Fields{l.block,   l.unroll, l.vec,       l.version,
-                  l.chunked, l.serial, l.dependent, l.last_block};
+    return Fields{l.block,  l.unroll,    l.vec,        l.version, l.chunked,
+                  l.serial, l.dependent, l.last_block, l.prefetch};
   };
-  EXPECT_EQ(
-      fields(rk::parse_launch(
-          "block=128,unroll=2,vec=1,version=3,chunked=2,serial=1,dependent=1,last_block=1", "VAR")),
-      (Fields{128, 2, 1, 3, 2, 1, 1, 1}));
+  EXPECT_EQ(fields(rk::parse_launch("block=128,unroll=2,vec=1,version=3,chunked=2,serial=1,"
+                                    "dependent=1,last_block=1,prefetch=1",
+                                    "VAR")),
+            (Fields{128, 2, 1, 3, 2, 1, 1, 1, 1}));
   EXPECT_EQ(fields(rk::parse_launch("dependent=1,block=64", "VAR")),
-            (Fields{64, 0, 0, 0, 0, 0, 1, 0}));
+            (Fields{64, 0, 0, 0, 0, 0, 1, 0, 0}));
+  EXPECT_EQ(fields(rk::parse_launch("prefetch=1,version=3", "VAR")),
+            (Fields{0, 0, 0, 3, 0, 0, 0, 0, 1}));
   EXPECT_EQ(fields(rk::parse_launch("", "VAR")), Fields{});
   auto message = [](const char* text) -> std::string {
     try {
@@ -152,8 +156,8 @@ TEST(CudaLaunch, ParsedFromTextAndFilledIntoTheFieldsACallerLeavesZero) {
   EXPECT_EQ(message("block=256,"), "");  // a trailing comma is allowed
 
   // The caller's non-zero fields win; its zeros take the defaults'.
-  EXPECT_EQ(fields(rk::with_defaults({0, 4, 0, 2}, {256, 1, 1, 3, 3, 0, 1, 1})),
-            (Fields{256, 4, 1, 2, 3, 0, 1, 1}));
+  EXPECT_EQ(fields(rk::with_defaults({0, 4, 0, 2}, {256, 1, 1, 3, 3, 0, 1, 1, 1})),
+            (Fields{256, 4, 1, 2, 3, 0, 1, 1, 1}));
 
   // Read from the environment at every call.
   const char* var = "RLFT_TEST_LAUNCH_FROM_ENV";
@@ -741,7 +745,8 @@ struct ClipBuffers {
 std::string describe(const rk::CudaLaunch& l) {
   return rlft::str("launch{block=", l.block, " unroll=", l.unroll, " vec=", l.vec,
                    " version=", l.version, " chunked=", l.chunked, " serial=", l.serial,
-                   " dependent=", l.dependent, " last_block=", l.last_block, "}");
+                   " dependent=", l.dependent, " last_block=", l.last_block,
+                   " prefetch=", l.prefetch, "}");
 }
 
 template <typename Real>
@@ -871,14 +876,18 @@ TEST(RatioClipCuda, EveryLaunchShapeMatchesCpu) {
 TEST(RatioClipCuda, Version2AndChunksEveryModeMatchCpu) {
   RLFT_REQUIRE_GPU();
   uint64_t seed = 9000;
-  // {block, unroll, vec, version, chunked, serial}
+  // {block, unroll, vec, version, chunked, serial, dependent, last_block, prefetch}; the last
+  // six: version 3 with each thread's next group loaded ahead
   const std::vector<rk::CudaLaunch> launches = {
       {0, 0, 0, 2, 0},  {32, 1, 1, 2, 0},     {128, 2, 0, 2, 0},       {256, 4, 0, 2, 0},
       {0, 0, 0, 2, 1},  {32, 1, 0, 2, 1},     {64, 1, 1, 2, 1},        {128, 2, 0, 2, 1},
       {32, 4, 1, 1, 1}, {0, 0, 0, 1, 1},      {64, 0, 0, 2, 0, 1},     {0, 0, 0, 3, 0},
       {0, 0, 0, 3, 1},  {128, 2, 0, 3, 1},    {512, 1, 0, 3, 0},       {64, 4, 0, 3, 0},
       {32, 1, 1, 3, 0}, {256, 1, 0, 3, 1, 1}, {0, 0, 0, 1, 2},         {0, 0, 0, 3, 2},
-      {64, 2, 0, 2, 2}, {32, 1, 1, 3, 2},     {512, 4, 0, 1, 2, 1, 1}, {128, 1, 0, 3, 2, 0, 1}};
+      {64, 2, 0, 2, 2}, {32, 1, 1, 3, 2},     {512, 4, 0, 1, 2, 1, 1}, {128, 1, 0, 3, 2, 0, 1},
+      {0, 0, 0, 3, 0, 0, 0, 0, 1},            {32, 1, 0, 3, 0, 0, 0, 0, 1},
+      {512, 0, 0, 3, 0, 0, 1, 1, 1},          {64, 0, 0, 3, 1, 0, 0, 0, 1},
+      {128, 1, 0, 3, 2, 0, 1, 0, 1},          {0, 0, 1, 3, 0, 0, 0, 0, 1}};
   size_t which = 0;
   for (auto [B, T] : {std::pair<int64_t, int64_t>{1, 1}, {3, 17}, {5, 300}, {4, 1024}})
     for (const ClipCase& c : every_clip_mode(B, T)) {
@@ -893,7 +902,7 @@ TEST(RatioClipCuda, Version2AndChunksEveryModeMatchCpu) {
   for (const rk::CudaLaunch& l :
        {rk::CudaLaunch{0, 0, 0, 2, 0}, rk::CudaLaunch{0, 0, 0, 2, 1}, rk::CudaLaunch{0, 0, 0, 1, 1},
         rk::CudaLaunch{0, 0, 0, 3, 0}, rk::CudaLaunch{0, 0, 0, 3, 1}, rk::CudaLaunch{0, 0, 0, 1, 2},
-        rk::CudaLaunch{0, 0, 0, 3, 2, 0, 1}}) {
+        rk::CudaLaunch{0, 0, 0, 3, 2, 0, 1}, rk::CudaLaunch{0, 0, 0, 3, 0, 0, 0, 0, 1}}) {
     const rk::RatioClipStats a = rk::ratio_clip_forward_cuda<float>(buf.dev, nullptr, l);
     const rk::RatioClipStats b = rk::ratio_clip_forward_cuda<float>(buf.dev, nullptr, l);
     EXPECT_EQ(std::memcmp(&a, &b, sizeof(a)), 0) << describe(l);
@@ -902,6 +911,18 @@ TEST(RatioClipCuda, Version2AndChunksEveryModeMatchCpu) {
   EXPECT_THROW(rk::ratio_clip_forward_cuda<float>(buf.dev, nullptr, {0, 0, 0, 0, 4}), rlft::Error);
   EXPECT_THROW(rk::ratio_clip_forward_cuda<float>(buf.dev, nullptr, {0, 0, 0, 0, 0, 0, 2}),
                rlft::Error);
+  // prefetch holds one group ahead: no unroll beyond 1
+  EXPECT_THROW(rk::ratio_clip_forward_cuda<float>(buf.dev, nullptr, {0, 2, 0, 3, 0, 0, 0, 0, 1}),
+               rlft::Error);
+  // prefetch gives the sums of version 3 without it, to the bit: each thread computes the same
+  // groups in the same order (T = 1000: 16-byte groups, so version 3's kernel runs)
+  const ClipCase c4 = clip_case(64, 1000);
+  ClipBuffers<float> buf4(c4, make_clip(c4, 2));
+  const rk::RatioClipStats plain =
+      rk::ratio_clip_forward_cuda<float>(buf4.dev, nullptr, {0, 1, 0, 3});
+  const rk::RatioClipStats ahead =
+      rk::ratio_clip_forward_cuda<float>(buf4.dev, nullptr, {0, 1, 0, 3, 0, 0, 0, 0, 1});
+  EXPECT_EQ(std::memcmp(&plain, &ahead, sizeof(plain)), 0);
 }
 
 // The flat layout reads the batch as one row of B·T tokens cut into one chunk per resident
