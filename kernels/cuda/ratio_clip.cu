@@ -1177,6 +1177,18 @@ struct FirstKernel {
   Kernel pick(const CudaLaunch& launch) const { return in_block(launch) ? with_finish : plain; }
 };
 
+// Version 3's kernel with U groups in flight (LB: its last-block-finish twin): the dual clip
+// compiled in only when c > 0, the next group loaded ahead when asked (U = 1 only).
+template <int U, bool LB>
+auto f32_kernel(bool dual, bool prefetch) -> decltype(&ratio_clip_f32_kernel<U>) {
+  if constexpr (U == 1) {
+    if (prefetch)
+      return dual ? ratio_clip_f32_kernel<1, LB, true, true>
+                  : ratio_clip_f32_kernel<1, LB, false, true>;
+  }
+  return dual ? ratio_clip_f32_kernel<U, LB, true> : ratio_clip_f32_kernel<U, LB, false>;
+}
+
 // The finish in the first kernel's last block: the stream's ticket counter and where the
 // statistics go; {null, null} when a finishing kernel follows instead.
 InKernelFinish in_kernel_finish(bool in_block, double* stats, cudaStream_t stream) {
@@ -1294,22 +1306,11 @@ void ratio_clip_forward_cuda_async(const RatioClipArgs<Real>& a, double* stats,
     if (uses_f32_kernel(f, launch, sh.G)) {
       with_shape<Real>(sh, [&](auto, auto u, auto) {
         constexpr int U = decltype(u)::value;
-        using K = decltype(&ratio_clip_f32_kernel<U>);
-        const bool dual = a.dual_clip > 0;
-        K plain =
-            dual ? ratio_clip_f32_kernel<U, false, true> : ratio_clip_f32_kernel<U, false, false>;
-        K twin = nullptr;
-        if constexpr (U == 1) {
-          twin =
-              dual ? ratio_clip_f32_kernel<U, true, true> : ratio_clip_f32_kernel<U, true, false>;
-          if (launch.prefetch == 1) {
-            plain = dual ? ratio_clip_f32_kernel<U, false, true, true>
-                         : ratio_clip_f32_kernel<U, false, false, true>;
-            twin = dual ? ratio_clip_f32_kernel<U, true, true, true>
-                        : ratio_clip_f32_kernel<U, true, false, true>;
-          }
-        }
-        run(FirstKernel<K>{plain, twin}, to_float(lb));
+        const bool dual = a.dual_clip > 0, prefetch = launch.prefetch == 1;
+        FirstKernel<decltype(&ratio_clip_f32_kernel<U>)> first{
+            f32_kernel<U, false>(dual, prefetch), nullptr};
+        if constexpr (U == 1) first.with_finish = f32_kernel<U, true>(dual, prefetch);
+        run(first, to_float(lb));
       });
       return;
     }
