@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "engine/json.h"
+#include "tests/test_util.h"
 
 namespace rlft::testing::cli {
 
@@ -24,10 +25,20 @@ struct Outcome {
   std::string out, err;
 };
 
-// A scratch directory of this test process (ctest runs several processes at once), emptied.
+// This test process's own directory under the system's temporary one (ctest runs several
+// processes at once), made if missing and removed at the process's end unless a test failed
+// (ScratchDirs, tests/test_util.h).
+inline std::filesystem::path process_dir() {
+  const auto dir =
+      std::filesystem::temp_directory_path() / ("rlft_test_cli-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  ScratchDirs::add(dir);
+  return dir;
+}
+
+// A scratch directory of this test process, emptied.
 inline std::filesystem::path scratch_dir(const std::string& name) {
-  const auto dir = std::filesystem::temp_directory_path() /
-                   ("rlft_test_cli-" + std::to_string(::getpid())) / name;
+  const auto dir = process_dir() / name;
   std::filesystem::remove_all(dir);
   std::filesystem::create_directories(dir);
   return dir;
@@ -43,9 +54,7 @@ inline std::string slurp(const std::filesystem::path& p) {
 
 // `rlft <args>` through the shell (quote arguments yourself): exit status, stdout, stderr.
 inline Outcome run(const std::string& args) {
-  const auto dir =
-      std::filesystem::temp_directory_path() / ("rlft_test_cli-" + std::to_string(::getpid()));
-  std::filesystem::create_directories(dir);
+  const auto dir = process_dir();
   const std::string out = (dir / "out.txt").string(), err = (dir / "err.txt").string();
   const std::string cmd = std::string(RLFT_CLI) + " " + args + " >" + out + " 2>" + err;
   const int raw = std::system(cmd.c_str());
