@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cstring>
 #include <initializer_list>
 #include <ostream>
 #include <string>
@@ -16,6 +17,14 @@ class Shape {
   static constexpr int kMaxDims = 8;
 
   Shape() {}  // user-provided: a `const Shape s;` needs no initializer although d_ has none
+  // Copies copy the bytes of all 8 slots (memcpy: the unset ones too, which a member-wise copy
+  // of indeterminate int64_t values would not be allowed to read).
+  Shape(const Shape& o) noexcept : n_(o.n_) { std::memcpy(d_, o.d_, sizeof(d_)); }
+  Shape& operator=(const Shape& o) noexcept {
+    std::memcpy(d_, o.d_, sizeof(d_));
+    n_ = o.n_;
+    return *this;
+  }
   Shape(std::initializer_list<int64_t> dims) { assign(dims.begin(), dims.end()); }
   Shape(const std::vector<int64_t>& dims) { assign(dims.begin(), dims.end()); }
   template <typename It>
@@ -83,8 +92,8 @@ class Shape {
     n_ = 0;
     for (; first != last; ++first) push_back(int64_t(*first));
   }
-  // Only d_[0, n_) is ever read (every accessor, comparison and copy-out goes by n_); the rest
-  // is left unset, so making a Shape does not zero 64 bytes (a tensor holds two).
+  // Only d_[0, n_) is ever read as numbers (every accessor and comparison goes by n_); the
+  // rest is left unset, so making a Shape does not zero 64 bytes (a tensor holds two).
   int64_t d_[kMaxDims];
   int n_ = 0;
 };
