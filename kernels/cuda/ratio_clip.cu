@@ -74,10 +74,12 @@
 //     k1 and k3 carry float's relative error; the backward is version 2's. 18.7 µs on an H100,
 //     15.4 µs on an H200 (5.3 over its read ceiling) with the dual clip's test in the token loop;
 //     since then, without a dual clip (c = 0, the usual case), the kernel is compiled without it
-//     and takes the clip decisions as two flags (token_f32_no_dual): 207 instructions a 16-byte
-//     group of 4 tokens against 359 (cuobjdump -sass, sm_90), ~52 a token. Counted, not timed:
-//     at 359, 2M tokens are ~5.8M warp instructions, ~5.6 µs of issue on an H200's 132 SMs ×
-//     4 schedulers at 1.98 GHz if perfectly spread, the size of the gap to the read ceiling.
+//     and takes the clip decisions as two flags (token_f32_no_dual). Counted in the loop
+//     (cuobjdump -sass, sm_90), a 16-byte group of 4 tokens: its tokens' work 318 → 207
+//     instructions (~80 → ~52 a token), the whole iteration with its loads and addressing
+//     359 → ~250. Counted, not timed: at 359, 2M tokens are ~5.9M warp instructions, ~5.6 µs
+//     of issue on an H200's 132 SMs × 4 schedulers at 1.98 GHz if perfectly spread, the size
+//     of the gap to the read ceiling; at ~250, ~3.9 µs.
 // Chunked layout (CudaLaunch::chunked = 1; any version): the token-level forward's rows
 //   cut into chunks of blockDim·U groups (default 256 threads × one 16-byte group = 1024 float
 //   tokens), a block per chunk whose threads load once and never loop (the row kernels with
@@ -526,9 +528,9 @@ struct RowSumsF {
 
 // One unmasked token, all in float: the decisions of surrogate_from_log_ratio<float>; k1 on the
 // unclamped log-ratio, k3 on the clamped one, as add_token does in double. MayDual = false
-// (the caller knows c = 0) takes them as token_f32_no_dual's two flags: 211 instructions a
-// 16-byte group of 4 tokens in ratio_clip_f32_kernel's loop against 359 with the dual clip's
-// test and the clip code (cuobjdump -sass, sm_90; the general form given c = 0 is not
+// (the caller knows c = 0) takes them as token_f32_no_dual's two flags: a 16-byte group's
+// tokens take 207 instructions in ratio_clip_f32_kernel's loop against 318 with the dual
+// clip's test and the clip code (cuobjdump -sass, sm_90; the general form given c = 0 is not
 // simplified that far, and written with flags it spills).
 template <bool MayDual = true>
 __device__ __forceinline__ void add_token_f32(RowSumsF& p, float w, float logp, float old_logp,
