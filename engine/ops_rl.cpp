@@ -22,7 +22,8 @@ std::pair<Tensor, Tensor> softmax_logprob(const Tensor& logits, const Tensor& ta
   const Tensor x = logits.contiguous(), t = targets.contiguous();
   // The CPU checks the targets here; kernels/cuda/softmax_logprob.cu (check = true) throws the
   // same errors for a target out of range or a row without a finite logit, after one stream
-  // synchronisation. The two kernels take the same arguments.
+  // synchronisation (the forward's only: the backward reuses its verdict). The two kernels
+  // take the same arguments.
   const bool cuda = dev.is_cuda();
   if (!cuda) {
     const int64_t* tp = t.data<int64_t>();
@@ -61,8 +62,14 @@ std::pair<Tensor, Tensor> softmax_logprob(const Tensor& logits, const Tensor& ta
                         ge.defined() ? ge.data<T>() : nullptr, dx.data<T>(), V);
                };
                if (cuda) {
+                 // check = false: the forward checked these targets and rows (its lse is
+                 // saved), so the backward needs no stream synchronisation of its own.
                  kernels::cuda_ops::set_device_for(xd.device().index);
-                 backward([](auto... a) { kernels::softmax_logprob_backward_cuda<T>(a...); });
+                 backward([](auto... a) {
+                   kernels::softmax_logprob_backward_cuda<T>(a..., /*accumulate=*/false,
+                                                             /*stream=*/nullptr, /*version=*/0,
+                                                             /*check=*/false);
+                 });
                } else {
                  backward([](auto... a) { kernels::softmax_logprob_backward_cpu<T>(a...); });
                }
