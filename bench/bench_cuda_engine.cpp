@@ -72,6 +72,7 @@
 #include "engine/ops.h"
 #include "engine/optim.h"
 #include "kernels/cuda_ops.h"
+#include "models/gpt.h"
 
 #ifdef RLFT_HAVE_CUDA
 #include <cublas_v2.h>
@@ -331,6 +332,48 @@ void BM_attention(benchmark::State& state, int64_t B, int64_t T, int64_t NH, int
   state.counters["speedup"] = base / t;
 }
 
+// ---- a toy GPT's forward: the host's share -------------------------------------------------------
+// The micro GPT (4 layers, C 128, 4 heads) on the device, a left-padded batch (row b has b % 7
+// pads) under NoGradGuard: one call is GPT::forward, host work included (the events bracket
+// the launches). attention_mask/ lines time the composed path's additive mask alone
+// (models::additive_attention_mask: built on the device from B·Tk flags since session 16,
+// where the host used to write B·T·Tk values and upload them).
+std::vector<double> left_pad_mask(int64_t B, int64_t T) {
+  std::vector<double> m(size_t(B * T), 1.0);
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t t = 0; t < b % 7 && t < T; ++t) m[size_t(b * T + t)] = 0.0;
+  return m;
+}
+
+void BM_gpt_forward(benchmark::State& state, int64_t B, int64_t T) {
+  Generator gen(3);
+  models::GPTConfig c = models::GPTConfig::named("micro");
+  models::GPT model(c, gen);
+  model.to(kDev);
+  model.eval();
+  std::vector<int64_t> ids(size_t(B * T));
+  for (size_t i = 0; i < ids.size(); ++i) ids[i] = int64_t((i * 7919) % 256);
+  const Tensor tokens = Tensor::from_vector(ids, {B, T}).to(kDev);
+  const Tensor mask = Tensor::from_vector(left_pad_mask(B, T), {B, T}).to(kDev);
+  NoGradGuard ng;
+  measure(state, [&] { benchmark::DoNotOptimize(model.forward(tokens, mask)); }, nullptr);
+  state.counters["tokens/s"] = double(B * T) / per_call(state);
+}
+
+void BM_attention_mask(benchmark::State& state, int64_t B, int64_t T, int64_t NH) {
+  std::vector<uint8_t> real(size_t(B * T));
+  const std::vector<double> m = left_pad_mask(B, T);
+  for (size_t i = 0; i < real.size(); ++i) real[i] = m[i] != 0;
+  measure(
+      state,
+      [&] {
+        benchmark::DoNotOptimize(
+            models::additive_attention_mask(real, B, T, T, 0, NH, DType::f32, kDev));
+      },
+      nullptr);
+  state.counters["GB/s"] = 4.0 * double(B * NH * T * T) / per_call(state) / 1e9;
+}
+
 // ---- AdamW: the fused step over a model's parameters -------------------------------------------
 
 // The parameter shapes of a GPT-2-style model (token and position embeddings, per block two
@@ -433,6 +476,12 @@ void register_all() {
       reg(std::string("attention/") + (bwd ? "fwd_bwd" : "fwd") + "/B=" + std::to_string(a.B) + "/T=" +
               std::to_string(a.T) + "/NH=" + std::to_string(a.NH) + "/HS=" + std::to_string(a.HS),
           [=](benchmark::State& st) { BM_attention(st, a.B, a.T, a.NH, a.HS, bwd); });
+  for (auto [B, T] : {std::pair<int64_t, int64_t>{16, 128}, {64, 128}}) {
+    const std::string shape = "/B=" + std::to_string(B) + "/T=" + std::to_string(T);
+    reg("gpt_forward/micro" + shape, [=](benchmark::State& st) { BM_gpt_forward(st, B, T); });
+    reg("attention_mask" + shape + "/NH=4",
+        [=](benchmark::State& st) { BM_attention_mask(st, B, T, 4); });
+  }
   const std::vector<Shape> gpt2_small = gpt_parameter_shapes(50257, 1024, 12, 768);
   const std::vector<Shape> mini = gpt_parameter_shapes(256, 128, 6, 256);
   for (const char* layout : {"grid", "chunked"}) {

@@ -249,6 +249,29 @@ KVCache GPT::make_cache(int64_t batch, int64_t capacity) const {
   return c;
 }
 
+Tensor additive_attention_mask(const std::vector<uint8_t>& key_real, int64_t B, int64_t T,
+                               int64_t Tk, int64_t past, int64_t n_head, DType dtype,
+                               Device device) {
+  RLFT_CHECK(int64_t(key_real.size()) == B * Tk, "additive_attention_mask: ", key_real.size(),
+             " key flags for B = ", B, " rows of Tk = ", Tk, " keys");
+  RLFT_CHECK(past >= 0 && past + T <= Tk, "additive_attention_mask: past ", past, " + T ", T,
+             " must be within Tk ", Tk);
+  // query positions past + i down, key positions j across (f32: exact for any context)
+  const Tensor q = Tensor::arange(double(past), double(past + T), 1.0, DType::f32, device)
+                       .reshape({T, 1});
+  const Tensor k = Tensor::arange(0.0, double(Tk), 1.0, DType::f32, device).reshape({1, Tk});
+  std::vector<bool> flags(key_real.size());
+  for (size_t n = 0; n < flags.size(); ++n) flags[n] = key_real[n] != 0;
+  const Tensor real = Tensor::from_bools(flags, {B, 1, 1, Tk}).to(device);
+  const Tensor no = Tensor::from_bools({false}, {}).to(device),
+               yes = Tensor::from_bools({true}, {}).to(device);
+  // visible = (j = qi) or (j < qi and key j real): [B, 1, T, Tk] by broadcasting
+  const Tensor visible = where(eq(k, q), yes, where(lt(k, q), real, no));
+  const Tensor bias = where(visible, Tensor::zeros({}, dtype, device),
+                            Tensor::full({}, -std::numeric_limits<double>::infinity(), dtype, device));
+  return bias.expand({B, n_head, T, Tk}).contiguous();  // the scores' shape: the add's fast path
+}
+
 Tensor GPT::forward(const Tensor& tokens, const Tensor& attention_mask, KVCache* cache) {
   RLFT_CHECK(tokens.defined() && tokens.dim() == 2 && tokens.dtype() == DType::i64,
              "gpt: tokens must be an int64 tensor [B, T], got ",
@@ -310,21 +333,11 @@ Tensor GPT::forward(const Tensor& tokens, const Tensor& attention_mask, KVCache*
       }
     if (any_pad) mask.key_mask = Tensor::from_bools(keys, {B, Tk});
   } else {
-    std::vector<double> bias(size_t(B * T * Tk), 0.0);
-    const double neg_inf = -std::numeric_limits<double>::infinity();
-    for (int64_t b = 0; b < B; ++b) {
-      for (int64_t i = 0; i < T; ++i) {
-        const int64_t qi = past + i;
-        double* row = &bias[size_t((b * T + i) * Tk)];
-        for (int64_t j = 0; j < Tk; ++j)
-          if (j > qi || (!key_real(b, j) && j != qi)) row[j] = neg_inf;
-      }
-    }
-    mask.bias = Tensor::from_vector(bias, {B, 1, T, Tk})
-                    .to(cfg_.dtype)
-                    .to(tokens.device())
-                    .expand({B, cfg_.n_head, T, Tk})
-                    .contiguous();  // same shape as the scores: the add's fast path
+    std::vector<uint8_t> keys(size_t(B * Tk));
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t j = 0; j < Tk; ++j) keys[size_t(b * Tk + j)] = key_real(b, j) ? 1 : 0;
+    mask.bias =
+        additive_attention_mask(keys, B, T, Tk, past, cfg_.n_head, cfg_.dtype, tokens.device());
   }
 
   if (cache) {

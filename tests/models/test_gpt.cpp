@@ -4,6 +4,9 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <limits>
+#include <random>
+#include <tuple>
 #include <cstring>
 #include <set>
 
@@ -247,6 +250,44 @@ TEST(GPT, PaddedBatchGivesTheSameLogitsAsEachSequenceAlone) {
     // Same math, different GEMM blockings: float32 rounding only.
     EXPECT_LT(max_abs_diff(rows, alone[size_t(b)].select(0, 0)), 1e-5) << "sequence " << b;
   }
+}
+
+// The composed attention path's additive mask, built from B·Tk key flags with tensor ops on the
+// model's device, against the rule written out element by element: 0 where query i (position
+// past + i) sees key j (j < past + i with key j real, or j = past + i itself), −∞ elsewhere;
+// with and without a cache's past keys, rows of pads, and in float and double.
+TEST(GPT, AdditiveAttentionMaskFollowsTheRule) {
+  std::mt19937_64 rng(5);
+  int64_t checked = 0;
+  for (auto [B, T, past] : {std::tuple<int64_t, int64_t, int64_t>{1, 1, 0}, {3, 7, 0}, {2, 1, 9},
+                            {4, 5, 3}, {2, 16, 0}}) {
+    const int64_t Tk = past + T, H = 3;
+    std::vector<uint8_t> real(size_t(B * Tk));
+    for (auto& r : real) r = rng() % 3 != 0;
+    for (int64_t j = 0; j < Tk; ++j) real[size_t(j)] = 0;  // row 0: every key a pad
+    for (DType dt : {DType::f32, DType::f64}) {
+      const Tensor m = additive_attention_mask(real, B, T, Tk, past, H, dt, Device::cpu());
+      ASSERT_EQ(m.shape(), Shape({B, H, T, Tk}));
+      ASSERT_EQ(m.dtype(), dt);
+      const std::vector<double> v = m.to_vector();
+      for (int64_t b = 0; b < B; ++b)
+        for (int64_t h = 0; h < H; ++h)
+          for (int64_t i = 0; i < T; ++i)
+            for (int64_t j = 0; j < Tk; ++j) {
+              const int64_t qi = past + i;
+              const bool sees = j == qi || (j < qi && real[size_t(b * Tk + j)] != 0);
+              const double got = v[size_t(((b * H + h) * T + i) * Tk + j)];
+              ASSERT_EQ(got, sees ? 0.0 : -std::numeric_limits<double>::infinity())
+                  << "b=" << b << " h=" << h << " i=" << i << " j=" << j << " past=" << past;
+              ++checked;
+            }
+    }
+  }
+  EXPECT_GT(checked, 2000);
+  EXPECT_NE(rlft::testing::error_of([] {
+              additive_attention_mask({1, 1}, 1, 2, 3, 0, 1, DType::f32, Device::cpu());
+            }).find("additive_attention_mask: 2 key flags for B = 1 rows of Tk = 3 keys"),
+            std::string::npos);
 }
 
 TEST(GPT, KVCacheLogitsEqualFullRecompute) {
@@ -588,6 +629,18 @@ TEST(GPTCuda, ForwardLogitsRewardsAndValuesMatchTheCpu) {
   // Tokens left on the host are an error naming both devices.
   const std::string msg = rlft::testing::error_of([&] { gpu->forward(tokens, mask); });
   EXPECT_NE(msg.find("gpt: tokens on cpu but the model on cuda:0"), std::string::npos) << msg;
+}
+
+// The composed path's mask built on the device: the CPU's bits (0 and −∞ only).
+TEST(GPTCuda, AdditiveAttentionMaskOnTheDeviceIsTheCpus) {
+  RLFT_SKIP_WITHOUT_GPU();
+  std::vector<uint8_t> real = {1, 0, 1, 1, 0, 0, 1, 1, 1, 0, 1, 1, 0, 1, 1, 1, 1, 1};
+  for (auto [T, past] : {std::pair<int64_t, int64_t>{9, 0}, {4, 5}}) {
+    const Tensor c = additive_attention_mask(real, 2, T, 9, past, 2, DType::f32, Device::cpu());
+    const Tensor g = additive_attention_mask(real, 2, T, 9, past, 2, DType::f32, kGpu);
+    EXPECT_TRUE(g.device().is_cuda());
+    EXPECT_EQ(g.to(Device::cpu()).to_vector(), c.to_vector()) << "T=" << T << " past=" << past;
+  }
 }
 
 TEST(GPTCuda, KVCacheLogitsEqualFullRecompute) {
