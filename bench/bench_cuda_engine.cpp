@@ -361,7 +361,7 @@ void BM_gpt_forward(benchmark::State& state, int64_t B, int64_t T) {
 }
 
 void BM_attention_mask(benchmark::State& state, int64_t B, int64_t T, int64_t NH) {
-  std::vector<uint8_t> real(size_t(B * T));
+  std::vector<bool> real(size_t(B * T));
   const std::vector<double> m = left_pad_mask(B, T);
   for (size_t i = 0; i < real.size(); ++i) real[i] = m[i] != 0;
   measure(

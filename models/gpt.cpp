@@ -249,7 +249,7 @@ KVCache GPT::make_cache(int64_t batch, int64_t capacity) const {
   return c;
 }
 
-Tensor additive_attention_mask(const std::vector<uint8_t>& key_real, int64_t B, int64_t T,
+Tensor additive_attention_mask(const std::vector<bool>& key_real, int64_t B, int64_t T,
                                int64_t Tk, int64_t past, int64_t n_head, DType dtype,
                                Device device) {
   RLFT_CHECK(int64_t(key_real.size()) == B * Tk, "additive_attention_mask: ", key_real.size(),
@@ -260,13 +260,10 @@ Tensor additive_attention_mask(const std::vector<uint8_t>& key_real, int64_t B, 
   const Tensor q = Tensor::arange(double(past), double(past + T), 1.0, DType::f32, device)
                        .reshape({T, 1});
   const Tensor k = Tensor::arange(0.0, double(Tk), 1.0, DType::f32, device).reshape({1, Tk});
-  std::vector<bool> flags(key_real.size());
-  for (size_t n = 0; n < flags.size(); ++n) flags[n] = key_real[n] != 0;
-  const Tensor real = Tensor::from_bools(flags, {B, 1, 1, Tk}).to(device);
-  const Tensor no = Tensor::from_bools({false}, {}).to(device),
-               yes = Tensor::from_bools({true}, {}).to(device);
-  // visible = (j = qi) or (j < qi and key j real): [B, 1, T, Tk] by broadcasting
-  const Tensor visible = where(eq(k, q), yes, where(lt(k, q), real, no));
+  const Tensor real = Tensor::from_bools(key_real, {B, 1, 1, Tk}).to(device);
+  // visible: key j's flag where j < qi, else j = qi ([T, Tk] and [B, 1, 1, Tk] broadcast to
+  // [B, 1, T, Tk]); the flags are the one upload, the scalars below are filled on the device
+  const Tensor visible = where(lt(k, q), real, eq(k, q));
   const Tensor bias = where(visible, Tensor::zeros({}, dtype, device),
                             Tensor::full({}, -std::numeric_limits<double>::infinity(), dtype, device));
   return bias.expand({B, n_head, T, Tk}).contiguous();  // the scores' shape: the add's fast path
@@ -319,23 +316,19 @@ Tensor GPT::forward(const Tensor& tokens, const Tensor& attention_mask, KVCache*
   // the fused kernel's version 1 measured 3–7× slower than it on an H200 (BENCHMARKS.md).
   AttentionMask mask;
   mask.fused = device().is_cpu() && !(is_training() && cfg_.dropout > 0);
-  const auto key_real = [&](int64_t b, int64_t j) {
-    return j < past ? cache->key_mask[size_t(b * cache->capacity + j)] != 0
-                    : real[size_t(b * T + (j - past))] != 0;
-  };
+  // Which keys are real tokens [B, Tk]: the cache's past keys, then this call's.
+  std::vector<bool> keys(size_t(B * Tk));
+  bool any_pad = false;
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t j = 0; j < Tk; ++j) {
+      const bool k = j < past ? cache->key_mask[size_t(b * cache->capacity + j)] != 0
+                              : real[size_t(b * T + (j - past))] != 0;
+      keys[size_t(b * Tk + j)] = k;
+      any_pad = any_pad || !k;
+    }
   if (mask.fused) {
-    std::vector<bool> keys(size_t(B * Tk));
-    bool any_pad = false;
-    for (int64_t b = 0; b < B; ++b)
-      for (int64_t j = 0; j < Tk; ++j) {
-        keys[size_t(b * Tk + j)] = key_real(b, j);
-        any_pad = any_pad || !key_real(b, j);
-      }
     if (any_pad) mask.key_mask = Tensor::from_bools(keys, {B, Tk});
   } else {
-    std::vector<uint8_t> keys(size_t(B * Tk));
-    for (int64_t b = 0; b < B; ++b)
-      for (int64_t j = 0; j < Tk; ++j) keys[size_t(b * Tk + j)] = key_real(b, j) ? 1 : 0;
     mask.bias =
         additive_attention_mask(keys, B, T, Tk, past, cfg_.n_head, cfg_.dtype, tokens.device());
   }

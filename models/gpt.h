@@ -100,10 +100,10 @@ struct AttentionMask {
 // The composed path's additive mask [B, n_head, T, Tk] of `dtype` on `device`: 0 where query i
 // (position past + i) sees key j — j < past + i and key j real, or j = past + i itself (a pad
 // query attends to itself, so no row is empty) — and −∞ elsewhere. key_real holds B·Tk flags
-// (row-major [B, Tk]). Built where the model lives from the B·Tk flags and two aranges, so the
-// host neither loops over nor uploads B·T·Tk values (GPT::forward's composed path, which a GPU
-// always takes).
-Tensor additive_attention_mask(const std::vector<uint8_t>& key_real, int64_t B, int64_t T,
+// (row-major [B, Tk], true: a real token). Built where the model lives from the flags (one
+// upload of B·Tk bytes) and two aranges, so the host neither loops over nor uploads B·T·Tk
+// values (GPT::forward's composed path, which a GPU always takes).
+Tensor additive_attention_mask(const std::vector<bool>& key_real, int64_t B, int64_t T,
                                int64_t Tk, int64_t past, int64_t n_head, DType dtype,
                                Device device);
 

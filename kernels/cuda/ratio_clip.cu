@@ -106,7 +106,8 @@
 //   Rationale: the read ceilings with per-thread loads stayed at 63–68% whatever the number in
 //   flight; bulk copies put 16·U KB per block in flight with no load instruction per thread.
 //   Its ceiling is measured by the read ceiling's bulk variant. Measured (H200, 512×4096): its
-//   read ceiling is within 0.4 µs of the row layout's, the forward 8–10 µs slower (v3 23.4 µs).
+//   read ceiling is within 0.4 µs of the chunked one's (10.5 against 10.1 µs; the row layout's
+//   was not measured), the forward 8–10 µs slower than a block per row (v3 23.4 against 15.4).
 // Dependent first kernel (CudaLaunch::dependent = 1): the row kernel itself launched
 //   programmatically dependent on the stream's previous kernel; every forward kernel calls
 //   pdl_wait() before its first load (a no-op when launched the ordinary way) and the finish

@@ -262,9 +262,9 @@ TEST(GPT, AdditiveAttentionMaskFollowsTheRule) {
   for (auto [B, T, past] : {std::tuple<int64_t, int64_t, int64_t>{1, 1, 0}, {3, 7, 0}, {2, 1, 9},
                             {4, 5, 3}, {2, 16, 0}}) {
     const int64_t Tk = past + T, H = 3;
-    std::vector<uint8_t> real(size_t(B * Tk));
-    for (auto& r : real) r = rng() % 3 != 0;
-    for (int64_t j = 0; j < Tk; ++j) real[size_t(j)] = 0;  // row 0: every key a pad
+    std::vector<bool> real(size_t(B * Tk));
+    for (size_t n = 0; n < real.size(); ++n) real[n] = rng() % 3 != 0;
+    for (int64_t j = 0; j < Tk; ++j) real[size_t(j)] = false;  // row 0: every key a pad
     for (DType dt : {DType::f32, DType::f64}) {
       const Tensor m = additive_attention_mask(real, B, T, Tk, past, H, dt, Device::cpu());
       ASSERT_EQ(m.shape(), Shape({B, H, T, Tk}));
@@ -275,7 +275,7 @@ TEST(GPT, AdditiveAttentionMaskFollowsTheRule) {
           for (int64_t i = 0; i < T; ++i)
             for (int64_t j = 0; j < Tk; ++j) {
               const int64_t qi = past + i;
-              const bool sees = j == qi || (j < qi && real[size_t(b * Tk + j)] != 0);
+              const bool sees = j == qi || (j < qi && real[size_t(b * Tk + j)]);
               const double got = v[size_t(((b * H + h) * T + i) * Tk + j)];
               ASSERT_EQ(got, sees ? 0.0 : -std::numeric_limits<double>::infinity())
                   << "b=" << b << " h=" << h << " i=" << i << " j=" << j << " past=" << past;
@@ -285,7 +285,7 @@ TEST(GPT, AdditiveAttentionMaskFollowsTheRule) {
   }
   EXPECT_GT(checked, 2000);
   EXPECT_NE(rlft::testing::error_of([] {
-              additive_attention_mask({1, 1}, 1, 2, 3, 0, 1, DType::f32, Device::cpu());
+              additive_attention_mask({true, true}, 1, 2, 3, 0, 1, DType::f32, Device::cpu());
             }).find("additive_attention_mask: 2 key flags for B = 1 rows of Tk = 3 keys"),
             std::string::npos);
 }
@@ -634,7 +634,9 @@ TEST(GPTCuda, ForwardLogitsRewardsAndValuesMatchTheCpu) {
 // The composed path's mask built on the device: the CPU's bits (0 and −∞ only).
 TEST(GPTCuda, AdditiveAttentionMaskOnTheDeviceIsTheCpus) {
   RLFT_SKIP_WITHOUT_GPU();
-  std::vector<uint8_t> real = {1, 0, 1, 1, 0, 0, 1, 1, 1, 0, 1, 1, 0, 1, 1, 1, 1, 1};
+  const std::string flags = "101100111011011111";  // [2, 9]: 1 a real key
+  std::vector<bool> real;
+  for (char ch : flags) real.push_back(ch == '1');
   for (auto [T, past] : {std::pair<int64_t, int64_t>{9, 0}, {4, 5}}) {
     const Tensor c = additive_attention_mask(real, 2, T, 9, past, 2, DType::f32, Device::cpu());
     const Tensor g = additive_attention_mask(real, 2, T, 9, past, 2, DType::f32, kGpu);
