@@ -211,6 +211,27 @@ void make_dirs(const std::string& path) {
   }
 }
 
+std::string absolute_path(const std::string& path) {
+  if (path.empty()) throw Error("absolute_path: empty path");
+  if (path.front() == '/') return path;
+  std::string rest = path;
+  while (rest.size() >= 2 && rest[0] == '.' && rest[1] == '/') {
+    size_t i = 1;
+    while (i < rest.size() && rest[i] == '/') ++i;
+    rest.erase(0, i);
+  }
+  if (rest == ".") rest.clear();
+  std::string cwd(256, '\0');
+  while (::getcwd(cwd.data(), cwd.size()) == nullptr) {
+    if (errno != ERANGE)
+      throw Error(str("cannot resolve '", path, "': the working directory: ", reason(errno)));
+    cwd.resize(cwd.size() * 2);
+  }
+  cwd.resize(std::strlen(cwd.c_str()));
+  if (rest.empty()) return cwd;
+  return cwd == "/" ? "/" + rest : cwd + "/" + rest;
+}
+
 bool exists(const std::string& path) {
   struct stat st;
   return ::stat(path.c_str(), &st) == 0;

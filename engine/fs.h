@@ -45,4 +45,10 @@ bool is_dir(const std::string& path);
 // failure, is an error naming the path.
 void remove_file(const std::string& path);
 
+// `path` from the root: as it is when it starts with '/', else the working directory, '/', and
+// `path` without its leading "./" (nothing else is rewritten: "a/../b" stays, as a symlinked
+// "a" would make its lexical removal wrong). An empty path, or a working directory that cannot
+// be read, is an error.
+std::string absolute_path(const std::string& path);
+
 }  // namespace rlft::fs

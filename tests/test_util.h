@@ -70,6 +70,28 @@ std::string error_of(Fn&& fn) {
   return "<no error>";
 }
 
+// Moves to `dir` for its lifetime, then back to the working directory it found.
+class WorkingDirectory {
+ public:
+  explicit WorkingDirectory(const std::filesystem::path& dir)
+      : back_(std::filesystem::current_path()) {
+    std::filesystem::current_path(dir);
+  }
+  ~WorkingDirectory() { std::filesystem::current_path(back_); }
+  WorkingDirectory(const WorkingDirectory&) = delete;
+  WorkingDirectory& operator=(const WorkingDirectory&) = delete;
+
+ private:
+  std::filesystem::path back_;
+};
+
+// Runs fn() in `dir`, then goes back to the working directory it found, whatever fn does.
+template <typename Fn>
+void in_directory(const std::filesystem::path& dir, Fn&& fn) {
+  const WorkingDirectory here(dir);
+  fn();
+}
+
 // Every regular file of a directory with its bytes, to check that a refused command left a run
 // as it was.
 inline std::map<std::string, std::string> files_of(const std::string& dir) {

@@ -1,6 +1,7 @@
 // `rlft lm sft|eval|grpo` on the jsonl task (the user's own prompt/response file): a run records
-// the file and its fingerprint, eval reports exact match, a bad line is one error naming the
-// file and line, and a file changed since the run was trained is refused.
+// the file (from the root, so it is found from any directory) and its fingerprint, eval reports
+// exact match, a bad line is one error naming the file and line, and a file changed since the run
+// was trained is refused.
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -9,6 +10,7 @@
 
 #include "cli/cli_util.h"
 #include "jsonl_data.h"
+#include "test_util.h"
 
 namespace {
 
@@ -37,8 +39,12 @@ TEST(CliJsonl, SftRecordsTheFileEvalReportsExactMatchAndGrpoTrainsOnIt) {
   const fsys::path dir = scratch_dir("jsonl_runs");
   const fsys::path data = dir / "rev.jsonl";
   write(data, reversals());
-  const Outcome sft = run(sft_args(data, dir, "sft"));
+  // Trained on "rev.jsonl" in its directory; everything after runs from another one ("/"):
+  // the run records the file from the root.
+  Outcome sft;
+  rlft::testing::in_directory(dir, [&] { sft = run(sft_args("rev.jsonl", dir, "sft")); });
   ASSERT_EQ(sft.status, 0) << sft.err;
+  const rlft::testing::WorkingDirectory elsewhere("/");
   EXPECT_NE(sft.out.find("exact_match"), std::string::npos) << sft.out;
   const rlft::json::Value config = rlft::json::parse(slurp(dir / "sft" / "config.json"));
   EXPECT_EQ(config.at("task").as_string(), "jsonl");

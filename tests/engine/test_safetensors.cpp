@@ -28,6 +28,7 @@
 #include "engine/fs.h"
 #include "engine/json.h"
 #include "engine/safetensors.h"
+#include "test_util.h"
 
 namespace rlft::safetensors {
 namespace {
@@ -613,6 +614,32 @@ TEST(Fs, MakeDirs) {
   ::chmod(locked.c_str(), 0700);
   EXPECT_EQ(message, "cannot create directory '" + locked + "/run/x' (at '" + locked +
                          "/run'): Permission denied");
+}
+
+TEST(Fs, AbsolutePathJoinsTheWorkingDirectory) {
+  TempDir dir;
+  fs::make_dirs(dir / "sub");
+  rlft::testing::in_directory(dir / "sub", [&] {
+    std::string cwd(4096, '\0');
+    ASSERT_NE(::getcwd(cwd.data(), cwd.size()), nullptr);
+    cwd.resize(std::strlen(cwd.c_str()));
+    EXPECT_EQ(fs::absolute_path("d.jsonl"), cwd + "/d.jsonl");
+    EXPECT_EQ(fs::absolute_path("./d.jsonl"), cwd + "/d.jsonl");
+    EXPECT_EQ(fs::absolute_path(".//./x/d.jsonl"), cwd + "/x/d.jsonl");
+    EXPECT_EQ(fs::absolute_path("../d.jsonl"), cwd + "/../d.jsonl");  // not rewritten
+    EXPECT_EQ(fs::absolute_path("."), cwd);
+    EXPECT_EQ(fs::absolute_path("./"), cwd);
+    EXPECT_EQ(fs::absolute_path("/etc/x"), "/etc/x");  // from the root already: as it is
+  });
+  rlft::testing::in_directory("/", [&] { EXPECT_EQ(fs::absolute_path("tmp/x"), "/tmp/x"); });
+  EXPECT_EQ(error_of([&] { fs::absolute_path(""); }), "absolute_path: empty path");
+  // A working directory that no longer exists cannot be read: the error names the path.
+  rlft::testing::in_directory(dir / "sub", [&] {
+    ASSERT_EQ(::rmdir((dir / "sub").c_str()), 0);
+    const std::string message = error_of([&] { fs::absolute_path("d.jsonl"); });
+    EXPECT_EQ(message.rfind("cannot resolve 'd.jsonl': the working directory: ", 0), 0u) << message;
+    EXPECT_EQ(::chdir(dir.path().c_str()), 0);
+  });
 }
 
 }  // namespace

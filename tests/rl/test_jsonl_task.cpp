@@ -363,6 +363,51 @@ TEST(JsonlTask, ResumingAnSFTRunOnAChangedFileIsRefused) {
   EXPECT_EQ(train_sft(s).step, 4);
 }
 
+TEST(JsonlTask, ARelativeDataPathIsRecordedFromTheRoot) {
+  const std::string dir = temp_dir("jsonl_relative");
+  fs::make_dirs(dir + "/data");
+  fs::atomic_write_file(dir + "/data/d.jsonl", two_hundred_prompts());
+  std::string cwd;
+  TaskConfig c = jsonl_config("data/d.jsonl");
+  rlft::testing::in_directory(dir, [&] {
+    cwd = std::filesystem::current_path().string();
+    const std::unique_ptr<Task> t = make_run_task(c, "");  // a fresh run
+    EXPECT_EQ(t->data_fingerprint(), data_fingerprint(two_hundred_prompts()));
+  });
+  EXPECT_EQ(c.data, cwd + "/data/d.jsonl");
+  // Recorded so, the task is rebuilt from another working directory (eval, grpo --init).
+  json::Value recorded = json::Value::object();
+  set_task_keys(recorded, c);
+  rlft::testing::in_directory("/", [&] {
+    EXPECT_NO_THROW(make_task(task_config_from_json(recorded)));
+    // The same file named relative to here: the same absolute path, so a resume compares equal.
+    TaskConfig again = jsonl_config(c.data.substr(1));
+    make_run_task(again, "");
+    EXPECT_EQ(again.data, c.data);
+  });
+  // A run recorded before 2026-11-27 kept "data/d.jsonl" as given: resumed with that path from
+  // its directory, the path stays as recorded (its settings compare equal) and the recorded
+  // fingerprint is taken, so a changed file is still named.
+  json::Value old = json::Value::object();
+  TaskConfig old_run = jsonl_config("data/d.jsonl");
+  old_run.data_fingerprint = data_fingerprint(two_hundred_prompts());
+  set_task_keys(old, old_run);
+  fs::make_dirs(dir + "/old-run");
+  fs::atomic_write_file(dir + "/old-run/config.json", old.dump());
+  rlft::testing::in_directory(dir, [&] {
+    TaskConfig resumed = jsonl_config("data/d.jsonl");
+    make_run_task(resumed, dir + "/old-run");
+    EXPECT_EQ(resumed.data, "data/d.jsonl");
+    EXPECT_EQ(resumed.data_fingerprint, data_fingerprint(two_hundred_prompts()));
+    fs::atomic_write_file("data/d.jsonl", two_hundred_prompts() + line("new", "x"));
+    TaskConfig changed = jsonl_config("data/d.jsonl");
+    EXPECT_EQ(error_of([&] { make_run_task(changed, dir + "/old-run"); }),
+              "data/d.jsonl: changed since the run was trained: fingerprint " +
+                  data_fingerprint(two_hundred_prompts() + line("new", "x")) + ", recorded " +
+                  data_fingerprint(two_hundred_prompts()));
+  });
+}
+
 // ---- SFT, then GRPO with the file's answers as rewards
 // --------------------------------------------
 

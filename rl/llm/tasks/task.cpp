@@ -1,6 +1,7 @@
 // Shared parts of the LM tasks (see task.h) and the task factory.
 #include "rl/llm/tasks/task.h"
 
+#include <optional>
 #include <set>
 
 #include "engine/error.h"
@@ -70,16 +71,19 @@ const FoundKey kFoundKeys[] = {{&TaskConfig::data_fingerprint, &Task::data_finge
 }  // namespace
 
 std::unique_ptr<Task> make_run_task(TaskConfig& c, const std::string& resumed_run_dir) {
+  std::optional<TaskConfig> was;  // a resumed run's record
   const std::string recorded = resumed_run_dir + "/config.json";
   if (!resumed_run_dir.empty() && fs::exists(recorded)) {
     const json::Value v = json::parse(fs::read_file(recorded), recorded);
-    if (v.is_object()) {
-      const TaskConfig was = task_config_from_json(v);
-      if (was.task == c.task && was.data == c.data)
-        for (const FoundKey& k : kFoundKeys)
-          if ((c.*k.member).empty()) c.*k.member = was.*k.member;
-    }
+    if (v.is_object()) was = task_config_from_json(v);
   }
+  // The data file is recorded from the root, so `lm eval`, `lm sample`, `lm grpo --init` and
+  // `--resume` find it from any working directory. A run recorded with the path as given (before
+  // 2026-11-27) and resumed with that path keeps it, so its settings still compare equal.
+  if (!c.data.empty() && !(was && was->data == c.data)) c.data = fs::absolute_path(c.data);
+  if (was && was->task == c.task && was->data == c.data)
+    for (const FoundKey& k : kFoundKeys)
+      if ((c.*k.member).empty()) c.*k.member = (*was).*k.member;
   std::unique_ptr<Task> task = make_task(c);
   for (const FoundKey& k : kFoundKeys)
     if ((c.*k.member).empty()) c.*k.member = ((*task).*k.found)();

@@ -97,6 +97,8 @@ std::unique_ptr<Task> make_task(const TaskConfig& cfg);
 // is checked against them (a changed file: "<data>: changed since the run was trained: …");
 // then, those still empty, from the task as read, for the run to record. No config.json, or
 // one of another task or file, gives nothing (the resume's own checks name what differs).
+// A relative c.data becomes absolute (fs::absolute_path), unless the resumed run recorded it
+// as it is (a run from before 2026-11-27).
 std::unique_ptr<Task> make_run_task(TaskConfig& c, const std::string& resumed_run_dir);
 
 // `response` without one trailing "<|eos|>" (and with anything after it untouched).
