@@ -65,6 +65,10 @@ Tensor max(const Tensor& a);  // over all elements
 Tensor min(const Tensor& a);
 Tensor argmax(const Tensor& a, int64_t dim, bool keepdim = false);  // int64, no gradient
 Tensor logsumexp(const Tensor& a, int64_t dim, bool keepdim = false);
+// Inclusive prefix sums along dim (torch.cumsum): f32 and f64 keep their dtype, i64 and bool give
+// int64; a running sum in double (int64) rounded once per element, the same bits on CPU and CUDA.
+// Gradient (floating types): the suffix sums of the incoming gradient.
+Tensor cumsum(const Tensor& a, int64_t dim);
 
 // ---- linear algebra --------------------------------------------------------------------
 // [M,K] @ [K,N]; batched [..., M, K] @ [..., K, N] with broadcast batch dims; 1-d operands

@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <type_traits>
 
 #include "engine/ops_common.h"
 #include "kernels/cpu/reduce.h"
@@ -160,6 +161,37 @@ Tensor min(const Tensor& a, int64_t dim, bool keepdim) { return extreme_with_gra
 Tensor max(const Tensor& a) { return max(a.reshape({a.numel()}), 0, false); }
 Tensor min(const Tensor& a) { return min(a.reshape({a.numel()}), 0, false); }
 Tensor argmax(const Tensor& a, int64_t dim, bool keepdim) { return extreme("argmax", a, dim, keepdim, true).second; }
+
+namespace {
+// Prefix (or, reverse, suffix) sums of `a` along d; the gradient is the other direction's sums.
+Tensor cumsum_along(const Tensor& a, int d, bool reverse) {
+  const Tensor x = (a.dtype() == DType::b8 ? a.to(DType::i64) : a).contiguous().detach();
+  const Split sp = a.dim() == 0 ? Split{} : split_at(x.shape(), d);
+  Tensor out = Tensor::empty(x.shape(), x.dtype(), x.device());
+  if (x.device().is_cuda()) {
+    kernels::cuda_ops::cumsum(detail::ctype(x.dtype()), sp.outer, sp.R, sp.inner, x.raw_data(),
+                              out.raw_data(), reverse, x.device().index);
+  } else {
+    dispatch_all(x.dtype(), [&](auto tag) {
+      using T = decltype(tag);
+      if constexpr (!std::is_same_v<T, uint8_t>)
+        kernels::cumsum_middle(sp.outer, sp.R, sp.inner, x.data<T>(), out.data<T>(), reverse);
+    });
+  }
+  if (any_requires_grad(a))
+    record(reverse ? "cumsum_reverse" : "cumsum", {a}, out,
+           [d, reverse](const Grads& g, const Needs&) -> Grads {
+             return {cumsum_along(g[0], d, !reverse)};
+           });
+  return out;
+}
+}  // namespace
+
+Tensor cumsum(const Tensor& a, int64_t dim) {
+  detail::check_device("cumsum", {&a});
+  const int d = wrap_dim(dim, a.dim(), "cumsum");
+  return cumsum_along(a, d, false);
+}
 
 Tensor logsumexp(const Tensor& a, int64_t dim, bool keepdim) {
   const int d = wrap_dim(dim, a.dim(), "logsumexp");

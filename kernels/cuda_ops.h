@@ -156,6 +156,12 @@ void sum(Type type, int64_t outer, int64_t R, int64_t inner, const void* in, voi
 void extreme(Type type, int64_t outer, int64_t R, int64_t inner, const void* in, void* values,
              int64_t* indices, bool is_max, int device, int column_version = 0);
 
+// out[o, r, i] = Σ_{s ≤ r} in[o, s, i] (reverse: Σ_{s ≥ r}), a running sum in double (floating
+// types) or int64 (i64) rounded once per output, as kernels/cpu/reduce.h cumsum_middle: the
+// same bits. f32, f64 or i64; in and out may not overlap.
+void cumsum(Type type, int64_t outer, int64_t R, int64_t inner, const void* in, void* out,
+            bool reverse, int device);
+
 // ---- GEMM through cuBLAS (gemm.cu) ----------------------------------------------------------
 // Row-major C[b] = alpha·op(A[b])·op(B[b]) + beta·C[b] for b < batch, the arguments of
 // kernels/cpu/gemm.h: op(A) is [M, K]; ta: A is stored as [K, M] row-major with leading

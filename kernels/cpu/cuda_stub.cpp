@@ -129,6 +129,7 @@ void normal(Type, int64_t, uint64_t, uint64_t, void*, int) { not_built("cuda nor
 void arange(Type, int64_t, double, double, void*, int) { not_built("cuda arange"); }
 void sum(Type, int64_t, int64_t, int64_t, const void*, void*, int, int) { not_built("cuda sum"); }
 void extreme(Type, int64_t, int64_t, int64_t, const void*, void*, int64_t*, bool, int, int) { not_built("cuda max/min"); }
+void cumsum(Type, int64_t, int64_t, int64_t, const void*, void*, bool, int) { not_built("cuda cumsum"); }
 void gemm(Type, bool, bool, int64_t, int64_t, int64_t, int64_t, double, const void*, int64_t, int64_t, const void*,
           int64_t, int64_t, double, void*, int64_t, int64_t, int) {
   not_built("cuda gemm");

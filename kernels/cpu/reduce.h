@@ -2,6 +2,9 @@
 //
 // sum: out[o, i] = Σ_r in[o, r, i], accumulated in double (float inputs lose nothing on long
 // rows). argmax/argmin: first index of the extreme value (NaN propagates as PyTorch does).
+// cumsum: the inclusive prefix sums along r (or suffix sums, reversed), each output rounded once
+// from a running sum kept in double (floating types) or int64 (integers), as PyTorch's CPU
+// cumsum accumulates.
 // Traffic: one read per input element, one write per output element. OpenMP over `outer`
 // when the work is large (over columns when outer = 1). Reference: the formula itself (tests
 // compare with hand sums; tests/kernels/test_reduce.cpp with the plain loop, bitwise).
@@ -98,6 +101,29 @@ void extreme_middle(int64_t outer, int64_t R, int64_t inner, const T* in, T* val
       if (indices) indices[o * inner + i] = arg;
     }
   }
+}
+
+// out[o, r, i] = Σ_{s ≤ r} in[o, s, i] (reverse: Σ_{s ≥ r}); in and out may not overlap.
+// Sequential in r for each line (o, i); OpenMP over outer when the work is large.
+template <typename T>
+void cumsum_middle(int64_t outer, int64_t R, int64_t inner, const T* in, T* out, bool reverse) {
+  using Acc = std::conditional_t<std::is_floating_point_v<T>, double, int64_t>;
+  const bool par = outer * R * inner >= (1 << 16) && outer > 1;
+  parallel_region(par, [&](int64_t t, int64_t nt) {
+    std::vector<Acc> acc(static_cast<size_t>(inner));
+    for (int64_t o = share_begin(outer, t, nt); o < share_begin(outer, t + 1, nt); ++o) {
+      std::fill(acc.begin(), acc.end(), Acc(0));
+      for (int64_t k = 0; k < R; ++k) {
+        const int64_t r = reverse ? R - 1 - k : k;
+        const T* src = in + (o * R + r) * inner;
+        T* dst = out + (o * R + r) * inner;
+        for (int64_t i = 0; i < inner; ++i) {
+          acc[size_t(i)] += Acc(src[i]);
+          dst[i] = T(acc[size_t(i)]);
+        }
+      }
+    }
+  });
 }
 
 }  // namespace rlft::kernels

@@ -5,6 +5,12 @@
 //   sum:      out[o, i] = Σ_r in[o, r, i], accumulated in double for float and double data
 //   extreme:  values[o, i], indices[o, i] = the max (or min) over r and its first index; the
 //             first NaN wins (NaN propagates, as kernels/cpu/reduce.h and PyTorch)
+//   cumsum:   out[o, r, i] = Σ_{s ≤ r} in[o, s, i] (or Σ_{s ≥ r}): one thread per line (o, i)
+//             walking r with a running sum in double (int64 for i64), so each output has the
+//             CPU's bits. Neighbouring threads read neighbouring i (coalesced when inner > 1;
+//             with inner = 1 each thread walks its own row). Meant for short lines (position ids
+//             from a [B, T] mask, the gradient of that): a long line is one thread's serial walk,
+//             not a parallel scan (gae.cu's version 2 is the parallel scan of this project).
 //
 // Versions, picked by shape (every one deterministic: no atomics, a fixed combining order):
 //   rows       inner == 1 and enough rows to fill the GPU (or rows too short to split): one
@@ -24,10 +30,11 @@
 //              and, when the tiles cannot fill the GPU, among blocks (a second pass combines
 //              the splits in order). A [100000, 64] sum over dim 0 runs on ~1024 blocks
 //              instead of 64 threads.
-// Traffic: one read per input element, one write per output (plus 8 bytes per index); columns
-// 2 with splits adds splits·outer·inner partials (16 bytes each) written and read once.
-// Reference: kernels/cpu/reduce.h (sum_middle, extreme_middle); tests/engine/test_cuda_ops.cpp
-// (CudaOps.ReductionsOverAnyDims, CudaOps.ColumnReductionsAtEveryShape).
+// Traffic: one read per input element, one write per output (plus 8 bytes per index; cumsum:
+// one read and one write per element); columns 2 with splits adds splits·outer·inner partials (16
+// bytes each) written and read once. Reference: kernels/cpu/reduce.h (sum_middle, extreme_middle,
+// cumsum_middle); tests/engine/test_cuda_ops.cpp (CudaOps.ReductionsOverAnyDims,
+// CudaOps.ColumnReductionsAtEveryShape, CudaOps.CumsumIsTheCpus).
 #include <cuda_runtime.h>
 
 #include <type_traits>
@@ -264,6 +271,42 @@ void extreme(Type type, int64_t outer, int64_t R, int64_t inner, const void* in,
     cuda_detail::column_reduce(ExtremeColumns<T>{x, v, indices, R, inner, is_max}, plan);
   };
   dispatch_all(type, run);
+}
+
+namespace {
+
+template <typename T>
+__global__ void cumsum_kernel(int64_t lines, int64_t R, int64_t inner, const T* in, T* out,
+                              bool reverse) {
+  using Acc = std::conditional_t<std::is_floating_point_v<T>, double, int64_t>;
+  for (int64_t line = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; line < lines;
+       line += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t o = line / inner, i = line % inner;
+    Acc acc = 0;
+    for (int64_t k = 0; k < R; ++k) {
+      const int64_t at = (o * R + (reverse ? R - 1 - k : k)) * inner + i;
+      acc += Acc(in[at]);
+      out[at] = T(acc);
+    }
+  }
+}
+
+}  // namespace
+
+void cumsum(Type type, int64_t outer, int64_t R, int64_t inner, const void* in, void* out,
+            bool reverse, int device) {
+  if (outer * R * inner == 0) return;
+  RLFT_CHECK(type != Type::b8, "cuda cumsum: bool data (the engine sums it as int64)");
+  cuda_detail::set_device(device);
+  dispatch_all(type, [&](auto tag) {
+    using T = decltype(tag);
+    if constexpr (!std::is_same_v<T, uint8_t>) {
+      const int64_t lines = outer * inner;
+      cumsum_kernel<T><<<cuda_detail::blocks_for(lines), cuda_detail::kThreads>>>(
+          lines, R, inner, static_cast<const T*>(in), static_cast<T*>(out), reverse);
+      RLFT_CUDA_CHECK_LAUNCH();
+    }
+  });
 }
 
 }  // namespace rlft::kernels::cuda_ops

@@ -501,6 +501,34 @@ Tensor halves(const Tensor& x) {
   return Tensor::from_vector(v, x.shape()).to(x.dtype());
 }
 
+TEST(CudaOps, CumsumIsTheCpus) {
+  RLFT_REQUIRE_GPU();
+  // The same running sums in double (int64) as the CPU: the same bits, forward and backward.
+  for (DType dt : {DType::f32, DType::f64}) {
+    const Tensor x = random({5, 7, 33}, dt, 61);
+    for (int64_t dim : {0, 1, 2, -1}) {
+      check_op(
+          "cumsum " + std::to_string(dim) + " " + dtype_name(dt), {x},
+          [&](const std::vector<Tensor>& in) { return cumsum(in[0], dim); }, 0);
+      EXPECT_EQ(cumsum(x.to(kGpu), dim).to_vector(), cumsum(x, dim).to_vector()) << dim;
+    }
+    for (int64_t n : kSizes) {
+      const Tensor v = random({3, n}, dt, 62 + n);
+      check_op(
+          "cumsum rows n=" + std::to_string(n), {v},
+          [](const std::vector<Tensor>& in) { return cumsum(in[0], 1); }, 0);
+    }
+  }
+  const Tensor i =
+      Tensor::from_vector(std::vector<int64_t>{(int64_t(1) << 53), 1, -4, 7, 0, 1}, {2, 3});
+  EXPECT_EQ(cumsum(i.to(kGpu), 1).to_vector(), cumsum(i, 1).to_vector());
+  EXPECT_EQ(cumsum(i.to(kGpu), 0).to_vector(), cumsum(i, 0).to_vector());
+  const Tensor m = Tensor::from_bools({true, false, true, true, false, true}, {2, 3});
+  const Tensor mg = cumsum(m.to(kGpu), 1);
+  EXPECT_EQ(mg.dtype(), DType::i64);
+  EXPECT_EQ(mg.to_vector(), cumsum(m, 1).to_vector());
+}
+
 TEST(CudaOps, ColumnReductionsAtEveryShape) {
   RLFT_REQUIRE_GPU();
   for (DType dt : {DType::f32, DType::f64}) {

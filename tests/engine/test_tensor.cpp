@@ -77,6 +77,40 @@ TEST(Tensor, ReductionsByHand) {
   EXPECT_NEAR(logsumexp(F({1000, 1000}, {2}), 0).item(), 1000 + std::log(2.0), 1e-3);
 }
 
+TEST(Tensor, CumsumByHand) {
+  const Tensor a = F({1, 2, 3, 4, 5, 6}, {2, 3});
+  EXPECT_EQ(V(cumsum(a, 1)), std::vector<double>({1, 3, 6, 4, 9, 15}));
+  EXPECT_EQ(V(cumsum(a, -1)), std::vector<double>({1, 3, 6, 4, 9, 15}));
+  EXPECT_EQ(V(cumsum(a, 0)), std::vector<double>({1, 2, 3, 5, 7, 9}));
+  EXPECT_EQ(cumsum(a, 0).dtype(), DType::f32);
+  // [2, 2, 2] along the middle: each (o, i) line on its own.
+  const Tensor b = Tensor::from_vector(std::vector<double>{1, 2, 3, 4, 5, 6, 7, 8}, {2, 2, 2});
+  EXPECT_EQ(V(cumsum(b, 1)), std::vector<double>({1, 2, 4, 6, 5, 6, 12, 14}));
+  EXPECT_EQ(cumsum(b, 1).dtype(), DType::f64);
+  // bool counts as int64 (torch.cumsum of a mask: position ids).
+  const Tensor m = cumsum(Tensor::from_bools({false, true, true, false, true}, {5}), 0);
+  EXPECT_EQ(m.dtype(), DType::i64);
+  EXPECT_EQ(V(m), std::vector<double>({0, 1, 2, 2, 3}));
+  // int64 sums exactly past 2^53 (no detour through double).
+  const int64_t big = int64_t(1) << 53;
+  const Tensor i = cumsum(Tensor::from_vector(std::vector<int64_t>{big, 1, 1}, {3}), 0);
+  EXPECT_EQ(i.data<int64_t>()[2], big + 2);
+  // float: the running sum is double, each output rounded once. A float running sum would stay
+  // at 1e8 (its spacing there is 8) after eight ones; the double one reaches 1e8 + 8.
+  std::vector<float> ones(9, 1.0f);
+  ones[0] = 1e8f;
+  EXPECT_EQ(V(cumsum(F(ones, {9}), 0))[8], 100000008.0);
+  // A scalar, an empty dimension, a bad dimension.
+  EXPECT_EQ(cumsum(Tensor::scalar(3), 0).item(), 3);
+  EXPECT_EQ(cumsum(Tensor::zeros({2, 0}), 1).shape(), Shape({2, 0}));
+  EXPECT_EQ(error_of([&] { cumsum(a, 2); }),
+            "cumsum: dimension 2 out of range for a 2-d tensor (expected in [-2, 1])");
+  // The gradient is the suffix sums of the incoming one: d/dx_j Σ_r w_r y_r = Σ_{r ≥ j} w_r.
+  Tensor x = F({0.5f, -1, 2}, {3}).set_requires_grad();
+  sum(mul(cumsum(x, 0), F({1, 10, 100}, {3}))).backward();
+  EXPECT_EQ(V(x.grad()), std::vector<double>({111, 110, 100}));
+}
+
 TEST(Tensor, NnOpsByHand) {
   // softmax([0, ln 3]) = [1/4, 3/4]
   EXPECT_NEAR(V(softmax(F({0, float(std::log(3.0))}, {1, 2})))[1], 0.75, 1e-6);
