@@ -249,24 +249,49 @@ KVCache GPT::make_cache(int64_t batch, int64_t capacity) const {
   return c;
 }
 
-Tensor additive_attention_mask(const std::vector<bool>& key_real, int64_t B, int64_t T,
-                               int64_t Tk, int64_t past, int64_t n_head, DType dtype,
-                               Device device) {
-  RLFT_CHECK(int64_t(key_real.size()) == B * Tk, "additive_attention_mask: ", key_real.size(),
-             " key flags for B = ", B, " rows of Tk = ", Tk, " keys");
+Tensor additive_attention_mask(const Tensor& key_real, int64_t B, int64_t T, int64_t Tk,
+                               int64_t past, int64_t n_head, DType dtype, Device device) {
+  RLFT_CHECK(!key_real.defined() || (key_real.shape() == Shape({B, Tk}) &&
+                                     key_real.dtype() == DType::b8 && key_real.device() == device),
+             "additive_attention_mask: key flags ",
+             key_real.defined()
+                 ? str(key_real.shape(), " ", key_real.dtype(), " on ", key_real.device())
+                 : std::string("(none)"),
+             " for B = ", B, " rows of Tk = ", Tk, " keys (expected bool ", Shape({B, Tk}), " on ",
+             device, ")");
   RLFT_CHECK(past >= 0 && past + T <= Tk, "additive_attention_mask: past ", past, " + T ", T,
              " must be within Tk ", Tk);
   // query positions past + i down, key positions j across (f32: exact for any context)
   const Tensor q = Tensor::arange(double(past), double(past + T), 1.0, DType::f32, device)
                        .reshape({T, 1});
   const Tensor k = Tensor::arange(0.0, double(Tk), 1.0, DType::f32, device).reshape({1, Tk});
-  const Tensor real = Tensor::from_bools(key_real, {B, 1, 1, Tk}).to(device);
   // visible: key j's flag where j < qi, else j = qi ([T, Tk] and [B, 1, 1, Tk] broadcast to
-  // [B, 1, T, Tk]); the flags are the one upload, the scalars below are filled on the device
-  const Tensor visible = where(lt(k, q), real, eq(k, q));
+  // [B, 1, T, Tk]); without flags, j ≤ qi
+  const Tensor visible = key_real.defined()
+                             ? where(lt(k, q), key_real.reshape({B, 1, 1, Tk}), eq(k, q))
+                             : le(k, q).reshape({1, 1, T, Tk});
   const Tensor bias = where(visible, Tensor::zeros({}, dtype, device),
                             Tensor::full({}, -std::numeric_limits<double>::infinity(), dtype, device));
   return bias.expand({B, n_head, T, Tk}).contiguous();  // the scores' shape: the add's fast path
+}
+
+Tensor additive_attention_mask(const std::vector<bool>& key_real, int64_t B, int64_t T, int64_t Tk,
+                               int64_t past, int64_t n_head, DType dtype, Device device) {
+  RLFT_CHECK(int64_t(key_real.size()) == B * Tk, "additive_attention_mask: ", key_real.size(),
+             " key flags for B = ", B, " rows of Tk = ", Tk, " keys");
+  return additive_attention_mask(Tensor::from_bools(key_real, {B, Tk}).to(device), B, T, Tk, past,
+                                 n_head, dtype, device);
+}
+
+Tensor position_ids(const Tensor& real, int64_t B, int64_t T, Device device) {
+  if (!real.defined())
+    return Tensor::arange(T, DType::i64, device).reshape({1, T}).expand({B, T}).contiguous();
+  RLFT_CHECK(real.shape() == Shape({B, T}) && real.dtype() == DType::b8, "position_ids: flags ",
+             real.shape(), " ", real.dtype(), " (expected bool ", Shape({B, T}), ")");
+  // The real tokens before t: the prefix sums of the flags shifted right by one.
+  const Tensor shifted =
+      concat({Tensor::zeros({B, 1}, DType::b8, real.device()), real.narrow(1, 0, T - 1)}, 1);
+  return where(real, cumsum(shifted, 1), Tensor::zeros({}, DType::i64, real.device()));
 }
 
 Tensor GPT::forward(const Tensor& tokens, const Tensor& attention_mask, KVCache* cache) {
@@ -278,12 +303,9 @@ Tensor GPT::forward(const Tensor& tokens, const Tensor& attention_mask, KVCache*
              device(), " (move the batch with .to(model.device()))");
   const int64_t B = tokens.size(0), T = tokens.size(1);
   RLFT_CHECK(T > 0 && B > 0, "gpt: empty batch ", tokens.shape());
-  std::vector<int64_t> real(size_t(B * T), 1);
   if (attention_mask.defined()) {
     RLFT_CHECK(attention_mask.shape() == tokens.shape(), "gpt: attention_mask ",
                attention_mask.shape(), " does not match tokens ", tokens.shape());
-    const std::vector<double> m = attention_mask.to_vector();
-    for (size_t i = 0; i < m.size(); ++i) real[i] = m[i] != 0;
   }
   const int64_t past = cache ? cache->length : 0, Tk = past + T;
   if (cache) {
@@ -295,19 +317,6 @@ Tensor GPT::forward(const Tensor& tokens, const Tensor& attention_mask, KVCache*
                T, " more after ", past);
   }
 
-  // Position ids: each row counts its real tokens (pads get position 0, which nothing reads).
-  std::vector<int64_t> pos(size_t(B * T), 0);
-  for (int64_t b = 0; b < B; ++b) {
-    int64_t n = cache ? cache->next_position[size_t(b)] : 0;
-    for (int64_t t = 0; t < T; ++t) {
-      if (!real[size_t(b * T + t)]) continue;
-      RLFT_CHECK(n < cfg_.block_size, "gpt: sequence ", b,
-                 " has more than block_size = ", cfg_.block_size,
-                 " real tokens (the model's context)");
-      pos[size_t(b * T + t)] = n++;
-    }
-  }
-
   // Key j is visible to query i when j ≤ past + i and key j is a real token, or j is the query
   // itself (a pad query attends to itself, so no row is empty). The fused op (the CPU, unless
   // attention dropout is active: the composed path keeps dropout's random stream as it was)
@@ -316,32 +325,73 @@ Tensor GPT::forward(const Tensor& tokens, const Tensor& attention_mask, KVCache*
   // the fused kernel's version 1 measured 3–7× slower than it on an H200 (BENCHMARKS.md).
   AttentionMask mask;
   mask.fused = device().is_cpu() && !(is_training() && cfg_.dropout > 0);
-  // Which keys are real tokens [B, Tk]: the cache's past keys, then this call's.
-  std::vector<bool> keys(size_t(B * Tk));
-  bool any_pad = false;
-  for (int64_t b = 0; b < B; ++b)
-    for (int64_t j = 0; j < Tk; ++j) {
-      const bool k = j < past ? cache->key_mask[size_t(b * cache->capacity + j)] != 0
-                              : real[size_t(b * T + (j - past))] != 0;
-      keys[size_t(b * Tk + j)] = k;
-      any_pad = any_pad || !k;
-    }
-  if (mask.fused) {
-    if (any_pad) mask.key_mask = Tensor::from_bools(keys, {B, Tk});
-  } else {
-    mask.bias =
-        additive_attention_mask(keys, B, T, Tk, past, cfg_.n_head, cfg_.dtype, tokens.device());
-  }
-
-  if (cache) {
-    for (int64_t b = 0; b < B; ++b)
-      for (int64_t t = 0; t < T; ++t) {
-        cache->key_mask[size_t(b * cache->capacity + past + t)] = uint8_t(real[size_t(b * T + t)]);
-        cache->next_position[size_t(b)] += real[size_t(b * T + t)];
+  Tensor positions;  // [B, T] int64: each row counts its real tokens (pads get 0, read by none)
+  if (!cache && T <= cfg_.block_size) {
+    // Training and scoring (no cache, every row within the context): the position ids and the
+    // key flags are built from the mask where the model lives, nothing read back, so on a GPU
+    // the forward queues its kernels without waiting for the device.
+    const Tensor real =
+        attention_mask.defined()
+            ? ne(attention_mask.to(device()), Tensor::zeros({}, attention_mask.dtype(), device()))
+            : Tensor();
+    positions = position_ids(real, B, T, device());
+    if (mask.fused) {
+      // On the CPU the flags are at hand: a mask without pads is no mask.
+      bool any_pad = false;
+      if (real.defined()) {
+        const uint8_t* f = real.data<uint8_t>();
+        for (int64_t n = 0; n < B * T && !any_pad; ++n) any_pad = f[n] == 0;
       }
+      if (any_pad) mask.key_mask = real;
+    } else {
+      mask.bias = additive_attention_mask(real, B, T, Tk, 0, cfg_.n_head, cfg_.dtype, device());
+    }
+  } else {
+    // With a cache (decoding) the positions continue each row's count, and the cache keeps the
+    // key flags on the host; a row longer than the context is named here.
+    std::vector<int64_t> real(size_t(B * T), 1);
+    if (attention_mask.defined()) {
+      const std::vector<double> m = attention_mask.to_vector();
+      for (size_t i = 0; i < m.size(); ++i) real[i] = m[i] != 0;
+    }
+    std::vector<int64_t> pos(size_t(B * T), 0);
+    for (int64_t b = 0; b < B; ++b) {
+      int64_t n = cache ? cache->next_position[size_t(b)] : 0;
+      for (int64_t t = 0; t < T; ++t) {
+        if (!real[size_t(b * T + t)]) continue;
+        RLFT_CHECK(n < cfg_.block_size, "gpt: sequence ", b,
+                   " has more than block_size = ", cfg_.block_size,
+                   " real tokens (the model's context)");
+        pos[size_t(b * T + t)] = n++;
+      }
+    }
+    // Which keys are real tokens [B, Tk]: the cache's past keys, then this call's.
+    std::vector<bool> keys(size_t(B * Tk));
+    bool any_pad = false;
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t j = 0; j < Tk; ++j) {
+        const bool k = j < past ? cache->key_mask[size_t(b * cache->capacity + j)] != 0
+                                : real[size_t(b * T + (j - past))] != 0;
+        keys[size_t(b * Tk + j)] = k;
+        any_pad = any_pad || !k;
+      }
+    if (mask.fused) {
+      if (any_pad) mask.key_mask = Tensor::from_bools(keys, {B, Tk});
+    } else {
+      mask.bias =
+          additive_attention_mask(keys, B, T, Tk, past, cfg_.n_head, cfg_.dtype, tokens.device());
+    }
+    if (cache) {
+      for (int64_t b = 0; b < B; ++b)
+        for (int64_t t = 0; t < T; ++t) {
+          cache->key_mask[size_t(b * cache->capacity + past + t)] =
+              uint8_t(real[size_t(b * T + t)]);
+          cache->next_position[size_t(b)] += real[size_t(b * T + t)];
+        }
+    }
+    positions = Tensor::from_vector(pos, {B, T}).to(tokens.device());
   }
 
-  const Tensor positions = Tensor::from_vector(pos, {B, T}).to(tokens.device());
   Tensor x = add(wte->forward(tokens), wpe->forward(positions));  // [B, T, C]
   x = dropout(x, cfg_.dropout, is_training(), dropout_gen_.get());
   for (size_t l = 0; l < h.size(); ++l) x = h[l]->forward(x, mask, cache, int(l));

@@ -99,13 +99,22 @@ struct AttentionMask {
 
 // The composed path's additive mask [B, n_head, T, Tk] of `dtype` on `device`: 0 where query i
 // (position past + i) sees key j — j < past + i and key j real, or j = past + i itself (a pad
-// query attends to itself, so no row is empty) — and −∞ elsewhere. key_real holds B·Tk flags
-// (row-major [B, Tk], true: a real token). Built where the model lives from the flags (one
-// upload of B·Tk bytes) and two aranges, so the host neither loops over nor uploads B·T·Tk
-// values (GPT::forward's composed path, which a GPU always takes).
+// query attends to itself, so no row is empty) — and −∞ elsewhere. key_real: a bool [B, Tk]
+// tensor on `device` (true: a real token), or undefined when every key is real (the causal
+// mask). Built where the model lives from the flags and two aranges, so the host neither loops
+// over nor uploads B·T·Tk values (GPT::forward's composed path, which a GPU always takes).
+Tensor additive_attention_mask(const Tensor& key_real, int64_t B, int64_t T, int64_t Tk,
+                               int64_t past, int64_t n_head, DType dtype, Device device);
+// The same from B·Tk host flags (row-major [B, Tk]): one upload of B·Tk bytes.
 Tensor additive_attention_mask(const std::vector<bool>& key_real, int64_t B, int64_t T,
                                int64_t Tk, int64_t past, int64_t n_head, DType dtype,
                                Device device);
+
+// Position ids [B, T] (int64) on the device of `real` (a bool [B, T] tensor, true: a real token):
+// each row counts its real tokens from 0, so a left-padded row starts at 0 at its first real
+// token; a pad gets 0 (nothing reads it). Undefined `real`: 0..T-1 in every row, on `device`.
+// Built with a cumsum where the tokens are, nothing read back.
+Tensor position_ids(const Tensor& real, int64_t B, int64_t T, Device device);
 
 // The attention and the block take a mask and a cache, so their forward hides Module's
 // one-tensor forward on purpose: a one-tensor call does not compile. Clang warns of the hiding.

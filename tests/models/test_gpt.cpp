@@ -288,6 +288,66 @@ TEST(GPT, AdditiveAttentionMaskFollowsTheRule) {
               additive_attention_mask({true, true}, 1, 2, 3, 0, 1, DType::f32, Device::cpu());
             }).find("additive_attention_mask: 2 key flags for B = 1 rows of Tk = 3 keys"),
             std::string::npos);
+  // No flags: every key real, the causal mask (as all-true flags give it).
+  for (auto [T, past] : {std::pair<int64_t, int64_t>{6, 0}, {2, 4}}) {
+    const Tensor none =
+        additive_attention_mask(Tensor(), 2, T, past + T, past, 3, DType::f32, Device::cpu());
+    const Tensor all = additive_attention_mask(std::vector<bool>(size_t(2 * (past + T)), true), 2,
+                                               T, past + T, past, 3, DType::f32, Device::cpu());
+    EXPECT_EQ(none.to_vector(), all.to_vector()) << "past=" << past;
+  }
+  EXPECT_NE(
+      rlft::testing::error_of([] {
+        additive_attention_mask(Tensor::ones({1, 3}), 1, 2, 3, 0, 1, DType::f32, Device::cpu());
+      })
+          .find("key flags [1,3] float32 on cpu for B = 1 rows of Tk = 3 keys (expected bool [1,3] "
+                "on "
+                "cpu)"),
+      std::string::npos);
+}
+
+// Position ids from the key flags with a cumsum (GPT::forward without a cache): each row counts
+// its real tokens from 0; pads get 0.
+TEST(GPT, PositionIdsCountEachRowsRealTokens) {
+  const Tensor real = Tensor::from_bools({false, false, true, true, true,  //
+                                          true, true, true, true, true,    //
+                                          true, false, true, false, true},
+                                         {3, 5});
+  EXPECT_EQ(position_ids(real, 3, 5, Device::cpu()).to_int_vector(),
+            std::vector<int64_t>({0, 0, 0, 1, 2, 0, 1, 2, 3, 4, 0, 0, 1, 0, 2}));
+  EXPECT_EQ(position_ids(real, 3, 5, Device::cpu()).dtype(), DType::i64);
+  EXPECT_EQ(position_ids(Tensor(), 2, 3, Device::cpu()).to_int_vector(),
+            std::vector<int64_t>({0, 1, 2, 0, 1, 2}));
+  EXPECT_EQ(
+      position_ids(Tensor::from_bools({true, false}, {2, 1}), 2, 1, Device::cpu()).to_int_vector(),
+      std::vector<int64_t>({0, 0}));
+  EXPECT_NE(rlft::testing::error_of([&] {
+              position_ids(real, 5, 3, Device::cpu());
+            }).find("position_ids: flags [3,5] bool (expected bool [5,3])"),
+            std::string::npos);
+}
+
+// More tokens than the context, of which the real ones fit: the host path (which counts each
+// row's real tokens) takes them, and the real positions' logits are the unpadded sequence's.
+TEST(GPT, ARowLongerThanTheContextWhoseRealTokensFitIsAccepted) {
+  Generator gen(12);
+  GPT model(tiny_config(), gen);  // block_size 16
+  model.eval();
+  const Tensor seq = random_tokens(1, 16, 10, 21);
+  std::vector<int64_t> toks(18, 10);
+  std::vector<double> mask(18, 0.0);
+  const std::vector<int64_t> s = seq.to_int_vector();
+  for (int64_t t = 0; t < 16; ++t) toks[size_t(t + 2)] = s[size_t(t)], mask[size_t(t + 2)] = 1;
+  const Tensor padded = model.lm_logits(
+      model.forward(Tensor::from_vector(toks, {1, 18}), Tensor::from_vector(mask, {1, 18})));
+  EXPECT_LT(max_abs_diff(padded.select(0, 0).narrow(0, 2, 16),
+                         model.lm_logits(model.forward(seq)).select(0, 0)),
+            1e-5);
+  mask[0] = 1;  // 17 real tokens: more than the context
+  EXPECT_NE(rlft::testing::error_of([&] {
+              model.forward(Tensor::from_vector(toks, {1, 18}), Tensor::from_vector(mask, {1, 18}));
+            }).find("gpt: sequence 0 has more than block_size = 16 real tokens"),
+            std::string::npos);
 }
 
 TEST(GPT, KVCacheLogitsEqualFullRecompute) {
@@ -631,8 +691,8 @@ TEST(GPTCuda, ForwardLogitsRewardsAndValuesMatchTheCpu) {
   EXPECT_NE(msg.find("gpt: tokens on cpu but the model on cuda:0"), std::string::npos) << msg;
 }
 
-// The composed path's mask built on the device: the CPU's bits (0 and −∞ only).
-TEST(GPTCuda, AdditiveAttentionMaskOnTheDeviceIsTheCpus) {
+// The composed path's mask and the position ids built on the device: the CPU's values.
+TEST(GPTCuda, AdditiveAttentionMaskAndPositionIdsOnTheDeviceAreTheCpus) {
   RLFT_SKIP_WITHOUT_GPU();
   const std::string flags = "101100111011011111";  // [2, 9]: 1 a real key
   std::vector<bool> real;
@@ -643,6 +703,14 @@ TEST(GPTCuda, AdditiveAttentionMaskOnTheDeviceIsTheCpus) {
     EXPECT_TRUE(g.device().is_cuda());
     EXPECT_EQ(g.to(Device::cpu()).to_vector(), c.to_vector()) << "T=" << T << " past=" << past;
   }
+  EXPECT_EQ(
+      additive_attention_mask(Tensor(), 2, 4, 9, 5, 2, DType::f32, kGpu).to_vector(),
+      additive_attention_mask(Tensor(), 2, 4, 9, 5, 2, DType::f32, Device::cpu()).to_vector());
+  // The position ids GPT::forward builds there from the same flags (cumsum, where).
+  const Tensor f = Tensor::from_bools(real, {2, 9});
+  const Tensor pg = position_ids(f.to(kGpu), 2, 9, kGpu);
+  EXPECT_TRUE(pg.device().is_cuda());
+  EXPECT_EQ(pg.to_int_vector(), position_ids(f, 2, 9, Device::cpu()).to_int_vector());
 }
 
 TEST(GPTCuda, KVCacheLogitsEqualFullRecompute) {
