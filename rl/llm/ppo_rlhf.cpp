@@ -137,14 +137,31 @@ json::Value to_json(const PPORLHFConfig& c) {
   return v;
 }
 
-namespace {
-
-// V(tokens_<t) at every position t: the value head at t − 1, 0 at t = 0. [B, T].
 Tensor aligned_values(models::GPT& critic, const Tensor& tokens, const Tensor& attention_mask) {
   const Tensor v = critic.values(critic.forward(tokens, attention_mask));
   const int64_t B = v.size(0), T = v.size(1);
   return concat({Tensor::zeros({B, 1}, v.dtype(), v.device()), v.narrow(1, 0, T - 1)}, 1);
 }
+
+Experience make_experience(models::GPT& ref, models::GPT& critic, models::GPT& rm,
+                           const Tensor& tokens, const Tensor& attention_mask,
+                           const Tensor& log_probs, const Tensor& action_mask, double kl_coef,
+                           const PPORLHFConfig& cfg) {
+  NoGradGuard ng;
+  Experience e;
+  e.ref_log_probs = models::sequence_log_probs(ref, tokens, attention_mask);
+  critic.eval();
+  e.old_values = mul(aligned_values(critic, tokens, attention_mask), action_mask);
+  e.reward_score = rm.rewards(rm.forward(tokens, attention_mask), attention_mask);
+  e.rewards = compute_rewards(log_probs, e.ref_log_probs, e.reward_score, action_mask, kl_coef,
+                              cfg.clip_reward_value);
+  std::tie(e.advantages, e.returns) =
+      gae_masked(e.rewards, e.old_values, action_mask, cfg.gamma, cfg.lam);
+  if (cfg.whiten_advantages) e.advantages = whiten_masked(e.advantages, action_mask);
+  return e;
+}
+
+namespace {
 
 // Actor log-probs and entropies [B, T] (0 at t = 0), from one forward pass.
 std::pair<Tensor, Tensor> actor_log_probs(models::GPT& actor, const Tensor& tokens,
@@ -444,20 +461,10 @@ PPORLHFResult train_ppo_rlhf(const PPORLHFConfig& cfg) {
     const Tensor tokens = g.tokens, attention_mask = g.attention_mask;
     const DType dt = g.log_probs.dtype();
     const Tensor action_mask = g.response_mask.to(dt);
-    Tensor old_log_probs = g.log_probs, ref_log_probs, old_values, reward_score, rewards,
-           advantages, returns;
-    {
-      NoGradGuard ng;
-      ref_log_probs = models::sequence_log_probs(ref, tokens, attention_mask);
-      critic.eval();
-      old_values = mul(aligned_values(critic, tokens, attention_mask), action_mask);
-      reward_score = rm.rewards(rm.forward(tokens, attention_mask), attention_mask);
-      rewards = compute_rewards(old_log_probs, ref_log_probs, reward_score, action_mask,
-                                kl_ctl.value, cfg.clip_reward_value);
-      std::tie(advantages, returns) =
-          gae_masked(rewards, old_values, action_mask, cfg.gamma, cfg.lam);
-      if (cfg.whiten_advantages) advantages = whiten_masked(advantages, action_mask);
-    }
+    const Tensor old_log_probs = g.log_probs;
+    const auto [ref_log_probs, old_values, reward_score, rewards, advantages, returns] =
+        make_experience(ref, critic, rm, tokens, attention_mask, old_log_probs, action_mask,
+                        kl_ctl.value, cfg);
     // Rollout statistics.
     const int64_t B = tokens.size(0), T = tokens.size(1);
     double kl = 0, rm_mean = 0, gt = 0, length = 0;

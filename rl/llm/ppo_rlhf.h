@@ -132,4 +132,21 @@ struct PPORLHFResult {
 };
 PPORLHFResult train_ppo_rlhf(const PPORLHFConfig& cfg);
 
+// V(tokens_<t) at every position t [B, T]: the critic's value head at t − 1 (the prefix that
+// token t continues), 0 at t = 0 (no gradient taken away: differentiable in the critic).
+Tensor aligned_values(models::GPT& critic, const Tensor& tokens, const Tensor& attention_mask);
+
+// One rollout's experience, under no gradient (the critic is put in eval mode): the
+// reference's log-probs, the critic's aligned values (0 outside action_mask), the reward
+// model's score, the per-token rewards (compute_rewards with KL coefficient kl_coef and
+// cfg.clip_reward_value), and GAE's advantages and returns (gae_masked with cfg.gamma and
+// cfg.lam; advantages whitened when cfg.whiten_advantages). log_probs: the actor's at sampling.
+struct Experience {
+  Tensor ref_log_probs, old_values, reward_score, rewards, advantages, returns;
+};
+Experience make_experience(models::GPT& ref, models::GPT& critic, models::GPT& rm,
+                           const Tensor& tokens, const Tensor& attention_mask,
+                           const Tensor& log_probs, const Tensor& action_mask, double kl_coef,
+                           const PPORLHFConfig& cfg);
+
 }  // namespace rlft::llm

@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <filesystem>
+#include <set>
 
 #include "engine/checkpoint.h"
 #include "engine/fs.h"
@@ -61,6 +62,10 @@ TEST(GroupAdvantages, AllEqualGroupGivesZero) {
     for (double a : group_advantages({1, 1, 1, 1}, scale)) EXPECT_EQ(a, 0.0);
   for (double a : group_advantages({-1, -1}, true)) EXPECT_EQ(a, 0.0);
   for (double a : rloo_advantages({0.5, 0.5, 0.5})) EXPECT_EQ(a, 0.0);
+  // Equal rewards whose mean rounds (0.1 has no exact binary form): still exactly 0, not
+  // (r − mean)/(0 + 1e-6) noise of ~1e-11 (zero_adv_groups counts exact zeros).
+  for (bool scale : {true, false})
+    for (double a : group_advantages({0.1, 0.1, 0.1}, scale)) EXPECT_EQ(a, 0.0);
 }
 
 TEST(GroupAdvantages, DrGRPOIsRewardMinusMean) {
@@ -851,6 +856,69 @@ TEST_F(GroupRLRun, GradNormIsLoggedWithClippingOff) {
   ASSERT_EQ(b.size(), 2u);
   for (const json::Value& row : a) ASSERT_EQ(row.at("updates").as_int(), 2);
   rlft::testing::expect_unclipped_grad_norms(a, b);
+}
+
+// The loop adds DAPO's overlong penalty (≤ 0) to each verifier reward: with L_max = L_cache = 2
+// every response pays it (−0.5 at one token, −1 from two on), so the logged mean reward is the
+// accuracy minus 0.5 to 1.
+TEST_F(GroupRLRun, OverlongShapingLowersEachResponsesReward) {
+  GroupRLConfig c = small("grpo");
+  c.steps = 2;
+  c.overlong_shaping = true;
+  c.overlong_max = 2;
+  c.overlong_cache = 2;
+  c.name = "grpo-overlong";
+  const GroupRLResult r = train_group_rl(c);
+  const std::vector<json::Value> lines = rlft::testing::metrics_of(r.run_dir);
+  ASSERT_EQ(lines.size(), 2u);
+  for (const json::Value& v : lines) {
+    const double shaping = v.at("reward_mean").as_double() - v.at("accuracy").as_double();
+    EXPECT_LE(shaping, -0.5) << v.dump();
+    EXPECT_GE(shaping, -1.0) << v.dump();
+  }
+}
+
+// DCPO's reward history (its smooth advantage standardisation) is keyed by the train prompt's
+// index, stable across steps: after 2 steps of 8 of the 16 train prompts, each prompt once.
+TEST_F(GroupRLRun, DCPOKeysItsRewardHistoryByTrainPrompt) {
+  GroupRLConfig c = small("dcpo");
+  c.steps = 2;
+  c.name = "dcpo-keys";
+  train_group_rl(c);
+  Metadata meta;
+  load_tensors(*dir_ + "/dcpo-keys/checkpoint.safetensors", &meta);
+  const json::Value history = json::parse(meta.at("group_rl_state")).at("objective");
+  ASSERT_TRUE(history.is_object());
+  std::set<std::string> keys;
+  for (const auto& [id, row] : history.as_object()) {
+    keys.insert(id);
+    EXPECT_EQ(row.at(0).as_int(), 1) << id;  // visits
+    EXPECT_EQ(row.size(), size_t(1 + c.group_size)) << id;
+  }
+  std::set<std::string> every;
+  for (int i = 0; i < 16; ++i) every.insert(std::to_string(i));
+  EXPECT_EQ(keys, every);
+}
+
+// With a sampling temperature the old log-probs are the policy's at that temperature, as the
+// updated ones are: the first update of a rollout (one minibatch, one epoch) is on-policy, ratio
+// 1 everywhere (at temperature 1 instead they would differ by the temperature's effect).
+TEST_F(GroupRLRun, OldLogProbsAreTakenAtTheSamplingTemperature) {
+  GroupRLConfig c = small("grpo");
+  c.steps = 1;
+  c.minibatches = 1;
+  c.epochs = 1;
+  c.temperature = 0.7;
+  c.name = "grpo-temperature";
+  const GroupRLResult r = train_group_rl(c);
+  const std::vector<json::Value> lines = rlft::testing::metrics_of(r.run_dir);
+  ASSERT_EQ(lines.size(), 1u);
+  const json::Value& v = lines[0];
+  EXPECT_EQ(v.at("clip_frac_low").as_double(), 0.0);
+  EXPECT_EQ(v.at("clip_frac_high").as_double(), 0.0);
+  EXPECT_LT(std::abs(v.at("approx_kl_k3").as_double()), 1e-9);
+  EXPECT_NEAR(v.at("seq_ratio_min").as_double(), 1.0, 1e-5);
+  EXPECT_NEAR(v.at("seq_ratio_max").as_double(), 1.0, 1e-5);
 }
 
 // Stopped after 3 of 5 steps and resumed: each invocation reports where it started and ended

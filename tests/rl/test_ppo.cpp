@@ -807,6 +807,26 @@ TEST(Reinforce, LossSubtractsTheBaselineFromTheReturn) {
               1e-5 * std::abs(none.updates[1].loss));
 }
 
+// --normalize-returns standardises the weights G_t − b over the batch's steps (mean 0, sample
+// std 1), so they also act as a baseline. The first policy is nearly uniform (log π ≈ −ln 2 + ε,
+// |ε| of order 0.01), so the loss −Σ_t w_t·log π_t = −Σ_t w_t·ε_t is near 0 (|loss| ≤ Σ|w_t|·|ε|,
+// about 0.01 per step); scaled but not centred, the weights would give ≈ ln 2·√3 ≈ 1.2 per step.
+TEST(Reinforce, NormalizedReturnsAreCentredAndScaled) {
+  ReinforceConfig c;
+  c.total_episodes = 1;
+  c.episodes_per_update = 1;
+  c.gamma = 0.99;
+  c.reward_to_go = true;
+  c.normalize_returns = true;
+  c.baseline = "none";
+  c.quiet = true;
+  const ReinforceResult r = train_reinforce(c);
+  ASSERT_EQ(r.updates.size(), 1u);
+  const double steps = r.updates[0].episode_return;  // CartPole: 1 a step
+  ASSERT_GE(steps, 8.0);
+  EXPECT_LT(std::abs(r.updates[0].loss), 0.05 * steps) << r.updates[0].loss;
+}
+
 TEST(Reinforce, CudaWithoutAGpuIsOneClearError) {
   std::string reason;
   if (cuda::device_count(&reason) > 0) GTEST_SKIP() << "a GPU is present";

@@ -202,6 +202,70 @@ TEST(RLHFLosses, GAEOverMaskedResponse) {
   EXPECT_EQ(w[0], 0.0);
 }
 
+// One rollout's experience on tiny float64 models: the critic's values are aligned to the prefix
+// each token continues (column t is the value head at t − 1, column 0 is 0), and the advantages
+// and returns are GAE over the response with the config's γ and λ (0.9 and 0.5 here, so a
+// swap shows), written out: δ_t = r_t + γ·V_{t+1}·m_{t+1} − V_t, A_t = δ_t + γλ·m_{t+1}·A_{t+1}.
+TEST(RLHFLosses, ExperienceAlignsTheValuesAndRunsGAEWithTheConfigsGammaAndLambda) {
+  models::GPTConfig base;
+  base.vocab_size = 12;
+  base.block_size = 8;
+  base.n_layer = 1;
+  base.n_head = 2;
+  base.n_embd = 8;
+  base.dtype = DType::f64;
+  Generator gen(3);
+  models::GPT ref(base, gen), critic(with_heads(base, true, false), gen),
+      rm(with_heads(base, false, true), gen);
+  const int64_t B = 2, T = 6;
+  const Tensor tokens = Tensor::from_vector(std::vector<int64_t>{11, 3, 4, 5, 6, 7,  //
+                                                                 1, 2, 8, 9, 10, 0},
+                                            {B, T});
+  const Tensor attention = Tensor::from_vector(std::vector<double>{0, 1, 1, 1, 1, 1,  //
+                                                                   1, 1, 1, 1, 1, 1},
+                                               {B, T});
+  const std::vector<double> m = {0, 0, 0, 1, 1, 1,  //
+                                 0, 0, 1, 1, 1, 0};
+  const Tensor action = Tensor::from_vector(m, {B, T});
+  const Tensor log_probs =
+      mul(Tensor::from_vector(std::vector<double>{0, 0, 0, -1.2, -0.3, -2.0,  //
+                                                  0, 0, -0.7, -0.1, -1.5, 0},
+                              {B, T}),
+          action);
+  PPORLHFConfig cfg;
+  cfg.gamma = 0.9;
+  cfg.lam = 0.5;
+  cfg.whiten_advantages = false;
+  const Experience e =
+      make_experience(ref, critic, rm, tokens, attention, log_probs, action, 0.1, cfg);
+  std::vector<double> head;
+  {
+    NoGradGuard ng;
+    head = critic.values(critic.forward(tokens, attention)).to_vector();
+  }
+  const std::vector<double> v = e.old_values.to_vector(), r = e.rewards.to_vector(),
+                            a = e.advantages.to_vector(), ret = e.returns.to_vector();
+  for (int64_t b = 0; b < B; ++b) {
+    double next_v = 0, next_a = 0, next_m = 0;
+    for (int64_t t = T - 1; t >= 0; --t) {
+      const size_t k = size_t(b * T + t);
+      EXPECT_EQ(v[k], t == 0 ? 0.0 : head[k - 1] * m[k]) << b << "," << t;
+      const double delta = r[k] + cfg.gamma * next_v * next_m - v[k];
+      const double adv = m[k] * (delta + cfg.gamma * cfg.lam * next_m * next_a);
+      EXPECT_NEAR(a[k], adv, 1e-12) << b << "," << t;
+      EXPECT_NEAR(ret[k], m[k] * (adv + v[k]), 1e-12) << b << "," << t;
+      next_v = v[k], next_a = adv, next_m = m[k];
+    }
+  }
+  // The rewards are compute_rewards' of the same inputs, the score the reward head's.
+  EXPECT_EQ(e.rewards.to_vector(), compute_rewards(log_probs, e.ref_log_probs, e.reward_score,
+                                                   action, 0.1, cfg.clip_reward_value)
+                                       .to_vector());
+  EXPECT_EQ(e.reward_score.to_vector(),
+            rm.rewards(rm.forward(tokens, attention), attention).detach().to_vector());
+  EXPECT_NE(a[3], 0.0);
+}
+
 // The actor loss is the token mean of the clipped surrogate: ratio 1 gives −mean(A).
 TEST(RLHFLosses, ActorLossIsTokenMeanOfTheClippedSurrogate) {
   Tensor lp = Tensor::from_vector(std::vector<double>{0, -1.0, -2.0, 0, -1.0, 0}, {2, 3});

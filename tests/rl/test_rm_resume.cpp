@@ -342,6 +342,13 @@ TEST_F(RMResume, TheFinalCheckpointIsARewardModelAndAFinishedRunResumedRunsNothi
   EXPECT_EQ(ev.pairs, 44);
   EXPECT_GT(ev.accuracy, 0.0);
   EXPECT_TRUE(std::isfinite(ev.correlation));
+  // A pair the model cannot tell apart (the same response twice, each scored alone so r_w = r_l
+  // to the bit) is not a correct one, and its loss is log 2.
+  std::vector<PreferencePair> ties = pairs;
+  for (PreferencePair& p : ties) p.rejected = p.chosen;
+  const RewardModelEval tied = evaluate_reward_model(*lm.model, lm.tokenizer, ties, 1);
+  EXPECT_EQ(tied.accuracy, 0.0);
+  EXPECT_NEAR(tied.loss, std::log(2.0), 1e-6);
 
   const std::map<std::string, std::string> before = files_of(run("final"));
   c.resume = true;
