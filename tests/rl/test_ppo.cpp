@@ -323,6 +323,28 @@ TEST(PPO, ValueLossByHand) {
   EXPECT_NEAR(ppo_value_loss(v, v_old, r, 0.2, false).item(), 0.5, 1e-12);
 }
 
+// The loop normalises each minibatch's advantages (--norm-adv): one update of one epoch and
+// one minibatch is on-policy (ratio 1 up to the batch's float rounding), so its policy loss
+// −mean(Â·ratio) is 0 with the normalisation and −mean(A) without it (CartPole's first
+// advantages are discounted returns of order 10).
+TEST(PPO, AdvantagesAreNormalisedPerMinibatch) {
+  auto first_pg_loss = [](bool norm_adv) {
+    PPOConfig c;
+    c.num_envs = 4;
+    c.num_steps = 32;
+    c.total_steps = 128;
+    c.update_epochs = 1;
+    c.num_minibatches = 1;
+    c.norm_adv = norm_adv;
+    c.quiet = true;
+    const PPOResult r = train_ppo(c);
+    EXPECT_EQ(r.updates.size(), 1u);
+    return r.updates.empty() ? 0.0 : r.updates[0].pg_loss;
+  };
+  EXPECT_LT(std::abs(first_pg_loss(true)), 1e-4);
+  EXPECT_LT(first_pg_loss(false), -1.0);
+}
+
 TEST(PPO, BadConfigIsAClearError) {
   PPOConfig c;
   c.num_minibatches = 3;  // 512 is not divisible by 3
