@@ -221,6 +221,31 @@ RatioClipResult policy_loss(const LossSettings& ls, const Tensor& log_probs,
 
 // ---- shared pieces ---------------------------------------------------------------------------
 
+ReferenceKL reference_kl(const Tensor& old_log_probs, const Tensor& ref_log_probs,
+                         const Tensor& mask) {
+  RLFT_CHECK(old_log_probs.dim() == 2 && ref_log_probs.shape() == old_log_probs.shape() &&
+                 mask.shape() == old_log_probs.shape(),
+             "reference_kl: log-probs ", old_log_probs.shape(), ", reference ",
+             ref_log_probs.shape(), " and mask ", mask.shape(), " must be the same [B, T]");
+  const int64_t B = old_log_probs.size(0), T = old_log_probs.size(1);
+  const std::vector<double> olv = old_log_probs.to_vector(), rlv = ref_log_probs.to_vector(),
+                            mv = mask.to_vector();
+  ReferenceKL r;
+  r.k1.assign(size_t(B), 0.0);
+  double k3 = 0, tokens = 0;
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t t = 0; t < T; ++t) {
+      const size_t k = size_t(b * T + t);
+      if (mv[k] == 0) continue;
+      const double d = olv[k] - rlv[k];
+      r.k1[size_t(b)] += d;
+      k3 += std::exp(-d) - 1 + d;
+      tokens += 1;
+    }
+  r.k3_token_mean = k3 / std::max(tokens, 1.0);
+  return r;
+}
+
 Tensor k3_kl(const Tensor& log_probs, const Tensor& ref_log_probs) {
   const Tensor d = log_probs - ref_log_probs;
   return exp(-d) - 1.0 + d;
@@ -776,7 +801,7 @@ GroupRLResult train_group_rl(const GroupRLConfig& cfg_in) {
     if (groups > 0) {
       // ---- 2. old and reference log-probs (no gradient)
       const Batch batch = make_batch(samples, tok.pad_id(), dev);
-      const int64_t B = batch.tokens.size(0), T = batch.tokens.size(1);
+      const int64_t B = batch.tokens.size(0);
       Tensor old_lp, ref_lp;
       {
         NoGradGuard ng;
@@ -795,26 +820,15 @@ GroupRLResult train_group_rl(const GroupRLConfig& cfg_in) {
         policy.train();
       }
       // ---- 3. rewards with the KL term (RLOO) and the KL to the reference for the log
-      const std::vector<double> olv = old_lp.to_vector(), rlv = ref_lp.to_vector(),
-                                rmv = batch.response_mask.to_vector();
+      const ReferenceKL rkl = reference_kl(old_lp, ref_lp, batch.response_mask);
       std::vector<double> rewards(static_cast<size_t>(B));
-      double tok_total = 0;
       for (int64_t b = 0; b < B; ++b) {
-        double k1 = 0;
-        for (int64_t t = 0; t < T; ++t) {
-          const size_t k = size_t(b * T + t);
-          if (rmv[k] == 0) continue;
-          const double d = olv[k] - rlv[k];
-          k1 += d;
-          kl_ref_k3 += std::exp(-d) - 1 + d;
-          tok_total += 1;
-        }
-        kl_ref += k1;
+        kl_ref += rkl.k1[size_t(b)];
         rewards[size_t(b)] = samples[size_t(b)].reward;
-        if (ls.kl == KLPlacement::reward_k1) rewards[size_t(b)] -= ls.beta * k1;  // RLOO
+        if (ls.kl == KLPlacement::reward_k1) rewards[size_t(b)] -= ls.beta * rkl.k1[size_t(b)];
       }
       kl_ref /= double(B);
-      kl_ref_k3 /= std::max(tok_total, 1.0);
+      kl_ref_k3 = rkl.k3_token_mean;
       // ---- 4. advantages, one group at a time
       std::vector<double> adv(static_cast<size_t>(B));
       for (int64_t g = 0; g < groups; ++g) {

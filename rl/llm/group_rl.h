@@ -199,6 +199,16 @@ KLPlacement parse_kl(const std::string& s);
 
 // k3 = exp(−d) − 1 + d with d = logp − ref_logp, elementwise [B, T] (differentiable in logp).
 Tensor k3_kl(const Tensor& log_probs, const Tensor& ref_log_probs);
+// The sampled KL of each response to the reference, from the rollout's log-probs (no gradient):
+// k1[b] = Σ_t m·(old_logp − ref_logp) (RLOO's reward term, and the logged kl_ref as its mean
+// over responses), and k3_token_mean = Σ m·(exp(−d) − 1 + d) / Σ m with d = old − ref (kl_ref_k3;
+// 0 without a response token). old_log_probs, ref_log_probs, mask [B, T].
+struct ReferenceKL {
+  std::vector<double> k1;
+  double k3_token_mean = 0;
+};
+ReferenceKL reference_kl(const Tensor& old_log_probs, const Tensor& ref_log_probs,
+                         const Tensor& mask);
 // Aggregates a per-token loss [B, T] under `mask` exactly as ratio_clip does (table in
 // kernels/ratio_clip.h); normalizer 0 = from the batch.
 Tensor aggregate(const Tensor& per_token, const Tensor& mask, kernels::Aggregation mode,

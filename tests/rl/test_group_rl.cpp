@@ -203,6 +203,26 @@ TEST(KL, K3ByHandAndItsGradient) {
 }
 
 // l = [[1,2,3],[4,5,6]], m = [[1,1,0],[1,0,0]]: masked row sums 3 (|o_1| = 2) and 4 (|o_2| = 1).
+// k1 and k3 of the rollout's log-probs to the reference's, by hand: row 0 has d = old − ref =
+// +0.5 and −1 (and a masked token that counts nothing), row 1 d = 0.25 and no other token.
+TEST(KL, ReferenceKLPerResponseByHand) {
+  const Tensor old_lp =
+      Tensor::from_vector(std::vector<double>{0, -1.0, -2.0, -9, 0, -0.5, 0, 0}, {2, 4});
+  const Tensor ref_lp =
+      Tensor::from_vector(std::vector<double>{0, -1.5, -1.0, 7, 0, -0.75, 0, 0}, {2, 4});
+  const Tensor mask = Tensor::from_vector(std::vector<double>{0, 1, 1, 0, 0, 1, 0, 0}, {2, 4});
+  const ReferenceKL r = reference_kl(old_lp, ref_lp, mask);
+  ASSERT_EQ(r.k1.size(), 2u);
+  EXPECT_DOUBLE_EQ(r.k1[0], 0.5 - 1.0);
+  EXPECT_DOUBLE_EQ(r.k1[1], 0.25);
+  auto k3 = [](double d) { return std::exp(-d) - 1 + d; };
+  EXPECT_NEAR(r.k3_token_mean, (k3(0.5) + k3(-1.0) + k3(0.25)) / 3, 1e-15);
+  const ReferenceKL none = reference_kl(old_lp, ref_lp, mul(mask, 0.0));
+  EXPECT_EQ(none.k1, std::vector<double>({0, 0}));
+  EXPECT_EQ(none.k3_token_mean, 0.0);
+  EXPECT_THROW(reference_kl(old_lp, ref_lp.narrow(1, 0, 3), mask), Error);
+}
+
 TEST(Aggregation, EveryModeByHand) {
   const Tensor l = T2({1, 2, 3, 4, 5, 6}, 2, 3), m = T2({1, 1, 0, 1, 0, 0}, 2, 3);
   struct Case {
