@@ -10,7 +10,7 @@
 // (EOS included). log_probs[t] = log π(token_t | tokens_<t); values[t] = V(tokens_<t), the
 // critic's value head at position t − 1 (the state the action token t is taken from).
 //
-// Experience (no gradient), per rollout of B prompts:
+// Experience (no gradient; make_experience below, after generation), per rollout of B prompts:
 //   generate (KV cache, temperature 1) → tokens, m, old_log_probs
 //   ref_log_probs, old_values, reward_score = r(x, y) at the last real token
 //   rewards (DeepSpeed-Chat compute_rewards):
