@@ -7,7 +7,8 @@
 //             first NaN wins (NaN propagates, as kernels/cpu/reduce.h and PyTorch)
 //   cumsum:   out[o, r, i] = Σ_{s ≤ r} in[o, s, i] (or Σ_{s ≥ r}): one thread per line (o, i)
 //             walking r with a running sum in double (int64 for i64), so each output has the
-//             CPU's bits. Neighbouring threads read neighbouring i (coalesced when inner > 1;
+//             CPU's bits; it loads 8 elements ahead of its adds (a line of R costs ~R/8 load
+//             latencies). Neighbouring threads read neighbouring i (coalesced when inner > 1;
 //             with inner = 1 each thread walks its own row). Meant for short lines (position ids
 //             from a [B, T] mask, the gradient of that): a long line is one thread's serial walk,
 //             not a parallel scan (gae.cu's version 2 is the parallel scan of this project).
@@ -275,6 +276,8 @@ void extreme(Type type, int64_t outer, int64_t R, int64_t inner, const void* in,
 
 namespace {
 
+constexpr int kCumsumBatch = 8;
+
 template <typename T>
 __global__ void cumsum_kernel(int64_t lines, int64_t R, int64_t inner, const T* in, T* out,
                               bool reverse) {
@@ -282,11 +285,23 @@ __global__ void cumsum_kernel(int64_t lines, int64_t R, int64_t inner, const T* 
   for (int64_t line = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; line < lines;
        line += int64_t(gridDim.x) * blockDim.x) {
     const int64_t o = line / inner, i = line % inner;
+    // Element k of the line (in the scan's order) is at base + k·step.
+    const int64_t base = (o * R + (reverse ? R - 1 : 0)) * inner + i;
+    const int64_t step = reverse ? -inner : inner;
     Acc acc = 0;
-    for (int64_t k = 0; k < R; ++k) {
-      const int64_t at = (o * R + (reverse ? R - 1 - k : k)) * inner + i;
-      acc += Acc(in[at]);
-      out[at] = T(acc);
+    // kCumsumBatch loads issued together before their adds: the running sum is one dependency
+    // chain, but the loads are not, so a line costs R/kCumsumBatch load latencies, not R.
+    for (int64_t k0 = 0; k0 < R; k0 += kCumsumBatch) {
+      T v[kCumsumBatch];
+#pragma unroll
+      for (int u = 0; u < kCumsumBatch; ++u)
+        if (k0 + u < R) v[u] = in[base + (k0 + u) * step];
+#pragma unroll
+      for (int u = 0; u < kCumsumBatch; ++u)
+        if (k0 + u < R) {
+          acc += Acc(v[u]);
+          out[base + (k0 + u) * step] = T(acc);
+        }
     }
   }
 }
