@@ -38,7 +38,8 @@
 //
 // The model works in float32 (default) or float64 (GPTConfig::dtype; the gradient checks), on
 // the CPU or, after to(Device::cuda(i)), on a GPU: the tokens must then be on that device too;
-// the attention mask may be anywhere (it is read on the host to build positions and the mask).
+// the attention mask may be anywhere (it is moved there; without a KV cache the positions and
+// the attention's mask are built there from it, with a cache they are built on the host).
 #pragma once
 
 #include <cstdint>
