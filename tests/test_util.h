@@ -77,7 +77,11 @@ class WorkingDirectory {
       : back_(std::filesystem::current_path()) {
     std::filesystem::current_path(dir);
   }
-  ~WorkingDirectory() { std::filesystem::current_path(back_); }
+  ~WorkingDirectory() {
+    std::error_code ec;  // a destructor must not throw; a failed return fails the test
+    std::filesystem::current_path(back_, ec);
+    EXPECT_FALSE(ec) << "cannot return to " << back_ << ": " << ec.message();
+  }
   WorkingDirectory(const WorkingDirectory&) = delete;
   WorkingDirectory& operator=(const WorkingDirectory&) = delete;
 

@@ -7,11 +7,12 @@
 //             first NaN wins (NaN propagates, as kernels/cpu/reduce.h and PyTorch)
 //   cumsum:   out[o, r, i] = Σ_{s ≤ r} in[o, s, i] (or Σ_{s ≥ r}): one thread per line (o, i)
 //             walking r with a running sum in double (int64 for i64), so each output has the
-//             CPU's bits; it loads 8 elements ahead of its adds (a line of R costs ~R/8 load
-//             latencies). Neighbouring threads read neighbouring i (coalesced when inner > 1;
-//             with inner = 1 each thread walks its own row). Meant for short lines (position ids
-//             from a [B, T] mask, the gradient of that): a long line is one thread's serial walk,
-//             not a parallel scan (gae.cu's version 2 is the parallel scan of this project).
+//             CPU's bits; it loads 8 elements ahead of its adds (reasoned, not timed: a line of
+//             R waits ~R/8 load latencies, not R). Neighbouring threads read neighbouring i
+//             (coalesced when inner > 1; with inner = 1 each thread walks its own row). Meant
+//             for short lines (position ids from a [B, T] mask, the gradient of that): a long
+//             line is one thread's serial walk, not a parallel scan (gae.cu's version 2 is the
+//             parallel scan of this project).
 //
 // Versions, picked by shape (every one deterministic: no atomics, a fixed combining order):
 //   rows       inner == 1 and enough rows to fill the GPU (or rows too short to split): one

@@ -133,7 +133,7 @@ struct PPORLHFResult {
 PPORLHFResult train_ppo_rlhf(const PPORLHFConfig& cfg);
 
 // V(tokens_<t) at every position t [B, T]: the critic's value head at t − 1 (the prefix that
-// token t continues), 0 at t = 0 (no gradient taken away: differentiable in the critic).
+// token t continues), 0 at t = 0; differentiable in the critic (its training step uses it too).
 Tensor aligned_values(models::GPT& critic, const Tensor& tokens, const Tensor& attention_mask);
 
 // One rollout's experience, under no gradient (the critic is put in eval mode): the
