@@ -45,8 +45,10 @@
 //                     over the parameter shapes of GPT-2 small (124M) and of the toy `mini`
 //                     GPT. GB/s charges the minimal 28 B per parameter (read w, g, m, v; write
 //                     w, m, v) and %peak divides by the DRAM peak of the device attributes.
-//                     adamw/… is the default (grid) launch layout, adamw_chunked/… the chunked
-//                     one (optim::set_cuda_adam_layout; kernels/cuda_ops.h).
+//                     adamw/… is the default (chunked) launch layout, adamw_grid/… the grid
+//                     one (optim::set_cuda_adam_layout; kernels/cuda_ops.h). Before
+//                     2026-11-27 grid was the default: adamw/… timed it, adamw_chunked/…
+//                     chunked.
 // Timing: cudaEvents around each call on the default stream (the engine's), Google Benchmark's
 // manual time, each call after a clean L2 flush (bench/cuda_bench.h: a read of 4× the L2, so
 // no input is in the cache; as bench_cuda_kernels' default protocol, since 2026-11-26 — figures
@@ -484,8 +486,8 @@ void register_all() {
   }
   const std::vector<Shape> gpt2_small = gpt_parameter_shapes(50257, 1024, 12, 768);
   const std::vector<Shape> mini = gpt_parameter_shapes(256, 128, 6, 256);
-  for (const char* layout : {"grid", "chunked"}) {
-    const std::string prefix = std::string(layout) == "grid" ? "adamw/" : "adamw_chunked/";
+  for (const char* layout : {"chunked", "grid"}) {
+    const std::string prefix = std::string(layout) == "grid" ? "adamw_grid/" : "adamw/";
     reg(prefix + "gpt2_small", [=](benchmark::State& st) { BM_adamw(st, gpt2_small, layout); });
     reg(prefix + "mini", [=](benchmark::State& st) { BM_adamw(st, mini, layout); });
   }

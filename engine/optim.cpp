@@ -16,11 +16,11 @@ namespace {
 // another sets it).
 std::atomic<int> g_adam_layout{0};
 
-// The layout a device step uses: the setter's, else RLFT_ADAM_LAUNCH's, else grid.
+// The layout a device step uses: the setter's, else RLFT_ADAM_LAUNCH's, else chunked.
 int adam_layout() {
   if (const int set = g_adam_layout.load(std::memory_order_relaxed)) return set;
   const char* env = std::getenv("RLFT_ADAM_LAUNCH");
-  if (env == nullptr || *env == 0) return kernels::cuda_ops::kAdamLayoutGrid;
+  if (env == nullptr || *env == 0) return kernels::cuda_ops::kAdamLayoutChunked;
   return parse_cuda_adam_layout(env, "RLFT_ADAM_LAUNCH");
 }
 

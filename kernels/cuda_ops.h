@@ -272,12 +272,13 @@ struct AdamArgs {
   // optim::cuda_adam_layout(), engine/optim.h).
   int layout = 0;
 };
-// Adam's launch layouts. grid (the default): x blocks sized for the launch's largest tensor,
-// y = its tensors, each block a grid-stride loop over its tensor (blocks past a smaller
-// tensor's end exit at once). chunked: one block per chunk of kAdamChunk elements of one
-// tensor, the blocks of all the launch's tensors in one flat x grid (no block without work),
-// each thread's kAdamChunk / 256 elements loaded before any is written. Both run the same
-// per-element code, so they write the same bits.
+// Adam's launch layouts. chunked (the engine's default, optim::cuda_adam_layout): one block per
+// chunk of kAdamChunk elements of one tensor, the blocks of all the launch's tensors in one flat
+// x grid (no block without work), each thread's kAdamChunk / 256 elements loaded before any is
+// written. grid: x blocks sized for the launch's largest tensor, y = its tensors, each block a
+// grid-stride loop over its tensor (blocks past a smaller tensor's end exit at once). Both run
+// the same per-element code, without FMA contraction, so they write the same bits (and the
+// CPU's).
 constexpr int kAdamLayoutGrid = 1, kAdamLayoutChunked = 2;
 constexpr int kAdamChunk = 1024;
 // The chunked layout's map from blocks to elements (host and device code; tested on the CPU by

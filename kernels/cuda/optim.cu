@@ -1,24 +1,26 @@
 // optim — the optimiser updates of engine/optim.cpp on device parameters (declared in
 // kernels/cuda_ops.h). Adam: a multi-tensor launch — up to 24 parameters per launch, their
-// pointers in the kernel's arguments, blockIdx.y picking the parameter and the x blocks a
-// grid-stride loop over its elements (a model of a few dozen tensors is one or two launches).
-// Two layouts of that launch (kernels/cuda_ops.h, AdamArgs::layout): grid (the default) sizes
-// the x blocks for the largest tensor of the launch, so every smaller tensor's row of blocks is
-// mostly blocks that exit at once; chunked gives each block one chunk of kAdamChunk elements of
+// pointers in the kernel's arguments. Two layouts of that launch (kernels/cuda_ops.h,
+// AdamArgs::layout): chunked (the default) gives each block one chunk of kAdamChunk elements of
 // one tensor (a table of the tensors' first blocks in the arguments), so the grid holds only
-// blocks with work. GPT-2 small's 148 tensors (7 launches) are 4.76M blocks in grid, 0.49M of
-// them with work, and 0.12M in chunked. Measured on an H200, grid takes 3.47 ms a step for
-// GPT-2 small (21% of peak DRAM bandwidth) and 79.9 µs for the toy `mini` (35%); the time over
-// the bytes' copy rate is 0.6–0.8 ns per empty block in both, which is why chunked was written.
-// Chunked has not run on a GPU yet (BENCHMARKS.md, "Pending").
+// blocks with work; grid, blockIdx.y picking the parameter and the x blocks a grid-stride loop
+// over its elements, sizes the x blocks for the largest tensor of the launch, so every smaller
+// tensor's row of blocks is mostly blocks that exit at once. GPT-2 small's 148 tensors (7
+// launches) are 4.76M blocks in grid, 0.49M of them with work, and 0.12M in chunked. Measured
+// on an H200 (BENCHMARKS.md, 2026-11-27): a step of GPT-2 small's 124M parameters takes 0.88 ms
+// chunked (82% of peak DRAM bandwidth) against 3.45 ms grid (21%); the toy `mini`'s 4.8M,
+// 56 µs against 78 µs.
 // SGD: one launch per parameter.
 //
 //   Adam(W):  decoupled: w ← w·(1 − lr·wd), else g ← g + wd·w;  m ← β1·m + (1 − β1)·g;
 //             v ← β2·v + (1 − β2)·g²;  w ← w − (lr/bc1)·m / (√v/√bc2 + eps)
 //   SGD:      d = g + wd·w; with momentum v ← first ? d : μ·v + (1 − dampening)·d,
 //             d = nesterov ? d + μ·v : v;  w ← w − lr·d   (in double, as the CPU)
-// The arithmetic is the CPU loop's, in the same type and order, so float results agree to a
-// few ulp (the GPU may contract a·b + c into one FMA).
+// The arithmetic is the CPU loop's, in the same type and order, and each product, sum,
+// quotient and square root is rounded on its own (the _rn intrinsics below): nvcc would
+// otherwise contract a·b + c into one FMA wherever it chooses, and it chose differently in the
+// two Adam layouts' kernels (the H200 found their weights a few ulp apart). So both layouts and
+// the CPU (built with -ffp-contract=off) write the same bits.
 // Traffic per element: Adam reads w, g, m, v and writes w, m, v (28 bytes float); SGD 12–20.
 // Divergence check (Adam, as the CPU's "training diverged" error, without a synchronisation
 // per step): each thread tests every weight it writes with isfinite (in registers, no extra
@@ -42,8 +44,17 @@ namespace rlft::kernels::cuda_ops {
 
 namespace {
 
-__device__ __forceinline__ float m_sqrt(float x) { return sqrtf(x); }
-__device__ __forceinline__ double m_sqrt(double x) { return ::sqrt(x); }
+// Correctly rounded operations that nvcc never fuses (see the header).
+__device__ __forceinline__ float mul_rn(float x, float y) { return __fmul_rn(x, y); }
+__device__ __forceinline__ double mul_rn(double x, double y) { return __dmul_rn(x, y); }
+__device__ __forceinline__ float add_rn(float x, float y) { return __fadd_rn(x, y); }
+__device__ __forceinline__ double add_rn(double x, double y) { return __dadd_rn(x, y); }
+__device__ __forceinline__ float sub_rn(float x, float y) { return __fsub_rn(x, y); }
+__device__ __forceinline__ double sub_rn(double x, double y) { return __dsub_rn(x, y); }
+__device__ __forceinline__ float div_rn(float x, float y) { return __fdiv_rn(x, y); }
+__device__ __forceinline__ double div_rn(double x, double y) { return __ddiv_rn(x, y); }
+__device__ __forceinline__ float sqrt_rn(float x) { return __fsqrt_rn(x); }
+__device__ __forceinline__ double sqrt_rn(double x) { return __dsqrt_rn(x); }
 
 // One tensor as the kernel sees it (AdamTensor less its host-only shape).
 struct AdamSlice {
@@ -104,12 +115,13 @@ template <typename T>
 __device__ __forceinline__ bool adam_update_one(T& w, T g, T& m, T& v, const AdamArgs& a) {
   const T b1 = T(a.beta1), b2 = T(a.beta2), one = T(1);
   if (a.decoupled)
-    w *= T(a.decay);
+    w = mul_rn(w, T(a.decay));
   else
-    g += T(a.l2) * w;
-  m = b1 * m + (one - b1) * g;
-  v = b2 * v + (one - b2) * g * g;
-  w -= T(a.step_size) * m / (m_sqrt(v) / T(a.sqrt_bc2) + T(a.eps));
+    g = add_rn(g, mul_rn(T(a.l2), w));
+  m = add_rn(mul_rn(b1, m), mul_rn(one - b1, g));
+  v = add_rn(mul_rn(b2, v), mul_rn(mul_rn(one - b2, g), g));
+  w = sub_rn(w, div_rn(mul_rn(T(a.step_size), m),
+                       add_rn(div_rn(sqrt_rn(v), T(a.sqrt_bc2)), T(a.eps))));
   return isfinite(w);
 }
 
@@ -194,13 +206,13 @@ __global__ void sgd_kernel(int64_t n, T* w, const T* g, T* v, double lr, double 
                            double dampening, double weight_decay, bool nesterov, bool first) {
   for (int64_t k = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; k < n;
        k += int64_t(gridDim.x) * blockDim.x) {
-    double d = double(g[k]) + weight_decay * double(w[k]);
+    double d = add_rn(double(g[k]), mul_rn(weight_decay, double(w[k])));
     if (v) {
-      const double vk = first ? d : momentum * double(v[k]) + (1 - dampening) * d;
+      const double vk = first ? d : add_rn(mul_rn(momentum, double(v[k])), mul_rn(1 - dampening, d));
       v[k] = T(vk);
-      d = nesterov ? d + momentum * vk : vk;
+      d = nesterov ? add_rn(d, mul_rn(momentum, vk)) : vk;
     }
-    w[k] = T(double(w[k]) - lr * d);
+    w[k] = T(sub_rn(double(w[k]), mul_rn(lr, d)));
   }
 }
 

@@ -61,7 +61,7 @@ TEST(Optim, AdamStepThatDivergesIsAnError) {
 }
 
 // The fused CUDA step's launch layout (engine/optim.h): a name from set_cuda_adam_layout, else
-// from RLFT_ADAM_LAUNCH, else grid; an unknown name is an error naming it and its origin. (The
+// from RLFT_ADAM_LAUNCH, else chunked; an unknown name is an error naming it and its origin. (The
 // layouts' values are compared on a GPU: CudaOps.AdamChunkedLayoutWritesTheGridLayoutsBits.)
 TEST(Optim, CudaAdamLayoutIsChosenByNameAndABadNameIsAnError) {
   EXPECT_EQ(optim::parse_cuda_adam_layout("grid", "x"), kernels::cuda_ops::kAdamLayoutGrid);
@@ -70,21 +70,23 @@ TEST(Optim, CudaAdamLayoutIsChosenByNameAndABadNameIsAnError) {
             "--flag: unknown Adam launch layout 'Chunked' (layouts: grid, chunked)");
   ::unsetenv("RLFT_ADAM_LAUNCH");
   optim::set_cuda_adam_layout("");
-  EXPECT_EQ(optim::cuda_adam_layout(), "grid");
-  ::setenv("RLFT_ADAM_LAUNCH", "chunked", 1);
   EXPECT_EQ(optim::cuda_adam_layout(), "chunked");
+  ::setenv("RLFT_ADAM_LAUNCH", "grid", 1);
+  EXPECT_EQ(optim::cuda_adam_layout(), "grid");
   ::setenv("RLFT_ADAM_LAUNCH", "tiled", 1);
   EXPECT_EQ(testing::error_of([] { (void)optim::cuda_adam_layout(); }),
             "RLFT_ADAM_LAUNCH: unknown Adam launch layout 'tiled' (layouts: grid, chunked)");
   // The setter's choice wins over the environment; a bad name leaves the choice as it was.
-  optim::set_cuda_adam_layout("grid");
-  EXPECT_EQ(optim::cuda_adam_layout(), "grid");
+  ::setenv("RLFT_ADAM_LAUNCH", "grid", 1);
+  optim::set_cuda_adam_layout("chunked");
+  EXPECT_EQ(optim::cuda_adam_layout(), "chunked");
   EXPECT_EQ(testing::error_of([] { optim::set_cuda_adam_layout("fast"); }),
             "set_cuda_adam_layout: unknown Adam launch layout 'fast' (layouts: grid, chunked)");
-  EXPECT_EQ(optim::cuda_adam_layout(), "grid");
+  EXPECT_EQ(optim::cuda_adam_layout(), "chunked");
   optim::set_cuda_adam_layout("");
-  ::unsetenv("RLFT_ADAM_LAUNCH");
   EXPECT_EQ(optim::cuda_adam_layout(), "grid");
+  ::unsetenv("RLFT_ADAM_LAUNCH");
+  EXPECT_EQ(optim::cuda_adam_layout(), "chunked");
   // A CPU step never reads the layout: a bad environment does not stop CPU training.
   ::setenv("RLFT_ADAM_LAUNCH", "tiled", 1);
   Tensor p = param(1);
