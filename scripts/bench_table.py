@@ -12,7 +12,7 @@ above each table the run's context (host, CPU count, date).
 (highest first; "time": fastest first). E.g. every ratio_clip variant at the target's shape,
 best first:
 
-    python3 scripts/bench_table.py --match 'ratio_clip.*/B=512/T=4096$' --sort %peak \
+    python3 scripts/bench_table.py --match 'ratio_clip.*/B=512/T=4096/' --sort %peak \
         gpu-out/bench_cuda_kernels.json gpu-out/bench_sweep.json
 """
 import argparse
