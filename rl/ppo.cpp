@@ -234,13 +234,85 @@ Tensor ppo_value_loss(const Tensor& values, const Tensor& old_values, const Tens
   return mul(mean(maximum(v_loss_unclipped, v_loss_clipped)), 0.5);
 }
 
+// One rollout: T steps of every env under the current policy, without gradients. The policy
+// runs on `dev`; the envs, the buffers and the bootstrap bookkeeping on the CPU.
+void collect_rollout(envs::VectorEnv& env, models::ActorCritic& agent, Generator& gen,
+                     const Device& dev, int64_t T, const ObserveFn& observe,
+                     const RewardScaleFn& scale_rewards, Tensor& next_obs, PPORollout& out) {
+  const auto& act_space = env.single_action_space();
+  const bool discrete = act_space.is_discrete();
+  const int64_t N = env.num_envs(), O = env.obs_dim(), A = env.action_dim();
+  RLFT_CHECK(T > 0, "collect_rollout: T must be positive, got ", T);
+  RLFT_CHECK(next_obs.shape() == Shape({N, O}), "collect_rollout: next_obs has shape ",
+             next_obs.shape(), ", expected ", Shape({N, O}), " (num_envs, obs_dim)");
+  const Shape action_shape = discrete ? Shape{T, N} : Shape{T, N, A};
+  if (!out.obs.defined() || out.obs.shape() != Shape({T, N, O}) ||
+      out.actions.shape() != action_shape) {
+    out.obs = Tensor::zeros({T, N, O});
+    out.actions = discrete ? Tensor::zeros({T, N}, DType::i64) : Tensor::zeros({T, N, A});
+    for (Tensor* t : {&out.log_probs, &out.values, &out.rewards, &out.terminated, &out.ended,
+                      &out.next_values})
+      *t = Tensor::zeros({T, N});
+  }
+  out.finished.clear();
+  const Device cpu = Device::cpu();
+  std::vector<int64_t> int_actions(static_cast<size_t>(N));
+  std::vector<float> float_actions(static_cast<size_t>(N * A));
+  std::vector<std::pair<int64_t, Tensor>> final_obs_rows;  // (t·N + i, the policy's final obs)
+  NoGradGuard no_grad;
+  for (int64_t t = 0; t < T; ++t) {
+    out.obs.select(0, t).copy_(next_obs);
+    const Tensor obs_dev = next_obs.to(dev);
+    const models::ActionSample s = agent.sample(obs_dev, gen);
+    const Tensor actions = s.actions.to(cpu);
+    out.values.select(0, t).copy_(agent.value(obs_dev).to(cpu));
+    out.actions.select(0, t).copy_(actions);
+    out.log_probs.select(0, t).copy_(s.log_probs.to(cpu));
+    if (discrete) {
+      const int64_t* a = actions.data<int64_t>();
+      std::copy(a, a + N, int_actions.begin());
+      env.step(std::span<const int64_t>(int_actions));
+    } else {
+      // Clip to the action space only when sent to the env (CleanRL's ClipAction).
+      const float* a = actions.data<float>();
+      for (int64_t k = 0; k < N * A; ++k)
+        float_actions[k] = std::clamp(a[k], act_space.low[k % A], act_space.high[k % A]);
+      env.step(std::span<const float>(float_actions));
+    }
+    std::vector<float> rewards(env.rewards().begin(), env.rewards().end());
+    std::vector<uint8_t> done(static_cast<size_t>(N));
+    for (int64_t i = 0; i < N; ++i) done[i] = env.terminated()[i] || env.truncated()[i];
+    if (scale_rewards) scale_rewards(rewards.data(), done.data(), N);
+    float* rw = out.rewards.select(0, t).data<float>();
+    float* tm = out.terminated.select(0, t).data<float>();
+    float* en = out.ended.select(0, t).data<float>();
+    for (int64_t i = 0; i < N; ++i) {
+      rw[i] = rewards[i];
+      tm[i] = env.terminated()[i];
+      en[i] = done[i];
+      if (env.truncated()[i] && !env.terminated()[i]) {
+        // Bootstrap a time-limit cut from V(final observation).
+        final_obs_rows.emplace_back(t * N + i, observe(env.final_obs().subspan(i * O, O), 1, false));
+      }
+    }
+    next_obs = observe(env.obs(), N, true);
+    for (const auto& ep : env.take_episode_stats()) out.finished.push_back(ep.episode_return);
+  }
+  // next_values[t] = V(s_{t+1}): the next step's value, the bootstrap value after the last
+  // step, and V(final obs) where a time limit ended the episode.
+  if (T > 1) out.next_values.narrow(0, 0, T - 1).copy_(out.values.narrow(0, 1, T - 1));
+  out.next_values.select(0, T - 1).copy_(agent.value(next_obs.to(dev)).to(cpu));
+  float* nv = out.next_values.data<float>();
+  for (const auto& [flat, o] : final_obs_rows) nv[flat] = float(agent.value(o.to(dev)).item());
+}
+
 PPOResult train_ppo(const PPOConfig& cfg, const std::string& run_dir,
                     const std::function<bool(const PPOUpdate&)>& on_update) {
   validate(cfg);
   // With --device cuda the networks, the losses and the update run on the GPU; the
   // environments, the rollout buffers and GAE stay on the CPU (a rollout step is a handful of
   // rows), and each step moves its observations over and its actions and values back.
-  const Device dev = resolve_device(cfg.device), cpu = Device::cpu();
+  const Device dev = resolve_device(cfg.device);
   // Setup: environments, policy, optimiser.
   envs::VectorEnv env(cfg.env_id, cfg.num_envs);
   const auto& act_space = env.single_action_space();
@@ -321,13 +393,11 @@ PPOResult train_ppo(const PPOConfig& cfg, const std::string& run_dir,
     return Tensor::from_vector(out, {rows, O});
   };
 
-  // Rollout storage, time-major [T, N, …].
-  Tensor obs_buf = Tensor::zeros({T, N, O});
-  Tensor act_buf = discrete ? Tensor::zeros({T, N}, DType::i64) : Tensor::zeros({T, N, A});
-  Tensor logp_buf = Tensor::zeros({T, N}), val_buf = Tensor::zeros({T, N});
-  Tensor rew_buf = Tensor::zeros({T, N}), term_buf = Tensor::zeros({T, N}),
-         end_buf = Tensor::zeros({T, N});
-  Tensor next_val_buf = Tensor::zeros({T, N});
+  // Rollout storage, time-major [T, N, …] (collect_rollout allocates it on the first update).
+  PPORollout ro;
+  const RewardScaleFn scale_rewards = [&](float* rewards, const uint8_t* done, int64_t n) {
+    reward_scaler.scale(rewards, done, n);
+  };
 
   std::deque<double> last_returns;
   PPOResult result;
@@ -336,8 +406,6 @@ PPOResult train_ppo(const PPOConfig& cfg, const std::string& run_dir,
   Tensor next_obs = policy_obs(env.obs(), N, true);
   Stopwatch clock;
   const int64_t start_step = global_step;
-  std::vector<int64_t> int_actions(static_cast<size_t>(N));
-  std::vector<float> float_actions(static_cast<size_t>(N * A));
 
   if (!cfg.quiet) {
     std::printf("ppo on %s: %lld updates of %lld×%lld steps, %lld parameters, seed %llu\n",
@@ -355,68 +423,21 @@ PPOResult train_ppo(const PPOConfig& cfg, const std::string& run_dir,
 
     // ---- rollout ----
     PPOUpdate u;
-    std::vector<double> finished;
-    std::vector<std::pair<int64_t, Tensor>> final_obs_rows;  // (t·N + i, normalised final obs)
-    {
-      NoGradGuard no_grad;
-      for (int64_t t = 0; t < T; ++t) {
-        obs_buf.select(0, t).copy_(next_obs);
-        const Tensor obs_dev = next_obs.to(dev);
-        const models::ActionSample s = agent.sample(obs_dev, gen);
-        const Tensor actions = s.actions.to(cpu);
-        val_buf.select(0, t).copy_(agent.value(obs_dev).to(cpu));
-        act_buf.select(0, t).copy_(actions);
-        logp_buf.select(0, t).copy_(s.log_probs.to(cpu));
-        if (discrete) {
-          const int64_t* a = actions.data<int64_t>();
-          std::copy(a, a + N, int_actions.begin());
-          env.step(std::span<const int64_t>(int_actions));
-        } else {
-          // Clip to the action space only when sent to the env (CleanRL's ClipAction).
-          const float* a = actions.data<float>();
-          for (int64_t k = 0; k < N * A; ++k)
-            float_actions[k] = std::clamp(a[k], act_space.low[k % A], act_space.high[k % A]);
-          env.step(std::span<const float>(float_actions));
-        }
-        global_step += N;
-        std::vector<float> rewards(env.rewards().begin(), env.rewards().end());
-        std::vector<uint8_t> done(static_cast<size_t>(N));
-        for (int64_t i = 0; i < N; ++i) done[i] = env.terminated()[i] || env.truncated()[i];
-        if (cfg.norm_reward) reward_scaler.scale(rewards.data(), done.data(), N);
-        float* rw = rew_buf.select(0, t).data<float>();
-        float* tm = term_buf.select(0, t).data<float>();
-        float* en = end_buf.select(0, t).data<float>();
-        for (int64_t i = 0; i < N; ++i) {
-          rw[i] = rewards[i];
-          tm[i] = env.terminated()[i];
-          en[i] = done[i];
-          if (env.truncated()[i] && !env.terminated()[i]) {
-            // Bootstrap a time-limit cut from V(final observation).
-            final_obs_rows.emplace_back(t * N + i,
-                                        policy_obs(env.final_obs().subspan(i * O, O), 1, false));
-          }
-        }
-        next_obs = policy_obs(env.obs(), N, true);
-        for (const auto& ep : env.take_episode_stats()) finished.push_back(ep.episode_return);
-      }
-      // next_values[t] = V(s_{t+1}): the next step's value, the bootstrap value after the
-      // last step, and V(final obs) where a time limit ended the episode.
-      next_val_buf.narrow(0, 0, T - 1).copy_(val_buf.narrow(0, 1, T - 1));
-      next_val_buf.select(0, T - 1).copy_(agent.value(next_obs.to(dev)).to(cpu));
-      float* nv = next_val_buf.data<float>();
-      for (const auto& [flat, o] : final_obs_rows) nv[flat] = float(agent.value(o.to(dev)).item());
-    }
+    collect_rollout(env, agent, gen, dev, T, policy_obs,
+                    cfg.norm_reward ? scale_rewards : RewardScaleFn(), next_obs, ro);
+    global_step += N * T;
+    const std::vector<double>& finished = ro.finished;
 
     // ---- advantages (fused GAE op) ----
-    auto [advantages, returns] =
-        gae(rew_buf, val_buf, next_val_buf, term_buf, end_buf, cfg.gamma, cfg.gae_lambda);
+    auto [advantages, returns] = gae(ro.rewards, ro.values, ro.next_values, ro.terminated,
+                                     ro.ended, cfg.gamma, cfg.gae_lambda);
 
     // ---- update: epochs × minibatches over the flattened batch ----
-    const Tensor b_obs = obs_buf.reshape({batch_size, O}).to(dev);
+    const Tensor b_obs = ro.obs.reshape({batch_size, O}).to(dev);
     const Tensor b_act =
-        (discrete ? act_buf.reshape({batch_size}) : act_buf.reshape({batch_size, A})).to(dev);
-    const Tensor b_logp = logp_buf.reshape({batch_size}).to(dev),
-                 b_val = val_buf.reshape({batch_size}).to(dev);
+        (discrete ? ro.actions.reshape({batch_size}) : ro.actions.reshape({batch_size, A})).to(dev);
+    const Tensor b_logp = ro.log_probs.reshape({batch_size}).to(dev),
+                 b_val = ro.values.reshape({batch_size}).to(dev);
     const Tensor b_adv = advantages.reshape({batch_size}).to(dev),
                  b_ret = returns.reshape({batch_size}).to(dev);
     std::vector<int64_t> order(static_cast<size_t>(batch_size));

@@ -18,11 +18,20 @@
 
 #include <cstdint>
 #include <functional>
+#include <span>
 #include <string>
 #include <vector>
 
 #include "engine/json.h"
+#include "engine/rng.h"
 #include "engine/tensor.h"
+
+namespace rlft::envs {
+class VectorEnv;
+}
+namespace rlft::models {
+class ActorCritic;
+}
 
 namespace rlft::rl {
 
@@ -98,6 +107,36 @@ PPOResult train_ppo(const PPOConfig& config, const std::string& run_dir = "",
                     const std::function<bool(const PPOUpdate&)>& on_update = nullptr);
 
 json::Value to_json(const PPOConfig& config);
+
+// One rollout, train_ppo's collection phase (public so its bootstrapping is tested on its own):
+// T steps of every env of `env` under `agent`'s policy, sampling from `gen`, without
+// gradients. Buffers are time-major, on the CPU, allocated on the first call (and again when
+// T, N or the spaces change):
+struct PPORollout {
+  Tensor obs;         // [T, N, O]: the policy's inputs (observe's output)
+  Tensor actions;     // [T, N] int64 or [T, N, A] float: as sampled (a Box action is clipped
+                      // to its space only when sent to the env, as CleanRL's ClipAction)
+  Tensor log_probs;   // [T, N]: log π(a|s) at sampling
+  Tensor values;      // [T, N]: V(s_t)
+  Tensor rewards;     // [T, N]: the env's, after scale_rewards when given
+  Tensor terminated;  // [T, N]: 1 where the MDP ended (not bootstrapped)
+  Tensor ended;       // [T, N]: 1 where the episode ended (terminated or truncated)
+  // [T, N]: V(s_{t+1}): the next step's value; at t = T − 1 the value of the observation
+  // after the last step; where a time limit cut the episode (truncated, not terminated), the
+  // value of its final observation, not of the next episode's first.
+  Tensor next_values;
+  std::vector<double> finished;  // returns of the episodes that ended, in the order they did
+};
+// observe(raw, rows, update): the policy's input [rows, O] from rows raw observations
+// (normalised, and the running statistics updated when `update`, if the run normalises).
+using ObserveFn = std::function<Tensor(std::span<const float> raw, int64_t rows, bool update)>;
+// Scales n rewards in place (done: the episodes that just ended); empty: rewards as given.
+using RewardScaleFn = std::function<void(float* rewards, const uint8_t* done, int64_t n)>;
+// next_obs: the policy's input for the envs' current observations [N, O] (observe of
+// env.obs()); replaced by the one after the last step. The policy runs on `dev`.
+void collect_rollout(envs::VectorEnv& env, models::ActorCritic& agent, Generator& gen,
+                     const Device& dev, int64_t T, const ObserveFn& observe,
+                     const RewardScaleFn& scale_rewards, Tensor& next_obs, PPORollout& out);
 
 // The two per-minibatch pieces of the loss above, as train_ppo computes them (tested by hand):
 // Â normalised over the minibatch, (Â − mean)/(std + 1e-8) with the unbiased std (CleanRL's

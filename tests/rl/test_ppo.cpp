@@ -12,6 +12,8 @@
 #include "engine/fs.h"
 #include "engine/json.h"
 #include "models/policy.h"
+#include "rl/envs/env.h"
+#include "rl/envs/vector_env.h"
 #include "rl/eval.h"
 #include "rl/plot.h"
 #include "rl/ppo.h"
@@ -343,6 +345,122 @@ TEST(PPO, AdvantagesAreNormalisedPerMinibatch) {
   };
   EXPECT_LT(std::abs(first_pg_loss(true)), 1e-4);
   EXPECT_LT(first_pg_loss(false), -1.0);
+}
+
+// Element idx of a tensor (row-major), as a double.
+double el(const Tensor& t, std::initializer_list<int64_t> idx) {
+  int64_t flat = 0, d = 0;
+  for (int64_t i : idx) flat = flat * t.shape()[int(d++)] + i;
+  return t.contiguous().to_vector()[size_t(flat)];
+}
+
+// A probe for the rollout's bookkeeping: observations [steps taken in this episode, episodes
+// started, 0.5], reward 1 a step, any of two actions. Every episode either terminates after
+// `terminate_at` steps (0: never) or is cut by its time limit `limit`.
+class ProbeEnv final : public envs::Env {
+ public:
+  ProbeEnv(int64_t limit, int64_t terminate_at)
+      : Env(envs::EnvSpec{"Probe-v0", limit, std::nullopt}, envs::Space::box(-100, 100, 3),
+            envs::Space::discrete(2)),
+        terminate_at_(terminate_at) {}
+
+ protected:
+  void reset_impl(float* obs) override {
+    steps_ = 0;
+    ++episodes_;
+    write(obs);
+  }
+  void reset_to_state_impl(std::span<const double>, float* obs) override { reset_impl(obs); }
+  envs::StepResult step_impl(int64_t, const float*, float* obs) override {
+    ++steps_;
+    write(obs);
+    return {1.0, terminate_at_ > 0 && steps_ == terminate_at_, false};
+  }
+
+ private:
+  void write(float* obs) const {
+    obs[0] = float(steps_);
+    obs[1] = float(episodes_);
+    obs[2] = 0.5f;
+  }
+  int64_t terminate_at_, steps_ = 0, episodes_ = 0;
+};
+
+// collect_rollout (train_ppo's rollout): env 0's episodes are cut by a time limit of 3 steps,
+// env 1's terminate after 2. next_values is V(s_{t+1}) inside an episode and after the last
+// step, V of the *final* observation where the time limit cut (its own value, not that of the
+// next episode's first observation, which is what the env shows next), and the flags, rewards,
+// log-probs and finished returns are the ones the env and the policy gave.
+TEST(PPO, RolloutBootstrapsATimeLimitCutFromTheFinalObservation) {
+  const int64_t T = 7, N = 2;
+  int made = 0;
+  envs::VectorEnv env([&]() -> std::unique_ptr<envs::Env> {
+    return made++ == 0 ? std::make_unique<ProbeEnv>(3, 0) : std::make_unique<ProbeEnv>(5, 2);
+  }, N);
+  Generator gen(3);
+  models::PolicyConfig pc;
+  pc.obs_dim = 3;
+  pc.num_actions = 2;
+  pc.hidden = {8};
+  models::ActorCritic agent(pc, gen);
+  const ObserveFn observe = [](std::span<const float> raw, int64_t rows, bool) {
+    return Tensor::from_vector(std::vector<float>(raw.begin(), raw.end()), {rows, 3});
+  };
+  env.reset(11);
+  Tensor next_obs = observe(env.obs(), N, true);
+  PPORollout ro;
+  collect_rollout(env, agent, gen, Device::cpu(), T, observe, RewardScaleFn(), next_obs, ro);
+
+  auto value_of = [&](float steps, float episodes) {
+    NoGradGuard no_grad;
+    return agent.value(Tensor::from_vector(std::vector<float>{steps, episodes, 0.5f}, {1, 3}))
+        .item();
+  };
+  // The observations the policy saw, step by step (env 0: 0 1 2 | 0 1 2 | 0; env 1: 0 1 | …).
+  for (int64_t t = 0; t < T; ++t) {
+    EXPECT_EQ(el(ro.obs, {t, 0, 0}), double(t % 3)) << t;
+    EXPECT_EQ(el(ro.obs, {t, 0, 1}), double(1 + t / 3)) << t;
+    EXPECT_EQ(el(ro.obs, {t, 1, 0}), double(t % 2)) << t;
+    EXPECT_EQ(el(ro.obs, {t, 1, 1}), double(1 + t / 2)) << t;
+    EXPECT_FLOAT_EQ(float(el(ro.values, {t, 0})), float(value_of(float(t % 3), float(1 + t / 3))));
+  }
+  for (int64_t t = 0; t < T; ++t) {
+    const bool cut0 = t % 3 == 2, end1 = t % 2 == 1;
+    EXPECT_EQ(el(ro.ended, {t, 0}), cut0 ? 1.0 : 0.0) << t;
+    EXPECT_EQ(el(ro.terminated, {t, 0}), 0.0) << t;
+    EXPECT_EQ(el(ro.ended, {t, 1}), end1 ? 1.0 : 0.0) << t;
+    EXPECT_EQ(el(ro.terminated, {t, 1}), end1 ? 1.0 : 0.0) << t;
+    EXPECT_EQ(el(ro.rewards, {t, 0}), 1.0);
+    for (int64_t i = 0; i < N; ++i) {
+      if (t == T - 1) continue;
+      // A time limit: V(final observation [3, episode]), not V(the next episode's [0, e + 1]).
+      const double expected =
+          i == 0 && cut0 ? value_of(3, float(1 + t / 3)) : el(ro.values, {t + 1, i});
+      EXPECT_FLOAT_EQ(float(el(ro.next_values, {t, i})), float(expected)) << t << "," << i;
+    }
+  }
+  EXPECT_NE(value_of(3, 1), value_of(0, 2)) << "the probe must tell the two apart";
+  // After the last step (t = 6: env 0 at [1, 3], env 1 at [1, 4]).
+  EXPECT_FLOAT_EQ(float(el(ro.next_values, {T - 1, 0})), float(value_of(1, 3)));
+  EXPECT_FLOAT_EQ(float(el(ro.next_values, {T - 1, 1})), float(value_of(1, 4)));
+  EXPECT_EQ(el(next_obs, {0, 0}), 1.0);
+  EXPECT_EQ(el(next_obs, {1, 1}), 4.0);
+  // The log-probs are the policy's for the actions taken.
+  {
+    NoGradGuard no_grad;
+    const models::ActionEval ev =
+        agent.evaluate(ro.obs.reshape({T * N, 3}), ro.actions.reshape({T * N}));
+    for (int64_t k = 0; k < T * N; ++k)
+      EXPECT_FLOAT_EQ(float(el(ev.log_probs, {k})), float(el(ro.log_probs.reshape({T * N}), {k})));
+  }
+  // Episodes finished: env 1 at t = 1, 3, 5 (return 2), env 0 at t = 2, 5 (return 3).
+  EXPECT_EQ(ro.finished, (std::vector<double>{2, 3, 2, 3, 2}));
+  // A next_obs of the wrong shape is named.
+  Tensor bad = Tensor::zeros({N, 4});
+  EXPECT_NE(testing::error_of([&] {
+              collect_rollout(env, agent, gen, Device::cpu(), T, observe, RewardScaleFn(), bad, ro);
+            }).find("collect_rollout: next_obs has shape [2,4], expected [2,3]"),
+            std::string::npos);
 }
 
 TEST(PPO, BadConfigIsAClearError) {
