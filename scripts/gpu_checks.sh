@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Run ON THE LENT GPU MACHINE (see scripts/gpu_deps.sh, which prepares .gpu-deps/ here first):
 #   run(command="bash scripts/gpu_checks.sh", carry=[".gpu-deps"], timeout_s=600)
-# Builds every test binary and the two CUDA benchmarks for sm_90 with all cores, then writes
+# Builds every test binary and the two CUDA benchmarks for sm_90 with all cores (or, with
+# PREBUILT=1 and carry=[".gpu-deps", ".gpubin"], unpacks the ones scripts/gpu_pack.sh built
+# here: no build on the device, whose minutes are few), then writes
 # to $OUT (8 files; 8 is the most that come back):
 #   summary.txt   the GPU, the commit, each stage's exit status and ctest's counts
 #   build.log     configure + build
@@ -73,6 +75,20 @@ stage() {  # stage NAME STATUS: one line of the summary, with the seconds since 
 }
 
 build=build-gpu
+if [ "${PREBUILT:-0}" = 1 ]; then
+  # The binaries scripts/gpu_pack.sh built on the development machine: unpacked at the absolute
+  # path they were built in (ctest's files name it), not built here.
+  if [ ! -s .gpubin/build.tar.xz ] || [ ! -s .gpubin/build.info ]; then
+    echo "PREBUILT=1: no .gpubin/build.tar.xz (run scripts/gpu_pack.sh here, carry .gpubin)" | tee -a "$summary"
+    exit 2
+  fi
+  build=$(sed -n 's/^build //p' .gpubin/build.info)
+  cat .gpubin/build.info >> "$summary"
+  timeout "$(budget "$T_BUILD")" tar -C / -xJf .gpubin/build.tar.xz > "$OUT/build.log" 2>&1
+  rc=$?
+  stage "unpack (prebuilt)" $rc
+  [ $rc -eq 0 ] || { cat "$OUT/build.log"; cat "$summary"; exit $rc; }
+else
 timeout "$(budget "$T_BUILD")" bash -c "
   cmake -S . -B '$build' -DCMAKE_BUILD_TYPE=Release -DRLFT_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 \
     -DGTest_DIR='$deps/cmake/GTest' -Dbenchmark_DIR='$deps/cmake/benchmark' \
@@ -82,6 +98,7 @@ timeout "$(budget "$T_BUILD")" bash -c "
 rc=$?
 stage build $rc
 [ $rc -eq 0 ] || { tail -40 "$OUT/build.log"; cat "$summary"; exit $rc; }
+fi
 
 if [[ " $STAGES " == *" tests "* ]] && [ "$(budget "$T_TESTS")" -gt 0 ]; then
   # Every test, CPU and GPU: on a machine with a GPU only the two root-permission tests
