@@ -144,7 +144,7 @@ if [[ " $STAGES " == *" sanitize "* ]]; then
       set -- $t
       lim=$(budget "$((T_SANITIZE / 2))")
       [ "$lim" -gt 0 ] || { echo "memcheck $1: no time left" >> "$OUT/sanitizer.log"; worst=125; continue; }
-      timeout "$lim" "$cs" --tool memcheck --report-api-errors no --error-exitcode 9 "./$build/$1" "$2" \
+      timeout "$lim" "$cs" --tool memcheck --report-api-errors no --error-exitcode 9 "$build/$1" "$2" \
         >> "$OUT/sanitizer.log" 2>&1
       r=$?
       [ $r -gt $worst ] && worst=$r
@@ -165,7 +165,7 @@ if [[ " $STAGES " == *" bench "* ]]; then
     t=$(budget "$4")
     [ "$t" -gt 0 ] || { stage "$1: no time left" 125; return; }
     echo "== $1 (filter '$3')" >> "$OUT/bench.txt"
-    timeout "$t" "./$build/$2" --benchmark_min_time="$BENCH_MIN_TIME" --benchmark_filter="$3" \
+    timeout "$t" "$build/$2" --benchmark_min_time="$BENCH_MIN_TIME" --benchmark_filter="$3" \
       --benchmark_out="$OUT/$1.json" --benchmark_out_format=json >> "$OUT/bench.txt" 2>&1
     stage "$1" $?
   }
@@ -202,7 +202,7 @@ if [[ " $STAGES " == *" ncu "* ]]; then
       timeout "$t" "$ncu" --clock-control none --kernel-name "regex:$NCU_KERNELS" \
         --launch-skip "$NCU_SKIP" --launch-count "$NCU_COUNT" --section SpeedOfLight \
         --section Occupancy --section LaunchStats --section MemoryWorkloadAnalysis \
-        --section WarpStateStats "./$build/$bin" --benchmark_filter="$filter" \
+        --section WarpStateStats "$build/$bin" --benchmark_filter="$filter" \
         --benchmark_min_time=0.01 >> "$OUT/bench.txt" 2>&1
       rc=$?
       [ $rc -gt $worst ] && worst=$rc
