@@ -250,8 +250,8 @@ void collect_rollout(envs::VectorEnv& env, models::ActorCritic& agent, Generator
       out.actions.shape() != action_shape) {
     out.obs = Tensor::zeros({T, N, O});
     out.actions = discrete ? Tensor::zeros({T, N}, DType::i64) : Tensor::zeros({T, N, A});
-    for (Tensor* t : {&out.log_probs, &out.values, &out.rewards, &out.terminated, &out.ended,
-                      &out.next_values})
+    for (Tensor* t :
+         {&out.log_probs, &out.values, &out.rewards, &out.terminated, &out.ended, &out.next_values})
       *t = Tensor::zeros({T, N});
   }
   out.finished.clear();
@@ -292,7 +292,8 @@ void collect_rollout(envs::VectorEnv& env, models::ActorCritic& agent, Generator
       en[i] = done[i];
       if (env.truncated()[i] && !env.terminated()[i]) {
         // Bootstrap a time-limit cut from V(final observation).
-        final_obs_rows.emplace_back(t * N + i, observe(env.final_obs().subspan(i * O, O), 1, false));
+        final_obs_rows.emplace_back(t * N + i,
+                                    observe(env.final_obs().subspan(i * O, O), 1, false));
       }
     }
     next_obs = observe(env.obs(), N, true);

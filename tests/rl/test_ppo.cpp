@@ -394,9 +394,11 @@ class ProbeEnv final : public envs::Env {
 TEST(PPO, RolloutBootstrapsATimeLimitCutFromTheFinalObservation) {
   const int64_t T = 7, N = 2;
   int made = 0;
-  envs::VectorEnv env([&]() -> std::unique_ptr<envs::Env> {
-    return made++ == 0 ? std::make_unique<ProbeEnv>(3, 0) : std::make_unique<ProbeEnv>(5, 2);
-  }, N);
+  envs::VectorEnv env(
+      [&]() -> std::unique_ptr<envs::Env> {
+        return made++ == 0 ? std::make_unique<ProbeEnv>(3, 0) : std::make_unique<ProbeEnv>(5, 2);
+      },
+      N);
   Generator gen(3);
   models::PolicyConfig pc;
   pc.obs_dim = 3;
