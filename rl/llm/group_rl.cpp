@@ -772,6 +772,9 @@ GroupRLResult train_group_rl(const GroupRLConfig& cfg_in) {
       samples = std::move(kept);
     }
     const int64_t groups = int64_t(samples.size()) / G;
+    // Wall seconds of the step's three phases (metrics time_rollout, time_scoring, time_update).
+    const double t_rollout = clock.seconds();
+    double t_scored = t_rollout;
 
     json::Value m = json::Value::object();
     m.set("step", step + 1);
@@ -844,6 +847,7 @@ GroupRLResult train_group_rl(const GroupRLConfig& cfg_in) {
       }
       zero_adv /= double(groups);
       const Tensor advantages = Tensor::from_vector(adv, {B}).to(old_lp.dtype()).to(dev);
+      t_scored = clock.seconds();
       // ---- 5. minibatch updates: every step after the first is off-policy
       const int64_t mb = std::max<int64_t>(1, B / cfg.minibatches);
       for (int64_t epoch = 0; epoch < cfg.epochs; ++epoch) {
@@ -931,6 +935,9 @@ GroupRLResult train_group_rl(const GroupRLConfig& cfg_in) {
     m.set("lr", opt.lr());
     m.set("updates", updates);
     const double now = clock.seconds();
+    m.set("time_rollout", t_rollout - t0);
+    m.set("time_scoring", t_scored - t_rollout);
+    m.set("time_update", now - t_scored);
     m.set("samples_per_second", generated / std::max(now - t0, 1e-9));
     m.set("elapsed_seconds", elapsed_before + now);
     const int64_t done = step + 1;

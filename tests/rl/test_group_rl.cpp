@@ -544,6 +544,23 @@ TEST_F(GroupRLRun, GRPORunWritesItsFilesAndAnEvaluableCheckpoint) {
       lines.back().at("seq_ratio_max").as_double() - lines.back().at("seq_ratio_min").as_double(),
       0.0);
   EXPECT_GT(lines.back().at("kl_ref_k3").as_double(), 0.0);
+  // The three phase times partition the step: each positive, their sum the step's wall time
+  // that samples_per_second divides by (generated samples / that time), and within the
+  // step's share of elapsed_seconds (which also holds the eval and the checkpoint).
+  double previous_elapsed = 0, previous_generated = 0;
+  for (const json::Value& line : lines) {
+    const double rollout = line.at("time_rollout").as_double(),
+                 scoring = line.at("time_scoring").as_double(),
+                 update = line.at("time_update").as_double(), step = rollout + scoring + update;
+    EXPECT_GT(rollout, 0.0);
+    EXPECT_GT(scoring, 0.0);
+    EXPECT_GT(update, 0.0);
+    const double generated = line.at("generated_samples").as_double() - previous_generated;
+    EXPECT_NEAR(generated / line.at("samples_per_second").as_double(), step, 1e-9 * step + 1e-12);
+    EXPECT_LE(step, line.at("elapsed_seconds").as_double() - previous_elapsed);
+    previous_elapsed = line.at("elapsed_seconds").as_double();
+    previous_generated = line.at("generated_samples").as_double();
+  }
   // The checkpoint is an SFT-format GPT run with the task keys `rlft lm eval` reads.
   const LoadedModel lm = load_model(r.run_dir);
   EXPECT_EQ(lm.step, 2);
