@@ -405,11 +405,16 @@ TEST(PPO, RolloutBootstrapsATimeLimitCutFromTheFinalObservation) {
   pc.num_actions = 2;
   pc.hidden = {8};
   models::ActorCritic agent(pc, gen);
-  const ObserveFn observe = [](std::span<const float> raw, int64_t rows, bool) {
+  // observe's calls, (rows, update): normalisation statistics are updated from the envs'
+  // observations, never from a cut episode's final one (that one is only valued).
+  std::vector<std::pair<int64_t, bool>> calls;
+  const ObserveFn observe = [&](std::span<const float> raw, int64_t rows, bool update) {
+    calls.emplace_back(rows, update);
     return Tensor::from_vector(std::vector<float>(raw.begin(), raw.end()), {rows, 3});
   };
   env.reset(11);
   Tensor next_obs = observe(env.obs(), N, true);
+  calls.clear();
   PPORollout ro;
   collect_rollout(env, agent, gen, Device::cpu(), T, observe, RewardScaleFn(), next_obs, ro);
 
@@ -457,6 +462,14 @@ TEST(PPO, RolloutBootstrapsATimeLimitCutFromTheFinalObservation) {
   }
   // Episodes finished: env 1 at t = 1, 3, 5 (return 2), env 0 at t = 2, 5 (return 3).
   EXPECT_EQ(ro.finished, (std::vector<double>{2, 3, 2, 3, 2}));
+  // Per step, the final observations of that step's cuts (env 0 at t = 2 and 5), then the
+  // envs' next observations.
+  std::vector<std::pair<int64_t, bool>> expected_calls;
+  for (int64_t t = 0; t < T; ++t) {
+    if (t % 3 == 2) expected_calls.emplace_back(1, false);
+    expected_calls.emplace_back(N, true);
+  }
+  EXPECT_EQ(calls, expected_calls);
   // A next_obs of the wrong shape is named.
   Tensor bad = Tensor::zeros({N, 4});
   EXPECT_NE(testing::error_of([&] {
