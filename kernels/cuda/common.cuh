@@ -90,6 +90,22 @@ __device__ __forceinline__ int64_t elements_to_16b(const Real* p) {
   return mis == 0 ? 0 : int64_t((16u - mis) / sizeof(Real));
 }
 
+// Correctly rounded operations that nvcc never fuses. By default nvcc contracts x·y + z into
+// one FMA wherever it chooses (and may choose differently for the same source in two kernels),
+// which rounds once where the CPU's code (built with -ffp-contract=off) rounds twice: kernels
+// that must give the CPU's bits, or the same bits in two launch layouts, write their products
+// and sums with these (layer_norm.cu, optim.cu).
+__device__ __forceinline__ float mul_rn(float x, float y) { return __fmul_rn(x, y); }
+__device__ __forceinline__ double mul_rn(double x, double y) { return __dmul_rn(x, y); }
+__device__ __forceinline__ float add_rn(float x, float y) { return __fadd_rn(x, y); }
+__device__ __forceinline__ double add_rn(double x, double y) { return __dadd_rn(x, y); }
+__device__ __forceinline__ float sub_rn(float x, float y) { return __fsub_rn(x, y); }
+__device__ __forceinline__ double sub_rn(double x, double y) { return __dsub_rn(x, y); }
+__device__ __forceinline__ float div_rn(float x, float y) { return __fdiv_rn(x, y); }
+__device__ __forceinline__ double div_rn(double x, double y) { return __ddiv_rn(x, y); }
+__device__ __forceinline__ float sqrt_rn(float x) { return __fsqrt_rn(x); }
+__device__ __forceinline__ double sqrt_rn(double x) { return __dsqrt_rn(x); }
+
 __device__ __forceinline__ float shfl_xor(float v, int o) {
   return __shfl_xor_sync(kFullMask, v, o);
 }

@@ -37,11 +37,10 @@ using cuda_detail::Sum;
 
 constexpr int kRowThreads = 256;
 
-// x·y rounded on its own: nvcc would otherwise fuse x·y + z into one FMA, which rounds once
-// and so differs from the CPU's x86-64 code (no FMA) by up to |z|·2⁻²⁴ for float: with a row
-// offset of 1e3 that is 6e-5, visible in y.
-__device__ __forceinline__ float mul_rn(float x, float y) { return __fmul_rn(x, y); }
-__device__ __forceinline__ double mul_rn(double x, double y) { return __dmul_rn(x, y); }
+// x·y rounded on its own (mul_rn, common.cuh): a fused x·y + z rounds once and so differs from
+// the CPU's code (no FMA) by up to |z|·2⁻²⁴ for float: with a row offset of 1e3 that is 6e-5,
+// visible in y.
+using cuda_detail::mul_rn;
 
 template <typename T>
 __global__ void layer_norm_forward_kernel(int64_t N, int64_t C, const T* x, const T* w, const T* b,

@@ -44,17 +44,12 @@ namespace rlft::kernels::cuda_ops {
 
 namespace {
 
-// Correctly rounded operations that nvcc never fuses (see the header).
-__device__ __forceinline__ float mul_rn(float x, float y) { return __fmul_rn(x, y); }
-__device__ __forceinline__ double mul_rn(double x, double y) { return __dmul_rn(x, y); }
-__device__ __forceinline__ float add_rn(float x, float y) { return __fadd_rn(x, y); }
-__device__ __forceinline__ double add_rn(double x, double y) { return __dadd_rn(x, y); }
-__device__ __forceinline__ float sub_rn(float x, float y) { return __fsub_rn(x, y); }
-__device__ __forceinline__ double sub_rn(double x, double y) { return __dsub_rn(x, y); }
-__device__ __forceinline__ float div_rn(float x, float y) { return __fdiv_rn(x, y); }
-__device__ __forceinline__ double div_rn(double x, double y) { return __ddiv_rn(x, y); }
-__device__ __forceinline__ float sqrt_rn(float x) { return __fsqrt_rn(x); }
-__device__ __forceinline__ double sqrt_rn(double x) { return __dsqrt_rn(x); }
+// Correctly rounded operations that nvcc never fuses (common.cuh; see the header).
+using cuda_detail::add_rn;
+using cuda_detail::div_rn;
+using cuda_detail::mul_rn;
+using cuda_detail::sqrt_rn;
+using cuda_detail::sub_rn;
 
 // One tensor as the kernel sees it (AdamTensor less its host-only shape).
 struct AdamSlice {
