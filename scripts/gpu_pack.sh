@@ -5,14 +5,14 @@
 #
 # Builds every test binary, the rlft CLI and the two CUDA benchmarks for sm_90 in $BUILD
 # (default /tmp/rlft-gpu-build), strips them, and packs them with ctest's files into
-# .gpubin/build.tar.xz (git-ignored; ~25 MB where the stripped binaries are ~85 MB). The
+# .gpubin/build.tar.xz (git-ignored; 19 MB for 85 MB of stripped binaries, 2026-11-27). The
 # archive holds the build directory's absolute path, and the device copies the repository to
 # the same path as here, so ctest's generated files (absolute paths to the binaries, the
 # sources' test data, the rlft binary the CLI tests run) are right there without a rebuild.
 # Then, with the device tool:
 #   run(command="PREBUILT=1 bash scripts/gpu_checks.sh", carry=[".gpu-deps", ".gpubin"])
 # (scripts/gpu_deps.sh first, once: the benchmark and Box2D libraries the binaries load.)
-# .gpubin/build.info records the commit and whether the working tree differed from it;
+# .gpubin/build.info records the commit and whether tracked files differed from it;
 # gpu_checks.sh copies it into its summary, so a pack older than the tree is visible.
 set -euo pipefail
 cd "$(dirname "$0")/.."
