@@ -35,7 +35,11 @@
 // ratio_clip_large_* some of them at 4096×4096, *_dependent_* the first kernel launched
 // programmatically dependent on the previous call's last kernel, ratio_clip_last_block_* the
 // finish done by the first kernel's last block instead of a second kernel
-// (kernels/cuda/ratio_clip.cu). dirty_l2/* repeat a few lines under the old flush (g_flush).
+// (kernels/cuda/ratio_clip.cu). timeline/ratio_clip_* time the fwd_graph and read_graph lines'
+// calls again with the kernels' own %globaltimer stamps on, to say where a call's time goes
+// (timeline() below: the first kernel's span and ramp, the finishing block's wait and span, the
+// time between calls); timeline_hot/ratio_clip_* the same with nothing flushed and one call a
+// replay (Flush::none). dirty_l2/* repeat a few lines under the old flush (g_flush).
 // sweep/… lines time launch shapes (threads per row, loads in flight, vector loads) to choose
 // the dispatchers' defaults.
 //
@@ -144,7 +148,10 @@ bool fits(benchmark::State& state, size_t bytes) {
 //     by the region's calls), ratio_clip's calls take two passes over K copies spanning
 //     2× the L2, and a graph's events sit on the legacy default stream (measure_graph). The
 //     pair of lines measures what that protocol charged to the kernel.
-enum class Flush { clean, dirty };
+//   none (the timeline_hot/ lines only): no flush, one copy of the inputs and one call per
+//     replay, so whatever a call touches (its inputs, if they fit, its code, its parameters)
+//     may still be in L2 at the next replay: against the clean lines, what reaching DRAM costs.
+enum class Flush { clean, dirty, none };
 Flush g_flush = Flush::clean;
 
 // Sets g_flush for one benchmark's run.
@@ -210,8 +217,12 @@ void measure(benchmark::State& state, double bytes, const std::function<void()>&
 // 2026-11-26, the events go on the legacy default stream, so that the region also holds the
 // hand-over between the two streams at each end. A capture that fails is reported as the
 // benchmark's error, not a crash.
+// before/after (optional, untimed): called around each timed replay, on the graph's stream
+// (the timeline lines reset and read the kernels' stamps there).
 void measure_graph(benchmark::State& state, double bytes,
-                   const std::function<void(cudaStream_t)>& call, int reps) {
+                   const std::function<void(cudaStream_t)>& call, int reps,
+                   const std::function<void(cudaStream_t)>& before = nullptr,
+                   const std::function<void(cudaStream_t)>& after = nullptr) {
   cudaStream_t stream{};
   CUDA_OK(cudaStreamCreate(&stream));
   cudaGraph_t graph{};
@@ -238,12 +249,14 @@ void measure_graph(benchmark::State& state, double bytes,
   const L2Flush flush(g_flush == Flush::dirty);
   double total = 0;
   for (auto _ : state) {
-    flush();
+    if (before) before(stream);
+    if (g_flush != Flush::none) flush();
     const double s = timer.seconds([&] { CUDA_OK(cudaGraphLaunch(exec, stream)); },
                                    flush.dirty ? nullptr : stream) /
                      double(reps);
     state.SetIterationTime(s);
     total += s;
+    if (after) after(stream);
   }
   set_bandwidth(state, bytes, total, reps);
   cudaGraphExecDestroy(exec);
@@ -329,6 +342,107 @@ struct ClipInputs {
   }
 };
 
+// The timeline lines (mode fwd_timeline / read_timeline of BM_ratio_clip): the fwd_graph and
+// read_graph lines' graph of `reps` calls, replayed after the same flush, with the kernels'
+// %globaltimer stamps on (rk::ratio_clip_timeline_cuda). Each call overwrites the stamps, so
+// what is read after a replay is its LAST call's, made behind reps − 1 others as in the timed
+// lines. Counters, µs, means over the timed replays (t0: the first block's entry):
+//   main_us      the first kernel's span: its last block's exit − t0
+//   ramp_us      its last block's entry − t0 (how long until the whole grid was resident)
+//   block_us     its blocks' mean lifetime, release to exit
+//   release_us   (forward) the finishing block's release (its pdl_wait returning) − the first
+//                kernel's last exit: the dependency's latency
+//   finish_us    (forward) the finishing block's exit − its release; of it fin_load_us until
+//                its thread 0 has added its partial sums, fin_tree_us from there until the
+//                block's totals are in shared memory (the rest: the statistics written)
+//   span_us      the call's span: the last exit of either kernel − t0
+//   between_us   the time per call (events / reps) − span_us: what a call costs outside its
+//                kernels (the graph's launch of the next call, the gap after the previous one)
+//   tick_ns      the smallest nonzero difference between two stamps of the first replay: the
+//                timer's resolution, as far as these stamps show it (means over replays are
+//                finer than it)
+//   blocks_sm    the most first-kernel blocks any multiprocessor ran
+using ArgsFn = std::function<const rk::RatioClipArgs<float>&()>;
+void timeline(benchmark::State& state, int64_t B, int64_t T, bool fwd, rk::CudaLaunch launch,
+              int reps, const ArgsFn& args) {
+  constexpr int kBlocks = rk::kRatioClipTimelineBlocks;
+  const size_t words = size_t(rk::kRatioClipTimelineKernels) * kBlocks * 4;
+  Buffer<uint64_t> tl{words};
+  Buffer<double> stats{7};
+  const int64_t capacity = std::max<int64_t>(B * ((T + 1023) / 1024), 1 << 16);
+  Buffer<float> partials{size_t(capacity)};
+  std::vector<uint64_t> h(words);
+  std::map<std::string, double> sum;
+  double tick = 0;
+  int replays = 0;
+  rk::ratio_clip_timeline_cuda(tl.p);
+  try {
+    measure_graph(
+        state, 16.0 * double(B) * double(T),
+        [&](cudaStream_t st) {
+          if (fwd)
+            rk::ratio_clip_forward_cuda_async(args(), stats.p, st, launch);
+          else
+            rk::ratio_clip_read_ceiling_cuda(args(), partials.p, capacity, st, launch);
+        },
+        reps, [&](cudaStream_t st) { CUDA_OK(cudaMemsetAsync(tl.p, 0, words * 8, st)); },
+        [&](cudaStream_t st) {
+          CUDA_OK(cudaMemcpyAsync(h.data(), tl.p, words * 8, cudaMemcpyDeviceToHost, st));
+          CUDA_OK(cudaStreamSynchronize(st));
+          const auto at = [&](int k, int b, int e) { return h[(size_t(k) * kBlocks + b) * 4 + e]; };
+          uint64_t t0 = UINT64_MAX, last_entry = 0, last_exit = 0;
+          double life = 0;
+          int n = 0;
+          std::map<uint64_t, int> per_sm;
+          std::vector<uint64_t> all;
+          for (int b = 0; b < kBlocks && at(0, b, 0) != 0; ++b, ++n) {
+            t0 = std::min(t0, at(0, b, 0));
+            last_entry = std::max(last_entry, at(0, b, 0));
+            last_exit = std::max(last_exit, at(0, b, 2));
+            life += double(at(0, b, 2) - at(0, b, 1));
+            ++per_sm[at(0, b, 3)];
+            if (replays == 0) all.insert(all.end(), {at(0, b, 0), at(0, b, 1), at(0, b, 2)});
+          }
+          if (n == 0) throw std::runtime_error("timeline: no block of the first kernel stamped");
+          uint64_t end = last_exit;
+          sum["main_us"] += double(last_exit - t0);
+          sum["ramp_us"] += double(last_entry - t0);
+          sum["block_us"] += life / n;
+          int most = 0;
+          for (auto [sm, count] : per_sm) most = std::max(most, count);
+          sum["blocks_sm"] += most;
+          if (fwd && !launch.last_block) {
+            if (at(1, 0, 2) == 0) throw std::runtime_error("timeline: no finishing block stamped");
+            sum["release_us"] += double(int64_t(at(1, 0, 1) - last_exit));
+            sum["finish_us"] += double(at(1, 0, 2) - at(1, 0, 1));
+            sum["fin_load_us"] += double(at(1, 1, 0) - at(1, 0, 1));
+            sum["fin_tree_us"] += double(at(1, 1, 1) - at(1, 1, 0));
+            end = std::max(end, at(1, 0, 2));
+          }
+          sum["span_us"] += double(end - t0);
+          if (replays == 0) {
+            std::sort(all.begin(), all.end());
+            tick = 0;
+            for (size_t k = 1; k < all.size(); ++k)
+              if (all[k] != all[k - 1] && (tick == 0 || double(all[k] - all[k - 1]) < tick))
+                tick = double(all[k] - all[k - 1]);
+          }
+          ++replays;
+        });
+  } catch (...) {
+    rk::ratio_clip_timeline_cuda(nullptr);
+    throw;
+  }
+  rk::ratio_clip_timeline_cuda(nullptr);
+  if (replays == 0) return;
+  for (auto& [name, v] : sum)
+    state.counters[name] = name == "blocks_sm" ? v / replays : v / replays / 1e3;  // ns → µs
+  const double per_call_us =
+      state.iterations() > 0 ? 1e6 / (state.counters["GB/s"] * 1e9 / (16.0 * double(B) * T)) : 0;
+  state.counters["between_us"] = per_call_us - state.counters["span_us"];
+  state.counters["tick_ns"] = tick;
+}
+
 // mode: "fwd" the forward's kernels with the statistics left on the device (what the
 // bandwidth target is about), calls back to back over K copies of the inputs (one pass over
 // copies spanning 4× the L2, or as g_flush's comment says), against the unfused chain, which copies
@@ -340,7 +454,7 @@ void BM_ratio_clip(benchmark::State& state, int64_t B, int64_t T, const std::str
   const size_t in_bytes = size_t(B * T) * 16;
   const bool dirty = g_flush == Flush::dirty;
   const size_t span = (dirty ? 2 : 4) * size_t(rlft::bench::l2_bytes());
-  const int K = mode == "fwd_sync"
+  const int K = mode == "fwd_sync" || g_flush == Flush::none
                     ? 1
                     : int(std::clamp<size_t>((span + in_bytes - 1) / in_bytes, dirty ? 1 : 2, 8));
   const int reps = dirty ? 2 * K : K;  // calls per timed region
@@ -390,6 +504,8 @@ void BM_ratio_clip(benchmark::State& state, int64_t B, int64_t T, const std::str
           rk::ratio_clip_read_ceiling_cuda(args(), partials.p, capacity, st, launch);
         },
         reps);
+  } else if (mode == "fwd_timeline" || mode == "read_timeline") {
+    timeline(state, B, T, mode == "fwd_timeline", launch, reps, args);
   } else if (mode == "fwd_sync") {
     measure(
         state, 16.0 * tokens,
@@ -605,6 +721,28 @@ void register_all() {
                               rk::CudaLaunch{0, U, 0, 0, layout, 0, dependent});
               });
         }
+  // Where a call's time goes at the target's shape (timeline(): the kernels' own stamps): the
+  // default, version 3 in the row, chunked and flat layouts, launched programmatically dependent
+  // on the previous call and with the last-block finish, and the read ceilings of the three
+  // layouts.
+  for (auto [name, fwd, launch] :
+       {std::tuple<const char*, bool, rk::CudaLaunch>{"v1", true, {}},
+        {"v3", true, {.version = 3}},
+        {"v3_dependent", true, {.version = 3, .dependent = 1}},
+        {"chunked_v3", true, {.version = 3, .chunked = 1}},
+        {"flat_v3", true, {.version = 3, .chunked = 2}},
+        {"last_block_v3_dependent", true, {.version = 3, .dependent = 1, .last_block = 1}},
+        {"read_ceiling_rows", false, {.unroll = 1, .chunked = 0}},
+        {"read_ceiling", false, {.unroll = 1, .chunked = 1}},
+        {"read_ceiling_flat", false, {.unroll = 1, .chunked = 2}}})
+    for (bool hot : {false, true}) {
+      if (hot && std::string(name).find("flat") != std::string::npos) continue;
+      reg(std::string(hot ? "timeline_hot" : "timeline") + "/ratio_clip_" + name + "/B=512/T=4096",
+          [=](benchmark::State& s) {
+            const FlushMode m(hot ? Flush::none : Flush::clean);
+            BM_ratio_clip(s, 512, 4096, fwd ? "fwd_timeline" : "read_timeline", launch);
+          });
+    }
   // At 4096×4096 (268 MB, 8× the target's shape: a call's fixed costs amortised), the streaming
   // rate of the forwards' layouts and of their read ceilings.
   for (auto [version, chunked] : {std::pair<int, int>{1, 0}, {3, 0}, {3, 2}, {3, 3}})

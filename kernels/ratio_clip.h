@@ -214,5 +214,19 @@ double ratio_clip_loss_unfused_cuda(const RatioClipArgs<Real>& args, Real* works
 int64_t ratio_clip_read_ceiling_cuda(const RatioClipArgs<float>& args, float* partials,
                                      int64_t capacity, CUstream_st* stream = nullptr,
                                      CudaLaunch launch = {});
+// The timeline (measurement only: bench_cuda_kernels' timeline/ lines; CUDA builds only): while
+// `buffer` (device memory of kRatioClipTimelineKernels × kRatioClipTimelineBlocks × 4 uint64)
+// is set, every forward and read-ceiling launch on any stream writes into it, for each of its
+// first kernel's blocks (kernel 0; blocks past kRatioClipTimelineBlocks are not recorded) and
+// its finishing kernel's block (kernel 1), the device's %globaltimer in ns on entry, on release
+// (after its wait for the kernel it depends on) and on exit, and the multiprocessor it ran on:
+// buffer[(kernel·kRatioClipTimelineBlocks + block)·4 + {0, 1, 2, 3}]; kernel 1's block-1 slots
+// 0 and 1 hold the finish's phases (its thread 0's partial sums added; the block's totals
+// ready), written by the finishing kernel or the last-block finish. A slot no block wrote
+// keeps what the caller put there. Null (the default) turns it off. Not for concurrent use:
+// one process-wide buffer per device.
+constexpr int kRatioClipTimelineKernels = 2;
+constexpr int kRatioClipTimelineBlocks = 4096;
+void ratio_clip_timeline_cuda(uint64_t* buffer);
 // ==== end of the CUDA backend ===============================================================
 }  // namespace rlft::kernels

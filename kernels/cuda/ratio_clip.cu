@@ -16,7 +16,7 @@
 //                            from L1/L2 for the terms); ratio_clip_f32_kernel is version 3's
 //   ratio_clip_finish_kernel one block, a warp per quantity: the 7 totals over the rows and
 //                            Σ_i coef_i·(Σm·l)_i in a fixed order (token_mean: (Σ_i (Σm·l)_i)/D),
-//                            then the statistics: 7 doubles on the device
+//                            then the statistics, a thread each: 7 doubles on the device
 //                            (ratio_clip_forward_cuda_async), copied back to the host by
 //                            ratio_clip_forward_cuda (which therefore synchronises). On sm_90+
 //                            it is launched programmatically dependent on the row kernel
@@ -182,11 +182,47 @@ constexpr int kDefaultVersion = 1;
 constexpr int kChunkBlock = 256;  // threads per chunk in the chunked layout
 constexpr int kFinishBlock = 512;
 
+// The timeline (measurement only; ratio_clip_timeline_cuda, bench_cuda_kernels' timeline/
+// lines): while c_timeline is set, thread 0 of each of the forward's blocks writes the device's
+// %globaltimer (ns) at three points: on entry, after pdl_begin (when the kernel it depends on
+// has completed: the same as entry for a kernel launched the ordinary way) and after its last
+// write. Plain stores into its own slots, no atomics: [kernel][block][4] with kernel 0 the
+// first kernel (row, chunk or flat kernel, or the read ceiling's) and 1 the finishing kernel;
+// the 4th word is the multiprocessor (%smid). Off (null, the default) it costs each block one
+// uniform load from the constant bank and a branch.
+__constant__ uint64_t* c_timeline;
+enum TimelineEdge { kEntry = 0, kReleased = 1, kExit = 2 };
+__device__ __forceinline__ void timeline_mark(int kernel, TimelineEdge edge) {
+  uint64_t* const tl = c_timeline;
+  if (tl == nullptr || threadIdx.x != 0 || blockIdx.x >= unsigned(kRatioClipTimelineBlocks)) return;
+  uint64_t t;
+  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+  uint64_t* slot = tl + (size_t(kernel) * kRatioClipTimelineBlocks + blockIdx.x) * 4;
+  slot[edge] = t;
+  if (edge == kEntry) {
+    unsigned sm;
+    asm volatile("mov.u32 %0, %%smid;" : "=r"(sm));
+    slot[3] = sm;
+  }
+}
+
+// The finishing step's phases (thread 0 of the block doing it), in kernel 1's slots of block
+// 1 (the finishing kernel is one block, block 0): edge 0 when the thread's loads are added,
+// edge 1 when the block's totals are in shared memory.
+__device__ __forceinline__ void timeline_phase(int edge) {
+  uint64_t* const tl = c_timeline;
+  if (tl == nullptr || threadIdx.x != 0) return;
+  uint64_t t;
+  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+  tl[(size_t(kRatioClipTimelineBlocks) + 1) * 4 + edge] = t;
+}
+
 // Per-row partial sums. No member initialisers: it lives in shared memory.
 struct RowSums {
   double n, loss, low, high, dual, k1, k3;
 };
 constexpr int kStats = 7;  // doubles copied back: loss, low, high, dual, k1, k3, tokens
+constexpr int kFinishBatch = 16;  // partial sums a lane of the finish loads before adding them
 constexpr int kStatsBlock = (kStats + 1) * 32;  // the finishing kernel: a warp per quantity
 
 __device__ __forceinline__ RowSums zero_sums() { return {0, 0, 0, 0, 0, 0, 0}; }
@@ -404,12 +440,44 @@ __device__ __forceinline__ RowSums row_total(const RowSums* __restrict__ sums, i
   return r;
 }
 
+// The 7 statistics from the totals (total[0..6]: the fields of RowSums summed over every
+// partial sum; total[7]: Σ_i coef_i·loss_i, unused by token_mean), a thread per statistic so
+// the five divisions' latencies overlap: out = loss, then low, high, dual, k1, k3 (each Σ
+// over Σm), then Σm.
+__device__ __forceinline__ void write_stats(const double* total, int64_t B, int64_t T,
+                                            Aggregation agg, double normalizer,
+                                            double* __restrict__ out) {
+  const int q = int(threadIdx.x);
+  if (q < kStats) {
+    const double n = total[0];
+    double v = n;
+    if (q == 0)
+      v = agg == Aggregation::token_mean ? row_coef(agg, normalizer, B, T, 0.0, n) * total[1]
+                                         : total[kStats];
+    else if (q < kStats - 1)
+      v = n > 0 ? total[q + 1] / n : 0.0;
+    out[q] = v;
+  }
+}
+
 // One block (any multiple of 32 threads), a warp per quantity in turn: quantities 0–6 each
-// add one of the 7 fields of every partial sum (lane-strided, then a shuffle tree: a fixed
-// order, whichever warp does it), quantity 7 adds Σ_i coef_i·loss_i over the rows (coef_i
-// from the row's own count; token_mean instead uses the same 1/D for every row, D the
-// normalizer or the global Σm: its loss is (Σ_i loss_i)/D). `sums` holds `chunks`
-// consecutive partial sums per row (1: one per row). Writes the 7 statistics to out.
+// add one of the 7 fields of every partial sum, lane L adding k = L, L + 32, … in that order,
+// then the warp's shuffle tree (a fixed order, whichever warp does it); quantity 7 adds
+// Σ_i coef_i·loss_i over the rows the same way (coef_i from the row's own count; token_mean
+// instead uses the same 1/D for every row, D the normalizer or the global Σm: its loss is
+// (Σ_i loss_i)/D). `sums` holds `chunks` consecutive partial sums per row (1: one per row).
+// Writes the 7 statistics to out (write_stats). The partial sums are read through L2 (__ldcg:
+// in the last-block finish other blocks of the calling kernel wrote them), kFinishBatch loads
+// a lane issued before the first is added (ptxas still interleaves some adds with them, 4–6
+// loads ahead: cuobjdump -sass, sm_90).
+//
+// Measured (H100, 512 rows, the timeline/ lines, BENCHMARKS.md session 19): 2.0–2.2 µs from
+// the finishing block's release to its exit (1.4–1.5 of them until warp 0's loads are added),
+// the same with everything hot in L2. Three other
+// forms were measured and dropped: the partial sums staged into shared memory by cp.async
+// (2.04 µs), a dry run of this code while the block waits for the first kernel (2.11 µs: not
+// cold code or parameters), and every thread adding whole partial sums, the fields' shuffle
+// trees side by side (2.49 µs: 1.33 µs until thread 0 had added its two partial sums).
 __device__ void finish_totals(const RowSums* __restrict__ sums, int64_t chunks, int64_t B,
                               int64_t T, Aggregation agg, double normalizer,
                               double* __restrict__ out) {
@@ -422,29 +490,31 @@ __device__ void finish_totals(const RowSums* __restrict__ sums, int64_t chunks, 
     double v = 0.0;
     if (q < kStats) {
       const double* field = reinterpret_cast<const double*>(sums) + q;
-      for (int64_t k = lane; k < B * chunks; k += cuda_detail::kWarp)
-        v += __ldcg(field + k * kStats);
+      const int64_t n = B * chunks;
+      for (int64_t k0 = lane; k0 < n; k0 += int64_t(kFinishBatch) * cuda_detail::kWarp) {
+        double x[kFinishBatch];
+#pragma unroll
+        for (int u = 0; u < kFinishBatch; ++u) {
+          const int64_t k = k0 + int64_t(u) * cuda_detail::kWarp;
+          x[u] = k < n ? __ldcg(field + k * kStats) : 0.0;
+        }
+#pragma unroll
+        for (int u = 0; u < kFinishBatch; ++u)
+          if (k0 + int64_t(u) * cuda_detail::kWarp < n) v += x[u];
+      }
     } else if (!uniform) {
       for (int64_t i = lane; i < B; i += cuda_detail::kWarp) {
         const RowSums r = row_total(sums, i, chunks);
         if (r.n != 0.0) v += row_coef(agg, normalizer, B, T, r.n, 0.0) * r.loss;
       }
     }
+    if (q == 0) timeline_phase(0);
     v = cuda_detail::warp_allreduce(v, cuda_detail::Sum{});
     if (lane == 0) total[q] = v;
   }
   __syncthreads();
-  if (threadIdx.x == 0) {
-    const double n = total[0], loss = total[1];
-    const bool any = n > 0;
-    out[0] = uniform ? row_coef(agg, normalizer, B, T, 0.0, n) * loss : total[kStats];
-    out[1] = any ? total[2] / n : 0.0;  // low
-    out[2] = any ? total[3] / n : 0.0;  // high
-    out[3] = any ? total[4] / n : 0.0;  // dual
-    out[4] = any ? total[5] / n : 0.0;  // k1
-    out[5] = any ? total[6] / n : 0.0;  // k3
-    out[6] = n;
-  }
+  timeline_phase(1);
+  write_stats(total, B, T, agg, normalizer, out);
 }
 
 // The last-block finish (CudaLaunch::last_block = 1): instead of a finishing kernel, the first
@@ -485,7 +555,9 @@ __global__ void __launch_bounds__(512, 2)
                            const InKernelFinish fin) {
   __shared__ RowSums smem[kMaxWarps];
   __shared__ double smem_d[kMaxWarps];
+  timeline_mark(0, kEntry);
   cuda_detail::pdl_begin();
+  timeline_mark(0, kReleased);
   const double c = a.dual_clip;
   const int64_t ng = a.T / G;
   for (int64_t b = blockIdx.x; b < a.B * chunks; b += gridDim.x) {
@@ -515,6 +587,7 @@ __global__ void __launch_bounds__(512, 2)
     if (threadIdx.x == 0) sums[b] = p;
   }
   if constexpr (LB) finish_if_last(fin, sums, chunks, a.B, a.T, a.aggregation, a.normalizer);
+  timeline_mark(0, kExit);
 }
 
 // ---- version 3: float per token, float per-thread sums -------------------------------------
@@ -565,7 +638,9 @@ __global__ void __launch_bounds__(512, U == 1 && !Prefetch ? 3 : 2)
                           int64_t groups_per_chunk, RowSums* __restrict__ sums,
                           const InKernelFinish fin) {
   __shared__ RowSums smem[kMaxWarps];
+  timeline_mark(0, kEntry);
   cuda_detail::pdl_begin();
+  timeline_mark(0, kReleased);
   const int64_t ng = a.T / 4;
   for (int64_t b = blockIdx.x; b < a.B * chunks; b += gridDim.x) {
     const ChunkRange cr = chunk_range(b, chunks, groups_per_chunk, ng);
@@ -587,6 +662,7 @@ __global__ void __launch_bounds__(512, U == 1 && !Prefetch ? 3 : 2)
     if (threadIdx.x == 0) sums[b] = p;
   }
   if constexpr (LB) finish_if_last(fin, sums, chunks, a.B, a.T, a.aggregation, a.normalizer);
+  timeline_mark(0, kExit);
 }
 
 // The finishing kernel: one block of kStatsBlock = 256 threads, a warp per quantity
@@ -596,8 +672,11 @@ __global__ void __launch_bounds__(kStatsBlock)
     ratio_clip_finish_kernel(const RowSums* __restrict__ sums, int64_t chunks, int64_t B, int64_t T,
                              Aggregation agg, double normalizer, double* __restrict__ out) {
   static_assert(kStatsBlock == (kStats + 1) * cuda_detail::kWarp, "a warp per quantity");
+  timeline_mark(1, kEntry);
   cuda_detail::pdl_begin();
+  timeline_mark(1, kReleased);
   finish_totals(sums, chunks, B, T, agg, normalizer, out);
+  timeline_mark(1, kExit);
 }
 
 // Σ_t m per row (the global token count of token_mean without a normalizer).
@@ -782,7 +861,9 @@ __global__ void __launch_bounds__(512)
                         float* __restrict__ out) {
   __shared__ float smem[kMaxWarps];
   constexpr int G = cuda_detail::Vec16<float>::n;
+  timeline_mark(0, kEntry);
   cuda_detail::pdl_begin();
+  timeline_mark(0, kReleased);
   const int64_t ng = a.T / G;
   for (int64_t b = blockIdx.x; b < a.B * chunks; b += gridDim.x) {
     const ChunkRange cr = chunk_range(b, chunks, groups_per_chunk, ng);
@@ -794,6 +875,7 @@ __global__ void __launch_bounds__(512)
     s = block_sum(s, smem);
     if (threadIdx.x == 0) out[b] = s;
   }
+  timeline_mark(0, kExit);
 }
 
 // ---- bulk copies into shared memory (sm_90+) -----------------------------------------------
@@ -1473,6 +1555,10 @@ int64_t ratio_clip_read_ceiling_cuda(const RatioClipArgs<float>& a, float* parti
   if (U == 1) return run(read_ceiling_kernel<1>);
   if (U == 2) return run(read_ceiling_kernel<2>);
   return run(read_ceiling_kernel<4>);
+}
+
+void ratio_clip_timeline_cuda(uint64_t* buffer) {
+  RLFT_CUDA_CHECK(cudaMemcpyToSymbol(c_timeline, &buffer, sizeof(buffer)));
 }
 
 template void ratio_clip_forward_cuda_async<float>(const RatioClipArgs<float>&, double*,

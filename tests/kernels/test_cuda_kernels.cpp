@@ -1089,6 +1089,41 @@ TEST(RatioClipCuda, DependentAndSerialFinishAgreeAlsoInAGraph) {
                        {want, v2, v3, want}, 2);
 }
 
+// The finishing kernel and the last-block finish (other block sizes, the partial sums written
+// by the same kernel) add the partial sums in the same order, so the same bits: over many rows
+// (1100: 35 partial sums a lane, three batches of loads), rows of 3 chunks, the aggregations
+// that need each row's own total, and rows of 513 chunks. Each also against the CPU.
+TEST(RatioClipCuda, FinishingKernelAndLastBlockFinishAgreeOnManyRows) {
+  RLFT_REQUIRE_GPU();
+  struct Shape {
+    int64_t B, T;
+    int chunked;
+    rk::Aggregation agg;
+  };
+  uint64_t seed = 777;
+  for (const Shape& sh : {Shape{1100, 64, 0, rk::Aggregation::token_mean},
+                          Shape{1100, 64, 0, rk::Aggregation::seq_mean_token_mean},
+                          Shape{400, 2500, 1, rk::Aggregation::only_token_mean},
+                          Shape{400, 2500, 1, rk::Aggregation::token_mean},
+                          Shape{2, 1024 * 513, 1, rk::Aggregation::seq_mean_token_sum}}) {
+    ClipCase c = clip_case(sh.B, sh.T);
+    c.agg = sh.agg;
+    for (int version : {1, 3}) {
+      const rk::CudaLaunch kernel{.version = version, .chunked = sh.chunked},
+          last{.version = version, .chunked = sh.chunked, .last_block = 1};
+      SCOPED_TRACE(describe(c) + " " + describe(kernel));
+      const ClipData D = make_clip(c, ++seed);
+      ClipBuffers<float> buf(c, D);
+      const rk::RatioClipStats a = rk::ratio_clip_forward_cuda<float>(buf.dev, nullptr, kernel);
+      const rk::RatioClipStats b = rk::ratio_clip_forward_cuda<float>(buf.dev, nullptr, last);
+      EXPECT_EQ(std::memcmp(&a, &b, sizeof(a)), 0)
+          << "loss " << a.loss << " vs " << b.loss << ", k3 " << a.approx_kl_k3 << " vs "
+          << b.approx_kl_k3;
+      expect_clip_parity<float>(c, seed, kernel);
+    }
+  }
+}
+
 // The last-block finish's counters may first be needed inside a stream capture (thread-local
 // mode, where a plain cudaMalloc is refused): under ctest this test is its own process, so
 // its captured call is the one that allocates them. Each replay gives the finishing kernel's
@@ -1108,6 +1143,73 @@ TEST(RatioClipCuda, LastBlockFinishFirstCalledInsideACapture) {
 // block per row gives the row sums; flat (the batch as one row, one chunk per resident block)
 // sums to the total; through bulk copies (sm_90+) each chunk of the flattened batch gives its
 // sum; too small a `partials` is an error naming the size it needs.
+// The timeline (measurement only; bench_cuda_kernels' timeline/ lines): with it on, every
+// block of the first kernel stamps entry ≤ release ≤ exit and its multiprocessor, the
+// finishing block is released no earlier than the first kernel's last block exited (its
+// dependency, whichever way it is launched) and stamps its phases in order, nothing is
+// stamped past the grid, the statistics
+// are those of a run without it; once off, nothing is written.
+TEST(RatioClipCuda, TimelineStampsEveryBlockAndReleasesTheFinishAfterThem) {
+  RLFT_REQUIRE_GPU();
+  ClipCase c = clip_case(64, 1000);
+  const ClipData D = make_clip(c, 17);
+  ClipBuffers<float> buf(c, D);
+  constexpr int kBlocks = rk::kRatioClipTimelineBlocks;
+  const size_t words = size_t(rk::kRatioClipTimelineKernels) * kBlocks * 4;
+  const uint64_t unset = 0x5a5a5a5a5a5a5a5aull;
+  DeviceArray<uint64_t> tl(std::vector<uint64_t>(words, unset));
+  int sms = 0;
+  CUDA_OK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
+  const rk::RatioClipStats want = rk::ratio_clip_forward_cuda<float>(buf.dev);
+  for (const rk::CudaLaunch& l : {rk::CudaLaunch{}, rk::CudaLaunch{.version = 3, .serial = 1},
+                                  rk::CudaLaunch{.version = 1, .chunked = 1, .dependent = 1}}) {
+    SCOPED_TRACE(describe(l));
+    tl.upload(std::vector<uint64_t>(words, unset));
+    rk::ratio_clip_timeline_cuda(tl.get());
+    const rk::RatioClipStats got = rk::ratio_clip_forward_cuda<float>(buf.dev, nullptr, l);
+    rk::ratio_clip_timeline_cuda(nullptr);
+    if (l.version == 0) {  // the default launch: the same bits as without the stamps
+      EXPECT_EQ(std::memcmp(&got, &want, sizeof(got)), 0);
+    }
+    const std::vector<uint64_t> h = tl.download();
+    const auto at = [&](int k, int b, int e) {
+      return h[(size_t(k) * kBlocks + size_t(b)) * 4 + e];
+    };
+    // The grid: a block per row, or (chunked) at least that many; its blocks are stamped in
+    // slots 0, 1, ..., the first slot left as it was is past the grid.
+    int grid = 0;
+    while (grid < kBlocks && at(0, grid, 0) != unset) ++grid;
+    if (l.chunked == 0) {
+      EXPECT_EQ(grid, int(c.B));
+    } else {
+      EXPECT_GE(grid, int(c.B));
+    }
+    uint64_t last_exit = 0;
+    for (int b = 0; b < grid; ++b) {
+      ASSERT_NE(at(0, b, 2), unset) << "block " << b << " has no exit stamp";
+      EXPECT_LE(at(0, b, 0), at(0, b, 1)) << "block " << b;
+      EXPECT_LE(at(0, b, 1), at(0, b, 2)) << "block " << b;
+      EXPECT_LT(at(0, b, 3), uint64_t(sms)) << "block " << b;
+      last_exit = std::max(last_exit, at(0, b, 2));
+    }
+    ASSERT_NE(at(1, 0, 1), unset) << "the finishing block was not stamped";
+    EXPECT_LE(at(1, 0, 0), at(1, 0, 1));
+    EXPECT_GE(at(1, 0, 1), last_exit) << "the finish was released before the row kernel ended";
+    EXPECT_LE(at(1, 0, 1), at(1, 0, 2));
+    // The finish's phases in block 1's slots: its loads added, then its totals, then the exit.
+    ASSERT_NE(at(1, 1, 0), unset);
+    ASSERT_NE(at(1, 1, 1), unset);
+    EXPECT_LE(at(1, 0, 1), at(1, 1, 0));
+    EXPECT_LE(at(1, 1, 0), at(1, 1, 1));
+    EXPECT_LE(at(1, 1, 1), at(1, 0, 2));
+    EXPECT_EQ(at(1, 2, 0), unset);
+  }
+  tl.upload(std::vector<uint64_t>(words, unset));
+  (void)rk::ratio_clip_forward_cuda<float>(buf.dev);
+  const std::vector<uint64_t> h = tl.download();
+  EXPECT_EQ(std::count(h.begin(), h.end(), unset), std::ptrdiff_t(words)) << "written while off";
+}
+
 TEST(RatioClipCuda, ReadCeilingSumsEveryLoad) {
   RLFT_REQUIRE_GPU();
   const int64_t B = 3, T = 2100;  // 525 groups of 4: U = 1: chunks of 256, 256, 13 groups
