@@ -173,11 +173,14 @@ if [[ " $STAGES " == *" bench "* ]]; then
   [ -n "$SWEEP_FILTER" ] && bench bench_sweep bench_cuda_kernels "$SWEEP_FILTER" "$T_BENCH_SWEEP"
   bench bench_cuda_engine bench_cuda_engine "$ENGINE_FILTER" "$T_BENCH_ENGINE"
   # ratio_clip's target in the summary (and so in the call's output): the main lines at
-  # 512×4096 that ran (forwards, read ceilings, dirty_l2/), best first (the target: ≥ 70%).
+  # 512×4096 that ran (forwards, read ceilings, dirty_l2/), best first (the target: ≥ 70%),
+  # then the timeline lines that ran (where a call's time goes), with their column names.
   if command -v python3 > /dev/null && [ -s "$OUT/bench_cuda_kernels.json" ]; then
     { echo "ratio_clip at 512x4096, best first (top 12; columns: time, GB/s, %peak, ...):"
-      python3 scripts/bench_table.py --match 'ratio_clip.*/B=512/T=4096(/manual_time)?$' --sort %peak \
-        "$OUT/bench_cuda_kernels.json" 2>&1 | grep '^| ' | grep -v '^| benchmark' | head -12
+      python3 scripts/bench_table.py --match '^(dirty_l2/)?ratio_clip.*/B=512/T=4096(/manual_time)?$' \
+        --sort %peak "$OUT/bench_cuda_kernels.json" 2>&1 | grep '^| ' | grep -v '^| benchmark' | head -12
+      python3 scripts/bench_table.py --match '^timeline' "$OUT/bench_cuda_kernels.json" 2>&1 |
+        grep '^| ' | grep -v '^|---' | head -20
     } >> "$summary"
   fi
 fi

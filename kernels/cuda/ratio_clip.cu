@@ -193,8 +193,9 @@ constexpr int kFinishBlock = 512;
 __constant__ uint64_t* c_timeline;
 enum TimelineEdge { kEntry = 0, kReleased = 1, kExit = 2 };
 __device__ __forceinline__ void timeline_mark(int kernel, TimelineEdge edge) {
+  if (threadIdx.x != 0) return;  // first: the other threads skip it in two instructions
   uint64_t* const tl = c_timeline;
-  if (tl == nullptr || threadIdx.x != 0 || blockIdx.x >= unsigned(kRatioClipTimelineBlocks)) return;
+  if (tl == nullptr || blockIdx.x >= unsigned(kRatioClipTimelineBlocks)) return;
   uint64_t t;
   asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
   uint64_t* slot = tl + (size_t(kernel) * kRatioClipTimelineBlocks + blockIdx.x) * 4;
@@ -210,8 +211,9 @@ __device__ __forceinline__ void timeline_mark(int kernel, TimelineEdge edge) {
 // 1 (the finishing kernel is one block, block 0): edge 0 when the thread's loads are added,
 // edge 1 when the block's totals are in shared memory.
 __device__ __forceinline__ void timeline_phase(int edge) {
+  if (threadIdx.x != 0) return;
   uint64_t* const tl = c_timeline;
-  if (tl == nullptr || threadIdx.x != 0) return;
+  if (tl == nullptr) return;
   uint64_t t;
   asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
   tl[(size_t(kRatioClipTimelineBlocks) + 1) * 4 + edge] = t;
