@@ -216,10 +216,11 @@ int64_t ratio_clip_read_ceiling_cuda(const RatioClipArgs<float>& args, float* pa
                                      CudaLaunch launch = {});
 // The timeline (measurement only: bench_cuda_kernels' timeline/ lines; CUDA builds only): while
 // `buffer` (device memory of kRatioClipTimelineKernels × kRatioClipTimelineBlocks × 4 uint64)
-// is set, every forward and read-ceiling launch on any stream writes into it, for each of its
-// first kernel's blocks (kernel 0; blocks past kRatioClipTimelineBlocks are not recorded) and
-// its finishing kernel's block (kernel 1), the device's %globaltimer in ns on entry, on release
-// (after its wait for the kernel it depends on) and on exit, and the multiprocessor it ran on:
+// is set, every forward and read-ceiling launch on any stream (but the bulk layout's, whose
+// kernels have no stamps) writes into it, for each of its first kernel's blocks (kernel 0;
+// blocks past kRatioClipTimelineBlocks are not recorded) and its finishing kernel's block
+// (kernel 1), the device's %globaltimer in ns on entry, on release (after its wait for the
+// kernel it depends on) and on exit, and the multiprocessor it ran on:
 // buffer[(kernel·kRatioClipTimelineBlocks + block)·4 + {0, 1, 2, 3}]; kernel 1's block-1 slots
 // 0 and 1 hold the finish's phases (its thread 0's partial sums added; the block's totals
 // ready), written by the finishing kernel or the last-block finish. A slot no block wrote
