@@ -723,12 +723,14 @@ void register_all() {
         }
   // Where a call's time goes at the target's shape (timeline(): the kernels' own stamps): the
   // default, version 3 in the row, chunked and flat layouts, launched programmatically dependent
-  // on the previous call and with the last-block finish, and the read ceilings of the three
-  // layouts.
+  // on the previous call, with its finishing kernel launched the ordinary way (serial: does the
+  // finish's 1.4 µs of loads depend on how it waited?) and with the last-block finish, and the
+  // read ceilings of the three layouts.
   for (auto [name, fwd, launch] :
        {std::tuple<const char*, bool, rk::CudaLaunch>{"v1", true, {}},
         {"v3", true, {.version = 3}},
         {"v3_dependent", true, {.version = 3, .dependent = 1}},
+        {"v3_serial", true, {.version = 3, .serial = 1}},
         {"chunked_v3", true, {.version = 3, .chunked = 1}},
         {"flat_v3", true, {.version = 3, .chunked = 2}},
         {"last_block_v3_dependent", true, {.version = 3, .dependent = 1, .last_block = 1}},
