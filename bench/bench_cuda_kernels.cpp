@@ -218,11 +218,12 @@ void measure(benchmark::State& state, double bytes, const std::function<void()>&
 // hand-over between the two streams at each end. A capture that fails is reported as the
 // benchmark's error, not a crash.
 // before/after (optional, untimed): called around each timed replay, on the graph's stream
-// (the timeline lines reset and read the kernels' stamps there).
-void measure_graph(benchmark::State& state, double bytes,
-                   const std::function<void(cudaStream_t)>& call, int reps,
-                   const std::function<void(cudaStream_t)>& before = nullptr,
-                   const std::function<void(cudaStream_t)>& after = nullptr) {
+// (the timeline lines reset and read the kernels' stamps there). Returns the time per call in
+// seconds (0 when the capture failed).
+double measure_graph(benchmark::State& state, double bytes,
+                     const std::function<void(cudaStream_t)>& call, int reps,
+                     const std::function<void(cudaStream_t)>& before = nullptr,
+                     const std::function<void(cudaStream_t)>& after = nullptr) {
   cudaStream_t stream{};
   CUDA_OK(cudaStreamCreate(&stream));
   cudaGraph_t graph{};
@@ -243,7 +244,7 @@ void measure_graph(benchmark::State& state, double bytes,
     for (auto _ : state) {
     }
     cudaStreamDestroy(stream);
-    return;
+    return 0.0;
   }
   EventTimer timer;
   const L2Flush flush(g_flush == Flush::dirty);
@@ -258,10 +259,11 @@ void measure_graph(benchmark::State& state, double bytes,
     total += s;
     if (after) after(stream);
   }
-  set_bandwidth(state, bytes, total, reps);
+  const double per_call = set_bandwidth(state, bytes, total, reps);
   cudaGraphExecDestroy(exec);
   cudaGraphDestroy(graph);
   cudaStreamDestroy(stream);
+  return per_call;
 }
 
 // ---- softmax_logprob -------------------------------------------------------------------------
@@ -362,30 +364,22 @@ struct ClipInputs {
 //                timer's resolution, as far as these stamps show it (means over replays are
 //                finer than it)
 //   blocks_sm    the most first-kernel blocks any multiprocessor ran
-using ArgsFn = std::function<const rk::RatioClipArgs<float>&()>;
-void timeline(benchmark::State& state, int64_t B, int64_t T, bool fwd, rk::CudaLaunch launch,
-              int reps, const ArgsFn& args) {
+// `call` is the fwd_graph or read_graph line's call; `finish`: it has a finishing kernel.
+void timeline(benchmark::State& state, double bytes, const std::function<void(cudaStream_t)>& call,
+              int reps, bool finish) {
   constexpr int kBlocks = rk::kRatioClipTimelineBlocks;
   const size_t words = size_t(rk::kRatioClipTimelineKernels) * kBlocks * 4;
   Buffer<uint64_t> tl{words};
-  Buffer<double> stats{7};
-  const int64_t capacity = std::max<int64_t>(B * ((T + 1023) / 1024), 1 << 16);
-  Buffer<float> partials{size_t(capacity)};
   std::vector<uint64_t> h(words);
   std::map<std::string, double> sum;
   double tick = 0;
   int replays = 0;
+  double per_call = 0;
   rk::ratio_clip_timeline_cuda(tl.p);
   try {
-    measure_graph(
-        state, 16.0 * double(B) * double(T),
-        [&](cudaStream_t st) {
-          if (fwd)
-            rk::ratio_clip_forward_cuda_async(args(), stats.p, st, launch);
-          else
-            rk::ratio_clip_read_ceiling_cuda(args(), partials.p, capacity, st, launch);
-        },
-        reps, [&](cudaStream_t st) { CUDA_OK(cudaMemsetAsync(tl.p, 0, words * 8, st)); },
+    per_call = measure_graph(
+        state, bytes, call, reps,
+        [&](cudaStream_t st) { CUDA_OK(cudaMemsetAsync(tl.p, 0, words * 8, st)); },
         [&](cudaStream_t st) {
           CUDA_OK(cudaMemcpyAsync(h.data(), tl.p, words * 8, cudaMemcpyDeviceToHost, st));
           CUDA_OK(cudaStreamSynchronize(st));
@@ -411,7 +405,7 @@ void timeline(benchmark::State& state, int64_t B, int64_t T, bool fwd, rk::CudaL
           int most = 0;
           for (auto [sm, count] : per_sm) most = std::max(most, count);
           sum["blocks_sm"] += most;
-          if (fwd && !launch.last_block) {
+          if (finish) {
             if (at(1, 0, 2) == 0) throw std::runtime_error("timeline: no finishing block stamped");
             sum["release_us"] += double(int64_t(at(1, 0, 1) - last_exit));
             sum["finish_us"] += double(at(1, 0, 2) - at(1, 0, 1));
@@ -437,9 +431,7 @@ void timeline(benchmark::State& state, int64_t B, int64_t T, bool fwd, rk::CudaL
   if (replays == 0) return;
   for (auto& [name, v] : sum)
     state.counters[name] = name == "blocks_sm" ? v / replays : v / replays / 1e3;  // ns → µs
-  const double per_call_us =
-      state.iterations() > 0 ? 1e6 / (state.counters["GB/s"] * 1e9 / (16.0 * double(B) * T)) : 0;
-  state.counters["between_us"] = per_call_us - state.counters["span_us"];
+  state.counters["between_us"] = per_call * 1e6 - state.counters["span_us"];
   state.counters["tick_ns"] = tick;
 }
 
@@ -482,30 +474,30 @@ void BM_ratio_clip(benchmark::State& state, int64_t B, int64_t T, const std::str
         state, 16.0 * tokens,
         [&] { rk::ratio_clip_forward_cuda_async(args(), stats.p, nullptr, launch); },
         sweep ? nullptr : unfused, reps);
-  } else if (mode == "fwd_graph" || mode == "bwd_graph") {
+  } else if (mode == "fwd_graph" || mode == "bwd_graph" || mode == "fwd_timeline") {
     Buffer<double> stats{7};
     Buffer<float> g{size_t(B * T)};
-    const bool fwd = mode == "fwd_graph";
-    measure_graph(
-        state, (fwd ? 16.0 : 20.0) * tokens,
-        [&](cudaStream_t st) {
-          if (fwd)
-            rk::ratio_clip_forward_cuda_async(args(), stats.p, st, launch);
-          else
-            rk::ratio_clip_backward_cuda(args(), 1.0, g.p, false, st, launch);
-        },
-        reps);
-  } else if (mode == "read_graph") {
+    const bool fwd = mode != "bwd_graph";
+    const std::function<void(cudaStream_t)> call = [&](cudaStream_t st) {
+      if (fwd)
+        rk::ratio_clip_forward_cuda_async(args(), stats.p, st, launch);
+      else
+        rk::ratio_clip_backward_cuda(args(), 1.0, g.p, false, st, launch);
+    };
+    if (mode == "fwd_timeline")
+      timeline(state, 16.0 * tokens, call, reps, !launch.last_block);
+    else
+      measure_graph(state, (fwd ? 16.0 : 20.0) * tokens, call, reps);
+  } else if (mode == "read_graph" || mode == "read_timeline") {
     const int64_t capacity = std::max<int64_t>(B * ((T + 1023) / 1024), 1 << 16);
     Buffer<float> partials{size_t(capacity)};
-    measure_graph(
-        state, 16.0 * tokens,
-        [&](cudaStream_t st) {
-          rk::ratio_clip_read_ceiling_cuda(args(), partials.p, capacity, st, launch);
-        },
-        reps);
-  } else if (mode == "fwd_timeline" || mode == "read_timeline") {
-    timeline(state, B, T, mode == "fwd_timeline", launch, reps, args);
+    const std::function<void(cudaStream_t)> call = [&](cudaStream_t st) {
+      rk::ratio_clip_read_ceiling_cuda(args(), partials.p, capacity, st, launch);
+    };
+    if (mode == "read_timeline")
+      timeline(state, 16.0 * tokens, call, reps, false);
+    else
+      measure_graph(state, 16.0 * tokens, call, reps);
   } else if (mode == "fwd_sync") {
     measure(
         state, 16.0 * tokens,

@@ -81,9 +81,8 @@ class AdamW : public Adam {
 // The launch layout of Adam's fused step on CUDA devices (kernels/cuda_ops.h: "chunked", the
 // default, or "grid"; the same bits), for benchmarks and tuning runs: set_cuda_adam_layout's
 // choice, else the environment variable RLFT_ADAM_LAUNCH (read at every device step), else
-// "chunked". A name
-// that is neither is an rlft::Error naming it and where it came from; "" goes back to the
-// environment's choice.
+// "chunked". A name that is neither is an rlft::Error naming it and where it came from; ""
+// goes back to the environment's choice.
 void set_cuda_adam_layout(const std::string& name);
 std::string cuda_adam_layout();
 // The layout of a name (kernels/cuda_ops.h's kAdamLayoutGrid, kAdamLayoutChunked); `what` names

@@ -258,6 +258,8 @@ void collect_rollout(envs::VectorEnv& env, models::ActorCritic& agent, Generator
   const Device cpu = Device::cpu();
   std::vector<int64_t> int_actions(static_cast<size_t>(N));
   std::vector<float> float_actions(static_cast<size_t>(N * A));
+  std::vector<float> rewards(static_cast<size_t>(N));
+  std::vector<uint8_t> done(static_cast<size_t>(N));
   std::vector<std::pair<int64_t, Tensor>> final_obs_rows;  // (t·N + i, the policy's final obs)
   NoGradGuard no_grad;
   for (int64_t t = 0; t < T; ++t) {
@@ -279,8 +281,7 @@ void collect_rollout(envs::VectorEnv& env, models::ActorCritic& agent, Generator
         float_actions[k] = std::clamp(a[k], act_space.low[k % A], act_space.high[k % A]);
       env.step(std::span<const float>(float_actions));
     }
-    std::vector<float> rewards(env.rewards().begin(), env.rewards().end());
-    std::vector<uint8_t> done(static_cast<size_t>(N));
+    std::copy(env.rewards().begin(), env.rewards().end(), rewards.begin());
     for (int64_t i = 0; i < N; ++i) done[i] = env.terminated()[i] || env.truncated()[i];
     if (scale_rewards) scale_rewards(rewards.data(), done.data(), N);
     float* rw = out.rewards.select(0, t).data<float>();

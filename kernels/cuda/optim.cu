@@ -7,9 +7,9 @@
 // over its elements, sizes the x blocks for the largest tensor of the launch, so every smaller
 // tensor's row of blocks is mostly blocks that exit at once. GPT-2 small's 148 tensors (7
 // launches) are 4.76M blocks in grid, 0.49M of them with work, and 0.12M in chunked. Measured
-// on an H200 (BENCHMARKS.md, 2026-11-27): a step of GPT-2 small's 124M parameters takes 0.88 ms
-// chunked (82% of peak DRAM bandwidth) against 3.45 ms grid (21%); the toy `mini`'s 4.8M,
-// 56 µs against 78 µs.
+// on an H200 (BENCHMARKS.md, 2026-11-27): a step of GPT-2 small's 124M parameters takes 0.89 ms
+// chunked (81% of peak DRAM bandwidth) against 3.47 ms grid (21%); the toy `mini`'s 4.8M,
+// 57 µs against 77 µs.
 // SGD: one launch per parameter.
 //
 //   Adam(W):  decoupled: w ← w·(1 − lr·wd), else g ← g + wd·w;  m ← β1·m + (1 − β1)·g;

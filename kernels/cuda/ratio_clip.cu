@@ -188,8 +188,9 @@ constexpr int kFinishBlock = 512;
 // has completed: the same as entry for a kernel launched the ordinary way) and after its last
 // write. Plain stores into its own slots, no atomics: [kernel][block][4] with kernel 0 the
 // first kernel (row, chunk or flat kernel, or the read ceiling's) and 1 the finishing kernel;
-// the 4th word is the multiprocessor (%smid). Off (null, the default) it costs each block one
-// uniform load from the constant bank and a branch.
+// the 4th word is the multiprocessor (%smid). Off (null, the default) it costs every thread a
+// test of threadIdx.x and a branch at each of the three points, and thread 0 one load from the
+// constant bank.
 __constant__ uint64_t* c_timeline;
 enum TimelineEdge { kEntry = 0, kReleased = 1, kExit = 2 };
 __device__ __forceinline__ void timeline_mark(int kernel, TimelineEdge edge) {
@@ -473,13 +474,14 @@ __device__ __forceinline__ void write_stats(const double* total, int64_t B, int6
 // a lane issued before the first is added (ptxas still interleaves some adds with them, 4–6
 // loads ahead: cuobjdump -sass, sm_90).
 //
-// Measured (H100, 512 rows, the timeline/ lines, BENCHMARKS.md session 19): 2.0–2.2 µs from
-// the finishing block's release to its exit (1.4–1.5 of them until warp 0's loads are added),
-// the same with everything hot in L2. Three other
-// forms were measured and dropped: the partial sums staged into shared memory by cp.async
-// (2.04 µs), a dry run of this code while the block waits for the first kernel (2.11 µs: not
-// cold code or parameters), and every thread adding whole partial sums, the fields' shuffle
-// trees side by side (2.49 µs: 1.33 µs until thread 0 had added its two partial sums).
+// Measured (H100, 512 rows, the timeline/ lines, BENCHMARKS.md session 19): 2.1–2.2 µs from
+// the finishing block's release to its exit, 1.4–1.5 of them until warp 0's loads are added.
+// The batches of 16 did not make it faster than the other forms measured, which were dropped:
+// the partial sums staged into shared memory by cp.async (2.04 µs), a dry run of this code
+// while the block waits for the first kernel (2.11 µs, and 2.10 with everything hot in L2: not
+// cold code, parameters or data), and every thread adding whole partial sums, the fields'
+// shuffle trees side by side (2.49 µs). The plain lane-strided loop they replaced (the same
+// order and bits) was not timed this way.
 __device__ void finish_totals(const RowSums* __restrict__ sums, int64_t chunks, int64_t B,
                               int64_t T, Aggregation agg, double normalizer,
                               double* __restrict__ out) {

@@ -1147,8 +1147,8 @@ TEST(RatioClipCuda, LastBlockFinishFirstCalledInsideACapture) {
 // block of the first kernel stamps entry ≤ release ≤ exit and its multiprocessor, the
 // finishing block is released no earlier than the first kernel's last block exited (its
 // dependency, whichever way it is launched) and stamps its phases in order, nothing is
-// stamped past the grid, the statistics
-// are those of a run without it; once off, nothing is written.
+// stamped past a block-per-row grid, the default launch's statistics are those of a run
+// without it; once off, nothing is written.
 TEST(RatioClipCuda, TimelineStampsEveryBlockAndReleasesTheFinishAfterThem) {
   RLFT_REQUIRE_GPU();
   ClipCase c = clip_case(64, 1000);
