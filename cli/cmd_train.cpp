@@ -63,7 +63,10 @@ void add_ppo_flags(Args& a, rl::PPOConfig& c) {
   a.add("--activation", &c.activation, "tanh, relu, gelu or sigmoid");
   a.add("--shared-trunk", &c.shared_trunk, "actor and critic share their hidden layers");
   a.add("--log-std-init", &c.log_std_init, "Gaussian policy: initial log std");
-  a.add("--fixed-std", &c.fixed_std, "Gaussian policy: do not learn the std");
+  a.add(
+      "--fixed-std", &c.fixed_std,
+      "Gaussian policy: keep the std at exp(--log-std-init), not learnt (the seed's sigma^2 = 0.5: "
+      "--log-std-init -0.3466)");
   a.add("--norm-obs", &c.norm_obs, "normalise observations with running statistics");
   a.add("--norm-reward", &c.norm_reward, "scale rewards by the running std of the return");
   a.add("--checkpoint-every", &c.checkpoint_every,
@@ -128,8 +131,10 @@ int run_train(int argc, char** argv, int first) {
     args.add("--episodes-per-update", &cfg.episodes_per_update, "episodes per gradient step");
     args.add("--lr", &cfg.learning_rate, "Adam learning rate");
     args.add("--gamma", &cfg.gamma, "discount factor");
-    args.add("--reward-to-go", &cfg.reward_to_go,
-             "weight each step by its reward-to-go (false: whole-episode return)");
+    args.add(
+        "--reward-to-go", &cfg.reward_to_go,
+        "weight each step by its reward-to-go (false: the whole-episode return G_0, discounted; "
+        "--gamma 1 gives the seed's R(tau), the plain sum)");
     args.add("--baseline", &cfg.baseline, "mean (running mean of returns) or none");
     args.add("--baseline-momentum", &cfg.baseline_momentum,
              "momentum of the running-mean baseline, in [0, 1]");

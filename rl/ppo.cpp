@@ -189,7 +189,9 @@ void validate(const PPOConfig& c) {
   RLFT_CHECK(c.log_every > 0, "ppo: --log-every must be positive, got ", c.log_every);
 }
 
-// Gymnasium's NormalizeReward: r / √(Var[G] + eps), G the running discounted return.
+// Reward scaling r / √(Var[G] + eps), G the running discounted return, reset at every episode
+// end (terminated or truncated), as CleanRL's gym-0.23 wrapper and SB3's VecNormalize do;
+// Gymnasium 1.x's NormalizeReward resets it on termination only.
 struct RewardScaler {
   RunningMeanStd rms{1};
   std::vector<double> ret;
@@ -445,12 +447,12 @@ PPOResult train_ppo(const PPOConfig& cfg, const std::string& run_dir,
     std::vector<int64_t> order(static_cast<size_t>(batch_size));
     std::iota(order.begin(), order.end(), 0);
     double pg_sum = 0, v_sum = 0, ent_sum = 0, kl_sum = 0, kl1_sum = 0, cl_lo = 0, cl_hi = 0;
-    int64_t n_mb = 0;
+    int64_t n_mb = 0, epochs_run = 0;
     double last_kl = 0;
     for (int64_t epoch = 0; epoch < cfg.update_epochs; ++epoch) {
       for (int64_t i = batch_size - 1; i > 0; --i)
         std::swap(order[i], order[gen.below(uint64_t(i + 1))]);
-      double epoch_kl = 0;
+      double epoch_kl = 0, minibatch_kl = 0;
       for (int64_t start = 0; start < batch_size; start += minibatch_size) {
         const Tensor idx =
             Tensor::from_vector(
@@ -494,10 +496,14 @@ PPOResult train_ppo(const PPOConfig& cfg, const std::string& run_dir,
         cl_lo += rc.stats.clip_frac_low;
         cl_hi += rc.stats.clip_frac_high;
         epoch_kl += rc.stats.approx_kl_k3;
+        minibatch_kl = rc.stats.approx_kl_k3;
         ++n_mb;
       }
-      last_kl = epoch_kl / double(cfg.num_minibatches);
-      if (cfg.target_kl > 0 && last_kl > cfg.target_kl) break;  // CleanRL's early stop
+      ++epochs_run;
+      last_kl = epoch_kl / double(cfg.num_minibatches);  // the penalty's d: the epoch's mean
+      // CleanRL's early stop: the epoch's last minibatch's approx KL (k3) above target_kl ends
+      // the update's epochs.
+      if (cfg.target_kl > 0 && minibatch_kl > cfg.target_kl) break;
     }
     if (cfg.loss == "penalty") {
       if (last_kl > 1.5 * cfg.kl_target)
@@ -535,6 +541,7 @@ PPOResult train_ppo(const PPOConfig& cfg, const std::string& run_dir,
     u.explained_variance = explained_variance(b_val, b_ret);
     u.learning_rate = lr;
     u.kl_beta = kl_beta;
+    u.epochs = epochs_run;
     u.sps = double(global_step - start_step) / clock.seconds();
     if (result.steps_to_threshold < 0 && last_returns.size() >= 20 && u.return_last20 >= threshold)
       result.steps_to_threshold = global_step;
@@ -561,6 +568,7 @@ PPOResult train_ppo(const PPOConfig& cfg, const std::string& run_dir,
       m.set("explained_variance", u.explained_variance);
       m.set("learning_rate", u.learning_rate);
       if (cfg.loss == "penalty") m.set("kl_beta", u.kl_beta);
+      m.set("epochs", u.epochs);
       m.set("sps", u.sps);
       run->log(m);
     }

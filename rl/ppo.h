@@ -57,14 +57,16 @@ struct PPOConfig {
   double ent_coef = 0.01;         // entropy bonus c_ent
   double vf_coef = 0.5;           // value loss coefficient c_v
   double max_grad_norm = 0.5;     // global gradient-norm clip (0 = off)
-  double target_kl = 0.0;        // stop the epochs early when approx KL (k3) exceeds this (0 = off)
+  double target_kl = 0.0;  // stop the epochs early when the epoch's last minibatch's approx KL
+                           // (k3) exceeds this, as CleanRL (0 = off)
   double kl_target = 0.01;       // penalty mode: KL target for the adaptive β
   double kl_beta = 1.0;          // penalty mode: initial β
   std::string hidden = "64,64";  // hidden layer sizes
   std::string activation = "tanh";  // tanh | relu
   bool shared_trunk = false;        // one trunk for actor and critic
   double log_std_init = 0.0;        // Gaussian policies: initial log σ
-  bool fixed_std = false;  // Gaussian policies: keep σ fixed (the seed's Pendulum code: σ² = 0.5)
+  bool fixed_std = false;  // Gaussian policies: keep σ fixed at exp(log_std_init) (the seed's
+                           // Pendulum code, σ² = 0.5: with --log-std-init -0.3466)
   bool norm_obs = false;   // running mean/std observation normalisation (clipped to ±10)
   bool norm_reward = false;  // scale rewards by the running std of the discounted return
   int64_t checkpoint_every =
@@ -89,6 +91,7 @@ struct PPOUpdate {
   double clipfrac_low = 0, clipfrac_high = 0, explained_variance = 0, learning_rate = 0,
          kl_beta = 0;
   double sps = 0;
+  int64_t epochs = 0;  // epochs run: update_epochs, or fewer when target_kl stopped them
 };
 
 struct PPOResult {

@@ -3,8 +3,9 @@
 //   ∇J(θ) ≈ (1/N) Σ_n Σ_t (G_t^n − b) ∇ log π_θ(a_t^n | s_t^n)
 //   G_t = Σ_{t' ≥ t} γ^{t'−t} r_{t'}             reward-to-go (seed §2.3(2))
 //   b   = running mean of the episode returns    baseline (seed §2.3(1)); optional
-// Options: the whole-episode return G_0 for every step (the seed's first form), return
-// normalisation within the batch, no baseline. The loss minimised is
+// Options: the whole-episode return G_0 = Σ_t γ^t r_t for every step (the seed's first form,
+// whose R(τ) = Σ_t r_t is G_0 with --gamma 1), return normalisation within the batch, no
+// baseline. The loss minimised is
 //   L = −(1/N) Σ_n Σ_t (G_t^n − b)·log π_θ(a_t^n | s_t^n)
 // The seed's own example: CartPole, Adam lr 2e-4, γ 0.98, one episode per update.
 #pragma once
@@ -28,6 +29,7 @@ struct ReinforceConfig {
   double learning_rate = 1e-3;      // Adam learning rate (the seed uses 2e-4)
   double gamma = 0.99;              // discount γ (the seed uses 0.98)
   bool reward_to_go = true;         // G_t from step t on; false: the whole-episode return G_0
+                                    // (discounted; the seed's undiscounted R(τ) is --gamma 1)
   std::string baseline = "mean";    // "mean" (running mean of returns) or "none"
   double baseline_momentum = 0.99;  // b ← m·b + (1 − m)·G_0 after each episode
   bool normalize_returns = true;    // standardise (G − b) over the batch's steps

@@ -14,8 +14,11 @@
 //   reset              theta uniform in [-pi, pi), theta_dot uniform in [-1, 1)
 //   reset_to_state     state = {theta, theta_dot}
 //
-// Precision follows NumPy 2 on a float32 action exactly: u, u^2, 0.001 u^2 and 3.0 u are
-// float32 products (a Python float times a float32 scalar stays float32), summed into float64.
+// Precision follows NumPy 2 on a float32 action: u, u^2, 0.001 u^2 and 3.0 u are float32
+// products (a Python float times a float32 scalar stays float32), summed into float64. One
+// difference is left: Gymnasium's u**2 on a float32 scalar is NumPy's float power, which
+// differs from the correctly rounded u·u here by one float32 ulp for about 0.1% of actions
+// (a reward differs by ~1e-11 then; measured over 20k random actions against Gymnasium 1.4).
 #pragma once
 
 #include "rl/envs/env.h"

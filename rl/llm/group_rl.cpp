@@ -798,7 +798,7 @@ GroupRLResult train_group_rl(const GroupRLConfig& cfg_in) {
     result.accuracy.push_back(correct / generated);
 
     double loss_mean = 0, clip_low = 0, clip_high = 0, tokens_seen = 0, approx_k3 = 0,
-           grad_norm = 0, zero_adv = 0, entropy = 0, kl_ref = 0, kl_ref_k3 = 0;
+           approx_k1 = 0, grad_norm = 0, zero_adv = 0, entropy = 0, kl_ref = 0, kl_ref_k3 = 0;
     double s_sum = 0, s_min = 0, s_max = 0, s_count = 0;
     int64_t updates = 0;
     if (groups > 0) {
@@ -849,15 +849,16 @@ GroupRLResult train_group_rl(const GroupRLConfig& cfg_in) {
       const Tensor advantages = Tensor::from_vector(adv, {B}).to(old_lp.dtype()).to(dev);
       t_scored = clock.seconds();
       // ---- 5. minibatch updates: every step after the first is off-policy
-      const int64_t mb = std::max<int64_t>(1, B / cfg.minibatches);
+      // Dynamic sampling can keep fewer responses than --minibatches asks for parts: then
+      // each part is one response (B parts), and the last part takes any remainder.
+      const int64_t parts = std::min<int64_t>(cfg.minibatches, B), mb = B / parts;
       for (int64_t epoch = 0; epoch < cfg.epochs; ++epoch) {
         std::vector<int64_t> perm(static_cast<size_t>(B));
         std::iota(perm.begin(), perm.end(), 0);
         for (size_t i = perm.size(); i > 1; --i)
           std::swap(perm[i - 1], perm[size_t(shuffle_gen.below(i))]);
-        for (int64_t part = 0; part < cfg.minibatches; ++part) {
-          const int64_t lo = part * mb, hi = part + 1 == cfg.minibatches ? B : lo + mb;
-          if (lo >= hi) continue;
+        for (int64_t part = 0; part < parts; ++part) {
+          const int64_t lo = part * mb, hi = part + 1 == parts ? B : lo + mb;
           // --grad-accum K: the minibatch in K micro-batches, each loss weighted so that the
           // summed gradients are the whole minibatch's (micro_batch_weight), then one step.
           const std::vector<int64_t> rows(perm.begin() + lo, perm.begin() + hi);
@@ -887,6 +888,7 @@ GroupRLResult train_group_rl(const GroupRLConfig& cfg_in) {
             clip_low += rc.stats.clip_frac_low * nt;
             clip_high += rc.stats.clip_frac_high * nt;
             approx_k3 += rc.stats.approx_kl_k3 * nt;
+            approx_k1 += rc.stats.approx_kl_k1 * nt;
             tokens_seen += nt;
             // GSPO's sequence ratio s_i = exp(mean_t (logp − old_logp)) per row of this step
             const std::vector<double> lv = logp.to_vector(), ov = old_mb.to_vector(),
@@ -928,6 +930,7 @@ GroupRLResult train_group_rl(const GroupRLConfig& cfg_in) {
     m.set("kl_ref", kl_ref);
     m.set("kl_ref_k3", kl_ref_k3);
     m.set("approx_kl_k3", approx_k3 / tw);
+    m.set("approx_kl_k1", approx_k1 / tw);
     m.set("seq_ratio_mean", s_count ? s_sum / s_count : 1.0);
     m.set("seq_ratio_min", s_count ? s_min : 1.0);
     m.set("seq_ratio_max", s_count ? s_max : 1.0);

@@ -38,11 +38,11 @@
 //   the minibatch steps), clip_frac_low / clip_frac_high (token-weighted means of ratio_clip's
 //   statistics over the steps), dcpo_clipped (fraction of tokens outside DCPO's bounds, DCPO
 //   only), kl_ref (Σ_t k1(old_logp − ref_logp) per sequence, mean), kl_ref_k3 (token mean of k3),
-//   approx_kl_k3 (old vs new, mean over steps), seq_ratio_mean/min/max (s_i = exp(mean_t
-//   log-ratio) over every sequence of every minibatch step: GSPO's ratio), grad_norm (global
-//   gradient norm of the step's last optimizer step, before clipping, also when clipping is
-//   off; absent when the step made no update: dynamic sampling kept no group),
-//   extra_rounds and groups_dropped (dynamic sampling), groups (groups trained on),
+//   approx_kl_k3 and approx_kl_k1 (old vs new, token-weighted over the steps),
+//   seq_ratio_mean/min/max (s_i = exp(mean_t log-ratio) over every sequence of every minibatch
+//   step: GSPO's ratio), grad_norm (global gradient norm of the step's last optimizer step, before
+//   clipping, also when clipping is off; absent when the step made no update: dynamic sampling kept
+//   no group), extra_rounds and groups_dropped (dynamic sampling), groups (groups trained on),
 //   generated_samples and generated_tokens (cumulative over the run: every response sampled,
 //   dynamic sampling's extra rounds included; tokens with EOS — the generation budget),
 //   samples_per_second, elapsed_seconds; at eval steps eval_accuracy (greedy, eval_prompts
@@ -100,8 +100,8 @@ struct GroupRLConfig {
   bool dynamic_sampling = false;  // DAPO: drop all-equal groups, resample
   int64_t max_extra_rounds = 3;   // DAPO: cap on extra generation rounds per step
   bool overlong_shaping = false;  // DAPO: soft overlong punishment
-  int64_t overlong_max =
-      0;  // L_max of the shaping (0: max_new_tokens + 1, so only the cache part bites)
+  int64_t overlong_max = 0;       // L_max of the shaping (0: max_new_tokens, the paper's L_max =
+                                  // the generation budget: a response that hits it gets −1)
   int64_t overlong_cache = 2;  // L_cache (tokens; the paper: 4096 of 20480)
   double dcpo_r_max = 10.0;    // DCPO: cap on the dynamic bounds
   // ---- optimisation

@@ -149,7 +149,10 @@ Experience make_experience(models::GPT& ref, models::GPT& critic, models::GPT& r
                            const PPORLHFConfig& cfg) {
   NoGradGuard ng;
   Experience e;
-  e.ref_log_probs = models::sequence_log_probs(ref, tokens, attention_mask);
+  // The reference is scored at the rollout's temperature, as the actor's log_probs were: at
+  // τ ≠ 1 the KL penalty then compares π_θ^τ with π_ref^τ and is 0 while θ = ref (TRL does the
+  // same: its reference logits are divided by the temperature too).
+  e.ref_log_probs = models::sequence_log_probs(ref, tokens, attention_mask, cfg.temperature);
   critic.eval();
   e.old_values = mul(aligned_values(critic, tokens, attention_mask), action_mask);
   e.reward_score = rm.rewards(rm.forward(tokens, attention_mask), attention_mask);
@@ -504,7 +507,8 @@ PPORLHFResult train_ppo_rlhf(const PPORLHFConfig& cfg) {
     const double cpu_train = process_cpu_seconds();
     actor.train();
     critic.train();
-    double a_loss = 0, c_loss = 0, entropy = 0, clip_low = 0, clip_high = 0, approx_kl = 0;
+    double a_loss = 0, c_loss = 0, entropy = 0, clip_low = 0, clip_high = 0, approx_kl = 0,
+           approx_kl_k1 = 0;
     // Global gradient norms before clipping of the update's last minibatch step (the logged
     // ones): clip_grad_norm returns them; without clipping they are measured on that step
     // only (a host synchronisation on a GPU).
@@ -546,7 +550,7 @@ PPORLHFResult train_ppo_rlhf(const PPORLHFConfig& cfg) {
         }
         a_loss += rc.loss.item(), c_loss += vl.item();
         clip_low += rc.stats.clip_frac_low, clip_high += rc.stats.clip_frac_high,
-            approx_kl += rc.stats.approx_kl_k3;
+            approx_kl += rc.stats.approx_kl_k3, approx_kl_k1 += rc.stats.approx_kl_k1;
         ++n_mb;
       }
     }
@@ -570,6 +574,7 @@ PPORLHFResult train_ppo_rlhf(const PPORLHFConfig& cfg) {
     mj.set("clip_frac_low", clip_low / double(n_mb));
     mj.set("clip_frac_high", clip_high / double(n_mb));
     mj.set("approx_kl", approx_kl / double(n_mb));
+    mj.set("approx_kl_k1", approx_kl_k1 / double(n_mb));
     mj.set("actor_loss", a_loss / double(n_mb));
     mj.set("critic_loss", c_loss / double(n_mb));
     mj.set("actor_grad_norm", actor_grad_norm);
@@ -579,6 +584,8 @@ PPORLHFResult train_ppo_rlhf(const PPORLHFConfig& cfg) {
     mj.set("time_generation", time_generation);
     mj.set("time_experience", time_experience);
     mj.set("time_training", time_training);
+    mj.set("samples_per_second",
+           double(B) / std::max(time_generation + time_experience + time_training, 1e-9));
     const bool do_eval = step == cfg.steps || (cfg.eval_every > 0 && step % cfg.eval_every == 0);
     if (do_eval) {
       const PolicyEval pe = evaluate();

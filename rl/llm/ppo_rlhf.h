@@ -11,8 +11,9 @@
 // critic's value head at position t − 1 (the state the action token t is taken from).
 //
 // Experience (no gradient; make_experience below, after generation), per rollout of B prompts:
-//   generate (KV cache, temperature 1) → tokens, m, old_log_probs
-//   ref_log_probs, old_values, reward_score = r(x, y) at the last real token
+//   generate (KV cache, temperature τ, 1 by default) → tokens, m, old_log_probs
+//   ref_log_probs (the reference at the same τ), old_values, reward_score = r(x, y) at the
+//   last real token
 //   rewards (DeepSpeed-Chat compute_rewards):
 //     r_t = −kl_ctl·(old_log_probs_t − ref_log_probs_t)   at response tokens
 //     r_t += clip(reward_score, ±clip_reward_value)        at each row's OWN last response token
@@ -29,10 +30,11 @@
 //
 // Logged per update (metrics.jsonl): rm_score, ground_truth (mean p(positive) of the rollout),
 // kl (mean over sequences of Σ_t m·(old_logp − ref_logp)), kl_ctl, entropy (token mean),
-// clip_frac_low/high, approx_kl, actor_loss, critic_loss, actor_grad_norm and critic_grad_norm
-// (the global gradient norms of the update's last minibatch step, before clipping),
-// explained_variance (1 − Var(R − V_old)/Var(R) over response tokens), response_length, and
-// time_generation, time_experience, time_training in seconds.
+// clip_frac_low/high, approx_kl (k3) and approx_kl_k1, actor_loss, critic_loss, actor_grad_norm and
+// critic_grad_norm (the global gradient norms of the update's last minibatch step, before
+// clipping), explained_variance (1 − Var(R − V_old)/Var(R) over response tokens), response_length,
+// time_generation, time_experience, time_training in seconds, and samples_per_second (B over
+// their sum).
 //
 // Checkpoint (every checkpoint_every updates, at --stop-after and at the end), two files at one
 // step s: checkpoint.safetensors = θ (the policy `rlft lm eval|sample` load), the actor's Adam

@@ -20,11 +20,13 @@ inline std::vector<json::Value> metrics_of(const std::string& run_dir) {
 
 // A metrics row without its wall-time fields, the only ones two equal runs may differ in:
 // elapsed_seconds, and with `phase_times` also PPO-RLHF's time_* (generation, experience,
-// training).
+// training) and the samples_per_second computed from them.
 inline json::Value without_wall_time(const json::Value& row, bool phase_times = false) {
   json::Value out = json::Value::object();
-  for (const auto& [k, v] : row.as_object())
-    if (k != "elapsed_seconds" && !(phase_times && k.rfind("time_", 0) == 0)) out.set(k, v);
+  for (const auto& [k, v] : row.as_object()) {
+    const bool phase = k.rfind("time_", 0) == 0 || k == "samples_per_second";
+    if (k != "elapsed_seconds" && !(phase_times && phase)) out.set(k, v);
+  }
   return out;
 }
 

@@ -534,8 +534,8 @@ TEST_F(GroupRLRun, GRPORunWritesItsFilesAndAnEvaluableCheckpoint) {
   ASSERT_EQ(lines.size(), 2u);
   for (const char* k :
        {"reward_mean", "accuracy", "zero_adv_groups", "response_length_mean", "response_length_max",
-        "entropy", "clip_frac_low", "clip_frac_high", "kl_ref", "approx_kl_k3", "seq_ratio_mean",
-        "seq_ratio_min", "seq_ratio_max", "eval_accuracy", "loss", "grad_norm"})
+        "entropy", "clip_frac_low", "clip_frac_high", "kl_ref", "approx_kl_k3", "approx_kl_k1",
+        "seq_ratio_mean", "seq_ratio_min", "seq_ratio_max", "eval_accuracy", "loss", "grad_norm"})
     EXPECT_TRUE(lines.back().contains(k)) << k;
   // Several minibatches per rollout: the later ones are off-policy (ratio ≠ 1), and the policy
   // has moved away from the reference.
@@ -602,6 +602,25 @@ TEST_F(GroupRLRun, DAPODynamicSamplingKeepsOnlyGroupsWithSignal) {
     EXPECT_LE(v.at("groups").as_int(), c.prompts);
     EXPECT_EQ(v.at("zero_adv_groups").as_double(), 0.0);  // every kept group has a signal
   }
+}
+
+// Dynamic sampling can keep fewer responses than --minibatches (at most prompts × G) asks for
+// parts: each kept response is then its own part. Before this was handled the parts past the
+// kept batch read beyond the shuffled index (a segfault in Release, a heap overflow under ASan).
+TEST_F(GroupRLRun, DAPOKeepingFewerResponsesThanMinibatchesUpdatesOncePerResponse) {
+  GroupRLConfig c = small("dapo");
+  c.steps = 3;
+  c.minibatches = c.prompts * c.group_size;  // 64: any dropped group leaves fewer responses
+  c.max_extra_rounds = 0;
+  c.name = "dapo_few_kept";
+  const GroupRLResult r = train_group_rl(c);
+  bool partly_kept = false;
+  for (const json::Value& v : rlft::testing::metrics_of(r.run_dir)) {
+    const int64_t kept = v.at("groups").as_int() * c.group_size;
+    partly_kept = partly_kept || (kept > 0 && kept < c.minibatches);
+    EXPECT_EQ(v.at("updates").as_int(), std::min<int64_t>(kept, c.minibatches) * c.epochs);
+  }
+  EXPECT_TRUE(partly_kept) << "no step kept between 1 and 63 responses: the case is not exercised";
 }
 
 // Every algorithm, 64 update steps (8 prompts × G 8, 2 minibatches, lr 1e-4) on 16 fixed train

@@ -190,6 +190,33 @@ TEST(PPO, ContinuousAndPenaltySmoke) {
   EXPECT_DOUBLE_EQ(rp.updates[1].kl_beta, 0.25);
 }
 
+// --target-kl ends an update's epochs once the epoch's last minibatch's k3 exceeds it (CleanRL's
+// rule); `epochs` counts those run. A target of 1e-9 stops after the first epoch (its last
+// minibatch follows three Adam steps: k3 ~ 1e-7 or more); one of 1e9 never stops, and its run
+// is the run without a target, bit for bit.
+TEST(PPO, TargetKLStopsTheEpochsAfterTheEpochWhoseLastMinibatchExceedsIt) {
+  auto run = [](double target) {
+    PPOConfig p;
+    p.update_epochs = 4;
+    p.target_kl = target;
+    p.total_steps = 4 * 128 * 3;
+    p.quiet = true;
+    return train_ppo(p);
+  };
+  const PPOResult off = run(0), tiny = run(1e-9), huge = run(1e9);
+  ASSERT_EQ(off.updates.size(), 3u);
+  ASSERT_EQ(tiny.updates.size(), 3u);
+  ASSERT_EQ(huge.updates.size(), 3u);
+  for (size_t i = 0; i < 3; ++i) {
+    EXPECT_EQ(off.updates[i].epochs, 4);
+    EXPECT_EQ(huge.updates[i].epochs, 4);
+    EXPECT_EQ(huge.updates[i].approx_kl, off.updates[i].approx_kl);
+    EXPECT_EQ(huge.updates[i].pg_loss, off.updates[i].pg_loss);
+    EXPECT_EQ(tiny.updates[i].epochs, 1) << "update " << i + 1;
+  }
+  EXPECT_GT(tiny.updates[0].approx_kl, 0.0);
+}
+
 // PPO-penalty's adaptive β (ALGORITHMS.md §2): after each update, KL > 1.5·target → β ×= 2,
 // KL < target/1.5 → β /= 2, otherwise unchanged. With one epoch and no early stop the KL the
 // rule reads is the update's logged approx_kl (k3, mean over its minibatches), so every

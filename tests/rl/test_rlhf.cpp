@@ -15,6 +15,7 @@
 #include "engine/error.h"
 #include "engine/fs.h"
 #include "engine/ops.h"
+#include "models/generate.h"
 #include "resume_fixture.h"
 #include "rl/llm/dpo.h"
 #include "rl/llm/experiments/frontier.h"
@@ -264,6 +265,48 @@ TEST(RLHFLosses, ExperienceAlignsTheValuesAndRunsGAEWithTheConfigsGammaAndLambda
   EXPECT_EQ(e.reward_score.to_vector(),
             rm.rewards(rm.forward(tokens, attention), attention).detach().to_vector());
   EXPECT_NE(a[3], 0.0);
+}
+
+// The reference is scored at the rollout's temperature (--temperature), as the actor's log-probs
+// are: while the actor is the reference, the per-token KL penalty is 0 at τ = 0.5 too, so the
+// rewards are the clipped score alone at each row's last response token. (It was scored at τ =
+// 1, which made the penalty 0.0177 summed over this batch with identical models.)
+TEST(RLHFLosses, ExperienceScoresTheReferenceAtTheRolloutsTemperature) {
+  models::GPTConfig base;
+  base.vocab_size = 12;
+  base.block_size = 8;
+  base.n_layer = 1;
+  base.n_head = 2;
+  base.n_embd = 8;
+  base.dtype = DType::f64;
+  Generator gen(5);
+  models::GPT ref(base, gen), critic(with_heads(base, true, false), gen),
+      rm(with_heads(base, false, true), gen);
+  const int64_t B = 2, T = 5;
+  const Tensor tokens = Tensor::from_vector(std::vector<int64_t>{11, 3, 4, 5, 6,  //
+                                                                 1, 2, 8, 9, 10},
+                                            {B, T});
+  const Tensor attention = Tensor::ones({B, T}, DType::f64);
+  const Tensor action = Tensor::from_vector(std::vector<double>{0, 0, 1, 1, 1,  //
+                                                                0, 0, 0, 1, 1},
+                                            {B, T});
+  PPORLHFConfig cfg;
+  cfg.temperature = 0.5;
+  cfg.clip_reward_value = 100;  // the score unclipped, so it can be read back
+  Tensor log_probs, at_one;
+  {
+    NoGradGuard ng;
+    log_probs = mul(models::sequence_log_probs(ref, tokens, attention, 0.5), action);
+    at_one = mul(models::sequence_log_probs(ref, tokens, attention, 1.0), action);
+  }
+  ASSERT_NE(log_probs.to_vector(), at_one.to_vector());  // τ changes the log-probs
+  const Experience e =
+      make_experience(ref, critic, rm, tokens, attention, log_probs, action, 0.1, cfg);
+  EXPECT_EQ(mul(e.ref_log_probs, action).to_vector(), log_probs.to_vector());
+  const std::vector<double> r = e.rewards.to_vector(), score = e.reward_score.to_vector();
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t t = 0; t < T; ++t)
+      EXPECT_EQ(r[size_t(b * T + t)], t == T - 1 ? score[size_t(b)] : 0.0) << b << "," << t;
 }
 
 // The actor loss is the token mean of the clipped surrogate: ratio 1 gives −mean(A).
@@ -560,8 +603,10 @@ TEST_F(RLHFPipeline, RewardModelThenPPORaisesTheRewardModelScoreAndTheGroundTrut
   for (const char* k :
        {"rm_score", "ground_truth", "kl", "entropy", "clip_frac_low", "critic_loss",
         "actor_grad_norm", "critic_grad_norm", "explained_variance", "response_length",
-        "time_generation", "time_experience", "time_training", "val_ground_truth", "val_kl"})
+        "time_generation", "time_experience", "time_training", "val_ground_truth", "val_kl",
+        "approx_kl", "approx_kl_k1", "samples_per_second"})
     EXPECT_TRUE(last.contains(k)) << k;
+  EXPECT_GT(last.at("samples_per_second").as_double(), 0.0);
   ASSERT_EQ(r.time_generation.size(), 40u);
 }
 
