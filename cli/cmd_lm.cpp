@@ -205,7 +205,7 @@ int run_sample(int argc, char** argv, int first) {
 }
 
 int run_eval(int argc, char** argv, int first) {
-  std::string run, task_name, split_name = "test", device = "cpu";
+  std::string run, task_name, data, split_name = "test", device = "cpu";
   int64_t n = 0, show = 5, per_prompt = 1;
   models::SamplingConfig sampled;
   sampled.max_new_tokens = 0;
@@ -216,6 +216,9 @@ int run_eval(int argc, char** argv, int first) {
          "sampled responses.");
   a.add("--run", &run, "run directory or checkpoint file");
   a.add("--task", &task_name, "task (default: the run's, with its data options)");
+  a.add("--data", &data,
+        "--task text or jsonl: the data file (default: the run's; another path is evaluated "
+        "as it is, without the run's fingerprint check)");
   a.add("--split", &split_name, "train, validation or test");
   a.add("--n", &n, "at most this many examples and prompts (0: all)");
   a.add("--temperature", &sampled.temperature, "sampled decoding: temperature");
@@ -243,6 +246,14 @@ int run_eval(int argc, char** argv, int first) {
       lm.run_config.is_null() ? llm::SFTConfig{} : llm::sft_config_from_json(lm.run_config);
   llm::TaskConfig tc = rc.task;
   if (!task_name.empty()) tc.task = task_name;
+  if (!data.empty()) {
+    RLFT_CHECK(tc.task == "text" || tc.task == "jsonl", "rlft lm eval: --data is for --task text ",
+               "or jsonl; the task here is ", tc.task);
+    // The run's file where it was: its recorded fingerprint still applies (a changed file is
+    // named); any other file (moved, or other data) is evaluated as it is.
+    if (data != tc.data || tc.task != rc.task.task) tc.data_fingerprint.clear();
+    tc.data = data;
+  }
   const std::unique_ptr<llm::Task> task = llm::make_task(tc);
   const std::vector<llm::Example>& examples = task->examples(split);
   const size_t limit = n > 0 ? size_t(n) : examples.size();

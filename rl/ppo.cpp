@@ -342,17 +342,22 @@ PPOResult train_ppo(const PPOConfig& cfg, const std::string& run_dir,
 
   RLFT_CHECK(!cfg.resume || !run_dir.empty(), "ppo: resume needs a run directory");
   std::unique_ptr<RunDir> run;
+  json::Value config;
   if (!run_dir.empty()) {
     run = std::make_unique<RunDir>(run_dir, /*fresh=*/!cfg.resume);
-    json::Value config = to_json(cfg);
+    config = to_json(cfg);
     config.set("algorithm", "ppo");
     config.set("git_revision", git_revision());
     config.set("policy", json::parse(models::describe(pc)));
     // A resumed run keeps its settings (environment, network, losses); only the step budget
     // may grow. Checked before the checkpoint is read, so a Pendulum run resumed as CartPole
-    // is named as such rather than as a tensor shape mismatch.
-    if (cfg.resume) run->check_resumable(config, {"total_steps"});
-    run->write_config(config);  // a resumed run records its new budget
+    // is named as such rather than as a tensor shape mismatch. A resumed run records its new
+    // budget once its checkpoint has loaded and been checked (below): a resume that fails
+    // leaves config.json as it was.
+    if (cfg.resume)
+      run->check_resumable(config, {"total_steps"});
+    else
+      run->write_config(config);
   }
 
   RunningMeanStd obs_rms(O);
@@ -369,6 +374,26 @@ PPOResult train_ppo(const PPOConfig& cfg, const std::string& run_dir,
     gen.set_state(cfg.seed, metadata_uint(md, "generator_offset", ckpt));
     if (md.count("kl_beta")) kl_beta = metadata_double(md, "kl_beta", ckpt);
     if (md.count("obs_rms")) obs_rms = RunningMeanStd::from_metadata(md.at("obs_rms"), ckpt, O);
+    // The checkpoint's own record of its environment and network, against what config.json
+    // (edited by hand, say) builds now: equal shapes alone would load tanh weights into a relu
+    // network. Each key the checkpoint records must match (an older record may lack some).
+    RLFT_CHECK(!md.count("env_id") || md.at("env_id") == cfg.env_id, ckpt,
+               ": the checkpoint is of environment ", md.at("env_id"), ", the run's config.json ",
+               "says ", cfg.env_id);
+    if (md.count("policy")) {
+      const json::Value recorded = json::parse(md.at("policy"), ckpt + ":policy");
+      const json::Value now = json::parse(models::describe(pc));
+      RLFT_CHECK(recorded.is_object(), ckpt, ": metadata 'policy' is not a JSON object");
+      for (const auto& [k, v] : recorded.as_object()) {
+        const json::Value* w = now.find(k);
+        RLFT_CHECK(w && *w == v, ckpt, ": the checkpoint's policy has ", k, " = ", v.dump(),
+                   ", the run's config.json builds ", w ? w->dump() : std::string("(none)"));
+      }
+    }
+    RLFT_CHECK(first_update - 1 <= num_updates, ckpt, ": the checkpoint is at update ",
+               first_update - 1, " (global step ", global_step, "), beyond --total-steps ",
+               cfg.total_steps, " (", num_updates, " updates of ", batch_size, " steps)");
+    run->write_config(config);  // the new budget, now that the resume can go on
     // A crash between two checkpoints leaves metrics of updates that the resumed run logs
     // again: keep the lines up to the checkpoint's update only.
     (void)run->keep_metrics_through(first_update - 1, "update");

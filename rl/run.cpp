@@ -101,6 +101,32 @@ std::vector<json::Value> RunDir::keep_metrics_through(int64_t step, const std::s
   return kept;
 }
 
+namespace {
+
+// Where, how far and how loudly a run goes: a resume may change these (RunDir::check_resumable).
+bool exempt_from_resume_check(const std::string& key, const std::vector<std::string>& free) {
+  static const char* const kAlwaysFree[] = {
+      "resume",       "quiet",      "device",           "name",     "out_dir", "runs_dir",
+      "git_revision", "stop_after", "checkpoint_every", "log_every"};
+  return std::find(std::begin(kAlwaysFree), std::end(kAlwaysFree), key) != std::end(kAlwaysFree) ||
+         std::find(free.begin(), free.end(), key) != free.end();
+}
+
+}  // namespace
+
+void check_checkpoint_settings(const json::Value& recorded, const json::Value& now,
+                               const std::vector<std::string>& free, const std::string& ckpt) {
+  RLFT_CHECK(recorded.is_object(), ckpt, ": metadata run_config is not a JSON object");
+  for (const auto& [k, v] : now.as_object()) {
+    const json::Value* old = recorded.find(k);
+    if (old == nullptr || exempt_from_resume_check(k, free)) continue;
+    RLFT_CHECK(*old == v, "--resume: setting '", k, "' is ", v.dump(), " but the checkpoint ", ckpt,
+               " was trained with ", old->dump(),
+               " (the run's config.json no longer says what "
+               "the checkpoint records: edited?)");
+  }
+}
+
 void RunDir::check_resume(const json::Value& now, const std::vector<std::string>& free) const {
   const std::string ckpt = path("checkpoint.safetensors");
   RLFT_CHECK(fs::exists(ckpt), ckpt, ": nothing to resume (no checkpoint)");
@@ -118,13 +144,8 @@ void RunDir::check_resumable(const json::Value& now, const std::vector<std::stri
                old ? "a " + old->dump() + " run" : std::string("not an rlft run of any algorithm"),
                ", not a ", algorithm->dump(), " one");
   }
-  static const char* const kAlwaysFree[] = {
-      "resume",       "quiet",      "device",           "name",     "out_dir", "runs_dir",
-      "git_revision", "stop_after", "checkpoint_every", "log_every"};
   for (const auto& [k, v] : now.as_object()) {
-    if (std::find(std::begin(kAlwaysFree), std::end(kAlwaysFree), k) != std::end(kAlwaysFree) ||
-        std::find(free.begin(), free.end(), k) != free.end())
-      continue;
+    if (exempt_from_resume_check(k, free)) continue;
     const json::Value* old = before.find(k);
     RLFT_CHECK(old && *old == v, "--resume: setting '", k, "' is ", v.dump(), " but the run at ",
                dir_, " was started with ", old ? old->dump() : std::string("(none)"),

@@ -76,6 +76,16 @@ class RunDir {
 RunDir open_run(const std::string& dir, bool resume, json::Value& config,
                 const std::vector<std::string>& free = {});
 
+// For --resume, once the checkpoint is read: the settings the checkpoint itself recorded
+// (`recorded`, its run_config metadata) against those the run goes on with (`now`, taken from
+// config.json and the command line). config.json can be edited by hand; the checkpoint's record
+// is the settings its weights were trained with. Keys both hold must be equal, except those
+// check_resumable exempts and the caller's `free` ones; a key only one side holds (a record from
+// before the key existed) is not compared. A difference names the checkpoint, the setting and
+// both values.
+void check_checkpoint_settings(const json::Value& recorded, const json::Value& now,
+                               const std::vector<std::string>& free, const std::string& ckpt);
+
 // The git revision of the source tree rlft was built from, or "unknown".
 std::string git_revision();
 

@@ -123,7 +123,7 @@ PrefsResult generate_preferences(const PrefsConfig& cfg) {
              cfg.task, "'");
   const char* cmd = "rlft lm prefs: ";
   RLFT_CHECK(!cfg.run.empty(), cmd, "--run is required");
-  RLFT_CHECK(cfg.pairs > 0, cmd, "--pairs must be > 0, got ", cfg.pairs);
+  rl::check_count(cmd, "--pairs", cfg.pairs);  // held in memory before the file is written
   // Each round samples 32 prompts × k responses at once: k is bounded so that batch fits.
   RLFT_CHECK(cfg.samples_per_prompt >= 2 && cfg.samples_per_prompt <= 1024 &&
                  cfg.samples_per_prompt % 2 == 0,

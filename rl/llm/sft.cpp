@@ -169,7 +169,7 @@ void check_config(const SFTConfig& c) {
   sentinel("--block-size", c.block_size);
   number("--dropout", c.dropout, 0, false, below_one, "in [0, 1)");
   positive("--steps", c.steps);
-  positive("--batch", c.batch);
+  rl::check_count(cmd, "--batch", c.batch);  // sequences a step: bounded, as every trainer's
   positive("--grad-accum", c.grad_accum);
   RLFT_CHECK(c.batch % c.grad_accum == 0, cmd, "--batch ", c.batch,
              " is not divisible by --grad-accum ", c.grad_accum,
@@ -326,8 +326,13 @@ SFTResult train_sft(const SFTConfig& cfg_in) {
   int64_t start = 0;
   if (cfg.resume) {
     const Metadata meta = load_checkpoint(ckpt, model, &opt);
-    RLFT_CHECK(meta.count("tokenizer") && json::parse(meta.at("tokenizer")) == tok.to_json(), ckpt,
-               ": the checkpoint's tokenizer differs from this task's");
+    RLFT_CHECK(meta.count("tokenizer") &&
+                   json::parse(meta.at("tokenizer"), ckpt + ":tokenizer") == tok.to_json(),
+               ckpt, ": the checkpoint's tokenizer differs from this task's");
+    if (meta.count("run_config"))
+      rl::check_checkpoint_settings(json::parse(meta.at("run_config"), ckpt + ":run_config"),
+                                    config_json, {"steps", "stop_at_exact_match", "grad_accum"},
+                                    ckpt);
     start = metadata_int(meta, "step", ckpt);
     RLFT_CHECK(start <= cfg.steps, ckpt, ": checkpoint is at step ", start, ", beyond --steps ",
                cfg.steps);

@@ -134,3 +134,25 @@ TEST(CliJsonl, AChangedFileIsRefusedByEvalAndGrpo) {
   EXPECT_EQ(run("lm eval --run " + (dir / "sft").string()).status, 0);
   EXPECT_EQ(run(grpo_args(dir, "sft", "grpo")).status, 0);
 }
+
+// `lm eval --data`: a run whose file has moved is evaluated from the new path (as it is: the
+// fingerprint is the recorded path's); the recorded path itself, changed, is still refused; and
+// --data is an error for a task without a data file.
+TEST(CliJsonl, EvalTakesTheDataFileFromDataWhenItHasMoved) {
+  const fsys::path dir = scratch_dir("jsonl_moved");
+  const fsys::path data = dir / "rev.jsonl", moved = dir / "moved.jsonl";
+  write(data, reversals());
+  ASSERT_EQ(run(sft_args(data, dir, "sft")).status, 0);
+  fsys::rename(data, moved);
+  expect_error("lm eval --run " + (dir / "sft").string(), "jsonl: --data: ");
+  const Outcome eval = run("lm eval --run " + (dir / "sft").string() + " --data " + moved.string());
+  ASSERT_EQ(eval.status, 0) << eval.err;
+  EXPECT_NE(eval.out.find("jsonl/test (4 examples"), std::string::npos) << eval.out;
+  std::string changed = reversals();
+  changed.replace(changed.find(R"("response":"ba")"), 15, R"("response":"xx")");
+  write(data, changed);
+  expect_error("lm eval --run " + (dir / "sft").string() + " --data " + data.string(),
+               data.string() + ": changed since the run was trained: fingerprint ");
+  expect_error("lm eval --run " + (dir / "sft").string() + " --task arith --data " + moved.string(),
+               "rlft lm eval: --data is for --task text or jsonl; the task here is arith");
+}

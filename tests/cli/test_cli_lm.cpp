@@ -70,7 +70,8 @@ TEST(CliLmOptions, OutOfRangeValuesNameTheOption) {
   const struct {
     std::string args, expect;
   } cases[] = {
-      {sft + " --batch 0", "--batch must be positive, got 0"},
+      {sft + " --batch 0", "--batch must be in [1, 1048576], got 0"},
+      {sft + " --batch 4294967297", "--batch must be in [1, 1048576], got 4294967297"},
       {sft + " --steps 0", "--steps must be positive"},
       {sft + " --lr nan", "--lr must be a positive number"},
       {sft + " --weight-decay -1", "--weight-decay must be a number >= 0"},
@@ -103,6 +104,8 @@ TEST(CliLmOptions, OutOfRangeValuesNameTheOption) {
       {rm + " --weight-decay nan", "--weight-decay must be a number >= 0"},
       {rm + " --eval-fraction 1", "--eval-fraction must be in [0, 1)"},
       {rm + " --lr-schedule steep", "steep"},
+      {prefs + " --pairs 0", "--pairs must be in [1, 1048576], got 0"},
+      {prefs + " --pairs 4294967296", "--pairs must be in [1, 1048576], got 4294967296"},
       {prefs + " --min-gap nan", "--min-gap must be in [0, 1)"},
       {prefs + " --min-gap -1", "--min-gap must be in [0, 1)"},
       {prefs + " --min-gap 2", "--min-gap must be in [0, 1)"},

@@ -727,6 +727,55 @@ TEST(PPO, ResumeRefusesANonFiniteCheckpoint) {
       << err;
 }
 
+// A resume that cannot go on leaves the run as it was, config.json included (it used to record
+// the new budget before the checkpoint was read): a budget below the checkpoint's update, a
+// damaged checkpoint, and a config.json edited by hand to build another network than the
+// checkpoint records (same shapes: tanh weights would have loaded into a relu network).
+TEST(PPO, AResumeThatCannotGoOnLeavesTheRunAsItWas) {
+  const std::string dir = tmp_run("resume_refused");
+  train_ppo(tiny_ppo(2), dir);
+  const std::string config = fs::read_file(dir + "/config.json"),
+                    metrics = fs::read_file(dir + "/metrics.jsonl"),
+                    ckpt = fs::read_file(dir + "/checkpoint.safetensors");
+  auto expect_untouched = [&](const std::string& what) {
+    EXPECT_EQ(fs::read_file(dir + "/config.json"), config) << what;
+    EXPECT_EQ(fs::read_file(dir + "/metrics.jsonl"), metrics) << what;
+    EXPECT_EQ(fs::read_file(dir + "/checkpoint.safetensors"), ckpt) << what;
+  };
+  PPOConfig smaller = tiny_ppo(1);
+  smaller.resume = true;
+  std::string err = error_of([&] { train_ppo(smaller, dir); });
+  EXPECT_NE(err.find(": the checkpoint is at update 2 (global step 512), beyond --total-steps 256 "
+                     "(1 updates of 256 steps)"),
+            std::string::npos)
+      << err;
+  expect_untouched("smaller budget");
+
+  PPOConfig more = tiny_ppo(3);
+  more.resume = true;
+  fs::atomic_write_file(dir + "/checkpoint.safetensors", ckpt.substr(0, ckpt.size() / 2));
+  EXPECT_FALSE(error_of([&] { train_ppo(more, dir); }).empty());
+  fs::atomic_write_file(dir + "/checkpoint.safetensors", ckpt);
+  expect_untouched("damaged checkpoint");
+
+  // config.json says relu where the checkpoint recorded tanh: resume takes config.json's
+  // settings, so the check against the checkpoint's own record is what names it.
+  std::string edited = config;
+  for (size_t at; (at = edited.find("\"tanh\"")) != std::string::npos;)
+    edited.replace(at, 6, "\"relu\"");
+  fs::atomic_write_file(dir + "/config.json", edited);
+  PPOConfig relu = tiny_ppo(3);
+  relu.activation = "relu";
+  relu.resume = true;
+  err = error_of([&] { train_ppo(relu, dir); });
+  EXPECT_NE(err.find(": the checkpoint's policy has activation = \"tanh\", the run's config.json "
+                     "builds \"relu\""),
+            std::string::npos)
+      << err;
+  EXPECT_EQ(fs::read_file(dir + "/config.json"), edited);
+  EXPECT_EQ(fs::read_file(dir + "/checkpoint.safetensors"), ckpt);
+}
+
 // A trained CartPole policy file whose metadata or weights `edit` damages; evaluate_run's error.
 std::string eval_error(const std::string& name,
                        const std::function<void(Metadata&, NamedTensors&)>& edit) {

@@ -191,7 +191,10 @@ TEST(SFT, OptionErrorsNameTheFlag) {
     return rlft::testing::error_of([&] { train_sft(c); });
   };
   EXPECT_EQ(error([](SFTConfig& c) { c.batch = 0; }),
-            "rlft lm sft: --batch must be positive, got 0");
+            "rlft lm sft: --batch must be in [1, 1048576], got 0");
+  // A mistyped count is an error at once, not 12 GB of batch filling up before "out of memory".
+  EXPECT_EQ(error([](SFTConfig& c) { c.batch = 4294967297; }),
+            "rlft lm sft: --batch must be in [1, 1048576], got 4294967297");
   EXPECT_EQ(error([](SFTConfig& c) { c.lr = std::nan(""); }),
             "rlft lm sft: --lr must be a positive number, got nan");
   EXPECT_EQ(error([](SFTConfig& c) { c.beta2 = 1; }),
@@ -276,6 +279,27 @@ TEST(SFT, FailedStartOrResumeLeavesTheRunIntact) {
   EXPECT_NE(rlft::testing::error_of([&] { train_sft(resumed); }).find("setting 'train_size'"),
             std::string::npos);
   EXPECT_EQ(files(), before);
+  // config.json edited by hand (dropout 0.1 -> 0.5) and the command resumed with it: the
+  // checkpoint's own record of its settings names the difference.
+  {
+    std::string edited = before[0];
+    const size_t at = edited.find("\"dropout\": 0.1,");
+    ASSERT_NE(at, std::string::npos) << edited;
+    edited.replace(at, 15, "\"dropout\": 0.5,");
+    fs::atomic_write_file(dir + "/run/config.json", edited);
+    resumed = tiny(dir);
+    resumed.steps = 6;
+    resumed.resume = true;
+    resumed.dropout = 0.5;
+    const std::string err = rlft::testing::error_of([&] { train_sft(resumed); });
+    EXPECT_NE(err.find("--resume: setting 'dropout' is 0.5 but the checkpoint " + dir +
+                       "/run/checkpoint.safetensors was trained with 0.1"),
+              std::string::npos)
+        << err;
+    EXPECT_EQ(fs::read_file(dir + "/run/checkpoint.safetensors"), before[2]);
+    EXPECT_EQ(fs::read_file(dir + "/run/metrics.jsonl"), before[1]);
+    fs::atomic_write_file(dir + "/run/config.json", before[0]);
+  }
   resumed = tiny(dir);
   resumed.steps = 8;  // a longer run
   resumed.resume = true;
