@@ -150,6 +150,9 @@ void check_config(const SFTConfig& c) {
              c.mode, "'");
   const std::string cmd = "rlft lm " + c.mode + ": ";
   rl::resolve_device(c.device);  // cuda[:N] without that GPU: an error with the runtime's reason
+  RLFT_CHECK(c.task.data.empty() || c.task.task == "text" || c.task.task == "jsonl", cmd,
+             "--data is for --task text or jsonl; --task ", c.task.task,
+             " generates its own examples (the file would be ignored)");
   const double inf = HUGE_VAL;
   // rl::check_number with this command's prefix: `v` finite and in [lo, hi] (lo excluded when
   // open_lo), else "<cmd><flag> must be <what>, got <v>".

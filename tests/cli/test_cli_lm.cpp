@@ -71,6 +71,8 @@ TEST(CliLmOptions, OutOfRangeValuesNameTheOption) {
     std::string args, expect;
   } cases[] = {
       {sft + " --batch 0", "--batch must be in [1, 1048576], got 0"},
+      {sft + " --task arith --data x.jsonl",
+       "--data is for --task text or jsonl; --task arith generates its own examples"},
       {sft + " --batch 4294967297", "--batch must be in [1, 1048576], got 4294967297"},
       {sft + " --steps 0", "--steps must be positive"},
       {sft + " --lr nan", "--lr must be a positive number"},
