@@ -203,21 +203,36 @@ TEST(RLHFLosses, GAEOverMaskedResponse) {
   EXPECT_EQ(w[0], 0.0);
 }
 
+// A tiny float64 GPT (vocabulary 12, 1 layer, d 8, 2 heads) three times from one seeded
+// stream: the reference (also the actor), the critic with its value head, the reward model
+// with its reward head.
+struct TinyRLHFModels {
+  static models::GPTConfig base() {
+    models::GPTConfig c;
+    c.vocab_size = 12;
+    c.block_size = 8;
+    c.n_layer = 1;
+    c.n_head = 2;
+    c.n_embd = 8;
+    c.dtype = DType::f64;
+    return c;
+  }
+  explicit TinyRLHFModels(uint64_t seed)
+      : gen(seed),
+        ref(base(), gen),
+        critic(with_heads(base(), true, false), gen),
+        rm(with_heads(base(), false, true), gen) {}
+  Generator gen;
+  models::GPT ref, critic, rm;
+};
+
 // One rollout's experience on tiny float64 models: the critic's values are aligned to the prefix
 // each token continues (column t is the value head at t − 1, column 0 is 0), and the advantages
 // and returns are GAE over the response with the config's γ and λ (0.9 and 0.5 here, so a
 // swap shows), written out: δ_t = r_t + γ·V_{t+1}·m_{t+1} − V_t, A_t = δ_t + γλ·m_{t+1}·A_{t+1}.
 TEST(RLHFLosses, ExperienceAlignsTheValuesAndRunsGAEWithTheConfigsGammaAndLambda) {
-  models::GPTConfig base;
-  base.vocab_size = 12;
-  base.block_size = 8;
-  base.n_layer = 1;
-  base.n_head = 2;
-  base.n_embd = 8;
-  base.dtype = DType::f64;
-  Generator gen(3);
-  models::GPT ref(base, gen), critic(with_heads(base, true, false), gen),
-      rm(with_heads(base, false, true), gen);
+  TinyRLHFModels tiny(3);
+  models::GPT &ref = tiny.ref, &critic = tiny.critic, &rm = tiny.rm;
   const int64_t B = 2, T = 6;
   const Tensor tokens = Tensor::from_vector(std::vector<int64_t>{11, 3, 4, 5, 6, 7,  //
                                                                  1, 2, 8, 9, 10, 0},
@@ -272,16 +287,8 @@ TEST(RLHFLosses, ExperienceAlignsTheValuesAndRunsGAEWithTheConfigsGammaAndLambda
 // rewards are the clipped score alone at each row's last response token. (It was scored at τ =
 // 1, which made the penalty 0.0177 summed over this batch with identical models.)
 TEST(RLHFLosses, ExperienceScoresTheReferenceAtTheRolloutsTemperature) {
-  models::GPTConfig base;
-  base.vocab_size = 12;
-  base.block_size = 8;
-  base.n_layer = 1;
-  base.n_head = 2;
-  base.n_embd = 8;
-  base.dtype = DType::f64;
-  Generator gen(5);
-  models::GPT ref(base, gen), critic(with_heads(base, true, false), gen),
-      rm(with_heads(base, false, true), gen);
+  TinyRLHFModels tiny(5);
+  models::GPT &ref = tiny.ref, &critic = tiny.critic, &rm = tiny.rm;
   const int64_t B = 2, T = 5;
   const Tensor tokens = Tensor::from_vector(std::vector<int64_t>{11, 3, 4, 5, 6,  //
                                                                  1, 2, 8, 9, 10},
