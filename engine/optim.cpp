@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <map>
+#include <tuple>
 
 #include "engine/ops.h"
 #include "kernels/cpu/optim.h"
@@ -132,12 +133,15 @@ void SGD::step() {
     if (!g.defined()) continue;
     RLFT_CHECK(g.device() == p.device(), "SGD: gradient on ", g.device(), " for a parameter on ", p.device());
     const Tensor gc = g.contiguous();
-    if (momentum_ != 0 && !velocity_[i].defined()) velocity_[i] = Tensor::zeros(p.shape(), p.dtype(), p.device());
+    // This parameter's first momentum step (its buffer is new), not the optimiser's.
+    const bool first = momentum_ != 0 && !velocity_[i].defined();
+    if (first) velocity_[i] = Tensor::zeros(p.shape(), p.dtype(), p.device());
     if (p.device().is_cuda()) {
       RLFT_CHECK(p.is_contiguous(), "optimizer: parameter of shape ", p.shape(), " is not contiguous");
-      kernels::cuda_ops::sgd_step(kernels::cuda_ops::Type(p.dtype()), p.numel(), p.raw_data(), gc.raw_data(),
-                                  momentum_ != 0 ? velocity_[i].raw_data() : nullptr, lr_, momentum_, dampening_,
-                                  weight_decay_, nesterov_, steps_ == 1, p.device().index);
+      kernels::cuda_ops::sgd_step(kernels::cuda_ops::Type(p.dtype()), p.numel(), p.raw_data(),
+                                  gc.raw_data(), momentum_ != 0 ? velocity_[i].raw_data() : nullptr,
+                                  lr_, momentum_, dampening_, weight_decay_, nesterov_, first,
+                                  p.device().index);
       continue;
     }
     for_each_float(p, [&](auto tag) {
@@ -145,7 +149,6 @@ void SGD::step() {
       T* w = p.data<T>();
       const T* gp = gc.data<T>();
       T* v = momentum_ != 0 ? velocity_[i].data<T>() : nullptr;
-      const bool first = steps_ == 1;
       for (int64_t k = 0; k < p.numel(); ++k) {
         double d = double(gp[k]) + weight_decay_ * double(w[k]);
         if (v) {
@@ -183,15 +186,20 @@ Adam::Adam(std::vector<Tensor> params, double lr, double beta1, double beta2, do
   RLFT_CHECK(weight_decay >= 0, "Adam: weight_decay must be >= 0, got ", weight_decay);
   exp_avg_.resize(params_.size());
   exp_avg_sq_.resize(params_.size());
+  param_steps_.assign(params_.size(), 0);
 }
 
 void Adam::step() {
   ++steps_;
-  const double bc1 = 1 - std::pow(beta1_, double(steps_)), bc2 = 1 - std::pow(beta2_, double(steps_));
-  const double step_size = lr_ / bc1, sqrt_bc2 = std::sqrt(bc2);
-  // Parameters on CUDA devices, by (device, dtype), and their contiguous gradients kept alive
-  // until the launch.
-  std::map<std::pair<int, int>, std::vector<kernels::cuda_ops::AdamTensor>> on_device;
+  // Bias corrections of a parameter's t-th step: lr / (1 − β1^t) and √(1 − β2^t).
+  const auto corrections = [&](int64_t t) {
+    const double bc1 = 1 - std::pow(beta1_, double(t)), bc2 = 1 - std::pow(beta2_, double(t));
+    return std::pair{lr_ / bc1, std::sqrt(bc2)};
+  };
+  // Parameters on CUDA devices, by (device, dtype, the parameter's step count: one group when
+  // every parameter has had a gradient at every step), and their contiguous gradients kept
+  // alive until the launch.
+  std::map<std::tuple<int, int, int64_t>, std::vector<kernels::cuda_ops::AdamTensor>> on_device;
   std::vector<Tensor> device_grads;
   for (size_t i = 0; i < params_.size(); ++i) {
     const Tensor& p = params_[i];
@@ -203,17 +211,19 @@ void Adam::step() {
       exp_avg_[i] = Tensor::zeros(p.shape(), p.dtype(), p.device());
       exp_avg_sq_[i] = Tensor::zeros(p.shape(), p.dtype(), p.device());
     }
+    const int64_t t = ++param_steps_[i];
     if (p.device().is_cuda()) {
       // Updated after the loop, all parameters of a device and dtype in one fused launch.
       RLFT_CHECK(p.is_contiguous(), "optimizer: parameter of shape ", p.shape(), " is not contiguous");
       device_grads.push_back(gc);
       // Index and shape for the kernel's divergence report (read back at the next
       // synchronisation, kernels/cuda_ops.h).
-      on_device[{p.device().index, int(p.dtype())}].push_back(
+      on_device[{p.device().index, int(p.dtype()), t}].push_back(
           {p.raw_data(), gc.raw_data(), exp_avg_[i].raw_data(), exp_avg_sq_[i].raw_data(),
            p.numel(), int64_t(i), p.shape().data(), p.shape().size()});
       continue;
     }
+    const auto [step_size, sqrt_bc2] = corrections(t);
     for_each_float(p, [&](auto tag) {
       using T = decltype(tag);
       const T b1 = T(beta1_), b2 = T(beta2_), one = T(1);
@@ -240,18 +250,22 @@ void Adam::step() {
     // The loop above, element for element, in the parameter's type (kernels/cuda/optim.cu).
     // A step that leaves a weight non-finite is found by the kernel and thrown, with the CPU's
     // message, at the next synchronisation (the next host read of a device result).
-    const kernels::cuda_ops::AdamArgs args{beta1_,        beta2_,     1 - lr_ * weight_decay_,
-                                           weight_decay_, step_size,  sqrt_bc2,
-                                           eps_,          decoupled_, steps_,
-                                           adam_layout()};
-    for (const auto& [key, tensors] : on_device)
-      kernels::cuda_ops::adam_step(kernels::cuda_ops::Type(key.second), tensors.data(), int(tensors.size()), args,
-                                   key.first);
+    for (const auto& [key, tensors] : on_device) {
+      const auto& [device, dtype, t] = key;
+      const auto [step_size, sqrt_bc2] = corrections(t);
+      const kernels::cuda_ops::AdamArgs args{beta1_,        beta2_,     1 - lr_ * weight_decay_,
+                                             weight_decay_, step_size,  sqrt_bc2,
+                                             eps_,          decoupled_, steps_,
+                                             adam_layout()};
+      kernels::cuda_ops::adam_step(kernels::cuda_ops::Type(dtype), tensors.data(),
+                                   int(tensors.size()), args, device);
+    }
   }
 }
 
 std::vector<std::pair<std::string, Tensor>> Adam::state() const {
   auto s = Optimizer::state();
+  s.emplace_back("param_steps", Tensor::from_vector(param_steps_, {int64_t(param_steps_.size())}));
   auto m = slot_state("exp_avg", exp_avg_), v = slot_state("exp_avg_sq", exp_avg_sq_);
   s.insert(s.end(), m.begin(), m.end());
   s.insert(s.end(), v.begin(), v.end());
@@ -259,9 +273,29 @@ std::vector<std::pair<std::string, Tensor>> Adam::state() const {
 }
 
 void Adam::load_state(const std::vector<std::pair<std::string, Tensor>>& state) {
+  // Each parameter's step count: the state's "param_steps", checked before anything is
+  // replaced; a state from before per-parameter counts has none, and then every parameter with
+  // moments has taken the optimiser's steps (as it had, training every parameter every step).
+  std::vector<int64_t> steps;
+  bool recorded = false;
+  for (const auto& [name, t] : state) {
+    if (name != "param_steps") continue;
+    RLFT_CHECK(t.dim() == 1 && t.size(0) == int64_t(params_.size()),
+               "optimizer state: 'param_steps' has shape ", t.shape(),
+               ", not one count per parameter (", params_.size(), ")");
+    for (double s : t.to_vector()) {
+      RLFT_CHECK(std::isfinite(s) && s >= 0 && s == std::floor(s) && s <= 9007199254740992.0,
+                 "optimizer state: 'param_steps' holds ", s,
+                 ", not a count of steps (a whole number >= 0)");
+      steps.push_back(int64_t(s));
+    }
+    recorded = true;
+  }
   Optimizer::load_state(state);
   load_slots(state, "exp_avg", params_, exp_avg_);
   load_slots(state, "exp_avg_sq", params_, exp_avg_sq_, /*non_negative=*/true);
+  for (size_t i = 0; i < params_.size(); ++i)
+    param_steps_[i] = recorded ? steps[i] : exp_avg_[i].defined() ? steps_ : 0;
 }
 
 // ---- clipping and schedules ------------------------------------------------------------

@@ -38,6 +38,8 @@ class Optimizer {
   int64_t steps_ = 0;
 };
 
+// Momentum starts per parameter, as PyTorch's: a parameter's first step with a gradient sets its
+// buffer to that step's direction d (no dampening), later ones to μ·buf + (1 − dampening)·d.
 class SGD : public Optimizer {
  public:
   SGD(std::vector<Tensor> params, double lr, double momentum = 0, double weight_decay = 0, bool nesterov = false,
@@ -69,6 +71,10 @@ class Adam : public Optimizer {
   double beta1_, beta2_, eps_, weight_decay_;
   bool decoupled_;
   std::vector<Tensor> exp_avg_, exp_avg_sq_;
+  // Steps each parameter has taken (as PyTorch's per-parameter state['step']): a parameter
+  // without a gradient on a step is skipped and does not age, so its bias correction counts
+  // its own updates. Checkpoints hold them as "param_steps".
+  std::vector<int64_t> param_steps_;
 };
 
 class AdamW : public Adam {

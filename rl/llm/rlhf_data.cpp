@@ -342,7 +342,8 @@ PolicyEval evaluate_policy(models::GPT& policy, models::GPT& ref, const models::
         prompts.begin() + long(std::min(prompts.size(), start + 64)));
     const PromptBatch pb = make_prompt_batch(tok, chunk);
     const models::Generation g = models::generate(policy, pb.tokens, pb.mask, sc, gen);
-    const Tensor ref_lp = models::sequence_log_probs(ref, g.tokens, g.attention_mask);
+    // Both at τ (the generation's log-probs are log softmax(logits/τ)): KL(π^τ ‖ π_ref^τ).
+    const Tensor ref_lp = models::sequence_log_probs(ref, g.tokens, g.attention_mask, temperature);
     const int64_t B = g.tokens.size(0), T = g.tokens.size(1);
     const std::vector<double> lp = g.log_probs.to_vector(), rlp = ref_lp.to_vector(),
                               rm = g.response_mask.to_vector();

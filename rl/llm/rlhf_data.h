@@ -116,7 +116,7 @@ int64_t copy_matching_parameters(models::GPT& dst, const models::GPT& src);
 models::GPTConfig with_heads(models::GPTConfig base, bool value_head, bool reward_head);
 // A policy measured on prompts: sampled responses (temperature τ), their mean ground-truth
 // p(positive), the sequence-level KL to the reference Σ_t m·(log π − log π_ref) at the sampled
-// tokens (mean over prompts; the DPO paper's measure), and the mean response length.
+// tokens, both at τ (mean over prompts; the DPO paper's measure), and the mean response length.
 struct PolicyEval {
   double ground_truth = 0, kl = 0, response_length = 0;
 };

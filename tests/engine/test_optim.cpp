@@ -241,7 +241,12 @@ TEST(Optim, StateRoundTrip) {
   EXPECT_EQ(b.steps(), 2);
   optim::Adam c({param(1)}, 0.1);
   auto st = a.state();
-  st[1].second = Tensor::zeros({2}, DType::f64);
+  auto entry = [&](const std::string& name) -> Tensor& {
+    for (auto& [k, t] : st)
+      if (k == name) return t;
+    throw Error("no entry " + name);
+  };
+  entry("exp_avg.0") = Tensor::zeros({2}, DType::f64);
   try {
     c.load_state(st);
     FAIL() << "shape mismatch accepted";
@@ -249,6 +254,102 @@ TEST(Optim, StateRoundTrip) {
     EXPECT_NE(std::string(e.what()).find("'exp_avg.0' has shape [2] but parameter 0 has [1]"),
               std::string::npos);
   }
+}
+
+// Step counts are each parameter's, as PyTorch's state['step']: a parameter that first gets a
+// gradient at the optimiser's 6th step takes exactly the steps it would take alone from its
+// first (Adam's bias correction counts its own updates: it used to count the optimiser's, a
+// first update ~3x too large at step 6), and SGD's momentum buffer starts at that first step's
+// direction even with dampening. A checkpoint holds the counts; a state without them (written
+// before they existed) gives every parameter with moments the optimiser's count.
+TEST(Optim, StepCountsArePerParameterAsPyTorchs) {
+  const std::vector<double> grads = {0.3, -1.2, 0.7, 0.05, -0.4};
+  auto run_adam = [&](bool late, bool decoupled) {
+    Tensor p = param(1), q = param(2);
+    optim::Adam opt(late ? std::vector<Tensor>{p, q} : std::vector<Tensor>{q}, 0.1, 0.9, 0.999,
+                    1e-8, decoupled ? 0.1 : 0.0, decoupled);
+    if (late)
+      for (int s = 0; s < 5; ++s) {  // p trains alone; q has no gradient
+        set_grad(p, 0.5);
+        opt.step();
+      }
+    std::vector<double> path;
+    for (double g : grads) {
+      if (late) set_grad(p, 0.5);
+      set_grad(q, g);
+      opt.step();
+      path.push_back(val(q));
+    }
+    return path;
+  };
+  for (bool decoupled : {false, true})
+    EXPECT_EQ(run_adam(true, decoupled), run_adam(false, decoupled));
+  auto run_sgd = [&](bool late) {
+    Tensor p = param(1), q = param(2);
+    optim::SGD opt(late ? std::vector<Tensor>{p, q} : std::vector<Tensor>{q}, 0.1, 0.9, 0.01, false,
+                   0.5);
+    if (late)
+      for (int s = 0; s < 3; ++s) {
+        set_grad(p, 0.5);
+        opt.step();
+      }
+    std::vector<double> path;
+    for (double g : grads) {
+      set_grad(q, g);
+      opt.step();
+      path.push_back(val(q));
+    }
+    return path;
+  };
+  EXPECT_EQ(run_sgd(true), run_sgd(false));
+  // By hand, SGD's first step of q (μ 0.9, dampening 0.5, wd 0.01): buf = d = 0.3 + 0.02.
+  EXPECT_NEAR(run_sgd(true)[0], 2 - 0.1 * 0.32, 1e-15);
+
+  // The counts in a checkpoint, and a state from before them.
+  Tensor p = param(1), q = param(2);
+  optim::Adam a({p, q}, 0.1);
+  set_grad(p, 0.5);
+  a.step();
+  a.step();
+  set_grad(q, 0.5);
+  a.step();
+  std::vector<std::pair<std::string, Tensor>> st = a.state();
+  for (auto& e : st) e.second = e.second.clone();  // the moments, as of now (a steps on below)
+  bool found = false;
+  for (const auto& [k, t] : st)
+    if (k == "param_steps") {
+      found = true;
+      EXPECT_EQ(t.to_vector(), (std::vector<double>{3, 1}));
+    }
+  EXPECT_TRUE(found);
+  const double p3 = val(p), q3 = val(q);  // after 3 steps, as the state holds them
+  auto next_q = [&](const std::vector<std::pair<std::string, Tensor>>& state) {
+    Tensor p2 = param(p3), q2 = param(q3);
+    optim::Adam b({p2, q2}, 0.1);
+    b.load_state(state);
+    set_grad(p2, 0.5);
+    set_grad(q2, -0.25);
+    b.step();
+    return val(q2);
+  };
+  set_grad(p, 0.5);
+  set_grad(q, -0.25);
+  a.step();
+  EXPECT_EQ(next_q(st), val(q));  // the resumed optimiser takes the same step
+  std::vector<std::pair<std::string, Tensor>> old_format;
+  for (const auto& e : st)
+    if (e.first != "param_steps") old_format.push_back(e);
+  // Without the counts q is taken to have had all 3 steps: its next update is its 4th, not its
+  // 2nd, and differs.
+  EXPECT_NE(next_q(old_format), val(q));
+  auto bad = st;
+  for (auto& [k, t] : bad)
+    if (k == "param_steps") t = Tensor::from_vector(std::vector<int64_t>{3, -1}, {2});
+  optim::Adam c({param(1), param(2)}, 0.1);
+  EXPECT_NE(rlft::testing::error_of([&] {
+              c.load_state(bad);
+            }).find("optimizer state: 'param_steps' holds -1, not a count of steps"),
+            std::string::npos);
 }
 
 TEST(Optim, ClipGradNorm) {
