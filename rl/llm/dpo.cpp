@@ -187,7 +187,7 @@ static void check_config(const DPOConfig& cfg) {
   RLFT_CHECK(cfg.log_every > 0, cmd, "--log-every must be > 0, got ", cfg.log_every);
   RLFT_CHECK(cfg.eval_every >= 0, cmd,
              "--eval-every must be >= 0 (0: only at the start and end), got ", cfg.eval_every);
-  RLFT_CHECK(cfg.eval_samples > 0, cmd, "--eval-samples must be > 0, got ", cfg.eval_samples);
+  rl::check_count(cmd, "--eval-samples", cfg.eval_samples);
   RLFT_CHECK(cfg.max_steps >= 0, cmd, "--max-steps must be >= 0 (0: all epochs), got ",
              cfg.max_steps);
   rl::check_checkpoint_options(cmd, cfg.checkpoint_every, cfg.stop_after);
@@ -200,6 +200,10 @@ DPOResult train_dpo(const DPOConfig& cfg) {
   check_config(cfg);
   const Device dev = rl::resolve_device(cfg.device);
   const DPOLossType type = parse_dpo_loss(cfg.loss);
+  // A resume reads the pairs and the SFT run the run started with: checked before they are read.
+  const json::Value fingerprints =
+      fingerprint_inputs({file_input("--prefs", cfg.prefs), run_input("--init", cfg.init)},
+                         cfg.resume ? rl::run_path(cfg.out_dir, cfg.name) : "");
   std::vector<PreferencePair> pairs = read_preferences(cfg.prefs);
   const LoadedModel policy_run = load_policy(cfg.init, dev), ref_run = load_policy(cfg.init, dev);
   models::GPT& policy = *policy_run.model;
@@ -235,6 +239,7 @@ DPOResult train_dpo(const DPOConfig& cfg) {
   // grow, and --grad-accum may change (the same steps up to float rounding).
   const rl::RunDir run = rl::open_run(rl::run_path(cfg.out_dir, cfg.name), cfg.resume, config_json,
                                       {"epochs", "max_steps", "grad_accum"});
+  record_fingerprints(config_json, fingerprints);
   const std::string ckpt = run.path("checkpoint.safetensors");
   optim::Adam opt(policy.parameters(), cfg.lr);
   // Resume: the step, the weights and Adam's moments from the checkpoint; metrics after it go.

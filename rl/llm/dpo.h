@@ -34,7 +34,9 @@
 // at the end). --resume loads it, drops metrics rows logged after it, replays the seeded shuffles
 // of the epochs before it (they draw from the run's generator only) and skips the batches already
 // done, so a stopped-and-resumed run takes the same optimizer steps as a straight one
-// (tests/rl/test_rlhf.cpp checks the weights match).
+// (tests/rl/test_rlhf.cpp checks the weights match). It refuses a --prefs file or an --init
+// checkpoint changed since the run started (config.json's prefs_fingerprint, init_fingerprint;
+// lm.h fingerprint_inputs).
 #pragma once
 
 #include <cstdint>

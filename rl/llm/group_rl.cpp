@@ -498,9 +498,12 @@ GroupRLResult train_group_rl(const GroupRLConfig& cfg_in) {
   GroupRLConfig cfg = cfg_in;
   check_group_rl_config(cfg);
   const Device dev = rl::resolve_device(cfg.device);
+  if (cfg.name.empty()) cfg.name = default_group_rl_run_name(cfg);
+  // A resume reads the SFT run the run started with: checked before it is read.
+  const json::Value fingerprints = fingerprint_inputs(
+      {run_input("--init", cfg.init)}, cfg.resume ? rl::run_path(cfg.out_dir, cfg.name) : "");
   const LoadedModel init = load_policy(cfg.init, dev);
   if (!init.run_config.is_null()) cfg.task = sft_config_from_json(init.run_config).task;
-  if (cfg.name.empty()) cfg.name = default_group_rl_run_name(cfg);
   // The task keys no option sets: the init run's, else (a resume) this run's record, else the
   // data's (a jsonl file's fingerprint, so a resumed run names a changed file as such).
   const std::unique_ptr<Task> task =
@@ -551,6 +554,7 @@ GroupRLResult train_group_rl(const GroupRLConfig& cfg_in) {
   // A resume: the same settings as the run was started with; only --steps may grow.
   const rl::RunDir run =
       rl::open_run(rl::run_path(cfg.out_dir, cfg.name), cfg.resume, config_json, {"steps"});
+  record_fingerprints(config_json, fingerprints);
   const std::string ckpt = run.path("checkpoint.safetensors");
   ResumeState resumed;  // the loop's state in the checkpoint when resuming, checked
   int64_t start = 0;

@@ -28,7 +28,8 @@
 // (each realigned to a Philox block at the start of every step), the current pass over the
 // prompts, the generation totals and the objective's state (DCPO's reward history). --resume
 // continues from there with the settings of config.json and reproduces, on the CPU, exactly the
-// run that went straight through (tests/rl/test_group_rl.cpp).
+// run that went straight through (tests/rl/test_group_rl.cpp). It refuses an --init checkpoint
+// changed since the run started (config.json's init_fingerprint; lm.h fingerprint_inputs).
 //
 // metrics.jsonl, one object per update step (names fixed):
 //   step, reward_mean (verifier + format + overlong reward, before any KL term; every sample

@@ -4,6 +4,7 @@
 #include <algorithm>
 
 #include "engine/fs.h"
+#include "rl/llm/tasks/jsonl.h"
 
 namespace rlft::llm {
 
@@ -161,6 +162,50 @@ std::string describe_model(const models::GPTConfig& c) {
              c.block_size, ", vocab_size ", c.vocab_size, ", tie_weights ",
              c.tie_weights ? "true" : "false", c.reward_head ? ", reward head" : "",
              c.value_head ? ", value head" : "");
+}
+
+RunInput run_input(const std::string& flag, const std::string& path) {
+  return {flag, path, checkpoint_path(path)};
+}
+
+RunInput file_input(const std::string& flag, const std::string& path) { return {flag, path, path}; }
+
+std::string input_fingerprint_key(const std::string& flag) {
+  std::string key = flag.substr(std::min(flag.find_first_not_of('-'), flag.size()));
+  std::replace(key.begin(), key.end(), '-', '_');
+  return key + "_fingerprint";
+}
+
+json::Value fingerprint_inputs(const std::vector<RunInput>& inputs,
+                               const std::string& resumed_run) {
+  json::Value recorded;  // null: a fresh run, or nothing recorded to check against
+  const std::string config_path = resumed_run + "/config.json";
+  if (!resumed_run.empty() && fs::exists(config_path))
+    recorded = json::parse(fs::read_file(config_path), config_path);
+  json::Value out = json::Value::object();
+  for (const RunInput& in : inputs) {
+    std::string bytes;
+    try {
+      bytes = fs::read_file(in.file);
+    } catch (const Error&) {
+      continue;  // missing or unreadable: the loader's error names why
+    }
+    const std::string fingerprint = data_fingerprint(bytes);
+    const std::string key = input_fingerprint_key(in.flag);
+    if (!resumed_run.empty() && recorded.is_object()) {
+      const json::Value* was = recorded.find(key);
+      if (was == nullptr) continue;  // recorded before fingerprints: not checked, not added
+      RLFT_CHECK(was->is_string() && was->as_string() == fingerprint, in.flag, " ", in.path,
+                 ": changed since this run started: fingerprint ", fingerprint, ", recorded ",
+                 was->is_string() ? was->as_string() : was->dump());
+    }
+    out.set(key, fingerprint);
+  }
+  return out;
+}
+
+void record_fingerprints(json::Value& config, const json::Value& fingerprints) {
+  for (const auto& [key, fingerprint] : fingerprints.as_object()) config.set(key, fingerprint);
 }
 
 LossStats evaluate_loss(models::GPT& model, const models::Tokenizer& tok,

@@ -80,6 +80,39 @@ LoadedModel load_reward_model(const std::string& path, Device device = Device::c
 // sizes of a model, for errors that say how two models differ.
 std::string describe_model(const models::GPTConfig& cfg);
 
+// A file a run reads from another run or from disk, for its fingerprint: the option that names
+// it, the path as given there, and the file read (a run's checkpoint, or the data file itself).
+struct RunInput {
+  std::string flag;  // "--init", "--reward-model", "--prefs"
+  std::string path;  // as given: a run directory, a .safetensors file or a data file
+  std::string file;  // the file whose bytes are fingerprinted
+};
+// A run (or its checkpoint) given as `flag`: its checkpoint_path(path) is read.
+RunInput run_input(const std::string& flag, const std::string& path);
+// A data file (--prefs) given as `flag`.
+RunInput file_input(const std::string& flag, const std::string& path);
+// The config.json key of an input's fingerprint: "--reward-model" → "reward_model_fingerprint".
+std::string input_fingerprint_key(const std::string& flag);
+
+// A resumed run goes on exactly as the uninterrupted run would only if it reads the inputs that
+// run read. So a run records, in its config.json, the fingerprint of each input: data_fingerprint
+// (FNV-1a 64, tasks/jsonl.h) of its file's bytes, under input_fingerprint_key(flag)
+// ("init_fingerprint", "reward_model_fingerprint", "prefs_fingerprint").
+//
+// fingerprint_inputs returns them as an object {key: fingerprint} for record_fingerprints. A
+// resume (`resumed_run`: the run's directory; "" for a fresh run) first compares each with the
+// one the run recorded at its start; a difference is an error naming the option, the path and
+// both ("--init runs/sft: changed since this run started: fingerprint X, recorded Y"). An input
+// the run did not record (a run from before fingerprints) is neither checked nor returned, so it
+// stays unrecorded; so is a run without config.json (rl::open_run names what is missing), and a
+// file that cannot be read (the loader that reads it names why). Call it before the inputs are
+// loaded (a changed input is named as such before it is found unfit) and before the run's first
+// write, so a refused resume leaves the run as it was.
+json::Value fingerprint_inputs(const std::vector<RunInput>& inputs, const std::string& resumed_run);
+// Sets each {key: fingerprint} in `config` (the settings config.json will hold). Call it after
+// rl::open_run: the keys are no options, and its settings check does not compare them.
+void record_fingerprints(json::Value& config, const json::Value& fingerprints);
+
 // Greedy or sampled responses to `prompts`, in batches of `batch_size`; the responses are the
 // decoded generated tokens (specials shown, so an emitted EOS appears as "<|eos|>").
 std::vector<std::string> sample_responses(models::GPT& model, const models::Tokenizer& tok,

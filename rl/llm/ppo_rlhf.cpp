@@ -240,6 +240,11 @@ PPORLHFResult train_ppo_rlhf(const PPORLHFConfig& cfg) {
   rl::check_not_the_run(rl::run_path(cfg.out_dir, cfg.name),
                         {{"--init", cfg.init}, {"--reward-model", cfg.reward_model}});
   const Device dev = rl::resolve_device(cfg.device);
+  // A resume reads the SFT run and the reward model the run started with: checked before they
+  // are read.
+  const json::Value fingerprints = fingerprint_inputs(
+      {run_input("--init", cfg.init), run_input("--reward-model", cfg.reward_model)},
+      cfg.resume ? rl::run_path(cfg.out_dir, cfg.name) : "");
   const LoadedModel actor_run = load_policy(cfg.init, dev), ref_run = load_policy(cfg.init, dev);
   const LoadedModel rm_run = load_reward_model(cfg.reward_model, dev);
   RLFT_CHECK(rm_run.tokenizer.to_json() == actor_run.tokenizer.to_json(), cfg.reward_model,
@@ -279,6 +284,7 @@ PPORLHFResult train_ppo_rlhf(const PPORLHFConfig& cfg) {
   // A resume: the same run; only --steps may grow.
   const rl::RunDir run =
       rl::open_run(rl::run_path(cfg.out_dir, cfg.name), cfg.resume, config_json, {"steps"});
+  record_fingerprints(config_json, fingerprints);
   // The training checkpoint, two files: the actor (the policy `rlft lm eval|sample` load) with
   // its Adam state and the loop's state, and the critic with its Adam state, both at one step.
   // While a checkpoint is written the critic's previous file is kept as critic_prev, so a kill

@@ -44,7 +44,9 @@
 // critic.previous.safetensors (removed once both new files are written), so a process killed
 // between the two writes still leaves a pair at one step: the earlier one. --resume takes the
 // critic at the actor's step from either file, continues at update s + 1 and takes exactly the
-// updates of a straight run (same weights, optimiser states, metrics rows but wall times).
+// updates of a straight run (same weights, optimiser states, metrics rows but wall times). It
+// refuses an --init or --reward-model checkpoint changed since the run started (config.json's
+// init_fingerprint, reward_model_fingerprint; lm.h fingerprint_inputs).
 #pragma once
 
 #include <cstdint>

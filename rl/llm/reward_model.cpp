@@ -224,6 +224,9 @@ RewardModelResult train_reward_model(const RewardModelConfig& cfg) {
   // is created once every input has been read (below).
   std::optional<rl::RunDir> resumed;
   if (cfg.resume) resumed = rl::open_run(run_dir, true, config_json, {"epochs", "grad_accum"});
+  // A resume reads the pairs and the SFT run the run started with: checked before they are read.
+  const json::Value fingerprints = fingerprint_inputs(
+      {file_input("--prefs", cfg.prefs), run_input("--init", cfg.init)}, cfg.resume ? run_dir : "");
   const Device dev = rl::resolve_device(cfg.device);
   std::vector<PreferencePair> pairs = read_preferences(cfg.prefs);
   const LoadedModel init = load_policy(cfg.init, dev);
@@ -259,6 +262,7 @@ RewardModelResult train_reward_model(const RewardModelConfig& cfg) {
   int64_t start = 0;
   std::vector<double> ep_x, ep_acc, ep_corr;  // accuracy.svg's curves
   const rl::RunDir run = resumed ? *resumed : rl::open_run(run_dir, false, config_json);
+  record_fingerprints(config_json, fingerprints);
   const std::string ckpt = run.path("checkpoint.safetensors");
   if (cfg.resume) {
     // The trainer's state, then the weights and AdamW's moments, all checked before the

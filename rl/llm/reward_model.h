@@ -39,7 +39,9 @@
 // stopped and resumed on the CPU ends with a straight run's weights, AdamW state and metrics
 // rows (tests/rl/test_rm_resume.cpp). --epochs may change on resume as long as the checkpoint's
 // step is within the new total (a decaying schedule is then stretched over the new total from
-// the resumed step on), and --grad-accum may change (the same steps up to float rounding).
+// the resumed step on), and --grad-accum may change (the same steps up to float rounding). A
+// --prefs file or --init checkpoint changed since the run started is refused (config.json's
+// prefs_fingerprint, init_fingerprint; lm.h fingerprint_inputs).
 #pragma once
 
 #include <cstdint>

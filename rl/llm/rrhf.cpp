@@ -164,6 +164,11 @@ RRHFResult train_rrhf(const RRHFConfig& cfg) {
   // every input has been read (below).
   std::optional<rl::RunDir> resumed;
   if (cfg.resume) resumed = rl::open_run(run_dir, true, config_json, {"steps"});
+  // A resume reads the SFT run and the reward model (when it scores) the run started with:
+  // checked before they are read.
+  std::vector<RunInput> inputs = {run_input("--init", cfg.init)};
+  if (cfg.scorer == "rm") inputs.push_back(run_input("--reward-model", cfg.reward_model));
+  const json::Value fingerprints = fingerprint_inputs(inputs, cfg.resume ? run_dir : "");
   const Device dev = rl::resolve_device(cfg.device);
   const LoadedModel policy_run = load_policy(cfg.init, dev), ref_run = load_policy(cfg.init, dev);
   models::GPT& policy = *policy_run.model;
@@ -215,6 +220,7 @@ RRHFResult train_rrhf(const RRHFConfig& cfg) {
   std::vector<double> xs, gts;
   RRHFResult res;
   const rl::RunDir run = resumed ? *resumed : rl::open_run(run_dir, false, config_json);
+  record_fingerprints(config_json, fingerprints);
   const std::string ckpt = run.path("checkpoint.safetensors");
   if (cfg.resume) {
     // The weights, Adam's moments, the step and the loop's state, all checked before the

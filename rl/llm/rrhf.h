@@ -24,6 +24,8 @@
 // is the policy file `rlft lm eval|sample` read. --resume loads it, drops the metrics rows
 // logged after it and continues with the draws a straight run makes there, so a stopped and
 // resumed run ends with the same weights, Adam state and metrics (tests/rl/test_rrhf_resume.cpp).
+// It refuses an --init or --reward-model checkpoint changed since the run started (config.json's
+// init_fingerprint, reward_model_fingerprint; lm.h fingerprint_inputs).
 #pragma once
 
 #include <cstdint>

@@ -89,8 +89,10 @@ TEST(CliLmOptions, OutOfRangeValuesNameTheOption) {
       {sft + " --log-every -1", "--log-every must be positive"},
       {dpo + " --eval-fraction -1", "--eval-fraction must be in [0, 1), got -1"},
       {dpo + " --eval-fraction nan", "--eval-fraction must be in [0, 1), got nan"},
-      {dpo + " --eval-samples 0", "--eval-samples must be > 0"},
-      {dpo + " --eval-samples -1", "--eval-samples must be > 0"},
+      {dpo + " --eval-samples 0", "--eval-samples must be in [1, 1048576], got 0"},
+      {dpo + " --eval-samples -1", "--eval-samples must be in [1, 1048576], got -1"},
+      {dpo + " --eval-samples 2147483648",
+       "--eval-samples must be in [1, 1048576], got 2147483648"},
       {dpo + " --max-steps -1", "--max-steps must be >= 0"},
       {dpo + " --grad-clip -1", "--grad-clip must be a number >= 0"},
       {dpo + " --lr 0", "--lr must be a positive number"},
@@ -299,6 +301,33 @@ TEST_F(CliLm, ResumeComparesTheSettings) {
   EXPECT_EQ(again.status, 0) << again.err;
   EXPECT_NE(again.out.find("done: at step 3, no validation in this invocation"), std::string::npos)
       << again.out;
+}
+
+// The audit's case: a DPO run stopped, then its SFT run trained again (another seed). Its
+// --resume would have trained against another reference (its KL to it jumped); it is refused,
+// naming --init and both fingerprints, and the run is left as it was. The recorded fingerprint
+// is no option: the bare --resume takes the run's settings without a word about it.
+TEST_F(CliLm, ResumeAfterTheInitRunChangedIsRefused) {
+  const std::string d = dir_->string();
+  const std::string sft = tiny_sft_args(4) + " --steps 2 --out-dir " + d + " --name sft-changed";
+  ASSERT_EQ(run(sft).status, 0);
+  const Outcome stopped =
+      run("lm dpo --prefs " + path("good.jsonl") + " --init " + path("sft-changed") +
+          " --batch 2 --epochs 1 --eval-samples 1 --checkpoint-every 1 "
+          "--stop-after 1 --quiet --out-dir " +
+          d + " --name dpo-changed");
+  ASSERT_EQ(stopped.status, 0) << stopped.err;
+  const std::string recorded = rlft::json::parse(slurp(*dir_ / "dpo-changed" / "config.json"))
+                                   .at("init_fingerprint")
+                                   .as_string();
+  EXPECT_EQ(recorded.size(), 16u);
+  ASSERT_EQ(run(sft + " --seed 1").status, 0);
+  const auto before = snapshot(*dir_ / "dpo-changed");
+  const std::string resume = "lm dpo --quiet --out-dir " + d + " --name dpo-changed --resume";
+  expect_error(resume,
+               "--init " + path("sft-changed") + ": changed since this run started: fingerprint ");
+  expect_error(resume, ", recorded " + recorded);
+  EXPECT_EQ(snapshot(*dir_ / "dpo-changed"), before);
 }
 
 // lm prefs that gets no usable pair says which filter dropped the candidates.

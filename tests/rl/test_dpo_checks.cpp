@@ -108,6 +108,11 @@ TEST(DPOChecks, NumericOptionsNameTheFlagTheRangeAndTheValue) {
             }),
             "rlft lm dpo: --label-smoothing must be in [0, 0.5), got 0.5");
   EXPECT_EQ(error([](DPOConfig& c) { c.batch = 0; }), "rlft lm dpo: --batch must be > 0, got 0");
+  // A count per evaluation, bounded like the other counts (a typo would fill the memory).
+  EXPECT_EQ(error([](DPOConfig& c) { c.eval_samples = 0; }),
+            "rlft lm dpo: --eval-samples must be in [1, 1048576], got 0");
+  EXPECT_EQ(error([](DPOConfig& c) { c.eval_samples = int64_t(1) << 31; }),
+            "rlft lm dpo: --eval-samples must be in [1, 1048576], got 2147483648");
   // The ends just inside the ranges are accepted.
   const std::string missing_prefs = "prefs.jsonl': No such file";
   for (const std::string& msg :
