@@ -297,12 +297,12 @@ Tensor aggregate(const Tensor& per_token, const Tensor& mask, kernels::Aggregati
 }
 
 std::pair<Tensor, Tensor> log_probs_and_entropy(models::GPT& model, const Tensor& tokens,
-                                                const Tensor& attention_mask) {
+                                                const Tensor& attention_mask, double temperature) {
   const int64_t B = tokens.size(0), T = tokens.size(1);
   RLFT_CHECK(T >= 2, "log_probs_and_entropy: need at least 2 tokens per row, got ", tokens.shape());
   const Tensor hidden = model.forward(tokens, attention_mask);
   const Tensor logits = model.lm_logits(hidden.narrow(1, 0, T - 1));
-  auto [lp, ent] = softmax_logprob(logits, tokens.narrow(1, 1, T - 1), 1.0);
+  auto [lp, ent] = softmax_logprob(logits, tokens.narrow(1, 1, T - 1), temperature);
   const Tensor zero = Tensor::zeros({B, 1}, lp.dtype(), lp.device());
   return {concat({zero, lp}, 1), concat({zero, ent}, 1)};
 }
@@ -538,6 +538,13 @@ GroupRLResult train_group_rl(const GroupRLConfig& cfg_in) {
   const int64_t overlong_max = cfg.overlong_max > 0 ? cfg.overlong_max : cfg.max_new_tokens;
   RLFT_CHECK(!cfg.overlong_shaping || cfg.overlong_cache <= overlong_max, "--overlong-cache ",
              cfg.overlong_cache, " exceeds L_max ", overlong_max);
+  // A response is at most max_new_tokens long: a shaping that starts past it never applies.
+  RLFT_CHECK(!cfg.overlong_shaping || overlong_max - cfg.overlong_cache < cfg.max_new_tokens,
+             "--overlong-shaping: L_max ", overlong_max, " − --overlong-cache ", cfg.overlong_cache,
+             " = ", overlong_max - cfg.overlong_cache, " is not below the generation budget ",
+             cfg.max_new_tokens,
+             " (--max-new-tokens, within the context): no response would be "
+             "penalised");
 
   std::unique_ptr<Objective> objective = make_objective(cfg);
   const LossSettings& ls = objective->loss;
@@ -813,13 +820,13 @@ GroupRLResult train_group_rl(const GroupRLConfig& cfg_in) {
       {
         NoGradGuard ng;
         policy.eval();
-        auto [lp, ent] = log_probs_and_entropy(policy, batch.tokens, batch.attention_mask);
+        // π_old's log-probs and entropy at the sampling temperature τ, as the rollout drew
+        // from it (the logged entropy is that distribution's, not τ = 1's).
+        auto [lp, ent] =
+            log_probs_and_entropy(policy, batch.tokens, batch.attention_mask, cfg.temperature);
         old_lp = lp;
         ref_lp = models::sequence_log_probs(*reference, batch.tokens, batch.attention_mask,
                                             cfg.temperature);
-        if (cfg.temperature != 1.0)
-          old_lp = models::sequence_log_probs(policy, batch.tokens, batch.attention_mask,
-                                              cfg.temperature);
         const std::vector<double> e = ent.to_vector(), rmv = batch.response_mask.to_vector();
         double n = 0;
         for (size_t k = 0; k < e.size(); ++k) entropy += e[k] * rmv[k], n += rmv[k];

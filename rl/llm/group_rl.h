@@ -119,7 +119,7 @@ struct GroupRLConfig {
   // min_lr_ratio·lr (linear is TRL's GRPOTrainer default, from transformers' Trainer).
   std::string lr_schedule = "linear";
   double min_lr_ratio = 0.0;
-  double weight_decay = 0.0;  // AdamW decoupled weight decay
+  double weight_decay = 0.0;  // AdamW decoupled weight decay on every parameter (one group)
   double beta1 = 0.9;         // AdamW β1
   double beta2 = 0.99;        // AdamW β2
   double grad_clip = 1.0;     // max global gradient norm (0: off)
@@ -215,10 +215,12 @@ ReferenceKL reference_kl(const Tensor& old_log_probs, const Tensor& ref_log_prob
 Tensor aggregate(const Tensor& per_token, const Tensor& mask, kernels::Aggregation mode,
                  double normalizer = 0.0);
 
-// The policy's log-probs [B, T] (as models::sequence_log_probs: column 0 is 0) and the entropy
-// [B, T] of its next-token distributions (0 at column 0), from one forward pass.
+// The policy's log-probs [B, T] at temperature τ (as models::sequence_log_probs: column 0 is 0)
+// and the entropy [B, T] of its next-token distributions softmax(logits/τ) (0 at column 0), from
+// one forward pass.
 std::pair<Tensor, Tensor> log_probs_and_entropy(models::GPT& model, const Tensor& tokens,
-                                                const Tensor& attention_mask);
+                                                const Tensor& attention_mask,
+                                                double temperature = 1.0);
 
 // ---- the loop ----------------------------------------------------------------------------------
 // A resumed run (--resume) starts at start_step: this invocation ran steps − start_step update

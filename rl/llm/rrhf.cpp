@@ -78,6 +78,9 @@ static void check_config(const RRHFConfig& cfg) {
              "rlft lm rrhf: --scorer must be rm or ground_truth, got '", cfg.scorer, "'");
   RLFT_CHECK(cfg.scorer != "rm" || !cfg.reward_model.empty(),
              "rlft lm rrhf: --reward-model is required with --scorer rm");
+  RLFT_CHECK(cfg.scorer == "rm" || cfg.reward_model.empty(), "rlft lm rrhf: --reward-model ",
+             cfg.reward_model, " is not used with --scorer ", cfg.scorer,
+             " (the task's ground truth ranks the candidates): drop one of the two");
   const char* cmd = "rlft lm rrhf: ";
   RLFT_CHECK(cfg.steps > 0, cmd, "--steps must be positive, got ", cfg.steps);
   rl::check_count(cmd, "--prompts-per-step", cfg.prompts_per_step);

@@ -245,8 +245,14 @@ TEST_F(GroupCli, RRHFSettingsAreNamedAndTheEarlierRunIsKept) {
   };
   for (const auto& [flags, expect] : cases) fails(rrhf("rrhf") + " " + flags, expect, "rrhf");
   // An arith run has no reviews ground truth to score or evaluate with (it ran, at 0.5, before).
-  fails(rrhf("rrhf") + " --init " + *dir_ + "/sft --scorer ground_truth",
-        "/sft: a run of task 'arith'; rlft lm rrhf needs a reviews SFT run", "rrhf");
+  const std::string truth = "lm rrhf --init " + *dir_ + "/sft --scorer ground_truth --steps 1 " +
+                            "--prompts-per-step 1 --k 2 --eval-samples 1 --quiet --out-dir " +
+                            *dir_ + " --name rrhf";
+  fails(truth, "/sft: a run of task 'arith'; rlft lm rrhf needs a reviews SFT run", "rrhf");
+  // A reward model beside the ground truth would be ignored: named, not silently dropped.
+  fails(rrhf("rrhf") + " --scorer ground_truth",
+        "rlft lm rrhf: --reward-model " + *dir_ + "/rm is not used with --scorer ground_truth",
+        "rrhf");
   fails(rrhf("rrhf") + " --init " + *dir_ + "/sft", "rm: its tokenizer differs", "rrhf");
 }
 

@@ -386,6 +386,46 @@ TEST(PolicyLoss, GSPOTokenEqualsGSPOWithPerResponseAdvantages) {
   EXPECT_EQ(nonzero, 5);  // rows 0 and 3 have gradients (3 + 2 tokens), rows 1 and 2 are clipped
 }
 
+// π_old's log-probs and entropy come from one pass at the sampling temperature τ: the log-probs
+// are sequence_log_probs' at τ, and the entropy is that of softmax(logits/τ), computed here
+// from the logits in double (the logged entropy used to be τ = 1's whatever --temperature).
+TEST(GroupRLLogProbs, LogProbsAndEntropyAreTheTemperaturesDistributions) {
+  models::GPTConfig c;
+  c.vocab_size = 9;
+  c.block_size = 6;
+  c.n_layer = 1;
+  c.n_head = 2;
+  c.n_embd = 8;
+  c.dtype = DType::f64;
+  Generator gen(11);
+  models::GPT model(c, gen);
+  model.eval();
+  const int64_t B = 2, T = 5;
+  const Tensor tokens =
+      Tensor::from_vector(std::vector<int64_t>{1, 4, 2, 8, 3, 0, 5, 5, 7, 6}, {B, T});
+  const Tensor mask = Tensor::ones({B, T}, DType::f64);
+  NoGradGuard ng;
+  const std::vector<double> logits =
+      model.lm_logits(model.forward(tokens, mask)).to_vector();  // [B, T, V]
+  for (double tau : {1.0, 0.5, 1.7}) {
+    const auto [lp, ent] = log_probs_and_entropy(model, tokens, mask, tau);
+    EXPECT_EQ(lp.to_vector(), models::sequence_log_probs(model, tokens, mask, tau).to_vector());
+    const std::vector<double> e = ent.to_vector();
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t t = 1; t < T; ++t) {  // column t: the distribution after token t − 1
+        const double* row = &logits[size_t((b * T + t - 1) * c.vocab_size)];
+        double m = -INFINITY, z = 0, h = 0;
+        for (int64_t v = 0; v < c.vocab_size; ++v) m = std::max(m, row[v] / tau);
+        for (int64_t v = 0; v < c.vocab_size; ++v) z += std::exp(row[v] / tau - m);
+        for (int64_t v = 0; v < c.vocab_size; ++v) {
+          const double logp = row[v] / tau - m - std::log(z);
+          h -= std::exp(logp) * logp;
+        }
+        EXPECT_NEAR(e[size_t(b * T + t)], h, 1e-12) << "tau " << tau << " row " << b << " t " << t;
+      }
+  }
+}
+
 TEST(GroupRLConfig, DefaultsPerAlgorithmAndErrors) {
   for (const std::string& a : group_rl_algorithms()) {
     GroupRLConfig c = group_rl_defaults(a);
@@ -932,6 +972,19 @@ TEST_F(GroupRLRun, OverlongShapingLowersEachResponsesReward) {
     EXPECT_LE(shaping, -0.5) << v.dump();
     EXPECT_GE(shaping, -1.0) << v.dump();
   }
+  // A shaping that starts at or past the generation budget would never apply: an error, before
+  // anything is written.
+  GroupRLConfig inert = small("grpo");
+  inert.overlong_shaping = true;
+  inert.max_new_tokens = 4;
+  inert.overlong_max = 100;
+  inert.overlong_cache = 2;
+  inert.name = "grpo-overlong-inert";
+  EXPECT_NE(rlft::testing::error_of([&] { train_group_rl(inert); })
+                .find("--overlong-shaping: L_max 100 − --overlong-cache 2 = 98 is not below the "
+                      "generation budget 4"),
+            std::string::npos);
+  EXPECT_FALSE(fs::exists(*dir_ + "/grpo-overlong-inert"));
 }
 
 // DCPO's reward history (its smooth advantage standardisation) is keyed by the train prompt's
