@@ -38,7 +38,9 @@ Tensor sigmoid(const Tensor& a);
 Tensor relu(const Tensor& a);
 Tensor gelu(const Tensor& a);  // tanh approximation (GPT-2)
 Tensor softplus(const Tensor& a);
-Tensor clamp(const Tensor& a, double lo, double hi);  // gradient 0 outside [lo, hi]
+// Gradient 1 on [lo, hi], bounds included (PyTorch up to its 2.1x releases; later ones give 0
+// at a scalar bound), 0 outside.
+Tensor clamp(const Tensor& a, double lo, double hi);
 Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b);  // cond: bool
 
 // Comparisons (bool result, no gradient).
@@ -61,7 +63,7 @@ Tensor var(const Tensor& a, const std::vector<int64_t>& dims = {}, int correctio
            bool keepdim = false);
 Tensor max(const Tensor& a, int64_t dim, bool keepdim = false);  // gradient to the first max
 Tensor min(const Tensor& a, int64_t dim, bool keepdim = false);
-Tensor max(const Tensor& a);  // over all elements
+Tensor max(const Tensor& a);  // over all elements; ties share the gradient evenly (as torch)
 Tensor min(const Tensor& a);
 Tensor argmax(const Tensor& a, int64_t dim, bool keepdim = false);  // int64, no gradient
 Tensor logsumexp(const Tensor& a, int64_t dim, bool keepdim = false);

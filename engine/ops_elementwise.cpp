@@ -148,6 +148,8 @@ Tensor pow(const Tensor& a, double e) {
   }, Unary::pow_scalar, e);
   if (any_requires_grad(a)) {
     record("pow", {a}, out, [a = a.detach(), e](const Grads& g, const Needs&) -> Grads {
+      // x⁰ = 1 has gradient 0 everywhere, x = 0 included (e·x^(e−1) would be 0·∞ = NaN there).
+      if (e == 0.0) return {Tensor::zeros(a.shape(), g[0].dtype(), g[0].device())};
       return {mul(g[0], mul(pow(a, e - 1.0), e))};
     });
   }

@@ -158,8 +158,29 @@ Tensor extreme_with_grad(const char* op, const Tensor& a, int64_t dim, bool keep
 
 Tensor max(const Tensor& a, int64_t dim, bool keepdim) { return extreme_with_grad("max", a, dim, keepdim, true); }
 Tensor min(const Tensor& a, int64_t dim, bool keepdim) { return extreme_with_grad("min", a, dim, keepdim, false); }
-Tensor max(const Tensor& a) { return max(a.reshape({a.numel()}), 0, false); }
-Tensor min(const Tensor& a) { return min(a.reshape({a.numel()}), 0, false); }
+namespace {
+// The extreme of all elements. Its gradient is shared evenly by the elements equal to it, as
+// PyTorch's max() / min() without a dim (the per-dim forms give it to the first, as torch's).
+// A NaN extreme is equal to no element: every element's gradient is then NaN.
+Tensor extreme_of_all(const char* op, const Tensor& a, bool is_max) {
+  Tensor out;
+  {
+    NoGradGuard ng;
+    const Tensor flat = a.reshape({a.numel()});
+    out = is_max ? max(flat, 0, false) : min(flat, 0, false);
+  }
+  if (any_requires_grad(a)) {
+    record(op, {a}, out, [a = a.detach(), o = out.detach()](const Grads& g, const Needs&) -> Grads {
+      const Tensor ties = eq(a, o).to(g[0].dtype());
+      return {mul(div(ties, sum(ties)), g[0])};
+    });
+  }
+  return out;
+}
+}  // namespace
+
+Tensor max(const Tensor& a) { return extreme_of_all("max", a, true); }
+Tensor min(const Tensor& a) { return extreme_of_all("min", a, false); }
 Tensor argmax(const Tensor& a, int64_t dim, bool keepdim) { return extreme("argmax", a, dim, keepdim, true).second; }
 
 namespace {

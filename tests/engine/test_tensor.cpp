@@ -220,6 +220,23 @@ TEST(Autograd, ClampBoundsAndMinMaxTiesFollowOpsH) {
   sum(minimum(c, d)).backward();
   EXPECT_EQ(V(c.grad()), std::vector<double>({1, 0, 1}));  // tie at 0 → a
   EXPECT_EQ(V(d.grad()), std::vector<double>({0, 1, 0}));
+  // The extreme of all elements shares its gradient among the tied ones (torch's max()); over a
+  // dim it goes to the first (torch's max(dim)).
+  Tensor e = F({3, 1, 3, 2, 3, 0}, {2, 3}).set_requires_grad();
+  mul(max(e), -0.7).backward();
+  const std::vector<double> ge = V(e.grad()), want_e = {-0.7 / 3, 0, -0.7 / 3, 0, -0.7 / 3, 0};
+  for (size_t i = 0; i < ge.size(); ++i) EXPECT_NEAR(ge[i], want_e[i], 1e-7) << i;
+  Tensor f = F({0, 5, 0, 0}, {4}).set_requires_grad();
+  min(f).backward();
+  const std::vector<double> gf = V(f.grad()), want_f = {1.0 / 3, 0, 1.0 / 3, 1.0 / 3};
+  for (size_t i = 0; i < gf.size(); ++i) EXPECT_NEAR(gf[i], want_f[i], 1e-7) << i;
+  Tensor h = F({3, 1, 3}, {3}).set_requires_grad();
+  max(h, 0).backward();
+  EXPECT_EQ(V(h.grad()), std::vector<double>({1, 0, 0}));
+  // x⁰'s gradient is 0, at x = 0 too (not 0·0⁻¹ = NaN).
+  Tensor z = F({0, 2, -3}, {3}).set_requires_grad();
+  sum(pow(z, 0.0)).backward();
+  EXPECT_EQ(V(z.grad()), std::vector<double>({0, 0, 0}));
 }
 
 TEST(Autograd, DetachNoGradAndRetainGraph) {
