@@ -60,8 +60,8 @@ void add_options(Args& a, llm::GroupRLConfig& c) {
         "constant, linear or cosine (decay over --steps to --min-lr-ratio)");
   a.add("--min-lr-ratio", &c.min_lr_ratio, "final learning rate as a fraction of --lr");
   a.add("--weight-decay", &c.weight_decay,
-        "AdamW decoupled weight decay, on every parameter (biases and LayerNorm too, unlike lm "
-        "sft's groups)");
+        "AdamW decoupled weight decay of the matrices and embeddings (not biases or LayerNorm, "
+        "as lm sft)");
   a.add("--beta1", &c.beta1, "AdamW beta1");
   a.add("--beta2", &c.beta2, "AdamW beta2");
   a.add("--grad-clip", &c.grad_clip, "max global gradient norm (0: off)");

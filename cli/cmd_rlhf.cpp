@@ -134,8 +134,8 @@ int run_rm(int argc, char** argv, int first) {
   a.add("--lr-schedule", &c.lr_schedule, "constant, linear or cosine (decay to --min-lr-ratio)");
   a.add("--min-lr-ratio", &c.min_lr_ratio, "final learning rate as a fraction of --lr");
   a.add("--weight-decay", &c.weight_decay,
-        "AdamW decoupled weight decay, on every parameter (biases and LayerNorm too, unlike lm "
-        "sft's groups)");
+        "AdamW decoupled weight decay of the matrices and embeddings (not biases or LayerNorm, "
+        "as lm sft)");
   a.add("--grad-clip", &c.grad_clip, "max global gradient norm (0: off)");
   a.add("--margin", &c.margin, "Bradley-Terry margin");
   a.add("--center-coef", &c.center_coef,

@@ -187,6 +187,19 @@ Adam::Adam(std::vector<Tensor> params, double lr, double beta1, double beta2, do
   exp_avg_.resize(params_.size());
   exp_avg_sq_.resize(params_.size());
   param_steps_.assign(params_.size(), 0);
+  decays_.assign(params_.size(), true);
+}
+
+void Adam::set_weight_decay_mask(std::vector<bool> decays) {
+  RLFT_CHECK(decays.size() == params_.size(), "Adam: weight-decay mask of ", decays.size(),
+             " entries for ", params_.size(), " parameters");
+  decays_ = std::move(decays);
+}
+
+std::vector<bool> matrices_decay(const std::vector<Tensor>& params) {
+  std::vector<bool> out;
+  for (const Tensor& p : params) out.push_back(p.dim() >= 2);
+  return out;
 }
 
 void Adam::step() {
@@ -199,7 +212,8 @@ void Adam::step() {
   // Parameters on CUDA devices, by (device, dtype, the parameter's step count: one group when
   // every parameter has had a gradient at every step), and their contiguous gradients kept
   // alive until the launch.
-  std::map<std::tuple<int, int, int64_t>, std::vector<kernels::cuda_ops::AdamTensor>> on_device;
+  std::map<std::tuple<int, int, int64_t, bool>, std::vector<kernels::cuda_ops::AdamTensor>>
+      on_device;  // key: device, dtype, step count, decays
   std::vector<Tensor> device_grads;
   for (size_t i = 0; i < params_.size(); ++i) {
     const Tensor& p = params_[i];
@@ -212,13 +226,14 @@ void Adam::step() {
       exp_avg_sq_[i] = Tensor::zeros(p.shape(), p.dtype(), p.device());
     }
     const int64_t t = ++param_steps_[i];
+    const double wd = decays_[i] ? weight_decay_ : 0.0;
     if (p.device().is_cuda()) {
       // Updated after the loop, all parameters of a device and dtype in one fused launch.
       RLFT_CHECK(p.is_contiguous(), "optimizer: parameter of shape ", p.shape(), " is not contiguous");
       device_grads.push_back(gc);
       // Index and shape for the kernel's divergence report (read back at the next
       // synchronisation, kernels/cuda_ops.h).
-      on_device[{p.device().index, int(p.dtype()), t}].push_back(
+      on_device[{p.device().index, int(p.dtype()), t, decays_[i]}].push_back(
           {p.raw_data(), gc.raw_data(), exp_avg_[i].raw_data(), exp_avg_sq_[i].raw_data(),
            p.numel(), int64_t(i), p.shape().data(), p.shape().size()});
       continue;
@@ -227,16 +242,8 @@ void Adam::step() {
     for_each_float(p, [&](auto tag) {
       using T = decltype(tag);
       const T b1 = T(beta1_), b2 = T(beta2_), one = T(1);
-      const kernels::AdamScalars<T> s{b1,
-                                      b2,
-                                      one - b1,
-                                      one - b2,
-                                      T(1 - lr_ * weight_decay_),
-                                      T(weight_decay_),
-                                      T(step_size),
-                                      T(sqrt_bc2),
-                                      T(eps_),
-                                      decoupled_};
+      const kernels::AdamScalars<T> s{b1,    b2,           one - b1,    one - b2, T(1 - lr_ * wd),
+                                      T(wd), T(step_size), T(sqrt_bc2), T(eps_),  decoupled_};
       // A run that diverged stops here with its cause, not later in whatever op first meets
       // the NaN ("no finite logit"): the kernel checks the updated weights in the same pass.
       const bool finite = kernels::adam_update_cpu(p.numel(), p.data<T>(), gc.data<T>(),
@@ -251,12 +258,11 @@ void Adam::step() {
     // A step that leaves a weight non-finite is found by the kernel and thrown, with the CPU's
     // message, at the next synchronisation (the next host read of a device result).
     for (const auto& [key, tensors] : on_device) {
-      const auto& [device, dtype, t] = key;
+      const auto& [device, dtype, t, decays] = key;
       const auto [step_size, sqrt_bc2] = corrections(t);
-      const kernels::cuda_ops::AdamArgs args{beta1_,        beta2_,     1 - lr_ * weight_decay_,
-                                             weight_decay_, step_size,  sqrt_bc2,
-                                             eps_,          decoupled_, steps_,
-                                             adam_layout()};
+      const double wd = decays ? weight_decay_ : 0.0;
+      const kernels::cuda_ops::AdamArgs args{beta1_,   beta2_, 1 - lr_ * wd, wd,     step_size,
+                                             sqrt_bc2, eps_,   decoupled_,   steps_, adam_layout()};
       kernels::cuda_ops::adam_step(kernels::cuda_ops::Type(dtype), tensors.data(),
                                    int(tensors.size()), args, device);
     }

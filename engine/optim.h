@@ -59,6 +59,10 @@ class Adam : public Optimizer {
   // decoupled = true gives AdamW.
   Adam(std::vector<Tensor> params, double lr = 1e-3, double beta1 = 0.9, double beta2 = 0.999, double eps = 1e-8,
        double weight_decay = 0, bool decoupled = false);
+  // Weight decay for some parameters only (HF Trainer / nanoGPT's groups: matrices and
+  // embeddings decay, biases and LayerNorm parameters do not): decays[i] false exempts
+  // parameter i. One optimiser, so its state (names, counts) is the same as without groups.
+  void set_weight_decay_mask(std::vector<bool> decays);
   // A parameter that the step leaves NaN or ±inf is an rlft::Error naming it, its shape and the
   // step ("training diverged"): on the CPU thrown by step(); on a CUDA device found by the fused
   // kernel and thrown at the next synchronisation (the next host read of any device result,
@@ -75,7 +79,12 @@ class Adam : public Optimizer {
   // without a gradient on a step is skipped and does not age, so its bias correction counts
   // its own updates. Checkpoints hold them as "param_steps".
   std::vector<int64_t> param_steps_;
+  std::vector<bool> decays_;  // per parameter: weight_decay applies (all, unless a mask is set)
 };
+
+// The HF Trainer / nanoGPT decay mask of a parameter list: true for tensors of two or more
+// dimensions (matrices, embeddings), false for biases and LayerNorm's gains and shifts.
+std::vector<bool> matrices_decay(const std::vector<Tensor>& params);
 
 class AdamW : public Adam {
  public:

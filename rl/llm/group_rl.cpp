@@ -550,6 +550,7 @@ GroupRLResult train_group_rl(const GroupRLConfig& cfg_in) {
   const LossSettings& ls = objective->loss;
 
   optim::AdamW opt(policy.parameters(), cfg.lr, cfg.beta1, cfg.beta2, 1e-8, cfg.weight_decay);
+  opt.set_weight_decay_mask(optim::matrices_decay(policy.parameters()));  // as lm sft's groups
   optim::LRSchedule schedule;  // a function of the step only, so a resumed run follows it too
   schedule.kind = optim::LRSchedule::parse(cfg.lr_schedule);
   schedule.base_lr = cfg.lr;

@@ -119,7 +119,7 @@ struct GroupRLConfig {
   // min_lr_ratio·lr (linear is TRL's GRPOTrainer default, from transformers' Trainer).
   std::string lr_schedule = "linear";
   double min_lr_ratio = 0.0;
-  double weight_decay = 0.0;  // AdamW decoupled weight decay on every parameter (one group)
+  double weight_decay = 0.0;  // AdamW decoupled weight decay of matrices and embeddings
   double beta1 = 0.9;         // AdamW β1
   double beta2 = 0.99;        // AdamW β2
   double grad_clip = 1.0;     // max global gradient norm (0: off)

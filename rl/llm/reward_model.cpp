@@ -249,6 +249,7 @@ RewardModelResult train_reward_model(const RewardModelConfig& cfg) {
   RLFT_CHECK(!train.empty(), cfg.prefs, ": no training pairs left after holding out ", n_eval);
 
   optim::AdamW opt(rm.parameters(), cfg.lr, 0.9, 0.95, 1e-8, cfg.weight_decay);
+  opt.set_weight_decay_mask(optim::matrices_decay(rm.parameters()));  // as lm sft's groups
   const int64_t steps_per_epoch =
       int64_t((train.size() + size_t(cfg.batch) - 1) / size_t(cfg.batch));
   const int64_t total = cfg.epochs * steps_per_epoch;

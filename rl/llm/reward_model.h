@@ -69,7 +69,7 @@ struct RewardModelConfig {
   double lr = 1e-3;                    // AdamW peak learning rate
   std::string lr_schedule = "cosine";  // constant | linear | cosine (to min_lr_ratio·lr)
   double min_lr_ratio = 0.1;           // final learning rate as a fraction of lr
-  double weight_decay = 0.0;           // AdamW decoupled weight decay on every parameter
+  double weight_decay = 0.0;           // AdamW decoupled decay of matrices and embeddings
   double grad_clip = 1.0;              // max global gradient norm (0: off)
   double margin = 0.0;                 // BT margin
   double center_coef = 0.01;           // η of the centring term (ALGORITHMS.md §3's 0.01; 0: off)

@@ -352,6 +352,33 @@ TEST(Optim, StepCountsArePerParameterAsPyTorchs) {
             std::string::npos);
 }
 
+// A weight-decay mask exempts parameters from the decay and nothing else: with zero gradients
+// Adam's own update is 0, so the decayed matrix shrinks by lr·wd a step and the exempt bias
+// stays; matrices_decay picks the tensors of two or more dimensions.
+TEST(Optim, WeightDecayMaskExemptsBiasesAndKeepsOneState) {
+  Tensor w = Tensor::from_vector(std::vector<double>{1, 2, 3, 4}, {2, 2}).set_requires_grad();
+  Tensor b = Tensor::from_vector(std::vector<double>{5, 6}, {2}).set_requires_grad();
+  optim::AdamW opt({w, b}, 0.1, 0.9, 0.999, 1e-8, 0.5);
+  EXPECT_EQ(optim::matrices_decay({w, b}), (std::vector<bool>{true, false}));
+  opt.set_weight_decay_mask(optim::matrices_decay({w, b}));
+  for (int s = 0; s < 2; ++s) {
+    w.set_grad(Tensor::zeros({2, 2}, DType::f64));
+    b.set_grad(Tensor::zeros({2}, DType::f64));
+    opt.step();
+  }
+  const double f = 1 - 0.1 * 0.5;
+  std::vector<double> want;
+  for (double x : {1.0, 2.0, 3.0, 4.0}) want.push_back(x * f * f);
+  EXPECT_EQ(w.to_vector(), want);
+  EXPECT_EQ(b.to_vector(), (std::vector<double>{5, 6}));
+  for (const auto& [name, t] : opt.state())  // one optimiser's names, as without a mask
+    EXPECT_TRUE(name == "step" || name == "param_steps" || name.rfind("exp_avg", 0) == 0) << name;
+  EXPECT_NE(rlft::testing::error_of([&] {
+              opt.set_weight_decay_mask({true});
+            }).find("Adam: weight-decay mask of 1 entries for 2 parameters"),
+            std::string::npos);
+}
+
 TEST(Optim, ClipGradNorm) {
   Tensor a = param(0), b = param(0);
   set_grad(a, 3);
