@@ -13,7 +13,7 @@
 // Defaults are CleanRL's ppo.py for CartPole (4 envs × 128 steps, lr 2.5e-4 annealed, 4
 // minibatches × 4 epochs, ε 0.2, c_ent 0.01, c_v 0.5, max grad norm 0.5, Adam eps 1e-5,
 // separate 64-64 tanh nets with orthogonal init). Presets for Pendulum and LunarLander are
-// in presets().
+// apply_preset()'s (preset_names() lists them).
 #pragma once
 
 #include <cstdint>

@@ -25,8 +25,8 @@
 //   global gradient norm of the logged step, before clipping, also when clipping is off);
 //   step, epoch, elapsed_seconds (this invocation's wall time);
 // and every eval_every steps: the same on held-out pairs (heldout_*), and, on policy samples
-// for the task's validation prompts, kl = mean Σ_t (log π_θ − log π_ref) at the sampled tokens
-// and ground_truth = mean p(positive | x + y) (the DPO paper's frontier axes).
+// for the task's validation prompts, kl = mean Σ_t (log π_θ − log π_ref) at the sampled tokens,
+// ground_truth = mean p(positive | x + y) (the DPO paper's frontier axes) and response_length.
 // Defaults: β 0.1, 2 epochs, batch 16 pairs, Adam lr 1e-4 (constant), grad clip 1.
 //
 // Resume: checkpoint.safetensors holds the policy, the Adam state and the step (written every

@@ -35,7 +35,7 @@
 //   step, reward_mean (verifier + format + overlong reward, before any KL term; every sample
 //   generated this step), accuracy (verifier exact match),
 //   zero_adv_groups (fraction of groups whose advantages are all 0), response_length_mean/max
-//   (tokens, EOS included), entropy (mean over response tokens, under π_old), loss (mean over
+//   (tokens, EOS included), entropy (mean over response tokens, under π_old at τ), loss (mean over
 //   the minibatch steps), clip_frac_low / clip_frac_high (token-weighted means of ratio_clip's
 //   statistics over the steps), dcpo_clipped (fraction of tokens outside DCPO's bounds, DCPO
 //   only), kl_ref (Σ_t k1(old_logp − ref_logp) per sequence, mean), kl_ref_k3 (token mean of k3),
@@ -46,8 +46,10 @@
 //   no group), extra_rounds and groups_dropped (dynamic sampling), groups (groups trained on),
 //   generated_samples and generated_tokens (cumulative over the run: every response sampled,
 //   dynamic sampling's extra rounds included; tokens with EOS — the generation budget),
-//   samples_per_second, elapsed_seconds; at eval steps eval_accuracy (greedy, eval_prompts
-//   validation prompts), and on step 1 eval_accuracy_start (the same before any update).
+//   updates (optimizer steps this step), lr, time_rollout / time_scoring / time_update (seconds
+//   of the step's three phases), samples_per_second, elapsed_seconds; at eval steps
+//   eval_accuracy (greedy, eval_prompts validation prompts), and on step 1 eval_accuracy_start
+//   (the same before any update).
 #pragma once
 
 #include <cstdint>
