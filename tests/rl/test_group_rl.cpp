@@ -390,13 +390,7 @@ TEST(PolicyLoss, GSPOTokenEqualsGSPOWithPerResponseAdvantages) {
 // are sequence_log_probs' at τ, and the entropy is that of softmax(logits/τ), computed here
 // from the logits in double (the logged entropy used to be τ = 1's whatever --temperature).
 TEST(GroupRLLogProbs, LogProbsAndEntropyAreTheTemperaturesDistributions) {
-  models::GPTConfig c;
-  c.vocab_size = 9;
-  c.block_size = 6;
-  c.n_layer = 1;
-  c.n_head = 2;
-  c.n_embd = 8;
-  c.dtype = DType::f64;
+  const models::GPTConfig c = rlft::testing::tiny_f64_gpt(9, 6);
   Generator gen(11);
   models::GPT model(c, gen);
   model.eval();

@@ -207,16 +207,7 @@ TEST(RLHFLosses, GAEOverMaskedResponse) {
 // stream: the reference (also the actor), the critic with its value head, the reward model
 // with its reward head.
 struct TinyRLHFModels {
-  static models::GPTConfig base() {
-    models::GPTConfig c;
-    c.vocab_size = 12;
-    c.block_size = 8;
-    c.n_layer = 1;
-    c.n_head = 2;
-    c.n_embd = 8;
-    c.dtype = DType::f64;
-    return c;
-  }
+  static models::GPTConfig base() { return rlft::testing::tiny_f64_gpt(12, 8); }
   explicit TinyRLHFModels(uint64_t seed)
       : gen(seed),
         ref(base(), gen),

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "models/gpt.h"
 #include "rl/llm/reward_model.h"
 #include "rl/llm/rlhf_data.h"
 #include "rl/llm/sft.h"
@@ -25,6 +26,19 @@ Config config_at(const std::string& dir, const std::string& name) {
   c.out_dir = dir;
   c.name = name;
   c.quiet = true;
+  return c;
+}
+
+// A 1-layer float64 GPT of 2 heads and C 8 over `vocab` tokens and a context of `block`: the
+// model of the tests that check a formula on a few fixed tokens.
+inline models::GPTConfig tiny_f64_gpt(int64_t vocab, int64_t block) {
+  models::GPTConfig c;
+  c.vocab_size = vocab;
+  c.block_size = block;
+  c.n_layer = 1;
+  c.n_head = 2;
+  c.n_embd = 8;
+  c.dtype = DType::f64;
   return c;
 }
 
