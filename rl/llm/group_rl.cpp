@@ -571,6 +571,10 @@ GroupRLResult train_group_rl(const GroupRLConfig& cfg_in) {
     const Metadata meta = load_checkpoint(ckpt, policy, &opt);
     RLFT_CHECK(meta.count("group_rl_state"), ckpt,
                ": not a group RL training checkpoint (no group_rl_state)");
+    // The settings the checkpoint was trained with, against config.json's (edited by hand?).
+    if (meta.count("run_config"))
+      rl::check_checkpoint_settings(json::parse(meta.at("run_config"), ckpt + ":run_config"),
+                                    config_json, {"steps"}, ckpt);
     resumed = parse_resume_state(meta.at("group_rl_state"), ckpt, train_prompts.size());
     start = metadata_int(meta, "step", ckpt);
     RLFT_CHECK(start <= cfg.steps, ckpt, ": checkpoint is at step ", start, ", beyond --steps ",

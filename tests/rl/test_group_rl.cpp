@@ -923,8 +923,26 @@ TEST_F(GroupRLRun, ResumeChecksEveryFieldOfTheLoopState) {
   EXPECT_NE(msg.find("metrics.jsonl: record 3: 'reward_mean' must be a finite number"),
             std::string::npos)
       << msg;
-  // The intact state resumes.
   fs::atomic_write_file(run + "/metrics.jsonl", metrics);
+  // config.json edited by hand (lr 1e-4 -> 0.5) and resumed with it: the settings the checkpoint
+  // records name the difference, and nothing changes.
+  {
+    const std::string intact = fs::read_file(ckpt);
+    json::Value edited = json::parse(config);
+    edited.set("lr", 0.5);
+    fs::atomic_write_file(run + "/config.json", edited.dump(2) + "\n");
+    GroupRLConfig e = c;
+    e.lr = 0.5;
+    const std::string err = rlft::testing::error_of([&] { train_group_rl(e); });
+    EXPECT_NE(err.find("--resume: setting 'lr' is 0.5 but the checkpoint " + ckpt +
+                       " was trained with 0.0001"),
+              std::string::npos)
+        << err;
+    EXPECT_EQ(fs::read_file(run + "/metrics.jsonl"), metrics);
+    EXPECT_EQ(fs::read_file(ckpt), intact);
+    fs::atomic_write_file(run + "/config.json", config);
+  }
+  // The intact state resumes.
   EXPECT_EQ(train_group_rl(c).steps, 4);
 }
 
