@@ -226,14 +226,16 @@ void Adam::step() {
       exp_avg_sq_[i] = Tensor::zeros(p.shape(), p.dtype(), p.device());
     }
     const int64_t t = ++param_steps_[i];
-    const double wd = decays_[i] ? weight_decay_ : 0.0;
+    // Without weight decay the mask changes nothing: one device group, as without a mask.
+    const bool decays = decays_[i] && weight_decay_ != 0;
+    const double wd = decays ? weight_decay_ : 0.0;
     if (p.device().is_cuda()) {
       // Updated after the loop, all parameters of a device and dtype in one fused launch.
       RLFT_CHECK(p.is_contiguous(), "optimizer: parameter of shape ", p.shape(), " is not contiguous");
       device_grads.push_back(gc);
       // Index and shape for the kernel's divergence report (read back at the next
       // synchronisation, kernels/cuda_ops.h).
-      on_device[{p.device().index, int(p.dtype()), t, decays_[i]}].push_back(
+      on_device[{p.device().index, int(p.dtype()), t, decays}].push_back(
           {p.raw_data(), gc.raw_data(), exp_avg_[i].raw_data(), exp_avg_sq_[i].raw_data(),
            p.numel(), int64_t(i), p.shape().data(), p.shape().size()});
       continue;
