@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <map>
 #include <set>
 
 #include "engine/fs.h"
@@ -67,6 +68,46 @@ TEST(ArithTask, DeterministicDisjointSplits) {
   const auto te_all = prompts_of(ArithTask(c), Split::test);
   const auto te3 = prompts_of(ArithTask(c3), Split::test);
   for (const std::string& p : te_all) EXPECT_TRUE(te3.count(p)) << p;
+  // A problem's split is the same under every --digits: the 1-digit problems sit where the
+  // 2-digit task puts them, and so do the 2-digit ones in the 3-digit task.
+  auto split_of = [](int64_t digits, int64_t size) {
+    TaskConfig t;
+    t.ops = "+-";
+    t.digits = digits;
+    t.train_size = t.eval_size = size;  // a split holds its first `size` problems once shuffled
+    const ArithTask task(t);
+    std::map<std::string, Split> out;
+    for (Split s : {Split::train, Split::validation, Split::test})
+      for (const Example& e : task.examples(s)) out[e.prompt] = s;
+    return out;
+  };
+  const auto one = split_of(1, 1000000), two = split_of(2, 1000000), three = split_of(3, 100000);
+  EXPECT_EQ(one.size(), 200u);  // every problem of each
+  EXPECT_EQ(two.size(), 20000u);
+  for (const auto& [prompt, s] : one) EXPECT_EQ(two.at(prompt), s) << prompt;
+  size_t found = 0;  // the 2-digit problems among the 3-digit task's 300k kept ones
+  for (const auto& [prompt, s] : two)
+    if (const auto it = three.find(prompt); it != three.end()) {
+      ++found;
+      EXPECT_EQ(it->second, s) << prompt;
+    }
+  EXPECT_GT(found, 1000u);
+  // 1-digit + has 100 problems: some data seed hashes none into validation (5% of them), an
+  // error naming the split rather than an empty split whose loss reads 0.
+  TaskConfig tiny = c;
+  tiny.digits = 1;
+  tiny.ops = "+";
+  std::string err = "<no error>";  // error_of's word for a call that did not throw
+  for (uint64_t seed = 0; seed < 3000 && err == "<no error>"; ++seed) {
+    tiny.data_seed = seed;
+    err = rlft::testing::error_of([&] { ArithTask t(tiny); });
+  }
+  ASSERT_NE(err, "<no error>") << "no seed below 3000 leaves a split of 1-digit + empty";
+  EXPECT_EQ(err,
+            "arith: the validation split is empty: none of the 100 problems of --digits 1 "
+            "--ops \"+\" falls in it under --data-seed " +
+                std::to_string(tiny.data_seed) +
+                " (another --data-seed, or more digits or operators)");
 }
 
 TEST(ArithTask, VerifierCases) {

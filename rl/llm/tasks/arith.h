@@ -3,8 +3,10 @@
 //   prompt "37+45=", response "82";  "12-45=" → "-33";  "7*13=" → "91"
 //
 // Operands are uniform in [0, 10^digits), operators from TaskConfig::ops (+ − × written as
-// ASCII + - *). Every problem (a, op, b) is assigned to a split by a hash of its text and the
-// data seed: 10% test, 5% validation, 85% train — so a problem never appears in two splits.
+// ASCII + - *). Every problem (a, op, b) is assigned to a split by a hash of the problem and
+// the data seed: 10% test, 5% validation, 85% train — so a problem never appears in two splits,
+// and is in the same split under every --digits and --ops (a 2-digit run's training problems
+// are not a 3-digit run's test problems). A seed that leaves a split empty is an error.
 // Validation and test hold up to eval_size distinct problems; train holds every problem of its
 // part when there are at most train_size of them (2-digit + and −: ~17 000), else train_size
 // distinct ones drawn from it.

@@ -20,7 +20,8 @@
 //                clumsy painful poor messy) | neutral (okay fine average decent ordinary
 //                predictable)
 //   feeling   := loved | liked | enjoyed | admired | hated | disliked | regretted | tolerated
-// The longest review is 111 characters, so BOS + review + EOS fits a 128-token context.
+// The longest review the grammar allows is 116 characters (the longest among 66k generated:
+// 109), so BOS + review + EOS fits a 128-token context.
 //
 // Prompts are the 160 openings "review: <det> <noun> <verb>"; each opening is assigned to one
 // split by a hash (80% train, 10% validation, 10% test), and a review belongs to the split of
@@ -53,7 +54,8 @@ class ReviewsTask : public Task {
   SampleMetrics sample_metrics(const std::vector<std::string>& prompts,
                                const std::vector<std::string>& responses) const override;
 
-  // p(positive | text) in (0, 1).
+  // p(positive | text) in [0, 1] (a logistic of the word scores: 1 or 0 exactly only far out,
+  // e.g. 40 × "superb"; its users clamp the logit).
   static double sentiment(const std::string& text);
   // True when `text` is exactly one review of the grammar (no trailing space or EOS).
   static bool is_grammatical(const std::string& text);
