@@ -376,20 +376,13 @@ PPOResult train_ppo(const PPOConfig& cfg, const std::string& run_dir,
     if (md.count("obs_rms")) obs_rms = RunningMeanStd::from_metadata(md.at("obs_rms"), ckpt, O);
     // The checkpoint's own record of its environment and network, against what config.json
     // (edited by hand, say) builds now: equal shapes alone would load tanh weights into a relu
-    // network. Each key the checkpoint records must match (an older record may lack some).
-    RLFT_CHECK(!md.count("env_id") || md.at("env_id") == cfg.env_id, ckpt,
-               ": the checkpoint is of environment ", md.at("env_id"), ", the run's config.json ",
-               "says ", cfg.env_id);
-    if (md.count("policy")) {
-      const json::Value recorded = json::parse(md.at("policy"), ckpt + ":policy");
-      const json::Value now = json::parse(models::describe(pc));
-      RLFT_CHECK(recorded.is_object(), ckpt, ": metadata 'policy' is not a JSON object");
-      for (const auto& [k, v] : recorded.as_object()) {
-        const json::Value* w = now.find(k);
-        RLFT_CHECK(w && *w == v, ckpt, ": the checkpoint's policy has ", k, " = ", v.dump(),
-                   ", the run's config.json builds ", w ? w->dump() : std::string("(none)"));
-      }
-    }
+    // network.
+    json::Value recorded =
+        md.count("policy") ? json::parse(md.at("policy"), ckpt + ":policy") : json::Value::object();
+    json::Value now = json::parse(models::describe(pc));
+    if (md.count("env_id") && recorded.is_object()) recorded.set("env_id", md.at("env_id"));
+    now.set("env_id", cfg.env_id);
+    check_checkpoint_settings(recorded, now, {}, ckpt);
     RLFT_CHECK(first_update - 1 <= num_updates, ckpt, ": the checkpoint is at update ",
                first_update - 1, " (global step ", global_step, "), beyond --total-steps ",
                cfg.total_steps, " (", num_updates, " updates of ", batch_size, " steps)");

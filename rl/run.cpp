@@ -116,7 +116,8 @@ bool exempt_from_resume_check(const std::string& key, const std::vector<std::str
 
 void check_checkpoint_settings(const json::Value& recorded, const json::Value& now,
                                const std::vector<std::string>& free, const std::string& ckpt) {
-  RLFT_CHECK(recorded.is_object(), ckpt, ": metadata run_config is not a JSON object");
+  RLFT_CHECK(recorded.is_object(), ckpt,
+             ": its record of the settings it was trained with is not a JSON object");
   for (const auto& [k, v] : now.as_object()) {
     const json::Value* old = recorded.find(k);
     if (old == nullptr || exempt_from_resume_check(k, free)) continue;

@@ -77,7 +77,8 @@ RunDir open_run(const std::string& dir, bool resume, json::Value& config,
                 const std::vector<std::string>& free = {});
 
 // For --resume, once the checkpoint is read: the settings the checkpoint itself recorded
-// (`recorded`, its run_config metadata) against those the run goes on with (`now`, taken from
+// (`recorded`: its run_config metadata; train ppo's policy record and environment) against
+// those the run goes on with (`now`, taken from
 // config.json and the command line). config.json can be edited by hand; the checkpoint's record
 // is the settings its weights were trained with. Keys both hold must be equal, except those
 // check_resumable exempts and the caller's `free` ones; a key only one side holds (a record from

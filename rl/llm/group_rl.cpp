@@ -560,8 +560,9 @@ GroupRLResult train_group_rl(const GroupRLConfig& cfg_in) {
     rl::check_not_the_run(rl::run_path(cfg.out_dir, cfg.name), {{"--init", cfg.init}});
   json::Value config_json = to_json(cfg);
   // A resume: the same settings as the run was started with; only --steps may grow.
+  const std::vector<std::string> resume_free = {"steps"};
   const rl::RunDir run =
-      rl::open_run(rl::run_path(cfg.out_dir, cfg.name), cfg.resume, config_json, {"steps"});
+      rl::open_run(rl::run_path(cfg.out_dir, cfg.name), cfg.resume, config_json, resume_free);
   record_fingerprints(config_json, fingerprints);
   const std::string ckpt = run.path("checkpoint.safetensors");
   ResumeState resumed;  // the loop's state in the checkpoint when resuming, checked
@@ -574,7 +575,7 @@ GroupRLResult train_group_rl(const GroupRLConfig& cfg_in) {
     // The settings the checkpoint was trained with, against config.json's (edited by hand?).
     if (meta.count("run_config"))
       rl::check_checkpoint_settings(json::parse(meta.at("run_config"), ckpt + ":run_config"),
-                                    config_json, {"steps"}, ckpt);
+                                    config_json, resume_free, ckpt);
     resumed = parse_resume_state(meta.at("group_rl_state"), ckpt, train_prompts.size());
     start = metadata_int(meta, "step", ckpt);
     RLFT_CHECK(start <= cfg.steps, ckpt, ": checkpoint is at step ", start, ", beyond --steps ",

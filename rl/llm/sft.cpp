@@ -320,8 +320,9 @@ SFTResult train_sft(const SFTConfig& cfg_in) {
   // A resume: the same task, model and optimisation as the run was started with; --steps may
   // grow (the cosine schedule then stretches), the stopping rule may change, and so may
   // --grad-accum (the same step up to float rounding; only dropout's draws differ).
-  const rl::RunDir run = rl::open_run(rl::run_path(cfg.out_dir, cfg.name), cfg.resume, config_json,
-                                      {"steps", "stop_at_exact_match", "grad_accum"});
+  const std::vector<std::string> resume_free = {"steps", "stop_at_exact_match", "grad_accum"};
+  const rl::RunDir run =
+      rl::open_run(rl::run_path(cfg.out_dir, cfg.name), cfg.resume, config_json, resume_free);
   const std::string ckpt = run.path("checkpoint.safetensors");
 
   // Curves for loss.svg (rebuilt from metrics.jsonl on resume).
@@ -334,8 +335,7 @@ SFTResult train_sft(const SFTConfig& cfg_in) {
                ckpt, ": the checkpoint's tokenizer differs from this task's");
     if (meta.count("run_config"))
       rl::check_checkpoint_settings(json::parse(meta.at("run_config"), ckpt + ":run_config"),
-                                    config_json, {"steps", "stop_at_exact_match", "grad_accum"},
-                                    ckpt);
+                                    config_json, resume_free, ckpt);
     start = metadata_int(meta, "step", ckpt);
     RLFT_CHECK(start <= cfg.steps, ckpt, ": checkpoint is at step ", start, ", beyond --steps ",
                cfg.steps);

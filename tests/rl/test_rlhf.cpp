@@ -276,7 +276,7 @@ TEST(RLHFLosses, ExperienceAlignsTheValuesAndRunsGAEWithTheConfigsGammaAndLambda
 // The reference is scored at the rollout's temperature (--temperature), as the actor's log-probs
 // are: while the actor is the reference, the per-token KL penalty is 0 at τ = 0.5 too, so the
 // rewards are the clipped score alone at each row's last response token. (It was scored at τ =
-// 1, which made the penalty 0.0177 summed over this batch with identical models.)
+// 1, which made the penalty non-zero at every response token with identical models.)
 TEST(RLHFLosses, ExperienceScoresTheReferenceAtTheRolloutsTemperature) {
   TinyRLHFModels tiny(5);
   models::GPT &ref = tiny.ref, &critic = tiny.critic, &rm = tiny.rm;
