@@ -78,9 +78,8 @@ RunDir open_run(const std::string& dir, bool resume, json::Value& config,
 
 // For --resume, once the checkpoint is read: the settings the checkpoint itself recorded
 // (`recorded`: its run_config metadata; train ppo's policy record and environment) against
-// those the run goes on with (`now`, taken from
-// config.json and the command line). config.json can be edited by hand; the checkpoint's record
-// is the settings its weights were trained with. Keys both hold must be equal, except those
+// those the run goes on with (`now`, taken from config.json and the command line). config.json
+// can be edited by hand; the checkpoint's record is the settings its weights were trained with. Keys both hold must be equal, except those
 // check_resumable exempts and the caller's `free` ones; a key only one side holds (a record from
 // before the key existed) is not compared. A difference names the checkpoint, the setting and
 // both values.
