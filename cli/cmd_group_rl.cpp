@@ -81,6 +81,12 @@ void add_options(Args& a, llm::GroupRLConfig& c) {
   a.record_as("--group", "group_size");  // config.json's name of the setting
 }
 
+// `--kl none` on an algorithm whose default places a KL term (GRPO, RLOO) turns its default β
+// off with it; a --beta written beside it is an error (check_group_rl_config).
+void settle_kl(const Args& a, llm::GroupRLConfig& c) {
+  if (a.given("--kl") && !a.given("--beta") && c.kl == "none") c.beta = 0;
+}
+
 Args make_args(const std::string& algo) {
   return Args("rlft lm " + algo,
               "Group-relative RL with a verifiable reward (" + algo +
@@ -104,6 +110,7 @@ llm::GroupRLConfig parse_group_rl_command(const std::string& algo,
   for (std::string& w : words) argv.push_back(w.data());
   RLFT_CHECK(a.parse(int(argv.size()), argv.data(), 3), "rlft lm ", algo,
              ": --help is not a training option");
+  settle_kl(a, c);
   llm::check_group_rl_config(c);
   return c;
 }
@@ -113,6 +120,7 @@ int run_group_rl(const std::string& algo, int argc, char** argv, int first) {
   Args a = make_args(algo);
   add_options(a, c);
   if (!a.parse(argc, argv, first)) return 0;
+  settle_kl(a, c);
   if (c.resume && (!c.name.empty() || !c.init.empty())) {
     if (c.name.empty()) c.name = llm::default_group_rl_run_name(c);
     take_recorded_settings(a, rl::run_path(c.out_dir, c.name));

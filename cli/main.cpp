@@ -56,6 +56,9 @@ std::string one_line(const char* what) {
 int main(int argc, char** argv) {
   try {
     if (argc < 2 || std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h") {
+      if (argc > 2)
+        throw rlft::Error(rlft::str("rlft ", argv[1], ": unexpected argument '", argv[2],
+                                    "' (a command's options: rlft <command> --help)"));
       std::fputs(kUsage, stdout);
       return 0;
     }

@@ -426,6 +426,9 @@ void check_group_rl_config(const GroupRLConfig& c) {
   RLFT_CHECK(!(c.algo == "dcpo" && level == kernels::RatioLevel::sequence),
              "dcpo: per-token bounds need --ratio-level token or sequence_token");
   number("--beta", c.beta, 0, false, inf, "a finite number >= 0");
+  // A coefficient nothing multiplies would be recorded in config.json as if it had trained.
+  RLFT_CHECK(parse_kl(c.kl) != KLPlacement::none || c.beta == 0, cmd, "--beta ", c.beta,
+             " has no effect with --kl none: give --kl loss_k3 or reward_k1, or --beta 0");
   RLFT_CHECK(c.max_extra_rounds >= 0, cmd, "--max-extra-rounds must be >= 0, got ",
              c.max_extra_rounds);
   RLFT_CHECK(c.overlong_max >= 0, cmd, "--overlong-max must be >= 0 (0: --max-new-tokens), got ",

@@ -142,6 +142,7 @@ TEST(Cli, HelpListsOptionsWithDefaults) {
   EXPECT_NE(o.out.find("--clip-coef"), std::string::npos);
   EXPECT_NE(o.out.find("(default: 0.2)"), std::string::npos);
   EXPECT_EQ(run("--help").status, 0);
+  expect_error("--help train", "rlft --help: unexpected argument 'train'");
   const Outcome experiment = run("experiment --help");
   EXPECT_EQ(experiment.status, 0) << experiment.err;
   EXPECT_NE(experiment.out.find("frontier|verifiable"), std::string::npos);

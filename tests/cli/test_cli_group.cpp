@@ -123,11 +123,23 @@ TEST_F(GroupCli, GroupRLSettingsAreCheckedBeforeTheRunIsTouched) {
       {"--dcpo-r-max 0.5", "--dcpo-r-max must be a finite number > 1", "dcpo"},
       {"--ratio-level sequence", "dcpo: per-token bounds need --ratio-level token", "dcpo"},
       {"--kl k2", "--kl: unknown placement 'k2'"},
+      {"--kl none --beta 0.04", "--beta 0.04 has no effect with --kl none"},
+      {"--beta 0.1", "--beta 0.1 has no effect with --kl none", "dapo"},  // DAPO: no KL
   };
   for (const Case& c : cases)
     fails(grpo("grpo", c.algo) + " --steps 2 " + c.flags, c.expect, "grpo");
   fails(grpo("grpo") + " --steps 2 --init " + *dir_ + "/rsft",
         "/rsft: a run of task reviews, which has no verifier", "grpo");
+}
+
+// `--kl none` turns GRPO's default β = 0.04 off with it: config.json records β = 0, the
+// coefficient the run trained with (a written --beta beside it is an error, above).
+TEST_F(GroupCli, KLNoneTurnsTheDefaultBetaOff) {
+  make(grpo("grpo-nokl") + " --steps 1 --kl none");
+  const rlft::json::Value config = rlft::json::parse(slurp(*dir_ + "/grpo-nokl/config.json"));
+  EXPECT_EQ(config.at("kl").as_string(), "none");
+  EXPECT_EQ(config.at("beta").as_double(), 0.0);
+  EXPECT_EQ(rlft::json::parse(slurp(*dir_ + "/grpo/config.json")).at("beta").as_double(), 0.04);
 }
 
 // A resumed run with a changed setting, or a corrupted prompt position, fails before anything

@@ -491,6 +491,9 @@ TEST(GroupRLConfig, NumericOptionErrorsNameTheFlagTheRangeAndTheValue) {
             "rlft lm grpo: --grad-clip must be a finite number >= 0 (0: off), got inf");
   EXPECT_EQ(error("grpo", [](GroupRLConfig& c) { c.min_lr_ratio = std::nan(""); }),
             "rlft lm grpo: --min-lr-ratio must be in [0, 1], got nan");
+  EXPECT_EQ(error("grpo", [](GroupRLConfig& c) { c.kl = "none"; }),
+            "rlft lm grpo: --beta 0.04 has no effect with --kl none: give --kl loss_k3 or "
+            "reward_k1, or --beta 0");
   // The ends inside the ranges pass.
   EXPECT_EQ(error("grpo",
                   [](GroupRLConfig& c) {
