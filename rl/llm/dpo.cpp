@@ -1,3 +1,5 @@
+// DPO, cDPO and IPO (objective, sources and defaults in dpo.h, ALGORITHMS.md §5): the losses,
+// then the loop: cached reference log-probs → minibatch updates → held-out reward accuracy → log.
 #include "rl/llm/dpo.h"
 
 #include <algorithm>

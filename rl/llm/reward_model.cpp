@@ -1,3 +1,5 @@
+// Reward model (Bradley–Terry objective, sources and defaults in reward_model.h, ALGORITHMS.md
+// §3): the loss, then the loop: minibatches of pairs → AdamW step → held-out pair accuracy → log.
 #include "rl/llm/reward_model.h"
 
 #include <algorithm>

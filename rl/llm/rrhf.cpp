@@ -1,3 +1,5 @@
+// RRHF (objective, sources and defaults in rrhf.h, ALGORITHMS.md §6): the ranking loss, then the
+// loop: sample k responses per prompt → score them → rank + fine-tune loss → Adam step → log.
 #include "rl/llm/rrhf.h"
 
 #include <algorithm>
