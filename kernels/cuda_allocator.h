@@ -19,7 +19,9 @@
 //
 // Out of memory: when cudaMalloc fails, the cached blocks of that device are released
 // (cudaFree) and the cudaMalloc is tried once more; if it fails again cuda_alloc throws
-// rlft::Error naming the device, the size and the allocator's statistics.
+// rlft::Error naming the device, the size and the allocator's statistics. The kernels'
+// per-call scratch (common.cuh's StreamScratch, from the stream-ordered pool) does the same:
+// a failed cudaMallocAsync releases this allocator's cached blocks of the device and retries.
 //
 // Thread-safe (one mutex). Every CUDA call is checked; a failure throws rlft::Error with the
 // file, the line and CUDA's error string. Cached blocks are not released at program exit (the

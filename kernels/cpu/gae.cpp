@@ -73,7 +73,9 @@ void gae_cpu(const Real* rewards, const Real* values, const Real* next_values,
         const bool end = term || (episode_end && episode_end[k] != Real(0));
         const double v = double(values[k]);
         const double delta = double(rewards[k]) + (term ? 0.0 : g * double(next_values[k])) - v;
-        const double a = delta + (end ? 0.0 : gl * carry[n - n0]);
+        // The carry is dropped, not multiplied by 0, where its coefficient is 0 (an episode's
+        // end, or γλ = 0): a NaN later in the episode stays there, as in kernels/cuda/gae.cu.
+        const double a = delta + (end || gl == 0.0 ? 0.0 : gl * carry[n - n0]);
         carry[n - n0] = a;
         advantages[k] = Real(a);
         if (returns) returns[k] = Real(a + v);
@@ -103,7 +105,7 @@ void gae_masked_rows_cpu(const Real* rewards, const Real* values, const Real* ac
         continue;
       }
       const double v = double(values[k]);
-      carry = double(rewards[k]) + g * next_value - v + gl * carry;
+      carry = double(rewards[k]) + g * next_value - v + (gl == 0.0 ? 0.0 : gl * carry);
       next_value = v;
       advantages[k] = Real(carry);
       if (returns) returns[k] = Real(carry + v);

@@ -77,13 +77,17 @@ void release_cached(int d, DeviceState& ds) {
   if (ds.stats.cached == 0) return;
   on_device(d, [&] {
     for (auto& [size, blocks] : ds.free_blocks) {
-      for (void* p : blocks) {
-        RLFT_CUDA_CHECK(cudaFree(p));
+      // Each block leaves the bin and the books before its cudaFree: if one throws (an
+      // earlier asynchronous error can surface here), the blocks already freed are not handed
+      // out again, nor freed twice by a later empty_cache.
+      while (!blocks.empty()) {
+        void* p = blocks.back();
+        blocks.pop_back();
         ds.stats.reserved -= size;
         ds.stats.cached -= size;
         ++ds.stats.cuda_frees;
+        RLFT_CUDA_CHECK(cudaFree(p));
       }
-      blocks.clear();
     }
     return 0;
   });
@@ -192,6 +196,15 @@ void keep_pool_memory() {
   uint64_t never = UINT64_MAX;
   RLFT_CUDA_CHECK(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &never));
   kept_pools().fetch_or(bit, std::memory_order_relaxed);
+}
+
+void release_cached_blocks() {
+  int device = 0;
+  RLFT_CUDA_CHECK(cudaGetDevice(&device));
+  AllocatorState& st = state();
+  std::lock_guard<std::mutex> lock(st.mu);
+  if (device < 0 || size_t(device) >= st.devices.size()) return;
+  release_cached(device, st.devices[size_t(device)]);
 }
 }  // namespace cuda_detail
 

@@ -132,7 +132,10 @@ __global__ void __launch_bounds__(kAttnWarps* kWarp)
       T s = -inf;
       if (j < lim && visible(pos, j, mask_b, d.self_visible))
         s = T(d.scale) * dot(q_sm[warp], row_of(k, ks, b, j, h), d.HS);
-      const T chunk_max = warp_allreduce(s, Max{});
+      // Lane 0's maximum in every lane: with a NaN score, Max's butterfly can leave lanes with
+      // different answers (a > b ? a : b is not symmetric in a NaN), and the `continue` below
+      // would then split the warp before the full-mask shuffles of the Sum.
+      const T chunk_max = shfl(warp_allreduce(s, Max{}), 0);
       if (chunk_max == -inf) continue;  // the whole chunk is masked (the same in every lane)
       const T m_new = m > chunk_max ? m : chunk_max;
       const T corr = exp_t(m - m_new);  // 0 while m is −∞

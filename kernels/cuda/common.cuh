@@ -182,13 +182,27 @@ __device__ __forceinline__ T block_sum(T v, T* smem) {
 // ratio_clip took at any size on the H200; after the change it took 14–15 µs at 64×1024 on an
 // H100 — two GPUs, so not a same-machine before/after: BENCHMARKS.md). cuda_empty_cache()
 // trims the pools back to zero.
-void keep_pool_memory();  // for the current device; cheap after the first call
+// Out of memory: as cuda_alloc does, the caching allocator's free blocks of the device are
+// given back (cudaFree) and the cudaMallocAsync tried once more, so a call's scratch does not
+// fail while gigabytes sit cached.
+void keep_pool_memory();       // for the current device; cheap after the first call
+void release_cached_blocks();  // the caching allocator's free blocks of the current device
 class StreamScratch {
  public:
   StreamScratch(size_t bytes, cudaStream_t stream) : stream_(stream) {
     if (bytes == 0) return;
     keep_pool_memory();
-    RLFT_CUDA_CHECK(cudaMallocAsync(&ptr_, bytes, stream));
+    cudaError_t err = cudaMallocAsync(&ptr_, bytes, stream);
+    if (err == cudaErrorMemoryAllocation) {
+      (void)cudaGetLastError();
+      release_cached_blocks();
+      err = cudaMallocAsync(&ptr_, bytes, stream);
+    }
+    if (err != cudaSuccess) {
+      (void)cudaGetLastError();
+      throw ::rlft::Error(::rlft::str(__FILE__, ":", __LINE__, ": cudaMallocAsync of ", bytes,
+                                      " bytes of scratch: ", cudaGetErrorString(err)));
+    }
   }
   ~StreamScratch() {
     // A destructor cannot throw; a failure here would also fail the next checked call.

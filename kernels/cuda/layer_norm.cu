@@ -40,6 +40,7 @@ constexpr int kRowThreads = 256;
 // x·y rounded on its own (mul_rn, common.cuh): a fused x·y + z rounds once and so differs from
 // the CPU's code (no FMA) by up to |z|·2⁻²⁴ for float: with a row offset of 1e3 that is 6e-5,
 // visible in y.
+using cuda_detail::add_rn;
 using cuda_detail::mul_rn;
 
 template <typename T>
@@ -65,9 +66,11 @@ __global__ void layer_norm_forward_kernel(int64_t N, int64_t C, const T* x, cons
     const T scale = T(r), shift = T(-mu * r);
     T* yr = y + i * C;
     for (int64_t j = threadIdx.x; j < C; j += blockDim.x) {
-      T o = mul_rn(xr[j], scale) + shift;  // two roundings, as the CPU (no FMA contraction)
-      if (w) o *= w[j];
-      if (b) o += b[j];
+      // Each step rounded on its own, as the CPU's separate loops (no FMA contraction of
+      // x·scale + shift, nor of o·w + b).
+      T o = add_rn(mul_rn(xr[j], scale), shift);
+      if (w) o = mul_rn(o, w[j]);
+      if (b) o = add_rn(o, b[j]);
       yr[j] = o;
     }
   }

@@ -596,6 +596,10 @@ void check_softmax_launch(const char* op, const CudaLaunch& launch) {
   RLFT_CHECK(launch.version == 0 && launch.chunked == 0, op,
              ": launch.version and launch.chunked are not used here (pass `version`), got ",
              launch.version, " and ", launch.chunked);
+  // Version 2 is the vectorised kernel and version 1 the scalar one: a scalar version 2 would
+  // be neither, so the choice is `version`, not launch.vec.
+  RLFT_CHECK(launch.vec == 0, op,
+             ": launch.vec is not used here (version 1 is the scalar kernel), got ", launch.vec);
   RLFT_CHECK(
       launch.serial == 0 && launch.dependent == 0 && launch.last_block == 0 && launch.prefetch == 0,
       op,

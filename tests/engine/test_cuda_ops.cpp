@@ -979,6 +979,27 @@ TEST(CudaOps, FusedAttentionMatchesTheCpu) {
   EXPECT_NE(msg.find("head size 257"), std::string::npos) << msg;
 }
 
+// A NaN key (a diverged model) makes every query that sees it NaN, on the GPU as on the CPU,
+// and leaves the queries before it exact. Key 33 sits in the last, partly visible 32-key chunk
+// of queries 33..39: before the fix each lane's warp maximum of a NaN score could differ, the
+// lanes split at the chunk's `continue` and the full-mask shuffles after it were undefined.
+TEST(CudaOps, FusedAttentionWithANaNKeyGivesTheCpusNaNRows) {
+  RLFT_REQUIRE_GPU();
+  const int64_t T = 40, HS = 8;
+  std::vector<double> x = random({1, T, 3, 1, HS}, DType::f64, 405).to_vector();
+  x[size_t((33 * 3 + 1) * HS + 2)] = std::nan("");  // k[33][2]
+  const Tensor qkv = Tensor::from_vector(x, {1, T, 3, 1, HS}).to(DType::f32);
+  const std::vector<double> cpu = causal_self_attention(qkv).to_vector(),
+                            gpu = causal_self_attention(qkv.to(kGpu)).to_vector();
+  ASSERT_EQ(gpu.size(), cpu.size());
+  for (size_t i = 0; i < cpu.size(); ++i) {
+    const int64_t query = int64_t(i) / HS;
+    EXPECT_EQ(std::isnan(cpu[i]), query >= 33) << "cpu, query " << query;
+    EXPECT_EQ(std::isnan(gpu[i]), query >= 33) << "gpu, query " << query;
+    if (query < 33) EXPECT_NEAR(gpu[i], cpu[i], 1e-5) << "query " << query;
+  }
+}
+
 // ---- fused RL ops on the device ----------------------------------------------------------
 
 TEST(CudaOps, FusedRlOpsDispatchToTheirKernels) {

@@ -547,6 +547,15 @@ TEST(SoftmaxLogprobCuda, BadInputs) {
   EXPECT_THROW(rk::softmax_logprob_forward_cuda<float>(nullptr, 1, 4, 4, nullptr, kIgnore, 0.f,
                                                        nullptr, nullptr, nullptr),
                rlft::Error);
+  // A launch field the kernels do not use is named (launch.vec: the scalar kernel is version 1).
+  try {
+    rk::softmax_logprob_forward_cuda<float>(nullptr, 0, 4, 4, nullptr, kIgnore, 1.f, nullptr,
+                                            nullptr, nullptr, nullptr, 2, true, {0, 0, 1});
+    ADD_FAILURE() << "launch.vec = 1 accepted";
+  } catch (const rlft::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("launch.vec is not used here"), std::string::npos)
+        << e.what();
+  }
   // N = 0 is a no-op that touches nothing.
   rk::softmax_logprob_forward_cuda<float>(nullptr, 0, 4, 4, nullptr, kIgnore, 1.f, nullptr, nullptr,
                                           nullptr);
@@ -1481,6 +1490,18 @@ TEST(GaeCuda, TimeMajorOptionsAndDiscounts) {
     expect_gae_parity<double>(D, version, 0, 1.0, 1.0, true);
     expect_gae_parity<double>(D, version, 0, 0.9, 0.0, true);
     expect_gae_parity<double>(D, version, 2, 1.0, 1.0, true);
+  }
+}
+
+// λ = 0 with a NaN reward: the GPU drops the carry where γλ = 0 and the CPU too (a NaN stays
+// at its step instead of reaching the episode's earlier steps through 0·NaN).
+TEST(GaeCuda, LambdaZeroKeepsANaNAtItsStepAsTheCpu) {
+  RLFT_REQUIRE_GPU();
+  GaeData D = make_gae(600, 11, 43);
+  for (size_t k = 7; k < D.rewards.size(); k += 97) D.rewards[k] = kNaN;
+  for (int version : {1, 2}) {
+    expect_gae_parity<double>(D, version, 0, 0.9, 0.0, true);
+    expect_gae_parity<float>(D, version, 0, 0.9, 0.0, true);
   }
 }
 

@@ -1681,6 +1681,23 @@ TEST(Gae, MatchesExplicitLoopRandomDones) {
   }
 }
 
+// λ = 0 (one-step TD): A_t = δ_t exactly, whatever comes later in the episode. The carry is
+// dropped where its coefficient γλ is 0, not multiplied by it, so a NaN reward at step 2 stays
+// at step 2 (0·NaN would be NaN), as on the GPU (kernels/cuda/gae.cu).
+TEST(Gae, LambdaZeroDropsTheCarry) {
+  const double r[3] = {1, 2, kNaN}, v[3] = {0.5, 1.0, 1.5}, nv[3] = {1.0, 1.5, 2.0};
+  double a[3], R[3];
+  rk::gae_cpu<double>(r, v, nv, nullptr, nullptr, 3, 1, 0.9, 0.0, a, R);
+  EXPECT_EQ(a[0], 1 + 0.9 * 1.0 - 0.5);
+  EXPECT_EQ(a[1], 2 + 0.9 * 1.5 - 1.0);
+  EXPECT_TRUE(std::isnan(a[2]));
+  const double m[3] = {1, 1, 1};
+  rk::gae_masked_rows_cpu<double>(r, v, m, 1, 3, 0.9, 0.0, a, R);
+  EXPECT_EQ(a[0], 1 + 0.9 * 1.0 - 0.5);  // the next masked position's value is values[1]
+  EXPECT_EQ(a[1], 2 + 0.9 * 1.5 - 1.0);
+  EXPECT_TRUE(std::isnan(a[2]));
+}
+
 // Episode_end may leave out terminated steps: a termination always ends the episode.
 TEST(Gae, TerminationEndsEpisodeWithoutEndFlag) {
   const double r[2] = {1, 1}, v[2] = {0, 0}, nv[2] = {0, 5}, term[2] = {1, 0}, end[2] = {0, 0};
