@@ -1,5 +1,6 @@
 #include "engine/optim.h"
 
+#include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <cstdlib>
@@ -85,12 +86,36 @@ std::vector<std::pair<std::string, Tensor>> Optimizer::slot_state(const std::str
 }
 
 namespace {
-// Restores slots[i] from entries "<prefix>.<i>", checking shapes against the parameters and
-// every value (finite; >= 0 too for a second moment, whose square root Adam takes) before it
-// replaces any slot.
-void load_slots(const std::vector<std::pair<std::string, Tensor>>& state, const std::string& prefix,
-                const std::vector<Tensor>& params, std::vector<Tensor>& slots,
-                bool non_negative = false) {
+using State = std::vector<std::pair<std::string, Tensor>>;
+
+// Every entry of an optimiser's state is one of `names` or "<prefix>.<i>" for one of `prefixes`
+// and a parameter index i < n (written as to_string writes it): a state holding anything else
+// was not written by this optimiser for these parameters.
+void check_state_names(const State& state, const std::vector<std::string>& names,
+                       const std::vector<std::string>& prefixes, size_t n) {
+  for (const auto& [name, t] : state) {
+    bool known = std::find(names.begin(), names.end(), name) != names.end();
+    for (const std::string& prefix : prefixes) {
+      if (known || name.size() <= prefix.size() + 1 ||
+          name.compare(0, prefix.size(), prefix) != 0 || name[prefix.size()] != '.')
+        continue;
+      const std::string index = name.substr(prefix.size() + 1);
+      for (size_t i = 0; i < n && !known; ++i) known = index == std::to_string(i);
+    }
+    std::string expected;
+    for (const std::string& s : names) expected += "'" + s + "', ";
+    for (const std::string& s : prefixes) expected += "'" + s + ".<i>', ";
+    RLFT_CHECK(known, "optimizer state: unexpected entry '", name, "' (expected ", expected, "i < ",
+               n, " parameters)");
+  }
+}
+
+// The entries "<prefix>.<i>" of `state`, checked against the parameters' shapes and every value
+// (finite; >= 0 too for a second moment, whose square root Adam takes): read and checked
+// whole, so a caller can check everything before it replaces any slot (assign_slots).
+std::vector<std::pair<size_t, Tensor>> read_slots(const State& state, const std::string& prefix,
+                                                  const std::vector<Tensor>& params,
+                                                  bool non_negative = false) {
   std::map<std::string, Tensor> by_name(state.begin(), state.end());
   std::vector<std::pair<size_t, Tensor>> loaded;
   for (size_t i = 0; i < params.size(); ++i) {
@@ -110,6 +135,11 @@ void load_slots(const std::vector<std::pair<std::string, Tensor>>& state, const 
                  non_negative ? " (a second moment: finite and >= 0)" : " (must be finite)");
     loaded.emplace_back(i, it->second);
   }
+  return loaded;
+}
+
+void assign_slots(const std::vector<std::pair<size_t, Tensor>>& loaded,
+                  const std::vector<Tensor>& params, std::vector<Tensor>& slots) {
   for (const auto& [i, t] : loaded)
     slots[i] = t.to(params[i].dtype()).to(params[i].device()).clone();
 }
@@ -170,8 +200,10 @@ std::vector<std::pair<std::string, Tensor>> SGD::state() const {
 }
 
 void SGD::load_state(const std::vector<std::pair<std::string, Tensor>>& state) {
+  check_state_names(state, {"step"}, {"momentum_buffer"}, params_.size());
+  const auto velocity = read_slots(state, "momentum_buffer", params_);
   Optimizer::load_state(state);
-  load_slots(state, "momentum_buffer", params_, velocity_);
+  assign_slots(velocity, params_, velocity_);
 }
 
 // ---- Adam / AdamW ----------------------------------------------------------------------
@@ -281,6 +313,7 @@ std::vector<std::pair<std::string, Tensor>> Adam::state() const {
 }
 
 void Adam::load_state(const std::vector<std::pair<std::string, Tensor>>& state) {
+  check_state_names(state, {"step", "param_steps"}, {"exp_avg", "exp_avg_sq"}, params_.size());
   // Each parameter's step count: the state's "param_steps", checked before anything is
   // replaced; a state from before per-parameter counts has none, and then every parameter with
   // moments has taken the optimiser's steps (as it had, training every parameter every step).
@@ -299,9 +332,26 @@ void Adam::load_state(const std::vector<std::pair<std::string, Tensor>>& state) 
     }
     recorded = true;
   }
-  Optimizer::load_state(state);
-  load_slots(state, "exp_avg", params_, exp_avg_);
-  load_slots(state, "exp_avg_sq", params_, exp_avg_sq_, /*non_negative=*/true);
+  const auto m = read_slots(state, "exp_avg", params_);
+  const auto v = read_slots(state, "exp_avg_sq", params_, /*non_negative=*/true);
+  // A parameter's two moments are saved together, from its first step on: one without the
+  // other (or moments beside a count of 0, or a count without moments) is a damaged state,
+  // which would restart one moment at zero with a bias correction for many steps.
+  std::vector<int> has(params_.size(), 0);
+  for (const auto& e : m) has[e.first] |= 1;
+  for (const auto& e : v) has[e.first] |= 2;
+  for (size_t i = 0; i < params_.size(); ++i) {
+    RLFT_CHECK(has[i] != 1 && has[i] != 2, "optimizer state: '",
+               has[i] == 1 ? "exp_avg." : "exp_avg_sq.", i, "' without '",
+               has[i] == 1 ? "exp_avg_sq." : "exp_avg.", i,
+               "' (a parameter's two moments are saved together)");
+    RLFT_CHECK(!recorded || (steps[i] > 0) == (has[i] == 3), "optimizer state: parameter ", i,
+               " has ", has[i] == 3 ? "moments" : "no moments", " but 'param_steps' counts ",
+               steps[i], " step", steps[i] == 1 ? "" : "s", " for it");
+  }
+  Optimizer::load_state(state);  // checks 'step'; nothing is replaced before this returns
+  assign_slots(m, params_, exp_avg_);
+  assign_slots(v, params_, exp_avg_sq_);
   for (size_t i = 0; i < params_.size(); ++i)
     param_steps_[i] = recorded ? steps[i] : exp_avg_[i].defined() ? steps_ : 0;
 }

@@ -386,10 +386,11 @@ PPOResult train_ppo(const PPOConfig& cfg, const std::string& run_dir,
     RLFT_CHECK(first_update - 1 <= num_updates, ckpt, ": the checkpoint is at update ",
                first_update - 1, " (global step ", global_step, "), beyond --total-steps ",
                cfg.total_steps, " (", num_updates, " updates of ", batch_size, " steps)");
-    run->write_config(config);  // the new budget, now that the resume can go on
     // A crash between two checkpoints leaves metrics of updates that the resumed run logs
-    // again: keep the lines up to the checkpoint's update only.
+    // again: keep the lines up to the checkpoint's update only (every line read and checked
+    // first), then record the new budget, now that the resume can go on.
     (void)run->keep_metrics_through(first_update - 1, "update");
+    run->write_config(config);
   }
   // Metadata of policy and checkpoint files (architecture, env, counters, RNG position).
   auto metadata = [&](int64_t update) {

@@ -81,7 +81,16 @@ void RunDir::log(const json::Value& metrics) const {
   fs::append_line(path("metrics.jsonl"), metrics.dump());
 }
 
-std::vector<json::Value> RunDir::keep_metrics_through(int64_t step, const std::string& key) const {
+double metric_number(const json::Value& line, const std::string& key) {
+  const json::Value& v = line.at(key);
+  if (v.is_null()) return NAN;
+  RLFT_CHECK(v.is_number(), "'", key, "' must be a number, got ", v.dump().substr(0, 60));
+  return v.as_double();
+}
+
+std::vector<json::Value> RunDir::keep_metrics_through(
+    int64_t step, const std::string& key,
+    const std::function<void(const json::Value&)>& use) const {
   const std::string metrics = path("metrics.jsonl");
   std::vector<json::Value> kept;
   if (!fs::exists(metrics)) return kept;
@@ -94,10 +103,17 @@ std::vector<json::Value> RunDir::keep_metrics_through(int64_t step, const std::s
     RLFT_CHECK(s && s->is_int(), metrics, ": entry ", entry, " has no integer \"", key, "\"",
                s ? " (it is " + s->dump() + ")" : std::string());
     if (s->as_int() > step) continue;
+    if (use) {
+      try {
+        use(line);
+      } catch (const Error& e) {
+        throw Error(str(metrics, ": entry ", entry, ": ", e.what()));
+      }
+    }
     text += line.dump() + "\n";
     kept.push_back(std::move(line));
   }
-  fs::atomic_write_file(metrics, text);
+  fs::atomic_write_file(metrics, text);  // only once every kept line has been read and used
   return kept;
 }
 

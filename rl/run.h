@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdint>
+#include <functional>
 #include <initializer_list>
 #include <string>
 #include <utility>
@@ -29,6 +30,10 @@ std::string run_path(const std::string& runs_dir, const std::string& name);
 void check_not_the_run(const std::string& run_dir,
                        std::initializer_list<std::pair<const char*, std::string>> inputs);
 
+// A number of a metrics line as rlft wrote it: null (a non-finite value, json.h) reads as NaN;
+// anything else but a number is an error naming the key.
+double metric_number(const json::Value& line, const std::string& key);
+
 class RunDir {
  public:
   // A fresh run creates `dir` (e.g. "runs/ppo-cartpole"); a resumed one (fresh = false) needs
@@ -49,9 +54,12 @@ class RunDir {
   // "step", PPO's "update") is past `step` (a crash between two checkpoints leaves them
   // behind; the resumed run logs those steps again) and returns the lines kept, in order, for
   // the caller to rebuild its curves from. No file: no lines. A line without the key is an
-  // error naming the file and the entry.
-  std::vector<json::Value> keep_metrics_through(int64_t step,
-                                                const std::string& key = "step") const;
+  // error naming the file and the entry. `use`, when given, sees each kept line before
+  // anything is written (the caller's curves are rebuilt there): an error it throws is named
+  // with the file and the entry, and leaves metrics.jsonl as it was.
+  std::vector<json::Value> keep_metrics_through(
+      int64_t step, const std::string& key = "step",
+      const std::function<void(const json::Value&)>& use = {}) const;
   // For --resume: a run continues only with the settings it was started with. Every key of
   // `now` (the resumed command's config) must equal the run's config.json, except those that
   // say where, how far and how loudly to run (resume, quiet, device, name, out_dir, runs_dir,

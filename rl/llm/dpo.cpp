@@ -256,18 +256,19 @@ DPOResult train_dpo(const DPOConfig& cfg) {
     start = metadata_int(meta, "step", ckpt);
     if (const auto w = meta.find("dpo_window"); w != meta.end())
       window = PairStats::from_state(w->second, ckpt);
-    for (const json::Value& line : run.keep_metrics_through(start)) {
+    run.keep_metrics_through(start, "step", [&](const json::Value& line) {
       const int64_t s = line.at("step").as_int();
       if (line.contains("kl") && line.contains("ground_truth")) {
-        PolicyEval pe{line.at("ground_truth").as_double(), line.at("kl").as_double(),
-                      line.get_or("response_length", 0.0)};
+        PolicyEval pe{
+            rl::metric_number(line, "ground_truth"), rl::metric_number(line, "kl"),
+            line.contains("response_length") ? rl::metric_number(line, "response_length") : 0.0};
         if (s == 0) {
           res.before = pe;
         } else {
           eval_x.push_back(double(s)), gts.push_back(pe.ground_truth), kls.push_back(pe.kl);
         }
       }
-    }
+    });
   }
   res.start_step = res.step = start;
   run.write_config(config_json);

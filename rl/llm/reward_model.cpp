@@ -199,7 +199,7 @@ LoopState parse_loop_state(const std::string& text, const std::string& ckpt, int
 RewardModelEval eval_of_row(const json::Value& row, int64_t heldout_pairs) {
   const auto number = [&](const char* key) {
     const json::Value* v = row.find(key);
-    return v == nullptr ? 0.0 : v->is_null() ? NAN : v->as_double();
+    return v == nullptr ? 0.0 : rl::metric_number(row, key);
   };
   RewardModelEval ev;
   ev.pairs = heldout_pairs;
@@ -282,12 +282,12 @@ RewardModelResult train_reward_model(const RewardModelConfig& cfg) {
                           int64_t(heldout.size()));
     load_checkpoint(ckpt, rm, &opt);
     res.evals.push_back(ls.before);
-    for (const json::Value& row : run.keep_metrics_through(start)) {
+    run.keep_metrics_through(start, "step", [&](const json::Value& row) {
       const RewardModelEval ev = eval_of_row(row, int64_t(heldout.size()));
       res.evals.push_back(ev);
-      ep_x.push_back(row.at("epoch").as_double()), ep_acc.push_back(ev.accuracy);
+      ep_x.push_back(rl::metric_number(row, "epoch")), ep_acc.push_back(ev.accuracy);
       ep_corr.push_back(ev.correlation);
-    }
+    });
     if (!cfg.quiet) std::printf("resumed at step %lld from %s\n", (long long)start, ckpt.c_str());
   }
   run.write_config(config_json);

@@ -241,16 +241,17 @@ RRHFResult train_rrhf(const RRHFConfig& cfg) {
     dropout_gen.set_state(dropout_gen.seed(), ls.dropout_offset);
     res.before = ls.before;
     // The curve so far and, for a run already at --steps, its final evaluation.
-    for (const json::Value& line : run.keep_metrics_through(start)) {
-      if (!line.contains("ground_truth") || !line.contains("kl")) continue;
+    run.keep_metrics_through(start, "step", [&](const json::Value& line) {
+      if (!line.contains("ground_truth") || !line.contains("kl")) return;
       const int64_t s = line.at("step").as_int();
-      xs.push_back(double(s)), gts.push_back(line.at("ground_truth").as_double());
+      xs.push_back(double(s)), gts.push_back(rl::metric_number(line, "ground_truth"));
       if (s == cfg.steps) {
-        res.after = {line.at("ground_truth").as_double(), line.at("kl").as_double(),
-                     line.get_or("response_length", 0.0)};
+        res.after = {
+            rl::metric_number(line, "ground_truth"), rl::metric_number(line, "kl"),
+            line.contains("response_length") ? rl::metric_number(line, "response_length") : 0.0};
         res.finished = true;
       }
-    }
+    });
     if (!cfg.quiet) std::printf("resumed at step %lld from %s\n", (long long)start, ckpt.c_str());
   }
   run.write_config(config_json);

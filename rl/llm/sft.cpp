@@ -340,13 +340,15 @@ SFTResult train_sft(const SFTConfig& cfg_in) {
     RLFT_CHECK(start <= cfg.steps, ckpt, ": checkpoint is at step ", start, ", beyond --steps ",
                cfg.steps);
     // Drop metrics logged after the checkpoint (a crash between checkpoints), keep the rest.
-    for (const json::Value& line : run.keep_metrics_through(start)) {
+    run.keep_metrics_through(start, "step", [&](const json::Value& line) {
       const int64_t s = line.at("step").as_int();
       if (line.contains("loss"))
-        train_curve.x.push_back(double(s)), train_curve.y.push_back(line.at("loss").as_double());
+        train_curve.x.push_back(double(s)),
+            train_curve.y.push_back(rl::metric_number(line, "loss"));
       if (line.contains("val_loss"))
-        val_curve.x.push_back(double(s)), val_curve.y.push_back(line.at("val_loss").as_double());
-    }
+        val_curve.x.push_back(double(s)),
+            val_curve.y.push_back(rl::metric_number(line, "val_loss"));
+    });
   }
   run.write_config(config_json);
   if (!cfg.quiet) print_settings(config_json, run.dir(), mc, model.num_parameters(), tok, *task);

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "cli/cli_util.h"
+#include "engine/checkpoint.h"
 
 namespace {
 
@@ -142,6 +143,35 @@ TEST(CliTrain, ResumeKeepsTheRunsSettings) {
       run(base + " --name cp --total-steps 512 --resume --log-every 5 --checkpoint-every 1");
   EXPECT_EQ(more.status, 0) << more.err;
   EXPECT_EQ(lines(slurp(dir + "/cp/metrics.jsonl")), 2);
+}
+
+// A resume that fails on a damaged run leaves every file of it as it was: a checkpoint whose
+// optimiser state lost one of a parameter's two moments (the resume read the missing one's
+// null data: a segfault), and a metrics line it cannot read (config.json took the new budget
+// before the metrics were read).
+TEST(CliTrain, AResumeOfADamagedRunIsNamedAndChangesNothing) {
+  const std::string dir = scratch_dir("resume-damaged").string();
+  const std::string base = "train ppo --quiet --num-envs 2 --num-steps 128 --runs-dir " + dir;
+  ASSERT_EQ(run(base + " --name d --total-steps 256").status, 0);
+  const std::string ckpt = dir + "/d/checkpoint.safetensors";
+  const std::string good = slurp(ckpt);
+  rlft::Metadata meta;
+  rlft::NamedTensors tensors = rlft::load_tensors(ckpt, &meta), damaged;
+  for (const auto& e : tensors)
+    if (e.first != "optimizer.exp_avg_sq.0") damaged.push_back(e);
+  ASSERT_EQ(damaged.size() + 1, tensors.size());
+  rlft::save_tensors(ckpt, damaged, meta);
+  auto before = snapshot(dir + "/d");
+  expect_error(base + " --name d --total-steps 512 --resume",
+               ckpt + ": optimizer state: 'exp_avg.0' without 'exp_avg_sq.0'");
+  EXPECT_EQ(snapshot(dir + "/d"), before);
+
+  std::ofstream(ckpt, std::ios::binary) << good;
+  std::ofstream(dir + "/d/metrics.jsonl", std::ios::app) << "{\"update\": 1.5}\n";
+  before = snapshot(dir + "/d");
+  expect_error(base + " --name d --total-steps 512 --resume",
+               dir + "/d/metrics.jsonl: entry 2 has no integer \"update\" (it is 1.5)");
+  EXPECT_EQ(snapshot(dir + "/d"), before);
 }
 
 // A recorded setting of the wrong type is named with its file when a resume takes it.

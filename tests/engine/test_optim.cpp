@@ -352,6 +352,78 @@ TEST(Optim, StepCountsArePerParameterAsPyTorchs) {
             std::string::npos);
 }
 
+// A damaged optimiser state is named and leaves the optimiser as it was: a moment without its
+// pair (a resume used to read the missing second moment's null data: a segfault), an entry
+// this optimiser never writes, a slot index past the parameters, a count that disagrees with
+// the moments, a bad value after good ones.
+TEST(Optim, DamagedStateIsNamedAndReplacesNothing) {
+  Tensor p = param(1), q = param(2);
+  optim::Adam a({p, q}, 0.1);
+  set_grad(p, 0.5);
+  set_grad(q, -0.25);
+  a.step();
+  const auto good = a.state();
+  auto without = [&](const std::string& drop) {
+    std::vector<std::pair<std::string, Tensor>> out;
+    for (const auto& e : good)
+      if (e.first != drop) out.push_back(e);
+    return out;
+  };
+  auto with = [&](const std::string& name, const Tensor& t) {
+    auto out = good;
+    out.emplace_back(name, t);
+    return out;
+  };
+  auto replaced = [&](const std::string& name, const Tensor& t) {
+    auto out = good;
+    for (auto& [k, v] : out)
+      if (k == name) v = t;
+    return out;
+  };
+  struct Case {
+    std::vector<std::pair<std::string, Tensor>> state;
+    std::string expect;
+  };
+  const Case cases[] = {
+      {without("exp_avg_sq.1"), "optimizer state: 'exp_avg.1' without 'exp_avg_sq.1'"},
+      {without("exp_avg.0"), "optimizer state: 'exp_avg_sq.0' without 'exp_avg.0'"},
+      {with("bogus", Tensor::zeros({1})), "optimizer state: unexpected entry 'bogus'"},
+      {with("exp_avg.2", Tensor::zeros({1})), "unexpected entry 'exp_avg.2'"},
+      {with("exp_avg.01", Tensor::zeros({1})), "unexpected entry 'exp_avg.01'"},
+      {with("momentum_buffer.0", Tensor::zeros({1})), "unexpected entry 'momentum_buffer.0'"},
+      {replaced("param_steps", Tensor::from_vector(std::vector<int64_t>{1, 0}, {2})),
+       "optimizer state: parameter 1 has moments but 'param_steps' counts 0 steps for it"},
+      {replaced("exp_avg_sq.1", Tensor::from_vector(std::vector<double>{-1}, {1})),
+       "'exp_avg_sq.1' holds -1 at flat index 0"},
+  };
+  for (const Case& c : cases) {
+    Tensor p2 = param(3), q2 = param(4);
+    optim::Adam b({p2, q2}, 0.1);
+    set_grad(p2, 1);
+    set_grad(q2, 1);
+    b.step();
+    b.step();
+    const auto before = b.state();
+    EXPECT_NE(rlft::testing::error_of([&] { b.load_state(c.state); }).find(c.expect),
+              std::string::npos)
+        << c.expect << "\n"
+        << rlft::testing::error_of([&] { b.load_state(c.state); });
+    const auto after = b.state();
+    ASSERT_EQ(after.size(), before.size());
+    for (size_t i = 0; i < after.size(); ++i) {
+      EXPECT_EQ(after[i].first, before[i].first);
+      EXPECT_EQ(after[i].second.to_vector(), before[i].second.to_vector()) << after[i].first;
+    }
+  }
+  optim::Adam ok({param(1), param(2)}, 0.1);
+  EXPECT_EQ(rlft::testing::error_of([&] { ok.load_state(good); }), "<no error>");
+  optim::SGD sgd({param(1)}, 0.1, 0.9);
+  EXPECT_NE(rlft::testing::error_of([&] {
+              sgd.load_state(good);
+            }).find("optimizer state: unexpected entry"),
+            std::string::npos);
+}
+
 // A weight-decay mask exempts parameters from the decay and nothing else: with zero gradients
 // Adam's own update is 0, so the decayed matrix shrinks by lr·wd a step and the exempt bias
 // stays; matrices_decay picks the tensors of two or more dimensions.

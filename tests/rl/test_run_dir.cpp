@@ -2,9 +2,11 @@
 // the same name — nothing until its first write, so a command that fails first keeps it.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <string>
+#include <vector>
 
 #include "engine/fs.h"
 #include "engine/json.h"
@@ -118,6 +120,18 @@ TEST(RunDir, MetricsKeptThroughAStepAndBadLinesNamed) {
   fs::atomic_write_file(dir + "/metrics.jsonl", "[1]\n");
   EXPECT_EQ(error_of([&] { (void)run.keep_metrics_through(2); }),
             dir + "/metrics.jsonl: entry 1 is not an object");
+  // The caller's use of each kept line comes before the file is rewritten: an entry it cannot
+  // read is named with the file, and the lines past the step are still there.
+  const std::string text =
+      "{\"step\":1,\"loss\":null}\n{\"step\":2,\"loss\":\"x\"}\n{\"step\":3}\n";
+  fs::atomic_write_file(dir + "/metrics.jsonl", text);
+  std::vector<double> losses;
+  const auto use = [&](const json::Value& line) { losses.push_back(metric_number(line, "loss")); };
+  EXPECT_EQ(error_of([&] { (void)run.keep_metrics_through(2, "step", use); }),
+            dir + "/metrics.jsonl: entry 2: 'loss' must be a number, got \"x\"");
+  EXPECT_EQ(fs::read_file(dir + "/metrics.jsonl"), text);
+  ASSERT_EQ(losses.size(), 1u);
+  EXPECT_TRUE(std::isnan(losses[0]));  // null: a non-finite value as rlft writes it
 }
 
 TEST(RunDir, ARunIsNeverItsOwnInputAndStaleTemporaryFilesGo) {
