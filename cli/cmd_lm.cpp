@@ -182,7 +182,8 @@ int run_sample(int argc, char** argv, int first) {
   // samples unjudged).
   std::unique_ptr<llm::Task> task;
   if (!lm.run_config.is_null()) {
-    const llm::SFTConfig rc = llm::sft_config_from_json(lm.run_config);
+    const llm::SFTConfig rc =
+        llm::sft_config_from_json(lm.run_config, lm.path + ": metadata run_config");
     if (rc.task.task == "reviews" || (rc.task.task == "arith" && well_formed_arith(prompt)))
       task = llm::make_task(rc.task);
     if (rc.task.task == "jsonl") {
@@ -243,7 +244,9 @@ int run_eval(int argc, char** argv, int first) {
   const llm::Split split = llm::parse_split(split_name);
   const llm::LoadedModel lm = llm::load_policy(run, dev);
   const llm::SFTConfig rc =
-      lm.run_config.is_null() ? llm::SFTConfig{} : llm::sft_config_from_json(lm.run_config);
+      lm.run_config.is_null()
+          ? llm::SFTConfig{}
+          : llm::sft_config_from_json(lm.run_config, lm.path + ": metadata run_config");
   llm::TaskConfig tc = rc.task;
   if (!task_name.empty()) tc.task = task_name;
   if (!data.empty()) {

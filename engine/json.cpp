@@ -527,6 +527,12 @@ const Value* Value::find(std::string_view key) const {
   return nullptr;
 }
 
+void Value::throw_naming_key(std::string_view key, const Error& e) {
+  std::string_view what = e.what();
+  if (what.rfind("json: ", 0) == 0) what.remove_prefix(6);
+  throw Error(str("json: '", key.substr(0, 60), key.size() > 60 ? "…" : "", "': ", what));
+}
+
 const Value& Value::at(std::string_view key) const {
   if (const Value* v = find(key)) return *v;
   std::string keys;

@@ -81,14 +81,20 @@ class Value {
   T as() const;
 
   // Object access. at() throws "json: missing key \"lr\" (keys: a, b, c)"; find() returns
-  // nullptr when absent; get_or() returns the fallback when the key is absent or null.
+  // nullptr when absent; get_or() returns the fallback when the key is absent or null, and
+  // names the key when the value is of another type ("json: 'mode': expected a string, …").
   bool contains(std::string_view key) const { return find(key) != nullptr; }
   const Value* find(std::string_view key) const;
   const Value& at(std::string_view key) const;
   template <typename T>
   T get_or(std::string_view key, T fallback) const {
     const Value* v = find(key);
-    return v == nullptr || v->is_null() ? fallback : v->as<T>();
+    if (v == nullptr || v->is_null()) return fallback;
+    try {
+      return v->as<T>();
+    } catch (const Error& e) {
+      throw_naming_key(key, e);
+    }
   }
   std::string get_or(std::string_view key, const char* fallback) const {
     return get_or<std::string>(key, std::string(fallback));
@@ -119,6 +125,7 @@ class Value {
     return int64_t(i);
   }
   [[noreturn]] void type_error(const char* expected) const;
+  [[noreturn]] static void throw_naming_key(std::string_view key, const Error& e);
   void dump_to(std::string& out, int indent, int depth) const;
 
   Type type_ = Type::Null;

@@ -506,7 +506,8 @@ GroupRLResult train_group_rl(const GroupRLConfig& cfg_in) {
   const json::Value fingerprints = fingerprint_inputs(
       {run_input("--init", cfg.init)}, cfg.resume ? rl::run_path(cfg.out_dir, cfg.name) : "");
   const LoadedModel init = load_policy(cfg.init, dev);
-  if (!init.run_config.is_null()) cfg.task = sft_config_from_json(init.run_config).task;
+  if (!init.run_config.is_null())
+    cfg.task = sft_config_from_json(init.run_config, init.path + ": metadata run_config").task;
   // The task keys no option sets: the init run's, else (a resume) this run's record, else the
   // data's (a jsonl file's fingerprint, so a resumed run names a changed file as such).
   const std::unique_ptr<Task> task =

@@ -319,7 +319,7 @@ models::GPTConfig with_heads(models::GPTConfig base, bool value_head, bool rewar
 
 TaskConfig task_config_of(const LoadedModel& lm) {
   if (lm.run_config.is_null()) return TaskConfig{};
-  return sft_config_from_json(lm.run_config).task;
+  return sft_config_from_json(lm.run_config, lm.path + ": metadata run_config").task;
 }
 
 PolicyEval evaluate_policy(models::GPT& policy, models::GPT& ref, const models::Tokenizer& tok,

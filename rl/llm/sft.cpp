@@ -57,6 +57,14 @@ json::Value to_json(const SFTConfig& c) {
   return v;
 }
 
+SFTConfig sft_config_from_json(const json::Value& v, const std::string& source) {
+  try {
+    return sft_config_from_json(v);
+  } catch (const Error& e) {
+    throw Error(str(source, ": ", e.what()));
+  }
+}
+
 SFTConfig sft_config_from_json(const json::Value& v) {
   SFTConfig c;
   c.mode = v.get_or("mode", c.mode);

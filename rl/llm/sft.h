@@ -104,6 +104,8 @@ struct SFTConfig {
 
 json::Value to_json(const SFTConfig& cfg);
 SFTConfig sft_config_from_json(const json::Value& v);  // missing keys keep their defaults
+// The same, an error prefixed with `source` (a checkpoint's "<file>: metadata run_config").
+SFTConfig sft_config_from_json(const json::Value& v, const std::string& source);
 
 // What one invocation did. A resumed run (--resume) starts at start_step, so this invocation
 // ran step − start_step steps (losses.size()) in `seconds`; `step` is the whole run's count.

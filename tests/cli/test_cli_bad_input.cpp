@@ -173,6 +173,18 @@ TEST_F(CliBadInputRun, UnknownCharactersAreShownEscaped) {
   EXPECT_FALSE(fsys::exists(*dir_ / "d"));
 }
 
+// A run_config of the wrong type in a checkpoint names the file, the metadata and the key (it
+// was a bare "json: expected a string, found integer 5").
+TEST_F(CliBadInputRun, CheckpointRunConfigOfTheWrongTypeNamesFileAndKey) {
+  rlft::Metadata meta;
+  rlft::load_tensors(path("sft/checkpoint.safetensors"), &meta);
+  rlft::json::Value rc = rlft::json::parse(meta.at("run_config"));
+  rc.set("mode", int64_t(5));
+  const std::string bad = with_metadata("mode", "run_config", rc.dump());
+  expect_error("lm sample --run " + bad + " --prompt 'review: the plot was'",
+               bad + ": metadata run_config: json: 'mode': expected a string, found integer 5");
+}
+
 // A preference file saved with a UTF-8 byte-order mark (Windows editors) is read: the BOM is
 // not the first line's JSON. Line 2 is wrong here, so the error proves line 1 was read.
 TEST_F(CliBadInputRun, PreferenceFileMayStartWithABom) {

@@ -198,7 +198,7 @@ TEST(Json, Accessors) {
   EXPECT_EQ(error_of([&] { v.at("name").at("x"); }),
             "json: expected an object, found string \"abc\"");
   EXPECT_EQ(error_of([&] { v.get_or("name", 1); }),
-            "json: expected an integer, found string \"abc\"");
+            "json: 'name': expected an integer, found string \"abc\"");
   EXPECT_EQ(error_of([&] { parse("[1,2]").at(2); }),
             "json: index 2 out of range for an array of 2 elements");
   EXPECT_NE(error_of([&] { parse("300").as<uint8_t>(); }).find("out of range"), std::string::npos);
