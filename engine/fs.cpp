@@ -93,6 +93,12 @@ void atomic_write_file(const std::string& path, std::string_view bytes) {
     ::unlink(temp.c_str());
     throw Error(str("cannot write '", path, "': ", step, " '", temp, "': ", reason(err)));
   };
+  // The file it replaces keeps its permissions (a config.json made private with chmod 600
+  // stays private): the temporary file takes them before it is renamed over it.
+  struct stat old;
+  if (::stat(path.c_str(), &old) == 0 && S_ISREG(old.st_mode) &&
+      ::fchmod(file.fd, old.st_mode & 07777) != 0)
+    fail("chmod of", errno);
   if (const int err = write_all(file.fd, bytes)) fail("write to", err);
   if (::fsync(file.fd) != 0) fail("fsync of", errno);
   if (::close(file.release()) != 0) fail("close of", errno);

@@ -498,6 +498,24 @@ TEST(Fs, AtomicWriteCreatesAndReplaces) {
   EXPECT_EQ(dir.entries(), std::vector<std::string>{"config.json"});
 }
 
+// The file replaced keeps its permissions (it took 0666 minus the umask: a config.json made
+// private with chmod 600 was 0644 after the next write); a new file takes the umask's.
+TEST(Fs, AtomicWriteKeepsTheReplacedFilesPermissions) {
+  TempDir dir;
+  const std::string path = dir / "config.json";
+  fs::atomic_write_file(path, "first");
+  ASSERT_EQ(::chmod(path.c_str(), 0600), 0);
+  fs::atomic_write_file(path, "second");
+  struct stat st;
+  ASSERT_EQ(::stat(path.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0600u);
+  EXPECT_EQ(fs::read_file(path), "second");
+  ASSERT_EQ(::chmod(path.c_str(), 0640), 0);
+  fs::atomic_write_file(path, "third");
+  ASSERT_EQ(::stat(path.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0640u);
+}
+
 // A failure part-way through writing (file size limit → EFBIG; works even as root, unlike
 // permission bits) leaves the old file as it was and no temporary file behind.
 TEST(Fs, FailedAtomicWriteKeepsOldFileAndLeavesNoTemp) {
