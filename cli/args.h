@@ -191,7 +191,7 @@ class Args {
       if (o.given || std::find(keep.begin(), keep.end(), o.flag) != keep.end()) continue;
       const json::Value* v = recorded.find(o.key);
       if (!v) continue;
-      RLFT_CHECK(o.take(*v), source, ": setting '", o.key, "' is ", v->dump(), ", not a value of ",
+      RLFT_CHECK(o.take(*v), source, ": setting '", o.key, "' is ", v->brief(), ", not a value of ",
                  o.flag, " (", o.default_text.empty() ? "text" : "like " + o.default_text, ")");
     }
   }

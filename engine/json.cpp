@@ -468,10 +468,14 @@ const char* Value::type_name() const {
   return "?";
 }
 
-void Value::type_error(const char* expected) const {
+std::string Value::brief(size_t max) const {
   std::string shown = dump();
-  if (shown.size() > 60) shown = shown.substr(0, 57) + "...";
-  throw Error(str("json: expected ", expected, ", found ", type_name(), " ", shown));
+  if (shown.size() > max) shown = shown.substr(0, max < 3 ? 0 : max - 3) + "...";
+  return shown;
+}
+
+void Value::type_error(const char* expected) const {
+  throw Error(str("json: expected ", expected, ", found ", type_name(), " ", brief(60)));
 }
 
 bool Value::as_bool() const {

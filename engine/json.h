@@ -111,6 +111,8 @@ class Value {
 
   // indent < 0: one line, no spaces. indent >= 0: one member per line, indented.
   std::string dump(int indent = -1) const;
+  // dump() for an error message: at most `max` characters, a longer text cut and ended "...".
+  std::string brief(size_t max = 120) const;
 
   friend bool operator==(const Value& a, const Value& b);  // Int 1 != Double 1.0
 

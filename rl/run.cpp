@@ -84,7 +84,7 @@ void RunDir::log(const json::Value& metrics) const {
 double metric_number(const json::Value& line, const std::string& key) {
   const json::Value& v = line.at(key);
   if (v.is_null()) return NAN;
-  RLFT_CHECK(v.is_number(), "'", key, "' must be a number, got ", v.dump().substr(0, 60));
+  RLFT_CHECK(v.is_number(), "'", key, "' must be a number, got ", v.brief(60));
   return v.as_double();
 }
 
@@ -101,7 +101,7 @@ std::vector<json::Value> RunDir::keep_metrics_through(
     RLFT_CHECK(line.is_object(), metrics, ": entry ", entry, " is not an object");
     const json::Value* s = line.find(key);
     RLFT_CHECK(s && s->is_int(), metrics, ": entry ", entry, " has no integer \"", key, "\"",
-               s ? " (it is " + s->dump() + ")" : std::string());
+               s ? " (it is " + s->brief() + ")" : std::string());
     if (s->as_int() > step) continue;
     if (use) {
       try {
@@ -137,8 +137,8 @@ void check_checkpoint_settings(const json::Value& recorded, const json::Value& n
   for (const auto& [k, v] : now.as_object()) {
     const json::Value* old = recorded.find(k);
     if (old == nullptr || exempt_from_resume_check(k, free)) continue;
-    RLFT_CHECK(*old == v, "--resume: setting '", k, "' is ", v.dump(), " but the checkpoint ", ckpt,
-               " was trained with ", old->dump(),
+    RLFT_CHECK(*old == v, "--resume: setting '", k, "' is ", v.brief(), " but the checkpoint ",
+               ckpt, " was trained with ", old->brief(),
                " (the run's config.json no longer says what "
                "the checkpoint records: edited?)");
   }
@@ -158,14 +158,14 @@ void RunDir::check_resumable(const json::Value& now, const std::vector<std::stri
   if (const json::Value* algorithm = now.find("algorithm")) {
     const json::Value* old = before.find("algorithm");
     RLFT_CHECK(old && *old == *algorithm, "--resume: the run at ", dir_, " is ",
-               old ? "a " + old->dump() + " run" : std::string("not an rlft run of any algorithm"),
-               ", not a ", algorithm->dump(), " one");
+               old ? "a " + old->brief() + " run" : std::string("not an rlft run of any algorithm"),
+               ", not a ", algorithm->brief(), " one");
   }
   for (const auto& [k, v] : now.as_object()) {
     if (exempt_from_resume_check(k, free)) continue;
     const json::Value* old = before.find(k);
-    RLFT_CHECK(old && *old == v, "--resume: setting '", k, "' is ", v.dump(), " but the run at ",
-               dir_, " was started with ", old ? old->dump() : std::string("(none)"),
+    RLFT_CHECK(old && *old == v, "--resume: setting '", k, "' is ", v.brief(), " but the run at ",
+               dir_, " was started with ", old ? old->brief() : std::string("(none)"),
                " (an option left out takes the run's recorded value; with a --preset the command "
                "line states the whole run: see its config.json)");
   }
@@ -207,7 +207,7 @@ Device resolve_device(const std::string& device) {
 StateReader::StateReader(const std::string& text, const std::string& ckpt, const std::string& name)
     : where_(ckpt + ": " + name) {
   state_ = json::parse(text, where_);
-  RLFT_CHECK(state_.is_object(), where_, ": expected a JSON object, got ", state_.dump());
+  RLFT_CHECK(state_.is_object(), where_, ": expected a JSON object, got ", state_.brief());
 }
 
 const json::Value& StateReader::field(const char* key) const {
@@ -218,7 +218,7 @@ const json::Value& StateReader::field(const char* key) const {
 
 int64_t StateReader::integer(const char* key, int64_t lo, int64_t hi) const {
   const json::Value& v = field(key);
-  RLFT_CHECK(v.is_int(), where_, ": field '", key, "' must be an integer, got ", v.dump());
+  RLFT_CHECK(v.is_int(), where_, ": field '", key, "' must be an integer, got ", v.brief());
   const int64_t x = v.as_int();
   RLFT_CHECK(x >= lo && x <= hi, where_, ": field '", key, "' = ", x, " is out of range [", lo,
              ", ", hi, "]");
@@ -229,14 +229,14 @@ double StateReader::finite(const char* key, double lo) const {
   const json::Value& v = field(key);
   RLFT_CHECK(v.is_number() && std::isfinite(v.as_double()) && v.as_double() >= lo, where_,
              ": field '", key, "' must be a finite number",
-             std::isfinite(lo) ? str(" >= ", lo) : std::string(), ", got ", v.dump());
+             std::isfinite(lo) ? str(" >= ", lo) : std::string(), ", got ", v.brief());
   return v.as_double();
 }
 
 double StateReader::number_or_nan(const char* key) const {
   const json::Value& v = field(key);
   RLFT_CHECK(v.is_null() || v.is_number(), where_, ": field '", key, "' must be a number, got ",
-             v.dump());
+             v.brief());
   return v.is_null() ? NAN : v.as_double();
 }
 

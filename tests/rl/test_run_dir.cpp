@@ -101,6 +101,13 @@ TEST(RunDir, AResumeKeepsTheSettingsTheRunStartedWith) {
   EXPECT_EQ(error_of([&] { run.check_resumable(extra); }),
             "--resume: setting 'activation' is \"relu\" but the run at " + dir +
                 " was started with (none)" + kHint);
+  // A value of any length is shown in at most 120 characters (a 20 MB string made a 20 MB
+  // error line).
+  json::Value long_value = started;
+  long_value.set("lr", std::string(1 << 20, 'x'));
+  EXPECT_EQ(error_of([&] { run.check_resumable(long_value); }),
+            "--resume: setting 'lr' is \"" + std::string(116, 'x') + "... but the run at " + dir +
+                " was started with 0.5" + kHint);
 }
 
 TEST(RunDir, MetricsKeptThroughAStepAndBadLinesNamed) {
