@@ -184,16 +184,20 @@ class Args {
   // under its key in `recorded` (a run's settings, read from `source`), where there is one; a
   // value of the wrong type is an error naming the file and the setting. For `--resume`: the
   // run goes on with its own settings unless the command line says otherwise.
-  void take_unwritten(const json::Value& recorded, const std::string& source,
-                      const std::vector<std::string>& keep) {
+  // Returns the flags that took a recorded value.
+  std::vector<std::string> take_unwritten(const json::Value& recorded, const std::string& source,
+                                          const std::vector<std::string>& keep) {
     RLFT_CHECK(recorded.is_object(), source, ": not a run's settings (not a JSON object)");
+    std::vector<std::string> taken;
     for (Option& o : options_) {
       if (o.given || std::find(keep.begin(), keep.end(), o.flag) != keep.end()) continue;
       const json::Value* v = recorded.find(o.key);
       if (!v) continue;
       RLFT_CHECK(o.take(*v), source, ": setting '", o.key, "' is ", v->brief(), ", not a value of ",
                  o.flag, " (", o.default_text.empty() ? "text" : "like " + o.default_text, ")");
+      taken.push_back(o.flag);
     }
+    return taken;
   }
 
   void print_help() const {

@@ -25,6 +25,9 @@ class Args;
 // keys no option sets (a jsonl run's data_fingerprint) the library takes from the record itself
 // (llm::make_run_task).
 void take_recorded_settings(Args& a, const std::string& run_dir);  // cli/resume.cpp
+// " (--flag was not written: --resume took the value recorded in …/config.json)" when
+// `message` names a flag the last take_recorded_settings filled from the file; else "".
+std::string recorded_note(const std::string& message);
 
 // The closing line of a training command whose invocation ran no final `what` (e.g.
 // "validation"): --stop-after stopped it first, or the resumed run had already finished. No

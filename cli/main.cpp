@@ -101,7 +101,8 @@ int main(int argc, char** argv) {
     }
     throw rlft::Error(rlft::str("unknown command '", cmd, "' (see rlft --help)"));
   } catch (const rlft::Error& e) {
-    std::fprintf(stderr, "rlft: error: %s\n", one_line(e.what()).c_str());
+    std::fprintf(stderr, "rlft: error: %s%s\n", one_line(e.what()).c_str(),
+                 rlft::cli::recorded_note(e.what()).c_str());
     return 2;
   } catch (const std::bad_alloc&) {
     // Nearly always a size asked for on the command line or read from a file: bad input, not

@@ -51,7 +51,9 @@ TEST(ArgsTakeUnwritten, LeftOutOptionsTakeTheRecordedValuesWrittenOnesStay) {
   const json::Value recorded = json::parse(
       R"({"env_id": "Pendulum-v1", "lr": 0.001, "steps": 200, "heads": 8, "seed": 7,
           "norm": false, "algorithm": "ppo"})");
-  a.take_unwritten(recorded, "config.json", {"--seed"});
+  // The flags that took a recorded value, in the order they were added.
+  EXPECT_EQ(a.take_unwritten(recorded, "config.json", {"--seed"}),
+            (std::vector<std::string>{"--env", "--lr", "--heads", "--norm"}));
   EXPECT_EQ(s.env, "Pendulum-v1");  // under its recorded name
   EXPECT_EQ(s.lr, 0.001);
   EXPECT_EQ(s.steps, 300);  // written: kept

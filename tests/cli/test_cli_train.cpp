@@ -193,6 +193,20 @@ TEST(CliTrain, ResumeNamesABadRecordedSetting) {
   expect_error(
       "train ppo --quiet --runs-dir " + dir + " --name m --resume --total-steps 512 --hidden 64",
       "--resume: setting 'hidden' is \"64\" but the run at " + dir + "/m was started with 64");
+  // A recorded value out of its option's range: the error names the option, and that the
+  // value came from the file (the command line did not write --num-envs).
+  const auto edit = [&](const std::string& from, const std::string& to) {
+    const size_t where = text.find(from);
+    ASSERT_NE(where, std::string::npos) << from << " in " << text;
+    text.replace(where, from.size(), to);
+  };
+  edit("\"hidden\": 64", "\"hidden\": \"64,64\"");
+  edit("\"num_envs\": 2", "\"num_envs\": 0");
+  std::ofstream(config) << text;
+  expect_error("train ppo --quiet --runs-dir " + dir + " --name m --resume --total-steps 512",
+               "--num-envs must be in [1, 65536], got 0 (--num-envs was not written: --resume "
+               "took the value recorded in " +
+                   config + ")");
 }
 
 TEST(CliTrain, EvalRefusesAPolicyOfNaNWeights) {
