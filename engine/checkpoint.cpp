@@ -1,5 +1,6 @@
 #include "engine/checkpoint.h"
 
+#include <cctype>
 #include <cerrno>
 #include <cmath>
 #include <cstdlib>
@@ -171,6 +172,18 @@ const std::string& metadata_text(const Metadata& m, const std::string& key,
   return it->second;
 }
 
+// Written as rlft writes numbers: a sign then a digit, and none of the forms strtoll/strtod
+// also take (leading space, '+', hexadecimal "0x10", "inf").
+bool plain_number(const std::string& s, bool fraction) {
+  const size_t first = s[0] == '-' ? 1 : 0;
+  if (first >= s.size() || !std::isdigit(static_cast<unsigned char>(s[first]))) return false;
+  for (char c : s)
+    if (!std::isdigit(static_cast<unsigned char>(c)) && c != '-' &&
+        !(fraction && (c == '.' || c == 'e' || c == 'E' || c == '+')))
+      return false;
+  return true;
+}
+
 }  // namespace
 
 int64_t metadata_int(const Metadata& m, const std::string& key, const std::string& source,
@@ -179,8 +192,8 @@ int64_t metadata_int(const Metadata& m, const std::string& key, const std::strin
   char* end = nullptr;
   errno = 0;
   const long long v = std::strtoll(s.c_str(), &end, 10);
-  RLFT_CHECK(*end == '\0' && errno != ERANGE, source, ": metadata '", key, "' is '", s,
-             "', not an integer");
+  RLFT_CHECK(plain_number(s, false) && *end == '\0' && errno != ERANGE, source, ": metadata '", key,
+             "' is '", s, "', not an integer");
   RLFT_CHECK(v >= lo && v <= hi, source, ": metadata '", key, "' is ", v, ", outside [", lo, ", ",
              hi, "]");
   return v;
@@ -191,8 +204,8 @@ uint64_t metadata_uint(const Metadata& m, const std::string& key, const std::str
   char* end = nullptr;
   errno = 0;
   const unsigned long long v = std::strtoull(s.c_str(), &end, 10);
-  RLFT_CHECK(s[0] >= '0' && s[0] <= '9' && *end == '\0' && errno != ERANGE, source, ": metadata '",
-             key, "' is '", s, "', not an unsigned integer");
+  RLFT_CHECK(s[0] != '-' && plain_number(s, false) && *end == '\0' && errno != ERANGE, source,
+             ": metadata '", key, "' is '", s, "', not an unsigned integer");
   return v;
 }
 
@@ -200,8 +213,8 @@ double metadata_double(const Metadata& m, const std::string& key, const std::str
   const std::string& s = metadata_text(m, key, source);
   char* end = nullptr;
   const double v = std::strtod(s.c_str(), &end);
-  RLFT_CHECK(*end == '\0' && std::isfinite(v), source, ": metadata '", key, "' is '", s,
-             "', not a finite number");
+  RLFT_CHECK(plain_number(s, true) && *end == '\0' && std::isfinite(v), source, ": metadata '", key,
+             "' is '", s, "', not a finite number");
   return v;
 }
 

@@ -201,11 +201,29 @@ TEST(Checkpoint, MetadataNumbersAreCheckedAndNamed) {
                    {"empty", ""},
                    {"lr", "0.5"},
                    {"nan", "nan"},
-                   {"off", "18446744073709551615"}};
+                   {"off", "18446744073709551615"},
+                   {"space", " 5"},
+                   {"plus", "+5"},
+                   {"hex", "0x10"},
+                   {"small", "-1.5e-07"}};
   EXPECT_EQ(metadata_int(m, "step", "f.safetensors"), 12);
   EXPECT_EQ(metadata_int(m, "neg", "f", -5, 5), -3);
   EXPECT_EQ(metadata_uint(m, "off", "f"), 18446744073709551615ull);
   EXPECT_EQ(metadata_double(m, "lr", "f"), 0.5);
+  EXPECT_EQ(metadata_double(m, "small", "f"), -1.5e-07);
+  // Only numbers as rlft writes them: strtoll/strtod's leading space, '+' and hexadecimal are
+  // not (a hand-edited or corrupt file).
+  for (const char* key : {"space", "plus", "hex"}) {
+    EXPECT_NE(error_of([&] { (void)metadata_int(m, key, "f"); }).find("not an integer"),
+              std::string::npos)
+        << key;
+    EXPECT_NE(error_of([&] { (void)metadata_uint(m, key, "f"); }).find("not an unsigned integer"),
+              std::string::npos)
+        << key;
+    EXPECT_NE(error_of([&] { (void)metadata_double(m, key, "f"); }).find("not a finite number"),
+              std::string::npos)
+        << key;
+  }
   EXPECT_EQ(error_of([&] { (void)metadata_int(m, "word", "f.safetensors"); }),
             "f.safetensors: metadata 'word' is 'abc', not an integer");
   EXPECT_EQ(error_of([&] { (void)metadata_int(m, "neg", "f"); }),
