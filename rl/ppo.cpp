@@ -189,29 +189,6 @@ void validate(const PPOConfig& c) {
   RLFT_CHECK(c.log_every > 0, "ppo: --log-every must be positive, got ", c.log_every);
 }
 
-// Reward scaling r / √(Var[G] + eps), G the running discounted return, reset at every episode
-// end (terminated or truncated), as CleanRL's gym-0.23 wrapper and SB3's VecNormalize do;
-// Gymnasium 1.x's NormalizeReward resets it on termination only.
-struct RewardScaler {
-  RunningMeanStd rms{1};
-  std::vector<double> ret;
-  double gamma;
-  RewardScaler(int64_t n, double g) : ret(size_t(n), 0.0), gamma(g) {}
-  void scale(float* rewards, const uint8_t* done, int64_t n) {
-    std::vector<float> g(static_cast<size_t>(n));
-    for (int64_t i = 0; i < n; ++i) {
-      ret[i] = ret[i] * gamma + rewards[i];
-      g[i] = float(ret[i]);
-    }
-    rms.update(g.data(), n);
-    const double s = std::sqrt(rms.var(0) + 1e-8);
-    for (int64_t i = 0; i < n; ++i) {
-      rewards[i] = float(std::clamp(double(rewards[i]) / s, -10.0, 10.0));
-      if (done[i]) ret[i] = 0;
-    }
-  }
-};
-
 double explained_variance(const Tensor& values, const Tensor& returns) {
   const double var_y = var(returns, {}, 0).item();
   if (var_y == 0) return std::nan("");

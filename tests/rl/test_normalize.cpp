@@ -1,0 +1,53 @@
+// The running statistics behind PPO's observation and reward normalisation (rl/normalize.h):
+// RunningMeanStd's merge of a batch into its running mean and variance (Chan et al.), and
+// RewardScaler's running discounted return, reset at each episode end. Hand-computed cases.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdint>
+#include <vector>
+
+#include "rl/normalize.h"
+
+using namespace rlft;
+using namespace rlft::rl;
+
+// Two batches, {1, 2, 3} then {4, 5}, merged into the initial state (mean 0, var 1, count 1e-4,
+// Gymnasium's epsilon count). Chan's merge is exact, so the result is the weighted population
+// statistics of a pseudo-sample of weight c = 1e-4 (mean 0, E[x²] = var + mean² = 1) and the five
+// values: n = 5 + c,
+//   mean = (1 + 2 + 3 + 4 + 5)/n = 15/5.0001 = 2.9999400011999757
+//   var  = (c·1 + 1 + 4 + 9 + 16 + 25)/n − mean² = 55.0001/5.0001 − (15/5.0001)²
+//        = 2.000159993200208.
+// The second merge needs the δ²·count·rows/total term (δ = 4.5 − mean after the first batch):
+// without it the variance is only the within-batch parts, (c + 2 + 0.5)/5.0001 = 0.50001.
+TEST(RunningMeanStd, MergesBatchesAsOnePopulation) {
+  RunningMeanStd r(1);
+  const std::vector<float> a = {1, 2, 3}, b = {4, 5};
+  r.update(a.data(), 3);
+  r.update(b.data(), 2);
+  EXPECT_NEAR(r.var(0), 2.000159993200208, 1e-12);
+  const json::Value s = r.to_json();
+  EXPECT_NEAR(s.at("mean").at(0).as_double(), 2.9999400011999757, 1e-12);
+  EXPECT_NEAR(s.at("count").as_double(), 5.0001, 1e-12);
+}
+
+// One env, γ = 0.9. Step 1: reward 1 ends the episode: G = 1; the statistics hold c = 1e-4
+// (mean 0, var 1) and 1, so var = (c + 1)/(1 + c) − (1/(1 + c))² = 1 − 1/1.0001² ≈ 2.0e-4 and
+// 1/√(var + 1e-8) = 70.7 is clipped to 10. G is then reset to 0, so step 2's reward 2 gives
+// G = 0.9·0 + 2 = 2 (not 0.9·1 + 2 = 2.9). The statistics now hold c, 1 and 2:
+//   var = (c + 1 + 4)/2.0001 − (3/2.0001)² = 0.2501499868759374,
+//   scaled reward = 2/√(var + 1e-8) = 3.9988005647001663
+// (without the reset: G = 2.9, var = (c + 1 + 8.41)/2.0001 − (3.9/2.0001)², reward 2.10504).
+TEST(RewardScaler, ResetsTheReturnAtAnEpisodeEnd) {
+  RewardScaler s(1, 0.9);
+  float r = 1;
+  const uint8_t done = 1, not_done = 0;
+  s.scale(&r, &done, 1);
+  EXPECT_EQ(r, 10.0f);
+  EXPECT_EQ(s.ret[0], 0.0);
+  r = 2;
+  s.scale(&r, &not_done, 1);
+  EXPECT_EQ(s.ret[0], 2.0);
+  EXPECT_NEAR(r, 3.9988005647001663, 1e-5);  // float output: 2^-22 relative of ~4
+}
