@@ -470,6 +470,51 @@ TEST(GPT, TopKTopPFilter) {
   EXPECT_EQ(r[1], 1.0);
 }
 
+// Top-p after top-k is a fraction of the mass the top k keep, not of the whole distribution:
+// p = [0.1, 0.4, 0.2, 0.3], k = 3 keeps 0.4 + 0.3 + 0.2 = 0.9, so top_p = 0.75 needs
+// 0.75·0.9 = 0.675, which 0.4 + 0.3 = 0.7 reaches: tokens 1 and 3 stay, renormalised to
+// 0.4/0.7 = 4/7 and 0.3/0.7 = 3/7. (Against the whole mass, 0.75, token 2 would stay too.)
+TEST(GPT, TopPIsAFractionOfTheTopKMass) {
+  std::vector<double> p = {0.1, 0.4, 0.2, 0.3};
+  filter_top_k_top_p(p, 3, 0.75);
+  EXPECT_EQ(p[0], 0.0);
+  EXPECT_NEAR(p[1], 4.0 / 7, 1e-12);
+  EXPECT_EQ(p[2], 0.0);
+  EXPECT_NEAR(p[3], 3.0 / 7, 1e-12);
+}
+
+// Sampling (no top-k or top-p) draws from softmax(ℓ/τ): at τ = 1e-6 the logits' gaps are
+// multiplied by 10^6, so every token but the argmax has probability ~e^(−10^6·gap) = 0 and
+// the draw is the greedy token, each with log p_τ = −log(1 + Σ e^(−10^6·gap)) = 0. The tiny
+// model's logits differ by far more than 1e-5, so the sampled rows are the greedy rows exactly
+// and every response log-prob is 0 to 1e-6. (Sampling from softmax(ℓ), τ ignored, would pick
+// other tokens of its near-uniform distribution, whose log p_τ are about −10^6·gap.)
+TEST(GPT, SamplingAtANearZeroTemperatureIsGreedy) {
+  Generator gen(5);
+  GPT model(tiny_config(), gen);
+  const GenerationCase gc;
+  SamplingConfig sc = gc.sampling;
+  sc.temperature = 1e-6;
+  Generator g1(42);
+  const Generation sampled = generate(model, gc.prompts, gc.pmask, sc, g1);
+  sc.greedy = true;
+  Generator g2(42);
+  const Generation greedy = generate(model, gc.prompts, gc.pmask, sc, g2);
+  EXPECT_EQ(sampled.tokens.to_int_vector(), greedy.tokens.to_int_vector());
+  EXPECT_EQ(sampled.response_lengths, greedy.response_lengths);
+  const std::vector<double> lp = sampled.log_probs.to_vector(),
+                            rm = sampled.response_mask.to_vector();
+  ASSERT_EQ(lp.size(), rm.size());
+  double responses = 0;
+  for (size_t i = 0; i < lp.size(); ++i) {
+    responses += rm[i];
+    if (rm[i] != 0) {
+      EXPECT_NEAR(lp[i], 0.0, 1e-6) << i;
+    }
+  }
+  EXPECT_GT(responses, 0.0);
+}
+
 TEST(GPT, RewardsReadTheLastRealToken) {
   Generator gen(8);
   GPTConfig c = tiny_config();
