@@ -275,3 +275,23 @@ TEST_F(DPORun, CheckpointEveryZeroWritesAtStopAndEnd) {
   EXPECT_TRUE(second.finished);
   EXPECT_EQ(step_of(), "10");
 }
+
+// The evaluation before training (step 0) scores the policy while it is still the reference,
+// computed over the same held-out pairs in the same chunks: every implicit reward
+// β·(log π − log π_ref) is 0 to the bit, so each pair is a tie. A tie is not a win: held-out
+// accuracy 0 (not 1), margin 0, and the sigmoid loss −log σ(0) = ln 2 on every pair.
+TEST_F(DPORun, TiesBeforeTrainingAreNotCorrectPairs) {
+  DPOConfig c = tiny("dpo-ties");
+  c.max_steps = 1;
+  c.log_every = 1;
+  c.eval_every = 0;
+  const DPOResult r = train_dpo(c);
+  ASSERT_EQ(r.heldout_pairs, 4);
+  const std::vector<json::Value> rows = metrics(r);
+  ASSERT_FALSE(rows.empty());
+  const json::Value& m = rows[0];
+  ASSERT_EQ(m.at("step").as_int(), 0);
+  EXPECT_EQ(m.at("heldout_accuracy").as_double(), 0.0);
+  EXPECT_EQ(m.at("heldout_margin").as_double(), 0.0);
+  EXPECT_NEAR(m.at("heldout_loss").as_double(), std::log(2.0), 1e-6);
+}

@@ -295,6 +295,24 @@ TEST(PolicyLoss, GRPOk3IsToTheCurrentPolicyAndHasItsGradient) {
   EXPECT_NEAR(g[2], -std::exp(0.1) / 2 + 0.01, 1e-12);
 }
 
+// GRPO's β·k3 term is aggregated as the surrogate is (seq_mean_token_mean), which differs from
+// a token mean once the rows' lengths differ. Two rows, r = 1 and A = 1 (surrogate −1 under
+// either aggregation): row 0 has one response token with d = logp − ref = ln 2, k3 = 1/2 − 1 +
+// ln 2 = 0.193147; row 1 has two tokens with d = 0, k3 = 0. Per-row means [0.193147, 0], so
+//   loss = −1 + 0.04·(0.193147 + 0)/2 = −0.996137
+// (a token mean would give −1 + 0.04·0.193147/3 = −0.997425).
+TEST(PolicyLoss, GRPOk3FollowsTheSequenceMeanOfTokenMeans) {
+  auto o = make_objective(group_rl_defaults("grpo"));
+  ASSERT_EQ(o->loss.aggregation, Aggregation::seq_mean_token_mean);
+  const double h = std::log(0.5), q = std::log(0.25);
+  const Tensor lp = T2({0, h, 0, 0, h, h}, 2, 3);
+  const Tensor ref = T2({0, q, 0, 0, h, h}, 2, 3);
+  const Tensor m = T2({0, 1, 0, 0, 1, 1}, 2, 3);
+  const Tensor adv = Tensor::from_vector(std::vector<double>{1.0, 1.0}, {2});
+  const RatioClipResult r = policy_loss(o->loss, lp, lp, ref, adv, m);
+  EXPECT_NEAR(r.loss.item(), -1.0 + 0.04 * (0.5 - 1 + std::log(2.0)) / 2, 1e-12);
+}
+
 // Clip-higher: r = 1.25 with A > 0 is clipped at 1.2 by eps 0.2 but not by DAPO's 0.28.
 TEST(PolicyLoss, DAPOClipHigher) {
   const Tensor old = T2({0, std::log(0.4)}, 1, 2), lp = T2({0, std::log(0.5)}, 1, 2);  // r = 1.25

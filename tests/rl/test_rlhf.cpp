@@ -365,6 +365,17 @@ TEST(RLHFDefaults, RewardModelPPOAndDPOFollowTheirReferences) {
   EXPECT_EQ(d.label_smoothing, 0.0);
 }
 
+// Pearson's r centres both series: a = [10, 11, 12] (mean 11), b = [1, 2, 4] (mean 7/3):
+//   Σ(a − ā)(b − b̄) = (−1)(−4/3) + 0 + (1)(5/3) = 3,  Σ(a − ā)² = 2,
+//   Σ(b − b̄)² = 16/9 + 1/9 + 25/9 = 14/3,  r = 3/√(2·14/3) = 0.9819805060619656.
+// (With a left uncentred, Σa² = 365, r would be 3/√(365·14/3) = 0.0725.) A constant series
+// has no correlation: 0.
+TEST(RLHFData, PearsonCentresBothSeries) {
+  EXPECT_NEAR(pearson({10, 11, 12}, {1, 2, 4}), 0.9819805060619656, 1e-12);
+  EXPECT_NEAR(pearson({1, 2, 4}, {10, 11, 12}), 0.9819805060619656, 1e-12);
+  EXPECT_EQ(pearson({3, 3, 3}, {1, 2, 4}), 0.0);
+}
+
 TEST(RLHFData, PreferenceFilesRoundTripAndMalformedLinesNameTheLine) {
   const std::string dir = temp_dir("rlhf_prefs");
   std::vector<PreferencePair> pairs(2);

@@ -342,6 +342,11 @@ TEST_F(RMResume, TheFinalCheckpointIsARewardModelAndAFinishedRunResumedRunsNothi
   EXPECT_EQ(ev.pairs, 44);
   EXPECT_GT(ev.accuracy, 0.0);
   EXPECT_TRUE(std::isfinite(ev.correlation));
+  // Every pair's chosen score is above its rejected one (0.5 + 0.01·(i mod 40) against
+  // 0.45 − 0.01·(i mod 30)), so all 44 pairs have a score gap and the ground-truth order is the
+  // labels': the truth accuracy (r_w > r_l where the truth says chosen > rejected) is the accuracy.
+  ASSERT_TRUE(ev.has_correlation);
+  EXPECT_EQ(ev.truth_accuracy, ev.accuracy);
   // A pair the model cannot tell apart (the same response twice, each scored alone so r_w = r_l
   // to the bit) is not a correct one, and its loss is log 2.
   std::vector<PreferencePair> ties = pairs;
@@ -349,6 +354,8 @@ TEST_F(RMResume, TheFinalCheckpointIsARewardModelAndAFinishedRunResumedRunsNothi
   const RewardModelEval tied = evaluate_reward_model(*lm.model, lm.tokenizer, ties, 1);
   EXPECT_EQ(tied.accuracy, 0.0);
   EXPECT_NEAR(tied.loss, std::log(2.0), 1e-6);
+  // Nor does a tie order the pair as the ground truth does (the scores still differ): 0.
+  EXPECT_EQ(tied.truth_accuracy, 0.0);
 
   const std::map<std::string, std::string> before = files_of(run("final"));
   c.resume = true;
