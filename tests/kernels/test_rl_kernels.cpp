@@ -977,6 +977,33 @@ TEST(RatioClip, HandComputedGspo) {
     clip_backward<double>(buf.args, 1.0, g.data());
     EXPECT_NEAR(g[2], 0.25, 1e-12);
     EXPECT_NEAR(g[3], -0.5, 1e-12);
+    // The sequence ratio is the exponential of the MEAN log-ratio: one row, log-ratios
+    // [3e-4, 3e-4], A = +1 → s = e^(3e-4) = 1.00030004 < 1 + eps_high = 1.0004, unclipped:
+    //   loss = −s, clip_frac_high = 0, gradient (dl/ds = −1)·s·(1/|o| = 1/2) = −s/2 per token
+    // (at either level). The sum would give e^(6e-4) = 1.0006, clipped: loss −1.0004, no gradient.
+    ClipProblem M;
+    M.B = 1;
+    M.T = 2;
+    M.logp = {3e-4, 3e-4};
+    M.old_logp = {0.0, 0.0};
+    M.adv = {1.0};
+    M.adv_per_seq = true;
+    M.eps_low = 3e-4;
+    M.eps_high = 4e-4;
+    M.agg = rk::Aggregation::seq_mean_token_mean;
+    const double s = std::exp(3e-4);
+    for (auto level : {rk::RatioLevel::sequence, rk::RatioLevel::sequence_token}) {
+      SCOPED_TRACE(rk::ratio_level_name(level));
+      M.level = level;
+      ClipBuffers<double> mb(M);
+      const rk::RatioClipStats ms = clip_forward<double>(mb.args);
+      EXPECT_NEAR(ms.loss, -s, 1e-14);
+      EXPECT_EQ(ms.clip_frac_high, 0.0);
+      std::vector<double> mg(2);
+      clip_backward<double>(mb.args, 1.0, mg.data());
+      EXPECT_NEAR(mg[0], -s / 2, 1e-14);
+      EXPECT_NEAR(mg[1], -s / 2, 1e-14);
+    }
   });
 }
 
@@ -1757,6 +1784,26 @@ TEST(GaeMaskedRows, HandComputed) {
   for (int t = 0; t < 5; ++t) {
     EXPECT_NEAR(a[t], want_a[t], 1e-15) << t;
     EXPECT_NEAR(R[t], want_r[t], 1e-15) << t;
+  }
+}
+
+// Hand-computed row with γ ≠ 1 and a hole, T = 6, mask [0 1 1 0 1 0], γ = 0.9, λ = 0.8
+// (γλ = 0.72), r = [9, 0, 0, 9, 1, 9], V = [9, 0.1, 0.25, 9, 0.5, 9] (the 9s must be ignored;
+// the next value of t2 is t4's, across the hole, discounted by γ):
+//   t4: δ = 1 + 0.9·0 − 0.5 = 0.5                         A4 = 0.5
+//   t2: δ = 0 + 0.9·0.5 − 0.25 = 0.2                      A2 = 0.2 + 0.72·0.5   = 0.56
+//   t1: δ = 0 + 0.9·0.25 − 0.1 = 0.125                    A1 = 0.125 + 0.72·0.56 = 0.5282
+//   returns A + V = [0, 0.6282, 0.81, 0, 1.0, 0].
+TEST(GaeMaskedRows, HandComputedDiscountedAcrossAHole) {
+  const double r[6] = {9, 0, 0, 9, 1, 9}, v[6] = {9, 0.1, 0.25, 9, 0.5, 9},
+               m[6] = {0, 1, 1, 0, 1, 0};
+  double a[6], R[6];
+  rk::gae_masked_rows_cpu<double>(r, v, m, 1, 6, 0.9, 0.8, a, R);
+  const double want_a[6] = {0, 0.5282, 0.56, 0, 0.5, 0},
+               want_r[6] = {0, 0.6282, 0.81, 0, 1.0, 0};
+  for (int t = 0; t < 6; ++t) {
+    EXPECT_NEAR(a[t], want_a[t], 1e-14) << t;
+    EXPECT_NEAR(R[t], want_r[t], 1e-14) << t;
   }
 }
 
