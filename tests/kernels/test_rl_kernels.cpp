@@ -1799,8 +1799,7 @@ TEST(GaeMaskedRows, HandComputedDiscountedAcrossAHole) {
                m[6] = {0, 1, 1, 0, 1, 0};
   double a[6], R[6];
   rk::gae_masked_rows_cpu<double>(r, v, m, 1, 6, 0.9, 0.8, a, R);
-  const double want_a[6] = {0, 0.5282, 0.56, 0, 0.5, 0},
-               want_r[6] = {0, 0.6282, 0.81, 0, 1.0, 0};
+  const double want_a[6] = {0, 0.5282, 0.56, 0, 0.5, 0}, want_r[6] = {0, 0.6282, 0.81, 0, 1.0, 0};
   for (int t = 0; t < 6; ++t) {
     EXPECT_NEAR(a[t], want_a[t], 1e-14) << t;
     EXPECT_NEAR(R[t], want_r[t], 1e-14) << t;
