@@ -438,7 +438,8 @@ void timeline(benchmark::State& state, double bytes, const std::function<void(cu
 // mode: "fwd" the forward's kernels with the statistics left on the device (what the
 // bandwidth target is about), calls back to back over K copies of the inputs (one pass over
 // copies spanning 4× the L2, or as g_flush's comment says), against the unfused chain, which copies
-// its loss back (one call, so the speed-up favours the chain); "fwd_sync" the synchronous API
+// its loss back (one synchronous call, so the speed-up favours the fused kernel: "fwd_sync"
+// compares like with like); "fwd_sync" the synchronous API
 // (statistics copied to the host, the stream synchronised: one call per timed region) against the
 // same chain; "bwd" the backward, batched like "fwd".
 void BM_ratio_clip(benchmark::State& state, int64_t B, int64_t T, const std::string& mode,
