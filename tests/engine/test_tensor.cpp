@@ -2,10 +2,12 @@
 // the error messages of bad input (each names the op and the offending values).
 #include <gtest/gtest.h>
 
-#include "test_util.h"
+#include <cmath>
 
 #include "engine/autograd.h"
 #include "engine/ops.h"
+#include "engine/optim.h"
+#include "test_util.h"
 
 namespace rlft {
 namespace {
@@ -194,6 +196,33 @@ TEST(Autograd, AccumulatesIntoLeaves) {
   EXPECT_EQ(V(x.grad()), std::vector<double>({8}));
   x.zero_grad();
   EXPECT_FALSE(x.grad().defined());
+}
+
+// softplus(x) = max(x, 0) + log1p(e^−|x|): finite where log(1 + e^x) overflows. float:
+// softplus(100) = 100, softplus(−100) = e^−100 ≈ 3.7e-44 (a float subnormal), softplus(0) =
+// ln 2; double: softplus(1000) = 1000.
+TEST(Autograd, SoftplusIsStableAtLargeMagnitudes) {
+  const std::vector<double> f =
+      V(softplus(Tensor::from_vector(std::vector<float>{100, -100, 0}, {3})));
+  EXPECT_EQ(f[0], 100.0);
+  EXPECT_GT(f[1], 0.0);
+  EXPECT_LT(f[1], 1e-43);
+  EXPECT_NEAR(f[2], std::log(2.0), 1e-7);
+  EXPECT_EQ(V(softplus(Tensor::from_vector(std::vector<double>{1000}, {1})))[0], 1000.0);
+}
+
+// Each leaf owns its gradient: for loss = Σ 4(a + b) the backward of add hands the same
+// tensor to both inputs, and a leaf that kept it as is would share it with the other, so
+// clipping both scales that one tensor twice. Here ∂/∂a = ∂/∂b = 4, the global norm √32 and,
+// clipped to norm 1, each gradient 4/√32 = 0.70711 (shared, it would be 4/32 = 0.125).
+TEST(Autograd, LeavesOwnTheirGradients) {
+  Tensor a = F({0}, {1}).set_requires_grad(), b = F({0}, {1}).set_requires_grad();
+  sum(mul(add(a, b), 4.0)).backward();
+  EXPECT_FALSE(a.grad().same(b.grad()));
+  EXPECT_NEAR(optim::clip_grad_norm({a, b}, 1.0), std::sqrt(32.0), 1e-12);
+  // ×1/(√32 + 1e-6): clip_grad_norm's denominator, as PyTorch's.
+  EXPECT_NEAR(V(a.grad())[0], 4 / (std::sqrt(32.0) + 1e-6), 1e-7);
+  EXPECT_NEAR(V(b.grad())[0], 4 / (std::sqrt(32.0) + 1e-6), 1e-7);
 }
 
 TEST(Autograd, ThroughViewsAndBroadcasts) {

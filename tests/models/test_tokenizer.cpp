@@ -28,6 +28,20 @@ TEST(Tokenizer, CharRoundTripAndSpecials) {
   EXPECT_THROW(t.decode({-1}), Error);
 }
 
+// Code points of every UTF-8 length, 4 bytes included (U+1F600, F0 9F 98 80): a corpus of
+// "a中😀" has 3 symbols in code-point order, and text round-trips byte for byte.
+TEST(Tokenizer, FourByteCharactersRoundTrip) {
+  const Tokenizer t = Tokenizer::from_corpus("a\u4e2d\U0001F600");
+  EXPECT_EQ(t.vocab_size(), 3 + 3);
+  const std::string text = "\U0001F600\u4e2da";
+  EXPECT_EQ(text, std::string("\xF0\x9F\x98\x80\xE4\xB8\xAD"
+                              "a"));
+  EXPECT_EQ(t.encode(text), (std::vector<int64_t>{2, 1, 0}));
+  EXPECT_EQ(t.decode(t.encode(text)), text);
+  EXPECT_EQ(utf8_encode(U'\U0001F600'), std::string("\xF0\x9F\x98\x80"));
+  EXPECT_EQ(utf8_decode("\xF0\x9F\x98\x80"), std::vector<char32_t>{U'\U0001F600'});
+}
+
 TEST(Tokenizer, UnknownCharacterIsAnErrorNamingItAndItsPosition) {
   const Tokenizer t = Tokenizer::from_corpus("abc");
   try {

@@ -32,6 +32,23 @@ TEST(RunningMeanStd, MergesBatchesAsOnePopulation) {
   EXPECT_NEAR(s.at("count").as_double(), 5.0001, 1e-12);
 }
 
+// An observation is normalised by the standard deviation, not the variance, then clipped to
+// ±10. After {0, 4} (and the initial c = 1e-4 at mean 0, var 1): mean = 4/2.0001 = 1.99990000,
+// var = (c + 0 + 16)/2.0001 − mean² = 4.00004999; 6 normalises to (6 − mean)/√(var + 1e-8) =
+// 2.0000375 (by the variance it would be 1.0000125), and 1000 to the clip, 10.
+TEST(RunningMeanStd, NormalizesByTheStandardDeviationAndClips) {
+  RunningMeanStd r(1);
+  const std::vector<float> batch = {0, 4};
+  r.update(batch.data(), 2);
+  EXPECT_NEAR(r.var(0), 4.000049987501125, 1e-12);
+  const std::vector<float> x = {6, 1000, -1000};
+  std::vector<float> out(3);
+  r.normalize(x.data(), 3, out.data());
+  EXPECT_NEAR(out[0], 2.0000374979295525, 1e-6);
+  EXPECT_EQ(out[1], 10.0f);
+  EXPECT_EQ(out[2], -10.0f);
+}
+
 // One env, γ = 0.9. Step 1: reward 1 ends the episode: G = 1; the statistics hold c = 1e-4
 // (mean 0, var 1) and 1, so var = (c + 1)/(1 + c) − (1/(1 + c))² = 1 − 1/1.0001² ≈ 2.0e-4 and
 // 1/√(var + 1e-8) = 70.7 is clipped to 10. G is then reset to 0, so step 2's reward 2 gives
