@@ -189,13 +189,13 @@ void validate(const PPOConfig& c) {
   RLFT_CHECK(c.log_every > 0, "ppo: --log-every must be positive, got ", c.log_every);
 }
 
+}  // namespace
+
 double explained_variance(const Tensor& values, const Tensor& returns) {
   const double var_y = var(returns, {}, 0).item();
   if (var_y == 0) return std::nan("");
   return 1.0 - var(sub(returns, values), {}, 0).item() / var_y;
 }
-
-}  // namespace
 
 // ---- training ----------------------------------------------------------------------------
 

@@ -149,5 +149,8 @@ Tensor normalize_advantages(const Tensor& advantages);
 // (V − R)² when `clip` is false. values, old_values, returns: [N].
 Tensor ppo_value_loss(const Tensor& values, const Tensor& old_values, const Tensor& returns,
                       double clip_coef, bool clip);
+// The logged explained variance 1 − Var[R − V] / Var[R] (population variances, as CleanRL's
+// np.var); NaN when the returns do not vary.
+double explained_variance(const Tensor& values, const Tensor& returns);
 
 }  // namespace rlft::rl

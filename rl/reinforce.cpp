@@ -188,14 +188,7 @@ ReinforceResult train_reinforce(const ReinforceConfig& cfg, const std::string& r
     // ---- loss: −(1/N) Σ (G − b)·log π(a|s), all steps of the batch in one forward ----
     const int64_t steps = int64_t(b_weights.size());
     std::vector<float> w = b_weights;
-    if (cfg.normalize_returns && steps > 1) {
-      double m = 0, v = 0;
-      for (float x : w) m += x;
-      m /= double(steps);
-      for (float x : w) v += (x - m) * (x - m);
-      const double sd = std::sqrt(v / double(steps - 1)) + 1e-8;
-      for (float& x : w) x = float((x - m) / sd);
-    }
+    if (cfg.normalize_returns) normalize_weights(w);
     const Tensor obs_t = Tensor::from_vector(b_obs, {steps, O}).to(dev);
     const Tensor act_t = (discrete ? Tensor::from_vector(b_act_i, {steps})
                                    : Tensor::from_vector(b_act_f, {steps, A}))
@@ -264,6 +257,17 @@ ReinforceResult train_reinforce(const ReinforceConfig& cfg, const std::string& r
     if (!result.updates.empty()) write_learning_curve(run->dir());
   }
   return result;
+}
+
+void normalize_weights(std::vector<float>& w) {
+  const size_t n = w.size();
+  if (n < 2) return;
+  double m = 0, v = 0;
+  for (float x : w) m += x;
+  m /= double(n);
+  for (float x : w) v += (x - m) * (x - m);
+  const double sd = std::sqrt(v / double(n - 1)) + 1e-8;
+  for (float& x : w) x = float((x - m) / sd);
 }
 
 }  // namespace rlft::rl

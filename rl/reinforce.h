@@ -59,4 +59,8 @@ ReinforceResult train_reinforce(
 
 json::Value to_json(const ReinforceConfig& config);
 
+// --normalize-returns: the batch's weights (G_t − b) standardised in place, (w − mean)/(std +
+// 1e-8) with the unbiased (n − 1) std, as torch's .std(); fewer than 2 weights stay as they are.
+void normalize_weights(std::vector<float>& w);
+
 }  // namespace rlft::rl

@@ -7,7 +7,10 @@
 #include <cstdint>
 #include <vector>
 
+#include "engine/tensor.h"
 #include "rl/normalize.h"
+#include "rl/ppo.h"
+#include "rl/reinforce.h"
 
 using namespace rlft;
 using namespace rlft::rl;
@@ -67,4 +70,32 @@ TEST(RewardScaler, ResetsTheReturnAtAnEpisodeEnd) {
   s.scale(&r, &not_done, 1);
   EXPECT_EQ(s.ret[0], 2.0);
   EXPECT_NEAR(r, 3.9988005647001663, 1e-5);  // float output: 2^-22 relative of ~4
+}
+
+// REINFORCE's --normalize-returns: (w − mean)/(std + 1e-8) with the unbiased std. For
+// {1, 2, 3, 6}: mean 3, Σ(w − 3)² = 14, std √(14/3) = 2.1602469; the population std √(14/4)
+// would give −1.0690450 for the first.
+TEST(ReinforceWeights, NormalizedWithTheUnbiasedStd) {
+  std::vector<float> w = {1, 2, 3, 6};
+  normalize_weights(w);
+  const double sd = std::sqrt(14.0 / 3.0) + 1e-8;
+  EXPECT_NEAR(w[0], -2 / sd, 1e-6);  // −0.9258201
+  EXPECT_NEAR(w[1], -1 / sd, 1e-6);
+  EXPECT_EQ(w[2], 0.0f);
+  EXPECT_NEAR(w[3], 3 / sd, 1e-6);  // 1.3887301
+  std::vector<float> one = {5};
+  normalize_weights(one);
+  EXPECT_EQ(one[0], 5.0f);  // a single weight stays
+}
+
+// PPO's logged explained variance, 1 − Var[R − V]/Var[R] with population variances: V = [1, 2,
+// 3], R = [1, 2, 4]: Var[R] = 14/9, R − V = [0, 0, 1] with Var 2/9, so 1 − 2/14 = 6/7 (a
+// difference of variances instead, 1 − |Var R − Var V|/Var R, would give 3/7). Constant returns:
+// NaN.
+TEST(PPOLogs, ExplainedVarianceIsOneMinusTheResidualsShare) {
+  const Tensor v = Tensor::from_vector(std::vector<double>{1, 2, 3}, {3}),
+               r = Tensor::from_vector(std::vector<double>{1, 2, 4}, {3});
+  EXPECT_NEAR(explained_variance(v, r), 6.0 / 7.0, 1e-12);
+  EXPECT_TRUE(
+      std::isnan(explained_variance(v, Tensor::from_vector(std::vector<double>{2, 2, 2}, {3}))));
 }
