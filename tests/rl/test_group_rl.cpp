@@ -1005,6 +1005,18 @@ TEST_F(GroupRLRun, OverlongShapingLowersEachResponsesReward) {
     EXPECT_LE(shaping, -0.5) << v.dump();
     EXPECT_GE(shaping, -1.0) << v.dump();
   }
+  // With L_max = L_cache = the budget (4), every response of |y| ≤ 4 tokens (its EOS counted,
+  // as response_length counts it) gets R_length = (0 − |y|)/4, so the step's mean reward is
+  // exactly accuracy − mean |y|/4 (GRPO's rewards: 1 correct, 0 wrong).
+  GroupRLConfig exact = small("grpo");
+  exact.steps = 2;
+  exact.overlong_shaping = true;
+  exact.max_new_tokens = exact.overlong_max = exact.overlong_cache = 4;
+  exact.name = "grpo-overlong-exact";
+  for (const json::Value& v : rlft::testing::metrics_of(train_group_rl(exact).run_dir))
+    EXPECT_NEAR(v.at("reward_mean").as_double(),
+                v.at("accuracy").as_double() - v.at("response_length_mean").as_double() / 4, 1e-12)
+        << v.dump();
   // A shaping that starts at or past the generation budget would never apply: an error, before
   // anything is written.
   GroupRLConfig inert = small("grpo");
