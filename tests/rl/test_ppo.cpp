@@ -706,6 +706,45 @@ TEST(PPO, ResumeDropsMetricsLoggedAfterTheCheckpoint) {
   EXPECT_EQ(updates, (std::vector<int64_t>{1, 2, 3, 4}));
 }
 
+// A resumed run goes on from the checkpoint's observation statistics and penalty β, not fresh
+// ones. Rows into obs_rms: each (re)start's reset observes N rows, each rollout step N more, from
+// Gymnasium's count of 1e-4. The interrupted run's checkpoint after update 1 holds
+// 1e-4 + N + N·T = 1e-4 + 4 + 128; the resume resets again (N rows) and rolls out update 2
+// (N·T), ending at 1e-4 + N·(2 + 2T) = 264.0001 (one reset fewer, 260.0001, uninterrupted; a
+// resume that drops the saved stats ends at 132.0001). kl_target 1 is far above any KL here, so
+// β halves every update from 1: 0.5, 0.25; a resume that drops the saved β logs 0.5 at update 2.
+TEST(PPO, ResumeRestoresObsStatsAndPenaltyBeta) {
+  PPOConfig c;
+  c.env_id = "Pendulum-v1";
+  c.num_envs = 4;
+  c.num_steps = 32;
+  c.total_steps = 4 * 32 * 2;
+  c.norm_obs = true;
+  c.loss = "penalty";
+  c.kl_target = 1.0;
+  c.quiet = true;
+  auto count_in = [](const std::string& path) {
+    Metadata md;
+    (void)load_tensors(path, &md);
+    return json::parse(md.at("obs_rms")).at("count").as_double();
+  };
+  const std::string full = tmp_run("resume_rms_full"), dir = tmp_run("resume_rms");
+  const PPOResult whole = train_ppo(c, full);
+  ASSERT_EQ(whole.updates.size(), 2u);
+  EXPECT_DOUBLE_EQ(whole.updates[1].kl_beta, 0.25);
+  EXPECT_DOUBLE_EQ(count_in(full + "/policy.safetensors"), 1e-4 + 4 * (1 + 2 * 32));
+  train_ppo(c, dir, [](const PPOUpdate& u) { return u.update < 1; });  // stops after update 1
+  EXPECT_DOUBLE_EQ(count_in(dir + "/checkpoint.safetensors"), 1e-4 + 4 + 4 * 32);
+  c.resume = true;
+  const PPOResult r = train_ppo(c, dir);
+  ASSERT_EQ(r.updates.size(), 1u);
+  EXPECT_EQ(r.updates[0].update, 2);
+  EXPECT_DOUBLE_EQ(r.updates[0].kl_beta, 0.25);
+  EXPECT_DOUBLE_EQ(r.updates[0].kl_beta, whole.updates[1].kl_beta);
+  EXPECT_DOUBLE_EQ(count_in(dir + "/policy.safetensors"), 1e-4 + 4 * (2 + 2 * 32));
+  EXPECT_DOUBLE_EQ(count_in(dir + "/checkpoint.safetensors"), 264.0001);
+}
+
 TEST(PPO, ResumeRefusesANonFiniteCheckpoint) {
   const std::string dir = tmp_run("resume_nan");
   PPOConfig c = tiny_ppo(1);
