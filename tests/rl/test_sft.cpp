@@ -238,6 +238,29 @@ TEST(SFT, GradNormIsLoggedWithClippingOff) {
   rlft::testing::expect_unclipped_grad_norms(a, b);
 }
 
+// The logged lr is LRSchedule::at(step index) of the step it logs, index s = logged step − 1:
+// warmup lr·(s+1)/warmup for s < 3, then lr_end + ½(lr − lr_end)(1 + cos(π(s − 3)/(12 − 3))).
+// With lr 1e-3, warmup 3, min_lr_ratio 0: step 1 → 1e-3/3, step 3 → 1e-3, step 12 (s = 11) →
+// 1e-3·½(1 + cos(8π/9)) = 3.01537e-5. A schedule read one step ahead logs 2e-3/3 at step 1.
+TEST(SFT, LoggedLearningRateFollowsWarmupThenCosine) {
+  const std::string dir = temp_dir("sft_lr_schedule");
+  SFTConfig c = tiny(dir);
+  c.lr = 1e-3;
+  c.min_lr_ratio = 0;
+  c.log_every = 1;
+  c.checkpoint_every = 0;
+  train_sft(c);
+  const std::vector<json::Value> rows = rlft::testing::metrics_of(dir + "/run");
+  ASSERT_EQ(rows.size(), 12u);
+  std::vector<double> lr(13, -1);
+  for (const json::Value& r : rows) lr[size_t(r.at("step").as_int())] = r.at("lr").as_double();
+  EXPECT_NEAR(lr[1], 1e-3 / 3, 1e-12);
+  EXPECT_NEAR(lr[2], 2e-3 / 3, 1e-12);
+  EXPECT_NEAR(lr[3], 1e-3, 1e-12);
+  EXPECT_NEAR(lr[12], 1e-3 * 0.5 * (1 + std::cos(8 * M_PI / 9)), 1e-12);
+  EXPECT_NEAR(lr[12], 3.01537e-5, 1e-10);
+}
+
 // A failing command leaves an earlier run of the same name as it was: an --init-from of another
 // model size (named with both configurations), and a --resume with other settings (a longer
 // --steps is allowed).
