@@ -987,6 +987,26 @@ TEST_F(GroupRLRun, GradNormIsLoggedWithClippingOff) {
   rlft::testing::expect_unclipped_grad_norms(a, b);
 }
 
+// --min-lr-ratio sets the linear schedule's end: LRSchedule::at(s) = L + (0.5L − L)·s/steps for
+// step index s = 0..3 of 4, i.e. L, 0.875L, 0.75L, 0.625L logged at steps 1..4 (a floor of 0
+// would give L, 0.75L, 0.5L, 0.25L).
+TEST_F(GroupRLRun, MinLrRatioIsTheLinearScheduleEnd) {
+  GroupRLConfig c = small("grpo");
+  c.steps = 4;
+  c.lr_schedule = "linear";
+  c.min_lr_ratio = 0.5;
+  c.name = "grpo-min-lr";
+  const GroupRLResult r = train_group_rl(c);
+  const std::vector<json::Value> rows = rlft::testing::metrics_of(r.run_dir);
+  ASSERT_EQ(rows.size(), 4u);
+  const double L = c.lr;
+  const double expect[] = {L, 0.875 * L, 0.75 * L, 0.625 * L};
+  for (size_t i = 0; i < rows.size(); ++i) {
+    EXPECT_EQ(rows[i].at("step").as_int(), int64_t(i + 1));
+    EXPECT_NEAR(rows[i].at("lr").as_double(), expect[i], 1e-15) << "step " << i + 1;
+  }
+}
+
 // The loop adds DAPO's overlong penalty (≤ 0) to each verifier reward: with L_max = L_cache = 2
 // every response pays it (−0.5 at one token, −1 from two on), so the logged mean reward is the
 // accuracy minus 0.5 to 1.
