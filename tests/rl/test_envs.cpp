@@ -612,6 +612,40 @@ TEST(LunarLander, ContinuousActionsAreClipped) {
   }
 }
 
+// The fuel cost of one step: the reward less the shaping's change, shaping(o) =
+// −100·√(x² + y²) − 100·√(vx² + vy²) − 100·|angle| + 10·leg1 + 10·leg2 (Gymnasium's), is
+// −0.30·m_power − 0.03·s_power. Discrete: noop 0, side engines (1, 3) −0.03, main (2) −0.30.
+// Continuous [0.5, −0.75]: m_power = (clip(0.5, 0, 1) + 1)/2 = 0.75, s_power =
+// clip(|−0.75|, 0.5, 1) = 0.75: −(0.75·0.30 + 0.75·0.03) = −(0.225 + 0.0225) = −0.2475. The first
+// step after reset (seed 3): high above the ground, no leg contact, not terminated. Shaping from
+// the float observation: within 1e-4 of the environment's own (doubles).
+TEST(LunarLander, FuelCostPerStepIsTheRewardLessTheShaping) {
+  auto shaping = [](const std::vector<float>& o) {
+    return -100 * std::sqrt(double(o[0]) * o[0] + double(o[1]) * o[1]) -
+           100 * std::sqrt(double(o[2]) * o[2] + double(o[3]) * o[3]) - 100 * std::fabs(o[4]) +
+           10 * o[6] + 10 * o[7];
+  };
+  const double discrete_cost[4] = {0.0, -0.03, -0.30, -0.03};
+  for (int64_t a = 0; a < 4; ++a) {
+    LunarLander env(false);
+    std::vector<float> o0(8), o1(8);
+    env.reset(3, o0.data());
+    o1 = o0;
+    const StepResult r = env.step(a, o1.data());
+    ASSERT_FALSE(r.done()) << "action " << a;
+    ASSERT_EQ(o1[6] + o1[7], 0.0f) << "action " << a;
+    EXPECT_NEAR(r.reward - (shaping(o1) - shaping(o0)), discrete_cost[a], 1e-4) << "action " << a;
+  }
+  LunarLander env(true);
+  std::vector<float> o0(8), o1(8);
+  env.reset(3, o0.data());
+  const float action[2] = {0.5f, -0.75f};
+  const StepResult r = env.step(action, o1.data());
+  ASSERT_FALSE(r.done());
+  ASSERT_EQ(o1[6] + o1[7], 0.0f);
+  EXPECT_NEAR(r.reward - (shaping(o1) - shaping(o0)), -0.2475, 1e-4);
+}
+
 // Mean return of the heuristic over seeds 0..99.
 double heuristic_mean_return(bool continuous, int episodes, double* sem) {
   LunarLander env(continuous);
