@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <charconv>
 #include <cmath>
 #include <cstdlib>
 #include <map>
@@ -99,14 +100,19 @@ void check_state_names(const State& state, const std::vector<std::string>& names
       if (known || name.size() <= prefix.size() + 1 ||
           name.compare(0, prefix.size(), prefix) != 0 || name[prefix.size()] != '.')
         continue;
+      // i as to_string writes it: digits, no leading zero ("01" is not slot 1), below n.
       const std::string index = name.substr(prefix.size() + 1);
-      for (size_t i = 0; i < n && !known; ++i) known = index == std::to_string(i);
+      size_t i = 0;
+      const auto [end, ec] = std::from_chars(index.data(), index.data() + index.size(), i);
+      known = ec == std::errc() && end == index.data() + index.size() && i < n &&
+              std::to_string(i) == index;
     }
+    if (known) continue;
     std::string expected;
     for (const std::string& s : names) expected += "'" + s + "', ";
     for (const std::string& s : prefixes) expected += "'" + s + ".<i>', ";
-    RLFT_CHECK(known, "optimizer state: unexpected entry '", name, "' (expected ", expected, "i < ",
-               n, " parameters)");
+    throw Error(str("optimizer state: unexpected entry '", name, "' (expected ", expected, "i < ",
+                    n, " parameters)"));
   }
 }
 
