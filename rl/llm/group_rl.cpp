@@ -589,29 +589,20 @@ GroupRLResult train_group_rl(const GroupRLConfig& cfg_in) {
     } catch (const Error& e) {
       throw Error(str(ckpt, ": group_rl_state: field 'objective': ", e.what()));
     }
-    // The metrics logged so far rebuild the curves: checked before anything is rewritten.
-    const std::string metrics = run.path("metrics.jsonl");
-    if (fs::exists(metrics)) {
-      size_t n = 0;
-      for (const json::Value& line : json::parse_jsonl(fs::read_file(metrics), metrics)) {
-        ++n;
-        RLFT_CHECK(line.is_object(), metrics, ": record ", n, " is not a JSON object");
-        for (const char* key : {"step", "reward_mean", "accuracy"}) {
-          const json::Value* v = line.find(key);
-          RLFT_CHECK(v != nullptr && v->is_number() && std::isfinite(v->as_double()), metrics,
-                     ": record ", n, ": '", key, "' must be a finite number, got ",
-                     v ? v->dump() : std::string("(none)"));
-        }
-        RLFT_CHECK(line.at("step").is_int(), metrics, ": record ", n,
-                   ": 'step' must be an integer, got ", line.at("step").dump());
-        for (const char* key : {"eval_accuracy_start", "eval_accuracy", "elapsed_seconds"}) {
-          const json::Value* v = line.find(key);
-          RLFT_CHECK(v == nullptr || v->is_number(), metrics, ": record ", n, ": '", key,
-                     "' must be a number, got ", v ? v->dump() : std::string());
-        }
+    // The metrics logged so far rebuild the curves: each kept line checked before the file is
+    // rewritten (rl::RunDir::keep_metrics_through names the file and the entry).
+    kept_metrics = run.keep_metrics_through(start, "step", [](const json::Value& line) {
+      for (const char* key : {"step", "reward_mean", "accuracy"}) {
+        const json::Value* v = line.find(key);
+        RLFT_CHECK(v != nullptr && v->is_number() && std::isfinite(v->as_double()), "'", key,
+                   "' must be a finite number, got ", v ? v->brief() : std::string("(none)"));
       }
-    }
-    kept_metrics = run.keep_metrics_through(start);
+      for (const char* key : {"eval_accuracy_start", "eval_accuracy", "elapsed_seconds"}) {
+        const json::Value* v = line.find(key);
+        RLFT_CHECK(v == nullptr || v->is_number(), "'", key, "' must be a number, got ",
+                   v ? v->brief() : std::string());
+      }
+    });
   }
   run.write_config(config_json);  // a fresh run: the old run's checkpoint and metrics go
   if (!cfg.quiet) {

@@ -355,36 +355,25 @@ PPORLHFResult train_ppo_rlhf(const PPORLHFConfig& cfg) {
     sample_gen.set_state(sample_gen.seed(), st.sample_offset);
     actor_dropout.set_state(actor_dropout.seed(), st.actor_dropout_offset);
     critic_dropout.set_state(critic_dropout.seed(), st.critic_dropout_offset);
-    // The metrics up to the checkpoint rebuild the curves: checked before anything is rewritten.
-    const std::string metrics = run.path("metrics.jsonl");
-    if (fs::exists(metrics)) {
-      size_t n = 0;
-      for (const json::Value& line : json::parse_jsonl(fs::read_file(metrics), metrics)) {
-        ++n;
-        RLFT_CHECK(line.is_object(), metrics, ": record ", n, " is not a JSON object");
-        const json::Value* s = line.find("step");
-        RLFT_CHECK(s != nullptr && s->is_int() && s->as_int() >= 0, metrics, ": record ", n,
-                   ": 'step' must be an integer >= 0, got ", s ? s->dump() : std::string("(none)"));
-        if (s->as_int() > start) continue;  // dropped below
-        auto number = [&](const char* key, bool required) {
-          const json::Value* v = line.find(key);
-          RLFT_CHECK(v ? v->is_number() && std::isfinite(v->as_double()) : !required, metrics,
-                     ": record ", n, ": '", key, "' must be a finite number, got ",
-                     v ? v->dump() : std::string("(none)"));
-        };
-        if (s->as_int() > 0)
-          for (const char* key : {"rm_score", "ground_truth", "kl"}) number(key, true);
-        const bool evaluated = line.contains("val_ground_truth");
-        for (const char* key : {"val_ground_truth", "val_kl", "val_response_length"})
-          number(key, evaluated);
-        number("elapsed_seconds", false);
-      }
-    }
-    // Rows logged after the checkpoint (a run killed between two checkpoints) go; those steps
-    // run again.
-    for (const json::Value& line : run.keep_metrics_through(start)) {
+    // The metrics up to the checkpoint rebuild the curves, each kept line checked before the
+    // file is rewritten (rl::RunDir::keep_metrics_through names the file and the entry); rows
+    // logged after the checkpoint (a run killed between two checkpoints) go: those steps run
+    // again.
+    run.keep_metrics_through(start, "step", [&](const json::Value& line) {
       const int64_t s = line.at("step").as_int();
-      if (line.contains("val_ground_truth")) {
+      RLFT_CHECK(s >= 0, "'step' must be an integer >= 0, got ", s);
+      auto number = [&](const char* key, bool required) {
+        const json::Value* v = line.find(key);
+        RLFT_CHECK(v ? v->is_number() && std::isfinite(v->as_double()) : !required, "'", key,
+                   "' must be a finite number, got ", v ? v->brief() : std::string("(none)"));
+      };
+      if (s > 0)
+        for (const char* key : {"rm_score", "ground_truth", "kl"}) number(key, true);
+      const bool evaluated = line.contains("val_ground_truth");
+      for (const char* key : {"val_ground_truth", "val_kl", "val_response_length"})
+        number(key, evaluated);
+      number("elapsed_seconds", false);
+      if (evaluated) {
         const PolicyEval pe{line.at("val_ground_truth").as_double(), line.at("val_kl").as_double(),
                             line.get_or("val_response_length", 0.0)};
         if (s == 0) res.before = pe;
@@ -397,7 +386,7 @@ PPORLHFResult train_ppo_rlhf(const PPORLHFConfig& cfg) {
         res.kls.push_back(line.at("kl").as_double());
       }
       elapsed_before = line.get_or("elapsed_seconds", elapsed_before);
-    }
+    });
     if (!cfg.quiet)
       std::printf("ppo-rlhf: resumed at step %lld from %s\n", (long long)start, ckpt.c_str());
   }

@@ -941,7 +941,7 @@ TEST_F(GroupRLRun, ResumeChecksEveryFieldOfTheLoopState) {
   save_tensors(ckpt, tensors, meta);
   fs::atomic_write_file(run + "/metrics.jsonl", metrics + "{\"step\": 1, \"accuracy\": 0}\n");
   const std::string msg = rlft::testing::error_of([&] { train_group_rl(c); });
-  EXPECT_NE(msg.find("metrics.jsonl: record 3: 'reward_mean' must be a finite number"),
+  EXPECT_NE(msg.find("metrics.jsonl: entry 3: 'reward_mean' must be a finite number"),
             std::string::npos)
       << msg;
   fs::atomic_write_file(run + "/metrics.jsonl", metrics);
