@@ -217,6 +217,57 @@ TEST(PPO, TargetKLStopsTheEpochsAfterTheEpochWhoseLastMinibatchExceedsIt) {
   EXPECT_GT(tiny.updates[0].approx_kl, 0.0);
 }
 
+// The rule reads the epoch's LAST minibatch's k3, not the epoch's mean. Within the first epoch
+// the policy moves away from the rollout's with each Adam step, so the k3 grows from ~0 at the
+// first minibatch (the policy that sampled) to its largest at the last: the mean m of the four
+// is well under the last (k3 ∝ step², ~0, 1, 4, 9 → mean 3.5, last 9). The first epoch is the
+// same computation whatever update_epochs is, so m is the approx_kl of a one-epoch run; a
+// target of 1.5·m lies between the two: the last-minibatch rule stops after epoch 1, a mean
+// rule would go on to a second epoch.
+TEST(PPO, TargetKLReadsTheEpochsLastMinibatchNotItsMean) {
+  auto first_update = [](int64_t epochs, double target) {
+    PPOConfig p;
+    p.update_epochs = epochs;
+    p.target_kl = target;
+    p.total_steps = 4 * 128;
+    p.quiet = true;
+    return train_ppo(p).updates.at(0);
+  };
+  const PPOUpdate one = first_update(1, 0);
+  const double m = one.approx_kl;
+  ASSERT_GT(m, 0);
+  const PPOUpdate stopped = first_update(4, 1.5 * m);
+  EXPECT_EQ(stopped.epochs, 1) << "epoch 1's mean k3 " << m;
+  EXPECT_EQ(stopped.approx_kl, m) << "the logged KL is epoch 1's mean: the same first epoch";
+}
+
+// PPO-penalty's d is the KL after the update's epochs: the mean k3 of its LAST epoch, not of all
+// of them. The first epoch is the same computation in a one- and a two-epoch run (β is 1 in
+// both until the update ends), so the second epoch's mean is d2 = 2·kl(2 epochs) − kl(1 epoch)
+// (both logged approx_kl are means over their minibatches, four per epoch). The policy moves
+// further from the rollout's in epoch 2, so d2 exceeds the two-epoch mean a; a kl_target of
+// (a + d2)/3 puts 1.5·target = (a + d2)/2 between them: β doubles when the rule reads d2, and
+// would stay 1 if it read a (a > target/1.5 = (a + d2)/4.5 as long as d2 < 3.5·a, checked).
+TEST(PPO, PenaltyBetaReadsTheLastEpochsKL) {
+  auto first_update = [](int64_t epochs, double target) {
+    PPOConfig p;
+    p.loss = "penalty";
+    p.update_epochs = epochs;
+    p.target_kl = 0;
+    p.kl_target = target;
+    p.total_steps = 4 * 128;
+    p.quiet = true;
+    return train_ppo(p).updates.at(0);
+  };
+  const double e1 = first_update(1, 1.0).approx_kl, a = first_update(2, 1.0).approx_kl;
+  const double d2 = 2 * a - e1;
+  ASSERT_GT(d2, 1.01 * a) << "e1 " << e1 << " a " << a;
+  ASSERT_LT(d2, 3.5 * a) << "e1 " << e1 << " a " << a;
+  const PPOUpdate u = first_update(2, (a + d2) / 3);
+  EXPECT_EQ(u.approx_kl, a);
+  EXPECT_DOUBLE_EQ(u.kl_beta, 2.0) << "d2 " << d2 << " a " << a;
+}
+
 // PPO-penalty's adaptive β (ALGORITHMS.md §2): after each update, KL > 1.5·target → β ×= 2,
 // KL < target/1.5 → β /= 2, otherwise unchanged. With one epoch and no early stop the KL the
 // rule reads is the update's logged approx_kl (k3, mean over its minibatches), so every
@@ -321,6 +372,38 @@ TEST(PPO, EntropyBonusRaisesTheEntropy) {
   const PPOUpdate u = train_ppo(c).updates.at(0);
   const double h0 = 0.5 + 0.5 * std::log(2 * M_PI);
   EXPECT_NEAR(u.entropy, h0 + c.learning_rate / 2, 1e-6) << "h0 " << h0;
+}
+
+// --anneal-lr decays the optimizer's learning rate, not only the logged one: lr_u = lr·(1 −
+// (u − 1)/U) for update u of U (CleanRL). A dominant entropy bonus (c_ent 1e4) makes Adam move
+// the Gaussian's log σ by the step's learning rate each step (its gradient has one sign and
+// nearly one size, clipped to the same norm), and with one epoch of one minibatch the entropy an
+// update logs is the one before its step: h0 + Σ of the earlier updates' rates. Over three
+// updates: h0, h0 + lr, h0 + lr + (2/3)·lr; without annealing h0 + 2·lr at the third (a gap of
+// lr/3 = 8.3e-5, the float entropy's rounding is ~1e-7).
+TEST(PPO, AnnealedLearningRateReachesTheOptimizer) {
+  auto run = [](bool anneal) {
+    PPOConfig c;
+    c.env_id = "Pendulum-v1";
+    c.total_steps = 4 * 128 * 3;
+    c.update_epochs = 1;
+    c.num_minibatches = 1;
+    c.ent_coef = 1e4;
+    c.anneal_lr = anneal;
+    c.quiet = true;
+    return train_ppo(c).updates;
+  };
+  const double h0 = 0.5 + 0.5 * std::log(2 * M_PI), lr = PPOConfig{}.learning_rate;
+  const std::vector<PPOUpdate> on = run(true), off = run(false);
+  ASSERT_EQ(on.size(), 3u);
+  ASSERT_EQ(off.size(), 3u);
+  const double want_on[] = {h0, h0 + lr, h0 + lr + lr * 2 / 3};
+  for (size_t i = 0; i < 3; ++i) {
+    EXPECT_DOUBLE_EQ(on[i].learning_rate, lr * (1 - double(i) / 3)) << "update " << i + 1;
+    EXPECT_NEAR(on[i].entropy, want_on[i], 1e-6) << "update " << i + 1;
+    EXPECT_DOUBLE_EQ(off[i].learning_rate, lr);
+    EXPECT_NEAR(off[i].entropy, h0 + lr * double(i), 1e-6) << "update " << i + 1;
+  }
 }
 
 // Â = [1, 2, 3, 6]: mean 3, deviations −2, −1, 0, 3, unbiased variance 14/3, std √(14/3)
@@ -931,6 +1014,42 @@ TEST(Eval, DamagedPolicyFilesAreClearErrors) {
               evaluate_run("/nonexistent", 0, 0, true);
             }).find("--episodes must be in [1, 1000000], got 0"),
             std::string::npos);
+}
+
+// `rlft eval` feeds the policy the observations normalised by the statistics the file records
+// (metadata obs_rms), as training did. A policy with no statistics, and the same policy with its
+// first layer's weights doubled and statistics of mean 0 and variance 4 (each observation
+// halved: (x − 0)/√(4 + 1e-8) rounds to the float x/2 exactly, and 2W·(x/2) = W·x bit for bit,
+// powers of two being exact), act alike: their deterministic returns are equal. Read without
+// its statistics, the doubled policy acts otherwise (Pendulum's Gaussian mean is continuous in
+// the weights, unclamped at initialisation): the returns differ.
+TEST(Eval, ObservationsAreNormalisedByTheRecordedStatistics) {
+  const std::string plain = tmp_run("eval_obs_plain"), scaled = tmp_run("eval_obs_scaled"),
+                    doubled = tmp_run("eval_obs_doubled");
+  PPOConfig c = tiny_ppo(1);
+  c.env_id = "Pendulum-v1";
+  train_ppo(c, plain);
+  Metadata md;
+  NamedTensors tensors = load_tensors(plain + "/policy.safetensors", &md);
+  ASSERT_EQ(md.count("obs_rms"), 0u) << "norm_obs is off";
+  int64_t doubled_layers = 0;
+  for (auto& [name, w] : tensors) {
+    if (name != "actor.0.weight") continue;
+    for (int64_t i = 0; i < w.numel(); ++i) w.data<float>()[i] *= 2;
+    ++doubled_layers;
+  }
+  ASSERT_EQ(doubled_layers, 1);
+  for (const std::string& dir : {scaled, doubled}) {
+    std::filesystem::create_directories(dir);
+    Metadata m = md;
+    if (dir == scaled) m["obs_rms"] = R"({"mean":[0,0,0],"var":[4,4,4],"count":10})";
+    save_tensors(dir + "/policy.safetensors", tensors, m);
+  }
+  const EvalResult a = evaluate_run(plain, 3, 7, true), b = evaluate_run(scaled, 3, 7, true),
+                   d = evaluate_run(doubled, 3, 7, true);
+  ASSERT_EQ(a.returns.size(), 3u);
+  EXPECT_EQ(b.returns, a.returns);
+  EXPECT_NE(d.returns, a.returns);
 }
 
 TEST(Plot, LearningCurveOfAnotherKindOfRunIsAClearError) {
