@@ -50,6 +50,33 @@ RRHFLoss rrhf_loss(const Tensor& log_prob_sums, const std::vector<int64_t>& leng
   return out;
 }
 
+RRHFStepLoss rrhf_step_loss(models::GPT& policy, const models::Tokenizer& tok,
+                            const std::vector<std::string>& prompts,
+                            const std::vector<std::string>& responses,
+                            const std::vector<double>& scores, int64_t k) {
+  RLFT_CHECK(k >= 1 && !prompts.empty() && prompts.size() % size_t(k) == 0 &&
+                 responses.size() == prompts.size() && scores.size() == prompts.size(),
+             "rrhf_step_loss: ", prompts.size(), " prompts, ", responses.size(), " responses, ",
+             scores.size(), " scores in groups of ", k);
+  const SequenceBatch sb =
+      make_sequence_batch(tok, prompts, responses, policy.config().block_size, policy.device());
+  const Tensor lp = response_log_prob_sums(policy, sb);
+  const int64_t groups = int64_t(prompts.size()) / k;
+  RRHFStepLoss out;
+  Tensor total;
+  for (int64_t i = 0; i < groups; ++i) {
+    const size_t s = size_t(i * k), e = s + size_t(k);
+    const RRHFLoss l =
+        rrhf_loss(lp.narrow(0, int64_t(s), k),
+                  {sb.response_lengths.begin() + long(s), sb.response_lengths.begin() + long(e)},
+                  {scores.begin() + long(s), scores.begin() + long(e)});
+    total = total.defined() ? add(total, l.loss) : l.loss;
+    out.rank_sum += l.rank_loss, out.ft_sum += l.ft_loss;
+  }
+  out.loss = mul(total, 1.0 / double(groups));
+  return out;
+}
+
 json::Value to_json(const RRHFConfig& c) {
   json::Value v = json::Value::object();
   v.set("init", c.init);
@@ -291,20 +318,9 @@ RRHFResult train_rrhf(const RRHFConfig& cfg) {
         scores.push_back(ground_truth_reward(prompts[i], responses[i]));
     }
     policy.train();
-    const SequenceBatch sb =
-        make_sequence_batch(tok, prompts, responses, policy.config().block_size, dev);
-    const Tensor lp = response_log_prob_sums(policy, sb);
-    Tensor total;
-    for (int64_t i = 0; i < cfg.prompts_per_step; ++i) {
-      const size_t s = size_t(i * cfg.k), e = s + size_t(cfg.k);
-      const RRHFLoss l =
-          rrhf_loss(lp.narrow(0, int64_t(s), cfg.k),
-                    {sb.response_lengths.begin() + long(s), sb.response_lengths.begin() + long(e)},
-                    {scores.begin() + long(s), scores.begin() + long(e)});
-      total = total.defined() ? add(total, l.loss) : l.loss;
-      ls.w_rank += l.rank_loss, ls.w_ft += l.ft_loss;
-    }
-    total = mul(total, 1.0 / double(cfg.prompts_per_step));
+    const RRHFStepLoss sl = rrhf_step_loss(policy, tok, prompts, responses, scores, cfg.k);
+    ls.w_rank += sl.rank_sum, ls.w_ft += sl.ft_sum;
+    const Tensor& total = sl.loss;
     opt.zero_grad();
     total.backward();
     const bool last = step == cfg.steps;

@@ -47,6 +47,20 @@ struct RRHFLoss {
 RRHFLoss rrhf_loss(const Tensor& log_prob_sums, const std::vector<int64_t>& lengths,
                    const std::vector<double>& scores);
 
+// One step's loss over the candidates of prompts_per_step prompts, k consecutive candidates
+// (prompt, response, score) per prompt: the policy's response log-prob sums, each divided by its
+// candidate's |y| (response tokens and EOS, as make_sequence_batch counts them), ranked per
+// prompt by rrhf_loss; loss is the mean over the prompts, rank_sum and ft_sum the sums of their
+// terms (the metrics window adds them up).
+struct RRHFStepLoss {
+  Tensor loss;
+  double rank_sum = 0, ft_sum = 0;
+};
+RRHFStepLoss rrhf_step_loss(models::GPT& policy, const models::Tokenizer& tok,
+                            const std::vector<std::string>& prompts,
+                            const std::vector<std::string>& responses,
+                            const std::vector<double>& scores, int64_t k);
+
 struct RRHFConfig {
   std::string init;           // SFT run (the policy's start)
   std::string reward_model;   // reward-model run that scores candidates (scorer rm)

@@ -141,6 +141,49 @@ TEST(RLHFLosses, RRHFTiedScoresAreNotRanked) {
   expect_near_all(s.grad().to_vector(), {-1.0, -0.25, 1.0}, 1e-12);
 }
 
+// One RRHF step divides each candidate's log-prob sum by its |y|, its response's tokens and the
+// EOS. Two prompts of three candidates of different lengths on a random float64 model: the
+// expected terms are computed here from each candidate's own log-prob sum (a batch of that row
+// alone) and its length counted from the text (one token per character, + 1 for the EOS); the
+// loss is the mean over the prompts of Σ_{R_i<R_j} max(0, p_i − p_j) − Σ log π(y_best). The
+// scores rank each prompt's shortest candidate worst: its raw sum is the least negative, so
+// sums not divided by their lengths would rank it far above the others (rank terms summing to
+// 39.4 here instead of 0.2).
+TEST(RLHFLosses, RRHFStepDividesEachCandidateByItsTokenCount) {
+  const models::Tokenizer tok = models::Tokenizer::make("char", "abc ");
+  Generator gen(5);
+  models::GPT policy(rlft::testing::tiny_f64_gpt(tok.vocab_size(), 16), gen);
+  const std::vector<std::string> prompts = {"ab", "ab", "ab", "c", "c", "c"},
+                                 responses = {"a", "abca", "bbcaabc", "c", "ab ba", "cab"};
+  const std::vector<double> scores = {0.1, 0.5, 0.9, 0.2, 0.8, 0.3};
+  const RRHFStepLoss got = rrhf_step_loss(policy, tok, prompts, responses, scores, 3);
+  double rank_sum = 0, ft_sum = 0;
+  for (size_t g = 0; g < 2; ++g) {
+    double p[3], sum[3];
+    size_t best = 3 * g;
+    for (size_t i = 0; i < 3; ++i) {
+      const size_t r = 3 * g + i;
+      sum[i] =
+          response_log_prob_sums(policy, make_sequence_batch(tok, {prompts[r]}, {responses[r]}, 16))
+              .item();
+      p[i] = sum[i] / double(responses[r].size() + 1);
+      if (scores[r] > scores[best]) best = r;
+    }
+    for (size_t i = 0; i < 3; ++i)
+      for (size_t j = 0; j < 3; ++j)
+        if (scores[3 * g + i] < scores[3 * g + j]) rank_sum += std::max(0.0, p[i] - p[j]);
+    ft_sum -= sum[best - 3 * g];
+  }
+  EXPECT_GT(rank_sum, 0.0);
+  EXPECT_NEAR(got.rank_sum, rank_sum, 1e-9);
+  EXPECT_NEAR(got.ft_sum, ft_sum, 1e-9);
+  EXPECT_NEAR(got.loss.item(), (rank_sum + ft_sum) / 2, 1e-9);
+  EXPECT_NE(rlft::testing::error_of([&] {
+              rrhf_step_loss(policy, tok, prompts, responses, scores, 4);
+            }).find("rrhf_step_loss: 6 prompts, 6 responses, 6 scores in groups of 4"),
+            std::string::npos);
+}
+
 // Two rows with different prompt lengths and response ends; the RM score lands on each row's
 // own last response token, clipped to ±5; −0.1·(logp − ref) on every response token.
 TEST(RLHFLosses, ComputeRewardsPutsTheClippedScoreAtEachRowsOwnEnd) {
