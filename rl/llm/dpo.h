@@ -36,7 +36,8 @@
 // done, so a stopped-and-resumed run takes the same optimizer steps as a straight one
 // (tests/rl/test_rlhf.cpp checks the weights match). It refuses a --prefs file or an --init
 // checkpoint changed since the run started (config.json's prefs_fingerprint, init_fingerprint;
-// lm.h fingerprint_inputs).
+// lm.h fingerprint_inputs). config.json records --prefs and --init from the root
+// (lm.h recorded_input_path), so a resume from another directory reads the same files.
 #pragma once
 
 #include <cstdint>

@@ -204,6 +204,18 @@ json::Value fingerprint_inputs(const std::vector<RunInput>& inputs,
   return out;
 }
 
+std::string recorded_input_path(const std::string& path, const std::string& key,
+                                const std::string& resumed_run) {
+  if (path.empty() || path.front() == '/') return path;
+  const std::string config_path = resumed_run + "/config.json";
+  if (!resumed_run.empty() && fs::exists(config_path)) {
+    const json::Value recorded = json::parse(fs::read_file(config_path), config_path);
+    const json::Value* was = recorded.is_object() ? recorded.find(key) : nullptr;
+    if (was != nullptr && was->is_string() && was->as_string() == path) return path;
+  }
+  return fs::absolute_path(path);
+}
+
 void record_fingerprints(json::Value& config, const json::Value& fingerprints) {
   for (const auto& [key, fingerprint] : fingerprints.as_object()) config.set(key, fingerprint);
 }

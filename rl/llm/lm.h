@@ -109,6 +109,15 @@ std::string input_fingerprint_key(const std::string& flag);
 // loaded (a changed input is named as such before it is found unfit) and before the run's first
 // write, so a refused resume leaves the run as it was.
 json::Value fingerprint_inputs(const std::vector<RunInput>& inputs, const std::string& resumed_run);
+// The path a run records for an input option (`key`: its config.json key, "init", "prefs",
+// "reward_model"): from the root (fs::absolute_path), so that --resume, which takes the path
+// from config.json, reads the same file from any working directory, and a changed file is named
+// by fingerprint_inputs with the path that was read. "" (an input not used) stays "". A run that
+// recorded the path as given (before 2026-11-27) and is resumed (`resumed_run`: its directory)
+// with that path keeps it, so its settings still compare equal (make_run_task does the same for
+// --data).
+std::string recorded_input_path(const std::string& path, const std::string& key,
+                                const std::string& resumed_run);
 // Sets each {key: fingerprint} in `config` (the settings config.json will hold). Call it after
 // rl::open_run: the keys are no options, and its settings check does not compare them.
 void record_fingerprints(json::Value& config, const json::Value& fingerprints);

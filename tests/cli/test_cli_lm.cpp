@@ -330,6 +330,60 @@ TEST_F(CliLm, ResumeAfterTheInitRunChangedIsRefused) {
   EXPECT_EQ(snapshot(*dir_ / "dpo-changed"), before);
 }
 
+// A DPO run started with relative --prefs and --init records them from the root, so a bare
+// --resume from another directory (one holding another file of the same name) reads the run's
+// own files and goes on; a change to the recorded file is refused naming it by that path, the
+// run left as it was. A run recorded with the paths as given (before 2026-11-27) resumes from
+// its directory with them, its record unchanged.
+TEST_F(CliLm, DPOResumedFromAnotherDirectoryReadsTheRecordedFiles) {
+  const std::string d = dir_->string();
+  write("here.jsonl", plot_pairs({" great.", " superb.", " fine.", " good."}));
+  std::string here;  // the suite's directory as the working directory reads it
+  Outcome stopped;
+  rlft::testing::in_directory(*dir_, [&] {
+    here = fsys::current_path().string();
+    stopped =
+        run("lm dpo --prefs here.jsonl --init sft --batch 2 --epochs 2 --eval-samples 1 "
+            "--quiet --stop-after 1 --out-dir " +
+            d + " --name dpo-here");
+  });
+  ASSERT_EQ(stopped.status, 0) << stopped.err;
+  const fsys::path run_dir = *dir_ / "dpo-here";
+  const auto recorded = [&](const char* key) {
+    return rlft::json::parse(slurp(run_dir / "config.json")).at(key).as_string();
+  };
+  EXPECT_EQ(recorded("prefs"), here + "/here.jsonl");
+  EXPECT_EQ(recorded("init"), here + "/sft");
+
+  const fsys::path elsewhere = scratch_dir("lm-elsewhere");
+  std::ofstream(elsewhere / "here.jsonl", std::ios::binary) << plot_pairs({" fine."});
+  const std::string resume =
+      "lm dpo --quiet --stop-after 1 --out-dir " + d + " --name dpo-here --resume";
+  Outcome resumed;
+  rlft::testing::in_directory(elsewhere, [&] { resumed = run(resume); });
+  EXPECT_EQ(resumed.status, 0) << resumed.err;
+  EXPECT_NE(resumed.out.find("done: "), std::string::npos) << resumed.out;
+  EXPECT_EQ(recorded("prefs"), here + "/here.jsonl");
+
+  write("here.jsonl", plot_pairs({" great.", " superb.", " fine.", " good.", " neat."}));
+  const auto before = snapshot(run_dir);
+  rlft::testing::in_directory(elsewhere, [&] {
+    expect_error(resume, "--prefs " + here + "/here.jsonl: changed since this run started");
+  });
+  EXPECT_EQ(snapshot(run_dir), before);
+
+  // The record of a run from before 2026-11-27: the paths as given, resumed from their directory.
+  write("here.jsonl", plot_pairs({" great.", " superb.", " fine.", " good."}));
+  rlft::json::Value old = rlft::json::parse(slurp(run_dir / "config.json"));
+  old.set("prefs", "here.jsonl");
+  old.set("init", "sft");
+  std::ofstream(run_dir / "config.json", std::ios::binary) << old.dump(2) << "\n";
+  rlft::testing::in_directory(*dir_, [&] { resumed = run(resume); });
+  EXPECT_EQ(resumed.status, 0) << resumed.err;
+  EXPECT_EQ(recorded("prefs"), "here.jsonl");
+  EXPECT_EQ(recorded("init"), "sft");
+}
+
 // lm prefs that gets no usable pair says which filter dropped the candidates.
 TEST_F(CliLm, PrefsSaysWhatTheFiltersDropped) {
   const Outcome o =
