@@ -502,6 +502,9 @@ GroupRLResult train_group_rl(const GroupRLConfig& cfg_in) {
   check_group_rl_config(cfg);
   const Device dev = rl::resolve_device(cfg.device);
   if (cfg.name.empty()) cfg.name = default_group_rl_run_name(cfg);
+  // The input from the root: a resume from another directory reads the same run.
+  cfg.init =
+      recorded_input_path(cfg.init, "init", cfg.resume ? rl::run_path(cfg.out_dir, cfg.name) : "");
   // A resume reads the SFT run the run started with: checked before it is read.
   const json::Value fingerprints = fingerprint_inputs(
       {run_input("--init", cfg.init)}, cfg.resume ? rl::run_path(cfg.out_dir, cfg.name) : "");

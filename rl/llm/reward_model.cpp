@@ -216,9 +216,13 @@ constexpr uint64_t kDropoutStream = 0x7e3a2d0bull;
 
 }  // namespace
 
-RewardModelResult train_reward_model(const RewardModelConfig& cfg) {
-  check_config(cfg);
-  const std::string run_dir = rl::run_path(cfg.out_dir, cfg.name);
+RewardModelResult train_reward_model(const RewardModelConfig& given) {
+  check_config(given);
+  const std::string run_dir = rl::run_path(given.out_dir, given.name);
+  // The inputs from the root: a resume from another directory reads the same files.
+  RewardModelConfig cfg = given;
+  cfg.prefs = recorded_input_path(cfg.prefs, "prefs", cfg.resume ? run_dir : "");
+  cfg.init = recorded_input_path(cfg.init, "init", cfg.resume ? run_dir : "");
   json::Value config_json = to_json(cfg);
   // --resume: the same pairs, backbone and optimisation as the run was started with (--epochs
   // may change, checked against the checkpoint's step below; --grad-accum too: the same steps

@@ -187,9 +187,14 @@ LoopState parse_loop_state(const std::string& text, const std::string& ckpt) {
 
 }  // namespace
 
-RRHFResult train_rrhf(const RRHFConfig& cfg) {
-  check_config(cfg);
-  const std::string run_dir = rl::run_path(cfg.out_dir, cfg.name);
+RRHFResult train_rrhf(const RRHFConfig& given) {
+  check_config(given);
+  const std::string run_dir = rl::run_path(given.out_dir, given.name);
+  // The inputs from the root: a resume from another directory reads the same runs.
+  RRHFConfig cfg = given;
+  cfg.init = recorded_input_path(cfg.init, "init", cfg.resume ? run_dir : "");
+  cfg.reward_model =
+      recorded_input_path(cfg.reward_model, "reward_model", cfg.resume ? run_dir : "");
   json::Value config_json = to_json(cfg);
   // --resume: the same settings as the run was started with (a longer --steps may continue
   // it), checked before anything is read or written; a fresh run's directory is created once

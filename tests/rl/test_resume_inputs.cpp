@@ -6,6 +6,7 @@
 // also when the changed input would no longer load at all. With the inputs as they were the run
 // resumes to its end (the resume-equals-straight tests of each trainer check that it ends as a
 // straight run); a run recorded before fingerprints resumes unchecked and is not given them.
+// Each records its inputs from the root: a run started with relative paths resumes from "/".
 // The models are 1-layer SFT runs of a few steps: these tests are about bookkeeping (seconds).
 #include <gtest/gtest.h>
 
@@ -121,6 +122,43 @@ void expect_changed_inputs_refused(Result (*train)(const Config&), Config config
   for (size_t i = 0; i < inputs.size(); ++i) fs::atomic_write_file(inputs[i].file, originals[i]);
 }
 
+// An input option of a trainer's Config given relative to the working directory, and its key in
+// config.json.
+template <typename Config>
+struct RelativeInput {
+  std::string Config::*member;
+  const char* key;
+};
+
+// `config`, its inputs relative to `dir` and started from there, stopped after one step: its
+// config.json records each input from the root. Resumed from "/" with the recorded paths (as a
+// bare --resume takes them), it reads the same files and goes on to its end.
+template <typename Config, typename Result>
+void expect_inputs_recorded_from_the_root(Result (*train)(const Config&), Config config,
+                                          const std::string& dir,
+                                          const std::vector<RelativeInput<Config>>& inputs) {
+  config.resume = false;
+  config.stop_after = 1;
+  std::string cwd;
+  rlft::testing::in_directory(dir, [&] {
+    cwd = std::filesystem::current_path().string();
+    train(config);
+  });
+  const std::string run = config.out_dir + "/" + config.name;
+  const json::Value recorded = json::parse(fs::read_file(run + "/config.json"));
+  config.resume = true;
+  config.stop_after = 0;
+  for (const RelativeInput<Config>& in : inputs) {
+    SCOPED_TRACE(in.key);
+    ASSERT_NE((config.*in.member).front(), '/');
+    EXPECT_EQ(recorded.at(in.key).as_string(), cwd + "/" + config.*in.member);
+    config.*in.member = recorded.at(in.key).as_string();
+  }
+  const std::map<std::string, std::string> files = files_of(run);
+  rlft::testing::in_directory("/", [&] { EXPECT_NO_THROW(train(config)); });
+  EXPECT_FALSE(files_of(run) == files) << "the resume ran nothing";
+}
+
 // Two tiny reviews SFT runs (seeds 0 and 1: the same model and tokenizer, other weights), two
 // reward models on them, two tiny arith SFT runs, and preference pairs of the reviews task in
 // two orders; each test trains its runs on copies, so that changing them is its own business.
@@ -190,6 +228,80 @@ class ResumeInputs : public ::testing::Test {
 std::string* ResumeInputs::dir_ = nullptr;
 
 }  // namespace
+
+// Each trainer records its --init, --prefs and --reward-model from the root: a run started with
+// relative paths resumes from another working directory.
+TEST_F(ResumeInputs, InputsAreRecordedFromTheRootAndReadFromAnyDirectory) {
+  {
+    SCOPED_TRACE("dpo");
+    DPOConfig c = config<DPOConfig>("relative-dpo");
+    c.prefs = "prefs.jsonl";
+    c.init = "sft0";
+    c.batch = 8;
+    c.epochs = 1;
+    c.eval_every = 0;
+    c.eval_samples = 1;
+    expect_inputs_recorded_from_the_root<DPOConfig>(
+        train_dpo, c, *dir_, {{&DPOConfig::prefs, "prefs"}, {&DPOConfig::init, "init"}});
+  }
+  {
+    SCOPED_TRACE("rm");
+    RewardModelConfig c =
+        rlft::testing::tiny_reward_model_config(*dir_, "relative-rm", "sft0", "prefs.jsonl");
+    c.batch = 8;
+    c.epochs = 1;
+    expect_inputs_recorded_from_the_root<RewardModelConfig>(
+        train_reward_model, c, *dir_,
+        {{&RewardModelConfig::prefs, "prefs"}, {&RewardModelConfig::init, "init"}});
+  }
+  {
+    SCOPED_TRACE("ppo");
+    PPORLHFConfig c = config<PPORLHFConfig>("relative-ppo");
+    c.init = "sft0";
+    c.reward_model = "rm0";
+    c.steps = 2;
+    c.batch = 2;
+    c.ppo_epochs = 1;
+    c.minibatches = 1;
+    c.max_new_tokens = 6;
+    c.eval_every = 0;
+    c.eval_samples = 1;
+    expect_inputs_recorded_from_the_root<PPORLHFConfig>(
+        train_ppo_rlhf, c, *dir_,
+        {{&PPORLHFConfig::init, "init"}, {&PPORLHFConfig::reward_model, "reward_model"}});
+  }
+  {
+    SCOPED_TRACE("rrhf");
+    RRHFConfig c = config<RRHFConfig>("relative-rrhf");
+    c.init = "sft0";
+    c.reward_model = "rm0";
+    c.steps = 2;
+    c.prompts_per_step = 2;
+    c.k = 2;
+    c.eval_every = 0;
+    c.eval_samples = 1;
+    expect_inputs_recorded_from_the_root<RRHFConfig>(
+        train_rrhf, c, *dir_,
+        {{&RRHFConfig::init, "init"}, {&RRHFConfig::reward_model, "reward_model"}});
+  }
+  {
+    SCOPED_TRACE("grpo");
+    GroupRLConfig c = group_rl_defaults("grpo");
+    c.init = "arith0";
+    c.train_prompts = 8;
+    c.prompts = 2;
+    c.group_size = 4;
+    c.steps = 2;
+    c.max_new_tokens = 4;
+    c.max_extra_rounds = 1;
+    c.eval_prompts = 0;
+    c.out_dir = *dir_;
+    c.name = "relative-grpo";
+    c.quiet = true;
+    expect_inputs_recorded_from_the_root<GroupRLConfig>(train_group_rl, c, *dir_,
+                                                        {{&GroupRLConfig::init, "init"}});
+  }
+}
 
 TEST_F(ResumeInputs, DPOOnAChangedInitOrPreferenceFileIsRefused) {
   const Input prefs = prefs_copy("dpo"), init = run_copy("dpo", "--init", "sft0", "sft1");
