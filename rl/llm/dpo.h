@@ -37,7 +37,9 @@
 // (tests/rl/test_rlhf.cpp checks the weights match). It refuses a --prefs file or an --init
 // checkpoint changed since the run started (config.json's prefs_fingerprint, init_fingerprint;
 // lm.h fingerprint_inputs). config.json records --prefs and --init from the root
-// (lm.h recorded_input_path), so a resume from another directory reads the same files.
+// (lm.h recorded_input_path), so a resume from another directory reads the same files. A
+// checkpoint whose model_config or tokenizer is not the --init run's is refused before its
+// weights are loaded (lm.h check_checkpoint_model).
 #pragma once
 
 #include <cstdint>

@@ -164,6 +164,36 @@ std::string describe_model(const models::GPTConfig& c) {
              c.value_head ? ", value head" : "");
 }
 
+void check_checkpoint_model(const Metadata& meta, const std::string& ckpt,
+                            const models::GPTConfig& cfg, const models::Tokenizer& tok,
+                            const std::string& source) {
+  // Each part as its loader reads it (defaults filled), field by field against the run's.
+  const auto compare = [&](const char* key, const json::Value& expected, auto normalize) {
+    const auto it = meta.find(key);
+    RLFT_CHECK(it != meta.end(), ckpt, ": no '", key,
+               "' in the checkpoint's metadata (not an rlft GPT training checkpoint)");
+    json::Value recorded;
+    try {
+      recorded = normalize(json::parse(it->second, ckpt + ":" + key));
+    } catch (const Error& e) {
+      throw Error(str(ckpt, ": metadata ", key, ": ", e.what()));
+    }
+    const auto field = [&](const std::string& name, const json::Value* was, const json::Value* is) {
+      RLFT_CHECK(was != nullptr && is != nullptr && *was == *is, ckpt, ": ", key, " field '", name,
+                 "' is ", was ? was->brief() : std::string("(none)"), " but ", source, " has ",
+                 is ? is->brief() : std::string("(none)"),
+                 ": the checkpoint is not of the model this run trains");
+    };
+    for (const auto& [name, is] : expected.as_object()) field(name, recorded.find(name), &is);
+    for (const auto& [name, was] : recorded.as_object())
+      if (!expected.contains(name)) field(name, &was, nullptr);
+  };
+  compare("model_config", cfg.to_json(),
+          [](const json::Value& v) { return models::GPTConfig::from_json(v).to_json(); });
+  compare("tokenizer", tok.to_json(),
+          [](const json::Value& v) { return models::Tokenizer::from_json(v).to_json(); });
+}
+
 RunInput run_input(const std::string& flag, const std::string& path) {
   return {flag, path, checkpoint_path(path)};
 }

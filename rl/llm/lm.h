@@ -80,6 +80,15 @@ LoadedModel load_reward_model(const std::string& path, Device device = Device::c
 // sizes of a model, for errors that say how two models differ.
 std::string describe_model(const models::GPTConfig& cfg);
 
+// For --resume: the model_config and tokenizer in a training checkpoint's metadata (`meta`, read
+// from `ckpt`) are those of the model the run goes on with (`cfg`, `tok`, read from `source`,
+// e.g. "--init runs/sft"). Tensor shapes alone let another model of the same sizes (another
+// n_head, dropout, or the same number of other symbols) through. A missing key, or a field that
+// differs, is an error naming the file, the field and both values.
+void check_checkpoint_model(const Metadata& meta, const std::string& ckpt,
+                            const models::GPTConfig& cfg, const models::Tokenizer& tok,
+                            const std::string& source);
+
 // A file a run reads from another run or from disk, for its fingerprint: the option that names
 // it, the path as given there, and the file read (a run's checkpoint, or the data file itself).
 struct RunInput {

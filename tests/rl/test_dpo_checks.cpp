@@ -6,9 +6,12 @@
 
 #include <cmath>
 #include <filesystem>
+#include <map>
+#include <string>
 
 #include "engine/checkpoint.h"
 #include "engine/fs.h"
+#include "engine/json.h"
 #include "resume_fixture.h"
 #include "rl/llm/dpo.h"
 #include "rl/llm/reward_model.h"
@@ -202,6 +205,67 @@ TEST_F(DPORun, StoppedAndResumedRunReportsEachInvocation) {
         EXPECT_EQ(b[i].at(k), v) << "row " << i << " key " << k;
       }
     }
+}
+
+// A resume refuses a checkpoint whose model or tokenizer is not the --init run's, though its
+// tensors have the shapes the model expects (another n_head; the same number of other symbols):
+// the error names the file, the field and both values, and the run is left as it was. A
+// checkpoint without them is refused too. With its own checkpoint back, the run goes on.
+TEST_F(DPORun, ResumeRefusesACheckpointOfAnotherModelOrTokenizer) {
+  DPOConfig c = tiny("dpo-foreign");
+  c.max_steps = 4;
+  c.eval_every = 0;
+  c.stop_after = 2;
+  train_dpo(c);
+  c.stop_after = 0;
+  c.resume = true;
+  const std::string ckpt = *dir_ + "/dpo-foreign/checkpoint.safetensors";
+  const std::string original = *dir_ + "/dpo-foreign-step2.safetensors";
+  std::filesystem::copy_file(ckpt, original);
+  Metadata meta;
+  const NamedTensors tensors = load_tensors(original, &meta);
+  const json::Value model = json::parse(meta.at("model_config"));
+  const std::string symbols = json::parse(meta.at("tokenizer")).at("symbols").as_string();
+  ASSERT_LT(symbols.back(), '~');
+  const auto refused = [&](const std::string& key, const std::string& value) {
+    Metadata edited = meta;
+    if (value.empty())
+      edited.erase(key);
+    else
+      edited[key] = value;
+    save_tensors(ckpt, tensors, edited);
+    const std::map<std::string, std::string> files =
+        rlft::testing::files_of(*dir_ + "/dpo-foreign");
+    const std::string e = error_of([&] { train_dpo(c); });
+    EXPECT_TRUE(rlft::testing::files_of(*dir_ + "/dpo-foreign") == files)
+        << key << ": a refused resume changed the run's files";
+    return e;
+  };
+  const std::string source = " but --init " + *dir_ + "/sft has ";
+  const std::string not_this = ": the checkpoint is not of the model this run trains";
+
+  json::Value other_model = model;
+  const int64_t n_head = model.at("n_head").as_int();
+  other_model.set("n_head", n_head * 2);
+  EXPECT_EQ(refused("model_config", other_model.dump()),
+            ckpt + ": model_config field 'n_head' is " + std::to_string(n_head * 2) + source +
+                std::to_string(n_head) + not_this);
+  const std::string other_symbols =
+      symbols.substr(0, symbols.size() - 1) + char(symbols.back() + 1);
+  json::Value other_tok = json::parse(meta.at("tokenizer"));
+  other_tok.set("symbols", other_symbols);
+  EXPECT_EQ(refused("tokenizer", other_tok.dump()), ckpt + ": tokenizer field 'symbols' is " +
+                                                        json::Value(other_symbols).dump() + source +
+                                                        json::Value(symbols).dump() + not_this);
+  EXPECT_EQ(refused("tokenizer", ""),
+            ckpt +
+                ": no 'tokenizer' in the checkpoint's metadata (not an rlft GPT training "
+                "checkpoint)");
+
+  std::filesystem::copy_file(original, ckpt, std::filesystem::copy_options::overwrite_existing);
+  const DPOResult r = train_dpo(c);
+  EXPECT_EQ(r.start_step, 2);
+  EXPECT_EQ(r.step, 4);
 }
 
 // With dropout in the policy (an SFT run with dropout 0.1) a stopped and resumed run takes the
