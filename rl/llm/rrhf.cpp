@@ -262,9 +262,12 @@ RRHFResult train_rrhf(const RRHFConfig& given) {
   if (cfg.resume) {
     // The weights, Adam's moments, the step and the loop's state, all checked before the
     // metrics after the checkpoint are dropped.
-    const Metadata meta = load_checkpoint(ckpt, policy, &opt);
+    Metadata meta;
+    const NamedTensors stored = load_tensors(ckpt, &meta);
     RLFT_CHECK(meta.count("rrhf_state"), ckpt,
                ": not an RRHF training checkpoint (no rrhf_state in its metadata)");
+    check_checkpoint_model(meta, ckpt, policy.config(), tok, "--init " + cfg.init);
+    load_checkpoint_tensors(stored, ckpt, policy, &opt);
     ls = parse_loop_state(meta.at("rrhf_state"), ckpt);
     start = metadata_int(meta, "step", ckpt);
     RLFT_CHECK(start <= cfg.steps, ckpt, ": the checkpoint is at step ", start, ", beyond --steps ",

@@ -7,6 +7,7 @@
 // resumes to its end (the resume-equals-straight tests of each trainer check that it ends as a
 // straight run); a run recorded before fingerprints resumes unchecked and is not given them.
 // Each records its inputs from the root: a run started with relative paths resumes from "/".
+// A resume refuses a checkpoint of another tokenizer than the --init run's.
 // The models are 1-layer SFT runs of a few steps: these tests are about bookkeeping (seconds).
 #include <gtest/gtest.h>
 
@@ -16,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/checkpoint.h"
 #include "engine/error.h"
 #include "engine/fs.h"
 #include "engine/json.h"
@@ -159,6 +161,46 @@ void expect_inputs_recorded_from_the_root(Result (*train)(const Config&), Config
   EXPECT_FALSE(files_of(run) == files) << "the resume ran nothing";
 }
 
+// `config` stopped after one step; then, for each of the run's checkpoint `files`, a resume with
+// that file's tokenizer changed (the same number of other symbols: every tensor still fits) is
+// refused naming the file and the field, the run's files untouched; with the file as it was, the
+// run resumes to its end.
+template <typename Config, typename Result>
+void expect_foreign_tokenizer_refused(Result (*train)(const Config&), Config config,
+                                      const std::vector<std::string>& files) {
+  config.resume = false;
+  config.stop_after = 1;
+  train(config);
+  config.resume = true;
+  config.stop_after = 0;
+  const std::string run = config.out_dir + "/" + config.name;
+  const std::map<std::string, std::string> before = files_of(run);
+  for (const std::string& file : files) {
+    SCOPED_TRACE(file);
+    const std::string path = run + "/" + file;
+    Metadata meta;
+    const NamedTensors tensors = load_tensors(path, &meta);
+    json::Value tok = json::parse(meta.at("tokenizer"));
+    std::string symbols = tok.at("symbols").as_string();
+    ASSERT_LT(symbols.back(), '~');
+    ++symbols.back();  // still distinct and in code-point order
+    tok.set("symbols", symbols);
+    meta["tokenizer"] = tok.dump();
+    save_tensors(path, tensors, meta);
+    const std::map<std::string, std::string> edited = files_of(run);
+    const std::string e = error_of([&] { train(config); });
+    EXPECT_EQ(
+        e.rfind(path + ": tokenizer field 'symbols' is " + json::Value(symbols).dump() + " but ",
+                0),
+        0u)
+        << e;
+    EXPECT_TRUE(files_of(run) == edited) << "a refused resume changed the run's files";
+    fs::atomic_write_file(path, before.at(file));
+  }
+  train(config);
+  EXPECT_FALSE(files_of(run) == before) << "the resume ran nothing";
+}
+
 // Two tiny reviews SFT runs (seeds 0 and 1: the same model and tokenizer, other weights), two
 // reward models on them, two tiny arith SFT runs, and preference pairs of the reviews task in
 // two orders; each test trains its runs on copies, so that changing them is its own business.
@@ -300,6 +342,62 @@ TEST_F(ResumeInputs, InputsAreRecordedFromTheRootAndReadFromAnyDirectory) {
     c.quiet = true;
     expect_inputs_recorded_from_the_root<GroupRLConfig>(train_group_rl, c, *dir_,
                                                         {{&GroupRLConfig::init, "init"}});
+  }
+}
+
+// Each trainer's --resume refuses a checkpoint whose tokenizer is not its --init run's (the
+// reward model's and PPO's critic: with their heads), before anything of the run changes.
+TEST_F(ResumeInputs, ACheckpointOfAnotherTokenizerIsRefused) {
+  {
+    SCOPED_TRACE("rm");
+    RewardModelConfig c = rlft::testing::tiny_reward_model_config(
+        *dir_, "foreign-rm", *dir_ + "/sft0", *dir_ + "/prefs.jsonl");
+    c.batch = 8;
+    c.epochs = 1;
+    expect_foreign_tokenizer_refused(train_reward_model, c, {"checkpoint.safetensors"});
+  }
+  {
+    SCOPED_TRACE("ppo");
+    PPORLHFConfig c = config<PPORLHFConfig>("foreign-ppo");
+    c.init = *dir_ + "/sft0";
+    c.reward_model = *dir_ + "/rm0";
+    c.steps = 2;
+    c.batch = 2;
+    c.ppo_epochs = 1;
+    c.minibatches = 1;
+    c.max_new_tokens = 6;
+    c.eval_every = 0;
+    c.eval_samples = 1;
+    expect_foreign_tokenizer_refused(train_ppo_rlhf, c,
+                                     {"checkpoint.safetensors", "critic.safetensors"});
+  }
+  {
+    SCOPED_TRACE("rrhf");
+    RRHFConfig c = config<RRHFConfig>("foreign-rrhf");
+    c.init = *dir_ + "/sft0";
+    c.reward_model = *dir_ + "/rm0";
+    c.steps = 2;
+    c.prompts_per_step = 2;
+    c.k = 2;
+    c.eval_every = 0;
+    c.eval_samples = 1;
+    expect_foreign_tokenizer_refused(train_rrhf, c, {"checkpoint.safetensors"});
+  }
+  {
+    SCOPED_TRACE("grpo");
+    GroupRLConfig c = group_rl_defaults("grpo");
+    c.init = *dir_ + "/arith0";
+    c.train_prompts = 8;
+    c.prompts = 2;
+    c.group_size = 4;
+    c.steps = 2;
+    c.max_new_tokens = 4;
+    c.max_extra_rounds = 1;
+    c.eval_prompts = 0;
+    c.out_dir = *dir_;
+    c.name = "foreign-grpo";
+    c.quiet = true;
+    expect_foreign_tokenizer_refused(train_group_rl, c, {"checkpoint.safetensors"});
   }
 }
 
