@@ -72,9 +72,7 @@ void add_options(Args& a, llm::GroupRLConfig& c) {
   a.add("--seed", &c.seed, "seed of prompt order, sampling and minibatch shuffles");
   a.add("--checkpoint-every", &c.checkpoint_every,
         "training checkpoint (with optimizer state) every N steps (0: only at the end)");
-  a.add("--resume", &c.resume,
-        "continue the run from its checkpoint with the settings it recorded (options written here "
-        "must match them, except --steps)");
+  a.add("--resume", &c.resume, resume_help("--steps", false));
   a.add("--stop-after", &c.stop_after, "stop after N steps of this invocation (0: run to --steps)");
   a.add("--quiet", &c.quiet, "no progress lines");
   a.add("--device", &c.device, "cpu, or cuda[:N]: policy, reference and updates on the GPU");

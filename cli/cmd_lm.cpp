@@ -119,9 +119,7 @@ int run_train(int argc, char** argv, int first, const std::string& mode) {
   a.add("--name", &c.name, "run name (default <task>-<mode>-<model>)");
   a.add("--seed", &c.seed, "seed of initialisation, batches and dropout");
   a.add("--device", &c.device, "cpu, or cuda[:N]: model, batches and update on the GPU");
-  a.add("--resume", &c.resume,
-        "continue the run from its checkpoint with the settings it recorded (options written here "
-        "must match them, except --steps, --stop-at-exact-match and --grad-accum)");
+  a.add("--resume", &c.resume, resume_help("--steps, --stop-at-exact-match, --grad-accum", true));
   a.add("--stop-after", &c.stop_after, "stop after N steps of this invocation (0: run to --steps)");
   a.add("--stop-at-exact-match", &c.stop_at_exact_match,
         "stop at the first validation whose greedy exact match reaches this (0: off)");

@@ -40,14 +40,12 @@ void add_run_options(Args& a, Config& c) {
 // --checkpoint-every, --resume and --stop-after of a resumable trainer (lm rm, dpo, rrhf, ppo);
 // `unit` names a step in the help ("steps", "updates"), `budget` the options that may grow.
 template <typename Config>
-void add_resume_options(Args& a, Config& c, const char* unit, const char* budget) {
+void add_resume_options(Args& a, Config& c, const char* unit, const char* budget,
+                        bool has_log_every) {
   a.add("--checkpoint-every", &c.checkpoint_every,
         std::string("training checkpoint (weights, Adam state, the loop's state) every N ") + unit +
             " (0: only at --stop-after and the end)");
-  a.add("--resume", &c.resume,
-        std::string("continue the run from its checkpoint with the settings it recorded (options "
-                    "written here must match them, except ") +
-            budget + ")");
+  a.add("--resume", &c.resume, resume_help(budget, has_log_every));
   a.add("--stop-after", &c.stop_after,
         std::string("stop after N ") + unit + " of this invocation (0: run to the end)");
 }
@@ -141,7 +139,7 @@ int run_rm(int argc, char** argv, int first) {
   a.add("--center-coef", &c.center_coef,
         "eta of the centring term eta*(r_w + r_l)^2 (0.01 suggested; 0: off)");
   a.add("--eval-fraction", &c.eval_fraction, "fraction of pairs held out");
-  add_resume_options(a, c, "steps", "--epochs and --grad-accum");
+  add_resume_options(a, c, "steps", "--epochs, --grad-accum", false);
   add_run_options(a, c);
   a.add("--evaluate", &evaluate,
         "evaluate this reward-model run on every pair of --prefs instead of training");
@@ -187,7 +185,7 @@ int run_dpo(int argc, char** argv, int first) {
   a.add("--eval-every", &c.eval_every, "held-out pairs and policy samples every N steps");
   a.add("--eval-samples", &c.eval_samples, "samples per validation prompt");
   a.add("--max-steps", &c.max_steps, "stop after N steps (0: all epochs)");
-  add_resume_options(a, c, "steps", "--epochs, --max-steps and --grad-accum");
+  add_resume_options(a, c, "steps", "--epochs, --max-steps, --grad-accum", true);
   add_run_options(a, c);
   if (!a.parse(argc, argv, first)) return 0;
   if (c.resume) take_recorded_settings(a, rl::run_path(c.out_dir, c.name));
@@ -217,7 +215,7 @@ int run_rrhf(int argc, char** argv, int first) {
   a.add("--log-every", &c.log_every, "log every N steps");
   a.add("--eval-every", &c.eval_every, "validation samples every N steps");
   a.add("--eval-samples", &c.eval_samples, "samples per validation prompt");
-  add_resume_options(a, c, "steps", "--steps");
+  add_resume_options(a, c, "steps", "--steps", true);
   add_run_options(a, c);
   if (!a.parse(argc, argv, first)) return 0;
   if (c.resume) take_recorded_settings(a, rl::run_path(c.out_dir, c.name));
@@ -254,7 +252,7 @@ int run_ppo(int argc, char** argv, int first) {
   a.add("--grad-clip", &c.grad_clip, "max global gradient norm (0: off)");
   a.add("--eval-every", &c.eval_every, "validation samples every N updates");
   a.add("--eval-samples", &c.eval_samples, "samples per validation prompt");
-  add_resume_options(a, c, "updates", "--steps");
+  add_resume_options(a, c, "updates", "--steps", false);
   add_run_options(a, c);
   if (!a.parse(argc, argv, first)) return 0;
   if (c.resume) take_recorded_settings(a, rl::run_path(c.out_dir, c.name));

@@ -29,6 +29,16 @@ void take_recorded_settings(Args& a, const std::string& run_dir);  // cli/resume
 // `message` names a flag the last take_recorded_settings filled from the file; else "".
 std::string recorded_note(const std::string& message);
 
+// The help of a trainer's --resume: `budget` lists the settings a resumed run may change (e.g.
+// "--steps, --grad-accum"); the options that say where, how far and how loudly to run
+// (RunDir::check_resumable never compares them) follow, --log-every where the command has it.
+inline std::string resume_help(const std::string& budget, bool has_log_every) {
+  return "continue the run from its checkpoint with the settings it recorded (options written "
+         "here must match them, except " +
+         budget + ", --device, --stop-after, --checkpoint-every" +
+         (has_log_every ? ", --log-every" : "") + " and --quiet)";
+}
+
 // The closing line of a training command whose invocation ran no final `what` (e.g.
 // "validation"): --stop-after stopped it first, or the resumed run had already finished. No
 // numbers are made up for it; they are in the run's metrics.jsonl. Returns the exit status 0.
