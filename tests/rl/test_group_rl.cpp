@@ -134,6 +134,26 @@ TEST(DCPO, SmoothAdvantageAcrossVisits) {
   EXPECT_NEAR(a[1], 0.5 * (-0.5 / (std::sqrt(0.5) + 1e-6) - 0.75 / (0.5 + 1e-6)), 1e-12);
 }
 
+// SAS's two candidates weigh A_new and A_total the other way round, and the one of smaller |·|
+// wins: on visit i = 3, SA_new = (2/3)·A_new + (1/3)·A_total and SA_total = (1/3)·A_new +
+// (2/3)·A_total (ALGORITHMS.md §10). Visits {1,1}, {1,1}, {1,0} of one prompt: visits 1–2 are
+// all-equal (0). Visit 3: A_new = ±0.5/(√0.5 + 1e-6); every reward {1,1,1,1,1,0} has mean 5/6,
+// unbiased var (5·(1/6)² + (5/6)²)/5 = 1/6, so A_total(1) = (1/6)/(√(1/6) + 1e-6) and
+// A_total(0) = −(5/6)/(√(1/6) + 1e-6). Reward 1: SA_new = 0.6075, SA_total = 0.5079 → SA_total;
+// reward 0: SA_new = −1.1518, SA_total = −1.5965 → SA_new. One visit picks each candidate.
+TEST(DCPO, SmoothAdvantagePicksSATotalWhenItIsSmaller) {
+  SmoothAdvantage sas;
+  for (double x : sas({1, 1}, 3)) EXPECT_EQ(x, 0.0);
+  for (double x : sas({1, 1}, 3)) EXPECT_EQ(x, 0.0);
+  const std::vector<double> a = sas({1, 0}, 3);
+  const double a_new = 0.5 / (std::sqrt(0.5) + 1e-6), sd = std::sqrt(1.0 / 6.0) + 1e-6;
+  const double total1 = (1.0 / 6.0) / sd, total0 = -(5.0 / 6.0) / sd;
+  EXPECT_NEAR(a[0], a_new / 3 + 2 * total1 / 3, 1e-12);  // SA_total
+  EXPECT_NEAR(a[0], 0.507867, 1e-6);
+  EXPECT_NEAR(a[1], 2 * -a_new / 3 + total0 / 3, 1e-12);  // SA_new
+  EXPECT_NEAR(a[1], -1.151816, 1e-6);
+}
+
 TEST(DCPO, DynamicBoundsFromOldProbability) {
   // q = 1: lower = 0.5 + 0.5·√(1 − 0.64) = 0.8, upper = 0.5 + 0.5·√1.8 = 1.170820…
   auto [lo, hi] = dcpo_bounds(1.0, 0.16, 0.2, 10.0);
@@ -327,6 +347,25 @@ TEST(PolicyLoss, DAPOClipHigher) {
   r = policy_loss(dr->loss, lp, old, Tensor(), adv, m);
   EXPECT_NEAR(r.loss.item(), -1.2, 1e-12);
   EXPECT_EQ(r.stats.clip_frac_high, 1.0);
+}
+
+// The decoupled clip's lower side: r = 0.75 with A < 0 is clipped at 1 − eps_low = 0.8 (DAPO's
+// eps_low 0.2), not at 1 − eps_high = 0.72, which would leave it inside. ALGORITHMS.md §0: l =
+// −min(r·A, clip(r, 1 − eps_low, 1 + eps_high)·A) = −min(−0.75, −0.8) = 0.8, its gradient 0
+// (the clipped branch), and the token counts as clipped low; token_mean over one token.
+TEST(PolicyLoss, DAPOClipLowerSideUsesEpsLow) {
+  const Tensor old = T2({0, std::log(0.4)}, 1, 2);
+  Tensor lp = T2({0, std::log(0.3)}, 1, 2).set_requires_grad();  // r = 0.75
+  const Tensor m = T2({0, 1}, 1, 2), adv = Tensor::from_vector(std::vector<double>{-1.0}, {1});
+  auto dapo = make_objective(group_rl_defaults("dapo"));
+  EXPECT_EQ(dapo->loss.eps_low, 0.2);
+  EXPECT_EQ(dapo->loss.eps_high, 0.28);
+  const RatioClipResult r = policy_loss(dapo->loss, lp, old, Tensor(), adv, m);
+  EXPECT_NEAR(r.loss.item(), 0.8, 1e-12);
+  EXPECT_EQ(r.stats.clip_frac_low, 1.0);
+  EXPECT_EQ(r.stats.clip_frac_high, 0.0);
+  r.loss.backward();
+  EXPECT_EQ(lp.grad().to_vector()[1], 0.0);
 }
 
 // DCPO: r = 1.25 on a token with q = 0.4 stays inside upper(0.4) = 0.5 + 0.5·√3 = 1.366; on a
