@@ -469,6 +469,20 @@ TEST(Optim, ClipGradNorm) {
   EXPECT_EQ(b.grad().item(), 40.0);
 }
 
+// A norm just over max_norm is scaled too, by max_norm/(norm + 1e-6): grads (3, 4) have norm 5;
+// max_norm 4 gives coef 4/(5 + 1e-6) = 0.79999984, so (2.39999952, 3.19999936) and a new norm
+// of 4 (to 1e-6). A rule that clips only far over the threshold (coef < 0.5) leaves them.
+TEST(Optim, ClipGradNormScalesANormJustOverTheMax) {
+  Tensor a = param(0), b = param(0);
+  set_grad(a, 3);
+  set_grad(b, 4);
+  EXPECT_NEAR(optim::clip_grad_norm({a, b}, 4.0), 5.0, 1e-12);
+  const double coef = 4.0 / (5.0 + 1e-6);
+  EXPECT_NEAR(a.grad().item(), 3 * coef, 1e-12);
+  EXPECT_NEAR(b.grad().item(), 4 * coef, 1e-12);
+  EXPECT_NEAR(optim::grad_norm({a, b}), 4.0, 1e-6);
+}
+
 // The float loops of clip_grad_norm (kernels/cpu/optim.cpp, cloned): the norm is the eight-
 // accumulator sum in its stated order, to the bit, and each gradient is scaled as
 // float(double(g)·coef), over sizes that leave vector tails.
