@@ -252,6 +252,31 @@ TEST(GPT, PaddedBatchGivesTheSameLogitsAsEachSequenceAlone) {
   }
 }
 
+// Dropout is a training-time op only: in eval mode a GPT with dropout 0.5 gives exactly the
+// logits of the same weights with dropout 0 (embedding, attention and MLP dropout all off), with
+// and without a padding mask, while in train mode its logits differ (dropout does act there).
+// Both models are built from one seed (dropout draws nothing at init), so their weights match.
+TEST(GPT, DropoutIsOffInEvalMode) {
+  GPTConfig c = tiny_config(DType::f64);
+  GPTConfig cd = c;
+  cd.dropout = 0.5;
+  Generator g1(7), g2(7);
+  GPT plain(c, g1), with_dropout(cd, g2);
+  plain.eval();
+  with_dropout.eval();
+  const Tensor tokens = random_tokens(2, 6, 11, 9);
+  const Tensor mask =
+      Tensor::from_vector(std::vector<double>{0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1}, {2, 6});
+  for (const Tensor& m : {Tensor(), mask}) {
+    const Tensor expected = plain.lm_logits(plain.forward(tokens, m));
+    EXPECT_EQ(max_abs_diff(with_dropout.lm_logits(with_dropout.forward(tokens, m)), expected), 0.0);
+    with_dropout.train();
+    EXPECT_GT(max_abs_diff(with_dropout.lm_logits(with_dropout.forward(tokens, m)), expected),
+              1e-3);
+    with_dropout.eval();
+  }
+}
+
 // The composed attention path's additive mask, built from B·Tk key flags with tensor ops on the
 // model's device, against the rule written out element by element: 0 where query i (position
 // past + i) sees key j (j < past + i with key j real, or j = past + i itself), −∞ elsewhere;
