@@ -12,6 +12,8 @@
 // (test_rlhf.cpp has those).
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <map>
@@ -185,6 +187,33 @@ TEST_F(PPORLHFResume, StoppedAndResumedEqualsAStraightRunWithAdaptiveKL) {
   EXPECT_NE(after["config.json"].find("\"resume\": true"), std::string::npos);
   before.erase("config.json"), after.erase("config.json");  // records the resumed command
   EXPECT_EQ(after, before);
+}
+
+// The adaptive controller's update as the loop applies it (ALGORITHMS.md §4; Ziegler et al.):
+// after update s, β_s = β_{s−1}·(1 + clip(KL_s/target − 1, ±0.2)·B/horizon), where KL_s is the
+// rollout's logged "kl" (Σ_t k1 over each response, mean over the B = 4 prompts) and β_0 =
+// --kl-ctl. With the target 0.3 update 3's KL (0.267 in this build; the others, 0, −0.26 and
+// 0.11, clip at −0.2) is inside the clip range, so both the proportional error and the
+// B/horizon step size show. The unit tests of AdaptiveKLController cannot see what the loop
+// passes it: a per-token KL, or n = 1 instead of B, passed them.
+TEST_F(PPORLHFResume, AdaptiveKLFollowsTheLoggedKLAndTheBatchSize) {
+  PPORLHFConfig c = config("adaptive-rule");
+  c.kl_target = 0.3;
+  c.steps = 4;
+  train_ppo_rlhf(c);
+  const std::vector<json::Value> rows = metrics_of(run("adaptive-rule"));
+  ASSERT_EQ(rows.size(), 5u);  // step 0, then updates 1–4
+  double beta = c.kl_ctl;
+  int proportional = 0;
+  for (size_t s = 1; s < rows.size(); ++s) {
+    const double kl = rows[s].at("kl").as_double();
+    const double e = std::clamp(kl / c.kl_target - 1.0, -0.2, 0.2);
+    proportional += std::abs(e) < 0.2;
+    beta *= 1.0 + e * double(c.batch) / c.kl_horizon;
+    EXPECT_NEAR(rows[s].at("kl_ctl").as_double(), beta, 1e-12 * beta) << "update " << s;
+  }
+  EXPECT_GE(proportional, 1)
+      << "no update's KL fell inside the clip range: the test lost its point";
 }
 
 // Fixed β, dropout 0.1 in the actor and the critic: their dropout streams are in the checkpoint.
