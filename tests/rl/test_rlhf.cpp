@@ -350,6 +350,47 @@ TEST(RLHFLosses, ExperienceScoresTheReferenceAtTheRolloutsTemperature) {
       EXPECT_EQ(r[size_t(b * T + t)], t == T - 1 ? score[size_t(b)] : 0.0) << b << "," << t;
 }
 
+// The critic's old values are taken in eval mode, whatever mode the update left it in (DeepSpeed-
+// Chat's generate_experience calls eval() on its models): with dropout 0.5 in the critic and the
+// critic in train mode, make_experience's old_values are the eval-mode values head of the prefix
+// each token continues (column t is the head at t − 1, masked), exactly. A dropout-noised V_old
+// would shift every advantage, return and value-clip centre.
+TEST(RLHFLosses, ExperienceTakesTheCriticsValuesInEvalMode) {
+  TinyRLHFModels tiny(7);
+  models::GPTConfig cc = with_heads(TinyRLHFModels::base(), true, false);
+  cc.dropout = 0.5;
+  Generator gen(8);
+  models::GPT critic(cc, gen);
+  const int64_t B = 2, T = 5;
+  const Tensor tokens = Tensor::from_vector(std::vector<int64_t>{11, 3, 4, 5, 6,  //
+                                                                 1, 2, 8, 9, 10},
+                                            {B, T});
+  const Tensor attention = Tensor::ones({B, T}, DType::f64);
+  const std::vector<double> m = {0, 0, 1, 1, 1,  //
+                                 0, 0, 0, 1, 1};
+  const Tensor action = Tensor::from_vector(m, {B, T});
+  Tensor log_probs;
+  {
+    NoGradGuard ng;
+    log_probs = mul(models::sequence_log_probs(tiny.ref, tokens, attention, 1.0), action);
+  }
+  critic.train();
+  const Experience e = make_experience(tiny.ref, critic, tiny.rm, tokens, attention, log_probs,
+                                       action, 0.1, PPORLHFConfig{});
+  std::vector<double> head;
+  {
+    NoGradGuard ng;
+    critic.eval();
+    head = critic.values(critic.forward(tokens, attention)).to_vector();
+  }
+  const std::vector<double> v = e.old_values.to_vector();
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t t = 0; t < T; ++t) {
+      const size_t k = size_t(b * T + t);
+      EXPECT_EQ(v[k], t == 0 ? 0.0 : head[k - 1] * m[k]) << b << "," << t;
+    }
+}
+
 // The actor loss is the token mean of the clipped surrogate: ratio 1 gives −mean(A).
 TEST(RLHFLosses, ActorLossIsTokenMeanOfTheClippedSurrogate) {
   Tensor lp = Tensor::from_vector(std::vector<double>{0, -1.0, -2.0, 0, -1.0, 0}, {2, 3});
