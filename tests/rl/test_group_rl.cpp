@@ -698,6 +698,28 @@ TEST_F(GroupRLRun, DAPODynamicSamplingKeepsOnlyGroupsWithSignal) {
   }
 }
 
+// --max-extra-rounds caps the extra generation rounds of dynamic sampling (ALGORITHMS.md §8):
+// with a cap of 0 a step samples its prompts × G responses once, even when dropped groups leave
+// the batch short, so every row logs extra_rounds 0 and the cumulative generated_samples grows
+// by exactly prompts·G = 64 per step. Needs a step that dropped a group and kept fewer than
+// --prompts groups, where an off-by-one cap (extra_rounds > cap) would sample a second round.
+TEST_F(GroupRLRun, DAPODynamicSamplingStopsAtTheExtraRoundCap) {
+  GroupRLConfig c = small("dapo");
+  c.steps = 3;
+  c.max_extra_rounds = 0;
+  c.name = "dapo_cap";
+  const GroupRLResult r = train_group_rl(c);
+  bool short_batch = false;
+  int64_t generated = 0;
+  for (const json::Value& v : rlft::testing::metrics_of(r.run_dir)) {
+    short_batch = short_batch || v.at("groups").as_int() < c.prompts;
+    EXPECT_EQ(v.at("extra_rounds").as_int(), 0);
+    generated += c.prompts * c.group_size;
+    EXPECT_EQ(v.at("generated_samples").as_int(), generated);
+  }
+  EXPECT_TRUE(short_batch) << "no step dropped a group: the cap was never tested";
+}
+
 // Dynamic sampling can keep fewer responses than --minibatches (at most prompts × G) asks for
 // parts: each kept response is then its own part. Before this was handled the parts past the
 // kept batch read beyond the shuffled index (a segfault in Release, a heap overflow under ASan).
