@@ -216,6 +216,50 @@ TEST_F(PPORLHFResume, AdaptiveKLFollowsTheLoggedKLAndTheBatchSize) {
       << "no update's KL fell inside the clip range: the test lost its point";
 }
 
+// The controller's β is the one the rewards use: r_t = −β_s·k1_t (+ the score at the end), with
+// β_s the value after the previous update. Three runs share update 1 (β_0 = 1) and therefore the
+// actor, the critic and the rollout of update 2; they differ only in β_1: fixed (1), and
+// adaptive with horizon 8 and 4, where update 1's KL (≈ 0, under target 1) gives e = −0.2 and
+// β_1 = 1 − 0.2·4/8 = 0.9 and 1 − 0.2·4/4 = 0.8. GAE is linear in the rewards and update 2's
+// single minibatch has ratio 1 up to rounding (no clipping), so its actor loss is affine in β_1:
+// L(0.8) − L(1) = 2·(L(0.9) − L(1)), and not 0 (rewards built with --kl-ctl instead of the
+// controller's β would give three equal losses).
+TEST_F(PPORLHFResume, RewardsUseTheControllersBeta) {
+  const auto run_with = [&](const std::string& name, bool adaptive, double horizon) {
+    PPORLHFConfig c = config(name);
+    c.steps = 2;
+    c.ppo_epochs = 1;
+    c.minibatches = 1;
+    c.kl_ctl = 1.0;
+    c.adaptive_kl = adaptive;
+    c.kl_target = 1.0;
+    c.kl_horizon = horizon;
+    c.eval_every = 0;
+    train_ppo_rlhf(c);
+    const std::vector<json::Value> rows = metrics_of(run(name));
+    EXPECT_EQ(rows.size(), 3u);  // step 0, updates 1 and 2
+    return rows;
+  };
+  const auto fixed = run_with("beta-fixed", false, 8), a9 = run_with("beta-09", true, 8),
+             a8 = run_with("beta-08", true, 4);
+  ASSERT_EQ(fixed.size(), 3u);
+  ASSERT_EQ(a9.size(), 3u);
+  ASSERT_EQ(a8.size(), 3u);
+  EXPECT_NEAR(a9[1].at("kl_ctl").as_double(), 0.9, 1e-12);
+  EXPECT_NEAR(a8[1].at("kl_ctl").as_double(), 0.8, 1e-12);
+  for (const char* key : {"actor_loss", "kl"}) {  // update 1 alike, and update 2's rollout
+    EXPECT_EQ(a9[1].at(key).as_double(), fixed[1].at(key).as_double()) << key;
+    EXPECT_EQ(a8[1].at(key).as_double(), fixed[1].at(key).as_double()) << key;
+  }
+  EXPECT_EQ(a9[2].at("kl").as_double(), fixed[2].at("kl").as_double());
+  EXPECT_EQ(a8[2].at("kl").as_double(), fixed[2].at("kl").as_double());
+  const double l1 = fixed[2].at("actor_loss").as_double();
+  const double d9 = a9[2].at("actor_loss").as_double() - l1;
+  const double d8 = a8[2].at("actor_loss").as_double() - l1;
+  EXPECT_GT(std::abs(d9), 1e-4);
+  EXPECT_NEAR(d8, 2 * d9, 1e-4 * std::abs(d9));  // 2.000002 here (float32 rounding)
+}
+
 // Fixed β, dropout 0.1 in the actor and the critic: their dropout streams are in the checkpoint.
 // No checkpoint but at --stop-after and the end (--checkpoint-every 0).
 TEST_F(PPORLHFResume, StoppedAndResumedEqualsAStraightRunWithDropout) {
