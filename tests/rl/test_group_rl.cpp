@@ -25,6 +25,7 @@
 #include "run_metrics.h"
 #include "test_util.h"
 #include "tiny_lm_runs.h"
+#include "weight_decay_check.h"
 
 using namespace rlft;
 using namespace rlft::llm;
@@ -718,6 +719,22 @@ TEST_F(GroupRLRun, DAPODynamicSamplingStopsAtTheExtraRoundCap) {
     EXPECT_EQ(v.at("generated_samples").as_int(), generated);
   }
   EXPECT_TRUE(short_batch) << "no step dropped a group: the cap was never tested";
+}
+
+// --weight-decay reaches matrices and embeddings only (as lm sft's groups): one GRPO update of one
+// minibatch at a constant lr 1e-4 with weight decay 5000 (lr·wd = 0.5), from the SFT run's
+// weights (weight_decay_check.h has the bound).
+TEST_F(GroupRLRun, WeightDecayAppliesToMatricesOnly) {
+  GroupRLConfig c = small("grpo");
+  c.steps = 1;
+  c.minibatches = 1;
+  c.lr_schedule = "constant";
+  c.weight_decay = 5000;
+  c.name = "grpo_weight_decay";
+  const GroupRLResult r = train_group_rl(c);
+  const LoadedModel before = load_policy(c.init), after = load_policy(r.run_dir);
+  rlft::testing::expect_first_adamw_step_decays_matrices_only(*before.model, *after.model, c.lr,
+                                                              c.weight_decay);
 }
 
 // Dynamic sampling can keep fewer responses than --minibatches (at most prompts × G) asks for

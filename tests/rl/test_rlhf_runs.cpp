@@ -14,6 +14,7 @@
 #include "engine/fs.h"
 #include "engine/json.h"
 #include "models/tokenizer.h"
+#include "rl/llm/lm.h"
 #include "rl/llm/ppo_rlhf.h"
 #include "rl/llm/reward_model.h"
 #include "rl/llm/rlhf_data.h"
@@ -23,6 +24,7 @@
 #include "run_metrics.h"
 #include "test_util.h"
 #include "tiny_lm_runs.h"
+#include "weight_decay_check.h"
 
 using namespace rlft;
 using namespace rlft::llm;
@@ -133,6 +135,22 @@ TEST_F(RLHFTinyRuns, RewardModelLogsTheGradientNormBeforeClipping) {
     EXPECT_GT(logged_norm(on[i], "grad_norm"), 100 * kTinyClip) << "epoch " << i + 1;
   }
   EXPECT_DOUBLE_EQ(on[0].at("grad_norm").as_double(), off[0].at("grad_norm").as_double());
+}
+
+// The reward model's --weight-decay reaches matrices and embeddings only (as lm sft's groups):
+// one step (one epoch, the 36 training pairs in one batch) at a constant lr 1e-3 with weight
+// decay 500 (lr·wd = 0.5) and no clipping, from the SFT run's weights; the new reward head is
+// not in them and is skipped (weight_decay_check.h has the bound).
+TEST_F(RLHFTinyRuns, RewardModelWeightDecayAppliesToMatricesOnly) {
+  RewardModelConfig c = rm_config("rm-weight-decay", 0.0);
+  c.epochs = 1;
+  c.lr_schedule = "constant";
+  c.weight_decay = 500;
+  train_reward_model(c);
+  const LoadedModel before = load_policy(*dir_ + "/sft");
+  const LoadedModel after = load_reward_model(*dir_ + "/rm-weight-decay");
+  rlft::testing::expect_first_adamw_step_decays_matrices_only(*before.model, *after.model, c.lr,
+                                                              c.weight_decay);
 }
 
 // RRHF logs grad_norm on its logged steps; with clipping on it is the norm before clipping.
