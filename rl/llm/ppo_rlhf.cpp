@@ -72,13 +72,12 @@ Tensor critic_loss(const Tensor& values, const Tensor& old_values, const Tensor&
   return mul(div(sum(mul(maximum(vf_loss1, vf_loss2), m)), sum(m)), 0.5);
 }
 
-Tensor actor_loss(const Tensor& log_probs, const Tensor& old_log_probs, const Tensor& advantages,
-                  const Tensor& action_mask, double cliprange) {
+RatioClipResult actor_loss(const Tensor& log_probs, const Tensor& old_log_probs,
+                           const Tensor& advantages, const Tensor& action_mask, double cliprange) {
   RatioClipOptions o;
   o.eps_low = o.eps_high = cliprange;
   o.aggregation = kernels::Aggregation::token_mean;
-  return ratio_clip(log_probs, old_log_probs, advantages, action_mask.to(log_probs.dtype()), o)
-      .loss;
+  return ratio_clip(log_probs, old_log_probs, advantages, action_mask.to(log_probs.dtype()), o);
 }
 
 Tensor whiten_masked(const Tensor& advantages, const Tensor& action_mask) {
@@ -531,11 +530,8 @@ PPORLHFResult train_ppo_rlhf(const PPORLHFConfig& given) {
         const Tensor tk = rows(tokens, s, mb), am = rows(attention_mask, s, mb),
                      m = rows(action_mask, s, mb);
         auto [lp, ent] = actor_log_probs(actor, tk, am, cfg.temperature);
-        RatioClipOptions o;
-        o.eps_low = o.eps_high = cfg.cliprange;
-        o.aggregation = kernels::Aggregation::token_mean;
         const RatioClipResult rc =
-            ratio_clip(lp, rows(old_log_probs, s, mb), rows(advantages, s, mb), m, o);
+            actor_loss(lp, rows(old_log_probs, s, mb), rows(advantages, s, mb), m, cfg.cliprange);
         actor_opt.zero_grad();
         rc.loss.backward();
         if (cfg.grad_clip > 0)

@@ -69,9 +69,11 @@ Tensor compute_rewards(const Tensor& log_probs, const Tensor& ref_log_probs,
 // m.
 Tensor critic_loss(const Tensor& values, const Tensor& old_values, const Tensor& returns,
                    const Tensor& action_mask, double cliprange_value = 0.2);
-// DeepSpeed-Chat actor_loss_fn: the ratio_clip op with token_mean aggregation.
-Tensor actor_loss(const Tensor& log_probs, const Tensor& old_log_probs, const Tensor& advantages,
-                  const Tensor& action_mask, double cliprange = 0.2);
+// DeepSpeed-Chat actor_loss_fn: the ratio_clip op with token_mean aggregation (its loss, and the
+// clip fractions and KL estimates the update logs). The training loop's actor loss.
+RatioClipResult actor_loss(const Tensor& log_probs, const Tensor& old_log_probs,
+                           const Tensor& advantages, const Tensor& action_mask,
+                           double cliprange = 0.2);
 // Advantages whitened over the masked positions: (A − mean)/(std + 1e-8), 0 outside the mask.
 Tensor whiten_masked(const Tensor& advantages, const Tensor& action_mask);
 

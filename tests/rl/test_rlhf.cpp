@@ -398,10 +398,30 @@ TEST(RLHFLosses, ActorLossIsTokenMeanOfTheClippedSurrogate) {
   const Tensor old = Tensor::from_vector(std::vector<double>{0, -1.0, -2.0, 0, -1.0, 0}, {2, 3});
   const Tensor adv = Tensor::from_vector(std::vector<double>{0, 1.0, 2.0, 0, -3.0, 0}, {2, 3});
   const Tensor m = Tensor::from_vector(std::vector<double>{0, 1, 1, 0, 1, 0}, {2, 3});
-  const Tensor l = actor_loss(lp, old, adv, m, 0.2);
+  const Tensor l = actor_loss(lp, old, adv, m, 0.2).loss;
   EXPECT_NEAR(l.item(), -(1.0 + 2.0 - 3.0) / 3.0, 1e-12);
   l.backward();
   expect_near_all(lp.grad().to_vector(), {0, -1.0 / 3, -2.0 / 3, 0, 1.0, 0}, 1e-12);
+}
+
+// Where the clip binds, and the cliprange the training loop passes is the one used: log-ratios
+// (0.5, 0.5, −0.5) on three response tokens with A = (1, −1, 1), ρ = (e^0.5, e^0.5, e^−0.5).
+// Token 1 (A > 0, ρ > 1 + ε) takes the clipped (1 + ε)·A and no gradient; token 2 (A < 0) takes
+// the larger ρ·|A| (min of −1.6487 and −(1 + ε)); token 3 (A > 0, ρ < 1 − ε) takes ρ·A, the
+// smaller. L = (−(1 + ε) + e^0.5 − e^−0.5)/3; dL/dlogp = (0, e^0.5, −e^−0.5)/3 for ε 0.2 and 0.1.
+TEST(RLHFLosses, ActorLossClipsAtItsCliprange) {
+  for (double eps : {0.2, 0.1}) {
+    Tensor lp = Tensor::from_vector(std::vector<double>{0.5, 0.5, -0.5}, {1, 3});
+    lp.set_requires_grad(true);
+    const Tensor old = Tensor::zeros({1, 3}, DType::f64);
+    const Tensor adv = Tensor::from_vector(std::vector<double>{1, -1, 1}, {1, 3});
+    const Tensor m = Tensor::ones({1, 3}, DType::f64);
+    const Tensor l = actor_loss(lp, old, adv, m, eps).loss;
+    const double up = std::exp(0.5), down = std::exp(-0.5);
+    EXPECT_NEAR(l.item(), (-(1 + eps) + up - down) / 3, 1e-12) << "eps " << eps;
+    l.backward();
+    expect_near_all(lp.grad().to_vector(), {0, up / 3, -down / 3}, 1e-12);
+  }
 }
 
 TEST(RLHFLosses, AdaptiveKLController) {
