@@ -53,6 +53,21 @@ json::Value to_json(const RewardModelConfig& c) {
   return v;
 }
 
+PairLoss pair_loss(models::GPT& rm, const models::Tokenizer& tok,
+                   const std::vector<PreferencePair>& pairs, size_t s, size_t e, double margin,
+                   double center_coef) {
+  RLFT_CHECK(s < e && e <= pairs.size(), "pair_loss: pairs [", s, ", ", e, ") of ", pairs.size());
+  const int64_t B = int64_t(e - s);
+  const SequenceBatch sb = make_pair_batch(tok, pairs, s, e, rm.config().block_size, rm.device());
+  const Tensor r = rm.rewards(rm.forward(sb.tokens, sb.attention_mask), sb.attention_mask);
+  const Tensor chosen = r.narrow(0, 0, B), rejected = r.narrow(0, B, B);
+  PairLoss out;
+  out.loss = bradley_terry_loss(chosen, rejected, margin, center_coef);
+  out.chosen = chosen.to_vector();
+  out.rejected = rejected.to_vector();
+  return out;
+}
+
 std::vector<double> reward_scores(models::GPT& rm, const models::Tokenizer& tok,
                                   const std::vector<std::string>& prompts,
                                   const std::vector<std::string>& responses, int64_t batch) {
@@ -339,10 +354,8 @@ RewardModelResult train_reward_model(const RewardModelConfig& given) {
       for (size_t ms = s; ms < e; ms += micro) {
         const size_t me = std::min(e, ms + micro);
         const int64_t B = int64_t(me - ms);
-        const SequenceBatch sb = make_pair_batch(tok, train, ms, me, mc.block_size, dev);
-        const Tensor r = rm.rewards(rm.forward(sb.tokens, sb.attention_mask), sb.attention_mask);
-        const Tensor rw = r.narrow(0, 0, B), rl_ = r.narrow(0, B, B);
-        const Tensor loss = bradley_terry_loss(rw, rl_, cfg.margin, cfg.center_coef);
+        const PairLoss pl = pair_loss(rm, tok, train, ms, me, cfg.margin, cfg.center_coef);
+        const Tensor& loss = pl.loss;
         if (me - ms == e - s) {
           loss.backward();
           step_loss = loss.item();
@@ -351,8 +364,8 @@ RewardModelResult train_reward_model(const RewardModelConfig& given) {
           mul(loss, w).backward();
           step_loss += loss.item() * w;
         }
-        const std::vector<double> a = rw.to_vector(), b = rl_.to_vector();
-        for (int64_t i = 0; i < B; ++i) ls.epoch_correct += a[size_t(i)] > b[size_t(i)];
+        for (int64_t i = 0; i < B; ++i)
+          ls.epoch_correct += pl.chosen[size_t(i)] > pl.rejected[size_t(i)];
       }
       // The epoch's last step is the one logged: its global gradient norm before clipping
       // (clip_grad_norm returns it; without clipping it is measured there only, as it is a

@@ -60,6 +60,17 @@ namespace rlft::llm {
 Tensor bradley_terry_loss(const Tensor& r_chosen, const Tensor& r_rejected, double margin = 0,
                           double center_coef = 0);
 
+// One (micro-)batch of the training loop: the pairs [s, e) scored by `rm` in one batch (every
+// chosen response, then every rejected one: make_pair_batch), their Bradley–Terry loss
+// (differentiable) and each side's rewards (for the accuracy the epoch counts).
+struct PairLoss {
+  Tensor loss;
+  std::vector<double> chosen, rejected;
+};
+PairLoss pair_loss(models::GPT& rm, const models::Tokenizer& tok,
+                   const std::vector<PreferencePair>& pairs, size_t s, size_t e, double margin = 0,
+                   double center_coef = 0);
+
 struct RewardModelConfig {
   std::string prefs;                   // preference JSONL (rlhf_data.h)
   std::string init;                    // SFT run the backbone starts from

@@ -111,6 +111,40 @@ TEST(RLHFLosses, BradleyTerryLossMarginAndCentring) {
   expect_near_all(rl2.grad().to_vector(), {0.2187703343990727, 0.38052928931500246}, 1e-12);
 }
 
+// The reward model's training batch scores each pair's chosen response as chosen: pairs [1, 4)
+// of four on a random float64 model with a reward head, their rewards checked against
+// reward_scores of each response on its own, and the loss against the Bradley–Terry formula on
+// those (margin 0.3, centring 0.01): mean(softplus(−(r_w − r_l − 0.3)) + 0.01·(r_w + r_l)²).
+// Swapping the sides changes every term (the margin and the random rewards make it asymmetric).
+TEST(RLHFLosses, RewardModelPairLossScoresChosenAgainstRejected) {
+  const models::Tokenizer tok = models::Tokenizer::make("char", "abc ");
+  models::GPTConfig mc = rlft::testing::tiny_f64_gpt(tok.vocab_size(), 16);
+  mc.reward_head = true;
+  Generator gen(11);
+  models::GPT rm(mc, gen);
+  std::vector<PreferencePair> pairs(4);
+  const char* text[4][3] = {
+      {"a", "b", "cc"}, {"ab", "ca b", "a"}, {"c", "bb", "abc a"}, {"ba", "a", "cab"}};
+  for (size_t i = 0; i < 4; ++i)
+    pairs[i].prompt = text[i][0], pairs[i].chosen = text[i][1], pairs[i].rejected = text[i][2];
+  const PairLoss got = pair_loss(rm, tok, pairs, 1, 4, 0.3, 0.01);
+  ASSERT_EQ(got.chosen.size(), 3u);
+  ASSERT_EQ(got.rejected.size(), 3u);
+  double want = 0;
+  for (size_t i = 1; i < 4; ++i) {
+    const double w = reward_scores(rm, tok, {pairs[i].prompt}, {pairs[i].chosen}).at(0),
+                 l = reward_scores(rm, tok, {pairs[i].prompt}, {pairs[i].rejected}).at(0);
+    EXPECT_NEAR(got.chosen[i - 1], w, 1e-12) << "pair " << i;
+    EXPECT_NEAR(got.rejected[i - 1], l, 1e-12) << "pair " << i;
+    want += std::log1p(std::exp(-(w - l - 0.3))) / 3 + 0.01 * (w + l) * (w + l) / 3;
+  }
+  EXPECT_NEAR(got.loss.item(), want, 1e-12);
+  EXPECT_NE(rlft::testing::error_of([&] {
+              pair_loss(rm, tok, pairs, 2, 5);
+            }).find("pair_loss: pairs [2, 5) of 4"),
+            std::string::npos);
+}
+
 // Σ logπ = (−3, −8, −1.5), lengths (3, 4, 1), R = (0.5, 0.9, 0.1): p = (−1, −2, −1.5).
 // Ranked pairs R_i < R_j: (0,1): max(0, −1 + 2) = 1; (2,0): max(0, −0.5) = 0; (2,1):
 // max(0, 0.5) = 0.5 → L_rank = 1.5. Best is y_1: L_ft = 8. L = 9.5.
