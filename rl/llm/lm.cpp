@@ -225,9 +225,15 @@ json::Value fingerprint_inputs(const std::vector<RunInput>& inputs,
     if (!resumed_run.empty() && recorded.is_object()) {
       const json::Value* was = recorded.find(key);
       if (was == nullptr) continue;  // recorded before fingerprints: not checked, not added
+      // A relative path is a record from before recorded_input_path: it names a file of the
+      // directory the command runs in, which may not be the one the run started in.
       RLFT_CHECK(was->is_string() && was->as_string() == fingerprint, in.flag, " ", in.path,
                  ": changed since this run started: fingerprint ", fingerprint, ", recorded ",
-                 was->is_string() ? was->as_string() : was->dump());
+                 was->is_string() ? was->as_string() : was->dump(),
+                 in.path.empty() || in.path.front() == '/'
+                     ? ""
+                     : " (the run recorded this path relative to the directory it was started "
+                       "in: resume it from there)");
     }
     out.set(key, fingerprint);
   }

@@ -378,6 +378,14 @@ TEST_F(CliLm, DPOResumedFromAnotherDirectoryReadsTheRecordedFiles) {
   old.set("prefs", "here.jsonl");
   old.set("init", "sft");
   std::ofstream(run_dir / "config.json", std::ios::binary) << old.dump(2) << "\n";
+  // From another directory its relative path reads that directory's file: refused, and the
+  // error says where the run must be resumed from.
+  rlft::testing::in_directory(elsewhere, [&] {
+    expect_error(resume, "--prefs here.jsonl: changed since this run started: fingerprint ");
+    expect_error(resume,
+                 " (the run recorded this path relative to the directory it was started in: "
+                 "resume it from there)");
+  });
   rlft::testing::in_directory(*dir_, [&] { resumed = run(resume); });
   EXPECT_EQ(resumed.status, 0) << resumed.err;
   EXPECT_EQ(recorded("prefs"), "here.jsonl");
