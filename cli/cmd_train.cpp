@@ -142,13 +142,23 @@ int run_train(int argc, char** argv, int first) {
              "standardise the weights over each batch");
     args.add("--hidden", &cfg.hidden, "hidden layer sizes, comma-separated");
     args.add("--activation", &cfg.activation, "tanh, relu, gelu or sigmoid");
+    args.add("--checkpoint-every", &cfg.checkpoint_every,
+             "write checkpoint.safetensors every N updates (0 = only at the end)");
+    args.add("--resume", &cfg.resume,
+             "continue the run named by --name from its checkpoint with the settings it recorded; "
+             "options written here must match them, except --total-episodes, --device, "
+             "--checkpoint-every, --log-every and --quiet");
     args.add("--log-every", &cfg.log_every, "print a progress line every N episodes (N >= 1)");
     args.add("--quiet", &cfg.quiet, "no progress lines");
     args.add("--name", &name, "run name (default: reinforce-<env>-<seed>)");
     args.add("--runs-dir", &runs_dir, "parent directory of runs");
+    args.record_as("--env", "env_id");  // config.json's names of these two settings
+    args.record_as("--lr", "learning_rate");
     if (!args.parse(argc, argv, first + 1)) return 0;
     if (name.empty()) name = default_run_name("reinforce", cfg.env_id, cfg.seed);
-    const rl::ReinforceResult r = rl::train_reinforce(cfg, rl::run_path(runs_dir, name));
+    const std::string run_dir = rl::run_path(runs_dir, name);
+    if (cfg.resume) take_recorded_settings(args, run_dir);
+    const rl::ReinforceResult r = rl::train_reinforce(cfg, run_dir);
     std::printf("run written to %s/%s", runs_dir.c_str(), name.c_str());
     if (r.episodes_to_threshold >= 0)
       std::printf(" (solved: last-20 return reached the threshold at episode %lld)",

@@ -9,6 +9,7 @@
 #include <numeric>
 
 #include "engine/checkpoint.h"
+#include "engine/fs.h"
 #include "engine/optim.h"
 #include "models/policy.h"
 #include "rl/envs/env.h"
@@ -77,6 +78,9 @@ void validate(const ReinforceConfig& c) {
              "reinforce: --activation must be tanh, relu, gelu or sigmoid, got '", c.activation,
              "'");
   RLFT_CHECK(c.log_every > 0, "reinforce: --log-every must be positive, got ", c.log_every);
+  RLFT_CHECK(c.checkpoint_every >= 0,
+             "reinforce: --checkpoint-every must be >= 0 (0 = only at the end), got ",
+             c.checkpoint_every);
 }
 
 }  // namespace
@@ -108,14 +112,22 @@ ReinforceResult train_reinforce(const ReinforceConfig& cfg, const std::string& r
   policy.to(dev);  // in place, before the optimiser takes the parameters
   optim::Adam optimizer(policy.parameters(), cfg.learning_rate);
 
+  RLFT_CHECK(!cfg.resume || !run_dir.empty(), "reinforce: resume needs a run directory");
   std::unique_ptr<RunDir> run;
+  json::Value config;
   if (!run_dir.empty()) {
-    run = std::make_unique<RunDir>(run_dir, true);
-    json::Value config = to_json(cfg);
+    run = std::make_unique<RunDir>(run_dir, /*fresh=*/!cfg.resume);
+    config = to_json(cfg);
     config.set("algorithm", "reinforce");
     config.set("git_revision", git_revision());
     config.set("policy", json::parse(models::describe(pc)));
-    run->write_config(config);
+    // A resumed run keeps its settings; only the episode budget may grow. Checked before the
+    // checkpoint is read; the new budget is recorded once the checkpoint has loaded (below), so
+    // a resume that fails leaves config.json as it was.
+    if (cfg.resume)
+      run->check_resumable(config, {"total_episodes"});
+    else
+      run->write_config(config);
   }
 
   ReinforceResult result;
@@ -123,10 +135,73 @@ ReinforceResult train_reinforce(const ReinforceConfig& cfg, const std::string& r
   const double threshold = env->spec().reward_threshold.value_or(INFINITY);
   double baseline = 0;
   bool baseline_init = false;
-  int64_t global_step = 0;
+  int64_t global_step = 0, first_episode = 1;
+  if (cfg.resume) {
+    const std::string ckpt = run->path("checkpoint.safetensors");
+    RLFT_CHECK(fs::exists(ckpt), "reinforce: cannot resume: no checkpoint at ", ckpt);
+    const Metadata md = load_checkpoint(ckpt, policy, &optimizer);
+    RLFT_CHECK(md.count("reinforce_state"), ckpt,
+               ": not a REINFORCE training checkpoint (no reinforce_state in its metadata)");
+    // The checkpoint's own record of its environment and network against what config.json
+    // builds now (equal shapes alone would load tanh weights into a relu network).
+    json::Value recorded =
+        md.count("policy") ? json::parse(md.at("policy"), ckpt + ":policy") : json::Value::object();
+    json::Value now = json::parse(models::describe(pc));
+    if (md.count("env_id") && recorded.is_object()) recorded.set("env_id", md.at("env_id"));
+    now.set("env_id", cfg.env_id);
+    check_checkpoint_settings(recorded, now, {}, ckpt);
+    const StateReader state(md.at("reinforce_state"), ckpt, "reinforce_state");
+    const int64_t done = state.integer("episode");
+    global_step = state.integer("global_step");
+    const uint64_t offset = uint64_t(state.integer("generator_offset"));
+    baseline = state.finite("baseline");
+    const json::Value& init = state.field("baseline_init");
+    RLFT_CHECK(init.is_bool(), state.where(), ": field 'baseline_init' must be true or false, got ",
+               init.brief());
+    baseline_init = init.as_bool();
+    const json::Value& returns = state.field("last_returns");
+    RLFT_CHECK(returns.is_array() && returns.as_array().size() <= 20, state.where(),
+               ": field 'last_returns' must be an array of at most 20 numbers, got ",
+               returns.brief());
+    for (const json::Value& r : returns.as_array()) {
+      RLFT_CHECK(r.is_number() && std::isfinite(r.as_double()), state.where(),
+                 ": field 'last_returns' holds ", r.brief(), " (returns must be finite numbers)");
+      last_returns.push_back(r.as_double());
+    }
+    RLFT_CHECK(done <= cfg.total_episodes, ckpt, ": the checkpoint is at episode ", done,
+               ", beyond --total-episodes ", cfg.total_episodes);
+    gen.set_state(cfg.seed, offset);
+    first_episode = done + 1;
+    // Metrics of updates after the checkpoint are logged again by the resumed run: keep the
+    // lines up to its episode only, then record the new budget.
+    (void)run->keep_metrics_through(done, "episode");
+    run->write_config(config);
+  }
+  // Metadata of the policy and checkpoint files: architecture, environment and, for --resume,
+  // the loop's state after `episode`.
+  auto metadata = [&](int64_t episode) {
+    json::Value state = json::Value::object();
+    state.set("episode", episode);
+    state.set("global_step", global_step);
+    state.set("generator_offset", int64_t(gen.offset()));
+    state.set("baseline", baseline);
+    state.set("baseline_init", baseline_init);
+    json::Value returns = json::Value::array();
+    for (double r : last_returns) returns.push_back(r);
+    state.set("last_returns", returns);
+    return Metadata{{"format", "rlft-policy"},
+                    {"algorithm", "reinforce"},
+                    {"env_id", cfg.env_id},
+                    {"policy", models::describe(pc)},
+                    {"global_step", std::to_string(global_step)},
+                    {"reinforce_state", state.dump()}};
+  };
   Stopwatch clock;
+  const int64_t start_step = global_step;
   std::vector<float> obs(static_cast<size_t>(O)), act(static_cast<size_t>(A));
-  env->reset(cfg.seed, obs.data());
+  // A resumed run restarts the environment's stream at a seed of its own episode.
+  env->reset(cfg.resume ? cfg.seed + uint64_t(first_episode - 1) * 1000003ULL : cfg.seed,
+             obs.data());
 
   // Batch of steps for one update.
   std::vector<float> b_obs, b_weights;
@@ -135,7 +210,8 @@ ReinforceResult train_reinforce(const ReinforceConfig& cfg, const std::string& r
   int64_t batch_episodes = 0;
   double batch_return = 0;
 
-  for (int64_t episode = 1; episode <= cfg.total_episodes; ++episode) {
+  int64_t last_episode = first_episode - 1;
+  for (int64_t episode = first_episode; episode <= cfg.total_episodes; ++episode) {
     // ---- one episode ----
     std::vector<double> rewards;
     while (true) {
@@ -210,7 +286,7 @@ ReinforceResult train_reinforce(const ReinforceConfig& cfg, const std::string& r
     u.loss = loss.item();
     u.entropy = mean(ev.entropy).item();
     u.baseline = baseline;
-    u.sps = double(global_step) / clock.seconds();
+    u.sps = double(global_step - start_step) / clock.seconds();
     if (result.episodes_to_threshold < 0 && last_returns.size() >= 20 &&
         u.return_last20 >= threshold)
       result.episodes_to_threshold = episode;
@@ -229,7 +305,8 @@ ReinforceResult train_reinforce(const ReinforceConfig& cfg, const std::string& r
     }
     if (!cfg.quiet &&
         (episode % cfg.log_every < cfg.episodes_per_update || episode == cfg.total_episodes)) {
-      const double eta = clock.seconds() / double(episode) * double(cfg.total_episodes - episode);
+      const double eta = clock.seconds() / double(episode - first_episode + 1) *
+                         double(cfg.total_episodes - episode);
       std::printf(
           "episode %5lld/%lld  step %8lld  return %7.1f (last20 %7.1f)  loss %+9.3f  ent %.3f  "
           "%7.0f sps  ETA %s\n",
@@ -244,17 +321,17 @@ ReinforceResult train_reinforce(const ReinforceConfig& cfg, const std::string& r
     b_act_f.clear();
     batch_episodes = 0;
     batch_return = 0;
+    last_episode = episode;
+    const int64_t update = (episode + cfg.episodes_per_update - 1) / cfg.episodes_per_update;
+    if (run && cfg.checkpoint_every > 0 && update % cfg.checkpoint_every == 0)
+      save_checkpoint(run->path("checkpoint.safetensors"), policy, &optimizer, metadata(episode));
     if (on_update && !on_update(u)) break;
   }
   if (run) {
-    const Metadata md = {{"format", "rlft-policy"},
-                         {"algorithm", "reinforce"},
-                         {"env_id", cfg.env_id},
-                         {"policy", models::describe(pc)},
-                         {"global_step", std::to_string(global_step)}};
+    const Metadata md = metadata(last_episode);
     save_checkpoint(run->path("policy.safetensors"), policy, nullptr, md);
     save_checkpoint(run->path("checkpoint.safetensors"), policy, &optimizer, md);
-    if (!result.updates.empty()) write_learning_curve(run->dir());
+    if (!result.updates.empty() || cfg.resume) write_learning_curve(run->dir());
   }
   return result;
 }

@@ -37,6 +37,9 @@ struct ReinforceConfig {
   std::string activation = "tanh";  // tanh | relu
   int64_t log_every = 50;           // progress line every this many episodes
   bool quiet = false;               // no progress lines
+  int64_t checkpoint_every = 100;   // write checkpoint.safetensors every this many updates (and
+                                    // at the end; 0: only at the end)
+  bool resume = false;              // continue the run in run_dir from its checkpoint
 };
 
 // The seed's settings (lr 2e-4, γ 0.98, no normalisation) as a preset.
@@ -53,6 +56,13 @@ struct ReinforceResult {
       -1;  // first episode at which the last-20 mean reached the threshold
 };
 
+// Trains and, when run_dir is non-empty, writes config.json, metrics.jsonl (one line per
+// update), return.svg, policy.safetensors and checkpoint.safetensors (the policy, Adam's state
+// and the loop's state: episode, global step, sampling stream, baseline and the last 20 returns)
+// into it. With resume, those come from the checkpoint, the metrics logged after it are dropped,
+// and only --total-episodes may differ from the recorded settings; the environment restarts its
+// episodes (seeded by seed and the episode), so a resumed run is statistically, not bitwise, the
+// same as an uninterrupted one. `on_update` (optional) sees each update; false stops training.
 ReinforceResult train_reinforce(
     const ReinforceConfig& config, const std::string& run_dir = "",
     const std::function<bool(const ReinforceUpdate&)>& on_update = nullptr);

@@ -152,8 +152,8 @@ TEST(Cli, HelpListsOptionsWithDefaults) {
 // Every option a trainer's --resume help names as free to differ is an option of that command
 // (the list is written by hand per command: a renamed or missing flag must not be advertised).
 TEST(Cli, ResumeHelpNamesOnlyTheCommandsOwnOptions) {
-  for (const char* cmd : {"train ppo", "lm pretrain", "lm sft", "lm rm", "lm dpo", "lm rrhf",
-                          "lm ppo", "lm grpo", "lm dapo", "lm rloo"}) {
+  for (const char* cmd : {"train ppo", "train reinforce", "lm pretrain", "lm sft", "lm rm",
+                          "lm dpo", "lm rrhf", "lm ppo", "lm grpo", "lm dapo", "lm rloo"}) {
     const Outcome o = run(std::string(cmd) + " --help");
     ASSERT_EQ(o.status, 0) << cmd << ": " << o.err;
     const size_t at = o.out.find("\n  --resume ");

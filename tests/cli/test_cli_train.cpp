@@ -145,6 +145,37 @@ TEST(CliTrain, ResumeKeepsTheRunsSettings) {
   EXPECT_EQ(lines(slurp(dir + "/cp/metrics.jsonl")), 2);
 }
 
+// `train reinforce --resume` goes on with the run's recorded settings (--env and --lr under their
+// config.json names), only --total-episodes growing; another setting is named, and a PPO run is
+// not resumed as REINFORCE.
+TEST(CliTrain, ReinforceResumeKeepsTheRunsSettings) {
+  const std::string dir = scratch_dir("reinforce-resume").string();
+  const std::string base = "train reinforce --quiet --runs-dir " + dir;
+  ASSERT_EQ(
+      run(base + " --name rp --env Pendulum-v1 --lr 0.002 --hidden 8 --total-episodes 2").status,
+      0);
+  const std::string config = slurp(dir + "/rp/config.json");
+  expect_error(base + " --name rp --resume --lr 0.001",
+               "--resume: setting 'learning_rate' is 0.001 but the run at " + dir +
+                   "/rp was started with 0.002");
+  const Outcome bare = run(base + " --name rp --resume --total-episodes 3");
+  EXPECT_EQ(bare.status, 0) << bare.err;
+  const std::string metrics = slurp(dir + "/rp/metrics.jsonl");
+  EXPECT_EQ(lines(metrics), 3);
+  EXPECT_NE(metrics.find("\"episode\":3,\"global_step\":600,"), std::string::npos) << metrics;
+  std::string expected = config;
+  const size_t at = expected.find("\"total_episodes\": 2");
+  ASSERT_NE(at, std::string::npos) << expected;
+  expected.replace(at, 19, "\"total_episodes\": 3");
+  EXPECT_EQ(slurp(dir + "/rp/config.json"), expected);
+  ASSERT_EQ(run("train ppo --quiet --num-envs 2 --num-steps 128 --total-steps 256 --runs-dir " +
+                dir + " --name pp")
+                .status,
+            0);
+  expect_error(base + " --name pp --resume",
+               "--resume: the run at " + dir + "/pp is a \"ppo\" run, not a \"reinforce\" one");
+}
+
 // A resume that fails on a damaged run leaves every file of it as it was: a checkpoint whose
 // optimiser state lost one of a parameter's two moments (the resume read the missing one's
 // null data: a segfault), and a metrics line it cannot read (config.json took the new budget

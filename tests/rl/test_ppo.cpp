@@ -1279,5 +1279,94 @@ TEST(Reinforce, ContinuousSmokeAndRunFiles) {
   EXPECT_TRUE(fs::exists(dir + "/return.svg"));
 }
 
+// --resume continues a REINFORCE run from its checkpoint: the episode count and global step go
+// on, and the loop's state comes back exactly. On CartPole (+1 a step) an episode of L steps has
+// return L and G_0 = Σ_{t<L} γ^t, so the first resumed update's running-mean baseline is
+// m·b + (1 − m)·G_0 from the stopped run's last b, and its last-20 mean is that of the stopped
+// run's episodes 2..20 and L. A metrics line after the checkpoint (a crash between two
+// checkpoints) is dropped and logged again.
+TEST(Reinforce, ResumeContinuesTheRunFromItsState) {
+  ReinforceConfig c;
+  c.total_episodes = 30;
+  c.checkpoint_every = 10;
+  c.quiet = true;
+  const std::string dir = tmp_run("reinforce_resume");
+  const ReinforceResult first =
+      train_reinforce(c, dir, [](const ReinforceUpdate& u) { return u.episode < 20; });
+  ASSERT_EQ(first.updates.size(), 20u);
+  fs::append_line(dir + "/metrics.jsonl", R"({"episode":21,"global_step":1,"episodic_return":0})");
+  c.resume = true;
+  const ReinforceResult r = train_reinforce(c, dir);
+  ASSERT_EQ(r.updates.size(), 10u);
+  const ReinforceUpdate &was = first.updates.back(), &now = r.updates.front();
+  EXPECT_EQ(now.episode, 21);
+  const int64_t L = now.global_step - was.global_step;
+  ASSERT_GT(L, 0);
+  EXPECT_EQ(now.episode_return, double(L));
+  double g0 = 0;
+  for (int64_t t = 0; t < L; ++t) g0 = 1 + c.gamma * g0;
+  EXPECT_NEAR(now.baseline, c.baseline_momentum * was.baseline + (1 - c.baseline_momentum) * g0,
+              1e-9);
+  double last20 = double(L);
+  for (size_t i = 1; i < 20; ++i) last20 += first.updates[i].episode_return;
+  EXPECT_NEAR(now.return_last20, last20 / 20, 1e-9);
+  const std::vector<json::Value> lines = json::parse_jsonl(fs::read_file(dir + "/metrics.jsonl"));
+  ASSERT_EQ(lines.size(), 30u);
+  for (size_t i = 0; i < lines.size(); ++i)
+    EXPECT_EQ(lines[i].at("episode").as_int(), int64_t(i + 1));
+  EXPECT_EQ(lines[20].at("global_step").as_int(), now.global_step);
+  EXPECT_EQ(evaluate_run(dir, 2, 7, true).returns.size(), 2u);
+  EXPECT_TRUE(fs::exists(dir + "/return.svg"));
+}
+
+// A REINFORCE resume that cannot go on says why and leaves the run as it was: another setting,
+// a budget below the checkpoint, a checkpoint without its loop state or with a damaged field,
+// no checkpoint at all.
+TEST(Reinforce, AResumeThatCannotGoOnIsNamedAndChangesNothing) {
+  ReinforceConfig c;
+  c.total_episodes = 6;
+  c.quiet = true;
+  const std::string dir = tmp_run("reinforce_refused");
+  train_reinforce(c, dir);
+  const std::string ckpt = dir + "/checkpoint.safetensors";
+  Metadata md;
+  const NamedTensors tensors = load_tensors(ckpt, &md);
+  const std::string state = md.at("reinforce_state");
+  auto refused = [&](ReinforceConfig k, const std::string& expect) {
+    const auto before = rlft::testing::files_of(dir);
+    k.resume = true;
+    const std::string err = error_of([&] { train_reinforce(k, dir); });
+    EXPECT_NE(err.find(expect), std::string::npos) << "expected: " << expect << "\ngot: " << err;
+    EXPECT_EQ(rlft::testing::files_of(dir), before) << expect;
+  };
+  ReinforceConfig other = c;
+  other.gamma = 0.9;
+  refused(other, "setting 'gamma' is 0.9 but the run at " + dir + " was started with 0.99");
+  ReinforceConfig shorter = c;
+  shorter.total_episodes = 5;
+  refused(shorter, ckpt + ": the checkpoint is at episode 6, beyond --total-episodes 5");
+  auto with_state = [&](const std::string& text) {
+    Metadata m = md;
+    if (text.empty())
+      m.erase("reinforce_state");
+    else
+      m["reinforce_state"] = text;
+    save_tensors(ckpt, tensors, m);
+  };
+  with_state("");
+  refused(c, ckpt + ": not a REINFORCE training checkpoint (no reinforce_state in its metadata)");
+  json::Value damaged = json::parse(state);
+  damaged.set("baseline", "x");
+  with_state(damaged.dump());
+  refused(c, ckpt + ": reinforce_state: field 'baseline' must be a finite number, got \"x\"");
+  damaged = json::parse(state);
+  damaged.set("last_returns", json::parse("[1, null]"));
+  with_state(damaged.dump());
+  refused(c, "field 'last_returns' holds null (returns must be finite numbers)");
+  with_state(state);
+  std::filesystem::remove(ckpt);
+  refused(c, "reinforce: cannot resume: no checkpoint at " + ckpt);
+}
+
 }  // namespace
 }  // namespace rlft::rl
