@@ -352,14 +352,8 @@ PPOResult train_ppo(const PPOConfig& cfg, const std::string& run_dir,
     if (md.count("kl_beta")) kl_beta = metadata_double(md, "kl_beta", ckpt);
     if (md.count("obs_rms")) obs_rms = RunningMeanStd::from_metadata(md.at("obs_rms"), ckpt, O);
     // The checkpoint's own record of its environment and network, against what config.json
-    // (edited by hand, say) builds now: equal shapes alone would load tanh weights into a relu
-    // network.
-    json::Value recorded =
-        md.count("policy") ? json::parse(md.at("policy"), ckpt + ":policy") : json::Value::object();
-    json::Value now = json::parse(models::describe(pc));
-    if (md.count("env_id") && recorded.is_object()) recorded.set("env_id", md.at("env_id"));
-    now.set("env_id", cfg.env_id);
-    check_checkpoint_settings(recorded, now, {}, ckpt);
+    // (edited by hand, say) builds now.
+    check_checkpoint_policy(md, ckpt, models::describe(pc), cfg.env_id);
     RLFT_CHECK(first_update - 1 <= num_updates, ckpt, ": the checkpoint is at update ",
                first_update - 1, " (global step ", global_step, "), beyond --total-steps ",
                cfg.total_steps, " (", num_updates, " updates of ", batch_size, " steps)");

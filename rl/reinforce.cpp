@@ -142,14 +142,9 @@ ReinforceResult train_reinforce(const ReinforceConfig& cfg, const std::string& r
     const Metadata md = load_checkpoint(ckpt, policy, &optimizer);
     RLFT_CHECK(md.count("reinforce_state"), ckpt,
                ": not a REINFORCE training checkpoint (no reinforce_state in its metadata)");
-    // The checkpoint's own record of its environment and network against what config.json
-    // builds now (equal shapes alone would load tanh weights into a relu network).
-    json::Value recorded =
-        md.count("policy") ? json::parse(md.at("policy"), ckpt + ":policy") : json::Value::object();
-    json::Value now = json::parse(models::describe(pc));
-    if (md.count("env_id") && recorded.is_object()) recorded.set("env_id", md.at("env_id"));
-    now.set("env_id", cfg.env_id);
-    check_checkpoint_settings(recorded, now, {}, ckpt);
+    // The checkpoint's own record of its environment and network, against what config.json
+    // (edited by hand, say) builds now.
+    check_checkpoint_policy(md, ckpt, models::describe(pc), cfg.env_id);
     const StateReader state(md.at("reinforce_state"), ckpt, "reinforce_state");
     const int64_t done = state.integer("episode");
     global_step = state.integer("global_step");

@@ -240,6 +240,18 @@ double StateReader::number_or_nan(const char* key) const {
   return v.is_null() ? NAN : v.as_double();
 }
 
+void check_checkpoint_policy(const std::map<std::string, std::string>& md, const std::string& ckpt,
+                             const std::string& policy, const std::string& env_id) {
+  const auto p = md.find("policy");
+  json::Value recorded =
+      p != md.end() ? json::parse(p->second, ckpt + ":policy") : json::Value::object();
+  json::Value now = json::parse(policy);
+  const auto e = md.find("env_id");
+  if (e != md.end() && recorded.is_object()) recorded.set("env_id", e->second);
+  now.set("env_id", env_id);
+  check_checkpoint_settings(recorded, now, {}, ckpt);
+}
+
 void check_checkpoint_options(const std::string& cmd, int64_t checkpoint_every,
                               int64_t stop_after) {
   RLFT_CHECK(checkpoint_every >= 0, cmd,

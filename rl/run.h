@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <functional>
 #include <initializer_list>
+#include <map>
 #include <string>
 #include <utility>
 #include <vector>
@@ -94,6 +95,13 @@ RunDir open_run(const std::string& dir, bool resume, json::Value& config,
 void check_checkpoint_settings(const json::Value& recorded, const json::Value& now,
                                const std::vector<std::string>& free, const std::string& ckpt);
 
+// For --resume of a classic-control run: the checkpoint's own record of its network (metadata
+// "policy", models::describe's JSON) and environment ("env_id") against what the run builds now
+// (`policy`, `env_id`): equal shapes alone would load tanh weights into a relu network. A
+// difference names the checkpoint, the setting and both values (check_checkpoint_settings).
+void check_checkpoint_policy(const std::map<std::string, std::string>& metadata,
+                             const std::string& ckpt, const std::string& policy,
+                             const std::string& env_id);
 // The git revision of the source tree rlft was built from, or "unknown".
 std::string git_revision();
 
