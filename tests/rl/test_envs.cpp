@@ -495,6 +495,46 @@ TEST(VectorEnv, TruncationGivesFinalObsAndStats) {
   EXPECT_NE(venv.obs()[2], venv.final_obs()[2]);
 }
 
+// reset() in the middle of episodes starts the bookkeeping afresh: the episodes that end after
+// it report only the steps taken since. Three steps are taken, then reset(5); each sub-env i
+// then runs action 1 until its episode ends, and its length and return (CartPole: +1 a step)
+// must equal a standalone CartPole reset with seed 5 + i doing the same, not 3 more.
+TEST(VectorEnv, ResetMidEpisodeStartsTheStatisticsAfresh) {
+  const int64_t n = 2;
+  VectorEnv venv("CartPole-v1", n);
+  venv.reset(0);
+  for (int t = 0; t < 3; ++t) venv.step(std::vector<int64_t>(size_t(n), 0));
+  ASSERT_TRUE(venv.take_episode_stats().empty());
+  venv.reset(5);
+  std::vector<int64_t> want(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) {
+    CartPole single;
+    std::vector<float> obs(4);
+    single.reset(5 + uint64_t(i), obs.data());
+    int64_t len = 0;
+    StepResult r;
+    do {
+      r = single.step(1, obs.data());
+      ++len;
+    } while (!r.done());
+    want[size_t(i)] = len;
+  }
+  std::vector<int64_t> got(size_t(n), -1);
+  std::vector<double> got_return(size_t(n), -1);
+  for (int t = 0; t < 500; ++t) {
+    venv.step(std::vector<int64_t>(size_t(n), 1));
+    for (const EpisodeStats& s : venv.take_episode_stats())
+      if (got[size_t(s.env_index)] < 0) {
+        got[size_t(s.env_index)] = s.length;
+        got_return[size_t(s.env_index)] = s.episode_return;
+      }
+  }
+  for (int64_t i = 0; i < n; ++i) {
+    EXPECT_EQ(got[size_t(i)], want[size_t(i)]) << "env " << i;
+    EXPECT_EQ(got_return[size_t(i)], double(want[size_t(i)])) << "env " << i;
+  }
+}
+
 TEST(VectorEnv, BadActionsThrowAndChangeNothing) {
   VectorEnv venv("CartPole-v1", 3);
   expect_error([&] { venv.step(std::vector<int64_t>{0, 1, 0}); }, {"before reset"});
@@ -644,6 +684,98 @@ TEST(LunarLander, FuelCostPerStepIsTheRewardLessTheShaping) {
   ASSERT_FALSE(r.done());
   ASSERT_EQ(o1[6] + o1[7], 0.0f);
   EXPECT_NEAR(r.reward - (shaping(o1) - shaping(o0)), -0.2475, 1e-4);
+}
+
+// The same relation over whole heuristic landings, leg contacts included: at every step that
+// does not end the episode, reward − (shaping(o_t) − shaping(o_{t−1})) is the fuel cost alone,
+// −0.30 for the main engine (action 2), −0.03 for a side engine (1, 3), 0 for a no-op, where
+// shaping reads the legs' contact flags o[6], o[7] from the observation (+10 each). The
+// heuristic touches down on both legs and often bounces, so the flags switch on and off during
+// an episode; the test checks that it saw steps with each leg in contact, with one leg only,
+// and a leg leaving the ground again (a contact flag going from 1 to 0). Tolerance: the observation
+// is float, the environment's shaping double.
+TEST(LunarLander, ShapingCountsEachLegContactAtEveryStep) {
+  auto shaping = [](const std::vector<float>& o) {
+    return -100 * std::sqrt(double(o[0]) * o[0] + double(o[1]) * o[1]) -
+           100 * std::sqrt(double(o[2]) * o[2] + double(o[3]) * o[3]) - 100 * std::fabs(o[4]) +
+           10 * o[6] + 10 * o[7];
+  };
+  const double discrete_cost[4] = {0.0, -0.03, -0.30, -0.03};
+  LunarLander env(false);
+  int left_steps = 0, right_steps = 0, one_leg_steps = 0, contacts_lost = 0;
+  for (uint64_t seed = 0; seed < 3; ++seed) {
+    std::vector<float> o0(8), o1(8);
+    env.reset(seed, o0.data());
+    for (int t = 0; t < 1000; ++t) {
+      const int64_t a = lunar_lander_heuristic(o0.data());
+      const StepResult r = env.step(a, o1.data());
+      if (r.done()) break;
+      EXPECT_NEAR(r.reward - (shaping(o1) - shaping(o0)), discrete_cost[a], 1e-4)
+          << "seed " << seed << " step " << t << " legs " << o1[6] << " " << o1[7];
+      left_steps += o1[6] != 0;
+      right_steps += o1[7] != 0;
+      one_leg_steps += (o1[6] != 0) != (o1[7] != 0);
+      contacts_lost += (o0[6] != 0 && o1[6] == 0) + (o0[7] != 0 && o1[7] == 0);
+      o0 = o1;
+    }
+  }
+  EXPECT_GT(left_steps, 0);
+  EXPECT_GT(right_steps, 0);
+  EXPECT_GT(one_leg_steps, 0);
+  EXPECT_GT(contacts_lost, 0);
+}
+
+// Which flag is which leg: o[6] is Gymnasium's legs[0], created at x + LEG_AWAY (the right
+// leg), o[7] the left one. A lander tilted counter-clockwise (angle o[4] > 0; Box2D's angles
+// are counter-clockwise) has its left foot lower: rotating (±a, −d) by θ gives the feet the
+// heights ±a·sinθ − d·cosθ, the left one (−a) lower for θ > 0. So when a tilted lander first
+// touches down on one leg only, the flag set is o[7] for θ > 0 and o[6] for θ < 0. The lander
+// is tilted by firing one orientation engine for 8 steps (action 1 or 3), then falls freely;
+// both directions must be seen.
+TEST(LunarLander, TheLowerLegTouchesDownFirst) {
+  int seen[2] = {0, 0};
+  for (uint64_t seed = 0; seed < 4; ++seed)
+    for (const int64_t engine : {int64_t(1), int64_t(3)}) {
+      LunarLander env(false);
+      std::vector<float> o(8);
+      env.reset(seed, o.data());
+      StepResult r;
+      for (int t = 0; t < 1000 && !r.done() && o[6] == 0 && o[7] == 0; ++t)
+        r = env.step(t < 8 ? engine : 0, o.data());
+      if ((o[6] != 0) == (o[7] != 0) || std::fabs(o[4]) < 0.05f) continue;
+      SCOPED_TRACE(testing::Message() << "seed " << seed << " engine " << engine << " angle "
+                                      << o[4] << " legs " << o[6] << " " << o[7]);
+      EXPECT_EQ(o[7] != 0, o[4] > 0);
+      ++seen[o[4] > 0 ? 1 : 0];
+    }
+  EXPECT_GT(seen[0], 0);
+  EXPECT_GT(seen[1], 0);
+}
+
+// Flying out of the viewport on either side ends the episode with −100 (|o[0]| ≥ 1): flat
+// terrain at the helipad height and a strong sideways push at reset (force ±4000, no
+// vertical force) carry the lander past x = ±1 long before it reaches the ground.
+TEST(LunarLander, LeavingTheViewportOnEitherSideTerminates) {
+  for (const double fx : {-4000.0, 4000.0}) {
+    SCOPED_TRACE(fx);
+    LunarLander env(false);
+    std::vector<double> state(14, 400.0 / 30 / 4);
+    state[12] = fx;
+    state[13] = 0.0;
+    std::vector<float> o(8);
+    env.reset_to_state(state, o.data());
+    StepResult r;
+    int t = 0;
+    do {
+      r = env.step(0, o.data());
+      ++t;
+    } while (!r.done() && t < 1000);
+    EXPECT_TRUE(r.terminated);
+    EXPECT_EQ(r.reward, -100.0);
+    EXPECT_FALSE(env.game_over());
+    EXPECT_GE(std::fabs(o[0]), 1.0f);
+    EXPECT_EQ(o[0] > 0, fx > 0);
+  }
 }
 
 // Mean return of the heuristic over seeds 0..99.
