@@ -142,6 +142,48 @@ TEST(Json, StringEscapes) {
             "\xc3\xa9\xe2\x9c\x93\xf0\x9f\x98\x80");
 }
 
+// \u escapes at every UTF-8 length boundary, and the extreme surrogate pairs. Expected bytes
+// from RFC 3629's table: U+007F → 7F; U+0080 → C2 80; U+07FF → DF BF; U+0800 → E0 A0 80;
+// U+D7FF → ED 9F BF; U+E000 → EE 80 80; U+FFFF → EF BF BF; the pair D800 DC00 is U+10000
+// (0x10000 + (0 << 10) + 0) → F0 90 80 80; DBFF DFFF is U+10FFFF (0x10000 + (0x3FF << 10) +
+// 0x3FF) → F4 8F BF BF. An encoder that puts a boundary code point in the wrong length, or
+// a surrogate check off by one at either end of DC00..DFFF, changes one of these.
+TEST(Json, UnicodeEscapesAtEveryEncodingBoundary) {
+  const struct {
+    const char* escape;
+    std::string utf8;
+  } cases[] = {
+      {"\\u007f", "\x7f"},
+      {"\\u0080", "\xc2\x80"},
+      {"\\u07ff", "\xdf\xbf"},
+      {"\\u0800", "\xe0\xa0\x80"},
+      {"\\ud7ff", "\xed\x9f\xbf"},
+      {"\\ue000", "\xee\x80\x80"},
+      {"\\uffff", "\xef\xbf\xbf"},
+      {"\\ud800\\udc00", "\xf0\x90\x80\x80"},
+      {"\\udbff\\udfff", "\xf4\x8f\xbf\xbf"},
+  };
+  for (const auto& c : cases) {
+    const std::string text = std::string("\"") + c.escape + "\"";
+    EXPECT_EQ(parse(text).as_string(), c.utf8) << text;
+  }
+  expect_parse_error("\"\\udbff\\ue000\"", "is followed by \\ue000, not a low surrogate");
+  expect_parse_error("\"\\udfff\"", "unpaired low surrogate \\udfff");
+}
+
+// Raw UTF-8 that RFC 3629 forbids at the edges of table 3-7, beyond the cases of
+// ErrorsGiveLineColumnAndWhatWasExpected: an overlong 3-byte form (E0 80 80 would be U+0000),
+// an overlong 4-byte form (F0 8F BF BF would be U+FFFF), and F4 90 80 80 (U+110000, above the
+// last code point). The smallest and largest legal forms next to them parse.
+TEST(Json, RawUtf8OutsideUnicodeOrOverlongIsRejected) {
+  expect_parse_error("\"\xe0\x80\x80\"", "invalid UTF-8 in string (byte 0xe0)");
+  expect_parse_error("\"\xf0\x8f\xbf\xbf\"", "invalid UTF-8 in string (byte 0xf0)");
+  expect_parse_error("\"\xf4\x90\x80\x80\"", "invalid UTF-8 in string (byte 0xf4)");
+  EXPECT_EQ(parse("\"\xe0\xa0\x80\"").as_string(), "\xe0\xa0\x80");
+  EXPECT_EQ(parse("\"\xf0\x90\x80\x80\"").as_string(), "\xf0\x90\x80\x80");
+  EXPECT_EQ(parse("\"\xf4\x8f\xbf\xbf\"").as_string(), "\xf4\x8f\xbf\xbf");
+}
+
 TEST(Json, RejectsBadStringsWhenWriting) {
   EXPECT_NE(error_of([] { Value(std::string("\xff")).dump(); }).find("not valid UTF-8"),
             std::string::npos);
