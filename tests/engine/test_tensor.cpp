@@ -268,6 +268,31 @@ TEST(Autograd, ClampBoundsAndMinMaxTiesFollowOpsH) {
   EXPECT_EQ(V(z.grad()), std::vector<double>({0, 0, 0}));
 }
 
+// Index ops send the gradient of every use of an element back to it: gather along dim 1 with
+// row 0 reading column 2 three times and row 1 reading columns 0, 0, 1 gives, for the loss
+// Σ w ⊙ gather(x) with w = [[1, 2, 4], [8, 16, 32]], the gradient x.grad[0, 2] = 1 + 2 + 4 = 7,
+// x.grad[1, 0] = 8 + 16 = 24, x.grad[1, 1] = 32, 0 elsewhere (each repeated read adds, none
+// overwrites). Concat sends each input its own slice even when an earlier input needs no
+// gradient: for concat({c, y}, 1) with c [2, 2] constant, y [2, 3], the loss Σ w' ⊙ out with
+// w' = [[1..5], [6..10]] gives y.grad = w'[:, 2:5] = [[3, 4, 5], [8, 9, 10]] (not w'[:, 0:3]).
+TEST(Autograd, RepeatedGatherIndicesAddAndConcatSkipsConstantInputs) {
+  Tensor x = F({0, 1, 2, 3, 4, 5}, {2, 3}).set_requires_grad();
+  const Tensor index = Tensor::from_vector(std::vector<int64_t>{2, 2, 2, 0, 0, 1}, {2, 3});
+  const Tensor w = F({1, 2, 4, 8, 16, 32}, {2, 3});
+  sum(mul(gather(x, 1, index), w)).backward();
+  EXPECT_EQ(V(x.grad()), std::vector<double>({0, 0, 7, 24, 32, 0}));
+
+  const Tensor c = F({9, 9, 9, 9}, {2, 2});
+  Tensor y = F({0, 0, 0, 0, 0, 0}, {2, 3}).set_requires_grad();
+  const Tensor w2 = F({1, 2, 3, 4, 5, 6, 7, 8, 9, 10}, {2, 5});
+  sum(mul(concat({c, y}, 1), w2)).backward();
+  EXPECT_EQ(V(y.grad()), std::vector<double>({3, 4, 5, 8, 9, 10}));
+  // The same through stack (concat of unsqueezed inputs) along dim 0.
+  Tensor z = F({0, 0}, {2}).set_requires_grad();
+  sum(mul(stack({F({1, 1}, {2}), z, F({2, 2}, {2})}, 0), F({1, 2, 3, 4, 5, 6}, {3, 2}))).backward();
+  EXPECT_EQ(V(z.grad()), std::vector<double>({3, 4}));
+}
+
 TEST(Autograd, DetachNoGradAndRetainGraph) {
   Tensor x = F({3}, {1}).set_requires_grad();
   EXPECT_FALSE(mul(x.detach(), 2.0).requires_grad());
