@@ -81,6 +81,8 @@ const std::vector<GradCase>& cases() {
       {"stack", {{2, 3}, {2, 3}}, [](V x) { return stack({x[0], x[1]}, 1); }},
       {"gather", {{3, 4}}, [](V x) { return gather(x[0], 1, idx({0, 3, 3, 1, 2, 0}, {3, 2})); }},
       {"index_select", {{4, 3}}, [](V x) { return index_select(x[0], 0, idx({3, 0, 3}, {3})); }},
+      // along an inner dim, fewer picks than the dim's size (each outer row strides by 4, not 3)
+      {"index_select_dim1", {{2, 4, 3}}, [](V x) { return index_select(x[0], 1, idx({3, 0, 3}, {3})); }},
       {"masked_fill", {{3, 4}}, [](V x) { return masked_fill(x[0], gt(x[0], 0.2), -7.0); }, kDistinct},
       {"reshape", {{3, 4}}, [](V x) { return exp(x[0].reshape({2, 6})); }},
       {"permute", {{2, 3, 4}}, [](V x) { return x[0].permute({2, 0, 1}) * 2.0; }},

@@ -293,6 +293,16 @@ TEST(Autograd, RepeatedGatherIndicesAddAndConcatSkipsConstantInputs) {
   EXPECT_EQ(V(z.grad()), std::vector<double>({3, 4}));
 }
 
+// index_select along dim 1 of x = [[0, 1, 2, 3], [4, 5, 6, 7]] with index [3, 0, 3]: row r of
+// the result is x[r, [3, 0, 3]], i.e. [[3, 0, 3], [7, 4, 7]] (row 1 starts 4 elements in, the
+// dim's size, not 3, the number of picks).
+TEST(Tensor, IndexSelectAlongAnInnerDim) {
+  const Tensor x = F({0, 1, 2, 3, 4, 5, 6, 7}, {2, 4});
+  const Tensor out = index_select(x, 1, Tensor::from_vector(std::vector<int64_t>{3, 0, 3}, {3}));
+  EXPECT_EQ(out.shape(), Shape({2, 3}));
+  EXPECT_EQ(V(out), std::vector<double>({3, 0, 3, 7, 4, 7}));
+}
+
 TEST(Autograd, DetachNoGradAndRetainGraph) {
   Tensor x = F({3}, {1}).set_requires_grad();
   EXPECT_FALSE(mul(x.detach(), 2.0).requires_grad());
