@@ -424,8 +424,17 @@ TEST(SafetensorsRead, EachCorruptionHasItsOwnError) {
        "(truncated file?)"},
       {"size mismatch", file_bytes("{" + entry("w", "\"I32\"", "[2,2]", "[0,8]") + "}", b16),
        "tensor \"w\": data_offsets [0,8] hold 8 bytes but I32 [2, 2] needs 16"},
+      // more bytes than the shape needs, even when they tile the buffer exactly
+      {"size too large", file_bytes("{" + entry("w", "\"I32\"", "[2,2]", "[0,24]") + "}", b24),
+       "tensor \"w\": data_offsets [0,24] hold 24 bytes but I32 [2, 2] needs 16"},
       {"overlap", file_bytes("{" + w + "," + entry("v", "\"F32\"", "[2]", "[8,16]") + "}", b16),
        "tensor \"w\" data_offsets [8, 24] overlap"},  // placeholder, replaced below
+      // b lies inside a (it ends first): in offset order, a then b, it is an overlap, not a hole
+      {"nested overlap",
+       file_bytes("{" + entry("a", "\"U8\"", "[16]", "[0,16]") + "," +
+                      entry("b", "\"U8\"", "[4]", "[8,12]") + "}",
+                  b16),
+       "tensor \"b\" data_offsets [8, 12] overlap tensor \"a\" [0, 16]"},
       {"hole",
        file_bytes("{" + entry("a", "\"U8\"", "[8]", "[0,8]") + "," +
                       entry("b", "\"U8\"", "[8]", "[16,24]") + "}",
