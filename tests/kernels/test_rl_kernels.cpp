@@ -1210,6 +1210,38 @@ TEST(RatioClip, TiesAtTheBoundsKeepTheGradient) {
   });
 }
 
+// Where the ±20 clamp of the log-ratio binds, the gradient is 0 (the clamp's derivative),
+// whichever surrogate branch is taken: x = +25 with A = −1 and x = −25 with A = +1 both take the
+// unclipped branch (r·A is the smaller surrogate: −e^20 < −1.2, and e^−20 < 0.8), whose
+// dl/dr = −A is not 0, and no dual clip caps them. So their gradients must be exactly 0, while
+// the control tokens (x = 0, A = −1: r = 1, dl/dr = 1) get coef·(−A)·r = 1/16 under token_mean
+// over 16 tokens. Random problems keep x > 20 with A < 0 to the dual-clip modes (the loss would
+// swamp finite differences), where the dual clip zeroes the gradient anyway; this pins the
+// corner without it. 16 tokens: version 2 is also the default at this length.
+TEST(RatioClip, ClampedLogRatioHasNoGradientOnTheUnclippedBranch) {
+  for_each_clip_version([&] {
+    ClipProblem P;
+    P.B = 1;
+    P.T = 16;
+    for (int64_t t = 0; t < P.T; ++t) {
+      const int kind = int(t % 3);  // 0: x = +25, A = −1; 1: x = −25, A = +1; 2: control
+      P.old_logp.push_back(-1.0);
+      P.logp.push_back(-1.0 + (kind == 0 ? 25.0 : kind == 1 ? -25.0 : 0.0));
+      P.adv.push_back(kind == 1 ? 1.0 : -1.0);
+    }
+    ClipBuffers<double> buf(P);
+    std::vector<double> g(16, -7.0);
+    clip_backward<double>(buf.args, 1.0, g.data());
+    for (int64_t t = 0; t < P.T; ++t) {
+      if (t % 3 == 2) {
+        EXPECT_NEAR(g[size_t(t)], 1.0 / 16, 1e-15) << t;
+      } else {
+        EXPECT_EQ(g[size_t(t)], 0.0) << t;
+      }
+    }
+  });
+}
+
 // The two CPU versions take the same clip decisions and agree to rounding on every mode (the
 // vectorised exp is within an ulp of libm's; the row sums are added in another order); a
 // version outside 0..2 is an error naming it.
