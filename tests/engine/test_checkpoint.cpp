@@ -130,6 +130,27 @@ TEST(Checkpoint, MismatchesAreNamedAndLeaveTheModelUntouched) {
   EXPECT_NE(error_of([&] { load_checkpoint(path, small, &opt); }).find("no optimizer state"), std::string::npos);
 }
 
+// A stored tensor with the model's element count but another shape is refused too: fc1.weight
+// of Net(3, 4) is [4, 3]; the same 12 numbers saved as [3, 4] (a transposed layout, as a
+// checkpoint from a framework storing W as [in, out] would have) must not load row by row into
+// [4, 3]. The model stays as it was.
+TEST(Checkpoint, SameElementCountOtherShapeIsRefused) {
+  Generator gen(0);
+  Net net(3, 4, gen);
+  const std::string path = tmp_path("transposed.safetensors");
+  NamedTensors params = net.named_parameters();
+  ASSERT_EQ(params[0].first, "fc1.weight");
+  ASSERT_EQ(params[0].second.shape(), Shape({4, 3}));
+  params[0].second = mul(params[0].second.reshape({3, 4}), 2.0);
+  save_tensors(path, params);
+  const auto before = net.fc1->weight.to_vector();
+  EXPECT_NE(error_of([&] {
+              load_checkpoint(path, net);
+            }).find("'fc1.weight' has shape [3,4] but the model expects [4,3]"),
+            std::string::npos)
+      << error_of([&] { load_checkpoint(path, net); });
+  EXPECT_EQ(net.fc1->weight.to_vector(), before);
+}
 TEST(Checkpoint, TruncatedFileIsAnErrorNotACrash) {
   Generator gen(0);
   Net a(3, 4, gen);
