@@ -303,6 +303,26 @@ TEST(Tensor, IndexSelectAlongAnInnerDim) {
   EXPECT_EQ(V(out), std::vector<double>({3, 0, 3, 7, 4, 7}));
 }
 
+// softmax / log_softmax along a middle dim normalise each [b, :, k] fibre, nothing else:
+// x[b, j, k] = log(j + 1) + 0.5·b + 0.25·k on [2, 3, 2] has, along dim 1, softmax (j + 1)/6
+// (the offset is constant on every fibre, and 1 + 2 + 3 = 6), so softmax = 1/6, 2/6, 3/6 and
+// log_softmax = log((j + 1)/6) at every b, k; along any other dim the offsets would not cancel.
+TEST(Tensor, SoftmaxAlongAMiddleDim) {
+  std::vector<double> x;
+  for (int b = 0; b < 2; ++b)
+    for (int j = 0; j < 3; ++j)
+      for (int k = 0; k < 2; ++k) x.push_back(std::log(j + 1.0) + 0.5 * b + 0.25 * k);
+  const Tensor t = Tensor::from_vector(x, {2, 3, 2});
+  const std::vector<double> p = V(softmax(t, 1)), lp = V(log_softmax(t, -2));
+  for (int b = 0; b < 2; ++b)
+    for (int j = 0; j < 3; ++j)
+      for (int k = 0; k < 2; ++k) {
+        const size_t i = size_t(b * 6 + j * 2 + k);
+        EXPECT_NEAR(p[i], (j + 1) / 6.0, 1e-12) << b << j << k;
+        EXPECT_NEAR(lp[i], std::log((j + 1) / 6.0), 1e-12) << b << j << k;
+      }
+}
+
 TEST(Autograd, DetachNoGradAndRetainGraph) {
   Tensor x = F({3}, {1}).set_requires_grad();
   EXPECT_FALSE(mul(x.detach(), 2.0).requires_grad());
