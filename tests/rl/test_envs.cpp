@@ -778,6 +778,34 @@ TEST(LunarLander, LeavingTheViewportOnEitherSideTerminates) {
   }
 }
 
+// A VectorEnv of a 2-d continuous action space hands sub-env i the pair actions[2i], actions[2i+1]:
+// each LunarLanderContinuous copy must follow a standalone lander reset with seed 7 + i and given
+// its own pair (env 0 fires the main engine, [1, 0]; env 1 a side engine, [0, −1]; env 2
+// both, [0.6, 0.8]), observation and reward bit for bit, for 20 steps.
+TEST(VectorEnv, ContinuousActionsOfSeveralDimsGoToTheirOwnEnv) {
+  const int64_t n = 3;
+  VectorEnv venv("LunarLanderContinuous-v3", n);
+  venv.reset(7);
+  const std::vector<float> actions = {1.0f, 0.0f, 0.0f, -1.0f, 0.6f, 0.8f};
+  std::vector<std::unique_ptr<LunarLander>> ref;
+  std::vector<float> ref_obs(size_t(n * 8));
+  for (int64_t i = 0; i < n; ++i) {
+    ref.push_back(std::make_unique<LunarLander>(true));
+    ref.back()->reset(7 + uint64_t(i), ref_obs.data() + i * 8);
+  }
+  for (int t = 0; t < 20; ++t) {
+    venv.step(actions);
+    for (int64_t i = 0; i < n; ++i) {
+      const StepResult r = ref[size_t(i)]->step(actions.data() + i * 2, ref_obs.data() + i * 8);
+      ASSERT_FALSE(r.done());
+      EXPECT_EQ(venv.rewards()[size_t(i)], float(r.reward)) << "env " << i << " step " << t;
+      for (int j = 0; j < 8; ++j)
+        ASSERT_EQ(venv.obs()[size_t(i * 8 + j)], ref_obs[size_t(i * 8 + j)])
+            << "env " << i << " step " << t << " obs " << j;
+    }
+  }
+}
+
 // Mean return of the heuristic over seeds 0..99.
 double heuristic_mean_return(bool continuous, int episodes, double* sem) {
   LunarLander env(continuous);
