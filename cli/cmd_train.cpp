@@ -32,6 +32,17 @@ void print_train_usage() {
       "'rlft train ppo --help' and 'rlft train reinforce --help' list their options.\n");
 }
 
+// --checkpoint-every and --resume of a classic-control trainer; `budget` is the option a resumed
+// run may grow (--total-steps, --total-episodes).
+void add_resume_flags(Args& a, int64_t* checkpoint_every, bool* resume, const char* budget) {
+  a.add("--checkpoint-every", checkpoint_every,
+        "write checkpoint.safetensors every N updates (0 = only at the end)");
+  a.add("--resume", resume,
+        std::string("continue the run named by --name from its checkpoint with the settings it "
+                    "recorded; options written here must match them, except ") +
+            budget + ", --device, --checkpoint-every, --log-every and --quiet");
+}
+
 void add_ppo_flags(Args& a, rl::PPOConfig& c) {
   a.add("--env", &c.env_id,
         "environment id (CartPole-v1, Pendulum-v1, LunarLander-v3, LunarLanderContinuous-v3)");
@@ -69,12 +80,7 @@ void add_ppo_flags(Args& a, rl::PPOConfig& c) {
       "--log-std-init -0.3466)");
   a.add("--norm-obs", &c.norm_obs, "normalise observations with running statistics");
   a.add("--norm-reward", &c.norm_reward, "scale rewards by the running std of the return");
-  a.add("--checkpoint-every", &c.checkpoint_every,
-        "write checkpoint.safetensors every N updates (0 = only at the end)");
-  a.add("--resume", &c.resume,
-        "continue the run named by --name from its checkpoint with the settings it recorded; "
-        "options written here must match them, except --total-steps, --device, "
-        "--checkpoint-every, --log-every and --quiet");
+  add_resume_flags(a, &c.checkpoint_every, &c.resume, "--total-steps");
   a.add("--log-every", &c.log_every, "print a progress line every N updates (N >= 1)");
   a.add("--quiet", &c.quiet, "no progress lines");
   a.record_as("--env", "env_id");  // config.json's names of these two settings
@@ -142,12 +148,7 @@ int run_train(int argc, char** argv, int first) {
              "standardise the weights over each batch");
     args.add("--hidden", &cfg.hidden, "hidden layer sizes, comma-separated");
     args.add("--activation", &cfg.activation, "tanh, relu, gelu or sigmoid");
-    args.add("--checkpoint-every", &cfg.checkpoint_every,
-             "write checkpoint.safetensors every N updates (0 = only at the end)");
-    args.add("--resume", &cfg.resume,
-             "continue the run named by --name from its checkpoint with the settings it recorded; "
-             "options written here must match them, except --total-episodes, --device, "
-             "--checkpoint-every, --log-every and --quiet");
+    add_resume_flags(args, &cfg.checkpoint_every, &cfg.resume, "--total-episodes");
     args.add("--log-every", &cfg.log_every, "print a progress line every N episodes (N >= 1)");
     args.add("--quiet", &cfg.quiet, "no progress lines");
     args.add("--name", &name, "run name (default: reinforce-<env>-<seed>)");
