@@ -256,10 +256,7 @@ DPOResult train_dpo(const DPOConfig& given) {
   res.run_dir = run.dir();
   if (cfg.resume) {
     // The checkpoint's model and tokenizer are the --init run's, checked before its weights.
-    Metadata meta;
-    const NamedTensors stored = load_tensors(ckpt, &meta);
-    check_checkpoint_model(meta, ckpt, policy.config(), tok, "--init " + cfg.init);
-    load_checkpoint_tensors(stored, ckpt, policy, &opt);
+    const Metadata meta = load_training_checkpoint(ckpt, policy, opt, tok, "--init " + cfg.init);
     RLFT_CHECK(meta.count("step"), ckpt, ": no step in the checkpoint's metadata");
     start = metadata_int(meta, "step", ckpt);
     if (const auto w = meta.find("dpo_window"); w != meta.end())

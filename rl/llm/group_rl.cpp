@@ -576,12 +576,9 @@ GroupRLResult train_group_rl(const GroupRLConfig& cfg_in) {
   int64_t start = 0;
   std::vector<json::Value> kept_metrics;  // metrics.jsonl up to the checkpoint's step
   if (cfg.resume) {
-    Metadata meta;
-    const NamedTensors stored = load_tensors(ckpt, &meta);
-    RLFT_CHECK(meta.count("group_rl_state"), ckpt,
-               ": not a group RL training checkpoint (no group_rl_state)");
-    check_checkpoint_model(meta, ckpt, policy.config(), tok, "--init " + cfg.init);
-    load_checkpoint_tensors(stored, ckpt, policy, &opt);
+    const Metadata meta =
+        load_training_checkpoint(ckpt, policy, opt, tok, "--init " + cfg.init, "group_rl_state",
+                                 "not a group RL training checkpoint (no group_rl_state)");
     // The settings the checkpoint was trained with, against config.json's (edited by hand?).
     if (meta.count("run_config"))
       rl::check_checkpoint_settings(json::parse(meta.at("run_config"), ckpt + ":run_config"),

@@ -194,6 +194,18 @@ void check_checkpoint_model(const Metadata& meta, const std::string& ckpt,
           [](const json::Value& v) { return models::Tokenizer::from_json(v).to_json(); });
 }
 
+Metadata load_training_checkpoint(const std::string& ckpt, models::GPT& model,
+                                  optim::Optimizer& opt, const models::Tokenizer& tok,
+                                  const std::string& source, const std::string& state_key,
+                                  const std::string& not_ours) {
+  Metadata meta;
+  const NamedTensors stored = load_tensors(ckpt, &meta);
+  RLFT_CHECK(state_key.empty() || meta.count(state_key), ckpt, ": ", not_ours);
+  check_checkpoint_model(meta, ckpt, model.config(), tok, source);
+  load_checkpoint_tensors(stored, ckpt, model, &opt);
+  return meta;
+}
+
 RunInput run_input(const std::string& flag, const std::string& path) {
   return {flag, path, checkpoint_path(path)};
 }

@@ -88,6 +88,15 @@ std::string describe_model(const models::GPTConfig& cfg);
 void check_checkpoint_model(const Metadata& meta, const std::string& ckpt,
                             const models::GPTConfig& cfg, const models::Tokenizer& tok,
                             const std::string& source);
+// For --resume: a trainer's training checkpoint read once and checked before its weights load
+// into `model` and its optimizer state into `opt`: its metadata holds `state_key` (the trainer's
+// loop state, when given; else the error is "<ckpt>: <not_ours>"), then its model_config and
+// tokenizer are `model`'s and `tok`'s (check_checkpoint_model, `source` naming where those come
+// from). Returns the metadata, whose loop state the caller reads.
+Metadata load_training_checkpoint(const std::string& ckpt, models::GPT& model,
+                                  optim::Optimizer& opt, const models::Tokenizer& tok,
+                                  const std::string& source, const std::string& state_key = "",
+                                  const std::string& not_ours = "");
 
 // A file a run reads from another run or from disk, for its fingerprint: the option that names
 // it, the path as given there, and the file read (a run's checkpoint, or the data file itself).

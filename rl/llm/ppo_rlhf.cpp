@@ -326,15 +326,8 @@ PPORLHFResult train_ppo_rlhf(const PPORLHFConfig& given) {
   if (cfg.resume) {
     // Everything is read and checked before the run's files change: a refused resume leaves
     // them as they were. Each file's model and tokenizer are checked before its weights load.
-    const auto load_checked = [&](const std::string& path, models::GPT& model,
-                                  optim::Optimizer& opt, const std::string& source) {
-      Metadata m;
-      const NamedTensors stored = load_tensors(path, &m);
-      check_checkpoint_model(m, path, model.config(), tok, source);
-      load_checkpoint_tensors(stored, path, model, &opt);
-      return m;
-    };
-    const Metadata meta = load_checked(ckpt, actor, actor_opt, "--init " + cfg.init);
+    const Metadata meta =
+        load_training_checkpoint(ckpt, actor, actor_opt, tok, "--init " + cfg.init);
     RLFT_CHECK(meta.count("ppo_rlhf_state"), ckpt,
                ": not a PPO-RLHF training checkpoint (no ppo_rlhf_state in its metadata; a run "
                "written before PPO-RLHF could resume)");
@@ -350,11 +343,13 @@ PPORLHFResult train_ppo_rlhf(const PPORLHFConfig& given) {
         "--reward-model " + cfg.reward_model + " (with a value head for its reward head)";
     int64_t critic_step = -1;
     if (fs::exists(critic_ckpt))
-      critic_step = metadata_int(load_checked(critic_ckpt, critic, critic_opt, critic_source),
-                                 "step", critic_ckpt);
+      critic_step = metadata_int(
+          load_training_checkpoint(critic_ckpt, critic, critic_opt, tok, critic_source), "step",
+          critic_ckpt);
     if (critic_step != start && fs::exists(critic_prev)) {
       const int64_t prev_step = metadata_int(
-          load_checked(critic_prev, critic, critic_opt, critic_source), "step", critic_prev);
+          load_training_checkpoint(critic_prev, critic, critic_opt, tok, critic_source), "step",
+          critic_prev);
       RLFT_CHECK(prev_step == start, critic_prev, ": the critic's previous checkpoint is at step ",
                  prev_step, " and ", critic_ckpt, " at step ", critic_step, ", but the actor's (",
                  ckpt, ") at step ", start, ": the run cannot continue exactly");

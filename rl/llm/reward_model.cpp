@@ -289,18 +289,15 @@ RewardModelResult train_reward_model(const RewardModelConfig& given) {
   if (cfg.resume) {
     // The trainer's state, then the weights and AdamW's moments, all checked before the
     // metrics after the checkpoint are dropped (a refused resume leaves the run as it was).
-    Metadata meta;
-    const NamedTensors stored = load_tensors(ckpt, &meta);
-    RLFT_CHECK(meta.count("rm_state"), ckpt,
-               ": not a reward-model training checkpoint (no rm_state in its metadata: another "
-               "trainer's, or a final reward model written before `rlft lm rm` could resume)");
-    check_checkpoint_model(meta, ckpt, mc, tok, "--init " + cfg.init + " (with a reward head)");
+    const Metadata meta = load_training_checkpoint(
+        ckpt, rm, opt, tok, "--init " + cfg.init + " (with a reward head)", "rm_state",
+        "not a reward-model training checkpoint (no rm_state in its metadata: another trainer's, "
+        "or a final reward model written before `rlft lm rm` could resume)");
     start = metadata_int(meta, "step", ckpt);
     RLFT_CHECK(start <= total, ckpt, ": the checkpoint is at step ", start, ", beyond the ", total,
                " steps of --epochs ", cfg.epochs, " (", steps_per_epoch, " per epoch)");
     ls = parse_loop_state(meta.at("rm_state"), ckpt, start, steps_per_epoch,
                           int64_t(heldout.size()));
-    load_checkpoint_tensors(stored, ckpt, rm, &opt);
     res.evals.push_back(ls.before);
     run.keep_metrics_through(start, "step", [&](const json::Value& row) {
       const RewardModelEval ev = eval_of_row(row, int64_t(heldout.size()));

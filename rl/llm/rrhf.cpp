@@ -262,12 +262,9 @@ RRHFResult train_rrhf(const RRHFConfig& given) {
   if (cfg.resume) {
     // The weights, Adam's moments, the step and the loop's state, all checked before the
     // metrics after the checkpoint are dropped.
-    Metadata meta;
-    const NamedTensors stored = load_tensors(ckpt, &meta);
-    RLFT_CHECK(meta.count("rrhf_state"), ckpt,
-               ": not an RRHF training checkpoint (no rrhf_state in its metadata)");
-    check_checkpoint_model(meta, ckpt, policy.config(), tok, "--init " + cfg.init);
-    load_checkpoint_tensors(stored, ckpt, policy, &opt);
+    const Metadata meta =
+        load_training_checkpoint(ckpt, policy, opt, tok, "--init " + cfg.init, "rrhf_state",
+                                 "not an RRHF training checkpoint (no rrhf_state in its metadata)");
     ls = parse_loop_state(meta.at("rrhf_state"), ckpt);
     start = metadata_int(meta, "step", ckpt);
     RLFT_CHECK(start <= cfg.steps, ckpt, ": the checkpoint is at step ", start, ", beyond --steps ",
