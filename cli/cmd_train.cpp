@@ -37,10 +37,7 @@ void print_train_usage() {
 void add_resume_flags(Args& a, int64_t* checkpoint_every, bool* resume, const char* budget) {
   a.add("--checkpoint-every", checkpoint_every,
         "write checkpoint.safetensors every N updates (0 = only at the end)");
-  a.add("--resume", resume,
-        std::string("continue the run named by --name from its checkpoint with the settings it "
-                    "recorded; options written here must match them, except ") +
-            budget + ", --device, --checkpoint-every, --log-every and --quiet");
+  a.add("--resume", resume, resume_help(budget, /*has_log_every=*/true, /*has_stop_after=*/false));
 }
 
 void add_ppo_flags(Args& a, rl::PPOConfig& c) {

@@ -31,11 +31,13 @@ std::string recorded_note(const std::string& message);
 
 // The help of a trainer's --resume: `budget` lists the settings a resumed run may change (e.g.
 // "--steps, --grad-accum"); the options that say where, how far and how loudly to run
-// (RunDir::check_resumable never compares them) follow, --log-every where the command has it.
-inline std::string resume_help(const std::string& budget, bool has_log_every) {
+// (RunDir::check_resumable never compares them) follow, --stop-after and --log-every where the
+// command has them.
+inline std::string resume_help(const std::string& budget, bool has_log_every,
+                               bool has_stop_after = true) {
   return "continue the run from its checkpoint with the settings it recorded (options written "
          "here must match them, except " +
-         budget + ", --device, --stop-after, --checkpoint-every" +
+         budget + ", --device" + (has_stop_after ? ", --stop-after" : "") + ", --checkpoint-every" +
          (has_log_every ? ", --log-every" : "") + " and --quiet)";
 }
 
