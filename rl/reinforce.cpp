@@ -147,7 +147,7 @@ ReinforceResult train_reinforce(const ReinforceConfig& cfg, const std::string& r
     check_checkpoint_policy(md, ckpt, models::describe(pc), cfg.env_id);
     const StateReader state(md.at("reinforce_state"), ckpt, "reinforce_state");
     const int64_t done = state.integer("episode");
-    global_step = state.integer("global_step");
+    global_step = metadata_int(md, "global_step", ckpt);
     const uint64_t offset = uint64_t(state.integer("generator_offset"));
     baseline = state.finite("baseline");
     const json::Value& init = state.field("baseline_init");
@@ -177,7 +177,6 @@ ReinforceResult train_reinforce(const ReinforceConfig& cfg, const std::string& r
   auto metadata = [&](int64_t episode) {
     json::Value state = json::Value::object();
     state.set("episode", episode);
-    state.set("global_step", global_step);
     state.set("generator_offset", int64_t(gen.offset()));
     state.set("baseline", baseline);
     state.set("baseline_init", baseline_init);
