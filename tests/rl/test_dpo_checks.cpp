@@ -285,8 +285,6 @@ TEST_F(DPORun, ResumeWithDropoutTakesTheStraightRunsSteps) {
   rlft::testing::expect_losses_continue(runs.resumed.losses, runs.straight.losses, 3, 3);
 }
 
-// --checkpoint-every 0: no periodic checkpoint, one at --stop-after (so the run resumes) and one
-// at the end.
 // A held-out fraction that rounds to no pair (0.01 of 44, or 0) holds out none: then no held-out
 // numbers are logged or reported (they used to read 0.000, an accuracy over no pair).
 TEST_F(DPORun, NoHeldOutPairsLogsNoHeldOutNumbers) {
@@ -317,6 +315,8 @@ TEST_F(DPORun, NoHeldOutPairsLogsNoHeldOutNumbers) {
   EXPECT_EQ(rm_metrics.find("heldout_"), std::string::npos) << rm_metrics;
 }
 
+// --checkpoint-every 0: no periodic checkpoint, one at --stop-after (so the run resumes) and one
+// at the end.
 TEST_F(DPORun, CheckpointEveryZeroWritesAtStopAndEnd) {
   DPOConfig c = tiny("dpo-ckpt0");
   c.checkpoint_every = 0;
