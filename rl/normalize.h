@@ -115,18 +115,21 @@ struct RewardScaler {
   double gamma;
   RewardScaler(int64_t n, double g) : ret(size_t(n), 0.0), gamma(g) {}
   void scale(float* rewards, const uint8_t* done, int64_t n) {
-    std::vector<float> g(static_cast<size_t>(n));
+    g_.resize(static_cast<size_t>(n));  // once: every step has the same n envs
     for (int64_t i = 0; i < n; ++i) {
       ret[i] = ret[i] * gamma + rewards[i];
-      g[i] = float(ret[i]);
+      g_[i] = float(ret[i]);
     }
-    rms.update(g.data(), n);
+    rms.update(g_.data(), n);
     const double s = std::sqrt(rms.var(0) + 1e-8);
     for (int64_t i = 0; i < n; ++i) {
       rewards[i] = float(std::clamp(double(rewards[i]) / s, -10.0, 10.0));
       if (done[i]) ret[i] = 0;
     }
   }
+
+ private:
+  std::vector<float> g_;  // the returns as floats, for rms
 };
 
 }  // namespace rlft::rl
