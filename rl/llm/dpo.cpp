@@ -202,14 +202,15 @@ DPOResult train_dpo(const DPOConfig& given) {
   check_config(given);
   const Device dev = rl::resolve_device(given.device);
   const DPOLossType type = parse_dpo_loss(given.loss);
-  const std::string resumed_run = given.resume ? rl::run_path(given.out_dir, given.name) : "";
+  const json::Value recorded =
+      recorded_config(given.resume ? rl::run_path(given.out_dir, given.name) : "");
   // The inputs from the root: a resume from another directory reads the same files.
   DPOConfig cfg = given;
-  cfg.prefs = recorded_input_path(cfg.prefs, "prefs", resumed_run);
-  cfg.init = recorded_input_path(cfg.init, "init", resumed_run);
+  cfg.prefs = recorded_input_path(cfg.prefs, "prefs", recorded);
+  cfg.init = recorded_input_path(cfg.init, "init", recorded);
   // A resume reads the pairs and the SFT run the run started with: checked before they are read.
   const json::Value fingerprints = fingerprint_inputs(
-      {file_input("--prefs", cfg.prefs), run_input("--init", cfg.init)}, resumed_run);
+      {file_input("--prefs", cfg.prefs), run_input("--init", cfg.init)}, recorded);
   std::vector<PreferencePair> pairs = read_preferences(cfg.prefs);
   const LoadedModel policy_run = load_policy(cfg.init, dev), ref_run = load_policy(cfg.init, dev);
   models::GPT& policy = *policy_run.model;

@@ -502,12 +502,12 @@ GroupRLResult train_group_rl(const GroupRLConfig& cfg_in) {
   check_group_rl_config(cfg);
   const Device dev = rl::resolve_device(cfg.device);
   if (cfg.name.empty()) cfg.name = default_group_rl_run_name(cfg);
+  const json::Value recorded =
+      recorded_config(cfg.resume ? rl::run_path(cfg.out_dir, cfg.name) : "");
   // The input from the root: a resume from another directory reads the same run.
-  cfg.init =
-      recorded_input_path(cfg.init, "init", cfg.resume ? rl::run_path(cfg.out_dir, cfg.name) : "");
+  cfg.init = recorded_input_path(cfg.init, "init", recorded);
   // A resume reads the SFT run the run started with: checked before it is read.
-  const json::Value fingerprints = fingerprint_inputs(
-      {run_input("--init", cfg.init)}, cfg.resume ? rl::run_path(cfg.out_dir, cfg.name) : "");
+  const json::Value fingerprints = fingerprint_inputs({run_input("--init", cfg.init)}, recorded);
   const LoadedModel init = load_policy(cfg.init, dev);
   if (!init.run_config.is_null())
     cfg.task = sft_config_from_json(init.run_config, init.path + ": metadata run_config").task;

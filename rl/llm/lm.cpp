@@ -218,12 +218,13 @@ std::string input_fingerprint_key(const std::string& flag) {
   return key + "_fingerprint";
 }
 
-json::Value fingerprint_inputs(const std::vector<RunInput>& inputs,
-                               const std::string& resumed_run) {
-  json::Value recorded;  // null: a fresh run, or nothing recorded to check against
-  const std::string config_path = resumed_run + "/config.json";
-  if (!resumed_run.empty() && fs::exists(config_path))
-    recorded = json::parse(fs::read_file(config_path), config_path);
+json::Value recorded_config(const std::string& resumed_run) {
+  const std::string path = resumed_run + "/config.json";
+  if (resumed_run.empty() || !fs::exists(path)) return {};
+  return json::parse(fs::read_file(path), path);
+}
+
+json::Value fingerprint_inputs(const std::vector<RunInput>& inputs, const json::Value& recorded) {
   json::Value out = json::Value::object();
   for (const RunInput& in : inputs) {
     std::string bytes;
@@ -234,7 +235,7 @@ json::Value fingerprint_inputs(const std::vector<RunInput>& inputs,
     }
     const std::string fingerprint = data_fingerprint(bytes);
     const std::string key = input_fingerprint_key(in.flag);
-    if (!resumed_run.empty() && recorded.is_object()) {
+    if (recorded.is_object()) {
       const json::Value* was = recorded.find(key);
       if (was == nullptr) continue;  // recorded before fingerprints: not checked, not added
       // A relative path is a record from before recorded_input_path: it names a file of the
@@ -253,14 +254,10 @@ json::Value fingerprint_inputs(const std::vector<RunInput>& inputs,
 }
 
 std::string recorded_input_path(const std::string& path, const std::string& key,
-                                const std::string& resumed_run) {
+                                const json::Value& recorded) {
   if (path.empty() || path.front() == '/') return path;
-  const std::string config_path = resumed_run + "/config.json";
-  if (!resumed_run.empty() && fs::exists(config_path)) {
-    const json::Value recorded = json::parse(fs::read_file(config_path), config_path);
-    const json::Value* was = recorded.is_object() ? recorded.find(key) : nullptr;
-    if (was != nullptr && was->is_string() && was->as_string() == path) return path;
-  }
+  const json::Value* was = recorded.is_object() ? recorded.find(key) : nullptr;
+  if (was != nullptr && was->is_string() && was->as_string() == path) return path;
   return fs::absolute_path(path);
 }
 

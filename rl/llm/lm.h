@@ -118,24 +118,29 @@ std::string input_fingerprint_key(const std::string& flag);
 // ("init_fingerprint", "reward_model_fingerprint", "prefs_fingerprint").
 //
 // fingerprint_inputs returns them as an object {key: fingerprint} for record_fingerprints. A
-// resume (`resumed_run`: the run's directory; "" for a fresh run) first compares each with the
-// one the run recorded at its start; a difference is an error naming the option, the path and
-// both ("--init runs/sft: changed since this run started: fingerprint X, recorded Y"). An input
-// the run did not record (a run from before fingerprints) is neither checked nor returned, so it
-// stays unrecorded; so is a run without config.json (rl::open_run names what is missing), and a
-// file that cannot be read (the loader that reads it names why). Call it before the inputs are
-// loaded (a changed input is named as such before it is found unfit) and before the run's first
-// write, so a refused resume leaves the run as it was.
-json::Value fingerprint_inputs(const std::vector<RunInput>& inputs, const std::string& resumed_run);
+// resume (`recorded`: its recorded_config) first compares each with the one the run recorded
+// at its start; a difference is an error naming the option, the path and both ("--init
+// runs/sft: changed since this run started: fingerprint X, recorded Y"). An input the run did
+// not record (a run from before fingerprints) is neither checked nor returned, so it stays
+// unrecorded; a fresh run or one without config.json (`recorded` null: rl::open_run names what
+// is missing) records every input; a file that cannot be read is left out (the loader that
+// reads it names why). Call it before the inputs are loaded (a changed input is named as such
+// before it is found unfit) and before the run's first write, so a refused resume leaves the
+// run as it was.
+json::Value fingerprint_inputs(const std::vector<RunInput>& inputs, const json::Value& recorded);
+// What a resumed run recorded at its start, read once for the two functions around it:
+// <resumed_run>/config.json parsed; null for a fresh run (`resumed_run` "") or a run without
+// config.json.
+json::Value recorded_config(const std::string& resumed_run);
 // The path a run records for an input option (`key`: its config.json key, "init", "prefs",
 // "reward_model"): from the root (fs::absolute_path), so that --resume, which takes the path
 // from config.json, reads the same file from any working directory, and a changed file is named
 // by fingerprint_inputs with the path that was read. "" (an input not used) stays "". A run that
-// recorded the path as given (before 2026-11-27) and is resumed (`resumed_run`: its directory)
-// with that path keeps it, so its settings still compare equal (make_run_task does the same for
-// --data).
+// recorded the path as given (before 2026-11-27) and is resumed (`recorded`: its
+// recorded_config) with that path keeps it, so its settings still compare equal
+// (make_run_task does the same for --data).
 std::string recorded_input_path(const std::string& path, const std::string& key,
-                                const std::string& resumed_run);
+                                const json::Value& recorded);
 // Sets each {key: fingerprint} in `config` (the settings config.json will hold). Call it after
 // rl::open_run: the keys are no options, and its settings check does not compare them.
 void record_fingerprints(json::Value& config, const json::Value& fingerprints);

@@ -199,11 +199,12 @@ ResumeState parse_resume_state(const std::string& text, const std::string& ckpt)
 }  // namespace
 
 PPORLHFResult train_ppo_rlhf(const PPORLHFConfig& given) {
-  const std::string resumed_run = given.resume ? rl::run_path(given.out_dir, given.name) : "";
+  const json::Value recorded =
+      recorded_config(given.resume ? rl::run_path(given.out_dir, given.name) : "");
   // The inputs from the root: a resume from another directory reads the same runs.
   PPORLHFConfig cfg = given;
-  cfg.init = recorded_input_path(cfg.init, "init", resumed_run);
-  cfg.reward_model = recorded_input_path(cfg.reward_model, "reward_model", resumed_run);
+  cfg.init = recorded_input_path(cfg.init, "init", recorded);
+  cfg.reward_model = recorded_input_path(cfg.reward_model, "reward_model", recorded);
   RLFT_CHECK(!cfg.init.empty(), "rlft lm ppo: --init (an SFT run) is required");
   RLFT_CHECK(!cfg.reward_model.empty(),
              "rlft lm ppo: --reward-model (an `rlft lm rm` run) is required");
@@ -247,7 +248,7 @@ PPORLHFResult train_ppo_rlhf(const PPORLHFConfig& given) {
   // A resume reads the SFT run and the reward model the run started with: checked before they
   // are read.
   const json::Value fingerprints = fingerprint_inputs(
-      {run_input("--init", cfg.init), run_input("--reward-model", cfg.reward_model)}, resumed_run);
+      {run_input("--init", cfg.init), run_input("--reward-model", cfg.reward_model)}, recorded);
   const LoadedModel actor_run = load_policy(cfg.init, dev), ref_run = load_policy(cfg.init, dev);
   const LoadedModel rm_run = load_reward_model(cfg.reward_model, dev);
   RLFT_CHECK(rm_run.tokenizer.to_json() == actor_run.tokenizer.to_json(), cfg.reward_model,

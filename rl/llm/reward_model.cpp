@@ -235,9 +235,10 @@ RewardModelResult train_reward_model(const RewardModelConfig& given) {
   check_config(given);
   const std::string run_dir = rl::run_path(given.out_dir, given.name);
   // The inputs from the root: a resume from another directory reads the same files.
+  const json::Value recorded = recorded_config(given.resume ? run_dir : "");
   RewardModelConfig cfg = given;
-  cfg.prefs = recorded_input_path(cfg.prefs, "prefs", cfg.resume ? run_dir : "");
-  cfg.init = recorded_input_path(cfg.init, "init", cfg.resume ? run_dir : "");
+  cfg.prefs = recorded_input_path(cfg.prefs, "prefs", recorded);
+  cfg.init = recorded_input_path(cfg.init, "init", recorded);
   json::Value config_json = to_json(cfg);
   // --resume: the same pairs, backbone and optimisation as the run was started with (--epochs
   // may change, checked against the checkpoint's step below; --grad-accum too: the same steps
@@ -247,7 +248,7 @@ RewardModelResult train_reward_model(const RewardModelConfig& given) {
   if (cfg.resume) resumed = rl::open_run(run_dir, true, config_json, {"epochs", "grad_accum"});
   // A resume reads the pairs and the SFT run the run started with: checked before they are read.
   const json::Value fingerprints = fingerprint_inputs(
-      {file_input("--prefs", cfg.prefs), run_input("--init", cfg.init)}, cfg.resume ? run_dir : "");
+      {file_input("--prefs", cfg.prefs), run_input("--init", cfg.init)}, recorded);
   const Device dev = rl::resolve_device(cfg.device);
   std::vector<PreferencePair> pairs = read_preferences(cfg.prefs);
   const LoadedModel init = load_policy(cfg.init, dev);

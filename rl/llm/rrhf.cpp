@@ -191,10 +191,10 @@ RRHFResult train_rrhf(const RRHFConfig& given) {
   check_config(given);
   const std::string run_dir = rl::run_path(given.out_dir, given.name);
   // The inputs from the root: a resume from another directory reads the same runs.
+  const json::Value recorded = recorded_config(given.resume ? run_dir : "");
   RRHFConfig cfg = given;
-  cfg.init = recorded_input_path(cfg.init, "init", cfg.resume ? run_dir : "");
-  cfg.reward_model =
-      recorded_input_path(cfg.reward_model, "reward_model", cfg.resume ? run_dir : "");
+  cfg.init = recorded_input_path(cfg.init, "init", recorded);
+  cfg.reward_model = recorded_input_path(cfg.reward_model, "reward_model", recorded);
   json::Value config_json = to_json(cfg);
   // --resume: the same settings as the run was started with (a longer --steps may continue
   // it), checked before anything is read or written; a fresh run's directory is created once
@@ -205,7 +205,7 @@ RRHFResult train_rrhf(const RRHFConfig& given) {
   // checked before they are read.
   std::vector<RunInput> inputs = {run_input("--init", cfg.init)};
   if (cfg.scorer == "rm") inputs.push_back(run_input("--reward-model", cfg.reward_model));
-  const json::Value fingerprints = fingerprint_inputs(inputs, cfg.resume ? run_dir : "");
+  const json::Value fingerprints = fingerprint_inputs(inputs, recorded);
   const Device dev = rl::resolve_device(cfg.device);
   const LoadedModel policy_run = load_policy(cfg.init, dev), ref_run = load_policy(cfg.init, dev);
   models::GPT& policy = *policy_run.model;
