@@ -194,6 +194,13 @@ void append_line(const std::string& path, std::string_view line) {
   }
 }
 
+void sync_file(const std::string& path) {
+  Fd file;
+  file.fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (file.fd < 0) throw Error(str("cannot flush '", path, "' to disk: ", reason(errno)));
+  if (::fsync(file.fd) != 0) throw Error(str("cannot flush '", path, "' to disk: ", reason(errno)));
+}
+
 void make_dirs(const std::string& path) {
   RLFT_CHECK(!path.empty(), "make_dirs: empty path");
   // Create each prefix ending before a '/', then the path itself.

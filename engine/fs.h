@@ -29,8 +29,13 @@ std::string read_file(const std::string& path);
 
 // Appends `line` and '\n' with one write() (for metrics.jsonl). `line` must not contain a
 // newline. If the write fails part-way (disk full), the file is truncated back to its old
-// length so no partial line stays behind. Not fsynced: a metrics line is not worth a disk flush.
+// length so no partial line stays behind. Not fsynced: a metrics line is not worth a disk flush
+// (sync_file makes the lines durable when it matters: before a checkpoint).
 void append_line(const std::string& path, std::string_view line);
+
+// Flushes the file at `path` to disk (fsync): what was written to it survives a crash of the
+// machine. A missing or unreadable file, or a failed flush, is an error naming the path.
+void sync_file(const std::string& path);
 
 // mkdir -p: creates `path` and any missing parents (mode 0777 minus the umask). An existing
 // directory is fine; an existing non-directory is an error.

@@ -574,13 +574,16 @@ PPOResult train_ppo(const PPOConfig& cfg, const std::string& run_dir,
           format_duration(eta).c_str());
       std::fflush(stdout);
     }
-    if (run && cfg.checkpoint_every > 0 && update % cfg.checkpoint_every == 0)
+    if (run && cfg.checkpoint_every > 0 && update % cfg.checkpoint_every == 0) {
+      run->sync_log();
       save_checkpoint(run->path("checkpoint.safetensors"), agent, &optimizer, metadata(update));
+    }
     last_update = update;
     if (on_update && !on_update(u)) break;
   }
 
   if (run) {
+    run->sync_log();
     save_checkpoint(run->path("policy.safetensors"), agent, nullptr, metadata(last_update));
     save_checkpoint(run->path("checkpoint.safetensors"), agent, &optimizer, metadata(last_update));
     if (!result.updates.empty() || cfg.resume) {

@@ -317,12 +317,15 @@ ReinforceResult train_reinforce(const ReinforceConfig& cfg, const std::string& r
     batch_return = 0;
     last_episode = episode;
     const int64_t update = (episode + cfg.episodes_per_update - 1) / cfg.episodes_per_update;
-    if (run && cfg.checkpoint_every > 0 && update % cfg.checkpoint_every == 0)
+    if (run && cfg.checkpoint_every > 0 && update % cfg.checkpoint_every == 0) {
+      run->sync_log();
       save_checkpoint(run->path("checkpoint.safetensors"), policy, &optimizer, metadata(episode));
+    }
     if (on_update && !on_update(u)) break;
   }
   if (run) {
     const Metadata md = metadata(last_episode);
+    run->sync_log();
     save_checkpoint(run->path("policy.safetensors"), policy, nullptr, md);
     save_checkpoint(run->path("checkpoint.safetensors"), policy, &optimizer, md);
     if (!result.updates.empty() || cfg.resume) write_learning_curve(run->dir());

@@ -81,6 +81,11 @@ void RunDir::log(const json::Value& metrics) const {
   fs::append_line(path("metrics.jsonl"), metrics.dump());
 }
 
+void RunDir::sync_log() const {
+  const std::string metrics = path("metrics.jsonl");
+  if (fs::exists(metrics)) fs::sync_file(metrics);
+}
+
 double metric_number(const json::Value& line, const std::string& key) {
   const json::Value& v = line.at(key);
   if (v.is_null()) return NAN;
@@ -94,9 +99,20 @@ std::vector<json::Value> RunDir::keep_metrics_through(
   const std::string metrics = path("metrics.jsonl");
   std::vector<json::Value> kept;
   if (!fs::exists(metrics)) return kept;
+  std::string bytes = fs::read_file(metrics);
+  // An append cut short by a crash of the machine: a last line without its newline that does
+  // not parse (a whole line whose newline was lost is kept). It came after the checkpoint.
+  if (!bytes.empty() && bytes.back() != '\n') {
+    const size_t start = bytes.find_last_of('\n') + 1;  // npos + 1 = 0: the only line
+    try {
+      json::parse(std::string_view(bytes).substr(start), metrics);
+    } catch (const Error&) {
+      bytes.resize(start);
+    }
+  }
   std::string text;
   size_t entry = 0;
-  for (json::Value& line : json::parse_jsonl(fs::read_file(metrics), metrics)) {
+  for (json::Value& line : json::parse_jsonl(bytes, metrics)) {
     ++entry;
     RLFT_CHECK(line.is_object(), metrics, ": entry ", entry, " is not an object");
     const json::Value* s = line.find(key);

@@ -51,10 +51,17 @@ class RunDir {
   // checked: a command that fails before it leaves an earlier run in `dir` as it was.
   void write_config(const json::Value& config) const;
   void log(const json::Value& metrics) const;
+  // Flushes metrics.jsonl to disk (nothing logged yet: nothing to do). Every trainer calls it
+  // just before it writes its training checkpoint, so a checkpoint of step N never outlives
+  // the lines through N: a crash of the machine can lose or cut only lines after it, which a
+  // resume drops anyway (keep_metrics_through).
+  void sync_log() const;
   // For --resume: drops the metrics.jsonl lines whose `key` (an integer every line holds:
   // "step", PPO's "update") is past `step` (a crash between two checkpoints leaves them
   // behind; the resumed run logs those steps again) and returns the lines kept, in order, for
-  // the caller to rebuild its curves from. No file: no lines. A line without the key is an
+  // the caller to rebuild its curves from. No file: no lines. A last line cut short by a crash
+  // (no newline, not JSON) is dropped with them: sync_log put every line through the
+  // checkpoint on disk before it. Any other line that is not JSON, or without the key, is an
   // error naming the file and the entry. `use`, when given, sees each kept line before
   // anything is written (the caller's curves are rebuilt there): an error it throws is named
   // with the file and the entry, and leaves metrics.jsonl as it was.

@@ -331,6 +331,7 @@ DPOResult train_dpo(const DPOConfig& given) {
   auto save = [&](int64_t at) {
     Metadata meta = checkpoint_metadata(policy.config(), tok, policy_run.run_config, at);
     meta["dpo_window"] = window.to_json().dump();
+    run.sync_log();
     save_checkpoint(ckpt, policy, &opt, meta);
   };
   std::vector<size_t> order(train.size());

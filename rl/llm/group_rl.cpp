@@ -733,6 +733,7 @@ GroupRLResult train_group_rl(const GroupRLConfig& cfg_in) {
     Metadata meta = checkpoint_metadata(policy.config(), tok, config_json, done);
     meta["group_rl_state"] = st.dump();
     policy.eval();
+    run.sync_log();
     save_checkpoint(ckpt, policy, &opt, meta);
     policy.train();
   };

@@ -424,6 +424,7 @@ PPORLHFResult train_ppo_rlhf(const PPORLHFConfig& given) {
     st.set("sample_offset", int64_t(sample_gen.offset()));
     st.set("actor_dropout_offset", int64_t(actor_dropout.offset()));
     st.set("critic_dropout_offset", int64_t(critic_dropout.offset()));
+    run.sync_log();
     if (fs::exists(critic_ckpt)) fs::rename_file(critic_ckpt, critic_prev);
     save_checkpoint(critic_ckpt, critic, &critic_opt,
                     checkpoint_metadata(critic.config(), tok, actor_run.run_config, at));

@@ -325,6 +325,7 @@ RewardModelResult train_reward_model(const RewardModelConfig& given) {
   auto save = [&](int64_t at) {
     Metadata meta = checkpoint_metadata(mc, tok, init.run_config, at);
     meta["rm_state"] = to_json(ls).dump();
+    run.sync_log();
     save_checkpoint(ckpt, rm, &opt, meta);
   };
   rl::Stopwatch clock;

@@ -303,6 +303,7 @@ RRHFResult train_rrhf(const RRHFConfig& given) {
     ls.dropout_offset = dropout_gen.offset();
     Metadata meta = checkpoint_metadata(policy.config(), tok, policy_run.run_config, step);
     meta["rrhf_state"] = to_json(ls).dump();
+    run.sync_log();
     save_checkpoint(ckpt, policy, &opt, meta);
   };
   const int64_t end = cfg.stop_after > 0 ? std::min(cfg.steps, start + cfg.stop_after) : cfg.steps;

@@ -465,8 +465,10 @@ SFTResult train_sft(const SFTConfig& cfg_in) {
       interval_steps = 0;
       interval_start = clock.seconds();
     }
-    if ((cfg.checkpoint_every > 0 && done % cfg.checkpoint_every == 0) || last || done == end)
+    if ((cfg.checkpoint_every > 0 && done % cfg.checkpoint_every == 0) || last || done == end) {
+      run.sync_log();
       save_checkpoint(ckpt, model, &opt, checkpoint_metadata(mc, tok, config_json, done));
+    }
     result.step = done;
   }
   result.seconds = clock.seconds();

@@ -620,6 +620,16 @@ TEST(Fs, AppendLine) {
   EXPECT_EQ(fs::read_file(path), "{\"step\":1}\n{\"step\":2}\n");
 }
 
+TEST(Fs, SyncFile) {
+  TempDir dir;
+  const std::string path = dir / "metrics.jsonl";
+  fs::append_line(path, R"({"step":1})");
+  fs::sync_file(path);
+  EXPECT_EQ(fs::read_file(path), "{\"step\":1}\n");
+  EXPECT_EQ(error_of([&] { fs::sync_file(dir / "nope"); }),
+            "cannot flush '" + dir.path() + "/nope' to disk: No such file or directory");
+}
+
 TEST(Fs, MakeDirs) {
   TempDir dir;
   const std::string nested = dir / "runs/ppo/seed1";

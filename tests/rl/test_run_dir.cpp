@@ -141,6 +141,35 @@ TEST(RunDir, MetricsKeptThroughAStepAndBadLinesNamed) {
   EXPECT_TRUE(std::isnan(losses[0]));  // null: a non-finite value as rlft writes it
 }
 
+TEST(RunDir, ALastLineCutShortByACrashIsDroppedOnResume) {
+  const std::string dir = scratch("cut");
+  const RunDir run(dir, true);
+  run.sync_log();  // nothing logged yet: nothing to flush
+  run.write_config(json::Value::object());
+  const std::string metrics = dir + "/metrics.jsonl";
+  const std::string two = "{\"step\":1}\n{\"step\":2}\n";
+  // The append of step 3 cut by a crash: dropped with the lines past the checkpoint.
+  fs::atomic_write_file(metrics, two + "{\"step\":3,\"lo");
+  EXPECT_EQ(run.keep_metrics_through(5).size(), 2u);
+  EXPECT_EQ(fs::read_file(metrics), two);
+  fs::atomic_write_file(metrics, "{\"st");  // the only line
+  EXPECT_EQ(run.keep_metrics_through(5).size(), 0u);
+  EXPECT_EQ(fs::read_file(metrics), "");
+  // A whole line that lost only its newline is a line like any other.
+  fs::atomic_write_file(metrics, two + "{\"step\":3}");
+  EXPECT_EQ(run.keep_metrics_through(5).size(), 3u);
+  EXPECT_EQ(fs::read_file(metrics), two + "{\"step\":3}\n");
+  // A line that is not JSON before the last one is no crash's doing: an error, file untouched.
+  const std::string bad = "{\"step\":1}\n{\"st\n{\"step\":2}\n";
+  fs::atomic_write_file(metrics, bad);
+  const std::string error = error_of([&] { (void)run.keep_metrics_through(5); });
+  EXPECT_EQ(error.rfind(metrics + ":2:", 0), 0u) << error;
+  EXPECT_EQ(fs::read_file(metrics), bad);
+  run.log(json::parse("{\"step\":3}"));
+  run.sync_log();
+  EXPECT_EQ(fs::read_file(metrics), bad + "{\"step\":3}\n");
+}
+
 TEST(RunDir, ARunIsNeverItsOwnInputAndStaleTemporaryFilesGo) {
   const std::string dir = scratch("own");
   fs::make_dirs(dir);
