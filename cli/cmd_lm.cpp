@@ -85,7 +85,8 @@ int run_train(int argc, char** argv, int first, const std::string& mode) {
   a.add("--train-size", &c.task.train_size,
         "arith, reviews, jsonl: at most this many train examples");
   a.add("--eval-size", &c.task.eval_size,
-        "examples in each of validation and test (jsonl: prompts, at most a tenth of them)");
+        "arith, reviews, jsonl: examples in each of validation and test (jsonl: prompts, at most "
+        "a tenth of them; text splits its file 90/5/5 by position)");
   a.add("--data", &c.task.data, "text: a UTF-8 file; jsonl: a JSONL file of prompts and responses");
   a.add("--chunk", &c.task.chunk, "text: characters per example");
   a.add("--tokenizer", &c.tokenizer, "char (from the task's alphabet) or byte");

@@ -43,7 +43,7 @@ struct TaskConfig {
   std::string ops = "+-";      // arith: operators, any of + - * (written as ASCII in the text)
   int64_t digits = 2;          // arith: operands uniform in [0, 10^digits) (1 to 3)
   int64_t train_size = 20000;  // arith, reviews, jsonl: at most this many train examples
-  int64_t eval_size = 500;     // examples in each of validation and test
+  int64_t eval_size = 500;     // arith, reviews, jsonl: examples in each of validation and test
   std::string data;            // text: path of a UTF-8 file; jsonl: of a prompt/response JSONL
   // jsonl: the --data file's fingerprint (jsonl.h) as a run recorded it; "" (a new run, or a run
   // from before fingerprints) is not checked, anything else must match the file's.
