@@ -317,25 +317,14 @@ PPOResult train_ppo(const PPOConfig& cfg, const std::string& run_dir,
   optim::Adam optimizer(agent.parameters(), cfg.learning_rate, 0.9, 0.999, cfg.adam_eps);
   double kl_beta = cfg.kl_beta;
 
-  RLFT_CHECK(!cfg.resume || !run_dir.empty(), "ppo: resume needs a run directory");
-  std::unique_ptr<RunDir> run;
-  json::Value config;
-  if (!run_dir.empty()) {
-    run = std::make_unique<RunDir>(run_dir, /*fresh=*/!cfg.resume);
-    config = to_json(cfg);
-    config.set("algorithm", "ppo");
-    config.set("git_revision", git_revision());
-    config.set("policy", json::parse(models::describe(pc)));
-    // A resumed run keeps its settings (environment, network, losses); only the step budget
-    // may grow. Checked before the checkpoint is read, so a Pendulum run resumed as CartPole
-    // is named as such rather than as a tensor shape mismatch. A resumed run records its new
-    // budget once its checkpoint has loaded and been checked (below): a resume that fails
-    // leaves config.json as it was.
-    if (cfg.resume)
-      run->check_resumable(config, {"total_steps"});
-    else
-      run->write_config(config);
-  }
+  // A resumed run keeps its settings (environment, network, losses); only the step budget may
+  // grow. Checked before the checkpoint is read, so a Pendulum run resumed as CartPole is named
+  // as such rather than as a tensor shape mismatch. A resumed run records its new budget once
+  // its checkpoint has loaded and been checked (below): a resume that fails leaves config.json
+  // as it was.
+  json::Value config = to_json(cfg);
+  const std::unique_ptr<RunDir> run =
+      open_policy_run(run_dir, cfg.resume, config, "ppo", models::describe(pc), "total_steps");
 
   RunningMeanStd obs_rms(O);
   int64_t first_update = 1, global_step = 0;

@@ -112,23 +112,12 @@ ReinforceResult train_reinforce(const ReinforceConfig& cfg, const std::string& r
   policy.to(dev);  // in place, before the optimiser takes the parameters
   optim::Adam optimizer(policy.parameters(), cfg.learning_rate);
 
-  RLFT_CHECK(!cfg.resume || !run_dir.empty(), "reinforce: resume needs a run directory");
-  std::unique_ptr<RunDir> run;
-  json::Value config;
-  if (!run_dir.empty()) {
-    run = std::make_unique<RunDir>(run_dir, /*fresh=*/!cfg.resume);
-    config = to_json(cfg);
-    config.set("algorithm", "reinforce");
-    config.set("git_revision", git_revision());
-    config.set("policy", json::parse(models::describe(pc)));
-    // A resumed run keeps its settings; only the episode budget may grow. Checked before the
-    // checkpoint is read; the new budget is recorded once the checkpoint has loaded (below), so
-    // a resume that fails leaves config.json as it was.
-    if (cfg.resume)
-      run->check_resumable(config, {"total_episodes"});
-    else
-      run->write_config(config);
-  }
+  // A resumed run keeps its settings; only the episode budget may grow. Checked before the
+  // checkpoint is read; the new budget is recorded once the checkpoint has loaded (below), so a
+  // resume that fails leaves config.json as it was.
+  json::Value config = to_json(cfg);
+  const std::unique_ptr<RunDir> run = open_policy_run(run_dir, cfg.resume, config, "reinforce",
+                                                      models::describe(pc), "total_episodes");
 
   ReinforceResult result;
   std::deque<double> last_returns;

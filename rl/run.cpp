@@ -195,6 +195,22 @@ RunDir open_run(const std::string& dir, bool resume, json::Value& config,
   return run;
 }
 
+std::unique_ptr<RunDir> open_policy_run(const std::string& run_dir, bool resume,
+                                        json::Value& config, const std::string& algorithm,
+                                        const std::string& policy, const std::string& budget) {
+  RLFT_CHECK(!resume || !run_dir.empty(), algorithm, ": resume needs a run directory");
+  if (run_dir.empty()) return nullptr;
+  auto run = std::make_unique<RunDir>(run_dir, /*fresh=*/!resume);
+  config.set("algorithm", algorithm);
+  config.set("git_revision", git_revision());
+  config.set("policy", json::parse(policy));
+  if (resume)
+    run->check_resumable(config, {budget});
+  else
+    run->write_config(config);
+  return run;
+}
+
 std::string git_revision() { return RLFT_GIT_REVISION; }
 
 std::string format_duration(double s) {

@@ -11,6 +11,7 @@
 #include <functional>
 #include <initializer_list>
 #include <map>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -109,6 +110,15 @@ void check_checkpoint_settings(const json::Value& recorded, const json::Value& n
 void check_checkpoint_policy(const std::map<std::string, std::string>& metadata,
                              const std::string& ckpt, const std::string& policy,
                              const std::string& env_id);
+// The run directory of a classic-control trainer (PPO, REINFORCE), or none when `run_dir` is ""
+// (a resume needs one: "<algorithm>: resume needs a run directory"). `config` (the trainer's
+// settings) gets "algorithm", "git_revision" and "policy" (`policy`, models::describe's JSON).
+// A fresh run writes it; a resumed run checks it against config.json, where only `budget` (e.g.
+// "total_steps") may differ, and leaves the file as it is: the caller records the new budget
+// once its checkpoint has loaded, so a resume that fails changes nothing.
+std::unique_ptr<RunDir> open_policy_run(const std::string& run_dir, bool resume,
+                                        json::Value& config, const std::string& algorithm,
+                                        const std::string& policy, const std::string& budget);
 // The git revision of the source tree rlft was built from, or "unknown".
 std::string git_revision();
 
