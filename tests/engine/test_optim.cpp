@@ -42,6 +42,71 @@ TEST(Optim, SgdMomentumAndNesterov) {
   EXPECT_NEAR(val(q), 0.539, 1e-12);
 }
 
+// Dampening scales each new gradient's share of the momentum buffer from the second step on
+// (buf = μ·buf + (1 − dampening)·g, as PyTorch's; the first buffer is g itself). θ = 1, g = 1 every
+// step, lr 0.1, μ 0.9, dampening 0.5: buf 1 → θ 0.9; buf 0.9 + 0.5 = 1.4 → 0.76; buf 1.26 + 0.5 =
+// 1.76 → 0.584.
+TEST(Optim, SgdDampeningScalesTheNewGradientAfterTheFirstStep) {
+  Tensor p = param(1);
+  optim::SGD sgd({p}, 0.1, 0.9, 0, false, 0.5);
+  set_grad(p, 1);
+  sgd.step();
+  EXPECT_NEAR(val(p), 0.9, 1e-12);
+  sgd.step();
+  EXPECT_NEAR(val(p), 0.76, 1e-12);
+  sgd.step();
+  EXPECT_NEAR(val(p), 0.584, 1e-12);
+}
+
+// SGD refuses Nesterov momentum with dampening (or without momentum), negative momentum and a
+// negative learning rate, naming the value.
+TEST(Optim, SgdRefusesBadHyperparameters) {
+  EXPECT_EQ(testing::error_of([] { optim::SGD({param(1)}, 0.1, 0.9, 0, true, 0.5); }),
+            "SGD: Nesterov needs momentum > 0 and no dampening");
+  EXPECT_EQ(testing::error_of([] { optim::SGD({param(1)}, 0.1, 0, 0, true); }),
+            "SGD: Nesterov needs momentum > 0 and no dampening");
+  EXPECT_EQ(testing::error_of([] { optim::SGD({param(1)}, 0.1, -0.5); }),
+            "SGD: momentum must be >= 0, got -0.5");
+  EXPECT_EQ(testing::error_of([] { optim::SGD({param(1)}, -0.1); }),
+            "optimizer: learning rate must be finite and >= 0, got -0.1");
+}
+
+// An SGD state's 'step' must be a whole count of steps: 2.5 is refused, naming it; 3 loads.
+TEST(Optim, SgdLoadsOnlyAWholeStepCount) {
+  optim::SGD sgd({param(1)}, 0.1, 0.9);
+  const auto state = [](double s) {
+    return std::vector<std::pair<std::string, Tensor>>{
+        {"step", Tensor::from_vector(std::vector<double>{s}, {1})}};
+  };
+  EXPECT_EQ(testing::error_of([&] { sgd.load_state(state(2.5)); }),
+            "optimizer state: 'step' is 2.5, not a count of steps (a whole number >= 0)");
+  sgd.load_state(state(3));
+  EXPECT_EQ(sgd.state()[0].second.item(), 3.0);
+}
+
+// SGD's state holds each parameter's momentum buffer under PyTorch's name, momentum_buffer.<i>,
+// and a fresh optimiser that loads it continues as the original would. θ = 1, g = 1, lr 0.1, μ 0.9:
+// buffers 1 then 1.9 (θ 0.9, then 0.71); the third step, from the loaded state: buffer 2.71,
+// θ = 0.71 − 0.271 = 0.439.
+TEST(Optim, SgdStateCarriesTheMomentumBuffer) {
+  Tensor p = param(1);
+  optim::SGD a({p}, 0.1, 0.9);
+  set_grad(p, 1);
+  a.step();
+  a.step();
+  const auto st = a.state();
+  ASSERT_EQ(st.size(), 2u);
+  EXPECT_EQ(st[0].first, "step");
+  EXPECT_EQ(st[1].first, "momentum_buffer.0");
+  EXPECT_NEAR(st[1].second.item(), 1.9, 1e-12);
+  Tensor q = param(val(p));
+  optim::SGD b({q}, 0.1, 0.9);
+  b.load_state(st);
+  set_grad(q, 1);
+  b.step();
+  EXPECT_NEAR(val(q), 0.439, 1e-12);
+}
+
 // A step that leaves a weight non-finite (a NaN gradient, or a learning rate that overflows)
 // stops training with the cause, naming the step and the parameter.
 TEST(Optim, AdamStepThatDivergesIsAnError) {
@@ -574,6 +639,15 @@ TEST(Nn, ParameterNamesAndCounts) {
   EXPECT_THROW(nn::make_activation("swish"), Error);
 }
 
+// A parameter's name may not contain '.', the separator of nested modules' names.
+TEST(Nn, ParameterNamesMayNotContainADot) {
+  struct Dotted : nn::Module {
+    Dotted() { register_parameter("a.b", Tensor::zeros({1})); }
+  };
+  EXPECT_EQ(testing::error_of([] { Dotted d; }),
+            "register_parameter: name 'a.b' may not contain '.'");
+}
+
 TEST(Nn, LinearInitBoundsAndOrthogonal) {
   Generator gen(3);
   nn::Linear l(16, 32, true, gen);
@@ -592,6 +666,31 @@ TEST(Nn, LinearInitBoundsAndOrthogonal) {
   const auto r = matmul(wide.weight.detach(), wide.weight.detach().t()).to_vector();
   for (int i = 0; i < 4; ++i)
     for (int j = 0; j < 4; ++j) EXPECT_NEAR(r[i * 4 + j], i == j ? 1.0 : 0.0, 1e-5);
+}
+
+// The initialisers' ranges as stated in nn.h: Linear's weight and bias ~ U(−1/√in, 1/√in) (here
+// ±1/4), the whole range (of 16·32 weights some lie within 10% of either end; the 32 biases lie
+// inside it with both signs); Embedding's weight ~ N(0, 1) (512 draws: mean within 0.2 of 0,
+// standard deviation within 0.15 of 1); LayerNorm starts as the identity map, weight 1 and bias 0.
+TEST(Nn, InitialisersDrawFromTheirStatedDistributions) {
+  Generator gen(5);
+  nn::Linear l(16, 32, true, gen);
+  const std::vector<double> w = l.weight.to_vector(), b = l.bias.to_vector();
+  EXPECT_GT(*std::max_element(w.begin(), w.end()), 0.9 * 0.25);
+  EXPECT_LT(*std::min_element(w.begin(), w.end()), -0.9 * 0.25);
+  for (double v : b) EXPECT_LE(std::abs(v), 0.25);
+  EXPECT_LT(*std::min_element(b.begin(), b.end()), 0.0);
+  EXPECT_GT(*std::max_element(b.begin(), b.end()), 0.0);
+  nn::Embedding e(64, 8, gen);
+  const std::vector<double> x = e.weight.to_vector();
+  double m = 0, ss = 0;
+  for (double v : x) m += v / double(x.size());
+  for (double v : x) ss += (v - m) * (v - m) / double(x.size());
+  EXPECT_NEAR(m, 0.0, 0.2);
+  EXPECT_NEAR(std::sqrt(ss), 1.0, 0.15);
+  nn::LayerNorm ln(6);
+  EXPECT_EQ(ln.weight.to_vector(), std::vector<double>(6, 1.0));
+  EXPECT_EQ(ln.bias.to_vector(), std::vector<double>(6, 0.0));
 }
 
 TEST(Nn, MlpFitsAFunction) {
