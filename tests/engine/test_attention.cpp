@@ -3,7 +3,8 @@
 // every gradient, in float32 and float64, and against central finite differences in float64.
 //
 // Inputs are adversarial on purpose: odd sizes (T = 5, Tk = 7, HS = 3) so no dimension is a
-// vector width; T = 37 so the kernel's 32-row query blocks leave a partial block; left-padded
+// vector width; T = 70 so the kernel's 64-row query blocks leave a partial second block, whose
+// rows see the first block's keys too and whose gradients add onto the first block's; left-padded
 // rows of different lengths, one with a single real token; with self_visible off, padding
 // queries whose rows are entirely masked; the KV-cache form (queries at positions P … P+T−1
 // over Tk cached keys, padding among the cached keys); and q, k, v scaled up so softmax rows
@@ -120,6 +121,8 @@ const std::vector<Case>& cases() {
       {"odd_sizes", 2, 5, 0, 3, 3, {5, 2}},
       {"kv_cache", 3, 5, 35, 2, 16, {40, 33, 4}},
       {"kv_cache_one_query", 2, 1, 20, 4, 8, {21, 6}},
+      {"two_query_blocks", 2, 70, 0, 2, 8, {70, 3}},
+      {"kv_cache_two_query_blocks", 1, 67, 3, 2, 8, {}},
   };
   return k;
 }
