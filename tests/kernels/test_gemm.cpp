@@ -329,6 +329,19 @@ TEST(GemmF64, MatchesLongDoubleLoop) {
           }
 }
 
+// alpha = 0 only scales C (the manual in gemm.cpp): A and B are not read, so a NaN or an infinity
+// in them does not reach C (0·NaN would be NaN): C becomes 0.25·C, and with beta = 0 over NaN, 0.
+TEST(GemmF64, AlphaZeroOnlyScalesC) {
+  const int64_t M = 3, N = 4, K = 5;
+  std::vector<double> A(M * K, std::nan("")), B(K * N, std::numeric_limits<double>::infinity());
+  std::vector<double> C(M * N), D(M * N, std::nan(""));
+  for (size_t i = 0; i < C.size(); ++i) C[i] = double(i) - 5;
+  gemm_f64(false, false, M, N, K, 0.0, A.data(), K, B.data(), N, 0.25, C.data(), N);
+  for (size_t i = 0; i < C.size(); ++i) EXPECT_EQ(C[i], 0.25 * (double(i) - 5)) << i;
+  gemm_f64(true, true, M, N, K, 0.0, A.data(), M, B.data(), K, 0.0, D.data(), N);
+  for (double d : D) EXPECT_EQ(d, 0.0);
+}
+
 TEST(GemmF64, Batched) {
   const int64_t batch = 4, M = 9, N = 13, K = 21;
   std::mt19937 rng(1100);
