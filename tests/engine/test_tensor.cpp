@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <limits>
 
 #include "engine/autograd.h"
 #include "engine/ops.h"
@@ -53,6 +54,41 @@ TEST(Tensor, ViewsShareStorage) {
   EXPECT_EQ(F({1, 2, 3, 4, 5, 6, 7, 8}, {2, 2, 2}).flatten(1).shape(), Shape({2, 4}));
 }
 
+// Views and indices at their edges: a leading size-1 dimension is still a view; squeezing a
+// dimension whose size is not 1 changes nothing; the stride of a size-1 dimension does not make a
+// tensor non-contiguous; a negative narrow start and select index count from the end; arange's
+// length rounds up ((1 − 0)/0.3 → 4 values). Refused, naming the values: a negative size other than
+// the one -1 to infer, a select index below −size, a narrow of negative length, item() of more than
+// one element.
+TEST(Tensor, ViewAndIndexEdgesAndTheirErrors) {
+  Tensor a = F({0, 1, 2, 3, 4, 5}, {2, 3});
+  EXPECT_EQ(a.view({1, 2, 3}).storage(), a.storage());
+  EXPECT_EQ(a.squeeze(1).shape(), Shape({2, 3}));
+  EXPECT_TRUE(F({1, 2, 3}, {3, 1}).t().is_contiguous());  // [1, 3] with strides [1, 1]
+  EXPECT_EQ(error_of([&] { a.reshape({-2, -3}); }), "reshape: invalid dimension -2 in [-2,-3]");
+  EXPECT_EQ(error_of([&] { a.select(0, -3); }),
+            "select: index -3 out of range for dimension 0 of size 2");
+  EXPECT_EQ(error_of([&] { a.narrow(1, 0, -1); }),
+            "narrow: range [0, -1) out of bounds for dimension 1 of size 3 (shape [2,3])");
+  EXPECT_EQ(error_of([&] { a.select(1, 0).item(); }),
+            "item: tensor of shape [2] has 2 elements, expected exactly one");
+  EXPECT_EQ(error_of([&] {
+              F({1, 2}, {2}).expand({3});
+            }),
+            "expand: cannot expand [2] to [3] (dimension 0: 2 vs 3)");
+  EXPECT_EQ(error_of([&] { a.permute({0, 0}); }), "permute: dimension 0 repeated");
+  EXPECT_EQ(error_of([&] {
+              Tensor::zeros({2, 2, 2}).flatten(2, 1);
+            }),
+            "flatten: start_dim 2 comes after end_dim 1");
+  EXPECT_EQ(error_of([&] { Tensor::zeros({2, -1}); }), "empty: negative dimension in shape [2,-1]");
+  EXPECT_EQ(V(a.select(0, -2)), std::vector<double>({0, 1, 2}));
+  const std::vector<double> r = V(Tensor::arange(0.0, 1.0, 0.3, DType::f64));
+  EXPECT_EQ(r.size(), 4u);
+  for (size_t i = 0; i < r.size(); ++i) EXPECT_NEAR(r[i], 0.3 * double(i), 1e-15) << i;
+  EXPECT_EQ(V(a.narrow(1, -2, 2)), std::vector<double>({1, 2, 4, 5}));
+}
+
 TEST(Tensor, ExpandAndBroadcasting) {
   Tensor col = F({1, 2}, {2, 1});
   Tensor row = F({10, 20, 30}, {3});
@@ -77,6 +113,13 @@ TEST(Tensor, ReductionsByHand) {
   EXPECT_NEAR(logsumexp(F({0, 0}, {2}), 0).item(), std::log(2.0), 1e-6);
   // Large logits do not overflow.
   EXPECT_NEAR(logsumexp(F({1000, 1000}, {2}), 0).item(), 1000 + std::log(2.0), 1e-3);
+}
+
+// logsumexp of a row that is all −∞ is −∞ (log 0), not NaN from −∞ − (−∞); one finite entry
+// among −∞ gives that entry.
+TEST(Tensor, LogsumexpOfAnAllMinusInfinityRowIsMinusInfinity) {
+  const float inf = std::numeric_limits<float>::infinity();
+  EXPECT_EQ(V(logsumexp(F({-inf, -inf, -inf, 2}, {2, 2}), 1)), std::vector<double>({-inf, 2}));
 }
 
 TEST(Tensor, CumsumByHand) {
@@ -268,6 +311,31 @@ TEST(Autograd, ClampBoundsAndMinMaxTiesFollowOpsH) {
   EXPECT_EQ(V(z.grad()), std::vector<double>({0, 0, 0}));
 }
 
+// abs's gradient is the sign of x: −1 below 0, 1 above, and 0 at 0 (as torch.abs's), not a
+// one-sided slope.
+TEST(Autograd, AbsGradientIsTheSignAndZeroAtZero) {
+  Tensor x = F({-2, 0, 3}, {3}).set_requires_grad();
+  sum(mul(abs(x), 5.0)).backward();
+  EXPECT_EQ(V(x.grad()), std::vector<double>({-5, 0, 5}));
+}
+
+// The comparisons give bool tensors; at a tie lt and gt are false, le, ge and eq true. The
+// scalar forms compare with the scalar; logical_not flips a bool tensor and takes nothing else.
+TEST(Tensor, ComparisonsByHandIncludingTies) {
+  const Tensor a = F({1, 2, 3}, {3}), b = F({2, 2, 2}, {3});
+  EXPECT_EQ(lt(a, b).dtype(), DType::b8);
+  EXPECT_EQ(V(lt(a, b)), std::vector<double>({1, 0, 0}));
+  EXPECT_EQ(V(le(a, b)), std::vector<double>({1, 1, 0}));
+  EXPECT_EQ(V(gt(a, b)), std::vector<double>({0, 0, 1}));
+  EXPECT_EQ(V(ge(a, b)), std::vector<double>({0, 1, 1}));
+  EXPECT_EQ(V(eq(a, b)), std::vector<double>({0, 1, 0}));
+  EXPECT_EQ(V(ne(a, b)), std::vector<double>({1, 0, 1}));
+  EXPECT_EQ(V(lt(a, 2.0)), std::vector<double>({1, 0, 0}));
+  EXPECT_EQ(V(gt(a, 2.0)), std::vector<double>({0, 0, 1}));
+  EXPECT_EQ(V(logical_not(lt(a, b))), std::vector<double>({0, 1, 1}));
+  EXPECT_EQ(error_of([&] { logical_not(a); }), "logical_not: expected a bool tensor, got float32");
+}
+
 // Index ops send the gradient of every use of an element back to it: gather along dim 1 with
 // row 0 reading column 2 three times and row 1 reading columns 0, 0, 1 gives, for the loss
 // Σ w ⊙ gather(x) with w = [[1, 2, 4], [8, 16, 32]], the gradient x.grad[0, 2] = 1 + 2 + 4 = 7,
@@ -369,6 +437,77 @@ TEST(Errors, NameTheOpAndTheValues) {
   EXPECT_EQ(error_of([&] { Device::parse("gpu"); }), "unknown device 'gpu' (expected cpu, cuda or cuda:N)");
   EXPECT_EQ(error_of([&] { cross_entropy(a, Tensor::from_vector(std::vector<int64_t>{0}, {1})); }),
             "cross_entropy: targets [1] do not match logits [2,3] (expected [2])");
+  EXPECT_EQ(error_of([&] { clamp(a, 0.5, -0.5); }),
+            "clamp: lower bound 0.5 exceeds upper bound -0.5");
+}
+
+// Reductions, index ops, cross-entropy, layer norm and linear refuse what they cannot compute,
+// naming the op and the values: a dimension listed twice, a mean over no elements, a variance
+// with no degrees of freedom, the max of an empty tensor, an index equal to the size or negative,
+// an index larger than the input off the gathered dimension, a mask that would enlarge the input,
+// tensors of different ranks or of different sizes off the joined dimension (not broadcast), no
+// classes, logits that are not [N, C], an unknown reduction, affine parameters, a weight that is
+// not a matrix, a bias or input features that do not match. A 0-d tensor summed over its dimension
+// 0 is itself.
+TEST(Errors, OpsRefuseWhatTheyCannotCompute) {
+  const Tensor a = F({1, 2, 3, 4}, {2, 2});
+  const auto ix = [](std::vector<int64_t> v, Shape s) { return Tensor::from_vector(v, s); };
+  EXPECT_EQ(sum(Tensor::scalar(3), {0}).item(), 3.0);
+  EXPECT_EQ(error_of([&] { sum(a, {1, -1}); }), "sum: repeated dimension in the list");
+  EXPECT_EQ(error_of([&] {
+              mean(Tensor::zeros({2, 0}), {1});
+            }),
+            "mean: reducing over an empty dimension of shape [2,0]");
+  EXPECT_EQ(error_of([&] { var(F({1}, {1})); }),
+            "var: 1 elements with correction 1 leaves no degrees of freedom");
+  EXPECT_EQ(error_of([&] { max(Tensor::zeros({0}), 0); }), "max: empty tensor of shape [0]");
+  EXPECT_EQ(error_of([&] {
+              gather(a, 1, ix({2, 0}, {2, 1}));
+            }),
+            "gather: index 2 out of range [0, 2) in dimension 1");
+  EXPECT_EQ(error_of([&] {
+              gather(a, 1, ix({0, 0, 0}, {3, 1}));
+            }),
+            "gather: index [3,1] is larger than input [2,2] in dimension 0");
+  EXPECT_EQ(error_of([&] { index_select(a, 0, ix({-1}, {1})); }),
+            "index_select: index -1 out of range [0, 2) at position 0");
+  EXPECT_EQ(
+      error_of([&] {
+        masked_fill(F({1, 2}, {2}), Tensor::from_bools({true, false, false, true}, {2, 2}), 0);
+      }),
+      "masked_fill: mask [2,2] does not broadcast to input [2]");
+  EXPECT_EQ(error_of([&] {
+              concat({F({1, 2}, {2}), F({3}, {1, 1})});
+            }),
+            "concat: tensor 1 has shape [1,1], tensor 0 has [2] (different ranks)");
+  EXPECT_EQ(
+      error_of([&] {
+        concat({Tensor::zeros({2, 3}), Tensor::zeros({1, 2})}, 1);
+      }),
+      "concat: tensor 1 has shape [1,2], tensor 0 has [2,3]; they may differ only in dimension 1");
+  EXPECT_EQ(error_of([&] { one_hot(ix({0}, {1}), 0); }),
+            "one_hot: num_classes must be positive, got 0");
+  EXPECT_EQ(error_of([&] {
+              cross_entropy(Tensor::zeros({2, 2, 2}), ix({0, 1}, {2}));
+            }),
+            "cross_entropy: logits must be [N, C], got [2,2,2]");
+  EXPECT_EQ(error_of([&] {
+              cross_entropy(a, ix({0, 1}, {2}), -100, "avg");
+            }),
+            "cross_entropy: unknown reduction 'avg' (expected mean, sum or none)");
+  EXPECT_EQ(
+      error_of([&] { layer_norm(a, Tensor::ones({3}), Tensor()); }),
+      "layer_norm: affine parameter [3] does not match the normalised dimension 2 of input [2,2]");
+  EXPECT_EQ(error_of([&] { linear(a, Tensor::zeros({2})); }),
+            "linear: weight must be [out, in], got [2]");
+  EXPECT_EQ(error_of([&] {
+              linear(a, Tensor::zeros({3, 2}), Tensor::zeros({2}));
+            }),
+            "linear: bias [2] does not match weight [3,2] (expected [3])");
+  EXPECT_EQ(error_of([&] {
+              linear(a, Tensor::zeros({3, 4}));
+            }),
+            "linear: input [2,2] has 2 features but weight [3,4] expects 4");
 }
 
 }  // namespace
