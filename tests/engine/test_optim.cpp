@@ -648,6 +648,15 @@ TEST(Nn, ParameterNamesMayNotContainADot) {
             "register_parameter: name 'a.b' may not contain '.'");
 }
 
+// copy_from takes another module's values only where every parameter has the same name and
+// shape: a Linear(2, 1) is not broadcast into a Linear(2, 3).
+TEST(Nn, CopyFromRefusesParametersOfAnotherShape) {
+  Generator gen(0);
+  nn::Linear a(2, 3, true, gen), b(2, 1, true, gen);
+  EXPECT_EQ(testing::error_of([&] { a.copy_from(b); }),
+            "copy_from: parameter weight [3,2] does not match weight [1,2]");
+}
+
 TEST(Nn, LinearInitBoundsAndOrthogonal) {
   Generator gen(3);
   nn::Linear l(16, 32, true, gen);
