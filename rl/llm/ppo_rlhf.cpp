@@ -225,6 +225,13 @@ PPORLHFResult train_ppo_rlhf(const PPORLHFConfig& given) {
   rl::check_number(cmd, "--kl-target", cfg.kl_target, 0, true, inf, "a finite number > 0");
   rl::check_number(cmd, "--kl-horizon", cfg.kl_horizon, 0, true, inf,
                    "a finite number > 0 (sequences)");
+  // One update multiplies kl_ctl by 1 + e·B/horizon with e down to −0.2: a horizon of 0.2·B or
+  // less makes it zero or negative (a bonus for leaving the reference) after one KL under target.
+  RLFT_CHECK(!cfg.adaptive_kl || cfg.kl_horizon > 0.2 * double(cfg.batch), cmd,
+             "--kl-horizon must be more than 0.2 x --batch = ", 0.2 * double(cfg.batch),
+             " with --adaptive-kl (a smaller horizon lets one update under the KL target make "
+             "kl_ctl zero or negative), got ",
+             cfg.kl_horizon);
   rl::check_number(cmd, "--clip-reward-value", cfg.clip_reward_value, 0, true, inf,
                    "a finite number > 0");
   rl::check_number(cmd, "--cliprange", cfg.cliprange, 0, true, 1, "a finite number in (0, 1]");

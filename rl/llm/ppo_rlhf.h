@@ -94,7 +94,7 @@ struct PPORLHFConfig {
   double kl_ctl = 0.1;             // β of the KL penalty in the reward
   bool adaptive_kl = false;        // adaptive controller (Ziegler et al.)
   double kl_target = 6.0;          // adaptive: target KL per sequence
-  double kl_horizon = 10000;       // adaptive: horizon in sequences
+  double kl_horizon = 10000;       // adaptive: horizon in sequences (> 0.2·batch)
   double clip_reward_value = 5.0;  // RM score clipped to ±this
   double cliprange = 0.2;          // actor ratio clip
   double cliprange_value = 0.2;    // critic value clip

@@ -212,6 +212,8 @@ TEST_F(GroupCli, PPOSettingsAreNamedAndTheEarlierRunIsKept) {
       {"--kl-ctl nan", "--kl-ctl must be a finite number >= 0"},
       {"--kl-ctl -1", "--kl-ctl must be a finite number >= 0"},
       {"--adaptive-kl --kl-horizon 0", "--kl-horizon must be a finite number > 0"},
+      {"--adaptive-kl --kl-horizon 0.4",
+       "--kl-horizon must be more than 0.2 x --batch = 0.4 with --adaptive-kl"},
       {"--kl-target -1", "--kl-target must be a finite number > 0"},
       {"--clip-reward-value -1", "--clip-reward-value must be a finite number > 0"},
       {"--clip-reward-value nan", "--clip-reward-value must be a finite number > 0"},
