@@ -240,7 +240,7 @@ int run_ppo(int argc, char** argv, int first) {
   a.add("--kl-ctl", &c.kl_ctl, "KL penalty coefficient in the reward");
   a.add("--adaptive-kl", &c.adaptive_kl, "adaptive KL controller");
   a.add("--kl-target", &c.kl_target, "adaptive: target KL per sequence");
-  a.add("--kl-horizon", &c.kl_horizon, "adaptive: horizon in sequences");
+  a.add("--kl-horizon", &c.kl_horizon, "adaptive: horizon in sequences (more than 0.2 x --batch)");
   a.add("--clip-reward-value", &c.clip_reward_value, "RM score clipped to +-this");
   a.add("--cliprange", &c.cliprange, "actor ratio clip");
   a.add("--cliprange-value", &c.cliprange_value, "critic value clip");
