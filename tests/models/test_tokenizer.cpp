@@ -81,3 +81,52 @@ TEST(Tokenizer, JsonRoundTrip) {
   EXPECT_THROW(Tokenizer::from_json(json::parse(R"({"kind":"char","symbols":"ba"})")), Error);
   EXPECT_THROW(Tokenizer::make("word", "abc"), Error);
 }
+
+// Each UTF-8 length at both ends of its range: U+007F, U+0080, U+07FF, U+0800, U+FFFF,
+// U+10000 and U+10FFFF encode to the bytes of RFC 3629 and decode back.
+TEST(Tokenizer, Utf8LengthsChangeExactlyAtTheirBoundaries) {
+  const std::pair<char32_t, std::string> cases[] = {{0x7F, "\x7F"},
+                                                    {0x80, "\xC2\x80"},
+                                                    {0x7FF, "\xDF\xBF"},
+                                                    {0x800, "\xE0\xA0\x80"},
+                                                    {0xFFFF, "\xEF\xBF\xBF"},
+                                                    {0x10000, "\xF0\x90\x80\x80"},
+                                                    {0x10FFFF, "\xF4\x8F\xBF\xBF"}};
+  for (const auto& [cp, bytes] : cases) {
+    EXPECT_EQ(utf8_encode(cp), bytes) << std::hex << unsigned(cp);
+    EXPECT_EQ(utf8_decode(bytes), std::vector<char32_t>{cp}) << std::hex << unsigned(cp);
+  }
+}
+
+// Byte sequences that are not UTF-8 though their lead and continuation bytes look right:
+// overlong forms (a code point written with more bytes than it needs), UTF-16 surrogates and
+// code points above U+10FFFF are refused, not decoded.
+TEST(Tokenizer, OverlongSurrogateAndTooLargeSequencesAreRefused) {
+  for (const char* bad : {"\xC0\x80",           // U+0000 in 2 bytes
+                          "\xC1\xBF",           // U+007F in 2 bytes
+                          "\xE0\x9F\xBF",       // U+07FF in 3 bytes
+                          "\xF0\x8F\xBF\xBF",   // U+FFFF in 4 bytes
+                          "\xED\xA0\x80",       // U+D800, a surrogate
+                          "\xED\xBF\xBF",       // U+DFFF, a surrogate
+                          "\xF4\x90\x80\x80"})  // U+110000
+    EXPECT_THROW(utf8_decode(bad), Error) << ::testing::PrintToString(std::string(bad));
+  EXPECT_EQ(utf8_decode("\xED\x9F\xBF"), std::vector<char32_t>{0xD7FF});  // just below them
+  EXPECT_EQ(utf8_decode("\xEE\x80\x80"), std::vector<char32_t>{0xE000});  // just above them
+}
+
+// DEL (0x7F) is the last ASCII character: in a corpus it is a symbol like any other.
+TEST(Tokenizer, TheLastAsciiCharacterEncodes) {
+  const Tokenizer t = Tokenizer::from_corpus("a\x7F");
+  EXPECT_EQ(t.encode("\177a\177"), (std::vector<int64_t>{1, 0, 1}));  // octal: DEL a DEL
+  EXPECT_EQ(t.decode({1, 0}), "\177a");
+}
+
+// A json vocab_size is checked against the one its symbols give (symbols + BOS, EOS, PAD).
+TEST(Tokenizer, JsonVocabSizeMustMatchTheSymbols) {
+  EXPECT_EQ(Tokenizer::from_json(json::parse(R"({"kind":"char","symbols":"ab","vocab_size":5})"))
+                .vocab_size(),
+            5);
+  EXPECT_THROW(
+      Tokenizer::from_json(json::parse(R"({"kind":"char","symbols":"ab","vocab_size":6})")), Error);
+  EXPECT_THROW(Tokenizer::from_json(json::parse(R"({"kind":"byte","vocab_size":258})")), Error);
+}
