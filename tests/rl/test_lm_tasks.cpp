@@ -137,6 +137,54 @@ TEST(ArithTask, VerifierCases) {
   EXPECT_THROW(ArithTask{bad_digits}, Error);
 }
 
+// With one operator the task holds exactly that operator's problems: every a op b of
+// 1-digit operands once across the three splits, each with its answer computed here.
+TEST(ArithTask, OneOperatorGivesEveryProblemOfItOnce) {
+  for (const char op : {'+', '-', '*'}) {
+    TaskConfig c;
+    c.ops = std::string(1, op);
+    c.digits = 1;
+    c.train_size = c.eval_size = 1000;
+    const ArithTask t(c);
+    std::map<std::string, std::string> all;
+    for (Split s : {Split::train, Split::validation, Split::test})
+      for (const Example& e : t.examples(s)) EXPECT_TRUE(all.emplace(e.prompt, e.response).second);
+    ASSERT_EQ(all.size(), 100u) << op;
+    for (int a = 0; a < 10; ++a)
+      for (int b = 0; b < 10; ++b) {
+        const std::string prompt = std::to_string(a) + op + std::to_string(b) + "=";
+        const int want = op == '+' ? a + b : op == '-' ? a - b : a * b;
+        ASSERT_TRUE(all.count(prompt)) << prompt;
+        EXPECT_EQ(all.at(prompt), std::to_string(want)) << prompt;
+      }
+  }
+}
+
+// An operator given twice in --ops is refused (it would put every problem in twice).
+TEST(ArithTask, RepeatedOperatorIsRefused) {
+  for (const char* ops : {"++", "+-+", "**"}) {
+    TaskConfig c;
+    c.ops = ops;
+    EXPECT_THROW(ArithTask{c}, Error) << ops;
+  }
+}
+
+// The verifier reads operands of up to 9 digits (so a·b stays far inside int64) and refuses
+// longer ones as a malformed prompt.
+TEST(ArithTask, AnswerTakesOperandsOfUpToNineDigits) {
+  EXPECT_EQ(ArithTask::answer("999999999*999999999="), "999999998000000001");
+  EXPECT_EQ(ArithTask::answer("123456789+1="), "123456790");
+  EXPECT_THROW(ArithTask::answer("1234567890+1="), Error);
+  EXPECT_THROW(ArithTask::answer("1+1234567890="), Error);
+}
+
+// A prompt ends at its '=': anything after it makes the prompt malformed.
+TEST(ArithTask, TextAfterTheEqualsSignIsMalformed) {
+  EXPECT_EQ(ArithTask::answer("1+1="), "2");
+  for (const char* bad : {"1+1=2", "1+1==", "1+1= ", "1+1=\n"})
+    EXPECT_THROW(ArithTask::answer(bad), Error) << bad;
+}
+
 TEST(ReviewsTask, DisjointSplitsAndEveryReviewParses) {
   TaskConfig c;
   c.train_size = 3000;
@@ -210,6 +258,17 @@ TEST(ReviewsTask, ParserAndSentiment) {
   EXPECT_GT(m.at("sentiment"), 0.9);
 }
 
+// A review is one or two sentences: nothing may follow the second one.
+TEST(ReviewsTask, NothingFollowsTheSecondSentence) {
+  const std::string two = "review: the acting was superb. i loved the plot.";
+  EXPECT_TRUE(ReviewsTask::is_grammatical(two));
+  EXPECT_FALSE(ReviewsTask::is_grammatical(two + " overall it was fun."));
+  EXPECT_FALSE(ReviewsTask::is_grammatical(two + " "));
+  EXPECT_FALSE(ReviewsTask::is_grammatical(two + "<|eos|>"));
+  EXPECT_FALSE(
+      ReviewsTask::is_grammatical("review: the acting was superb. overall it was fun. the plot."));
+}
+
 TEST(TextTask, SplitsByPosition) {
   const std::string dir = temp_dir("text_task");
   std::string text;
@@ -245,6 +304,70 @@ TEST(TextTask, SplitsByPosition) {
   EXPECT_THROW(make_task(c), Error);
   c.task = "poetry";
   EXPECT_THROW(make_task(c), Error);
+}
+
+// 400 characters: train [0, 360), validation [360, 380), test [380, 400). Train chunks start
+// every chunk/2 characters, the others every chunk; a chunk never runs past its split's end, and
+// a split no longer than a chunk is one example of all of it.
+TEST(TextTask, ChunkStartsStrideAndShortSplitsByHand) {
+  const std::string dir = temp_dir("text_task_chunks");
+  std::string text;
+  for (int i = 0; i < 400; ++i) text += char('a' + i % 26);
+  fs::atomic_write_file(dir + "/corpus.txt", text);
+  TaskConfig c;
+  c.task = "text";
+  c.data = dir + "/corpus.txt";
+  c.chunk = 10;
+  const std::unique_ptr<Task> t10 = make_task(c);
+  ASSERT_EQ(t10->examples(Split::train).size(), 71u);  // starts 0, 5, …, 350
+  for (size_t i = 0; i < 71; ++i)
+    EXPECT_EQ(t10->examples(Split::train)[i].response, text.substr(5 * i, 10)) << i;
+  ASSERT_EQ(t10->examples(Split::validation).size(), 2u);  // 360, 370
+  EXPECT_EQ(t10->examples(Split::validation)[0].response, text.substr(360, 10));
+  EXPECT_EQ(t10->examples(Split::validation)[1].response, text.substr(370, 10));
+  ASSERT_EQ(t10->examples(Split::test).size(), 2u);  // 380, 390
+  EXPECT_EQ(t10->examples(Split::test)[1].response, text.substr(390, 10));
+  c.chunk = 25;
+  const std::unique_ptr<Task> t25 = make_task(c);
+  EXPECT_EQ(t25->examples(Split::train).size(), 28u);  // starts 0, 12, …, 324
+  ASSERT_EQ(t25->examples(Split::validation).size(), 1u);
+  EXPECT_EQ(t25->examples(Split::validation)[0].response, text.substr(360, 20));
+  ASSERT_EQ(t25->examples(Split::test).size(), 1u);
+  EXPECT_EQ(t25->examples(Split::test)[0].response, text.substr(380, 20));
+}
+
+// The text task needs 40 characters (so that each split has some): 39 are refused.
+TEST(TextTask, FewerThanFortyCharactersAreRefused) {
+  const std::string dir = temp_dir("text_task_short");
+  TaskConfig c;
+  c.task = "text";
+  c.data = dir + "/corpus.txt";
+  c.chunk = 4;
+  fs::atomic_write_file(c.data, std::string(39, 'x'));
+  EXPECT_THROW(make_task(c), Error);
+  fs::atomic_write_file(c.data, std::string(40, 'x'));
+  const std::unique_ptr<Task> t = make_task(c);
+  ASSERT_EQ(t->examples(Split::test).size(), 1u);  // [38, 40): shorter than a chunk
+  EXPECT_EQ(t->examples(Split::test)[0].response, "xx");
+}
+
+// strip_eos takes one EOS off the end, and a response that is only an EOS becomes empty.
+TEST(TaskHelpers, StripEosTakesOneTrailingEos) {
+  EXPECT_EQ(strip_eos("<|eos|>"), "");
+  EXPECT_EQ(strip_eos("12<|eos|>"), "12");
+  EXPECT_EQ(strip_eos("12<|eos|><|eos|>"), "12<|eos|>");
+  EXPECT_EQ(strip_eos("<|eos|>12"), "<|eos|>12");
+  EXPECT_EQ(strip_eos("|eos|>"), "|eos|>");
+}
+
+// A string key (an opening, a jsonl prompt) is hashed by FNV-1a's loop, h = (h ^ byte) · prime,
+// from the offset basis 1469598103934665603 (FNV's 14695981039346656037 short of its last digit,
+// as it has always been: it fixes every recorded run's split), then as that integer key. The
+// keys here were computed by hand in Python.
+TEST(TaskHelpers, StringKeysHashByTheFnvLoopFromTheRecordedBasis) {
+  EXPECT_EQ(hash_unit(7, std::string("")), hash_unit(7, uint64_t(1469598103934665603ull)));
+  EXPECT_EQ(hash_unit(7, std::string("a")), hash_unit(7, uint64_t(0x44bd8ad473cd9906ull)));
+  EXPECT_EQ(hash_unit(7, std::string("foobar")), hash_unit(7, uint64_t(0x88fad7c0a8ff07f2ull)));
 }
 
 TEST(LMBatches, RightPaddedTrainingAndLeftPaddedPrompts) {
@@ -294,4 +417,21 @@ TEST(Plot, WritesAnSvgWithAxesSeriesAndLegend) {
   ASSERT_EQ(ticks.size(), 6u);
   for (size_t i = 0; i < 6; ++i) EXPECT_NEAR(ticks[i], 0.2 * double(i), 1e-12);
   EXPECT_EQ(plot::nice_ticks(0, 1000, 6).size(), 6u);  // step 200
+}
+
+// Coordinates by hand, 720×420 with the frame at x 78…700 (622 wide) and y 40…364 (324 high):
+// the y range gets 4% of its span above and below, and larger values are drawn higher.
+// (0, 0) → (1, 1): y range [−0.04, 1.04], so y = 0 at 40 + 324·(1 − 0.04/1.08) = 352 and
+// y = 1 at 40 + 324·(1 − 1.04/1.08) = 52.
+TEST(Plot, PointsAreDrawnWhereTheAxesPutThem) {
+  const std::string svg = plot::line_plot_svg("t", "x", "y", {{"s", {0, 1}, {0, 1}}});
+  EXPECT_NE(svg.find("points=\"78.00,352.00 700.00,52.00 \""), std::string::npos) << svg;
+}
+
+// One point at (0, 0) spans nothing: each axis is widened to ±0.5 around it (y then padded to
+// ±0.54), so the point sits at the frame's centre, (78 + 311, 40 + 162), not at a division by 0.
+TEST(Plot, ASinglePointAtZeroIsDrawnAtTheCentre) {
+  const std::string svg = plot::line_plot_svg("t", "x", "y", {{"s", {0}, {0}}});
+  EXPECT_NE(svg.find("<circle cx=\"389.00\" cy=\"202.00\""), std::string::npos) << svg;
+  EXPECT_EQ(svg.find("nan"), std::string::npos);
 }
