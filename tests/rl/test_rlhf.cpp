@@ -597,6 +597,60 @@ TEST(RLHFData, PreferenceFilesRoundTripAndMalformedLinesNameTheLine) {
   EXPECT_FALSE(fs::exists(dir + "/missing/p.jsonl"));
 }
 
+// A score is a probability: 0 and 1 are taken, anything above 1 (or below 0) is refused.
+TEST(RLHFData, ScoresAboveOneAreRefused) {
+  const std::string head = R"({"prompt": "a", "chosen": "b", "rejected": "c", )";
+  const PreferencePair p =
+      parse_preferences(head + R"("chosen_score": 1, "rejected_score": 0})", "u")[0];
+  EXPECT_EQ(p.chosen_score, 1.0);
+  EXPECT_EQ(p.rejected_score, 0.0);
+  EXPECT_EQ(
+      rlft::testing::error_of([&] { parse_preferences(head + R"("chosen_score": 1.5})", "u"); }),
+      "u:1: \"chosen_score\" must be a probability in [0, 1], got 1.5");
+  EXPECT_THROW(parse_preferences(head + R"("rejected_score": 1.0000001})", "u"), Error);
+}
+
+// Sequences by hand, tokenizer "ab" (a 0, b 1, BOS 2, EOS 3, PAD 4): rows BOS prompt response
+// EOS, right-padded to the longest; the response mask covers the response and its EOS.
+TEST(RLHFData, SequenceBatchRowsAndMasksByHand) {
+  const models::Tokenizer tok = models::Tokenizer::from_corpus("ab");
+  const SequenceBatch b = make_sequence_batch(tok, {"a", "aa"}, {"bb<|eos|>", "b"}, 5);
+  EXPECT_EQ(b.tokens.shape(), Shape({2, 5}));
+  EXPECT_EQ(b.tokens.to_int_vector(), (std::vector<int64_t>{2, 0, 1, 1, 3, 2, 0, 0, 1, 3}));
+  EXPECT_EQ(b.attention_mask.to_vector(), (std::vector<double>{1, 1, 1, 1, 1, 1, 1, 1, 1, 1}));
+  EXPECT_EQ(b.response_mask.to_vector(), (std::vector<double>{0, 0, 1, 1, 1, 0, 0, 0, 1, 1}));
+  EXPECT_EQ(b.response_lengths, (std::vector<int64_t>{3, 2}));
+  const SequenceBatch p = make_sequence_batch(tok, {"a", "a"}, {"b", "bab"}, 6);
+  EXPECT_EQ(p.tokens.to_int_vector(), (std::vector<int64_t>{2, 0, 1, 3, 4, 4, 2, 0, 1, 0, 1, 3}));
+  EXPECT_EQ(p.attention_mask.to_vector(),
+            (std::vector<double>{1, 1, 1, 1, 0, 0, 1, 1, 1, 1, 1, 1}));
+  EXPECT_EQ(p.response_mask.to_vector(), (std::vector<double>{0, 0, 1, 1, 0, 0, 0, 0, 1, 1, 1, 1}));
+  EXPECT_THROW(make_sequence_batch(tok, {"a"}, {"bab"}, 5), Error);  // 6 tokens
+}
+
+// clean_response deletes every special token's text, not only the first.
+TEST(RLHFData, CleanResponseDeletesEverySpecialToken) {
+  EXPECT_EQ(clean_response("a<|pad|>b<|pad|>c<|bos|>d<|eos|>"), "abcd");
+  EXPECT_EQ(clean_response("<|eos|><|eos|>x<|eos|>"), "x");
+}
+
+// A clean response has no special token but its one trailing EOS.
+TEST(RLHFData, ACleanResponseHasNoSpecialTokenButItsEos) {
+  EXPECT_TRUE(is_clean_response("ab"));
+  EXPECT_TRUE(is_clean_response("ab<|eos|>"));
+  EXPECT_FALSE(is_clean_response("a<|pad|>b"));
+  EXPECT_FALSE(is_clean_response("<|bos|>ab<|eos|>"));
+  EXPECT_FALSE(is_clean_response("ab<|eos|><|eos|>"));
+}
+
+// The ground-truth reward is the logit of the sentiment probability: for "superb" (weight 1.4)
+// the score is 2·1.4 = 2.8, for "not superb" 2·(−0.6·1.4) = −1.68.
+TEST(RLHFData, GroundTruthRewardIsTheSentimentsLogit) {
+  EXPECT_NEAR(ground_truth_reward("review: the acting was", " superb.<|eos|>"), 2.8, 1e-9);
+  EXPECT_NEAR(ground_truth_reward("review: the acting was", " not superb."), -1.68, 1e-9);
+  EXPECT_NEAR(ground_truth_reward("nothing", " here"), 0.0, 1e-12);
+}
+
 // ---- end to end on the reviews task ----------------------------------------------------------
 // One tiny SFT policy (1 layer, C 32, context 128) trained once for the suite, pairs labelled by
 // the ground truth, then a reward model, DPO and PPO-RLHF, each a few seconds.
