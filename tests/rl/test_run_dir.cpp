@@ -56,6 +56,18 @@ TEST(RunDir, AnEarlierRunsFilesGoOnlyAtTheNewRunsFirstWrite) {
   EXPECT_EQ(fs::read_file(dir + "/checkpoint.safetensors"), "weights");
 }
 
+// Every file an earlier run of any algorithm writes goes at a new run's first write: the
+// critic and its previous copy (PPO-RLHF) and the test evaluation (lm eval) as well.
+TEST(RunDir, AFreshRunRemovesTheCriticsAndTheTestEvaluationToo) {
+  const std::string dir = scratch("fresh_all");
+  fs::make_dirs(dir);
+  for (const char* f : {"critic.safetensors", "critic.previous.safetensors", "eval_test.json"})
+    fs::atomic_write_file(dir + "/" + f, "old");
+  RunDir(dir, /*fresh=*/true).write_config(json::Value::object());
+  for (const char* f : {"critic.safetensors", "critic.previous.safetensors", "eval_test.json"})
+    EXPECT_FALSE(fs::exists(dir + "/" + f)) << f;
+}
+
 TEST(RunDir, ResumingARunThatDoesNotExistCreatesNothing) {
   const std::string dir = scratch("missing");
   EXPECT_EQ(error_of([&] { RunDir(dir, false); }),
@@ -216,4 +228,39 @@ TEST(RunFormat, PrintableHasNoNegativeZero) {
   std::snprintf(buf, sizeof buf, "%.4f", rlft::rl::printable(-0.00004, 4));
   EXPECT_STREQ(buf, "0.0000");
   EXPECT_EQ(rlft::rl::printable(1.5, 0), 1.5);
+}
+
+// Durations round to whole seconds and read as s, m ss or h mm: 9000 s is 2h30m.
+TEST(RunFormat, DurationsInSecondsMinutesAndHours) {
+  using rlft::rl::format_duration;
+  EXPECT_EQ(format_duration(0), "0s");
+  EXPECT_EQ(format_duration(59.4), "59s");
+  EXPECT_EQ(format_duration(59.6), "1m00s");
+  EXPECT_EQ(format_duration(61), "1m01s");
+  EXPECT_EQ(format_duration(3599), "59m59s");
+  EXPECT_EQ(format_duration(3600), "1h00m");
+  EXPECT_EQ(format_duration(9000), "2h30m");
+  EXPECT_EQ(format_duration(7199), "1h59m");
+  EXPECT_EQ(format_duration(-1), "?");
+  EXPECT_EQ(format_duration(std::nan("")), "?");
+}
+
+// A size list is positive integers only: 0 is refused like any other non-size.
+TEST(RunFormat, SizeListsArePositiveIntegers) {
+  using rlft::rl::parse_sizes;
+  EXPECT_EQ(parse_sizes("--hidden", "64,1,32"), (std::vector<int64_t>{64, 1, 32}));
+  for (const char* bad : {"0", "64,0", "0,64", "-1", "64,", " 64", "+64", "6x"})
+    EXPECT_THROW(parse_sizes("--hidden", bad), rlft::Error) << bad;
+}
+
+// A checkpoint state's integer field is read within [lo, hi], both ends included; its finite
+// fields at or above lo.
+TEST(RunFormat, StateIntegersAreReadWithinBothBounds) {
+  const rlft::rl::StateReader r(R"({"n": 5, "x": 0.5})", "ck.safetensors", "state");
+  EXPECT_EQ(r.integer("n", 0, 5), 5);
+  EXPECT_EQ(r.integer("n", 5, 9), 5);
+  EXPECT_THROW(r.integer("n", 0, 4), rlft::Error);
+  EXPECT_THROW(r.integer("n", 6, 9), rlft::Error);
+  EXPECT_EQ(r.finite("x", 0.5), 0.5);
+  EXPECT_THROW(r.finite("x", 0.6), rlft::Error);
 }
