@@ -1015,6 +1015,50 @@ TEST(Frontier, ParetoFrontKeepsTheBestGroundTruthAtEachKL) {
   EXPECT_DOUBLE_EQ(f[3].kl, 9);
 }
 
+// A point no better than one at a smaller KL is not on the frontier, equal ground truth included.
+TEST(Frontier, AnEqualGroundTruthAtMoreKLIsNotOnTheFront) {
+  std::vector<exp::FrontierPoint> pts;
+  for (auto [kl, gt] : std::vector<std::pair<double, double>>{{3, 0.5}, {1, 0.5}, {4, 0.6}})
+    pts.push_back({"DPO", 0.1, "r", 0, kl, gt});
+  const auto f = exp::pareto_front(pts);
+  ASSERT_EQ(f.size(), 2u);
+  EXPECT_DOUBLE_EQ(f[0].kl, 1);
+  EXPECT_DOUBLE_EQ(f[1].kl, 4);
+}
+
+// The KL bins are [lo, hi): a point at an edge is in the bin that starts there. The first bin
+// is open below (a sampled KL can be slightly negative).
+TEST(Frontier, KLBinsIncludeTheirLowerEdgeOnly) {
+  std::vector<exp::FrontierPoint> pts = {{"DPO", 0.1, "r", 0, 1.0, 0.4},
+                                         {"DPO", 0.1, "r", 1, -0.5, 0.3}};
+  const std::string md = exp::frontier_markdown(pts, {0, 1, 2}, "");
+  EXPECT_NE(md.find("| < 1 | 0.300 |\n| [1, 2) | 0.400 |\n| ≥ 2 | — |\n"), std::string::npos) << md;
+}
+
+// A row with only one of KL and ground truth is no point (a log row that happens to have one).
+TEST(Frontier, ARowNeedsBothKLAndGroundTruth) {
+  const std::vector<json::Value> rows = json::parse_jsonl(
+      "{\"step\":1,\"kl\":1.0}\n{\"step\":2,\"ground_truth\":0.6}\n"
+      "{\"step\":3,\"kl\":2.0,\"ground_truth\":0.7}\n");
+  const auto d = exp::frontier_points("DPO", 0.1, "dpo-beta0.1", rows);
+  ASSERT_EQ(d.size(), 1u);
+  EXPECT_EQ(d[0].step, 3);
+}
+
+// kl_ctl 0 (no KL penalty) is a run of the sweep like any other; a negative one is refused.
+TEST(Frontier, AZeroKLCoefficientIsARun) {
+  exp::FrontierConfig c;
+  c.out_dir = "x";
+  c.kl_ctls = {0};
+  c.betas.clear();
+  const auto stages = exp::frontier_jobs(c);
+  ASSERT_FALSE(stages.empty());
+  EXPECT_EQ(stages.back()[0].name, "ppo-klctl0");
+  EXPECT_TRUE(has_pair(stages.back()[0].args, "--kl-ctl", "0"));
+  c.kl_ctls = {-0.1};
+  EXPECT_THROW(exp::frontier_jobs(c), Error);
+}
+
 TEST(Frontier, WritesCsvSvgAndMarkdown) {
   const std::string dir = temp_dir("frontier_outputs");
   std::vector<exp::FrontierPoint> pts = {{"PPO", 0.1, "ppo-klctl0.1", 0, 0.0, 0.5},
