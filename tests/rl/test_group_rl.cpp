@@ -1257,6 +1257,16 @@ TEST_F(GroupRLRun, VerifiableExperimentWritesCurvesAndTable) {
   EXPECT_EQ(again.methods[0].greedy, r.methods[0].greedy);
 }
 
+// The curves' trailing mean by hand: over 2 points, 1 2 3 4 5 → 1, 1.5, 2.5, 3.5, 4.5; over 3,
+// → 1, 1.5, 2, 3, 4; a window longer than the series is the running mean.
+TEST(GroupRLConfig, CurvesAreSmoothedByATrailingMean) {
+  const std::vector<double> y = {1, 2, 3, 4, 5};
+  EXPECT_EQ(exp::trailing_mean(y, 1), y);
+  EXPECT_EQ(exp::trailing_mean(y, 2), (std::vector<double>{1, 1.5, 2.5, 3.5, 4.5}));
+  EXPECT_EQ(exp::trailing_mean(y, 3), (std::vector<double>{1, 1.5, 2, 3, 4}));
+  EXPECT_EQ(exp::trailing_mean(y, 10), (std::vector<double>{1, 1.5, 2, 2.5, 3}));
+}
+
 // The shared RL start is a named SFT preset that stops on a validation target
 // (docs/group_rl.md measures it; SFT.StopsAtTheFirstValidationThatReachesTheTarget tests the rule).
 TEST(GroupRLConfig, ArithRLInitPreset) {

@@ -201,17 +201,9 @@ plot::Series mean_series(const std::string& name, const std::vector<Curve>& runs
   return s;
 }
 
-// Trailing moving average over `w` points (the per-step sampled accuracy is a 256-sample mean,
-// too noisy to compare methods by eye).
+// The per-step sampled accuracy is a 256-sample mean, too noisy to compare methods by eye.
 plot::Series smooth(plot::Series s, size_t w) {
-  std::vector<double> y(s.y.size());
-  double acc = 0;
-  for (size_t i = 0; i < s.y.size(); ++i) {
-    acc += s.y[i];
-    if (i >= w) acc -= s.y[i - w];
-    y[i] = acc / double(std::min(i + 1, w));
-  }
-  s.y = std::move(y);
+  s.y = trailing_mean(s.y, w);
   return s;
 }
 
@@ -223,6 +215,17 @@ double eval_value(const std::string& run_dir, const char* key) {
 }
 
 }  // namespace
+
+std::vector<double> trailing_mean(const std::vector<double>& values, size_t w) {
+  std::vector<double> y(values.size());
+  double acc = 0;
+  for (size_t i = 0; i < values.size(); ++i) {
+    acc += values[i];
+    if (i >= w) acc -= values[i - w];
+    y[i] = acc / double(std::min(i + 1, w));
+  }
+  return y;
+}
 
 VerifiableResult run_verifiable(const VerifiableConfig& cfg) {
   check_config(cfg);

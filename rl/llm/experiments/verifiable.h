@@ -87,4 +87,9 @@ struct VerifiableResult {
 
 VerifiableResult run_verifiable(const VerifiableConfig& cfg);
 
+// Trailing moving average over `w` >= 1 points: point i is the mean of points
+// max(0, i − w + 1) … i (fewer at the start). The train-accuracy, length and entropy curves are
+// drawn through it with w = max(1, steps / 20).
+std::vector<double> trailing_mean(const std::vector<double>& values, size_t w);
+
 }  // namespace rlft::llm::exp
