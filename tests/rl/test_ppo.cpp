@@ -912,6 +912,26 @@ std::string eval_error(const std::string& name,
   return error_of([&] { evaluate_run(dir, 2, 0, true); });
 }
 
+// Episode e of an evaluation with seed s resets the environment with seed s + e (greedy, so
+// episode 1 of seed 0 is episode 0 of seed 1), and the summary is the population statistics of
+// the returns: std = √(Σ(x − mean)²/n), not the n − 1 sample form.
+TEST(Eval, EpisodeSeedsAndTheReturnsPopulationStatistics) {
+  const std::string dir = tmp_run("eval_stats");
+  train_ppo(tiny_ppo(1), dir);
+  const EvalResult r = evaluate_run(dir, 6, 0, true);
+  ASSERT_EQ(r.returns.size(), 6u);
+  EXPECT_EQ(evaluate_run(dir, 1, 1, true).returns[0], r.returns[1]);
+  EXPECT_EQ(evaluate_run(dir, 1, 5, true).returns[0], r.returns[5]);
+  double mean = 0, ss = 0;
+  for (double x : r.returns) mean += x / 6;
+  for (double x : r.returns) ss += (x - mean) * (x - mean);
+  ASSERT_GT(ss, 0) << "the six episodes should not all return the same";
+  EXPECT_NEAR(r.mean, mean, 1e-9);
+  EXPECT_NEAR(r.std, std::sqrt(ss / 6), 1e-9);
+  EXPECT_EQ(r.min, *std::min_element(r.returns.begin(), r.returns.end()));
+  EXPECT_EQ(r.max, *std::max_element(r.returns.begin(), r.returns.end()));
+}
+
 // parameter_count(config), which the loader compares with a file's tensors, counts what the
 // constructor builds, for every kind of policy.
 TEST(Eval, ParameterCountIsWhatThePolicyHas) {
