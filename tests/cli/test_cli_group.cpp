@@ -205,6 +205,18 @@ TEST_F(GroupCli, RRHFAndPPOStopAndResumeByName) {
   }
 }
 
+// --stop-after is not taken from the record: a run stopped after 1 of its 3 steps and resumed
+// with --resume alone runs to its end (with the recorded 1 it would stop again at step 2).
+TEST_F(GroupCli, AResumeRunsToTheEndUnlessStopAfterIsWrittenAgain) {
+  const std::string name = "ppo-stop3";
+  const Outcome stopped = run(ppo(name) + " --steps 3 --stop-after 1");
+  ASSERT_EQ(stopped.status, 0) << stopped.err;
+  const Outcome resumed =
+      run("lm ppo --quiet --out-dir " + *dir_ + " --name " + name + " --resume");
+  EXPECT_EQ(resumed.status, 0) << resumed.err;
+  EXPECT_EQ(resumed.out.rfind("done: ground truth ", 0), 0u) << resumed.out;
+}
+
 // lm ppo: every numeric option, each named (not a deep error from the op it would break), and
 // the earlier run of the name keeps its metrics and checkpoint.
 TEST_F(GroupCli, PPOSettingsAreNamedAndTheEarlierRunIsKept) {
