@@ -193,11 +193,13 @@ int run_curve_plot(int argc, char** argv, int first) {
   args.positional("run", &run_dir, "run directory (e.g. runs/ppo-CartPole-v1-1)");
   if (!args.parse(argc, argv, first)) return 0;
   int64_t skipped = 0;
-  const std::string svg = rl::write_learning_curve(run_dir, &skipped);
+  bool cut = false;
+  const std::string svg = rl::write_learning_curve(run_dir, &skipped, &cut);
   std::printf("wrote %s", svg.c_str());
   if (skipped > 0)
     std::printf(" (%lld point%s not drawn: not finite or beyond ±1e300)", (long long)skipped,
                 skipped == 1 ? "" : "s");
+  if (cut) std::printf(" (the last line of metrics.jsonl, cut short, was left out)");
   std::printf("\n");
   return 0;
 }

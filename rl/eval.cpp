@@ -11,6 +11,7 @@
 #include "rl/envs/env.h"
 #include "rl/normalize.h"
 #include "rl/plot.h"
+#include "rl/run.h"
 
 namespace rlft::rl {
 
@@ -91,10 +92,10 @@ EvalResult evaluate_run(const std::string& run_dir, int64_t episodes, uint64_t s
   return r;
 }
 
-std::string write_learning_curve(const std::string& run_dir, int64_t* skipped) {
+std::string write_learning_curve(const std::string& run_dir, int64_t* skipped, bool* cut) {
   const std::string path = run_dir + "/metrics.jsonl";
   RLFT_CHECK(fs::exists(path), "plot: no metrics at ", path);
-  const std::vector<json::Value> lines = json::parse_jsonl(fs::read_file(path), path);
+  const std::vector<json::Value> lines = read_metrics(path, cut);
   plot::Series mean{"return (mean of episodes in the update)", {}, {}},
       last20{"return (last 20 episodes)", {}, {}};
   std::string title = run_dir;

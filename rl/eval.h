@@ -26,7 +26,10 @@ inline constexpr int64_t kMaxEvalEpisodes = 1000000;
 // per update and the mean of the last 20 episodes) against environment steps. Returns the
 // SVG's path. A malformed metrics line, or one without "global_step" (e.g. a language-model
 // run's), is an error naming the file and line. Points that cannot be drawn (not finite, or
-// beyond ±plot::kMaxPlotAbs) are left out and, when `skipped` is given, counted there.
-std::string write_learning_curve(const std::string& run_dir, int64_t* skipped = nullptr);
+// beyond ±plot::kMaxPlotAbs) are left out and, when `skipped` is given, counted there. A last
+// line cut short (a run still writing it, or a crash) is left out and sets `cut` (read_metrics,
+// run.h), so a running run can be plotted.
+std::string write_learning_curve(const std::string& run_dir, int64_t* skipped = nullptr,
+                                 bool* cut = nullptr);
 
 }  // namespace rlft::rl

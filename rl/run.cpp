@@ -93,26 +93,33 @@ double metric_number(const json::Value& line, const std::string& key) {
   return v.as_double();
 }
 
+std::vector<json::Value> read_metrics(const std::string& path, bool* cut) {
+  RLFT_CHECK(fs::exists(path), "metrics file '", path, "' does not exist");
+  std::string bytes = fs::read_file(path);
+  if (cut) *cut = false;
+  if (!bytes.empty() && bytes.back() != '\n') {
+    const size_t start = bytes.find_last_of('\n') + 1;  // npos + 1 = 0: the only line
+    try {
+      json::parse(std::string_view(bytes).substr(start), path);
+    } catch (const Error&) {
+      bytes.resize(start);
+      if (cut) *cut = true;
+    }
+  }
+  return json::parse_jsonl(bytes, path);
+}
+
 std::vector<json::Value> RunDir::keep_metrics_through(
     int64_t step, const std::string& key,
     const std::function<void(const json::Value&)>& use) const {
   const std::string metrics = path("metrics.jsonl");
+  if (!fs::exists(metrics)) return {};
+  // A line cut short at the end came after the checkpoint (sync_log): it goes with the others.
+  std::vector<json::Value> lines = read_metrics(metrics);
   std::vector<json::Value> kept;
-  if (!fs::exists(metrics)) return kept;
-  std::string bytes = fs::read_file(metrics);
-  // An append cut short by a crash of the machine: a last line without its newline that does
-  // not parse (a whole line whose newline was lost is kept). It came after the checkpoint.
-  if (!bytes.empty() && bytes.back() != '\n') {
-    const size_t start = bytes.find_last_of('\n') + 1;  // npos + 1 = 0: the only line
-    try {
-      json::parse(std::string_view(bytes).substr(start), metrics);
-    } catch (const Error&) {
-      bytes.resize(start);
-    }
-  }
   std::string text;
   size_t entry = 0;
-  for (json::Value& line : json::parse_jsonl(bytes, metrics)) {
+  for (json::Value& line : lines) {
     ++entry;
     RLFT_CHECK(line.is_object(), metrics, ": entry ", entry, " is not an object");
     const json::Value* s = line.find(key);

@@ -36,6 +36,14 @@ void check_not_the_run(const std::string& run_dir,
 // anything else but a number is an error naming the key.
 double metric_number(const json::Value& line, const std::string& key);
 
+// The lines of a metrics.jsonl file, in order, for every reader of one (--resume, `rlft plot`,
+// the experiments' tables). A last line without its newline that does not parse is left out,
+// and `cut`, when given, is set: an append cut short by a crash of the machine, or the line a
+// running trainer is writing as this reads the file (a whole line whose newline is missing is
+// kept). Any other line that is not JSON is an error naming the file and the line, and a missing
+// file is an error naming it.
+std::vector<json::Value> read_metrics(const std::string& path, bool* cut = nullptr);
+
 class RunDir {
  public:
   // A fresh run creates `dir` (e.g. "runs/ppo-cartpole"); a resumed one (fresh = false) needs

@@ -1085,6 +1085,28 @@ TEST(Plot, LearningCurveOfAnotherKindOfRunIsAClearError) {
       << err;
 }
 
+TEST(Plot, ARunStillWritingItsLastLineIsPlotted) {
+  const std::string dir = tmp_run("plot_cut");
+  std::filesystem::create_directories(dir);
+  const std::string two =
+      "{\"global_step\":128,\"episodic_return_mean\":11,\"return_last20\":11}\n"
+      "{\"global_step\":256,\"episodic_return_mean\":23,\"return_last20\":17}\n";
+  fs::atomic_write_file(dir + "/metrics.jsonl", two + "{\"global_step\":384,\"episo");
+  bool cut = false;
+  int64_t skipped = -1;
+  const std::string svg = fs::read_file(write_learning_curve(dir, &skipped, &cut));
+  EXPECT_TRUE(cut);
+  EXPECT_EQ(skipped, 0);
+  EXPECT_NE(svg.find("<polyline"), std::string::npos);
+  fs::atomic_write_file(dir + "/metrics.jsonl", two);
+  write_learning_curve(dir, nullptr, &cut);
+  EXPECT_FALSE(cut);
+  // Not the last line: an error naming the file and the line, as before.
+  fs::atomic_write_file(dir + "/metrics.jsonl", "{\"global_step\":1,\"epi\n" + two);
+  const std::string err = error_of([&] { write_learning_curve(dir); });
+  EXPECT_EQ(err.rfind(dir + "/metrics.jsonl:1:", 0), 0u) << err;
+}
+
 TEST(Plot, HugeAndNonFiniteReturnsDrawNoNaN) {
   const std::string dir = tmp_run("plot_huge");
   std::filesystem::create_directories(dir);

@@ -182,6 +182,44 @@ TEST(RunDir, ALastLineCutShortByACrashIsDroppedOnResume) {
   EXPECT_EQ(fs::read_file(metrics), bad + "{\"step\":3}\n");
 }
 
+// The one reader every consumer of metrics.jsonl goes through (resume, `rlft plot`, the
+// experiments' tables): a running trainer may be appending the last line as it reads.
+TEST(RunDir, ReadMetricsLeavesOutOnlyALastLineCutShort) {
+  const std::string dir = scratch("read");
+  fs::make_dirs(dir);
+  const std::string metrics = dir + "/metrics.jsonl";
+  const std::string two = "{\"step\":1}\n{\"step\":2}\n";
+  bool cut = false;
+  fs::atomic_write_file(metrics, two + "{\"step\":3,\"lo");
+  std::vector<json::Value> lines = read_metrics(metrics, &cut);
+  ASSERT_EQ(lines.size(), 2u);
+  EXPECT_EQ(lines[1].at("step").as_int(), 2);
+  EXPECT_TRUE(cut);
+  EXPECT_EQ(fs::read_file(metrics), two + "{\"step\":3,\"lo") << "a reader writes nothing";
+  fs::atomic_write_file(metrics, two + "{\"step\":3}");  // whole, only its newline missing
+  EXPECT_EQ(read_metrics(metrics, &cut).size(), 3u);
+  EXPECT_FALSE(cut);
+  fs::atomic_write_file(metrics, two);
+  EXPECT_EQ(read_metrics(metrics, &cut).size(), 2u);
+  EXPECT_FALSE(cut);
+  fs::atomic_write_file(metrics, "");
+  EXPECT_EQ(read_metrics(metrics, &cut).size(), 0u);
+  EXPECT_FALSE(cut);
+  fs::atomic_write_file(metrics, "{\"st");  // the only line, cut
+  EXPECT_EQ(read_metrics(metrics, &cut).size(), 0u);
+  EXPECT_TRUE(cut);
+  // A bad line before the last one, or a bad last line that has its newline, is an error
+  // naming the file and the line.
+  fs::atomic_write_file(metrics, "{\"step\":1}\n{\"st\n{\"step\":2}");
+  std::string error = error_of([&] { (void)read_metrics(metrics); });
+  EXPECT_EQ(error.rfind(metrics + ":2:", 0), 0u) << error;
+  fs::atomic_write_file(metrics, two + "{\"st\n");
+  error = error_of([&] { (void)read_metrics(metrics); });
+  EXPECT_EQ(error.rfind(metrics + ":3:", 0), 0u) << error;
+  EXPECT_EQ(error_of([&] { (void)read_metrics(dir + "/nope.jsonl"); }),
+            "metrics file '" + dir + "/nope.jsonl' does not exist");
+}
+
 TEST(RunDir, ARunIsNeverItsOwnInputAndStaleTemporaryFilesGo) {
   const std::string dir = scratch("own");
   fs::make_dirs(dir);

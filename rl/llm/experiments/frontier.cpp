@@ -337,14 +337,14 @@ FrontierResult run_frontier(const FrontierConfig& cfg) {
   FrontierResult res;
   for (double k : cfg.kl_ctls) {
     const std::string name = frontier_run_name("PPO", k);
-    for (const FrontierPoint& p :
-         frontier_points("PPO", k, name, read_metrics(cfg.out_dir + "/" + name + "/metrics.jsonl")))
+    for (const FrontierPoint& p : frontier_points(
+             "PPO", k, name, rl::read_metrics(cfg.out_dir + "/" + name + "/metrics.jsonl")))
       res.points.push_back(p);
   }
   for (double b : cfg.betas) {
     const std::string name = frontier_run_name("DPO", b);
-    for (const FrontierPoint& p :
-         frontier_points("DPO", b, name, read_metrics(cfg.out_dir + "/" + name + "/metrics.jsonl")))
+    for (const FrontierPoint& p : frontier_points(
+             "DPO", b, name, rl::read_metrics(cfg.out_dir + "/" + name + "/metrics.jsonl")))
       res.points.push_back(p);
   }
   const std::string header = str(

@@ -206,11 +206,6 @@ void run_jobs(const std::vector<Job>& jobs, int parallel, bool quiet, const std:
   if (!failure.empty()) throw Error(failure);
 }
 
-std::vector<json::Value> read_metrics(const std::string& path) {
-  RLFT_CHECK(fs::exists(path), "metrics file '", path, "' does not exist");
-  return json::parse_jsonl(fs::read_file(path), path);
-}
-
 MeanStd mean_std(const std::vector<double>& values) {
   MeanStd r;
   if (values.empty()) return r;

@@ -63,10 +63,6 @@ inline void put_on_device(std::vector<Job>& jobs, const std::string& device) {
 void run_jobs(const std::vector<Job>& jobs, int parallel, bool quiet,
               const std::string& program = "");
 
-// The objects of a metrics.jsonl file (a missing file is an error naming it; a malformed line
-// is an error naming file and line).
-std::vector<json::Value> read_metrics(const std::string& metrics_jsonl_path);
-
 // Mean and sample standard deviation (n − 1; 0 for fewer than two values) of `values`.
 struct MeanStd {
   double mean = 0, std = 0;

@@ -155,7 +155,7 @@ struct Curve {
 
 Curve read_curve(const std::string& run_dir) {
   Curve c;
-  for (const json::Value& v : read_metrics(run_dir + "/metrics.jsonl")) {
+  for (const json::Value& v : rl::read_metrics(run_dir + "/metrics.jsonl")) {
     auto num = [&](const char* k) {
       const json::Value* x = v.find(k);
       return x && x->is_number() ? x->as_double() : NAN;
