@@ -11,6 +11,8 @@
 #include <chrono>
 #include <cstdint>
 #include <cstring>
+#include <map>
+#include <mutex>
 #include <new>
 #include <utility>
 
@@ -194,11 +196,36 @@ void append_line(const std::string& path, std::string_view line) {
   }
 }
 
+namespace {
+
+std::mutex g_synced_mutex;
+std::map<std::pair<dev_t, ino_t>, int64_t> g_synced_sizes;  // sync_file's record (synced_size)
+
+}  // namespace
+
 void sync_file(const std::string& path) {
   Fd file;
   file.fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (file.fd < 0) throw Error(str("cannot flush '", path, "' to disk: ", reason(errno)));
-  if (::fsync(file.fd) != 0) throw Error(str("cannot flush '", path, "' to disk: ", reason(errno)));
+  struct stat st {};
+  // The size before the flush: every byte of it is on disk once fsync returns.
+  if (::fstat(file.fd, &st) != 0 || ::fsync(file.fd) != 0)
+    throw Error(str("cannot flush '", path, "' to disk: ", reason(errno)));
+  const std::lock_guard<std::mutex> lock(g_synced_mutex);
+  g_synced_sizes[{st.st_dev, st.st_ino}] = int64_t(st.st_size);
+}
+
+int64_t synced_size(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return -1;
+  const std::lock_guard<std::mutex> lock(g_synced_mutex);
+  const auto it = g_synced_sizes.find({st.st_dev, st.st_ino});
+  return it == g_synced_sizes.end() ? -1 : it->second;
+}
+
+void forget_synced_sizes() {
+  const std::lock_guard<std::mutex> lock(g_synced_mutex);
+  g_synced_sizes.clear();
 }
 
 void make_dirs(const std::string& path) {

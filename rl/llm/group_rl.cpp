@@ -502,8 +502,8 @@ GroupRLResult train_group_rl(const GroupRLConfig& cfg_in) {
   check_group_rl_config(cfg);
   const Device dev = rl::resolve_device(cfg.device);
   if (cfg.name.empty()) cfg.name = default_group_rl_run_name(cfg);
-  const json::Value recorded =
-      recorded_config(cfg.resume ? rl::run_path(cfg.out_dir, cfg.name) : "");
+  const std::string run_dir = rl::run_path(cfg.out_dir, cfg.name);
+  const json::Value recorded = recorded_config(cfg.resume ? run_dir : "");
   // The input from the root: a resume from another directory reads the same run.
   cfg.init = recorded_input_path(cfg.init, "init", recorded);
   // A resume reads the SFT run the run started with: checked before it is read.
@@ -513,8 +513,7 @@ GroupRLResult train_group_rl(const GroupRLConfig& cfg_in) {
     cfg.task = sft_config_from_json(init.run_config, init.path + ": metadata run_config").task;
   // The task keys no option sets: the init run's, else (a resume) this run's record, else the
   // data's (a jsonl file's fingerprint, so a resumed run names a changed file as such).
-  const std::unique_ptr<Task> task =
-      make_run_task(cfg.task, cfg.resume ? rl::run_path(cfg.out_dir, cfg.name) : "");
+  const std::unique_ptr<Task> task = make_run_task(cfg.task, cfg.resume ? run_dir : "");
   RLFT_CHECK(
       task->has_verifier(), "--init ", cfg.init, ": a run of task ", task->name(),
       ", which has no verifier: group RL needs a verifiable reward (an arith or jsonl SFT run)");
@@ -563,13 +562,11 @@ GroupRLResult train_group_rl(const GroupRLConfig& cfg_in) {
   schedule.base_lr = cfg.lr;
   schedule.end_lr = cfg.lr * cfg.min_lr_ratio;
   schedule.total = cfg.steps;
-  if (!cfg.resume)
-    rl::check_not_the_run(rl::run_path(cfg.out_dir, cfg.name), {{"--init", cfg.init}});
+  if (!cfg.resume) rl::check_not_the_run(run_dir, {{"--init", cfg.init}});
   json::Value config_json = to_json(cfg);
   // A resume: the same settings as the run was started with; only --steps may grow.
   const std::vector<std::string> resume_free = {"steps"};
-  const rl::RunDir run =
-      rl::open_run(rl::run_path(cfg.out_dir, cfg.name), cfg.resume, config_json, resume_free);
+  const rl::RunDir run = rl::open_run(run_dir, cfg.resume, config_json, resume_free);
   record_fingerprints(config_json, fingerprints);
   const std::string ckpt = run.path("checkpoint.safetensors");
   ResumeState resumed;  // the loop's state in the checkpoint when resuming, checked

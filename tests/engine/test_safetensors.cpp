@@ -620,12 +620,26 @@ TEST(Fs, AppendLine) {
   EXPECT_EQ(fs::read_file(path), "{\"step\":1}\n{\"step\":2}\n");
 }
 
-TEST(Fs, SyncFile) {
+TEST(Fs, SyncFileRecordsTheSizeItMadeDurable) {
   TempDir dir;
   const std::string path = dir / "metrics.jsonl";
-  fs::append_line(path, R"({"step":1})");
+  fs::forget_synced_sizes();
+  fs::append_line(path, R"({"step":1})");  // 11 bytes with the newline
+  EXPECT_EQ(fs::synced_size(path), -1);    // appended, never flushed
   fs::sync_file(path);
   EXPECT_EQ(fs::read_file(path), "{\"step\":1}\n");
+  EXPECT_EQ(fs::synced_size(path), 11);
+  fs::append_line(path, R"({"step":2})");
+  EXPECT_EQ(fs::synced_size(path), 11) << "a later append is not on disk until the next flush";
+  fs::sync_file(path);
+  EXPECT_EQ(fs::synced_size(path), 22);
+  // Another file at the same path (a rewrite, as a resume's) is a file never flushed.
+  fs::atomic_write_file(path, "{\"step\":1}\n");
+  EXPECT_EQ(fs::synced_size(path), -1);
+  fs::sync_file(path);
+  fs::forget_synced_sizes();
+  EXPECT_EQ(fs::synced_size(path), -1);
+  EXPECT_EQ(fs::synced_size(dir / "nope"), -1);
   EXPECT_EQ(error_of([&] { fs::sync_file(dir / "nope"); }),
             "cannot flush '" + dir.path() + "/nope' to disk: No such file or directory");
 }

@@ -8,8 +8,12 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <string_view>
 #include <type_traits>
 #include <vector>
+
+#include "engine/fs.h"
+#include "engine/json.h"
 
 namespace rlft::testing {
 
@@ -21,11 +25,32 @@ struct StoppedAndResumed {
   Result resumed;   // its resume, to the end
 };
 
+// A crash after a checkpoint of step `step` loses none of the lines through that step: the
+// trainer flushed metrics.jsonl (fs::sync_file) through the last line whose `key` ("step",
+// PPO's "update", REINFORCE's "episode") is at most `step`, as it must before writing the
+// checkpoint (RunDir::sync_log). Call fs::forget_synced_sizes() before the invocation.
+inline void expect_log_durable_through(const std::string& metrics, int64_t step,
+                                       const std::string& key = "step") {
+  const std::string text = fs::read_file(metrics);
+  size_t through = 0;  // bytes of the lines of steps up to `step`
+  for (size_t begin = 0, end; (end = text.find('\n', begin)) != std::string::npos;
+       begin = end + 1) {
+    if (json::parse(std::string_view(text).substr(begin, end - begin)).at(key).as_int() > step)
+      break;
+    through = end + 1;
+  }
+  ASSERT_GT(through, 0u) << metrics << ": no line through " << key << " " << step;
+  EXPECT_GE(fs::synced_size(metrics), int64_t(through))
+      << metrics << ": lines through " << key << " " << step
+      << " were not flushed before the checkpoint";
+}
+
 // Trains `config` straight through as `straight_name`, then as `resumed_name` stopped after
 // `stop_after` steps and resumed to the end. `between(config)` runs after the stop and before
 // the resume, to look at the stopped run's files or to change a setting a resume may change
 // (--grad-accum, …). `train` is the trainer (train_sft, train_dpo, train_reward_model,
 // train_rrhf, train_ppo_rlhf, train_group_rl): every config has name, stop_after and resume.
+// The stopped invocation's log must be durable through its checkpoint.
 template <typename Config, typename Result>
 StoppedAndResumed<Config, Result> stop_and_resume(
     Result (*train)(const Config&), Config config, const std::string& straight_name,
@@ -38,7 +63,9 @@ StoppedAndResumed<Config, Result> stop_and_resume(
   out.straight = train(config);
   config.name = resumed_name;
   config.stop_after = stop_after;
+  fs::forget_synced_sizes();
   out.stopped = train(config);
+  expect_log_durable_through(config.out_dir + "/" + resumed_name + "/metrics.jsonl", stop_after);
   if (between) between(config);
   config.stop_after = 0;
   config.resume = true;

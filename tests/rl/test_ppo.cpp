@@ -12,6 +12,7 @@
 #include "engine/fs.h"
 #include "engine/json.h"
 #include "models/policy.h"
+#include "resume_fixture.h"
 #include "rl/envs/env.h"
 #include "rl/envs/vector_env.h"
 #include "rl/eval.h"
@@ -151,7 +152,12 @@ TEST(PPO, ResumeContinuesTheRun) {
   c.checkpoint_every = 2;
   c.quiet = true;
   const std::string dir = tmp_run("resume");
-  train_ppo(c, dir, [](const PPOUpdate& u) { return u.update < 2; });  // "interrupted" after 2
+  fs::forget_synced_sizes();
+  train_ppo(c, dir, [&](const PPOUpdate& u) {
+    // The checkpoint of update 2 is written: a crash now keeps the lines through it.
+    if (u.update == 2) testing::expect_log_durable_through(dir + "/metrics.jsonl", 2, "update");
+    return u.update < 2;  // "interrupted" after 2
+  });
   c.resume = true;
   const PPOResult r = train_ppo(c, dir);
   ASSERT_EQ(r.updates.size(), 2u);
@@ -1333,8 +1339,12 @@ TEST(Reinforce, ResumeContinuesTheRunFromItsState) {
   c.checkpoint_every = 10;
   c.quiet = true;
   const std::string dir = tmp_run("reinforce_resume");
-  const ReinforceResult first =
-      train_reinforce(c, dir, [](const ReinforceUpdate& u) { return u.episode < 20; });
+  fs::forget_synced_sizes();
+  const ReinforceResult first = train_reinforce(c, dir, [&](const ReinforceUpdate& u) {
+    // The checkpoint of episode 10 is written: a crash now keeps the lines through it.
+    if (u.episode == 10) testing::expect_log_durable_through(dir + "/metrics.jsonl", 10, "episode");
+    return u.episode < 20;
+  });
   ASSERT_EQ(first.updates.size(), 20u);
   fs::append_line(dir + "/metrics.jsonl", R"({"episode":21,"global_step":1,"episodic_return":0})");
   c.resume = true;

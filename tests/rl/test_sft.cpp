@@ -8,6 +8,7 @@
 
 #include "engine/checkpoint.h"
 #include "engine/fs.h"
+#include "resume_fixture.h"
 #include "rl/llm/lm.h"
 #include "rl/llm/sft.h"
 #include "rl/llm/tasks/arith.h"
@@ -71,7 +72,9 @@ TEST(SFT, ResumeContinuesWithIdenticalLosses) {
   ASSERT_EQ(full.losses.size(), 12u);
   SFTConfig first = tiny(dir_b);
   first.stop_after = 6;  // "interrupted" after the step-6 checkpoint
+  fs::forget_synced_sizes();
   const SFTResult part1 = train_sft(first);
+  rlft::testing::expect_log_durable_through(dir_b + "/run/metrics.jsonl", 6);
   ASSERT_EQ(part1.losses.size(), 6u);
   EXPECT_EQ(part1.start_step, 0);
   EXPECT_EQ(part1.step, 6);
