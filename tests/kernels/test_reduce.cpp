@@ -43,6 +43,39 @@ TEST(SumMiddle, ColumnSplitEqualsThePlainLoopBitwise) {
   check<float>(3, 5);
 }
 
+// sum_middle over any [outer, R, inner] against the plain loop. Inputs are small whole numbers,
+// so every partial sum is exact and any order of additions gives the same bits.
+template <typename T>
+void check_outer(int64_t outer, int64_t R, int64_t inner) {
+  std::vector<T> in(static_cast<size_t>(outer * R * inner));
+  for (size_t k = 0; k < in.size(); ++k) in[k] = T(int64_t((k * 37) % 23) - 11);
+  std::vector<T> ref(static_cast<size_t>(outer * inner));
+  for (int64_t o = 0; o < outer; ++o)
+    for (int64_t i = 0; i < inner; ++i) {
+      double acc = 0;
+      for (int64_t r = 0; r < R; ++r) acc += double(in[size_t((o * R + r) * inner + i)]);
+      ref[size_t(o * inner + i)] = T(acc);
+    }
+  for (int threads : {1, 2}) {
+    const int saved = omp_get_max_threads();
+    omp_set_num_threads(threads);
+    std::vector<T> out(ref.size());
+    rlft::kernels::sum_middle<T>(outer, R, inner, in.data(), out.data());
+    omp_set_num_threads(saved);
+    EXPECT_EQ(out, ref) << outer << "x" << R << "x" << inner << " threads " << threads;
+  }
+}
+
+// Several outer slices: rows of length R (inner = 1, R not a multiple of the 4 accumulators,
+// below and above the threads' threshold) and slices of several columns, each summed from zero.
+TEST(SumMiddle, EveryOuterSliceEqualsThePlainLoop) {
+  check_outer<float>(5, 7, 1);
+  check_outer<double>(3, 1, 1);
+  check_outer<float>(70, 1001, 1);
+  check_outer<float>(4, 6, 3);
+  check_outer<double>(9, 100, 80);
+}
+
 template <typename T>
 void check_cumsum(int64_t outer, int64_t R, int64_t inner, bool reverse) {
   using Acc = std::conditional_t<std::is_floating_point_v<T>, double, int64_t>;
