@@ -115,6 +115,22 @@ TEST(Tensor, ReductionsByHand) {
   EXPECT_NEAR(logsumexp(F({1000, 1000}, {2}), 0).item(), 1000 + std::log(2.0), 1e-3);
 }
 
+// max, min and argmax over a dim propagate NaN as PyTorch's: a row holding a NaN has the value
+// NaN and the index of its FIRST NaN, wherever it lies (after a larger number, at the start with
+// another NaN later); a row without NaN gives its extreme and the index of that extreme.
+TEST(Tensor, MaxMinAndArgmaxOverADimGiveTheFirstNaN) {
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  const Tensor a = F({1, nan, 3, nan, 5, nan, 2, 0, 4}, {3, 3});
+  const std::vector<double> mx = V(max(a, 1)), mn = V(min(a, 1));
+  for (int r : {0, 1}) {
+    EXPECT_TRUE(std::isnan(mx[r])) << r;
+    EXPECT_TRUE(std::isnan(mn[r])) << r;
+  }
+  EXPECT_EQ(mx[2], 4.0);
+  EXPECT_EQ(mn[2], 0.0);
+  EXPECT_EQ(V(argmax(a, 1)), std::vector<double>({1, 0, 2}));
+}
+
 // logsumexp of a row that is all −∞ is −∞ (log 0), not NaN from −∞ − (−∞); one finite entry
 // among −∞ gives that entry.
 TEST(Tensor, LogsumexpOfAnAllMinusInfinityRowIsMinusInfinity) {
