@@ -278,6 +278,40 @@ TEST(GemmDispatch, EnvironmentLowersTheIsa) {
   EXPECT_TRUE(best == "avx512" || best == "avx2" || best == "portable") << best;
 }
 
+// 0 when C = A·Bᵀ (A [8, 300], B stored [256, 300]) from a two-thread gemm_f32 matches the sum
+// written out, C(i, j) = Σ_k A(i, k)·B(j, k) in double, to check_gemm's tolerance; 1 otherwise.
+int column_split_error() {
+  const int64_t M = 8, N = 256, K = 300;
+  std::mt19937 rng(1000);
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  std::vector<float> A(M * K), B(N * K), C(M * N, kNaN);
+  for (float& x : A) x = u(rng);
+  for (float& x : B) x = u(rng);
+  omp_set_num_threads(2);
+  gemm_f32(false, true, M, N, K, 1.0f, A.data(), K, B.data(), K, 0.0f, C.data(), N);
+  const double tol = (K + 4.0) * std::ldexp(1.0, -24) * (K + 2.0);
+  for (int64_t i = 0; i < M; ++i)
+    for (int64_t j = 0; j < N; ++j) {
+      double s = 0.0;
+      for (int64_t k = 0; k < K; ++k) s += double(A[i * K + k]) * double(B[j * K + k]);
+      if (!(std::fabs(C[i * N + j] - s) <= tol)) return 1;
+    }
+  return 0;
+}
+
+// The unpacked path split between two threads by columns (M = 8: one unit of rows; N = 256:
+// many units of columns; 8·256·300 multiply-adds: two threads) with B stored transposed, [N, K]:
+// each thread must read the rows of B that hold its columns of op(B). Checked against the sum
+// written out, C(i, j) = Σ_k A(i, k)·B(j, k) in double (tolerance as check_gemm's), in a fresh
+// process (a threadsafe death test): there no earlier parallel call of this binary has made
+// the GEMM back off to one thread on a busy machine, so the first call really is split.
+TEST(GemmThreads, ColumnSplitOfTheUnpackedPathReadsATransposedBsOwnRows) {
+  const std::string style = GTEST_FLAG_GET(death_test_style);
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_EXIT(std::exit(column_split_error()), ::testing::ExitedWithCode(0), "");
+  GTEST_FLAG_SET(death_test_style, style);
+}
+
 // ---- float64 ----------------------------------------------------------------------------------
 
 // Reference for f64: the triple loop in long double.
