@@ -254,8 +254,101 @@ TEST(RunDir, RunPathsStayUnderTheRunsDirectory) {
             "run name ' ': it starts or ends with a space");
 }
 
+// DEL (0x7f) is a control character like those below 0x20: no run name holds it.
+TEST(RunDir, ARunNameWithTheDeleteCharacterIsRefused) {
+  EXPECT_EQ(error_of([] {
+              (void)run_path("runs",
+                             "a\x7f"
+                             "b");
+            }),
+            "run name: a control character in it");
+  EXPECT_EQ(run_path("runs", "a~b"), "runs/a~b");  // 0x7e, the last printable one
+}
+
+// Where, how far and how loudly a run goes may change on a resume, --log-every among them;
+// the run's other settings may not.
+TEST(RunDir, AResumeMayChangeHowOftenItLogs) {
+  const std::string dir = scratch("resume_log_every");
+  json::Value started = json::Value::object();
+  started.set("lr", 0.5);
+  started.set("log_every", int64_t(10));
+  started.set("checkpoint_every", int64_t(100));
+  started.set("stop_after", int64_t(0));
+  RunDir(dir, true).write_config(started);
+  const RunDir run(dir, false);
+  json::Value now = started;
+  now.set("log_every", int64_t(1));
+  now.set("checkpoint_every", int64_t(5));
+  now.set("stop_after", int64_t(7));
+  EXPECT_NO_THROW(run.check_resumable(now));
+  now.set("lr", 0.25);
+  EXPECT_NE(error_of([&] { run.check_resumable(now); }).find("setting 'lr' is 0.25"),
+            std::string::npos);
+}
+
+// A checkpoint's own record of its settings against the run's: a key both hold and that may not
+// change must be equal; the always-free keys, the caller's free ones and a key only one side
+// holds are not compared.
+TEST(RunDir, ACheckpointsRecordedSettingsMustMatchTheRunsOwn) {
+  json::Value recorded = json::Value::object();
+  recorded.set("lr", 0.1);
+  recorded.set("steps", int64_t(10));
+  recorded.set("log_every", int64_t(10));
+  recorded.set("old_key", "x");
+  json::Value now = recorded;
+  now.set("steps", int64_t(20));     // the caller's free key
+  now.set("log_every", int64_t(2));  // always free
+  now.set("new_key", int64_t(3));    // the checkpoint predates it
+  EXPECT_NO_THROW(check_checkpoint_settings(recorded, now, {"steps"}, "run/ck.safetensors"));
+  EXPECT_EQ(error_of([&] { check_checkpoint_settings(recorded, now, {}, "run/ck.safetensors"); }),
+            "--resume: setting 'steps' is 20 but the checkpoint run/ck.safetensors was trained "
+            "with 10 (the run's config.json no longer says what the checkpoint records: edited?)");
+  now.set("lr", 0.2);
+  EXPECT_EQ(
+      error_of([&] { check_checkpoint_settings(recorded, now, {"steps"}, "run/ck.safetensors"); }),
+      "--resume: setting 'lr' is 0.2 but the checkpoint run/ck.safetensors was trained with 0.1 "
+      "(the run's config.json no longer says what the checkpoint records: edited?)");
+}
+
 }  // namespace
 }  // namespace rlft::rl
+
+// A count is in [1, max], both ends included.
+TEST(RunFormat, CountsAreFromOneToTheirBound) {
+  using rlft::rl::check_count;
+  EXPECT_NO_THROW(check_count("lm prefs: ", "--pairs", 1, 8));
+  EXPECT_NO_THROW(check_count("lm prefs: ", "--pairs", 8, 8));
+  EXPECT_EQ(rlft::testing::error_of([] { check_count("lm prefs: ", "--pairs", 0, 8); }),
+            "lm prefs: --pairs must be in [1, 8], got 0");
+  EXPECT_THROW(check_count("lm prefs: ", "--pairs", 9, 8), rlft::Error);
+  EXPECT_THROW(check_count("lm prefs: ", "--pairs", -1, 8), rlft::Error);
+}
+
+// A number's lower bound is excluded when open_lo says so, included otherwise; the upper bound
+// is always included, and a non-finite number is refused.
+TEST(RunFormat, NumbersAreCheckedAgainstAnOpenOrClosedLowerBound) {
+  using rlft::rl::check_number;
+  EXPECT_EQ(rlft::testing::error_of(
+                [] { check_number("ppo: ", "--lr", 0, 0, true, 1, "a finite number > 0"); }),
+            "ppo: --lr must be a finite number > 0, got 0");
+  EXPECT_NO_THROW(check_number("ppo: ", "--lr", 1e-300, 0, true, 1, "> 0"));
+  EXPECT_NO_THROW(check_number("ppo: ", "--gamma", 0, 0, false, 1, "in [0, 1]"));
+  EXPECT_NO_THROW(check_number("ppo: ", "--gamma", 1, 0, false, 1, "in [0, 1]"));
+  EXPECT_THROW(check_number("ppo: ", "--gamma", -1e-300, 0, false, 1, "in [0, 1]"), rlft::Error);
+  EXPECT_THROW(check_number("ppo: ", "--gamma", 1.0000001, 0, false, 1, "in [0, 1]"), rlft::Error);
+  EXPECT_THROW(check_number("ppo: ", "--gamma", std::nan(""), 0, false, 1, "in [0, 1]"),
+               rlft::Error);
+}
+
+// --checkpoint-every and --stop-after are both >= 0 (0 has a meaning for each).
+TEST(RunFormat, CheckpointOptionsAreNotNegative) {
+  using rlft::rl::check_checkpoint_options;
+  EXPECT_NO_THROW(check_checkpoint_options("ppo: ", 0, 0));
+  EXPECT_EQ(rlft::testing::error_of([] { check_checkpoint_options("ppo: ", 0, -1); }),
+            "ppo: --stop-after must be >= 0 (0: run to the end), got -1");
+  EXPECT_EQ(rlft::testing::error_of([] { check_checkpoint_options("ppo: ", -1, 0); }),
+            "ppo: --checkpoint-every must be >= 0 (0: only at --stop-after and the end), got -1");
+}
 
 TEST(RunFormat, PrintableHasNoNegativeZero) {
   char buf[32];
