@@ -514,6 +514,24 @@ TEST(RLHFData, PearsonCentresBothSeries) {
   EXPECT_EQ(pearson({3, 3, 3}, {1, 2, 4}), 0.0);
 }
 
+// lm prefs flips at most half of the labels: --label-noise is in [0, 0.5], 0.5 included (the
+// check comes before the --run is read, so a missing run is the error once it passes).
+TEST(RLHFData, PrefsLabelNoiseIsAtMostOneHalf) {
+  PrefsConfig p;
+  p.run = temp_dir("rlhf_noise") + "/no-such-run";
+  p.out = temp_dir("rlhf_noise") + "/p.jsonl";
+  p.label_noise = 0.51;
+  EXPECT_EQ(rlft::testing::error_of([&] { generate_preferences(p); }),
+            "rlft lm prefs: --label-noise must be in [0, 0.5], got 0.51");
+  p.label_noise = -0.01;
+  EXPECT_EQ(rlft::testing::error_of([&] { generate_preferences(p); }),
+            "rlft lm prefs: --label-noise must be in [0, 0.5], got -0.01");
+  p.label_noise = 0.5;
+  const std::string e = rlft::testing::error_of([&] { generate_preferences(p); });
+  EXPECT_EQ(e.find("--label-noise"), std::string::npos) << e;
+  EXPECT_NE(e.find("no-such-run"), std::string::npos) << e;
+}
+
 TEST(RLHFData, PreferenceFilesRoundTripAndMalformedLinesNameTheLine) {
   const std::string dir = temp_dir("rlhf_prefs");
   std::vector<PreferencePair> pairs(2);
@@ -526,8 +544,10 @@ TEST(RLHFData, PreferenceFilesRoundTripAndMalformedLinesNameTheLine) {
   ASSERT_EQ(back.size(), 2u);
   EXPECT_EQ(back[0].chosen, " great.");
   EXPECT_EQ(back[0].chosen_score, 0.9);
+  EXPECT_EQ(back[0].rejected_score, 0.1);  // both scores are written, not only the chosen one
   EXPECT_EQ(back[1].prompt, "p \"quoted\"\n");
   EXPECT_TRUE(std::isnan(back[1].chosen_score));
+  EXPECT_TRUE(std::isnan(back[1].rejected_score));
 
   auto error_of = [](const std::string& text) {
     try {
