@@ -2,6 +2,7 @@
 // parser and sentiment scorer, the text task's positional split, and the SVG plot helper.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <map>
 #include <set>
@@ -160,6 +161,37 @@ TEST(ArithTask, OneOperatorGivesEveryProblemOfItOnce) {
   }
 }
 
+// Each split is its problems in id order ((a·100 + b)·3 + op), shuffled by Fisher–Yates with
+// the swap partner drawn from [0, i], the current place included: a uniform permutation, which
+// leaves at least one problem in its place with probability about 1 − 1/e ≈ 0.63. (Drawn from
+// [0, i) instead, it is Sattolo's algorithm: one cycle through all, never a problem in place.)
+// Over 60 data seeds, the ~255 training problems of "+-*" at one digit keep one in place in
+// about 38 (binomial: sd 3.7).
+TEST(ArithTask, TheShuffleOfASplitMayLeaveAProblemInPlace) {
+  int with_fixed_point = 0;
+  for (uint64_t seed = 1; seed <= 60; ++seed) {
+    TaskConfig c;
+    c.ops = "+-*";
+    c.digits = 1;
+    c.data_seed = seed;
+    c.train_size = c.eval_size = 1000;
+    const ArithTask t(c);
+    std::vector<int> ids;
+    for (const Example& e : t.examples(Split::train)) {
+      const int a = e.prompt[0] - '0', b = e.prompt[2] - '0';
+      const char op = e.prompt[1];
+      ids.push_back((a * 100 + b) * 3 + (op == '+' ? 0 : op == '-' ? 1 : 2));
+    }
+    std::vector<int> sorted = ids;
+    std::sort(sorted.begin(), sorted.end());
+    bool fixed = false;
+    for (size_t k = 0; k < ids.size(); ++k) fixed = fixed || ids[k] == sorted[k];
+    with_fixed_point += fixed;
+  }
+  EXPECT_GE(with_fixed_point, 25);
+  EXPECT_LE(with_fixed_point, 52);
+}
+
 // An operator given twice in --ops is refused (it would put every problem in twice).
 TEST(ArithTask, RepeatedOperatorIsRefused) {
   for (const char* ops : {"++", "+-+", "**"}) {
@@ -221,6 +253,27 @@ TEST(ReviewsTask, DisjointSplitsAndEveryReviewParses) {
   }
   EXPECT_GT(pos, 600);
   EXPECT_GT(neg, 600);
+}
+
+// An opening's split is set by its hash u = hash_unit(data_seed, opening): test below 0.10,
+// validation in [0.10, 0.20), train from 0.20.
+TEST(ReviewsTask, OpeningsSplitByTheirHashAtTenAndTwentyPercent) {
+  for (const uint64_t seed : {uint64_t(1234), uint64_t(7)}) {
+    TaskConfig c;
+    c.data_seed = seed;
+    c.train_size = 10;
+    c.eval_size = 10;
+    const ReviewsTask t(c);
+    size_t n = 0;
+    for (Split s : {Split::train, Split::validation, Split::test})
+      for (const std::string& p : t.prompts(s)) {
+        ++n;
+        const double u = hash_unit(seed, p);
+        const Split want = u < 0.10 ? Split::test : u < 0.20 ? Split::validation : Split::train;
+        EXPECT_EQ(int(s), int(want)) << p << " u = " << u;
+      }
+    EXPECT_EQ(n, 160u);
+  }
 }
 
 TEST(ReviewsTask, ParserAndSentiment) {
@@ -351,6 +404,23 @@ TEST(TextTask, FewerThanFortyCharactersAreRefused) {
   EXPECT_EQ(t->examples(Split::test)[0].response, "xx");
 }
 
+// A text chunk is at least two characters; at two, the 36 training characters of a 40-character
+// text ([0, 36)) give a chunk at every start 0..34 (stride max(2 / 2, 1) = 1): 35 of them.
+TEST(TextTask, AChunkIsAtLeastTwoCharacters) {
+  const std::string dir = temp_dir("text_task_chunk_two");
+  TaskConfig c;
+  c.task = "text";
+  c.data = dir + "/corpus.txt";
+  fs::atomic_write_file(c.data, std::string(40, 'x'));
+  c.chunk = 1;
+  EXPECT_EQ(rlft::testing::error_of([&] { (void)make_task(c); }),
+            "text: --chunk must be at least 2, got 1");
+  c.chunk = 2;
+  const std::unique_ptr<Task> t = make_task(c);
+  EXPECT_EQ(t->examples(Split::train).size(), 35u);
+  EXPECT_EQ(t->examples(Split::train)[0].response, "xx");
+}
+
 // strip_eos takes one EOS off the end, and a response that is only an EOS becomes empty.
 TEST(TaskHelpers, StripEosTakesOneTrailingEos) {
   EXPECT_EQ(strip_eos("<|eos|>"), "");
@@ -368,6 +438,38 @@ TEST(TaskHelpers, StringKeysHashByTheFnvLoopFromTheRecordedBasis) {
   EXPECT_EQ(hash_unit(7, std::string("")), hash_unit(7, uint64_t(1469598103934665603ull)));
   EXPECT_EQ(hash_unit(7, std::string("a")), hash_unit(7, uint64_t(0x44bd8ad473cd9906ull)));
   EXPECT_EQ(hash_unit(7, std::string("foobar")), hash_unit(7, uint64_t(0x88fad7c0a8ff07f2ull)));
+}
+
+// A run's task keys read back as the TaskConfig they were written from, every field (each set
+// off its default here); only a jsonl task records a data fingerprint.
+TEST(TaskHelpers, TaskKeysReadBackAsWritten) {
+  TaskConfig c;
+  c.task = "text";
+  c.data_seed = 7;
+  c.ops = "*";
+  c.digits = 3;
+  c.train_size = 11;
+  c.eval_size = 5;
+  c.data = "/data/book.txt";
+  c.chunk = 31;
+  json::Value v = json::Value::object();
+  set_task_keys(v, c);
+  EXPECT_EQ(v.find("data_fingerprint"), nullptr);
+  const TaskConfig back = task_config_from_json(v);
+  EXPECT_EQ(back.task, "text");
+  EXPECT_EQ(back.data_seed, 7u);
+  EXPECT_EQ(back.ops, "*");
+  EXPECT_EQ(back.digits, 3);
+  EXPECT_EQ(back.train_size, 11);
+  EXPECT_EQ(back.eval_size, 5);
+  EXPECT_EQ(back.data, "/data/book.txt");
+  EXPECT_EQ(back.chunk, 31);
+  EXPECT_EQ(back.data_fingerprint, "");
+  c.task = "jsonl";
+  c.data_fingerprint = "0123456789abcdef";
+  json::Value w = json::Value::object();
+  set_task_keys(w, c);
+  EXPECT_EQ(task_config_from_json(w).data_fingerprint, "0123456789abcdef");
 }
 
 TEST(LMBatches, RightPaddedTrainingAndLeftPaddedPrompts) {
