@@ -11,6 +11,7 @@
 #include "rl/normalize.h"
 #include "rl/ppo.h"
 #include "rl/reinforce.h"
+#include "test_util.h"
 
 using namespace rlft;
 using namespace rlft::rl;
@@ -50,6 +51,58 @@ TEST(RunningMeanStd, NormalizesByTheStandardDeviationAndClips) {
   EXPECT_NEAR(out[0], 2.0000374979295525, 1e-6);
   EXPECT_EQ(out[1], 10.0f);
   EXPECT_EQ(out[2], -10.0f);
+}
+
+// A dimension whose variance is 0 (a constant observation) divides by √(0 + 1e-8) = 1e-4, never
+// by 0: a value at the mean normalises to 0 (0/0 would be NaN, which no clip removes), one 1e-6
+// above it to 0.01.
+TEST(RunningMeanStd, AZeroVarianceDividesByTheSquareRootOfEpsilon) {
+  const RunningMeanStd r =
+      RunningMeanStd::from_json(json::parse(R"({"mean": [0], "var": [0], "count": 3})"));
+  const std::vector<float> x = {0.0f, 1e-6f};
+  std::vector<float> out(2);
+  r.normalize(x.data(), 2, out.data());
+  EXPECT_EQ(out[0], 0.0f);
+  EXPECT_NEAR(out[1], 0.01, 1e-6);
+}
+
+// A policy file's obs_rms has as many variances as means: one more is refused, not ignored.
+TEST(RunningMeanStd, MetadataWithMoreVariancesThanMeansIsRefused) {
+  EXPECT_EQ(rlft::testing::error_of([] {
+              (void)RunningMeanStd::from_metadata(R"({"mean": [1], "var": [2, 3], "count": 1})",
+                                                  "p.st", 1);
+            }),
+            "p.st: metadata obs_rms: RunningMeanStd: mean and var sizes differ");
+}
+
+// A policy file's obs_rms count must be a finite number above 0 (the statistics' weight).
+TEST(RunningMeanStd, MetadataWithACountOfZeroIsRefused) {
+  EXPECT_EQ(
+      RunningMeanStd::from_metadata(R"({"mean": [1], "var": [2], "count": 0.5})", "p", 1).var(0),
+      2.0);
+  for (const char* count : {"0", "-1"})
+    EXPECT_EQ(
+        rlft::testing::error_of([&] {
+          (void)RunningMeanStd::from_metadata(
+              std::string(R"({"mean": [1], "var": [2], "count": )") + count + "}", "p.st", 1);
+        }),
+        std::string("p.st: metadata obs_rms: count is ") + count + " (must be finite and > 0)");
+}
+
+// Without an episode end the running return is discounted: γ = 0.9, rewards 1 then 2 give
+// G = 1, then 0.9·1 + 2 = 2.9 (undiscounted it would be 3). The statistics then hold c = 1e-4
+// (mean 0, var 1), 1 and 2.9: var = (c + 1 + 2.9²)/2.0001 − (3.9/2.0001)² = 0.90269498, and
+// the second reward scales to 2/√(var + 1e-8) = 2.1050358.
+TEST(RewardScaler, DiscountsTheReturnByGamma) {
+  RewardScaler s(1, 0.9);
+  const uint8_t not_done = 0;
+  float r = 1;
+  s.scale(&r, &not_done, 1);
+  EXPECT_EQ(s.ret[0], 1.0);
+  r = 2;
+  s.scale(&r, &not_done, 1);
+  EXPECT_NEAR(s.ret[0], 2.9, 1e-12);
+  EXPECT_NEAR(r, 2.1050357671332236, 1e-5);  // the statistics hold 2.9 as a float
 }
 
 // One env, γ = 0.9. Step 1: reward 1 ends the episode: G = 1; the statistics hold c = 1e-4
