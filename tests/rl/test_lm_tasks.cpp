@@ -521,6 +521,39 @@ TEST(Plot, WritesAnSvgWithAxesSeriesAndLegend) {
   EXPECT_EQ(plot::nice_ticks(0, 1000, 6).size(), 6u);  // step 200
 }
 
+// On a log y axis a value of 0 has no place: it is left out and counted, not drawn at log(0).
+TEST(Plot, ALogAxisLeavesOutAZero) {
+  plot::PlotOptions o;
+  o.log_y = true;
+  const std::vector<plot::Series> s = {{"s", {0, 1, 2}, {0, 1, 10}}};
+  EXPECT_EQ(plot::count_unplottable(s, o), 1);
+  const std::string svg = plot::line_plot_svg("t", "x", "y", s, o);
+  EXPECT_NE(svg.find("1 point not drawn (not finite or beyond ±1e300, or <= 0)"), std::string::npos)
+      << svg;
+  EXPECT_EQ(svg.find("nan"), std::string::npos) << svg;
+  EXPECT_EQ(svg.find("inf"), std::string::npos) << svg;
+}
+
+// Log y ticks: under 2.5 decades, at 1, 2 and 5 of each decade; over more, at the powers of ten
+// only. y in [1, 10] spans log10 [0, 1], padded to [-0.04, 1.04]: ticks 1, 2, 5 and 10. y in
+// [1, 1000] spans 3 decades: ticks 1, 10, 100 and 1000.
+TEST(Plot, LogTicksAtOneTwoAndFiveOnlyWhenFewDecadesShow) {
+  plot::PlotOptions o;
+  o.log_y = true;
+  auto y_ticks = [&](std::vector<double> y) {
+    const std::string svg = plot::line_plot_svg("t", "x", "y", {{"s", {0, 1}, y}}, o);
+    std::vector<std::string> labels;
+    const std::string tag = "text-anchor=\"end\">";  // y tick labels (x ones are centred)
+    for (size_t at = svg.find(tag); at != std::string::npos; at = svg.find(tag, at + 1)) {
+      const size_t from = at + tag.size();
+      labels.push_back(svg.substr(from, svg.find('<', from) - from));
+    }
+    return labels;
+  };
+  EXPECT_EQ(y_ticks({1, 10}), (std::vector<std::string>{"1", "2", "5", "10"}));
+  EXPECT_EQ(y_ticks({1, 1000}), (std::vector<std::string>{"1", "10", "100", "1000"}));
+}
+
 // Coordinates by hand, 720×420 with the frame at x 78…700 (622 wide) and y 40…364 (324 high):
 // the y range gets 4% of its span above and below, and larger values are drawn higher.
 // (0, 0) → (1, 1): y range [−0.04, 1.04], so y = 0 at 40 + 324·(1 − 0.04/1.08) = 352 and
