@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include "models/tokenizer.h"
+#include "test_util.h"
 
 using namespace rlft;
 using namespace rlft::models;
@@ -112,6 +113,19 @@ TEST(Tokenizer, OverlongSurrogateAndTooLargeSequencesAreRefused) {
     EXPECT_THROW(utf8_decode(bad), Error) << ::testing::PrintToString(std::string(bad));
   EXPECT_EQ(utf8_decode("\xED\x9F\xBF"), std::vector<char32_t>{0xD7FF});  // just below them
   EXPECT_EQ(utf8_decode("\xEE\x80\x80"), std::vector<char32_t>{0xE000});  // just above them
+}
+
+// A sequence the end of the text cuts short is refused as truncated, also when the text is a
+// view into a longer buffer whose next bytes would complete it (the decoder never reads past the
+// view's end).
+TEST(Tokenizer, DecodeRefusesASequenceCutByTheEndOfTheText) {
+  const std::string buffer = "ab\xC3\xA9\xE2\x82\xAC";  // "ab", U+00E9, U+20AC
+  EXPECT_EQ(utf8_decode(buffer), (std::vector<char32_t>{'a', 'b', 0xE9, 0x20AC}));
+  for (const size_t cut : {3, 5, 6})
+    EXPECT_EQ(rlft::testing::error_of(
+                  [&] { (void)utf8_decode(std::string_view(buffer).substr(0, cut)); }),
+              std::string("utf8: truncated sequence at byte ") + (cut == 3 ? "2" : "4"))
+        << cut;
 }
 
 // DEL (0x7F) is the last ASCII character: in a corpus it is a symbol like any other.
