@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -97,6 +98,80 @@ TEST(ArgsTakeUnwritten, AValueOfTheWrongTypeNamesTheFileTheSettingAndTheOption) 
               a.take_unwritten(json::parse("[1]"), "c.json", {});
             }).find("c.json: not a run's settings"),
             std::string::npos);
+}
+
+// Args::parse's error for `words`, or "<no error>".
+std::string parse_error(Args& a, std::vector<std::string> words) {
+  words.insert(words.begin(), "rlft");
+  std::vector<char*> argv;
+  for (std::string& w : words) argv.push_back(w.data());
+  return rlft::testing::error_of([&] { a.parse(int(argv.size()), argv.data(), 1); });
+}
+
+// An int option takes exactly int32's range; one past either end is an error, not a value
+// wrapped into range.
+TEST(ArgsParse, AnIntOptionTakesInt32sRangeOnly) {
+  Settings s;
+  Args a = bind(s);
+  parse(a, {"--heads", "2147483647"});
+  EXPECT_EQ(s.heads, 2147483647);
+  parse(a, {"--heads", "-2147483648"});
+  EXPECT_EQ(s.heads, -2147483647 - 1);
+  EXPECT_EQ(parse_error(a, {"--heads", "2147483648"}), "--heads: 2147483648 is out of range");
+  EXPECT_EQ(parse_error(a, {"--heads=-2147483649"}), "--heads: -2147483649 is out of range");
+  EXPECT_EQ(parse_error(a, {"--heads", "4294967300"}), "--heads: 4294967300 is out of range");
+}
+
+// An unsigned option refuses a negative value (it would wrap to 2^64 - 1).
+TEST(ArgsParse, AnUnsignedOptionRefusesANegativeValue) {
+  Settings s;
+  Args a = bind(s);
+  parse(a, {"--seed", "0"});
+  EXPECT_EQ(s.seed, 0u);
+  EXPECT_EQ(parse_error(a, {"--seed", "-1"}), "--seed: must be >= 0, got -1");
+  EXPECT_EQ(s.seed, 0u);
+}
+
+// "--no-X" sets a boolean X to false; for an option that is not a boolean, or written with a
+// value, it is an unknown option.
+TEST(ArgsParse, NoPrefixNegatesOnlyABoolean) {
+  Settings s;
+  Args a = bind(s);
+  parse(a, {"--no-norm"});
+  EXPECT_FALSE(s.norm);
+  EXPECT_EQ(parse_error(a, {"--no-lr"}), "rlft test: unknown option '--no-lr' (see --help)");
+  EXPECT_EQ(parse_error(a, {"--no-norm=true"}),
+            "rlft test: unknown option '--no-norm' (see --help)");
+  EXPECT_EQ(s.lr, 2.5e-4);
+}
+
+// A positional argument left out is an error naming it.
+TEST(ArgsParse, AMissingPositionalArgumentIsNamed) {
+  Settings s;
+  std::string file;
+  Args a = bind(s);
+  a.positional("file", &file, "input");
+  EXPECT_EQ(parse_error(a, {"--lr", "0.5"}), "rlft test: missing argument <file>");
+  parse(a, {"in.txt"});
+  EXPECT_EQ(file, "in.txt");
+  EXPECT_EQ(parse_error(a, {"in.txt", "more"}), "rlft test: unexpected argument 'more'");
+}
+
+// peek_once reads a flag's value before parsing; given twice (in either spelling) it is an error
+// naming both values.
+TEST(ArgsParse, APeekedFlagMayBeGivenOnceOnly) {
+  std::vector<std::string> words = {"rlft", "train", "--preset", "a", "--lr", "1"};
+  std::vector<char*> argv;
+  for (std::string& w : words) argv.push_back(w.data());
+  EXPECT_EQ(Args::peek_once(int(argv.size()), argv.data(), 2, "--preset"), "a");
+  EXPECT_EQ(Args::peek_once(int(argv.size()), argv.data(), 2, "--seed"), std::nullopt);
+  words.push_back("--preset=b");
+  argv.clear();
+  for (std::string& w : words) argv.push_back(w.data());
+  EXPECT_EQ(rlft::testing::error_of(
+                [&] { (void)Args::peek_once(int(argv.size()), argv.data(), 2, "--preset"); }),
+            "--preset: given twice ('a' and 'b'); give one preset and override its settings "
+            "with options");
 }
 
 }  // namespace
