@@ -1260,6 +1260,97 @@ TEST_F(GroupRLRun, VerifiableExperimentWritesCurvesAndTable) {
   EXPECT_EQ(again.methods[0].greedy, r.methods[0].greedy);
 }
 
+// The same experiment run by a stand-in for the rlft binary (a shell script): each RL run's
+// metrics.jsonl is written by hand, and every command the experiment runs is logged.
+//  - The accuracy curve is the mean over seeds: eval accuracy 0.1 at the start of both seeds,
+//    then 0.2, 0.4 (seed 1) and 0.4, 0.6 (seed 2), so the curve is (0, 0.1), (1, 0.3), (2, 0.5).
+//    Drawn over y [0.1, 0.5] padded by 4% to [0.084, 0.516] on the 720×420 frame (x 78…700,
+//    y 40…364): (78, 352), (389, 202), (700, 52).
+//  - A run trained again (its marker gone) has its test evaluation run again too, though that
+//    evaluation's own command did not change; the other run's evaluation is kept.
+TEST(GroupRLConfig, VerifiableAveragesSeedsAndReevaluatesARetrainedRun) {
+  namespace sfs = std::filesystem;
+  const std::string d = temp_dir("verifiable_stand_in");
+  SFTConfig start = rlft::testing::arith_sft_config(d, "sft");  // one step: a start to check
+  start.steps = start.log_every = start.eval_every = start.checkpoint_every = 1;
+  start.batch = 4;
+  start.warmup = 0;
+  start.eval_examples = 4;
+  train_sft(start);
+  const std::string program = d + "/rlft.sh";
+  fs::atomic_write_file(program, R"(#!/bin/sh
+echo "$*" >> "$(dirname "$0")/calls.log"
+run= out= name=
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --run) run=$2; shift ;;
+    --out-dir) out=$2; shift ;;
+    --name) name=$2; shift ;;
+  esac
+  shift
+done
+if [ -n "$run" ]; then
+  echo '{"greedy_exact_match": 0.5, "sampled_exact_match": 0.25}' > "$run/eval_test.json"
+  exit 0
+fi
+case "$name" in *-s1) a=0.2 b=0.4 ;; *) a=0.4 b=0.6 ;; esac
+mkdir -p "$out/$name"
+{
+  echo "{\"step\": 1, \"generated_tokens\": 100, \"accuracy\": 0.5, \"eval_accuracy\": $a, \"eval_accuracy_start\": 0.1, \"response_length_mean\": 3, \"entropy\": 1, \"elapsed_seconds\": 1}"
+  echo "{\"step\": 2, \"generated_tokens\": 200, \"accuracy\": 0.5, \"eval_accuracy\": $b, \"response_length_mean\": 3, \"entropy\": 1, \"elapsed_seconds\": 2}"
+} > "$out/$name/metrics.jsonl"
+)");
+  sfs::permissions(program, sfs::perms::owner_all);
+  exp::VerifiableConfig c;
+  c.out_dir = d + "/verifiable";
+  c.init = d + "/sft";
+  c.methods = {"grpo"};
+  c.seeds = 2;
+  c.parallel = 1;
+  c.steps = 2;
+  c.prompts = 4;
+  c.group = 4;
+  c.train_prompts = 16;
+  c.minibatches = 1;
+  c.eval_every = 1;
+  c.eval_prompts = 10;
+  c.eval_samples = 1;
+  c.test_prompts = 20;
+  c.program = program;
+  c.quiet = true;
+  exp::run_verifiable(c);
+  const std::string svg = fs::read_file(c.out_dir + "/accuracy_vs_steps.svg");
+  EXPECT_NE(svg.find("points=\"78.00,352.00 389.00,202.00 700.00,52.00 \""), std::string::npos)
+      << svg;
+  auto calls = [&](const std::string& what) {
+    const std::string log = fs::read_file(d + "/calls.log");
+    int n = 0;
+    for (size_t at = log.find(what); at != std::string::npos; at = log.find(what, at + 1)) ++n;
+    return n;
+  };
+  const std::string eval1 = "lm eval --run " + c.out_dir + "/runs/grpo-s1 ";
+  const std::string eval2 = "lm eval --run " + c.out_dir + "/runs/grpo-s2 ";
+  EXPECT_EQ(calls("lm grpo "), 2);
+  EXPECT_EQ(calls(eval1), 1);
+  EXPECT_EQ(calls(eval2), 1);
+  fs::remove_file(c.out_dir + "/logs/grpo-s1.done");
+  exp::run_verifiable(c);
+  EXPECT_EQ(calls("lm grpo "), 3);
+  EXPECT_EQ(calls(eval1), 2);
+  EXPECT_EQ(calls(eval2), 1);
+}
+
+// The methods of an experiment are distinct: one listed twice is an error before any job runs.
+TEST(GroupRLConfig, VerifiableRefusesAMethodListedTwice) {
+  exp::VerifiableConfig c;
+  c.methods = {"grpo", "rloo", "grpo"};
+  c.out_dir = temp_dir("verifiable_twice") + "/v";
+  c.init = "no-such-run";
+  EXPECT_EQ(rlft::testing::error_of([&] { exp::run_verifiable(c); }),
+            "rlft experiment verifiable: --methods: 'grpo' is listed twice");
+  EXPECT_FALSE(fs::exists(c.out_dir));
+}
+
 // The curves' trailing mean by hand: over 2 points, 1 2 3 4 5 → 1, 1.5, 2.5, 3.5, 4.5; over 3,
 // → 1, 1.5, 2, 3, 4; a window longer than the series is the running mean.
 TEST(GroupRLConfig, CurvesAreSmoothedByATrailingMean) {
