@@ -256,6 +256,20 @@ TEST_F(CliLm, InitFromAnotherModelNamesBothConfigs) {
   EXPECT_FALSE(fsys::exists(*dir_ / "sft-micro"));
 }
 
+// --stop-after is the invocation's own, never taken from the run: a run stopped after 1 of its 3
+// steps and resumed without it runs its 2 remaining steps to the end.
+TEST_F(CliLm, AResumeWithoutStopAfterRunsToTheEnd) {
+  const std::string sft =
+      tiny_sft_args(4) + " --steps 3 --out-dir " + dir_->string() + " --name sft-stop";
+  const Outcome stopped = run(sft + " --stop-after 1 --checkpoint-every 1");
+  ASSERT_EQ(stopped.status, 0) << stopped.err;
+  const Outcome resumed =
+      run("lm sft --quiet --out-dir " + dir_->string() + " --name sft-stop --resume");
+  EXPECT_EQ(resumed.status, 0) << resumed.err;
+  EXPECT_EQ(resumed.out.rfind("done: 2 steps in ", 0), 0u) << resumed.out;
+  EXPECT_NE(resumed.out.find("(resumed: the run is at step 3)"), std::string::npos) << resumed.out;
+}
+
 // --resume continues with the settings the run recorded: those left out are taken, those written
 // must match (the budget may grow).
 TEST_F(CliLm, ResumeComparesTheSettings) {
