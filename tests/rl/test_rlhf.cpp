@@ -970,6 +970,20 @@ TEST(Frontier, JobsFormStagesFromOneSFTModelAndOnePreferenceFile) {
   EXPECT_THROW(exp::frontier_jobs(c), Error);
 }
 
+// Two values of one list that give the same run name (0.1 and 0.10) would be one run: refused
+// when the jobs are planned, naming the list and the value.
+TEST(Frontier, AValueListedTwiceIsRefused) {
+  exp::FrontierConfig c;
+  c.out_dir = "x";
+  c.betas = {0.1, 0.3, 0.10};
+  EXPECT_EQ(rlft::testing::error_of([&] { exp::frontier_jobs(c); }),
+            "rlft experiment frontier: --betas: 0.1 is listed twice");
+  c.betas = {0.1};
+  c.kl_ctls = {0.05, 0.050};
+  EXPECT_EQ(rlft::testing::error_of([&] { exp::frontier_jobs(c); }),
+            "rlft experiment frontier: --kl-ctls: 0.05 is listed twice");
+}
+
 // --device reaches every job of every stage; "cpu" (the default) adds nothing, so CPU command
 // lines stay as they were; a bad device is refused before any job exists.
 TEST(Frontier, DeviceReachesEveryJob) {
