@@ -1218,19 +1218,18 @@ TEST_F(GroupRLRun, StoppedAndResumedRunReportsEachInvocation) {
 
 // ---- rlft experiment verifiable: the plumbing, at toy size -----------------------------------
 
-// One method, one seed, 3 steps from this suite's SFT model, through the real rlft binary (the
-// runner spawns it): the curves, the CSV and results.md appear, and a rerun skips the finished
-// runs and redraws the same table.
-TEST_F(GroupRLRun, VerifiableExperimentWritesCurvesAndTable) {
-  const std::string rlft_bin = std::string(RLFT_BINARY_DIR) + "/rlft";
-  if (!fs::exists(rlft_bin)) GTEST_SKIP() << rlft_bin << " is not built (build the rlft target)";
+namespace {
+
+// GRPO alone at toy size from `dir`/sft into `dir`/verifiable, each job run by `program`.
+exp::VerifiableConfig tiny_verifiable(const std::string& dir, const std::string& program,
+                                      int64_t seeds, int64_t steps) {
   exp::VerifiableConfig c;
-  c.out_dir = *dir_ + "/verifiable";
-  c.init = *dir_ + "/sft";
+  c.out_dir = dir + "/verifiable";
+  c.init = dir + "/sft";
   c.methods = {"grpo"};
-  c.seeds = 1;
+  c.seeds = seeds;
   c.parallel = 1;
-  c.steps = 3;
+  c.steps = steps;
   c.prompts = 4;
   c.group = 4;
   c.train_prompts = 16;
@@ -1239,8 +1238,20 @@ TEST_F(GroupRLRun, VerifiableExperimentWritesCurvesAndTable) {
   c.eval_prompts = 10;
   c.eval_samples = 1;
   c.test_prompts = 20;
-  c.program = rlft_bin;
+  c.program = program;
   c.quiet = true;
+  return c;
+}
+
+}  // namespace
+
+// One method, one seed, 3 steps from this suite's SFT model, through the real rlft binary (the
+// runner spawns it): the curves, the CSV and results.md appear, and a rerun skips the finished
+// runs and redraws the same table.
+TEST_F(GroupRLRun, VerifiableExperimentWritesCurvesAndTable) {
+  const std::string rlft_bin = std::string(RLFT_BINARY_DIR) + "/rlft";
+  if (!fs::exists(rlft_bin)) GTEST_SKIP() << rlft_bin << " is not built (build the rlft target)";
+  const exp::VerifiableConfig c = tiny_verifiable(*dir_, rlft_bin, /*seeds=*/1, /*steps=*/3);
   const exp::VerifiableResult r = exp::run_verifiable(c);
   for (const char* f : {"accuracy_vs_steps.svg", "accuracy_vs_tokens.svg", "response_length.svg",
                         "entropy.svg", "curves.csv", "results.md", "runs/grpo-s1/metrics.jsonl",
@@ -1301,23 +1312,7 @@ mkdir -p "$out/$name"
 } > "$out/$name/metrics.jsonl"
 )");
   sfs::permissions(program, sfs::perms::owner_all);
-  exp::VerifiableConfig c;
-  c.out_dir = d + "/verifiable";
-  c.init = d + "/sft";
-  c.methods = {"grpo"};
-  c.seeds = 2;
-  c.parallel = 1;
-  c.steps = 2;
-  c.prompts = 4;
-  c.group = 4;
-  c.train_prompts = 16;
-  c.minibatches = 1;
-  c.eval_every = 1;
-  c.eval_prompts = 10;
-  c.eval_samples = 1;
-  c.test_prompts = 20;
-  c.program = program;
-  c.quiet = true;
+  const exp::VerifiableConfig c = tiny_verifiable(d, program, /*seeds=*/2, /*steps=*/2);
   exp::run_verifiable(c);
   const std::string svg = fs::read_file(c.out_dir + "/accuracy_vs_steps.svg");
   EXPECT_NE(svg.find("points=\"78.00,352.00 389.00,202.00 700.00,52.00 \""), std::string::npos)
