@@ -153,11 +153,16 @@ TEST(PPO, ResumeContinuesTheRun) {
   c.quiet = true;
   const std::string dir = tmp_run("resume");
   fs::forget_synced_sizes();
+  int durability_checks = 0;
   train_ppo(c, dir, [&](const PPOUpdate& u) {
     // The checkpoint of update 2 is written: a crash now keeps the lines through it.
-    if (u.update == 2) testing::expect_log_durable_through(dir + "/metrics.jsonl", 2, "update");
+    if (u.update == 2) {
+      testing::expect_log_durable_through(dir + "/metrics.jsonl", 2, "update");
+      ++durability_checks;
+    }
     return u.update < 2;  // "interrupted" after 2
   });
+  EXPECT_EQ(durability_checks, 1) << "the callback never saw update 2: the log was not checked";
   c.resume = true;
   const PPOResult r = train_ppo(c, dir);
   ASSERT_EQ(r.updates.size(), 2u);
@@ -1340,11 +1345,16 @@ TEST(Reinforce, ResumeContinuesTheRunFromItsState) {
   c.quiet = true;
   const std::string dir = tmp_run("reinforce_resume");
   fs::forget_synced_sizes();
+  int durability_checks = 0;
   const ReinforceResult first = train_reinforce(c, dir, [&](const ReinforceUpdate& u) {
     // The checkpoint of episode 10 is written: a crash now keeps the lines through it.
-    if (u.episode == 10) testing::expect_log_durable_through(dir + "/metrics.jsonl", 10, "episode");
+    if (u.episode == 10) {
+      testing::expect_log_durable_through(dir + "/metrics.jsonl", 10, "episode");
+      ++durability_checks;
+    }
     return u.episode < 20;
   });
+  EXPECT_EQ(durability_checks, 1) << "the callback never saw episode 10: the log was not checked";
   ASSERT_EQ(first.updates.size(), 20u);
   fs::append_line(dir + "/metrics.jsonl", R"({"episode":21,"global_step":1,"episodic_return":0})");
   c.resume = true;
