@@ -15,6 +15,7 @@
 #include <filesystem>
 #include <map>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "engine/checkpoint.h"
@@ -64,15 +65,16 @@ std::map<std::string, std::string> recorded_fingerprints(const std::string& run)
   return out;
 }
 
-// `config` (a fresh run at <out_dir>/<name>) stopped after one step; then, for each input, a
-// resume with that input changed (to its `other` bytes, and to bytes that are no checkpoint or
-// preference file at all) is refused with the error naming it, the run's files untouched; with
-// the inputs as they were the run resumes to its end, its fingerprints kept. Then the same run
-// as <name>-old, recorded as a run from before fingerprints (no keys): it resumes to its end
-// with every input changed, unchecked, and config.json still without the keys.
+// `config` (a fresh run at <out_dir>/<name>, a checkpoint every step) stopped after one step; then,
+// for each input, a resume with that input changed (to its `other` bytes, and to bytes that are no
+// checkpoint or preference file at all) is refused with the error naming it, the run's files
+// untouched; with the inputs as they were the run resumes to its end, its fingerprints kept. Then
+// the same run as <name>-old, recorded as a run from before fingerprints (no keys): it resumes to
+// its end with every input changed, unchecked, and config.json still without the keys.
 template <typename Config, typename Result>
 void expect_changed_inputs_refused(Result (*train)(const Config&), Config config,
                                    const std::vector<Input>& inputs) {
+  config.checkpoint_every = 1;
   const auto stopped = [&](const std::string& name) {
     config.name = name;
     config.resume = false;
@@ -139,6 +141,7 @@ template <typename Config, typename Result>
 void expect_inputs_recorded_from_the_root(Result (*train)(const Config&), Config config,
                                           const std::string& dir,
                                           const std::vector<RelativeInput<Config>>& inputs) {
+  SCOPED_TRACE(config.name);
   config.resume = false;
   config.stop_after = 1;
   std::string cwd;
@@ -168,6 +171,7 @@ void expect_inputs_recorded_from_the_root(Result (*train)(const Config&), Config
 template <typename Config, typename Result>
 void expect_foreign_tokenizer_refused(Result (*train)(const Config&), Config config,
                                       const std::vector<std::string>& files) {
+  SCOPED_TRACE(config.name);
   config.resume = false;
   config.stop_after = 1;
   train(config);
@@ -265,6 +269,65 @@ class ResumeInputs : public ::testing::Test {
   static Config config(const std::string& name) {
     return rlft::testing::config_at<Config>(*dir_, name);
   }
+  // Each trainer's tiny run at <dir>/<name> on its inputs: DPO and the reward model one epoch of
+  // batch 8, PPO-RLHF and RRHF (scored by a reward model) and group RL two steps of a few short
+  // samples; evaluated only at the start and the end.
+  template <typename Config>  // from `init`, evaluated on one sample
+  static Config run_from(const std::string& name, const std::string& init) {
+    Config c = config<Config>(name);
+    c.init = init;
+    c.eval_every = 0;
+    c.eval_samples = 1;
+    return c;
+  }
+  static DPOConfig dpo_config(const std::string& name, const std::string& init,
+                              const std::string& prefs) {
+    DPOConfig c = run_from<DPOConfig>(name, init);
+    c.batch = 8;
+    c.epochs = 1;
+    c.prefs = prefs;
+    return c;
+  }
+  static RewardModelConfig reward_model_config(const std::string& name, const std::string& init,
+                                               const std::string& prefs) {
+    RewardModelConfig c = rlft::testing::tiny_reward_model_config(*dir_, name, init, prefs);
+    c.batch = 8;
+    c.epochs = 1;
+    return c;
+  }
+  template <typename Config>  // PPORLHFConfig or RRHFConfig
+  static Config scored_config(const std::string& name, const std::string& init,
+                              const std::string& reward_model) {
+    Config c = run_from<Config>(name, init);
+    c.reward_model = reward_model;
+    c.steps = 2;
+    if constexpr (std::is_same_v<Config, PPORLHFConfig>) {
+      c.batch = 2;
+      c.ppo_epochs = 1;
+      c.minibatches = 1;
+      c.max_new_tokens = 6;
+    } else {
+      c.prompts_per_step = 2;
+      c.k = 2;
+    }
+    return c;
+  }
+  static GroupRLConfig group_rl_config(const std::string& algo, const std::string& name,
+                                       const std::string& init) {
+    GroupRLConfig c = group_rl_defaults(algo);
+    c.init = init;
+    c.train_prompts = 8;
+    c.prompts = 2;
+    c.group_size = 4;
+    c.steps = 2;
+    c.max_new_tokens = 4;
+    c.max_extra_rounds = 1;
+    c.eval_prompts = 0;
+    c.out_dir = *dir_;
+    c.name = name;
+    c.quiet = true;
+    return c;
+  }
   static std::string* dir_;
 };
 std::string* ResumeInputs::dir_ = nullptr;
@@ -274,184 +337,66 @@ std::string* ResumeInputs::dir_ = nullptr;
 // Each trainer records its --init, --prefs and --reward-model from the root: a run started with
 // relative paths resumes from another working directory.
 TEST_F(ResumeInputs, InputsAreRecordedFromTheRootAndReadFromAnyDirectory) {
-  {
-    SCOPED_TRACE("dpo");
-    DPOConfig c = config<DPOConfig>("relative-dpo");
-    c.prefs = "prefs.jsonl";
-    c.init = "sft0";
-    c.batch = 8;
-    c.epochs = 1;
-    c.eval_every = 0;
-    c.eval_samples = 1;
-    expect_inputs_recorded_from_the_root<DPOConfig>(
-        train_dpo, c, *dir_, {{&DPOConfig::prefs, "prefs"}, {&DPOConfig::init, "init"}});
-  }
-  {
-    SCOPED_TRACE("rm");
-    RewardModelConfig c =
-        rlft::testing::tiny_reward_model_config(*dir_, "relative-rm", "sft0", "prefs.jsonl");
-    c.batch = 8;
-    c.epochs = 1;
-    expect_inputs_recorded_from_the_root<RewardModelConfig>(
-        train_reward_model, c, *dir_,
-        {{&RewardModelConfig::prefs, "prefs"}, {&RewardModelConfig::init, "init"}});
-  }
-  {
-    SCOPED_TRACE("ppo");
-    PPORLHFConfig c = config<PPORLHFConfig>("relative-ppo");
-    c.init = "sft0";
-    c.reward_model = "rm0";
-    c.steps = 2;
-    c.batch = 2;
-    c.ppo_epochs = 1;
-    c.minibatches = 1;
-    c.max_new_tokens = 6;
-    c.eval_every = 0;
-    c.eval_samples = 1;
-    expect_inputs_recorded_from_the_root<PPORLHFConfig>(
-        train_ppo_rlhf, c, *dir_,
-        {{&PPORLHFConfig::init, "init"}, {&PPORLHFConfig::reward_model, "reward_model"}});
-  }
-  {
-    SCOPED_TRACE("rrhf");
-    RRHFConfig c = config<RRHFConfig>("relative-rrhf");
-    c.init = "sft0";
-    c.reward_model = "rm0";
-    c.steps = 2;
-    c.prompts_per_step = 2;
-    c.k = 2;
-    c.eval_every = 0;
-    c.eval_samples = 1;
-    expect_inputs_recorded_from_the_root<RRHFConfig>(
-        train_rrhf, c, *dir_,
-        {{&RRHFConfig::init, "init"}, {&RRHFConfig::reward_model, "reward_model"}});
-  }
-  {
-    SCOPED_TRACE("grpo");
-    GroupRLConfig c = group_rl_defaults("grpo");
-    c.init = "arith0";
-    c.train_prompts = 8;
-    c.prompts = 2;
-    c.group_size = 4;
-    c.steps = 2;
-    c.max_new_tokens = 4;
-    c.max_extra_rounds = 1;
-    c.eval_prompts = 0;
-    c.out_dir = *dir_;
-    c.name = "relative-grpo";
-    c.quiet = true;
-    expect_inputs_recorded_from_the_root<GroupRLConfig>(train_group_rl, c, *dir_,
-                                                        {{&GroupRLConfig::init, "init"}});
-  }
+  expect_inputs_recorded_from_the_root(train_dpo, dpo_config("relative-dpo", "sft0", "prefs.jsonl"),
+                                       *dir_,
+                                       {{&DPOConfig::prefs, "prefs"}, {&DPOConfig::init, "init"}});
+  expect_inputs_recorded_from_the_root(
+      train_reward_model, reward_model_config("relative-rm", "sft0", "prefs.jsonl"), *dir_,
+      {{&RewardModelConfig::prefs, "prefs"}, {&RewardModelConfig::init, "init"}});
+  expect_inputs_recorded_from_the_root(
+      train_ppo_rlhf, scored_config<PPORLHFConfig>("relative-ppo", "sft0", "rm0"), *dir_,
+      {{&PPORLHFConfig::init, "init"}, {&PPORLHFConfig::reward_model, "reward_model"}});
+  expect_inputs_recorded_from_the_root(
+      train_rrhf, scored_config<RRHFConfig>("relative-rrhf", "sft0", "rm0"), *dir_,
+      {{&RRHFConfig::init, "init"}, {&RRHFConfig::reward_model, "reward_model"}});
+  expect_inputs_recorded_from_the_root(train_group_rl,
+                                       group_rl_config("grpo", "relative-grpo", "arith0"), *dir_,
+                                       {{&GroupRLConfig::init, "init"}});
 }
 
 // Each trainer's --resume refuses a checkpoint whose tokenizer is not its --init run's (the
 // reward model's and PPO's critic: with their heads), before anything of the run changes.
 TEST_F(ResumeInputs, ACheckpointOfAnotherTokenizerIsRefused) {
-  {
-    SCOPED_TRACE("rm");
-    RewardModelConfig c = rlft::testing::tiny_reward_model_config(
-        *dir_, "foreign-rm", *dir_ + "/sft0", *dir_ + "/prefs.jsonl");
-    c.batch = 8;
-    c.epochs = 1;
-    expect_foreign_tokenizer_refused(train_reward_model, c, {"checkpoint.safetensors"});
-  }
-  {
-    SCOPED_TRACE("ppo");
-    PPORLHFConfig c = config<PPORLHFConfig>("foreign-ppo");
-    c.init = *dir_ + "/sft0";
-    c.reward_model = *dir_ + "/rm0";
-    c.steps = 2;
-    c.batch = 2;
-    c.ppo_epochs = 1;
-    c.minibatches = 1;
-    c.max_new_tokens = 6;
-    c.eval_every = 0;
-    c.eval_samples = 1;
-    expect_foreign_tokenizer_refused(train_ppo_rlhf, c,
-                                     {"checkpoint.safetensors", "critic.safetensors"});
-  }
-  {
-    SCOPED_TRACE("rrhf");
-    RRHFConfig c = config<RRHFConfig>("foreign-rrhf");
-    c.init = *dir_ + "/sft0";
-    c.reward_model = *dir_ + "/rm0";
-    c.steps = 2;
-    c.prompts_per_step = 2;
-    c.k = 2;
-    c.eval_every = 0;
-    c.eval_samples = 1;
-    expect_foreign_tokenizer_refused(train_rrhf, c, {"checkpoint.safetensors"});
-  }
-  {
-    SCOPED_TRACE("grpo");
-    GroupRLConfig c = group_rl_defaults("grpo");
-    c.init = *dir_ + "/arith0";
-    c.train_prompts = 8;
-    c.prompts = 2;
-    c.group_size = 4;
-    c.steps = 2;
-    c.max_new_tokens = 4;
-    c.max_extra_rounds = 1;
-    c.eval_prompts = 0;
-    c.out_dir = *dir_;
-    c.name = "foreign-grpo";
-    c.quiet = true;
-    expect_foreign_tokenizer_refused(train_group_rl, c, {"checkpoint.safetensors"});
-  }
+  expect_foreign_tokenizer_refused(
+      train_reward_model,
+      reward_model_config("foreign-rm", *dir_ + "/sft0", *dir_ + "/prefs.jsonl"),
+      {"checkpoint.safetensors"});
+  expect_foreign_tokenizer_refused(
+      train_ppo_rlhf, scored_config<PPORLHFConfig>("foreign-ppo", *dir_ + "/sft0", *dir_ + "/rm0"),
+      {"checkpoint.safetensors", "critic.safetensors"});
+  expect_foreign_tokenizer_refused(
+      train_rrhf, scored_config<RRHFConfig>("foreign-rrhf", *dir_ + "/sft0", *dir_ + "/rm0"),
+      {"checkpoint.safetensors"});
+  expect_foreign_tokenizer_refused(train_group_rl,
+                                   group_rl_config("grpo", "foreign-grpo", *dir_ + "/arith0"),
+                                   {"checkpoint.safetensors"});
 }
 
 TEST_F(ResumeInputs, DPOOnAChangedInitOrPreferenceFileIsRefused) {
   const Input prefs = prefs_copy("dpo"), init = run_copy("dpo", "--init", "sft0", "sft1");
-  DPOConfig c = config<DPOConfig>("dpo");
-  c.prefs = prefs.path;
-  c.init = init.path;
-  c.batch = 8;
-  c.epochs = 1;
+  DPOConfig c = dpo_config("dpo", init.path, prefs.path);
   c.log_every = 1;
-  c.eval_every = 0;
-  c.eval_samples = 1;
-  c.checkpoint_every = 1;
   expect_changed_inputs_refused(train_dpo, c, {prefs, init});
 }
 
 TEST_F(ResumeInputs, RewardModelOnAChangedInitOrPreferenceFileIsRefused) {
   const Input prefs = prefs_copy("rm"), init = run_copy("rm", "--init", "sft0", "sft1");
   RewardModelConfig c = rlft::testing::tiny_reward_model_config(*dir_, "rm", init.path, prefs.path);
-  c.checkpoint_every = 1;
   expect_changed_inputs_refused(train_reward_model, c, {prefs, init});
 }
 
 TEST_F(ResumeInputs, PPORLHFOnAChangedInitOrRewardModelIsRefused) {
   const Input init = run_copy("ppo", "--init", "sft0", "sft1"),
               rm = file_copy("ppo", "--reward-model", "rm0", "rm1");
-  PPORLHFConfig c = config<PPORLHFConfig>("ppo");
-  c.init = init.path;
-  c.reward_model = rm.path;
-  c.steps = 2;
-  c.batch = 2;
-  c.ppo_epochs = 1;
-  c.minibatches = 1;
-  c.max_new_tokens = 6;
-  c.eval_every = 0;
-  c.eval_samples = 1;
-  c.checkpoint_every = 1;
+  PPORLHFConfig c = scored_config<PPORLHFConfig>("ppo", init.path, rm.path);
   expect_changed_inputs_refused(train_ppo_rlhf, c, {init, rm});
 }
 
 TEST_F(ResumeInputs, RRHFOnAChangedInitOrRewardModelIsRefused) {
   const Input init = run_copy("rrhf", "--init", "sft0", "sft1"),
               rm = run_copy("rrhf", "--reward-model", "rm0", "rm1");
-  RRHFConfig c = config<RRHFConfig>("rrhf");
-  c.init = init.path;
-  c.reward_model = rm.path;
-  c.steps = 2;
-  c.prompts_per_step = 2;
-  c.k = 2;
+  RRHFConfig c = scored_config<RRHFConfig>("rrhf", init.path, rm.path);
   c.log_every = 1;
-  c.eval_every = 0;
-  c.eval_samples = 1;
-  c.checkpoint_every = 1;
   expect_changed_inputs_refused(train_rrhf, c, {init, rm});
   // Scored by the ground truth, the run reads no reward model: none is recorded or checked.
   c.name = "rrhf-truth";
@@ -464,19 +409,7 @@ TEST_F(ResumeInputs, GroupRLOnAChangedInitIsRefused) {
   for (const std::string algo : {"grpo", "gspo", "dapo"}) {
     SCOPED_TRACE(algo);
     const Input init = run_copy(algo, "--init", "arith0", "arith1");
-    GroupRLConfig c = group_rl_defaults(algo);
-    c.init = init.path;
-    c.train_prompts = 8;
-    c.prompts = 2;
-    c.group_size = 4;
-    c.steps = 2;
-    c.max_new_tokens = 4;
-    c.max_extra_rounds = 1;
-    c.eval_prompts = 0;
-    c.checkpoint_every = 1;
-    c.out_dir = *dir_;
-    c.name = algo;
-    c.quiet = true;
+    GroupRLConfig c = group_rl_config(algo, algo, init.path);
     expect_changed_inputs_refused(train_group_rl, c, {init});
   }
 }
