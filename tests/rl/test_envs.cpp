@@ -652,20 +652,24 @@ TEST(LunarLander, ContinuousActionsAreClipped) {
   }
 }
 
-// The fuel cost of one step: the reward less the shaping's change, shaping(o) =
-// −100·√(x² + y²) − 100·√(vx² + vy²) − 100·|angle| + 10·leg1 + 10·leg2 (Gymnasium's), is
-// −0.30·m_power − 0.03·s_power. Discrete: noop 0, side engines (1, 3) −0.03, main (2) −0.30.
+// LunarLander's shaping (Gymnasium's) of an observation, shaping(o) = −100·√(x² + y²) −
+// 100·√(vx² + vy²) − 100·|angle| + 10·leg1 + 10·leg2, the legs' contact flags being o[6], o[7].
+double shaping(const std::vector<float>& o) {
+  return -100 * std::sqrt(double(o[0]) * o[0] + double(o[1]) * o[1]) -
+         100 * std::sqrt(double(o[2]) * o[2] + double(o[3]) * o[3]) - 100 * std::fabs(o[4]) +
+         10 * o[6] + 10 * o[7];
+}
+// The fuel cost of one step of each discrete action: noop 0, side engines (1, 3) −0.03, main (2)
+// −0.30.
+constexpr double kDiscreteFuelCost[4] = {0.0, -0.03, -0.30, -0.03};
+
+// The fuel cost of one step: the reward less the shaping's change is −0.30·m_power −
+// 0.03·s_power (kDiscreteFuelCost for the discrete actions).
 // Continuous [0.5, −0.75]: m_power = (clip(0.5, 0, 1) + 1)/2 = 0.75, s_power =
 // clip(|−0.75|, 0.5, 1) = 0.75: −(0.75·0.30 + 0.75·0.03) = −(0.225 + 0.0225) = −0.2475. The first
 // step after reset (seed 3): high above the ground, no leg contact, not terminated. Shaping from
 // the float observation: within 1e-4 of the environment's own (doubles).
 TEST(LunarLander, FuelCostPerStepIsTheRewardLessTheShaping) {
-  auto shaping = [](const std::vector<float>& o) {
-    return -100 * std::sqrt(double(o[0]) * o[0] + double(o[1]) * o[1]) -
-           100 * std::sqrt(double(o[2]) * o[2] + double(o[3]) * o[3]) - 100 * std::fabs(o[4]) +
-           10 * o[6] + 10 * o[7];
-  };
-  const double discrete_cost[4] = {0.0, -0.03, -0.30, -0.03};
   for (int64_t a = 0; a < 4; ++a) {
     LunarLander env(false);
     std::vector<float> o0(8), o1(8);
@@ -674,7 +678,8 @@ TEST(LunarLander, FuelCostPerStepIsTheRewardLessTheShaping) {
     const StepResult r = env.step(a, o1.data());
     ASSERT_FALSE(r.done()) << "action " << a;
     ASSERT_EQ(o1[6] + o1[7], 0.0f) << "action " << a;
-    EXPECT_NEAR(r.reward - (shaping(o1) - shaping(o0)), discrete_cost[a], 1e-4) << "action " << a;
+    EXPECT_NEAR(r.reward - (shaping(o1) - shaping(o0)), kDiscreteFuelCost[a], 1e-4)
+        << "action " << a;
   }
   LunarLander env(true);
   std::vector<float> o0(8), o1(8);
@@ -695,12 +700,6 @@ TEST(LunarLander, FuelCostPerStepIsTheRewardLessTheShaping) {
 // and a leg leaving the ground again (a contact flag going from 1 to 0). Tolerance: the observation
 // is float, the environment's shaping double.
 TEST(LunarLander, ShapingCountsEachLegContactAtEveryStep) {
-  auto shaping = [](const std::vector<float>& o) {
-    return -100 * std::sqrt(double(o[0]) * o[0] + double(o[1]) * o[1]) -
-           100 * std::sqrt(double(o[2]) * o[2] + double(o[3]) * o[3]) - 100 * std::fabs(o[4]) +
-           10 * o[6] + 10 * o[7];
-  };
-  const double discrete_cost[4] = {0.0, -0.03, -0.30, -0.03};
   LunarLander env(false);
   int left_steps = 0, right_steps = 0, one_leg_steps = 0, contacts_lost = 0;
   for (uint64_t seed = 0; seed < 3; ++seed) {
@@ -710,7 +709,7 @@ TEST(LunarLander, ShapingCountsEachLegContactAtEveryStep) {
       const int64_t a = lunar_lander_heuristic(o0.data());
       const StepResult r = env.step(a, o1.data());
       if (r.done()) break;
-      EXPECT_NEAR(r.reward - (shaping(o1) - shaping(o0)), discrete_cost[a], 1e-4)
+      EXPECT_NEAR(r.reward - (shaping(o1) - shaping(o0)), kDiscreteFuelCost[a], 1e-4)
           << "seed " << seed << " step " << t << " legs " << o1[6] << " " << o1[7];
       left_steps += o1[6] != 0;
       right_steps += o1[7] != 0;
