@@ -35,6 +35,16 @@ bool disjoint(const std::set<std::string>& a, const std::set<std::string>& b) {
 
 using rlft::testing::temp_dir;
 
+// A text task on `text`, written to <dir>/corpus.txt, in chunks of `chunk` characters.
+TaskConfig text_task(const std::string& dir, const std::string& text, int64_t chunk) {
+  TaskConfig c;
+  c.task = "text";
+  c.data = dir + "/corpus.txt";
+  c.chunk = chunk;
+  fs::atomic_write_file(c.data, text);
+  return c;
+}
+
 }  // namespace
 
 TEST(ArithTask, DeterministicDisjointSplits) {
@@ -326,11 +336,7 @@ TEST(TextTask, SplitsByPosition) {
   const std::string dir = temp_dir("text_task");
   std::string text;
   for (int i = 0; i < 200; ++i) text += "line " + std::to_string(i) + " ünïcode\n";
-  fs::atomic_write_file(dir + "/corpus.txt", text);
-  TaskConfig c;
-  c.task = "text";
-  c.data = dir + "/corpus.txt";
-  c.chunk = 32;
+  TaskConfig c = text_task(dir, text, 32);
   const std::unique_ptr<Task> t = make_task(c);
   const TextTask& tt = dynamic_cast<const TextTask&>(*t);
   const int64_t n = int64_t(models::utf8_decode(text).size());
@@ -366,11 +372,7 @@ TEST(TextTask, ChunkStartsStrideAndShortSplitsByHand) {
   const std::string dir = temp_dir("text_task_chunks");
   std::string text;
   for (int i = 0; i < 400; ++i) text += char('a' + i % 26);
-  fs::atomic_write_file(dir + "/corpus.txt", text);
-  TaskConfig c;
-  c.task = "text";
-  c.data = dir + "/corpus.txt";
-  c.chunk = 10;
+  TaskConfig c = text_task(dir, text, 10);
   const std::unique_ptr<Task> t10 = make_task(c);
   ASSERT_EQ(t10->examples(Split::train).size(), 71u);  // starts 0, 5, …, 350
   for (size_t i = 0; i < 71; ++i)
@@ -391,12 +393,7 @@ TEST(TextTask, ChunkStartsStrideAndShortSplitsByHand) {
 
 // The text task needs 40 characters (so that each split has some): 39 are refused.
 TEST(TextTask, FewerThanFortyCharactersAreRefused) {
-  const std::string dir = temp_dir("text_task_short");
-  TaskConfig c;
-  c.task = "text";
-  c.data = dir + "/corpus.txt";
-  c.chunk = 4;
-  fs::atomic_write_file(c.data, std::string(39, 'x'));
+  TaskConfig c = text_task(temp_dir("text_task_short"), std::string(39, 'x'), 4);
   EXPECT_THROW(make_task(c), Error);
   fs::atomic_write_file(c.data, std::string(40, 'x'));
   const std::unique_ptr<Task> t = make_task(c);
@@ -407,12 +404,7 @@ TEST(TextTask, FewerThanFortyCharactersAreRefused) {
 // A text chunk is at least two characters; at two, the 36 training characters of a 40-character
 // text ([0, 36)) give a chunk at every start 0..34 (stride max(2 / 2, 1) = 1): 35 of them.
 TEST(TextTask, AChunkIsAtLeastTwoCharacters) {
-  const std::string dir = temp_dir("text_task_chunk_two");
-  TaskConfig c;
-  c.task = "text";
-  c.data = dir + "/corpus.txt";
-  fs::atomic_write_file(c.data, std::string(40, 'x'));
-  c.chunk = 1;
+  TaskConfig c = text_task(temp_dir("text_task_chunk_two"), std::string(40, 'x'), 1);
   EXPECT_EQ(rlft::testing::error_of([&] { (void)make_task(c); }),
             "text: --chunk must be at least 2, got 1");
   c.chunk = 2;
