@@ -452,31 +452,57 @@ TEST(GPT, GenerationLogProbsEqualAFullForward) {
   EXPECT_LT(max_abs_diff(with.log_probs, without.log_probs), 1e-5);
 }
 
-TEST(GPT, GenerationStopsEachRowAtEos) {
-  Generator gen(6);
-  GPT model(tiny_config(), gen);
-  const Tensor prompts = random_tokens(4, 3, 10, 77);
-  SamplingConfig sc;
-  sc.greedy = true;
-  sc.max_new_tokens = 8;
-  sc.pad_id = 10;
-  Generator g0(0);
-  const Generation free_run = generate(model, prompts, Tensor(), sc, g0);
-  ASSERT_EQ(free_run.tokens.size(1), 3 + 8);
-  const std::vector<int64_t> ft = free_run.tokens.to_int_vector();
-  sc.eos_id = ft[3];  // row 0's first generated token
-  Generator g1(0);
-  const Generation stopped = generate(model, prompts, Tensor(), sc, g1);
-  EXPECT_EQ(stopped.response_lengths[0], 1);
-  for (int64_t b = 0; b < 4; ++b) {
-    int64_t expect = 8;
-    for (int64_t t = 0; t < 8; ++t)
-      if (ft[size_t(b * 11 + 3 + t)] == sc.eos_id) {
-        expect = t + 1;
-        break;
-      }
-    EXPECT_EQ(stopped.response_lengths[size_t(b)], expect) << "row " << b;
+namespace {
+
+// Greedy decoding of 8 new tokens (PAD 10) by the tiny model (seed 6) on B random prompts of 3
+// tokens. It is deterministic, so a free run (no EOS) fixes each row's tokens, and a run that
+// declares one of those tokens EOS must stop each row at its first occurrence of it.
+struct GreedyEosRuns {
+  GreedyEosRuns(int64_t B, uint64_t prompt_seed) : prompts(random_tokens(B, 3, 10, prompt_seed)) {
+    sc.greedy = true;
+    sc.max_new_tokens = 8;
+    sc.pad_id = 10;
+    Generator g0(0);
+    free_run = generate(model, prompts, Tensor(), sc, g0);
   }
+  // The run with `eos_id` as EOS.
+  Generation stopped(int64_t eos_id) {
+    sc.eos_id = eos_id;
+    Generator g1(0);
+    return generate(model, prompts, Tensor(), sc, g1);
+  }
+  // Each row's response length with `eos_id` as EOS, read off the free run: up to and including
+  // the first `eos_id` among its 8 generated tokens, else 8.
+  std::vector<int64_t> lengths_at(int64_t eos_id) const {
+    const std::vector<int64_t> ft = free_run.tokens.to_int_vector();
+    const int64_t B = prompts.size(0), W = free_run.tokens.size(1);
+    std::vector<int64_t> lengths(size_t(B), 8);
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t t = 0; t < 8; ++t)
+        if (ft[size_t(b * W + 3 + t)] == eos_id) {
+          lengths[size_t(b)] = t + 1;
+          break;
+        }
+    return lengths;
+  }
+  Generator gen{6};
+  GPT model{tiny_config(), gen};
+  Tensor prompts;
+  SamplingConfig sc;
+  Generation free_run;
+};
+
+}  // namespace
+
+TEST(GPT, GenerationStopsEachRowAtEos) {
+  GreedyEosRuns runs(4, 77);
+  ASSERT_EQ(runs.free_run.tokens.size(1), 3 + 8);
+  const int64_t eos = runs.free_run.tokens.to_int_vector()[3];  // row 0's first generated token
+  const Generation stopped = runs.stopped(eos);
+  EXPECT_EQ(stopped.response_lengths[0], 1);
+  const std::vector<int64_t> expect = runs.lengths_at(eos);
+  for (int64_t b = 0; b < 4; ++b)
+    EXPECT_EQ(stopped.response_lengths[size_t(b)], expect[size_t(b)]) << "row " << b;
 }
 
 // When every row has stopped, generation ends there: the outputs are [B, Tp + S] with S the
@@ -488,31 +514,16 @@ TEST(GPT, GenerationStopsEachRowAtEos) {
 // and response mask 0 there, log-prob 0; the response positions up to and including EOS carry
 // attention mask 1, response mask 1 and the free run's log-probs.
 TEST(GPT, GenerationEndsWhenEveryRowHasStopped) {
-  Generator gen(6);
-  GPT model(tiny_config(), gen);
-  const Tensor prompts = random_tokens(2, 3, 10, 5);
-  SamplingConfig sc;
-  sc.greedy = true;
-  sc.max_new_tokens = 8;
-  sc.pad_id = 10;
-  Generator g0(0);
-  const Generation free_run = generate(model, prompts, Tensor(), sc, g0);
-  ASSERT_EQ(free_run.tokens.size(1), 3 + 8);
-  const std::vector<int64_t> ft = free_run.tokens.to_int_vector();
-  const std::vector<double> flp = free_run.log_probs.to_vector();
-  sc.eos_id = ft[4];  // row 0's second generated token
-  std::vector<int64_t> lengths(2, 8);
-  for (int64_t b = 0; b < 2; ++b)
-    for (int64_t t = 0; t < 8; ++t)
-      if (ft[size_t(b * 11 + 3 + t)] == sc.eos_id) {
-        lengths[size_t(b)] = t + 1;
-        break;
-      }
+  GreedyEosRuns runs(2, 5);
+  ASSERT_EQ(runs.free_run.tokens.size(1), 3 + 8);
+  const std::vector<int64_t> ft = runs.free_run.tokens.to_int_vector();
+  const std::vector<double> flp = runs.free_run.log_probs.to_vector();
+  const int64_t eos = ft[4];  // row 0's second generated token
+  const std::vector<int64_t> lengths = runs.lengths_at(eos);
   ASSERT_LE(lengths[0], 2);
   const int64_t S = std::max(lengths[0], lengths[1]);
   ASSERT_LT(S, 8) << "pick a case where every row stops early";
-  Generator g1(0);
-  const Generation stopped = generate(model, prompts, Tensor(), sc, g1);
+  const Generation stopped = runs.stopped(eos);
   EXPECT_EQ(stopped.response_lengths, lengths);
   ASSERT_EQ(stopped.tokens.size(1), 3 + S);
   ASSERT_EQ(stopped.attention_mask.size(1), 3 + S);
