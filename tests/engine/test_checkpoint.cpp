@@ -41,6 +41,16 @@ double train_step(Net& net, optim::Optimizer& opt, const Tensor& x) {
 
 using testing::error_of;
 
+// Loading `path` into `net` is refused with an error that contains `what` (shown in full where
+// it does not), and `weight` (one of `net`'s tensors) stays as it was.
+void expect_load_refused(const std::string& path, Net& net, const std::string& what,
+                         const Tensor& weight) {
+  const auto before = weight.to_vector();
+  const std::string e = error_of([&] { load_checkpoint(path, net); });
+  EXPECT_NE(e.find(what), std::string::npos) << e;
+  EXPECT_EQ(weight.to_vector(), before);
+}
+
 TEST(Checkpoint, ResumeGivesIdenticalLosses) {
   Generator gen(0);
   Net a(3, 8, gen);
@@ -75,11 +85,8 @@ TEST(Checkpoint, MismatchesAreNamedAndLeaveTheModelUntouched) {
   Net small(3, 4, gen), other(3, 5, gen);
   const std::string path = tmp_path("small.safetensors");
   save_checkpoint(path, small);
-  const auto before = other.fc1->weight.to_vector();
-  EXPECT_NE(error_of([&] { load_checkpoint(path, other); })
-                .find("'fc1.weight' has shape [4,3] but the model expects [5,3]"),
-            std::string::npos);
-  EXPECT_EQ(other.fc1->weight.to_vector(), before);
+  expect_load_refused(path, other, "'fc1.weight' has shape [4,3] but the model expects [5,3]",
+                      other.fc1->weight);
 
   // Missing and unexpected names.
   save_tensors(path, {{"fc1.weight", small.fc1->weight}, {"extra", Tensor::zeros({1})}});
@@ -103,18 +110,14 @@ TEST(Checkpoint, MismatchesAreNamedAndLeaveTheModelUntouched) {
             std::string::npos);
 
   // Weights that are not finite (a diverged run) are refused, naming the tensor and the place.
-  const auto kept = small.fc2->weight.to_vector();
   params = small.named_parameters();
   std::vector<double> w = params[2].second.to_vector();
   w[3] = std::nan("");
   params[2].second = Tensor::from_vector(w, params[2].second.shape()).to(DType::f32);
   save_tensors(path, params);
-  EXPECT_NE(error_of([&] {
-              load_checkpoint(path, small);
-            }).find("'fc2.weight' holds NaN at flat index 3 (weights must be finite)"),
-            std::string::npos)
-      << error_of([&] { load_checkpoint(path, small); });
-  EXPECT_EQ(small.fc2->weight.to_vector(), kept);
+  expect_load_refused(path, small,
+                      "'fc2.weight' holds NaN at flat index 3 (weights must be finite)",
+                      small.fc2->weight);
   w[3] = 0;
   w[2] = -HUGE_VAL;
   params[2].second = Tensor::from_vector(w, params[2].second.shape()).to(DType::f32);
@@ -143,13 +146,8 @@ TEST(Checkpoint, SameElementCountOtherShapeIsRefused) {
   ASSERT_EQ(params[0].second.shape(), Shape({4, 3}));
   params[0].second = mul(params[0].second.reshape({3, 4}), 2.0);
   save_tensors(path, params);
-  const auto before = net.fc1->weight.to_vector();
-  EXPECT_NE(error_of([&] {
-              load_checkpoint(path, net);
-            }).find("'fc1.weight' has shape [3,4] but the model expects [4,3]"),
-            std::string::npos)
-      << error_of([&] { load_checkpoint(path, net); });
-  EXPECT_EQ(net.fc1->weight.to_vector(), before);
+  expect_load_refused(path, net, "'fc1.weight' has shape [3,4] but the model expects [4,3]",
+                      net.fc1->weight);
 }
 TEST(Checkpoint, TruncatedFileIsAnErrorNotACrash) {
   Generator gen(0);
