@@ -678,7 +678,7 @@ class RLHFPipeline : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     dir_ = new std::string(temp_dir("rlhf_pipeline"));
-    SFTConfig c;
+    SFTConfig c = config<SFTConfig>("sft");
     c.task.task = "reviews";
     c.task.train_size = 4000;
     c.task.eval_size = 50;
@@ -693,9 +693,6 @@ class RLHFPipeline : public ::testing::Test {
     c.eval_examples = 20;
     c.eval_generate = 0;
     c.checkpoint_every = 300;
-    c.out_dir = *dir_;
-    c.name = "sft";
-    c.quiet = true;
     train_sft(c);
     PrefsConfig p;
     p.run = *dir_ + "/sft";
@@ -712,10 +709,15 @@ class RLHFPipeline : public ::testing::Test {
     delete dir_;
     delete prefs_;
   }
+  // A quiet run at <dir>/<name>.
+  template <typename Config>
+  static Config config(const std::string& name) {
+    return rlft::testing::config_at<Config>(*dir_, name);
+  }
   // DPO from the SFT policy on the fixture's 320 pairs: two epochs of batch 16 at lr 3e-4, no
   // evaluation but the one before and after training.
   static DPOConfig dpo_config(const std::string& name) {
-    DPOConfig c = rlft::testing::config_at<DPOConfig>(*dir_, name);
+    DPOConfig c = config<DPOConfig>(name);
     c.prefs = *dir_ + "/prefs.jsonl";
     c.init = *dir_ + "/sft";
     c.epochs = 2;
@@ -775,16 +777,13 @@ TEST_F(RLHFPipeline, RewardModelThenPPORaisesTheRewardModelScoreAndTheGroundTrut
   p.out = *dir_ + "/prefs-rm.jsonl";
   p.quiet = true;
   generate_preferences(p);
-  RewardModelConfig rc;
+  RewardModelConfig rc = config<RewardModelConfig>("rm");
   rc.prefs = p.out;
   rc.init = *dir_ + "/sft";
   rc.epochs = 2;
   rc.batch = 16;
   rc.lr = 3e-4;
   rc.lr_schedule = "constant";
-  rc.out_dir = *dir_;
-  rc.name = "rm";
-  rc.quiet = true;
   const RewardModelResult rm = train_reward_model(rc);
   std::printf("RM: held-out accuracy %.3f -> %.3f, correlation %.3f\n", rm.evals.front().accuracy,
               rm.evals.back().accuracy, rm.evals.back().correlation);
@@ -792,7 +791,7 @@ TEST_F(RLHFPipeline, RewardModelThenPPORaisesTheRewardModelScoreAndTheGroundTrut
   EXPECT_GE(rm.evals.back().accuracy, 0.58);
   EXPECT_GT(rm.evals.back().correlation, 0.2);
 
-  PPORLHFConfig c;
+  PPORLHFConfig c = config<PPORLHFConfig>("ppo");
   c.init = *dir_ + "/sft";
   c.reward_model = *dir_ + "/rm";
   // 40 updates at actor lr 2e-4: over PPO seeds 0–7 the ground-truth gain was +0.030 to +0.176
@@ -804,9 +803,6 @@ TEST_F(RLHFPipeline, RewardModelThenPPORaisesTheRewardModelScoreAndTheGroundTrut
   c.critic_lr = 1e-3;
   c.eval_every = 0;
   c.eval_samples = 16;
-  c.out_dir = *dir_;
-  c.name = "ppo";
-  c.quiet = true;
   const PPORLHFResult r = train_ppo_rlhf(c);
   std::printf("PPO: ground truth %.3f -> %.3f, KL %.2f -> %.2f, rm score %.3f -> %.3f\n",
               r.before.ground_truth, r.after.ground_truth, r.before.kl, r.after.kl,
@@ -854,7 +850,7 @@ TEST_F(RLHFPipeline, DPOStoppedAndResumedEqualsAStraightRun) {
 // RRHF smoke run: k = 4 samples per prompt ranked by the ground truth; the run's files exist and
 // the loss is finite.
 TEST_F(RLHFPipeline, RRHFSmokeRun) {
-  RRHFConfig c;
+  RRHFConfig c = config<RRHFConfig>("rrhf");
   c.init = *dir_ + "/sft";
   c.scorer = "ground_truth";
   c.steps = 4;
@@ -862,9 +858,6 @@ TEST_F(RLHFPipeline, RRHFSmokeRun) {
   c.log_every = 2;
   c.eval_every = 0;
   c.eval_samples = 1;
-  c.out_dir = *dir_;
-  c.name = "rrhf";
-  c.quiet = true;
   const RRHFResult r = train_rrhf(c);
   ASSERT_EQ(r.losses.size(), 4u);
   for (double l : r.losses) EXPECT_TRUE(std::isfinite(l));
