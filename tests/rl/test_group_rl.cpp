@@ -610,6 +610,13 @@ class GroupRLRun : public ::testing::Test {
     c.quiet = true;
     return c;
   }
+  // The same, as the run <dir>/<name> of `steps` steps.
+  static GroupRLConfig small(const std::string& algo, const std::string& name, int64_t steps) {
+    GroupRLConfig c = small(algo);
+    c.name = name;
+    c.steps = steps;
+    return c;
+  }
   static std::string* dir_;
 };
 std::string* GroupRLRun::dir_ = nullptr;
@@ -670,10 +677,8 @@ TEST_F(GroupRLRun, GRPORunWritesItsFilesAndAnEvaluableCheckpoint) {
 // against 0.107 over steps 5–8; with the sign flipped, the KL is rewarded and reaches ~0.8).
 TEST_F(GroupRLRun, RLOOKLInTheRewardHoldsThePolicyNearTheReference) {
   auto late_kl = [](double beta) {
-    GroupRLConfig c = small("rloo");
-    c.steps = 8;
+    GroupRLConfig c = small("rloo", beta > 0 ? "rloo_kl_beta10" : "rloo_kl_beta0", 8);
     c.beta = beta;
-    c.name = beta > 0 ? "rloo_kl_beta10" : "rloo_kl_beta0";
     const GroupRLResult r = train_group_rl(c);
     const std::vector<json::Value> lines = rlft::testing::metrics_of(r.run_dir);
     EXPECT_EQ(lines.size(), 8u);
@@ -705,10 +710,8 @@ TEST_F(GroupRLRun, DAPODynamicSamplingKeepsOnlyGroupsWithSignal) {
 // by exactly prompts·G = 64 per step. Needs a step that dropped a group and kept fewer than
 // --prompts groups, where an off-by-one cap (extra_rounds > cap) would sample a second round.
 TEST_F(GroupRLRun, DAPODynamicSamplingStopsAtTheExtraRoundCap) {
-  GroupRLConfig c = small("dapo");
-  c.steps = 3;
+  GroupRLConfig c = small("dapo", "dapo_cap", 3);
   c.max_extra_rounds = 0;
-  c.name = "dapo_cap";
   const GroupRLResult r = train_group_rl(c);
   bool short_batch = false;
   int64_t generated = 0;
@@ -725,12 +728,10 @@ TEST_F(GroupRLRun, DAPODynamicSamplingStopsAtTheExtraRoundCap) {
 // minibatch at a constant lr 1e-4 with weight decay 5000 (lr·wd = 0.5), from the SFT run's
 // weights (weight_decay_check.h has the bound).
 TEST_F(GroupRLRun, WeightDecayAppliesToMatricesOnly) {
-  GroupRLConfig c = small("grpo");
-  c.steps = 1;
+  GroupRLConfig c = small("grpo", "grpo_weight_decay", 1);
   c.minibatches = 1;
   c.lr_schedule = "constant";
   c.weight_decay = 5000;
-  c.name = "grpo_weight_decay";
   const GroupRLResult r = train_group_rl(c);
   const LoadedModel before = load_policy(c.init), after = load_policy(r.run_dir);
   rlft::testing::expect_first_adamw_step_decays_matrices_only(*before.model, *after.model, c.lr,
@@ -741,11 +742,9 @@ TEST_F(GroupRLRun, WeightDecayAppliesToMatricesOnly) {
 // parts: each kept response is then its own part. Before this was handled the parts past the
 // kept batch read beyond the shuffled index (a segfault in Release, a heap overflow under ASan).
 TEST_F(GroupRLRun, DAPOKeepingFewerResponsesThanMinibatchesUpdatesOncePerResponse) {
-  GroupRLConfig c = small("dapo");
-  c.steps = 3;
+  GroupRLConfig c = small("dapo", "dapo_few_kept", 3);
   c.minibatches = c.prompts * c.group_size;  // 64: any dropped group leaves fewer responses
   c.max_extra_rounds = 0;
-  c.name = "dapo_few_kept";
   const GroupRLResult r = train_group_rl(c);
   bool partly_kept = false;
   for (const json::Value& v : rlft::testing::metrics_of(r.run_dir)) {
@@ -863,12 +862,10 @@ TEST_F(GroupRLRun, GradAccumGivesTheSameUpdateAsOneMinibatch) {
   for (const std::string algo : {"dapo", "dr-grpo"}) {
     std::vector<std::vector<double>> params;
     for (const int64_t k : {1, 4}) {
-      GroupRLConfig c = small(algo);
-      c.steps = 1;
+      GroupRLConfig c = small(algo, algo + "-accum" + std::to_string(k), 1);
       c.minibatches = 1;
       c.grad_accum = k;
       c.dynamic_sampling = false;  // the same 64 responses in both runs
-      c.name = algo + "-accum" + std::to_string(k);
       train_group_rl(c);
       params.push_back(all_parameters(*dir_ + "/" + c.name));
     }
@@ -964,9 +961,7 @@ TEST_F(GroupRLRun, ResumeWithDropoutReproducesAnUninterruptedRun) {
 // before the run is touched (order_pos 99999 was a SIGBUS, 99999999999 a SIGSEGV, -1 an
 // internal error, {} a bare json message). DCPO: its state has the objective's reward history.
 TEST_F(GroupRLRun, ResumeChecksEveryFieldOfTheLoopState) {
-  GroupRLConfig c = small("dcpo");
-  c.steps = 2;
-  c.name = "dcpo-corrupt";
+  GroupRLConfig c = small("dcpo", "dcpo-corrupt", 2);
   train_group_rl(c);
   const std::string run = *dir_ + "/" + c.name, ckpt = run + "/checkpoint.safetensors";
   Metadata meta;
@@ -1052,10 +1047,8 @@ TEST_F(GroupRLRun, ResumeChecksEveryFieldOfTheLoopState) {
 // as a run whose clipping never bites (max norm 1e30 leaves the gradients as they are, so both
 // runs take the same steps), positive and finite on every step.
 TEST_F(GroupRLRun, GradNormIsLoggedWithClippingOff) {
-  GroupRLConfig c = small("grpo");
-  c.steps = 2;
+  GroupRLConfig c = small("grpo", "grpo-noclip", 2);
   c.grad_clip = 0;
-  c.name = "grpo-noclip";
   const GroupRLResult off = train_group_rl(c);
   c.grad_clip = 1e30;
   c.name = "grpo-noclip-ref";
@@ -1072,11 +1065,9 @@ TEST_F(GroupRLRun, GradNormIsLoggedWithClippingOff) {
 // step index s = 0..3 of 4, i.e. L, 0.875L, 0.75L, 0.625L logged at steps 1..4 (a floor of 0
 // would give L, 0.75L, 0.5L, 0.25L).
 TEST_F(GroupRLRun, MinLrRatioIsTheLinearScheduleEnd) {
-  GroupRLConfig c = small("grpo");
-  c.steps = 4;
+  GroupRLConfig c = small("grpo", "grpo-min-lr", 4);
   c.lr_schedule = "linear";
   c.min_lr_ratio = 0.5;
-  c.name = "grpo-min-lr";
   const GroupRLResult r = train_group_rl(c);
   const std::vector<json::Value> rows = rlft::testing::metrics_of(r.run_dir);
   ASSERT_EQ(rows.size(), 4u);
@@ -1092,12 +1083,10 @@ TEST_F(GroupRLRun, MinLrRatioIsTheLinearScheduleEnd) {
 // every response pays it (−0.5 at one token, −1 from two on), so the logged mean reward is the
 // accuracy minus 0.5 to 1.
 TEST_F(GroupRLRun, OverlongShapingLowersEachResponsesReward) {
-  GroupRLConfig c = small("grpo");
-  c.steps = 2;
+  GroupRLConfig c = small("grpo", "grpo-overlong", 2);
   c.overlong_shaping = true;
   c.overlong_max = 2;
   c.overlong_cache = 2;
-  c.name = "grpo-overlong";
   const GroupRLResult r = train_group_rl(c);
   const std::vector<json::Value> lines = rlft::testing::metrics_of(r.run_dir);
   ASSERT_EQ(lines.size(), 2u);
@@ -1109,11 +1098,9 @@ TEST_F(GroupRLRun, OverlongShapingLowersEachResponsesReward) {
   // With L_max = L_cache = the budget (4), every response of |y| ≤ 4 tokens (its EOS counted,
   // as response_length counts it) gets R_length = (0 − |y|)/4, so the step's mean reward is
   // exactly accuracy − mean |y|/4 (GRPO's rewards: 1 correct, 0 wrong).
-  GroupRLConfig exact = small("grpo");
-  exact.steps = 2;
+  GroupRLConfig exact = small("grpo", "grpo-overlong-exact", 2);
   exact.overlong_shaping = true;
   exact.max_new_tokens = exact.overlong_max = exact.overlong_cache = 4;
-  exact.name = "grpo-overlong-exact";
   for (const json::Value& v : rlft::testing::metrics_of(train_group_rl(exact).run_dir))
     EXPECT_NEAR(v.at("reward_mean").as_double(),
                 v.at("accuracy").as_double() - v.at("response_length_mean").as_double() / 4, 1e-12)
@@ -1136,9 +1123,7 @@ TEST_F(GroupRLRun, OverlongShapingLowersEachResponsesReward) {
 // DCPO's reward history (its smooth advantage standardisation) is keyed by the train prompt's
 // index, stable across steps: after 2 steps of 8 of the 16 train prompts, each prompt once.
 TEST_F(GroupRLRun, DCPOKeysItsRewardHistoryByTrainPrompt) {
-  GroupRLConfig c = small("dcpo");
-  c.steps = 2;
-  c.name = "dcpo-keys";
+  GroupRLConfig c = small("dcpo", "dcpo-keys", 2);
   train_group_rl(c);
   Metadata meta;
   load_tensors(*dir_ + "/dcpo-keys/checkpoint.safetensors", &meta);
@@ -1159,12 +1144,10 @@ TEST_F(GroupRLRun, DCPOKeysItsRewardHistoryByTrainPrompt) {
 // updated ones are: the first update of a rollout (one minibatch, one epoch) is on-policy, ratio
 // 1 everywhere (at temperature 1 instead they would differ by the temperature's effect).
 TEST_F(GroupRLRun, OldLogProbsAreTakenAtTheSamplingTemperature) {
-  GroupRLConfig c = small("grpo");
-  c.steps = 1;
+  GroupRLConfig c = small("grpo", "grpo-temperature", 1);
   c.minibatches = 1;
   c.epochs = 1;
   c.temperature = 0.7;
-  c.name = "grpo-temperature";
   const GroupRLResult r = train_group_rl(c);
   const std::vector<json::Value> lines = rlft::testing::metrics_of(r.run_dir);
   ASSERT_EQ(lines.size(), 1u);
@@ -1181,12 +1164,10 @@ TEST_F(GroupRLRun, OldLogProbsAreTakenAtTheSamplingTemperature) {
 // latest evaluation says at which step it was made (step 2 when the first invocation stopped
 // at 3; evaluations every 2 steps and at the end).
 TEST_F(GroupRLRun, StoppedAndResumedRunReportsEachInvocation) {
-  GroupRLConfig c = small("grpo");
-  c.steps = 5;
+  GroupRLConfig c = small("grpo", "grpo-report", 5);
   c.eval_prompts = 10;
   c.eval_every = 2;
   c.checkpoint_every = 0;
-  c.name = "grpo-report";
   c.stop_after = 3;
   const GroupRLResult first = train_group_rl(c);
   EXPECT_EQ(first.start_step, 0);
