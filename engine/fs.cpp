@@ -68,6 +68,31 @@ int fsync_dir(const std::string& dir) {
   return 0;
 }
 
+// What this process flushed (synced_size, flush_order), by device and inode.
+struct Flush {
+  int64_t size = -1;
+  int64_t order = -1;
+};
+std::mutex g_synced_mutex;
+std::map<std::pair<dev_t, ino_t>, Flush> g_flushes;
+int64_t g_flush_count = 0;
+
+// `replaced`: the file a rename took the place of, whose record goes with it (so a run that
+// rewrites its checkpoints keeps one record per file, not one per write).
+void record_flush(const struct stat& st, const struct stat* replaced = nullptr) {
+  const std::lock_guard<std::mutex> lock(g_synced_mutex);
+  if (replaced) g_flushes.erase({replaced->st_dev, replaced->st_ino});
+  g_flushes[{st.st_dev, st.st_ino}] = {int64_t(st.st_size), ++g_flush_count};
+}
+
+Flush flush_of(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return {};
+  const std::lock_guard<std::mutex> lock(g_synced_mutex);
+  const auto it = g_flushes.find({st.st_dev, st.st_ino});
+  return it == g_flushes.end() ? Flush{} : it->second;
+}
+
 }  // namespace
 
 void atomic_write_file(const std::string& path, std::string_view bytes) {
@@ -98,16 +123,17 @@ void atomic_write_file(const std::string& path, std::string_view bytes) {
   // The file it replaces keeps its permissions (a config.json made private with chmod 600
   // stays private): the temporary file takes them before it is renamed over it.
   struct stat old;
-  if (::stat(path.c_str(), &old) == 0 && S_ISREG(old.st_mode) &&
-      ::fchmod(file.fd, old.st_mode & 07777) != 0)
-    fail("chmod of", errno);
+  const bool replaces = ::stat(path.c_str(), &old) == 0 && S_ISREG(old.st_mode);
+  if (replaces && ::fchmod(file.fd, old.st_mode & 07777) != 0) fail("chmod of", errno);
   if (const int err = write_all(file.fd, bytes)) fail("write to", err);
-  if (::fsync(file.fd) != 0) fail("fsync of", errno);
+  struct stat written {};
+  if (::fsync(file.fd) != 0 || ::fstat(file.fd, &written) != 0) fail("fsync of", errno);
   if (::close(file.release()) != 0) fail("close of", errno);
   if (::rename(temp.c_str(), path.c_str()) != 0) fail("rename over it of", errno);
   if (const int err = fsync_dir(dir))
     throw Error(
         str("wrote '", path, "' but could not fsync its directory '", dir, "': ", reason(err)));
+  record_flush(written, replaces ? &old : nullptr);  // the inode the rename put at `path`
 }
 
 void rename_file(const std::string& from, const std::string& to) {
@@ -196,13 +222,6 @@ void append_line(const std::string& path, std::string_view line) {
   }
 }
 
-namespace {
-
-std::mutex g_synced_mutex;
-std::map<std::pair<dev_t, ino_t>, int64_t> g_synced_sizes;  // sync_file's record (synced_size)
-
-}  // namespace
-
 void sync_file(const std::string& path) {
   Fd file;
   file.fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
@@ -211,21 +230,16 @@ void sync_file(const std::string& path) {
   // The size before the flush: every byte of it is on disk once fsync returns.
   if (::fstat(file.fd, &st) != 0 || ::fsync(file.fd) != 0)
     throw Error(str("cannot flush '", path, "' to disk: ", reason(errno)));
-  const std::lock_guard<std::mutex> lock(g_synced_mutex);
-  g_synced_sizes[{st.st_dev, st.st_ino}] = int64_t(st.st_size);
+  record_flush(st);
 }
 
-int64_t synced_size(const std::string& path) {
-  struct stat st {};
-  if (::stat(path.c_str(), &st) != 0) return -1;
-  const std::lock_guard<std::mutex> lock(g_synced_mutex);
-  const auto it = g_synced_sizes.find({st.st_dev, st.st_ino});
-  return it == g_synced_sizes.end() ? -1 : it->second;
-}
+int64_t synced_size(const std::string& path) { return flush_of(path).size; }
+
+int64_t flush_order(const std::string& path) { return flush_of(path).order; }
 
 void forget_synced_sizes() {
   const std::lock_guard<std::mutex> lock(g_synced_mutex);
-  g_synced_sizes.clear();
+  g_flushes.clear();
 }
 
 void make_dirs(const std::string& path) {

@@ -633,15 +633,43 @@ TEST(Fs, SyncFileRecordsTheSizeItMadeDurable) {
   EXPECT_EQ(fs::synced_size(path), 11) << "a later append is not on disk until the next flush";
   fs::sync_file(path);
   EXPECT_EQ(fs::synced_size(path), 22);
-  // Another file at the same path (a rewrite, as a resume's) is a file never flushed.
+  // Another file at the same path (a rewrite, as a resume's) is on disk as it was written.
   fs::atomic_write_file(path, "{\"step\":1}\n");
-  EXPECT_EQ(fs::synced_size(path), -1);
+  EXPECT_EQ(fs::synced_size(path), 11);
+  fs::append_line(path, R"({"step":2})");
+  EXPECT_EQ(fs::synced_size(path), 11);
   fs::sync_file(path);
+  EXPECT_EQ(fs::synced_size(path), 22);
   fs::forget_synced_sizes();
   EXPECT_EQ(fs::synced_size(path), -1);
   EXPECT_EQ(fs::synced_size(dir / "nope"), -1);
   EXPECT_EQ(error_of([&] { fs::sync_file(dir / "nope"); }),
             "cannot flush '" + dir.path() + "/nope' to disk: No such file or directory");
+}
+
+// The order of the last flushes: a trainer's log flushed before its checkpoint was written has the
+// smaller number (tests/rl/resume_fixture.h).
+TEST(Fs, FlushOrderFollowsTheFlushes) {
+  TempDir dir;
+  const std::string log = dir / "metrics.jsonl", ckpt = dir / "checkpoint.safetensors";
+  fs::forget_synced_sizes();
+  fs::append_line(log, R"({"step":1})");
+  EXPECT_EQ(fs::flush_order(log), -1);
+  fs::sync_file(log);
+  fs::atomic_write_file(ckpt, "weights");
+  const int64_t log_first = fs::flush_order(log), ckpt_first = fs::flush_order(ckpt);
+  EXPECT_GT(log_first, 0);
+  EXPECT_LT(log_first, ckpt_first) << "the log was flushed first";
+  EXPECT_EQ(fs::synced_size(ckpt), 7);
+  // The other order: the checkpoint rewritten, then the log flushed.
+  fs::atomic_write_file(ckpt, "weights2");
+  fs::sync_file(log);
+  EXPECT_GT(fs::flush_order(ckpt), ckpt_first);
+  EXPECT_GT(fs::flush_order(log), fs::flush_order(ckpt));
+  fs::forget_synced_sizes();
+  EXPECT_EQ(fs::flush_order(log), -1);
+  EXPECT_EQ(fs::flush_order(ckpt), -1);
+  EXPECT_EQ(fs::flush_order(dir / "nope"), -1);
 }
 
 TEST(Fs, MakeDirs) {

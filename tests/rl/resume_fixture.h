@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdint>
+#include <filesystem>
 #include <functional>
 #include <string>
 #include <string_view>
@@ -28,7 +29,9 @@ struct StoppedAndResumed {
 // A crash after a checkpoint of step `step` loses none of the lines through that step: the
 // trainer flushed metrics.jsonl (fs::sync_file) through the last line whose `key` ("step",
 // PPO's "update", REINFORCE's "episode") is at most `step`, as it must before writing the
-// checkpoint (RunDir::sync_log). Call fs::forget_synced_sizes() before the invocation.
+// checkpoint (RunDir::sync_log), and before it wrote checkpoint.safetensors beside it (its last
+// flush came first). Call fs::forget_synced_sizes() before the invocation; call this when the
+// checkpoint of `step` is the last one written.
 inline void expect_log_durable_through(const std::string& metrics, int64_t step,
                                        const std::string& key = "step") {
   const std::string text = fs::read_file(metrics);
@@ -43,6 +46,12 @@ inline void expect_log_durable_through(const std::string& metrics, int64_t step,
   EXPECT_GE(fs::synced_size(metrics), int64_t(through))
       << metrics << ": lines through " << key << " " << step
       << " were not flushed before the checkpoint";
+  const std::string checkpoint =
+      std::filesystem::path(metrics).parent_path().string() + "/checkpoint.safetensors";
+  EXPECT_LT(fs::flush_order(metrics), fs::flush_order(checkpoint))
+      << metrics << " was flushed after " << checkpoint
+      << " was written (or never): a crash between them leaves a checkpoint ahead of its log";
+  EXPECT_GT(fs::flush_order(metrics), 0) << metrics << " was never flushed";
 }
 
 // Trains `config` straight through as `straight_name`, then as `resumed_name` stopped after
