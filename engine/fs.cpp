@@ -127,7 +127,8 @@ void atomic_write_file(const std::string& path, std::string_view bytes) {
   if (replaces && ::fchmod(file.fd, old.st_mode & 07777) != 0) fail("chmod of", errno);
   if (const int err = write_all(file.fd, bytes)) fail("write to", err);
   struct stat written {};
-  if (::fsync(file.fd) != 0 || ::fstat(file.fd, &written) != 0) fail("fsync of", errno);
+  if (::fsync(file.fd) != 0) fail("fsync of", errno);
+  if (::fstat(file.fd, &written) != 0) fail("stat of", errno);
   if (::close(file.release()) != 0) fail("close of", errno);
   if (::rename(temp.c_str(), path.c_str()) != 0) fail("rename over it of", errno);
   if (const int err = fsync_dir(dir))

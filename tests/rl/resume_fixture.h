@@ -51,7 +51,6 @@ inline void expect_log_durable_through(const std::string& metrics, int64_t step,
   EXPECT_LT(fs::flush_order(metrics), fs::flush_order(checkpoint))
       << metrics << " was flushed after " << checkpoint
       << " was written (or never): a crash between them leaves a checkpoint ahead of its log";
-  EXPECT_GT(fs::flush_order(metrics), 0) << metrics << " was never flushed";
 }
 
 // Trains `config` straight through as `straight_name`, then as `resumed_name` stopped after
