@@ -238,7 +238,7 @@ int64_t synced_size(const std::string& path) { return flush_of(path).size; }
 
 int64_t flush_order(const std::string& path) { return flush_of(path).order; }
 
-void forget_synced_sizes() {
+void forget_flushes() {
   const std::lock_guard<std::mutex> lock(g_synced_mutex);
   g_flushes.clear();
 }

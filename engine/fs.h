@@ -40,14 +40,15 @@ void sync_file(const std::string& path);
 // What this process has made durable (sync_file, and atomic_write_file's file), for the tests of
 // that ordering (a trainer's metrics.jsonl is on disk through step N before its checkpoint of
 // step N): the size the file now at `path` had when this process last flushed it, or −1 (never,
-// since the last forget_synced_sizes, or no such file). Files are told apart by device and
+// since the last forget_flushes, or no such file). Files are told apart by device and
 // inode.
 int64_t synced_size(const std::string& path);
 // The order of that last flush among this process's flushes of files, sync_file's and
 // atomic_write_file's (1, 2, …: a flush made later has a larger number), or −1 as above: the log
 // flushed before the checkpoint was written has the smaller number.
 int64_t flush_order(const std::string& path);
-void forget_synced_sizes();
+// Forgets every recorded flush (its size and its order), so a test starts from none.
+void forget_flushes();
 
 // mkdir -p: creates `path` and any missing parents (mode 0777 minus the umask). An existing
 // directory is fine; an existing non-directory is an error.

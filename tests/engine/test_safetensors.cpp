@@ -623,7 +623,7 @@ TEST(Fs, AppendLine) {
 TEST(Fs, SyncFileRecordsTheSizeItMadeDurable) {
   TempDir dir;
   const std::string path = dir / "metrics.jsonl";
-  fs::forget_synced_sizes();
+  fs::forget_flushes();
   fs::append_line(path, R"({"step":1})");  // 11 bytes with the newline
   EXPECT_EQ(fs::synced_size(path), -1);    // appended, never flushed
   fs::sync_file(path);
@@ -640,7 +640,7 @@ TEST(Fs, SyncFileRecordsTheSizeItMadeDurable) {
   EXPECT_EQ(fs::synced_size(path), 11);
   fs::sync_file(path);
   EXPECT_EQ(fs::synced_size(path), 22);
-  fs::forget_synced_sizes();
+  fs::forget_flushes();
   EXPECT_EQ(fs::synced_size(path), -1);
   EXPECT_EQ(fs::synced_size(dir / "nope"), -1);
   EXPECT_EQ(error_of([&] { fs::sync_file(dir / "nope"); }),
@@ -652,7 +652,7 @@ TEST(Fs, SyncFileRecordsTheSizeItMadeDurable) {
 TEST(Fs, FlushOrderFollowsTheFlushes) {
   TempDir dir;
   const std::string log = dir / "metrics.jsonl", ckpt = dir / "checkpoint.safetensors";
-  fs::forget_synced_sizes();
+  fs::forget_flushes();
   fs::append_line(log, R"({"step":1})");
   EXPECT_EQ(fs::flush_order(log), -1);
   fs::sync_file(log);
@@ -666,7 +666,7 @@ TEST(Fs, FlushOrderFollowsTheFlushes) {
   fs::sync_file(log);
   EXPECT_GT(fs::flush_order(ckpt), ckpt_first);
   EXPECT_GT(fs::flush_order(log), fs::flush_order(ckpt));
-  fs::forget_synced_sizes();
+  fs::forget_flushes();
   EXPECT_EQ(fs::flush_order(log), -1);
   EXPECT_EQ(fs::flush_order(ckpt), -1);
   EXPECT_EQ(fs::flush_order(dir / "nope"), -1);

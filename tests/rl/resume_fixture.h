@@ -30,7 +30,7 @@ struct StoppedAndResumed {
 // trainer flushed metrics.jsonl (fs::sync_file) through the last line whose `key` ("step",
 // PPO's "update", REINFORCE's "episode") is at most `step`, as it must before writing the
 // checkpoint (RunDir::sync_log), and before it wrote checkpoint.safetensors beside it (its last
-// flush came first). Call fs::forget_synced_sizes() before the invocation; call this when the
+// flush came first). Call fs::forget_flushes() before the invocation; call this when the
 // checkpoint of `step` is the last one written.
 inline void expect_log_durable_through(const std::string& metrics, int64_t step,
                                        const std::string& key = "step") {
@@ -71,7 +71,7 @@ StoppedAndResumed<Config, Result> stop_and_resume(
   out.straight = train(config);
   config.name = resumed_name;
   config.stop_after = stop_after;
-  fs::forget_synced_sizes();
+  fs::forget_flushes();
   out.stopped = train(config);
   expect_log_durable_through(config.out_dir + "/" + resumed_name + "/metrics.jsonl", stop_after);
   if (between) between(config);

@@ -152,7 +152,7 @@ TEST(PPO, ResumeContinuesTheRun) {
   c.checkpoint_every = 2;
   c.quiet = true;
   const std::string dir = tmp_run("resume");
-  fs::forget_synced_sizes();
+  fs::forget_flushes();
   int durability_checks = 0;
   train_ppo(c, dir, [&](const PPOUpdate& u) {
     // The checkpoint of update 2 is written: a crash now keeps the lines through it.
@@ -1344,7 +1344,7 @@ TEST(Reinforce, ResumeContinuesTheRunFromItsState) {
   c.checkpoint_every = 10;
   c.quiet = true;
   const std::string dir = tmp_run("reinforce_resume");
-  fs::forget_synced_sizes();
+  fs::forget_flushes();
   int durability_checks = 0;
   const ReinforceResult first = train_reinforce(c, dir, [&](const ReinforceUpdate& u) {
     // The checkpoint of episode 10 is written: a crash now keeps the lines through it.

@@ -177,7 +177,7 @@ TEST(RunDir, ALastLineCutShortByACrashIsDroppedOnResume) {
   const std::string error = error_of([&] { (void)run.keep_metrics_through(5); });
   EXPECT_EQ(error.rfind(metrics + ":2:", 0), 0u) << error;
   EXPECT_EQ(fs::read_file(metrics), bad);
-  fs::forget_synced_sizes();
+  fs::forget_flushes();
   run.log(json::parse("{\"step\":3}"));
   EXPECT_EQ(fs::synced_size(metrics), -1);  // appended, not flushed
   run.sync_log();

@@ -72,7 +72,7 @@ TEST(SFT, ResumeContinuesWithIdenticalLosses) {
   ASSERT_EQ(full.losses.size(), 12u);
   SFTConfig first = tiny(dir_b);
   first.stop_after = 6;  // "interrupted" after the step-6 checkpoint
-  fs::forget_synced_sizes();
+  fs::forget_flushes();
   const SFTResult part1 = train_sft(first);
   rlft::testing::expect_log_durable_through(dir_b + "/run/metrics.jsonl", 6);
   ASSERT_EQ(part1.losses.size(), 6u);
