@@ -1,5 +1,6 @@
 // Benchmarks of the CPU GEMM (kernels/cpu/gemm.h): rlft vs OpenBLAS cblas_sgemm vs the naive
-// reference, square sizes 64..2048 and the shapes of RL MLPs, at 1 and 2 threads.
+// reference (and rlft_inplace: rlft with its unpacked path reading A and B in place, as before
+// direct_gemm_packed), square sizes 64..2048 and the shapes of RL MLPs, at 1 and 2 threads.
 //
 // Each line reports GFLOP/s (2*M*N*K per call) and peak%, where
 //   peak = threads x 32 FP32 FLOP/cycle (Zen 4 / Skylake-X: one 512-bit FMA, or two 256-bit,
@@ -82,9 +83,12 @@ double now_s(int threads) {
 
 double g_clock_hz = 0.0;
 
-enum class Impl { rlft, openblas, naive };
+enum class Impl { rlft, rlft_inplace, openblas, naive };
 const char* impl_name(Impl impl) {
-  return impl == Impl::rlft ? "rlft" : impl == Impl::openblas ? "openblas" : "naive";
+  return impl == Impl::rlft           ? "rlft"
+         : impl == Impl::rlft_inplace ? "rlft_inplace"
+         : impl == Impl::openblas     ? "openblas"
+                                      : "naive";
 }
 
 struct Problem {
@@ -107,7 +111,10 @@ void run(benchmark::State& state, Impl impl, bool ta, bool tb, int64_t M, int64_
   Problem p(ta, tb, M, N, K);
   // Only the library being measured is told the thread count: calling into OpenBLAS would wake
   // its thread pool, whose spinning workers would then compete with rlft's.
-  if (impl == Impl::rlft) omp_set_num_threads(threads);
+  const bool ours = impl == Impl::rlft || impl == Impl::rlft_inplace;
+  if (ours) omp_set_num_threads(threads);
+  // rlft_inplace: the unpacked path's tiles read A and B where they lie (the same bits).
+  rlft::kernels::gemm_set_direct_packing(impl != Impl::rlft_inplace);
 #ifdef RLFT_HAVE_OPENBLAS
   if (impl == Impl::openblas) openblas_set_num_threads(threads);
 #endif
@@ -115,6 +122,7 @@ void run(benchmark::State& state, Impl impl, bool ta, bool tb, int64_t M, int64_
   for (auto _ : state) {
     switch (impl) {
       case Impl::rlft:
+      case Impl::rlft_inplace:
         gemm_f32(ta, tb, M, N, K, 1.0f, p.A.data(), p.lda(), p.B.data(), p.ldb(), 0.0f, p.C.data(),
                  N);
         break;
@@ -138,14 +146,15 @@ void run(benchmark::State& state, Impl impl, bool ta, bool tb, int64_t M, int64_
                         static_cast<double>(state.iterations()) / seconds * 1e-9;
   state.counters["GFLOP/s"] = gflops;
   state.counters["peak%"] = 100.0 * gflops / (threads * kFlopPerCycle * g_clock_hz * 1e-9);
-  if (impl == Impl::rlft) {
+  rlft::kernels::gemm_set_direct_packing(true);
+  if (ours) {
     state.SetLabel(rlft::kernels::gemm_isa());
     omp_set_num_threads(omp_get_num_procs());
   }
 }
 
 void register_all() {
-  std::vector<Impl> impls = {Impl::rlft};
+  std::vector<Impl> impls = {Impl::rlft, Impl::rlft_inplace};
 #ifdef RLFT_HAVE_OPENBLAS
   impls.push_back(Impl::openblas);
 #endif
@@ -180,6 +189,8 @@ void register_all() {
       for (const Shape& s : shapes) {
         const bool small = s.M * s.N * s.K <= 256LL * 256 * 256;
         if (impl == Impl::naive && (threads > 1 || !small)) continue;  // too slow to matter
+        // Packing only changes the unpacked path's shapes (not the large squares).
+        if (impl == Impl::rlft_inplace && std::string(s.family) == "square" && s.M > 512) continue;
         char name[160];
         std::snprintf(name, sizeof name, "%s/%s/%s%s/M:%lld/N:%lld/K:%lld/threads:%d", s.family,
                       impl_name(impl), s.ta ? "t" : "n", s.tb ? "t" : "n",

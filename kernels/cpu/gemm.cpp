@@ -27,10 +27,14 @@
 //     the cache level whose bandwidth its reuse needs. Per k the 12 x 32 AVX-512 micro-kernel
 //     loads 44 floats for 24 FMAs (~6 bytes/cycle), so it is FMA-bound. Packing costs
 //     O(MK + KN) per KC chunk: ~2% at 1024^3 (perf).
-//   version 3  direct_tile: no packing, for small shapes (RL MLPs: M = 1..512, N,K = 4..256),
-//              where a pack would cost as much as the math. The same register tiling (6 x 64
+//   version 3  direct_tile: no blocking, for small shapes (RL MLPs: M = 1..512, N,K = 4..256),
+//              where a full pack would cost as much as the math. The same register tiling (6 x 64
 //              on AVX-512) reading op(A) by broadcasts at any stride and the rows of B in place
 //              (B stored [N,K] is first transposed into scratch, 16 x 16 blocks in registers).
+//              On AVX2, from 48 rows on, the same tiles read op(B) from a copy packed into
+//              column strips and, with trans_a, op(A) from a packed row panel
+//              (direct_gemm_packed): the same sums, bit for bit, without the L1 set conflicts of
+//              rows a power of two apart (Zen 3: up to 2.5x on the LM step's shapes).
 //   version 4  dot_tile: C(i,j) = dot(A row i, B^T row j), vectorised along K, MI x NJ sums
 //              reduced together by a transpose-add tree. For trans_b (y = x W^T with W [out,in])
 //              when M is small next to K (M <= max(8, K/4)), and for narrow N (<= W/2).
@@ -94,6 +98,11 @@ float* gemm_scratch(int slot, int64_t floats) {
   }
   return buffers.ptr[slot];
 }
+
+std::atomic<bool> g_direct_packing{true};
+bool direct_packing_enabled() { return g_direct_packing.load(std::memory_order_relaxed); }
+std::atomic<int64_t> g_direct_packing_calls{0};
+void count_direct_packing_call() { g_direct_packing_calls.fetch_add(1, std::memory_order_relaxed); }
 
 }  // namespace gemm_detail
 
@@ -499,6 +508,14 @@ void gemm_naive_f32(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
 }
 
 const char* gemm_isa() { return kernels().name; }
+
+bool gemm_set_direct_packing(bool on) {
+  return gemm_detail::g_direct_packing.exchange(on, std::memory_order_relaxed);
+}
+
+int64_t gemm_direct_packing_calls() {
+  return gemm_detail::g_direct_packing_calls.load(std::memory_order_relaxed);
+}
 
 const char* gemm_set_isa(const char* isa) {
   const GemmKernels* k = select_kernels(isa != nullptr && isa[0] != '\0' ? isa : nullptr);

@@ -50,4 +50,13 @@ const char* gemm_isa();
 // Returns the name now in use. Not to be called while another thread is inside gemm_*.
 const char* gemm_set_isa(const char* isa);
 
+// Whether the unpacked path's tiles may read packed copies of A and B (on by default, AVX2 only;
+// see direct_gemm_packed in gemm_kernels.h). The bits are the same either way: for the tests
+// that check so, and for benchmarks. Returns the previous setting. Not to be called while another
+// thread is inside gemm_*.
+bool gemm_set_direct_packing(bool on);
+// How many times (all threads, since the process started) the unpacked path read packed copies:
+// for the tests that must know the packed reads were taken.
+int64_t gemm_direct_packing_calls();
+
 }  // namespace rlft::kernels

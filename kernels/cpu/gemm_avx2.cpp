@@ -4,7 +4,8 @@
 // without -march flags.
 //
 // 16 ymm registers: packed tile 6 x 16 (12 accumulators + 2 B vectors + 1 broadcast), unpacked
-// 6 x 16, dot 4 x 2. Blocks: KC = 384, NB = 384 (576 KiB of packed B: L2), MB = 3072.
+// 6 x 16 (over packed copies of B, and of A with trans_a, from 48 rows: PACK_DIRECT), dot 4 x 2.
+// Blocks: KC = 384, NB = 384 (576 KiB of packed B: L2 on Zen 4; Zen 3's L2 is 512 KiB), MB = 3072.
 //
 #if defined(__x86_64__) || defined(__i386__)  // x86 only; gemm.cpp never asks elsewhere
 
@@ -126,6 +127,7 @@ struct Params {
   static constexpr int MRD = 6, NVD = 2;
   static constexpr int DOT_MIN_K = 8;
   static constexpr int GEMV_NV = 8;  // one-row kernel: 64 columns per chunk
+  static constexpr bool PACK_DIRECT = true;  // direct tiles over packed copies (gemm_kernels.h)
 };
 
 }  // namespace rlft::kernels::gemm_avx2

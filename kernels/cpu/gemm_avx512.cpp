@@ -141,6 +141,7 @@ struct Params {
   static constexpr int MRD = 6, NVD = 4;
   static constexpr int DOT_MIN_K = 16;
   static constexpr int GEMV_NV = 16;  // one-row kernel: 256 columns per chunk
+  static constexpr bool PACK_DIRECT = false;  // direct tiles over packed copies (gemm_kernels.h)
 };
 
 }  // namespace rlft::kernels::gemm_avx512

@@ -54,6 +54,13 @@ const GemmKernels& gemm_kernels_portable();
 enum ScratchSlot { kScratchA = 0, kScratchB = 1, kScratchT = 2, kScratchSlots = 3 };
 float* gemm_scratch(int slot, int64_t floats);
 
+// Whether the unpacked path may read its operands from packed copies (direct_gemm_packed in part
+// 2; on by default, where the ISA's Params enable it). Off: the tiles read A and B in place.
+// gemm_set_direct_packing (gemm.h) sets it, for the tests that hold the two to the same bits.
+bool direct_packing_enabled();
+// Counts direct_gemm_packed's calls (gemm_direct_packing_calls in gemm.h, for the tests).
+void count_direct_packing_call();
+
 }  // namespace rlft::kernels::gemm_detail
 
 #endif  // RLFT_KERNELS_CPU_GEMM_KERNELS_DECLS
@@ -368,6 +375,80 @@ void direct_gemm(bool trans_a, int64_t M, int64_t N, int64_t K, float alpha, con
   }
 }
 
+// ---- version 3 over packed copies --------------------------------------------------------------
+// The same direct tiles reading op(B) from a copy packed once per call into strips of NRD
+// columns (each K x NRD, contiguous) and, with trans_a, op(A) from row panels (K x MRD,
+// contiguous). Each tile is the same direct_tile<mm, nv, TA> over the same values in the same
+// order, so C has direct_gemm's bits; only where the values are read from changes (tested:
+// GemmDirectPacking.*). Why: rows of B that lie ldb floats apart fall into few L1 sets when ldb
+// is a multiple of a large power of two (the LM's 128, 384, 512: 8, 8 and 2 of the 64 sets of a
+// 32 KiB 8-way L1), so the in-place tile missed L1 on nearly every row of B; with trans_a the
+// same holds for A's rows, of which a tile uses MRD floats per 64-byte line. A strip is read
+// front to back. Measured on Zen 3 (AVX2, 1 thread; BENCHMARKS.md "CPU GEMM"): the micro GPT
+// step's nine shapes from 26-69 to 63-81 GFLOP/s (dW = dy^T x at K = 2048: 26-41 to 66-70),
+// 512^3 from 45 to 71. AVX2 only for now (Params::PACK_DIRECT): the AVX-512 tiles were tuned on
+// a Zen 4 with a 1 MiB L2, and no AVX-512 machine was at hand to measure them packed.
+// Row tiles outside: the packed B (at most 1.5 MiB on this path) streams from L2 or L3 for each
+// tile, front to back. (Tried on Zen 3: strips outside with all of op(A) packed once, for a
+// packed B over 256 KiB: the LM's dW = dy^T x at K = 2048 ran at 36-49 GFLOP/s against 54-55.)
+void direct_gemm_packed(bool trans_a, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+                        int64_t lda, const float* B, int64_t ldb, float beta, float* C,
+                        int64_t ldc) {
+  constexpr int MRD = Params::MRD, NRD = Params::NVD * W;
+  gemm_detail::count_direct_packing_call();
+  const auto& table = trans_a ? kDirectT : kDirectN;
+  const int64_t strips = (N + NRD - 1) / NRD;
+  float* Bp = gemm_detail::gemm_scratch(gemm_detail::kScratchB, strips * NRD * K);
+  for (int64_t s = 0; s < strips; ++s) {  // strip s: Bp[s*K*NRD + k*NRD + c] = B[k][s*NRD + c]
+    const int64_t j = s * NRD;
+    const int nn = static_cast<int>(imin(NRD, N - j));
+    float* d = Bp + s * K * NRD;
+    if (nn == NRD) {
+      for (int64_t k = 0; k < K; ++k) {
+#pragma GCC unroll 8
+        for (int v = 0; v < Params::NVD; ++v)
+          V::store(d + k * NRD + v * W, V::load(B + k * ldb + j + v * W));
+      }
+    } else {  // the ragged strip: its tiles read only the first nn columns (masked loads)
+      for (int64_t k = 0; k < K; ++k)
+        for (int c = 0; c < nn; ++c) d[k * NRD + c] = B[k * ldb + j + c];
+    }
+  }
+  // op(A)'s rows of a row tile: in place, or (trans_a) a panel packed for the tile: row k of
+  // the panel is the MRD floats at A + k*lda + i, moved as one vector (W >= MRD) whose last
+  // W - MRD lanes the next row overwrites (hence W floats of slack); element by element where
+  // a vector is narrower than a panel row (the portable family).
+  float* Ap = trans_a ? gemm_detail::gemm_scratch(gemm_detail::kScratchA, K * MRD + W) : nullptr;
+  for (int64_t i = 0; i < M; i += MRD) {
+    const int mm = static_cast<int>(imin(MRD, M - i));
+    if (trans_a) {
+      if constexpr (MRD > W) {
+        for (int64_t k = 0; k < K; ++k)
+          for (int r = 0; r < mm; ++r) Ap[k * MRD + r] = A[k * lda + i + r];
+      } else if (i + W <= M) {  // a whole vector lies inside the row
+        for (int64_t k = 0; k < K; ++k) V::store(Ap + k * MRD, V::load(A + k * lda + i));
+      } else {
+        const typename V::Mask m = V::mask(mm);
+        for (int64_t k = 0; k < K; ++k) V::store(Ap + k * MRD, V::loadm(A + k * lda + i, m));
+      }
+    }
+    const float* a = trans_a ? Ap : A + i * lda;
+    for (int64_t s = 0; s < strips; ++s) {
+      const int nn = static_cast<int>(imin(NRD, N - s * NRD));
+      table[(mm - 1) * Params::NVD + (nn + W - 1) / W - 1](
+          K, a, trans_a ? MRD : lda, Bp + s * K * NRD, NRD, C + i * ldc + s * NRD, ldc, nn, alpha,
+          beta);
+    }
+  }
+}
+
+// Packing costs one pass over op(B) (and op(A) with trans_a) per call: worth it from a few row
+// tiles on, and where B does not sit in L1 anyway.
+RLFT_GEMM_INLINE bool use_direct_packing(int64_t m_all, int64_t N, int64_t K) {
+  return Params::PACK_DIRECT && gemm_detail::direct_packing_enabled() && m_all >= 8 * Params::MRD &&
+         N * K >= 4096;
+}
+
 // ---- version 4: dot-product tile, C = A @ Bt^T with both operands contiguous along K ----------
 // For B stored [N,K] (trans_b, the Linear layer's weight) when M is small, and for very narrow N
 // (value heads, N = 1 or 2): vectorise along K with MI x NJ accumulators (MI*NJ <= W, powers of
@@ -554,11 +635,19 @@ void small(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float al
   if (trans_b) {
     float* Bn = gemm_detail::gemm_scratch(gemm_detail::kScratchT, K * N);  // Bn[p][j] = B[j][p]
     transpose(B, ldb, N, K, Bn, N);
-    direct_gemm(trans_a, M, N, K, alpha, A, lda, Bn, N, beta, C, ldc);
+    if (use_direct_packing(m_all, N, K)) {
+      direct_gemm_packed(trans_a, M, N, K, alpha, A, lda, Bn, N, beta, C, ldc);
+    } else {
+      direct_gemm(trans_a, M, N, K, alpha, A, lda, Bn, N, beta, C, ldc);
+    }
     return;
   }
   if (m_all == 1) {
     gemv_row(trans_a, N, K, alpha, A, lda, B, ldb, beta, C);
+    return;
+  }
+  if (use_direct_packing(m_all, N, K)) {
+    direct_gemm_packed(trans_a, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
     return;
   }
   direct_gemm(trans_a, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);

@@ -69,6 +69,7 @@ struct Params {
   static constexpr int MRD = 6, NVD = 2;
   static constexpr int DOT_MIN_K = 8;
   static constexpr int GEMV_NV = 4;  // one-row kernel: 16 columns per chunk
+  static constexpr bool PACK_DIRECT = false;  // direct tiles over packed copies (gemm_kernels.h)
 };
 
 }  // namespace rlft::kernels::gemm_portable

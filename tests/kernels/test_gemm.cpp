@@ -9,8 +9,10 @@
 #include <gtest/gtest.h>
 #include <omp.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <limits>
 #include <random>
 #include <string>
@@ -310,6 +312,64 @@ TEST(GemmThreads, ColumnSplitOfTheUnpackedPathReadsATransposedBsOwnRows) {
   GTEST_FLAG_SET(death_test_style, "threadsafe");
   EXPECT_EXIT(std::exit(column_split_error()), ::testing::ExitedWithCode(0), "");
   GTEST_FLAG_SET(death_test_style, style);
+}
+
+// ---- the unpacked path over packed copies (direct_gemm_packed, AVX2) --------------------------
+
+// C from gemm_f32 on `threads` threads with the unpacked path's packed reads on or off, on the
+// inputs of check_gemm's seed (C starts as NaN with beta = 0, as random values otherwise).
+std::vector<float> gemm_with_packing(bool packing, bool ta, bool tb, Shape s, float alpha,
+                                     float beta, int64_t pad, int threads, uint32_t seed) {
+  std::mt19937 rng(seed);
+  Mat A(ta ? s.K : s.M, ta ? s.M : s.K, pad, rng);
+  Mat B(tb ? s.N : s.K, tb ? s.K : s.N, pad, rng);
+  Mat C(s.M, s.N, pad, rng, beta == 0.0f ? 1.0f : 0.0f);
+  const bool before = gemm_set_direct_packing(packing);
+  omp_set_num_threads(threads);
+  gemm_f32(ta, tb, s.M, s.N, s.K, alpha, A.data(), A.ld, B.data(), B.ld, beta, C.data(), C.ld);
+  omp_set_num_threads(omp_get_num_procs());
+  gemm_set_direct_packing(before);
+  return C.v;
+}
+
+// The packed copies change where the tiles read, never what they add: C must have the bits of
+// the in-place tiles for every transpose, ragged rows (the last panel's masked A rows with
+// trans_a) and ragged columns (a last strip of 5 or 13 columns: KU partial sums on AVX2),
+// padded strides, alpha/beta, and a split between two threads. And the packed reads must have
+// been taken (the call counter), so that the comparison is not of the in-place path with itself.
+TEST(GemmDirectPacking, SameBitsAsTheInPlaceTiles) {
+  if (std::string(gemm_set_isa("avx2")) != "avx2")
+    GTEST_SKIP() << "this CPU cannot run avx2 (best: " << gemm_isa() << "), the one family that "
+                 << "packs its unpacked path";
+  const Shape shapes[] = {{2048, 384, 128}, {384, 128, 2048}, {50, 37, 129},
+                          {53, 16, 300},    {97, 133, 64},    {64, 64, 64}};
+  uint32_t seed = 3000;
+  for (bool ta : kTrans)
+    for (bool tb : kTrans)
+      for (const Shape& s : shapes)
+        for (int threads : {1, 2}) {
+          const float alpha = seed % 2 ? 1.0f : 0.75f, beta = seed % 3 ? 0.0f : -0.5f;
+          const int64_t pad = seed % 4 == 0 ? 3 : 0;
+          SCOPED_TRACE(::testing::Message()
+                       << "ta=" << ta << " tb=" << tb << " M=" << s.M << " N=" << s.N
+                       << " K=" << s.K << " threads=" << threads << " alpha=" << alpha
+                       << " beta=" << beta << " pad=" << pad);
+          const int64_t calls = gemm_direct_packing_calls();
+          const std::vector<float> in_place =
+              gemm_with_packing(false, ta, tb, s, alpha, beta, pad, threads, seed);
+          EXPECT_EQ(gemm_direct_packing_calls(), calls);
+          const std::vector<float> packed =
+              gemm_with_packing(true, ta, tb, s, alpha, beta, pad, threads, seed);
+          // Shapes the dot tile takes (no trans_a, trans_b with M <= K/4) never pack.
+          const bool dot = !ta && tb && s.M <= std::max<int64_t>(8, s.K / 4);
+          if (!dot) EXPECT_GT(gemm_direct_packing_calls(), calls);
+          ASSERT_EQ(packed.size(), in_place.size());
+          EXPECT_EQ(0, std::memcmp(packed.data(), in_place.data(), packed.size() * sizeof(float)))
+              << "packed and in-place tiles differ";
+          check_gemm(ta, tb, s, alpha, beta, pad, seed);  // and both are right
+          ++seed;
+        }
+  gemm_set_isa(nullptr);
 }
 
 // ---- float64 ----------------------------------------------------------------------------------
