@@ -177,11 +177,19 @@ void register_all() {
   // The micro GPT's training step (bench_lm BM_TrainStep_micro: 2048 tokens, width 128): per
   // linear layer y = x·Wᵀ (nt), dx = dy·W (nn) and dW = dyᵀ·x (tn), for the fused QKV
   // projection (out 384) and the MLP's two layers (128 → 512 → 128).
-  for (auto io : {std::pair<int64_t, int64_t>{128, 384}, {128, 512}, {512, 128}}) {
+  // gpt_mini: the same for mini (bench_lm BM_TrainStep_mini: 2048 tokens, width 256).
+  for (auto io : {std::pair<int64_t, int64_t>{128, 384},
+                  {128, 512},
+                  {512, 128},
+                  {256, 768},
+                  {256, 256},
+                  {256, 1024},
+                  {1024, 256}}) {
     const int64_t T = 2048, in = io.first, out = io.second;
-    shapes.push_back({"gpt", false, true, T, out, in});
-    shapes.push_back({"gpt", false, false, T, in, out});
-    shapes.push_back({"gpt", true, false, out, in, T});
+    const char* family = in == 256 || out == 256 ? "gpt_mini" : "gpt";
+    shapes.push_back({family, false, true, T, out, in});
+    shapes.push_back({family, false, false, T, in, out});
+    shapes.push_back({family, true, false, out, in, T});
   }
 
   for (Impl impl : impls)

@@ -318,8 +318,9 @@ void packed_serial(const GemmKernels& kr, bool ta, bool tb, int64_t M, int64_t N
   // thread split: the bits do not depend on the thread count.
   const int64_t kchunks = ceil_div(K, kr.kc);
   const int64_t KC = std::min<int64_t>(kr.kc, ceil_div(ceil_div(K, kchunks), 8) * 8);
-  float* Ap =
-      gemm_detail::gemm_scratch(gemm_detail::kScratchA, std::min(MB, ceil_div(M, MR) * MR) * KC);
+  // + 16: pack_a may move a whole vector for a panel's last row (see there).
+  float* Ap = gemm_detail::gemm_scratch(gemm_detail::kScratchA,
+                                        std::min(MB, ceil_div(M, MR) * MR) * KC + 16);
   float* Bp = gemm_detail::gemm_scratch(gemm_detail::kScratchB, KC * NB);
   for (int64_t i0 = 0; i0 < M; i0 += MB) {
     const int64_t mb = std::min(MB, M - i0);
