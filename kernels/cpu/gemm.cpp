@@ -31,7 +31,7 @@
 //              where a full pack would cost as much as the math. The same register tiling (6 x 64
 //              on AVX-512) reading op(A) by broadcasts at any stride and the rows of B in place
 //              (B stored [N,K] is first transposed into scratch, 16 x 16 blocks in registers).
-//              On AVX2, from 48 rows on, the same tiles read op(B) from a copy packed into
+//              On AVX2, from 128 rows on, the same tiles read op(B) from a copy packed into
 //              column strips and, with trans_a, op(A) from a packed row panel
 //              (direct_gemm_packed): the same sums, bit for bit, without the L1 set conflicts of
 //              rows a power of two apart (Zen 3: up to 2.5x on the LM step's shapes).

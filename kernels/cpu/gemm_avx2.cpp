@@ -4,7 +4,7 @@
 // without -march flags.
 //
 // 16 ymm registers: packed tile 6 x 16 (12 accumulators + 2 B vectors + 1 broadcast), unpacked
-// 6 x 16 (over packed copies of B, and of A with trans_a, from 48 rows: PACK_DIRECT), dot 4 x 2.
+// 6 x 16 (over packed copies of B, and of A with trans_a, from 128 rows: PACK_DIRECT), dot 4 x 2.
 // Blocks: KC = 384, NB = 384 (576 KiB of packed B: L2 on Zen 4; Zen 3's L2 is 512 KiB), MB = 3072.
 //
 #if defined(__x86_64__) || defined(__i386__)  // x86 only; gemm.cpp never asks elsewhere

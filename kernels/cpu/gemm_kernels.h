@@ -389,13 +389,13 @@ void direct_gemm(bool trans_a, int64_t M, int64_t N, int64_t K, float alpha, con
 // ---- version 3 over packed copies --------------------------------------------------------------
 // The same direct tiles reading op(B) from a copy packed once per call into strips of NRD
 // columns (each K x NRD, contiguous) and, with trans_a, op(A) from row panels (K x MRD,
-// contiguous). Each tile is the same direct_tile<mm, nv, TA> over the same values in the same
-// order, so C has direct_gemm's bits; only where the values are read from changes (tested:
-// GemmDirectPacking.*). Why: rows of B that lie ldb floats apart fall into few L1 sets when ldb
-// is a multiple of a large power of two (the LM's 128, 384, 512: 8, 8 and 2 of the 64 sets of a
-// 32 KiB 8-way L1), so the in-place tile missed L1 on nearly every row of B; with trans_a the
-// same holds for A's rows, of which a tile uses MRD floats per 64-byte line. A strip is read
-// front to back. Measured on Zen 3 (AVX2, 1 thread; BENCHMARKS.md "CPU GEMM"): the micro GPT
+// contiguous), where use_direct_packing says. Each tile is the same direct_tile<mm, nv, TA> over
+// the same values in the same order, so C has direct_gemm's bits; only where the values are read
+// from changes (tested: GemmDirectPacking.*). Why: rows of B that lie ldb floats apart fall into
+// few L1 sets when ldb is a multiple of a large power of two (the LM's 128, 384, 512: 8, 8 and 2 of
+// the 64 sets of a 32 KiB 8-way L1), so the in-place tile missed L1 on nearly every row of B; with
+// trans_a the same holds for A's rows, of which a tile uses MRD floats per 64-byte line. A strip is
+// read front to back. Measured on Zen 3 (AVX2, 1 thread; BENCHMARKS.md "CPU GEMM"): the micro GPT
 // step's nine shapes from 26-69 to 63-81 GFLOP/s (dW = dy^T x at K = 2048: 26-41 to 66-70),
 // 512^3 from 45 to 71. AVX2 only for now (Params::PACK_DIRECT): the AVX-512 tiles were tuned on
 // a Zen 4 with a 1 MiB L2, and no AVX-512 machine was at hand to measure them packed.
@@ -453,11 +453,13 @@ void direct_gemm_packed(bool trans_a, int64_t M, int64_t N, int64_t K, float alp
   }
 }
 
-// Packing costs one pass over op(B) (and op(A) with trans_a) per call: worth it from a few row
-// tiles on, and where B does not sit in L1 anyway.
+// Packing costs one pass over op(B) (and op(A) with trans_a) per call: worth it where B does
+// not sit in L1 anyway (over 32 KiB) and enough row tiles reuse it (128 rows on). Measured on
+// Zen 3 (bench_gemm rl/, medians of three rounds): 512 x 64 x 64 (16 KiB of B) ran at 0.85x
+// packed, 64 x 256 x 256 at 0.81-0.99x, 512 x 256 x 256 at 0.96-1.25x.
 RLFT_GEMM_INLINE bool use_direct_packing(int64_t m_all, int64_t N, int64_t K) {
-  return Params::PACK_DIRECT && gemm_detail::direct_packing_enabled() && m_all >= 8 * Params::MRD &&
-         N * K >= 4096;
+  return Params::PACK_DIRECT && gemm_detail::direct_packing_enabled() && m_all >= 128 &&
+         N * K >= 8192;
 }
 
 // ---- version 4: dot-product tile, C = A @ Bt^T with both operands contiguous along K ----------

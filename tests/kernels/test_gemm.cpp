@@ -341,8 +341,10 @@ TEST(GemmDirectPacking, SameBitsAsTheInPlaceTiles) {
   if (std::string(gemm_set_isa("avx2")) != "avx2")
     GTEST_SKIP() << "this CPU cannot run avx2 (best: " << gemm_isa() << "), the one family that "
                  << "packs its unpacked path";
-  const Shape shapes[] = {{2048, 384, 128}, {384, 128, 2048}, {50, 37, 129},
-                          {53, 16, 300},    {97, 133, 64},    {64, 64, 64}};
+  // Packed: from 128 rows and 8192 elements of B (use_direct_packing); the last two are just
+  // below, one in rows, one in B's size.
+  const Shape shapes[] = {{2048, 384, 128}, {384, 128, 2048}, {130, 37, 257}, {133, 16, 600},
+                          {197, 133, 64},   {128, 64, 128},   {127, 64, 128}, {128, 63, 128}};
   uint32_t seed = 3000;
   for (bool ta : kTrans)
     for (bool tb : kTrans)
@@ -362,7 +364,8 @@ TEST(GemmDirectPacking, SameBitsAsTheInPlaceTiles) {
               gemm_with_packing(true, ta, tb, s, alpha, beta, pad, threads, seed);
           // Shapes the dot tile takes (no trans_a, trans_b with M <= K/4) never pack.
           const bool dot = !ta && tb && s.M <= std::max<int64_t>(8, s.K / 4);
-          if (!dot) EXPECT_GT(gemm_direct_packing_calls(), calls);
+          const bool packs = !dot && s.M >= 128 && s.N * s.K >= 8192;
+          EXPECT_EQ(gemm_direct_packing_calls() > calls, packs);
           ASSERT_EQ(packed.size(), in_place.size());
           EXPECT_EQ(0, std::memcmp(packed.data(), in_place.data(), packed.size() * sizeof(float)))
               << "packed and in-place tiles differ";
