@@ -34,7 +34,7 @@
 //              On AVX2, from 128 rows on, the same tiles read op(B) from a copy packed into
 //              column strips and, with trans_a, op(A) from a packed row panel
 //              (direct_gemm_packed): the same sums, bit for bit, without the L1 set conflicts of
-//              rows a power of two apart (Zen 3: up to 2.5x on the LM step's shapes).
+//              rows a power of two apart (Zen 3: up to 1.95x on the LM step's shapes).
 //   version 4  dot_tile: C(i,j) = dot(A row i, B^T row j), vectorised along K, MI x NJ sums
 //              reduced together by a transpose-add tree. For trans_b (y = x W^T with W [out,in])
 //              when M is small next to K (M <= max(8, K/4)), and for narrow N (<= W/2).

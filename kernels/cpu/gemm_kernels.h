@@ -395,13 +395,14 @@ void direct_gemm(bool trans_a, int64_t M, int64_t N, int64_t K, float alpha, con
 // few L1 sets when ldb is a multiple of a large power of two (the LM's 128, 384, 512: 8, 8 and 2 of
 // the 64 sets of a 32 KiB 8-way L1), so the in-place tile missed L1 on nearly every row of B; with
 // trans_a the same holds for A's rows, of which a tile uses MRD floats per 64-byte line. A strip is
-// read front to back. Measured on Zen 3 (AVX2, 1 thread; BENCHMARKS.md "CPU GEMM"): the micro GPT
-// step's nine shapes from 26-69 to 63-81 GFLOP/s (dW = dy^T x at K = 2048: 26-41 to 66-70),
-// 512^3 from 45 to 71. AVX2 only for now (Params::PACK_DIRECT): the AVX-512 tiles were tuned on
-// a Zen 4 with a 1 MiB L2, and no AVX-512 machine was at hand to measure them packed.
-// Row tiles outside: the packed B (at most 1.5 MiB on this path) streams from L2 or L3 for each
-// tile, front to back. (Tried on Zen 3: strips outside with all of op(A) packed once, for a
-// packed B over 256 KiB: the LM's dW = dy^T x at K = 2048 ran at 36-49 GFLOP/s against 54-55.)
+// read front to back. Measured on Zen 3 (AVX2, 1 thread, medians of three rounds; BENCHMARKS.md
+// "CPU GEMM"): the micro GPT step's nine shapes from 29-75 to 57-78 GFLOP/s (dW = dy^T x at
+// K = 2048: 29-35 to 57-65), 512^3 from 50-53 to 75-80. AVX2 only for now (Params::PACK_DIRECT):
+// the AVX-512 tiles were tuned on a Zen 4 with a 1 MiB L2, and no AVX-512 machine was at hand to
+// measure them packed. Row tiles outside: the packed B (at most 1.5 MiB on this path) streams from
+// L2 or L3 for each tile, front to back. (Tried on Zen 3: strips outside with all of op(A) packed
+// once, for a packed B over 256 KiB: the LM's dW = dy^T x at K = 2048 ran at 36-49 GFLOP/s against
+// 54-55.)
 void direct_gemm_packed(bool trans_a, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
                         int64_t lda, const float* B, int64_t ldb, float beta, float* C,
                         int64_t ldc) {
