@@ -388,34 +388,36 @@ void direct_gemm(bool trans_a, int64_t M, int64_t N, int64_t K, float alpha, con
 
 // ---- version 3 over packed copies --------------------------------------------------------------
 // The same direct tiles reading op(B) from a copy packed once per call into strips of NRD
-// columns (each K x NRD, contiguous) and, with trans_a, op(A) from row panels (K x MRD,
-// contiguous), where use_direct_packing says. Each tile is the same direct_tile<mm, nv, TA> over
-// the same values in the same order, so C has direct_gemm's bits; only where the values are read
-// from changes (tested: GemmDirectPacking.*). Why: rows of B that lie ldb floats apart fall into
-// few L1 sets when ldb is a multiple of a large power of two (the LM's 128, 384, 512: 8, 8 and 2 of
-// the 64 sets of a 32 KiB 8-way L1), so the in-place tile missed L1 on nearly every row of B; with
-// trans_a the same holds for A's rows, of which a tile uses MRD floats per 64-byte line. A strip is
-// read front to back. Measured on Zen 3 (AVX2, 1 thread, medians of three rounds; BENCHMARKS.md
-// "CPU GEMM"): the micro GPT step's nine shapes from 29-75 to 57-78 GFLOP/s (dW = dy^T x at
-// K = 2048: 29-35 to 57-65), 512^3 from 50-53 to 75-80. AVX2 only for now (Params::PACK_DIRECT):
-// the AVX-512 tiles were tuned on a Zen 4 with a 1 MiB L2, and no AVX-512 machine was at hand to
-// measure them packed. Row tiles outside: the packed B (at most 1.5 MiB on this path) streams from
-// L2 or L3 for each tile, front to back. (Tried on Zen 3: strips outside with all of op(A) packed
-// once, for a packed B over 256 KiB: the LM's dW = dy^T x at K = 2048 ran at 36-49 GFLOP/s against
-// 54-55.)
-void direct_gemm_packed(bool trans_a, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
-                        int64_t lda, const float* B, int64_t ldb, float beta, float* C,
-                        int64_t ldc) {
+// columns (each K x NRD, contiguous; B stored [N,K] is transposed straight into them) and, with
+// trans_a, op(A) from row panels (K x MRD, contiguous), where use_direct_packing says. Each tile is
+// the same direct_tile<mm, nv, TA> over the same values in the same order, so C has direct_gemm's
+// bits; only where the values are read from changes (tested: GemmDirectPacking.*). Why: rows of B
+// that lie ldb floats apart fall into few L1 sets when ldb is a multiple of a large power of two
+// (the LM's 128, 384, 512: 8, 8 and 2 of the 64 sets of a 32 KiB 8-way L1), so the in-place tile
+// missed L1 on nearly every row of B; with trans_a the same holds for A's rows, of which a tile
+// uses MRD floats per 64-byte line. A strip is read front to back. Measured on Zen 3 (AVX2, 1
+// thread, medians of three rounds; BENCHMARKS.md "CPU GEMM"): the micro GPT step's nine shapes from
+// 29-75 to 57-78 GFLOP/s (dW = dy^T x at K = 2048: 29-35 to 57-65), 512^3 from 50-53 to 75-80. AVX2
+// only for now (Params::PACK_DIRECT): the AVX-512 tiles were tuned on a Zen 4 with a 1 MiB L2, and
+// no AVX-512 machine was at hand to measure them packed. Row tiles outside: the packed B (at
+// most 1.5 MiB on this path) streams from L2 or L3 for each tile, front to back. (Tried on Zen 3:
+// strips outside with all of op(A) packed once, for a packed B over 256 KiB: the LM's dW = dy^T x
+// at K = 2048 ran at 36-49 GFLOP/s against 54-55.)
+void direct_gemm_packed(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                        const float* A, int64_t lda, const float* B, int64_t ldb, float beta,
+                        float* C, int64_t ldc) {
   constexpr int MRD = Params::MRD, NRD = Params::NVD * W;
   gemm_detail::count_direct_packing_call();
   const auto& table = trans_a ? kDirectT : kDirectN;
   const int64_t strips = (N + NRD - 1) / NRD;
   float* Bp = gemm_detail::gemm_scratch(gemm_detail::kScratchB, strips * NRD * K);
-  for (int64_t s = 0; s < strips; ++s) {  // strip s: Bp[s*K*NRD + k*NRD + c] = B[k][s*NRD + c]
+  for (int64_t s = 0; s < strips; ++s) {  // strip s: Bp[s*K*NRD + k*NRD + c] = op(B)(k, s*NRD + c)
     const int64_t j = s * NRD;
     const int nn = static_cast<int>(imin(NRD, N - j));
     float* d = Bp + s * K * NRD;
-    if (nn == NRD) {
+    if (trans_b) {  // B stored [N,K]: the strip is the transpose of nn rows of B
+      transpose(B + j * ldb, ldb, nn, K, d, NRD);
+    } else if (nn == NRD) {
       for (int64_t k = 0; k < K; ++k) {
 #pragma GCC unroll 8
         for (int v = 0; v < Params::NVD; ++v)
@@ -646,22 +648,18 @@ void small(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float al
       return;
     }
   }
+  if (use_direct_packing(m_all, N, K)) {  // op(B) transposed, if stored [N,K], into the strips
+    direct_gemm_packed(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    return;
+  }
   if (trans_b) {
     float* Bn = gemm_detail::gemm_scratch(gemm_detail::kScratchT, K * N);  // Bn[p][j] = B[j][p]
     transpose(B, ldb, N, K, Bn, N);
-    if (use_direct_packing(m_all, N, K)) {
-      direct_gemm_packed(trans_a, M, N, K, alpha, A, lda, Bn, N, beta, C, ldc);
-    } else {
-      direct_gemm(trans_a, M, N, K, alpha, A, lda, Bn, N, beta, C, ldc);
-    }
+    direct_gemm(trans_a, M, N, K, alpha, A, lda, Bn, N, beta, C, ldc);
     return;
   }
   if (m_all == 1) {
     gemv_row(trans_a, N, K, alpha, A, lda, B, ldb, beta, C);
-    return;
-  }
-  if (use_direct_packing(m_all, N, K)) {
-    direct_gemm_packed(trans_a, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
     return;
   }
   direct_gemm(trans_a, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
