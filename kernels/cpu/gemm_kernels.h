@@ -188,20 +188,24 @@ void macro(int64_t m, int64_t n, int64_t k, const float* Ap, const float* Bp, fl
                                  static_cast<int>(imin(NR, n - j)), alpha, beta);
 }
 
-void pack_a(bool trans_a, const float* A, int64_t lda, int64_t m, int64_t k, float* dst) {
+// readable: how many of op(A)'s rows (from A's origin) may be read, >= m; a panel row past the
+// first m stays unread (zero).
+void pack_a_within(bool trans_a, const float* A, int64_t lda, int64_t m, int64_t k, float* dst,
+                   int64_t readable) {
   constexpr int MR = Params::MR;
   for (int64_t i = 0; i < m; i += MR, dst += MR * k) {
     const int mm = static_cast<int>(imin(MR, m - i));
     if (trans_a && Params::PACK_DIRECT && MR <= W) {
       // op(A)(i+r, p) = A[p*lda + i + r]: MR contiguous values per p, moved as one vector whose
       // last W - MR lanes the next row overwrites (the caller leaves W floats of slack after
-      // the last panel); masked where a vector would cross the end of A's row (mm < MR only
-      // there: the masked lanes load zeros, so rows past m are zero). The values are
-      // the same as element by element below (PACK_DIRECT ISAs only: measured on Zen 3).
-      const typename V::Mask msk = V::mask(i + W <= m ? W : mm);
+      // the last panel); masked where the panel is short (its masked lanes load zeros, so rows
+      // past m are zero) or a vector would cross the readable rows. The values are the same as
+      // element by element below (PACK_DIRECT ISAs only: measured on Zen 3).
+      const bool whole = mm == MR && i + W <= readable;
+      const typename V::Mask msk = V::mask(whole ? W : mm);
       for (int64_t p = 0; p < k; ++p) {
         const float* src = A + p * lda + i;
-        V::store(dst + p * MR, i + W <= m ? V::load(src) : V::loadm(src, msk));
+        V::store(dst + p * MR, whole ? V::load(src) : V::loadm(src, msk));
       }
     } else if (trans_a) {  // op(A)(i+r, p) = A[p*lda + i + r]: MR contiguous values per p
       for (int64_t p = 0; p < k; ++p) {
@@ -220,6 +224,10 @@ void pack_a(bool trans_a, const float* A, int64_t lda, int64_t m, int64_t k, flo
       }
     }
   }
+}
+
+void pack_a(bool trans_a, const float* A, int64_t lda, int64_t m, int64_t k, float* dst) {
+  pack_a_within(trans_a, A, lda, m, k, dst, m);
 }
 
 void pack_b(bool trans_b, const float* B, int64_t ldb, int64_t k, int64_t n, float* dst) {
@@ -406,53 +414,26 @@ void direct_gemm(bool trans_a, int64_t M, int64_t N, int64_t K, float alpha, con
 void direct_gemm_packed(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
                         const float* A, int64_t lda, const float* B, int64_t ldb, float beta,
                         float* C, int64_t ldc) {
+  // The packed path's pack_b and pack_a lay out exactly these strips and panels when its tile is
+  // the direct tile's (strips of any other width would change which columns share a tile, and
+  // with it the partial sums of the narrow tiles).
+  static_assert(!Params::PACK_DIRECT || (Params::NV == Params::NVD && Params::MR == Params::MRD),
+                "packed reads need the packed tile to be the direct tile");
   constexpr int MRD = Params::MRD, NRD = Params::NVD * W;
   gemm_detail::count_direct_packing_call();
-  const auto& table = trans_a ? kDirectT : kDirectN;
   const int64_t strips = (N + NRD - 1) / NRD;
+  // Strip s: Bp[s*K*NRD + k*NRD + c] = op(B)(k, s*NRD + c) (B stored [N,K] transposed into it).
   float* Bp = gemm_detail::gemm_scratch(gemm_detail::kScratchB, strips * NRD * K);
-  for (int64_t s = 0; s < strips; ++s) {  // strip s: Bp[s*K*NRD + k*NRD + c] = op(B)(k, s*NRD + c)
-    const int64_t j = s * NRD;
-    const int nn = static_cast<int>(imin(NRD, N - j));
-    float* d = Bp + s * K * NRD;
-    if (trans_b) {  // B stored [N,K]: the strip is the transpose of nn rows of B
-      transpose(B + j * ldb, ldb, nn, K, d, NRD);
-    } else if (nn == NRD) {
-      for (int64_t k = 0; k < K; ++k) {
-#pragma GCC unroll 8
-        for (int v = 0; v < Params::NVD; ++v)
-          V::store(d + k * NRD + v * W, V::load(B + k * ldb + j + v * W));
-      }
-    } else {  // the ragged strip: its tiles read only the first nn columns (masked loads)
-      for (int64_t k = 0; k < K; ++k)
-        for (int c = 0; c < nn; ++c) d[k * NRD + c] = B[k * ldb + j + c];
-    }
-  }
-  // op(A)'s rows of a row tile: in place, or (trans_a) a panel packed for the tile: row k of
-  // the panel is the MRD floats at A + k*lda + i, moved as one vector (W >= MRD) whose last
-  // W - MRD lanes the next row overwrites (hence W floats of slack); element by element where
-  // a vector is narrower than a panel row (the portable family).
+  pack_b(trans_b, B, ldb, K, N, Bp);
+  // op(A)'s rows of a row tile: in place, or (trans_a) a panel packed for the tile, Ap[k*MRD + r]
+  // (+ W: pack_a may move a whole vector for the panel's last row).
   float* Ap = trans_a ? gemm_detail::gemm_scratch(gemm_detail::kScratchA, K * MRD + W) : nullptr;
   for (int64_t i = 0; i < M; i += MRD) {
-    const int mm = static_cast<int>(imin(MRD, M - i));
-    if (trans_a) {
-      if constexpr (MRD > W) {
-        for (int64_t k = 0; k < K; ++k)
-          for (int r = 0; r < mm; ++r) Ap[k * MRD + r] = A[k * lda + i + r];
-      } else if (i + W <= M) {  // a whole vector lies inside the row
-        for (int64_t k = 0; k < K; ++k) V::store(Ap + k * MRD, V::load(A + k * lda + i));
-      } else {
-        const typename V::Mask m = V::mask(mm);
-        for (int64_t k = 0; k < K; ++k) V::store(Ap + k * MRD, V::loadm(A + k * lda + i, m));
-      }
-    }
-    const float* a = trans_a ? Ap : A + i * lda;
-    for (int64_t s = 0; s < strips; ++s) {
-      const int nn = static_cast<int>(imin(NRD, N - s * NRD));
-      table[(mm - 1) * Params::NVD + (nn + W - 1) / W - 1](
-          K, a, trans_a ? MRD : lda, Bp + s * K * NRD, NRD, C + i * ldc + s * NRD, ldc, nn, alpha,
-          beta);
-    }
+    const int64_t mm = imin(MRD, M - i);
+    if (trans_a) pack_a_within(true, A + i, lda, mm, K, Ap, M - i);  // unmasked but at the end
+    for (int64_t s = 0; s < strips; ++s)  // one tile each: direct_gemm's own dispatch
+      direct_gemm(trans_a, mm, imin(NRD, N - s * NRD), K, alpha, trans_a ? Ap : A + i * lda,
+                  trans_a ? MRD : lda, Bp + s * K * NRD, NRD, beta, C + i * ldc + s * NRD, ldc);
   }
 }
 
