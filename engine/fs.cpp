@@ -73,14 +73,14 @@ struct Flush {
   int64_t size = -1;
   int64_t order = -1;
 };
-std::mutex g_synced_mutex;
+std::mutex g_flush_mutex;
 std::map<std::pair<dev_t, ino_t>, Flush> g_flushes;
 int64_t g_flush_count = 0;
 
 // `replaced`: the file a rename took the place of, whose record goes with it (so a run that
 // rewrites its checkpoints keeps one record per file, not one per write).
 void record_flush(const struct stat& st, const struct stat* replaced = nullptr) {
-  const std::lock_guard<std::mutex> lock(g_synced_mutex);
+  const std::lock_guard<std::mutex> lock(g_flush_mutex);
   if (replaced) g_flushes.erase({replaced->st_dev, replaced->st_ino});
   g_flushes[{st.st_dev, st.st_ino}] = {int64_t(st.st_size), ++g_flush_count};
 }
@@ -88,7 +88,7 @@ void record_flush(const struct stat& st, const struct stat* replaced = nullptr) 
 Flush flush_of(const std::string& path) {
   struct stat st {};
   if (::stat(path.c_str(), &st) != 0) return {};
-  const std::lock_guard<std::mutex> lock(g_synced_mutex);
+  const std::lock_guard<std::mutex> lock(g_flush_mutex);
   const auto it = g_flushes.find({st.st_dev, st.st_ino});
   return it == g_flushes.end() ? Flush{} : it->second;
 }
@@ -239,7 +239,7 @@ int64_t synced_size(const std::string& path) { return flush_of(path).size; }
 int64_t flush_order(const std::string& path) { return flush_of(path).order; }
 
 void forget_flushes() {
-  const std::lock_guard<std::mutex> lock(g_synced_mutex);
+  const std::lock_guard<std::mutex> lock(g_flush_mutex);
   g_flushes.clear();
 }
 
